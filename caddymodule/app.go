@@ -1,0 +1,236 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
+)
+
+func init() {
+	caddy.RegisterModule(&App{})
+}
+
+// App is the `hardening` app: the central security configuration every caddy-hardening module
+// reads. It holds the environment that picks each module's defaults, the shared Redis
+// connection, and the feature flags, and it gathers the configuration findings that modules
+// report while they provision: warnings are logged once when Caddy starts; errors refuse the
+// configuration.
+//
+// Without a `hardening` app in the config, modules behave as under an empty one: production,
+// in-memory state, every feature on.
+type App struct {
+	// Environment picks the defaults of every module: `production`, `staging` or
+	// `development`. A runtime placeholder such as `{env.HARDENING_ENV}` is resolved at load.
+	// Default: production.
+	Environment string `json:"environment,omitempty"`
+
+	// Redis is the connection shared by every module and instance. Optional: without it,
+	// every store is in memory and each instance keeps its own state.
+	Redis *RedisConfig `json:"redis,omitempty"`
+
+	// Features switches modules on or off by name: rate_limit, security_headers, csp_report,
+	// path_guard, ip_classes, detection, upstream_breaker, monitoring. A disabled feature's
+	// handlers pass requests through. Default: every feature on.
+	Features map[string]bool `json:"features,omitempty"`
+
+	env       Environment
+	redis     *sharedRedis
+	redisKey  string
+	keyPrefix string
+	findings  findingSet
+	logger    *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "hardening",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision resolves placeholders, checks the configuration, takes the shared Redis client
+// from the pool and records the app's own findings.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	env := a.Environment
+	if env == "" {
+		env = string(Production)
+	}
+	var err error
+	if a.env, err = ParseEnvironment(repl.ReplaceKnown(env, "")); err != nil {
+		return err
+	}
+	for name := range a.Features {
+		if err := checkFeature(name); err != nil {
+			return err
+		}
+	}
+	if a.Redis == nil {
+		_ = a.Report(Finding{Code: "redis.absent", Severity: Info, Module: "hardening", Config: "apps.hardening.redis",
+			Message: "production without Redis: rate limits, detected clients and breaker states are per instance",
+			Fix:     "for several instances, configure `redis` in the hardening global option"},
+			Production)
+		return nil
+	}
+	return a.provisionRedis(repl)
+}
+
+func (a *App) provisionRedis(repl *caddy.Replacer) error {
+	opts := a.Redis.options(repl)
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	a.keyPrefix = a.Redis.keyPrefix()
+	if err := checkKeyPrefix(a.keyPrefix); err != nil {
+		return err
+	}
+	for _, field := range a.Redis.literalSecrets() {
+		_ = a.Report(Finding{Code: "redis.literal_password", Severity: Warning, Module: "hardening",
+			Config:  "apps.hardening.redis." + field,
+			Message: "the Redis password is written in the configuration: it is kept in the JSON config, the admin API's GET /config/ and autosave.json (a Caddyfile {$VAR} is substituted before that, so it counts as written)",
+			Fix:     "use a runtime placeholder: password {env.REDIS_PASSWORD} or {file./run/secrets/redis_password}"},
+			Production, Staging)
+	}
+	if opts.InsecureSkipVerify {
+		f := Finding{Code: "redis.tls_insecure", Module: "hardening", Config: "apps.hardening.redis.tls.insecure_skip_verify",
+			Message: "TLS certificate verification to Redis is off: anyone on the path can impersonate Redis and read or forge shared security state",
+			Fix:     "remove insecure_skip_verify and trust the server's CA with ca_file"}
+		f.Severity = Warning
+		if a.env.IsProduction() {
+			f.Severity = Error
+		}
+		if err := a.Report(f, Production, Staging); err != nil {
+			return err
+		}
+	}
+	if !opts.TLSEnabled() && !allLoopback(opts) {
+		_ = a.Report(Finding{Code: "redis.plaintext", Severity: Warning, Module: "hardening", Config: "apps.hardening.redis",
+			Message: "Redis is reached without TLS over the network: passwords and shared security state cross it in clear",
+			Fix:     "use rediss:// (or the tls subdirective), or keep Redis on loopback or a Unix socket"},
+			Production)
+	}
+	shared, key, err := acquireRedis(opts, a.logger)
+	if err != nil {
+		return fmt.Errorf("redis: %s", redactSecrets(err.Error(), opts))
+	}
+	a.redis, a.redisKey = shared, key
+	return nil
+}
+
+// allLoopback reports whether every address is a Unix socket, localhost or a loopback IP.
+func allLoopback(o redisconn.Options) bool {
+	if strings.HasPrefix(o.URL, "unix://") {
+		return true
+	}
+	for _, ep := range o.Endpoints() {
+		host, _, err := net.SplitHostPort(ep)
+		if err != nil {
+			return false
+		}
+		if host == "localhost" {
+			continue
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// Start logs, once for this configuration, the findings and the disabled features.
+func (a *App) Start() error {
+	a.findings.log(a.logger)
+	for _, name := range sortedKeys(features) {
+		if on, set := a.Features[name]; set && !on {
+			log := a.logger.Info
+			if a.env.IsProduction() {
+				log = a.logger.Warn
+			}
+			log("feature disabled: its handlers pass requests through", zap.String("feature", name), zap.String("governs", features[name]))
+		}
+	}
+	return nil
+}
+
+// Stop does nothing: shared clients are released in Cleanup, after the next config started.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this configuration's reference to the shared Redis client.
+func (a *App) Cleanup() error {
+	if a.redis != nil {
+		_, err := redisPool.Delete(a.redisKey)
+		a.redis = nil
+		return err
+	}
+	return nil
+}
+
+// Env is the environment every module picks its defaults from.
+func (a *App) Env() Environment { return a.env }
+
+// RedisClient is the shared client, or nil when no Redis is configured.
+func (a *App) RedisClient() redis.UniversalClient {
+	if a.redis == nil {
+		return nil
+	}
+	return a.redis.client
+}
+
+// KeyPrefix starts every Redis key a module writes.
+func (a *App) KeyPrefix() string { return a.keyPrefix }
+
+// FeatureEnabled reports whether the named feature is on (every feature is on by default).
+// It panics on an unknown name: feature names are constants of this package.
+func (a *App) FeatureEnabled(name string) bool {
+	if _, ok := features[name]; !ok {
+		panic("caddy-hardening: unknown feature " + name)
+	}
+	on, set := a.Features[name]
+	return !set || on
+}
+
+// Report records a finding when the environment is one of envs (all when none is given). An
+// Error finding comes back as an error, which the reporting module returns from Provision.
+func (a *App) Report(f Finding, envs ...Environment) error {
+	if len(envs) > 0 {
+		match := false
+		for _, e := range envs {
+			match = match || e == a.env
+		}
+		if !match {
+			return nil
+		}
+	}
+	return a.findings.add(f)
+}
+
+// Findings lists what validation found in this configuration so far.
+func (a *App) Findings() []Finding { return a.findings.all() }
+
+// hardeningApp returns the configured `hardening` app, or one with the defaults when the
+// config has none (loading it into the config like any app).
+func hardeningApp(ctx caddy.Context) (*App, error) {
+	v, err := ctx.App("hardening")
+	if err != nil {
+		return nil, err
+	}
+	return v.(*App), nil
+}
+
+// Interface guards.
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

@@ -1,0 +1,338 @@
+package caddymodule
+
+import (
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("hardening", parseHardeningOption)
+}
+
+// appSubdirectives parses each subdirective of the `hardening` global option. The files of
+// the modules that keep settings in the app add their own entries.
+var appSubdirectives = map[string]func(d *caddyfile.Dispenser, a *App) error{
+	"environment": parseEnvironment,
+	"redis":       parseRedis,
+	"features":    parseFeatures,
+}
+
+func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	if existing != nil {
+		return nil, d.Err("the hardening global option is given twice; merge the blocks into one")
+	}
+	a := new(App)
+	if err := a.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "hardening", Value: caddyconfig.JSON(a, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from the `hardening` global option:
+//
+//	hardening {
+//		environment production|staging|development
+//		redis [<url>] {
+//			cluster <host:port>...
+//			sentinel <master> <host:port>...
+//			sentinel_username <user>
+//			sentinel_password <password>
+//			username <user>
+//			password <password>
+//			db <0-15>
+//			tls [{
+//				ca_file <pem>
+//				cert_file <pem>
+//				key_file <pem>
+//				server_name <name>
+//				insecure_skip_verify
+//			}]
+//			key_prefix <prefix>
+//			dial_timeout <duration>
+//			read_timeout <duration>
+//			write_timeout <duration>
+//			pool_size <n>
+//			max_retries <n>
+//		}
+//		features {
+//			<feature> on|off
+//		}
+//	}
+//
+// The URL is redis://, rediss:// or unix://. Give the URL, cluster or sentinel: exactly one.
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the option name
+	if d.NextArg() {
+		return d.Errf("hardening takes no arguments, only a block; got %q", d.Val())
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		parse, ok := appSubdirectives[name]
+		if !ok {
+			return d.Errf("unknown hardening subdirective %q; expected one of: %s", name, strings.Join(sortedKeys(appSubdirectives), ", "))
+		}
+		if seen[name] {
+			return d.Errf("hardening: %s is given twice", name)
+		}
+		seen[name] = true
+		if err := parse(d, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parseEnvironment(d *caddyfile.Dispenser, a *App) error {
+	if !d.NextArg() {
+		return d.Err("environment: expected production, staging or development")
+	}
+	a.Environment = d.Val()
+	if !isPlaceholder(a.Environment) {
+		if _, err := ParseEnvironment(a.Environment); err != nil {
+			return d.WrapErr(err)
+		}
+	}
+	if d.NextArg() {
+		return d.Errf("environment takes one value; unexpected %q", d.Val())
+	}
+	return nil
+}
+
+func parseFeatures(d *caddyfile.Dispenser, a *App) error {
+	if d.NextArg() {
+		return d.Errf("features takes a block of '<feature> on|off' lines; unexpected %q", d.Val())
+	}
+	a.Features = map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if err := checkFeature(name); err != nil {
+			return d.WrapErr(err)
+		}
+		if _, dup := a.Features[name]; dup {
+			return d.Errf("feature %s is given twice", name)
+		}
+		on, err := onOff(d, name)
+		if err != nil {
+			return err
+		}
+		a.Features[name] = on
+	}
+	return nil
+}
+
+func onOff(d *caddyfile.Dispenser, name string) (bool, error) {
+	if !d.NextArg() {
+		return false, d.Errf("%s: expected on or off", name)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return false, d.Errf("%s: expected only on or off; unexpected %q", name, d.Val())
+	}
+	switch v {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, d.Errf("%s: expected on or off, got %q", name, v)
+}
+
+func parseRedis(d *caddyfile.Dispenser, a *App) error {
+	r := new(RedisConfig)
+	line := *d // the `redis` token, to report whole-block errors at its line
+	if d.NextArg() {
+		r.URL = d.Val()
+	}
+	if d.NextArg() {
+		return d.Errf("redis takes one URL; unexpected %q", d.Val())
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("redis: %s is given twice", name)
+		}
+		seen[name] = true
+		if err := parseRedisSubdirective(d, r, name); err != nil {
+			return err
+		}
+	}
+	if r.URL == "" && len(r.Cluster) == 0 && r.Sentinel == nil {
+		return line.Err("redis: expected a URL (redis://host:port/db, rediss://..., unix:///path) or a block with cluster or sentinel")
+	}
+	// Validate what adapt time can know; values with runtime placeholders are checked at load.
+	if err := adaptTimeCheck(r); err != nil {
+		return line.WrapErr(err)
+	}
+	a.Redis = r
+	return nil
+}
+
+func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string) error {
+	switch name {
+	case "cluster":
+		r.Cluster = d.RemainingArgs()
+		if len(r.Cluster) == 0 {
+			return d.Err("cluster: expected one or more host:port seed addresses")
+		}
+	case "sentinel":
+		args := d.RemainingArgs()
+		if len(args) < 2 {
+			return d.Err("sentinel: expected the master name, then one or more sentinel host:port addresses")
+		}
+		if r.Sentinel == nil {
+			r.Sentinel = new(SentinelConfig)
+		}
+		r.Sentinel.Master, r.Sentinel.Addresses = args[0], args[1:]
+	case "sentinel_username", "sentinel_password":
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
+		}
+		if r.Sentinel == nil {
+			r.Sentinel = new(SentinelConfig)
+		}
+		if name == "sentinel_username" {
+			r.Sentinel.Username = v
+		} else {
+			r.Sentinel.Password = v
+		}
+	case "username", "password", "key_prefix":
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
+		}
+		switch name {
+		case "username":
+			r.Username = v
+		case "password":
+			r.Password = v
+		default:
+			if err := checkKeyPrefix(v); err != nil {
+				return d.WrapErr(err)
+			}
+			r.KeyPrefix = &v
+		}
+	case "db":
+		n, err := intArg(d, name, 0, 15)
+		if err != nil {
+			return err
+		}
+		r.DB = &n
+	case "pool_size":
+		n, err := intArg(d, name, 1, 100000)
+		if err != nil {
+			return err
+		}
+		r.PoolSize = n
+	case "max_retries":
+		n, err := intArg(d, name, -1, 10)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			n = -1 // "0 retries" in the Caddyfile; in JSON 0 means the default
+		}
+		r.MaxRetries = n
+	case "dial_timeout", "read_timeout", "write_timeout":
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
+		}
+		dur, err := caddy.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			return d.Errf("%s: expected a positive duration such as 500ms or 2s, got %q", name, v)
+		}
+		target := map[string]*caddy.Duration{"dial_timeout": &r.DialTimeout, "read_timeout": &r.ReadTimeout, "write_timeout": &r.WriteTimeout}[name]
+		*target = caddy.Duration(dur)
+	case "tls":
+		return parseRedisTLS(d, r)
+	default:
+		return d.Errf("unknown redis subdirective %q; expected one of: cluster, sentinel, sentinel_username, sentinel_password, username, password, db, tls, key_prefix, dial_timeout, read_timeout, write_timeout, pool_size, max_retries", name)
+	}
+	return nil
+}
+
+func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
+	if d.NextArg() {
+		return d.Errf("tls takes no arguments, only an optional block; unexpected %q", d.Val())
+	}
+	t := new(RedisTLS)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		switch name {
+		case "ca_file", "cert_file", "key_file", "server_name":
+			v, err := oneArg(d, name)
+			if err != nil {
+				return err
+			}
+			*map[string]*string{"ca_file": &t.CAFile, "cert_file": &t.CertFile, "key_file": &t.KeyFile, "server_name": &t.ServerName}[name] = v
+		case "insecure_skip_verify":
+			if d.NextArg() {
+				return d.Errf("insecure_skip_verify takes no argument; unexpected %q", d.Val())
+			}
+			t.InsecureSkipVerify = true
+		default:
+			return d.Errf("unknown redis tls subdirective %q; expected one of: ca_file, cert_file, key_file, server_name, insecure_skip_verify", name)
+		}
+	}
+	r.TLS = t
+	return nil
+}
+
+// adaptTimeCheck validates the connection settings unless a runtime placeholder leaves a value
+// unknown until load.
+func adaptTimeCheck(r *RedisConfig) error {
+	raw := []string{r.URL}
+	raw = append(raw, r.Cluster...)
+	if r.Sentinel != nil {
+		raw = append(raw, r.Sentinel.Master)
+		raw = append(raw, r.Sentinel.Addresses...)
+	}
+	for _, s := range raw {
+		if isPlaceholder(s) {
+			return nil
+		}
+	}
+	o := r.options(caddy.NewReplacer())
+	o.CAFile, o.CertFile, o.KeyFile = "", "", "" // files are read at load, on the machine that runs Caddy
+	return o.Validate()
+}
+
+func oneArg(d *caddyfile.Dispenser, name string) (string, error) {
+	if !d.NextArg() {
+		return "", d.Errf("%s: expected a value", name)
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.Errf("%s takes one value; unexpected %q", name, d.Val())
+	}
+	return v, nil
+}
+
+func intArg(d *caddyfile.Dispenser, name string, lo, hi int) (int, error) {
+	v, err := oneArg(d, name)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, d.Errf("%s: expected an integer from %d to %d, got %q", name, lo, hi, v)
+	}
+	return n, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*App)(nil)

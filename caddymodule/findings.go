@@ -1,0 +1,78 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+// Severity ranks a configuration finding.
+type Severity string
+
+// Info explains a consequence; Warning is a risk to fix; Error refuses the configuration.
+const (
+	Info    Severity = "info"
+	Warning Severity = "warning"
+	Error   Severity = "error"
+)
+
+// Finding is one result of configuration validation, contributed by a module at provision.
+type Finding struct {
+	Code     string   `json:"code"`             // stable identifier, e.g. "redis.literal_password"
+	Severity Severity `json:"severity"`         // info, warning or error
+	Module   string   `json:"module"`           // Caddy module ID that found it
+	Config   string   `json:"config,omitempty"` // where in the JSON config, e.g. "apps.hardening.redis.password"
+	Message  string   `json:"message"`          // what is wrong and why it matters
+	Fix      string   `json:"fix"`              // how to fix it
+}
+
+func (f Finding) Error() string {
+	return fmt.Sprintf("%s [%s]: %s; fix: %s", f.Module, f.Code, f.Message, f.Fix)
+}
+
+// findingSet collects a configuration's findings, once each.
+type findingSet struct {
+	mu   sync.Mutex
+	list []Finding
+	seen map[Finding]bool
+}
+
+// add records f, ignoring exact repeats (two handlers with the same finding). An Error finding
+// is also returned as an error for the reporting module's Provision to return.
+func (s *findingSet) add(f Finding) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = map[Finding]bool{}
+	}
+	if !s.seen[f] {
+		s.seen[f] = true
+		s.list = append(s.list, f)
+	}
+	if f.Severity == Error {
+		return errors.New(f.Error())
+	}
+	return nil
+}
+
+func (s *findingSet) all() []Finding {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Finding(nil), s.list...)
+}
+
+// log writes each warning at WARN and each info at INFO, once.
+func (s *findingSet) log(logger *zap.Logger) {
+	for _, f := range s.all() {
+		fields := []zap.Field{zap.String("code", f.Code), zap.String("module", f.Module),
+			zap.String("config", f.Config), zap.String("fix", f.Fix)}
+		switch f.Severity {
+		case Warning:
+			logger.Warn(f.Message, fields...)
+		case Info:
+			logger.Info(f.Message, fields...)
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
+)
+
+// RedisConfig is the Redis connection every caddy-hardening module shares. Give exactly one of
+// `url` (standalone), `cluster` or `sentinel`.
+//
+// String fields accept Caddy's runtime placeholders, resolved at load: `{env.REDIS_PASSWORD}`,
+// `{file./run/secrets/redis_password}`. Prefer them to the Caddyfile's `{$VAR}`: that is
+// substituted when the Caddyfile is adapted, so the secret would be stored in the JSON config,
+// the admin API's GET /config/ and autosave.json.
+type RedisConfig struct {
+	// URL of a standalone server: `redis://[user:password@]host:port/db`, `rediss://...`
+	// (TLS), or `unix:///path/to/redis.sock`.
+	URL string `json:"url,omitempty"`
+
+	// Cluster lists host:port seed nodes of a Redis Cluster.
+	Cluster []string `json:"cluster,omitempty"`
+
+	// Sentinel names the master and the sentinels that watch it.
+	Sentinel *SentinelConfig `json:"sentinel,omitempty"`
+
+	// Username for ACL authentication (Redis 6+); overrides the URL's.
+	Username string `json:"username,omitempty"`
+
+	// Password; overrides the URL's. Never logged.
+	Password string `json:"password,omitempty"`
+
+	// DB selects the database (0-15); overrides the URL's. Not with cluster.
+	DB *int `json:"db,omitempty"`
+
+	// TLS turns TLS on when present (`rediss://` does too) and configures it.
+	TLS *RedisTLS `json:"tls,omitempty"`
+
+	// KeyPrefix starts every key caddy-hardening writes, so one Redis can serve several
+	// applications. Default: `hardening:`.
+	KeyPrefix *string `json:"key_prefix,omitempty"`
+
+	// DialTimeout bounds connecting. Default: 500ms.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+
+	// ReadTimeout bounds waiting for a reply; modules bound their own calls tighter.
+	// Default: 100ms.
+	ReadTimeout caddy.Duration `json:"read_timeout,omitempty"`
+
+	// WriteTimeout bounds sending a command. Default: 100ms.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// PoolSize is the number of connections per node. Default: 10 per CPU (go-redis).
+	PoolSize int `json:"pool_size,omitempty"`
+
+	// MaxRetries retries a command after a network error; -1 never retries. An edge prefers
+	// failing over to memory quickly to retrying. Default: 1.
+	MaxRetries int `json:"max_retries,omitempty"`
+}
+
+// SentinelConfig locates a master through Redis Sentinel.
+type SentinelConfig struct {
+	// Master is the name the sentinels monitor.
+	Master string `json:"master"`
+
+	// Addresses lists the sentinels as host:port.
+	Addresses []string `json:"addresses"`
+
+	// Username for the sentinels, when they require one.
+	Username string `json:"username,omitempty"`
+
+	// Password for the sentinels, when they require one. Never logged.
+	Password string `json:"password,omitempty"`
+}
+
+// RedisTLS configures TLS to Redis. Verification is on unless insecure_skip_verify is set.
+type RedisTLS struct {
+	// CAFile is a PEM bundle of CAs to trust instead of the system roots.
+	CAFile string `json:"ca_file,omitempty"`
+
+	// CertFile and KeyFile are a client certificate for mutual TLS.
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+
+	// ServerName overrides the name verified in the server's certificate.
+	ServerName string `json:"server_name,omitempty"`
+
+	// InsecureSkipVerify turns certificate verification off. Refused in production.
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty"`
+}
+
+const (
+	defaultKeyPrefix    = "hardening:"
+	defaultDialTimeout  = 500 * time.Millisecond
+	defaultReadTimeout  = 100 * time.Millisecond
+	defaultWriteTimeout = 100 * time.Millisecond
+	redisClientName     = "caddy-hardening"
+)
+
+// options resolves placeholders with repl and applies the defaults.
+func (c *RedisConfig) options(repl *caddy.Replacer) redisconn.Options {
+	r := func(s string) string { return repl.ReplaceKnown(s, "") }
+	o := redisconn.Options{
+		URL:          r(c.URL),
+		Username:     r(c.Username),
+		Password:     r(c.Password),
+		DB:           c.DB,
+		DialTimeout:  orDefault(time.Duration(c.DialTimeout), defaultDialTimeout),
+		ReadTimeout:  orDefault(time.Duration(c.ReadTimeout), defaultReadTimeout),
+		WriteTimeout: orDefault(time.Duration(c.WriteTimeout), defaultWriteTimeout),
+		PoolSize:     c.PoolSize,
+		MaxRetries:   c.MaxRetries,
+		ClientName:   redisClientName,
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 1
+	}
+	for _, a := range c.Cluster {
+		o.ClusterAddrs = append(o.ClusterAddrs, r(a))
+	}
+	if s := c.Sentinel; s != nil {
+		o.SentinelMaster = r(s.Master)
+		for _, a := range s.Addresses {
+			o.SentinelAddrs = append(o.SentinelAddrs, r(a))
+		}
+		o.SentinelUsername, o.SentinelPassword = r(s.Username), r(s.Password)
+	}
+	if t := c.TLS; t != nil {
+		o.TLS = true
+		o.CAFile, o.CertFile, o.KeyFile = r(t.CAFile), r(t.CertFile), r(t.KeyFile)
+		o.ServerName, o.InsecureSkipVerify = r(t.ServerName), t.InsecureSkipVerify
+	}
+	return o
+}
+
+func (c *RedisConfig) keyPrefix() string {
+	if c.KeyPrefix == nil {
+		return defaultKeyPrefix
+	}
+	return *c.KeyPrefix
+}
+
+func checkKeyPrefix(p string) error {
+	if len(p) > 64 || strings.ContainsAny(p, "{} \t\r\n") {
+		return fmt.Errorf("key_prefix %q: expected at most 64 characters without braces or spaces (braces would break Cluster hash tags)", p)
+	}
+	return nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// literalSecrets names the JSON fields that hold a password as a literal value rather than a
+// runtime placeholder.
+func (c *RedisConfig) literalSecrets() []string {
+	var fields []string
+	literal := func(s string) bool { return s != "" && !isPlaceholder(s) }
+	if literal(c.Password) {
+		fields = append(fields, "password")
+	}
+	if c.Sentinel != nil && literal(c.Sentinel.Password) {
+		fields = append(fields, "sentinel.password")
+	}
+	if !isPlaceholder(c.URL) {
+		opts := redisconn.Options{URL: c.URL}
+		if opts.HasPassword() {
+			fields = append(fields, "url")
+		}
+	}
+	return fields
+}
+
+// redisPool shares one client per distinct configuration across config reloads: on
+// `caddy reload` the new config takes a reference before the old one drops its own, so the
+// connections stay open; the last user closes the client.
+var redisPool = caddy.NewUsagePool()
+
+// sharedRedis is a pooled client.
+type sharedRedis struct {
+	client redis.UniversalClient
+	opts   redisconn.Options
+}
+
+// Destruct closes the client when its last user is gone.
+func (s *sharedRedis) Destruct() error { return s.client.Close() }
+
+// acquireRedis returns the pooled client for opts, creating it on first use. A new client
+// pings once in the background and logs whether Redis answered: an unreachable Redis never
+// stops Caddy, modules fall back to memory.
+func acquireRedis(opts redisconn.Options, logger *zap.Logger) (*sharedRedis, string, error) {
+	key := opts.Fingerprint()
+	val, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		client, err := redisconn.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		return &sharedRedis{client: client, opts: opts}, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	shared := val.(*sharedRedis)
+	if !loaded {
+		go pingOnce(shared, logger)
+	}
+	return shared, key, nil
+}
+
+func pingOnce(s *sharedRedis, logger *zap.Logger) {
+	timeout := s.opts.DialTimeout + s.opts.ReadTimeout + 500*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	err := s.client.Ping(ctx).Err()
+	fields := []zap.Field{
+		zap.String("mode", string(s.opts.Mode())),
+		zap.Strings("addresses", s.opts.Endpoints()),
+		zap.Bool("tls", s.opts.TLSEnabled()),
+	}
+	if err != nil {
+		logger.Warn("redis unreachable at startup; modules use in-memory state until it answers",
+			append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)))...)
+		return
+	}
+	logger.Info("redis connected", append(fields, zap.Duration("ping", time.Since(start)))...)
+}
+
+// redactSecrets removes every configured password from an error text.
+func redactSecrets(msg string, o redisconn.Options) string {
+	msg = redisconn.Redact(msg)
+	for _, secret := range []string{o.Password, o.SentinelPassword} {
+		if secret != "" {
+			msg = strings.ReplaceAll(msg, secret, "xxxxx")
+		}
+	}
+	return msg
+}

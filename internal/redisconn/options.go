@@ -1,0 +1,231 @@
+// Package redisconn turns caddy-hardening's Redis settings into a go-redis client: standalone
+// (redis://, rediss://, unix://), Sentinel or Cluster. It never puts a password into an error.
+package redisconn
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode is how the client reaches Redis.
+type Mode string
+
+// The three deployments go-redis's UniversalClient covers.
+const (
+	Standalone Mode = "standalone"
+	Cluster    Mode = "cluster"
+	Sentinel   Mode = "sentinel"
+)
+
+// Options says how to reach Redis. Exactly one of URL, ClusterAddrs or SentinelMaster is set.
+type Options struct {
+	URL string // redis://, rediss:// or unix://; standalone
+
+	ClusterAddrs []string // host:port seeds; Cluster
+
+	SentinelMaster   string   // master name; Sentinel
+	SentinelAddrs    []string // host:port of the sentinels
+	SentinelUsername string
+	SentinelPassword string
+
+	Username string // overrides the URL's user
+	Password string // overrides the URL's password
+	DB       *int   // overrides the URL's database; not allowed with Cluster
+
+	TLS                bool // also implied by rediss://
+	CAFile             string
+	CertFile, KeyFile  string // client certificate for mutual TLS
+	ServerName         string
+	InsecureSkipVerify bool
+
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	PoolSize     int // 0: go-redis default (10 per CPU)
+	MaxRetries   int // -1: no retries
+
+	ClientName string // shown by CLIENT LIST
+}
+
+// Mode reports which deployment the options describe (Standalone when none is set;
+// Validate rejects that).
+func (o Options) Mode() Mode {
+	switch {
+	case len(o.ClusterAddrs) > 0:
+		return Cluster
+	case o.SentinelMaster != "" || len(o.SentinelAddrs) > 0:
+		return Sentinel
+	default:
+		return Standalone
+	}
+}
+
+// Validate checks the options without connecting. Its errors never contain a password.
+func (o Options) Validate() error {
+	set := 0
+	for _, b := range []bool{o.URL != "", len(o.ClusterAddrs) > 0, o.SentinelMaster != "" || len(o.SentinelAddrs) > 0} {
+		if b {
+			set++
+		}
+	}
+	if set != 1 {
+		return errors.New("redis: give exactly one of a URL (standalone), cluster addresses, or a sentinel master with addresses")
+	}
+	switch o.Mode() {
+	case Standalone:
+		if _, err := parseURL(o.URL); err != nil {
+			return err
+		}
+	case Cluster:
+		if o.DB != nil && *o.DB != 0 {
+			return errors.New("redis: Redis Cluster has only database 0; remove db")
+		}
+		if err := checkAddrs("cluster", o.ClusterAddrs); err != nil {
+			return err
+		}
+	case Sentinel:
+		if o.SentinelMaster == "" {
+			return errors.New("redis: sentinel needs the master name before the addresses")
+		}
+		if len(o.SentinelAddrs) == 0 {
+			return errors.New("redis: sentinel needs at least one sentinel address")
+		}
+		if err := checkAddrs("sentinel", o.SentinelAddrs); err != nil {
+			return err
+		}
+	}
+	if o.DB != nil && (*o.DB < 0 || *o.DB > 15) {
+		return fmt.Errorf("redis: db %d out of range 0-15", *o.DB)
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return errors.New("redis: cert_file and key_file go together")
+	}
+	for name, d := range map[string]time.Duration{"dial_timeout": o.DialTimeout, "read_timeout": o.ReadTimeout, "write_timeout": o.WriteTimeout} {
+		if d < 0 {
+			return fmt.Errorf("redis: %s must not be negative", name)
+		}
+	}
+	if o.PoolSize < 0 {
+		return errors.New("redis: pool_size must not be negative")
+	}
+	if o.MaxRetries < -1 {
+		return errors.New("redis: max_retries must be -1 (none) or more")
+	}
+	return nil
+}
+
+// TLSEnabled reports whether connections use TLS.
+func (o Options) TLSEnabled() bool {
+	return o.TLS || strings.HasPrefix(strings.ToLower(o.URL), "rediss://")
+}
+
+// Endpoints lists where the client connects (host:port or a socket path), without credentials:
+// safe for logs.
+func (o Options) Endpoints() []string {
+	switch o.Mode() {
+	case Cluster:
+		return append([]string(nil), o.ClusterAddrs...)
+	case Sentinel:
+		return append([]string(nil), o.SentinelAddrs...)
+	}
+	if u, err := parseURL(o.URL); err == nil {
+		if u.Scheme == "unix" {
+			return []string{u.Path}
+		}
+		return []string{u.Host}
+	}
+	return []string{Redact(o.URL)}
+}
+
+// HasPassword reports whether any password is configured, in a field or in the URL.
+func (o Options) HasPassword() bool {
+	if o.Password != "" || o.SentinelPassword != "" {
+		return true
+	}
+	u, err := parseURL(o.URL)
+	if err != nil || u.User == nil {
+		return false
+	}
+	_, ok := u.User.Password()
+	return ok
+}
+
+// Fingerprint identifies the configuration: equal options share one client. It is a digest,
+// so it can key a map without holding the password in clear.
+func (o Options) Fingerprint() string {
+	b, _ := json.Marshal(o) // plain fields only: cannot fail
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func parseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse quotes the whole input, password included.
+		return nil, fmt.Errorf("redis: %q is not a URL (expected redis://host:port/db, rediss://... or unix:///path)", Redact(raw))
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		if u.Host == "" {
+			return nil, fmt.Errorf("redis: %q has no host", Redact(raw))
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return nil, fmt.Errorf("redis: %q has an invalid port", Redact(raw))
+			}
+		}
+		if db := strings.Trim(u.Path, "/"); db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 || n > 15 {
+				return nil, fmt.Errorf("redis: %q: the path must be a database number 0-15", Redact(raw))
+			}
+		}
+	case "unix":
+		if u.Path == "" {
+			return nil, fmt.Errorf("redis: %q has no socket path", Redact(raw))
+		}
+	default:
+		return nil, fmt.Errorf("redis: %q: expected a redis://, rediss:// or unix:// URL", Redact(raw))
+	}
+	return u, nil
+}
+
+func checkAddrs(what string, addrs []string) error {
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" {
+			return fmt.Errorf("redis: %s address %q: expected host:port", what, Redact(a))
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("redis: %s address %q: invalid port", what, Redact(a))
+		}
+	}
+	return nil
+}
+
+// Redact hides the password of anything shaped like scheme://user:password@host, also when the
+// string is not a valid URL. Other strings come back unchanged.
+func Redact(s string) string {
+	scheme := strings.Index(s, "://")
+	if scheme < 0 {
+		return s
+	}
+	rest := s[scheme+3:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return s
+	}
+	userinfo := rest[:at]
+	user, _, hasPassword := strings.Cut(userinfo, ":")
+	if !hasPassword {
+		return s
+	}
+	return s[:scheme+3] + user + ":xxxxx" + rest[at:]
+}

@@ -1,0 +1,208 @@
+// Package testenv runs the real parts tests talk to: redis-server (standalone and a 3-master
+// Cluster) on free loopback ports, and Caddy in-process or as the built binary.
+//
+// When redis-server is not installed a Redis test is skipped with a clear message, except when
+// the CI environment variable is set: then it fails, so CI never passes by skipping.
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a redis-server process owned by one test. It is stopped when the test ends.
+type Redis struct {
+	t    testing.TB
+	Port int
+	Addr string // 127.0.0.1:<port>
+	dir  string
+	args []string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// RequireBinary skips the test when name is not on PATH, or fails it under CI.
+func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed, and CI is set: the CI script must install it (apt-get install redis-server)", name)
+		}
+		t.Skipf("%s is not on PATH: install it (Debian: apt-get install redis-server) to run this test", name)
+	}
+	return path
+}
+
+// StartRedis starts a redis-server on a free loopback port with persistence off. Extra
+// arguments are appended to the command line (e.g. "--requirepass", "secret").
+func StartRedis(t testing.TB, extra ...string) *Redis {
+	t.Helper()
+	RequireBinary(t, "redis-server")
+	r := &Redis{t: t, dir: t.TempDir()}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ { // another process may take the port first
+		r.Port = FreePort(t)
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
+		r.args = append([]string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", r.dir}, extra...)
+		if lastErr = r.start(); lastErr == nil {
+			t.Cleanup(r.Kill)
+			return r
+		}
+	}
+	t.Fatalf("starting redis-server: %v", lastErr)
+	return nil
+}
+
+func (r *Redis) start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := exec.Command("redis-server", r.args...)
+	logFile, err := os.OpenFile(filepath.Join(r.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	r.cmd = cmd
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logFile.Close() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			r.cmd = nil
+			return fmt.Errorf("redis-server on port %d exited: %v; log:\n%s", r.Port, err, r.log())
+		default:
+		}
+		if pingRaw(r.Addr) == nil {
+			go func() { <-exited }()
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	r.cmd = nil
+	return fmt.Errorf("redis-server on port %d did not answer PING within 5s; log:\n%s", r.Port, r.log())
+}
+
+func (r *Redis) log() string {
+	b, _ := os.ReadFile(filepath.Join(r.dir, "redis.log"))
+	return string(b)
+}
+
+// pingRaw speaks just enough RESP to know the server answers, without a client pool.
+func pingRaw(addr string) error {
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
+		return fmt.Errorf("unexpected reply %q", line)
+	}
+	return nil
+}
+
+// Stop shuts the server down gracefully (SIGTERM) and waits until the port is closed.
+func (r *Redis) Stop() { r.signal(syscall.SIGTERM) }
+
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (r *Redis) Kill() { r.signal(syscall.SIGKILL) }
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	cmd := r.cmd
+	r.cmd = nil
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", r.Addr, 50*time.Millisecond); err != nil {
+			return
+		} else {
+			c.Close()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+}
+
+// Restart starts the server again on the same port (after Stop or Kill). The data is gone:
+// persistence is off.
+func (r *Redis) Restart() {
+	r.t.Helper()
+	r.Kill()
+	var err error
+	for attempt := 0; attempt < 50; attempt++ { // the port can linger briefly after a kill
+		if err = r.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.t.Fatalf("restarting redis-server on port %d: %v", r.Port, err)
+}
+
+// URL is the redis:// URL of database db.
+func (r *Redis) URL(db int) string { return fmt.Sprintf("redis://%s/%d", r.Addr, db) }
+
+// Client returns a go-redis client for the server, closed when the test ends.
+func (r *Redis) Client(opts ...func(*redis.Options)) *redis.Client {
+	o := &redis.Options{Addr: r.Addr}
+	for _, f := range opts {
+		f(o)
+	}
+	c := redis.NewClient(o)
+	r.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Do runs one command on a fresh connection (so it never shares a pool with the code under
+// test) and returns its reply.
+func (r *Redis) Do(args ...any) (any, error) {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return c.Do(ctx, args...).Result()
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
