@@ -77,7 +77,7 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 	}
 	c := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		ServerName:         o.ServerName, // empty: the host of each address dialled
+		ServerName:         o.ServerName,         // empty: the host of each address dialled
 		InsecureSkipVerify: o.InsecureSkipVerify, //nolint:gosec // opt-in, reported as a finding
 	}
 	if o.CAFile != "" {

@@ -1,5 +1,6 @@
 // Package testenv runs the real parts tests talk to: redis-server (standalone and a 3-master
-// Cluster) on free loopback ports, and Caddy in-process or as the built binary.
+// Cluster, Sentinel) on free loopback ports, and the built Caddy binary as a process. In-process
+// Caddy is in package testcaddy.
 //
 // When redis-server is not installed a Redis test is skipped with a clear message, except when
 // the CI environment variable is set: then it fails, so CI never passes by skipping.
@@ -52,14 +53,37 @@ func RequireBinary(t testing.TB, name string) string {
 // arguments are appended to the command line (e.g. "--requirepass", "secret").
 func StartRedis(t testing.TB, extra ...string) *Redis {
 	t.Helper()
+	return startServer(t, func(port int, dir string) []string {
+		return append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir}, extra...)
+	})
+}
+
+// StartSentinel starts a Redis Sentinel on a free loopback port that monitors master under
+// the given name (quorum 1).
+func StartSentinel(t testing.TB, master *Redis, name string) *Redis {
+	t.Helper()
+	return startServer(t, func(port int, dir string) []string {
+		conf := filepath.Join(dir, "sentinel.conf")
+		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n", port, dir, name, master.Port)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return []string{conf, "--sentinel"}
+	})
+}
+
+// startServer starts redis-server with the arguments args gives for a free port, retrying
+// when another process takes the port first.
+func startServer(t testing.TB, args func(port int, dir string) []string) *Redis {
+	t.Helper()
 	RequireBinary(t, "redis-server")
 	r := &Redis{t: t, dir: t.TempDir()}
 	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ { // another process may take the port first
+	for attempt := 0; attempt < 5; attempt++ {
 		r.Port = FreePort(t)
 		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port))
-		r.args = append([]string{"--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", r.dir}, extra...)
+		r.args = args(r.Port, r.dir)
 		if lastErr = r.start(); lastErr == nil {
 			t.Cleanup(r.Kill)
 			return r

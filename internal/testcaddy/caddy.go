@@ -1,7 +1,9 @@
-package testenv
+// Package testcaddy runs Caddy in the test process, loaded from a Caddyfile, with its logs
+// captured as JSON. There is one in-process Caddy per test binary: tests that use it run one
+// after another.
+package testcaddy
 
 import (
-	"bufio"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the Caddyfile adapter
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
 // inProcess serialises in-process Caddy: there is one per test binary.
@@ -105,53 +109,9 @@ func (a *adaptWarning) Error() string {
 }
 
 // Logs returns Caddy's log entries so far, decoded.
-func (c *Caddy) Logs() []LogEntry { return readLogEntries(c.LogFile) }
+func (c *Caddy) Logs() []testenv.LogEntry { return testenv.ReadLogFile(c.LogFile) }
 
 func (c *Caddy) logText() string {
 	b, _ := os.ReadFile(c.LogFile)
 	return string(b)
-}
-
-// LogEntry is one JSON log line: its level, logger, message, and every field.
-type LogEntry map[string]any
-
-// Msg is the entry's message.
-func (e LogEntry) Msg() string { s, _ := e["msg"].(string); return s }
-
-// Level is the entry's level (debug, info, warn, error).
-func (e LogEntry) Level() string { s, _ := e["level"].(string); return s }
-
-// Logger is the entry's logger name.
-func (e LogEntry) Logger() string { s, _ := e["logger"].(string); return s }
-
-// Str is a string field of the entry.
-func (e LogEntry) Str(key string) string { s, _ := e[key].(string); return s }
-
-// Filter keeps the entries for which keep says true.
-func Filter(entries []LogEntry, keep func(LogEntry) bool) []LogEntry {
-	var out []LogEntry
-	for _, e := range entries {
-		if keep(e) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func readLogEntries(path string) []LogEntry {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []LogEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		var e LogEntry
-		if json.Unmarshal(sc.Bytes(), &e) == nil {
-			out = append(out, e)
-		}
-	}
-	return out
 }
