@@ -181,6 +181,20 @@ func (c *RedisConfig) literalSecrets() []string {
 	return fields
 }
 
+func init() {
+	redis.SetLogger(redisLogger{})
+}
+
+// redisLogger sends go-redis's own messages (dial failures, sentinel master changes) to Caddy's
+// log as JSON at DEBUG, instead of plain lines on stderr. Modules log the events that matter
+// (fallback to memory, recovery) themselves. go-redis's logger is process-wide, so messages of
+// other plugins that use go-redis come here too; hence the neutral logger name.
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	caddy.Log().Named("go-redis").Debug(redisconn.Redact(fmt.Sprintf(format, v...)))
+}
+
 // redisPool shares one client per distinct configuration across config reloads: on
 // `caddy reload` the new config takes a reference before the old one drops its own, so the
 // connections stay open; the last user closes the client.

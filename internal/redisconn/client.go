@@ -29,7 +29,10 @@ func New(o Options) (redis.UniversalClient, error) {
 		ReadTimeout:      o.ReadTimeout,
 		WriteTimeout:     o.WriteTimeout,
 		PoolSize:         o.PoolSize,
-		TLSConfig:        tlsConfig,
+		// One dial per attempt: go-redis's default of 5 dials with backoff would hold a
+		// request ~0.5 s when Redis is down, where modules should fall back at once.
+		DialerRetries: 1,
+		TLSConfig:     tlsConfig,
 		// Callers bound each call with a context deadline (a rate-limit decision waits
 		// ~50 ms, not read_timeout): honour it on the socket too.
 		ContextTimeoutEnabled: true,
