@@ -60,11 +60,23 @@ func TryStartCaddy(t testing.TB, caddyfile string) (*Caddy, error) {
 
 // Load adapts and loads a Caddyfile into the running Caddy, as `caddy reload` does.
 func (c *Caddy) Load(caddyfile string) error {
-	c.t.Helper()
 	cfg, err := Adapt(caddyfile)
 	if err != nil {
 		return err
 	}
+	return c.load(cfg)
+}
+
+// LoadJSON loads a JSON config into the running Caddy.
+func (c *Caddy) LoadJSON(raw string) error {
+	var cfg map[string]any
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		return err
+	}
+	return c.load(cfg)
+}
+
+func (c *Caddy) load(cfg map[string]any) error {
 	if cfg["admin"] == nil {
 		cfg["admin"] = map[string]any{"disabled": true}
 	}
@@ -86,6 +98,9 @@ func (c *Caddy) Load(caddyfile string) error {
 
 // Adapt turns a Caddyfile into Caddy's JSON config, as a map. Adapter warnings are errors.
 func Adapt(caddyfile string) (map[string]any, error) {
+	if strings.TrimSpace(caddyfile) == "" {
+		return map[string]any{}, nil
+	}
 	raw, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
 		return nil, err

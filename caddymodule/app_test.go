@@ -1,0 +1,347 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// featureProbe is a test-only handler that uses a feature flag the way every caddy-hardening
+// handler does: it asks the app at provision and passes requests through when disabled.
+type featureProbe struct {
+	Feature string `json:"feature"`
+	on      bool
+}
+
+func (featureProbe) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.hardening_feature_probe", New: func() caddy.Module { return new(featureProbe) }}
+}
+
+func (p *featureProbe) Provision(ctx caddy.Context) error {
+	app, err := hardeningApp(ctx)
+	if err != nil {
+		return err
+	}
+	p.on = app.FeatureEnabled(p.Feature)
+	return nil
+}
+
+func (p *featureProbe) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if p.on {
+		w.Header().Add("X-Feature-Applied", p.Feature)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+func init() {
+	caddy.RegisterModule(featureProbe{})
+	httpcaddyfile.RegisterHandlerDirective("hardening_feature_probe", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		h.Next()
+		p := new(featureProbe)
+		if !h.Args(&p.Feature) {
+			return nil, h.ArgErr()
+		}
+		return p, nil
+	})
+	httpcaddyfile.RegisterDirectiveOrder("hardening_feature_probe", httpcaddyfile.Before, "respond")
+}
+
+// site is a Caddyfile site on a free loopback port; it returns the site block and its URL.
+func site(t *testing.T, directives string) (string, string) {
+	port := testenv.FreePort(t)
+	return fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n\trespond \"ok\"\n}\n", port, directives),
+		fmt.Sprintf("http://127.0.0.1:%d/", port)
+}
+
+func get(t *testing.T, url string) *http.Response {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// activeApp is the `hardening` app of the running config.
+func activeApp(t *testing.T) *App {
+	t.Helper()
+	app, err := hardeningApp(caddy.ActiveContext())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
+func TestFeatureFlagsPassRequestsThrough(t *testing.T) {
+	block, url := site(t, "\thardening_feature_probe rate_limit\n\thardening_feature_probe security_headers")
+	c := testcaddy.StartCaddy(t, `{
+	hardening {
+		features {
+			rate_limit off
+			security_headers on
+		}
+	}
+}
+`+block)
+	resp := get(t, url)
+	if got := resp.Header.Values("X-Feature-Applied"); len(got) != 1 || got[0] != "security_headers" {
+		t.Fatalf("applied features = %v, want only security_headers (rate_limit is off)", got)
+	}
+	disabled := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Msg() == "feature disabled: its handlers pass requests through" })
+	if len(disabled) != 1 || disabled[0].Str("feature") != "rate_limit" || disabled[0].Level() != "warn" {
+		t.Fatalf("want one WARN line naming rate_limit, got %v", disabled)
+	}
+}
+
+func TestHandlersWorkWithoutTheGlobalOption(t *testing.T) {
+	block, url := site(t, "\thardening_feature_probe rate_limit")
+	testcaddy.StartCaddy(t, block)
+	if got := get(t, url).Header.Get("X-Feature-Applied"); got != "rate_limit" {
+		t.Fatalf("without a hardening block every feature is on; got %q", got)
+	}
+	if env := activeApp(t).Env(); env != Production {
+		t.Fatalf("default environment %q, want production", env)
+	}
+}
+
+func TestEnvironmentFromRuntimePlaceholder(t *testing.T) {
+	t.Setenv("HARDENING_TEST_ENV", "development")
+	c := testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tenvironment {env.HARDENING_TEST_ENV}\n\t}\n}\n")
+	if env := activeApp(t).Env(); env != Development {
+		t.Fatalf("environment %q, want development", env)
+	}
+	t.Setenv("HARDENING_TEST_ENV", "prod")
+	err := c.Load("{\n\thardening {\n\t\tenvironment {env.HARDENING_TEST_ENV}\n\t}\n}\n")
+	if err == nil || !strings.Contains(err.Error(), `environment "prod": expected one of production, staging, development`) {
+		t.Fatalf("a bad environment at load: %v", err)
+	}
+}
+
+func TestUnknownFeatureInJSONIsRefused(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	err := c.LoadJSON(`{"apps": {"hardening": {"features": {"waf": false}}}}`)
+	if err == nil || !strings.Contains(err.Error(), `unknown feature "waf"; known features: csp_report,`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// redisConnections lists the ids of the caddy-hardening connections in Redis's CLIENT LIST.
+func redisConnections(t *testing.T, r *testenv.Redis) []string {
+	t.Helper()
+	list, err := r.Do("CLIENT", "LIST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, line := range strings.Split(fmt.Sprint(list), "\n") {
+		if strings.Contains(line, " name="+redisClientName+" ") {
+			id, _, _ := strings.Cut(line, " ")
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// waitLog waits until a log entry has the message.
+func waitLog(t *testing.T, c *testcaddy.Caddy, msg string) testenv.LogEntry {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Msg() == msg }); len(found) > 0 {
+			return found[0]
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no log entry %q", msg)
+	return nil
+}
+
+func TestRedisPoolSurvivesReloadAndClosesWhenRemoved(t *testing.T) {
+	r := testenv.StartRedis(t)
+	cfg := func(env, url string) string {
+		return fmt.Sprintf("{\n\thardening {\n\t\tenvironment %s\n\t\tredis %s\n\t}\n}\n", env, url)
+	}
+	c := testcaddy.StartCaddy(t, cfg("development", r.URL(0)))
+	first := activeApp(t)
+	client := first.RedisClient()
+	ctx := context.Background()
+	waitLog(t, c, "redis connected") // the startup ping is done: no connection is being made
+	conns := fmt.Sprint(redisConnections(t, r))
+	if conns == "[]" {
+		t.Fatal("Redis lists no caddy-hardening connection")
+	}
+
+	// A reload that keeps the Redis settings keeps the client and its connection.
+	if err := c.Load(cfg("staging", r.URL(0))); err != nil {
+		t.Fatal(err)
+	}
+	second := activeApp(t)
+	if second == first || second.Env() != Staging {
+		t.Fatal("the reload did not load a new app")
+	}
+	if second.RedisClient() != client {
+		t.Fatal("the reload made a new Redis client; the pool should have kept the old one")
+	}
+	if refs, _ := redisPool.References(second.redisKey); refs != 1 {
+		t.Fatalf("pool references after reload = %d, want 1 (the old config released its own)", refs)
+	}
+	if err := client.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if after := fmt.Sprint(redisConnections(t, r)); after != conns {
+		t.Fatalf("connections %s after the reload, want the same %s", after, conns)
+	}
+
+	// Different settings: a new client; the old one is closed once nothing uses it.
+	if err := c.Load(cfg("staging", r.URL(1))); err != nil {
+		t.Fatal(err)
+	}
+	third := activeApp(t).RedisClient()
+	if third == client {
+		t.Fatal("a different database reused the old client")
+	}
+	if err := client.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("the old client still works after its last user left: %v", err)
+	}
+	if err := third.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Redis removed from the config: the pool is empty and Redis sees no connection of ours.
+	if err := c.Load("{\n\thardening {\n\t\tenvironment development\n\t}\n}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := third.Ping(ctx).Err(); err == nil {
+		t.Fatal("the client survived the removal of Redis from the config")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(redisConnections(t, r)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Redis still lists caddy-hardening connections %v", redisConnections(t, r))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	n := 0
+	redisPool.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d clients left in the pool", n)
+	}
+}
+
+func TestRedisPasswordFromPlaceholder(t *testing.T) {
+	r := testenv.StartRedis(t, "--requirepass", goldenSecret)
+	t.Setenv("HARDENING_TEST_REDIS_PASSWORD", goldenSecret)
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis %s {\n\t\t\tpassword {env.HARDENING_TEST_REDIS_PASSWORD}\n\t\t}\n\t}\n}\n", r.URL(0)))
+	if err := activeApp(t).RedisClient().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the password from {env.*} did not authenticate: %v", err)
+	}
+}
+
+func TestRedisUnreachableAtStartupIsNotFatal(t *testing.T) {
+	port := testenv.FreePort(t) // nothing listens there
+	block, url := site(t, "")
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis redis://edge:%s@127.0.0.1:%d/0\n\t}\n}\n%s", goldenSecret, port, block))
+	if get(t, url).StatusCode != 200 {
+		t.Fatal("Caddy does not serve while Redis is down")
+	}
+	var warn []testenv.LogEntry
+	deadline := time.Now().Add(5 * time.Second)
+	for len(warn) == 0 && time.Now().Before(deadline) {
+		warn = testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return strings.HasPrefix(e.Msg(), "redis unreachable at startup") })
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(warn) != 1 || warn[0].Level() != "warn" {
+		t.Fatalf("want one WARN about the unreachable Redis, got %v", warn)
+	}
+	if addrs := fmt.Sprint(warn[0]["addresses"]); !strings.Contains(addrs, fmt.Sprintf("127.0.0.1:%d", port)) {
+		t.Fatalf("the warning does not name the address: %v", warn[0])
+	}
+	for _, e := range c.Logs() {
+		if strings.Contains(fmt.Sprint(e), goldenSecret) {
+			t.Fatalf("a log line shows the password: %v", e)
+		}
+	}
+}
+
+// findingCodes lists "severity:code" of the findings the app logged at startup.
+func findingCodes(c *testcaddy.Caddy) []string {
+	var codes []string
+	for _, e := range c.Logs() {
+		if e.Logger() == "hardening" && e.Str("code") != "" {
+			codes = append(codes, e.Level()+":"+e.Str("code"))
+		}
+	}
+	return codes
+}
+
+func TestAppFindings(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		option string
+		want   string // "level:code" joined by spaces, in order
+		refuse string // substring of the load error
+	}{
+		{"production without redis", "environment production", "info:redis.absent", ""},
+		{"development without redis", "environment development", "", ""},
+		{"literal password", "redis redis://127.0.0.1:1/0 {\n\t\t\tpassword " + goldenSecret + "\n\t\t}", "warn:redis.literal_password", ""},
+		{"literal password in the URL", "redis redis://:" + goldenSecret + "@127.0.0.1:1/0", "warn:redis.literal_password", ""},
+		{"placeholder password", "redis redis://127.0.0.1:1/0 {\n\t\t\tpassword {env.REDIS_PASSWORD}\n\t\t}", "", ""},
+		{"literal password in development", "environment development\n\t\tredis redis://:" + goldenSecret + "@127.0.0.1:1/0", "", ""},
+		{"plaintext to a remote redis", "redis redis://192.0.2.10:6379/0", "warn:redis.plaintext", ""},
+		{"tls to a remote redis", "redis rediss://192.0.2.10:6379/0", "", ""},
+		{"plaintext remote in staging", "environment staging\n\t\tredis redis://192.0.2.10:6379/0", "", ""},
+		{"unverified tls in staging", "environment staging\n\t\tredis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "warn:redis.tls_insecure", ""},
+		{"unverified tls in production", "redis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "", "hardening [redis.tls_insecure]: TLS certificate verification to Redis is off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := testcaddy.TryStartCaddy(t, "{\n\thardening {\n\t\t"+tc.option+"\n\t}\n}\n")
+			if tc.refuse != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refuse) || !strings.Contains(err.Error(), "fix: ") {
+					t.Fatalf("load error %v, want it to contain %q and a fix", err, tc.refuse)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(findingCodes(c), " "); got != tc.want {
+				t.Fatalf("findings %q, want %q", got, tc.want)
+			}
+			for _, e := range c.Logs() {
+				if strings.Contains(fmt.Sprint(e), goldenSecret) {
+					t.Fatalf("a log line shows the password: %v", e)
+				}
+			}
+		})
+	}
+}
+
+func TestFindingsAreRecordedOnce(t *testing.T) {
+	var s findingSet
+	f := Finding{Code: "x", Severity: Warning, Module: "m", Message: "msg", Fix: "fix"}
+	for i := 0; i < 3; i++ {
+		if err := s.add(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(s.all()) != 1 {
+		t.Fatalf("%d findings, want 1", len(s.all()))
+	}
+	f.Severity = Error
+	if err := s.add(f); err == nil || !strings.Contains(err.Error(), "m [x]: msg; fix: fix") {
+		t.Fatalf("an error finding returned %v", err)
+	}
+}
