@@ -100,7 +100,9 @@ func TestFeatureFlagsPassRequestsThrough(t *testing.T) {
 	if got := resp.Header.Values("X-Feature-Applied"); len(got) != 1 || got[0] != "security_headers" {
 		t.Fatalf("applied features = %v, want only security_headers (rate_limit is off)", got)
 	}
-	disabled := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Msg() == "feature disabled: its handlers pass requests through" })
+	disabled := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+		return e.Msg() == "feature disabled: its handlers pass requests through"
+	})
 	if len(disabled) != 1 || disabled[0].Str("feature") != "rate_limit" || disabled[0].Level() != "warn" {
 		t.Fatalf("want one WARN line naming rate_limit, got %v", disabled)
 	}
