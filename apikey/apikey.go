@@ -87,7 +87,8 @@ func (s *Set) Match(key string) bool {
 	if s == nil || key == "" {
 		return false
 	}
-	sum := sha256.Sum256([]byte(key))
+	var buf [128]byte // keys are short: hash from the stack, no allocation per request
+	sum := sha256.Sum256(append(buf[:0], key...))
 	found := 0
 	for i := range s.digests {
 		found |= subtle.ConstantTimeCompare(sum[:], s.digests[i][:])
