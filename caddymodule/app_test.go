@@ -207,6 +207,20 @@ func TestRedisPoolSurvivesReloadAndClosesWhenRemoved(t *testing.T) {
 		t.Fatalf("connections %s after the reload, want the same %s", after, conns)
 	}
 
+	// A reload that fails keeps the running config and its client; the failed config's
+	// reference (if its hardening app got provisioned) is released.
+	failing := fmt.Sprintf(`{"apps": {"hardening": {"redis": {"url": %q}},
+		"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "no_such_handler"}]}]}}}}}`, r.URL(0))
+	if err := c.LoadJSON(failing); err == nil {
+		t.Fatal("a config with an unknown handler loaded")
+	}
+	if activeApp(t) != second || second.RedisClient() != client {
+		t.Fatal("a failed reload replaced the running app or its client")
+	}
+	if refs, _ := redisPool.References(second.redisKey); refs != 1 {
+		t.Fatalf("pool references after a failed reload = %d, want 1", refs)
+	}
+
 	// Different settings: a new client; the old one is closed once nothing uses it.
 	if err := c.Load(cfg("staging", r.URL(1))); err != nil {
 		t.Fatal(err)
