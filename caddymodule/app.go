@@ -1,7 +1,7 @@
 package caddymodule
 
 import (
-	"fmt"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -121,7 +121,7 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	}
 	shared, key, err := acquireRedis(opts, a.logger)
 	if err != nil {
-		return fmt.Errorf("redis: %s", redactSecrets(err.Error(), opts))
+		return errors.New(redactSecrets(err.Error(), opts)) // already "redis: ..."
 	}
 	a.redis, a.redisKey = shared, key
 	return nil

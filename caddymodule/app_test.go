@@ -361,3 +361,22 @@ func TestFindingsAreRecordedOnce(t *testing.T) {
 		t.Fatalf("an error finding returned %v", err)
 	}
 }
+
+func TestRedisSettingsRefusedAtLoad(t *testing.T) {
+	for _, tc := range []struct{ name, redis, want string }{
+		{"missing CA file", "redis rediss://127.0.0.1:6379/0 {\n\t\t\ttls {\n\t\t\t\tca_file /nonexistent/ca.pem\n\t\t\t}\n\t\t}", "redis: reading ca_file: open /nonexistent/ca.pem"},
+		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: give exactly one of a URL"},
+		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
+			_, err := testcaddy.TryStartCaddy(t, "{\n\thardening {\n\t\tenvironment development\n\t\t"+tc.redis+"\n\t}\n}\n")
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "redis: redis:") {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), goldenSecret) {
+				t.Fatalf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
