@@ -172,6 +172,9 @@ func parseURL(raw string) (*url.URL, error) {
 		// url.Parse quotes the whole input, password included.
 		return nil, fmt.Errorf("redis: %q is not a URL (expected redis://host:port/db, rediss://... or unix:///path)", Redact(raw))
 	}
+	if u.RawQuery != "" {
+		return nil, fmt.Errorf("redis: %q: URL options (?...) are not read; use the redis block's subdirectives (db, dial_timeout, pool_size, ...)", Redact(raw))
+	}
 	switch u.Scheme {
 	case "redis", "rediss":
 		if u.Host == "" {

@@ -30,6 +30,7 @@ func TestValidate(t *testing.T) {
 		{"bad port", Options{URL: "redis://h:99999"}, "invalid port"},
 		{"bad db path", Options{URL: "redis://h:6379/x"}, "database number 0-15"},
 		{"db out of range in url", Options{URL: "redis://h:6379/16"}, "database number 0-15"},
+		{"url options", Options{URL: "redis://h:6379/0?pool_size=5"}, "URL options (?...) are not read"},
 		{"unix without path", Options{URL: "unix://"}, "no socket path"},
 		{"cluster addr without port", Options{ClusterAddrs: []string{"10.0.0.1"}}, "expected host:port"},
 		{"cluster with db", Options{ClusterAddrs: []string{"a:1"}, DB: intp(2)}, "only database 0"},
