@@ -205,22 +205,27 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		} else {
 			r.Sentinel.Password = v
 		}
-	case "username", "password", "key_prefix":
+	case "username":
 		v, err := oneArg(d, name)
 		if err != nil {
 			return err
 		}
-		switch name {
-		case "username":
-			r.Username = v
-		case "password":
-			r.Password = v
-		default:
-			if err := checkKeyPrefix(v); err != nil {
-				return d.WrapErr(err)
-			}
-			r.KeyPrefix = &v
+		r.Username = v
+	case "password":
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
 		}
+		r.Password = v
+	case "key_prefix":
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
+		}
+		if err := checkKeyPrefix(v); err != nil {
+			return d.WrapErr(err)
+		}
+		r.KeyPrefix = &v
 	case "db":
 		n, err := intArg(d, name, 0, 15)
 		if err != nil {

@@ -199,17 +199,6 @@ func (r *Redis) Restart() {
 // URL is the redis:// URL of database db.
 func (r *Redis) URL(db int) string { return fmt.Sprintf("redis://%s/%d", r.Addr, db) }
 
-// Client returns a go-redis client for the server, closed when the test ends.
-func (r *Redis) Client(opts ...func(*redis.Options)) *redis.Client {
-	o := &redis.Options{Addr: r.Addr}
-	for _, f := range opts {
-		f(o)
-	}
-	c := redis.NewClient(o)
-	r.t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // Do runs one command on a fresh connection (so it never shares a pool with the code under
 // test) and returns its reply.
 func (r *Redis) Do(args ...any) (any, error) {
