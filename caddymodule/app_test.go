@@ -380,3 +380,25 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		})
 	}
 }
+
+func TestAccessorsForModules(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis %s\n\t}\n}\n", r.URL(0)))
+	app := activeApp(t)
+	if app.KeyPrefix() != "hardening:" {
+		t.Fatalf("default key prefix %q", app.KeyPrefix())
+	}
+	if len(app.Findings()) != 0 {
+		t.Fatalf("findings on a loopback Redis in production: %v", app.Findings())
+	}
+	if err := c.Load(fmt.Sprintf("{\n\thardening {\n\t\tenvironment staging\n\t\tredis %s {\n\t\t\tkey_prefix edge:\n\t\t\tpassword literal\n\t\t}\n\t}\n}\n", r.URL(0))); err != nil {
+		t.Fatal(err)
+	}
+	app = activeApp(t)
+	if app.KeyPrefix() != "edge:" {
+		t.Fatalf("key prefix %q, want edge:", app.KeyPrefix())
+	}
+	if f := app.Findings(); len(f) != 1 || f[0].Code != "redis.literal_password" || f[0].Config != "apps.hardening.redis.password" {
+		t.Fatalf("findings %+v, want one redis.literal_password at apps.hardening.redis.password", f)
+	}
+}
