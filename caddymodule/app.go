@@ -46,6 +46,8 @@ type App struct {
 	keyPrefix string
 	findings  findingSet
 	logger    *zap.Logger
+	security  *securityEvents
+	status    statusRegistry
 }
 
 // CaddyModule returns the Caddy module information.
@@ -61,12 +63,15 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
+	var err error
+	if a.security, err = newSecurityEvents(ctx); err != nil {
+		return err
+	}
 
 	env := a.Environment
 	if env == "" {
 		env = string(Production)
 	}
-	var err error
 	if a.env, err = ParseEnvironment(repl.ReplaceKnown(env, "")); err != nil {
 		return err
 	}

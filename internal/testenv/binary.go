@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,7 +34,9 @@ func CaddyBinary(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		dir := filepath.Join(os.TempDir(), "caddy-hardening-testbin")
+		// One directory per checkout: worktrees built from different code never share a binary.
+		sum := sha256.Sum256([]byte(root))
+		dir := filepath.Join(os.TempDir(), "caddy-hardening-testbin", hex.EncodeToString(sum[:6]))
 		if err = os.MkdirAll(dir, 0o755); err != nil {
 			buildErr = err
 			return

@@ -1,0 +1,151 @@
+package caddymodule
+
+import (
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// securityLoggerName is the logger of every security event, whichever module reports it, so an
+// operator routes them all with one line: `log security { include hardening.security ... }`.
+const securityLoggerName = "hardening.security"
+
+// The security events. Each is written to the security log and emitted as a Caddy event of the
+// same name (subscribe with the `events` app) with the same data.
+const (
+	EventIPReclassified      = "ip_reclassified"
+	EventPathBlocked         = "path_blocked"
+	EventSuspiciousBlocked   = "suspicious_blocked"
+	EventRateLimited         = "rate_limited"
+	EventStoreFailover       = "store_failover"
+	EventCSPViolation        = "csp_violation"
+	EventBreakerStateChanged = "breaker_state_changed"
+)
+
+// maxLoggedURI bounds the request URI copied into an event: an attacker chooses its length.
+const maxLoggedURI = 512
+
+// eventLogRate is how many events of one name are logged per second (with a burst of as many);
+// the rest are counted and the next logged one carries `suppressed`. Caddy events are always
+// emitted: subscribers decide for themselves.
+const eventLogRate = 100
+
+// securityEvents writes security events with one field schema:
+//
+//	event      the event name (ip_reclassified, path_blocked, ...)
+//	module     the Caddy module that reported it (http.handlers.path_guard, ...)
+//	client_ip  Caddy's client IP (trusted_proxies respected), when a request caused it
+//	ip_class   the client's class at that time
+//	method, host, uri (truncated to 512 bytes)
+//	...        event-specific fields (reason, score, policy, directive, breaker, state, ...)
+//	suppressed how many events of this name were not logged since the last logged one
+type securityEvents struct {
+	logger *zap.Logger
+	events *caddyevents.App
+
+	mu      sync.Mutex
+	buckets map[string]*eventBucket
+}
+
+type eventBucket struct {
+	tokens     float64
+	last       time.Time
+	suppressed int
+}
+
+func newSecurityEvents(ctx caddy.Context) (*securityEvents, error) {
+	ev, err := ctx.App("events")
+	if err != nil {
+		return nil, err
+	}
+	return &securityEvents{
+		logger:  caddy.Log().Named(securityLoggerName),
+		events:  ev.(*caddyevents.App),
+		buckets: make(map[string]*eventBucket),
+	}, nil
+}
+
+// SecurityEvent records a security event reported by the module that owns ctx. r may be nil
+// for events no request caused (a breaker timer, a store failover). Info is for what the edge
+// did as configured; Warn for what an operator should look at.
+func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Level, name string, data map[string]any) {
+	s := a.security
+	if s == nil {
+		return
+	}
+	full := make(map[string]any, len(data)+7)
+	for k, v := range data {
+		full[k] = v
+	}
+	full["event"] = name
+	if mod := ctx.Module(); mod != nil {
+		full["module"] = string(mod.CaddyModule().ID)
+	}
+	if r != nil {
+		if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
+			full["client_ip"] = ip
+		}
+		full["ip_class"] = a.ClassOf(r).String()
+		full["method"] = r.Method
+		full["host"] = r.Host
+		uri := r.RequestURI
+		if len(uri) > maxLoggedURI {
+			uri = uri[:maxLoggedURI]
+		}
+		full["uri"] = uri
+	}
+	if s.events != nil {
+		s.events.Emit(ctx, name, full)
+	}
+	if ce := s.logger.Check(level, name); ce != nil {
+		suppressed, ok := s.admit(name, time.Now())
+		if !ok {
+			return
+		}
+		if suppressed > 0 {
+			full["suppressed"] = suppressed
+		}
+		ce.Write(eventFields(full)...)
+	}
+}
+
+// admit is a token bucket per event name; it returns how many were dropped before this one.
+func (s *securityEvents) admit(name string, now time.Time) (int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.buckets[name] // names are constants of this package: the map stays small
+	if b == nil {
+		b = &eventBucket{tokens: eventLogRate, last: now}
+		s.buckets[name] = b
+	}
+	b.tokens = min(eventLogRate, b.tokens+now.Sub(b.last).Seconds()*eventLogRate)
+	b.last = now
+	if b.tokens < 1 {
+		b.suppressed++
+		return 0, false
+	}
+	b.tokens--
+	n := b.suppressed
+	b.suppressed = 0
+	return n, true
+}
+
+func eventFields(m map[string]any) []zap.Field {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fields := make([]zap.Field, 0, len(keys))
+	for _, k := range keys {
+		fields = append(fields, zap.Any(k, m[k]))
+	}
+	return fields
+}
