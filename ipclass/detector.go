@@ -1,0 +1,260 @@
+package ipclass
+
+import (
+	"math"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Detection is a client crossing the threshold (or being banned by an operator or another
+// instance).
+type Detection struct {
+	Addr netip.Addr
+	// Score when it crossed the threshold (0 for manual and shared bans).
+	Score float64
+	// Signal is the signal that made it cross (SignalManual, SignalShared for bans from
+	// outside this instance's scoring).
+	Signal Signal
+	// Until is when the client stops being suspicious.
+	Until time.Time
+	// Shadow: the detector is in shadow mode and the client was not made suspicious.
+	Shadow bool
+}
+
+const (
+	numShards = 64
+	// evictSample is how many entries an insert into a full shard looks at to pick the least
+	// useful one to evict (as Redis samples for its LRU): O(1) work, no global sweep.
+	evictSample = 8
+)
+
+// Detector scores clients from the signals modules report and keeps the suspicious ones for
+// BanFor. Its memory is bounded by MaxTracked entries; a full shard evicts, among a sample,
+// the entry with the lowest current score that is not an active detection (else the detection
+// that ends first). Safe for concurrent use.
+type Detector struct {
+	settings atomic.Pointer[resolvedSettings]
+	shards   [numShards]shard
+	// banHorizon is the latest end of any detection: after it, Suspicious needs no lookup.
+	banHorizon atomic.Int64
+	now        func() time.Time
+}
+
+type shard struct {
+	mu sync.Mutex
+	m  map[netip.Addr]*entry
+}
+
+type entry struct {
+	score  float64
+	scored int64 // unix ns of the score's last update
+	until  int64 // unix ns: an active detection until then (0: none)
+	signal Signal
+	shadow bool // the detection is a shadow one: reported, not applied
+}
+
+// NewDetector makes a detector with the given settings.
+func NewDetector(s Settings) *Detector {
+	d := &Detector{now: time.Now}
+	for i := range d.shards {
+		d.shards[i].m = make(map[netip.Addr]*entry)
+	}
+	d.SetSettings(s)
+	return d
+}
+
+// SetSettings replaces the settings (on a config reload); scores and detections are kept.
+func (d *Detector) SetSettings(s Settings) {
+	r := s.resolve()
+	d.settings.Store(&r)
+}
+
+// Shadow reports whether the detector is in shadow mode.
+func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
+
+func (d *Detector) shard(a netip.Addr) *shard {
+	// Mix the address bytes cheaply; the low bits of an IPv4 address vary the most.
+	b := a.As16()
+	h := uint32(2166136261)
+	for _, c := range b[8:] {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return &d.shards[h%numShards]
+}
+
+// Suspicious reports whether a is an active (not shadow) detection. It allocates nothing and
+// skips the lookup entirely while no detection is active.
+func (d *Detector) Suspicious(a netip.Addr) bool {
+	now := d.now().UnixNano()
+	if now >= d.banHorizon.Load() {
+		return false
+	}
+	s := d.shard(a)
+	s.mu.Lock()
+	e := s.m[a]
+	active := e != nil && !e.shadow && e.until > now
+	s.mu.Unlock()
+	return active
+}
+
+// Signal adds sig's score to a's. It returns the detection when this signal made a cross the
+// threshold; a client already detected is not detected again until its detection ends. The
+// caller must not signal trusted clients (the Classifier does that check).
+func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
+	set := d.settings.Load()
+	if sig >= numScoredSignals || set.scores[sig] == 0 {
+		return Detection{}, false
+	}
+	a = a.Unmap()
+	now := d.now()
+	ns := now.UnixNano()
+	s := d.shard(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[a]
+	if e == nil {
+		e = s.insert(a, set, ns)
+	}
+	e.score = decayed(e.score, ns-e.scored, set.decay) + set.scores[sig]
+	e.scored = ns
+	if e.until > ns || e.score < set.threshold {
+		return Detection{}, false
+	}
+	until := now.Add(set.banFor)
+	e.until, e.signal, e.shadow = until.UnixNano(), sig, set.shadow
+	if !set.shadow {
+		d.extendHorizon(e.until)
+	}
+	return Detection{Addr: a, Score: e.score, Signal: sig, Until: until, Shadow: set.shadow}, true
+}
+
+// Ban makes a suspicious until the given time (an operator's or another instance's
+// detection). A later end replaces an earlier one; an earlier one is ignored.
+func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
+	a = a.Unmap()
+	ns := d.now().UnixNano()
+	u := until.UnixNano()
+	if u <= ns {
+		return
+	}
+	s := d.shard(a)
+	s.mu.Lock()
+	e := s.m[a]
+	if e == nil {
+		e = s.insert(a, d.settings.Load(), ns)
+	}
+	if e.shadow || e.until < u {
+		e.until, e.signal, e.shadow = u, sig, false
+	}
+	s.mu.Unlock()
+	d.extendHorizon(u)
+}
+
+// Unban forgets a's detection and score. It reports whether a was an active detection.
+func (d *Detector) Unban(a netip.Addr) bool {
+	a = a.Unmap()
+	s := d.shard(a)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[a]
+	if e == nil {
+		return false
+	}
+	delete(s.m, a)
+	return !e.shadow && e.until > d.now().UnixNano()
+}
+
+// Detections lists up to limit active detections (shadow ones included, marked), in no
+// particular order.
+func (d *Detector) Detections(limit int) []Detection {
+	now := d.now()
+	ns := now.UnixNano()
+	set := d.settings.Load()
+	var out []Detection
+	for i := range d.shards {
+		s := &d.shards[i]
+		s.mu.Lock()
+		for a, e := range s.m {
+			if e.until <= ns {
+				continue
+			}
+			if len(out) >= limit {
+				break
+			}
+			out = append(out, Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
+				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow})
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// Counts returns the number of tracked clients and of active (not shadow) detections.
+func (d *Detector) Counts() (tracked, detected int) {
+	ns := d.now().UnixNano()
+	for i := range d.shards {
+		s := &d.shards[i]
+		s.mu.Lock()
+		tracked += len(s.m)
+		for _, e := range s.m {
+			if e.until > ns && !e.shadow {
+				detected++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return tracked, detected
+}
+
+func (d *Detector) extendHorizon(u int64) {
+	for {
+		cur := d.banHorizon.Load()
+		if u <= cur || d.banHorizon.CompareAndSwap(cur, u) {
+			return
+		}
+	}
+}
+
+// insert adds a fresh entry, evicting the least useful of a sample first when the shard is
+// full. The caller holds s.mu.
+func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64) *entry {
+	limit := max(1, (set.maxTracked+numShards-1)/numShards)
+	for len(s.m) >= limit {
+		s.evictOne(now, set.decay)
+	}
+	e := &entry{scored: now}
+	s.m[a] = e
+	return e
+}
+
+func (s *shard) evictOne(now int64, halfLife time.Duration) {
+	var victim netip.Addr
+	var victimActive bool
+	var victimKey float64
+	n := 0
+	for a, e := range s.m { // map iteration starts at a random position: a random sample
+		active := e.until > now
+		// Inactive entries go first, lowest current score first; among active detections, the
+		// one ending first.
+		key := decayed(e.score, now-e.scored, halfLife)
+		if active {
+			key = float64(e.until)
+		}
+		if n == 0 || (victimActive && !active) || (victimActive == active && key < victimKey) {
+			victim, victimActive, victimKey = a, active, key
+		}
+		if n++; n >= evictSample {
+			break
+		}
+	}
+	delete(s.m, victim)
+}
+
+func decayed(score float64, elapsed int64, halfLife time.Duration) float64 {
+	if elapsed <= 0 || score == 0 {
+		return score
+	}
+	return score * math.Exp2(-float64(elapsed)/float64(halfLife))
+}

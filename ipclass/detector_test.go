@@ -1,0 +1,183 @@
+package ipclass
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func testDetector(s Settings) (*Detector, *clock) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	d := NewDetector(s)
+	d.now = c.now
+	return d, c
+}
+
+var client = netip.MustParseAddr("198.51.100.9")
+
+func TestDetectorThresholdBanAndExpiry(t *testing.T) {
+	d, c := testDetector(Settings{Threshold: 20, BanFor: 15 * time.Minute})
+	if _, hit := d.Signal(client, SignalProbe); hit || d.Suspicious(client) {
+		t.Fatal("one probe (10) already crossed 20")
+	}
+	det, hit := d.Signal(client, SignalProbe)
+	if !hit || det.Signal != SignalProbe || det.Score < 20 || !det.Until.Equal(c.t.Add(15*time.Minute)) {
+		t.Fatalf("second probe: %+v, %v", det, hit)
+	}
+	if !d.Suspicious(client) {
+		t.Fatal("not suspicious after crossing the threshold")
+	}
+	if _, again := d.Signal(client, SignalProbe); again {
+		t.Error("a detected client was detected again before its detection ended")
+	}
+	c.advance(15*time.Minute + time.Second)
+	if d.Suspicious(client) {
+		t.Error("still suspicious after ban_for")
+	}
+}
+
+func TestDetectorScoreDecays(t *testing.T) {
+	d, c := testDetector(Settings{Threshold: 20, Decay: 10 * time.Minute})
+	d.Signal(client, SignalProbe) // 10
+	c.advance(10 * time.Minute)   // halves to 5
+	d.Signal(client, SignalProbe) // 15
+	if d.Suspicious(client) {
+		t.Fatal("decayed score crossed the threshold")
+	}
+	if _, hit := d.Signal(client, SignalProbe); !hit { // 25
+		t.Fatal("25 did not cross 20")
+	}
+}
+
+func TestDetectorNotFoundBurst(t *testing.T) {
+	d, _ := testDetector(Settings{})
+	for i := 1; i <= 19; i++ {
+		if _, hit := d.Signal(client, SignalNotFound); hit {
+			t.Fatalf("detected after %d 404s", i)
+		}
+	}
+	if _, hit := d.Signal(client, SignalNotFound); !hit {
+		t.Fatal("20 404s in a burst not detected")
+	}
+}
+
+func TestDetectorShadow(t *testing.T) {
+	d, _ := testDetector(Settings{Shadow: true})
+	d.Signal(client, SignalTraversal)
+	if det, hit := d.Signal(client, SignalTraversal); !hit || !det.Shadow {
+		// one traversal is 20 already; the first call returned it
+	}
+	if d.Suspicious(client) {
+		t.Fatal("shadow mode made a client suspicious")
+	}
+	if list := d.Detections(10); len(list) != 1 || !list[0].Shadow {
+		t.Fatalf("shadow detection not listed as shadow: %+v", list)
+	}
+}
+
+func TestDetectorZeroScoreIgnored(t *testing.T) {
+	d, _ := testDetector(Settings{Scores: map[Signal]float64{SignalNotFound: 0}})
+	for range 100 {
+		if _, hit := d.Signal(client, SignalNotFound); hit {
+			t.Fatal("a signal scored 0 detected a client")
+		}
+	}
+	if tracked, _ := d.Counts(); tracked != 0 {
+		t.Errorf("a signal scored 0 tracked a client: %d", tracked)
+	}
+}
+
+func TestDetectorBanUnban(t *testing.T) {
+	d, c := testDetector(Settings{})
+	d.Ban(client, c.t.Add(time.Minute), SignalManual)
+	if !d.Suspicious(client) {
+		t.Fatal("manual ban not applied")
+	}
+	d.Ban(client, c.t.Add(time.Second), SignalShared) // earlier end: ignored
+	c.advance(30 * time.Second)
+	if !d.Suspicious(client) {
+		t.Fatal("an earlier-ending ban shortened a longer one")
+	}
+	if !d.Unban(client) || d.Suspicious(client) {
+		t.Fatal("unban did not clear the detection")
+	}
+	if d.Unban(client) {
+		t.Error("unban of an unknown client reported a detection")
+	}
+}
+
+// TestDetectorBoundedUnderFlood: many distinct clients never grow the table past its cap, and
+// detected clients survive the flood of one-signal clients.
+func TestDetectorBoundedUnderFlood(t *testing.T) {
+	const maxTracked = 6400
+	d, _ := testDetector(Settings{MaxTracked: maxTracked})
+	for range 3 {
+		d.Signal(client, SignalTraversal)
+	}
+	for i := range 100_000 {
+		d.Signal(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), SignalNotFound)
+	}
+	tracked, detected := d.Counts()
+	if tracked > maxTracked {
+		t.Fatalf("tracking %d clients, cap %d", tracked, maxTracked)
+	}
+	if detected != 1 || !d.Suspicious(client) {
+		t.Fatalf("the detected client was evicted by the flood (detected=%d)", detected)
+	}
+}
+
+func TestClassifierPrecedence(t *testing.T) {
+	d, _ := testDetector(Settings{})
+	c := Classifier{
+		Trusted:    NewPrefixSet(mustPrefixes(t, "10.0.0.0/8")),
+		Suspicious: NewPrefixSet(mustPrefixes(t, "10.9.0.0/16", "203.0.113.0/24")),
+		Detector:   d,
+	}
+	for ip, want := range map[string]Class{"10.9.1.1": Trusted, "203.0.113.5": Suspicious, "198.51.100.1": Default} {
+		if got := c.Class(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("Class(%s) = %s, want %s", ip, got, want)
+		}
+	}
+	trusted := netip.MustParseAddr("10.1.2.3")
+	for range 10 {
+		if _, hit := c.Signal(trusted, SignalTraversal); hit {
+			t.Fatal("a trusted client was reclassified")
+		}
+	}
+	if c.Class(trusted) != Trusted {
+		t.Fatal("trusted client lost its class")
+	}
+	c.Signal(client, SignalTraversal)
+	if c.Class(client) != Suspicious {
+		t.Fatal("detected client not suspicious")
+	}
+	var zero Classifier
+	if zero.Class(client) != Default {
+		t.Error("zero classifier is not all default")
+	}
+}
+
+func TestClassAndSignalNames(t *testing.T) {
+	for _, c := range []Class{Default, Trusted, Suspicious} {
+		if got, err := ParseClass(c.String()); err != nil || got != c {
+			t.Errorf("ParseClass(%s) = %v, %v", c, got, err)
+		}
+	}
+	if _, err := ParseClass("evil"); err == nil {
+		t.Error("unknown class accepted")
+	}
+	for _, s := range ScoredSignals() {
+		if got, err := ParseSignal(s.String()); err != nil || got != s {
+			t.Errorf("ParseSignal(%s) = %v, %v", s, got, err)
+		}
+	}
+	if _, err := ParseSignal("manual"); err == nil {
+		t.Error("manual is not a scored signal")
+	}
+	_ = fmt.Sprint(Class(9), Signal(99))
+}

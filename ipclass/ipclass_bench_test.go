@@ -1,0 +1,57 @@
+package ipclass
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"testing"
+)
+
+// BenchmarkClass10kPrefixes: one classification against 10,000 trusted and 10,000 suspicious
+// prefixes, addresses drawn at random (most miss both lists: the slowest case).
+func BenchmarkClass10kPrefixes(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	c := Classifier{
+		Trusted:    NewPrefixSet(randomPrefixes(r, 10_000)),
+		Suspicious: NewPrefixSet(randomPrefixes(r, 10_000)),
+		Detector:   NewDetector(Settings{}),
+	}
+	addrs := make([]netip.Addr, 1024)
+	for i := range addrs {
+		addrs[i] = randomAddr(r)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		_ = c.Class(addrs[i&1023])
+	}
+}
+
+// BenchmarkDetectorFlood1M: one million distinct clients each send one signal into a detector
+// capped at 200,000; reports the tracked count and the heap it holds.
+func BenchmarkDetectorFlood1M(b *testing.B) {
+	for b.Loop() {
+		d := NewDetector(Settings{MaxTracked: DefaultMaxTracked})
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range 1_000_000 {
+			d.Signal(netip.AddrFrom4([4]byte{100, byte(i >> 16), byte(i >> 8), byte(i)}), SignalNotFound)
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		tracked, _ := d.Counts()
+		b.ReportMetric(float64(tracked), "tracked")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
+		runtime.KeepAlive(d)
+	}
+}
+
+func BenchmarkDetectorSignal(b *testing.B) {
+	d := NewDetector(Settings{})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		d.Signal(netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)}), SignalNotFound)
+	}
+}

@@ -1,0 +1,131 @@
+package ipclass
+
+import (
+	"fmt"
+	"time"
+)
+
+// Signal is something a client did that raises its suspicion score.
+type Signal uint8
+
+// The signals modules report. Each has a configurable score (Settings.Scores).
+const (
+	// SignalProbe: a request for a scanner or honeypot path (/.env, /.git/, /wp-login.php ...).
+	SignalProbe Signal = iota
+	// SignalTraversal: a request path_guard refused (traversal, ambiguous encoding).
+	SignalTraversal
+	// SignalAuthFailure: a 401 or 403 response.
+	SignalAuthFailure
+	// SignalNotFound: a 404 response.
+	SignalNotFound
+	// SignalRateLimited: a 429 from the rate limiter.
+	SignalRateLimited
+	// SignalManual: an operator's ban through the admin API (no score).
+	SignalManual
+	// SignalShared: a detection another instance published through Redis (no score).
+	SignalShared
+
+	numScoredSignals = SignalRateLimited + 1
+)
+
+var signalNames = [...]string{
+	SignalProbe:       "probe",
+	SignalTraversal:   "traversal",
+	SignalAuthFailure: "auth_failure",
+	SignalNotFound:    "not_found",
+	SignalRateLimited: "rate_limited",
+	SignalManual:      "manual",
+	SignalShared:      "shared",
+}
+
+// String is the signal's name in configuration, logs and metrics.
+func (s Signal) String() string {
+	if int(s) < len(signalNames) {
+		return signalNames[s]
+	}
+	return fmt.Sprintf("signal(%d)", uint8(s))
+}
+
+// ParseSignal reads the name of a scored signal.
+func ParseSignal(s string) (Signal, error) {
+	for i := Signal(0); i < numScoredSignals; i++ {
+		if signalNames[i] == s {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown signal %q: expected probe, traversal, auth_failure, not_found or rate_limited", s)
+}
+
+// ScoredSignals lists the signals that carry a score, in order.
+func ScoredSignals() []Signal {
+	out := make([]Signal, numScoredSignals)
+	for i := range out {
+		out[i] = Signal(i)
+	}
+	return out
+}
+
+// Settings tune detection. The zero value of a field means its default.
+type Settings struct {
+	// Threshold is the score at which a client becomes suspicious. Default: 20.
+	Threshold float64
+	// BanFor is how long a detected client stays suspicious. Default: 15m.
+	BanFor time.Duration
+	// Decay is the score's half-life: without new signals a score halves every Decay.
+	// Default: 10m.
+	Decay time.Duration
+	// Scores per signal. Defaults: probe 10, traversal 20, auth_failure 2, not_found 1,
+	// rate_limited 3. A negative value means 0 (the signal is ignored).
+	Scores map[Signal]float64
+	// MaxTracked bounds the clients with a score or a detection. Default: 200000.
+	MaxTracked int
+	// Shadow reports what would be detected without making anyone suspicious.
+	Shadow bool
+}
+
+// DefaultScores are the scores of the signals unless configured.
+var DefaultScores = map[Signal]float64{
+	SignalProbe: 10, SignalTraversal: 20, SignalAuthFailure: 2, SignalNotFound: 1, SignalRateLimited: 3,
+}
+
+// Defaults for Settings.
+const (
+	DefaultThreshold  = 20
+	DefaultBanFor     = 15 * time.Minute
+	DefaultDecay      = 10 * time.Minute
+	DefaultMaxTracked = 200000
+)
+
+type resolvedSettings struct {
+	threshold  float64
+	banFor     time.Duration
+	decay      time.Duration
+	scores     [numScoredSignals]float64
+	maxTracked int
+	shadow     bool
+}
+
+func (s Settings) resolve() resolvedSettings {
+	r := resolvedSettings{threshold: s.Threshold, banFor: s.BanFor, decay: s.Decay, maxTracked: s.MaxTracked, shadow: s.Shadow}
+	if r.threshold <= 0 {
+		r.threshold = DefaultThreshold
+	}
+	if r.banFor <= 0 {
+		r.banFor = DefaultBanFor
+	}
+	if r.decay <= 0 {
+		r.decay = DefaultDecay
+	}
+	if r.maxTracked <= 0 {
+		r.maxTracked = DefaultMaxTracked
+	}
+	for sig, v := range DefaultScores {
+		r.scores[sig] = v
+	}
+	for sig, v := range s.Scores {
+		if sig < numScoredSignals {
+			r.scores[sig] = max(v, 0)
+		}
+	}
+	return r
+}

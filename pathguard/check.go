@@ -1,0 +1,266 @@
+// Package pathguard decides whether a request path is safe to hand to code that maps URLs to
+// files or forwards them upstream: it refuses traversal in every encoding attackers use
+// (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
+// Unicode look-alikes), backslashes, NUL and control bytes, Windows drive paths, and, unless
+// allowed, encoded slashes and `;` path parameters. It refuses nothing an ordinary URL
+// contains: dots inside names (a..b.txt, v1.2..3), Unicode names, and anything in the query.
+// It imports nothing from Caddy.
+package pathguard
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// Reason says why a path was refused. The empty Reason means the path is safe.
+type Reason string
+
+// The reasons, also the `reason` label of the metrics and the field of path_blocked events.
+const (
+	ReasonDotSegment     Reason = "dot_segment"     // a `..` segment, in any encoding
+	ReasonBackslash      Reason = "backslash"       // `\` or %5c: a separator on Windows and some upstreams
+	ReasonNUL            Reason = "nul_byte"        // %00: truncates paths in C-based code
+	ReasonControl        Reason = "control_char"    // other bytes below 0x20 and 0x7f (CRLF injection)
+	ReasonDoubleEncoding Reason = "double_encoding" // %25xx that decodes again to a separator or dot
+	ReasonOverlongUTF8   Reason = "overlong_utf8"   // %c0%ae and kin: invalid UTF-8 that lax decoders read as / . \
+	ReasonUnicodeEscape  Reason = "unicode_escape"  // %u002e: IIS's non-standard escape
+	ReasonLookalike      Reason = "unicode_lookalike"
+	ReasonEncodedSlash   Reason = "encoded_slash" // %2f inside a segment (unless allowed)
+	ReasonPathParams     Reason = "path_params"   // `;` parameters, as in Tomcat's /..;/ (unless allowed)
+	ReasonDrivePath      Reason = "drive_path"    // a C: segment
+	ReasonBadEncoding    Reason = "bad_encoding"  // a % not followed by two hex digits
+)
+
+// Reasons lists every reason, for metrics.
+var Reasons = []Reason{ReasonDotSegment, ReasonBackslash, ReasonNUL, ReasonControl, ReasonDoubleEncoding,
+	ReasonOverlongUTF8, ReasonUnicodeEscape, ReasonLookalike, ReasonEncodedSlash, ReasonPathParams,
+	ReasonDrivePath, ReasonBadEncoding}
+
+// Options loosen the check for applications that need it.
+type Options struct {
+	// AllowEncodedSlash accepts %2f inside a segment (APIs that take IDs with slashes).
+	AllowEncodedSlash bool
+	// AllowPathParams accepts `;` in paths (matrix parameters); `..;` is refused regardless.
+	AllowPathParams bool
+}
+
+// maxDecodeRounds bounds how many layers of percent-encoding are peeled off.
+const maxDecodeRounds = 3
+
+// Check examines a path as the client sent it (escaped, without the query) and returns why it
+// must be refused, or "" when it is safe. Ordinary paths cost one pass and no allocation.
+func Check(raw string, opt Options) Reason {
+	var pct, dot, colon, semi, high bool
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; {
+		case c == 0:
+			return ReasonNUL
+		case c < 0x20 || c == 0x7f:
+			return ReasonControl
+		case c == '\\':
+			return ReasonBackslash
+		case c == '%':
+			pct = true
+		case c == '.':
+			dot = true
+		case c == ':':
+			colon = true
+		case c == ';':
+			semi = true
+		case c >= 0x80:
+			high = true
+		}
+	}
+	if !pct && !dot && !colon && !semi && !high {
+		return ""
+	}
+	if semi && !opt.AllowPathParams {
+		return ReasonPathParams
+	}
+	if r := checkSegments(raw); r != "" {
+		return r
+	}
+	if !pct {
+		return ""
+	}
+	return checkDecoded(raw, opt)
+}
+
+// checkDecoded peels percent-encoding layer by layer and checks each result.
+func checkDecoded(raw string, opt Options) Reason {
+	cur := raw
+	for round := 1; strings.IndexByte(cur, '%') >= 0; round++ {
+		if round > maxDecodeRounds {
+			// Still escapes after three layers: no client has a reason to send that.
+			if _, d, _ := decode(cur, false); d.special {
+				return ReasonDoubleEncoding
+			}
+			return ""
+		}
+		dec, d, r := decode(cur, round == 1)
+		if r != "" {
+			return r
+		}
+		if dec == cur { // only literal % left (a name such as "100%" sent as 100%25)
+			return ""
+		}
+		if round > 1 && d.special {
+			return ReasonDoubleEncoding
+		}
+		if d.slash && !opt.AllowEncodedSlash {
+			return ReasonEncodedSlash
+		}
+		if r := checkBytes(dec, opt); r != "" {
+			return r
+		}
+		if r := checkSegments(dec); r != "" {
+			return r
+		}
+		cur = dec
+	}
+	return ""
+}
+
+// checkBytes looks at a decoded path for bytes that have no business in a path.
+func checkBytes(p string, opt Options) Reason {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == 0:
+			return ReasonNUL
+		case c < 0x20 || c == 0x7f:
+			return ReasonControl
+		case c == '\\':
+			return ReasonBackslash
+		case c == ';' && !opt.AllowPathParams:
+			return ReasonPathParams
+		case c == 0xc0 || c == 0xc1 || c >= 0xf5:
+			return ReasonOverlongUTF8
+		case c == 0xe0 && i+1 < len(p) && p[i+1] < 0xa0:
+			return ReasonOverlongUTF8
+		case c == 0xf0 && i+1 < len(p) && p[i+1] < 0x90:
+			return ReasonOverlongUTF8
+		}
+	}
+	return ""
+}
+
+// decoded tells what a decoding layer produced from escapes.
+type decoded struct {
+	slash   bool // a %2f
+	special bool // a byte that matters to path resolution: . / \ ; : %, NUL, control, non-ASCII
+}
+
+// decode percent-decodes p once. It refuses IIS %u escapes and, on the first layer, a % that
+// starts no valid escape.
+func decode(p string, strict bool) (string, decoded, Reason) {
+	var b strings.Builder
+	b.Grow(len(p))
+	var d decoded
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 < len(p) && (p[i+1] == 'u' || p[i+1] == 'U') && i+5 < len(p) && allHex(p[i+2:i+6]) {
+			return "", d, ReasonUnicodeEscape
+		}
+		if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			if strict {
+				return "", d, ReasonBadEncoding
+			}
+			b.WriteByte(c) // a literal % in an already decoded layer
+			continue
+		}
+		v := unhex(p[i+1])<<4 | unhex(p[i+2])
+		d.slash = d.slash || v == '/'
+		d.special = d.special || strings.IndexByte("./\\;:", v) >= 0 || v < 0x20 || v >= 0x7f
+		b.WriteByte(v)
+		i += 2
+	}
+	return b.String(), d, ""
+}
+
+// checkSegments refuses `..` segments (also before `;` parameters and as Unicode look-alikes),
+// drive segments, and look-alike separators.
+func checkSegments(p string) Reason {
+	for seg := range strings.SplitSeq(p, "/") {
+		name := seg
+		if i := strings.IndexByte(name, ';'); i >= 0 {
+			name = name[:i]
+		}
+		switch {
+		case name == "..":
+			return ReasonDotSegment
+		case len(name) == 2 && name[1] == ':' && isLetter(name[0]):
+			return ReasonDrivePath
+		}
+		if !isASCII(name) {
+			if r := checkUnicodeSegment(name); r != "" {
+				return r
+			}
+		}
+	}
+	return ""
+}
+
+// dotLike are runes that NFKC normalization or lax servers turn into '.'; slashLike into a
+// separator.
+func dotLike(r rune) bool { return r == '.' || r == '\uff0e' || r == '\u2024' || r == '\ufe52' }
+
+func slashLike(r rune) bool {
+	return r == '\uff0f' || r == '\u2215' || r == '\u2044' || r == '\uff3c' || r == '\u2216' || r == '\ufe68'
+}
+
+func checkUnicodeSegment(s string) Reason {
+	dots, n := 0, 0
+	for _, r := range s {
+		if r == utf8.RuneError {
+			continue // invalid bytes are checkBytes' concern
+		}
+		if slashLike(r) {
+			return ReasonLookalike
+		}
+		if dotLike(r) {
+			dots++
+		}
+		n++
+	}
+	if n == 2 && dots == 2 {
+		return ReasonLookalike
+	}
+	return ""
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func allHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isHex(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
