@@ -1,0 +1,219 @@
+package ipclass
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// SharedBans spreads detections between instances through Redis: every detection (and every
+// operator ban or unban) is added to a sorted set (member: the IP, score: when it ends, in ms)
+// and published on a channel; every instance applies what it receives at once, and reloads the
+// set when it (re)subscribes and every ReloadEvery, so a missed message is caught up.
+//
+// Requests never wait on Redis: publishing goes through a bounded queue served by one
+// goroutine, and a failing Redis only means detections stay local until it answers again.
+type SharedBans struct {
+	client  redis.UniversalClient
+	key     string // sorted set of active detections
+	channel string
+	det     *Detector
+	maxBans int
+	origin  string
+	logf    func(msg string, err error)
+
+	queue  chan banMessage
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// ReloadEvery is how often the shared set is read whole, to catch up on missed messages.
+const ReloadEvery = 30 * time.Second
+
+// queueSize bounds the publications waiting for Redis; beyond it they are dropped (the
+// detection still applies locally).
+const queueSize = 1024
+
+// opTimeout bounds one Redis operation of the sync.
+const opTimeout = 2 * time.Second
+
+type banMessage struct {
+	Op      string `json:"op"` // "ban" or "unban"
+	IP      string `json:"ip"`
+	UntilMs int64  `json:"until_ms,omitempty"`
+	Signal  string `json:"signal,omitempty"`
+	Origin  string `json:"origin"`
+}
+
+// NewSharedBans prepares the sync; keyPrefix starts its keys (a hash tag keeps them in one
+// Cluster slot). logf reports Redis failures (nil err: recovered). Call Start, then Stop.
+func NewSharedBans(client redis.UniversalClient, keyPrefix string, det *Detector, maxBans int, logf func(string, error)) *SharedBans {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	return &SharedBans{
+		client: client, det: det, maxBans: maxBans, logf: logf,
+		key:     keyPrefix + "{ipclass}:detected",
+		channel: keyPrefix + "{ipclass}:events",
+		origin:  hex.EncodeToString(id[:]),
+		queue:   make(chan banMessage, queueSize),
+	}
+}
+
+// Start runs the subscriber, the periodic reload and the publisher.
+func (s *SharedBans) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(3)
+	go s.subscribe(ctx)
+	go s.reloadLoop(ctx)
+	go s.publishLoop(ctx)
+}
+
+// Stop ends the goroutines; queued publications not yet sent are dropped.
+func (s *SharedBans) Stop() {
+	if s.cancel != nil {
+		s.cancel()
+		s.wg.Wait()
+	}
+}
+
+// Publish shares a detection; it never blocks.
+func (s *SharedBans) Publish(d Detection) {
+	s.enqueue(banMessage{Op: "ban", IP: d.Addr.String(), UntilMs: d.Until.UnixMilli(), Signal: d.Signal.String()})
+}
+
+// PublishUnban shares an operator's unban; it never blocks.
+func (s *SharedBans) PublishUnban(a netip.Addr) {
+	s.enqueue(banMessage{Op: "unban", IP: a.Unmap().String()})
+}
+
+func (s *SharedBans) enqueue(m banMessage) {
+	m.Origin = s.origin
+	select {
+	case s.queue <- m:
+	default:
+		s.logf("shared detections: publish queue full, a detection stays local", nil)
+	}
+}
+
+func (s *SharedBans) publishLoop(ctx context.Context) {
+	defer s.wg.Done()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-s.queue:
+			err := s.publish(ctx, m)
+			switch {
+			case err != nil && !failing:
+				s.logf("shared detections: Redis unavailable, detections stay local until it answers", err)
+			case err == nil && failing:
+				s.logf("shared detections: Redis answers again", nil)
+			}
+			failing = err != nil
+		}
+	}
+}
+
+func (s *SharedBans) publish(ctx context.Context, m banMessage) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if m.Op == "ban" {
+			p.ZAdd(ctx, s.key, redis.Z{Score: float64(m.UntilMs), Member: m.IP})
+			p.ZRemRangeByScore(ctx, s.key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
+			// Keep the maxBans detections that end last: the set an attacker grows is bounded.
+			p.ZRemRangeByRank(ctx, s.key, 0, int64(-s.maxBans-1))
+		} else {
+			p.ZRem(ctx, s.key, m.IP)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.client.Publish(ctx, s.channel, payload).Err()
+}
+
+func (s *SharedBans) subscribe(ctx context.Context) {
+	defer s.wg.Done()
+	ps := s.client.Subscribe(ctx, s.channel)
+	defer ps.Close()
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(queueSize))
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case v := <-ch:
+			switch m := v.(type) {
+			case *redis.Subscription:
+				// (Re)subscribed: messages may have been missed while away.
+				go func() { _ = s.Reload(ctx) }()
+			case *redis.Message:
+				s.apply(m.Payload)
+			}
+		}
+	}
+}
+
+func (s *SharedBans) apply(payload string) {
+	var m banMessage
+	if len(payload) > 512 || json.Unmarshal([]byte(payload), &m) != nil || m.Origin == s.origin {
+		return
+	}
+	a, err := netip.ParseAddr(m.IP)
+	if err != nil {
+		return
+	}
+	switch m.Op {
+	case "ban":
+		s.det.Ban(a, time.UnixMilli(m.UntilMs), SignalShared)
+	case "unban":
+		s.det.Unban(a)
+	}
+}
+
+func (s *SharedBans) reloadLoop(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(ReloadEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.Reload(ctx)
+		}
+	}
+}
+
+// Reload applies every active detection in the shared set.
+func (s *SharedBans) Reload(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	zs, err := s.client.ZRangeByScoreWithScores(ctx, s.key, &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf", Count: int64(s.maxBans),
+	}).Result()
+	if err != nil {
+		return err
+	}
+	for _, z := range zs {
+		ip, _ := z.Member.(string)
+		if a, err := netip.ParseAddr(ip); err == nil {
+			s.det.Ban(a, time.UnixMilli(int64(z.Score)), SignalShared)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package ipclass
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type logSink struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logSink) logf(msg string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, msg)
+}
+
+func sharedPair(t *testing.T, r *testenv.Redis) (a, b *Detector, sa, sb *SharedBans, logs *logSink) {
+	logs = &logSink{}
+	mk := func() (*Detector, *SharedBans) {
+		c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		d := NewDetector(Settings{})
+		s := NewSharedBans(c, "test:", d, 1000, logs.logf)
+		s.Start()
+		t.Cleanup(s.Stop)
+		return d, s
+	}
+	a, sa = mk()
+	b, sb = mk()
+	return
+}
+
+func TestSharedBansReachOtherInstance(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a, b, sa, _, _ := sharedPair(t, r)
+	ip := netip.MustParseAddr("198.51.100.23")
+	time.Sleep(100 * time.Millisecond) // both subscribed
+	d, hit := a.Signal(ip, SignalTraversal)
+	if !hit {
+		t.Fatal("no detection")
+	}
+	start := time.Now()
+	sa.Publish(d)
+	eventually(t, time.Second, "detection seen by the other instance", func() bool { return b.Suspicious(ip) })
+	t.Logf("propagated in %v", time.Since(start))
+
+	// A third instance started later loads the active detections from the set.
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	late := NewDetector(Settings{})
+	if err := NewSharedBans(c, "test:", late, 1000, func(string, error) {}).Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !late.Suspicious(ip) {
+		t.Fatal("a late instance did not load the shared detection")
+	}
+
+	a.Unban(ip)
+	sa.PublishUnban(ip)
+	eventually(t, time.Second, "unban seen by the other instance", func() bool { return !b.Suspicious(ip) })
+	if n, _ := c.ZCard(context.Background(), "test:{ipclass}:detected").Result(); n != 0 {
+		t.Errorf("unbanned IP still in the shared set (%d members)", n)
+	}
+}
+
+func TestSharedBansRedisDownStaysLocal(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a, b, sa, _, logs := sharedPair(t, r)
+	time.Sleep(100 * time.Millisecond)
+	r.Kill()
+	ip := netip.MustParseAddr("198.51.100.24")
+	d, _ := a.Signal(ip, SignalTraversal)
+	start := time.Now()
+	sa.Publish(d) // must not block
+	if el := time.Since(start); el > 100*time.Millisecond {
+		t.Fatalf("Publish blocked %v with Redis down", el)
+	}
+	if !a.Suspicious(ip) {
+		t.Fatal("detection not applied locally with Redis down")
+	}
+	eventually(t, 3*time.Second, "failure logged", func() bool {
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		return len(logs.msgs) > 0
+	})
+	// Back: the next detection is shared again, and the earlier one (never stored) stays local.
+	r.Restart()
+	ip2 := netip.MustParseAddr("198.51.100.25")
+	d2, _ := a.Signal(ip2, SignalTraversal)
+	eventually(t, 10*time.Second, "detection shared after Redis returned", func() bool {
+		sa.Publish(d2)
+		time.Sleep(200 * time.Millisecond)
+		return b.Suspicious(ip2)
+	})
+}
+
+func TestSharedBansSetIsBounded(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	s := NewSharedBans(c, "test:", NewDetector(Settings{}), 10, func(string, error) {})
+	until := time.Now().Add(time.Hour)
+	for i := range 50 {
+		if err := s.publish(context.Background(), banMessage{Op: "ban", IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}).String(),
+			UntilMs: until.Add(time.Duration(i) * time.Second).UnixMilli()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := c.ZCard(context.Background(), "test:{ipclass}:detected").Result(); n != 10 {
+		t.Fatalf("shared set holds %d detections, cap 10", n)
+	}
+}
