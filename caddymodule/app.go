@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swarmsec/caddy-hardening/internal/redisconn"
+	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
 func init() {
@@ -40,6 +41,14 @@ type App struct {
 	// handlers pass requests through. Default: every feature on.
 	Features map[string]bool `json:"features,omitempty"`
 
+	// IPClasses lists the static trusted and suspicious prefixes. Without it every client is
+	// default unless detected.
+	IPClasses *IPClassesConfig `json:"ip_classes,omitempty"`
+
+	// Detection tunes the automatic detection of suspicious clients. Detection runs with the
+	// defaults when this is absent; switch it off with the `detection` feature.
+	Detection *DetectionConfig `json:"detection,omitempty"`
+
 	env       Environment
 	redis     *sharedRedis
 	redisKey  string
@@ -48,6 +57,11 @@ type App struct {
 	logger    *zap.Logger
 	security  *securityEvents
 	status    statusRegistry
+
+	classifier   *ipclass.Classifier
+	probes       *ipclass.ProbeMatcher
+	detectorHeld bool
+	sharedBans   *ipclass.SharedBans
 }
 
 // CaddyModule returns the Caddy module information.
@@ -80,14 +94,20 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	if a.Redis == nil {
+	if err := registerIPClassMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	if a.Redis != nil {
+		if err := a.provisionRedis(repl); err != nil {
+			return err
+		}
+	} else {
 		_ = a.Report(Finding{Code: "redis.absent", Severity: Info, Module: "hardening", Config: "apps.hardening.redis",
 			Message: "production without Redis: rate limits, detected clients and breaker states are per instance",
 			Fix:     "for several instances, configure `redis` in the hardening global option"},
 			Production)
-		return nil
 	}
-	return a.provisionRedis(repl)
+	return a.provisionClasses(ctx, repl)
 }
 
 func (a *App) provisionRedis(repl *caddy.Replacer) error {
@@ -153,8 +173,12 @@ func allLoopback(o redisconn.Options) bool {
 	return true
 }
 
-// Start logs, once for this configuration, the findings and the disabled features.
+// Start logs, once for this configuration, the findings and the disabled features, and starts
+// sharing detections through Redis.
 func (a *App) Start() error {
+	if a.sharedBans != nil {
+		a.sharedBans.Start()
+	}
 	a.findings.log(a.logger)
 	for _, name := range sortedKeys(features) {
 		if on, set := a.Features[name]; set && !on {
@@ -168,11 +192,21 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop does nothing: shared clients are released in Cleanup, after the next config started.
-func (a *App) Stop() error { return nil }
+// Stop stops sharing detections; shared clients are released in Cleanup, after the next config
+// started.
+func (a *App) Stop() error {
+	if a.sharedBans != nil {
+		a.sharedBans.Stop()
+	}
+	return nil
+}
 
-// Cleanup releases this configuration's reference to the shared Redis client.
+// Cleanup releases this configuration's references to the shared Redis client and detector.
 func (a *App) Cleanup() error {
+	if a.detectorHeld {
+		a.detectorHeld = false
+		_, _ = detectorPool.Delete("detector")
+	}
 	if a.redis != nil {
 		_, err := redisPool.Delete(a.redisKey)
 		a.redis = nil

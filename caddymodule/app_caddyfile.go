@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -252,9 +253,9 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		if err != nil {
 			return err
 		}
-		dur, err := caddy.ParseDuration(v)
-		if err != nil || dur <= 0 {
-			return d.Errf("%s: expected a positive duration such as 500ms or 2s, got %q", name, v)
+		dur, err := positiveDuration(d, name, v)
+		if err != nil {
+			return err
 		}
 		target := map[string]*caddy.Duration{"dial_timeout": &r.DialTimeout, "read_timeout": &r.ReadTimeout, "write_timeout": &r.WriteTimeout}[name]
 		*target = caddy.Duration(dur)
@@ -333,6 +334,14 @@ func intArg(d *caddyfile.Dispenser, name string, lo, hi int) (int, error) {
 		return 0, d.Errf("%s: expected an integer from %d to %d, got %q", name, lo, hi, v)
 	}
 	return n, nil
+}
+
+func positiveDuration(d *caddyfile.Dispenser, name, v string) (time.Duration, error) {
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: expected a positive duration such as 500ms, 2s or 15m, got %q", name, v)
+	}
+	return dur, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,9 +1,16 @@
 package caddymodule
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
 )
@@ -11,13 +18,229 @@ import (
 // ipClassVarKey is the request variable that holds the client's class: {http.vars.ip_class}.
 const ipClassVarKey = "ip_class"
 
+// IPClassesConfig lists the static classes. An address in both lists is trusted.
+type IPClassesConfig struct {
+	// Trusted lists CIDR prefixes or single addresses (IPv4 or IPv6) whose clients are
+	// trusted: never detected or reclassified, given the trusted limits, shown monitoring
+	// details. A runtime placeholder such as {env.TRUSTED_CIDRS} is resolved at load and may
+	// hold several prefixes separated by spaces or commas.
+	Trusted []string `json:"trusted,omitempty"`
+
+	// Suspicious lists prefixes whose clients are always suspicious (known abusive ranges).
+	// Placeholders as for Trusted.
+	Suspicious []string `json:"suspicious,omitempty"`
+}
+
+// DetectionConfig tunes the automatic detection of suspicious clients. Each signal a client
+// sends (a probe path, a refused path, a 401/403/404 response, a 429) adds to its score; the
+// score halves every Decay; a client whose score reaches Threshold is suspicious for BanFor,
+// on every instance when Redis is configured. Trusted clients are never scored.
+type DetectionConfig struct {
+	// Threshold is the score that makes a client suspicious. Default: 20.
+	Threshold float64 `json:"threshold,omitempty"`
+
+	// BanFor is how long a detected client stays suspicious. Default: 15m.
+	BanFor caddy.Duration `json:"ban_for,omitempty"`
+
+	// Decay is the score's half-life. Default: 10m.
+	Decay caddy.Duration `json:"decay,omitempty"`
+
+	// ProbePaths are request paths only scanners ask for (`/x` exact, `/x*` prefix, `*x`
+	// suffix, `*x*` substring; ASCII case ignored), added to the built-in list: /.env*,
+	// /.git/*, /.git, /.svn/*, /.hg/*, /.aws/*, /.ssh/*, /.htaccess, /.htpasswd, /.DS_Store,
+	// /.vscode/*, /wp-admin*, /wp-login.php, /xmlrpc.php, /phpmyadmin*, /pma/*, /cgi-bin/*,
+	// /server-status*, /vendor/phpunit/*, /boaform/*, /HNAP1*.
+	ProbePaths []string `json:"probe_paths,omitempty"`
+
+	// ProbePathsReplace makes ProbePaths replace the built-in list instead of extending it
+	// (for an application that serves one of the built-in paths).
+	ProbePathsReplace bool `json:"probe_paths_replace,omitempty"`
+
+	// Scores per signal: probe (default 10), traversal (20), auth_failure (2, a 401 or 403),
+	// not_found (1, a 404), rate_limited (3, a 429 from policy_rate_limit). 0 ignores a signal.
+	Scores map[string]float64 `json:"scores,omitempty"`
+
+	// MaxTracked bounds the clients with a score or a detection on each instance (and the
+	// detections shared through Redis). When full, the least useful entry of a sample is
+	// evicted: a low, old score first, never an active detection while others remain.
+	// Default: 200000 (about 26 MiB).
+	MaxTracked int `json:"max_tracked,omitempty"`
+
+	// Shadow logs and counts what would be detected without making anyone suspicious: use it
+	// to tune the scores on real traffic before enforcing.
+	Shadow bool `json:"shadow,omitempty"`
+}
+
+// detectorPool keeps the detector (scores and detections) across config reloads.
+var detectorPool = caddy.NewUsagePool()
+
+type pooledDetector struct{ *ipclass.Detector }
+
+func (pooledDetector) Destruct() error { return nil }
+
+// provisionClasses builds the classifier from the static lists and the detection settings.
+func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
+	a.classifier = new(ipclass.Classifier)
+	if a.FeatureEnabled("ip_classes") && a.IPClasses != nil {
+		var err error
+		if a.classifier.Trusted, err = prefixSet(repl, a.IPClasses.Trusted, "trusted"); err != nil {
+			return err
+		}
+		if a.classifier.Suspicious, err = prefixSet(repl, a.IPClasses.Suspicious, "suspicious"); err != nil {
+			return err
+		}
+		if a.classifier.Trusted.Contains(netip.IPv4Unspecified()) || a.classifier.Trusted.Contains(netip.IPv6Unspecified()) {
+			_ = a.Report(Finding{Code: "ip_classes.trust_everyone", Severity: Warning, Module: "hardening",
+				Config:  "apps.hardening.ip_classes.trusted",
+				Message: "a trusted prefix covers every address (0.0.0.0/0 or ::/0): every client gets the trusted limits and monitoring details",
+				Fix:     "list only your own networks: office, VPN, the hosts of your workers"})
+		}
+	}
+	if !a.FeatureEnabled("detection") {
+		return nil
+	}
+	cfg := a.Detection
+	if cfg == nil {
+		cfg = new(DetectionConfig)
+	}
+	settings, err := cfg.settings()
+	if err != nil {
+		return err
+	}
+	v, _, err := detectorPool.LoadOrNew("detector", func() (caddy.Destructor, error) {
+		return pooledDetector{ipclass.NewDetector(settings)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.detectorHeld = true
+	det := v.(pooledDetector).Detector
+	det.SetSettings(settings)
+	a.classifier.Detector = det
+	currentDetector.Store(det)
+	patterns := cfg.ProbePaths
+	if !cfg.ProbePathsReplace {
+		patterns = append(append([]string(nil), ipclass.DefaultProbePaths...), cfg.ProbePaths...)
+	}
+	if a.probes, err = ipclass.NewProbeMatcher(patterns); err != nil {
+		return err
+	}
+	if cfg.Shadow {
+		_ = a.Report(Finding{Code: "detection.shadow", Severity: Warning, Module: "hardening", Config: "apps.hardening.detection.shadow",
+			Message: "detection is in shadow mode: suspicious clients are logged, never reclassified",
+			Fix:     "remove `shadow` once the ip_reclassified events look right"}, Production)
+	}
+	if client := a.RedisClient(); client != nil {
+		a.sharedBans = ipclass.NewSharedBans(client, a.KeyPrefix(), det, settings.MaxTracked, func(msg string, err error) {
+			if err != nil {
+				a.logger.Warn(msg, zap.Error(err))
+			} else {
+				a.logger.Info(msg)
+			}
+		})
+	}
+	return nil
+}
+
+func (c *DetectionConfig) settings() (ipclass.Settings, error) {
+	s := ipclass.Settings{Threshold: c.Threshold, BanFor: time.Duration(c.BanFor), Decay: time.Duration(c.Decay),
+		MaxTracked: c.MaxTracked, Shadow: c.Shadow, Scores: map[ipclass.Signal]float64{}}
+	if c.Threshold < 0 || c.BanFor < 0 || c.Decay < 0 || c.MaxTracked < 0 {
+		return s, fmt.Errorf("detection: threshold, ban_for, decay and max_tracked must not be negative")
+	}
+	for name, v := range c.Scores {
+		sig, err := ipclass.ParseSignal(name)
+		if err != nil {
+			return s, fmt.Errorf("detection: %v", err)
+		}
+		if v < 0 {
+			return s, fmt.Errorf("detection: score %s %v: must not be negative", name, v)
+		}
+		s.Scores[sig] = v
+	}
+	return s, nil
+}
+
+// prefixSet resolves placeholders in the list, splits what they hold, and parses each entry.
+func prefixSet(repl *caddy.Replacer, list []string, class string) (*ipclass.PrefixSet, error) {
+	var prefixes []netip.Prefix
+	for _, item := range list {
+		for _, s := range strings.FieldsFunc(repl.ReplaceKnown(item, ""), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+			p, err := ipclass.ParsePrefix(s)
+			if err != nil {
+				return nil, fmt.Errorf("ip_classes %s: %v", class, err)
+			}
+			prefixes = append(prefixes, p)
+		}
+	}
+	return ipclass.NewPrefixSet(prefixes), nil
+}
+
 // ClassOf is the client's IP class, computed once per request from Caddy's client IP (so
 // trusted_proxies are respected) and cached in the request's vars as {http.vars.ip_class}.
 func (a *App) ClassOf(r *http.Request) ipclass.Class {
 	if c, ok := caddyhttp.GetVar(r.Context(), ipClassVarKey).(ipclass.Class); ok {
 		return c
 	}
-	c := ipclass.Default // static and detected classes arrive with issue #3
+	c := ipclass.Default
+	if a.classifier != nil {
+		if addr, ok := clientAddr(r); ok {
+			c = a.classifier.Class(addr)
+		}
+	}
+	classifiedRequests[c].Inc()
 	caddyhttp.SetVar(r.Context(), ipClassVarKey, c)
 	return c
+}
+
+// clientAddr is Caddy's client IP for the request: the peer, or the forwarded client when the
+// peer is one of the server's trusted_proxies.
+func clientAddr(r *http.Request) (netip.Addr, bool) {
+	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.WithZone("").Unmap(), true
+}
+
+// Signal reports a suspicious behaviour of the request's client to the detector (the signal
+// API modules call: path_guard for probes, refused paths and 4xx responses, policy_rate_limit
+// for 429s). A detection is logged as an ip_reclassified event, counted, shared through Redis,
+// and takes effect for the client's next request.
+func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
+	if a.classifier == nil || a.classifier.Detector == nil {
+		return
+	}
+	addr, ok := clientAddr(r)
+	if !ok {
+		return
+	}
+	det, hit := a.classifier.Signal(addr, sig)
+	if !hit {
+		return
+	}
+	reclassified.WithLabelValues(sig.String(), boolLabel(det.Shadow)).Inc()
+	level := zapcore.WarnLevel
+	if det.Shadow {
+		level = zapcore.InfoLevel
+	}
+	a.SecurityEvent(ctx, r, level, EventIPReclassified, map[string]any{
+		"ip": det.Addr.String(), "from": a.ClassOf(r).String(), "to": ipclass.Suspicious.String(),
+		"signal": sig.String(), "score": det.Score, "until": det.Until.UTC().Format("2006-01-02T15:04:05Z07:00"),
+		"shadow": det.Shadow,
+	})
+	if !det.Shadow && a.sharedBans != nil {
+		a.sharedBans.Publish(det)
+	}
+}
+
+// IsProbe reports whether the decoded path is one of the configured probe paths.
+func (a *App) IsProbe(path string) bool { return a.probes.Match(path) }
+
+func boolLabel(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
 }

@@ -1,0 +1,207 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
+)
+
+func init() {
+	caddy.RegisterModule(ipClassAdmin{})
+}
+
+// ipClassAdmin serves the operator's view of the IP classes on Caddy's admin endpoint:
+//
+//	GET    /hardening/ipclass/                  counts, settings and detected clients (?limit=, default 1000)
+//	GET    /hardening/ipclass/class/<ip>        the class of one address
+//	POST   /hardening/ipclass/detected          {"ip": "...", "ban_for": "1h"}: make a client suspicious
+//	DELETE /hardening/ipclass/detected/<ip>     unban a detected client
+//
+// Bans and unbans reach every instance when Redis is configured. Static lists change only
+// with the configuration.
+type ipClassAdmin struct{}
+
+// CaddyModule returns the Caddy module information.
+func (ipClassAdmin) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.hardening_ipclass",
+		New: func() caddy.Module { return new(ipClassAdmin) },
+	}
+}
+
+const ipClassAdminPrefix = "/hardening/ipclass/"
+
+// Routes returns the admin routes.
+func (ipClassAdmin) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: ipClassAdminPrefix, Handler: caddy.AdminHandlerFunc(serveIPClassAdmin)}}
+}
+
+// maxAdminBody bounds a POST body.
+const maxAdminBody = 4096
+
+func serveIPClassAdmin(w http.ResponseWriter, r *http.Request) error {
+	app, err := activeHardeningApp()
+	if err != nil {
+		return err
+	}
+	rest := strings.TrimPrefix(r.URL.Path, ipClassAdminPrefix)
+	switch {
+	case rest == "" && r.Method == http.MethodGet:
+		return app.adminSummary(w, r)
+	case strings.HasPrefix(rest, "class/") && r.Method == http.MethodGet:
+		addr, err := adminAddr(strings.TrimPrefix(rest, "class/"))
+		if err != nil {
+			return err
+		}
+		return writeAdminJSON(w, http.StatusOK, map[string]string{"ip": addr.String(), "class": app.classOfAddr(addr).String()})
+	case rest == "detected" && r.Method == http.MethodPost:
+		return app.adminBan(w, r)
+	case strings.HasPrefix(rest, "detected/") && r.Method == http.MethodDelete:
+		addr, err := adminAddr(strings.TrimPrefix(rest, "detected/"))
+		if err != nil {
+			return err
+		}
+		return app.adminUnban(w, addr)
+	}
+	return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("%s %s: expected GET %s, GET %sclass/<ip>, POST %sdetected or DELETE %sdetected/<ip>",
+		r.Method, r.URL.Path, ipClassAdminPrefix, ipClassAdminPrefix, ipClassAdminPrefix, ipClassAdminPrefix)}
+}
+
+func activeHardeningApp() (*App, error) {
+	v, err := caddy.ActiveContext().AppIfConfigured("hardening")
+	if err != nil || v == nil {
+		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("no hardening app is running")}
+	}
+	return v.(*App), nil
+}
+
+func adminAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%q is not an IP address", s)}
+	}
+	return a.WithZone("").Unmap(), nil
+}
+
+func (a *App) detector() *ipclass.Detector {
+	if a.classifier == nil {
+		return nil
+	}
+	return a.classifier.Detector
+}
+
+func (a *App) classOfAddr(addr netip.Addr) ipclass.Class {
+	if a.classifier == nil {
+		return ipclass.Default
+	}
+	return a.classifier.Class(addr)
+}
+
+type adminDetection struct {
+	IP     string    `json:"ip"`
+	Signal string    `json:"signal"`
+	Score  float64   `json:"score"`
+	Until  time.Time `json:"until"`
+	Shadow bool      `json:"shadow,omitempty"`
+}
+
+func (a *App) adminSummary(w http.ResponseWriter, r *http.Request) error {
+	limit := 1000
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 100_000 {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("limit: expected 1 to 100000")}
+		}
+		limit = n
+	}
+	out := map[string]any{
+		"static": map[string]int{"trusted": a.classifier.Trusted.Len(), "suspicious": a.classifier.Suspicious.Len()},
+	}
+	if det := a.detector(); det != nil {
+		tracked, detected := det.Counts()
+		list := []adminDetection{}
+		for _, d := range det.Detections(limit) {
+			list = append(list, adminDetection{IP: d.Addr.String(), Signal: d.Signal.String(), Score: d.Score, Until: d.Until.UTC(), Shadow: d.Shadow})
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Until.After(list[j].Until) })
+		out["detection"] = map[string]any{"shadow": det.Shadow(), "tracked": tracked, "suspicious": detected, "shared": a.sharedBans != nil}
+		out["detected"] = list
+	}
+	return writeAdminJSON(w, http.StatusOK, out)
+}
+
+func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
+	det := a.detector()
+	if det == nil {
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: errors.New("detection is off (feature detection)")}
+	}
+	var req struct {
+		IP     string `json:"ip"`
+		BanFor string `json:"ban_for"`
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
+	if err != nil || len(body) > maxAdminBody || json.Unmarshal(body, &req) != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`expected a JSON body {"ip": "192.0.2.1", "ban_for": "1h"} of at most 4 KiB`)}
+	}
+	addr, err := adminAddr(req.IP)
+	if err != nil {
+		return err
+	}
+	banFor := ipclass.DefaultBanFor
+	if a.Detection != nil && a.Detection.BanFor > 0 {
+		banFor = time.Duration(a.Detection.BanFor)
+	}
+	if req.BanFor != "" {
+		if banFor, err = caddy.ParseDuration(req.BanFor); err != nil || banFor <= 0 {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("ban_for %q: expected a positive duration such as 1h", req.BanFor)}
+		}
+	}
+	if a.classifier.Trusted.Contains(addr) {
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("%s is in a trusted prefix: trusted clients are never reclassified", addr)}
+	}
+	until := time.Now().Add(banFor)
+	det.Ban(addr, until, ipclass.SignalManual)
+	if a.sharedBans != nil {
+		a.sharedBans.Publish(ipclass.Detection{Addr: addr, Signal: ipclass.SignalManual, Until: until})
+	}
+	a.SecurityEvent(caddy.ActiveContext(), nil, zapcore.WarnLevel, EventIPReclassified, map[string]any{
+		"ip": addr.String(), "to": ipclass.Suspicious.String(), "signal": ipclass.SignalManual.String(),
+		"until": until.UTC().Format(time.RFC3339), "source": "admin_api"})
+	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: addr.String(), Signal: ipclass.SignalManual.String(), Until: until.UTC()})
+}
+
+func (a *App) adminUnban(w http.ResponseWriter, addr netip.Addr) error {
+	det := a.detector()
+	if det == nil {
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: errors.New("detection is off (feature detection)")}
+	}
+	was := det.Unban(addr)
+	if a.sharedBans != nil {
+		a.sharedBans.PublishUnban(addr) // another instance may hold it even if this one does not
+	}
+	a.SecurityEvent(caddy.ActiveContext(), nil, zapcore.InfoLevel, EventIPReclassified, map[string]any{
+		"ip": addr.String(), "to": a.classOfAddr(addr).String(), "signal": ipclass.SignalManual.String(),
+		"was_detected": was, "source": "admin_api"})
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"ip": addr.String(), "was_detected": was, "class": a.classOfAddr(addr).String()})
+}
+
+func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guard.
+var _ caddy.AdminRouter = ipClassAdmin{}

@@ -1,0 +1,152 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
+)
+
+func init() {
+	appSubdirectives["ip_classes"] = parseIPClasses
+	appSubdirectives["detection"] = parseDetection
+}
+
+// parseIPClasses reads
+//
+//	ip_classes {
+//		trusted    <cidr|ip>...
+//		suspicious <cidr|ip>...
+//	}
+//
+// A line may repeat; {$VAR} (adapt time) and {env.VAR} (load time) may hold several prefixes.
+func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
+	if d.NextArg() {
+		return d.Errf("ip_classes takes a block of 'trusted|suspicious <cidr>...' lines; unexpected %q", d.Val())
+	}
+	cfg := new(IPClassesConfig)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var target *[]string
+		switch class := d.Val(); class {
+		case "trusted":
+			target = &cfg.Trusted
+		case "suspicious":
+			target = &cfg.Suspicious
+		default:
+			return d.Errf("ip_classes: unknown class %q; expected trusted or suspicious (every other client is default)", class)
+		}
+		for d.NextArg() {
+			v := d.Val()
+			for _, s := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' }) {
+				if !isPlaceholder(s) {
+					if _, err := ipclass.ParsePrefix(s); err != nil {
+						return d.Errf("ip_classes %s: %v", d.Val(), err)
+					}
+				}
+				*target = append(*target, s)
+			}
+		}
+	}
+	a.IPClasses = cfg
+	return nil
+}
+
+// parseDetection reads
+//
+//	detection {
+//		threshold <score>
+//		ban_for <duration>
+//		decay <duration>
+//		probe_paths <pattern>...
+//		probe_paths_replace <pattern>...
+//		score <signal> <n> [<signal> <n>...]
+//		max_tracked <n>
+//		shadow
+//	}
+//
+// Signals: probe, traversal, auth_failure, not_found, rate_limited.
+func parseDetection(d *caddyfile.Dispenser, a *App) error {
+	if d.NextArg() {
+		return d.Errf("detection takes a block; unexpected %q", d.Val())
+	}
+	cfg := new(DetectionConfig)
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] && name != "score" && name != "probe_paths" {
+			return d.Errf("detection: %s is given twice", name)
+		}
+		seen[name] = true
+		switch name {
+		case "threshold":
+			v, err := oneArg(d, name)
+			if err != nil {
+				return err
+			}
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 {
+				return d.Errf("threshold: expected a positive score such as 20, got %q", v)
+			}
+			cfg.Threshold = f
+		case "ban_for", "decay":
+			v, err := oneArg(d, name)
+			if err != nil {
+				return err
+			}
+			dur, err := positiveDuration(d, name, v)
+			if err != nil {
+				return err
+			}
+			*map[string]*caddy.Duration{"ban_for": &cfg.BanFor, "decay": &cfg.Decay}[name] = caddy.Duration(dur)
+		case "probe_paths", "probe_paths_replace":
+			if seen["probe_paths"] && seen["probe_paths_replace"] {
+				return d.Err("detection: give probe_paths (added to the built-ins) or probe_paths_replace (instead of them), not both")
+			}
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("%s: expected one or more paths such as /.env or /wp-admin*", name)
+			}
+			if _, err := ipclass.NewProbeMatcher(args); err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			cfg.ProbePaths = append(cfg.ProbePaths, args...)
+			cfg.ProbePathsReplace = name == "probe_paths_replace"
+		case "score":
+			args := d.RemainingArgs()
+			if len(args) == 0 || len(args)%2 != 0 {
+				return d.Err("score: expected '<signal> <n>' pairs, e.g. score probe 10 traversal 20")
+			}
+			if cfg.Scores == nil {
+				cfg.Scores = map[string]float64{}
+			}
+			for i := 0; i < len(args); i += 2 {
+				if _, err := ipclass.ParseSignal(args[i]); err != nil {
+					return d.Errf("score: %v", err)
+				}
+				f, err := strconv.ParseFloat(args[i+1], 64)
+				if err != nil || f < 0 {
+					return d.Errf("score %s: expected a score of 0 or more, got %q", args[i], args[i+1])
+				}
+				cfg.Scores[args[i]] = f
+			}
+		case "max_tracked":
+			n, err := intArg(d, name, 64, 100_000_000)
+			if err != nil {
+				return err
+			}
+			cfg.MaxTracked = n
+		case "shadow":
+			if d.NextArg() {
+				return d.Errf("shadow takes no value; unexpected %q", d.Val())
+			}
+			cfg.Shadow = true
+		default:
+			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, max_tracked or shadow", name)
+		}
+	}
+	a.Detection = cfg
+	return nil
+}

@@ -1,0 +1,170 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
+	"github.com/swarmsec/caddy-hardening/pathguard"
+)
+
+func init() {
+	caddy.RegisterModule(PathGuard{})
+}
+
+// PathGuard refuses, before any file_server or upstream sees them, request paths that climb
+// out of a directory or could be read differently by the next component: `..` segments in any
+// encoding (%2e%2e in any case, double encoding, overlong UTF-8, IIS %u escapes, Unicode
+// look-alikes), backslashes and %5c, NUL and control bytes, Windows drive segments, and unless
+// allowed, %2f inside a segment and `;` path parameters. It answers 400 with an
+// application/problem+json body, logs a path_blocked security event and counts the refusal in
+// caddy_hardening_path_blocked_total{reason}. Ordinary paths (names with dots such as a..b.txt,
+// Unicode names, anything in the query) pass at the cost of one scan.
+//
+// It also feeds the detector of the `hardening` app: a refused path (traversal), a probe path
+// (probe), and 401/403 (auth_failure) and 404 (not_found) responses of the rest of the route
+// raise the client's score. With suspicious_action block, clients in the suspicious class are
+// refused with 403.
+type PathGuard struct {
+	// Allow loosens the check for applications that need it: `encoded_slash` accepts %2f
+	// inside a segment (APIs whose IDs hold slashes), `path_params` accepts `;` (matrix
+	// parameters; `..;` is refused regardless).
+	Allow []string `json:"allow,omitempty"`
+
+	// SuspiciousAction is what to do with a client in the suspicious class: `none` (default:
+	// they only get stricter rate limits) or `block` (403 problem+json).
+	SuspiciousAction string `json:"suspicious_action,omitempty"`
+
+	// Signals turns off feeding the detector from this route when false (e.g. a route whose
+	// 404s are normal, such as an image resizer). Default: true.
+	Signals *bool `json:"signals,omitempty"`
+
+	app     *App
+	ctx     caddy.Context
+	on      bool
+	opts    pathguard.Options
+	block   bool
+	signals bool
+	blocked map[pathguard.Reason]prometheus.Counter
+}
+
+// CaddyModule returns the Caddy module information.
+func (PathGuard) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.path_guard",
+		New: func() caddy.Module { return new(PathGuard) },
+	}
+}
+
+// Provision reads the options and the app's feature flags.
+func (h *PathGuard) Provision(ctx caddy.Context) error {
+	app, err := hardeningApp(ctx)
+	if err != nil {
+		return err
+	}
+	h.app, h.ctx = app, ctx
+	h.on = app.FeatureEnabled("path_guard")
+	for _, a := range h.Allow {
+		switch a {
+		case "encoded_slash":
+			h.opts.AllowEncodedSlash = true
+		case "path_params":
+			h.opts.AllowPathParams = true
+		default:
+			return fmt.Errorf("path_guard: allow %q: expected encoded_slash or path_params", a)
+		}
+	}
+	switch h.SuspiciousAction {
+	case "", "none":
+	case "block":
+		h.block = true
+	default:
+		return fmt.Errorf("path_guard: suspicious_action %q: expected none or block", h.SuspiciousAction)
+	}
+	h.signals = (h.Signals == nil || *h.Signals) && app.classifier != nil && app.classifier.Detector != nil
+	h.blocked = make(map[pathguard.Reason]prometheus.Counter, len(pathguard.Reasons))
+	for _, r := range pathguard.Reasons {
+		h.blocked[r] = pathBlocked.WithLabelValues(string(r))
+	}
+	return nil
+}
+
+// ServeHTTP refuses hostile paths and suspicious clients (when configured), then serves the
+// rest of the route and reports its 401/403/404 answers to the detector.
+func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.on {
+		return next.ServeHTTP(w, r)
+	}
+	class := h.app.ClassOf(r)
+	if reason := pathguard.Check(rawPath(r), h.opts); reason != "" {
+		h.blocked[reason].Inc()
+		h.app.SecurityEvent(h.ctx, r, zapcore.WarnLevel, EventPathBlocked, map[string]any{"reason": string(reason)})
+		if h.signals {
+			h.app.Signal(h.ctx, r, ipclass.SignalTraversal)
+		}
+		return writeProblem(w, http.StatusBadRequest, "Bad Request", "The request path is not allowed.", nil)
+	}
+	if h.block && class == ipclass.Suspicious {
+		suspiciousBlocked.Inc()
+		h.app.SecurityEvent(h.ctx, r, zapcore.InfoLevel, EventSuspiciousBlocked, nil)
+		return writeProblem(w, http.StatusForbidden, "Forbidden", "Requests from this client are refused for now.", nil)
+	}
+	if !h.signals {
+		return next.ServeHTTP(w, r)
+	}
+	if h.app.IsProbe(r.URL.Path) {
+		h.app.Signal(h.ctx, r, ipclass.SignalProbe)
+	}
+	sw := &statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	err := next.ServeHTTP(sw, r)
+	status := sw.status
+	if err != nil {
+		if he, ok := err.(caddyhttp.HandlerError); ok && status == 0 {
+			status = he.StatusCode
+		}
+	}
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		h.app.Signal(h.ctx, r, ipclass.SignalAuthFailure)
+	case http.StatusNotFound:
+		h.app.Signal(h.ctx, r, ipclass.SignalNotFound)
+	}
+	return err
+}
+
+// rawPath is the path as the client sent it, still escaped, without the query.
+func rawPath(r *http.Request) string {
+	u := r.RequestURI
+	if u == "" || u[0] != '/' { // absolute-form, or OPTIONS *
+		return r.URL.EscapedPath()
+	}
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		u = u[:i]
+	}
+	return u
+}
+
+// statusWriter records the final status of the response (informational 1xx excluded).
+type statusWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriterWrapper.WriteHeader(code)
+}
+
+// Interface guards.
+var (
+	_ caddyhttp.MiddlewareHandler = (*PathGuard)(nil)
+	_ caddy.Provisioner           = (*PathGuard)(nil)
+)

@@ -1,0 +1,76 @@
+package caddymodule
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("path_guard", parsePathGuard)
+	httpcaddyfile.RegisterDirectiveOrder("path_guard", httpcaddyfile.Before, "header")
+}
+
+func parsePathGuard(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(PathGuard)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile sets up the handler:
+//
+//	path_guard [<matcher>] {
+//		allow encoded_slash|path_params...
+//		suspicious_action none|block
+//		signals on|off
+//	}
+//
+// Without a block: refuse hostile paths, feed the detector, never block by class.
+func (g *PathGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.Errf("path_guard takes no arguments, only an optional block; unexpected %q", d.Val())
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if seen[name] {
+			return d.Errf("path_guard: %s is given twice", name)
+		}
+		seen[name] = true
+		switch name {
+		case "allow":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("allow: expected encoded_slash and/or path_params")
+			}
+			for _, a := range args {
+				if a != "encoded_slash" && a != "path_params" {
+					return d.Errf("allow: unknown %q; expected encoded_slash or path_params", a)
+				}
+			}
+			g.Allow = args
+		case "suspicious_action":
+			v, err := oneArg(d, name)
+			if err != nil {
+				return err
+			}
+			if v != "none" && v != "block" {
+				return d.Errf("suspicious_action: expected none or block, got %q", v)
+			}
+			g.SuspiciousAction = v
+		case "signals":
+			on, err := onOff(d, name)
+			if err != nil {
+				return err
+			}
+			g.Signals = &on
+		default:
+			return d.Errf("unknown path_guard subdirective %q; expected allow, suspicious_action or signals", name)
+		}
+	}
+	return nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*PathGuard)(nil)
