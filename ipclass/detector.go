@@ -117,8 +117,13 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 	if e == nil {
 		e = s.insert(a, set, ns)
 	}
-	e.score = decayed(e.score, ns-e.scored, set.decay) + set.scores[sig]
-	e.scored = ns
+	// Decay in steps of at least a second, so a burst that sums exactly to the threshold (two
+	// probes of 10 against 20) does not miss it by the microseconds between them.
+	if elapsed := ns - e.scored; elapsed >= int64(time.Second) {
+		e.score = decayed(e.score, elapsed, set.decay)
+		e.scored = ns
+	}
+	e.score += set.scores[sig]
 	if e.until > ns || e.score < set.threshold {
 		return Detection{}, false
 	}

@@ -1,32 +1,13 @@
 package pathguard
 
 import (
-	"bufio"
-	"os"
-	"strings"
 	"testing"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
-// Corpus reads a testdata list: one path per line, # comments.
-func Corpus(t testing.TB, name string) []string {
-	t.Helper()
-	f, err := os.Open("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if line := sc.Text(); line != "" && !strings.HasPrefix(line, "#") {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
 func TestCorpusAttacksRefused(t *testing.T) {
-	attacks := Corpus(t, "attacks.txt")
+	attacks := testenv.Lines(t, "testdata/attacks.txt")
 	if len(attacks) < 100 {
 		t.Fatalf("only %d attack forms", len(attacks))
 	}
@@ -38,7 +19,7 @@ func TestCorpusAttacksRefused(t *testing.T) {
 }
 
 func TestCorpusBenignPassed(t *testing.T) {
-	benign := Corpus(t, "benign.txt")
+	benign := testenv.Lines(t, "testdata/benign.txt")
 	if len(benign) < 100 {
 		t.Fatalf("only %d benign paths", len(benign))
 	}

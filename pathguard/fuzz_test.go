@@ -5,13 +5,15 @@ import (
 	"path"
 	"strings"
 	"testing"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
 // FuzzCheck: Check never panics, and whatever it passes cannot climb out of the root once a
 // server decodes it (however many layers) and resolves it.
 func FuzzCheck(f *testing.F) {
 	for _, name := range []string{"attacks.txt", "benign.txt"} {
-		for _, p := range Corpus(f, name) {
+		for _, p := range testenv.Lines(f, "testdata/"+name) {
 			f.Add(p)
 		}
 	}

@@ -1,0 +1,394 @@
+package caddymodule
+
+import (
+	"bufio"
+	"encoding/json"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/pathguard"
+)
+
+// rawGet sends a request line exactly as given (no client-side cleaning or escaping) and
+// returns the status, the Content-Type and the body.
+func rawGet(t *testing.T, addr, target string, headers ...string) (int, string, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET " + target + " HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n"
+	for _, h := range headers {
+		req += h + "\r\n"
+	}
+	if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("GET %q: %v", target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+}
+
+func randomToken(t *testing.T) string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// TestPathGuardCorpusThroughFileServer: every attack form of the corpus, sent raw to a real
+// Caddy with path_guard in front of file_server, is refused and never reads the secret file
+// that sits next to the root; every benign path passes to file_server.
+func TestPathGuardCorpusThroughFileServer(t *testing.T) {
+	dir := t.TempDir()
+	secret := "TOPSECRET-" + randomToken(t)
+	root := filepath.Join(dir, "site")
+	for name, content := range map[string]string{
+		filepath.Join(dir, "secret.txt"):                 secret,
+		filepath.Join(root, "index.html"):                "<p>home</p>",
+		filepath.Join(root, "a..b.txt"):                  "dots inside a name",
+		filepath.Join(root, "static", "app.min.js"):      "console.log(1)",
+		filepath.Join(root, "caf\u00e9", "menu"):         "unicode",
+		filepath.Join(root, "v1.2..3", "x"):              "version",
+		filepath.Join(root, "static", "secret-link.txt"): "",
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := testenv.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		features {
+			detection off
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	root * %s
+	path_guard
+	file_server
+}
+`, addr, root))
+
+	before := pathBlockedTotal()
+	attacks := testenv.Lines(t, "../pathguard/testdata/attacks.txt")
+	fromGuard := 0
+	for _, p := range attacks {
+		status, ctype, body := rawGet(t, addr, p)
+		if strings.Contains(body, secret) {
+			t.Fatalf("%q read the secret file", p)
+		}
+		if status != http.StatusBadRequest {
+			t.Errorf("%q: status %d, want 400", p, status)
+		}
+		// Go's HTTP server itself refuses request targets with invalid escapes (%zz, %u002e)
+		// before Caddy; every other attack must be path_guard's refusal.
+		if _, err := url.ParseRequestURI(p); err == nil && ctype != "application/problem+json" {
+			t.Errorf("%q: not refused by path_guard (%s)", p, ctype)
+		}
+		if ctype == "application/problem+json" {
+			fromGuard++
+		}
+	}
+	if got := pathBlockedTotal() - before; int(got) != fromGuard {
+		t.Errorf("path_blocked_total grew by %v, want %d", got, fromGuard)
+	}
+	t.Logf("%d attack forms refused (%d by path_guard)", len(attacks), fromGuard)
+
+	for _, p := range testenv.Lines(t, "../pathguard/testdata/benign.txt") {
+		status, _, body := rawGet(t, addr, p)
+		if status == http.StatusBadRequest {
+			t.Errorf("benign %q refused: %s", p, body)
+		}
+	}
+	for p, want := range map[string]string{"/a..b.txt": "dots inside a name", "/caf%C3%A9/menu": "unicode", "/v1.2..3/x": "version", "/static/app.min.js?next=../../etc/passwd": "console.log(1)"} {
+		if status, _, body := rawGet(t, addr, p); status != 200 || body != want {
+			t.Errorf("%s: %d %q, want 200 %q", p, status, body, want)
+		}
+	}
+}
+
+func pathBlockedTotal() float64 {
+	sum := 0.0
+	for _, r := range pathguard.Reasons {
+		sum += testutil.ToFloat64(pathBlocked.WithLabelValues(string(r)))
+	}
+	return sum
+}
+
+// eventRecorder is a test-only Caddy event handler module that records the events it gets.
+type eventRecorder struct{}
+
+var recorded struct {
+	sync.Mutex
+	events []caddy.Event
+}
+
+func (eventRecorder) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "events.handlers.hardening_test_recorder", New: func() caddy.Module { return new(eventRecorder) }}
+}
+
+func (eventRecorder) Handle(_ context.Context, e caddy.Event) error {
+	recorded.Lock()
+	defer recorded.Unlock()
+	recorded.events = append(recorded.events, e)
+	return nil
+}
+
+func init() { caddy.RegisterModule(eventRecorder{}) }
+
+// recordedEvents returns the recorded events of that name.
+func recordedEvents(name string) []caddy.Event {
+	recorded.Lock()
+	defer recorded.Unlock()
+	var out []caddy.Event
+	for _, e := range recorded.events {
+		if e.Name() == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// startWithEvents runs the Caddyfile with the events app subscribing the recorder to names.
+func startWithEvents(t *testing.T, caddyfile string, names ...string) *testcaddy.Caddy {
+	t.Helper()
+	cfg, err := testcaddy.Adapt(caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps, _ := cfg["apps"].(map[string]any)
+	apps["events"] = map[string]any{"subscriptions": []any{map[string]any{
+		"events": names, "handlers": []any{map[string]any{"handler": "hardening_test_recorder"}},
+	}}}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded.Lock()
+	recorded.events = nil
+	recorded.Unlock()
+	c := testcaddy.StartCaddy(t, "")
+	if err := c.LoadJSON(string(raw)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func securityLogs(c *testcaddy.Caddy, event string) []testenv.LogEntry {
+	return testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+		return e.Logger() == securityLoggerName && e.Str("event") == event
+	})
+}
+
+func adminDo(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestDetectionBlocksAndOperatorUnbans: probes make the client suspicious (event, log, metric),
+// suspicious_action block refuses it with 403, the admin API lists and unbans it.
+func TestDetectionBlocksAndOperatorUnbans(t *testing.T) {
+	port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	c := startWithEvents(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	hardening {
+		detection {
+			threshold 20
+			ban_for 1h
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	respond "class {http.vars.ip_class}"
+}
+`, adminPort, addr), EventIPReclassified, EventSuspiciousBlocked)
+	before := testutil.ToFloat64(reclassified.WithLabelValues("probe", "false"))
+
+	if _, _, body := rawGet(t, addr, "/"); body != "class default" {
+		t.Fatalf("first request: %q", body)
+	}
+	if _, _, body := rawGet(t, addr, "/.env"); body != "class default" { // probe: 10
+		t.Fatalf("a probe is served (only scored): %q", body)
+	}
+	if _, _, body := rawGet(t, addr, "/.git/config"); body != "class default" { // 20: detected
+		t.Fatalf("the crossing request is still served with its class: %q", body)
+	}
+	status, ctype, body := rawGet(t, addr, "/")
+	if status != http.StatusForbidden || ctype != "application/problem+json" || !strings.Contains(body, `"status":403`) {
+		t.Fatalf("detected client: %d %s %s", status, ctype, body)
+	}
+	if got := testutil.ToFloat64(reclassified.WithLabelValues("probe", "false")) - before; got != 1 {
+		t.Errorf("ip_reclassified_total{signal=probe} grew by %v, want 1", got)
+	}
+	logged := securityLogs(c, EventIPReclassified)
+	if len(logged) != 1 || logged[0].Str("ip") != "127.0.0.1" || logged[0].Str("signal") != "probe" ||
+		logged[0].Str("to") != "suspicious" || logged[0].Level() != "warn" || logged[0].Str("module") != "http.handlers.path_guard" {
+		t.Fatalf("ip_reclassified log: %v", logged)
+	}
+	if ev := recordedEvents(EventIPReclassified); len(ev) != 1 || ev[0].Data["ip"] != "127.0.0.1" || ev[0].Data["signal"] != "probe" {
+		t.Fatalf("Caddy events ip_reclassified: %v", ev)
+	}
+	if n := len(recordedEvents(EventSuspiciousBlocked)); n != 1 {
+		t.Fatalf("%d suspicious_blocked Caddy events, want 1", n)
+	}
+
+	code, list := adminDo(t, "GET", admin+"/hardening/ipclass/", "")
+	if code != 200 || !strings.Contains(list, `"ip":"127.0.0.1"`) || !strings.Contains(list, `"signal":"probe"`) {
+		t.Fatalf("admin list: %d %s", code, list)
+	}
+	if code, body := adminDo(t, "GET", admin+"/hardening/ipclass/class/127.0.0.1", ""); code != 200 || !strings.Contains(body, `"class":"suspicious"`) {
+		t.Fatalf("admin class: %d %s", code, body)
+	}
+	if code, body := adminDo(t, "DELETE", admin+"/hardening/ipclass/detected/127.0.0.1", ""); code != 200 || !strings.Contains(body, `"was_detected":true`) {
+		t.Fatalf("admin unban: %d %s", code, body)
+	}
+	if _, _, body := rawGet(t, addr, "/"); body != "class default" {
+		t.Fatalf("after unban: %q", body)
+	}
+	if code, body := adminDo(t, "POST", admin+"/hardening/ipclass/detected", `{"ip": "127.0.0.1", "ban_for": "10m"}`); code != 201 {
+		t.Fatalf("admin ban: %d %s", code, body)
+	}
+	if status, _, _ := rawGet(t, addr, "/"); status != http.StatusForbidden {
+		t.Fatalf("after an operator's ban: %d, want 403", status)
+	}
+	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`} {
+		if code, _ := adminDo(t, "POST", admin+"/hardening/ipclass/detected", bad); code != 400 {
+			t.Errorf("admin ban %s: %d, want 400", bad, code)
+		}
+	}
+}
+
+// TestDetectionFromResponsesAndShadow: a burst of 404s detects a client; in shadow mode the
+// detection is logged and the client keeps its class.
+func TestDetectionFromResponsesAndShadow(t *testing.T) {
+	for _, shadow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shadow=%v", shadow), func(t *testing.T) {
+			port := testenv.FreePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			opt := ""
+			if shadow {
+				opt = "\n\t\t\tshadow"
+			}
+			c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		detection {
+			score not_found 5 auth_failure 5%s
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard
+	respond /missing 404
+	respond /private 401
+	respond "class {http.vars.ip_class}"
+}
+`, opt, addr))
+			for _, p := range []string{"/missing", "/private", "/missing"} {
+				rawGet(t, addr, p)
+			}
+			if _, _, body := rawGet(t, addr, "/"); body != "class default" {
+				t.Fatalf("15 points: %q", body)
+			}
+			rawGet(t, addr, "/private") // 20
+			want := "class suspicious"
+			if shadow {
+				want = "class default"
+			}
+			if _, _, body := rawGet(t, addr, "/"); body != want {
+				t.Fatalf("after the burst: %q, want %q", body, want)
+			}
+			logged := securityLogs(c, EventIPReclassified)
+			if len(logged) != 1 || logged[0].Str("signal") != "auth_failure" || logged[0]["shadow"] != shadow {
+				t.Fatalf("ip_reclassified: %v", logged)
+			}
+		})
+	}
+}
+
+// TestClassFollowsTrustedProxiesOnly: X-Forwarded-For from a peer that is not a trusted proxy
+// changes nothing; from a configured trusted proxy it names the client.
+func TestClassFollowsTrustedProxiesOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name, servers, xff, want string
+	}{
+		{"untrusted peer spoofs a suspicious address", "", "203.0.113.9", "class trusted"},
+		{"untrusted peer spoofs a trusted address", "", "10.1.2.3", "class trusted"},
+		{"trusted proxy forwards a suspicious client", "\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", "203.0.113.9", "matched suspicious"},
+		{"trusted proxy forwards a default client", "\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}", "198.51.100.1", "class default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := testenv.FreePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", port)
+			testcaddy.StartCaddy(t, fmt.Sprintf(`{%s
+	hardening {
+		ip_classes {
+			trusted 127.0.0.1 10.0.0.0/8
+			suspicious 203.0.113.0/24
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	@sus ip_class suspicious
+	path_guard
+	respond @sus "matched {http.vars.ip_class}"
+	respond "class {http.vars.ip_class}"
+}
+`, tc.servers, addr))
+			if _, _, body := rawGet(t, addr, "/", "X-Forwarded-For: "+tc.xff); body != tc.want {
+				t.Fatalf("got %q, want %q", body, tc.want)
+			}
+		})
+	}
+}
