@@ -65,6 +65,19 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		features {
 //			<feature> on|off
 //		}
+//		ip_classes {
+//			trusted <cidr|ip>...
+//			suspicious <cidr|ip>...
+//		}
+//		detection {
+//			threshold <score>
+//			ban_for <duration>
+//			decay <duration>
+//			probe_paths|probe_paths_replace <pattern>...
+//			score <signal> <n> [<signal> <n>...]
+//			max_tracked <n>
+//			shadow
+//		}
 //	}
 //
 // The URL is redis://, rediss:// or unix://. Give the URL, cluster or sentinel: exactly one.

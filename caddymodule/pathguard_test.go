@@ -2,10 +2,10 @@ package caddymodule
 
 import (
 	"bufio"
-	"encoding/json"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
