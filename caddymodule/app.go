@@ -58,10 +58,11 @@ type App struct {
 	security  *securityEvents
 	status    statusRegistry
 
-	classifier   *ipclass.Classifier
-	probes       *ipclass.ProbeMatcher
-	detectorHeld bool
-	sharedBans   *ipclass.SharedBans
+	classifier    *ipclass.Classifier
+	probes        *ipclass.ProbeMatcher
+	detectorHeld  bool
+	sharedBans    *ipclass.SharedBans
+	sharedBansKey string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -173,12 +174,8 @@ func allLoopback(o redisconn.Options) bool {
 	return true
 }
 
-// Start logs, once for this configuration, the findings and the disabled features, and starts
-// sharing detections through Redis.
+// Start logs, once for this configuration, the findings and the disabled features.
 func (a *App) Start() error {
-	if a.sharedBans != nil {
-		a.sharedBans.Start()
-	}
 	a.findings.log(a.logger)
 	for _, name := range sortedKeys(features) {
 		if on, set := a.Features[name]; set && !on {
@@ -192,17 +189,16 @@ func (a *App) Start() error {
 	return nil
 }
 
-// Stop stops sharing detections; shared clients are released in Cleanup, after the next config
-// started.
-func (a *App) Stop() error {
-	if a.sharedBans != nil {
-		a.sharedBans.Stop()
-	}
-	return nil
-}
+// Stop does nothing: shared clients are released in Cleanup, after the next config started.
+func (a *App) Stop() error { return nil }
 
-// Cleanup releases this configuration's references to the shared Redis client and detector.
+// Cleanup releases this configuration's references to the shared Redis client, the detector
+// and the sync of detections.
 func (a *App) Cleanup() error {
+	if a.sharedBans != nil {
+		a.sharedBans = nil
+		_, _ = sharedBansPool.Delete(a.sharedBansKey)
+	}
 	if a.detectorHeld {
 		a.detectorHeld = false
 		_, _ = detectorPool.Delete("detector")

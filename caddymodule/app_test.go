@@ -157,6 +157,25 @@ func redisConnections(t *testing.T, r *testenv.Redis) []string {
 	return ids
 }
 
+// waitSubscribed waits until a caddy-hardening connection is subscribed (the detection sync).
+func waitSubscribed(t *testing.T, r *testenv.Redis) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		list, err := r.Do("CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(fmt.Sprint(list), "\n") {
+			if strings.Contains(line, " name="+redisClientName+" ") && strings.Contains(line, " cmd=subscribe") {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no subscribed caddy-hardening connection")
+}
+
 // waitLog waits until a log entry has the message.
 func waitLog(t *testing.T, c *testcaddy.Caddy, msg string) testenv.LogEntry {
 	t.Helper()
@@ -180,7 +199,8 @@ func TestRedisPoolSurvivesReloadAndClosesWhenRemoved(t *testing.T) {
 	first := activeApp(t)
 	client := first.RedisClient()
 	ctx := context.Background()
-	waitLog(t, c, "redis connected") // the startup ping is done: no connection is being made
+	waitLog(t, c, "redis connected") // the startup ping is done
+	waitSubscribed(t, r)              // and detections are shared: no connection is being made
 	conns := fmt.Sprint(redisConnections(t, r))
 	if conns == "[]" {
 		t.Fatal("Redis lists no caddy-hardening connection")

@@ -78,6 +78,16 @@ type pooledDetector struct{ *ipclass.Detector }
 
 func (pooledDetector) Destruct() error { return nil }
 
+// sharedBansPool keeps the Redis sync of detections across reloads, per Redis client.
+var sharedBansPool = caddy.NewUsagePool()
+
+type pooledSharedBans struct{ *ipclass.SharedBans }
+
+func (p pooledSharedBans) Destruct() error {
+	p.Stop()
+	return nil
+}
+
 // provisionClasses builds the classifier from the static lists and the detection settings.
 func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	a.classifier = new(ipclass.Classifier)
@@ -131,13 +141,25 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 			Fix:     "remove `shadow` once the ip_reclassified events look right"}, Production)
 	}
 	if client := a.RedisClient(); client != nil {
-		a.sharedBans = ipclass.NewSharedBans(client, a.KeyPrefix(), det, settings.MaxTracked, func(msg string, err error) {
-			if err != nil {
-				a.logger.Warn(msg, zap.Error(err))
-			} else {
-				a.logger.Info(msg)
-			}
+		// One sync per Redis client and bound, kept across reloads like the client itself: a
+		// reload does not drop the subscription or the queue.
+		a.sharedBansKey = fmt.Sprintf("%s|%s|%d", a.redisKey, a.KeyPrefix(), settings.MaxTracked)
+		logger := a.logger
+		v, _, err := sharedBansPool.LoadOrNew(a.sharedBansKey, func() (caddy.Destructor, error) {
+			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, max(settings.MaxTracked, 1), func(msg string, err error) {
+				if err != nil {
+					logger.Warn(msg, zap.Error(err))
+				} else {
+					logger.Info(msg)
+				}
+			})
+			s.Start()
+			return pooledSharedBans{s}, nil
 		})
+		if err != nil {
+			return err
+		}
+		a.sharedBans = v.(pooledSharedBans).SharedBans
 	}
 	return nil
 }
