@@ -200,7 +200,7 @@ func TestRedisPoolSurvivesReloadAndClosesWhenRemoved(t *testing.T) {
 	client := first.RedisClient()
 	ctx := context.Background()
 	waitLog(t, c, "redis connected") // the startup ping is done
-	waitSubscribed(t, r)              // and detections are shared: no connection is being made
+	waitSubscribed(t, r)             // and detections are shared: no connection is being made
 	conns := fmt.Sprint(redisConnections(t, r))
 	if conns == "[]" {
 		t.Fatal("Redis lists no caddy-hardening connection")

@@ -135,6 +135,7 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	if a.probes, err = ipclass.NewProbeMatcher(patterns); err != nil {
 		return err
 	}
+	a.RegisterStatus("ipclass:detection", a.detectionStatus)
 	if cfg.Shadow {
 		_ = a.Report(Finding{Code: "detection.shadow", Severity: Warning, Module: "hardening", Config: "apps.hardening.detection.shadow",
 			Message: "detection is in shadow mode: suspicious clients are logged, never reclassified",
@@ -162,6 +163,19 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.sharedBans = v.(pooledSharedBans).SharedBans
 	}
 	return nil
+}
+
+// detectionStatus reports the detector to the monitoring handler: warn while detections
+// cannot be shared through Redis (they stay local).
+func (a *App) detectionStatus() StatusReport {
+	det := a.detector()
+	tracked, detected := det.Counts()
+	r := StatusReport{Component: "ipclass:detection", Type: "component", Status: HealthPass, Time: time.Now(),
+		Observed: map[string]any{"tracked": tracked, "suspicious": detected, "shadow": det.Shadow(), "shared": a.sharedBans != nil}}
+	if a.sharedBans != nil && a.sharedBans.Failing() {
+		r.Status, r.Output = HealthWarn, "Redis unreachable: detections are not shared between instances"
+	}
+	return r
 }
 
 func (c *DetectionConfig) settings() (ipclass.Settings, error) {

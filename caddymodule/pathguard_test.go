@@ -282,6 +282,16 @@ http://%s {
 		t.Fatalf("%d suspicious_blocked Caddy events, want 1", n)
 	}
 
+	var report StatusReport
+	for _, s := range activeApp(t).Statuses() {
+		if s.Component == "ipclass:detection" {
+			report = s
+		}
+	}
+	if report.Status != HealthPass || report.Observed["suspicious"] != 1 {
+		t.Fatalf("detection status for monitoring: %+v", report)
+	}
+
 	code, list := adminDo(t, "GET", admin+"/hardening/ipclass/", "")
 	if code != 200 || !strings.Contains(list, `"ip":"127.0.0.1"`) || !strings.Contains(list, `"signal":"probe"`) {
 		t.Fatalf("admin list: %d %s", code, list)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,8 @@ type SharedBans struct {
 	queue  chan banMessage
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	failing atomic.Bool // the last publish failed
 }
 
 // ReloadEvery is how often the shared set is read whole, to catch up on missed messages.
@@ -119,6 +122,7 @@ func (s *SharedBans) publishLoop(ctx context.Context) {
 				s.logf("shared detections: Redis answers again", nil)
 			}
 			failing = err != nil
+			s.failing.Store(failing)
 		}
 	}
 }
@@ -198,6 +202,10 @@ func (s *SharedBans) reloadLoop(ctx context.Context) {
 		}
 	}
 }
+
+// Failing reports whether the last attempt to share a detection failed (Redis unreachable):
+// detections stay local meanwhile.
+func (s *SharedBans) Failing() bool { return s.failing.Load() }
 
 // Reload applies every active detection in the shared set.
 func (s *SharedBans) Reload(ctx context.Context) error {

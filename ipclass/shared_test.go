@@ -103,6 +103,9 @@ func TestSharedBansRedisDownStaysLocal(t *testing.T) {
 		defer logs.mu.Unlock()
 		return len(logs.msgs) > 0
 	})
+	if !sa.Failing() {
+		t.Error("Failing() is false with Redis down")
+	}
 	// Back: the next detection is shared again, and the earlier one (never stored) stays local.
 	r.Restart()
 	ip2 := netip.MustParseAddr("198.51.100.25")
@@ -112,6 +115,9 @@ func TestSharedBansRedisDownStaysLocal(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		return b.Suspicious(ip2)
 	})
+	if sa.Failing() {
+		t.Error("Failing() is still true after Redis returned")
+	}
 }
 
 func TestSharedBansSetIsBounded(t *testing.T) {
@@ -128,5 +134,29 @@ func TestSharedBansSetIsBounded(t *testing.T) {
 	}
 	if n, _ := c.ZCard(context.Background(), "test:{ipclass}:detected").Result(); n != 10 {
 		t.Fatalf("shared set holds %d detections, cap 10", n)
+	}
+}
+
+// TestSharedBansOverCluster: the sorted set and the channel work on a 3-master Cluster.
+func TestSharedBansOverCluster(t *testing.T) {
+	cl := testenv.StartCluster(t)
+	mk := func() (*Detector, *SharedBans) {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
+		t.Cleanup(func() { c.Close() })
+		d := NewDetector(Settings{})
+		s := NewSharedBans(c, "test:", d, 1000, func(string, error) {})
+		s.Start()
+		t.Cleanup(s.Stop)
+		return d, s
+	}
+	a, sa := mk()
+	b, _ := mk()
+	time.Sleep(300 * time.Millisecond)
+	ip := netip.MustParseAddr("2001:db8::77")
+	d, _ := a.Signal(ip, SignalTraversal)
+	sa.Publish(d)
+	eventually(t, 2*time.Second, "detection seen through the Cluster", func() bool { return b.Suspicious(ip) })
+	if sa.Failing() {
+		t.Error("the sync reports a failure")
 	}
 }
