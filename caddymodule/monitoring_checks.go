@@ -329,12 +329,13 @@ func newCheck(r *MonitorCheck, app *App) (*monitor.Check, error) {
 	if err != nil {
 		return nil, err
 	}
-	logger := caddy.Log().Named("http.handlers.monitoring")
 	check.OnResult = func(s monitor.State, changed bool) {
 		observeCheck(s)
 		if !changed {
 			return
 		}
+		// The current default logger: a pooled check outlives the configuration that made it.
+		logger := caddy.Log().Named("http.handlers.monitoring")
 		fields := []zap.Field{zap.String("check", s.Name), zap.String("type", s.Type), zap.Bool("critical", s.Critical)}
 		if s.Up {
 			logger.Info("dependency up", fields...)

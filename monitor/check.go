@@ -118,7 +118,7 @@ type Check struct {
 	checker Checker
 
 	// OnResult, when set before Start, is called after every run (for metrics and logs) with
-	// the new state and whether Up changed.
+	// the new state and whether Up changed (always true after the first run).
 	OnResult func(s State, changed bool)
 
 	mu    sync.RWMutex
@@ -232,7 +232,7 @@ func (c *Check) record(out Outcome, start time.Time, latency time.Duration) Stat
 	snapshot := *s
 	c.mu.Unlock()
 	if c.OnResult != nil {
-		c.OnResult(snapshot, snapshot.Up != wasUp)
+		c.OnResult(snapshot, snapshot.Up != wasUp || snapshot.Runs == 1) // the first run always reports
 	}
 	return snapshot
 }

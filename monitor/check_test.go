@@ -58,8 +58,10 @@ func TestFailuresBeforeDownAndRecovery(t *testing.T) {
 
 func TestNeverSucceededIsDown(t *testing.T) {
 	c, _ := NewCheck(Config{Name: "x", FailuresBeforeDown: 3}, &scripted{script: []Outcome{bad}})
-	if st := c.RunOnce(context.Background()); st.Up || st.Status != Fail {
-		t.Fatalf("a first failure before any success: %+v", st)
+	var reported bool
+	c.OnResult = func(_ State, changed bool) { reported = changed }
+	if st := c.RunOnce(context.Background()); st.Up || st.Status != Fail || !reported {
+		t.Fatalf("a first failure before any success: %+v, reported as a change: %v", st, reported)
 	}
 }
 
