@@ -159,7 +159,9 @@ func TestMonitoringRedisDownAfterFailuresBeforeDown(t *testing.T) {
 			cf, base := monitoringSite(t, "\thardening {\n\t\tredis "+r.URL(0)+"\n\t}",
 				fmt.Sprintf("check redis {\n%s\ninterval 150ms\ntimeout 100ms\nfailures_before_down 3\n}\napi_keys %s", crit, digest))
 			testcaddy.StartCaddy(t, cf)
-			waitFor(t, "redis up", func() bool { return call(t, "GET", base+"ready", "").code == 200 && services(t, base, key).Dependencies[0].Up })
+			waitFor(t, "redis up", func() bool {
+				return call(t, "GET", base+"ready", "").code == 200 && services(t, base, key).Dependencies[0].Up
+			})
 
 			r.Kill()
 			// Every observation on the way down: up exactly while fewer than 3 failures.
