@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/swarmsec/caddy-hardening/apikey"
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 	"github.com/swarmsec/caddy-hardening/monitor"
 )
 
@@ -229,7 +230,11 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 	case "ca_file":
 		c.CAFile, err = oneArg(d, opt)
 	case "redis":
-		c.Redis, err = oneArg(d, opt)
+		if c.Redis, err = oneArg(d, opt); err == nil && !isPlaceholder(c.Redis) {
+			if verr := (redisconn.Options{URL: c.Redis}).Validate(); verr != nil {
+				err = d.Err(redisconn.Redact(verr.Error()))
+			}
+		}
 	case "queue":
 		c.Queue, err = oneArg(d, opt)
 	case "heartbeat_key":
