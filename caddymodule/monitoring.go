@@ -81,6 +81,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 	if m.keys, err = apikey.ParseSet(m.APIKeys); err != nil {
 		return err
 	}
+	m.reportLiteralSecrets(app)
 	m.system = &monitor.SystemSampler{}
 	repl := caddy.NewReplacer()
 	for _, c := range m.Checks {

@@ -398,3 +398,36 @@ type closingChecker struct {
 }
 
 func (c closingChecker) Close() error { return c.client.Close() }
+
+// literalSecrets names the fields of a check that hold a secret written in the configuration
+// (a `{$VAR}` counts: it is substituted at adapt time, so the JSON config holds the value).
+func (c *MonitorCheck) literalSecrets() []string {
+	var fields []string
+	if c.DSN != "" && !isPlaceholder(c.DSN) {
+		if p, err := monitor.NewPostgresChecker(c.DSN); err == nil && p.Secrets()[0] != "" {
+			fields = append(fields, "dsn")
+		}
+	}
+	if c.Redis != "" && !isPlaceholder(c.Redis) && len(redisSecrets(c.Redis)) > 0 {
+		fields = append(fields, "redis")
+	}
+	for _, k := range sortedKeys(c.Headers) {
+		if k == "Authorization" && !isPlaceholder(c.Headers[k]) {
+			fields = append(fields, "headers.Authorization")
+		}
+	}
+	return fields
+}
+
+// reportLiteralSecrets records a warning finding per secret written in the configuration.
+func (m *Monitoring) reportLiteralSecrets(app *App) {
+	for i, c := range m.Checks {
+		for _, field := range c.literalSecrets() {
+			_ = app.Report(Finding{Code: "monitoring.literal_secret", Severity: Warning, Module: "http.handlers.monitoring",
+				Config:  fmt.Sprintf("checks.%d.%s", i, field),
+				Message: fmt.Sprintf("check %s: a password or token is written in the configuration: it is kept in the JSON config, the admin API's GET /config/ and autosave.json (a Caddyfile {$VAR} is substituted before that, so it counts as written)", c.name()),
+				Fix:     "use a runtime placeholder: {env.DATABASE_URL} or {file./run/secrets/db_url}"},
+				Production, Staging)
+		}
+	}
+}

@@ -467,3 +467,43 @@ func TestMonitoringRedisCheckNeedsARedis(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestMonitoringJSONIsValidatedAtLoad(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for body, want := range map[string]string{
+		`{"type": "mysql"}`: `monitoring: unknown check type "mysql"`,
+		`{"type": "tcp", "address": "x:1", "interval": 1000000000, "timeout": 1000000000}`: "monitoring: check tcp: timeout 1s must be shorter than interval 1s",
+		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                          `monitoring: check http: expected an http:// or https:// URL with a host, got ""`,
+	} {
+		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + body + `]}]}]}}}}}`)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", body, err, want)
+		}
+	}
+	err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "api_keys": ["md5:abc"]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), `API key digest "md5:abc"`) {
+		t.Errorf("bad digest: %v", err)
+	}
+}
+
+func TestMonitoringLiteralSecretIsAFinding(t *testing.T) {
+	cf, _ := monitoringSite(t, "", "check postgres main postgres://app:"+goldenSecret+"@127.0.0.1:1/app {\ninterval 1h\n}\ncheck postgres safe {env.MONITOR_TEST_DSN} {\ninterval 1h\n}")
+	t.Setenv("MONITOR_TEST_DSN", "postgres://app:x@127.0.0.1:1/app")
+	c := testcaddy.StartCaddy(t, cf)
+	var found []string
+	for _, f := range activeApp(t).Findings() {
+		if f.Code == "monitoring.literal_secret" {
+			found = append(found, f.Config)
+		}
+	}
+	if len(found) != 1 || found[0] != "checks.0.dsn" {
+		t.Fatalf("findings = %v, want one for checks.0.dsn", found)
+	}
+	// Caddy itself logs the config at debug level (that is the finding's point); our lines
+	// must not repeat the password.
+	for _, e := range c.Logs() {
+		if e.Logger() != "http.auto_https" && strings.Contains(fmt.Sprint(e), goldenSecret) {
+			t.Fatalf("the password is in a log line: %v", e)
+		}
+	}
+}
