@@ -48,6 +48,7 @@ type App struct {
 	logger    *zap.Logger
 	security  *securityEvents
 	status    statusRegistry
+	onStart   []func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -153,9 +154,13 @@ func allLoopback(o redisconn.Options) bool {
 	return true
 }
 
-// Start logs, once for this configuration, the findings and the disabled features.
+// Start logs, once for this configuration, the findings and the disabled features, and runs the
+// functions modules registered with OnStart.
 func (a *App) Start() error {
 	a.findings.log(a.logger)
+	for _, fn := range a.onStart {
+		fn()
+	}
 	for _, name := range sortedKeys(features) {
 		if on, set := a.Features[name]; set && !on {
 			log := a.logger.Info
@@ -180,6 +185,11 @@ func (a *App) Cleanup() error {
 	}
 	return nil
 }
+
+// OnStart registers fn (from a module's Provision) to run when the configuration starts: work
+// that must not happen when a configuration is only validated (`caddy validate`,
+// `caddy adapt --validate`), such as background checks that reach other systems.
+func (a *App) OnStart(fn func()) { a.onStart = append(a.onStart, fn) }
 
 // Env is the environment every module picks its defaults from.
 func (a *App) Env() Environment { return a.env }

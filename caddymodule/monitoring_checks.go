@@ -219,8 +219,9 @@ func (p *pooledCheck) Destruct() error {
 	return nil
 }
 
-// acquireCheck resolves placeholders and returns the running check for this configuration,
-// starting it when no running configuration has it yet.
+// acquireCheck resolves placeholders and returns the check for this configuration: the running
+// one when a running configuration has it, else a new one that starts with the configuration
+// (App.OnStart; a configuration that is only validated never probes anything).
 func acquireCheck(c *MonitorCheck, app *App, repl *caddy.Replacer) (*monitor.Check, string, error) {
 	r := *c
 	r.Name = c.name()
@@ -254,7 +255,6 @@ func acquireCheck(c *MonitorCheck, app *App, repl *caddy.Replacer) (*monitor.Che
 		if err != nil {
 			return nil, err
 		}
-		check.Start()
 		return &pooledCheck{check: check}, nil
 	})
 	if err != nil {

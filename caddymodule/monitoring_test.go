@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/swarmsec/caddy-hardening/apikey"
@@ -505,5 +506,33 @@ func TestMonitoringLiteralSecretIsAFinding(t *testing.T) {
 		if e.Logger() != "http.auto_https" && strings.Contains(fmt.Sprint(e), goldenSecret) {
 			t.Fatalf("the password is in a log line: %v", e)
 		}
+	}
+}
+
+// TestMonitoringValidateProbesNothing: `caddy validate` provisions the config without running
+// it; no check may reach a dependency then.
+func TestMonitoringValidateProbesNothing(t *testing.T) {
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer up.Close()
+	cf, _ := monitoringSite(t, "\tadmin off", "check http billing "+up.URL)
+	cfg, err := testcaddy.Adapt(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(cfg)
+	var c caddy.Config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&c); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // a started check would run at once
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("validation probed the dependency %d times", n)
+	}
+	if n := poolSize(); n != 0 {
+		t.Fatalf("%d checks left pooled after validation", n)
 	}
 }
