@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -137,7 +138,7 @@ func (c *MonitorCheck) validate() error {
 	case c.FailuresBeforeDown < 0:
 		return fmt.Errorf("monitoring: check %s: failures_before_down must be at least 1", name)
 	}
-	isPh := isPlaceholder
+	isPh := isPlaceholder // a placeholder is checked again once Provision resolves it
 	switch c.Type {
 	case checkPostgres:
 		if c.DSN == "" {
@@ -372,23 +373,14 @@ func checkRedisClient(r *MonitorCheck, app *App, timeout time.Duration) (redis.U
 
 // redisSecrets is the password of a Redis URL, to redact.
 func redisSecrets(raw string) []string {
-	if raw == "" {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
 		return nil
 	}
-	redacted := redisconn.Redact(raw)
-	if redacted == raw {
-		return nil
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		return []string{pw}
 	}
-	// The password sits between "user:" and "@" in raw where redacted has xxxxx.
-	i := 0
-	for i < len(raw) && i < len(redacted) && raw[i] == redacted[i] {
-		i++
-	}
-	j := 0
-	for j < len(raw)-i && j < len(redacted)-i && raw[len(raw)-1-j] == redacted[len(redacted)-1-j] {
-		j++
-	}
-	return []string{raw[i : len(raw)-j]}
+	return nil
 }
 
 // closingChecker closes the check's own Redis client when the check stops.

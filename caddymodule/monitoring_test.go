@@ -490,7 +490,20 @@ func TestMonitoringJSONIsValidatedAtLoad(t *testing.T) {
 }
 
 func TestMonitoringLiteralSecretIsAFinding(t *testing.T) {
-	cf, _ := monitoringSite(t, "", "check postgres main postgres://app:"+goldenSecret+"@127.0.0.1:1/app {\ninterval 1h\n}\ncheck postgres safe {env.MONITOR_TEST_DSN} {\ninterval 1h\n}")
+	key, digest := newKey(t)
+	down := testenv.FreePort(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf(`check postgres main postgres://app:%[1]s@127.0.0.1:%[2]d/app {
+	interval 1h
+}
+check postgres safe {env.MONITOR_TEST_DSN} {
+	interval 1h
+}
+check worker celery {
+	redis redis://:%[1]s@127.0.0.1:%[2]d/0
+	queue celery
+	interval 1h
+}
+api_keys %[3]s`, goldenSecret, down, digest))
 	t.Setenv("MONITOR_TEST_DSN", "postgres://app:x@127.0.0.1:1/app")
 	c := testcaddy.StartCaddy(t, cf)
 	var found []string
@@ -499,8 +512,21 @@ func TestMonitoringLiteralSecretIsAFinding(t *testing.T) {
 			found = append(found, f.Config)
 		}
 	}
-	if len(found) != 1 || found[0] != "checks.0.dsn" {
-		t.Fatalf("findings = %v, want one for checks.0.dsn", found)
+	if strings.Join(found, " ") != "checks.0.dsn checks.2.redis" {
+		t.Fatalf("findings = %v, want checks.0.dsn and checks.2.redis", found)
+	}
+	waitFor(t, "every check ran", func() bool {
+		for _, d := range services(t, base, key).Dependencies {
+			if d.Runs == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, route := range []string{"health", "services"} {
+		if body := call(t, "GET", base+route, key).body; strings.Contains(body, goldenSecret) || !strings.Contains(body, "refused") {
+			t.Fatalf("/%s shows the password or no error: %s", route, body)
+		}
 	}
 	// Caddy itself logs the config at debug level (that is the finding's point); our lines
 	// must not repeat the password.

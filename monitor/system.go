@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"os"
 	"runtime"
 	"sync"
@@ -137,6 +138,7 @@ func (s *SystemSampler) sampleProcess(ctx context.Context, st *SystemStats, fail
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
 
+// errOr is err, or errNoFigure when a call succeeded without a figure.
 func errOr(err error) error {
 	if err != nil {
 		return err
@@ -144,8 +146,4 @@ func errOr(err error) error {
 	return errNoFigure
 }
 
-type noFigure struct{}
-
-func (noFigure) Error() string { return "no figure" }
-
-var errNoFigure error = noFigure{}
+var errNoFigure = errors.New("no figure")
