@@ -196,6 +196,9 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		if interval == 0 {
 			interval = monitor.DefaultInterval
 		}
+		if opt == "interval" && interval < minCheckInterval {
+			return d.Errf("check %s: interval %s is shorter than %s", c.name(), interval, minCheckInterval)
+		}
 		if opt != "max_age" && c.Timeout != 0 && time.Duration(c.Timeout) >= interval {
 			return d.Errf("check %s: timeout %s must be shorter than interval %s", c.name(), time.Duration(c.Timeout), interval)
 		}

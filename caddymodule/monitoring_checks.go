@@ -28,6 +28,9 @@ const (
 	checkWorker   = "worker"
 )
 
+// minCheckInterval protects dependencies from a mistyped interval (1ms for 1m).
+const minCheckInterval = 100 * time.Millisecond
+
 var checkTypes = map[string]string{
 	checkRedis:    "PING (every master of a Cluster); the hardening app's Redis unless `redis` gives a URL",
 	checkPostgres: "SELECT 1 on one kept connection",
@@ -51,7 +54,7 @@ type MonitorCheck struct {
 	// dependency turns /health to warn only).
 	Critical bool `json:"critical,omitempty"`
 
-	// Interval between two runs, with ±10% jitter. Default: 10s.
+	// Interval between two runs, with ±10% jitter; at least 100ms. Default: 10s.
 	Interval caddy.Duration `json:"interval,omitempty"`
 
 	// Timeout of one run; shorter than Interval. Default: 2s (half the interval if shorter).
@@ -133,6 +136,8 @@ func (c *MonitorCheck) validate() error {
 	switch {
 	case c.Interval < 0 || c.Timeout < 0:
 		return fmt.Errorf("monitoring: check %s: interval and timeout must be positive", name)
+	case interval < minCheckInterval:
+		return fmt.Errorf("monitoring: check %s: interval %s is shorter than %s: a check that often is load on the dependency, not a health signal", name, interval, minCheckInterval)
 	case timeout != 0 && timeout >= interval:
 		return fmt.Errorf("monitoring: check %s: timeout %s must be shorter than interval %s", name, timeout, interval)
 	case c.FailuresBeforeDown < 0:
