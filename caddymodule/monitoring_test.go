@@ -207,11 +207,23 @@ func TestMonitoringDetailsNeedAKey(t *testing.T) {
 	waitFor(t, "the first run", func() bool { return services(t, base, key).Dependencies[0].Runs > 0 })
 
 	for _, route := range []string{"health", "services", "metrics", "ready"} {
-		for name, k := range map[string]string{"no key": "", "wrong key": key + "x", "malformed": "Basic " + key} {
+		unknown, _ := newKey(t)
+		for name, k := range map[string]string{"no key": "", "an unknown key": unknown, "a key with a suffix": key + "x"} {
 			a := call(t, "GET", base+route, k)
 			if a.body != "{\"status\":\"pass\"}\n" {
 				t.Errorf("%s with %s shows more than the status word: %s", route, name, a.body)
 			}
+		}
+		req, _ := http.NewRequest("GET", base+route, nil)
+		req.SetBasicAuth(key, "") // the right key under another scheme
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "{\"status\":\"pass\"}\n" {
+			t.Errorf("%s with Basic auth shows more than the status word: %s", route, b)
 		}
 		for _, k := range []string{key, other} {
 			a := call(t, "GET", base+route, k)
