@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/swarmsec/caddy-hardening/apikey"
 	"github.com/swarmsec/caddy-hardening/ipclass"
@@ -53,7 +52,6 @@ type Monitoring struct {
 	poolKeys []string
 	registry *prometheus.Registry
 	system   *monitor.SystemSampler
-	logger   *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -66,7 +64,6 @@ func (*Monitoring) CaddyModule() caddy.ModuleInfo {
 
 // Provision starts (or joins, across reloads) the background checks.
 func (m *Monitoring) Provision(ctx caddy.Context) error {
-	m.logger = ctx.Logger()
 	app, err := hardeningApp(ctx)
 	if err != nil {
 		return err
