@@ -57,6 +57,7 @@ type App struct {
 	logger    *zap.Logger
 	security  *securityEvents
 	status    statusRegistry
+	onStart   []func()
 
 	classifier    *ipclass.Classifier
 	probes        *ipclass.ProbeMatcher
@@ -174,8 +175,12 @@ func allLoopback(o redisconn.Options) bool {
 	return true
 }
 
-// Start logs, once for this configuration, the findings and the disabled features.
+// Start logs, once for this configuration, the findings and the disabled features, and runs the
+// functions modules registered with OnStart.
 func (a *App) Start() error {
+	for _, fn := range a.onStart {
+		fn()
+	}
 	a.findings.log(a.logger)
 	for _, name := range sortedKeys(features) {
 		if on, set := a.Features[name]; set && !on {
@@ -210,6 +215,13 @@ func (a *App) Cleanup() error {
 	}
 	return nil
 }
+
+// OnStart registers fn (from a module's Provision) to run when the configuration starts: work
+// that must not happen when a configuration is only validated (`caddy validate`,
+// `caddy adapt --validate`), such as background checks that reach other systems, and checks
+// that need the whole provisioned configuration. It runs before the findings are logged, so it
+// may Report.
+func (a *App) OnStart(fn func()) { a.onStart = append(a.onStart, fn) }
 
 // Env is the environment every module picks its defaults from.
 func (a *App) Env() Environment { return a.env }

@@ -154,13 +154,13 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 					logger.Info(msg)
 				}
 			})
-			s.Start()
 			return pooledSharedBans{s}, nil
 		})
 		if err != nil {
 			return err
 		}
 		a.sharedBans = v.(pooledSharedBans).SharedBans
+		a.OnStart(a.sharedBans.Start) // not while only validating; a no-op when a reload kept it
 	}
 	return nil
 }

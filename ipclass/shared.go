@@ -31,6 +31,7 @@ type SharedBans struct {
 	logf    func(msg string, err error)
 
 	queue  chan banMessage
+	mu     sync.Mutex
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -69,8 +70,13 @@ func NewSharedBans(client redis.UniversalClient, keyPrefix string, det *Detector
 	}
 }
 
-// Start runs the subscriber, the periodic reload and the publisher.
+// Start runs the subscriber, the periodic reload and the publisher; later calls do nothing.
 func (s *SharedBans) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(3)
@@ -81,8 +87,11 @@ func (s *SharedBans) Start() {
 
 // Stop ends the goroutines; queued publications not yet sent are dropped.
 func (s *SharedBans) Stop() {
-	if s.cancel != nil {
-		s.cancel()
+	s.mu.Lock()
+	cancel := s.cancel
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
 		s.wg.Wait()
 	}
 }

@@ -1,0 +1,284 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/swarmsec/caddy-hardening/apikey"
+	"github.com/swarmsec/caddy-hardening/ipclass"
+	"github.com/swarmsec/caddy-hardening/monitor"
+)
+
+func init() {
+	caddy.RegisterModule(&Monitoring{})
+}
+
+// Monitoring serves health routes for load balancers, Kubernetes and operators, selected by
+// the last segment of the request path (mount it with `handle_path /api/monitoring/*`):
+//
+//   - `simple-health`: 200 `ok`, no dependency (deployment checks).
+//   - `live`: liveness; the process serves. Never depends on an external system.
+//   - `ready`: readiness; 503 while a critical dependency is down, a critical internal
+//     component fails (a breaker marked critical), or Caddy is shutting down or draining.
+//   - `health`: the comprehensive `application/health+json` document with every component.
+//   - `services`: each dependency's state and history.
+//   - `metrics`: system resources, Go runtime figures and the project's counters, as JSON.
+//
+// Dependencies are checked in the background on their own schedules; requests read cached
+// results, so no request rate reaches a dependency. Details (component names, targets, errors)
+// go only to clients in the trusted IP class or with a valid API key
+// (`Authorization: Bearer <key>`); everyone else gets the status word only. Other paths get
+// 404 and other methods than GET and HEAD get 405, as problem+json.
+type Monitoring struct {
+	// Checks are the dependencies probed in the background.
+	Checks []*MonitorCheck `json:"checks,omitempty"`
+
+	// APIKeys are the `sha256:<hex>` digests (from `caddy hardening keygen`) of the keys that
+	// unlock details. Default: none (only trusted clients see details).
+	APIKeys []string `json:"api_keys,omitempty"`
+
+	app      *App
+	enabled  bool
+	keys     *apikey.Set
+	checks   []*monitor.Check
+	poolKeys []string
+	registry *prometheus.Registry
+	system   *monitor.SystemSampler
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Monitoring) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.monitoring",
+		New: func() caddy.Module { return new(Monitoring) },
+	}
+}
+
+// Provision starts (or joins, across reloads) the background checks.
+func (m *Monitoring) Provision(ctx caddy.Context) error {
+	app, err := hardeningApp(ctx)
+	if err != nil {
+		return err
+	}
+	m.app = app
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if m.enabled = app.FeatureEnabled("monitoring"); !m.enabled {
+		return nil
+	}
+	if m.keys, err = apikey.ParseSet(m.APIKeys); err != nil {
+		return err
+	}
+	m.reportLiteralSecrets(app)
+	m.system = &monitor.SystemSampler{}
+	repl := caddy.NewReplacer()
+	for _, c := range m.Checks {
+		check, key, err := acquireCheck(c, app, repl)
+		if err != nil {
+			m.release()
+			return err
+		}
+		m.checks = append(m.checks, check)
+		m.poolKeys = append(m.poolKeys, key)
+		app.OnStart(check.Start) // a no-op for a check that already runs
+	}
+	m.registry = ctx.GetMetricsRegistry()
+	if err := registerMonitoring(m.registry, m); err != nil {
+		m.release()
+		return err
+	}
+	return nil
+}
+
+// Validate checks the configuration without side effects.
+func (m *Monitoring) Validate() error {
+	names := map[string]bool{}
+	for _, c := range m.Checks {
+		if err := c.validate(); err != nil {
+			return err
+		}
+		if names[c.name()] {
+			return fmt.Errorf("monitoring: two checks are named %q; give each a distinct name", c.name())
+		}
+		names[c.name()] = true
+	}
+	_, err := apikey.ParseSet(m.APIKeys)
+	return err
+}
+
+// Cleanup stops this configuration's checks (a check the next configuration kept goes on).
+func (m *Monitoring) Cleanup() error {
+	unregisterMonitoring(m.registry, m)
+	m.release()
+	return nil
+}
+
+func (m *Monitoring) release() {
+	for _, k := range m.poolKeys {
+		_, _ = checkPool.Delete(k)
+	}
+	m.poolKeys, m.checks = nil, nil
+}
+
+// ServeHTTP answers the monitoring routes.
+func (m *Monitoring) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !m.enabled {
+		return next.ServeHTTP(w, r)
+	}
+	route := path.Base(strings.TrimSuffix(r.URL.Path, "/"))
+	switch route {
+	case "simple-health", "live", "ready", "health", "services", "metrics":
+	default:
+		return writeProblem(w, http.StatusNotFound, "Not Found",
+			"monitoring routes: simple-health, live, ready, health, services, metrics", nil)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return writeProblem(w, http.StatusMethodNotAllowed, "Method Not Allowed", "", nil)
+	}
+	switch route {
+	case "simple-health":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		return writeBody(w, http.StatusOK, []byte("ok\n"))
+	case "live":
+		return writeJSON(w, monitor.MediaType, http.StatusOK, monitor.Document{Status: monitor.Pass})
+	}
+
+	states := m.states()
+	reports := m.reports()
+	verdict := monitor.Aggregate(states, reports, draining(r))
+	detail := m.authorized(r)
+	switch route {
+	case "ready":
+		code, status := http.StatusOK, monitor.Pass
+		if !verdict.Ready {
+			code, status = http.StatusServiceUnavailable, monitor.Fail
+		}
+		doc := monitor.Document{Status: status}
+		if detail {
+			doc.Notes = verdict.Reasons
+		}
+		return writeJSON(w, monitor.MediaType, code, doc)
+	case "health":
+		doc := monitor.Document{Status: verdict.Status}
+		if detail {
+			doc.Notes = verdict.Reasons
+			doc.Version = caddyVersion()
+			doc.Checks = monitor.Checks(states, reports)
+		}
+		return writeJSON(w, monitor.MediaType, healthCode(verdict.Status), doc)
+	case "services":
+		if !detail {
+			return writeJSON(w, "application/json", http.StatusOK, monitor.Document{Status: verdict.Status})
+		}
+		return writeJSON(w, "application/json", http.StatusOK, servicesView{
+			Status: verdict.Status, Ready: verdict.Ready, Reasons: verdict.Reasons,
+			Dependencies: monitor.Details(states), Components: componentsView(reports)})
+	default: // metrics
+		if !detail {
+			return writeJSON(w, "application/json", http.StatusOK, monitor.Document{Status: verdict.Status})
+		}
+		return writeJSON(w, "application/json", http.StatusOK, metricsView{
+			Status: verdict.Status, System: m.system.Sample(r.Context()), Counters: projectCounters(m.registry)})
+	}
+}
+
+// authorized reports whether the client may see details: the trusted IP class, or a valid key.
+func (m *Monitoring) authorized(r *http.Request) bool {
+	if m.app.ClassOf(r) == ipclass.Trusted {
+		return true
+	}
+	auth := r.Header.Get("Authorization")
+	if len(auth) < 7 || !strings.EqualFold(auth[:7], "bearer ") {
+		return false
+	}
+	return m.keys.Match(strings.TrimSpace(auth[7:]))
+}
+
+func (m *Monitoring) states() []monitor.State {
+	out := make([]monitor.State, len(m.checks))
+	for i, c := range m.checks {
+		out[i] = c.State()
+	}
+	return out
+}
+
+// reports are the internal components other modules registered with the app.
+func (m *Monitoring) reports() []monitor.Report {
+	st := m.app.Statuses()
+	out := make([]monitor.Report, len(st))
+	for i, s := range st {
+		status, ok := monitor.ParseStatus(string(s.Status))
+		if !ok {
+			status = monitor.Fail // an unknown state is not a healthy one
+		}
+		out[i] = monitor.Report{Component: s.Component, Type: s.Type, Status: status, Critical: s.Critical,
+			Output: s.Output, Observed: s.Observed, Time: s.Time}
+	}
+	return out
+}
+
+// draining is true once the process is exiting, and while Caddy's shutdown_delay runs before
+// this server closes ({http.shutting_down}): load balancers should stop sending new requests.
+func draining(r *http.Request) bool {
+	if caddy.Exiting() {
+		return true
+	}
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return false
+	}
+	v, _ := repl.Get("http.shutting_down")
+	b, _ := v.(bool)
+	return b
+}
+
+// healthCode follows the draft: 5xx for fail, 2xx for pass and warn.
+func healthCode(s monitor.Status) int {
+	if s == monitor.Fail {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusOK
+}
+
+func caddyVersion() string {
+	v, _ := caddy.Version()
+	return v
+}
+
+func writeJSON(w http.ResponseWriter, contentType string, code int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentType)
+	return writeBody(w, code, append(b, '\n'))
+}
+
+// writeBody answers uncached: every health answer is about now.
+func writeBody(w http.ResponseWriter, code int, body []byte) error {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(code)
+	_, err := w.Write(body)
+	return err
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Monitoring)(nil)
+	_ caddy.Validator             = (*Monitoring)(nil)
+	_ caddy.CleanerUpper          = (*Monitoring)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Monitoring)(nil)
+)

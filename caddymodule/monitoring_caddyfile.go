@@ -1,0 +1,297 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/apikey"
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
+	"github.com/swarmsec/caddy-hardening/monitor"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("monitoring", parseMonitoring)
+	httpcaddyfile.RegisterDirectiveOrder("monitoring", httpcaddyfile.After, "metrics")
+}
+
+func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Monitoring)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	monitoring {
+//		check redis [<name>] [<redis-url>] [{
+//			<common>
+//		}]
+//		check postgres <name> <dsn> [{
+//			<common>
+//		}]
+//		check http <name> <url> [{
+//			<common>
+//			method <method>
+//			expect <status|class>...
+//			body <text>
+//			header <field> <value>
+//			ca_file <pem>
+//		}]
+//		check tcp <name> <host:port> [{
+//			<common>
+//		}]
+//		check worker <name> {
+//			<common>
+//			redis <redis-url>
+//			queue <list>
+//			max_backlog <n>
+//			on_backlog warn|fail
+//			heartbeat_key <key>
+//			max_age <duration>
+//		}
+//		api_keys <sha256:digest>...
+//	}
+//
+// where <common> is any of:
+//
+//	critical
+//	interval <duration>
+//	timeout <duration>
+//	failures_before_down <n>
+//
+// `check redis` without a URL checks the hardening app's Redis; a single argument with `://`
+// is a URL, otherwise a name.
+func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.Errf("monitoring takes no arguments, only a block; got %q", d.Val())
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "check":
+			c, err := parseCheck(d)
+			if err != nil {
+				return err
+			}
+			for _, other := range m.Checks {
+				if other.name() == c.name() {
+					return d.Errf("monitoring: two checks are named %q; give each a distinct name", c.name())
+				}
+			}
+			m.Checks = append(m.Checks, c)
+		case "api_keys":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Err("api_keys: expected one or more sha256:<64 hex digits> digests (from caddy hardening keygen)")
+			}
+			if _, err := apikey.ParseSet(args); err != nil {
+				return d.WrapErr(err)
+			}
+			m.APIKeys = append(m.APIKeys, args...)
+		default:
+			return d.Errf("unknown monitoring subdirective %q; expected check or api_keys", d.Val())
+		}
+	}
+	return nil
+}
+
+func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
+	file, line := d.File(), d.Line()
+	atCheck := func(err error) error { return fmt.Errorf("%w, at %s:%d", err, file, line) }
+	c := &MonitorCheck{}
+	if !d.NextArg() {
+		return nil, d.Err("check: expected a type: redis, postgres, http, tcp or worker")
+	}
+	c.Type = d.Val()
+	if _, ok := checkTypes[c.Type]; !ok {
+		return nil, d.Errf("check: unknown type %q; expected redis, postgres, http, tcp or worker", c.Type)
+	}
+	args := d.RemainingArgs()
+	switch c.Type {
+	case checkRedis:
+		switch {
+		case len(args) == 1 && strings.Contains(args[0], "://"):
+			c.Redis = args[0]
+		case len(args) == 1:
+			c.Name = args[0]
+		case len(args) == 2:
+			c.Name, c.Redis = args[0], args[1]
+		case len(args) > 2:
+			return nil, d.Err("check redis: expected [<name>] [<redis-url>]")
+		}
+	case checkWorker:
+		if len(args) != 1 {
+			return nil, d.Err("check worker: expected a name, then a block with queue and/or heartbeat_key")
+		}
+		c.Name = args[0]
+	default:
+		what := map[string]string{checkPostgres: "<name> <dsn>", checkHTTP: "<name> <url>", checkTCP: "<name> <host:port>"}[c.Type]
+		if len(args) != 2 {
+			return nil, d.Errf("check %s: expected %s (an empty {$VAR} leaves the second out)", c.Type, what)
+		}
+		c.Name = args[0]
+		switch c.Type {
+		case checkPostgres:
+			c.DSN = args[1]
+		case checkHTTP:
+			c.URL = args[1]
+		case checkTCP:
+			c.Address = args[1]
+		}
+	}
+	if c.Name != "" && !validCheckName(c.Name) {
+		return nil, d.Errf("check %s: name %q: use letters, digits, '_', '-' and '.' (at most 64)", c.Type, c.Name)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := parseCheckOption(d, c); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, atCheck(err)
+	}
+	return c, nil
+}
+
+// checkOptionTypes says which check types take each type-specific subdirective.
+var checkOptionTypes = map[string][]string{
+	"method": {checkHTTP}, "expect": {checkHTTP}, "body": {checkHTTP}, "header": {checkHTTP}, "ca_file": {checkHTTP},
+	"redis": {checkWorker}, "queue": {checkWorker}, "max_backlog": {checkWorker}, "on_backlog": {checkWorker},
+	"heartbeat_key": {checkWorker}, "max_age": {checkWorker},
+}
+
+func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
+	opt := d.Val()
+	if types, ok := checkOptionTypes[opt]; ok && types[0] != c.Type {
+		return d.Errf("check %s: %s applies to %s checks only", c.Type, opt, types[0])
+	}
+	var err error
+	switch opt {
+	case "critical":
+		if d.NextArg() {
+			return d.Errf("critical takes no value; unexpected %q", d.Val())
+		}
+		c.Critical = true
+	case "interval", "timeout", "max_age":
+		var dur time.Duration
+		if dur, err = durationArg(d, opt); err != nil {
+			return err
+		}
+		switch opt {
+		case "interval":
+			c.Interval = caddy.Duration(dur)
+		case "timeout":
+			c.Timeout = caddy.Duration(dur)
+		default:
+			c.MaxAge = caddy.Duration(dur)
+		}
+		interval := time.Duration(c.Interval)
+		if interval == 0 {
+			interval = monitor.DefaultInterval
+		}
+		if opt == "interval" && interval < minCheckInterval {
+			return d.Errf("check %s: interval %s is shorter than %s", c.name(), interval, minCheckInterval)
+		}
+		if opt != "max_age" && c.Timeout != 0 && time.Duration(c.Timeout) >= interval {
+			return d.Errf("check %s: timeout %s must be shorter than interval %s", c.name(), time.Duration(c.Timeout), interval)
+		}
+	case "failures_before_down":
+		c.FailuresBeforeDown, err = intArg(d, opt, 1, 1000)
+	case "method":
+		if c.Method, err = oneArg(d, opt); err == nil && !validMethod(c.Method) {
+			err = d.Errf("method: expected an HTTP method such as GET or HEAD, got %q", c.Method)
+		}
+	case "expect":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Err("expect: expected one or more statuses (200) or classes (2xx)")
+		}
+		for _, a := range args {
+			if _, err := monitor.ParseStatusRange(a); err != nil {
+				return d.Errf("expect: %v", err)
+			}
+		}
+		c.Expect = append(c.Expect, args...)
+	case "body":
+		c.BodyContains, err = oneArg(d, opt)
+	case "header":
+		var name, value string
+		if !d.Args(&name, &value) || d.NextArg() {
+			return d.Err("header: expected <field> <value>")
+		}
+		if c.Headers == nil {
+			c.Headers = map[string]string{}
+		}
+		c.Headers[http.CanonicalHeaderKey(name)] = value
+	case "ca_file":
+		c.CAFile, err = oneArg(d, opt)
+	case "redis":
+		if c.Redis, err = oneArg(d, opt); err == nil && !isPlaceholder(c.Redis) {
+			if verr := (redisconn.Options{URL: c.Redis}).Validate(); verr != nil {
+				err = d.Err(redisconn.Redact(verr.Error()))
+			}
+		}
+	case "queue":
+		c.Queue, err = oneArg(d, opt)
+	case "heartbeat_key":
+		c.HeartbeatKey, err = oneArg(d, opt)
+	case "max_backlog":
+		var n int
+		n, err = intArg(d, opt, 1, 1<<30)
+		c.MaxBacklog = int64(n)
+	case "on_backlog":
+		if c.OnBacklog, err = oneArg(d, opt); err == nil && c.OnBacklog != "warn" && c.OnBacklog != "fail" {
+			err = d.Errf("on_backlog: expected warn or fail, got %q", c.OnBacklog)
+		}
+	default:
+		return d.Errf("check %s: unknown subdirective %q; expected critical, interval, timeout, failures_before_down%s", c.Type, opt, typeOptions(c.Type))
+	}
+	return err
+}
+
+func typeOptions(typ string) string {
+	var names []string
+	for _, name := range sortedKeys(checkOptionTypes) {
+		if checkOptionTypes[name][0] == typ {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(names, ", ")
+}
+
+func durationArg(d *caddyfile.Dispenser, name string) (time.Duration, error) {
+	v, err := oneArg(d, name)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: expected a positive duration such as 10s, got %q", name, v)
+	}
+	return dur, nil
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for _, r := range m {
+		if r < 'A' || r > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*Monitoring)(nil)

@@ -1,0 +1,578 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/swarmsec/caddy-hardening/apikey"
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// monitoringSite is a Caddyfile with the given global options and a site that mounts
+// `monitoring { block }` under /api/monitoring/; it returns the Caddyfile and the routes' base URL.
+func monitoringSite(t *testing.T, global, block string) (string, string) {
+	port := testenv.FreePort(t)
+	cf := fmt.Sprintf(`{
+%s
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle_path /api/monitoring/* {
+		monitoring {
+%s
+		}
+	}
+	handle /metrics {
+		metrics
+	}
+	respond "app"
+}
+`, global, port, block)
+	return string(caddyfile.Format([]byte(cf))), fmt.Sprintf("http://127.0.0.1:%d/api/monitoring/", port)
+}
+
+type answer struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+// call sends a request with an optional bearer key.
+func call(t *testing.T, method, url, key string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, string(b)}
+}
+
+// waitFor polls until cond holds (bounded: 15 s).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// newKey returns a key and its digest.
+func newKey(t *testing.T) (string, string) {
+	key, err := apikey.Generate("mon_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, apikey.Digest(key)
+}
+
+// services decodes /services for an authorized client.
+type servicesDoc struct {
+	Status       string `json:"status"`
+	Ready        bool   `json:"ready"`
+	Dependencies []struct {
+		Name                string         `json:"name"`
+		Type                string         `json:"type"`
+		Target              string         `json:"target"`
+		Status              string         `json:"status"`
+		Up                  bool           `json:"up"`
+		Output              string         `json:"output"`
+		ConsecutiveFailures int            `json:"consecutive_failures"`
+		Runs                int64          `json:"runs"`
+		Observed            map[string]any `json:"observed"`
+	} `json:"dependencies"`
+	Components []struct {
+		Component string `json:"component"`
+		Status    string `json:"status"`
+	} `json:"components"`
+}
+
+func services(t *testing.T, base, key string) servicesDoc {
+	t.Helper()
+	a := call(t, "GET", base+"services", key)
+	var doc servicesDoc
+	if err := json.Unmarshal([]byte(a.body), &doc); err != nil {
+		t.Fatalf("/services: %v: %s", err, a.body)
+	}
+	return doc
+}
+
+func TestMonitoringRoutesWithoutChecks(t *testing.T) {
+	cf, base := monitoringSite(t, "", "")
+	testcaddy.StartCaddy(t, cf)
+
+	if a := call(t, "GET", base+"simple-health", ""); a.code != 200 || a.body != "ok\n" || a.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("simple-health: %+v", a)
+	}
+	for _, route := range []string{"live", "ready", "health"} {
+		a := call(t, "GET", base+route, "")
+		if a.code != 200 || a.body != "{\"status\":\"pass\"}\n" || a.header.Get("Content-Type") != "application/health+json" {
+			t.Fatalf("%s: %+v", route, a)
+		}
+	}
+	if a := call(t, "HEAD", base+"ready", ""); a.code != 200 || a.body != "" {
+		t.Fatalf("HEAD ready: %+v", a)
+	}
+	if a := call(t, "GET", base+"nope", ""); a.code != 404 || a.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("unknown route: %+v", a)
+	}
+	if a := call(t, "POST", base+"ready", ""); a.code != 405 || a.header.Get("Allow") != "GET, HEAD" {
+		t.Fatalf("POST: %+v", a)
+	}
+	if a := call(t, "GET", strings.TrimSuffix(base, "api/monitoring/"), ""); a.body != "app" {
+		t.Fatalf("the rest of the site: %+v", a)
+	}
+}
+
+func TestMonitoringRedisDownAfterFailuresBeforeDown(t *testing.T) {
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	for _, critical := range []bool{true, false} {
+		t.Run(fmt.Sprintf("critical=%v", critical), func(t *testing.T) {
+			crit := ""
+			if critical {
+				crit = "critical"
+			}
+			cf, base := monitoringSite(t, "\thardening {\n\t\tredis "+r.URL(0)+"\n\t}",
+				fmt.Sprintf("check redis {\n%s\ninterval 150ms\ntimeout 100ms\nfailures_before_down 3\n}\napi_keys %s", crit, digest))
+			testcaddy.StartCaddy(t, cf)
+			waitFor(t, "redis up", func() bool {
+				return call(t, "GET", base+"ready", "").code == 200 && services(t, base, key).Dependencies[0].Up
+			})
+
+			r.Kill()
+			// Every observation on the way down: up exactly while fewer than 3 failures.
+			waitFor(t, "redis down", func() bool {
+				d := services(t, base, key).Dependencies[0]
+				if d.Up != (d.ConsecutiveFailures < 3) {
+					t.Fatalf("up=%v after %d consecutive failures (failures_before_down 3)", d.Up, d.ConsecutiveFailures)
+				}
+				return !d.Up
+			})
+			ready, health := call(t, "GET", base+"ready", ""), call(t, "GET", base+"health", key)
+			if critical && (ready.code != 503 || ready.body != "{\"status\":\"fail\"}\n" || health.code != 503) {
+				t.Fatalf("critical redis down: ready %+v, health %+v", ready, health)
+			}
+			if !critical && (ready.code != 200 || health.code != 200 || !strings.Contains(health.body, `"status":"warn"`)) {
+				t.Fatalf("non-critical redis down: ready %+v, health %+v", ready, health)
+			}
+			if a := call(t, "GET", base+"live", ""); a.code != 200 {
+				t.Fatalf("live must not depend on Redis: %+v", a)
+			}
+
+			r.Restart()
+			waitFor(t, "up again", func() bool { return services(t, base, key).Dependencies[0].Up })
+			if a := call(t, "GET", base+"ready", ""); a.code != 200 {
+				t.Fatalf("ready after restart: %+v", a)
+			}
+			if d := services(t, base, key).Dependencies[0]; d.Status != "pass" {
+				t.Fatalf("after restart: %+v", d)
+			}
+		})
+	}
+}
+
+func TestMonitoringDetailsNeedAKey(t *testing.T) {
+	key, digest := newKey(t)
+	other, otherDigest := newKey(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	cf, base := monitoringSite(t, "", fmt.Sprintf("check http billing %s/healthz\napi_keys %s %s", up.URL, digest, otherDigest))
+	testcaddy.StartCaddy(t, cf)
+	waitFor(t, "the first run", func() bool { return services(t, base, key).Dependencies[0].Runs > 0 })
+
+	for _, route := range []string{"health", "services", "metrics", "ready"} {
+		unknown, _ := newKey(t)
+		for name, k := range map[string]string{"no key": "", "an unknown key": unknown, "a key with a suffix": key + "x"} {
+			a := call(t, "GET", base+route, k)
+			if a.body != "{\"status\":\"pass\"}\n" {
+				t.Errorf("%s with %s shows more than the status word: %s", route, name, a.body)
+			}
+		}
+		req, _ := http.NewRequest("GET", base+route, nil)
+		req.SetBasicAuth(key, "") // the right key under another scheme
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "{\"status\":\"pass\"}\n" {
+			t.Errorf("%s with Basic auth shows more than the status word: %s", route, b)
+		}
+		for _, k := range []string{key, other} {
+			a := call(t, "GET", base+route, k)
+			if route != "ready" && !strings.Contains(a.body, "billing") {
+				t.Errorf("%s with a right key shows no detail: %s", route, a.body)
+			}
+		}
+	}
+	req, _ := http.NewRequest("GET", base+"health", nil)
+	req.Header.Set("Authorization", "bearer "+key) // the scheme is case-insensitive
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "billing:responseTime") {
+		t.Fatalf("lower-case bearer: %s", b)
+	}
+}
+
+func TestMonitoringNoAmplification(t *testing.T) {
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer up.Close()
+	key, digest := newKey(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf("check http billing %s {\ninterval 1m\n}\ncheck tcp billing_tcp %s {\ninterval 1m\n}\napi_keys %s",
+		up.URL, strings.TrimPrefix(up.URL, "http://"), digest))
+	testcaddy.StartCaddy(t, cf)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20}}
+	for w := 0; w < 20; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				route := []string{"ready", "health", "services", "metrics"}[(w+i)%4]
+				req, _ := http.NewRequest("GET", base+route, nil)
+				if i%2 == 0 {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if failed.Load() > 0 {
+		t.Fatalf("%d requests failed", failed.Load())
+	}
+	allowed := 1 + int64(elapsed/time.Minute) // one run at start, then one per interval
+	if n := hits.Load(); n > allowed {
+		t.Fatalf("1000 probe requests in %s caused %d HTTP check runs; at most %d allowed", elapsed, n, allowed)
+	}
+	for _, d := range services(t, base, key).Dependencies {
+		if d.Runs > allowed {
+			t.Fatalf("check %s ran %d times for 1000 requests", d.Name, d.Runs)
+		}
+	}
+	t.Logf("1000 requests in %s; upstream hits %d", elapsed, hits.Load())
+}
+
+func TestMonitoringHTTPAndTCPChecksFailAndRecover(t *testing.T) {
+	var code atomic.Int32
+	code.Store(200)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(code.Load()))
+		_, _ = w.Write([]byte("database ok"))
+	}))
+	defer up.Close()
+	key, digest := newKey(t)
+	tcpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens
+	cf, base := monitoringSite(t, "", fmt.Sprintf(`check http billing %s/healthz {
+	critical
+	expect 200
+	body "database ok"
+	interval 150ms
+	timeout 100ms
+	failures_before_down 1
+}
+check tcp smtp %s {
+	interval 150ms
+	timeout 100ms
+	failures_before_down 1
+}
+api_keys %s`, up.URL, tcpAddr, digest))
+	testcaddy.StartCaddy(t, cf)
+	byName := func() map[string]bool {
+		m := map[string]bool{}
+		for _, d := range services(t, base, key).Dependencies {
+			m[d.Name] = d.Up
+		}
+		return m
+	}
+	waitFor(t, "billing up, smtp down", func() bool { s := byName(); return s["billing"] && !s["smtp"] && len(s) == 2 })
+	if a := call(t, "GET", base+"ready", ""); a.code != 200 {
+		t.Fatalf("a non-critical tcp check down must not take readiness: %+v", a)
+	}
+	code.Store(500)
+	waitFor(t, "billing down", func() bool { return !byName()["billing"] })
+	if a := call(t, "GET", base+"ready", key); a.code != 503 || !strings.Contains(a.body, "critical check billing is down") {
+		t.Fatalf("critical http down: %+v", a)
+	}
+	code.Store(200)
+	waitFor(t, "ready again", func() bool { return call(t, "GET", base+"ready", "").code == 200 })
+}
+
+func TestMonitoringWorkerBacklog(t *testing.T) {
+	r := testenv.StartRedis(t)
+	for i := 0; i < 5; i++ {
+		if _, err := r.Do("RPUSH", "celery", "task"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Do("SET", "celery:heartbeat", fmt.Sprint(time.Now().Unix())); err != nil {
+		t.Fatal(err)
+	}
+	key, digest := newKey(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf(`check worker celery {
+	redis %s
+	queue celery
+	max_backlog 3
+	heartbeat_key celery:heartbeat
+	max_age 1h
+	interval 150ms
+	timeout 100ms
+}
+check worker urgent {
+	redis %s
+	queue celery
+	max_backlog 3
+	on_backlog fail
+	critical
+	failures_before_down 1
+	interval 150ms
+	timeout 100ms
+}
+api_keys %s`, r.URL(0), r.URL(0), digest))
+	testcaddy.StartCaddy(t, cf)
+	waitFor(t, "both checked", func() bool {
+		doc := services(t, base, key)
+		return doc.Dependencies[0].Runs > 0 && doc.Dependencies[1].Runs > 0
+	})
+	doc := services(t, base, key)
+	for _, d := range doc.Dependencies {
+		switch d.Name {
+		case "celery":
+			if !d.Up || d.Status != "warn" || d.Observed["backlog"] != 5.0 || !strings.Contains(d.Output, "backlog 5 is over 3") {
+				t.Errorf("on_backlog warn: %+v", d)
+			}
+		case "urgent":
+			if d.Up || d.Status != "fail" {
+				t.Errorf("on_backlog fail: %+v", d)
+			}
+		}
+	}
+	if a := call(t, "GET", base+"ready", ""); a.code != 503 {
+		t.Fatalf("a critical worker over its backlog: %+v", a)
+	}
+	if _, err := r.Do("LTRIM", "celery", "0", "1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "backlog drained", func() bool { return call(t, "GET", base+"health", "").body == "{\"status\":\"pass\"}\n" })
+	if a := call(t, "GET", base+"ready", ""); a.code != 200 {
+		t.Fatalf("drained: %+v", a)
+	}
+}
+
+// requirePostgres skips without a PostgreSQL on 127.0.0.1:5432, and fails under CI (whose
+// script starts it).
+func requirePostgres(t *testing.T) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("PostgreSQL is not answering on 127.0.0.1:5432 and CI is set: the CI script must start it (%v)", err)
+		}
+		t.Skipf("no PostgreSQL on 127.0.0.1:5432: %v", err)
+	}
+	c.Close()
+}
+
+func TestMonitoringPostgresNeverShowsThePassword(t *testing.T) {
+	requirePostgres(t)
+	const secret = "pg-pass-hunter2"
+	down := testenv.FreePort(t)
+	t.Setenv("MONITOR_TEST_DSN", "postgres://postgres:"+secret+"@127.0.0.1:5432/postgres?sslmode=disable")
+	t.Setenv("MONITOR_TEST_DSN_DOWN", fmt.Sprintf("postgres://app:%s@127.0.0.1:%d/test?sslmode=disable", secret, down))
+	key, digest := newKey(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf(`check postgres main {env.MONITOR_TEST_DSN} {
+	critical
+	interval 200ms
+	timeout 150ms
+}
+check postgres replica {env.MONITOR_TEST_DSN_DOWN} {
+	interval 200ms
+	timeout 150ms
+	failures_before_down 1
+}
+api_keys %s`, digest))
+	c := testcaddy.StartCaddy(t, cf)
+	waitFor(t, "main up, replica down", func() bool {
+		doc := services(t, base, key)
+		return doc.Dependencies[0].Up && doc.Dependencies[1].Runs > 0 && !doc.Dependencies[1].Up
+	})
+	if a := call(t, "GET", base+"ready", ""); a.code != 200 {
+		t.Fatalf("main is up and critical; replica is not critical: %+v", a)
+	}
+	var out strings.Builder
+	for _, route := range []string{"health", "services", "metrics", "ready"} {
+		out.WriteString(call(t, "GET", base+route, key).body)
+	}
+	doc := services(t, base, key)
+	if doc.Dependencies[1].Target != fmt.Sprintf("127.0.0.1:%d/test", down) || !strings.Contains(doc.Dependencies[1].Output, "refused") {
+		t.Fatalf("the down check: %+v", doc.Dependencies[1])
+	}
+	logs, _ := os.ReadFile(c.LogFile)
+	if !strings.Contains(string(logs), "dependency down") {
+		t.Fatal("no 'dependency down' log line")
+	}
+	if strings.Contains(out.String(), secret) || strings.Contains(string(logs), secret) {
+		t.Fatal("the PostgreSQL password appears in a response or the log")
+	}
+}
+
+func TestMonitoringFeatureOffPassesThrough(t *testing.T) {
+	cf, base := monitoringSite(t, "\thardening {\n\t\tfeatures {\n\t\t\tmonitoring off\n\t\t}\n\t}", "check tcp x 127.0.0.1:1")
+	testcaddy.StartCaddy(t, cf)
+	if a := call(t, "GET", base+"ready", ""); a.code != 200 || a.body != "app" {
+		t.Fatalf("monitoring off: the request must reach the site's next handler: %+v", a)
+	}
+	if n := poolSize(); n != 0 {
+		t.Fatalf("a disabled monitoring handler started %d checks", n)
+	}
+}
+
+func poolSize() int {
+	n := 0
+	checkPool.Range(func(_, _ any) bool { n++; return true })
+	return n
+}
+
+func TestMonitoringRedisCheckNeedsARedis(t *testing.T) {
+	cf, _ := monitoringSite(t, "", "check redis")
+	_, err := testcaddy.TryStartCaddy(t, cf)
+	if err == nil || !strings.Contains(err.Error(), "monitoring: redis check redis uses the hardening app's Redis, and none is configured") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestMonitoringJSONIsValidatedAtLoad(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for body, want := range map[string]string{
+		`{"type": "mysql"}`: `monitoring: unknown check type "mysql"`,
+		`{"type": "tcp", "address": "x:1", "interval": 1000000000, "timeout": 1000000000}`: "monitoring: check tcp: timeout 1s must be shorter than interval 1s",
+		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                          `monitoring: check http: expected an http:// or https:// URL with a host, got ""`,
+	} {
+		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + body + `]}]}]}}}}}`)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", body, err, want)
+		}
+	}
+	err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "api_keys": ["md5:abc"]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), `API key digest "md5:abc"`) {
+		t.Errorf("bad digest: %v", err)
+	}
+}
+
+func TestMonitoringLiteralSecretIsAFinding(t *testing.T) {
+	key, digest := newKey(t)
+	down := testenv.FreePort(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf(`check postgres main postgres://app:%[1]s@127.0.0.1:%[2]d/app {
+	interval 1h
+}
+check postgres safe {env.MONITOR_TEST_DSN} {
+	interval 1h
+}
+check worker celery {
+	redis redis://:%[1]s@127.0.0.1:%[2]d/0
+	queue celery
+	interval 1h
+}
+api_keys %[3]s`, goldenSecret, down, digest))
+	t.Setenv("MONITOR_TEST_DSN", "postgres://app:x@127.0.0.1:1/app")
+	c := testcaddy.StartCaddy(t, cf)
+	var found []string
+	for _, f := range activeApp(t).Findings() {
+		if f.Code == "monitoring.literal_secret" {
+			found = append(found, f.Config)
+		}
+	}
+	if strings.Join(found, " ") != "checks.0.dsn checks.2.redis" {
+		t.Fatalf("findings = %v, want checks.0.dsn and checks.2.redis", found)
+	}
+	waitFor(t, "every check ran", func() bool {
+		for _, d := range services(t, base, key).Dependencies {
+			if d.Runs == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, route := range []string{"health", "services"} {
+		if body := call(t, "GET", base+route, key).body; strings.Contains(body, goldenSecret) || !strings.Contains(body, "refused") {
+			t.Fatalf("/%s shows the password or no error: %s", route, body)
+		}
+	}
+	// Caddy itself logs the config at debug level (that is the finding's point); our lines
+	// must not repeat the password.
+	for _, e := range c.Logs() {
+		if e.Logger() != "http.auto_https" && strings.Contains(fmt.Sprint(e), goldenSecret) {
+			t.Fatalf("the password is in a log line: %v", e)
+		}
+	}
+}
+
+// TestMonitoringValidateProbesNothing: `caddy validate` provisions the config without running
+// it; no check may reach a dependency then.
+func TestMonitoringValidateProbesNothing(t *testing.T) {
+	var hits atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer up.Close()
+	cf, _ := monitoringSite(t, "\tadmin off", "check http billing "+up.URL)
+	cfg, err := testcaddy.Adapt(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(cfg)
+	var c caddy.Config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&c); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // a started check would run at once
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("validation probed the dependency %d times", n)
+	}
+	if n := poolSize(); n != 0 {
+		t.Fatalf("%d checks left pooled after validation", n)
+	}
+}

@@ -1,0 +1,245 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of a check's schedule.
+const (
+	DefaultInterval           = 10 * time.Second
+	DefaultTimeout            = 2 * time.Second
+	DefaultFailuresBeforeDown = 3
+	// jitterFraction spreads runs by up to ±10% of the interval, so instances started together
+	// do not probe a dependency in lockstep.
+	jitterFraction = 0.1
+)
+
+// Checker probes one dependency once. ctx carries the check's timeout. Implementations are
+// called from one goroutine at a time.
+type Checker interface {
+	Check(ctx context.Context) Outcome
+}
+
+// Outcome is the result of one probe. Pass and Warn count as success (the dependency
+// answered); Fail counts toward FailuresBeforeDown.
+type Outcome struct {
+	Status   Status
+	Output   string        // why a warn or fail; redacted before it is stored
+	Observed []Observation // figures beyond the response time (queue backlog, heartbeat age)
+}
+
+// Observation is one observed figure, shown as a health+json check entry.
+type Observation struct {
+	Name  string // measurement name: "backlog", "heartbeatAge"
+	Value any
+	Unit  string
+}
+
+// Failed is the outcome of a probe that returned err.
+func Failed(err error) Outcome { return Outcome{Status: Fail, Output: err.Error()} }
+
+// Config describes a check and its schedule.
+type Config struct {
+	Name   string // unique within a configuration; health+json key "<name>:responseTime"
+	Type   string // redis, postgres, http, tcp, worker
+	Target string // where it probes, without credentials; shown only to authorized clients
+	// ComponentType is the draft's componentType: "datastore", "component" or "system".
+	ComponentType string
+	Interval      time.Duration // between runs; default 10s
+	Timeout       time.Duration // of one run; default 2s; must be below Interval
+	// Critical makes readiness depend on the check.
+	Critical bool
+	// FailuresBeforeDown is how many consecutive failures mark the dependency down; one
+	// success marks it up again. Default 3.
+	FailuresBeforeDown int
+	// Secrets are removed from every output (passwords the checker knows).
+	Secrets []string
+}
+
+func (c *Config) setDefaults() error {
+	if c.Name == "" {
+		return errors.New("a check needs a name")
+	}
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = min(DefaultTimeout, c.Interval/2)
+	}
+	if c.FailuresBeforeDown == 0 {
+		c.FailuresBeforeDown = DefaultFailuresBeforeDown
+	}
+	if c.ComponentType == "" {
+		c.ComponentType = "component"
+	}
+	switch {
+	case c.Interval < 0 || c.Timeout < 0 || c.FailuresBeforeDown < 0:
+		return fmt.Errorf("check %s: interval, timeout and failures_before_down must be positive", c.Name)
+	case c.Timeout >= c.Interval:
+		return fmt.Errorf("check %s: timeout %s must be shorter than interval %s", c.Name, c.Timeout, c.Interval)
+	}
+	return nil
+}
+
+// State is what requests read: the last result and its history, with no secret in it.
+type State struct {
+	Name, Type, Target, ComponentType string
+	Critical                          bool
+
+	// Status is pass or warn while up (warn also while failing below the threshold), fail
+	// when down, and warn before the first run ended.
+	Status Status
+	// Up is false until the first success and after FailuresBeforeDown consecutive failures.
+	Up bool
+	// Checked is false until the first run ended.
+	Checked             bool
+	Output              string
+	Observed            []Observation
+	Latency             time.Duration
+	LastCheck           time.Time
+	LastSuccess         time.Time
+	LastFailure         time.Time
+	ConsecutiveFailures int
+	FailuresBeforeDown  int
+	Interval            time.Duration
+	Runs                int64
+}
+
+// Check runs a Checker on its schedule and keeps its State.
+type Check struct {
+	cfg     Config
+	checker Checker
+
+	// OnResult, when set before Start, is called after every run (for metrics and logs) with
+	// the new state and whether Up changed (always true after the first run).
+	OnResult func(s State, changed bool)
+
+	mu    sync.RWMutex
+	state State
+
+	started  atomic.Bool
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// NewCheck validates cfg (filling defaults) and returns a check that has not run yet.
+func NewCheck(cfg Config, checker Checker) (*Check, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Check{
+		cfg:     cfg,
+		checker: checker,
+		state: State{Name: cfg.Name, Type: cfg.Type, Target: cfg.Target, ComponentType: cfg.ComponentType,
+			Critical: cfg.Critical, Status: Warn, Output: "not checked yet",
+			FailuresBeforeDown: cfg.FailuresBeforeDown, Interval: cfg.Interval},
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}, nil
+}
+
+// Config returns the check's configuration with defaults filled in.
+func (c *Check) Config() Config { return c.cfg }
+
+// Start runs the check now and then every interval (±10% jitter) until Stop.
+func (c *Check) Start() {
+	if !c.started.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer close(c.done)
+		for {
+			c.RunOnce(context.Background())
+			jitter := time.Duration((rand.Float64()*2 - 1) * jitterFraction * float64(c.cfg.Interval))
+			t := time.NewTimer(c.cfg.Interval + jitter)
+			select {
+			case <-c.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Stop ends the schedule, waits for a run in progress (bounded by the timeout) and closes
+// the checker if it holds connections. A check that was never started just closes.
+func (c *Check) Stop() {
+	c.stopOnce.Do(func() {
+		close(c.stop)
+		if c.started.Load() {
+			select {
+			case <-c.done:
+			case <-time.After(c.cfg.Timeout + time.Second):
+			}
+		}
+		if cl, ok := c.checker.(io.Closer); ok {
+			_ = cl.Close()
+		}
+	})
+}
+
+// Stopped is closed when a started check's goroutine has ended.
+func (c *Check) Stopped() <-chan struct{} { return c.done }
+
+// RunOnce probes the dependency once, within the timeout, and records the result.
+func (c *Check) RunOnce(ctx context.Context) State {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	start := time.Now()
+	out := c.checker.Check(ctx)
+	cancel()
+	return c.record(out, start, time.Since(start))
+}
+
+func (c *Check) record(out Outcome, start time.Time, latency time.Duration) State {
+	if _, ok := ParseStatus(string(out.Status)); !ok {
+		out.Status = Fail
+	}
+	c.mu.Lock()
+	s := &c.state
+	wasUp := s.Up
+	s.Checked = true
+	s.Runs++
+	s.Latency = latency
+	s.LastCheck = start
+	s.Observed = out.Observed
+	s.Output = Redact(out.Output, c.cfg.Secrets...)
+	if out.Status == Fail {
+		s.ConsecutiveFailures++
+		s.LastFailure = start
+		if s.ConsecutiveFailures >= c.cfg.FailuresBeforeDown {
+			s.Up = false
+		}
+		s.Status = Fail
+		if s.Up {
+			s.Status = Warn
+			s.Output = fmt.Sprintf("failing (%d of %d before down): %s", s.ConsecutiveFailures, c.cfg.FailuresBeforeDown, s.Output)
+		}
+	} else {
+		s.ConsecutiveFailures = 0
+		s.LastSuccess = start
+		s.Up = true
+		s.Status = out.Status
+	}
+	snapshot := *s
+	c.mu.Unlock()
+	if c.OnResult != nil {
+		c.OnResult(snapshot, snapshot.Up != wasUp || snapshot.Runs == 1) // the first run always reports
+	}
+	return snapshot
+}
+
+// State returns the cached state; it never probes.
+func (c *Check) State() State {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.state
+}

@@ -1,0 +1,156 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// scripted answers each run with the next outcome of its script (the last one repeats).
+type scripted struct {
+	runs   atomic.Int64
+	script []Outcome
+}
+
+func (s *scripted) Check(ctx context.Context) Outcome {
+	n := int(s.runs.Add(1)) - 1
+	return s.script[min(n, len(s.script)-1)]
+}
+
+var (
+	ok   = Outcome{Status: Pass}
+	bad  = Failed(errors.New("connection refused"))
+	slow = Outcome{Status: Warn, Output: "backlog 5 over 1"}
+)
+
+func TestFailuresBeforeDownAndRecovery(t *testing.T) {
+	s := &scripted{script: []Outcome{ok, bad, bad, bad, ok}}
+	c, err := NewCheck(Config{Name: "db", Interval: time.Second, Timeout: 100 * time.Millisecond, FailuresBeforeDown: 3}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.State(); st.Up || st.Checked || st.Status != Warn || st.Output != "not checked yet" {
+		t.Fatalf("before the first run: %+v", st)
+	}
+	want := []struct {
+		up     bool
+		status Status
+		fails  int
+	}{{true, Pass, 0}, {true, Warn, 1}, {true, Warn, 2}, {false, Fail, 3}, {true, Pass, 0}}
+	var changes []bool
+	c.OnResult = func(_ State, changed bool) { changes = append(changes, changed) }
+	for i, w := range want {
+		st := c.RunOnce(context.Background())
+		if st.Up != w.up || st.Status != w.status || st.ConsecutiveFailures != w.fails || st.Runs != int64(i+1) {
+			t.Fatalf("run %d: up=%v status=%s fails=%d, want %+v", i+1, st.Up, st.Status, st.ConsecutiveFailures, w)
+		}
+	}
+	if got := c.State(); got.LastSuccess.IsZero() || got.LastFailure.IsZero() || got.LastSuccess.Before(got.LastFailure) {
+		t.Fatalf("last success/failure times: %+v", got)
+	}
+	if want := []bool{true, false, false, true, true}; len(changes) != len(want) || changes[0] != want[0] || changes[3] != want[3] || changes[4] != want[4] || changes[1] || changes[2] {
+		t.Fatalf("up changes = %v, want %v", changes, want)
+	}
+}
+
+func TestNeverSucceededIsDown(t *testing.T) {
+	c, _ := NewCheck(Config{Name: "x", FailuresBeforeDown: 3}, &scripted{script: []Outcome{bad}})
+	var reported bool
+	c.OnResult = func(_ State, changed bool) { reported = changed }
+	if st := c.RunOnce(context.Background()); st.Up || st.Status != Fail || !reported {
+		t.Fatalf("a first failure before any success: %+v, reported as a change: %v", st, reported)
+	}
+}
+
+func TestWarnOutcomeIsUp(t *testing.T) {
+	c, _ := NewCheck(Config{Name: "w"}, &scripted{script: []Outcome{slow}})
+	if st := c.RunOnce(context.Background()); !st.Up || st.Status != Warn || st.Output != "backlog 5 over 1" {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestConfigDefaultsAndRefusals(t *testing.T) {
+	c, err := NewCheck(Config{Name: "d"}, &scripted{script: []Outcome{ok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := c.Config(); cfg.Interval != 10*time.Second || cfg.Timeout != 2*time.Second || cfg.FailuresBeforeDown != 3 || cfg.ComponentType != "component" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	c, _ = NewCheck(Config{Name: "short", Interval: time.Second}, &scripted{script: []Outcome{ok}})
+	if c.Config().Timeout != 500*time.Millisecond {
+		t.Fatalf("default timeout under a 1s interval: %s", c.Config().Timeout)
+	}
+	for _, cfg := range []Config{
+		{},
+		{Name: "a", Interval: time.Second, Timeout: time.Second},
+		{Name: "a", Interval: time.Second, Timeout: 2 * time.Second},
+		{Name: "a", Interval: -time.Second},
+	} {
+		if _, err := NewCheck(cfg, &scripted{script: []Outcome{ok}}); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
+
+// blocking waits for its context: a run that would hang is cut at the timeout.
+type blocking struct{}
+
+func (blocking) Check(ctx context.Context) Outcome {
+	<-ctx.Done()
+	return Failed(ctx.Err())
+}
+
+func TestTimeoutBoundsARun(t *testing.T) {
+	c, _ := NewCheck(Config{Name: "hang", Interval: time.Minute, Timeout: 50 * time.Millisecond, FailuresBeforeDown: 1}, blocking{})
+	st := c.RunOnce(context.Background())
+	if st.Up || !strings.Contains(st.Output, "deadline exceeded") {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestStartRunsAtOnceAndStopEndsTheGoroutine(t *testing.T) {
+	s := &scripted{script: []Outcome{ok}}
+	c, _ := NewCheck(Config{Name: "s", Interval: time.Hour, Timeout: time.Second}, s)
+	c.Start()
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.State().Checked && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !c.State().Up {
+		t.Fatal("the first run did not happen at start")
+	}
+	c.Stop()
+	select {
+	case <-c.Stopped():
+	default:
+		t.Fatal("Stop returned with the goroutine still running")
+	}
+	if n := s.runs.Load(); n != 1 {
+		t.Fatalf("runs = %d, want 1 within an hour's interval", n)
+	}
+	c.Stop() // twice is fine
+}
+
+func TestOutputIsRedacted(t *testing.T) {
+	c, _ := NewCheck(Config{Name: "r", FailuresBeforeDown: 1, Secrets: []string{"hunter2"}},
+		&scripted{script: []Outcome{Failed(errors.New("dial redis://app:s3cret@db:6379 with password=hunter2 and host=x password='a b'"))}})
+	st := c.RunOnce(context.Background())
+	for _, secret := range []string{"s3cret", "hunter2", "a b"} {
+		if strings.Contains(st.Output, secret) {
+			t.Fatalf("output shows %q: %s", secret, st.Output)
+		}
+	}
+	if !strings.Contains(st.Output, "redis://app:xxxxx@db:6379") {
+		t.Fatalf("output lost its useful part: %s", st.Output)
+	}
+}
+
+func TestRedactBoundsLength(t *testing.T) {
+	if got := Redact(strings.Repeat("a", 10000)); len(got) != maxOutput+3 {
+		t.Fatalf("len = %d", len(got))
+	}
+}

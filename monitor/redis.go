@@ -1,0 +1,127 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisChecker sends PING; on a Cluster it pings every master, so one lost shard shows.
+type RedisChecker struct {
+	Client redis.UniversalClient
+}
+
+// Check implements Checker.
+func (r RedisChecker) Check(ctx context.Context) Outcome {
+	if cc, ok := r.Client.(*redis.ClusterClient); ok {
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			if err := c.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("%s: %w", c.Options().Addr, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return Failed(err)
+		}
+		return Outcome{Status: Pass}
+	}
+	if err := r.Client.Ping(ctx).Err(); err != nil {
+		return Failed(err)
+	}
+	return Outcome{Status: Pass}
+}
+
+// WorkerChecker watches a Celery-compatible worker pool through its Redis broker: the backlog
+// of a queue (LLEN, the list Celery's Redis transport uses) and/or the age of a heartbeat key
+// that the workers refresh.
+type WorkerChecker struct {
+	Client redis.UniversalClient
+	// Queue is the list whose length is the backlog; empty to skip the backlog check.
+	Queue string
+	// MaxBacklog is the longest acceptable backlog (0: only observed, never judged).
+	MaxBacklog int64
+	// BacklogStatus is what a backlog over MaxBacklog reports: Warn (default) or Fail.
+	BacklogStatus Status
+	// HeartbeatKey holds the time of the last heartbeat: Unix seconds (integer or fractional,
+	// as Python's time.time()) or RFC 3339. Empty to skip the heartbeat check.
+	HeartbeatKey string
+	// MaxAge is the oldest acceptable heartbeat; an older or missing one fails.
+	MaxAge time.Duration
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// Check implements Checker.
+func (w WorkerChecker) Check(ctx context.Context) Outcome {
+	out := Outcome{Status: Pass}
+	var problems []string
+	if w.Queue != "" {
+		n, err := w.Client.LLen(ctx, w.Queue).Result()
+		if err != nil {
+			return Failed(fmt.Errorf("LLEN %s: %w", w.Queue, err))
+		}
+		out.Observed = append(out.Observed, Observation{Name: "backlog", Value: n, Unit: "messages"})
+		if w.MaxBacklog > 0 && n > w.MaxBacklog {
+			st := w.BacklogStatus
+			if st != Fail {
+				st = Warn
+			}
+			out.Status = Worse(out.Status, st)
+			problems = append(problems, fmt.Sprintf("queue %s backlog %d is over %d", w.Queue, n, w.MaxBacklog))
+		}
+	}
+	if w.HeartbeatKey != "" {
+		age, err := w.heartbeatAge(ctx)
+		if err != nil {
+			return Failed(err)
+		}
+		out.Observed = append(out.Observed, Observation{Name: "heartbeatAge", Value: math.Round(age.Seconds()*1000) / 1000, Unit: "s"})
+		if w.MaxAge > 0 && age > w.MaxAge {
+			out.Status = Fail
+			problems = append(problems, fmt.Sprintf("last heartbeat %s ago, older than %s", age.Round(time.Second), w.MaxAge))
+		}
+	}
+	out.Output = strings.Join(problems, "; ")
+	return out
+}
+
+func (w WorkerChecker) heartbeatAge(ctx context.Context) (time.Duration, error) {
+	v, err := w.Client.Get(ctx, w.HeartbeatKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("no heartbeat: key %s does not exist", w.HeartbeatKey)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("GET %s: %w", w.HeartbeatKey, err)
+	}
+	t, err := parseHeartbeat(v)
+	if err != nil {
+		return 0, fmt.Errorf("heartbeat key %s: %w", w.HeartbeatKey, err)
+	}
+	now := time.Now
+	if w.Now != nil {
+		now = w.Now
+	}
+	return max(0, now().Sub(t)), nil
+}
+
+// parseHeartbeat reads Unix seconds (fractional allowed) or an RFC 3339 time.
+func parseHeartbeat(v string) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 && !math.IsInf(f, 0) {
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if len(v) > 40 {
+		v = v[:40] + "..."
+	}
+	return time.Time{}, fmt.Errorf("value %q is neither Unix seconds nor RFC 3339", v)
+}

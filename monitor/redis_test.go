@@ -1,0 +1,111 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+func client(t *testing.T, r *testenv.Redis) redis.UniversalClient {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestRedisCheckerAgainstARealServer(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c, _ := NewCheck(Config{Name: "redis", Interval: time.Minute, Timeout: time.Second, FailuresBeforeDown: 2}, RedisChecker{Client: client(t, r)})
+	if st := c.RunOnce(context.Background()); !st.Up || st.Status != Pass || st.Latency <= 0 {
+		t.Fatalf("redis up: %+v", st)
+	}
+	r.Kill()
+	if st := c.RunOnce(context.Background()); !st.Up || st.Status != Warn {
+		t.Fatalf("one failure of two: %+v", st)
+	}
+	if st := c.RunOnce(context.Background()); st.Up || st.Status != Fail || !strings.Contains(st.Output, "refused") {
+		t.Fatalf("down after two failures: %+v", st)
+	}
+	r.Restart()
+	if st := c.RunOnce(context.Background()); !st.Up || st.Status != Pass {
+		t.Fatalf("back up: %+v", st)
+	}
+}
+
+func TestRedisCheckerPingsEveryClusterMaster(t *testing.T) {
+	cl := testenv.StartCluster(t)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer cc.Close()
+	if out := (RedisChecker{Client: cc}).Check(context.Background()); out.Status != Pass {
+		t.Fatalf("cluster up: %+v", out)
+	}
+	cl.Nodes[1].Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out := (RedisChecker{Client: cc}).Check(ctx)
+	if out.Status != Fail || !strings.Contains(out.Output, cl.Nodes[1].Addr) {
+		t.Fatalf("one master killed: %+v", out)
+	}
+}
+
+func TestWorkerBacklog(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := client(t, r)
+	for i := 0; i < 5; i++ {
+		if _, err := r.Do("RPUSH", "celery", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		max    int64
+		on     Status
+		status Status
+	}{{10, Warn, Pass}, {4, Warn, Warn}, {4, Fail, Fail}, {0, Fail, Pass}} {
+		out := WorkerChecker{Client: c, Queue: "celery", MaxBacklog: tc.max, BacklogStatus: tc.on}.Check(context.Background())
+		if out.Status != tc.status || out.Observed[0].Value != int64(5) {
+			t.Errorf("max %d on %s: %+v, want %s", tc.max, tc.on, out, tc.status)
+		}
+		if tc.status != Pass && !strings.Contains(out.Output, "backlog 5 is over 4") {
+			t.Errorf("output %q", out.Output)
+		}
+	}
+	if out := (WorkerChecker{Client: c, Queue: "empty", MaxBacklog: 1}).Check(context.Background()); out.Status != Pass {
+		t.Errorf("a missing queue is an empty one: %+v", out)
+	}
+}
+
+func TestWorkerHeartbeat(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := client(t, r)
+	now := time.Unix(1_800_000_000, 0)
+	w := WorkerChecker{Client: c, HeartbeatKey: "celery:heartbeat", MaxAge: time.Minute, Now: func() time.Time { return now }}
+	if out := w.Check(context.Background()); out.Status != Fail || !strings.Contains(out.Output, "no heartbeat") {
+		t.Fatalf("missing: %+v", out)
+	}
+	for _, tc := range []struct {
+		value string
+		want  Status
+	}{
+		{"1799999990.25", Pass},
+		{"1799999990", Pass},
+		{now.Add(-30 * time.Second).UTC().Format(time.RFC3339), Pass},
+		{"1799999000", Fail}, // 1000 s old
+		{"garbage", Fail},
+	} {
+		if _, err := r.Do("SET", "celery:heartbeat", tc.value); err != nil {
+			t.Fatal(err)
+		}
+		if out := w.Check(context.Background()); out.Status != tc.want {
+			t.Errorf("heartbeat %q: %+v, want %s", tc.value, out, tc.want)
+		}
+	}
+	r.Kill()
+	if out := w.Check(context.Background()); out.Status != Fail {
+		t.Fatalf("redis down: %+v", out)
+	}
+}
