@@ -576,3 +576,39 @@ func TestMonitoringValidateProbesNothing(t *testing.T) {
 		t.Fatalf("%d checks left pooled after validation", n)
 	}
 }
+
+// TestMonitoringDetailsForTrustedClass: a client in the trusted IP class sees the details
+// without a key; a forwarded client through a trusted proxy gets its own class, not the
+// proxy's; a spoofed X-Forwarded-For from an untrusted peer changes nothing.
+func TestMonitoringDetailsForTrustedClass(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	for _, tc := range []struct {
+		name, global, xff string
+		detail            bool
+	}{
+		{"trusted peer", "hardening {\nip_classes {\ntrusted 127.0.0.1\n}\n}", "", true},
+		{"default peer", "hardening {\nip_classes {\ntrusted 10.0.0.0/8\n}\n}", "", false},
+		{"default peer spoofing a trusted address", "hardening {\nip_classes {\ntrusted 10.0.0.0/8\n}\n}", "10.1.2.3", false},
+		{"trusted proxy forwarding a default client", "servers {\ntrusted_proxies static 127.0.0.1/32\n}\nhardening {\nip_classes {\ntrusted 127.0.0.1\n}\n}", "198.51.100.4", false},
+		{"trusted proxy forwarding a trusted client", "servers {\ntrusted_proxies static 127.0.0.1/32\n}\nhardening {\nip_classes {\ntrusted 10.0.0.0/8\n}\n}", "10.1.2.3", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cf, base := monitoringSite(t, tc.global, fmt.Sprintf("check http billing %s/healthz", up.URL))
+			testcaddy.StartCaddy(t, cf)
+			req, _ := http.NewRequest("GET", base+"health", nil)
+			if tc.xff != "" {
+				req.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := strings.Contains(string(b), "billing"); got != tc.detail {
+				t.Fatalf("details shown = %v, want %v: %s", got, tc.detail, b)
+			}
+		})
+	}
+}
