@@ -1,0 +1,218 @@
+package caddymodule
+
+import (
+	"bufio"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/swarmsec/caddy-hardening/csp"
+)
+
+// securityWriter settles the security headers when the response starts and, for HTML that
+// gets the nonce, streams the body through an injector.
+type securityWriter struct {
+	*caddyhttp.ResponseWriterWrapper
+	h       *SecurityHeaders
+	r       *http.Request
+	nonce   string
+	ours    []string // this response's values, in the order of names
+	names   []string
+	started bool
+	inj     *csp.Injector
+	discard bool // the body cannot be sent safely (see failClosed)
+}
+
+var injectorPool = sync.Pool{New: func() any { return new(csp.Injector) }}
+
+// copyBufPool holds ReadFrom's buffers for rewritten bodies.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// newSecurityWriter sets this response's headers on w before the route runs, so that a
+// response the route does not write itself (an error) carries them too.
+func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request, nonce string) *securityWriter {
+	n := len(h.static) + 2
+	// One allocation for the names and one for the values: each header gets its own
+	// one-element slice of it (capacity 1), so a later Add never writes into a neighbour.
+	sw := &securityWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, nonce: nonce}
+	sw.names = make([]string, 0, n)
+	sw.ours = make([]string, 0, n)
+	if h.cspHeader != "" {
+		sw.names = append(sw.names, h.cspHeader)
+		sw.ours = append(sw.ours, h.policy.Render(nonce))
+	}
+	if h.hsts != "" && r.TLS != nil {
+		sw.names = append(sw.names, "Strict-Transport-Security")
+		sw.ours = append(sw.ours, h.hsts)
+	}
+	for _, s := range h.static {
+		sw.names = append(sw.names, s.name)
+		sw.ours = append(sw.ours, s.value)
+	}
+	hdr := w.Header()
+	for i, name := range sw.names {
+		hdr[name] = sw.ours[i : i+1 : i+1]
+	}
+	for _, name := range h.remove {
+		delete(hdr, name)
+	}
+	return sw
+}
+
+// settle applies the header rule once the route has set its own: a value appended after ours
+// (reverse_proxy adds the upstream's) is dropped, or wins for keep_upstream headers; a value
+// that replaced ours (a `header` directive) or a deletion stays.
+func (sw *securityWriter) settle() {
+	hdr := sw.Header()
+	for i, name := range sw.names {
+		vals := hdr[name]
+		if len(vals) < 2 || vals[0] != sw.ours[i] {
+			continue
+		}
+		if sw.h.keep[name] {
+			hdr[name] = vals[1:]
+		} else {
+			hdr[name] = vals[:1]
+		}
+	}
+	for _, name := range sw.h.remove {
+		delete(hdr, name)
+	}
+}
+
+// WriteHeader settles the headers and decides whether the body is rewritten.
+func (sw *securityWriter) WriteHeader(status int) {
+	if sw.started {
+		return
+	}
+	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		sw.ResponseWriter.WriteHeader(status) // 103 Early Hints and the like: not the response
+		return
+	}
+	sw.started = true
+	sw.settle()
+	if sw.h.injectMode != 0 && sw.rewritable(status) {
+		hdr := sw.Header()
+		if ce := hdr.Get("Content-Encoding"); (ce != "" && !strings.EqualFold(ce, "identity")) || status == http.StatusPartialContent {
+			if sw.h.injectMode == csp.Placeholder {
+				sw.failClosed(ce)
+				return
+			}
+		} else {
+			hdr.Del("Content-Length") // the body's length changes
+			if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+				hdr.Set("ETag", "W/"+etag) // same meaning, different bytes
+			}
+			if sw.h.cacheCtl != "" {
+				hdr.Set("Cache-Control", sw.h.cacheCtl)
+			}
+			inj := injectorPool.Get().(*csp.Injector)
+			_ = inj.Reset(sw.ResponseWriter, sw.h.injectMode, sw.nonce, sw.h.ph) // checked in Provision
+			sw.inj = inj
+		}
+	}
+	sw.ResponseWriter.WriteHeader(status)
+}
+
+// rewritable: an HTML body that a browser renders as a page.
+func (sw *securityWriter) rewritable(status int) bool {
+	if sw.r.Method == http.MethodHead || status < 200 || status == http.StatusNoContent || status == http.StatusNotModified {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(sw.Header().Get("Content-Type"))
+	return err == nil && mt == "text/html"
+}
+
+// failClosed answers 502 instead of an HTML body that still holds the secret placeholder: the
+// upstream compressed it or sent a part of it although we asked for neither.
+func (sw *securityWriter) failClosed(ce string) {
+	sw.discard = true
+	sw.h.logger.Error("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
+		zap.String("content_encoding", ce), zap.String("uri", truncate(sw.r.RequestURI, maxLoggedURI)))
+	hdr := sw.Header()
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified"} {
+		hdr.Del(k)
+	}
+	_ = writeProblem(sw.ResponseWriter, http.StatusBadGateway, "Bad Gateway", "the upstream's HTML could not be secured", nil)
+}
+
+func (sw *securityWriter) Write(p []byte) (int, error) {
+	if !sw.started {
+		sw.WriteHeader(http.StatusOK)
+	}
+	switch {
+	case sw.discard:
+		return len(p), nil
+	case sw.inj != nil:
+		return sw.inj.Write(p)
+	}
+	return sw.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps file_server's bodies on the rewriting path: the embedded wrapper's ReadFrom
+// would hand the file to the connection and bypass Write.
+func (sw *securityWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !sw.started {
+		sw.WriteHeader(http.StatusOK)
+	}
+	switch {
+	case sw.discard:
+		return io.Copy(io.Discard, r)
+	case sw.inj != nil:
+		buf := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(buf)
+		return io.CopyBuffer(writerOnly{sw.inj}, r, *buf)
+	}
+	return sw.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// writerOnly hides ReadFrom so io.CopyBuffer uses the buffer.
+type writerOnly struct{ io.Writer }
+
+// FlushError sends what the injector has passed on; bytes it holds (part of a tag or of a
+// placeholder) wait for the rest.
+func (sw *securityWriter) FlushError() error {
+	if !sw.started {
+		sw.WriteHeader(http.StatusOK)
+	}
+	return http.NewResponseController(sw.ResponseWriter).Flush()
+}
+
+// Flush implements http.Flusher (server-sent events, streaming upstreams).
+func (sw *securityWriter) Flush() { _ = sw.FlushError() }
+
+// Hijack passes the connection through (websockets via reverse_proxy).
+func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(sw.ResponseWriter).Hijack()
+}
+
+// close passes on what the injector holds at the end of the body.
+func (sw *securityWriter) close() error {
+	if sw.inj == nil {
+		return nil
+	}
+	err := sw.inj.Close()
+	injectorPool.Put(sw.inj)
+	sw.inj = nil
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Interface guards.
+var (
+	_ http.Flusher  = (*securityWriter)(nil)
+	_ http.Hijacker = (*securityWriter)(nil)
+	_ io.ReaderFrom = (*securityWriter)(nil)
+)
