@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -124,7 +125,7 @@ func (c *CSPReport) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	if int64(len(body)) > c.MaxBodySize {
 		cspReportsRejected.WithLabelValues("too_large").Inc()
-		return writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", "a CSP report body is at most 64 KiB", nil)
+		return writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("a CSP report body is at most %d bytes", c.MaxBodySize), nil)
 	}
 	reports, err := parseReports(mt, body)
 	if err != nil {

@@ -127,7 +127,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		h.HSTS = &HSTSConfig{MaxAge: v.MaxAge, IncludeSubDomains: v.IncludeSubDomains, Preload: v.Preload}
 		return nil
 	},
-	"frame_options": headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
+	"frame_options":   headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
 	"referrer_policy": headerArg(func(h *SecurityHeaders) *string { return &h.ReferrerPolicy }, csp.ReferrerPolicyValues),
 	"coop":            headerArg(func(h *SecurityHeaders) *string { return &h.COOP }, csp.COOPValues),
 	"corp":            headerArg(func(h *SecurityHeaders) *string { return &h.CORP }, csp.CORPValues),
