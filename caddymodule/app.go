@@ -48,6 +48,7 @@ type App struct {
 	logger    *zap.Logger
 	security  *securityEvents
 	status    statusRegistry
+	onStart   []func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -153,8 +154,12 @@ func allLoopback(o redisconn.Options) bool {
 	return true
 }
 
-// Start logs, once for this configuration, the findings and the disabled features.
+// Start runs the checks modules registered with OnStart, then logs, once for this
+// configuration, the findings and the disabled features.
 func (a *App) Start() error {
+	for _, check := range a.onStart {
+		check()
+	}
 	a.findings.log(a.logger)
 	for _, name := range sortedKeys(features) {
 		if on, set := a.Features[name]; set && !on {
@@ -180,6 +185,10 @@ func (a *App) Cleanup() error {
 	}
 	return nil
 }
+
+// OnStart registers a check that needs the whole provisioned configuration (e.g. the other
+// handlers of a route); it runs in Start, before the findings are logged, and may Report.
+func (a *App) OnStart(check func()) { a.onStart = append(a.onStart, check) }
 
 // Env is the environment every module picks its defaults from.
 func (a *App) Env() Environment { return a.env }

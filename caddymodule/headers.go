@@ -183,6 +183,9 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 			Fix:     "use a runtime placeholder: inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER}"},
 			Production, Staging)
 	}
+	if h.injectMode == csp.Tags {
+		app.OnStart(func() { h.checkTagsBehindProxy(ctx) })
+	}
 	return nil
 }
 

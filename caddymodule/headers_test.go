@@ -443,3 +443,49 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 		t.Fatalf("HSTS preload with a short max-age in JSON: %v", err)
 	}
 }
+
+func TestTagsModeBehindAProxyWarnsAtStart(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce tags
+	}
+	reverse_proxy 127.0.0.1:9
+}
+`, port))
+	found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.tags_behind_proxy" })
+	if len(found) != 1 || found[0].Level() != "warn" {
+		t.Fatalf("want one WARN csp.tags_behind_proxy at start, got %v", found)
+	}
+	// file_server alone is what tags mode is for: no warning.
+	if err := c.Load(fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n}\n", port)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.tags_behind_proxy" })); n != 1 {
+		t.Fatalf("file_server with tags mode warned too (%d warnings)", n)
+	}
+}
+
+func TestLiteralPlaceholderIsAFinding(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder %s
+	}
+	respond "ok"
+}
+`, port, testPlaceholder))
+	found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.literal_placeholder" })
+	if len(found) != 1 {
+		t.Fatalf("want one csp.literal_placeholder finding, got %v", found)
+	}
+	for _, e := range c.Logs() {
+		for _, v := range e {
+			if s, ok := v.(string); ok && strings.Contains(s, testPlaceholder) {
+				t.Fatalf("the placeholder appears in the log: %v", e)
+			}
+		}
+	}
+}
