@@ -107,6 +107,8 @@ type SecurityHeaders struct {
 	cspHeader  string
 	static     []headerValue // set on every response
 	hsts       string        // set on HTTPS responses
+	namesHTTP  []string      // the headers a plain-HTTP response gets, in value order
+	namesTLS   []string      // the headers an HTTPS response gets
 	remove     []string
 	keep       map[string]bool
 	injectMode csp.Mode
@@ -314,6 +316,21 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		static = append(static, headerValue{o.header, v})
 	}
 	h.static = static
+	h.namesHTTP, h.namesTLS = nil, nil
+	if h.cspHeader != "" {
+		h.namesHTTP = append(h.namesHTTP, h.cspHeader)
+		h.namesTLS = append(h.namesTLS, h.cspHeader)
+	}
+	if h.hsts != "" {
+		h.namesTLS = append(h.namesTLS, "Strict-Transport-Security")
+	}
+	for _, s := range static {
+		h.namesHTTP = append(h.namesHTTP, s.name)
+		h.namesTLS = append(h.namesTLS, s.name)
+	}
+	if len(h.namesTLS) > maxManagedHeaders {
+		return fmt.Errorf("too many headers: %d", len(h.namesTLS)) // cannot happen: a fixed set
+	}
 
 	h.remove = defaultRemove
 	if h.Remove != nil {
@@ -395,10 +412,8 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if !h.on {
 		return next.ServeHTTP(w, r)
 	}
-	nonce := csp.NewNonce()
-	caddyhttp.SetVar(r.Context(), NonceVar, nonce)
-
-	sw := newSecurityWriter(h, w, r, nonce)
+	sw := newSecurityWriter(h, w, r)
+	caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
 	if h.injectMode != 0 {
 		// The body must reach us whole and uncompressed: no partial content, no encoding from
 		// upstream or an inner `encode` (an `encode` placed before this handler still

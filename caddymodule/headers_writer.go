@@ -18,46 +18,56 @@ import (
 // securityWriter settles the security headers when the response starts and, for HTML that
 // gets the nonce, streams the body through an injector.
 type securityWriter struct {
-	*caddyhttp.ResponseWriterWrapper
+	caddyhttp.ResponseWriterWrapper
 	h       *SecurityHeaders
 	r       *http.Request
 	nonce   string
-	ours    []string // this response's values, in the order of names
-	names   []string
+	names   []string // the headers this response gets (the handler's, shared)
+	ours    []string // their values, in vals
+	vals    [maxManagedHeaders]string
 	started bool
 	inj     *csp.Injector
 	discard bool // the body cannot be sent safely (see failClosed)
 }
+
+// maxManagedHeaders bounds the headers the handler sets: CSP, HSTS, Reporting-Endpoints and
+// the seven others.
+const maxManagedHeaders = 12
 
 var injectorPool = sync.Pool{New: func() any { return new(csp.Injector) }}
 
 // copyBufPool holds ReadFrom's buffers for rewritten bodies.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// newSecurityWriter sets this response's headers on w before the route runs, so that a
-// response the route does not write itself (an error) carries them too.
-func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request, nonce string) *securityWriter {
-	n := len(h.static) + 2
-	// One allocation for the names and one for the values: each header gets its own
-	// one-element slice of it (capacity 1), so a later Add never writes into a neighbour.
-	sw := &securityWriter{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, nonce: nonce}
-	sw.names = make([]string, 0, n)
-	sw.ours = make([]string, 0, n)
-	if h.cspHeader != "" {
-		sw.names = append(sw.names, h.cspHeader)
-		sw.ours = append(sw.ours, h.policy.Render(nonce))
+// newSecurityWriter makes the nonce and sets this response's headers on w before the route
+// runs, so that a response the route does not write itself (an error) carries them too. One
+// allocation holds the writer and the values; the policy and its nonce are one more.
+func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request) *securityWriter {
+	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r}
+	sw.names = h.namesHTTP
+	if r.TLS != nil {
+		sw.names = h.namesTLS
 	}
-	if h.hsts != "" && r.TLS != nil {
-		sw.names = append(sw.names, "Strict-Transport-Security")
-		sw.ours = append(sw.ours, h.hsts)
+	vals := sw.vals[:0]
+	if h.cspHeader != "" {
+		var policy string
+		policy, sw.nonce = h.policy.RenderNewNonce()
+		vals = append(vals, policy)
+	} else {
+		sw.nonce = csp.NewNonce()
+	}
+	if r.TLS != nil && h.hsts != "" {
+		vals = append(vals, h.hsts)
 	}
 	for _, s := range h.static {
-		sw.names = append(sw.names, s.name)
-		sw.ours = append(sw.ours, s.value)
+		vals = append(vals, s.value)
 	}
+	sw.ours = vals
 	hdr := w.Header()
 	for i, name := range sw.names {
-		hdr[name] = sw.ours[i : i+1 : i+1]
+		// Each header gets its own one-element slice (capacity 1): a later Add copies it
+		// instead of writing into the neighbouring header's value.
+		hdr[name] = vals[i : i+1 : i+1]
 	}
 	for _, name := range h.remove {
 		delete(hdr, name)

@@ -1,6 +1,8 @@
 package csp
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"strings"
 )
@@ -132,6 +134,21 @@ type Template struct {
 
 // UsesNonce reports whether rendering inserts the nonce.
 func (t Template) UsesNonce() bool { return len(t.parts) > 1 }
+
+// RenderNewNonce makes a fresh nonce and renders the policy with it, in one allocation for
+// both (the nonce is a substring of the policy when the policy uses it).
+func (t Template) RenderNewNonce() (policy, nonce string) {
+	if len(t.parts) == 1 {
+		return t.parts[0], NewNonce()
+	}
+	var raw [NonceBytes]byte
+	_, _ = rand.Read(raw[:])
+	var enc [24]byte
+	base64.StdEncoding.Encode(enc[:], raw[:])
+	policy = t.Render(string(enc[:])) // the conversion does not escape: no allocation
+	at := len(t.parts[0])
+	return policy, policy[at : at+len(enc)]
+}
 
 // Render returns the policy with the response's nonce in every nonce place, in one allocation.
 func (t Template) Render(nonce string) string {

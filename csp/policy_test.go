@@ -139,3 +139,18 @@ func TestHeaderValueRules(t *testing.T) {
 		t.Error("X-Frame-Options cannot express a host list")
 	}
 }
+
+func TestRenderNewNonce(t *testing.T) {
+	p, _ := Preset(PresetStrict)
+	tpl := p.Compile()
+	policy, nonce := tpl.RenderNewNonce()
+	if len(nonce) != 24 || policy != tpl.Render(nonce) {
+		t.Fatalf("policy %q does not carry nonce %q", policy, nonce)
+	}
+	if _, n2 := tpl.RenderNewNonce(); n2 == nonce {
+		t.Fatal("the nonce repeated")
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = tpl.RenderNewNonce() }); allocs != 1 {
+		t.Errorf("%v allocations; want 1 for the policy and its nonce", allocs)
+	}
+}
