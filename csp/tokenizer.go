@@ -108,6 +108,23 @@ type tokenizer struct {
 	cbegin bool // the comment has had nothing but dashes yet
 }
 
+// Byte classes of the tag states' scans.
+const (
+	endsName     = 1 << iota // space, '/', '>': the end of a tag name
+	endsAttr                 // space, '/', '>', '=': the end of an attribute name
+	endsUnquoted             // space, '>': the end of an unquoted value
+)
+
+var byteClass = func() (t [256]uint8) {
+	for _, c := range []byte(" \n\t\r\f") {
+		t[c] = endsName | endsAttr | endsUnquoted
+	}
+	t['/'] = endsName | endsAttr
+	t['>'] = endsName | endsAttr | endsUnquoted
+	t['='] = endsAttr
+	return t
+}()
+
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f'
 }
@@ -359,17 +376,8 @@ func (t *tokenizer) feed(p []byte) {
 			i += j
 			t.st = sData
 		case sTagName:
-			switch {
-			case isSpace(c):
-				t.classify()
-				t.st = sBeforeAttr
-			case c == '/':
-				t.classify()
-				t.enterSlash(i)
-			case c == '>':
-				t.classify()
-				t.tagEnd(i)
-			default:
+			// The name runs to a space, '/' or '>': scan it in one go.
+			for byteClass[c]&endsName == 0 {
 				if c == '<' {
 					t.suspicious = true
 				}
@@ -377,6 +385,24 @@ func (t *tokenizer) feed(p []byte) {
 					t.name[t.nameN] = lower(c)
 				}
 				t.nameN++
+				if i++; i == len(p) {
+					break
+				}
+				c = p[i]
+			}
+			if i == len(p) {
+				continue
+			}
+			switch {
+			case c == '/':
+				t.classify()
+				t.enterSlash(i)
+			case c == '>':
+				t.classify()
+				t.tagEnd(i)
+			default:
+				t.classify()
+				t.st = sBeforeAttr
 			}
 		case sBeforeAttr:
 			switch {
@@ -390,32 +416,41 @@ func (t *tokenizer) feed(p []byte) {
 				continue
 			}
 		case sAttrName:
-			if isSpace(c) || c == '/' || c == '>' || c == '=' && t.attrN > 0 {
-				t.endAttrName(i)
-				switch c {
-				case '/':
-					t.finishNonce(i)
-					t.enterSlash(i)
-				case '>':
-					t.finishNonce(i)
-					t.tagEnd(i)
-				case '=':
-					t.st = sBeforeValue
-				default:
-					t.st = sAfterAttrName
+			for byteClass[c]&endsAttr == 0 || c == '=' && t.attrN == 0 {
+				if c == '<' {
+					t.suspicious = true
 				}
-				break
+				if t.cand != 0 {
+					lc := lower(c)
+					if t.attrN >= 5 || lc != "nonce"[t.attrN] {
+						t.cand &^= candNonce
+					}
+					if t.attrN >= 3 || lc != "rel"[t.attrN] {
+						t.cand &^= candRel
+					}
+				}
+				t.attrN++
+				if i++; i == len(p) {
+					break
+				}
+				c = p[i]
 			}
-			if c == '<' {
-				t.suspicious = true
+			if i == len(p) {
+				continue
 			}
-			if t.attrN >= 5 || lower(c) != "nonce"[t.attrN] {
-				t.cand &^= candNonce
+			t.endAttrName(i)
+			switch c {
+			case '/':
+				t.finishNonce(i)
+				t.enterSlash(i)
+			case '>':
+				t.finishNonce(i)
+				t.tagEnd(i)
+			case '=':
+				t.st = sBeforeValue
+			default:
+				t.st = sAfterAttrName
 			}
-			if t.attrN >= 3 || lower(c) != "rel"[t.attrN] {
-				t.cand &^= candRel
-			}
-			t.attrN++
 		case sAfterAttrName:
 			switch {
 			case isSpace(c):
@@ -465,18 +500,26 @@ func (t *tokenizer) feed(p []byte) {
 			t.endValue(i + 1)
 			t.st = sBeforeAttr
 		case sValueUnq:
-			switch {
-			case isSpace(c):
-				t.endValue(i)
-				t.st = sBeforeAttr
-			case c == '>':
-				t.endValue(i)
-				t.tagEnd(i)
-			default:
+			for byteClass[c]&endsUnquoted == 0 {
 				if c == '<' {
 					t.suspicious = true
 				}
-				t.valueByte(c)
+				if t.attr != aOther {
+					t.valueByte(c)
+				}
+				if i++; i == len(p) {
+					break
+				}
+				c = p[i]
+			}
+			if i == len(p) {
+				continue
+			}
+			t.endValue(i)
+			if c == '>' {
+				t.tagEnd(i)
+			} else {
+				t.st = sBeforeAttr
 			}
 		case sSelfClosing:
 			if c == '>' {
