@@ -27,7 +27,8 @@ type securityWriter struct {
 	vals    [maxManagedHeaders]string
 	started bool
 	inj     *csp.Injector
-	discard bool // the body cannot be sent safely (see failClosed)
+	out     *bufio.Writer // the injector's output: a few small pieces per tag become one write
+	discard bool          // the body cannot be sent safely (see failClosed)
 }
 
 // maxManagedHeaders bounds the headers the handler sets: CSP, HSTS, Reporting-Endpoints and
@@ -35,6 +36,10 @@ type securityWriter struct {
 const maxManagedHeaders = 12
 
 var injectorPool = sync.Pool{New: func() any { return new(csp.Injector) }}
+
+// outPool holds the injector's output buffers. The buffer keeps writes downstream large
+// enough for an outer `encode` to decide to compress (it looks at the first write).
+var outPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
 // copyBufPool holds ReadFrom's buffers for rewritten bodies.
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -122,8 +127,10 @@ func (sw *securityWriter) WriteHeader(status int) {
 			if sw.h.cacheCtl != "" {
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
+			sw.out = outPool.Get().(*bufio.Writer)
+			sw.out.Reset(sw.ResponseWriter)
 			inj := injectorPool.Get().(*csp.Injector)
-			_ = inj.Reset(sw.ResponseWriter, sw.h.injectMode, sw.nonce, sw.h.ph) // checked in Provision
+			_ = inj.Reset(sw.out, sw.h.injectMode, sw.nonce, sw.h.ph) // checked in Provision
 			sw.inj = inj
 		}
 	}
@@ -185,11 +192,16 @@ func (sw *securityWriter) ReadFrom(r io.Reader) (int64, error) {
 // writerOnly hides ReadFrom so io.CopyBuffer uses the buffer.
 type writerOnly struct{ io.Writer }
 
-// FlushError sends what the injector has passed on; bytes it holds (part of a tag or of a
+// FlushError sends what the injector has passed on (its output buffer included); bytes it holds (part of a tag or of a
 // placeholder) wait for the rest.
 func (sw *securityWriter) FlushError() error {
 	if !sw.started {
 		sw.WriteHeader(http.StatusOK)
+	}
+	if sw.out != nil {
+		if err := sw.out.Flush(); err != nil {
+			return err
+		}
 	}
 	return http.NewResponseController(sw.ResponseWriter).Flush()
 }
@@ -208,8 +220,13 @@ func (sw *securityWriter) close() error {
 		return nil
 	}
 	err := sw.inj.Close()
+	if ferr := sw.out.Flush(); err == nil {
+		err = ferr
+	}
 	injectorPool.Put(sw.inj)
-	sw.inj = nil
+	sw.out.Reset(nil)
+	outPool.Put(sw.out)
+	sw.inj, sw.out = nil, nil
 	return err
 }
 
