@@ -577,3 +577,55 @@ func TestSecurityHeadersPassWebsocketUpgrades(t *testing.T) {
 		t.Fatalf("after the upgrade: %q %v", line, err)
 	}
 }
+
+func TestSecurityHeadersReportingAndOverrides(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		features {
+			csp_report off
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers none {
+		csp {
+			default-src 'self'
+			script-src 'self' 'nonce'
+			frame-ancestors 'self' https://partner.example
+		}
+		report_only
+		report_uri /csp-report
+		report_to https://reports.example/csp
+		referrer_policy off
+		coep require-corp
+	}
+	csp_report /csp-report
+	respond "ok"
+}
+`, port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	resp, _ := getBody(t, base+"/")
+	ro := resp.Header.Get("Content-Security-Policy-Report-Only")
+	nonce := nonceInCSP.FindStringSubmatch(ro)
+	if nonce == nil || ro != "default-src 'self'; script-src 'self' 'nonce-"+nonce[1]+"'; frame-ancestors 'self' https://partner.example; report-uri /csp-report; report-to csp-endpoint" {
+		t.Fatalf("report-only policy %q", ro)
+	}
+	for k, v := range map[string]string{
+		"Reporting-Endpoints":          `csp-endpoint="https://reports.example/csp"`,
+		"Content-Security-Policy":      "",
+		"X-Frame-Options":              "", // X-Frame-Options cannot say "self and partner.example"
+		"Referrer-Policy":              "",
+		"Cross-Origin-Embedder-Policy": "require-corp",
+	} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	// With the csp_report feature off, reports fall through to the next handler.
+	resp, body := postReport(t, base+"/csp-report", "application/csp-report", `{"csp-report": {}}`)
+	if resp.StatusCode != http.StatusOK || body != "ok" {
+		t.Fatalf("csp_report off: %d %q, want the next handler's answer", resp.StatusCode, body)
+	}
+}
