@@ -64,13 +64,15 @@ func KnownDirective(name string) bool {
 }
 
 // KnownDirectives lists the directive names, for error messages.
-func KnownDirectives() []string {
-	names := make([]string, 0, len(directives))
-	for n := range directives {
-		names = append(names, n)
+func KnownDirectives() []string { return sortedKeys(directives) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	slices.Sort(names)
-	return names
+	slices.Sort(keys)
+	return keys
 }
 
 // Validate checks every directive name and value, and the rules that make a policy mean what
@@ -105,7 +107,7 @@ func ValidateDirective(name string, values []string) error {
 	case kindSandbox:
 		for _, v := range values {
 			if !sandboxTokens[strings.ToLower(v)] {
-				return fmt.Errorf("sandbox: unknown flag %q; expected allow-scripts, allow-forms, allow-same-origin, ...", v)
+				return fmt.Errorf("sandbox: unknown flag %q; expected one of %s", v, strings.Join(sortedKeys(sandboxTokens), ", "))
 			}
 		}
 	case kindReportURI:
@@ -176,7 +178,7 @@ func validateSources(name string, kind directiveKind, values []string) error {
 		case keywords["'"+lv+"'"]:
 			return fmt.Errorf("%s: %s without quotes is a host name; write '%s'", name, v, lv)
 		case strings.HasPrefix(v, "'"):
-			return fmt.Errorf("%s: unknown keyword %s; expected 'self', 'none', 'nonce', 'strict-dynamic', 'unsafe-inline', 'unsafe-eval', 'sha256-…', ...", name, v)
+			return fmt.Errorf("%s: unknown keyword %s; expected 'nonce', 'sha256-…', 'sha384-…', 'sha512-…' or one of %s", name, v, strings.Join(sortedKeys(keywords), " "))
 		default:
 			if err := validHostOrScheme(v); err != nil {
 				return fmt.Errorf("%s: bad source expression %q: %v", name, v, err)
