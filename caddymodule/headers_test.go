@@ -629,3 +629,36 @@ http://127.0.0.1:%d {
 		t.Fatalf("csp_report off: %d %q, want the next handler's answer", resp.StatusCode, body)
 	}
 }
+
+func TestInjectTypesAnUntypedBodyBeforeDeciding(t *testing.T) {
+	page := `<!DOCTYPE html><html><script nonce="` + testPlaceholder + `">ok()</script></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil // no Content-Type, and no sniffing by the upstream
+		if r.URL.Path == "/empty" {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if strings.Contains(body, testPlaceholder) || !strings.Contains(body, `nonce="`+cspNonce(t, resp.Header)+`"`) {
+		t.Fatalf("an HTML body without Content-Type was not rewritten (the placeholder would leak): %q", body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q, want what net/http sniffs", ct)
+	}
+	if resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/empty", port)); resp.StatusCode != http.StatusAccepted || body != "" {
+		t.Fatalf("an untyped empty response: %d %q", resp.StatusCode, body)
+	}
+}

@@ -26,6 +26,7 @@ type securityWriter struct {
 	ours    []string // their values, in vals
 	vals    [maxManagedHeaders]string
 	started bool
+	pending int // a status held until the first write types the body
 	inj     *csp.Injector
 	out     *bufio.Writer // the injector's output: a few small pieces per tag become one write
 	discard bool          // the body cannot be sent safely (see failClosed)
@@ -112,6 +113,17 @@ func (sw *securityWriter) WriteHeader(status int) {
 	}
 	sw.started = true
 	sw.settle()
+	if sw.h.injectMode != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
+		// No Content-Type: net/http would sniff the first write and might call it HTML.
+		// Decide on the same sniff, at the first write.
+		sw.pending = status
+		return
+	}
+	sw.start(status)
+}
+
+// start sends the status, after choosing how the body is handled.
+func (sw *securityWriter) start(status int) {
 	if sw.h.injectMode != 0 && sw.rewritable(status) {
 		hdr := sw.Header()
 		if ce := hdr.Get("Content-Encoding"); (ce != "" && !strings.EqualFold(ce, "identity")) || status == http.StatusPartialContent {
@@ -137,9 +149,32 @@ func (sw *securityWriter) WriteHeader(status int) {
 	sw.ResponseWriter.WriteHeader(status)
 }
 
+// hasBody reports whether a response with this status to this request carries a body.
+func (sw *securityWriter) hasBody(status int) bool {
+	return sw.r.Method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+func hasContentType(h http.Header) bool {
+	_, set := h["Content-Type"] // present but empty means "do not sniff"
+	return set
+}
+
+// sniff settles a status held for want of a Content-Type, typing the body as net/http would.
+func (sw *securityWriter) sniff(p []byte) {
+	if sw.pending == 0 {
+		return
+	}
+	status := sw.pending
+	sw.pending = 0
+	if len(p) > 0 {
+		sw.Header().Set("Content-Type", http.DetectContentType(p))
+	}
+	sw.start(status)
+}
+
 // rewritable: an HTML body that a browser renders as a page.
 func (sw *securityWriter) rewritable(status int) bool {
-	if sw.r.Method == http.MethodHead || status < 200 || status == http.StatusNoContent || status == http.StatusNotModified {
+	if !sw.hasBody(status) {
 		return false
 	}
 	mt, _, err := mime.ParseMediaType(sw.Header().Get("Content-Type"))
@@ -163,6 +198,7 @@ func (sw *securityWriter) Write(p []byte) (int, error) {
 	if !sw.started {
 		sw.WriteHeader(http.StatusOK)
 	}
+	sw.sniff(p)
 	switch {
 	case sw.discard:
 		return len(p), nil
@@ -178,6 +214,28 @@ func (sw *securityWriter) ReadFrom(r io.Reader) (int64, error) {
 	if !sw.started {
 		sw.WriteHeader(http.StatusOK)
 	}
+	var n0 int64
+	if sw.pending != 0 {
+		// Type the body by its first bytes, as net/http does.
+		var head [512]byte
+		n, err := io.ReadFull(r, head[:])
+		if n > 0 {
+			if _, werr := sw.Write(head[:n]); werr != nil {
+				return int64(n), werr
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return int64(n), nil
+		} else if err != nil {
+			return int64(n), err
+		}
+		n0 = int64(n)
+	}
+	n, err := sw.readFrom(r)
+	return n0 + n, err
+}
+
+func (sw *securityWriter) readFrom(r io.Reader) (int64, error) {
 	switch {
 	case sw.discard:
 		return io.Copy(io.Discard, r)
@@ -198,6 +256,7 @@ func (sw *securityWriter) FlushError() error {
 	if !sw.started {
 		sw.WriteHeader(http.StatusOK)
 	}
+	sw.sniff(nil)
 	if sw.out != nil {
 		if err := sw.out.Flush(); err != nil {
 			return err
@@ -216,6 +275,7 @@ func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // close passes on what the injector holds at the end of the body.
 func (sw *securityWriter) close() error {
+	sw.sniff(nil) // a held status whose body never came
 	if sw.inj == nil {
 		return nil
 	}
