@@ -662,3 +662,35 @@ func TestInjectTypesAnUntypedBodyBeforeDeciding(t *testing.T) {
 		t.Fatalf("an untyped empty response: %d %q", resp.StatusCode, body)
 	}
 }
+
+func TestTemplatesUseTheNonce(t *testing.T) {
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	handle /xhtml {
+		header Content-Type "application/xhtml+xml"
+		respond <<XHTML
+			<script nonce="{http.vars.csp_nonce}">a()</script><script nonce="0000">b()</script>
+			XHTML 200
+	}
+	handle {
+		templates
+		header Content-Type "text/html; charset=utf-8"
+		respond <<HTML
+			<script nonce="{{placeholder "http.vars.csp_nonce"}}">a()</script><script nonce="0000">b()</script>
+			HTML 200
+	}
+}
+`, port))
+	for _, path := range []string{"/", "/xhtml"} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		nonce := cspNonce(t, resp.Header)
+		if want := `<script nonce="` + nonce + `">a()</script><script >b()</script>`; strings.TrimSpace(body) != want {
+			t.Errorf("%s:\n got  %q\n want %q", path, body, want)
+		}
+	}
+}

@@ -178,7 +178,7 @@ func (sw *securityWriter) rewritable(status int) bool {
 		return false
 	}
 	mt, _, err := mime.ParseMediaType(sw.Header().Get("Content-Type"))
-	return err == nil && mt == "text/html"
+	return err == nil && (mt == "text/html" || mt == "application/xhtml+xml")
 }
 
 // failClosed answers 502 instead of an HTML body that still holds the secret placeholder: the
