@@ -57,8 +57,6 @@ const (
 	kPlaintext
 )
 
-var rawElements = [...]string{"style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript"}
-
 const (
 	candNonce = 1 << iota
 	candRel
@@ -155,26 +153,30 @@ func (t *tokenizer) classify() {
 	if t.endTag || t.nameN > len(t.name) {
 		return
 	}
-	n := string(t.name[:t.nameN]) // no allocation: compared, not kept
-	switch n {
+	// One string switch, no allocation: the conversion is only compared.
+	switch string(t.name[:t.nameN]) {
 	case "script":
 		t.kind, t.rawName = kScript, "script"
-		return
+	case "style":
+		t.kind, t.rawName = kStyle, "style"
 	case "link":
 		t.kind = kLink
-		return
 	case "plaintext":
 		t.kind = kPlaintext
-		return
-	}
-	for _, r := range rawElements {
-		if n == r {
-			t.kind, t.rawName = kRaw, r
-			if r == "style" {
-				t.kind = kStyle
-			}
-			return
-		}
+	case "textarea":
+		t.kind, t.rawName = kRaw, "textarea"
+	case "title":
+		t.kind, t.rawName = kRaw, "title"
+	case "xmp":
+		t.kind, t.rawName = kRaw, "xmp"
+	case "iframe":
+		t.kind, t.rawName = kRaw, "iframe"
+	case "noembed":
+		t.kind, t.rawName = kRaw, "noembed"
+	case "noframes":
+		t.kind, t.rawName = kRaw, "noframes"
+	case "noscript":
+		t.kind, t.rawName = kRaw, "noscript"
 	}
 }
 
@@ -357,6 +359,16 @@ func (t *tokenizer) feed(p []byte) {
 			}
 			t.st, t.k, t.cbegin = sComment, 0, true
 		case sComment:
+			if t.k == 0 && !t.cbegin && c != '-' {
+				// Inside the comment's text only a '-' can start its end.
+				j := bytes.IndexByte(p[i:], '-')
+				if j < 0 {
+					i = len(p)
+					continue
+				}
+				i += j
+				c = '-'
+			}
 			t.comment(c)
 		case sCommentBang:
 			switch c {
