@@ -145,7 +145,15 @@ func (t Template) RenderNewNonce() (policy, nonce string) {
 	_, _ = rand.Read(raw[:])
 	var enc [24]byte
 	base64.StdEncoding.Encode(enc[:], raw[:])
-	policy = t.Render(string(enc[:])) // the conversion does not escape: no allocation
+	var b strings.Builder
+	b.Grow(t.size + (len(t.parts)-1)*len(enc))
+	for i, s := range t.parts {
+		if i > 0 {
+			b.Write(enc[:])
+		}
+		b.WriteString(s)
+	}
+	policy = b.String()
 	at := len(t.parts[0])
 	return policy, policy[at : at+len(enc)]
 }
