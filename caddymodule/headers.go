@@ -385,10 +385,15 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 	return nil
 }
 
-// manages reports whether the handler sets the header.
+// manages reports whether the handler sets the header, in some environment (so that one
+// configuration loads in development, where HSTS is never sent and the policy is report-only,
+// as in production).
 func (h *SecurityHeaders) manages(name string) bool {
-	if name == h.cspHeader || name == "Strict-Transport-Security" && h.hsts != "" {
-		return true
+	switch name {
+	case "Content-Security-Policy", "Content-Security-Policy-Report-Only":
+		return h.cspHeader != ""
+	case "Strict-Transport-Security":
+		return h.HSTS == nil || !h.HSTS.Off
 	}
 	for _, s := range h.static {
 		if s.name == name {
