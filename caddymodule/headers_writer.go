@@ -124,14 +124,20 @@ func (sw *securityWriter) WriteHeader(status int) {
 
 // start sends the status, after choosing how the body is handled.
 func (sw *securityWriter) start(status int) {
-	if sw.h.injectMode != 0 && sw.rewritable(status) {
+	if sw.h.injectMode != 0 && sw.hasBody(status) {
 		hdr := sw.Header()
-		if ce := hdr.Get("Content-Encoding"); (ce != "" && !strings.EqualFold(ce, "identity")) || status == http.StatusPartialContent {
-			if sw.h.injectMode == csp.Placeholder {
-				sw.failClosed(ce)
-				return
+		ce := hdr.Get("Content-Encoding")
+		encoded := ce != "" && !strings.EqualFold(ce, "identity")
+		mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+		switch {
+		case mt == "text/html" || mt == "application/xhtml+xml":
+			if encoded || status == http.StatusPartialContent {
+				if sw.h.injectMode == csp.Placeholder {
+					sw.failClosed(ce)
+					return
+				}
+				break // tags mode: nothing secret in it; pass it as it is
 			}
-		} else {
 			hdr.Del("Content-Length") // the body's length changes
 			if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
 				hdr.Set("ETag", "W/"+etag) // same meaning, different bytes
@@ -139,14 +145,36 @@ func (sw *securityWriter) start(status int) {
 			if sw.h.cacheCtl != "" {
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
-			sw.out = outPool.Get().(*bufio.Writer)
-			sw.out.Reset(sw.ResponseWriter)
-			inj := injectorPool.Get().(*csp.Injector)
-			_ = inj.Reset(sw.out, sw.h.injectMode, sw.nonce, sw.h.ph) // checked in Provision
-			sw.inj = inj
+			sw.rewrite(sw.h.injectMode)
+		case sw.h.injectMode == csp.Placeholder && !encoded && isText(mt):
+			// JSON, JavaScript, CSS, text: the placeholder must not leave the edge here either.
+			// Overwritten with as many '-', the body keeps its length.
+			sw.rewrite(csp.Redact)
 		}
 	}
 	sw.ResponseWriter.WriteHeader(status)
+}
+
+// rewrite puts an injector on the body.
+func (sw *securityWriter) rewrite(mode csp.Mode) {
+	sw.out = outPool.Get().(*bufio.Writer)
+	sw.out.Reset(sw.ResponseWriter)
+	inj := injectorPool.Get().(*csp.Injector)
+	_ = inj.Reset(sw.out, mode, sw.nonce, sw.h.ph) // checked in Provision
+	sw.inj = inj
+}
+
+// isText reports whether a media type is text a client reads (so could carry the
+// placeholder to it): text/*, JSON, JavaScript, XML.
+func isText(mt string) bool {
+	if strings.HasPrefix(mt, "text/") {
+		return true
+	}
+	switch mt {
+	case "application/json", "application/javascript", "application/ecmascript", "application/xml":
+		return true
+	}
+	return strings.HasPrefix(mt, "application/") && (strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+xml"))
 }
 
 // hasBody reports whether a response with this status to this request carries a body.
@@ -170,15 +198,6 @@ func (sw *securityWriter) sniff(p []byte) {
 		sw.Header().Set("Content-Type", http.DetectContentType(p))
 	}
 	sw.start(status)
-}
-
-// rewritable: an HTML body that a browser renders as a page.
-func (sw *securityWriter) rewritable(status int) bool {
-	if !sw.hasBody(status) {
-		return false
-	}
-	mt, _, err := mime.ParseMediaType(sw.Header().Get("Content-Type"))
-	return err == nil && (mt == "text/html" || mt == "application/xhtml+xml")
 }
 
 // failClosed answers 502 instead of an HTML body that still holds the secret placeholder: the

@@ -18,6 +18,10 @@ const (
 	// modulepreload>: for pages the operator fully controls (a built single-page app), never
 	// for pages that contain user content.
 	Tags
+	// Redact overwrites every occurrence of the placeholder with as many '-', in a body that
+	// is not HTML (JSON, JavaScript, CSS, text): the secret never leaves, and the body keeps
+	// its length (so its Content-Length).
+	Redact
 )
 
 // MinPlaceholderLen is the shortest placeholder accepted: it is a secret (whoever knows it can
@@ -44,7 +48,8 @@ type Injector struct {
 }
 
 // NewInjector returns an Injector writing to w. In Placeholder mode, placeholder is the secret
-// marker the application writes where the nonce goes (at least MinPlaceholderLen bytes).
+// marker the application writes where the nonce goes (at least MinPlaceholderLen bytes); in
+// Redact mode it is the secret to overwrite, and nonce is unused.
 func NewInjector(w io.Writer, mode Mode, nonce, placeholder string) (*Injector, error) {
 	in := &Injector{}
 	return in, in.Reset(w, mode, nonce, placeholder)
@@ -55,12 +60,18 @@ func (in *Injector) Reset(w io.Writer, mode Mode, nonce, placeholder string) err
 	if mode == Placeholder && len(placeholder) < MinPlaceholderLen {
 		return errors.New("csp: the nonce placeholder must be at least 16 characters: it is a secret")
 	}
-	if mode != Placeholder && mode != Tags {
+	if mode == Redact && len(placeholder) < MinPlaceholderLen {
+		return errors.New("csp: the nonce placeholder must be at least 16 characters: it is a secret")
+	}
+	if mode != Placeholder && mode != Tags && mode != Redact {
 		return errors.New("csp: unknown injection mode")
 	}
 	*in = Injector{w: w, mode: mode, nonce: append(in.nonce[:0], nonce...), attr: in.attr[:0], ph: append(in.ph[:0], placeholder...)}
-	if mode == Tags {
+	switch mode {
+	case Tags:
 		in.ph = in.ph[:0]
+	case Redact:
+		in.nonce = append(in.nonce[:0], bytes.Repeat([]byte{'-'}, len(placeholder))...)
 	}
 	in.attr = append(append(append(in.attr, ` nonce="`...), nonce...), '"')
 	in.t = tokenizer{in: in, st: sData}
@@ -74,7 +85,7 @@ func (in *Injector) Write(p []byte) (int, error) {
 		return 0, in.err
 	}
 	if len(in.ph) == 0 {
-		in.t.feed(p)
+		in.pass(p)
 	} else {
 		in.replace(p)
 	}
@@ -91,10 +102,12 @@ func (in *Injector) Close() error {
 		return in.err
 	}
 	if in.phN > 0 {
-		in.t.feed(in.ph[:in.phN])
+		in.pass(in.ph[:in.phN])
 		in.phN = 0
 	}
-	in.t.close()
+	if in.mode != Redact {
+		in.t.close()
+	}
 	return in.err
 }
 
@@ -111,13 +124,13 @@ func (in *Injector) replace(p []byte) {
 				return
 			}
 			in.phN = 0
-			in.t.feed(in.nonce)
+			in.pass(in.nonce)
 			p = p[n:]
 		} else {
 			// Not a placeholder after all: its first byte is text; the rest may start one.
 			held := in.phN
 			in.phN = 0
-			in.t.feed(ph[:1])
+			in.pass(ph[:1])
 			in.replace(ph[1:held])
 			in.replace(p)
 			return
@@ -128,8 +141,8 @@ func (in *Injector) replace(p []byte) {
 		if i < 0 {
 			break
 		}
-		in.t.feed(p[:i])
-		in.t.feed(in.nonce)
+		in.pass(p[:i])
+		in.pass(in.nonce)
 		p = p[i+len(ph):]
 	}
 	// Hold the longest end of p that begins the placeholder.
@@ -139,8 +152,17 @@ func (in *Injector) replace(p []byte) {
 			break
 		}
 	}
-	in.t.feed(p[:len(p)-k])
+	in.pass(p[:len(p)-k])
 	in.phN = k
+}
+
+// pass hands text on: to the tokenizer, or straight out when redacting.
+func (in *Injector) pass(b []byte) {
+	if in.mode == Redact {
+		in.out(b)
+		return
+	}
+	in.t.feed(b)
 }
 
 func (in *Injector) out(b []byte) {

@@ -55,6 +55,14 @@ func FuzzInjector(f *testing.F) {
 			t.Fatalf("the placeholder reached the output: %q", whole)
 		}
 
+		// Redact mode keeps the length and removes every placeholder, whatever the body.
+		if !tags {
+			red := rewrite(t, Redact, "", testPH, body, int(split%16)+1)
+			if len(red) != len(body) || strings.Contains(red, testPH) || red != strings.ReplaceAll(body, testPH, strings.Repeat("-", len(testPH))) {
+				t.Fatalf("redact:\n in  %q\n out %q", body, red)
+			}
+		}
+
 		// An independent HTML5 tokenizer sees only this response's nonce.
 		z := html.NewTokenizer(strings.NewReader(whole))
 		nonced := 0

@@ -118,3 +118,14 @@ func TestInjectorUnfinishedNonceAtEOFDropped(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestInjectorRedact(t *testing.T) {
+	in := `{"html": "<script nonce=\"` + testPH + `\">x()</script>", "n": "` + testPH[:9] + `"}` + testPH[:5]
+	want := strings.ReplaceAll(in, testPH, strings.Repeat("-", len(testPH)))
+	for chunk := 0; chunk <= len(in); chunk++ {
+		got := rewrite(t, Redact, "", testPH, in, chunk)
+		if got != want {
+			t.Fatalf("writes of %d:\n got  %s\n want %s", chunk, got, want)
+		}
+	}
+}
