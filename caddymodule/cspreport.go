@@ -1,0 +1,242 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/swarmsec/caddy-hardening/csp"
+)
+
+func init() {
+	caddy.RegisterModule(&CSPReport{})
+}
+
+// The metrics of csp_report, shared by every instance of the handler so counts survive reloads.
+var (
+	cspViolations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "csp_violations_total",
+		Help: "CSP violation reports received, by effective directive (known directives only, others as \"other\") and disposition (enforce, report).",
+	}, []string{"directive", "disposition"})
+	cspReportsRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "csp_reports_rejected_total",
+		Help: "CSP report requests refused, by reason (method, media_type, too_large, malformed).",
+	}, []string{"reason"})
+)
+
+// DefaultMaxReportBody bounds a report request's body. Browsers send a few kilobytes at most.
+const DefaultMaxReportBody = 64 << 10
+
+// maxReportsPerRequest bounds the reports read from one Reporting API batch.
+const maxReportsPerRequest = 100
+
+// maxReportField bounds each string copied from a report into the log.
+const maxReportField = 512
+
+// CSPReport receives Content Security Policy violation reports, in both formats browsers
+// send: `application/csp-report` (the report-uri directive) and `application/reports+json`
+// (the Reporting API, report-to). Each report becomes one `csp_violation` security event
+// (logger hardening.security) with normalized fields: directive, blocked_uri, document_uri,
+// source_file, line, column, disposition, sample, plus the client's IP and class. Logging is
+// limited per second (floods are counted in `suppressed`); the metric
+// caddy_hardening_csp_violations_total counts every report by directive.
+//
+// It answers 204 No Content; 405 for a method other than POST, 415 for another media type,
+// 413 for a body over max_body_size, 400 for malformed JSON (all problem+json).
+type CSPReport struct {
+	// MaxBodySize bounds a report request's body, in bytes. Default: 65536.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	on  bool
+	app *App
+	ctx caddy.Context
+}
+
+// CaddyModule returns the Caddy module information.
+func (*CSPReport) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.csp_report",
+		New: func() caddy.Module { return new(CSPReport) },
+	}
+}
+
+// Provision registers the metrics and reads the feature flag.
+func (c *CSPReport) Provision(ctx caddy.Context) error {
+	app, err := hardeningApp(ctx)
+	if err != nil {
+		return err
+	}
+	c.app, c.ctx = app, ctx
+	c.on = app.FeatureEnabled("csp_report")
+	if c.MaxBodySize == 0 {
+		c.MaxBodySize = DefaultMaxReportBody
+	}
+	reg := ctx.GetMetricsRegistry()
+	if cspViolations, err = registerCollector(reg, cspViolations); err != nil {
+		return err
+	}
+	cspReportsRejected, err = registerCollector(reg, cspReportsRejected)
+	return err
+}
+
+// Validate refuses a useless bound.
+func (c *CSPReport) Validate() error {
+	if c.MaxBodySize < 1024 || c.MaxBodySize > 1<<20 {
+		return errors.New("csp_report: max_body_size must be from 1KiB to 1MiB")
+	}
+	return nil
+}
+
+// violation is one report, normalized from either format.
+type violation struct {
+	Directive, BlockedURI, DocumentURI, SourceFile, Disposition, Sample string
+	Line, Column                                                        int64
+}
+
+// ServeHTTP reads, logs and counts the reports, and answers 204.
+func (c *CSPReport) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !c.on {
+		return next.ServeHTTP(w, r)
+	}
+	if r.Method != http.MethodPost {
+		cspReportsRejected.WithLabelValues("method").Inc()
+		w.Header().Set("Allow", "POST")
+		return writeProblem(w, http.StatusMethodNotAllowed, "Method Not Allowed", "CSP reports are POSTed", nil)
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/csp-report" && mt != "application/reports+json" && mt != "application/json" {
+		cspReportsRejected.WithLabelValues("media_type").Inc()
+		return writeProblem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type",
+			"expected application/csp-report or application/reports+json", nil)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, c.MaxBodySize+1))
+	if err != nil {
+		cspReportsRejected.WithLabelValues("malformed").Inc()
+		return writeProblem(w, http.StatusBadRequest, "Bad Request", "the report body could not be read", nil)
+	}
+	if int64(len(body)) > c.MaxBodySize {
+		cspReportsRejected.WithLabelValues("too_large").Inc()
+		return writeProblem(w, http.StatusRequestEntityTooLarge, "Content Too Large", fmt.Sprintf("a CSP report body is at most %d bytes", c.MaxBodySize), nil)
+	}
+	reports, err := parseReports(mt, body)
+	if err != nil {
+		cspReportsRejected.WithLabelValues("malformed").Inc()
+		return writeProblem(w, http.StatusBadRequest, "Bad Request", "malformed CSP report: "+err.Error(), nil)
+	}
+	for _, v := range reports {
+		c.record(r, v)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (c *CSPReport) record(r *http.Request, v violation) {
+	directive := v.Directive
+	if !csp.KnownDirective(directive) {
+		directive = "other" // the label set stays bounded whatever clients send
+	}
+	disposition := v.Disposition
+	if disposition != "report" {
+		disposition = "enforce"
+	}
+	cspViolations.WithLabelValues(directive, disposition).Inc()
+	level := zapcore.WarnLevel
+	if disposition == "report" {
+		level = zapcore.InfoLevel
+	}
+	c.app.SecurityEvent(c.ctx, r, level, EventCSPViolation, map[string]any{
+		"directive":    truncate(v.Directive, 64),
+		"blocked_uri":  truncate(v.BlockedURI, maxReportField),
+		"document_uri": truncate(v.DocumentURI, maxReportField),
+		"source_file":  truncate(v.SourceFile, maxReportField),
+		"line":         v.Line,
+		"column":       v.Column,
+		"disposition":  disposition,
+		"sample":       truncate(v.Sample, 128),
+	})
+}
+
+// parseReports reads the report-uri format ({"csp-report": {...}}) or a Reporting API batch
+// ([{"type": "csp-violation", "body": {...}}, ...]); other report types are skipped.
+func parseReports(mediaType string, body []byte) ([]violation, error) {
+	trimmed := strings.TrimSpace(string(body))
+	if mediaType == "application/reports+json" || strings.HasPrefix(trimmed, "[") {
+		var batch []struct {
+			Type string `json:"type"`
+			URL  string `json:"url"`
+			Body struct {
+				DocumentURL        string `json:"documentURL"`
+				BlockedURL         string `json:"blockedURL"`
+				EffectiveDirective string `json:"effectiveDirective"`
+				SourceFile         string `json:"sourceFile"`
+				LineNumber         int64  `json:"lineNumber"`
+				ColumnNumber       int64  `json:"columnNumber"`
+				Disposition        string `json:"disposition"`
+				Sample             string `json:"sample"`
+			} `json:"body"`
+		}
+		if err := json.Unmarshal(body, &batch); err != nil {
+			return nil, errors.New("expected a JSON array of reports")
+		}
+		var out []violation
+		for _, rep := range batch {
+			if rep.Type != "csp-violation" || len(out) == maxReportsPerRequest {
+				continue
+			}
+			b := rep.Body
+			doc := b.DocumentURL
+			if doc == "" {
+				doc = rep.URL
+			}
+			out = append(out, violation{Directive: directiveName(b.EffectiveDirective), BlockedURI: b.BlockedURL, DocumentURI: doc,
+				SourceFile: b.SourceFile, Line: b.LineNumber, Column: b.ColumnNumber, Disposition: b.Disposition, Sample: b.Sample})
+		}
+		return out, nil
+	}
+	var rep struct {
+		Report *struct {
+			DocumentURI        string `json:"document-uri"`
+			BlockedURI         string `json:"blocked-uri"`
+			ViolatedDirective  string `json:"violated-directive"`
+			EffectiveDirective string `json:"effective-directive"`
+			SourceFile         string `json:"source-file"`
+			LineNumber         int64  `json:"line-number"`
+			ColumnNumber       int64  `json:"column-number"`
+			Disposition        string `json:"disposition"`
+			ScriptSample       string `json:"script-sample"`
+		} `json:"csp-report"`
+	}
+	if err := json.Unmarshal(body, &rep); err != nil || rep.Report == nil {
+		return nil, errors.New(`expected {"csp-report": {...}}`)
+	}
+	b := rep.Report
+	d := b.EffectiveDirective
+	if d == "" {
+		d = b.ViolatedDirective
+	}
+	return []violation{{Directive: directiveName(d), BlockedURI: b.BlockedURI, DocumentURI: b.DocumentURI, SourceFile: b.SourceFile,
+		Line: b.LineNumber, Column: b.ColumnNumber, Disposition: b.Disposition, Sample: b.ScriptSample}}, nil
+}
+
+// directiveName is the directive of a report's directive field ("script-src-elem 'self'"
+// from old browsers carries the sources too).
+func directiveName(s string) string {
+	name, _, _ := strings.Cut(strings.TrimSpace(s), " ")
+	return strings.ToLower(name)
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*CSPReport)(nil)
+	_ caddy.Validator             = (*CSPReport)(nil)
+	_ caddyhttp.MiddlewareHandler = (*CSPReport)(nil)
+)

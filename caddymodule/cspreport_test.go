@@ -1,0 +1,113 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+func postReport(t *testing.T, url, contentType, body string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	return fetch(t, req)
+}
+
+func TestCSPReportBothFormats(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	csp_report /csp-report
+	respond "page"
+}
+`, port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/csp-report", port)
+	before := counterValue(t, cspViolations.WithLabelValues("script-src-elem", "enforce"))
+	beforeOther := counterValue(t, cspViolations.WithLabelValues("other", "report"))
+
+	resp, body := postReport(t, url, "application/csp-report", `{"csp-report": {
+		"document-uri": "http://127.0.0.1/page", "violated-directive": "script-src-elem",
+		"effective-directive": "script-src-elem", "blocked-uri": "inline", "source-file": "http://127.0.0.1/page",
+		"line-number": 12, "column-number": 3, "disposition": "enforce", "status-code": 200}}`)
+	if resp.StatusCode != http.StatusNoContent || body != "" {
+		t.Fatalf("report-uri format: %d %q", resp.StatusCode, body)
+	}
+	resp, _ = postReport(t, url, "application/reports+json", `[
+		{"type": "csp-violation", "url": "https://a.example/", "body": {"documentURL": "https://a.example/",
+		 "blockedURL": "https://evil.example/x.js", "effectiveDirective": "script-src-elem", "disposition": "enforce", "lineNumber": 4}},
+		{"type": "deprecation", "body": {}},
+		{"type": "csp-violation", "body": {"effectiveDirective": "made-up-directive", "disposition": "report"}}]`)
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("Reporting API format: %d", resp.StatusCode)
+	}
+	if got := counterValue(t, cspViolations.WithLabelValues("script-src-elem", "enforce")) - before; got != 2 {
+		t.Errorf("script-src-elem enforce count grew by %v, want 2", got)
+	}
+	if got := counterValue(t, cspViolations.WithLabelValues("other", "report")) - beforeOther; got != 1 {
+		t.Errorf("an unknown directive is counted as other: grew by %v, want 1", got)
+	}
+
+	events := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Logger() == securityLoggerName && e.Msg() == EventCSPViolation })
+	if len(events) != 3 {
+		t.Fatalf("%d csp_violation events, want 3: %v", len(events), events)
+	}
+	e := events[0]
+	for k, v := range map[string]string{"directive": "script-src-elem", "blocked_uri": "inline", "document_uri": "http://127.0.0.1/page",
+		"source_file": "http://127.0.0.1/page", "disposition": "enforce", "client_ip": "127.0.0.1", "ip_class": "default", "module": "http.handlers.csp_report"} {
+		if got := e.Str(k); got != v {
+			t.Errorf("event field %s = %q, want %q", k, got, v)
+		}
+	}
+	if e["line"] != float64(12) || e.Level() != "warn" {
+		t.Errorf("line %v level %v", e["line"], e.Level())
+	}
+	if events[1].Str("blocked_uri") != "https://evil.example/x.js" || events[2].Level() != "info" {
+		t.Errorf("Reporting API events: %v", events[1:])
+	}
+}
+
+func TestCSPReportRefusals(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	csp_report /csp-report
+}
+`, port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/csp-report", port)
+	big := `{"csp-report": {"blocked-uri": "` + strings.Repeat("a", 64<<10) + `"}}`
+	cases := []struct {
+		name, method, ctype, body string
+		status                    int
+	}{
+		{"too large", http.MethodPost, "application/csp-report", big, http.StatusRequestEntityTooLarge},
+		{"malformed JSON", http.MethodPost, "application/csp-report", `{"csp-report": {`, http.StatusBadRequest},
+		{"not a report", http.MethodPost, "application/csp-report", `{"other": 1}`, http.StatusBadRequest},
+		{"malformed batch", http.MethodPost, "application/reports+json", `{"type": "csp-violation"}`, http.StatusBadRequest},
+		{"media type", http.MethodPost, "text/plain", `{}`, http.StatusUnsupportedMediaType},
+		{"method", http.MethodGet, "", "", http.StatusMethodNotAllowed},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, url, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", c.ctype)
+		resp, body := fetch(t, req)
+		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s %q, want %d problem+json", c.name, resp.StatusCode, resp.Header.Get("Content-Type"), body, c.status)
+		}
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

@@ -1,0 +1,441 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/swarmsec/caddy-hardening/csp"
+)
+
+func init() {
+	caddy.RegisterModule(&SecurityHeaders{})
+}
+
+// NonceVar is the name of the request variable that holds the response's CSP nonce:
+// `{http.vars.csp_nonce}` in the `header`, `templates` and `respond` directives.
+const NonceVar = "csp_nonce"
+
+// SecurityHeaders sets a Content Security Policy with a fresh nonce per response, HSTS, and
+// the headers that stop clickjacking, MIME sniffing and cross-origin leaks; optionally it puts
+// the nonce into the HTML the rest of the route writes (reverse_proxy, file_server, templates).
+//
+// The nonce (128 bits from crypto/rand, base64) is published before the next handler runs as
+// the placeholder `{http.vars.csp_nonce}`.
+//
+// Header rule: the values set here replace an upstream's header of the same name (the edge is
+// the authority), except for the headers listed in keep_upstream, where the upstream's value
+// wins. A `header` directive in the same site runs after this handler and always wins.
+type SecurityHeaders struct {
+	// Preset is the policy to start from: `strict` (nonce-based scripts with 'strict-dynamic',
+	// no plugins, no framing, no <base>), `development` (strict, report-only, plus ws: and
+	// wss: for hot reload) or `none` (no policy unless CSP gives one). Default: strict in
+	// production and staging, development in development.
+	Preset string `json:"preset,omitempty"`
+
+	// CSP sets directives over the preset's, in order: a directive given here replaces the
+	// preset's. The value `'nonce'` stands for the response's nonce.
+	CSP []csp.Directive `json:"csp,omitempty"`
+
+	// CSPRemove drops directives of the preset (e.g. upgrade-insecure-requests).
+	CSPRemove []string `json:"csp_remove,omitempty"`
+
+	// ReportOnly sends the policy as Content-Security-Policy-Report-Only, for rollouts: the
+	// browser reports violations and blocks nothing. Default: false, true under the development
+	// preset.
+	ReportOnly *bool `json:"report_only,omitempty"`
+
+	// ReportURI adds `report-uri` to the policy: where browsers POST violation reports
+	// (application/csp-report). Use with the csp_report handler.
+	ReportURI []string `json:"report_uri,omitempty"`
+
+	// ReportTo is the Reporting API endpoint URL: it is sent as `Reporting-Endpoints:
+	// csp-endpoint="<url>"` and the policy gets `report-to csp-endpoint`. Browsers send these
+	// reports from HTTPS pages only; keep report_uri for the others.
+	ReportTo string `json:"report_to,omitempty"`
+
+	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
+	// development. Default: max-age=63072000; includeSubDomains (no preload: that is a
+	// commitment you make on purpose).
+	HSTS *HSTSConfig `json:"hsts,omitempty"`
+
+	// FrameOptions is X-Frame-Options: DENY, SAMEORIGIN or off. Default: what the policy's
+	// frame-ancestors says (DENY for 'none', SAMEORIGIN for 'self'), DENY without
+	// frame-ancestors, none when frame-ancestors lists hosts. A value that contradicts
+	// frame-ancestors is refused.
+	FrameOptions string `json:"frame_options,omitempty"`
+
+	// ReferrerPolicy is Referrer-Policy, or off. Default: strict-origin-when-cross-origin.
+	ReferrerPolicy string `json:"referrer_policy,omitempty"`
+
+	// PermissionsPolicy is Permissions-Policy, or off. Default: accelerometer, camera,
+	// geolocation, gyroscope, magnetometer, microphone, payment and usb turned off.
+	PermissionsPolicy string `json:"permissions_policy,omitempty"`
+
+	// COOP is Cross-Origin-Opener-Policy, or off. Default: same-origin.
+	COOP string `json:"coop,omitempty"`
+
+	// CORP is Cross-Origin-Resource-Policy, or off. Default: same-origin.
+	CORP string `json:"corp,omitempty"`
+
+	// COEP is Cross-Origin-Embedder-Policy (require-corp, credentialless). Default: not sent.
+	COEP string `json:"coep,omitempty"`
+
+	// NoSniff sends X-Content-Type-Options: nosniff. Default: true.
+	NoSniff *bool `json:"nosniff,omitempty"`
+
+	// Remove lists response headers to delete, whoever set them. Default: Server and
+	// X-Powered-By. An empty list removes nothing.
+	Remove *[]string `json:"remove,omitempty"`
+
+	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
+	// over this handler's.
+	KeepUpstream []string `json:"keep_upstream,omitempty"`
+
+	// InjectNonce puts the nonce into text/html responses. Default: off (the nonce is only
+	// available as {http.vars.csp_nonce}).
+	InjectNonce *InjectNonceConfig `json:"inject_nonce,omitempty"`
+
+	on         bool
+	app        *App
+	logger     *zap.Logger
+	policy     csp.Template
+	cspHeader  string
+	static     []headerValue // set on every response
+	hsts       string        // set on HTTPS responses
+	namesHTTP  []string      // the headers a plain-HTTP response gets, in value order
+	namesTLS   []string      // the headers an HTTPS response gets
+	remove     []string
+	keep       map[string]bool
+	injectMode csp.Mode
+	ph         string
+	cacheCtl   string
+}
+
+// HSTSConfig is a Strict-Transport-Security value.
+type HSTSConfig struct {
+	// MaxAge is how long, in seconds, browsers use HTTPS only. With preload it must be at
+	// least 31536000 (one year).
+	MaxAge int64 `json:"max_age,omitempty"`
+	// IncludeSubDomains extends the rule to every subdomain. Required by preload.
+	IncludeSubDomains bool `json:"include_subdomains,omitempty"`
+	// Preload asks to be in browsers' built-in HSTS list (submit at hstspreload.org).
+	Preload bool `json:"preload,omitempty"`
+	// Off sends no HSTS header.
+	Off bool `json:"off,omitempty"`
+}
+
+// InjectNonceConfig configures nonce injection into HTML.
+type InjectNonceConfig struct {
+	// Mode is `placeholder` (the application marks its own tags with the placeholder; every
+	// other nonce attribute is removed) or `tags` (every script, style and stylesheet link gets
+	// the nonce: only for HTML you fully control, such as a built single-page app). Default:
+	// placeholder.
+	Mode string `json:"mode,omitempty"`
+	// Placeholder is the secret marker the application writes where the nonce goes, at least
+	// 16 characters. Whoever knows it can get a nonce onto their own tag: write it as a runtime
+	// placeholder ({env.CSP_NONCE_PLACEHOLDER}, {file./run/secrets/csp_placeholder}).
+	Placeholder string `json:"placeholder,omitempty"`
+	// CacheControl replaces Cache-Control on nonced HTML (a cached nonce is a reused nonce), or
+	// `off` to keep the upstream's. Default: no-store.
+	CacheControl string `json:"cache_control,omitempty"`
+}
+
+type headerValue struct {
+	name, value string
+}
+
+// The default values of each header.
+const (
+	defaultHSTSMaxAge     = 63072000
+	defaultReferrerPolicy = "strict-origin-when-cross-origin"
+	reportToGroup         = "csp-endpoint"
+	off                   = "off"
+)
+
+var defaultRemove = []string{"Server", "X-Powered-By"}
+
+// CaddyModule returns the Caddy module information.
+func (*SecurityHeaders) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.security_headers",
+		New: func() caddy.Module { return new(SecurityHeaders) },
+	}
+}
+
+// Provision reads the environment's defaults from the hardening app and builds the headers.
+func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
+	app, err := hardeningApp(ctx)
+	if err != nil {
+		return err
+	}
+	h.app, h.logger = app, ctx.Logger()
+	h.on = app.FeatureEnabled("security_headers")
+	if err := h.build(app.Env(), false); err != nil {
+		return fmt.Errorf("security_headers: %w", err)
+	}
+	if h.InjectNonce != nil && h.injectMode == csp.Placeholder && !isPlaceholder(h.InjectNonce.Placeholder) {
+		_ = app.Report(Finding{Code: "csp.literal_placeholder", Severity: Warning, Module: "security_headers",
+			Config:  "inject_nonce.placeholder",
+			Message: "the nonce placeholder is written in the configuration: it is a secret (whoever knows it can get a nonce onto an injected tag) and it is kept in the JSON config, the admin API and autosave.json",
+			Fix:     "use a runtime placeholder: inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER}"},
+			Production, Staging)
+	}
+	if h.injectMode == csp.Tags {
+		app.OnStart(func() { h.checkTagsBehindProxy(ctx) })
+	}
+	return nil
+}
+
+// build turns the configuration into the values sent per response. It is also what the
+// Caddyfile adapter runs, so refusals carry the Caddyfile line.
+func (h *SecurityHeaders) build(env Environment, adapting bool) error {
+	preset := h.Preset
+	if preset == "" {
+		preset = csp.PresetStrict
+		if env == Development {
+			preset = csp.PresetDevelopment
+		}
+	}
+	policy, ok := csp.Preset(preset)
+	if !ok {
+		return fmt.Errorf("preset %q: expected strict, development or none", preset)
+	}
+	for _, d := range h.CSP {
+		name := strings.ToLower(d.Name)
+		if err := csp.ValidateDirective(name, d.Values); err != nil {
+			return fmt.Errorf("csp: %w", err)
+		}
+		policy.Set(name, d.Values...)
+	}
+	for _, name := range h.CSPRemove {
+		if !csp.KnownDirective(strings.ToLower(name)) {
+			return fmt.Errorf("csp: cannot remove unknown directive %q", name)
+		}
+		policy.Remove(name)
+	}
+	if len(h.ReportURI) > 0 {
+		policy.Set("report-uri", h.ReportURI...)
+	}
+	var static []headerValue
+	if h.ReportTo != "" {
+		if !validEndpointURL(h.ReportTo) {
+			return fmt.Errorf("report_to %q: expected an https:// URL or an absolute path (/csp-report)", h.ReportTo)
+		}
+		policy.Set("report-to", reportToGroup)
+		static = append(static, headerValue{"Reporting-Endpoints", reportToGroup + `="` + h.ReportTo + `"`})
+	}
+	if err := policy.Validate(); err != nil {
+		return fmt.Errorf("csp: %w", err)
+	}
+	reportOnly := preset == csp.PresetDevelopment
+	if h.ReportOnly != nil {
+		reportOnly = *h.ReportOnly
+	}
+	h.cspHeader = ""
+	if len(policy.Directives) > 0 {
+		h.policy = policy.Compile()
+		h.cspHeader = "Content-Security-Policy"
+		if reportOnly {
+			h.cspHeader = "Content-Security-Policy-Report-Only"
+		}
+	}
+
+	// HSTS: never in development; the preload rules are refused everywhere.
+	h.hsts = ""
+	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
+	if c := h.HSTS; c != nil {
+		hsts = csp.HSTS{MaxAge: c.MaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
+		if !c.Off {
+			if err := hsts.Validate(); err != nil {
+				return err
+			}
+		}
+	}
+	if (h.HSTS == nil || !h.HSTS.Off) && env != Development {
+		h.hsts = hsts.String()
+	}
+
+	// X-Frame-Options must say what frame-ancestors says.
+	derived := csp.FrameOptionsFor(policy)
+	if _, has := policy.Get("frame-ancestors"); !has {
+		derived = "DENY"
+	}
+	xfo := derived
+	if h.FrameOptions != "" {
+		if strings.EqualFold(h.FrameOptions, off) {
+			xfo = ""
+		} else {
+			v, err := csp.OneOf("frame_options", h.FrameOptions, csp.FrameOptionsValues)
+			if err != nil {
+				return err
+			}
+			if fa, has := policy.Get("frame-ancestors"); has && v != derived {
+				return fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other", v, strings.Join(fa, " "))
+			}
+			xfo = v
+		}
+	}
+	if xfo != "" {
+		static = append(static, headerValue{"X-Frame-Options", xfo})
+	}
+
+	if h.NoSniff == nil || *h.NoSniff {
+		static = append(static, headerValue{"X-Content-Type-Options", "nosniff"})
+	}
+	for _, o := range []struct {
+		field, header, value, def string
+		allowed                   []string
+	}{
+		{"referrer_policy", "Referrer-Policy", h.ReferrerPolicy, defaultReferrerPolicy, csp.ReferrerPolicyValues},
+		{"permissions_policy", "Permissions-Policy", h.PermissionsPolicy, csp.DefaultPermissionsPolicy, nil},
+		{"coop", "Cross-Origin-Opener-Policy", h.COOP, "same-origin", csp.COOPValues},
+		{"corp", "Cross-Origin-Resource-Policy", h.CORP, "same-origin", csp.CORPValues},
+		{"coep", "Cross-Origin-Embedder-Policy", h.COEP, "", csp.COEPValues},
+	} {
+		v := o.value
+		if v == "" {
+			v = o.def
+		}
+		if v == "" || strings.EqualFold(v, off) {
+			continue
+		}
+		if o.allowed != nil {
+			canon, err := csp.OneOf(o.field, v, o.allowed)
+			if err != nil {
+				return err
+			}
+			v = canon
+		} else if err := csp.ValidatePermissionsPolicy(v); err != nil {
+			return err
+		}
+		static = append(static, headerValue{o.header, v})
+	}
+	h.static = static
+	h.namesHTTP, h.namesTLS = nil, nil
+	if h.cspHeader != "" {
+		h.namesHTTP = append(h.namesHTTP, h.cspHeader)
+		h.namesTLS = append(h.namesTLS, h.cspHeader)
+	}
+	if h.hsts != "" {
+		h.namesTLS = append(h.namesTLS, "Strict-Transport-Security")
+	}
+	for _, s := range static {
+		h.namesHTTP = append(h.namesHTTP, s.name)
+		h.namesTLS = append(h.namesTLS, s.name)
+	}
+	if len(h.namesTLS) > maxManagedHeaders {
+		return fmt.Errorf("too many headers: %d", len(h.namesTLS)) // cannot happen: a fixed set
+	}
+
+	h.remove = defaultRemove
+	if h.Remove != nil {
+		h.remove = nil
+		for _, name := range *h.Remove {
+			h.remove = append(h.remove, http.CanonicalHeaderKey(name))
+		}
+	}
+	h.keep = map[string]bool{}
+	for _, name := range h.KeepUpstream {
+		name = http.CanonicalHeaderKey(name)
+		if !h.manages(name) {
+			return fmt.Errorf("keep_upstream %s: this handler does not set that header", name)
+		}
+		h.keep[name] = true
+	}
+	return h.buildInject(adapting)
+}
+
+func (h *SecurityHeaders) buildInject(adapting bool) error {
+	h.injectMode = 0
+	c := h.InjectNonce
+	if c == nil {
+		return nil
+	}
+	switch c.Mode {
+	case "", "placeholder":
+		h.injectMode = csp.Placeholder
+		if isPlaceholder(c.Placeholder) && adapting {
+			break // resolved when Caddy loads the config
+		}
+		h.ph = caddy.NewReplacer().ReplaceKnown(c.Placeholder, "")
+		if len(h.ph) < csp.MinPlaceholderLen {
+			return fmt.Errorf("inject_nonce placeholder is %d characters; it is a secret: use at least %d random characters (e.g. from `openssl rand -hex 16`)",
+				len(h.ph), csp.MinPlaceholderLen)
+		}
+	case "tags":
+		h.injectMode = csp.Tags
+		if c.Placeholder != "" {
+			return fmt.Errorf("inject_nonce tags takes no placeholder")
+		}
+	default:
+		return fmt.Errorf("inject_nonce mode %q: expected placeholder or tags", c.Mode)
+	}
+	h.cacheCtl = "no-store"
+	if c.CacheControl != "" {
+		h.cacheCtl = c.CacheControl
+		if strings.EqualFold(c.CacheControl, off) {
+			h.cacheCtl = ""
+		}
+	}
+	return nil
+}
+
+// manages reports whether the handler sets the header, in some environment (so that one
+// configuration loads in development, where HSTS is never sent and the policy is report-only,
+// as in production).
+func (h *SecurityHeaders) manages(name string) bool {
+	switch name {
+	case "Content-Security-Policy", "Content-Security-Policy-Report-Only":
+		return h.cspHeader != ""
+	case "Strict-Transport-Security":
+		return h.HSTS == nil || !h.HSTS.Off
+	}
+	for _, s := range h.static {
+		if s.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// validEndpointURL accepts an https URL or an absolute path (same origin).
+func validEndpointURL(s string) bool {
+	if strings.ContainsAny(s, " \t\",;") {
+		return false
+	}
+	return strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
+}
+
+// ServeHTTP makes the nonce, sets the headers before the rest of the route runs (so its
+// errors carry them too), and wraps the response to settle them and rewrite HTML.
+func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.on {
+		return next.ServeHTTP(w, r)
+	}
+	sw := newSecurityWriter(h, w, r)
+	caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
+	if h.injectMode != 0 {
+		// The body must reach us whole and uncompressed: no partial content, no encoding from
+		// upstream or an inner `encode` (an `encode` placed before this handler still
+		// compresses what we write).
+		r.Header.Del("Accept-Encoding")
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	}
+	err := next.ServeHTTP(sw, r)
+	if cerr := sw.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*SecurityHeaders)(nil)
+	_ caddyhttp.MiddlewareHandler = (*SecurityHeaders)(nil)
+)

@@ -1,0 +1,276 @@
+package caddymodule
+
+import (
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/csp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("security_headers", parseSecurityHeaders)
+	httpcaddyfile.RegisterDirectiveOrder("security_headers", httpcaddyfile.After, "log_level")
+}
+
+func parseSecurityHeaders(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	sh := new(SecurityHeaders)
+	return sh, sh.UnmarshalCaddyfile(h.Dispenser)
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	security_headers [<matcher>] [strict|development|none] {
+//		csp {
+//			<directive> <value>...    # replaces the preset's; 'nonce' is the response's nonce
+//			-<directive>              # drops the preset's
+//		}
+//		report_only [on|off]
+//		report_uri <url>...
+//		report_to <endpoint-url>
+//		hsts max-age=<seconds> [includeSubDomains] [preload] | off
+//		frame_options DENY|SAMEORIGIN|off
+//		referrer_policy <policy>|off
+//		permissions_policy <policy>|off
+//		coop <policy>|off
+//		corp <policy>|off
+//		coep <policy>|off
+//		nosniff on|off
+//		remove <header>... | none
+//		keep_upstream <header>...
+//		inject_nonce placeholder <secret> | tags {
+//			cache_control <value>|off
+//		}
+//	}
+//
+// Without a preset, the hardening app's environment picks it: strict in production and
+// staging, development in development.
+func (h *SecurityHeaders) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		h.Preset = d.Val()
+		if _, ok := csp.Preset(h.Preset); !ok {
+			return d.Errf("security_headers preset %q: expected strict, development or none", h.Preset)
+		}
+		if d.NextArg() {
+			return d.Errf("security_headers takes one preset; got %q too", d.Val())
+		}
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		name := d.Val()
+		parse, ok := securityHeadersSubdirectives[name]
+		if !ok {
+			return d.Errf("unknown security_headers subdirective %q; expected one of: %s", name, strings.Join(sortedKeys(securityHeadersSubdirectives), ", "))
+		}
+		if seen[name] && name != "csp" {
+			return d.Errf("security_headers: %s given twice", name)
+		}
+		seen[name] = true
+		if err := parse(d, h); err != nil {
+			return err
+		}
+	}
+	// The rules that involve several subdirectives (frame_options against frame-ancestors,
+	// HSTS preload): checked as Caddy will at load, with the environment's preset when none
+	// is given.
+	env := Production
+	if h.Preset == csp.PresetDevelopment {
+		env = Development
+	}
+	check := *h
+	if err := check.build(env, true); err != nil {
+		return d.Errf("security_headers: %v", err)
+	}
+	return nil
+}
+
+var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *SecurityHeaders) error{
+	"csp":         parseCSPBlock,
+	"report_only": func(d *caddyfile.Dispenser, h *SecurityHeaders) error { return optionalOnOff(d, &h.ReportOnly) },
+	"report_uri": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		h.ReportURI = d.RemainingArgs()
+		if len(h.ReportURI) == 0 {
+			return d.ArgErr()
+		}
+		if err := csp.ValidateDirective("report-uri", h.ReportURI); err != nil {
+			return d.Errf("%v", err)
+		}
+		return nil
+	},
+	"report_to": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		v, err := oneArg(d, "report_to")
+		if err != nil {
+			return err
+		}
+		if !validEndpointURL(v) {
+			return d.Errf("report_to %q: expected an https:// URL or an absolute path (/csp-report)", v)
+		}
+		h.ReportTo = v
+		return nil
+	},
+	"hsts": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		if len(args) == 1 && args[0] == off {
+			h.HSTS = &HSTSConfig{Off: true}
+			return nil
+		}
+		v, err := csp.ParseHSTS(args)
+		if err != nil {
+			return d.Errf("%v", err)
+		}
+		h.HSTS = &HSTSConfig{MaxAge: v.MaxAge, IncludeSubDomains: v.IncludeSubDomains, Preload: v.Preload}
+		return nil
+	},
+	"frame_options":   headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
+	"referrer_policy": headerArg(func(h *SecurityHeaders) *string { return &h.ReferrerPolicy }, csp.ReferrerPolicyValues),
+	"coop":            headerArg(func(h *SecurityHeaders) *string { return &h.COOP }, csp.COOPValues),
+	"corp":            headerArg(func(h *SecurityHeaders) *string { return &h.CORP }, csp.CORPValues),
+	"coep":            headerArg(func(h *SecurityHeaders) *string { return &h.COEP }, csp.COEPValues),
+	"permissions_policy": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		v, err := oneArg(d, "permissions_policy")
+		if err != nil {
+			return err
+		}
+		if v != off {
+			if err := csp.ValidatePermissionsPolicy(v); err != nil {
+				return d.Errf("%v", err)
+			}
+		}
+		h.PermissionsPolicy = v
+		return nil
+	},
+	"nosniff": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		on, err := onOff(d, "nosniff")
+		if err != nil {
+			return err
+		}
+		h.NoSniff = &on
+		return nil
+	},
+	"remove": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		list := []string{}
+		if !(len(args) == 1 && args[0] == "none") {
+			list = args
+		}
+		h.Remove = &list
+		return nil
+	},
+	"keep_upstream": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		h.KeepUpstream = d.RemainingArgs()
+		if len(h.KeepUpstream) == 0 {
+			return d.ArgErr()
+		}
+		return nil
+	},
+	"inject_nonce": parseInjectNonce,
+}
+
+// parseCSPBlock reads `csp { <directive> <values>... }`, checking each line as it goes.
+func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+	if d.NextArg() {
+		return d.Errf("csp takes a block of directives, one per line; got %q", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := strings.ToLower(d.Val())
+		values := d.RemainingArgs()
+		if rest, ok := strings.CutPrefix(name, "-"); ok {
+			if len(values) > 0 {
+				return d.Errf("-%s removes the directive and takes no value", rest)
+			}
+			if !csp.KnownDirective(rest) {
+				return d.Errf("cannot remove unknown CSP directive %q", rest)
+			}
+			h.CSPRemove = append(h.CSPRemove, rest)
+			continue
+		}
+		if err := csp.ValidateDirective(name, values); err != nil {
+			return d.Errf("%v", err)
+		}
+		for _, prev := range h.CSP {
+			if prev.Name == name {
+				return d.Errf("CSP directive %s given twice; put all its sources on one line", name)
+			}
+		}
+		h.CSP = append(h.CSP, csp.Directive{Name: name, Values: values})
+	}
+	return nil
+}
+
+// parseInjectNonce reads `inject_nonce placeholder <secret> | tags [{ cache_control ... }]`.
+func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+	c := &InjectNonceConfig{}
+	if !d.NextArg() {
+		return d.Errf("inject_nonce: expected placeholder <secret> or tags")
+	}
+	switch c.Mode = d.Val(); c.Mode {
+	case "placeholder":
+		if !d.NextArg() {
+			return d.Errf("inject_nonce placeholder needs the placeholder: inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER}")
+		}
+		c.Placeholder = d.Val()
+		if !isPlaceholder(c.Placeholder) && len(c.Placeholder) < csp.MinPlaceholderLen {
+			return d.Errf("inject_nonce placeholder is %d characters; it is a secret: use at least %d random characters", len(c.Placeholder), csp.MinPlaceholderLen)
+		}
+	case "tags":
+	default:
+		return d.Errf("inject_nonce mode %q: expected placeholder or tags", c.Mode)
+	}
+	if d.NextArg() {
+		return d.Errf("inject_nonce: unexpected %q", d.Val())
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "cache_control":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			c.CacheControl = strings.Join(args, " ")
+		default:
+			return d.Errf("unknown inject_nonce subdirective %q; expected cache_control", d.Val())
+		}
+	}
+	h.InjectNonce = c
+	return nil
+}
+
+// headerArg parses one value from allowed, or off.
+func headerArg(field func(*SecurityHeaders) *string, allowed []string) func(*caddyfile.Dispenser, *SecurityHeaders) error {
+	return func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		name := d.Val()
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
+		}
+		if v != off {
+			if v, err = csp.OneOf(name, v, allowed); err != nil {
+				return d.Errf("%v", err)
+			}
+		}
+		*field(h) = v
+		return nil
+	}
+}
+
+// optionalOnOff reads an optional on|off argument; the bare subdirective means on.
+func optionalOnOff(d *caddyfile.Dispenser, dst **bool) error {
+	on := true
+	if d.CountRemainingArgs() > 0 {
+		var err error
+		if on, err = onOff(d, d.Val()); err != nil {
+			return err
+		}
+	}
+	*dst = &on
+	return nil
+}

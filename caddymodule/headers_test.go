@@ -1,0 +1,699 @@
+package caddymodule
+
+import (
+	"bufio"
+	"compress/gzip"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// testPlaceholder is the secret marker the test upstreams write where the nonce goes.
+const testPlaceholder = "PH-3f9c2a7b1e6d4c08"
+
+var nonceInCSP = regexp.MustCompile(`'nonce-([A-Za-z0-9+/=]+)'`)
+
+// fetch sends a request and returns the response with its body read.
+func fetch(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func getBody(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	return fetch(t, req)
+}
+
+// waitTLS waits until Caddy serves a certificate on the HTTPS address (issued in the
+// background after start).
+func waitTLS(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"})
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func cspNonce(t *testing.T, h http.Header) string {
+	t.Helper()
+	m := nonceInCSP.FindStringSubmatch(h.Get("Content-Security-Policy"))
+	if m == nil {
+		t.Fatalf("no nonce in Content-Security-Policy %q", h.Get("Content-Security-Policy"))
+	}
+	return m[1]
+}
+
+func TestSecurityHeadersStrictByDefault(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers
+	respond "{http.vars.csp_nonce}"
+}
+`, port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	resp, body := getBody(t, url)
+	nonce := cspNonce(t, resp.Header)
+	if body != nonce {
+		t.Fatalf("{http.vars.csp_nonce} = %q, the policy's nonce = %q", body, nonce)
+	}
+	if len(nonce) != 24 {
+		t.Fatalf("nonce %q: want 128 bits in base64 (24 characters)", nonce)
+	}
+	want := map[string]string{
+		"Content-Security-Policy": "default-src 'self'; script-src 'nonce-" + nonce + "' 'strict-dynamic'; style-src 'self' 'nonce-" + nonce +
+			"'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'; upgrade-insecure-requests",
+		"X-Frame-Options":              "DENY",
+		"X-Content-Type-Options":       "nosniff",
+		"Referrer-Policy":              "strict-origin-when-cross-origin",
+		"Cross-Origin-Opener-Policy":   "same-origin",
+		"Cross-Origin-Resource-Policy": "same-origin",
+		"Permissions-Policy":           "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
+	}
+	for k, v := range want {
+		if got := resp.Header.Values(k); len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	for _, k := range []string{"Strict-Transport-Security", "Server", "Cross-Origin-Embedder-Policy", "Content-Security-Policy-Report-Only"} {
+		if v := resp.Header.Get(k); v != "" {
+			t.Errorf("%s = %q on a plain-HTTP production response; want none", k, v)
+		}
+	}
+	resp2, _ := getBody(t, url)
+	if cspNonce(t, resp2.Header) == nonce {
+		t.Fatal("two responses share a nonce")
+	}
+}
+
+func TestSecurityHeadersHSTSOnlyOverHTTPS(t *testing.T) {
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	storage := t.TempDir()
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	http_port %d
+	https_port %d
+	local_certs
+	skip_install_trust
+	storage file_system %s
+}
+localhost:%d, http://localhost:%d {
+	bind 127.0.0.1
+	security_headers {
+		hsts max-age=63072000 includeSubDomains preload
+	}
+	respond "ok"
+}
+`, httpPort, httpsPort, storage, httpsPort, httpPort))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=63072000; includeSubDomains; preload" {
+		t.Fatalf("HTTPS: Strict-Transport-Security = %q", got)
+	}
+	resp, _ = getBody(t, fmt.Sprintf("http://localhost:%d/", httpPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+		t.Fatalf("plain HTTP carries Strict-Transport-Security %q", got)
+	}
+}
+
+func TestSecurityHeadersDevelopmentIsReportOnlyWithoutHSTS(t *testing.T) {
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	http_port %d
+	https_port %d
+	local_certs
+	skip_install_trust
+	storage file_system %s
+	hardening {
+		environment development
+	}
+}
+localhost:%d {
+	bind 127.0.0.1
+	security_headers
+	respond "ok"
+}
+`, httpPort, httpsPort, t.TempDir(), httpsPort))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
+	ro := resp.Header.Get("Content-Security-Policy-Report-Only")
+	if !strings.Contains(ro, "connect-src 'self' ws: wss:") || resp.Header.Get("Content-Security-Policy") != "" {
+		t.Fatalf("development: CSP %q, report-only %q", resp.Header.Get("Content-Security-Policy"), ro)
+	}
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+		t.Fatalf("development sends HSTS %q", got)
+	}
+}
+
+// htmlUpstream serves page as text/html with the headers an application typically sets, and
+// gzips it when asked (so the test sees whether the edge kept Accept-Encoding from it).
+func htmlUpstream(t *testing.T, page string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("ETag", `"v1"`)
+		h.Set("Cache-Control", "public, max-age=600")
+		h.Set("X-Powered-By", "Express")
+		h.Set("Server", "gunicorn")
+		h.Set("X-Frame-Options", "SAMEORIGIN")
+		h.Set("Referrer-Policy", "unsafe-url")
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			h.Set("Content-Encoding", "gzip")
+			gz := gzip.NewWriter(w)
+			_, _ = io.WriteString(gz, page)
+			_ = gz.Close()
+			return
+		}
+		h.Set("Content-Length", fmt.Sprint(len(page)))
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestInjectPlaceholderThroughReverseProxy(t *testing.T) {
+	page := `<!doctype html><script nonce="` + testPlaceholder + `">ok()</script><script nonce="stolen">evil()</script><p>` + testPlaceholder + `</p>`
+	up := htmlUpstream(t, page)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		referrer_policy no-referrer
+		keep_upstream Referrer-Policy
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+	req.Header.Set("Accept-Encoding", "gzip") // the edge must not pass this on
+	req.Header.Set("Range", "bytes=0-10")     // nor this: a part of the page would skip the rewrite
+	resp, body := fetch(t, req)
+	nonce := cspNonce(t, resp.Header)
+	want := `<!doctype html><script nonce="` + nonce + `">ok()</script><script >evil()</script><p>` + nonce + `</p>`
+	if resp.StatusCode != 200 || body != want {
+		t.Fatalf("status %d, body:\n got  %s\n want %s", resp.StatusCode, body, want)
+	}
+	for k, v := range map[string]string{
+		"Content-Length": "", "Content-Encoding": "", "Server": "", "X-Powered-By": "",
+		"Etag": `W/"v1"`, "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+		"Referrer-Policy": "unsafe-url", // keep_upstream: the upstream's value wins
+	} {
+		if got := strings.Join(resp.Header.Values(k), ", "); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+}
+
+func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	marked := `<script nonce="` + testPlaceholder + `">`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/json":
+			w.Header().Set("Content-Type", "application/json")
+			body := `{"html":"` + strings.ReplaceAll(marked, `"`, `\"`) + `"}`
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			_, _ = io.WriteString(w, body)
+		case "/204":
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusNoContent)
+		case "/304":
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusNotModified)
+		case "/br-anyway":
+			// Go's transport asks for gzip itself and decodes it; another encoding reaches us.
+			w.Header().Set("Content-Type", "text/html")
+			w.Header().Set("Content-Encoding", "br")
+			_, _ = io.WriteString(w, marked) // (not really brotli: only the header matters)
+		default:
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, marked)
+		}
+	}))
+	t.Cleanup(up.Close)
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	// JSON is not HTML: no tag is edited, but the secret is overwritten, keeping the length.
+	resp, body := getBody(t, base+"/json")
+	if want := `{"html":"<script nonce=\"` + strings.Repeat("-", len(testPlaceholder)) + `\">"}`; body != want || resp.ContentLength != int64(len(want)) {
+		t.Errorf("JSON: %d bytes %s; want %s", resp.ContentLength, body, want)
+	}
+	for _, p := range []string{"/204", "/304"} {
+		if resp, body := getBody(t, base+p); body != "" || resp.Header.Get("Cache-Control") == "no-store" {
+			t.Errorf("%s: body %q, Cache-Control %q: a bodiless response is not rewritten", p, body, resp.Header.Get("Cache-Control"))
+		}
+	}
+	req, _ := http.NewRequest(http.MethodHead, base+"/", nil)
+	if resp, _ := fetch(t, req); resp.Header.Get("Cache-Control") == "no-store" {
+		t.Error("HEAD was treated as a rewritten page")
+	}
+	// An upstream that compresses although asked not to: the placeholder must not leak.
+	resp, body = getBody(t, base+"/br-anyway")
+	if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, testPlaceholder) || resp.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("compressed HTML in placeholder mode: status %d, encoding %q, body %q; want a 502 without the body",
+			resp.StatusCode, resp.Header.Get("Content-Encoding"), body)
+	}
+	waitLog(t, c, "HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret")
+}
+
+func TestInjectTagsIntoFileServer(t *testing.T) {
+	root := t.TempDir()
+	page := `<!doctype html><link rel="stylesheet" href="/a.css"><script type="module" src="/app.js"></script><style>p{}</style>`
+	big := strings.Repeat("<p>filler</p>", 20000) // larger than one copy buffer: ReadFrom runs more than once
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(page+big+"<script>last()</script>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "app.js"), []byte(`<script>not html</script>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	root * %s
+	security_headers {
+		inject_nonce tags
+	}
+	file_server
+}
+`, port, root))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	resp, body := getBody(t, base+"/")
+	n := ` nonce="` + cspNonce(t, resp.Header) + `"`
+	want := `<!doctype html><link rel="stylesheet" href="/a.css"` + n + `><script type="module" src="/app.js"` + n + `></script><style` + n + `>p{}</style>` +
+		big + `<script` + n + `>last()</script>`
+	if body != want {
+		t.Fatalf("file_server page not rewritten (%d bytes, want %d); starts %.200q", len(body), len(want), body)
+	}
+	if resp.Header.Get("Content-Length") != "" || !strings.HasPrefix(resp.Header.Get("Etag"), "W/") {
+		t.Errorf("Content-Length %q, ETag %q: want no length and a weak ETag", resp.Header.Get("Content-Length"), resp.Header.Get("Etag"))
+	}
+	if _, js := getBody(t, base+"/app.js"); js != `<script>not html</script>` {
+		t.Errorf("a .js file was rewritten: %q", js)
+	}
+}
+
+func TestSecurityHeadersUserHeaderDirectiveWins(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		remove none
+	}
+	header Permissions-Policy "camera=(self)"
+	header -Cross-Origin-Resource-Policy
+	respond "ok"
+}
+`, port))
+	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if got := resp.Header.Values("Permissions-Policy"); len(got) != 1 || got[0] != "camera=(self)" {
+		t.Errorf("Permissions-Policy %q: the header directive should win", got)
+	}
+	if got := resp.Header.Get("Cross-Origin-Resource-Policy"); got != "" {
+		t.Errorf("Cross-Origin-Resource-Policy %q: the header directive deleted it", got)
+	}
+	if resp.Header.Get("Server") != "Caddy" {
+		t.Errorf("remove none: Server %q, want Caddy's", resp.Header.Get("Server"))
+	}
+}
+
+func TestSecurityHeadersStreamPassesFlushes(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, `<p>first</p><script>`)
+		w.(http.Flusher).Flush()
+		<-release
+		_, _ = io.WriteString(w, `x()</script>`)
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce tags
+	}
+	reverse_proxy %s {
+		flush_interval -1
+	}
+}
+`, port, up.Listener.Addr()))
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n := ` nonce="` + cspNonce(t, resp.Header) + `"`
+	first := make([]byte, len(`<p>first</p><script`+n+`>`))
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadFull(resp.Body, first); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil || string(first) != `<p>first</p><script`+n+`>` {
+			t.Fatalf("first flush: %q, %v", first, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flushed part of the page did not arrive while the upstream was still writing")
+	}
+	close(release)
+	rest, _ := io.ReadAll(resp.Body)
+	if string(rest) != `x()</script>` {
+		t.Fatalf("rest %q", rest)
+	}
+}
+
+func TestSecurityHeadersFeatureOff(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		features {
+			security_headers off
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers
+	respond "ok"
+}
+`, port))
+	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if resp.Header.Get("Content-Security-Policy") != "" || resp.Header.Get("Server") != "Caddy" {
+		t.Fatal("a disabled security_headers changed the response")
+	}
+}
+
+func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	t.Setenv("TEST_SHORT_PLACEHOLDER", "short")
+	err := c.Load(`http://127.0.0.1:9 {
+	security_headers {
+		inject_nonce placeholder {env.TEST_SHORT_PLACEHOLDER}
+	}
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), "inject_nonce placeholder is 5 characters") || strings.Contains(err.Error(), "short") {
+		t.Fatalf("a short placeholder from the environment: %v", err)
+	}
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "hsts": {"max_age": 600, "preload": true, "include_subdomains": true}}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "preload requires max-age of at least 31536000") {
+		t.Fatalf("HSTS preload with a short max-age in JSON: %v", err)
+	}
+}
+
+func TestTagsModeBehindAProxyWarnsAtStart(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce tags
+	}
+	reverse_proxy 127.0.0.1:9
+}
+`, port))
+	found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.tags_behind_proxy" })
+	if len(found) != 1 || found[0].Level() != "warn" {
+		t.Fatalf("want one WARN csp.tags_behind_proxy at start, got %v", found)
+	}
+	// file_server alone is what tags mode is for: no warning.
+	if err := c.Load(fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n}\n", port)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.tags_behind_proxy" })); n != 1 {
+		t.Fatalf("file_server with tags mode warned too (%d warnings)", n)
+	}
+}
+
+func TestLiteralPlaceholderIsAFinding(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder %s
+	}
+	respond "ok"
+}
+`, port, testPlaceholder))
+	found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.literal_placeholder" })
+	if len(found) != 1 {
+		t.Fatalf("want one csp.literal_placeholder finding, got %v", found)
+	}
+	for _, e := range c.Logs() {
+		for _, v := range e {
+			if s, ok := v.(string); ok && strings.Contains(s, testPlaceholder) {
+				t.Fatalf("the placeholder appears in the log: %v", e)
+			}
+		}
+	}
+}
+
+func TestInjectWithEncodeBeforeCompressesTheRewrittenPage(t *testing.T) {
+	root := t.TempDir()
+	page := `<!doctype html><script src="/app.js"></script>` + strings.Repeat("<p>compressible</p>", 500)
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(page), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	order encode before security_headers
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	root * %s
+	encode gzip
+	security_headers {
+		inject_nonce tags
+	}
+	file_server
+}
+`, port, root))
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, body := fetch(t, req)
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q: encode before security_headers should compress", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(page, `src="/app.js"`, `src="/app.js" nonce="`+cspNonce(t, resp.Header)+`"`, 1)
+	if string(plain) != want {
+		t.Fatalf("decompressed page starts %.120q", plain)
+	}
+}
+
+func TestSecurityHeadersPassWebsocketUpgrades(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" {
+			http.Error(w, "want an upgrade", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = brw.Flush()
+		line, _ := brw.ReadString('\n') // echo one line
+		_, _ = brw.WriteString("echo " + line)
+		_ = brw.Flush()
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade through security_headers: %v %v", resp, err)
+	}
+	_, _ = io.WriteString(conn, "hello\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "echo hello\n" {
+		t.Fatalf("after the upgrade: %q %v", line, err)
+	}
+}
+
+func TestSecurityHeadersReportingAndOverrides(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		features {
+			csp_report off
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers none {
+		csp {
+			default-src 'self'
+			script-src 'self' 'nonce'
+			frame-ancestors 'self' https://partner.example
+		}
+		report_only
+		report_uri /csp-report
+		report_to https://reports.example/csp
+		referrer_policy off
+		coep require-corp
+	}
+	csp_report /csp-report
+	respond "ok"
+}
+`, port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	resp, _ := getBody(t, base+"/")
+	ro := resp.Header.Get("Content-Security-Policy-Report-Only")
+	nonce := nonceInCSP.FindStringSubmatch(ro)
+	if nonce == nil || ro != "default-src 'self'; script-src 'self' 'nonce-"+nonce[1]+"'; frame-ancestors 'self' https://partner.example; report-uri /csp-report; report-to csp-endpoint" {
+		t.Fatalf("report-only policy %q", ro)
+	}
+	for k, v := range map[string]string{
+		"Reporting-Endpoints":          `csp-endpoint="https://reports.example/csp"`,
+		"Content-Security-Policy":      "",
+		"X-Frame-Options":              "", // X-Frame-Options cannot say "self and partner.example"
+		"Referrer-Policy":              "",
+		"Cross-Origin-Embedder-Policy": "require-corp",
+	} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	// With the csp_report feature off, reports fall through to the next handler.
+	resp, body := postReport(t, base+"/csp-report", "application/csp-report", `{"csp-report": {}}`)
+	if resp.StatusCode != http.StatusOK || body != "ok" {
+		t.Fatalf("csp_report off: %d %q, want the next handler's answer", resp.StatusCode, body)
+	}
+}
+
+func TestInjectTypesAnUntypedBodyBeforeDeciding(t *testing.T) {
+	page := `<!DOCTYPE html><html><script nonce="` + testPlaceholder + `">ok()</script></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil // no Content-Type, and no sniffing by the upstream
+		if r.URL.Path == "/empty" {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if strings.Contains(body, testPlaceholder) || !strings.Contains(body, `nonce="`+cspNonce(t, resp.Header)+`"`) {
+		t.Fatalf("an HTML body without Content-Type was not rewritten (the placeholder would leak): %q", body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
+		t.Errorf("Content-Type %q, want what net/http sniffs", ct)
+	}
+	if resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/empty", port)); resp.StatusCode != http.StatusAccepted || body != "" {
+		t.Fatalf("an untyped empty response: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestTemplatesUseTheNonce(t *testing.T) {
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	handle /xhtml {
+		header Content-Type "application/xhtml+xml"
+		respond <<XHTML
+			<script nonce="{http.vars.csp_nonce}">a()</script><script nonce="0000">b()</script>
+			XHTML 200
+	}
+	handle {
+		templates
+		header Content-Type "text/html; charset=utf-8"
+		respond <<HTML
+			<script nonce="{{placeholder "http.vars.csp_nonce"}}">a()</script><script nonce="0000">b()</script>
+			HTML 200
+	}
+}
+`, port))
+	for _, path := range []string{"/", "/xhtml"} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		nonce := cspNonce(t, resp.Header)
+		if want := `<script nonce="` + nonce + `">a()</script><script >b()</script>`; strings.TrimSpace(body) != want {
+			t.Errorf("%s:\n got  %q\n want %q", path, body, want)
+		}
+	}
+}

@@ -1,0 +1,324 @@
+package caddymodule
+
+import (
+	"bufio"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/swarmsec/caddy-hardening/csp"
+)
+
+// securityWriter settles the security headers when the response starts and, for HTML that
+// gets the nonce, streams the body through an injector.
+type securityWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	h       *SecurityHeaders
+	r       *http.Request
+	nonce   string
+	names   []string // the headers this response gets (the handler's, shared)
+	ours    []string // their values, in vals
+	vals    [maxManagedHeaders]string
+	started bool
+	pending int // a status held until the first write types the body
+	inj     *csp.Injector
+	out     *bufio.Writer // the injector's output: a few small pieces per tag become one write
+	discard bool          // the body cannot be sent safely (see failClosed)
+}
+
+// maxManagedHeaders bounds the headers the handler sets: CSP, HSTS, Reporting-Endpoints and
+// the seven others.
+const maxManagedHeaders = 12
+
+var injectorPool = sync.Pool{New: func() any { return new(csp.Injector) }}
+
+// outPool holds the injector's output buffers. The buffer keeps writes downstream large
+// enough for an outer `encode` to decide to compress (it looks at the first write).
+var outPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// copyBufPool holds ReadFrom's buffers for rewritten bodies.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// newSecurityWriter makes the nonce and sets this response's headers on w before the route
+// runs, so that a response the route does not write itself (an error) carries them too. One
+// allocation holds the writer and the values; the policy and its nonce are one more.
+func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request) *securityWriter {
+	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r}
+	sw.names = h.namesHTTP
+	if r.TLS != nil {
+		sw.names = h.namesTLS
+	}
+	vals := sw.vals[:0]
+	if h.cspHeader != "" {
+		var policy string
+		policy, sw.nonce = h.policy.RenderNewNonce()
+		vals = append(vals, policy)
+	} else {
+		sw.nonce = csp.NewNonce()
+	}
+	if r.TLS != nil && h.hsts != "" {
+		vals = append(vals, h.hsts)
+	}
+	for _, s := range h.static {
+		vals = append(vals, s.value)
+	}
+	sw.ours = vals
+	hdr := w.Header()
+	for i, name := range sw.names {
+		// Each header gets its own one-element slice (capacity 1): a later Add copies it
+		// instead of writing into the neighbouring header's value.
+		hdr[name] = vals[i : i+1 : i+1]
+	}
+	for _, name := range h.remove {
+		delete(hdr, name)
+	}
+	return sw
+}
+
+// settle applies the header rule once the route has set its own: a value appended after ours
+// (reverse_proxy adds the upstream's) is dropped, or wins for keep_upstream headers; a value
+// that replaced ours (a `header` directive) or a deletion stays.
+func (sw *securityWriter) settle() {
+	hdr := sw.Header()
+	for i, name := range sw.names {
+		vals := hdr[name]
+		if len(vals) < 2 || vals[0] != sw.ours[i] {
+			continue
+		}
+		if sw.h.keep[name] {
+			hdr[name] = vals[1:]
+		} else {
+			hdr[name] = vals[:1]
+		}
+	}
+	for _, name := range sw.h.remove {
+		delete(hdr, name)
+	}
+}
+
+// WriteHeader settles the headers and decides whether the body is rewritten.
+func (sw *securityWriter) WriteHeader(status int) {
+	if sw.started {
+		return
+	}
+	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		sw.ResponseWriter.WriteHeader(status) // 103 Early Hints and the like: not the response
+		return
+	}
+	sw.started = true
+	sw.settle()
+	if sw.h.injectMode != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
+		// No Content-Type: net/http would sniff the first write and might call it HTML.
+		// Decide on the same sniff, at the first write.
+		sw.pending = status
+		return
+	}
+	sw.start(status)
+}
+
+// start sends the status, after choosing how the body is handled.
+func (sw *securityWriter) start(status int) {
+	if sw.h.injectMode != 0 && sw.hasBody(status) {
+		hdr := sw.Header()
+		ce := hdr.Get("Content-Encoding")
+		encoded := ce != "" && !strings.EqualFold(ce, "identity")
+		mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+		switch {
+		case mt == "text/html" || mt == "application/xhtml+xml":
+			if encoded || status == http.StatusPartialContent {
+				if sw.h.injectMode == csp.Placeholder {
+					sw.failClosed(ce)
+					return
+				}
+				break // tags mode: nothing secret in it; pass it as it is
+			}
+			hdr.Del("Content-Length") // the body's length changes
+			if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+				hdr.Set("ETag", "W/"+etag) // same meaning, different bytes
+			}
+			if sw.h.cacheCtl != "" {
+				hdr.Set("Cache-Control", sw.h.cacheCtl)
+			}
+			sw.rewrite(sw.h.injectMode)
+		case sw.h.injectMode == csp.Placeholder && !encoded && isText(mt):
+			// JSON, JavaScript, CSS, text: the placeholder must not leave the edge here either.
+			// Overwritten with as many '-', the body keeps its length.
+			sw.rewrite(csp.Redact)
+		}
+	}
+	sw.ResponseWriter.WriteHeader(status)
+}
+
+// rewrite puts an injector on the body.
+func (sw *securityWriter) rewrite(mode csp.Mode) {
+	sw.out = outPool.Get().(*bufio.Writer)
+	sw.out.Reset(sw.ResponseWriter)
+	inj := injectorPool.Get().(*csp.Injector)
+	_ = inj.Reset(sw.out, mode, sw.nonce, sw.h.ph) // checked in Provision
+	sw.inj = inj
+}
+
+// isText reports whether a media type is text a client reads (so could carry the
+// placeholder to it): text/*, JSON, JavaScript, XML.
+func isText(mt string) bool {
+	if strings.HasPrefix(mt, "text/") {
+		return true
+	}
+	switch mt {
+	case "application/json", "application/javascript", "application/ecmascript", "application/xml":
+		return true
+	}
+	return strings.HasPrefix(mt, "application/") && (strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+xml"))
+}
+
+// hasBody reports whether a response with this status to this request carries a body.
+func (sw *securityWriter) hasBody(status int) bool {
+	return sw.r.Method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+func hasContentType(h http.Header) bool {
+	_, set := h["Content-Type"] // present but empty means "do not sniff"
+	return set
+}
+
+// sniff settles a status held for want of a Content-Type, typing the body as net/http would.
+func (sw *securityWriter) sniff(p []byte) {
+	if sw.pending == 0 {
+		return
+	}
+	status := sw.pending
+	sw.pending = 0
+	if len(p) > 0 {
+		sw.Header().Set("Content-Type", http.DetectContentType(p))
+	}
+	sw.start(status)
+}
+
+// failClosed answers 502 instead of an HTML body that still holds the secret placeholder: the
+// upstream compressed it or sent a part of it although we asked for neither.
+func (sw *securityWriter) failClosed(ce string) {
+	sw.discard = true
+	sw.h.logger.Error("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
+		zap.String("content_encoding", ce), zap.String("uri", truncate(sw.r.RequestURI, maxLoggedURI)))
+	hdr := sw.Header()
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified"} {
+		hdr.Del(k)
+	}
+	_ = writeProblem(sw.ResponseWriter, http.StatusBadGateway, "Bad Gateway", "the upstream's HTML could not be secured", nil)
+}
+
+func (sw *securityWriter) Write(p []byte) (int, error) {
+	if !sw.started {
+		sw.WriteHeader(http.StatusOK)
+	}
+	sw.sniff(p)
+	switch {
+	case sw.discard:
+		return len(p), nil
+	case sw.inj != nil:
+		return sw.inj.Write(p)
+	}
+	return sw.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps file_server's bodies on the rewriting path: the embedded wrapper's ReadFrom
+// would hand the file to the connection and bypass Write.
+func (sw *securityWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !sw.started {
+		sw.WriteHeader(http.StatusOK)
+	}
+	var n0 int64
+	if sw.pending != 0 {
+		// Type the body by its first bytes, as net/http does.
+		var head [512]byte
+		n, err := io.ReadFull(r, head[:])
+		if n > 0 {
+			if _, werr := sw.Write(head[:n]); werr != nil {
+				return int64(n), werr
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return int64(n), nil
+		} else if err != nil {
+			return int64(n), err
+		}
+		n0 = int64(n)
+	}
+	n, err := sw.readFrom(r)
+	return n0 + n, err
+}
+
+func (sw *securityWriter) readFrom(r io.Reader) (int64, error) {
+	switch {
+	case sw.discard:
+		return io.Copy(io.Discard, r)
+	case sw.inj != nil:
+		buf := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(buf)
+		return io.CopyBuffer(writerOnly{sw.inj}, r, *buf)
+	}
+	return sw.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// writerOnly hides ReadFrom so io.CopyBuffer uses the buffer.
+type writerOnly struct{ io.Writer }
+
+// FlushError sends what the injector has passed on (its output buffer included); bytes it holds (part of a tag or of a
+// placeholder) wait for the rest.
+func (sw *securityWriter) FlushError() error {
+	if !sw.started {
+		sw.WriteHeader(http.StatusOK)
+	}
+	sw.sniff(nil)
+	if sw.out != nil {
+		if err := sw.out.Flush(); err != nil {
+			return err
+		}
+	}
+	return http.NewResponseController(sw.ResponseWriter).Flush()
+}
+
+// Flush implements http.Flusher (server-sent events, streaming upstreams).
+func (sw *securityWriter) Flush() { _ = sw.FlushError() }
+
+// Hijack passes the connection through (websockets via reverse_proxy).
+func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(sw.ResponseWriter).Hijack()
+}
+
+// close passes on what the injector holds at the end of the body.
+func (sw *securityWriter) close() error {
+	sw.sniff(nil) // a held status whose body never came
+	if sw.inj == nil {
+		return nil
+	}
+	err := sw.inj.Close()
+	if ferr := sw.out.Flush(); err == nil {
+		err = ferr
+	}
+	injectorPool.Put(sw.inj)
+	sw.out.Reset(nil)
+	outPool.Put(sw.out)
+	sw.inj, sw.out = nil, nil
+	return err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// Interface guards.
+var (
+	_ http.Flusher  = (*securityWriter)(nil)
+	_ http.Hijacker = (*securityWriter)(nil)
+	_ io.ReaderFrom = (*securityWriter)(nil)
+)

@@ -1,0 +1,105 @@
+package csp
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/html"
+)
+
+// FuzzInjector checks, for any body and any way of splitting it into writes:
+//   - the output does not depend on how the body was split;
+//   - only nonce attributes change: removing every nonce attribute from the output gives
+//     what removing them from the input gives (after the placeholder became the nonce; in
+//     Tags mode, after taking out the inserted ` nonce="…"`);
+//   - Go's HTML5 tokenizer (golang.org/x/net/html) finds no tag whose nonce is not the
+//     response's, and in Tags mode no tag with two nonces (each nonce in the output is one
+//     tag's nonce);
+//   - the placeholder never reaches the client.
+func FuzzInjector(f *testing.F) {
+	for _, s := range []string{
+		`<script nonce="` + testPH + `">a()</script><script>evil()</script>`,
+		`<script src=//evil x=<script nonce="` + testPH + `">`,
+		`<!--<script nonce=x>--><textarea><script nonce=y></textarea>`,
+		`<script><!--<script>x</script>--></script><style nonce=1>`,
+		`<link rel=stylesheet href=a.css/><script nonce=` + testPH + testPH[:4],
+		`<p nonce nonce=1 NONCE='2'>`, `</a nonce=1>`, `<!---->`, `<plaintext><script>`,
+	} {
+		f.Add(s, uint8(3), false)
+		f.Add(s, uint8(1), true)
+	}
+	f.Fuzz(func(t *testing.T, body string, split uint8, tags bool) {
+		mode, ph := Placeholder, testPH
+		if tags {
+			mode, ph = Tags, ""
+		}
+		nonce := NewNonce()
+		whole := rewrite(t, mode, nonce, ph, body, 0)
+		if got := rewrite(t, mode, nonce, ph, body, int(split%16)+1); got != whole {
+			t.Fatalf("output depends on the writes:\n whole %q\n split %q", whole, got)
+		}
+
+		// Only nonce attributes change.
+		strip := func(s string) string { return rewrite(t, Placeholder, NewNonce(), "__never_in_body_"+NewNonce(), s, 0) }
+		in, out := body, whole
+		if tags {
+			out = strings.ReplaceAll(out, ` nonce="`+nonce+`"`, "")
+		} else {
+			in = strings.ReplaceAll(in, testPH, nonce)
+		}
+		if strip(out) != strip(in) {
+			t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
+		}
+		if !tags && strings.Contains(whole, testPH) {
+			t.Fatalf("the placeholder reached the output: %q", whole)
+		}
+
+		// Redact mode keeps the length and removes every placeholder, whatever the body.
+		if !tags {
+			red := rewrite(t, Redact, "", testPH, body, int(split%16)+1)
+			if len(red) != len(body) || strings.Contains(red, testPH) || red != strings.ReplaceAll(body, testPH, strings.Repeat("-", len(testPH))) {
+				t.Fatalf("redact:\n in  %q\n out %q", body, red)
+			}
+		}
+
+		// An independent HTML5 tokenizer sees only this response's nonce.
+		z := html.NewTokenizer(strings.NewReader(whole))
+		nonced := 0
+		for {
+			tt := z.Next()
+			if tt == html.ErrorToken {
+				break
+			}
+			if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+				continue
+			}
+			for _, a := range z.Token().Attr {
+				if a.Key != "nonce" {
+					continue
+				}
+				if a.Val != nonce {
+					t.Fatalf("a tag keeps nonce %q (the response's is %q):\n in  %q\n out %q", a.Val, nonce, body, whole)
+				}
+				nonced++
+			}
+		}
+		if tags && strings.Count(whole, nonce) != nonced {
+			t.Fatalf("%d nonces in the output but %d nonced tags (a tag with two?):\n in  %q\n out %q", strings.Count(whole, nonce), nonced, body, whole)
+		}
+	})
+}
+
+func TestNonceIsFreshAndLongEnough(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		n := NewNonce()
+		if len(n) != 24 || seen[n] {
+			t.Fatalf("nonce %q: want 24 base64 characters, never repeated", n)
+		}
+		if raw, err := base64.StdEncoding.DecodeString(n); err != nil || len(raw) != NonceBytes {
+			t.Fatalf("nonce %q is not 128 bits of base64: %v", n, err)
+		}
+		seen[n] = true
+	}
+}

@@ -1,0 +1,131 @@
+package csp
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+const (
+	testNonce = "AAAAAAAAAAAAAAAAAAAAAA=="
+	testPH    = "__CSP_NONCE_7f3a9c1e__"
+)
+
+// rewrite runs the injector over in, split into writes of at most chunk bytes (0: one write).
+func rewrite(t testing.TB, mode Mode, nonce, ph, in string, chunk int) string {
+	t.Helper()
+	var out bytes.Buffer
+	inj, err := NewInjector(&out, mode, nonce, ph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := []byte(in)
+	for len(b) > 0 {
+		n := len(b)
+		if chunk > 0 && chunk < n {
+			n = chunk
+		}
+		if _, err := inj.Write(b[:n]); err != nil {
+			t.Fatal(err)
+		}
+		b = b[n:]
+	}
+	if err := inj.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestInjectorPlaceholder(t *testing.T) {
+	n := `nonce="` + testNonce + `"`
+	cases := []struct{ name, in, want string }{
+		{"marked script", `<script nonce="` + testPH + `">a()</script>`, `<script ` + n + `>a()</script>`},
+		{"unquoted and upper case", `<SCRIPT NONCE=` + testPH + `>`, `<SCRIPT ` + n + `>`},
+		{"spaces around =", `<style nonce = '` + testPH + `' >`, `<style ` + n + ` >`},
+		{"foreign nonce removed", `<script nonce="abc" src=x>`, `<script  src=x>`},
+		{"empty nonce removed", `<script nonce>x</script>`, `<script >x</script>`},
+		{"second nonce removed", `<script nonce=` + testPH + ` nonce="` + testPH + `">`, `<script ` + n + ` >`},
+		{"placeholder in text replaced", `var n="` + testPH + `";`, `var n="` + testNonce + `";`},
+		{"dangling markup: unquoted value with <", `<script src=//evil x=<script nonce="` + testPH + `">`, `<script src=//evil x=<script >`},
+		{"dangling markup: attribute name with <", `<img src=x <script nonce="` + testPH + `">`, `<img src=x <script >`},
+		{"nonce in comment is text", `<!-- <script nonce="x"> -->`, `<!-- <script nonce="x"> -->`},
+		{"nonce in textarea is text", `<textarea><script nonce="x"></textarea><b nonce=y>`, `<textarea><script nonce="x"></textarea><b >`},
+		{"nonce in script body is text", `<script nonce=` + testPH + `>s='<p nonce=1>'</script>`, `<script ` + n + `>s='<p nonce=1>'</script>`},
+		{"nonceX is another attribute", `<a noncex="1" data-nonce="2">`, `<a noncex="1" data-nonce="2">`},
+		{"self-closing", `<script nonce="q"/>`, `<script />`},
+		{"no tags mode insertion", `<script>1</script>`, `<script>1</script>`},
+		{"bogus comment", `<!doctype html><?x nonce=1>`, `<!doctype html><?x nonce=1>`},
+		{"end tag attribute removed", `</p nonce=1>`, `</p >`},
+	}
+	for _, c := range cases {
+		for _, chunk := range []int{0, 1, 2, 3, 7} {
+			if got := rewrite(t, Placeholder, testNonce, testPH, c.in, chunk); got != c.want {
+				t.Errorf("%s (writes of %d):\n got  %s\n want %s", c.name, chunk, got, c.want)
+			}
+		}
+	}
+}
+
+func TestInjectorTags(t *testing.T) {
+	n := ` nonce="` + testNonce + `"`
+	cases := []struct{ name, in, want string }{
+		{"script", `<script src="/a.js"></script>`, `<script src="/a.js"` + n + `></script>`},
+		{"style", `<style>p{}</style>`, `<style` + n + `>p{}</style>`},
+		{"stylesheet", `<link rel="stylesheet" href=/a.css>`, `<link rel="stylesheet" href=/a.css` + n + `>`},
+		{"modulepreload token", `<link rel='icon modulepreload' href=/m.js />`, `<link rel='icon modulepreload' href=/m.js ` + n + `/>`},
+		{"self-closing slash kept last", `<script src=a.js/>`, `<script src=a.js/` + n + `>`},
+		{"quoted then slash", `<script src="a"/>`, `<script src="a"` + n + `/>`},
+		{"icon link untouched", `<link rel=icon href=/f.ico>`, `<link rel=icon href=/f.ico>`},
+		{"stale nonce replaced", `<script nonce="old">`, `<script ` + n + `>`},
+		{"response's nonce kept once", `<script nonce="` + testNonce + `">`, `<script nonce="` + testNonce + `">`},
+		{"script text untouched", `<script>document.write("<script src=x></scr"+"ipt>")</script>`, `<script` + n + `>document.write("<script src=x></scr"+"ipt>")</script>`},
+		{"escaped script text", `<script><!--<script></script>--></script><style>`, `<script` + n + `><!--<script></script>--></script><style` + n + `>`},
+		{"end tag never gets one", `</script>`, `</script>`},
+		{"comment", `<!--><script>`, `<!--><script` + n + `>`},
+		{"suspicious tag gets none", `<script a=<b>`, `<script a=<b>`},
+	}
+	for _, c := range cases {
+		for _, chunk := range []int{0, 1, 2, 5} {
+			if got := rewrite(t, Tags, testNonce, "", c.in, chunk); got != c.want {
+				t.Errorf("%s (writes of %d):\n got  %s\n want %s", c.name, chunk, got, c.want)
+			}
+		}
+	}
+}
+
+func TestInjectorPlaceholderAcrossWrites(t *testing.T) {
+	// Every split of a placeholder, and near-misses that share its prefix.
+	in := strings.Repeat(`<p>`+testPH[:5]+`x`+testPH+`</p>`, 3) + testPH[:7]
+	want := strings.ReplaceAll(in[:len(in)-7], testPH, testNonce) + testPH[:7]
+	for chunk := 1; chunk <= len(in); chunk++ {
+		if got := rewrite(t, Placeholder, testNonce, testPH, in, chunk); got != want {
+			t.Fatalf("writes of %d:\n got  %s\n want %s", chunk, got, want)
+		}
+	}
+}
+
+func TestInjectorRefusesShortPlaceholder(t *testing.T) {
+	if _, err := NewInjector(&bytes.Buffer{}, Placeholder, testNonce, "NONCE"); err == nil {
+		t.Fatal("a 5-character placeholder was accepted")
+	}
+}
+
+func TestInjectorUnfinishedNonceAtEOFDropped(t *testing.T) {
+	if got := rewrite(t, Placeholder, testNonce, testPH, `<script nonce="abc`, 0); got != `<script ` {
+		t.Fatalf("got %q", got)
+	}
+	if got := rewrite(t, Placeholder, testNonce, testPH, `<script nonc`, 0); got != `<script nonc` {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestInjectorRedact(t *testing.T) {
+	in := `{"html": "<script nonce=\"` + testPH + `\">x()</script>", "n": "` + testPH[:9] + `"}` + testPH[:5]
+	want := strings.ReplaceAll(in, testPH, strings.Repeat("-", len(testPH)))
+	for chunk := 0; chunk <= len(in); chunk++ {
+		got := rewrite(t, Redact, "", testPH, in, chunk)
+		if got != want {
+			t.Fatalf("writes of %d:\n got  %s\n want %s", chunk, got, want)
+		}
+	}
+}

@@ -1,0 +1,288 @@
+package csp
+
+import (
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+type directiveKind uint8
+
+const (
+	kindSources   directiveKind = iota + 1 // a source list
+	kindAncestors                          // frame-ancestors: 'self', 'none', hosts and schemes only
+	kindNoValue                            // upgrade-insecure-requests
+	kindSandbox
+	kindReportURI
+	kindReportTo
+	kindRequireTT
+	kindTrustedTypes
+	kindWebRTC
+)
+
+// directives lists every CSP Level 3 directive browsers enforce, by value grammar.
+var directives = map[string]directiveKind{
+	"default-src": kindSources, "script-src": kindSources, "script-src-elem": kindSources,
+	"script-src-attr": kindSources, "style-src": kindSources, "style-src-elem": kindSources,
+	"style-src-attr": kindSources, "img-src": kindSources, "font-src": kindSources,
+	"connect-src": kindSources, "media-src": kindSources, "object-src": kindSources,
+	"frame-src": kindSources, "child-src": kindSources, "worker-src": kindSources,
+	"manifest-src": kindSources, "fenced-frame-src": kindSources, "base-uri": kindSources,
+	"form-action": kindSources, "frame-ancestors": kindAncestors,
+	"upgrade-insecure-requests": kindNoValue, "sandbox": kindSandbox,
+	"report-uri": kindReportURI, "report-to": kindReportTo,
+	"require-trusted-types-for": kindRequireTT, "trusted-types": kindTrustedTypes,
+	"webrtc": kindWebRTC,
+}
+
+// nonceDirectives may carry 'nonce' and 'strict-dynamic'.
+var nonceDirectives = map[string]bool{
+	"default-src": true, "script-src": true, "script-src-elem": true, "script-src-attr": true,
+	"style-src": true, "style-src-elem": true, "style-src-attr": true,
+}
+
+var keywords = map[string]bool{
+	"'self'": true, "'none'": true, "'unsafe-inline'": true, "'unsafe-eval'": true,
+	"'strict-dynamic'": true, "'unsafe-hashes'": true, "'report-sample'": true,
+	"'wasm-unsafe-eval'": true, "'inline-speculation-rules'": true,
+}
+
+var sandboxTokens = map[string]bool{
+	"allow-downloads": true, "allow-forms": true, "allow-modals": true, "allow-orientation-lock": true,
+	"allow-pointer-lock": true, "allow-popups": true, "allow-popups-to-escape-sandbox": true,
+	"allow-presentation": true, "allow-same-origin": true, "allow-scripts": true,
+	"allow-top-navigation": true, "allow-top-navigation-by-user-activation": true,
+	"allow-top-navigation-to-custom-protocols": true, "allow-storage-access-by-user-activation": true,
+}
+
+// KnownDirective reports whether name is a directive browsers enforce.
+func KnownDirective(name string) bool {
+	_, ok := directives[name]
+	return ok
+}
+
+// KnownDirectives lists the directive names, for error messages.
+func KnownDirectives() []string { return sortedKeys(directives) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Validate checks every directive name and value, and the rules that make a policy mean what
+// it says ('none' alone, 'strict-dynamic' with a nonce or hash, no fixed nonce).
+func (p Policy) Validate() error {
+	seen := map[string]bool{}
+	for _, d := range p.Directives {
+		if seen[d.Name] {
+			return fmt.Errorf("directive %s given twice (browsers ignore the second)", d.Name)
+		}
+		seen[d.Name] = true
+		if err := ValidateDirective(d.Name, d.Values); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateDirective checks one directive's name and values.
+func ValidateDirective(name string, values []string) error {
+	kind, ok := directives[name]
+	if !ok {
+		return fmt.Errorf("unknown CSP directive %q; expected one of: %s", name, strings.Join(KnownDirectives(), ", "))
+	}
+	switch kind {
+	case kindSources, kindAncestors:
+		return validateSources(name, kind, values)
+	case kindNoValue:
+		if len(values) > 0 {
+			return fmt.Errorf("%s takes no value; got %q", name, strings.Join(values, " "))
+		}
+	case kindSandbox:
+		for _, v := range values {
+			if !sandboxTokens[strings.ToLower(v)] {
+				return fmt.Errorf("sandbox: unknown flag %q; expected one of %s", v, strings.Join(sortedKeys(sandboxTokens), ", "))
+			}
+		}
+	case kindReportURI:
+		if len(values) == 0 {
+			return fmt.Errorf("report-uri needs at least one URL")
+		}
+		for _, v := range values {
+			if !validReportURL(v) {
+				return fmt.Errorf("report-uri %q: expected an absolute path (/csp-report) or an http(s) URL", v)
+			}
+		}
+	case kindReportTo:
+		if len(values) != 1 || !validToken(values[0]) {
+			return fmt.Errorf("report-to takes one endpoint name (letters, digits, - and _); got %q", strings.Join(values, " "))
+		}
+	case kindRequireTT:
+		if len(values) != 1 || values[0] != "'script'" {
+			return fmt.Errorf("require-trusted-types-for takes exactly 'script'; got %q", strings.Join(values, " "))
+		}
+	case kindTrustedTypes:
+		for _, v := range values {
+			if v != "'none'" && v != "'allow-duplicates'" && v != "*" && !validToken(v) {
+				return fmt.Errorf("trusted-types: %q is not a policy name, 'none', 'allow-duplicates' or *", v)
+			}
+		}
+	case kindWebRTC:
+		if len(values) != 1 || (values[0] != "'allow'" && values[0] != "'block'") {
+			return fmt.Errorf("webrtc takes 'allow' or 'block'; got %q", strings.Join(values, " "))
+		}
+	}
+	return nil
+}
+
+func validateSources(name string, kind directiveKind, values []string) error {
+	if len(values) == 0 {
+		return fmt.Errorf("%s needs at least one source ('none' to allow nothing)", name)
+	}
+	hasNonceOrHash, strictDynamic := false, false
+	for _, v := range values {
+		lv := strings.ToLower(v)
+		switch {
+		case lv == "'none'":
+			if len(values) > 1 {
+				return fmt.Errorf("%s: 'none' must be the only source; got %q", name, strings.Join(values, " "))
+			}
+		case v == NonceToken:
+			if !nonceDirectives[name] {
+				return fmt.Errorf("%s: 'nonce' only applies to script-src, style-src (and their -elem/-attr forms) and default-src", name)
+			}
+			hasNonceOrHash = true
+		case strings.HasPrefix(lv, "'nonce-"):
+			return fmt.Errorf("%s: fixed nonce %s: every response would reuse it; write 'nonce' and the edge sends a fresh one per response", name, v)
+		case strings.HasPrefix(lv, "'sha256-"), strings.HasPrefix(lv, "'sha384-"), strings.HasPrefix(lv, "'sha512-"):
+			if !validHash(v) {
+				return fmt.Errorf("%s: bad hash source %s: expected 'sha256-<base64 digest>' (or sha384, sha512)", name, v)
+			}
+			hasNonceOrHash = true
+		case keywords[lv]:
+			if kind == kindAncestors && lv != "'self'" {
+				return fmt.Errorf("frame-ancestors accepts only 'self', 'none', hosts and schemes; got %s", v)
+			}
+			if lv == "'strict-dynamic'" {
+				if !nonceDirectives[name] {
+					return fmt.Errorf("%s: 'strict-dynamic' only applies to script-src and default-src", name)
+				}
+				strictDynamic = true
+			}
+		case keywords["'"+lv+"'"]:
+			return fmt.Errorf("%s: %s without quotes is a host name; write '%s'", name, v, lv)
+		case strings.HasPrefix(v, "'"):
+			return fmt.Errorf("%s: unknown keyword %s; expected 'nonce', 'sha256-…', 'sha384-…', 'sha512-…' or one of %s", name, v, strings.Join(sortedKeys(keywords), " "))
+		default:
+			if err := validHostOrScheme(v); err != nil {
+				return fmt.Errorf("%s: bad source expression %q: %v", name, v, err)
+			}
+		}
+	}
+	if strictDynamic && !hasNonceOrHash {
+		return fmt.Errorf("%s: 'strict-dynamic' without 'nonce' or a hash blocks every script; add 'nonce'", name)
+	}
+	return nil
+}
+
+// validHostOrScheme accepts `*`, a scheme source (`https:`) or a host source
+// (`[scheme://]host[:port][/path]`, host `*`, `*.example.com` or `example.com`).
+func validHostOrScheme(v string) error {
+	if v == "*" {
+		return nil
+	}
+	if strings.HasSuffix(v, ":") && validScheme(v[:len(v)-1]) {
+		return nil
+	}
+	rest := v
+	if i := strings.Index(rest, "://"); i >= 0 {
+		if !validScheme(rest[:i]) {
+			return fmt.Errorf("bad scheme %q", rest[:i])
+		}
+		rest = rest[i+3:]
+	}
+	if strings.ContainsAny(rest, ",;'\"") {
+		return fmt.Errorf("expected a host (example.com, *.example.com), a scheme (https:) or a keyword ('self')")
+	}
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		rest = rest[:i] // a path is matched by prefix; any characters but the ones refused above
+	}
+	host := rest
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		host = rest[:i]
+		port := rest[i+1:]
+		if n, err := strconv.Atoi(port); port != "*" && (err != nil || n < 1 || n > 65535) {
+			return fmt.Errorf("bad port %q", port)
+		}
+	}
+	if host == "*" {
+		return nil
+	}
+	host = strings.TrimPrefix(host, "*.")
+	if host == "" {
+		return fmt.Errorf("empty host")
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || strings.Trim(strings.ToLower(label), "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return fmt.Errorf("expected a host (example.com, *.example.com), a scheme (https:) or a keyword ('self')")
+		}
+	}
+	return nil
+}
+
+func validScheme(s string) bool {
+	if s == "" || !isAlpha(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isAlpha(c) && !(c >= '0' && c <= '9') && c != '+' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func validHash(v string) bool {
+	inner := strings.Trim(v, "'")
+	alg, digest, ok := strings.Cut(inner, "-")
+	if !ok {
+		return false
+	}
+	want := map[string]int{"sha256": 32, "sha384": 48, "sha512": 64}[strings.ToLower(alg)]
+	raw, err := base64.StdEncoding.DecodeString(digest)
+	if err != nil {
+		raw, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(digest, "="))
+	}
+	return err == nil && len(raw) == want
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isAlpha(c) && !(c >= '0' && c <= '9') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// validReportURL accepts an absolute path or an http(s) URL without spaces, quotes or ';'.
+func validReportURL(s string) bool {
+	if strings.ContainsAny(s, " \t;,'\"") {
+		return false
+	}
+	return strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") ||
+		strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")
+}
+
+func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
