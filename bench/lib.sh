@@ -1,11 +1,18 @@
-# Shared by the bench/*.sh scripts: build the Caddy of this checkout, start it, run wrk against
-# its sites in interleaved rounds and compare. Source it from a script that set `set -euo
-# pipefail` and cd'd to the repository root.
+# Shared by the bench/*.sh scripts: build the Caddy of this checkout, start it, and compare
+# configurations with wrk in interleaved runs. Source it from a script that set
+# `set -euo pipefail` and cd'd to the repository root.
 #
-# Settings (environment): DURATION=10s ROUNDS=3 CONNECTIONS=32 THREADS=1
-DURATION=${DURATION:-10s}
+# The machine may be shared and noisy, so every measured run of a configuration sits between two
+# runs of its baseline (base, X, base, Y, base, ...) and is compared with the mean of those two.
+# Besides req/s, the measured Caddy's CPU time per request (user + system, from
+# /proc/<pid>/stat) is compared: other load disturbs it less. The CPU ratio is printed as
+# baseline CPU / configuration CPU, i.e. the throughput ratio on an otherwise idle CPU.
+# Medians over the rounds are printed at the end.
+#
+# Settings (environment): ROUNDS=3 DURATION=5s CONNECTIONS=16 THREADS=1
 ROUNDS=${ROUNDS:-3}
-CONNECTIONS=${CONNECTIONS:-32}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-1}
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get install wrk)"; exit 1; }
 
@@ -38,32 +45,51 @@ wait_http() {
   echo "no answer from $1"; cat "$tmp"/*.log; exit 1
 }
 
-# run <label> <url> [wrk args...]: one wrk run; appends "label req/s us-CPU/request" to
-# $tmp/results, the CPU being that of the process $measured_pid (user + system time).
-run() {
-  local label=$1 url=$2; shift 2
-  local hz before after out rps reqs cpu
+# measure <url> [wrk args...]: prints "<req/s> <CPU us per request of $measured_pid>".
+measure() {
+  local url=$1; shift
+  local hz before out reqs after
   hz=$(getconf CLK_TCK)
   before=$(awk '{print $14 + $15}' "/proc/$measured_pid/stat")
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" "$url")
   after=$(awk '{print $14 + $15}' "/proc/$measured_pid/stat")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  cpu=$(awk -v a="$after" -v b="$before" -v n="$reqs" -v hz="$hz" 'BEGIN {printf "%.2f", (a-b)/hz*1e6/n}')
-  printf '%-20s %10s req/s  %6s us CPU/request\n' "$label" "$rps" "$cpu"
-  echo "$label $rps $cpu" >>"$tmp/results"
+  echo "$(awk '/^Requests\/sec:/ {print $2}' <<<"$out") $(awk -v a="$after" -v b="$before" -v n="$reqs" -v hz="$hz" 'BEGIN {printf "%.2f", (a-b)/hz*1e6/n}')"
 }
 
-# compare <label> <baseline label> <target>: mean throughput and CPU/request ratios.
-compare() {
-  awk -v x="$1" -v base="$2" -v target="$3" '
-    { rps[$1] += $2; cpu[$1] += $3; n[$1]++ }
-    END {
-      printf "%-20s / %-12s throughput %.3f (target %s), CPU/request %.3f\n", x, base,
-        (rps[x] / n[x]) / (rps[base] / n[base]), target, (cpu[x] / n[x]) / (cpu[base] / n[base])
-    }' "$tmp/results"
-}
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 bench_header() {
-  echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds; $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(go version | awk '{print $3}')"
+  echo "$(go version | awk '{print $3}'), $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(nproc) cores; wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds"
 }
+
+# interleave <baseline name> <baseline url> <name> <url> [<name> <url>...]: runs ROUNDS rounds
+# of base, X, base, Y, base ... and prints each run and the median ratios to the baseline.
+# wrk arguments can be given in WRK_ARGS (an array) before the call.
+interleave() {
+  local base=$1 base_url=$2; shift 2
+  local -a names=() urls=()
+  while [ $# -gt 0 ]; do names+=("$1"); urls+=("$2"); shift 2; done
+  local -A ratios=() cpuratios=()
+  local prev prevcpu x xcpu next nextcpu ratio cpuratio i r
+  read -r prev prevcpu < <(measure "$base_url" "${WRK_ARGS[@]}")
+  for r in $(seq "$ROUNDS"); do
+    for i in "${!names[@]}"; do
+      read -r x xcpu < <(measure "${urls[$i]}" "${WRK_ARGS[@]}")
+      read -r next nextcpu < <(measure "$base_url" "${WRK_ARGS[@]}")
+      ratio=$(awk -v x="$x" -v a="$prev" -v b="$next" 'BEGIN { printf "%.3f", x / ((a + b) / 2) }')
+      cpuratio=$(awk -v x="$xcpu" -v a="$prevcpu" -v b="$nextcpu" 'BEGIN { printf "%.3f", ((a + b) / 2) / x }')
+      printf 'round %d  %-16s %8.0f req/s %6.1f us/req   %s around it %8.0f %8.0f req/s   ratio req/s %s  cpu %s\n' \
+        "$r" "${names[$i]}" "$x" "$xcpu" "$base" "$prev" "$next" "$ratio" "$cpuratio"
+      ratios[${names[$i]}]+="$ratio "
+      cpuratios[${names[$i]}]+="$cpuratio "
+      prev=$next prevcpu=$nextcpu
+    done
+  done
+  echo
+  for i in "${!names[@]}"; do
+    printf '%-16s median ratio to %s: req/s %s, cpu per request %s\n' "${names[$i]}" "$base" \
+      "$(echo "${ratios[${names[$i]}]}" | median)" "$(echo "${cpuratios[${names[$i]}]}" | median)"
+  done
+}
+WRK_ARGS=()

@@ -2,9 +2,10 @@
 # path_guard + IP class cost, measured with wrk against one Caddy built from this checkout:
 # bare `respond` vs `path_guard` (traversal check, class lookup against 10,000 trusted
 # addresses, probe path match, status capture for the detector) in front of the same
-# `respond` (target >= 0.98 of bare throughput). Runs are interleaved against the same process.
+# `respond` (target >= 0.98 of bare throughput). Runs are interleaved against the same process
+# (see bench/lib.sh).
 #
-# Usage: bench/pathguard.sh            (DURATION=10s ROUNDS=3 CONNECTIONS=32 THREADS=1)
+# Usage: bench/pathguard.sh            (ROUNDS=3 DURATION=5s CONNECTIONS=16 THREADS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -38,9 +39,4 @@ measured_pid=$last_pid
 wait_http "http://127.0.0.1:$guarded/"
 
 bench_header
-for _ in $(seq "$ROUNDS"); do
-  run bare "http://127.0.0.1:$bare/api/v1/users/123"
-  run path_guard "http://127.0.0.1:$guarded/api/v1/users/123"
-done
-echo
-compare path_guard bare ">= 0.98"
+interleave bare "http://127.0.0.1:$bare/api/v1/users/123" path_guard "http://127.0.0.1:$guarded/api/v1/users/123"
