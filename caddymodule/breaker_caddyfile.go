@@ -63,13 +63,13 @@ func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
 	if d.NextArg() {
 		return d.Errf("upstream_breaker takes one name, then a block; unexpected %q", d.Val())
 	}
-	seen := map[string]bool{}
+	seen := map[string]caddyfile.Dispenser{} // each subdirective's position, for later errors
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if seen[name] {
+		if _, dup := seen[name]; dup {
 			return d.Errf("upstream_breaker: %s is given twice", name)
 		}
-		seen[name] = true
+		seen[name] = *d
 		if name == "fallback" {
 			if hp.State == nil && hp.BlockState == nil { // not under the HTTP Caddyfile adapter
 				return d.Err("upstream_breaker: fallback needs the HTTP Caddyfile adapter")
@@ -83,8 +83,8 @@ func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
 			return err
 		}
 	}
-	if h.FailureRatio == 0 && (seen["min_requests"] || seen["interval"] && h.ConsecutiveFailures == 0) {
-		return d.Errf("upstream_breaker %s: min_requests and interval apply to failure_ratio, which is not set", h.Name)
+	if at, ok := seen["min_requests"]; ok && h.FailureRatio == 0 {
+		return at.Errf("upstream_breaker %s: min_requests applies to failure_ratio, which is not set", h.Name)
 	}
 	return nil
 }
