@@ -120,6 +120,7 @@ type UpstreamBreaker struct {
 	classifier breaker.Classifier
 	fallback   caddyhttp.Handler
 	metrics    breakerMetrics
+	openReply  atomic.Pointer[renderedReply]
 }
 
 // CaddyModule returns the Caddy module information.
@@ -301,17 +302,48 @@ func (h *UpstreamBreaker) retryAfter(state breaker.State) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// writeOpen is the 503 problem; the breaker's name stays out of it (internal topology).
+// writeOpen is the 503 problem; the breaker's name stays out of it (internal topology). The
+// reply changes once a second at most, so it is rendered once per Retry-After value: an open
+// breaker under a flood answers for less than a bare `respond`.
 func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, _ *http.Request) error {
 	state := breaker.StateOpen
 	if h.entry.b.State() == breaker.StateHalfOpen {
 		state = breaker.StateHalfOpen
 	}
 	secs := h.retryAfter(state)
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	return writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable",
-		"the upstream service is failing; requests are held back until it recovers",
-		map[string]any{"retry_after": secs})
+	reply := h.openReply.Load()
+	if reply == nil || reply.secs != secs {
+		reply = &renderedReply{secs: secs, header: make(http.Header)}
+		if err := writeProblem(reply, http.StatusServiceUnavailable, "Service Unavailable",
+			"the upstream service is failing; requests are held back until it recovers",
+			map[string]any{"retry_after": secs}); err != nil {
+			return err
+		}
+		reply.header.Set("Retry-After", strconv.Itoa(secs))
+		h.openReply.Store(reply)
+	}
+	hdr := w.Header()
+	for k, v := range reply.header {
+		hdr[k] = []string{v[0]} // a copy: later handlers may append to it
+	}
+	w.WriteHeader(reply.status)
+	_, err := w.Write(reply.body)
+	return err
+}
+
+// renderedReply is a response written once and replayed.
+type renderedReply struct {
+	secs   int
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *renderedReply) Header() http.Header    { return r.header }
+func (r *renderedReply) WriteHeader(status int) { r.status = status }
+func (r *renderedReply) Write(p []byte) (int, error) {
+	r.body = append(r.body, p...)
+	return len(p), nil
 }
 
 // breakerEntry is one breaker in the pool; owner is the handler of the newest config using it,

@@ -86,8 +86,10 @@ func TestBreakerSharedInstancesOpenTogether(t *testing.T) {
 	a := startSharedInstance(t, r.URL(0), failing.addr())
 	b := startSharedInstance(t, r.URL(0), healthy.addr())
 
-	if a.status(t) != 500 || a.status(t) != 500 || a.status(t) != 503 {
-		t.Fatal("instance a did not open after 2 failures")
+	for i, want := range []int{500, 500, 503} {
+		if got := a.status(t); got != want {
+			t.Fatalf("instance a, request %d: %d, want %d (open after 2 failures)", i, got, want)
+		}
 	}
 	// b's upstream is healthy: b opens only because a did.
 	b.waitOpen(t)

@@ -388,7 +388,7 @@ func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertOpenReply(t, fetch(t, okURL), 60)
-	b1, failURL = breakerSite(t, "t_same", "consecutive_failures 3\nopen_for 1m", u.addr())
+	b1, _ = breakerSite(t, "t_same", "consecutive_failures 3\nopen_for 1m", u.addr())
 	b2, okURL = breakerSite(t, "t_same", "consecutive_failures 3\nopen_for 1m", ok.addr())
 	if err := c.Load(b1 + b2); err != nil {
 		t.Fatal(err)
