@@ -323,8 +323,10 @@ func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, _ *http.Request) erro
 		h.openReply.Store(reply)
 	}
 	hdr := w.Header()
+	vals := make([]string, 0, len(reply.header)) // this response's copy: handlers may edit values
 	for k, v := range reply.header {
-		hdr[k] = []string{v[0]} // a copy: later handlers may append to it
+		vals = append(vals, v[0])
+		hdr[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	w.WriteHeader(reply.status)
 	_, err := w.Write(reply.body)

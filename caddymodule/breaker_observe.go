@@ -46,36 +46,31 @@ type breakerMetrics struct {
 	outcomes       [3]prometheus.Counter
 }
 
+// provisionBreakerMetrics registers the collectors on the config's registry and resolves the
+// breaker's series.
 func provisionBreakerMetrics(ctx caddy.Context, name string) (breakerMetrics, error) {
-	var m breakerMetrics
 	reg := ctx.GetMetricsRegistry()
-	state, err := registerCollector(reg, breakerStateVec)
-	if err != nil {
-		return m, err
+	for _, c := range []prometheus.Collector{breakerStateVec, breakerShortCircuitedVec, breakerRequestsVec, breakerTransitionsVec} {
+		if _, err := registerCollector(reg, c); err != nil {
+			return breakerMetrics{}, err
+		}
 	}
-	short, err := registerCollector(reg, breakerShortCircuitedVec)
-	if err != nil {
-		return m, err
-	}
-	reqs, err := registerCollector(reg, breakerRequestsVec)
-	if err != nil {
-		return m, err
-	}
-	trans, err := registerCollector(reg, breakerTransitionsVec)
-	if err != nil {
-		return m, err
-	}
+	return newBreakerMetrics(name), nil
+}
+
+func newBreakerMetrics(name string) breakerMetrics {
+	var m breakerMetrics
 	for _, s := range breakerStates {
 		n := breaker.StateName(s)
-		m.state[s] = state.WithLabelValues(name, n)
-		m.transitions[s] = trans.WithLabelValues(name, n)
-		m.shortCircuited[s][responseProblem] = short.WithLabelValues(name, n, "problem")
-		m.shortCircuited[s][responseFallback] = short.WithLabelValues(name, n, "fallback")
+		m.state[s] = breakerStateVec.WithLabelValues(name, n)
+		m.transitions[s] = breakerTransitionsVec.WithLabelValues(name, n)
+		m.shortCircuited[s][responseProblem] = breakerShortCircuitedVec.WithLabelValues(name, n, "problem")
+		m.shortCircuited[s][responseFallback] = breakerShortCircuitedVec.WithLabelValues(name, n, "fallback")
 	}
 	for _, o := range []breaker.Outcome{breaker.Success, breaker.Failure, breaker.Excluded} {
-		m.outcomes[o] = reqs.WithLabelValues(name, o.String())
+		m.outcomes[o] = breakerRequestsVec.WithLabelValues(name, o.String())
 	}
-	return m, nil
+	return m
 }
 
 func (m *breakerMetrics) setState(to breaker.State) {
