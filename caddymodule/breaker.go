@@ -121,6 +121,7 @@ type UpstreamBreaker struct {
 	fallback   caddyhttp.Handler
 	metrics    breakerMetrics
 	openReply  atomic.Pointer[renderedReply]
+	inConfig   bool // this handler's name is in configBreakers
 }
 
 // CaddyModule returns the Caddy module information.
@@ -143,7 +144,7 @@ func (h *UpstreamBreaker) settings() (breaker.Settings, error) {
 		{"min_requests", h.MinRequests, &s.MinRequests},
 		{"half_open_requests", h.HalfOpenRequests, &s.HalfOpenRequests}} {
 		if f.v < 0 || f.v > 1_000_000 {
-			return s, fmt.Errorf("upstream_breaker %s: %s must be from 1 to 1000000, got %d", h.Name, f.name, f.v)
+			return s, fmt.Errorf("upstream_breaker %s: %s must be from 1 to 1000000 (0 for the default), got %d", h.Name, f.name, f.v)
 		}
 		*f.dst = uint32(f.v)
 	}
@@ -195,7 +196,9 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 			Fix:     "configure redis in the hardening global option, or remove shared"})
 	}
 	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings, shared, app.redisKey, app.KeyPrefix(), time.Duration(h.SyncInterval))
-	if prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, h.key); loaded && prev != h.key {
+	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, h.key)
+	h.inConfig = true
+	if loaded && prev != h.key {
 		return fmt.Errorf("upstream_breaker %s is configured twice with different trip rules; breakers with one name share one state: give them the same rules or different names", h.Name)
 	}
 
@@ -232,13 +235,16 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup releases this config's reference to the breaker.
+// Cleanup releases this config's reference to the breaker (also after a failed Provision).
 func (h *UpstreamBreaker) Cleanup() error {
+	if h.inConfig {
+		configBreakers.Delete(breakerInConfig{h.app, h.Name})
+		h.inConfig = false
+	}
 	if h.entry == nil {
 		return nil
 	}
 	h.entry.owner.CompareAndSwap(h, nil)
-	configBreakers.Delete(breakerInConfig{h.app, h.Name})
 	_, err := breakerPool.Delete(h.key)
 	h.entry = nil
 	return err

@@ -416,6 +416,19 @@ func TestBreakerSameNameDifferentRulesRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "upstream_breaker t_conflict is configured twice with different trip rules") {
 		t.Fatalf("load error %v", err)
 	}
+	// The refused config left nothing behind.
+	breakerPool.Range(func(k, _ any) bool {
+		if strings.Contains(k.(string), "Name:t_conflict ") {
+			t.Errorf("pool still holds %s", k)
+		}
+		return true
+	})
+	configBreakers.Range(func(k, _ any) bool {
+		if k.(breakerInConfig).name == "t_conflict" {
+			t.Errorf("configBreakers still holds %v", k)
+		}
+		return true
+	})
 }
 
 func TestBreakerCriticalFailsReadiness(t *testing.T) {
@@ -452,5 +465,23 @@ func TestBreakerSharedWithoutRedisWarns(t *testing.T) {
 	c := testcaddy.StartCaddy(t, block)
 	if codes := strings.Join(findingCodes(c), " "); !strings.Contains(codes, "warn:breaker.shared_without_redis") {
 		t.Fatalf("findings %q", codes)
+	}
+}
+
+func TestBreakerJSONValidation(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, tc := range []struct{ handler, want string }{
+		{`"name": "j", "failure_ratio": 2`, "upstream_breaker j: failure_ratio must be in (0, 1], got 2"},
+		{`"name": "j", "open_for": -1000000000`, "upstream_breaker j: open_for must be positive, got -1s"},
+		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status: unknown status "6xx"`},
+		{`"name": ""`, "a breaker needs a name"},
+		{`"name": "j", "half_open_requests": -1`, "half_open_requests must be from 1 to 1000000 (0 for the default), got -1"},
+		{`"name": "j", "slow_threshold": -1`, "slow_threshold and sync_interval must be positive"},
+	} {
+		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
+			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)
+		if err := c.LoadJSON(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: load error %v, want %q", tc.handler, err, tc.want)
+		}
 	}
 }
