@@ -148,6 +148,8 @@ func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
 	u := startUpstream(t, "fail")
 	block, url := breakerSite(t, "t_status", "consecutive_failures 3\nopen_for 1s\nhalf_open_requests 2", u.addr())
 	c := testcaddy.StartCaddy(t, block)
+	shortBefore := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_status", "open", "problem"))
+	failBefore := breakerCount(t, "t_status", "failure")
 
 	for i := range 3 {
 		if r := fetch(t, url); r.status != 500 {
@@ -159,6 +161,12 @@ func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
 	}
 	for range 5 {
 		assertOpenReply(t, fetch(t, url), 1)
+	}
+	if n := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_status", "open", "problem")) - shortBefore; n != 5 {
+		t.Fatalf("short_circuited_total{state=open,response=problem} = %v, want 5", n)
+	}
+	if n := breakerCount(t, "t_status", "failure") - failBefore; n != 3 {
+		t.Fatalf("requests_total{outcome=failure} = %v, want 3", n)
 	}
 	if n := u.hits.Load(); n != 3 {
 		t.Fatalf("the upstream got %d requests, want 3: none while open", n)
@@ -305,6 +313,7 @@ fallback {
 	respond "degraded: {http.vars.breaker_state}" 200
 }`, u.addr())
 	testcaddy.StartCaddy(t, block)
+	before := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_fallback", "open", "fallback"))
 	fetch(t, url)
 	r := fetch(t, url)
 	if r.status != 200 || r.body != "degraded: open" || r.header.Get("X-Degraded") != "t_fallback" {
@@ -316,6 +325,25 @@ fallback {
 	if u.hits.Load() != 1 {
 		t.Fatalf("the upstream got %d requests, want 1", u.hits.Load())
 	}
+	if n := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_fallback", "open", "fallback")) - before; n != 1 {
+		t.Fatalf("short_circuited_total{response=fallback} = %v, want 1", n)
+	}
+	if n := metricValue(t, breakerStateVec.WithLabelValues("t_fallback", "open")); n != 1 {
+		t.Fatalf("breaker_state{state=open} = %v, want 1", n)
+	}
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Gauge != nil {
+		return m.GetGauge().GetValue()
+	}
+	return m.GetCounter().GetValue()
 }
 
 func TestBreakerFallbackWithoutResponseSendsProblem(t *testing.T) {
@@ -363,11 +391,7 @@ func TestBreakerClientCancellationIsNotAFailure(t *testing.T) {
 // breakerCount reads breaker_requests_total{breaker, outcome}.
 func breakerCount(t *testing.T, name, outcome string) float64 {
 	t.Helper()
-	var m dto.Metric
-	if err := breakerRequestsVec.WithLabelValues(name, outcome).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return metricValue(t, breakerRequestsVec.WithLabelValues(name, outcome))
 }
 
 func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
