@@ -228,7 +228,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 		if err := h.Fallback.Provision(ctx); err != nil {
 			return fmt.Errorf("upstream_breaker %s: fallback: %v", h.Name, err)
 		}
-		h.fallback = h.Fallback.Compile(caddyhttp.HandlerFunc(h.writeOpen))
+		h.fallback = h.Fallback.Compile(caddyhttp.HandlerFunc(h.fallbackEnd))
 	}
 	e, name, critical := h.entry, h.Name, h.Critical
 	app.RegisterStatus("breaker:"+name, func() StatusReport { return e.status(name, critical) })
@@ -290,7 +290,7 @@ func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause e
 	}
 	if h.fallback == nil {
 		h.metrics.shortCircuited[state][responseProblem].Inc()
-		return h.writeOpen(w, r)
+		return h.writeOpen(w, state)
 	}
 	h.metrics.shortCircuited[state][responseFallback].Inc()
 	caddyhttp.SetVar(r.Context(), "breaker_name", h.Name)
@@ -311,11 +311,7 @@ func (h *UpstreamBreaker) retryAfter(state breaker.State) int {
 // writeOpen is the 503 problem; the breaker's name stays out of it (internal topology). The
 // reply changes once a second at most, so it is rendered once per Retry-After value: an open
 // breaker under a flood answers for less than a bare `respond`.
-func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, _ *http.Request) error {
-	state := breaker.StateOpen
-	if h.entry.b.State() == breaker.StateHalfOpen {
-		state = breaker.StateHalfOpen
-	}
+func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, state breaker.State) error {
 	secs := h.retryAfter(state)
 	reply := h.openReply.Load()
 	if reply == nil || reply.secs != secs {
@@ -337,6 +333,15 @@ func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, _ *http.Request) erro
 	w.WriteHeader(reply.status)
 	_, err := w.Write(reply.body)
 	return err
+}
+
+// fallbackEnd ends the fallback routes: if none of them answered, the 503 problem does.
+func (h *UpstreamBreaker) fallbackEnd(w http.ResponseWriter, r *http.Request) error {
+	state := breaker.StateOpen
+	if s, _ := caddyhttp.GetVar(r.Context(), "breaker_state").(string); s == breaker.StateName(breaker.StateHalfOpen) {
+		state = breaker.StateHalfOpen
+	}
+	return h.writeOpen(w, state)
 }
 
 // renderedReply is a response written once and replayed.
