@@ -6,11 +6,11 @@
 # sides see the same machine noise. Besides req/s it prints the proxy's CPU time per request
 # (from /proc/<pid>/stat), steadier than req/s on a shared machine.
 #
-# Usage: bench/breaker.sh            (DURATION=10s ROUNDS=3 CONNECTIONS=32 THREADS=1)
+# Usage: bench/breaker.sh            (DURATION=10s ROUNDS=4 CONNECTIONS=32 THREADS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-4}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get install wrk)"; exit 1; }
@@ -112,11 +112,15 @@ run() {
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds; $(nproc) cores, $(go version | awk '{print $3}')"
-for _ in $(seq "$ROUNDS"); do
-  run proxy "$proxy"
-  run breaker_closed "$guarded"
-  run respond_503 "$bare"
-  run breaker_open "$open"
+# ABBA order: each side runs first in half the rounds, so drift does not favour one.
+for i in $(seq "$ROUNDS"); do
+  if (( i % 2 )); then
+    run proxy "$proxy"; run breaker_closed "$guarded"
+    run respond_503 "$bare"; run breaker_open "$open"
+  else
+    run breaker_closed "$guarded"; run proxy "$proxy"
+    run breaker_open "$open"; run respond_503 "$bare"
+  fi
 done
 
 awk '

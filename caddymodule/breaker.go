@@ -122,6 +122,7 @@ type UpstreamBreaker struct {
 	metrics    breakerMetrics
 	openReply  atomic.Pointer[renderedReply]
 	inConfig   bool // this handler's name is in configBreakers
+	acquired   bool // this handler holds a pool reference
 }
 
 // CaddyModule returns the Caddy module information.
@@ -187,6 +188,22 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	h.classifier.Statuses, _ = breaker.ParseStatuses(h.FailureStatus)
 	h.classifier.SlowThreshold = time.Duration(h.SlowThreshold)
 
+	if err := h.acquire(ctx, app, settings); err != nil {
+		return err
+	}
+	if len(h.Fallback) > 0 {
+		if err := h.Fallback.Provision(ctx); err != nil {
+			return fmt.Errorf("upstream_breaker %s: fallback: %v", h.Name, err)
+		}
+		h.fallback = h.Fallback.Compile(caddyhttp.HandlerFunc(h.fallbackEnd))
+	}
+	e, name, critical := h.entry, h.Name, h.Critical
+	app.RegisterStatus("breaker:"+name, func() StatusReport { return e.status(name, critical) })
+	return nil
+}
+
+// acquire takes this name's breaker from the pool, creating (and sharing) it on first use.
+func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.Settings) error {
 	redis := app.RedisClient()
 	shared := h.Shared && redis != nil
 	if h.Shared && redis == nil {
@@ -201,7 +218,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	if loaded && prev != h.key {
 		return fmt.Errorf("upstream_breaker %s is configured twice with different trip rules; breakers with one name share one state: give them the same rules or different names", h.Name)
 	}
-
+	var err error
 	if h.metrics, err = provisionBreakerMetrics(ctx, h.Name); err != nil {
 		return err
 	}
@@ -220,18 +237,9 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.entry = val.(*breakerEntry)
+	h.entry, h.acquired = val.(*breakerEntry), true
 	h.entry.owner.Store(h)
 	h.metrics.setState(h.entry.b.State())
-
-	if len(h.Fallback) > 0 {
-		if err := h.Fallback.Provision(ctx); err != nil {
-			return fmt.Errorf("upstream_breaker %s: fallback: %v", h.Name, err)
-		}
-		h.fallback = h.Fallback.Compile(caddyhttp.HandlerFunc(h.fallbackEnd))
-	}
-	e, name, critical := h.entry, h.Name, h.Critical
-	app.RegisterStatus("breaker:"+name, func() StatusReport { return e.status(name, critical) })
 	return nil
 }
 
@@ -241,12 +249,12 @@ func (h *UpstreamBreaker) Cleanup() error {
 		configBreakers.Delete(breakerInConfig{h.app, h.Name})
 		h.inConfig = false
 	}
-	if h.entry == nil {
+	if !h.acquired {
 		return nil
 	}
+	h.acquired = false // the entry stays readable: a request still draining can finish
 	h.entry.owner.CompareAndSwap(h, nil)
 	_, err := breakerPool.Delete(h.key)
-	h.entry = nil
 	return err
 }
 
