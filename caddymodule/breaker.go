@@ -279,9 +279,11 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	err = next.ServeHTTP(rec, r)
 	res := breaker.Result{Status: rec.status, Err: err, Latency: rec.latency(),
 		ClientGone: errors.Is(r.Context().Err(), context.Canceled)}
-	var he caddyhttp.HandlerError
-	if err != nil && errors.As(err, &he) {
-		res.ErrStatus = he.StatusCode
+	if err != nil {
+		var he caddyhttp.HandlerError // declared here: it escapes, so only errors pay for it
+		if errors.As(err, &he) {
+			res.ErrStatus = he.StatusCode
+		}
 	}
 	o, _ := h.classifier.Classify(res)
 	tk.Report(o)
