@@ -123,10 +123,20 @@ for i in $(seq "$ROUNDS"); do
   fi
 done
 
+# Per-round ratios (each round's pair ran back to back), then their medians.
+awk '
+  { r[$1, ++k[$1]] = $2; c[$1, k[$1]] = $3 }
+  END {
+    for (i = 1; i <= k["proxy"]; i++) {
+      printf "round %d: closed %.3f (CPU %.3f)  open %.3f (CPU %.3f)\n", i,
+        r["breaker_closed", i] / r["proxy", i], c["breaker_closed", i] / c["proxy", i],
+        r["breaker_open", i] / r["respond_503", i], c["breaker_open", i] / c["respond_503", i]
+    }
+  }' "$tmp/results"
 awk '
   { rps[$1] += $2; cpu[$1] += $3; n[$1]++ }
   END {
     for (k in n) { rps[k] /= n[k]; cpu[k] /= n[k] }
-    printf "\nclosed: breaker_closed / proxy      throughput %.3f (target >= 0.97), CPU/request %.3f\n", rps["breaker_closed"] / rps["proxy"], cpu["breaker_closed"] / cpu["proxy"]
+    printf "\nmeans:\nclosed: breaker_closed / proxy      throughput %.3f (target >= 0.97), CPU/request %.3f\n", rps["breaker_closed"] / rps["proxy"], cpu["breaker_closed"] / cpu["proxy"]
     printf "open:   breaker_open / respond_503   throughput %.3f (target >= 1.0),  CPU/request %.3f\n", rps["breaker_open"] / rps["respond_503"], cpu["breaker_open"] / cpu["respond_503"]
   }' "$tmp/results"
