@@ -268,27 +268,25 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if err != nil {
 		return h.refuse(w, r, err)
 	}
-	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, start: time.Now()}
-	reported := false
+	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		h: h, tk: tk, start: time.Now()}
 	defer func() {
-		if !reported { // a panic in the route: the upstream did not answer well
-			tk.Report(breaker.Failure)
-			h.metrics.outcomes[breaker.Failure].Inc()
+		if !rec.reported { // a panic in the route: the upstream did not answer well
+			rec.report(breaker.Result{Err: errRoutePanicked})
 		}
 	}()
 	err = next.ServeHTTP(rec, r)
-	res := breaker.Result{Status: rec.status, Err: err, Latency: rec.latency(),
-		ClientGone: errors.Is(r.Context().Err(), context.Canceled)}
-	if err != nil {
-		var he caddyhttp.HandlerError // declared here: it escapes, so only errors pay for it
-		if errors.As(err, &he) {
-			res.ErrStatus = he.StatusCode
+	if !rec.reported { // no response header was written: judge by the error
+		res := breaker.Result{Err: err, Latency: time.Since(rec.start),
+			ClientGone: errors.Is(r.Context().Err(), context.Canceled)}
+		if err != nil {
+			var he caddyhttp.HandlerError // declared here: it escapes, so only errors pay for it
+			if errors.As(err, &he) {
+				res.ErrStatus = he.StatusCode
+			}
 		}
+		rec.report(res)
 	}
-	o, _ := h.classifier.Classify(res)
-	tk.Report(o)
-	reported = true
-	h.metrics.outcomes[o].Inc()
 	return err
 }
 
@@ -383,24 +381,40 @@ func (e *breakerEntry) Destruct() error {
 	return nil
 }
 
-// breakerRecorder notes the final status and when the header went out, without buffering.
+// errRoutePanicked stands for a panic in the wrapped route.
+var errRoutePanicked = errors.New("the route panicked")
+
+// breakerRecorder reports the outcome as soon as the final response header is written: the
+// status and its latency say how the upstream did, and a long body (a download, server-sent
+// events, a WebSocket) does not hold a half-open probe slot. It never buffers.
 type breakerRecorder struct {
 	caddyhttp.ResponseWriterWrapper
-	start   time.Time
-	status  int
-	header  time.Time
-	written bool
+	h        *UpstreamBreaker
+	tk       breaker.Ticket
+	start    time.Time
+	wrote    bool // a final header went out
+	reported bool
+}
+
+func (rec *breakerRecorder) report(res breaker.Result) {
+	rec.reported = true
+	o, _ := rec.h.classifier.Classify(res)
+	rec.tk.Report(o)
+	rec.h.metrics.outcomes[o].Inc()
 }
 
 func (rec *breakerRecorder) WriteHeader(status int) {
-	if !rec.written && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
-		rec.written, rec.status, rec.header = true, status, time.Now()
+	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
+		rec.wrote = true
+		if !rec.reported {
+			rec.report(breaker.Result{Status: status, Latency: time.Since(rec.start)})
+		}
 	}
 	rec.ResponseWriterWrapper.WriteHeader(status)
 }
 
 func (rec *breakerRecorder) Write(p []byte) (int, error) {
-	if !rec.written {
+	if !rec.wrote {
 		rec.WriteHeader(http.StatusOK)
 	}
 	return rec.ResponseWriterWrapper.Write(p)
@@ -408,17 +422,10 @@ func (rec *breakerRecorder) Write(p []byte) (int, error) {
 
 // ReadFrom goes through WriteHeader: the embedded one would skip it (file_server bodies).
 func (rec *breakerRecorder) ReadFrom(r io.Reader) (int64, error) {
-	if !rec.written {
+	if !rec.wrote {
 		rec.WriteHeader(http.StatusOK)
 	}
 	return rec.ResponseWriterWrapper.ReadFrom(r)
-}
-
-func (rec *breakerRecorder) latency() time.Duration {
-	if rec.written {
-		return rec.header.Sub(rec.start)
-	}
-	return time.Since(rec.start)
 }
 
 // Interface guards.

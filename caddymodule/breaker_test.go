@@ -57,6 +57,13 @@ func startUpstream(t *testing.T, mode string) *upstream {
 			return
 		case "slow":
 			time.Sleep(150 * time.Millisecond)
+		case "stream": // the header at once, the body once released
+			w.WriteHeader(http.StatusOK)
+			http.NewResponseController(w).Flush()
+			select {
+			case <-u.release:
+			case <-done:
+			}
 		}
 		_, _ = io.WriteString(w, "upstream ok")
 	}))
@@ -507,5 +514,27 @@ func TestBreakerJSONValidation(t *testing.T) {
 		if err := c.LoadJSON(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: load error %v, want %q", tc.handler, err, tc.want)
 		}
+	}
+}
+
+func TestBreakerLongResponseDoesNotHoldTheProbeSlot(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_stream", "consecutive_failures 1\nopen_for 500ms\nhalf_open_requests 1", u.addr())
+	testcaddy.StartCaddy(t, block)
+	fetch(t, url)
+	waitBreakerState(t, "t_stream", "open")
+	u.mode.Store("stream")
+	waitBreakerState(t, "t_stream", "half_open")
+	streamed := make(chan reply, 1)
+	go func() { streamed <- fetch(t, url) }()
+	// The probe's header closes the breaker while its body is still streaming.
+	waitBreakerState(t, "t_stream", "closed")
+	u.mode.Store("ok")
+	if r := fetch(t, url); r.status != 200 || r.body != "upstream ok" {
+		t.Fatalf("request during the streaming probe: %d %q", r.status, r.body)
+	}
+	close(u.release)
+	if r := <-streamed; r.status != 200 {
+		t.Fatalf("streamed probe: %d", r.status)
 	}
 }
