@@ -69,6 +69,7 @@ type Breaker struct {
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 
 	openUntil atomic.Int64 // unix nanoseconds; valid while open
+	open      atomic.Bool  // the last transition was to open: Allow may refuse without the lock
 	forcing   atomic.Bool  // a shared-state trip is in progress
 	tripMu    sync.Mutex   // one forced trip at a time
 
@@ -130,8 +131,12 @@ func (t Ticket) Report(o Outcome) {
 }
 
 // Allow admits a request (closed, or a free half-open probe slot) or refuses it with ErrOpen
-// or ErrTooManyRequests.
+// or ErrTooManyRequests. While open, it refuses without taking gobreaker's lock: a flood
+// against an open breaker does not contend on it.
 func (b *Breaker) Allow() (Ticket, error) {
+	if b.open.Load() && time.Now().UnixNano() < b.openUntil.Load() {
+		return Ticket{}, ErrOpen
+	}
 	done, err := b.cb.Allow()
 	return Ticket{done}, err
 }
@@ -207,6 +212,7 @@ func (b *Breaker) onStateChange(name string, from, to State) {
 		t.OpenUntil = now.Add(b.settings.OpenFor)
 		b.openUntil.Store(t.OpenUntil.UnixNano())
 	}
+	b.open.Store(to == StateOpen)
 	if s := b.shared.Load(); s != nil && t.Cause == CauseLocal {
 		s.observe(to)
 	}
