@@ -159,3 +159,17 @@ func TestSharedRedisDownKeepsLocalBreaker(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestSharedOverRedisCluster(t *testing.T) {
+	cl := testenv.StartCluster(t)
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	var ha, hb healthLog
+	a, b := sharedBreaker(t, c, &ha), sharedBreaker(t, c, &hb)
+	run(t, a, Failure)
+	run(t, a, Failure)
+	waitState(t, b, StateOpen)
+	if errs := append(ha.get(), hb.get()...); len(errs) != 0 {
+		t.Fatalf("store errors on a cluster (CROSSSLOT?): %v", errs)
+	}
+}
