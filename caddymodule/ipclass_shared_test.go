@@ -9,9 +9,9 @@ import (
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
-// sharedInstance runs the built Caddy with detection sharing through the Redis at redisURL;
+// detectionInstance runs the built Caddy with detection sharing through the Redis at redisURL;
 // 127.0.0.1 is a trusted proxy, so X-Forwarded-For names the client.
-func sharedInstance(t *testing.T, redisURL string) string {
+func detectionInstance(t *testing.T, redisURL string) string {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	testenv.RunCaddy(t, fmt.Sprintf(`{
 	admin off
@@ -58,8 +58,8 @@ func waitClass(t *testing.T, addr, client, want string, within time.Duration) ti
 // request fails; once Redis is back, detections are shared again.
 func TestDetectionSharedBetweenInstances(t *testing.T) {
 	r := testenv.StartRedis(t)
-	a := sharedInstance(t, r.URL(0))
-	b := sharedInstance(t, r.URL(0))
+	a := detectionInstance(t, r.URL(0))
+	b := detectionInstance(t, r.URL(0))
 	time.Sleep(200 * time.Millisecond) // both subscribed
 
 	x := "198.51.100.50"

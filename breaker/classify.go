@@ -1,0 +1,127 @@
+package breaker
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Outcome is what one admitted request tells the breaker.
+type Outcome uint8
+
+// The outcomes.
+const (
+	// Success counts towards closing a half-open breaker and resets the consecutive failures.
+	Success Outcome = iota
+	// Failure counts towards opening the breaker.
+	Failure
+	// Excluded counts as neither (a client that went away, a request refused for its own
+	// fault): it says nothing about the upstream's health.
+	Excluded
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Success:
+		return "success"
+	case Failure:
+		return "failure"
+	}
+	return "excluded"
+}
+
+// Result is what the adapter observed about one request.
+type Result struct {
+	// Status is the final status written to the client, 0 when none was written.
+	Status int
+	// Err is the error the wrapped handler returned, if any.
+	Err error
+	// ErrStatus is the HTTP status the error carries (502 for a refused dial, 504 for a
+	// timeout); 0 means unknown, taken as 500.
+	ErrStatus int
+	// Latency is the time until the response header was written (or the handler returned).
+	Latency time.Duration
+	// ClientGone is true when the client cancelled the request.
+	ClientGone bool
+}
+
+// Classifier turns a Result into an Outcome.
+type Classifier struct {
+	// Statuses are the response statuses that count as failures. Default: 5xx.
+	Statuses StatusSet
+	// SlowThreshold makes a response whose header took longer a failure. 0: off.
+	SlowThreshold time.Duration
+}
+
+// Reason names why a result is a failure ("error", "status", "slow"); empty otherwise.
+type Reason string
+
+// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client is
+// excluded whatever else happened; a handler error counts as a failure unless it carries a
+// client-error status (4xx, such as 413 or 499: the client's fault, excluded); then the
+// written status; then the latency.
+func (c *Classifier) Classify(res Result) (Outcome, Reason) {
+	if res.ClientGone || res.Status == 499 {
+		return Excluded, ""
+	}
+	if res.Err != nil {
+		if res.ErrStatus >= 400 && res.ErrStatus < 500 {
+			return Excluded, ""
+		}
+		return Failure, "error"
+	}
+	if c.Statuses.Has(res.Status) {
+		return Failure, "status"
+	}
+	if c.SlowThreshold > 0 && res.Latency > c.SlowThreshold {
+		return Failure, "slow"
+	}
+	return Success, ""
+}
+
+// StatusSet is a set of HTTP status codes 100-599, as a bitmap.
+type StatusSet [10]uint64
+
+// Has reports whether code is in the set.
+func (s *StatusSet) Has(code int) bool {
+	if code < 0 || code >= 640 {
+		return false
+	}
+	return s[code/64]&(1<<(code%64)) != 0
+}
+
+func (s *StatusSet) add(code int) { s[code/64] |= 1 << (code % 64) }
+
+// Empty reports whether no code is in the set.
+func (s *StatusSet) Empty() bool { return *s == StatusSet{} }
+
+// ParseStatuses reads status codes ("503") and classes ("5xx"). No token gives 5xx.
+func ParseStatuses(tokens []string) (StatusSet, error) {
+	var s StatusSet
+	if len(tokens) == 0 {
+		tokens = []string{"5xx"}
+	}
+	for _, tok := range tokens {
+		if err := s.parse(tok); err != nil {
+			return StatusSet{}, err
+		}
+	}
+	return s, nil
+}
+
+func (s *StatusSet) parse(tok string) error {
+	if len(tok) == 3 && strings.HasSuffix(strings.ToLower(tok), "xx") && tok[0] >= '1' && tok[0] <= '5' {
+		base := int(tok[0]-'0') * 100
+		for c := base; c < base+100; c++ {
+			s.add(c)
+		}
+		return nil
+	}
+	code, err := strconv.Atoi(tok)
+	if err != nil || code < 100 || code > 599 {
+		return fmt.Errorf("unknown status %q: expected a code from 100 to 599 or a class 1xx to 5xx", tok)
+	}
+	s.add(code)
+	return nil
+}

@@ -1,0 +1,68 @@
+package breaker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClassify(t *testing.T) {
+	def, err := ParseStatuses(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	only503, _ := ParseStatuses([]string{"503"})
+	errDial := errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+	for _, tc := range []struct {
+		name   string
+		c      Classifier
+		res    Result
+		want   Outcome
+		reason Reason
+	}{
+		{"200", Classifier{Statuses: def}, Result{Status: 200}, Success, ""},
+		{"404 from the upstream is an answer", Classifier{Statuses: def}, Result{Status: 404}, Success, ""},
+		{"500", Classifier{Statuses: def}, Result{Status: 500}, Failure, "status"},
+		{"503", Classifier{Statuses: def}, Result{Status: 503}, Failure, "status"},
+		{"500 not in the configured set", Classifier{Statuses: only503}, Result{Status: 500}, Success, ""},
+		{"dial refused (502 error)", Classifier{Statuses: only503}, Result{Err: errDial, ErrStatus: 502}, Failure, "error"},
+		{"timeout (504 error)", Classifier{Statuses: def}, Result{Err: errDial, ErrStatus: 504}, Failure, "error"},
+		{"error without status", Classifier{Statuses: def}, Result{Err: errDial}, Failure, "error"},
+		{"client error (413) is excluded", Classifier{Statuses: def}, Result{Err: errDial, ErrStatus: 413}, Excluded, ""},
+		{"client gone", Classifier{Statuses: def}, Result{Err: context.Canceled, ErrStatus: 502, ClientGone: true}, Excluded, ""},
+		{"499 written", Classifier{Statuses: def}, Result{Status: 499}, Excluded, ""},
+		{"slow", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: 2 * time.Second}, Failure, "slow"},
+		{"fast enough", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: time.Second}, Success, ""},
+		{"slow threshold off", Classifier{Statuses: def}, Result{Status: 200, Latency: time.Hour}, Success, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason := tc.c.Classify(tc.res)
+			if got != tc.want || reason != tc.reason {
+				t.Fatalf("Classify = %s %q, want %s %q", got, reason, tc.want, tc.reason)
+			}
+		})
+	}
+}
+
+func TestParseStatuses(t *testing.T) {
+	s, err := ParseStatuses([]string{"4XX", "502"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for code, want := range map[int]bool{399: false, 400: true, 429: true, 499: true, 500: false, 502: true, 503: false, 0: false, 700: false, -1: false} {
+		if s.Has(code) != want {
+			t.Errorf("Has(%d) = %v", code, !want)
+		}
+	}
+	def, _ := ParseStatuses(nil)
+	if !def.Has(500) || !def.Has(599) || def.Has(499) {
+		t.Fatal("the default is not 5xx")
+	}
+	for _, bad := range []string{"6xx", "0xx", "600", "99", "abc", "5x", ""} {
+		if _, err := ParseStatuses([]string{bad}); err == nil || !strings.Contains(err.Error(), "expected a code from 100 to 599 or a class 1xx to 5xx") {
+			t.Errorf("%q: error %v", bad, err)
+		}
+	}
+}

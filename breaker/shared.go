@@ -1,0 +1,232 @@
+package breaker
+
+import (
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// SharedStore keeps the shared state: gobreaker's SharedDataStore (Lock, Unlock, GetData,
+// SetData). RedisStore is the implementation over Redis.
+type SharedStore = gobreaker.SharedDataStore
+
+// DefaultSyncInterval is how often a shared breaker reads the shared state.
+const DefaultSyncInterval = 500 * time.Millisecond
+
+// sharedStateKey is the key gobreaker v2's DistributedCircuitBreaker keeps its state under
+// (TestSharedStateKeyIsGobreakers fails if a gobreaker upgrade changes it).
+func sharedStateKey(name string) string { return "gobreaker:state:" + name }
+
+// Share keeps the breaker's open state in a store shared by every instance, through
+// gobreaker's DistributedCircuitBreaker, without ever putting the store on a request's path:
+//
+//   - each instance counts its own requests and trips its own breaker by the Settings;
+//   - a local trip is recorded in the shared breaker at once (a background goroutine);
+//   - every `every`, each instance reads the shared state: when the shared breaker opened in a
+//     generation this instance has not seen, its local breaker opens too (cause "shared"), for
+//     OpenFor from then; half-open probes stay per instance;
+//   - a local recovery (half-open to closed) closes the shared breaker once its open time is up.
+//
+// When the store fails, the breaker keeps deciding locally; onHealth is called with the error
+// when the store becomes unreachable and with nil when it answers again. Share at most once.
+func (b *Breaker) Share(store SharedStore, every time.Duration, onHealth func(error)) {
+	if every <= 0 {
+		every = DefaultSyncInterval
+	}
+	s := &syncer{b: b, store: store, every: every, onHealth: onHealth,
+		wake: make(chan struct{}, 1), quit: make(chan struct{})}
+	if !b.shared.CompareAndSwap(nil, s) {
+		return
+	}
+	if b.cb.State() == StateOpen {
+		s.pendingTrip.Store(true)
+	}
+	go s.run()
+}
+
+// SharedHealth reports whether the last synchronisation with the store worked (true before
+// the first one and for a breaker that is not shared) and the last error.
+func (b *Breaker) SharedHealth() (shared, ok bool, lastErr string) {
+	s := b.shared.Load()
+	if s == nil {
+		return false, true, ""
+	}
+	if e := s.lastErr.Load(); e != nil {
+		return true, false, *e
+	}
+	return true, true, ""
+}
+
+// SyncNow asks the synchroniser to run now rather than at its next tick.
+func (b *Breaker) SyncNow() {
+	if s := b.shared.Load(); s != nil {
+		s.poke()
+	}
+}
+
+type syncer struct {
+	b        *Breaker
+	store    SharedStore
+	every    time.Duration
+	onHealth func(error)
+
+	pendingTrip  atomic.Bool // a local trip not yet recorded in the shared breaker
+	pendingClose atomic.Bool // a local recovery not yet recorded
+	lastErr      atomic.Pointer[string]
+
+	wake     chan struct{}
+	quit     chan struct{}
+	stopOnce sync.Once
+
+	// Owned by the run goroutine.
+	dcb      *gobreaker.DistributedCircuitBreaker[struct{}]
+	knownGen uint64
+	seenGen  bool
+}
+
+// observe runs under the breaker's lock on a local transition.
+func (s *syncer) observe(to State) {
+	switch to {
+	case StateOpen:
+		s.pendingClose.Store(false)
+		s.pendingTrip.Store(true)
+		s.poke()
+	case StateClosed:
+		s.pendingTrip.Store(false)
+		s.pendingClose.Store(true)
+		s.poke()
+	}
+}
+
+func (s *syncer) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the goroutine after its current step (a step waiting on gobreaker's lock retries
+// can take up to 5 s; nobody waits for it) and closes the store if it can be closed.
+func (s *syncer) stop() {
+	s.stopOnce.Do(func() {
+		close(s.quit)
+		if c, ok := s.store.(interface{ Close() }); ok {
+			c.Close()
+		}
+	})
+}
+
+func (s *syncer) run() {
+	t := time.NewTicker(s.every)
+	defer t.Stop()
+	s.sync()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-t.C:
+		case <-s.wake:
+		}
+		s.sync()
+	}
+}
+
+func (s *syncer) sync() {
+	s.setHealth(s.syncOnce(time.Now()))
+}
+
+func (s *syncer) syncOnce(now time.Time) error {
+	raw, err := s.read()
+	if err != nil {
+		return err
+	}
+	if s.dcb == nil || raw == nil {
+		settings := gobreaker.Settings{
+			Name:        s.b.Name(),
+			MaxRequests: 1,
+			Timeout:     s.b.settings.OpenFor,
+			// Each failure recorded here is one instance's trip.
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
+		}
+		if s.dcb, err = gobreaker.NewDistributedCircuitBreaker[struct{}](s.store, settings); err != nil {
+			s.dcb = nil
+			return err
+		}
+	}
+	if s.pendingTrip.Load() {
+		if err := s.record(errFailure); err != nil {
+			return err
+		}
+		s.pendingTrip.Store(false)
+		if raw, err = s.read(); err != nil {
+			return err
+		}
+		if raw != nil {
+			s.knownGen, s.seenGen = raw.Generation, true // our own trip: nothing to follow
+		}
+	}
+	if s.pendingClose.Load() {
+		switch err := s.record(nil); {
+		case errors.Is(err, gobreaker.ErrOpenState):
+			// The shared open time is not up yet: record the recovery at a later tick.
+		case err != nil:
+			return err
+		default:
+			s.pendingClose.Store(false)
+		}
+	}
+	if raw != nil && raw.State == StateOpen && raw.Expiry.After(now) && (!s.seenGen || raw.Generation != s.knownGen) {
+		if s.b.forceOpen() {
+			s.knownGen, s.seenGen = raw.Generation, true
+		}
+	}
+	return nil
+}
+
+// record runs one synthetic request with the given result through the shared breaker.
+// gobreaker's own refusals are not store errors.
+func (s *syncer) record(result error) error {
+	_, err := s.dcb.Execute(func() (struct{}, error) { return struct{}{}, result })
+	if err == nil || err == result || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return nil
+	}
+	return err
+}
+
+// maxSharedState bounds what is read from the store: gobreaker's state is a few hundred bytes.
+const maxSharedState = 64 << 10
+
+func (s *syncer) read() (*gobreaker.SharedState, error) {
+	data, err := s.store.GetData(sharedStateKey(s.b.Name()))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	if len(data) > maxSharedState {
+		return nil, errors.New("shared breaker state is larger than 64 KiB")
+	}
+	var st gobreaker.SharedState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (s *syncer) setHealth(err error) {
+	if err == nil {
+		if s.lastErr.Swap(nil) != nil && s.onHealth != nil {
+			s.onHealth(nil)
+		}
+		return
+	}
+	msg := err.Error()
+	if s.lastErr.Swap(&msg) == nil && s.onHealth != nil {
+		s.onHealth(err)
+	}
+}

@@ -1,0 +1,175 @@
+package breaker
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+func redisClient(t *testing.T, r *testenv.Redis) redis.UniversalClient {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// healthLog collects onHealth calls.
+type healthLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (h *healthLog) add(err error) { h.mu.Lock(); h.errs = append(h.errs, err); h.mu.Unlock() }
+func (h *healthLog) get() []error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]error(nil), h.errs...)
+}
+
+func sharedBreaker(t *testing.T, c redis.UniversalClient, h *healthLog) *Breaker {
+	t.Helper()
+	b := newBreaker(t, Settings{Name: "billing", ConsecutiveFailures: 2, OpenFor: time.Hour})
+	b.Share(NewRedisStore(c, "hardening:", "billing"), 20*time.Millisecond, h.add)
+	return b
+}
+
+func TestSharedBreakersOpenTogether(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	var ha, hb healthLog
+	a, b := sharedBreaker(t, c, &ha), sharedBreaker(t, c, &hb)
+	got := make(chan Transition, 4)
+	b.Listen(func(tr Transition) { got <- tr })
+
+	run(t, a, Failure)
+	run(t, a, Failure)
+	if a.State() != StateOpen {
+		t.Fatal("a did not open")
+	}
+	waitState(t, b, StateOpen)
+	if tr := <-got; tr.Cause != CauseShared || tr.To != StateOpen {
+		t.Fatalf("b's transition %+v, want open caused by the shared state", tr)
+	}
+	// The state lives under the prefix, with a hash tag, in gobreaker's format.
+	raw, err := c.Get(context.Background(), "hardening:breaker:{billing}:gobreaker:state:billing").Bytes()
+	if err != nil {
+		t.Fatalf("shared state not under the expected key: %v", err)
+	}
+	var st gobreaker.SharedState
+	if err := json.Unmarshal(raw, &st); err != nil || st.State != StateOpen {
+		t.Fatalf("shared state %s (%v), want open", raw, err)
+	}
+	if ttl := c.TTL(context.Background(), "hardening:breaker:{billing}:gobreaker:state:billing").Val(); ttl <= 0 || ttl > stateTTL {
+		t.Fatalf("shared state TTL %s", ttl)
+	}
+	if len(ha.get())+len(hb.get()) != 0 {
+		t.Fatalf("health errors with Redis up: %v %v", ha.get(), hb.get())
+	}
+}
+
+func TestSharedStateKeyIsGobreakers(t *testing.T) {
+	r := testenv.StartRedis(t)
+	store := NewRedisStore(redisClient(t, r), "p:", "k")
+	if _, err := gobreaker.NewDistributedCircuitBreaker[struct{}](store, gobreaker.Settings{Name: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := store.GetData(sharedStateKey("k")); err != nil || len(data) == 0 {
+		t.Fatalf("gobreaker did not write its state under %q (%v): update sharedStateKey", sharedStateKey("k"), err)
+	}
+}
+
+func TestSharedRecoveryDoesNotReopenItself(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	b, err := New(Settings{Name: "svc", ConsecutiveFailures: 1, OpenFor: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	b.Share(NewRedisStore(c, "", "svc"), 10*time.Millisecond, nil)
+	run(t, b, Failure)
+	waitState(t, b, StateHalfOpen)
+	run(t, b, Success)
+	// Its own trip, recorded in Redis a moment after it opened locally, must not open it again.
+	for range 20 {
+		time.Sleep(10 * time.Millisecond)
+		if b.State() != StateClosed {
+			t.Fatal("the breaker reopened from its own shared trip")
+		}
+	}
+}
+
+func TestSharedRedisDownKeepsLocalBreaker(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	var h healthLog
+	a := sharedBreaker(t, c, &h)
+	a.SyncNow()
+	r.Kill()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.get()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no health error after Redis died")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if shared, ok, msg := a.SharedHealth(); !shared || ok || msg == "" {
+		t.Fatalf("SharedHealth = %v %v %q, want degraded with a message", shared, ok, msg)
+	}
+	// Requests are decided locally, without waiting for Redis.
+	start := time.Now()
+	run(t, a, Failure)
+	run(t, a, Failure)
+	if a.State() != StateOpen {
+		t.Fatal("the local breaker did not open while Redis is down")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("requests waited %s for Redis", d)
+	}
+	r.Restart()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		errs := h.get()
+		if len(errs) >= 2 && errs[len(errs)-1] == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery reported after Redis restarted: %v", errs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The trip made while Redis was down is recorded once Redis is back.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		raw, _ := r.Do("GET", "hardening:breaker:{billing}:gobreaker:state:billing")
+		var st gobreaker.SharedState
+		if s, ok := raw.(string); ok && json.Unmarshal([]byte(s), &st) == nil && st.State == StateOpen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pending trip was not recorded after Redis came back: %v", raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSharedOverRedisCluster(t *testing.T) {
+	cl := testenv.StartCluster(t)
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	var ha, hb healthLog
+	a, b := sharedBreaker(t, c, &ha), sharedBreaker(t, c, &hb)
+	run(t, a, Failure)
+	run(t, a, Failure)
+	waitState(t, b, StateOpen)
+	if errs := append(ha.get(), hb.get()...); len(errs) != 0 {
+		t.Fatalf("store errors on a cluster (CROSSSLOT?): %v", errs)
+	}
+}

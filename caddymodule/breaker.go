@@ -1,0 +1,339 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/breaker"
+)
+
+func init() {
+	caddy.RegisterModule(&UpstreamBreaker{})
+}
+
+// breakerPool holds the breakers by name and trip settings, so routes of one config with the
+// same name share one breaker, and a reload that keeps the settings keeps its state.
+var breakerPool = caddy.NewUsagePool()
+
+// configBreakers remembers, per config (its hardening app), the settings each breaker name was
+// given, to refuse one name with two different sets of trip rules.
+var configBreakers sync.Map // breakerInConfig -> pool key
+
+type breakerInConfig struct {
+	app  *App
+	name string
+}
+
+// UpstreamBreaker is a circuit breaker around the rest of the route (typically reverse_proxy):
+// it counts the outcomes of the requests it lets through, and once they show the upstream is
+// failing it answers at once, without calling the upstream, until `open_for` has passed; then
+// it lets `half_open_requests` probes through, which close it again or reopen it.
+//
+// A failure is an error from the next handler (a refused dial is 502, a timeout 504), a
+// response status in `failure_status`, or a response header slower than `slow_threshold`. A
+// client that cancels is not a failure, nor is an error with a 4xx status (the client's fault).
+//
+// While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
+// `application/problem+json` body, or runs the `fallback` routes instead. Before the fallback
+// runs it sets these placeholders:
+//
+//	{http.vars.breaker_name}         the breaker's name
+//	{http.vars.breaker_state}        open or half_open
+//	{http.vars.breaker_retry_after}  seconds until half-open (1 when half-open)
+//
+// Breakers with the same name share one state across the routes of the instance and across
+// config reloads that keep their trip settings. With `shared`, an instance whose breaker opens
+// records it in the hardening app's Redis and every instance opens too (within
+// `sync_interval`); Redis is never on a request's path, and without it each instance decides
+// alone.
+type UpstreamBreaker struct {
+	// Name identifies the breaker in metrics, logs, health reports and Redis: letters, digits,
+	// '.', '_' and '-', at most 64 bytes. Required.
+	Name string `json:"name"`
+
+	// ConsecutiveFailures opens the breaker after this many failures in a row. Default: 5 when
+	// failure_ratio is not set either.
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
+
+	// FailureRatio (above 0, at most 1) opens the breaker when this share of the requests in
+	// the rolling interval failed, once min_requests were counted. Both rules may be set: the
+	// first that fires opens the breaker. Default: off.
+	FailureRatio float64 `json:"failure_ratio,omitempty"`
+
+	// MinRequests is how many requests the interval must hold before failure_ratio applies.
+	// Default: 10.
+	MinRequests int `json:"min_requests,omitempty"`
+
+	// Interval is the rolling window of failure_ratio (gobreaker's bucketed window, 10
+	// buckets). When set, consecutive failures older than the window are forgotten too.
+	// Default: 1m with failure_ratio; otherwise no window.
+	Interval caddy.Duration `json:"interval,omitempty"`
+
+	// OpenFor is how long the breaker stays open before it lets probes through. Default: 30s.
+	OpenFor caddy.Duration `json:"open_for,omitempty"`
+
+	// HalfOpenRequests is how many probes the half-open breaker lets through; that many
+	// successes close it, one failure opens it again. Default: 1.
+	HalfOpenRequests int `json:"half_open_requests,omitempty"`
+
+	// FailureStatus lists the response statuses that count as failures: codes ("503") or
+	// classes ("5xx"). Default: 5xx.
+	FailureStatus []string `json:"failure_status,omitempty"`
+
+	// SlowThreshold makes a response whose header took longer than this a failure. Default:
+	// off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
+	// `response_header_timeout` so hangs become 504 errors.
+	SlowThreshold caddy.Duration `json:"slow_threshold,omitempty"`
+
+	// Shared keeps the open state in the hardening app's Redis so every instance opens
+	// together. Without Redis configured it has no effect (a configuration warning says so).
+	// Default: false.
+	Shared bool `json:"shared,omitempty"`
+
+	// SyncInterval is how often a shared breaker reads the shared state. Default: 500ms.
+	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
+
+	// Critical makes an open breaker fail readiness (monitoring's /ready) instead of only
+	// warning in health. Default: false.
+	Critical bool `json:"critical,omitempty"`
+
+	// Fallback routes run instead of the rest of the route while the breaker refuses a
+	// request: a static degraded page, a redirect, another upstream. If none of them writes a
+	// response, the 503 problem is sent. Default: none (the 503 problem).
+	Fallback caddyhttp.RouteList `json:"fallback,omitempty"`
+
+	on         bool
+	app        *App
+	ctx        caddy.Context
+	key        string
+	entry      *breakerEntry
+	classifier breaker.Classifier
+	fallback   caddyhttp.Handler
+	metrics    breakerMetrics
+	openReply  atomic.Pointer[renderedReply]
+	inConfig   bool // this handler's name is in configBreakers
+	acquired   bool // this handler holds a pool reference
+}
+
+// CaddyModule returns the Caddy module information.
+func (*UpstreamBreaker) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.upstream_breaker",
+		New: func() caddy.Module { return new(UpstreamBreaker) },
+	}
+}
+
+// settings turns the JSON fields into the core package's settings, checking them.
+func (h *UpstreamBreaker) settings() (breaker.Settings, error) {
+	s := breaker.Settings{Name: h.Name, FailureRatio: h.FailureRatio,
+		Interval: time.Duration(h.Interval), OpenFor: time.Duration(h.OpenFor)}
+	for _, f := range []struct {
+		name string
+		v    int
+		dst  *uint32
+	}{{"consecutive_failures", h.ConsecutiveFailures, &s.ConsecutiveFailures},
+		{"min_requests", h.MinRequests, &s.MinRequests},
+		{"half_open_requests", h.HalfOpenRequests, &s.HalfOpenRequests}} {
+		if f.v < 0 || f.v > 1_000_000 {
+			return s, fmt.Errorf("upstream_breaker %s: %s must be from 1 to 1000000 (0 for the default), got %d", h.Name, f.name, f.v)
+		}
+		*f.dst = uint32(f.v)
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("upstream_breaker %s: %v", h.Name, err)
+	}
+	return s, nil
+}
+
+// Validate checks the configuration.
+func (h *UpstreamBreaker) Validate() error {
+	if _, err := h.settings(); err != nil {
+		return err
+	}
+	if _, err := breaker.ParseStatuses(h.FailureStatus); err != nil {
+		return fmt.Errorf("upstream_breaker %s: failure_status: %v", h.Name, err)
+	}
+	if h.SlowThreshold < 0 || h.SyncInterval < 0 {
+		return fmt.Errorf("upstream_breaker %s: slow_threshold and sync_interval must be positive", h.Name)
+	}
+	return nil
+}
+
+// Provision takes the breaker from the pool (creating it on first use), starts the shared
+// state when asked, and registers metrics, events and the health report.
+func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
+	app, err := hardeningApp(ctx)
+	if err != nil {
+		return err
+	}
+	h.ctx, h.app = ctx, app
+	h.on = app.FeatureEnabled("upstream_breaker")
+	if !h.on {
+		return nil
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	settings, _ := h.settings()
+	h.classifier.Statuses, _ = breaker.ParseStatuses(h.FailureStatus)
+	h.classifier.SlowThreshold = time.Duration(h.SlowThreshold)
+
+	if err := h.acquire(ctx, app, settings); err != nil {
+		return err
+	}
+	if len(h.Fallback) > 0 {
+		if err := h.Fallback.Provision(ctx); err != nil {
+			return fmt.Errorf("upstream_breaker %s: fallback: %v", h.Name, err)
+		}
+		h.fallback = h.Fallback.Compile(caddyhttp.HandlerFunc(h.fallbackEnd))
+	}
+	e, name, critical := h.entry, h.Name, h.Critical
+	app.RegisterStatus("breaker:"+name, func() StatusReport { return e.status(name, critical) })
+	return nil
+}
+
+// acquire takes this name's breaker from the pool, creating (and sharing) it on first use.
+func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.Settings) error {
+	redis := app.RedisClient()
+	shared := h.Shared && redis != nil
+	if h.Shared && redis == nil {
+		_ = app.Report(Finding{Code: "breaker.shared_without_redis", Severity: Warning, Module: "upstream_breaker",
+			Config:  "upstream_breaker " + h.Name,
+			Message: "shared is set but the hardening app has no Redis: this breaker's state is per instance",
+			Fix:     "configure redis in the hardening global option, or remove shared"})
+	}
+	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings, shared, app.redisKey, app.KeyPrefix(), time.Duration(h.SyncInterval))
+	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, h.key)
+	h.inConfig = true
+	if loaded && prev != h.key {
+		return fmt.Errorf("upstream_breaker %s is configured twice with different trip rules; breakers with one name share one state: give them the same rules or different names", h.Name)
+	}
+	var err error
+	if h.metrics, err = provisionBreakerMetrics(ctx, h.Name); err != nil {
+		return err
+	}
+	val, _, err := breakerPool.LoadOrNew(h.key, func() (caddy.Destructor, error) {
+		b, err := breaker.New(settings)
+		if err != nil {
+			return nil, err
+		}
+		e := &breakerEntry{b: b}
+		b.Listen(e.onTransition)
+		if shared {
+			b.Share(breaker.NewRedisStore(redis, app.KeyPrefix(), h.Name), time.Duration(h.SyncInterval), e.onSharedHealth)
+		}
+		return e, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.entry, h.acquired = val.(*breakerEntry), true
+	h.entry.owner.Store(h)
+	h.metrics.setState(h.entry.b.State())
+	return nil
+}
+
+// Cleanup releases this config's reference to the breaker (also after a failed Provision).
+func (h *UpstreamBreaker) Cleanup() error {
+	if h.inConfig {
+		configBreakers.Delete(breakerInConfig{h.app, h.Name})
+		h.inConfig = false
+	}
+	if !h.acquired {
+		return nil
+	}
+	h.acquired = false // the entry stays readable: a request still draining can finish
+	h.entry.owner.CompareAndSwap(h, nil)
+	_, err := breakerPool.Delete(h.key)
+	return err
+}
+
+// ServeHTTP asks the breaker, runs the rest of the route when allowed, and reports how it went.
+func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.on {
+		return next.ServeHTTP(w, r)
+	}
+	b := h.entry.b
+	tk, err := b.Allow()
+	if err != nil {
+		return h.refuse(w, r, err)
+	}
+	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+		h: h, tk: tk, start: time.Now()}
+	defer func() {
+		if !rec.reported { // a panic in the route: the upstream did not answer well
+			rec.report(breaker.Result{Err: errRoutePanicked})
+		}
+	}()
+	err = next.ServeHTTP(rec, r)
+	if !rec.reported { // no response header was written: judge by the error
+		res := breaker.Result{Err: err, Latency: time.Since(rec.start),
+			ClientGone: errors.Is(r.Context().Err(), context.Canceled)}
+		if err != nil {
+			var he caddyhttp.HandlerError // declared here: it escapes, so only errors pay for it
+			if errors.As(err, &he) {
+				res.ErrStatus = he.StatusCode
+			}
+		}
+		rec.report(res)
+	}
+	return err
+}
+
+// refuse answers a request the breaker did not let through: the fallback, or the 503 problem.
+func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause error) error {
+	state := breaker.StateOpen
+	if errors.Is(cause, breaker.ErrTooManyRequests) {
+		state = breaker.StateHalfOpen
+	}
+	if h.fallback == nil {
+		h.metrics.shortCircuited[state][responseProblem].Inc()
+		return h.writeOpen(w, state)
+	}
+	h.metrics.shortCircuited[state][responseFallback].Inc()
+	caddyhttp.SetVar(r.Context(), "breaker_name", h.Name)
+	caddyhttp.SetVar(r.Context(), "breaker_state", breaker.StateName(state))
+	caddyhttp.SetVar(r.Context(), "breaker_retry_after", strconv.Itoa(h.retryAfter(state)))
+	return h.fallback.ServeHTTP(w, r)
+}
+
+// retryAfter is Retry-After in whole seconds: until half-open, or 1 while probes run.
+func (h *UpstreamBreaker) retryAfter(state breaker.State) int {
+	if state != breaker.StateOpen {
+		return 1
+	}
+	d := h.entry.b.RetryAfter(time.Now())
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// breakerEntry is one breaker in the pool; owner is the handler of the newest config using it,
+// through which transitions are reported.
+type breakerEntry struct {
+	b     *breaker.Breaker
+	owner atomic.Pointer[UpstreamBreaker]
+	since atomic.Int64 // unix nanoseconds of the last transition
+}
+
+// Destruct stops the breaker's goroutines once no config uses it.
+func (e *breakerEntry) Destruct() error {
+	e.b.Close()
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*UpstreamBreaker)(nil)
+	_ caddy.Validator             = (*UpstreamBreaker)(nil)
+	_ caddy.CleanerUpper          = (*UpstreamBreaker)(nil)
+	_ caddyhttp.MiddlewareHandler = (*UpstreamBreaker)(nil)
+	_ caddy.Destructor            = (*breakerEntry)(nil)
+)

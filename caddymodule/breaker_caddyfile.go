@@ -1,0 +1,169 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/breaker"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("upstream_breaker", parseUpstreamBreaker)
+	httpcaddyfile.RegisterDirectiveOrder("upstream_breaker", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseUpstreamBreaker(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	ub := new(UpstreamBreaker)
+	if err := ub.unmarshal(h); err != nil {
+		return nil, err
+	}
+	return ub, nil
+}
+
+// UnmarshalCaddyfile sets up the breaker from Caddyfile tokens (without a fallback block,
+// which needs the HTTP Caddyfile adapter's helper; the directive parser handles it):
+//
+//	upstream_breaker [<matcher>] <name> {
+//		consecutive_failures <n>
+//		failure_ratio <0..1>
+//		min_requests <n>
+//		interval <duration>
+//		open_for <duration>
+//		half_open_requests <n>
+//		failure_status <code|class>...
+//		slow_threshold <duration>
+//		shared
+//		sync_interval <duration>
+//		critical
+//		fallback {
+//			<handler directives>
+//		}
+//	}
+//
+// Every subdirective is optional; see the JSON fields for the defaults.
+func (h *UpstreamBreaker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return h.unmarshal(httpcaddyfile.Helper{Dispenser: d})
+}
+
+func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
+	d := hp.Dispenser
+	d.Next() // the directive
+	if !d.NextArg() {
+		return d.Err("upstream_breaker: expected a breaker name (letters, digits, '.', '_', '-')")
+	}
+	h.Name = d.Val()
+	if err := breaker.ValidateName(h.Name); err != nil {
+		return d.WrapErr(err)
+	}
+	if d.NextArg() {
+		return d.Errf("upstream_breaker takes one name, then a block; unexpected %q", d.Val())
+	}
+	seen := map[string]caddyfile.Dispenser{} // each subdirective's position, for later errors
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		if _, dup := seen[name]; dup {
+			return d.Errf("upstream_breaker: %s is given twice", name)
+		}
+		seen[name] = *d
+		if name == "fallback" {
+			if hp.State == nil && hp.BlockState == nil { // not under the HTTP Caddyfile adapter
+				return d.Err("upstream_breaker: fallback needs the HTTP Caddyfile adapter")
+			}
+			if err := h.parseFallback(hp); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := h.parseSubdirective(d, name); err != nil {
+			return err
+		}
+	}
+	if at, ok := seen["min_requests"]; ok && h.FailureRatio == 0 {
+		return at.Errf("upstream_breaker %s: min_requests applies to failure_ratio, which is not set", h.Name)
+	}
+	return nil
+}
+
+func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string) error {
+	switch name {
+	case "consecutive_failures", "min_requests", "half_open_requests":
+		n, err := intArg(d, name, 1, 1_000_000)
+		if err != nil {
+			return err
+		}
+		*map[string]*int{"consecutive_failures": &h.ConsecutiveFailures, "min_requests": &h.MinRequests,
+			"half_open_requests": &h.HalfOpenRequests}[name] = n
+	case "failure_ratio":
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
+		}
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(r > 0 && r <= 1) {
+			return d.Errf("failure_ratio: expected a number above 0 and at most 1 (0.5 is half the requests), got %q", v)
+		}
+		h.FailureRatio = r
+	case "interval", "open_for", "slow_threshold", "sync_interval":
+		v, err := oneArg(d, name)
+		if err != nil {
+			return err
+		}
+		dur, err := caddy.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			return d.Errf("%s: expected a positive duration such as 500ms, 30s or 1m, got %q", name, v)
+		}
+		*map[string]*caddy.Duration{"interval": &h.Interval, "open_for": &h.OpenFor,
+			"slow_threshold": &h.SlowThreshold, "sync_interval": &h.SyncInterval}[name] = caddy.Duration(dur)
+	case "failure_status":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Err("failure_status: expected one or more status codes (503) or classes (5xx)")
+		}
+		if _, err := breaker.ParseStatuses(args); err != nil {
+			return d.Errf("failure_status: %v", err)
+		}
+		h.FailureStatus = args
+	case "shared", "critical":
+		if d.NextArg() {
+			return d.Errf("%s takes no argument; unexpected %q", name, d.Val())
+		}
+		if name == "shared" {
+			h.Shared = true
+		} else {
+			h.Critical = true
+		}
+	default:
+		return d.Errf("unknown upstream_breaker subdirective %q; expected one of: %s", name, strings.Join([]string{
+			"consecutive_failures", "failure_ratio", "min_requests", "interval", "open_for", "half_open_requests",
+			"failure_status", "slow_threshold", "shared", "sync_interval", "critical", "fallback"}, ", "))
+	}
+	return nil
+}
+
+// parseFallback reads `fallback { ... }` as a list of routes, like `handle` does.
+func (h *UpstreamBreaker) parseFallback(hp httpcaddyfile.Helper) error {
+	d := hp.Dispenser
+	if d.CountRemainingArgs() > 0 {
+		d.NextArg()
+		return d.Errf("fallback takes no argument, only a block of handler directives; unexpected %q", d.Val())
+	}
+	line := *d
+	handler, err := httpcaddyfile.ParseSegmentAsSubroute(hp.WithDispenser(d.NewFromNextSegment()))
+	if err != nil {
+		return err
+	}
+	sub, ok := handler.(*caddyhttp.Subroute)
+	if !ok || len(sub.Routes) == 0 {
+		return line.Err("fallback: expected a block of handler directives, such as respond, redir or reverse_proxy")
+	}
+	h.Fallback = sub.Routes
+	return nil
+}
+
+// Interface guard.
+var _ caddyfile.Unmarshaler = (*UpstreamBreaker)(nil)

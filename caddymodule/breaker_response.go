@@ -1,0 +1,111 @@
+package caddymodule
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/breaker"
+)
+
+// writeOpen is the 503 problem; the breaker's name stays out of it (internal topology). The
+// reply changes once a second at most, so it is rendered once per Retry-After value: an open
+// breaker under a flood answers for less than a bare `respond`.
+func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, state breaker.State) error {
+	secs := h.retryAfter(state)
+	reply := h.openReply.Load()
+	if reply == nil || reply.secs != secs {
+		reply = &renderedReply{secs: secs, header: make(http.Header)}
+		if err := writeProblem(reply, http.StatusServiceUnavailable, "Service Unavailable",
+			"the upstream service is failing; requests are held back until it recovers",
+			map[string]any{"retry_after": secs}); err != nil {
+			return err
+		}
+		reply.header.Set("Retry-After", strconv.Itoa(secs))
+		h.openReply.Store(reply)
+	}
+	hdr := w.Header()
+	vals := make([]string, 0, len(reply.header)) // this response's copy: handlers may edit values
+	for k, v := range reply.header {
+		vals = append(vals, v[0])
+		hdr[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	w.WriteHeader(reply.status)
+	_, err := w.Write(reply.body)
+	return err
+}
+
+// fallbackEnd ends the fallback routes: if none of them answered, the 503 problem does.
+func (h *UpstreamBreaker) fallbackEnd(w http.ResponseWriter, r *http.Request) error {
+	state := breaker.StateOpen
+	if s, _ := caddyhttp.GetVar(r.Context(), "breaker_state").(string); s == breaker.StateName(breaker.StateHalfOpen) {
+		state = breaker.StateHalfOpen
+	}
+	return h.writeOpen(w, state)
+}
+
+// renderedReply is a response written once and replayed.
+type renderedReply struct {
+	secs   int
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *renderedReply) Header() http.Header    { return r.header }
+func (r *renderedReply) WriteHeader(status int) { r.status = status }
+func (r *renderedReply) Write(p []byte) (int, error) {
+	r.body = append(r.body, p...)
+	return len(p), nil
+}
+
+// errRoutePanicked stands for a panic in the wrapped route.
+var errRoutePanicked = errors.New("the route panicked")
+
+// breakerRecorder reports the outcome as soon as the final response header is written: the
+// status and its latency say how the upstream did, and a long body (a download, server-sent
+// events, a WebSocket) does not hold a half-open probe slot. It never buffers.
+type breakerRecorder struct {
+	caddyhttp.ResponseWriterWrapper
+	h        *UpstreamBreaker
+	tk       breaker.Ticket
+	start    time.Time
+	wrote    bool // a final header went out
+	reported bool
+}
+
+func (rec *breakerRecorder) report(res breaker.Result) {
+	rec.reported = true
+	o, _ := rec.h.classifier.Classify(res)
+	rec.tk.Report(o)
+	rec.h.metrics.outcomes[o].Inc()
+}
+
+func (rec *breakerRecorder) WriteHeader(status int) {
+	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
+		rec.wrote = true
+		if !rec.reported {
+			rec.report(breaker.Result{Status: status, Latency: time.Since(rec.start)})
+		}
+	}
+	rec.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (rec *breakerRecorder) Write(p []byte) (int, error) {
+	if !rec.wrote {
+		rec.WriteHeader(http.StatusOK)
+	}
+	return rec.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom goes through WriteHeader: the embedded one would skip it (file_server bodies).
+func (rec *breakerRecorder) ReadFrom(r io.Reader) (int64, error) {
+	if !rec.wrote {
+		rec.WriteHeader(http.StatusOK)
+	}
+	return rec.ResponseWriterWrapper.ReadFrom(r)
+}

@@ -1,0 +1,540 @@
+package caddymodule
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// upstream is a real HTTP server whose behaviour a test switches: ok, fail (500), hold
+// (answers 200 once released), hang (never answers until the test ends), slow (200 after
+// 150 ms).
+type upstream struct {
+	srv     *httptest.Server
+	mode    atomic.Value
+	hits    atomic.Int64
+	release chan struct{}
+	held    atomic.Int64
+}
+
+func startUpstream(t *testing.T, mode string) *upstream {
+	t.Helper()
+	u := &upstream{release: make(chan struct{})}
+	u.mode.Store(mode)
+	done := make(chan struct{})
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		switch u.mode.Load().(string) {
+		case "fail":
+			http.Error(w, "upstream broke", http.StatusInternalServerError)
+			return
+		case "hold":
+			u.held.Add(1)
+			select {
+			case <-u.release:
+			case <-done:
+			}
+		case "hang":
+			select {
+			case <-r.Context().Done():
+			case <-done:
+			}
+			return
+		case "slow":
+			time.Sleep(150 * time.Millisecond)
+		case "stream": // the header at once, the body once released
+			w.WriteHeader(http.StatusOK)
+			http.NewResponseController(w).Flush()
+			select {
+			case <-u.release:
+			case <-done:
+			}
+		}
+		_, _ = io.WriteString(w, "upstream ok")
+	}))
+	t.Cleanup(func() { close(done); u.srv.Close() })
+	return u
+}
+
+func (u *upstream) addr() string { return strings.TrimPrefix(u.srv.URL, "http://") }
+
+// breakerSite is a site with upstream_breaker (settings as the block's lines) before a
+// reverse_proxy to addr with a 300 ms response header timeout.
+func breakerSite(t *testing.T, name, settings, addr string) (string, string) {
+	port := testenv.FreePort(t)
+	return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	upstream_breaker %s {
+		%s
+	}
+	reverse_proxy %s {
+		transport http {
+			response_header_timeout 300ms
+		}
+	}
+}
+`, port, name, strings.ReplaceAll(settings, "\n", "\n\t\t"), addr), fmt.Sprintf("http://127.0.0.1:%d/", port)
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func fetchReply(t *testing.T, url string) reply {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, string(b)}
+}
+
+// breakerStatus is the health report the breaker registered in the running config.
+func breakerStatus(t *testing.T, name string) StatusReport {
+	t.Helper()
+	for _, s := range activeApp(t).Statuses() {
+		if s.Component == "breaker:"+name {
+			return s
+		}
+	}
+	t.Fatalf("no status registered for breaker:%s", name)
+	return StatusReport{}
+}
+
+func waitBreakerState(t *testing.T, name, state string) StatusReport {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s := breakerStatus(t, name)
+		if s.Observed["state"] == state {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker %s is %v, want %s", name, s.Observed["state"], state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// assertOpenReply checks the fast 503: problem+json, Retry-After, no upstream call.
+func assertOpenReply(t *testing.T, r reply, maxRetry int) {
+	t.Helper()
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("open breaker answered %d %q: %s", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	ra, err := strconv.Atoi(r.header.Get("Retry-After"))
+	if err != nil || ra < 1 || ra > maxRetry {
+		t.Fatalf("Retry-After %q, want 1..%d", r.header.Get("Retry-After"), maxRetry)
+	}
+	var p map[string]any
+	if err := json.Unmarshal([]byte(r.body), &p); err != nil || p["status"] != float64(503) || p["retry_after"] != float64(ra) {
+		t.Fatalf("problem body %s (%v)", r.body, err)
+	}
+}
+
+func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_status", "consecutive_failures 3\nopen_for 1s\nhalf_open_requests 2", u.addr())
+	c := testcaddy.StartCaddy(t, block)
+	shortBefore := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_status", "open", "problem"))
+	failBefore := breakerCount(t, "t_status", "failure")
+
+	for i := range 3 {
+		if r := fetchReply(t, url); r.status != 500 {
+			t.Fatalf("request %d: %d, want the upstream's 500", i, r.status)
+		}
+	}
+	if s := breakerStatus(t, "t_status"); s.Observed["state"] != "open" || s.Status != HealthWarn {
+		t.Fatalf("after 3 failures: %+v", s)
+	}
+	for range 5 {
+		assertOpenReply(t, fetchReply(t, url), 1)
+	}
+	if n := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_status", "open", "problem")) - shortBefore; n != 5 {
+		t.Fatalf("short_circuited_total{state=open,response=problem} = %v, want 5", n)
+	}
+	if n := breakerCount(t, "t_status", "failure") - failBefore; n != 3 {
+		t.Fatalf("requests_total{outcome=failure} = %v, want 3", n)
+	}
+	if n := u.hits.Load(); n != 3 {
+		t.Fatalf("the upstream got %d requests, want 3: none while open", n)
+	}
+
+	// Half-open admits exactly 2 probes; a third request is refused while they run.
+	u.mode.Store("hold")
+	waitBreakerState(t, "t_status", "half_open")
+	var wg sync.WaitGroup
+	probes := make([]reply, 2)
+	for i := range probes {
+		wg.Add(1)
+		go func() { defer wg.Done(); probes[i] = fetchReply(t, url) }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for u.held.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d probes reached the upstream, want 2", u.held.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	third := fetchReply(t, url)
+	assertOpenReply(t, third, 1)
+	if third.header.Get("Retry-After") != "1" {
+		t.Fatalf("half-open Retry-After %q, want 1", third.header.Get("Retry-After"))
+	}
+	close(u.release)
+	wg.Wait()
+	for i, p := range probes {
+		if p.status != 200 {
+			t.Fatalf("probe %d: %d", i, p.status)
+		}
+	}
+	if n := u.hits.Load(); n != 5 {
+		t.Fatalf("the upstream got %d requests, want 3 + 2 probes", n)
+	}
+	waitBreakerState(t, "t_status", "closed")
+	u.mode.Store("ok")
+	if r := fetchReply(t, url); r.status != 200 {
+		t.Fatalf("closed breaker: %d", r.status)
+	}
+
+	// Each transition is a security event and a Caddy event, in order.
+	want := "warn:closed>open:local info:open>half_open:local info:half_open>closed:local"
+	if got := breakerEvents(t, c, "t_status", 3); got != want {
+		t.Fatalf("security events %s, want %s", got, want)
+	}
+}
+
+// breakerEvents waits (bounded) for n state-change events of the breaker in the security log
+// and returns them as "level:from>to:cause", space-separated.
+func breakerEvents(t *testing.T, c *testcaddy.Caddy, name string, n int) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var got []string
+		for _, e := range c.Logs() {
+			if e.Logger() == securityLoggerName && e.Msg() == EventBreakerStateChanged && e.Str("breaker") == name {
+				got = append(got, e.Level()+":"+e.Str("from")+">"+e.Str("to")+":"+e.Str("cause"))
+			}
+		}
+		if len(got) >= n || time.Now().After(deadline) {
+			return strings.Join(got, " ")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestBreakerRefusedThenRecoveredUpstream(t *testing.T) {
+	// A port that refuses connections, later served again: while open, nothing dials it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	block, url := breakerSite(t, "t_refused", "consecutive_failures 2\nopen_for 1s", addr)
+	testcaddy.StartCaddy(t, block)
+	for range 2 {
+		if r := fetchReply(t, url); r.status != http.StatusBadGateway {
+			t.Fatalf("refused dial: %d, want 502", r.status)
+		}
+	}
+	waitBreakerState(t, "t_refused", "open")
+
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	var accepts atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "back") }),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				accepts.Add(1)
+			}
+		}}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	start := time.Now()
+	for range 3 {
+		assertOpenReply(t, fetchReply(t, url), 1)
+	}
+	if accepts.Load() != 0 {
+		t.Fatalf("the upstream got %d connections while the breaker was open", accepts.Load())
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("the open breaker waited for something")
+	}
+	waitBreakerState(t, "t_refused", "half_open")
+	if r := fetchReply(t, url); r.status != 200 || r.body != "back" {
+		t.Fatalf("probe: %d %q", r.status, r.body)
+	}
+	waitBreakerState(t, "t_refused", "closed")
+}
+
+func TestBreakerOpensOnHangsAndSlowResponses(t *testing.T) {
+	hang := startUpstream(t, "hang")
+	slow := startUpstream(t, "slow")
+	b1, hangURL := breakerSite(t, "t_hang", "consecutive_failures 2\nopen_for 1m", hang.addr())
+	b2, slowURL := breakerSite(t, "t_slow", "consecutive_failures 2\nopen_for 1m\nslow_threshold 50ms", slow.addr())
+	testcaddy.StartCaddy(t, b1+b2)
+	for range 2 {
+		if r := fetchReply(t, hangURL); r.status != http.StatusGatewayTimeout {
+			t.Fatalf("hung upstream: %d, want 504 from response_header_timeout", r.status)
+		}
+		if r := fetchReply(t, slowURL); r.status != 200 {
+			t.Fatalf("slow upstream: %d", r.status)
+		}
+	}
+	assertOpenReply(t, fetchReply(t, hangURL), 60)
+	assertOpenReply(t, fetchReply(t, slowURL), 60)
+	if hang.hits.Load() != 2 || slow.hits.Load() != 2 {
+		t.Fatalf("upstream hits %d and %d while open, want 2 each", hang.hits.Load(), slow.hits.Load())
+	}
+}
+
+func TestBreakerFallbackWhileOpen(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_fallback", `consecutive_failures 1
+open_for 1m
+fallback {
+	header X-Degraded "{http.vars.breaker_name}"
+	header Retry-After "{http.vars.breaker_retry_after}"
+	respond "degraded: {http.vars.breaker_state}" 200
+}`, u.addr())
+	testcaddy.StartCaddy(t, block)
+	before := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_fallback", "open", "fallback"))
+	fetchReply(t, url)
+	r := fetchReply(t, url)
+	if r.status != 200 || r.body != "degraded: open" || r.header.Get("X-Degraded") != "t_fallback" {
+		t.Fatalf("fallback: %d %q %v", r.status, r.body, r.header)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 59 || ra > 60 {
+		t.Fatalf("fallback Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if u.hits.Load() != 1 {
+		t.Fatalf("the upstream got %d requests, want 1", u.hits.Load())
+	}
+	if n := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_fallback", "open", "fallback")) - before; n != 1 {
+		t.Fatalf("short_circuited_total{response=fallback} = %v, want 1", n)
+	}
+	if n := metricValue(t, breakerStateVec.WithLabelValues("t_fallback", "open")); n != 1 {
+		t.Fatalf("breaker_state{state=open} = %v, want 1", n)
+	}
+}
+
+// metricValue reads a counter or gauge.
+func metricValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Gauge != nil {
+		return m.GetGauge().GetValue()
+	}
+	return m.GetCounter().GetValue()
+}
+
+func TestBreakerFallbackWithoutResponseSendsProblem(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_fallback_hdr", "consecutive_failures 1\nopen_for 1m\nfallback {\n\theader X-Degraded yes\n}", u.addr())
+	testcaddy.StartCaddy(t, block)
+	fetchReply(t, url)
+	r := fetchReply(t, url)
+	assertOpenReply(t, r, 60)
+	if r.header.Get("X-Degraded") != "yes" {
+		t.Fatal("the fallback's header is missing")
+	}
+}
+
+func TestBreakerClientCancellationIsNotAFailure(t *testing.T) {
+	u := startUpstream(t, "hang")
+	block, url := breakerSite(t, "t_cancel", "consecutive_failures 1\nopen_for 1m", u.addr())
+	testcaddy.StartCaddy(t, block)
+	before := breakerCount(t, "t_cancel", "excluded")
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatal("the hung upstream answered")
+		}
+		cancel()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for breakerCount(t, "t_cancel", "excluded")-before < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v cancellations counted as excluded, want 3", breakerCount(t, "t_cancel", "excluded")-before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := breakerStatus(t, "t_cancel"); s.Observed["state"] != "closed" {
+		t.Fatalf("cancelled requests opened the breaker: %+v", s)
+	}
+	u.mode.Store("ok")
+	if r := fetchReply(t, url); r.status != 200 {
+		t.Fatalf("after cancellations: %d", r.status)
+	}
+}
+
+// breakerCount reads breaker_requests_total{breaker, outcome}.
+func breakerCount(t *testing.T, name, outcome string) float64 {
+	t.Helper()
+	return metricValue(t, breakerRequestsVec.WithLabelValues(name, outcome))
+}
+
+func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
+	u := startUpstream(t, "fail")
+	ok := startUpstream(t, "ok")
+	b1, failURL := breakerSite(t, "t_same", "consecutive_failures 2\nopen_for 1m", u.addr())
+	b2, okURL := breakerSite(t, "t_same", "consecutive_failures 2\nopen_for 1m", ok.addr())
+	c := testcaddy.StartCaddy(t, b1+b2)
+	fetchReply(t, failURL)
+	fetchReply(t, failURL)
+	assertOpenReply(t, fetchReply(t, okURL), 60) // the other route's breaker is the same one
+	if ok.hits.Load() != 0 {
+		t.Fatal("the second route reached its upstream through an open breaker")
+	}
+
+	// A reload with the same rules keeps the open state; new rules start a new breaker.
+	if err := c.Load(b1 + b2); err != nil {
+		t.Fatal(err)
+	}
+	assertOpenReply(t, fetchReply(t, okURL), 60)
+	b1, _ = breakerSite(t, "t_same", "consecutive_failures 3\nopen_for 1m", u.addr())
+	b2, okURL = breakerSite(t, "t_same", "consecutive_failures 3\nopen_for 1m", ok.addr())
+	if err := c.Load(b1 + b2); err != nil {
+		t.Fatal(err)
+	}
+	if r := fetchReply(t, okURL); r.status != 200 {
+		t.Fatalf("new rules kept the old breaker: %d", r.status)
+	}
+	n := 0
+	breakerPool.Range(func(k, _ any) bool {
+		if strings.Contains(k.(string), "Name:t_same ") {
+			n++
+		}
+		return true
+	})
+	if n != 1 {
+		t.Fatalf("%d t_same breakers in the pool after the reload, want 1 (the old one released)", n)
+	}
+}
+
+func TestBreakerSameNameDifferentRulesRefused(t *testing.T) {
+	u := startUpstream(t, "ok")
+	b1, _ := breakerSite(t, "t_conflict", "consecutive_failures 2", u.addr())
+	b2, _ := breakerSite(t, "t_conflict", "consecutive_failures 3", u.addr())
+	_, err := testcaddy.TryStartCaddy(t, b1+b2)
+	if err == nil || !strings.Contains(err.Error(), "upstream_breaker t_conflict is configured twice with different trip rules") {
+		t.Fatalf("load error %v", err)
+	}
+	// The refused config left nothing behind.
+	breakerPool.Range(func(k, _ any) bool {
+		if strings.Contains(k.(string), "Name:t_conflict ") {
+			t.Errorf("pool still holds %s", k)
+		}
+		return true
+	})
+	configBreakers.Range(func(k, _ any) bool {
+		if k.(breakerInConfig).name == "t_conflict" {
+			t.Errorf("configBreakers still holds %v", k)
+		}
+		return true
+	})
+}
+
+func TestBreakerCriticalFailsReadiness(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_critical", "consecutive_failures 1\nopen_for 1m\ncritical", u.addr())
+	testcaddy.StartCaddy(t, block)
+	if s := breakerStatus(t, "t_critical"); s.Status != HealthPass || !s.Critical {
+		t.Fatalf("closed critical breaker: %+v", s)
+	}
+	fetchReply(t, url)
+	s := breakerStatus(t, "t_critical")
+	if s.Status != HealthFail || !strings.HasPrefix(s.Output, "open: ") || s.Observed["retry_after_s"] == nil {
+		t.Fatalf("open critical breaker: %+v", s)
+	}
+}
+
+func TestBreakerFeatureOffPassesThrough(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_off", "consecutive_failures 1", u.addr())
+	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tfeatures {\n\t\t\tupstream_breaker off\n\t\t}\n\t}\n}\n"+block)
+	for range 3 {
+		if r := fetchReply(t, url); r.status != 500 {
+			t.Fatalf("disabled breaker: %d", r.status)
+		}
+	}
+	if u.hits.Load() != 3 {
+		t.Fatal("the disabled breaker held requests back")
+	}
+}
+
+func TestBreakerSharedWithoutRedisWarns(t *testing.T) {
+	u := startUpstream(t, "ok")
+	block, _ := breakerSite(t, "t_noredis", "shared", u.addr())
+	c := testcaddy.StartCaddy(t, block)
+	if codes := strings.Join(findingCodes(c), " "); !strings.Contains(codes, "warn:breaker.shared_without_redis") {
+		t.Fatalf("findings %q", codes)
+	}
+}
+
+func TestBreakerJSONValidation(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, tc := range []struct{ handler, want string }{
+		{`"name": "j", "failure_ratio": 2`, "upstream_breaker j: failure_ratio must be in (0, 1], got 2"},
+		{`"name": "j", "open_for": -1000000000`, "upstream_breaker j: open_for must be positive, got -1s"},
+		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status: unknown status "6xx"`},
+		{`"name": ""`, "a breaker needs a name"},
+		{`"name": "j", "half_open_requests": -1`, "half_open_requests must be from 1 to 1000000 (0 for the default), got -1"},
+		{`"name": "j", "slow_threshold": -1`, "slow_threshold and sync_interval must be positive"},
+	} {
+		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
+			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)
+		if err := c.LoadJSON(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: load error %v, want %q", tc.handler, err, tc.want)
+		}
+	}
+}
+
+func TestBreakerLongResponseDoesNotHoldTheProbeSlot(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_stream", "consecutive_failures 1\nopen_for 500ms\nhalf_open_requests 1", u.addr())
+	testcaddy.StartCaddy(t, block)
+	fetchReply(t, url)
+	waitBreakerState(t, "t_stream", "open")
+	u.mode.Store("stream")
+	waitBreakerState(t, "t_stream", "half_open")
+	streamed := make(chan reply, 1)
+	go func() { streamed <- fetchReply(t, url) }()
+	// The probe's header closes the breaker while its body is still streaming.
+	waitBreakerState(t, "t_stream", "closed")
+	u.mode.Store("ok")
+	if r := fetchReply(t, url); r.status != 200 || r.body != "upstream ok" {
+		t.Fatalf("request during the streaming probe: %d %q", r.status, r.body)
+	}
+	close(u.release)
+	if r := <-streamed; r.status != 200 {
+		t.Fatalf("streamed probe: %d", r.status)
+	}
+}
