@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -401,22 +400,8 @@ api_keys %s`, r.URL(0), r.URL(0), digest))
 	}
 }
 
-// requirePostgres skips without a PostgreSQL on 127.0.0.1:5432, and fails under CI (whose
-// script starts it).
-func requirePostgres(t *testing.T) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL is not answering on 127.0.0.1:5432 and CI is set: the CI script must start it (%v)", err)
-		}
-		t.Skipf("no PostgreSQL on 127.0.0.1:5432: %v", err)
-	}
-	c.Close()
-}
-
 func TestMonitoringPostgresNeverShowsThePassword(t *testing.T) {
-	requirePostgres(t)
+	testenv.RequirePostgres(t)
 	const secret = "pg-pass-hunter2"
 	down := testenv.FreePort(t)
 	t.Setenv("MONITOR_TEST_DSN", "postgres://postgres:"+secret+"@127.0.0.1:5432/postgres?sslmode=disable")

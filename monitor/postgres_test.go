@@ -3,8 +3,6 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,14 +20,7 @@ const pgSecret = "pg-s3cret-hunter2"
 // test when none answers (fails under CI, whose script starts it).
 func requirePostgres(t *testing.T) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", "127.0.0.1:5432", time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL is not answering on 127.0.0.1:5432 and CI is set: the CI script must start it (%v)", err)
-		}
-		t.Skipf("no PostgreSQL on 127.0.0.1:5432: %v", err)
-	}
-	c.Close()
+	testenv.RequirePostgres(t)
 	return "postgres://postgres:" + pgSecret + "@127.0.0.1:5432/postgres?sslmode=disable"
 }
 
