@@ -55,3 +55,15 @@ func BenchmarkDetectorSignal(b *testing.B) {
 		d.Signal(netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)}), SignalNotFound)
 	}
 }
+
+// BenchmarkProbeMatchOrdinary: an ordinary API path against the built-in probe list.
+func BenchmarkProbeMatchOrdinary(b *testing.B) {
+	m, err := NewProbeMatcher(DefaultProbePaths)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = m.Match("/api/v1/users/123")
+	}
+}

@@ -24,6 +24,9 @@ type ProbeMatcher struct {
 	suffixes []string
 	contains []string
 	patterns []string
+	// second holds, lowercased, the byte after the leading / of every exact and prefix
+	// pattern: a path whose second byte is not in it matches none of them (most paths).
+	second [256]bool
 }
 
 // maxProbePatterns bounds the configured list (each pattern is scanned per request).
@@ -50,8 +53,10 @@ func NewProbeMatcher(patterns []string) (*ProbeMatcher, error) {
 			m.suffixes = append(m.suffixes, core)
 		case trail:
 			m.prefixes = append(m.prefixes, core)
+			m.second[secondByte(core)] = true
 		default:
 			m.exact[core] = struct{}{}
+			m.second[secondByte(core)] = true
 		}
 	}
 	return m, nil
@@ -66,6 +71,26 @@ func (m *ProbeMatcher) Match(p string) bool {
 		return false
 	}
 	p = path.Clean(p) // allocates only when the path was not clean
+	if m.second[secondByte(p)] {
+		return m.matchAnchored(p) || m.matchUnanchored(p)
+	}
+	return m.matchUnanchored(p)
+}
+
+// secondByte is the lowercased byte after the leading /, or 0 for "/".
+func secondByte(p string) byte {
+	if len(p) < 2 {
+		return 0
+	}
+	c := p[1]
+	if 'A' <= c && c <= 'Z' {
+		c += 'a' - 'A'
+	}
+	return c
+}
+
+// matchAnchored tries the exact and prefix patterns.
+func (m *ProbeMatcher) matchAnchored(p string) bool {
 	var buf [256]byte
 	if len(p) <= len(buf) {
 		b := buf[:len(p)]
@@ -87,6 +112,11 @@ func (m *ProbeMatcher) Match(p string) bool {
 			return true
 		}
 	}
+	return false
+}
+
+// matchUnanchored tries the suffix and substring patterns.
+func (m *ProbeMatcher) matchUnanchored(p string) bool {
 	for _, x := range m.suffixes {
 		if len(p) >= len(x) && strings.EqualFold(p[len(p)-len(x):], x) {
 			return true
