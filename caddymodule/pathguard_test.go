@@ -23,6 +23,7 @@ import (
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/ipclass"
 	"github.com/swarmsec/caddy-hardening/pathguard"
 )
 
@@ -290,6 +291,12 @@ http://%s {
 	}
 	if report.Status != HealthPass || report.Observed["suspicious"] != 1 {
 		t.Fatalf("detection status for monitoring: %+v", report)
+	}
+	if tracked, detected := testutil.ToFloat64(trackedGauge), testutil.ToFloat64(detectedGauge); tracked != 1 || detected != 1 {
+		t.Fatalf("gauges: %v tracked, %v suspicious; want 1 and 1", tracked, detected)
+	}
+	if got := testutil.ToFloat64(classifiedRequests[ipclass.Suspicious]); got < 1 {
+		t.Fatalf("ip_class_requests_total{class=suspicious} = %v", got)
 	}
 
 	code, list := adminDo(t, "GET", admin+"/hardening/ipclass/", "")
