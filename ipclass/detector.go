@@ -178,7 +178,7 @@ func (d *Detector) Detections(limit int) []Detection {
 	ns := now.UnixNano()
 	set := d.settings.Load()
 	var out []Detection
-	for i := range d.shards {
+	for i := 0; i < len(d.shards) && len(out) < limit; i++ {
 		s := &d.shards[i]
 		s.mu.Lock()
 		for a, e := range s.m {
