@@ -79,6 +79,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		return err
 	}
 	m.reportLiteralSecrets(app)
+	app.OnValidate(func() { m.checkDetailsBehindProxy(ctx) })
 	m.system = &monitor.SystemSampler{}
 	repl := caddy.NewReplacer()
 	for _, c := range m.Checks {
