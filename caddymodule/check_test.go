@@ -2,12 +2,18 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/observatory"
 )
 
 // checkCaddyfile adapts a Caddyfile and runs the check on it, as `caddy hardening check` does.
@@ -162,3 +168,70 @@ func TestCheckCommand(t *testing.T) {
 }
 
 func writeFile(p, body string) error { return os.WriteFile(p, []byte(body), 0o600) }
+
+// TestCheckGradesLiveCaddy grades a real Caddy over HTTP and TLS (its local CA trusted with
+// --ca-file): with security_headers' production defaults, and without any.
+func TestCheckGradesLiveCaddy(t *testing.T) {
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	storage := t.TempDir()
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	http_port %d
+	local_certs
+	skip_install_trust
+	storage file_system %s
+}
+localhost:%d {
+	bind 127.0.0.1
+	handle /bare {
+		respond "bare"
+	}
+	handle {
+		security_headers
+		header Content-Type "text/html; charset=utf-8"
+		respond "<!doctype html><p>hardened</p>"
+	}
+}
+`, httpPort, storage, httpsPort)) // no https_port: the redirect keeps the site's port
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	ca := storage + "/pki/authorities/local/root.crt"
+	grade := func(path string) observatory.Report {
+		var out bytes.Buffer
+		if err := runGrade(context.Background(), &out, fmt.Sprintf("http://localhost:%d%s", httpPort, path), "", ca, "", true); err != nil {
+			t.Fatal(err)
+		}
+		var rep observatory.Report
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := grade("/")
+	want := map[string]string{
+		observatory.TestRedirection:  "redirection-to-https",
+		observatory.TestHSTS:         "hsts-implemented-max-age-at-least-six-months",
+		observatory.TestContentType:  "x-content-type-options-nosniff",
+		observatory.TestFrameOptions: "x-frame-options-implemented-via-csp",
+		observatory.TestReferrer:     "referrer-policy-private",
+		observatory.TestCORP:         "cross-origin-resource-policy-implemented-with-same-origin",
+	}
+	for _, r := range rep.Results {
+		if w, ok := want[r.Test]; ok && r.Result != w {
+			t.Errorf("%s = %s, want %s", r.Test, r.Result, w)
+		}
+		if !r.Pass {
+			t.Errorf("security_headers defaults fail %s: %s", r.Test, r.Result)
+		}
+	}
+	if rep.Grade != "A+" {
+		t.Fatalf("security_headers defaults: score %d grade %s, want A+", rep.Score, rep.Grade)
+	}
+	// Without headers: CSP -25, HSTS -20, X-Content-Type-Options -5, X-Frame-Options -20.
+	if bare := grade("/bare"); bare.Score != 30 || bare.Grade != "D" {
+		t.Fatalf("bare Caddy: score %d grade %s, want 30 D: %+v", bare.Score, bare.Grade, bare.Results)
+	}
+	var out bytes.Buffer
+	if err := runGrade(context.Background(), &out, fmt.Sprintf("http://localhost:%d/bare", httpPort), "", ca, "B", false); err == nil ||
+		!strings.Contains(out.String(), "FAIL  -25  content-security-policy") || !strings.Contains(out.String(), "fix: send a Content-Security-Policy") {
+		t.Fatalf("--min-grade B on a D: err %v\n%s", err, out.String())
+	}
+}

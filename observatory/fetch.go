@@ -85,9 +85,17 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 			s.InvalidCert = true
 		}
 	}
-	if s.Final == nil && len(chain) > 0 {
-		last := chain[len(chain)-1]
-		s.Final, s.Body = &last, body
+	if s.HTTPInvalidCert {
+		s.InvalidCert = true
+	}
+	for i := len(chain) - 1; s.Final == nil && i >= 0; i-- {
+		if chain[i].Status != 0 { // the last response that arrived
+			last := chain[i]
+			s.Final = &last
+			if i == len(chain)-1 {
+				s.Body = body
+			}
+		}
 	}
 	if s.Final == nil {
 		if cerr != nil {
@@ -121,6 +129,9 @@ func (f *Fetcher) follow(ctx context.Context, rawURL string) ([]Response, []byte
 		req.Header.Set("User-Agent", "caddy-hardening-check")
 		resp, err := client.Do(req)
 		if err != nil {
+			if len(chain) > 0 { // the redirect's target is part of the route even when it fails
+				chain = append(chain, Response{URL: u})
+			}
 			return chain, nil, err
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
