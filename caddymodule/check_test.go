@@ -222,8 +222,9 @@ localhost:%d {
 			t.Errorf("security_headers defaults fail %s: %s", r.Test, r.Result)
 		}
 	}
-	if rep.Grade != "A+" {
-		t.Fatalf("security_headers defaults: score %d grade %s, want A+", rep.Score, rep.Grade)
+	// 100 + CSP without unsafe sources 5 + CORP same-origin 10 + Referrer-Policy 5 + frame-ancestors 5.
+	if rep.Score != 125 || rep.Grade != "A+" {
+		t.Fatalf("security_headers defaults: score %d grade %s, want 125 A+", rep.Score, rep.Grade)
 	}
 	// Without headers: CSP -25, HSTS -20, X-Content-Type-Options -5, X-Frame-Options -20.
 	if bare := grade("/bare"); bare.Score != 30 || bare.Grade != "D" {
