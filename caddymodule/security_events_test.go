@@ -56,6 +56,9 @@ http://%s {
 	if resp, _ := fetch(t, req); resp.StatusCode != http.StatusOK {
 		t.Fatalf("health with a wrong key: %d", resp.StatusCode)
 	}
+	if resp, _ := fetch(t, mustRequest(t, "http://"+addr+"/api/monitoring/health")); resp.StatusCode != http.StatusOK { // no key: a probe, no event
+		t.Fatalf("health without a key: %d", resp.StatusCode)
+	}
 	if resp, _ := postReport(t, "http://"+addr+"/csp-report", "application/csp-report",
 		`{"csp-report": {"document-uri": "http://127.0.0.1/", "effective-directive": "script-src-elem", "blocked-uri": "inline", "disposition": "enforce"}}`); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("csp report: %d", resp.StatusCode)
@@ -103,7 +106,16 @@ http://%s {
 			}
 		}
 	}
-	if l := securityLogs(c, EventMonitoringDenied); len(l) > 0 && (l[0].Str("route") != "health" || l[0].Level() != "warn") {
-		t.Errorf("monitoring_access_denied: %v", l[0])
+	if l := securityLogs(c, EventMonitoringDenied); len(l) != 1 || l[0].Str("route") != "health" || l[0].Level() != "warn" {
+		t.Errorf("monitoring_access_denied: want one warn entry for the wrong key only, got %v", l)
 	}
+}
+
+func mustRequest(t *testing.T, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }
