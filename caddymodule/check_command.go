@@ -52,7 +52,7 @@ with its fix. Exits 1 when the grade is below --min-grade.`,
 			if err != nil {
 				return err
 			}
-			rep := CheckConfig(cfgJSON)
+			rep := CheckConfig(quietProvisioning(cfgJSON))
 			if err := printCheck(out, rep, asJSON); err != nil {
 				return err
 			}
@@ -161,4 +161,19 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		return fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)
 	}
 	return nil
+}
+
+// quietProvisioning keeps Caddy's provisioning messages (INFO) from interleaving with the
+// report when the configuration has no logging section of its own; warnings still show.
+func quietProvisioning(cfg []byte) []byte {
+	var m map[string]any
+	if json.Unmarshal(cfg, &m) != nil || m["logging"] != nil {
+		return cfg
+	}
+	m["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{"level": "WARN"}}}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return cfg
+	}
+	return out
 }

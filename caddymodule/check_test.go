@@ -55,6 +55,8 @@ func TestCheckFindings(t *testing.T) {
 		{"csp.unsafe_eval", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' 'strict-dynamic' 'unsafe-eval'\n\t\t}\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' 'strict-dynamic'\n\t\t}\n\t}")},
 		{"csp.no_nonce", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'self' https://cdn.example.com\n\t\t}\n\t}"), checkSite("", good)},
+		{"csp.no_nonce", checkSite("", "\tsecurity_headers none {\n\t\tcsp {\n\t\t\tdefault-src https://cdn.example.com\n\t\t}\n\t}"),
+			checkSite("", "\tsecurity_headers none {\n\t\tcsp {\n\t\t\tdefault-src 'none'\n\t\t}\n\t}")},
 		{"csp.report_only", checkSite("", "\tsecurity_headers {\n\t\treport_only\n\t}"), checkSite("", good)},
 		{"csp.absent", checkSite("", "\tsecurity_headers none"), checkSite("", good)},
 		{"headers.absent", checkSite("", "\trespond ok"), checkSite("", good)},

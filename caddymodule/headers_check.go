@@ -107,7 +107,8 @@ func (h *SecurityHeaders) reportFindings(app *App) {
 			"add csp { script-src 'nonce' 'strict-dynamic' }")
 		return
 	}
-	strong, unsafeInline, unsafeEval := false, false, false
+	strong := len(scripts) == 1 && scripts[0] == "'none'" // no script at all
+	unsafeInline, unsafeEval := false, false
 	for _, v := range scripts {
 		lv := strings.ToLower(v)
 		switch {
