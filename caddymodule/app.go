@@ -58,6 +58,8 @@ type App struct {
 	security  *securityEvents
 	status    statusRegistry
 	onStart   []func()
+	validate  []func()
+	ctx       caddy.Context
 
 	classifier    *ipclass.Classifier
 	probes        *ipclass.ProbeMatcher
@@ -77,7 +79,8 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders, checks the configuration, takes the shared Redis client
 // from the pool and records the app's own findings.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.logger = ctx.Logger()
+	a.logger, a.ctx = ctx.Logger(), ctx
+	checkHook.provisioned(a)
 	repl := caddy.NewReplacer()
 	var err error
 	if a.security, err = newSecurityEvents(ctx); err != nil {
@@ -178,6 +181,7 @@ func allLoopback(o redisconn.Options) bool {
 // Start logs, once for this configuration, the findings and the disabled features, and runs the
 // functions modules registered with OnStart.
 func (a *App) Start() error {
+	a.runValidations()
 	for _, fn := range a.onStart {
 		fn()
 	}
@@ -218,10 +222,23 @@ func (a *App) Cleanup() error {
 
 // OnStart registers fn (from a module's Provision) to run when the configuration starts: work
 // that must not happen when a configuration is only validated (`caddy validate`,
-// `caddy adapt --validate`), such as background checks that reach other systems, and checks
-// that need the whole provisioned configuration. It runs before the findings are logged, so it
-// may Report.
+// `caddy adapt --validate`), such as background checks that reach other systems. Checks that
+// need the whole provisioned configuration go to OnValidate.
 func (a *App) OnStart(fn func()) { a.onStart = append(a.onStart, fn) }
+
+// OnValidate registers fn (from a module's Provision) as a check that needs the whole
+// provisioned configuration, such as the other handlers of a route. It may Report. It runs in
+// Start, before the findings are logged, and in `caddy hardening check`, which never starts.
+func (a *App) OnValidate(fn func()) { a.validate = append(a.validate, fn) }
+
+// runValidations runs the OnValidate checks once.
+func (a *App) runValidations() {
+	fns := a.validate
+	a.validate = nil
+	for _, fn := range fns {
+		fn()
+	}
+}
 
 // Env is the environment every module picks its defaults from.
 func (a *App) Env() Environment { return a.env }

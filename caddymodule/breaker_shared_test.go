@@ -124,6 +124,17 @@ func TestBreakerSharedRedisDownDecidesLocally(t *testing.T) {
 		if err := p.WaitOutput(`"event":"store_failover"`, 10*time.Second); err != nil {
 			t.Fatalf("no store_failover event after Redis died: %v", err)
 		}
+		// The common schema (docs/security-events.md): logger, event and module on every event.
+		var found bool
+		for _, e := range testenv.ParseLogs(p.Output()) {
+			if e.Str("event") == EventStoreFailover {
+				found = e.Logger() == securityLoggerName && e.Str("module") == "http.handlers.upstream_breaker"
+				break
+			}
+		}
+		if !found {
+			t.Fatal("store_failover lacks the common fields (logger hardening.security, module)")
+		}
 	}
 	// No request fails because of Redis; a opens on its own failures, b stays closed.
 	if a.status(t) != 500 || a.status(t) != 503 {

@@ -14,13 +14,14 @@ func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "hardening",
 		Usage: "<command>",
-		Short: "caddy-hardening tools: API keys",
+		Short: "caddy-hardening tools: API keys, configuration check, header grade",
 		Long: `
 Tools for caddy-hardening.
 
-  caddy hardening keygen    generate API keys and the digests to configure`,
+  caddy hardening keygen    generate API keys and the digests to configure
+  caddy hardening check     lint a configuration (--config) or grade a live site (--url)`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(keygenCommand())
+			cmd.AddCommand(keygenCommand(), checkCommand())
 		},
 	})
 }

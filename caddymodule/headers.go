@@ -114,6 +114,7 @@ type SecurityHeaders struct {
 	injectMode csp.Mode
 	ph         string
 	cacheCtl   string
+	built      builtPolicy // what build settled, for the configuration findings
 }
 
 // HSTSConfig is a Strict-Transport-Security value.
@@ -185,8 +186,9 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 			Fix:     "use a runtime placeholder: inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER}"},
 			Production, Staging)
 	}
+	h.reportFindings(app)
 	if h.injectMode == csp.Tags {
-		app.OnStart(func() { h.checkTagsBehindProxy(ctx) })
+		app.OnValidate(func() { h.checkTagsBehindProxy(ctx) })
 	}
 	return nil
 }
@@ -236,6 +238,7 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if h.ReportOnly != nil {
 		reportOnly = *h.ReportOnly
 	}
+	h.built = builtPolicy{policy: policy, reportOnly: reportOnly}
 	h.cspHeader = ""
 	if len(policy.Directives) > 0 {
 		h.policy = policy.Compile()
@@ -256,7 +259,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 			}
 		}
 	}
-	if (h.HSTS == nil || !h.HSTS.Off) && env != Development {
+	h.built.hstsOff = h.HSTS != nil && h.HSTS.Off
+	h.built.hsts = hsts
+	if !h.built.hstsOff && env != Development {
 		h.hsts = hsts.String()
 	}
 

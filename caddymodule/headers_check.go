@@ -1,8 +1,13 @@
 package caddymodule
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/csp"
 )
 
 // checkTagsBehindProxy reports a warning when inject_nonce tags is used in a route list that
@@ -53,4 +58,82 @@ func proxies(routes caddyhttp.RouteList) bool {
 		}
 	}
 	return false
+}
+
+// builtPolicy is what build settled: the policy, its mode and HSTS, read by the findings.
+type builtPolicy struct {
+	policy     csp.Policy
+	reportOnly bool
+	hsts       csp.HSTS
+	hstsOff    bool
+}
+
+// reportFindings records the production findings of the settled headers: each weakens a
+// defence an attacker meets first (HSTS against downgrade, CSP against injected script).
+func (h *SecurityHeaders) reportFindings(app *App) {
+	b := h.built
+	report := func(code, config, msg, fix string) {
+		_ = app.Report(Finding{Code: code, Severity: Warning, Module: "security_headers", Config: config, Message: msg, Fix: fix}, Production)
+	}
+	switch {
+	case b.hstsOff:
+		report("hsts.off", "hsts.off",
+			"production without HSTS: a first visit or a typed http:// link can be downgraded and its cookies read on the way",
+			"remove `hsts off`; the default is max-age=63072000; includeSubDomains")
+	case b.hsts.MaxAge < csp.HSTSPreloadMinAge:
+		report("hsts.short_max_age", "hsts.max_age",
+			fmt.Sprintf("HSTS max-age is %d s, under one year: browsers forget it between visits and the first request can be downgraded again", b.hsts.MaxAge),
+			"use hsts max-age=63072000 includeSubDomains (two years; at least 31536000)")
+	}
+	if len(b.policy.Directives) == 0 {
+		report("csp.absent", "preset",
+			"production without a Content-Security-Policy: any injected <script> runs",
+			"use the strict preset (the default) or give csp directives with 'nonce' 'strict-dynamic'")
+		return
+	}
+	if b.reportOnly {
+		report("csp.report_only", "report_only",
+			"the policy is report-only in production: violations are reported and nothing is blocked",
+			"remove `report_only` once the csp_violation events show no legitimate violation")
+	}
+	name, scripts := "script-src", []string(nil)
+	if v, ok := b.policy.Get("script-src"); ok {
+		scripts = v
+	} else if v, ok := b.policy.Get("default-src"); ok {
+		name, scripts = "default-src", v
+	} else {
+		report("csp.no_script_policy", "csp",
+			"the policy restricts no scripts (no script-src, no default-src): injected scripts run",
+			"add csp { script-src 'nonce' 'strict-dynamic' }")
+		return
+	}
+	strong := len(scripts) == 1 && scripts[0] == "'none'" // no script at all
+	unsafeInline, unsafeEval := false, false
+	for _, v := range scripts {
+		lv := strings.ToLower(v)
+		switch {
+		case v == csp.NonceToken || lv == "'strict-dynamic'" || strings.HasPrefix(lv, "'nonce-") ||
+			strings.HasPrefix(lv, "'sha256-") || strings.HasPrefix(lv, "'sha384-") || strings.HasPrefix(lv, "'sha512-"):
+			strong = true
+		case lv == "'unsafe-inline'":
+			unsafeInline = true
+		case lv == "'unsafe-eval'":
+			unsafeEval = true
+		}
+	}
+	if unsafeInline && !strong { // with a nonce or hash, browsers ignore 'unsafe-inline'
+		report("csp.unsafe_inline", "csp."+name,
+			name+" allows 'unsafe-inline': any script injected into a page runs, which is what CSP exists to stop",
+			"replace 'unsafe-inline' with 'nonce' 'strict-dynamic' and put nonce=\"{http.vars.csp_nonce}\" on your own scripts (or inject_nonce)")
+	}
+	if unsafeEval {
+		report("csp.unsafe_eval", "csp."+name,
+			name+" allows 'unsafe-eval': strings reaching eval(), setTimeout(string) or new Function() run as code",
+			"remove 'unsafe-eval' and replace the eval-based code (template compilers usually have a precompiled build)")
+	}
+	if !strong && !unsafeInline {
+		report("csp.no_nonce", "csp."+name,
+			name+" is a host allowlist without a nonce, hash or 'strict-dynamic': allowlisted CDNs and JSONP endpoints let an attacker load script",
+			"use script-src 'nonce' 'strict-dynamic' (the strict preset) and mark your own scripts with the nonce")
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/apikey"
 	"github.com/swarmsec/caddy-hardening/ipclass"
@@ -46,6 +47,7 @@ type Monitoring struct {
 	APIKeys []string `json:"api_keys,omitempty"`
 
 	app      *App
+	ctx      caddy.Context
 	enabled  bool
 	keys     *apikey.Set
 	checks   []*monitor.Check
@@ -68,7 +70,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	m.app = app
+	m.app, m.ctx = app, ctx
 	if err := m.Validate(); err != nil {
 		return err
 	}
@@ -79,6 +81,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		return err
 	}
 	m.reportLiteralSecrets(app)
+	app.OnValidate(func() { m.checkDetailsBehindProxy(ctx) })
 	m.system = &monitor.SystemSampler{}
 	repl := caddy.NewReplacer()
 	for _, c := range m.Checks {
@@ -156,7 +159,7 @@ func (m *Monitoring) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	states := m.states()
 	reports := m.reports()
 	verdict := monitor.Aggregate(states, reports, draining(r))
-	detail := m.authorized(r)
+	detail := m.authorized(r, route)
 	switch route {
 	case "ready":
 		code, status := http.StatusOK, monitor.Pass
@@ -193,15 +196,22 @@ func (m *Monitoring) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 }
 
 // authorized reports whether the client may see details: the trusted IP class, or a valid key.
-func (m *Monitoring) authorized(r *http.Request) bool {
+// A key that does not match is a monitoring_access_denied event and an auth_failure signal
+// (key guessing raises the client's score); no key at all is an ordinary probe.
+func (m *Monitoring) authorized(r *http.Request, route string) bool {
 	if m.app.ClassOf(r) == ipclass.Trusted {
 		return true
 	}
 	auth := r.Header.Get("Authorization")
-	if len(auth) < 7 || !strings.EqualFold(auth[:7], "bearer ") {
+	if auth == "" {
 		return false
 	}
-	return m.keys.Match(strings.TrimSpace(auth[7:]))
+	if len(auth) >= 7 && strings.EqualFold(auth[:7], "bearer ") && m.keys.Match(strings.TrimSpace(auth[7:])) {
+		return true
+	}
+	m.app.SecurityEvent(m.ctx, r, zapcore.WarnLevel, EventMonitoringDenied, map[string]any{"route": route})
+	m.app.Signal(m.ctx, r, ipclass.SignalAuthFailure)
+	return false
 }
 
 func (m *Monitoring) states() []monitor.State {

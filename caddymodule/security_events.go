@@ -27,6 +27,7 @@ const (
 	EventStoreFailover       = "store_failover"
 	EventCSPViolation        = "csp_violation"
 	EventBreakerStateChanged = "breaker_state_changed"
+	EventMonitoringDenied    = "monitoring_access_denied"
 )
 
 // maxLoggedURI bounds the request URI copied into an event: an attacker chooses its length.

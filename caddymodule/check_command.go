@@ -1,0 +1,179 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/swarmsec/caddy-hardening/observatory"
+)
+
+// errCheckFailed makes the command exit 1 after the report is printed.
+var errCheckFailed = errors.New("check failed")
+
+func checkCommand() *cobra.Command {
+	var (
+		configFile, adapter, target, httpURL, caFile, minGrade string
+		strict, asJSON                                         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check [--config <file>] [--adapter <name>] [--strict] [--json] | --url <url> [--min-grade <grade>]",
+		Short: "Lint a configuration, or grade a live site's security headers",
+		Long: `With --config (default: ./Caddyfile), loads and provisions the configuration as
+'caddy validate' does (nothing is started and no port is bound) and prints every finding of
+every caddy-hardening module and of Caddy's own settings: its code, severity, where in the JSON
+config, why it matters and how to fix it. Exits 1 on an error finding, and on a warning with
+--strict.
+
+With --url, fetches the site (from http:// it follows the redirect to https://) and grades the
+response with the MDN HTTP Observatory's scoring: score, letter grade, and each test's result
+with its fix. Exits 1 when the grade is below --min-grade.`,
+		Example: "  caddy hardening check --config Caddyfile.example\n" +
+			"  caddy hardening check --config caddy.json --strict --json\n" +
+			"  caddy hardening check --url http://example.com/ --min-grade A",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
+			if target != "" {
+				return runGrade(cmd.Context(), out, target, httpURL, caFile, minGrade, asJSON)
+			}
+			cfgJSON, err := loadCheckConfig(configFile, adapter)
+			if err != nil {
+				return err
+			}
+			rep := CheckConfig(quietProvisioning(cfgJSON))
+			if err := printCheck(out, rep, asJSON); err != nil {
+				return err
+			}
+			if rep.Failed(strict) {
+				cmd.SilenceUsage = true
+				return fmt.Errorf("%w: %d error(s), %d warning(s) (strict: %t)", errCheckFailed, rep.Errors, rep.Warnings, strict)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&configFile, "config", "c", "", "configuration file (default: ./Caddyfile)")
+	f.StringVarP(&adapter, "adapter", "a", "", "config adapter (e.g. caddyfile); default from the file name")
+	f.BoolVar(&strict, "strict", false, "exit 1 on warnings too")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&target, "url", "", "grade the live response of this URL instead of linting a configuration")
+	f.StringVar(&httpURL, "http-url", "", "with an https:// --url: the http:// URL whose redirect is tested (default: same host, port 80)")
+	f.StringVar(&caFile, "ca-file", "", "with --url: PEM file of an extra root CA to trust (e.g. Caddy's local CA)")
+	f.StringVar(&minGrade, "min-grade", "", "with --url: exit 1 below this grade (A+, A, A-, B+, ... F)")
+	return cmd
+}
+
+// loadCheckConfig adapts the file like `caddy validate`.
+func loadCheckConfig(file, adapter string) ([]byte, error) {
+	if file == "" {
+		if _, err := os.Stat("Caddyfile"); err != nil {
+			return nil, errors.New("no ./Caddyfile: give the configuration with --config")
+		}
+		file = "Caddyfile"
+	}
+	cfg, _, _, err := caddycmd.LoadConfig(file, adapter)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg) == 0 {
+		return nil, fmt.Errorf("%s: empty configuration", file)
+	}
+	return cfg, nil
+}
+
+func printCheck(w io.Writer, rep CheckReport, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	for _, f := range rep.Findings {
+		if _, err := io.WriteString(w, formatFinding(f)); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "environment %s: %d error(s), %d warning(s), %d info(s)\n", rep.Environment, rep.Errors, rep.Warnings, rep.Infos)
+	return err
+}
+
+// grades is the letter order, best first.
+var grades = []string{"A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "D", "D-", "F"}
+
+func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrade string, asJSON bool) error {
+	if minGrade != "" && !slices.Contains(grades, minGrade) {
+		return fmt.Errorf("--min-grade %q: expected one of %v", minGrade, grades)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return err
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("%s: no PEM certificate", caFile)
+		}
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	scan, err := (&observatory.Fetcher{Client: client}).Fetch(ctx, target, httpURL)
+	if err != nil {
+		return err
+	}
+	rep := observatory.Analyze(scan)
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "%s: score %d, grade %s (MDN HTTP Observatory scoring)\n", rep.URL, rep.Score, rep.Grade)
+		for _, r := range rep.Results {
+			mark := "PASS"
+			if !r.Pass {
+				mark = "FAIL"
+			}
+			fmt.Fprintf(w, "  %s %+4d  %-32s %s\n", mark, r.Modifier, r.Test, r.Result)
+			if !r.Pass && r.Fix != "" {
+				fmt.Fprintf(w, "              fix: %s\n", r.Fix)
+			}
+		}
+	}
+	if minGrade != "" && slices.Index(grades, rep.Grade) > slices.Index(grades, minGrade) {
+		return fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)
+	}
+	return nil
+}
+
+// quietProvisioning keeps Caddy's provisioning messages (INFO) from interleaving with the
+// report when the configuration has no logging section of its own; warnings still show.
+func quietProvisioning(cfg []byte) []byte {
+	var m map[string]any
+	if json.Unmarshal(cfg, &m) != nil || m["logging"] != nil {
+		return cfg
+	}
+	m["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{"level": "WARN"}}}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return cfg
+	}
+	return out
+}

@@ -1,0 +1,240 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/observatory"
+)
+
+// checkCaddyfile adapts a Caddyfile and runs the check on it, as `caddy hardening check` does.
+func checkCaddyfile(t *testing.T, caddyfile string) CheckReport {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapt: %v\n%s", err, caddyfile)
+	}
+	return CheckConfig(cfg)
+}
+
+// checkSite is a production configuration (admin on loopback) with one site.
+func checkSite(global, site string) string {
+	return "{\n\tadmin localhost:2999\n\thardening {\n\t\tenvironment production\n" + global + "\n\t}\n}\n" +
+		"http://127.0.0.1:9 {\n\tbind 127.0.0.1\n" + site + "\n}\n"
+}
+
+func codes(rep CheckReport) map[string]Finding {
+	m := map[string]Finding{}
+	for _, f := range rep.Findings {
+		m[f.Code] = f
+	}
+	return m
+}
+
+// TestCheckFindings: every rule the check applies has a configuration that triggers it and a
+// corrected one where it is silent; each finding says where, why and how to fix it.
+func TestCheckFindings(t *testing.T) {
+	good := "\tsecurity_headers"
+	cases := []struct {
+		code, bad, fixed string
+	}{
+		{"hsts.off", checkSite("", "\tsecurity_headers {\n\t\thsts off\n\t}"), checkSite("", good)},
+		{"hsts.short_max_age", checkSite("", "\tsecurity_headers {\n\t\thsts max-age=600\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\thsts max-age=31536000\n\t}")},
+		{"csp.unsafe_inline", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'self' 'unsafe-inline'\n\t\t}\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' 'strict-dynamic' 'unsafe-inline'\n\t\t}\n\t}")},
+		{"csp.unsafe_eval", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' 'strict-dynamic' 'unsafe-eval'\n\t\t}\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' 'strict-dynamic'\n\t\t}\n\t}")},
+		{"csp.no_nonce", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'self' https://cdn.example.com\n\t\t}\n\t}"), checkSite("", good)},
+		{"csp.no_nonce", checkSite("", "\tsecurity_headers none {\n\t\tcsp {\n\t\t\tdefault-src https://cdn.example.com\n\t\t}\n\t}"),
+			checkSite("", "\tsecurity_headers none {\n\t\tcsp {\n\t\t\tdefault-src 'none'\n\t\t}\n\t}")},
+		{"csp.report_only", checkSite("", "\tsecurity_headers {\n\t\treport_only\n\t}"), checkSite("", good)},
+		{"csp.absent", checkSite("", "\tsecurity_headers none"), checkSite("", good)},
+		{"headers.absent", checkSite("", "\trespond ok"), checkSite("", good)},
+		{"detection.shadow", checkSite("\t\tdetection {\n\t\t\tshadow\n\t\t}", good), checkSite("\t\tdetection {\n\t\t\tthreshold 20\n\t\t}", good)},
+		{"redis.plaintext", checkSite("\t\tredis redis://10.255.0.1:6379", good), checkSite("\t\tredis rediss://10.255.0.1:6379", good)},
+		{"redis.literal_password", checkSite("\t\tredis redis://127.0.0.1:1 {\n\t\t\tpassword hunter2\n\t\t}", good),
+			checkSite("\t\tredis redis://127.0.0.1:1 {\n\t\t\tpassword {env.REDIS_PASSWORD}\n\t\t}", good)},
+		{"monitoring.details_behind_proxy",
+			checkSite("\t\tip_classes {\n\t\t\ttrusted 10.0.0.0/8\n\t\t}", good+"\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}"),
+			strings.Replace(checkSite("\t\tip_classes {\n\t\t\ttrusted 10.0.0.0/8\n\t\t}", good+"\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}"),
+				"\thardening {", "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}\n\thardening {", 1)},
+		{"monitoring.literal_secret", checkSite("", good+"\n\tmonitoring {\n\t\tcheck postgres db postgres://app:s3cret@127.0.0.1:1/app\n\t}"),
+			checkSite("", good+"\n\tmonitoring {\n\t\tcheck postgres db {env.DATABASE_URL}\n\t}")},
+		{"csp.tags_behind_proxy", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\treverse_proxy 127.0.0.1:1"),
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
+		{"admin.public", strings.Replace(checkSite("", good), "admin localhost:2999", "admin 0.0.0.0:2999", 1),
+			strings.Replace(checkSite("", good), "admin localhost:2999", "admin unix//run/caddy-admin.sock", 1)},
+		{"config.literal_secret", checkSite("", good+"\n\treverse_proxy 127.0.0.1:1 {\n\t\theader_up Authorization \"Bearer abc123\"\n\t}"),
+			checkSite("", good+"\n\treverse_proxy 127.0.0.1:1 {\n\t\theader_up Authorization \"Bearer {env.UPSTREAM_TOKEN}\"\n\t}")},
+	}
+	for _, c := range cases {
+		t.Run(c.code, func(t *testing.T) {
+			f, ok := codes(checkCaddyfile(t, c.bad))[c.code]
+			if !ok {
+				t.Fatalf("%s not reported on:\n%s", c.code, c.bad)
+			}
+			if f.Severity != Warning || f.Message == "" || f.Fix == "" || f.Config == "" || f.Module == "" {
+				t.Fatalf("incomplete finding: %+v", f)
+			}
+			if f, ok := codes(checkCaddyfile(t, c.fixed))[c.code]; ok {
+				t.Fatalf("%s still reported after the fix: %+v\n%s", c.code, f, c.fixed)
+			}
+		})
+	}
+}
+
+// TestCheckGoodConfigIsClean: the recommended production shape has no warning.
+func TestCheckGoodConfigIsClean(t *testing.T) {
+	rep := checkCaddyfile(t, checkSite("\t\tip_classes {\n\t\t\ttrusted 127.0.0.1\n\t\t}",
+		"\tpath_guard\n\tsecurity_headers\n\tcsp_report /csp-report\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}"))
+	if rep.Errors+rep.Warnings != 0 || rep.Failed(true) {
+		t.Fatalf("findings on a good configuration: %+v", rep.Findings)
+	}
+}
+
+// TestCheckEnvironments: production-only rules stay silent in development.
+func TestCheckEnvironments(t *testing.T) {
+	cfg := strings.Replace(checkSite("\t\tdetection {\n\t\t\tshadow\n\t\t}", "\tsecurity_headers {\n\t\treport_only\n\t\thsts max-age=600\n\t}"),
+		"environment production", "environment development", 1)
+	rep := checkCaddyfile(t, cfg)
+	if rep.Environment != Development {
+		t.Fatalf("environment %s", rep.Environment)
+	}
+	for _, code := range []string{"detection.shadow", "csp.report_only", "hsts.short_max_age", "headers.absent"} {
+		if _, ok := codes(rep)[code]; ok {
+			t.Errorf("%s reported in development", code)
+		}
+	}
+}
+
+// TestCheckRefusedConfig: a configuration Caddy refuses (HSTS preload without
+// includeSubDomains, written in JSON past the Caddyfile's own check) is an error: exit 1.
+func TestCheckRefusedConfig(t *testing.T) {
+	cfg := `{"admin":{"listen":"localhost:2999"},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:9"],"routes":[{"handle":[
+		{"handler":"security_headers","hsts":{"max_age":63072000,"preload":true}}]}]}}}}}`
+	rep := CheckConfig([]byte(cfg))
+	f, ok := codes(rep)["config.invalid"]
+	if !ok || f.Severity != Error || !strings.Contains(f.Message, "includeSubDomains") || !rep.Failed(false) {
+		t.Fatalf("want a config.invalid error naming includeSubDomains, got %+v", rep)
+	}
+	if rep := CheckConfig([]byte(`{"apps":`)); rep.Errors != 1 {
+		t.Fatalf("undecodable JSON: %+v", rep)
+	}
+}
+
+// TestCheckCommand runs the cobra command: text and JSON output, exit status with --strict.
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := dir + "/" + name
+		if err := writeFile(p, body); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	warn := write("warn.caddyfile", checkSite("", "\tsecurity_headers {\n\t\thsts max-age=600\n\t}"))
+	run := func(args ...string) (string, error) {
+		cmd := checkCommand()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	out, err := run("--config", warn)
+	if err != nil || !strings.Contains(out, "WARNING hsts.short_max_age (security_headers, at hsts.max_age)") || !strings.Contains(out, "fix: use hsts max-age=63072000") {
+		t.Fatalf("without --strict: err %v\n%s", err, out)
+	}
+	if _, err := run("--config", warn, "--strict"); err == nil {
+		t.Fatal("--strict with a warning exits 0")
+	}
+	out, err = run("--config", warn, "--json")
+	var rep CheckReport
+	if err != nil || json.Unmarshal([]byte(out), &rep) != nil || rep.Warnings != 1 {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if _, err := run("--config", dir+"/missing"); err == nil {
+		t.Fatal("a missing file exits 0")
+	}
+}
+
+func writeFile(p, body string) error { return os.WriteFile(p, []byte(body), 0o600) }
+
+// TestCheckGradesLiveCaddy grades a real Caddy over HTTP and TLS (its local CA trusted with
+// --ca-file): with security_headers' production defaults, and without any.
+func TestCheckGradesLiveCaddy(t *testing.T) {
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	storage := t.TempDir()
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	http_port %d
+	local_certs
+	skip_install_trust
+	storage file_system %s
+}
+localhost:%d {
+	bind 127.0.0.1
+	handle /bare {
+		respond "bare"
+	}
+	handle {
+		security_headers
+		header Content-Type "text/html; charset=utf-8"
+		respond "<!doctype html><p>hardened</p>"
+	}
+}
+`, httpPort, storage, httpsPort)) // no https_port: the redirect keeps the site's port
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	ca := storage + "/pki/authorities/local/root.crt"
+	grade := func(path string) observatory.Report {
+		var out bytes.Buffer
+		if err := runGrade(context.Background(), &out, fmt.Sprintf("http://localhost:%d%s", httpPort, path), "", ca, "", true); err != nil {
+			t.Fatal(err)
+		}
+		var rep observatory.Report
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	rep := grade("/")
+	want := map[string]string{
+		observatory.TestRedirection:  "redirection-to-https",
+		observatory.TestHSTS:         "hsts-implemented-max-age-at-least-six-months",
+		observatory.TestContentType:  "x-content-type-options-nosniff",
+		observatory.TestFrameOptions: "x-frame-options-implemented-via-csp",
+		observatory.TestReferrer:     "referrer-policy-private",
+		observatory.TestCORP:         "cross-origin-resource-policy-implemented-with-same-origin",
+	}
+	for _, r := range rep.Results {
+		if w, ok := want[r.Test]; ok && r.Result != w {
+			t.Errorf("%s = %s, want %s", r.Test, r.Result, w)
+		}
+		if !r.Pass {
+			t.Errorf("security_headers defaults fail %s: %s", r.Test, r.Result)
+		}
+	}
+	// 100 + CSP without unsafe sources 5 + CORP same-origin 10 + Referrer-Policy 5 + frame-ancestors 5.
+	if rep.Score != 125 || rep.Grade != "A+" {
+		t.Fatalf("security_headers defaults: score %d grade %s, want 125 A+", rep.Score, rep.Grade)
+	}
+	// Without headers: CSP -25, HSTS -20, X-Content-Type-Options -5, X-Frame-Options -20.
+	if bare := grade("/bare"); bare.Score != 30 || bare.Grade != "D" {
+		t.Fatalf("bare Caddy: score %d grade %s, want 30 D: %+v", bare.Score, bare.Grade, bare.Results)
+	}
+	var out bytes.Buffer
+	if err := runGrade(context.Background(), &out, fmt.Sprintf("http://localhost:%d/bare", httpPort), "", ca, "B", false); err == nil ||
+		!strings.Contains(out.String(), "FAIL  -25  content-security-policy") || !strings.Contains(out.String(), "fix: send a Content-Security-Policy") {
+		t.Fatalf("--min-grade B on a D: err %v\n%s", err, out.String())
+	}
+}

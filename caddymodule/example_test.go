@@ -1,0 +1,81 @@
+package caddymodule
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"testing"
+)
+
+// parserKeywords walks the Caddyfile parsers (*_caddyfile.go) and returns every keyword they
+// accept: the string labels of their switch cases and the string keys of their map literals
+// (the subdirective tables), with the file that accepts it.
+func parserKeywords(t *testing.T) map[string]string {
+	t.Helper()
+	files, err := filepath.Glob("*_caddyfile.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no parser files: %v", err)
+	}
+	words := map[string]string{}
+	add := func(e ast.Expr, file string) {
+		if bl, ok := e.(*ast.BasicLit); ok && bl.Kind == token.STRING {
+			if s, err := strconv.Unquote(bl.Value); err == nil && s != "" {
+				words[s] = file
+			}
+		}
+	}
+	for _, f := range files {
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(af, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CaseClause:
+				for _, e := range n.List {
+					add(e, f)
+				}
+			case *ast.CompositeLit:
+				if _, ok := n.Type.(*ast.MapType); ok {
+					for _, el := range n.Elts {
+						if kv, ok := el.(*ast.KeyValueExpr); ok {
+							add(kv.Key, f)
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
+	return words
+}
+
+// TestExampleHasEveryOption fails when a subdirective or keyword a parser accepts is missing
+// from Caddyfile.example (as a word, in a line or a comment): the example is the
+// configuration reference.
+func TestExampleHasEveryOption(t *testing.T) {
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := parserKeywords(t)
+	if len(words) < 80 {
+		t.Fatalf("only %d keywords found: the walk no longer sees the parsers", len(words))
+	}
+	var missing []string
+	for w, file := range words {
+		re := regexp.MustCompile(`(?m)(^|[\s#{(])` + regexp.QuoteMeta(w) + `($|[\s})])`)
+		if !re.Match(example) {
+			missing = append(missing, w+" ("+file+")")
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("Caddyfile.example lacks %d option(s) the parsers accept: %v", len(missing), missing)
+	}
+}

@@ -1,0 +1,251 @@
+// Package deploy_test checks the deployment examples against Caddyfile.example: the YAML parses,
+// and the probe paths and ports are the ones the example serves.
+package deploy_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// exampleDefault returns the default of {$NAME:default} in Caddyfile.example.
+func exampleDefault(t *testing.T, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`\{\$` + name + `:([^}]*)\}`).FindStringSubmatch(read(t, "../Caddyfile.example"))
+	if m == nil {
+		t.Fatalf("Caddyfile.example has no {$%s:default}", name)
+	}
+	return m[1]
+}
+
+// The monitoring mount and routes of Caddyfile.example.
+const (
+	mount        = "/api/monitoring/"
+	simpleHealth = mount + "simple-health"
+	live         = mount + "live"
+	ready        = mount + "ready"
+)
+
+func TestExampleServesTheProbedPaths(t *testing.T) {
+	ex := read(t, "../Caddyfile.example")
+	if !strings.Contains(ex, "handle_path "+mount+"* {") {
+		t.Fatalf("Caddyfile.example does not mount monitoring at %s*", mount)
+	}
+	if !strings.Contains(ex, "http://:{$HTTP_PORT:") {
+		t.Fatal("Caddyfile.example's plain-HTTP site must answer any host name (probes use the pod address)")
+	}
+}
+
+func yamlDocs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	dec := yaml.NewDecoder(bytes.NewReader([]byte(read(t, path))))
+	var docs []map[string]any
+	for {
+		var d map[string]any
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			return docs
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		docs = append(docs, d)
+	}
+}
+
+func dig(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			l, _ := v.([]any)
+			if k >= len(l) {
+				return nil
+			}
+			v = l[k]
+		}
+	}
+	return v
+}
+
+func TestKubernetesProbesMatchExample(t *testing.T) {
+	httpPort := exampleDefault(t, "HTTP_PORT")
+	for _, file := range []string{"kubernetes.yaml", "k8s-probes.yaml"} {
+		docs := yamlDocs(t, file)
+		var dep map[string]any
+		for _, d := range docs {
+			if d["kind"] == "Deployment" {
+				dep = d
+			}
+		}
+		if dep == nil {
+			t.Fatalf("%s: no Deployment", file)
+		}
+		c := dig(dep, "spec", "template", "spec", "containers", 0)
+		ports := map[string]string{}
+		for _, p := range dig(c, "ports").([]any) {
+			ports[dig(p, "name").(string)] = strings.TrimSpace(strings.Trim(yamlString(dig(p, "containerPort")), `"`))
+		}
+		if ports["http"] != httpPort {
+			t.Errorf("%s: containerPort http %s, Caddyfile.example HTTP_PORT %s", file, ports["http"], httpPort)
+		}
+		for probe, path := range map[string]string{"livenessProbe": live, "readinessProbe": ready, "startupProbe": live} {
+			if got := dig(c, probe, "httpGet", "path"); got != path {
+				t.Errorf("%s: %s path %v, want %s", file, probe, got, path)
+			}
+			if got := dig(c, probe, "httpGet", "port"); got != "http" {
+				t.Errorf("%s: %s port %v, want the http port", file, probe, got)
+			}
+		}
+		if file == "kubernetes.yaml" {
+			env := map[string]string{}
+			for _, e := range dig(c, "env").([]any) {
+				if v, ok := dig(e, "value").(string); ok {
+					env[dig(e, "name").(string)] = v
+				}
+			}
+			if env["HTTP_PORT"] != ports["http"] || env["BIND_ADDR"] != "0.0.0.0" {
+				t.Errorf("%s: HTTP_PORT %q (container port %s), BIND_ADDR %q", file, env["HTTP_PORT"], ports["http"], env["BIND_ADDR"])
+			}
+		}
+	}
+}
+
+func yamlString(v any) string {
+	b, _ := yaml.Marshal(v)
+	return strings.TrimSpace(string(b))
+}
+
+func TestRenderBlueprint(t *testing.T) {
+	docs := yamlDocs(t, "render.yaml")
+	if len(docs) != 1 {
+		t.Fatalf("render.yaml: %d documents", len(docs))
+	}
+	svc := dig(docs[0], "services", 0)
+	if got := dig(svc, "healthCheckPath"); got != simpleHealth {
+		t.Errorf("healthCheckPath %v, want %s", got, simpleHealth)
+	}
+	if got := dig(svc, "dockerfilePath"); got != "./deploy/Dockerfile" {
+		t.Errorf("dockerfilePath %v", got)
+	}
+	vars := map[string]map[string]any{}
+	group := ""
+	for _, e := range dig(svc, "envVars").([]any) {
+		m := e.(map[string]any)
+		if g, ok := m["fromGroup"].(string); ok {
+			group = g
+			continue
+		}
+		vars[m["key"].(string)] = m
+	}
+	if group == "" || dig(docs[0], "envVarGroups", 0, "name") != group {
+		t.Errorf("Redis settings must come from an environment group: fromGroup %q", group)
+	}
+	// Secrets are never written in the blueprint: entered in the dashboard or generated.
+	for _, k := range []string{"CSP_NONCE_PLACEHOLDER", "DATABASE_URL"} {
+		if _, literal := vars[k]["value"]; literal {
+			t.Errorf("%s has a literal value", k)
+		}
+	}
+	for _, e := range dig(docs[0], "envVarGroups", 0, "envVars").([]any) {
+		if _, literal := e.(map[string]any)["value"]; literal {
+			t.Errorf("environment group var %v has a literal value", e)
+		}
+	}
+	if vars["HTTP_PORT"]["value"] != "10000" || vars["BIND_ADDR"]["value"] != "0.0.0.0" {
+		t.Errorf("Render sends traffic to port 10000 on any interface: HTTP_PORT %v BIND_ADDR %v", vars["HTTP_PORT"]["value"], vars["BIND_ADDR"]["value"])
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	df := read(t, "Dockerfile")
+	httpPort := exampleDefault(t, "HTTP_PORT")
+	for _, want := range []string{
+		"FROM caddy:${CADDY_VERSION}-builder AS builder",
+		"xcaddy build v${CADDY_VERSION}",
+		"--with github.com/swarmsec/caddy-hardening@v0.0.0=/src", // as xcaddy.md and CI
+		"HTTP_PORT=" + httpPort,
+		"EXPOSE " + httpPort,
+		"http://127.0.0.1:" + httpPort + live,
+		"caddy hardening check --config /etc/caddy/Caddyfile",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if !strings.Contains(read(t, "../.ci/run"), "build v2.11.9") || !strings.Contains(df, "CADDY_VERSION=2.11.9") {
+		t.Error("the Dockerfile's Caddy version differs from CI's xcaddy build")
+	}
+}
+
+func TestSystemdUnit(t *testing.T) {
+	unit := read(t, "caddy-hardening.service")
+	section := ""
+	keys := map[string][]string{}
+	for i, line := range strings.Split(unit, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = line
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" {
+				t.Fatalf("line %d: %q is not key=value in a section", i+1, line)
+			}
+			keys[section+k] = append(keys[section+k], v)
+		}
+	}
+	for _, k := range []string{"[Unit]Description", "[Service]ExecStart", "[Service]ExecStartPre", "[Service]User", "[Service]EnvironmentFile", "[Install]WantedBy"} {
+		if len(keys[k]) == 0 {
+			t.Errorf("unit lacks %s", k)
+		}
+	}
+	if !strings.Contains(keys["[Service]ExecStartPre"][0], "hardening check") || keys["[Service]NoNewPrivileges"][0] != "true" {
+		t.Error("the unit must check the configuration before start and run without new privileges")
+	}
+}
+
+// TestEnvExample: every variable Caddyfile.example reads ({$VAR} and {env.VAR}) is listed in
+// .env.example, and .env.example lists nothing else.
+func TestEnvExample(t *testing.T) {
+	used := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\{(?:\$|env\.)([A-Z][A-Z0-9_]*)`).FindAllStringSubmatch(read(t, "../Caddyfile.example"), -1) {
+		if m[1] != "VAR" { // the header comment's notation
+			used[m[1]] = true
+		}
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(read(t, "../.env.example"), "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			listed[strings.TrimSpace(k)] = true
+		}
+	}
+	for v := range used {
+		if !listed[v] {
+			t.Errorf(".env.example lacks %s", v)
+		}
+	}
+	for v := range listed {
+		if !used[v] {
+			t.Errorf(".env.example lists %s, which Caddyfile.example does not read", v)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package observatory
+
+import (
+	"net/http"
+	"strings"
+)
+
+// cookieBadness orders the cookie outcomes from least to most severe; the worst found wins.
+var cookieBadness = []string{
+	"cookies-without-secure-flag-but-protected-by-hsts",
+	"cookies-without-secure-flag",
+	"cookies-session-without-secure-flag-but-protected-by-hsts",
+	"cookies-samesite-flag-invalid",
+	"cookies-anticsrf-without-samesite-flag",
+	"cookies-session-without-httponly-flag",
+	"cookies-session-without-secure-flag",
+}
+
+func worse(a, b string) string {
+	rank := func(s string) int {
+		for i, v := range cookieBadness {
+			if v == s {
+				return i
+			}
+		}
+		return -1
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// cookiesTest applies the Observatory's cookie rules: names with "login" or "sess" are
+// session cookies, names with "csrf" anti-CSRF tokens.
+func cookiesTest(s *Scan, hsts bool) Result {
+	const t = TestCookies
+	if len(s.Cookies) == 0 {
+		return result(t, "cookies-not-found")
+	}
+	outcome, missingSameSite := "", false
+	for _, raw := range s.Cookies {
+		if invalidSameSite(raw) {
+			outcome = worse(outcome, "cookies-samesite-flag-invalid")
+		}
+		c, err := http.ParseSetCookie(raw)
+		if err != nil {
+			continue
+		}
+		name := strings.ToLower(c.Name)
+		session := strings.Contains(name, "login") || strings.Contains(name, "sess")
+		csrf := strings.Contains(name, "csrf")
+		sameSiteSet := c.SameSite != 0 // 0: no SameSite attribute; an unknown value parses as SameSiteDefaultMode
+		if !c.Secure && c.SameSite == http.SameSiteNoneMode {
+			outcome = worse(outcome, "cookies-samesite-flag-invalid")
+		}
+		if !c.Secure {
+			if hsts {
+				outcome = worse(outcome, "cookies-without-secure-flag-but-protected-by-hsts")
+			} else {
+				outcome = worse(outcome, "cookies-without-secure-flag")
+			}
+		}
+		if csrf && !sameSiteSet {
+			outcome = worse(outcome, "cookies-anticsrf-without-samesite-flag")
+		}
+		if session && !c.Secure {
+			if hsts {
+				outcome = worse(outcome, "cookies-session-without-secure-flag-but-protected-by-hsts")
+			} else {
+				outcome = worse(outcome, "cookies-session-without-secure-flag")
+			}
+		}
+		if session && !c.HttpOnly {
+			outcome = worse(outcome, "cookies-session-without-httponly-flag")
+		}
+		missingSameSite = missingSameSite || !sameSiteSet
+	}
+	switch {
+	case outcome != "":
+		return result(t, outcome)
+	case missingSameSite:
+		return result(t, "cookies-secure-with-httponly-sessions")
+	}
+	return result(t, "cookies-secure-with-httponly-sessions-and-samesite")
+}
+
+// invalidSameSite reports a SameSite attribute without a value or with one other than Lax,
+// Strict or None.
+func invalidSameSite(raw string) bool {
+	for _, part := range strings.Split(raw, ";")[1:] {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		if strings.EqualFold(strings.TrimSpace(k), "samesite") {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "lax", "strict", "none":
+			default:
+				return true
+			}
+		}
+	}
+	return false
+}

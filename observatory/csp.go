@@ -1,0 +1,190 @@
+package observatory
+
+import "strings"
+
+var dangerouslyBroad = map[string]bool{"ftp:": true, "http:": true, "https:": true, "*": true,
+	"http://*": true, "http://*.*": true, "https://*": true, "https://*.*": true}
+
+var unsafeInlineSources = map[string]bool{"'unsafe-inline'": true, "data:": true}
+
+// parsePolicies reads Content-Security-Policy values: policies separated by commas (also
+// across headers), directives by semicolons. A directive repeated in one policy keeps its
+// first value, as browsers do; a directive set by several policies keeps only the sources
+// every policy allows (browsers enforce them all). ok is false on a malformed directive name.
+func parsePolicies(values []string) (map[string][]string, bool) {
+	merged := map[string][]string{}
+	for _, v := range values {
+		for _, pol := range strings.Split(v, ",") {
+			seen := map[string]bool{}
+			for _, d := range strings.Split(pol, ";") {
+				f := strings.Fields(strings.ToLower(d))
+				if len(f) == 0 {
+					continue
+				}
+				name := f[0]
+				if !validDirectiveName(name) {
+					return nil, false
+				}
+				if seen[name] {
+					continue
+				}
+				seen[name] = true
+				if prev, ok := merged[name]; ok {
+					merged[name] = intersect(prev, f[1:])
+				} else {
+					merged[name] = append([]string{}, f[1:]...)
+				}
+			}
+		}
+	}
+	return merged, true
+}
+
+func validDirectiveName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func intersect(a, b []string) []string {
+	in := map[string]bool{}
+	for _, v := range b {
+		in[v] = true
+	}
+	var out []string
+	for _, v := range a {
+		if in[v] {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{"'none'"}
+	}
+	return out
+}
+
+func hasNonceOrHash(list []string) bool {
+	for _, s := range list {
+		for _, p := range []string{"'sha256-", "'sha384-", "'sha512-", "'nonce-"} {
+			if strings.HasPrefix(s, p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func without(list []string, drop func(string) bool) []string {
+	var out []string
+	for _, s := range list {
+		if !drop(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func sourcesOf(p map[string][]string, names ...string) []string {
+	for _, n := range names {
+		if v, ok := p[n]; ok {
+			return append([]string{}, v...)
+		}
+	}
+	return []string{"*"}
+}
+
+// cspTest follows the Observatory's order of checks: the first (worst) outcome found wins.
+// It returns the enforced policy for the frame-ancestors check.
+func cspTest(s *Scan) (Result, map[string][]string) {
+	const t = TestCSP
+	values := s.header("Content-Security-Policy")
+	if len(values) == 0 || strings.TrimSpace(strings.Join(values, "")) == "" {
+		if v, ok := s.lastValue("Content-Security-Policy-Report-Only"); ok && v != "" {
+			return result(t, "csp-not-implemented-but-reporting-enabled"), nil
+		}
+		return result(t, "csp-not-implemented"), nil
+	}
+	p, ok := parsePolicies(values)
+	if !ok {
+		return result(t, "csp-header-invalid"), nil
+	}
+	if len(p) == 0 {
+		return result(t, "csp-not-implemented"), nil
+	}
+	objectSrc := sourcesOf(p, "object-src", "default-src")
+	scriptSrc := sourcesOf(p, "script-src", "default-src")
+	styleSrc := sourcesOf(p, "style-src", "default-src")
+	// Browsers ignore 'unsafe-inline' next to a nonce or hash.
+	if hasNonceOrHash(scriptSrc) {
+		scriptSrc = without(scriptSrc, func(s string) bool { return s == "'unsafe-inline'" })
+	}
+	if hasNonceOrHash(styleSrc) {
+		styleSrc = without(styleSrc, func(s string) bool { return s == "'unsafe-inline'" })
+	}
+	strictDynamic := false
+	for _, v := range scriptSrc {
+		strictDynamic = strictDynamic || v == "'strict-dynamic'"
+	}
+	if strictDynamic {
+		if !hasNonceOrHash(scriptSrc) {
+			return result(t, "csp-header-invalid"), p
+		}
+		// With 'strict-dynamic', browsers ignore host and scheme sources and 'self'.
+		scriptSrc = without(scriptSrc, func(s string) bool {
+			return s == "'self'" || s == "'unsafe-inline'" || dangerouslyBroad[s] ||
+				strings.HasPrefix(s, "http:") || strings.HasPrefix(s, "https:") || strings.HasPrefix(s, "ftp:")
+		})
+	}
+	https := s.Final != nil && s.Final.URL.Scheme == "https"
+	var active, passive []string
+	for _, name := range sortedKeys(p) {
+		if name != "img-src" && name != "media-src" && name != "script-src" {
+			active = append(active, p[name]...)
+		}
+	}
+	active = append(active, scriptSrc...)
+	for _, d := range []string{"img-src", "media-src"} {
+		if v, ok := p[d]; ok {
+			passive = append(passive, v...)
+		} else {
+			passive = append(passive, p["default-src"]...)
+		}
+	}
+	insecure := func(list []string) bool {
+		for _, s := range list {
+			if strings.HasPrefix(s, "http:") || strings.HasPrefix(s, "ftp:") {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case anyIn(scriptSrc, dangerouslyBroad) || anyIn(scriptSrc, unsafeInlineSources) || anyIn(objectSrc, dangerouslyBroad):
+		return result(t, "csp-implemented-with-unsafe-inline"), p
+	case https && insecure(active):
+		return result(t, "csp-implemented-with-insecure-scheme"), p
+	case contains(scriptSrc, "'unsafe-eval'") || contains(styleSrc, "'unsafe-eval'"):
+		return result(t, "csp-implemented-with-unsafe-eval"), p
+	case https && insecure(passive):
+		return result(t, "csp-implemented-with-insecure-scheme-in-passive-content-only"), p
+	case anyIn(styleSrc, dangerouslyBroad) || anyIn(styleSrc, unsafeInlineSources):
+		return result(t, "csp-implemented-with-unsafe-inline-in-style-src-only"), p
+	}
+	if d := p["default-src"]; len(d) == 1 && d[0] == "'none'" {
+		return result(t, "csp-implemented-with-no-unsafe-default-src-none"), p
+	}
+	return result(t, "csp-implemented-with-no-unsafe"), p
+}
+
+func contains(list []string, v string) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}

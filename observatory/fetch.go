@@ -1,0 +1,159 @@
+package observatory
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ScanOrigin is the Origin header a scan sends, as the Observatory does, so a server that
+// reflects any origin shows it.
+const ScanOrigin = "https://http-observatory.security.mozilla.org"
+
+// Limits of one scan.
+const (
+	maxRedirects   = 10
+	maxBody        = 2 << 20 // HTML read for SRI
+	defaultTimeout = 10 * time.Second
+)
+
+// Fetcher retrieves what a scan grades.
+type Fetcher struct {
+	// Client sends the requests; its CheckRedirect is replaced (the fetcher follows
+	// redirects itself to record them). Default: a client with a 10 s timeout.
+	Client *http.Client
+}
+
+// Fetch retrieves target: when it is http://, the redirect chain from it, and the response it
+// ends on; when it is https://, that response, plus the chain from httpURL when given (the
+// same host on port 80 when empty).
+func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, error) {
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("the URL must be absolute, http:// or https://")
+	}
+	s := &Scan{Origin: ScanOrigin}
+	start := target
+	if u.Scheme == "https" {
+		start = httpURL
+		if start == "" {
+			h := *u
+			h.Scheme, h.Host = "http", u.Hostname()
+			if strings.Contains(h.Host, ":") {
+				h.Host = "[" + h.Host + "]"
+			}
+			start = h.String()
+		}
+	}
+	chain, body, cerr := f.follow(ctx, start)
+	for _, r := range chain {
+		s.Cookies = append(s.Cookies, r.Header.Values("Set-Cookie")...)
+	}
+	s.HTTPChain = chain
+	s.HTTPInvalidCert = isCertError(cerr)
+	if len(chain) > 0 && chain[len(chain)-1].URL.Scheme == "https" && cerr == nil {
+		last := chain[len(chain)-1]
+		s.Final, s.Body, s.HTTPS = &last, body, true
+	}
+	if s.Final == nil || u.Scheme == "https" {
+		httpsTarget := target
+		if u.Scheme == "http" {
+			h := *u
+			h.Scheme = "https"
+			h.Host = u.Hostname()
+			if strings.Contains(h.Host, ":") {
+				h.Host = "[" + h.Host + "]"
+			}
+			httpsTarget = h.String()
+		}
+		hchain, hbody, herr := f.follow(ctx, httpsTarget)
+		switch {
+		case herr == nil && len(hchain) > 0:
+			last := hchain[len(hchain)-1]
+			s.Final, s.Body, s.HTTPS = &last, hbody, last.URL.Scheme == "https"
+			s.Cookies = nil
+			for _, r := range append(chain, hchain...) {
+				s.Cookies = append(s.Cookies, r.Header.Values("Set-Cookie")...)
+			}
+		case isCertError(herr):
+			s.InvalidCert = true
+		}
+	}
+	if s.HTTPInvalidCert {
+		s.InvalidCert = true
+	}
+	for i := len(chain) - 1; s.Final == nil && i >= 0; i-- {
+		if chain[i].Status != 0 { // the last response that arrived
+			last := chain[i]
+			s.Final = &last
+			if i == len(chain)-1 {
+				s.Body = body
+			}
+		}
+	}
+	if s.Final == nil {
+		if cerr != nil {
+			return nil, cerr
+		}
+		return nil, errors.New("no response over HTTP or HTTPS")
+	}
+	return s, nil
+}
+
+// follow GETs rawURL and each Location after it, up to maxRedirects, returning every response
+// and the last body (bounded).
+func (f *Fetcher) follow(ctx context.Context, rawURL string) ([]Response, []byte, error) {
+	client := http.Client{Timeout: defaultTimeout}
+	if f.Client != nil {
+		client = *f.Client
+	}
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	var chain []Response
+	next := rawURL
+	for i := 0; i <= maxRedirects; i++ {
+		u, err := url.Parse(next)
+		if err != nil {
+			return chain, nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return chain, nil, err
+		}
+		req.Header.Set("Origin", ScanOrigin)
+		req.Header.Set("User-Agent", "caddy-hardening-check")
+		resp, err := client.Do(req)
+		if err != nil {
+			if len(chain) > 0 { // the redirect's target is part of the route even when it fails
+				chain = append(chain, Response{URL: u})
+			}
+			return chain, nil, err
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		resp.Body.Close()
+		chain = append(chain, Response{URL: u, Status: resp.StatusCode, Header: resp.Header})
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode < 300 || resp.StatusCode > 399 || loc == "" {
+			return chain, body, nil
+		}
+		ref, err := u.Parse(loc)
+		if err != nil {
+			return chain, nil, err
+		}
+		next = ref.String()
+	}
+	return chain, nil, errors.New("more than 10 redirects")
+}
+
+func isCertError(err error) bool {
+	var unknown x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return err != nil && (errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify))
+}
