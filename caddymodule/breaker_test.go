@@ -335,8 +335,13 @@ fallback {
 	if n := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_fallback", "open", "fallback")) - before; n != 1 {
 		t.Fatalf("short_circuited_total{response=fallback} = %v, want 1", n)
 	}
-	if n := metricValue(t, breakerStateVec.WithLabelValues("t_fallback", "open")); n != 1 {
-		t.Fatalf("breaker_state{state=open} = %v, want 1", n)
+	// Transitions are delivered on the breaker's own goroutine: the gauge follows shortly.
+	deadline := time.Now().Add(2 * time.Second)
+	for metricValue(t, breakerStateVec.WithLabelValues("t_fallback", "open")) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("breaker_state{state=open} did not become 1")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
