@@ -215,24 +215,34 @@ func prefixSet(repl *caddy.Replacer, list []string, class string) (*ipclass.Pref
 // ClassOf is the client's IP class, computed once per request from Caddy's client IP (so
 // trusted_proxies are respected) and cached in the request's vars as {http.vars.ip_class}.
 func (a *App) ClassOf(r *http.Request) ipclass.Class {
-	if c, ok := caddyhttp.GetVar(r.Context(), ipClassVarKey).(ipclass.Class); ok {
+	// One context lookup for the vars table (a walk up Caddy's context chain), then plain map
+	// operations: this runs on every request.
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if c, ok := vars[ipClassVarKey].(ipclass.Class); ok {
 		return c
 	}
 	c := ipclass.Default
 	if a.classifier != nil {
-		if addr, ok := clientAddr(r); ok {
+		if addr, ok := parseClientIP(vars); ok {
 			c = a.classifier.Class(addr)
 		}
 	}
 	classifiedRequests[c].Inc()
-	caddyhttp.SetVar(r.Context(), ipClassVarKey, c)
+	if vars != nil {
+		vars[ipClassVarKey] = c
+	}
 	return c
 }
 
 // clientAddr is Caddy's client IP for the request: the peer, or the forwarded client when the
 // peer is one of the server's trusted_proxies.
 func clientAddr(r *http.Request) (netip.Addr, bool) {
-	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	return parseClientIP(vars)
+}
+
+func parseClientIP(vars map[string]any) (netip.Addr, bool) {
+	s, _ := vars[caddyhttp.ClientIPVarKey].(string)
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}, false
