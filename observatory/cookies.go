@@ -2,6 +2,7 @@ package observatory
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -16,16 +17,9 @@ var cookieBadness = []string{
 	"cookies-session-without-secure-flag",
 }
 
-func worse(a, b string) string {
-	rank := func(s string) int {
-		for i, v := range cookieBadness {
-			if v == s {
-				return i
-			}
-		}
-		return -1
-	}
-	if rank(b) > rank(a) {
+// worseOf returns whichever of a and b comes later in order (outcomes listed best to worst).
+func worseOf(order []string, a, b string) string {
+	if slices.Index(order, b) > slices.Index(order, a) {
 		return b
 	}
 	return a
@@ -41,7 +35,7 @@ func cookiesTest(s *Scan, hsts bool) Result {
 	outcome, missingSameSite := "", false
 	for _, raw := range s.Cookies {
 		if invalidSameSite(raw) {
-			outcome = worse(outcome, "cookies-samesite-flag-invalid")
+			outcome = worseOf(cookieBadness, outcome, "cookies-samesite-flag-invalid")
 		}
 		c, err := http.ParseSetCookie(raw)
 		if err != nil {
@@ -52,27 +46,27 @@ func cookiesTest(s *Scan, hsts bool) Result {
 		csrf := strings.Contains(name, "csrf")
 		sameSiteSet := c.SameSite != 0 // 0: no SameSite attribute; an unknown value parses as SameSiteDefaultMode
 		if !c.Secure && c.SameSite == http.SameSiteNoneMode {
-			outcome = worse(outcome, "cookies-samesite-flag-invalid")
+			outcome = worseOf(cookieBadness, outcome, "cookies-samesite-flag-invalid")
 		}
 		if !c.Secure {
 			if hsts {
-				outcome = worse(outcome, "cookies-without-secure-flag-but-protected-by-hsts")
+				outcome = worseOf(cookieBadness, outcome, "cookies-without-secure-flag-but-protected-by-hsts")
 			} else {
-				outcome = worse(outcome, "cookies-without-secure-flag")
+				outcome = worseOf(cookieBadness, outcome, "cookies-without-secure-flag")
 			}
 		}
 		if csrf && !sameSiteSet {
-			outcome = worse(outcome, "cookies-anticsrf-without-samesite-flag")
+			outcome = worseOf(cookieBadness, outcome, "cookies-anticsrf-without-samesite-flag")
 		}
 		if session && !c.Secure {
 			if hsts {
-				outcome = worse(outcome, "cookies-session-without-secure-flag-but-protected-by-hsts")
+				outcome = worseOf(cookieBadness, outcome, "cookies-session-without-secure-flag-but-protected-by-hsts")
 			} else {
-				outcome = worse(outcome, "cookies-session-without-secure-flag")
+				outcome = worseOf(cookieBadness, outcome, "cookies-session-without-secure-flag")
 			}
 		}
 		if session && !c.HttpOnly {
-			outcome = worse(outcome, "cookies-session-without-httponly-flag")
+			outcome = worseOf(cookieBadness, outcome, "cookies-session-without-httponly-flag")
 		}
 		missingSameSite = missingSameSite || !sameSiteSet
 	}

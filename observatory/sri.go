@@ -18,21 +18,6 @@ var sriBadness = []string{
 	"sri-not-implemented-and-external-scripts-not-loaded-securely",
 }
 
-func sriWorse(a, b string) string {
-	rank := func(s string) int {
-		for i, v := range sriBadness {
-			if v == s {
-				return i
-			}
-		}
-		return -1
-	}
-	if rank(b) > rank(a) {
-		return b
-	}
-	return a
-}
-
 // sriTest checks every <script src> of an HTML response: a script from another site
 // (another second-level domain, or a protocol-relative URL) needs an integrity attribute
 // and HTTPS.
@@ -87,11 +72,11 @@ func sriTest(s *Scan) Result {
 			external = true
 			switch {
 			case hasIntegrity && !secureScheme:
-				outcome = sriWorse(outcome, "sri-implemented-but-external-scripts-not-loaded-securely")
+				outcome = worseOf(sriBadness, outcome, "sri-implemented-but-external-scripts-not-loaded-securely")
 			case !hasIntegrity && secureScheme:
-				outcome = sriWorse(outcome, "sri-not-implemented-but-external-scripts-loaded-securely")
+				outcome = worseOf(sriBadness, outcome, "sri-not-implemented-but-external-scripts-loaded-securely")
 			case !hasIntegrity && !secureScheme:
-				outcome = sriWorse(outcome, "sri-not-implemented-and-external-scripts-not-loaded-securely")
+				outcome = worseOf(sriBadness, outcome, "sri-not-implemented-and-external-scripts-not-loaded-securely")
 			}
 		} else if hasIntegrity && secureScheme && outcome == "" {
 			outcome = "sri-implemented-and-all-scripts-loaded-securely"
