@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -121,9 +122,14 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if h.app.IsProbe(r.URL.Path) {
 		h.app.Signal(h.ctx, r, ipclass.SignalProbe)
 	}
-	sw := &statusWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	sw := statusWriters.Get().(*statusWriter)
+	sw.ResponseWriter, sw.status = w, 0
 	err := next.ServeHTTP(sw, r)
 	status := sw.status
+	// A ResponseWriter may not be used after ServeHTTP returns (net/http's contract, which
+	// Caddy's handler chain keeps), so the wrapper can serve the next request.
+	sw.ResponseWriter = nil
+	statusWriters.Put(sw)
 	if err != nil {
 		if he, ok := err.(caddyhttp.HandlerError); ok && status == 0 {
 			status = he.StatusCode
@@ -149,6 +155,9 @@ func rawPath(r *http.Request) string {
 	}
 	return u
 }
+
+// statusWriters recycles the status recorders: path_guard runs on every request.
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
 
 // statusWriter records the final status of the response (informational 1xx excluded).
 type statusWriter struct {
