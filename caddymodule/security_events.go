@@ -81,7 +81,22 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 	if s == nil {
 		return
 	}
-	full := make(map[string]any, len(data)+7)
+	// Under a flood most events are neither logged nor subscribed to: decide that first, and
+	// build nothing for them.
+	emit := s.events != nil && s.events.ShouldEmit(name)
+	ce := s.logger.Check(level, name)
+	suppressed := 0
+	if ce != nil {
+		n, ok := s.admit(name, time.Now())
+		if !ok {
+			ce = nil
+		}
+		suppressed = n
+	}
+	if !emit && ce == nil {
+		return
+	}
+	full := make(map[string]any, len(data)+8)
 	for k, v := range data {
 		full[k] = v
 	}
@@ -102,18 +117,15 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 		}
 		full["uri"] = uri
 	}
-	if s.events != nil {
+	if emit {
 		s.events.Emit(ctx, name, full)
 	}
-	if ce := s.logger.Check(level, name); ce != nil {
-		suppressed, ok := s.admit(name, time.Now())
-		if !ok {
-			return
-		}
+	if ce != nil {
+		fields := eventFields(full) // full itself is not changed: subscribers may keep it
 		if suppressed > 0 {
-			full["suppressed"] = suppressed
+			fields = append(fields, zap.Int("suppressed", suppressed))
 		}
-		ce.Write(eventFields(full)...)
+		ce.Write(fields...)
 	}
 }
 
