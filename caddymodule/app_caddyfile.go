@@ -295,8 +295,8 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 			}
 			*map[string]*string{"ca_file": &t.CAFile, "cert_file": &t.CertFile, "key_file": &t.KeyFile, "server_name": &t.ServerName}[name] = v
 		case "insecure_skip_verify":
-			if d.NextArg() {
-				return d.Errf("insecure_skip_verify takes no argument; unexpected %q", d.Val())
+			if err := noValue(d, name); err != nil {
+				return err
 			}
 			t.InsecureSkipVerify = true
 		default:
@@ -324,6 +324,14 @@ func adaptTimeCheck(r *RedisConfig) error {
 	o := r.options(caddy.NewReplacer())
 	o.CAFile, o.CertFile, o.KeyFile = "", "", "" // files are read at load, on the machine that runs Caddy
 	return o.Validate()
+}
+
+// noValue checks that a flag subdirective (shadow, critical, ...) has no value after it.
+func noValue(d *caddyfile.Dispenser, name string) error {
+	if d.NextArg() {
+		return d.Errf("%s takes no value; unexpected %q", name, d.Val())
+	}
+	return nil
 }
 
 func oneArg(d *caddyfile.Dispenser, name string) (string, error) {

@@ -129,8 +129,8 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 		}
 		h.FailureStatus = args
 	case "shared", "critical":
-		if d.NextArg() {
-			return d.Errf("%s takes no argument; unexpected %q", name, d.Val())
+		if err := noValue(d, name); err != nil {
+			return err
 		}
 		if name == "shared" {
 			h.Shared = true

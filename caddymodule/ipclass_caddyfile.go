@@ -139,8 +139,8 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			}
 			cfg.MaxTracked = n
 		case "shadow":
-			if d.NextArg() {
-				return d.Errf("shadow takes no value; unexpected %q", d.Val())
+			if err := noValue(d, name); err != nil {
+				return err
 			}
 			cfg.Shadow = true
 		default:

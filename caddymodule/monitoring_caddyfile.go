@@ -175,8 +175,8 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 	var err error
 	switch opt {
 	case "critical":
-		if d.NextArg() {
-			return d.Errf("critical takes no value; unexpected %q", d.Val())
+		if err := noValue(d, opt); err != nil {
+			return err
 		}
 		c.Critical = true
 	case "interval", "timeout", "max_age":
