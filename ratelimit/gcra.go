@@ -1,0 +1,103 @@
+// Package ratelimit is the GCRA rate limiter of caddy-hardening: the algorithm, and stores
+// that keep one theoretical arrival time (TAT) per key — in memory, in Redis, and a failover
+// store that moves decisions from Redis to memory when Redis fails. It imports nothing of
+// Caddy.
+//
+// GCRA (the generic cell rate algorithm) admits Burst requests at once and then one every
+// Period/Rate. Each key needs one timestamp; a decision is exact and costs O(1). Every store
+// decides with the same arithmetic (Decide in Go, the same steps in the Redis script).
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// maxReplenish bounds the time a full burst takes to replenish, so TAT arithmetic never
+// overflows and no key is kept longer than this.
+const maxReplenish = 366 * 24 * time.Hour
+
+// Limit is Rate requests per Period, with up to Burst admitted at once.
+type Limit struct {
+	// Rate is how many requests Period admits once the burst is spent.
+	Rate int64
+	// Period is the window Rate is counted in.
+	Period time.Duration
+	// Burst is how many requests are admitted back to back from a full bucket (>= 1).
+	Burst int64
+}
+
+// Interval is the emission interval: the time one request's share takes to replenish.
+func (l Limit) Interval() time.Duration { return l.Period / time.Duration(l.Rate) }
+
+// Validate reports why l cannot be used.
+func (l Limit) Validate() error {
+	switch {
+	case l.Rate <= 0:
+		return fmt.Errorf("rate must be positive, got %d", l.Rate)
+	case l.Period <= 0:
+		return fmt.Errorf("period must be positive, got %v", l.Period)
+	case l.Burst <= 0:
+		return fmt.Errorf("burst must be positive, got %d", l.Burst)
+	case l.Interval() < time.Microsecond:
+		return fmt.Errorf("%d per %v is more than one request per microsecond", l.Rate, l.Period)
+	case l.Burst > int64(maxReplenish/l.Interval()):
+		return fmt.Errorf("burst %d at %d per %v takes more than %v to replenish", l.Burst, l.Rate, l.Period, maxReplenish)
+	}
+	return nil
+}
+
+// Scale returns l slowed down by factor f in (0, 1]: the interval grows by 1/f, so the rate
+// becomes Rate*f per Period; the burst shrinks by f (at least 1). f >= 1 returns l.
+func (l Limit) Scale(f float64) Limit {
+	if f >= 1 || f <= 0 {
+		return l
+	}
+	l.Period = time.Duration(float64(l.Period) / f)
+	l.Burst = max(1, int64(float64(l.Burst)*f))
+	return l
+}
+
+// Result is one decision: what the response headers need.
+type Result struct {
+	// Allowed is whether the request is admitted.
+	Allowed bool
+	// Remaining is how many more requests would be admitted right now.
+	Remaining int64
+	// ResetAfter is the time until the bucket is full again (the key is then forgotten).
+	ResetAfter time.Duration
+	// RetryAfter is the time until the next request would be admitted; 0 when Allowed.
+	RetryAfter time.Duration
+}
+
+// Decide applies GCRA at time now (nanoseconds) to a key whose theoretical arrival time is tat
+// (0 for a key never seen), and returns the decision and the key's new TAT (tat unchanged when
+// denied). A TAT at or before now means a full bucket: the key can be forgotten.
+func Decide(tat, now int64, l Limit) (Result, int64) {
+	interval := int64(l.Interval())
+	if tat < now {
+		tat = now
+	}
+	newTAT := tat + interval
+	allowAt := newTAT - interval*l.Burst
+	if diff := now - allowAt; diff < 0 {
+		return Result{RetryAfter: time.Duration(-diff), ResetAfter: time.Duration(tat - now)}, tat
+	} else {
+		return Result{Allowed: true, Remaining: diff / interval, ResetAfter: time.Duration(newTAT - now)}, newTAT
+	}
+}
+
+// Store decides requests. policy namespaces keys (the same client has one bucket per policy);
+// key is the caller's partition key (a client IP, an API key, a user ID) and may be long or
+// hostile: stores bound what they keep per key. A request's decisions for one (policy, key)
+// share one TAT whatever the limit, so a client whose class or adaptive factor changes keeps
+// its history.
+type Store interface {
+	Allow(ctx context.Context, policy, key string, l Limit) (Result, error)
+}
+
+// ErrStoreUnavailable wraps every failure of a remote store (refused, timed out, breaker
+// open): the caller's failover policy applies.
+var ErrStoreUnavailable = errors.New("rate limit store unavailable")
