@@ -167,6 +167,9 @@ func (a *Adaptive) Track() (done func()) {
 	return a.exit
 }
 
+// Source is the LoadSource in use; the default's String says what it measures, for the log.
+func (a *Adaptive) Source() LoadSource { return a.opts.Source }
+
 // InFlight is the number of requests in flight now.
 func (a *Adaptive) InFlight() int64 { return a.inFlight.Load() }
 
@@ -174,6 +177,8 @@ func (a *Adaptive) InFlight() int64 { return a.inFlight.Load() }
 // error (the CPU reading then counts as 0). Start calls it every Interval; tests call it
 // directly.
 func (a *Adaptive) Sample() error {
+	a.sampleMu.Lock()
+	defer a.sampleMu.Unlock()
 	load, err := a.opts.Source.Load()
 	cpu := 0.0
 	if err == nil && load.CPU > 0 { // > 0 also drops NaN
@@ -181,8 +186,6 @@ func (a *Adaptive) Sample() error {
 	}
 	inFlight := float64(max(a.inFlight.Load(), 0))
 
-	a.sampleMu.Lock()
-	defer a.sampleMu.Unlock()
 	s := a.opts.Smoothing
 	a.cpuAvg = s*cpu + (1-s)*a.cpuAvg
 	a.inFlightAvg = s*inFlight + (1-s)*a.inFlightAvg

@@ -57,6 +57,18 @@ func TestAdaptiveDefaults(t *testing.T) {
 	if f := a.Factor(); f != 1 {
 		t.Fatalf("a new Adaptive's factor is %v, want 1", f)
 	}
+
+	// Without a Source, the system's is used.
+	sys, err := NewAdaptive(AdaptiveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := sys.Source().(*SystemLoad); !ok {
+		t.Fatalf("default source is %T, want *SystemLoad", sys.Source())
+	}
+	if err := sys.Sample(); err != nil {
+		t.Fatalf("sampling the system: %v", err)
+	}
 }
 
 func TestAdaptiveRejectsBadOptions(t *testing.T) {
