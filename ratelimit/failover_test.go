@@ -41,7 +41,9 @@ type recordingStore struct {
 	keys  map[string]int
 }
 
-func newRecordingStore(s Store) *recordingStore { return &recordingStore{Store: s, keys: make(map[string]int)} }
+func newRecordingStore(s Store) *recordingStore {
+	return &recordingStore{Store: s, keys: make(map[string]int)}
+}
 
 func (r *recordingStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
 	r.calls.Add(1)
