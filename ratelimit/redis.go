@@ -82,8 +82,8 @@ type RedisStore struct {
 	maxBatch  int
 	pipelines int
 
-	mu     sync.Mutex
-	queues map[string]chan *redisRequest // by master address ("" without Cluster)
+	queuesMu sync.RWMutex
+	queues   map[string]chan *redisRequest // by master address ("" without Cluster)
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -103,6 +103,10 @@ type redisReply struct {
 	result Result
 	err    error
 }
+
+// requestPool recycles requests whose caller received the reply: only then is it certain
+// that no worker still holds the request.
+var requestPool = sync.Pool{New: func() any { return &redisRequest{done: make(chan redisReply, 1)} }}
 
 // NewRedisStore returns a store deciding in Redis through client, which the caller keeps
 // owning (Close does not close it).
@@ -128,7 +132,11 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore 
 // Close stops the store's goroutines; decisions still waiting fail with ErrStoreUnavailable.
 // It does not close the Redis client.
 func (s *RedisStore) Close() error {
-	s.closeOnce.Do(func() { close(s.closing) })
+	s.closeOnce.Do(func() {
+		s.queuesMu.Lock() // no queue starts workers after this
+		close(s.closing)
+		s.queuesMu.Unlock()
+	})
 	s.workers.Wait()
 	return nil
 }
@@ -146,13 +154,9 @@ func (s *RedisStore) Allow(ctx context.Context, policy, key string, l Limit) (Re
 	if err != nil {
 		return Result{}, err
 	}
-	req := &redisRequest{
-		ctx:        ctx,
-		key:        redisKey,
-		intervalUS: int64(l.Interval() / time.Microsecond),
-		burst:      l.Burst,
-		done:       make(chan redisReply, 1),
-	}
+	req := requestPool.Get().(*redisRequest)
+	req.ctx, req.key = ctx, redisKey
+	req.intervalUS, req.burst = int64(l.Interval()/time.Microsecond), l.Burst
 	select {
 	case queue <- req:
 	case <-ctx.Done():
@@ -162,6 +166,8 @@ func (s *RedisStore) Allow(ctx context.Context, policy, key string, l Limit) (Re
 	}
 	select {
 	case reply := <-req.done:
+		req.ctx, req.key = nil, ""
+		requestPool.Put(req)
 		return reply.result, reply.err
 	case <-ctx.Done():
 		return Result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
@@ -201,14 +207,20 @@ func (s *RedisStore) shardOfRedisKey(ctx context.Context, redisKey string) strin
 // time. Queues are few: one per master address the Cluster has had.
 func (s *RedisStore) queueFor(ctx context.Context, redisKey string) (chan *redisRequest, error) {
 	shard := s.shardOfRedisKey(ctx, redisKey)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.queuesMu.RLock()
+	queue, ok := s.queues[shard]
+	s.queuesMu.RUnlock()
+	if ok {
+		return queue, nil
+	}
+	s.queuesMu.Lock()
+	defer s.queuesMu.Unlock()
 	select {
 	case <-s.closing:
 		return nil, errStoreClosed
 	default:
 	}
-	queue, ok := s.queues[shard]
+	queue, ok = s.queues[shard]
 	if !ok {
 		queue = make(chan *redisRequest, s.maxBatch*s.pipelines)
 		s.queues[shard] = queue
@@ -224,6 +236,7 @@ func (s *RedisStore) queueFor(ctx context.Context, redisKey string) (chan *redis
 func (s *RedisStore) work(queue chan *redisRequest) {
 	defer s.workers.Done()
 	batch := make([]*redisRequest, 0, s.maxBatch)
+	cmds := make([]*redis.Cmd, 0, s.maxBatch)
 	for {
 		select {
 		case req := <-queue:
@@ -240,13 +253,15 @@ func (s *RedisStore) work(queue chan *redisRequest) {
 				break fill
 			}
 		}
-		s.execute(batch)
-		clear(batch) // drop the callers' contexts until the next batch
+		cmds = s.execute(batch, cmds[:0])
+		clear(batch) // drop the callers' requests until the next batch
+		clear(cmds)
 	}
 }
 
-// execute runs one batch and answers each caller. Callers that already left are skipped.
-func (s *RedisStore) execute(batch []*redisRequest) {
+// execute runs one batch and answers each caller; callers that already left are skipped.
+// cmds is scratch space, returned for the next batch.
+func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.Cmd {
 	live := batch[:0]
 	for _, req := range batch {
 		if req.ctx.Err() == nil {
@@ -254,15 +269,14 @@ func (s *RedisStore) execute(batch []*redisRequest) {
 		}
 	}
 	if len(live) == 0 {
-		return
+		return cmds
 	}
 	ctx, cancel := batchContext(live)
 	defer cancel()
 
-	cmds := make([]*redis.Cmd, len(live))
 	pipe := s.client.Pipeline()
-	for i, req := range live {
-		cmds[i] = pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalUS, req.burst)
+	for _, req := range live {
+		cmds = append(cmds, pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalUS, req.burst))
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 
@@ -285,6 +299,7 @@ func (s *RedisStore) execute(batch []*redisRequest) {
 		result, err := parseReply(cmds[i])
 		req.done <- redisReply{result: result, err: err}
 	}
+	return cmds
 }
 
 // batchContext bounds a batch by the latest deadline of its callers: a pipeline is never

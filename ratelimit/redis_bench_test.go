@@ -80,17 +80,18 @@ func BenchmarkRedisScriptUnbatched(b *testing.B) {
 	})
 }
 
-// BenchmarkFailoverStoreAllow is the RedisStore behind its breaker and timeout.
+// BenchmarkFailoverStoreAllow is the RedisStore behind its breaker and 50ms timeout. It
+// reports the share of decisions the fallback made: on a loaded machine some decisions can
+// exceed the timeout, and then the figure is not Redis's alone.
 func BenchmarkFailoverStoreAllow(b *testing.B) {
 	r := testenv.StartRedis(b)
-	s := NewFailoverStore(newTestStore(b, r, RedisOptions{Prefix: "bench:"}), newTestMemoryStore(), FailoverOptions{})
 	b.Run("parallel-64", func(b *testing.B) {
+		fallback := newRecordingStore(newTestMemoryStore())
+		s := NewFailoverStore(newTestStore(b, r, RedisOptions{Prefix: "bench:"}), fallback, FailoverOptions{})
 		runParallel(b, func(ctx context.Context, key string) error {
 			_, err := s.Allow(ctx, "bench", key, benchLimit)
 			return err
 		})
+		b.ReportMetric(float64(fallback.calls.Load())/float64(b.N), "fallback/op")
 	})
-	if s.Mode() != ModePrimary {
-		b.Fatalf("the benchmark ran in mode %v", s.Mode())
-	}
 }
