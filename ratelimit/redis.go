@@ -35,13 +35,16 @@ const (
 
 // RedisOptions configures a RedisStore. The zero value is usable.
 type RedisOptions struct {
-	// Prefix is put in front of every key, e.g. "hardening:". It must not contain '{' or '}',
-	// which would move the Cluster hash tag. Default: no prefix.
+	// Prefix is put in front of every key, e.g. "hardening:", so the limiter's keys are
+	// recognisable and apart from other data. It should hold no '{': a Cluster hashes the
+	// first {...} of a key, and a prefix such as "{rl}" would put every key on one slot.
+	// Default: no prefix.
 	Prefix string
 	// MaxBatch is the most decisions sent to one Redis node in one pipeline. Default: 128.
 	MaxBatch int
 	// Pipelines is how many pipelines may be in flight to one Redis node at once. While they
-	// are all waiting for replies, new decisions queue and leave together in the next
+	// are all waiting for replies, new decisions queue (up to MaxBatch*Pipelines per node;
+	// further callers wait, as long as their context allows) and leave together in the next
 	// pipeline. Default: 4.
 	Pipelines int
 }
