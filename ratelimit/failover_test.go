@@ -331,6 +331,13 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 	for i := 0; len(keysOf) < 3 || len(keysOf[c.Nodes[0].Addr]) < 5 || len(keysOf[c.Nodes[1].Addr]) < 5 || len(keysOf[c.Nodes[2].Addr]) < 5; i++ {
 		key := fmt.Sprintf("client-%d", i)
 		master := store.shardOf(context.Background(), "p", key)
+		if master == "" { // the client loads its slot map in the background
+			if i > 10000 {
+				t.Fatal("the Cluster client never loaded its slot map")
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
 		if len(keysOf[master]) < 5 {
 			keysOf[master] = append(keysOf[master], key)
 		}
@@ -372,5 +379,31 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 	}
 	if calls, _ := changes.get(); s.Mode() != ModeFallback || len(calls) != 1 {
 		t.Fatalf("mode %v, mode changes %v; want memory-fallback, once", s.Mode(), calls)
+	}
+}
+
+func TestFailoverStoreClusterUnreachableFromTheStart(t *testing.T) {
+	// No server on these ports: the client can never load its slot map.
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{
+		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+	}})
+	t.Cleanup(func() { client.Close() })
+	store := NewRedisStore(client, RedisOptions{})
+	t.Cleanup(func() { store.Close() })
+	fallback := newRecordingStore(newTestMemoryStore())
+	s := NewFailoverStore(store, fallback, FailoverOptions{Timeout: 50 * time.Millisecond})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
+	for i := range 5 {
+		start := time.Now()
+		res := mustAllow(t, s, "p", "k", l)
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("decision %d took %v; the 50ms timeout should bound it", i, took)
+		}
+		if res.Allowed != (i < 2) {
+			t.Fatalf("decision %d: %+v, want the fallback's GCRA", i, res)
+		}
+	}
+	if fallback.calls.Load() != 5 {
+		t.Fatalf("%d decisions from the fallback, want 5", fallback.calls.Load())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -79,11 +80,14 @@ type RedisOptions struct {
 // A caller whose context ends stops waiting at once (the decision may still be made in
 // Redis). Every failure is wrapped so that errors.Is(err, ErrStoreUnavailable) holds.
 type RedisStore struct {
-	client    redis.UniversalClient
-	cluster   *redis.ClusterClient // nil unless client is a Cluster client
-	prefix    string
-	maxBatch  int
-	pipelines int
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // nil unless client is a Cluster client
+	// slotMapReady is set once the Cluster client has its slot map; slotMapLoading while
+	// one goroutine loads it.
+	slotMapReady, slotMapLoading atomic.Bool
+	prefix                       string
+	maxBatch                     int
+	pipelines                    int
 
 	queuesMu sync.RWMutex
 	queues   map[string]chan *redisRequest // by master address ("" without Cluster)
@@ -195,13 +199,27 @@ func (s *RedisStore) shardOf(ctx context.Context, policy, key string) string {
 	return s.shardOfRedisKey(ctx, s.redisKey(policy, key))
 }
 
+// shardOfRedisKey never waits for the network: until the Cluster client has its slot map,
+// every key goes to shard "" (whose pipelines the Cluster client still routes by slot), and
+// the map is loaded in the background. Once loaded, go-redis refreshes it without blocking.
 func (s *RedisStore) shardOfRedisKey(ctx context.Context, redisKey string) string {
 	if s.cluster == nil {
 		return ""
 	}
+	if !s.slotMapReady.Load() {
+		if s.slotMapLoading.CompareAndSwap(false, true) {
+			go func() {
+				defer s.slotMapLoading.Store(false)
+				if _, err := s.cluster.MasterForKey(context.Background(), redisKey); err == nil {
+					s.slotMapReady.Store(true)
+				}
+			}()
+		}
+		return ""
+	}
 	master, err := s.cluster.MasterForKey(ctx, redisKey)
 	if err != nil {
-		return "" // no slot map yet: the shared queue still routes by slot
+		return ""
 	}
 	return master.Options().Addr
 }
