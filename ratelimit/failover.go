@@ -76,7 +76,9 @@ const (
 // FailoverOptions configures a FailoverStore. The zero value is usable.
 type FailoverOptions struct {
 	// Timeout bounds each call to the primary store; a call that takes longer counts as a
-	// failure and the request is decided by OnFailure at once. Default: 50ms.
+	// failure and the request is decided by OnFailure at once. Decisions share pipelines, so
+	// one Redis stall longer than Timeout fails every decision in flight and opens the
+	// breaker: set it above Redis's worst usual latency. Default: 50ms.
 	Timeout time.Duration
 	// OnFailure is what decides a request when the primary fails or its breaker is open.
 	// Default: FailureFallback.

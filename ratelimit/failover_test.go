@@ -154,9 +154,14 @@ func TestFailoverStoreSurvivesRedisKilledAndReturnsWhenItIsBack(t *testing.T) {
 	r := testenv.StartRedis(t)
 	fallback := newRecordingStore(newTestMemoryStore())
 	var changes modeChanges
-	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{
+	var s *FailoverStore
+	s = NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{
+		OnModeChange: func(from, to Mode, err error) {
+			s.Mode() // the callback may look at the store: no lock of a request is held
+			changes.record(from, to, err)
+		},
 		// 100ms: a loaded CI machine under -race can stall a batch for 50ms with Redis up.
-		Timeout: 100 * time.Millisecond, OpenFor: 300 * time.Millisecond, OnModeChange: changes.record,
+		Timeout: 100 * time.Millisecond, OpenFor: 300 * time.Millisecond,
 	})
 	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
 	mustAllow(t, s, "p", "warm", l) // a connection and the script in place

@@ -80,14 +80,15 @@ type RedisOptions struct {
 // A caller whose context ends stops waiting at once (the decision may still be made in
 // Redis). Every failure is wrapped so that errors.Is(err, ErrStoreUnavailable) holds.
 type RedisStore struct {
-	client  redis.UniversalClient
-	cluster *redis.ClusterClient // nil unless client is a Cluster client
+	client    redis.UniversalClient
+	cluster   *redis.ClusterClient // nil unless client is a Cluster client
+	prefix    string
+	maxBatch  int
+	pipelines int
+
 	// slotMapReady is set once the Cluster client has its slot map; slotMapLoading while
 	// one goroutine loads it.
 	slotMapReady, slotMapLoading atomic.Bool
-	prefix                       string
-	maxBatch                     int
-	pipelines                    int
 
 	queuesMu sync.RWMutex
 	queues   map[string]chan *redisRequest // by master address ("" without Cluster)
@@ -167,6 +168,8 @@ func (s *RedisStore) Allow(ctx context.Context, policy, key string, l Limit) (Re
 	select {
 	case queue <- req:
 	case <-ctx.Done():
+		req.ctx, req.key = nil, ""
+		requestPool.Put(req) // never queued
 		return Result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
 	case <-s.closing:
 		return Result{}, errStoreClosed
