@@ -73,11 +73,20 @@ func BenchmarkRedisStoreAllow(b *testing.B) {
 func BenchmarkRedisScriptUnbatched(b *testing.B) {
 	r := testenv.StartRedis(b)
 	client := newTestClient(b, r)
-	b.Run("parallel-64", func(b *testing.B) {
-		runParallel(b, func(ctx context.Context, key string) error {
-			return gcraScript.Run(ctx, client, []string{"bench:{bench:" + key + "}"}, benchLimit.Interval().Microseconds(), benchLimit.Burst).Err()
-		})
+	decide := func(ctx context.Context, key string) error {
+		return gcraScript.Run(ctx, client, []string{"bench:{bench:" + key + "}"}, benchLimit.Interval().Microseconds(), benchLimit.Burst).Err()
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		ctx := context.Background()
+		for i := 0; b.Loop(); i++ {
+			if err := decide(ctx, benchKeys[i%len(benchKeys)]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportOpsPerSecond(b)
 	})
+	b.Run("parallel-64", func(b *testing.B) { runParallel(b, decide) })
 }
 
 // BenchmarkFailoverStoreAllow is the RedisStore behind its breaker and 50ms timeout. It
