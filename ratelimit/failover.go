@@ -1,0 +1,289 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Mode says where a FailoverStore sends decisions.
+type Mode int32
+
+const (
+	// ModePrimary: every decision goes to the primary store (Redis).
+	ModePrimary Mode = iota
+	// ModeFallback: the primary failed, and decisions for some or all keys are made by the
+	// failure policy (by default the fallback store, in memory) until the primary answers a
+	// probe again.
+	ModeFallback
+)
+
+// String is the mode's name in logs and metrics: "redis" or "memory-fallback".
+func (m Mode) String() string {
+	switch m {
+	case ModePrimary:
+		return "redis"
+	case ModeFallback:
+		return "memory-fallback"
+	default:
+		return fmt.Sprintf("mode(%d)", int32(m))
+	}
+}
+
+// FailureMode is what a FailoverStore decides when the primary store cannot.
+type FailureMode int
+
+const (
+	// FailureFallback asks the fallback store, with the same policy, key and limit: each
+	// instance then limits on its own, exactly but not shared.
+	FailureFallback FailureMode = iota
+	// FailureAllow admits the request (fail open): Result{Allowed: true, Remaining: Burst-1}.
+	FailureAllow
+	// FailureDeny refuses the request (fail closed), with RetryAfter and ResetAfter one
+	// emission interval.
+	FailureDeny
+)
+
+// String is the failure mode's name: "fallback", "allow" or "deny".
+func (f FailureMode) String() string {
+	switch f {
+	case FailureFallback:
+		return "fallback"
+	case FailureAllow:
+		return "allow"
+	case FailureDeny:
+		return "deny"
+	default:
+		return fmt.Sprintf("failure-mode(%d)", int(f))
+	}
+}
+
+// Defaults of FailoverOptions.
+const (
+	defaultFailoverTimeout     = 50 * time.Millisecond
+	defaultConsecutiveFailures = 3
+	defaultOpenFor             = time.Second
+	// maxBreakers bounds the breakers a FailoverStore keeps. There is one per primary server
+	// (Cluster master), which no client controls; the bound is a backstop.
+	maxBreakers = 1024
+)
+
+// FailoverOptions configures a FailoverStore. The zero value is usable.
+type FailoverOptions struct {
+	// Timeout bounds each call to the primary store; a call that takes longer counts as a
+	// failure and the request is decided by OnFailure at once. Decisions share pipelines, so
+	// one Redis stall longer than Timeout fails every decision in flight and opens the
+	// breaker: set it above Redis's worst usual latency. Default: 50ms.
+	Timeout time.Duration
+	// OnFailure is what decides a request when the primary fails or its breaker is open.
+	// Default: FailureFallback.
+	OnFailure FailureMode
+	// OnModeChange, if set, is called once for each switch of Mode, with the error that
+	// caused a switch to ModeFallback (nil when switching back). It runs on the goroutine of
+	// the request that saw the switch, after the breaker has released its lock, so it may
+	// call Mode; calls are made one at a time and in order. It should return quickly:
+	// requests that see a later switch meanwhile do not wait for it, but that request does.
+	OnModeChange func(from, to Mode, err error)
+	// ConsecutiveFailures is how many failures in a row of the primary open its circuit
+	// breaker; while it is open the primary is not asked at all. Default: 3 — one lost
+	// packet does not move decisions, and a dead Redis costs at most three timeouts.
+	ConsecutiveFailures uint32
+	// OpenFor is how long a breaker stays open before one probe request goes to the primary
+	// again (half-open); when the probe succeeds, decisions return to the primary. Default: 1s.
+	OpenFor time.Duration
+}
+
+// FailoverStore decides in a primary store (Redis) and, when the primary fails, times out
+// or is known to be down, decides at once by the failure policy — by default in a fallback
+// store (memory). It never returns an error: no request fails because Redis failed.
+//
+// A circuit breaker (sony/gobreaker) guards the primary: after ConsecutiveFailures failures
+// in a row it opens and requests skip the primary for OpenFor, then one probe goes to the
+// primary and, if it answers, decisions return to it. When the primary is a RedisStore on a
+// Redis Cluster, there is one breaker per master: with a master down only the keys it holds
+// are decided by the fallback, and every other key keeps its exact, shared limit.
+//
+// A caller that goes away (its own context ends) is not a failure of the primary.
+type FailoverStore struct {
+	primary   Store
+	fallback  Store
+	sharded   shardedStore // primary, when it spreads keys over servers; nil otherwise
+	timeout   time.Duration
+	onFailure FailureMode
+	onChange  func(from, to Mode, err error)
+	settings  gobreaker.Settings
+
+	breakersMu sync.RWMutex
+	breakers   map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]
+
+	// openBreakers counts breakers not closed; Mode is ModeFallback while it is positive.
+	// Only the breakers' state-change hook writes it.
+	openBreakers atomic.Int32
+	// reported is the last Mode passed to OnModeChange; notifyMu serializes the calls.
+	reported atomic.Int32
+	notifyMu sync.Mutex
+	// lastFailure is the latest error of the primary, the cause OnModeChange reports.
+	lastFailure atomic.Pointer[error]
+}
+
+// shardedStore is a primary whose keys live on several servers that fail independently.
+// RedisStore implements it: a shard is a Cluster master.
+type shardedStore interface {
+	shardOf(ctx context.Context, policy, key string) string
+}
+
+// errCallerGone marks a primary call abandoned because the caller's context ended.
+var errCallerGone = errors.New("caller went away")
+
+// NewFailoverStore returns a store that decides in primary and, on failure, by
+// opts.OnFailure (in fallback for FailureFallback; fallback may be nil otherwise).
+func NewFailoverStore(primary Store, fallback Store, opts FailoverOptions) *FailoverStore {
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultFailoverTimeout
+	}
+	if opts.ConsecutiveFailures == 0 {
+		opts.ConsecutiveFailures = defaultConsecutiveFailures
+	}
+	if opts.OpenFor <= 0 {
+		opts.OpenFor = defaultOpenFor
+	}
+	s := &FailoverStore{
+		primary:   primary,
+		fallback:  fallback,
+		timeout:   opts.Timeout,
+		onFailure: opts.OnFailure,
+		onChange:  opts.OnModeChange,
+		breakers:  make(map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]),
+	}
+	s.sharded, _ = primary.(shardedStore)
+	threshold := opts.ConsecutiveFailures
+	s.settings = gobreaker.Settings{
+		MaxRequests: 1, // one probe while half-open
+		Timeout:     opts.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= threshold },
+		// Only an unavailable primary counts; a caller that left or an invalid limit does not.
+		IsExcluded: func(err error) bool {
+			return err != nil && (errors.Is(err, errCallerGone) || !errors.Is(err, ErrStoreUnavailable))
+		},
+		// Runs under the breaker's lock: only count here; OnModeChange is called by publish.
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch {
+			case from == gobreaker.StateClosed:
+				s.openBreakers.Add(1)
+			case to == gobreaker.StateClosed:
+				s.openBreakers.Add(-1)
+			}
+		},
+	}
+	return s
+}
+
+// Mode reports where decisions go: ModeFallback while any breaker is open or half-open.
+func (s *FailoverStore) Mode() Mode {
+	if s.openBreakers.Load() > 0 {
+		return ModeFallback
+	}
+	return ModePrimary
+}
+
+// Allow decides in the primary store, or by the failure policy when the primary cannot
+// answer within Timeout. The error is always nil. When the caller's own context ends first,
+// the result is a denial: nobody is waiting for it.
+func (s *FailoverStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	breaker := s.breakerFor(ctx, policy, key)
+	done, err := breaker.Allow()
+	if err != nil { // open, or half-open with its probe in flight
+		return s.decideWithoutPrimary(ctx, policy, key, l), nil
+	}
+	callCtx, cancel := context.WithTimeout(ctx, s.timeout)
+	result, err := s.primary.Allow(callCtx, policy, key, l)
+	cancel()
+	if err != nil && ctx.Err() != nil {
+		done(errCallerGone)
+		return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}, nil
+	}
+	if err != nil {
+		s.lastFailure.Store(&err)
+	}
+	done(err)
+	s.publish()
+	if err != nil {
+		return s.decideWithoutPrimary(ctx, policy, key, l), nil
+	}
+	return result, nil
+}
+
+// decideWithoutPrimary applies OnFailure. A failing fallback store admits the request: the
+// fallback is the last line, and a rate limiter that refuses all traffic is an outage.
+func (s *FailoverStore) decideWithoutPrimary(ctx context.Context, policy, key string, l Limit) Result {
+	switch s.onFailure {
+	case FailureDeny:
+		return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}
+	case FailureFallback:
+		if s.fallback != nil {
+			if result, err := s.fallback.Allow(ctx, policy, key, l); err == nil {
+				return result
+			}
+		}
+	}
+	return Result{Allowed: true, Remaining: l.Burst - 1}
+}
+
+// breakerFor returns the breaker of the primary server holding (policy, key).
+func (s *FailoverStore) breakerFor(ctx context.Context, policy, key string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	shard := ""
+	if s.sharded != nil {
+		shard = s.sharded.shardOf(ctx, policy, key)
+	}
+	s.breakersMu.RLock()
+	breaker, ok := s.breakers[shard]
+	s.breakersMu.RUnlock()
+	if ok {
+		return breaker
+	}
+	s.breakersMu.Lock()
+	defer s.breakersMu.Unlock()
+	if breaker, ok = s.breakers[shard]; ok {
+		return breaker
+	}
+	if len(s.breakers) >= maxBreakers {
+		shard = "" // backstop: share one breaker rather than grow
+		if breaker, ok = s.breakers[shard]; ok {
+			return breaker
+		}
+	}
+	settings := s.settings
+	settings.Name = shard
+	breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](settings)
+	s.breakers[shard] = breaker
+	return breaker
+}
+
+// publish calls OnModeChange for each switch of Mode not reported yet. One goroutine
+// reports at a time; one that finds another reporting leaves it the work, and the reporter
+// looks again after each call, so no switch is lost and none is reported twice.
+func (s *FailoverStore) publish() {
+	if s.onChange == nil {
+		return
+	}
+	for Mode(s.reported.Load()) != s.Mode() {
+		if !s.notifyMu.TryLock() {
+			return
+		}
+		from, to := Mode(s.reported.Load()), s.Mode()
+		if from != to {
+			s.reported.Store(int32(to))
+			var cause error
+			if last := s.lastFailure.Load(); last != nil && to == ModeFallback {
+				cause = *last
+			}
+			s.onChange(from, to, cause)
+		}
+		s.notifyMu.Unlock()
+	}
+}

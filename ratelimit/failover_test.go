@@ -1,0 +1,414 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// testMemoryStore is a stand-in for MemoryStore (built on another branch) so this branch
+// compiles alone: one TAT per (policy, key) in a map, decided with Decide. The lead replaces
+// it with NewMemoryStore when merging.
+type testMemoryStore struct {
+	mu   sync.Mutex
+	tats map[string]int64
+}
+
+func newTestMemoryStore() *testMemoryStore { return &testMemoryStore{tats: make(map[string]int64)} }
+
+func (m *testMemoryStore) Allow(_ context.Context, policy, key string, l Limit) (Result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := policy + "\x00" + key
+	result, tat := Decide(m.tats[k], time.Now().UnixNano(), l)
+	m.tats[k] = tat
+	return result, nil
+}
+
+// recordingStore records which keys reach the store it wraps.
+type recordingStore struct {
+	Store
+	calls atomic.Int64
+	mu    sync.Mutex
+	keys  map[string]int
+}
+
+func newRecordingStore(s Store) *recordingStore {
+	return &recordingStore{Store: s, keys: make(map[string]int)}
+}
+
+func (r *recordingStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	r.calls.Add(1)
+	r.mu.Lock()
+	r.keys[key]++
+	r.mu.Unlock()
+	return r.Store.Allow(ctx, policy, key, l)
+}
+
+func (r *recordingStore) seen(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.keys[key]
+}
+
+// modeChanges records OnModeChange calls.
+type modeChanges struct {
+	mu    sync.Mutex
+	calls []string
+	errs  []error
+}
+
+func (m *modeChanges) record(from, to Mode, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, from.String()+"->"+to.String())
+	m.errs = append(m.errs, err)
+}
+
+func (m *modeChanges) get() ([]string, []error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.calls...), append([]error(nil), m.errs...)
+}
+
+func waitForMode(t *testing.T, s *FailoverStore, want Mode, within time.Duration, poke func()) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for s.Mode() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("mode is still %v after %v, want %v", s.Mode(), within, want)
+		}
+		if poke != nil {
+			poke()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// load runs goroutines that decide until stop is closed, and records the slowest call.
+type load struct {
+	stop    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+	errs    atomic.Int64
+	calls   atomic.Int64
+	slowest atomic.Int64 // nanoseconds
+}
+
+func startLoad(s Store, goroutines int, l Limit) *load {
+	ld := &load{stop: make(chan struct{})}
+	for g := range goroutines {
+		ld.wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-ld.stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, err := s.Allow(context.Background(), "load", fmt.Sprintf("k%d-%d", g, i%10), l)
+				took := int64(time.Since(start))
+				for {
+					old := ld.slowest.Load()
+					if took <= old || ld.slowest.CompareAndSwap(old, took) {
+						break
+					}
+				}
+				ld.calls.Add(1)
+				if err != nil {
+					ld.errs.Add(1)
+				}
+			}
+		})
+	}
+	return ld
+}
+
+func (ld *load) resetSlowest() time.Duration { return time.Duration(ld.slowest.Swap(0)) }
+
+func (ld *load) finish() { ld.once.Do(func() { close(ld.stop) }); ld.wg.Wait() }
+
+func TestFailoverStoreDecidesInRedisWhileItIsHealthy(t *testing.T) {
+	r := testenv.StartRedis(t)
+	fallback := newRecordingStore(newTestMemoryStore())
+	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
+	got := []bool{mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed}
+	if !got[0] || !got[1] || got[2] || fallback.calls.Load() != 0 || s.Mode() != ModePrimary {
+		t.Fatalf("allowed %v, fallback calls %d, mode %v; want [true true false] from Redis", got, fallback.calls.Load(), s.Mode())
+	}
+	if v, err := r.Do("EXISTS", "{p:k}"); err != nil || v.(int64) != 1 {
+		t.Fatalf("no key in Redis: %v %v", v, err)
+	}
+}
+
+func TestFailoverStoreSurvivesRedisKilledAndReturnsWhenItIsBack(t *testing.T) {
+	r := testenv.StartRedis(t)
+	fallback := newRecordingStore(newTestMemoryStore())
+	var changes modeChanges
+	var s *FailoverStore
+	s = NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{
+		OnModeChange: func(from, to Mode, err error) {
+			s.Mode() // the callback may look at the store: no lock of a request is held
+			changes.record(from, to, err)
+		},
+		// 100ms: a loaded CI machine under -race can stall a batch for 50ms with Redis up.
+		Timeout: 100 * time.Millisecond, OpenFor: 300 * time.Millisecond,
+	})
+	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+	mustAllow(t, s, "p", "warm", l) // a connection and the script in place
+	ld := startLoad(s, 16, l)
+	defer ld.finish()
+
+	time.Sleep(100 * time.Millisecond)
+	if fallback.calls.Load() != 0 {
+		calls, errs := changes.get()
+		t.Fatalf("%d decisions went to the fallback while Redis was up (mode changes %v, errors %v)", fallback.calls.Load(), calls, errs)
+	}
+	r.Kill()
+	ld.resetSlowest()
+	waitForMode(t, s, ModeFallback, 5*time.Second, nil)
+	before := fallback.calls.Load()
+	time.Sleep(200 * time.Millisecond)
+	if fallback.calls.Load() == before {
+		t.Fatal("no decisions from the fallback while Redis is down")
+	}
+	if slowest := ld.resetSlowest(); slowest > time.Second {
+		t.Errorf("a decision took %v with Redis down; the 100ms timeout should bound it", slowest)
+	}
+	calls, errs := changes.get()
+	if len(calls) != 1 || calls[0] != "redis->memory-fallback" || !errors.Is(errs[0], ErrStoreUnavailable) {
+		t.Fatalf("OnModeChange calls %v (errors %v), want one redis->memory-fallback with the Redis error", calls, errs)
+	}
+
+	// Back on the same port. Right after a restart go-redis may still refuse to dial for up
+	// to a second (its own dial breaker) and the first requests can time out, so the mode may
+	// switch back and forth a few times; within seconds it must settle on Redis.
+	r.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		before = fallback.calls.Load()
+		time.Sleep(200 * time.Millisecond)
+		if s.Mode() == ModePrimary && fallback.calls.Load() == before {
+			break // 200 ms without a fallback decision
+		}
+		if time.Now().After(deadline) {
+			calls, errs := changes.get()
+			t.Fatalf("decisions did not settle on Redis within 10s of its restart (mode %v, changes %v, errors %v)", s.Mode(), calls, errs)
+		}
+	}
+	ld.finish()
+	if v, err := r.Do("DBSIZE"); err != nil || v.(int64) == 0 {
+		t.Fatalf("no keys in the restarted Redis: %v %v", v, err)
+	}
+	// Switches alternate, each reported once, with the cause on the way to the fallback.
+	calls, errs = changes.get()
+	for i, call := range calls {
+		want, wantErr := "redis->memory-fallback", true
+		if i%2 == 1 {
+			want, wantErr = "memory-fallback->redis", false
+		}
+		if call != want || (errs[i] != nil) != wantErr {
+			t.Fatalf("OnModeChange call %d is %s (error %v), want %s; all: %v", i, call, errs[i], want, calls)
+		}
+	}
+	if len(calls)%2 != 0 {
+		t.Fatalf("OnModeChange calls %v do not end with the switch back to Redis", calls)
+	}
+	if len(calls) > 2 {
+		t.Logf("the mode flapped while Redis restarted: %v (errors %v)", calls, errs)
+	}
+	if ld.errs.Load() != 0 {
+		t.Fatalf("%d of %d decisions returned an error", ld.errs.Load(), ld.calls.Load())
+	}
+}
+
+func TestFailoverStoreIsBoundedByTheTimeoutWhenRedisIsSlow(t *testing.T) {
+	r := testenv.StartRedis(t, "--enable-debug-command", "yes")
+	fallback := newRecordingStore(newTestMemoryStore())
+	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{Timeout: 50 * time.Millisecond})
+	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+	mustAllow(t, s, "p", "warm", l)
+
+	sleepRedis(t, r, 3*time.Second)
+	ld := startLoad(s, 8, l)
+	time.Sleep(time.Second)
+	ld.finish()
+	if slowest := ld.resetSlowest(); slowest > time.Second {
+		t.Fatalf("a decision took %v while Redis slept 3s; the 50ms timeout should bound it", slowest)
+	}
+	if ld.errs.Load() != 0 || fallback.calls.Load() == 0 || s.Mode() != ModeFallback {
+		t.Fatalf("%d errors, %d fallback decisions, mode %v; want no errors, decisions from the fallback",
+			ld.errs.Load(), fallback.calls.Load(), s.Mode())
+	}
+}
+
+func TestFailoverStoreFailureModes(t *testing.T) {
+	r := testenv.StartRedis(t)
+	primary := newTestStore(t, r, RedisOptions{})
+	r.Kill() // a Redis that refuses connections
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 3}
+
+	allow := NewFailoverStore(primary, nil, FailoverOptions{OnFailure: FailureAllow})
+	deny := NewFailoverStore(primary, nil, FailoverOptions{OnFailure: FailureDeny})
+	fallback := NewFailoverStore(primary, newTestMemoryStore(), FailoverOptions{})
+	admitted := 0
+	for range 10 { // past the breaker's threshold: open and closed breaker alike
+		if res := mustAllow(t, allow, "p", "k", l); !res.Allowed || res.Remaining != l.Burst-1 {
+			t.Fatalf("FailureAllow: %+v", res)
+		}
+		if res := mustAllow(t, deny, "p", "k", l); res.Allowed || res.RetryAfter != l.Interval() {
+			t.Fatalf("FailureDeny: %+v", res)
+		}
+		if mustAllow(t, fallback, "p", "k", l).Allowed {
+			admitted++
+		}
+	}
+	if admitted != int(l.Burst) {
+		t.Fatalf("FailureFallback admitted %d of 10 back-to-back requests, want the burst %d", admitted, l.Burst)
+	}
+	for _, s := range []*FailoverStore{allow, deny, fallback} {
+		if s.Mode() != ModeFallback {
+			t.Fatalf("mode %v after 10 failures", s.Mode())
+		}
+	}
+}
+
+func TestFailoverStoreCallerCancellationIsNotAFailure(t *testing.T) {
+	r := testenv.StartRedis(t, "--enable-debug-command", "yes")
+	fallback := newRecordingStore(newTestMemoryStore())
+	var changes modeChanges
+	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{
+		Timeout: 5 * time.Second, ConsecutiveFailures: 1, OnModeChange: changes.record,
+	})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 5}
+	mustAllow(t, s, "p", "warm", l)
+
+	// Callers that left before asking.
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 5 {
+		if res, err := s.Allow(gone, "p", "k", l); err != nil || res.Allowed {
+			t.Fatalf("cancelled caller: %+v %v, want a denial and no error", res, err)
+		}
+	}
+	// Callers that leave while Redis is busy.
+	sleepRedis(t, r, time.Second)
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+			defer cancel()
+			s.Allow(ctx, "p", "k", l)
+		})
+	}
+	wg.Wait()
+	if calls, _ := changes.get(); s.Mode() != ModePrimary || len(calls) != 0 || fallback.calls.Load() != 0 {
+		t.Fatalf("after cancelled callers: mode %v, mode changes %v, %d fallback calls; want none", s.Mode(), calls, fallback.calls.Load())
+	}
+}
+
+func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
+	c := testenv.StartCluster(t)
+	for _, n := range c.Nodes { // the other masters keep serving their slots
+		if _, err := n.Do("CONFIG", "SET", "cluster-require-full-coverage", "no"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	store := NewRedisStore(client, RedisOptions{})
+	t.Cleanup(func() { store.Close() })
+	fallback := newRecordingStore(newTestMemoryStore())
+	var changes modeChanges
+	s := NewFailoverStore(store, fallback, FailoverOptions{OnModeChange: changes.record})
+
+	// Five keys on each master.
+	keysOf := make(map[string][]string)
+	for i := 0; len(keysOf) < 3 || len(keysOf[c.Nodes[0].Addr]) < 5 || len(keysOf[c.Nodes[1].Addr]) < 5 || len(keysOf[c.Nodes[2].Addr]) < 5; i++ {
+		key := fmt.Sprintf("client-%d", i)
+		master := store.shardOf(context.Background(), "p", key)
+		if master == "" { // the client loads its slot map in the background
+			if i > 10000 {
+				t.Fatal("the Cluster client never loaded its slot map")
+			}
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if len(keysOf[master]) < 5 {
+			keysOf[master] = append(keysOf[master], key)
+		}
+	}
+	dead := c.Nodes[0]
+	dead.Kill()
+
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 3}
+	admitted := make(map[string]int)
+	for range 6 {
+		for _, keys := range keysOf {
+			for _, key := range keys {
+				if mustAllow(t, s, "p", key, l).Allowed {
+					admitted[key]++
+				}
+			}
+		}
+	}
+	for master, keys := range keysOf {
+		for _, key := range keys {
+			if admitted[key] != int(l.Burst) {
+				t.Errorf("key %s on %s: admitted %d of 6, want %d", key, master, admitted[key], l.Burst)
+			}
+			if master == dead.Addr {
+				if fallback.seen(key) == 0 {
+					t.Errorf("key %s on the dead master never reached the fallback", key)
+				}
+				continue
+			}
+			if n := fallback.seen(key); n != 0 {
+				t.Errorf("key %s on live master %s went to the fallback %d times", key, master, n)
+			}
+		}
+	}
+	for _, n := range c.Nodes[1:] {
+		if v, err := n.Do("DBSIZE"); err != nil || v.(int64) != 5 {
+			t.Errorf("live master %s holds %v keys (%v), want its 5", n.Addr, v, err)
+		}
+	}
+	if calls, _ := changes.get(); s.Mode() != ModeFallback || len(calls) != 1 {
+		t.Fatalf("mode %v, mode changes %v; want memory-fallback, once", s.Mode(), calls)
+	}
+}
+
+func TestFailoverStoreClusterUnreachableFromTheStart(t *testing.T) {
+	// No server on these ports: the client can never load its slot map.
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{
+		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+	}})
+	t.Cleanup(func() { client.Close() })
+	store := NewRedisStore(client, RedisOptions{})
+	t.Cleanup(func() { store.Close() })
+	fallback := newRecordingStore(newTestMemoryStore())
+	s := NewFailoverStore(store, fallback, FailoverOptions{Timeout: 50 * time.Millisecond})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
+	for i := range 5 {
+		start := time.Now()
+		res := mustAllow(t, s, "p", "k", l)
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("decision %d took %v; the 50ms timeout should bound it", i, took)
+		}
+		if res.Allowed != (i < 2) {
+			t.Fatalf("decision %d: %+v, want the fallback's GCRA", i, res)
+		}
+	}
+	if fallback.calls.Load() != 5 {
+		t.Fatalf("%d decisions from the fallback, want 5", fallback.calls.Load())
+	}
+}

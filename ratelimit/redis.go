@@ -1,0 +1,361 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed redis_script.lua
+var gcraScriptSource string
+
+// gcraScript is the GCRA step in Lua; its SHA1 is what EVALSHA sends.
+var gcraScript = redis.NewScript(gcraScriptSource)
+
+// maxKeyBytes is the longest partition key kept as it is. Longer keys, and keys that start
+// with hashedKeyPrefix, are replaced by hashedKeyPrefix and the hex SHA-256 of the key, so a
+// hostile header value cannot bloat Redis and a literal key can never equal a hashed one.
+const (
+	maxKeyBytes     = 128
+	hashedKeyPrefix = "sha256:"
+)
+
+// Defaults of RedisOptions.
+const (
+	defaultMaxBatch  = 128
+	defaultPipelines = 4
+)
+
+// RedisOptions configures a RedisStore. The zero value is usable.
+type RedisOptions struct {
+	// Prefix is put in front of every key, e.g. "hardening:", so the limiter's keys are
+	// recognisable and apart from other data. It should hold no '{': a Cluster hashes the
+	// first {...} of a key, and a prefix such as "{rl}" would put every key on one slot.
+	// Default: no prefix.
+	Prefix string
+	// MaxBatch is the most decisions sent to one Redis node in one pipeline. Default: 128.
+	MaxBatch int
+	// Pipelines is how many pipelines may be in flight to one Redis node at once. While they
+	// are all waiting for replies, new decisions queue (up to MaxBatch*Pipelines per node;
+	// further callers wait, as long as their context allows) and leave together in the next
+	// pipeline. Default: 4.
+	Pipelines int
+}
+
+// RedisStore decides with GCRA in Redis, so every instance that shares the Redis shares
+// each key's limit exactly. It works with a standalone Client, a FailoverClient (Sentinel)
+// and a ClusterClient alike.
+//
+// Each key is one string, `<Prefix>{<policy>:<key>}`, holding the key's theoretical arrival
+// time; the braces are a Cluster hash tag, so a key's decision is one script on one slot. A
+// partition key longer than 128 bytes (or starting with "sha256:") is replaced by "sha256:"
+// and its hex SHA-256 digest: a client that sends a 1 MB header value costs Redis 71 bytes.
+// The key expires when its bucket is full again, so idle keys vanish by themselves.
+//
+// One Lua script makes a decision atomic. It reads the time with Redis TIME rather than
+// taking it from the caller: instances whose clocks disagree would otherwise grant each
+// other's clients extra requests or deny them. It counts in microseconds, which Lua's
+// doubles hold exactly (nanoseconds since the epoch they do not). The script runs with
+// EVALSHA; when a server answers NOSCRIPT (restarted, failed over, SCRIPT FLUSH) those
+// decisions are sent again with EVAL, which also caches the script again.
+//
+// Decisions are micro-batched: concurrent callers enqueue their decision, and a few
+// goroutines per Redis node take whatever is queued (up to MaxBatch) and send it as one
+// pipeline. One round trip per request per pooled connection would cap throughput at
+// PoolSize/RTT; with pipelines the cost of a round trip is shared by every decision in it.
+// Nothing waits for a batch to fill: an idle store sends a lone decision at once, and
+// batches grow only while earlier pipelines are in flight. The go-redis AutoPipeliner is not
+// used: it is experimental, and its blocking face waits for the batch whatever the caller's
+// context says. With a ClusterClient each master gets its own queue, so a dead or slow
+// master delays only the keys it holds.
+//
+// A caller whose context ends stops waiting at once (the decision may still be made in
+// Redis). Every failure is wrapped so that errors.Is(err, ErrStoreUnavailable) holds.
+type RedisStore struct {
+	client    redis.UniversalClient
+	cluster   *redis.ClusterClient // nil unless client is a Cluster client
+	prefix    string
+	maxBatch  int
+	pipelines int
+
+	// slotMapReady is set once the Cluster client has its slot map; slotMapLoading while
+	// one goroutine loads it.
+	slotMapReady, slotMapLoading atomic.Bool
+
+	queuesMu sync.RWMutex
+	queues   map[string]chan *redisRequest // by master address ("" without Cluster)
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	workers   sync.WaitGroup
+}
+
+// redisRequest is one caller's decision on its way through a batch.
+type redisRequest struct {
+	ctx        context.Context
+	key        string
+	intervalUS int64
+	burst      int64
+	done       chan redisReply // buffered: a worker never blocks on a caller that left
+}
+
+type redisReply struct {
+	result Result
+	err    error
+}
+
+// requestPool recycles requests whose caller received the reply: only then is it certain
+// that no worker still holds the request.
+var requestPool = sync.Pool{New: func() any { return &redisRequest{done: make(chan redisReply, 1)} }}
+
+// NewRedisStore returns a store deciding in Redis through client, which the caller keeps
+// owning (Close does not close it).
+func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = defaultMaxBatch
+	}
+	if opts.Pipelines <= 0 {
+		opts.Pipelines = defaultPipelines
+	}
+	s := &RedisStore{
+		client:    client,
+		prefix:    opts.Prefix,
+		maxBatch:  opts.MaxBatch,
+		pipelines: opts.Pipelines,
+		queues:    make(map[string]chan *redisRequest),
+		closing:   make(chan struct{}),
+	}
+	s.cluster, _ = client.(*redis.ClusterClient)
+	return s
+}
+
+// Close stops the store's goroutines; decisions still waiting fail with ErrStoreUnavailable.
+// It does not close the Redis client.
+func (s *RedisStore) Close() error {
+	s.closeOnce.Do(func() {
+		s.queuesMu.Lock() // no queue starts workers after this
+		close(s.closing)
+		s.queuesMu.Unlock()
+	})
+	s.workers.Wait()
+	return nil
+}
+
+var errStoreClosed = fmt.Errorf("%w: store closed", ErrStoreUnavailable)
+
+// Allow decides one request for (policy, key) under l. l must be valid (see Limit.Validate):
+// an invalid limit returns Validate's error, which does not wrap ErrStoreUnavailable.
+func (s *RedisStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	if err := l.Validate(); err != nil {
+		return Result{}, err
+	}
+	redisKey := s.redisKey(policy, key)
+	queue, err := s.queueFor(ctx, redisKey)
+	if err != nil {
+		return Result{}, err
+	}
+	req := requestPool.Get().(*redisRequest)
+	req.ctx, req.key = ctx, redisKey
+	req.intervalUS, req.burst = int64(l.Interval()/time.Microsecond), l.Burst
+	select {
+	case queue <- req:
+	case <-ctx.Done():
+		req.ctx, req.key = nil, ""
+		requestPool.Put(req) // never queued
+		return Result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
+	case <-s.closing:
+		return Result{}, errStoreClosed
+	}
+	select {
+	case reply := <-req.done:
+		req.ctx, req.key = nil, ""
+		requestPool.Put(req)
+		return reply.result, reply.err
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
+	case <-s.closing:
+		return Result{}, errStoreClosed
+	}
+}
+
+// redisKey is `<prefix>{<policy>:<key>}`, with long or look-alike keys hashed.
+func (s *RedisStore) redisKey(policy, key string) string {
+	if len(key) > maxKeyBytes || strings.HasPrefix(key, hashedKeyPrefix) {
+		sum := sha256.Sum256([]byte(key))
+		key = hashedKeyPrefix + hex.EncodeToString(sum[:])
+	}
+	return s.prefix + "{" + policy + ":" + key + "}"
+}
+
+// shardOf names the Redis server that holds (policy, key): the master's address with a
+// Cluster client, "" otherwise (one server, or one Sentinel-managed master). FailoverStore
+// keeps one circuit breaker per shard.
+func (s *RedisStore) shardOf(ctx context.Context, policy, key string) string {
+	return s.shardOfRedisKey(ctx, s.redisKey(policy, key))
+}
+
+// shardOfRedisKey never waits for the network: until the Cluster client has its slot map,
+// every key goes to shard "" (whose pipelines the Cluster client still routes by slot), and
+// the map is loaded in the background. Once loaded, go-redis refreshes it without blocking.
+func (s *RedisStore) shardOfRedisKey(ctx context.Context, redisKey string) string {
+	if s.cluster == nil {
+		return ""
+	}
+	if !s.slotMapReady.Load() {
+		if s.slotMapLoading.CompareAndSwap(false, true) {
+			go func() {
+				defer s.slotMapLoading.Store(false)
+				if _, err := s.cluster.MasterForKey(context.Background(), redisKey); err == nil {
+					s.slotMapReady.Store(true)
+				}
+			}()
+		}
+		return ""
+	}
+	master, err := s.cluster.MasterForKey(ctx, redisKey)
+	if err != nil {
+		return ""
+	}
+	return master.Options().Addr
+}
+
+// queueFor returns the queue of the master holding redisKey, starting its workers the first
+// time. Queues are few: one per master address the Cluster has had.
+func (s *RedisStore) queueFor(ctx context.Context, redisKey string) (chan *redisRequest, error) {
+	shard := s.shardOfRedisKey(ctx, redisKey)
+	s.queuesMu.RLock()
+	queue, ok := s.queues[shard]
+	s.queuesMu.RUnlock()
+	if ok {
+		return queue, nil
+	}
+	s.queuesMu.Lock()
+	defer s.queuesMu.Unlock()
+	select {
+	case <-s.closing:
+		return nil, errStoreClosed
+	default:
+	}
+	queue, ok = s.queues[shard]
+	if !ok {
+		queue = make(chan *redisRequest, s.maxBatch*s.pipelines)
+		s.queues[shard] = queue
+		s.workers.Add(s.pipelines)
+		for range s.pipelines {
+			go s.work(queue)
+		}
+	}
+	return queue, nil
+}
+
+// work sends whatever is queued, up to maxBatch decisions, as one pipeline, and repeats.
+func (s *RedisStore) work(queue chan *redisRequest) {
+	defer s.workers.Done()
+	batch := make([]*redisRequest, 0, s.maxBatch)
+	cmds := make([]*redis.Cmd, 0, s.maxBatch)
+	for {
+		select {
+		case req := <-queue:
+			batch = append(batch[:0], req)
+		case <-s.closing:
+			return
+		}
+	fill:
+		for len(batch) < s.maxBatch {
+			select {
+			case req := <-queue:
+				batch = append(batch, req)
+			default:
+				break fill
+			}
+		}
+		cmds = s.execute(batch, cmds[:0])
+		clear(batch) // drop the callers' requests until the next batch
+		clear(cmds)
+	}
+}
+
+// execute runs one batch and answers each caller; callers that already left are skipped.
+// cmds is scratch space, returned for the next batch.
+func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.Cmd {
+	live := batch[:0]
+	for _, req := range batch {
+		if req.ctx.Err() == nil {
+			live = append(live, req)
+		}
+	}
+	if len(live) == 0 {
+		return cmds
+	}
+	ctx, cancel := batchContext(live)
+	defer cancel()
+
+	pipe := s.client.Pipeline()
+	for _, req := range live {
+		cmds = append(cmds, pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalUS, req.burst))
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+
+	// NOSCRIPT means the script did not run: send those decisions again with the source.
+	var retry []int
+	for i, cmd := range cmds {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) > 0 {
+		pipe = s.client.Pipeline()
+		for _, i := range retry {
+			cmds[i] = pipe.Eval(ctx, gcraScriptSource, []string{live[i].key}, live[i].intervalUS, live[i].burst)
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+
+	for i, req := range live {
+		result, err := parseReply(cmds[i])
+		req.done <- redisReply{result: result, err: err}
+	}
+	return cmds
+}
+
+// batchContext bounds a batch by the latest deadline of its callers: a pipeline is never
+// waited for after every caller has given up. Without ContextTimeoutEnabled go-redis bounds
+// it by its read and write timeouts instead.
+func batchContext(batch []*redisRequest) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, req := range batch {
+		deadline, ok := req.ctx.Deadline()
+		if !ok {
+			return context.WithCancel(context.Background())
+		}
+		if deadline.After(latest) {
+			latest = deadline
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
+// parseReply reads the script's {allowed, remaining, reset_us, retry_us}.
+func parseReply(cmd *redis.Cmd) (Result, error) {
+	values, err := cmd.Int64Slice()
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
+	}
+	if len(values) != 4 {
+		return Result{}, fmt.Errorf("%w: redis: script returned %d values, want 4", ErrStoreUnavailable, len(values))
+	}
+	return Result{
+		Allowed:    values[0] == 1,
+		Remaining:  values[1],
+		ResetAfter: time.Duration(values[2]) * time.Microsecond,
+		RetryAfter: time.Duration(values[3]) * time.Microsecond,
+	}, nil
+}

@@ -1,0 +1,362 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// newTestClient is a client of server r, closed when the test ends.
+func newTestClient(t testing.TB, r *testenv.Redis) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// newTestStore is a RedisStore on its own client of r, closed when the test ends.
+func newTestStore(t testing.TB, r *testenv.Redis, opts RedisOptions) *RedisStore {
+	t.Helper()
+	s := NewRedisStore(newTestClient(t, r), opts)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustAllow(t testing.TB, s Store, policy, key string, l Limit) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := s.Allow(ctx, policy, key, l)
+	if err != nil {
+		t.Fatalf("Allow(%q, %q): %v", policy, key, err)
+	}
+	return res
+}
+
+func TestRedisStoreFollowsGCRA(t *testing.T) {
+	s := newTestStore(t, testenv.StartRedis(t), RedisOptions{Prefix: "t:"})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 3}
+	for i := int64(0); i < 3; i++ {
+		res := mustAllow(t, s, "p", "k", l)
+		if !res.Allowed || res.Remaining != 2-i || res.RetryAfter != 0 {
+			t.Fatalf("request %d: %+v, want allowed with %d remaining", i, res, 2-i)
+		}
+		if want := time.Duration(i+1) * time.Hour; res.ResetAfter > want || res.ResetAfter < want-time.Second {
+			t.Fatalf("request %d: reset after %v, want about %v", i, res.ResetAfter, want)
+		}
+	}
+	res := mustAllow(t, s, "p", "k", l)
+	if res.Allowed || res.Remaining != 0 {
+		t.Fatalf("fourth request: %+v, want denied", res)
+	}
+	if res.RetryAfter > time.Hour || res.RetryAfter < time.Hour-time.Second {
+		t.Fatalf("retry after %v, want about 1h", res.RetryAfter)
+	}
+	if res.ResetAfter > 3*time.Hour || res.ResetAfter < 3*time.Hour-time.Second {
+		t.Fatalf("reset after %v, want about 3h", res.ResetAfter)
+	}
+	// Another policy and another key each have their own bucket.
+	if !mustAllow(t, s, "q", "k", l).Allowed || !mustAllow(t, s, "p", "other", l).Allowed {
+		t.Fatal("buckets are shared across policies or keys")
+	}
+}
+
+func TestRedisStoreAdmitsExactlyBurstUnderConcurrency(t *testing.T) {
+	s := newTestStore(t, testenv.StartRedis(t), RedisOptions{})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 10}
+	var allowed, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			res, err := s.Allow(context.Background(), "p", "one-key", l)
+			if err != nil {
+				failed.Add(1)
+			} else if res.Allowed {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 || allowed.Load() != l.Burst {
+		t.Fatalf("50 concurrent requests: %d allowed, %d failed; want exactly %d allowed", allowed.Load(), failed.Load(), l.Burst)
+	}
+}
+
+// hammer sends requests for keys from every store in stores, from 8 goroutines per store,
+// until window has passed, and returns how many each key was admitted and the elapsed time.
+func hammer(t *testing.T, stores []Store, keys []string, l Limit, window time.Duration) (map[string]int64, time.Duration) {
+	t.Helper()
+	var mu sync.Mutex
+	admitted := make(map[string]int64)
+	var errs atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, s := range stores {
+		for g := range 8 {
+			wg.Go(func() {
+				for i := g; time.Since(start) < window; i++ {
+					key := keys[i%len(keys)]
+					res, err := s.Allow(context.Background(), "hammer", key, l)
+					if err != nil {
+						errs.Add(1)
+						continue
+					}
+					if res.Allowed {
+						mu.Lock()
+						admitted[key]++
+						mu.Unlock()
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if errs.Load() != 0 {
+		t.Fatalf("%d requests failed", errs.Load())
+	}
+	return admitted, elapsed
+}
+
+// checkAdmitted asserts GCRA's bound for each key: from a full bucket, at most
+// Burst + elapsed/Interval requests over elapsed (1% and one request of tolerance), and
+// that each key was admitted at least its burst (the store is not denying everything).
+func checkAdmitted(t *testing.T, admitted map[string]int64, keys []string, l Limit, elapsed time.Duration) {
+	t.Helper()
+	bound := float64(l.Burst) + float64(elapsed)/float64(l.Interval())
+	bound = bound*1.01 + 1
+	var total int64
+	for _, key := range keys {
+		n := admitted[key]
+		total += n
+		if float64(n) > bound {
+			t.Errorf("key %q admitted %d times in %v; GCRA allows at most %.1f", key, n, elapsed, bound)
+		}
+		if n < l.Burst {
+			t.Errorf("key %q admitted only %d times, less than its burst %d", key, n, l.Burst)
+		}
+	}
+	t.Logf("%d keys admitted %d requests in %v (bound %.1f per key)", len(keys), total, elapsed, bound)
+}
+
+func TestRedisStoreInstancesShareOneLimit(t *testing.T) {
+	r := testenv.StartRedis(t)
+	var stores []Store
+	for range 3 { // three instances, three clients
+		stores = append(stores, newTestStore(t, r, RedisOptions{Prefix: "shared:"}))
+	}
+	l := Limit{Rate: 20, Period: time.Second, Burst: 5}
+	keys := []string{"a", "b", "c", "d"}
+	admitted, elapsed := hammer(t, stores, keys, l, time.Second)
+	checkAdmitted(t, admitted, keys, l, elapsed)
+}
+
+func TestRedisStoreClusterInstancesShareOneLimit(t *testing.T) {
+	c := testenv.StartCluster(t)
+	var stores []Store
+	for range 3 {
+		client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+		t.Cleanup(func() { client.Close() })
+		s := NewRedisStore(client, RedisOptions{Prefix: "shared:"})
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	l := Limit{Rate: 20, Period: time.Second, Burst: 5}
+	var keys []string
+	for i := range 30 {
+		keys = append(keys, fmt.Sprintf("client-%d", i))
+	}
+	admitted, elapsed := hammer(t, stores, keys, l, time.Second)
+	checkAdmitted(t, admitted, keys, l, elapsed)
+
+	// The keys really are spread over the three masters.
+	for _, n := range c.Nodes {
+		v, err := n.Do("DBSIZE")
+		if err != nil || v.(int64) == 0 {
+			t.Errorf("master %s holds %v keys (%v); the keys are not spread", n.Addr, v, err)
+		}
+	}
+}
+
+func TestRedisStoreSentinel(t *testing.T) {
+	master := testenv.StartRedis(t)
+	sentinel := testenv.StartSentinel(t, master, "rl")
+	client := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "rl", SentinelAddrs: []string{sentinel.Addr}})
+	t.Cleanup(func() { client.Close() })
+	s := NewRedisStore(client, RedisOptions{Prefix: "s:"})
+	t.Cleanup(func() { s.Close() })
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
+	got := []bool{mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed}
+	if !got[0] || !got[1] || got[2] {
+		t.Fatalf("through Sentinel: allowed %v, want [true true false]", got)
+	}
+	if v, err := master.Do("EXISTS", "s:{p:k}"); err != nil || v.(int64) != 1 {
+		t.Fatalf("the key is not on the master Sentinel names: %v %v", v, err)
+	}
+}
+
+func TestRedisStoreKeyLivesUntilTheBucketIsFull(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := newTestStore(t, r, RedisOptions{Prefix: "ttl:"})
+
+	slow := Limit{Rate: 1, Period: 10 * time.Second, Burst: 5}
+	mustAllow(t, s, "p", "slow", slow)
+	res := mustAllow(t, s, "p", "slow", slow)
+	pttl, err := r.Do("PTTL", "ttl:{p:slow}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttl := time.Duration(pttl.(int64)) * time.Millisecond
+	if ttl > res.ResetAfter+time.Millisecond || ttl < res.ResetAfter-time.Second {
+		t.Fatalf("PTTL %v, want about the reset time %v", ttl, res.ResetAfter)
+	}
+
+	fast := Limit{Rate: 10, Period: time.Second, Burst: 2} // full again 100 ms after one request
+	mustAllow(t, s, "p", "fast", fast)
+	if v, _ := r.Do("EXISTS", "ttl:{p:fast}"); v.(int64) != 1 {
+		t.Fatal("no key after a decision")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, err := r.Do("EXISTS", "ttl:{p:fast}")
+		if err == nil && v.(int64) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the key outlived a full replenish by seconds")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRedisStoreKeyFormatAndLongKeys(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := newTestStore(t, r, RedisOptions{Prefix: "hardening:"})
+	l := Limit{Rate: 1, Period: time.Minute, Burst: 2}
+	long := strings.Repeat("x", 10000)
+	lookAlike := "sha256:" + strings.Repeat("0", 64)
+	for _, key := range []string{"1.2.3.4", long, lookAlike, strings.Repeat("y", maxKeyBytes)} {
+		mustAllow(t, s, "login", key, l)
+	}
+	hexOf := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
+	want := []string{
+		"hardening:{login:1.2.3.4}",
+		"hardening:{login:sha256:" + hexOf(long) + "}",
+		"hardening:{login:sha256:" + hexOf(lookAlike) + "}",
+		"hardening:{login:" + strings.Repeat("y", maxKeyBytes) + "}",
+	}
+	v, err := r.Do("KEYS", "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, k := range v.([]any) {
+		got = append(got, k.(string))
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("keys in Redis:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The long key's bucket is the same on the next request.
+	mustAllow(t, s, "login", long, l)
+	if mustAllow(t, s, "login", long, l).Allowed {
+		t.Fatal("a long key's requests do not share one bucket")
+	}
+}
+
+func TestRedisStoreReloadsTheScriptAfterFlush(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := newTestStore(t, r, RedisOptions{})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 4}
+	mustAllow(t, s, "p", "k", l)
+	mustAllow(t, s, "p", "k", l)
+	if _, err := r.Do("SCRIPT", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent decisions after the flush: all NOSCRIPT in one pipeline, all sent again.
+	var allowed, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			res, err := s.Allow(context.Background(), "p", "k", l)
+			if err != nil {
+				t.Log(err)
+				failed.Add(1)
+			} else if res.Allowed {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 || allowed.Load() != 2 {
+		t.Fatalf("after SCRIPT FLUSH: %d allowed, %d failed; want the 2 left of the burst and no failure", allowed.Load(), failed.Load())
+	}
+	sha := gcraScript.Hash()
+	if v, err := r.Do("SCRIPT", "EXISTS", sha); err != nil || v.([]any)[0].(int64) != 1 {
+		t.Fatalf("the script is not cached again: %v %v", v, err)
+	}
+}
+
+// sleepRedis blocks the whole server for d with DEBUG SLEEP from its own connection, and
+// returns once the server is asleep.
+func sleepRedis(t testing.TB, r *testenv.Redis, d time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { _, err := r.Do("DEBUG", "SLEEP", fmt.Sprintf("%.3f", d.Seconds())); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("DEBUG SLEEP returned at once (%v): start Redis with --enable-debug-command yes", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestRedisStoreHonoursTheCallersDeadline(t *testing.T) {
+	r := testenv.StartRedis(t, "--enable-debug-command", "yes")
+	s := newTestStore(t, r, RedisOptions{})
+	l := Limit{Rate: 1, Period: time.Second, Burst: 1}
+	mustAllow(t, s, "p", "warm", l) // connection and script in place
+	sleepRedis(t, r, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := s.Allow(ctx, "p", "k", l)
+	if !errors.Is(err, ErrStoreUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Allow while Redis sleeps: %v, want ErrStoreUnavailable and DeadlineExceeded", err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("Allow returned after %v: it waited for Redis, not for its 100ms deadline", took)
+	}
+}
+
+func TestRedisStoreFailuresWrapErrStoreUnavailable(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := newTestStore(t, r, RedisOptions{})
+	l := Limit{Rate: 1, Period: time.Second, Burst: 1}
+	mustAllow(t, s, "p", "k", l)
+	r.Kill()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Allow(ctx, "p", "k", l); !errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Allow with Redis down: %v, want a wrapped connection error", err)
+	}
+	if _, err := s.Allow(ctx, "p", "k", Limit{}); err == nil || errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("invalid limit: %v, want Validate's error", err)
+	}
+	s.Close()
+	if _, err := s.Allow(ctx, "p", "k", l); !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("Allow after Close: %v", err)
+	}
+}
