@@ -50,12 +50,15 @@ func (l Limit) Validate() error {
 }
 
 // Scale returns l slowed down by factor f in (0, 1]: the interval grows by 1/f, so the rate
-// becomes Rate*f per Period; the burst shrinks by f (at least 1). f >= 1 returns l.
+// becomes Rate*f per Period; the burst shrinks by f (at least 1). f >= 1 returns l, and so
+// do f <= 0 and NaN. The interval grows to one request per 366 days at most: a longer one
+// would fail Validate, and one past int64 would wrap negative and admit every request.
 func (l Limit) Scale(f float64) Limit {
-	if f >= 1 || f <= 0 {
+	if !(f > 0 && f < 1) {
 		return l
 	}
-	l.Period = time.Duration(float64(l.Period) / f)
+	longest := min(float64(maxReplenish)*float64(l.Rate), 1<<62)
+	l.Period = time.Duration(min(float64(l.Period)/f, longest))
 	l.Burst = max(1, int64(float64(l.Burst)*f))
 	return l
 }
