@@ -10,7 +10,7 @@ import (
 )
 
 const (
-	// defaultMaxKeys is MemoryOptions.MaxKeys when left at zero: about 7 MB of TATs at most.
+	// defaultMaxKeys is MemoryOptions.MaxKeys when left at zero: 5 to 13 MB of TATs.
 	defaultMaxKeys = 200_000
 
 	// maxShards is how many independently locked maps a store spreads its keys over, so
@@ -34,7 +34,9 @@ const (
 // MemoryOptions configures a MemoryStore.
 type MemoryOptions struct {
 	// MaxKeys bounds how many (policy, key) pairs the store tracks at once, so a flood of
-	// distinct keys costs bounded memory (under 40 bytes per key). 0 or less means 200000.
+	// distinct keys costs bounded memory: 25 to 40 bytes per key, up to about 65 once a
+	// flood has churned the maps. Shards fill unevenly, so eviction starts slightly before
+	// MaxKeys keys are tracked. 0 or less means 200000.
 	MaxKeys int
 
 	// Now returns the current time in nanoseconds. Tests inject a fake clock; nil means a

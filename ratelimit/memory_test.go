@@ -418,3 +418,85 @@ func TestMemoryStoreDefaultClockIsUnixNanoseconds(t *testing.T) {
 		t.Fatal("with the default clock, a burst of one is not one request")
 	}
 }
+
+// TestMemoryStoreDecisionsDoNotAllocate: neither a decision on a known key nor the
+// insertion of a new key into a full store (eviction included) allocates, so a flood of
+// requests costs the garbage collector nothing.
+func TestMemoryStoreDecisionsDoNotAllocate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills a store")
+	}
+	const maxKeys = 10_000
+	s := NewMemoryStore(MemoryOptions{MaxKeys: maxKeys})
+	ctx := context.Background()
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	buf := make([]byte, 0, 32)
+	var key string
+	next := 0
+	for ; next < 2*maxKeys; next++ {
+		key, buf = numberedKey(buf, next)
+		s.Allow(ctx, "api", key, l)
+	}
+	if avg := testing.AllocsPerRun(1000, func() { s.Allow(ctx, "api", "client-1", l) }); avg != 0 {
+		t.Errorf("a decision on a known key allocates %v times", avg)
+	}
+	// Count every allocation over many insertions: the map occasionally rehashes a table
+	// to clear the tombstones deletions leave, which is a few allocations per thousands
+	// of insertions.
+	const insertions = 20_000
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range insertions {
+		key, buf = numberedKey(buf, next)
+		next++
+		s.Allow(ctx, "api", key, l)
+	}
+	runtime.ReadMemStats(&after)
+	if allocs := after.Mallocs - before.Mallocs; allocs > insertions/100 {
+		t.Errorf("%d new keys in a full store allocated %d times", insertions, allocs)
+	} else {
+		t.Logf("%d new keys in a full store allocated %d times", insertions, allocs)
+	}
+}
+
+// TestMemoryStoreFloodDoesNotGrowMemory: a sustained flood of new keys into a full store
+// replaces its keys over and over. Go maps keep deleted slots as tombstones and grow a
+// table once to clear them, so a churned store takes up to about twice what it took when
+// first full; it must then stay there, under 100 bytes per key.
+func TestMemoryStoreFloodDoesNotGrowMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("inserts 400000 keys")
+	}
+	const maxKeys, turnovers = 10_000, 20
+	clock := newFakeClock()
+	s := NewMemoryStore(MemoryOptions{MaxKeys: maxKeys, Now: clock.Now})
+	ctx := context.Background()
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	buf := make([]byte, 0, 32)
+	var key string
+	next := 0
+	flood := func(keys int) {
+		for end := next + keys; next < end; next++ {
+			key, buf = numberedKey(buf, next)
+			s.Allow(ctx, "api", key, l)
+		}
+	}
+	base := heapAlloc()
+	flood(2 * maxKeys)
+	full := int64(heapAlloc()) - int64(base)
+	flood(turnovers * maxKeys)
+	flooded := int64(heapAlloc()) - int64(base)
+	flood(turnovers * maxKeys)
+	flooded2 := int64(heapAlloc()) - int64(base)
+	t.Logf("store heap: %d bytes when full, %d after %d turnovers, %d after %d",
+		full, flooded, turnovers, flooded2, 2*turnovers)
+	if perKey := float64(flooded2) / maxKeys; perKey > 100 {
+		t.Fatalf("a flood grew the store to %.1f bytes per key", perKey)
+	}
+	if flooded2 > flooded+flooded/10 {
+		t.Fatalf("the store keeps growing under a flood: %d bytes, then %d", flooded, flooded2)
+	}
+	if s.Len() != maxKeys {
+		t.Fatalf("Len %d after the flood, want %d", s.Len(), maxKeys)
+	}
+}
