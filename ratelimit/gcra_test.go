@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -205,6 +206,7 @@ func TestLimitScale(t *testing.T) {
 		{"infinity is the identity", base, math.Inf(1), 100 * time.Millisecond, 10},
 		{"zero is the identity", base, 0, 100 * time.Millisecond, 10},
 		{"a negative factor is the identity", base, -0.5, 100 * time.Millisecond, 10},
+		{"a period at the int64 limit stays there", Limit{Rate: math.MaxInt64 / 2, Period: math.MaxInt64, Burst: 1}, 0.5, 2, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := tc.l.Scale(tc.f)
@@ -212,10 +214,16 @@ func TestLimitScale(t *testing.T) {
 				t.Fatalf("%+v.Scale(%v) = %+v: interval %v burst %d, want interval %v burst %d",
 					tc.l, tc.f, got, got.Interval(), got.Burst, tc.wantInterval, tc.wantBurst)
 			}
-			if err := got.Validate(); err != nil {
+			if err := got.Validate(); err != nil && tc.l.Validate() == nil {
 				t.Fatalf("%+v.Scale(%v) = %+v is invalid: %v", tc.l, tc.f, got, err)
 			}
 		})
+	}
+	// Scaling an invalid limit returns it as it is rather than panicking: Validate reports it.
+	for _, l := range []Limit{{}, {Rate: 0, Period: time.Second}, {Rate: -1, Period: time.Second}, {Rate: 10, Period: 5}} {
+		if got := l.Scale(0.5); got != l {
+			t.Errorf("%+v.Scale(0.5) = %+v, want it unchanged", l, got)
+		}
 	}
 }
 
@@ -237,6 +245,30 @@ func TestLimitScaleNeverFailsOpen(t *testing.T) {
 		tat := spend(t, 0, t0, got, got.Burst, got.Burst)
 		if res, _ := Decide(tat, t0, got); res.Allowed {
 			t.Errorf("Scale(%v) = %+v admits more than its burst", f, got)
+		}
+	}
+}
+
+// TestLimitScaleKeepsAValidLimitValid: whatever the factor, scaling a valid limit gives a
+// valid limit, so a caller that validated its configuration once never decides with a limit
+// that overflows.
+func TestLimitScaleKeepsAValidLimitValid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	periods := []time.Duration{time.Millisecond, time.Second, time.Minute, time.Hour, 24 * time.Hour, 366 * 24 * time.Hour}
+	factors := []float64{math.NaN(), -1, 0, math.SmallestNonzeroFloat64, 1e-300, 1e-18, 1e-12, 1e-9, 1e-6, 1e-3, 0.1, 0.5, 0.999999, 1}
+	for range 100_000 {
+		period := periods[rng.IntN(len(periods))]
+		l := Limit{Rate: 1 + rng.Int64N(int64(period/time.Microsecond)), Period: period}
+		l.Burst = 1 + rng.Int64N(int64(maxReplenish/l.Interval()))
+		if err := l.Validate(); err != nil {
+			t.Fatalf("generated an invalid limit %+v: %v", l, err)
+		}
+		f := factors[rng.IntN(len(factors))]
+		if rng.IntN(2) == 0 {
+			f = rng.Float64()
+		}
+		if err := l.Scale(f).Validate(); err != nil {
+			t.Fatalf("%+v.Scale(%v) = %+v: %v", l, f, l.Scale(f), err)
 		}
 	}
 }
