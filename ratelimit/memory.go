@@ -52,7 +52,7 @@ type MemoryOptions struct {
 // Keys are held as a 64-bit hash of (policy, key) under a random per-store seed, never as
 // strings: a key costs the same few bytes whatever its length, and a client cannot choose
 // keys that collide, since it cannot know the seed. Two distinct keys share a bucket only
-// by chance (about one pair in 2^64 / n² for n keys tracked).
+// by chance: with n keys tracked, a new key collides with probability n / 2^64.
 //
 // The store holds at most MaxKeys keys. A TAT at or before now is a full bucket, which is
 // exactly what a key never seen gets, so expired keys are dropped whenever they are met.
