@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -50,13 +51,25 @@ func (l Limit) Validate() error {
 }
 
 // Scale returns l slowed down by factor f in (0, 1]: the interval grows by 1/f, so the rate
-// becomes Rate*f per Period; the burst shrinks by f (at least 1). f >= 1 returns l.
+// becomes Rate*f per Period; the burst shrinks by f (at least 1). f >= 1 returns l, and so
+// do f <= 0 and NaN. The interval grows to one request per 366 days at most, and a full
+// burst takes 366 days at most: a longer one would fail Validate, and a period past int64
+// would wrap negative and admit every request. Scaling a valid limit gives a valid limit.
 func (l Limit) Scale(f float64) Limit {
-	if f >= 1 || f <= 0 {
-		return l
+	if !(f > 0 && f < 1) || l.Rate <= 0 || l.Period < time.Duration(l.Rate) {
+		return l // no slowdown asked, or no interval to stretch
 	}
-	l.Period = time.Duration(float64(l.Period) / f)
-	l.Burst = max(1, int64(float64(l.Burst)*f))
+	longest := time.Duration(math.MaxInt64)
+	if l.Rate <= int64(longest/maxReplenish) {
+		longest = maxReplenish * time.Duration(l.Rate)
+	}
+	scaled := float64(l.Period) / f
+	l.Period = longest
+	if scaled < float64(longest) {
+		l.Period = min(time.Duration(scaled), longest)
+	}
+	// Rounding the interval down before scaling can leave the burst a hair past 366 days.
+	l.Burst = min(max(1, int64(float64(l.Burst)*f)), int64(maxReplenish/l.Interval()))
 	return l
 }
 
