@@ -14,25 +14,6 @@ import (
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
-// testMemoryStore is a stand-in for MemoryStore (built on another branch) so this branch
-// compiles alone: one TAT per (policy, key) in a map, decided with Decide. The lead replaces
-// it with NewMemoryStore when merging.
-type testMemoryStore struct {
-	mu   sync.Mutex
-	tats map[string]int64
-}
-
-func newTestMemoryStore() *testMemoryStore { return &testMemoryStore{tats: make(map[string]int64)} }
-
-func (m *testMemoryStore) Allow(_ context.Context, policy, key string, l Limit) (Result, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := policy + "\x00" + key
-	result, tat := Decide(m.tats[k], time.Now().UnixNano(), l)
-	m.tats[k] = tat
-	return result, nil
-}
-
 // recordingStore records which keys reach the store it wraps.
 type recordingStore struct {
 	Store
@@ -138,7 +119,7 @@ func (ld *load) finish() { ld.once.Do(func() { close(ld.stop) }); ld.wg.Wait() }
 
 func TestFailoverStoreDecidesInRedisWhileItIsHealthy(t *testing.T) {
 	r := testenv.StartRedis(t)
-	fallback := newRecordingStore(newTestMemoryStore())
+	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{})
 	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
 	got := []bool{mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed}
@@ -152,7 +133,7 @@ func TestFailoverStoreDecidesInRedisWhileItIsHealthy(t *testing.T) {
 
 func TestFailoverStoreSurvivesRedisKilledAndReturnsWhenItIsBack(t *testing.T) {
 	r := testenv.StartRedis(t)
-	fallback := newRecordingStore(newTestMemoryStore())
+	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	var changes modeChanges
 	var s *FailoverStore
 	s = NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{
@@ -233,7 +214,7 @@ func TestFailoverStoreSurvivesRedisKilledAndReturnsWhenItIsBack(t *testing.T) {
 
 func TestFailoverStoreIsBoundedByTheTimeoutWhenRedisIsSlow(t *testing.T) {
 	r := testenv.StartRedis(t, "--enable-debug-command", "yes")
-	fallback := newRecordingStore(newTestMemoryStore())
+	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{Timeout: 50 * time.Millisecond})
 	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
 	mustAllow(t, s, "p", "warm", l)
@@ -259,7 +240,7 @@ func TestFailoverStoreFailureModes(t *testing.T) {
 
 	allow := NewFailoverStore(primary, nil, FailoverOptions{OnFailure: FailureAllow})
 	deny := NewFailoverStore(primary, nil, FailoverOptions{OnFailure: FailureDeny})
-	fallback := NewFailoverStore(primary, newTestMemoryStore(), FailoverOptions{})
+	fallback := NewFailoverStore(primary, NewMemoryStore(MemoryOptions{}), FailoverOptions{})
 	admitted := 0
 	for range 10 { // past the breaker's threshold: open and closed breaker alike
 		if res := mustAllow(t, allow, "p", "k", l); !res.Allowed || res.Remaining != l.Burst-1 {
@@ -284,7 +265,7 @@ func TestFailoverStoreFailureModes(t *testing.T) {
 
 func TestFailoverStoreCallerCancellationIsNotAFailure(t *testing.T) {
 	r := testenv.StartRedis(t, "--enable-debug-command", "yes")
-	fallback := newRecordingStore(newTestMemoryStore())
+	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	var changes modeChanges
 	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{
 		Timeout: 5 * time.Second, ConsecutiveFailures: 1, OnModeChange: changes.record,
@@ -327,7 +308,7 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	store := NewRedisStore(client, RedisOptions{})
 	t.Cleanup(func() { store.Close() })
-	fallback := newRecordingStore(newTestMemoryStore())
+	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	var changes modeChanges
 	s := NewFailoverStore(store, fallback, FailoverOptions{OnModeChange: changes.record})
 
@@ -395,7 +376,7 @@ func TestFailoverStoreClusterUnreachableFromTheStart(t *testing.T) {
 	t.Cleanup(func() { client.Close() })
 	store := NewRedisStore(client, RedisOptions{})
 	t.Cleanup(func() { store.Close() })
-	fallback := newRecordingStore(newTestMemoryStore())
+	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	s := NewFailoverStore(store, fallback, FailoverOptions{Timeout: 50 * time.Millisecond})
 	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
 	for i := range 5 {

@@ -11,8 +11,8 @@ import (
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
-// benchLimit admits everything the benchmark sends, so each decision writes its key.
-var benchLimit = Limit{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000}
+// redisBenchLimit admits everything the benchmark sends, so each decision writes its key.
+var redisBenchLimit = Limit{Rate: 1_000_000, Period: time.Second, Burst: 1_000_000}
 
 // benchKeys are 1000 client keys, built once so the benchmark measures the store.
 var benchKeys = func() []string {
@@ -51,7 +51,7 @@ func BenchmarkRedisStoreAllow(b *testing.B) {
 	r := testenv.StartRedis(b)
 	s := newTestStore(b, r, RedisOptions{Prefix: "bench:"})
 	decide := func(ctx context.Context, key string) error {
-		_, err := s.Allow(ctx, "bench", key, benchLimit)
+		_, err := s.Allow(ctx, "bench", key, redisBenchLimit)
 		return err
 	}
 
@@ -74,7 +74,7 @@ func BenchmarkRedisScriptUnbatched(b *testing.B) {
 	r := testenv.StartRedis(b)
 	client := newTestClient(b, r)
 	decide := func(ctx context.Context, key string) error {
-		return gcraScript.Run(ctx, client, []string{"bench:{bench:" + key + "}"}, benchLimit.Interval().Microseconds(), benchLimit.Burst).Err()
+		return gcraScript.Run(ctx, client, []string{"bench:{bench:" + key + "}"}, redisBenchLimit.Interval().Microseconds(), redisBenchLimit.Burst).Err()
 	}
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
@@ -95,10 +95,10 @@ func BenchmarkRedisScriptUnbatched(b *testing.B) {
 func BenchmarkFailoverStoreAllow(b *testing.B) {
 	r := testenv.StartRedis(b)
 	b.Run("parallel-64", func(b *testing.B) {
-		fallback := newRecordingStore(newTestMemoryStore())
+		fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 		s := NewFailoverStore(newTestStore(b, r, RedisOptions{Prefix: "bench:"}), fallback, FailoverOptions{})
 		runParallel(b, func(ctx context.Context, key string) error {
-			_, err := s.Allow(ctx, "bench", key, benchLimit)
+			_, err := s.Allow(ctx, "bench", key, redisBenchLimit)
 			return err
 		})
 		b.ReportMetric(float64(fallback.calls.Load())/float64(b.N), "fallback/op")

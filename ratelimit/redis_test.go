@@ -96,7 +96,7 @@ func TestRedisStoreAdmitsExactlyBurstUnderConcurrency(t *testing.T) {
 
 // hammer sends requests for keys from every store in stores, from 8 goroutines per store,
 // until window has passed, and returns how many each key was admitted and the elapsed time.
-func hammer(t *testing.T, stores []Store, keys []string, l Limit, window time.Duration) (map[string]int64, time.Duration) {
+func hammerStores(t *testing.T, stores []Store, keys []string, l Limit, window time.Duration) (map[string]int64, time.Duration) {
 	t.Helper()
 	var mu sync.Mutex
 	admitted := make(map[string]int64)
@@ -159,7 +159,7 @@ func TestRedisStoreInstancesShareOneLimit(t *testing.T) {
 	}
 	l := Limit{Rate: 20, Period: time.Second, Burst: 5}
 	keys := []string{"a", "b", "c", "d"}
-	admitted, elapsed := hammer(t, stores, keys, l, time.Second)
+	admitted, elapsed := hammerStores(t, stores, keys, l, time.Second)
 	checkAdmitted(t, admitted, keys, l, elapsed)
 }
 
@@ -178,7 +178,7 @@ func TestRedisStoreClusterInstancesShareOneLimit(t *testing.T) {
 	for i := range 30 {
 		keys = append(keys, fmt.Sprintf("client-%d", i))
 	}
-	admitted, elapsed := hammer(t, stores, keys, l, time.Second)
+	admitted, elapsed := hammerStores(t, stores, keys, l, time.Second)
 	checkAdmitted(t, admitted, keys, l, elapsed)
 
 	// The keys really are spread over the three masters.
