@@ -28,14 +28,11 @@ build_caddy
 echo "building bench/caddyratelimit"
 (cd bench/caddyratelimit && go build -o "$tmp/caddy-ratelimit" .)
 
-# lib.sh's measure reads the CPU time of $measured_pid; here each configuration has its own
-# process, so measure picks the pid serving the URL's port first.
+# Each configuration has its own process: lib.sh's measure asks pid_for_url whose CPU to read.
 declare -A port pid_of
-eval "lib_$(declare -f measure)"
-measure() {
+pid_for_url() {
   local p=${1#http://127.0.0.1:}
-  measured_pid=${pid_of[${p%%/*}]}
-  lib_measure "$@"
+  echo "${pid_of[${p%%/*}]}"
 }
 
 # serve <name> <binary>: runs the Caddyfile on standard input in its own process, which serves

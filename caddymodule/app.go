@@ -49,6 +49,19 @@ type App struct {
 	// defaults when this is absent; switch it off with the `detection` feature.
 	Detection *DetectionConfig `json:"detection,omitempty"`
 
+	// Policies are the named rate-limit policies, by name, that `policy_rate_limit` handlers
+	// refer to. The built-in policies (authentication, api_intensive, api, public, default)
+	// exist without configuration; an entry with a built-in name changes the fields it sets.
+	Policies map[string]*PolicyConfig `json:"policies,omitempty"`
+
+	// Adaptive tunes the load factor that adaptive policies multiply their rates by.
+	// Default: the defaults of AdaptiveConfig.
+	Adaptive *AdaptiveConfig `json:"adaptive,omitempty"`
+
+	// RateLimit says where rate-limit state is kept and what happens when Redis fails.
+	// Default: Redis when configured, else memory; fallback to memory on failure.
+	RateLimit *RateLimitConfig `json:"rate_limit,omitempty"`
+
 	env       Environment
 	redis     *sharedRedis
 	redisKey  string
@@ -66,6 +79,10 @@ type App struct {
 	detectorHeld  bool
 	sharedBans    *ipclass.SharedBans
 	sharedBansKey string
+
+	policies   map[string]*resolvedPolicy
+	limiter    *limiterEntry // taken by the first policy_rate_limit handler
+	limiterKey string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -111,6 +128,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Message: "production without Redis: rate limits, detected clients and breaker states are per instance",
 			Fix:     "for several instances, configure `redis` in the hardening global option"},
 			Production)
+	}
+	if a.policies, err = resolvePolicies(a.Policies, a.env); err != nil {
+		return err
 	}
 	return a.provisionClasses(ctx, repl)
 }
@@ -204,6 +224,7 @@ func (a *App) Stop() error { return nil }
 // Cleanup releases this configuration's references to the shared Redis client, the detector
 // and the sync of detections.
 func (a *App) Cleanup() error {
+	a.releaseLimiter()
 	if a.sharedBans != nil {
 		a.sharedBans = nil
 		_, _ = sharedBansPool.Delete(a.sharedBansKey)

@@ -25,6 +25,9 @@ var appSubdirectives = map[string]func(d *caddyfile.Dispenser, a *App) error{
 	"features":    parseFeatures,
 }
 
+// repeatableSubdirectives may appear more than once (one `policy` block per policy).
+var repeatableSubdirectives = map[string]bool{}
+
 func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
 		return nil, d.Err("the hardening global option is given twice; merge the blocks into one")
@@ -78,6 +81,26 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			max_tracked <n>
 //			shadow
 //		}
+//		policy <name> {
+//			limit <n>/<period> [burst <n>]
+//			trusted <n>/<period> [burst <n>] | unlimited | deny
+//			suspicious <n>/<period> [burst <n>] | unlimited | deny
+//			key <placeholders>
+//			adaptive [on|off]
+//			shadow [on|off]
+//		}
+//		adaptive {
+//			cpu_target <0..1>
+//			min_factor <0..1>
+//			inflight_target <n>
+//			interval <duration>
+//		}
+//		rate_limit {
+//			store redis|memory
+//			max_keys <n>
+//			store_timeout <duration>
+//			on_store_failure fallback|allow|deny
+//		}
 //	}
 //
 // The URL is redis://, rediss:// or unix://. Give the URL, cluster or sentinel: exactly one.
@@ -93,7 +116,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if !ok {
 			return d.Errf("unknown hardening subdirective %q; expected one of: %s", name, strings.Join(sortedKeys(appSubdirectives), ", "))
 		}
-		if seen[name] {
+		if seen[name] && !repeatableSubdirectives[name] {
 			return d.Errf("hardening: %s is given twice", name)
 		}
 		seen[name] = true

@@ -72,6 +72,12 @@ func TestCheckFindings(t *testing.T) {
 			checkSite("", good+"\n\tmonitoring {\n\t\tcheck postgres db {env.DATABASE_URL}\n\t}")},
 		{"csp.tags_behind_proxy", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\treverse_proxy 127.0.0.1:1"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
+		{"ratelimit.key_remote_host", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey {remote_host}\n\t\t}", good+"\n\tpolicy_rate_limit p"),
+			checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey {client_ip}\n\t\t}", good+"\n\tpolicy_rate_limit p")},
+		{"ratelimit.key_spoofable", checkSite("", good+"\n\tpolicy_rate_limit api {\n\t\tkey {header.X-Forwarded-For}\n\t}"),
+			checkSite("", good+"\n\tpolicy_rate_limit api {\n\t\tkey {client_ip}\n\t}")},
+		{"ratelimit.fail_open", checkSite("\t\tredis redis://127.0.0.1:1\n\t\trate_limit {\n\t\t\ton_store_failure allow\n\t\t}", good+"\n\tpolicy_rate_limit api"),
+			checkSite("\t\tredis redis://127.0.0.1:1\n\t\trate_limit {\n\t\t\ton_store_failure fallback\n\t\t}", good+"\n\tpolicy_rate_limit api")},
 		{"admin.public", strings.Replace(checkSite("", good), "admin localhost:2999", "admin 0.0.0.0:2999", 1),
 			strings.Replace(checkSite("", good), "admin localhost:2999", "admin unix//run/caddy-admin.sock", 1)},
 		{"config.literal_secret", checkSite("", good+"\n\treverse_proxy 127.0.0.1:1 {\n\t\theader_up Authorization \"Bearer abc123\"\n\t}"),
@@ -90,6 +96,25 @@ func TestCheckFindings(t *testing.T) {
 				t.Fatalf("%s still reported after the fix: %+v\n%s", c.code, f, c.fixed)
 			}
 		})
+	}
+}
+
+// TestCheckRateLimitNotes: the informational rate-limit findings (a global key, a shadow
+// policy, client-IP keys without trusted_proxies) come and go with their cause.
+func TestCheckRateLimitNotes(t *testing.T) {
+	bad := codes(checkCaddyfile(t, checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey everyone\n\t\t\tshadow\n\t\t}",
+		"\tsecurity_headers\n\tpolicy_rate_limit p\n\tpolicy_rate_limit api")))
+	for _, code := range []string{"ratelimit.global_key", "ratelimit.shadow", "ratelimit.no_trusted_proxies"} {
+		if f, ok := bad[code]; !ok || f.Severity != Info || f.Fix == "" {
+			t.Errorf("%s: %+v (reported: %v)", code, f, ok)
+		}
+	}
+	fixed := codes(checkCaddyfile(t, strings.Replace(checkSite("", "\tsecurity_headers\n\tpolicy_rate_limit api"),
+		"\thardening {", "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}\n\thardening {", 1)))
+	for code := range fixed {
+		if strings.HasPrefix(code, "ratelimit.") {
+			t.Errorf("%s reported on a clean rate-limit configuration", code)
+		}
 	}
 }
 

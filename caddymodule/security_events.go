@@ -23,7 +23,7 @@ const (
 	EventIPReclassified      = "ip_reclassified"
 	EventPathBlocked         = "path_blocked"
 	EventSuspiciousBlocked   = "suspicious_blocked"
-	EventRateLimited         = "rate_limited"
+	EventRateLimited         = "rate_limit_exceeded"
 	EventStoreFailover       = "store_failover"
 	EventCSPViolation        = "csp_violation"
 	EventBreakerStateChanged = "breaker_state_changed"

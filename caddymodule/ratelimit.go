@@ -1,0 +1,186 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
+	"github.com/swarmsec/caddy-hardening/ratelimit"
+)
+
+func init() {
+	caddy.RegisterModule(&PolicyRateLimit{})
+}
+
+// PolicyRateLimit limits requests with one of the hardening app's named policies. The row of
+// the policy that applies is the client's IP class (trusted, default or suspicious); the
+// bucket is the policy's key (by default Caddy's client IP, which honours trusted_proxies).
+// The algorithm is GCRA: a full bucket admits `burst` requests at once, then one every
+// period/rate; it is exact in memory and in Redis, where every instance shares the buckets.
+//
+// An admitted request carries the RateLimit-Policy and RateLimit header fields of
+// draft-ietf-httpapi-ratelimit-headers-10:
+//
+//	RateLimit-Policy: "<policy>";q=<requests>;w=<seconds>
+//	RateLimit: "<policy>";r=<remaining>;t=<seconds until the bucket is full>
+//
+// A refused request gets 429 (or `status_code`), Retry-After and an application/problem+json
+// body with the policy and retry_after members; the rest of the route is not run, and the
+// client's detection score gets the rate_limited signal. Refusals are counted in metrics and
+// logged as sampled `rate_limit_exceeded` security events (at most a few per second per policy,
+// each with the count it stands for), so a flood of refusals writes no log line per request.
+//
+// While Redis fails, decisions go to the in-memory store at once (see `rate_limit` in the
+// hardening app); no request fails because Redis failed.
+type PolicyRateLimit struct {
+	// Policy names the hardening app's policy: one configured with `policy <name> {...}`, or a
+	// built-in one (authentication, api_intensive, api, public, default). Required.
+	Policy string `json:"policy"`
+
+	// Key overrides the policy's key for this route (any placeholders). Default: the policy's.
+	Key string `json:"key,omitempty"`
+
+	// StatusCode is the status of a refusal. Default: 429.
+	StatusCode int `json:"status_code,omitempty"`
+
+	// Message is the `detail` of the refusal's problem body. Default: "Rate limit of policy
+	// <name> exceeded; retry after <n> seconds."
+	Message string `json:"message,omitempty"`
+
+	// HideHeaders leaves out the RateLimit-Policy and RateLimit header fields (Retry-After on
+	// a refusal is always sent). Default: false.
+	HideHeaders bool `json:"hide_headers,omitempty"`
+
+	on      bool
+	app     *App
+	ctx     caddy.Context
+	policy  *resolvedPolicy
+	key     string
+	ipKey   bool // the key is the client IP: read it from the vars, no replacer
+	limiter *limiterEntry
+	replies [3]rowReplies // by ipclass.Class
+	metrics rateLimitMetrics
+	sampler refusalSampler
+}
+
+// CaddyModule returns the Caddy module information.
+func (*PolicyRateLimit) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.policy_rate_limit",
+		New: func() caddy.Module { return new(PolicyRateLimit) },
+	}
+}
+
+// Provision finds the policy, takes the shared limiter and renders the fixed parts of the
+// responses.
+func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
+	app, err := hardeningApp(ctx)
+	if err != nil {
+		return err
+	}
+	h.app, h.ctx = app, ctx
+	if h.on = app.FeatureEnabled("rate_limit"); !h.on {
+		return nil
+	}
+	p, ok := app.policies[h.Policy]
+	if !ok {
+		return fmt.Errorf("policy_rate_limit: unknown policy %q; expected one of: %s", h.Policy, strings.Join(sortedKeys(app.policies), ", "))
+	}
+	h.policy = p
+	h.key = p.key
+	if h.Key != "" {
+		if err := checkKeyTemplate(h.Key); err != nil {
+			return fmt.Errorf("policy_rate_limit key %q: %v", h.Key, err)
+		}
+		h.key = h.Key
+	}
+	h.ipKey = h.key == defaultPolicyKey
+	if h.StatusCode == 0 {
+		h.StatusCode = http.StatusTooManyRequests
+	}
+	if h.StatusCode < 400 || h.StatusCode > 599 {
+		return fmt.Errorf("policy_rate_limit status_code: expected 400 to 599, got %d", h.StatusCode)
+	}
+	if h.limiter, err = app.rateLimiter(); err != nil {
+		return err
+	}
+	for c := range h.replies {
+		if h.replies[c], err = newRowReplies(p, p.rows[c], h.StatusCode, h.Message); err != nil {
+			return err
+		}
+	}
+	h.metrics = newRateLimitMetrics(p.name)
+	h.reportKeyFindings()
+	app.reportFailOpen()
+	app.OnValidate(func() { h.checkTrustedProxies(ctx) })
+	return nil
+}
+
+// ServeHTTP decides the request with the policy's row for the client's class.
+func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !h.on {
+		return next.ServeHTTP(w, r)
+	}
+	class := h.app.ClassOf(r)
+	row := &h.policy.rows[class]
+	switch row.kind {
+	case rowUnlimited:
+		h.metrics.count(class, resultUnlimited)
+		return next.ServeHTTP(w, r)
+	case rowDeny:
+		return h.refuse(w, r, class, ratelimit.Result{RetryAfter: h.policy.rows[ipclass.Default].limit.Period}, row.limit)
+	}
+	limit := row.limit
+	if h.policy.adaptive {
+		limit = limit.Scale(h.limiter.adaptive.Factor())
+	}
+	res := h.limiter.decide(r.Context(), h.policy.name, h.requestKey(r), limit)
+	if !res.Allowed {
+		if !h.policy.shadow {
+			return h.refuse(w, r, class, res, limit)
+		}
+		h.metrics.count(class, resultShadowDenied)
+		h.sampler.report(h, r, class, res, true)
+	} else {
+		h.metrics.count(class, resultAllowed)
+	}
+	if !h.HideHeaders {
+		h.replies[class].setHeaders(w.Header(), res, limit)
+	}
+	if h.limiter.trackInFlight {
+		h.limiter.adaptive.Enter()
+		defer h.limiter.adaptive.Exit()
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// requestKey resolves the policy's key for r; an empty result falls back to the client IP.
+func (h *PolicyRateLimit) requestKey(r *http.Request) string {
+	if !h.ipKey {
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			if k := repl.ReplaceAll(h.key, ""); k != "" {
+				return k
+			}
+		}
+	}
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
+}
+
+// refuse answers a refused request and reports it: metrics, the detector, a sampled event.
+func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, res ratelimit.Result, limit ratelimit.Limit) error {
+	h.metrics.count(class, resultDenied)
+	h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
+	h.sampler.report(h, r, class, res, false)
+	return h.replies[class].refuse(w, res, limit, h.HideHeaders)
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*PolicyRateLimit)(nil)
+	_ caddyhttp.MiddlewareHandler = (*PolicyRateLimit)(nil)
+)

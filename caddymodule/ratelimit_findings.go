@@ -1,0 +1,74 @@
+package caddymodule
+
+import (
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// spoofableKeyHeaders are request headers any client can write; a key made of them lets a
+// client pick a fresh bucket per request.
+var spoofableKeyHeaders = []string{"x-forwarded-for", "x-real-ip", "forwarded", "true-client-ip", "cf-connecting-ip", "x-client-ip"}
+
+// reportKeyFindings reports keys that do not partition clients the way the operator expects.
+func (h *PolicyRateLimit) reportKeyFindings() {
+	config := "apps.hardening.policies." + h.policy.name + ".key"
+	if h.Key != "" {
+		config = "policy_rate_limit " + h.policy.name + " key"
+	}
+	key := strings.ToLower(h.key)
+	if strings.Contains(key, "{http.request.remote.host}") || strings.Contains(key, "{http.request.remote}") {
+		_ = h.app.Report(Finding{Code: "ratelimit.key_remote_host", Severity: Warning, Module: "policy_rate_limit", Config: config,
+			Message: "policy " + h.policy.name + " keys buckets by the peer's address ({remote_host}): behind a load balancer or ingress every client shares the proxy's bucket",
+			Fix:     "use key {client_ip}, and list the proxies in the server's trusted_proxies"})
+	}
+	for _, hdr := range spoofableKeyHeaders {
+		if strings.Contains(key, "{http.request.header."+hdr+"}") {
+			_ = h.app.Report(Finding{Code: "ratelimit.key_spoofable", Severity: Warning, Module: "policy_rate_limit", Config: config,
+				Message: "policy " + h.policy.name + " keys buckets by a header any client can write (" + hdr + "): each request can claim a fresh bucket",
+				Fix:     "use key {client_ip}: Caddy reads the client address from those headers only when the peer is in trusted_proxies"})
+		}
+	}
+	if !strings.Contains(h.key, "{") {
+		_ = h.app.Report(Finding{Code: "ratelimit.global_key", Severity: Info, Module: "policy_rate_limit", Config: config,
+			Message: "policy " + h.policy.name + " has a key without placeholders: one bucket for every client (a global limit)",
+			Fix:     "if the limit is meant per client, use key {client_ip} or a header such as {http.request.header.X-API-Key}"})
+	}
+	if h.policy.shadow {
+		_ = h.app.Report(Finding{Code: "ratelimit.shadow", Severity: Info, Module: "policy_rate_limit", Config: "apps.hardening.policies." + h.policy.name + ".shadow",
+			Message: "policy " + h.policy.name + " is in shadow mode: it counts and logs what it would refuse, and refuses nothing",
+			Fix:     "remove shadow once the rate_limit_exceeded events with shadow=true show the limit is right"}, Production)
+	}
+}
+
+// reportFailOpen warns when a failing Redis lets every request through.
+func (a *App) reportFailOpen() {
+	if a.RateLimit != nil && a.RateLimit.OnStoreFailure == "allow" && a.redis != nil {
+		_ = a.Report(Finding{Code: "ratelimit.fail_open", Severity: Warning, Module: "policy_rate_limit", Config: "apps.hardening.rate_limit.on_store_failure",
+			Message: "on_store_failure allow: while Redis fails, no rate limit applies at all (an attacker who can slow Redis lifts every limit)",
+			Fix:     "use fallback (the default): each instance keeps limiting in memory while Redis fails"}, Production, Staging)
+	}
+}
+
+// checkTrustedProxies reports, once the whole configuration is provisioned, servers whose
+// routes rate-limit by client IP without trusted_proxies: behind a load balancer or ingress
+// Caddy then sees the proxy's address, and every client shares one bucket.
+func (h *PolicyRateLimit) checkTrustedProxies(ctx caddy.Context) {
+	if !h.ipKey {
+		return
+	}
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range v.(*caddyhttp.App).Servers {
+		if routeListWith(srv.Routes, h) != nil && !hasTrustedProxies(srv) {
+			_ = h.app.Report(Finding{Code: "ratelimit.no_trusted_proxies", Severity: Info, Module: "policy_rate_limit",
+				Config:  "apps.http.servers." + name + ".trusted_proxies",
+				Message: "policy_rate_limit keys by client IP on a server without trusted_proxies: if Caddy runs behind a load balancer or ingress, every client shares the proxy's bucket",
+				Fix:     "behind a proxy, add `servers { trusted_proxies static <proxy ranges> }` to the global options; facing clients directly, nothing to do"},
+				Production)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package caddymodule
+
+import (
+	"errors"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
+)
+
+// The rate limiter's metrics, at package level so counts survive reloads (see
+// registerCollector).
+var (
+	rateLimitDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_decisions_total",
+		Help: "Rate-limit decisions by policy, client class and result (allowed, denied, shadow_denied: a shadow policy would have refused, unlimited: the class's row is unlimited).",
+	}, []string{"policy", "class", "result"})
+	storeMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_store_mode",
+		Help: "1 for the rate limiter's current store mode (redis, memory-fallback, memory), 0 for the others.",
+	}, []string{"mode"})
+	storeDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_store_duration_seconds",
+		Help:    "Time to decide a request with Redis configured, fallback included (bounded by store_timeout).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+	})
+)
+
+// The decision results, as metric labels.
+const (
+	resultAllowed = iota
+	resultDenied
+	resultShadowDenied
+	resultUnlimited
+)
+
+var resultNames = [...]string{"allowed", "denied", "shadow_denied", "unlimited"}
+
+var storeModes = [...]string{storeModeRedis, storeModeFallback, storeModeMemory}
+
+// rateLimitMetrics are one policy's counters, resolved once so a request only increments.
+type rateLimitMetrics struct {
+	decisions [3][len(resultNames)]prometheus.Counter // by class, result
+}
+
+func newRateLimitMetrics(policy string) rateLimitMetrics {
+	var m rateLimitMetrics
+	for c := range m.decisions {
+		for res, name := range resultNames {
+			m.decisions[c][res] = rateLimitDecisions.WithLabelValues(policy, ipclass.Class(c).String(), name)
+		}
+	}
+	return m
+}
+
+func (m *rateLimitMetrics) count(c ipclass.Class, result int) { m.decisions[c][result].Inc() }
+
+// setStoreModeMetric marks mode as the current one.
+func setStoreModeMetric(mode string) {
+	for _, m := range storeModes {
+		v := 0.0
+		if m == mode {
+			v = 1
+		}
+		storeMode.WithLabelValues(m).Set(v)
+	}
+}
+
+// registerRateLimitMetrics registers the collectors on the config's registry, with a gauge of
+// the keys the in-memory store tracks (read at scrape time).
+func registerRateLimitMetrics(ctx caddy.Context, e *limiterEntry) error {
+	reg := ctx.GetMetricsRegistry()
+	for _, c := range []prometheus.Collector{rateLimitDecisions, storeMode, storeDuration} {
+		if _, err := registerCollector(reg, c); err != nil {
+			return err
+		}
+	}
+	setStoreModeMetric(e.mode())
+	if reg == nil {
+		return nil
+	}
+	keys := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_memory_keys",
+		Help: "Keys the in-memory rate-limit store tracks (bounded by max_keys).",
+	}, func() float64 { return float64(e.memory.Len()) })
+	if err := reg.Register(keys); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,338 @@
+package caddymodule
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
+	"github.com/swarmsec/caddy-hardening/ratelimit"
+)
+
+// PolicyConfig is a named rate-limit policy of the hardening app. A policy gives one row per
+// IP class: the `limit` row for default clients, and `trusted` and `suspicious` rows. A row
+// that is not set takes the built-in policy's row of the same name (when the policy's name is a
+// built-in one), else the limit row.
+//
+// Built-in policies, in production and staging (development multiplies every rate by 10):
+//
+//	policy          limit (default)   trusted        suspicious    key          adaptive
+//	authentication  5/1m burst 5      50/1m          1/1m          {client_ip}  no
+//	api_intensive   10/1m burst 5     100/1m         2/1m          {client_ip}  yes
+//	api             120/1m burst 30   1200/1m        20/1m         {client_ip}  no
+//	public          300/1m burst 60   unlimited      30/1m         {client_ip}  no
+//	default         60/1m burst 20    600/1m         10/1m         {client_ip}  no
+//
+// A `policy` block with a built-in name changes only the fields it sets.
+type PolicyConfig struct {
+	// Limit is the row of default clients. Required for a policy that is not built in.
+	Limit *LimitRow `json:"limit,omitempty"`
+
+	// Trusted is the row of trusted clients. Default: the built-in row, else Limit.
+	Trusted *LimitRow `json:"trusted,omitempty"`
+
+	// Suspicious is the row of suspicious clients (static or detected). Default: the
+	// built-in row, else Limit.
+	Suspicious *LimitRow `json:"suspicious,omitempty"`
+
+	// Key partitions the requests into buckets: any placeholders, such as `{client_ip}`
+	// (Caddy's client IP, which honours trusted_proxies), `{http.request.header.X-API-Key}`
+	// or `{http.auth.user.id}`. A key that resolves empty for a request falls back to the
+	// client IP, so requests without the header do not share one bucket. A key with no
+	// placeholder is one bucket for every client: a global limit. Default: {client_ip}.
+	Key string `json:"key,omitempty"`
+
+	// Adaptive multiplies the policy's rates by the load factor of the `adaptive` settings
+	// (1 when the edge is idle, down to min_factor under load). Default: false, except
+	// api_intensive.
+	Adaptive *bool `json:"adaptive,omitempty"`
+
+	// Shadow counts and logs what the policy would refuse, and never refuses. Use it to roll
+	// out a new limit. Default: false.
+	Shadow *bool `json:"shadow,omitempty"`
+}
+
+// LimitRow is one class's limit: Rate requests per Per, Burst at once; or unlimited; or deny.
+type LimitRow struct {
+	// Rate is how many requests Per admits once the burst is spent.
+	Rate int64 `json:"rate,omitempty"`
+
+	// Per is the period of Rate. Default: 1m.
+	Per caddy.Duration `json:"per,omitempty"`
+
+	// Burst is how many requests a client with a full bucket may send at once. Default: Rate.
+	Burst int64 `json:"burst,omitempty"`
+
+	// Unlimited lets this class through with no limit (and no RateLimit header fields).
+	Unlimited bool `json:"unlimited,omitempty"`
+
+	// Deny refuses every request of this class with the policy's refusal.
+	Deny bool `json:"deny,omitempty"`
+}
+
+// builtinPolicies are the production defaults of the built-in policies.
+var builtinPolicies = map[string]PolicyConfig{
+	"authentication": {Limit: row(5, time.Minute, 5), Trusted: row(50, time.Minute, 0), Suspicious: row(1, time.Minute, 1)},
+	"api_intensive":  {Limit: row(10, time.Minute, 5), Trusted: row(100, time.Minute, 0), Suspicious: row(2, time.Minute, 1), Adaptive: boolPtr(true)},
+	"api":            {Limit: row(120, time.Minute, 30), Trusted: row(1200, time.Minute, 0), Suspicious: row(20, time.Minute, 5)},
+	"public":         {Limit: row(300, time.Minute, 60), Trusted: &LimitRow{Unlimited: true}, Suspicious: row(30, time.Minute, 10)},
+	"default":        {Limit: row(60, time.Minute, 20), Trusted: row(600, time.Minute, 0), Suspicious: row(10, time.Minute, 5)},
+}
+
+// developmentRateFactor multiplies the built-in rates in development, where one developer's
+// browser and hot reload make many requests.
+const developmentRateFactor = 10
+
+func row(rate int64, per time.Duration, burst int64) *LimitRow {
+	return &LimitRow{Rate: rate, Per: caddy.Duration(per), Burst: burst}
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// policyNamePattern keeps policy names usable as a structured-field string, a metric label and
+// a Redis key part without escaping.
+var policyNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+
+// defaultPolicyKey is the key of a policy that sets none.
+const defaultPolicyKey = "{http.vars.client_ip}"
+
+// rowKind is what a class's row does.
+type rowKind uint8
+
+const (
+	rowLimit rowKind = iota
+	rowUnlimited
+	rowDeny
+)
+
+// policyRow is a class's row, ready for requests.
+type policyRow struct {
+	kind  rowKind
+	limit ratelimit.Limit
+}
+
+// resolvedPolicy is a policy merged with its built-in defaults and checked.
+type resolvedPolicy struct {
+	name     string
+	rows     [3]policyRow // by ipclass.Class
+	key      string
+	adaptive bool
+	shadow   bool
+}
+
+// resolvePolicies merges the built-in policies, scaled for the environment, with the
+// configured ones, and checks every row. Errors name the JSON path.
+func resolvePolicies(cfg map[string]*PolicyConfig, env Environment) (map[string]*resolvedPolicy, error) {
+	out := make(map[string]*resolvedPolicy, len(builtinPolicies)+len(cfg))
+	for name, b := range builtinPolicies {
+		b := b
+		if env == Development {
+			b = scaledPolicy(b, developmentRateFactor)
+		}
+		var user *PolicyConfig
+		if cfg != nil {
+			user = cfg[name]
+		}
+		p, err := resolvePolicy(name, &b, user)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = p
+	}
+	for name, user := range cfg {
+		if _, ok := out[name]; ok {
+			continue
+		}
+		if !policyNamePattern.MatchString(name) {
+			return nil, fmt.Errorf("rate limit policy %q: a name is lowercase letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 bytes", name)
+		}
+		p, err := resolvePolicy(name, nil, user)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = p
+	}
+	return out, nil
+}
+
+// scaledPolicy multiplies every finite rate and burst by f.
+func scaledPolicy(p PolicyConfig, f int64) PolicyConfig {
+	scale := func(r *LimitRow) *LimitRow {
+		if r == nil || r.Unlimited || r.Deny {
+			return r
+		}
+		c := *r
+		c.Rate *= f
+		c.Burst *= f
+		return &c
+	}
+	p.Limit, p.Trusted, p.Suspicious = scale(p.Limit), scale(p.Trusted), scale(p.Suspicious)
+	return p
+}
+
+func resolvePolicy(name string, builtin, user *PolicyConfig) (*resolvedPolicy, error) {
+	pick := func(get func(*PolicyConfig) *LimitRow) *LimitRow {
+		if user != nil && get(user) != nil {
+			return get(user)
+		}
+		if builtin != nil {
+			return get(builtin)
+		}
+		return nil
+	}
+	limit := pick(func(c *PolicyConfig) *LimitRow { return c.Limit })
+	if limit == nil {
+		return nil, fmt.Errorf("rate limit policy %q: a limit is required (e.g. limit 100/1m)", name)
+	}
+	p := &resolvedPolicy{name: name, key: defaultPolicyKey}
+	rows := [...]*LimitRow{
+		ipclass.Default:    limit,
+		ipclass.Trusted:    pick(func(c *PolicyConfig) *LimitRow { return c.Trusted }),
+		ipclass.Suspicious: pick(func(c *PolicyConfig) *LimitRow { return c.Suspicious }),
+	}
+	for class, r := range rows {
+		if r == nil {
+			r = limit
+		}
+		pr, err := r.resolve()
+		if err != nil {
+			return nil, fmt.Errorf("rate limit policy %q, %s row: %v", name, classRowName(ipclass.Class(class)), err)
+		}
+		p.rows[class] = pr
+	}
+	for _, c := range []*PolicyConfig{builtin, user} {
+		if c == nil {
+			continue
+		}
+		if c.Key != "" {
+			p.key = c.Key
+		}
+		if c.Adaptive != nil {
+			p.adaptive = *c.Adaptive
+		}
+		if c.Shadow != nil {
+			p.shadow = *c.Shadow
+		}
+	}
+	if err := checkKeyTemplate(p.key); err != nil {
+		return nil, fmt.Errorf("rate limit policy %q: key %q: %v", name, p.key, err)
+	}
+	return p, nil
+}
+
+// classRowName is the Caddyfile name of a class's row.
+func classRowName(c ipclass.Class) string {
+	if c == ipclass.Default {
+		return "limit"
+	}
+	return c.String()
+}
+
+func (r *LimitRow) resolve() (policyRow, error) {
+	switch {
+	case r.Unlimited && r.Deny:
+		return policyRow{}, fmt.Errorf("unlimited and deny exclude each other")
+	case r.Unlimited:
+		return policyRow{kind: rowUnlimited}, nil
+	case r.Deny:
+		return policyRow{kind: rowDeny}, nil
+	}
+	l := ratelimit.Limit{Rate: r.Rate, Period: time.Duration(r.Per), Burst: r.Burst}
+	if l.Period == 0 {
+		l.Period = time.Minute
+	}
+	if l.Burst == 0 {
+		l.Burst = l.Rate
+	}
+	if err := l.Validate(); err != nil {
+		return policyRow{}, err
+	}
+	return policyRow{kind: rowLimit, limit: l}, nil
+}
+
+// String renders a row in the Caddyfile's words, for logs and errors.
+func (r policyRow) String() string {
+	switch r.kind {
+	case rowUnlimited:
+		return "unlimited"
+	case rowDeny:
+		return "deny"
+	}
+	return formatRate(r.limit.Rate, r.limit.Period) + " burst " + strconv.FormatInt(r.limit.Burst, 10)
+}
+
+// formatRate writes a rate as the Caddyfile takes it: 5/1m.
+func formatRate(n int64, per time.Duration) string {
+	return strconv.FormatInt(n, 10) + "/" + shortDuration(per)
+}
+
+// shortDuration writes whole hours, minutes or seconds as 1h, 1m, 30s; anything else as Go does.
+func shortDuration(d time.Duration) string {
+	for _, u := range []struct {
+		unit   time.Duration
+		suffix string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if d%u.unit == 0 {
+			return strconv.FormatInt(int64(d/u.unit), 10) + u.suffix
+		}
+	}
+	return d.String()
+}
+
+// parseRate reads "<n>/<duration>" ("5/1m", "100/1s", "1000/1h"); the duration's number may be
+// left out ("5/m" is "5/1m").
+func parseRate(s string) (int64, time.Duration, error) {
+	num, per, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("expected <requests>/<period>, such as 5/1m or 100/1s; got %q", s)
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, 0, fmt.Errorf("the request count of %q must be a positive integer", s)
+	}
+	if per != "" && (per[0] < '0' || per[0] > '9') {
+		per = "1" + per
+	}
+	d, err := caddy.ParseDuration(per)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("the period of %q must be a positive duration such as 1s, 1m or 1h", s)
+	}
+	return n, d, nil
+}
+
+// knownPlaceholderRoots are the placeholder namespaces a key may use; anything else is a typo
+// that would resolve empty for every request.
+var knownPlaceholderRoots = []string{"http.", "env.", "file.", "system.", "time."}
+
+// checkKeyTemplate refuses unbalanced braces and placeholders outside Caddy's namespaces.
+func checkKeyTemplate(key string) error {
+	rest := key
+	for {
+		open := strings.IndexByte(rest, '{')
+		close := strings.IndexByte(rest, '}')
+		switch {
+		case open < 0 && close < 0:
+			return nil
+		case open < 0 || (close >= 0 && close < open):
+			return fmt.Errorf("a '}' closes no placeholder")
+		case close < 0:
+			return fmt.Errorf("a '{' is not closed")
+		}
+		name := rest[open+1 : close]
+		if strings.ContainsRune(name, '{') {
+			return fmt.Errorf("a '{' is not closed before %q", "{"+name+"}")
+		}
+		known := false
+		for _, root := range knownPlaceholderRoots {
+			known = known || (strings.HasPrefix(name, root) && len(name) > len(root))
+		}
+		if !known {
+			return fmt.Errorf("unknown placeholder {%s}: expected {client_ip}, {http.request.header.<name>}, {http.auth.user.id} or another {http.*} placeholder", name)
+		}
+		rest = rest[close+1:]
+	}
+}

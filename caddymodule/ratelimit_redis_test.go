@@ -1,0 +1,249 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// redisPolicyConfig is a global option with Redis at url and one policy.
+func redisPolicyConfig(redisLine, policy string) string {
+	return fmt.Sprintf(`{
+	hardening {
+		%s
+		policy login {
+			%s
+			key {header.X-Client}
+		}
+	}
+}
+`, redisLine, policy)
+}
+
+// TestRateLimitRedisAdmitsExactlyTheBurst: through Redis, 50 concurrent clients on one key
+// admit exactly the burst, and the bucket lives in Redis under the hash-tagged key.
+func TestRateLimitRedisAdmitsExactlyTheBurst(t *testing.T) {
+	r := testenv.StartRedis(t)
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 7/1h burst 7")+block)
+	counts := hammer(t, url, 50, 200, "X-Client: alice")
+	if counts[200] != 7 || counts[429] != 193 {
+		t.Fatalf("statuses %v; want exactly 7 admitted and 193 refused", counts)
+	}
+	keys, err := r.Do("KEYS", "hardening:rl:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(keys); got != "[hardening:rl:{login:alice}]" {
+		t.Fatalf("Redis keys %s, want the hash-tagged bucket hardening:rl:{login:alice}", got)
+	}
+	if mode := activeApp(t).limiter.mode(); mode != storeModeRedis {
+		t.Fatalf("mode %s", mode)
+	}
+}
+
+// instancesShareLimit runs three Caddy processes on one Redis deployment and checks that the
+// total admitted over a window stays within the limit.
+func instancesShareLimit(t *testing.T, redisLine string) {
+	const rate, burst = 20, 10 // 20 per second
+	var urls []string
+	for range 3 {
+		port := testenv.FreePort(t)
+		testenv.RunCaddy(t, redisPolicyConfig(redisLine, fmt.Sprintf("limit %d/1s burst %d", rate, burst))+
+			fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tpolicy_rate_limit login\n\trespond \"ok\"\n}\n", port))
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	}
+	// Many keys, so the Cluster case spreads buckets over every master.
+	keys := []string{"k1", "k2", "k3", "k4", "k5", "k6"}
+	var admitted [6]atomic.Int64
+	var fiveXX atomic.Int64
+	stop := time.Now().Add(1500 * time.Millisecond)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 18 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				rep := rlGet(t, urls[i%3], "X-Client: "+keys[i%6])
+				switch {
+				case rep.status == 200:
+					admitted[i%6].Add(1)
+				case rep.status >= 500:
+					fiveXX.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	maxAdmitted := float64(burst) + elapsed.Seconds()*rate
+	for i := range keys {
+		if got := float64(admitted[i].Load()); got > maxAdmitted*1.01 || got < burst {
+			t.Errorf("key %s: %v admitted by three instances in %v; want %d..%.0f", keys[i], got, elapsed, burst, maxAdmitted)
+		}
+	}
+	if n := fiveXX.Load(); n > 0 {
+		t.Fatalf("%d responses were 5xx", n)
+	}
+}
+
+// TestRateLimitThreeInstancesShareOneRedis: three Caddy processes on one Redis admit, together,
+// at most burst + rate x elapsed per key (1 % tolerance).
+func TestRateLimitThreeInstancesShareOneRedis(t *testing.T) {
+	r := testenv.StartRedis(t)
+	instancesShareLimit(t, "redis "+r.URL(0))
+}
+
+// TestRateLimitThreeInstancesShareACluster: the same over a 3-master Redis Cluster.
+func TestRateLimitThreeInstancesShareACluster(t *testing.T) {
+	c := testenv.StartCluster(t)
+	instancesShareLimit(t, "redis {\n\t\t\tcluster "+strings.Join(c.Addrs(), " ")+"\n\t\t}")
+}
+
+// TestRateLimitRedisKilledUnderLoad: with Redis killed mid-load no request fails, limits keep
+// holding from memory, the switch is logged and reported to monitoring; once Redis is back on
+// the same port, decisions return to it.
+func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
+	r := testenv.StartRedis(t)
+	block, url := site(t, "\tpolicy_rate_limit login")
+	c := testcaddy.StartCaddy(t, redisPolicyConfig(
+		"redis "+r.URL(0)+" {\n\t\t\tdial_timeout 100ms\n\t\t}", "limit 5/1s burst 5")+block)
+	var ok, refused, fiveXX atomic.Int64
+	load := func(d time.Duration, client string) {
+		var wg sync.WaitGroup
+		end := time.Now().Add(d)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) {
+					switch s := rlGet(t, url, "X-Client: "+client).status; {
+					case s == 200:
+						ok.Add(1)
+					case s == 429:
+						refused.Add(1)
+					default:
+						fiveXX.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	load(300*time.Millisecond, "before")
+	r.Kill()
+	ok.Store(0)
+	refused.Store(0)
+	start := time.Now()
+	load(time.Second, "during")
+	elapsed := time.Since(start)
+	if n := fiveXX.Load(); n != 0 {
+		t.Fatalf("%d requests failed with Redis down", n)
+	}
+	if max := 5 + int64(elapsed.Seconds()*5) + 1; ok.Load() > max || refused.Load() == 0 {
+		t.Fatalf("with Redis down: %d admitted, %d refused in %v; want at most %d admitted (limits hold in memory)", ok.Load(), refused.Load(), elapsed, max)
+	}
+	lim := activeApp(t).limiter
+	if mode := lim.mode(); mode != storeModeFallback {
+		t.Fatalf("mode %s with Redis down", mode)
+	}
+	if st := lim.status(); st.Status != HealthWarn {
+		t.Fatalf("status %+v, want warn", st)
+	}
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 1 || logs[0].Str("to") != storeModeFallback || logs[0].Level() != "warn" {
+		t.Fatalf("want one warn store_failover event to memory-fallback, got %v", logs)
+	}
+
+	r.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for lim.mode() != storeModeRedis {
+		if time.Now().After(deadline) {
+			t.Fatal("decisions did not return to Redis after it restarted")
+		}
+		rlGet(t, url, "X-Client: after")
+		time.Sleep(50 * time.Millisecond)
+	}
+	rlGet(t, url, "X-Client: back")
+	if n, err := r.Do("EXISTS", "hardening:rl:{login:back}"); err != nil || n != int64(1) {
+		t.Fatalf("after the return, the bucket is in Redis: %v %v", n, err)
+	}
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 2 || logs[1].Str("to") != storeModeRedis {
+		t.Fatalf("want a second store_failover event back to redis, got %v", logs)
+	}
+	if n := fiveXX.Load(); n != 0 {
+		t.Fatalf("%d requests failed", n)
+	}
+}
+
+// TestRateLimitSlowRedisIsBoundedByTheTimeout: while Redis sleeps for 2 s, each request is
+// decided within the store timeout (50 ms) plus slack, not after the sleep.
+func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
+	r := testenv.StartRedis(t, "--enable-debug-command", "yes") // Redis 7 refuses DEBUG by default
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 100/1s")+block)
+	rlGet(t, url, "X-Client: warm")
+	sleeper := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer sleeper.Close()
+	slept := make(chan error, 1)
+	sleepStart := time.Now()
+	go func() { slept <- sleeper.Do(context.Background(), "DEBUG", "SLEEP", "2").Err() }()
+	time.Sleep(100 * time.Millisecond) // the sleep has begun
+	var worst time.Duration
+	for range 10 {
+		rep := rlGet(t, url, "X-Client: slow")
+		if rep.status != 200 {
+			t.Fatalf("status %d while Redis is slow", rep.status)
+		}
+		worst = max(worst, rep.elapsed)
+	}
+	if worst > 750*time.Millisecond {
+		t.Fatalf("slowest request took %v while Redis slept 2 s; the 50 ms store timeout must bound it", worst)
+	}
+	if err := <-slept; err != nil || time.Since(sleepStart) < 2*time.Second {
+		t.Fatalf("Redis did not sleep (err %v): the test proved nothing", err)
+	}
+}
+
+// TestRateLimitStoreFailureModes: on_store_failure allow admits everything and deny refuses
+// everything while Redis is down.
+func TestRateLimitStoreFailureModes(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		want int
+	}{{"allow", 200}, {"deny", 429}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			r := testenv.StartRedis(t)
+			block, url := site(t, "\tpolicy_rate_limit login")
+			testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		redis %s {
+			dial_timeout 100ms
+		}
+		rate_limit {
+			on_store_failure %s
+		}
+		policy login {
+			limit 1/1h
+		}
+	}
+}
+`, r.URL(0), tc.mode)+block)
+			r.Kill()
+			for range 5 {
+				if got := rlGet(t, url).status; got != tc.want {
+					t.Fatalf("on_store_failure %s: status %d, want %d", tc.mode, got, tc.want)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,184 @@
+package caddymodule
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
+	"github.com/swarmsec/caddy-hardening/ratelimit"
+)
+
+// The header fields of draft-ietf-httpapi-ratelimit-headers-10, in Go's canonical form.
+const (
+	headerRateLimitPolicy = "Ratelimit-Policy"
+	headerRateLimit       = "Ratelimit"
+)
+
+// retryAfterMark stands for the retry_after number while the refusal body is rendered once.
+const retryAfterMark = 987654321987
+
+// rowReplies is what one class's row answers, rendered at provision: the RateLimit-Policy value
+// of the unscaled limit and the refusal body around its retry_after number.
+type rowReplies struct {
+	quotedName string // `"<policy>"`: a structured-field string (names need no escaping)
+	base       ratelimit.Limit
+	policy     string // RateLimit-Policy for base
+	status     int
+	bodyHead   []byte // the problem body up to retry_after's value
+	bodyTail   []byte // and after it
+}
+
+func newRowReplies(p *resolvedPolicy, row policyRow, status int, message string) (rowReplies, error) {
+	rr := rowReplies{quotedName: `"` + p.name + `"`, base: row.limit, status: status}
+	if row.kind == rowLimit {
+		rr.policy = rr.policyValue(row.limit)
+	}
+	if message == "" {
+		message = "The rate limit of policy " + strconv.Quote(p.name) + " is exceeded; retry after the number of seconds in Retry-After."
+	}
+	title := http.StatusText(status)
+	if title == "" {
+		title = "Request refused"
+	}
+	body, err := json.Marshal(map[string]any{
+		"type": "about:blank", "title": title, "status": status, "detail": message,
+		"policy": p.name, "retry_after": retryAfterMark,
+	})
+	if err != nil {
+		return rr, err
+	}
+	head, tail, ok := bytes.Cut(body, []byte(strconv.FormatInt(retryAfterMark, 10)))
+	if !ok {
+		return rr, fmt.Errorf("policy_rate_limit: cannot render the refusal body")
+	}
+	rr.bodyHead, rr.bodyTail = head, append(tail, '\n')
+	return rr, nil
+}
+
+// policyValue renders RateLimit-Policy for l: the quota q per whole window w (in seconds), so
+// 10/500ms reads q=20;w=1.
+func (rr *rowReplies) policyValue(l ratelimit.Limit) string {
+	secs := l.Period.Seconds()
+	w := max(1, math.Round(secs))
+	q := int64(float64(l.Rate) * w / secs)
+	b := make([]byte, 0, len(rr.quotedName)+32)
+	b = append(b, rr.quotedName...)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, q, 10)
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, int64(w), 10)
+	return string(b)
+}
+
+// setHeaders writes RateLimit-Policy and RateLimit for a decision under l.
+func (rr *rowReplies) setHeaders(h http.Header, res ratelimit.Result, l ratelimit.Limit) {
+	vals := new([2]string) // one allocation for both fields' value slices
+	rr.rateLimitValues(vals[:], res, l)
+	h[headerRateLimitPolicy] = vals[0:1:1]
+	h[headerRateLimit] = vals[1:2:2]
+}
+
+// rateLimitValues renders the RateLimit-Policy and RateLimit values into dst[0] and dst[1].
+func (rr *rowReplies) rateLimitValues(dst []string, res ratelimit.Result, l ratelimit.Limit) {
+	dst[0] = rr.policy
+	if l != rr.base {
+		dst[0] = rr.policyValue(l) // an adaptive factor stretched the period
+	}
+	var buf [96]byte
+	b := append(buf[:0], rr.quotedName...)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, res.Remaining, 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, ceilSeconds(res.ResetAfter), 10)
+	dst[1] = string(b)
+}
+
+// refuse writes the refusal: status, Retry-After, the RateLimit fields unless hidden, and the
+// problem body. It calls no further handler. The header values share one backing array, each
+// slice capped at its own element so an append by a later writer cannot reach a neighbour.
+func (rr *rowReplies) refuse(w http.ResponseWriter, res ratelimit.Result, l ratelimit.Limit, hideHeaders bool) error {
+	retry := max(1, ceilSeconds(res.RetryAfter))
+	size := len(rr.bodyHead) + len(rr.bodyTail)
+	body := make([]byte, 0, size+20)
+	body = append(body, rr.bodyHead...)
+	mark := len(body)
+	body = strconv.AppendInt(body, retry, 10)
+	retryText := string(body[mark:])
+	body = append(body, rr.bodyTail...)
+
+	vals := new([7]string)
+	vals[0], vals[1], vals[2], vals[3] = "application/problem+json", "no-store", "nosniff", retryText
+	vals[4] = strconv.Itoa(len(body))
+	h := w.Header()
+	h["Content-Type"] = vals[0:1:1]
+	h["Cache-Control"] = vals[1:2:2]
+	h["X-Content-Type-Options"] = vals[2:3:3]
+	h["Retry-After"] = vals[3:4:4]
+	h["Content-Length"] = vals[4:5:5]
+	if !hideHeaders && rr.policy != "" {
+		rr.rateLimitValues(vals[5:7], res, l)
+		h[headerRateLimitPolicy] = vals[5:6:6]
+		h[headerRateLimit] = vals[6:7:7]
+	}
+	w.WriteHeader(rr.status)
+	_, err := w.Write(body)
+	return err
+}
+
+// ceilSeconds rounds d up to whole seconds.
+func ceilSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// refusalEventGap is the least time between two rate_limit_exceeded events of one handler:
+// a flood of refusals costs one atomic counter per request, and the event that is written
+// carries how many refusals it stands for.
+const refusalEventGap = 200 * time.Millisecond
+
+// refusalSampler turns refusals into sampled security events.
+type refusalSampler struct {
+	last    atomic.Int64 // unix nanoseconds of the last event
+	skipped atomic.Int64 // refusals since then
+}
+
+func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipclass.Class, res ratelimit.Result, shadow bool) {
+	now := time.Now().UnixNano()
+	last := s.last.Load()
+	if now-last < int64(refusalEventGap) || !s.last.CompareAndSwap(last, now) {
+		s.skipped.Add(1)
+		return
+	}
+	data := map[string]any{
+		"policy":      h.policy.name,
+		"limit":       h.policy.rows[class].String(),
+		"retry_after": max(1, ceilSeconds(res.RetryAfter)),
+		"store":       h.limiter.mode(),
+		"refusals":    s.skipped.Swap(0) + 1,
+	}
+	if shadow {
+		data["shadow"] = true
+	}
+	key := h.requestKey(r)
+	if h.ipKey {
+		data["key"] = key
+	} else {
+		// A key may be a credential (an API key): log a digest an operator can match, not it.
+		sum := sha256.Sum256([]byte(key))
+		data["key_sha256"] = hex.EncodeToString(sum[:8])
+	}
+	level := zapcore.WarnLevel
+	if shadow {
+		level = zapcore.InfoLevel
+	}
+	h.app.SecurityEvent(h.ctx, r, level, EventRateLimited, data)
+}

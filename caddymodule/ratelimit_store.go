@@ -1,0 +1,288 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/swarmsec/caddy-hardening/ratelimit"
+)
+
+// RateLimitConfig says where the rate limiter keeps its state.
+type RateLimitConfig struct {
+	// Store is `redis` (every instance shares exact limits through the hardening app's Redis)
+	// or `memory` (each instance limits alone). Default: redis when the app has Redis, else
+	// memory.
+	Store string `json:"store,omitempty"`
+
+	// MaxKeys bounds the keys the in-memory store tracks (in memory mode, and as the fallback
+	// while Redis fails). When full, expired keys go first, then the oldest; an evicted key
+	// starts again with a full bucket. About 40 bytes per key. Default: 200000.
+	MaxKeys int `json:"max_keys,omitempty"`
+
+	// StoreTimeout bounds each Redis decision; a slower answer counts as a failure and the
+	// request is decided by on_store_failure. Default: 50ms.
+	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
+
+	// OnStoreFailure decides requests while Redis fails: `fallback` (the in-memory store, with
+	// the same policies, per instance), `allow` (admit everything) or `deny` (refuse
+	// everything). Default: fallback.
+	OnStoreFailure string `json:"on_store_failure,omitempty"`
+}
+
+// AdaptiveConfig tunes the load factor of adaptive policies: 1 while the edge is below its
+// targets, falling towards MinFactor as CPU or in-flight requests rise above them.
+type AdaptiveConfig struct {
+	// CPUTarget is the CPU utilisation (0..1 of the CPU this container may use: its cgroup
+	// quota, not the host's cores) above which adaptive limits shrink. Default: 0.75.
+	CPUTarget float64 `json:"cpu_target,omitempty"`
+
+	// MinFactor is the lowest factor: under full load, adaptive policies admit this share of
+	// their rate. Default: 0.25.
+	MinFactor float64 `json:"min_factor,omitempty"`
+
+	// InFlightTarget is the number of requests in policy_rate_limit handlers of this instance
+	// above which adaptive limits shrink. Default: 0 (in-flight requests are not a signal).
+	InFlightTarget int `json:"inflight_target,omitempty"`
+
+	// Interval is how often the load is sampled. Default: 1s.
+	Interval caddy.Duration `json:"interval,omitempty"`
+}
+
+// The store modes, as reported to monitoring and metrics.
+const (
+	storeModeMemory   = "memory"          // no Redis: each instance limits alone
+	storeModeRedis    = "redis"           // Redis decides
+	storeModeFallback = "memory-fallback" // Redis fails: the in-memory store decides
+)
+
+// limiterPool holds the limiter state by settings, so a reload that keeps them keeps every
+// bucket, the failover state and the smoothed load.
+var limiterPool = caddy.NewUsagePool()
+
+// limiterEntry is the rate limiter's shared state: the stores, the failover around Redis and
+// the adaptive factor.
+type limiterEntry struct {
+	memory   *ratelimit.MemoryStore
+	redis    *ratelimit.RedisStore    // nil without Redis
+	failover *ratelimit.FailoverStore // nil without Redis
+	store    ratelimit.Store          // what handlers call: failover or memory
+	adaptive *ratelimit.Adaptive
+	started  atomic.Bool
+
+	// trackInFlight: in-flight requests are a load signal, so handlers count them.
+	trackInFlight bool
+
+	// reporter is the newest configuration's app: the one that reports mode switches.
+	reporter atomic.Pointer[App]
+}
+
+// Destruct stops the adaptive sampler and the Redis batching goroutines when the last
+// configuration using the entry is gone.
+func (e *limiterEntry) Destruct() error {
+	e.adaptive.Stop()
+	if e.redis != nil {
+		return e.redis.Close()
+	}
+	return nil
+}
+
+// mode is the store mode now.
+func (e *limiterEntry) mode() string {
+	if e.failover == nil {
+		return storeModeMemory
+	}
+	if e.failover.Mode() == ratelimit.ModeFallback {
+		return storeModeFallback
+	}
+	return storeModeRedis
+}
+
+// limiterSettings is everything that shapes a limiterEntry; its digest is the pool key.
+type limiterSettings struct {
+	Redis     string         `json:"redis,omitempty"` // the shared client's pool key
+	Prefix    string         `json:"prefix,omitempty"`
+	MaxKeys   int            `json:"max_keys"`
+	Timeout   time.Duration  `json:"timeout"`
+	OnFailure string         `json:"on_failure"`
+	Adaptive  AdaptiveConfig `json:"adaptive"`
+}
+
+// rateLimiter returns this configuration's limiter, taking it from the pool the first time a
+// policy_rate_limit handler asks.
+func (a *App) rateLimiter() (*limiterEntry, error) {
+	if a.limiter != nil {
+		return a.limiter, nil
+	}
+	s, err := a.limiterSettings()
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.Marshal(s)
+	sum := sha256.Sum256(raw)
+	key := "ratelimit:" + hex.EncodeToString(sum[:])
+	v, _, err := limiterPool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return a.newLimiter(s)
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := v.(*limiterEntry)
+	a.limiter, a.limiterKey = e, key
+	e.reporter.Store(a)
+	if err := registerRateLimitMetrics(a.ctx, e); err != nil {
+		return nil, err
+	}
+	a.RegisterStatus("ratelimit:store", e.status)
+	a.OnStart(func() {
+		e.reporter.Store(a)
+		if e.started.CompareAndSwap(false, true) {
+			e.adaptive.Start()
+		}
+	})
+	return e, nil
+}
+
+func (a *App) releaseLimiter() {
+	if a.limiter == nil {
+		return
+	}
+	a.limiter = nil
+	_, _ = limiterPool.Delete(a.limiterKey)
+}
+
+func (a *App) limiterSettings() (limiterSettings, error) {
+	cfg := RateLimitConfig{}
+	if a.RateLimit != nil {
+		cfg = *a.RateLimit
+	}
+	s := limiterSettings{MaxKeys: cfg.MaxKeys, Timeout: time.Duration(cfg.StoreTimeout), OnFailure: cfg.OnStoreFailure}
+	if s.MaxKeys == 0 {
+		s.MaxKeys = defaultRateLimitMaxKeys
+	}
+	if s.Timeout == 0 {
+		s.Timeout = defaultStoreTimeout
+	}
+	if s.OnFailure == "" {
+		s.OnFailure = "fallback"
+	}
+	if _, err := parseFailureMode(s.OnFailure); err != nil {
+		return s, fmt.Errorf("rate_limit on_store_failure: %v", err)
+	}
+	switch cfg.Store {
+	case "", "redis":
+		if a.redis != nil {
+			s.Redis, s.Prefix = a.redisKey, a.keyPrefix+"rl:"
+		} else if cfg.Store == "redis" {
+			return s, fmt.Errorf("rate_limit store redis: the hardening app has no redis configured")
+		}
+	case "memory":
+	default:
+		return s, fmt.Errorf("rate_limit store: expected redis or memory, got %q", cfg.Store)
+	}
+	if a.Adaptive != nil {
+		s.Adaptive = *a.Adaptive
+	}
+	return s, nil
+}
+
+// adaptiveLoadSource replaces the system's CPU reading in tests (nil: the cgroup's CPU).
+var adaptiveLoadSource ratelimit.LoadSource
+
+const (
+	defaultRateLimitMaxKeys = 200000
+	defaultStoreTimeout     = 50 * time.Millisecond
+)
+
+func parseFailureMode(s string) (ratelimit.FailureMode, error) {
+	switch s {
+	case "fallback":
+		return ratelimit.FailureFallback, nil
+	case "allow":
+		return ratelimit.FailureAllow, nil
+	case "deny":
+		return ratelimit.FailureDeny, nil
+	}
+	return 0, fmt.Errorf("expected fallback, allow or deny, got %q", s)
+}
+
+func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
+	e := &limiterEntry{memory: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{MaxKeys: s.MaxKeys})}
+	e.store = e.memory
+	var err error
+	logger := a.logger
+	e.adaptive, err = ratelimit.NewAdaptive(ratelimit.AdaptiveOptions{
+		CPUTarget: s.Adaptive.CPUTarget, MinFactor: s.Adaptive.MinFactor,
+		InFlightTarget: s.Adaptive.InFlightTarget, Interval: time.Duration(s.Adaptive.Interval),
+		Source: adaptiveLoadSource,
+		OnError: func(err error) {
+			logger.Debug("adaptive rate limits: the CPU load could not be read; it counts as idle", zap.Error(err))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hardening adaptive: %v", err)
+	}
+	e.trackInFlight = s.Adaptive.InFlightTarget > 0
+	if s.Redis == "" {
+		return e, nil
+	}
+	mode, _ := parseFailureMode(s.OnFailure)
+	e.redis = ratelimit.NewRedisStore(a.RedisClient(), ratelimit.RedisOptions{Prefix: s.Prefix})
+	e.failover = ratelimit.NewFailoverStore(e.redis, e.memory, ratelimit.FailoverOptions{
+		Timeout: s.Timeout, OnFailure: mode,
+		OnModeChange: func(from, to ratelimit.Mode, err error) { e.modeChanged(to, err) },
+	})
+	e.store = e.failover
+	return e, nil
+}
+
+// modeChanged reports a switch between Redis and the fallback, through the newest config.
+func (e *limiterEntry) modeChanged(to ratelimit.Mode, cause error) {
+	mode := e.mode()
+	setStoreModeMetric(mode)
+	a := e.reporter.Load()
+	if a == nil {
+		return
+	}
+	data := map[string]any{"store": "ratelimit", "to": mode}
+	level := zapcore.InfoLevel
+	if to == ratelimit.ModeFallback {
+		level = zapcore.WarnLevel
+		if cause != nil {
+			data["error"] = cause.Error()
+		}
+	}
+	a.SecurityEvent(a.ctx, nil, level, EventStoreFailover, data)
+}
+
+// status is the store's report to monitoring: a fallback is warn (limits are per instance).
+func (e *limiterEntry) status() StatusReport {
+	mode := e.mode()
+	r := StatusReport{Component: "ratelimit:store", Type: "datastore", Status: HealthPass,
+		Observed: map[string]any{"mode": mode, "keys_in_memory": e.memory.Len()}, Time: time.Now()}
+	if mode == storeModeFallback {
+		r.Status = HealthWarn
+		r.Output = "Redis is failing: rate limits are decided in memory, per instance, until it answers again"
+	}
+	return r
+}
+
+// decide runs one decision, timing it for the store latency histogram when Redis is in play.
+func (e *limiterEntry) decide(ctx context.Context, policy, key string, l ratelimit.Limit) ratelimit.Result {
+	if e.failover == nil {
+		res, _ := e.memory.Allow(ctx, policy, key, l)
+		return res
+	}
+	start := time.Now()
+	res, _ := e.failover.Allow(ctx, policy, key, l) // the failover store never fails a request
+	storeDuration.Observe(time.Since(start).Seconds())
+	return res
+}

@@ -1,0 +1,491 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/ipclass"
+	"github.com/swarmsec/caddy-hardening/ratelimit"
+)
+
+// rlReply is what a test keeps of one response.
+type rlReply struct {
+	status  int
+	header  http.Header
+	body    string
+	elapsed time.Duration
+}
+
+// rlGet sends GET url with headers ("Name: value"); a transport error fails the test.
+func rlGet(t testing.TB, url string, headers ...string) rlReply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return rlReply{resp.StatusCode, resp.Header, string(b), time.Since(start)}
+}
+
+// hammer sends n requests from `clients` goroutines and counts the responses by status.
+func hammer(t *testing.T, url string, clients, n int, headers ...string) map[int]int {
+	t.Helper()
+	var mu sync.Mutex
+	counts := map[int]int{}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				r := rlGet(t, url, headers...)
+				mu.Lock()
+				counts[r.status]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return counts
+}
+
+// TestRateLimitAdmitsExactlyTheBurst: 50 concurrent clients on one key admit exactly the
+// burst; every other answer is the 429 problem, and the upstream never sees it.
+func TestRateLimitAdmitsExactlyTheBurst(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		policy login {
+			limit 7/1h burst 7
+		}
+	}
+}
+`+block)
+	counts := hammer(t, url, 50, 200)
+	if counts[200] != 7 || counts[429] != 193 {
+		t.Fatalf("statuses %v; want exactly 7 admitted and 193 refused", counts)
+	}
+}
+
+// TestRateLimitResponses checks the header fields of admitted and refused requests and the
+// refusal's problem body.
+func TestRateLimitResponses(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		policy login {
+			limit 2/1m burst 2
+		}
+	}
+}
+`+block)
+	first := rlGet(t, url)
+	if first.status != 200 || first.body != "ok" {
+		t.Fatalf("first request: %d %q", first.status, first.body)
+	}
+	if got := first.header.Get("RateLimit-Policy"); got != `"login";q=2;w=60` {
+		t.Fatalf("RateLimit-Policy %q", got)
+	}
+	if got := first.header.Get("RateLimit"); got != `"login";r=1;t=30` {
+		t.Fatalf("RateLimit %q (one request of two spent: 30 s to replenish)", got)
+	}
+	rlGet(t, url)
+	refused := rlGet(t, url)
+	if refused.status != 429 {
+		t.Fatalf("third request: %d, want 429", refused.status)
+	}
+	if ct := refused.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	retry, err := strconv.Atoi(refused.header.Get("Retry-After"))
+	if err != nil || retry < 29 || retry > 30 {
+		t.Fatalf("Retry-After %q, want 30 s (one interval) or just under", refused.header.Get("Retry-After"))
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(refused.body), &body); err != nil {
+		t.Fatalf("body %q: %v", refused.body, err)
+	}
+	if body["status"] != 429.0 || body["policy"] != "login" || body["retry_after"] != float64(retry) ||
+		body["title"] != "Too Many Requests" || body["type"] != "about:blank" || body["detail"] == "" {
+		t.Fatalf("problem body %v", body)
+	}
+	if got := refused.header.Get("RateLimit"); !strings.HasPrefix(got, `"login";r=0;t=`) {
+		t.Fatalf("a refusal carries RateLimit with r=0; got %q", got)
+	}
+	if refused.header.Get("Cache-Control") != "no-store" {
+		t.Fatal("a refusal must not be cached")
+	}
+}
+
+// TestRateLimitRouteOverrides: the directive's block changes the key, the status, the message
+// and hides the header fields.
+func TestRateLimitRouteOverrides(t *testing.T) {
+	block, url := site(t, `	policy_rate_limit login {
+		key {header.X-API-Key}
+		status 503
+		message "come back later"
+		headers off
+	}`)
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		policy login {
+			limit 1/1h
+		}
+	}
+}
+`+block)
+	if r := rlGet(t, url, "X-API-Key: alpha"); r.status != 200 || r.header.Get("RateLimit") != "" || r.header.Get("RateLimit-Policy") != "" {
+		t.Fatalf("alpha's first request: %d, headers %v (headers off)", r.status, r.header)
+	}
+	r := rlGet(t, url, "X-API-Key: alpha")
+	if r.status != 503 || !strings.Contains(r.body, `"detail":"come back later"`) || r.header.Get("Retry-After") == "" {
+		t.Fatalf("alpha's second request: %d %q", r.status, r.body)
+	}
+	if r := rlGet(t, url, "X-API-Key: beta"); r.status != 200 {
+		t.Fatalf("beta has its own bucket: %d", r.status)
+	}
+	// Without the header the key falls back to the client IP: one more bucket, not a shared one.
+	if r := rlGet(t, url); r.status != 200 {
+		t.Fatalf("no key header: %d", r.status)
+	}
+	if r := rlGet(t, url); r.status != 503 {
+		t.Fatalf("no key header, second request: %d (the client IP's bucket)", r.status)
+	}
+}
+
+// classesConfig runs a policy with one row per class; clients are named by X-Forwarded-For
+// from the trusted loopback proxy.
+const classesConfig = `{
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		ip_classes {
+			trusted 10.0.0.0/8
+			suspicious 192.0.2.0/24
+		}
+		policy tiers {
+			limit 3/1h
+			trusted 6/1h
+			suspicious 1/1h
+		}
+		policy closed {
+			limit 2/1h
+			trusted unlimited
+			suspicious deny
+		}
+	}
+}
+`
+
+// TestRateLimitRowPerClass: trusted, default and suspicious clients each get their row;
+// unlimited and deny rows do what they say.
+func TestRateLimitRowPerClass(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, classesConfig+fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /closed {
+		policy_rate_limit closed
+		respond "ok"
+	}
+	handle {
+		policy_rate_limit tiers
+		respond "ok"
+	}
+}
+`, port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	admitted := func(path, ip string) int {
+		n := 0
+		for range 12 {
+			if rlGet(t, url+path, "X-Forwarded-For: "+ip).status == 200 {
+				n++
+			}
+		}
+		return n
+	}
+	for _, c := range []struct {
+		ip   string
+		want int
+	}{{"10.1.2.3", 6}, {"203.0.113.9", 3}, {"192.0.2.7", 1}} {
+		if got := admitted("", c.ip); got != c.want {
+			t.Errorf("%s: %d admitted of 12, want %d", c.ip, got, c.want)
+		}
+	}
+	if got := admitted("closed", "10.9.9.9"); got != 12 {
+		t.Errorf("trusted unlimited: %d of 12", got)
+	}
+	if got := admitted("closed", "192.0.2.99"); got != 0 {
+		t.Errorf("suspicious deny: %d of 12", got)
+	}
+	if r := rlGet(t, url+"closed", "X-Forwarded-For: 10.9.9.9"); r.header.Get("RateLimit") != "" {
+		t.Errorf("an unlimited row sends no RateLimit fields: %q", r.header.Get("RateLimit"))
+	}
+	if got := rateLimitCount(t, "tiers", "suspicious", "denied"); got < 11 {
+		t.Errorf("metric: %v suspicious refusals, want at least 11", got)
+	}
+}
+
+// TestRateLimitSpoofedForwardedForSharesThePeersBucket: without trusted_proxies, a client
+// that sends X-Forwarded-For is still limited by its own address.
+func TestRateLimitSpoofedForwardedForSharesThePeersBucket(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit 3/1h\n\t\t}\n\t}\n}\n"+block)
+	admitted := 0
+	for i := range 10 {
+		if rlGet(t, url, fmt.Sprintf("X-Forwarded-For: 198.51.100.%d", i)).status == 200 {
+			admitted++
+		}
+	}
+	if admitted != 3 {
+		t.Fatalf("%d admitted with 10 spoofed addresses; want 3 (the peer's bucket)", admitted)
+	}
+}
+
+// TestRateLimitShadowNeverRefuses: a shadow policy admits everything but counts and logs what
+// it would have refused.
+func TestRateLimitShadowNeverRefuses(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit trial")
+	c := startWithEvents(t, `{
+	hardening {
+		detection {
+			threshold 3
+		}
+		policy trial {
+			limit 2/1h
+			shadow
+		}
+	}
+}
+`+block, EventRateLimited)
+	before := rateLimitCount(t, "trial", "default", "shadow_denied")
+	for range 6 {
+		if r := rlGet(t, url); r.status != 200 {
+			t.Fatalf("a shadow policy refused: %d", r.status)
+		}
+	}
+	if got := rateLimitCount(t, "trial", "default", "shadow_denied") - before; got != 4 {
+		t.Fatalf("shadow_denied counted %v, want 4", got)
+	}
+	logs := securityLogs(c, EventRateLimited)
+	if len(logs) == 0 || logs[0]["shadow"] != true || logs[0].Level() != "info" {
+		t.Fatalf("want an info event with shadow=true, got %v", logs)
+	}
+	if ev := recordedEvents(EventRateLimited); len(ev) == 0 {
+		t.Fatal("no Caddy event rate_limit_exceeded")
+	}
+	if activeApp(t).classOfAddr(netip.MustParseAddr("127.0.0.1")) != ipclass.Default {
+		t.Fatal("shadow refusals must not raise the detection score (one rate_limited signal reaches the threshold)")
+	}
+}
+
+// TestRateLimitRefusalEventsAreSampled: a flood of refusals writes a few events, each with the
+// number of refusals it stands for, not a line per request.
+func TestRateLimitRefusalEventsAreSampled(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	c := testcaddy.StartCaddy(t, `{
+	hardening {
+		policy login {
+			limit 1/1h
+			key {header.X-API-Key}
+		}
+	}
+}
+`+block)
+	rlGet(t, url, "X-API-Key: secret-key-1")
+	start := time.Now()
+	for range 300 {
+		rlGet(t, url, "X-API-Key: secret-key-1")
+	}
+	elapsed := time.Since(start)
+	logs := securityLogs(c, EventRateLimited)
+	maxEvents := int(elapsed/refusalEventGap) + 1
+	if len(logs) == 0 || len(logs) > maxEvents {
+		t.Fatalf("%d events for 300 refusals in %v; want 1..%d", len(logs), elapsed, maxEvents)
+	}
+	if logs[0]["refusals"] != 1.0 || logs[0].Str("policy") != "login" || logs[0].Level() != "warn" {
+		t.Fatalf("first event %v", logs[0])
+	}
+	for _, e := range logs {
+		if strings.Contains(fmt.Sprint(e), "secret-key-1") {
+			t.Fatalf("an event shows the API key: %v", e)
+		}
+		if e.Str("key_sha256") == "" {
+			t.Fatalf("an event without the key's digest: %v", e)
+		}
+	}
+}
+
+// TestRateLimitSignalsTheDetector: refusals raise the client's score until it is suspicious.
+func TestRateLimitSignalsTheDetector(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		detection {
+			threshold 9
+			score rate_limited 3
+		}
+		policy login {
+			limit 1/1h
+		}
+	}
+}
+`+block)
+	for range 4 {
+		rlGet(t, url)
+	}
+	if got := activeApp(t).classOfAddr(netip.MustParseAddr("127.0.0.1")); got != ipclass.Suspicious {
+		t.Fatalf("after three refusals (score 9) the client is %v, want suspicious", got)
+	}
+}
+
+// fixedLoad is an injected CPU reading.
+type fixedLoad struct{ cpu atomic.Value }
+
+func (f *fixedLoad) Load() (ratelimit.Load, error) {
+	return ratelimit.Load{CPU: f.cpu.Load().(float64)}, nil
+}
+
+// TestRateLimitAdaptiveShrinksUnderLoad: an injected full CPU shrinks an adaptive policy to
+// min_factor of its burst; recovery restores it.
+func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
+	load := new(fixedLoad)
+	load.cpu.Store(2.0) // a reading above 1 (saturated, throttled) drives the average past 1 quickly
+	adaptiveLoadSource = load
+	t.Cleanup(func() { adaptiveLoadSource = nil })
+	block, url := site(t, "\tpolicy_rate_limit heavy")
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		adaptive {
+			cpu_target 0.5
+			min_factor 0.25
+			interval 1h
+		}
+		policy heavy {
+			limit 8/1h
+			key {header.X-Client}
+			adaptive
+		}
+	}
+}
+`+block)
+	lim := activeApp(t).limiter
+	for range 30 { // the smoothed load converges to 1
+		if err := lim.adaptive.Sample(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := lim.adaptive.Factor(); f != 0.25 {
+		t.Fatalf("factor %v under full load, want min_factor 0.25", f)
+	}
+	count := func(client string) int {
+		n := 0
+		for range 10 {
+			if rlGet(t, url, "X-Client: "+client).status == 200 {
+				n++
+			}
+		}
+		return n
+	}
+	if got := count("a"); got != 2 {
+		t.Fatalf("%d admitted under load, want 2 (8 x 0.25)", got)
+	}
+	if r := rlGet(t, url, "X-Client: z"); r.header.Get("RateLimit-Policy") != `"heavy";q=8;w=14400` {
+		t.Fatalf("RateLimit-Policy under load: %q (8 per 4 h)", r.header.Get("RateLimit-Policy"))
+	}
+	load.cpu.Store(0.0)
+	for range 30 {
+		_ = lim.adaptive.Sample()
+	}
+	if f := lim.adaptive.Factor(); f != 1 {
+		t.Fatalf("factor %v after recovery, want 1", f)
+	}
+	if got := count("b"); got != 8 {
+		t.Fatalf("%d admitted after recovery, want 8", got)
+	}
+}
+
+// TestRateLimitFeatureOff: with the rate_limit feature off the handler passes everything.
+func TestRateLimitFeatureOff(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tfeatures {\n\t\t\trate_limit off\n\t\t}\n\t\tpolicy login {\n\t\t\tlimit 1/1h\n\t\t}\n\t}\n}\n"+block)
+	for range 3 {
+		if r := rlGet(t, url); r.status != 200 || r.header.Get("RateLimit") != "" {
+			t.Fatalf("feature off: %d %v", r.status, r.header)
+		}
+	}
+}
+
+// TestRateLimitBadJSONIsRefused: what the Caddyfile adapter cannot catch is refused at load.
+func TestRateLimitBadJSONIsRefused(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, tc := range []struct{ json, want string }{
+		{`{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"nope"}]}]}}}}}`,
+			`unknown policy "nope"; expected one of: api, api_intensive, authentication, default, public`},
+		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":-1}}}}}}`, `rate limit policy "x", limit row: rate must be positive`},
+		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"key":"{foo}"}}}}}`, `unknown placeholder {foo}`},
+		{`{"apps":{"hardening":{"policies":{"Bad Name":{"limit":{"rate":5}}}}}}`, `rate limit policy "Bad Name": a name is lowercase`},
+		{`{"apps":{"hardening":{"rate_limit":{"on_store_failure":"panic"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
+			`on_store_failure: expected fallback, allow or deny`},
+	} {
+		if err := c.LoadJSON(tc.json); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s:\n  err = %v\n  want %q", tc.json, err, tc.want)
+		}
+	}
+}
+
+// TestBuiltinPoliciesPerEnvironment: built-in policies exist without configuration, scale up in
+// development, and a policy block with a built-in name changes only what it sets.
+func TestBuiltinPoliciesPerEnvironment(t *testing.T) {
+	prod, err := resolvePolicies(map[string]*PolicyConfig{"authentication": {Limit: row(10, time.Minute, 0)}}, Production)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := prod["authentication"]
+	if got := auth.rows[ipclass.Default].String(); got != "10/1m burst 10" {
+		t.Errorf("overridden limit row: %s", got)
+	}
+	if got := auth.rows[ipclass.Trusted].String(); got != "50/1m burst 50" {
+		t.Errorf("the built-in trusted row stays: %s", got)
+	}
+	if !prod["api_intensive"].adaptive || prod["public"].rows[ipclass.Trusted].kind != rowUnlimited {
+		t.Error("api_intensive is adaptive and public trusts trusted clients without limit")
+	}
+	dev, err := resolvePolicies(nil, Development)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dev["authentication"].rows[ipclass.Default].String(); got != "50/1m burst 50" {
+		t.Errorf("development authentication: %s, want 10 x production", got)
+	}
+}
+
+// rateLimitCount reads the decisions counter of a policy, class and result.
+func rateLimitCount(t *testing.T, policy, class, result string) float64 {
+	t.Helper()
+	return testutil.ToFloat64(rateLimitDecisions.WithLabelValues(policy, class, result))
+}
