@@ -51,6 +51,44 @@ func TestRateLimitRedisAdmitsExactlyTheBurst(t *testing.T) {
 	}
 }
 
+// TestRateLimitAdmitsTheBurstThenTheRate: 50 concurrent clients on one key for about a second,
+// in memory and through Redis: the admitted count is the burst plus the rate over the elapsed
+// time (a lower bound at 80 % of it, since the clients must also be fast enough to use it).
+func TestRateLimitAdmitsTheBurstThenTheRate(t *testing.T) {
+	r := testenv.StartRedis(t)
+	for _, store := range []string{"memory", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			block, url := site(t, "\tpolicy_rate_limit login")
+			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore "+store+"\n\t\t}", "limit 20/1s burst 5")+block)
+			var admitted, other atomic.Int64
+			start := time.Now()
+			end := start.Add(time.Second)
+			var wg sync.WaitGroup
+			for range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(end) {
+						switch rlGet(t, url, "X-Client: "+store).status {
+						case 200:
+							admitted.Add(1)
+						case 429:
+						default:
+							other.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start).Seconds()
+			most, least := 5+20*elapsed+1, 5+20*elapsed*0.8
+			if got := float64(admitted.Load()); got > most || got < least || other.Load() != 0 {
+				t.Fatalf("%v admitted (%d other statuses) in %.2f s; want %.0f..%.0f", got, other.Load(), elapsed, least, most)
+			}
+		})
+	}
+}
+
 // instancesShareLimit runs three Caddy processes on one Redis deployment and checks that the
 // total admitted over a window stays within the limit.
 func instancesShareLimit(t *testing.T, redisLine string) {

@@ -42,11 +42,22 @@ func RequireBinary(t testing.TB, name string) string {
 	path, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed, and CI is set: the CI script must install it (apt-get install redis-server)", name)
+			t.Fatalf("%s is not installed, and CI is set: the CI script must install it (Debian: apt-get install %s)", name, debianPackage(name))
 		}
-		t.Skipf("%s is not on PATH: install it (Debian: apt-get install redis-server) to run this test", name)
+		t.Skipf("%s is not on PATH: install it (Debian: apt-get install %s) to run this test", name, debianPackage(name))
 	}
 	return path
+}
+
+// debianPackage names the Debian package that installs a binary the tests use.
+func debianPackage(binary string) string {
+	switch binary {
+	case "redis-server", "redis-cli":
+		return "redis-server"
+	case "psql", "pg_ctl":
+		return "postgresql"
+	}
+	return binary
 }
 
 // StartRedis starts a redis-server on a free loopback port with persistence off. Extra
