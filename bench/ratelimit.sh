@@ -4,6 +4,7 @@
 # module bench/caddyratelimit, so caddy-hardening does not depend on it):
 #
 #   mem_admit    policy_rate_limit, memory store, a limit never reached
+#   mem_nohdr    the same with `headers off` (the decision without the two header fields)
 #   mem_deny     policy_rate_limit, memory store, every request but the first denied
 #   redis_admit  policy_rate_limit, Redis store (a redis-server started here), never reached
 #   crl_bare     Caddy + caddy-ratelimit, bare `respond` (the RSS reference of that binary)
@@ -21,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-CONFIGS=${CONFIGS:-mem_admit mem_deny redis_admit crl_bare crl_admit crl_deny}
+CONFIGS=${CONFIGS:-mem_admit mem_nohdr mem_deny redis_admit crl_bare crl_admit crl_deny}
 selected() { [[ " $CONFIGS " == *" $1 "* ]]; }
 
 build_caddy
@@ -46,10 +47,11 @@ serve() {
   pids+=("$!")
 }
 
-# ours <name> <limit line> [redis URL]: policy_rate_limit with one policy.
+# ours <name> <limit line> [redis URL] [directive block]: policy_rate_limit with one policy.
 ours() {
-  local redis=""
-  if [ $# -ge 3 ]; then redis="redis $3"; fi
+  local redis="" block=""
+  if [ -n "${3:-}" ]; then redis="redis $3"; fi
+  if [ -n "${4:-}" ]; then block="$4"; fi
   serve "$1" "$tmp/caddy" <<EOF
 {
 	admin off
@@ -64,7 +66,7 @@ ours() {
 }
 http://127.0.0.1:${port[$1]} {
 	bind 127.0.0.1
-	policy_rate_limit bench
+	policy_rate_limit bench $block
 	respond "ok"
 }
 EOF
@@ -92,7 +94,7 @@ EOF
 }
 
 names=(bare)
-for name in mem_admit mem_deny redis_admit crl_bare crl_admit crl_deny; do
+for name in mem_admit mem_nohdr mem_deny redis_admit crl_bare crl_admit crl_deny; do
   if selected "$name"; then names+=("$name"); fi
 done
 for name in "${names[@]}"; do port[$name]=$(free_port); done
@@ -107,7 +109,10 @@ http://127.0.0.1:${port[bare]} {
 	respond "ok"
 }
 EOF
-if selected mem_admit; then ours mem_admit "limit 1000000000/1s burst 1000000"; fi
+if selected mem_admit; then ours mem_admit "limit 1000000/1s burst 1000000"; fi
+if selected mem_nohdr; then ours mem_nohdr "limit 1000000/1s burst 1000000" "" "{
+		headers off
+	}"; fi
 if selected mem_deny; then ours mem_deny "limit 1/1h burst 1"; fi
 if selected redis_admit; then
   command -v redis-server >/dev/null || { echo "redis-server is not installed (Debian: apt-get install redis-server)"; exit 1; }
@@ -116,7 +121,7 @@ if selected redis_admit; then
   pids+=("$!")
   for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
   redis-cli -p "$redis_port" ping >/dev/null || { echo "redis-server did not start"; cat "$tmp/redis.log"; exit 1; }
-  ours redis_admit "limit 1000000000/1s burst 1000000" "redis://127.0.0.1:$redis_port"
+  ours redis_admit "limit 1000000/1s burst 1000000" "redis://127.0.0.1:$redis_port"
 fi
 if selected crl_bare; then
   serve crl_bare "$tmp/caddy-ratelimit" <<EOF

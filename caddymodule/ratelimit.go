@@ -174,7 +174,9 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 // refuse answers a refused request and reports it: metrics, the detector, a sampled event.
 func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, res ratelimit.Result, limit ratelimit.Limit) error {
 	h.metrics.count(class, resultDenied)
-	h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
+	if class != ipclass.Suspicious { // already suspicious: a flood's refusals cost no detector work
+		h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
+	}
 	h.sampler.report(h, r, class, res, false)
 	return h.replies[class].refuse(w, res, limit, h.HideHeaders)
 }

@@ -136,6 +136,9 @@ func TestRateLimitResponses(t *testing.T) {
 	if got := refused.header.Get("RateLimit"); !strings.HasPrefix(got, `"login";r=0;t=`) {
 		t.Fatalf("a refusal carries RateLimit with r=0; got %q", got)
 	}
+	if refused.header.Get("Content-Length") != strconv.Itoa(len(refused.body)) {
+		t.Fatalf("Content-Length %q for a body of %d bytes", refused.header.Get("Content-Length"), len(refused.body))
+	}
 	if refused.header.Get("Cache-Control") != "no-store" {
 		t.Fatal("a refusal must not be cached")
 	}
