@@ -492,3 +492,36 @@ func rateLimitCount(t *testing.T, policy, class, result string) float64 {
 	t.Helper()
 	return testutil.ToFloat64(rateLimitDecisions.WithLabelValues(policy, class, result))
 }
+
+// TestRateLimitBucketsSurviveAReload: a reload that keeps the limiter's settings keeps every
+// bucket (the limiter lives in a UsagePool), even when the policy's numbers change.
+func TestRateLimitBucketsSurviveAReload(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	cfg := func(limit string) string {
+		return "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit " + limit + "\n\t\t}\n\t}\n}\n" + block
+	}
+	c := testcaddy.StartCaddy(t, cfg("2/1h"))
+	rlGet(t, url)
+	rlGet(t, url)
+	if r := rlGet(t, url); r.status != 429 {
+		t.Fatalf("third request: %d", r.status)
+	}
+	before := activeApp(t).limiter
+	if err := c.Load(cfg("2/1h burst 4")); err != nil {
+		t.Fatal(err)
+	}
+	if activeApp(t).limiter != before {
+		t.Fatal("the reload built a new limiter: buckets were lost")
+	}
+	// The bucket still holds the two requests spent: a burst of 4 leaves room for 2 more, where
+	// a fresh bucket would admit 4.
+	admitted := 0
+	for range 4 {
+		if rlGet(t, url).status == 200 {
+			admitted++
+		}
+	}
+	if admitted != 2 {
+		t.Fatalf("%d admitted after the reload to burst 4; want 2 (the bucket survived)", admitted)
+	}
+}
