@@ -285,11 +285,7 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		}
 		r.MaxRetries = n
 	case "dial_timeout", "read_timeout", "write_timeout":
-		v, err := oneArg(d, name)
-		if err != nil {
-			return err
-		}
-		dur, err := positiveDuration(d, name, v)
+		dur, err := durationArg(d, name)
 		if err != nil {
 			return err
 		}
@@ -380,7 +376,12 @@ func intArg(d *caddyfile.Dispenser, name string, lo, hi int) (int, error) {
 	return n, nil
 }
 
-func positiveDuration(d *caddyfile.Dispenser, name, v string) (time.Duration, error) {
+// durationArg reads one positive duration argument.
+func durationArg(d *caddyfile.Dispenser, name string) (time.Duration, error) {
+	v, err := oneArg(d, name)
+	if err != nil {
+		return 0, err
+	}
 	dur, err := caddy.ParseDuration(v)
 	if err != nil || dur <= 0 {
 		return 0, d.Errf("%s: expected a positive duration such as 500ms, 2s or 15m, got %q", name, v)

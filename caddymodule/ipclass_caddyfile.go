@@ -92,11 +92,7 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			}
 			cfg.Threshold = f
 		case "ban_for", "decay":
-			v, err := oneArg(d, name)
-			if err != nil {
-				return err
-			}
-			dur, err := positiveDuration(d, name, v)
+			dur, err := durationArg(d, name)
 			if err != nil {
 				return err
 			}

@@ -269,18 +269,6 @@ func typeOptions(typ string) string {
 	return ", " + strings.Join(names, ", ")
 }
 
-func durationArg(d *caddyfile.Dispenser, name string) (time.Duration, error) {
-	v, err := oneArg(d, name)
-	if err != nil {
-		return 0, err
-	}
-	dur, err := caddy.ParseDuration(v)
-	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s: expected a positive duration such as 10s, got %q", name, v)
-	}
-	return dur, nil
-}
-
 func validMethod(m string) bool {
 	if m == "" {
 		return false

@@ -180,11 +180,7 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 			}
 			cfg.InFlightTarget = n
 		case "interval":
-			v, err := oneArg(d, "adaptive interval")
-			if err != nil {
-				return err
-			}
-			dur, err := positiveDuration(d, "adaptive interval", v)
+			dur, err := durationArg(d, "adaptive interval")
 			if err != nil {
 				return err
 			}
@@ -228,11 +224,7 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 			}
 			cfg.MaxKeys = n
 		case "store_timeout":
-			v, err := oneArg(d, "rate_limit store_timeout")
-			if err != nil {
-				return err
-			}
-			dur, err := positiveDuration(d, "rate_limit store_timeout", v)
+			dur, err := durationArg(d, "rate_limit store_timeout")
 			if err != nil {
 				return err
 			}

@@ -47,14 +47,8 @@ func runParallel(b *testing.B, decide func(ctx context.Context, key string) erro
 	reportOpsPerSecond(b)
 }
 
-func BenchmarkRedisStoreAllow(b *testing.B) {
-	r := testenv.StartRedis(b)
-	s := newTestStore(b, r, RedisOptions{Prefix: "bench:"})
-	decide := func(ctx context.Context, key string) error {
-		_, err := s.Allow(ctx, "bench", key, redisBenchLimit)
-		return err
-	}
-
+// runSerialAndParallel benchmarks decide from one goroutine, then from 64.
+func runSerialAndParallel(b *testing.B, decide func(context.Context, string) error) {
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		ctx := context.Background()
@@ -68,6 +62,17 @@ func BenchmarkRedisStoreAllow(b *testing.B) {
 	b.Run("parallel-64", func(b *testing.B) { runParallel(b, decide) })
 }
 
+func BenchmarkRedisStoreAllow(b *testing.B) {
+	r := testenv.StartRedis(b)
+	s := newTestStore(b, r, RedisOptions{Prefix: "bench:"})
+	decide := func(ctx context.Context, key string) error {
+		_, err := s.Allow(ctx, "bench", key, redisBenchLimit)
+		return err
+	}
+
+	runSerialAndParallel(b, decide)
+}
+
 // BenchmarkRedisScriptUnbatched is the baseline without micro-batching: each caller runs
 // the same script itself, one round trip per decision on one pooled connection.
 func BenchmarkRedisScriptUnbatched(b *testing.B) {
@@ -76,17 +81,7 @@ func BenchmarkRedisScriptUnbatched(b *testing.B) {
 	decide := func(ctx context.Context, key string) error {
 		return gcraScript.Run(ctx, client, []string{"bench:{bench:" + key + "}"}, redisBenchLimit.Interval().Microseconds(), redisBenchLimit.Burst).Err()
 	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		ctx := context.Background()
-		for i := 0; b.Loop(); i++ {
-			if err := decide(ctx, benchKeys[i%len(benchKeys)]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportOpsPerSecond(b)
-	})
-	b.Run("parallel-64", func(b *testing.B) { runParallel(b, decide) })
+	runSerialAndParallel(b, decide)
 }
 
 // BenchmarkFailoverStoreAllow is the RedisStore behind its breaker and 50ms timeout. It
