@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -283,5 +284,39 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRateLimitRefusalsSpareRedis: once Redis refused a key, its next refusals are answered
+// by the instance until the retry time, without a round trip.
+func TestRateLimitRefusalsSpareRedis(t *testing.T) {
+	r := testenv.StartRedis(t)
+	block, url := site(t, "\tpolicy_rate_limit login")
+	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 1/1h")+block)
+	scripts := func() int {
+		info, err := r.Do("INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, line := range strings.Split(fmt.Sprint(info), "\n") {
+			for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+				if rest, ok := strings.CutPrefix(line, cmd); ok {
+					v, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+					n += v
+				}
+			}
+		}
+		return n
+	}
+	rlGet(t, url, "X-Client: flood")
+	before := scripts()
+	for range 100 {
+		if s := rlGet(t, url, "X-Client: flood").status; s != 429 {
+			t.Fatalf("status %d", s)
+		}
+	}
+	if n := scripts() - before; n != 1 {
+		t.Fatalf("100 refusals ran the script %d times in Redis; want 1 (the first refusal)", n)
 	}
 }

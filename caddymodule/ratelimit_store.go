@@ -74,7 +74,7 @@ type limiterEntry struct {
 	memory   *ratelimit.MemoryStore
 	redis    *ratelimit.RedisStore    // nil without Redis
 	failover *ratelimit.FailoverStore // nil without Redis
-	store    ratelimit.Store          // what handlers call: failover or memory
+	store    ratelimit.Store          // what handlers call: memory, or the denial cache over failover
 	adaptive *ratelimit.Adaptive
 	started  atomic.Bool
 
@@ -240,7 +240,9 @@ func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 		Timeout: s.Timeout, OnFailure: mode,
 		OnModeChange: func(from, to ratelimit.Mode, err error) { e.modeChanged(to, err) },
 	})
-	e.store = e.failover
+	// Refused keys are answered locally until their retry time: a flood of refused requests
+	// costs Redis nothing, and the cache is exact (see ratelimit.DenialCache).
+	e.store = ratelimit.NewDenialCache(e.failover, ratelimit.DenialCacheOptions{})
 	return e, nil
 }
 
@@ -282,7 +284,7 @@ func (e *limiterEntry) decide(ctx context.Context, policy, key string, l ratelim
 		return res
 	}
 	start := time.Now()
-	res, _ := e.failover.Allow(ctx, policy, key, l) // the failover store never fails a request
+	res, _ := e.store.Allow(ctx, policy, key, l) // the failover store never fails a request
 	storeDuration.Observe(time.Since(start).Seconds())
 	return res
 }

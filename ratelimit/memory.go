@@ -181,9 +181,13 @@ func (s *MemoryStore) Len() int {
 // hash returns the 64-bit hash of (policy, key) under the store's seed. The policy's length
 // comes first so that no two distinct pairs are the same byte string, whatever bytes the
 // policy name holds.
-func (s *MemoryStore) hash(policy, key string) uint64 {
+func (s *MemoryStore) hash(policy, key string) uint64 { return keyHash(s.seed, policy, key) }
+
+// keyHash is the seeded 64-bit hash of (policy, key) that in-memory maps are keyed by. The
+// policy's length goes first, so ("logi", "nalice") and ("login", "alice") differ.
+func keyHash(seed maphash.Seed, policy, key string) uint64 {
 	var h maphash.Hash
-	h.SetSeed(s.seed)
+	h.SetSeed(seed)
 	var policyLen [8]byte
 	binary.LittleEndian.PutUint64(policyLen[:], uint64(len(policy)))
 	h.Write(policyLen[:])

@@ -1,0 +1,22 @@
+package ratelimit
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// BenchmarkDenialCacheHit is a refusal answered from the cache (the flood case in Redis mode).
+func BenchmarkDenialCacheHit(b *testing.B) {
+	cache := NewDenialCache(NewMemoryStore(MemoryOptions{}), DenialCacheOptions{})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	ctx := context.Background()
+	cache.Allow(ctx, "api", "203.0.113.7", l)
+	cache.Allow(ctx, "api", "203.0.113.7", l)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, _ := cache.Allow(ctx, "api", "203.0.113.7", l); r.Allowed {
+			b.Fatal("admitted")
+		}
+	}
+}

@@ -1,0 +1,104 @@
+package ratelimit
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingStore counts the decisions that reach the store it wraps.
+type countingStore struct {
+	Store
+	calls atomic.Int64
+}
+
+func (c *countingStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	c.calls.Add(1)
+	return c.Store.Allow(ctx, policy, key, l)
+}
+
+// TestDenialCacheNeverChangesADecision: with one clock for both, every decision through the
+// cache equals the wrapped store's own, over random keys, limits and steps of time; and the
+// refusals the cache answered never reached the store.
+func TestDenialCacheNeverChangesADecision(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000_000_000)
+	now := func() int64 { return clock.Load() }
+	reference := NewMemoryStore(MemoryOptions{Now: now})
+	inner := &countingStore{Store: NewMemoryStore(MemoryOptions{Now: now})}
+	cache := NewDenialCache(inner, DenialCacheOptions{Now: now})
+	limits := []Limit{{Rate: 5, Period: time.Second, Burst: 2}, {Rate: 1, Period: time.Minute, Burst: 1}, {Rate: 100, Period: time.Second, Burst: 10}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ctx := context.Background()
+	denied := 0
+	for i := range 200_000 {
+		key := strconv.Itoa(rng.IntN(20))
+		l := limits[rng.IntN(len(limits))]
+		if i%3 == 0 { // most keys keep one limit, as a policy's row does
+			l = limits[0]
+		}
+		want, _ := reference.Allow(ctx, "p", key, l)
+		got, _ := cache.Allow(ctx, "p", key, l)
+		if got.Allowed != want.Allowed || got.RetryAfter != want.RetryAfter {
+			t.Fatalf("decision %d (key %s, %+v): cache %+v, store %+v", i, key, l, got, want)
+		}
+		if !got.Allowed {
+			denied++
+		}
+		clock.Add(rng.Int64N(int64(50 * time.Millisecond)))
+	}
+	if saved := 200_000 - inner.calls.Load(); saved == 0 || denied == 0 {
+		t.Fatalf("%d refusals, %d answered without the store: the cache did nothing", denied, saved)
+	}
+}
+
+// TestDenialCacheAnswersRefusedKeysLocally: once refused, a key's requests do not reach the
+// store until its retry time; another limit for the key asks the store.
+func TestDenialCacheAnswersRefusedKeysLocally(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000_000_000)
+	now := func() int64 { return clock.Load() }
+	inner := &countingStore{Store: NewMemoryStore(MemoryOptions{Now: now})}
+	cache := NewDenialCache(inner, DenialCacheOptions{Now: now})
+	l := Limit{Rate: 1, Period: time.Second, Burst: 1}
+	ctx := context.Background()
+	if r, _ := cache.Allow(ctx, "p", "k", l); !r.Allowed {
+		t.Fatal("first request refused")
+	}
+	for range 100 {
+		if r, _ := cache.Allow(ctx, "p", "k", l); r.Allowed || r.RetryAfter <= 0 || r.RetryAfter > time.Second {
+			t.Fatalf("refusal %+v", r)
+		}
+	}
+	if n := inner.calls.Load(); n != 2 {
+		t.Fatalf("%d decisions reached the store; want 2 (the first and the first refusal)", n)
+	}
+	if _, _ = cache.Allow(ctx, "p", "k", Limit{Rate: 10, Period: time.Second, Burst: 1}); inner.calls.Load() != 3 {
+		t.Fatal("another limit must ask the store")
+	}
+	clock.Add(int64(time.Second))
+	if r, _ := cache.Allow(ctx, "p", "k", l); !r.Allowed || inner.calls.Load() != 4 {
+		t.Fatalf("after the retry time: %+v, %d store calls", r, inner.calls.Load())
+	}
+}
+
+// TestDenialCacheIsBounded: a flood of refused keys never holds more than MaxEntries.
+func TestDenialCacheIsBounded(t *testing.T) {
+	cache := NewDenialCache(NewMemoryStore(MemoryOptions{}), DenialCacheOptions{MaxEntries: 640})
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	ctx := context.Background()
+	for i := range 20_000 {
+		key := strconv.Itoa(i)
+		cache.Allow(ctx, "p", key, l)
+		cache.Allow(ctx, "p", key, l) // refused: cached
+		if n := cache.Len(); n > 640 {
+			t.Fatalf("%d entries after %d keys; MaxEntries is 640", n, i+1)
+		}
+	}
+	if cache.Len() < 600 {
+		t.Fatalf("only %d entries kept", cache.Len())
+	}
+}
