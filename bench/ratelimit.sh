@@ -6,7 +6,9 @@
 #   mem_admit    policy_rate_limit, memory store, a limit never reached
 #   mem_nohdr    the same with `headers off` (the decision without the two header fields)
 #   mem_deny     policy_rate_limit, memory store, every request but the first denied
-#   redis_admit  policy_rate_limit, Redis store (a redis-server started here), never reached
+#   redis_admit  policy_rate_limit, Redis store (a redis-server started here), never reached;
+#                the key's burst is large, so it leases 1 % of it at a time (see README)
+#   redis_exact  the same with `leases off`: one Redis decision per request
 #   redis_deny   policy_rate_limit, Redis store, every request but the first denied
 #   crl_bare     Caddy + caddy-ratelimit, bare `respond` (the RSS reference of that binary)
 #   crl_admit    caddy-ratelimit's rate_limit, a zone never full
@@ -23,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-CONFIGS=${CONFIGS:-mem_admit mem_nohdr mem_deny redis_admit redis_deny crl_bare crl_admit crl_deny}
+CONFIGS=${CONFIGS:-mem_admit mem_nohdr mem_deny redis_admit redis_exact redis_deny crl_bare crl_admit crl_deny}
 selected() { [[ " $CONFIGS " == *" $1 "* ]]; }
 
 build_caddy
@@ -59,7 +61,7 @@ ours() {
 	persist_config off
 	hardening {
 		$redis
-		policy bench {
+		policy $1 {
 			$2
 			key {client_ip}
 		}
@@ -67,7 +69,7 @@ ours() {
 }
 http://127.0.0.1:${port[$1]} {
 	bind 127.0.0.1
-	policy_rate_limit bench $block
+	policy_rate_limit $1 $block
 	respond "ok"
 }
 EOF
@@ -95,7 +97,7 @@ EOF
 }
 
 names=(bare)
-for name in mem_admit mem_nohdr mem_deny redis_admit redis_deny crl_bare crl_admit crl_deny; do
+for name in mem_admit mem_nohdr mem_deny redis_admit redis_exact redis_deny crl_bare crl_admit crl_deny; do
   if selected "$name"; then names+=("$name"); fi
 done
 for name in "${names[@]}"; do port[$name]=$(free_port); done
@@ -115,7 +117,7 @@ if selected mem_nohdr; then ours mem_nohdr "limit 1000000/1s burst 1000000" "" "
 		headers off
 	}"; fi
 if selected mem_deny; then ours mem_deny "limit 1/1h burst 1"; fi
-if selected redis_admit || selected redis_deny; then
+if selected redis_admit || selected redis_exact || selected redis_deny; then
   command -v redis-server >/dev/null || { echo "redis-server is not installed (Debian: apt-get install redis-server)"; exit 1; }
   redis_port=$(free_port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$tmp/redis.log" 2>&1 &
@@ -123,6 +125,10 @@ if selected redis_admit || selected redis_deny; then
   for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
   redis-cli -p "$redis_port" ping >/dev/null || { echo "redis-server did not start"; cat "$tmp/redis.log"; exit 1; }
   if selected redis_admit; then ours redis_admit "limit 1000000/1s burst 1000000" "redis://127.0.0.1:$redis_port"; fi
+  if selected redis_exact; then ours redis_exact "limit 1000000/1s burst 1000000" "redis://127.0.0.1:$redis_port
+		rate_limit {
+			leases off
+		}"; fi
   if selected redis_deny; then ours redis_deny "limit 1/1h burst 1" "redis://127.0.0.1:$redis_port"; fi
 fi
 if selected crl_bare; then

@@ -100,6 +100,7 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			max_keys <n>
 //			store_timeout <duration>
 //			on_store_failure fallback|allow|deny
+//			leases on|off
 //		}
 //	}
 //

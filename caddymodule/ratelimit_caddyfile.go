@@ -200,6 +200,7 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 //		max_keys <n>
 //		store_timeout <duration>
 //		on_store_failure fallback|allow|deny
+//		leases on|off
 //	}
 func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
@@ -238,8 +239,14 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 				return d.Errf("rate_limit on_store_failure: %v", err)
 			}
 			cfg.OnStoreFailure = v
+		case "leases":
+			on, err := onOff(d, "rate_limit leases")
+			if err != nil {
+				return err
+			}
+			cfg.DisableLeases = !on
 		default:
-			return d.Errf("rate_limit: unknown subdirective %q; expected store, max_keys, store_timeout or on_store_failure", sub)
+			return d.Errf("rate_limit: unknown subdirective %q; expected store, max_keys, store_timeout, on_store_failure or leases", sub)
 		}
 	}
 	a.RateLimit = cfg

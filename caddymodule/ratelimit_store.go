@@ -32,6 +32,12 @@ type RateLimitConfig struct {
 	// request is decided by on_store_failure. Default: 50ms.
 	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
 
+	// DisableLeases makes every request of a key with a large burst (200 or more) a Redis
+	// decision. By default such a key takes a hundredth of its burst from Redis at once and
+	// admits those requests locally within a second: never more than the limit, one round trip
+	// per lease instead of per request (see ratelimit.LeasingStore). Default: false.
+	DisableLeases bool `json:"disable_leases,omitempty"`
+
 	// OnStoreFailure decides requests while Redis fails: `fallback` (the in-memory store, with
 	// the same policies, per instance), `allow` (admit everything) or `deny` (refuse
 	// everything). Default: fallback.
@@ -74,7 +80,7 @@ type limiterEntry struct {
 	memory   *ratelimit.MemoryStore
 	redis    *ratelimit.RedisStore    // nil without Redis
 	failover *ratelimit.FailoverStore // nil without Redis
-	store    ratelimit.Store          // what handlers call: memory, or the denial cache over failover
+	store    ratelimit.Store          // what handlers call: memory, or denials > leases > failover
 	adaptive *ratelimit.Adaptive
 	started  atomic.Bool
 
@@ -113,6 +119,7 @@ type limiterSettings struct {
 	MaxKeys   int            `json:"max_keys"`
 	Timeout   time.Duration  `json:"timeout"`
 	OnFailure string         `json:"on_failure"`
+	NoLeases  bool           `json:"no_leases,omitempty"`
 	Adaptive  AdaptiveConfig `json:"adaptive"`
 }
 
@@ -164,7 +171,7 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 	if a.RateLimit != nil {
 		cfg = *a.RateLimit
 	}
-	s := limiterSettings{MaxKeys: cfg.MaxKeys, Timeout: time.Duration(cfg.StoreTimeout), OnFailure: cfg.OnStoreFailure}
+	s := limiterSettings{MaxKeys: cfg.MaxKeys, Timeout: time.Duration(cfg.StoreTimeout), OnFailure: cfg.OnStoreFailure, NoLeases: cfg.DisableLeases}
 	if s.MaxKeys == 0 {
 		s.MaxKeys = defaultRateLimitMaxKeys
 	}
@@ -240,9 +247,14 @@ func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 		Timeout: s.Timeout, OnFailure: mode,
 		OnModeChange: func(from, to ratelimit.Mode, err error) { e.modeChanged(to, err) },
 	})
-	// Refused keys are answered locally until their retry time: a flood of refused requests
-	// costs Redis nothing, and the cache is exact (see ratelimit.DenialCache).
-	e.store = ratelimit.NewDenialCache(e.failover, ratelimit.DenialCacheOptions{})
+	// Keys with a large burst lease requests from Redis; refused keys are answered locally
+	// until their retry time, so a flood of refused requests costs Redis nothing (see
+	// ratelimit.LeasingStore and ratelimit.DenialCache).
+	var decider ratelimit.Store = e.failover
+	if !s.NoLeases {
+		decider = ratelimit.NewLeasingStore(e.failover, ratelimit.LeasingOptions{})
+	}
+	e.store = ratelimit.NewDenialCache(decider, ratelimit.DenialCacheOptions{})
 	return e, nil
 }
 

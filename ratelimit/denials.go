@@ -2,13 +2,8 @@ package ratelimit
 
 import (
 	"context"
-	"hash/maphash"
-	"sync"
 	"time"
 )
-
-// denialShards spreads a DenialCache over independently locked maps.
-const denialShards = 64
 
 // DenialCache wraps a remote store (Redis) and answers locally for a key that the store
 // refused, until the time the store said the next request may come. A refused client that
@@ -25,16 +20,9 @@ const denialShards = 64
 // At most MaxEntries refusals are kept; when a shard is full, expired entries go first, else
 // the one closest to expiring.
 type DenialCache struct {
-	inner  Store
-	seed   maphash.Seed
-	now    func() int64
-	shards [denialShards]denialShard
-}
-
-type denialShard struct {
-	mu      sync.Mutex
-	entries map[uint64]denial
-	max     int
+	inner   Store
+	now     func() int64
+	denials *expiringMap[denial]
 }
 
 // denial is a cached refusal: until when, and under which limit.
@@ -59,18 +47,13 @@ func NewDenialCache(inner Store, opts DenialCacheOptions) *DenialCache {
 	if opts.Now == nil {
 		opts.Now = func() int64 { return time.Now().UnixNano() }
 	}
-	c := &DenialCache{inner: inner, seed: maphash.MakeSeed(), now: opts.Now}
-	for i := range c.shards {
-		c.shards[i].entries = make(map[uint64]denial)
-		c.shards[i].max = max(1, opts.MaxEntries/denialShards)
-	}
-	return c
+	return &DenialCache{inner: inner, now: opts.Now,
+		denials: newExpiringMap(opts.MaxEntries, func(d denial) int64 { return d.until })}
 }
 
 // Allow answers a cached refusal locally, and asks the wrapped store otherwise.
 func (c *DenialCache) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
-	h := keyHash(c.seed, policy, key)
-	sh := &c.shards[h%denialShards]
+	h, sh := c.denials.shard(policy, key)
 	start := c.now()
 	sh.mu.Lock()
 	d, ok := sh.entries[h]
@@ -89,43 +72,10 @@ func (c *DenialCache) Allow(ctx context.Context, policy, key string, l Limit) (R
 		return res, err
 	}
 	sh.mu.Lock()
-	if _, present := sh.entries[h]; !present && len(sh.entries) >= sh.max {
-		sh.evict(start)
-	}
-	sh.entries[h] = denial{until: start + int64(res.RetryAfter), limit: l}
+	sh.put(h, denial{until: start + int64(res.RetryAfter), limit: l}, start)
 	sh.mu.Unlock()
 	return res, nil
 }
 
-// evict drops the expired entries among a few (map iteration starts at a random place), or
-// else the one that expires first among them.
-func (sh *denialShard) evict(now int64) {
-	var victim uint64
-	soonest, seen, dropped := int64(0), 0, false
-	for h, d := range sh.entries {
-		if d.until <= now {
-			delete(sh.entries, h)
-			dropped = true
-		} else if seen == 0 || d.until < soonest {
-			victim, soonest = h, d.until
-		}
-		if seen++; seen == 8 {
-			break
-		}
-	}
-	if !dropped {
-		delete(sh.entries, victim)
-	}
-}
-
 // Len is the number of refusals remembered.
-func (c *DenialCache) Len() int {
-	n := 0
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.Lock()
-		n += len(sh.entries)
-		sh.mu.Unlock()
-	}
-	return n
-}
+func (c *DenialCache) Len() int { return c.denials.len() }

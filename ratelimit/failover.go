@@ -195,17 +195,33 @@ func (s *FailoverStore) Mode() Mode {
 // answer within Timeout. The error is always nil. When the caller's own context ends first,
 // the result is a denial: nobody is waiting for it.
 func (s *FailoverStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	result, _, err := s.AllowN(ctx, policy, key, l, 1)
+	return result, err
+}
+
+// AllowN is Allow for up to n requests at once when the primary is a Reserver (RedisStore);
+// it returns how many were granted. Decisions made without the primary grant one request.
+func (s *FailoverStore) AllowN(ctx context.Context, policy, key string, l Limit, n int64) (Result, int64, error) {
 	breaker := s.breakerFor(ctx, policy, key)
 	done, err := breaker.Allow()
 	if err != nil { // open, or half-open with its probe in flight
-		return s.decideWithoutPrimary(ctx, policy, key, l), nil
+		return granted1(s.decideWithoutPrimary(ctx, policy, key, l))
 	}
 	callCtx, cancel := context.WithTimeout(ctx, s.timeout)
-	result, err := s.primary.Allow(callCtx, policy, key, l)
+	var result Result
+	granted := int64(0)
+	if r, ok := s.primary.(Reserver); ok && n > 1 {
+		result, granted, err = r.AllowN(callCtx, policy, key, l, n)
+	} else {
+		result, err = s.primary.Allow(callCtx, policy, key, l)
+		if result.Allowed {
+			granted = 1
+		}
+	}
 	cancel()
 	if err != nil && ctx.Err() != nil {
 		done(errCallerGone)
-		return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}, nil
+		return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}, 0, nil
 	}
 	if err != nil {
 		s.lastFailure.Store(&err)
@@ -213,9 +229,17 @@ func (s *FailoverStore) Allow(ctx context.Context, policy, key string, l Limit) 
 	done(err)
 	s.publish()
 	if err != nil {
-		return s.decideWithoutPrimary(ctx, policy, key, l), nil
+		return granted1(s.decideWithoutPrimary(ctx, policy, key, l))
 	}
-	return result, nil
+	return result, granted, nil
+}
+
+// granted1 is a single decision as AllowN reports it.
+func granted1(r Result) (Result, int64, error) {
+	if r.Allowed {
+		return r, 1, nil
+	}
+	return r, 0, nil
 }
 
 // decideWithoutPrimary applies OnFailure. A failing fallback store admits the request: the

@@ -111,6 +111,15 @@ type Store interface {
 	Allow(ctx context.Context, policy, key string, l Limit) (Result, error)
 }
 
+// Reserver is a Store that can grant several requests of a key in one decision, so a caller
+// may keep them and admit them without asking again (see LeasingStore). RedisStore and
+// FailoverStore are Reservers.
+type Reserver interface {
+	Store
+	// AllowN grants up to n requests, as many as fit now, and says how many (0: denied).
+	AllowN(ctx context.Context, policy, key string, l Limit, n int64) (Result, int64, error)
+}
+
 // ErrStoreUnavailable wraps every failure of a remote store (refused, timed out, breaker
 // open): the caller's failover policy applies.
 var ErrStoreUnavailable = errors.New("rate limit store unavailable")

@@ -104,12 +104,14 @@ type redisRequest struct {
 	key        string
 	intervalUS int64
 	burst      int64
+	want       int64           // requests to grant at most (1 for one decision)
 	done       chan redisReply // buffered: a worker never blocks on a caller that left
 }
 
 type redisReply struct {
-	result Result
-	err    error
+	result  Result
+	granted int64
+	err     error
 }
 
 // requestPool recycles requests whose caller received the reply: only then is it certain
@@ -154,35 +156,46 @@ var errStoreClosed = fmt.Errorf("%w: store closed", ErrStoreUnavailable)
 // Allow decides one request for (policy, key) under l. l must be valid (see Limit.Validate):
 // an invalid limit returns Validate's error, which does not wrap ErrStoreUnavailable.
 func (s *RedisStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	result, _, err := s.AllowN(ctx, policy, key, l, 1)
+	return result, err
+}
+
+// AllowN admits up to n requests of (policy, key) in one decision, as many as fit now, and
+// returns how many it granted (0 when denied); Result describes the bucket after the grant.
+// Granted requests count in Redis at once, whenever the caller uses them.
+func (s *RedisStore) AllowN(ctx context.Context, policy, key string, l Limit, n int64) (Result, int64, error) {
 	if err := l.Validate(); err != nil {
-		return Result{}, err
+		return Result{}, 0, err
+	}
+	if n < 1 {
+		n = 1
 	}
 	redisKey := s.redisKey(policy, key)
 	queue, err := s.queueFor(ctx, redisKey)
 	if err != nil {
-		return Result{}, err
+		return Result{}, 0, err
 	}
 	req := requestPool.Get().(*redisRequest)
 	req.ctx, req.key = ctx, redisKey
-	req.intervalUS, req.burst = int64(l.Interval()/time.Microsecond), l.Burst
+	req.intervalUS, req.burst, req.want = int64(l.Interval()/time.Microsecond), l.Burst, n
 	select {
 	case queue <- req:
 	case <-ctx.Done():
 		req.ctx, req.key = nil, ""
 		requestPool.Put(req) // never queued
-		return Result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
+		return Result{}, 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
 	case <-s.closing:
-		return Result{}, errStoreClosed
+		return Result{}, 0, errStoreClosed
 	}
 	select {
 	case reply := <-req.done:
 		req.ctx, req.key = nil, ""
 		requestPool.Put(req)
-		return reply.result, reply.err
+		return reply.result, reply.granted, reply.err
 	case <-ctx.Done():
-		return Result{}, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
+		return Result{}, 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
 	case <-s.closing:
-		return Result{}, errStoreClosed
+		return Result{}, 0, errStoreClosed
 	}
 }
 
@@ -300,7 +313,7 @@ func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.
 
 	pipe := s.client.Pipeline()
 	for _, req := range live {
-		cmds = append(cmds, pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalUS, req.burst))
+		cmds = append(cmds, pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalUS, req.burst, req.want))
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 
@@ -314,14 +327,14 @@ func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.
 	if len(retry) > 0 {
 		pipe = s.client.Pipeline()
 		for _, i := range retry {
-			cmds[i] = pipe.Eval(ctx, gcraScriptSource, []string{live[i].key}, live[i].intervalUS, live[i].burst)
+			cmds[i] = pipe.Eval(ctx, gcraScriptSource, []string{live[i].key}, live[i].intervalUS, live[i].burst, live[i].want)
 		}
 		_, _ = pipe.Exec(ctx)
 	}
 
 	for i, req := range live {
-		result, err := parseReply(cmds[i])
-		req.done <- redisReply{result: result, err: err}
+		result, granted, err := parseReply(cmds[i])
+		req.done <- redisReply{result: result, granted: granted, err: err}
 	}
 	return cmds
 }
@@ -343,19 +356,19 @@ func batchContext(batch []*redisRequest) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(context.Background(), latest)
 }
 
-// parseReply reads the script's {allowed, remaining, reset_us, retry_us}.
-func parseReply(cmd *redis.Cmd) (Result, error) {
+// parseReply reads the script's {granted, remaining, reset_us, retry_us}.
+func parseReply(cmd *redis.Cmd) (Result, int64, error) {
 	values, err := cmd.Int64Slice()
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
+		return Result{}, 0, fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
 	}
 	if len(values) != 4 {
-		return Result{}, fmt.Errorf("%w: redis: script returned %d values, want 4", ErrStoreUnavailable, len(values))
+		return Result{}, 0, fmt.Errorf("%w: redis: script returned %d values, want 4", ErrStoreUnavailable, len(values))
 	}
 	return Result{
-		Allowed:    values[0] == 1,
+		Allowed:    values[0] >= 1,
 		Remaining:  values[1],
 		ResetAfter: time.Duration(values[2]) * time.Microsecond,
 		RetryAfter: time.Duration(values[3]) * time.Microsecond,
-	}, nil
+	}, values[0], nil
 }

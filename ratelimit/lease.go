@@ -1,0 +1,151 @@
+package ratelimit
+
+import (
+	"context"
+	"math"
+	"time"
+)
+
+const (
+	// leaseDivisor sets the lease size: a hundredth of the burst. Below a burst of 200 a lease
+	// would hold one request, so such keys are decided one request at a time.
+	leaseDivisor = 100
+
+	// maxLeaseLife is how long leased requests may wait to be used. It bounds how far a
+	// leased request can move from the moment Redis counted it.
+	maxLeaseLife = time.Second
+)
+
+// LeasingStore lets an instance take, for a key with a large burst, a hundredth of the burst
+// from a Reserver (Redis) in one decision, and admit those requests locally: a busy key (an
+// API client allowed thousands of requests a second) then costs one round trip per lease, not
+// one per request.
+//
+// Leasing never admits more than the limit: a leased request is counted in Redis when it is
+// granted, before it is used, so the requests admitted by every instance from the start are
+// at most what GCRA allows. What moves is when a request counts: a leased request is used up
+// to a second after Redis counted it, so within one window the instances may admit up to one
+// lease each (1 % of the burst) more than the rate, and a lease that expires unused (after a
+// second, or when its key's limit changes) is lost: that key admits up to 1 % less. Keys with
+// a burst under 200 are never leased, so ordinary per-client limits stay exact per request.
+//
+// At most MaxEntries leases are kept; when a shard is full, expired leases go first, else the
+// one expiring soonest (its remaining requests are lost).
+type LeasingStore struct {
+	inner  Reserver
+	now    func() int64
+	leases *expiringMap[lease]
+}
+
+// lease is requests granted to this instance and not used yet, for one limit of one key.
+type lease struct {
+	left      int64 // requests left
+	remaining int64 // the bucket's remaining in Redis when granted
+	expires   int64 // unix nanoseconds
+	resetAt   int64 // when the bucket was full again, as of the grant
+	limit     Limit
+
+	// refill is open while one request asks the inner store for the next lease; the key's
+	// other requests wait for it rather than each asking Redis.
+	refill chan struct{}
+	// refused is the inner store's last refusal, valid until deniedUntil: requests that waited
+	// for a refill that was refused take it rather than ask again.
+	refused     Result
+	deniedUntil int64
+}
+
+// LeasingOptions configures a LeasingStore.
+type LeasingOptions struct {
+	// MaxEntries bounds the keys holding a lease. Default: 65536.
+	MaxEntries int
+	// Now returns the time in nanoseconds; tests inject a clock. Default: time.Now.
+	Now func() int64
+}
+
+// NewLeasingStore wraps inner.
+func NewLeasingStore(inner Reserver, opts LeasingOptions) *LeasingStore {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 65536
+	}
+	if opts.Now == nil {
+		opts.Now = func() int64 { return time.Now().UnixNano() }
+	}
+	return &LeasingStore{inner: inner, now: opts.Now, leases: newExpiringMap(opts.MaxEntries, func(ls lease) int64 {
+		if ls.refill != nil {
+			return math.MaxInt64 // a request is asking: keep the entry its waiters look for
+		}
+		return max(ls.expires, ls.deniedUntil)
+	})}
+}
+
+// Allow admits from the key's lease when it holds one for this limit, else asks the inner
+// store, for a new lease when the burst is large enough. While one request asks, the key's
+// other requests wait for its answer (at most their context's deadline).
+func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	want := l.Burst / leaseDivisor
+	if want < 2 {
+		return s.inner.Allow(ctx, policy, key, l)
+	}
+	h, sh := s.leases.shard(policy, key)
+	for waited := false; ; waited = true {
+		now := s.now()
+		sh.mu.Lock()
+		ls, ok := sh.entries[h]
+		ok = ok && ls.limit == l
+		switch {
+		case ok && now < ls.expires && ls.left > 0:
+			ls.left--
+			sh.entries[h] = ls
+			sh.mu.Unlock()
+			return Result{Allowed: true, Remaining: ls.remaining + ls.left, ResetAfter: time.Duration(max(0, ls.resetAt-now))}, nil
+		case ok && waited && now < ls.deniedUntil:
+			sh.mu.Unlock()
+			refused := ls.refused
+			refused.RetryAfter = time.Duration(ls.deniedUntil - now)
+			return refused, nil
+		case ok && ls.refill != nil && !waited:
+			refill := ls.refill
+			sh.mu.Unlock()
+			select {
+			case <-refill:
+				continue
+			case <-ctx.Done():
+				return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}, nil
+			}
+		}
+		// This request asks for the next lease; the others wait for it.
+		refill := make(chan struct{})
+		if !ok {
+			ls = lease{limit: l}
+		}
+		ls.left, ls.refill = 0, refill
+		sh.put(h, ls, now)
+		sh.mu.Unlock()
+		res, granted, err := s.inner.AllowN(ctx, policy, key, l, want)
+		s.settle(h, sh, l, now, res, granted, err)
+		close(refill)
+		if granted > 0 {
+			res.Remaining += granted - 1
+		}
+		return res, err
+	}
+}
+
+// settle records the answer of a refill: a new lease, or a refusal the waiting requests take.
+func (s *LeasingStore) settle(h uint64, sh *expiringShard[lease], l Limit, asked int64, res Result, granted int64, err error) {
+	ls := lease{limit: l}
+	switch {
+	case err == nil && granted > 1:
+		ls.left, ls.remaining = granted-1, res.Remaining
+		ls.expires = asked + int64(min(maxLeaseLife, l.Period))
+		ls.resetAt = asked + int64(res.ResetAfter)
+	case err == nil && granted == 0:
+		ls.refused, ls.deniedUntil = res, asked+int64(res.RetryAfter)
+	}
+	sh.mu.Lock()
+	sh.put(h, ls, asked)
+	sh.mu.Unlock()
+}
+
+// Len is the number of keys holding a lease (used up or not).
+func (s *LeasingStore) Len() int { return s.leases.len() }

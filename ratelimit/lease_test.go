@@ -1,0 +1,160 @@
+package ratelimit
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// memoryReserver grants n requests by deciding them one by one in a MemoryStore: a Reserver
+// with an injectable clock, for the lease rules.
+type memoryReserver struct {
+	*MemoryStore
+	calls atomic.Int64
+}
+
+func (m *memoryReserver) AllowN(ctx context.Context, policy, key string, l Limit, n int64) (Result, int64, error) {
+	m.calls.Add(1)
+	var last Result
+	granted := int64(0)
+	for range n {
+		r, _ := m.MemoryStore.Allow(ctx, policy, key, l)
+		if !r.Allowed {
+			break
+		}
+		last, granted = r, granted+1
+	}
+	if granted == 0 {
+		r, _ := m.MemoryStore.Allow(ctx, policy, key, l)
+		return r, 0, nil
+	}
+	return last, granted, nil
+}
+
+func (m *memoryReserver) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	r, _, err := m.AllowN(ctx, policy, key, l, 1)
+	return r, err
+}
+
+// TestLeasingStoreServesALeaseLocally: a key with a burst of 1000 takes leases of 10; the
+// requests of a lease cost no decision; a changed limit or an expired lease asks again; a small
+// burst is never leased.
+func TestLeasingStoreServesALeaseLocally(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(1_000_000_000_000)
+	now := func() int64 { return clock.Load() }
+	inner := &memoryReserver{MemoryStore: NewMemoryStore(MemoryOptions{Now: now})}
+	s := NewLeasingStore(inner, LeasingOptions{Now: now})
+	ctx := context.Background()
+	big := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+	for i := range 25 {
+		if r, _ := s.Allow(ctx, "p", "k", big); !r.Allowed {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	if n := inner.calls.Load(); n != 3 {
+		t.Fatalf("25 requests took %d decisions; want 3 leases of 10", n)
+	}
+	other := Limit{Rate: 2000, Period: time.Second, Burst: 1000}
+	s.Allow(ctx, "p", "k", other)
+	if n := inner.calls.Load(); n != 4 {
+		t.Fatal("another limit must not use the lease")
+	}
+	clock.Add(int64(2 * time.Second)) // past the lease's life
+	s.Allow(ctx, "p", "k", other)
+	if n := inner.calls.Load(); n != 5 {
+		t.Fatal("an expired lease must not be used")
+	}
+	small := Limit{Rate: 100, Period: time.Second, Burst: 100}
+	for range 5 {
+		s.Allow(ctx, "p", "small", small)
+	}
+	if n := inner.calls.Load(); n != 10 {
+		t.Fatalf("a burst of 100 must be decided per request; %d decisions", n-5)
+	}
+}
+
+// TestLeasingStoreNeverExceedsTheLimit: three instances, each leasing from one Redis, hammer
+// keys with a burst of 1000 far beyond their rate: together they admit no more than GCRA
+// allows from the start. Under the limit, requests are served from leases.
+func TestLeasingStoreNeverExceedsTheLimit(t *testing.T) {
+	r := testenv.StartRedis(t)
+	l := Limit{Rate: 2000, Period: time.Second, Burst: 1000}
+	var stores []Store
+	for range 3 {
+		stores = append(stores, NewLeasingStore(NewFailoverStore(newTestStore(t, r, RedisOptions{Prefix: "lease:"}),
+			NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), LeasingOptions{}))
+	}
+	keys := []string{"a", "b"}
+	before := scriptCalls(t, r)
+	admitted, elapsed := hammerStores(t, stores, keys, l, time.Second)
+	calls := scriptCalls(t, r) - before
+	var total int64
+	for _, key := range keys {
+		bound := l.Burst + int64(elapsed/l.Interval()) + 1
+		if admitted[key] > bound {
+			t.Errorf("key %s: %d admitted in %v; GCRA allows %d from the start", key, admitted[key], elapsed, bound)
+		}
+		if admitted[key] < l.Burst {
+			t.Errorf("key %s: only %d admitted", key, admitted[key])
+		}
+		total += admitted[key]
+	}
+	t.Logf("over-demand: %d admitted in %v with %d script runs", total, elapsed, calls)
+
+	// Under the limit, nearly every request is served from a lease (leases of 1000).
+	roomy := Limit{Rate: 1_000_000, Period: time.Second, Burst: 100_000}
+	before = scriptCalls(t, r)
+	admitted, _ = hammerStores(t, stores, []string{"roomy"}, roomy, 300*time.Millisecond)
+	calls = scriptCalls(t, r) - before
+	if admitted["roomy"] == 0 || calls*50 > admitted["roomy"] {
+		t.Fatalf("%d script runs for %d admitted requests under the limit: leases are not used", calls, admitted["roomy"])
+	}
+}
+
+// scriptCalls counts the GCRA scripts Redis ran.
+func scriptCalls(t *testing.T, r *testenv.Redis) int64 {
+	t.Helper()
+	info, err := r.Do("INFO", "commandstats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, line := range strings.Split(info.(string), "\n") {
+		for _, prefix := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				var v int64
+				for _, c := range rest {
+					if c < '0' || c > '9' {
+						break
+					}
+					v = v*10 + int64(c-'0')
+				}
+				n += v
+			}
+		}
+	}
+	return n
+}
+
+// TestRedisStoreAllowNGrantsWhatFits: AllowN grants min(n, what fits) and reports the bucket
+// after the grant; a key with nothing left is refused with the time to the next request.
+func TestRedisStoreAllowNGrantsWhatFits(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := newTestStore(t, r, RedisOptions{})
+	l := Limit{Rate: 10, Period: time.Hour, Burst: 10}
+	ctx := context.Background()
+	for _, step := range []struct{ want, granted, remaining int64 }{{4, 4, 6}, {10, 6, 0}, {1, 0, 0}} {
+		res, granted, err := s.AllowN(ctx, "p", "k", l, step.want)
+		if err != nil || granted != step.granted || res.Remaining != step.remaining || res.Allowed != (granted > 0) {
+			t.Fatalf("AllowN(%d): %+v granted %d, %v; want %d granted, %d remaining", step.want, res, granted, err, step.granted, step.remaining)
+		}
+		if granted == 0 && (res.RetryAfter <= l.Interval()-time.Second || res.RetryAfter > l.Interval()) {
+			t.Fatalf("refusal RetryAfter %v, want about one interval (%v)", res.RetryAfter, l.Interval())
+		}
+	}
+}
