@@ -20,3 +20,16 @@ func BenchmarkDenialCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLeasingStoreHit is a request admitted from a lease (a large-burst key in Redis mode).
+func BenchmarkLeasingStoreHit(b *testing.B) {
+	s := NewLeasingStore(&memoryReserver{MemoryStore: NewMemoryStore(MemoryOptions{})}, LeasingOptions{})
+	l := Limit{Rate: 1_000_000_000, Period: time.Second, Burst: 100_000_000}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, _ := s.Allow(ctx, "api", "203.0.113.7", l); !r.Allowed {
+			b.Fatal("refused")
+		}
+	}
+}
