@@ -252,9 +252,9 @@ func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 	// ratelimit.LeasingStore and ratelimit.DenialCache).
 	var decider ratelimit.Store = e.failover
 	if !s.NoLeases {
-		decider = ratelimit.NewLeasingStore(e.failover, ratelimit.LeasingOptions{})
+		decider = ratelimit.NewLeasingStore(e.failover, ratelimit.CacheOptions{})
 	}
-	e.store = ratelimit.NewDenialCache(decider, ratelimit.DenialCacheOptions{})
+	e.store = ratelimit.NewDenialCache(decider, ratelimit.CacheOptions{})
 	return e, nil
 }
 

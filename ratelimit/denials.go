@@ -31,22 +31,9 @@ type denial struct {
 	limit Limit
 }
 
-// DenialCacheOptions configures a DenialCache.
-type DenialCacheOptions struct {
-	// MaxEntries bounds the refused keys remembered. Default: 65536 (about 5 MB at most).
-	MaxEntries int
-	// Now returns the time in nanoseconds; tests inject a clock. Default: time.Now.
-	Now func() int64
-}
-
 // NewDenialCache wraps inner.
-func NewDenialCache(inner Store, opts DenialCacheOptions) *DenialCache {
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 65536
-	}
-	if opts.Now == nil {
-		opts.Now = func() int64 { return time.Now().UnixNano() }
-	}
+func NewDenialCache(inner Store, opts CacheOptions) *DenialCache {
+	opts = opts.withDefaults()
 	return &DenialCache{inner: inner, now: opts.Now,
 		denials: newExpiringMap(opts.MaxEntries, func(d denial) int64 { return d.until })}
 }

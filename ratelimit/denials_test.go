@@ -29,7 +29,7 @@ func TestDenialCacheNeverChangesADecision(t *testing.T) {
 	now := func() int64 { return clock.Load() }
 	reference := NewMemoryStore(MemoryOptions{Now: now})
 	inner := &countingStore{Store: NewMemoryStore(MemoryOptions{Now: now})}
-	cache := NewDenialCache(inner, DenialCacheOptions{Now: now})
+	cache := NewDenialCache(inner, CacheOptions{Now: now})
 	limits := []Limit{{Rate: 5, Period: time.Second, Burst: 2}, {Rate: 1, Period: time.Minute, Burst: 1}, {Rate: 100, Period: time.Second, Burst: 10}}
 	rng := rand.New(rand.NewPCG(1, 2))
 	ctx := context.Background()
@@ -62,7 +62,7 @@ func TestDenialCacheAnswersRefusedKeysLocally(t *testing.T) {
 	clock.Store(1_000_000_000_000)
 	now := func() int64 { return clock.Load() }
 	inner := &countingStore{Store: NewMemoryStore(MemoryOptions{Now: now})}
-	cache := NewDenialCache(inner, DenialCacheOptions{Now: now})
+	cache := NewDenialCache(inner, CacheOptions{Now: now})
 	l := Limit{Rate: 1, Period: time.Second, Burst: 1}
 	ctx := context.Background()
 	if r, _ := cache.Allow(ctx, "p", "k", l); !r.Allowed {
@@ -87,7 +87,7 @@ func TestDenialCacheAnswersRefusedKeysLocally(t *testing.T) {
 
 // TestDenialCacheIsBounded: a flood of refused keys never holds more than MaxEntries.
 func TestDenialCacheIsBounded(t *testing.T) {
-	cache := NewDenialCache(NewMemoryStore(MemoryOptions{}), DenialCacheOptions{MaxEntries: 640})
+	cache := NewDenialCache(NewMemoryStore(MemoryOptions{}), CacheOptions{MaxEntries: 640})
 	l := Limit{Rate: 1, Period: time.Hour, Burst: 1}
 	ctx := context.Background()
 	for i := range 20_000 {

@@ -3,7 +3,27 @@ package ratelimit
 import (
 	"hash/maphash"
 	"sync"
+	"time"
 )
+
+// CacheOptions configures the per-instance caches in front of a remote store: DenialCache and
+// LeasingStore.
+type CacheOptions struct {
+	// MaxEntries bounds the keys the cache holds. Default: 65536 (a few MB at most).
+	MaxEntries int
+	// Now returns the time in nanoseconds; tests inject a clock. Default: time.Now.
+	Now func() int64
+}
+
+func (o CacheOptions) withDefaults() CacheOptions {
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 65536
+	}
+	if o.Now == nil {
+		o.Now = func() int64 { return time.Now().UnixNano() }
+	}
+	return o
+}
 
 // expiringShards spreads an expiringMap over independently locked maps.
 const expiringShards = 64

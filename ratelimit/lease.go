@@ -54,22 +54,9 @@ type lease struct {
 	deniedUntil int64
 }
 
-// LeasingOptions configures a LeasingStore.
-type LeasingOptions struct {
-	// MaxEntries bounds the keys holding a lease. Default: 65536.
-	MaxEntries int
-	// Now returns the time in nanoseconds; tests inject a clock. Default: time.Now.
-	Now func() int64
-}
-
 // NewLeasingStore wraps inner.
-func NewLeasingStore(inner Reserver, opts LeasingOptions) *LeasingStore {
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 65536
-	}
-	if opts.Now == nil {
-		opts.Now = func() int64 { return time.Now().UnixNano() }
-	}
+func NewLeasingStore(inner Reserver, opts CacheOptions) *LeasingStore {
+	opts = opts.withDefaults()
 	return &LeasingStore{inner: inner, now: opts.Now, leases: newExpiringMap(opts.MaxEntries, func(ls lease) int64 {
 		if ls.refill != nil {
 			return math.MaxInt64 // a request is asking: keep the entry its waiters look for

@@ -48,7 +48,7 @@ func TestLeasingStoreServesALeaseLocally(t *testing.T) {
 	clock.Store(1_000_000_000_000)
 	now := func() int64 { return clock.Load() }
 	inner := &memoryReserver{MemoryStore: NewMemoryStore(MemoryOptions{Now: now})}
-	s := NewLeasingStore(inner, LeasingOptions{Now: now})
+	s := NewLeasingStore(inner, CacheOptions{Now: now})
 	ctx := context.Background()
 	big := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
 	for i := range 25 {
@@ -87,7 +87,7 @@ func TestLeasingStoreNeverExceedsTheLimit(t *testing.T) {
 	var stores []Store
 	for range 3 {
 		stores = append(stores, NewLeasingStore(NewFailoverStore(newTestStore(t, r, RedisOptions{Prefix: "lease:"}),
-			NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), LeasingOptions{}))
+			NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), CacheOptions{}))
 	}
 	keys := []string{"a", "b"}
 	before := scriptCalls(t, r)
