@@ -102,3 +102,42 @@ func TestDenialCacheIsBounded(t *testing.T) {
 		t.Fatalf("only %d entries kept", cache.Len())
 	}
 }
+
+// goneStore refuses every request whose caller left, as FailoverStore does.
+type goneStore struct{ calls atomic.Int64 }
+
+func (g *goneStore) Allow(ctx context.Context, _, _ string, l Limit) (Result, error) {
+	g.calls.Add(1)
+	if ctx.Err() != nil {
+		return Result{RetryAfter: time.Minute, ResetAfter: time.Minute}, nil
+	}
+	return Result{Allowed: true, Remaining: l.Burst - 1}, nil
+}
+
+func (g *goneStore) AllowN(ctx context.Context, policy, key string, l Limit, n int64) (Result, int64, error) {
+	r, _ := g.Allow(ctx, policy, key, l)
+	if !r.Allowed {
+		return r, 0, nil
+	}
+	return r, n, nil
+}
+
+// TestCachesIgnoreRefusalsOfCallersThatLeft: the refusal a caller got because it left is not
+// remembered for the key's other requests, by the denial cache or the leases.
+func TestCachesIgnoreRefusalsOfCallersThatLeft(t *testing.T) {
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+	inner := new(goneStore)
+	for name, s := range map[string]Store{
+		"denial cache": NewDenialCache(inner, CacheOptions{}),
+		"leases":       NewLeasingStore(inner, CacheOptions{}),
+	} {
+		if r, _ := s.Allow(gone, "p", name, l); r.Allowed {
+			t.Fatalf("%s: a caller that left was admitted", name)
+		}
+		if r, _ := s.Allow(context.Background(), "p", name, l); !r.Allowed {
+			t.Fatalf("%s: the refusal of a caller that left was remembered: %+v", name, r)
+		}
+	}
+}

@@ -109,10 +109,14 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 		sh.put(h, ls, now)
 		sh.mu.Unlock()
 		res, granted, err := s.inner.AllowN(ctx, policy, key, l, want)
-		s.settle(h, sh, l, now, res, granted, err)
+		settled, settleErr := granted, err
+		if ctx.Err() != nil { // the answer to a caller that left is no refusal for the others
+			settled, settleErr = 0, ctx.Err()
+		}
+		s.settle(h, sh, l, now, res, settled, settleErr)
 		close(refill)
-		if granted > 0 {
-			res.Remaining += granted - 1
+		if settled > 0 {
+			res.Remaining += settled - 1
 		}
 		return res, err
 	}
