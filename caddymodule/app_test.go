@@ -75,6 +75,35 @@ func get(t *testing.T, url string) *http.Response {
 	return resp
 }
 
+// reply is what a test keeps of one response.
+type reply struct {
+	status  int
+	header  http.Header
+	body    string
+	elapsed time.Duration
+}
+
+// getReply sends GET url with headers ("Name: value"); a transport error fails the test.
+func getReply(t testing.TB, url string, headers ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, string(b), time.Since(start)}
+}
+
 // activeApp is the `hardening` app of the running config.
 func activeApp(t *testing.T) *App {
 	t.Helper()

@@ -91,23 +91,6 @@ func breakerSite(t *testing.T, name, settings, addr string) (string, string) {
 `, port, name, strings.ReplaceAll(settings, "\n", "\n\t\t"), addr), fmt.Sprintf("http://127.0.0.1:%d/", port)
 }
 
-type reply struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func fetchReply(t *testing.T, url string) reply {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, resp.Header, string(b)}
-}
-
 // breakerStatus is the health report the breaker registered in the running config.
 func breakerStatus(t *testing.T, name string) StatusReport {
 	t.Helper()
@@ -159,7 +142,7 @@ func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
 	failBefore := breakerCount(t, "t_status", "failure")
 
 	for i := range 3 {
-		if r := fetchReply(t, url); r.status != 500 {
+		if r := getReply(t, url); r.status != 500 {
 			t.Fatalf("request %d: %d, want the upstream's 500", i, r.status)
 		}
 	}
@@ -167,7 +150,7 @@ func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
 		t.Fatalf("after 3 failures: %+v", s)
 	}
 	for range 5 {
-		assertOpenReply(t, fetchReply(t, url), 1)
+		assertOpenReply(t, getReply(t, url), 1)
 	}
 	if n := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_status", "open", "problem")) - shortBefore; n != 5 {
 		t.Fatalf("short_circuited_total{state=open,response=problem} = %v, want 5", n)
@@ -186,7 +169,7 @@ func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
 	probes := make([]reply, 2)
 	for i := range probes {
 		wg.Add(1)
-		go func() { defer wg.Done(); probes[i] = fetchReply(t, url) }()
+		go func() { defer wg.Done(); probes[i] = getReply(t, url) }()
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for u.held.Load() < 2 {
@@ -195,7 +178,7 @@ func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	third := fetchReply(t, url)
+	third := getReply(t, url)
 	assertOpenReply(t, third, 1)
 	if third.header.Get("Retry-After") != "1" {
 		t.Fatalf("half-open Retry-After %q, want 1", third.header.Get("Retry-After"))
@@ -212,7 +195,7 @@ func TestBreakerOpensOnStatusAndRecoversThroughHalfOpen(t *testing.T) {
 	}
 	waitBreakerState(t, "t_status", "closed")
 	u.mode.Store("ok")
-	if r := fetchReply(t, url); r.status != 200 {
+	if r := getReply(t, url); r.status != 200 {
 		t.Fatalf("closed breaker: %d", r.status)
 	}
 
@@ -253,7 +236,7 @@ func TestBreakerRefusedThenRecoveredUpstream(t *testing.T) {
 	block, url := breakerSite(t, "t_refused", "consecutive_failures 2\nopen_for 1s", addr)
 	testcaddy.StartCaddy(t, block)
 	for range 2 {
-		if r := fetchReply(t, url); r.status != http.StatusBadGateway {
+		if r := getReply(t, url); r.status != http.StatusBadGateway {
 			t.Fatalf("refused dial: %d, want 502", r.status)
 		}
 	}
@@ -274,7 +257,7 @@ func TestBreakerRefusedThenRecoveredUpstream(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	start := time.Now()
 	for range 3 {
-		assertOpenReply(t, fetchReply(t, url), 1)
+		assertOpenReply(t, getReply(t, url), 1)
 	}
 	if accepts.Load() != 0 {
 		t.Fatalf("the upstream got %d connections while the breaker was open", accepts.Load())
@@ -283,7 +266,7 @@ func TestBreakerRefusedThenRecoveredUpstream(t *testing.T) {
 		t.Fatal("the open breaker waited for something")
 	}
 	waitBreakerState(t, "t_refused", "half_open")
-	if r := fetchReply(t, url); r.status != 200 || r.body != "back" {
+	if r := getReply(t, url); r.status != 200 || r.body != "back" {
 		t.Fatalf("probe: %d %q", r.status, r.body)
 	}
 	waitBreakerState(t, "t_refused", "closed")
@@ -296,15 +279,15 @@ func TestBreakerOpensOnHangsAndSlowResponses(t *testing.T) {
 	b2, slowURL := breakerSite(t, "t_slow", "consecutive_failures 2\nopen_for 1m\nslow_threshold 50ms", slow.addr())
 	testcaddy.StartCaddy(t, b1+b2)
 	for range 2 {
-		if r := fetchReply(t, hangURL); r.status != http.StatusGatewayTimeout {
+		if r := getReply(t, hangURL); r.status != http.StatusGatewayTimeout {
 			t.Fatalf("hung upstream: %d, want 504 from response_header_timeout", r.status)
 		}
-		if r := fetchReply(t, slowURL); r.status != 200 {
+		if r := getReply(t, slowURL); r.status != 200 {
 			t.Fatalf("slow upstream: %d", r.status)
 		}
 	}
-	assertOpenReply(t, fetchReply(t, hangURL), 60)
-	assertOpenReply(t, fetchReply(t, slowURL), 60)
+	assertOpenReply(t, getReply(t, hangURL), 60)
+	assertOpenReply(t, getReply(t, slowURL), 60)
 	if hang.hits.Load() != 2 || slow.hits.Load() != 2 {
 		t.Fatalf("upstream hits %d and %d while open, want 2 each", hang.hits.Load(), slow.hits.Load())
 	}
@@ -321,8 +304,8 @@ fallback {
 }`, u.addr())
 	testcaddy.StartCaddy(t, block)
 	before := metricValue(t, breakerShortCircuitedVec.WithLabelValues("t_fallback", "open", "fallback"))
-	fetchReply(t, url)
-	r := fetchReply(t, url)
+	getReply(t, url)
+	r := getReply(t, url)
 	if r.status != 200 || r.body != "degraded: open" || r.header.Get("X-Degraded") != "t_fallback" {
 		t.Fatalf("fallback: %d %q %v", r.status, r.body, r.header)
 	}
@@ -362,8 +345,8 @@ func TestBreakerFallbackWithoutResponseSendsProblem(t *testing.T) {
 	u := startUpstream(t, "fail")
 	block, url := breakerSite(t, "t_fallback_hdr", "consecutive_failures 1\nopen_for 1m\nfallback {\n\theader X-Degraded yes\n}", u.addr())
 	testcaddy.StartCaddy(t, block)
-	fetchReply(t, url)
-	r := fetchReply(t, url)
+	getReply(t, url)
+	r := getReply(t, url)
 	assertOpenReply(t, r, 60)
 	if r.header.Get("X-Degraded") != "yes" {
 		t.Fatal("the fallback's header is missing")
@@ -395,7 +378,7 @@ func TestBreakerClientCancellationIsNotAFailure(t *testing.T) {
 		t.Fatalf("cancelled requests opened the breaker: %+v", s)
 	}
 	u.mode.Store("ok")
-	if r := fetchReply(t, url); r.status != 200 {
+	if r := getReply(t, url); r.status != 200 {
 		t.Fatalf("after cancellations: %d", r.status)
 	}
 }
@@ -412,9 +395,9 @@ func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
 	b1, failURL := breakerSite(t, "t_same", "consecutive_failures 2\nopen_for 1m", u.addr())
 	b2, okURL := breakerSite(t, "t_same", "consecutive_failures 2\nopen_for 1m", ok.addr())
 	c := testcaddy.StartCaddy(t, b1+b2)
-	fetchReply(t, failURL)
-	fetchReply(t, failURL)
-	assertOpenReply(t, fetchReply(t, okURL), 60) // the other route's breaker is the same one
+	getReply(t, failURL)
+	getReply(t, failURL)
+	assertOpenReply(t, getReply(t, okURL), 60) // the other route's breaker is the same one
 	if ok.hits.Load() != 0 {
 		t.Fatal("the second route reached its upstream through an open breaker")
 	}
@@ -423,13 +406,13 @@ func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
 	if err := c.Load(b1 + b2); err != nil {
 		t.Fatal(err)
 	}
-	assertOpenReply(t, fetchReply(t, okURL), 60)
+	assertOpenReply(t, getReply(t, okURL), 60)
 	b1, _ = breakerSite(t, "t_same", "consecutive_failures 3\nopen_for 1m", u.addr())
 	b2, okURL = breakerSite(t, "t_same", "consecutive_failures 3\nopen_for 1m", ok.addr())
 	if err := c.Load(b1 + b2); err != nil {
 		t.Fatal(err)
 	}
-	if r := fetchReply(t, okURL); r.status != 200 {
+	if r := getReply(t, okURL); r.status != 200 {
 		t.Fatalf("new rules kept the old breaker: %d", r.status)
 	}
 	n := 0
@@ -474,7 +457,7 @@ func TestBreakerCriticalFailsReadiness(t *testing.T) {
 	if s := breakerStatus(t, "t_critical"); s.Status != HealthPass || !s.Critical {
 		t.Fatalf("closed critical breaker: %+v", s)
 	}
-	fetchReply(t, url)
+	getReply(t, url)
 	s := breakerStatus(t, "t_critical")
 	if s.Status != HealthFail || !strings.HasPrefix(s.Output, "open: ") || s.Observed["retry_after_s"] == nil {
 		t.Fatalf("open critical breaker: %+v", s)
@@ -486,7 +469,7 @@ func TestBreakerFeatureOffPassesThrough(t *testing.T) {
 	block, url := breakerSite(t, "t_off", "consecutive_failures 1", u.addr())
 	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tfeatures {\n\t\t\tupstream_breaker off\n\t\t}\n\t}\n}\n"+block)
 	for range 3 {
-		if r := fetchReply(t, url); r.status != 500 {
+		if r := getReply(t, url); r.status != 500 {
 			t.Fatalf("disabled breaker: %d", r.status)
 		}
 	}
@@ -526,16 +509,16 @@ func TestBreakerLongResponseDoesNotHoldTheProbeSlot(t *testing.T) {
 	u := startUpstream(t, "fail")
 	block, url := breakerSite(t, "t_stream", "consecutive_failures 1\nopen_for 500ms\nhalf_open_requests 1", u.addr())
 	testcaddy.StartCaddy(t, block)
-	fetchReply(t, url)
+	getReply(t, url)
 	waitBreakerState(t, "t_stream", "open")
 	u.mode.Store("stream")
 	waitBreakerState(t, "t_stream", "half_open")
 	streamed := make(chan reply, 1)
-	go func() { streamed <- fetchReply(t, url) }()
+	go func() { streamed <- getReply(t, url) }()
 	// The probe's header closes the breaker while its body is still streaming.
 	waitBreakerState(t, "t_stream", "closed")
 	u.mode.Store("ok")
-	if r := fetchReply(t, url); r.status != 200 || r.body != "upstream ok" {
+	if r := getReply(t, url); r.status != 200 || r.body != "upstream ok" {
 		t.Fatalf("request during the streaming probe: %d %q", r.status, r.body)
 	}
 	close(u.release)

@@ -127,24 +127,25 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}
 	class := h.app.ClassOf(r)
 	row := &h.policy.rows[class]
-	switch row.kind {
-	case rowUnlimited:
+	if row.kind == rowUnlimited {
 		h.metrics.count(class, resultUnlimited)
 		return next.ServeHTTP(w, r)
-	case rowDeny:
-		return h.refuse(w, r, class, ratelimit.Result{RetryAfter: h.policy.rows[ipclass.Default].limit.Period}, row.limit)
+	}
+	key := h.requestKey(r)
+	if row.kind == rowDeny {
+		return h.refuse(w, r, class, key, ratelimit.Result{RetryAfter: h.policy.rows[ipclass.Default].limit.Period}, row.limit)
 	}
 	limit := row.limit
 	if h.policy.adaptive {
 		limit = limit.Scale(h.limiter.adaptive.Factor())
 	}
-	res := h.limiter.decide(r.Context(), h.policy.name, h.requestKey(r), limit)
+	res := h.limiter.decide(r.Context(), h.policy.name, key, limit)
 	if !res.Allowed {
 		if !h.policy.shadow {
-			return h.refuse(w, r, class, res, limit)
+			return h.refuse(w, r, class, key, res, limit)
 		}
 		h.metrics.count(class, resultShadowDenied)
-		h.sampler.report(h, r, class, res, true)
+		h.sampler.report(h, r, class, key, res, true)
 	} else {
 		h.metrics.count(class, resultAllowed)
 	}
@@ -172,12 +173,12 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 }
 
 // refuse answers a refused request and reports it: metrics, the detector, a sampled event.
-func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, res ratelimit.Result, limit ratelimit.Limit) error {
+func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, key string, res ratelimit.Result, limit ratelimit.Limit) error {
 	h.metrics.count(class, resultDenied)
 	if class != ipclass.Suspicious { // already suspicious: a flood's refusals cost no detector work
 		h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
 	}
-	h.sampler.report(h, r, class, res, false)
+	h.sampler.report(h, r, class, key, res, false)
 	return h.replies[class].refuse(w, res, limit, h.HideHeaders)
 }
 

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"errors"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -77,18 +75,9 @@ func registerRateLimitMetrics(ctx caddy.Context, e *limiterEntry) error {
 		}
 	}
 	setStoreModeMetric(e.mode())
-	if reg == nil {
-		return nil
-	}
-	keys := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	_, err := registerCollector(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_memory_keys",
 		Help: "Keys the in-memory rate-limit store tracks (bounded by max_keys).",
-	}, func() float64 { return float64(e.memory.Len()) })
-	if err := reg.Register(keys); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return err
-		}
-	}
-	return nil
+	}, func() float64 { return float64(e.memory.Len()) }))
+	return err
 }

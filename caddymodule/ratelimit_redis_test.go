@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,7 +69,7 @@ func TestRateLimitAdmitsTheBurstThenTheRate(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for time.Now().Before(end) {
-						switch rlGet(t, url, "X-Client: "+store).status {
+						switch getReply(t, url, "X-Client: "+store).status {
 						case 200:
 							admitted.Add(1)
 						case 429:
@@ -113,7 +112,7 @@ func instancesShareLimit(t *testing.T, redisLine string) {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(stop) {
-				rep := rlGet(t, urls[i%3], "X-Client: "+keys[i%6])
+				rep := getReply(t, urls[i%3], "X-Client: "+keys[i%6])
 				switch {
 				case rep.status == 200:
 					admitted[i%6].Add(1)
@@ -166,7 +165,7 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for time.Now().Before(end) {
-					switch s := rlGet(t, url, "X-Client: "+client).status; {
+					switch s := getReply(t, url, "X-Client: "+client).status; {
 					case s == 200:
 						ok.Add(1)
 					case s == 429:
@@ -209,10 +208,10 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("decisions did not return to Redis after it restarted")
 		}
-		rlGet(t, url, "X-Client: after")
+		getReply(t, url, "X-Client: after")
 		time.Sleep(50 * time.Millisecond)
 	}
-	rlGet(t, url, "X-Client: back")
+	getReply(t, url, "X-Client: back")
 	if n, err := r.Do("EXISTS", "hardening:rl:{login:back}"); err != nil || n != int64(1) {
 		t.Fatalf("after the return, the bucket is in Redis: %v %v", n, err)
 	}
@@ -230,7 +229,7 @@ func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	r := testenv.StartRedis(t, "--enable-debug-command", "yes") // Redis 7 refuses DEBUG by default
 	block, url := site(t, "\tpolicy_rate_limit login")
 	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 100/1s")+block)
-	rlGet(t, url, "X-Client: warm")
+	getReply(t, url, "X-Client: warm")
 	sleeper := redis.NewClient(&redis.Options{Addr: r.Addr})
 	defer sleeper.Close()
 	slept := make(chan error, 1)
@@ -239,7 +238,7 @@ func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the sleep has begun
 	var worst time.Duration
 	for range 10 {
-		rep := rlGet(t, url, "X-Client: slow")
+		rep := getReply(t, url, "X-Client: slow")
 		if rep.status != 200 {
 			t.Fatalf("status %d while Redis is slow", rep.status)
 		}
@@ -279,7 +278,7 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 `, r.URL(0), tc.mode)+block)
 			r.Kill()
 			for range 5 {
-				if got := rlGet(t, url).status; got != tc.want {
+				if got := getReply(t, url).status; got != tc.want {
 					t.Fatalf("on_store_failure %s: status %d, want %d", tc.mode, got, tc.want)
 				}
 			}
@@ -293,30 +292,14 @@ func TestRateLimitRefusalsSpareRedis(t *testing.T) {
 	r := testenv.StartRedis(t)
 	block, url := site(t, "\tpolicy_rate_limit login")
 	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 1/1h")+block)
-	scripts := func() int {
-		info, err := r.Do("INFO", "commandstats")
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, line := range strings.Split(fmt.Sprint(info), "\n") {
-			for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
-				if rest, ok := strings.CutPrefix(line, cmd); ok {
-					v, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-					n += v
-				}
-			}
-		}
-		return n
-	}
-	rlGet(t, url, "X-Client: flood")
-	before := scripts()
+	getReply(t, url, "X-Client: flood")
+	before := r.CommandCalls(t, "evalsha", "eval")
 	for range 100 {
-		if s := rlGet(t, url, "X-Client: flood").status; s != 429 {
+		if s := getReply(t, url, "X-Client: flood").status; s != 429 {
 			t.Fatalf("status %d", s)
 		}
 	}
-	if n := scripts() - before; n != 1 {
+	if n := r.CommandCalls(t, "evalsha", "eval") - before; n != 1 {
 		t.Fatalf("100 refusals ran the script %d times in Redis; want 1 (the first refusal)", n)
 	}
 }

@@ -150,7 +150,7 @@ type refusalSampler struct {
 	skipped atomic.Int64 // refusals since then
 }
 
-func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipclass.Class, res ratelimit.Result, shadow bool) {
+func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipclass.Class, key string, res ratelimit.Result, shadow bool) {
 	now := time.Now().UnixNano()
 	last := s.last.Load()
 	if now-last < int64(refusalEventGap) || !s.last.CompareAndSwap(last, now) {
@@ -167,7 +167,6 @@ func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipcla
 	if shadow {
 		data["shadow"] = true
 	}
-	key := h.requestKey(r)
 	if h.ipKey {
 		data["key"] = key
 	} else {

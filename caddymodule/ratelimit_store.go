@@ -290,13 +290,14 @@ func (e *limiterEntry) status() StatusReport {
 }
 
 // decide runs one decision, timing it for the store latency histogram when Redis is in play.
+// No store fails a request: the failover store answers from memory (or by on_store_failure).
 func (e *limiterEntry) decide(ctx context.Context, policy, key string, l ratelimit.Limit) ratelimit.Result {
 	if e.failover == nil {
-		res, _ := e.memory.Allow(ctx, policy, key, l)
+		res, _ := e.store.Allow(ctx, policy, key, l)
 		return res
 	}
 	start := time.Now()
-	res, _ := e.store.Allow(ctx, policy, key, l) // the failover store never fails a request
+	res, _ := e.store.Allow(ctx, policy, key, l)
 	storeDuration.Observe(time.Since(start).Seconds())
 	return res
 }

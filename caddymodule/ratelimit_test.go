@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -21,35 +19,6 @@ import (
 	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
-// rlReply is what a test keeps of one response.
-type rlReply struct {
-	status  int
-	header  http.Header
-	body    string
-	elapsed time.Duration
-}
-
-// rlGet sends GET url with headers ("Name: value"); a transport error fails the test.
-func rlGet(t testing.TB, url string, headers ...string) rlReply {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ": ")
-		req.Header.Set(k, v)
-	}
-	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return rlReply{resp.StatusCode, resp.Header, string(b), time.Since(start)}
-}
-
 // hammer sends n requests from `clients` goroutines and counts the responses by status.
 func hammer(t *testing.T, url string, clients, n int, headers ...string) map[int]int {
 	t.Helper()
@@ -62,7 +31,7 @@ func hammer(t *testing.T, url string, clients, n int, headers ...string) map[int
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(n) {
-				r := rlGet(t, url, headers...)
+				r := getReply(t, url, headers...)
 				mu.Lock()
 				counts[r.status]++
 				mu.Unlock()
@@ -103,7 +72,7 @@ func TestRateLimitResponses(t *testing.T) {
 	}
 }
 `+block)
-	first := rlGet(t, url)
+	first := getReply(t, url)
 	if first.status != 200 || first.body != "ok" {
 		t.Fatalf("first request: %d %q", first.status, first.body)
 	}
@@ -113,8 +82,8 @@ func TestRateLimitResponses(t *testing.T) {
 	if got := first.header.Get("RateLimit"); got != `"login";r=1;t=30` {
 		t.Fatalf("RateLimit %q (one request of two spent: 30 s to replenish)", got)
 	}
-	rlGet(t, url)
-	refused := rlGet(t, url)
+	getReply(t, url)
+	refused := getReply(t, url)
 	if refused.status != 429 {
 		t.Fatalf("third request: %d, want 429", refused.status)
 	}
@@ -161,21 +130,21 @@ func TestRateLimitRouteOverrides(t *testing.T) {
 	}
 }
 `+block)
-	if r := rlGet(t, url, "X-API-Key: alpha"); r.status != 200 || r.header.Get("RateLimit") != "" || r.header.Get("RateLimit-Policy") != "" {
+	if r := getReply(t, url, "X-API-Key: alpha"); r.status != 200 || r.header.Get("RateLimit") != "" || r.header.Get("RateLimit-Policy") != "" {
 		t.Fatalf("alpha's first request: %d, headers %v (headers off)", r.status, r.header)
 	}
-	r := rlGet(t, url, "X-API-Key: alpha")
+	r := getReply(t, url, "X-API-Key: alpha")
 	if r.status != 503 || !strings.Contains(r.body, `"detail":"come back later"`) || r.header.Get("Retry-After") == "" {
 		t.Fatalf("alpha's second request: %d %q", r.status, r.body)
 	}
-	if r := rlGet(t, url, "X-API-Key: beta"); r.status != 200 {
+	if r := getReply(t, url, "X-API-Key: beta"); r.status != 200 {
 		t.Fatalf("beta has its own bucket: %d", r.status)
 	}
 	// Without the header the key falls back to the client IP: one more bucket, not a shared one.
-	if r := rlGet(t, url); r.status != 200 {
+	if r := getReply(t, url); r.status != 200 {
 		t.Fatalf("no key header: %d", r.status)
 	}
-	if r := rlGet(t, url); r.status != 503 {
+	if r := getReply(t, url); r.status != 503 {
 		t.Fatalf("no key header, second request: %d (the client IP's bucket)", r.status)
 	}
 }
@@ -225,7 +194,7 @@ func TestRateLimitRowPerClass(t *testing.T) {
 	admitted := func(path, ip string) int {
 		n := 0
 		for range 12 {
-			if rlGet(t, url+path, "X-Forwarded-For: "+ip).status == 200 {
+			if getReply(t, url+path, "X-Forwarded-For: "+ip).status == 200 {
 				n++
 			}
 		}
@@ -245,7 +214,7 @@ func TestRateLimitRowPerClass(t *testing.T) {
 	if got := admitted("closed", "192.0.2.99"); got != 0 {
 		t.Errorf("suspicious deny: %d of 12", got)
 	}
-	if r := rlGet(t, url+"closed", "X-Forwarded-For: 10.9.9.9"); r.header.Get("RateLimit") != "" {
+	if r := getReply(t, url+"closed", "X-Forwarded-For: 10.9.9.9"); r.header.Get("RateLimit") != "" {
 		t.Errorf("an unlimited row sends no RateLimit fields: %q", r.header.Get("RateLimit"))
 	}
 	if got := rateLimitCount(t, "tiers", "suspicious", "denied"); got < 11 {
@@ -260,7 +229,7 @@ func TestRateLimitSpoofedForwardedForSharesThePeersBucket(t *testing.T) {
 	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit 3/1h\n\t\t}\n\t}\n}\n"+block)
 	admitted := 0
 	for i := range 10 {
-		if rlGet(t, url, fmt.Sprintf("X-Forwarded-For: 198.51.100.%d", i)).status == 200 {
+		if getReply(t, url, fmt.Sprintf("X-Forwarded-For: 198.51.100.%d", i)).status == 200 {
 			admitted++
 		}
 	}
@@ -287,7 +256,7 @@ func TestRateLimitShadowNeverRefuses(t *testing.T) {
 `+block, EventRateLimited)
 	before := rateLimitCount(t, "trial", "default", "shadow_denied")
 	for range 6 {
-		if r := rlGet(t, url); r.status != 200 {
+		if r := getReply(t, url); r.status != 200 {
 			t.Fatalf("a shadow policy refused: %d", r.status)
 		}
 	}
@@ -319,10 +288,10 @@ func TestRateLimitRefusalEventsAreSampled(t *testing.T) {
 	}
 }
 `+block)
-	rlGet(t, url, "X-API-Key: secret-key-1")
+	getReply(t, url, "X-API-Key: secret-key-1")
 	start := time.Now()
 	for range 300 {
-		rlGet(t, url, "X-API-Key: secret-key-1")
+		getReply(t, url, "X-API-Key: secret-key-1")
 	}
 	elapsed := time.Since(start)
 	logs := securityLogs(c, EventRateLimited)
@@ -359,7 +328,7 @@ func TestRateLimitSignalsTheDetector(t *testing.T) {
 }
 `+block)
 	for range 4 {
-		rlGet(t, url)
+		getReply(t, url)
 	}
 	if got := activeApp(t).classOfAddr(netip.MustParseAddr("127.0.0.1")); got != ipclass.Suspicious {
 		t.Fatalf("after three refusals (score 9) the client is %v, want suspicious", got)
@@ -408,7 +377,7 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 	count := func(client string) int {
 		n := 0
 		for range 10 {
-			if rlGet(t, url, "X-Client: "+client).status == 200 {
+			if getReply(t, url, "X-Client: "+client).status == 200 {
 				n++
 			}
 		}
@@ -417,7 +386,7 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 	if got := count("a"); got != 2 {
 		t.Fatalf("%d admitted under load, want 2 (8 x 0.25)", got)
 	}
-	if r := rlGet(t, url, "X-Client: z"); r.header.Get("RateLimit-Policy") != `"heavy";q=8;w=14400` {
+	if r := getReply(t, url, "X-Client: z"); r.header.Get("RateLimit-Policy") != `"heavy";q=8;w=14400` {
 		t.Fatalf("RateLimit-Policy under load: %q (8 per 4 h)", r.header.Get("RateLimit-Policy"))
 	}
 	load.cpu.Store(0.0)
@@ -437,7 +406,7 @@ func TestRateLimitFeatureOff(t *testing.T) {
 	block, url := site(t, "\tpolicy_rate_limit login")
 	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tfeatures {\n\t\t\trate_limit off\n\t\t}\n\t\tpolicy login {\n\t\t\tlimit 1/1h\n\t\t}\n\t}\n}\n"+block)
 	for range 3 {
-		if r := rlGet(t, url); r.status != 200 || r.header.Get("RateLimit") != "" {
+		if r := getReply(t, url); r.status != 200 || r.header.Get("RateLimit") != "" {
 			t.Fatalf("feature off: %d %v", r.status, r.header)
 		}
 	}
@@ -501,9 +470,9 @@ func TestRateLimitBucketsSurviveAReload(t *testing.T) {
 		return "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit " + limit + "\n\t\t}\n\t}\n}\n" + block
 	}
 	c := testcaddy.StartCaddy(t, cfg("2/1h"))
-	rlGet(t, url)
-	rlGet(t, url)
-	if r := rlGet(t, url); r.status != 429 {
+	getReply(t, url)
+	getReply(t, url)
+	if r := getReply(t, url); r.status != 429 {
 		t.Fatalf("third request: %d", r.status)
 	}
 	before := activeApp(t).limiter
@@ -517,7 +486,7 @@ func TestRateLimitBucketsSurviveAReload(t *testing.T) {
 	// a fresh bucket would admit 4.
 	admitted := 0
 	for range 4 {
-		if rlGet(t, url).status == 200 {
+		if getReply(t, url).status == 200 {
 			admitted++
 		}
 	}

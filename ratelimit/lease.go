@@ -11,6 +11,10 @@ const (
 	// would hold one request, so such keys are decided one request at a time.
 	leaseDivisor = 100
 
+	// maxLeaseWaits is how many refills one request waits for before it asks the inner store
+	// itself: under a limit nearly spent, refills bring little and others may take it first.
+	maxLeaseWaits = 3
+
 	// maxLeaseLife is how long leased requests may wait to be used. It bounds how far a
 	// leased request can move from the moment Redis counted it.
 	maxLeaseLife = time.Second
@@ -74,7 +78,7 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 		return s.inner.Allow(ctx, policy, key, l)
 	}
 	h, sh := s.leases.shard(policy, key)
-	for waited := false; ; waited = true {
+	for waits := 0; ; waits++ {
 		now := s.now()
 		sh.mu.Lock()
 		ls, ok := sh.entries[h]
@@ -85,12 +89,12 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 			sh.entries[h] = ls
 			sh.mu.Unlock()
 			return Result{Allowed: true, Remaining: ls.remaining + ls.left, ResetAfter: time.Duration(max(0, ls.resetAt-now))}, nil
-		case ok && waited && now < ls.deniedUntil:
+		case ok && waits > 0 && now < ls.deniedUntil:
 			sh.mu.Unlock()
 			refused := ls.refused
 			refused.RetryAfter = time.Duration(ls.deniedUntil - now)
 			return refused, nil
-		case ok && ls.refill != nil && !waited:
+		case ok && ls.refill != nil && waits < maxLeaseWaits:
 			refill := ls.refill
 			sh.mu.Unlock()
 			select {
@@ -123,6 +127,8 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 }
 
 // settle records the answer of a refill: a new lease, or a refusal the waiting requests take.
+// Requests left from a lease another refill brought meanwhile are kept, expiring as they would
+// have.
 func (s *LeasingStore) settle(h uint64, sh *expiringShard[lease], l Limit, asked int64, res Result, granted int64, err error) {
 	ls := lease{limit: l}
 	switch {
@@ -134,6 +140,13 @@ func (s *LeasingStore) settle(h uint64, sh *expiringShard[lease], l Limit, asked
 		ls.refused, ls.deniedUntil = res, asked+int64(res.RetryAfter)
 	}
 	sh.mu.Lock()
+	if prev, ok := sh.entries[h]; ok && prev.limit == l && prev.left > 0 && asked < prev.expires {
+		ls.left += prev.left
+		ls.remaining = res.Remaining
+		ls.expires = min(prev.expires, max(ls.expires, asked))
+		ls.resetAt = max(prev.resetAt, ls.resetAt)
+		ls.refused, ls.deniedUntil = Result{}, 0
+	}
 	sh.put(h, ls, asked)
 	sh.mu.Unlock()
 }

@@ -220,6 +220,26 @@ func (r *Redis) Do(args ...any) (any, error) {
 	return c.Do(ctx, args...).Result()
 }
 
+// CommandCalls sums how many times the server ran the named commands (lower case, as INFO
+// commandstats names them: "evalsha", "eval"); the test fails if Redis does not answer.
+func (r *Redis) CommandCalls(t testing.TB, commands ...string) int64 {
+	t.Helper()
+	info, err := r.Do("INFO", "commandstats")
+	if err != nil {
+		t.Fatalf("INFO commandstats: %v", err)
+	}
+	var n int64
+	for _, line := range strings.Split(fmt.Sprint(info), "\n") {
+		for _, cmd := range commands {
+			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+				calls, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
+				n += calls
+			}
+		}
+	}
+	return n
+}
+
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
