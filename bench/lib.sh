@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the bench scripts: settings, a temporary directory and the processes to stop on
 # exit, free ports, one measured wrk run, statistics. Source it from a script that set
 # `set -euo pipefail` and cd'd to the repository root.
@@ -51,7 +52,7 @@ measure() {
   before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   out=$(wrk --latency -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$url")
   after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  awk -v cpu="$(((after - before)))" -v hz="$hz" '
+  awk -v cpu="$((after - before))" -v hz="$hz" '
     function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }
     /requests in/ { n = $1 }
     /^Requests\/sec:/ { rps = $2 }

@@ -82,10 +82,10 @@ for name in "${order[@]}"; do
 done
 [ ${#measured[@]} -gt 0 ] || { echo "no configuration to measure in CONFIGS=$CONFIGS" >&2; exit 1; }
 
-# needs <text>: whether a running configuration's Caddyfile contains text.
+# needs <VAR>: whether a running configuration's Caddyfile reads the environment variable VAR.
 needs() {
   local n
-  for n in "${running[@]}"; do grep -qF "$1" "bench/configs/${file_of[$n]}.caddyfile" && return 0; done
+  for n in "${running[@]}"; do grep -qF "{\$$1}" "bench/configs/${file_of[$n]}.caddyfile" && return 0; done
   return 1
 }
 
@@ -101,7 +101,11 @@ for name in "${running[@]}"; do
   crl) echo "building bench/caddyratelimit" >&2; (cd bench/caddyratelimit && go build -o "$tmp/crl" .) ;;
   esac
 done
-if [ -z "${built[bare]:-}" ] && needs '{$UPSTREAM}'; then (cd bench/barecaddy && go build -o "$tmp/bare" .); fi
+# The baseline is Caddy itself: standard modules only, none of ours or caddy-ratelimit's.
+if "$tmp/bare" list-modules | grep -q -e 'Non-standard modules' -e 'Unknown modules'; then
+  echo "bench/barecaddy holds non-standard modules:" >&2; "$tmp/bare" list-modules >&2; exit 1
+fi
+caddy_version=$("$tmp/bare" version | awk '{print $1}')
 
 # --- what the configurations need ---------------------------------------------------------------
 # start_redis <port> [redis-server options...]: a redis-server on 127.0.0.1:port, ready.
@@ -122,16 +126,16 @@ watch_redis() {
   monitors+=("$!")
 }
 
-if needs '{$REDIS}' || needs '{$CLUSTER}'; then
+if needs REDIS || needs CLUSTER; then
   command -v redis-server >/dev/null || { echo "redis-server is not installed (Debian: apt-get install redis-server)" >&2; exit 1; }
 fi
-if needs '{$REDIS}'; then
+if needs REDIS; then
   redis_port=$(free_port)
   start_redis "$redis_port"
   watch_redis "$redis_port"
   export REDIS="redis://127.0.0.1:$redis_port"
 fi
-if needs '{$CLUSTER}'; then
+if needs CLUSTER; then
   cluster_ports=()
   for _ in 1 2 3; do
     port=$(free_cluster_port)
@@ -150,7 +154,7 @@ if needs '{$CLUSTER}'; then
     redis-cli -p "$port" cluster info | grep -q '^cluster_state:ok' || { echo "the cluster node on $port is not ok" >&2; exit 1; }
   done
 fi
-if needs '{$BENCH_TRUSTED}'; then
+if needs BENCH_TRUSTED; then
   BENCH_TRUSTED=$(python3 -c 'print(" ".join("10.%d.%d.%d" % (i >> 16 & 255, i >> 8 & 255, i & 255) for i in range(10000)))')
   export BENCH_TRUSTED
 fi
@@ -167,7 +171,7 @@ serve() {
   pids+=("$!")
   port_of[$name]=$port pid_of[$name]=$!
 }
-if needs '{$UPSTREAM}'; then
+if needs UPSTREAM; then
   serve upstream bare bare
   export UPSTREAM=${port_of[upstream]}
   wait_http "http://127.0.0.1:$UPSTREAM/" "$tmp/upstream.log"
@@ -251,11 +255,12 @@ echo "measured in $((SECONDS - started)) s" >&2
 cell() {
   local m lo hi
   read -r m lo hi < <(echo "$2" | stats)
+  # shellcheck disable=SC2059 # the format is the argument
   printf "$1 ($1–$1)" "$m" "$lo" "$hi"
 }
 table() {
   local name base
-  echo "Machine: $(machine). wrk -t$THREADS -c$CONNECTIONS -d$DURATION on loopback, interleaved with the baseline, $ROUNDS rounds. $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo "Machine: $(machine); Caddy $caddy_version. wrk -t$THREADS -c$CONNECTIONS -d$DURATION on loopback; rounds: $ROUNDS, each run between two of its baseline. $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo
   echo "| configuration | compared with | req/s ratio median (min–max) | p99 ratio median (min–max) | CPU/request ratio median (min–max) | RSS MiB |"
   echo "|---|---|---|---|---|---|"
@@ -266,7 +271,7 @@ table() {
   echo
   echo "| baseline, all its runs | req/s median (min–max) | p99 µs median (min–max) | CPU µs/request median (min–max) | RSS MiB |"
   echo "|---|---|---|---|---|"
-  for name in "${running[@]}"; do
+  for name in "${order[@]}"; do
     is_base "$name" || continue
     echo "| ${label_of[$name]} | $(cell %.0f "${abs_req[$name]}") | $(cell %.0f "${abs_p99[$name]}") | $(cell %.1f "${abs_cpu[$name]}") | $(rss_mib "${pid_of[$name]}") |"
   done
