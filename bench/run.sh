@@ -164,10 +164,10 @@ DEAD=$(free_port)
 declare -A port_of pid_of
 # serve <name> <binary> <caddyfile>: runs a Caddy in the background on a free port.
 serve() {
-  local name=$1 port
+  local name=$1 port config="$PWD/bench/configs/$3.caddyfile"
   port=$(free_port)
   (cd "$tmp" && PORT=$port HOME="$tmp" XDG_DATA_HOME="$tmp/data-$name" XDG_CONFIG_HOME="$tmp/config-$name" \
-    exec "$tmp/$2" run --config "$OLDPWD/bench/configs/$3.caddyfile" --adapter caddyfile >"$tmp/$name.log" 2>&1) &
+    exec "$tmp/$2" run --config "$config" --adapter caddyfile >"$tmp/$name.log" 2>&1) &
   pids+=("$!")
   port_of[$name]=$port pid_of[$name]=$!
 }
