@@ -65,6 +65,7 @@ type Monitoring struct {
 	registry *prometheus.Registry
 	system   *monitor.SystemSampler
 	dash     *dashEntry // nil when the dashboard is off
+	started  *dashFeeds // the feeds this configuration gave the sampler when it started
 }
 
 // CaddyModule returns the Caddy module information.
@@ -242,8 +243,11 @@ func (m *Monitoring) states() []monitor.State {
 }
 
 // reports are the internal components other modules registered with the app.
-func (m *Monitoring) reports() []monitor.Report {
-	st := m.app.Statuses()
+func (m *Monitoring) reports() []monitor.Report { return appReports(m.app) }
+
+// appReports turns the app's component statuses into monitor reports.
+func appReports(a *App) []monitor.Report {
+	st := a.Statuses()
 	out := make([]monitor.Report, len(st))
 	for i, s := range st {
 		status, ok := monitor.ParseStatus(string(s.Status))

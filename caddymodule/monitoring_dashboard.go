@@ -15,12 +15,14 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/csp"
 	"github.com/swarmsec/caddy-hardening/dashboard"
+	"github.com/swarmsec/caddy-hardening/ipclass"
 	"github.com/swarmsec/caddy-hardening/monitor"
 )
 
@@ -77,8 +79,8 @@ type dashEntry struct {
 	events   dashboard.Events
 	instance string
 
-	// src is the newest started configuration's handler: the one the feeds read.
-	src     atomic.Pointer[Monitoring]
+	// src is the newest started configuration's feeds.
+	src     atomic.Pointer[dashFeeds]
 	once    sync.Once
 	started atomic.Bool
 	stop    chan struct{}
@@ -142,22 +144,49 @@ func (e *dashEntry) run() {
 // sample records one snapshot from the newest configuration and, with Redis, publishes this
 // instance's documents for the "all instances" view.
 func (e *dashEntry) sample(now time.Time) {
-	m := e.src.Load()
-	if m == nil {
+	f := e.src.Load()
+	if f == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	e.rec.Record(m.dashSnapshot(ctx, now))
-	if c := m.app.RedisClient(); c != nil {
+	e.rec.Record(f.snapshot(ctx, now))
+	if f.redis != nil {
 		docs := map[string]dashboard.Document{}
 		for _, res := range []dashboard.Resolution{dashboard.Fine, dashboard.Coarse} {
-			docs[res.Name] = m.dashLocal(e, res, now)
+			docs[res.Name] = f.local(e, res, now)
 		}
-		if err := dashboard.Publish(ctx, c, m.app.KeyPrefix(), e.instance, docs, now); err != nil {
-			m.app.logger.Debug("dashboard: publishing to Redis failed", zap.Error(err))
+		if err := dashboard.Publish(ctx, f.redis, f.prefix, e.instance, docs, now); err != nil {
+			f.logger.Debug("dashboard: publishing to Redis failed", zap.Error(err))
 		}
 	}
+}
+
+// dashFeeds is what the dashboard reads from one configuration, taken when it starts: the
+// sampler runs beside a reload and must not read fields a configuration's Cleanup changes.
+type dashFeeds struct {
+	app      *App // Statuses only (locked)
+	checks   []*monitor.Check
+	system   *monitor.SystemSampler
+	limiter  *limiterEntry // nil without policy_rate_limit
+	redis    redis.UniversalClient
+	prefix   string
+	detector *ipclass.Detector
+	logger   *zap.Logger
+}
+
+func (m *Monitoring) feeds() *dashFeeds {
+	return &dashFeeds{app: m.app, checks: append([]*monitor.Check(nil), m.checks...), system: m.system,
+		limiter: m.app.limiter, redis: m.app.RedisClient(), prefix: m.app.KeyPrefix(),
+		detector: m.app.detector(), logger: m.app.logger}
+}
+
+func (f *dashFeeds) states() []monitor.State {
+	out := make([]monitor.State, len(f.checks))
+	for i, c := range f.checks {
+		out[i] = c.State()
+	}
+	return out
 }
 
 // provisionDashboard joins the process's dashboard entry.
@@ -173,7 +202,8 @@ func (m *Monitoring) provisionDashboard() error {
 	m.dash = e
 	currentDash.Store(e)
 	m.app.OnStart(func() {
-		e.src.Store(m)
+		m.started = m.feeds()
+		e.src.Store(m.started)
 		e.start()
 	})
 	return nil
@@ -184,7 +214,9 @@ func (m *Monitoring) releaseDashboard() {
 	if m.dash == nil {
 		return
 	}
-	m.dash.src.CompareAndSwap(m, nil)
+	if m.started != nil {
+		m.dash.src.CompareAndSwap(m.started, nil)
+	}
 	m.dash = nil
 	_, _ = dashPool.Delete("dashboard")
 }
@@ -227,16 +259,16 @@ func (m *Monitoring) serveDashboard(w http.ResponseWriter, r *http.Request, rout
 	if scope != "" && scope != "local" && scope != "all" {
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "scope: expected local or all", nil)
 	}
-	client := m.app.RedisClient()
-	if scope == "all" && client == nil {
+	f := m.feeds()
+	if scope == "all" && f.redis == nil {
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "scope all needs Redis: configure redis in the hardening global option", nil)
 	}
 	now := time.Now()
-	doc := m.dashLocal(m.dash, res, now)
+	doc := f.local(m.dash, res, now)
 	if scope == "all" {
-		others, err := m.dash.others(r.Context(), m, res, now)
+		others, err := m.dash.others(r.Context(), f, res, now)
 		if err != nil {
-			m.app.logger.Warn("dashboard: reading the other instances from Redis failed", zap.Error(err))
+			f.logger.Warn("dashboard: reading the other instances from Redis failed", zap.Error(err))
 		}
 		doc = dashboard.Merge(doc, others)
 	}
@@ -244,7 +276,7 @@ func (m *Monitoring) serveDashboard(w http.ResponseWriter, r *http.Request, rout
 }
 
 // others reads the other instances' documents, at most once per dashAllCacheFor per range.
-func (e *dashEntry) others(ctx context.Context, m *Monitoring, res dashboard.Resolution, now time.Time) ([]dashboard.Document, error) {
+func (e *dashEntry) others(ctx context.Context, f *dashFeeds, res dashboard.Resolution, now time.Time) ([]dashboard.Document, error) {
 	e.allMu.Lock()
 	defer e.allMu.Unlock()
 	if c, ok := e.allCache[res.Name]; ok && now.Sub(c.at) < dashAllCacheFor {
@@ -252,7 +284,7 @@ func (e *dashEntry) others(ctx context.Context, m *Monitoring, res dashboard.Res
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	docs, err := dashboard.Fetch(ctx, m.app.RedisClient(), m.app.KeyPrefix(), res.Name, e.instance, now)
+	docs, err := dashboard.Fetch(ctx, f.redis, f.prefix, res.Name, e.instance, now)
 	e.allCache[res.Name] = dashAll{at: now, others: docs}
 	return docs, err
 }
@@ -296,7 +328,7 @@ func findSecurityWriter(w http.ResponseWriter) *securityWriter {
 }
 
 // dashSnapshot reads the feeds: the project's counters, the checks, the system, the store mode.
-func (m *Monitoring) dashSnapshot(ctx context.Context, now time.Time) dashboard.Snapshot {
+func (f *dashFeeds) snapshot(ctx context.Context, now time.Time) dashboard.Snapshot {
 	s := dashboard.Snapshot{Time: now, Values: map[string][]dashboard.Point{}, States: map[string]string{}}
 	families, _ := dashGatherer.Gather() // a partial result is still worth recording
 	for _, f := range families {
@@ -312,7 +344,7 @@ func (m *Monitoring) dashSnapshot(ctx context.Context, now time.Time) dashboard.
 			s.Values[name] = append(s.Values[name], dashboard.Point{Labels: labels, Value: mt.GetCounter().GetValue()})
 		}
 	}
-	for _, st := range m.states() {
+	for _, st := range f.states() {
 		l := []dashboard.Label{{Name: "name", Value: st.Name}}
 		s.Values[dashboard.FamilyDependencyUp] = append(s.Values[dashboard.FamilyDependencyUp], dashboard.Point{Labels: l, Value: boolFloat(st.Up)})
 		if st.Checked {
@@ -320,11 +352,11 @@ func (m *Monitoring) dashSnapshot(ctx context.Context, now time.Time) dashboard.
 				dashboard.Point{Labels: l, Value: float64(st.Latency.Microseconds()) / 1000})
 		}
 	}
-	sys := m.system.Sample(ctx)
+	sys := f.system.Sample(ctx)
 	s.Values[dashboard.FamilyCPUPercent] = []dashboard.Point{{Value: sys.Process.CPUPercent}}
 	s.Values[dashboard.FamilyMemoryBytes] = []dashboard.Point{{Value: float64(sys.Process.RSS)}}
 	s.Values[dashboard.FamilyGoroutines] = []dashboard.Point{{Value: float64(sys.Runtime.Goroutines)}}
-	if l := m.app.limiter; l != nil {
+	if l := f.limiter; l != nil {
 		s.States[dashboard.StateStoreMode] = l.mode()
 	}
 	return s
@@ -332,16 +364,16 @@ func (m *Monitoring) dashSnapshot(ctx context.Context, now time.Time) dashboard.
 
 // dashLocal builds this instance's document at res, tables included (they are published too,
 // so the "all instances" view has them).
-func (m *Monitoring) dashLocal(e *dashEntry, res dashboard.Resolution, now time.Time) dashboard.Document {
+func (f *dashFeeds) local(e *dashEntry, res dashboard.Resolution, now time.Time) dashboard.Document {
 	doc := dashboard.Document{Instance: e.instance, Instances: []string{e.instance}, Scope: "local", Generated: now.UTC().Truncate(time.Second)}
 	end := e.rec.Last()
 	if end.IsZero() {
 		end = now
 	}
 	e.rec.Window(res, end).Fill(&doc)
-	doc.Current = m.dashCurrent(now)
+	doc.Current = f.current()
 	doc.TopLimited = e.top.Top(dashboard.TopShown, displayKey)
-	doc.Suspicious = m.dashSuspicious(now)
+	doc.Suspicious = f.suspicious(now)
 	doc.Events = e.events.Last()
 	return doc
 }
@@ -357,8 +389,8 @@ func displayKey(_, key string) string {
 }
 
 // dashCurrent is the state now: the health verdict and what degrades the edge.
-func (m *Monitoring) dashCurrent(now time.Time) dashboard.Current {
-	states, reports := m.states(), m.reports()
+func (f *dashFeeds) current() dashboard.Current {
+	states, reports := f.states(), appReports(f.app)
 	v := monitor.Aggregate(states, reports, caddy.Exiting())
 	c := dashboard.Current{Status: string(v.Status), Ready: v.Ready, Reasons: v.Reasons,
 		Degraded: []dashboard.Degraded{}, Breakers: []dashboard.BreakerState{}, Dependencies: []dashboard.DependencyCurrent{}}
@@ -402,9 +434,9 @@ func (m *Monitoring) dashCurrent(now time.Time) dashboard.Current {
 // dashMaxDetections bounds the detections read to pick the top ones by score.
 const dashMaxDetections = 1000
 
-func (m *Monitoring) dashSuspicious(now time.Time) []dashboard.Suspicious {
+func (f *dashFeeds) suspicious(now time.Time) []dashboard.Suspicious {
 	out := []dashboard.Suspicious{}
-	det := m.app.detector()
+	det := f.detector
 	if det == nil {
 		return out
 	}
