@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -329,9 +328,6 @@ func TestDashboardTrafficMatchesMetrics(t *testing.T) {
 	var doc dashboard.Document
 	waitFor(t, "the traffic in the dashboard", func() bool {
 		doc = dashData(t, addr, key, "")
-		if os.Getenv("DASH_DEBUG") != "" {
-			t.Logf("totals %+v", doc.Totals)
-		}
 		return totalOf(doc.Totals.RateLimit, denied) == 3 && totalOf(doc.Totals.PathBlocked, map[string]string{"reason": "dot_segment"}) > totalOf(before.Totals.PathBlocked, map[string]string{"reason": "dot_segment"})
 	})
 	// The series: every point of the new policy lies in the buckets of the traffic.
