@@ -77,9 +77,13 @@ func TestDashboardAllInstances(t *testing.T) {
 	if fromB := dashData(t, b, key, "?scope=all&range=1h"); len(fromB.Instances) != 2 || sumSeries(fromB.RateLimit, denied) != 3 || len(fromB.Timestamps) != 60 {
 		t.Fatalf("all from b, 1h: %v, %v denied", fromB.Instances, sumSeries(fromB.RateLimit, denied))
 	}
-	keysInRedis, err := r.Do("KEYS", "*dash*")
+	keysInRedis, err := r.Do("KEYS", "*dash:*")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The set of instances, and two documents (15m, 1h) per instance.
+	if n := len(keysInRedis.([]any)); n != 5 {
+		t.Fatalf("%d dashboard keys in Redis, want 5: %v", n, keysInRedis)
 	}
 	for _, k := range keysInRedis.([]any) {
 		name := k.(string)
