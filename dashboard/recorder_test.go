@@ -32,10 +32,10 @@ func seriesOf(t *testing.T, w Window, family string, labels map[string]string) V
 
 func TestCounterDeltasBaselineAndReset(t *testing.T) {
 	r := NewRecorder()
-	r.Record(snap(t0, rl("api", "allowed", 100)))                     // baseline: not a bucket
-	r.Record(snap(t0.Add(5*time.Second), rl("api", "allowed", 103)))  // +3
-	r.Record(snap(t0.Add(7*time.Second), rl("api", "allowed", 104)))  // +1, same bucket
-	r.Record(snap(t0.Add(10*time.Second), rl("api", "allowed", 2),    // reset: +2
+	r.Record(snap(t0, rl("api", "allowed", 100)))                    // baseline: not a bucket
+	r.Record(snap(t0.Add(5*time.Second), rl("api", "allowed", 103))) // +3
+	r.Record(snap(t0.Add(7*time.Second), rl("api", "allowed", 104))) // +1, same bucket
+	r.Record(snap(t0.Add(10*time.Second), rl("api", "allowed", 2),   // reset: +2
 		rl("api", "denied", 5))) // born since the last sample: +5
 	now := t0.Add(10 * time.Second)
 	w := r.Window(Fine, now)
