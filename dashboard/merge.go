@@ -20,13 +20,23 @@ func Merge(local Document, others []Document) Document {
 	for _, d := range docs {
 		out.Instances = append(out.Instances, d.Instance)
 	}
-	// One grid: the local one, which ends at the newest bucket this instance has sampled.
+	// One grid of the local length, ending at the newest bucket any instance has sampled.
 	step := int64(out.ResolutionSeconds)
 	n := len(local.Timestamps)
 	if n == 0 || step <= 0 {
 		return out
 	}
-	first := local.Timestamps[0]
+	last := local.Timestamps[n-1]
+	for _, d := range others {
+		if k := len(d.Timestamps); k > 0 && d.ResolutionSeconds == out.ResolutionSeconds && d.Timestamps[k-1] > last {
+			last = d.Timestamps[k-1]
+		}
+	}
+	first := last - int64(n-1)*step
+	out.Timestamps = make([]int64, n)
+	for i := range out.Timestamps {
+		out.Timestamps[i] = first + int64(i)*step
+	}
 	slot := func(ts int64) int {
 		if ts < first || (ts-first)%step != 0 {
 			return -1
