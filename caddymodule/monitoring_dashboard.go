@@ -63,14 +63,6 @@ var dashCounterFamilies = map[string]string{
 	"caddy_hardening_breaker_transitions_total": dashboard.FamilyBreakerTransitions,
 }
 
-// dashGatherer holds the very collectors Caddy's /metrics shows (a collector may be in
-// several registries), so the dashboard's totals are /metrics' values, and a sample gathers
-// nothing else.
-var dashGatherer = func() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(rateLimitDecisions, pathBlocked, reclassified, cspViolations, breakerTransitionsVec)
-	return reg
-}()
 
 // dashEntry is the process's dashboard state: the series, the top limited keys, the events.
 type dashEntry struct {
@@ -166,6 +158,7 @@ func (e *dashEntry) sample(now time.Time) {
 // sampler runs beside a reload and must not read fields a configuration's Cleanup changes.
 type dashFeeds struct {
 	app      *App // Statuses only (locked)
+	registry *prometheus.Registry
 	checks   []*monitor.Check
 	system   *monitor.SystemSampler
 	limiter  *limiterEntry // nil without policy_rate_limit
@@ -176,7 +169,7 @@ type dashFeeds struct {
 }
 
 func (m *Monitoring) feeds() *dashFeeds {
-	return &dashFeeds{app: m.app, checks: append([]*monitor.Check(nil), m.checks...), system: m.system,
+	return &dashFeeds{app: m.app, registry: m.registry, checks: append([]*monitor.Check(nil), m.checks...), system: m.system,
 		limiter: m.app.limiter, redis: m.app.RedisClient(), prefix: m.app.KeyPrefix(),
 		detector: m.app.detector(), logger: m.app.logger}
 }
@@ -330,13 +323,19 @@ func findSecurityWriter(w http.ResponseWriter) *securityWriter {
 // dashSnapshot reads the feeds: the project's counters, the checks, the system, the store mode.
 func (f *dashFeeds) snapshot(ctx context.Context, now time.Time) dashboard.Snapshot {
 	s := dashboard.Snapshot{Time: now, Values: map[string][]dashboard.Point{}, States: map[string]string{}}
-	families, _ := dashGatherer.Gather() // a partial result is still worth recording
-	for _, f := range families {
-		name, ok := dashCounterFamilies[f.GetName()]
-		if !ok || f.GetType() != dto.MetricType_COUNTER {
+	// The configuration's registry is what Caddy's /metrics serves: a collector no module of
+	// this configuration registered (csp_report absent) is absent here too, so the totals are
+	// /metrics' values.
+	var families []*dto.MetricFamily
+	if f.registry != nil {
+		families, _ = f.registry.Gather() // a partial result is still worth recording
+	}
+	for _, fam := range families {
+		name, ok := dashCounterFamilies[fam.GetName()]
+		if !ok || fam.GetType() != dto.MetricType_COUNTER {
 			continue
 		}
-		for _, mt := range f.GetMetric() {
+		for _, mt := range fam.GetMetric() {
 			labels := make([]dashboard.Label, len(mt.GetLabel()))
 			for i, l := range mt.GetLabel() {
 				labels[i] = dashboard.Label{Name: l.GetName(), Value: l.GetValue()}

@@ -84,8 +84,9 @@ type family struct {
 
 type series struct {
 	labels []Label
-	last   float64 // a counter's last cumulative value
-	seen   bool
+	last    float64 // a counter's last cumulative value
+	seen    bool
+	present bool // in the last snapshot
 	rings  [2]ring
 }
 
@@ -106,12 +107,13 @@ func (r *Recorder) Record(s Snapshot) {
 	for i, res := range resolutions {
 		b[i] = res.bucket(s.Time)
 	}
-	for name, pts := range s.Values {
-		f := r.families[name]
-		if f == nil {
-			continue
+	for name, f := range r.families {
+		for _, se := range f.series {
+			se.present = false // a series the snapshot lacks (its collector left /metrics) has no total
 		}
-		f.record(pts, b, r.based)
+		if pts, ok := s.Values[name]; ok {
+			f.record(pts, b, r.based)
+		}
 	}
 	for name, v := range s.States {
 		st := r.states[name]
@@ -175,7 +177,7 @@ func (f *family) record(pts []Point, b [2]int64, based bool) {
 		case delta < 0:
 			delta = a.v // reset
 		}
-		s.last, s.seen = a.v, true
+		s.last, s.seen, s.present = a.v, true, true
 		for i := range s.rings {
 			s.rings[i].add(b[i], delta)
 		}
@@ -224,7 +226,7 @@ type Window struct {
 	Resolution Resolution
 	Timestamps []int64
 	Series     map[string][]Labeled // by family
-	Totals     map[string][]Total   // counter families: the cumulative value at the last sample
+	Totals     map[string][]Total   // counter series of the last sample: their cumulative value
 	States     map[string][]*string
 }
 
@@ -245,7 +247,7 @@ func (r *Recorder) Window(res Resolution, now time.Time) Window {
 			vals := make(Values, res.Points)
 			s.rings[idx].values(last, f.kind == Gauge, vals)
 			out = append(out, Labeled{Labels: labelMap(s.labels), Values: vals})
-			if f.kind == Counter {
+			if f.kind == Counter && s.present {
 				w.Totals[name] = append(w.Totals[name], Total{Labels: labelMap(s.labels), Count: s.last})
 			}
 		}

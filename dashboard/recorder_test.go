@@ -195,3 +195,24 @@ func BenchmarkRecord(b *testing.B) {
 		r.Record(Snapshot{Time: t0.Add(time.Duration(i) * 5 * time.Second), Values: map[string][]Point{FamilyRateLimit: pts}})
 	}
 }
+
+// TestTotalsOnlyForSampledSeries: a counter the last snapshot lacks (its collector left the
+// configuration's registry) keeps its buckets but shows no total, like /metrics.
+func TestTotalsOnlyForSampledSeries(t *testing.T) {
+	r := NewRecorder()
+	r.Record(snap(t0, rl("api", "allowed", 0)))
+	r.Record(snap(t0.Add(5*time.Second), rl("api", "allowed", 4)))
+	r.Record(Snapshot{Time: t0.Add(10 * time.Second)}) // no ratelimit family at all
+	w := r.Window(Fine, t0.Add(10*time.Second))
+	if len(w.Totals[FamilyRateLimit]) != 0 {
+		t.Fatalf("totals for an absent collector: %+v", w.Totals[FamilyRateLimit])
+	}
+	if v := seriesOf(t, w, FamilyRateLimit, map[string]string{"class": "default", "policy": "api", "result": "allowed"}); v[178] != 4 {
+		t.Fatalf("the recorded bucket is gone: %v", v[177:])
+	}
+	r.Record(snap(t0.Add(15*time.Second), rl("api", "allowed", 6)))
+	w = r.Window(Fine, t0.Add(15*time.Second))
+	if len(w.Totals[FamilyRateLimit]) != 1 || w.Totals[FamilyRateLimit][0].Count != 6 {
+		t.Fatalf("totals after the collector is back: %+v", w.Totals[FamilyRateLimit])
+	}
+}
