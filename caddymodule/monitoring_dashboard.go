@@ -63,7 +63,6 @@ var dashCounterFamilies = map[string]string{
 	"caddy_hardening_breaker_transitions_total": dashboard.FamilyBreakerTransitions,
 }
 
-
 // dashEntry is the process's dashboard state: the series, the top limited keys, the events.
 type dashEntry struct {
 	rec      *dashboard.Recorder

@@ -83,11 +83,11 @@ type family struct {
 }
 
 type series struct {
-	labels []Label
+	labels  []Label
 	last    float64 // a counter's last cumulative value
 	seen    bool
 	present bool // in the last snapshot
-	rings  [2]ring
+	rings   [2]ring
 }
 
 // NewRecorder returns an empty Recorder for the dashboard's families.
