@@ -471,3 +471,55 @@ func TestDashboardTopKeysAreBounded(t *testing.T) {
 		t.Fatalf("%d events, bound %d", n, dashboard.MaxEvents)
 	}
 }
+
+// TestDashboardShowsRedisFallback: with Redis gone, the rate limiter decides in memory; the
+// data says so (store mode series, degraded banner, store_failover event), and scope=all still
+// answers with this instance alone.
+func TestDashboardShowsRedisFallback(t *testing.T) {
+	fastDashboard(t)
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_fallback", "redis "+r.URL(0), "api_keys "+digest)
+	testcaddy.StartCaddy(t, cf)
+	waitFor(t, "the redis store mode in the series", func() bool {
+		m := dashData(t, addr, key, "").StoreMode.Values
+		return m[len(m)-1] != nil && *m[len(m)-1] == storeModeRedis
+	})
+	if d := dashData(t, addr, key, "?scope=all"); len(d.Instances) != 1 || len(d.Current.Degraded) != 0 {
+		t.Fatalf("all view with one instance: %v, degraded %+v", d.Instances, d.Current.Degraded)
+	}
+	// A bucket shows the most degraded mode it saw: let one bucket end in redis mode.
+	time.Sleep(time.Until(time.Now().Truncate(5 * time.Second).Add(5*time.Second + 300*time.Millisecond)))
+	r.Kill()
+	var doc dashboard.Document
+	waitFor(t, "the fallback in the dashboard", func() bool {
+		sendAs(t, addr, "203.0.113.20", "/")
+		doc = dashData(t, addr, key, "")
+		m := doc.StoreMode.Values
+		return m[len(m)-1] != nil && *m[len(m)-1] == storeModeFallback
+	})
+	found := false
+	for _, d := range doc.Current.Degraded {
+		found = found || (d.Kind == dashboard.DegradedRateLimitFallback && d.Component == "ratelimit:store" && d.Message != "")
+	}
+	if !found || doc.Current.Status != "warn" {
+		t.Fatalf("current: %+v", doc.Current)
+	}
+	failover := false
+	for _, e := range doc.Events {
+		failover = failover || (e.Event == EventStoreFailover && e.Fields["to"] == storeModeFallback)
+	}
+	if !failover {
+		t.Fatalf("no store_failover event in %+v", doc.Events)
+	}
+	sawRedis := false
+	for _, m := range doc.StoreMode.Values {
+		sawRedis = sawRedis || (m != nil && *m == storeModeRedis)
+	}
+	if !sawRedis {
+		t.Fatal("the series lost the time in redis mode")
+	}
+	if d := dashData(t, addr, key, "?scope=all"); len(d.Instances) != 1 || d.Scope != "all" {
+		t.Fatalf("all view with Redis down: %v %s", d.Instances, d.Scope)
+	}
+}

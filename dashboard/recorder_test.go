@@ -82,6 +82,7 @@ func TestGaugesAverageAndNull(t *testing.T) {
 			States: map[string]string{StateStoreMode: "redis"}})
 	}
 	r.Record(Snapshot{Time: t0.Add(10 * time.Second), States: map[string]string{StateStoreMode: "memory-fallback"}})
+	r.Record(Snapshot{Time: t0.Add(11 * time.Second), States: map[string]string{StateStoreMode: "redis"}}) // the fallback stays visible
 	w := r.Window(Fine, t0.Add(10*time.Second))
 	var doc Document
 	w.Fill(&doc)

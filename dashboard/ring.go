@@ -91,7 +91,9 @@ func (r *ring) values(last int64, gauge bool, dst []float64) {
 	}
 }
 
-// stateRing keeps one string per bucket (the last one set), e.g. the store mode.
+// stateRing keeps one string per bucket, e.g. the store mode: the most degraded one seen in
+// the bucket (storeModeRank), so a short fallback is not hidden by the recovery after it;
+// among equals, the last.
 type stateRing struct {
 	bucket []int64
 	val    []string
@@ -103,6 +105,9 @@ func newStateRing(points int) stateRing {
 
 func (r *stateRing) set(b int64, v string) {
 	i := int(b % int64(len(r.bucket)))
+	if r.bucket[i] == b && storeModeRank[r.val[i]] > storeModeRank[v] {
+		return
+	}
 	r.bucket[i], r.val[i] = b, v
 }
 
