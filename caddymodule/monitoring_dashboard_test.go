@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -521,5 +522,69 @@ func TestDashboardShowsRedisFallback(t *testing.T) {
 	}
 	if d := dashData(t, addr, key, "?scope=all"); len(d.Instances) != 1 || d.Scope != "all" {
 		t.Fatalf("all view with Redis down: %v %s", d.Instances, d.Scope)
+	}
+}
+
+// TestDashboardDependencies: a check that passes and a critical one that fails show as series
+// (up, latency) and in the current state, with the dependency_down banner.
+func TestDashboardDependencies(t *testing.T) {
+	fastDashboard(t)
+	up, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	down := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_deps", "", fmt.Sprintf(`api_keys %s
+check tcp cache %s
+check tcp db %s {
+	critical
+	failures_before_down 1
+}`, digest, up.Addr(), down))
+	testcaddy.StartCaddy(t, cf)
+	var doc dashboard.Document
+	waitFor(t, "both checks sampled", func() bool {
+		doc = dashData(t, addr, key, "")
+		if len(doc.Dependencies) != 2 {
+			return false
+		}
+		for _, d := range doc.Dependencies {
+			if math.IsNaN(d.Up[len(d.Up)-1]) || math.IsNaN(d.LatencyMS[len(d.LatencyMS)-1]) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, d := range doc.Dependencies {
+		want := map[string]float64{"cache": 1, "db": 0}[d.Name]
+		if got := d.Up[len(d.Up)-1]; got != want {
+			t.Fatalf("%s up = %v, want %v", d.Name, got, want)
+		}
+	}
+	cur := doc.Current
+	if cur.Ready || cur.Status != "fail" || len(cur.Dependencies) != 2 {
+		t.Fatalf("current: %+v", cur)
+	}
+	var banner bool
+	for _, d := range cur.Degraded {
+		banner = banner || (d.Kind == dashboard.DegradedDependencyDown && d.Component == "db")
+	}
+	for _, d := range cur.Dependencies {
+		if d.Name == "db" && (d.Status != "fail" || !d.Critical || d.Error == "" || d.LatencyMS == nil) {
+			t.Fatalf("db now: %+v", d)
+		}
+	}
+	if !banner {
+		t.Fatalf("no dependency_down entry: %+v", cur.Degraded)
 	}
 }
