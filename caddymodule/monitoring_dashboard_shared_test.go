@@ -48,6 +48,8 @@ func TestDashboardAllInstances(t *testing.T) {
 	key, digest := newKey(t)
 	a := dashInstance(t, r.URL(0), digest, "dash-a")
 	b := dashInstance(t, r.URL(0), digest, "dash-b")
+	waitSampled(t, a, key) // the baselines come before the traffic
+	waitSampled(t, b, key)
 	for i := 0; i < 3; i++ {
 		sendAs(t, a, "203.0.113.10", "/") // 2 allowed, 1 denied
 	}

@@ -307,7 +307,7 @@ func TestDashboardTrafficMatchesMetrics(t *testing.T) {
 	policy := "dash_traffic"
 	cf, addr := dashSite(t, policy, "", "api_keys "+digest)
 	c := testcaddy.StartCaddy(t, cf)
-	before := dashData(t, addr, key, "")
+	before := waitSampled(t, addr, key)
 
 	limited, prober, traverser := "203.0.113.9", "198.51.100.7", "192.0.2.5"
 	start := time.Now().Unix()
@@ -329,7 +329,7 @@ func TestDashboardTrafficMatchesMetrics(t *testing.T) {
 	var doc dashboard.Document
 	waitFor(t, "the traffic in the dashboard", func() bool {
 		doc = dashData(t, addr, key, "")
-		return totalOf(doc.Totals.RateLimit, denied) == 3 && totalOf(doc.Totals.PathBlocked, map[string]string{"reason": "dot_segment"}) > totalOf(before.Totals.PathBlocked, map[string]string{"reason": "dot_segment"})
+		return totalOf(doc.Totals.RateLimit, denied)-totalOf(before.Totals.RateLimit, denied) == 3 && totalOf(doc.Totals.PathBlocked, map[string]string{"reason": "dot_segment"}) > totalOf(before.Totals.PathBlocked, map[string]string{"reason": "dot_segment"})
 	})
 	// The series: every point of the new policy lies in the buckets of the traffic.
 	// Allowed: two of the limited client, and the prober's two (path_guard lets probes through).
@@ -389,8 +389,8 @@ func TestDashboardTrafficMatchesMetrics(t *testing.T) {
 			t.Fatalf("%s: dashboard totals sum to %v, /metrics to %v", fam, sumDash, sumProm)
 		}
 	}
-	if totalOf(doc.Totals.RateLimit, denied) != 3 {
-		t.Fatal("no denied total")
+	if totalOf(doc.Totals.RateLimit, denied)-totalOf(before.Totals.RateLimit, denied) != 3 {
+		t.Fatal("the denied total did not grow by 3")
 	}
 
 	// The tables.
@@ -441,6 +441,18 @@ func TestDashboardTrafficMatchesMetrics(t *testing.T) {
 		g := dashData(t, addr, key, "").System.Goroutines
 		return !math.IsNaN(g[len(g)-1])
 	})
+}
+
+// waitSampled waits for the recorder's first sample (the baseline) and returns the data then.
+func waitSampled(t *testing.T, addr, key string) dashboard.Document {
+	t.Helper()
+	var doc dashboard.Document
+	waitFor(t, "the first sample", func() bool {
+		doc = dashData(t, addr, key, "")
+		g := doc.System.Goroutines
+		return !math.IsNaN(g[len(g)-1])
+	})
+	return doc
 }
 
 func firstLabel(m map[string]string) string {
@@ -586,5 +598,50 @@ check tcp db %s {
 	}
 	if !banner {
 		t.Fatalf("no dependency_down entry: %+v", cur.Degraded)
+	}
+}
+
+// TestDashboardOpenBreaker: a breaker that trips shows as open now, as a transition in the
+// series and in the degraded banner.
+func TestDashboardOpenBreaker(t *testing.T) {
+	fastDashboard(t)
+	key, digest := newKey(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://%s {
+	bind 127.0.0.1
+	handle_path /api/monitoring/* {
+		monitoring {
+			api_keys %s
+		}
+	}
+	handle {
+		upstream_breaker dash_brk {
+			consecutive_failures 2
+			open_for 1m
+		}
+		reverse_proxy %s
+	}
+}
+`, addr, digest, dead))
+	waitSampled(t, addr, key)
+	for i := 0; i < 3; i++ {
+		call(t, "GET", "http://"+addr+"/", "")
+	}
+	open := map[string]string{"breaker": "dash_brk", "to": "open"}
+	var doc dashboard.Document
+	waitFor(t, "the open breaker in the dashboard", func() bool {
+		doc = dashData(t, addr, key, "")
+		return sumSeries(doc.BreakerTransitions, open) == 1
+	})
+	var now, banner bool
+	for _, b := range doc.Current.Breakers {
+		now = now || (b.Name == "dash_brk" && b.State == "open")
+	}
+	for _, d := range doc.Current.Degraded {
+		banner = banner || (d.Kind == dashboard.DegradedBreakerOpen && d.Component == "breaker:dash_brk")
+	}
+	if !now || !banner {
+		t.Fatalf("current: %+v", doc.Current)
 	}
 }
