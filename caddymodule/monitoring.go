@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -64,8 +65,8 @@ type Monitoring struct {
 	poolKeys []string
 	registry *prometheus.Registry
 	system   *monitor.SystemSampler
-	dash     *dashEntry // nil when the dashboard is off
-	started  *dashFeeds // the feeds this configuration gave the sampler when it started
+	dash     *dashEntry                // nil when the dashboard is off
+	started  atomic.Pointer[dashFeeds] // what this configuration gave the dashboard when it started
 }
 
 // CaddyModule returns the Caddy module information.

@@ -150,8 +150,9 @@ func (m *Monitoring) provisionDashboard() error {
 	m.dash = e
 	currentDash.Store(e)
 	m.app.OnStart(func() {
-		m.started = m.feeds()
-		e.src.Store(m.started)
+		f := m.feeds()
+		m.started.Store(f)
+		e.src.Store(f)
 		e.start()
 	})
 	return nil
@@ -162,10 +163,10 @@ func (m *Monitoring) releaseDashboard() {
 	if m.dash == nil {
 		return
 	}
-	if m.started != nil {
-		m.dash.src.CompareAndSwap(m.started, nil)
+	if f := m.started.Load(); f != nil {
+		m.dash.src.CompareAndSwap(f, nil)
 	}
-	m.dash = nil
+	// m.dash stays: a request of this configuration may still be answered beside its Cleanup.
 	_, _ = dashPool.Delete("dashboard")
 }
 
@@ -207,7 +208,10 @@ func (m *Monitoring) serveDashboard(w http.ResponseWriter, r *http.Request, rout
 	if scope != "" && scope != "local" && scope != "all" {
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "scope: expected local or all", nil)
 	}
-	f := m.feeds()
+	f := m.started.Load() // requests may run beside Cleanup: read what Start took, not m
+	if f == nil {
+		f = m.feeds() // not started yet: nothing is cleaning up either
+	}
 	if scope == "all" && f.redis == nil {
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "scope all needs Redis: configure redis in the hardening global option", nil)
 	}

@@ -645,3 +645,49 @@ func TestDashboardOpenBreaker(t *testing.T) {
 		t.Fatalf("current: %+v", doc.Current)
 	}
 }
+
+// TestDashboardReloadsWhileSampling: reloads (with checks, a limiter, a changing class list)
+// while the sampler runs every 10 ms and data is read; -race finds any read of a configuration
+// its Cleanup changes.
+func TestDashboardReloadsWhileSampling(t *testing.T) {
+	old := dashSampleEvery
+	dashSampleEvery = 10 * time.Millisecond
+	t.Cleanup(func() { dashSampleEvery = old })
+	key, digest := newKey(t)
+	checks := fmt.Sprintf("api_keys %s\ncheck tcp db 127.0.0.1:%d {\ninterval 100ms\n}", digest, testenv.FreePort(t))
+	cf, addr := dashSite(t, "dash_reload", "", checks)
+	c := testcaddy.StartCaddy(t, cf)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				req, _ := http.NewRequest("GET", "http://"+addr+"/api/monitoring/dashboard/data", nil)
+				req.Header.Set("Authorization", "Bearer "+key)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	}()
+	for i := 0; i < 6; i++ {
+		next := cf
+		if i%2 == 0 {
+			next, _ = dashSite(t, "dash_reload", "ip_classes {\ntrusted 127.0.0.1\n}", checks)
+			next = strings.Replace(next, strings.Split(strings.Split(next, "http://")[1], " ")[0], addr, 1)
+		}
+		if err := c.Load(next); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	if doc := dashData(t, addr, key, ""); len(doc.Dependencies) != 1 {
+		t.Fatalf("after the reloads: %d dependencies", len(doc.Dependencies))
+	}
+}
