@@ -7,6 +7,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -32,6 +33,8 @@ func init() {
 //   - `health`: the comprehensive `application/health+json` document with every component.
 //   - `services`: each dependency's state and history.
 //   - `metrics`: system resources, Go runtime figures and the project's counters, as JSON.
+//   - `dashboard`: the security dashboard page (no data in it; it asks for the API key) and
+//     `dashboard/data`, its JSON (details only: 401 otherwise). See DisableDashboard.
 //
 // Dependencies are checked in the background on their own schedules; requests read cached
 // results, so no request rate reaches a dependency. Details (component names, targets, errors)
@@ -46,6 +49,14 @@ type Monitoring struct {
 	// unlock details. Default: none (only trusted clients see details).
 	APIKeys []string `json:"api_keys,omitempty"`
 
+	// DisableDashboard turns off the `dashboard` and `dashboard/data` routes (they answer 404).
+	// The dashboard is a page plus a JSON document of the last 15 minutes (5 s buckets) or hour
+	// (1 min buckets): rate-limit decisions, blocked paths, detections, CSP violations, breaker
+	// transitions, the store mode, dependencies, system figures, the top limited keys, the
+	// suspicious clients and the last security events; the data is for the same clients as
+	// the other details. With Redis, `?scope=all` aggregates every instance. Default: false.
+	DisableDashboard bool `json:"disable_dashboard,omitempty"`
+
 	app      *App
 	ctx      caddy.Context
 	enabled  bool
@@ -54,6 +65,8 @@ type Monitoring struct {
 	poolKeys []string
 	registry *prometheus.Registry
 	system   *monitor.SystemSampler
+	dash     *dashEntry                // nil when the dashboard is off
+	started  atomic.Pointer[dashFeeds] // what this configuration gave the dashboard when it started
 }
 
 // CaddyModule returns the Caddy module information.
@@ -99,6 +112,10 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		m.release()
 		return err
 	}
+	if err := m.provisionDashboard(); err != nil {
+		m.release()
+		return err
+	}
 	return nil
 }
 
@@ -122,6 +139,7 @@ func (m *Monitoring) Validate() error {
 func (m *Monitoring) Cleanup() error {
 	unregisterMonitoring(m.registry, m)
 	m.release()
+	m.releaseDashboard()
 	return nil
 }
 
@@ -137,12 +155,15 @@ func (m *Monitoring) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 	if !m.enabled {
 		return next.ServeHTTP(w, r)
 	}
+	if d := dashboardRoute(r.URL.Path); d != "" {
+		return m.serveDashboard(w, r, d)
+	}
 	route := path.Base(strings.TrimSuffix(r.URL.Path, "/"))
 	switch route {
 	case "simple-health", "live", "ready", "health", "services", "metrics":
 	default:
 		return writeProblem(w, http.StatusNotFound, "Not Found",
-			"monitoring routes: simple-health, live, ready, health, services, metrics", nil)
+			"monitoring routes: simple-health, live, ready, health, services, metrics, dashboard, dashboard/data", nil)
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -223,8 +244,11 @@ func (m *Monitoring) states() []monitor.State {
 }
 
 // reports are the internal components other modules registered with the app.
-func (m *Monitoring) reports() []monitor.Report {
-	st := m.app.Statuses()
+func (m *Monitoring) reports() []monitor.Report { return appReports(m.app) }
+
+// appReports turns the app's component statuses into monitor reports.
+func appReports(a *App) []monitor.Report {
+	st := a.Statuses()
 	out := make([]monitor.Report, len(st))
 	for i, s := range st {
 		status, ok := monitor.ParseStatus(string(s.Status))

@@ -57,6 +57,7 @@ func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 //			max_age <duration>
 //		}
 //		api_keys <sha256:digest>...
+//		dashboard on|off
 //	}
 //
 // where <common> is any of:
@@ -68,6 +69,8 @@ func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 //
 // `check redis` without a URL checks the hardening app's Redis; a single argument with `://`
 // is a URL, otherwise a name.
+//
+// `dashboard off` turns off the `dashboard` and `dashboard/data` routes (default: on).
 func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
@@ -95,8 +98,17 @@ func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.WrapErr(err)
 			}
 			m.APIKeys = append(m.APIKeys, args...)
+		case "dashboard":
+			var v string
+			if !d.Args(&v) || d.NextArg() || (v != "on" && v != "off") {
+				return d.Err("dashboard: expected on or off")
+			}
+			if file, line := d.File(), d.Line(); d.NextBlock(d.Nesting()) {
+				return fmt.Errorf("dashboard: expected on or off, not a block, at %s:%d", file, line)
+			}
+			m.DisableDashboard = v == "off"
 		default:
-			return d.Errf("unknown monitoring subdirective %q; expected check or api_keys", d.Val())
+			return d.Errf("unknown monitoring subdirective %q; expected check, api_keys or dashboard", d.Val())
 		}
 	}
 	return nil

@@ -179,6 +179,7 @@ func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class i
 		h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
 	}
 	h.sampler.report(h, r, class, key, res, false)
+	recordRefusal(h.policy.name, key) // the dashboard's top limited keys: one atomic load when off
 	return h.replies[class].refuse(w, res, limit, h.HideHeaders)
 }
 

@@ -47,3 +47,11 @@ func BenchmarkRateLimitAdmit(b *testing.B) {
 func BenchmarkRateLimitDeny(b *testing.B) {
 	servePathGuardBench(b, benchRateLimit(b, row(1, time.Hour, 1)), "/api/v1/users/123")
 }
+
+// BenchmarkRateLimitDenyDashboard is BenchmarkRateLimitDeny with the dashboard on: each
+// refusal also counts its key in the top-K.
+func BenchmarkRateLimitDenyDashboard(b *testing.B) {
+	e, _ := newDashEntry()
+	defer func() { _ = e.Destruct() }()
+	servePathGuardBench(b, benchRateLimit(b, row(1, time.Hour, 1)), "/api/v1/users/123")
+}

@@ -81,6 +81,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 	if s == nil {
 		return
 	}
+	recordDashboardEvent(a, r, level, name, data) // its own rate bound, whatever is logged
 	// Under a flood most events are neither logged nor subscribed to: decide that first, and
 	// build nothing for them.
 	emit := s.events != nil && s.events.ShouldEmit(name)

@@ -1,0 +1,99 @@
+package caddymodule
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/swarmsec/caddy-hardening/dashboard"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// dashInstance runs the built Caddy as instance name, publishing to the Redis at redisURL.
+func dashInstance(t *testing.T, redisURL, digest, name string) string {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	testenv.RunCaddy(t, fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		redis %s
+		policy dash_all {
+			limit 2/1h
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	handle_path /api/monitoring/* {
+		monitoring {
+			api_keys %s
+		}
+	}
+	handle {
+		policy_rate_limit dash_all
+		respond "app"
+	}
+}
+`, redisURL, addr, digest), dashboard.InstanceEnv+"="+name)
+	return addr
+}
+
+// TestDashboardAllInstances: two Caddy processes publish to one Redis; scope=all on either
+// sums both, scope=local shows one.
+func TestDashboardAllInstances(t *testing.T) {
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	a := dashInstance(t, r.URL(0), digest, "dash-a")
+	b := dashInstance(t, r.URL(0), digest, "dash-b")
+	waitSampled(t, a, key) // the baselines come before the traffic
+	waitSampled(t, b, key)
+	for i := 0; i < 3; i++ {
+		sendAs(t, a, "203.0.113.10", "/") // 2 allowed, 1 denied
+	}
+	for i := 0; i < 4; i++ {
+		sendAs(t, b, "203.0.113.11", "/") // 2 allowed, 2 denied
+	}
+	denied := map[string]string{"policy": "dash_all", "result": "denied"}
+	var all dashboard.Document
+	waitFor(t, "both instances in the all view", func() bool {
+		all = dashData(t, a, key, "?scope=all")
+		return len(all.Instances) == 2 && totalOf(all.Totals.RateLimit, denied) == 3 && sumSeries(all.RateLimit, denied) == 3
+	})
+	if all.Scope != "all" || all.Instance != "dash-a" || all.Instances[0] != "dash-a" || all.Instances[1] != "dash-b" {
+		t.Fatalf("all view: instance %q, instances %v, scope %s", all.Instance, all.Instances, all.Scope)
+	}
+	var keys []string
+	for _, l := range all.TopLimited {
+		keys = append(keys, fmt.Sprintf("%s=%d", l.Key, l.Count))
+	}
+	sort.Strings(keys)
+	if strings.Join(keys, " ") != "203.0.113.10=1 203.0.113.11=2" {
+		t.Fatalf("top limited of all instances: %v", keys)
+	}
+	if local := dashData(t, b, key, ""); local.Instance != "dash-b" || len(local.Instances) != 1 || totalOf(local.Totals.RateLimit, denied) != 2 {
+		t.Fatalf("b local: %s %v, %v denied", local.Instance, local.Instances, totalOf(local.Totals.RateLimit, denied))
+	}
+	if fromB := dashData(t, b, key, "?scope=all&range=1h"); len(fromB.Instances) != 2 || sumSeries(fromB.RateLimit, denied) != 3 || len(fromB.Timestamps) != 60 {
+		t.Fatalf("all from b, 1h: %v, %v denied", fromB.Instances, sumSeries(fromB.RateLimit, denied))
+	}
+	keysInRedis, err := r.Do("KEYS", "*dash:*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The set of instances, and two documents (15m, 1h) per instance.
+	if n := len(keysInRedis.([]any)); n != 5 {
+		t.Fatalf("%d dashboard keys in Redis, want 5: %v", n, keysInRedis)
+	}
+	for _, k := range keysInRedis.([]any) {
+		name := k.(string)
+		if !strings.Contains(name, "dash:{dash}:") {
+			t.Fatalf("key %q lacks the {dash} hash tag", name)
+		}
+		if ttl, _ := r.Do("TTL", name); ttl.(int64) <= 0 {
+			t.Fatalf("key %q has no TTL (%v)", name, ttl)
+		}
+	}
+}

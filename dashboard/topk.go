@@ -1,0 +1,125 @@
+package dashboard
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+)
+
+// TopTracked is how many keys the top-K tracks; TopShown how many the dashboard shows.
+const (
+	TopTracked = 64
+	TopShown   = 20
+)
+
+// TopK counts the most refused keys with the space-saving algorithm (Metwally et al.): a
+// fixed table of TopTracked entries; a key not in a full table replaces the smallest entry
+// and inherits its count plus one, so a heavy key is never missed and a count overstates by
+// at most the smallest count.
+//
+// Add is on the refusal path of policy_rate_limit, so it never waits: when another goroutine
+// holds the table, the call is skipped (counted in Skipped). Under a flood from many cores the
+// table therefore sees a sample of the refusals, which keeps the heavy keys on top.
+type TopK struct {
+	mu      sync.Mutex
+	index   map[topKey]int
+	items   [TopTracked]topItem
+	n       int
+	skipped atomic.Uint64
+}
+
+type topKey struct{ policy, key string }
+
+type topItem struct {
+	k     topKey
+	count uint64
+}
+
+// NewTopK returns an empty table.
+func NewTopK() *TopK { return &TopK{index: make(map[topKey]int, TopTracked)} }
+
+// Add counts one refusal of key under policy.
+func (t *TopK) Add(policy, key string) {
+	if !t.mu.TryLock() {
+		t.skipped.Add(1)
+		return
+	}
+	k := topKey{policy, key}
+	if i, ok := t.index[k]; ok {
+		t.items[i].count++
+		t.mu.Unlock()
+		return
+	}
+	if t.n < TopTracked {
+		t.items[t.n] = topItem{k: k, count: 1}
+		t.index[k] = t.n
+		t.n++
+		t.mu.Unlock()
+		return
+	}
+	m := 0
+	for i := 1; i < TopTracked; i++ {
+		if t.items[i].count < t.items[m].count {
+			m = i
+		}
+	}
+	delete(t.index, t.items[m].k)
+	t.items[m] = topItem{k: k, count: t.items[m].count + 1}
+	t.index[k] = m
+	t.mu.Unlock()
+}
+
+// Decay halves every count and forgets keys that reach zero, so the table follows the
+// recent refusals rather than those since the start.
+func (t *TopK) Decay() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	j := 0
+	clear(t.index)
+	for i := 0; i < t.n; i++ {
+		it := t.items[i]
+		it.count /= 2
+		if it.count == 0 {
+			continue
+		}
+		t.items[j] = it
+		t.index[it.k] = j
+		j++
+	}
+	for i := j; i < t.n; i++ {
+		t.items[i] = topItem{}
+	}
+	t.n = j
+}
+
+// Top returns the n keys with the highest counts, highest first. show turns a raw key into
+// what may be displayed (an IP as it is, other keys as a digest).
+func (t *TopK) Top(n int, show func(policy, key string) string) []Limited {
+	t.mu.Lock()
+	items := append([]topItem(nil), t.items[:t.n]...)
+	t.mu.Unlock()
+	sort.Slice(items, func(i, j int) bool {
+		if items[i].count != items[j].count {
+			return items[i].count > items[j].count
+		}
+		return items[i].k.key < items[j].k.key
+	})
+	if len(items) > n {
+		items = items[:n]
+	}
+	out := make([]Limited, len(items))
+	for i, it := range items {
+		out[i] = Limited{Policy: it.k.policy, Key: show(it.k.policy, it.k.key), Count: it.count}
+	}
+	return out
+}
+
+// Len is how many keys the table holds (at most TopTracked).
+func (t *TopK) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
+
+// Skipped is how many Add calls found the table busy and were not counted.
+func (t *TopK) Skipped() uint64 { return t.skipped.Load() }

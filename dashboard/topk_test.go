@@ -1,0 +1,169 @@
+package dashboard
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+func show(_, key string) string { return key }
+
+func TestTopKFindsHeavyKeysAmongNoise(t *testing.T) {
+	k := NewTopK()
+	for i := 0; i < 100_000; i++ {
+		k.Add("api", "noise-"+strconv.Itoa(i)) // each seen once
+		if i%10 == 0 {
+			k.Add("api", "203.0.113.9")
+		}
+		if i%25 == 0 {
+			k.Add("login", "198.51.100.7")
+		}
+	}
+	if k.Len() != TopTracked {
+		t.Fatalf("tracks %d keys, bound %d", k.Len(), TopTracked)
+	}
+	top := k.Top(TopShown, show)
+	if len(top) != TopShown {
+		t.Fatalf("%d rows shown", len(top))
+	}
+	if top[0].Key != "203.0.113.9" || top[0].Count < 10_000 || top[1].Key != "198.51.100.7" || top[1].Count < 4_000 {
+		t.Fatalf("top rows: %+v", top[:3])
+	}
+}
+
+func TestTopKDecay(t *testing.T) {
+	k := NewTopK()
+	for i := 0; i < 8; i++ {
+		k.Add("api", "a")
+	}
+	k.Add("api", "b")
+	k.Decay()
+	top := k.Top(10, show)
+	if len(top) != 1 || top[0].Key != "a" || top[0].Count != 4 || k.Len() != 1 {
+		t.Fatalf("after decay: %+v", top)
+	}
+	k.Add("api", "a")
+	if top := k.Top(10, show); top[0].Count != 5 {
+		t.Fatalf("the index is stale after decay: %+v", top)
+	}
+}
+
+func TestTopKConcurrentAddNeverBlocks(t *testing.T) {
+	k := NewTopK()
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20_000; i++ {
+				k.Add("api", "hot")
+			}
+		}()
+	}
+	wg.Wait()
+	top := k.Top(1, show)
+	if got := top[0].Count + k.Skipped(); got != 160_000 {
+		t.Fatalf("counted %d + skipped %d = %d, want 160000", top[0].Count, k.Skipped(), got)
+	}
+}
+
+func TestEventsRingIsBounded(t *testing.T) {
+	var e Events
+	long := make([]byte, 5000)
+	for i := range long {
+		long[i] = 'a'
+	}
+	fields := map[string]string{}
+	for i := 0; i < 100; i++ {
+		fields[fmt.Sprint("k", i)] = string(long)
+	}
+	for i := 0; i < 250; i++ {
+		e.Add(Event{Time: t0.Add(time.Duration(i) * time.Second), Event: "path_blocked", URI: string(long), Fields: fields})
+	}
+	got := e.Last()
+	if len(got) != MaxEvents {
+		t.Fatalf("%d events kept, bound %d", len(got), MaxEvents)
+	}
+	if !got[0].Time.Equal(t0.Add(249*time.Second)) || !got[99].Time.Equal(t0.Add(150*time.Second)) {
+		t.Fatalf("order: newest %v, oldest %v", got[0].Time, got[99].Time)
+	}
+	if len(got[0].URI) != MaxEventURI || len(got[0].Fields) != MaxEventFields {
+		t.Fatalf("uri %d bytes, %d fields", len(got[0].URI), len(got[0].Fields))
+	}
+	for _, v := range got[0].Fields {
+		if len(v) > maxFieldValue {
+			t.Fatalf("field value of %d bytes", len(v))
+		}
+	}
+}
+
+func TestEventsAdmission(t *testing.T) {
+	var e Events
+	n := 0
+	for i := 0; i < 1000; i++ {
+		if e.Admit(t0) {
+			n++
+		}
+	}
+	if n != eventBurst {
+		t.Fatalf("admitted %d at once, want the burst %d", n, eventBurst)
+	}
+	if !e.Admit(t0.Add(time.Second)) {
+		t.Fatal("no event admitted a second later")
+	}
+}
+
+func TestClipKeepsUTF8(t *testing.T) {
+	if got := clip("aé", 2); got != "a" {
+		t.Fatalf("clip = %q", got)
+	}
+}
+
+// BenchmarkTopKAdd is the cost on the refusal path: one flooding key (the common case),
+// and keys that keep replacing the smallest entry (the worst case).
+func BenchmarkTopKAdd(b *testing.B) {
+	keys := make([]string, 4096)
+	for i := range keys {
+		keys[i] = "198.51.100." + strconv.Itoa(i)
+	}
+	b.Run("hot", func(b *testing.B) {
+		k := NewTopK()
+		b.ReportAllocs()
+		for b.Loop() {
+			k.Add("api", "203.0.113.9")
+		}
+	})
+	b.Run("churn", func(b *testing.B) {
+		k := NewTopK()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k.Add("api", keys[i&4095])
+			i++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		k := NewTopK()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				k.Add("api", keys[i&63])
+				i++
+			}
+		})
+	})
+}
+
+func BenchmarkEventsAdd(b *testing.B) {
+	var e Events
+	ev := Event{Time: t0, Event: "path_blocked", URI: "/../etc/passwd", Fields: map[string]string{"reason": "traversal"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if e.Admit(t0) {
+			e.Add(ev)
+		}
+	}
+}
