@@ -60,9 +60,9 @@ func main() {
 		mk(map[string]any{"policy": "api", "class": "default", "result": "shadow_denied"}, func(i int) float64 { return burst(i, 560, 575, 3) }),
 	}
 	pathBlocked := []*counter{
-		mk(map[string]any{"reason": "traversal"}, func(i int) float64 { return burst(i, 590, 600, 2) + sparse(0.01, 1) }),
-		mk(map[string]any{"reason": "encoded_separator"}, func(i int) float64 { return sparse(0.015, 1) }),
-		mk(map[string]any{"reason": "probe"}, func(i int) float64 { return burst(i, 585, 620, 3) + sparse(0.02, 1) }),
+		mk(map[string]any{"reason": "dot_segment"}, func(i int) float64 { return burst(i, 590, 600, 2) + sparse(0.01, 1) }),
+		mk(map[string]any{"reason": "encoded_slash"}, func(i int) float64 { return sparse(0.015, 1) }),
+		mk(map[string]any{"reason": "double_encoding"}, func(i int) float64 { return burst(i, 586, 596, 1) + sparse(0.01, 1) }),
 	}
 	detections := []*counter{
 		mk(map[string]any{"signal": "probe"}, func(i int) float64 { return burst(i, 585, 620, 3) + sparse(0.02, 1) }),
@@ -254,14 +254,14 @@ func events() []map[string]any {
 		return map[string]any{"time": at(s), "event": name, "level": level, "client_ip": ip, "ip_class": class, "uri": uri, "fields": fields}
 	}
 	return []map[string]any{
-		ev(20, "upstream_breaker_state", "warn", "", "", "", map[string]any{"breaker": "api", "from": "half-open", "to": "open"}),
-		ev(55, "ratelimit_fallback", "warn", "", "", "", map[string]any{"store": "redis", "error": "connection refused"}),
-		ev(160, "rate_limited", "info", "203.0.113.9", "suspicious", "/api/v1/orders?page=1", map[string]any{"policy": "api", "retry_after": 2}),
+		ev(20, "breaker_state_changed", "warn", "", "", "", map[string]any{"breaker": "api", "from": "half-open", "to": "open"}),
+		ev(55, "store_failover", "warn", "", "", "", map[string]any{"store": "redis", "error": "connection refused"}),
+		ev(160, "rate_limit_exceeded", "info", "203.0.113.9", "suspicious", "/api/v1/orders?page=1", map[string]any{"policy": "api", "retry_after": 2}),
 		ev(240, "ip_reclassified", "warn", "203.0.113.9", "suspicious", "/api/v1/orders", map[string]any{"signal": "rate_limited", "score": 24.5}),
-		ev(300, "path_blocked", "warn", "198.51.100.23", "default", "/static/..%2f..%2fetc/passwd", map[string]any{"reason": "encoded_separator"}),
-		ev(330, "path_blocked", "warn", "198.51.100.23", "default", "/.env", map[string]any{"reason": "probe"}),
+		ev(300, "path_blocked", "warn", "198.51.100.23", "default", "/static/..%2f..%2fetc/passwd", map[string]any{"reason": "encoded_slash"}),
+		ev(330, "path_blocked", "warn", "198.51.100.23", "default", "/%252e%252e/.env", map[string]any{"reason": "double_encoding"}),
 		ev(345, "csp_violation", "info", "192.0.2.44", "default", "/checkout", map[string]any{"directive": "script-src-elem", "blocked": "https://evil.example/x.js"}),
-		ev(380, "path_blocked", "warn", "2001:db8::7", "default", "/search?q=<script>alert(document.domain)</script>", map[string]any{"reason": "traversal"}),
+		ev(380, "path_blocked", "warn", "2001:db8::7", "default", "/files/../../etc/passwd?q=<script>alert(document.domain)</script>", map[string]any{"reason": "dot_segment"}),
 		ev(410, "monitoring_access_denied", "warn", "192.0.2.80", "default", "/api/monitoring/dashboard/data", map[string]any{"route": "data", "note": "<img src=x onerror=alert(1)>"}),
 		ev(520, "ip_reclassified", "warn", "198.51.100.23", "suspicious", "/wp-login.php", map[string]any{"signal": "probe", "score": 13}),
 	}
