@@ -15,7 +15,7 @@ import (
 	"github.com/swarmsec/caddy-hardening/dashboard/page/pagetest"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "copy this run's screenshots to docs/dashboard.png and docs/dashboard-dark.png")
+var updateScreenshot = flag.Bool("update-screenshot", false, "copy this run's light-scheme screenshot to docs/dashboard.png (the README's)")
 
 const fixtureKey = "dk_fixture-key-0123456789abcdef"
 
@@ -208,7 +208,6 @@ func TestDashboardPageDrawsTheFixture(t *testing.T) {
 
 	if *updateScreenshot {
 		pagetest.CopyFile(t, shot, "../../docs/dashboard.png")
-		pagetest.CopyFile(t, dark, "../../docs/dashboard-dark.png")
 	}
 }
 

@@ -108,6 +108,8 @@ function facts() {
 		}
 		if (await page.evaluate(() => document.documentElement.dataset.state) === 'ready') {
 			await page.waitForFunction((n) => Number(document.documentElement.dataset.updates || 0) >= n, opt.minUpdates, { timeout: 30000 });
+			// and the probe for the all-instances view has answered
+			await page.waitForFunction(() => document.documentElement.dataset.scopes !== undefined, null, { timeout: 15000 });
 			out.phases.ready = await page.evaluate(facts);
 
 			// hover the rate-limit chart where the most happened: the tooltip shows time and values
@@ -133,18 +135,19 @@ function facts() {
 				out.screenshotDark = opt.screenshotDark;
 				await page.emulateMedia({ colorScheme: 'light' });
 			}
-			const next = async (click) => {
-				const before = await page.evaluate(() => Number(document.documentElement.dataset.updates || 0));
+			// click a switch, then wait until the page draws an answer for it (a periodic
+			// refresh landing in between must not pass for it)
+			const next = async (click, attr, value) => {
 				await page.click(click);
-				await page.waitForFunction((n) => Number(document.documentElement.dataset.updates || 0) > n, before, { timeout: 15000 });
+				await page.waitForFunction(([a, v]) => document.documentElement.dataset[a] === v, [attr, value], { timeout: 15000 });
 				return page.evaluate(facts);
 			};
 			if (opt.switchRange) {
-				out.phases.range1h = await next('#range-switch button[data-range="1h"]');
-				out.phases.range15m = await next('#range-switch button[data-range="15m"]');
+				out.phases.range1h = await next('#range-switch button[data-range="1h"]', 'range', '1h');
+				out.phases.range15m = await next('#range-switch button[data-range="15m"]', 'range', '15m');
 			}
 			if (opt.switchScope && out.phases.ready.scopeSwitchVisible) {
-				out.phases.scopeAll = await next('#scope-switch button[data-scope="all"]');
+				out.phases.scopeAll = await next('#scope-switch button[data-scope="all"]', 'scope', 'all');
 			}
 			if (opt.logout && await page.isVisible('#logout')) {
 				await page.click('#logout');
