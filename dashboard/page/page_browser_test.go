@@ -147,7 +147,7 @@ func TestDashboardPageDrawsTheFixture(t *testing.T) {
 	if !f.BannerVisible || len(f.Banner) != 2 || !strings.Contains(f.Banner[0], "Redis unavailable: decisions in memory") {
 		t.Errorf("banner: visible %v, %q", f.BannerVisible, f.Banner)
 	}
-	if f.Stats["s-status"] != "warn" || f.Stats["s-store"] != "memory" || f.Stats["s-breakers"] != "1 / 2" || f.Stats["s-flagged"] != "3" {
+	if f.Stats["s-status"] != "warn" || f.Stats["s-store"] != "memory-fallback" || f.Stats["s-breakers"] != "1 / 2" || f.Stats["s-flagged"] != "3" {
 		t.Errorf("cards: %v", f.Stats)
 	}
 

@@ -95,7 +95,7 @@ func main() {
 		pgLat[i], pgUp[i] = ptr(math.Round((1.8+rng.Float64()*0.8)*100)/100), ptr(1)
 		if i >= lost {
 			redisUp[i] = ptr(0)
-			mode[i] = sptr("memory")
+			mode[i] = sptr("memory-fallback")
 		} else {
 			redisLat[i], redisUp[i] = ptr(math.Round((0.35+rng.Float64()*0.2)*100)/100), ptr(1)
 			mode[i] = sptr("redis")
