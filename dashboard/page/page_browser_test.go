@@ -24,8 +24,9 @@ const fixtureKey = "dk_fixture-key-0123456789abcdef"
 // 401 problem+json without the key (unless every client is trusted), 400 for scope=all
 // without Redis.
 type fixtureServer struct {
-	trusted bool // every client is in the trusted class: no key needed
-	redis   bool // scope=all is possible
+	trusted bool   // every client is in the trusted class: no key needed
+	redis   bool   // scope=all is possible
+	doc     []byte // served instead of the fixtures when set
 }
 
 func (f fixtureServer) start(t *testing.T) string {
@@ -51,6 +52,9 @@ func (f fixtureServer) start(t *testing.T) string {
 			file = "testdata/data-1h.json"
 		}
 		raw, err := os.ReadFile(file)
+		if f.doc != nil {
+			raw = f.doc
+		}
 		if err != nil {
 			problem(w, http.StatusInternalServerError, err.Error())
 			return
@@ -321,5 +325,49 @@ func checkCharts(t *testing.T, f *pagetest.Facts, d *dashData) {
 	// The store-mode strip: one legend entry per mode seen.
 	if s := f.Charts["store_mode"]; s.Buckets != n || len(s.Legend) != 2 {
 		t.Errorf("store mode strip: %+v", s)
+	}
+}
+
+// TestDashboardPageWithoutData: a fresh instance (nothing recorded yet, sections missing,
+// gauges all null, labels the page does not know) draws empty charts and empty tables,
+// without an error.
+func TestDashboardPageWithoutData(t *testing.T) {
+	ts := make([]int64, 180)
+	nulls := make([]any, 180)
+	for i := range ts {
+		ts[i] = 1795837500 + int64(i)*5
+	}
+	doc, _ := json.Marshal(map[string]any{
+		"instance": "edge-1", "instances": []string{"edge-1"}, "scope": "local", "range": "15m",
+		"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": ts,
+		"ratelimit":    []any{map[string]any{"policy": "p", "class": "c", "result": "a_new_result", "values": make([]int, 180)}},
+		"path_blocked": []any{}, "detections": nil,
+		"system":     map[string]any{"cpu_percent": nulls, "memory_bytes": nulls},
+		"store_mode": map[string]any{"values": nulls},
+		"current":    map[string]any{"status": "pass", "ready": true, "degraded": []any{}},
+		"events":     []any{"not an object", nil, 7},
+	})
+	url := fixtureServer{trusted: true, doc: doc}.start(t)
+	r := pagetest.Run(t, pagetest.Options{URL: url, MinUpdates: 1})
+	requireClean(t, r, url, "")
+	f := r.Phases["ready"]
+	if f == nil || f.State != "ready" || f.BannerVisible {
+		t.Fatalf("empty data: %+v", f)
+	}
+	for name, c := range f.Charts {
+		if !c.Empty || c.Buckets != 180 || c.SVGs != 1 {
+			t.Errorf("chart %s: %+v, want an empty chart over 180 buckets", name, c)
+		}
+	}
+	if s := f.Charts["ratelimit"].SeriesByName()["p · a_new_result"]; s.Points != 180 || s.Sum != 0 {
+		t.Errorf("the unknown result is not a series of zeros: %+v", f.Charts["ratelimit"].Series)
+	}
+	for id, rows := range f.Tables {
+		if len(rows) != 0 {
+			t.Errorf("table %s has rows: %q", id, rows)
+		}
+	}
+	if f.Stats["s-store"] != "none" || f.Stats["s-flagged"] != "0" {
+		t.Errorf("cards: %v", f.Stats)
 	}
 }
