@@ -114,9 +114,12 @@ func (c Chart) SeriesByName() map[string]Series {
 	return m
 }
 
-// Run drives the page once; the test fails if the script does.
+// Run drives the page once; the test fails if the script does. Skipped with -short.
 func Run(t testing.TB, o Options) *Result {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("drives Chromium; skipped with -short")
+	}
 	script := filepath.Join(t.TempDir(), "browser.js")
 	if err := os.WriteFile(script, browserJS, 0o644); err != nil {
 		t.Fatal(err)
