@@ -23,8 +23,8 @@ import (
 var updateDashboardScreenshot = flag.Bool("update-screenshot", false, "copy the dashboard screenshot of a real Caddy to docs/dashboard-caddy.png")
 
 // dashboardSite is a site with the monitoring handler (dashboard on by default) under
-// /api/monitoring/, Caddy's Prometheus metrics on /metrics, path_guard, and a rate-limited
-// /app/. 127.0.0.1 is a trusted proxy, so the test's traffic names its clients in
+// /api/monitoring/, Caddy's Prometheus metrics on /metrics, security_headers site-wide (the
+// page must run under its own CSP all the same), path_guard, and a rate-limited /app/. 127.0.0.1 is a trusted proxy, so the test's traffic names its clients in
 // X-Forwarded-For while the browser is 127.0.0.1 itself; trusted lists the trusted class.
 func dashboardSite(port int, digest, trusted string) string {
 	classes := ""
@@ -56,6 +56,7 @@ http://127.0.0.1:%d {
 	handle /metrics {
 		metrics
 	}
+	security_headers
 	path_guard
 	policy_rate_limit /app/* dashapi
 	respond "app"
