@@ -24,8 +24,9 @@ var updateDashboardScreenshot = flag.Bool("update-screenshot", false, "copy the 
 
 // dashboardSite is a site with the monitoring handler (dashboard on by default) under
 // /api/monitoring/, Caddy's Prometheus metrics on /metrics, security_headers site-wide (the
-// page must run under its own CSP all the same), path_guard, and a rate-limited /app/. 127.0.0.1 is a trusted proxy, so the test's traffic names its clients in
-// X-Forwarded-For while the browser is 127.0.0.1 itself; trusted lists the trusted class.
+// page must run under its own CSP all the same), path_guard, and a rate-limited /app/.
+// 127.0.0.1 is a trusted proxy, so the test's traffic names its clients in X-Forwarded-For
+// while the browser is 127.0.0.1 itself; trusted lists the trusted class.
 func dashboardSite(port int, digest, trusted string) string {
 	classes := ""
 	if trusted != "" {
