@@ -183,6 +183,13 @@ func TestDashboardPageDrawsTheFixture(t *testing.T) {
 		t.Errorf("hover: %+v", r.Hover)
 	}
 
+	// The keyboard walks the same buckets: End, then one to the left.
+	for _, k := range []*pagetest.Keyboard{r.Keyboard, r.KeyboardAfterRefresh} {
+		if k == nil || !k.Visible || !k.Focused || k.Cursor != "178" || !strings.Contains(k.Text, "api · allowed") {
+			t.Errorf("keyboard (before and after a refresh): %+v", k)
+		}
+	}
+
 	// The range switch fetches the hour (60 one-minute buckets) and back.
 	if h := r.Phases["range1h"]; h == nil || h.Charts["ratelimit"].Buckets != 60 {
 		t.Errorf("1h: %+v", h)

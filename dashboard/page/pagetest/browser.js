@@ -123,6 +123,22 @@ function facts() {
 					guide: document.querySelector('#chart-ratelimit .guide').getAttribute('visibility'),
 				}));
 				await page.mouse.move(0, 0);
+				// the keyboard reaches the same values: focus the plot, step left
+				await page.focus('#chart-ratelimit .hit');
+				await page.keyboard.press('End');
+				await page.keyboard.press('ArrowLeft');
+				const kb = () => page.evaluate(() => ({
+					visible: !document.getElementById('tip').hidden,
+					text: document.getElementById('tip').innerText,
+					cursor: document.getElementById('chart-ratelimit').dataset.cursor,
+					focused: !!document.activeElement.closest('#chart-ratelimit'),
+				}));
+				out.keyboard = await kb();
+				// a refresh redraws the chart: the focus and the tooltip stay
+				const seen = await page.evaluate(() => Number(document.documentElement.dataset.updates));
+				await page.waitForFunction((n) => Number(document.documentElement.dataset.updates) > n, seen, { timeout: 15000 });
+				out.keyboardAfterRefresh = await kb();
+				await page.evaluate(() => document.activeElement.blur());
 			}
 			if (opt.screenshot) {
 				await page.screenshot({ path: opt.screenshot, fullPage: true });

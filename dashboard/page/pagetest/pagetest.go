@@ -41,6 +41,17 @@ type Result struct {
 	Data       []DataResponse    `json:"data"`
 	Phases     map[string]*Facts `json:"phases"`
 	Hover      *Hover            `json:"hover"`
+	Keyboard   *Keyboard         `json:"keyboard"`
+	// KeyboardAfterRefresh is the same after the next data refresh redrew the chart.
+	KeyboardAfterRefresh *Keyboard `json:"keyboardAfterRefresh"`
+}
+
+// Keyboard is the tooltip after focusing the rate-limit chart and pressing End, ArrowLeft.
+type Keyboard struct {
+	Visible bool   `json:"visible"`
+	Text    string `json:"text"`
+	Cursor  string `json:"cursor"`
+	Focused bool   `json:"focused"`
 }
 
 // Console is a console message of level error or warning.
