@@ -1,15 +1,12 @@
 package caddymodule
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,7 +188,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	})
 
 	// The data's totals are Prometheus' counters.
-	prom := scrapeMetrics(t, "http://"+addr+"/metrics")
+	metrics := call(t, "GET", "http://"+addr+"/metrics", "").body
 	checked := 0
 	for family, metric := range map[string]string{"ratelimit": "caddy_hardening_ratelimit_decisions_total", "path_blocked": "caddy_hardening_path_blocked_total"} {
 		for _, tot := range d.Totals[family] {
@@ -204,9 +201,8 @@ func TestDashboardInABrowser(t *testing.T) {
 			if family == "ratelimit" && labels["policy"] != "dashapi" {
 				continue
 			}
-			got, ok := prom.value(metric, labels)
-			if !ok || got != tot["count"] {
-				t.Errorf("%s %v: dashboard %v, Prometheus %v (%v)", family, labels, tot["count"], got, ok)
+			if got := totalOf(promSeries(t, metrics, metric), labels); got != tot["count"] {
+				t.Errorf("%s %v: dashboard %v, Prometheus %v", family, labels, tot["count"], got)
 			}
 			checked++
 		}
@@ -307,66 +303,4 @@ func TestDashboardInABrowser(t *testing.T) {
 			t.Fatalf("a trusted client's data request: %+v", r)
 		}
 	}
-}
-
-// promSamples are the samples of a Prometheus text exposition.
-type promSamples []struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-var promLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? ([^ ]+)`)
-var promLabel = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
-
-func scrapeMetrics(t *testing.T, url string) promSamples {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out promSamples
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		m := promLine.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		v, err := strconv.ParseFloat(m[3], 64)
-		if err != nil {
-			continue
-		}
-		labels := map[string]string{}
-		for _, l := range promLabel.FindAllStringSubmatch(m[2], -1) {
-			labels[l[1]] = l[2]
-		}
-		out = append(out, struct {
-			name   string
-			labels map[string]string
-			value  float64
-		}{m[1], labels, v})
-	}
-	return out
-}
-
-// value is the sample of metric whose labels include all of labels.
-func (p promSamples) value(metric string, labels map[string]string) (float64, bool) {
-	for _, s := range p {
-		if s.name != metric {
-			continue
-		}
-		match := true
-		for k, v := range labels {
-			if s.labels[k] != v {
-				match = false
-				break
-			}
-		}
-		if match {
-			return s.value, true
-		}
-	}
-	return 0, false
 }
