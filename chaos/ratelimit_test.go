@@ -24,6 +24,7 @@ type rlRun struct {
 	rate    int
 	runFor  time.Duration
 	cutoff  time.Duration // admittedBefore counts requests sent before start+cutoff (0: none)
+	observe func(Result)  // when set, sees every result too
 	tallies map[string]*keyTally
 	start   time.Time
 }
@@ -44,6 +45,9 @@ func (r *rlRun) run(t *testing.T, s *stack, faults func(start time.Time)) Stats 
 	r.start = time.Now()
 	cutoff := r.start.Add(r.cutoff)
 	l.OnResult = func(res Result) {
+		if r.observe != nil {
+			r.observe(res)
+		}
 		k := r.tallies[res.ClientIP]
 		if k.first.IsZero() || res.Sent.Before(k.first) {
 			k.first = res.Sent
