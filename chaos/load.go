@@ -37,6 +37,8 @@ type Load struct {
 	Rate    int                   // requests per second in all; 0: each worker sends back to back
 	Workers int                   // concurrent requests at most
 	Next    func(i int64) Request // the i-th request
+	// Total, when positive, stops the load after that many requests.
+	Total int64
 	// OnResult, when set, sees every result (called under the stats lock, one at a time).
 	OnResult func(Result)
 	// MaxLatencies bounds the latencies kept for percentiles. Default: 1,000,000.
@@ -85,7 +87,7 @@ func (l *Load) Run(ctx context.Context) Stats {
 	var i int64
 	if l.Rate <= 0 {
 	closedLoop:
-		for ; ; i++ {
+		for ; l.Total <= 0 || i < l.Total; i++ {
 			select {
 			case work <- i:
 			case <-ctx.Done():
@@ -101,6 +103,9 @@ func (l *Load) Run(ctx context.Context) Stats {
 			case <-ctx.Done():
 				break openLoop
 			case <-tick.C:
+				if l.Total > 0 && i >= l.Total {
+					break openLoop
+				}
 				select {
 				case work <- i:
 					i++
