@@ -61,6 +61,9 @@ func (f *figures) print(t *testing.T) {
 // ms is a duration in whole milliseconds, for the figures.
 func ms(d time.Duration) int64 { return d.Milliseconds() }
 
+// mib is bytes in MiB, rounded to 0.1 for the figures.
+func mib(b int64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
+
 // failoverTimes are the times an instance logged store_failover to the given mode
 // ("memory-fallback" or "redis"), in order.
 func failoverTimes(p *testenv.Process, to string) []time.Time {

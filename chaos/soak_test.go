@@ -75,7 +75,7 @@ func TestSoak(t *testing.T) {
 		}
 		time.Sleep(time.Until(at))
 		for i, p := range s.procs {
-			inst[i].RSSMiB = append(inst[i].RSSMiB, float64(rssBytes(t, p.PID()))/(1<<20))
+			inst[i].RSSMiB = append(inst[i].RSSMiB, mib(rssBytes(t, p.PID())))
 			inst[i].Goroutines = append(inst[i].Goroutines, readMetrics(t, s.urls[i]).System.Runtime.Goroutines)
 		}
 	}

@@ -57,6 +57,10 @@ var caddyfile = template.Must(template.New("Caddyfile").Parse(`{
 			limit 600/1m burst 100
 			key {client_ip}
 		}
+		policy flood {
+			limit 10/1h burst 10
+			key {client_ip}
+		}
 		rate_limit {
 			{{if .Store}}store {{.Store}}{{end}}
 			max_keys {{.MaxKeys}}
@@ -90,6 +94,11 @@ http://127.0.0.1:{{.Port}} {
 				response_header_timeout 5s
 			}
 		}
+	}
+	handle /flood/* {
+		policy_rate_limit flood
+		upstream_breaker flood
+		reverse_proxy {{.Upstream}}
 	}
 }
 `))
