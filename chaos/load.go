@@ -6,6 +6,7 @@ package chaos
 
 import (
 	"context"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -132,7 +133,8 @@ func (l *Load) send(ctx context.Context, client *http.Client, r Request) {
 	if err == nil {
 		res.Status = resp.StatusCode
 		res.RetryAfter = resp.Header.Get("Retry-After")
-		_, _ = drain(resp)
+		_, _ = io.Copy(io.Discard, resp.Body) // read to the end so the connection is reused
+		resp.Body.Close()
 	}
 	res.Latency = time.Since(res.Sent)
 	l.mu.Lock()
@@ -145,20 +147,6 @@ func (l *Load) send(ctx context.Context, client *http.Client, r Request) {
 	}
 	if l.OnResult != nil {
 		l.OnResult(res)
-	}
-}
-
-// drain reads and closes a body so the connection is reused.
-func drain(resp *http.Response) (int64, error) {
-	defer resp.Body.Close()
-	var n int64
-	buf := make([]byte, 4096)
-	for {
-		k, err := resp.Body.Read(buf)
-		n += int64(k)
-		if err != nil {
-			return n, nil
-		}
 	}
 }
 
