@@ -158,3 +158,32 @@ func readMetrics(t *testing.T, base string) monitoringMetrics {
 	}
 	return m
 }
+
+// storeComponent is the ratelimit:store component of an instance's /services answer: its
+// status (pass, warn) and mode (redis, memory-fallback).
+func storeComponent(base string) (status, mode string, err error) {
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/monitoring/services", nil)
+	req.Header.Set("X-Forwarded-For", monitorClient)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Components []struct {
+			Component string         `json:"component"`
+			Status    string         `json:"status"`
+			Observed  map[string]any `json:"observed"`
+		} `json:"components"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return "", "", err
+	}
+	for _, c := range doc.Components {
+		if c.Component == "ratelimit:store" {
+			mode, _ := c.Observed["mode"].(string)
+			return c.Status, mode, nil
+		}
+	}
+	return "", "", fmt.Errorf("no ratelimit:store component in %s/api/monitoring/services", base)
+}

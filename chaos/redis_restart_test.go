@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,10 +22,16 @@ func TestRedisRestart(t *testing.T) {
 	const killAt, restartAt = 6 * time.Second, 12 * time.Second
 	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 20 * time.Second, cutoff: killAt - 200*time.Millisecond}
 	var killed, restarted time.Time
+	var during []string // each instance's ratelimit:store component while Redis is away
 	st := r.run(t, s, func(start time.Time) {
 		time.Sleep(time.Until(start.Add(killAt)))
 		killed = time.Now()
 		redis.Kill()
+		time.Sleep(time.Until(start.Add(restartAt - time.Second)))
+		for _, u := range s.urls {
+			status, mode, err := storeComponent(u)
+			during = append(during, fmt.Sprintf("%s %s %v", status, mode, err))
+		}
 		time.Sleep(time.Until(start.Add(restartAt)))
 		restarted = time.Now()
 		redis.Restart()
@@ -32,6 +39,18 @@ func TestRedisRestart(t *testing.T) {
 	end := time.Now()
 
 	checkStatuses(t, st)
+
+	// Monitoring shows the degraded state while Redis is away, and the healthy one after.
+	for i, got := range during {
+		if got != "warn memory-fallback <nil>" {
+			t.Errorf("instance %d: ratelimit:store while Redis was away: %s, want warn memory-fallback", i, got)
+		}
+	}
+	for i, u := range s.urls {
+		if status, mode, err := storeComponent(u); err != nil || status != "pass" || mode != "redis" {
+			t.Errorf("instance %d: ratelimit:store after the restart: %s %s %v, want pass redis", i, status, mode, err)
+		}
+	}
 
 	// Each instance fell back after the kill and returned after the restart.
 	var fallbackAfter, returnAfter time.Duration
