@@ -58,7 +58,7 @@ type Stats struct {
 	latencies  []time.Duration
 }
 
-// Run sends requests until ctx ends and returns the counts.
+// Run sends requests until ctx ends (or Total were sent) and returns the counts.
 func (l *Load) Run(ctx context.Context) Stats {
 	l.stats = Stats{ByStatus: map[int]int64{}, ByInstance: make([]map[int]int64, len(l.Targets))}
 	for i := range l.stats.ByInstance {

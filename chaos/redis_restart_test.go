@@ -104,6 +104,6 @@ func TestRedisRestart(t *testing.T) {
 		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
 		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_ms", ms(returnAfter)).set("outage_ms", ms(outage)).
 		set("keys", len(r.keys)).set("admitted", admitted).set("limit_expected", bound).
-		set("admitted_before_kill", exactBefore).
+		set("admitted_before_kill", exactBefore).set("by_instance", st.ByInstance).
 		set("p50_ms", ms(st.Percentile(.5))).set("p99_ms", ms(st.Percentile(.99))).print(t)
 }

@@ -130,5 +130,5 @@ func TestUpstreamDownAndBack(t *testing.T) {
 		set("before_down", before).set("502_504", failures).set("503_open", open).set("upstream_dials_while_down", acceptsWhileDown).
 		set("max_dials_allowed", maxDials).set("open_p50_ms", ms(openStats.Percentile(.5))).
 		set("open_p99_ms", ms(openStats.Percentile(.99))).set("hung_upstream_ms", ms(hold)).
-		set("recover_after_ms", ms(recoverAfter)).print(t)
+		set("recover_after_ms", ms(recoverAfter)).set("by_instance", st.ByInstance).print(t)
 }
