@@ -26,7 +26,7 @@ const (
 	// floodMaxTracked is a multiple of the detector's 64 shards: each shard holds
 	// ceil(max_tracked/64) clients, so another cap is exceeded by up to 63.
 	floodMaxTracked = 10240
-	floodRSSMargin  = 48 << 20
+	floodRSSMargin  = 32 << 20
 )
 
 // TestFlood sends -flood requests, each from a new client address (X-Forwarded-For, trusted
