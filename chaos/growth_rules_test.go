@@ -32,6 +32,8 @@ func TestGrowthRules(t *testing.T) {
 		{[]int{30, 50, 70, 90, 110, 130, 150}, true},
 		{[]int{30, 60, 90, 85, 110, 130, 150}, false}, // decreased once: load, not a leak
 		{[]int{30, 40, 50, 60, 70}, false},            // +40 only
+		{[]int{30, 30, 90, 90, 90, 90, 90}, true},     // +60 after the first third: counts as growth
+		{[]int{30, 90, 90, 90, 90, 90, 90}, false},    // a step while pools fill, then a plateau
 	}
 	for _, c := range gor {
 		if got, _ := goroutinesLeak(c.g); got != c.leak {
