@@ -69,6 +69,9 @@ func TestSoak(t *testing.T) {
 	}
 	inst := make([]series, len(s.procs))
 	start := time.Now().Add(soakWarmup)
+	for _, u := range s.urls { // the first metrics answer starts the instance's system sampler
+		readMetrics(t, u)
+	}
 	for k := 0; ; k++ {
 		at := start.Add(time.Duration(k) * soakSample)
 		if at.After(start.Add(*soakFor)) {
