@@ -152,6 +152,9 @@ func (p *Process) Wait(timeout time.Duration) error {
 	}
 }
 
+// PID is the process's id (for /proc/<pid>/status).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Output is everything the process printed so far.
 func (p *Process) Output() string { return p.out.String() }
 

@@ -13,8 +13,9 @@ type Cluster struct {
 }
 
 // StartCluster starts three cluster-enabled redis-servers, joins them with
-// `redis-cli --cluster create` and waits until every node reports cluster_state:ok.
-func StartCluster(t testing.TB) *Cluster {
+// `redis-cli --cluster create` and waits until every node reports cluster_state:ok. Extra
+// arguments go to every node (e.g. "--cluster-require-full-coverage", "no").
+func StartCluster(t testing.TB, extra ...string) *Cluster {
 	t.Helper()
 	RequireBinary(t, "redis-server")
 	cli := RequireBinary(t, "redis-cli")
@@ -22,8 +23,8 @@ func StartCluster(t testing.TB) *Cluster {
 	args := []string{"--cluster", "create"}
 	for i := 0; i < 3; i++ {
 		dir := t.TempDir()
-		n := StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes.conf",
-			"--cluster-node-timeout", "2000")
+		n := StartRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", dir + "/nodes.conf",
+			"--cluster-node-timeout", "2000"}, extra...)...)
 		c.Nodes = append(c.Nodes, n)
 		args = append(args, n.Addr)
 	}

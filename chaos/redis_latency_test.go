@@ -1,0 +1,89 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// TestRedisLatency: 500 ms are added between Caddy and Redis (both directions) for 8 s under
+// load, with store_timeout 50ms. A decision never waits longer than the store timeout, and the
+// failover breaker then skips Redis altogether: request latency stays bounded (p99 under 1 s,
+// a wide margin over 50 ms on a noisy machine), and no request fails.
+func TestRedisLatency(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	proxy := testenv.StartProxy(t, redis.Addr)
+	up := startUpstream(t)
+	const storeTimeout = 50 * time.Millisecond
+	s := startStack(t, stackConfig{Redis: standaloneRedis(proxy.Addr), Upstream: up.Addr, StoreTimeout: storeTimeout})
+
+	const slowAt, fastAt, added = 5 * time.Second, 13 * time.Second, 500 * time.Millisecond
+	var slowedAt, restoredAt atomic.Pointer[time.Time] // written by the faults, read by the observer
+	var during []time.Duration
+	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 18 * time.Second}
+	r.observe = func(res Result) {
+		from, to := slowedAt.Load(), restoredAt.Load()
+		if from != nil && res.Sent.After(*from) && (to == nil || res.Sent.Before(*to)) {
+			during = append(during, res.Latency)
+		}
+	}
+	st := r.run(t, s, func(start time.Time) {
+		time.Sleep(time.Until(start.Add(slowAt)))
+		now := time.Now()
+		slowedAt.Store(&now)
+		proxy.SetLatency(added)
+		time.Sleep(time.Until(start.Add(fastAt)))
+		now2 := time.Now()
+		restoredAt.Store(&now2)
+		proxy.SetLatency(0)
+	})
+	slowed, restored := *slowedAt.Load(), *restoredAt.Load()
+	checkStatuses(t, st)
+
+	var fallbackAfter, returnAfter time.Duration
+	for i, p := range s.procs {
+		fb, ok := firstAfter(failoverTimes(p, "memory-fallback"), slowed)
+		if !ok {
+			t.Errorf("instance %d: no store_failover to memory-fallback while Redis was slow", i)
+			continue
+		}
+		fallbackAfter = max(fallbackAfter, fb.Sub(slowed))
+		back, ok := firstAfter(failoverTimes(p, "redis"), restored)
+		if !ok {
+			t.Errorf("instance %d: no store_failover back to redis once Redis was fast again", i)
+			continue
+		}
+		returnAfter = max(returnAfter, back.Sub(restored))
+	}
+
+	slices.Sort(during)
+	pct := func(p float64) time.Duration {
+		if len(during) == 0 {
+			return 0
+		}
+		return during[int(p*float64(len(during)-1))]
+	}
+	const bound = time.Second
+	if len(during) == 0 {
+		t.Fatal("no request was sent while Redis was slow")
+	}
+	if p99 := pct(.99); p99 >= bound {
+		t.Errorf("p99 latency while Redis was %v slower: %v, want under %v (store_timeout %v)", added, p99, bound, storeTimeout)
+	}
+	if p99 := st.Percentile(.99); p99 >= bound {
+		t.Errorf("p99 latency over the run: %v, want under %v", p99, bound)
+	}
+	newFigures("redis_latency").
+		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
+		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
+		set("added_latency_ms", ms(added)).set("store_timeout_ms", ms(storeTimeout)).
+		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_ms", ms(returnAfter)).
+		set("slow_requests", len(during)).set("slow_p50_ms", ms(pct(.5))).set("slow_p99_ms", ms(pct(.99))).
+		set("slow_max_ms", ms(pct(1))).set("p99_bound_ms", ms(bound)).
+		set("p50_ms", ms(st.Percentile(.5))).set("p99_ms", ms(st.Percentile(.99))).print(t)
+}

@@ -1,0 +1,109 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// TestRedisRestart: a standalone Redis is killed (SIGKILL) under load and restarted 6 s later
+// with its data gone. No request fails; each instance decides in memory while Redis is away
+// and returns to Redis once it answers; every key's total stays within what the policy allows
+// per store in play.
+func TestRedisRestart(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	up := startUpstream(t)
+	s := startStack(t, stackConfig{Redis: standaloneRedis(redis.Addr), Upstream: up.Addr, StoreTimeout: 200 * time.Millisecond})
+
+	const killAt, restartAt = 6 * time.Second, 12 * time.Second
+	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 20 * time.Second, cutoff: killAt - 200*time.Millisecond}
+	var killed, restarted time.Time
+	var during []string // each instance's ratelimit:store component while Redis is away
+	st := r.run(t, s, func(start time.Time) {
+		time.Sleep(time.Until(start.Add(killAt)))
+		killed = time.Now()
+		redis.Kill()
+		time.Sleep(time.Until(start.Add(restartAt - time.Second)))
+		for _, u := range s.urls {
+			status, mode, err := storeComponent(u)
+			during = append(during, fmt.Sprintf("%s %s %v", status, mode, err))
+		}
+		time.Sleep(time.Until(start.Add(restartAt)))
+		restarted = time.Now()
+		redis.Restart()
+	})
+	end := time.Now()
+
+	checkStatuses(t, st)
+
+	// Monitoring shows the degraded state while Redis is away, and the healthy one after.
+	for i, got := range during {
+		if got != "warn memory-fallback <nil>" {
+			t.Errorf("instance %d: ratelimit:store while Redis was away: %s, want warn memory-fallback", i, got)
+		}
+	}
+	for i, u := range s.urls {
+		if status, mode, err := storeComponent(u); err != nil || status != "pass" || mode != "redis" {
+			t.Errorf("instance %d: ratelimit:store after the restart: %s %s %v, want pass redis", i, status, mode, err)
+		}
+	}
+
+	// Each instance fell back after the kill and returned after the restart.
+	var fallbackAfter, returnAfter time.Duration
+	lastReturn := end
+	returned := 0
+	for i, p := range s.procs {
+		fb, ok := firstAfter(failoverTimes(p, "memory-fallback"), killed)
+		if !ok {
+			t.Errorf("instance %d: no store_failover to memory-fallback after the kill", i)
+			continue
+		}
+		fallbackAfter = max(fallbackAfter, fb.Sub(killed))
+		back, ok := firstAfter(failoverTimes(p, "redis"), restarted)
+		if !ok {
+			t.Errorf("instance %d: no store_failover back to redis after the restart", i)
+			continue
+		}
+		returned++
+		returnAfter = max(returnAfter, back.Sub(restarted))
+	}
+	if returned == len(s.procs) {
+		lastReturn = restarted.Add(returnAfter)
+	}
+
+	// Limits held throughout. Redis decides before the kill (exactly) and after the restart
+	// (from an empty bucket); between the kill and an instance's return, that instance decides
+	// in its own memory store, empty until then. So a key's total is at most two Redis
+	// allowances over the whole run plus three in-memory ones over the outage.
+	outage := lastReturn.Sub(killed)
+	var admitted, bound, exactBefore int64
+	worst := int64(0)
+	for _, k := range r.keys {
+		tl := r.tallies[k]
+		checkExact(t, "before the kill, key "+k, tl.admittedBefore, tl.first, r.start.Add(r.cutoff))
+		exactBefore += tl.admittedBefore
+		redisPart, _ := allowance(tl.first, tl.last)
+		memPart, _ := allowance(killed, lastReturn)
+		b := redisPart + rlBurst + 1 + 3*(memPart+1)
+		if tl.admitted > b {
+			t.Errorf("key %s: admitted %d, more than the bound %d (outage %v)", k, tl.admitted, b, outage)
+		}
+		if tl.admitted < redisPart-int64(outage/rlInterval)-1 {
+			t.Errorf("key %s: admitted %d, fewer than Redis alone allows outside the outage (%d)", k, tl.admitted, redisPart-int64(outage/rlInterval))
+		}
+		admitted += tl.admitted
+		bound += b
+		worst = max(worst, tl.admitted)
+	}
+	newFigures("redis_restart").
+		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
+		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
+		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_ms", ms(returnAfter)).set("outage_ms", ms(outage)).
+		set("keys", len(r.keys)).set("admitted", admitted).set("limit_expected", bound).
+		set("admitted_before_kill", exactBefore).set("by_instance", st.ByInstance).
+		set("p50_ms", ms(st.Percentile(.5))).set("p99_ms", ms(st.Percentile(.99))).print(t)
+}
