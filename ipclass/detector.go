@@ -225,7 +225,9 @@ func (d *Detector) extendHorizon(u int64) {
 // insert adds a fresh entry, evicting the least useful of a sample first when the shard is
 // full. The caller holds s.mu.
 func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64) *entry {
-	limit := max(1, (set.maxTracked+numShards-1)/numShards)
+	// Rounded down, so the shards together never hold more than MaxTracked (one per shard at
+	// least: a MaxTracked under 64 keeps up to 64).
+	limit := max(1, set.maxTracked/numShards)
 	for len(s.m) >= limit {
 		s.evictOne(now, set.decay)
 	}
