@@ -90,6 +90,29 @@ func firstAfter(ts []time.Time, t0 time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// failoverDelays checks that every instance logged a store_failover to memory-fallback after
+// fault and one back to redis after repair, and returns the slowest of each delay and how
+// many instances returned. what names the fault in errors ("after the kill").
+func failoverDelays(t *testing.T, procs []*testenv.Process, fault, repair time.Time, what, whatBack string) (fallbackAfter, returnAfter time.Duration, returned int) {
+	t.Helper()
+	for i, p := range procs {
+		fb, ok := firstAfter(failoverTimes(p, "memory-fallback"), fault)
+		if !ok {
+			t.Errorf("instance %d: no store_failover to memory-fallback %s", i, what)
+			continue
+		}
+		fallbackAfter = max(fallbackAfter, fb.Sub(fault))
+		back, ok := firstAfter(failoverTimes(p, "redis"), repair)
+		if !ok {
+			t.Errorf("instance %d: no store_failover back to redis %s", i, whatBack)
+			continue
+		}
+		returned++
+		returnAfter = max(returnAfter, back.Sub(repair))
+	}
+	return fallbackAfter, returnAfter, returned
+}
+
 // rssBytes reads VmRSS from /proc/<pid>/status.
 func rssBytes(t *testing.T, pid int) int64 {
 	t.Helper()

@@ -45,21 +45,7 @@ func TestRedisLatency(t *testing.T) {
 	slowed, restored := *slowedAt.Load(), *restoredAt.Load()
 	checkStatuses(t, st)
 
-	var fallbackAfter, returnAfter time.Duration
-	for i, p := range s.procs {
-		fb, ok := firstAfter(failoverTimes(p, "memory-fallback"), slowed)
-		if !ok {
-			t.Errorf("instance %d: no store_failover to memory-fallback while Redis was slow", i)
-			continue
-		}
-		fallbackAfter = max(fallbackAfter, fb.Sub(slowed))
-		back, ok := firstAfter(failoverTimes(p, "redis"), restored)
-		if !ok {
-			t.Errorf("instance %d: no store_failover back to redis once Redis was fast again", i)
-			continue
-		}
-		returnAfter = max(returnAfter, back.Sub(restored))
-	}
+	fallbackAfter, returnAfter, _ := failoverDelays(t, s.procs, slowed, restored, "while Redis was slow", "once Redis was fast again")
 
 	slices.Sort(during)
 	pct := func(p float64) time.Duration {

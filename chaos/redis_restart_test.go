@@ -53,24 +53,8 @@ func TestRedisRestart(t *testing.T) {
 	}
 
 	// Each instance fell back after the kill and returned after the restart.
-	var fallbackAfter, returnAfter time.Duration
 	lastReturn := end
-	returned := 0
-	for i, p := range s.procs {
-		fb, ok := firstAfter(failoverTimes(p, "memory-fallback"), killed)
-		if !ok {
-			t.Errorf("instance %d: no store_failover to memory-fallback after the kill", i)
-			continue
-		}
-		fallbackAfter = max(fallbackAfter, fb.Sub(killed))
-		back, ok := firstAfter(failoverTimes(p, "redis"), restarted)
-		if !ok {
-			t.Errorf("instance %d: no store_failover back to redis after the restart", i)
-			continue
-		}
-		returned++
-		returnAfter = max(returnAfter, back.Sub(restarted))
-	}
+	fallbackAfter, returnAfter, returned := failoverDelays(t, s.procs, killed, restarted, "after the kill", "after the restart")
 	if returned == len(s.procs) {
 		lastReturn = restarted.Add(returnAfter)
 	}
