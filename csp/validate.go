@@ -97,6 +97,11 @@ func ValidateDirective(name string, values []string) error {
 	if !ok {
 		return fmt.Errorf("unknown CSP directive %q; expected one of: %s", name, strings.Join(KnownDirectives(), ", "))
 	}
+	for _, v := range values {
+		if i := strings.IndexFunc(v, notVisibleASCII); i >= 0 {
+			return fmt.Errorf("%s: value %q has %q at byte %d: CSP values are visible ASCII without ; or , (write hosts in punycode)", name, v, v[i:i+1], i)
+		}
+	}
 	switch kind {
 	case kindSources, kindAncestors:
 		return validateSources(name, kind, values)
@@ -140,6 +145,10 @@ func ValidateDirective(name string, values []string) error {
 	}
 	return nil
 }
+
+// notVisibleASCII reports a rune a CSP value may not hold: the grammar's VCHAR minus the
+// separators ";" and ",". A control byte would also reach the response header as is.
+func notVisibleASCII(r rune) bool { return r < 0x21 || r > 0x7e || r == ';' || r == ',' }
 
 func validateSources(name string, kind directiveKind, values []string) error {
 	if len(values) == 0 {
