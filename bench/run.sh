@@ -35,6 +35,10 @@ bare           bare  bare           -            200  bare `respond` (Caddy v2.1
 proxy          bare  proxy          -            200  `reverse_proxy` alone (bare Caddy)
 respond_503    bare  respond_503    -            503  bare `respond "…" 503`
 ours_bare      ours  bare           bare         200  this checkout's build, bare `respond`
+ours_proxy     ours  proxy          proxy        200  this checkout's build, `reverse_proxy` alone
+ours_base      ours  bare           -            200  this checkout's build, bare `respond`
+ours_proxy_base ours proxy          -            200  this checkout's build, `reverse_proxy` alone
+ours_503_base  ours  respond_503    -            503  this checkout's build, bare `respond "…" 503`
 path_guard     ours  path_guard     bare         200  `path_guard` + ip class (10,000 trusted addresses)
 mem_admit      ours  mem_admit      bare         200  `policy_rate_limit` memory, admitting
 mem_nohdr      ours  mem_nohdr      bare         200  `policy_rate_limit` memory, admitting, `headers off`
@@ -52,6 +56,11 @@ sechdr         ours  sechdr         header       200  `security_headers` (strict
 breaker_closed ours  breaker_closed proxy        200  `upstream_breaker` closed + `reverse_proxy`
 full           ours  full           proxy        200  full stack: `path_guard`, `policy_rate_limit`, `security_headers`, `upstream_breaker` + `reverse_proxy`, `monitoring` mounted
 breaker_open   ours  breaker_open   respond_503  503  `upstream_breaker` open: its 503 problem
+mem_admit_own  ours  mem_admit      ours_base    200  `policy_rate_limit` memory, admitting (same build)
+mem_deny_own   ours  mem_deny       ours_base    429  `policy_rate_limit` memory, denying (same build)
+sechdr_own     ours  sechdr         ours_base    200  `security_headers` (strict, fresh nonce) (same build)
+breaker_own    ours  breaker_closed ours_proxy_base 200  `upstream_breaker` closed + `reverse_proxy` (same build)
+breaker_open_own ours breaker_open  ours_503_base 503  `upstream_breaker` open: its 503 problem (same build)
 EOF
 }
 DEFAULT_CONFIGS="path_guard mem_admit mem_deny redis_admit cluster_admit header crl_admit crl_deny sechdr breaker_closed full"
@@ -91,8 +100,9 @@ needs() {
 
 # --- build --------------------------------------------------------------------------------------
 declare -A built
-for name in "${running[@]}"; do
-  bin=${bin_of[$name]}
+# bare always: the header names its Caddy version, and the upstream is a bare Caddy.
+for name in upstream "${running[@]}"; do
+  bin=${bin_of[$name]:-bare}
   [ -z "${built[$bin]:-}" ] || continue
   built[$bin]=1
   case $bin in
@@ -195,12 +205,12 @@ for name in "${running[@]}"; do
   path_guard | full)
     code=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port_of[$name]}/static/../../etc/passwd")
     [ "$code" = 400 ] || fail "$name" "a traversal answered $code, not 400" ;;&
-  sechdr | full)
+  sechdr* | full)
     a=$(header_of "$name" Content-Security-Policy) b=$(header_of "$name" Content-Security-Policy)
     [[ $a == *"'nonce-"* && $a != "$b" ]] || fail "$name" "no fresh CSP nonce: '$a', then '$b'" ;;&
   header | header_uuid)
     [ -n "$(header_of "$name" Content-Security-Policy)" ] || fail "$name" "no Content-Security-Policy" ;;&
-  mem_admit | redis_admit | redis_exact | cluster_admit | full)
+  mem_admit* | redis_admit | redis_exact | cluster_admit | full)
     [ -n "$(header_of "$name" RateLimit)" ] || fail "$name" "no RateLimit header field" ;;&
   redis_* | cluster_*) # its keys are `<prefix>{<policy>:<client>}`
     grep -qF "{$name:" "$tmp"/monitor-*.log || fail "$name" "no command for policy $name reached Redis" ;;&
