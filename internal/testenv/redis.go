@@ -240,13 +240,30 @@ func (r *Redis) CommandCalls(t testing.TB, commands ...string) int64 {
 	return n
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago and that this test process
+// has not handed out before: the kernel may offer a port again once its listener is closed, and
+// two sites of one test config on the same port would make Caddy refuse the config.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	givenMu.Lock()
+	defer givenMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !given[port] {
+			given[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("finding a free port: the kernel kept offering ports already handed out")
+	return 0
 }
+
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{} // at most one entry per port: bounded by the port range
+)
