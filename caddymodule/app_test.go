@@ -84,6 +84,11 @@ type reply struct {
 }
 
 // getReply sends GET url with headers ("Name: value"); a transport error fails the test.
+// replyClient opens a connection per request: a kept-alive connection that a config reload's
+// server shutdown closes under it fails the next request with EOF, which would make a test of
+// reloads flaky for a reason of the test's own client.
+var replyClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 func getReply(t testing.TB, url string, headers ...string) reply {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
@@ -95,7 +100,7 @@ func getReply(t testing.TB, url string, headers ...string) reply {
 		req.Header.Set(k, v)
 	}
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := replyClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
