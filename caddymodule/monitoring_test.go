@@ -60,7 +60,7 @@ func call(t *testing.T, method, url, key string) answer {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := replyClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestMonitoringDetailsNeedAKey(t *testing.T) {
 		}
 		req, _ := http.NewRequest("GET", base+route, nil)
 		req.SetBasicAuth(key, "") // the right key under another scheme
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := replyClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +233,7 @@ func TestMonitoringDetailsNeedAKey(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", base+"health", nil)
 	req.Header.Set("Authorization", "bearer "+key) // the scheme is case-insensitive
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := replyClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,7 +585,7 @@ func TestMonitoringDetailsForTrustedClass(t *testing.T) {
 			if tc.xff != "" {
 				req.Header.Set("X-Forwarded-For", tc.xff)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := replyClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
