@@ -2,10 +2,12 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,10 +86,27 @@ type reply struct {
 }
 
 // getReply sends GET url with headers ("Name: value"); a transport error fails the test.
-// replyClient opens a connection per request: a kept-alive connection that a config reload's
-// server shutdown closes under it fails the next request with EOF, which would make a test of
-// reloads flaky for a reason of the test's own client.
-var replyClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+// replyClient sends test requests. Right after a config reload, a connection the old server
+// accepted or kept alive can be closed under the request (EOF, reset) before the request was
+// read: such a request never reached a handler, so it is sent again (up to three times).
+var replyClient = retryingClient{}
+
+type retryingClient struct{}
+
+func (retryingClient) Do(req *http.Request) (*http.Response, error) {
+	var err error
+	for range 3 {
+		var resp *http.Response
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			return resp, nil
+		}
+		if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			return nil, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, err
+}
 
 func getReply(t testing.TB, url string, headers ...string) reply {
 	t.Helper()
