@@ -49,10 +49,14 @@ redis_deny     ours  redis_deny     bare         429  `policy_rate_limit` Redis,
 cluster_admit  ours  cluster_admit  bare         200  `policy_rate_limit` Redis Cluster (3 masters), admitting (leases)
 header         bare  header         bare         200  Caddy `header`, the 8 values of `security_headers`, static
 header_uuid    bare  header_uuid    bare         200  Caddy `header`, the same with `{http.request.uuid}` as nonce
+static_admit   bare  static_admit   bare         200  bare Caddy writing `mem_admit`'s response, static
+static_deny    bare  static_deny    bare         429  bare Caddy writing `mem_deny`'s 429, static
+static_open    bare  static_open    respond_503  503  bare Caddy writing the open breaker's 503, static
 crl_bare       crl   bare           bare         200  caddy-ratelimit build, bare `respond`
 crl_admit      crl   crl_admit      bare         200  caddy-ratelimit v0.1.0, admitting
 crl_deny       crl   crl_deny       bare         429  caddy-ratelimit v0.1.0, denying
 sechdr         ours  sechdr         header       200  `security_headers` (strict, fresh nonce)
+sechdr_bare    ours  sechdr         bare         200  `security_headers` (strict, fresh nonce)
 breaker_closed ours  breaker_closed proxy        200  `upstream_breaker` closed + `reverse_proxy`
 full           ours  full           proxy        200  full stack: `path_guard`, `policy_rate_limit`, `security_headers`, `upstream_breaker` + `reverse_proxy`, `monitoring` mounted
 breaker_open   ours  breaker_open   respond_503  503  `upstream_breaker` open: its 503 problem
@@ -61,9 +65,12 @@ mem_deny_own   ours  mem_deny       ours_base    429  `policy_rate_limit` memory
 sechdr_own     ours  sechdr         ours_base    200  `security_headers` (strict, fresh nonce) (same build)
 breaker_own    ours  breaker_closed ours_proxy_base 200  `upstream_breaker` closed + `reverse_proxy` (same build)
 breaker_open_own ours breaker_open  ours_503_base 503  `upstream_breaker` open: its 503 problem (same build)
+mem_admit_bytes ours mem_admit      static_admit 200  `policy_rate_limit` memory, admitting (over its bytes)
+mem_deny_bytes ours  mem_deny       static_deny  429  `policy_rate_limit` memory, denying (over its bytes)
+breaker_open_bytes ours breaker_open static_open 503  `upstream_breaker` open: its 503 problem (over its bytes)
 EOF
 }
-DEFAULT_CONFIGS="path_guard mem_admit mem_deny redis_admit cluster_admit header crl_admit crl_deny sechdr breaker_closed full"
+DEFAULT_CONFIGS="path_guard mem_admit mem_deny redis_admit cluster_admit header crl_admit crl_deny sechdr sechdr_bare breaker_closed full breaker_open mem_admit_bytes mem_deny_bytes breaker_open_bytes"
 CONFIGS=${CONFIGS:-$DEFAULT_CONFIGS}
 OUT=${OUT-bench/results.md}
 # Every configuration requests this path (path_guard checks it; the others ignore it).
@@ -200,6 +207,9 @@ for name in "${running[@]}"; do
   [ "$code" = "${status_of[$name]}" ] || fail "$name" "answered $code, not ${status_of[$name]}"
 done
 header_of() { curl -s -D - -o /dev/null "$(url "$1")" | tr -d '\r' | awk -v h="$2" 'tolower($1) == tolower(h) ":" { sub(/^[^:]*: /, ""); print }'; }
+# response_shape <name>: the response's header fields, sorted, without Date, and its body; every
+# number as N (Retry-After and the RateLimit fields count down).
+response_shape() { curl -s -D - "$(url "$1")" | tr -d '\r' | grep -v '^Date:' | sed -E 's/[0-9]+/N/g' | sort; }
 for name in "${running[@]}"; do
   case $name in
   path_guard | full)
@@ -214,6 +224,9 @@ for name in "${running[@]}"; do
     [ -n "$(header_of "$name" RateLimit)" ] || fail "$name" "no RateLimit header field" ;;&
   redis_* | cluster_*) # its keys are `<prefix>{<policy>:<client>}`
     grep -qF "{$name:" "$tmp"/monitor-*.log || fail "$name" "no command for policy $name reached Redis" ;;&
+  *_bytes) # the static baseline writes the same response: header fields and body, digits aside
+    [ "$(response_shape "$name")" = "$(response_shape "${base_of[$name]}")" ] ||
+      fail "$name" "${base_of[$name]} does not write the same response: $(diff <(response_shape "$name") <(response_shape "${base_of[$name]}"))" ;;&
   full)
     code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port_of[$name]}/api/monitoring/live")
     [ "$code" = 200 ] || fail "$name" "/api/monitoring/live answered $code" ;;&
