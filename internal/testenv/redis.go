@@ -71,12 +71,16 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 }
 
 // StartSentinel starts a Redis Sentinel on a free loopback port that monitors master under
-// the given name (quorum 1).
-func StartSentinel(t testing.TB, master *Redis, name string) *Redis {
+// the given name (quorum 1). Extra lines go into its configuration file after the monitor line
+// (e.g. "sentinel down-after-milliseconds <name> 1000").
+func StartSentinel(t testing.TB, master *Redis, name string, extra ...string) *Redis {
 	t.Helper()
 	return startServer(t, func(port int, dir string) []string {
 		conf := filepath.Join(dir, "sentinel.conf")
 		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n", port, dir, name, master.Port)
+		for _, line := range extra {
+			text += line + "\n"
+		}
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}

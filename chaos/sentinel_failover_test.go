@@ -1,0 +1,126 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+const sentinelMaster = "chaos"
+
+// TestSentinelFailover: the master behind a Sentinel is killed (SIGKILL) under load; the
+// Sentinel promotes its replica. No request fails; each instance decides in memory from the
+// kill until go-redis follows the promotion, then returns to Redis, now the promoted replica,
+// which reloads the script it never ran (NOSCRIPT) and decides from the replicated buckets.
+// Every key's total stays within what the policy allows per store in play.
+func TestSentinelFailover(t *testing.T) {
+	master := testenv.StartRedis(t)
+	replica := testenv.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	waitFor(t, 10*time.Second, "the replica to sync", func() bool {
+		info, err := replica.Do("INFO", "replication")
+		return err == nil && strings.Contains(fmt.Sprint(info), "master_link_status:up")
+	})
+	// Started after the replica synced, so its first look at the master finds the replica
+	// (otherwise it learns of it at the next INFO, 10 s later).
+	sentinel := testenv.StartSentinel(t, master, sentinelMaster,
+		"sentinel down-after-milliseconds "+sentinelMaster+" 1000",
+		"sentinel failover-timeout "+sentinelMaster+" 5000")
+	waitFor(t, 15*time.Second, "the Sentinel to know the replica", func() bool {
+		reps, err := sentinel.Do("SENTINEL", "REPLICAS", sentinelMaster)
+		return err == nil && strings.Contains(fmt.Sprint(reps), strconv.Itoa(replica.Port))
+	})
+
+	up := startUpstream(t)
+	redisConf := fmt.Sprintf("redis {\n\t\t\tsentinel %s %s\n\t\t\tkey_prefix chaos:\n\t\t}", sentinelMaster, sentinel.Addr)
+	s := startStack(t, stackConfig{Redis: redisConf, Upstream: up.Addr, StoreTimeout: 200 * time.Millisecond})
+
+	const killAt = 6 * time.Second
+	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 22 * time.Second, cutoff: killAt - 200*time.Millisecond}
+	// promoted is the last moment the Sentinel still named the old master: go-redis hears of
+	// the switch (+switch-master) as soon as the Sentinel makes it, possibly before the next
+	// poll here sees it, so that is the earliest an instance can return.
+	var killed, promoted time.Time
+	st := r.run(t, s, func(start time.Time) {
+		time.Sleep(time.Until(start.Add(killAt)))
+		killed = time.Now()
+		master.Kill()
+		for time.Since(killed) < 12*time.Second {
+			asked := time.Now()
+			addr, err := sentinel.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", sentinelMaster)
+			if err == nil && fmt.Sprint(addr) == fmt.Sprintf("[127.0.0.1 %d]", replica.Port) {
+				return
+			}
+			promoted = asked
+			time.Sleep(50 * time.Millisecond)
+		}
+		promoted = time.Time{}
+	})
+	end := time.Now()
+	if promoted.IsZero() {
+		t.Fatalf("the Sentinel did not promote the replica within 12 s of the kill")
+	}
+
+	checkStatuses(t, st)
+	for i, u := range s.urls {
+		if status, mode, err := storeComponent(u); err != nil || status != "pass" || mode != "redis" {
+			t.Errorf("instance %d: ratelimit:store after the promotion: %s %s %v, want pass redis", i, status, mode, err)
+		}
+	}
+	// Effects replication sends the replica writes, not scripts: every EVALSHA it ran came
+	// from an instance after the promotion.
+	if calls := replica.CommandCalls(t, "evalsha", "eval"); calls == 0 {
+		t.Errorf("the promoted replica ran no decision script: the instances did not follow the promotion")
+	}
+
+	lastReturn := end
+	fallbackAfter, returnAfter, returned := failoverDelays(t, s.procs, killed, promoted, "after the kill", "after the promotion")
+	if returned == len(s.procs) {
+		lastReturn = promoted.Add(returnAfter)
+	}
+
+	// Redis decides exactly before the kill. Until an instance returns, it decides in its own
+	// memory store; after, the promoted replica decides from buckets that may miss the last
+	// writes the master took (asynchronous replication): at most one more burst.
+	outage := lastReturn.Sub(killed)
+	var admitted, bound, exactBefore int64
+	for _, k := range r.keys {
+		tl := r.tallies[k]
+		checkExact(t, "before the kill, key "+k, tl.admittedBefore, tl.first, r.start.Add(r.cutoff))
+		exactBefore += tl.admittedBefore
+		redisPart, _ := allowance(tl.first, tl.last)
+		memPart, _ := allowance(killed, lastReturn)
+		b := redisPart + rlBurst + 1 + 3*(memPart+1)
+		if tl.admitted > b {
+			t.Errorf("key %s: admitted %d, more than the bound %d (outage %v)", k, tl.admitted, b, outage)
+		}
+		if tl.admitted < redisPart-int64(outage/rlInterval)-1 {
+			t.Errorf("key %s: admitted %d, fewer than Redis alone allows outside the outage (%d)", k, tl.admitted, redisPart-int64(outage/rlInterval))
+		}
+		admitted += tl.admitted
+		bound += b
+	}
+	newFigures("sentinel_failover").
+		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
+		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
+		set("promoted_after_ms", ms(promoted.Sub(killed))).
+		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_promotion_ms", ms(returnAfter)).set("outage_ms", ms(outage)).
+		set("keys", len(r.keys)).set("admitted", admitted).set("limit_expected", bound).
+		set("admitted_before_kill", exactBefore).set("by_instance", st.ByInstance).
+		set("p50_ms", ms(st.Percentile(.5))).set("p99_ms", ms(st.Percentile(.99))).print(t)
+}
+
+// waitFor polls cond every 100 ms until it holds; the test stops after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", timeout, what)
+		}
+	}
+}
