@@ -68,7 +68,7 @@ func site(t *testing.T, directives string) (string, string) {
 
 func get(t *testing.T, url string) *http.Response {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := replyClient.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +106,15 @@ func (retryingClient) Do(req *http.Request) (*http.Response, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil, err
+}
+
+// Get is Do for a GET of url.
+func (c retryingClient) Get(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(req)
 }
 
 func getReply(t testing.TB, url string, headers ...string) reply {

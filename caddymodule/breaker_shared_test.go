@@ -50,7 +50,7 @@ http://127.0.0.1:%d {
 // fail because of Redis).
 func (s sharedInstance) status(t *testing.T) int {
 	t.Helper()
-	resp, err := http.Get(s.url)
+	resp, err := replyClient.Get(s.url)
 	if err != nil {
 		t.Fatal(err)
 	}

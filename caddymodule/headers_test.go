@@ -385,7 +385,7 @@ func TestSecurityHeadersStreamPassesFlushes(t *testing.T) {
 	}
 }
 `, port, up.Listener.Addr()))
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	resp, err := replyClient.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,12 +77,13 @@ func (f *dashFeeds) snapshot(ctx context.Context, now time.Time) dashboard.Snaps
 		}
 	}
 	for _, st := range f.states() {
+		if !st.Checked {
+			continue // not checked yet: unknown, not down (a bucket would average it in as 0)
+		}
 		l := []dashboard.Label{{Name: "name", Value: st.Name}}
 		s.Values[dashboard.FamilyDependencyUp] = append(s.Values[dashboard.FamilyDependencyUp], dashboard.Point{Labels: l, Value: boolFloat(st.Up)})
-		if st.Checked {
-			s.Values[dashboard.FamilyDependencyLatency] = append(s.Values[dashboard.FamilyDependencyLatency],
-				dashboard.Point{Labels: l, Value: float64(st.Latency.Microseconds()) / 1000})
-		}
+		s.Values[dashboard.FamilyDependencyLatency] = append(s.Values[dashboard.FamilyDependencyLatency],
+			dashboard.Point{Labels: l, Value: float64(st.Latency.Microseconds()) / 1000})
 	}
 	sys := f.system.Sample(ctx)
 	s.Values[dashboard.FamilyCPUPercent] = []dashboard.Point{{Value: sys.Process.CPUPercent}}

@@ -200,7 +200,7 @@ func TestDashboardDataForTrustedClass(t *testing.T) {
 	a := call(t, "GET", "http://"+addr+"/api/monitoring/dashboard/data", "")
 	req, _ := http.NewRequest("GET", "http://"+addr+"/api/monitoring/dashboard/data", nil)
 	req.Header.Set("X-Forwarded-For", "198.51.100.4") // a default client behind the trusted proxy
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := replyClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
