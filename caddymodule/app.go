@@ -65,6 +65,7 @@ type App struct {
 	env       Environment
 	redis     *sharedRedis
 	redisKey  string
+	redisHeld bool // a reference to redisPool's entry, released by Cleanup
 	keyPrefix string
 	findings  findingSet
 	logger    *zap.Logger
@@ -74,11 +75,12 @@ type App struct {
 	validate  []func()
 	ctx       caddy.Context
 
-	classifier    *ipclass.Classifier
-	probes        *ipclass.ProbeMatcher
-	detectorHeld  bool
-	sharedBans    *ipclass.SharedBans
-	sharedBansKey string
+	classifier     *ipclass.Classifier
+	probes         *ipclass.ProbeMatcher
+	detectorHeld   bool
+	sharedBans     *ipclass.SharedBans
+	sharedBansKey  string
+	sharedBansHeld bool
 
 	policies   map[string]*resolvedPolicy
 	limiter    *limiterEntry // taken by the first policy_rate_limit handler
@@ -173,7 +175,7 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if err != nil {
 		return errors.New(redactSecrets(err.Error(), opts)) // already "redis: ..."
 	}
-	a.redis, a.redisKey = shared, key
+	a.redis, a.redisKey, a.redisHeld = shared, key, true
 	return nil
 }
 
@@ -222,20 +224,22 @@ func (a *App) Start() error {
 func (a *App) Stop() error { return nil }
 
 // Cleanup releases this configuration's references to the shared Redis client, the detector
-// and the sync of detections.
+// and the sync of detections. The pointers stay: on a reload Caddy cleans up the old
+// configuration without waiting for its servers' last requests, which may still read them
+// (a released client or sync fails its calls, which those paths handle).
 func (a *App) Cleanup() error {
 	a.releaseLimiter()
-	if a.sharedBans != nil {
-		a.sharedBans = nil
+	if a.sharedBansHeld {
+		a.sharedBansHeld = false
 		_, _ = sharedBansPool.Delete(a.sharedBansKey)
 	}
 	if a.detectorHeld {
 		a.detectorHeld = false
 		_, _ = detectorPool.Delete("detector")
 	}
-	if a.redis != nil {
+	if a.redisHeld {
+		a.redisHeld = false
 		_, err := redisPool.Delete(a.redisKey)
-		a.redis = nil
 		return err
 	}
 	return nil

@@ -159,7 +159,7 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		if err != nil {
 			return err
 		}
-		a.sharedBans = v.(pooledSharedBans).SharedBans
+		a.sharedBans, a.sharedBansHeld = v.(pooledSharedBans).SharedBans, true
 		a.OnStart(a.sharedBans.Start) // not while only validating; a no-op when a reload kept it
 	}
 	return nil

@@ -143,11 +143,14 @@ func (m *Monitoring) Cleanup() error {
 	return nil
 }
 
+// release gives back this configuration's check references. m.checks stays: on a reload Caddy
+// cleans up the old configuration without waiting for its servers' last requests, which still
+// read the checks' cached states.
 func (m *Monitoring) release() {
 	for _, k := range m.poolKeys {
 		_, _ = checkPool.Delete(k)
 	}
-	m.poolKeys, m.checks = nil, nil
+	m.poolKeys = nil
 }
 
 // ServeHTTP answers the monitoring routes.

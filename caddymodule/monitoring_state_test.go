@@ -130,6 +130,57 @@ func TestMonitoringChecksSurviveReloadAndStopWhenRemoved(t *testing.T) {
 	waitFor(t, "check goroutines gone", func() bool { return runtime.NumGoroutine() <= before+2 })
 }
 
+// TestMonitoringAnswersThroughReloads: on a reload Caddy cleans up the old configuration
+// without waiting for the requests its servers still answer, so a handler must keep answering
+// beside its own Cleanup. /services is read without pause while the configuration reloads:
+// every answer lists the check (and -race sees no write a Cleanup makes under a request).
+func TestMonitoringAnswersThroughReloads(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	key, digest := newKey(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf("check http billing %s {\ninterval 100ms\n}\napi_keys %s", up.URL, digest))
+	c := testcaddy.StartCaddy(t, cf)
+	waitFor(t, "the first run", func() bool { return services(t, base, key).Dependencies[0].Runs >= 1 })
+	stop := make(chan struct{})
+	type outcome struct{ answers, without int }
+	got := make(chan outcome)
+	go func() {
+		var o outcome
+		defer func() { got <- o }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req, _ := http.NewRequest(http.MethodGet, base+"services", nil)
+			req.Header.Set("Authorization", "Bearer "+key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				continue // a connection the old server closed under the request: never answered
+			}
+			var doc servicesDoc
+			err = json.NewDecoder(resp.Body).Decode(&doc)
+			resp.Body.Close()
+			o.answers++
+			if err != nil || resp.StatusCode != http.StatusOK || len(doc.Dependencies) != 1 {
+				o.without++
+			}
+		}
+	}()
+	for i := 0; i < 10; i++ {
+		if err := c.Load(strings.Replace(cf, "respond \"app\"", fmt.Sprintf("respond \"app %d\"", i), 1)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	close(stop)
+	o := <-got
+	if o.answers == 0 || o.without > 0 {
+		t.Fatalf("%d of %d answers during reloads did not list the check", o.without, o.answers)
+	}
+}
+
 func TestMonitoringPrometheusSeries(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer up.Close()
