@@ -11,9 +11,10 @@ import (
 )
 
 // TestClusterMasterKilled: one master of a 3-master Cluster (no replicas, full coverage not
-// required, so the others keep serving their slots) is killed under load. Keys on the other
-// masters keep their exact shared limit over the whole run; keys on the dead master fall back
-// to each instance's memory; no request fails.
+// required, so the others keep serving their slots) is killed under load, and restarted 7 s
+// later (its data gone, its slots kept in nodes.conf). Keys on the other masters keep their
+// exact shared limit over the whole run; keys on the dead master fall back to each
+// instance's memory until the master is back, then return to it; no request fails.
 func TestClusterMasterKilled(t *testing.T) {
 	cluster := testenv.StartCluster(t, "--cluster-require-full-coverage", "no")
 	victim := cluster.Nodes[0]
@@ -21,26 +22,30 @@ func TestClusterMasterKilled(t *testing.T) {
 	up := startUpstream(t)
 	s := startStack(t, stackConfig{Redis: clusterRedis(cluster.Addrs()), Upstream: up.Addr, StoreTimeout: 200 * time.Millisecond})
 
-	const killAt = 5 * time.Second
+	const killAt, restartAt = 5 * time.Second, 12 * time.Second
 	keys := append(append([]string{}, onVictim...), elsewhere...)
-	r := &rlRun{keys: keys, rate: 300, runFor: 18 * time.Second}
-	var killed time.Time
+	r := &rlRun{keys: keys, rate: 300, runFor: 22 * time.Second}
+	var killed, restarted time.Time
 	st := r.run(t, s, func(start time.Time) {
 		time.Sleep(time.Until(start.Add(killAt)))
 		killed = time.Now()
 		victim.Kill()
+		time.Sleep(time.Until(start.Add(restartAt)))
+		restarted = time.Now()
+		victim.Restart()
 	})
 	end := time.Now()
 	checkStatuses(t, st)
 
-	var fallbackAfter time.Duration
-	for i, p := range s.procs {
-		fb, ok := firstAfter(failoverTimes(p, "memory-fallback"), killed)
-		if !ok {
-			t.Errorf("instance %d: no store_failover to memory-fallback after the master was killed", i)
-			continue
-		}
-		fallbackAfter = max(fallbackAfter, fb.Sub(killed))
+	lastReturn := end
+	fallbackAfter, returnAfter, returned := failoverDelays(t, s.procs, killed, restarted, "after the master was killed", "after it restarted")
+	if returned == len(s.procs) {
+		lastReturn = restarted.Add(returnAfter)
+	}
+	// Decisions reach the restarted master again (it runs the script anew: its cache died
+	// with it).
+	if calls := victim.CommandCalls(t, "evalsha", "eval"); calls == 0 {
+		t.Errorf("the restarted master ran no decision script")
 	}
 
 	var exactAdmitted, exactWant, affectedAdmitted, affectedBound, affectedExact int64
@@ -49,11 +54,13 @@ func TestClusterMasterKilled(t *testing.T) {
 		exactWant += checkExact(t, "key "+k+" on a live master", tl.admitted, tl.first, tl.last)
 		exactAdmitted += tl.admitted
 	}
+	// A key on the victim: Redis's allowance over the run, one more burst from the empty
+	// bucket after the restart, and three in-memory allowances until each instance returned.
 	for _, k := range onVictim {
 		tl := r.tallies[k]
 		redisPart, _ := allowance(tl.first, tl.last)
-		memPart, _ := allowance(killed, end)
-		b := redisPart + 1 + 3*(memPart+1)
+		memPart, _ := allowance(killed, lastReturn)
+		b := redisPart + rlBurst + 1 + 3*(memPart+1)
 		if tl.admitted > b {
 			t.Errorf("key %s on the dead master: admitted %d, more than the bound %d", k, tl.admitted, b)
 		}
@@ -67,7 +74,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	newFigures("cluster_master_killed").
 		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
 		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
-		set("fallback_after_ms", ms(fallbackAfter)).
+		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_restart_ms", ms(returnAfter)).
 		set("keys_live_masters", len(elsewhere)).set("admitted_live", exactAdmitted).set("limit_exact_live", exactWant).
 		set("keys_dead_master", len(onVictim)).set("admitted_dead", affectedAdmitted).set("limit_expected_dead", affectedBound).
 		set("shared_limit_dead", affectedExact).
