@@ -37,11 +37,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	end := time.Now()
 	checkStatuses(t, st)
 
-	lastReturn := end
-	fallbackAfter, returnAfter, returned := failoverDelays(t, s.procs, killed, restarted, "after the master was killed", "after it restarted")
-	if returned == len(s.procs) {
-		lastReturn = restarted.Add(returnAfter)
-	}
+	fallbackAfter, returnAfter, lastReturn := lastReturnAfter(t, s.procs, killed, restarted, end, "after the master was killed", "after it restarted")
 	// Decisions reach the restarted master again (it runs the script anew: its cache died
 	// with it).
 	if calls := victim.CommandCalls(t, "evalsha", "eval"); calls == 0 {
@@ -71,9 +67,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	if affectedAdmitted <= affectedExact {
 		t.Errorf("keys on the dead master: admitted %d, no more than one shared limit (%d): did they fall back?", affectedAdmitted, affectedExact)
 	}
-	newFigures("cluster_master_killed").
-		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
-		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
+	rateLimitFigures("cluster_master_killed", st).
 		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_restart_ms", ms(returnAfter)).
 		set("keys_live_masters", len(elsewhere)).set("admitted_live", exactAdmitted).set("limit_exact_live", exactWant).
 		set("keys_dead_master", len(onVictim)).set("admitted_dead", affectedAdmitted).set("limit_expected_dead", affectedBound).

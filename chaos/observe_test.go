@@ -29,6 +29,13 @@ func newFigures(scenario string) *figures {
 	return f.set("scenario", scenario)
 }
 
+// rateLimitFigures starts the line of a rate-limit scenario with its load's answers.
+func rateLimitFigures(scenario string, st Stats) *figures {
+	return newFigures(scenario).
+		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
+		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0])
+}
+
 func (f *figures) set(k string, v any) *figures {
 	if _, ok := f.vals[k]; !ok {
 		f.keys = append(f.keys, k)
@@ -111,6 +118,28 @@ func failoverDelays(t *testing.T, procs []*testenv.Process, fault, repair time.T
 		returnAfter = max(returnAfter, back.Sub(repair))
 	}
 	return fallbackAfter, returnAfter, returned
+}
+
+// lastReturnAfter is failoverDelays plus when the last instance returned to Redis (end when
+// one did not).
+func lastReturnAfter(t *testing.T, procs []*testenv.Process, fault, repair, end time.Time, what, whatBack string) (fallbackAfter, returnAfter time.Duration, lastReturn time.Time) {
+	t.Helper()
+	fallbackAfter, returnAfter, returned := failoverDelays(t, procs, fault, repair, what, whatBack)
+	lastReturn = end
+	if returned == len(procs) {
+		lastReturn = repair.Add(returnAfter)
+	}
+	return fallbackAfter, returnAfter, lastReturn
+}
+
+// checkStoreOnRedis asserts every instance's ratelimit:store component says pass / redis.
+func checkStoreOnRedis(t *testing.T, s *stack, when string) {
+	t.Helper()
+	for i, u := range s.urls {
+		if status, mode, err := storeComponent(u); err != nil || status != "pass" || mode != "redis" {
+			t.Errorf("instance %d: ratelimit:store %s: %s %s %v, want pass redis", i, when, status, mode, err)
+		}
+	}
 }
 
 // rssBytes reads VmRSS from /proc/<pid>/status.

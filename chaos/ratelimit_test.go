@@ -97,6 +97,33 @@ func checkExact(t *testing.T, what string, got int64, first, x time.Time) int64 
 	return want
 }
 
+// checkOutage asserts every key's total around an outage of the shared store, from fault to
+// back (the last instance's return): before r.cutoff, GCRA's exact allowance; over the run,
+// at most Redis's allowance plus one burst (a bucket Redis lost or had not replicated) plus
+// three in-memory allowances over the outage (each instance limits alone), and at least
+// Redis's allowance less the outage. It returns the sums for the figures.
+func (r *rlRun) checkOutage(t *testing.T, fault, back time.Time) (admitted, bound, exactBefore int64) {
+	t.Helper()
+	outage := back.Sub(fault)
+	for _, k := range r.keys {
+		tl := r.tallies[k]
+		checkExact(t, "before the fault, key "+k, tl.admittedBefore, tl.first, r.start.Add(r.cutoff))
+		exactBefore += tl.admittedBefore
+		redisPart, _ := allowance(tl.first, tl.last)
+		memPart, _ := allowance(fault, back)
+		b := redisPart + rlBurst + 1 + 3*(memPart+1)
+		if tl.admitted > b {
+			t.Errorf("key %s: admitted %d, more than the bound %d (outage %v)", k, tl.admitted, b, outage)
+		}
+		if tl.admitted < redisPart-int64(outage/rlInterval)-1 {
+			t.Errorf("key %s: admitted %d, fewer than Redis alone allows outside the outage (%d)", k, tl.admitted, redisPart-int64(outage/rlInterval))
+		}
+		admitted += tl.admitted
+		bound += b
+	}
+	return admitted, bound, exactBefore
+}
+
 // checkStatuses asserts every answer was a 200 or a 429: no 5xx, no transport error.
 func checkStatuses(t *testing.T, st Stats) {
 	t.Helper()

@@ -64,9 +64,7 @@ func TestRedisLatency(t *testing.T) {
 	if p99 := st.Percentile(.99); p99 >= bound {
 		t.Errorf("p99 latency over the run: %v, want under %v", p99, bound)
 	}
-	newFigures("redis_latency").
-		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
-		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
+	rateLimitFigures("redis_latency", st).
 		set("added_latency_ms", ms(added)).set("store_timeout_ms", ms(storeTimeout)).
 		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_ms", ms(returnAfter)).
 		set("slow_requests", len(during)).set("slow_p50_ms", ms(pct(.5))).set("slow_p99_ms", ms(pct(.99))).

@@ -46,46 +46,18 @@ func TestRedisRestart(t *testing.T) {
 			t.Errorf("instance %d: ratelimit:store while Redis was away: %s, want warn memory-fallback", i, got)
 		}
 	}
-	for i, u := range s.urls {
-		if status, mode, err := storeComponent(u); err != nil || status != "pass" || mode != "redis" {
-			t.Errorf("instance %d: ratelimit:store after the restart: %s %s %v, want pass redis", i, status, mode, err)
-		}
-	}
+	checkStoreOnRedis(t, s, "after the restart")
 
 	// Each instance fell back after the kill and returned after the restart.
-	lastReturn := end
-	fallbackAfter, returnAfter, returned := failoverDelays(t, s.procs, killed, restarted, "after the kill", "after the restart")
-	if returned == len(s.procs) {
-		lastReturn = restarted.Add(returnAfter)
-	}
+	fallbackAfter, returnAfter, lastReturn := lastReturnAfter(t, s.procs, killed, restarted, end, "after the kill", "after the restart")
 
 	// Limits held throughout. Redis decides before the kill (exactly) and after the restart
 	// (from an empty bucket); between the kill and an instance's return, that instance decides
 	// in its own memory store, empty until then. So a key's total is at most two Redis
 	// allowances over the whole run plus three in-memory ones over the outage.
 	outage := lastReturn.Sub(killed)
-	var admitted, bound, exactBefore int64
-	worst := int64(0)
-	for _, k := range r.keys {
-		tl := r.tallies[k]
-		checkExact(t, "before the kill, key "+k, tl.admittedBefore, tl.first, r.start.Add(r.cutoff))
-		exactBefore += tl.admittedBefore
-		redisPart, _ := allowance(tl.first, tl.last)
-		memPart, _ := allowance(killed, lastReturn)
-		b := redisPart + rlBurst + 1 + 3*(memPart+1)
-		if tl.admitted > b {
-			t.Errorf("key %s: admitted %d, more than the bound %d (outage %v)", k, tl.admitted, b, outage)
-		}
-		if tl.admitted < redisPart-int64(outage/rlInterval)-1 {
-			t.Errorf("key %s: admitted %d, fewer than Redis alone allows outside the outage (%d)", k, tl.admitted, redisPart-int64(outage/rlInterval))
-		}
-		admitted += tl.admitted
-		bound += b
-		worst = max(worst, tl.admitted)
-	}
-	newFigures("redis_restart").
-		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
-		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
+	admitted, bound, exactBefore := r.checkOutage(t, killed, lastReturn)
+	rateLimitFigures("redis_restart", st).
 		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_ms", ms(returnAfter)).set("outage_ms", ms(outage)).
 		set("keys", len(r.keys)).set("admitted", admitted).set("limit_expected", bound).
 		set("admitted_before_kill", exactBefore).set("by_instance", st.ByInstance).

@@ -67,47 +67,21 @@ func TestSentinelFailover(t *testing.T) {
 	}
 
 	checkStatuses(t, st)
-	for i, u := range s.urls {
-		if status, mode, err := storeComponent(u); err != nil || status != "pass" || mode != "redis" {
-			t.Errorf("instance %d: ratelimit:store after the promotion: %s %s %v, want pass redis", i, status, mode, err)
-		}
-	}
+	checkStoreOnRedis(t, s, "after the promotion")
 	// Effects replication sends the replica writes, not scripts: every EVALSHA it ran came
 	// from an instance after the promotion.
 	if calls := replica.CommandCalls(t, "evalsha", "eval"); calls == 0 {
 		t.Errorf("the promoted replica ran no decision script: the instances did not follow the promotion")
 	}
 
-	lastReturn := end
-	fallbackAfter, returnAfter, returned := failoverDelays(t, s.procs, killed, promoted, "after the kill", "after the promotion")
-	if returned == len(s.procs) {
-		lastReturn = promoted.Add(returnAfter)
-	}
+	fallbackAfter, returnAfter, lastReturn := lastReturnAfter(t, s.procs, killed, promoted, end, "after the kill", "after the promotion")
 
 	// Redis decides exactly before the kill. Until an instance returns, it decides in its own
 	// memory store; after, the promoted replica decides from buckets that may miss the last
 	// writes the master took (asynchronous replication): at most one more burst.
 	outage := lastReturn.Sub(killed)
-	var admitted, bound, exactBefore int64
-	for _, k := range r.keys {
-		tl := r.tallies[k]
-		checkExact(t, "before the kill, key "+k, tl.admittedBefore, tl.first, r.start.Add(r.cutoff))
-		exactBefore += tl.admittedBefore
-		redisPart, _ := allowance(tl.first, tl.last)
-		memPart, _ := allowance(killed, lastReturn)
-		b := redisPart + rlBurst + 1 + 3*(memPart+1)
-		if tl.admitted > b {
-			t.Errorf("key %s: admitted %d, more than the bound %d (outage %v)", k, tl.admitted, b, outage)
-		}
-		if tl.admitted < redisPart-int64(outage/rlInterval)-1 {
-			t.Errorf("key %s: admitted %d, fewer than Redis alone allows outside the outage (%d)", k, tl.admitted, redisPart-int64(outage/rlInterval))
-		}
-		admitted += tl.admitted
-		bound += b
-	}
-	newFigures("sentinel_failover").
-		set("requests", st.Requests).set("skipped", st.Skipped).set("2xx", st.ByStatus[200]).set("429", st.ByStatus[429]).
-		set("5xx", st.Count5xx()).set("errors", st.ByStatus[0]).
+	admitted, bound, exactBefore := r.checkOutage(t, killed, lastReturn)
+	rateLimitFigures("sentinel_failover", st).
 		set("promoted_after_ms", ms(promoted.Sub(killed))).
 		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_promotion_ms", ms(returnAfter)).set("outage_ms", ms(outage)).
 		set("keys", len(r.keys)).set("admitted", admitted).set("limit_expected", bound).
