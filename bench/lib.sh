@@ -69,8 +69,10 @@ stats() {
     print m, a[1], a[NR] }'
 }
 
-# rss_mib <pid>: the resident set (VmRSS) of a process in MiB.
-rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# rss_mib <pid>: the resident set (VmRSS) of a process in MiB, then its anonymous part
+# (RssAnon: heap, stacks; the rest is the binary's pages, shared page cache that a larger binary
+# and a freshly written file inflate).
+rss_mib() { awk '/^VmRSS:/ {t = $2} /^RssAnon:/ {a = $2} END {printf "%.1f (%.1f)", t / 1024, a / 1024}' "/proc/$1/status"; }
 
 # machine: CPU model, cores, Go version.
 machine() {

@@ -285,14 +285,14 @@ table() {
   local name base
   echo "Machine: $(machine); Caddy $caddy_version. wrk -t$THREADS -c$CONNECTIONS -d$DURATION on loopback; rounds: $ROUNDS, each run between two of its baseline. $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo
-  echo "| configuration | compared with | req/s ratio median (min–max) | p99 ratio median (min–max) | CPU/request ratio median (min–max) | RSS MiB |"
+  echo "| configuration | compared with | req/s ratio median (min–max) | p99 ratio median (min–max) | CPU/request ratio median (min–max) | RSS MiB (anonymous) |"
   echo "|---|---|---|---|---|---|"
   for name in "${measured[@]}"; do
     base=${base_of[$name]}
     echo "| ${label_of[$name]} | ${label_of[$base]} | $(cell %.3f "${req_ratios[$name]}") | $(cell %.3f "${p99_ratios[$name]}") | $(cell %.3f "${cpu_ratios[$name]}") | $(rss_mib "${pid_of[$name]}") |"
   done
   echo
-  echo "| baseline, all its runs | req/s median (min–max) | p99 µs median (min–max) | CPU µs/request median (min–max) | RSS MiB |"
+  echo "| baseline, all its runs | req/s median (min–max) | p99 µs median (min–max) | CPU µs/request median (min–max) | RSS MiB (anonymous) |"
   echo "|---|---|---|---|---|"
   for name in "${order[@]}"; do
     is_base "$name" || continue
