@@ -14,11 +14,13 @@ import (
 
 const sentinelMaster = "chaos"
 
-// TestSentinelFailover: the master behind a Sentinel is killed (SIGKILL) under load; the
-// Sentinel promotes its replica. No request fails; each instance decides in memory from the
-// kill until go-redis follows the promotion, then returns to Redis, now the promoted replica,
-// which reloads the script it never ran (NOSCRIPT) and decides from the replicated buckets.
-// Every key's total stays within what the policy allows per store in play.
+// TestSentinelFailover: a master with one replica, watched by three Sentinels (quorum 2).
+// Under load the master and the Sentinel listed first in the configuration are killed
+// (SIGKILL) together; the two other Sentinels promote the replica. No request fails; each
+// instance decides in memory from the kill until go-redis, asking the next Sentinel, follows
+// the promotion, then returns to Redis, now the promoted replica, which reloads the script it
+// never ran (NOSCRIPT) and decides from the replicated buckets. Every key's total stays within
+// what the policy allows per store in play.
 func TestSentinelFailover(t *testing.T) {
 	master := testenv.StartRedis(t)
 	replica := testenv.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
@@ -26,33 +28,40 @@ func TestSentinelFailover(t *testing.T) {
 		info, err := replica.Do("INFO", "replication")
 		return err == nil && strings.Contains(fmt.Sprint(info), "master_link_status:up")
 	})
-	// Started after the replica synced, so its first look at the master finds the replica
-	// (otherwise it learns of it at the next INFO, 10 s later).
-	sentinel := testenv.StartSentinel(t, master, sentinelMaster,
+	// Started after the replica synced, so their first look at the master finds the replica
+	// (otherwise they learn of it at the next INFO, 10 s later).
+	sentinels := testenv.StartSentinels(t, 3, 2, master, sentinelMaster,
 		"sentinel down-after-milliseconds "+sentinelMaster+" 1000",
 		"sentinel failover-timeout "+sentinelMaster+" 5000")
-	waitFor(t, 15*time.Second, "the Sentinel to know the replica", func() bool {
-		reps, err := sentinel.Do("SENTINEL", "REPLICAS", sentinelMaster)
-		return err == nil && strings.Contains(fmt.Sprint(reps), strconv.Itoa(replica.Port))
-	})
+	for i, sn := range sentinels {
+		waitFor(t, 20*time.Second, fmt.Sprintf("Sentinel %d to know the replica and the 2 other Sentinels", i), func() bool {
+			reps, err := sn.Do("SENTINEL", "REPLICAS", sentinelMaster)
+			peers, err2 := sn.Do("SENTINEL", "SENTINELS", sentinelMaster)
+			list, _ := peers.([]any)
+			return err == nil && err2 == nil && strings.Contains(fmt.Sprint(reps), strconv.Itoa(replica.Port)) && len(list) == 2
+		})
+	}
+	first, witness := sentinels[0], sentinels[1]
 
 	up := startUpstream(t)
-	redisConf := fmt.Sprintf("redis {\n\t\t\tsentinel %s %s\n\t\t\tkey_prefix chaos:\n\t\t}", sentinelMaster, sentinel.Addr)
+	redisConf := fmt.Sprintf("redis {\n\t\t\tsentinel %s %s %s %s\n\t\t\tkey_prefix chaos:\n\t\t}",
+		sentinelMaster, first.Addr, sentinels[1].Addr, sentinels[2].Addr)
 	s := startStack(t, stackConfig{Redis: redisConf, Upstream: up.Addr, StoreTimeout: 200 * time.Millisecond})
 
 	const killAt = 6 * time.Second
 	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 22 * time.Second, cutoff: killAt - 200*time.Millisecond}
-	// promoted is the last moment the Sentinel still named the old master: go-redis hears of
-	// the switch (+switch-master) as soon as the Sentinel makes it, possibly before the next
+	// promoted is the last moment a live Sentinel still named the old master: go-redis hears of
+	// the switch (+switch-master) as soon as the Sentinels make it, possibly before the next
 	// poll here sees it, so that is the earliest an instance can return.
 	var killed, promoted time.Time
 	st := r.run(t, s, func(start time.Time) {
 		time.Sleep(time.Until(start.Add(killAt)))
 		killed = time.Now()
 		master.Kill()
+		first.Kill()
 		for time.Since(killed) < 12*time.Second {
 			asked := time.Now()
-			addr, err := sentinel.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", sentinelMaster)
+			addr, err := witness.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", sentinelMaster)
 			if err == nil && fmt.Sprint(addr) == fmt.Sprintf("[127.0.0.1 %d]", replica.Port) {
 				return
 			}

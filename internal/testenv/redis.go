@@ -75,9 +75,25 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 // (e.g. "sentinel down-after-milliseconds <name> 1000").
 func StartSentinel(t testing.TB, master *Redis, name string, extra ...string) *Redis {
 	t.Helper()
+	return StartSentinels(t, 1, 1, master, name, extra...)[0]
+}
+
+// StartSentinels starts n Sentinels that monitor master under name with the given quorum; they
+// find each other through the master (within a few seconds).
+func StartSentinels(t testing.TB, n, quorum int, master *Redis, name string, extra ...string) []*Redis {
+	t.Helper()
+	out := make([]*Redis, n)
+	for i := range out {
+		out[i] = startSentinel(t, quorum, master, name, extra)
+	}
+	return out
+}
+
+func startSentinel(t testing.TB, quorum int, master *Redis, name string, extra []string) *Redis {
+	t.Helper()
 	return startServer(t, func(port int, dir string) []string {
 		conf := filepath.Join(dir, "sentinel.conf")
-		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\n", port, dir, name, master.Port)
+		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d %d\n", port, dir, name, master.Port, quorum)
 		for _, line := range extra {
 			text += line + "\n"
 		}
