@@ -85,7 +85,6 @@ type reply struct {
 	elapsed time.Duration
 }
 
-// getReply sends GET url with headers ("Name: value"); a transport error fails the test.
 // replyClient sends test requests. Right after a config reload, a connection the old server
 // accepted or kept alive can be closed under the request (EOF, reset) before the request was
 // read: such a request never reached a handler, so it is sent again (up to three times).
@@ -117,6 +116,7 @@ func (c retryingClient) Get(url string) (*http.Response, error) {
 	return c.Do(req)
 }
 
+// getReply sends GET url with headers ("Name: value"); a transport error fails the test.
 func getReply(t testing.TB, url string, headers ...string) reply {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)

@@ -72,13 +72,7 @@ func call(t *testing.T, method, url, key string) answer {
 // waitFor polls until cond holds (bounded: 15 s).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 15*time.Second, what, cond)
 }
 
 // newKey returns a key and its digest.

@@ -37,7 +37,7 @@ func TestClusterMasterKilled(t *testing.T) {
 	end := time.Now()
 	checkStatuses(t, st)
 
-	fallbackAfter, returnAfter, lastReturn := lastReturnAfter(t, s.procs, killed, restarted, end, "after the master was killed", "after it restarted")
+	fallbackAfter, returnAfter, lastReturn := failoverDelays(t, s.procs, killed, restarted, end, "after the master was killed", "after it restarted")
 	// Decisions reach the restarted master again (it runs the script anew: its cache died
 	// with it).
 	if calls := victim.CommandCalls(t, "evalsha", "eval"); calls == 0 {

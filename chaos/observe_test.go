@@ -98,10 +98,12 @@ func firstAfter(ts []time.Time, t0 time.Time) (time.Time, bool) {
 }
 
 // failoverDelays checks that every instance logged a store_failover to memory-fallback after
-// fault and one back to redis after repair, and returns the slowest of each delay and how
-// many instances returned. what names the fault in errors ("after the kill").
-func failoverDelays(t *testing.T, procs []*testenv.Process, fault, repair time.Time, what, whatBack string) (fallbackAfter, returnAfter time.Duration, returned int) {
+// fault and one back to redis after repair, and returns the slowest of each delay and when the
+// last instance returned (end when one did not). what names the fault in errors ("after the
+// kill").
+func failoverDelays(t *testing.T, procs []*testenv.Process, fault, repair, end time.Time, what, whatBack string) (fallbackAfter, returnAfter time.Duration, lastReturn time.Time) {
 	t.Helper()
+	returned := 0
 	for i, p := range procs {
 		fb, ok := firstAfter(failoverTimes(p, "memory-fallback"), fault)
 		if !ok {
@@ -117,14 +119,6 @@ func failoverDelays(t *testing.T, procs []*testenv.Process, fault, repair time.T
 		returned++
 		returnAfter = max(returnAfter, back.Sub(repair))
 	}
-	return fallbackAfter, returnAfter, returned
-}
-
-// lastReturnAfter is failoverDelays plus when the last instance returned to Redis (end when
-// one did not).
-func lastReturnAfter(t *testing.T, procs []*testenv.Process, fault, repair, end time.Time, what, whatBack string) (fallbackAfter, returnAfter time.Duration, lastReturn time.Time) {
-	t.Helper()
-	fallbackAfter, returnAfter, returned := failoverDelays(t, procs, fault, repair, what, whatBack)
 	lastReturn = end
 	if returned == len(procs) {
 		lastReturn = repair.Add(returnAfter)

@@ -45,7 +45,7 @@ func TestRedisLatency(t *testing.T) {
 	slowed, restored := *slowedAt.Load(), *restoredAt.Load()
 	checkStatuses(t, st)
 
-	fallbackAfter, returnAfter, _ := failoverDelays(t, s.procs, slowed, restored, "while Redis was slow", "once Redis was fast again")
+	fallbackAfter, returnAfter, _ := failoverDelays(t, s.procs, slowed, restored, time.Now(), "while Redis was slow", "once Redis was fast again")
 
 	slices.Sort(during)
 	pct := func(p float64) time.Duration {

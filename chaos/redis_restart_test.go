@@ -49,7 +49,7 @@ func TestRedisRestart(t *testing.T) {
 	checkStoreOnRedis(t, s, "after the restart")
 
 	// Each instance fell back after the kill and returned after the restart.
-	fallbackAfter, returnAfter, lastReturn := lastReturnAfter(t, s.procs, killed, restarted, end, "after the kill", "after the restart")
+	fallbackAfter, returnAfter, lastReturn := failoverDelays(t, s.procs, killed, restarted, end, "after the kill", "after the restart")
 
 	// Limits held throughout. Redis decides before the kill (exactly) and after the restart
 	// (from an empty bucket); between the kill and an instance's return, that instance decides

@@ -24,7 +24,7 @@ const sentinelMaster = "chaos"
 func TestSentinelFailover(t *testing.T) {
 	master := testenv.StartRedis(t)
 	replica := testenv.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
-	waitFor(t, 10*time.Second, "the replica to sync", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the replica to sync", func() bool {
 		info, err := replica.Do("INFO", "replication")
 		return err == nil && strings.Contains(fmt.Sprint(info), "master_link_status:up")
 	})
@@ -34,18 +34,18 @@ func TestSentinelFailover(t *testing.T) {
 		"sentinel down-after-milliseconds "+sentinelMaster+" 1000",
 		"sentinel failover-timeout "+sentinelMaster+" 5000")
 	for i, sn := range sentinels {
-		waitFor(t, 20*time.Second, fmt.Sprintf("Sentinel %d to know the replica and the 2 other Sentinels", i), func() bool {
+		testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("Sentinel %d to know the replica and the 2 other Sentinels", i), func() bool {
 			reps, err := sn.Do("SENTINEL", "REPLICAS", sentinelMaster)
 			peers, err2 := sn.Do("SENTINEL", "SENTINELS", sentinelMaster)
 			list, _ := peers.([]any)
 			return err == nil && err2 == nil && strings.Contains(fmt.Sprint(reps), strconv.Itoa(replica.Port)) && len(list) == 2
 		})
 	}
-	first, witness := sentinels[0], sentinels[1]
+	first, witness, third := sentinels[0], sentinels[1], sentinels[2]
 
 	up := startUpstream(t)
 	redisConf := fmt.Sprintf("redis {\n\t\t\tsentinel %s %s %s %s\n\t\t\tkey_prefix chaos:\n\t\t}",
-		sentinelMaster, first.Addr, sentinels[1].Addr, sentinels[2].Addr)
+		sentinelMaster, first.Addr, witness.Addr, third.Addr)
 	s := startStack(t, stackConfig{Redis: redisConf, Upstream: up.Addr, StoreTimeout: 200 * time.Millisecond})
 
 	const killAt = 6 * time.Second
@@ -83,7 +83,7 @@ func TestSentinelFailover(t *testing.T) {
 		t.Errorf("the promoted replica ran no decision script: the instances did not follow the promotion")
 	}
 
-	fallbackAfter, returnAfter, lastReturn := lastReturnAfter(t, s.procs, killed, promoted, end, "after the kill", "after the promotion")
+	fallbackAfter, returnAfter, lastReturn := failoverDelays(t, s.procs, killed, promoted, end, "after the kill", "after the promotion")
 
 	// Redis decides exactly before the kill. Until an instance returns, it decides in its own
 	// memory store; after, the promoted replica decides from buckets that may miss the last
@@ -96,14 +96,4 @@ func TestSentinelFailover(t *testing.T) {
 		set("keys", len(r.keys)).set("admitted", admitted).set("limit_expected", bound).
 		set("admitted_before_kill", exactBefore).set("by_instance", st.ByInstance).
 		set("p50_ms", ms(st.Percentile(.5))).set("p99_ms", ms(st.Percentile(.99))).print(t)
-}
-
-// waitFor polls cond every 100 ms until it holds; the test stops after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", timeout, what)
-		}
-	}
 }

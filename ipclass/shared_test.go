@@ -12,17 +12,6 @@ import (
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 type logSink struct {
 	mu   sync.Mutex
 	msgs []string
@@ -61,7 +50,7 @@ func TestSharedBansReachOtherInstance(t *testing.T) {
 	}
 	start := time.Now()
 	sa.Publish(d)
-	eventually(t, time.Second, "detection seen by the other instance", func() bool { return b.Suspicious(ip) })
+	testenv.WaitFor(t, time.Second, "detection seen by the other instance", func() bool { return b.Suspicious(ip) })
 	t.Logf("propagated in %v", time.Since(start))
 
 	// A third instance started later loads the active detections from the set.
@@ -77,7 +66,7 @@ func TestSharedBansReachOtherInstance(t *testing.T) {
 
 	a.Unban(ip)
 	sa.PublishUnban(ip)
-	eventually(t, time.Second, "unban seen by the other instance", func() bool { return !b.Suspicious(ip) })
+	testenv.WaitFor(t, time.Second, "unban seen by the other instance", func() bool { return !b.Suspicious(ip) })
 	if n, _ := c.ZCard(context.Background(), "test:{ipclass}:detected").Result(); n != 0 {
 		t.Errorf("unbanned IP still in the shared set (%d members)", n)
 	}
@@ -98,7 +87,7 @@ func TestSharedBansRedisDownStaysLocal(t *testing.T) {
 	if !a.Suspicious(ip) {
 		t.Fatal("detection not applied locally with Redis down")
 	}
-	eventually(t, 3*time.Second, "failure logged", func() bool {
+	testenv.WaitFor(t, 3*time.Second, "failure logged", func() bool {
 		logs.mu.Lock()
 		defer logs.mu.Unlock()
 		return len(logs.msgs) > 0
@@ -110,7 +99,7 @@ func TestSharedBansRedisDownStaysLocal(t *testing.T) {
 	r.Restart()
 	ip2 := netip.MustParseAddr("198.51.100.25")
 	d2, _ := a.Signal(ip2, SignalTraversal)
-	eventually(t, 10*time.Second, "detection shared after Redis returned", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "detection shared after Redis returned", func() bool {
 		sa.Publish(d2)
 		time.Sleep(200 * time.Millisecond)
 		return b.Suspicious(ip2)
@@ -155,7 +144,7 @@ func TestSharedBansOverCluster(t *testing.T) {
 	ip := netip.MustParseAddr("2001:db8::77")
 	d, _ := a.Signal(ip, SignalTraversal)
 	sa.Publish(d)
-	eventually(t, 2*time.Second, "detection seen through the Cluster", func() bool { return b.Suspicious(ip) })
+	testenv.WaitFor(t, 2*time.Second, "detection seen through the Cluster", func() bool { return b.Suspicious(ip) })
 	if sa.Failing() {
 		t.Error("the sync reports a failure")
 	}

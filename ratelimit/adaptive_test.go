@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
 // fixedLoad is a LoadSource whose CPU reading the test sets; it counts the readings.
@@ -292,12 +294,7 @@ func TestAdaptiveStartStop(t *testing.T) {
 // waitFor polls cond for up to 10 s: a bound on a hung goroutine, not a timing assertion.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, what, cond)
 }
 
 // Factor, Track and Sample may run at once (go test -race).
