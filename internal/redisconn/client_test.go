@@ -125,6 +125,31 @@ func TestSentinel(t *testing.T) {
 	}
 }
 
+// TestSentinelTLS: the Sentinels and the master speak only TLS to clients. go-redis uses the
+// one TLS configuration for both, so a client given the CA asks the Sentinel over TLS, is told
+// the master's TLS port and writes there; without the CA it is refused at the Sentinel.
+func TestSentinelTLS(t *testing.T) {
+	files := testenv.WriteTLSFiles(t)
+	masterTLS := testenv.FreePort(t)
+	master := testenv.StartRedis(t, "--tls-port", strconv.Itoa(masterTLS), "--tls-cert-file", files.Cert,
+		"--tls-key-file", files.Key, "--tls-ca-cert-file", files.CA, "--tls-auth-clients", "no")
+	_, sentinelTLS := testenv.StartSentinelTLS(t, masterTLS, "tlsmaster", files)
+	addrs := []string{fmt.Sprintf("127.0.0.1:%d", sentinelTLS)}
+
+	c := newClient(t, Options{SentinelMaster: "tlsmaster", SentinelAddrs: addrs, TLS: true, CAFile: files.CA, ServerName: "localhost"})
+	roundTrip(t, c, "via-tls-sentinel")
+	if v, _ := master.Do("GET", "via-tls-sentinel"); v != "v" {
+		t.Fatalf("the key did not reach the master: %v", v)
+	}
+
+	untrusted := newClient(t, Options{SentinelMaster: "tlsmaster", SentinelAddrs: addrs, TLS: true, MaxRetries: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := untrusted.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a Sentinel with an unknown CA was accepted: %v", err)
+	}
+}
+
 func TestBadTLSFiles(t *testing.T) {
 	if _, err := New(Options{URL: "rediss://h:1", CAFile: "/nonexistent/ca.pem"}); err == nil || !strings.Contains(err.Error(), "ca_file") {
 		t.Fatalf("missing CA file: %v", err)

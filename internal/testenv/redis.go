@@ -89,11 +89,31 @@ func StartSentinels(t testing.TB, n, quorum int, master *Redis, name string, ext
 	return out
 }
 
+// StartSentinelTLS starts a Sentinel that also listens with TLS on the returned port (its
+// plain port stays open for the readiness check) and monitors, over TLS, the master whose TLS
+// port is masterTLSPort, so it hands that port to clients: a client that speaks to it over
+// TLS reaches the master over TLS too.
+func StartSentinelTLS(t testing.TB, masterTLSPort int, name string, files TLSFiles) (s *Redis, tlsPort int) {
+	t.Helper()
+	tlsPort = FreePort(t)
+	s = startSentinelOn(t, 1, masterTLSPort, name, []string{
+		fmt.Sprintf("tls-port %d", tlsPort), "tls-cert-file " + files.Cert, "tls-key-file " + files.Key,
+		"tls-ca-cert-file " + files.CA, "tls-auth-clients no", "tls-replication yes",
+	})
+	return s, tlsPort
+}
+
 func startSentinel(t testing.TB, quorum int, master *Redis, name string, extra []string) *Redis {
+	t.Helper()
+	return startSentinelOn(t, quorum, master.Port, name, extra)
+}
+
+// startSentinelOn starts a Sentinel monitoring the master on 127.0.0.1:masterPort.
+func startSentinelOn(t testing.TB, quorum, masterPort int, name string, extra []string) *Redis {
 	t.Helper()
 	return startServer(t, func(port int, dir string) []string {
 		conf := filepath.Join(dir, "sentinel.conf")
-		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d %d\n", port, dir, name, master.Port, quorum)
+		text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d %d\n", port, dir, name, masterPort, quorum)
 		for _, line := range extra {
 			text += line + "\n"
 		}
