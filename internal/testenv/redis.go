@@ -211,6 +211,23 @@ func (r *Redis) Stop() { r.signal(syscall.SIGTERM) }
 // Kill stops the server at once (SIGKILL), as a crash would.
 func (r *Redis) Kill() { r.signal(syscall.SIGKILL) }
 
+// Freeze stops the server's process (SIGSTOP) without closing anything: connections stay
+// open and new ones are still accepted by the kernel, but no command is answered, as when a
+// node stalls (a VM pause, a swap storm). Thaw resumes it; commands sent meanwhile are then
+// run.
+func (r *Redis) Freeze() { r.pause(syscall.SIGSTOP) }
+
+// Thaw resumes a server stopped by Freeze (SIGCONT).
+func (r *Redis) Thaw() { r.pause(syscall.SIGCONT) }
+
+func (r *Redis) pause(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		_ = r.cmd.Process.Signal(sig)
+	}
+}
+
 func (r *Redis) signal(sig syscall.Signal) {
 	r.mu.Lock()
 	cmd := r.cmd

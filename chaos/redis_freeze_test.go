@@ -1,0 +1,88 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// TestRedisFrozen: a standalone Redis is frozen (SIGSTOP) under load for 6 s, then resumed.
+// Unlike a crash, nothing is refused or reset: connections stay open, new ones are accepted
+// by the kernel, and no reply comes, the way a stalled node, a paused VM or a dropped route
+// look to a client. Every decision waits at most the store timeout, the failover breaker
+// then keeps requests off Redis, no request fails, and once Redis answers again every
+// instance returns to it. When Redis resumes it also runs the decisions it had queued, so a
+// few requests are counted twice (in memory and late in Redis): the bounds below allow it.
+func TestRedisFrozen(t *testing.T) {
+	redis := testenv.StartRedis(t)
+	up := startUpstream(t)
+	const storeTimeout = 50 * time.Millisecond
+	s := startStack(t, stackConfig{Redis: standaloneRedis(redis.Addr), Upstream: up.Addr, StoreTimeout: storeTimeout})
+
+	const freezeAt, thawAt = 6 * time.Second, 12 * time.Second
+	var frozenAt, thawedAt atomic.Pointer[time.Time] // written by the faults, read by the observer
+	var during []time.Duration                        // latencies of the requests sent while frozen
+	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 20 * time.Second, cutoff: freezeAt - 200*time.Millisecond}
+	r.observe = func(res Result) {
+		from, to := frozenAt.Load(), thawedAt.Load()
+		if from != nil && res.Sent.After(*from) && (to == nil || res.Sent.Before(*to)) {
+			during = append(during, res.Latency)
+		}
+	}
+	var states []string // each instance's ratelimit:store component while Redis is frozen
+	st := r.run(t, s, func(start time.Time) {
+		time.Sleep(time.Until(start.Add(freezeAt)))
+		now := time.Now()
+		frozenAt.Store(&now)
+		redis.Freeze()
+		time.Sleep(time.Until(start.Add(thawAt - time.Second)))
+		for _, u := range s.urls {
+			status, mode, err := storeComponent(u)
+			states = append(states, fmt.Sprintf("%s %s %v", status, mode, err))
+		}
+		time.Sleep(time.Until(start.Add(thawAt)))
+		now2 := time.Now()
+		thawedAt.Store(&now2)
+		redis.Thaw()
+	})
+	end := time.Now()
+	frozen, thawed := *frozenAt.Load(), *thawedAt.Load()
+
+	checkStatuses(t, st)
+	for i, got := range states {
+		if got != "warn memory-fallback <nil>" {
+			t.Errorf("instance %d: ratelimit:store while Redis was frozen: %s, want warn memory-fallback", i, got)
+		}
+	}
+	checkStoreOnRedis(t, s, "after Redis resumed")
+	fallbackAfter, returnAfter, lastReturn := failoverDelays(t, s.procs, frozen, thawed, end, "after the freeze", "after Redis resumed")
+
+	// No request waits for a frozen Redis longer than the store timeout (a wide margin for a
+	// noisy machine: the bound is 20 store timeouts).
+	slices.Sort(during)
+	if len(during) == 0 {
+		t.Fatal("no request was sent while Redis was frozen")
+	}
+	pct := func(p float64) time.Duration { return during[int(p*float64(len(during)-1))] }
+	const bound = time.Second
+	if p99 := pct(.99); p99 >= bound {
+		t.Errorf("p99 latency while Redis was frozen: %v, want under %v (store_timeout %v)", p99, bound, storeTimeout)
+	}
+
+	admitted, limit, exactBefore := r.checkOutage(t, frozen, lastReturn)
+	rateLimitFigures("redis_frozen", st).
+		set("store_timeout_ms", ms(storeTimeout)).
+		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_ms", ms(returnAfter)).
+		set("outage_ms", ms(lastReturn.Sub(frozen))).
+		set("frozen_requests", len(during)).set("frozen_p50_ms", ms(pct(.5))).set("frozen_p99_ms", ms(pct(.99))).
+		set("frozen_max_ms", ms(pct(1))).
+		set("keys", len(r.keys)).set("admitted", admitted).set("limit_expected", limit).
+		set("admitted_before_freeze", exactBefore).set("by_instance", st.ByInstance).
+		set("p50_ms", ms(st.Percentile(.5))).set("p99_ms", ms(st.Percentile(.99))).print(t)
+}
