@@ -3,11 +3,19 @@
 # exit, free ports, one measured wrk run, statistics. Source it from a script that set
 # `set -euo pipefail` and cd'd to the repository root.
 #
-# Settings (environment): ROUNDS=3 DURATION=5s CONNECTIONS=16 THREADS=1
+# Settings (environment): ROUNDS=3 DURATION=5s CONNECTIONS=16 THREADS=1 WRK_CPUS= CADDY_CPUS=
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-16}
 THREADS=${THREADS:-1}
+# CPU lists (taskset -c) for wrk and for the measured Caddy processes; empty: not pinned.
+WRK_CPUS=${WRK_CPUS:-}
+CADDY_CPUS=${CADDY_CPUS:-}
+# pinned <cpus> <command...>: runs the command on those CPUs, or unpinned when cpus is empty.
+pinned() {
+  local cpus=$1; shift
+  if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
 
 tmp=$(mktemp -d)
@@ -50,7 +58,7 @@ measure() {
   local pid=$1 url=$2 hz before after out
   hz=$(getconf CLK_TCK)
   before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  out=$(wrk --latency -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$url")
+  out=$(pinned "$WRK_CPUS" wrk --latency -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$url")
   after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   awk -v cpu="$((after - before))" -v hz="$hz" '
     function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1000000; return v }

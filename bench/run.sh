@@ -10,6 +10,8 @@
 #
 # Settings (environment):
 #   ROUNDS=3 DURATION=5s CONNECTIONS=16 THREADS=1   wrk runs (see bench/lib.sh)
+#   WRK_CPUS= CADDY_CPUS=    CPU lists to pin wrk and the measured Caddy processes to
+#                            (taskset -c); empty: not pinned
 #   CONFIGS="..."            the configurations to measure (default: $DEFAULT_CONFIGS below;
 #                            names in the catalogue); their baselines run with them
 #   OUT=bench/results.md     where the table is written too (not committed); OUT= for none
@@ -179,12 +181,13 @@ export DEAD # a port where nothing listens
 DEAD=$(free_port)
 
 declare -A port_of pid_of
-# serve <name> <binary> <caddyfile>: runs a Caddy in the background on a free port.
+# serve <name> <binary> <caddyfile> [cpus]: runs a Caddy in the background on a free port,
+# pinned to cpus when given.
 serve() {
   local name=$1 port config="$PWD/bench/configs/$3.caddyfile"
   port=$(free_port)
   (cd "$tmp" && PORT=$port HOME="$tmp" XDG_DATA_HOME="$tmp/data-$name" XDG_CONFIG_HOME="$tmp/config-$name" \
-    exec "$tmp/$2" run --config "$config" --adapter caddyfile >"$tmp/$name.log" 2>&1) &
+    exec ${4:+taskset -c "$4"} "$tmp/$2" run --config "$config" --adapter caddyfile >"$tmp/$name.log" 2>&1) &
   pids+=("$!")
   port_of[$name]=$port pid_of[$name]=$!
 }
@@ -193,7 +196,7 @@ if needs UPSTREAM; then
   export UPSTREAM=${port_of[upstream]}
   wait_http "http://127.0.0.1:$UPSTREAM/" "$tmp/upstream.log"
 fi
-for name in "${running[@]}"; do serve "$name" "${bin_of[$name]}" "${file_of[$name]}"; done
+for name in "${running[@]}"; do serve "$name" "${bin_of[$name]}" "${file_of[$name]}" "$CADDY_CPUS"; done
 url() { echo "http://127.0.0.1:${port_of[$1]}$URL_PATH"; }
 for name in "${running[@]}"; do wait_http "$(url "$name")" "$tmp/$name.log"; done
 
@@ -283,7 +286,7 @@ cell() {
 }
 table() {
   local name base
-  echo "Machine: $(machine); Caddy $caddy_version. wrk -t$THREADS -c$CONNECTIONS -d$DURATION on loopback; rounds: $ROUNDS, each run between two of its baseline. $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo "Machine: $(machine); Caddy $caddy_version. wrk -t$THREADS -c$CONNECTIONS -d$DURATION on loopback${WRK_CPUS:+, wrk on CPU $WRK_CPUS}${CADDY_CPUS:+, Caddy on CPU $CADDY_CPUS}; rounds: $ROUNDS, each run between two of its baseline. $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo
   echo "| configuration | compared with | req/s ratio median (min–max) | p99 ratio median (min–max) | CPU/request ratio median (min–max) | RSS MiB (anonymous) |"
   echo "|---|---|---|---|---|---|"
