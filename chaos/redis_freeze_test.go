@@ -27,7 +27,7 @@ func TestRedisFrozen(t *testing.T) {
 
 	const freezeAt, thawAt = 6 * time.Second, 12 * time.Second
 	var frozenAt, thawedAt atomic.Pointer[time.Time] // written by the faults, read by the observer
-	var during []time.Duration                        // latencies of the requests sent while frozen
+	var during []time.Duration                       // latencies of the requests sent while frozen
 	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 20 * time.Second, cutoff: freezeAt - 200*time.Millisecond}
 	r.observe = func(res Result) {
 		from, to := frozenAt.Load(), thawedAt.Load()

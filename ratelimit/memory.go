@@ -2,41 +2,39 @@ package ratelimit
 
 import (
 	"context"
-	"encoding/binary"
 	"hash/maphash"
-	"math"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 const (
-	// defaultMaxKeys is MemoryOptions.MaxKeys when left at zero: 5 to 13 MB of TATs.
+	// defaultMaxKeys is MemoryOptions.MaxKeys when left at zero: at most 12.8 MB of slots.
 	defaultMaxKeys = 200_000
 
-	// maxShards is how many independently locked maps a store spreads its keys over, so
+	// maxShards is how many independently locked tables a store spreads its keys over, so
 	// concurrent requests for different keys rarely wait for one another.
 	maxShards = 128
 
-	// evictionSample is how many entries of a full shard are examined to make room for a
-	// new key: every expired one among them is dropped, else the one with the oldest TAT.
-	evictionSample = 8
+	// minShardKeys is the least share of MaxKeys a shard gets (unless MaxKeys is smaller): keys
+	// fall into shards unevenly, and a shard of a few keys would fill, and evict, long before
+	// the store holds MaxKeys. With 1024 or more, a store at 90 % of MaxKeys evicts nothing.
+	minShardKeys = 1024
 
-	// cleanupSample is how many entries are examined, and dropped when expired, on every
-	// insertion into a shard that is not full, so the store shrinks when traffic moves on
-	// to other keys without any background sweep.
-	cleanupSample = 2
+	// ways is how many slots a set holds: 8 slots of 16 bytes, two adjacent cache lines.
+	ways = 8
 
-	// shrinkMinHighWater is the shard size below which a shard's map is never rebuilt:
-	// a small map is not worth an allocation.
-	shrinkMinHighWater = 64
+	// A shard's table doubles when more than half its slots are in use, or when a key finds
+	// both sets it may live in full, up to four slots per key of its share; it is rebuilt a
+	// quarter full once fewer than an eighth of its slots are in use, so memory follows traffic.
+	growAbove, shrinkBelow, maxSlotsPerKey = 2, 8, 4
 )
 
 // MemoryOptions configures a MemoryStore.
 type MemoryOptions struct {
 	// MaxKeys bounds how many (policy, key) pairs the store tracks at once, so a flood of
-	// distinct keys costs bounded memory: 25 to 40 bytes per key, up to about 65 once a
-	// flood has churned the maps. Shards fill unevenly, so eviction starts slightly before
-	// MaxKeys keys are tracked. 0 or less means 200000.
+	// distinct keys costs bounded memory: 16 bytes a slot, two to eight slots a key, at most 64
+	// bytes per key of MaxKeys. 0 or less means 200000.
 	MaxKeys int
 
 	// Now returns the current time in nanoseconds. Tests inject a fake clock; nil means a
@@ -50,21 +48,26 @@ type MemoryOptions struct {
 // shard's mutex serializes the decisions on the keys it holds.
 //
 // Keys are held as a 64-bit hash of (policy, key) under a random per-store seed, never as
-// strings: a key costs the same few bytes whatever its length, and a client cannot choose
-// keys that collide, since it cannot know the seed. Two distinct keys share a bucket only
-// by chance: with n keys tracked, a new key collides with probability n / 2^64.
+// strings: a key costs the same 16 bytes whatever its length, and a client cannot choose
+// keys that collide or that crowd one set, since it cannot know the seed. Two distinct keys
+// share a bucket only by chance: with n keys tracked, a new key collides with probability
+// n / 2^64.
 //
-// The store holds at most MaxKeys keys. A TAT at or before now is a full bucket, which is
-// exactly what a key never seen gets, so expired keys are dropped whenever they are met.
-// When a new key arrives at a full shard, the store examines a few of the shard's entries
-// (Go map iteration starts at a random place) and drops every expired one among them; if
-// none had expired it evicts the one with the oldest TAT, as Redis approximates LRU. An
-// evicted key starts again with a full bucket: that is why eviction prefers expired keys,
-// which lose nothing, and then the oldest TATs, which are closest to full and lose the
-// least; a client that is being limited has a TAT far ahead and is evicted last, so a
-// flood of fresh keys does not easily reset it. Every insertion also examines a couple of
-// entries and drops the expired ones, and a shard whose map has shrunk to a quarter of
-// its peak is rebuilt, so memory follows traffic without a sweep or a goroutine.
+// Each shard is a set-associative table: the hash names a set of 8 slots (two adjacent cache
+// lines), and the key lives there or, when that set is full, in the next one. A TAT at or
+// before now is a full bucket, which is exactly what a key never seen gets, so an insertion
+// drops every expired key it meets in the two sets. The store holds at most MaxKeys keys. A
+// new key that finds its shard full and nothing expired in its two sets evicts the oldest TAT
+// among their 16 slots, as Redis approximates LRU from a sample. An evicted key starts again
+// with a full bucket: that is why eviction prefers expired keys, which lose nothing, and then
+// the oldest TATs, which are closest to full and lose the least; a client that is being
+// limited has a TAT far ahead and is evicted last, so a flood of fresh keys does not easily
+// reset it. A table grows before a key's two sets are full, so
+// below MaxKeys nothing live is evicted (a table at its largest, a quarter full, would need
+// 16 keys in two sets that average 4: about one chance in a million per pair). Tables shrink
+// when their keys expire, so memory follows traffic without a sweep or a goroutine. A
+// decision reads one set, or two when its key overflowed; an insertion the two; none
+// allocates except a resize, which moves the shard's keys in O(keys).
 type MemoryStore struct {
 	seed       maphash.Seed
 	now        func() int64
@@ -72,19 +75,32 @@ type MemoryStore struct {
 	shards     []memoryShard
 }
 
-// memoryShard is one independently locked part of a MemoryStore.
-type memoryShard struct {
+// slot is one tracked key: the hash of (policy, key), never 0, and its TAT in nanoseconds. A
+// zero hash marks a free slot.
+type slot struct {
+	h   uint64
+	tat int64
+}
+
+// shardTable is one independently locked part of a MemoryStore.
+type shardTable struct {
 	mu sync.Mutex
-	// tats maps the hash of (policy, key) to the key's TAT in nanoseconds.
-	tats map[uint64]int64
+	// slots holds sets*ways slots; set i is slots[i*ways : (i+1)*ways].
+	slots []slot
+	sets  uint64
+	// maxSets is the size the table stops growing at: maxSlotsPerKey slots per key of maxKeys.
+	maxSets uint64
+	// count is how many slots hold a key, expired ones not yet dropped included.
+	count int
 	// maxKeys is this shard's share of MemoryOptions.MaxKeys (at least 1).
 	maxKeys int
-	// highWater is the most keys tats has held since it was last allocated: Go maps never
-	// release memory on delete, so this estimates what the map occupies.
-	highWater int
-	// The padding keeps two shards' mutexes off one cache line (and the adjacent line the
-	// CPU prefetches with it), so cores deciding on different shards do not contend.
-	_ [128 - 32]byte
+}
+
+// memoryShard pads a shardTable to two cache lines (and the adjacent line the CPU prefetches
+// with one), so cores deciding on different shards do not contend.
+type memoryShard struct {
+	shardTable
+	_ [128 - unsafe.Sizeof(shardTable{})%128]byte
 }
 
 // NewMemoryStore returns an empty store configured by opts.
@@ -97,10 +113,9 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 	if now == nil {
 		now = monotonicNow()
 	}
-	// Fewer shards than keys would leave some shard unable to hold any key; a power of two
-	// lets the top bits of the hash pick the shard.
+	// A power of two lets the top bits of the hash pick the shard.
 	shardCount, shardShift := maxShards, uint(64-7)
-	for shardCount > maxKeys {
+	for shardCount > 1 && shardCount*minShardKeys > maxKeys {
 		shardCount /= 2
 		shardShift++
 	}
@@ -118,7 +133,8 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		if i < maxKeys%shardCount {
 			sh.maxKeys++
 		}
-		sh.tats = make(map[uint64]int64)
+		sh.maxSets = uint64(max(1, (maxSlotsPerKey*sh.maxKeys+ways-1)/ways))
+		sh.resize(1)
 	}
 	return s
 }
@@ -140,13 +156,17 @@ func (s *MemoryStore) Allow(_ context.Context, policy, key string, l Limit) (Res
 	now := s.now()
 	sh := &s.shards[h>>s.shardShift]
 	sh.mu.Lock()
-	tat, tracked := sh.tats[h]
+	set, i := sh.lookup(h)
+	var tat int64
+	if i >= 0 {
+		tat = set[i].tat
+	}
 	res, newTAT := Decide(tat, now, l)
 	// A denied decision leaves the TAT as it is; a key never seen is always admitted
 	// (Burst >= 1), so a denial never needs an insertion.
 	if res.Allowed {
-		if tracked {
-			sh.tats[h] = newTAT
+		if i >= 0 {
+			set[i].tat = newTAT
 		} else {
 			sh.insert(h, newTAT, now)
 		}
@@ -160,7 +180,10 @@ func (s *MemoryStore) Forget(policy, key string) {
 	h := s.hash(policy, key)
 	sh := &s.shards[h>>s.shardShift]
 	sh.mu.Lock()
-	delete(sh.tats, h)
+	if set, i := sh.lookup(h); i >= 0 {
+		set[i] = slot{}
+		sh.count--
+	}
 	sh.mu.Unlock()
 }
 
@@ -172,74 +195,188 @@ func (s *MemoryStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.tats)
+		n += sh.count
 		sh.mu.Unlock()
 	}
 	return n
 }
 
-// hash returns the 64-bit hash of (policy, key) under the store's seed. The policy's length
-// comes first so that no two distinct pairs are the same byte string, whatever bytes the
-// policy name holds.
+// hash returns the 64-bit hash of (policy, key) under the store's seed.
 func (s *MemoryStore) hash(policy, key string) uint64 { return keyHash(s.seed, policy, key) }
 
-// keyHash is the seeded 64-bit hash of (policy, key) that in-memory maps are keyed by. The
-// policy's length goes first, so ("logi", "nalice") and ("login", "alice") differ.
+// keyHash is the seeded 64-bit hash of (policy, key) that in-memory tables are keyed by, never
+// 0. Each part is hashed on its own, so no two distinct pairs are one byte string whatever
+// bytes they hold, and the policy's hash is multiplied by an odd constant before the two are
+// mixed, so (a, b) and (b, a) differ. Two one-shot hashes cost half of one streamed hash.
 func keyHash(seed maphash.Seed, policy, key string) uint64 {
-	var h maphash.Hash
-	h.SetSeed(seed)
-	var policyLen [8]byte
-	binary.LittleEndian.PutUint64(policyLen[:], uint64(len(policy)))
-	h.Write(policyLen[:])
-	h.WriteString(policy)
-	h.WriteString(key)
-	return h.Sum64()
+	if sum := maphash.String(seed, key) ^ maphash.String(seed, policy)*0x9e3779b97f4a7c15; sum != 0 {
+		return sum
+	}
+	return 1 // 0 marks a free slot
 }
 
-// insert adds h, a key the shard does not hold, with TAT tat. It first examines a few
-// entries and drops the expired ones (TAT <= now); when the shard is full and none of them
-// had expired, it evicts the examined entry with the oldest TAT. sh.mu must be held.
-func (sh *memoryShard) insert(h uint64, tat, now int64) {
-	full := len(sh.tats) >= sh.maxKeys
-	sample := cleanupSample
-	if full {
-		sample = evictionSample
-	}
-	examined, dropped := 0, false
-	oldestKey, oldestTAT := uint64(0), int64(math.MaxInt64)
-	for k, t := range sh.tats {
-		if t <= now {
-			delete(sh.tats, k)
-			dropped = true
-		} else if t < oldestTAT {
-			oldestKey, oldestTAT = k, t
-		}
-		if examined++; examined == sample {
-			break
-		}
-	}
-	if full && !dropped {
-		delete(sh.tats, oldestKey)
-	}
-	if dropped {
-		sh.shrinkIfSparse()
-	}
-	sh.tats[h] = tat
-	sh.highWater = max(sh.highWater, len(sh.tats))
+// setAt returns set i of the table.
+func (sh *shardTable) setAt(i uint64) []slot {
+	return sh.slots[i*ways : i*ways+ways : i*ways+ways]
 }
 
-// shrinkIfSparse moves the shard's keys to a new map once they fill a quarter of the
-// shard's peak, since a Go map keeps the memory of deleted entries. The copy costs O(keys
-// left), paid for by the three times as many deletions that came before it. sh.mu must be
-// held.
-func (sh *memoryShard) shrinkIfSparse() {
-	if sh.highWater < shrinkMinHighWater || len(sh.tats) > sh.highWater/4 {
+// setIndex is the first set h may live in: the low 32 bits of h scaled to the number of sets
+// (the shard was chosen by the top bits). The second is the next set, wrapping.
+func (sh *shardTable) setIndex(h uint64) uint64 { return uint64(uint32(h)) * sh.sets >> 32 }
+
+// next is the set after set i, wrapping.
+func (sh *shardTable) next(i uint64) uint64 {
+	if i+1 == sh.sets {
+		return 0
+	}
+	return i + 1
+}
+
+// lookup returns where h is: its set and slot, or a slot of -1.
+func (sh *shardTable) lookup(h uint64) (set []slot, i int) {
+	si := sh.setIndex(h)
+	set = sh.setAt(si)
+	if i = find(set, h); i >= 0 || sh.sets == 1 {
+		return set, i
+	}
+	set = sh.setAt(sh.next(si))
+	return set, find(set, h)
+}
+
+// find returns the index of h in set, or -1.
+func find(set []slot, h uint64) int {
+	for i := range set {
+		if set[i].h == h {
+			return i
+		}
+	}
+	return -1
+}
+
+// insert adds h, a key the shard does not hold, with TAT tat. sh.mu must be held.
+func (sh *shardTable) insert(h uint64, tat, now int64) {
+	for {
+		si := sh.setIndex(h)
+		a := sh.setAt(si)
+		freeA, oldA := sh.sweep(a, now)
+		b, freeB, oldB := a, -1, -1
+		if sh.sets > 1 {
+			b = sh.setAt(sh.next(si))
+			freeB, oldB = sh.sweep(b, now)
+		}
+		// The oldest live TAT of the two sets, the key's own: what a full shard evicts when
+		// nothing nearby has expired.
+		oldSet, old := a, oldA
+		if oldB >= 0 && (old < 0 || b[oldB].tat < a[oldA].tat) {
+			oldSet, old = b, oldB
+		}
+		target, free := a, freeA
+		if free < 0 {
+			target, free = b, freeB
+		}
+		if free < 0 { // both sets hold live keys only
+			if sh.sets < sh.maxSets {
+				sh.resize(min(2*sh.sets, sh.maxSets))
+				continue
+			}
+			oldSet[old] = slot{h, tat} // an eviction: count unchanged
+			return
+		}
+		if sh.count >= sh.maxKeys {
+			sh.evictNear(si, oldSet, old, now)
+		}
+		target[free] = slot{h, tat}
+		sh.count++
+		switch {
+		case sh.count*growAbove > len(sh.slots) && sh.sets < sh.maxSets:
+			sh.resize(min(2*sh.sets, sh.maxSets))
+		case sh.count*shrinkBelow < len(sh.slots) && sh.sets > 1:
+			sh.resize(setsFor(sh.count))
+		}
 		return
 	}
-	tats := make(map[uint64]int64, len(sh.tats))
-	for k, t := range sh.tats {
-		tats[k] = t
+}
+
+// sweep drops the expired keys of set and returns a free slot (-1 when none) and the slot of
+// the oldest live TAT (-1 when none).
+func (sh *shardTable) sweep(set []slot, now int64) (free, oldest int) {
+	free, oldest = -1, -1
+	for i := range set {
+		switch {
+		case set[i].h == 0:
+		case set[i].tat <= now:
+			set[i] = slot{}
+			sh.count--
+		case oldest < 0 || set[i].tat < set[oldest].tat:
+			oldest = i
+			continue
+		default:
+			continue
+		}
+		if free < 0 {
+			free = i
+		}
 	}
-	sh.tats = tats
-	sh.highWater = len(tats)
+	return free, oldest
+}
+
+// evictNear frees a slot in a full shard for a new key of set si, whose two sets hold no
+// expired key: it evicts their oldest TAT (oldSet[old]), or, when they hold no key at all, the
+// oldest of the first set after them that holds one (dropping its expired keys instead, if
+// it has any).
+func (sh *shardTable) evictNear(si uint64, oldSet []slot, old int, now int64) {
+	before := sh.count
+	for i, n := sh.next(si), 2; old < 0 && n < int(sh.sets); n++ {
+		i = sh.next(i)
+		oldSet = sh.setAt(i)
+		if _, old = sh.sweep(oldSet, now); sh.count < before {
+			return
+		}
+	}
+	if old >= 0 {
+		oldSet[old] = slot{}
+		sh.count--
+	}
+}
+
+// setsFor is the table size that holds n keys a quarter full.
+func setsFor(n int) uint64 { return uint64(max(1, (4*n+ways-1)/ways)) }
+
+// resize moves the shard's keys to a table of sets sets (at most maxSets). A key whose two
+// sets are full takes the slot of an older TAT or is dropped, as an eviction would.
+func (sh *shardTable) resize(sets uint64) {
+	old := sh.slots
+	sh.sets = min(sets, sh.maxSets)
+	sh.slots = make([]slot, sh.sets*ways)
+	sh.count = 0
+	for _, e := range old {
+		if e.h != 0 {
+			sh.place(e)
+		}
+	}
+}
+
+// place puts e into the first free slot of its two sets, or over their oldest TAT when that
+// is older than e's; otherwise e is dropped.
+func (sh *shardTable) place(e slot) {
+	si := sh.setIndex(e.h)
+	var oldSet []slot
+	old := -1
+	for n := 0; n < 2 && n < int(sh.sets); n++ {
+		set := sh.setAt(si)
+		for i := range set {
+			if set[i].h == 0 {
+				set[i] = e
+				sh.count++
+				return
+			}
+			if old < 0 || set[i].tat < oldSet[old].tat {
+				oldSet, old = set, i
+			}
+		}
+		si = sh.next(si)
+	}
+	if oldSet[old].tat < e.tat {
+		oldSet[old] = e
+	}
 }
