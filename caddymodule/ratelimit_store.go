@@ -25,7 +25,7 @@ type RateLimitConfig struct {
 
 	// MaxKeys bounds the keys the in-memory store tracks (in memory mode, and as the fallback
 	// while Redis fails). When full, expired keys go first, then the oldest; an evicted key
-	// starts again with a full bucket. About 40 bytes per key. Default: 200000.
+	// starts again with a full bucket. At most 64 bytes per key. Default: 200000.
 	MaxKeys int `json:"max_keys,omitempty"`
 
 	// StoreTimeout bounds each Redis decision; a slower answer counts as a failure and the
