@@ -1,6 +1,7 @@
 package ipclass
 
 import (
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"sync"
@@ -40,6 +41,7 @@ type Detector struct {
 	// banHorizon is the latest end of any detection: after it, Suspicious needs no lookup.
 	banHorizon atomic.Int64
 	now        func() time.Time
+	seed       maphash.Seed
 }
 
 type shard struct {
@@ -57,7 +59,7 @@ type entry struct {
 
 // NewDetector makes a detector with the given settings.
 func NewDetector(s Settings) *Detector {
-	d := &Detector{now: time.Now}
+	d := &Detector{now: time.Now, seed: maphash.MakeSeed()}
 	for i := range d.shards {
 		d.shards[i].m = make(map[netip.Addr]*entry)
 	}
@@ -74,14 +76,12 @@ func (d *Detector) SetSettings(s Settings) {
 // Shadow reports whether the detector is in shadow mode.
 func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 
+// shard is a's shard, by a hash under the detector's random seed: a client that controls
+// many addresses (an IPv6 /64 is 2^64 of them) cannot pick ones that crowd a single shard to
+// evict the other clients there with 64 times fewer addresses.
 func (d *Detector) shard(a netip.Addr) *shard {
-	// Mix the address bytes cheaply; the low bits of an IPv4 address vary the most.
 	b := a.As16()
-	h := uint32(2166136261)
-	for _, c := range b[8:] {
-		h = (h ^ uint32(c)) * 16777619
-	}
-	return &d.shards[h%numShards]
+	return &d.shards[maphash.Bytes(d.seed, b[:])%numShards]
 }
 
 // Suspicious reports whether a is an active (not shadow) detection. It allocates nothing and

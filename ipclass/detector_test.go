@@ -181,3 +181,31 @@ func TestClassAndSignalNames(t *testing.T) {
 	}
 	_ = fmt.Sprint(Class(9), Signal(99))
 }
+
+// TestDetectorShardsAreSeeded: which shard an address lands in depends on a per-detector random
+// seed, so addresses a client picks to crowd one shard of one detector spread over another's.
+func TestDetectorShardsAreSeeded(t *testing.T) {
+	a, b := NewDetector(Settings{}), NewDetector(Settings{})
+	index := func(d *Detector, addr netip.Addr) int {
+		s := d.shard(addr)
+		for i := range d.shards {
+			if s == &d.shards[i] {
+				return i
+			}
+		}
+		t.Fatal("shard outside the detector")
+		return -1
+	}
+	same := 0
+	for i := range 256 {
+		addr := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 4), 15: byte(i)})
+		if index(a, addr) == index(b, addr) {
+			same++
+		}
+	}
+	// One hash for all detectors puts all 256 in the same shard of both; independent seeds
+	// about 256/64 = 4.
+	if same > 32 {
+		t.Fatalf("%d of 256 addresses are in the same shard of two detectors: the shard hash is not seeded", same)
+	}
+}
