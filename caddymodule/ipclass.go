@@ -62,7 +62,9 @@ type DetectionConfig struct {
 
 	// MaxTracked bounds the clients with a score or a detection on each instance (and the
 	// detections shared through Redis). When full, the least useful entry of a sample is
-	// evicted: a low, old score first, never an active detection while others remain.
+	// evicted: a low, old score first, never an active detection while others remain. Below
+	// about 90 % of it nothing is evicted (the detector's shards hold at least 1024 entries
+	// each; their number is set by the first configuration's value and kept across reloads).
 	// Default: 200000 (about 26 MiB).
 	MaxTracked int `json:"max_tracked,omitempty"`
 

@@ -25,7 +25,12 @@ type Detection struct {
 }
 
 const (
-	numShards = 64
+	// maxShards is how many independently locked maps a detector spreads clients over, at most.
+	maxShards = 64
+	// minShardTracked is the least share of MaxTracked a shard gets (unless MaxTracked is
+	// smaller): clients fall into shards unevenly, and shards of a few entries would fill, and
+	// evict, long before the detector tracks MaxTracked clients.
+	minShardTracked = 1024
 	// evictSample is how many entries an insert into a full shard looks at to pick the least
 	// useful one to evict (as Redis samples for its LRU): O(1) work, no global sweep.
 	evictSample = 8
@@ -37,7 +42,7 @@ const (
 // that ends first). Safe for concurrent use.
 type Detector struct {
 	settings atomic.Pointer[resolvedSettings]
-	shards   [numShards]shard
+	shards   []shard // a power of two of them, set by the MaxTracked the detector was made with
 	// banHorizon is the latest end of any detection: after it, Suspicious needs no lookup.
 	banHorizon atomic.Int64
 	now        func() time.Time
@@ -59,7 +64,11 @@ type entry struct {
 
 // NewDetector makes a detector with the given settings.
 func NewDetector(s Settings) *Detector {
-	d := &Detector{now: time.Now, seed: maphash.MakeSeed()}
+	n := maxShards
+	for n > 1 && n*minShardTracked > s.resolve().maxTracked {
+		n /= 2
+	}
+	d := &Detector{now: time.Now, seed: maphash.MakeSeed(), shards: make([]shard, n)}
 	for i := range d.shards {
 		d.shards[i].m = make(map[netip.Addr]*entry)
 	}
@@ -81,7 +90,7 @@ func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 // evict the other clients there with 64 times fewer addresses.
 func (d *Detector) shard(a netip.Addr) *shard {
 	b := a.As16()
-	return &d.shards[maphash.Bytes(d.seed, b[:])%numShards]
+	return &d.shards[maphash.Bytes(d.seed, b[:])&uint64(len(d.shards)-1)]
 }
 
 // Suspicious reports whether a is an active (not shadow) detection. It allocates nothing and
@@ -115,7 +124,7 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 	defer s.mu.Unlock()
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, set, ns)
+		e = s.insert(a, set, ns, len(d.shards))
 	}
 	// Decay in steps of at least a second, so a burst that sums exactly to the threshold (two
 	// probes of 10 against 20) does not miss it by the microseconds between them.
@@ -148,7 +157,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	s.mu.Lock()
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, d.settings.Load(), ns)
+		e = s.insert(a, d.settings.Load(), ns, len(d.shards))
 	}
 	if e.shadow || e.until < u {
 		e.until, e.signal, e.shadow = u, sig, false
@@ -224,10 +233,10 @@ func (d *Detector) extendHorizon(u int64) {
 
 // insert adds a fresh entry, evicting the least useful of a sample first when the shard is
 // full. The caller holds s.mu.
-func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64) *entry {
+func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64, shards int) *entry {
 	// Rounded down, so the shards together never hold more than MaxTracked (one per shard at
-	// least: a MaxTracked under 64 keeps up to 64).
-	limit := max(1, set.maxTracked/numShards)
+	// least: a MaxTracked lowered by a reload under the shard count keeps one per shard).
+	limit := max(1, set.maxTracked/shards)
 	for len(s.m) >= limit {
 		s.evictOne(now, set.decay)
 	}

@@ -209,3 +209,18 @@ func TestDetectorShardsAreSeeded(t *testing.T) {
 		t.Fatalf("%d of 256 addresses are in the same shard of two detectors: the shard hash is not seeded", same)
 	}
 }
+
+// TestDetectorTracksEveryClientBelowMaxTracked: however small MaxTracked is, clients fall into
+// shards of at least 1024 (or one shard), so 90 % of MaxTracked clients are all kept.
+func TestDetectorTracksEveryClientBelowMaxTracked(t *testing.T) {
+	for _, maxTracked := range []int{10, 100, 1000, 10_000} {
+		d, _ := testDetector(Settings{MaxTracked: maxTracked})
+		n := maxTracked * 9 / 10
+		for i := range n {
+			d.Signal(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), SignalNotFound)
+		}
+		if tracked, _ := d.Counts(); tracked != n {
+			t.Errorf("MaxTracked %d: %d clients signalled, %d tracked", maxTracked, n, tracked)
+		}
+	}
+}
