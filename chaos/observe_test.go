@@ -126,6 +126,27 @@ func failoverDelays(t *testing.T, procs []*testenv.Process, fault, repair, end t
 	return fallbackAfter, returnAfter, lastReturn
 }
 
+// storeStates reads every instance's ratelimit:store component, each as "<status> <mode>
+// <error>", for checkStoreFallback once the run is over.
+func storeStates(s *stack) []string {
+	var out []string
+	for _, u := range s.urls {
+		status, mode, err := storeComponent(u)
+		out = append(out, fmt.Sprintf("%s %s %v", status, mode, err))
+	}
+	return out
+}
+
+// checkStoreFallback asserts that states, read during an outage, all say warn / memory-fallback.
+func checkStoreFallback(t *testing.T, states []string, when string) {
+	t.Helper()
+	for i, got := range states {
+		if got != "warn memory-fallback <nil>" {
+			t.Errorf("instance %d: ratelimit:store %s: %s, want warn memory-fallback", i, when, got)
+		}
+	}
+}
+
 // checkStoreOnRedis asserts every instance's ratelimit:store component says pass / redis.
 func checkStoreOnRedis(t *testing.T, s *stack, when string) {
 	t.Helper()
