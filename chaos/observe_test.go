@@ -10,8 +10,10 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,6 +126,47 @@ func failoverDelays(t *testing.T, procs []*testenv.Process, fault, repair, end t
 		lastReturn = repair.Add(returnAfter)
 	}
 	return fallbackAfter, returnAfter, lastReturn
+}
+
+// faultWindow records the latency of every request sent between a fault and its repair.
+type faultWindow struct {
+	from, to  atomic.Pointer[time.Time] // set by the faults goroutine, read by the observer
+	latencies []time.Duration
+}
+
+func (w *faultWindow) begin() { now := time.Now(); w.from.Store(&now) }
+func (w *faultWindow) end()   { now := time.Now(); w.to.Store(&now) }
+
+// observe is an rlRun observer.
+func (w *faultWindow) observe(res Result) {
+	from, to := w.from.Load(), w.to.Load()
+	if from != nil && res.Sent.After(*from) && (to == nil || res.Sent.Before(*to)) {
+		w.latencies = append(w.latencies, res.Latency)
+	}
+}
+
+// times returns when the fault began and ended (after the run).
+func (w *faultWindow) times() (time.Time, time.Time) { return *w.from.Load(), *w.to.Load() }
+
+// checkBounded sorts the latencies and asserts there are some and that their p99 is under bound;
+// it returns the percentile function for the figures. what names the fault ("while Redis was
+// frozen").
+func (w *faultWindow) checkBounded(t *testing.T, bound time.Duration, what string) func(p float64) time.Duration {
+	t.Helper()
+	slices.Sort(w.latencies)
+	pct := func(p float64) time.Duration {
+		if len(w.latencies) == 0 {
+			return 0
+		}
+		return w.latencies[int(p*float64(len(w.latencies)-1))]
+	}
+	if len(w.latencies) == 0 {
+		t.Fatalf("no request was sent %s", what)
+	}
+	if p99 := pct(.99); p99 >= bound {
+		t.Errorf("p99 latency %s: %v, want under %v", what, p99, bound)
+	}
+	return pct
 }
 
 // storeStates reads every instance's ratelimit:store component, each as "<status> <mode>

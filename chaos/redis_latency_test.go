@@ -3,8 +3,7 @@
 package chaos
 
 import (
-	"slices"
-	"sync/atomic"
+	"fmt"
 	"testing"
 	"time"
 
@@ -23,51 +22,30 @@ func TestRedisLatency(t *testing.T) {
 	s := startStack(t, stackConfig{Redis: standaloneRedis(proxy.Addr), Upstream: up.Addr, StoreTimeout: storeTimeout})
 
 	const slowAt, fastAt, added = 5 * time.Second, 13 * time.Second, 500 * time.Millisecond
-	var slowedAt, restoredAt atomic.Pointer[time.Time] // written by the faults, read by the observer
-	var during []time.Duration
-	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 18 * time.Second}
-	r.observe = func(res Result) {
-		from, to := slowedAt.Load(), restoredAt.Load()
-		if from != nil && res.Sent.After(*from) && (to == nil || res.Sent.Before(*to)) {
-			during = append(during, res.Latency)
-		}
-	}
+	var w faultWindow
+	r := &rlRun{keys: ipKeys(6), rate: 300, runFor: 18 * time.Second, observe: w.observe}
 	st := r.run(t, s, func(start time.Time) {
 		time.Sleep(time.Until(start.Add(slowAt)))
-		now := time.Now()
-		slowedAt.Store(&now)
+		w.begin()
 		proxy.SetLatency(added)
 		time.Sleep(time.Until(start.Add(fastAt)))
-		now2 := time.Now()
-		restoredAt.Store(&now2)
+		w.end()
 		proxy.SetLatency(0)
 	})
-	slowed, restored := *slowedAt.Load(), *restoredAt.Load()
+	slowed, restored := w.times()
 	checkStatuses(t, st)
 
 	fallbackAfter, returnAfter, _ := failoverDelays(t, s.procs, slowed, restored, time.Now(), "while Redis was slow", "once Redis was fast again")
 
-	slices.Sort(during)
-	pct := func(p float64) time.Duration {
-		if len(during) == 0 {
-			return 0
-		}
-		return during[int(p*float64(len(during)-1))]
-	}
-	const bound = time.Second
-	if len(during) == 0 {
-		t.Fatal("no request was sent while Redis was slow")
-	}
-	if p99 := pct(.99); p99 >= bound {
-		t.Errorf("p99 latency while Redis was %v slower: %v, want under %v (store_timeout %v)", added, p99, bound, storeTimeout)
-	}
+	const bound = time.Second // store_timeout 50ms: a wide margin for a noisy machine
+	pct := w.checkBounded(t, bound, fmt.Sprintf("while Redis was %v slower", added))
 	if p99 := st.Percentile(.99); p99 >= bound {
 		t.Errorf("p99 latency over the run: %v, want under %v", p99, bound)
 	}
 	rateLimitFigures("redis_latency", st).
 		set("added_latency_ms", ms(added)).set("store_timeout_ms", ms(storeTimeout)).
 		set("fallback_after_ms", ms(fallbackAfter)).set("return_after_ms", ms(returnAfter)).
-		set("slow_requests", len(during)).set("slow_p50_ms", ms(pct(.5))).set("slow_p99_ms", ms(pct(.99))).
+		set("slow_requests", len(w.latencies)).set("slow_p50_ms", ms(pct(.5))).set("slow_p99_ms", ms(pct(.99))).
 		set("slow_max_ms", ms(pct(1))).set("p99_bound_ms", ms(bound)).
 		set("p50_ms", ms(st.Percentile(.5))).set("p99_ms", ms(st.Percentile(.99))).print(t)
 }
