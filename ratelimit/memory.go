@@ -133,7 +133,7 @@ func NewMemoryStore(opts MemoryOptions) *MemoryStore {
 		if i < maxKeys%shardCount {
 			sh.maxKeys++
 		}
-		sh.maxSets = uint64(max(1, (maxSlotsPerKey*sh.maxKeys+ways-1)/ways))
+		sh.maxSets = setsFor(sh.maxKeys)
 		sh.resize(1)
 	}
 	return s
@@ -232,15 +232,22 @@ func (sh *shardTable) next(i uint64) uint64 {
 	return i + 1
 }
 
+// window returns the two sets h may live in, the second nil in a table of one set.
+func (sh *shardTable) window(h uint64) (first, second []slot) {
+	si := sh.setIndex(h)
+	if sh.sets == 1 {
+		return sh.setAt(si), nil
+	}
+	return sh.setAt(si), sh.setAt(sh.next(si))
+}
+
 // lookup returns where h is: its set and slot, or a slot of -1.
 func (sh *shardTable) lookup(h uint64) (set []slot, i int) {
-	si := sh.setIndex(h)
-	set = sh.setAt(si)
-	if i = find(set, h); i >= 0 || sh.sets == 1 {
-		return set, i
+	a, b := sh.window(h)
+	if i = find(a, h); i >= 0 || b == nil {
+		return a, i
 	}
-	set = sh.setAt(sh.next(si))
-	return set, find(set, h)
+	return b, find(b, h)
 }
 
 // find returns the index of h in set, or -1.
@@ -256,14 +263,9 @@ func find(set []slot, h uint64) int {
 // insert adds h, a key the shard does not hold, with TAT tat. sh.mu must be held.
 func (sh *shardTable) insert(h uint64, tat, now int64) {
 	for {
-		si := sh.setIndex(h)
-		a := sh.setAt(si)
+		a, b := sh.window(h)
 		freeA, oldA := sh.sweep(a, now)
-		b, freeB, oldB := a, -1, -1
-		if sh.sets > 1 {
-			b = sh.setAt(sh.next(si))
-			freeB, oldB = sh.sweep(b, now)
-		}
+		freeB, oldB := sh.sweep(b, now) // -1, -1 for a nil b
 		// The oldest live TAT of the two sets, the key's own: what a full shard evicts when
 		// nothing nearby has expired.
 		oldSet, old := a, oldA
@@ -276,20 +278,20 @@ func (sh *shardTable) insert(h uint64, tat, now int64) {
 		}
 		if free < 0 { // both sets hold live keys only
 			if sh.sets < sh.maxSets {
-				sh.resize(min(2*sh.sets, sh.maxSets))
+				sh.resize(2 * sh.sets)
 				continue
 			}
 			oldSet[old] = slot{h, tat} // an eviction: count unchanged
 			return
 		}
 		if sh.count >= sh.maxKeys {
-			sh.evictNear(si, oldSet, old, now)
+			sh.evictNear(sh.setIndex(h), oldSet, old, now)
 		}
 		target[free] = slot{h, tat}
 		sh.count++
 		switch {
 		case sh.count*growAbove > len(sh.slots) && sh.sets < sh.maxSets:
-			sh.resize(min(2*sh.sets, sh.maxSets))
+			sh.resize(2 * sh.sets)
 		case sh.count*shrinkBelow < len(sh.slots) && sh.sets > 1:
 			sh.resize(setsFor(sh.count))
 		}
@@ -339,8 +341,8 @@ func (sh *shardTable) evictNear(si uint64, oldSet []slot, old int, now int64) {
 	}
 }
 
-// setsFor is the table size that holds n keys a quarter full.
-func setsFor(n int) uint64 { return uint64(max(1, (4*n+ways-1)/ways)) }
+// setsFor is the table size that holds n keys a quarter full: maxSlotsPerKey slots each.
+func setsFor(n int) uint64 { return uint64(max(1, (maxSlotsPerKey*n+ways-1)/ways)) }
 
 // resize moves the shard's keys to a table of sets sets (at most maxSets). A key whose two
 // sets are full takes the slot of an older TAT or is dropped, as an eviction would.
@@ -359,11 +361,10 @@ func (sh *shardTable) resize(sets uint64) {
 // place puts e into the first free slot of its two sets, or over their oldest TAT when that
 // is older than e's; otherwise e is dropped.
 func (sh *shardTable) place(e slot) {
-	si := sh.setIndex(e.h)
+	a, b := sh.window(e.h)
 	var oldSet []slot
 	old := -1
-	for n := 0; n < 2 && n < int(sh.sets); n++ {
-		set := sh.setAt(si)
+	for _, set := range [2][]slot{a, b} {
 		for i := range set {
 			if set[i].h == 0 {
 				set[i] = e
@@ -374,7 +375,6 @@ func (sh *shardTable) place(e slot) {
 				oldSet, old = set, i
 			}
 		}
-		si = sh.next(si)
 	}
 	if oldSet[old].tat < e.tat {
 		oldSet[old] = e
