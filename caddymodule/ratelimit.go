@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -140,6 +141,9 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		limit = limit.Scale(h.limiter.adaptive.Factor())
 	}
 	res := h.limiter.decide(r.Context(), h.policy.name, key, limit)
+	if res.Unmetered {
+		return h.unmetered(w, r, next, class, res)
+	}
 	if !res.Allowed {
 		if !h.policy.shadow {
 			return h.refuse(w, r, class, key, res, limit)
@@ -152,11 +156,33 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if !h.HideHeaders {
 		h.replies[class].setHeaders(w.Header(), res, limit)
 	}
+	return h.serveNext(w, r, next)
+}
+
+// serveNext runs the rest of the route for an admitted request, counted in flight when that
+// is a load signal.
+func (h *PolicyRateLimit) serveNext(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if h.limiter.trackInFlight {
 		h.limiter.adaptive.Enter()
 		defer h.limiter.adaptive.Exit()
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// unmetered answers a decision no store made: Redis failing under on_store_failure allow or
+// deny. No bucket stands behind it, so no RateLimit fields are sent; the client did nothing,
+// so its detection score is left alone and no rate_limit_exceeded event is written (the
+// outage is the store_failover event and the store_failed_* counts); and a refusal is 503,
+// not 429, since the edge, not the client, is the cause. A shadow policy still never refuses.
+func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, class ipclass.Class, res ratelimit.Result) error {
+	if res.Allowed || h.policy.shadow {
+		h.metrics.count(class, resultStoreFailedOpen)
+		return h.serveNext(w, r, next)
+	}
+	h.metrics.count(class, resultStoreFailedClosed)
+	w.Header().Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(res.RetryAfter)), 10))
+	return writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable",
+		"The rate limiter cannot decide right now; retry after the number of seconds in Retry-After.", nil)
 }
 
 // requestKey resolves the policy's key for r; an empty result falls back to the client IP.

@@ -12,7 +12,7 @@ import (
 var (
 	rateLimitDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_decisions_total",
-		Help: "Rate-limit decisions by policy, client class and result (allowed, denied, shadow_denied: a shadow policy would have refused, unlimited: the class's row is unlimited).",
+		Help: "Rate-limit decisions by policy, client class and result (allowed, denied, shadow_denied: a shadow policy would have refused, unlimited: the class's row is unlimited, store_failed_open / store_failed_closed: Redis failed and on_store_failure allow / deny decided).",
 	}, []string{"policy", "class", "result"})
 	storeMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_store_mode",
@@ -31,9 +31,11 @@ const (
 	resultDenied
 	resultShadowDenied
 	resultUnlimited
+	resultStoreFailedOpen   // Redis failing, on_store_failure allow: admitted unmetered
+	resultStoreFailedClosed // Redis failing, on_store_failure deny: refused with 503
 )
 
-var resultNames = [...]string{"allowed", "denied", "shadow_denied", "unlimited"}
+var resultNames = [...]string{"allowed", "denied", "shadow_denied", "unlimited", "store_failed_open", "store_failed_closed"}
 
 var storeModes = [...]string{storeModeRedis, storeModeFallback, storeModeMemory}
 

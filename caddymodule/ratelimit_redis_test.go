@@ -255,13 +255,16 @@ func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	}
 }
 
-// TestRateLimitStoreFailureModes: on_store_failure allow admits everything and deny refuses
-// everything while Redis is down.
+// TestRateLimitStoreFailureModes: while Redis is down, on_store_failure allow admits
+// everything and deny refuses everything with a 503 (the edge, not the client, is the cause)
+// and a Retry-After of the breaker's second, never the limit's hour; neither sends RateLimit
+// fields, since no bucket stands behind them. When Redis is back the same client is decided
+// by Redis again at once: a refusal made during the outage locks nobody out.
 func TestRateLimitStoreFailureModes(t *testing.T) {
 	for _, tc := range []struct {
 		mode string
 		want int
-	}{{"allow", 200}, {"deny", 429}} {
+	}{{"allow", 200}, {"deny", 503}} {
 		t.Run(tc.mode, func(t *testing.T) {
 			r := testenv.StartRedis(t)
 			block, url := site(t, "\tpolicy_rate_limit login")
@@ -280,11 +283,25 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 }
 `, r.URL(0), tc.mode)+block)
 			r.Kill()
-			for range 5 {
-				if got := getReply(t, url).status; got != tc.want {
-					t.Fatalf("on_store_failure %s: status %d, want %d", tc.mode, got, tc.want)
+			for range 12 {
+				rep := getReply(t, url)
+				if rep.status != tc.want {
+					t.Fatalf("on_store_failure %s: status %d, want %d", tc.mode, rep.status, tc.want)
+				}
+				if v := rep.header.Values(headerRateLimit); len(v) != 0 {
+					t.Fatalf("on_store_failure %s: RateLimit %q sent for a decision no store made", tc.mode, v)
+				}
+				if tc.want == 503 {
+					if ra, ct := rep.header.Get("Retry-After"), rep.header.Get("Content-Type"); ra != "1" || ct != "application/problem+json" {
+						t.Fatalf("refusal during the outage: Retry-After %q, Content-Type %q; want 1, application/problem+json", ra, ct)
+					}
 				}
 			}
+			r.Restart()
+			testenv.WaitFor(t, 5*time.Second, "the client admitted by Redis once it is back (the outage's decisions must not outlive it)", func() bool {
+				rep := getReply(t, url)
+				return rep.status == 200 && len(rep.header.Values(headerRateLimit)) == 1
+			})
 		})
 	}
 }

@@ -50,8 +50,9 @@ func (c *DenialCache) Allow(ctx context.Context, policy, key string, l Limit) (R
 		return Result{RetryAfter: wait, ResetAfter: wait + time.Duration(l.Burst-1)*l.Interval()}, nil
 	}
 	res, err := c.inner.Allow(ctx, policy, key, l)
-	// A refusal made because the caller left (its context ended) says nothing about the key.
-	if err != nil || res.Allowed || res.RetryAfter <= 0 || ctx.Err() != nil {
+	// A refusal made because the caller left (its context ended) says nothing about the key,
+	// and one made without the store (Redis failing) says nothing about the store's bucket.
+	if err != nil || res.Allowed || res.RetryAfter <= 0 || ctx.Err() != nil || res.Local || res.Unmetered {
 		if ok {
 			sh.mu.Lock()
 			delete(sh.entries, h)

@@ -85,6 +85,37 @@ func TestDenialCacheAnswersRefusedKeysLocally(t *testing.T) {
 	}
 }
 
+// fixedStore answers every decision with one result.
+type fixedStore struct {
+	res   Result
+	calls atomic.Int64
+}
+
+func (f *fixedStore) Allow(context.Context, string, string, Limit) (Result, error) {
+	f.calls.Add(1)
+	return f.res, nil
+}
+
+// TestDenialCacheKeepsOnlyTheStoresRefusals: a refusal made while Redis failed, by the
+// fallback store or by on_store_failure deny, is not remembered: once Redis answers again,
+// the key's next request asks it (an outage must not lock a client out for a whole interval).
+func TestDenialCacheKeepsOnlyTheStoresRefusals(t *testing.T) {
+	for _, res := range []Result{
+		{RetryAfter: time.Hour, ResetAfter: time.Hour, Local: true},
+		{RetryAfter: time.Second, ResetAfter: time.Second, Unmetered: true},
+	} {
+		inner := &fixedStore{res: res}
+		cache := NewDenialCache(inner, CacheOptions{})
+		l := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+		for range 3 {
+			cache.Allow(context.Background(), "p", "k", l)
+		}
+		if n := inner.calls.Load(); n != 3 || cache.Len() != 0 {
+			t.Fatalf("refusal %+v: %d of 3 decisions reached the store, %d cached; want 3, 0", res, n, cache.Len())
+		}
+	}
+}
+
 // TestDenialCacheIsBounded: a flood of refused keys never holds more than MaxEntries.
 func TestDenialCacheIsBounded(t *testing.T) {
 	cache := NewDenialCache(NewMemoryStore(MemoryOptions{}), CacheOptions{MaxEntries: 640})

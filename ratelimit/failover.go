@@ -42,10 +42,11 @@ const (
 	// FailureFallback asks the fallback store, with the same policy, key and limit: each
 	// instance then limits on its own, exactly but not shared.
 	FailureFallback FailureMode = iota
-	// FailureAllow admits the request (fail open): Result{Allowed: true, Remaining: Burst-1}.
+	// FailureAllow admits the request (fail open): Result{Allowed: true, Unmetered: true}.
 	FailureAllow
-	// FailureDeny refuses the request (fail closed), with RetryAfter and ResetAfter one
-	// emission interval.
+	// FailureDeny refuses the request (fail closed): Result{Unmetered: true}, with RetryAfter
+	// the time a breaker stays open (when the primary is asked again), not the limit's
+	// interval: the client used no quota.
 	FailureDeny
 )
 
@@ -247,15 +248,16 @@ func granted1(r Result) (Result, int64, error) {
 func (s *FailoverStore) decideWithoutPrimary(ctx context.Context, policy, key string, l Limit) Result {
 	switch s.onFailure {
 	case FailureDeny:
-		return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}
+		return Result{RetryAfter: s.settings.Timeout, ResetAfter: s.settings.Timeout, Unmetered: true}
 	case FailureFallback:
 		if s.fallback != nil {
 			if result, err := s.fallback.Allow(ctx, policy, key, l); err == nil {
+				result.Local = true
 				return result
 			}
 		}
 	}
-	return Result{Allowed: true, Remaining: l.Burst - 1}
+	return Result{Allowed: true, Remaining: l.Burst - 1, Unmetered: true}
 }
 
 // breakerFor returns the breaker of the primary server holding (policy, key).

@@ -243,13 +243,19 @@ func TestFailoverStoreFailureModes(t *testing.T) {
 	fallback := NewFailoverStore(primary, NewMemoryStore(MemoryOptions{}), FailoverOptions{})
 	admitted := 0
 	for range 10 { // past the breaker's threshold: open and closed breaker alike
-		if res := mustAllow(t, allow, "p", "k", l); !res.Allowed || res.Remaining != l.Burst-1 {
-			t.Fatalf("FailureAllow: %+v", res)
+		if res := mustAllow(t, allow, "p", "k", l); !res.Allowed || !res.Unmetered || res.Local {
+			t.Fatalf("FailureAllow: %+v; want admitted, unmetered", res)
 		}
-		if res := mustAllow(t, deny, "p", "k", l); res.Allowed || res.RetryAfter != l.Interval() {
-			t.Fatalf("FailureDeny: %+v", res)
+		// The client used no quota: it may come back when Redis is asked again (OpenFor),
+		// not after the limit's interval (an hour here).
+		if res := mustAllow(t, deny, "p", "k", l); res.Allowed || !res.Unmetered || res.RetryAfter != defaultOpenFor {
+			t.Fatalf("FailureDeny: %+v; want refused, unmetered, retry after %v", res, defaultOpenFor)
 		}
-		if mustAllow(t, fallback, "p", "k", l).Allowed {
+		res := mustAllow(t, fallback, "p", "k", l)
+		if !res.Local || res.Unmetered {
+			t.Fatalf("FailureFallback: %+v; want a local, metered decision", res)
+		}
+		if res.Allowed {
 			admitted++
 		}
 	}

@@ -83,6 +83,14 @@ type Result struct {
 	ResetAfter time.Duration
 	// RetryAfter is the time until the next request would be admitted; 0 when Allowed.
 	RetryAfter time.Duration
+	// Local is set when the primary store (Redis) failed and the fallback store (memory)
+	// decided: the decision is exact for this instance only, so a cache in front of the
+	// primary must not keep it.
+	Local bool
+	// Unmetered is set when no store decided: the primary failed and the failure policy
+	// (allow or deny) answered. Remaining and ResetAfter then describe no bucket, and the
+	// decision says nothing about the key.
+	Unmetered bool
 }
 
 // Decide applies GCRA at time now (nanoseconds) to a key whose theoretical arrival time is tat

@@ -136,7 +136,7 @@ func (s *LeasingStore) settle(h uint64, sh *expiringShard[lease], l Limit, asked
 		ls.left, ls.remaining = granted-1, res.Remaining
 		ls.expires = asked + int64(min(maxLeaseLife, l.Period))
 		ls.resetAt = asked + int64(res.ResetAfter)
-	case err == nil && granted == 0:
+	case err == nil && granted == 0 && !res.Local && !res.Unmetered: // the store's own refusal
 		ls.refused, ls.deniedUntil = res, asked+int64(res.RetryAfter)
 	}
 	sh.mu.Lock()
