@@ -62,6 +62,11 @@ type PolicyRateLimit struct {
 	policy  *resolvedPolicy
 	key     string
 	ipKey   bool // the key is the client IP: read it from the vars, no replacer
+	// keyEmpty is what the key template gives when every placeholder in it is empty ("" for
+	// one placeholder, ":" for "{a}:{b}"); such a request falls back to the client IP. Unset
+	// for a template without placeholders (one global bucket, as configured).
+	keyEmpty    string
+	keyHasEmpty bool
 	limiter *limiterEntry
 	replies [3]rowReplies // by ipclass.Class
 	metrics rateLimitMetrics
@@ -100,6 +105,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		h.key = h.Key
 	}
 	h.ipKey = h.key == defaultPolicyKey
+	if empty := caddy.NewEmptyReplacer().ReplaceAll(h.key, ""); empty != h.key {
+		h.keyEmpty, h.keyHasEmpty = empty, true
+	}
 	if h.StatusCode == 0 {
 		h.StatusCode = http.StatusTooManyRequests
 	}
@@ -185,18 +193,33 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 		"The rate limiter cannot decide right now; retry after the number of seconds in Retry-After.", nil)
 }
 
-// requestKey resolves the policy's key for r; an empty result falls back to the client IP.
+// requestKey resolves the policy's key for r. A template whose placeholders are all empty
+// (the header was not sent) falls back to the client IP, marked with fallbackKeyMark so that
+// no template value can name that bucket: a client sending the header "X-API-Key: 192.0.2.7"
+// must not drain the bucket of 192.0.2.7's requests without it. A template value that begins
+// with the mark gets a second one, so the two sets of keys never meet.
 func (h *PolicyRateLimit) requestKey(r *http.Request) string {
-	if !h.ipKey {
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			if k := repl.ReplaceAll(h.key, ""); k != "" {
-				return k
-			}
+	if h.ipKey {
+		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+		return ip
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		k := repl.ReplaceAll(h.key, "")
+		switch {
+		case h.keyHasEmpty && k == h.keyEmpty:
+		case strings.HasPrefix(k, fallbackKeyMark):
+			return fallbackKeyMark + k
+		default:
+			return k
 		}
 	}
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	return ip
+	return fallbackKeyMark + ip
 }
+
+// fallbackKeyMark begins the key of a request whose key template came out empty: the client
+// IP follows. No IP address begins with it.
+const fallbackKeyMark = "@"
 
 // refuse answers a refused request and reports it: metrics, the detector, a sampled event.
 func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, key string, res ratelimit.Result, limit ratelimit.Limit) error {

@@ -65,12 +65,18 @@ func newRowReplies(p *resolvedPolicy, row policyRow, status int, message string)
 	return rr, nil
 }
 
-// policyValue renders RateLimit-Policy for l: the quota q per whole window w (in seconds), so
-// 10/500ms reads q=20;w=1.
+// policyValue renders RateLimit-Policy for l: the quota q per window w, in whole seconds
+// (10/500ms reads q=20;w=1). The window is the configured period's: an adaptive factor that
+// stretched l's period shrinks q and leaves w alone, so clients see one window (8/1h at a
+// factor of 0.25 reads q=2;w=3600). Only where that would round q to 0 does w stretch instead
+// (1/1h at 0.25 reads q=1;w=14400).
 func (rr *rowReplies) policyValue(l ratelimit.Limit) string {
-	secs := l.Period.Seconds()
-	w := max(1, math.Round(secs))
-	q := int64(float64(l.Rate) * w / secs)
+	w := max(1, math.Round(rr.base.Period.Seconds()))
+	q := int64(float64(l.Rate) * w / l.Period.Seconds())
+	if q < 1 {
+		w = max(1, math.Round(l.Period.Seconds()))
+		q = int64(float64(l.Rate) * w / l.Period.Seconds())
+	}
 	b := make([]byte, 0, len(rr.quotedName)+32)
 	b = append(b, rr.quotedName...)
 	b = append(b, ";q="...)

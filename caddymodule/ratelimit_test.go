@@ -149,6 +149,79 @@ func TestRateLimitRouteOverrides(t *testing.T) {
 	}
 }
 
+// TestRateLimitKeyFallbackIsItsOwnBucket: a request whose key template comes out empty is
+// limited by its client IP in a bucket no template value can name. A header equal to a
+// victim's address (or to the mark and the address) does not drain the victim's bucket, and
+// a composite key whose parts are all missing falls back too instead of being one global
+// bucket. Clients are named by X-Forwarded-For from the trusted loopback proxy.
+func TestRateLimitKeyFallbackIsItsOwnBucket(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		policy single {
+			limit 1/1h
+			key {header.X-API-Key}
+		}
+		policy composite {
+			limit 1/1h
+			key "{header.X-Tenant}:{header.X-User}"
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /single {
+		policy_rate_limit single
+		respond "ok"
+	}
+	handle /composite {
+		policy_rate_limit composite
+		respond "ok"
+	}
+}
+`, port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	status := func(path string, headers ...string) int { return getReply(t, base+path, headers...).status }
+
+	// The attacker spends the buckets named like the victims' fallback keys.
+	for _, key := range []string{"10.9.0.1", "@10.9.0.2"} {
+		for range 2 {
+			status("/single", "X-Forwarded-For: 10.9.0.66", "X-API-Key: "+key)
+		}
+	}
+	if got := status("/single", "X-API-Key: 10.9.0.1", "X-Forwarded-For: 10.9.0.66"); got != 429 {
+		t.Fatalf("the attacker's key is limited: got %d, want 429", got)
+	}
+	for _, victim := range []string{"10.9.0.1", "10.9.0.2"} {
+		if got := status("/single", "X-Forwarded-For: "+victim); got != 200 {
+			t.Fatalf("victim %s without the header: %d; a header value named its bucket", victim, got)
+		}
+		if got := status("/single", "X-Forwarded-For: "+victim); got != 429 {
+			t.Fatalf("victim %s's second request: %d; want its own bucket limited", victim, got)
+		}
+	}
+
+	// Three clients without tenant or user: three buckets, not one ":" bucket.
+	for _, ip := range []string{"10.9.1.1", "10.9.1.2", "10.9.1.3"} {
+		if got := status("/composite", "X-Forwarded-For: "+ip); got != 200 {
+			t.Fatalf("client %s without tenant and user: %d; the empty composite key was shared", ip, got)
+		}
+	}
+	if got := status("/composite", "X-Forwarded-For: 10.9.1.1"); got != 429 {
+		t.Fatalf("client 10.9.1.1's second request: %d, want 429 from its own bucket", got)
+	}
+	// A tenant and a user name a bucket of their own, whoever sends them.
+	if got := status("/composite", "X-Forwarded-For: 10.9.1.1", "X-Tenant: t", "X-User: u"); got != 200 {
+		t.Fatalf("t:u's first request: %d", got)
+	}
+	if got := status("/composite", "X-Forwarded-For: 10.9.1.2", "X-Tenant: t", "X-User: u"); got != 429 {
+		t.Fatalf("t:u from another address: %d, want 429 (one bucket per key)", got)
+	}
+}
+
 // classesConfig runs a policy with one row per class; clients are named by X-Forwarded-For
 // from the trusted loopback proxy.
 const classesConfig = `{
@@ -386,8 +459,8 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 	if got := count("a"); got != 2 {
 		t.Fatalf("%d admitted under load, want 2 (8 x 0.25)", got)
 	}
-	if r := getReply(t, url, "X-Client: z"); r.header.Get("RateLimit-Policy") != `"heavy";q=8;w=14400` {
-		t.Fatalf("RateLimit-Policy under load: %q (8 per 4 h)", r.header.Get("RateLimit-Policy"))
+	if r := getReply(t, url, "X-Client: z"); r.header.Get("RateLimit-Policy") != `"heavy";q=2;w=3600` {
+		t.Fatalf("RateLimit-Policy under load: %q, want 2 per hour: the quota shrinks, the window stays", r.header.Get("RateLimit-Policy"))
 	}
 	load.cpu.Store(0.0)
 	for range 30 {
@@ -492,5 +565,27 @@ func TestRateLimitBucketsSurviveAReload(t *testing.T) {
 	}
 	if admitted != 2 {
 		t.Fatalf("%d admitted after the reload to burst 4; want 2 (the bucket survived)", admitted)
+	}
+}
+
+// TestRateLimitPolicyFieldKeepsItsWindow: RateLimit-Policy states the quota per the
+// configured window; an adaptive factor shrinks the quota, and stretches the window only where
+// the quota would round to 0.
+func TestRateLimitPolicyFieldKeepsItsWindow(t *testing.T) {
+	for _, tc := range []struct {
+		base   ratelimit.Limit
+		factor float64
+		want   string
+	}{
+		{ratelimit.Limit{Rate: 5, Period: time.Minute, Burst: 5}, 1, `"p";q=5;w=60`},
+		{ratelimit.Limit{Rate: 10, Period: 500 * time.Millisecond, Burst: 1}, 1, `"p";q=20;w=1`},
+		{ratelimit.Limit{Rate: 60, Period: time.Minute, Burst: 20}, 0.25, `"p";q=15;w=60`},
+		{ratelimit.Limit{Rate: 8, Period: time.Hour, Burst: 8}, 0.5, `"p";q=4;w=3600`},
+		{ratelimit.Limit{Rate: 1, Period: time.Hour, Burst: 1}, 0.25, `"p";q=1;w=14400`},
+	} {
+		rr := rowReplies{quotedName: `"p"`, base: tc.base}
+		if got := rr.policyValue(tc.base.Scale(tc.factor)); got != tc.want {
+			t.Errorf("%+v at factor %v: %s, want %s", tc.base, tc.factor, got, tc.want)
+		}
 	}
 }
