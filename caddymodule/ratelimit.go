@@ -56,21 +56,21 @@ type PolicyRateLimit struct {
 	// a refusal is always sent). Default: false.
 	HideHeaders bool `json:"hide_headers,omitempty"`
 
-	on      bool
-	app     *App
-	ctx     caddy.Context
-	policy  *resolvedPolicy
-	key     string
-	ipKey   bool // the key is the client IP: read it from the vars, no replacer
+	on     bool
+	app    *App
+	ctx    caddy.Context
+	policy *resolvedPolicy
+	key    string
+	ipKey  bool // the key is the client IP: read it from the vars, no replacer
 	// keyEmpty is what the key template gives when every placeholder in it is empty ("" for
 	// one placeholder, ":" for "{a}:{b}"); such a request falls back to the client IP. Unset
 	// for a template without placeholders (one global bucket, as configured).
 	keyEmpty    string
 	keyHasEmpty bool
-	limiter *limiterEntry
-	replies [3]rowReplies // by ipclass.Class
-	metrics rateLimitMetrics
-	sampler refusalSampler
+	limiter     *limiterEntry
+	replies     [3]rowReplies // by ipclass.Class
+	metrics     rateLimitMetrics
+	sampler     refusalSampler
 }
 
 // CaddyModule returns the Caddy module information.
