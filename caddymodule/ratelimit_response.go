@@ -90,8 +90,19 @@ func (rr *rowReplies) policyValue(l ratelimit.Limit) string {
 func (rr *rowReplies) setHeaders(h http.Header, res ratelimit.Result, l ratelimit.Limit) {
 	vals := new([2]string) // one allocation for both fields' value slices
 	rr.rateLimitValues(vals[:], res, l)
-	h[headerRateLimitPolicy] = vals[0:1:1]
-	h[headerRateLimit] = vals[1:2:2]
+	addListMember(h, headerRateLimitPolicy, vals[0:1:1])
+	addListMember(h, headerRateLimit, vals[1:2:2])
+}
+
+// addListMember sets a RateLimit field to v, or adds v to it when an earlier policy_rate_limit
+// of the route set it: the fields are lists with one member per policy, and several field
+// lines are one list.
+func addListMember(h http.Header, name string, v []string) {
+	if old := h[name]; len(old) > 0 {
+		h[name] = append(old[:len(old):len(old)], v...)
+		return
+	}
+	h[name] = v
 }
 
 // rateLimitValues renders the RateLimit-Policy and RateLimit values into dst[0] and dst[1].
@@ -132,8 +143,8 @@ func (rr *rowReplies) refuse(w http.ResponseWriter, res ratelimit.Result, l rate
 	h["Retry-After"] = vals[3:4:4]
 	if !hideHeaders && rr.policy != "" {
 		rr.rateLimitValues(vals[4:6], res, l)
-		h[headerRateLimitPolicy] = vals[4:5:5]
-		h[headerRateLimit] = vals[5:6:6]
+		addListMember(h, headerRateLimitPolicy, vals[4:5:5])
+		addListMember(h, headerRateLimit, vals[5:6:6])
 	}
 	w.WriteHeader(rr.status)
 	_, err := w.Write(body)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -587,5 +588,34 @@ func TestRateLimitPolicyFieldKeepsItsWindow(t *testing.T) {
 		if got := rr.policyValue(tc.base.Scale(tc.factor)); got != tc.want {
 			t.Errorf("%+v at factor %v: %s, want %s", tc.base, tc.factor, got, tc.want)
 		}
+	}
+}
+
+// TestRateLimitSeveralPoliciesListEachOne: two policy_rate_limit lines in one route each
+// apply, and the RateLimit fields list both policies (one member each), the refusal included.
+func TestRateLimitSeveralPoliciesListEachOne(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit minute\n\tpolicy_rate_limit hour")
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		policy minute {
+			limit 5/1m
+		}
+		policy hour {
+			limit 2/1h
+		}
+	}
+}
+`+block)
+	r := getReply(t, url)
+	if got := r.header.Values("RateLimit-Policy"); !slices.Equal(got, []string{`"minute";q=5;w=60`, `"hour";q=2;w=3600`}) {
+		t.Fatalf("RateLimit-Policy %q; want both policies", got)
+	}
+	if got := r.header.Values("RateLimit"); len(got) != 2 || !strings.HasPrefix(got[0], `"minute";r=4;`) || !strings.HasPrefix(got[1], `"hour";r=1;`) {
+		t.Fatalf("RateLimit %q; want both policies' remaining", got)
+	}
+	getReply(t, url)
+	r = getReply(t, url) // the hour's third: refused by it
+	if got := r.header.Values("RateLimit"); r.status != 429 || len(got) != 2 || !strings.HasPrefix(got[1], `"hour";r=0;`) {
+		t.Fatalf("refusal: %d, RateLimit %q; want 429 listing both, hour at r=0", r.status, got)
 	}
 }
