@@ -75,6 +75,10 @@ type App struct {
 	validate  []func()
 	ctx       caddy.Context
 
+	// parseChecks run once the Caddyfile's hardening block is read: checks that need the
+	// whole block (a subdirective that needs another), each with its own line.
+	parseChecks []func() error
+
 	classifier     *ipclass.Classifier
 	probes         *ipclass.ProbeMatcher
 	detectorHeld   bool

@@ -125,6 +125,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	for _, check := range a.parseChecks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

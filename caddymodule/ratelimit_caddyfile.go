@@ -135,6 +135,9 @@ func parseKeyArg(d *caddyfile.Dispenser, what string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if v == "" {
+		return "", d.Errf("%s: expected a key template such as {client_ip} or {header.X-API-Key}, got an empty string", what)
+	}
 	seg := caddyfile.Segment{{Text: v}}
 	httpcaddyfile.NewShorthandReplacer().ApplyToSegment(&seg)
 	v = seg[0].Text
@@ -165,7 +168,7 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 				return err
 			}
 			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f <= 0 || f > 1 || (sub == "cpu_target" && f == 1) {
+			if err != nil || !(f > 0 && f <= 1) || (sub == "cpu_target" && f == 1) { // NaN too
 				return d.Errf("adaptive %s: expected a number above 0 and below 1 (min_factor may be 1), got %q", sub, v)
 			}
 			if sub == "cpu_target" {
@@ -216,6 +219,15 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 			}
 			if v != "redis" && v != "memory" {
 				return d.Errf("rate_limit store: expected redis or memory, got %q", v)
+			}
+			if v == "redis" {
+				at := *d // this line, for the check once the whole block is read
+				a.parseChecks = append(a.parseChecks, func() error {
+					if a.Redis == nil {
+						return at.Err("rate_limit store redis: the hardening block has no redis; add `redis <url>` to it, or use store memory")
+					}
+					return nil
+				})
 			}
 			cfg.Store = v
 		case "max_keys":

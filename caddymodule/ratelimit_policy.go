@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -291,6 +292,9 @@ func parseRate(s string) (int64, time.Duration, error) {
 		return 0, 0, fmt.Errorf("expected <requests>/<period>, such as 5/1m or 100/1s; got %q", s)
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, 0, fmt.Errorf("the request count of %q is too large", s)
+	}
 	if err != nil || n <= 0 {
 		return 0, 0, fmt.Errorf("the request count of %q must be a positive integer", s)
 	}
