@@ -5,6 +5,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
 // spoofableKeyHeaders are request headers any client can write; a key made of them lets a
@@ -34,6 +36,13 @@ func (h *PolicyRateLimit) reportKeyFindings() {
 		_ = h.app.Report(Finding{Code: "ratelimit.global_key", Severity: Info, Module: "policy_rate_limit", Config: config,
 			Message: "policy " + h.policy.name + " has a key without placeholders: one bucket for every client (a global limit)",
 			Fix:     "if the limit is meant per client, use key {client_ip} or a header such as {http.request.header.X-API-Key}"})
+	}
+	rows := &h.policy.rows
+	if rows[ipclass.Suspicious].looser(rows[ipclass.Default]) || rows[ipclass.Default].looser(rows[ipclass.Trusted]) {
+		_ = h.app.Report(Finding{Code: "ratelimit.classes_inverted", Severity: Warning, Module: "policy_rate_limit", Config: "apps.hardening.policies." + h.policy.name,
+			Message: "policy " + h.policy.name + " treats the classes the wrong way round (trusted " + rows[ipclass.Trusted].String() +
+				", default " + rows[ipclass.Default].String() + ", suspicious " + rows[ipclass.Suspicious].String() + "): a client gains by being suspicious, or loses by being trusted",
+			Fix: "give suspicious at most the limit row and trusted at least it, e.g. suspicious 1/1m or suspicious deny, trusted unlimited"})
 	}
 	if h.policy.shadow {
 		_ = h.app.Report(Finding{Code: "ratelimit.shadow", Severity: Info, Module: "policy_rate_limit", Config: "apps.hardening.policies." + h.policy.name + ".shadow",

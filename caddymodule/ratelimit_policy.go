@@ -205,6 +205,19 @@ func resolvePolicy(name string, builtin, user *PolicyConfig) (*resolvedPolicy, e
 		}
 		p.rows[class] = pr
 	}
+	// A built-in class row kept under the user's own limit must not turn the classes round:
+	// `policy api { limit 2/1m }` would leave suspicious clients api's built-in 20/1m. An
+	// inherited suspicious row admits at most what the default row does, an inherited trusted
+	// row at least; rows the user wrote stay as written (a finding reports an inversion).
+	if user != nil && user.Limit != nil && builtin != nil {
+		def := p.rows[ipclass.Default]
+		if user.Suspicious == nil && p.rows[ipclass.Suspicious].looser(def) {
+			p.rows[ipclass.Suspicious] = def
+		}
+		if user.Trusted == nil && def.looser(p.rows[ipclass.Trusted]) {
+			p.rows[ipclass.Trusted] = def
+		}
+	}
 	for _, c := range []*PolicyConfig{builtin, user} {
 		if c == nil {
 			continue
@@ -253,6 +266,27 @@ func (r *LimitRow) resolve() (policyRow, error) {
 		return policyRow{}, err
 	}
 	return policyRow{kind: rowLimit, limit: l}, nil
+}
+
+// looser reports whether r admits more than o: deny < any limit < unlimited, and between
+// limits the higher rate, or at the same rate the larger burst.
+func (r policyRow) looser(o policyRow) bool {
+	rank := func(k rowKind) int {
+		switch k {
+		case rowDeny:
+			return 0
+		case rowUnlimited:
+			return 2
+		}
+		return 1
+	}
+	if rank(r.kind) != rank(o.kind) || r.kind != rowLimit {
+		return rank(r.kind) > rank(o.kind)
+	}
+	// rate/period compared without division: r.Rate*o.Period against o.Rate*r.Period.
+	a := float64(r.limit.Rate) * float64(o.limit.Period)
+	b := float64(o.limit.Rate) * float64(r.limit.Period)
+	return a > b || (a == b && r.limit.Burst > o.limit.Burst)
 }
 
 // String renders a row in the Caddyfile's words, for logs and errors.

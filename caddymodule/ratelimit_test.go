@@ -518,6 +518,21 @@ func TestBuiltinPoliciesPerEnvironment(t *testing.T) {
 	if got := auth.rows[ipclass.Trusted].String(); got != "50/1m burst 50" {
 		t.Errorf("the built-in trusted row stays: %s", got)
 	}
+	// Built-in class rows kept under a user's limit never turn the classes round.
+	inv, err := resolvePolicies(map[string]*PolicyConfig{"api": {Limit: row(2, time.Minute, 0)}, "authentication": {Limit: row(500, time.Minute, 0)},
+		"api_intensive": {Limit: row(1, time.Minute, 0), Suspicious: row(5, time.Minute, 0)}}, Production)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inv["api"].rows[ipclass.Suspicious].String(); got != "2/1m burst 2" {
+		t.Errorf("api with limit 2/1m: suspicious %s, want the limit row, not the built-in 20/1m", got)
+	}
+	if got := inv["authentication"].rows[ipclass.Trusted].String(); got != "500/1m burst 500" {
+		t.Errorf("authentication with limit 500/1m: trusted %s, want the limit row, not the built-in 50/1m", got)
+	}
+	if got := inv["api_intensive"].rows[ipclass.Suspicious].String(); got != "5/1m burst 5" {
+		t.Errorf("a suspicious row the user wrote stays as written: %s", got)
+	}
 	if !prod["api_intensive"].adaptive || prod["public"].rows[ipclass.Trusted].kind != rowUnlimited {
 		t.Error("api_intensive is adaptive and public trusts trusted clients without limit")
 	}
