@@ -210,13 +210,13 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	for _, d := range h.CSP {
 		name := strings.ToLower(d.Name)
 		if err := csp.ValidateDirective(name, d.Values); err != nil {
-			return fmt.Errorf("csp: %w", err)
+			return forOption("csp", fmt.Errorf("csp: %w", err))
 		}
 		policy.Set(name, d.Values...)
 	}
 	for _, name := range h.CSPRemove {
 		if !csp.KnownDirective(strings.ToLower(name)) {
-			return fmt.Errorf("csp: cannot remove unknown directive %q", name)
+			return forOption("csp", fmt.Errorf("csp: cannot remove unknown directive %q", name))
 		}
 		policy.Remove(name)
 	}
@@ -226,13 +226,13 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	var static []headerValue
 	if h.ReportTo != "" {
 		if !validEndpointURL(h.ReportTo) {
-			return fmt.Errorf("report_to %q: expected an https:// URL or an absolute path (/csp-report)", h.ReportTo)
+			return forOption("report_to", fmt.Errorf("report_to %q: expected an https:// URL or an absolute path (/csp-report)", h.ReportTo))
 		}
 		policy.Set("report-to", reportToGroup)
 		static = append(static, headerValue{"Reporting-Endpoints", reportToGroup + `="` + h.ReportTo + `"`})
 	}
 	if err := policy.Validate(); err != nil {
-		return fmt.Errorf("csp: %w", err)
+		return forOption("csp", fmt.Errorf("csp: %w", err))
 	}
 	reportOnly := preset == csp.PresetDevelopment
 	if h.ReportOnly != nil {
@@ -255,7 +255,7 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		hsts = csp.HSTS{MaxAge: c.MaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
 		if !c.Off {
 			if err := hsts.Validate(); err != nil {
-				return err
+				return forOption("hsts", err)
 			}
 		}
 	}
@@ -277,10 +277,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		} else {
 			v, err := csp.OneOf("frame_options", h.FrameOptions, csp.FrameOptionsValues)
 			if err != nil {
-				return err
+				return forOption("frame_options", err)
 			}
 			if fa, has := policy.Get("frame-ancestors"); has && v != derived {
-				return fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other", v, strings.Join(fa, " "))
+				return forOption("frame_options", fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other", v, strings.Join(fa, " ")))
 			}
 			xfo = v
 		}
@@ -312,11 +312,11 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		if o.allowed != nil {
 			canon, err := csp.OneOf(o.field, v, o.allowed)
 			if err != nil {
-				return err
+				return forOption(o.field, err)
 			}
 			v = canon
 		} else if err := csp.ValidatePermissionsPolicy(v); err != nil {
-			return err
+			return forOption(o.field, err)
 		}
 		static = append(static, headerValue{o.header, v})
 	}
@@ -348,12 +348,27 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	for _, name := range h.KeepUpstream {
 		name = http.CanonicalHeaderKey(name)
 		if !h.manages(name) {
-			return fmt.Errorf("keep_upstream %s: this handler does not set that header", name)
+			return forOption("keep_upstream", fmt.Errorf("keep_upstream %s: this handler does not set that header", name))
 		}
 		h.keep[name] = true
 	}
-	return h.buildInject(adapting)
+	if err := h.buildInject(adapting); err != nil {
+		return forOption("inject_nonce", err)
+	}
+	return nil
 }
+
+// optionError is a refusal that belongs to one option (the Caddyfile subdirective of that
+// name), so the Caddyfile adapter can point at its line.
+type optionError struct {
+	option string
+	err    error
+}
+
+func (e *optionError) Error() string { return e.err.Error() }
+func (e *optionError) Unwrap() error { return e.err }
+
+func forOption(option string, err error) error { return &optionError{option: option, err: err} }
 
 func (h *SecurityHeaders) buildInject(adapting bool) error {
 	h.injectMode = 0
