@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -694,6 +697,129 @@ func TestTemplatesUseTheNonce(t *testing.T) {
 		nonce := cspNonce(t, resp.Header)
 		if want := `<script nonce="` + nonce + `">a()</script><script >b()</script>`; strings.TrimSpace(body) != want {
 			t.Errorf("%s:\n got  %q\n want %q", path, body, want)
+		}
+	}
+}
+
+// In placeholder mode the secret never leaves in a header either: in a 103 Early Hints, the
+// final response (a preload Link gets the response's nonce, as a tag would) and the trailers.
+func TestPlaceholderNeverLeavesInHeaders(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Link", "</app.js>; rel=preload; as=script; nonce="+testPlaceholder)
+		w.WriteHeader(http.StatusEarlyHints)
+		h.Set("Content-Type", "text/html")
+		h.Set("X-Debug", "marker="+testPlaceholder)
+		h.Set("Trailer", "X-Render")
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = io.WriteString(w, `<script nonce="`+testPlaceholder+`">a()</script>`)
+		}
+		h.Set("X-Render", "done "+testPlaceholder)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		var early []http.Header
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			early = append(early, http.Header(h).Clone())
+			return nil
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), method, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+		resp, body := fetch(t, req)
+		nonce := cspNonce(t, resp.Header)
+		if len(early) != 1 {
+			t.Fatalf("%s: %d informational responses, want the upstream's 103", method, len(early))
+		}
+		wantLink := "</app.js>; rel=preload; as=script; nonce=" + nonce
+		for where, h := range map[string]http.Header{"103": early[0], "response": resp.Header, "trailers": resp.Trailer} {
+			for k, vs := range h {
+				for _, v := range vs {
+					if strings.Contains(v, testPlaceholder) {
+						t.Errorf("%s %s: %s: %q carries the placeholder", method, where, k, v)
+					}
+				}
+			}
+		}
+		if got := early[0].Get("Link"); got != wantLink {
+			t.Errorf("%s: 103 Link %q, want %q", method, got, wantLink)
+		}
+		if got := resp.Header.Get("Link"); got != wantLink {
+			t.Errorf("%s: Link %q, want %q", method, got, wantLink)
+		}
+		if got := resp.Header.Get("X-Debug"); got != "marker="+nonce {
+			t.Errorf("%s: X-Debug %q", method, got)
+		}
+		if method == http.MethodGet {
+			if body != `<script nonce="`+nonce+`">a()</script>` {
+				t.Errorf("body %q", body)
+			}
+			if got := resp.Trailer.Get("X-Render"); got != "done "+nonce {
+				t.Errorf("trailer X-Render %q, want %q", got, "done "+nonce)
+			}
+		}
+	}
+}
+
+// In placeholder mode every uncompressed body that is not HTML has the placeholder overwritten
+// (same length), whatever its type says, except clearly binary types, which would be corrupted.
+func TestPlaceholderRedactedInEveryBodyButBinary(t *testing.T) {
+	body := `<svg><script nonce="` + testPlaceholder + `">x()</script></svg>`
+	redacted := strings.ReplaceAll(body, testPlaceholder, strings.Repeat("-", len(testPlaceholder)))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = []string{r.URL.Query().Get("type")}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	for _, c := range []struct {
+		typ    string
+		redact bool
+	}{
+		{"image/svg+xml", true},
+		{"application/x-javascript", true},
+		{"application/vnd.api+json; charset=utf-8", true},
+		{"application/x-ndjson", true},
+		{"text/event-stream", true},
+		{"multipart/mixed; boundary=x", true},
+		{"", true}, // present but empty: the client guesses
+		{"image/png", false},
+		{"audio/ogg", false},
+		{"video/mp4", false},
+		{"font/woff2", false},
+		{"application/octet-stream", false},
+		{"application/zip", false},
+		{"application/gzip", false},
+		{"application/x-gzip", false},
+		{"application/pdf", false},
+		{"application/wasm", false},
+	} {
+		resp, got := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?type=%s", port, neturl.QueryEscape(c.typ)))
+		want := body
+		if c.redact {
+			want = redacted
+		}
+		if got != want || resp.ContentLength != int64(len(body)) {
+			t.Errorf("%q: %d bytes %q; want %q (redacted: %v)", c.typ, resp.ContentLength, got, want, c.redact)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -102,13 +103,41 @@ func (sw *securityWriter) settle() {
 	}
 }
 
+// redactHeaders replaces the placeholder with the response's nonce in every header value
+// (a preload Link's nonce is a legitimate use; anything else at least stops leaking the
+// secret). In placeholder mode it runs before any header block is written: 1xx, the final
+// one, and the trailers.
+func (sw *securityWriter) redactHeaders() {
+	ph := sw.h.ph
+	if ph == "" {
+		return // not provisioned (cannot happen when serving)
+	}
+	for name, vals := range sw.Header() {
+		for i, v := range vals {
+			if !strings.Contains(v, ph) {
+				continue
+			}
+			out := slices.Clone(vals) // the slice may be shared with another header map
+			for j := i; j < len(out); j++ {
+				out[j] = strings.ReplaceAll(out[j], ph, sw.nonce)
+			}
+			sw.Header()[name] = out
+			break
+		}
+	}
+}
+
 // WriteHeader settles the headers and decides whether the body is rewritten.
 func (sw *securityWriter) WriteHeader(status int) {
 	if sw.started {
 		return
 	}
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
-		sw.ResponseWriter.WriteHeader(status) // 103 Early Hints and the like: not the response
+		// 103 Early Hints and the like: not the response, but their headers go out now.
+		if sw.h.injectMode == csp.Placeholder {
+			sw.redactHeaders()
+		}
+		sw.ResponseWriter.WriteHeader(status)
 		return
 	}
 	sw.started = true
@@ -124,6 +153,9 @@ func (sw *securityWriter) WriteHeader(status int) {
 
 // start sends the status, after choosing how the body is handled.
 func (sw *securityWriter) start(status int) {
+	if sw.h.injectMode == csp.Placeholder {
+		sw.redactHeaders()
+	}
 	if sw.h.injectMode != 0 && sw.hasBody(status) {
 		hdr := sw.Header()
 		ce := hdr.Get("Content-Encoding")
@@ -146,8 +178,9 @@ func (sw *securityWriter) start(status int) {
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
 			sw.rewrite(sw.h.injectMode)
-		case sw.h.injectMode == csp.Placeholder && !encoded && isText(mt):
-			// JSON, JavaScript, CSS, text: the placeholder must not leave the edge here either.
+		case sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
+			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
+			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
 			sw.rewrite(csp.Redact)
 		}
@@ -164,17 +197,24 @@ func (sw *securityWriter) rewrite(mode csp.Mode) {
 	sw.inj = inj
 }
 
-// isText reports whether a media type is text a client reads (so could carry the
-// placeholder to it): text/*, JSON, JavaScript, XML.
-func isText(mt string) bool {
-	if strings.HasPrefix(mt, "text/") {
+// isBinary reports whether a media type is clearly binary, so is passed as it is in
+// placeholder mode (overwriting bytes would corrupt it): image/* other than SVG, audio/*,
+// video/*, font/*, and a few application types. Every other body, an unknown or missing type
+// included, is redacted.
+func isBinary(mt string) bool {
+	top, _, _ := strings.Cut(mt, "/")
+	switch top {
+	case "image":
+		return mt != "image/svg+xml"
+	case "audio", "video", "font":
 		return true
 	}
 	switch mt {
-	case "application/json", "application/javascript", "application/ecmascript", "application/xml":
+	case "application/octet-stream", "application/zip", "application/gzip", "application/x-gzip",
+		"application/pdf", "application/wasm":
 		return true
 	}
-	return strings.HasPrefix(mt, "application/") && (strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+xml"))
+	return false
 }
 
 // hasBody reports whether a response with this status to this request carries a body.
@@ -295,6 +335,11 @@ func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // close passes on what the injector holds at the end of the body.
 func (sw *securityWriter) close() error {
 	sw.sniff(nil) // a held status whose body never came
+	if sw.h.injectMode == csp.Placeholder {
+		// Trailers (reverse_proxy adds the upstream's to the header map after the body), and
+		// the headers of a response the route never started.
+		sw.redactHeaders()
+	}
 	if sw.inj == nil {
 		return nil
 	}
