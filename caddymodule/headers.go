@@ -59,8 +59,10 @@ type SecurityHeaders struct {
 	ReportTo string `json:"report_to,omitempty"`
 
 	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
-	// development. Default: max-age=63072000; includeSubDomains (no preload: that is a
-	// commitment you make on purpose).
+	// development. Where it is not sent (plain HTTP, development, Off), an upstream's
+	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
+	// max-age=63072000; includeSubDomains (no preload: that is a commitment you make on
+	// purpose).
 	HSTS *HSTSConfig `json:"hsts,omitempty"`
 
 	// FrameOptions is X-Frame-Options: DENY, SAMEORIGIN or off. Default: what the policy's
@@ -93,7 +95,8 @@ type SecurityHeaders struct {
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
-	// over this handler's.
+	// over this handler's. Strict-Transport-Security may be listed with any hsts setting:
+	// the upstream's then passes also where this handler sends none.
 	KeepUpstream []string `json:"keep_upstream,omitempty"`
 
 	// InjectNonce puts the nonce into text/html responses. Default: off (the nonce is only
@@ -405,15 +408,16 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 	return nil
 }
 
-// manages reports whether the handler sets the header, in some environment (so that one
+// manages reports whether the handler decides the header, in some environment (so that one
 // configuration loads in development, where HSTS is never sent and the policy is report-only,
-// as in production).
+// as in production). Strict-Transport-Security is always decided here: sent, or removed where
+// the handler sends none (plain HTTP, development, hsts off).
 func (h *SecurityHeaders) manages(name string) bool {
 	switch name {
 	case "Content-Security-Policy", "Content-Security-Policy-Report-Only":
 		return h.cspHeader != ""
 	case "Strict-Transport-Security":
-		return h.HSTS == nil || !h.HSTS.Off
+		return true
 	}
 	for _, s := range h.static {
 		if s.name == name {

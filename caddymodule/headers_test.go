@@ -150,6 +150,11 @@ localhost:%d, http://localhost:%d {
 }
 
 func TestSecurityHeadersDevelopmentIsReportOnlyWithoutHSTS(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
 	http_port %d
@@ -164,9 +169,12 @@ func TestSecurityHeadersDevelopmentIsReportOnlyWithoutHSTS(t *testing.T) {
 localhost:%d {
 	bind 127.0.0.1
 	security_headers
+	handle /proxied {
+		reverse_proxy %s
+	}
 	respond "ok"
 }
-`, httpPort, httpsPort, t.TempDir(), httpsPort))
+`, httpPort, httpsPort, t.TempDir(), httpsPort, up.Listener.Addr()))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
 	ro := resp.Header.Get("Content-Security-Policy-Report-Only")
@@ -175,6 +183,11 @@ localhost:%d {
 	}
 	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
 		t.Fatalf("development sends HSTS %q", got)
+	}
+	// Nor does an upstream's pass: a development HTTPS site must not pin browsers to HTTPS.
+	resp, _ = getBody(t, fmt.Sprintf("https://localhost:%d/proxied", httpsPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+		t.Fatalf("development passes the upstream's HSTS %q", got)
 	}
 }
 
@@ -820,6 +833,68 @@ func TestPlaceholderRedactedInEveryBodyButBinary(t *testing.T) {
 		}
 		if got != want || resp.ContentLength != int64(len(body)) {
 			t.Errorf("%q: %d bytes %q; want %q (redacted: %v)", c.typ, resp.ContentLength, got, want, c.redact)
+		}
+	}
+}
+
+// Strict-Transport-Security comes from us or from nobody: where we send none (plain HTTP,
+// hsts off) an upstream's is removed, unless keep_upstream lists it.
+func TestUpstreamHSTSOnlyWhereKept(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=1")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	http_port %d
+	https_port %d
+	local_certs
+	skip_install_trust
+	storage file_system %s
+}
+localhost:%d, http://localhost:%d {
+	bind 127.0.0.1
+	handle /off {
+		security_headers {
+			hsts off
+		}
+		reverse_proxy %[6]s
+	}
+	handle /off-kept {
+		security_headers {
+			hsts off
+			keep_upstream Strict-Transport-Security
+		}
+		reverse_proxy %[6]s
+	}
+	handle /kept {
+		security_headers {
+			keep_upstream Strict-Transport-Security
+		}
+		reverse_proxy %[6]s
+	}
+	handle {
+		security_headers
+		reverse_proxy %[6]s
+	}
+}
+`, httpPort, httpsPort, t.TempDir(), httpsPort, httpPort, up.Listener.Addr()))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	https, http := fmt.Sprintf("https://localhost:%d", httpsPort), fmt.Sprintf("http://localhost:%d", httpPort)
+	for url, want := range map[string]string{
+		https + "/":         "max-age=63072000; includeSubDomains",
+		http + "/":          "",
+		https + "/off":      "",
+		http + "/off":       "",
+		https + "/off-kept": "max-age=1",
+		http + "/off-kept":  "max-age=1",
+		https + "/kept":     "max-age=1",
+		http + "/kept":      "max-age=1",
+	} {
+		resp, _ := getBody(t, url)
+		if got := strings.Join(resp.Header.Values("Strict-Transport-Security"), ", "); got != want {
+			t.Errorf("%s: Strict-Transport-Security %q, want %q", url, got, want)
 		}
 	}
 }

@@ -98,9 +98,19 @@ func (sw *securityWriter) settle() {
 			hdr[name] = vals[:1]
 		}
 	}
+	if !sw.sendsHSTS() && !sw.h.keep["Strict-Transport-Security"] {
+		// No HSTS from us here (plain HTTP, development, hsts off): none from anyone else
+		// either, unless the operator kept the upstream's.
+		delete(hdr, "Strict-Transport-Security")
+	}
 	for _, name := range sw.h.remove {
 		delete(hdr, name)
 	}
+}
+
+// sendsHSTS reports whether this response gets the handler's Strict-Transport-Security.
+func (sw *securityWriter) sendsHSTS() bool {
+	return sw.r.TLS != nil && sw.h.hsts != ""
 }
 
 // redactHeaders replaces the placeholder with the response's nonce in every header value
