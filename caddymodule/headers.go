@@ -450,12 +450,52 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		r.Header.Del("Accept-Encoding")
 		r.Header.Del("Range")
 		r.Header.Del("If-Range")
+		if asksForPage(r) {
+			// A 304 would have the browser reuse the page it holds, with the nonce of an
+			// earlier response: a page is always sent whole. Assets keep their 304s.
+			r.Header.Del("If-None-Match")
+			r.Header.Del("If-Modified-Since")
+		}
 	}
 	err := next.ServeHTTP(sw, r)
 	if cerr := sw.close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// asksForPage reports whether a request asks for HTML: its Accept names text/html,
+// application/xhtml+xml or text/* (with a q above 0; */* alone does not count, every asset
+// request sends it), or Sec-Fetch-Dest is document, iframe or frame.
+func asksForPage(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "document", "iframe", "frame":
+		return true
+	}
+	for _, accept := range r.Header.Values("Accept") {
+		for rng := range strings.SplitSeq(accept, ",") {
+			mt, params, _ := strings.Cut(rng, ";")
+			switch strings.ToLower(strings.TrimSpace(mt)) {
+			case "text/html", "application/xhtml+xml", "text/*":
+				if !zeroQ(params) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// zeroQ reports whether media-range parameters give q=0 (not acceptable).
+func zeroQ(params string) bool {
+	for p := range strings.SplitSeq(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			v = strings.TrimSpace(v)
+			return strings.Trim(v, "0.") == "" && v != ""
+		}
+	}
+	return false
 }
 
 // Interface guards.

@@ -300,9 +300,11 @@ func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
 			t.Errorf("%s: body %q, Cache-Control %q: a bodiless response is not rewritten", p, body, resp.Header.Get("Cache-Control"))
 		}
 	}
+	// HEAD of a page tells what its GET would: the rewritten page's headers, no body.
 	req, _ := http.NewRequest(http.MethodHead, base+"/", nil)
-	if resp, _ := fetch(t, req); resp.Header.Get("Cache-Control") == "no-store" {
-		t.Error("HEAD was treated as a rewritten page")
+	if resp, body := fetch(t, req); resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Length") != "" || body != "" {
+		t.Errorf("HEAD of a page: Cache-Control %q, Content-Length %q, body %q; want GET's headers",
+			resp.Header.Get("Cache-Control"), resp.Header.Get("Content-Length"), body)
 	}
 	// An upstream that compresses although asked not to: the placeholder must not leak.
 	resp, body = getBody(t, base+"/br-anyway")
@@ -895,6 +897,107 @@ localhost:%d, http://localhost:%d {
 		resp, _ := getBody(t, url)
 		if got := strings.Join(resp.Header.Values("Strict-Transport-Security"), ", "); got != want {
 			t.Errorf("%s: Strict-Transport-Security %q, want %q", url, got, want)
+		}
+	}
+}
+
+// A page rewritten with a nonce is always sent whole to a request for a page: a 304 would have
+// the browser reuse the copy it holds, with an older response's nonce. Assets keep their 304s,
+// and HEAD tells what GET would.
+func TestInjectSendsPagesWhole(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(`<!doctype html><script src="/app.js"></script>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "app.js"), []byte(`app()`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	root * %s
+	security_headers {
+		inject_nonce tags
+	}
+	file_server
+}
+`, port, root))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	get := func(method, path string, hdr map[string]string) (*http.Response, string) {
+		req, _ := http.NewRequest(method, base+path, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		return fetch(t, req)
+	}
+	navigation := "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	first, _ := get(http.MethodGet, "/", map[string]string{"Accept": navigation})
+	etag, lastMod := first.Header.Get("Etag"), first.Header.Get("Last-Modified")
+	if !strings.HasPrefix(etag, "W/") || lastMod == "" {
+		t.Fatalf("ETag %q, Last-Modified %q: want a weak ETag and a date", etag, lastMod)
+	}
+	if v := first.Header.Get("Accept-Ranges"); v != "" {
+		t.Errorf("GET of a rewritten page: Accept-Ranges %q, want none (Range is removed from requests)", v)
+	}
+	for name, hdr := range map[string]map[string]string{
+		"If-None-Match, Accept text/html":            {"If-None-Match": etag, "Accept": navigation},
+		"If-None-Match, Accept application/xhtml":    {"If-None-Match": etag, "Accept": "application/xhtml+xml"},
+		"If-None-Match, Sec-Fetch-Dest iframe":       {"If-None-Match": etag, "Sec-Fetch-Dest": "iframe"},
+		"If-Modified-Since, Sec-Fetch-Dest document": {"If-Modified-Since": lastMod, "Sec-Fetch-Dest": "document"},
+		"If-Modified-Since, Accept text/*":           {"If-Modified-Since": lastMod, "Accept": "text/*"},
+	} {
+		resp, body := get(http.MethodGet, "/", hdr)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `nonce="`+cspNonce(t, resp.Header)+`"`) {
+			t.Errorf("%s: %d %q; want the page whole with this response's nonce", name, resp.StatusCode, body)
+		}
+	}
+	// An asset request (Accept */*, Sec-Fetch-Dest script) keeps its 304.
+	js, _ := get(http.MethodGet, "/app.js", nil)
+	if resp, _ := get(http.MethodGet, "/app.js", map[string]string{"If-None-Match": js.Header.Get("Etag"), "Accept": "*/*", "Sec-Fetch-Dest": "script"}); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("asset revalidation: %d, want 304", resp.StatusCode)
+	}
+	// A request that refuses HTML (q=0) is not a page request either.
+	if resp, _ := get(http.MethodGet, "/app.js", map[string]string{"If-None-Match": js.Header.Get("Etag"), "Accept": "text/html;q=0, */*"}); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("Accept text/html;q=0: %d, want 304", resp.StatusCode)
+	}
+	head, _ := get(http.MethodHead, "/", map[string]string{"Accept": navigation})
+	for k, want := range map[string]string{"Content-Length": "", "Accept-Ranges": "", "Etag": etag, "Cache-Control": "no-store"} {
+		if got := head.Header.Get(k); got != want {
+			t.Errorf("HEAD of a rewritten page: %s %q, want %q (as GET)", k, got, want)
+		}
+	}
+}
+
+func TestAsksForPage(t *testing.T) {
+	for _, c := range []struct {
+		accept, dest string
+		page         bool
+	}{
+		{"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "", true},
+		{"application/xhtml+xml", "", true},
+		{"TEXT/HTML; charset=utf-8", "", true},
+		{"text/*", "", true},
+		{"text/html;q=0.001", "", true},
+		{"text/html;q=0", "", false},
+		{"text/html; q=0.0, */*", "", false},
+		{"*/*", "", false},
+		{"", "", false},
+		{"text/css,*/*;q=0.1", "style", false},
+		{"image/avif,image/webp,*/*;q=0.8", "image", false},
+		{"*/*", "document", true},
+		{"", "iframe", true},
+		{"", "frame", true},
+		{"", "script", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if c.accept != "" {
+			r.Header.Set("Accept", c.accept)
+		}
+		if c.dest != "" {
+			r.Header.Set("Sec-Fetch-Dest", c.dest)
+		}
+		if got := asksForPage(r); got != c.page {
+			t.Errorf("Accept %q, Sec-Fetch-Dest %q: asksForPage %v, want %v", c.accept, c.dest, got, c.page)
 		}
 	}
 }

@@ -161,16 +161,18 @@ func (sw *securityWriter) WriteHeader(status int) {
 	sw.start(status)
 }
 
-// start sends the status, after choosing how the body is handled.
+// start sends the status, after choosing how the body is handled. A HEAD response gets the
+// headers its GET would have.
 func (sw *securityWriter) start(status int) {
 	if sw.h.injectMode == csp.Placeholder {
 		sw.redactHeaders()
 	}
-	if sw.h.injectMode != 0 && sw.hasBody(status) {
+	if sw.h.injectMode != 0 && bodyStatus(status) {
 		hdr := sw.Header()
 		ce := hdr.Get("Content-Encoding")
 		encoded := ce != "" && !strings.EqualFold(ce, "identity")
 		mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+		body := sw.r.Method != http.MethodHead
 		switch {
 		case mt == "text/html" || mt == "application/xhtml+xml":
 			if encoded || status == http.StatusPartialContent {
@@ -181,14 +183,17 @@ func (sw *securityWriter) start(status int) {
 				break // tags mode: nothing secret in it; pass it as it is
 			}
 			hdr.Del("Content-Length") // the body's length changes
+			hdr.Del("Accept-Ranges")  // a range of it cannot be had (Range is removed from the request)
 			if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
 				hdr.Set("ETag", "W/"+etag) // same meaning, different bytes
 			}
 			if sw.h.cacheCtl != "" {
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
-			sw.rewrite(sw.h.injectMode)
-		case sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
+			if body {
+				sw.rewrite(sw.h.injectMode)
+			}
+		case body && sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
 			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
 			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
@@ -227,9 +232,14 @@ func isBinary(mt string) bool {
 	return false
 }
 
+// bodyStatus reports whether a response with this status carries a body (to a GET).
+func bodyStatus(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
 // hasBody reports whether a response with this status to this request carries a body.
 func (sw *securityWriter) hasBody(status int) bool {
-	return sw.r.Method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+	return sw.r.Method != http.MethodHead && bodyStatus(status)
 }
 
 func hasContentType(h http.Header) bool {
