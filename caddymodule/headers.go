@@ -29,7 +29,8 @@ const NonceVar = "csp_nonce"
 //
 // Header rule: the values set here replace an upstream's header of the same name (the edge is
 // the authority), except for the headers listed in keep_upstream, where the upstream's value
-// wins. A `header` directive in the same site runs after this handler and always wins.
+// wins. A `header` directive in the same site runs after this handler and replaces its value
+// (a deferred one replaces the upstream's too). Remove is applied last, over everything.
 type SecurityHeaders struct {
 	// Preset is the policy to start from: `strict` (nonce-based scripts with 'strict-dynamic',
 	// no plugins, no framing, no <base>), `development` (strict, report-only, plus ws: and
@@ -90,8 +91,8 @@ type SecurityHeaders struct {
 	// NoSniff sends X-Content-Type-Options: nosniff. Default: true.
 	NoSniff *bool `json:"nosniff,omitempty"`
 
-	// Remove lists response headers to delete, whoever set them. Default: Server and
-	// X-Powered-By. An empty list removes nothing.
+	// Remove lists response headers to delete, whoever set them (a `header` directive too: it
+	// is applied last). Default: Server and X-Powered-By. An empty list removes nothing.
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins

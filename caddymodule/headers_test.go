@@ -1001,3 +1001,57 @@ func TestAsksForPage(t *testing.T) {
 		}
 	}
 }
+
+// The precedence the README states: a deferred `header` replaces ours and the upstream's,
+// remove is applied last (over a `header` directive too), and the policy header name this
+// handler does not send is the application's, so it passes.
+func TestSecurityHeadersPrecedenceAsDocumented(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'")
+		h.Set("Content-Security-Policy-Report-Only", "script-src 'none'")
+		h.Set("Permissions-Policy", "camera=*")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /report-only {
+		security_headers {
+			report_only
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		security_headers
+		header Server "my-edge"
+		header Permissions-Policy "camera=(self)" {
+			defer
+		}
+		reverse_proxy %[2]s
+	}
+}
+`, port, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	resp, _ := getBody(t, base+"/report-only")
+	if got := resp.Header.Values("Content-Security-Policy"); len(got) != 1 || got[0] != "default-src 'none'" {
+		t.Errorf("report_only: the upstream's enforcing policy %q, want it to pass", got)
+	}
+	if got := resp.Header.Values("Content-Security-Policy-Report-Only"); len(got) != 1 || !strings.Contains(got[0], "'nonce-") {
+		t.Errorf("report_only: Content-Security-Policy-Report-Only %q, want ours only", got)
+	}
+	resp, _ = getBody(t, base+"/")
+	if got := resp.Header.Values("Content-Security-Policy-Report-Only"); len(got) != 1 || got[0] != "script-src 'none'" {
+		t.Errorf("enforcing: the upstream's report-only policy %q, want it to pass", got)
+	}
+	if got := resp.Header.Values("Content-Security-Policy"); len(got) != 1 || !strings.Contains(got[0], "'nonce-") {
+		t.Errorf("enforcing: Content-Security-Policy %q, want ours only", got)
+	}
+	if got := resp.Header.Values("Permissions-Policy"); len(got) != 1 || got[0] != "camera=(self)" {
+		t.Errorf("a deferred header directive: Permissions-Policy %q, want its value only", got)
+	}
+	if got := resp.Header.Values("Server"); len(got) != 0 {
+		t.Errorf("remove is applied last: Server %q, want none", got)
+	}
+}
