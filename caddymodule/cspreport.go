@@ -44,7 +44,8 @@ const maxReportField = 512
 
 // CSPReport receives Content Security Policy violation reports, in both formats browsers
 // send: `application/csp-report` (the report-uri directive) and `application/reports+json`
-// (the Reporting API, report-to). Each report becomes one `csp_violation` security event
+// (the Reporting API, report-to); `application/json` is read as either (a JSON array is a
+// Reporting API batch). Each report becomes one `csp_violation` security event
 // (logger hardening.security) with normalized fields: directive, blocked_uri, document_uri,
 // source_file, line, column, disposition, sample, plus the client's IP and class. Logging is
 // limited per second (floods are counted in `suppressed`); the metric
@@ -116,7 +117,7 @@ func (c *CSPReport) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if mt != "application/csp-report" && mt != "application/reports+json" && mt != "application/json" {
 		cspReportsRejected.WithLabelValues("media_type").Inc()
 		return writeProblem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type",
-			"expected application/csp-report or application/reports+json", nil)
+			"expected application/csp-report, application/reports+json or application/json", nil)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, c.MaxBodySize+1))
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("csp_report", parseCSPReport)
-	httpcaddyfile.RegisterDirectiveOrder("csp_report", httpcaddyfile.Before, "respond")
+	httpcaddyfile.RegisterDirectiveOrder("csp_report", httpcaddyfile.Before, "handle")
 }
 
 func parseCSPReport(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

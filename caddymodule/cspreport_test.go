@@ -111,3 +111,27 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// csp_report runs before handle: a site whose pages are all under a catch-all `handle {}`
+// still receives its reports (ordered before respond, the handle block answered them).
+func TestCSPReportRunsBeforeACatchAllHandle(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle {
+		respond "page"
+	}
+	csp_report /csp-report
+}
+`, port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/csp-report", port)
+	for _, ct := range []string{"application/csp-report", "application/json"} {
+		resp, body := postReport(t, url, ct, `{"csp-report": {"effective-directive": "script-src-elem", "disposition": "enforce"}}`)
+		if resp.StatusCode != http.StatusNoContent || body != "" {
+			t.Fatalf("%s report under a catch-all handle: %d %q; want 204 from csp_report", ct, resp.StatusCode, body)
+		}
+	}
+	if resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/other", port)); resp.StatusCode != http.StatusOK || body != "page" {
+		t.Fatalf("the handle block: %d %q", resp.StatusCode, body)
+	}
+}

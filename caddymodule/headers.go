@@ -29,7 +29,8 @@ const NonceVar = "csp_nonce"
 //
 // Header rule: the values set here replace an upstream's header of the same name (the edge is
 // the authority), except for the headers listed in keep_upstream, where the upstream's value
-// wins. A `header` directive in the same site runs after this handler and always wins.
+// wins. A `header` directive in the same site runs after this handler and replaces its value
+// (a deferred one replaces the upstream's too). Remove is applied last, over everything.
 type SecurityHeaders struct {
 	// Preset is the policy to start from: `strict` (nonce-based scripts with 'strict-dynamic',
 	// no plugins, no framing, no <base>), `development` (strict, report-only, plus ws: and
@@ -59,8 +60,10 @@ type SecurityHeaders struct {
 	ReportTo string `json:"report_to,omitempty"`
 
 	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
-	// development. Default: max-age=63072000; includeSubDomains (no preload: that is a
-	// commitment you make on purpose).
+	// development. Where it is not sent (plain HTTP, development, Off), an upstream's
+	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
+	// max-age=63072000; includeSubDomains (no preload: that is a commitment you make on
+	// purpose).
 	HSTS *HSTSConfig `json:"hsts,omitempty"`
 
 	// FrameOptions is X-Frame-Options: DENY, SAMEORIGIN or off. Default: what the policy's
@@ -88,12 +91,13 @@ type SecurityHeaders struct {
 	// NoSniff sends X-Content-Type-Options: nosniff. Default: true.
 	NoSniff *bool `json:"nosniff,omitempty"`
 
-	// Remove lists response headers to delete, whoever set them. Default: Server and
-	// X-Powered-By. An empty list removes nothing.
+	// Remove lists response headers to delete, whoever set them (a `header` directive too: it
+	// is applied last). Default: Server and X-Powered-By. An empty list removes nothing.
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
-	// over this handler's.
+	// over this handler's. Strict-Transport-Security may be listed with any hsts setting:
+	// the upstream's then passes also where this handler sends none.
 	KeepUpstream []string `json:"keep_upstream,omitempty"`
 
 	// InjectNonce puts the nonce into text/html responses. Default: off (the nonce is only
@@ -210,13 +214,13 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	for _, d := range h.CSP {
 		name := strings.ToLower(d.Name)
 		if err := csp.ValidateDirective(name, d.Values); err != nil {
-			return fmt.Errorf("csp: %w", err)
+			return forOption("csp", fmt.Errorf("csp: %w", err))
 		}
 		policy.Set(name, d.Values...)
 	}
 	for _, name := range h.CSPRemove {
 		if !csp.KnownDirective(strings.ToLower(name)) {
-			return fmt.Errorf("csp: cannot remove unknown directive %q", name)
+			return forOption("csp", fmt.Errorf("csp: cannot remove unknown directive %q", name))
 		}
 		policy.Remove(name)
 	}
@@ -226,13 +230,13 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	var static []headerValue
 	if h.ReportTo != "" {
 		if !validEndpointURL(h.ReportTo) {
-			return fmt.Errorf("report_to %q: expected an https:// URL or an absolute path (/csp-report)", h.ReportTo)
+			return forOption("report_to", fmt.Errorf("report_to %q: expected an https:// URL or an absolute path (/csp-report)", h.ReportTo))
 		}
 		policy.Set("report-to", reportToGroup)
 		static = append(static, headerValue{"Reporting-Endpoints", reportToGroup + `="` + h.ReportTo + `"`})
 	}
 	if err := policy.Validate(); err != nil {
-		return fmt.Errorf("csp: %w", err)
+		return forOption("csp", fmt.Errorf("csp: %w", err))
 	}
 	reportOnly := preset == csp.PresetDevelopment
 	if h.ReportOnly != nil {
@@ -255,7 +259,7 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		hsts = csp.HSTS{MaxAge: c.MaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
 		if !c.Off {
 			if err := hsts.Validate(); err != nil {
-				return err
+				return forOption("hsts", err)
 			}
 		}
 	}
@@ -277,10 +281,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		} else {
 			v, err := csp.OneOf("frame_options", h.FrameOptions, csp.FrameOptionsValues)
 			if err != nil {
-				return err
+				return forOption("frame_options", err)
 			}
 			if fa, has := policy.Get("frame-ancestors"); has && v != derived {
-				return fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other", v, strings.Join(fa, " "))
+				return forOption("frame_options", fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other", v, strings.Join(fa, " ")))
 			}
 			xfo = v
 		}
@@ -312,11 +316,11 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		if o.allowed != nil {
 			canon, err := csp.OneOf(o.field, v, o.allowed)
 			if err != nil {
-				return err
+				return forOption(o.field, err)
 			}
 			v = canon
 		} else if err := csp.ValidatePermissionsPolicy(v); err != nil {
-			return err
+			return forOption(o.field, err)
 		}
 		static = append(static, headerValue{o.header, v})
 	}
@@ -348,12 +352,27 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	for _, name := range h.KeepUpstream {
 		name = http.CanonicalHeaderKey(name)
 		if !h.manages(name) {
-			return fmt.Errorf("keep_upstream %s: this handler does not set that header", name)
+			return forOption("keep_upstream", fmt.Errorf("keep_upstream %s: this handler does not set that header", name))
 		}
 		h.keep[name] = true
 	}
-	return h.buildInject(adapting)
+	if err := h.buildInject(adapting); err != nil {
+		return forOption("inject_nonce", err)
+	}
+	return nil
 }
+
+// optionError is a refusal that belongs to one option (the Caddyfile subdirective of that
+// name), so the Caddyfile adapter can point at its line.
+type optionError struct {
+	option string
+	err    error
+}
+
+func (e *optionError) Error() string { return e.err.Error() }
+func (e *optionError) Unwrap() error { return e.err }
+
+func forOption(option string, err error) error { return &optionError{option: option, err: err} }
 
 func (h *SecurityHeaders) buildInject(adapting bool) error {
 	h.injectMode = 0
@@ -390,15 +409,16 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 	return nil
 }
 
-// manages reports whether the handler sets the header, in some environment (so that one
+// manages reports whether the handler decides the header, in some environment (so that one
 // configuration loads in development, where HSTS is never sent and the policy is report-only,
-// as in production).
+// as in production). Strict-Transport-Security is always decided here: sent, or removed where
+// the handler sends none (plain HTTP, development, hsts off).
 func (h *SecurityHeaders) manages(name string) bool {
 	switch name {
 	case "Content-Security-Policy", "Content-Security-Policy-Report-Only":
 		return h.cspHeader != ""
 	case "Strict-Transport-Security":
-		return h.HSTS == nil || !h.HSTS.Off
+		return true
 	}
 	for _, s := range h.static {
 		if s.name == name {
@@ -431,12 +451,52 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		r.Header.Del("Accept-Encoding")
 		r.Header.Del("Range")
 		r.Header.Del("If-Range")
+		if asksForPage(r) {
+			// A 304 would have the browser reuse the page it holds, with the nonce of an
+			// earlier response: a page is always sent whole. Assets keep their 304s.
+			r.Header.Del("If-None-Match")
+			r.Header.Del("If-Modified-Since")
+		}
 	}
 	err := next.ServeHTTP(sw, r)
 	if cerr := sw.close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// asksForPage reports whether a request asks for HTML: its Accept names text/html,
+// application/xhtml+xml or text/* (with a q above 0; */* alone does not count, every asset
+// request sends it), or Sec-Fetch-Dest is document, iframe or frame.
+func asksForPage(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "document", "iframe", "frame":
+		return true
+	}
+	for _, accept := range r.Header.Values("Accept") {
+		for rng := range strings.SplitSeq(accept, ",") {
+			mt, params, _ := strings.Cut(rng, ";")
+			switch strings.ToLower(strings.TrimSpace(mt)) {
+			case "text/html", "application/xhtml+xml", "text/*":
+				if !zeroQ(params) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// zeroQ reports whether media-range parameters give q=0 (not acceptable).
+func zeroQ(params string) bool {
+	for p := range strings.SplitSeq(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			v = strings.TrimSpace(v)
+			return strings.Trim(v, "0.") == "" && v != ""
+		}
+	}
+	return false
 }
 
 // Interface guards.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -47,8 +48,13 @@ func parseSecurityHeaders(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //
 // Without a preset, the hardening app's environment picks it: strict in production and
 // staging, development in development.
+//
+// A refusal names the line of the subdirective it is about, also for the rules checked once
+// the whole block is read (frame_options against the policy's frame-ancestors, keep_upstream
+// of a header not set here).
 func (h *SecurityHeaders) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
+	directive := d.Token()
 	if d.NextArg() {
 		h.Preset = d.Val()
 		if _, ok := csp.Preset(h.Preset); !ok {
@@ -58,17 +64,18 @@ func (h *SecurityHeaders) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("security_headers takes one preset; got %q too", d.Val())
 		}
 	}
-	seen := map[string]bool{}
+	seen := map[string]caddyfile.Token{} // each subdirective's first token, for the errors below
 	for d.NextBlock(0) {
 		name := d.Val()
 		parse, ok := securityHeadersSubdirectives[name]
 		if !ok {
 			return d.Errf("unknown security_headers subdirective %q; expected one of: %s", name, strings.Join(sortedKeys(securityHeadersSubdirectives), ", "))
 		}
-		if seen[name] && name != "csp" {
-			return d.Errf("security_headers: %s given twice", name)
+		if _, twice := seen[name]; !twice {
+			seen[name] = d.Token()
+		} else if name != "csp" {
+			return d.Errf("%s given twice", name)
 		}
-		seen[name] = true
 		if err := parse(d, h); err != nil {
 			return err
 		}
@@ -82,9 +89,24 @@ func (h *SecurityHeaders) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	check := *h
 	if err := check.build(env, true); err != nil {
-		return d.Errf("security_headers: %v", err)
+		at := directive
+		var oe *optionError
+		if errors.As(err, &oe) {
+			if tok, ok := seen[oe.option]; ok {
+				at = tok
+			}
+		}
+		return errorAt(at, err)
 	}
 	return nil
+}
+
+// errorAt is err with the file and line of tok (and its import chain), as Dispenser.Errf
+// gives them for the current token.
+func errorAt(tok caddyfile.Token, err error) error {
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.WrapErr(err)
 }
 
 var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *SecurityHeaders) error{
@@ -159,9 +181,16 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 			return d.ArgErr()
 		}
 		list := []string{}
-		if !(len(args) == 1 && args[0] == "none") {
-			list = args
+		if len(args) == 1 && args[0] == "none" {
+			h.Remove = &list
+			return nil
 		}
+		for _, a := range args {
+			if strings.EqualFold(a, "none") {
+				return d.Errf("remove: none stands alone (remove none keeps every header); expected remove <header>... or remove none, got remove %s", strings.Join(args, " "))
+			}
+		}
+		list = args
 		h.Remove = &list
 		return nil
 	},

@@ -9,6 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -147,6 +150,11 @@ localhost:%d, http://localhost:%d {
 }
 
 func TestSecurityHeadersDevelopmentIsReportOnlyWithoutHSTS(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
 	http_port %d
@@ -161,9 +169,12 @@ func TestSecurityHeadersDevelopmentIsReportOnlyWithoutHSTS(t *testing.T) {
 localhost:%d {
 	bind 127.0.0.1
 	security_headers
+	handle /proxied {
+		reverse_proxy %s
+	}
 	respond "ok"
 }
-`, httpPort, httpsPort, t.TempDir(), httpsPort))
+`, httpPort, httpsPort, t.TempDir(), httpsPort, up.Listener.Addr()))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
 	ro := resp.Header.Get("Content-Security-Policy-Report-Only")
@@ -172,6 +183,11 @@ localhost:%d {
 	}
 	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
 		t.Fatalf("development sends HSTS %q", got)
+	}
+	// Nor does an upstream's pass: a development HTTPS site must not pin browsers to HTTPS.
+	resp, _ = getBody(t, fmt.Sprintf("https://localhost:%d/proxied", httpsPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+		t.Fatalf("development passes the upstream's HSTS %q", got)
 	}
 }
 
@@ -284,9 +300,11 @@ func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
 			t.Errorf("%s: body %q, Cache-Control %q: a bodiless response is not rewritten", p, body, resp.Header.Get("Cache-Control"))
 		}
 	}
+	// HEAD of a page tells what its GET would: the rewritten page's headers, no body.
 	req, _ := http.NewRequest(http.MethodHead, base+"/", nil)
-	if resp, _ := fetch(t, req); resp.Header.Get("Cache-Control") == "no-store" {
-		t.Error("HEAD was treated as a rewritten page")
+	if resp, body := fetch(t, req); resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Length") != "" || body != "" {
+		t.Errorf("HEAD of a page: Cache-Control %q, Content-Length %q, body %q; want GET's headers",
+			resp.Header.Get("Cache-Control"), resp.Header.Get("Content-Length"), body)
 	}
 	// An upstream that compresses although asked not to: the placeholder must not leak.
 	resp, body = getBody(t, base+"/br-anyway")
@@ -695,5 +713,345 @@ func TestTemplatesUseTheNonce(t *testing.T) {
 		if want := `<script nonce="` + nonce + `">a()</script><script >b()</script>`; strings.TrimSpace(body) != want {
 			t.Errorf("%s:\n got  %q\n want %q", path, body, want)
 		}
+	}
+}
+
+// In placeholder mode the secret never leaves in a header either: in a 103 Early Hints, the
+// final response (a preload Link gets the response's nonce, as a tag would) and the trailers.
+func TestPlaceholderNeverLeavesInHeaders(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Link", "</app.js>; rel=preload; as=script; nonce="+testPlaceholder)
+		w.WriteHeader(http.StatusEarlyHints)
+		h.Set("Content-Type", "text/html")
+		h.Set("X-Debug", "marker="+testPlaceholder)
+		h.Set("Trailer", "X-Render")
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = io.WriteString(w, `<script nonce="`+testPlaceholder+`">a()</script>`)
+		}
+		h.Set("X-Render", "done "+testPlaceholder)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		var early []http.Header
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			early = append(early, http.Header(h).Clone())
+			return nil
+		}}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), method, fmt.Sprintf("http://127.0.0.1:%d/", port), nil)
+		resp, body := fetch(t, req)
+		nonce := cspNonce(t, resp.Header)
+		if len(early) != 1 {
+			t.Fatalf("%s: %d informational responses, want the upstream's 103", method, len(early))
+		}
+		wantLink := "</app.js>; rel=preload; as=script; nonce=" + nonce
+		for where, h := range map[string]http.Header{"103": early[0], "response": resp.Header, "trailers": resp.Trailer} {
+			for k, vs := range h {
+				for _, v := range vs {
+					if strings.Contains(v, testPlaceholder) {
+						t.Errorf("%s %s: %s: %q carries the placeholder", method, where, k, v)
+					}
+				}
+			}
+		}
+		if got := early[0].Get("Link"); got != wantLink {
+			t.Errorf("%s: 103 Link %q, want %q", method, got, wantLink)
+		}
+		if got := resp.Header.Get("Link"); got != wantLink {
+			t.Errorf("%s: Link %q, want %q", method, got, wantLink)
+		}
+		if got := resp.Header.Get("X-Debug"); got != "marker="+nonce {
+			t.Errorf("%s: X-Debug %q", method, got)
+		}
+		if method == http.MethodGet {
+			if body != `<script nonce="`+nonce+`">a()</script>` {
+				t.Errorf("body %q", body)
+			}
+			if got := resp.Trailer.Get("X-Render"); got != "done "+nonce {
+				t.Errorf("trailer X-Render %q, want %q", got, "done "+nonce)
+			}
+		}
+	}
+}
+
+// In placeholder mode every uncompressed body that is not HTML has the placeholder overwritten
+// (same length), whatever its type says, except clearly binary types, which would be corrupted.
+func TestPlaceholderRedactedInEveryBodyButBinary(t *testing.T) {
+	body := `<svg><script nonce="` + testPlaceholder + `">x()</script></svg>`
+	redacted := strings.ReplaceAll(body, testPlaceholder, strings.Repeat("-", len(testPlaceholder)))
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = []string{r.URL.Query().Get("type")}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	for _, c := range []struct {
+		typ    string
+		redact bool
+	}{
+		{"image/svg+xml", true},
+		{"application/x-javascript", true},
+		{"application/vnd.api+json; charset=utf-8", true},
+		{"application/x-ndjson", true},
+		{"text/event-stream", true},
+		{"multipart/mixed; boundary=x", true},
+		{"", true}, // present but empty: the client guesses
+		{"image/png", false},
+		{"audio/ogg", false},
+		{"video/mp4", false},
+		{"font/woff2", false},
+		{"application/octet-stream", false},
+		{"application/zip", false},
+		{"application/gzip", false},
+		{"application/x-gzip", false},
+		{"application/pdf", false},
+		{"application/wasm", false},
+	} {
+		resp, got := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?type=%s", port, neturl.QueryEscape(c.typ)))
+		want := body
+		if c.redact {
+			want = redacted
+		}
+		if got != want || resp.ContentLength != int64(len(body)) {
+			t.Errorf("%q: %d bytes %q; want %q (redacted: %v)", c.typ, resp.ContentLength, got, want, c.redact)
+		}
+	}
+}
+
+// Strict-Transport-Security comes from us or from nobody: where we send none (plain HTTP,
+// hsts off) an upstream's is removed, unless keep_upstream lists it.
+func TestUpstreamHSTSOnlyWhereKept(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=1")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	http_port %d
+	https_port %d
+	local_certs
+	skip_install_trust
+	storage file_system %s
+}
+localhost:%d, http://localhost:%d {
+	bind 127.0.0.1
+	handle /off {
+		security_headers {
+			hsts off
+		}
+		reverse_proxy %[6]s
+	}
+	handle /off-kept {
+		security_headers {
+			hsts off
+			keep_upstream Strict-Transport-Security
+		}
+		reverse_proxy %[6]s
+	}
+	handle /kept {
+		security_headers {
+			keep_upstream Strict-Transport-Security
+		}
+		reverse_proxy %[6]s
+	}
+	handle {
+		security_headers
+		reverse_proxy %[6]s
+	}
+}
+`, httpPort, httpsPort, t.TempDir(), httpsPort, httpPort, up.Listener.Addr()))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	https, http := fmt.Sprintf("https://localhost:%d", httpsPort), fmt.Sprintf("http://localhost:%d", httpPort)
+	for url, want := range map[string]string{
+		https + "/":         "max-age=63072000; includeSubDomains",
+		http + "/":          "",
+		https + "/off":      "",
+		http + "/off":       "",
+		https + "/off-kept": "max-age=1",
+		http + "/off-kept":  "max-age=1",
+		https + "/kept":     "max-age=1",
+		http + "/kept":      "max-age=1",
+	} {
+		resp, _ := getBody(t, url)
+		if got := strings.Join(resp.Header.Values("Strict-Transport-Security"), ", "); got != want {
+			t.Errorf("%s: Strict-Transport-Security %q, want %q", url, got, want)
+		}
+	}
+}
+
+// A page rewritten with a nonce is always sent whole to a request for a page: a 304 would have
+// the browser reuse the copy it holds, with an older response's nonce. Assets keep their 304s,
+// and HEAD tells what GET would.
+func TestInjectSendsPagesWhole(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(`<!doctype html><script src="/app.js"></script>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "app.js"), []byte(`app()`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	root * %s
+	security_headers {
+		inject_nonce tags
+	}
+	file_server
+}
+`, port, root))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	get := func(method, path string, hdr map[string]string) (*http.Response, string) {
+		req, _ := http.NewRequest(method, base+path, nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		return fetch(t, req)
+	}
+	navigation := "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	first, _ := get(http.MethodGet, "/", map[string]string{"Accept": navigation})
+	etag, lastMod := first.Header.Get("Etag"), first.Header.Get("Last-Modified")
+	if !strings.HasPrefix(etag, "W/") || lastMod == "" {
+		t.Fatalf("ETag %q, Last-Modified %q: want a weak ETag and a date", etag, lastMod)
+	}
+	if v := first.Header.Get("Accept-Ranges"); v != "" {
+		t.Errorf("GET of a rewritten page: Accept-Ranges %q, want none (Range is removed from requests)", v)
+	}
+	for name, hdr := range map[string]map[string]string{
+		"If-None-Match, Accept text/html":            {"If-None-Match": etag, "Accept": navigation},
+		"If-None-Match, Accept application/xhtml":    {"If-None-Match": etag, "Accept": "application/xhtml+xml"},
+		"If-None-Match, Sec-Fetch-Dest iframe":       {"If-None-Match": etag, "Sec-Fetch-Dest": "iframe"},
+		"If-Modified-Since, Sec-Fetch-Dest document": {"If-Modified-Since": lastMod, "Sec-Fetch-Dest": "document"},
+		"If-Modified-Since, Accept text/*":           {"If-Modified-Since": lastMod, "Accept": "text/*"},
+	} {
+		resp, body := get(http.MethodGet, "/", hdr)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `nonce="`+cspNonce(t, resp.Header)+`"`) {
+			t.Errorf("%s: %d %q; want the page whole with this response's nonce", name, resp.StatusCode, body)
+		}
+	}
+	// An asset request (Accept */*, Sec-Fetch-Dest script) keeps its 304.
+	js, _ := get(http.MethodGet, "/app.js", nil)
+	if resp, _ := get(http.MethodGet, "/app.js", map[string]string{"If-None-Match": js.Header.Get("Etag"), "Accept": "*/*", "Sec-Fetch-Dest": "script"}); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("asset revalidation: %d, want 304", resp.StatusCode)
+	}
+	// A request that refuses HTML (q=0) is not a page request either.
+	if resp, _ := get(http.MethodGet, "/app.js", map[string]string{"If-None-Match": js.Header.Get("Etag"), "Accept": "text/html;q=0, */*"}); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("Accept text/html;q=0: %d, want 304", resp.StatusCode)
+	}
+	head, _ := get(http.MethodHead, "/", map[string]string{"Accept": navigation})
+	for k, want := range map[string]string{"Content-Length": "", "Accept-Ranges": "", "Etag": etag, "Cache-Control": "no-store"} {
+		if got := head.Header.Get(k); got != want {
+			t.Errorf("HEAD of a rewritten page: %s %q, want %q (as GET)", k, got, want)
+		}
+	}
+}
+
+func TestAsksForPage(t *testing.T) {
+	for _, c := range []struct {
+		accept, dest string
+		page         bool
+	}{
+		{"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "", true},
+		{"application/xhtml+xml", "", true},
+		{"TEXT/HTML; charset=utf-8", "", true},
+		{"text/*", "", true},
+		{"text/html;q=0.001", "", true},
+		{"text/html;q=0", "", false},
+		{"text/html; q=0.0, */*", "", false},
+		{"*/*", "", false},
+		{"", "", false},
+		{"text/css,*/*;q=0.1", "style", false},
+		{"image/avif,image/webp,*/*;q=0.8", "image", false},
+		{"*/*", "document", true},
+		{"", "iframe", true},
+		{"", "frame", true},
+		{"", "script", false},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if c.accept != "" {
+			r.Header.Set("Accept", c.accept)
+		}
+		if c.dest != "" {
+			r.Header.Set("Sec-Fetch-Dest", c.dest)
+		}
+		if got := asksForPage(r); got != c.page {
+			t.Errorf("Accept %q, Sec-Fetch-Dest %q: asksForPage %v, want %v", c.accept, c.dest, got, c.page)
+		}
+	}
+}
+
+// The precedence the README states: a deferred `header` replaces ours and the upstream's,
+// remove is applied last (over a `header` directive too), and the policy header name this
+// handler does not send is the application's, so it passes.
+func TestSecurityHeadersPrecedenceAsDocumented(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'")
+		h.Set("Content-Security-Policy-Report-Only", "script-src 'none'")
+		h.Set("Permissions-Policy", "camera=*")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /report-only {
+		security_headers {
+			report_only
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		security_headers
+		header Server "my-edge"
+		header Permissions-Policy "camera=(self)" {
+			defer
+		}
+		reverse_proxy %[2]s
+	}
+}
+`, port, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	resp, _ := getBody(t, base+"/report-only")
+	if got := resp.Header.Values("Content-Security-Policy"); len(got) != 1 || got[0] != "default-src 'none'" {
+		t.Errorf("report_only: the upstream's enforcing policy %q, want it to pass", got)
+	}
+	if got := resp.Header.Values("Content-Security-Policy-Report-Only"); len(got) != 1 || !strings.Contains(got[0], "'nonce-") {
+		t.Errorf("report_only: Content-Security-Policy-Report-Only %q, want ours only", got)
+	}
+	resp, _ = getBody(t, base+"/")
+	if got := resp.Header.Values("Content-Security-Policy-Report-Only"); len(got) != 1 || got[0] != "script-src 'none'" {
+		t.Errorf("enforcing: the upstream's report-only policy %q, want it to pass", got)
+	}
+	if got := resp.Header.Values("Content-Security-Policy"); len(got) != 1 || !strings.Contains(got[0], "'nonce-") {
+		t.Errorf("enforcing: Content-Security-Policy %q, want ours only", got)
+	}
+	if got := resp.Header.Values("Permissions-Policy"); len(got) != 1 || got[0] != "camera=(self)" {
+		t.Errorf("a deferred header directive: Permissions-Policy %q, want its value only", got)
+	}
+	if got := resp.Header.Values("Server"); len(got) != 0 {
+		t.Errorf("remove is applied last: Server %q, want none", got)
 	}
 }

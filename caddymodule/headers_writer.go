@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -97,8 +98,42 @@ func (sw *securityWriter) settle() {
 			hdr[name] = vals[:1]
 		}
 	}
+	if !sw.sendsHSTS() && !sw.h.keep["Strict-Transport-Security"] {
+		// No HSTS from us here (plain HTTP, development, hsts off): none from anyone else
+		// either, unless the operator kept the upstream's.
+		delete(hdr, "Strict-Transport-Security")
+	}
 	for _, name := range sw.h.remove {
 		delete(hdr, name)
+	}
+}
+
+// sendsHSTS reports whether this response gets the handler's Strict-Transport-Security.
+func (sw *securityWriter) sendsHSTS() bool {
+	return sw.r.TLS != nil && sw.h.hsts != ""
+}
+
+// redactHeaders replaces the placeholder with the response's nonce in every header value
+// (a preload Link's nonce is a legitimate use; anything else at least stops leaking the
+// secret). In placeholder mode it runs before any header block is written: 1xx, the final
+// one, and the trailers.
+func (sw *securityWriter) redactHeaders() {
+	ph := sw.h.ph
+	if ph == "" {
+		return // not provisioned (cannot happen when serving)
+	}
+	for name, vals := range sw.Header() {
+		for i, v := range vals {
+			if !strings.Contains(v, ph) {
+				continue
+			}
+			out := slices.Clone(vals) // the slice may be shared with another header map
+			for j := i; j < len(out); j++ {
+				out[j] = strings.ReplaceAll(out[j], ph, sw.nonce)
+			}
+			sw.Header()[name] = out
+			break
+		}
 	}
 }
 
@@ -108,7 +143,11 @@ func (sw *securityWriter) WriteHeader(status int) {
 		return
 	}
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
-		sw.ResponseWriter.WriteHeader(status) // 103 Early Hints and the like: not the response
+		// 103 Early Hints and the like: not the response, but their headers go out now.
+		if sw.h.injectMode == csp.Placeholder {
+			sw.redactHeaders()
+		}
+		sw.ResponseWriter.WriteHeader(status)
 		return
 	}
 	sw.started = true
@@ -122,13 +161,18 @@ func (sw *securityWriter) WriteHeader(status int) {
 	sw.start(status)
 }
 
-// start sends the status, after choosing how the body is handled.
+// start sends the status, after choosing how the body is handled. A HEAD response gets the
+// headers its GET would have.
 func (sw *securityWriter) start(status int) {
-	if sw.h.injectMode != 0 && sw.hasBody(status) {
+	if sw.h.injectMode == csp.Placeholder {
+		sw.redactHeaders()
+	}
+	if sw.h.injectMode != 0 && bodyStatus(status) {
 		hdr := sw.Header()
 		ce := hdr.Get("Content-Encoding")
 		encoded := ce != "" && !strings.EqualFold(ce, "identity")
 		mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+		body := sw.r.Method != http.MethodHead
 		switch {
 		case mt == "text/html" || mt == "application/xhtml+xml":
 			if encoded || status == http.StatusPartialContent {
@@ -139,15 +183,19 @@ func (sw *securityWriter) start(status int) {
 				break // tags mode: nothing secret in it; pass it as it is
 			}
 			hdr.Del("Content-Length") // the body's length changes
+			hdr.Del("Accept-Ranges")  // a range of it cannot be had (Range is removed from the request)
 			if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
 				hdr.Set("ETag", "W/"+etag) // same meaning, different bytes
 			}
 			if sw.h.cacheCtl != "" {
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
-			sw.rewrite(sw.h.injectMode)
-		case sw.h.injectMode == csp.Placeholder && !encoded && isText(mt):
-			// JSON, JavaScript, CSS, text: the placeholder must not leave the edge here either.
+			if body {
+				sw.rewrite(sw.h.injectMode)
+			}
+		case body && sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
+			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
+			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
 			sw.rewrite(csp.Redact)
 		}
@@ -164,22 +212,34 @@ func (sw *securityWriter) rewrite(mode csp.Mode) {
 	sw.inj = inj
 }
 
-// isText reports whether a media type is text a client reads (so could carry the
-// placeholder to it): text/*, JSON, JavaScript, XML.
-func isText(mt string) bool {
-	if strings.HasPrefix(mt, "text/") {
+// isBinary reports whether a media type is clearly binary, so is passed as it is in
+// placeholder mode (overwriting bytes would corrupt it): image/* other than SVG, audio/*,
+// video/*, font/*, and a few application types. Every other body, an unknown or missing type
+// included, is redacted.
+func isBinary(mt string) bool {
+	top, _, _ := strings.Cut(mt, "/")
+	switch top {
+	case "image":
+		return mt != "image/svg+xml"
+	case "audio", "video", "font":
 		return true
 	}
 	switch mt {
-	case "application/json", "application/javascript", "application/ecmascript", "application/xml":
+	case "application/octet-stream", "application/zip", "application/gzip", "application/x-gzip",
+		"application/pdf", "application/wasm":
 		return true
 	}
-	return strings.HasPrefix(mt, "application/") && (strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+xml"))
+	return false
+}
+
+// bodyStatus reports whether a response with this status carries a body (to a GET).
+func bodyStatus(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 // hasBody reports whether a response with this status to this request carries a body.
 func (sw *securityWriter) hasBody(status int) bool {
-	return sw.r.Method != http.MethodHead && status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+	return sw.r.Method != http.MethodHead && bodyStatus(status)
 }
 
 func hasContentType(h http.Header) bool {
@@ -295,6 +355,11 @@ func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // close passes on what the injector holds at the end of the body.
 func (sw *securityWriter) close() error {
 	sw.sniff(nil) // a held status whose body never came
+	if sw.h.injectMode == csp.Placeholder {
+		// Trailers (reverse_proxy adds the upstream's to the header map after the body), and
+		// the headers of a response the route never started.
+		sw.redactHeaders()
+	}
 	if sw.inj == nil {
 		return nil
 	}
