@@ -111,7 +111,7 @@ func errorAt(tok caddyfile.Token, err error) error {
 
 var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *SecurityHeaders) error{
 	"csp":         parseCSPBlock,
-	"report_only": func(d *caddyfile.Dispenser, h *SecurityHeaders) error { return optionalOnOff(d, &h.ReportOnly) },
+	"report_only": func(d *caddyfile.Dispenser, h *SecurityHeaders) error { return optionalOnOff(d, "security_headers report_only", &h.ReportOnly) },
 	"report_uri": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		h.ReportURI = d.RemainingArgs()
 		if len(h.ReportURI) == 0 {
@@ -291,12 +291,13 @@ func headerArg(field func(*SecurityHeaders) *string, allowed []string) func(*cad
 	}
 }
 
-// optionalOnOff reads an optional on|off argument; the bare subdirective means on.
-func optionalOnOff(d *caddyfile.Dispenser, dst **bool) error {
+// optionalOnOff reads an optional on|off argument of the subdirective name (as errors call
+// it); the bare subdirective means on.
+func optionalOnOff(d *caddyfile.Dispenser, name string, dst **bool) error {
 	on := true
 	if d.CountRemainingArgs() > 0 {
 		var err error
-		if on, err = onOff(d, d.Val()); err != nil {
+		if on, err = onOff(d, name); err != nil {
 			return err
 		}
 	}

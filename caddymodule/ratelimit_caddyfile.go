@@ -66,9 +66,9 @@ func parsePolicy(d *caddyfile.Dispenser, a *App) error {
 		case "key":
 			p.Key, err = parseKeyArg(d, "policy "+name+" key")
 		case "adaptive":
-			err = optionalOnOff(d, &p.Adaptive)
+			err = optionalOnOff(d, "policy "+name+" adaptive", &p.Adaptive)
 		case "shadow":
-			err = optionalOnOff(d, &p.Shadow)
+			err = optionalOnOff(d, "policy "+name+" shadow", &p.Shadow)
 		default:
 			return d.Errf("policy %s: unknown subdirective %q; expected limit, trusted, suspicious, key, adaptive or shadow", name, sub)
 		}
