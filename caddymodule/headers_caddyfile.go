@@ -110,8 +110,10 @@ func errorAt(tok caddyfile.Token, err error) error {
 }
 
 var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *SecurityHeaders) error{
-	"csp":         parseCSPBlock,
-	"report_only": func(d *caddyfile.Dispenser, h *SecurityHeaders) error { return optionalOnOff(d, "security_headers report_only", &h.ReportOnly) },
+	"csp": parseCSPBlock,
+	"report_only": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		return optionalOnOff(d, "security_headers report_only", &h.ReportOnly)
+	},
 	"report_uri": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		h.ReportURI = d.RemainingArgs()
 		if len(h.ReportURI) == 0 {
