@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -237,7 +238,7 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 		return err
 	}
 	h.entry, h.acquired = val.(*breakerEntry), true
-	h.entry.owner.Store(h)
+	h.entry.join(h)
 	h.metrics.setState(h.entry.b.State())
 	return nil
 }
@@ -252,7 +253,7 @@ func (h *UpstreamBreaker) Cleanup() error {
 		return nil
 	}
 	h.acquired = false // the entry stays readable: a request still draining can finish
-	h.entry.owner.CompareAndSwap(h, nil)
+	h.entry.leave(h)
 	_, err := breakerPool.Delete(h.key)
 	return err
 }
@@ -315,12 +316,37 @@ func (h *UpstreamBreaker) retryAfter(state breaker.State) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// breakerEntry is one breaker in the pool; owner is the handler of the newest config using it,
-// through which transitions are reported.
+// breakerEntry is one breaker in the pool, with the handlers using it. Transitions are reported
+// through the owner: the most recently provisioned handler not yet cleaned up, so the newest
+// config's app, logger and events. A config refused after one of its handlers joined cleans that
+// handler up, and the running config's handler owns the entry again.
 type breakerEntry struct {
 	b     *breaker.Breaker
-	owner atomic.Pointer[UpstreamBreaker]
 	since atomic.Int64 // unix nanoseconds of the last transition
+
+	mu    sync.Mutex
+	live  []*UpstreamBreaker // provisioned and not cleaned up, oldest first
+	owner atomic.Pointer[UpstreamBreaker]
+}
+
+// join makes a provisioned handler the owner.
+func (e *breakerEntry) join(h *UpstreamBreaker) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.live = append(e.live, h)
+	e.owner.Store(h)
+}
+
+// leave forgets a cleaned-up handler; the newest remaining one becomes the owner.
+func (e *breakerEntry) leave(h *UpstreamBreaker) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.live = slices.DeleteFunc(e.live, func(x *UpstreamBreaker) bool { return x == h })
+	if n := len(e.live); n > 0 {
+		e.owner.Store(e.live[n-1])
+	} else {
+		e.owner.Store(nil)
+	}
 }
 
 // Destruct stops the breaker's goroutines once no config uses it.

@@ -526,3 +526,51 @@ func TestBreakerLongResponseDoesNotHoldTheProbeSlot(t *testing.T) {
 		t.Fatalf("streamed probe: %d", r.status)
 	}
 }
+
+// TestBreakerRefusedReloadKeepsReporting: a reload refused after one of its handlers took the
+// running config's breaker must not silence that breaker: the running config still logs and
+// counts its transitions.
+func TestBreakerRefusedReloadKeepsReporting(t *testing.T) {
+	u := startUpstream(t, "fail")
+	good, url := breakerSite(t, "t_owner", "consecutive_failures 2\nopen_for 1m", u.addr())
+	c := testcaddy.StartCaddy(t, good)
+
+	// The refused config: its first route takes t_owner (same rules, so the same breaker); its
+	// second route gives t_owner other rules, which fails provisioning after that.
+	port := testenv.FreePort(t)
+	refused := fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /a/* {
+		upstream_breaker t_owner {
+			consecutive_failures 2
+			open_for 1m
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		upstream_breaker t_owner {
+			consecutive_failures 3
+			open_for 1m
+		}
+		reverse_proxy %[2]s
+	}
+}
+`, port, u.addr())
+	if err := c.Load(refused); err == nil || !strings.Contains(err.Error(), "upstream_breaker t_owner is configured twice") {
+		t.Fatalf("the conflicting config was not refused: %v", err)
+	}
+
+	openedBefore := metricValue(t, breakerTransitionsVec.WithLabelValues("t_owner", "open"))
+	getReply(t, url)
+	getReply(t, url)
+	assertOpenReply(t, getReply(t, url), 60)
+	if got := breakerEvents(t, c, "t_owner", 1); got != "warn:closed>open:local" {
+		t.Fatalf("state-change events after the refused reload: %q, want the opening", got)
+	}
+	if n := metricValue(t, breakerTransitionsVec.WithLabelValues("t_owner", "open")) - openedBefore; n != 1 {
+		t.Fatalf("transitions_total{to=open} grew by %v, want 1", n)
+	}
+	if v := metricValue(t, breakerStateVec.WithLabelValues("t_owner", "open")); v != 1 {
+		t.Fatalf("breaker_state{state=open} = %v, want 1", v)
+	}
+}
