@@ -96,6 +96,28 @@ func (s *StatusSet) add(code int) { s[code/64] |= 1 << (code % 64) }
 // Empty reports whether no code is in the set.
 func (s *StatusSet) Empty() bool { return *s == StatusSet{} }
 
+// String lists the set as ParseStatuses reads it: full classes as "5xx", other codes one by
+// one, in order ("404 5xx"), so equal sets print alike however they were written.
+func (s *StatusSet) String() string {
+	var parts []string
+	for class := 1; class <= 5; class++ {
+		full := true
+		for c := class * 100; c < class*100+100; c++ {
+			full = full && s.Has(c)
+		}
+		if full {
+			parts = append(parts, strconv.Itoa(class)+"xx")
+			continue
+		}
+		for c := class * 100; c < class*100+100; c++ {
+			if s.Has(c) {
+				parts = append(parts, strconv.Itoa(c))
+			}
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
 // ParseStatuses reads status codes ("503") and classes ("5xx"). No token gives 5xx.
 func ParseStatuses(tokens []string) (StatusSet, error) {
 	var s StatusSet

@@ -66,3 +66,22 @@ func TestParseStatuses(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusSetString(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, "5xx"},
+		{[]string{"503", "404"}, "404 503"},
+		{[]string{"5xx", "429", "502"}, "429 5xx"},
+	} {
+		s, err := ParseStatuses(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.String(); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

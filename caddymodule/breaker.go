@@ -26,8 +26,8 @@ func init() {
 var breakerPool = caddy.NewUsagePool()
 
 // configBreakers remembers, per config (its hardening app), the settings each breaker name was
-// given, to refuse one name with two different sets of trip rules.
-var configBreakers sync.Map // breakerInConfig -> pool key
+// first given, to refuse one name with two different sets of breaker-level settings.
+var configBreakers sync.Map // breakerInConfig -> []breakerSetting
 
 type breakerInConfig struct {
 	app  *App
@@ -52,7 +52,8 @@ type breakerInConfig struct {
 //	{http.vars.breaker_retry_after}  seconds until half-open (1 when half-open)
 //
 // Breakers with the same name share one state across the routes of the instance and across
-// config reloads that keep their trip settings. With `shared`, an instance whose breaker opens
+// config reloads that keep their trip settings. Within one config, the handlers of one name
+// must agree on every setting but the fallback; a difference refuses the config. With `shared`, an instance whose breaker opens
 // records it in the hardening app's Redis and every instance opens too (within
 // `sync_interval`); Redis is never on a request's path, and without it each instance decides
 // alone.
@@ -133,7 +134,8 @@ func (*UpstreamBreaker) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// settings turns the JSON fields into the core package's settings, checking them.
+// settings turns the JSON fields into the core package's settings, checking them. An invalid
+// setting is a *breaker.SettingError, so the Caddyfile parser can report its line.
 func (h *UpstreamBreaker) settings() (breaker.Settings, error) {
 	s := breaker.Settings{Name: h.Name, FailureRatio: h.FailureRatio,
 		Interval: time.Duration(h.Interval), OpenFor: time.Duration(h.OpenFor)}
@@ -145,28 +147,75 @@ func (h *UpstreamBreaker) settings() (breaker.Settings, error) {
 		{"min_requests", h.MinRequests, &s.MinRequests},
 		{"half_open_requests", h.HalfOpenRequests, &s.HalfOpenRequests}} {
 		if f.v < 0 || f.v > 1_000_000 {
-			return s, fmt.Errorf("upstream_breaker %s: %s must be from 1 to 1000000 (0 for the default), got %d", h.Name, f.name, f.v)
+			return s, &breaker.SettingError{Setting: f.name, Msg: fmt.Sprintf("must be from 1 to 1000000 (0 for the default), got %d", f.v)}
 		}
 		*f.dst = uint32(f.v)
 	}
-	if err := s.Validate(); err != nil {
-		return s, fmt.Errorf("upstream_breaker %s: %v", h.Name, err)
-	}
-	return s, nil
+	return s, s.Validate()
 }
 
-// Validate checks the configuration.
-func (h *UpstreamBreaker) Validate() error {
+// validate checks every setting; an invalid one is a *breaker.SettingError.
+func (h *UpstreamBreaker) validate() error {
 	if _, err := h.settings(); err != nil {
 		return err
 	}
 	if _, err := breaker.ParseStatuses(h.FailureStatus); err != nil {
-		return fmt.Errorf("upstream_breaker %s: failure_status: %v", h.Name, err)
+		return &breaker.SettingError{Setting: "failure_status", Msg: "has an " + err.Error()}
 	}
-	if h.SlowThreshold < 0 || h.SyncInterval < 0 {
-		return fmt.Errorf("upstream_breaker %s: slow_threshold and sync_interval must be positive", h.Name)
+	for _, d := range []struct {
+		name string
+		v    caddy.Duration
+	}{{"slow_threshold", h.SlowThreshold}, {"sync_interval", h.SyncInterval}} {
+		if d.v < 0 {
+			return &breaker.SettingError{Setting: d.name, Msg: fmt.Sprintf("must be positive, got %s", time.Duration(d.v))}
+		}
 	}
 	return nil
+}
+
+// Validate checks the configuration.
+func (h *UpstreamBreaker) Validate() error {
+	if err := h.validate(); err != nil {
+		return fmt.Errorf("upstream_breaker %s: %v", h.Name, err)
+	}
+	return nil
+}
+
+// syncEvery is sync_interval as in effect.
+func (h *UpstreamBreaker) syncEvery() time.Duration {
+	if h.SyncInterval == 0 {
+		return breaker.DefaultSyncInterval
+	}
+	return time.Duration(h.SyncInterval)
+}
+
+// breakerSetting is one breaker-level setting as in effect (defaults filled in).
+type breakerSetting struct{ name, value string }
+
+// inEffect lists the breaker-level settings, everything but the fallback, as in effect: the
+// handlers that share a name must agree on all of them.
+func (h *UpstreamBreaker) inEffect(s breaker.Settings) []breakerSetting {
+	s = s.WithDefaults()
+	statuses, _ := breaker.ParseStatuses(h.FailureStatus)
+	dur := func(d time.Duration) string {
+		if d == 0 {
+			return "off"
+		}
+		return d.String()
+	}
+	return []breakerSetting{
+		{"consecutive_failures", strconv.FormatUint(uint64(s.ConsecutiveFailures), 10)},
+		{"failure_ratio", strconv.FormatFloat(s.FailureRatio, 'g', -1, 64)},
+		{"min_requests", strconv.FormatUint(uint64(s.MinRequests), 10)},
+		{"interval", dur(s.Interval)},
+		{"open_for", s.OpenFor.String()},
+		{"half_open_requests", strconv.FormatUint(uint64(s.HalfOpenRequests), 10)},
+		{"failure_status", statuses.String()},
+		{"slow_threshold", dur(time.Duration(h.SlowThreshold))},
+		{"shared", strconv.FormatBool(h.Shared)},
+		{"sync_interval", h.syncEvery().String()},
+		{"critical", strconv.FormatBool(h.Critical)},
+	}
 }
 
 // Provision takes the breaker from the pool (creating it on first use), starts the shared
@@ -212,12 +261,21 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 			Message: "shared is set but the hardening app has no Redis: this breaker's state is per instance",
 			Fix:     "configure redis in the hardening global option, or remove shared"})
 	}
-	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings, shared, app.redisKey, app.KeyPrefix(), time.Duration(h.SyncInterval))
-	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, h.key)
+	effective := h.inEffect(settings)
+	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, effective)
 	h.inConfig = true
-	if loaded && prev != h.key {
-		return fmt.Errorf("upstream_breaker %s is configured twice with different trip rules; breakers with one name share one state: give them the same rules or different names", h.Name)
+	if loaded {
+		for i, p := range prev.([]breakerSetting) {
+			if e := effective[i]; e.value != p.value {
+				return fmt.Errorf("upstream_breaker %s is configured twice with different settings: %s is %s in one route and %s in another; "+
+					"routes with one breaker name share one breaker, so only their fallback may differ: give them the same settings or different names",
+					h.Name, e.name, p.value, e.value)
+			}
+		}
 	}
+	// The pool key: what the breaker itself depends on, as in effect, so a reload that only
+	// spells out a default keeps the state.
+	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), shared, app.redisKey, app.KeyPrefix(), h.syncEvery())
 	var err error
 	if h.metrics, err = provisionBreakerMetrics(ctx, h.Name); err != nil {
 		return err

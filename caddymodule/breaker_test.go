@@ -427,15 +427,46 @@ func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
 	}
 }
 
-func TestBreakerSameNameDifferentRulesRefused(t *testing.T) {
-	u := startUpstream(t, "ok")
-	b1, _ := breakerSite(t, "t_conflict", "consecutive_failures 2", u.addr())
-	b2, _ := breakerSite(t, "t_conflict", "consecutive_failures 3", u.addr())
-	_, err := testcaddy.TryStartCaddy(t, b1+b2)
-	if err == nil || !strings.Contains(err.Error(), "upstream_breaker t_conflict is configured twice with different trip rules") {
-		t.Fatalf("load error %v", err)
+// twoRoutes is one site whose routes /a/* and the rest each have the breaker name with the
+// given settings (lines of the block), in front of addr.
+func twoRoutes(t *testing.T, name, first, second, addr string) string {
+	indent := func(s string) string { return strings.ReplaceAll(s, "\n", "\n\t\t\t") }
+	return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /a/* {
+		upstream_breaker %[2]s {
+			%[3]s
+		}
+		reverse_proxy %[5]s
 	}
-	// The refused config left nothing behind.
+	handle {
+		upstream_breaker %[2]s {
+			%[4]s
+		}
+		reverse_proxy %[5]s
+	}
+}
+`, testenv.FreePort(t), name, indent(first), indent(second), addr)
+}
+
+func TestBreakerSameNameDifferentSettingsRefused(t *testing.T) {
+	u := startUpstream(t, "ok")
+	c := testcaddy.StartCaddy(t, "")
+	for _, tc := range []struct{ first, second, want string }{
+		{"consecutive_failures 2", "consecutive_failures 3", "consecutive_failures is 2 in one route and 3 in another"},
+		{"critical", "open_for 30s", "critical is true in one route and false in another"},
+		{"failure_status 5xx", "failure_status 500 502", "failure_status is 5xx in one route and 500 502 in another"},
+		{"open_for 30s", "slow_threshold 2s", "slow_threshold is off in one route and 2s in another"},
+		{"failure_ratio 0.5", "failure_ratio 0.5\ninterval 2m", "interval is 1m0s in one route and 2m0s in another"},
+		{"sync_interval 1s", "open_for 30s", "sync_interval is 1s in one route and 500ms in another"},
+	} {
+		err := c.Load(twoRoutes(t, "t_conflict", tc.first, tc.second, u.addr()))
+		want := "upstream_breaker t_conflict is configured twice with different settings: " + tc.want
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q vs %q: load error %v, want %q", tc.first, tc.second, err, want)
+		}
+	}
+	// The refused configs left nothing behind.
 	breakerPool.Range(func(k, _ any) bool {
 		if strings.Contains(k.(string), "Name:t_conflict ") {
 			t.Errorf("pool still holds %s", k)
@@ -448,6 +479,11 @@ func TestBreakerSameNameDifferentRulesRefused(t *testing.T) {
 		}
 		return true
 	})
+	// Equal in effect (a default spelled out), and different fallbacks: one breaker.
+	if err := c.Load(twoRoutes(t, "t_conflict", "open_for 30s\nfailure_status 5xx\nfallback {\n\trespond degraded 503\n}",
+		"sync_interval 500ms", u.addr())); err != nil {
+		t.Fatalf("same settings in effect refused: %v", err)
+	}
 }
 
 func TestBreakerCriticalFailsReadiness(t *testing.T) {
@@ -492,10 +528,12 @@ func TestBreakerJSONValidation(t *testing.T) {
 	for _, tc := range []struct{ handler, want string }{
 		{`"name": "j", "failure_ratio": 2`, "upstream_breaker j: failure_ratio must be in (0, 1], got 2"},
 		{`"name": "j", "open_for": -1000000000`, "upstream_breaker j: open_for must be positive, got -1s"},
-		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status: unknown status "6xx"`},
+		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status has an unknown status "6xx"`},
 		{`"name": ""`, "a breaker needs a name"},
 		{`"name": "j", "half_open_requests": -1`, "half_open_requests must be from 1 to 1000000 (0 for the default), got -1"},
-		{`"name": "j", "slow_threshold": -1`, "slow_threshold and sync_interval must be positive"},
+		{`"name": "j", "slow_threshold": -1`, "upstream_breaker j: slow_threshold must be positive, got -1ns"},
+		{`"name": "j", "sync_interval": -1000000`, "upstream_breaker j: sync_interval must be positive, got -1ms"},
+		{`"name": "j", "interval": 5000000`, "upstream_breaker j: interval must be at least 10ms (10 buckets of 1ms), got 5ms"},
 	} {
 		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
 			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)
