@@ -53,10 +53,10 @@ type breakerInConfig struct {
 //
 // Breakers with the same name share one state across the routes of the instance and across
 // config reloads that keep their trip settings. Within one config, the handlers of one name
-// must agree on every setting but the fallback; a difference refuses the config. With `shared`, an instance whose breaker opens
-// records it in the hardening app's Redis and every instance opens too (within
-// `sync_interval`); Redis is never on a request's path, and without it each instance decides
-// alone.
+// must agree on every setting but the fallback; a difference refuses the config. With
+// `shared`, an instance whose breaker opens records it in the hardening app's Redis and every
+// instance opens too (within `sync_interval`); Redis is never on a request's path, and without
+// it each instance decides alone.
 type UpstreamBreaker struct {
 	// Name identifies the breaker in metrics, logs, health reports and Redis: letters, digits,
 	// '.', '_' and '-', at most 64 bytes. Required.
@@ -76,8 +76,8 @@ type UpstreamBreaker struct {
 	MinRequests int `json:"min_requests,omitempty"`
 
 	// Interval is the rolling window of failure_ratio (gobreaker's bucketed window, 10
-	// buckets). When set, consecutive failures older than the window are forgotten too.
-	// Default: 1m with failure_ratio; otherwise no window.
+	// buckets), at least 10ms. When set, consecutive failures older than the window are
+	// forgotten too. Default: 1m with failure_ratio; otherwise no window.
 	Interval caddy.Duration `json:"interval,omitempty"`
 
 	// OpenFor is how long the breaker stays open before it lets probes through. Default: 30s.
