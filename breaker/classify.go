@@ -58,18 +58,23 @@ type Classifier struct {
 type Reason string
 
 // Classify returns the outcome and, for a failure, its reason. Order: a cancelled client is
-// excluded whatever else happened; a handler error counts as a failure unless it carries a
-// client-error status (4xx, such as 413 or 499: the client's fault, excluded); then the
+// excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
+// 502, a timeout 504, no upstream 503, a handler's own failure 500) is a failure; a handler
+// error with another status (file_server's 404, a 413) is judged by that status like a written
+// one, a failure when Statuses has it and otherwise excluded (the request's own fault); then the
 // written status; then the latency.
 func (c *Classifier) Classify(res Result) (Outcome, Reason) {
 	if res.ClientGone || res.Status == 499 {
 		return Excluded, ""
 	}
 	if res.Err != nil {
-		if res.ErrStatus >= 400 && res.ErrStatus < 500 {
-			return Excluded, ""
+		switch {
+		case res.ErrStatus == 0 || res.ErrStatus >= 500:
+			return Failure, "error"
+		case c.Statuses.Has(res.ErrStatus):
+			return Failure, "status"
 		}
-		return Failure, "error"
+		return Excluded, ""
 	}
 	if c.Statuses.Has(res.Status) {
 		return Failure, "status"

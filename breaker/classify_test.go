@@ -14,7 +14,9 @@ func TestClassify(t *testing.T) {
 		t.Fatal(err)
 	}
 	only503, _ := ParseStatuses([]string{"503"})
+	with404, _ := ParseStatuses([]string{"404", "5xx"})
 	errDial := errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+	errNotFound := errors.New("open /srv/missing: no such file or directory")
 	for _, tc := range []struct {
 		name   string
 		c      Classifier
@@ -31,6 +33,11 @@ func TestClassify(t *testing.T) {
 		{"timeout (504 error)", Classifier{Statuses: def}, Result{Err: errDial, ErrStatus: 504}, Failure, "error"},
 		{"error without status", Classifier{Statuses: def}, Result{Err: errDial}, Failure, "error"},
 		{"client error (413) is excluded", Classifier{Statuses: def}, Result{Err: errDial, ErrStatus: 413}, Excluded, ""},
+		{"error 404 in failure_status", Classifier{Statuses: with404}, Result{Err: errNotFound, ErrStatus: 404}, Failure, "status"},
+		{"error 404 not in failure_status", Classifier{Statuses: def}, Result{Err: errNotFound, ErrStatus: 404}, Excluded, ""},
+		{"dial refused not in failure_status", Classifier{Statuses: with404}, Result{Err: errDial, ErrStatus: 502}, Failure, "error"},
+		{"error without status, 404 configured", Classifier{Statuses: with404}, Result{Err: errDial}, Failure, "error"},
+		{"client gone, 404 configured", Classifier{Statuses: with404}, Result{Err: errNotFound, ErrStatus: 404, ClientGone: true}, Excluded, ""},
 		{"client gone", Classifier{Statuses: def}, Result{Err: context.Canceled, ErrStatus: 502, ClientGone: true}, Excluded, ""},
 		{"499 written", Classifier{Statuses: def}, Result{Status: 499}, Excluded, ""},
 		{"slow", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: 2 * time.Second}, Failure, "slow"},

@@ -39,9 +39,11 @@ type breakerInConfig struct {
 // failing it answers at once, without calling the upstream, until `open_for` has passed; then
 // it lets `half_open_requests` probes through, which close it again or reopen it.
 //
-// A failure is an error from the next handler (a refused dial is 502, a timeout 504), a
-// response status in `failure_status`, or a response header slower than `slow_threshold`. A
-// client that cancels is not a failure, nor is an error with a 4xx status (the client's fault).
+// A failure is an error from the next handler with a 5xx status or none (a refused dial is
+// 502, a timeout 504), a response status in `failure_status`, or a response header slower than
+// `slow_threshold`. An error with another status (file_server's 404) is judged by that status
+// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels
+// is not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body, or runs the `fallback` routes instead. Before the fallback
@@ -88,7 +90,8 @@ type UpstreamBreaker struct {
 	HalfOpenRequests int `json:"half_open_requests,omitempty"`
 
 	// FailureStatus lists the response statuses that count as failures: codes ("503") or
-	// classes ("5xx"). Default: 5xx.
+	// classes ("5xx"), written or carried by a handler error (file_server's 404). Handler
+	// errors with a 5xx status or none are failures whatever it says. Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
 	// SlowThreshold makes a response whose header took longer than this a failure. Default:

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -610,5 +612,52 @@ func TestBreakerRefusedReloadKeepsReporting(t *testing.T) {
 	}
 	if v := metricValue(t, breakerStateVec.WithLabelValues("t_owner", "open")); v != 1 {
 		t.Fatalf("breaker_state{state=open} = %v, want 1", v)
+	}
+}
+
+// TestBreakerHandlerErrorStatusAgainstFailureStatus: file_server answers a missing file with a
+// handler error carrying 404, which failure_status 404 counts as a failure; without it the
+// 404 stays excluded.
+func TestBreakerHandlerErrorStatusAgainstFailureStatus(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte("here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	site := func(name, settings string) (string, string) {
+		port := testenv.FreePort(t)
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	upstream_breaker %s {
+		consecutive_failures 2
+		open_for 1m
+		%s
+	}
+	file_server {
+		root %s
+	}
+}
+`, port, name, settings, root), fmt.Sprintf("http://127.0.0.1:%d/", port)
+	}
+	counted, countedURL := site("t_files404", "failure_status 404 5xx")
+	plain, plainURL := site("t_files", "failure_status 5xx")
+	testcaddy.StartCaddy(t, counted+plain)
+	failBefore, exclBefore := breakerCount(t, "t_files404", "failure"), breakerCount(t, "t_files", "excluded")
+
+	for _, url := range []string{countedURL, plainURL} {
+		for range 2 {
+			if r := getReply(t, url+"missing.html"); r.status != http.StatusNotFound {
+				t.Fatalf("%smissing.html: %d, want file_server's 404", url, r.status)
+			}
+		}
+	}
+	assertOpenReply(t, getReply(t, countedURL+"index.html"), 60)
+	if n := breakerCount(t, "t_files404", "failure") - failBefore; n != 2 {
+		t.Fatalf("failure_status 404: requests_total{outcome=failure} grew by %v, want 2", n)
+	}
+	if r := getReply(t, plainURL+"index.html"); r.status != 200 || r.body != "here" {
+		t.Fatalf("default failure_status: %d %q, want the file (404 errors excluded)", r.status, r.body)
+	}
+	if n := breakerCount(t, "t_files", "excluded") - exclBefore; n != 2 {
+		t.Fatalf("default failure_status: requests_total{outcome=excluded} grew by %v, want 2", n)
 	}
 }
