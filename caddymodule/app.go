@@ -73,7 +73,8 @@ type App struct {
 	status    statusRegistry
 	onStart   []func()
 	validate  []func()
-	ctx       caddy.Context
+	ctx       caddy.Context // for metrics
+	eventCtx  caddy.Context // for events: eventContext
 
 	classifier     *ipclass.Classifier
 	probes         *ipclass.ProbeMatcher
@@ -98,7 +99,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders, checks the configuration, takes the shared Redis client
 // from the pool and records the app's own findings.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.logger, a.ctx = ctx.Logger(), ctx
+	a.logger, a.ctx, a.eventCtx = ctx.Logger(), ctx, eventContext(ctx)
 	checkHook.provisioned(a)
 	repl := caddy.NewReplacer()
 	var err error

@@ -118,7 +118,7 @@ type UpstreamBreaker struct {
 
 	on         bool
 	app        *App
-	ctx        caddy.Context
+	ctx        caddy.Context // for events: eventContext, not Provision's ctx
 	key        string
 	entry      *breakerEntry
 	classifier breaker.Classifier
@@ -228,7 +228,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.ctx, h.app = ctx, app
+	h.ctx, h.app = eventContext(ctx), app
 	h.on = app.FeatureEnabled("upstream_breaker")
 	if !h.on {
 		return nil

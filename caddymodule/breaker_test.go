@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -659,5 +660,48 @@ func TestBreakerHandlerErrorStatusAgainstFailureStatus(t *testing.T) {
 	}
 	if n := breakerCount(t, "t_files", "excluded") - exclBefore; n != 2 {
 		t.Fatalf("default failure_status: requests_total{outcome=excluded} grew by %v, want 2", n)
+	}
+}
+
+// TestBreakerEventsNameTheBreakerModule: with one breaker name in two routes, each next to a
+// reverse_proxy, the state change is reported by upstream_breaker (security log `module`,
+// Caddy event origin), not by a sibling handler Caddy loaded after it.
+func TestBreakerEventsNameTheBreakerModule(t *testing.T) {
+	u := startUpstream(t, "fail")
+	port := testenv.FreePort(t)
+	c := startWithEvents(t, twoRoutes(t, "t_origin", "consecutive_failures 1\nopen_for 1m", "consecutive_failures 1\nopen_for 1m", u.addr())+
+		fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	route {
+		upstream_breaker t_origin {
+			consecutive_failures 1
+			open_for 1m
+		}
+		reverse_proxy %s
+	}
+}
+`, port, u.addr()), EventBreakerStateChanged)
+	if r := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); r.status != 500 {
+		t.Fatalf("first request: %d, want the upstream's 500", r.status)
+	}
+	if got := breakerEvents(t, c, "t_origin", 1); got != "warn:closed>open:local" {
+		t.Fatalf("state-change events %q", got)
+	}
+	for _, e := range securityLogs(c, EventBreakerStateChanged) {
+		if e.Str("breaker") == "t_origin" && e.Str("module") != "http.handlers.upstream_breaker" {
+			t.Errorf("security log module %q, want http.handlers.upstream_breaker", e.Str("module"))
+		}
+	}
+	var events []caddy.Event
+	deadline := time.Now().Add(5 * time.Second)
+	for len(events) == 0 && time.Now().Before(deadline) {
+		events = recordedEvents(EventBreakerStateChanged)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(events) != 1 {
+		t.Fatalf("%d Caddy events %s, want 1", len(events), EventBreakerStateChanged)
+	}
+	if src := events[0].CloudEvent().Source; src != "http.handlers.upstream_breaker" { // the origin's ID
+		t.Fatalf("Caddy event origin %q, want http.handlers.upstream_breaker", src)
 	}
 }
