@@ -174,10 +174,10 @@ func TestSharedOverRedisCluster(t *testing.T) {
 	}
 }
 
-// TestSharedFollowsTripsAfterRedisLosesItsData: when Redis loses the shared state (FLUSHALL, a
+// TestSharedBreakersFollowTripsAfterRedisLosesItsData: when Redis loses the shared state (FLUSHALL, a
 // restart without persistence), gobreaker counts its generations from 0 again, so a new trip
 // can carry a generation another instance already followed. Every trip must still be followed.
-func TestSharedFollowsTripsAfterRedisLosesItsData(t *testing.T) {
+func TestSharedBreakersFollowTripsAfterRedisLosesItsData(t *testing.T) {
 	r := testenv.StartRedis(t)
 	c := redisClient(t, r)
 	// open_for outlasts gobreaker's wait for its Redis lock (500 ms), which a and b contend for
