@@ -89,7 +89,7 @@ func New(s Settings) (*Breaker, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	s = s.withDefaults()
+	s = s.WithDefaults()
 	b := &Breaker{settings: s, events: make(chan Transition, transitionQueue), quit: make(chan struct{})}
 	st := gobreaker.Settings{
 		Name:          s.Name,

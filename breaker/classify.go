@@ -58,18 +58,23 @@ type Classifier struct {
 type Reason string
 
 // Classify returns the outcome and, for a failure, its reason. Order: a cancelled client is
-// excluded whatever else happened; a handler error counts as a failure unless it carries a
-// client-error status (4xx, such as 413 or 499: the client's fault, excluded); then the
+// excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
+// 502, a timeout 504, no upstream 503, a handler's own failure 500) is a failure; a handler
+// error with another status (file_server's 404, a 413) is judged by that status like a written
+// one, a failure when Statuses has it and otherwise excluded (the request's own fault); then the
 // written status; then the latency.
 func (c *Classifier) Classify(res Result) (Outcome, Reason) {
 	if res.ClientGone || res.Status == 499 {
 		return Excluded, ""
 	}
 	if res.Err != nil {
-		if res.ErrStatus >= 400 && res.ErrStatus < 500 {
-			return Excluded, ""
+		switch {
+		case res.ErrStatus == 0 || res.ErrStatus >= 500:
+			return Failure, "error"
+		case c.Statuses.Has(res.ErrStatus):
+			return Failure, "status"
 		}
-		return Failure, "error"
+		return Excluded, ""
 	}
 	if c.Statuses.Has(res.Status) {
 		return Failure, "status"
@@ -95,6 +100,28 @@ func (s *StatusSet) add(code int) { s[code/64] |= 1 << (code % 64) }
 
 // Empty reports whether no code is in the set.
 func (s *StatusSet) Empty() bool { return *s == StatusSet{} }
+
+// String lists the set as ParseStatuses reads it: full classes as "5xx", other codes one by
+// one, in order ("404 5xx"), so equal sets print alike however they were written.
+func (s *StatusSet) String() string {
+	var parts []string
+	for class := 1; class <= 5; class++ {
+		full := true
+		for c := class * 100; c < class*100+100; c++ {
+			full = full && s.Has(c)
+		}
+		if full {
+			parts = append(parts, strconv.Itoa(class)+"xx")
+			continue
+		}
+		for c := class * 100; c < class*100+100; c++ {
+			if s.Has(c) {
+				parts = append(parts, strconv.Itoa(c))
+			}
+		}
+	}
+	return strings.Join(parts, " ")
+}
 
 // ParseStatuses reads status codes ("503") and classes ("5xx"). No token gives 5xx.
 func ParseStatuses(tokens []string) (StatusSet, error) {

@@ -14,7 +14,9 @@ func TestClassify(t *testing.T) {
 		t.Fatal(err)
 	}
 	only503, _ := ParseStatuses([]string{"503"})
+	with404, _ := ParseStatuses([]string{"404", "5xx"})
 	errDial := errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+	errNotFound := errors.New("open /srv/missing: no such file or directory")
 	for _, tc := range []struct {
 		name   string
 		c      Classifier
@@ -31,6 +33,11 @@ func TestClassify(t *testing.T) {
 		{"timeout (504 error)", Classifier{Statuses: def}, Result{Err: errDial, ErrStatus: 504}, Failure, "error"},
 		{"error without status", Classifier{Statuses: def}, Result{Err: errDial}, Failure, "error"},
 		{"client error (413) is excluded", Classifier{Statuses: def}, Result{Err: errDial, ErrStatus: 413}, Excluded, ""},
+		{"error 404 in failure_status", Classifier{Statuses: with404}, Result{Err: errNotFound, ErrStatus: 404}, Failure, "status"},
+		{"error 404 not in failure_status", Classifier{Statuses: def}, Result{Err: errNotFound, ErrStatus: 404}, Excluded, ""},
+		{"dial refused not in failure_status", Classifier{Statuses: with404}, Result{Err: errDial, ErrStatus: 502}, Failure, "error"},
+		{"error without status, 404 configured", Classifier{Statuses: with404}, Result{Err: errDial}, Failure, "error"},
+		{"client gone, 404 configured", Classifier{Statuses: with404}, Result{Err: errNotFound, ErrStatus: 404, ClientGone: true}, Excluded, ""},
 		{"client gone", Classifier{Statuses: def}, Result{Err: context.Canceled, ErrStatus: 502, ClientGone: true}, Excluded, ""},
 		{"499 written", Classifier{Statuses: def}, Result{Status: 499}, Excluded, ""},
 		{"slow", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: 2 * time.Second}, Failure, "slow"},
@@ -63,6 +70,25 @@ func TestParseStatuses(t *testing.T) {
 	for _, bad := range []string{"6xx", "0xx", "600", "99", "abc", "5x", ""} {
 		if _, err := ParseStatuses([]string{bad}); err == nil || !strings.Contains(err.Error(), "expected a code from 100 to 599 or a class 1xx to 5xx") {
 			t.Errorf("%q: error %v", bad, err)
+		}
+	}
+}
+
+func TestStatusSetString(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, "5xx"},
+		{[]string{"503", "404"}, "404 503"},
+		{[]string{"5xx", "429", "502"}, "429 5xx"},
+	} {
+		s, err := ParseStatuses(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.String(); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -54,8 +54,8 @@ type Settings struct {
 	HalfOpenRequests uint32
 }
 
-// withDefaults fills the zero fields.
-func (s Settings) withDefaults() Settings {
+// WithDefaults is s with its zero fields set to their defaults: the settings in effect.
+func (s Settings) WithDefaults() Settings {
 	if s.ConsecutiveFailures == 0 && s.FailureRatio == 0 {
 		s.ConsecutiveFailures = DefaultConsecutiveFailures
 	}
@@ -74,23 +74,35 @@ func (s Settings) withDefaults() Settings {
 	return s
 }
 
-// Validate reports the first invalid setting.
+// Validate reports the first invalid setting, as a *SettingError (except for the name).
 func (s Settings) Validate() error {
 	if err := ValidateName(s.Name); err != nil {
 		return err
 	}
 	switch {
 	case s.FailureRatio < 0 || s.FailureRatio > 1 || s.FailureRatio != s.FailureRatio:
-		return fmt.Errorf("failure_ratio must be in (0, 1], got %v", s.FailureRatio)
+		return &SettingError{"failure_ratio", fmt.Sprintf("must be in (0, 1], got %v", s.FailureRatio)}
 	case s.Interval < 0:
-		return fmt.Errorf("interval must be positive, got %s", s.Interval)
+		return &SettingError{"interval", fmt.Sprintf("must be positive, got %s", s.Interval)}
 	case s.OpenFor < 0:
-		return fmt.Errorf("open_for must be positive, got %s", s.OpenFor)
-	case s.Interval > 0 && s.Interval < Buckets*time.Millisecond:
-		return fmt.Errorf("interval must be at least %s, got %s", Buckets*time.Millisecond, s.Interval)
+		return &SettingError{"open_for", fmt.Sprintf("must be positive, got %s", s.OpenFor)}
+	case s.Interval > 0 && s.Interval < MinInterval:
+		return &SettingError{"interval", fmt.Sprintf("must be at least %s (%d buckets of 1ms), got %s", MinInterval, Buckets, s.Interval)}
 	}
 	return nil
 }
+
+// MinInterval is the shortest rolling window: Buckets buckets of a millisecond.
+const MinInterval = Buckets * time.Millisecond
+
+// SettingError is an invalid setting, named as configured (interval, open_for, ...), so a
+// configuration adapter can point at the line that set it.
+type SettingError struct {
+	Setting string
+	Msg     string // "must be ..., got ..."
+}
+
+func (e *SettingError) Error() string { return e.Setting + " " + e.Msg }
 
 // ValidateName checks a breaker name.
 func ValidateName(name string) error {

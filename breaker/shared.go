@@ -26,9 +26,10 @@ func sharedStateKey(name string) string { return "gobreaker:state:" + name }
 //
 //   - each instance counts its own requests and trips its own breaker by the Settings;
 //   - a local trip is recorded in the shared breaker at once (a background goroutine);
-//   - every `every`, each instance reads the shared state: when the shared breaker opened in a
-//     generation this instance has not seen, its local breaker opens too (cause "shared"), for
-//     OpenFor from then; half-open probes stay per instance;
+//   - every `every`, each instance reads the shared state: when the shared breaker is open by
+//     a trip this instance has not seen (told apart by the time it ends, which survives Redis
+//     losing its data, unlike gobreaker's generation), its local breaker opens too (cause
+//     "shared"), for OpenFor from then; half-open probes stay per instance;
 //   - a local recovery (half-open to closed) closes the shared breaker once its open time is up.
 //
 // When the store fails, the breaker keeps deciding locally; onHealth is called with the error
@@ -83,9 +84,17 @@ type syncer struct {
 	stopOnce sync.Once
 
 	// Owned by the run goroutine.
-	dcb      *gobreaker.DistributedCircuitBreaker[struct{}]
-	knownGen uint64
-	seenGen  bool
+	dcb *gobreaker.DistributedCircuitBreaker[struct{}]
+	// knownTrip is the expiry of the last shared opening this instance recorded or followed:
+	// it identifies the trip. The generation does not: when Redis loses the state (a restart
+	// without persistence, FLUSHALL, eviction), gobreaker counts generations from 0 again and
+	// the next trip can carry one this instance has already seen. The expiry is the instant the
+	// shared breaker opened plus open_for, written by gobreaker once, on opening, in the same
+	// record as the state, so a new trip has a new one whatever Redis lost (two trips would
+	// need the same nanosecond). Compared for equality, not order: instances' clocks may differ.
+	// A random trip id would be a second key, written apart from the state, which Redis can
+	// lose or keep independently of it.
+	knownTrip time.Time
 }
 
 // observe runs under the breaker's lock on a local transition.
@@ -165,8 +174,8 @@ func (s *syncer) syncOnce(now time.Time) error {
 		if raw, err = s.read(); err != nil {
 			return err
 		}
-		if raw != nil {
-			s.knownGen, s.seenGen = raw.Generation, true // our own trip: nothing to follow
+		if raw != nil && raw.State == StateOpen {
+			s.knownTrip = raw.Expiry // our own trip (or one it joined): nothing to follow
 		}
 	}
 	if s.pendingClose.Load() {
@@ -179,9 +188,9 @@ func (s *syncer) syncOnce(now time.Time) error {
 			s.pendingClose.Store(false)
 		}
 	}
-	if raw != nil && raw.State == StateOpen && raw.Expiry.After(now) && (!s.seenGen || raw.Generation != s.knownGen) {
+	if raw != nil && raw.State == StateOpen && raw.Expiry.After(now) && !raw.Expiry.Equal(s.knownTrip) {
 		if s.b.forceOpen() {
-			s.knownGen, s.seenGen = raw.Generation, true
+			s.knownTrip = raw.Expiry
 		}
 	}
 	return nil

@@ -173,3 +173,65 @@ func TestSharedOverRedisCluster(t *testing.T) {
 		t.Fatalf("store errors on a cluster (CROSSSLOT?): %v", errs)
 	}
 }
+
+// TestSharedBreakersFollowTripsAfterRedisLosesItsData: when Redis loses the shared state (FLUSHALL, a
+// restart without persistence), gobreaker counts its generations from 0 again, so a new trip
+// can carry a generation another instance already followed. Every trip must still be followed.
+func TestSharedBreakersFollowTripsAfterRedisLosesItsData(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	// open_for outlasts gobreaker's wait for its Redis lock (500 ms), which a and b contend for
+	// when both create the state again after the loss.
+	settings := Settings{Name: "flushed", ConsecutiveFailures: 1, OpenFor: 2 * time.Second}
+	a, b := newBreaker(t, settings), newBreaker(t, settings)
+	a.Share(NewRedisStore(c, "", "flushed"), 10*time.Millisecond, nil)
+	b.Share(NewRedisStore(c, "", "flushed"), 10*time.Millisecond, nil)
+	followed := make(chan Transition, 8)
+	b.Listen(func(tr Transition) {
+		if tr.To == StateOpen {
+			followed <- tr
+		}
+	})
+	for round, loss := range []string{"", "FLUSHALL", "FLUSHALL", "restart"} {
+		switch loss {
+		case "FLUSHALL":
+			if _, err := r.Do("FLUSHALL"); err != nil {
+				t.Fatal(err)
+			}
+		case "restart": // no persistence: the state is gone
+			r.Restart()
+		}
+		run(t, a, Failure) // a trips; b's upstream is fine
+		select {
+		case tr := <-followed:
+			if tr.Cause != CauseShared {
+				t.Fatalf("round %d (after %q): b opened with cause %s, want shared", round, loss, tr.Cause)
+			}
+		case <-time.After(settings.OpenFor):
+			raw, _ := r.Do("GET", "breaker:{flushed}:gobreaker:state:flushed")
+			t.Fatalf("round %d (after %q): b did not follow a's trip; shared state %v", round, loss, raw)
+		}
+		// Both recover, and have recorded it, before the next round.
+		waitState(t, a, StateHalfOpen)
+		run(t, a, Success)
+		waitState(t, b, StateHalfOpen)
+		run(t, b, Success)
+		waitRecorded(t, a)
+		waitRecorded(t, b)
+	}
+}
+
+// waitRecorded waits until the breaker has recorded its local trips and recoveries in the shared
+// state. (gobreaker's DistributedCircuitBreaker reads the state before it takes its lock, so a
+// recovery recorded while another instance records a trip can write over that trip.)
+func waitRecorded(t *testing.T, b *Breaker) {
+	t.Helper()
+	s := b.shared.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.pendingTrip.Load() || s.pendingClose.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the breaker's local transitions are still not recorded in the shared state")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -73,7 +73,8 @@ type App struct {
 	status    statusRegistry
 	onStart   []func()
 	validate  []func()
-	ctx       caddy.Context
+	ctx       caddy.Context // for metrics
+	eventCtx  caddy.Context // for events: eventContext
 
 	// parseChecks run once the Caddyfile's hardening block is read: checks that need the
 	// whole block (a subdirective that needs another), each with its own line.
@@ -102,7 +103,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // Provision resolves placeholders, checks the configuration, takes the shared Redis client
 // from the pool and records the app's own findings.
 func (a *App) Provision(ctx caddy.Context) error {
-	a.logger, a.ctx = ctx.Logger(), ctx
+	a.logger, a.ctx, a.eventCtx = ctx.Logger(), ctx, eventContext(ctx)
 	checkHook.provisioned(a)
 	repl := caddy.NewReplacer()
 	var err error

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -25,8 +26,8 @@ func init() {
 var breakerPool = caddy.NewUsagePool()
 
 // configBreakers remembers, per config (its hardening app), the settings each breaker name was
-// given, to refuse one name with two different sets of trip rules.
-var configBreakers sync.Map // breakerInConfig -> pool key
+// first given, to refuse one name with two different sets of breaker-level settings.
+var configBreakers sync.Map // breakerInConfig -> []breakerSetting
 
 type breakerInConfig struct {
 	app  *App
@@ -38,9 +39,11 @@ type breakerInConfig struct {
 // failing it answers at once, without calling the upstream, until `open_for` has passed; then
 // it lets `half_open_requests` probes through, which close it again or reopen it.
 //
-// A failure is an error from the next handler (a refused dial is 502, a timeout 504), a
-// response status in `failure_status`, or a response header slower than `slow_threshold`. A
-// client that cancels is not a failure, nor is an error with a 4xx status (the client's fault).
+// A failure is an error from the next handler with a 5xx status or none (a refused dial is
+// 502, a timeout 504), a response status in `failure_status`, or a response header slower than
+// `slow_threshold`. An error with another status (file_server's 404) is judged by that status
+// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels
+// is not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body, or runs the `fallback` routes instead. Before the fallback
@@ -51,10 +54,11 @@ type breakerInConfig struct {
 //	{http.vars.breaker_retry_after}  seconds until half-open (1 when half-open)
 //
 // Breakers with the same name share one state across the routes of the instance and across
-// config reloads that keep their trip settings. With `shared`, an instance whose breaker opens
-// records it in the hardening app's Redis and every instance opens too (within
-// `sync_interval`); Redis is never on a request's path, and without it each instance decides
-// alone.
+// config reloads that keep their trip settings. Within one config, the handlers of one name
+// must agree on every setting but the fallback; a difference refuses the config. With
+// `shared`, an instance whose breaker opens records it in the hardening app's Redis and every
+// instance opens too (within `sync_interval`); Redis is never on a request's path, and without
+// it each instance decides alone.
 type UpstreamBreaker struct {
 	// Name identifies the breaker in metrics, logs, health reports and Redis: letters, digits,
 	// '.', '_' and '-', at most 64 bytes. Required.
@@ -74,8 +78,8 @@ type UpstreamBreaker struct {
 	MinRequests int `json:"min_requests,omitempty"`
 
 	// Interval is the rolling window of failure_ratio (gobreaker's bucketed window, 10
-	// buckets). When set, consecutive failures older than the window are forgotten too.
-	// Default: 1m with failure_ratio; otherwise no window.
+	// buckets), at least 10ms. When set, consecutive failures older than the window are
+	// forgotten too. Default: 1m with failure_ratio; otherwise no window.
 	Interval caddy.Duration `json:"interval,omitempty"`
 
 	// OpenFor is how long the breaker stays open before it lets probes through. Default: 30s.
@@ -86,7 +90,8 @@ type UpstreamBreaker struct {
 	HalfOpenRequests int `json:"half_open_requests,omitempty"`
 
 	// FailureStatus lists the response statuses that count as failures: codes ("503") or
-	// classes ("5xx"). Default: 5xx.
+	// classes ("5xx"), written or carried by a handler error (file_server's 404). Handler
+	// errors with a 5xx status or none are failures whatever it says. Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
 	// SlowThreshold makes a response whose header took longer than this a failure. Default:
@@ -113,7 +118,7 @@ type UpstreamBreaker struct {
 
 	on         bool
 	app        *App
-	ctx        caddy.Context
+	ctx        caddy.Context // for events: eventContext, not Provision's ctx
 	key        string
 	entry      *breakerEntry
 	classifier breaker.Classifier
@@ -132,7 +137,8 @@ func (*UpstreamBreaker) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// settings turns the JSON fields into the core package's settings, checking them.
+// settings turns the JSON fields into the core package's settings, checking them. An invalid
+// setting is a *breaker.SettingError, so the Caddyfile parser can report its line.
 func (h *UpstreamBreaker) settings() (breaker.Settings, error) {
 	s := breaker.Settings{Name: h.Name, FailureRatio: h.FailureRatio,
 		Interval: time.Duration(h.Interval), OpenFor: time.Duration(h.OpenFor)}
@@ -144,28 +150,75 @@ func (h *UpstreamBreaker) settings() (breaker.Settings, error) {
 		{"min_requests", h.MinRequests, &s.MinRequests},
 		{"half_open_requests", h.HalfOpenRequests, &s.HalfOpenRequests}} {
 		if f.v < 0 || f.v > 1_000_000 {
-			return s, fmt.Errorf("upstream_breaker %s: %s must be from 1 to 1000000 (0 for the default), got %d", h.Name, f.name, f.v)
+			return s, &breaker.SettingError{Setting: f.name, Msg: fmt.Sprintf("must be from 1 to 1000000 (0 for the default), got %d", f.v)}
 		}
 		*f.dst = uint32(f.v)
 	}
-	if err := s.Validate(); err != nil {
-		return s, fmt.Errorf("upstream_breaker %s: %v", h.Name, err)
-	}
-	return s, nil
+	return s, s.Validate()
 }
 
-// Validate checks the configuration.
-func (h *UpstreamBreaker) Validate() error {
+// validate checks every setting; an invalid one is a *breaker.SettingError.
+func (h *UpstreamBreaker) validate() error {
 	if _, err := h.settings(); err != nil {
 		return err
 	}
 	if _, err := breaker.ParseStatuses(h.FailureStatus); err != nil {
-		return fmt.Errorf("upstream_breaker %s: failure_status: %v", h.Name, err)
+		return &breaker.SettingError{Setting: "failure_status", Msg: "has an " + err.Error()}
 	}
-	if h.SlowThreshold < 0 || h.SyncInterval < 0 {
-		return fmt.Errorf("upstream_breaker %s: slow_threshold and sync_interval must be positive", h.Name)
+	for _, d := range []struct {
+		name string
+		v    caddy.Duration
+	}{{"slow_threshold", h.SlowThreshold}, {"sync_interval", h.SyncInterval}} {
+		if d.v < 0 {
+			return &breaker.SettingError{Setting: d.name, Msg: fmt.Sprintf("must be positive, got %s", time.Duration(d.v))}
+		}
 	}
 	return nil
+}
+
+// Validate checks the configuration.
+func (h *UpstreamBreaker) Validate() error {
+	if err := h.validate(); err != nil {
+		return fmt.Errorf("upstream_breaker %s: %v", h.Name, err)
+	}
+	return nil
+}
+
+// syncEvery is sync_interval as in effect.
+func (h *UpstreamBreaker) syncEvery() time.Duration {
+	if h.SyncInterval == 0 {
+		return breaker.DefaultSyncInterval
+	}
+	return time.Duration(h.SyncInterval)
+}
+
+// breakerSetting is one breaker-level setting as in effect (defaults filled in).
+type breakerSetting struct{ name, value string }
+
+// inEffect lists the breaker-level settings, everything but the fallback, as in effect: the
+// handlers that share a name must agree on all of them.
+func (h *UpstreamBreaker) inEffect(s breaker.Settings) []breakerSetting {
+	s = s.WithDefaults()
+	statuses, _ := breaker.ParseStatuses(h.FailureStatus)
+	dur := func(d time.Duration) string {
+		if d == 0 {
+			return "off"
+		}
+		return d.String()
+	}
+	return []breakerSetting{
+		{"consecutive_failures", strconv.FormatUint(uint64(s.ConsecutiveFailures), 10)},
+		{"failure_ratio", strconv.FormatFloat(s.FailureRatio, 'g', -1, 64)},
+		{"min_requests", strconv.FormatUint(uint64(s.MinRequests), 10)},
+		{"interval", dur(s.Interval)},
+		{"open_for", s.OpenFor.String()},
+		{"half_open_requests", strconv.FormatUint(uint64(s.HalfOpenRequests), 10)},
+		{"failure_status", statuses.String()},
+		{"slow_threshold", dur(time.Duration(h.SlowThreshold))},
+		{"shared", strconv.FormatBool(h.Shared)},
+		{"sync_interval", h.syncEvery().String()},
+		{"critical", strconv.FormatBool(h.Critical)},
+	}
 }
 
 // Provision takes the breaker from the pool (creating it on first use), starts the shared
@@ -175,7 +228,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.ctx, h.app = ctx, app
+	h.ctx, h.app = eventContext(ctx), app
 	h.on = app.FeatureEnabled("upstream_breaker")
 	if !h.on {
 		return nil
@@ -211,12 +264,21 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 			Message: "shared is set but the hardening app has no Redis: this breaker's state is per instance",
 			Fix:     "configure redis in the hardening global option, or remove shared"})
 	}
-	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings, shared, app.redisKey, app.KeyPrefix(), time.Duration(h.SyncInterval))
-	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, h.key)
+	effective := h.inEffect(settings)
+	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, effective)
 	h.inConfig = true
-	if loaded && prev != h.key {
-		return fmt.Errorf("upstream_breaker %s is configured twice with different trip rules; breakers with one name share one state: give them the same rules or different names", h.Name)
+	if loaded {
+		for i, p := range prev.([]breakerSetting) {
+			if e := effective[i]; e.value != p.value {
+				return fmt.Errorf("upstream_breaker %s is configured twice with different settings: %s is %s in one route and %s in another; "+
+					"routes with one breaker name share one breaker, so only their fallback may differ: give them the same settings or different names",
+					h.Name, e.name, p.value, e.value)
+			}
+		}
 	}
+	// The pool key: what the breaker itself depends on, as in effect, so a reload that only
+	// spells out a default keeps the state.
+	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), shared, app.redisKey, app.KeyPrefix(), h.syncEvery())
 	var err error
 	if h.metrics, err = provisionBreakerMetrics(ctx, h.Name); err != nil {
 		return err
@@ -237,7 +299,7 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 		return err
 	}
 	h.entry, h.acquired = val.(*breakerEntry), true
-	h.entry.owner.Store(h)
+	h.entry.join(h)
 	h.metrics.setState(h.entry.b.State())
 	return nil
 }
@@ -252,7 +314,7 @@ func (h *UpstreamBreaker) Cleanup() error {
 		return nil
 	}
 	h.acquired = false // the entry stays readable: a request still draining can finish
-	h.entry.owner.CompareAndSwap(h, nil)
+	h.entry.leave(h)
 	_, err := breakerPool.Delete(h.key)
 	return err
 }
@@ -315,12 +377,37 @@ func (h *UpstreamBreaker) retryAfter(state breaker.State) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// breakerEntry is one breaker in the pool; owner is the handler of the newest config using it,
-// through which transitions are reported.
+// breakerEntry is one breaker in the pool, with the handlers using it. Transitions are reported
+// through the owner: the most recently provisioned handler not yet cleaned up, so the newest
+// config's app, logger and events. A config refused after one of its handlers joined cleans that
+// handler up, and the running config's handler owns the entry again.
 type breakerEntry struct {
 	b     *breaker.Breaker
-	owner atomic.Pointer[UpstreamBreaker]
 	since atomic.Int64 // unix nanoseconds of the last transition
+
+	mu    sync.Mutex
+	live  []*UpstreamBreaker // provisioned and not cleaned up, oldest first
+	owner atomic.Pointer[UpstreamBreaker]
+}
+
+// join makes a provisioned handler the owner.
+func (e *breakerEntry) join(h *UpstreamBreaker) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.live = append(e.live, h)
+	e.owner.Store(h)
+}
+
+// leave forgets a cleaned-up handler; the newest remaining one becomes the owner.
+func (e *breakerEntry) leave(h *UpstreamBreaker) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.live = slices.DeleteFunc(e.live, func(x *UpstreamBreaker) bool { return x == h })
+	if n := len(e.live); n > 0 {
+		e.owner.Store(e.live[n-1])
+	} else {
+		e.owner.Store(nil)
+	}
 }
 
 // Destruct stops the breaker's goroutines once no config uses it.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -86,15 +87,31 @@ func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
 	if at, ok := seen["min_requests"]; ok && h.FailureRatio == 0 {
 		return at.Errf("upstream_breaker %s: min_requests applies to failure_ratio, which is not set", h.Name)
 	}
+	// The bounds are provisioning's own (one set of rules), reported here with the line.
+	if err := h.validate(); err != nil {
+		var se *breaker.SettingError
+		if errors.As(err, &se) {
+			if at, ok := seen[se.Setting]; ok {
+				return at.Errf("upstream_breaker %s: %v", h.Name, err)
+			}
+		}
+		return d.Errf("upstream_breaker %s: %v", h.Name, err)
+	}
 	return nil
 }
 
 func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string) error {
 	switch name {
+	// Values are only read here; their bounds are checked with the whole block (validate). A
+	// zero, which in JSON means the default, is refused: leave the line out instead.
 	case "consecutive_failures", "min_requests", "half_open_requests":
-		n, err := intArg(d, name, 1, 1_000_000)
+		v, err := oneArg(d, name)
 		if err != nil {
 			return err
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return d.Errf("%s: expected a whole number above 0, got %q", name, v)
 		}
 		*map[string]*int{"consecutive_failures": &h.ConsecutiveFailures, "min_requests": &h.MinRequests,
 			"half_open_requests": &h.HalfOpenRequests}[name] = n
@@ -104,7 +121,7 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 			return err
 		}
 		r, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(r > 0 && r <= 1) {
+		if err != nil || !(r > 0) {
 			return d.Errf("failure_ratio: expected a number above 0 and at most 1 (0.5 is half the requests), got %q", v)
 		}
 		h.FailureRatio = r
@@ -123,9 +140,6 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 		args := d.RemainingArgs()
 		if len(args) == 0 {
 			return d.Err("failure_status: expected one or more status codes (503) or classes (5xx)")
-		}
-		if _, err := breaker.ParseStatuses(args); err != nil {
-			return d.Errf("failure_status: %v", err)
 		}
 		h.FailureStatus = args
 	case "shared", "critical":

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -427,15 +430,46 @@ func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
 	}
 }
 
-func TestBreakerSameNameDifferentRulesRefused(t *testing.T) {
-	u := startUpstream(t, "ok")
-	b1, _ := breakerSite(t, "t_conflict", "consecutive_failures 2", u.addr())
-	b2, _ := breakerSite(t, "t_conflict", "consecutive_failures 3", u.addr())
-	_, err := testcaddy.TryStartCaddy(t, b1+b2)
-	if err == nil || !strings.Contains(err.Error(), "upstream_breaker t_conflict is configured twice with different trip rules") {
-		t.Fatalf("load error %v", err)
+// twoRoutes is one site whose routes /a/* and the rest each have the breaker name with the
+// given settings (lines of the block), in front of addr.
+func twoRoutes(t *testing.T, name, first, second, addr string) string {
+	indent := func(s string) string { return strings.ReplaceAll(s, "\n", "\n\t\t\t") }
+	return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /a/* {
+		upstream_breaker %[2]s {
+			%[3]s
+		}
+		reverse_proxy %[5]s
 	}
-	// The refused config left nothing behind.
+	handle {
+		upstream_breaker %[2]s {
+			%[4]s
+		}
+		reverse_proxy %[5]s
+	}
+}
+`, testenv.FreePort(t), name, indent(first), indent(second), addr)
+}
+
+func TestBreakerSameNameDifferentSettingsRefused(t *testing.T) {
+	u := startUpstream(t, "ok")
+	c := testcaddy.StartCaddy(t, "")
+	for _, tc := range []struct{ first, second, want string }{
+		{"consecutive_failures 2", "consecutive_failures 3", "consecutive_failures is 2 in one route and 3 in another"},
+		{"critical", "open_for 30s", "critical is true in one route and false in another"},
+		{"failure_status 5xx", "failure_status 500 502", "failure_status is 5xx in one route and 500 502 in another"},
+		{"open_for 30s", "slow_threshold 2s", "slow_threshold is off in one route and 2s in another"},
+		{"failure_ratio 0.5", "failure_ratio 0.5\ninterval 2m", "interval is 1m0s in one route and 2m0s in another"},
+		{"sync_interval 1s", "open_for 30s", "sync_interval is 1s in one route and 500ms in another"},
+	} {
+		err := c.Load(twoRoutes(t, "t_conflict", tc.first, tc.second, u.addr()))
+		want := "upstream_breaker t_conflict is configured twice with different settings: " + tc.want
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q vs %q: load error %v, want %q", tc.first, tc.second, err, want)
+		}
+	}
+	// The refused configs left nothing behind.
 	breakerPool.Range(func(k, _ any) bool {
 		if strings.Contains(k.(string), "Name:t_conflict ") {
 			t.Errorf("pool still holds %s", k)
@@ -448,6 +482,11 @@ func TestBreakerSameNameDifferentRulesRefused(t *testing.T) {
 		}
 		return true
 	})
+	// Equal in effect (a default spelled out), and different fallbacks: one breaker.
+	if err := c.Load(twoRoutes(t, "t_conflict", "open_for 30s\nfailure_status 5xx\nfallback {\n\trespond degraded 503\n}",
+		"sync_interval 500ms", u.addr())); err != nil {
+		t.Fatalf("same settings in effect refused: %v", err)
+	}
 }
 
 func TestBreakerCriticalFailsReadiness(t *testing.T) {
@@ -492,10 +531,12 @@ func TestBreakerJSONValidation(t *testing.T) {
 	for _, tc := range []struct{ handler, want string }{
 		{`"name": "j", "failure_ratio": 2`, "upstream_breaker j: failure_ratio must be in (0, 1], got 2"},
 		{`"name": "j", "open_for": -1000000000`, "upstream_breaker j: open_for must be positive, got -1s"},
-		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status: unknown status "6xx"`},
+		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status has an unknown status "6xx"`},
 		{`"name": ""`, "a breaker needs a name"},
 		{`"name": "j", "half_open_requests": -1`, "half_open_requests must be from 1 to 1000000 (0 for the default), got -1"},
-		{`"name": "j", "slow_threshold": -1`, "slow_threshold and sync_interval must be positive"},
+		{`"name": "j", "slow_threshold": -1`, "upstream_breaker j: slow_threshold must be positive, got -1ns"},
+		{`"name": "j", "sync_interval": -1000000`, "upstream_breaker j: sync_interval must be positive, got -1ms"},
+		{`"name": "j", "interval": 5000000`, "upstream_breaker j: interval must be at least 10ms (10 buckets of 1ms), got 5ms"},
 	} {
 		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
 			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)
@@ -524,5 +565,143 @@ func TestBreakerLongResponseDoesNotHoldTheProbeSlot(t *testing.T) {
 	close(u.release)
 	if r := <-streamed; r.status != 200 {
 		t.Fatalf("streamed probe: %d", r.status)
+	}
+}
+
+// TestBreakerRefusedReloadKeepsReporting: a reload refused after one of its handlers took the
+// running config's breaker must not silence that breaker: the running config still logs and
+// counts its transitions.
+func TestBreakerRefusedReloadKeepsReporting(t *testing.T) {
+	u := startUpstream(t, "fail")
+	good, url := breakerSite(t, "t_owner", "consecutive_failures 2\nopen_for 1m", u.addr())
+	c := testcaddy.StartCaddy(t, good)
+
+	// The refused config: its first route takes t_owner (same rules, so the same breaker); its
+	// second route gives t_owner other rules, which fails provisioning after that.
+	port := testenv.FreePort(t)
+	refused := fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /a/* {
+		upstream_breaker t_owner {
+			consecutive_failures 2
+			open_for 1m
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		upstream_breaker t_owner {
+			consecutive_failures 3
+			open_for 1m
+		}
+		reverse_proxy %[2]s
+	}
+}
+`, port, u.addr())
+	if err := c.Load(refused); err == nil || !strings.Contains(err.Error(), "upstream_breaker t_owner is configured twice") {
+		t.Fatalf("the conflicting config was not refused: %v", err)
+	}
+
+	openedBefore := metricValue(t, breakerTransitionsVec.WithLabelValues("t_owner", "open"))
+	getReply(t, url)
+	getReply(t, url)
+	assertOpenReply(t, getReply(t, url), 60)
+	if got := breakerEvents(t, c, "t_owner", 1); got != "warn:closed>open:local" {
+		t.Fatalf("state-change events after the refused reload: %q, want the opening", got)
+	}
+	if n := metricValue(t, breakerTransitionsVec.WithLabelValues("t_owner", "open")) - openedBefore; n != 1 {
+		t.Fatalf("transitions_total{to=open} grew by %v, want 1", n)
+	}
+	if v := metricValue(t, breakerStateVec.WithLabelValues("t_owner", "open")); v != 1 {
+		t.Fatalf("breaker_state{state=open} = %v, want 1", v)
+	}
+}
+
+// TestBreakerHandlerErrorStatusAgainstFailureStatus: file_server answers a missing file with a
+// handler error carrying 404, which failure_status 404 counts as a failure; without it the
+// 404 stays excluded.
+func TestBreakerHandlerErrorStatusAgainstFailureStatus(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte("here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	site := func(name, settings string) (string, string) {
+		port := testenv.FreePort(t)
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	upstream_breaker %s {
+		consecutive_failures 2
+		open_for 1m
+		%s
+	}
+	file_server {
+		root %s
+	}
+}
+`, port, name, settings, root), fmt.Sprintf("http://127.0.0.1:%d/", port)
+	}
+	counted, countedURL := site("t_files404", "failure_status 404 5xx")
+	plain, plainURL := site("t_files", "failure_status 5xx")
+	testcaddy.StartCaddy(t, counted+plain)
+	failBefore, exclBefore := breakerCount(t, "t_files404", "failure"), breakerCount(t, "t_files", "excluded")
+
+	for _, url := range []string{countedURL, plainURL} {
+		for range 2 {
+			if r := getReply(t, url+"missing.html"); r.status != http.StatusNotFound {
+				t.Fatalf("%smissing.html: %d, want file_server's 404", url, r.status)
+			}
+		}
+	}
+	assertOpenReply(t, getReply(t, countedURL+"index.html"), 60)
+	if n := breakerCount(t, "t_files404", "failure") - failBefore; n != 2 {
+		t.Fatalf("failure_status 404: requests_total{outcome=failure} grew by %v, want 2", n)
+	}
+	if r := getReply(t, plainURL+"index.html"); r.status != 200 || r.body != "here" {
+		t.Fatalf("default failure_status: %d %q, want the file (404 errors excluded)", r.status, r.body)
+	}
+	if n := breakerCount(t, "t_files", "excluded") - exclBefore; n != 2 {
+		t.Fatalf("default failure_status: requests_total{outcome=excluded} grew by %v, want 2", n)
+	}
+}
+
+// TestBreakerEventsNameTheBreakerModule: with one breaker name in two routes, each next to a
+// reverse_proxy, the state change is reported by upstream_breaker (security log `module`,
+// Caddy event origin), not by a sibling handler Caddy loaded after it.
+func TestBreakerEventsNameTheBreakerModule(t *testing.T) {
+	u := startUpstream(t, "fail")
+	port := testenv.FreePort(t)
+	c := startWithEvents(t, twoRoutes(t, "t_origin", "consecutive_failures 1\nopen_for 1m", "consecutive_failures 1\nopen_for 1m", u.addr())+
+		fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	route {
+		upstream_breaker t_origin {
+			consecutive_failures 1
+			open_for 1m
+		}
+		reverse_proxy %s
+	}
+}
+`, port, u.addr()), EventBreakerStateChanged)
+	if r := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); r.status != 500 {
+		t.Fatalf("first request: %d, want the upstream's 500", r.status)
+	}
+	if got := breakerEvents(t, c, "t_origin", 1); got != "warn:closed>open:local" {
+		t.Fatalf("state-change events %q", got)
+	}
+	for _, e := range securityLogs(c, EventBreakerStateChanged) {
+		if e.Str("breaker") == "t_origin" && e.Str("module") != "http.handlers.upstream_breaker" {
+			t.Errorf("security log module %q, want http.handlers.upstream_breaker", e.Str("module"))
+		}
+	}
+	var events []caddy.Event
+	deadline := time.Now().Add(5 * time.Second)
+	for len(events) == 0 && time.Now().Before(deadline) {
+		events = recordedEvents(EventBreakerStateChanged)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(events) != 1 {
+		t.Fatalf("%d Caddy events %s, want 1", len(events), EventBreakerStateChanged)
+	}
+	if src := events[0].CloudEvent().Source; src != "http.handlers.upstream_breaker" { // the origin's ID
+		t.Fatalf("Caddy event origin %q, want http.handlers.upstream_breaker", src)
 	}
 }

@@ -59,7 +59,7 @@ type CSPReport struct {
 
 	on  bool
 	app *App
-	ctx caddy.Context
+	ctx caddy.Context // for events: eventContext, not Provision's ctx
 }
 
 // CaddyModule returns the Caddy module information.
@@ -76,7 +76,7 @@ func (c *CSPReport) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	c.app, c.ctx = app, ctx
+	c.app, c.ctx = app, eventContext(ctx)
 	c.on = app.FeatureEnabled("csp_report")
 	if c.MaxBodySize == 0 {
 		c.MaxBodySize = DefaultMaxReportBody

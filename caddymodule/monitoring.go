@@ -58,7 +58,7 @@ type Monitoring struct {
 	DisableDashboard bool `json:"disable_dashboard,omitempty"`
 
 	app      *App
-	ctx      caddy.Context
+	ctx      caddy.Context // for events: eventContext, not Provision's ctx
 	enabled  bool
 	keys     *apikey.Set
 	checks   []*monitor.Check
@@ -83,7 +83,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	m.app, m.ctx = app, ctx
+	m.app, m.ctx = app, eventContext(ctx)
 	if err := m.Validate(); err != nil {
 		return err
 	}

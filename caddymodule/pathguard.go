@@ -47,7 +47,7 @@ type PathGuard struct {
 	Signals *bool `json:"signals,omitempty"`
 
 	app     *App
-	ctx     caddy.Context
+	ctx     caddy.Context // for events: eventContext, not Provision's ctx
 	on      bool
 	opts    pathguard.Options
 	block   bool
@@ -69,7 +69,7 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.app, h.ctx = app, ctx
+	h.app, h.ctx = app, eventContext(ctx)
 	h.on = app.FeatureEnabled("path_guard")
 	for _, a := range h.Allow {
 		switch a {

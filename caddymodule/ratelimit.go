@@ -58,7 +58,7 @@ type PolicyRateLimit struct {
 
 	on     bool
 	app    *App
-	ctx    caddy.Context
+	ctx    caddy.Context // for events: eventContext, not Provision's ctx
 	policy *resolvedPolicy
 	key    string
 	ipKey  bool // the key is the client IP: read it from the vars, no replacer
@@ -88,7 +88,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.app, h.ctx = app, ctx
+	h.app, h.ctx = app, eventContext(ctx)
 	if h.on = app.FeatureEnabled("rate_limit"); !h.on {
 		return nil
 	}

@@ -274,7 +274,7 @@ func (e *limiterEntry) modeChanged(to ratelimit.Mode, cause error) {
 			data["error"] = cause.Error()
 		}
 	}
-	a.SecurityEvent(a.ctx, nil, level, EventStoreFailover, data)
+	a.SecurityEvent(a.eventCtx, nil, level, EventStoreFailover, data)
 }
 
 // status is the store's report to monitoring: a fallback is warn (limits are per instance).

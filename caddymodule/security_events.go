@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"sort"
 	"sync"
@@ -73,7 +74,66 @@ func newSecurityEvents(ctx caddy.Context) (*securityEvents, error) {
 	}, nil
 }
 
-// SecurityEvent records a security event reported by the module that owns ctx. r may be nil
+// eventContext returns the context a module provisioned with ctx reports its events with
+// later (from a request or a timer): its Module() is, and stays, a module with the
+// provisioned module's ID, which names the event's `module` and its Caddy event origin.
+//
+// The ctx Provision gets cannot be kept for that. Caddy appends each module it loads to the
+// parent's module lineage (context.go: `ctx.ancestry = append(ctx.ancestry, val)`), and the
+// siblings loaded from one parent (the handlers of a route, the routes of a list) append to
+// the same backing array when it has room: the next sibling overwrites the slot the saved
+// context's Module() reads, so a breaker followed by reverse_proxy would report as
+// reverse_proxy. The context returned here starts a lineage of its own (caddy.NewContext:
+// empty, so the first append allocates) holding only an eventOrigin with the module's ID. It
+// is derived from ctx, so it ends with the config; its metrics registry is not the config's
+// (keep using ctx for metrics).
+func eventContext(ctx caddy.Context) caddy.Context {
+	mod := ctx.Module()
+	if mod == nil {
+		return ctx
+	}
+	own, _ := caddy.NewContext(ctx) // cancelled with ctx's config
+	raw, err := json.Marshal(eventOrigin{ID: mod.CaddyModule().ID})
+	if err != nil {
+		return ctx
+	}
+	v, err := own.LoadModuleByID(eventOriginID, raw)
+	if err != nil {
+		return ctx
+	}
+	return v.(*eventOrigin).ctx
+}
+
+// eventOriginID is the module ID eventOrigin is registered under; as loaded, it reports the
+// ID of the module it stands for.
+const eventOriginID = "hardening.internal.event_origin"
+
+func init() { caddy.RegisterModule(new(eventOrigin)) }
+
+// eventOrigin stands for a module as the origin of its events (see eventContext). Internal: no
+// configuration loads it.
+type eventOrigin struct {
+	ID  caddy.ModuleID `json:"id"`
+	ctx caddy.Context
+}
+
+// CaddyModule returns the ID of the module this stands for (eventOriginID when registering).
+func (o *eventOrigin) CaddyModule() caddy.ModuleInfo {
+	id := o.ID
+	if id == "" {
+		id = eventOriginID
+	}
+	return caddy.ModuleInfo{ID: id, New: func() caddy.Module { return new(eventOrigin) }}
+}
+
+// Provision keeps the context whose lineage ends with this module.
+func (o *eventOrigin) Provision(ctx caddy.Context) error {
+	o.ctx = ctx
+	return nil
+}
+
+// SecurityEvent records a security event reported by the module that owns ctx (a context
+// from eventContext). r may be nil
 // for events no request caused (a breaker timer, a store failover). Info is for what the edge
 // did as configured; Warn for what an operator should look at.
 func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Level, name string, data map[string]any) {
