@@ -197,10 +197,14 @@ func (s *syncer) syncOnce(now time.Time) error {
 }
 
 // record runs one synthetic request with the given result through the shared breaker.
-// gobreaker's own refusals are not store errors.
+// gobreaker's own refusals are not store errors, and a trip refused because the shared breaker
+// is open already (another instance tripped first) is recorded: it joined that trip.
 func (s *syncer) record(result error) error {
 	_, err := s.dcb.Execute(func() (struct{}, error) { return struct{}{}, result })
-	if err == nil || err == result || errors.Is(err, gobreaker.ErrTooManyRequests) {
+	switch {
+	case err == nil || err == result || errors.Is(err, gobreaker.ErrTooManyRequests):
+		return nil
+	case result != nil && errors.Is(err, gobreaker.ErrOpenState):
 		return nil
 	}
 	return err

@@ -235,3 +235,44 @@ func waitRecorded(t *testing.T, b *Breaker) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestSharedTripIntoAnOpenBreakerJoinsIt: b trips locally after a's trip is in Redis but before
+// b has read it. Recording b's trip meets the open shared breaker; that is b joining a's trip,
+// not a Redis failure: no health error (a false store_failover), and the trip is not recorded
+// again later, which would reopen the shared breaker when it half-opens.
+func TestSharedTripIntoAnOpenBreakerJoinsIt(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	settings := Settings{Name: "joined", ConsecutiveFailures: 1, OpenFor: 400 * time.Millisecond}
+	a, b := newBreaker(t, settings), newBreaker(t, settings)
+	var ha, hb healthLog
+	a.Share(NewRedisStore(c, "", "joined"), 10*time.Millisecond, ha.add)
+	b.Share(NewRedisStore(c, "", "joined"), time.Hour, hb.add) // b reads only when it trips
+	run(t, a, Failure)
+	waitRecorded(t, a)
+	run(t, b, Failure)
+	waitRecorded(t, b)
+	if errs := append(ha.get(), hb.get()...); len(errs) != 0 {
+		t.Fatalf("health errors with Redis up: %v", errs)
+	}
+	// Once the shared open time is up, nobody trips it again.
+	waitState(t, a, StateHalfOpen)
+	run(t, a, Success)
+	waitRecorded(t, a)
+	time.Sleep(3 * 10 * time.Millisecond)
+	if raw, err := r.Do("GET", "breaker:{joined}:gobreaker:state:joined"); err != nil {
+		t.Fatal(err)
+	} else if st := sharedState(t, raw); st.State == StateOpen {
+		t.Fatalf("the shared breaker reopened after recovering: %+v", st)
+	}
+}
+
+func sharedState(t *testing.T, raw any) gobreaker.SharedState {
+	t.Helper()
+	var st gobreaker.SharedState
+	s, _ := raw.(string)
+	if err := json.Unmarshal([]byte(s), &st); err != nil {
+		t.Fatalf("shared state %v: %v", raw, err)
+	}
+	return st
+}
