@@ -200,7 +200,16 @@ func (s *syncer) syncOnce(now time.Time) error {
 // gobreaker's own refusals are not store errors, and a trip refused because the shared breaker
 // is open already (another instance tripped first) is recorded: it joined that trip.
 func (s *syncer) record(result error) error {
-	_, err := s.dcb.Execute(func() (struct{}, error) { return struct{}{}, result })
+	// gobreaker v2.4.0's Execute reads the shared state before it takes its own lock, so two
+	// instances recording at once (one's trip, another's recovery) can each write over what
+	// the other wrote, and a lost trip is never followed. Holding a lock of ours around it
+	// makes each record read what the previous one wrote.
+	unlock, err := s.lockRecords()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = s.dcb.Execute(func() (struct{}, error) { return struct{}{}, result })
 	switch {
 	case err == nil || err == result || errors.Is(err, gobreaker.ErrTooManyRequests):
 		return nil
@@ -209,6 +218,31 @@ func (s *syncer) record(result error) error {
 	}
 	return err
 }
+
+// lockRecords takes the breaker's record lock (a key of its own, beside gobreaker's), waiting
+// for another instance's record to finish; it gives up after recordLockWait and the record is
+// tried again at the next tick.
+func (s *syncer) lockRecords() (unlock func(), err error) {
+	key := "records:" + s.b.Name()
+	deadline := time.Now().Add(recordLockWait)
+	for {
+		err := s.store.Lock(key)
+		if err == nil {
+			return func() { _ = s.store.Unlock(key) }, nil
+		}
+		if !errors.Is(err, errLocked) || time.Now().After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-s.quit:
+			return nil, err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// recordLockWait bounds the wait for another instance's record (a few Redis round trips).
+const recordLockWait = time.Second
 
 // maxSharedState bounds what is read from the store: gobreaker's state is a few hundred bytes.
 const maxSharedState = 64 << 10

@@ -276,3 +276,83 @@ func sharedState(t *testing.T, raw any) gobreaker.SharedState {
 	}
 	return st
 }
+
+// pausingStore pauses one GetData call (the one whose number is armed) until resumed or
+// 500 ms pass, to put another instance's record in the middle of this one's.
+type pausingStore struct {
+	SharedStore
+	mu     sync.Mutex
+	skip   int // GetData calls to let through before the paused one; -1: not armed
+	paused chan struct{}
+	resume chan struct{}
+}
+
+func (p *pausingStore) arm(skip int) {
+	p.mu.Lock()
+	p.skip, p.paused, p.resume = skip, make(chan struct{}), make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *pausingStore) GetData(key string) ([]byte, error) {
+	data, err := p.SharedStore.GetData(key)
+	p.mu.Lock()
+	pause := p.skip == 0
+	if p.skip >= 0 {
+		p.skip--
+	}
+	paused, resume := p.paused, p.resume
+	p.mu.Unlock()
+	if pause {
+		close(paused)
+		select {
+		case <-resume:
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return data, err
+}
+
+// TestSharedRecordsDoNotOverwriteEachOther: a records its recovery and, between gobreaker's
+// read of the shared state and its write, b records a trip. gobreaker v2.4.0 reads before it
+// locks, so a's write (closed) used to replace b's trip and a never followed it; with the
+// record lock, b's record waits for a's and reads what a wrote, and a follows the trip.
+func TestSharedRecordsDoNotOverwriteEachOther(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	settings := Settings{Name: "raced", ConsecutiveFailures: 1, OpenFor: time.Second}
+	a, b := newBreaker(t, settings), newBreaker(t, settings)
+	aStore := &pausingStore{SharedStore: NewRedisStore(c, "", "raced"), skip: -1}
+	a.Share(aStore, 10*time.Millisecond, nil)
+	followed := make(chan struct{}, 8)
+	a.Listen(func(tr Transition) {
+		if tr.To == StateOpen && tr.Cause == CauseShared {
+			followed <- struct{}{}
+		}
+	})
+
+	run(t, a, Failure) // a trips, records it, half-opens and recovers
+	waitRecorded(t, a)
+	waitState(t, a, StateHalfOpen)
+	// a's next sync reads the state (one GetData), then records its recovery: gobreaker reads
+	// again (the second), and there a pauses.
+	aStore.arm(1)
+	run(t, a, Success)
+	select {
+	case <-aStore.paused:
+	case <-time.After(2 * time.Second):
+		t.Fatal("a did not record its recovery")
+	}
+	// b joins now (it never saw a's trip) and trips while a is in the middle of its record.
+	b.Share(NewRedisStore(c, "", "raced"), 20*time.Millisecond, nil)
+	run(t, b, Failure)
+	for deadline := time.Now().Add(400 * time.Millisecond); b.shared.Load().pendingTrip.Load() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(aStore.resume)
+	select {
+	case <-followed:
+	case <-time.After(2 * time.Second):
+		raw, _ := r.Do("GET", "breaker:{raced}:gobreaker:state:raced")
+		t.Fatalf("a never followed b's trip: a's recovery overwrote it (shared state %v)", raw)
+	}
+}
