@@ -72,12 +72,7 @@ func TestBrowserPlaceholderModeBlocksInjectedScripts(t *testing.T) {
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	http_port %d
-	https_port %d
-	local_certs
-	skip_install_trust
-	storage file_system %s
-}
+%s}
 localhost:%d {
 	bind 127.0.0.1
 	security_headers {
@@ -87,7 +82,7 @@ localhost:%d {
 	csp_report /csp-report
 	reverse_proxy %s
 }
-`, httpPort, httpsPort, t.TempDir(), httpsPort, up.Listener.Addr()))
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, up.Listener.Addr()))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 
 	dom := chromiumDOM(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
@@ -142,12 +137,7 @@ func TestBrowserTagsModeRunsAFileServerApp(t *testing.T) {
 	}
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	http_port %d
-	https_port %d
-	local_certs
-	skip_install_trust
-	storage file_system %s
-}
+%s}
 localhost:%d {
 	bind 127.0.0.1
 	root * %s
@@ -156,7 +146,7 @@ localhost:%d {
 	}
 	file_server
 }
-`, httpPort, httpsPort, t.TempDir(), httpsPort, root))
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, root))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	out := between(chromiumDOM(t, fmt.Sprintf("https://localhost:%d/", httpsPort)), `<div id="out">`, `</div>`)
 	if out != "external;inline;styled;" {

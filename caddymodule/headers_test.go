@@ -122,14 +122,8 @@ func TestSecurityHeadersStrictByDefault(t *testing.T) {
 
 func TestSecurityHeadersHSTSOnlyOverHTTPS(t *testing.T) {
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
-	storage := t.TempDir()
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	http_port %d
-	https_port %d
-	local_certs
-	skip_install_trust
-	storage file_system %s
-}
+%s}
 localhost:%d, http://localhost:%d {
 	bind 127.0.0.1
 	security_headers {
@@ -137,7 +131,7 @@ localhost:%d, http://localhost:%d {
 	}
 	respond "ok"
 }
-`, httpPort, httpsPort, storage, httpsPort, httpPort))
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, httpPort))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
 	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=63072000; includeSubDomains; preload" {
@@ -150,19 +144,10 @@ localhost:%d, http://localhost:%d {
 }
 
 func TestSecurityHeadersDevelopmentIsReportOnlyWithoutHSTS(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
-		_, _ = io.WriteString(w, "ok")
-	}))
-	t.Cleanup(up.Close)
+	up := hstsUpstream(t, "max-age=31536000")
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	http_port %d
-	https_port %d
-	local_certs
-	skip_install_trust
-	storage file_system %s
-	hardening {
+%s	hardening {
 		environment development
 	}
 }
@@ -174,7 +159,7 @@ localhost:%d {
 	}
 	respond "ok"
 }
-`, httpPort, httpsPort, t.TempDir(), httpsPort, up.Listener.Addr()))
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, up.Listener.Addr()))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
 	ro := resp.Header.Get("Content-Security-Policy-Report-Only")
@@ -325,17 +310,7 @@ func TestInjectTagsIntoFileServer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "app.js"), []byte(`<script>not html</script>`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	root * %s
-	security_headers {
-		inject_nonce tags
-	}
-	file_server
-}
-`, port, root))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := tagsFileServer(t, root)
 	resp, body := getBody(t, base+"/")
 	n := ` nonce="` + cspNonce(t, resp.Header) + `"`
 	want := `<!doctype html><link rel="stylesheet" href="/a.css"` + n + `><script type="module" src="/app.js"` + n + `></script><style` + n + `>p{}</style>` +
@@ -571,16 +546,7 @@ func TestSecurityHeadersPassWebsocketUpgrades(t *testing.T) {
 		_ = brw.Flush()
 	}))
 	t.Cleanup(up.Close)
-	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
+	port := placeholderProxy(t, up.Listener.Addr().String())
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -662,16 +628,7 @@ func TestInjectTypesAnUntypedBodyBeforeDeciding(t *testing.T) {
 		_, _ = io.WriteString(w, page)
 	}))
 	t.Cleanup(up.Close)
-	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
+	port := placeholderProxy(t, up.Listener.Addr().String())
 	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if strings.Contains(body, testPlaceholder) || !strings.Contains(body, `nonce="`+cspNonce(t, resp.Header)+`"`) {
 		t.Fatalf("an HTML body without Content-Type was not rewritten (the placeholder would leak): %q", body)
@@ -733,16 +690,7 @@ func TestPlaceholderNeverLeavesInHeaders(t *testing.T) {
 		h.Set("X-Render", "done "+testPlaceholder)
 	}))
 	t.Cleanup(up.Close)
-	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
+	port := placeholderProxy(t, up.Listener.Addr().String())
 	for _, method := range []string{http.MethodGet, http.MethodHead} {
 		var early []http.Header
 		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
@@ -796,16 +744,7 @@ func TestPlaceholderRedactedInEveryBodyButBinary(t *testing.T) {
 		_, _ = io.WriteString(w, body)
 	}))
 	t.Cleanup(up.Close)
-	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
+	port := placeholderProxy(t, up.Listener.Addr().String())
 	for _, c := range []struct {
 		typ    string
 		redact bool
@@ -842,46 +781,37 @@ func TestPlaceholderRedactedInEveryBodyButBinary(t *testing.T) {
 // Strict-Transport-Security comes from us or from nobody: where we send none (plain HTTP,
 // hsts off) an upstream's is removed, unless keep_upstream lists it.
 func TestUpstreamHSTSOnlyWhereKept(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Strict-Transport-Security", "max-age=1")
-		_, _ = io.WriteString(w, "ok")
-	}))
-	t.Cleanup(up.Close)
+	up := hstsUpstream(t, "max-age=1")
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	http_port %d
-	https_port %d
-	local_certs
-	skip_install_trust
-	storage file_system %s
-}
+%s}
 localhost:%d, http://localhost:%d {
 	bind 127.0.0.1
 	handle /off {
 		security_headers {
 			hsts off
 		}
-		reverse_proxy %[6]s
+		reverse_proxy %[4]s
 	}
 	handle /off-kept {
 		security_headers {
 			hsts off
 			keep_upstream Strict-Transport-Security
 		}
-		reverse_proxy %[6]s
+		reverse_proxy %[4]s
 	}
 	handle /kept {
 		security_headers {
 			keep_upstream Strict-Transport-Security
 		}
-		reverse_proxy %[6]s
+		reverse_proxy %[4]s
 	}
 	handle {
 		security_headers
-		reverse_proxy %[6]s
+		reverse_proxy %[4]s
 	}
 }
-`, httpPort, httpsPort, t.TempDir(), httpsPort, httpPort, up.Listener.Addr()))
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, httpPort, up.Listener.Addr()))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	https, http := fmt.Sprintf("https://localhost:%d", httpsPort), fmt.Sprintf("http://localhost:%d", httpPort)
 	for url, want := range map[string]string{
@@ -912,17 +842,7 @@ func TestInjectSendsPagesWhole(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "app.js"), []byte(`app()`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	root * %s
-	security_headers {
-		inject_nonce tags
-	}
-	file_server
-}
-`, port, root))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := tagsFileServer(t, root)
 	get := func(method, path string, hdr map[string]string) (*http.Response, string) {
 		req, _ := http.NewRequest(method, base+path, nil)
 		for k, v := range hdr {
@@ -1054,4 +974,55 @@ func TestSecurityHeadersPrecedenceAsDocumented(t *testing.T) {
 	if got := resp.Header.Values("Server"); len(got) != 0 {
 		t.Errorf("remove is applied last: Server %q, want none", got)
 	}
+}
+
+// placeholderProxy starts a Caddy proxying to upstream with security_headers in placeholder
+// mode (testPlaceholder), and returns its port.
+func placeholderProxy(t *testing.T, upstream string) int {
+	t.Helper()
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, upstream))
+	return port
+}
+
+// localTLSGlobals are the global options of a test Caddy serving HTTPS from its own local CA
+// on the given ports (storage in a temporary folder), to go inside the options block.
+func localTLSGlobals(t *testing.T, httpPort, httpsPort int) string {
+	return fmt.Sprintf("\thttp_port %d\n\thttps_port %d\n\tlocal_certs\n\tskip_install_trust\n\tstorage file_system %s\n",
+		httpPort, httpsPort, t.TempDir())
+}
+
+// tagsFileServer starts a Caddy serving root with file_server and security_headers in tags
+// mode, and returns its base URL.
+func tagsFileServer(t *testing.T, root string) string {
+	t.Helper()
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	root * %s
+	security_headers {
+		inject_nonce tags
+	}
+	file_server
+}
+`, port, root))
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// hstsUpstream is an upstream answering "ok" with its own Strict-Transport-Security.
+func hstsUpstream(t *testing.T, hsts string) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", hsts)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	return up
 }
