@@ -190,7 +190,8 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 	h.metrics.count(class, resultStoreFailedClosed)
 	w.Header().Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(res.RetryAfter)), 10))
 	return writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable",
-		"The rate limiter cannot decide right now; retry after the number of seconds in Retry-After.", nil)
+		"The rate limiter cannot decide right now; retry after the number of seconds in Retry-After.",
+		map[string]any{"policy": h.policy.name})
 }
 
 // requestKey resolves the policy's key for r. A template whose placeholders are all empty
@@ -229,7 +230,7 @@ func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class i
 	}
 	h.sampler.report(h, r, class, key, res, false)
 	recordRefusal(h.policy.name, key) // the dashboard's top limited keys: one atomic load when off
-	return h.replies[class].refuse(w, res, limit, h.HideHeaders)
+	return h.replies[class].refuse(w, r, res, limit, h.HideHeaders)
 }
 
 // Interface guards.

@@ -296,8 +296,8 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 					t.Fatalf("on_store_failure %s: RateLimit %q sent for a decision no store made", tc.mode, v)
 				}
 				if tc.want == 503 {
-					if ra, ct := rep.header.Get("Retry-After"), rep.header.Get("Content-Type"); ra != "1" || ct != "application/problem+json" {
-						t.Fatalf("refusal during the outage: Retry-After %q, Content-Type %q; want 1, application/problem+json", ra, ct)
+					if ra, ct := rep.header.Get("Retry-After"), rep.header.Get("Content-Type"); ra != "1" || ct != "application/problem+json" || !strings.Contains(rep.body, `"policy":"login"`) {
+						t.Fatalf("refusal during the outage: Retry-After %q, Content-Type %q, body %s; want 1, application/problem+json, the policy", ra, ct, rep.body)
 					}
 				}
 			}

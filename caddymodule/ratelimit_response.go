@@ -9,9 +9,11 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
@@ -36,7 +38,14 @@ type rowReplies struct {
 	status     int
 	bodyHead   []byte // the problem body up to retry_after's value
 	bodyTail   []byte // and after it
+	// detail is a message with placeholders, expanded for each refusal and put in bodyHead at
+	// detailAt; "" when the message is fixed (it is then in bodyHead).
+	detail   string
+	detailAt int
 }
+
+// detailMark stands for a message with placeholders while the refusal body is rendered once.
+const detailMark = "detail-expanded-per-refusal"
 
 func newRowReplies(p *resolvedPolicy, row policyRow, status int, message string) (rowReplies, error) {
 	rr := rowReplies{quotedName: `"` + p.name + `"`, base: row.limit, status: status}
@@ -50,14 +59,26 @@ func newRowReplies(p *resolvedPolicy, row policyRow, status int, message string)
 	if title == "" {
 		title = "Request refused"
 	}
+	detail := message
+	if strings.Contains(message, "{") {
+		rr.detail, detail = message, detailMark
+	}
 	body, err := json.Marshal(map[string]any{
-		"type": "about:blank", "title": title, "status": status, "detail": message,
+		"type": "about:blank", "title": title, "status": status, "detail": detail,
 		"policy": p.name, "retry_after": retryAfterMark,
 	})
 	if err != nil {
 		return rr, err
 	}
 	head, tail, ok := bytes.Cut(body, []byte(strconv.FormatInt(retryAfterMark, 10)))
+	if rr.detail != "" && ok {
+		mark := []byte(`"` + detailMark + `"`)
+		rr.detailAt = bytes.Index(head, mark)
+		ok = rr.detailAt >= 0
+		if ok {
+			head = append(head[:rr.detailAt:rr.detailAt], head[rr.detailAt+len(mark):]...)
+		}
+	}
 	if !ok {
 		return rr, fmt.Errorf("policy_rate_limit: cannot render the refusal body")
 	}
@@ -123,11 +144,17 @@ func (rr *rowReplies) rateLimitValues(dst []string, res ratelimit.Result, l rate
 // refuse writes the refusal: status, Retry-After, the RateLimit fields unless hidden, and the
 // problem body. It calls no further handler. The header values share one backing array, each
 // slice capped at its own element so an append by a later writer cannot reach a neighbour.
-func (rr *rowReplies) refuse(w http.ResponseWriter, res ratelimit.Result, l ratelimit.Limit, hideHeaders bool) error {
+func (rr *rowReplies) refuse(w http.ResponseWriter, r *http.Request, res ratelimit.Result, l ratelimit.Limit, hideHeaders bool) error {
 	retry := max(1, ceilSeconds(res.RetryAfter))
 	size := len(rr.bodyHead) + len(rr.bodyTail)
 	body := make([]byte, 0, size+20)
-	body = append(body, rr.bodyHead...)
+	if rr.detail != "" {
+		body = append(body, rr.bodyHead[:rr.detailAt]...)
+		body = append(body, rr.expandDetail(r)...)
+		body = append(body, rr.bodyHead[rr.detailAt:]...)
+	} else {
+		body = append(body, rr.bodyHead...)
+	}
 	mark := len(body)
 	body = strconv.AppendInt(body, retry, 10)
 	retryText := string(body[mark:])
@@ -149,6 +176,17 @@ func (rr *rowReplies) refuse(w http.ResponseWriter, res ratelimit.Result, l rate
 	w.WriteHeader(rr.status)
 	_, err := w.Write(body)
 	return err
+}
+
+// expandDetail is the message with the request's placeholders filled in, as a JSON string
+// (escaped, so a request value cannot break out of it).
+func (rr *rowReplies) expandDetail(r *http.Request) []byte {
+	detail := rr.detail
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		detail = repl.ReplaceAll(detail, "")
+	}
+	b, _ := json.Marshal(detail)
+	return b
 }
 
 // ceilSeconds rounds d up to whole seconds.

@@ -634,3 +634,24 @@ func TestRateLimitSeveralPoliciesListEachOne(t *testing.T) {
 		t.Fatalf("refusal: %d, RateLimit %q; want 429 listing both, hour at r=0", r.status, got)
 	}
 }
+
+// TestRateLimitMessagePlaceholders: a message with placeholders is expanded for each refusal
+// (Caddyfile shorthands included) and JSON-escaped, so a request value cannot break the body.
+func TestRateLimitMessagePlaceholders(t *testing.T) {
+	block, url := site(t, `	policy_rate_limit login {
+		message "slow down {client_ip}, {path}"
+	}`)
+	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit 1/1h\n\t\t}\n\t}\n}\n"+block)
+	getReply(t, url+`x%22%3C`)
+	r := getReply(t, url+`x%22%3C`)
+	var body map[string]any
+	if err := json.Unmarshal([]byte(r.body), &body); err != nil || r.status != 429 {
+		t.Fatalf("refusal %d %q: %v", r.status, r.body, err)
+	}
+	if got := body["detail"]; got != `slow down 127.0.0.1, /x"<` {
+		t.Fatalf("detail %q, want the client IP and the path filled in", got)
+	}
+	if !strings.Contains(r.body, `\u003c`) || body["policy"] != "login" || body["retry_after"] == nil {
+		t.Fatalf("body %s: want the path escaped and the other members kept", r.body)
+	}
+}
