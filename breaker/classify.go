@@ -138,7 +138,9 @@ func ParseStatuses(tokens []string) (StatusSet, error) {
 }
 
 func (s *StatusSet) parse(tok string) error {
-	if len(tok) == 3 && strings.HasSuffix(strings.ToLower(tok), "xx") && tok[0] >= '1' && tok[0] <= '5' {
+	// 1xx to 3xx are answers, not failures: counting them would trip a breaker on a healthy
+	// upstream.
+	if len(tok) == 3 && strings.HasSuffix(strings.ToLower(tok), "xx") && tok[0] >= '4' && tok[0] <= '5' {
 		base := int(tok[0]-'0') * 100
 		for c := base; c < base+100; c++ {
 			s.add(c)
@@ -146,8 +148,8 @@ func (s *StatusSet) parse(tok string) error {
 		return nil
 	}
 	code, err := strconv.Atoi(tok)
-	if err != nil || code < 100 || code > 599 {
-		return fmt.Errorf("unknown status %q: expected a code from 100 to 599 or a class 1xx to 5xx", tok)
+	if err != nil || code < 400 || code > 599 {
+		return fmt.Errorf("%q: expected a code from 400 to 599 or a class 4xx or 5xx (1xx to 3xx are answers, not failures)", tok)
 	}
 	s.add(code)
 	return nil

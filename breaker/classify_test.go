@@ -67,8 +67,8 @@ func TestParseStatuses(t *testing.T) {
 	if !def.Has(500) || !def.Has(599) || def.Has(499) {
 		t.Fatal("the default is not 5xx")
 	}
-	for _, bad := range []string{"6xx", "0xx", "600", "99", "abc", "5x", ""} {
-		if _, err := ParseStatuses([]string{bad}); err == nil || !strings.Contains(err.Error(), "expected a code from 100 to 599 or a class 1xx to 5xx") {
+	for _, bad := range []string{"6xx", "0xx", "600", "99", "abc", "5x", "", "2xx", "1xx", "3xx", "200", "302", "399"} {
+		if _, err := ParseStatuses([]string{bad}); err == nil || !strings.Contains(err.Error(), "expected a code from 400 to 599 or a class 4xx or 5xx") {
 			t.Errorf("%q: error %v", bad, err)
 		}
 	}

@@ -163,7 +163,7 @@ func (h *UpstreamBreaker) validate() error {
 		return err
 	}
 	if _, err := breaker.ParseStatuses(h.FailureStatus); err != nil {
-		return &breaker.SettingError{Setting: "failure_status", Msg: "has an " + err.Error()}
+		return &breaker.SettingError{Setting: "failure_status", Msg: "cannot list " + err.Error()}
 	}
 	for _, d := range []struct {
 		name string
@@ -172,6 +172,9 @@ func (h *UpstreamBreaker) validate() error {
 		if d.v < 0 {
 			return &breaker.SettingError{Setting: d.name, Msg: fmt.Sprintf("must be positive, got %s", time.Duration(d.v))}
 		}
+	}
+	if h.SyncInterval != 0 && !h.Shared {
+		return &breaker.SettingError{Setting: "sync_interval", Msg: "applies to a shared breaker only: add shared, or leave it out"}
 	}
 	return nil
 }

@@ -461,7 +461,7 @@ func TestBreakerSameNameDifferentSettingsRefused(t *testing.T) {
 		{"failure_status 5xx", "failure_status 500 502", "failure_status is 5xx in one route and 500 502 in another"},
 		{"open_for 30s", "slow_threshold 2s", "slow_threshold is off in one route and 2s in another"},
 		{"failure_ratio 0.5", "failure_ratio 0.5\ninterval 2m", "interval is 1m0s in one route and 2m0s in another"},
-		{"sync_interval 1s", "open_for 30s", "sync_interval is 1s in one route and 500ms in another"},
+		{"shared\nsync_interval 1s", "shared", "sync_interval is 1s in one route and 500ms in another"},
 	} {
 		err := c.Load(twoRoutes(t, "t_conflict", tc.first, tc.second, u.addr()))
 		want := "upstream_breaker t_conflict is configured twice with different settings: " + tc.want
@@ -484,7 +484,7 @@ func TestBreakerSameNameDifferentSettingsRefused(t *testing.T) {
 	})
 	// Equal in effect (a default spelled out), and different fallbacks: one breaker.
 	if err := c.Load(twoRoutes(t, "t_conflict", "open_for 30s\nfailure_status 5xx\nfallback {\n\trespond degraded 503\n}",
-		"sync_interval 500ms", u.addr())); err != nil {
+		"half_open_requests 1", u.addr())); err != nil {
 		t.Fatalf("same settings in effect refused: %v", err)
 	}
 }
@@ -531,7 +531,7 @@ func TestBreakerJSONValidation(t *testing.T) {
 	for _, tc := range []struct{ handler, want string }{
 		{`"name": "j", "failure_ratio": 2`, "upstream_breaker j: failure_ratio must be in (0, 1], got 2"},
 		{`"name": "j", "open_for": -1000000000`, "upstream_breaker j: open_for must be positive, got -1s"},
-		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status has an unknown status "6xx"`},
+		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status cannot list "6xx"`},
 		{`"name": ""`, "a breaker needs a name"},
 		{`"name": "j", "half_open_requests": -1`, "half_open_requests must be from 1 to 1000000 (0 for the default), got -1"},
 		{`"name": "j", "slow_threshold": -1`, "upstream_breaker j: slow_threshold must be positive, got -1ns"},
