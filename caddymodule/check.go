@@ -92,6 +92,16 @@ func CheckConfig(cfgJSON []byte) CheckReport {
 	return rep.finish()
 }
 
+// adaptFailure is the report on a configuration its adapter refuses: one config.invalid error
+// with the adapter's message (file and line for a Caddyfile).
+func adaptFailure(err error) CheckReport {
+	var rep CheckReport
+	rep.add(Finding{Code: "config.invalid", Severity: Error, Module: "caddy",
+		Message: "Caddy refuses the configuration: " + err.Error(),
+		Fix:     "the message names the file and the line; `caddy adapt` gives the same error"})
+	return rep.finish()
+}
+
 func (r *CheckReport) add(f Finding) {
 	for _, g := range r.Findings {
 		if g == f {

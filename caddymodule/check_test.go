@@ -198,6 +198,41 @@ func TestCheckCommand(t *testing.T) {
 
 func writeFile(p, body string) error { return os.WriteFile(p, []byte(body), 0o600) }
 
+// TestCheckCommandAdaptError: a Caddyfile its adapter refuses is one config.invalid error with
+// the file and line, in the JSON on stdout and in the text, and exits 1; a missing file is
+// still a plain error.
+func TestCheckCommandAdaptError(t *testing.T) {
+	p := t.TempDir() + "/Caddyfile"
+	if err := writeFile(p, checkSite("", "	monitoring {\n\t\tdashboard on\n\t\tdashboard off\n\t}")); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, error) {
+		cmd := checkCommand()
+		var out, errOut bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errOut)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return out.String(), errOut.String(), err
+	}
+	out, stderr, err := run("--config", p, "--json")
+	var rep CheckReport
+	if err == nil || json.Unmarshal([]byte(out), &rep) != nil {
+		t.Fatalf("--json: err %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr)
+	}
+	if rep.Errors != 1 || len(rep.Findings) != 1 || rep.Findings[0].Code != "config.invalid" ||
+		!strings.Contains(rep.Findings[0].Message, "dashboard is given twice, at "+p+":") || rep.Findings[0].Fix == "" {
+		t.Fatalf("--json report: %+v", rep)
+	}
+	out, _, err = run("--config", p)
+	if err == nil || !strings.Contains(out, "ERROR   config.invalid (caddy)") || !strings.Contains(out, "1 error(s)") {
+		t.Fatalf("text: err %v\n%s", err, out)
+	}
+	if _, _, err := run("--config", p+".missing", "--json"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("a missing file: err %v", err)
+	}
+}
+
 // TestCheckGradesLiveCaddy grades a real Caddy over HTTP and TLS (its local CA trusted with
 // --ca-file): with security_headers' production defaults, and without any.
 func TestCheckGradesLiveCaddy(t *testing.T) {
