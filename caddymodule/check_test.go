@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -99,6 +100,86 @@ func TestCheckFindings(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckFindingWording: each finding's text fits its case and gives its full place in the
+// JSON config.
+func TestCheckFindingWording(t *testing.T) {
+	t.Run("monitoring.literal_secret", func(t *testing.T) {
+		cf := checkSite("", "\tsecurity_headers\n\thandle_path /api/monitoring/* {\n\t\tmonitoring {\n"+
+			"\t\t\tcheck http billing https://billing.internal/healthz {\n\t\t\t\theader Authorization \"Bearer abc\"\n\t\t\t}\n"+
+			"\t\t\tcheck postgres db postgres://app:s3cret@127.0.0.1:1/app\n\t\t}\n\t}")
+		rep := checkCaddyfile(t, cf)
+		var got []Finding
+		for _, f := range rep.Findings {
+			if f.Code == "monitoring.literal_secret" {
+				got = append(got, f)
+			}
+		}
+		if len(got) != 2 {
+			t.Fatalf("findings: %+v", rep.Findings)
+		}
+		for _, f := range got {
+			if !strings.HasPrefix(f.Config, "apps.http.servers.srv0.routes.") {
+				t.Errorf("config path %q is not a full apps.… path", f.Config)
+			}
+			switch {
+			case strings.HasSuffix(f.Config, ".checks.0.headers.Authorization"):
+				if !strings.Contains(f.Fix, "{env.<NAME>}") || strings.Contains(f.Fix, "DATABASE_URL") {
+					t.Errorf("Authorization fix: %s", f.Fix)
+				}
+			case strings.HasSuffix(f.Config, ".checks.1.dsn"):
+				if !strings.Contains(f.Fix, "{env.DATABASE_URL}") {
+					t.Errorf("DSN fix: %s", f.Fix)
+				}
+			default:
+				t.Errorf("unexpected finding %+v", f)
+			}
+		}
+		// The path leads to the value in the adapted JSON.
+		var cfg any
+		adapted, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+		if err := json.Unmarshal(adapted, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range got {
+			v := cfg
+			for _, k := range strings.Split(f.Config, ".") {
+				switch t := v.(type) {
+				case map[string]any:
+					v = t[k]
+				case []any:
+					i, err := strconv.Atoi(k)
+					if err != nil || i >= len(t) {
+						v = nil
+						break
+					}
+					v = t[i]
+				}
+			}
+			if v != "Bearer abc" && v != "postgres://app:s3cret@127.0.0.1:1/app" {
+				t.Errorf("%s does not lead to the secret in the JSON config: %v", f.Config, v)
+			}
+		}
+	})
+	t.Run("monitoring.details_behind_proxy", func(t *testing.T) {
+		site := "\tsecurity_headers\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}"
+		for trusted, want := range map[string]string{
+			"10.0.0.0/8": "holds the private network 10.0.0.0/8,",
+			"0.0.0.0/0":  "holds 0.0.0.0/0, which covers private networks",
+		} {
+			f, ok := codes(checkCaddyfile(t, checkSite("\t\tip_classes {\n\t\t\ttrusted "+trusted+"\n\t\t}", site)))["monitoring.details_behind_proxy"]
+			if !ok || !strings.Contains(f.Message, want) {
+				t.Errorf("trusted %s: %q, want it to say %q", trusted, f.Message, want)
+			}
+		}
+	})
+	t.Run("redis.tls_insecure", func(t *testing.T) {
+		rep := checkCaddyfile(t, checkSite("\t\tredis rediss://127.0.0.1:1 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "\tsecurity_headers"))
+		if f, ok := codes(rep)["redis.tls_insecure"]; !ok || f.Severity != Error || rep.Errors != 1 || !rep.Failed(false) {
+			t.Fatalf("want one error, redis.tls_insecure: %+v", rep)
+		}
+	})
 }
 
 // TestCheckRateLimitNotes: the informational rate-limit findings (a global key, a shadow

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,6 +25,10 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 	if private == "" {
 		return
 	}
+	holds := "the private network " + private
+	if p := netip.MustParsePrefix(private); !p.Addr().IsPrivate() {
+		holds = private + ", which covers private networks (10.0.0.0/8 among them)"
+	}
 	v, err := ctx.AppIfConfigured("http")
 	if err != nil {
 		return
@@ -34,7 +39,7 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 		}
 		_ = app.Report(Finding{Code: "monitoring.details_behind_proxy", Severity: Warning, Module: "http.handlers.monitoring",
 			Config:  "apps.http.servers." + name + ".trusted_proxies",
-			Message: "monitoring details go to the trusted class, which holds the private network " + private + ", and this server has no trusted_proxies: behind a proxy or load balancer there, every client appears to come from it and gets the details",
+			Message: "monitoring details go to the trusted class, which holds " + holds + ", and this server has no trusted_proxies: behind a proxy or load balancer there, every client appears to come from it and gets the details",
 			Fix:     "declare the proxies in the global options (servers { trusted_proxies static <proxy CIDRs> }) so the real client address is classified, or remove the private range from ip_classes trusted and use api_keys"},
 			Production, Staging)
 	}
@@ -68,4 +73,38 @@ func hasTrustedProxies(srv *caddyhttp.Server) bool {
 	}
 	f := reflect.ValueOf(srv).Elem().FieldByName("trustedProxies")
 	return f.IsValid() && f.Kind() == reflect.Interface && !f.IsNil()
+}
+
+// handlerConfigPath returns where h sits in the JSON config, as findings give it
+// ("apps.http.servers.srv0.routes.0.handle.0.routes.1.handle.0"), or "" when no server's
+// routes hold it.
+func handlerConfigPath(ctx caddy.Context, h caddyhttp.MiddlewareHandler) string {
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return ""
+	}
+	servers := v.(*caddyhttp.App).Servers
+	for _, name := range sortedKeys(servers) {
+		if p := routesPath(servers[name].Routes, h, "apps.http.servers."+name+".routes"); p != "" {
+			return p
+		}
+	}
+	return ""
+}
+
+func routesPath(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler, prefix string) string {
+	for i, r := range routes {
+		for j, hh := range r.Handlers {
+			p := prefix + "." + strconv.Itoa(i) + ".handle." + strconv.Itoa(j)
+			if hh == h {
+				return p
+			}
+			if sub, ok := hh.(*caddyhttp.Subroute); ok {
+				if found := routesPath(sub.Routes, h, p+".routes"); found != "" {
+					return found
+				}
+			}
+		}
+	}
+	return ""
 }
