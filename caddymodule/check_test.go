@@ -71,6 +71,10 @@ func TestCheckFindings(t *testing.T) {
 				"\thardening {", "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}\n\thardening {", 1)},
 		{"monitoring.literal_secret", checkSite("", good+"\n\tmonitoring {\n\t\tcheck postgres db postgres://app:s3cret@127.0.0.1:1/app\n\t}"),
 			checkSite("", good+"\n\tmonitoring {\n\t\tcheck postgres db {env.DATABASE_URL}\n\t}")},
+		{"monitoring.probes_blocked",
+			checkSite("", good+"\n\tpath_guard {\n\t\tsuspicious_action block\n\t}\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok"),
+			checkSite("", good+"\n\t@guarded not path /api/monitoring/live /api/monitoring/ready /api/monitoring/simple-health /api/monitoring/health"+
+				"\n\tpath_guard @guarded {\n\t\tsuspicious_action block\n\t}\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok")},
 		{"csp.tags_behind_proxy", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\treverse_proxy 127.0.0.1:1"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
 		{"ratelimit.key_remote_host", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey {remote_host}\n\t\t}", good+"\n\tpolicy_rate_limit p"),
@@ -180,6 +184,79 @@ func TestCheckFindingWording(t *testing.T) {
 			t.Fatalf("want one error, redis.tls_insecure: %+v", rep)
 		}
 	})
+}
+
+// TestCheckProbesBlocked: monitoring.probes_blocked follows the routes as Caddy runs them for
+// each probe path: it names the probes a blocking path_guard would see and the path_guard's
+// place in the JSON config, and stays silent where the probes never reach one.
+func TestCheckProbesBlocked(t *testing.T) {
+	const mon = "\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok"
+	block := func(matcher string) string {
+		return "\tpath_guard " + matcher + " {\n\t\tsuspicious_action block\n\t}\n"
+	}
+	for _, c := range []struct {
+		name, site string
+		blocked    []string // the probes the message must name; none: not reported
+		open       []string // the probes it must not name
+	}{
+		{"site level", block("") + mon, []string{"/api/monitoring/live", "/api/monitoring/ready", "/api/monitoring/health"}, nil},
+		{"matcher leaves only live out", "\t@guarded not path /api/monitoring/live\n" + block("@guarded") + mon,
+			[]string{"/api/monitoring/ready"}, []string{"/api/monitoring/live"}},
+		{"matcher leaves the mount out", "\t@guarded not path /api/monitoring/*\n" + block("@guarded") + mon, nil, nil},
+		{"inside handle_path, before monitoring", "\thandle_path /api/monitoring/* {\n" + block("") + "\t\tmonitoring\n\t}\n\trespond ok",
+			[]string{"/api/monitoring/live"}, nil},
+		{"inside handle_path, matcher on the stripped path", "\thandle_path /api/monitoring/* {\n\t\t@guarded not path /live /ready /simple-health /health\n" +
+			block("@guarded") + "\t\tmonitoring\n\t}\n\trespond ok", nil, nil},
+		{"in another handle", "\thandle /api/* {\n" + block("") + "\t\trespond api\n\t}\n" + mon, nil, nil},
+		{"no block", "\tpath_guard\n" + mon, nil, nil},
+		{"in a route, which Caddy orders after handle_path", "\troute {\n" + block("") + "\t}\n" + mon, nil, nil},
+		{"in a route wrapping the mount", "\troute {\n" + block("") + mon + "\n\t}", []string{"/api/monitoring/live"}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cf := checkSite("", "\tsecurity_headers\n"+c.site)
+			f, ok := codes(checkCaddyfile(t, cf))["monitoring.probes_blocked"]
+			if ok != (len(c.blocked) > 0) {
+				t.Fatalf("reported: %v, want %v: %+v\n%s", ok, len(c.blocked) > 0, f, cf)
+			}
+			if !ok {
+				return
+			}
+			for _, p := range c.blocked {
+				if !strings.Contains(f.Message, p+",") && !strings.Contains(f.Message, p+" ") {
+					t.Errorf("message does not name %s: %s", p, f.Message)
+				}
+			}
+			for _, p := range c.open {
+				if strings.Contains(f.Message, p+",") || strings.Contains(f.Message, p+" ") {
+					t.Errorf("message names %s, which is left out: %s", p, f.Message)
+				}
+			}
+			if f.Severity != Warning || !strings.Contains(f.Fix, "not path /api/monitoring/live /api/monitoring/ready") {
+				t.Errorf("finding: %+v", f)
+			}
+			var cfg any
+			adapted, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+			if err := json.Unmarshal(adapted, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			v := cfg
+			for _, k := range strings.Split(f.Config, ".") {
+				switch tv := v.(type) {
+				case map[string]any:
+					v = tv[k]
+				case []any:
+					i, err := strconv.Atoi(k)
+					if err != nil || i >= len(tv) {
+						t.Fatalf("%s: no %s in the JSON config", f.Config, k)
+					}
+					v = tv[i]
+				}
+			}
+			if h, _ := v.(map[string]any); h["handler"] != "path_guard" || h["suspicious_action"] != "block" {
+				t.Errorf("%s is not the blocking path_guard: %v", f.Config, v)
+			}
+		})
+	}
 }
 
 // TestCheckRateLimitNotes: the informational rate-limit findings (a global key, a shadow

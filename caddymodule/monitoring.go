@@ -96,6 +96,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 	app.OnValidate(func() {
 		m.reportLiteralSecrets(ctx, app)
 		m.checkDetailsBehindProxy(ctx)
+		m.checkProbesBehindBlock(ctx)
 	})
 	m.system = &monitor.SystemSampler{}
 	repl := caddy.NewReplacer()
