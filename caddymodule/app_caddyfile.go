@@ -30,6 +30,7 @@ var repeatableSubdirectives = map[string]bool{}
 
 func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
+		d.Next() // the second block's name: the error points at it, not at line 0
 		return nil, d.Err("the hardening global option is given twice; merge the blocks into one")
 	}
 	a := new(App)

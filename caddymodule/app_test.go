@@ -194,6 +194,25 @@ func TestEnvironmentFromRuntimePlaceholder(t *testing.T) {
 	}
 }
 
+// TestEnvironmentPlaceholderHasNoDefault: a runtime {env.X} that is unset is empty, and the
+// load is refused; Caddy's runtime placeholders have no default syntax ({env.X:staging} reads
+// a variable named "X:staging"), so README points to {$X:production} (adapt time) instead.
+func TestEnvironmentPlaceholderHasNoDefault(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, env := range []string{"{env.HARDENING_TEST_UNSET_ENV}", "{env.HARDENING_TEST_UNSET_ENV:staging}"} {
+		err := c.Load("{\n\thardening {\n\t\tenvironment " + env + "\n\t}\n}\n")
+		if err == nil || !strings.Contains(err.Error(), `environment "": expected one of production, staging, development`) {
+			t.Errorf("environment %s with the variable unset: %v", env, err)
+		}
+	}
+	if err := c.Load("{\n\thardening {\n\t\tenvironment {$HARDENING_TEST_UNSET_ENV:staging}\n\t}\n}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if env := activeApp(t).Env(); env != Staging {
+		t.Fatalf("{$X:staging} with X unset: %q, want staging", env)
+	}
+}
+
 func TestUnknownFeatureInJSONIsRefused(t *testing.T) {
 	c := testcaddy.StartCaddy(t, "")
 	err := c.LoadJSON(`{"apps": {"hardening": {"features": {"waf": false}}}}`)

@@ -49,7 +49,8 @@ var checkRun sync.Mutex
 // is started, no port is bound, no background check runs), then returns every finding: the
 // ones modules report at provision, the whole-configuration checks (OnValidate), and the
 // rules on Caddy's own settings (admin endpoint, literal secrets, missing security headers).
-// A configuration Caddy refuses is one Error finding, config.invalid, with Caddy's message.
+// A configuration Caddy refuses is one Error finding: config.invalid with Caddy's message, or
+// the error finding of ours that made a module refuse it (counted once, not twice).
 func CheckConfig(cfgJSON []byte) CheckReport {
 	checkRun.Lock()
 	defer checkRun.Unlock()
@@ -74,21 +75,33 @@ func CheckConfig(cfgJSON []byte) CheckReport {
 	checkHook.mu.Unlock()
 
 	rep.Environment = configEnvironment(raw)
-	if err != nil {
-		rep.add(Finding{Code: "config.invalid", Severity: Error, Module: "caddy",
-			Message: "Caddy refuses the configuration: " + err.Error(),
-			Fix:     "the message names the module and the setting; `caddy validate` gives the same error"})
-	}
+	ours := false // Caddy's refusal is one of our own error findings, already in the report
 	for _, a := range apps {
 		a.runValidations()
 		rep.Environment = a.Env()
 		for _, f := range a.Findings() {
 			rep.add(f)
+			ours = ours || err != nil && f.Severity == Error && strings.Contains(err.Error(), f.Error())
 		}
+	}
+	if err != nil && !ours {
+		rep.add(Finding{Code: "config.invalid", Severity: Error, Module: "caddy",
+			Message: "Caddy refuses the configuration: " + err.Error(),
+			Fix:     "the message names the module and the setting; `caddy validate` gives the same error"})
 	}
 	for _, f := range caddyFindings(cfg, raw, rep.Environment) {
 		rep.add(f)
 	}
+	return rep.finish()
+}
+
+// adaptFailure is the report on a configuration its adapter refuses: one config.invalid error
+// with the adapter's message (file and line for a Caddyfile).
+func adaptFailure(err error) CheckReport {
+	var rep CheckReport
+	rep.add(Finding{Code: "config.invalid", Severity: Error, Module: "caddy",
+		Message: "Caddy refuses the configuration: " + err.Error(),
+		Fix:     "the message names the file and the line; `caddy adapt` gives the same error"})
 	return rep.finish()
 }
 

@@ -49,10 +49,16 @@ with its fix. Exits 1 when the grade is below --min-grade.`,
 				return runGrade(cmd.Context(), out, target, httpURL, caFile, minGrade, asJSON)
 			}
 			cfgJSON, err := loadCheckConfig(configFile, adapter)
-			if err != nil {
+			var adaptErr *adaptError
+			var rep CheckReport
+			switch {
+			case errors.As(err, &adaptErr):
+				rep = adaptFailure(adaptErr)
+			case err != nil:
 				return err
+			default:
+				rep = CheckConfig(quietProvisioning(cfgJSON))
 			}
-			rep := CheckConfig(quietProvisioning(cfgJSON))
 			if err := printCheck(out, rep, asJSON); err != nil {
 				return err
 			}
@@ -75,7 +81,16 @@ with its fix. Exits 1 when the grade is below --min-grade.`,
 	return cmd
 }
 
-// loadCheckConfig adapts the file like `caddy validate`.
+// adaptError is a configuration file that was read but that its adapter refuses (a Caddyfile
+// syntax error, an unknown directive, a subdirective given twice): the check reports it as
+// config.invalid, like a configuration Caddy refuses at provision.
+type adaptError struct{ err error }
+
+func (e *adaptError) Error() string { return e.err.Error() }
+func (e *adaptError) Unwrap() error { return e.err }
+
+// loadCheckConfig adapts the file like `caddy validate`. A file that cannot be read is an
+// error; one that its adapter refuses is an *adaptError.
 func loadCheckConfig(file, adapter string) ([]byte, error) {
 	if file == "" {
 		if _, err := os.Stat("Caddyfile"); err != nil {
@@ -83,9 +98,14 @@ func loadCheckConfig(file, adapter string) ([]byte, error) {
 		}
 		file = "Caddyfile"
 	}
+	if file != "-" {
+		if _, err := os.Stat(file); err != nil {
+			return nil, err
+		}
+	}
 	cfg, _, _, err := caddycmd.LoadConfig(file, adapter)
 	if err != nil {
-		return nil, err
+		return nil, &adaptError{err}
 	}
 	if len(cfg) == 0 {
 		return nil, fmt.Errorf("%s: empty configuration", file)

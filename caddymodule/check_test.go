@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -70,6 +71,10 @@ func TestCheckFindings(t *testing.T) {
 				"\thardening {", "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}\n\thardening {", 1)},
 		{"monitoring.literal_secret", checkSite("", good+"\n\tmonitoring {\n\t\tcheck postgres db postgres://app:s3cret@127.0.0.1:1/app\n\t}"),
 			checkSite("", good+"\n\tmonitoring {\n\t\tcheck postgres db {env.DATABASE_URL}\n\t}")},
+		{"monitoring.probes_blocked",
+			checkSite("", good+"\n\tpath_guard {\n\t\tsuspicious_action block\n\t}\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok"),
+			checkSite("", good+"\n\t@guarded not path /api/monitoring/live /api/monitoring/ready /api/monitoring/simple-health /api/monitoring/health"+
+				"\n\tpath_guard @guarded {\n\t\tsuspicious_action block\n\t}\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok")},
 		{"csp.tags_behind_proxy", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\treverse_proxy 127.0.0.1:1"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
 		{"ratelimit.key_remote_host", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey {remote_host}\n\t\t}", good+"\n\tpolicy_rate_limit p"),
@@ -96,6 +101,159 @@ func TestCheckFindings(t *testing.T) {
 			}
 			if f, ok := codes(checkCaddyfile(t, c.fixed))[c.code]; ok {
 				t.Fatalf("%s still reported after the fix: %+v\n%s", c.code, f, c.fixed)
+			}
+		})
+	}
+}
+
+// TestCheckFindingWording: each finding's text fits its case and gives its full place in the
+// JSON config.
+func TestCheckFindingWording(t *testing.T) {
+	t.Run("monitoring.literal_secret", func(t *testing.T) {
+		cf := checkSite("", "\tsecurity_headers\n\thandle_path /api/monitoring/* {\n\t\tmonitoring {\n"+
+			"\t\t\tcheck http billing https://billing.internal/healthz {\n\t\t\t\theader Authorization \"Bearer abc\"\n\t\t\t}\n"+
+			"\t\t\tcheck postgres db postgres://app:s3cret@127.0.0.1:1/app\n\t\t}\n\t}")
+		rep := checkCaddyfile(t, cf)
+		var got []Finding
+		for _, f := range rep.Findings {
+			if f.Code == "monitoring.literal_secret" {
+				got = append(got, f)
+			}
+		}
+		if len(got) != 2 {
+			t.Fatalf("findings: %+v", rep.Findings)
+		}
+		for _, f := range got {
+			if !strings.HasPrefix(f.Config, "apps.http.servers.srv0.routes.") {
+				t.Errorf("config path %q is not a full apps.… path", f.Config)
+			}
+			switch {
+			case strings.HasSuffix(f.Config, ".checks.0.headers.Authorization"):
+				if !strings.Contains(f.Fix, "{env.<NAME>}") || strings.Contains(f.Fix, "DATABASE_URL") {
+					t.Errorf("Authorization fix: %s", f.Fix)
+				}
+			case strings.HasSuffix(f.Config, ".checks.1.dsn"):
+				if !strings.Contains(f.Fix, "{env.DATABASE_URL}") {
+					t.Errorf("DSN fix: %s", f.Fix)
+				}
+			default:
+				t.Errorf("unexpected finding %+v", f)
+			}
+		}
+		// The path leads to the value in the adapted JSON.
+		var cfg any
+		adapted, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+		if err := json.Unmarshal(adapted, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range got {
+			v := cfg
+			for _, k := range strings.Split(f.Config, ".") {
+				switch t := v.(type) {
+				case map[string]any:
+					v = t[k]
+				case []any:
+					i, err := strconv.Atoi(k)
+					if err != nil || i >= len(t) {
+						v = nil
+						break
+					}
+					v = t[i]
+				}
+			}
+			if v != "Bearer abc" && v != "postgres://app:s3cret@127.0.0.1:1/app" {
+				t.Errorf("%s does not lead to the secret in the JSON config: %v", f.Config, v)
+			}
+		}
+	})
+	t.Run("monitoring.details_behind_proxy", func(t *testing.T) {
+		site := "\tsecurity_headers\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}"
+		for trusted, want := range map[string]string{
+			"10.0.0.0/8": "holds the private network 10.0.0.0/8,",
+			"0.0.0.0/0":  "holds 0.0.0.0/0, which covers private networks",
+		} {
+			f, ok := codes(checkCaddyfile(t, checkSite("\t\tip_classes {\n\t\t\ttrusted "+trusted+"\n\t\t}", site)))["monitoring.details_behind_proxy"]
+			if !ok || !strings.Contains(f.Message, want) {
+				t.Errorf("trusted %s: %q, want it to say %q", trusted, f.Message, want)
+			}
+		}
+	})
+	t.Run("redis.tls_insecure", func(t *testing.T) {
+		rep := checkCaddyfile(t, checkSite("\t\tredis rediss://127.0.0.1:1 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "\tsecurity_headers"))
+		if f, ok := codes(rep)["redis.tls_insecure"]; !ok || f.Severity != Error || rep.Errors != 1 || !rep.Failed(false) {
+			t.Fatalf("want one error, redis.tls_insecure: %+v", rep)
+		}
+	})
+}
+
+// TestCheckProbesBlocked: monitoring.probes_blocked follows the routes as Caddy runs them for
+// each probe path: it names the probes a blocking path_guard would see and the path_guard's
+// place in the JSON config, and stays silent where the probes never reach one.
+func TestCheckProbesBlocked(t *testing.T) {
+	const mon = "\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok"
+	block := func(matcher string) string {
+		return "\tpath_guard " + matcher + " {\n\t\tsuspicious_action block\n\t}\n"
+	}
+	for _, c := range []struct {
+		name, site string
+		blocked    []string // the probes the message must name; none: not reported
+		open       []string // the probes it must not name
+	}{
+		{"site level", block("") + mon, []string{"/api/monitoring/live", "/api/monitoring/ready", "/api/monitoring/health"}, nil},
+		{"matcher leaves only live out", "\t@guarded not path /api/monitoring/live\n" + block("@guarded") + mon,
+			[]string{"/api/monitoring/ready"}, []string{"/api/monitoring/live"}},
+		{"matcher leaves the mount out", "\t@guarded not path /api/monitoring/*\n" + block("@guarded") + mon, nil, nil},
+		{"inside handle_path, before monitoring", "\thandle_path /api/monitoring/* {\n" + block("") + "\t\tmonitoring\n\t}\n\trespond ok",
+			[]string{"/api/monitoring/live"}, nil},
+		{"inside handle_path, matcher on the stripped path", "\thandle_path /api/monitoring/* {\n\t\t@guarded not path /live /ready /simple-health /health\n" +
+			block("@guarded") + "\t\tmonitoring\n\t}\n\trespond ok", nil, nil},
+		{"in another handle", "\thandle /api/* {\n" + block("") + "\t\trespond api\n\t}\n" + mon, nil, nil},
+		{"no block", "\tpath_guard\n" + mon, nil, nil},
+		{"in a route, which Caddy orders after handle_path", "\troute {\n" + block("") + "\t}\n" + mon, nil, nil},
+		{"in a route wrapping the mount", "\troute {\n" + block("") + mon + "\n\t}", []string{"/api/monitoring/live"}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cf := checkSite("", "\tsecurity_headers\n"+c.site)
+			f, ok := codes(checkCaddyfile(t, cf))["monitoring.probes_blocked"]
+			if ok != (len(c.blocked) > 0) {
+				t.Fatalf("reported: %v, want %v: %+v\n%s", ok, len(c.blocked) > 0, f, cf)
+			}
+			if !ok {
+				return
+			}
+			for _, p := range c.blocked {
+				if !strings.Contains(f.Message, p+",") && !strings.Contains(f.Message, p+" ") {
+					t.Errorf("message does not name %s: %s", p, f.Message)
+				}
+			}
+			for _, p := range c.open {
+				if strings.Contains(f.Message, p+",") || strings.Contains(f.Message, p+" ") {
+					t.Errorf("message names %s, which is left out: %s", p, f.Message)
+				}
+			}
+			if f.Severity != Warning || !strings.Contains(f.Fix, "not path /api/monitoring/live /api/monitoring/ready") {
+				t.Errorf("finding: %+v", f)
+			}
+			var cfg any
+			adapted, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+			if err := json.Unmarshal(adapted, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			v := cfg
+			for _, k := range strings.Split(f.Config, ".") {
+				switch tv := v.(type) {
+				case map[string]any:
+					v = tv[k]
+				case []any:
+					i, err := strconv.Atoi(k)
+					if err != nil || i >= len(tv) {
+						t.Fatalf("%s: no %s in the JSON config", f.Config, k)
+					}
+					v = tv[i]
+				}
+			}
+			if h, _ := v.(map[string]any); h["handler"] != "path_guard" || h["suspicious_action"] != "block" {
+				t.Errorf("%s is not the blocking path_guard: %v", f.Config, v)
 			}
 		})
 	}
@@ -197,6 +355,41 @@ func TestCheckCommand(t *testing.T) {
 }
 
 func writeFile(p, body string) error { return os.WriteFile(p, []byte(body), 0o600) }
+
+// TestCheckCommandAdaptError: a Caddyfile its adapter refuses is one config.invalid error with
+// the file and line, in the JSON on stdout and in the text, and exits 1; a missing file is
+// still a plain error.
+func TestCheckCommandAdaptError(t *testing.T) {
+	p := t.TempDir() + "/Caddyfile"
+	if err := writeFile(p, checkSite("", "	monitoring {\n\t\tdashboard on\n\t\tdashboard off\n\t}")); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, error) {
+		cmd := checkCommand()
+		var out, errOut bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errOut)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return out.String(), errOut.String(), err
+	}
+	out, stderr, err := run("--config", p, "--json")
+	var rep CheckReport
+	if err == nil || json.Unmarshal([]byte(out), &rep) != nil {
+		t.Fatalf("--json: err %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr)
+	}
+	if rep.Errors != 1 || len(rep.Findings) != 1 || rep.Findings[0].Code != "config.invalid" ||
+		!strings.Contains(rep.Findings[0].Message, "dashboard is given twice, at "+p+":") || rep.Findings[0].Fix == "" {
+		t.Fatalf("--json report: %+v", rep)
+	}
+	out, _, err = run("--config", p)
+	if err == nil || !strings.Contains(out, "ERROR   config.invalid (caddy)") || !strings.Contains(out, "1 error(s)") {
+		t.Fatalf("text: err %v\n%s", err, out)
+	}
+	if _, _, err := run("--config", p+".missing", "--json"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("a missing file: err %v", err)
+	}
+}
 
 // TestCheckGradesLiveCaddy grades a real Caddy over HTTP and TLS (its local CA trusted with
 // --ca-file): with security_headers' production defaults, and without any.

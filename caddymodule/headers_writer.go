@@ -265,7 +265,7 @@ func (sw *securityWriter) sniff(p []byte) {
 func (sw *securityWriter) failClosed(ce string) {
 	sw.discard = true
 	sw.h.logger.Error("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
-		zap.String("content_encoding", ce), zap.String("uri", truncate(sw.r.RequestURI, maxLoggedURI)))
+		zap.String("content_encoding", ce), zap.String("uri", truncate(originalURI(sw.r), maxLoggedURI)))
 	hdr := sw.Header()
 	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified"} {
 		hdr.Del(k)

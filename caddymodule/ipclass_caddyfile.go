@@ -23,6 +23,8 @@ func init() {
 //	}
 //
 // A line may repeat; {$VAR} (adapt time) and {env.VAR} (load time) may hold several prefixes.
+// A line with no prefix at all is accepted and adds nothing: `trusted {$TRUSTED_CIDRS}` with
+// the variable empty or unset is a legitimate deployment (no trusted network).
 func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
 		return d.Errf("ip_classes takes a block of 'trusted|suspicious <cidr>...' lines; unexpected %q", d.Val())

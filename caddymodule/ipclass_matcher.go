@@ -39,10 +39,17 @@ func (MatchIPClass) CaddyModule() caddy.ModuleInfo {
 //
 //	ip_class <class>...
 //
-// Classes: trusted, default, suspicious. Several matchers in one set are merged.
+// Classes: trusted, default, suspicious. Several matchers in one set are merged. The matcher
+// takes no block.
 func (m *MatchIPClass) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.Next() {
 		args := d.RemainingArgs()
+		if d.Next() {
+			if d.Val() == "{" {
+				return d.Err("ip_class takes its classes on one line and no block: @name ip_class trusted|default|suspicious...")
+			}
+			d.Prev()
+		}
 		if len(args) == 0 {
 			return d.Err("ip_class: expected one or more classes: trusted, default, suspicious")
 		}

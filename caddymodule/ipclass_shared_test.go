@@ -10,7 +10,8 @@ import (
 )
 
 // detectionInstance runs the built Caddy with detection sharing through the Redis at redisURL;
-// 127.0.0.1 is a trusted proxy, so X-Forwarded-For names the client.
+// 127.0.0.1 is a trusted proxy, so X-Forwarded-For names the client, and a trusted client, so
+// a request without it reads the monitoring details.
 func detectionInstance(t *testing.T, redisURL string) string {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	testenv.RunCaddy(t, fmt.Sprintf(`{
@@ -20,15 +21,33 @@ func detectionInstance(t *testing.T, redisURL string) string {
 	}
 	hardening {
 		redis %s
+		ip_classes {
+			trusted 127.0.0.1
+		}
 	}
 }
 http://%s {
 	bind 127.0.0.1
 	path_guard
+	handle_path /api/monitoring/* {
+		monitoring
+	}
 	respond "class {http.vars.ip_class}"
 }
 `, redisURL, addr))
 	return addr
+}
+
+// detectionComponent is the status of the ipclass:detection component in /services.
+func detectionComponent(t *testing.T, addr string) string {
+	t.Helper()
+	for _, c := range services(t, "http://"+addr+"/api/monitoring/", "").Components {
+		if c.Component == "ipclass:detection" {
+			return c.Status
+		}
+	}
+	t.Fatalf("%s: no ipclass:detection component", addr)
+	return ""
 }
 
 func classAt(t *testing.T, addr, client string) string {
@@ -55,7 +74,8 @@ func waitClass(t *testing.T, addr, client, want string, within time.Duration) ti
 
 // TestDetectionSharedBetweenInstances: two Caddy processes share one Redis. A client detected
 // on A is suspicious on B within a second; with Redis stopped, detection goes on locally and no
-// request fails; once Redis is back, detections are shared again.
+// request fails, and A, which publishes nothing meanwhile, reports its ipclass:detection
+// component warn; once Redis is back, detections are shared again and A reports pass.
 func TestDetectionSharedBetweenInstances(t *testing.T) {
 	r := testenv.StartRedis(t)
 	a := detectionInstance(t, r.URL(0))
@@ -75,7 +95,14 @@ func TestDetectionSharedBetweenInstances(t *testing.T) {
 	took := waitClass(t, b, x, "class suspicious", time.Second)
 	t.Logf("detection on A seen on B after %v", took)
 
+	if got := detectionComponent(t, a); got != "pass" {
+		t.Fatalf("before the outage, A's ipclass:detection is %q", got)
+	}
 	r.Stop()
+	// A publishes nothing from now on: its subscription alone must notice the outage.
+	testenv.WaitFor(t, 5*time.Second, "A (subscribing only) reports ipclass:detection warn", func() bool {
+		return detectionComponent(t, a) == "warn"
+	})
 	y := "198.51.100.51"
 	for _, p := range []string{"/.env", "/.git/config"} {
 		if status, _, body := rawGet(t, b, p, "X-Forwarded-For: "+y); status != http.StatusOK {
@@ -99,7 +126,7 @@ func TestDetectionSharedBetweenInstances(t *testing.T) {
 			rawGet(t, b, p, "X-Forwarded-For: "+z)
 		}
 		time.Sleep(200 * time.Millisecond)
-		if classAt(t, a, z) == "class suspicious" {
+		if classAt(t, a, z) == "class suspicious" && detectionComponent(t, a) == "pass" {
 			t.Logf("shared again %d rounds after Redis returned", i+1)
 			break
 		}

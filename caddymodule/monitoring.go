@@ -93,8 +93,11 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 	if m.keys, err = apikey.ParseSet(m.APIKeys); err != nil {
 		return err
 	}
-	m.reportLiteralSecrets(app)
-	app.OnValidate(func() { m.checkDetailsBehindProxy(ctx) })
+	app.OnValidate(func() {
+		m.reportLiteralSecrets(ctx, app)
+		m.checkDetailsBehindProxy(ctx)
+		m.checkProbesBehindBlock(ctx)
+	})
 	m.system = &monitor.SystemSampler{}
 	repl := caddy.NewReplacer()
 	for _, c := range m.Checks {

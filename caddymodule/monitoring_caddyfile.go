@@ -71,13 +71,23 @@ func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 // is a URL, otherwise a name.
 //
 // `dashboard off` turns off the `dashboard` and `dashboard/data` routes (default: on).
+//
+// `check` and `api_keys` may be given several times (one check each; the digests add up);
+// every other subdirective, of the block and of a check, once (a check's `expect` lines add
+// up, and `header` once per field).
 func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.Errf("monitoring takes no arguments, only a block; got %q", d.Val())
 	}
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
-		switch d.Val() {
+		name := d.Val()
+		if seen[name] && name != "check" && name != "api_keys" {
+			return d.Errf("monitoring: %s is given twice", name)
+		}
+		seen[name] = true
+		switch name {
 		case "check":
 			c, err := parseCheck(d)
 			if err != nil {
@@ -161,7 +171,12 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 	if c.Name != "" && !validCheckName(c.Name) {
 		return nil, d.Errf("check %s: name %q: use letters, digits, '_', '-' and '.' (at most 64)", c.Type, c.Name)
 	}
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if opt := d.Val(); seen[opt] && opt != "expect" && opt != "header" {
+			return nil, d.Errf("check %s: %s is given twice", c.name(), opt)
+		}
+		seen[d.Val()] = true
 		if err := parseCheckOption(d, c); err != nil {
 			return nil, err
 		}
@@ -240,6 +255,9 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		}
 		if c.Headers == nil {
 			c.Headers = map[string]string{}
+		}
+		if _, twice := c.Headers[http.CanonicalHeaderKey(name)]; twice {
+			return d.Errf("check %s: header %s is given twice", c.name(), http.CanonicalHeaderKey(name))
 		}
 		c.Headers[http.CanonicalHeaderKey(name)] = value
 	case "ca_file":

@@ -416,14 +416,26 @@ func (c *MonitorCheck) literalSecrets() []string {
 	return fields
 }
 
-// reportLiteralSecrets records a warning finding per secret written in the configuration.
-func (m *Monitoring) reportLiteralSecrets(app *App) {
+// literalSecretFixes is the fix of monitoring.literal_secret, per field.
+var literalSecretFixes = map[string]string{
+	"dsn":                   "use a runtime placeholder for the DSN: {env.DATABASE_URL} or {file./run/secrets/db_url}",
+	"redis":                 "use a runtime placeholder for the Redis URL: {env.REDIS_URL} or {file./run/secrets/redis_url}",
+	"headers.Authorization": `put the token in a runtime placeholder: header Authorization "Bearer {env.<NAME>}" (or {file./run/secrets/<name>})`,
+}
+
+// reportLiteralSecrets records a warning finding per secret written in the configuration, at
+// its full place in the JSON config (so it runs once the whole configuration is provisioned).
+func (m *Monitoring) reportLiteralSecrets(ctx caddy.Context, app *App) {
+	at := handlerConfigPath(ctx, m)
+	if at != "" {
+		at += "."
+	}
 	for i, c := range m.Checks {
 		for _, field := range c.literalSecrets() {
 			_ = app.Report(Finding{Code: "monitoring.literal_secret", Severity: Warning, Module: "http.handlers.monitoring",
-				Config:  fmt.Sprintf("checks.%d.%s", i, field),
+				Config:  fmt.Sprintf("%schecks.%d.%s", at, i, field),
 				Message: fmt.Sprintf("check %s: a password or token is written in the configuration: it is kept in the JSON config, the admin API's GET /config/ and autosave.json (a Caddyfile {$VAR} is substituted before that, so it counts as written)", c.name()),
-				Fix:     "use a runtime placeholder: {env.DATABASE_URL} or {file./run/secrets/db_url}"},
+				Fix:     literalSecretFixes[field]},
 				Production, Staging)
 		}
 	}

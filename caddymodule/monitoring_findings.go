@@ -1,12 +1,16 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
 )
@@ -24,6 +28,10 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 	if private == "" {
 		return
 	}
+	holds := "the private network " + private
+	if p := netip.MustParsePrefix(private); !p.Addr().IsPrivate() {
+		holds = private + ", which covers private networks (10.0.0.0/8 among them)"
+	}
 	v, err := ctx.AppIfConfigured("http")
 	if err != nil {
 		return
@@ -34,7 +42,7 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 		}
 		_ = app.Report(Finding{Code: "monitoring.details_behind_proxy", Severity: Warning, Module: "http.handlers.monitoring",
 			Config:  "apps.http.servers." + name + ".trusted_proxies",
-			Message: "monitoring details go to the trusted class, which holds the private network " + private + ", and this server has no trusted_proxies: behind a proxy or load balancer there, every client appears to come from it and gets the details",
+			Message: "monitoring details go to the trusted class, which holds " + holds + ", and this server has no trusted_proxies: behind a proxy or load balancer there, every client appears to come from it and gets the details",
 			Fix:     "declare the proxies in the global options (servers { trusted_proxies static <proxy CIDRs> }) so the real client address is classified, or remove the private range from ip_classes trusted and use api_keys"},
 			Production, Staging)
 	}
@@ -68,4 +76,220 @@ func hasTrustedProxies(srv *caddyhttp.Server) bool {
 	}
 	f := reflect.ValueOf(srv).Elem().FieldByName("trustedProxies")
 	return f.IsValid() && f.Kind() == reflect.Interface && !f.IsNil()
+}
+
+// handlerConfigPath returns where h sits in the JSON config, as findings give it
+// ("apps.http.servers.srv0.routes.0.handle.0.routes.1.handle.0"), or "" when no server's
+// routes hold it.
+func handlerConfigPath(ctx caddy.Context, h caddyhttp.MiddlewareHandler) string {
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return ""
+	}
+	servers := v.(*caddyhttp.App).Servers
+	for _, name := range sortedKeys(servers) {
+		if p := routesPath(servers[name].Routes, h, "apps.http.servers."+name+".routes"); p != "" {
+			return p
+		}
+	}
+	return ""
+}
+
+func routesPath(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler, prefix string) string {
+	for i, r := range routes {
+		for j, hh := range r.Handlers {
+			p := prefix + "." + strconv.Itoa(i) + ".handle." + strconv.Itoa(j)
+			if hh == h {
+				return p
+			}
+			if sub, ok := hh.(*caddyhttp.Subroute); ok {
+				if found := routesPath(sub.Routes, h, p+".routes"); found != "" {
+					return found
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// probeRoutes are the monitoring routes platforms call to decide whether to restart an
+// instance or send it traffic (Kubernetes liveness, startup and readiness probes, load
+// balancer and Render health checks). They must answer every caller, whatever its class.
+var probeRoutes = []string{"live", "ready", "simple-health", "health"}
+
+// checkProbesBehindBlock warns when a path_guard with suspicious_action block runs, in the
+// same server, before this handler's probe routes: a load balancer's or kubelet's address that
+// turns suspicious (a static prefix, or a detection: probes of many clients arrive from it
+// behind a proxy) gets 403 on /live and /ready, and the orchestrator restarts the instance or
+// takes it out of rotation. It follows the routes as Caddy runs them for each probe path
+// (matchers, handle groups, handle_path's prefix strip), so a path_guard whose matcher leaves
+// the probes out passes.
+func (m *Monitoring) checkProbesBehindBlock(ctx caddy.Context) {
+	app := m.app
+	if !app.FeatureEnabled("path_guard") || !app.FeatureEnabled("ip_classes") && !app.FeatureEnabled("detection") {
+		return
+	}
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	servers := v.(*caddyhttp.App).Servers
+	for _, name := range sortedKeys(servers) {
+		srv := servers[name]
+		chain := chainTo(srv.Routes, m)
+		if chain == nil {
+			continue
+		}
+		mount := mountPrefix(chain)
+		var blocked []string
+		guard := ""
+		for _, route := range probeRoutes {
+			if g := guardBefore(chain, probeRequest(srv, mount+route), "apps.http.servers."+name+".routes"); g != "" {
+				blocked, guard = append(blocked, mount+route), g
+			}
+		}
+		if guard == "" {
+			continue
+		}
+		_ = app.Report(Finding{Code: "monitoring.probes_blocked", Severity: Warning, Module: "http.handlers.monitoring", Config: guard,
+			Message: "the health probes " + strings.Join(blocked, ", ") + " run behind a path_guard with suspicious_action block: a load balancer or kubelet whose address is suspicious (a static prefix, or detected) gets 403, and the orchestrator restarts the instance or takes it out of rotation, although /live depends on nothing",
+			Fix:     "give path_guard a matcher that leaves the probes out: @guarded not path " + mount + "live " + mount + "ready " + mount + "simple-health " + mount + "health, then path_guard @guarded { ... } (Caddyfile.example)"})
+	}
+}
+
+// chainStep is one level of the way from a server's routes to a handler: the handler sits at
+// (or under) routes[route].Handlers[handler].
+type chainStep struct {
+	routes         caddyhttp.RouteList
+	route, handler int
+}
+
+// chainTo returns the steps from routes to h, or nil when h is not in them.
+func chainTo(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler) []chainStep {
+	for i, r := range routes {
+		for j, hh := range r.Handlers {
+			step := chainStep{routes, i, j}
+			if hh == h {
+				return []chainStep{step}
+			}
+			if sub, ok := hh.(*caddyhttp.Subroute); ok {
+				if rest := chainTo(sub.Routes, h); rest != nil {
+					return append([]chainStep{step}, rest...)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// mountPrefix is where the handler is mounted, from the first path matcher with a trailing
+// wildcard on its way (handle_path /api/monitoring/* gives /api/monitoring/); "/" without one.
+func mountPrefix(chain []chainStep) string {
+	for _, step := range chain {
+		for _, set := range step.routes[step.route].MatcherSets {
+			for _, matcher := range set {
+				paths, ok := matcher.(*caddyhttp.MatchPath)
+				if !ok {
+					continue
+				}
+				for _, p := range *paths {
+					if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(prefix, "/") {
+						if !strings.HasSuffix(prefix, "/") {
+							prefix += "/"
+						}
+						return prefix
+					}
+				}
+			}
+		}
+	}
+	return "/"
+}
+
+// probeRequest is a GET of path as the server would prepare it, from an address of no class.
+func probeRequest(srv *caddyhttp.Server, path string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	r.RemoteAddr = "192.0.2.1:40000"
+	return caddyhttp.PrepareRequest(r, caddy.NewReplacer(), nil, srv)
+}
+
+// guardBefore follows req through the routes of chain[0] up to the chain's route, then down
+// the chain, and returns the config path of the first path_guard with suspicious_action block
+// that would run before the handler at the chain's end ("" when none would).
+func guardBefore(chain []chainStep, req *http.Request, at string) string {
+	step := chain[0]
+	groups := map[string]bool{}
+	for i, r := range step.routes[:step.route+1] {
+		p := at + "." + strconv.Itoa(i) + ".handle."
+		onChain := i == step.route
+		if !onChain {
+			if r.Group != "" && (groups[r.Group] || r.Group == step.routes[step.route].Group) || !routeMatches(r, req) {
+				continue
+			}
+			if r.Group != "" {
+				groups[r.Group] = true
+			}
+		}
+		for j, h := range r.Handlers {
+			if onChain && j == step.handler {
+				if len(chain) == 1 {
+					return ""
+				}
+				return guardBefore(chain[1:], req, p+strconv.Itoa(j)+".routes")
+			}
+			if g := guardHandler(h, req, p+strconv.Itoa(j)); g != "" {
+				return g
+			}
+		}
+		if r.Terminal {
+			return "" // a matched terminal route: the handler is not reached that way
+		}
+	}
+	return ""
+}
+
+// guardIn is guardBefore for routes off the chain: every matching route, in order.
+func guardIn(routes caddyhttp.RouteList, req *http.Request, at string) string {
+	groups := map[string]bool{}
+	for i, r := range routes {
+		if r.Group != "" && groups[r.Group] || !routeMatches(r, req) {
+			continue
+		}
+		if r.Group != "" {
+			groups[r.Group] = true
+		}
+		for j, h := range r.Handlers {
+			if g := guardHandler(h, req, at+"."+strconv.Itoa(i)+".handle."+strconv.Itoa(j)); g != "" {
+				return g
+			}
+		}
+		if r.Terminal {
+			break
+		}
+	}
+	return ""
+}
+
+// guardHandler returns at when h is a blocking path_guard, looks into a subroute, and applies
+// a rewrite (handle_path's strip) to req, as serving it would.
+func guardHandler(h caddyhttp.MiddlewareHandler, req *http.Request, at string) string {
+	switch h := h.(type) {
+	case *PathGuard:
+		if h.SuspiciousAction == "block" {
+			return at
+		}
+	case *caddyhttp.Subroute:
+		return guardIn(h.Routes, req, at+".routes")
+	case *rewrite.Rewrite:
+		repl, _ := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		h.Rewrite(req, repl)
+	}
+	return ""
+}
+
+// routeMatches reports whether the route's matchers take req; a matcher that errs counts as a
+// match (the finding would rather warn than miss).
+func routeMatches(r caddyhttp.Route, req *http.Request) bool {
+	ok, err := r.MatcherSets.AnyMatchWithError(req)
+	return ok || err != nil
 }

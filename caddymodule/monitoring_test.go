@@ -503,8 +503,9 @@ api_keys %[3]s`, goldenSecret, down, digest))
 			found = append(found, f.Config)
 		}
 	}
-	if strings.Join(found, " ") != "checks.0.dsn checks.2.redis" {
-		t.Fatalf("findings = %v, want checks.0.dsn and checks.2.redis", found)
+	if len(found) != 2 || !strings.HasPrefix(found[0], "apps.http.servers.") || !strings.HasSuffix(found[0], ".checks.0.dsn") ||
+		!strings.HasPrefix(found[1], "apps.http.servers.") || !strings.HasSuffix(found[1], ".checks.2.redis") {
+		t.Fatalf("findings = %v, want apps.http.servers.….checks.0.dsn and ….checks.2.redis", found)
 	}
 	waitFor(t, "every check ran", func() bool {
 		for _, d := range services(t, base, key).Dependencies {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -407,5 +408,84 @@ http://%s {
 				t.Fatalf("got %q, want %q", body, tc.want)
 			}
 		})
+	}
+}
+
+// TestSuspiciousProbesPassTheExampleLayout: a suspicious client (here the load balancer's
+// address, a static suspicious prefix) behind path_guard { suspicious_action block } at site
+// level gets 403 on /api/monitoring/live and /ready: Kubernetes would restart the pod. With
+// the matcher of Caddyfile.example in front of path_guard, it gets 200 on every probe route,
+// and is still refused elsewhere; a traversal is still refused for everyone. The check of
+// Caddyfile.example reports no monitoring.probes_blocked.
+func TestSuspiciousProbesPassTheExampleLayout(t *testing.T) {
+	example, err := os.ReadFile("../Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var guarded string
+	for line := range strings.Lines(string(example)) {
+		if strings.HasPrefix(strings.TrimSpace(line), "@guarded ") {
+			guarded = strings.TrimSpace(line)
+		}
+	}
+	if guarded == "" {
+		t.Fatal("Caddyfile.example has no @guarded matcher")
+	}
+	bare, fixed := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		ip_classes {
+			suspicious 127.0.0.1
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	handle_path /api/monitoring/* {
+		monitoring
+	}
+	respond "app"
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	%s
+	path_guard @guarded {
+		suspicious_action block
+	}
+	handle_path /api/monitoring/* {
+		monitoring
+	}
+	respond "app"
+}
+`, bare, fixed, guarded))
+	for _, route := range []string{"live", "ready"} {
+		if status, _, _ := rawGet(t, fmt.Sprintf("127.0.0.1:%d", bare), "/api/monitoring/"+route); status != http.StatusForbidden {
+			t.Errorf("site-level block: /%s answered %d, want the 403 that the check warns about", route, status)
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", fixed)
+	for _, route := range probeRoutes {
+		if status, _, body := rawGet(t, addr, "/api/monitoring/"+route); status != http.StatusOK {
+			t.Errorf("example layout: /%s answered %d %s to a suspicious client, want 200", route, status, body)
+		}
+	}
+	for _, p := range []string{"/", "/api/monitoring/services", "/api/x"} {
+		if status, _, _ := rawGet(t, addr, p); status != http.StatusForbidden {
+			t.Errorf("example layout: %s answered %d to a suspicious client, want 403", p, status)
+		}
+	}
+	if status, _, _ := rawGet(t, addr, "/static/..%2f..%2fsecret"); status != http.StatusBadRequest {
+		t.Errorf("example layout: a traversal answered %d, want 400", status)
+	}
+
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(example, map[string]any{"filename": "Caddyfile.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ok := codes(CheckConfig(cfg))["monitoring.probes_blocked"]; ok {
+		t.Errorf("the check reports Caddyfile.example: %+v", f)
 	}
 }

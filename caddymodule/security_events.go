@@ -172,11 +172,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 		full["ip_class"] = a.ClassOf(r).String()
 		full["method"] = r.Method
 		full["host"] = r.Host
-		uri := r.RequestURI
-		if len(uri) > maxLoggedURI {
-			uri = uri[:maxLoggedURI]
-		}
-		full["uri"] = uri
+		full["uri"] = truncate(originalURI(r), maxLoggedURI)
 	}
 	if emit {
 		s.events.Emit(ctx, name, full)
@@ -188,6 +184,17 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 		}
 		ce.Write(fields...)
 	}
+}
+
+// originalURI is the request URI as the client sent it. Rewrites (handle_path, uri
+// strip_prefix, rewrite) change r.RequestURI on the way; Caddy keeps the request as it arrived
+// under caddyhttp.OriginalRequestCtxKey, so an event under `handle_path /api/monitoring/*`
+// reads /api/monitoring/health, not /health.
+func originalURI(r *http.Request) string {
+	if orig, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && orig.RequestURI != "" {
+		return orig.RequestURI
+	}
+	return r.RequestURI
 }
 
 // admit is a token bucket per event name; it returns how many were dropped before this one.

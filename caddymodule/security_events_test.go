@@ -109,6 +109,16 @@ http://%s {
 	if l := securityLogs(c, EventMonitoringDenied); len(l) != 1 || l[0].Str("route") != "health" || l[0].Level() != "warn" {
 		t.Errorf("monitoring_access_denied: want one warn entry for the wrong key only, got %v", l)
 	}
+	// Under handle_path the event carries the URI the client sent, not the stripped one.
+	if l := securityLogs(c, EventMonitoringDenied); len(l) == 1 && l[0].Str("uri") != "/api/monitoring/health" {
+		t.Errorf("monitoring_access_denied logged uri %q, want /api/monitoring/health", l[0].Str("uri"))
+	}
+	if ev := recordedEvents(EventMonitoringDenied); len(ev) == 0 || ev[0].Data["uri"] != "/api/monitoring/health" {
+		t.Errorf("monitoring_access_denied Caddy event: %v", ev)
+	}
+	if l := securityLogs(c, EventPathBlocked); len(l) == 0 || l[0].Str("uri") != "/a/../../etc/passwd" {
+		t.Errorf("path_blocked uri: %v", l)
+	}
 }
 
 func mustRequest(t *testing.T, url string) *http.Request {

@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -21,6 +24,12 @@ import (
 //
 // Requests never wait on Redis: publishing goes through a bounded queue served by one
 // goroutine, and a failing Redis only means detections stay local until it answers again.
+//
+// Both sides watch Redis: a failed publication, and on the subscriber a broken subscription
+// (its connection closed, or a ping unanswered after subscriberPing of silence), make Failing
+// true and log once; when the subscription is back, the set is read again (the detections
+// made meanwhile apply), Failing turns false, and that is logged once too. So an instance
+// that only receives detections notices an outage as well as one that publishes.
 type SharedBans struct {
 	client  redis.UniversalClient
 	key     string // sorted set of active detections
@@ -35,8 +44,24 @@ type SharedBans struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	failing atomic.Bool // the last publish failed
+	healthMu sync.Mutex
+	down     [2]bool     // per side (sidePublish, sideSubscribe): its last attempt failed
+	failing  atomic.Bool // either side is down
 }
+
+// The two sides whose failures Failing reports.
+const (
+	sidePublish = iota
+	sideSubscribe
+)
+
+// subscriberPing is how long the subscription may stay silent before it is pinged; a ping
+// unanswered for as long again counts as a broken subscription (a frozen Redis, a partition
+// that drops packets). A closed connection counts at once.
+var subscriberPing = 3 * time.Second
+
+// resubscribeEvery is the pause between attempts to subscribe again while Redis fails.
+var resubscribeEvery = time.Second
 
 // ReloadEvery is how often the shared set is read whole, to catch up on missed messages.
 const ReloadEvery = 30 * time.Second
@@ -117,22 +142,35 @@ func (s *SharedBans) enqueue(m banMessage) {
 
 func (s *SharedBans) publishLoop(ctx context.Context) {
 	defer s.wg.Done()
-	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-s.queue:
-			err := s.publish(ctx, m)
-			switch {
-			case err != nil && !failing:
-				s.logf("shared detections: Redis unavailable, detections stay local until it answers", err)
-			case err == nil && failing:
-				s.logf("shared detections: Redis answers again", nil)
-			}
-			failing = err != nil
-			s.failing.Store(failing)
+			s.report(sidePublish, s.publish(ctx, m))
 		}
+	}
+}
+
+// report records whether one side works, and logs once when sharing starts failing and once
+// when both sides work again. A subscription that works again (it has just read the shared
+// set) shows Redis answers, so it clears a publication failure too: the publications that
+// failed are not retried (those detections stay local, README).
+func (s *SharedBans) report(side int, err error) {
+	s.healthMu.Lock()
+	before := s.down[sidePublish] || s.down[sideSubscribe]
+	s.down[side] = err != nil
+	if side == sideSubscribe && err == nil {
+		s.down[sidePublish] = false
+	}
+	after := s.down[sidePublish] || s.down[sideSubscribe]
+	s.failing.Store(after)
+	s.healthMu.Unlock()
+	switch {
+	case after && !before:
+		s.logf("shared detections: Redis unavailable: detections stay local, and other instances' are not received, until it answers", err)
+	case before && !after:
+		s.logf("shared detections: Redis answers again; the shared detections were read again", nil)
 	}
 }
 
@@ -160,23 +198,61 @@ func (s *SharedBans) publish(ctx context.Context, m banMessage) error {
 	return s.client.Publish(ctx, s.channel, payload).Err()
 }
 
+// subscribe keeps a subscription to the channel: each time it breaks, the failure is reported
+// and a new one is made after resubscribeEvery.
 func (s *SharedBans) subscribe(ctx context.Context) {
 	defer s.wg.Done()
-	ps := s.client.Subscribe(ctx, s.channel)
-	defer ps.Close()
-	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(queueSize))
 	for {
+		err := s.receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.report(sideSubscribe, err)
 		select {
 		case <-ctx.Done():
 			return
-		case v := <-ch:
-			switch m := v.(type) {
-			case *redis.Subscription:
-				// (Re)subscribed: messages may have been missed while away.
-				go func() { _ = s.Reload(ctx) }()
-			case *redis.Message:
-				s.apply(m.Payload)
+		case <-time.After(resubscribeEvery):
+		}
+	}
+}
+
+// receive subscribes and applies what arrives until the subscription breaks; it returns why.
+// Every (re)subscription reads the shared set whole, since messages may have been missed, and
+// reports the subscription healthy once that read succeeded.
+func (s *SharedBans) receive(ctx context.Context) error {
+	ps := s.client.Subscribe(ctx, s.channel) // a failure here shows in the first receive
+	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // unblocks the read on Stop
+	defer stop()
+	pinged := false
+	for {
+		v, err := ps.ReceiveTimeout(ctx, subscriberPing)
+		if err != nil {
+			var ne net.Error
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case !errors.As(err, &ne) || !ne.Timeout():
+				return err
+			case pinged:
+				return fmt.Errorf("no answer to a ping within %v", subscriberPing)
 			}
+			// Silent for a while: ask for a sign of life.
+			if err := ps.Ping(ctx); err != nil {
+				return err
+			}
+			pinged = true
+			continue
+		}
+		pinged = false
+		switch m := v.(type) {
+		case *redis.Subscription:
+			if err := s.Reload(ctx); err != nil {
+				return err
+			}
+			s.report(sideSubscribe, nil)
+		case *redis.Message:
+			s.apply(m.Payload)
 		}
 	}
 }
@@ -212,8 +288,8 @@ func (s *SharedBans) reloadLoop(ctx context.Context) {
 	}
 }
 
-// Failing reports whether the last attempt to share a detection failed (Redis unreachable):
-// detections stay local meanwhile.
+// Failing reports whether sharing fails (Redis unreachable): the last publication failed, or
+// the subscription is broken and not yet back. Detections stay local meanwhile.
 func (s *SharedBans) Failing() bool { return s.failing.Load() }
 
 // Reload applies every active detection in the shared set.

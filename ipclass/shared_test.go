@@ -149,3 +149,139 @@ func TestSharedBansOverCluster(t *testing.T) {
 		t.Error("the sync reports a failure")
 	}
 }
+
+// levelSink records what a sync logs, split as the app logs it: WARN with an error, INFO
+// without.
+type levelSink struct {
+	mu          sync.Mutex
+	warns, info []string
+}
+
+func (l *levelSink) logf(msg string, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.warns = append(l.warns, msg+": "+err.Error())
+	} else {
+		l.info = append(l.info, msg)
+	}
+}
+
+func (l *levelSink) counts() (warns, info int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.warns), len(l.info)
+}
+
+// sharedNode is one instance: a detector and its sync over its own client to addr.
+func sharedNode(t *testing.T, addr string) (*Detector, *SharedBans, *levelSink) {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	d := NewDetector(Settings{})
+	logs := &levelSink{}
+	s := NewSharedBans(c, "test:", d, 1000, logs.logf)
+	s.Start()
+	t.Cleanup(s.Stop)
+	return d, s, logs
+}
+
+// detectAndShare makes a detect ip and publishes the detection, as the app does.
+func detectAndShare(t *testing.T, a *Detector, sa *SharedBans, ip netip.Addr) {
+	t.Helper()
+	d, hit := a.Signal(ip, SignalTraversal)
+	if !hit {
+		t.Fatalf("%s not detected", ip)
+	}
+	sa.Publish(d)
+}
+
+// fastSubscriberPing shortens the subscriber's ping and resubscribe intervals for one test.
+func fastSubscriberPing(t *testing.T) {
+	ping, again := subscriberPing, resubscribeEvery
+	subscriberPing, resubscribeEvery = 200*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { subscriberPing, resubscribeEvery = ping, again })
+}
+
+// TestSharedBansSubscriberNoticesRedisStop: B only receives (it publishes nothing). When Redis
+// stops, B reports the failure (Failing, one WARN) although it never tried to publish; once
+// Redis is back it reports pass again (one INFO) and receives detections again.
+func TestSharedBansSubscriberNoticesRedisStop(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a, sa, _ := sharedNode(t, r.Addr)
+	b, sb, logs := sharedNode(t, r.Addr)
+	first, _ := a.Signal(netip.MustParseAddr("198.51.100.30"), SignalTraversal)
+	testenv.WaitFor(t, 2*time.Second, "both subscribed", func() bool {
+		sa.Publish(first)
+		time.Sleep(50 * time.Millisecond)
+		return b.Suspicious(first.Addr)
+	})
+	if sb.Failing() {
+		t.Fatal("Failing before the outage")
+	}
+
+	r.Stop()
+	testenv.WaitFor(t, 3*time.Second, "the subscriber reports the outage", sb.Failing)
+	time.Sleep(3 * resubscribeEvery) // several failed attempts: still one WARN
+	if w, i := logs.counts(); w != 1 || i != 0 {
+		t.Fatalf("during the outage: %d WARN, %d INFO lines, want 1 and 0: %v", w, i, logs.warns)
+	}
+
+	r.Restart()
+	testenv.WaitFor(t, 10*time.Second, "the subscriber reports Redis back", func() bool { return !sb.Failing() })
+	if w, i := logs.counts(); w != 1 || i != 1 {
+		t.Fatalf("after the outage: %d WARN, %d INFO lines, want 1 and 1", w, i)
+	}
+	after := netip.MustParseAddr("198.51.100.31")
+	detectAndShare(t, a, sa, after)
+	testenv.WaitFor(t, 2*time.Second, "a detection after the outage received", func() bool { return b.Suspicious(after) })
+}
+
+// TestSharedBansSubscriberResyncsAfterPartition: B reaches Redis through a proxy that is cut.
+// B reports the failure; A (still connected) detects a client meanwhile, whose message B
+// cannot receive. When the proxy is restored, B subscribes again, reads the shared set and
+// so applies the detection it missed, and reports pass.
+func TestSharedBansSubscriberResyncsAfterPartition(t *testing.T) {
+	fastSubscriberPing(t)
+	r := testenv.StartRedis(t)
+	p := testenv.StartProxy(t, r.Addr)
+	a, sa, _ := sharedNode(t, r.Addr)
+	b, sb, logs := sharedNode(t, p.Addr)
+	time.Sleep(200 * time.Millisecond) // both subscribed
+
+	p.Cut()
+	testenv.WaitFor(t, 2*time.Second, "the subscriber reports the partition", sb.Failing)
+	missed := netip.MustParseAddr("198.51.100.32")
+	detectAndShare(t, a, sa, missed)
+	testenv.WaitFor(t, 2*time.Second, "the detection stored in Redis", func() bool {
+		v, err := r.Do("ZSCORE", "test:{ipclass}:detected", missed.String())
+		return err == nil && v != nil
+	})
+	time.Sleep(100 * time.Millisecond)
+	if b.Suspicious(missed) {
+		t.Fatal("B received a detection through a cut proxy")
+	}
+
+	p.Restore()
+	testenv.WaitFor(t, 3*time.Second, "B back and the missed detection applied", func() bool { return !sb.Failing() && b.Suspicious(missed) })
+	if sa.Failing() {
+		t.Error("A, never cut off, reports a failure")
+	}
+	if w, i := logs.counts(); w != 1 || i != 1 {
+		t.Fatalf("B logged %d WARN and %d INFO lines, want 1 and 1", w, i)
+	}
+}
+
+// TestSharedBansSubscriberNoticesFrozenRedis: a Redis that keeps its connections open but
+// answers nothing (SIGSTOP) is noticed by the subscriber's ping, and the subscriber is back
+// once it answers again.
+func TestSharedBansSubscriberNoticesFrozenRedis(t *testing.T) {
+	fastSubscriberPing(t)
+	r := testenv.StartRedis(t)
+	_, sb, _ := sharedNode(t, r.Addr)
+	time.Sleep(200 * time.Millisecond)
+	r.Freeze()
+	defer r.Thaw()
+	testenv.WaitFor(t, 3*time.Second, "a silent Redis noticed", sb.Failing)
+	r.Thaw()
+	testenv.WaitFor(t, 5*time.Second, "the subscriber back after the thaw", func() bool { return !sb.Failing() })
+}

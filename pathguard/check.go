@@ -205,16 +205,31 @@ func checkSegments(p string) Reason {
 	return ""
 }
 
-// dotLike are runes that NFKC normalization or lax servers turn into '.'; slashLike into a
-// separator.
-func dotLike(r rune) bool { return r == '.' || r == '\uff0e' || r == '\u2024' || r == '\ufe52' }
+// dots is how many full stops NFKC normalization (which lax servers and file systems apply)
+// makes of r: 1 for '.' and its look-alikes, 2 for the two-dot leaders, 3 for the ellipses,
+// 0 for any other rune. TestDotsMatchesNFKC checks the table against every Unicode rune.
+func dots(r rune) int {
+	switch r {
+	case '.', '\uff0e', '\u2024', '\ufe52': // fullwidth full stop, one-dot leader, small full stop
+		return 1
+	case '\u2025', '\ufe30': // two-dot leader, vertical two-dot leader
+		return 2
+	case '\u2026', '\ufe19': // horizontal ellipsis, vertical horizontal ellipsis
+		return 3
+	}
+	return 0
+}
 
+// slashLike are runes that NFKC normalization or lax servers turn into a separator.
 func slashLike(r rune) bool {
 	return r == '\uff0f' || r == '\u2215' || r == '\u2044' || r == '\uff3c' || r == '\u2216' || r == '\ufe68'
 }
 
+// checkUnicodeSegment refuses a non-ASCII segment that normalizes to `..` (two look-alike
+// dots, a two-dot leader `‥`, or either mixed with '.') or that holds a look-alike separator.
+// A segment that normalizes to `...` (`…`) passes, as `...` itself does.
 func checkUnicodeSegment(s string) Reason {
-	dots, n := 0, 0
+	n, all := 0, true
 	for _, r := range s {
 		if r == utf8.RuneError {
 			continue // invalid bytes are checkBytes' concern
@@ -222,12 +237,13 @@ func checkUnicodeSegment(s string) Reason {
 		if slashLike(r) {
 			return ReasonLookalike
 		}
-		if dotLike(r) {
-			dots++
+		d := dots(r)
+		if d == 0 {
+			all = false
 		}
-		n++
+		n += d
 	}
-	if n == 2 && dots == 2 {
+	if all && n == 2 {
 		return ReasonLookalike
 	}
 	return ""

@@ -1,9 +1,12 @@
 package pathguard
 
 import (
+	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestCorpusAttacksRefused(t *testing.T) {
@@ -54,6 +57,13 @@ func TestCheckReasons(t *testing.T) {
 		{"/%c0%ae%c0%ae/x", Options{}, ReasonOverlongUTF8},
 		{"/%u002e%u002e/x", Options{}, ReasonUnicodeEscape},
 		{"/\uff0e\uff0e/x", Options{}, ReasonLookalike},
+		{"/%e2%80%a5/x", Options{}, ReasonLookalike},          // ‥ two-dot leader: NFKC ".."
+		{"/\u2025/x", Options{}, ReasonLookalike},             // the same, sent raw
+		{"/%ef%b8%b0/x", Options{}, ReasonLookalike},          // ︰ vertical two-dot leader
+		{"/%ef%b9%92%ef%b9%92/x", Options{}, ReasonLookalike}, // ﹒﹒ small full stops
+		{"/.%e2%80%a4/x", Options{}, ReasonLookalike},         // '.' and a one-dot leader
+		{"/%e2%80%a6/x", Options{}, ""},                       // … is "...", which passes like "..."
+		{"/%e2%80%a5x/y", Options{}, ""},                      // ‥ inside a name
 		{"/C:/x", Options{}, ReasonDrivePath},
 		{"/%", Options{}, ReasonBadEncoding},
 		{"/a..b.txt", Options{}, ""},
@@ -69,6 +79,35 @@ func TestCheckOrdinaryPathAllocatesNothing(t *testing.T) {
 	for _, p := range []string{"/api/v1/users/123", "/static/app.9f8e7d.css", "/a..b.txt"} {
 		if n := testing.AllocsPerRun(100, func() { Check(p, Options{}) }); n != 0 {
 			t.Errorf("Check(%q): %v allocations", p, n)
+		}
+	}
+}
+
+// TestDotsMatchesNFKC: for every rune whose NFKC form is only full stops, dots gives their
+// number, and every such rune, alone or paired so that the segment normalizes to "..", is
+// refused; a rune whose NFKC form holds a slash or backslash next to nothing but dots would
+// be a separator look-alike and is refused too.
+func TestDotsMatchesNFKC(t *testing.T) {
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if r >= 0xd800 && r <= 0xdfff {
+			continue
+		}
+		nf := norm.NFKC.String(string(r))
+		if strings.Trim(nf, ".") == "" {
+			if got := dots(r); got != len(nf) {
+				t.Errorf("dots(%U) = %d, NFKC gives %q", r, got, nf)
+			}
+			seg := string(r)
+			for len(norm.NFKC.String(seg)) < 2 {
+				seg += "."
+			}
+			if want := norm.NFKC.String(seg) == ".."; (Check("/"+seg+"/x", Options{}) != "") != want {
+				t.Errorf("Check(%q) = %q, NFKC form %q", "/"+seg+"/x", Check("/"+seg+"/x", Options{}), norm.NFKC.String(seg))
+			}
+		} else if nf == "/" || nf == "\\" {
+			if Check("/a"+string(r)+"b", Options{}) != ReasonLookalike {
+				t.Errorf("%U (NFKC %q) passes as a separator look-alike", r, nf)
+			}
 		}
 	}
 }
