@@ -247,7 +247,12 @@ func TestSharedTripIntoAnOpenBreakerJoinsIt(t *testing.T) {
 	a, b := newBreaker(t, settings), newBreaker(t, settings)
 	var ha, hb healthLog
 	a.Share(NewRedisStore(c, "", "joined"), 10*time.Millisecond, ha.add)
-	b.Share(NewRedisStore(c, "", "joined"), time.Hour, hb.add) // b reads only when it trips
+	// b reads only when it trips, after a first read that must come before a's trip.
+	bStore := &pausingStore{SharedStore: NewRedisStore(c, "", "joined"), skip: -1}
+	bStore.arm(0)
+	b.Share(bStore, time.Hour, hb.add)
+	<-bStore.paused
+	close(bStore.resume)
 	run(t, a, Failure)
 	waitRecorded(t, a)
 	run(t, b, Failure)
