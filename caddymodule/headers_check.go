@@ -28,6 +28,48 @@ func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
 	}
 }
 
+// checkErrorRoutes reports a warning when a server runs this placeholder-mode handler in its
+// routes and has error routes (handle_errors) without a security_headers of the same
+// placeholder: Caddy runs the error routes after the primary chain returned, outside this
+// handler, so an error page from file_server or reverse_proxy there would reach the client
+// with the secret placeholder in it.
+func (h *SecurityHeaders) checkErrorRoutes(ctx caddy.Context) {
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range v.(*caddyhttp.App).Servers {
+		if routeListWith(srv.Routes, h) == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
+			continue
+		}
+		if hasHandlerWhere(srv.Errors.Routes, func(hh caddyhttp.MiddlewareHandler) bool {
+			o, ok := hh.(*SecurityHeaders)
+			return ok && o.injectMode == csp.Placeholder && o.ph == h.ph
+		}) {
+			continue
+		}
+		_ = h.app.Report(Finding{Code: "csp.placeholder_in_errors", Severity: Warning, Module: "security_headers",
+			Config:  "apps.http.servers." + name + ".errors.routes",
+			Message: "inject_nonce placeholder is not applied to handle_errors: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy) reaches the client with the secret placeholder and the upstream's caching headers",
+			Fix:     "repeat the same `security_headers { inject_nonce placeholder ... }` inside each handle_errors block"})
+	}
+}
+
+// hasHandlerWhere reports whether a handler of the routes, at any depth, satisfies match.
+func hasHandlerWhere(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {
+	for _, r := range routes {
+		for _, hh := range r.Handlers {
+			if match(hh) {
+				return true
+			}
+			if sub, ok := hh.(*caddyhttp.Subroute); ok && hasHandlerWhere(sub.Routes, match) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // routeListWith returns the route list (at any depth) that holds the handler.
 func routeListWith(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler) caddyhttp.RouteList {
 	for _, r := range routes {

@@ -1026,3 +1026,46 @@ func hstsUpstream(t *testing.T, hsts string) *httptest.Server {
 	t.Cleanup(up.Close)
 	return up
 }
+
+// handle_errors runs outside the route that holds security_headers: an error page served
+// there with the placeholder is a finding at start, and repeating the directive inside
+// handle_errors gives that page the response's nonce (and silences the finding).
+func TestPlaceholderInHandleErrors(t *testing.T) {
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "error.html"), []byte(`<script nonce="`+testPlaceholder+`">e()</script>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	site := func(inErrors string) string {
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	error "gone" 404
+	handle_errors {
+%s		root * %s
+		rewrite * /error.html
+		file_server
+	}
+}
+`, port, inErrors, root)
+	}
+	c := testcaddy.StartCaddy(t, site(""))
+	finding := func(e testenv.LogEntry) bool { return e.Str("code") == "csp.placeholder_in_errors" }
+	if found := testenv.Filter(c.Logs(), finding); len(found) != 1 || found[0].Level() != "warn" {
+		t.Fatalf("want one WARN csp.placeholder_in_errors at start, got %v", found)
+	}
+	if err := c.Load(site("\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}\n\t\t}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(testenv.Filter(c.Logs(), finding)); n != 1 {
+		t.Fatalf("security_headers repeated in handle_errors: still warned (%d warnings)", n)
+	}
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/x", port))
+	nonce := cspNonce(t, resp.Header)
+	if resp.StatusCode != http.StatusNotFound || body != `<script nonce="`+nonce+`">e()</script>` || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("error page: status %d, Cache-Control %q, body %q; want the response's nonce %s", resp.StatusCode, resp.Header.Get("Cache-Control"), body, nonce)
+	}
+}
