@@ -1069,3 +1069,77 @@ func TestPlaceholderInHandleErrors(t *testing.T) {
 		t.Fatalf("error page: status %d, Cache-Control %q, body %q; want the response's nonce %s", resp.StatusCode, resp.Header.Get("Cache-Control"), body, nonce)
 	}
 }
+
+// headerListUpstream answers body with the Content-Type and Content-Encoding values listed in
+// the query (ct=..., ce=..., each repeatable: several header lines), and the status in
+// status= (default 200), with a strong ETag and Accept-Ranges.
+func headerListUpstream(t *testing.T, body string) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		h := w.Header()
+		h["Content-Type"] = q["ct"]
+		if ce := q["ce"]; ce != nil {
+			h["Content-Encoding"] = ce
+		}
+		h.Set("ETag", `"v1"`)
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("Content-Length", fmt.Sprint(len(body)))
+		status := http.StatusOK
+		if s := q.Get("status"); s != "" {
+			fmt.Sscan(s, &status)
+			h.Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(body)-1, 2*len(body)))
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+func listQuery(name string, vals ...string) string {
+	q := neturl.Values{name: vals}
+	return q.Encode()
+}
+
+// Several Content-Type values are read as browsers read them (Fetch: the last value that
+// parses wins) and sent as that one value; when none parses, the body is rewritten as HTML.
+func TestSeveralContentTypesResolvedAsBrowsersDo(t *testing.T) {
+	page := `<script nonce="` + testPlaceholder + `">a()</script><script nonce="stolen">b()</script>`
+	port := placeholderProxy(t, headerListUpstream(t, page).Listener.Addr().String())
+	for _, c := range []struct {
+		types    []string
+		wantType []string
+	}{
+		{[]string{"image/png", "text/html"}, []string{"text/html"}},
+		{[]string{"text/plain", "text/html; charset=utf-8"}, []string{"text/html; charset=utf-8"}},
+		{[]string{"image/png, text/html"}, []string{"text/html"}},
+		{[]string{`text/html; x="a,b"`, "*/*"}, []string{`text/html; x="a,b"`}},
+		{[]string{"nonsense, more nonsense", "/"}, []string{"nonsense, more nonsense", "/"}}, // none parses: as HTML
+	} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?%s", port, listQuery("ct", c.types...)))
+		nonce := cspNonce(t, resp.Header)
+		if want := `<script nonce="` + nonce + `">a()</script><script >b()</script>`; body != want {
+			t.Errorf("Content-Type %q: body %q, want %q", c.types, body, want)
+		}
+		if got := resp.Header.Values("Content-Type"); strings.Join(got, "|") != strings.Join(c.wantType, "|") {
+			t.Errorf("Content-Type %q sent as %q, want %q", c.types, got, c.wantType)
+		}
+	}
+}
+
+// Any coding other than identity, in any Content-Encoding value, means encoded: HTML that
+// cannot be rewritten fails closed in placeholder mode.
+func TestSeveralContentEncodingsFailClosed(t *testing.T) {
+	page := `<script nonce="` + testPlaceholder + `">a()</script>`
+	port := placeholderProxy(t, headerListUpstream(t, page).Listener.Addr().String())
+	for _, ce := range [][]string{{"identity", "br"}, {"identity, br"}, {"Identity", " ,zstd"}} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?ct=text/html&%s", port, listQuery("ce", ce...)))
+		if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, testPlaceholder) || resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("Content-Encoding %q: status %d, encoding %q, body %q; want a 502 without the body", ce, resp.StatusCode, resp.Header.Values("Content-Encoding"), body)
+		}
+	}
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?ct=text/html&ce=identity", port))
+	if want := `<script nonce="` + cspNonce(t, resp.Header) + `">a()</script>`; resp.StatusCode != 200 || body != want {
+		t.Errorf("Content-Encoding identity: status %d, body %q; want the page rewritten", resp.StatusCode, body)
+	}
+}
