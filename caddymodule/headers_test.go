@@ -1143,3 +1143,33 @@ func TestSeveralContentEncodingsFailClosed(t *testing.T) {
 		t.Errorf("Content-Encoding identity: status %d, body %q; want the page rewritten", resp.StatusCode, body)
 	}
 }
+
+// In placeholder mode a redacted body's bytes change: its ETag becomes weak and it offers no
+// ranges; a part of it that nobody asked for (Range is removed from the request) may be cut
+// inside the placeholder, so it fails closed like a partial page.
+func TestRedactedBodiesAreWholeAndWeak(t *testing.T) {
+	js := `let n = "` + testPlaceholder + `";`
+	up := headerListUpstream(t, js)
+	port := placeholderProxy(t, up.Listener.Addr().String())
+	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	resp, body := getBody(t, base+"?ct=text/javascript")
+	if want := strings.ReplaceAll(js, testPlaceholder, strings.Repeat("-", len(testPlaceholder))); body != want {
+		t.Fatalf("body %q, want %q", body, want)
+	}
+	if resp.Header.Get("Etag") != `W/"v1"` || resp.Header.Get("Accept-Ranges") != "" {
+		t.Errorf("redacted body: ETag %q, Accept-Ranges %q; want a weak ETag and no ranges", resp.Header.Get("Etag"), resp.Header.Get("Accept-Ranges"))
+	}
+	req, _ := http.NewRequest(http.MethodHead, base+"?ct=text/javascript", nil)
+	if resp, _ := fetch(t, req); resp.Header.Get("Etag") != `W/"v1"` || resp.Header.Get("Accept-Ranges") != "" {
+		t.Errorf("HEAD: ETag %q, Accept-Ranges %q; want what GET gets", resp.Header.Get("Etag"), resp.Header.Get("Accept-Ranges"))
+	}
+	// Binary bodies pass as they are, headers included.
+	if resp, _ := getBody(t, base+"?ct=image/png"); resp.Header.Get("Etag") != `"v1"` || resp.Header.Get("Accept-Ranges") != "bytes" {
+		t.Errorf("binary body: ETag %q, Accept-Ranges %q; want them untouched", resp.Header.Get("Etag"), resp.Header.Get("Accept-Ranges"))
+	}
+	resp, body = getBody(t, base+"?ct=text/javascript&status=206")
+	if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, js[:12]) || resp.Header.Get("Content-Range") != "" {
+		t.Fatalf("unrequested 206 of JavaScript: status %d, Content-Range %q, body %q; want a 502 without the body",
+			resp.StatusCode, resp.Header.Get("Content-Range"), body)
+	}
+}

@@ -190,11 +190,20 @@ func (sw *securityWriter) start(status int) {
 			if body {
 				sw.rewrite(sw.h.injectMode)
 			}
-		case body && sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
+		case sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
 			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
 			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
-			sw.rewrite(csp.Redact)
+			if status == http.StatusPartialContent {
+				// A part we did not ask for (Range is removed from the request) may end
+				// inside the placeholder, where redaction cannot see it.
+				sw.failClosed(ce, "partial response cannot be redacted (a range although the request asked for none); answered 502 so the placeholder stays secret")
+				return
+			}
+			rewritten(hdr)
+			if body {
+				sw.rewrite(csp.Redact)
+			}
 		}
 	}
 	sw.ResponseWriter.WriteHeader(status)
