@@ -1173,3 +1173,36 @@ func TestRedactedBodiesAreWholeAndWeak(t *testing.T) {
 			resp.StatusCode, resp.Header.Get("Content-Range"), body)
 	}
 }
+
+// The README's `header >Server my-edge`: deferred, it replaces the Server an upstream sends;
+// a plain `header Server my-edge` runs before reverse_proxy, whose upstream Server replaces it.
+func TestServerHeaderBehindProxyNeedsDefer(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", "gunicorn")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		remove X-Powered-By
+	}
+	handle /plain {
+		header Server my-edge
+		reverse_proxy %[2]s
+	}
+	handle {
+		header >Server my-edge
+		reverse_proxy %[2]s
+	}
+}
+`, port, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if resp, _ := getBody(t, base+"/"); strings.Join(resp.Header.Values("Server"), "|") != "my-edge" {
+		t.Errorf("header >Server: Server %q, want my-edge alone", resp.Header.Values("Server"))
+	}
+	if resp, _ := getBody(t, base+"/plain"); strings.Join(resp.Header.Values("Server"), "|") != "gunicorn" {
+		t.Errorf("header Server (not deferred): Server %q, want the upstream's (as the README says)", resp.Header.Values("Server"))
+	}
+}
