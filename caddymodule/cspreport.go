@@ -51,7 +51,9 @@ const maxReportField = 512
 // limited per second (floods are counted in `suppressed`); the metric
 // caddy_hardening_csp_violations_total counts every report by directive.
 //
-// It answers 204 No Content; 405 for a method other than POST, 415 for another media type,
+// It answers 204 No Content (with Access-Control-Allow-Origin: *, so that pages of other
+// origins may report here); an OPTIONS preflight gets 204 with the CORS headers that allow a
+// POST of any report type; 405 for another method, 415 for another media type,
 // 413 for a body over max_body_size, 400 for malformed JSON (all problem+json).
 type CSPReport struct {
 	// MaxBodySize bounds a report request's body, in bytes. Default: 65536.
@@ -103,10 +105,21 @@ type violation struct {
 	Line, Column                                                        int64
 }
 
-// ServeHTTP reads, logs and counts the reports, and answers 204.
+// ServeHTTP reads, logs and counts the reports, and answers 204; it answers CORS preflights.
 func (c *CSPReport) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !c.on {
 		return next.ServeHTTP(w, r)
+	}
+	if r.Method == http.MethodOptions {
+		// The CORS preflight of a Reporting API endpoint on another origin (report_to
+		// https://collector.example/...): application/reports+json is not a simple type.
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Allow-Methods", "POST")
+		h.Set("Access-Control-Allow-Headers", "Content-Type")
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	if r.Method != http.MethodPost {
 		cspReportsRejected.WithLabelValues("method").Inc()
@@ -136,6 +149,7 @@ func (c *CSPReport) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	for _, v := range reports {
 		c.record(r, v)
 	}
+	w.Header().Set("Access-Control-Allow-Origin", "*")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -135,3 +135,35 @@ func TestCSPReportRunsBeforeACatchAllHandle(t *testing.T) {
 		t.Fatalf("the handle block: %d %q", resp.StatusCode, body)
 	}
 }
+
+// A Reporting API endpoint on another origin gets the browser's CORS preflight (reports+json
+// is not a simple type): it is answered 204 with the CORS headers, and the report's 204
+// allows any origin too.
+func TestCSPReportAnswersCORSPreflight(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	csp_report /csp-report
+	respond "page"
+}
+`, port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/csp-report", port)
+	req, _ := http.NewRequest(http.MethodOptions, url, nil)
+	req.Header.Set("Origin", "https://app.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "content-type")
+	resp, body := fetch(t, req)
+	if resp.StatusCode != http.StatusNoContent || body != "" {
+		t.Fatalf("preflight: %d %q, want 204", resp.StatusCode, body)
+	}
+	for k, v := range map[string]string{"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST",
+		"Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "86400"} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("preflight %s = %q, want %q", k, got, v)
+		}
+	}
+	resp, _ = postReport(t, url, "application/reports+json", `[{"type": "csp-violation", "body": {"effectiveDirective": "script-src-elem", "disposition": "enforce"}}]`)
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("report: %d, Access-Control-Allow-Origin %q; want 204 with *", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+}

@@ -191,6 +191,9 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 			Production, Staging)
 	}
 	h.reportFindings(app)
+	if h.injectMode == csp.Placeholder {
+		app.OnValidate(func() { h.checkErrorRoutes(ctx) })
+	}
 	if h.injectMode == csp.Tags {
 		app.OnValidate(func() { h.checkTagsBehindProxy(ctx) })
 	}

@@ -28,6 +28,48 @@ func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
 	}
 }
 
+// checkErrorRoutes reports a warning when a server runs this placeholder-mode handler in its
+// routes and has error routes (handle_errors) without a security_headers of the same
+// placeholder: Caddy runs the error routes after the primary chain returned, outside this
+// handler, so an error page from file_server or reverse_proxy there would reach the client
+// with the secret placeholder in it.
+func (h *SecurityHeaders) checkErrorRoutes(ctx caddy.Context) {
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range v.(*caddyhttp.App).Servers {
+		if routeListWith(srv.Routes, h) == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
+			continue
+		}
+		if hasHandlerWhere(srv.Errors.Routes, func(hh caddyhttp.MiddlewareHandler) bool {
+			o, ok := hh.(*SecurityHeaders)
+			return ok && o.injectMode == csp.Placeholder && o.ph == h.ph
+		}) {
+			continue
+		}
+		_ = h.app.Report(Finding{Code: "csp.placeholder_in_errors", Severity: Warning, Module: "security_headers",
+			Config:  "apps.http.servers." + name + ".errors.routes",
+			Message: "inject_nonce placeholder is not applied to handle_errors: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy) reaches the client with the secret placeholder and the upstream's caching headers",
+			Fix:     "repeat the same `security_headers { inject_nonce placeholder ... }` inside each handle_errors block"})
+	}
+}
+
+// hasHandlerWhere reports whether a handler of the routes, at any depth, satisfies match.
+func hasHandlerWhere(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {
+	for _, r := range routes {
+		for _, hh := range r.Handlers {
+			if match(hh) {
+				return true
+			}
+			if sub, ok := hh.(*caddyhttp.Subroute); ok && hasHandlerWhere(sub.Routes, match) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // routeListWith returns the route list (at any depth) that holds the handler.
 func routeListWith(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler) caddyhttp.RouteList {
 	for _, r := range routes {
@@ -43,6 +85,16 @@ func routeListWith(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler) ca
 		}
 	}
 	return nil
+}
+
+// hasToken reports whether a comma-separated header value lists the token (any case).
+func hasToken(v, token string) bool {
+	for t := range strings.SplitSeq(v, ",") {
+		if strings.EqualFold(strings.TrimSpace(t), token) {
+			return true
+		}
+	}
+	return false
 }
 
 // proxies reports whether a reverse_proxy handler is in the routes, at any depth.
@@ -91,6 +143,23 @@ func (h *SecurityHeaders) reportFindings(app *App) {
 			"use the strict preset (the default) or give csp directives with 'nonce' 'strict-dynamic'")
 		return
 	}
+	if h.InjectNonce != nil && !hasToken(h.cacheCtl, "no-store") {
+		report("csp.nonce_cached", "inject_nonce.cache_control",
+			"nonced pages may be stored by caches (cache_control is not no-store): a page served again from a cache carries a nonce already sent, which an attacker who saw it can put on an injected script",
+			"remove the cache_control line (the default is no-store) or set cache_control no-store")
+	}
+	if _, ok := b.policy.Get("base-uri"); !ok {
+		report("csp.no_base_uri", "csp.base-uri",
+			"the policy has no base-uri (it does not fall back to default-src): an injected <base href> points the page's relative script URLs at another host",
+			"keep the preset's base-uri 'none' (remove `-base-uri`), or set csp { base-uri 'self' }")
+	}
+	if _, ok := b.policy.Get("object-src"); !ok {
+		if d, ok := b.policy.Get("default-src"); !ok || len(d) != 1 || d[0] != "'none'" {
+			report("csp.no_object_src", "csp.object-src",
+				"the policy has no object-src: <object> and <embed> fall back to default-src (or to anything), and plugin content runs script outside the nonce",
+				"keep the preset's object-src 'none' (remove `-object-src`), or set csp { object-src 'none' }")
+		}
+	}
 	if b.reportOnly {
 		report("csp.report_only", "report_only",
 			"the policy is report-only in production: violations are reported and nothing is blocked",
@@ -108,9 +177,15 @@ func (h *SecurityHeaders) reportFindings(app *App) {
 		return
 	}
 	strong := len(scripts) == 1 && scripts[0] == "'none'" // no script at all
-	unsafeInline, unsafeEval := false, false
+	unsafeInline, unsafeEval, strictDynamic, wide := false, false, false, ""
 	for _, v := range scripts {
 		lv := strings.ToLower(v)
+		switch lv {
+		case "*", "data:", "http:", "https:":
+			wide = v
+		case "'strict-dynamic'":
+			strictDynamic = true
+		}
 		switch {
 		case v == csp.NonceToken || lv == "'strict-dynamic'" || strings.HasPrefix(lv, "'nonce-") ||
 			strings.HasPrefix(lv, "'sha256-") || strings.HasPrefix(lv, "'sha384-") || strings.HasPrefix(lv, "'sha512-"):
@@ -130,6 +205,11 @@ func (h *SecurityHeaders) reportFindings(app *App) {
 		report("csp.unsafe_eval", "csp."+name,
 			name+" allows 'unsafe-eval': strings reaching eval(), setTimeout(string) or new Function() run as code",
 			"remove 'unsafe-eval' and replace the eval-based code (template compilers usually have a precompiled build)")
+	}
+	if wide != "" && !strictDynamic { // with 'strict-dynamic', browsers ignore hosts and schemes
+		report("csp.wide_script_source", "csp."+name,
+			name+" allows "+wide+": scripts from any host (or data: URLs) run, so an attacker who can inject a tag loads their own script whatever the nonce",
+			"remove "+wide+" from "+name+"; use 'nonce' 'strict-dynamic' (the strict preset), which browsers then follow instead of sources")
 	}
 	if !strong && !unsafeInline {
 		report("csp.no_nonce", "csp."+name,

@@ -1026,3 +1026,183 @@ func hstsUpstream(t *testing.T, hsts string) *httptest.Server {
 	t.Cleanup(up.Close)
 	return up
 }
+
+// handle_errors runs outside the route that holds security_headers: an error page served
+// there with the placeholder is a finding at start, and repeating the directive inside
+// handle_errors gives that page the response's nonce (and silences the finding).
+func TestPlaceholderInHandleErrors(t *testing.T) {
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "error.html"), []byte(`<script nonce="`+testPlaceholder+`">e()</script>`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	site := func(inErrors string) string {
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	error "gone" 404
+	handle_errors {
+%s		root * %s
+		rewrite * /error.html
+		file_server
+	}
+}
+`, port, inErrors, root)
+	}
+	c := testcaddy.StartCaddy(t, site(""))
+	finding := func(e testenv.LogEntry) bool { return e.Str("code") == "csp.placeholder_in_errors" }
+	if found := testenv.Filter(c.Logs(), finding); len(found) != 1 || found[0].Level() != "warn" {
+		t.Fatalf("want one WARN csp.placeholder_in_errors at start, got %v", found)
+	}
+	if err := c.Load(site("\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}\n\t\t}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(testenv.Filter(c.Logs(), finding)); n != 1 {
+		t.Fatalf("security_headers repeated in handle_errors: still warned (%d warnings)", n)
+	}
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/x", port))
+	nonce := cspNonce(t, resp.Header)
+	if resp.StatusCode != http.StatusNotFound || body != `<script nonce="`+nonce+`">e()</script>` || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("error page: status %d, Cache-Control %q, body %q; want the response's nonce %s", resp.StatusCode, resp.Header.Get("Cache-Control"), body, nonce)
+	}
+}
+
+// headerListUpstream answers body with the Content-Type and Content-Encoding values listed in
+// the query (ct=..., ce=..., each repeatable: several header lines), and the status in
+// status= (default 200), with a strong ETag and Accept-Ranges.
+func headerListUpstream(t *testing.T, body string) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		h := w.Header()
+		h["Content-Type"] = q["ct"]
+		if ce := q["ce"]; ce != nil {
+			h["Content-Encoding"] = ce
+		}
+		h.Set("ETag", `"v1"`)
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("Content-Length", fmt.Sprint(len(body)))
+		status := http.StatusOK
+		if s := q.Get("status"); s != "" {
+			fmt.Sscan(s, &status)
+			h.Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(body)-1, 2*len(body)))
+		}
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+func listQuery(name string, vals ...string) string {
+	q := neturl.Values{name: vals}
+	return q.Encode()
+}
+
+// Several Content-Type values are read as browsers read them (Fetch: the last value that
+// parses wins) and sent as that one value; when none parses, the body is rewritten as HTML.
+func TestSeveralContentTypesResolvedAsBrowsersDo(t *testing.T) {
+	page := `<script nonce="` + testPlaceholder + `">a()</script><script nonce="stolen">b()</script>`
+	port := placeholderProxy(t, headerListUpstream(t, page).Listener.Addr().String())
+	for _, c := range []struct {
+		types    []string
+		wantType []string
+	}{
+		{[]string{"image/png", "text/html"}, []string{"text/html"}},
+		{[]string{"text/plain", "text/html; charset=utf-8"}, []string{"text/html; charset=utf-8"}},
+		{[]string{"image/png, text/html"}, []string{"text/html"}},
+		{[]string{`text/html; x="a,b"`, "*/*"}, []string{`text/html; x="a,b"`}},
+		{[]string{"nonsense, more nonsense", "/"}, []string{"nonsense, more nonsense", "/"}}, // none parses: as HTML
+	} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?%s", port, listQuery("ct", c.types...)))
+		nonce := cspNonce(t, resp.Header)
+		if want := `<script nonce="` + nonce + `">a()</script><script >b()</script>`; body != want {
+			t.Errorf("Content-Type %q: body %q, want %q", c.types, body, want)
+		}
+		if got := resp.Header.Values("Content-Type"); strings.Join(got, "|") != strings.Join(c.wantType, "|") {
+			t.Errorf("Content-Type %q sent as %q, want %q", c.types, got, c.wantType)
+		}
+	}
+}
+
+// Any coding other than identity, in any Content-Encoding value, means encoded: HTML that
+// cannot be rewritten fails closed in placeholder mode.
+func TestSeveralContentEncodingsFailClosed(t *testing.T) {
+	page := `<script nonce="` + testPlaceholder + `">a()</script>`
+	port := placeholderProxy(t, headerListUpstream(t, page).Listener.Addr().String())
+	for _, ce := range [][]string{{"identity", "br"}, {"identity, br"}, {"Identity", " ,zstd"}} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?ct=text/html&%s", port, listQuery("ce", ce...)))
+		if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, testPlaceholder) || resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("Content-Encoding %q: status %d, encoding %q, body %q; want a 502 without the body", ce, resp.StatusCode, resp.Header.Values("Content-Encoding"), body)
+		}
+	}
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/?ct=text/html&ce=identity", port))
+	if want := `<script nonce="` + cspNonce(t, resp.Header) + `">a()</script>`; resp.StatusCode != 200 || body != want {
+		t.Errorf("Content-Encoding identity: status %d, body %q; want the page rewritten", resp.StatusCode, body)
+	}
+}
+
+// In placeholder mode a redacted body's bytes change: its ETag becomes weak and it offers no
+// ranges; a part of it that nobody asked for (Range is removed from the request) may be cut
+// inside the placeholder, so it fails closed like a partial page.
+func TestRedactedBodiesAreWholeAndWeak(t *testing.T) {
+	js := `let n = "` + testPlaceholder + `";`
+	up := headerListUpstream(t, js)
+	port := placeholderProxy(t, up.Listener.Addr().String())
+	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	resp, body := getBody(t, base+"?ct=text/javascript")
+	if want := strings.ReplaceAll(js, testPlaceholder, strings.Repeat("-", len(testPlaceholder))); body != want {
+		t.Fatalf("body %q, want %q", body, want)
+	}
+	if resp.Header.Get("Etag") != `W/"v1"` || resp.Header.Get("Accept-Ranges") != "" {
+		t.Errorf("redacted body: ETag %q, Accept-Ranges %q; want a weak ETag and no ranges", resp.Header.Get("Etag"), resp.Header.Get("Accept-Ranges"))
+	}
+	req, _ := http.NewRequest(http.MethodHead, base+"?ct=text/javascript", nil)
+	if resp, _ := fetch(t, req); resp.Header.Get("Etag") != `W/"v1"` || resp.Header.Get("Accept-Ranges") != "" {
+		t.Errorf("HEAD: ETag %q, Accept-Ranges %q; want what GET gets", resp.Header.Get("Etag"), resp.Header.Get("Accept-Ranges"))
+	}
+	// Binary bodies pass as they are, headers included.
+	if resp, _ := getBody(t, base+"?ct=image/png"); resp.Header.Get("Etag") != `"v1"` || resp.Header.Get("Accept-Ranges") != "bytes" {
+		t.Errorf("binary body: ETag %q, Accept-Ranges %q; want them untouched", resp.Header.Get("Etag"), resp.Header.Get("Accept-Ranges"))
+	}
+	resp, body = getBody(t, base+"?ct=text/javascript&status=206")
+	if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, js[:12]) || resp.Header.Get("Content-Range") != "" {
+		t.Fatalf("unrequested 206 of JavaScript: status %d, Content-Range %q, body %q; want a 502 without the body",
+			resp.StatusCode, resp.Header.Get("Content-Range"), body)
+	}
+}
+
+// The README's `header >Server my-edge`: deferred, it replaces the Server an upstream sends;
+// a plain `header Server my-edge` runs before reverse_proxy, whose upstream Server replaces it.
+func TestServerHeaderBehindProxyNeedsDefer(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Server", "gunicorn")
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		remove X-Powered-By
+	}
+	handle /plain {
+		header Server my-edge
+		reverse_proxy %[2]s
+	}
+	handle {
+		header >Server my-edge
+		reverse_proxy %[2]s
+	}
+}
+`, port, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if resp, _ := getBody(t, base+"/"); strings.Join(resp.Header.Values("Server"), "|") != "my-edge" {
+		t.Errorf("header >Server: Server %q, want my-edge alone", resp.Header.Values("Server"))
+	}
+	if resp, _ := getBody(t, base+"/plain"); strings.Join(resp.Header.Values("Server"), "|") != "gunicorn" {
+		t.Errorf("header Server (not deferred): Server %q, want the upstream's (as the README says)", resp.Header.Values("Server"))
+	}
+}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"mime"
 	"net"
@@ -169,38 +170,121 @@ func (sw *securityWriter) start(status int) {
 	}
 	if sw.h.injectMode != 0 && bodyStatus(status) {
 		hdr := sw.Header()
-		ce := hdr.Get("Content-Encoding")
-		encoded := ce != "" && !strings.EqualFold(ce, "identity")
-		mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+		ce, encoded := contentEncoding(hdr)
+		mt := resolveContentType(hdr)
 		body := sw.r.Method != http.MethodHead
 		switch {
 		case mt == "text/html" || mt == "application/xhtml+xml":
 			if encoded || status == http.StatusPartialContent {
 				if sw.h.injectMode == csp.Placeholder {
-					sw.failClosed(ce)
+					sw.failClosed(ce, "HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret")
 					return
 				}
 				break // tags mode: nothing secret in it; pass it as it is
 			}
 			hdr.Del("Content-Length") // the body's length changes
-			hdr.Del("Accept-Ranges")  // a range of it cannot be had (Range is removed from the request)
-			if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
-				hdr.Set("ETag", "W/"+etag) // same meaning, different bytes
-			}
+			rewritten(hdr)
 			if sw.h.cacheCtl != "" {
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
 			if body {
 				sw.rewrite(sw.h.injectMode)
 			}
-		case body && sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
+		case sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
 			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
 			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
-			sw.rewrite(csp.Redact)
+			if status == http.StatusPartialContent {
+				// A part we did not ask for (Range is removed from the request) may end
+				// inside the placeholder, where redaction cannot see it.
+				sw.failClosed(ce, "partial response cannot be redacted (a range although the request asked for none); answered 502 so the placeholder stays secret")
+				return
+			}
+			rewritten(hdr)
+			if body {
+				sw.rewrite(csp.Redact)
+			}
 		}
 	}
 	sw.ResponseWriter.WriteHeader(status)
+}
+
+// rewritten marks the headers of a body whose bytes change: a range of it cannot be had
+// (Range is removed from the request), and its ETag becomes weak (same meaning, different
+// bytes).
+func rewritten(hdr http.Header) {
+	hdr.Del("Accept-Ranges")
+	if etag := hdr.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+		hdr.Set("ETag", "W/"+etag)
+	}
+}
+
+// contentEncoding reports whether the body is encoded: any coding other than identity, in
+// any of the Content-Encoding values or their comma-separated members. It returns the header
+// as received, for the log.
+func contentEncoding(hdr http.Header) (string, bool) {
+	vals := hdr.Values("Content-Encoding")
+	for _, v := range vals {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return strings.Join(vals, ", "), true
+			}
+		}
+	}
+	return "", false
+}
+
+// resolveContentType returns the body's media type (lower case, no parameters) as browsers
+// read it. Several Content-Type values, or one with a comma, are resolved as Fetch's "extract
+// a MIME type" does: every value split on commas (outside quotes), the last one that parses
+// wins; the header is then set to that one value, so that the client reads the type we
+// decided on. When none parses the body is taken as HTML (the client may sniff it as HTML;
+// the injector's rewrite keeps the placeholder in either case), and the header is left as
+// it came.
+func resolveContentType(hdr http.Header) string {
+	vals := hdr.Values("Content-Type")
+	if len(vals) <= 1 && (len(vals) == 0 || !strings.Contains(vals[0], ",")) {
+		mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+		return mt
+	}
+	last, lastMT := "", ""
+	for _, v := range vals {
+		for _, m := range splitOutsideQuotes(v) {
+			m = strings.TrimSpace(m)
+			mt, _, err := mime.ParseMediaType(m)
+			if !strings.Contains(mt, "/") || mt == "*/*" || err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+				continue
+			}
+			last, lastMT = m, mt
+		}
+	}
+	if last == "" {
+		return "text/html"
+	}
+	hdr.Set("Content-Type", last)
+	return lastMT
+}
+
+// splitOutsideQuotes splits s on the commas that are not inside a quoted string.
+func splitOutsideQuotes(s string) []string {
+	var out []string
+	quoted, start := false, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, s[start:])
 }
 
 // rewrite puts an injector on the body.
@@ -260,14 +344,14 @@ func (sw *securityWriter) sniff(p []byte) {
 	sw.start(status)
 }
 
-// failClosed answers 502 instead of an HTML body that still holds the secret placeholder: the
-// upstream compressed it or sent a part of it although we asked for neither.
-func (sw *securityWriter) failClosed(ce string) {
+// failClosed answers 502 instead of a body that would still hold the secret placeholder: an
+// HTML page the upstream compressed or sent a part of although we asked for neither, or a
+// part of a body that would be redacted (msg says which, for the log).
+func (sw *securityWriter) failClosed(ce, msg string) {
 	sw.discard = true
-	sw.h.logger.Error("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
-		zap.String("content_encoding", ce), zap.String("uri", truncate(originalURI(sw.r), maxLoggedURI)))
+	sw.h.logger.Error(msg, zap.String("content_encoding", ce), zap.String("uri", truncate(originalURI(sw.r), maxLoggedURI)))
 	hdr := sw.Header()
-	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified"} {
+	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified", "Accept-Ranges"} {
 		hdr.Del(k)
 	}
 	_ = writeProblem(sw.ResponseWriter, http.StatusBadGateway, "Bad Gateway", "the upstream's HTML could not be secured", nil)

@@ -83,6 +83,9 @@ func TestInjectorTags(t *testing.T) {
 		{"end tag never gets one", `</script>`, `</script>`},
 		{"comment", `<!--><script>`, `<!--><script` + n + `>`},
 		{"suspicious tag gets none", `<script a=<b>`, `<script a=<b>`},
+		{"empty nonce replaced", `<script nonce=>x</script>`, `<script ` + n + `>x</script>`},
+		{"empty nonce then space", `<style nonce= >`, `<style ` + n + `>`},
+		{"other bare = keeps none", `<script a=>`, `<script a=>`},
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{0, 1, 2, 5} {

@@ -487,7 +487,13 @@ func (t *tokenizer) feed(p []byte) {
 			case c == '\'':
 				t.st, t.hasVal = sValueSQ, true
 			case c == '>':
+				// A nonce attribute without a value (`nonce=>`) is dropped with its '=', so
+				// the tag may get ours as after any attribute; another bare '=' stays.
+				dropped := t.suppress
 				t.endValue(i)
+				if dropped {
+					t.st = sBeforeAttr
+				}
 				t.tagEnd(i)
 			default:
 				t.st, t.hasVal = sValueUnq, true
