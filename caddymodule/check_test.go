@@ -152,26 +152,8 @@ func TestCheckFindingWording(t *testing.T) {
 			}
 		}
 		// The path leads to the value in the adapted JSON.
-		var cfg any
-		adapted, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-		if err := json.Unmarshal(adapted, &cfg); err != nil {
-			t.Fatal(err)
-		}
 		for _, f := range got {
-			v := cfg
-			for _, k := range strings.Split(f.Config, ".") {
-				switch t := v.(type) {
-				case map[string]any:
-					v = t[k]
-				case []any:
-					i, err := strconv.Atoi(k)
-					if err != nil || i >= len(t) {
-						v = nil
-						break
-					}
-					v = t[i]
-				}
-			}
+			v := adaptedAt(t, cf, f.Config)
 			if v != "Bearer abc" && v != "postgres://app:s3cret@127.0.0.1:1/app" {
 				t.Errorf("%s does not lead to the secret in the JSON config: %v", f.Config, v)
 			}
@@ -245,24 +227,7 @@ func TestCheckProbesBlocked(t *testing.T) {
 			if f.Severity != Warning || !strings.Contains(f.Fix, "not path /api/monitoring/live /api/monitoring/ready") {
 				t.Errorf("finding: %+v", f)
 			}
-			var cfg any
-			adapted, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
-			if err := json.Unmarshal(adapted, &cfg); err != nil {
-				t.Fatal(err)
-			}
-			v := cfg
-			for _, k := range strings.Split(f.Config, ".") {
-				switch tv := v.(type) {
-				case map[string]any:
-					v = tv[k]
-				case []any:
-					i, err := strconv.Atoi(k)
-					if err != nil || i >= len(tv) {
-						t.Fatalf("%s: no %s in the JSON config", f.Config, k)
-					}
-					v = tv[i]
-				}
-			}
+			v := adaptedAt(t, cf, f.Config)
 			if h, _ := v.(map[string]any); h["handler"] != "path_guard" || h["suspicious_action"] != "block" {
 				t.Errorf("%s is not the blocking path_guard: %v", f.Config, v)
 			}
@@ -468,4 +433,30 @@ localhost:%d {
 		!strings.Contains(out.String(), "FAIL  -25  content-security-policy") || !strings.Contains(out.String(), "fix: send a Content-Security-Policy") {
 		t.Fatalf("--min-grade B on a D: err %v\n%s", err, out.String())
 	}
+}
+
+// adaptedAt is the value at a finding's config path (dot-separated keys and indexes) in the
+// Caddyfile's adapted JSON, or nil when the path leads nowhere.
+func adaptedAt(t *testing.T, caddyfile, path string) any {
+	t.Helper()
+	var v any
+	adapted, _, _ := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err := json.Unmarshal(adapted, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range strings.Split(path, ".") {
+		switch tv := v.(type) {
+		case map[string]any:
+			v = tv[k]
+		case []any:
+			i, err := strconv.Atoi(k)
+			if err != nil || i < 0 || i >= len(tv) {
+				return nil
+			}
+			v = tv[i]
+		default:
+			return nil
+		}
+	}
+	return v
 }
