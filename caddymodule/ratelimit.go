@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -142,7 +143,13 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}
 	key := h.requestKey(r)
 	if row.kind == rowDeny {
-		return h.refuse(w, r, class, key, ratelimit.Result{RetryAfter: h.policy.rows[ipclass.Default].limit.Period}, row.limit)
+		res := ratelimit.Result{RetryAfter: h.policy.rows[ipclass.Default].limit.Period}
+		if !h.policy.shadow {
+			return h.refuse(w, r, class, key, res, row.limit)
+		}
+		h.metrics.count(class, resultShadowDenied) // a shadow policy refuses nothing
+		h.sampler.report(h, r, class, key, res, true)
+		return h.serveNext(w, r, next)
 	}
 	limit := row.limit
 	if h.policy.adaptive {
@@ -201,8 +208,7 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 // with the mark gets a second one, so the two sets of keys never meet.
 func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 	if h.ipKey {
-		ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-		return ip
+		return clientIPKey(r)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		k := repl.ReplaceAll(h.key, "")
@@ -214,8 +220,20 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 			return k
 		}
 	}
+	return fallbackKeyMark + clientIPKey(r)
+}
+
+// clientIPKey is Caddy's client IP as a bucket name: an IPv4 address written as IPv6
+// (::ffff:192.0.2.7, as a dual-stack listener or a proxy may give it) is the IPv4 address, so
+// a client cannot take a second bucket by writing its address the other way.
+func clientIPKey(r *http.Request) string {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	return fallbackKeyMark + ip
+	if strings.HasPrefix(ip, "::ffff:") {
+		if a, err := netip.ParseAddr(ip); err == nil && a.Is4In6() {
+			return a.Unmap().String()
+		}
+	}
+	return ip
 }
 
 // fallbackKeyMark begins the key of a request whose key template came out empty: the client

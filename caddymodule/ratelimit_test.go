@@ -655,3 +655,56 @@ func TestRateLimitMessagePlaceholders(t *testing.T) {
 		t.Fatalf("body %s: want the path escaped and the other members kept", r.body)
 	}
 }
+
+// TestRateLimitShadowDenyRowAndMappedAddresses: a shadow policy refuses nothing, not even
+// from a `deny` row; it counts shadow_denied. And an IPv4 client written as IPv6
+// (::ffff:a.b.c.d) has its IPv4 address's bucket, not a second one.
+func TestRateLimitShadowDenyRowAndMappedAddresses(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		ip_classes {
+			suspicious 203.0.113.0/24
+		}
+		policy shadowdeny {
+			limit 1/1h
+			suspicious deny
+			shadow
+		}
+		policy mapped {
+			limit 1/1h
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /shadow {
+		policy_rate_limit shadowdeny
+		respond "ok"
+	}
+	handle /mapped {
+		policy_rate_limit mapped
+		respond "ok"
+	}
+}
+`, port))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	before := rateLimitCount(t, "shadowdeny", "suspicious", "shadow_denied")
+	for range 3 {
+		if r := getReply(t, base+"/shadow", "X-Forwarded-For: 203.0.113.77"); r.status != 200 {
+			t.Fatalf("a shadow policy's deny row refused: %d", r.status)
+		}
+	}
+	if got := rateLimitCount(t, "shadowdeny", "suspicious", "shadow_denied") - before; got != 3 {
+		t.Fatalf("shadow_denied counted %v times, want 3", got)
+	}
+	if r := getReply(t, base+"/mapped", "X-Forwarded-For: 198.51.100.7"); r.status != 200 {
+		t.Fatalf("first request: %d", r.status)
+	}
+	if r := getReply(t, base+"/mapped", "X-Forwarded-For: ::ffff:198.51.100.7"); r.status != 429 {
+		t.Fatalf("the same client written as IPv6: %d, want 429 from its one bucket", r.status)
+	}
+}
