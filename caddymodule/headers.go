@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -348,7 +349,12 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if h.Remove != nil {
 		h.remove = nil
 		for _, name := range *h.Remove {
-			h.remove = append(h.remove, http.CanonicalHeaderKey(name))
+			name = http.CanonicalHeaderKey(name)
+			if slices.Contains(h.namesTLS, name) || slices.Contains(h.namesHTTP, name) {
+				// remove runs last: it would delete our own value, with nothing said.
+				return forOption("remove", fmt.Errorf("remove %s: this handler sets that header itself; turn it off with its own option (e.g. security_headers none, hsts off, or that header's subdirective with off) instead", name))
+			}
+			h.remove = append(h.remove, name)
 		}
 	}
 	h.keep = map[string]bool{}
