@@ -92,6 +92,8 @@ func TestCheckFindings(t *testing.T) {
 			checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey {client_ip}\n\t\t}", good+"\n\tpolicy_rate_limit p")},
 		{"ratelimit.key_spoofable", checkSite("", good+"\n\tpolicy_rate_limit api {\n\t\tkey {header.X-Forwarded-For}\n\t}"),
 			checkSite("", good+"\n\tpolicy_rate_limit api {\n\t\tkey {client_ip}\n\t}")},
+		{"proxies.not_strict", strings.Replace(checkSite("", good), "\thardening {", "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t}\n\thardening {", 1),
+			strings.Replace(checkSite("", good), "\thardening {", "\tservers {\n\t\ttrusted_proxies static 10.0.0.0/8\n\t\ttrusted_proxies_strict\n\t}\n\thardening {", 1)},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\ttrusted deny\n\t\t\tsuspicious unlimited\n\t\t}", good+"\n\tpolicy_rate_limit p"),
 			checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\ttrusted unlimited\n\t\t\tsuspicious deny\n\t\t}", good+"\n\tpolicy_rate_limit p")},
 		{"ratelimit.fail_open", checkSite("\t\tredis redis://127.0.0.1:1\n\t\trate_limit {\n\t\t\ton_store_failure allow\n\t\t}", good+"\n\tpolicy_rate_limit api"),

@@ -1,0 +1,35 @@
+package caddymodule
+
+import (
+	"sort"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// checkProxiesStrict reports servers that trust proxies without trusted_proxies_strict. Caddy
+// then takes the left-most X-Forwarded-For address as the client's, and a proxy that appends
+// to the header (most load balancers do) leaves that entry to the client: it can name any
+// address, a trusted one included, or a fresh one per request. Every module here keys on
+// Caddy's client IP (classes, detection, rate-limit buckets, monitoring details).
+func (a *App) checkProxiesStrict() {
+	v, err := a.ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	servers := v.(*caddyhttp.App).Servers
+	names := make([]string, 0, len(servers))
+	for name := range servers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		srv := servers[name]
+		if !hasTrustedProxies(srv) || srv.TrustedProxiesStrict > 0 {
+			continue
+		}
+		_ = a.Report(Finding{Code: "proxies.not_strict", Severity: Warning, Module: "hardening",
+			Config:  "apps.http.servers." + name + ".trusted_proxies_strict",
+			Message: "the server trusts proxies but takes the left-most X-Forwarded-For address as the client's: behind a proxy that appends to the header, the client writes that entry, and can claim a trusted address, dodge its detection score and take a fresh rate-limit bucket per request",
+			Fix:     "add trusted_proxies_strict to the server's options (servers { trusted_proxies static <ranges>; trusted_proxies_strict }): Caddy then takes the right-most address that is not a trusted proxy"})
+	}
+}
