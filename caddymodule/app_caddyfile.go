@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -402,3 +403,10 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // Interface guard.
 var _ caddyfile.Unmarshaler = (*App)(nil)
+
+// finiteNumber parses a decimal number, refusing NaN and the infinities (which ParseFloat
+// accepts, and which JSON cannot hold: the whole option would adapt to null).
+func finiteNumber(v string) (float64, bool) {
+	f, err := strconv.ParseFloat(v, 64)
+	return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
+}

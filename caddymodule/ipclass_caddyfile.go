@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -88,8 +87,8 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			if err != nil {
 				return err
 			}
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f <= 0 {
+			f, ok := finiteNumber(v)
+			if !ok || f <= 0 {
 				return d.Errf("threshold: expected a positive score such as 20, got %q", v)
 			}
 			cfg.Threshold = f
@@ -124,9 +123,12 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 				if _, err := ipclass.ParseSignal(args[i]); err != nil {
 					return d.Errf("score: %v", err)
 				}
-				f, err := strconv.ParseFloat(args[i+1], 64)
-				if err != nil || f < 0 {
+				f, ok := finiteNumber(args[i+1])
+				if !ok || f < 0 {
 					return d.Errf("score %s: expected a score of 0 or more, got %q", args[i], args[i+1])
+				}
+				if _, dup := cfg.Scores[args[i]]; dup {
+					return d.Errf("score %s is given twice", args[i])
 				}
 				cfg.Scores[args[i]] = f
 			}

@@ -167,8 +167,8 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 			if err != nil {
 				return err
 			}
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || !(f > 0 && f <= 1) || (sub == "cpu_target" && f == 1) { // NaN too
+			f, ok := finiteNumber(v)
+			if !ok || !(f > 0 && f <= 1) || (sub == "cpu_target" && f == 1) {
 				return d.Errf("adaptive %s: expected a number above 0 and below 1 (min_factor may be 1), got %q", sub, v)
 			}
 			if sub == "cpu_target" {
