@@ -126,7 +126,10 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	h.metrics = newRateLimitMetrics(p.name)
 	h.reportKeyFindings()
 	app.reportFailOpen()
-	app.OnValidate(func() { h.checkTrustedProxies(ctx) })
+	app.OnValidate(func() {
+		h.checkTrustedProxies(ctx)
+		h.checkKeyAfterAuth(ctx)
+	})
 	return nil
 }
 

@@ -81,3 +81,47 @@ func (h *PolicyRateLimit) checkTrustedProxies(ctx caddy.Context) {
 		}
 	}
 }
+
+// checkKeyAfterAuth reports a key made of what authentication sets ({http.auth.user.id}) on a
+// handler that runs before any authentication on its way through the routes: Caddy orders
+// policy_rate_limit before basic_auth, so the key is always empty and every client falls back
+// to its IP bucket.
+func (h *PolicyRateLimit) checkKeyAfterAuth(ctx caddy.Context) {
+	if !strings.Contains(h.key, "{http.auth.") {
+		return
+	}
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range v.(*caddyhttp.App).Servers {
+		if before, found := handlerBefore(srv.Routes, h, "http.handlers.authentication", false); found && !before {
+			_ = h.app.Report(Finding{Code: "ratelimit.key_before_auth", Severity: Warning, Module: "policy_rate_limit",
+				Config:  "apps.http.servers." + name,
+				Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but runs before authentication on its route (Caddy orders policy_rate_limit before basic_auth): the key is always empty, and every client falls back to its IP's bucket",
+				Fix:     "put them in a route block, authentication first: route { basic_auth { ... } policy_rate_limit " + h.policy.name + " ... }; keep a policy keyed by {client_ip} before it against password guessing"})
+		}
+	}
+}
+
+// handlerBefore reports whether a handler with module ID id runs before h on the way to h
+// through routes, in the order Caddy runs them (matchers aside; a sibling block's handlers do
+// not count), and whether h is there at all.
+func handlerBefore(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler, id caddy.ModuleID, seen bool) (before, found bool) {
+	for _, r := range routes {
+		for _, hh := range r.Handlers {
+			if hh == h {
+				return seen, true
+			}
+			if m, ok := hh.(caddy.Module); ok && m.CaddyModule().ID == id {
+				seen = true
+			}
+			if sub, ok := hh.(*caddyhttp.Subroute); ok {
+				if b, f := handlerBefore(sub.Routes, h, id, seen); f {
+					return b, true
+				}
+			}
+		}
+	}
+	return seen, false
+}
