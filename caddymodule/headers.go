@@ -198,6 +198,9 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 	if h.injectMode == csp.Tags {
 		app.OnValidate(func() { h.checkTagsBehindProxy(ctx) })
 	}
+	if h.injectMode != 0 {
+		app.OnValidate(func() { h.checkInjectNeighbours(ctx) })
+	}
 	return nil
 }
 

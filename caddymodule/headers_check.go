@@ -6,6 +6,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
 
 	"github.com/swarmsec/caddy-hardening/csp"
 )
@@ -24,6 +25,39 @@ func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
 				Config:  "apps.http.servers." + name,
 				Message: "inject_nonce tags on a route that proxies: every <script> of the upstream's pages gets the nonce, including one injected into user content",
 				Fix:     "use inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER} and mark the application's own tags; keep tags for files you serve (file_server)"})
+		}
+	}
+}
+
+// checkInjectNeighbours reports handlers beside this one that defeat its mode: templates in
+// tags mode (a template that writes a request value, `{{.Req.URL.Query.Get "q"}}`, turns an
+// injected <script> into one with the nonce), and file_server with precompressed in
+// placeholder mode (compressed copies of the pages hold the placeholder, and a request for
+// index.html.gz gets them as they are: binary, never redacted).
+func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
+	v, err := ctx.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range v.(*caddyhttp.App).Servers {
+		list := routeListWith(srv.Routes, h)
+		if list == nil {
+			continue
+		}
+		if h.injectMode == csp.Tags && hasModule(list, "http.handlers.templates") {
+			_ = h.app.Report(Finding{Code: "csp.tags_with_templates", Severity: Warning, Module: "security_headers",
+				Config:  "apps.http.servers." + name,
+				Message: "inject_nonce tags on a route that runs templates: a template that writes a request value gives an injected <script> the nonce",
+				Fix:     "use inject_nonce placeholder and write nonce=\"{{placeholder \"http.vars.csp_nonce\"}}\" on the page's own tags (or the placeholder)"})
+		}
+		if h.injectMode == csp.Placeholder && hasHandlerWhere(list, func(hh caddyhttp.MiddlewareHandler) bool {
+			fs, ok := hh.(*fileserver.FileServer)
+			return ok && (len(fs.PrecompressedRaw) > 0 || len(fs.PrecompressedOrder) > 0)
+		}) {
+			_ = h.app.Report(Finding{Code: "csp.placeholder_precompressed", Severity: Warning, Module: "security_headers",
+				Config:  "apps.http.servers." + name,
+				Message: "inject_nonce placeholder beside file_server with precompressed: compressed copies of the pages (index.html.gz, .br, .zst) hold the placeholder, and a request for one gets it as it is (compressed bodies cannot be rewritten)",
+				Fix:     "drop precompressed on this route and let an outer encode compress the rewritten pages; keep no compressed copies of pages holding the placeholder under the site's root"})
 		}
 	}
 }
@@ -97,19 +131,17 @@ func hasToken(v, token string) bool {
 	return false
 }
 
+// hasModule reports whether a handler with module ID id is in the routes, at any depth.
+func hasModule(routes caddyhttp.RouteList, id caddy.ModuleID) bool {
+	return hasHandlerWhere(routes, func(hh caddyhttp.MiddlewareHandler) bool {
+		m, ok := hh.(caddy.Module)
+		return ok && m.CaddyModule().ID == id
+	})
+}
+
 // proxies reports whether a reverse_proxy handler is in the routes, at any depth.
 func proxies(routes caddyhttp.RouteList) bool {
-	for _, r := range routes {
-		for _, hh := range r.Handlers {
-			if m, ok := hh.(caddy.Module); ok && m.CaddyModule().ID == "http.handlers.reverse_proxy" {
-				return true
-			}
-			if sub, ok := hh.(*caddyhttp.Subroute); ok && proxies(sub.Routes) {
-				return true
-			}
-		}
-	}
-	return false
+	return hasModule(routes, "http.handlers.reverse_proxy")
 }
 
 // builtPolicy is what build settled: the policy, its mode and HSTS, read by the findings.
