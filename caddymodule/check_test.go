@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,6 +167,22 @@ func TestCheckFindingWording(t *testing.T) {
 			if v != "Bearer abc" && v != "postgres://app:s3cret@127.0.0.1:1/app" {
 				t.Errorf("%s does not lead to the secret in the JSON config: %v", f.Config, v)
 			}
+		}
+	})
+	t.Run("monitoring.literal_secret in an http check", func(t *testing.T) {
+		// A password or a token in the URL, and a credential header other than Authorization.
+		cf := checkSite("", "\tsecurity_headers\n\thandle_path /api/monitoring/* {\n\t\tmonitoring {\n"+
+			"\t\t\tcheck http a \"http://alice:urlsecret77@127.0.0.1:1/x\"\n"+
+			"\t\t\tcheck http b \"http://127.0.0.1:1/x?token=qsecret55&page=2\" {\n\t\t\t\theader X-Api-Key \"apikeysecret44\"\n\t\t\t\theader Accept text/plain\n\t\t\t}\n"+
+			"\t\t\tcheck http c \"http://127.0.0.1:1/x?page=2\" {\n\t\t\t\theader X-Api-Key {env.API_KEY}\n\t\t\t}\n\t\t}\n\t}")
+		var got []string
+		for _, f := range checkCaddyfile(t, cf).Findings {
+			if f.Code == "monitoring.literal_secret" {
+				got = append(got, f.Config[strings.Index(f.Config, "checks."):])
+			}
+		}
+		if want := []string{"checks.0.url", "checks.1.url", "checks.1.headers.X-Api-Key"}; !slices.Equal(got, want) {
+			t.Fatalf("literal secrets at %q, want %q", got, want)
 		}
 	})
 	t.Run("monitoring.details_behind_proxy", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -397,7 +398,10 @@ type closingChecker struct {
 func (c closingChecker) Close() error { return c.client.Close() }
 
 // literalSecrets names the fields of a check that hold a secret written in the configuration
-// (a `{$VAR}` counts: it is substituted at adapt time, so the JSON config holds the value).
+// (a `{$VAR}` counts: it is substituted at adapt time, so the JSON config holds the value): a
+// DSN or Redis URL with a password, an http check's URL with a password or a credential-like
+// query parameter, and headers that carry credentials (Authorization, Cookie, and names with
+// key, token, secret, password or auth in them).
 func (c *MonitorCheck) literalSecrets() []string {
 	var fields []string
 	if c.DSN != "" && !isPlaceholder(c.DSN) {
@@ -408,19 +412,67 @@ func (c *MonitorCheck) literalSecrets() []string {
 	if c.Redis != "" && !isPlaceholder(c.Redis) && len(redisSecrets(c.Redis)) > 0 {
 		fields = append(fields, "redis")
 	}
+	if c.URL != "" && !isPlaceholder(c.URL) && urlHoldsSecret(c.URL) {
+		fields = append(fields, "url")
+	}
 	for _, k := range sortedKeys(c.Headers) {
-		if k == "Authorization" && !isPlaceholder(c.Headers[k]) {
-			fields = append(fields, "headers.Authorization")
+		if credentialName(k) && !isPlaceholder(c.Headers[k]) {
+			fields = append(fields, "headers."+k)
 		}
 	}
 	return fields
 }
 
-// literalSecretFixes is the fix of monitoring.literal_secret, per field.
-var literalSecretFixes = map[string]string{
-	"dsn":                   "use a runtime placeholder for the DSN: {env.DATABASE_URL} or {file./run/secrets/db_url}",
-	"redis":                 "use a runtime placeholder for the Redis URL: {env.REDIS_URL} or {file./run/secrets/redis_url}",
-	"headers.Authorization": `put the token in a runtime placeholder: header Authorization "Bearer {env.<NAME>}" (or {file./run/secrets/<name>})`,
+// credentialName reports whether a header or query parameter name says it carries a
+// credential.
+func credentialName(name string) bool {
+	n := strings.ToLower(name)
+	if n == "authorization" || n == "cookie" || n == "proxy-authorization" {
+		return true
+	}
+	for _, w := range []string{"key", "token", "secret", "password", "passwd", "auth", "signature"} {
+		if strings.Contains(n, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// urlHoldsSecret reports whether a URL carries a password or a credential-like query
+// parameter.
+func urlHoldsSecret(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	if u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			return true
+		}
+	}
+	for name, vals := range u.Query() {
+		for _, v := range vals {
+			if credentialName(name) && v != "" && !isPlaceholder(v) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// literalSecretFix is the fix of monitoring.literal_secret for a field.
+func literalSecretFix(field string) string {
+	switch field {
+	case "dsn":
+		return "use a runtime placeholder for the DSN: {env.DATABASE_URL} or {file./run/secrets/db_url}"
+	case "redis":
+		return "use a runtime placeholder for the Redis URL: {env.REDIS_URL} or {file./run/secrets/redis_url}"
+	case "url":
+		return "use a runtime placeholder for the URL or its secret part: {env.<NAME>} (or {file./run/secrets/<name>}); better, send the credential in a header read the same way"
+	case "headers.Authorization":
+		return `put the token in a runtime placeholder: header Authorization "Bearer {env.<NAME>}" (or {file./run/secrets/<name>})`
+	}
+	return "put the value in a runtime placeholder: header " + strings.TrimPrefix(field, "headers.") + ` "{env.<NAME>}" (or {file./run/secrets/<name>})`
 }
 
 // reportLiteralSecrets records a warning finding per secret written in the configuration, at
@@ -435,7 +487,7 @@ func (m *Monitoring) reportLiteralSecrets(ctx caddy.Context, app *App) {
 			_ = app.Report(Finding{Code: "monitoring.literal_secret", Severity: Warning, Module: "http.handlers.monitoring",
 				Config:  fmt.Sprintf("%schecks.%d.%s", at, i, field),
 				Message: fmt.Sprintf("check %s: a password or token is written in the configuration: it is kept in the JSON config, the admin API's GET /config/ and autosave.json (a Caddyfile {$VAR} is substituted before that, so it counts as written)", c.name()),
-				Fix:     literalSecretFixes[field]},
+				Fix:     literalSecretFix(field)},
 				Production, Staging)
 		}
 	}
