@@ -156,35 +156,21 @@ func TestRateLimitRouteOverrides(t *testing.T) {
 // a composite key whose parts are all missing falls back too instead of being one global
 // bucket. Clients are named by X-Forwarded-For from the trusted loopback proxy.
 func TestRateLimitKeyFallbackIsItsOwnBucket(t *testing.T) {
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	servers {
-		trusted_proxies static 127.0.0.1/32
-	}
-	hardening {
-		policy single {
+	base := proxiedCaddy(t, `		policy single {
 			limit 1/1h
 			key {header.X-API-Key}
 		}
 		policy composite {
 			limit 1/1h
 			key "{header.X-Tenant}:{header.X-User}"
-		}
-	}
-}
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	handle /single {
+		}`, `	handle /single {
 		policy_rate_limit single
 		respond "ok"
 	}
 	handle /composite {
 		policy_rate_limit composite
 		respond "ok"
-	}
-}
-`, port))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	}`)
 	status := func(path string, headers ...string) int { return getReply(t, base+path, headers...).status }
 
 	// The attacker spends the buckets named like the victims' fallback keys.
@@ -660,13 +646,7 @@ func TestRateLimitMessagePlaceholders(t *testing.T) {
 // from a `deny` row; it counts shadow_denied. And an IPv4 client written as IPv6
 // (::ffff:a.b.c.d) has its IPv4 address's bucket, not a second one.
 func TestRateLimitShadowDenyRowAndMappedAddresses(t *testing.T) {
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	servers {
-		trusted_proxies static 127.0.0.1/32
-	}
-	hardening {
-		ip_classes {
+	base := proxiedCaddy(t, `		ip_classes {
 			suspicious 203.0.113.0/24
 		}
 		policy shadowdeny {
@@ -676,22 +656,14 @@ func TestRateLimitShadowDenyRowAndMappedAddresses(t *testing.T) {
 		}
 		policy mapped {
 			limit 1/1h
-		}
-	}
-}
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	handle /shadow {
+		}`, `	handle /shadow {
 		policy_rate_limit shadowdeny
 		respond "ok"
 	}
 	handle /mapped {
 		policy_rate_limit mapped
 		respond "ok"
-	}
-}
-`, port))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	}`)
 	before := rateLimitCount(t, "shadowdeny", "suspicious", "shadow_denied")
 	for range 3 {
 		if r := getReply(t, base+"/shadow", "X-Forwarded-For: 203.0.113.77"); r.status != 200 {
@@ -707,4 +679,15 @@ http://127.0.0.1:%d {
 	if r := getReply(t, base+"/mapped", "X-Forwarded-For: ::ffff:198.51.100.7"); r.status != 429 {
 		t.Fatalf("the same client written as IPv6: %d, want 429 from its one bucket", r.status)
 	}
+}
+
+// proxiedCaddy starts a Caddy whose server trusts the loopback proxy, so that a test names its
+// clients with X-Forwarded-For, with the hardening block's body and the site's body given, and
+// returns the site's base URL.
+func proxiedCaddy(t *testing.T, hardening, site string) string {
+	t.Helper()
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n}\n",
+		hardening, port, site))
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
