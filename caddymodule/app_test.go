@@ -90,17 +90,21 @@ type reply struct {
 // read: such a request never reached a handler, so it is sent again (up to three times).
 var replyClient = retryingClient{}
 
-type retryingClient struct{}
+type retryingClient struct{ c *http.Client } // nil: http.DefaultClient
 
-func (retryingClient) Do(req *http.Request) (*http.Response, error) {
+func (rc retryingClient) Do(req *http.Request) (*http.Response, error) {
+	c := rc.c
+	if c == nil {
+		c = http.DefaultClient
+	}
 	var err error
 	for range 3 {
 		var resp *http.Response
-		if resp, err = http.DefaultClient.Do(req); err == nil {
+		if resp, err = c.Do(req); err == nil {
 			return resp, nil
 		}
-		if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
-			return nil, err
+		if req.Body != nil && req.Body != http.NoBody || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			return nil, err // a body is spent: sending it again is the caller's call
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -32,7 +32,7 @@ var nonceInCSP = regexp.MustCompile(`'nonce-([A-Za-z0-9+/=]+)'`)
 func fetch(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true, TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	resp, err := client.Do(req)
+	resp, err := retryingClient{client}.Do(req) // a request right after a reload may meet a closing connection
 	if err != nil {
 		t.Fatal(err)
 	}
