@@ -371,6 +371,22 @@ func TestRedisPasswordFromPlaceholder(t *testing.T) {
 	}
 }
 
+// TestRedisWrongPasswordAtStartupSaysSo: Redis answering with WRONGPASS is logged as refused
+// credentials, not as an unreachable server, and the password stays out of the log.
+func TestRedisWrongPasswordAtStartupSaysSo(t *testing.T) {
+	r := testenv.StartRedis(t, "--requirepass", "the-right-one")
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis redis://:%s@%s/0\n\t}\n}\n", goldenSecret, r.Addr))
+	refused := func(e testenv.LogEntry) bool {
+		return strings.HasPrefix(e.Msg(), "redis refused this client's credentials at startup")
+	}
+	testenv.WaitFor(t, 5*time.Second, "the refused-credentials warning", func() bool { return len(testenv.Filter(c.Logs(), refused)) == 1 })
+	for _, e := range c.Logs() {
+		if strings.HasPrefix(e.Msg(), "redis unreachable") || strings.Contains(fmt.Sprint(e), goldenSecret) {
+			t.Fatalf("log line %v: want no 'unreachable' and no password", e)
+		}
+	}
+}
+
 func TestRedisUnreachableAtStartupIsNotFatal(t *testing.T) {
 	port := testenv.FreePort(t) // nothing listens there
 	block, url := site(t, "")

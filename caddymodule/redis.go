@@ -243,11 +243,26 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 		zap.Bool("tls", s.opts.TLSEnabled()),
 	}
 	if err != nil {
-		logger.Warn("redis unreachable at startup; modules use in-memory state until it answers",
-			append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)))...)
+		msg := "redis unreachable at startup; modules use in-memory state until it answers"
+		if refusedCredentials(err) {
+			msg = "redis refused this client's credentials at startup (username, password or ACL); modules use in-memory state until it accepts them"
+		}
+		logger.Warn(msg, append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)))...)
 		return
 	}
 	logger.Info("redis connected", append(fields, zap.Duration("ping", time.Since(start)))...)
+}
+
+// refusedCredentials reports whether Redis answered but refused the client's credentials or
+// its ACL refused the command: a configuration mistake, not an outage.
+func refusedCredentials(err error) bool {
+	msg := err.Error()
+	for _, code := range []string{"WRONGPASS", "NOAUTH", "NOPERM"} {
+		if strings.HasPrefix(msg, code) {
+			return true
+		}
+	}
+	return false
 }
 
 // redactSecrets removes every configured password from an error text.
