@@ -66,6 +66,8 @@ func TestParseAndValidate(t *testing.T) {
 		{"report-to a b", "one endpoint name"},
 		{"default-src 'self'; default-src 'none'", "given twice"},
 		{"img-src", "needs at least one source"},
+		{"script-src 'nonce' 'nonce' 'strict-dynamic'", "source 'nonce' is given twice"},
+		{"img-src 'self' https://a.example 'self'", "source 'self' is given twice"},
 		{"webrtc allow", "'allow' or 'block'"},
 	}
 	for _, c := range cases {

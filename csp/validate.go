@@ -155,8 +155,13 @@ func validateSources(name string, kind directiveKind, values []string) error {
 		return fmt.Errorf("%s needs at least one source ('none' to allow nothing)", name)
 	}
 	hasNonceOrHash, strictDynamic := false, false
-	for _, v := range values {
+	for i, v := range values {
 		lv := strings.ToLower(v)
+		for _, prev := range values[:i] {
+			if prev == v {
+				return fmt.Errorf("%s: source %s is given twice", name, v)
+			}
+		}
 		switch {
 		case lv == "'none'":
 			if len(values) > 1 {
