@@ -3,8 +3,11 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
 
@@ -73,6 +76,23 @@ func (s *findingSet) log(logger *zap.Logger) {
 			logger.Warn(f.Message, fields...)
 		case Info:
 			logger.Info(f.Message, fields...)
+		}
+	}
+}
+
+// httpServers yields the configuration's HTTP servers by name, in name order (so findings
+// come in a stable order); none when there is no http app.
+func httpServers(ctx caddy.Context) iter.Seq2[string, *caddyhttp.Server] {
+	return func(yield func(string, *caddyhttp.Server) bool) {
+		v, err := ctx.AppIfConfigured("http")
+		if err != nil {
+			return
+		}
+		servers := v.(*caddyhttp.App).Servers
+		for _, name := range sortedKeys(servers) {
+			if !yield(name, servers[name]) {
+				return
+			}
 		}
 	}
 }

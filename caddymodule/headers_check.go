@@ -15,11 +15,7 @@ import (
 // also proxies: tags mode nonces every script of the page, including one an attacker injected
 // into the upstream's user content; placeholder mode is the one for applications.
 func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	for name, srv := range v.(*caddyhttp.App).Servers {
+	for name, srv := range httpServers(ctx) {
 		if list := routeListWith(srv.Routes, h); list != nil && proxies(list) {
 			_ = h.app.Report(Finding{Code: "csp.tags_behind_proxy", Severity: Warning, Module: "security_headers",
 				Config:  "apps.http.servers." + name,
@@ -35,11 +31,7 @@ func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
 // placeholder mode (compressed copies of the pages hold the placeholder, and a request for
 // index.html.gz gets them as they are: binary, never redacted).
 func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	for name, srv := range v.(*caddyhttp.App).Servers {
+	for name, srv := range httpServers(ctx) {
 		list := routeListWith(srv.Routes, h)
 		if list == nil {
 			continue
@@ -68,11 +60,7 @@ func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
 // handler, so an error page from file_server or reverse_proxy there would reach the client
 // with the secret placeholder in it.
 func (h *SecurityHeaders) checkErrorRoutes(ctx caddy.Context) {
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	for name, srv := range v.(*caddyhttp.App).Servers {
+	for name, srv := range httpServers(ctx) {
 		if routeListWith(srv.Routes, h) == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
 			continue
 		}

@@ -32,11 +32,7 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 	if p := netip.MustParsePrefix(private); !p.Addr().IsPrivate() {
 		holds = private + ", which covers private networks (10.0.0.0/8 among them)"
 	}
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	for name, srv := range v.(*caddyhttp.App).Servers {
+	for name, srv := range httpServers(ctx) {
 		if routeListWith(srv.Routes, m) == nil || hasTrustedProxies(srv) {
 			continue
 		}
@@ -82,13 +78,8 @@ func hasTrustedProxies(srv *caddyhttp.Server) bool {
 // ("apps.http.servers.srv0.routes.0.handle.0.routes.1.handle.0"), or "" when no server's
 // routes hold it.
 func handlerConfigPath(ctx caddy.Context, h caddyhttp.MiddlewareHandler) string {
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return ""
-	}
-	servers := v.(*caddyhttp.App).Servers
-	for _, name := range sortedKeys(servers) {
-		if p := routesPath(servers[name].Routes, h, "apps.http.servers."+name+".routes"); p != "" {
+	for name, srv := range httpServers(ctx) {
+		if p := routesPath(srv.Routes, h, "apps.http.servers."+name+".routes"); p != "" {
 			return p
 		}
 	}
@@ -129,13 +120,7 @@ func (m *Monitoring) checkProbesBehindBlock(ctx caddy.Context) {
 	if !app.FeatureEnabled("path_guard") || !app.FeatureEnabled("ip_classes") && !app.FeatureEnabled("detection") {
 		return
 	}
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	servers := v.(*caddyhttp.App).Servers
-	for _, name := range sortedKeys(servers) {
-		srv := servers[name]
+	for name, srv := range httpServers(ctx) {
 		chain := chainTo(srv.Routes, m)
 		if chain == nil {
 			continue

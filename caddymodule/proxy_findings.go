@@ -1,29 +1,12 @@
 package caddymodule
 
-import (
-	"sort"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-)
-
 // checkProxiesStrict reports servers that trust proxies without trusted_proxies_strict. Caddy
 // then takes the left-most X-Forwarded-For address as the client's, and a proxy that appends
 // to the header (most load balancers do) leaves that entry to the client: it can name any
 // address, a trusted one included, or a fresh one per request. Every module here keys on
 // Caddy's client IP (classes, detection, rate-limit buckets, monitoring details).
 func (a *App) checkProxiesStrict() {
-	v, err := a.ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	servers := v.(*caddyhttp.App).Servers
-	names := make([]string, 0, len(servers))
-	for name := range servers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		srv := servers[name]
+	for name, srv := range httpServers(a.ctx) {
 		if !hasTrustedProxies(srv) || srv.TrustedProxiesStrict > 0 {
 			continue
 		}

@@ -67,11 +67,7 @@ func (h *PolicyRateLimit) checkTrustedProxies(ctx caddy.Context) {
 	if !h.ipKey {
 		return
 	}
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	for name, srv := range v.(*caddyhttp.App).Servers {
+	for name, srv := range httpServers(ctx) {
 		if routeListWith(srv.Routes, h) != nil && !hasTrustedProxies(srv) {
 			_ = h.app.Report(Finding{Code: "ratelimit.no_trusted_proxies", Severity: Info, Module: "policy_rate_limit",
 				Config:  "apps.http.servers." + name + ".trusted_proxies",
@@ -90,11 +86,7 @@ func (h *PolicyRateLimit) checkKeyAfterAuth(ctx caddy.Context) {
 	if !strings.Contains(h.key, "{http.auth.") {
 		return
 	}
-	v, err := ctx.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	for name, srv := range v.(*caddyhttp.App).Servers {
+	for name, srv := range httpServers(ctx) {
 		if before, found := handlerBefore(srv.Routes, h, "http.handlers.authentication", false); found && !before {
 			_ = h.app.Report(Finding{Code: "ratelimit.key_before_auth", Severity: Warning, Module: "policy_rate_limit",
 				Config:  "apps.http.servers." + name,
