@@ -15,7 +15,8 @@
 # below); each runs on this checkout's build, and `bare` and the static_* configurations also
 # on bench/barecaddy's. Needs valgrind (Debian: apt-get install valgrind). Go's asynchronous
 # preemption is turned off (GODEBUG=asyncpreemptoff=1) and GOMAXPROCS=1: callgrind stops on
-# the runtime's preemption signals otherwise.
+# the runtime's preemption signals otherwise. cpu.rdtscp=off keeps Go's runtime.cputicks off
+# RDTSCP, which valgrind 3.19 does not know (SIGILL under lock contention).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is not installed (Debian: apt-get install valgrind)" >&2; exit 1; }
@@ -47,7 +48,7 @@ count() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
   out="$tmp/callgrind.$cfg.$(basename "$bin")"
   st=$(status "$cfg")
-  PORT=$port GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
+  PORT=$port GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off GOMAXPROCS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
     "$bin" run --config "bench/configs/$cfg.caddyfile" --adapter caddyfile >"$tmp/$cfg.log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
