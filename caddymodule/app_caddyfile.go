@@ -90,6 +90,7 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			key <placeholders>
 //			adaptive [on|off]
 //			shadow [on|off]
+//			ipv6_prefix <bits>
 //		}
 //		adaptive {
 //			cpu_target <0..1>

@@ -211,7 +211,7 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 // with the mark gets a second one, so the two sets of keys never meet.
 func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 	if h.ipKey {
-		return clientIPKey(r)
+		return clientIPKey(r, h.policy.ipv6Bits)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		k := repl.ReplaceAll(h.key, "")
@@ -223,20 +223,29 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 			return k
 		}
 	}
-	return fallbackKeyMark + clientIPKey(r)
+	return fallbackKeyMark + clientIPKey(r, h.policy.ipv6Bits)
 }
 
-// clientIPKey is Caddy's client IP as a bucket name: an IPv4 address written as IPv6
+// clientIPKey is Caddy's client IP as a bucket name. An IPv4 address written as IPv6
 // (::ffff:192.0.2.7, as a dual-stack listener or a proxy may give it) is the IPv4 address, so
-// a client cannot take a second bucket by writing its address the other way.
-func clientIPKey(r *http.Request) string {
+// a client cannot take a second bucket by writing its address the other way; an IPv6 address
+// is its network of ipv6Bits bits (2001:db8:1:2::/64), so a client cannot take a bucket per
+// address of the network it was given.
+func clientIPKey(r *http.Request, ipv6Bits int) string {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	if strings.HasPrefix(ip, "::ffff:") {
-		if a, err := netip.ParseAddr(ip); err == nil && a.Is4In6() {
-			return a.Unmap().String()
-		}
+	if strings.IndexByte(ip, ':') < 0 {
+		return ip // IPv4, the common case: no parse
 	}
-	return ip
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return ip
+	case a.Is4In6():
+		return a.Unmap().String()
+	case ipv6Bits >= 128:
+		return a.WithZone("").String()
+	}
+	return netip.PrefixFrom(a, ipv6Bits).Masked().String()
 }
 
 // fallbackKeyMark begins the key of a request whose key template came out empty: the client

@@ -69,8 +69,10 @@ func parsePolicy(d *caddyfile.Dispenser, a *App) error {
 			err = optionalOnOff(d, "policy "+name+" adaptive", &p.Adaptive)
 		case "shadow":
 			err = optionalOnOff(d, "policy "+name+" shadow", &p.Shadow)
+		case "ipv6_prefix":
+			p.IPv6Prefix, err = intArg(d, "policy "+name+" ipv6_prefix", 1, 128)
 		default:
-			return d.Errf("policy %s: unknown subdirective %q; expected limit, trusted, suspicious, key, adaptive or shadow", name, sub)
+			return d.Errf("policy %s: unknown subdirective %q; expected limit, trusted, suspicious, key, adaptive, shadow or ipv6_prefix", name, sub)
 		}
 		if err != nil {
 			return err

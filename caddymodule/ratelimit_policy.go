@@ -55,6 +55,15 @@ type PolicyConfig struct {
 	// Shadow counts and logs what the policy would refuse, and never refuses. Use it to roll
 	// out a new limit. Default: false.
 	Shadow *bool `json:"shadow,omitempty"`
+
+	// IPv6Prefix is how many leading bits of an IPv6 client address name its bucket wherever
+	// the client IP is the key: the default key `{client_ip}`, and the fallback of a template
+	// that resolves empty. One subscriber, host or VM is given a whole /64 (or more) and may
+	// send from any address in it, so a bucket per address would multiply its limit by
+	// 2^64 and let it push other clients out of max_keys. 128 keys each address alone. IPv4
+	// clients (and IPv4-mapped IPv6) are keyed by their address. `{client_ip}` inside a
+	// longer template is the full address. Default: 64.
+	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 }
 
 // LimitRow is one class's limit: Rate requests per Per, Burst at once; or unlimited; or deny.
@@ -98,6 +107,10 @@ func boolPtr(b bool) *bool { return &b }
 // a Redis key part without escaping.
 var policyNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
+// defaultIPv6Prefix is the IPv6 prefix length of a client's bucket when a policy sets none: a
+// /64, the smallest network a subscriber is given (RFC 6177).
+const defaultIPv6Prefix = 64
+
 // defaultPolicyKey is the key of a policy that sets none.
 const defaultPolicyKey = "{http.vars.client_ip}"
 
@@ -123,6 +136,8 @@ type resolvedPolicy struct {
 	key      string
 	adaptive bool
 	shadow   bool
+	// ipv6Bits is the prefix length that names an IPv6 client's bucket (IPv6Prefix).
+	ipv6Bits int
 }
 
 // resolvePolicies merges the built-in policies, scaled for the environment, with the
@@ -189,7 +204,7 @@ func resolvePolicy(name string, builtin, user *PolicyConfig) (*resolvedPolicy, e
 	if limit == nil {
 		return nil, fmt.Errorf("rate limit policy %q: a limit is required (e.g. limit 100/1m)", name)
 	}
-	p := &resolvedPolicy{name: name, key: defaultPolicyKey}
+	p := &resolvedPolicy{name: name, key: defaultPolicyKey, ipv6Bits: defaultIPv6Prefix}
 	rows := [...]*LimitRow{
 		ipclass.Default:    limit,
 		ipclass.Trusted:    pick(func(c *PolicyConfig) *LimitRow { return c.Trusted }),
@@ -231,6 +246,12 @@ func resolvePolicy(name string, builtin, user *PolicyConfig) (*resolvedPolicy, e
 		if c.Shadow != nil {
 			p.shadow = *c.Shadow
 		}
+		if c.IPv6Prefix != 0 {
+			p.ipv6Bits = c.IPv6Prefix
+		}
+	}
+	if p.ipv6Bits < 1 || p.ipv6Bits > 128 {
+		return nil, fmt.Errorf("rate limit policy %q: ipv6_prefix: expected 1 to 128 bits, got %d", name, p.ipv6Bits)
 	}
 	if err := checkKeyTemplate(p.key); err != nil {
 		return nil, fmt.Errorf("rate limit policy %q: key %q: %v", name, p.key, err)

@@ -481,6 +481,7 @@ func TestRateLimitBadJSONIsRefused(t *testing.T) {
 		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":-1}}}}}}`, `rate limit policy "x", limit row: rate must be positive`},
 		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"key":"{foo}"}}}}}`, `unknown placeholder {foo}`},
 		{`{"apps":{"hardening":{"policies":{"Bad Name":{"limit":{"rate":5}}}}}}`, `rate limit policy "Bad Name": a name is lowercase`},
+		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"ipv6_prefix":129}}}}}`, `rate limit policy "x": ipv6_prefix: expected 1 to 128 bits, got 129`},
 		{`{"apps":{"hardening":{"rate_limit":{"on_store_failure":"panic"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
 			`on_store_failure: expected fallback, allow or deny`},
 	} {
@@ -679,6 +680,62 @@ func TestRateLimitShadowDenyRowAndMappedAddresses(t *testing.T) {
 	if r := getReply(t, base+"/mapped", "X-Forwarded-For: ::ffff:198.51.100.7"); r.status != 429 {
 		t.Fatalf("the same client written as IPv6: %d, want 429 from its one bucket", r.status)
 	}
+}
+
+// TestRateLimitIPv6ClientsKeyedByNetwork: an IPv6 client's bucket is its /64 by default, so
+// addresses taken from one network share it; ipv6_prefix changes the width (128: each address),
+// the fallback of an empty key template uses it too, and another network has its own bucket.
+func TestRateLimitIPv6ClientsKeyedByNetwork(t *testing.T) {
+	base := proxiedCaddy(t, `		policy net64 {
+			limit 1/1h
+		}
+		policy exact {
+			limit 1/1h
+			ipv6_prefix 128
+		}
+		policy net48 {
+			limit 1/1h
+			ipv6_prefix 48
+		}
+		policy bykey {
+			limit 1/1h
+			key {header.X-API-Key}
+		}`, `	handle /net64 {
+		policy_rate_limit net64
+		respond "ok"
+	}
+	handle /exact {
+		policy_rate_limit exact
+		respond "ok"
+	}
+	handle /net48 {
+		policy_rate_limit net48
+		respond "ok"
+	}
+	handle /bykey {
+		policy_rate_limit bykey
+		respond "ok"
+	}`)
+	want := func(path, ip string, code int) {
+		t.Helper()
+		if got := getReply(t, base+path, "X-Forwarded-For: "+ip).status; got != code {
+			t.Fatalf("%s from %s: %d, want %d", path, ip, got, code)
+		}
+	}
+	for _, path := range []string{"/net64", "/bykey"} {
+		want(path, "2001:db8:1:2::1", 200)
+		want(path, "2001:db8:1:2:ffff::9", 429) // the same /64
+		want(path, "2001:db8:1:3::1", 200)      // the next /64
+	}
+	want("/exact", "2001:db8:1:2::1", 200)
+	want("/exact", "2001:db8:1:2::2", 200)
+	want("/exact", "2001:db8:1:2::1", 429)
+	want("/net48", "2001:db8:1:2::1", 200)
+	want("/net48", "2001:db8:1:ff::1", 429) // the same /48
+	want("/net48", "2001:db8:2::1", 200)
+	// IPv4 clients are still one bucket per address.
+	want("/net64", "198.51.100.1", 200)
+	want("/net64", "198.51.100.2", 200)
 }
 
 // proxiedCaddy starts a Caddy whose server trusts the loopback proxy, so that a test names its
