@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -68,10 +69,13 @@ type PolicyRateLimit struct {
 	// for a template without placeholders (one global bucket, as configured).
 	keyEmpty    string
 	keyHasEmpty bool
-	limiter     *limiterEntry
-	replies     [3]rowReplies // by ipclass.Class
-	metrics     rateLimitMetrics
-	sampler     refusalSampler
+	// keyNS begins the bucket names of a route whose key overrides the policy's (see
+	// routeKeyNamespace); "" on a route that keeps the policy's key.
+	keyNS   string
+	limiter *limiterEntry
+	replies [3]rowReplies // by ipclass.Class
+	metrics rateLimitMetrics
+	sampler refusalSampler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,6 +110,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		h.key = h.Key
 	}
 	h.ipKey = h.key == defaultPolicyKey
+	if h.key != p.key {
+		h.keyNS = routeKeyNamespace(h.key)
+	}
 	if empty := caddy.NewEmptyReplacer().ReplaceAll(h.key, ""); empty != h.key {
 		h.keyEmpty, h.keyHasEmpty = empty, true
 	}
@@ -207,17 +214,21 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 // requestKey resolves the policy's key for r. A template whose placeholders are all empty
 // (the header was not sent) falls back to the client IP, marked with fallbackKeyMark so that
 // no template value can name that bucket: a client sending the header "X-API-Key: 192.0.2.7"
-// must not drain the bucket of 192.0.2.7's requests without it. A template value that begins
-// with the mark gets a second one, so the two sets of keys never meet.
+// must not drain the bucket of 192.0.2.7's requests without it. A route that overrides the
+// policy's key has its own namespace (keyNS), for the same reason: its values must not name
+// the buckets of the policy's other routes. A value of the policy's own template that begins
+// with one of the marks gets fallbackKeyMark before it, so the sets of names never meet.
 func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 	if h.ipKey {
-		return clientIPKey(r, h.policy.ipv6Bits)
+		return h.keyNS + clientIPKey(r, h.policy.ipv6Bits)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		k := repl.ReplaceAll(h.key, "")
 		switch {
 		case h.keyHasEmpty && k == h.keyEmpty:
-		case strings.HasPrefix(k, fallbackKeyMark):
+		case h.keyNS != "":
+			return h.keyNS + k
+		case strings.HasPrefix(k, fallbackKeyMark), strings.HasPrefix(k, routeKeyMark):
 			return fallbackKeyMark + k
 		default:
 			return k
@@ -251,6 +262,18 @@ func clientIPKey(r *http.Request, ipv6Bits int) string {
 // fallbackKeyMark begins the key of a request whose key template came out empty: the client
 // IP follows. No IP address begins with it.
 const fallbackKeyMark = "@"
+
+// routeKeyMark begins the bucket names of a route that overrides its policy's key.
+const routeKeyMark = "~"
+
+// routeKeyNamespace is the prefix of the bucket names of a route with its own key template:
+// the mark and a digest of the template, so routes with the same template share their buckets
+// and routes with different ones never do ("~3f0a9c1e52b7d684:").
+func routeKeyNamespace(template string) string {
+	h := fnv.New64a()
+	h.Write([]byte(template))
+	return fmt.Sprintf("%s%016x:", routeKeyMark, h.Sum64())
+}
 
 // refuse answers a refused request and reports it: metrics, the detector, a sampled event.
 func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, key string, res ratelimit.Result, limit ratelimit.Limit) error {

@@ -209,6 +209,62 @@ func TestRateLimitKeyFallbackIsItsOwnBucket(t *testing.T) {
 	}
 }
 
+// TestRateLimitRouteKeyHasItsOwnBuckets: a route that overrides its policy's key has buckets of
+// its own. A header value equal to a victim's address, on a route keyed by the header, does not
+// drain the victim's bucket on the policy's client-IP routes (nor the other way round); two
+// routes with the same override share their buckets.
+func TestRateLimitRouteKeyHasItsOwnBuckets(t *testing.T) {
+	base := proxiedCaddy(t, `		policy login {
+			limit 1/1h
+		}
+		policy tenant {
+			limit 1/1h
+			key {header.X-K}
+		}`, `	handle /ip {
+		policy_rate_limit login
+		respond "ok"
+	}
+	handle /hdr {
+		policy_rate_limit login {
+			key {header.X-K}
+		}
+		respond "ok"
+	}
+	handle /hdr2 {
+		policy_rate_limit login {
+			key {header.X-K}
+		}
+		respond "ok"
+	}
+	handle /tenant {
+		policy_rate_limit tenant
+		respond "ok"
+	}
+	handle /tenant-ip {
+		policy_rate_limit tenant {
+			key {client_ip}
+		}
+		respond "ok"
+	}`)
+	want := func(path string, code int, headers ...string) {
+		t.Helper()
+		if got := getReply(t, base+path, headers...).status; got != code {
+			t.Fatalf("%s %v: %d, want %d", path, headers, got, code)
+		}
+	}
+	// The attacker (10.9.2.66) spends the header buckets named like the victims' addresses.
+	want("/hdr", 200, "X-Forwarded-For: 10.9.2.66", "X-K: 10.9.2.1")
+	want("/hdr", 429, "X-Forwarded-For: 10.9.2.66", "X-K: 10.9.2.1")
+	want("/hdr2", 429, "X-Forwarded-For: 10.9.2.67", "X-K: 10.9.2.1") // the same template: one bucket
+	want("/tenant", 200, "X-Forwarded-For: 10.9.2.66", "X-K: 10.9.2.2")
+	want("/tenant", 429, "X-Forwarded-For: 10.9.2.66", "X-K: 10.9.2.2")
+	// The victims' own buckets are untouched.
+	want("/ip", 200, "X-Forwarded-For: 10.9.2.1")
+	want("/ip", 429, "X-Forwarded-For: 10.9.2.1")
+	want("/tenant-ip", 200, "X-Forwarded-For: 10.9.2.2")
+	want("/tenant-ip", 429, "X-Forwarded-For: 10.9.2.2")
+}
+
 // classesConfig runs a policy with one row per class; clients are named by X-Forwarded-For
 // from the trusted loopback proxy.
 const classesConfig = `{
