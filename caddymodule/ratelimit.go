@@ -73,7 +73,8 @@ type PolicyRateLimit struct {
 	// routeKeyNamespace); "" on a route that keeps the policy's key.
 	keyNS   string
 	limiter *limiterEntry
-	replies [3]rowReplies // by ipclass.Class
+	store   ratelimit.Store // the limiter's store for this policy (storeFor)
+	replies [3]rowReplies   // by ipclass.Class
 	metrics rateLimitMetrics
 	sampler refusalSampler
 }
@@ -125,6 +126,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	if h.limiter, err = app.rateLimiter(); err != nil {
 		return err
 	}
+	h.store = h.limiter.storeFor(p.name)
 	for c := range h.replies {
 		if h.replies[c], err = newRowReplies(p, p.rows[c], h.StatusCode, h.Message); err != nil {
 			return err
@@ -165,7 +167,7 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if h.policy.adaptive {
 		limit = limit.Scale(h.limiter.adaptive.Factor())
 	}
-	res := h.limiter.decide(r.Context(), h.policy.name, key, limit)
+	res := h.limiter.decide(r.Context(), h.store, h.policy.name, key, limit)
 	if res.Unmetered {
 		return h.unmetered(w, r, next, class, res)
 	}

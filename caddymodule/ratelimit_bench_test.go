@@ -20,9 +20,10 @@ func benchRateLimit(b *testing.B, limit *LimitRow) *PolicyRateLimit {
 		b.Fatal(err)
 	}
 	app := &App{classifier: &ipclass.Classifier{Detector: ipclass.NewDetector(ipclass.Settings{})}}
-	mem := ratelimit.NewMemoryStore(ratelimit.MemoryOptions{})
+	mem := ratelimit.NewPolicyMemoryStores(ratelimit.MemoryOptions{})
+	e := &limiterEntry{memory: mem, store: mem, adaptive: adaptive}
 	h := &PolicyRateLimit{on: true, app: app, policy: p, key: p.key, ipKey: true, StatusCode: 429,
-		limiter: &limiterEntry{memory: mem, store: mem, adaptive: adaptive}, metrics: newRateLimitMetrics("bench")}
+		limiter: e, store: e.storeFor(p.name), metrics: newRateLimitMetrics("bench")}
 	for c := range h.replies {
 		if h.replies[c], err = newRowReplies(p, p.rows[c], 429, ""); err != nil {
 			b.Fatal(err)

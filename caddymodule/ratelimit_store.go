@@ -70,17 +70,28 @@ const (
 	storeModeFallback = "memory-fallback" // Redis fails: the in-memory store decides
 )
 
-// limiterPool holds the limiter state by settings, so a reload that keeps them keeps every
-// bucket, the failover state and the smoothed load.
+// limiterPool holds the limiter state by settings, so a reload that keeps them keeps the
+// failover state and the smoothed load.
 var limiterPool = caddy.NewUsagePool()
+
+// memoryPool holds the in-memory buckets by max_keys alone, so a reload keeps them through a
+// change of any other rate_limit or adaptive setting (a store_timeout or cpu_target tuned
+// during an incident must not hand every limited client a full bucket).
+var memoryPool = caddy.NewUsagePool()
+
+// memoryEntry is a pooled set of in-memory stores; it holds nothing to release.
+type memoryEntry struct{ stores *ratelimit.PolicyMemoryStores }
+
+func (memoryEntry) Destruct() error { return nil }
 
 // limiterEntry is the rate limiter's shared state: the stores, the failover around Redis and
 // the adaptive factor.
 type limiterEntry struct {
-	memory   *ratelimit.MemoryStore
-	redis    *ratelimit.RedisStore    // nil without Redis
-	failover *ratelimit.FailoverStore // nil without Redis
-	store    ratelimit.Store          // what handlers call: memory, or denials > leases > failover
+	memory   *ratelimit.PolicyMemoryStores // one store per policy, from memoryPool
+	memKey   string                        // memory's key in memoryPool
+	redis    *ratelimit.RedisStore         // nil without Redis
+	failover *ratelimit.FailoverStore      // nil without Redis
+	store    ratelimit.Store               // what handlers call: memory, or denials > leases > failover
 	adaptive *ratelimit.Adaptive
 	started  atomic.Bool
 
@@ -95,6 +106,7 @@ type limiterEntry struct {
 // configuration using the entry is gone.
 func (e *limiterEntry) Destruct() error {
 	e.adaptive.Stop()
+	_, _ = memoryPool.Delete(e.memKey)
 	if e.redis != nil {
 		return e.redis.Close()
 	}
@@ -222,7 +234,11 @@ func parseFailureMode(s string) (ratelimit.FailureMode, error) {
 }
 
 func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
-	e := &limiterEntry{memory: ratelimit.NewMemoryStore(ratelimit.MemoryOptions{MaxKeys: s.MaxKeys})}
+	e := &limiterEntry{memKey: fmt.Sprintf("ratelimit-memory:%d", s.MaxKeys)}
+	mem, _, _ := memoryPool.LoadOrNew(e.memKey, func() (caddy.Destructor, error) {
+		return memoryEntry{ratelimit.NewPolicyMemoryStores(ratelimit.MemoryOptions{MaxKeys: s.MaxKeys})}, nil
+	})
+	e.memory = mem.(memoryEntry).stores
 	e.store = e.memory
 	var err error
 	logger := a.logger
@@ -235,6 +251,7 @@ func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 		},
 	})
 	if err != nil {
+		_, _ = memoryPool.Delete(e.memKey)
 		return nil, fmt.Errorf("hardening adaptive: %v", err)
 	}
 	e.trackInFlight = s.Adaptive.InFlightTarget > 0
@@ -289,15 +306,26 @@ func (e *limiterEntry) status() StatusReport {
 	return r
 }
 
-// decide runs one decision, timing it for the store latency histogram when Redis is in play.
-// No store fails a request: the failover store answers from memory (or by on_store_failure).
-func (e *limiterEntry) decide(ctx context.Context, policy, key string, l ratelimit.Limit) ratelimit.Result {
+// storeFor is what a handler of the policy asks: in memory mode the policy's own store, with
+// no lookup per request; with Redis the chain in front of it (which falls back to the
+// policy's memory store).
+func (e *limiterEntry) storeFor(policy string) ratelimit.Store {
 	if e.failover == nil {
-		res, _ := e.store.Allow(ctx, policy, key, l)
+		return e.memory.For(policy)
+	}
+	return e.store
+}
+
+// decide runs one decision in store (storeFor's), timing it for the store latency histogram
+// when Redis is in play. No store fails a request: the failover store answers from memory (or
+// by on_store_failure).
+func (e *limiterEntry) decide(ctx context.Context, store ratelimit.Store, policy, key string, l ratelimit.Limit) ratelimit.Result {
+	if e.failover == nil {
+		res, _ := store.Allow(ctx, policy, key, l)
 		return res
 	}
 	start := time.Now()
-	res, _ := e.store.Allow(ctx, policy, key, l)
+	res, _ := store.Allow(ctx, policy, key, l)
 	storeDuration.Observe(time.Since(start).Seconds())
 	return res
 }

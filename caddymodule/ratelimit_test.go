@@ -625,6 +625,18 @@ func TestRateLimitBucketsSurviveAReload(t *testing.T) {
 	if admitted != 2 {
 		t.Fatalf("%d admitted after the reload to burst 4; want 2 (the bucket survived)", admitted)
 	}
+
+	// Tuning the store or the load factor (a new limiter) keeps the in-memory buckets too.
+	tuned := "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit 2/1h burst 4\n\t\t}\n\t\trate_limit {\n\t\t\tstore_timeout 80ms\n\t\t}\n\t\tadaptive {\n\t\t\tcpu_target 0.6\n\t\t}\n\t}\n}\n" + block
+	if err := c.Load(tuned); err != nil {
+		t.Fatal(err)
+	}
+	if activeApp(t).limiter == before {
+		t.Fatal("the tuned settings did not make a new limiter: the test proves nothing")
+	}
+	if r := getReply(t, url); r.status != 429 {
+		t.Fatalf("after a reload that tuned store_timeout and cpu_target: %d, want 429 (the bucket kept)", r.status)
+	}
 }
 
 // TestRateLimitPolicyFieldKeepsItsWindow: RateLimit-Policy states the quota per the

@@ -584,3 +584,26 @@ func TestMemoryStoreTablesStayConsistent(t *testing.T) {
 		checkTables(t, s)
 	}
 }
+
+// TestPolicyMemoryStoresIsolatePolicies: a flood of keys under one policy fills only that
+// policy's store; another policy's limited key keeps its bucket.
+func TestPolicyMemoryStoresIsolatePolicies(t *testing.T) {
+	s := NewPolicyMemoryStores(MemoryOptions{MaxKeys: 100})
+	ctx := context.Background()
+	login := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	if r, _ := s.Allow(ctx, "login", "192.0.2.1", login); !r.Allowed {
+		t.Fatal("first login refused")
+	}
+	for i := range 10000 {
+		s.Allow(ctx, "bykey", fmt.Sprintf("k%d", i), Limit{Rate: 1, Period: time.Hour, Burst: 1})
+	}
+	if r, _ := s.Allow(ctx, "login", "192.0.2.1", login); r.Allowed {
+		t.Fatal("the flood under another policy evicted the login bucket")
+	}
+	if n := s.For("bykey").Len(); n > 100 {
+		t.Fatalf("the flooded policy tracks %d keys, over max_keys 100", n)
+	}
+	if n, want := s.Len(), s.For("bykey").Len()+1; n != want {
+		t.Fatalf("Len %d, want %d (the sum of the policies' stores)", n, want)
+	}
+}
