@@ -263,6 +263,27 @@ func TestCheckProbesBlocked(t *testing.T) {
 
 // TestCheckRateLimitNotes: the informational rate-limit findings (a global key, a shadow
 // policy, client-IP keys without trusted_proxies) come and go with their cause.
+// TestCheckRateLimitKeyPlaceholders: a key of constant placeholders is a global limit, and an
+// {http.*} placeholder Caddy does not know is reported (a typo is empty for every request).
+func TestCheckRateLimitKeyPlaceholders(t *testing.T) {
+	for _, tc := range []struct{ key, code string }{
+		{"{env.HOME}", "ratelimit.global_key"},
+		{"{system.hostname}", "ratelimit.global_key"},
+		{"{http.reqest.header.X-API-Key}", "ratelimit.key_unknown_placeholder"},
+	} {
+		found := codes(checkCaddyfile(t, checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey "+tc.key+"\n\t\t}", "\tpolicy_rate_limit p")))
+		if f, ok := found[tc.code]; !ok || f.Fix == "" {
+			t.Errorf("key %s: %s not reported (%v)", tc.key, tc.code, found)
+		}
+	}
+	found := codes(checkCaddyfile(t, checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.X-API-Key}:{http.auth.user.id}:{http.vars.tenant}\n\t\t}", "\tpolicy_rate_limit p")))
+	for _, code := range []string{"ratelimit.global_key", "ratelimit.key_unknown_placeholder"} {
+		if _, ok := found[code]; ok {
+			t.Errorf("%s reported for a key of known request placeholders", code)
+		}
+	}
+}
+
 func TestCheckRateLimitNotes(t *testing.T) {
 	bad := codes(checkCaddyfile(t, checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey everyone\n\t\t\tshadow\n\t\t}",
 		"\tsecurity_headers\n\tpolicy_rate_limit p\n\tpolicy_rate_limit api")))

@@ -32,10 +32,15 @@ func (h *PolicyRateLimit) reportKeyFindings() {
 				Fix:     "use key {client_ip}: Caddy reads the client address from those headers only when the peer is in trusted_proxies"})
 		}
 	}
-	if !strings.Contains(h.key, "{") {
+	if !strings.Contains(h.key, "{http.") {
 		_ = h.app.Report(Finding{Code: "ratelimit.global_key", Severity: Info, Module: "policy_rate_limit", Config: config,
-			Message: "policy " + h.policy.name + " has a key without placeholders: one bucket for every client (a global limit)",
+			Message: "policy " + h.policy.name + " has a key without request placeholders (" + h.key + "): the same for every request, one bucket for every client (a global limit)",
 			Fix:     "if the limit is meant per client, use key {client_ip} or a header such as {http.request.header.X-API-Key}"})
+	}
+	if unknown := unknownKeyPlaceholders(h.key); len(unknown) > 0 {
+		_ = h.app.Report(Finding{Code: "ratelimit.key_unknown_placeholder", Severity: Warning, Module: "policy_rate_limit", Config: config,
+			Message: "policy " + h.policy.name + "'s key uses " + strings.Join(unknown, ", ") + ", which Caddy does not know: unless another plugin sets it, it is empty for every request and every client falls back to its IP's bucket",
+			Fix:     "check the spelling against Caddy's placeholders (https://caddyserver.com/docs/json/apps/http/#docs)"})
 	}
 	rows := &h.policy.rows
 	if rows[ipclass.Suspicious].looser(rows[ipclass.Default]) || rows[ipclass.Default].looser(rows[ipclass.Trusted]) {

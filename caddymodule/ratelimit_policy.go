@@ -3,12 +3,15 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
 	"github.com/swarmsec/caddy-hardening/ratelimit"
@@ -365,9 +368,15 @@ func parseRate(s string) (int64, time.Duration, error) {
 
 // knownPlaceholderRoots are the placeholder namespaces a key may use; anything else is a typo
 // that would resolve empty for every request.
-var knownPlaceholderRoots = []string{"http.", "env.", "file.", "system.", "time."}
+var knownPlaceholderRoots = []string{"http.", "env.", "file.", "system."}
 
-// checkKeyTemplate refuses unbalanced braces and placeholders outside Caddy's namespaces.
+// perRequestPlaceholders change with every request: a key made of one is a new bucket each
+// time, and nothing is limited.
+var perRequestPlaceholders = []string{"http.request.uuid", "http.request.duration", "http.request.duration_ms", "http.time_until_shutdown"}
+
+// checkKeyTemplate refuses unbalanced braces, placeholders outside Caddy's namespaces, names in
+// Caddy's own request namespace ({http.request.*}) that Caddy does not know (a typo, always
+// empty), and placeholders that change with every request.
 func checkKeyTemplate(key string) error {
 	rest := key
 	for {
@@ -385,6 +394,9 @@ func checkKeyTemplate(key string) error {
 		if strings.ContainsRune(name, '{') {
 			return fmt.Errorf("a '{' is not closed before %q", "{"+name+"}")
 		}
+		if strings.HasPrefix(name, "time.") || slices.Contains(perRequestPlaceholders, name) {
+			return fmt.Errorf("{%s} changes with every request: each request would have a bucket of its own, and nothing would be limited", name)
+		}
 		known := false
 		for _, root := range knownPlaceholderRoots {
 			known = known || (strings.HasPrefix(name, root) && len(name) > len(root))
@@ -392,6 +404,49 @@ func checkKeyTemplate(key string) error {
 		if !known {
 			return fmt.Errorf("unknown placeholder {%s}: expected {client_ip}, {http.request.header.<name>}, {http.auth.user.id} or another {http.*} placeholder", name)
 		}
+		if strings.HasPrefix(name, "http.request.") && !requestPlaceholderKnown(name) {
+			return fmt.Errorf("unknown placeholder {%s}: Caddy has no such request placeholder (it would be empty for every request); expected e.g. {http.request.header.<name>}, {http.request.cookie.<name>}, {http.request.uri.query.<name>} or {http.request.remote.host}", name)
+		}
 		rest = rest[close+1:]
+	}
+}
+
+// requestPlaceholderKnown asks Caddy's own request replacer whether it knows name.
+func requestPlaceholderKnown(name string) bool {
+	req, err := http.NewRequest(http.MethodGet, "http://example.com/", nil)
+	if err != nil {
+		return true
+	}
+	_, ok := caddyhttp.NewTestReplacer(req).Get(name)
+	return ok
+}
+
+// runtimePlaceholderRoots are {http.*} namespaces that handlers fill while a request runs
+// (authentication, reverse_proxy, matchers, errors, response): unknown before a request.
+var runtimePlaceholderRoots = []string{"http.auth.", "http.reverse_proxy.", "http.error.", "http.regexp.", "http.matchers.", "http.response.", "http.vars."}
+
+// unknownKeyPlaceholders lists the {http.*} placeholders of a key that neither Caddy's request
+// replacer nor a runtime namespace knows: another plugin may set them, or they are typos that
+// are always empty.
+func unknownKeyPlaceholders(key string) []string {
+	var out []string
+	for rest := key; ; {
+		open := strings.IndexByte(rest, '{')
+		close := strings.IndexByte(rest, '}')
+		if open < 0 || close < open {
+			return out
+		}
+		name := rest[open+1 : close]
+		rest = rest[close+1:]
+		if !strings.HasPrefix(name, "http.") || requestPlaceholderKnown(name) {
+			continue
+		}
+		runtime := false
+		for _, root := range runtimePlaceholderRoots {
+			runtime = runtime || strings.HasPrefix(name, root)
+		}
+		if !runtime {
+			out = append(out, "{"+name+"}")
+		}
 	}
 }
