@@ -102,6 +102,8 @@ func TestCheckFindings(t *testing.T) {
 		{"ratelimit.key_before_auth",
 			checkSite("\t\tpolicy users {\n\t\t\tlimit 5/1m\n\t\t\tkey {http.auth.user.id}\n\t\t}", good+"\n\tbasic_auth {\n\t\talice $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t}\n\tpolicy_rate_limit users"),
 			checkSite("\t\tpolicy users {\n\t\t\tlimit 5/1m\n\t\t\tkey {http.auth.user.id}\n\t\t}", good+"\n\troute {\n\t\tbasic_auth {\n\t\t\talice $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t\t}\n\t\tpolicy_rate_limit users\n\t}")},
+		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 30\n\t\t}", good+"\n\tpolicy_rate_limit p"),
+			checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 10\n\t\t}", good+"\n\tpolicy_rate_limit p")},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\ttrusted deny\n\t\t\tsuspicious unlimited\n\t\t}", good+"\n\tpolicy_rate_limit p"),
 			checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\ttrusted unlimited\n\t\t\tsuspicious deny\n\t\t}", good+"\n\tpolicy_rate_limit p")},
 		{"ratelimit.fail_open", checkSite("\t\tredis redis://127.0.0.1:1\n\t\trate_limit {\n\t\t\ton_store_failure allow\n\t\t}", good+"\n\tpolicy_rate_limit api"),

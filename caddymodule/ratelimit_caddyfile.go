@@ -162,8 +162,14 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 		return d.Errf("adaptive takes a block; unexpected %q", d.Val())
 	}
 	cfg := new(AdaptiveConfig)
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch sub := d.Val(); sub {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("adaptive: %s is given twice", sub)
+		}
+		seen[sub] = true
+		switch sub {
 		case "cpu_target", "min_factor":
 			v, err := oneArg(d, "adaptive "+sub)
 			if err != nil {
@@ -189,6 +195,9 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 			if err != nil {
 				return err
 			}
+			if dur < minAdaptiveInterval {
+				return d.Errf("adaptive interval %v is shorter than %v (the CPU reading needs time to mean something, and sampling burns CPU)", dur, minAdaptiveInterval)
+			}
 			cfg.Interval = caddy.Duration(dur)
 		default:
 			return d.Errf("adaptive: unknown subdirective %q; expected cpu_target, min_factor, inflight_target or interval", sub)
@@ -212,8 +221,14 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 		return d.Errf("rate_limit takes a block; unexpected %q", d.Val())
 	}
 	cfg := new(RateLimitConfig)
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch sub := d.Val(); sub {
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("rate_limit: %s is given twice", sub)
+		}
+		seen[sub] = true
+		switch sub {
 		case "store":
 			v, err := oneArg(d, "rate_limit store")
 			if err != nil {

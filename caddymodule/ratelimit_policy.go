@@ -230,10 +230,10 @@ func resolvePolicy(name string, builtin, user *PolicyConfig) (*resolvedPolicy, e
 	if user != nil && user.Limit != nil && builtin != nil {
 		def := p.rows[ipclass.Default]
 		if user.Suspicious == nil && p.rows[ipclass.Suspicious].looser(def) {
-			p.rows[ipclass.Suspicious] = def
+			p.rows[ipclass.Suspicious] = p.rows[ipclass.Suspicious].bounded(def, false)
 		}
 		if user.Trusted == nil && def.looser(p.rows[ipclass.Trusted]) {
-			p.rows[ipclass.Trusted] = def
+			p.rows[ipclass.Trusted] = p.rows[ipclass.Trusted].bounded(def, true)
 		}
 	}
 	for _, c := range []*PolicyConfig{builtin, user} {
@@ -292,25 +292,46 @@ func (r *LimitRow) resolve() (policyRow, error) {
 	return policyRow{kind: rowLimit, limit: l}, nil
 }
 
-// looser reports whether r admits more than o: deny < any limit < unlimited, and between
-// limits the higher rate, or at the same rate the larger burst.
+// looser reports whether r admits more than o in some window: deny < any limit < unlimited,
+// and between limits a higher rate or a larger burst (a suspicious row of 30/1m burst 30 under
+// a limit of 60/1m burst 10 admits 30 at once where a default client gets 10).
 func (r policyRow) looser(o policyRow) bool {
-	rank := func(k rowKind) int {
-		switch k {
-		case rowDeny:
-			return 0
-		case rowUnlimited:
-			return 2
-		}
-		return 1
+	if r.kind != rowLimit || o.kind != rowLimit {
+		return rowRank(r.kind) > rowRank(o.kind)
 	}
-	if rank(r.kind) != rank(o.kind) || r.kind != rowLimit {
-		return rank(r.kind) > rank(o.kind)
+	return r.fasterThan(o) || r.limit.Burst > o.limit.Burst
+}
+
+// bounded is r brought to o's side, part by part: at most o's rate and burst (atLeast false),
+// or at least them (atLeast true). Another kind of row on the wrong side becomes o.
+func (r policyRow) bounded(o policyRow, atLeast bool) policyRow {
+	if r.kind != rowLimit || o.kind != rowLimit {
+		return o
 	}
-	// rate/period compared without division: r.Rate*o.Period against o.Rate*r.Period.
-	a := float64(r.limit.Rate) * float64(o.limit.Period)
-	b := float64(o.limit.Rate) * float64(r.limit.Period)
-	return a > b || (a == b && r.limit.Burst > o.limit.Burst)
+	out := r
+	if r.fasterThan(o) != atLeast {
+		out.limit.Rate, out.limit.Period = o.limit.Rate, o.limit.Period
+	}
+	if (r.limit.Burst > o.limit.Burst) != atLeast {
+		out.limit.Burst = o.limit.Burst
+	}
+	return out
+}
+
+// fasterThan compares the rates of two limit rows without division: r.Rate*o.Period against
+// o.Rate*r.Period.
+func (r policyRow) fasterThan(o policyRow) bool {
+	return float64(r.limit.Rate)*float64(o.limit.Period) > float64(o.limit.Rate)*float64(r.limit.Period)
+}
+
+func rowRank(k rowKind) int {
+	switch k {
+	case rowDeny:
+		return 0
+	case rowUnlimited:
+		return 2
+	}
+	return 1
 }
 
 // String renders a row in the Caddyfile's words, for logs and errors.

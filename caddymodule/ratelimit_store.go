@@ -210,6 +210,9 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 	if a.Adaptive != nil {
 		s.Adaptive = *a.Adaptive
 	}
+	if iv := time.Duration(s.Adaptive.Interval); iv != 0 && iv < minAdaptiveInterval {
+		return s, fmt.Errorf("adaptive interval %v is shorter than %v", iv, minAdaptiveInterval)
+	}
 	return s, nil
 }
 
@@ -217,6 +220,10 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 var adaptiveLoadSource ratelimit.LoadSource
 
 const (
+	// minAdaptiveInterval is the shortest load sampling period: a CPU reading over less means
+	// little, and sampling more often burns the CPU it measures.
+	minAdaptiveInterval = 100 * time.Millisecond
+
 	defaultRateLimitMaxKeys = 200000
 	defaultStoreTimeout     = 50 * time.Millisecond
 )

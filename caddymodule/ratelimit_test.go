@@ -540,6 +540,8 @@ func TestRateLimitBadJSONIsRefused(t *testing.T) {
 		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"ipv6_prefix":129}}}}}`, `rate limit policy "x": ipv6_prefix: expected 1 to 128 bits, got 129`},
 		{`{"apps":{"hardening":{"rate_limit":{"on_store_failure":"panic"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
 			`on_store_failure: expected fallback, allow or deny`},
+		{`{"apps":{"hardening":{"adaptive":{"interval":1000000}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
+			`adaptive interval 1ms is shorter than 100ms`},
 	} {
 		if err := c.LoadJSON(tc.json); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s:\n  err = %v\n  want %q", tc.json, err, tc.want)
@@ -575,6 +577,15 @@ func TestBuiltinPoliciesPerEnvironment(t *testing.T) {
 	}
 	if got := inv["api_intensive"].rows[ipclass.Suspicious].String(); got != "5/1m burst 5" {
 		t.Errorf("a suspicious row the user wrote stays as written: %s", got)
+	}
+	// Part by part: api's built-in suspicious row (20/1m burst 5) under 100/1m burst 2 keeps
+	// its lower rate and takes the smaller burst; public's trusted row stays unlimited.
+	parts, err := resolvePolicies(map[string]*PolicyConfig{"api": {Limit: row(100, time.Minute, 2)}}, Production)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := parts["api"].rows[ipclass.Suspicious].String(); got != "20/1m burst 2" {
+		t.Errorf("api with limit 100/1m burst 2: suspicious %s, want 20/1m burst 2", got)
 	}
 	if !prod["api_intensive"].adaptive || prod["public"].rows[ipclass.Trusted].kind != rowUnlimited {
 		t.Error("api_intensive is adaptive and public trusts trusted clients without limit")
