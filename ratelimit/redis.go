@@ -315,7 +315,9 @@ func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.
 	for _, req := range live {
 		cmds = append(cmds, pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalUS, req.burst, req.want))
 	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
+	// Each command carries its own error, except where the connection failed before the
+	// commands were sent (refused credentials at the handshake): then only Exec says why.
+	_, execErr := pipe.Exec(ctx)
 
 	// NOSCRIPT means the script did not run: send those decisions again with the source.
 	var retry []int
@@ -329,11 +331,13 @@ func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.
 		for _, i := range retry {
 			cmds[i] = pipe.Eval(ctx, gcraScriptSource, []string{live[i].key}, live[i].intervalUS, live[i].burst, live[i].want)
 		}
-		_, _ = pipe.Exec(ctx)
+		if _, err := pipe.Exec(ctx); err != nil {
+			execErr = err
+		}
 	}
 
 	for i, req := range live {
-		result, granted, err := parseReply(cmds[i])
+		result, granted, err := parseReply(cmds[i], execErr)
 		req.done <- redisReply{result: result, granted: granted, err: err}
 	}
 	return cmds
@@ -356,8 +360,12 @@ func batchContext(batch []*redisRequest) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(context.Background(), latest)
 }
 
-// parseReply reads the script's {granted, remaining, reset_us, retry_us}.
-func parseReply(cmd *redis.Cmd) (Result, int64, error) {
+// parseReply reads the script's {granted, remaining, reset_us, retry_us}. A command that got no
+// reply and no error of its own failed with its pipeline: execErr.
+func parseReply(cmd *redis.Cmd, execErr error) (Result, int64, error) {
+	if cmd.Err() == nil && cmd.Val() == nil && execErr != nil {
+		return Result{}, 0, fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, execErr)
+	}
 	values, err := cmd.Int64Slice()
 	if err != nil {
 		return Result{}, 0, fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)

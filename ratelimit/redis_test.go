@@ -360,3 +360,22 @@ func TestRedisStoreFailuresWrapErrStoreUnavailable(t *testing.T) {
 		t.Fatalf("Allow after Close: %v", err)
 	}
 }
+
+// TestRedisStoreNamesRefusedCredentials: with a password Redis refuses, the decision's error is
+// Redis's own (WRONGPASS or NOAUTH), not a reply-type error, so the store_failover event and
+// the logs say what to fix.
+func TestRedisStoreNamesRefusedCredentials(t *testing.T) {
+	r := testenv.StartRedis(t, "--requirepass", "right")
+	for _, pass := range []string{"", "wrong"} {
+		c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: pass})
+		s := NewRedisStore(c, RedisOptions{})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := s.Allow(ctx, "p", "k", Limit{Rate: 1, Period: time.Second, Burst: 1})
+		cancel()
+		s.Close()
+		c.Close()
+		if !errors.Is(err, ErrStoreUnavailable) || !(strings.Contains(err.Error(), "NOAUTH") || strings.Contains(err.Error(), "WRONGPASS")) {
+			t.Errorf("password %q: %v, want Redis's NOAUTH or WRONGPASS", pass, err)
+		}
+	}
+}
