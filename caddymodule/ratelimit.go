@@ -171,6 +171,9 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if res.Unmetered {
 		return h.unmetered(w, r, next, class, res)
 	}
+	if res.Local {
+		h.metrics.fallback.Inc()
+	}
 	if !res.Allowed {
 		if !h.policy.shadow {
 			return h.refuse(w, r, class, key, res, limit)

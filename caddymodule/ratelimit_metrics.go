@@ -18,6 +18,10 @@ var (
 		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_store_mode",
 		Help: "1 for the rate limiter's current store mode (redis, memory-fallback, memory), 0 for the others.",
 	}, []string{"mode"})
+	fallbackDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_fallback_decisions_total",
+		Help: "Decisions the in-memory fallback made although Redis is configured (Redis failed or timed out on that decision, or the limiter is in memory-fallback mode): limits per instance for those requests.",
+	}, []string{"policy"})
 	storeDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_store_duration_seconds",
 		Help:    "Time to decide a request with Redis configured, fallback included (bounded by store_timeout).",
@@ -42,6 +46,7 @@ var storeModes = [...]string{storeModeRedis, storeModeFallback, storeModeMemory}
 // rateLimitMetrics are one policy's counters, resolved once so a request only increments.
 type rateLimitMetrics struct {
 	decisions [3][len(resultNames)]prometheus.Counter // by class, result
+	fallback  prometheus.Counter                      // decisions the memory fallback made
 }
 
 func newRateLimitMetrics(policy string) rateLimitMetrics {
@@ -51,6 +56,7 @@ func newRateLimitMetrics(policy string) rateLimitMetrics {
 			m.decisions[c][res] = rateLimitDecisions.WithLabelValues(policy, ipclass.Class(c).String(), name)
 		}
 	}
+	m.fallback = fallbackDecisions.WithLabelValues(policy)
 	return m
 }
 
@@ -71,7 +77,7 @@ func setStoreModeMetric(mode string) {
 // the keys the in-memory store tracks (read at scrape time).
 func registerRateLimitMetrics(ctx caddy.Context, e *limiterEntry) error {
 	reg := ctx.GetMetricsRegistry()
-	for _, c := range []prometheus.Collector{rateLimitDecisions, storeMode, storeDuration} {
+	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration} {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err
 		}
@@ -79,7 +85,7 @@ func registerRateLimitMetrics(ctx caddy.Context, e *limiterEntry) error {
 	setStoreModeMetric(e.mode())
 	_, err := registerCollector(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_memory_keys",
-		Help: "Keys the in-memory rate-limit store tracks (bounded by max_keys).",
+		Help: "Keys the in-memory rate-limit stores track, all policies together (bounded by max_keys per policy).",
 	}, func() float64 { return float64(e.memory.Len()) }))
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -244,6 +245,7 @@ func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	go func() { slept <- sleeper.Do(context.Background(), "DEBUG", "SLEEP", "2").Err() }()
 	time.Sleep(100 * time.Millisecond) // the sleep has begun
 	var worst time.Duration
+	fallbackBefore := testutil.ToFloat64(fallbackDecisions.WithLabelValues("login"))
 	for range 10 {
 		rep := getReply(t, url, "X-Client: slow")
 		if rep.status != 200 {
@@ -253,6 +255,10 @@ func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	}
 	if worst > 750*time.Millisecond {
 		t.Fatalf("slowest request took %v while Redis slept 2 s; the 50 ms store timeout must bound it", worst)
+	}
+	// Each of those decisions was the memory fallback's, and the counter says so.
+	if got := testutil.ToFloat64(fallbackDecisions.WithLabelValues("login")) - fallbackBefore; got != 10 {
+		t.Fatalf("ratelimit_fallback_decisions_total rose by %v, want 10 (every decision while Redis slept)", got)
 	}
 	if err := <-slept; err != nil || time.Since(sleepStart) < 2*time.Second {
 		t.Fatalf("Redis did not sleep (err %v): the test proved nothing", err)
