@@ -186,6 +186,11 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 	if c.Threshold < 0 || c.BanFor < 0 || c.Decay < 0 || c.MaxTracked < 0 {
 		return s, fmt.Errorf("detection: threshold, ban_for, decay and max_tracked must not be negative")
 	}
+	for name, d := range map[string]caddy.Duration{"ban_for": c.BanFor, "decay": c.Decay} {
+		if d != 0 && time.Duration(d) < time.Second {
+			return s, fmt.Errorf("detection: %s %v is shorter than 1s (scores decay in steps of a second)", name, time.Duration(d))
+		}
+	}
 	for name, v := range c.Scores {
 		sig, err := ipclass.ParseSignal(name)
 		if err != nil {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -96,6 +97,9 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			dur, err := durationArg(d, name)
 			if err != nil {
 				return err
+			}
+			if dur < time.Second {
+				return d.Errf("detection: %s %v is shorter than 1s (scores decay in steps of a second)", name, dur)
 			}
 			*map[string]*caddy.Duration{"ban_for": &cfg.BanFor, "decay": &cfg.Decay}[name] = caddy.Duration(dur)
 		case "probe_paths", "probe_paths_replace":
