@@ -82,6 +82,7 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			score <signal> <n> [<signal> <n>...]
 //			max_tracked <n>
 //			shadow
+//			ipv6_prefix <bits>
 //		}
 //		policy <name> {
 //			limit <n>/<period> [burst <n>]

@@ -71,6 +71,13 @@ type DetectionConfig struct {
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it
 	// to tune the scores on real traffic before enforcing.
 	Shadow bool `json:"shadow,omitempty"`
+
+	// IPv6Prefix is how many leading bits of an IPv6 address name a client for detection: the
+	// scores, detections and bans of every address in a /64 are one client's, since a host
+	// given a /64 can send from any address in it (and would shed a ban by taking the next
+	// one). 128: each address alone. Instances sharing detections through Redis must agree
+	// on it. Default: 64.
+	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 }
 
 // detectorPool keeps the detector (scores and detections) across config reloads.
@@ -182,7 +189,10 @@ func (a *App) detectionStatus() StatusReport {
 
 func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 	s := ipclass.Settings{Threshold: c.Threshold, BanFor: time.Duration(c.BanFor), Decay: time.Duration(c.Decay),
-		MaxTracked: c.MaxTracked, Shadow: c.Shadow, Scores: map[ipclass.Signal]float64{}}
+		MaxTracked: c.MaxTracked, Shadow: c.Shadow, IPv6Prefix: c.IPv6Prefix, Scores: map[ipclass.Signal]float64{}}
+	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
+		return s, fmt.Errorf("detection: ipv6_prefix: expected 1 to 128 bits, got %d", c.IPv6Prefix)
+	}
 	if c.Threshold < 0 || c.BanFor < 0 || c.Decay < 0 || c.MaxTracked < 0 {
 		return s, fmt.Errorf("detection: threshold, ban_for, decay and max_tracked must not be negative")
 	}
@@ -279,7 +289,7 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 		level = zapcore.InfoLevel
 	}
 	a.SecurityEvent(ctx, r, level, EventIPReclassified, map[string]any{
-		"ip": det.Addr.String(), "from": a.ClassOf(r).String(), "to": ipclass.Suspicious.String(),
+		"ip": a.classifier.Detector.ClientString(det.Addr), "from": a.ClassOf(r).String(), "to": ipclass.Suspicious.String(),
 		"signal": sig.String(), "score": det.Score, "until": det.Until.UTC().Format("2006-01-02T15:04:05Z07:00"),
 		"shadow": det.Shadow,
 	})

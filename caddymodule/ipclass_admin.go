@@ -87,7 +87,12 @@ func activeHardeningApp() (*App, error) {
 	return v.(*App), nil
 }
 
+// adminAddr reads an address, or an IPv6 network as the listings name a client
+// (2001:db8:1:2::/64): the detector knows a client by its network's first address.
 func adminAddr(s string) (netip.Addr, error) {
+	if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() {
+		return p.Masked().Addr(), nil
+	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%q is not an IP address", s)}
@@ -133,7 +138,7 @@ func (a *App) adminSummary(w http.ResponseWriter, r *http.Request) error {
 		tracked, detected := det.Counts()
 		list := []adminDetection{}
 		for _, d := range det.Detections(limit) {
-			list = append(list, adminDetection{IP: d.Addr.String(), Signal: d.Signal.String(), Score: d.Score, Until: d.Until.UTC(), Shadow: d.Shadow})
+			list = append(list, adminDetection{IP: det.ClientString(d.Addr), Signal: d.Signal.String(), Score: d.Score, Until: d.Until.UTC(), Shadow: d.Shadow})
 		}
 		sort.Slice(list, func(i, j int) bool { return list[i].Until.After(list[j].Until) })
 		out["detection"] = map[string]any{"shadow": det.Shadow(), "tracked": tracked, "suspicious": detected, "shared": a.sharedBans != nil}

@@ -67,6 +67,7 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 //		score <signal> <n> [<signal> <n>...]
 //		max_tracked <n>
 //		shadow
+//		ipv6_prefix <bits>
 //	}
 //
 // Signals: probe, traversal, auth_failure, not_found, rate_limited.
@@ -147,8 +148,14 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 				return err
 			}
 			cfg.Shadow = true
+		case "ipv6_prefix":
+			n, err := intArg(d, "detection ipv6_prefix", 1, 128)
+			if err != nil {
+				return err
+			}
+			cfg.IPv6Prefix = n
 		default:
-			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, max_tracked or shadow", name)
+			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, max_tracked, shadow or ipv6_prefix", name)
 		}
 	}
 	a.Detection = cfg

@@ -175,7 +175,7 @@ func (f *dashFeeds) suspicious(now time.Time) []dashboard.Suspicious {
 	}
 	admin := "http://" + caddy.DefaultAdminListen
 	for _, d := range det.Detections(dashMaxDetections) {
-		out = append(out, dashboard.NewSuspicious(d.Addr.String(), d.Score, d.Signal.String(), d.Until, d.Shadow, now, admin))
+		out = append(out, dashboard.NewSuspicious(det.ClientString(d.Addr), d.Score, d.Signal.String(), d.Until, d.Shadow, now, admin))
 	}
 	dashboard.SortSuspicious(out)
 	if len(out) > dashboard.MaxSuspicious {

@@ -324,6 +324,20 @@ http://%s {
 			t.Errorf("admin ban %s: %d, want 400", bad, code)
 		}
 	}
+	// An IPv6 client is its /64: banned by one address, listed as the network, in the
+	// suspicious class for every address of it, and unbanned by the listed name.
+	if code, body := adminDo(t, "POST", admin+"/hardening/ipclass/detected", `{"ip": "2001:db8:7:2::1", "ban_for": "10m"}`); code != 201 {
+		t.Fatalf("admin ban of an IPv6 address: %d %s", code, body)
+	}
+	if _, list := adminDo(t, "GET", admin+"/hardening/ipclass/", ""); !strings.Contains(list, `"ip":"2001:db8:7:2::/64"`) {
+		t.Fatalf("admin list does not name the /64: %s", list)
+	}
+	if _, body := adminDo(t, "GET", admin+"/hardening/ipclass/class/2001:db8:7:2:ffff::5", ""); !strings.Contains(body, `"class":"suspicious"`) {
+		t.Fatalf("another address of the banned /64: %s", body)
+	}
+	if code, body := adminDo(t, "DELETE", admin+"/hardening/ipclass/detected/2001:db8:7:2::/64", ""); code != 200 || !strings.Contains(body, `"was_detected":true`) {
+		t.Fatalf("admin unban of the /64: %d %s", code, body)
+	}
 }
 
 // TestDetectionFromResponsesAndShadow: a burst of 404s detects a client; in shadow mode the

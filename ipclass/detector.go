@@ -85,6 +85,26 @@ func (d *Detector) SetSettings(s Settings) {
 // Shadow reports whether the detector is in shadow mode.
 func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 
+// Client is the address the detector knows a's client by: a itself (IPv4 unmapped), or for
+// IPv6 its network of the IPv6Prefix setting, as its first address (2001:db8:1:2::).
+func (d *Detector) Client(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if bits := d.settings.Load().ipv6Bits; a.Is6() && bits < 128 {
+		return netip.PrefixFrom(a, bits).Masked().Addr()
+	}
+	return a.WithZone("")
+}
+
+// ClientString names a client as Client gives it, for logs and listings: an IPv6 network
+// with its length (2001:db8:1:2::/64), an address as itself.
+func (d *Detector) ClientString(a netip.Addr) string {
+	a = d.Client(a)
+	if bits := d.settings.Load().ipv6Bits; a.Is6() && bits < 128 {
+		return netip.PrefixFrom(a, bits).String()
+	}
+	return a.String()
+}
+
 // shard is a's shard, by a hash under the detector's random seed: a client that controls
 // many addresses (an IPv6 /64 is 2^64 of them) cannot pick ones that crowd a single shard to
 // evict the other clients there with 64 times fewer addresses.
@@ -100,6 +120,7 @@ func (d *Detector) Suspicious(a netip.Addr) bool {
 	if now >= d.banHorizon.Load() {
 		return false
 	}
+	a = d.Client(a)
 	s := d.shard(a)
 	s.mu.Lock()
 	e := s.m[a]
@@ -116,7 +137,7 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 	if sig >= numScoredSignals || set.scores[sig] == 0 {
 		return Detection{}, false
 	}
-	a = a.Unmap()
+	a = d.Client(a)
 	now := d.now()
 	ns := now.UnixNano()
 	s := d.shard(a)
@@ -147,7 +168,7 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 // Ban makes a suspicious until the given time (an operator's or another instance's
 // detection). A later end replaces an earlier one; an earlier one is ignored.
 func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
-	a = a.Unmap()
+	a = d.Client(a)
 	ns := d.now().UnixNano()
 	u := until.UnixNano()
 	if u <= ns {
@@ -168,7 +189,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 
 // Unban forgets a's detection and score. It reports whether a was an active detection.
 func (d *Detector) Unban(a netip.Addr) bool {
-	a = a.Unmap()
+	a = d.Client(a)
 	s := d.shard(a)
 	s.mu.Lock()
 	defer s.mu.Unlock()

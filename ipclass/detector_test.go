@@ -224,3 +224,40 @@ func TestDetectorTracksEveryClientBelowMaxTracked(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectorIPv6ClientIsItsNetwork: the addresses of one IPv6 /64 are one client (their
+// scores add up, the detection covers the whole network, an unban by any of them lifts it);
+// another /64 is another client; IPv6Prefix 128 keeps addresses apart; IPv4 is untouched.
+func TestDetectorIPv6ClientIsItsNetwork(t *testing.T) {
+	d, _ := testDetector(Settings{Threshold: 20})
+	a, b := netip.MustParseAddr("2001:db8:1:2::1"), netip.MustParseAddr("2001:db8:1:2:aaaa::7")
+	d.Signal(a, SignalProbe)
+	det, hit := d.Signal(b, SignalProbe)
+	if !hit {
+		t.Fatal("two probes from one /64 did not add up to the threshold")
+	}
+	if got := d.ClientString(det.Addr); got != "2001:db8:1:2::/64" {
+		t.Errorf("the detection names %s, want 2001:db8:1:2::/64", got)
+	}
+	if !d.Suspicious(netip.MustParseAddr("2001:db8:1:2:ffff::9")) {
+		t.Error("another address of the detected /64 is not suspicious")
+	}
+	if d.Suspicious(netip.MustParseAddr("2001:db8:1:3::1")) {
+		t.Error("the next /64 is suspicious")
+	}
+	if !d.Unban(netip.MustParseAddr("2001:db8:1:2::beef")) || d.Suspicious(a) {
+		t.Error("an unban by another address of the network did not lift the detection")
+	}
+	if got := d.ClientString(netip.MustParseAddr("198.51.100.9")); got != "198.51.100.9" {
+		t.Errorf("IPv4 client named %s", got)
+	}
+
+	exact, _ := testDetector(Settings{Threshold: 20, IPv6Prefix: 128})
+	exact.Signal(a, SignalProbe)
+	if _, hit := exact.Signal(b, SignalProbe); hit {
+		t.Error("IPv6Prefix 128: two addresses' scores added up")
+	}
+	if got := exact.ClientString(a); got != "2001:db8:1:2::1" {
+		t.Errorf("IPv6Prefix 128 names %s", got)
+	}
+}

@@ -81,6 +81,10 @@ type Settings struct {
 	MaxTracked int
 	// Shadow reports what would be detected without making anyone suspicious.
 	Shadow bool
+	// IPv6Prefix is how many leading bits of an IPv6 address name a client: its scores,
+	// detections and bans are its network's, since a host given a /64 can send from any
+	// address in it. 128: each address alone. Default: 64.
+	IPv6Prefix int
 }
 
 // DefaultScores are the scores of the signals unless configured.
@@ -94,6 +98,7 @@ const (
 	DefaultBanFor     = 15 * time.Minute
 	DefaultDecay      = 10 * time.Minute
 	DefaultMaxTracked = 200000
+	DefaultIPv6Prefix = 64
 )
 
 type resolvedSettings struct {
@@ -103,10 +108,14 @@ type resolvedSettings struct {
 	scores     [numScoredSignals]float64
 	maxTracked int
 	shadow     bool
+	ipv6Bits   int
 }
 
 func (s Settings) resolve() resolvedSettings {
-	r := resolvedSettings{threshold: s.Threshold, banFor: s.BanFor, decay: s.Decay, maxTracked: s.MaxTracked, shadow: s.Shadow}
+	r := resolvedSettings{threshold: s.Threshold, banFor: s.BanFor, decay: s.Decay, maxTracked: s.MaxTracked, shadow: s.Shadow, ipv6Bits: s.IPv6Prefix}
+	if r.ipv6Bits <= 0 || r.ipv6Bits > 128 {
+		r.ipv6Bits = DefaultIPv6Prefix
+	}
 	if r.threshold <= 0 {
 		r.threshold = DefaultThreshold
 	}
