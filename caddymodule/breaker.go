@@ -104,7 +104,9 @@ type UpstreamBreaker struct {
 	// Default: false.
 	Shared bool `json:"shared,omitempty"`
 
-	// SyncInterval is how often a shared breaker reads the shared state. Default: 500ms.
+	// SyncInterval is how often a shared breaker reads the shared state, at least 100ms: every
+	// instance reads Redis once per shared breaker each time, with or without traffic.
+	// Default: 500ms.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
 
 	// Critical makes an open breaker fail readiness (monitoring's /ready) instead of only
@@ -176,8 +178,17 @@ func (h *UpstreamBreaker) validate() error {
 	if h.SyncInterval != 0 && !h.Shared {
 		return &breaker.SettingError{Setting: "sync_interval", Msg: "applies to a shared breaker only: add shared, or leave it out"}
 	}
+	if h.SyncInterval > 0 && time.Duration(h.SyncInterval) < minSyncInterval {
+		return &breaker.SettingError{Setting: "sync_interval", Msg: fmt.Sprintf("must be at least %s (every instance reads Redis once per sync_interval), got %s",
+			minSyncInterval, time.Duration(h.SyncInterval))}
+	}
 	return nil
 }
+
+// minSyncInterval is the shortest sync_interval: each instance reads Redis once per shared
+// breaker every sync_interval, idle or not, so a unit typo (1ns, 1us) would turn a fleet into
+// a Redis load generator.
+const minSyncInterval = 100 * time.Millisecond
 
 // Validate checks the configuration.
 func (h *UpstreamBreaker) Validate() error {

@@ -537,6 +537,8 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "slow_threshold": -1`, "upstream_breaker j: slow_threshold must be positive, got -1ns"},
 		{`"name": "j", "sync_interval": -1000000`, "upstream_breaker j: sync_interval must be positive, got -1ms"},
 		{`"name": "j", "interval": 5000000`, "upstream_breaker j: interval must be at least 10ms (10 buckets of 1ms), got 5ms"},
+		{`"name": "j", "shared": true, "sync_interval": 1`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 1ns"},
+		{`"name": "j", "shared": true, "sync_interval": 99999999`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 99.999999ms"},
 	} {
 		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
 			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)
