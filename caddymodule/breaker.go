@@ -375,11 +375,17 @@ func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause e
 		h.metrics.shortCircuited[state][responseProblem].Inc()
 		return h.writeOpen(w, state)
 	}
-	h.metrics.shortCircuited[state][responseFallback].Inc()
 	caddyhttp.SetVar(r.Context(), "breaker_name", h.Name)
 	caddyhttp.SetVar(r.Context(), "breaker_state", breaker.StateName(state))
 	caddyhttp.SetVar(r.Context(), "breaker_retry_after", strconv.Itoa(h.retryAfter(state)))
-	return h.fallback.ServeHTTP(w, r)
+	fr := &fallbackRun{state: state}
+	err := h.fallback.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fallbackRunKey{}, fr)))
+	response := responseFallback
+	if fr.unanswered { // the client got the 503 problem: count that
+		response = responseProblem
+	}
+	h.metrics.shortCircuited[state][response].Inc()
+	return err
 }
 
 // retryAfter is Retry-After in whole seconds: until half-open, or 1 while probes run.

@@ -19,7 +19,7 @@ var (
 	}, []string{"breaker", "state"})
 	breakerShortCircuitedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "breaker_short_circuited_total",
-		Help: "Requests a breaker answered without the upstream, by state (open, half_open) and response (problem, fallback).",
+		Help: "Requests a breaker answered without the upstream, by state (open, half_open) and response (fallback: a fallback route answered; problem: the 503 problem, also after a fallback that wrote nothing).",
 	}, []string{"breaker", "state", "response"})
 	breakerRequestsVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "breaker_requests_total",
@@ -42,7 +42,7 @@ var breakerStates = [...]breaker.State{breaker.StateClosed, breaker.StateHalfOpe
 type breakerMetrics struct {
 	state          [3]prometheus.Gauge
 	transitions    [3]prometheus.Counter
-	shortCircuited [3][2]prometheus.Counter
+	shortCircuited [3][2]prometheus.Counter // by state (nil for closed), response
 	outcomes       [3]prometheus.Counter
 }
 
@@ -64,8 +64,10 @@ func newBreakerMetrics(name string) breakerMetrics {
 		n := breaker.StateName(s)
 		m.state[s] = breakerStateVec.WithLabelValues(name, n)
 		m.transitions[s] = breakerTransitionsVec.WithLabelValues(name, n)
-		m.shortCircuited[s][responseProblem] = breakerShortCircuitedVec.WithLabelValues(name, n, "problem")
-		m.shortCircuited[s][responseFallback] = breakerShortCircuitedVec.WithLabelValues(name, n, "fallback")
+		if s != breaker.StateClosed { // a closed breaker lets every request through
+			m.shortCircuited[s][responseProblem] = breakerShortCircuitedVec.WithLabelValues(name, n, "problem")
+			m.shortCircuited[s][responseFallback] = breakerShortCircuitedVec.WithLabelValues(name, n, "fallback")
+		}
 	}
 	for _, o := range []breaker.Outcome{breaker.Success, breaker.Failure, breaker.Excluded} {
 		m.outcomes[o] = breakerRequestsVec.WithLabelValues(name, o.String())

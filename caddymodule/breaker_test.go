@@ -348,11 +348,18 @@ func TestBreakerFallbackWithoutResponseSendsProblem(t *testing.T) {
 	u := startUpstream(t, "fail")
 	block, url := breakerSite(t, "t_fallback_hdr", "consecutive_failures 1\nopen_for 1m\nfallback {\n\theader X-Degraded yes\n}", u.addr())
 	testcaddy.StartCaddy(t, block)
+	problem := breakerShortCircuitedVec.WithLabelValues("t_fallback_hdr", "open", "problem")
+	fallback := breakerShortCircuitedVec.WithLabelValues("t_fallback_hdr", "open", "fallback")
+	problemBefore, fallbackBefore := metricValue(t, problem), metricValue(t, fallback)
 	getReply(t, url)
 	r := getReply(t, url)
 	assertOpenReply(t, r, 60)
 	if r.header.Get("X-Degraded") != "yes" {
 		t.Fatal("the fallback's header is missing")
+	}
+	// Counted as what the client got: the problem, not the fallback.
+	if p, f := metricValue(t, problem)-problemBefore, metricValue(t, fallback)-fallbackBefore; p != 1 || f != 0 {
+		t.Fatalf("short_circuited_total grew by problem %v, fallback %v; want 1 and 0", p, f)
 	}
 }
 
