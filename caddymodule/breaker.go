@@ -104,7 +104,9 @@ type UpstreamBreaker struct {
 	// Default: false.
 	Shared bool `json:"shared,omitempty"`
 
-	// SyncInterval is how often a shared breaker reads the shared state. Default: 500ms.
+	// SyncInterval is how often a shared breaker reads the shared state, at least 100ms: every
+	// instance reads Redis once per shared breaker each time, with or without traffic.
+	// Default: 500ms.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
 
 	// Critical makes an open breaker fail readiness (monitoring's /ready) instead of only
@@ -123,7 +125,8 @@ type UpstreamBreaker struct {
 	entry      *breakerEntry
 	classifier breaker.Classifier
 	fallback   caddyhttp.Handler
-	metrics    breakerMetrics
+	series     *breakerSeries // held from Provision to Cleanup
+	metrics    breakerMetrics // the series' metrics
 	openReply  atomic.Pointer[renderedReply]
 	inConfig   bool // this handler's name is in configBreakers
 	acquired   bool // this handler holds a pool reference
@@ -176,8 +179,17 @@ func (h *UpstreamBreaker) validate() error {
 	if h.SyncInterval != 0 && !h.Shared {
 		return &breaker.SettingError{Setting: "sync_interval", Msg: "applies to a shared breaker only: add shared, or leave it out"}
 	}
+	if h.SyncInterval > 0 && time.Duration(h.SyncInterval) < minSyncInterval {
+		return &breaker.SettingError{Setting: "sync_interval", Msg: fmt.Sprintf("must be at least %s (every instance reads Redis once per sync_interval), got %s",
+			minSyncInterval, time.Duration(h.SyncInterval))}
+	}
 	return nil
 }
+
+// minSyncInterval is the shortest sync_interval: each instance reads Redis once per shared
+// breaker every sync_interval, idle or not, so a unit typo (1ns, 1us) would turn a fleet into
+// a Redis load generator.
+const minSyncInterval = 100 * time.Millisecond
 
 // Validate checks the configuration.
 func (h *UpstreamBreaker) Validate() error {
@@ -282,16 +294,19 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 	// The pool key: what the breaker itself depends on, as in effect, so a reload that only
 	// spells out a default keeps the state.
 	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), shared, app.redisKey, app.KeyPrefix(), h.syncEvery())
-	var err error
-	if h.metrics, err = provisionBreakerMetrics(ctx, h.Name); err != nil {
+	if err := registerBreakerMetrics(ctx); err != nil {
 		return err
 	}
-	val, _, err := breakerPool.LoadOrNew(h.key, func() (caddy.Destructor, error) {
+	series := holdBreakerSeries(h.Name)
+	h.series, h.metrics = series, series.metrics
+	val, loaded, err := breakerPool.LoadOrNew(h.key, func() (caddy.Destructor, error) {
 		b, err := breaker.New(settings)
 		if err != nil {
 			return nil, err
 		}
-		e := &breakerEntry{b: b}
+		e := &breakerEntry{b: b, series: series}
+		e.join(h) // before anything can change its state: the first transition has an owner
+		series.add(e)
 		b.Listen(e.onTransition)
 		if shared {
 			b.Share(breaker.NewRedisStore(redis, app.KeyPrefix(), h.Name), time.Duration(h.SyncInterval), e.onSharedHealth)
@@ -302,23 +317,31 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 		return err
 	}
 	h.entry, h.acquired = val.(*breakerEntry), true
-	h.entry.join(h)
-	h.metrics.setState(h.entry.b.State())
+	if loaded {
+		h.entry.join(h)
+	}
 	return nil
 }
 
-// Cleanup releases this config's reference to the breaker (also after a failed Provision).
+// Cleanup releases this config's references to the breaker and to its name's metric series
+// (also after a failed Provision).
 func (h *UpstreamBreaker) Cleanup() error {
 	if h.inConfig {
 		configBreakers.Delete(breakerInConfig{h.app, h.Name})
 		h.inConfig = false
 	}
-	if !h.acquired {
-		return nil
+	var err error
+	if h.acquired {
+		h.acquired = false // the entry stays readable: a request still draining can finish
+		if h.entry.leave(h) == 0 {
+			h.series.retire(h.entry)
+		}
+		_, err = breakerPool.Delete(h.key)
 	}
-	h.acquired = false // the entry stays readable: a request still draining can finish
-	h.entry.leave(h)
-	_, err := breakerPool.Delete(h.key)
+	if h.series != nil {
+		h.series.release()
+		h.series = nil // h.metrics stays: a request still draining counts into detached series
+	}
 	return err
 }
 
@@ -364,11 +387,17 @@ func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause e
 		h.metrics.shortCircuited[state][responseProblem].Inc()
 		return h.writeOpen(w, state)
 	}
-	h.metrics.shortCircuited[state][responseFallback].Inc()
 	caddyhttp.SetVar(r.Context(), "breaker_name", h.Name)
 	caddyhttp.SetVar(r.Context(), "breaker_state", breaker.StateName(state))
 	caddyhttp.SetVar(r.Context(), "breaker_retry_after", strconv.Itoa(h.retryAfter(state)))
-	return h.fallback.ServeHTTP(w, r)
+	fr := &fallbackRun{state: state}
+	err := h.fallback.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fallbackRunKey{}, fr)))
+	response := responseFallback
+	if fr.unanswered { // the client got the 503 problem: count that
+		response = responseProblem
+	}
+	h.metrics.shortCircuited[state][response].Inc()
+	return err
 }
 
 // retryAfter is Retry-After in whole seconds: until half-open, or 1 while probes run.
@@ -380,13 +409,16 @@ func (h *UpstreamBreaker) retryAfter(state breaker.State) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// breakerEntry is one breaker in the pool, with the handlers using it. Transitions are reported
-// through the owner: the most recently provisioned handler not yet cleaned up, so the newest
-// config's app, logger and events. A config refused after one of its handlers joined cleans that
-// handler up, and the running config's handler owns the entry again.
+// breakerEntry is one breaker in the pool, with the handlers using it. Its transitions are
+// reported when it is its name's reporting entry (see breakerSeries), through the owner: the
+// most recently provisioned handler not yet cleaned up, so the newest config's app, logger and
+// events. A config refused after one of its handlers joined cleans that handler up, and the
+// running config's handler owns the entry again.
 type breakerEntry struct {
-	b     *breaker.Breaker
-	since atomic.Int64 // unix nanoseconds of the last transition
+	b      *breaker.Breaker
+	series *breakerSeries
+	since  atomic.Int64  // unix nanoseconds of the last transition
+	state  breaker.State // the last transition delivered; guarded by series.mu
 
 	mu    sync.Mutex
 	live  []*UpstreamBreaker // provisioned and not cleaned up, oldest first
@@ -401,16 +433,19 @@ func (e *breakerEntry) join(h *UpstreamBreaker) {
 	e.owner.Store(h)
 }
 
-// leave forgets a cleaned-up handler; the newest remaining one becomes the owner.
-func (e *breakerEntry) leave(h *UpstreamBreaker) {
+// leave forgets a cleaned-up handler; the newest remaining one becomes the owner. It returns
+// how many handlers remain.
+func (e *breakerEntry) leave(h *UpstreamBreaker) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.live = slices.DeleteFunc(e.live, func(x *UpstreamBreaker) bool { return x == h })
-	if n := len(e.live); n > 0 {
+	n := len(e.live)
+	if n > 0 {
 		e.owner.Store(e.live[n-1])
 	} else {
 		e.owner.Store(nil)
 	}
+	return n
 }
 
 // Destruct stops the breaker's goroutines once no config uses it.

@@ -39,13 +39,22 @@ func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, state breaker.State) 
 	return err
 }
 
+// fallbackRun is one run of the fallback routes, for fallbackEnd to find in the request.
+type fallbackRun struct {
+	state      breaker.State
+	unanswered bool // no fallback route answered: fallbackEnd sent the 503 problem
+}
+
+type fallbackRunKey struct{}
+
 // fallbackEnd ends the fallback routes: if none of them answered, the 503 problem does.
 func (h *UpstreamBreaker) fallbackEnd(w http.ResponseWriter, r *http.Request) error {
-	state := breaker.StateOpen
-	if s, _ := caddyhttp.GetVar(r.Context(), "breaker_state").(string); s == breaker.StateName(breaker.StateHalfOpen) {
-		state = breaker.StateHalfOpen
+	fr, _ := r.Context().Value(fallbackRunKey{}).(*fallbackRun)
+	if fr == nil { // not reached through refuse
+		fr = &fallbackRun{state: breaker.StateOpen}
 	}
-	return h.writeOpen(w, state)
+	fr.unanswered = true
+	return h.writeOpen(w, fr.state)
 }
 
 // renderedReply is a response written once and replayed.

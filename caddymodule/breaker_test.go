@@ -348,11 +348,18 @@ func TestBreakerFallbackWithoutResponseSendsProblem(t *testing.T) {
 	u := startUpstream(t, "fail")
 	block, url := breakerSite(t, "t_fallback_hdr", "consecutive_failures 1\nopen_for 1m\nfallback {\n\theader X-Degraded yes\n}", u.addr())
 	testcaddy.StartCaddy(t, block)
+	problem := breakerShortCircuitedVec.WithLabelValues("t_fallback_hdr", "open", "problem")
+	fallback := breakerShortCircuitedVec.WithLabelValues("t_fallback_hdr", "open", "fallback")
+	problemBefore, fallbackBefore := metricValue(t, problem), metricValue(t, fallback)
 	getReply(t, url)
 	r := getReply(t, url)
 	assertOpenReply(t, r, 60)
 	if r.header.Get("X-Degraded") != "yes" {
 		t.Fatal("the fallback's header is missing")
+	}
+	// Counted as what the client got: the problem, not the fallback.
+	if p, f := metricValue(t, problem)-problemBefore, metricValue(t, fallback)-fallbackBefore; p != 1 || f != 0 {
+		t.Fatalf("short_circuited_total grew by problem %v, fallback %v; want 1 and 0", p, f)
 	}
 }
 
@@ -537,6 +544,8 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "slow_threshold": -1`, "upstream_breaker j: slow_threshold must be positive, got -1ns"},
 		{`"name": "j", "sync_interval": -1000000`, "upstream_breaker j: sync_interval must be positive, got -1ms"},
 		{`"name": "j", "interval": 5000000`, "upstream_breaker j: interval must be at least 10ms (10 buckets of 1ms), got 5ms"},
+		{`"name": "j", "shared": true, "sync_interval": 1`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 1ns"},
+		{`"name": "j", "shared": true, "sync_interval": 99999999`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 99.999999ms"},
 	} {
 		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
 			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)

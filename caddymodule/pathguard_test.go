@@ -185,6 +185,21 @@ func recordedEvents(name string) []caddy.Event {
 // startWithEvents runs the Caddyfile with the events app subscribing the recorder to names.
 func startWithEvents(t *testing.T, caddyfile string, names ...string) *testcaddy.Caddy {
 	t.Helper()
+	raw := withEvents(t, caddyfile, names...)
+	recorded.Lock()
+	recorded.events = nil
+	recorded.Unlock()
+	c := testcaddy.StartCaddy(t, "")
+	if err := c.LoadJSON(raw); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// withEvents is the Caddyfile's JSON config with the events app subscribing the recorder to
+// names (for a reload of a config startWithEvents started).
+func withEvents(t *testing.T, caddyfile string, names ...string) string {
+	t.Helper()
 	cfg, err := testcaddy.Adapt(caddyfile)
 	if err != nil {
 		t.Fatal(err)
@@ -197,14 +212,7 @@ func startWithEvents(t *testing.T, caddyfile string, names ...string) *testcaddy
 	if err != nil {
 		t.Fatal(err)
 	}
-	recorded.Lock()
-	recorded.events = nil
-	recorded.Unlock()
-	c := testcaddy.StartCaddy(t, "")
-	if err := c.LoadJSON(string(raw)); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return string(raw)
 }
 
 func securityLogs(c *testcaddy.Caddy, event string) []testenv.LogEntry {
