@@ -322,6 +322,17 @@ http://%s {
 	if status, _, _ := rawGet(t, addr, "/"); status != http.StatusForbidden {
 		t.Fatalf("after an operator's ban: %d, want 403", status)
 	}
+	// The operator's unban and ban are events of the hardening app.
+	var fromAdmin []testenv.LogEntry
+	for _, e := range securityLogs(c, EventIPReclassified) {
+		if e.Str("source") == "admin_api" {
+			fromAdmin = append(fromAdmin, e)
+		}
+	}
+	if len(fromAdmin) != 2 || fromAdmin[0].Str("module") != "hardening" || fromAdmin[1].Str("module") != "hardening" ||
+		fromAdmin[0]["was_detected"] != true || fromAdmin[1].Str("signal") != "manual" {
+		t.Errorf("ip_reclassified from the admin API: %v", fromAdmin)
+	}
 	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`} {
 		if code, _ := adminDo(t, "POST", admin+"/hardening/ipclass/detected", bad); code != 400 {
 			t.Errorf("admin ban %s: %d, want 400", bad, code)
