@@ -10,9 +10,11 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -38,7 +40,9 @@ config, why it matters and how to fix it. Exits 1 on an error finding, and on a 
 
 With --url, fetches the site (from http:// it follows the redirect to https://) and grades the
 response with the MDN HTTP Observatory's scoring: score, letter grade, and each test's result
-with its fix. Exits 1 when the grade is below --min-grade.`,
+with its fix. Exits 1 when the grade is below --min-grade, and when an https:// --url cannot be
+fetched (an untrusted certificate included: pass its CA with --ca-file); no other response is
+graded in its place.`,
 		Example: "  caddy hardening check --config Caddyfile.example\n" +
 			"  caddy hardening check --config caddy.json --strict --json\n" +
 			"  caddy hardening check --url http://example.com/ --min-grade A",
@@ -155,7 +159,7 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	}
 	scan, err := (&observatory.Fetcher{Client: client}).Fetch(ctx, target, httpURL)
 	if err != nil {
-		return err
+		return errors.New(withCAHint(err, caFile))
 	}
 	rep := observatory.Analyze(scan)
 	if asJSON {
@@ -166,6 +170,9 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		}
 	} else {
 		fmt.Fprintf(w, "%s: score %d, grade %s (MDN HTTP Observatory scoring)\n", rep.URL, rep.Score, rep.Grade)
+		if scan.CertErr != nil { // the redirect leads to it: graded as the Observatory does, but say why
+			fmt.Fprintf(w, "  note: %s\n", withCAHint(scan.CertErr, caFile))
+		}
 		for _, r := range rep.Results {
 			mark := "PASS"
 			if !r.Pass {
@@ -181,6 +188,28 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		return fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)
 	}
 	return nil
+}
+
+// withCAHint is err's message, with what to do when it is a certificate signed by an authority
+// the client does not know: most often Caddy's local CA (localhost, `tls internal`), which
+// Caddy does not install into the trust store of the machine that runs the check.
+func withCAHint(err error, caFile string) string {
+	var cert *observatory.CertError
+	var unknown x509.UnknownAuthorityError
+	switch {
+	case !errors.As(err, &cert) || !errors.As(err, &unknown):
+		return err.Error()
+	case caFile != "":
+		return fmt.Sprintf("%v; --ca-file %s does not hold the CA that issued it", err, caFile)
+	}
+	return fmt.Sprintf("%v; pass the root certificate of the CA that issued it with --ca-file "+
+		"(Caddy's local CA, which signs localhost and `tls internal` sites: %s on the machine that runs Caddy, "+
+		"unless its storage is configured elsewhere)", err, localCARoot())
+}
+
+// localCARoot is where Caddy keeps its local CA's root certificate with the default storage.
+func localCARoot() string {
+	return filepath.Join(caddy.AppDataDir(), "pki", "authorities", "local", "root.crt")
 }
 
 // quietProvisioning keeps Caddy's provisioning messages (INFO) from interleaving with the

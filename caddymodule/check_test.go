@@ -484,6 +484,68 @@ localhost:%d {
 	}
 }
 
+// TestCheckGradeUntrustedCertificate: without the CA of Caddy's local certificates, grading
+// the https:// URL stops with an error that says its certificate is not trusted and how to pass
+// --ca-file, whether or not something answers on the http:// side (it used to report the
+// port-80 error, or grade the plain-HTTP redirect in place of the URL asked for); an https://
+// URL that does not answer is named in the error. An http:// URL whose redirect meets the
+// untrusted certificate is graded (the URL asked for), with a note saying so.
+func TestCheckGradeUntrustedCertificate(t *testing.T) {
+	httpsPort, httpPort, closed := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	storage := t.TempDir()
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	http_port %d
+	local_certs
+	skip_install_trust
+	storage file_system %s
+}
+localhost:%d {
+	bind 127.0.0.1
+	security_headers
+	respond "hardened"
+}
+`, httpPort, storage, httpsPort))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	ca := storage + "/pki/authorities/local/root.crt"
+	site := fmt.Sprintf("https://localhost:%d/", httpsPort)
+	plain := fmt.Sprintf("http://localhost:%d/", httpPort)
+	nothing := fmt.Sprintf("http://localhost:%d/", closed)
+	grade := func(target, httpURL, caFile string) (string, error) {
+		var out bytes.Buffer
+		err := runGrade(context.Background(), &out, target, httpURL, caFile, "", false)
+		return out.String(), err
+	}
+
+	for _, httpURL := range []string{nothing, plain} {
+		out, err := grade(site, httpURL, "")
+		if err == nil {
+			t.Fatalf("--url %s --http-url %s without the CA: exit 0\n%s", site, httpURL, out)
+		}
+		msg := err.Error()
+		for _, want := range []string{site, "certificate is not trusted", "--ca-file", "pki/authorities/local/root.crt"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("--http-url %s: the error lacks %q: %s", httpURL, want, msg)
+			}
+		}
+		if strings.Contains(msg, fmt.Sprint(closed)) || out != "" {
+			t.Errorf("--http-url %s: the error names the http:// side, or a grade was printed: %s\n%s", httpURL, msg, out)
+		}
+	}
+	if out, err := grade(site, nothing, ca); err != nil || !strings.Contains(out, site+": score") || !strings.Contains(out, "redirection-not-needed-no-http") {
+		t.Errorf("with --ca-file: %v\n%s", err, out)
+	}
+	down := fmt.Sprintf("https://localhost:%d/", closed)
+	if _, err := grade(down, plain, ca); err == nil || !strings.Contains(err.Error(), down) {
+		t.Errorf("an https:// URL that does not answer: %v, want an error naming it", err)
+	}
+
+	out, err := grade(plain, "", "")
+	if err != nil || !strings.Contains(out, plain+": score") || !strings.Contains(out, "redirection-invalid-cert") ||
+		!strings.Contains(out, "note: "+site) || !strings.Contains(out, "--ca-file") {
+		t.Errorf("--url %s without the CA: %v\n%s", plain, err, out)
+	}
+}
+
 // adaptedAt is the value at a finding's config path (dot-separated keys and indexes) in the
 // Caddyfile's adapted JSON, or nil when the path leads nowhere.
 func adaptedAt(t *testing.T, caddyfile, path string) any {

@@ -181,7 +181,7 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if a.sharedBans != nil {
 		a.sharedBans.Publish(ipclass.Detection{Addr: addr, Signal: ipclass.SignalManual, Until: until})
 	}
-	a.SecurityEvent(caddy.ActiveContext(), nil, zapcore.WarnLevel, EventIPReclassified, map[string]any{
+	a.SecurityEvent(a.eventCtx, nil, zapcore.WarnLevel, EventIPReclassified, map[string]any{
 		"ip": addr.String(), "to": ipclass.Suspicious.String(), "signal": ipclass.SignalManual.String(),
 		"until": until.UTC().Format(time.RFC3339), "source": "admin_api"})
 	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: addr.String(), Signal: ipclass.SignalManual.String(), Until: until.UTC()})
@@ -196,7 +196,7 @@ func (a *App) adminUnban(w http.ResponseWriter, addr netip.Addr) error {
 	if a.sharedBans != nil {
 		a.sharedBans.PublishUnban(addr) // another instance may hold it even if this one does not
 	}
-	a.SecurityEvent(caddy.ActiveContext(), nil, zapcore.InfoLevel, EventIPReclassified, map[string]any{
+	a.SecurityEvent(a.eventCtx, nil, zapcore.InfoLevel, EventIPReclassified, map[string]any{
 		"ip": addr.String(), "to": a.classOfAddr(addr).String(), "signal": ipclass.SignalManual.String(),
 		"was_detected": was, "source": "admin_api"})
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"ip": addr.String(), "was_detected": was, "class": a.classOfAddr(addr).String()})

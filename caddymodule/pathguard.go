@@ -22,8 +22,9 @@ func init() {
 // PathGuard refuses, before any file_server or upstream sees them, request paths that climb
 // out of a directory or could be read differently by the next component: `..` segments in any
 // encoding (%2e%2e in any case, double encoding, overlong UTF-8, IIS %u escapes, Unicode
-// look-alikes), backslashes and %5c, NUL and control bytes, Windows drive segments, and unless
-// allowed, %2f inside a segment and `;` path parameters. It answers 400 with an
+// look-alikes), backslashes and %5c, NUL and control bytes, bytes that are not UTF-8 (raw or
+// percent-encoded alike), Windows drive segments, and unless allowed, %2f inside a segment and
+// `;` path parameters. It answers 400 with an
 // application/problem+json body, logs a path_blocked security event and counts the refusal in
 // caddy_hardening_path_blocked_total{reason}. Ordinary paths (names with dots such as a..b.txt,
 // Unicode names, anything in the query) pass at the cost of one scan.
@@ -103,7 +104,7 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return next.ServeHTTP(w, r)
 	}
 	class := h.app.ClassOf(r)
-	if reason := pathguard.Check(rawPath(r), h.opts); reason != "" {
+	if reason := h.check(r); reason != "" {
 		h.blocked[reason].Inc()
 		h.app.SecurityEvent(h.ctx, r, zapcore.WarnLevel, EventPathBlocked, map[string]any{"reason": string(reason)})
 		if h.signals {
@@ -142,6 +143,22 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		h.app.Signal(h.ctx, r, ipclass.SignalNotFound)
 	}
 	return err
+}
+
+// check judges the path as the client sent it (raw bytes count as their %XX form: Check reads
+// both alike) and, when a handler before path_guard changed r.URL without RequestURI (Caddy's
+// rewrites keep both in step; a plugin may not), the path the rest of the route uses:
+// r.URL.EscapedPath, what reverse_proxy sends upstream and what file_server reads decoded.
+// An ordinary request costs one comparison: EscapedPath allocates only when it escapes.
+func (h *PathGuard) check(r *http.Request) pathguard.Reason {
+	sent := rawPath(r)
+	if reason := pathguard.Check(sent, h.opts); reason != "" {
+		return reason
+	}
+	if used := r.URL.EscapedPath(); used != sent {
+		return pathguard.Check(used, h.opts)
+	}
+	return ""
 }
 
 // rawPath is the path as the client sent it, still escaped, without the query.

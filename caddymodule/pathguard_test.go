@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -327,6 +330,17 @@ http://%s {
 	if status, _, _ := rawGet(t, addr, "/"); status != http.StatusForbidden {
 		t.Fatalf("after an operator's ban: %d, want 403", status)
 	}
+	// The operator's unban and ban are events of the hardening app.
+	var fromAdmin []testenv.LogEntry
+	for _, e := range securityLogs(c, EventIPReclassified) {
+		if e.Str("source") == "admin_api" {
+			fromAdmin = append(fromAdmin, e)
+		}
+	}
+	if len(fromAdmin) != 2 || fromAdmin[0].Str("module") != "hardening" || fromAdmin[1].Str("module") != "hardening" ||
+		fromAdmin[0]["was_detected"] != true || fromAdmin[1].Str("signal") != "manual" {
+		t.Errorf("ip_reclassified from the admin API: %v", fromAdmin)
+	}
 	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`} {
 		if code, _ := adminDo(t, "POST", admin+"/hardening/ipclass/detected", bad); code != 400 {
 			t.Errorf("admin ban %s: %d, want 400", bad, code)
@@ -509,5 +523,153 @@ http://127.0.0.1:%d {
 	}
 	if f, ok := codes(CheckConfig(cfg))["monitoring.probes_blocked"]; ok {
 		t.Errorf("the check reports Caddyfile.example: %+v", f)
+	}
+}
+
+// TestPathGuardRawInvalidUTF8NeverReachesUpstream: bytes that are not UTF-8, sent raw on the
+// request line (the Go client would escape them), are refused with the reason of their
+// percent-encoded form, since reverse_proxy sends the upstream exactly that form
+// (/\xc0\xae\xc0\xae/etc/passwd arrives as /%C0%AE%C0%AE/etc/passwd). The upstream sees none of
+// them, and still sees raw valid UTF-8, escaped.
+func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.RequestURI)
+		mu.Unlock()
+		_, _ = io.WriteString(w, "upstream "+r.RequestURI)
+	}))
+	defer up.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		features {
+			detection off
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard
+	reverse_proxy %s
+}
+`, addr, strings.TrimPrefix(up.URL, "http://")))
+
+	for _, tc := range []struct{ raw, reason string }{
+		{"/\xc0\xae\xc0\xae/etc/passwd", "overlong_utf8"}, // overlong '.'
+		{"/\xe0\x80\xae\xe0\x80\xae/x", "overlong_utf8"},  // three-byte overlong '.'
+		{"/\xf0\x80\x80\xae\xf0\x80\x80\xae/x", "overlong_utf8"},
+		{"/\xc0\xaf", "overlong_utf8"},             // overlong '/'
+		{"/a/\xc1\x9c/b", "overlong_utf8"},         // overlong '\'
+		{"/\xc0\xae./x", "overlong_utf8"},          // overlong '.' next to '.'
+		{"/\xf8\x80\x80\x80\xae", "overlong_utf8"}, // five-byte form: no such lead byte
+		{"/a\x80b", "invalid_utf8"},                // lone continuation byte
+		{"/caf\xe9", "invalid_utf8"},               // Latin-1 é
+		{"/a\xe2\x80/b", "invalid_utf8"},           // truncated sequence
+		{"/\xed\xa0\x80", "invalid_utf8"},          // UTF-16 surrogate half
+		{"/\xf4\x90\x80\x80", "invalid_utf8"},      // above U+10FFFF
+	} {
+		encoded := (&url.URL{Path: tc.raw}).EscapedPath() // what reverse_proxy would send
+		for _, target := range []string{tc.raw, encoded} {
+			before := testutil.ToFloat64(pathBlocked.WithLabelValues(tc.reason))
+			status, ctype, body := rawGet(t, addr, target)
+			if status != http.StatusBadRequest || ctype != "application/problem+json" {
+				t.Errorf("%q: %d %s %q, want 400 problem+json", target, status, ctype, body)
+			}
+			if got := testutil.ToFloat64(pathBlocked.WithLabelValues(tc.reason)) - before; got != 1 {
+				t.Errorf("%q: path_blocked_total{reason=%q} grew by %v, want 1", target, tc.reason, got)
+			}
+		}
+	}
+	mu.Lock()
+	if len(seen) != 0 {
+		t.Errorf("the upstream received %q", seen)
+	}
+	mu.Unlock()
+	if n := len(securityLogs(c, EventPathBlocked)); n != 24 {
+		t.Errorf("%d path_blocked events, want 24", n)
+	}
+
+	// Raw valid UTF-8 passes, and arrives escaped.
+	if status, _, body := rawGet(t, addr, "/caf\xc3\xa9/\xe6\x97\xa5"); status != http.StatusOK || body != "upstream /caf%C3%A9/%E6%97%A5" {
+		t.Errorf("raw UTF-8: %d %q", status, body)
+	}
+}
+
+// setPath is a test-only handler standing in for a plugin that rewrites r.URL without
+// RequestURI (Caddy's own rewrites update both): `hardening_test_set_path * <escaped path>`
+// sets r.URL.Path to the decoded path.
+type setPath struct {
+	Path string `json:"path"` // escaped: JSON would turn bytes that are not UTF-8 into U+FFFD
+}
+
+func (setPath) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.hardening_test_set_path", New: func() caddy.Module { return new(setPath) }}
+}
+
+func (h setPath) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	p, err := url.PathUnescape(h.Path)
+	if err != nil {
+		return err
+	}
+	r.URL.Path, r.URL.RawPath = p, ""
+	return next.ServeHTTP(w, r)
+}
+
+func init() {
+	caddy.RegisterModule(setPath{})
+	httpcaddyfile.RegisterHandlerDirective("hardening_test_set_path", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		h.Next()
+		if !h.NextArg() {
+			return nil, h.ArgErr()
+		}
+		if _, err := url.PathUnescape(h.Val()); err != nil {
+			return nil, h.Err(err.Error())
+		}
+		return setPath{Path: h.Val()}, nil
+	})
+}
+
+// TestPathGuardJudgesTheURLTheRouteUses: when a handler before path_guard changed r.URL but not
+// RequestURI, path_guard judges the path the rest of the route uses as well as the one the
+// client sent.
+func TestPathGuardJudgesTheURLTheRouteUses(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		features {
+			detection off
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	route /dots {
+		hardening_test_set_path * /a/../../secret
+		path_guard
+		respond "reached {http.request.uri.path}"
+	}
+
+	route /overlong {
+		hardening_test_set_path * /%%c0%%ae%%c0%%ae/x
+		path_guard
+		respond "reached"
+	}
+
+	route /plain {
+		hardening_test_set_path * /caf%%c3%%a9/menu
+		path_guard
+		respond "reached {http.request.uri.path}"
+	}
+}
+`, addr))
+	for _, p := range []string{"/dots", "/overlong"} {
+		if status, ctype, body := rawGet(t, addr, p); status != http.StatusBadRequest || ctype != "application/problem+json" {
+			t.Errorf("%s: %d %s %q, want 400 problem+json", p, status, ctype, body)
+		}
+	}
+	if status, _, body := rawGet(t, addr, "/plain"); status != http.StatusOK || body != "reached /caf\u00e9/menu" {
+		t.Errorf("/plain: %d %q, want 200", status, body)
 	}
 }

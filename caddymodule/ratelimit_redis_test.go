@@ -206,8 +206,11 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 	if st := lim.status(); st.Status != HealthWarn {
 		t.Fatalf("status %+v, want warn", st)
 	}
-	if logs := securityLogs(c, EventStoreFailover); len(logs) != 1 || logs[0].Str("to") != storeModeFallback || logs[0].Level() != "warn" {
-		t.Fatalf("want one warn store_failover event to memory-fallback, got %v", logs)
+	// The store is the app's (one per configuration, whichever policy_rate_limit asks), as
+	// docs/security-events.md says.
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 1 || logs[0].Str("to") != storeModeFallback || logs[0].Level() != "warn" ||
+		logs[0].Str("module") != "hardening" || logs[0].Str("store") != "ratelimit" || logs[0].Str("error") == "" {
+		t.Fatalf("want one warn store_failover event of the hardening app's ratelimit store to memory-fallback, got %v", logs)
 	}
 
 	r.Restart()

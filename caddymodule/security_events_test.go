@@ -3,10 +3,15 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/pathguard"
 )
 
 // commonFields every security event carries; requestFields, every event a request caused.
@@ -128,4 +133,52 @@ func mustRequest(t *testing.T, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestSecurityEventDocsNameWhatIsEmitted: README's events table and docs/security-events.md have
+// a row for every event; the path_blocked row of the reference, and README's path_guard table,
+// name every reason path_guard gives (a SIEM rule is written from them); the reference's example
+// entry uses a real reason.
+func TestSecurityEventDocsNameWhatIsEmitted(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := os.ReadFile("../docs/security-events.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(doc []byte, name string) string {
+		for line := range strings.Lines(string(doc)) {
+			if strings.HasPrefix(line, "| `"+name+"` |") {
+				return line
+			}
+		}
+		return ""
+	}
+	events := []string{EventIPReclassified, EventPathBlocked, EventSuspiciousBlocked, EventRateLimited,
+		EventStoreFailover, EventCSPViolation, EventBreakerStateChanged, EventMonitoringDenied}
+	for _, name := range events {
+		if row(readme, name) == "" {
+			t.Errorf("README's security events table has no %s row", name)
+		}
+		if row(ref, name) == "" {
+			t.Errorf("docs/security-events.md has no %s row", name)
+		}
+	}
+	blocked := row(ref, EventPathBlocked)
+	guard := string(readme[strings.Index(string(readme), "### `path_guard`"):])
+	guard = guard[:strings.Index(guard, "\n### ")]
+	for _, r := range pathguard.Reasons {
+		if !strings.Contains(blocked, "`"+string(r)+"`") {
+			t.Errorf("docs/security-events.md: the path_blocked row does not name reason %s", r)
+		}
+		if !strings.Contains(guard, "| `"+string(r)+"`") && !strings.Contains(guard, ", `"+string(r)+"` |") {
+			t.Errorf("README: the path_guard table has no row for reason %s", r)
+		}
+	}
+	m := regexp.MustCompile(`"reason":"([a-z_0-9]+)"`).FindSubmatch(ref)
+	if m == nil || !slices.Contains(pathguard.Reasons, pathguard.Reason(m[1])) {
+		t.Errorf("docs/security-events.md: the example entry's reason is not one path_guard gives: %q", m)
+	}
 }

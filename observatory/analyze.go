@@ -30,6 +30,9 @@ type Scan struct {
 	HTTPS bool
 	// InvalidCert reports that HTTPS answered with an untrusted certificate.
 	InvalidCert bool
+	// CertErr is the certificate failure the http:// chain met (a *CertError), for the
+	// report's reader: nil when HTTPInvalidCert is false.
+	CertErr error
 	// Body is the start of Final's body (for SRI), bounded by the fetcher.
 	Body []byte
 	// Cookies are the raw Set-Cookie values of every response seen.

@@ -30,9 +30,37 @@ type Fetcher struct {
 	Client *http.Client
 }
 
+// CertError is the error of a scan whose https:// URL answered with a certificate the client
+// does not trust: a browser would show its certificate error page, and the scan grades no other
+// response in its place.
+type CertError struct {
+	URL string // the https:// URL whose certificate failed
+	Err error  // the TLS verification error
+}
+
+func (e *CertError) Error() string {
+	return e.URL + ": the certificate is not trusted: " + e.Err.Error()
+}
+
+func (e *CertError) Unwrap() error { return e.Err }
+
+// certError is err as a *CertError for where when it is a certificate failure (the request's
+// own wrapping, Get "...", is dropped: the URL leads the message), else err.
+func certError(where string, err error) error {
+	if !isCertError(err) {
+		return err
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return &CertError{URL: where, Err: err}
+}
+
 // Fetch retrieves target: when it is http://, the redirect chain from it, and the response it
 // ends on; when it is https://, that response, plus the chain from httpURL when given (the
-// same host on port 80 when empty).
+// same host on port 80 when empty). An https:// target that cannot be fetched is an error (a
+// *CertError for an untrusted certificate), never replaced by the http:// chain's response.
 func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, error) {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -57,6 +85,9 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 	}
 	s.HTTPChain = chain
 	s.HTTPInvalidCert = isCertError(cerr)
+	if s.HTTPInvalidCert && len(chain) > 0 {
+		s.CertErr = certError(chain[len(chain)-1].URL.String(), cerr)
+	}
 	if len(chain) > 0 && chain[len(chain)-1].URL.Scheme == "https" && cerr == nil {
 		last := chain[len(chain)-1]
 		s.Final, s.Body, s.HTTPS = &last, body, true
@@ -81,6 +112,12 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 			for _, r := range append(chain, hchain...) {
 				s.Cookies = append(s.Cookies, r.Header.Values("Set-Cookie")...)
 			}
+		case u.Scheme == "https": // the URL asked for: grading another would mislead
+			failed := target
+			if len(hchain) > 0 {
+				failed = hchain[len(hchain)-1].URL.String()
+			}
+			return nil, certError(failed, herr)
 		case isCertError(herr):
 			s.InvalidCert = true
 		}

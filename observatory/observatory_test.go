@@ -2,9 +2,11 @@ package observatory
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -222,5 +224,30 @@ func TestLiveNoRedirect(t *testing.T) {
 	// 100 - CSP 25 - cookies 40 - redirection 20 - HSTS 20 - XCTO 5 - XFO 20 = -30 -> 0.
 	if rep.Score != 0 || rep.Grade != "F" {
 		t.Fatalf("score %d %s, want 0 F", rep.Score, rep.Grade)
+	}
+}
+
+// TestFetchUntrustedHTTPSIsAnError: an https:// target whose certificate the client does not
+// trust is a *CertError naming it, even when the http:// side answers with a redirect (whose
+// response used to be graded in its place); from the http:// side, the chain's certificate
+// failure is kept for the report.
+func TestFetchUntrustedHTTPSIsAnError(t *testing.T) {
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer tlsSrv.Close()
+	plain := httptest.NewServer(http.RedirectHandler(tlsSrv.URL+"/", http.StatusPermanentRedirect))
+	defer plain.Close()
+
+	_, err := (&Fetcher{}).Fetch(context.Background(), tlsSrv.URL+"/", plain.URL+"/")
+	var ce *CertError
+	if !errors.As(err, &ce) || ce.URL != tlsSrv.URL+"/" || !strings.Contains(err.Error(), "not trusted") {
+		t.Fatalf("https:// target with an untrusted certificate: %v", err)
+	}
+
+	scan, err := (&Fetcher{}).Fetch(context.Background(), plain.URL+"/", "")
+	if err != nil || !errors.As(scan.CertErr, &ce) || ce.URL != tlsSrv.URL+"/" || scan.Final.URL.String() != plain.URL+"/" {
+		t.Fatalf("http:// target redirecting to it: %v %+v", err, scan)
+	}
+	if r := find(Analyze(scan), TestRedirection); r.Result != "redirection-invalid-cert" {
+		t.Fatalf("redirection %s", r.Result)
 	}
 }

@@ -1,9 +1,11 @@
 // Package pathguard decides whether a request path is safe to hand to code that maps URLs to
 // files or forwards them upstream: it refuses traversal in every encoding attackers use
 // (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
-// Unicode look-alikes), backslashes, NUL and control bytes, Windows drive paths, and, unless
-// allowed, encoded slashes and `;` path parameters. It refuses nothing an ordinary URL
-// contains: dots inside names (a..b.txt, v1.2..3), Unicode names, and anything in the query.
+// Unicode look-alikes), backslashes, NUL and control bytes, bytes that are not UTF-8 (sent raw
+// or encoded: a proxy sends raw bytes on encoded, so both reach the next server alike), Windows
+// drive paths, and, unless allowed, encoded slashes and `;` path parameters. It refuses nothing
+// an ordinary URL contains: dots inside names (a..b.txt, v1.2..3), Unicode names, and anything
+// in the query.
 // It imports nothing from Caddy.
 package pathguard
 
@@ -23,6 +25,7 @@ const (
 	ReasonControl        Reason = "control_char"    // other bytes below 0x20 and 0x7f (CRLF injection)
 	ReasonDoubleEncoding Reason = "double_encoding" // %25xx that decodes again to a separator or dot
 	ReasonOverlongUTF8   Reason = "overlong_utf8"   // %c0%ae and kin: invalid UTF-8 that lax decoders read as / . \
+	ReasonInvalidUTF8    Reason = "invalid_utf8"    // other bytes that are not UTF-8: %80, Latin-1 %e9, a cut sequence
 	ReasonUnicodeEscape  Reason = "unicode_escape"  // %u002e: IIS's non-standard escape
 	ReasonLookalike      Reason = "unicode_lookalike"
 	ReasonEncodedSlash   Reason = "encoded_slash" // %2f inside a segment (unless allowed)
@@ -33,7 +36,7 @@ const (
 
 // Reasons lists every reason, for metrics.
 var Reasons = []Reason{ReasonDotSegment, ReasonBackslash, ReasonNUL, ReasonControl, ReasonDoubleEncoding,
-	ReasonOverlongUTF8, ReasonUnicodeEscape, ReasonLookalike, ReasonEncodedSlash, ReasonPathParams,
+	ReasonOverlongUTF8, ReasonInvalidUTF8, ReasonUnicodeEscape, ReasonLookalike, ReasonEncodedSlash, ReasonPathParams,
 	ReasonDrivePath, ReasonBadEncoding}
 
 // Options loosen the check for applications that need it.
@@ -48,7 +51,9 @@ type Options struct {
 const maxDecodeRounds = 3
 
 // Check examines a path as the client sent it (escaped, without the query) and returns why it
-// must be refused, or "" when it is safe. Ordinary paths cost one pass and no allocation.
+// must be refused, or "" when it is safe. Bytes above 0x7f count the same raw or
+// percent-encoded (Go's URL escaping turns a raw \xc0 into the %C0 an upstream receives); in
+// either form they must be UTF-8. Ordinary paths cost one pass and no allocation.
 func Check(raw string, opt Options) Reason {
 	var pct, dot, colon, semi, high bool
 	for i := 0; i < len(raw); i++ {
@@ -79,6 +84,11 @@ func Check(raw string, opt Options) Reason {
 	}
 	if r := checkSegments(raw); r != "" {
 		return r
+	}
+	if high {
+		if r := checkUTF8(raw); r != "" {
+			return r
+		}
 	}
 	if !pct {
 		return ""
@@ -123,6 +133,7 @@ func checkDecoded(raw string, opt Options) Reason {
 
 // checkBytes looks at a decoded path for bytes that have no business in a path.
 func checkBytes(p string, opt Options) Reason {
+	high := false
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		switch {
@@ -134,6 +145,31 @@ func checkBytes(p string, opt Options) Reason {
 			return ReasonBackslash
 		case c == ';' && !opt.AllowPathParams:
 			return ReasonPathParams
+		case c >= utf8.RuneSelf:
+			high = true
+		}
+	}
+	if high {
+		return checkUTF8(p)
+	}
+	return ""
+}
+
+// checkUTF8 refuses bytes that are not UTF-8. Lead bytes that UTF-8 never uses (0xc0, 0xc1,
+// 0xf5 and above), and 0xe0 or 0xf0 followed by a byte too small for their length, are the
+// overlong forms (%c0%ae, %e0%80%ae, %f0%80%80%ae) that lax decoders read as `.`, `/` or `\`:
+// overlong_utf8. Anything else invalid (a lone continuation byte, a cut sequence, a UTF-16
+// surrogate, a code point above U+10FFFF, Latin-1 text) is invalid_utf8: no decoder makes a
+// separator of it, but it is not a path any browser sends, and the server behind may read it
+// in a charset of its own.
+func checkUTF8(p string) Reason {
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		switch {
 		case c == 0xc0 || c == 0xc1 || c >= 0xf5:
 			return ReasonOverlongUTF8
 		case c == 0xe0 && i+1 < len(p) && p[i+1] < 0xa0:
@@ -141,6 +177,11 @@ func checkBytes(p string, opt Options) Reason {
 		case c == 0xf0 && i+1 < len(p) && p[i+1] < 0x90:
 			return ReasonOverlongUTF8
 		}
+		r, n := utf8.DecodeRuneInString(p[i:])
+		if r == utf8.RuneError && n == 1 {
+			return ReasonInvalidUTF8
+		}
+		i += n
 	}
 	return ""
 }
@@ -232,7 +273,7 @@ func checkUnicodeSegment(s string) Reason {
 	n, all := 0, true
 	for _, r := range s {
 		if r == utf8.RuneError {
-			continue // invalid bytes are checkBytes' concern
+			continue // invalid bytes are checkUTF8's concern
 		}
 		if slashLike(r) {
 			return ReasonLookalike

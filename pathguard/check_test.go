@@ -1,6 +1,7 @@
 package pathguard
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"unicode"
@@ -55,6 +56,20 @@ func TestCheckReasons(t *testing.T) {
 		{"/%252e%252e/x", Options{}, ReasonDoubleEncoding},
 		{"/%2541", Options{}, ""}, // double-encoded "A": odd, harmless
 		{"/%c0%ae%c0%ae/x", Options{}, ReasonOverlongUTF8},
+		{"/\xc0\xae\xc0\xae/x", Options{}, ReasonOverlongUTF8}, // the same bytes sent raw
+		{"/\xe0\x80\xae/x", Options{}, ReasonOverlongUTF8},
+		{"/a/\xc1\x9c/b", Options{}, ReasonOverlongUTF8}, // overlong '\'
+		{"/\xc0\xae./x", Options{}, ReasonOverlongUTF8},
+		{"/%f8%80%80%80%ae", Options{}, ReasonOverlongUTF8}, // five-byte form
+		{"/a%80b", Options{}, ReasonInvalidUTF8},            // lone continuation byte
+		{"/a\x80b", Options{}, ReasonInvalidUTF8},
+		{"/caf%e9", Options{}, ReasonInvalidUTF8}, // Latin-1
+		{"/a%e2%80/b", Options{}, ReasonInvalidUTF8},
+		{"/%ed%a0%80", Options{}, ReasonInvalidUTF8}, // surrogate half
+		{"/%f4%90%80%80", Options{}, ReasonInvalidUTF8},
+		{"/%ef%bf%bd", Options{}, ""},   // U+FFFD itself is valid UTF-8
+		{"/caf\xc3\xa9", Options{}, ""}, // raw UTF-8
+		{"/caf%C3%A9", Options{}, ""},
 		{"/%u002e%u002e/x", Options{}, ReasonUnicodeEscape},
 		{"/\uff0e\uff0e/x", Options{}, ReasonLookalike},
 		{"/%e2%80%a5/x", Options{}, ReasonLookalike},          // ‥ two-dot leader: NFKC ".."
@@ -108,6 +123,29 @@ func TestDotsMatchesNFKC(t *testing.T) {
 			if Check("/a"+string(r)+"b", Options{}) != ReasonLookalike {
 				t.Errorf("%U (NFKC %q) passes as a separator look-alike", r, nf)
 			}
+		}
+	}
+}
+
+// TestRawAndForwardedFormsAgree: Check gives the same answer for a request target as the client
+// sent it and for the escaped path Go's URL makes of it (r.URL.EscapedPath, which reverse_proxy
+// sends upstream and whose decoding, r.URL.Path, file_server reads): a byte refused encoded is
+// refused raw, and the other way round.
+func TestRawAndForwardedFormsAgree(t *testing.T) {
+	paths := append(testenv.Lines(t, "testdata/attacks.txt"), testenv.Lines(t, "testdata/benign.txt")...)
+	for b := 0x80; b <= 0xff; b++ {
+		for _, tail := range []string{"", "\x80", "\xae", "\x80\xae", "\x80\x80\xae", "\xbf\xbf", "\x8f\xbf\xbf", "a", "/x"} {
+			paths = append(paths, "/a"+string([]byte{byte(b)})+tail)
+		}
+	}
+	for _, p := range paths {
+		u, err := url.ParseRequestURI(p)
+		if err != nil {
+			continue // Go's server answers 400 itself
+		}
+		fwd := u.EscapedPath()
+		if got, want := Check(p, Options{}), Check(fwd, Options{}); (got == "") != (want == "") {
+			t.Errorf("Check(%q) = %q, but the forwarded form %q gives %q", p, got, fwd, want)
 		}
 	}
 }

@@ -5,21 +5,29 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
 // FuzzCheck: Check never panics, and whatever it passes cannot climb out of the root once a
-// server decodes it (however many layers) and resolves it.
+// server decodes it (however many layers) and resolves it, decodes to UTF-8 only, and is still
+// passed in the escaped form a proxy forwards.
 func FuzzCheck(f *testing.F) {
 	for _, name := range []string{"attacks.txt", "benign.txt"} {
 		for _, p := range testenv.Lines(f, "testdata/"+name) {
 			f.Add(p)
 		}
 	}
+	for _, p := range []string{"/\xc0\xae\xc0\xae/etc/passwd", "/a\x80b", "/caf\xc3\xa9", "/%e2%80/b"} {
+		f.Add(p) // raw bytes above 0x7f, which the UTF-8 corpus files cannot hold
+	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		if Check(raw, Options{}) != "" {
 			return
+		}
+		if u, err := url.ParseRequestURI(raw); err == nil && Check(u.EscapedPath(), Options{}) != "" {
+			t.Fatalf("passed %q, but refuses %q, the form a proxy forwards", raw, u.EscapedPath())
 		}
 		p := raw
 		for range maxDecodeRounds + 1 {
@@ -27,7 +35,7 @@ func FuzzCheck(f *testing.F) {
 			if err != nil {
 				break
 			}
-			if strings.ContainsAny(dec, "\\\x00") {
+			if strings.ContainsAny(dec, "\\\x00") || !utf8.ValidString(dec) {
 				t.Fatalf("passed %q, which decodes to %q", raw, dec)
 			}
 			for _, seg := range strings.Split(dec, "/") {
