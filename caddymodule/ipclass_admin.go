@@ -179,12 +179,13 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	until := time.Now().Add(banFor)
 	det.Ban(addr, until, ipclass.SignalManual)
 	if a.sharedBans != nil {
-		a.sharedBans.Publish(ipclass.Detection{Addr: addr, Signal: ipclass.SignalManual, Until: until})
+		a.sharedBans.Publish(ipclass.Detection{Addr: det.Client(addr), Signal: ipclass.SignalManual, Until: until})
 	}
+	client := det.ClientString(addr) // an IPv6 client is its network
 	a.SecurityEvent(a.eventCtx, nil, zapcore.WarnLevel, EventIPReclassified, map[string]any{
-		"ip": addr.String(), "to": ipclass.Suspicious.String(), "signal": ipclass.SignalManual.String(),
+		"ip": client, "to": ipclass.Suspicious.String(), "signal": ipclass.SignalManual.String(),
 		"until": until.UTC().Format(time.RFC3339), "source": "admin_api"})
-	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: addr.String(), Signal: ipclass.SignalManual.String(), Until: until.UTC()})
+	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: client, Signal: ipclass.SignalManual.String(), Until: until.UTC()})
 }
 
 func (a *App) adminUnban(w http.ResponseWriter, addr netip.Addr) error {
@@ -194,12 +195,13 @@ func (a *App) adminUnban(w http.ResponseWriter, addr netip.Addr) error {
 	}
 	was := det.Unban(addr)
 	if a.sharedBans != nil {
-		a.sharedBans.PublishUnban(addr) // another instance may hold it even if this one does not
+		a.sharedBans.PublishUnban(det.Client(addr)) // another instance may hold it even if this one does not
 	}
+	client := det.ClientString(addr)
 	a.SecurityEvent(a.eventCtx, nil, zapcore.InfoLevel, EventIPReclassified, map[string]any{
-		"ip": addr.String(), "to": a.classOfAddr(addr).String(), "signal": ipclass.SignalManual.String(),
+		"ip": client, "to": a.classOfAddr(addr).String(), "signal": ipclass.SignalManual.String(),
 		"was_detected": was, "source": "admin_api"})
-	return writeAdminJSON(w, http.StatusOK, map[string]any{"ip": addr.String(), "was_detected": was, "class": a.classOfAddr(addr).String()})
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"ip": client, "was_detected": was, "class": a.classOfAddr(addr).String()})
 }
 
 func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
