@@ -416,20 +416,23 @@ func TestCheckCommandAdaptError(t *testing.T) {
 	}
 }
 
+// localCertsCaddy starts a Caddy serving the site body on localhost:httpsPort with its local
+// CA's certificate (and the HTTP redirect on httpPort: no https_port, so the redirect keeps
+// the site's port), waits for TLS, and returns the CA's root certificate file.
+func localCertsCaddy(t *testing.T, httpPort, httpsPort int, site string) string {
+	t.Helper()
+	storage := t.TempDir()
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thttp_port %d\n\tlocal_certs\n\tskip_install_trust\n\tstorage file_system %s\n}\nlocalhost:%d {\n\tbind 127.0.0.1\n%s}\n",
+		httpPort, storage, httpsPort, site))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	return storage + "/pki/authorities/local/root.crt"
+}
+
 // TestCheckGradesLiveCaddy grades a real Caddy over HTTP and TLS (its local CA trusted with
 // --ca-file): with security_headers' production defaults, and without any.
 func TestCheckGradesLiveCaddy(t *testing.T) {
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
-	storage := t.TempDir()
-	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	http_port %d
-	local_certs
-	skip_install_trust
-	storage file_system %s
-}
-localhost:%d {
-	bind 127.0.0.1
-	handle /bare {
+	ca := localCertsCaddy(t, httpPort, httpsPort, `	handle /bare {
 		respond "bare"
 	}
 	handle {
@@ -437,10 +440,7 @@ localhost:%d {
 		header Content-Type "text/html; charset=utf-8"
 		respond "<!doctype html><p>hardened</p>"
 	}
-}
-`, httpPort, storage, httpsPort)) // no https_port: the redirect keeps the site's port
-	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
-	ca := storage + "/pki/authorities/local/root.crt"
+`)
 	grade := func(path string) observatory.Report {
 		var out bytes.Buffer
 		if err := runGrade(context.Background(), &out, fmt.Sprintf("http://localhost:%d%s", httpPort, path), "", ca, "", true); err != nil {
@@ -492,21 +492,9 @@ localhost:%d {
 // untrusted certificate is graded (the URL asked for), with a note saying so.
 func TestCheckGradeUntrustedCertificate(t *testing.T) {
 	httpsPort, httpPort, closed := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
-	storage := t.TempDir()
-	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	http_port %d
-	local_certs
-	skip_install_trust
-	storage file_system %s
-}
-localhost:%d {
-	bind 127.0.0.1
-	security_headers
+	ca := localCertsCaddy(t, httpPort, httpsPort, `	security_headers
 	respond "hardened"
-}
-`, httpPort, storage, httpsPort))
-	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
-	ca := storage + "/pki/authorities/local/root.crt"
+`)
 	site := fmt.Sprintf("https://localhost:%d/", httpsPort)
 	plain := fmt.Sprintf("http://localhost:%d/", httpPort)
 	nothing := fmt.Sprintf("http://localhost:%d/", closed)

@@ -88,22 +88,7 @@ func TestPathGuardCorpusThroughFileServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	port := testenv.FreePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	hardening {
-		features {
-			detection off
-		}
-	}
-}
-http://%s {
-	bind 127.0.0.1
-	root * %s
-	path_guard
-	file_server
-}
-`, addr, root))
+	addr, _ := guardCaddy(t, fmt.Sprintf("\troot * %s\n\tpath_guard\n\tfile_server\n", root))
 
 	before := pathBlockedTotal()
 	attacks := testenv.Lines(t, "../pathguard/testdata/attacks.txt")
@@ -541,20 +526,7 @@ func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
 		_, _ = io.WriteString(w, "upstream "+r.RequestURI)
 	}))
 	defer up.Close()
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	hardening {
-		features {
-			detection off
-		}
-	}
-}
-http://%s {
-	bind 127.0.0.1
-	path_guard
-	reverse_proxy %s
-}
-`, addr, strings.TrimPrefix(up.URL, "http://")))
+	addr, c := guardCaddy(t, "\tpath_guard\n\treverse_proxy "+strings.TrimPrefix(up.URL, "http://")+"\n")
 
 	for _, tc := range []struct{ raw, reason string }{
 		{"/\xc0\xae\xc0\xae/etc/passwd", "overlong_utf8"}, // overlong '.'
@@ -631,39 +603,38 @@ func init() {
 	})
 }
 
+// guardCaddy starts a Caddy with detection off (a test's refusals must not ban the loopback
+// client) serving site, the body of a site block, on a free loopback port; it returns the
+// address and the Caddy.
+func guardCaddy(t *testing.T, site string) (string, *testcaddy.Caddy) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tfeatures {\n\t\t\tdetection off\n\t\t}\n\t}\n}\nhttp://%s {\n\tbind 127.0.0.1\n%s}\n", addr, site))
+	return addr, c
+}
+
 // TestPathGuardJudgesTheURLTheRouteUses: when a handler before path_guard changed r.URL but not
 // RequestURI, path_guard judges the path the rest of the route uses as well as the one the
 // client sent.
 func TestPathGuardJudgesTheURLTheRouteUses(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	hardening {
-		features {
-			detection off
-		}
-	}
-}
-http://%s {
-	bind 127.0.0.1
-	route /dots {
+	addr, _ := guardCaddy(t, `	route /dots {
 		hardening_test_set_path * /a/../../secret
 		path_guard
 		respond "reached {http.request.uri.path}"
 	}
 
 	route /overlong {
-		hardening_test_set_path * /%%c0%%ae%%c0%%ae/x
+		hardening_test_set_path * /%c0%ae%c0%ae/x
 		path_guard
 		respond "reached"
 	}
 
 	route /plain {
-		hardening_test_set_path * /caf%%c3%%a9/menu
+		hardening_test_set_path * /caf%c3%a9/menu
 		path_guard
 		respond "reached {http.request.uri.path}"
 	}
-}
-`, addr))
+`)
 	for _, p := range []string{"/dots", "/overlong"} {
 		if status, ctype, body := rawGet(t, addr, p); status != http.StatusBadRequest || ctype != "application/problem+json" {
 			t.Errorf("%s: %d %s %q, want 400 problem+json", p, status, ctype, body)
