@@ -52,12 +52,14 @@ type SecurityHeaders struct {
 	ReportOnly *bool `json:"report_only,omitempty"`
 
 	// ReportURI adds `report-uri` to the policy: where browsers POST violation reports
-	// (application/csp-report). Use with the csp_report handler.
+	// (application/csp-report). Use with the csp_report handler. A `report-uri` given in CSP
+	// too (or removed in CSPRemove) is refused: give the URLs in one place.
 	ReportURI []string `json:"report_uri,omitempty"`
 
 	// ReportTo is the Reporting API endpoint URL: it is sent as `Reporting-Endpoints:
 	// csp-endpoint="<url>"` and the policy gets `report-to csp-endpoint`. Browsers send these
-	// reports from HTTPS pages only; keep report_uri for the others.
+	// reports from HTTPS pages only; keep report_uri for the others. A `report-to` given in CSP
+	// too (or removed in CSPRemove) is refused.
 	ReportTo string `json:"report_to,omitempty"`
 
 	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
@@ -231,6 +233,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		}
 		policy.Remove(name)
 	}
+	if err := h.reportConflict(); err != nil {
+		return err
+	}
 	if len(h.ReportURI) > 0 {
 		policy.Set("report-uri", h.ReportURI...)
 	}
@@ -370,6 +375,38 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	}
 	if err := h.buildInject(adapting); err != nil {
 		return forOption("inject_nonce", err)
+	}
+	return nil
+}
+
+// reportConflict refuses a report destination given twice: report_uri (or report_to) beside
+// the same directive written in the csp block, or removed there. The option would replace
+// the csp block's directive with nothing said.
+func (h *SecurityHeaders) reportConflict() *optionError {
+	for _, c := range []struct {
+		option, directive string
+		set               bool
+		expected          string
+	}{
+		{"report_uri", "report-uri", len(h.ReportURI) > 0,
+			"give the report URLs in one place: report_uri <url>... or csp { report-uri <url>... }"},
+		{"report_to", "report-to", h.ReportTo != "",
+			"keep one: report_to <endpoint-url> (it sends Reporting-Endpoints and report-to " + reportToGroup + "), or csp { report-to <group> } with your own Reporting-Endpoints header"},
+	} {
+		if !c.set {
+			continue
+		}
+		for _, d := range h.CSP {
+			if strings.EqualFold(d.Name, c.directive) {
+				return &optionError{option: c.option, err: fmt.Errorf("%s and the csp block's %s %s both set the policy's %s; %s",
+					c.option, c.directive, strings.Join(d.Values, " "), c.directive, c.expected)}
+			}
+		}
+		for _, name := range h.CSPRemove {
+			if strings.EqualFold(name, c.directive) {
+				return &optionError{option: c.option, err: fmt.Errorf("%s adds the %s that the csp block's -%s removes; expected one of them", c.option, c.directive, c.directive)}
+			}
+		}
 	}
 	return nil
 }

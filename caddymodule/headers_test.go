@@ -440,6 +440,12 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "preload requires max-age of at least 31536000") {
 		t.Fatalf("HSTS preload with a short max-age in JSON: %v", err)
 	}
+	// A report destination given twice (the option and the csp directive): one would be dropped.
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "report_uri": ["/y"], "csp": [{"name": "report-uri", "values": ["/x"]}]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "report_uri and the csp block's report-uri /x both set the policy's report-uri") {
+		t.Fatalf("report_uri beside csp report-uri in JSON: %v", err)
+	}
 }
 
 func TestTagsModeBehindAProxyWarnsAtStart(t *testing.T) {
