@@ -493,7 +493,15 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}
 	sw := newSecurityWriter(h, w, r)
 	caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
+	head := false
 	if h.injectMode != 0 {
+		if r.Method == http.MethodHead {
+			// What the headers of a rewritten response say (its type, sniffed from the body
+			// when it has none; its length; no-store) depends on its body: the rest of the
+			// route answers a GET, and net/http drops the body of a HEAD response.
+			head = true
+			r.Method = http.MethodGet
+		}
 		// The body must reach us whole and uncompressed: no partial content, no encoding from
 		// upstream or an inner `encode` (an `encode` placed before this handler still
 		// compresses what we write).
@@ -510,6 +518,9 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	err := next.ServeHTTP(sw, r)
 	if cerr := sw.close(); err == nil {
 		err = cerr
+	}
+	if head {
+		r.Method = http.MethodHead // for the access log and the handlers before this one
 	}
 	return err
 }

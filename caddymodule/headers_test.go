@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -285,11 +286,13 @@ func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
 			t.Errorf("%s: body %q, Cache-Control %q: a bodiless response is not rewritten", p, body, resp.Header.Get("Cache-Control"))
 		}
 	}
-	// HEAD of a page tells what its GET would: the rewritten page's headers, no body.
+	// HEAD of a page tells what its GET would: the rewritten page's headers (its length is
+	// the rewritten one's), no body.
+	getPage, _ := getBody(t, base+"/")
 	req, _ := http.NewRequest(http.MethodHead, base+"/", nil)
-	if resp, body := fetch(t, req); resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Length") != "" || body != "" {
-		t.Errorf("HEAD of a page: Cache-Control %q, Content-Length %q, body %q; want GET's headers",
-			resp.Header.Get("Cache-Control"), resp.Header.Get("Content-Length"), body)
+	if resp, body := fetch(t, req); resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Length") != getPage.Header.Get("Content-Length") || body != "" {
+		t.Errorf("HEAD of a page: Cache-Control %q, Content-Length %q (GET: %q), body %q; want GET's headers",
+			resp.Header.Get("Cache-Control"), resp.Header.Get("Content-Length"), getPage.Header.Get("Content-Length"), body)
 	}
 	// An upstream that compresses although asked not to: the placeholder must not leak.
 	resp, body = getBody(t, base+"/br-anyway")
@@ -887,7 +890,7 @@ func TestInjectSendsPagesWhole(t *testing.T) {
 		t.Errorf("Accept text/html;q=0: %d, want 304", resp.StatusCode)
 	}
 	head, _ := get(http.MethodHead, "/", map[string]string{"Accept": navigation})
-	for k, want := range map[string]string{"Content-Length": "", "Accept-Ranges": "", "Etag": etag, "Cache-Control": "no-store"} {
+	for k, want := range map[string]string{"Content-Length": first.Header.Get("Content-Length"), "Accept-Ranges": "", "Etag": etag, "Cache-Control": "no-store"} {
 		if got := head.Header.Get(k); got != want {
 			t.Errorf("HEAD of a rewritten page: %s %q, want %q (as GET)", k, got, want)
 		}
@@ -1210,5 +1213,94 @@ func TestServerHeaderBehindProxyNeedsDefer(t *testing.T) {
 	}
 	if resp, _ := getBody(t, base+"/plain"); strings.Join(resp.Header.Values("Server"), "|") != "gunicorn" {
 		t.Errorf("header Server (not deferred): Server %q, want the upstream's (as the README says)", resp.Header.Values("Server"))
+	}
+}
+
+// A HEAD on a route with inject_nonce gets the headers its GET gets, also where they depend
+// on the body: a type sniffed from it (no Content-Type upstream), the length after rewriting,
+// no-store. The upstream sees a GET; the client gets no body.
+func TestHeadGetsTheHeadersOfGet(t *testing.T) {
+	page := `<!doctype html><html><script nonce="` + testPlaceholder + `">ok()</script></html>`
+	big := page + strings.Repeat("<p>filler</p>", 2000)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		body := page
+		switch r.URL.Path {
+		case "/nohdr": // the review's upstream: HTML without Content-Type, with its length
+			h["Content-Type"] = nil
+		case "/nohdr-big":
+			h["Content-Type"] = nil
+			body = big
+		case "/text":
+			h["Content-Type"] = nil
+			body = "id " + testPlaceholder + "\n"
+		case "/typed":
+			h.Set("Content-Type", "text/html; charset=utf-8")
+			h.Set("ETag", `"v1"`)
+			h.Set("Accept-Ranges", "bytes")
+		case "/js":
+			h.Set("Content-Type", "text/javascript")
+			body = `let n = "` + testPlaceholder + `";`
+		case "/png":
+			h.Set("Content-Type", "image/png")
+			body = "\x89PNG\r\n\x1a\n"
+		}
+		if r.URL.Path != "/nohdr-big" {
+			h.Set("Content-Length", fmt.Sprint(len(body)))
+		}
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	port := placeholderProxy(t, up.Listener.Addr().String())
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	normalized := func(resp *http.Response) string {
+		nonce := ""
+		if m := nonceInCSP.FindStringSubmatch(resp.Header.Get("Content-Security-Policy")); m != nil {
+			nonce = m[1]
+		}
+		var lines []string
+		for k, vs := range resp.Header {
+			if k == "Date" {
+				continue
+			}
+			for _, v := range vs {
+				if nonce != "" {
+					v = strings.ReplaceAll(v, nonce, "<nonce>")
+				}
+				lines = append(lines, k+": "+v)
+			}
+		}
+		slices.Sort(lines)
+		return fmt.Sprintf("%d\n%s", resp.StatusCode, strings.Join(lines, "\n"))
+	}
+	for _, path := range []string{"/nohdr", "/nohdr-big", "/text", "/typed", "/js", "/png"} {
+		get, body := getBody(t, base+path)
+		if strings.Contains(body, testPlaceholder) {
+			t.Fatalf("GET %s: the placeholder left the edge: %q", path, body)
+		}
+		req, _ := http.NewRequest(http.MethodHead, base+path, nil)
+		head, hbody := fetch(t, req)
+		if g, h := normalized(get), normalized(head); g != h || hbody != "" {
+			t.Errorf("%s: HEAD differs from GET (or has a body %q):\nGET:\n%s\nHEAD:\n%s", path, hbody, g, h)
+		}
+	}
+	// The HEAD response on the wire has no body: the next response on the same connection
+	// parses.
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "HEAD /nohdr HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for i, method := range []string{http.MethodHead, http.MethodGet} {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("response %d on one connection: %v", i+1, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if method == http.MethodGet && !strings.HasPrefix(string(b), `let n = "---`) {
+			t.Fatalf("the GET after a HEAD read %q: the HEAD response carried a body", b)
+		}
 	}
 }
