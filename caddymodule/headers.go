@@ -120,6 +120,7 @@ type SecurityHeaders struct {
 	keep       map[string]bool
 	injectMode csp.Mode
 	ph         string
+	wide       [csp.WideFormCount]string // ph in UTF-16 and UTF-32
 	cacheCtl   string
 	built      builtPolicy // what build settled, for the configuration findings
 }
@@ -145,8 +146,13 @@ type InjectNonceConfig struct {
 	// placeholder.
 	Mode string `json:"mode,omitempty"`
 	// Placeholder is the secret marker the application writes where the nonce goes, at least
-	// 16 characters. Whoever knows it can get a nonce onto their own tag: write it as a runtime
-	// placeholder ({env.CSP_NONCE_PLACEHOLDER}, {file./run/secrets/csp_placeholder}).
+	// 16 characters of printable ASCII without spaces (the same bytes in every charset whose
+	// ASCII is ASCII). Whoever knows it can get a nonce onto their own tag: write it as a
+	// runtime placeholder ({env.CSP_NONCE_PLACEHOLDER}, {file./run/secrets/csp_placeholder}).
+	// A page in an encoding the injector cannot read as the browser will (UTF-16 by byte order
+	// mark or charset, UTF-16/32 without one, a charset such as utf-32 or an EBCDIC code page)
+	// is answered 502 in placeholder mode and passed as it is in tags mode; in other bodies,
+	// the placeholder's UTF-16 and UTF-32 forms are overwritten as the placeholder is.
 	Placeholder string `json:"placeholder,omitempty"`
 	// CacheControl replaces Cache-Control on nonced HTML (a cached nonce is a reused nonce), or
 	// `off` to keep the upstream's. Default: no-store.
@@ -440,6 +446,10 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 			return fmt.Errorf("inject_nonce placeholder is %d characters; it is a secret: use at least %d random characters (e.g. from `openssl rand -hex 16`)",
 				len(h.ph), csp.MinPlaceholderLen)
 		}
+		if err := csp.ValidatePlaceholder(h.ph); err != nil {
+			return err
+		}
+		h.wide = csp.WideForms(h.ph)
 	case "tags":
 		h.injectMode = csp.Tags
 		if c.Placeholder != "" {

@@ -264,6 +264,11 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		if !isPlaceholder(c.Placeholder) && len(c.Placeholder) < csp.MinPlaceholderLen {
 			return d.Errf("inject_nonce placeholder is %d characters; it is a secret: use at least %d random characters", len(c.Placeholder), csp.MinPlaceholderLen)
 		}
+		if !isPlaceholder(c.Placeholder) {
+			if err := csp.ValidatePlaceholder(c.Placeholder); err != nil {
+				return d.Errf("%v", err)
+			}
+		}
 	case "tags":
 	default:
 		return d.Errf("inject_nonce mode %q: expected placeholder or tags", c.Mode)

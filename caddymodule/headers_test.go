@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
@@ -442,6 +443,17 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 		{"handler": "security_headers", "hsts": {"max_age": 600, "preload": true, "include_subdomains": true}}]}]}}}}}`)
 	if err == nil || !strings.Contains(err.Error(), "preload requires max-age of at least 31536000") {
 		t.Fatalf("HSTS preload with a short max-age in JSON: %v", err)
+	}
+	// A placeholder that is not printable ASCII has other bytes in a page of another charset.
+	t.Setenv("TEST_SPACED_PLACEHOLDER", "PH 3f9c2a7b1e6d4c08 secret")
+	err = c.Load(`http://127.0.0.1:9 {
+	security_headers {
+		inject_nonce placeholder {env.TEST_SPACED_PLACEHOLDER}
+	}
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), "inject_nonce placeholder has a space, control or non-ASCII byte at position 3") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("a placeholder with a space from the environment: %v", err)
 	}
 	// A report destination given twice (the option and the csp directive): one would be dropped.
 	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
@@ -1302,5 +1314,149 @@ func TestHeadGetsTheHeadersOfGet(t *testing.T) {
 		if method == http.MethodGet && !strings.HasPrefix(string(b), `let n = "---`) {
 			t.Fatalf("the GET after a HEAD read %q: the HEAD response carried a body", b)
 		}
+	}
+}
+
+// utf16 encodes s as UTF-16 (little or big endian), without a byte order mark.
+func utf16Bytes(s string, bigEndian bool) string {
+	var b []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		if bigEndian {
+			b = append(b, byte(u>>8), byte(u))
+		} else {
+			b = append(b, byte(u), byte(u>>8))
+		}
+	}
+	return string(b)
+}
+
+// utf32LE encodes s as UTF-32LE, without a byte order mark.
+func utf32LE(s string) string {
+	var b []byte
+	for _, r := range s {
+		b = append(b, byte(r), byte(r>>8), byte(r>>16), byte(r>>24))
+	}
+	return string(b)
+}
+
+// A page the injector cannot read as the browser will (UTF-16 by byte order mark or charset,
+// UTF-16/32 without one, a charset whose bytes for ASCII are not ASCII's) never reaches the
+// client in placeholder mode: it holds the placeholder in bytes a byte search does not find.
+// It is answered 502, as compressed HTML is. Other bodies in those encodings have the
+// placeholder's UTF-16 and UTF-32 forms overwritten. Tags mode passes such a page as it is.
+func TestPageInAnEncodingTheInjectorCannotRead(t *testing.T) {
+	page := `<!doctype html><html><body><script nonce="` + testPlaceholder + `">ok()</script><script nonce="injected">evil()</script></body></html>`
+	const bom16LE, bom16BE, bom8 = "\xff\xfe", "\xfe\xff", "\xef\xbb\xbf"
+	type upPage struct{ ct, body string }
+	pages := map[string]upPage{
+		"/u16-bom":             {"text/html", bom16LE + utf16Bytes(page, false)},
+		"/u16be-bom":           {"text/html", bom16BE + utf16Bytes(page, true)},
+		"/u16le-charset":       {"text/html; charset=utf-16", utf16Bytes(page, false)},
+		"/u16be-charset":       {"text/html; charset=UTF-16BE", utf16Bytes(page, true)},
+		"/u16-no-bom":          {"text/html", utf16Bytes(page, false)},
+		"/u16-xhtml":           {"application/xhtml+xml", utf16Bytes(`<?xml version="1.0" encoding="UTF-16"?>`+page, false)},
+		"/u16-untyped-head":    {"text/html", utf16Bytes(page, true)},
+		"/bom-against-utf8":    {"text/html; charset=utf-8", bom16LE + utf16Bytes(page, false)},
+		"/u32-bom":             {"text/html", "\xff\xfe\x00\x00" + utf32LE(page)},
+		"/u32-charset":         {"text/html; charset=utf-32", utf32LE(page)},
+		"/ebcdic":              {"text/html; charset=IBM037", "\x4c\x5a"},  // the placeholder's bytes would differ too
+		"/utf16-label-ascii":   {"text/html; charset=utf-16", page},        // the browser reads it as UTF-16
+		"/utf8-bom-vs-label":   {"text/html; charset=utf-16", bom8 + page}, // the BOM wins: UTF-8
+		"/latin1":              {"text/html; charset=windows-1252", page},
+		"/js-u16":              {"text/javascript; charset=utf-16", bom16LE + utf16Bytes(`let n = "`+testPlaceholder+`";`, false)},
+		"/text-u32":            {"text/plain", "x" + utf32LE(testPlaceholder) + "y"},
+		"/untyped-u16":         {"", bom16LE + utf16Bytes(`id: `+testPlaceholder, false)},
+		"/one-byte-at-a-time":  {"text/html", bom16LE + utf16Bytes(page, false)},
+		"/ascii-one-at-a-time": {"text/html", page},
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := pages[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if p.ct == "" {
+			w.Header()["Content-Type"] = nil
+		} else {
+			w.Header().Set("Content-Type", p.ct)
+		}
+		if !strings.HasSuffix(r.URL.Path, "at-a-time") {
+			w.Header().Set("Content-Length", fmt.Sprint(len(p.body)))
+			_, _ = io.WriteString(w, p.body)
+			return
+		}
+		for i := 0; i < len(p.body); i++ { // the first bytes (the BOM) split across writes
+			_, _ = w.Write([]byte{p.body[i]})
+			if i < 4 {
+				w.(http.Flusher).Flush()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port, tagsPort := testenv.FreePort(t), testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %[3]s {
+		flush_interval -1
+	}
+}
+http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce tags
+	}
+	reverse_proxy %[3]s
+}
+`, port, tagsPort, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	leaks := func(body string) bool {
+		if strings.Contains(body, testPlaceholder) {
+			return true
+		}
+		for _, form := range []string{utf16Bytes(testPlaceholder, false), utf16Bytes(testPlaceholder, true), utf32LE(testPlaceholder)} {
+			if strings.Contains(body, form) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, path := range []string{"/u16-bom", "/u16be-bom", "/u16le-charset", "/u16be-charset", "/u16-no-bom", "/u16-xhtml",
+		"/u16-untyped-head", "/bom-against-utf8", "/u32-bom", "/u32-charset", "/ebcdic", "/utf16-label-ascii", "/one-byte-at-a-time"} {
+		resp, body := getBody(t, base+path)
+		if resp.StatusCode != http.StatusBadGateway || leaks(body) || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: status %d, Content-Type %q, body %q; want a 502 problem without the page", path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		req, _ := http.NewRequest(http.MethodHead, base+path, nil)
+		if resp, _ := fetch(t, req); resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("HEAD %s: status %d; want what GET gets, 502", path, resp.StatusCode)
+		}
+	}
+	waitLog(t, c, "HTML response in an encoding the injector cannot read as the browser will; answered 502 so the placeholder stays secret")
+
+	// Pages a browser reads as ASCII-compatible are rewritten.
+	for _, path := range []string{"/utf8-bom-vs-label", "/latin1", "/ascii-one-at-a-time"} {
+		resp, body := getBody(t, base+path)
+		nonce := cspNonce(t, resp.Header)
+		want := strings.ReplaceAll(strings.ReplaceAll(pages[path].body, testPlaceholder, nonce), `nonce="injected"`, ``)
+		if resp.StatusCode != http.StatusOK || body != want {
+			t.Errorf("%s: status %d, body %q; want %q", path, resp.StatusCode, body, want)
+		}
+	}
+	// Other bodies: the placeholder's UTF-16 and UTF-32 forms are overwritten, the length kept.
+	for _, path := range []string{"/js-u16", "/text-u32", "/untyped-u16"} {
+		resp, body := getBody(t, base+path)
+		if resp.StatusCode != http.StatusOK || leaks(body) || len(body) != len(pages[path].body) {
+			t.Errorf("%s: status %d, %d bytes (sent %d), body %q; want the placeholder overwritten", path, resp.StatusCode, len(body), len(pages[path].body), body)
+		}
+	}
+	// Tags mode: nothing secret; a page it cannot read passes as it is.
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/u16-bom", tagsPort))
+	if resp.StatusCode != http.StatusOK || body != pages["/u16-bom"].body {
+		t.Errorf("tags mode, UTF-16 page: status %d, body %q; want it as it is", resp.StatusCode, body)
 	}
 }
