@@ -230,3 +230,22 @@ func TestBrowserDecodesPagesAsTheEncodingRuleSays(t *testing.T) {
 		})
 	}
 }
+
+// With a security_headers site-wide and another inside `handle` (the review's case, and both
+// injecting, and tags mode outside with placeholder mode inside), Chromium runs the page's
+// marked script and blocks the injected one: the policy it gets and the page agree on one
+// nonce.
+func TestBrowserNestedSecurityHeaders(t *testing.T) {
+	testenv.RequireBinary(t, "chromium")
+	for name, base := range nestedCaddy(t) {
+		for _, path := range []string{"/admin/page", "/page"} {
+			if name == "tags/placeholder" && path == "/page" {
+				continue // tags mode nonces every script of the page, as it says
+			}
+			out := between(chromiumDOM(t, base+path), `<div id="out">`, `</div>`)
+			if out != "marked;" {
+				t.Errorf("%s %s: #out = %q, want marked; (the marked script runs, the injected one does not)", name, path, out)
+			}
+		}
+	}
+}

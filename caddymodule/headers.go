@@ -32,6 +32,11 @@ const NonceVar = "csp_nonce"
 // the authority), except for the headers listed in keep_upstream, where the upstream's value
 // wins. A `header` directive in the same site runs after this handler and replaces its value
 // (a deferred one replaces the upstream's too). Remove is applied last, over everything.
+//
+// Nested (one site-wide, another inside `handle`): the inner one takes the response over. It
+// keeps the outer one's nonce (one per request), its headers replace the outer one's as a
+// whole, and when it injects, its mode and cache control decide the page; an outer
+// placeholder mode still replaces and redacts its placeholder.
 type SecurityHeaders struct {
 	// Preset is the policy to start from: `strict` (nonce-based scripts with 'strict-dynamic',
 	// no plugins, no framing, no <base>), `development` (strict, report-only, plus ws: and
@@ -501,7 +506,7 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if !h.on {
 		return next.ServeHTTP(w, r)
 	}
-	sw := newSecurityWriter(h, w, r)
+	sw := newSecurityWriter(h, w, r, findSecurityWriter(w))
 	caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
 	head := false
 	if h.injectMode != 0 {

@@ -1460,3 +1460,146 @@ http://127.0.0.1:%[2]d {
 		t.Errorf("tags mode, UTF-16 page: status %d, body %q; want it as it is", resp.StatusCode, body)
 	}
 }
+
+// nestedPage is an application page with a script it marked and one an attacker injected.
+const nestedPage = `<!doctype html><html><body><div id="out"></div>
+<script nonce="` + testPlaceholder + `">document.getElementById('out').textContent += 'marked;';</script>
+<p><script>document.getElementById('out').textContent += 'injected;';</script></p>
+</body></html>`
+
+// nestedCaddy starts a Caddy whose sites each have a site-wide security_headers and another
+// inside `handle`, in front of an upstream serving nestedPage; it returns the sites' base URLs:
+// "placeholder/none" (the review's case: the inner one only changes the policy),
+// "placeholder/placeholder", "tags/placeholder".
+func nestedCaddy(t *testing.T) map[string]string {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, nestedPage)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	p1, p2, p3 := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%[1]d {
+	bind 127.0.0.1
+	security_headers {
+		coep require-corp
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	handle /admin/* {
+		security_headers {
+			csp {
+				connect-src 'self' https://api.example.com
+			}
+		}
+		header X-Nonce {http.vars.csp_nonce}
+		uri strip_prefix /admin
+		reverse_proxy %[4]s
+	}
+	handle /ro/* {
+		security_headers {
+			report_only
+		}
+		reverse_proxy %[4]s
+	}
+	reverse_proxy %[4]s
+}
+http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	handle /admin/* {
+		security_headers {
+			csp {
+				connect-src 'self' https://api.example.com
+			}
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER} {
+				cache_control private, no-cache
+			}
+		}
+		reverse_proxy %[4]s
+	}
+	reverse_proxy %[4]s
+}
+http://127.0.0.1:%[3]d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce tags
+	}
+	handle /admin/* {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+		}
+		reverse_proxy %[4]s
+	}
+	reverse_proxy %[4]s
+}
+`, p1, p2, p3, up.Listener.Addr()))
+	return map[string]string{
+		"placeholder/none":        fmt.Sprintf("http://127.0.0.1:%d", p1),
+		"placeholder/placeholder": fmt.Sprintf("http://127.0.0.1:%d", p2),
+		"tags/placeholder":        fmt.Sprintf("http://127.0.0.1:%d", p3),
+	}
+}
+
+// A security_headers nested in another (site-wide, and inside `handle`) takes the response
+// over: one nonce per request, shared by both (so the policy, {http.vars.csp_nonce} and the
+// page agree), the inner one's headers and inject mode; the outer placeholder is still never
+// sent; an outer tags mode does not nonce the scripts the inner placeholder mode left without.
+func TestNestedSecurityHeadersShareTheNonce(t *testing.T) {
+	sites := nestedCaddy(t)
+	marked := func(nonce string) string {
+		return `<script nonce="` + nonce + `">document.getElementById('out').textContent += 'marked;';</script>`
+	}
+	const injected = `<p><script>document.getElementById('out').textContent += 'injected;';</script></p>`
+	for name, base := range sites {
+		resp, body := getBody(t, base+"/admin/page")
+		nonce := cspNonce(t, resp.Header)
+		if !strings.Contains(body, marked(nonce)) || !strings.Contains(body, injected) || strings.Contains(body, testPlaceholder) {
+			t.Errorf("%s: the page does not carry the policy's nonce %q on its marked script only:\n%s", name, nonce, body)
+		}
+		if got := resp.Header.Values("Content-Security-Policy"); len(got) != 1 {
+			t.Errorf("%s: Content-Security-Policy %q, want one", name, got)
+		}
+		if name != "tags/placeholder" && !strings.Contains(resp.Header.Get("Content-Security-Policy"), "connect-src 'self' https://api.example.com") {
+			t.Errorf("%s: the inner one's policy is not the one sent: %q", name, resp.Header.Get("Content-Security-Policy"))
+		}
+	}
+	base := sites["placeholder/none"]
+	resp, _ := getBody(t, base+"/admin/page")
+	if nonce := cspNonce(t, resp.Header); resp.Header.Get("X-Nonce") != nonce {
+		t.Errorf("{http.vars.csp_nonce} %q, the policy's nonce %q", resp.Header.Get("X-Nonce"), nonce)
+	}
+	// The inner one's headers replace the outer one's: no COEP it does not set, the outer
+	// one's no-store for the page it rewrote.
+	if resp.Header.Get("Cross-Origin-Embedder-Policy") != "" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("COEP %q, Cache-Control %q; want none and no-store", resp.Header.Get("Cross-Origin-Embedder-Policy"), resp.Header.Get("Cache-Control"))
+	}
+	if resp, _ := getBody(t, base+"/page"); resp.Header.Get("Cross-Origin-Embedder-Policy") != "require-corp" {
+		t.Errorf("outside the handle: COEP %q, want the site-wide require-corp", resp.Header.Get("Cross-Origin-Embedder-Policy"))
+	}
+	// An inner report-only policy is the only policy: the outer enforcing one is not sent too.
+	resp, body := getBody(t, base+"/ro/page")
+	if resp.Header.Get("Content-Security-Policy") != "" || !strings.Contains(body, marked(nonceOf(t, resp.Header.Get("Content-Security-Policy-Report-Only")))) {
+		t.Errorf("inner report_only: CSP %q, report-only %q, body %q", resp.Header.Get("Content-Security-Policy"), resp.Header.Get("Content-Security-Policy-Report-Only"), body)
+	}
+	// Both inject: the inner one's cache_control.
+	if resp, _ := getBody(t, sites["placeholder/placeholder"]+"/admin/page"); resp.Header.Get("Cache-Control") != "private, no-cache" {
+		t.Errorf("both inject: Cache-Control %q, want the inner one's", resp.Header.Get("Cache-Control"))
+	}
+	// Outside the handle, the site-wide tags mode nonces every script, as configured.
+	if resp, body := getBody(t, sites["tags/placeholder"]+"/page"); strings.Count(body, `nonce="`+cspNonce(t, resp.Header)+`"`) != 2 {
+		t.Errorf("site-wide tags mode: %s", body)
+	}
+}
+
+func nonceOf(t *testing.T, policy string) string {
+	t.Helper()
+	m := nonceInCSP.FindStringSubmatch(policy)
+	if m == nil {
+		t.Fatalf("no nonce in %q", policy)
+	}
+	return m[1]
+}

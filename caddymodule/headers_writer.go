@@ -46,6 +46,13 @@ type securityWriter struct {
 	charset  string
 	head     [3]byte
 	headN    int
+
+	// A security_headers nested in this one's route (one site-wide, one in `handle`) takes the
+	// response over: outer is the writer of the one around this one, if any; inner says one
+	// inside this one runs on the request, innerInjects that one of those injects.
+	outer        *securityWriter
+	inner        bool
+	innerInjects bool
 }
 
 // maxManagedHeaders bounds the headers the handler sets: CSP, HSTS, Reporting-Endpoints and
@@ -64,18 +71,39 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // newSecurityWriter makes the nonce and sets this response's headers on w before the route
 // runs, so that a response the route does not write itself (an error) carries them too. One
 // allocation holds the writer and the values; the policy and its nonce are one more.
-func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request) *securityWriter {
-	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r}
+//
+// Under the writer of another security_headers (outer: this one is nested in its route), the
+// request keeps outer's nonce, so the policy, {http.vars.csp_nonce} and every injector agree;
+// this one's headers replace outer's (an outer value this one does not set is removed), and
+// outer leaves the headers to this one (see WriteHeader and mode).
+func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request, outer *securityWriter) *securityWriter {
+	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, outer: outer}
 	sw.names = h.namesHTTP
 	if r.TLS != nil {
 		sw.names = h.namesTLS
 	}
+	hdr := w.Header()
+	if outer != nil {
+		sw.nonce = outer.nonce
+		for i, name := range outer.names {
+			if v := hdr[name]; len(v) == 1 && v[0] == outer.ours[i] {
+				delete(hdr, name)
+			}
+		}
+		for o := outer; o != nil; o = o.outer {
+			o.inner = true
+			o.innerInjects = o.innerInjects || h.injectMode != 0
+		}
+	}
 	vals := sw.vals[:0]
-	if h.cspHeader != "" {
+	switch {
+	case h.cspHeader != "" && sw.nonce != "":
+		vals = append(vals, h.policy.Render(sw.nonce))
+	case h.cspHeader != "":
 		var policy string
 		policy, sw.nonce = h.policy.RenderNewNonce()
 		vals = append(vals, policy)
-	} else {
+	case sw.nonce == "":
 		sw.nonce = csp.NewNonce()
 	}
 	if r.TLS != nil && h.hsts != "" {
@@ -85,7 +113,6 @@ func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Reques
 		vals = append(vals, s.value)
 	}
 	sw.ours = vals
-	hdr := w.Header()
 	for i, name := range sw.names {
 		// Each header gets its own one-element slice (capacity 1): a later Add copies it
 		// instead of writing into the neighbouring header's value.
@@ -95,6 +122,18 @@ func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Reques
 		delete(hdr, name)
 	}
 	return sw
+}
+
+// mode is how this writer treats the body: its handler's inject mode, except under a nested
+// security_headers that injects, whose mode then decides the page (innermost wins): this one
+// does not add tags-mode nonces over it. A placeholder-mode writer keeps rewriting (its
+// placeholder must never leave the edge; the nonces the inner one wrote are this response's,
+// so they stay).
+func (sw *securityWriter) mode() csp.Mode {
+	if sw.innerInjects && sw.h.injectMode == csp.Tags {
+		return 0
+	}
+	return sw.h.injectMode
 }
 
 // settle applies the header rule once the route has set its own: a value appended after ours
@@ -166,8 +205,10 @@ func (sw *securityWriter) WriteHeader(status int) {
 		return
 	}
 	sw.started = true
-	sw.settle()
-	if sw.h.injectMode != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
+	if !sw.inner {
+		sw.settle() // a nested security_headers settled them: its rules decide (innermost wins)
+	}
+	if sw.mode() != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
 		// No Content-Type: net/http would sniff the first write and might call it HTML.
 		// Decide on the same sniff, at the first write.
 		sw.pending = status
@@ -182,7 +223,7 @@ func (sw *securityWriter) start(status int) {
 	if sw.h.injectMode == csp.Placeholder {
 		sw.redactHeaders()
 	}
-	if sw.h.injectMode != 0 && bodyStatus(status) {
+	if mode := sw.mode(); mode != 0 && bodyStatus(status) {
 		hdr := sw.Header()
 		ce, encoded := contentEncoding(hdr)
 		mt, charset := resolveContentType(hdr)
@@ -190,7 +231,7 @@ func (sw *securityWriter) start(status int) {
 		switch {
 		case mt == "text/html" || mt == "application/xhtml+xml":
 			if encoded || status == http.StatusPartialContent {
-				if sw.h.injectMode == csp.Placeholder {
+				if mode == csp.Placeholder {
 					sw.failClosed("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
 						zap.String("content_encoding", ce))
 					return
@@ -199,16 +240,16 @@ func (sw *securityWriter) start(status int) {
 			}
 			hdr.Del("Content-Length") // the body's length changes
 			rewritten(hdr)
-			if sw.h.cacheCtl != "" {
+			if sw.h.cacheCtl != "" && !sw.innerInjects { // else the inner one's cache_control
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
 			if body {
 				// The status waits for the page's first bytes: a byte order mark may say an
 				// encoding the injector cannot read (see release).
-				sw.held, sw.heldMode, sw.charset = status, sw.h.injectMode, charset
+				sw.held, sw.heldMode, sw.charset = status, mode, charset
 				return
 			}
-		case sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
+		case mode == csp.Placeholder && !encoded && !isBinary(mt):
 			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
 			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
