@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmsec/caddy-hardening/csp"
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
@@ -161,4 +163,89 @@ func between(s, start, end string) string {
 	}
 	in, _, _ := strings.Cut(rest, end)
 	return in
+}
+
+// The browser is the judge of which pages the injector reads as the browser will
+// (csp.UnreadableEncoding): Chromium loads each page straight from the upstream, and its
+// script runs only if Chromium decoded the page in the encoding it was written in. A page
+// written in UTF-16 or UTF-32 that Chromium runs must be one the edge refuses (it would hold
+// the placeholder in bytes the injector does not find); an ASCII-compatible page the edge
+// rewrites must be one Chromium reads as such.
+func TestBrowserDecodesPagesAsTheEncodingRuleSays(t *testing.T) {
+	html := `<!doctype html><html><body><div id="out"></div><script>` + markerJS + `'ran';</script></body></html>`
+	xhtml := `<html xmlns="http://www.w3.org/1999/xhtml"><body><div id="out"></div><script>` + markerJS + `'ran';</script></body></html>`
+	const bom16LE, bom16BE, bom8 = "\xff\xfe", "\xfe\xff", "\xef\xbb\xbf"
+	cases := []struct {
+		name, ct, body string
+		wide           bool // written in UTF-16 or UTF-32
+		ran            bool // what Chromium does (pinned)
+	}{
+		{"utf-16le-bom", "text/html", bom16LE + utf16Bytes(html, false), true, true},
+		{"utf-16be-bom", "text/html", bom16BE + utf16Bytes(html, true), true, true},
+		{"utf-16le-bom-against-utf-8", "text/html; charset=utf-8", bom16LE + utf16Bytes(html, false), true, true},
+		{"utf-16-charset", "text/html; charset=utf-16", utf16Bytes(html, false), true, true},
+		{"unicodefffe-charset", "text/html; charset=unicodeFFFE", utf16Bytes(html, true), true, true},
+		{"xhtml-utf-16-declaration", "application/xhtml+xml", utf16Bytes(`<?xml version="1.0" encoding="UTF-16"?>`+xhtml, false), true, true},
+		{"xhtml-utf-16be-bom", "application/xhtml+xml", bom16BE + utf16Bytes(xhtml, true), true, true},
+		{"utf-16le-no-bom-no-label", "text/html", utf16Bytes(html, false), true, false},
+		{"utf-32le-bom", "text/html", "\xff\xfe\x00\x00" + utf32LE(html), true, false},
+		{"utf-8-bom-against-utf-16", "text/html; charset=utf-16", bom8 + html, false, true},
+		{"ascii-labelled-utf-16", "text/html; charset=utf-16", html, false, false},
+		{"windows-1252", "text/html; charset=windows-1252", html, false, true},
+		{"unknown-label", "text/html; charset=utf8mb4", html, false, true},
+		{"meta-utf-16-is-utf-8", "text/html", `<meta charset="utf-16">` + html, false, true},
+		{"xhtml-ascii", "application/xhtml+xml", `<?xml version="1.0" encoding="UTF-8"?>` + xhtml, false, true},
+	}
+	byPath := map[string]int{}
+	for i, c := range cases {
+		byPath["/"+c.name] = i
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i, ok := byPath[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", cases[i].ct)
+		_, _ = io.WriteString(w, cases[i].body)
+	}))
+	t.Cleanup(up.Close)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // one Chromium each: about 3 s to start
+			_, params, _ := mime.ParseMediaType(c.ct)
+			enc, _ := csp.UnreadableEncoding([]byte(c.body[:3]), params["charset"], true)
+			out := between(chromiumDOM(t, up.URL+"/"+c.name), `<div id="out">`, `</div>`)
+			ran := out == "ran"
+			t.Logf("Chromium ran the script: %v; the edge: %s", ran, map[bool]string{true: "rewrites", false: "refuses (" + enc + ")"}[enc == ""])
+			if ran != c.ran {
+				t.Errorf("Chromium ran the script: %v, want %v (#out %q)", ran, c.ran, out)
+			}
+			if c.wide && ran && enc == "" {
+				t.Error("Chromium reads the page in UTF-16/32 but the edge would rewrite it as ASCII bytes")
+			}
+			if !c.wide && enc == "" && !ran {
+				t.Error("the edge would rewrite the page, but Chromium does not read it as ASCII-compatible")
+			}
+		})
+	}
+}
+
+// With a security_headers site-wide and another inside `handle` (the review's case, and both
+// injecting, and tags mode outside with placeholder mode inside), Chromium runs the page's
+// marked script and blocks the injected one: the policy it gets and the page agree on one
+// nonce.
+func TestBrowserNestedSecurityHeaders(t *testing.T) {
+	testenv.RequireBinary(t, "chromium")
+	for name, base := range nestedCaddy(t) {
+		for _, path := range []string{"/admin/page", "/page"} {
+			if name == "tags/placeholder" && path == "/page" {
+				continue // tags mode nonces every script of the page, as it says
+			}
+			out := between(chromiumDOM(t, base+path), `<div id="out">`, `</div>`)
+			if out != "marked;" {
+				t.Errorf("%s %s: #out = %q, want marked; (the marked script runs, the injected one does not)", name, path, out)
+			}
+		}
+	}
 }

@@ -32,6 +32,11 @@ const NonceVar = "csp_nonce"
 // the authority), except for the headers listed in keep_upstream, where the upstream's value
 // wins. A `header` directive in the same site runs after this handler and replaces its value
 // (a deferred one replaces the upstream's too). Remove is applied last, over everything.
+//
+// Nested (one site-wide, another inside `handle`): the inner one takes the response over. It
+// keeps the outer one's nonce (one per request), its headers replace the outer one's as a
+// whole, and when it injects, its mode and cache control decide the page; an outer
+// placeholder mode still replaces and redacts its placeholder.
 type SecurityHeaders struct {
 	// Preset is the policy to start from: `strict` (nonce-based scripts with 'strict-dynamic',
 	// no plugins, no framing, no <base>), `development` (strict, report-only, plus ws: and
@@ -52,12 +57,14 @@ type SecurityHeaders struct {
 	ReportOnly *bool `json:"report_only,omitempty"`
 
 	// ReportURI adds `report-uri` to the policy: where browsers POST violation reports
-	// (application/csp-report). Use with the csp_report handler.
+	// (application/csp-report). Use with the csp_report handler. A `report-uri` given in CSP
+	// too (or removed in CSPRemove) is refused: give the URLs in one place.
 	ReportURI []string `json:"report_uri,omitempty"`
 
 	// ReportTo is the Reporting API endpoint URL: it is sent as `Reporting-Endpoints:
 	// csp-endpoint="<url>"` and the policy gets `report-to csp-endpoint`. Browsers send these
-	// reports from HTTPS pages only; keep report_uri for the others.
+	// reports from HTTPS pages only; keep report_uri for the others. A `report-to` given in CSP
+	// too (or removed in CSPRemove) is refused.
 	ReportTo string `json:"report_to,omitempty"`
 
 	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
@@ -118,6 +125,7 @@ type SecurityHeaders struct {
 	keep       map[string]bool
 	injectMode csp.Mode
 	ph         string
+	wide       [csp.WideFormCount]string // ph in UTF-16 and UTF-32
 	cacheCtl   string
 	built      builtPolicy // what build settled, for the configuration findings
 }
@@ -143,8 +151,13 @@ type InjectNonceConfig struct {
 	// placeholder.
 	Mode string `json:"mode,omitempty"`
 	// Placeholder is the secret marker the application writes where the nonce goes, at least
-	// 16 characters. Whoever knows it can get a nonce onto their own tag: write it as a runtime
-	// placeholder ({env.CSP_NONCE_PLACEHOLDER}, {file./run/secrets/csp_placeholder}).
+	// 16 characters of printable ASCII without spaces (the same bytes in every charset whose
+	// ASCII is ASCII). Whoever knows it can get a nonce onto their own tag: write it as a
+	// runtime placeholder ({env.CSP_NONCE_PLACEHOLDER}, {file./run/secrets/csp_placeholder}).
+	// A page in an encoding the injector cannot read as the browser will (UTF-16 by byte order
+	// mark or charset, UTF-16/32 without one, a charset such as utf-32 or an EBCDIC code page)
+	// is answered 502 in placeholder mode and passed as it is in tags mode; in other bodies,
+	// the placeholder's UTF-16 and UTF-32 forms are overwritten as the placeholder is.
 	Placeholder string `json:"placeholder,omitempty"`
 	// CacheControl replaces Cache-Control on nonced HTML (a cached nonce is a reused nonce), or
 	// `off` to keep the upstream's. Default: no-store.
@@ -230,6 +243,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 			return forOption("csp", fmt.Errorf("csp: cannot remove unknown directive %q", name))
 		}
 		policy.Remove(name)
+	}
+	if err := h.reportConflict(); err != nil {
+		return err
 	}
 	if len(h.ReportURI) > 0 {
 		policy.Set("report-uri", h.ReportURI...)
@@ -374,6 +390,38 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	return nil
 }
 
+// reportConflict refuses a report destination given twice: report_uri (or report_to) beside
+// the same directive written in the csp block, or removed there. The option would replace
+// the csp block's directive with nothing said.
+func (h *SecurityHeaders) reportConflict() *optionError {
+	for _, c := range []struct {
+		option, directive string
+		set               bool
+		expected          string
+	}{
+		{"report_uri", "report-uri", len(h.ReportURI) > 0,
+			"give the report URLs in one place: report_uri <url>... or csp { report-uri <url>... }"},
+		{"report_to", "report-to", h.ReportTo != "",
+			"keep one: report_to <endpoint-url> (it sends Reporting-Endpoints and report-to " + reportToGroup + "), or csp { report-to <group> } with your own Reporting-Endpoints header"},
+	} {
+		if !c.set {
+			continue
+		}
+		for _, d := range h.CSP {
+			if strings.EqualFold(d.Name, c.directive) {
+				return &optionError{option: c.option, err: fmt.Errorf("%s and the csp block's %s %s both set the policy's %s; %s",
+					c.option, c.directive, strings.Join(d.Values, " "), c.directive, c.expected)}
+			}
+		}
+		for _, name := range h.CSPRemove {
+			if strings.EqualFold(name, c.directive) {
+				return &optionError{option: c.option, err: fmt.Errorf("%s adds the %s that the csp block's -%s removes; expected one of them", c.option, c.directive, c.directive)}
+			}
+		}
+	}
+	return nil
+}
+
 // optionError is a refusal that belongs to one option (the Caddyfile subdirective of that
 // name), so the Caddyfile adapter can point at its line.
 type optionError struct {
@@ -403,6 +451,10 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 			return fmt.Errorf("inject_nonce placeholder is %d characters; it is a secret: use at least %d random characters (e.g. from `openssl rand -hex 16`)",
 				len(h.ph), csp.MinPlaceholderLen)
 		}
+		if err := csp.ValidatePlaceholder(h.ph); err != nil {
+			return err
+		}
+		h.wide = csp.WideForms(h.ph)
 	case "tags":
 		h.injectMode = csp.Tags
 		if c.Placeholder != "" {
@@ -454,9 +506,17 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if !h.on {
 		return next.ServeHTTP(w, r)
 	}
-	sw := newSecurityWriter(h, w, r)
+	sw := newSecurityWriter(h, w, r, findSecurityWriter(w))
 	caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
+	head := false
 	if h.injectMode != 0 {
+		if r.Method == http.MethodHead {
+			// What the headers of a rewritten response say (its type, sniffed from the body
+			// when it has none; its length; no-store) depends on its body: the rest of the
+			// route answers a GET, and net/http drops the body of a HEAD response.
+			head = true
+			r.Method = http.MethodGet
+		}
 		// The body must reach us whole and uncompressed: no partial content, no encoding from
 		// upstream or an inner `encode` (an `encode` placed before this handler still
 		// compresses what we write).
@@ -473,6 +533,9 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	err := next.ServeHTTP(sw, r)
 	if cerr := sw.close(); err == nil {
 		err = cerr
+	}
+	if head {
+		r.Method = http.MethodHead // for the access log and the handlers before this one
 	}
 	return err
 }

@@ -122,6 +122,9 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		if err := csp.ValidateDirective("report-uri", h.ReportURI); err != nil {
 			return d.Errf("%v", err)
 		}
+		if err := h.reportConflict(); err != nil {
+			return d.Errf("%v", err)
+		}
 		return nil
 	},
 	"report_to": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
@@ -133,6 +136,9 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 			return d.Errf("report_to %q: expected an https:// URL or an absolute path (/csp-report)", v)
 		}
 		h.ReportTo = v
+		if err := h.reportConflict(); err != nil {
+			return d.Errf("%v", err)
+		}
 		return nil
 	},
 	"hsts": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
@@ -222,6 +228,9 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 				return d.Errf("cannot remove unknown CSP directive %q", rest)
 			}
 			h.CSPRemove = append(h.CSPRemove, rest)
+			if err := h.reportConflict(); err != nil {
+				return d.Errf("%v", err)
+			}
 			continue
 		}
 		if err := csp.ValidateDirective(name, values); err != nil {
@@ -233,6 +242,9 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 			}
 		}
 		h.CSP = append(h.CSP, csp.Directive{Name: name, Values: values})
+		if err := h.reportConflict(); err != nil {
+			return d.Errf("%v", err)
+		}
 	}
 	return nil
 }
@@ -251,6 +263,11 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		c.Placeholder = d.Val()
 		if !isPlaceholder(c.Placeholder) && len(c.Placeholder) < csp.MinPlaceholderLen {
 			return d.Errf("inject_nonce placeholder is %d characters; it is a secret: use at least %d random characters", len(c.Placeholder), csp.MinPlaceholderLen)
+		}
+		if !isPlaceholder(c.Placeholder) {
+			if err := csp.ValidatePlaceholder(c.Placeholder); err != nil {
+				return d.Errf("%v", err)
+			}
 		}
 	case "tags":
 	default:

@@ -15,9 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
@@ -285,11 +287,13 @@ func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
 			t.Errorf("%s: body %q, Cache-Control %q: a bodiless response is not rewritten", p, body, resp.Header.Get("Cache-Control"))
 		}
 	}
-	// HEAD of a page tells what its GET would: the rewritten page's headers, no body.
+	// HEAD of a page tells what its GET would: the rewritten page's headers (its length is
+	// the rewritten one's), no body.
+	getPage, _ := getBody(t, base+"/")
 	req, _ := http.NewRequest(http.MethodHead, base+"/", nil)
-	if resp, body := fetch(t, req); resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Length") != "" || body != "" {
-		t.Errorf("HEAD of a page: Cache-Control %q, Content-Length %q, body %q; want GET's headers",
-			resp.Header.Get("Cache-Control"), resp.Header.Get("Content-Length"), body)
+	if resp, body := fetch(t, req); resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Content-Length") != getPage.Header.Get("Content-Length") || body != "" {
+		t.Errorf("HEAD of a page: Cache-Control %q, Content-Length %q (GET: %q), body %q; want GET's headers",
+			resp.Header.Get("Cache-Control"), resp.Header.Get("Content-Length"), getPage.Header.Get("Content-Length"), body)
 	}
 	// An upstream that compresses although asked not to: the placeholder must not leak.
 	resp, body = getBody(t, base+"/br-anyway")
@@ -439,6 +443,23 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 		{"handler": "security_headers", "hsts": {"max_age": 600, "preload": true, "include_subdomains": true}}]}]}}}}}`)
 	if err == nil || !strings.Contains(err.Error(), "preload requires max-age of at least 31536000") {
 		t.Fatalf("HSTS preload with a short max-age in JSON: %v", err)
+	}
+	// A placeholder that is not printable ASCII has other bytes in a page of another charset.
+	t.Setenv("TEST_SPACED_PLACEHOLDER", "PH 3f9c2a7b1e6d4c08 secret")
+	err = c.Load(`http://127.0.0.1:9 {
+	security_headers {
+		inject_nonce placeholder {env.TEST_SPACED_PLACEHOLDER}
+	}
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), "inject_nonce placeholder has a space, control or non-ASCII byte at position 3") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("a placeholder with a space from the environment: %v", err)
+	}
+	// A report destination given twice (the option and the csp directive): one would be dropped.
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "report_uri": ["/y"], "csp": [{"name": "report-uri", "values": ["/x"]}]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "report_uri and the csp block's report-uri /x both set the policy's report-uri") {
+		t.Fatalf("report_uri beside csp report-uri in JSON: %v", err)
 	}
 }
 
@@ -881,7 +902,7 @@ func TestInjectSendsPagesWhole(t *testing.T) {
 		t.Errorf("Accept text/html;q=0: %d, want 304", resp.StatusCode)
 	}
 	head, _ := get(http.MethodHead, "/", map[string]string{"Accept": navigation})
-	for k, want := range map[string]string{"Content-Length": "", "Accept-Ranges": "", "Etag": etag, "Cache-Control": "no-store"} {
+	for k, want := range map[string]string{"Content-Length": first.Header.Get("Content-Length"), "Accept-Ranges": "", "Etag": etag, "Cache-Control": "no-store"} {
 		if got := head.Header.Get(k); got != want {
 			t.Errorf("HEAD of a rewritten page: %s %q, want %q (as GET)", k, got, want)
 		}
@@ -1205,4 +1226,380 @@ func TestServerHeaderBehindProxyNeedsDefer(t *testing.T) {
 	if resp, _ := getBody(t, base+"/plain"); strings.Join(resp.Header.Values("Server"), "|") != "gunicorn" {
 		t.Errorf("header Server (not deferred): Server %q, want the upstream's (as the README says)", resp.Header.Values("Server"))
 	}
+}
+
+// A HEAD on a route with inject_nonce gets the headers its GET gets, also where they depend
+// on the body: a type sniffed from it (no Content-Type upstream), the length after rewriting,
+// no-store. The upstream sees a GET; the client gets no body.
+func TestHeadGetsTheHeadersOfGet(t *testing.T) {
+	page := `<!doctype html><html><script nonce="` + testPlaceholder + `">ok()</script></html>`
+	big := page + strings.Repeat("<p>filler</p>", 2000)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		body := page
+		switch r.URL.Path {
+		case "/nohdr": // the review's upstream: HTML without Content-Type, with its length
+			h["Content-Type"] = nil
+		case "/nohdr-big":
+			h["Content-Type"] = nil
+			body = big
+		case "/text":
+			h["Content-Type"] = nil
+			body = "id " + testPlaceholder + "\n"
+		case "/typed":
+			h.Set("Content-Type", "text/html; charset=utf-8")
+			h.Set("ETag", `"v1"`)
+			h.Set("Accept-Ranges", "bytes")
+		case "/js":
+			h.Set("Content-Type", "text/javascript")
+			body = `let n = "` + testPlaceholder + `";`
+		case "/png":
+			h.Set("Content-Type", "image/png")
+			body = "\x89PNG\r\n\x1a\n"
+		}
+		if r.URL.Path != "/nohdr-big" {
+			h.Set("Content-Length", fmt.Sprint(len(body)))
+		}
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	port := placeholderProxy(t, up.Listener.Addr().String())
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	normalized := func(resp *http.Response) string {
+		nonce := ""
+		if m := nonceInCSP.FindStringSubmatch(resp.Header.Get("Content-Security-Policy")); m != nil {
+			nonce = m[1]
+		}
+		var lines []string
+		for k, vs := range resp.Header {
+			if k == "Date" {
+				continue
+			}
+			for _, v := range vs {
+				if nonce != "" {
+					v = strings.ReplaceAll(v, nonce, "<nonce>")
+				}
+				lines = append(lines, k+": "+v)
+			}
+		}
+		slices.Sort(lines)
+		return fmt.Sprintf("%d\n%s", resp.StatusCode, strings.Join(lines, "\n"))
+	}
+	for _, path := range []string{"/nohdr", "/nohdr-big", "/text", "/typed", "/js", "/png"} {
+		get, body := getBody(t, base+path)
+		if strings.Contains(body, testPlaceholder) {
+			t.Fatalf("GET %s: the placeholder left the edge: %q", path, body)
+		}
+		req, _ := http.NewRequest(http.MethodHead, base+path, nil)
+		head, hbody := fetch(t, req)
+		if g, h := normalized(get), normalized(head); g != h || hbody != "" {
+			t.Errorf("%s: HEAD differs from GET (or has a body %q):\nGET:\n%s\nHEAD:\n%s", path, hbody, g, h)
+		}
+	}
+	// The HEAD response on the wire has no body: the next response on the same connection
+	// parses.
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = io.WriteString(conn, "HEAD /nohdr HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	br := bufio.NewReader(conn)
+	for i, method := range []string{http.MethodHead, http.MethodGet} {
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("response %d on one connection: %v", i+1, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if method == http.MethodGet && !strings.HasPrefix(string(b), `let n = "---`) {
+			t.Fatalf("the GET after a HEAD read %q: the HEAD response carried a body", b)
+		}
+	}
+}
+
+// utf16 encodes s as UTF-16 (little or big endian), without a byte order mark.
+func utf16Bytes(s string, bigEndian bool) string {
+	var b []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		if bigEndian {
+			b = append(b, byte(u>>8), byte(u))
+		} else {
+			b = append(b, byte(u), byte(u>>8))
+		}
+	}
+	return string(b)
+}
+
+// utf32LE encodes s as UTF-32LE, without a byte order mark.
+func utf32LE(s string) string {
+	var b []byte
+	for _, r := range s {
+		b = append(b, byte(r), byte(r>>8), byte(r>>16), byte(r>>24))
+	}
+	return string(b)
+}
+
+// A page the injector cannot read as the browser will (UTF-16 by byte order mark or charset,
+// UTF-16/32 without one, a charset whose bytes for ASCII are not ASCII's) never reaches the
+// client in placeholder mode: it holds the placeholder in bytes a byte search does not find.
+// It is answered 502, as compressed HTML is. Other bodies in those encodings have the
+// placeholder's UTF-16 and UTF-32 forms overwritten. Tags mode passes such a page as it is.
+func TestPageInAnEncodingTheInjectorCannotRead(t *testing.T) {
+	page := `<!doctype html><html><body><script nonce="` + testPlaceholder + `">ok()</script><script nonce="injected">evil()</script></body></html>`
+	const bom16LE, bom16BE, bom8 = "\xff\xfe", "\xfe\xff", "\xef\xbb\xbf"
+	type upPage struct{ ct, body string }
+	pages := map[string]upPage{
+		"/u16-bom":             {"text/html", bom16LE + utf16Bytes(page, false)},
+		"/u16be-bom":           {"text/html", bom16BE + utf16Bytes(page, true)},
+		"/u16le-charset":       {"text/html; charset=utf-16", utf16Bytes(page, false)},
+		"/u16be-charset":       {"text/html; charset=UTF-16BE", utf16Bytes(page, true)},
+		"/u16-no-bom":          {"text/html", utf16Bytes(page, false)},
+		"/u16-xhtml":           {"application/xhtml+xml", utf16Bytes(`<?xml version="1.0" encoding="UTF-16"?>`+page, false)},
+		"/u16-untyped-head":    {"text/html", utf16Bytes(page, true)},
+		"/bom-against-utf8":    {"text/html; charset=utf-8", bom16LE + utf16Bytes(page, false)},
+		"/u32-bom":             {"text/html", "\xff\xfe\x00\x00" + utf32LE(page)},
+		"/u32-charset":         {"text/html; charset=utf-32", utf32LE(page)},
+		"/ebcdic":              {"text/html; charset=IBM037", "\x4c\x5a"},  // the placeholder's bytes would differ too
+		"/utf16-label-ascii":   {"text/html; charset=utf-16", page},        // the browser reads it as UTF-16
+		"/utf8-bom-vs-label":   {"text/html; charset=utf-16", bom8 + page}, // the BOM wins: UTF-8
+		"/latin1":              {"text/html; charset=windows-1252", page},
+		"/js-u16":              {"text/javascript; charset=utf-16", bom16LE + utf16Bytes(`let n = "`+testPlaceholder+`";`, false)},
+		"/text-u32":            {"text/plain", "x" + utf32LE(testPlaceholder) + "y"},
+		"/untyped-u16":         {"", bom16LE + utf16Bytes(`id: `+testPlaceholder, false)},
+		"/one-byte-at-a-time":  {"text/html", bom16LE + utf16Bytes(page, false)},
+		"/ascii-one-at-a-time": {"text/html", page},
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := pages[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if p.ct == "" {
+			w.Header()["Content-Type"] = nil
+		} else {
+			w.Header().Set("Content-Type", p.ct)
+		}
+		if !strings.HasSuffix(r.URL.Path, "at-a-time") {
+			w.Header().Set("Content-Length", fmt.Sprint(len(p.body)))
+			_, _ = io.WriteString(w, p.body)
+			return
+		}
+		for i := 0; i < len(p.body); i++ { // the first bytes (the BOM) split across writes
+			_, _ = w.Write([]byte{p.body[i]})
+			if i < 4 {
+				w.(http.Flusher).Flush()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port, tagsPort := testenv.FreePort(t), testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %[3]s {
+		flush_interval -1
+	}
+}
+http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce tags
+	}
+	reverse_proxy %[3]s
+}
+`, port, tagsPort, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	leaks := func(body string) bool {
+		if strings.Contains(body, testPlaceholder) {
+			return true
+		}
+		for _, form := range []string{utf16Bytes(testPlaceholder, false), utf16Bytes(testPlaceholder, true), utf32LE(testPlaceholder)} {
+			if strings.Contains(body, form) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, path := range []string{"/u16-bom", "/u16be-bom", "/u16le-charset", "/u16be-charset", "/u16-no-bom", "/u16-xhtml",
+		"/u16-untyped-head", "/bom-against-utf8", "/u32-bom", "/u32-charset", "/ebcdic", "/utf16-label-ascii", "/one-byte-at-a-time"} {
+		resp, body := getBody(t, base+path)
+		if resp.StatusCode != http.StatusBadGateway || leaks(body) || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: status %d, Content-Type %q, body %q; want a 502 problem without the page", path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		req, _ := http.NewRequest(http.MethodHead, base+path, nil)
+		if resp, _ := fetch(t, req); resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("HEAD %s: status %d; want what GET gets, 502", path, resp.StatusCode)
+		}
+	}
+	waitLog(t, c, "HTML response in an encoding the injector cannot read as the browser will; answered 502 so the placeholder stays secret")
+
+	// Pages a browser reads as ASCII-compatible are rewritten.
+	for _, path := range []string{"/utf8-bom-vs-label", "/latin1", "/ascii-one-at-a-time"} {
+		resp, body := getBody(t, base+path)
+		nonce := cspNonce(t, resp.Header)
+		want := strings.ReplaceAll(strings.ReplaceAll(pages[path].body, testPlaceholder, nonce), `nonce="injected"`, ``)
+		if resp.StatusCode != http.StatusOK || body != want {
+			t.Errorf("%s: status %d, body %q; want %q", path, resp.StatusCode, body, want)
+		}
+	}
+	// Other bodies: the placeholder's UTF-16 and UTF-32 forms are overwritten, the length kept.
+	for _, path := range []string{"/js-u16", "/text-u32", "/untyped-u16"} {
+		resp, body := getBody(t, base+path)
+		if resp.StatusCode != http.StatusOK || leaks(body) || len(body) != len(pages[path].body) {
+			t.Errorf("%s: status %d, %d bytes (sent %d), body %q; want the placeholder overwritten", path, resp.StatusCode, len(body), len(pages[path].body), body)
+		}
+	}
+	// Tags mode: nothing secret; a page it cannot read passes as it is.
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/u16-bom", tagsPort))
+	if resp.StatusCode != http.StatusOK || body != pages["/u16-bom"].body {
+		t.Errorf("tags mode, UTF-16 page: status %d, body %q; want it as it is", resp.StatusCode, body)
+	}
+}
+
+// nestedPage is an application page with a script it marked and one an attacker injected.
+const nestedPage = `<!doctype html><html><body><div id="out"></div>
+<script nonce="` + testPlaceholder + `">document.getElementById('out').textContent += 'marked;';</script>
+<p><script>document.getElementById('out').textContent += 'injected;';</script></p>
+</body></html>`
+
+// nestedCaddy starts a Caddy whose sites each have a site-wide security_headers and another
+// inside `handle`, in front of an upstream serving nestedPage; it returns the sites' base URLs:
+// "placeholder/none" (the review's case: the inner one only changes the policy),
+// "placeholder/placeholder", "tags/placeholder".
+func nestedCaddy(t *testing.T) map[string]string {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=60")
+		_, _ = io.WriteString(w, nestedPage)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	p1, p2, p3 := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%[1]d {
+	bind 127.0.0.1
+	security_headers {
+		coep require-corp
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	handle /admin/* {
+		security_headers {
+			csp {
+				connect-src 'self' https://api.example.com
+			}
+		}
+		header X-Nonce {http.vars.csp_nonce}
+		uri strip_prefix /admin
+		reverse_proxy %[4]s
+	}
+	handle /ro/* {
+		security_headers {
+			report_only
+		}
+		reverse_proxy %[4]s
+	}
+	reverse_proxy %[4]s
+}
+http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	handle /admin/* {
+		security_headers {
+			csp {
+				connect-src 'self' https://api.example.com
+			}
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER} {
+				cache_control private, no-cache
+			}
+		}
+		reverse_proxy %[4]s
+	}
+	reverse_proxy %[4]s
+}
+http://127.0.0.1:%[3]d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce tags
+	}
+	handle /admin/* {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+		}
+		reverse_proxy %[4]s
+	}
+	reverse_proxy %[4]s
+}
+`, p1, p2, p3, up.Listener.Addr()))
+	return map[string]string{
+		"placeholder/none":        fmt.Sprintf("http://127.0.0.1:%d", p1),
+		"placeholder/placeholder": fmt.Sprintf("http://127.0.0.1:%d", p2),
+		"tags/placeholder":        fmt.Sprintf("http://127.0.0.1:%d", p3),
+	}
+}
+
+// A security_headers nested in another (site-wide, and inside `handle`) takes the response
+// over: one nonce per request, shared by both (so the policy, {http.vars.csp_nonce} and the
+// page agree), the inner one's headers and inject mode; the outer placeholder is still never
+// sent; an outer tags mode does not nonce the scripts the inner placeholder mode left without.
+func TestNestedSecurityHeadersShareTheNonce(t *testing.T) {
+	sites := nestedCaddy(t)
+	marked := func(nonce string) string {
+		return `<script nonce="` + nonce + `">document.getElementById('out').textContent += 'marked;';</script>`
+	}
+	const injected = `<p><script>document.getElementById('out').textContent += 'injected;';</script></p>`
+	for name, base := range sites {
+		resp, body := getBody(t, base+"/admin/page")
+		nonce := cspNonce(t, resp.Header)
+		if !strings.Contains(body, marked(nonce)) || !strings.Contains(body, injected) || strings.Contains(body, testPlaceholder) {
+			t.Errorf("%s: the page does not carry the policy's nonce %q on its marked script only:\n%s", name, nonce, body)
+		}
+		if got := resp.Header.Values("Content-Security-Policy"); len(got) != 1 {
+			t.Errorf("%s: Content-Security-Policy %q, want one", name, got)
+		}
+		if name != "tags/placeholder" && !strings.Contains(resp.Header.Get("Content-Security-Policy"), "connect-src 'self' https://api.example.com") {
+			t.Errorf("%s: the inner one's policy is not the one sent: %q", name, resp.Header.Get("Content-Security-Policy"))
+		}
+	}
+	base := sites["placeholder/none"]
+	resp, _ := getBody(t, base+"/admin/page")
+	if nonce := cspNonce(t, resp.Header); resp.Header.Get("X-Nonce") != nonce {
+		t.Errorf("{http.vars.csp_nonce} %q, the policy's nonce %q", resp.Header.Get("X-Nonce"), nonce)
+	}
+	// The inner one's headers replace the outer one's: no COEP it does not set, the outer
+	// one's no-store for the page it rewrote.
+	if resp.Header.Get("Cross-Origin-Embedder-Policy") != "" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("COEP %q, Cache-Control %q; want none and no-store", resp.Header.Get("Cross-Origin-Embedder-Policy"), resp.Header.Get("Cache-Control"))
+	}
+	if resp, _ := getBody(t, base+"/page"); resp.Header.Get("Cross-Origin-Embedder-Policy") != "require-corp" {
+		t.Errorf("outside the handle: COEP %q, want the site-wide require-corp", resp.Header.Get("Cross-Origin-Embedder-Policy"))
+	}
+	// An inner report-only policy is the only policy: the outer enforcing one is not sent too.
+	resp, body := getBody(t, base+"/ro/page")
+	if resp.Header.Get("Content-Security-Policy") != "" || !strings.Contains(body, marked(nonceOf(t, resp.Header.Get("Content-Security-Policy-Report-Only")))) {
+		t.Errorf("inner report_only: CSP %q, report-only %q, body %q", resp.Header.Get("Content-Security-Policy"), resp.Header.Get("Content-Security-Policy-Report-Only"), body)
+	}
+	// Both inject: the inner one's cache_control.
+	if resp, _ := getBody(t, sites["placeholder/placeholder"]+"/admin/page"); resp.Header.Get("Cache-Control") != "private, no-cache" {
+		t.Errorf("both inject: Cache-Control %q, want the inner one's", resp.Header.Get("Cache-Control"))
+	}
+	// Outside the handle, the site-wide tags mode nonces every script, as configured.
+	if resp, body := getBody(t, sites["tags/placeholder"]+"/page"); strings.Count(body, `nonce="`+cspNonce(t, resp.Header)+`"`) != 2 {
+		t.Errorf("site-wide tags mode: %s", body)
+	}
+}
+
+func nonceOf(t *testing.T, policy string) string {
+	t.Helper()
+	m := nonceInCSP.FindStringSubmatch(policy)
+	if m == nil {
+		t.Fatalf("no nonce in %q", policy)
+	}
+	return m[1]
 }

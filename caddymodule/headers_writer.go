@@ -32,6 +32,27 @@ type securityWriter struct {
 	inj     *csp.Injector
 	out     *bufio.Writer // the injector's output: a few small pieces per tag become one write
 	discard bool          // the body cannot be sent safely (see failClosed)
+
+	// in is where the body goes while rewritten: inj, or in placeholder mode the first of the
+	// redactors of the placeholder's UTF-16 and UTF-32 forms (wide), which write into inj.
+	in   io.Writer
+	wide [csp.WideFormCount]*csp.Injector
+
+	// A page's status waits for its first bytes, which may show an encoding the injector
+	// cannot read (a UTF-16 byte order mark): held is that status, heldMode the mode the
+	// page is rewritten in, charset its Content-Type's, head the bytes seen so far.
+	held     int
+	heldMode csp.Mode
+	charset  string
+	head     [3]byte
+	headN    int
+
+	// A security_headers nested in this one's route (one site-wide, one in `handle`) takes the
+	// response over: outer is the writer of the one around this one, if any; inner says one
+	// inside this one runs on the request, innerInjects that one of those injects.
+	outer        *securityWriter
+	inner        bool
+	innerInjects bool
 }
 
 // maxManagedHeaders bounds the headers the handler sets: CSP, HSTS, Reporting-Endpoints and
@@ -50,18 +71,39 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // newSecurityWriter makes the nonce and sets this response's headers on w before the route
 // runs, so that a response the route does not write itself (an error) carries them too. One
 // allocation holds the writer and the values; the policy and its nonce are one more.
-func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request) *securityWriter {
-	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r}
+//
+// Under the writer of another security_headers (outer: this one is nested in its route), the
+// request keeps outer's nonce, so the policy, {http.vars.csp_nonce} and every injector agree;
+// this one's headers replace outer's (an outer value this one does not set is removed), and
+// outer leaves the headers to this one (see WriteHeader and mode).
+func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request, outer *securityWriter) *securityWriter {
+	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, outer: outer}
 	sw.names = h.namesHTTP
 	if r.TLS != nil {
 		sw.names = h.namesTLS
 	}
+	hdr := w.Header()
+	if outer != nil {
+		sw.nonce = outer.nonce
+		for i, name := range outer.names {
+			if v := hdr[name]; len(v) == 1 && v[0] == outer.ours[i] {
+				delete(hdr, name)
+			}
+		}
+		for o := outer; o != nil; o = o.outer {
+			o.inner = true
+			o.innerInjects = o.innerInjects || h.injectMode != 0
+		}
+	}
 	vals := sw.vals[:0]
-	if h.cspHeader != "" {
+	switch {
+	case h.cspHeader != "" && sw.nonce != "":
+		vals = append(vals, h.policy.Render(sw.nonce))
+	case h.cspHeader != "":
 		var policy string
 		policy, sw.nonce = h.policy.RenderNewNonce()
 		vals = append(vals, policy)
-	} else {
+	case sw.nonce == "":
 		sw.nonce = csp.NewNonce()
 	}
 	if r.TLS != nil && h.hsts != "" {
@@ -71,7 +113,6 @@ func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Reques
 		vals = append(vals, s.value)
 	}
 	sw.ours = vals
-	hdr := w.Header()
 	for i, name := range sw.names {
 		// Each header gets its own one-element slice (capacity 1): a later Add copies it
 		// instead of writing into the neighbouring header's value.
@@ -81,6 +122,18 @@ func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Reques
 		delete(hdr, name)
 	}
 	return sw
+}
+
+// mode is how this writer treats the body: its handler's inject mode, except under a nested
+// security_headers that injects, whose mode then decides the page (innermost wins): this one
+// does not add tags-mode nonces over it. A placeholder-mode writer keeps rewriting (its
+// placeholder must never leave the edge; the nonces the inner one wrote are this response's,
+// so they stay).
+func (sw *securityWriter) mode() csp.Mode {
+	if sw.innerInjects && sw.h.injectMode == csp.Tags {
+		return 0
+	}
+	return sw.h.injectMode
 }
 
 // settle applies the header rule once the route has set its own: a value appended after ours
@@ -152,8 +205,10 @@ func (sw *securityWriter) WriteHeader(status int) {
 		return
 	}
 	sw.started = true
-	sw.settle()
-	if sw.h.injectMode != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
+	if !sw.inner {
+		sw.settle() // a nested security_headers settled them: its rules decide (innermost wins)
+	}
+	if sw.mode() != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
 		// No Content-Type: net/http would sniff the first write and might call it HTML.
 		// Decide on the same sniff, at the first write.
 		sw.pending = status
@@ -168,36 +223,41 @@ func (sw *securityWriter) start(status int) {
 	if sw.h.injectMode == csp.Placeholder {
 		sw.redactHeaders()
 	}
-	if sw.h.injectMode != 0 && bodyStatus(status) {
+	if mode := sw.mode(); mode != 0 && bodyStatus(status) {
 		hdr := sw.Header()
 		ce, encoded := contentEncoding(hdr)
-		mt := resolveContentType(hdr)
+		mt, charset := resolveContentType(hdr)
 		body := sw.r.Method != http.MethodHead
 		switch {
 		case mt == "text/html" || mt == "application/xhtml+xml":
 			if encoded || status == http.StatusPartialContent {
-				if sw.h.injectMode == csp.Placeholder {
-					sw.failClosed(ce, "HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret")
+				if mode == csp.Placeholder {
+					sw.failClosed("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
+						zap.String("content_encoding", ce))
 					return
 				}
 				break // tags mode: nothing secret in it; pass it as it is
 			}
 			hdr.Del("Content-Length") // the body's length changes
 			rewritten(hdr)
-			if sw.h.cacheCtl != "" {
+			if sw.h.cacheCtl != "" && !sw.innerInjects { // else the inner one's cache_control
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
 			if body {
-				sw.rewrite(sw.h.injectMode)
+				// The status waits for the page's first bytes: a byte order mark may say an
+				// encoding the injector cannot read (see release).
+				sw.held, sw.heldMode, sw.charset = status, mode, charset
+				return
 			}
-		case sw.h.injectMode == csp.Placeholder && !encoded && !isBinary(mt):
+		case mode == csp.Placeholder && !encoded && !isBinary(mt):
 			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
 			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
 			if status == http.StatusPartialContent {
 				// A part we did not ask for (Range is removed from the request) may end
 				// inside the placeholder, where redaction cannot see it.
-				sw.failClosed(ce, "partial response cannot be redacted (a range although the request asked for none); answered 502 so the placeholder stays secret")
+				sw.failClosed("partial response cannot be redacted (a range although the request asked for none); answered 502 so the placeholder stays secret",
+					zap.String("content_encoding", ce))
 				return
 			}
 			rewritten(hdr)
@@ -235,34 +295,34 @@ func contentEncoding(hdr http.Header) (string, bool) {
 }
 
 // resolveContentType returns the body's media type (lower case, no parameters) as browsers
-// read it. Several Content-Type values, or one with a comma, are resolved as Fetch's "extract
-// a MIME type" does: every value split on commas (outside quotes), the last one that parses
-// wins; the header is then set to that one value, so that the client reads the type we
-// decided on. When none parses the body is taken as HTML (the client may sniff it as HTML;
-// the injector's rewrite keeps the placeholder in either case), and the header is left as
-// it came.
-func resolveContentType(hdr http.Header) string {
+// read it, and its charset parameter. Several Content-Type values, or one with a comma, are
+// resolved as Fetch's "extract a MIME type" does: every value split on commas (outside
+// quotes), the last one that parses wins; the header is then set to that one value, so that
+// the client reads the type we decided on. When none parses the body is taken as HTML (the
+// client may sniff it as HTML; the injector's rewrite keeps the placeholder in either case),
+// with no charset, and the header is left as it came.
+func resolveContentType(hdr http.Header) (mediaType, charset string) {
 	vals := hdr.Values("Content-Type")
 	if len(vals) <= 1 && (len(vals) == 0 || !strings.Contains(vals[0], ",")) {
-		mt, _, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
-		return mt
+		mt, params, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
+		return mt, params["charset"]
 	}
-	last, lastMT := "", ""
+	last, lastMT, lastCharset := "", "", ""
 	for _, v := range vals {
 		for _, m := range splitOutsideQuotes(v) {
 			m = strings.TrimSpace(m)
-			mt, _, err := mime.ParseMediaType(m)
+			mt, params, err := mime.ParseMediaType(m)
 			if !strings.Contains(mt, "/") || mt == "*/*" || err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
 				continue
 			}
-			last, lastMT = m, mt
+			last, lastMT, lastCharset = m, mt, params["charset"]
 		}
 	}
 	if last == "" {
-		return "text/html"
+		return "text/html", ""
 	}
 	hdr.Set("Content-Type", last)
-	return lastMT
+	return lastMT, lastCharset
 }
 
 // splitOutsideQuotes splits s on the commas that are not inside a quoted string.
@@ -287,13 +347,64 @@ func splitOutsideQuotes(s string) []string {
 	return append(out, s[start:])
 }
 
-// rewrite puts an injector on the body.
+// rewrite puts an injector on the body. In placeholder mode (Placeholder, Redact), redactors
+// of the placeholder's UTF-16 and UTF-32 forms come first: a body in one of those encodings
+// holds it in bytes the injector's byte search does not find.
 func (sw *securityWriter) rewrite(mode csp.Mode) {
 	sw.out = outPool.Get().(*bufio.Writer)
 	sw.out.Reset(sw.ResponseWriter)
 	inj := injectorPool.Get().(*csp.Injector)
 	_ = inj.Reset(sw.out, mode, sw.nonce, sw.h.ph) // checked in Provision
-	sw.inj = inj
+	sw.inj, sw.in = inj, inj
+	if mode == csp.Tags {
+		return
+	}
+	for i, form := range sw.h.wide {
+		r := injectorPool.Get().(*csp.Injector)
+		_ = r.Reset(sw.in, csp.Redact, "", form)
+		sw.wide[i], sw.in = r, r
+	}
+}
+
+// release sends a held page's status once its first bytes show its encoding, and p (the
+// current write, whose first bytes are already in head) after the bytes held before it. A
+// page in an encoding the injector cannot read is refused in placeholder mode (the
+// placeholder in it would reach the client) and passed as it is in tags mode (nothing secret
+// in it; its tags get no nonce). more is false at the end of the body.
+func (sw *securityWriter) release(p []byte, more bool) (int, error) {
+	prev := sw.headN
+	sw.headN += copy(sw.head[sw.headN:], p)
+	enc, decided := csp.UnreadableEncoding(sw.head[:sw.headN], sw.charset, more)
+	if !decided {
+		return len(p), nil // all of p is in head
+	}
+	status, mode := sw.held, sw.heldMode
+	sw.held = 0
+	switch {
+	case enc == "":
+		sw.ResponseWriter.WriteHeader(status)
+		sw.rewrite(mode)
+	case mode == csp.Placeholder:
+		sw.failClosed("HTML response in an encoding the injector cannot read as the browser will; answered 502 so the placeholder stays secret",
+			zap.String("encoding", enc))
+		return len(p), nil
+	default:
+		sw.ResponseWriter.WriteHeader(status)
+	}
+	if prev > 0 {
+		if _, err := sw.writeOn(sw.head[:prev]); err != nil {
+			return 0, err
+		}
+	}
+	return sw.writeOn(p)
+}
+
+// writeOn passes body bytes on: through the rewriting, if any.
+func (sw *securityWriter) writeOn(p []byte) (int, error) {
+	if sw.in != nil {
+		return sw.in.Write(p)
+	}
+	return sw.ResponseWriter.Write(p)
 }
 
 // isBinary reports whether a media type is clearly binary, so is passed as it is in
@@ -345,11 +456,12 @@ func (sw *securityWriter) sniff(p []byte) {
 }
 
 // failClosed answers 502 instead of a body that would still hold the secret placeholder: an
-// HTML page the upstream compressed or sent a part of although we asked for neither, or a
-// part of a body that would be redacted (msg says which, for the log).
-func (sw *securityWriter) failClosed(ce, msg string) {
+// HTML page the upstream compressed or sent a part of although we asked for neither, one in an
+// encoding the injector cannot read, or a part of a body that would be redacted (msg says
+// which, for the log, with the encoding in field).
+func (sw *securityWriter) failClosed(msg string, field zap.Field) {
 	sw.discard = true
-	sw.h.logger.Error(msg, zap.String("content_encoding", ce), zap.String("uri", truncate(originalURI(sw.r), maxLoggedURI)))
+	sw.h.logger.Error(msg, field, zap.String("uri", truncate(originalURI(sw.r), maxLoggedURI)))
 	hdr := sw.Header()
 	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified", "Accept-Ranges"} {
 		hdr.Del(k)
@@ -365,10 +477,10 @@ func (sw *securityWriter) Write(p []byte) (int, error) {
 	switch {
 	case sw.discard:
 		return len(p), nil
-	case sw.inj != nil:
-		return sw.inj.Write(p)
+	case sw.held != 0:
+		return sw.release(p, true)
 	}
-	return sw.ResponseWriter.Write(p)
+	return sw.writeOn(p)
 }
 
 // ReadFrom keeps file_server's bodies on the rewriting path: the embedded wrapper's ReadFrom
@@ -402,10 +514,10 @@ func (sw *securityWriter) readFrom(r io.Reader) (int64, error) {
 	switch {
 	case sw.discard:
 		return io.Copy(io.Discard, r)
-	case sw.inj != nil:
+	case sw.in != nil || sw.held != 0:
 		buf := copyBufPool.Get().(*[]byte)
 		defer copyBufPool.Put(buf)
-		return io.CopyBuffer(writerOnly{sw.inj}, r, *buf)
+		return io.CopyBuffer(writerOnly{sw}, r, *buf)
 	}
 	return sw.ResponseWriterWrapper.ReadFrom(r)
 }
@@ -420,6 +532,9 @@ func (sw *securityWriter) FlushError() error {
 		sw.WriteHeader(http.StatusOK)
 	}
 	sw.sniff(nil)
+	if sw.held != 0 {
+		return nil // the status waits for the page's first bytes
+	}
 	if sw.out != nil {
 		if err := sw.out.Flush(); err != nil {
 			return err
@@ -439,22 +554,37 @@ func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // close passes on what the injector holds at the end of the body.
 func (sw *securityWriter) close() error {
 	sw.sniff(nil) // a held status whose body never came
+	var err error
+	if sw.held != 0 {
+		_, err = sw.release(nil, false) // a page shorter than the bytes that decide
+	}
 	if sw.h.injectMode == csp.Placeholder {
 		// Trailers (reverse_proxy adds the upstream's to the header map after the body), and
 		// the headers of a response the route never started.
 		sw.redactHeaders()
 	}
 	if sw.inj == nil {
-		return nil
+		return err
 	}
-	err := sw.inj.Close()
+	for i := len(sw.wide) - 1; i >= 0; i-- { // the first writer of the chain first
+		if r := sw.wide[i]; r != nil {
+			if cerr := r.Close(); err == nil {
+				err = cerr
+			}
+			injectorPool.Put(r)
+			sw.wide[i] = nil
+		}
+	}
+	if cerr := sw.inj.Close(); err == nil {
+		err = cerr
+	}
 	if ferr := sw.out.Flush(); err == nil {
 		err = ferr
 	}
 	injectorPool.Put(sw.inj)
 	sw.out.Reset(nil)
 	outPool.Put(sw.out)
-	sw.inj, sw.out = nil, nil
+	sw.inj, sw.out, sw.in = nil, nil, nil
 	return err
 }
 

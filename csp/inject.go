@@ -43,7 +43,8 @@ type Injector struct {
 	nonce []byte
 	attr  []byte // ` nonce="<nonce>"`; attr[1:] is the kept form
 	ph    []byte
-	phN   int // bytes of ph seen at the end of the last write, not yet passed on
+	phN   int  // bytes of ph seen at the end of the last write, not yet passed on
+	nul   bool // ph holds a NUL byte (its UTF-16 and UTF-32 forms): text without one cannot hold it
 	t     tokenizer
 }
 
@@ -71,8 +72,12 @@ func (in *Injector) Reset(w io.Writer, mode Mode, nonce, placeholder string) err
 	case Tags:
 		in.ph = in.ph[:0]
 	case Redact:
-		in.nonce = append(in.nonce[:0], bytes.Repeat([]byte{'-'}, len(placeholder))...)
+		in.nonce = in.nonce[:0]
+		for range len(placeholder) {
+			in.nonce = append(in.nonce, '-')
+		}
 	}
+	in.nul = bytes.IndexByte(in.ph, 0) >= 0
 	in.attr = append(append(append(in.attr, ` nonce="`...), nonce...), '"')
 	in.t = tokenizer{in: in, st: sData}
 	return nil
@@ -136,7 +141,7 @@ func (in *Injector) replace(p []byte) {
 			return
 		}
 	}
-	for len(p) > 0 {
+	for len(p) > 0 && (!in.nul || bytes.IndexByte(p, 0) >= 0) {
 		i := bytes.Index(p, ph)
 		if i < 0 {
 			break

@@ -75,3 +75,41 @@ func BenchmarkRenderStrict(b *testing.B) {
 		_ = tpl.Render(testNonce)
 	}
 }
+
+// BenchmarkInjectorPlaceholderWide10MB: placeholder mode behind the redactors of the
+// placeholder's UTF-16 and UTF-32 forms, as security_headers runs it.
+func BenchmarkInjectorPlaceholderWide10MB(b *testing.B) {
+	const chunk = 32 << 10
+	inj := new(Injector)
+	var wide [WideFormCount]Injector
+	forms := WideForms(testPH)
+	b.SetBytes(int64(len(benchPage)))
+	b.ReportAllocs()
+	cpu0 := processCPU()
+	n := 0
+	for b.Loop() {
+		n++
+		if err := inj.Reset(io.Discard, Placeholder, testNonce, testPH); err != nil {
+			b.Fatal(err)
+		}
+		var w io.Writer = inj
+		for i := range wide {
+			if err := wide[i].Reset(w, Redact, "", forms[i]); err != nil {
+				b.Fatal(err)
+			}
+			w = &wide[i]
+		}
+		for p := benchPage; len(p) > 0; {
+			n := min(chunk, len(p))
+			_, _ = w.Write(p[:n])
+			p = p[n:]
+		}
+		for i := len(wide) - 1; i >= 0; i-- {
+			_ = wide[i].Close()
+		}
+		_ = inj.Close()
+	}
+	if cpu := processCPU() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(n*len(benchPage))/1e6/cpu.Seconds(), "MB/cpu-s")
+	}
+}
