@@ -663,14 +663,7 @@ func TestInjectTypesAnUntypedBodyBeforeDeciding(t *testing.T) {
 }
 
 func TestTemplatesUseTheNonce(t *testing.T) {
-	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	handle /xhtml {
+	port := placeholderCaddy(t, `	handle /xhtml {
 		header Content-Type "application/xhtml+xml"
 		respond <<XHTML
 			<script nonce="{http.vars.csp_nonce}">a()</script><script nonce="0000">b()</script>
@@ -683,8 +676,7 @@ func TestTemplatesUseTheNonce(t *testing.T) {
 			<script nonce="{{placeholder "http.vars.csp_nonce"}}">a()</script><script nonce="0000">b()</script>
 			HTML 200
 	}
-}
-`, port))
+`)
 	for _, path := range []string{"/", "/xhtml"} {
 		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
 		nonce := cspNonce(t, resp.Header)
@@ -1000,17 +992,16 @@ func TestSecurityHeadersPrecedenceAsDocumented(t *testing.T) {
 // placeholderProxy starts a Caddy proxying to upstream with security_headers in placeholder
 // mode (testPlaceholder), and returns its port.
 func placeholderProxy(t *testing.T, upstream string) int {
+	return placeholderCaddy(t, "\treverse_proxy "+upstream+"\n")
+}
+
+// placeholderCaddy starts a Caddy whose site runs security_headers in placeholder mode
+// (testPlaceholder) and then site, the rest of the site block, and returns its port.
+func placeholderCaddy(t *testing.T, site string) int {
 	t.Helper()
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, upstream))
+	testcaddy.StartCaddy(t, fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsecurity_headers {\n\t\tinject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}\n\t}\n%s}\n", port, site))
 	return port
 }
 
