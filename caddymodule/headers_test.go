@@ -1222,6 +1222,31 @@ func TestServerHeaderBehindProxyNeedsDefer(t *testing.T) {
 // A HEAD on a route with inject_nonce gets the headers its GET gets, also where they depend
 // on the body: a type sniffed from it (no Content-Type upstream), the length after rewriting,
 // no-store. The upstream sees a GET; the client gets no body.
+// TestUntypedPageFlushedBeforeItsBytes: an upstream that sends its headers (no Content-Type)
+// and flushes before the page's first bytes, through reverse_proxy's immediate flushing, gets
+// the page typed by the sniff and nonced, as one that sends it at once: the status waits for
+// the bytes that decide it (a flush used to send it untyped, and the page was not injected).
+func TestUntypedPageFlushedBeforeItsBytes(t *testing.T) {
+	page := `<!doctype html><html><script nonce="` + testPlaceholder + `">ok()</script></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		time.Sleep(50 * time.Millisecond)
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(up.Close)
+	port := placeholderCaddy(t, "\treverse_proxy "+up.Listener.Addr().String()+" {\n\t\tflush_interval -1\n\t}\n")
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	nonce := cspNonce(t, resp.Header)
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("Content-Type %q, Cache-Control %q: want the sniffed HTML type and no-store", ct, resp.Header.Get("Cache-Control"))
+	}
+	if !strings.Contains(body, `nonce="`+nonce+`"`) {
+		t.Fatalf("the page did not get the nonce: %q", body)
+	}
+}
+
 func TestHeadGetsTheHeadersOfGet(t *testing.T) {
 	page := `<!doctype html><html><script nonce="` + testPlaceholder + `">ok()</script></html>`
 	big := page + strings.Repeat("<p>filler</p>", 2000)

@@ -531,9 +531,10 @@ func (sw *securityWriter) FlushError() error {
 	if !sw.started {
 		sw.WriteHeader(http.StatusOK)
 	}
-	sw.sniff(nil)
-	if sw.held != 0 {
-		return nil // the status waits for the page's first bytes
+	if sw.pending != 0 || sw.held != 0 {
+		// The status waits for the page's first bytes: they give an untyped body its type
+		// (sniffed), and a page its encoding. A flush before them has nothing to send.
+		return nil
 	}
 	if sw.out != nil {
 		if err := sw.out.Flush(); err != nil {
