@@ -23,6 +23,10 @@ func FuzzCheck(f *testing.F) {
 		f.Add(p) // raw bytes above 0x7f, which the UTF-8 corpus files cannot hold
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
+		// Check reads a path without its query, as path_guard cuts it from the request line.
+		if i := strings.IndexByte(raw, '?'); i >= 0 {
+			raw = raw[:i]
+		}
 		if Check(raw, Options{}) != "" {
 			return
 		}
