@@ -1,10 +1,13 @@
 package caddymodule
 
 import (
+	"sync/atomic"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
+	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
 // The rate limiter's metrics, at package level so counts survive reloads (see
@@ -74,18 +77,36 @@ func setStoreModeMetric(mode string) {
 }
 
 // registerRateLimitMetrics registers the collectors on the config's registry, with a gauge of
-// the keys the in-memory store tracks (read at scrape time).
+// the keys each policy's in-memory store tracks (read at scrape time, from the newest
+// configuration's limiter).
 func registerRateLimitMetrics(ctx caddy.Context, e *limiterEntry) error {
 	reg := ctx.GetMetricsRegistry()
-	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration} {
+	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration, memoryKeys} {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err
 		}
 	}
 	setStoreModeMetric(e.mode())
-	_, err := registerCollector(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "caddy", Subsystem: "hardening", Name: "ratelimit_memory_keys",
-		Help: "Keys the in-memory rate-limit stores track, all policies together (bounded by max_keys per policy).",
-	}, func() float64 { return float64(e.memory.Len()) }))
-	return err
+	memoryKeys.stores.Store(e.memory)
+	return nil
+}
+
+// memoryKeys is caddy_hardening_ratelimit_memory_keys{policy}: each policy's store is bounded
+// by max_keys on its own, so the gauge is per policy.
+var memoryKeys = &memoryKeysCollector{desc: prometheus.NewDesc("caddy_hardening_ratelimit_memory_keys",
+	"Keys the in-memory rate-limit store of each policy tracks (each bounded by max_keys).", []string{"policy"}, nil)}
+
+type memoryKeysCollector struct {
+	desc   *prometheus.Desc
+	stores atomic.Pointer[ratelimit.PolicyMemoryStores]
+}
+
+func (c *memoryKeysCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *memoryKeysCollector) Collect(ch chan<- prometheus.Metric) {
+	if s := c.stores.Load(); s != nil {
+		s.Each(func(policy string, keys int) {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(keys), policy)
+		})
+	}
 }

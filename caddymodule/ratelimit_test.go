@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
@@ -263,6 +265,22 @@ func TestRateLimitRouteKeyHasItsOwnBuckets(t *testing.T) {
 	want("/ip", 429, "X-Forwarded-For: 10.9.2.1")
 	want("/tenant-ip", 200, "X-Forwarded-For: 10.9.2.2")
 	want("/tenant-ip", 429, "X-Forwarded-For: 10.9.2.2")
+
+	// Each policy's store reports its own keys: two buckets each (the address and the route's).
+	keys := map[string]float64{}
+	ch := make(chan prometheus.Metric, 16)
+	memoryKeys.Collect(ch)
+	close(ch)
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		keys[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
+	}
+	if keys["login"] != 2 || keys["tenant"] != 2 {
+		t.Fatalf("ratelimit_memory_keys by policy: %v, want login 2 and tenant 2", keys)
+	}
 }
 
 // classesConfig runs a policy with one row per class; clients are named by X-Forwarded-For

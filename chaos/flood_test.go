@@ -68,7 +68,7 @@ func TestFlood(t *testing.T) {
 		for i, p := range s.procs {
 			peakRSS[i] = max(peakRSS[i], rssBytes(t, p.PID()))
 			m := readMetrics(t, s.urls[i])
-			peakKeys = max(peakKeys, m.gauge("ratelimit_memory_keys"))
+			peakKeys = max(peakKeys, m.gaugeWith("ratelimit_memory_keys", "policy", "flood"))
 			peakTracked = max(peakTracked, m.gauge("detection_tracked_ips"))
 		}
 	}

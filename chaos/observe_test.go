@@ -235,6 +235,17 @@ type monitoringMetrics struct {
 	} `json:"counters"`
 }
 
+// gaugeWith is the value of the caddy_hardening_<name> series whose label has the value given
+// (-1 when absent).
+func (m monitoringMetrics) gaugeWith(name, label, value string) float64 {
+	for _, c := range m.Counters[name] {
+		if c.Value != nil && c.Labels[label] == value {
+			return *c.Value
+		}
+	}
+	return -1
+}
+
 // gauge is the value of a caddy_hardening_<name> series without labels (-1 when absent).
 func (m monitoringMetrics) gauge(name string) float64 {
 	for _, c := range m.Counters[name] {

@@ -58,3 +58,10 @@ func (s *PolicyMemoryStores) Len() int {
 	}
 	return n
 }
+
+// Each calls fn with every policy's name and the keys its store tracks.
+func (s *PolicyMemoryStores) Each(fn func(policy string, keys int)) {
+	for policy, m := range *s.stores.Load() {
+		fn(policy, m.Len())
+	}
+}
