@@ -399,37 +399,55 @@ var perRequestPlaceholders = []string{"http.request.uuid", "http.request.duratio
 // Caddy's own request namespace ({http.request.*}) that Caddy does not know (a typo, always
 // empty), and placeholders that change with every request.
 func checkKeyTemplate(key string) error {
-	rest := key
-	for {
-		open := strings.IndexByte(rest, '{')
-		close := strings.IndexByte(rest, '}')
-		switch {
-		case open < 0 && close < 0:
-			return nil
-		case open < 0 || (close >= 0 && close < open):
-			return fmt.Errorf("a '}' closes no placeholder")
-		case close < 0:
-			return fmt.Errorf("a '{' is not closed")
-		}
-		name := rest[open+1 : close]
-		if strings.ContainsRune(name, '{') {
-			return fmt.Errorf("a '{' is not closed before %q", "{"+name+"}")
-		}
+	names, err := keyPlaceholders(key)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
 		if strings.HasPrefix(name, "time.") || slices.Contains(perRequestPlaceholders, name) {
 			return fmt.Errorf("{%s} changes with every request: each request would have a bucket of its own, and nothing would be limited", name)
 		}
-		known := false
-		for _, root := range knownPlaceholderRoots {
-			known = known || (strings.HasPrefix(name, root) && len(name) > len(root))
-		}
-		if !known {
+		if !hasRootPrefix(name, knownPlaceholderRoots) {
 			return fmt.Errorf("unknown placeholder {%s}: expected {client_ip}, {http.request.header.<name>}, {http.auth.user.id} or another {http.*} placeholder", name)
 		}
 		if strings.HasPrefix(name, "http.request.") && !requestPlaceholderKnown(name) {
 			return fmt.Errorf("unknown placeholder {%s}: Caddy has no such request placeholder (it would be empty for every request); expected e.g. {http.request.header.<name>}, {http.request.cookie.<name>}, {http.request.uri.query.<name>} or {http.request.remote.host}", name)
 		}
+	}
+	return nil
+}
+
+// keyPlaceholders lists the names of a key template's placeholders, refusing unbalanced braces.
+func keyPlaceholders(key string) ([]string, error) {
+	var names []string
+	for rest := key; ; {
+		open := strings.IndexByte(rest, '{')
+		close := strings.IndexByte(rest, '}')
+		switch {
+		case open < 0 && close < 0:
+			return names, nil
+		case open < 0 || (close >= 0 && close < open):
+			return nil, fmt.Errorf("a '}' closes no placeholder")
+		case close < 0:
+			return nil, fmt.Errorf("a '{' is not closed")
+		}
+		name := rest[open+1 : close]
+		if strings.ContainsRune(name, '{') {
+			return nil, fmt.Errorf("a '{' is not closed before %q", "{"+name+"}")
+		}
+		names = append(names, name)
 		rest = rest[close+1:]
 	}
+}
+
+// hasRootPrefix reports whether name lies in one of the namespaces roots (and is longer).
+func hasRootPrefix(name string, roots []string) bool {
+	for _, root := range roots {
+		if strings.HasPrefix(name, root) && len(name) > len(root) {
+			return true
+		}
+	}
+	return false
 }
 
 // requestPlaceholderKnown asks Caddy's own request replacer whether it knows name.
@@ -450,24 +468,12 @@ var runtimePlaceholderRoots = []string{"http.auth.", "http.reverse_proxy.", "htt
 // replacer nor a runtime namespace knows: another plugin may set them, or they are typos that
 // are always empty.
 func unknownKeyPlaceholders(key string) []string {
+	names, _ := keyPlaceholders(key) // a key that reaches here passed checkKeyTemplate
 	var out []string
-	for rest := key; ; {
-		open := strings.IndexByte(rest, '{')
-		close := strings.IndexByte(rest, '}')
-		if open < 0 || close < open {
-			return out
-		}
-		name := rest[open+1 : close]
-		rest = rest[close+1:]
-		if !strings.HasPrefix(name, "http.") || requestPlaceholderKnown(name) {
-			continue
-		}
-		runtime := false
-		for _, root := range runtimePlaceholderRoots {
-			runtime = runtime || strings.HasPrefix(name, root)
-		}
-		if !runtime {
+	for _, name := range names {
+		if strings.HasPrefix(name, "http.") && !requestPlaceholderKnown(name) && !hasRootPrefix(name, runtimePlaceholderRoots) {
 			out = append(out, "{"+name+"}")
 		}
 	}
+	return out
 }
