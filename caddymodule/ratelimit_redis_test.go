@@ -234,6 +234,37 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 	}
 }
 
+// TestRateLimitRedisDownAtStartupIsMemoryAtOnce: a limiter that starts while Redis is down
+// asks Redis once and, without an answer, decides in memory before the first request (mode,
+// monitoring and the store_failover event say so); once Redis is up, decisions return to it.
+func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
+	r := testenv.StartRedis(t)
+	r.Kill()
+	block, url := site(t, "\tpolicy_rate_limit login")
+	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 5/1s burst 5")+block)
+	lim := activeApp(t).limiter
+	testenv.WaitFor(t, 5*time.Second, "memory-fallback before any request", func() bool { return lim.mode() == storeModeFallback })
+	if st := lim.status(); st.Status != HealthWarn {
+		t.Fatalf("status %+v, want warn", st)
+	}
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 1 || logs[0].Str("to") != storeModeFallback || !strings.Contains(logs[0].Str("error"), "refused") {
+		t.Fatalf("want one store_failover event to memory-fallback naming the refused connection, got %v", logs)
+	}
+	for i := range 7 {
+		if got, want := getReply(t, url, "X-Client: early").status, map[bool]int{true: 200, false: 429}[i < 5]; got != want {
+			t.Fatalf("request %d in memory: %d, want %d", i, got, want)
+		}
+	}
+	r.Restart()
+	testenv.WaitFor(t, 10*time.Second, "decisions back in Redis", func() bool {
+		getReply(t, url, "X-Client: after")
+		return lim.mode() == storeModeRedis
+	})
+	if n, err := r.Do("EXISTS", "hardening:rl:{login:after}"); err != nil || n != int64(1) {
+		t.Fatalf("after the return, the bucket is in Redis: %v %v", n, err)
+	}
+}
+
 // TestRateLimitSlowRedisIsBoundedByTheTimeout: while Redis sleeps for 2 s, each request is
 // decided within the store timeout (50 ms) plus slack, not after the sleep.
 func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {

@@ -94,6 +94,9 @@ type limiterEntry struct {
 	store    ratelimit.Store               // what handlers call: memory, or denials > leases > failover
 	adaptive *ratelimit.Adaptive
 	started  atomic.Bool
+	// stopProbe ends the startup probe of Redis when the entry is destructed first.
+	probeCtx  context.Context
+	stopProbe context.CancelFunc
 
 	// trackInFlight: in-flight requests are a load signal, so handlers count them.
 	trackInFlight bool
@@ -105,6 +108,7 @@ type limiterEntry struct {
 // Destruct stops the adaptive sampler and the Redis batching goroutines when the last
 // configuration using the entry is gone.
 func (e *limiterEntry) Destruct() error {
+	e.stopProbe()
 	e.adaptive.Stop()
 	_, _ = memoryPool.Delete(e.memKey)
 	if e.redis != nil {
@@ -165,6 +169,9 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 		e.reporter.Store(a)
 		if e.started.CompareAndSwap(false, true) {
 			e.adaptive.Start()
+			if e.failover != nil {
+				go func() { _ = e.failover.Probe(e.probeCtx, storeProbeTimeout) }()
+			}
 		}
 	})
 	return e, nil
@@ -226,6 +233,12 @@ const (
 
 	defaultRateLimitMaxKeys = 200000
 	defaultStoreTimeout     = 50 * time.Millisecond
+
+	// storeProbeTimeout bounds the one question a new limiter asks Redis when it starts:
+	// without an answer, decisions go to memory at once rather than after three requests
+	// have each waited store_timeout. Longer than store_timeout, so that a first dial (TLS
+	// included) is not taken for an outage.
+	storeProbeTimeout = time.Second
 )
 
 func parseFailureMode(s string) (ratelimit.FailureMode, error) {
@@ -242,6 +255,7 @@ func parseFailureMode(s string) (ratelimit.FailureMode, error) {
 
 func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 	e := &limiterEntry{memKey: fmt.Sprintf("ratelimit-memory:%d", s.MaxKeys)}
+	e.probeCtx, e.stopProbe = context.WithCancel(context.Background())
 	mem, _, _ := memoryPool.LoadOrNew(e.memKey, func() (caddy.Destructor, error) {
 		return memoryEntry{ratelimit.NewPolicyMemoryStores(ratelimit.MemoryOptions{MaxKeys: s.MaxKeys})}, nil
 	})

@@ -118,6 +118,7 @@ type FailoverStore struct {
 	onFailure FailureMode
 	onChange  func(from, to Mode, err error)
 	settings  gobreaker.Settings
+	threshold uint32 // ConsecutiveFailures
 
 	breakersMu sync.RWMutex
 	breakers   map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]
@@ -160,6 +161,7 @@ func NewFailoverStore(primary Store, fallback Store, opts FailoverOptions) *Fail
 		onFailure: opts.OnFailure,
 		onChange:  opts.OnModeChange,
 		breakers:  make(map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]),
+		threshold: opts.ConsecutiveFailures,
 	}
 	s.sharded, _ = primary.(shardedStore)
 	threshold := opts.ConsecutiveFailures
@@ -260,12 +262,59 @@ func (s *FailoverStore) decideWithoutPrimary(ctx context.Context, policy, key st
 	return Result{Allowed: true, Remaining: l.Burst - 1, Unmetered: true}
 }
 
+// Pinger is a primary store that can say whether it answers without making a decision.
+// RedisStore implements it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Probe asks a Pinger primary whether it answers within timeout. When it does not, Probe
+// counts ConsecutiveFailures failures against the primary's breaker: decisions go by
+// OnFailure at once, and Mode says so, instead of after the first requests have each waited
+// Timeout. It is meant for startup, before any decision. A primary that answers changes
+// nothing; so does a ctx that ends first. It returns the primary's error.
+//
+// With a sharded primary (Cluster) the probe judges the whole: it fails only when no master
+// answers, and opens the breaker that keys use until the slot map is known, the only one
+// such a Cluster ever uses.
+func (s *FailoverStore) Probe(ctx context.Context, timeout time.Duration) error {
+	p, ok := s.primary.(Pinger)
+	if !ok {
+		return nil
+	}
+	probeCtx, cancel := context.WithTimeout(ctx, timeout)
+	err := p.Ping(probeCtx)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	if !errors.Is(err, ErrStoreUnavailable) {
+		err = fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	s.lastFailure.Store(&err)
+	breaker := s.breakerOf("")
+	for range s.threshold {
+		done, open := breaker.Allow()
+		if open != nil {
+			break
+		}
+		done(err)
+	}
+	s.publish()
+	return err
+}
+
 // breakerFor returns the breaker of the primary server holding (policy, key).
 func (s *FailoverStore) breakerFor(ctx context.Context, policy, key string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	shard := ""
 	if s.sharded != nil {
 		shard = s.sharded.shardOf(ctx, policy, key)
 	}
+	return s.breakerOf(shard)
+}
+
+// breakerOf returns the breaker of a shard ("" without Cluster), creating it on first use.
+func (s *FailoverStore) breakerOf(shard string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	s.breakersMu.RLock()
 	breaker, ok := s.breakers[shard]
 	s.breakersMu.RUnlock()

@@ -131,6 +131,31 @@ func TestFailoverStoreDecidesInRedisWhileItIsHealthy(t *testing.T) {
 	}
 }
 
+// TestFailoverStoreProbe: a probe of a live Redis changes nothing; of a dead one it puts
+// decisions in the fallback before any decision, reported once with the cause.
+func TestFailoverStoreProbe(t *testing.T) {
+	r := testenv.StartRedis(t)
+	var changes modeChanges
+	live := NewFailoverStore(newTestStore(t, r, RedisOptions{}), NewMemoryStore(MemoryOptions{}), FailoverOptions{OnModeChange: changes.record})
+	if err := live.Probe(context.Background(), time.Second); err != nil || live.Mode() != ModePrimary {
+		t.Fatalf("probe of a live Redis: %v, mode %v", err, live.Mode())
+	}
+	r.Kill()
+	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
+	dead := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{OnModeChange: changes.record})
+	err := dead.Probe(context.Background(), time.Second)
+	if !errors.Is(err, ErrStoreUnavailable) || dead.Mode() != ModeFallback {
+		t.Fatalf("probe of a dead Redis: %v, mode %v; want unavailable, fallback", err, dead.Mode())
+	}
+	if calls, causes := changes.get(); len(calls) != 1 || causes[0] == nil {
+		t.Fatalf("mode changes %v (causes %v); want one, with its cause", calls, causes)
+	}
+	mustAllow(t, dead, "p", "k", Limit{Rate: 1, Period: time.Hour, Burst: 2})
+	if fallback.calls.Load() != 1 {
+		t.Fatal("the first decision after a failed probe did not go to the fallback")
+	}
+}
+
 func TestFailoverStoreSurvivesRedisKilledAndReturnsWhenItIsBack(t *testing.T) {
 	r := testenv.StartRedis(t)
 	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
@@ -337,6 +362,10 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 	}
 	dead := c.Nodes[0]
 	dead.Kill()
+	// Two masters still answer: a probe does not send every key to the fallback.
+	if err := s.Probe(context.Background(), time.Second); err != nil || s.Mode() != ModePrimary {
+		t.Fatalf("probe with one master of three down: %v, mode %v; want nil, primary", err, s.Mode())
+	}
 
 	l := Limit{Rate: 1, Period: time.Hour, Burst: 3}
 	admitted := make(map[string]int)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -152,6 +153,30 @@ func (s *RedisStore) Close() error {
 }
 
 var errStoreClosed = fmt.Errorf("%w: store closed", ErrStoreUnavailable)
+
+// Ping reports whether Redis answers: the server, or with a Cluster at least one master (a
+// Cluster with one master down still decides the other masters' keys in Redis).
+func (s *RedisStore) Ping(ctx context.Context) error {
+	var err error
+	if s.cluster == nil {
+		err = s.client.Ping(ctx).Err()
+	} else {
+		var answered atomic.Bool
+		err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
+			if master.Ping(ctx).Err() == nil {
+				answered.Store(true)
+			}
+			return nil
+		})
+		if err == nil && !answered.Load() {
+			err = errors.New("no cluster master answered")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
+	}
+	return nil
+}
 
 // Allow decides one request for (policy, key) under l. l must be valid (see Limit.Validate):
 // an invalid limit returns Validate's error, which does not wrap ErrStoreUnavailable.
