@@ -242,26 +242,18 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 	return fallbackKeyMark + clientIPKey(r, h.policy.ipv6Bits)
 }
 
-// clientIPKey is Caddy's client IP as a bucket name. An IPv4 address written as IPv6
-// (::ffff:192.0.2.7, as a dual-stack listener or a proxy may give it) is the IPv4 address, so
-// a client cannot take a second bucket by writing its address the other way; an IPv6 address
-// is its network of ipv6Bits bits (2001:db8:1:2::/64), so a client cannot take a bucket per
-// address of the network it was given.
+// clientIPKey is Caddy's client IP as a bucket name: the client as ipclass.ClientName
+// writes it (an IPv4 address unmapped, an IPv6 address as its network of ipv6Bits bits).
 func clientIPKey(r *http.Request, ipv6Bits int) string {
 	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 	if strings.IndexByte(ip, ':') < 0 {
 		return ip // IPv4, the common case: no parse
 	}
 	a, err := netip.ParseAddr(ip)
-	switch {
-	case err != nil:
+	if err != nil {
 		return ip
-	case a.Is4In6():
-		return a.Unmap().String()
-	case ipv6Bits >= 128:
-		return a.WithZone("").String()
 	}
-	return netip.PrefixFrom(a, ipv6Bits).Masked().String()
+	return ipclass.ClientName(a, ipv6Bits)
 }
 
 // fallbackKeyMark begins the key of a request whose key template came out empty: the client

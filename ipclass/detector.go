@@ -85,25 +85,11 @@ func (d *Detector) SetSettings(s Settings) {
 // Shadow reports whether the detector is in shadow mode.
 func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 
-// Client is the address the detector knows a's client by: a itself (IPv4 unmapped), or for
-// IPv6 its network of the IPv6Prefix setting, as its first address (2001:db8:1:2::).
-func (d *Detector) Client(a netip.Addr) netip.Addr {
-	a = a.Unmap()
-	if bits := d.settings.Load().ipv6Bits; a.Is6() && bits < 128 {
-		return netip.PrefixFrom(a, bits).Masked().Addr()
-	}
-	return a.WithZone("")
-}
+// Client is the address the detector knows a's client by (see ClientAddr).
+func (d *Detector) Client(a netip.Addr) netip.Addr { return ClientAddr(a, d.settings.Load().ipv6Bits) }
 
-// ClientString names a client as Client gives it, for logs and listings: an IPv6 network
-// with its length (2001:db8:1:2::/64), an address as itself.
-func (d *Detector) ClientString(a netip.Addr) string {
-	a = d.Client(a)
-	if bits := d.settings.Load().ipv6Bits; a.Is6() && bits < 128 {
-		return netip.PrefixFrom(a, bits).String()
-	}
-	return a.String()
-}
+// ClientString names a client as Client gives it (see ClientName).
+func (d *Detector) ClientString(a netip.Addr) string { return ClientName(a, d.settings.Load().ipv6Bits) }
 
 // shard is a's shard, by a hash under the detector's random seed: a client that controls
 // many addresses (an IPv6 /64 is 2^64 of them) cannot pick ones that crowd a single shard to

@@ -1,0 +1,27 @@
+package ipclass
+
+import "net/netip"
+
+// ClientAddr is the address a client is known by, in rate-limit buckets and in the detector
+// alike: an IPv4 address written as IPv6 (::ffff:192.0.2.7, as a dual-stack listener or a
+// proxy may give it) is the IPv4 address, so a client cannot become a second client by writing
+// its address the other way; an IPv6 address is its network of ipv6Bits bits, as the
+// network's first address (2001:db8:1:2::), so a client given a /64 cannot become 2^64
+// clients. ipv6Bits 128 keeps every IPv6 address apart. Zones are dropped.
+func ClientAddr(a netip.Addr, ipv6Bits int) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() && ipv6Bits < 128 {
+		return netip.PrefixFrom(a, ipv6Bits).Masked().Addr()
+	}
+	return a.WithZone("")
+}
+
+// ClientName writes ClientAddr for keys, logs and listings: an IPv6 network with its length
+// (2001:db8:1:2::/64), an address as itself.
+func ClientName(a netip.Addr, ipv6Bits int) string {
+	a = ClientAddr(a, ipv6Bits)
+	if a.Is6() && ipv6Bits < 128 {
+		return netip.PrefixFrom(a, ipv6Bits).String()
+	}
+	return a.String()
+}
