@@ -78,6 +78,9 @@ func TestCheckFindings(t *testing.T) {
 				"\n\tpath_guard @guarded {\n\t\tsuspicious_action block\n\t}\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok")},
 		{"csp.tags_behind_proxy", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\treverse_proxy 127.0.0.1:1"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
+		// The proxied pages are the inner placeholder block's (innermost wins): no warning.
+		{"csp.tags_behind_proxy", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\thandle /api/* {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\tfile_server"),
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\thandle /api/* {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PLACEHOLDERSECRET1234\n\t\t}\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\tfile_server")},
 		{"csp.placeholder_in_errors",
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\treverse_proxy 127.0.0.1:1\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t\t}\n\t\treverse_proxy 127.0.0.1:1\n\t}")},

@@ -16,7 +16,7 @@ import (
 // into the upstream's user content; placeholder mode is the one for applications.
 func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
 	for name, srv := range httpServers(ctx) {
-		if list := routeListWith(srv.Routes, h); list != nil && proxies(list) {
+		if list := routeListWith(srv.Routes, h); list != nil && h.pageHandlerWhere(list, isModule("http.handlers.reverse_proxy")) {
 			_ = h.app.Report(Finding{Code: "csp.tags_behind_proxy", Severity: Warning, Module: "security_headers",
 				Config:  "apps.http.servers." + name,
 				Message: "inject_nonce tags on a route that proxies: every <script> of the upstream's pages gets the nonce, including one injected into user content",
@@ -36,13 +36,13 @@ func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
 		if list == nil {
 			continue
 		}
-		if h.injectMode == csp.Tags && hasModule(list, "http.handlers.templates") {
+		if h.injectMode == csp.Tags && h.pageHandlerWhere(list, isModule("http.handlers.templates")) {
 			_ = h.app.Report(Finding{Code: "csp.tags_with_templates", Severity: Warning, Module: "security_headers",
 				Config:  "apps.http.servers." + name,
 				Message: "inject_nonce tags on a route that runs templates: a template that writes a request value gives an injected <script> the nonce",
 				Fix:     "use inject_nonce placeholder and write nonce=\"{{placeholder \"http.vars.csp_nonce\"}}\" on the page's own tags (or the placeholder)"})
 		}
-		if h.injectMode == csp.Placeholder && hasHandlerWhere(list, func(hh caddyhttp.MiddlewareHandler) bool {
+		if h.injectMode == csp.Placeholder && h.pageHandlerWhere(list, func(hh caddyhttp.MiddlewareHandler) bool {
 			fs, ok := hh.(*fileserver.FileServer)
 			return ok && (len(fs.PrecompressedRaw) > 0 || len(fs.PrecompressedOrder) > 0)
 		}) {
@@ -79,12 +79,37 @@ func (h *SecurityHeaders) checkErrorRoutes(ctx caddy.Context) {
 
 // hasHandlerWhere reports whether a handler of the routes, at any depth, satisfies match.
 func hasHandlerWhere(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {
+	return findHandler(routes, match, nil)
+}
+
+// pageHandlerWhere is hasHandlerWhere for the pages this handler injects into: it leaves out
+// subroutes with a security_headers of their own that injects, whose pages that one decides
+// (innermost wins, see securityWriter.mode) and whose own findings cover them.
+func (h *SecurityHeaders) pageHandlerWhere(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {
+	return findHandler(routes, match, h.injectorIn)
+}
+
+// findHandler reports whether a handler of the routes satisfies match, descending into
+// subroutes that skip (if set) does not leave out.
+func findHandler(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool, skip func(caddyhttp.RouteList) bool) bool {
 	for _, r := range routes {
 		for _, hh := range r.Handlers {
 			if match(hh) {
 				return true
 			}
-			if sub, ok := hh.(*caddyhttp.Subroute); ok && hasHandlerWhere(sub.Routes, match) {
+			if sub, ok := hh.(*caddyhttp.Subroute); ok && (skip == nil || !skip(sub.Routes)) && findHandler(sub.Routes, match, skip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// injectorIn reports whether a security_headers other than h that injects runs in routes.
+func (h *SecurityHeaders) injectorIn(routes caddyhttp.RouteList) bool {
+	for _, r := range routes {
+		for _, hh := range r.Handlers {
+			if other, ok := hh.(*SecurityHeaders); ok && other != h && other.injectMode != 0 {
 				return true
 			}
 		}
@@ -119,17 +144,12 @@ func hasToken(v, token string) bool {
 	return false
 }
 
-// hasModule reports whether a handler with module ID id is in the routes, at any depth.
-func hasModule(routes caddyhttp.RouteList, id caddy.ModuleID) bool {
-	return hasHandlerWhere(routes, func(hh caddyhttp.MiddlewareHandler) bool {
+// isModule matches a handler of module ID id.
+func isModule(id caddy.ModuleID) func(caddyhttp.MiddlewareHandler) bool {
+	return func(hh caddyhttp.MiddlewareHandler) bool {
 		m, ok := hh.(caddy.Module)
 		return ok && m.CaddyModule().ID == id
-	})
-}
-
-// proxies reports whether a reverse_proxy handler is in the routes, at any depth.
-func proxies(routes caddyhttp.RouteList) bool {
-	return hasModule(routes, "http.handlers.reverse_proxy")
+	}
 }
 
 // builtPolicy is what build settled: the policy, its mode and HSTS, read by the findings.
