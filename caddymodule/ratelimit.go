@@ -69,6 +69,10 @@ type PolicyRateLimit struct {
 	// for a template without placeholders (one global bucket, as configured).
 	keyEmpty    string
 	keyHasEmpty bool
+	// keyParts is a composite key template ("{client_ip}:{header.X-User}") split at its
+	// client IP placeholders, where requestKey puts clientIPKey's name of the client (an IPv6
+	// client as its network, as a key of {client_ip} alone); nil without one.
+	keyParts []string
 	// keyNS begins the bucket names of a route whose key overrides the policy's (see
 	// routeKeyNamespace); "" on a route that keeps the policy's key.
 	keyNS   string
@@ -111,6 +115,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		h.key = h.Key
 	}
 	h.ipKey = h.key == defaultPolicyKey
+	if parts := strings.Split(h.key, defaultPolicyKey); !h.ipKey && len(parts) > 1 {
+		h.keyParts = parts
+	}
 	if h.key != p.key {
 		h.keyNS = routeKeyNamespace(h.key)
 	}
@@ -228,7 +235,7 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 		return h.keyNS + clientIPKey(r, h.policy.ipv6Bits)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		k := repl.ReplaceAll(h.key, "")
+		k := h.expandKey(r, repl)
 		switch {
 		case h.keyHasEmpty && k == h.keyEmpty:
 		case h.keyNS != "":
@@ -254,6 +261,21 @@ func clientIPKey(r *http.Request, ipv6Bits int) string {
 		return ip
 	}
 	return ipclass.ClientName(a, ipv6Bits)
+}
+
+// expandKey resolves the key template for r, writing the client IP as clientIPKey does.
+func (h *PolicyRateLimit) expandKey(r *http.Request, repl *caddy.Replacer) string {
+	if h.keyParts == nil {
+		return repl.ReplaceAll(h.key, "")
+	}
+	var b strings.Builder
+	for i, part := range h.keyParts {
+		if i > 0 {
+			b.WriteString(clientIPKey(r, h.policy.ipv6Bits))
+		}
+		b.WriteString(repl.ReplaceAll(part, ""))
+	}
+	return b.String()
 }
 
 // fallbackKeyMark begins the key of a request whose key template came out empty: the client

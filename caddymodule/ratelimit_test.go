@@ -797,7 +797,15 @@ func TestRateLimitIPv6ClientsKeyedByNetwork(t *testing.T) {
 		policy bykey {
 			limit 1/1h
 			key {header.X-API-Key}
-		}`, `	handle /net64 {
+		}
+		policy composite {
+			limit 1/1h
+			key {client_ip}:{header.X-User}
+		}`, `	handle /composite {
+		policy_rate_limit composite
+		respond "ok"
+	}
+	handle /net64 {
 		policy_rate_limit net64
 		respond "ok"
 	}
@@ -824,6 +832,17 @@ func TestRateLimitIPv6ClientsKeyedByNetwork(t *testing.T) {
 		want(path, "2001:db8:1:2:ffff::9", 429) // the same /64
 		want(path, "2001:db8:1:3::1", 200)      // the next /64
 	}
+	// {client_ip} inside a composite key is the client's network too.
+	wantAs := func(ip, user string, code int) {
+		t.Helper()
+		if got := getReply(t, base+"/composite", "X-Forwarded-For: "+ip, "X-User: "+user).status; got != code {
+			t.Fatalf("/composite from %s as %s: %d, want %d", ip, user, got, code)
+		}
+	}
+	wantAs("2001:db8:1:2::1", "alice", 200)
+	wantAs("2001:db8:1:2::7", "alice", 429) // the same /64, the same user
+	wantAs("2001:db8:1:2::7", "bob", 200)
+	wantAs("2001:db8:1:3::1", "alice", 200)
 	want("/exact", "2001:db8:1:2::1", 200)
 	want("/exact", "2001:db8:1:2::2", 200)
 	want("/exact", "2001:db8:1:2::1", 429)
