@@ -20,7 +20,7 @@ func (h *PolicyRateLimit) reportKeyFindings() {
 		config = "policy_rate_limit " + h.policy.name + " key"
 	}
 	key := strings.ToLower(h.key)
-	if strings.Contains(key, "{http.request.remote.host}") || strings.Contains(key, "{http.request.remote}") {
+	if strings.Contains(key, "{http.request.remote.host}") {
 		_ = h.app.Report(Finding{Code: "ratelimit.key_remote_host", Severity: Warning, Module: "policy_rate_limit", Config: config,
 			Message: "policy " + h.policy.name + " keys buckets by the peer's address ({remote_host}): behind a load balancer or ingress every client shares the proxy's bucket",
 			Fix:     "use key {client_ip}, and list the proxies in the server's trusted_proxies"})

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -395,6 +397,10 @@ var knownPlaceholderRoots = []string{"http.", "env.", "file.", "system."}
 // time, and nothing is limited.
 var perRequestPlaceholders = []string{"http.request.uuid", "http.request.duration", "http.request.duration_ms", "http.time_until_shutdown"}
 
+// perConnectionPlaceholders change with every connection (the client's source port): a client
+// that opens a new connection has a new bucket.
+var perConnectionPlaceholders = []string{"http.request.remote", "http.request.remote.port"}
+
 // checkKeyTemplate refuses unbalanced braces, placeholders outside Caddy's namespaces, names in
 // Caddy's own request namespace ({http.request.*}) that Caddy does not know (a typo, always
 // empty), and placeholders that change with every request.
@@ -407,6 +413,12 @@ func checkKeyTemplate(key string) error {
 		if strings.HasPrefix(name, "time.") || slices.Contains(perRequestPlaceholders, name) {
 			return fmt.Errorf("{%s} changes with every request: each request would have a bucket of its own, and nothing would be limited", name)
 		}
+		if slices.Contains(perConnectionPlaceholders, name) {
+			return fmt.Errorf("{%s} holds the client's source port, which changes with every connection: a client would have a new bucket for each connection it opens; expected {client_ip} (or {http.request.remote.host} without a proxy)", name)
+		}
+		if name == "client_ip" {
+			return fmt.Errorf("unknown placeholder {client_ip}: {client_ip} is the Caddyfile's shorthand; in JSON write {http.vars.client_ip}")
+		}
 		if !hasRootPrefix(name, knownPlaceholderRoots) {
 			return fmt.Errorf("unknown placeholder {%s}: expected {client_ip}, {http.request.header.<name>}, {http.auth.user.id} or another {http.*} placeholder", name)
 		}
@@ -418,26 +430,33 @@ func checkKeyTemplate(key string) error {
 }
 
 // keyPlaceholders lists the names of a key template's placeholders, refusing unbalanced braces.
+// A brace escaped with a backslash is a literal, as Caddy's replacer reads it.
 func keyPlaceholders(key string) ([]string, error) {
 	var names []string
-	for rest := key; ; {
-		open := strings.IndexByte(rest, '{')
-		close := strings.IndexByte(rest, '}')
-		switch {
-		case open < 0 && close < 0:
-			return names, nil
-		case open < 0 || (close >= 0 && close < open):
-			return nil, fmt.Errorf("a '}' closes no placeholder")
-		case close < 0:
-			return nil, fmt.Errorf("a '{' is not closed")
+	open := -1
+	for i := 0; i < len(key); i++ {
+		switch key[i] {
+		case '\\':
+			if i+1 < len(key) && (key[i+1] == '{' || key[i+1] == '}') {
+				i++
+			}
+		case '{':
+			if open >= 0 {
+				return nil, fmt.Errorf("a '{' is not closed before %q", key[open:i+1])
+			}
+			open = i
+		case '}':
+			if open < 0 {
+				return nil, fmt.Errorf("a '}' closes no placeholder")
+			}
+			names = append(names, key[open+1:i])
+			open = -1
 		}
-		name := rest[open+1 : close]
-		if strings.ContainsRune(name, '{') {
-			return nil, fmt.Errorf("a '{' is not closed before %q", "{"+name+"}")
-		}
-		names = append(names, name)
-		rest = rest[close+1:]
 	}
+	if open >= 0 {
+		return nil, fmt.Errorf("a '{' is not closed")
+	}
+	return names, nil
 }
 
 // hasRootPrefix reports whether name lies in one of the namespaces roots (and is longer).
@@ -450,14 +469,24 @@ func hasRootPrefix(name string, roots []string) bool {
 	return false
 }
 
-// requestPlaceholderKnown asks Caddy's own request replacer whether it knows name.
-func requestPlaceholderKnown(name string) bool {
+// requestPlaceholderKnown asks Caddy's own request replacer whether it knows name. The request
+// carries what a server puts in every request (a local and a remote address), since some of
+// Caddy's providers read it without a check; one that still panics needs more than a bare
+// request, so Caddy knows the name.
+func requestPlaceholderKnown(name string) (known bool) {
 	req, err := http.NewRequest(http.MethodGet, "http://example.com/", nil)
 	if err != nil {
 		return true
 	}
-	_, ok := caddyhttp.NewTestReplacer(req).Get(name)
-	return ok
+	req.RemoteAddr = "192.0.2.1:1234"
+	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 2), Port: 443}))
+	defer func() {
+		if recover() != nil {
+			known = true
+		}
+	}()
+	_, known = caddyhttp.NewTestReplacer(req).Get(name)
+	return known
 }
 
 // runtimePlaceholderRoots are {http.*} namespaces that handlers fill while a request runs

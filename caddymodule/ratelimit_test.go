@@ -864,3 +864,27 @@ func proxiedCaddy(t *testing.T, hardening, site string) string {
 		hardening, port, site))
 	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
+
+// TestKeyTemplateChecks: what checkKeyTemplate accepts and refuses, including Caddy's request
+// placeholders whose providers read the server's context (which panicked) and escaped braces.
+func TestKeyTemplateChecks(t *testing.T) {
+	for _, tc := range []struct{ key, err string }{
+		{"{http.request.local}", ""},
+		{"{http.request.local.host}:{http.request.local.port}", ""},
+		{"{http.request.remote.host}", ""},
+		{`tenant\{1\}:{http.request.header.X-Tenant}`, ""},
+		{"{http.request.remote.port}", "changes with every connection"},
+		{"{http.request.remote}", "changes with every connection"},
+		{"{client_ip}", "in JSON write {http.vars.client_ip}"},
+		{"{http.request.uuid}", "changes with every request"},
+		{"{a", "is not closed"},
+		{"a}", "closes no placeholder"},
+		{"{a{b}", "is not closed before"},
+		{`\{a}`, "closes no placeholder"},
+	} {
+		err := checkKeyTemplate(tc.key)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("key %q: %v; want %q", tc.key, err, tc.err)
+		}
+	}
+}
