@@ -73,9 +73,10 @@ type PolicyRateLimit struct {
 	// client IP placeholders, where requestKey puts clientIPKey's name of the client (an IPv6
 	// client as its network, as a key of {client_ip} alone); nil without one.
 	keyParts []string
-	// keyNS begins the bucket names of a route whose key overrides the policy's (see
-	// routeKeyNamespace); "" on a route that keeps the policy's key.
-	keyNS   string
+	// bucketSet names the set of buckets the handler decides in, as the stores see it: the
+	// policy's name, or for a route whose key overrides the policy's its own set (see
+	// routeBucketSet).
+	bucketSet string
 	limiter *limiterEntry
 	store   ratelimit.Store // the limiter's store for this policy (storeFor)
 	replies [3]rowReplies   // by ipclass.Class
@@ -118,8 +119,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	if parts := strings.Split(h.key, defaultPolicyKey); !h.ipKey && len(parts) > 1 {
 		h.keyParts = parts
 	}
+	h.bucketSet = p.name
 	if h.key != p.key {
-		h.keyNS = routeKeyNamespace(h.key)
+		h.bucketSet = routeBucketSet(p.name, h.key)
 	}
 	if empty := caddy.NewEmptyReplacer().ReplaceAll(h.key, ""); empty != h.key {
 		h.keyEmpty, h.keyHasEmpty = empty, true
@@ -133,7 +135,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	if h.limiter, err = app.rateLimiter(); err != nil {
 		return err
 	}
-	h.store = h.limiter.storeFor(p.name)
+	h.store = h.limiter.storeFor(h.bucketSet)
 	for c := range h.replies {
 		if h.replies[c], err = newRowReplies(p, p.rows[c], h.StatusCode, h.Message); err != nil {
 			return err
@@ -174,7 +176,7 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if h.policy.adaptive {
 		limit = limit.Scale(h.limiter.adaptive.Factor())
 	}
-	res := h.limiter.decide(r.Context(), h.store, h.policy.name, key, limit)
+	res := h.limiter.decide(r.Context(), h.store, h.bucketSet, key, limit)
 	if res.Unmetered {
 		return h.unmetered(w, r, next, class, res)
 	}
@@ -226,21 +228,17 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 // requestKey resolves the policy's key for r. A template whose placeholders are all empty
 // (the header was not sent) falls back to the client IP, marked with fallbackKeyMark so that
 // no template value can name that bucket: a client sending the header "X-API-Key: 192.0.2.7"
-// must not drain the bucket of 192.0.2.7's requests without it. A route that overrides the
-// policy's key has its own namespace (keyNS), for the same reason: its values must not name
-// the buckets of the policy's other routes. A value of the policy's own template that begins
-// with one of the marks gets fallbackKeyMark before it, so the sets of names never meet.
+// must not drain the bucket of 192.0.2.7's requests without it. A value that begins with the
+// mark gets another one before it, so the two sets of names never meet.
 func (h *PolicyRateLimit) requestKey(r *http.Request) string {
 	if h.ipKey {
-		return h.keyNS + clientIPKey(r, h.policy.ipv6Bits)
+		return clientIPKey(r, h.policy.ipv6Bits)
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		k := h.expandKey(r, repl)
 		switch {
 		case h.keyHasEmpty && k == h.keyEmpty:
-		case h.keyNS != "":
-			return h.keyNS + k
-		case strings.HasPrefix(k, fallbackKeyMark), strings.HasPrefix(k, routeKeyMark):
+		case strings.HasPrefix(k, fallbackKeyMark):
 			return fallbackKeyMark + k
 		default:
 			return k
@@ -282,16 +280,16 @@ func (h *PolicyRateLimit) expandKey(r *http.Request, repl *caddy.Replacer) strin
 // IP follows. No IP address begins with it.
 const fallbackKeyMark = "@"
 
-// routeKeyMark begins the bucket names of a route that overrides its policy's key.
-const routeKeyMark = "~"
-
-// routeKeyNamespace is the prefix of the bucket names of a route with its own key template:
-// the mark and a digest of the template, so routes with the same template share their buckets
-// and routes with different ones never do ("~3f0a9c1e52b7d684:").
-func routeKeyNamespace(template string) string {
+// routeBucketSet names the buckets of a route whose key template overrides its policy's:
+// "<policy>~<fnv64 of the template>". They are apart from the policy's (a header value sent on
+// that route can never name, and drain, a client-IP bucket the policy keeps on its other
+// routes), and in memory they have a store of their own, bounded by max_keys on its own (a
+// flood of header values there evicts none of them). Routes with the same template share one
+// set. No policy name holds a '~'.
+func routeBucketSet(policy, template string) string {
 	h := fnv.New64a()
 	h.Write([]byte(template))
-	return fmt.Sprintf("%s%016x:", routeKeyMark, h.Sum64())
+	return fmt.Sprintf("%s~%016x", policy, h.Sum64())
 }
 
 // refuse answers a refused request and reports it: metrics, the detector, a sampled event.

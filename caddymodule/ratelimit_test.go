@@ -266,7 +266,7 @@ func TestRateLimitRouteKeyHasItsOwnBuckets(t *testing.T) {
 	want("/tenant-ip", 200, "X-Forwarded-For: 10.9.2.2")
 	want("/tenant-ip", 429, "X-Forwarded-For: 10.9.2.2")
 
-	// Each policy's store reports its own keys: two buckets each (the address and the route's).
+	// Each set of buckets has its own store: the policy's (the address) and the route's.
 	keys := map[string]float64{}
 	ch := make(chan prometheus.Metric, 16)
 	memoryKeys.Collect(ch)
@@ -278,8 +278,48 @@ func TestRateLimitRouteKeyHasItsOwnBuckets(t *testing.T) {
 		}
 		keys[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
 	}
-	if keys["login"] != 2 || keys["tenant"] != 2 {
-		t.Fatalf("ratelimit_memory_keys by policy: %v, want login 2 and tenant 2", keys)
+	hdr, ip := routeBucketSet("login", "{http.request.header.X-K}"), routeBucketSet("tenant", "{http.vars.client_ip}")
+	if len(keys) != 4 || keys["login"] != 1 || keys["tenant"] != 1 || keys[hdr] != 1 || keys[ip] != 1 {
+		t.Fatalf("ratelimit_memory_keys by policy: %v, want 1 in each of login, tenant, %s and %s", keys, hdr, ip)
+	}
+
+	// A request without the header falls back to its address in the route's own set: it does
+	// not spend the address's bucket under the policy's key, nor another route's fallback.
+	want("/hdr", 200, "X-Forwarded-For: 10.9.2.3")
+	want("/hdr", 429, "X-Forwarded-For: 10.9.2.3")
+	want("/ip", 200, "X-Forwarded-For: 10.9.2.3")
+}
+
+// TestRateLimitRouteKeyFloodEvictsNoPolicyBucket: a flood of header values on a route that
+// overrides the key fills that route's store only; the policy's drained client-IP bucket on
+// its other route stays drained.
+func TestRateLimitRouteKeyFloodEvictsNoPolicyBucket(t *testing.T) {
+	base := proxiedCaddy(t, `		rate_limit {
+			max_keys 64
+		}
+		policy login {
+			limit 1/1h
+		}`, `	handle /login {
+		policy_rate_limit login
+		respond "ok"
+	}
+	handle /api {
+		policy_rate_limit login {
+			key {header.X-API-Key}
+		}
+		respond "ok"
+	}`)
+	victim := "X-Forwarded-For: 10.9.3.1"
+	if getReply(t, base+"/login", victim).status != 200 || getReply(t, base+"/login", victim).status != 429 {
+		t.Fatal("the login bucket did not drain")
+	}
+	for i := range 500 {
+		if got := getReply(t, base+"/api", "X-Forwarded-For: 10.9.3.66", fmt.Sprintf("X-API-Key: k%d", i)).status; got != 200 {
+			t.Fatalf("flood request %d: %d", i, got)
+		}
+	}
+	if got := getReply(t, base+"/login", victim).status; got != 429 {
+		t.Fatalf("after a flood of header keys on /api, /login for the drained client: %d, want 429", got)
 	}
 }
 
