@@ -77,11 +77,11 @@ type PolicyRateLimit struct {
 	// policy's name, or for a route whose key overrides the policy's its own set (see
 	// routeBucketSet).
 	bucketSet string
-	limiter *limiterEntry
-	store   ratelimit.Store // the limiter's store for this policy (storeFor)
-	replies [3]rowReplies   // by ipclass.Class
-	metrics rateLimitMetrics
-	sampler refusalSampler
+	limiter   *limiterEntry
+	store     ratelimit.Store // the limiter's store for this policy (storeFor)
+	replies   [3]rowReplies   // by ipclass.Class
+	metrics   rateLimitMetrics
+	sampler   refusalSampler
 }
 
 // CaddyModule returns the Caddy module information.
