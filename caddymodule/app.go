@@ -90,6 +90,9 @@ type App struct {
 	policies   map[string]*resolvedPolicy
 	limiter    *limiterEntry // taken by the first policy_rate_limit handler
 	limiterKey string
+	// bucketSets are the sets of buckets this configuration's policy_rate_limit handlers
+	// decide in (a policy, or a route's own key): the in-memory stores it keeps when it starts.
+	bucketSets map[string]bool
 }
 
 // CaddyModule returns the Caddy module information.

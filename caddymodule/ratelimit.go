@@ -123,6 +123,10 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	if h.key != p.key {
 		h.bucketSet = routeBucketSet(p.name, h.key)
 	}
+	if app.bucketSets == nil {
+		app.bucketSets = make(map[string]bool)
+	}
+	app.bucketSets[h.bucketSet] = true
 	if empty := caddy.NewEmptyReplacer().ReplaceAll(h.key, ""); empty != h.key {
 		h.keyEmpty, h.keyHasEmpty = empty, true
 	}

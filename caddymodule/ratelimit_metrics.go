@@ -77,17 +77,15 @@ func setStoreModeMetric(mode string) {
 }
 
 // registerRateLimitMetrics registers the collectors on the config's registry, with a gauge of
-// the keys each policy's in-memory store tracks (read at scrape time, from the newest
-// configuration's limiter).
-func registerRateLimitMetrics(ctx caddy.Context, e *limiterEntry) error {
+// the keys each policy's in-memory store tracks (read at scrape time, from the limiter of the
+// configuration that started last).
+func registerRateLimitMetrics(ctx caddy.Context) error {
 	reg := ctx.GetMetricsRegistry()
 	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration, memoryKeys} {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err
 		}
 	}
-	setStoreModeMetric(e.mode())
-	memoryKeys.stores.Store(e.memory)
 	return nil
 }
 

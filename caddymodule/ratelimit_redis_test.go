@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -262,6 +263,41 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	})
 	if n, err := r.Do("EXISTS", "hardening:rl:{login:after}"); err != nil || n != int64(1) {
 		t.Fatalf("after the return, the bucket is in Redis: %v %v", n, err)
+	}
+}
+
+// TestRateLimitRefusedLoadLeavesTheRunningMetrics: a configuration refused at load (its second
+// handler names no policy, after the first took a new limiter) does not speak for the running one:
+// store_mode still reads memory-fallback during the outage, and memory_keys still shows the
+// running configuration's store.
+func TestRateLimitRefusedLoadLeavesTheRunningMetrics(t *testing.T) {
+	r := testenv.StartRedis(t)
+	r.Kill()
+	block, url := site(t, "\tpolicy_rate_limit login")
+	cfg := redisPolicyConfig("redis "+r.URL(0), "limit 5/1s burst 5")
+	c := testcaddy.StartCaddy(t, cfg+block)
+	lim := activeApp(t).limiter
+	testenv.WaitFor(t, 5*time.Second, "memory-fallback", func() bool { return lim.mode() == storeModeFallback })
+	getReply(t, url, "X-Client: a")
+	fallback := storeMode.WithLabelValues(storeModeFallback)
+	if v := testutil.ToFloat64(fallback); v != 1 {
+		t.Fatalf("store_mode memory-fallback %v, want 1", v)
+	}
+	good, err := testcaddy.Adapt(cfg + block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(good)
+	bad := strings.Replace(string(raw), `"policies":`, `"rate_limit":{"max_keys":5000},"policies":`, 1)
+	bad = strings.Replace(bad, `{"handler":"policy_rate_limit","policy":"login"}`, `{"handler":"policy_rate_limit","policy":"login"},{"handler":"policy_rate_limit","policy":"nope"}`, 1)
+	if err := c.LoadJSON(bad); err == nil || !strings.Contains(err.Error(), "unknown policy") {
+		t.Fatalf("the bad configuration loaded: %v", err)
+	}
+	if v := testutil.ToFloat64(fallback); v != 1 {
+		t.Fatalf("after a refused load, store_mode memory-fallback %v, want 1 (Redis is still down)", v)
+	}
+	if n := testutil.CollectAndCount(memoryKeys); n != 1 {
+		t.Fatalf("after a refused load, %d memory_keys series, want the running configuration's one", n)
 	}
 }
 

@@ -161,12 +161,17 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 	e := v.(*limiterEntry)
 	a.limiter, a.limiterKey = e, key
 	e.reporter.Store(a)
-	if err := registerRateLimitMetrics(a.ctx, e); err != nil {
+	if err := registerRateLimitMetrics(a.ctx); err != nil {
 		return nil, err
 	}
 	a.RegisterStatus("ratelimit:store", e.status)
+	// Only a configuration that starts speaks for the limiter: one refused while another runs
+	// leaves the gauges and the stores of the running one alone.
 	a.OnStart(func() {
 		e.reporter.Store(a)
+		setStoreModeMetric(e.mode())
+		memoryKeys.stores.Store(e.memory)
+		e.memory.Retain(a.bucketSets)
 		if e.started.CompareAndSwap(false, true) {
 			e.adaptive.Start()
 			if e.failover != nil {

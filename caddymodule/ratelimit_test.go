@@ -928,3 +928,43 @@ func TestKeyTemplateChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitRemovedPolicyFreesItsStore: a reload that removes a policy drops its in-memory
+// store and its memory_keys series; the kept policy keeps its buckets.
+func TestRateLimitRemovedPolicyFreesItsStore(t *testing.T) {
+	port := testenv.FreePort(t)
+	config := func(policies, routes string) string {
+		return fmt.Sprintf("{\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n\trespond \"ok\"\n}\n", policies, port, routes)
+	}
+	c := testcaddy.StartCaddy(t, config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}\n\t\tpolicy gone {\n\t\t\tlimit 1/1h\n\t\t}",
+		"\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}\n\thandle /gone {\n\t\tpolicy_rate_limit gone\n\t}"))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	getReply(t, base+"/kept")
+	getReply(t, base+"/gone")
+	series := func() map[string]float64 {
+		got := map[string]float64{}
+		ch := make(chan prometheus.Metric, 16)
+		memoryKeys.Collect(ch)
+		close(ch)
+		for m := range ch {
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			got[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
+		}
+		return got
+	}
+	if got := series(); len(got) != 2 || got["kept"] != 1 || got["gone"] != 1 {
+		t.Fatalf("memory_keys %v, want kept 1 and gone 1", got)
+	}
+	if err := c.Load(config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}", "\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}")); err != nil {
+		t.Fatal(err)
+	}
+	if got := series(); len(got) != 1 || got["kept"] != 1 {
+		t.Fatalf("after the reload, memory_keys %v, want kept 1 only", got)
+	}
+	if got := getReply(t, base+"/kept").status; got != 429 {
+		t.Fatalf("the kept policy's bucket was reset: %d", got)
+	}
+}

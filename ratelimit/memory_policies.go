@@ -45,6 +45,22 @@ func (s *PolicyMemoryStores) For(policy string) *MemoryStore {
 	return m
 }
 
+// Retain drops the stores of the policies not in keep: a policy that a reload removed frees its
+// memory, leaves the listing of Each, and starts afresh if it comes back. A caller that still
+// holds a dropped store keeps deciding in it.
+func (s *PolicyMemoryStores) Retain(keep map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.stores.Load()
+	next := make(map[string]*MemoryStore, len(keep))
+	for k, v := range old {
+		if keep[k] {
+			next[k] = v
+		}
+	}
+	s.stores.Store(&next)
+}
+
 // Allow decides one request in the policy's store.
 func (s *PolicyMemoryStores) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
 	return s.For(policy).Allow(ctx, policy, key, l)
