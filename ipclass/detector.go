@@ -89,7 +89,9 @@ func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 func (d *Detector) Client(a netip.Addr) netip.Addr { return ClientAddr(a, d.settings.Load().ipv6Bits) }
 
 // ClientString names a client as Client gives it (see ClientName).
-func (d *Detector) ClientString(a netip.Addr) string { return ClientName(a, d.settings.Load().ipv6Bits) }
+func (d *Detector) ClientString(a netip.Addr) string {
+	return ClientName(a, d.settings.Load().ipv6Bits)
+}
 
 // shard is a's shard, by a hash under the detector's random seed: a client that controls
 // many addresses (an IPv6 /64 is 2^64 of them) cannot pick ones that crowd a single shard to
