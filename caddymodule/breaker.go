@@ -292,8 +292,12 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 		}
 	}
 	// The pool key: what the breaker itself depends on, as in effect, so a reload that only
-	// spells out a default keeps the state.
-	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), shared, app.redisKey, app.KeyPrefix(), h.syncEvery())
+	// spells out a default keeps the state. Redis and the key prefix count only for a shared
+	// breaker: tuning Redis must not close a local breaker that is open.
+	h.key = fmt.Sprintf("%+v|shared=false", settings.WithDefaults())
+	if shared {
+		h.key = fmt.Sprintf("%+v|shared=true|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), app.redisKey, app.KeyPrefix(), h.syncEvery())
+	}
 	if err := registerBreakerMetrics(ctx); err != nil {
 		return err
 	}
