@@ -162,6 +162,9 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		return errors.New(withCAHint(err, caFile))
 	}
 	rep := observatory.Analyze(scan)
+	if scan.RedirectErr != nil { // the redirect leads to it: graded as the Observatory does, but say why
+		rep.Note = withCAHint(scan.RedirectErr, caFile)
+	}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -170,8 +173,8 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		}
 	} else {
 		fmt.Fprintf(w, "%s: score %d, grade %s (MDN HTTP Observatory scoring)\n", rep.URL, rep.Score, rep.Grade)
-		if scan.CertErr != nil { // the redirect leads to it: graded as the Observatory does, but say why
-			fmt.Fprintf(w, "  note: %s\n", withCAHint(scan.CertErr, caFile))
+		if rep.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", rep.Note)
 		}
 		for _, r := range rep.Results {
 			mark := "PASS"

@@ -537,6 +537,31 @@ func TestCheckGradeUntrustedCertificate(t *testing.T) {
 	}
 }
 
+// TestCheckGradeRedirectToNowhere: an http:// URL whose redirect leads to an https:// URL that
+// refuses connections fails the redirection test, and the note (text and --json) names the
+// target and the failure; the redirect used to pass silently.
+func TestCheckGradeRedirectToNowhere(t *testing.T) {
+	port, closed := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf("http://localhost:%d {\n\tbind 127.0.0.1\n\tredir https://localhost:%d{uri} 308\n}\n", port, closed))
+	target := fmt.Sprintf("http://localhost:%d/", port)
+	nowhere := fmt.Sprintf("https://localhost:%d/", closed)
+	var out bytes.Buffer
+	if err := runGrade(context.Background(), &out, target, "", "", "", false); err != nil ||
+		!strings.Contains(out.String(), "FAIL  -20  redirection                      redirection-target-unreachable") ||
+		!strings.Contains(out.String(), "note: "+nowhere+" (the redirect's target) cannot be fetched: ") ||
+		!strings.Contains(out.String(), "connection refused") {
+		t.Fatalf("text: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	var rep observatory.Report
+	if err := runGrade(context.Background(), &out, target, "", "", "", true); err != nil || json.Unmarshal(out.Bytes(), &rep) != nil {
+		t.Fatalf("--json: %v\n%s", err, out.String())
+	}
+	if !strings.HasPrefix(rep.Note, nowhere) {
+		t.Fatalf("--json note %q, want one naming %s", rep.Note, nowhere)
+	}
+}
+
 // adaptedAt is the value at a finding's config path (dot-separated keys and indexes) in the
 // Caddyfile's adapted JSON, or nil when the path leads nowhere.
 func adaptedAt(t *testing.T, caddyfile, path string) any {
