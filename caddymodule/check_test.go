@@ -380,6 +380,23 @@ func TestCheckCommand(t *testing.T) {
 	if _, err := run("--config", dir+"/missing"); err == nil {
 		t.Fatal("a missing file exits 0")
 	}
+	// A flag of the other mode is refused before anything runs (no lint, no fetch).
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", warn, "--url", "http://127.0.0.1:1/"}, "--config cannot be used with --url"},
+		{[]string{"--adapter", "caddyfile", "--url", "http://127.0.0.1:1/"}, "--adapter cannot be used with --url"},
+		{[]string{"--strict", "--url", "http://127.0.0.1:1/", "--json"}, "--strict cannot be used with --url"},
+		{[]string{"--config", warn, "--min-grade", "A"}, "--min-grade needs --url"},
+		{[]string{"--config", warn, "--ca-file", "root.crt"}, "--ca-file needs --url"},
+		{[]string{"--http-url", "http://127.0.0.1:1/"}, "--http-url needs --url"},
+	} {
+		out, err := run(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(out, "hsts.short_max_age") {
+			t.Errorf("%q: err %v, want %q and no report\n%s", tc.args, err, tc.want, out)
+		}
+	}
 }
 
 func writeFile(p, body string) error { return os.WriteFile(p, []byte(body), 0o600) }
