@@ -90,6 +90,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if m.enabled = app.FeatureEnabled("monitoring"); !m.enabled {
+		app.OnValidate(func() { m.reportDisabled(ctx) })
 		return nil
 	}
 	if m.keys, err = apikey.ParseSet(m.APIKeys); err != nil {

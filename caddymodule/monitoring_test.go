@@ -482,14 +482,39 @@ func TestMonitoringOtherSchemesAreNoKeyGuess(t *testing.T) {
 	}
 }
 
+// TestMonitoringFeatureOffPassesThrough: a disabled handler passes /ready on, which then no
+// longer reflects readiness: in production that is the warning monitoring.disabled, pointing at
+// the handler.
 func TestMonitoringFeatureOffPassesThrough(t *testing.T) {
-	cf, base := monitoringSite(t, "\thardening {\n\t\tfeatures {\n\t\t\tmonitoring off\n\t\t}\n\t}", "check tcp x 127.0.0.1:1")
-	testcaddy.StartCaddy(t, cf)
+	cf, base := monitoringSite(t, "\thardening {\n\t\tenvironment production\n\t\tfeatures {\n\t\t\tmonitoring off\n\t\t}\n\t}", "check tcp x 127.0.0.1:1")
+	c := testcaddy.StartCaddy(t, cf)
 	if a := call(t, "GET", base+"ready", ""); a.code != 200 || a.body != "app" {
 		t.Fatalf("monitoring off: the request must reach the site's next handler: %+v", a)
 	}
 	if n := poolSize(); n != 0 {
 		t.Fatalf("a disabled monitoring handler started %d checks", n)
+	}
+	var found bool
+	for _, f := range activeApp(t).Findings() {
+		if f.Code == "monitoring.disabled" {
+			found = true
+			if h, _ := adaptedAt(t, cf, f.Config).(map[string]any); f.Severity != Warning || h["handler"] != "monitoring" {
+				t.Fatalf("monitoring.disabled %+v: not a warning at the handler (%v)", f, h)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no monitoring.disabled finding in production: %v", findingCodes(c))
+	}
+	// Outside production, disabling it is an ordinary choice (the feature log still names it).
+	cf, _ = monitoringSite(t, "\thardening {\n\t\tenvironment development\n\t\tfeatures {\n\t\t\tmonitoring off\n\t\t}\n\t}", "")
+	if err := c.Load(cf); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range activeApp(t).Findings() {
+		if f.Code == "monitoring.disabled" {
+			t.Fatalf("monitoring.disabled in development: %+v", f)
+		}
 	}
 }
 
