@@ -258,6 +258,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	if err := h.acquire(ctx, app, settings); err != nil {
 		return err
 	}
+	app.OnValidate(func() { h.checkPlacement(ctx) }) // needs the provisioned routes around it
 	if len(h.Fallback) > 0 {
 		if err := h.Fallback.Provision(ctx); err != nil {
 			return fmt.Errorf("upstream_breaker %s: fallback: %v", h.Name, err)
@@ -272,13 +273,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 // acquire takes this name's breaker from the pool, creating (and sharing) it on first use.
 func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.Settings) error {
 	redis := app.RedisClient()
-	shared := h.Shared && redis != nil
-	if h.Shared && redis == nil {
-		_ = app.Report(Finding{Code: "breaker.shared_without_redis", Severity: Warning, Module: "upstream_breaker",
-			Config:  "upstream_breaker " + h.Name,
-			Message: "shared is set but the hardening app has no Redis: this breaker's state is per instance",
-			Fix:     "configure redis in the hardening global option, or remove shared"})
-	}
+	shared := h.Shared && redis != nil // without Redis: breaker.shared_without_redis (checkPlacement)
 	effective := h.inEffect(settings)
 	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, effective)
 	h.inConfig = true
@@ -292,8 +287,12 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 		}
 	}
 	// The pool key: what the breaker itself depends on, as in effect, so a reload that only
-	// spells out a default keeps the state.
-	h.key = fmt.Sprintf("%+v|shared=%v|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), shared, app.redisKey, app.KeyPrefix(), h.syncEvery())
+	// spells out a default keeps the state. Redis and the key prefix count only for a shared
+	// breaker: tuning Redis must not close a local breaker that is open.
+	h.key = fmt.Sprintf("%+v|shared=false", settings.WithDefaults())
+	if shared {
+		h.key = fmt.Sprintf("%+v|shared=true|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), app.redisKey, app.KeyPrefix(), h.syncEvery())
+	}
 	if err := registerBreakerMetrics(ctx); err != nil {
 		return err
 	}

@@ -437,6 +437,33 @@ func TestBreakerNameSharedAcrossRoutesAndReloads(t *testing.T) {
 	}
 }
 
+// TestBreakerLocalSurvivesRedisReload: Redis and key_prefix are no setting of a breaker that
+// is not shared, so a reload that adds Redis or tunes it keeps an open local breaker open.
+func TestBreakerLocalSurvivesRedisReload(t *testing.T) {
+	r := testenv.StartRedis(t)
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_local_redis", "consecutive_failures 2\nopen_for 1m", u.addr())
+	c := testcaddy.StartCaddy(t, block)
+	getReply(t, url)
+	getReply(t, url)
+	assertOpenReply(t, getReply(t, url), 60)
+	for _, global := range []string{
+		"redis " + r.URL(0),
+		"redis " + r.URL(0) + " {\n\t\t\tread_timeout 150ms\n\t\t\tkey_prefix other:\n\t\t}",
+	} {
+		if err := c.Load("{\n\thardening {\n\t\t" + global + "\n\t}\n}\n" + block); err != nil {
+			t.Fatal(err)
+		}
+		assertOpenReply(t, getReply(t, url), 60)
+	}
+	if u.hits.Load() != 2 {
+		t.Fatalf("the upstream got %d requests, want the 2 that opened the breaker", u.hits.Load())
+	}
+	if got := breakerEvents(t, c, "t_local_redis", 2); got != "warn:closed>open:local" {
+		t.Fatalf("state-change events %q, want only the opening (no reload reset)", got)
+	}
+}
+
 // twoRoutes is one site whose routes /a/* and the rest each have the breaker name with the
 // given settings (lines of the block), in front of addr.
 func twoRoutes(t *testing.T, name, first, second, addr string) string {

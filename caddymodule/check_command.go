@@ -30,7 +30,7 @@ func checkCommand() *cobra.Command {
 		strict, asJSON                                         bool
 	)
 	cmd := &cobra.Command{
-		Use:   "check [--config <file>] [--adapter <name>] [--strict] [--json] | --url <url> [--min-grade <grade>]",
+		Use:   "check [--config <file>] [--adapter <name>] [--strict] [--json] | --url <url> [--http-url <url>] [--ca-file <file>] [--min-grade <grade>] [--json]",
 		Short: "Lint a configuration, or grade a live site's security headers",
 		Long: `With --config (default: ./Caddyfile), loads and provisions the configuration as
 'caddy validate' does (nothing is started and no port is bound) and prints every finding of
@@ -42,13 +42,21 @@ With --url, fetches the site (from http:// it follows the redirect to https://) 
 response with the MDN HTTP Observatory's scoring: score, letter grade, and each test's result
 with its fix. Exits 1 when the grade is below --min-grade, and when an https:// --url cannot be
 fetched (an untrusted certificate included: pass its CA with --ca-file); no other response is
-graded in its place.`,
+graded in its place.
+
+The two modes do not mix: a flag of the other mode (--config with --url, --min-grade without
+it) is refused, so that no CI step believes it ran a check it skipped.`,
 		Example: "  caddy hardening check --config Caddyfile.example\n" +
 			"  caddy hardening check --config caddy.json --strict --json\n" +
 			"  caddy hardening check --url http://example.com/ --min-grade A",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
+			// The two modes share no flag but --json: one silently ignored would pass a CI
+			// gate that never ran (an invalid config "checked" alongside a --url).
+			if err := checkModeFlags(cmd, target != ""); err != nil {
+				return err
+			}
 			if target != "" {
 				return runGrade(cmd.Context(), out, target, httpURL, caFile, minGrade, asJSON)
 			}
@@ -83,6 +91,24 @@ graded in its place.`,
 	f.StringVar(&caFile, "ca-file", "", "with --url: PEM file of an extra root CA to trust (e.g. Caddy's local CA)")
 	f.StringVar(&minGrade, "min-grade", "", "with --url: exit 1 below this grade (A+, A, A-, B+, ... F)")
 	return cmd
+}
+
+// checkModeFlags refuses the flags of the other mode: --config, --adapter and --strict lint a
+// configuration; --http-url, --ca-file and --min-grade grade a --url.
+func checkModeFlags(cmd *cobra.Command, grading bool) error {
+	f := cmd.Flags()
+	lint, grade := []string{"config", "adapter", "strict"}, []string{"http-url", "ca-file", "min-grade"}
+	for _, name := range lint {
+		if grading && f.Changed(name) {
+			return fmt.Errorf("--%s cannot be used with --url: --url grades a live site, --config lints a configuration; run check once for each", name)
+		}
+	}
+	for _, name := range grade {
+		if !grading && f.Changed(name) {
+			return fmt.Errorf("--%s needs --url: it applies to grading a live site, not to linting a configuration", name)
+		}
+	}
+	return nil
 }
 
 // adaptError is a configuration file that was read but that its adapter refuses (a Caddyfile
@@ -162,6 +188,9 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		return errors.New(withCAHint(err, caFile))
 	}
 	rep := observatory.Analyze(scan)
+	if scan.RedirectErr != nil { // the redirect leads to it: graded as the Observatory does, but say why
+		rep.Note = withCAHint(scan.RedirectErr, caFile)
+	}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -170,8 +199,8 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		}
 	} else {
 		fmt.Fprintf(w, "%s: score %d, grade %s (MDN HTTP Observatory scoring)\n", rep.URL, rep.Score, rep.Grade)
-		if scan.CertErr != nil { // the redirect leads to it: graded as the Observatory does, but say why
-			fmt.Fprintf(w, "  note: %s\n", withCAHint(scan.CertErr, caFile))
+		if rep.Note != "" {
+			fmt.Fprintf(w, "  note: %s\n", rep.Note)
 		}
 		for _, r := range rep.Results {
 			mark := "PASS"

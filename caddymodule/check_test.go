@@ -132,6 +132,54 @@ func TestCheckFindings(t *testing.T) {
 	}
 }
 
+// TestCheckBreakerPlacement: a breaker that a respond or error answers before, or that has no
+// handler after it, is breaker.never_runs at the breaker; a guarded reverse_proxy without
+// response_header_timeout is breaker.no_response_timeout (info) at the proxy. Placements that
+// guard the upstream (inside its block, or in a route block before it) are silent.
+func TestCheckBreakerPlacement(t *testing.T) {
+	const proxy = "reverse_proxy 127.0.0.1:1 {\n\t\ttransport http {\n\t\t\tresponse_header_timeout 5s\n\t\t}\n\t}"
+	for _, tc := range []struct {
+		name, site string
+		want       map[string]string // code -> handler at its config path; nil: none of the breaker codes
+	}{
+		{"after respond", "\tupstream_breaker api {\n\t\tconsecutive_failures 2\n\t}\n\thandle /api/* {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\trespond home 200",
+			map[string]string{"breaker.never_runs": "upstream_breaker"}},
+		{"after error", "\terror down 503\n\tupstream_breaker api\n\t" + proxy,
+			map[string]string{"breaker.never_runs": "upstream_breaker"}},
+		{"alone in its handle", "\thandle /api/* {\n\t\tupstream_breaker api\n\t}\n\thandle {\n\t\t" + strings.ReplaceAll(proxy, "\n", "\n\t") + "\n\t}",
+			map[string]string{"breaker.never_runs": "upstream_breaker"}},
+		{"proxy without response_header_timeout", "\tupstream_breaker api\n\treverse_proxy 127.0.0.1:1",
+			map[string]string{"breaker.no_response_timeout": "reverse_proxy"}},
+		{"inside the proxy's handle", "\thandle /api/* {\n\t\tupstream_breaker api\n\t\t" + strings.ReplaceAll(proxy, "\n", "\n\t") + "\n\t}\n\trespond home 200", nil},
+		{"in a route block before the proxy", "\troute {\n\t\tupstream_breaker api\n\t}\n\t" + proxy, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cf := checkSite("", "\tsecurity_headers\n"+tc.site)
+			got := codes(checkCaddyfile(t, cf))
+			for _, code := range []string{"breaker.never_runs", "breaker.no_response_timeout"} {
+				f, ok := got[code]
+				handler, want := tc.want[code]
+				if ok != want {
+					t.Fatalf("%s reported: %v, want %v: %+v\n%s", code, ok, want, f, cf)
+				}
+				if !ok {
+					continue
+				}
+				at, _ := adaptedAt(t, cf, f.Config).(map[string]any)
+				if at["handler"] != handler || f.Message == "" || f.Fix == "" || (code == "breaker.never_runs") != (f.Severity == Warning) {
+					t.Fatalf("%+v: want a finding at the %s handler", f, handler)
+				}
+			}
+		})
+	}
+	// breaker.shared_without_redis gives the breaker's place in the JSON config too.
+	cf := checkSite("", "\tsecurity_headers\n\tupstream_breaker api {\n\t\tshared\n\t}\n\t"+proxy)
+	f := codes(checkCaddyfile(t, cf))["breaker.shared_without_redis"]
+	if at, _ := adaptedAt(t, cf, f.Config).(map[string]any); at["handler"] != "upstream_breaker" {
+		t.Fatalf("breaker.shared_without_redis at %q, not the breaker's config path", f.Config)
+	}
+}
+
 // TestCheckFindingWording: each finding's text fits its case and gives its full place in the
 // JSON config.
 func TestCheckFindingWording(t *testing.T) {
@@ -380,6 +428,23 @@ func TestCheckCommand(t *testing.T) {
 	if _, err := run("--config", dir+"/missing"); err == nil {
 		t.Fatal("a missing file exits 0")
 	}
+	// A flag of the other mode is refused before anything runs (no lint, no fetch).
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", warn, "--url", "http://127.0.0.1:1/"}, "--config cannot be used with --url"},
+		{[]string{"--adapter", "caddyfile", "--url", "http://127.0.0.1:1/"}, "--adapter cannot be used with --url"},
+		{[]string{"--strict", "--url", "http://127.0.0.1:1/", "--json"}, "--strict cannot be used with --url"},
+		{[]string{"--config", warn, "--min-grade", "A"}, "--min-grade needs --url"},
+		{[]string{"--config", warn, "--ca-file", "root.crt"}, "--ca-file needs --url"},
+		{[]string{"--http-url", "http://127.0.0.1:1/"}, "--http-url needs --url"},
+	} {
+		out, err := run(tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(out, "hsts.short_max_age") {
+			t.Errorf("%q: err %v, want %q and no report\n%s", tc.args, err, tc.want, out)
+		}
+	}
 }
 
 func writeFile(p, body string) error { return os.WriteFile(p, []byte(body), 0o600) }
@@ -534,6 +599,31 @@ func TestCheckGradeUntrustedCertificate(t *testing.T) {
 	if err != nil || !strings.Contains(out, plain+": score") || !strings.Contains(out, "redirection-invalid-cert") ||
 		!strings.Contains(out, "note: "+site) || !strings.Contains(out, "--ca-file") {
 		t.Errorf("--url %s without the CA: %v\n%s", plain, err, out)
+	}
+}
+
+// TestCheckGradeRedirectToNowhere: an http:// URL whose redirect leads to an https:// URL that
+// refuses connections fails the redirection test, and the note (text and --json) names the
+// target and the failure; the redirect used to pass silently.
+func TestCheckGradeRedirectToNowhere(t *testing.T) {
+	port, closed := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf("http://localhost:%d {\n\tbind 127.0.0.1\n\tredir https://localhost:%d{uri} 308\n}\n", port, closed))
+	target := fmt.Sprintf("http://localhost:%d/", port)
+	nowhere := fmt.Sprintf("https://localhost:%d/", closed)
+	var out bytes.Buffer
+	if err := runGrade(context.Background(), &out, target, "", "", "", false); err != nil ||
+		!strings.Contains(out.String(), "FAIL  -20  redirection                      redirection-target-unreachable") ||
+		!strings.Contains(out.String(), "note: "+nowhere+" (the redirect's target) cannot be fetched: ") ||
+		!strings.Contains(out.String(), "connection refused") {
+		t.Fatalf("text: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	var rep observatory.Report
+	if err := runGrade(context.Background(), &out, target, "", "", "", true); err != nil || json.Unmarshal(out.Bytes(), &rep) != nil {
+		t.Fatalf("--json: %v\n%s", err, out.String())
+	}
+	if !strings.HasPrefix(rep.Note, nowhere) {
+		t.Fatalf("--json note %q, want one naming %s", rep.Note, nowhere)
 	}
 }
 

@@ -46,7 +46,9 @@ type Monitoring struct {
 	Checks []*MonitorCheck `json:"checks,omitempty"`
 
 	// APIKeys are the `sha256:<hex>` digests (from `caddy hardening keygen`) of the keys that
-	// unlock details. Default: none (only trusted clients see details).
+	// unlock details. A wrong Bearer key is a monitoring_access_denied event and an
+	// auth_failure signal; another Authorization scheme (Basic from a basic_auth in front) is
+	// no key. Default: none (only trusted clients see details).
 	APIKeys []string `json:"api_keys,omitempty"`
 
 	// DisableDashboard turns off the `dashboard` and `dashboard/data` routes (they answer 404).
@@ -88,6 +90,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if m.enabled = app.FeatureEnabled("monitoring"); !m.enabled {
+		app.OnValidate(func() { m.reportDisabled(ctx) })
 		return nil
 	}
 	if m.keys, err = apikey.ParseSet(m.APIKeys); err != nil {
@@ -223,17 +226,19 @@ func (m *Monitoring) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 }
 
 // authorized reports whether the client may see details: the trusted IP class, or a valid key.
-// A key that does not match is a monitoring_access_denied event and an auth_failure signal
-// (key guessing raises the client's score); no key at all is an ordinary probe.
+// A Bearer key that does not match is a monitoring_access_denied event and an auth_failure
+// signal (key guessing raises the client's score). No key, or another scheme (Basic from a
+// basic_auth in front, a browser's cached credentials), is an ordinary probe: it was never a
+// monitoring key, and counting it would ban the operators that basic_auth lets in.
 func (m *Monitoring) authorized(r *http.Request, route string) bool {
 	if m.app.ClassOf(r) == ipclass.Trusted {
 		return true
 	}
-	auth := r.Header.Get("Authorization")
-	if auth == "" {
+	scheme, key, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "bearer") {
 		return false
 	}
-	if len(auth) >= 7 && strings.EqualFold(auth[:7], "bearer ") && m.keys.Match(strings.TrimSpace(auth[7:])) {
+	if m.keys.Match(strings.TrimSpace(key)) {
 		return true
 	}
 	m.app.SecurityEvent(m.ctx, r, zapcore.WarnLevel, EventMonitoringDenied, map[string]any{"route": route})

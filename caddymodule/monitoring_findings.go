@@ -44,6 +44,20 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 	}
 }
 
+// reportDisabled says what a handler that features { monitoring off } passes through means:
+// its probe routes answer whatever follows (often Caddy's empty 200), so /ready stops
+// reflecting readiness (dependencies, critical breakers, draining) and keeps sending traffic.
+func (m *Monitoring) reportDisabled(ctx caddy.Context) {
+	at := handlerConfigPath(ctx, m)
+	if at == "" {
+		at = "apps.hardening.features.monitoring"
+	}
+	_ = m.app.Report(Finding{Code: "monitoring.disabled", Severity: Warning, Module: "http.handlers.monitoring", Config: at,
+		Message: "features { monitoring off }: this handler passes requests through, so /ready, /live and /health get what the next handler answers (often an empty 200): readiness passes with critical dependencies down, a critical breaker open or the instance draining",
+		Fix:     "turn the monitoring feature back on, or point the orchestrator's probes somewhere that still reflects readiness while it is off"},
+		Production)
+}
+
 // privateTrusted returns the first trusted prefix (after runtime placeholders) inside the
 // RFC 1918 or unique-local ranges, or "" when there is none. Loopback is left out: a proxy on
 // the same host is rare and an operator's curl on the host is the point of trusting it.

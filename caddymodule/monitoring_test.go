@@ -437,14 +437,84 @@ api_keys %s`, digest))
 	}
 }
 
+// TestMonitoringOtherSchemesAreNoKeyGuess: only a Bearer key that matches no digest is a
+// monitoring_access_denied event and an auth_failure signal. The Basic credentials of a
+// basic_auth in front are no key at all: its operators get the status word and keep their class.
+func TestMonitoringOtherSchemesAreNoKeyGuess(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle_path /mon/* {
+		basic_auth {
+			# ops:s3cret (bcrypt cost 4, to keep the test fast)
+			ops $2a$04$WJHzzFXwFr4kfuwfHcnUu..tOyWAwu4kUs9MIYsEFjr.UF5P56j42
+		}
+		monitoring
+	}
+	handle_path /open/* {
+		monitoring
+	}
+	respond "app"
+}
+`, port))
+	base := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	// Enough auth_failure signals to make the client suspicious, were they counted.
+	for range 15 {
+		req, _ := http.NewRequest("GET", base+"mon/health", nil)
+		req.SetBasicAuth("ops", "s3cret")
+		resp, err := replyClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "{\"status\":\"pass\"}\n" {
+			t.Fatalf("basic_auth in front: %d %s", resp.StatusCode, b)
+		}
+	}
+	if n := len(securityLogs(c, EventMonitoringDenied)) + len(securityLogs(c, EventIPReclassified)); n != 0 {
+		t.Fatalf("Basic credentials counted as monitoring key guesses: %d events", n)
+	}
+	unknown, _ := newKey(t)
+	call(t, "GET", base+"open/health", unknown)
+	if denied := securityLogs(c, EventMonitoringDenied); len(denied) != 1 || denied[0].Str("route") != "health" {
+		t.Fatalf("a wrong Bearer key: %d monitoring_access_denied events, want 1", len(denied))
+	}
+}
+
+// TestMonitoringFeatureOffPassesThrough: a disabled handler passes /ready on, which then no
+// longer reflects readiness: in production that is the warning monitoring.disabled, pointing at
+// the handler.
 func TestMonitoringFeatureOffPassesThrough(t *testing.T) {
-	cf, base := monitoringSite(t, "\thardening {\n\t\tfeatures {\n\t\t\tmonitoring off\n\t\t}\n\t}", "check tcp x 127.0.0.1:1")
-	testcaddy.StartCaddy(t, cf)
+	cf, base := monitoringSite(t, "\thardening {\n\t\tenvironment production\n\t\tfeatures {\n\t\t\tmonitoring off\n\t\t}\n\t}", "check tcp x 127.0.0.1:1")
+	c := testcaddy.StartCaddy(t, cf)
 	if a := call(t, "GET", base+"ready", ""); a.code != 200 || a.body != "app" {
 		t.Fatalf("monitoring off: the request must reach the site's next handler: %+v", a)
 	}
 	if n := poolSize(); n != 0 {
 		t.Fatalf("a disabled monitoring handler started %d checks", n)
+	}
+	var found bool
+	for _, f := range activeApp(t).Findings() {
+		if f.Code == "monitoring.disabled" {
+			found = true
+			if h, _ := adaptedAt(t, cf, f.Config).(map[string]any); f.Severity != Warning || h["handler"] != "monitoring" {
+				t.Fatalf("monitoring.disabled %+v: not a warning at the handler (%v)", f, h)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no monitoring.disabled finding in production: %v", findingCodes(c))
+	}
+	// Outside production, disabling it is an ordinary choice (the feature log still names it).
+	cf, _ = monitoringSite(t, "\thardening {\n\t\tenvironment development\n\t\tfeatures {\n\t\t\tmonitoring off\n\t\t}\n\t}", "")
+	if err := c.Load(cf); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range activeApp(t).Findings() {
+		if f.Code == "monitoring.disabled" {
+			t.Fatalf("monitoring.disabled in development: %+v", f)
+		}
 	}
 }
 

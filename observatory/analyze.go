@@ -30,9 +30,10 @@ type Scan struct {
 	HTTPS bool
 	// InvalidCert reports that HTTPS answered with an untrusted certificate.
 	InvalidCert bool
-	// CertErr is the certificate failure the http:// chain met (a *CertError), for the
-	// report's reader: nil when HTTPInvalidCert is false.
-	CertErr error
+	// RedirectErr is why the https:// URL the http:// chain redirected to could not be
+	// fetched (a *CertError for an untrusted certificate), for the report's reader; nil when
+	// the chain ended on a response.
+	RedirectErr error
 	// Body is the start of Final's body (for SRI), bounded by the fetcher.
 	Body []byte
 	// Cookies are the raw Set-Cookie values of every response seen.
@@ -56,6 +57,8 @@ type Report struct {
 	Score   int      `json:"score"`
 	Grade   string   `json:"grade"`
 	Results []Result `json:"results"`
+	// Note says why the redirect's https:// target was not graded (Scan.RedirectErr).
+	Note string `json:"note,omitempty"`
 }
 
 // Analyze runs every test on the scan and totals the score.
@@ -78,6 +81,9 @@ func Analyze(s *Scan) Report {
 	rep.Grade = Grade(rep.Score)
 	if s.Final != nil {
 		rep.URL = s.Final.URL.String()
+	}
+	if s.RedirectErr != nil {
+		rep.Note = s.RedirectErr.Error()
 	}
 	return rep
 }
@@ -147,6 +153,8 @@ func redirectionTest(s *Scan) Result {
 		return result(t, "redirection-not-needed-no-http")
 	case s.HTTPInvalidCert:
 		return result(t, "redirection-invalid-cert")
+	case s.RedirectErr != nil: // a browser following the redirect gets an error page
+		return result(t, "redirection-target-unreachable")
 	case len(route) == 1:
 		return result(t, "redirection-missing")
 	case route[len(route)-1].URL.Scheme != "https":

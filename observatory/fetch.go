@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -57,6 +58,19 @@ func certError(where string, err error) error {
 	return &CertError{URL: where, Err: err}
 }
 
+// redirectError is why the redirect's target where could not be fetched: a *CertError, or
+// err led by where and what it is.
+func redirectError(where string, err error) error {
+	if isCertError(err) {
+		return certError(where, err)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("%s (the redirect's target) cannot be fetched: %w", where, err)
+}
+
 // Fetch retrieves target: when it is http://, the redirect chain from it, and the response it
 // ends on; when it is https://, that response, plus the chain from httpURL when given (the
 // same host on port 80 when empty). An https:// target that cannot be fetched is an error (a
@@ -85,8 +99,9 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 	}
 	s.HTTPChain = chain
 	s.HTTPInvalidCert = isCertError(cerr)
-	if s.HTTPInvalidCert && len(chain) > 0 {
-		s.CertErr = certError(chain[len(chain)-1].URL.String(), cerr)
+	if n := len(chain); cerr != nil && n > 1 && chain[n-1].Status == 0 && chain[n-1].URL.Scheme == "https" {
+		// A redirect to https:// that leads nowhere is no redirect to HTTPS for a visitor.
+		s.RedirectErr = redirectError(chain[n-1].URL.String(), cerr)
 	}
 	if len(chain) > 0 && chain[len(chain)-1].URL.Scheme == "https" && cerr == nil {
 		last := chain[len(chain)-1]

@@ -244,7 +244,7 @@ func TestFetchUntrustedHTTPSIsAnError(t *testing.T) {
 	}
 
 	scan, err := (&Fetcher{}).Fetch(context.Background(), plain.URL+"/", "")
-	if err != nil || !errors.As(scan.CertErr, &ce) || ce.URL != tlsSrv.URL+"/" || scan.Final.URL.String() != plain.URL+"/" {
+	if err != nil || !errors.As(scan.RedirectErr, &ce) || ce.URL != tlsSrv.URL+"/" || scan.Final.URL.String() != plain.URL+"/" {
 		t.Fatalf("http:// target redirecting to it: %v %+v", err, scan)
 	}
 	if r := find(Analyze(scan), TestRedirection); r.Result != "redirection-invalid-cert" {

@@ -76,6 +76,9 @@ var scoreTable = map[string]rule{
 	"redirection-missing":                             {-20, "redirect http:// to https:// (Caddy does it for every site address with a domain; do not disable automatic_https redirects)"},
 	"redirection-not-to-https":                        {-20, "make the redirect chain end on an https:// URL"},
 	"redirection-invalid-cert":                        {-20, "install a certificate browsers trust (Caddy's automatic HTTPS does)"},
+	// Not in the Observatory's table: ours, for a redirect whose https:// target cannot be
+	// fetched, with the penalty of a missing redirect (what a visitor gets).
+	"redirection-target-unreachable": {-20, "make the https:// URL the redirect leads to answer (is the HTTPS port open and reachable?)"},
 	// Referrer-Policy
 	"referrer-policy-private":         {5, ""},
 	"referrer-policy-not-implemented": {0, "send Referrer-Policy: strict-origin-when-cross-origin (the security_headers default)"},

@@ -1,0 +1,139 @@
+package caddymodule
+
+import (
+	"iter"
+	"slices"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// checkPlacement reports a shared breaker without Redis, and a breaker that the routes never let run, or that has nothing to
+// guard: both look healthy forever (closed, /health pass) while the upstream fails. And, as
+// info, a guarded reverse_proxy without response_header_timeout, whose hangs the breaker only
+// sees when a client waits long enough.
+func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
+	if h.Shared && h.app.RedisClient() == nil {
+		at := handlerConfigPath(ctx, h)
+		if at == "" {
+			at = "upstream_breaker " + h.Name
+		}
+		_ = h.app.Report(Finding{Code: "breaker.shared_without_redis", Severity: Warning, Module: "upstream_breaker", Config: at,
+			Message: "shared is set but the hardening app has no Redis: this breaker's state is per instance",
+			Fix:     "configure redis in the hardening global option, or remove shared"})
+	}
+	for name, srv := range httpServers(ctx) {
+		chain := chainTo(srv.Routes, h)
+		if chain == nil {
+			continue
+		}
+		at := handlerConfigPath(ctx, h)
+		if answeredBefore(chain) {
+			_ = h.app.Report(Finding{Code: "breaker.never_runs", Severity: Warning, Module: "upstream_breaker", Config: at,
+				Message: "upstream_breaker " + h.Name + " runs after a respond or error that answers every request first: the breaker never runs and never opens",
+				Fix:     "put the breaker inside the block whose upstream it guards (handle /api/* { upstream_breaker " + h.Name + " ...; reverse_proxy ... }): Caddy orders upstream_breaker after respond and error"})
+			continue
+		}
+		guarded := false
+		for hh := range handlersAfter(chain) {
+			guarded = true
+			if rp := unboundedProxy(hh); rp != nil {
+				_ = h.app.Report(Finding{Code: "breaker.no_response_timeout", Severity: Info, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
+					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures, so the breaker may never open",
+					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (or set slow_threshold)"})
+				break
+			}
+		}
+		if !guarded {
+			_ = h.app.Report(Finding{Code: "breaker.never_runs", Severity: Warning, Module: "upstream_breaker", Config: at,
+				Message: "upstream_breaker " + h.Name + " has no handler after it on server " + name + ": it guards nothing and never opens",
+				Fix:     "put the breaker before the reverse_proxy it guards, in the same block"})
+		}
+	}
+}
+
+// answeredBefore reports whether a respond (static_response) or error (static_error) handler
+// answers every request before the chain's handler: earlier in a route on its way, or in an
+// earlier route of a list on its way that has no matcher. Neither calls the next handler.
+func answeredBefore(chain []chainStep) bool {
+	for _, s := range chain {
+		for i, r := range s.routes[:s.route+1] {
+			if i < s.route && len(r.MatcherSets) > 0 {
+				continue
+			}
+			before := r.Handlers
+			if i == s.route {
+				before = before[:s.handler]
+			}
+			if slices.ContainsFunc(before, answersAll) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// answersAll reports whether hh answers every request it gets without calling the next
+// handler: respond (but for 103 Early Hints, which goes on) and error.
+func answersAll(hh caddyhttp.MiddlewareHandler) bool {
+	switch v := hh.(type) {
+	case *caddyhttp.StaticResponse:
+		return v.StatusCode != "103"
+	case *caddyhttp.StaticError:
+		return true
+	}
+	return false
+}
+
+// handlersAfter yields the handlers that may run after the chain's handler, as Caddy compiles
+// routes: the rest of its route, then the later routes of its list (not those of its route's
+// group, of which only one runs), then the same outward through each enclosing subroute. A
+// terminal route ends the walk (Caddy's empty handler follows it); a later terminal route does
+// only when it has no matcher.
+func handlersAfter(chain []chainStep) iter.Seq[caddyhttp.MiddlewareHandler] {
+	return func(yield func(caddyhttp.MiddlewareHandler) bool) {
+		for k := len(chain) - 1; k >= 0; k-- {
+			s := chain[k]
+			r := s.routes[s.route]
+			for _, hh := range r.Handlers[s.handler+1:] {
+				if !yield(hh) {
+					return
+				}
+			}
+			if r.Terminal {
+				return
+			}
+			for _, next := range s.routes[s.route+1:] {
+				if r.Group != "" && next.Group == r.Group {
+					continue
+				}
+				for _, hh := range next.Handlers {
+					if !yield(hh) {
+						return
+					}
+				}
+				if next.Terminal && len(next.MatcherSets) == 0 {
+					return
+				}
+			}
+		}
+	}
+}
+
+// unboundedProxy returns the reverse_proxy in hh (itself or in its subroutes) whose HTTP
+// transport has no response_header_timeout, or nil.
+func unboundedProxy(hh caddyhttp.MiddlewareHandler) caddyhttp.MiddlewareHandler {
+	var found caddyhttp.MiddlewareHandler
+	findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, func(c caddyhttp.MiddlewareHandler) bool {
+		rp, ok := c.(*reverseproxy.Handler)
+		if !ok {
+			return false
+		}
+		if t, ok := rp.Transport.(*reverseproxy.HTTPTransport); ok && t.ResponseHeaderTimeout == 0 {
+			found = c
+		}
+		return found != nil
+	}, nil)
+	return found
+}
