@@ -502,15 +502,25 @@ func validEndpointURL(s string) bool {
 
 // ServeHTTP makes the nonce, sets the headers before the rest of the route runs (so its
 // errors carry them too), and wraps the response to settle them and rewrite HTML.
+//
+// Disabled (features { security_headers off }), it passes requests through, except in
+// placeholder mode: there it sets no header and makes no nonce, but still redacts its
+// placeholder from bodies and headers as it does for the bodies it cannot nonce. Published
+// once, the secret would get the real nonce onto an injected tag when the feature is back on.
 func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !h.on {
+	var sw *securityWriter
+	switch {
+	case h.on:
+		sw = newSecurityWriter(h, w, r, findSecurityWriter(w))
+		caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
+	case h.injectMode == csp.Placeholder:
+		sw = &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, redactOnly: true}
+	default:
 		return next.ServeHTTP(w, r)
 	}
-	sw := newSecurityWriter(h, w, r, findSecurityWriter(w))
-	caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
 	head := false
 	if h.injectMode != 0 {
-		if r.Method == http.MethodHead {
+		if r.Method == http.MethodHead && !sw.redactOnly {
 			// What the headers of a rewritten response say (its type, sniffed from the body
 			// when it has none; its length; no-store) depends on its body: the rest of the
 			// route answers a GET, and net/http drops the body of a HEAD response.
@@ -523,7 +533,7 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		r.Header.Del("Accept-Encoding")
 		r.Header.Del("Range")
 		r.Header.Del("If-Range")
-		if asksForPage(r) {
+		if asksForPage(r) && !sw.redactOnly {
 			// A 304 would have the browser reuse the page it holds, with the nonce of an
 			// earlier response: a page is always sent whole. Assets keep their 304s.
 			r.Header.Del("If-None-Match")

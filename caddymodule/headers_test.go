@@ -406,7 +406,27 @@ func TestSecurityHeadersStreamPassesFlushes(t *testing.T) {
 	}
 }
 
+// A disabled security_headers passes requests through, except in placeholder mode: no header,
+// no nonce, but the secret placeholder is redacted from pages, other bodies and headers
+// (published once, it would get the nonce onto an injected tag when the feature is back on).
 func TestSecurityHeadersFeatureOff(t *testing.T) {
+	page := `<script nonce="` + testPlaceholder + `">a()</script><p>` + testPlaceholder + `</p>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.js>; rel=preload; as=script; nonce="+testPlaceholder)
+		w.Header().Set("Server", "upstream/1.0")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.URL.Path == "/ph/json" {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		body := page
+		if r.URL.Path == "/ph/utf16" {
+			body = "\xff\xfe" + utf16Bytes(page, false)
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	port := testenv.FreePort(t)
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
 	hardening {
@@ -417,13 +437,42 @@ func TestSecurityHeadersFeatureOff(t *testing.T) {
 }
 http://127.0.0.1:%d {
 	bind 127.0.0.1
+	handle /ph/* {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+		}
+		reverse_proxy %s
+	}
 	security_headers
 	respond "ok"
 }
-`, port))
+`, port, up.Listener.Addr()))
 	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if resp.Header.Get("Content-Security-Policy") != "" || resp.Header.Get("Server") != "Caddy" {
 		t.Fatal("a disabled security_headers changed the response")
+	}
+	dashes := strings.Repeat("-", len(testPlaceholder))
+	redacted := strings.ReplaceAll(page, testPlaceholder, dashes)
+	for _, path := range []string{"/ph/page", "/ph/json"} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if body != redacted || resp.ContentLength != int64(len(page)) {
+			t.Errorf("%s: %d bytes %q, want %q", path, resp.ContentLength, body, redacted)
+		}
+		if got := resp.Header.Get("Link"); got != "</a.js>; rel=preload; as=script; nonce="+dashes {
+			t.Errorf("%s: Link %q", path, got)
+		}
+		for _, k := range []string{"Content-Security-Policy", "Content-Security-Policy-Report-Only", "X-Frame-Options", "Cache-Control"} {
+			if v := resp.Header.Get(k); v != "" {
+				t.Errorf("%s: disabled, yet %s = %q", path, k, v)
+			}
+		}
+		if resp.Header.Get("Server") != "upstream/1.0" {
+			t.Errorf("%s: disabled, yet remove ran (Server %q)", path, resp.Header.Get("Server"))
+		}
+	}
+	// A page the browser reads as UTF-16 fails closed, as when enabled.
+	if resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/ph/utf16", port)); resp.StatusCode != http.StatusBadGateway || strings.Contains(body, "P\x00H\x00") {
+		t.Errorf("UTF-16 page: %d %q, want 502", resp.StatusCode, body)
 	}
 }
 
