@@ -541,6 +541,11 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		}
 	}
 	err := next.ServeHTTP(sw, r)
+	if err != nil && !sw.started {
+		// Caddy writes the error response (or runs handle_errors) with its own writer, past
+		// WriteHeader: the header rules (remove, no HSTS where none is sent) apply to it too.
+		sw.settle()
+	}
 	if cerr := sw.close(); err == nil {
 		err = cerr
 	}

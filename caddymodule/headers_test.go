@@ -893,6 +893,51 @@ localhost:%d, http://localhost:%d {
 	}
 }
 
+// An error response (the route returned an error: upstream down, the error directive) is
+// written by Caddy past this handler's writer; the header rules apply to it as to the others:
+// no HSTS in development (over HTTPS too), remove's headers deleted whoever set them.
+func TestHeaderRulesOnErrors(t *testing.T) {
+	httpsPort, httpPort, dead := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+%s	hardening {
+		environment development
+	}
+}
+localhost:%d {
+	bind 127.0.0.1
+	tls internal
+	security_headers
+	header Strict-Transport-Security "max-age=31536000; includeSubDomains"
+	header Server leaky/1.0
+	header X-Powered-By PHP/5
+	handle /ok {
+		respond "ok"
+	}
+	handle /boom {
+		error "boom" 500
+	}
+	handle {
+		reverse_proxy 127.0.0.1:%d
+	}
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, dead))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	for path, status := range map[string]int{"/ok": 200, "/boom": 500, "/dead": 502} {
+		resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d%s", httpsPort, path))
+		if resp.StatusCode != status {
+			t.Errorf("%s: status %d, want %d", path, resp.StatusCode, status)
+		}
+		for _, k := range []string{"Strict-Transport-Security", "Server", "X-Powered-By"} {
+			if v := resp.Header.Get(k); v != "" {
+				t.Errorf("%s (%d): %s = %q, want none", path, resp.StatusCode, k, v)
+			}
+		}
+		if resp.Header.Get("Content-Security-Policy-Report-Only") == "" {
+			t.Errorf("%s: no policy", path)
+		}
+	}
+}
+
 // A page rewritten with a nonce is always sent whole to a request for a page: a 304 would have
 // the browser reuse the copy it holds, with an older response's nonce. Assets keep their 304s,
 // and HEAD tells what GET would.

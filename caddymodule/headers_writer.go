@@ -146,7 +146,8 @@ func (sw *securityWriter) mode() csp.Mode {
 
 // settle applies the header rule once the route has set its own: a value appended after ours
 // (reverse_proxy adds the upstream's) is dropped, or wins for keep_upstream headers; a value
-// that replaced ours (a `header` directive) or a deletion stays.
+// that replaced ours (a `header` directive) or a deletion stays. It runs at WriteHeader, or
+// when the route returned an error without writing (ServeHTTP).
 func (sw *securityWriter) settle() {
 	if sw.inner || sw.redactOnly {
 		return // a nested security_headers settled them: its rules decide (innermost wins)
