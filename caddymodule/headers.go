@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -100,7 +99,9 @@ type SecurityHeaders struct {
 	NoSniff *bool `json:"nosniff,omitempty"`
 
 	// Remove lists response headers to delete, whoever set them (a `header` directive too: it
-	// is applied last). Default: Server and X-Powered-By. An empty list removes nothing.
+	// is applied last). A header this handler decides in any environment (one it sets, either
+	// policy name, Strict-Transport-Security) is refused. Default: Server and X-Powered-By. An
+	// empty list removes nothing.
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
@@ -369,9 +370,15 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		h.remove = nil
 		for _, name := range *h.Remove {
 			name = http.CanonicalHeaderKey(name)
-			if slices.Contains(h.namesTLS, name) || slices.Contains(h.namesHTTP, name) {
-				// remove runs last: it would delete our own value, with nothing said.
-				return forOption("remove", fmt.Errorf("remove %s: this handler sets that header itself; turn it off with its own option (e.g. security_headers none, hsts off, or that header's subdirective with off) instead", name))
+			if h.manages(name) {
+				// remove runs last: it would delete our own value, with nothing said. manages,
+				// not this environment's names: one verdict in every environment, and the
+				// adapter's is load's.
+				hint := ""
+				if strings.HasPrefix(name, "Content-Security-Policy") {
+					hint = "; to drop an upstream's " + name + " where this handler sends the other policy name, use `header -" + name + "`"
+				}
+				return forOption("remove", fmt.Errorf("remove %s: this handler decides that header itself, in every environment; turn it off with its own option (e.g. security_headers none, hsts off, or that header's subdirective with off) instead%s", name, hint))
 			}
 			h.remove = append(h.remove, name)
 		}

@@ -512,6 +512,31 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 	}
 }
 
+// remove of a header this handler decides is refused in every environment, by the adapter
+// and at load alike: a policy name is refused whichever one this environment sends, so a
+// configuration that loads in production loads in development.
+func TestRemoveRefusedInEveryEnvironment(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, env := range []string{"production", "development"} {
+		for _, name := range []string{"Content-Security-Policy", "Content-Security-Policy-Report-Only", "Strict-Transport-Security"} {
+			_, err := testcaddy.Adapt(fmt.Sprintf("{\n\thardening {\n\t\tenvironment %s\n\t}\n}\nhttp://127.0.0.1:9 {\n\tsecurity_headers {\n\t\tremove %s\n\t}\n}\n", env, name))
+			want := "remove " + name + ": this handler decides that header itself"
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Caddyfile:8") {
+				t.Errorf("%s: adapt remove %s: %v", env, name, err)
+			}
+			err = c.LoadJSON(fmt.Sprintf(`{"apps": {"hardening": {"environment": %q}, "http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [
+				{"handler": "security_headers", "remove": [%q]}]}]}}}}}`, env, name))
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: load remove %s: %v", env, name, err)
+			}
+		}
+		if err := c.LoadJSON(fmt.Sprintf(`{"apps": {"hardening": {"environment": %q}, "http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [
+			{"handler": "security_headers", "remove": ["X-Powered-By", "X-Debug"]}]}]}}}}}`, env)); err != nil {
+			t.Errorf("%s: remove of headers this handler does not set: %v", env, err)
+		}
+	}
+}
+
 func TestTagsModeBehindAProxyWarnsAtStart(t *testing.T) {
 	port := testenv.FreePort(t)
 	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
