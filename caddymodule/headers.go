@@ -134,8 +134,9 @@ type SecurityHeaders struct {
 // HSTSConfig is a Strict-Transport-Security value.
 type HSTSConfig struct {
 	// MaxAge is how long, in seconds, browsers use HTTPS only. With preload it must be at
-	// least 31536000 (one year).
-	MaxAge int64 `json:"max_age,omitempty"`
+	// least 31536000 (one year). 0 tells browsers to forget the site's HSTS (written on
+	// purpose: an omitted max_age is the default). Default: 63072000 (two years).
+	MaxAge *int64 `json:"max_age,omitempty"`
 	// IncludeSubDomains extends the rule to every subdomain. Required by preload.
 	IncludeSubDomains bool `json:"include_subdomains,omitempty"`
 	// Preload asks to be in browsers' built-in HSTS list (submit at hstspreload.org).
@@ -280,7 +281,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.hsts = ""
 	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
 	if c := h.HSTS; c != nil {
-		hsts = csp.HSTS{MaxAge: c.MaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
+		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
+		if c.MaxAge != nil {
+			hsts.MaxAge = *c.MaxAge
+		}
 		if !c.Off {
 			if err := hsts.Validate(); err != nil {
 				return forOption("hsts", err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -142,6 +143,60 @@ localhost:%d, http://localhost:%d {
 	resp, _ = getBody(t, fmt.Sprintf("http://localhost:%d/", httpPort))
 	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
 		t.Fatalf("plain HTTP carries Strict-Transport-Security %q", got)
+	}
+}
+
+// JSON hsts without max_age gets the default max-age; an explicit 0 (the Caddyfile's
+// max-age=0) is kept: it is how a site tells browsers to forget its HSTS.
+func TestHSTSMaxAgeOmittedInJSONIsTheDefault(t *testing.T) {
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfg, err := testcaddy.Adapt(fmt.Sprintf(`{
+%s}
+localhost:%d {
+	bind 127.0.0.1
+	handle /empty {
+		security_headers {
+			hsts max-age=11
+		}
+		respond "ok"
+	}
+	handle /subdomains {
+		security_headers {
+			hsts max-age=12 includeSubDomains
+		}
+		respond "ok"
+	}
+	handle /zero {
+		security_headers {
+			hsts max-age=0
+		}
+		respond "ok"
+	}
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(cfg)
+	js := strings.NewReplacer(`"hsts":{"max_age":11}`, `"hsts":{}`,
+		`"hsts":{"include_subdomains":true,"max_age":12}`, `"hsts":{"include_subdomains":true}`).Replace(string(raw))
+	if strings.Contains(js, "max_age\":1") || !strings.Contains(js, `"hsts":{"max_age":0}`) {
+		t.Fatalf("unexpected adapted JSON: %s", js)
+	}
+	c := testcaddy.StartCaddy(t, "")
+	if err := c.LoadJSON(js); err != nil {
+		t.Fatal(err)
+	}
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	for path, want := range map[string]string{
+		"/empty":      "max-age=63072000",
+		"/subdomains": "max-age=63072000; includeSubDomains",
+		"/zero":       "max-age=0",
+	} {
+		resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d%s", httpsPort, path))
+		if got := resp.Header.Get("Strict-Transport-Security"); got != want {
+			t.Errorf("%s: Strict-Transport-Security %q, want %q", path, got, want)
+		}
 	}
 }
 
