@@ -84,6 +84,14 @@ func TestCheckFindings(t *testing.T) {
 		{"csp.placeholder_in_errors",
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\treverse_proxy 127.0.0.1:1\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t\t}\n\t\treverse_proxy 127.0.0.1:1\n\t}")},
+		// Each handle_errors block needs its own: the 404 block serves a page without one.
+		{"csp.placeholder_in_errors",
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\tfile_server\n"+
+				"\thandle_errors 404 {\n\t\trewrite * /dup.html\n\t\tfile_server\n\t}\n"+
+				"\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t\t}\n\t\trespond err\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\tfile_server\n"+
+				"\thandle_errors 404 {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t\t}\n\t\trewrite * /dup.html\n\t\tfile_server\n\t}\n"+
+				"\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t\t}\n\t\trespond err\n\t}")},
 		{"csp.wide_script_source", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' https:\n\t\t}\n\t}"), checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' 'strict-dynamic' https:\n\t\t}\n\t}")},
 		{"csp.wide_script_source", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'self' *\n\t\t}\n\t}"), checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'self'\n\t\t}\n\t}")},
 		{"csp.wide_script_source", checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce' data:\n\t\t}\n\t}"), checkSite("", "\tsecurity_headers {\n\t\tcsp {\n\t\t\tscript-src 'nonce'\n\t\t}\n\t}")},

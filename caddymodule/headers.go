@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -100,7 +99,9 @@ type SecurityHeaders struct {
 	NoSniff *bool `json:"nosniff,omitempty"`
 
 	// Remove lists response headers to delete, whoever set them (a `header` directive too: it
-	// is applied last). Default: Server and X-Powered-By. An empty list removes nothing.
+	// is applied last). A header this handler decides in any environment (one it sets, either
+	// policy name, Strict-Transport-Security) is refused. Default: Server and X-Powered-By. An
+	// empty list removes nothing.
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
@@ -133,8 +134,9 @@ type SecurityHeaders struct {
 // HSTSConfig is a Strict-Transport-Security value.
 type HSTSConfig struct {
 	// MaxAge is how long, in seconds, browsers use HTTPS only. With preload it must be at
-	// least 31536000 (one year).
-	MaxAge int64 `json:"max_age,omitempty"`
+	// least 31536000 (one year). 0 tells browsers to forget the site's HSTS (written on
+	// purpose: an omitted max_age is the default). Default: 63072000 (two years).
+	MaxAge *int64 `json:"max_age,omitempty"`
 	// IncludeSubDomains extends the rule to every subdomain. Required by preload.
 	IncludeSubDomains bool `json:"include_subdomains,omitempty"`
 	// Preload asks to be in browsers' built-in HSTS list (submit at hstspreload.org).
@@ -279,7 +281,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.hsts = ""
 	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
 	if c := h.HSTS; c != nil {
-		hsts = csp.HSTS{MaxAge: c.MaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
+		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
+		if c.MaxAge != nil {
+			hsts.MaxAge = *c.MaxAge
+		}
 		if !c.Off {
 			if err := hsts.Validate(); err != nil {
 				return forOption("hsts", err)
@@ -369,9 +374,15 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		h.remove = nil
 		for _, name := range *h.Remove {
 			name = http.CanonicalHeaderKey(name)
-			if slices.Contains(h.namesTLS, name) || slices.Contains(h.namesHTTP, name) {
-				// remove runs last: it would delete our own value, with nothing said.
-				return forOption("remove", fmt.Errorf("remove %s: this handler sets that header itself; turn it off with its own option (e.g. security_headers none, hsts off, or that header's subdirective with off) instead", name))
+			if h.manages(name) {
+				// remove runs last: it would delete our own value, with nothing said. manages,
+				// not this environment's names: one verdict in every environment, and the
+				// adapter's is load's.
+				hint := ""
+				if strings.HasPrefix(name, "Content-Security-Policy") {
+					hint = "; to drop an upstream's " + name + " where this handler sends the other policy name, use `header -" + name + "`"
+				}
+				return forOption("remove", fmt.Errorf("remove %s: this handler decides that header itself, in every environment; turn it off with its own option (e.g. security_headers none, hsts off, or that header's subdirective with off) instead%s", name, hint))
 			}
 			h.remove = append(h.remove, name)
 		}
@@ -502,15 +513,25 @@ func validEndpointURL(s string) bool {
 
 // ServeHTTP makes the nonce, sets the headers before the rest of the route runs (so its
 // errors carry them too), and wraps the response to settle them and rewrite HTML.
+//
+// Disabled (features { security_headers off }), it passes requests through, except in
+// placeholder mode: there it sets no header and makes no nonce, but still redacts its
+// placeholder from bodies and headers as it does for the bodies it cannot nonce. Published
+// once, the secret would get the real nonce onto an injected tag when the feature is back on.
 func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !h.on {
+	var sw *securityWriter
+	switch {
+	case h.on:
+		sw = newSecurityWriter(h, w, r, findSecurityWriter(w))
+		caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
+	case h.injectMode == csp.Placeholder:
+		sw = &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, redactOnly: true}
+	default:
 		return next.ServeHTTP(w, r)
 	}
-	sw := newSecurityWriter(h, w, r, findSecurityWriter(w))
-	caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
 	head := false
 	if h.injectMode != 0 {
-		if r.Method == http.MethodHead {
+		if r.Method == http.MethodHead && !sw.redactOnly {
 			// What the headers of a rewritten response say (its type, sniffed from the body
 			// when it has none; its length; no-store) depends on its body: the rest of the
 			// route answers a GET, and net/http drops the body of a HEAD response.
@@ -523,7 +544,7 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		r.Header.Del("Accept-Encoding")
 		r.Header.Del("Range")
 		r.Header.Del("If-Range")
-		if asksForPage(r) {
+		if asksForPage(r) && !sw.redactOnly {
 			// A 304 would have the browser reuse the page it holds, with the nonce of an
 			// earlier response: a page is always sent whole. Assets keep their 304s.
 			r.Header.Del("If-None-Match")
@@ -531,6 +552,11 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		}
 	}
 	err := next.ServeHTTP(sw, r)
+	if err != nil && !sw.started {
+		// Caddy writes the error response (or runs handle_errors) with its own writer, past
+		// WriteHeader: the header rules (remove, no HSTS where none is sent) apply to it too.
+		sw.settle()
+	}
 	if cerr := sw.close(); err == nil {
 		err = cerr
 	}

@@ -154,7 +154,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		if err != nil {
 			return d.Errf("%v", err)
 		}
-		h.HSTS = &HSTSConfig{MaxAge: v.MaxAge, IncludeSubDomains: v.IncludeSubDomains, Preload: v.Preload}
+		h.HSTS = &HSTSConfig{MaxAge: &v.MaxAge, IncludeSubDomains: v.IncludeSubDomains, Preload: v.Preload} // max-age= is required: 0 too is written
 		return nil
 	},
 	"frame_options":   headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -55,34 +56,51 @@ func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
 }
 
 // checkErrorRoutes reports a warning when a server runs this placeholder-mode handler in its
-// routes and has error routes (handle_errors) without a security_headers of the same
+// routes and has an error route (a handle_errors block) without a security_headers of the same
 // placeholder: Caddy runs the error routes after the primary chain returned, outside this
 // handler, so an error page from file_server or reverse_proxy there would reach the client
 // with the secret placeholder in it.
 func (h *SecurityHeaders) checkErrorRoutes(ctx caddy.Context) {
 	for name, srv := range httpServers(ctx) {
-		if routeListWith(srv.Routes, h) == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
-			continue
-		}
-		if hasHandlerWhere(srv.Errors.Routes, func(hh caddyhttp.MiddlewareHandler) bool {
-			o, ok := hh.(*SecurityHeaders)
-			return ok && o.injectMode == csp.Placeholder && o.ph == h.ph
-		}) {
+		if routeListWith(srv.Routes, h) == nil || srv.Errors == nil || h.coversAll(srv.Errors.Routes) {
 			continue
 		}
 		_ = h.app.Report(Finding{Code: "csp.placeholder_in_errors", Severity: Warning, Module: "security_headers",
 			Config:  "apps.http.servers." + name + ".errors.routes",
-			Message: "inject_nonce placeholder is not applied to handle_errors: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy) reaches the client with the secret placeholder and the upstream's caching headers",
+			Message: "inject_nonce placeholder is not applied to every handle_errors block: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy) reaches the client with the secret placeholder and the upstream's caching headers",
 			Fix:     "repeat the same `security_headers { inject_nonce placeholder ... }` inside each handle_errors block"})
 	}
 }
 
-// hasHandlerWhere reports whether a handler of the routes, at any depth, satisfies match.
-func hasHandlerWhere(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {
-	return findHandler(routes, match, nil)
+// coversAll reports whether a security_headers of h's placeholder runs on every path through
+// the routes: one in a route without matchers covers its whole list; otherwise each route
+// must be covered on its own (a site's handle_errors blocks are routes of one subroute, each
+// matched by its status codes, and each needs its own).
+func (h *SecurityHeaders) coversAll(routes caddyhttp.RouteList) bool {
+	for _, r := range routes {
+		if len(r.MatcherSets) == 0 && slices.ContainsFunc(r.Handlers, h.sameSecret) {
+			return true
+		}
+	}
+	for _, r := range routes {
+		if !slices.ContainsFunc(r.Handlers, func(hh caddyhttp.MiddlewareHandler) bool {
+			sub, ok := hh.(*caddyhttp.Subroute)
+			return h.sameSecret(hh) || ok && h.coversAll(sub.Routes)
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
-// pageHandlerWhere is hasHandlerWhere for the pages this handler injects into: it leaves out
+// sameSecret reports whether hh is a security_headers in placeholder mode with h's placeholder.
+func (h *SecurityHeaders) sameSecret(hh caddyhttp.MiddlewareHandler) bool {
+	o, ok := hh.(*SecurityHeaders)
+	return ok && o.injectMode == csp.Placeholder && o.ph == h.ph
+}
+
+// pageHandlerWhere reports whether a handler of the routes, at any depth, satisfies match,
+// among the pages this handler injects into: it leaves out
 // subroutes with a security_headers of their own that injects, whose pages that one decides
 // (innermost wins, see securityWriter.mode) and whose own findings cover them.
 func (h *SecurityHeaders) pageHandlerWhere(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -142,6 +143,60 @@ localhost:%d, http://localhost:%d {
 	resp, _ = getBody(t, fmt.Sprintf("http://localhost:%d/", httpPort))
 	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
 		t.Fatalf("plain HTTP carries Strict-Transport-Security %q", got)
+	}
+}
+
+// JSON hsts without max_age gets the default max-age; an explicit 0 (the Caddyfile's
+// max-age=0) is kept: it is how a site tells browsers to forget its HSTS.
+func TestHSTSMaxAgeOmittedInJSONIsTheDefault(t *testing.T) {
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfg, err := testcaddy.Adapt(fmt.Sprintf(`{
+%s}
+localhost:%d {
+	bind 127.0.0.1
+	handle /empty {
+		security_headers {
+			hsts max-age=11
+		}
+		respond "ok"
+	}
+	handle /subdomains {
+		security_headers {
+			hsts max-age=12 includeSubDomains
+		}
+		respond "ok"
+	}
+	handle /zero {
+		security_headers {
+			hsts max-age=0
+		}
+		respond "ok"
+	}
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(cfg)
+	js := strings.NewReplacer(`"hsts":{"max_age":11}`, `"hsts":{}`,
+		`"hsts":{"include_subdomains":true,"max_age":12}`, `"hsts":{"include_subdomains":true}`).Replace(string(raw))
+	if strings.Contains(js, "max_age\":1") || !strings.Contains(js, `"hsts":{"max_age":0}`) {
+		t.Fatalf("unexpected adapted JSON: %s", js)
+	}
+	c := testcaddy.StartCaddy(t, "")
+	if err := c.LoadJSON(js); err != nil {
+		t.Fatal(err)
+	}
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	for path, want := range map[string]string{
+		"/empty":      "max-age=63072000",
+		"/subdomains": "max-age=63072000; includeSubDomains",
+		"/zero":       "max-age=0",
+	} {
+		resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d%s", httpsPort, path))
+		if got := resp.Header.Get("Strict-Transport-Security"); got != want {
+			t.Errorf("%s: Strict-Transport-Security %q, want %q", path, got, want)
+		}
 	}
 }
 
@@ -406,7 +461,27 @@ func TestSecurityHeadersStreamPassesFlushes(t *testing.T) {
 	}
 }
 
+// A disabled security_headers passes requests through, except in placeholder mode: no header,
+// no nonce, but the secret placeholder is redacted from pages, other bodies and headers
+// (published once, it would get the nonce onto an injected tag when the feature is back on).
 func TestSecurityHeadersFeatureOff(t *testing.T) {
+	page := `<script nonce="` + testPlaceholder + `">a()</script><p>` + testPlaceholder + `</p>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.js>; rel=preload; as=script; nonce="+testPlaceholder)
+		w.Header().Set("Server", "upstream/1.0")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.URL.Path == "/ph/json" {
+			w.Header().Set("Content-Type", "application/json")
+		}
+		body := page
+		if r.URL.Path == "/ph/utf16" {
+			body = "\xff\xfe" + utf16Bytes(page, false)
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	port := testenv.FreePort(t)
 	testcaddy.StartCaddy(t, fmt.Sprintf(`{
 	hardening {
@@ -417,13 +492,42 @@ func TestSecurityHeadersFeatureOff(t *testing.T) {
 }
 http://127.0.0.1:%d {
 	bind 127.0.0.1
+	handle /ph/* {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+		}
+		reverse_proxy %s
+	}
 	security_headers
 	respond "ok"
 }
-`, port))
+`, port, up.Listener.Addr()))
 	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	if resp.Header.Get("Content-Security-Policy") != "" || resp.Header.Get("Server") != "Caddy" {
 		t.Fatal("a disabled security_headers changed the response")
+	}
+	dashes := strings.Repeat("-", len(testPlaceholder))
+	redacted := strings.ReplaceAll(page, testPlaceholder, dashes)
+	for _, path := range []string{"/ph/page", "/ph/json"} {
+		resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if body != redacted || resp.ContentLength != int64(len(page)) {
+			t.Errorf("%s: %d bytes %q, want %q", path, resp.ContentLength, body, redacted)
+		}
+		if got := resp.Header.Get("Link"); got != "</a.js>; rel=preload; as=script; nonce="+dashes {
+			t.Errorf("%s: Link %q", path, got)
+		}
+		for _, k := range []string{"Content-Security-Policy", "Content-Security-Policy-Report-Only", "X-Frame-Options", "Cache-Control"} {
+			if v := resp.Header.Get(k); v != "" {
+				t.Errorf("%s: disabled, yet %s = %q", path, k, v)
+			}
+		}
+		if resp.Header.Get("Server") != "upstream/1.0" {
+			t.Errorf("%s: disabled, yet remove ran (Server %q)", path, resp.Header.Get("Server"))
+		}
+	}
+	// A page the browser reads as UTF-16 fails closed, as when enabled.
+	if resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/ph/utf16", port)); resp.StatusCode != http.StatusBadGateway || strings.Contains(body, "P\x00H\x00") {
+		t.Errorf("UTF-16 page: %d %q, want 502", resp.StatusCode, body)
 	}
 }
 
@@ -460,6 +564,31 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 		{"handler": "security_headers", "report_uri": ["/y"], "csp": [{"name": "report-uri", "values": ["/x"]}]}]}]}}}}}`)
 	if err == nil || !strings.Contains(err.Error(), "report_uri and the csp block's report-uri /x both set the policy's report-uri") {
 		t.Fatalf("report_uri beside csp report-uri in JSON: %v", err)
+	}
+}
+
+// remove of a header this handler decides is refused in every environment, by the adapter
+// and at load alike: a policy name is refused whichever one this environment sends, so a
+// configuration that loads in production loads in development.
+func TestRemoveRefusedInEveryEnvironment(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, env := range []string{"production", "development"} {
+		for _, name := range []string{"Content-Security-Policy", "Content-Security-Policy-Report-Only", "Strict-Transport-Security"} {
+			_, err := testcaddy.Adapt(fmt.Sprintf("{\n\thardening {\n\t\tenvironment %s\n\t}\n}\nhttp://127.0.0.1:9 {\n\tsecurity_headers {\n\t\tremove %s\n\t}\n}\n", env, name))
+			want := "remove " + name + ": this handler decides that header itself"
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Caddyfile:8") {
+				t.Errorf("%s: adapt remove %s: %v", env, name, err)
+			}
+			err = c.LoadJSON(fmt.Sprintf(`{"apps": {"hardening": {"environment": %q}, "http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [
+				{"handler": "security_headers", "remove": [%q]}]}]}}}}}`, env, name))
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: load remove %s: %v", env, name, err)
+			}
+		}
+		if err := c.LoadJSON(fmt.Sprintf(`{"apps": {"hardening": {"environment": %q}, "http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [
+			{"handler": "security_headers", "remove": ["X-Powered-By", "X-Debug"]}]}]}}}}}`, env)); err != nil {
+			t.Errorf("%s: remove of headers this handler does not set: %v", env, err)
+		}
 	}
 }
 
@@ -840,6 +969,51 @@ localhost:%d, http://localhost:%d {
 		resp, _ := getBody(t, url)
 		if got := strings.Join(resp.Header.Values("Strict-Transport-Security"), ", "); got != want {
 			t.Errorf("%s: Strict-Transport-Security %q, want %q", url, got, want)
+		}
+	}
+}
+
+// An error response (the route returned an error: upstream down, the error directive) is
+// written by Caddy past this handler's writer; the header rules apply to it as to the others:
+// no HSTS in development (over HTTPS too), remove's headers deleted whoever set them.
+func TestHeaderRulesOnErrors(t *testing.T) {
+	httpsPort, httpPort, dead := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+%s	hardening {
+		environment development
+	}
+}
+localhost:%d {
+	bind 127.0.0.1
+	tls internal
+	security_headers
+	header Strict-Transport-Security "max-age=31536000; includeSubDomains"
+	header Server leaky/1.0
+	header X-Powered-By PHP/5
+	handle /ok {
+		respond "ok"
+	}
+	handle /boom {
+		error "boom" 500
+	}
+	handle {
+		reverse_proxy 127.0.0.1:%d
+	}
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, dead))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	for path, status := range map[string]int{"/ok": 200, "/boom": 500, "/dead": 502} {
+		resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d%s", httpsPort, path))
+		if resp.StatusCode != status {
+			t.Errorf("%s: status %d, want %d", path, resp.StatusCode, status)
+		}
+		for _, k := range []string{"Strict-Transport-Security", "Server", "X-Powered-By"} {
+			if v := resp.Header.Get(k); v != "" {
+				t.Errorf("%s (%d): %s = %q, want none", path, resp.StatusCode, k, v)
+			}
+		}
+		if resp.Header.Get("Content-Security-Policy-Report-Only") == "" {
+			t.Errorf("%s: no policy", path)
 		}
 	}
 }

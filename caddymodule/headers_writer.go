@@ -53,6 +53,11 @@ type securityWriter struct {
 	outer        *securityWriter
 	inner        bool
 	innerInjects bool
+
+	// redactOnly: the feature is off and the handler is in placeholder mode. No header is
+	// set or settled and there is no nonce: the placeholder is redacted (csp.Redact) from
+	// every body, pages included, and from the headers.
+	redactOnly bool
 }
 
 // maxManagedHeaders bounds the headers the handler sets: CSP, HSTS, Reporting-Endpoints and
@@ -130,6 +135,9 @@ func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Reques
 // placeholder must never leave the edge; the nonces the inner one wrote are this response's,
 // so they stay).
 func (sw *securityWriter) mode() csp.Mode {
+	if sw.redactOnly {
+		return csp.Redact
+	}
 	if sw.innerInjects && sw.h.injectMode == csp.Tags {
 		return 0
 	}
@@ -138,8 +146,12 @@ func (sw *securityWriter) mode() csp.Mode {
 
 // settle applies the header rule once the route has set its own: a value appended after ours
 // (reverse_proxy adds the upstream's) is dropped, or wins for keep_upstream headers; a value
-// that replaced ours (a `header` directive) or a deletion stays.
+// that replaced ours (a `header` directive) or a deletion stays. It runs at WriteHeader, or
+// when the route returned an error without writing (ServeHTTP).
 func (sw *securityWriter) settle() {
+	if sw.inner || sw.redactOnly {
+		return // a nested security_headers settled them: its rules decide (innermost wins)
+	}
 	hdr := sw.Header()
 	for i, name := range sw.names {
 		vals := hdr[name]
@@ -169,12 +181,16 @@ func (sw *securityWriter) sendsHSTS() bool {
 
 // redactHeaders replaces the placeholder with the response's nonce in every header value
 // (a preload Link's nonce is a legitimate use; anything else at least stops leaking the
-// secret). In placeholder mode it runs before any header block is written: 1xx, the final
-// one, and the trailers.
+// secret), or with as many '-' where there is no nonce (redactOnly). In placeholder mode it
+// runs before any header block is written: 1xx, the final one, and the trailers.
 func (sw *securityWriter) redactHeaders() {
 	ph := sw.h.ph
 	if ph == "" {
 		return // not provisioned (cannot happen when serving)
+	}
+	with := sw.nonce
+	if sw.redactOnly {
+		with = strings.Repeat("-", len(ph))
 	}
 	for name, vals := range sw.Header() {
 		for i, v := range vals {
@@ -183,7 +199,7 @@ func (sw *securityWriter) redactHeaders() {
 			}
 			out := slices.Clone(vals) // the slice may be shared with another header map
 			for j := i; j < len(out); j++ {
-				out[j] = strings.ReplaceAll(out[j], ph, sw.nonce)
+				out[j] = strings.ReplaceAll(out[j], ph, with)
 			}
 			sw.Header()[name] = out
 			break
@@ -205,9 +221,7 @@ func (sw *securityWriter) WriteHeader(status int) {
 		return
 	}
 	sw.started = true
-	if !sw.inner {
-		sw.settle() // a nested security_headers settled them: its rules decide (innermost wins)
-	}
+	sw.settle()
 	if sw.mode() != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
 		// No Content-Type: net/http would sniff the first write and might call it HTML.
 		// Decide on the same sniff, at the first write.
@@ -231,17 +245,20 @@ func (sw *securityWriter) start(status int) {
 		switch {
 		case mt == "text/html" || mt == "application/xhtml+xml":
 			if encoded || status == http.StatusPartialContent {
-				if mode == csp.Placeholder {
+				if mode != csp.Tags {
 					sw.failClosed("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
 						zap.String("content_encoding", ce))
 					return
 				}
 				break // tags mode: nothing secret in it; pass it as it is
 			}
-			hdr.Del("Content-Length") // the body's length changes
 			rewritten(hdr)
-			if sw.h.cacheCtl != "" && !sw.innerInjects { // else the inner one's cache_control
-				hdr.Set("Cache-Control", sw.h.cacheCtl)
+			if mode != csp.Redact { // redaction keeps the length, and there is no nonce to cache
+				// The body's length changes; cache_control, unless the inner one's decides.
+				hdr.Del("Content-Length")
+				if sw.h.cacheCtl != "" && !sw.innerInjects {
+					hdr.Set("Cache-Control", sw.h.cacheCtl)
+				}
 			}
 			if body {
 				// The status waits for the page's first bytes: a byte order mark may say an
@@ -249,7 +266,7 @@ func (sw *securityWriter) start(status int) {
 				sw.held, sw.heldMode, sw.charset = status, mode, charset
 				return
 			}
-		case mode == csp.Placeholder && !encoded && !isBinary(mt):
+		case mode != csp.Tags && !encoded && !isBinary(mt):
 			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
 			// streams, untyped): the placeholder must not leave the edge here either.
 			// Overwritten with as many '-', the body keeps its length.
@@ -384,7 +401,7 @@ func (sw *securityWriter) release(p []byte, more bool) (int, error) {
 	case enc == "":
 		sw.ResponseWriter.WriteHeader(status)
 		sw.rewrite(mode)
-	case mode == csp.Placeholder:
+	case mode != csp.Tags:
 		sw.failClosed("HTML response in an encoding the injector cannot read as the browser will; answered 502 so the placeholder stays secret",
 			zap.String("encoding", enc))
 		return len(p), nil

@@ -19,8 +19,9 @@ const (
 	// for pages that contain user content.
 	Tags
 	// Redact overwrites every occurrence of the placeholder with as many '-', in a body that
-	// is not HTML (JSON, JavaScript, CSS, text): the secret never leaves, and the body keeps
-	// its length (so its Content-Length).
+	// is not HTML (JSON, JavaScript, CSS, text), or in any body where no nonce is made (the
+	// security_headers feature turned off): the secret never leaves, and the body keeps its
+	// length (so its Content-Length).
 	Redact
 )
 
