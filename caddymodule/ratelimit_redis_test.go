@@ -237,7 +237,8 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 
 // TestRateLimitRedisDownAtStartupIsMemoryAtOnce: a limiter that starts while Redis is down
 // asks Redis once and, without an answer, decides in memory before the first request (mode,
-// monitoring and the store_failover event say so); once Redis is up, decisions return to it.
+// monitoring and the store_failover event say so); once Redis is up, decisions return to it
+// without waiting for a request.
 func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	r := testenv.StartRedis(t)
 	r.Kill()
@@ -257,10 +258,12 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 		}
 	}
 	r.Restart()
-	testenv.WaitFor(t, 10*time.Second, "decisions back in Redis", func() bool {
-		getReply(t, url, "X-Client: after")
-		return lim.mode() == storeModeRedis
-	})
+	// No request is needed: the limiter's probe finds Redis back.
+	testenv.WaitFor(t, 10*time.Second, "decisions back in Redis", func() bool { return lim.mode() == storeModeRedis })
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 2 || logs[1].Str("to") != storeModeRedis {
+		t.Fatalf("want a second store_failover event back to redis, got %v", logs)
+	}
+	getReply(t, url, "X-Client: after")
 	if n, err := r.Do("EXISTS", "hardening:rl:{login:after}"); err != nil || n != int64(1) {
 		t.Fatalf("after the return, the bucket is in Redis: %v %v", n, err)
 	}

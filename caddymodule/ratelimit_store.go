@@ -94,9 +94,10 @@ type limiterEntry struct {
 	store    ratelimit.Store               // what handlers call: memory, or denials > leases > failover
 	adaptive *ratelimit.Adaptive
 	started  atomic.Bool
-	// stopProbe ends the startup probe of Redis when the entry is destructed first.
-	probeCtx  context.Context
-	stopProbe context.CancelFunc
+	// runCtx bounds the failover store's Run (its startup probe, then the probes that bring
+	// an idle instance back to Redis); stop ends it when the entry is destructed.
+	runCtx context.Context
+	stop   context.CancelFunc
 
 	// trackInFlight: in-flight requests are a load signal, so handlers count them.
 	trackInFlight bool
@@ -108,7 +109,7 @@ type limiterEntry struct {
 // Destruct stops the adaptive sampler and the Redis batching goroutines when the last
 // configuration using the entry is gone.
 func (e *limiterEntry) Destruct() error {
-	e.stopProbe()
+	e.stop()
 	e.adaptive.Stop()
 	_, _ = memoryPool.Delete(e.memKey)
 	if e.redis != nil {
@@ -175,7 +176,7 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 		if e.started.CompareAndSwap(false, true) {
 			e.adaptive.Start()
 			if e.failover != nil {
-				go func() { _ = e.failover.Probe(e.probeCtx, storeProbeTimeout) }()
+				go e.failover.Run(e.runCtx, storeProbeTimeout)
 			}
 		}
 	})
@@ -239,10 +240,10 @@ const (
 	defaultRateLimitMaxKeys = 200000
 	defaultStoreTimeout     = 50 * time.Millisecond
 
-	// storeProbeTimeout bounds the one question a new limiter asks Redis when it starts:
-	// without an answer, decisions go to memory at once rather than after three requests
-	// have each waited store_timeout. Longer than store_timeout, so that a first dial (TLS
-	// included) is not taken for an outage.
+	// storeProbeTimeout bounds the question a new limiter asks Redis when it starts (without
+	// an answer, decisions go to memory at once rather than after three requests have each
+	// waited store_timeout), and each later probe while Redis is failing. Longer than
+	// store_timeout, so that a first dial (TLS included) is not taken for an outage.
 	storeProbeTimeout = time.Second
 )
 
@@ -260,7 +261,7 @@ func parseFailureMode(s string) (ratelimit.FailureMode, error) {
 
 func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 	e := &limiterEntry{memKey: fmt.Sprintf("ratelimit-memory:%d", s.MaxKeys)}
-	e.probeCtx, e.stopProbe = context.WithCancel(context.Background())
+	e.runCtx, e.stop = context.WithCancel(context.Background())
 	mem, _, _ := memoryPool.LoadOrNew(e.memKey, func() (caddy.Destructor, error) {
 		return memoryEntry{ratelimit.NewPolicyMemoryStores(ratelimit.MemoryOptions{MaxKeys: s.MaxKeys})}, nil
 	})

@@ -137,7 +137,13 @@ type FailoverStore struct {
 // RedisStore implements it: a shard is a Cluster master.
 type shardedStore interface {
 	shardOf(ctx context.Context, policy, key string) string
+	// pingShard asks the server of shard whether it answers; errShardGone when the primary
+	// no longer has that server (a master replaced by a failover).
+	pingShard(ctx context.Context, shard string) error
 }
+
+// errShardGone is pingShard's answer for a server the primary no longer has.
+var errShardGone = errors.New("no longer a server of the primary")
 
 // errCallerGone marks a primary call abandoned because the caller's context ended.
 var errCallerGone = errors.New("caller went away")
@@ -302,6 +308,65 @@ func (s *FailoverStore) Probe(ctx context.Context, timeout time.Duration) error 
 	}
 	s.publish()
 	return err
+}
+
+// Run keeps Mode true without waiting for requests, until ctx ends. It probes the primary
+// once (Probe, bounded by timeout), then, every OpenFor while a breaker is not closed, asks
+// that breaker's server whether it answers: one that answers closes its breaker, so decisions
+// return to it and Mode says so on an idle instance too; the breaker of a server the primary
+// no longer has (a Cluster master replaced by its replica) is closed, since no key reaches it
+// again and it would otherwise hold Mode in ModeFallback, and hide every later outage, for good.
+func (s *FailoverStore) Run(ctx context.Context, timeout time.Duration) {
+	_ = s.Probe(ctx, timeout)
+	tick := time.NewTicker(s.settings.Timeout)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if s.openBreakers.Load() > 0 {
+			s.recoverIdle(ctx, timeout)
+		}
+	}
+}
+
+// recoverIdle is one round of Run's probing.
+func (s *FailoverStore) recoverIdle(ctx context.Context, timeout time.Duration) {
+	s.breakersMu.RLock()
+	notClosed := make(map[string]*gobreaker.TwoStepCircuitBreaker[struct{}])
+	for shard, breaker := range s.breakers {
+		if breaker.State() != gobreaker.StateClosed {
+			notClosed[shard] = breaker
+		}
+	}
+	s.breakersMu.RUnlock()
+	for shard, breaker := range notClosed {
+		probeCtx, cancel := context.WithTimeout(ctx, timeout)
+		err := s.pingShard(probeCtx, shard)
+		cancel()
+		if err != nil && !errors.Is(err, errShardGone) {
+			continue
+		}
+		// Half-open (OpenFor has passed) admits one call, and its success closes the
+		// breaker; still open, or a request's probe in flight: the next round.
+		if done, notYet := breaker.Allow(); notYet == nil {
+			done(nil)
+		}
+	}
+	s.publish()
+}
+
+// pingShard asks the server of shard whether it answers.
+func (s *FailoverStore) pingShard(ctx context.Context, shard string) error {
+	if s.sharded != nil {
+		return s.sharded.pingShard(ctx, shard)
+	}
+	if p, ok := s.primary.(Pinger); ok && shard == "" {
+		return p.Ping(ctx)
+	}
+	return errors.New("the primary cannot be asked")
 }
 
 // breakerFor returns the breaker of the primary server holding (policy, key).

@@ -156,6 +156,66 @@ func TestFailoverStoreProbe(t *testing.T) {
 	}
 }
 
+// TestFailoverStoreRunReturnsWhileIdle: with Run going, a store whose Redis came back returns
+// to it, and reports it, without a single decision.
+func TestFailoverStoreRunReturnsWhileIdle(t *testing.T) {
+	r := testenv.StartRedis(t)
+	var changes modeChanges
+	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), NewMemoryStore(MemoryOptions{}),
+		FailoverOptions{OpenFor: 200 * time.Millisecond, OnModeChange: changes.record})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go s.Run(ctx, time.Second)
+	r.Kill()
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
+	for range 3 {
+		mustAllow(t, s, "p", "k", l)
+	}
+	if s.Mode() != ModeFallback {
+		t.Fatal("three failed decisions did not open the breaker")
+	}
+	r.Restart()
+	testenv.WaitFor(t, 5*time.Second, "the return to Redis without decisions", func() bool { return s.Mode() == ModePrimary })
+	if calls, _ := changes.get(); len(calls) != 2 {
+		t.Fatalf("mode changes %v, want to fallback and back", calls)
+	}
+}
+
+// TestFailoverStoreRunClosesTheBreakerOfAGoneMaster: the breaker of an address that is no
+// longer a master of the Cluster (as after a failover) is closed by Run, so Mode does not stay
+// in fallback for good; a master's address answers.
+func TestFailoverStoreRunClosesTheBreakerOfAGoneMaster(t *testing.T) {
+	c := testenv.StartCluster(t)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	store := NewRedisStore(client, RedisOptions{})
+	t.Cleanup(func() { store.Close() })
+	ctx := context.Background()
+	if err := store.pingShard(ctx, c.Nodes[0].Addr); err != nil {
+		t.Fatalf("a master's shard: %v", err)
+	}
+	gone := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	if err := store.pingShard(ctx, gone); !errors.Is(err, errShardGone) {
+		t.Fatalf("an address that is no master: %v, want errShardGone", err)
+	}
+	s := NewFailoverStore(store, NewMemoryStore(MemoryOptions{}), FailoverOptions{OpenFor: 200 * time.Millisecond})
+	breaker := s.breakerOf(gone)
+	for range 3 {
+		done, err := breaker.Allow()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done(fmt.Errorf("%w: the master died", ErrStoreUnavailable))
+	}
+	if s.Mode() != ModeFallback {
+		t.Fatal("the gone master's breaker is not open")
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	go s.Run(runCtx, time.Second)
+	testenv.WaitFor(t, 5*time.Second, "the gone master's breaker closed", func() bool { return s.Mode() == ModePrimary })
+}
+
 func TestFailoverStoreSurvivesRedisKilledAndReturnsWhenItIsBack(t *testing.T) {
 	r := testenv.StartRedis(t)
 	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))

@@ -240,6 +240,35 @@ func (s *RedisStore) shardOf(ctx context.Context, policy, key string) string {
 	return s.shardOfRedisKey(ctx, s.redisKey(policy, key))
 }
 
+// pingShard asks a shard's server whether it answers: the server, or with a Cluster the
+// master of that address (errShardGone when the Cluster has no such master any more, as after
+// a failover) or, for "", any master (the shard of keys asked before the slot map was known).
+func (s *RedisStore) pingShard(ctx context.Context, shard string) error {
+	if s.cluster == nil || shard == "" {
+		return s.Ping(ctx)
+	}
+	var found atomic.Bool
+	var pingErr atomic.Pointer[error]
+	err := s.cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
+		if master.Options().Addr == shard {
+			found.Store(true)
+			if err := master.Ping(ctx).Err(); err != nil {
+				pingErr.Store(&err)
+			}
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
+	case !found.Load():
+		return errShardGone
+	case pingErr.Load() != nil:
+		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, *pingErr.Load())
+	}
+	return nil
+}
+
 // shardOfRedisKey never waits for the network: until the Cluster client has its slot map,
 // every key goes to shard "" (whose pipelines the Cluster client still routes by slot), and
 // the map is loaded in the background. Once loaded, go-redis refreshes it without blocking.
