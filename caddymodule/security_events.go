@@ -16,6 +16,7 @@ import (
 
 // securityLoggerName is the logger of every security event, whichever module reports it, so an
 // operator routes them all with one line: `log security { include hardening.security ... }`.
+// It is the hardening app's own logger (named after its module ID) with this sub-name.
 const securityLoggerName = "hardening.security"
 
 // The security events. Each is written to the security log and emitted as a Caddy event of the
@@ -62,13 +63,18 @@ type eventBucket struct {
 	suppressed int
 }
 
+// newSecurityEvents takes its logger from the config's logging as the hardening app's module
+// logger, not from caddy.Log(): only a module logger (Logging.Logger) carries the custom logs
+// that include or exclude its name; caddy.Log() writes to the default log alone, which the
+// Caddyfile's `log security { include hardening.security }` makes exclude these events. Every
+// module's events go through this one logger, so all of them are named hardening.security.
 func newSecurityEvents(ctx caddy.Context) (*securityEvents, error) {
 	ev, err := ctx.App("events")
 	if err != nil {
 		return nil, err
 	}
 	return &securityEvents{
-		logger:  caddy.Log().Named(securityLoggerName),
+		logger:  ctx.Logger(new(App)).Named("security"), // "hardening" (the module ID) + ".security"
 		events:  ev.(*caddyevents.App),
 		buckets: make(map[string]*eventBucket),
 	}, nil
