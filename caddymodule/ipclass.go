@@ -153,10 +153,12 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	if client := a.RedisClient(); client != nil {
 		// One sync per Redis client and bound, kept across reloads like the client itself: a
 		// reload does not drop the subscription or the queue.
-		a.sharedBansKey = fmt.Sprintf("%s|%s|%d", a.redisKey, a.KeyPrefix(), settings.MaxTracked)
+		// The resolved bound: settings.MaxTracked is 0 when unset, which kept one member.
+		maxBans := settings.Tracked()
+		a.sharedBansKey = fmt.Sprintf("%s|%s|%d", a.redisKey, a.KeyPrefix(), maxBans)
 		logger := a.logger
 		v, _, err := sharedBansPool.LoadOrNew(a.sharedBansKey, func() (caddy.Destructor, error) {
-			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, max(settings.MaxTracked, 1), func(msg string, err error) {
+			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, maxBans, func(msg string, err error) {
 				if err != nil {
 					logger.Warn(msg, zap.Error(err))
 				} else {

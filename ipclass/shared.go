@@ -82,8 +82,12 @@ type banMessage struct {
 }
 
 // NewSharedBans prepares the sync; keyPrefix starts its keys (a hash tag keeps them in one
-// Cluster slot). logf reports Redis failures (nil err: recovered). Call Start, then Stop.
+// Cluster slot). maxBans bounds the shared set (Settings.Tracked; 0 or less means
+// DefaultMaxTracked). logf reports Redis failures (nil err: recovered). Call Start, then Stop.
 func NewSharedBans(client redis.UniversalClient, keyPrefix string, det *Detector, maxBans int, logf func(string, error)) *SharedBans {
+	if maxBans <= 0 {
+		maxBans = DefaultMaxTracked
+	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	return &SharedBans{

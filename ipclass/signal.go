@@ -111,6 +111,11 @@ type resolvedSettings struct {
 	ipv6Bits   int
 }
 
+// Tracked is how many clients these settings track: MaxTracked, or DefaultMaxTracked when it
+// is unset. Whatever else is bounded by max_tracked (the shared set) must use this, not the
+// raw field, which is 0 when unset.
+func (s Settings) Tracked() int { return s.resolve().maxTracked }
+
 func (s Settings) resolve() resolvedSettings {
 	r := resolvedSettings{threshold: s.Threshold, banFor: s.BanFor, decay: s.Decay, maxTracked: s.MaxTracked, shadow: s.Shadow, ipv6Bits: s.IPv6Prefix}
 	if r.ipv6Bits <= 0 || r.ipv6Bits > 128 {
