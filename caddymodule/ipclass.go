@@ -39,7 +39,8 @@ type DetectionConfig struct {
 	// Threshold is the score that makes a client suspicious. Default: 20.
 	Threshold float64 `json:"threshold,omitempty"`
 
-	// BanFor is how long a detected client stays suspicious. Default: 15m.
+	// BanFor is how long a detected client stays suspicious: 1s to 10 years (3650d).
+	// Default: 15m.
 	BanFor caddy.Duration `json:"ban_for,omitempty"`
 
 	// Decay is the score's half-life. Default: 10m.
@@ -203,6 +204,9 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 			return s, fmt.Errorf("detection: %s %v is shorter than 1s (scores decay in steps of a second)", name, time.Duration(d))
 		}
 	}
+	if err := checkBanForMax(time.Duration(c.BanFor)); err != nil {
+		return s, fmt.Errorf("detection: %v", err)
+	}
 	for name, v := range c.Scores {
 		sig, err := ipclass.ParseSignal(name)
 		if err != nil {
@@ -214,6 +218,15 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 		s.Scores[sig] = v
 	}
 	return s, nil
+}
+
+// checkBanForMax refuses a ban longer than ipclass.MaxBanFor, whichever way it is given
+// (Caddyfile, JSON, admin API): past it the ban's end overflows and nobody is banned.
+func checkBanForMax(d time.Duration) error {
+	if d > ipclass.MaxBanFor {
+		return fmt.Errorf("ban_for %v is longer than 10 years (3650d), the longest ban", d)
+	}
+	return nil
 }
 
 // prefixSet resolves placeholders in the list, splits what they hold, and parses each entry.

@@ -169,8 +169,9 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 		banFor = time.Duration(a.Detection.BanFor)
 	}
 	if req.BanFor != "" {
-		if banFor, err = caddy.ParseDuration(req.BanFor); err != nil || banFor <= 0 {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("ban_for %q: expected a positive duration such as 1h", req.BanFor)}
+		// The config's bounds: 1s (detections end in steps of a second) to 10 years.
+		if banFor, err = caddy.ParseDuration(req.BanFor); err != nil || banFor < time.Second || checkBanForMax(banFor) != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("ban_for %q: expected a duration from 1s to 10 years (3650d), such as 1h", req.BanFor)}
 		}
 	}
 	if a.classifier.Trusted.Contains(addr) {

@@ -102,6 +102,9 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			if dur < time.Second {
 				return d.Errf("detection: %s %v is shorter than 1s (scores decay in steps of a second)", name, dur)
 			}
+			if err := checkBanForMax(dur); name == "ban_for" && err != nil {
+				return d.Errf("detection: %v", err)
+			}
 			*map[string]*caddy.Duration{"ban_for": &cfg.BanFor, "decay": &cfg.Decay}[name] = caddy.Duration(dur)
 		case "probe_paths", "probe_paths_replace":
 			if seen["probe_paths"] && seen["probe_paths_replace"] {

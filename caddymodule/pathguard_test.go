@@ -326,7 +326,10 @@ http://%s {
 		fromAdmin[0]["was_detected"] != true || fromAdmin[1].Str("signal") != "manual" {
 		t.Errorf("ip_reclassified from the admin API: %v", fromAdmin)
 	}
-	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`} {
+	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`,
+		`{"ip": "127.0.0.1", "ban_for": "1ms"}`,     // the config's bounds: 1s ...
+		`{"ip": "127.0.0.1", "ban_for": "100000d"}`, // ... to 10 years (past 2262 the end overflowed: banned nobody)
+	} {
 		if code, _ := adminDo(t, "POST", admin+"/hardening/ipclass/detected", bad); code != 400 {
 			t.Errorf("admin ban %s: %d, want 400", bad, code)
 		}
@@ -344,6 +347,28 @@ http://%s {
 	}
 	if code, body := adminDo(t, "DELETE", admin+"/hardening/ipclass/detected/2001:db8:7:2::/64", ""); code != 200 || !strings.Contains(body, `"was_detected":true`) {
 		t.Fatalf("admin unban of the /64: %d %s", code, body)
+	}
+}
+
+// TestDetectionBanForLongest: a JSON ban_for beyond 10 years is refused (its end, in int64
+// nanoseconds, overflowed: the client was "detected" and served); 10 years holds.
+func TestDetectionBanForLongest(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"ban_for": "100000d"}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "longer than 10 years") {
+		t.Fatalf("ban_for 100000d: %v, want a refusal", err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	if err := c.LoadJSON(fmt.Sprintf(`{"apps": {"hardening": {"detection": {"ban_for": "3650d"}},
+	"http": {"servers": {"s": {"listen": [%q], "routes": [{"handle": [{"handler": "path_guard", "suspicious_action": "block"},
+		{"handler": "static_response", "body": "ok"}]}]}}}}}`, addr)); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := rawGet(t, addr, "/a/%2e%2e/b"); status != http.StatusBadRequest { // traversal: detected
+		t.Fatalf("traversal: %d", status)
+	}
+	if status, _, _ := rawGet(t, addr, "/"); status != http.StatusForbidden {
+		t.Fatalf("after a detection with ban_for 3650d: %d, want 403", status)
 	}
 }
 

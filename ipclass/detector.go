@@ -89,7 +89,9 @@ func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 func (d *Detector) Client(a netip.Addr) netip.Addr { return ClientAddr(a, d.settings.Load().ipv6Bits) }
 
 // ClientString names a client as Client gives it (see ClientName).
-func (d *Detector) ClientString(a netip.Addr) string { return ClientName(a, d.settings.Load().ipv6Bits) }
+func (d *Detector) ClientString(a netip.Addr) string {
+	return ClientName(a, d.settings.Load().ipv6Bits)
+}
 
 // shard is a's shard, by a hash under the detector's random seed: a client that controls
 // many addresses (an IPv6 /64 is 2^64 of them) cannot pick ones that crowd a single shard to
@@ -152,10 +154,15 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 }
 
 // Ban makes a suspicious until the given time (an operator's or another instance's
-// detection). A later end replaces an earlier one; an earlier one is ignored.
+// detection), at most MaxBanFor from now. A later end replaces an earlier one; an earlier one
+// is ignored.
 func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	a = d.Client(a)
-	ns := d.now().UnixNano()
+	now := d.now()
+	if until.Sub(now) > MaxBanFor { // Sub saturates; UnixNano would overflow past 2262
+		until = now.Add(MaxBanFor)
+	}
+	ns := now.UnixNano()
 	u := until.UnixNano()
 	if u <= ns {
 		return

@@ -261,3 +261,21 @@ func TestDetectorIPv6ClientIsItsNetwork(t *testing.T) {
 		t.Errorf("IPv6Prefix 128 names %s", got)
 	}
 }
+
+// TestDetectorBanForIsBounded: a ban past MaxBanFor (whose end in int64 nanoseconds would
+// overflow past 2262) holds for MaxBanFor, from the detector's settings and from Ban alike.
+func TestDetectorBanForIsBounded(t *testing.T) {
+	d, c := testDetector(Settings{BanFor: 100000 * 24 * time.Hour})
+	det, hit := d.Signal(client, SignalTraversal)
+	if !hit || !det.Until.Equal(c.t.Add(MaxBanFor)) || !d.Suspicious(client) {
+		t.Fatalf("detection with ban_for 100000d: %+v, %v, suspicious %v", det, hit, d.Suspicious(client))
+	}
+	other := netip.MustParseAddr("198.51.100.10")
+	d.Ban(other, c.t.Add(100000*24*time.Hour), SignalManual)
+	if !d.Suspicious(other) {
+		t.Fatal("a ban of 100000d banned nobody")
+	}
+	if l := d.Detections(10); len(l) != 2 || !l[0].Until.Equal(c.t.Add(MaxBanFor)) || !l[1].Until.Equal(c.t.Add(MaxBanFor)) {
+		t.Fatalf("detections: %+v", l)
+	}
+}

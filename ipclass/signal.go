@@ -69,7 +69,7 @@ func ScoredSignals() []Signal {
 type Settings struct {
 	// Threshold is the score at which a client becomes suspicious. Default: 20.
 	Threshold float64
-	// BanFor is how long a detected client stays suspicious. Default: 15m.
+	// BanFor is how long a detected client stays suspicious, at most MaxBanFor. Default: 15m.
 	BanFor time.Duration
 	// Decay is the score's half-life: without new signals a score halves every Decay.
 	// Default: 10m.
@@ -99,6 +99,11 @@ const (
 	DefaultDecay      = 10 * time.Minute
 	DefaultMaxTracked = 200000
 	DefaultIPv6Prefix = 64
+
+	// MaxBanFor is the longest detection or ban: 10 years (3650d), "permanent" for any
+	// practical purpose. A detection ends at a Unix time in nanoseconds, an int64 that
+	// overflows in 2262: a longer ban (100000d) ended in the past and banned nobody.
+	MaxBanFor = 3650 * 24 * time.Hour
 )
 
 type resolvedSettings struct {
@@ -127,6 +132,7 @@ func (s Settings) resolve() resolvedSettings {
 	if r.banFor <= 0 {
 		r.banFor = DefaultBanFor
 	}
+	r.banFor = min(r.banFor, MaxBanFor)
 	if r.decay <= 0 {
 		r.decay = DefaultDecay
 	}
