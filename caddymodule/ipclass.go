@@ -70,7 +70,9 @@ type DetectionConfig struct {
 	MaxTracked int `json:"max_tracked,omitempty"`
 
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it
-	// to tune the scores on real traffic before enforcing.
+	// to tune the scores on real traffic before enforcing. Detections and bans made before or
+	// meanwhile (admin API, other instances) are kept and apply once shadow is off; a client
+	// found in shadow mode is detected by its next signal then.
 	Shadow bool `json:"shadow,omitempty"`
 
 	// IPv6Prefix is how many leading bits of an IPv6 address name a client for detection: the

@@ -101,11 +101,13 @@ func (d *Detector) shard(a netip.Addr) *shard {
 	return &d.shards[maphash.Bytes(d.seed, b[:])&uint64(len(d.shards)-1)]
 }
 
-// Suspicious reports whether a is an active (not shadow) detection. It allocates nothing and
-// skips the lookup entirely while no detection is active.
+// Suspicious reports whether a is an active (not shadow) detection. In shadow mode nobody is:
+// detections and bans made before it (or received meanwhile) are kept and apply again when
+// shadow is switched off. It allocates nothing and skips the lookup entirely while no
+// detection is active.
 func (d *Detector) Suspicious(a netip.Addr) bool {
 	now := d.now().UnixNano()
-	if now >= d.banHorizon.Load() {
+	if now >= d.banHorizon.Load() || d.settings.Load().shadow {
 		return false
 	}
 	a = d.Client(a)
@@ -142,7 +144,9 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 		e.scored = ns
 	}
 	e.score += set.scores[sig]
-	if e.until > ns || e.score < set.threshold {
+	// An active detection is not detected again, except a shadow one once shadow mode is off:
+	// the clients shadow mode found are the first to detect when it enforces.
+	if (e.until > ns && (!e.shadow || set.shadow)) || e.score < set.threshold {
 		return Detection{}, false
 	}
 	until := now.Add(set.banFor)
@@ -195,7 +199,7 @@ func (d *Detector) Unban(a netip.Addr) bool {
 }
 
 // Detections lists up to limit active detections (shadow ones included, marked), in no
-// particular order.
+// particular order. In shadow mode every one is marked shadow: none applies.
 func (d *Detector) Detections(limit int) []Detection {
 	now := d.now()
 	ns := now.UnixNano()
@@ -212,22 +216,24 @@ func (d *Detector) Detections(limit int) []Detection {
 				break
 			}
 			out = append(out, Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
-				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow})
+				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow})
 		}
 		s.mu.Unlock()
 	}
 	return out
 }
 
-// Counts returns the number of tracked clients and of active (not shadow) detections.
+// Counts returns the number of tracked clients and of active (not shadow) detections: none
+// in shadow mode.
 func (d *Detector) Counts() (tracked, detected int) {
 	ns := d.now().UnixNano()
+	shadow := d.settings.Load().shadow
 	for i := range d.shards {
 		s := &d.shards[i]
 		s.mu.Lock()
 		tracked += len(s.m)
 		for _, e := range s.m {
-			if e.until > ns && !e.shadow {
+			if e.until > ns && !e.shadow && !shadow {
 				detected++
 			}
 		}

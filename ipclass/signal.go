@@ -79,7 +79,8 @@ type Settings struct {
 	Scores map[Signal]float64
 	// MaxTracked bounds the clients with a score or a detection. Default: 200000.
 	MaxTracked int
-	// Shadow reports what would be detected without making anyone suspicious.
+	// Shadow reports what would be detected without making anyone suspicious: while it is on,
+	// no detection or ban applies (they are kept, and apply again when it is off).
 	Shadow bool
 	// IPv6Prefix is how many leading bits of an IPv6 address name a client: its scores,
 	// detections and bans are its network's, since a host given a /64 can send from any
