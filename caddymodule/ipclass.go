@@ -58,7 +58,9 @@ type DetectionConfig struct {
 	ProbePathsReplace bool `json:"probe_paths_replace,omitempty"`
 
 	// Scores per signal: probe (default 10), traversal (20), auth_failure (2, a 401 or 403),
-	// not_found (1, a 404), rate_limited (3, a 429 from policy_rate_limit). 0 ignores a signal.
+	// not_found (1, a 404), rate_limited (3, a 429 from policy_rate_limit), malformed_path (2,
+	// a path path_guard refused as malformed: invalid_utf8, path_params, encoded_slash,
+	// bad_encoding; traversal is every other reason). 0 ignores a signal.
 	Scores map[string]float64 `json:"scores,omitempty"`
 
 	// MaxTracked bounds the clients with a score or a detection on each instance (and the

@@ -70,7 +70,7 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 //		ipv6_prefix <bits>
 //	}
 //
-// Signals: probe, traversal, auth_failure, not_found, rate_limited.
+// Signals: probe, traversal, auth_failure, not_found, rate_limited, malformed_path.
 func parseDetection(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
 		return d.Errf("detection takes a block; unexpected %q", d.Val())

@@ -669,3 +669,64 @@ func TestPathGuardJudgesTheURLTheRouteUses(t *testing.T) {
 		t.Errorf("/plain: %d %q, want 200", status, body)
 	}
 }
+
+// TestPathGuardMalformedPathScoresLow: a refusal legacy links cause (a Latin-1 name,
+// ;jsessionid=, %2f, a stray %) sends malformed_path (2), so one does not ban the client, as
+// traversal (20 = the threshold) did; an attack form, also behind such a flaw, is traversal.
+// malformed_path's score is configurable like the others.
+func TestPathGuardMalformedPathScoresLow(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	site := func(scores string) string {
+		return fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		detection {
+			%s
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	respond "ok"
+}
+`, scores, addr)
+	}
+	c := testcaddy.StartCaddy(t, site("threshold 20"))
+	from := func(ip string) string { return "X-Forwarded-For: " + ip }
+	x := "198.51.100.91"
+	for _, p := range []string{"/docs/caf%e9.html", "/docs/caf\xe9.html", "/shop/item;jsessionid=ABC123", "/a%2fb", "/100%"} {
+		if status, _, _ := rawGet(t, addr, p, from(x)); status != http.StatusBadRequest {
+			t.Fatalf("%q: %d, want 400", p, status)
+		}
+		if status, _, _ := rawGet(t, addr, "/", from(x)); status != http.StatusOK {
+			t.Fatalf("after %q the client is refused (%d): one legacy link banned it", p, status)
+		}
+	}
+	if status, _, _ := rawGet(t, addr, "/caf%e9/%2e%2e/x", from(x)); status != http.StatusBadRequest { // traversal behind a Latin-1 byte
+		t.Fatalf("traversal: %d", status)
+	}
+	if status, _, _ := rawGet(t, addr, "/", from(x)); status != http.StatusForbidden {
+		t.Fatalf("after a traversal: %d, want 403", status)
+	}
+	if l := securityLogs(c, EventIPReclassified); len(l) != 1 || l[0].Str("signal") != "traversal" {
+		t.Fatalf("ip_reclassified: %v", l)
+	}
+
+	if err := c.Load(site("score malformed_path 20")); err != nil {
+		t.Fatal(err)
+	}
+	y := "198.51.100.92"
+	rawGet(t, addr, "/docs/caf%e9.html", from(y))
+	if status, _, _ := rawGet(t, addr, "/", from(y)); status != http.StatusForbidden {
+		t.Fatalf("with score malformed_path 20, one Latin-1 link: %d, want 403", status)
+	}
+	if l := securityLogs(c, EventIPReclassified); len(l) != 2 || l[1].Str("signal") != "malformed_path" || l[1].Str("ip") != y {
+		t.Fatalf("ip_reclassified: %v", l)
+	}
+}

@@ -12,7 +12,8 @@ type Signal uint8
 const (
 	// SignalProbe: a request for a scanner or honeypot path (/.env, /.git/, /wp-login.php ...).
 	SignalProbe Signal = iota
-	// SignalTraversal: a request path_guard refused (traversal, ambiguous encoding).
+	// SignalTraversal: a request path_guard refused as an attack form (traversal, ambiguous
+	// encoding).
 	SignalTraversal
 	// SignalAuthFailure: a 401 or 403 response.
 	SignalAuthFailure
@@ -20,22 +21,26 @@ const (
 	SignalNotFound
 	// SignalRateLimited: a 429 from the rate limiter.
 	SignalRateLimited
+	// SignalMalformedPath: a request path_guard refused as malformed, not as an attack form
+	// (a Latin-1 link, ;jsessionid=, %2f, a stray %: pathguard.Reason.Malformed).
+	SignalMalformedPath
 	// SignalManual: an operator's ban through the admin API (no score).
 	SignalManual
 	// SignalShared: a detection another instance published through Redis (no score).
 	SignalShared
 
-	numScoredSignals = SignalRateLimited + 1
+	numScoredSignals = SignalMalformedPath + 1
 )
 
 var signalNames = [...]string{
-	SignalProbe:       "probe",
-	SignalTraversal:   "traversal",
-	SignalAuthFailure: "auth_failure",
-	SignalNotFound:    "not_found",
-	SignalRateLimited: "rate_limited",
-	SignalManual:      "manual",
-	SignalShared:      "shared",
+	SignalProbe:         "probe",
+	SignalTraversal:     "traversal",
+	SignalAuthFailure:   "auth_failure",
+	SignalNotFound:      "not_found",
+	SignalRateLimited:   "rate_limited",
+	SignalMalformedPath: "malformed_path",
+	SignalManual:        "manual",
+	SignalShared:        "shared",
 }
 
 // String is the signal's name in configuration, logs and metrics.
@@ -53,7 +58,7 @@ func ParseSignal(s string) (Signal, error) {
 			return i, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown signal %q: expected probe, traversal, auth_failure, not_found or rate_limited", s)
+	return 0, fmt.Errorf("unknown signal %q: expected probe, traversal, auth_failure, not_found, rate_limited or malformed_path", s)
 }
 
 // ScoredSignals lists the signals that carry a score, in order.
@@ -75,7 +80,7 @@ type Settings struct {
 	// Default: 10m.
 	Decay time.Duration
 	// Scores per signal. Defaults: probe 10, traversal 20, auth_failure 2, not_found 1,
-	// rate_limited 3. A negative value means 0 (the signal is ignored).
+	// rate_limited 3, malformed_path 2. A negative value means 0 (the signal is ignored).
 	Scores map[Signal]float64
 	// MaxTracked bounds the clients with a score or a detection. Default: 200000.
 	MaxTracked int
@@ -91,6 +96,9 @@ type Settings struct {
 // DefaultScores are the scores of the signals unless configured.
 var DefaultScores = map[Signal]float64{
 	SignalProbe: 10, SignalTraversal: 20, SignalAuthFailure: 2, SignalNotFound: 1, SignalRateLimited: 3,
+	// Low: one legacy link must not ban a client (and everyone behind its NAT); ten in a
+	// burst do.
+	SignalMalformedPath: 2,
 }
 
 // Defaults for Settings.
