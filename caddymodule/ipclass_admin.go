@@ -61,7 +61,7 @@ func serveIPClassAdmin(w http.ResponseWriter, r *http.Request) error {
 	case rest == "" && r.Method == http.MethodGet:
 		return app.adminSummary(w, r)
 	case strings.HasPrefix(rest, "class/") && r.Method == http.MethodGet:
-		addr, err := adminAddr(strings.TrimPrefix(rest, "class/"))
+		addr, err := app.adminAddr(strings.TrimPrefix(rest, "class/"))
 		if err != nil {
 			return err
 		}
@@ -69,7 +69,7 @@ func serveIPClassAdmin(w http.ResponseWriter, r *http.Request) error {
 	case rest == "detected" && r.Method == http.MethodPost:
 		return app.adminBan(w, r)
 	case strings.HasPrefix(rest, "detected/") && r.Method == http.MethodDelete:
-		addr, err := adminAddr(strings.TrimPrefix(rest, "detected/"))
+		addr, err := app.adminAddr(strings.TrimPrefix(rest, "detected/"))
 		if err != nil {
 			return err
 		}
@@ -88,16 +88,26 @@ func activeHardeningApp() (*App, error) {
 }
 
 // adminAddr reads an address, or an IPv6 network as the listings name a client
-// (2001:db8:1:2::/64): the detector knows a client by its network's first address.
-func adminAddr(s string) (netip.Addr, error) {
+// (2001:db8:1:2::/64): the detector knows a client by its network's first address. Only a
+// network of the detection's ipv6_prefix is a client: another length (a /48 from an abuse
+// report) or host bits would silently name a different /64, so they are refused.
+func (a *App) adminAddr(s string) (netip.Addr, error) {
 	if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() {
-		return p.Masked().Addr(), nil
+		bits := ipclass.DefaultIPv6Prefix
+		if det := a.detector(); det != nil {
+			bits = det.IPv6Prefix()
+		}
+		if p.Bits() != bits || p.Masked() != p {
+			return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest,
+				Err: fmt.Errorf("%q: expected an address or an IPv6 network of the detection's ipv6_prefix, /%d, such as %s", s, bits, netip.PrefixFrom(p.Addr(), bits).Masked())}
+		}
+		return p.Addr(), nil
 	}
-	a, err := netip.ParseAddr(s)
+	addr, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%q is not an IP address", s)}
 	}
-	return a.WithZone("").Unmap(), nil
+	return addr.WithZone("").Unmap(), nil
 }
 
 func (a *App) detector() *ipclass.Detector {
@@ -160,7 +170,7 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || len(body) > maxAdminBody || json.Unmarshal(body, &req) != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`expected a JSON body {"ip": "192.0.2.1", "ban_for": "1h"} of at most 4 KiB`)}
 	}
-	addr, err := adminAddr(req.IP)
+	addr, err := a.adminAddr(req.IP)
 	if err != nil {
 		return err
 	}

@@ -348,6 +348,15 @@ http://%s {
 	if code, body := adminDo(t, "DELETE", admin+"/hardening/ipclass/detected/2001:db8:7:2::/64", ""); code != 200 || !strings.Contains(body, `"was_detected":true`) {
 		t.Fatalf("admin unban of the /64: %d %s", code, body)
 	}
+	// A network of another length, or with host bits, would name some other /64: refused.
+	for _, p := range []string{"2001:db8:5::/32", "::/0", "2001:db8:6:7:8::/80", "2001:db8:7:2::1/64"} {
+		if code, body := adminDo(t, "POST", admin+"/hardening/ipclass/detected", `{"ip": "`+p+`", "ban_for": "10m"}`); code != 400 {
+			t.Errorf("admin ban of %s: %d %s, want 400", p, code, body)
+		}
+		if code, body := adminDo(t, "DELETE", admin+"/hardening/ipclass/detected/"+p, ""); code != 400 {
+			t.Errorf("admin unban of %s: %d %s, want 400", p, code, body)
+		}
+	}
 }
 
 // TestDetectionBanForLongest: a JSON ban_for beyond 10 years is refused (its end, in int64

@@ -82,6 +82,9 @@ func (d *Detector) SetSettings(s Settings) {
 	d.settings.Store(&r)
 }
 
+// IPv6Prefix is how many leading bits of an IPv6 address name a client (Settings.IPv6Prefix).
+func (d *Detector) IPv6Prefix() int { return d.settings.Load().ipv6Bits }
+
 // Shadow reports whether the detector is in shadow mode.
 func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 
