@@ -81,7 +81,8 @@ type DetectionConfig struct {
 	// scores, detections and bans of every address in a /64 are one client's, since a host
 	// given a /64 can send from any address in it (and would shed a ban by taking the next
 	// one). 128: each address alone. Instances sharing detections through Redis must agree
-	// on it. Default: 64.
+	// on it. A reload that changes it does not re-key the IPv6 scores and detections already
+	// kept: they no longer match their clients (see README). Default: 64.
 	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 }
 
