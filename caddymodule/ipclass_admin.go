@@ -29,8 +29,9 @@ func init() {
 //	POST   /hardening/ipclass/detected          {"ip": "...", "ban_for": "1h"}: make a client suspicious
 //	DELETE /hardening/ipclass/detected/<ip>     unban a detected client
 //
-// Bans and unbans reach every instance when Redis is configured. Static lists change only
-// with the configuration.
+// Bans and unbans reach every instance when Redis is configured; an unban published while an
+// instance was cut off from Redis does not reach it (reading the shared set only adds).
+// Static lists change only with the configuration.
 type ipClassAdmin struct{}
 
 // CaddyModule returns the Caddy module information.

@@ -296,7 +296,9 @@ func (s *SharedBans) reloadLoop(ctx context.Context) {
 // the subscription is broken and not yet back. Detections stay local meanwhile.
 func (s *SharedBans) Failing() bool { return s.failing.Load() }
 
-// Reload applies every active detection in the shared set.
+// Reload applies every active detection in the shared set. It only adds: a shared detection
+// absent from the set (an unban whose message this instance missed) stays until it ends.
+// Dropping such entries here would race with a ban received between the read and the drop.
 func (s *SharedBans) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
