@@ -2,10 +2,13 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
@@ -46,7 +49,7 @@ const eventLogRate = 100
 //	module     the Caddy module that reported it (http.handlers.path_guard, ...)
 //	client_ip  Caddy's client IP (trusted_proxies respected), when a request caused it
 //	ip_class   the client's class at that time
-//	method, host, uri (truncated to 512 bytes)
+//	method, host, uri (truncated to 512 bytes; bytes that are not UTF-8 as %XX)
 //	...        event-specific fields (reason, score, policy, directive, breaker, state, ...)
 //	suppressed how many events of this name were not logged since the last logged one
 type securityEvents struct {
@@ -178,7 +181,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 		full["ip_class"] = a.ClassOf(r).String()
 		full["method"] = r.Method
 		full["host"] = r.Host
-		full["uri"] = truncate(originalURI(r), maxLoggedURI)
+		full["uri"] = escapeInvalidUTF8(truncate(originalURI(r), maxLoggedURI))
 	}
 	if emit {
 		s.events.Emit(ctx, name, full)
@@ -201,6 +204,27 @@ func originalURI(r *http.Request) string {
 		return orig.RequestURI
 	}
 	return r.RequestURI
+}
+
+// escapeInvalidUTF8 writes the bytes of s that are not UTF-8 as %XX, as an upstream would
+// receive them: a JSON log shows each as U+FFFD, which hides what was sent (%C0%AE or
+// Latin-1 %E9). Valid text is returned as is, without allocating.
+func escapeInvalidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // admit is a token bucket per event name; it returns how many were dropped before this one.

@@ -246,3 +246,49 @@ http://%s {
 		t.Errorf("JSON config's security log: want one path_blocked, got %v", testenv.ReadLogFile(jsonLog))
 	}
 }
+
+// TestSecurityEventURIEscapesInvalidBytes: a uri with bytes that are not UTF-8 is logged with
+// them as %XX (what an upstream receives), not as U+FFFD, which hid what was sent.
+func TestSecurityEventURIEscapesInvalidBytes(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := startWithEvents(t, fmt.Sprintf(`{
+	admin off
+	hardening {
+		features {
+			detection off
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard
+	respond "ok"
+}
+`, addr), EventPathBlocked)
+	want := map[string]string{
+		"/\xc0\xae\xc0\xae/etc/passwd": "/%C0%AE%C0%AE/etc/passwd",
+		"/caf\xe9.html":                "/caf%E9.html",
+		"/caf%e9/\xe9t\xc3\xa9":        "/caf%e9/%E9t\xc3\xa9", // escapes as sent, valid UTF-8 as is
+	}
+	for sent := range want {
+		if status, _, _ := rawGet(t, addr, sent); status != http.StatusBadRequest {
+			t.Fatalf("%q: %d", sent, status)
+		}
+	}
+	var logged []string
+	for _, e := range securityLogs(c, EventPathBlocked) {
+		logged = append(logged, e.Str("uri"))
+	}
+	var emitted []string
+	for _, ev := range recordedEvents(EventPathBlocked) {
+		emitted = append(emitted, fmt.Sprint(ev.Data["uri"]))
+	}
+	for _, w := range want {
+		if !slices.Contains(logged, w) {
+			t.Errorf("logged uris %q lack %q", logged, w)
+		}
+		if !slices.Contains(emitted, w) {
+			t.Errorf("Caddy event uris %q lack %q", emitted, w)
+		}
+	}
+}
