@@ -39,7 +39,8 @@ type DetectionConfig struct {
 	// Threshold is the score that makes a client suspicious. Default: 20.
 	Threshold float64 `json:"threshold,omitempty"`
 
-	// BanFor is how long a detected client stays suspicious. Default: 15m.
+	// BanFor is how long a detected client stays suspicious: 1s to 10 years (3650d).
+	// Default: 15m.
 	BanFor caddy.Duration `json:"ban_for,omitempty"`
 
 	// Decay is the score's half-life. Default: 10m.
@@ -57,7 +58,9 @@ type DetectionConfig struct {
 	ProbePathsReplace bool `json:"probe_paths_replace,omitempty"`
 
 	// Scores per signal: probe (default 10), traversal (20), auth_failure (2, a 401 or 403),
-	// not_found (1, a 404), rate_limited (3, a 429 from policy_rate_limit). 0 ignores a signal.
+	// not_found (1, a 404), rate_limited (3, a 429 from policy_rate_limit), malformed_path (2,
+	// a path path_guard refused as malformed: invalid_utf8, path_params, encoded_slash,
+	// bad_encoding; traversal is every other reason). 0 ignores a signal.
 	Scores map[string]float64 `json:"scores,omitempty"`
 
 	// MaxTracked bounds the clients with a score or a detection on each instance (and the
@@ -69,14 +72,17 @@ type DetectionConfig struct {
 	MaxTracked int `json:"max_tracked,omitempty"`
 
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it
-	// to tune the scores on real traffic before enforcing.
+	// to tune the scores on real traffic before enforcing. Detections and bans made before or
+	// meanwhile (admin API, other instances) are kept and apply once shadow is off; a client
+	// found in shadow mode is detected by its next signal then.
 	Shadow bool `json:"shadow,omitempty"`
 
 	// IPv6Prefix is how many leading bits of an IPv6 address name a client for detection: the
 	// scores, detections and bans of every address in a /64 are one client's, since a host
 	// given a /64 can send from any address in it (and would shed a ban by taking the next
 	// one). 128: each address alone. Instances sharing detections through Redis must agree
-	// on it. Default: 64.
+	// on it. A reload that changes it does not re-key the IPv6 scores and detections already
+	// kept: they no longer match their clients (see README). Default: 64.
 	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 }
 
@@ -153,10 +159,12 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	if client := a.RedisClient(); client != nil {
 		// One sync per Redis client and bound, kept across reloads like the client itself: a
 		// reload does not drop the subscription or the queue.
-		a.sharedBansKey = fmt.Sprintf("%s|%s|%d", a.redisKey, a.KeyPrefix(), settings.MaxTracked)
+		// The resolved bound: settings.MaxTracked is 0 when unset, which kept one member.
+		maxBans := settings.Tracked()
+		a.sharedBansKey = fmt.Sprintf("%s|%s|%d", a.redisKey, a.KeyPrefix(), maxBans)
 		logger := a.logger
 		v, _, err := sharedBansPool.LoadOrNew(a.sharedBansKey, func() (caddy.Destructor, error) {
-			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, max(settings.MaxTracked, 1), func(msg string, err error) {
+			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, maxBans, func(msg string, err error) {
 				if err != nil {
 					logger.Warn(msg, zap.Error(err))
 				} else {
@@ -201,6 +209,9 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 			return s, fmt.Errorf("detection: %s %v is shorter than 1s (scores decay in steps of a second)", name, time.Duration(d))
 		}
 	}
+	if err := checkBanForMax(time.Duration(c.BanFor)); err != nil {
+		return s, fmt.Errorf("detection: %v", err)
+	}
 	for name, v := range c.Scores {
 		sig, err := ipclass.ParseSignal(name)
 		if err != nil {
@@ -212,6 +223,15 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 		s.Scores[sig] = v
 	}
 	return s, nil
+}
+
+// checkBanForMax refuses a ban longer than ipclass.MaxBanFor, whichever way it is given
+// (Caddyfile, JSON, admin API): past it the ban's end overflows and nobody is banned.
+func checkBanForMax(d time.Duration) error {
+	if d > ipclass.MaxBanFor {
+		return fmt.Errorf("ban_for %v is longer than 10 years (3650d), the longest ban", d)
+	}
+	return nil
 }
 
 // prefixSet resolves placeholders in the list, splits what they hold, and parses each entry.

@@ -29,8 +29,9 @@ func init() {
 //	POST   /hardening/ipclass/detected          {"ip": "...", "ban_for": "1h"}: make a client suspicious
 //	DELETE /hardening/ipclass/detected/<ip>     unban a detected client
 //
-// Bans and unbans reach every instance when Redis is configured. Static lists change only
-// with the configuration.
+// Bans and unbans reach every instance when Redis is configured; an unban published while an
+// instance was cut off from Redis does not reach it (reading the shared set only adds).
+// Static lists change only with the configuration.
 type ipClassAdmin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -61,7 +62,7 @@ func serveIPClassAdmin(w http.ResponseWriter, r *http.Request) error {
 	case rest == "" && r.Method == http.MethodGet:
 		return app.adminSummary(w, r)
 	case strings.HasPrefix(rest, "class/") && r.Method == http.MethodGet:
-		addr, err := adminAddr(strings.TrimPrefix(rest, "class/"))
+		addr, err := app.adminAddr(strings.TrimPrefix(rest, "class/"))
 		if err != nil {
 			return err
 		}
@@ -69,7 +70,7 @@ func serveIPClassAdmin(w http.ResponseWriter, r *http.Request) error {
 	case rest == "detected" && r.Method == http.MethodPost:
 		return app.adminBan(w, r)
 	case strings.HasPrefix(rest, "detected/") && r.Method == http.MethodDelete:
-		addr, err := adminAddr(strings.TrimPrefix(rest, "detected/"))
+		addr, err := app.adminAddr(strings.TrimPrefix(rest, "detected/"))
 		if err != nil {
 			return err
 		}
@@ -88,16 +89,26 @@ func activeHardeningApp() (*App, error) {
 }
 
 // adminAddr reads an address, or an IPv6 network as the listings name a client
-// (2001:db8:1:2::/64): the detector knows a client by its network's first address.
-func adminAddr(s string) (netip.Addr, error) {
+// (2001:db8:1:2::/64): the detector knows a client by its network's first address. Only a
+// network of the detection's ipv6_prefix is a client: another length (a /48 from an abuse
+// report) or host bits would silently name a different /64, so they are refused.
+func (a *App) adminAddr(s string) (netip.Addr, error) {
 	if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() {
-		return p.Masked().Addr(), nil
+		bits := ipclass.DefaultIPv6Prefix
+		if det := a.detector(); det != nil {
+			bits = det.IPv6Prefix()
+		}
+		if p.Bits() != bits || p.Masked() != p {
+			return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest,
+				Err: fmt.Errorf("%q: expected an address or an IPv6 network of the detection's ipv6_prefix, /%d, such as %s", s, bits, netip.PrefixFrom(p.Addr(), bits).Masked())}
+		}
+		return p.Addr(), nil
 	}
-	a, err := netip.ParseAddr(s)
+	addr, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%q is not an IP address", s)}
 	}
-	return a.WithZone("").Unmap(), nil
+	return addr.WithZone("").Unmap(), nil
 }
 
 func (a *App) detector() *ipclass.Detector {
@@ -160,7 +171,7 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || len(body) > maxAdminBody || json.Unmarshal(body, &req) != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`expected a JSON body {"ip": "192.0.2.1", "ban_for": "1h"} of at most 4 KiB`)}
 	}
-	addr, err := adminAddr(req.IP)
+	addr, err := a.adminAddr(req.IP)
 	if err != nil {
 		return err
 	}
@@ -169,8 +180,9 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 		banFor = time.Duration(a.Detection.BanFor)
 	}
 	if req.BanFor != "" {
-		if banFor, err = caddy.ParseDuration(req.BanFor); err != nil || banFor <= 0 {
-			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("ban_for %q: expected a positive duration such as 1h", req.BanFor)}
+		// The config's bounds: 1s (detections end in steps of a second) to 10 years.
+		if banFor, err = caddy.ParseDuration(req.BanFor); err != nil || banFor < time.Second || checkBanForMax(banFor) != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("ban_for %q: expected a duration from 1s to 10 years (3650d), such as 1h", req.BanFor)}
 		}
 	}
 	if a.classifier.Trusted.Contains(addr) {
@@ -182,10 +194,11 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 		a.sharedBans.Publish(ipclass.Detection{Addr: det.Client(addr), Signal: ipclass.SignalManual, Until: until})
 	}
 	client := det.ClientString(addr) // an IPv6 client is its network
+	shadow := det.Shadow()           // kept, applied once shadow mode is off
 	a.SecurityEvent(a.eventCtx, nil, zapcore.WarnLevel, EventIPReclassified, map[string]any{
 		"ip": client, "to": ipclass.Suspicious.String(), "signal": ipclass.SignalManual.String(),
-		"until": until.UTC().Format(time.RFC3339), "source": "admin_api"})
-	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: client, Signal: ipclass.SignalManual.String(), Until: until.UTC()})
+		"until": until.UTC().Format(time.RFC3339), "source": "admin_api", "shadow": shadow})
+	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: client, Signal: ipclass.SignalManual.String(), Until: until.UTC(), Shadow: shadow})
 }
 
 func (a *App) adminUnban(w http.ResponseWriter, addr netip.Addr) error {

@@ -70,7 +70,7 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 //		ipv6_prefix <bits>
 //	}
 //
-// Signals: probe, traversal, auth_failure, not_found, rate_limited.
+// Signals: probe, traversal, auth_failure, not_found, rate_limited, malformed_path.
 func parseDetection(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
 		return d.Errf("detection takes a block; unexpected %q", d.Val())
@@ -101,6 +101,9 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			}
 			if dur < time.Second {
 				return d.Errf("detection: %s %v is shorter than 1s (scores decay in steps of a second)", name, dur)
+			}
+			if err := checkBanForMax(dur); name == "ban_for" && err != nil {
+				return d.Errf("detection: %v", err)
 			}
 			*map[string]*caddy.Duration{"ban_for": &cfg.BanFor, "decay": &cfg.Decay}[name] = caddy.Duration(dur)
 		case "probe_paths", "probe_paths_replace":

@@ -135,3 +135,35 @@ func TestDetectionSharedBetweenInstances(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedDetectionsKeptWithDefaultMaxTracked: without `max_tracked`, the shared set is
+// bounded by its default (200000), not by one member: two detections on A are both in Redis,
+// and an instance started afterwards, which learns them only by reading the set, has both.
+func TestSharedDetectionsKeptWithDefaultMaxTracked(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a := detectionInstance(t, r.URL(0)) // no max_tracked
+	clients := []string{"198.51.100.70", "198.51.100.71"}
+	for _, x := range clients {
+		for _, p := range []string{"/.env", "/.git/config"} {
+			rawGet(t, a, p, "X-Forwarded-For: "+x)
+		}
+		if got := classAt(t, a, x); got != "class suspicious" {
+			t.Fatalf("%s on A: %q", x, got)
+		}
+	}
+	key := defaultKeyPrefix + "{ipclass}:detected"
+	testenv.WaitFor(t, 5*time.Second, "both detections in the shared set", func() bool {
+		n, err := r.Do("ZCARD", key)
+		return err == nil && n == int64(len(clients))
+	})
+	members, err := r.Do("ZRANGE", key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("shared set: %v", members)
+
+	b := detectionInstance(t, r.URL(0)) // fresh: the set is all it knows
+	for _, x := range clients {
+		waitClass(t, b, x, "class suspicious", 5*time.Second)
+	}
+}

@@ -29,7 +29,8 @@ func init() {
 // caddy_hardening_path_blocked_total{reason}. Ordinary paths (names with dots such as a..b.txt,
 // Unicode names, anything in the query) pass at the cost of one scan.
 //
-// It also feeds the detector of the `hardening` app: a refused path (traversal), a probe path
+// It also feeds the detector of the `hardening` app: a refused path (traversal; malformed_path
+// for the reasons legacy links cause, pathguard.Reason.Malformed), a probe path
 // (probe), and 401/403 (auth_failure) and 404 (not_found) responses of the rest of the route
 // raise the client's score. With suspicious_action block, clients in the suspicious class are
 // refused with 403.
@@ -108,7 +109,11 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		h.blocked[reason].Inc()
 		h.app.SecurityEvent(h.ctx, r, zapcore.WarnLevel, EventPathBlocked, map[string]any{"reason": string(reason)})
 		if h.signals {
-			h.app.Signal(h.ctx, r, ipclass.SignalTraversal)
+			sig := ipclass.SignalTraversal
+			if reason.Malformed() { // a legacy link is no attack: one must not ban the client
+				sig = ipclass.SignalMalformedPath
+			}
+			h.app.Signal(h.ctx, r, sig)
 		}
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "The request path is not allowed.", nil)
 	}

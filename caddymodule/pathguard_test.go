@@ -326,7 +326,10 @@ http://%s {
 		fromAdmin[0]["was_detected"] != true || fromAdmin[1].Str("signal") != "manual" {
 		t.Errorf("ip_reclassified from the admin API: %v", fromAdmin)
 	}
-	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`} {
+	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`,
+		`{"ip": "127.0.0.1", "ban_for": "1ms"}`,     // the config's bounds: 1s ...
+		`{"ip": "127.0.0.1", "ban_for": "100000d"}`, // ... to 10 years (past 2262 the end overflowed: banned nobody)
+	} {
 		if code, _ := adminDo(t, "POST", admin+"/hardening/ipclass/detected", bad); code != 400 {
 			t.Errorf("admin ban %s: %d, want 400", bad, code)
 		}
@@ -344,6 +347,37 @@ http://%s {
 	}
 	if code, body := adminDo(t, "DELETE", admin+"/hardening/ipclass/detected/2001:db8:7:2::/64", ""); code != 200 || !strings.Contains(body, `"was_detected":true`) {
 		t.Fatalf("admin unban of the /64: %d %s", code, body)
+	}
+	// A network of another length, or with host bits, would name some other /64: refused.
+	for _, p := range []string{"2001:db8:5::/32", "::/0", "2001:db8:6:7:8::/80", "2001:db8:7:2::1/64"} {
+		if code, body := adminDo(t, "POST", admin+"/hardening/ipclass/detected", `{"ip": "`+p+`", "ban_for": "10m"}`); code != 400 {
+			t.Errorf("admin ban of %s: %d %s, want 400", p, code, body)
+		}
+		if code, body := adminDo(t, "DELETE", admin+"/hardening/ipclass/detected/"+p, ""); code != 400 {
+			t.Errorf("admin unban of %s: %d %s, want 400", p, code, body)
+		}
+	}
+}
+
+// TestDetectionBanForLongest: a JSON ban_for beyond 10 years is refused (its end, in int64
+// nanoseconds, overflowed: the client was "detected" and served); 10 years holds.
+func TestDetectionBanForLongest(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"ban_for": "100000d"}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "longer than 10 years") {
+		t.Fatalf("ban_for 100000d: %v, want a refusal", err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	if err := c.LoadJSON(fmt.Sprintf(`{"apps": {"hardening": {"detection": {"ban_for": "3650d"}},
+	"http": {"servers": {"s": {"listen": [%q], "routes": [{"handle": [{"handler": "path_guard", "suspicious_action": "block"},
+		{"handler": "static_response", "body": "ok"}]}]}}}}}`, addr)); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := rawGet(t, addr, "/a/%2e%2e/b"); status != http.StatusBadRequest { // traversal: detected
+		t.Fatalf("traversal: %d", status)
+	}
+	if status, _, _ := rawGet(t, addr, "/"); status != http.StatusForbidden {
+		t.Fatalf("after a detection with ban_for 3650d: %d, want 403", status)
 	}
 }
 
@@ -642,5 +676,66 @@ func TestPathGuardJudgesTheURLTheRouteUses(t *testing.T) {
 	}
 	if status, _, body := rawGet(t, addr, "/plain"); status != http.StatusOK || body != "reached /caf\u00e9/menu" {
 		t.Errorf("/plain: %d %q, want 200", status, body)
+	}
+}
+
+// TestPathGuardMalformedPathScoresLow: a refusal legacy links cause (a Latin-1 name,
+// ;jsessionid=, %2f, a stray %) sends malformed_path (2), so one does not ban the client, as
+// traversal (20 = the threshold) did; an attack form, also behind such a flaw, is traversal.
+// malformed_path's score is configurable like the others.
+func TestPathGuardMalformedPathScoresLow(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	site := func(scores string) string {
+		return fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		detection {
+			%s
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	respond "ok"
+}
+`, scores, addr)
+	}
+	c := testcaddy.StartCaddy(t, site("threshold 20"))
+	from := func(ip string) string { return "X-Forwarded-For: " + ip }
+	x := "198.51.100.91"
+	for _, p := range []string{"/docs/caf%e9.html", "/docs/caf\xe9.html", "/shop/item;jsessionid=ABC123", "/a%2fb", "/100%"} {
+		if status, _, _ := rawGet(t, addr, p, from(x)); status != http.StatusBadRequest {
+			t.Fatalf("%q: %d, want 400", p, status)
+		}
+		if status, _, _ := rawGet(t, addr, "/", from(x)); status != http.StatusOK {
+			t.Fatalf("after %q the client is refused (%d): one legacy link banned it", p, status)
+		}
+	}
+	if status, _, _ := rawGet(t, addr, "/caf%e9/%2e%2e/x", from(x)); status != http.StatusBadRequest { // traversal behind a Latin-1 byte
+		t.Fatalf("traversal: %d", status)
+	}
+	if status, _, _ := rawGet(t, addr, "/", from(x)); status != http.StatusForbidden {
+		t.Fatalf("after a traversal: %d, want 403", status)
+	}
+	if l := securityLogs(c, EventIPReclassified); len(l) != 1 || l[0].Str("signal") != "traversal" {
+		t.Fatalf("ip_reclassified: %v", l)
+	}
+
+	if err := c.Load(site("score malformed_path 20")); err != nil {
+		t.Fatal(err)
+	}
+	y := "198.51.100.92"
+	rawGet(t, addr, "/docs/caf%e9.html", from(y))
+	if status, _, _ := rawGet(t, addr, "/", from(y)); status != http.StatusForbidden {
+		t.Fatalf("with score malformed_path 20, one Latin-1 link: %d, want 403", status)
+	}
+	if l := securityLogs(c, EventIPReclassified); len(l) != 2 || l[1].Str("signal") != "malformed_path" || l[1].Str("ip") != y {
+		t.Fatalf("ip_reclassified: %v", l)
 	}
 }

@@ -2,10 +2,13 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
@@ -16,6 +19,7 @@ import (
 
 // securityLoggerName is the logger of every security event, whichever module reports it, so an
 // operator routes them all with one line: `log security { include hardening.security ... }`.
+// It is the hardening app's own logger (named after its module ID) with this sub-name.
 const securityLoggerName = "hardening.security"
 
 // The security events. Each is written to the security log and emitted as a Caddy event of the
@@ -45,7 +49,7 @@ const eventLogRate = 100
 //	module     the Caddy module that reported it (http.handlers.path_guard, ...)
 //	client_ip  Caddy's client IP (trusted_proxies respected), when a request caused it
 //	ip_class   the client's class at that time
-//	method, host, uri (truncated to 512 bytes)
+//	method, host, uri (truncated to 512 bytes; bytes that are not UTF-8 as %XX)
 //	...        event-specific fields (reason, score, policy, directive, breaker, state, ...)
 //	suppressed how many events of this name were not logged since the last logged one
 type securityEvents struct {
@@ -62,13 +66,18 @@ type eventBucket struct {
 	suppressed int
 }
 
+// newSecurityEvents takes its logger from the config's logging as the hardening app's module
+// logger, not from caddy.Log(): only a module logger (Logging.Logger) carries the custom logs
+// that include or exclude its name; caddy.Log() writes to the default log alone, which the
+// Caddyfile's `log security { include hardening.security }` makes exclude these events. Every
+// module's events go through this one logger, so all of them are named hardening.security.
 func newSecurityEvents(ctx caddy.Context) (*securityEvents, error) {
 	ev, err := ctx.App("events")
 	if err != nil {
 		return nil, err
 	}
 	return &securityEvents{
-		logger:  caddy.Log().Named(securityLoggerName),
+		logger:  ctx.Logger(new(App)).Named("security"), // "hardening" (the module ID) + ".security"
 		events:  ev.(*caddyevents.App),
 		buckets: make(map[string]*eventBucket),
 	}, nil
@@ -172,7 +181,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 		full["ip_class"] = a.ClassOf(r).String()
 		full["method"] = r.Method
 		full["host"] = r.Host
-		full["uri"] = truncate(originalURI(r), maxLoggedURI)
+		full["uri"] = escapeInvalidUTF8(truncate(originalURI(r), maxLoggedURI))
 	}
 	if emit {
 		s.events.Emit(ctx, name, full)
@@ -195,6 +204,27 @@ func originalURI(r *http.Request) string {
 		return orig.RequestURI
 	}
 	return r.RequestURI
+}
+
+// escapeInvalidUTF8 writes the bytes of s that are not UTF-8 as %XX, as an upstream would
+// receive them: a JSON log shows each as U+FFFD, which hides what was sent (%C0%AE or
+// Latin-1 %E9). Valid text is returned as is, without allocating.
+func escapeInvalidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 // admit is a token bucket per event name; it returns how many were dropped before this one.

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 	"github.com/swarmsec/caddy-hardening/pathguard"
 )
@@ -180,5 +182,113 @@ func TestSecurityEventDocsNameWhatIsEmitted(t *testing.T) {
 	m := regexp.MustCompile(`"reason":"([a-z_0-9]+)"`).FindSubmatch(ref)
 	if m == nil || !slices.Contains(pathguard.Reasons, pathguard.Reason(m[1])) {
 		t.Errorf("docs/security-events.md: the example entry's reason is not one path_guard gives: %q", m)
+	}
+}
+
+// TestSecurityEventsReachTheirOwnLog: the README's `log security { include hardening.security }`
+// gets every security event (path_blocked and the detection it causes), whichever module
+// reports it, and the default log, which the Caddyfile adapter makes exclude them, gets none;
+// in JSON, where the default log excludes nothing, the custom log gets them as well.
+func TestSecurityEventsReachTheirOwnLog(t *testing.T) {
+	dir := t.TempDir()
+	defLog, secLog := filepath.Join(dir, "default.log"), filepath.Join(dir, "security.log")
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	log {
+		output file %s
+		format json
+		level DEBUG
+	}
+	log security {
+		include hardening.security
+		output file %s
+		format json
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard
+	respond "ok"
+}
+`, defLog, secLog, addr))
+	if status, _, _ := rawGet(t, addr, "/a/%2e%2e/b"); status != http.StatusBadRequest { // traversal: 20, detected
+		t.Fatalf("traversal: %d", status)
+	}
+	events := func(path, name string) []testenv.LogEntry {
+		return testenv.Filter(testenv.ReadLogFile(path), func(e testenv.LogEntry) bool {
+			return e.Logger() == securityLoggerName && e.Str("event") == name
+		})
+	}
+	for _, name := range []string{EventPathBlocked, EventIPReclassified} {
+		if len(events(secLog, name)) != 1 {
+			t.Errorf("security log: want one %s, got %v", name, testenv.ReadLogFile(secLog))
+		}
+	}
+	if l := testenv.Filter(testenv.ReadLogFile(defLog), func(e testenv.LogEntry) bool { return e.Logger() == securityLoggerName }); len(l) != 0 {
+		t.Errorf("the default log excludes hardening.security, yet has %v", l)
+	}
+	if len(testenv.ReadLogFile(defLog)) == 0 {
+		t.Error("the default log is empty: the test reads the wrong file")
+	}
+
+	jsonLog := filepath.Join(dir, "json-security.log")
+	if err := c.LoadJSON(fmt.Sprintf(`{"logging": {"logs": {"security": {"writer": {"output": "file", "filename": %q},
+		"encoder": {"format": "json"}, "include": ["hardening.security"]}}},
+	"apps": {"http": {"servers": {"s": {"listen": [%q], "routes": [{"handle": [{"handler": "path_guard"},
+		{"handler": "static_response", "body": "ok"}]}]}}}}}`, jsonLog, addr)); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := rawGet(t, addr, "/c/%2e%2e/d"); status != http.StatusBadRequest {
+		t.Fatalf("traversal after the JSON load: %d", status)
+	}
+	if len(events(jsonLog, EventPathBlocked)) != 1 {
+		t.Errorf("JSON config's security log: want one path_blocked, got %v", testenv.ReadLogFile(jsonLog))
+	}
+}
+
+// TestSecurityEventURIEscapesInvalidBytes: a uri with bytes that are not UTF-8 is logged with
+// them as %XX (what an upstream receives), not as U+FFFD, which hid what was sent.
+func TestSecurityEventURIEscapesInvalidBytes(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := startWithEvents(t, fmt.Sprintf(`{
+	admin off
+	hardening {
+		features {
+			detection off
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard
+	respond "ok"
+}
+`, addr), EventPathBlocked)
+	want := map[string]string{
+		"/\xc0\xae\xc0\xae/etc/passwd": "/%C0%AE%C0%AE/etc/passwd",
+		"/caf\xe9.html":                "/caf%E9.html",
+		"/caf%e9/\xe9t\xc3\xa9":        "/caf%e9/%E9t\xc3\xa9", // escapes as sent, valid UTF-8 as is
+	}
+	for sent := range want {
+		if status, _, _ := rawGet(t, addr, sent); status != http.StatusBadRequest {
+			t.Fatalf("%q: %d", sent, status)
+		}
+	}
+	var logged []string
+	for _, e := range securityLogs(c, EventPathBlocked) {
+		logged = append(logged, e.Str("uri"))
+	}
+	var emitted []string
+	for _, ev := range recordedEvents(EventPathBlocked) {
+		emitted = append(emitted, fmt.Sprint(ev.Data["uri"]))
+	}
+	for _, w := range want {
+		if !slices.Contains(logged, w) {
+			t.Errorf("logged uris %q lack %q", logged, w)
+		}
+		if !slices.Contains(emitted, w) {
+			t.Errorf("Caddy event uris %q lack %q", emitted, w)
+		}
 	}
 }

@@ -82,6 +82,9 @@ func (d *Detector) SetSettings(s Settings) {
 	d.settings.Store(&r)
 }
 
+// IPv6Prefix is how many leading bits of an IPv6 address name a client (Settings.IPv6Prefix).
+func (d *Detector) IPv6Prefix() int { return d.settings.Load().ipv6Bits }
+
 // Shadow reports whether the detector is in shadow mode.
 func (d *Detector) Shadow() bool { return d.settings.Load().shadow }
 
@@ -101,11 +104,13 @@ func (d *Detector) shard(a netip.Addr) *shard {
 	return &d.shards[maphash.Bytes(d.seed, b[:])&uint64(len(d.shards)-1)]
 }
 
-// Suspicious reports whether a is an active (not shadow) detection. It allocates nothing and
-// skips the lookup entirely while no detection is active.
+// Suspicious reports whether a is an active (not shadow) detection. In shadow mode nobody is:
+// detections and bans made before it (or received meanwhile) are kept and apply again when
+// shadow is switched off. It allocates nothing and skips the lookup entirely while no
+// detection is active.
 func (d *Detector) Suspicious(a netip.Addr) bool {
 	now := d.now().UnixNano()
-	if now >= d.banHorizon.Load() {
+	if now >= d.banHorizon.Load() || d.settings.Load().shadow {
 		return false
 	}
 	a = d.Client(a)
@@ -142,7 +147,9 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 		e.scored = ns
 	}
 	e.score += set.scores[sig]
-	if e.until > ns || e.score < set.threshold {
+	// An active detection is not detected again, except a shadow one once shadow mode is off:
+	// the clients shadow mode found are the first to detect when it enforces.
+	if (e.until > ns && (!e.shadow || set.shadow)) || e.score < set.threshold {
 		return Detection{}, false
 	}
 	until := now.Add(set.banFor)
@@ -154,10 +161,15 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 }
 
 // Ban makes a suspicious until the given time (an operator's or another instance's
-// detection). A later end replaces an earlier one; an earlier one is ignored.
+// detection), at most MaxBanFor from now. A later end replaces an earlier one; an earlier one
+// is ignored.
 func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	a = d.Client(a)
-	ns := d.now().UnixNano()
+	now := d.now()
+	if until.Sub(now) > MaxBanFor { // Sub saturates; UnixNano would overflow past 2262
+		until = now.Add(MaxBanFor)
+	}
+	ns := now.UnixNano()
 	u := until.UnixNano()
 	if u <= ns {
 		return
@@ -190,7 +202,7 @@ func (d *Detector) Unban(a netip.Addr) bool {
 }
 
 // Detections lists up to limit active detections (shadow ones included, marked), in no
-// particular order.
+// particular order. In shadow mode every one is marked shadow: none applies.
 func (d *Detector) Detections(limit int) []Detection {
 	now := d.now()
 	ns := now.UnixNano()
@@ -207,22 +219,24 @@ func (d *Detector) Detections(limit int) []Detection {
 				break
 			}
 			out = append(out, Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
-				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow})
+				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow})
 		}
 		s.mu.Unlock()
 	}
 	return out
 }
 
-// Counts returns the number of tracked clients and of active (not shadow) detections.
+// Counts returns the number of tracked clients and of active (not shadow) detections: none
+// in shadow mode.
 func (d *Detector) Counts() (tracked, detected int) {
 	ns := d.now().UnixNano()
+	shadow := d.settings.Load().shadow
 	for i := range d.shards {
 		s := &d.shards[i]
 		s.mu.Lock()
 		tracked += len(s.m)
 		for _, e := range s.m {
-			if e.until > ns && !e.shadow {
+			if e.until > ns && !e.shadow && !shadow {
 				detected++
 			}
 		}

@@ -261,3 +261,69 @@ func TestDetectorIPv6ClientIsItsNetwork(t *testing.T) {
 		t.Errorf("IPv6Prefix 128 names %s", got)
 	}
 }
+
+// TestDetectorBanForIsBounded: a ban past MaxBanFor (whose end in int64 nanoseconds would
+// overflow past 2262) holds for MaxBanFor, from the detector's settings and from Ban alike.
+func TestDetectorBanForIsBounded(t *testing.T) {
+	d, c := testDetector(Settings{BanFor: 100000 * 24 * time.Hour})
+	det, hit := d.Signal(client, SignalTraversal)
+	if !hit || !det.Until.Equal(c.t.Add(MaxBanFor)) || !d.Suspicious(client) {
+		t.Fatalf("detection with ban_for 100000d: %+v, %v, suspicious %v", det, hit, d.Suspicious(client))
+	}
+	other := netip.MustParseAddr("198.51.100.10")
+	d.Ban(other, c.t.Add(100000*24*time.Hour), SignalManual)
+	if !d.Suspicious(other) {
+		t.Fatal("a ban of 100000d banned nobody")
+	}
+	if l := d.Detections(10); len(l) != 2 || !l[0].Until.Equal(c.t.Add(MaxBanFor)) || !l[1].Until.Equal(c.t.Add(MaxBanFor)) {
+		t.Fatalf("detections: %+v", l)
+	}
+}
+
+// TestDetectorShadowSwitchedOff: a client found in shadow mode is detected, for real, by its
+// next signal once shadow is off (its shadow entry does not count as a detection).
+func TestDetectorShadowSwitchedOff(t *testing.T) {
+	d, _ := testDetector(Settings{Shadow: true})
+	if det, hit := d.Signal(client, SignalTraversal); !hit || !det.Shadow {
+		t.Fatalf("shadow detection: %+v, %v", det, hit)
+	}
+	if _, hit := d.Signal(client, SignalTraversal); hit {
+		t.Error("in shadow mode, a client was reported twice for one detection")
+	}
+	d.SetSettings(Settings{})
+	if d.Suspicious(client) {
+		t.Fatal("a shadow detection applied once shadow was off")
+	}
+	det, hit := d.Signal(client, SignalTraversal)
+	if !hit || det.Shadow || !d.Suspicious(client) {
+		t.Fatalf("after shadow was switched off, the shadow-found client was not detected: %+v, %v", det, hit)
+	}
+}
+
+// TestDetectorShadowSwitchedOn: in shadow mode nobody is suspicious, not even a client
+// detected (or banned) before; its detection is kept and applies again when shadow is off.
+func TestDetectorShadowSwitchedOn(t *testing.T) {
+	d, c := testDetector(Settings{})
+	d.Signal(client, SignalTraversal)
+	other := netip.MustParseAddr("198.51.100.10")
+	d.Ban(other, c.t.Add(time.Hour), SignalManual)
+	d.SetSettings(Settings{Shadow: true})
+	for _, a := range []netip.Addr{client, other} {
+		if d.Suspicious(a) {
+			t.Errorf("%s is suspicious in shadow mode", a)
+		}
+	}
+	if _, detected := d.Counts(); detected != 0 {
+		t.Errorf("%d detections counted in shadow mode, want 0", detected)
+	}
+	if l := d.Detections(10); len(l) != 2 || !l[0].Shadow || !l[1].Shadow {
+		t.Errorf("detections in shadow mode are not marked shadow: %+v", l)
+	}
+	if _, hit := d.Signal(client, SignalTraversal); hit {
+		t.Error("in shadow mode, a client detected before was reported again")
+	}
+	d.SetSettings(Settings{})
+	if !d.Suspicious(client) || !d.Suspicious(other) {
+		t.Error("detections made before shadow mode do not apply again after it")
+	}
+}

@@ -82,8 +82,12 @@ type banMessage struct {
 }
 
 // NewSharedBans prepares the sync; keyPrefix starts its keys (a hash tag keeps them in one
-// Cluster slot). logf reports Redis failures (nil err: recovered). Call Start, then Stop.
+// Cluster slot). maxBans bounds the shared set (Settings.Tracked; 0 or less means
+// DefaultMaxTracked). logf reports Redis failures (nil err: recovered). Call Start, then Stop.
 func NewSharedBans(client redis.UniversalClient, keyPrefix string, det *Detector, maxBans int, logf func(string, error)) *SharedBans {
+	if maxBans <= 0 {
+		maxBans = DefaultMaxTracked
+	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
 	return &SharedBans{
@@ -292,7 +296,9 @@ func (s *SharedBans) reloadLoop(ctx context.Context) {
 // the subscription is broken and not yet back. Detections stay local meanwhile.
 func (s *SharedBans) Failing() bool { return s.failing.Load() }
 
-// Reload applies every active detection in the shared set.
+// Reload applies every active detection in the shared set. It only adds: a shared detection
+// absent from the set (an unban whose message this instance missed) stays until it ends.
+// Dropping such entries here would race with a ban received between the read and the drop.
 func (s *SharedBans) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()

@@ -12,7 +12,8 @@ type Signal uint8
 const (
 	// SignalProbe: a request for a scanner or honeypot path (/.env, /.git/, /wp-login.php ...).
 	SignalProbe Signal = iota
-	// SignalTraversal: a request path_guard refused (traversal, ambiguous encoding).
+	// SignalTraversal: a request path_guard refused as an attack form (traversal, ambiguous
+	// encoding).
 	SignalTraversal
 	// SignalAuthFailure: a 401 or 403 response.
 	SignalAuthFailure
@@ -20,22 +21,26 @@ const (
 	SignalNotFound
 	// SignalRateLimited: a 429 from the rate limiter.
 	SignalRateLimited
+	// SignalMalformedPath: a request path_guard refused as malformed, not as an attack form
+	// (a Latin-1 link, ;jsessionid=, %2f, a stray %: pathguard.Reason.Malformed).
+	SignalMalformedPath
 	// SignalManual: an operator's ban through the admin API (no score).
 	SignalManual
 	// SignalShared: a detection another instance published through Redis (no score).
 	SignalShared
 
-	numScoredSignals = SignalRateLimited + 1
+	numScoredSignals = SignalMalformedPath + 1
 )
 
 var signalNames = [...]string{
-	SignalProbe:       "probe",
-	SignalTraversal:   "traversal",
-	SignalAuthFailure: "auth_failure",
-	SignalNotFound:    "not_found",
-	SignalRateLimited: "rate_limited",
-	SignalManual:      "manual",
-	SignalShared:      "shared",
+	SignalProbe:         "probe",
+	SignalTraversal:     "traversal",
+	SignalAuthFailure:   "auth_failure",
+	SignalNotFound:      "not_found",
+	SignalRateLimited:   "rate_limited",
+	SignalMalformedPath: "malformed_path",
+	SignalManual:        "manual",
+	SignalShared:        "shared",
 }
 
 // String is the signal's name in configuration, logs and metrics.
@@ -53,7 +58,7 @@ func ParseSignal(s string) (Signal, error) {
 			return i, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown signal %q: expected probe, traversal, auth_failure, not_found or rate_limited", s)
+	return 0, fmt.Errorf("unknown signal %q: expected probe, traversal, auth_failure, not_found, rate_limited or malformed_path", s)
 }
 
 // ScoredSignals lists the signals that carry a score, in order.
@@ -69,17 +74,18 @@ func ScoredSignals() []Signal {
 type Settings struct {
 	// Threshold is the score at which a client becomes suspicious. Default: 20.
 	Threshold float64
-	// BanFor is how long a detected client stays suspicious. Default: 15m.
+	// BanFor is how long a detected client stays suspicious, at most MaxBanFor. Default: 15m.
 	BanFor time.Duration
 	// Decay is the score's half-life: without new signals a score halves every Decay.
 	// Default: 10m.
 	Decay time.Duration
 	// Scores per signal. Defaults: probe 10, traversal 20, auth_failure 2, not_found 1,
-	// rate_limited 3. A negative value means 0 (the signal is ignored).
+	// rate_limited 3, malformed_path 2. A negative value means 0 (the signal is ignored).
 	Scores map[Signal]float64
 	// MaxTracked bounds the clients with a score or a detection. Default: 200000.
 	MaxTracked int
-	// Shadow reports what would be detected without making anyone suspicious.
+	// Shadow reports what would be detected without making anyone suspicious: while it is on,
+	// no detection or ban applies (they are kept, and apply again when it is off).
 	Shadow bool
 	// IPv6Prefix is how many leading bits of an IPv6 address name a client: its scores,
 	// detections and bans are its network's, since a host given a /64 can send from any
@@ -90,6 +96,9 @@ type Settings struct {
 // DefaultScores are the scores of the signals unless configured.
 var DefaultScores = map[Signal]float64{
 	SignalProbe: 10, SignalTraversal: 20, SignalAuthFailure: 2, SignalNotFound: 1, SignalRateLimited: 3,
+	// Low: one legacy link must not ban a client (and everyone behind its NAT); ten in a
+	// burst do.
+	SignalMalformedPath: 2,
 }
 
 // Defaults for Settings.
@@ -99,6 +108,11 @@ const (
 	DefaultDecay      = 10 * time.Minute
 	DefaultMaxTracked = 200000
 	DefaultIPv6Prefix = 64
+
+	// MaxBanFor is the longest detection or ban: 10 years (3650d), "permanent" for any
+	// practical purpose. A detection ends at a Unix time in nanoseconds, an int64 that
+	// overflows in 2262: a longer ban (100000d) ended in the past and banned nobody.
+	MaxBanFor = 3650 * 24 * time.Hour
 )
 
 type resolvedSettings struct {
@@ -111,6 +125,11 @@ type resolvedSettings struct {
 	ipv6Bits   int
 }
 
+// Tracked is how many clients these settings track: MaxTracked, or DefaultMaxTracked when it
+// is unset. Whatever else is bounded by max_tracked (the shared set) must use this, not the
+// raw field, which is 0 when unset.
+func (s Settings) Tracked() int { return s.resolve().maxTracked }
+
 func (s Settings) resolve() resolvedSettings {
 	r := resolvedSettings{threshold: s.Threshold, banFor: s.BanFor, decay: s.Decay, maxTracked: s.MaxTracked, shadow: s.Shadow, ipv6Bits: s.IPv6Prefix}
 	if r.ipv6Bits <= 0 || r.ipv6Bits > 128 {
@@ -122,6 +141,7 @@ func (s Settings) resolve() resolvedSettings {
 	if r.banFor <= 0 {
 		r.banFor = DefaultBanFor
 	}
+	r.banFor = min(r.banFor, MaxBanFor)
 	if r.decay <= 0 {
 		r.decay = DefaultDecay
 	}

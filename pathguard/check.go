@@ -39,12 +39,29 @@ var Reasons = []Reason{ReasonDotSegment, ReasonBackslash, ReasonNUL, ReasonContr
 	ReasonOverlongUTF8, ReasonInvalidUTF8, ReasonUnicodeEscape, ReasonLookalike, ReasonEncodedSlash, ReasonPathParams,
 	ReasonDrivePath, ReasonBadEncoding}
 
+// Malformed reports whether r refuses a path that is malformed rather than an attack form:
+// bytes that are not UTF-8 but not overlong (Latin-1 links), `;` parameters (;jsessionid=), an
+// encoded slash, a % that starts no escape. Legacy links and sloppy clients send these, so
+// they weigh less as evidence against a client. Check names such a reason only when the path
+// holds no attack form besides (a `/..;/` is dot_segment, not path_params).
+func (r Reason) Malformed() bool {
+	switch r {
+	case ReasonInvalidUTF8, ReasonPathParams, ReasonEncodedSlash, ReasonBadEncoding:
+		return true
+	}
+	return false
+}
+
 // Options loosen the check for applications that need it.
 type Options struct {
 	// AllowEncodedSlash accepts %2f inside a segment (APIs that take IDs with slashes).
 	AllowEncodedSlash bool
 	// AllowPathParams accepts `;` in paths (matrix parameters); `..;` is refused regardless.
 	AllowPathParams bool
+
+	// attackOnly skips every Malformed reason (and reads a bad % literally): the second look
+	// Check takes at a malformed path for an attack form behind the first flaw.
+	attackOnly bool
 }
 
 // maxDecodeRounds bounds how many layers of percent-encoding are peeled off.
@@ -53,8 +70,23 @@ const maxDecodeRounds = 3
 // Check examines a path as the client sent it (escaped, without the query) and returns why it
 // must be refused, or "" when it is safe. Bytes above 0x7f count the same raw or
 // percent-encoded (Go's URL escaping turns a raw \xc0 into the %C0 an upstream receives); in
-// either form they must be UTF-8. Ordinary paths cost one pass and no allocation.
+// either form they must be UTF-8. Ordinary paths cost one pass and no allocation. A Malformed
+// reason is given only when the path holds no attack form: a malformed byte in front of a
+// `..` does not make the traversal count as a mere malformed path.
 func Check(raw string, opt Options) Reason {
+	r := check(raw, opt)
+	if r.Malformed() {
+		if attack := check(raw, Options{attackOnly: true}); attack != "" {
+			return attack
+		}
+	}
+	return r
+}
+
+func check(raw string, opt Options) Reason {
+	if opt.attackOnly {
+		opt.AllowEncodedSlash, opt.AllowPathParams = true, true
+	}
 	var pct, dot, colon, semi, high bool
 	for i := 0; i < len(raw); i++ {
 		switch c := raw[i]; {
@@ -86,7 +118,7 @@ func Check(raw string, opt Options) Reason {
 		return r
 	}
 	if high {
-		if r := checkUTF8(raw); r != "" {
+		if r := checkUTF8(raw, opt); r != "" {
 			return r
 		}
 	}
@@ -107,7 +139,7 @@ func checkDecoded(raw string, opt Options) Reason {
 			}
 			return ""
 		}
-		dec, d, r := decode(cur, round == 1)
+		dec, d, r := decode(cur, round == 1 && !opt.attackOnly)
 		if r != "" {
 			return r
 		}
@@ -150,7 +182,7 @@ func checkBytes(p string, opt Options) Reason {
 		}
 	}
 	if high {
-		return checkUTF8(p)
+		return checkUTF8(p, opt)
 	}
 	return ""
 }
@@ -162,7 +194,7 @@ func checkBytes(p string, opt Options) Reason {
 // surrogate, a code point above U+10FFFF, Latin-1 text) is invalid_utf8: no decoder makes a
 // separator of it, but it is not a path any browser sends, and the server behind may read it
 // in a charset of its own.
-func checkUTF8(p string) Reason {
+func checkUTF8(p string, opt Options) Reason {
 	for i := 0; i < len(p); {
 		c := p[i]
 		if c < utf8.RuneSelf {
@@ -178,7 +210,7 @@ func checkUTF8(p string) Reason {
 			return ReasonOverlongUTF8
 		}
 		r, n := utf8.DecodeRuneInString(p[i:])
-		if r == utf8.RuneError && n == 1 {
+		if r == utf8.RuneError && n == 1 && !opt.attackOnly {
 			return ReasonInvalidUTF8
 		}
 		i += n

@@ -83,9 +83,30 @@ func TestCheckReasons(t *testing.T) {
 		{"/%", Options{}, ReasonBadEncoding},
 		{"/a..b.txt", Options{}, ""},
 		{"/100%25", Options{}, ""},
+		// A malformed reason only when nothing worse is there: a flaw in front of an attack
+		// form does not lower its weight (Reason.Malformed).
+		{"/..;/x", Options{}, ReasonDotSegment}, // Tomcat's traversal, not mere path params
+		{"/shop/item;jsessionid=ABC", Options{}, ReasonPathParams},
+		{"/a/..%2fetc", Options{}, ReasonDotSegment},
+		{"/caf\xe9/%2e%2e/x", Options{}, ReasonDotSegment},
+		{"/caf%e9/%c0%ae%c0%ae/x", Options{}, ReasonOverlongUTF8},
+		{"/a%zz/%2e%2e/x", Options{}, ReasonDotSegment},
+		{"/a;b/%5c", Options{}, ReasonBackslash},
+		{"/a%zz/b", Options{}, ReasonBadEncoding},
 	} {
 		if got := Check(tc.path, tc.opt); got != tc.want {
 			t.Errorf("Check(%q, %+v) = %q, want %q", tc.path, tc.opt, got, tc.want)
+		}
+	}
+}
+
+// TestMalformedReasons: the reasons legacy links and sloppy clients cause are Malformed; the
+// attack forms are not.
+func TestMalformedReasons(t *testing.T) {
+	malformed := map[Reason]bool{ReasonInvalidUTF8: true, ReasonPathParams: true, ReasonEncodedSlash: true, ReasonBadEncoding: true}
+	for _, r := range Reasons {
+		if r.Malformed() != malformed[r] {
+			t.Errorf("%s: Malformed() = %v", r, r.Malformed())
 		}
 	}
 }
