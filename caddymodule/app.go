@@ -174,10 +174,18 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 			return err
 		}
 	}
-	if !opts.TLSEnabled() && !allLoopback(opts) {
+	switch {
+	case opts.TLSEnabled():
+	case !allLoopback(opts):
 		_ = a.Report(Finding{Code: "redis.plaintext", Severity: Warning, Module: "hardening", Config: "apps.hardening.redis",
 			Message: "Redis is reached without TLS over the network: passwords and shared security state cross it in clear",
 			Fix:     "use rediss:// (or the tls subdirective), or keep Redis on loopback or a Unix socket"},
+			Production)
+	case opts.Mode() == redisconn.Sentinel:
+		// The sentinels are local, but the master they name is only known at run time.
+		_ = a.Report(Finding{Code: "redis.plaintext", Severity: Info, Module: "hardening", Config: "apps.hardening.redis",
+			Message: "Sentinel without TLS: the sentinels are on loopback, but the master they name may be on another host, and its connections (password included) would cross the network in clear",
+			Fix:     "use the tls subdirective if the master can be remote; otherwise nothing to do"},
 			Production)
 	}
 	shared, key, err := acquireRedis(opts, a.logger)

@@ -387,6 +387,21 @@ func TestRedisWrongPasswordAtStartupSaysSo(t *testing.T) {
 	}
 }
 
+// TestRedisSentinelUnknownMasterSaysSo: a sentinel that answers but knows no master of the
+// configured name is reported as such, not as an unreachable Redis.
+func TestRedisSentinelUnknownMasterSaysSo(t *testing.T) {
+	master := testenv.StartRedis(t)
+	sentinel := testenv.StartSentinel(t, master, "mymaster")
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis {\n\t\t\tsentinel mymastr %s\n\t\t}\n\t}\n}\n", sentinel.Addr))
+	unknown := func(e testenv.LogEntry) bool { return strings.Contains(e.Msg(), `knows no master named "mymastr"`) }
+	testenv.WaitFor(t, 5*time.Second, "the unknown-master warning", func() bool { return len(testenv.Filter(c.Logs(), unknown)) == 1 })
+	for _, e := range c.Logs() {
+		if strings.HasPrefix(e.Msg(), "redis unreachable") {
+			t.Fatalf("log line %v: want no 'unreachable'", e)
+		}
+	}
+}
+
 func TestRedisUnreachableAtStartupIsNotFatal(t *testing.T) {
 	port := testenv.FreePort(t) // nothing listens there
 	block, url := site(t, "")
@@ -439,6 +454,7 @@ func TestAppFindings(t *testing.T) {
 		{"literal password in development", "environment development\n\t\tredis redis://:" + goldenSecret + "@127.0.0.1:1/0", "", ""},
 		{"plaintext to a remote redis", "redis redis://192.0.2.10:6379/0", "warn:redis.plaintext", ""},
 		{"tls to a remote redis", "redis rediss://192.0.2.10:6379/0", "", ""},
+		{"plaintext sentinel on loopback", "redis {\n\t\t\tsentinel mymaster 127.0.0.1:1\n\t\t}", "info:redis.plaintext", ""},
 		{"plaintext remote in staging", "environment staging\n\t\tredis redis://192.0.2.10:6379/0", "", ""},
 		{"unverified tls in staging", "environment staging\n\t\tredis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "warn:redis.tls_insecure", ""},
 		{"unverified tls in production", "redis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "", "hardening [redis.tls_insecure]: TLS certificate verification to Redis is off"},

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -244,8 +245,13 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 	}
 	if err != nil {
 		msg := "redis unreachable at startup; modules use in-memory state until it answers"
-		if refusedCredentials(err) {
+		switch {
+		case refusedCredentials(err):
 			msg = "redis refused this client's credentials at startup (username, password or ACL); modules use in-memory state until it accepts them"
+		case s.opts.Mode() == redisconn.Sentinel && errors.Is(err, redis.Nil):
+			// go-redis says "all sentinels ... unreachable" also when a sentinel answered
+			// that it knows no master of that name: a typo, not an outage.
+			msg = fmt.Sprintf("a sentinel answered at startup but knows no master named %q (check the name); modules use in-memory state until one does", s.opts.SentinelMaster)
 		}
 		logger.Warn(msg, append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)))...)
 		return

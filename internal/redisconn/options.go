@@ -116,8 +116,8 @@ func (o Options) Validate() error {
 	if o.PoolSize < 0 {
 		return errors.New("redis: pool_size must not be negative")
 	}
-	if o.MaxRetries < -1 {
-		return errors.New("redis: max_retries must be -1 (none) or more")
+	if o.MaxRetries < -1 || o.MaxRetries > 10 {
+		return fmt.Errorf("redis: max_retries must be -1 (none) to 10, got %d", o.MaxRetries)
 	}
 	return nil
 }

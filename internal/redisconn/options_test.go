@@ -41,6 +41,7 @@ func TestValidate(t *testing.T) {
 		{"negative timeout", Options{URL: "redis://a:1", ReadTimeout: -time.Second}, "read_timeout must not be negative"},
 		{"negative pool", Options{URL: "redis://a:1", PoolSize: -1}, "pool_size"},
 		{"bad retries", Options{URL: "redis://a:1", MaxRetries: -2}, "max_retries"},
+		{"too many retries", Options{URL: "redis://a:1", MaxRetries: 11}, "max_retries must be -1 (none) to 10, got 11"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.o.Validate()
