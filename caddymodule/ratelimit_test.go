@@ -267,17 +267,7 @@ func TestRateLimitRouteKeyHasItsOwnBuckets(t *testing.T) {
 	want("/tenant-ip", 429, "X-Forwarded-For: 10.9.2.2")
 
 	// Each set of buckets has its own store: the policy's (the address) and the route's.
-	keys := map[string]float64{}
-	ch := make(chan prometheus.Metric, 16)
-	memoryKeys.Collect(ch)
-	close(ch)
-	for m := range ch {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
-			t.Fatal(err)
-		}
-		keys[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
-	}
+	keys := memoryKeySeries(t)
 	hdr, ip := routeBucketSet("login", "{http.request.header.X-K}"), routeBucketSet("tenant", "{http.vars.client_ip}")
 	if len(keys) != 4 || keys["login"] != 1 || keys["tenant"] != 1 || keys[hdr] != 1 || keys[ip] != 1 {
 		t.Fatalf("ratelimit_memory_keys by policy: %v, want 1 in each of login, tenant, %s and %s", keys, hdr, ip)
@@ -941,30 +931,33 @@ func TestRateLimitRemovedPolicyFreesItsStore(t *testing.T) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	getReply(t, base+"/kept")
 	getReply(t, base+"/gone")
-	series := func() map[string]float64 {
-		got := map[string]float64{}
-		ch := make(chan prometheus.Metric, 16)
-		memoryKeys.Collect(ch)
-		close(ch)
-		for m := range ch {
-			var d dto.Metric
-			if err := m.Write(&d); err != nil {
-				t.Fatal(err)
-			}
-			got[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
-		}
-		return got
-	}
-	if got := series(); len(got) != 2 || got["kept"] != 1 || got["gone"] != 1 {
+	if got := memoryKeySeries(t); len(got) != 2 || got["kept"] != 1 || got["gone"] != 1 {
 		t.Fatalf("memory_keys %v, want kept 1 and gone 1", got)
 	}
 	if err := c.Load(config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}", "\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}")); err != nil {
 		t.Fatal(err)
 	}
-	if got := series(); len(got) != 1 || got["kept"] != 1 {
+	if got := memoryKeySeries(t); len(got) != 1 || got["kept"] != 1 {
 		t.Fatalf("after the reload, memory_keys %v, want kept 1 only", got)
 	}
 	if got := getReply(t, base+"/kept").status; got != 429 {
 		t.Fatalf("the kept policy's bucket was reset: %d", got)
 	}
+}
+
+// memoryKeySeries reads caddy_hardening_ratelimit_memory_keys: keys by policy label.
+func memoryKeySeries(t *testing.T) map[string]float64 {
+	t.Helper()
+	got := map[string]float64{}
+	ch := make(chan prometheus.Metric, 16)
+	memoryKeys.Collect(ch)
+	close(ch)
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		got[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
+	}
+	return got
 }
