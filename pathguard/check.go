@@ -187,13 +187,14 @@ func checkBytes(p string, opt Options) Reason {
 	return ""
 }
 
-// checkUTF8 refuses bytes that are not UTF-8. Lead bytes that UTF-8 never uses (0xc0, 0xc1,
-// 0xf5 and above), and 0xe0 or 0xf0 followed by a byte too small for their length, are the
-// overlong forms (%c0%ae, %e0%80%ae, %f0%80%80%ae) that lax decoders read as `.`, `/` or `\`:
-// overlong_utf8. Anything else invalid (a lone continuation byte, a cut sequence, a UTF-16
-// surrogate, a code point above U+10FFFF, Latin-1 text) is invalid_utf8: no decoder makes a
-// separator of it, but it is not a path any browser sends, and the server behind may read it
-// in a charset of its own.
+// checkUTF8 refuses bytes that are not UTF-8. The overlong forms that lax decoders read as
+// `.`, `/` or `\` are overlong_utf8: 0xc0 or 0xc1 followed by a continuation byte (%c0%ae),
+// 0xe0 or 0xf0 followed by a byte too small for their length (%e0%80%ae, %f0%80%80%ae), and
+// the old 5- and 6-byte forms, 0xf8 to 0xfd followed by a continuation byte. Anything else
+// invalid (a lone continuation byte, a cut sequence, a UTF-16 surrogate, a code point above
+// U+10FFFF, Latin-1 text such as %fc for ü, %e0 for à or %c0 for À before a letter) is invalid_utf8: no
+// decoder makes a separator of it, but it is not a path any browser sends, and the server
+// behind may read it in a charset of its own.
 func checkUTF8(p string, opt Options) Reason {
 	for i := 0; i < len(p); {
 		c := p[i]
@@ -201,12 +202,13 @@ func checkUTF8(p string, opt Options) Reason {
 			i++
 			continue
 		}
+		continued := i+1 < len(p) && p[i+1]&0xc0 == 0x80
 		switch {
-		case c == 0xc0 || c == 0xc1 || c >= 0xf5:
+		case (c == 0xc0 || c == 0xc1 || c >= 0xf8 && c <= 0xfd) && continued:
 			return ReasonOverlongUTF8
-		case c == 0xe0 && i+1 < len(p) && p[i+1] < 0xa0:
+		case c == 0xe0 && continued && p[i+1] < 0xa0:
 			return ReasonOverlongUTF8
-		case c == 0xf0 && i+1 < len(p) && p[i+1] < 0x90:
+		case c == 0xf0 && continued && p[i+1] < 0x90:
 			return ReasonOverlongUTF8
 		}
 		r, n := utf8.DecodeRuneInString(p[i:])

@@ -60,10 +60,22 @@ func TestCheckReasons(t *testing.T) {
 		{"/\xe0\x80\xae/x", Options{}, ReasonOverlongUTF8},
 		{"/a/\xc1\x9c/b", Options{}, ReasonOverlongUTF8}, // overlong '\'
 		{"/\xc0\xae./x", Options{}, ReasonOverlongUTF8},
-		{"/%f8%80%80%80%ae", Options{}, ReasonOverlongUTF8}, // five-byte form
-		{"/a%80b", Options{}, ReasonInvalidUTF8},            // lone continuation byte
+		{"/%f8%80%80%80%ae", Options{}, ReasonOverlongUTF8},    // five-byte form
+		{"/%fc%80%80%80%80%ae", Options{}, ReasonOverlongUTF8}, // six-byte form
+		{"/a%80b", Options{}, ReasonInvalidUTF8},               // lone continuation byte
 		{"/a\x80b", Options{}, ReasonInvalidUTF8},
 		{"/caf%e9", Options{}, ReasonInvalidUTF8}, // Latin-1
+		// Latin-1 letters whose bytes are also overlong lead bytes: only a following
+		// continuation byte makes the overlong form.
+		{"/M%FCnchen", Options{}, ReasonInvalidUTF8},    // ü
+		{"/K%F6ln.html", Options{}, ReasonInvalidUTF8},  // ö
+		{"/%C0ngstr%F6m", Options{}, ReasonInvalidUTF8}, // À
+		{"/%C1lvaro", Options{}, ReasonInvalidUTF8},     // Á
+		{"/%E0-propos", Options{}, ReasonInvalidUTF8},   // à
+		{"/%F0r", Options{}, ReasonInvalidUTF8},         // ð
+		{"/%FDes", Options{}, ReasonInvalidUTF8},        // ý
+		{"/%FE%FF", Options{}, ReasonInvalidUTF8},
+		{"/%F5%80%80%80", Options{}, ReasonInvalidUTF8}, // above U+10FFFF, no separator
 		{"/a%e2%80/b", Options{}, ReasonInvalidUTF8},
 		{"/%ed%a0%80", Options{}, ReasonInvalidUTF8}, // surrogate half
 		{"/%f4%90%80%80", Options{}, ReasonInvalidUTF8},
