@@ -9,8 +9,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 )
 
-// checkPlacement reports a shared breaker without Redis, and a breaker that the routes never let run, or that has nothing to
-// guard: both look healthy forever (closed, /health pass) while the upstream fails. And, as
+// checkPlacement reports a shared breaker without Redis, and a breaker that the routes never
+// let run, that has nothing to guard, or that sits after the block that proxies: each looks
+// healthy forever (closed, /health pass) while the upstream fails. And, as
 // info, a guarded reverse_proxy without response_header_timeout, whose hangs the breaker only
 // sees when a client waits long enough.
 func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
@@ -35,22 +36,43 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 				Fix:     "put the breaker inside the block whose upstream it guards (handle /api/* { upstream_breaker " + h.Name + " ...; reverse_proxy ... }): Caddy orders upstream_breaker after respond and error"})
 			continue
 		}
-		guarded := false
+		guarded, proxied := false, false
 		for hh := range handlersAfter(chain) {
 			guarded = true
+			proxied = proxied || findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, isModule("http.handlers.reverse_proxy"), nil)
 			if rp := unboundedProxy(hh); rp != nil {
 				_ = h.app.Report(Finding{Code: "breaker.no_response_timeout", Severity: Info, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
 					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures, so the breaker may never open",
-					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (or set slow_threshold)"})
+					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (slow_threshold does not help: it judges responses, and a hung upstream gives none)"})
 				break
 			}
 		}
-		if !guarded {
+		switch {
+		case !guarded:
 			_ = h.app.Report(Finding{Code: "breaker.never_runs", Severity: Warning, Module: "upstream_breaker", Config: at,
 				Message: "upstream_breaker " + h.Name + " has no handler after it on server " + name + ": it guards nothing and never opens",
 				Fix:     "put the breaker before the reverse_proxy it guards, in the same block"})
+		case !proxied && proxiedBefore(chain):
+			_ = h.app.Report(Finding{Code: "breaker.behind_proxy", Severity: Warning, Module: "upstream_breaker", Config: at,
+				Message: "upstream_breaker " + h.Name + " runs after the block that proxies (Caddy orders handle and route blocks first) and guards no reverse_proxy: the upstream has no breaker",
+				Fix:     "put the breaker inside the block whose upstream it guards: handle /api/* { upstream_breaker " + h.Name + " ...; reverse_proxy ... }"})
 		}
 	}
+}
+
+// proxiedBefore reports whether a reverse_proxy runs before the chain's handler: earlier in a
+// route on its way, or in an earlier route of a list on its way (any depth).
+func proxiedBefore(chain []chainStep) bool {
+	for _, s := range chain {
+		before := s.routes[:s.route+1]
+		last := before[s.route]
+		before = append(caddyhttp.RouteList{}, before[:s.route]...)
+		before = append(before, caddyhttp.Route{Handlers: last.Handlers[:s.handler]})
+		if findHandler(before, isModule("http.handlers.reverse_proxy"), nil) {
+			return true
+		}
+	}
+	return false
 }
 
 // answeredBefore reports whether a respond (static_response) or error (static_error) handler

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -164,6 +165,9 @@ var grades = []string{"A+", "A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "
 func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrade string, asJSON bool) error {
 	if minGrade != "" && !slices.Contains(grades, minGrade) {
 		return fmt.Errorf("--min-grade %q: expected one of %v", minGrade, grades)
+	}
+	if httpURL != "" && !strings.HasPrefix(strings.ToLower(target), "https://") {
+		return errors.New("--http-url goes with an https:// --url (from an http:// --url the redirect itself is followed)")
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	if caFile != "" {

@@ -160,11 +160,15 @@ func TestCheckBreakerPlacement(t *testing.T) {
 			map[string]string{"breaker.no_response_timeout": "reverse_proxy"}},
 		{"inside the proxy's handle", "\thandle /api/* {\n\t\tupstream_breaker api\n\t\t" + strings.ReplaceAll(proxy, "\n", "\n\t") + "\n\t}\n\trespond home 200", nil},
 		{"in a route block before the proxy", "\troute {\n\t\tupstream_breaker api\n\t}\n\t" + proxy, nil},
+		// Beside the proxying handle, the breaker runs after it and guards only file_server.
+		{"beside the proxy's handle", "\tupstream_breaker api\n\thandle /api/* {\n\t\t" + strings.ReplaceAll(proxy, "\n", "\n\t") + "\n\t}\n\tfile_server",
+			map[string]string{"breaker.behind_proxy": "upstream_breaker"}},
+		{"guarding a file_server alone", "\tupstream_breaker files\n\tfile_server", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cf := checkSite("", "\tsecurity_headers\n"+tc.site)
 			got := codes(checkCaddyfile(t, cf))
-			for _, code := range []string{"breaker.never_runs", "breaker.no_response_timeout"} {
+			for _, code := range []string{"breaker.never_runs", "breaker.no_response_timeout", "breaker.behind_proxy"} {
 				f, ok := got[code]
 				handler, want := tc.want[code]
 				if ok != want {
@@ -174,7 +178,7 @@ func TestCheckBreakerPlacement(t *testing.T) {
 					continue
 				}
 				at, _ := adaptedAt(t, cf, f.Config).(map[string]any)
-				if at["handler"] != handler || f.Message == "" || f.Fix == "" || (code == "breaker.never_runs") != (f.Severity == Warning) {
+				if at["handler"] != handler || f.Message == "" || f.Fix == "" || (code == "breaker.no_response_timeout") == (f.Severity == Warning) {
 					t.Fatalf("%+v: want a finding at the %s handler", f, handler)
 				}
 			}
@@ -447,6 +451,7 @@ func TestCheckCommand(t *testing.T) {
 		{[]string{"--config", warn, "--min-grade", "A"}, "--min-grade needs --url"},
 		{[]string{"--config", warn, "--ca-file", "root.crt"}, "--ca-file needs --url"},
 		{[]string{"--http-url", "http://127.0.0.1:1/"}, "--http-url needs --url"},
+		{[]string{"--url", "http://127.0.0.1:1/", "--http-url", "http://127.0.0.1:2/"}, "--http-url goes with an https:// --url"},
 	} {
 		out, err := run(tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(out, "hsts.short_max_age") {

@@ -478,7 +478,7 @@ func (sw *securityWriter) sniff(p []byte) {
 // which, for the log, with the encoding in field).
 func (sw *securityWriter) failClosed(msg string, field zap.Field) {
 	sw.discard = true
-	sw.h.logger.Error(msg, field, zap.String("uri", truncate(originalURI(sw.r), maxLoggedURI)))
+	sw.h.logger.Error(msg, field, zap.String("uri", loggedURI(sw.r)))
 	hdr := sw.Header()
 	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified", "Accept-Ranges"} {
 		hdr.Del(k)

@@ -195,7 +195,11 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	}
 	client := det.ClientString(addr) // an IPv6 client is its network
 	shadow := det.Shadow()           // kept, applied once shadow mode is off
-	a.SecurityEvent(a.eventCtx, nil, zapcore.WarnLevel, EventIPReclassified, map[string]any{
+	level := zapcore.WarnLevel
+	if shadow {
+		level = zapcore.InfoLevel // as a detection in shadow mode: nothing is refused yet
+	}
+	a.SecurityEvent(a.eventCtx, nil, level, EventIPReclassified, map[string]any{
 		"ip": client, "to": ipclass.Suspicious.String(), "signal": ipclass.SignalManual.String(),
 		"until": until.UTC().Format(time.RFC3339), "source": "admin_api", "shadow": shadow})
 	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: client, Signal: ipclass.SignalManual.String(), Until: until.UTC(), Shadow: shadow})

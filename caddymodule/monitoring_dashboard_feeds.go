@@ -199,7 +199,7 @@ func recordDashboardEvent(a *App, r *http.Request, level zapcore.Level, name str
 	if r != nil {
 		ev.ClientIP, _ = caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
 		ev.IPClass = a.ClassOf(r).String()
-		ev.URI = escapeInvalidUTF8(originalURI(r)) // as in the security log
+		ev.URI = loggedURI(r) // as in the security log
 	}
 	if len(data) > 0 {
 		ev.Fields = make(map[string]string, len(data))

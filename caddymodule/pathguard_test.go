@@ -739,3 +739,18 @@ http://%s {
 		t.Fatalf("ip_reclassified: %v", l)
 	}
 }
+
+// TestAdminBanInShadowModeIsInfo: an operator's ban made while detection is in shadow mode is
+// kept but refuses nothing yet, so its event is info, as a detection's in shadow mode.
+func TestAdminBanInShadowModeIsInfo(t *testing.T) {
+	adminPort := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\thardening {\n\t\tdetection {\n\t\t\tshadow\n\t\t}\n\t}\n}\n", adminPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	if code, body := adminDo(t, "POST", admin+"/hardening/ipclass/detected", `{"ip": "192.0.2.44", "ban_for": "10m"}`); code != 201 || !strings.Contains(body, `"shadow":true`) {
+		t.Fatalf("admin ban in shadow mode: %d %s", code, body)
+	}
+	logged := securityLogs(c, EventIPReclassified)
+	if len(logged) != 1 || logged[0].Level() != "info" || logged[0]["shadow"] != true {
+		t.Fatalf("ip_reclassified of the ban: %v, want one at info with shadow true", logged)
+	}
+}

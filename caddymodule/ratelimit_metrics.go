@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
@@ -52,7 +53,31 @@ type rateLimitMetrics struct {
 	fallback  prometheus.Counter                      // decisions the memory fallback made
 }
 
+// policiesWithSeries are the policies whose decision and fallback series exist, so that a
+// configuration that starts without one can delete them (keepPolicySeries).
+var (
+	policySeriesMu     sync.Mutex
+	policiesWithSeries = map[string]bool{}
+)
+
+// keepPolicySeries deletes the series of every policy not in used: a policy a reload removed
+// leaves no counters behind (as a removed breaker's series go).
+func keepPolicySeries(used map[string]bool) {
+	policySeriesMu.Lock()
+	defer policySeriesMu.Unlock()
+	for name := range policiesWithSeries {
+		if !used[name] {
+			rateLimitDecisions.DeletePartialMatch(prometheus.Labels{"policy": name})
+			fallbackDecisions.DeleteLabelValues(name)
+			delete(policiesWithSeries, name)
+		}
+	}
+}
+
 func newRateLimitMetrics(policy string) rateLimitMetrics {
+	policySeriesMu.Lock()
+	policiesWithSeries[policy] = true
+	policySeriesMu.Unlock()
 	var m rateLimitMetrics
 	for c := range m.decisions {
 		for res, name := range resultNames {

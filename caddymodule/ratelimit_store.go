@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -173,6 +174,7 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 		setStoreModeMetric(e.mode())
 		memoryKeys.stores.Store(e.memory)
 		e.memory.Retain(a.bucketSets)
+		keepPolicySeries(a.ratePolicies())
 		if e.started.CompareAndSwap(false, true) {
 			e.adaptive.Start()
 			if e.failover != nil {
@@ -181,6 +183,16 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 		}
 	})
 	return e, nil
+}
+
+// ratePolicies are the policies this configuration's policy_rate_limit handlers use.
+func (a *App) ratePolicies() map[string]bool {
+	used := make(map[string]bool, len(a.bucketSets))
+	for set := range a.bucketSets {
+		policy, _, _ := strings.Cut(set, "~")
+		used[policy] = true
+	}
+	return used
 }
 
 func (a *App) releaseLimiter() {

@@ -920,7 +920,7 @@ func TestKeyTemplateChecks(t *testing.T) {
 }
 
 // TestRateLimitRemovedPolicyFreesItsStore: a reload that removes a policy drops its in-memory
-// store and its memory_keys series; the kept policy keeps its buckets.
+// store and its memory_keys and decisions series; the kept policy keeps its buckets and series.
 func TestRateLimitRemovedPolicyFreesItsStore(t *testing.T) {
 	port := testenv.FreePort(t)
 	config := func(policies, routes string) string {
@@ -939,6 +939,27 @@ func TestRateLimitRemovedPolicyFreesItsStore(t *testing.T) {
 	}
 	if got := memoryKeySeries(t); len(got) != 1 || got["kept"] != 1 {
 		t.Fatalf("after the reload, memory_keys %v, want kept 1 only", got)
+	}
+	ch := make(chan prometheus.Metric, 256)
+	rateLimitDecisions.Collect(ch)
+	close(ch)
+	kept := 0
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range d.GetLabel() {
+			switch {
+			case l.GetName() == "policy" && l.GetValue() == "gone":
+				t.Fatalf("after the reload, a decisions series of the removed policy: %v", d.GetLabel())
+			case l.GetName() == "policy" && l.GetValue() == "kept":
+				kept++
+			}
+		}
+	}
+	if kept == 0 {
+		t.Fatal("the kept policy's decision series went too")
 	}
 	if got := getReply(t, base+"/kept").status; got != 429 {
 		t.Fatalf("the kept policy's bucket was reset: %d", got)

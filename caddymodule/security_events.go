@@ -181,7 +181,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 		full["ip_class"] = a.ClassOf(r).String()
 		full["method"] = r.Method
 		full["host"] = r.Host
-		full["uri"] = escapeInvalidUTF8(truncate(originalURI(r), maxLoggedURI))
+		full["uri"] = loggedURI(r)
 	}
 	if emit {
 		s.events.Emit(ctx, name, full)
@@ -204,6 +204,24 @@ func originalURI(r *http.Request) string {
 		return orig.RequestURI
 	}
 	return r.RequestURI
+}
+
+// loggedURI is the request URI as the security log, the dashboard and error logs show it: the
+// bytes that are not UTF-8 escaped as %XX, at most maxLoggedURI bytes, cut between characters
+// and never inside an escape.
+func loggedURI(r *http.Request) string {
+	s := escapeInvalidUTF8(truncate(originalURI(r), maxLoggedURI)) // escape a bounded prefix
+	if len(s) <= maxLoggedURI {
+		return s
+	}
+	n := maxLoggedURI
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	if i := strings.LastIndexByte(s[n-2:n], '%'); i >= 0 {
+		n -= 2 - i
+	}
+	return s[:n]
 }
 
 // escapeInvalidUTF8 writes the bytes of s that are not UTF-8 as %XX, as an upstream would

@@ -269,6 +269,9 @@ http://%s {
 		"/\xc0\xae\xc0\xae/etc/passwd": "/%C0%AE%C0%AE/etc/passwd",
 		"/caf\xe9.html":                "/caf%E9.html",
 		"/caf%e9/\xe9t\xc3\xa9":        "/caf%e9/%E9t\xc3\xa9", // escapes as sent, valid UTF-8 as is
+		// Escaped, then cut to 512 bytes, never inside an escape: 170 escapes are 510 bytes,
+		// and the 171st would end past 512.
+		"/" + strings.Repeat("\xe9", 400): "/" + strings.Repeat("%E9", 170),
 	}
 	for sent := range want {
 		if status, _, _ := rawGet(t, addr, sent); status != http.StatusBadRequest {
