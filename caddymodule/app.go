@@ -107,7 +107,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // from the pool and records the app's own findings.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger, a.ctx, a.eventCtx = ctx.Logger(), ctx, eventContext(ctx)
-	checkHook.provisioned(a)
+	a.findings.lint = checkHook.provisioned(a)
 	repl := caddy.NewReplacer()
 	var err error
 	if a.security, err = newSecurityEvents(ctx); err != nil {

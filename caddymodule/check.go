@@ -34,12 +34,16 @@ type captureApps struct {
 	apps []*App
 }
 
-func (c *captureApps) provisioned(a *App) {
+// provisioned records a, and reports whether a check is running: then an Error finding is
+// recorded without refusing the configuration, so that every module still provisions and
+// reports, and the check lists every finding, not only those before the first error.
+func (c *captureApps) provisioned(a *App) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.on {
 		c.apps = append(c.apps, a)
 	}
+	return c.on
 }
 
 // checkRun serializes checks: the capture is process-wide.
@@ -49,8 +53,8 @@ var checkRun sync.Mutex
 // is started, no port is bound, no background check runs), then returns every finding: the
 // ones modules report at provision, the whole-configuration checks (OnValidate), and the
 // rules on Caddy's own settings (admin endpoint, literal secrets, missing security headers).
-// A configuration Caddy refuses is one Error finding: config.invalid with Caddy's message, or
-// the error finding of ours that made a module refuse it (counted once, not twice).
+// An error finding of ours does not stop the check (the modules after it still report);
+// any other refusal of Caddy's is one Error finding, config.invalid, with Caddy's message.
 func CheckConfig(cfgJSON []byte) CheckReport {
 	checkRun.Lock()
 	defer checkRun.Unlock()

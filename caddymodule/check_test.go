@@ -263,9 +263,18 @@ func TestCheckFindingWording(t *testing.T) {
 		}
 	})
 	t.Run("redis.tls_insecure", func(t *testing.T) {
-		rep := checkCaddyfile(t, checkSite("\t\tredis rediss://127.0.0.1:1 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "\tsecurity_headers"))
-		if f, ok := codes(rep)["redis.tls_insecure"]; !ok || f.Severity != Error || rep.Errors != 1 || !rep.Failed(false) {
+		// The error refuses the configuration, yet the check goes on: the findings of the
+		// modules after it (here the handler's short HSTS) are listed too.
+		rep := checkCaddyfile(t, checkSite("\t\tredis rediss://127.0.0.1:1 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "\tsecurity_headers {\n\t\thsts max-age=600\n\t}"))
+		got := codes(rep)
+		if f, ok := got["redis.tls_insecure"]; !ok || f.Severity != Error || rep.Errors != 1 || !rep.Failed(false) {
 			t.Fatalf("want one error, redis.tls_insecure: %+v", rep)
+		}
+		if _, ok := got["hsts.short_max_age"]; !ok {
+			t.Fatalf("the findings after the error are missing: %+v", rep)
+		}
+		if _, ok := got["config.invalid"]; ok {
+			t.Fatalf("the error is counted twice: %+v", rep)
 		}
 	})
 }

@@ -40,10 +40,12 @@ type findingSet struct {
 	mu   sync.Mutex
 	list []Finding
 	seen map[Finding]bool
+	lint bool // under `caddy hardening check`: an Error finding refuses nothing
 }
 
 // add records f, ignoring exact repeats (two handlers with the same finding). An Error finding
-// is also returned as an error for the reporting module's Provision to return.
+// is also returned as an error for the reporting module's Provision to return, except under a
+// check, which lists it with every other finding.
 func (s *findingSet) add(f Finding) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -54,7 +56,7 @@ func (s *findingSet) add(f Finding) error {
 		s.seen[f] = true
 		s.list = append(s.list, f)
 	}
-	if f.Severity == Error {
+	if f.Severity == Error && !s.lint {
 		return errors.New(f.Error())
 	}
 	return nil
