@@ -199,14 +199,18 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 	if err := h.build(app.Env(), false); err != nil {
 		return fmt.Errorf("security_headers: %w", err)
 	}
-	if h.InjectNonce != nil && h.injectMode == csp.Placeholder && !isPlaceholder(h.InjectNonce.Placeholder) {
-		_ = app.Report(Finding{Code: "csp.literal_placeholder", Severity: Warning, Module: "security_headers",
-			Config:  "inject_nonce.placeholder",
-			Message: "the nonce placeholder is written in the configuration: it is a secret (whoever knows it can get a nonce onto an injected tag) and it is kept in the JSON config, the admin API and autosave.json",
-			Fix:     "use a runtime placeholder: inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER}"},
-			Production, Staging)
-	}
-	h.reportFindings(app)
+	// The findings name the handler's place in the JSON config, known once every route is.
+	app.OnValidate(func() {
+		at := handlerConfigPath(ctx, h)
+		if h.InjectNonce != nil && h.injectMode == csp.Placeholder && !isPlaceholder(h.InjectNonce.Placeholder) {
+			_ = app.Report(Finding{Code: "csp.literal_placeholder", Severity: Warning, Module: "security_headers",
+				Config:  optionPath(at, "inject_nonce.placeholder"),
+				Message: "the nonce placeholder is written in the configuration: it is a secret (whoever knows it can get a nonce onto an injected tag) and it is kept in the JSON config, the admin API and autosave.json",
+				Fix:     "use a runtime placeholder: inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER}"},
+				Production, Staging)
+		}
+		h.reportFindings(app, at)
+	})
 	if h.injectMode == csp.Placeholder {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })
 	}

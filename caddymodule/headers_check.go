@@ -16,10 +16,10 @@ import (
 // also proxies: tags mode nonces every script of the page, including one an attacker injected
 // into the upstream's user content; placeholder mode is the one for applications.
 func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
-	for name, srv := range httpServers(ctx) {
+	for _, srv := range httpServers(ctx) {
 		if list := routeListWith(srv.Routes, h); list != nil && h.pageHandlerWhere(list, isModule("http.handlers.reverse_proxy")) {
 			_ = h.app.Report(Finding{Code: "csp.tags_behind_proxy", Severity: Warning, Module: "security_headers",
-				Config:  "apps.http.servers." + name,
+				Config:  optionPath(handlerConfigPath(ctx, h), "inject_nonce"),
 				Message: "inject_nonce tags on a route that proxies: every <script> of the upstream's pages gets the nonce, including one injected into user content",
 				Fix:     "use inject_nonce placeholder {env.CSP_NONCE_PLACEHOLDER} and mark the application's own tags; keep tags for files you serve (file_server)"})
 		}
@@ -32,14 +32,14 @@ func (h *SecurityHeaders) checkTagsBehindProxy(ctx caddy.Context) {
 // placeholder mode (compressed copies of the pages hold the placeholder, and a request for
 // index.html.gz gets them as they are: binary, never redacted).
 func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
-	for name, srv := range httpServers(ctx) {
+	for _, srv := range httpServers(ctx) {
 		list := routeListWith(srv.Routes, h)
 		if list == nil {
 			continue
 		}
 		if h.injectMode == csp.Tags && h.pageHandlerWhere(list, isModule("http.handlers.templates")) {
 			_ = h.app.Report(Finding{Code: "csp.tags_with_templates", Severity: Warning, Module: "security_headers",
-				Config:  "apps.http.servers." + name,
+				Config:  optionPath(handlerConfigPath(ctx, h), "inject_nonce"),
 				Message: "inject_nonce tags on a route that runs templates: a template that writes a request value gives an injected <script> the nonce",
 				Fix:     "use inject_nonce placeholder and write nonce=\"{{placeholder \"http.vars.csp_nonce\"}}\" on the page's own tags (or the placeholder)"})
 		}
@@ -48,7 +48,7 @@ func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
 			return ok && (len(fs.PrecompressedRaw) > 0 || len(fs.PrecompressedOrder) > 0)
 		}) {
 			_ = h.app.Report(Finding{Code: "csp.placeholder_precompressed", Severity: Warning, Module: "security_headers",
-				Config:  "apps.http.servers." + name,
+				Config:  optionPath(handlerConfigPath(ctx, h), "inject_nonce"),
 				Message: "inject_nonce placeholder beside file_server with precompressed: compressed copies of the pages (index.html.gz, .br, .zst) hold the placeholder, and a request for one gets it as it is (compressed bodies cannot be rewritten)",
 				Fix:     "drop precompressed on this route and let an outer encode compress the rewritten pages; keep no compressed copies of pages holding the placeholder under the site's root"})
 		}
@@ -170,6 +170,16 @@ func isModule(id caddy.ModuleID) func(caddyhttp.MiddlewareHandler) bool {
 	}
 }
 
+// optionPath is the place of a handler's option in the JSON config: the handler's path (at,
+// from handlerConfigPath) and the option, or the option alone where the handler was not found
+// (a configuration without an http app).
+func optionPath(at, option string) string {
+	if at == "" {
+		return option
+	}
+	return at + "." + option
+}
+
 // builtPolicy is what build settled: the policy, its mode and HSTS, read by the findings.
 type builtPolicy struct {
 	policy     csp.Policy
@@ -180,10 +190,10 @@ type builtPolicy struct {
 
 // reportFindings records the production findings of the settled headers: each weakens a
 // defence an attacker meets first (HSTS against downgrade, CSP against injected script).
-func (h *SecurityHeaders) reportFindings(app *App) {
+func (h *SecurityHeaders) reportFindings(app *App, at string) {
 	b := h.built
 	report := func(code, config, msg, fix string) {
-		_ = app.Report(Finding{Code: code, Severity: Warning, Module: "security_headers", Config: config, Message: msg, Fix: fix}, Production)
+		_ = app.Report(Finding{Code: code, Severity: Warning, Module: "security_headers", Config: optionPath(at, config), Message: msg, Fix: fix}, Production)
 	}
 	switch {
 	case b.hstsOff:
