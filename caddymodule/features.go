@@ -6,8 +6,8 @@ import (
 )
 
 // features names every feature flag of the `hardening` app and what it switches. A disabled
-// feature's handlers pass requests to the next handler untouched. Flags of modules that have
-// not landed yet are accepted, so a configuration written for the full product keeps working.
+// feature's handlers pass requests to the next handler untouched (security_headers in
+// placeholder mode still redacts its placeholder).
 var features = map[string]string{
 	"rate_limit":       "policy_rate_limit",
 	"security_headers": "security_headers",
