@@ -124,6 +124,11 @@ func TestKubernetesProbesMatchExample(t *testing.T) {
 			if env["HTTP_PORT"] != ports["http"] || env["BIND_ADDR"] != "0.0.0.0" {
 				t.Errorf("%s: HTTP_PORT %q (container port %s), BIND_ADDR %q", file, env["HTTP_PORT"], ports["http"], env["BIND_ADDR"])
 			}
+			// Behind the ingress every client would be its address (one scanner bans them
+			// all), and without a delay SIGTERM refuses connections at once.
+			if env["TRUSTED_PROXIES"] == "" || env["SHUTDOWN_DELAY"] == "" {
+				t.Errorf("%s: TRUSTED_PROXIES %q, SHUTDOWN_DELAY %q: both must be set", file, env["TRUSTED_PROXIES"], env["SHUTDOWN_DELAY"])
+			}
 		}
 	}
 }
@@ -221,6 +226,9 @@ func TestSystemdUnit(t *testing.T) {
 	if !strings.Contains(keys["[Service]ExecStartPre"][0], "hardening check") || keys["[Service]NoNewPrivileges"][0] != "true" {
 		t.Error("the unit must check the configuration before start and run without new privileges")
 	}
+	if strings.Contains(keys["[Service]ExecStart"][0], "--environ") {
+		t.Error("caddy run --environ prints the environment, secrets included, to the journal")
+	}
 }
 
 // TestEnvExample: every variable Caddyfile.example reads ({$VAR} and {env.VAR}) is listed in
@@ -234,8 +242,12 @@ func TestEnvExample(t *testing.T) {
 	}
 	listed := map[string]bool{}
 	for _, line := range strings.Split(read(t, "../.env.example"), "\n") {
-		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(strings.TrimSpace(line), "#") {
 			listed[strings.TrimSpace(k)] = true
+			// caddy run --envfile refuses a trailing comment; Docker and systemd keep it.
+			if strings.Contains(v, "#") {
+				t.Errorf(".env.example: %s has a comment in its value", k)
+			}
 		}
 	}
 	for v := range used {
