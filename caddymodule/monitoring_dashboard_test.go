@@ -691,3 +691,40 @@ func TestDashboardReloadsWhileSampling(t *testing.T) {
 		t.Fatalf("after the reloads: %d dependencies", len(doc.Dependencies))
 	}
 }
+
+// TestDashboardRecordsAfterFailedReload: a reload whose http app fails to start (its port is
+// in use) leaves the running configuration recorded. Caddy starts apps in map order, so in
+// some of the loads our app started, then was cleaned up with the failed configuration.
+func TestDashboardRecordsAfterFailedReload(t *testing.T) {
+	fastDashboard(t)
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_failed_reload", "", "api_keys "+digest)
+	c := testcaddy.StartCaddy(t, cf)
+	waitSampled(t, addr, key)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := cf + fmt.Sprintf("http://%[1]s {\n\tbind 127.0.0.1\n\trespond \"never\"\n}\n", busy.Addr())
+	// 16 loads: that our app never started first is a chance of about 1 in 65,000.
+	for i := 0; i < 16; i++ {
+		if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("load %d: %v, want address already in use", i, err)
+		}
+	}
+	traverser := "192.0.2.44"
+	if got := sendAs(t, addr, traverser, "/static/../../etc/passwd"); got != http.StatusBadRequest {
+		t.Fatalf("traversal: %d", got)
+	}
+	dot := map[string]string{"reason": "dot_segment"}
+	waitFor(t, "the traversal in the totals (as /metrics) and the events", func() bool {
+		doc := dashData(t, addr, key, "")
+		prom := promSeries(t, call(t, "GET", "http://"+addr+"/metrics", "").body, "caddy_hardening_path_blocked_total")
+		event := false
+		for _, e := range doc.Events {
+			event = event || (e.Event == EventPathBlocked && e.ClientIP == traverser)
+		}
+		return event && totalOf(prom, dot) >= 1 && totalOf(doc.Totals.PathBlocked, dot) == totalOf(prom, dot)
+	})
+}
