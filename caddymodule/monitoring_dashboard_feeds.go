@@ -192,7 +192,7 @@ func recordDashboardEvent(a *App, r *http.Request, level zapcore.Level, name str
 		return
 	}
 	now := time.Now()
-	if !e.events.Admit(now) {
+	if !e.events.Admit(name, now) {
 		return
 	}
 	ev := dashboard.Event{Time: now.UTC(), Event: name, Level: level.String()}

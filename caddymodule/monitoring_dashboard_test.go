@@ -728,3 +728,39 @@ func TestDashboardRecordsAfterFailedReload(t *testing.T) {
 		return event && totalOf(prom, dot) >= 1 && totalOf(doc.Totals.PathBlocked, dot) == totalOf(prom, dot)
 	})
 }
+
+// TestDashboardCSPFloodKeepsOtherEvents: CSP reports, which anyone may send 100 to a POST,
+// neither use up the events' admission nor push the other events out of the table.
+func TestDashboardCSPFloodKeepsOtherEvents(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_csp_flood", "", "api_keys "+digest)
+	cf = strings.Replace(cf, "\thandle {\n", "\thandle /csp {\n\t\tcsp_report /csp\n\t}\n\thandle {\n", 1)
+	testcaddy.StartCaddy(t, cf)
+	var batch []string
+	for i := 0; i < 100; i++ {
+		batch = append(batch, fmt.Sprintf(`{"type": "csp-violation", "body": {"documentURL": "https://a.example/%d", "effectiveDirective": "script-src-elem", "disposition": "enforce"}}`, i))
+	}
+	flood := func() {
+		for i := 0; i < 5; i++ {
+			if resp, body := postReport(t, "http://"+addr+"/csp", "application/reports+json", "["+strings.Join(batch, ",")+"]"); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("reports: %d %s", resp.StatusCode, body)
+			}
+		}
+	}
+	traverser := "192.0.2.45"
+	flood()
+	if got := sendAs(t, addr, traverser, "/static/../../etc/passwd"); got != http.StatusBadRequest {
+		t.Fatalf("traversal: %d", got)
+	}
+	flood()
+	doc := dashData(t, addr, key, "")
+	names := map[string]int{}
+	blocked := false
+	for _, e := range doc.Events {
+		names[e.Event]++
+		blocked = blocked || (e.Event == EventPathBlocked && e.ClientIP == traverser)
+	}
+	if !blocked || names[EventCSPViolation] == 0 || len(doc.Events) > dashboard.MaxEvents {
+		t.Fatalf("events after the CSP flood: %v; the path_blocked of %s is missing", names, traverser)
+	}
+}

@@ -103,15 +103,89 @@ func TestEventsAdmission(t *testing.T) {
 	var e Events
 	n := 0
 	for i := 0; i < 1000; i++ {
-		if e.Admit(t0) {
+		if e.Admit("csp_violation", t0) {
 			n++
 		}
 	}
 	if n != eventBurst {
 		t.Fatalf("admitted %d at once, want the burst %d", n, eventBurst)
 	}
-	if !e.Admit(t0.Add(time.Second)) {
+	// Each name has its own budget: the flood of one does not keep another out.
+	if !e.Admit("path_blocked", t0) {
+		t.Fatal("path_blocked refused after a csp_violation flood")
+	}
+	if !e.Admit("csp_violation", t0.Add(time.Second)) {
 		t.Fatal("no event admitted a second later")
+	}
+	// The buckets stay bounded whatever names come.
+	for i := 0; i < 1000; i++ {
+		e.Admit(fmt.Sprint("name", i), t0)
+	}
+	if len(e.buckets) > maxAdmitNames+1 {
+		t.Fatalf("%d admission buckets, bound %d", len(e.buckets), maxAdmitNames+1)
+	}
+}
+
+// TestEventsFloodKeepsOtherNames: a flood of one name (CSP reports anyone may send) evicts its
+// own events; the few events of the other names stay in the ring.
+func TestEventsFloodKeepsOtherNames(t *testing.T) {
+	var e Events
+	at := t0
+	add := func(name string) {
+		at = at.Add(time.Millisecond)
+		e.Add(Event{Time: at, Event: name})
+	}
+	for i := 0; i < 10; i++ {
+		add("path_blocked")
+		for j := 0; j < 100; j++ {
+			add("csp_violation")
+		}
+	}
+	add("ip_reclassified")
+	for j := 0; j < 1000; j++ {
+		add("csp_violation")
+	}
+	got := e.Last()
+	if len(got) != MaxEvents {
+		t.Fatalf("%d events kept, bound %d", len(got), MaxEvents)
+	}
+	names := map[string]int{}
+	for i, ev := range got {
+		names[ev.Event]++
+		if i > 0 && ev.Time.After(got[i-1].Time) {
+			t.Fatalf("not newest first at %d", i)
+		}
+	}
+	if names["path_blocked"] != 10 || names["ip_reclassified"] != 1 || names["csp_violation"] != 89 {
+		t.Fatalf("kept %v; want every path_blocked and ip_reclassified", names)
+	}
+	if !got[0].Time.Equal(at) {
+		t.Fatalf("the newest event is not first: %v", got[0].Time)
+	}
+	// A name as numerous as the flood is evicted oldest first like any other.
+	for j := 0; j < 200; j++ {
+		add("path_blocked")
+	}
+	names = map[string]int{}
+	for _, ev := range e.Last() {
+		names[ev.Event]++
+	}
+	if names["path_blocked"] != 50 || names["csp_violation"] != 49 || names["ip_reclassified"] != 1 {
+		t.Fatalf("after a second flood: %v", names)
+	}
+}
+
+// TestMergeEventsKeepsOtherNames: merging instances keeps the names one instance's flood
+// would push out.
+func TestMergeEventsKeepsOtherNames(t *testing.T) {
+	var a, b []Event
+	for i := 0; i < MaxEvents; i++ {
+		a = append(a, Event{Time: t0.Add(time.Duration(MaxEvents-i) * time.Second), Event: "csp_violation"})
+	}
+	b = append(b, Event{Time: t0, Event: "path_blocked"})
+	got := mergeEvents([]Document{{Instance: "a", Events: a}, {Instance: "b", Events: b}})
+	if len(got) != MaxEvents || got[len(got)-1].Event != "path_blocked" || got[len(got)-1].Instance != "b" {
+		t.Fatalf("merged %d events, oldest %+v", len(got), got[len(got)-1])
 	}
 }
 
@@ -162,7 +236,7 @@ func BenchmarkEventsAdd(b *testing.B) {
 	ev := Event{Time: t0, Event: "path_blocked", URI: "/../etc/passwd", Fields: map[string]string{"reason": "traversal"}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if e.Admit(t0) {
+		if e.Admit(ev.Event, t0) {
 			e.Add(ev)
 		}
 	}
