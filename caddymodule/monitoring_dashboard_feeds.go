@@ -106,7 +106,7 @@ func (f *dashFeeds) local(e *dashEntry, res dashboard.Resolution, now time.Time)
 	e.rec.Window(res, end).Fill(&doc)
 	doc.Current = f.current()
 	doc.TopLimited = e.top.Top(dashboard.TopShown, displayKey)
-	doc.Suspicious = f.suspicious(now)
+	doc.Suspicious, doc.SuspiciousCount = f.suspicious(now)
 	doc.Events = e.events.Last()
 	return doc
 }
@@ -164,24 +164,29 @@ func (f *dashFeeds) current() dashboard.Current {
 	return c
 }
 
-// dashMaxDetections bounds the detections read to pick the top ones by score.
-const dashMaxDetections = 1000
-
-func (f *dashFeeds) suspicious(now time.Time) []dashboard.Suspicious {
+// suspicious is the MaxSuspicious detections with the highest scores (then the latest ends),
+// picked from all of them, and how many there are.
+func (f *dashFeeds) suspicious(now time.Time) ([]dashboard.Suspicious, int) {
 	out := []dashboard.Suspicious{}
 	det := f.detector
 	if det == nil {
-		return out
+		return out, 0
 	}
+	top, n := det.TopDetections(dashboard.MaxSuspicious, func(a, b ipclass.Detection) bool {
+		if a.Score != b.Score {
+			return a.Score > b.Score
+		}
+		if !a.Until.Equal(b.Until) {
+			return a.Until.After(b.Until)
+		}
+		return a.Addr.Less(b.Addr)
+	})
 	admin := "http://" + caddy.DefaultAdminListen
-	for _, d := range det.Detections(dashMaxDetections) {
+	for _, d := range top {
 		out = append(out, dashboard.NewSuspicious(det.ClientString(d.Addr), d.Score, d.Signal.String(), d.Until, d.Shadow, now, admin))
 	}
 	dashboard.SortSuspicious(out)
-	if len(out) > dashboard.MaxSuspicious {
-		out = out[:dashboard.MaxSuspicious]
-	}
-	return out
+	return out, n
 }
 
 // recordDashboardEvent puts a security event in the dashboard's ring (rate-bounded; nothing

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/swarmsec/caddy-hardening/dashboard"
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
 // fastDashboard makes the recorder sample every 100 ms for this test (the buckets stay 5 s).
@@ -762,5 +764,41 @@ func TestDashboardCSPFloodKeepsOtherEvents(t *testing.T) {
 	}
 	if !blocked || names[EventCSPViolation] == 0 || len(doc.Events) > dashboard.MaxEvents {
 		t.Fatalf("events after the CSP flood: %v; the path_blocked of %s is missing", names, traverser)
+	}
+}
+
+// TestDashboardSuspiciousAreTheTopScores: among 20,000 bans (no score), the clients that probes
+// made suspicious (a score) are in the table, picked from every detection; the card's count is
+// every detection, not the table's rows.
+func TestDashboardSuspiciousAreTheTopScores(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_top_scores", "", "api_keys "+digest)
+	testcaddy.StartCaddy(t, cf)
+	det := activeApp(t).detector()
+	until := time.Now().Add(time.Hour)
+	const bans = 20_000
+	for i := 0; i < bans; i++ {
+		det.Ban(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), until, ipclass.SignalManual)
+	}
+	probers := []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"}
+	for _, p := range probers {
+		sendAs(t, addr, p, "/.env")
+		sendAs(t, addr, p, "/.git/config")
+	}
+	doc := dashData(t, addr, key, "")
+	rows := map[string]dashboard.Suspicious{}
+	for _, s := range doc.Suspicious {
+		rows[s.IP] = s
+	}
+	for _, p := range probers {
+		if s, ok := rows[p]; !ok || s.Signal != "probe" || s.Score <= 0 {
+			t.Fatalf("prober %s not in the table (%d rows, first %+v)", p, len(doc.Suspicious), doc.Suspicious[0])
+		}
+	}
+	if len(doc.Suspicious) != dashboard.MaxSuspicious || doc.Suspicious[0].Score < doc.Suspicious[len(probers)].Score {
+		t.Fatalf("%d rows, not by score: %+v", len(doc.Suspicious), doc.Suspicious)
+	}
+	if doc.SuspiciousCount != bans+len(probers) {
+		t.Fatalf("suspicious_count %d, want %d", doc.SuspiciousCount, bans+len(probers))
 	}
 }

@@ -192,6 +192,10 @@ func Merge(local Document, others []Document) Document {
 	out.Current = mergeCurrent(docs)
 	out.TopLimited = mergeTop(docs)
 	out.Suspicious = mergeSuspicious(docs)
+	out.SuspiciousCount = len(out.Suspicious)
+	for _, d := range docs {
+		out.SuspiciousCount = max(out.SuspiciousCount, d.SuspiciousCount)
+	}
 	out.Events = mergeEvents(docs)
 	return out
 }
