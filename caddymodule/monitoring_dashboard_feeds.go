@@ -2,11 +2,8 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -105,20 +102,10 @@ func (f *dashFeeds) local(e *dashEntry, res dashboard.Resolution, now time.Time)
 	}
 	e.rec.Window(res, end).Fill(&doc)
 	doc.Current = f.current()
-	doc.TopLimited = e.top.Top(dashboard.TopShown, displayKey)
+	doc.TopLimited = e.top.Top(dashboard.TopShown)
 	doc.Suspicious, doc.SuspiciousCount = f.suspicious(now)
 	doc.Events = e.events.Last()
 	return doc
-}
-
-// displayKey shows an IP key as it is and any other key as a digest: a key may be a
-// credential (an API key), which the page must not show.
-func displayKey(_, key string) string {
-	if _, err := netip.ParseAddr(key); err == nil {
-		return key
-	}
-	sum := sha256.Sum256([]byte(key))
-	return "sha256:" + hex.EncodeToString(sum[:8])
 }
 
 // dashCurrent is the state now: the health verdict and what degrades the edge.
@@ -228,9 +215,10 @@ func eventValue(v any) string {
 	return fmt.Sprint(v)
 }
 
-// recordRefusal counts a refused key for the dashboard's top limited keys.
-func recordRefusal(policy, key string) {
+// recordRefusal counts a refused key for the dashboard's top limited keys; clientIP says
+// whether the key is the client IP (shown as it is) or another key (shown as a digest).
+func recordRefusal(policy, key string, clientIP bool) {
 	if e := currentDash.Load(); e != nil {
-		e.top.Add(policy, key)
+		e.top.Add(policy, key, clientIP)
 	}
 }

@@ -802,3 +802,35 @@ func TestDashboardSuspiciousAreTheTopScores(t *testing.T) {
 		t.Fatalf("suspicious_count %d, want %d", doc.SuspiciousCount, bans+len(probers))
 	}
 }
+
+// TestDashboardTopKeysShowClientIPs: the top limited keys show a client IP key as the rate
+// limiter names it (an IPv6 client by its /64, the @<ip> fallback of an empty template) and
+// any other key as a digest, even one that reads as an address.
+func TestDashboardTopKeysShowClientIPs(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_ip_keys", "policy dash_keyed {\nlimit 2/1h\nkey {header.X-Key}\n}", "api_keys "+digest)
+	cf = strings.Replace(cf, "\thandle {\n", "\thandle /keyed {\n\t\tpolicy_rate_limit dash_keyed\n\t\trespond \"keyed\"\n\t}\n\thandle {\n", 1)
+	testcaddy.StartCaddy(t, cf)
+	zoned := "fe80::1%<img src=x onerror=alert(8)>"
+	for i := 0; i < 3; i++ {
+		sendAs(t, addr, "2001:db8:1:2::5", "/")
+		rawGet(t, addr, "/keyed", "X-Forwarded-For: 192.0.2.9")
+		rawGet(t, addr, "/keyed", "X-Forwarded-For: 192.0.2.10", "X-Key: "+zoned)
+	}
+	shown := map[string]string{}
+	for _, l := range dashData(t, addr, key, "").TopLimited {
+		shown[l.Key] = l.Policy
+	}
+	for k, policy := range map[string]string{
+		"2001:db8:1:2::/64":              "dash_ip_keys",
+		"@192.0.2.9":                     "dash_keyed",
+		dashboard.ShownKey(zoned, false): "dash_keyed",
+	} {
+		if shown[k] != policy {
+			t.Fatalf("%q (%s) not in the top keys %v", k, policy, shown)
+		}
+	}
+	if !strings.HasPrefix(dashboard.ShownKey(zoned, false), "sha256:") {
+		t.Fatal("a header value shown as it is")
+	}
+}

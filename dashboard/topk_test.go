@@ -2,29 +2,29 @@ package dashboard
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-func show(_, key string) string { return key }
-
 func TestTopKFindsHeavyKeysAmongNoise(t *testing.T) {
 	k := NewTopK()
 	for i := 0; i < 100_000; i++ {
-		k.Add("api", "noise-"+strconv.Itoa(i)) // each seen once
+		k.Add("api", "noise-"+strconv.Itoa(i), false) // each seen once
 		if i%10 == 0 {
-			k.Add("api", "203.0.113.9")
+			k.Add("api", "203.0.113.9", true)
 		}
 		if i%25 == 0 {
-			k.Add("login", "198.51.100.7")
+			k.Add("login", "198.51.100.7", true)
 		}
 	}
 	if k.Len() != TopTracked {
 		t.Fatalf("tracks %d keys, bound %d", k.Len(), TopTracked)
 	}
-	top := k.Top(TopShown, show)
+	top := k.Top(TopShown)
 	if len(top) != TopShown {
 		t.Fatalf("%d rows shown", len(top))
 	}
@@ -33,19 +33,63 @@ func TestTopKFindsHeavyKeysAmongNoise(t *testing.T) {
 	}
 }
 
+// TestTopKKeepsBoundedKeys: the table keeps what it shows, never the raw key: a client IP key
+// as it is (clipped), any other as a digest, so no credential is kept or shown and an entry's
+// memory does not grow with the header size the server allows.
+func TestTopKKeepsBoundedKeys(t *testing.T) {
+	k := NewTopK()
+	k.Add("ip", "2001:db8:1:2::/64", true)
+	k.Add("ip", "@192.0.2.7", true)
+	k.Add("keyed", "fe80::1%<img src=x onerror=alert(8)>", false)
+	k.Add("keyed", "mon_secret-api-key", false)
+	shown := map[string]bool{}
+	for _, l := range k.Top(10) {
+		shown[l.Key] = true
+	}
+	for _, want := range []string{"2001:db8:1:2::/64", "@192.0.2.7", ShownKey("fe80::1%<img src=x onerror=alert(8)>", false), ShownKey("mon_secret-api-key", false)} {
+		if !shown[want] {
+			t.Fatalf("%q not shown in %v", want, shown)
+		}
+	}
+	if d := ShownKey("mon_secret-api-key", false); len(d) != len("sha256:")+16 || !strings.HasPrefix(d, "sha256:") {
+		t.Fatalf("digest %q", d)
+	}
+
+	// 4 × TopTracked keys of 1 MiB each: after a GC the table holds far less than one of them.
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	big := NewTopK()
+	for i := 0; i < 4*TopTracked; i++ {
+		key := strings.Repeat(strconv.Itoa(i%10), 1<<20)
+		big.Add("keyed", key, i%2 == 0)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Fatalf("the table holds %d bytes for %d entries", grew, big.Len())
+	}
+	for _, l := range big.Top(TopTracked) {
+		if len(l.Key) > maxShownKey {
+			t.Fatalf("a key of %d bytes kept", len(l.Key))
+		}
+	}
+	runtime.KeepAlive(big)
+}
+
 func TestTopKDecay(t *testing.T) {
 	k := NewTopK()
 	for i := 0; i < 8; i++ {
-		k.Add("api", "a")
+		k.Add("api", "a", true)
 	}
-	k.Add("api", "b")
+	k.Add("api", "b", true)
 	k.Decay()
-	top := k.Top(10, show)
+	top := k.Top(10)
 	if len(top) != 1 || top[0].Key != "a" || top[0].Count != 4 || k.Len() != 1 {
 		t.Fatalf("after decay: %+v", top)
 	}
-	k.Add("api", "a")
-	if top := k.Top(10, show); top[0].Count != 5 {
+	k.Add("api", "a", true)
+	if top := k.Top(10); top[0].Count != 5 {
 		t.Fatalf("the index is stale after decay: %+v", top)
 	}
 }
@@ -58,12 +102,12 @@ func TestTopKConcurrentAddNeverBlocks(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 20_000; i++ {
-				k.Add("api", "hot")
+				k.Add("api", "hot", true)
 			}
 		}()
 	}
 	wg.Wait()
-	top := k.Top(1, show)
+	top := k.Top(1)
 	if got := top[0].Count + k.Skipped(); got != 160_000 {
 		t.Fatalf("counted %d + skipped %d = %d, want 160000", top[0].Count, k.Skipped(), got)
 	}
@@ -206,7 +250,7 @@ func BenchmarkTopKAdd(b *testing.B) {
 		k := NewTopK()
 		b.ReportAllocs()
 		for b.Loop() {
-			k.Add("api", "203.0.113.9")
+			k.Add("api", "203.0.113.9", true)
 		}
 	})
 	b.Run("churn", func(b *testing.B) {
@@ -214,7 +258,7 @@ func BenchmarkTopKAdd(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			k.Add("api", keys[i&4095])
+			k.Add("api", keys[i&4095], true)
 			i++
 		}
 	})
@@ -224,7 +268,7 @@ func BenchmarkTopKAdd(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			i := 0
 			for pb.Next() {
-				k.Add("api", keys[i&63])
+				k.Add("api", keys[i&63], true)
 				i++
 			}
 		})
