@@ -834,3 +834,53 @@ func TestDashboardTopKeysShowClientIPs(t *testing.T) {
 		t.Fatal("a header value shown as it is")
 	}
 }
+
+// TestDashboardCSPReportHiddenCharacters: a report's bidi override is shown escaped on the
+// dashboard (it would show "\u202egnp.exe" as "exe.png"), and a field cut to its bound is
+// cut between characters, so the log shows no U+FFFD.
+func TestDashboardCSPReportHiddenCharacters(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_csp_bidi", "", "api_keys "+digest)
+	cf = strings.Replace(cf, "\thandle {\n", "\thandle /csp {\n\t\tcsp_report /csp\n\t}\n\thandle {\n", 1)
+	c := testcaddy.StartCaddy(t, cf)
+	sample := strings.Repeat("a", 127) + "é" // 129 bytes: the bound, 128, is inside é
+	body := fmt.Sprintf(`[{"type": "csp-violation", "body": {"documentURL": "https://shop.example/admin/\u202egnp.exe",
+		"effectiveDirective": "script-src-elem", "disposition": "enforce", "sample": %q}}]`, sample)
+	if resp, b := postReport(t, "http://"+addr+"/csp", "application/reports+json", body); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("report: %d %s", resp.StatusCode, b)
+	}
+	var ev *dashboard.Event
+	for _, e := range dashData(t, addr, key, "").Events {
+		if e.Event == EventCSPViolation {
+			ev = &e
+			break
+		}
+	}
+	if ev == nil || ev.Fields["document_uri"] != `https://shop.example/admin/\u202Egnp.exe` || ev.Fields["sample"] != strings.Repeat("a", 127) {
+		t.Fatalf("dashboard event: %+v", ev)
+	}
+	logged := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Logger() == securityLoggerName && e.Msg() == EventCSPViolation })
+	if len(logged) != 1 || logged[0].Str("sample") != strings.Repeat("a", 127) {
+		t.Fatalf("logged: %v", logged)
+	}
+}
+
+func TestTruncateKeepsCharacters(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"},
+		{"abcé", 4, "abc"},                          // é is 2 bytes: not split
+		{"ab€", 4, "ab"},                            // € is 3 bytes
+		{"a😀", 4, "a"},                              // 4 bytes
+		{"ab\xe9cd", 3, "ab\xe9"},                   // a byte that is not UTF-8 is cut like any
+		{"\x80\x80\x80\x80\x80", 3, "\x80\x80\x80"}, // stray continuation bytes: no walk back
+		{"abé", 2, "ab"},
+	} {
+		if got := truncate(c.in, c.n); got != c.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
+	}
+}

@@ -1,8 +1,12 @@
 package dashboard
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Bounds of one recorded event: an attacker chooses the URI and some field values.
@@ -81,21 +85,21 @@ func (e *Events) Admit(name string, now time.Time) bool {
 	return true
 }
 
-// Add puts ev in the ring, bounding its fields.
+// Add puts ev in the ring, bounding its fields and making their hidden characters visible.
 func (e *Events) Add(ev Event) {
-	ev.Event = clip(ev.Event, maxShortField)
-	ev.Level = clip(ev.Level, maxShortField)
-	ev.ClientIP = clip(ev.ClientIP, maxShortField)
-	ev.IPClass = clip(ev.IPClass, maxShortField)
-	ev.Instance = clip(ev.Instance, maxShortField)
-	ev.URI = clip(ev.URI, MaxEventURI)
+	ev.Event = clip(Visible(ev.Event), maxShortField)
+	ev.Level = clip(Visible(ev.Level), maxShortField)
+	ev.ClientIP = clip(Visible(ev.ClientIP), maxShortField)
+	ev.IPClass = clip(Visible(ev.IPClass), maxShortField)
+	ev.Instance = clip(Visible(ev.Instance), maxShortField)
+	ev.URI = clip(Visible(ev.URI), MaxEventURI)
 	if len(ev.Fields) > 0 {
 		f := make(map[string]string, min(len(ev.Fields), MaxEventFields))
 		for k, v := range ev.Fields {
 			if len(f) == MaxEventFields {
 				break
 			}
-			f[clip(k, maxFieldKey)] = clip(v, maxFieldValue)
+			f[clip(Visible(k), maxFieldKey)] = clip(Visible(v), maxFieldValue)
 		}
 		ev.Fields = f
 	}
@@ -155,6 +159,52 @@ func (e *Events) Last() []Event {
 		out[len(out)-1-i] = ev
 	}
 	return out
+}
+
+// Visible writes as \uXXXX (\UXXXXXXXX past U+FFFF) the characters that change how the
+// text around them reads instead of being read themselves: format characters (bidi overrides
+// and isolates such as U+202E, which shows "\u202egnp.exe" as "exe.png"; zero-width ones),
+// control characters and line or paragraph separators. Clients write much of an event (a URI,
+// a CSP report's fields): the dashboard shows what they sent. Other text is returned as is,
+// without allocating.
+func Visible(s string) string {
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				break
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if hidden(r) {
+			break
+		}
+		i += n
+	}
+	if i == len(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 10)
+	b.WriteString(s[:i])
+	for _, r := range s[i:] {
+		switch {
+		case !hidden(r):
+			b.WriteRune(r)
+		case r > 0xFFFF:
+			fmt.Fprintf(&b, `\U%08X`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		}
+	}
+	return b.String()
+}
+
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // clip cuts s to at most n bytes, on a UTF-8 boundary.

@@ -51,6 +51,7 @@ const maxShownKey = 64
 // is the client's choice. Either way an entry's memory is bounded.
 func ShownKey(key string, clientIP bool) string {
 	if clientIP {
+		key = Visible(key) // a zone (fe80::1%...) is text a trusted proxy passed on
 		if len(key) > maxShownKey {
 			return strings.Clone(clip(key, maxShownKey)) // not a slice that keeps the whole key
 		}

@@ -285,3 +285,26 @@ func BenchmarkEventsAdd(b *testing.B) {
 		}
 	}
 }
+
+// TestEventsShowHiddenCharacters: bidi controls, zero-width and control characters a client
+// wrote into an event are shown escaped; other text, accents included, as it is.
+func TestEventsShowHiddenCharacters(t *testing.T) {
+	var e Events
+	e.Add(Event{Time: t0, Event: "csp_violation", URI: "/caf\u00e9?a=\u2066x\u2069",
+		Fields: map[string]string{"document_uri": "https://shop.example/admin/\u202egnp.exe", "sample": "a\u200bb\nc\U000E0041", "k\u202e": "v"}})
+	got := e.Last()[0]
+	for k, want := range map[string]string{"document_uri": `https://shop.example/admin/\u202Egnp.exe`, "sample": `a\u200Bb\u000Ac\U000E0041`, `k\u202E`: "v"} {
+		if got.Fields[k] != want {
+			t.Errorf("field %q = %q, want %q", k, got.Fields[k], want)
+		}
+	}
+	if got.URI != `/café?a=\u2066x\u2069` {
+		t.Errorf("uri %q", got.URI)
+	}
+	if s := "203.0.113.9 café"; Visible(s) != s {
+		t.Errorf("plain text changed: %q", Visible(s))
+	}
+	if k := ShownKey("fe80::1%\u202eeth0", true); k != `fe80::1%\u202Eeth0` {
+		t.Errorf("shown key %q", k)
+	}
+}
