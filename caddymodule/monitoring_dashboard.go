@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,8 +55,11 @@ type dashEntry struct {
 	events   dashboard.Events
 	instance string
 
-	// src is the newest started configuration's feeds.
+	// src is the newest started configuration's feeds; live the feeds of every started
+	// configuration not cleaned up yet, oldest first (see publish and withdraw).
 	src     atomic.Pointer[dashFeeds]
+	liveMu  sync.Mutex
+	live    []*dashFeeds
 	once    sync.Once
 	started atomic.Bool
 	stop    chan struct{}
@@ -152,10 +156,33 @@ func (m *Monitoring) provisionDashboard() error {
 	m.app.OnStart(func() {
 		f := m.feeds()
 		m.started.Store(f)
-		e.src.Store(f)
+		e.publish(f)
 		e.start()
 	})
 	return nil
+}
+
+// publish makes f, a configuration that starts, the one the sampler reads.
+func (e *dashEntry) publish(f *dashFeeds) {
+	e.liveMu.Lock()
+	defer e.liveMu.Unlock()
+	e.live = append(e.live, f)
+	e.src.Store(f)
+}
+
+// withdraw forgets f, whose configuration is cleaned up, and points the sampler back at the
+// newest configuration still alive. Caddy starts apps in map order: when another app of a
+// new configuration fails to start after ours did, that configuration is cleaned up and the
+// one before it keeps running, so it must keep being recorded.
+func (e *dashEntry) withdraw(f *dashFeeds) {
+	e.liveMu.Lock()
+	defer e.liveMu.Unlock()
+	e.live = slices.DeleteFunc(e.live, func(g *dashFeeds) bool { return g == f })
+	var cur *dashFeeds
+	if n := len(e.live); n > 0 {
+		cur = e.live[n-1]
+	}
+	e.src.Store(cur)
 }
 
 // releaseDashboard leaves the entry; the last configuration to leave stops the sampler.
@@ -164,7 +191,7 @@ func (m *Monitoring) releaseDashboard() {
 		return
 	}
 	if f := m.started.Load(); f != nil {
-		m.dash.src.CompareAndSwap(f, nil)
+		m.dash.withdraw(f)
 	}
 	// m.dash stays: a request of this configuration may still be answered beside its Cleanup.
 	_, _ = dashPool.Delete("dashboard")

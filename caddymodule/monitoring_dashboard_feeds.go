@@ -2,11 +2,8 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -105,20 +102,10 @@ func (f *dashFeeds) local(e *dashEntry, res dashboard.Resolution, now time.Time)
 	}
 	e.rec.Window(res, end).Fill(&doc)
 	doc.Current = f.current()
-	doc.TopLimited = e.top.Top(dashboard.TopShown, displayKey)
-	doc.Suspicious = f.suspicious(now)
+	doc.TopLimited = e.top.Top(dashboard.TopShown)
+	doc.Suspicious, doc.SuspiciousCount = f.suspicious(now)
 	doc.Events = e.events.Last()
 	return doc
-}
-
-// displayKey shows an IP key as it is and any other key as a digest: a key may be a
-// credential (an API key), which the page must not show.
-func displayKey(_, key string) string {
-	if _, err := netip.ParseAddr(key); err == nil {
-		return key
-	}
-	sum := sha256.Sum256([]byte(key))
-	return "sha256:" + hex.EncodeToString(sum[:8])
 }
 
 // dashCurrent is the state now: the health verdict and what degrades the edge.
@@ -164,24 +151,29 @@ func (f *dashFeeds) current() dashboard.Current {
 	return c
 }
 
-// dashMaxDetections bounds the detections read to pick the top ones by score.
-const dashMaxDetections = 1000
-
-func (f *dashFeeds) suspicious(now time.Time) []dashboard.Suspicious {
+// suspicious is the MaxSuspicious detections with the highest scores (then the latest ends),
+// picked from all of them, and how many there are.
+func (f *dashFeeds) suspicious(now time.Time) ([]dashboard.Suspicious, int) {
 	out := []dashboard.Suspicious{}
 	det := f.detector
 	if det == nil {
-		return out
+		return out, 0
 	}
+	top, n := det.TopDetections(dashboard.MaxSuspicious, func(a, b ipclass.Detection) bool {
+		if a.Score != b.Score {
+			return a.Score > b.Score
+		}
+		if !a.Until.Equal(b.Until) {
+			return a.Until.After(b.Until)
+		}
+		return a.Addr.Less(b.Addr)
+	})
 	admin := "http://" + caddy.DefaultAdminListen
-	for _, d := range det.Detections(dashMaxDetections) {
+	for _, d := range top {
 		out = append(out, dashboard.NewSuspicious(det.ClientString(d.Addr), d.Score, d.Signal.String(), d.Until, d.Shadow, now, admin))
 	}
 	dashboard.SortSuspicious(out)
-	if len(out) > dashboard.MaxSuspicious {
-		out = out[:dashboard.MaxSuspicious]
-	}
-	return out
+	return out, n
 }
 
 // recordDashboardEvent puts a security event in the dashboard's ring (rate-bounded; nothing
@@ -192,7 +184,7 @@ func recordDashboardEvent(a *App, r *http.Request, level zapcore.Level, name str
 		return
 	}
 	now := time.Now()
-	if !e.events.Admit(now) {
+	if !e.events.Admit(name, now) {
 		return
 	}
 	ev := dashboard.Event{Time: now.UTC(), Event: name, Level: level.String()}
@@ -223,9 +215,10 @@ func eventValue(v any) string {
 	return fmt.Sprint(v)
 }
 
-// recordRefusal counts a refused key for the dashboard's top limited keys.
-func recordRefusal(policy, key string) {
+// recordRefusal counts a refused key for the dashboard's top limited keys; clientIP says
+// whether the key is the client IP (shown as it is) or another key (shown as a digest).
+func recordRefusal(policy, key string, clientIP bool) {
 	if e := currentDash.Load(); e != nil {
-		e.top.Add(policy, key)
+		e.top.Add(policy, key, clientIP)
 	}
 }

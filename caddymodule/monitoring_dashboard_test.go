@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/swarmsec/caddy-hardening/dashboard"
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
 // fastDashboard makes the recorder sample every 100 ms for this test (the buckets stay 5 s).
@@ -689,5 +691,196 @@ func TestDashboardReloadsWhileSampling(t *testing.T) {
 	<-done
 	if doc := dashData(t, addr, key, ""); len(doc.Dependencies) != 1 {
 		t.Fatalf("after the reloads: %d dependencies", len(doc.Dependencies))
+	}
+}
+
+// TestDashboardRecordsAfterFailedReload: a reload whose http app fails to start (its port is
+// in use) leaves the running configuration recorded. Caddy starts apps in map order, so in
+// some of the loads our app started, then was cleaned up with the failed configuration.
+func TestDashboardRecordsAfterFailedReload(t *testing.T) {
+	fastDashboard(t)
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_failed_reload", "", "api_keys "+digest)
+	c := testcaddy.StartCaddy(t, cf)
+	waitSampled(t, addr, key)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := cf + fmt.Sprintf("http://%[1]s {\n\tbind 127.0.0.1\n\trespond \"never\"\n}\n", busy.Addr())
+	// 16 loads: that our app never started first is a chance of about 1 in 65,000.
+	for i := 0; i < 16; i++ {
+		if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("load %d: %v, want address already in use", i, err)
+		}
+	}
+	traverser := "192.0.2.44"
+	if got := sendAs(t, addr, traverser, "/static/../../etc/passwd"); got != http.StatusBadRequest {
+		t.Fatalf("traversal: %d", got)
+	}
+	dot := map[string]string{"reason": "dot_segment"}
+	waitFor(t, "the traversal in the totals (as /metrics) and the events", func() bool {
+		doc := dashData(t, addr, key, "")
+		prom := promSeries(t, call(t, "GET", "http://"+addr+"/metrics", "").body, "caddy_hardening_path_blocked_total")
+		event := false
+		for _, e := range doc.Events {
+			event = event || (e.Event == EventPathBlocked && e.ClientIP == traverser)
+		}
+		return event && totalOf(prom, dot) >= 1 && totalOf(doc.Totals.PathBlocked, dot) == totalOf(prom, dot)
+	})
+}
+
+// TestDashboardCSPFloodKeepsOtherEvents: CSP reports, which anyone may send 100 to a POST,
+// neither use up the events' admission nor push the other events out of the table.
+func TestDashboardCSPFloodKeepsOtherEvents(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_csp_flood", "", "api_keys "+digest)
+	cf = strings.Replace(cf, "\thandle {\n", "\thandle /csp {\n\t\tcsp_report /csp\n\t}\n\thandle {\n", 1)
+	testcaddy.StartCaddy(t, cf)
+	var batch []string
+	for i := 0; i < 100; i++ {
+		batch = append(batch, fmt.Sprintf(`{"type": "csp-violation", "body": {"documentURL": "https://a.example/%d", "effectiveDirective": "script-src-elem", "disposition": "enforce"}}`, i))
+	}
+	flood := func() {
+		for i := 0; i < 5; i++ {
+			if resp, body := postReport(t, "http://"+addr+"/csp", "application/reports+json", "["+strings.Join(batch, ",")+"]"); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("reports: %d %s", resp.StatusCode, body)
+			}
+		}
+	}
+	traverser := "192.0.2.45"
+	flood()
+	if got := sendAs(t, addr, traverser, "/static/../../etc/passwd"); got != http.StatusBadRequest {
+		t.Fatalf("traversal: %d", got)
+	}
+	flood()
+	doc := dashData(t, addr, key, "")
+	names := map[string]int{}
+	blocked := false
+	for _, e := range doc.Events {
+		names[e.Event]++
+		blocked = blocked || (e.Event == EventPathBlocked && e.ClientIP == traverser)
+	}
+	if !blocked || names[EventCSPViolation] == 0 || len(doc.Events) > dashboard.MaxEvents {
+		t.Fatalf("events after the CSP flood: %v; the path_blocked of %s is missing", names, traverser)
+	}
+}
+
+// TestDashboardSuspiciousAreTheTopScores: among 20,000 bans (no score), the clients that probes
+// made suspicious (a score) are in the table, picked from every detection; the card's count is
+// every detection, not the table's rows.
+func TestDashboardSuspiciousAreTheTopScores(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_top_scores", "", "api_keys "+digest)
+	testcaddy.StartCaddy(t, cf)
+	det := activeApp(t).detector()
+	until := time.Now().Add(time.Hour)
+	const bans = 20_000
+	for i := 0; i < bans; i++ {
+		det.Ban(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), until, ipclass.SignalManual)
+	}
+	probers := []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"}
+	for _, p := range probers {
+		sendAs(t, addr, p, "/.env")
+		sendAs(t, addr, p, "/.git/config")
+	}
+	doc := dashData(t, addr, key, "")
+	rows := map[string]dashboard.Suspicious{}
+	for _, s := range doc.Suspicious {
+		rows[s.IP] = s
+	}
+	for _, p := range probers {
+		if s, ok := rows[p]; !ok || s.Signal != "probe" || s.Score <= 0 {
+			t.Fatalf("prober %s not in the table (%d rows, first %+v)", p, len(doc.Suspicious), doc.Suspicious[0])
+		}
+	}
+	if len(doc.Suspicious) != dashboard.MaxSuspicious || doc.Suspicious[0].Score < doc.Suspicious[len(probers)].Score {
+		t.Fatalf("%d rows, not by score: %+v", len(doc.Suspicious), doc.Suspicious)
+	}
+	if doc.SuspiciousCount != bans+len(probers) {
+		t.Fatalf("suspicious_count %d, want %d", doc.SuspiciousCount, bans+len(probers))
+	}
+}
+
+// TestDashboardTopKeysShowClientIPs: the top limited keys show a client IP key as the rate
+// limiter names it (an IPv6 client by its /64, the @<ip> fallback of an empty template) and
+// any other key as a digest, even one that reads as an address.
+func TestDashboardTopKeysShowClientIPs(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_ip_keys", "policy dash_keyed {\nlimit 2/1h\nkey {header.X-Key}\n}", "api_keys "+digest)
+	cf = strings.Replace(cf, "\thandle {\n", "\thandle /keyed {\n\t\tpolicy_rate_limit dash_keyed\n\t\trespond \"keyed\"\n\t}\n\thandle {\n", 1)
+	testcaddy.StartCaddy(t, cf)
+	zoned := "fe80::1%<img src=x onerror=alert(8)>"
+	for i := 0; i < 3; i++ {
+		sendAs(t, addr, "2001:db8:1:2::5", "/")
+		rawGet(t, addr, "/keyed", "X-Forwarded-For: 192.0.2.9")
+		rawGet(t, addr, "/keyed", "X-Forwarded-For: 192.0.2.10", "X-Key: "+zoned)
+	}
+	shown := map[string]string{}
+	for _, l := range dashData(t, addr, key, "").TopLimited {
+		shown[l.Key] = l.Policy
+	}
+	for k, policy := range map[string]string{
+		"2001:db8:1:2::/64":              "dash_ip_keys",
+		"@192.0.2.9":                     "dash_keyed",
+		dashboard.ShownKey(zoned, false): "dash_keyed",
+	} {
+		if shown[k] != policy {
+			t.Fatalf("%q (%s) not in the top keys %v", k, policy, shown)
+		}
+	}
+	if !strings.HasPrefix(dashboard.ShownKey(zoned, false), "sha256:") {
+		t.Fatal("a header value shown as it is")
+	}
+}
+
+// TestDashboardCSPReportHiddenCharacters: a report's bidi override is shown escaped on the
+// dashboard (it would show "\u202egnp.exe" as "exe.png"), and a field cut to its bound is
+// cut between characters, so the log shows no U+FFFD.
+func TestDashboardCSPReportHiddenCharacters(t *testing.T) {
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_csp_bidi", "", "api_keys "+digest)
+	cf = strings.Replace(cf, "\thandle {\n", "\thandle /csp {\n\t\tcsp_report /csp\n\t}\n\thandle {\n", 1)
+	c := testcaddy.StartCaddy(t, cf)
+	sample := strings.Repeat("a", 127) + "é" // 129 bytes: the bound, 128, is inside é
+	body := fmt.Sprintf(`[{"type": "csp-violation", "body": {"documentURL": "https://shop.example/admin/\u202egnp.exe",
+		"effectiveDirective": "script-src-elem", "disposition": "enforce", "sample": %q}}]`, sample)
+	if resp, b := postReport(t, "http://"+addr+"/csp", "application/reports+json", body); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("report: %d %s", resp.StatusCode, b)
+	}
+	var ev *dashboard.Event
+	for _, e := range dashData(t, addr, key, "").Events {
+		if e.Event == EventCSPViolation {
+			ev = &e
+			break
+		}
+	}
+	if ev == nil || ev.Fields["document_uri"] != `https://shop.example/admin/\u202Egnp.exe` || ev.Fields["sample"] != strings.Repeat("a", 127) {
+		t.Fatalf("dashboard event: %+v", ev)
+	}
+	logged := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Logger() == securityLoggerName && e.Msg() == EventCSPViolation })
+	if len(logged) != 1 || logged[0].Str("sample") != strings.Repeat("a", 127) {
+		t.Fatalf("logged: %v", logged)
+	}
+}
+
+func TestTruncateKeepsCharacters(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"},
+		{"abcé", 4, "abc"},                          // é is 2 bytes: not split
+		{"ab€", 4, "ab"},                            // € is 3 bytes
+		{"a😀", 4, "a"},                              // 4 bytes
+		{"ab\xe9cd", 3, "ab\xe9"},                   // a byte that is not UTF-8 is cut like any
+		{"\x80\x80\x80\x80\x80", 3, "\x80\x80\x80"}, // stray continuation bytes: no walk back
+		{"abé", 2, "ab"},
+	} {
+		if got := truncate(c.in, c.n); got != c.want {
+			t.Errorf("truncate(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		}
 	}
 }

@@ -166,11 +166,11 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		h.metrics.count(class, resultUnlimited)
 		return next.ServeHTTP(w, r)
 	}
-	key := h.requestKey(r)
+	key, keyIP := h.requestKey(r)
 	if row.kind == rowDeny {
 		res := ratelimit.Result{RetryAfter: h.policy.rows[ipclass.Default].limit.Period}
 		if !h.policy.shadow {
-			return h.refuse(w, r, class, key, res, row.limit)
+			return h.refuse(w, r, class, key, keyIP, res, row.limit)
 		}
 		h.metrics.count(class, resultShadowDenied) // a shadow policy refuses nothing
 		h.sampler.report(h, r, class, key, res, true)
@@ -189,7 +189,7 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}
 	if !res.Allowed {
 		if !h.policy.shadow {
-			return h.refuse(w, r, class, key, res, limit)
+			return h.refuse(w, r, class, key, keyIP, res, limit)
 		}
 		h.metrics.count(class, resultShadowDenied)
 		h.sampler.report(h, r, class, key, res, true)
@@ -233,22 +233,24 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 // (the header was not sent) falls back to the client IP, marked with fallbackKeyMark so that
 // no template value can name that bucket: a client sending the header "X-API-Key: 192.0.2.7"
 // must not drain the bucket of 192.0.2.7's requests without it. A value that begins with the
-// mark gets another one before it, so the two sets of names never meet.
-func (h *PolicyRateLimit) requestKey(r *http.Request) string {
+// mark gets another one before it, so the two sets of names never meet. clientIP says whether
+// the key is the client IP (the `{client_ip}` key or the fallback), which the dashboard shows
+// as it is: a template's value may be a credential.
+func (h *PolicyRateLimit) requestKey(r *http.Request) (key string, clientIP bool) {
 	if h.ipKey {
-		return clientIPKey(r, h.policy.ipv6Bits)
+		return clientIPKey(r, h.policy.ipv6Bits), true
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		k := h.expandKey(r, repl)
 		switch {
 		case h.keyHasEmpty && k == h.keyEmpty:
 		case strings.HasPrefix(k, fallbackKeyMark):
-			return fallbackKeyMark + k
+			return fallbackKeyMark + k, false
 		default:
-			return k
+			return k, false
 		}
 	}
-	return fallbackKeyMark + clientIPKey(r, h.policy.ipv6Bits)
+	return fallbackKeyMark + clientIPKey(r, h.policy.ipv6Bits), true
 }
 
 // clientIPKey is Caddy's client IP as a bucket name: the client as ipclass.ClientName
@@ -297,13 +299,13 @@ func routeBucketSet(policy, template string) string {
 }
 
 // refuse answers a refused request and reports it: metrics, the detector, a sampled event.
-func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, key string, res ratelimit.Result, limit ratelimit.Limit) error {
+func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, key string, keyIP bool, res ratelimit.Result, limit ratelimit.Limit) error {
 	h.metrics.count(class, resultDenied)
 	if class != ipclass.Suspicious { // already suspicious: a flood's refusals cost no detector work
 		h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
 	}
 	h.sampler.report(h, r, class, key, res, false)
-	recordRefusal(h.policy.name, key) // the dashboard's top limited keys: one atomic load when off
+	recordRefusal(h.policy.name, key, keyIP) // the dashboard's top limited keys: one atomic load when off
 	return h.replies[class].refuse(w, r, res, limit, h.HideHeaders)
 }
 

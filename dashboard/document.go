@@ -33,7 +33,10 @@ type Document struct {
 	Totals     Totals       `json:"totals"`
 	TopLimited []Limited    `json:"top_limited"`
 	Suspicious []Suspicious `json:"suspicious"`
-	Events     []Event      `json:"events"`
+	// SuspiciousCount is how many clients are detected (Suspicious shows the top
+	// MaxSuspicious). Across instances, the largest count: those sharing bans hold the same.
+	SuspiciousCount int     `json:"suspicious_count"`
+	Events          []Event `json:"events"`
 }
 
 // Values are one series' buckets. NaN (a gauge bucket without data) is JSON null.

@@ -192,6 +192,10 @@ func Merge(local Document, others []Document) Document {
 	out.Current = mergeCurrent(docs)
 	out.TopLimited = mergeTop(docs)
 	out.Suspicious = mergeSuspicious(docs)
+	out.SuspiciousCount = len(out.Suspicious)
+	for _, d := range docs {
+		out.SuspiciousCount = max(out.SuspiciousCount, d.SuspiciousCount)
+	}
 	out.Events = mergeEvents(docs)
 	return out
 }
@@ -285,24 +289,24 @@ func SortSuspicious(s []Suspicious) {
 	})
 }
 
+// mergeEvents keeps MaxEvents of the instances' events as one ring would: a name flooding one
+// instance does not push out the other names.
 func mergeEvents(docs []Document) []Event {
-	var out []Event
+	var all []Event
 	for _, d := range docs {
 		for _, e := range d.Events {
 			if e.Instance == "" {
 				e.Instance = d.Instance
 			}
-			out = append(out, e)
+			all = append(all, e)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.After(out[j].Time) })
-	if len(out) > MaxEvents {
-		out = out[:MaxEvents]
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	var ring Events
+	for _, e := range all {
+		ring.put(e)
 	}
-	if out == nil {
-		out = []Event{}
-	}
-	return out
+	return ring.Last()
 }
 
 // secondsLeft is the whole seconds until t (0 when past).

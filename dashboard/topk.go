@@ -1,7 +1,10 @@
 package dashboard
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -38,13 +41,35 @@ type topItem struct {
 // NewTopK returns an empty table.
 func NewTopK() *TopK { return &TopK{index: make(map[topKey]int, TopTracked)} }
 
-// Add counts one refusal of key under policy.
-func (t *TopK) Add(policy, key string) {
+// maxShownKey bounds a client IP key as kept and shown: an address, an IPv6 network, with
+// the fallback's mark (@2001:db8:1:2::/64).
+const maxShownKey = 64
+
+// ShownKey is what the table keeps and shows of a refused key: when the key is the client IP
+// (clientIP, as the rate limiter decided it, never guessed from the value), that IP form;
+// any other key as sha256:<16 hex>, since it may be a credential (an API key) and its length
+// is the client's choice. Either way an entry's memory is bounded.
+func ShownKey(key string, clientIP bool) string {
+	if clientIP {
+		key = Visible(key) // a zone (fe80::1%...) is text a trusted proxy passed on
+		if len(key) > maxShownKey {
+			return strings.Clone(clip(key, maxShownKey)) // not a slice that keeps the whole key
+		}
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return "sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// Add counts one refusal of key under policy; clientIP says whether the key is the client IP
+// (see ShownKey).
+func (t *TopK) Add(policy, key string, clientIP bool) {
+	shown := ShownKey(key, clientIP)
 	if !t.mu.TryLock() {
 		t.skipped.Add(1)
 		return
 	}
-	k := topKey{policy, key}
+	k := topKey{policy, shown}
 	if i, ok := t.index[k]; ok {
 		t.items[i].count++
 		t.mu.Unlock()
@@ -92,9 +117,8 @@ func (t *TopK) Decay() {
 	t.n = j
 }
 
-// Top returns the n keys with the highest counts, highest first. show turns a raw key into
-// what may be displayed (an IP as it is, other keys as a digest).
-func (t *TopK) Top(n int, show func(policy, key string) string) []Limited {
+// Top returns the n keys with the highest counts, highest first, as ShownKey wrote them.
+func (t *TopK) Top(n int) []Limited {
 	t.mu.Lock()
 	items := append([]topItem(nil), t.items[:t.n]...)
 	t.mu.Unlock()
@@ -109,7 +133,7 @@ func (t *TopK) Top(n int, show func(policy, key string) string) []Limited {
 	}
 	out := make([]Limited, len(items))
 	for i, it := range items {
-		out[i] = Limited{Policy: it.k.policy, Key: show(it.k.policy, it.k.key), Count: it.count}
+		out[i] = Limited{Policy: it.k.policy, Key: it.k.key, Count: it.count}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"math"
 	"net/netip"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,6 +225,42 @@ func (d *Detector) Detections(limit int) []Detection {
 		s.mu.Unlock()
 	}
 	return out
+}
+
+// TopDetections returns the k active detections (shadow ones included, marked) that come
+// first by better, best first, and how many active detections there are in all. It looks at
+// every detection but holds at most k, so its memory does not grow with them.
+func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Detection, int) {
+	ns := d.now().UnixNano()
+	set := d.settings.Load()
+	top := make([]Detection, 0, k)
+	n := 0
+	for i := range d.shards {
+		s := &d.shards[i]
+		s.mu.Lock()
+		for a, e := range s.m {
+			if e.until <= ns {
+				continue
+			}
+			n++
+			if k == 0 {
+				continue
+			}
+			c := Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
+				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow}
+			if len(top) == k && !better(c, top[k-1]) {
+				continue
+			}
+			j := sort.Search(len(top), func(j int) bool { return better(c, top[j]) })
+			if len(top) < k {
+				top = append(top, Detection{})
+			}
+			copy(top[j+1:], top[j:len(top)-1])
+			top[j] = c
+		}
+		s.mu.Unlock()
+	}
+	return top, n
 }
 
 // Counts returns the number of tracked clients and of active (not shadow) detections: none

@@ -327,3 +327,43 @@ func TestDetectorShadowSwitchedOn(t *testing.T) {
 		t.Error("detections made before shadow mode do not apply again after it")
 	}
 }
+
+// TestDetectorTopDetections: the k best of every detection, in order, whatever the shards'
+// order, with the count of all; expired detections are neither.
+func TestDetectorTopDetections(t *testing.T) {
+	d, c := testDetector(Settings{Threshold: 20, BanFor: time.Hour})
+	for i := 1; i <= 5000; i++ {
+		d.Ban(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), c.t.Add(time.Duration(i)*time.Second), SignalManual)
+	}
+	d.Ban(netip.MustParseAddr("10.9.9.9"), c.t.Add(-time.Second), SignalManual) // ended
+	for i := 0; i < 3; i++ {
+		a := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		for j := 0; j < 2+i; j++ {
+			d.Signal(a, SignalProbe)
+		}
+	}
+	byScoreThenUntil := func(a, b Detection) bool {
+		if a.Score != b.Score {
+			return a.Score > b.Score
+		}
+		return a.Until.After(b.Until)
+	}
+	top, n := d.TopDetections(10, byScoreThenUntil)
+	if n != 5003 || len(top) != 10 {
+		t.Fatalf("%d detections, %d top; want 5003 and 10", n, len(top))
+	}
+	// The probers (a score) first, then the bans (no score) that end last.
+	for i := 0; i < 3; i++ {
+		if top[i].Signal != SignalProbe || top[i].Score < 20 {
+			t.Fatalf("top %d: %+v, want a prober", i, top[i])
+		}
+	}
+	for i, want := range []string{"10.0.19.136", "10.0.19.135", "10.0.19.134"} {
+		if got := top[3+i].Addr.String(); got != want {
+			t.Fatalf("top %d: %v, want %s", 3+i, got, want)
+		}
+	}
+	if _, n := d.TopDetections(0, byScoreThenUntil); n != 5003 {
+		t.Fatalf("count alone: %d", n)
+	}
+}

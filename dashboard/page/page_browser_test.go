@@ -378,3 +378,27 @@ func TestDashboardPageWithoutData(t *testing.T) {
 		t.Errorf("cards: %v", f.Stats)
 	}
 }
+
+// TestDashboardPageCountsAllFlagged: the "Flagged IPs" card shows suspicious_count, not the
+// rows of the table (at most MaxSuspicious).
+func TestDashboardPageCountsAllFlagged(t *testing.T) {
+	ts := make([]int64, 180)
+	for i := range ts {
+		ts[i] = 1795837500 + int64(i)*5
+	}
+	doc, _ := json.Marshal(map[string]any{
+		"instance": "edge-1", "instances": []string{"edge-1"}, "scope": "local", "range": "15m",
+		"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": ts,
+		"current": map[string]any{"status": "pass", "ready": true, "degraded": []any{}},
+		"suspicious": []any{map[string]any{"ip": "192.0.2.7", "score": 29.2, "signal": "probe", "until": "2026-11-28T05:00:00Z",
+			"seconds_left": 3600, "unban": "curl -X DELETE http://localhost:2019/hardening/ipclass/detected/192.0.2.7"}},
+		"suspicious_count": 1501,
+	})
+	url := fixtureServer{trusted: true, doc: doc}.start(t)
+	r := pagetest.Run(t, pagetest.Options{URL: url, MinUpdates: 1})
+	requireClean(t, r, url, "")
+	f := r.Phases["ready"]
+	if f == nil || f.Stats["s-flagged"] != "1501" || len(f.Tables["t-suspicious"]) != 1 {
+		t.Fatalf("flagged card and table: %+v", f)
+	}
+}
