@@ -173,7 +173,7 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 			return h.refuse(w, r, class, key, keyIP, res, row.limit)
 		}
 		h.metrics.count(class, resultShadowDenied) // a shadow policy refuses nothing
-		h.sampler.report(h, r, class, key, res, true)
+		h.sampler.report(h, r, class, key, keyIP, res, true)
 		return h.serveNext(w, r, next)
 	}
 	limit := row.limit
@@ -192,7 +192,7 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 			return h.refuse(w, r, class, key, keyIP, res, limit)
 		}
 		h.metrics.count(class, resultShadowDenied)
-		h.sampler.report(h, r, class, key, res, true)
+		h.sampler.report(h, r, class, key, keyIP, res, true)
 	} else {
 		h.metrics.count(class, resultAllowed)
 	}
@@ -304,7 +304,7 @@ func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class i
 	if class != ipclass.Suspicious { // already suspicious: a flood's refusals cost no detector work
 		h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
 	}
-	h.sampler.report(h, r, class, key, res, false)
+	h.sampler.report(h, r, class, key, keyIP, res, false)
 	recordRefusal(h.policy.name, key, keyIP) // the dashboard's top limited keys: one atomic load when off
 	return h.replies[class].refuse(w, r, res, limit, h.HideHeaders)
 }

@@ -205,7 +205,7 @@ type refusalSampler struct {
 	skipped atomic.Int64 // refusals since then
 }
 
-func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipclass.Class, key string, res ratelimit.Result, shadow bool) {
+func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipclass.Class, key string, keyIP bool, res ratelimit.Result, shadow bool) {
 	now := time.Now().UnixNano()
 	last := s.last.Load()
 	if now-last < int64(refusalEventGap) || !s.last.CompareAndSwap(last, now) {
@@ -222,7 +222,7 @@ func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipcla
 	if shadow {
 		data["shadow"] = true
 	}
-	if h.ipKey {
+	if keyIP { // the client's address (or the @<ip> fallback): no secret in it
 		data["key"] = key
 	} else {
 		// A key may be a credential (an API key): log a digest an operator can match, not it.

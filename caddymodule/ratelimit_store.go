@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -162,19 +165,14 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 	}
 	e := v.(*limiterEntry)
 	a.limiter, a.limiterKey = e, key
-	e.reporter.Store(a)
 	if err := registerRateLimitMetrics(a.ctx); err != nil {
 		return nil, err
 	}
 	a.RegisterStatus("ratelimit:store", e.status)
-	// Only a configuration that starts speaks for the limiter: one refused while another runs
-	// leaves the gauges and the stores of the running one alone.
+	// Only a configuration that starts speaks for the limiter (liveLimiterApps): one refused
+	// while another runs leaves the gauges and the stores of the running one alone.
 	a.OnStart(func() {
-		e.reporter.Store(a)
-		setStoreModeMetric(e.mode())
-		memoryKeys.stores.Store(e.memory)
-		e.memory.Retain(a.bucketSets)
-		keepPolicySeries(a.ratePolicies())
+		liveLimiterApps.started(a)
 		if e.started.CompareAndSwap(false, true) {
 			e.adaptive.Start()
 			if e.failover != nil {
@@ -195,10 +193,65 @@ func (a *App) ratePolicies() map[string]bool {
 	return used
 }
 
+// liveLimiterApps are the configurations that use a rate limiter, started and not cleaned up
+// yet, oldest first. During a reload the old and the new one are both here; a new one that
+// fails after its start (another app refused to start) leaves again and the old one speaks
+// once more. What the limiter shares between configurations follows them: the newest reports
+// mode switches and feeds the gauges, and no in-memory store or series that a live one uses
+// is dropped.
+var liveLimiterApps liveApps
+
+type liveApps struct {
+	mu   sync.Mutex
+	apps []*App
+}
+
+func (l *liveApps) started(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.apps = append(l.apps, a)
+	l.settle()
+}
+
+func (l *liveApps) cleanedUp(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i := slices.Index(l.apps, a); i >= 0 {
+		l.apps = slices.Delete(l.apps, i, i+1)
+		l.settle()
+	}
+}
+
+// settle points what the limiters share at the live configurations (l.mu held).
+func (l *liveApps) settle() {
+	if len(l.apps) == 0 {
+		return
+	}
+	sets := make(map[*limiterEntry]map[string]bool)
+	policies := make(map[string]bool)
+	for _, a := range l.apps { // oldest first: the newest using an entry reports for it
+		e := a.limiter
+		e.reporter.Store(a)
+		if sets[e] == nil {
+			sets[e] = make(map[string]bool)
+		}
+		maps.Copy(sets[e], a.bucketSets)
+		maps.Copy(policies, a.ratePolicies())
+	}
+	for e, keep := range sets {
+		e.memory.Retain(keep)
+	}
+	keepPolicySeries(policies)
+	newest := l.apps[len(l.apps)-1].limiter
+	setStoreModeMetric(newest.mode())
+	memoryKeys.stores.Store(newest.memory)
+}
+
 func (a *App) releaseLimiter() {
 	if a.limiter == nil {
 		return
 	}
+	liveLimiterApps.cleanedUp(a)
 	a.limiter = nil
 	_, _ = limiterPool.Delete(a.limiterKey)
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -473,6 +474,14 @@ func TestRateLimitRefusalEventsAreSampled(t *testing.T) {
 		if e.Str("key_sha256") == "" {
 			t.Fatalf("an event without the key's digest: %v", e)
 		}
+	}
+	// Without the header, the bucket is the client's address (@<ip>): named as it is.
+	time.Sleep(refusalEventGap)
+	getReply(t, url)
+	getReply(t, url)
+	logs = securityLogs(c, EventRateLimited)
+	if last := logs[len(logs)-1]; last.Str("key") != "@127.0.0.1" || last.Str("key_sha256") != "" {
+		t.Fatalf("the fallback bucket's event: %v, want key @127.0.0.1", last)
 	}
 }
 
@@ -981,4 +990,36 @@ func memoryKeySeries(t *testing.T) map[string]float64 {
 		got[d.GetLabel()[0].GetValue()] = d.GetGauge().GetValue()
 	}
 	return got
+}
+
+// TestRateLimitFailedStartKeepsTheRunningStores: a configuration that fails after our app
+// started (another listener is busy; Caddy starts apps in random order, hence 16 tries) leaves
+// the running one's stores, buckets and series alone, though it lacked one of its policies.
+func TestRateLimitFailedStartKeepsTheRunningStores(t *testing.T) {
+	port := testenv.FreePort(t)
+	config := func(policies, routes string) string {
+		return fmt.Sprintf("{\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n\trespond \"ok\"\n}\n", policies, port, routes)
+	}
+	c := testcaddy.StartCaddy(t, config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}\n\t\tpolicy gone {\n\t\t\tlimit 1/1h\n\t\t}",
+		"\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}\n\thandle /gone {\n\t\tpolicy_rate_limit gone\n\t}"))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	getReply(t, base+"/gone")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}", "\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}") +
+		fmt.Sprintf("http://%s {\n\tbind 127.0.0.1\n\trespond \"never\"\n}\n", busy.Addr())
+	for i := 0; i < 16; i++ {
+		if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("load %d: %v, want address already in use", i, err)
+		}
+	}
+	if got := memoryKeySeries(t); got["gone"] != 1 {
+		t.Fatalf("after failed loads, memory_keys %v: the running configuration's gone store was dropped", got)
+	}
+	if got := getReply(t, base+"/gone").status; got != 429 {
+		t.Fatalf("after failed loads, the drained bucket of gone answers %d: its store was reset", got)
+	}
 }
