@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -537,5 +538,23 @@ func TestAccessorsForModules(t *testing.T) {
 	}
 	if f := app.Findings(); len(f) != 1 || f[0].Code != "redis.literal_password" || f[0].Config != "apps.hardening.redis.password" {
 		t.Fatalf("findings %+v, want one redis.literal_password at apps.hardening.redis.password", f)
+	}
+}
+
+// loadFailingAfterStart loads config 16 times with one more site on a port the test holds, so
+// that every load fails when Caddy starts that server's listener. Caddy starts apps in random
+// order: that ours never started before the failure is a chance of about 1 in 65,000.
+func loadFailingAfterStart(t *testing.T, c *testcaddy.Caddy, config string) {
+	t.Helper()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := config + fmt.Sprintf("http://%s {\n\tbind 127.0.0.1\n\trespond \"never\"\n}\n", busy.Addr())
+	for i := 0; i < 16; i++ {
+		if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("load %d: %v, want address already in use", i, err)
+		}
 	}
 }

@@ -703,18 +703,7 @@ func TestDashboardRecordsAfterFailedReload(t *testing.T) {
 	cf, addr := dashSite(t, "dash_failed_reload", "", "api_keys "+digest)
 	c := testcaddy.StartCaddy(t, cf)
 	waitSampled(t, addr, key)
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	bad := cf + fmt.Sprintf("http://%[1]s {\n\tbind 127.0.0.1\n\trespond \"never\"\n}\n", busy.Addr())
-	// 16 loads: that our app never started first is a chance of about 1 in 65,000.
-	for i := 0; i < 16; i++ {
-		if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
-			t.Fatalf("load %d: %v, want address already in use", i, err)
-		}
-	}
+	loadFailingAfterStart(t, c, cf)
 	traverser := "192.0.2.44"
 	if got := sendAs(t, addr, traverser, "/static/../../etc/passwd"); got != http.StatusBadRequest {
 		t.Fatalf("traversal: %d", got)

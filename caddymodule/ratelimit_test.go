@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -931,19 +930,13 @@ func TestKeyTemplateChecks(t *testing.T) {
 // TestRateLimitRemovedPolicyFreesItsStore: a reload that removes a policy drops its in-memory
 // store and its memory_keys and decisions series; the kept policy keeps its buckets and series.
 func TestRateLimitRemovedPolicyFreesItsStore(t *testing.T) {
-	port := testenv.FreePort(t)
-	config := func(policies, routes string) string {
-		return fmt.Sprintf("{\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n\trespond \"ok\"\n}\n", policies, port, routes)
-	}
-	c := testcaddy.StartCaddy(t, config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}\n\t\tpolicy gone {\n\t\t\tlimit 1/1h\n\t\t}",
-		"\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}\n\thandle /gone {\n\t\tpolicy_rate_limit gone\n\t}"))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	c, base, keptOnly := keptAndGoneCaddy(t)
 	getReply(t, base+"/kept")
 	getReply(t, base+"/gone")
 	if got := memoryKeySeries(t); len(got) != 2 || got["kept"] != 1 || got["gone"] != 1 {
 		t.Fatalf("memory_keys %v, want kept 1 and gone 1", got)
 	}
-	if err := c.Load(config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}", "\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}")); err != nil {
+	if err := c.Load(keptOnly); err != nil {
 		t.Fatal(err)
 	}
 	if got := memoryKeySeries(t); len(got) != 1 || got["kept"] != 1 {
@@ -996,30 +989,26 @@ func memoryKeySeries(t *testing.T) map[string]float64 {
 // started (another listener is busy; Caddy starts apps in random order, hence 16 tries) leaves
 // the running one's stores, buckets and series alone, though it lacked one of its policies.
 func TestRateLimitFailedStartKeepsTheRunningStores(t *testing.T) {
-	port := testenv.FreePort(t)
-	config := func(policies, routes string) string {
-		return fmt.Sprintf("{\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n\trespond \"ok\"\n}\n", policies, port, routes)
-	}
-	c := testcaddy.StartCaddy(t, config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}\n\t\tpolicy gone {\n\t\t\tlimit 1/1h\n\t\t}",
-		"\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}\n\thandle /gone {\n\t\tpolicy_rate_limit gone\n\t}"))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	c, base, keptOnly := keptAndGoneCaddy(t)
 	getReply(t, base+"/gone")
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
-	bad := config("\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}", "\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}") +
-		fmt.Sprintf("http://%s {\n\tbind 127.0.0.1\n\trespond \"never\"\n}\n", busy.Addr())
-	for i := 0; i < 16; i++ {
-		if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
-			t.Fatalf("load %d: %v, want address already in use", i, err)
-		}
-	}
+	loadFailingAfterStart(t, c, keptOnly)
 	if got := memoryKeySeries(t); got["gone"] != 1 {
 		t.Fatalf("after failed loads, memory_keys %v: the running configuration's gone store was dropped", got)
 	}
 	if got := getReply(t, base+"/gone").status; got != 429 {
 		t.Fatalf("after failed loads, the drained bucket of gone answers %d: its store was reset", got)
 	}
+}
+
+// keptAndGoneCaddy starts a Caddy with the policies kept and gone on /kept and /gone, and
+// returns its base URL and the same configuration without gone.
+func keptAndGoneCaddy(t *testing.T) (*testcaddy.Caddy, string, string) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	config := func(policies, routes string) string {
+		return fmt.Sprintf("{\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n\trespond \"ok\"\n}\n", policies, port, routes)
+	}
+	const kept, keptRoute = "\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}", "\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}"
+	c := testcaddy.StartCaddy(t, config(kept+"\n\t\tpolicy gone {\n\t\t\tlimit 1/1h\n\t\t}", keptRoute+"\n\thandle /gone {\n\t\tpolicy_rate_limit gone\n\t}"))
+	return c, fmt.Sprintf("http://127.0.0.1:%d", port), config(kept, keptRoute)
 }
