@@ -227,19 +227,20 @@ func (l *liveApps) settle() {
 	if len(l.apps) == 0 {
 		return
 	}
-	sets := make(map[*limiterEntry]map[string]bool)
+	// Limiters with the same max_keys share their memory stores (memoryPool): keep by stores.
+	sets := make(map[*ratelimit.PolicyMemoryStores]map[string]bool)
 	policies := make(map[string]bool)
 	for _, a := range l.apps { // oldest first: the newest using an entry reports for it
 		e := a.limiter
 		e.reporter.Store(a)
-		if sets[e] == nil {
-			sets[e] = make(map[string]bool)
+		if sets[e.memory] == nil {
+			sets[e.memory] = make(map[string]bool)
 		}
-		maps.Copy(sets[e], a.bucketSets)
+		maps.Copy(sets[e.memory], a.bucketSets)
 		maps.Copy(policies, a.ratePolicies())
 	}
-	for e, keep := range sets {
-		e.memory.Retain(keep)
+	for stores, keep := range sets {
+		stores.Retain(keep)
 	}
 	keepPolicySeries(policies)
 	newest := l.apps[len(l.apps)-1].limiter

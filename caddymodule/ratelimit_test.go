@@ -1001,7 +1001,7 @@ func TestRateLimitFailedStartKeepsTheRunningStores(t *testing.T) {
 }
 
 // keptAndGoneCaddy starts a Caddy with the policies kept and gone on /kept and /gone, and
-// returns its base URL and the same configuration without gone.
+// returns its base URL and a configuration without gone.
 func keptAndGoneCaddy(t *testing.T) (*testcaddy.Caddy, string, string) {
 	t.Helper()
 	port := testenv.FreePort(t)
@@ -1010,5 +1010,7 @@ func keptAndGoneCaddy(t *testing.T) (*testcaddy.Caddy, string, string) {
 	}
 	const kept, keptRoute = "\t\tpolicy kept {\n\t\t\tlimit 1/1h\n\t\t}", "\thandle /kept {\n\t\tpolicy_rate_limit kept\n\t}"
 	c := testcaddy.StartCaddy(t, config(kept+"\n\t\tpolicy gone {\n\t\t\tlimit 1/1h\n\t\t}", keptRoute+"\n\thandle /gone {\n\t\tpolicy_rate_limit gone\n\t}"))
-	return c, fmt.Sprintf("http://127.0.0.1:%d", port), config(kept, keptRoute)
+	// The second configuration takes another limiter (store_timeout differs) over the same
+	// memory stores (max_keys does not).
+	return c, fmt.Sprintf("http://127.0.0.1:%d", port), config("\t\trate_limit {\n\t\t\tstore_timeout 60ms\n\t\t}\n"+kept, keptRoute)
 }
