@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/csp"
+
+	"github.com/swarmsec/caddy-hardening/internal/textcut"
 )
 
 func init() {
@@ -169,14 +171,14 @@ func (c *CSPReport) record(r *http.Request, v violation) {
 		level = zapcore.InfoLevel
 	}
 	c.app.SecurityEvent(c.ctx, r, level, EventCSPViolation, map[string]any{
-		"directive":    truncate(v.Directive, 64),
-		"blocked_uri":  truncate(v.BlockedURI, maxReportField),
-		"document_uri": truncate(v.DocumentURI, maxReportField),
-		"source_file":  truncate(v.SourceFile, maxReportField),
+		"directive":    textcut.Cut(v.Directive, 64),
+		"blocked_uri":  textcut.Cut(v.BlockedURI, maxReportField),
+		"document_uri": textcut.Cut(v.DocumentURI, maxReportField),
+		"source_file":  textcut.Cut(v.SourceFile, maxReportField),
 		"line":         v.Line,
 		"column":       v.Column,
 		"disposition":  disposition,
-		"sample":       truncate(v.Sample, 128),
+		"sample":       textcut.Cut(v.Sample, 128),
 	})
 }
 

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -605,22 +604,6 @@ func (sw *securityWriter) close() error {
 	outPool.Put(sw.out)
 	sw.inj, sw.out, sw.in = nil, nil, nil
 	return err
-}
-
-// truncate cuts s to at most n bytes, never inside a UTF-8 character: a cut one would be
-// logged as U+FFFD. Bytes that are not UTF-8 may be cut anywhere.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	j := n
-	for j > 0 && n-j < utf8.UTFMax-1 && !utf8.RuneStart(s[j]) {
-		j--
-	}
-	if _, size := utf8.DecodeRuneInString(s[j:]); j < n && size > 1 && j+size > n {
-		return s[:j]
-	}
-	return s[:n]
 }
 
 // Interface guards.

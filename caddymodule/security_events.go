@@ -15,6 +15,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/swarmsec/caddy-hardening/internal/textcut"
 )
 
 // securityLoggerName is the logger of every security event, whichever module reports it, so an
@@ -210,18 +212,15 @@ func originalURI(r *http.Request) string {
 // bytes that are not UTF-8 escaped as %XX, at most maxLoggedURI bytes, cut between characters
 // and never inside an escape.
 func loggedURI(r *http.Request) string {
-	s := escapeInvalidUTF8(truncate(originalURI(r), maxLoggedURI)) // escape a bounded prefix
+	s := escapeInvalidUTF8(textcut.Cut(originalURI(r), maxLoggedURI)) // escape a bounded prefix
 	if len(s) <= maxLoggedURI {
 		return s
 	}
-	n := maxLoggedURI
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
+	s = textcut.Cut(s, maxLoggedURI) // valid UTF-8 now: cut between characters
+	if i := strings.LastIndexByte(s[len(s)-2:], '%'); i >= 0 {
+		s = s[:len(s)-2+i] // and not inside an escape
 	}
-	if i := strings.LastIndexByte(s[n-2:n], '%'); i >= 0 {
-		n -= 2 - i
-	}
-	return s[:n]
+	return s
 }
 
 // escapeInvalidUTF8 writes the bytes of s that are not UTF-8 as %XX, as an upstream would

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/swarmsec/caddy-hardening/internal/textcut"
 )
 
 // Bounds of one recorded event: an attacker chooses the URI and some field values.
@@ -87,19 +89,19 @@ func (e *Events) Admit(name string, now time.Time) bool {
 
 // Add puts ev in the ring, bounding its fields and making their hidden characters visible.
 func (e *Events) Add(ev Event) {
-	ev.Event = clip(Visible(ev.Event), maxShortField)
-	ev.Level = clip(Visible(ev.Level), maxShortField)
-	ev.ClientIP = clip(Visible(ev.ClientIP), maxShortField)
-	ev.IPClass = clip(Visible(ev.IPClass), maxShortField)
-	ev.Instance = clip(Visible(ev.Instance), maxShortField)
-	ev.URI = clip(Visible(ev.URI), MaxEventURI)
+	ev.Event = textcut.Cut(Visible(ev.Event), maxShortField)
+	ev.Level = textcut.Cut(Visible(ev.Level), maxShortField)
+	ev.ClientIP = textcut.Cut(Visible(ev.ClientIP), maxShortField)
+	ev.IPClass = textcut.Cut(Visible(ev.IPClass), maxShortField)
+	ev.Instance = textcut.Cut(Visible(ev.Instance), maxShortField)
+	ev.URI = textcut.Cut(Visible(ev.URI), MaxEventURI)
 	if len(ev.Fields) > 0 {
 		f := make(map[string]string, min(len(ev.Fields), MaxEventFields))
 		for k, v := range ev.Fields {
 			if len(f) == MaxEventFields {
 				break
 			}
-			f[clip(Visible(k), maxFieldKey)] = clip(Visible(v), maxFieldValue)
+			f[textcut.Cut(Visible(k), maxFieldKey)] = textcut.Cut(Visible(v), maxFieldValue)
 		}
 		ev.Fields = f
 	}
@@ -205,15 +207,4 @@ func Visible(s string) string {
 
 func hidden(r rune) bool {
 	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-}
-
-// clip cuts s to at most n bytes, on a UTF-8 boundary.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }

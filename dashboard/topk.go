@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/swarmsec/caddy-hardening/internal/textcut"
 )
 
 // TopTracked is how many keys the top-K tracks; TopShown how many the dashboard shows.
@@ -53,7 +55,7 @@ func ShownKey(key string, clientIP bool) string {
 	if clientIP {
 		key = Visible(key) // a zone (fe80::1%...) is text a trusted proxy passed on
 		if len(key) > maxShownKey {
-			return strings.Clone(clip(key, maxShownKey)) // not a slice that keeps the whole key
+			return strings.Clone(textcut.Cut(key, maxShownKey)) // not a slice that keeps the whole key
 		}
 		return key
 	}

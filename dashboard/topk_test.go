@@ -233,12 +233,6 @@ func TestMergeEventsKeepsOtherNames(t *testing.T) {
 	}
 }
 
-func TestClipKeepsUTF8(t *testing.T) {
-	if got := clip("aé", 2); got != "a" {
-		t.Fatalf("clip = %q", got)
-	}
-}
-
 // BenchmarkTopKAdd is the cost on the refusal path: one flooding key (the common case),
 // and keys that keep replacing the smallest entry (the worst case).
 func BenchmarkTopKAdd(b *testing.B) {

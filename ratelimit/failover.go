@@ -268,13 +268,7 @@ func (s *FailoverStore) decideWithoutPrimary(ctx context.Context, policy, key st
 	return Result{Allowed: true, Remaining: l.Burst - 1, Unmetered: true}
 }
 
-// Pinger is a primary store that can say whether it answers without making a decision.
-// RedisStore implements it.
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// Probe asks a Pinger primary whether it answers within timeout. When it does not, Probe
+// Probe asks the primary (a shardedStore: RedisStore) whether it answers within timeout. When it does not, Probe
 // counts ConsecutiveFailures failures against the primary's breaker: decisions go by
 // OnFailure at once, and Mode says so, instead of after the first requests have each waited
 // Timeout. It is meant for startup, before any decision. A primary that answers changes
@@ -284,12 +278,11 @@ type Pinger interface {
 // answers, and opens the breaker that keys use until the slot map is known, the only one
 // such a Cluster ever uses.
 func (s *FailoverStore) Probe(ctx context.Context, timeout time.Duration) error {
-	p, ok := s.primary.(Pinger)
-	if !ok {
-		return nil
+	if s.sharded == nil {
+		return nil // a primary that cannot be asked
 	}
 	probeCtx, cancel := context.WithTimeout(ctx, timeout)
-	err := p.Ping(probeCtx)
+	err := s.sharded.pingShard(probeCtx, "")
 	cancel()
 	if err == nil || ctx.Err() != nil {
 		return err
@@ -317,6 +310,9 @@ func (s *FailoverStore) Probe(ctx context.Context, timeout time.Duration) error 
 // no longer has (a Cluster master replaced by its replica) is closed, since no key reaches it
 // again and it would otherwise hold Mode in ModeFallback, and hide every later outage, for good.
 func (s *FailoverStore) Run(ctx context.Context, timeout time.Duration) {
+	if s.sharded == nil {
+		return // a primary that cannot be asked: requests' probes bring decisions back
+	}
 	_ = s.Probe(ctx, timeout)
 	tick := time.NewTicker(s.settings.Timeout)
 	defer tick.Stop()
@@ -344,7 +340,7 @@ func (s *FailoverStore) recoverIdle(ctx context.Context, timeout time.Duration) 
 	s.breakersMu.RUnlock()
 	for shard, breaker := range notClosed {
 		probeCtx, cancel := context.WithTimeout(ctx, timeout)
-		err := s.pingShard(probeCtx, shard)
+		err := s.sharded.pingShard(probeCtx, shard)
 		cancel()
 		if err != nil && !errors.Is(err, errShardGone) {
 			continue
@@ -356,17 +352,6 @@ func (s *FailoverStore) recoverIdle(ctx context.Context, timeout time.Duration) 
 		}
 	}
 	s.publish()
-}
-
-// pingShard asks the server of shard whether it answers.
-func (s *FailoverStore) pingShard(ctx context.Context, shard string) error {
-	if s.sharded != nil {
-		return s.sharded.pingShard(ctx, shard)
-	}
-	if p, ok := s.primary.(Pinger); ok && shard == "" {
-		return p.Ping(ctx)
-	}
-	return errors.New("the primary cannot be asked")
 }
 
 // breakerFor returns the breaker of the primary server holding (policy, key).
