@@ -339,11 +339,8 @@ func checkCharts(t *testing.T, f *pagetest.Facts, d *dashData) {
 // gauges all null, labels the page does not know) draws empty charts and empty tables,
 // without an error.
 func TestDashboardPageWithoutData(t *testing.T) {
-	ts := make([]int64, 180)
-	nulls := make([]any, 180)
-	for i := range ts {
-		ts[i] = 1795837500 + int64(i)*5
-	}
+	ts := fixtureTimestamps()
+	nulls := make([]any, len(ts))
 	doc, _ := json.Marshal(map[string]any{
 		"instance": "edge-1", "instances": []string{"edge-1"}, "scope": "local", "range": "15m",
 		"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": ts,
@@ -382,10 +379,7 @@ func TestDashboardPageWithoutData(t *testing.T) {
 // TestDashboardPageCountsAllFlagged: the "Flagged IPs" card shows suspicious_count, not the
 // rows of the table (at most MaxSuspicious).
 func TestDashboardPageCountsAllFlagged(t *testing.T) {
-	ts := make([]int64, 180)
-	for i := range ts {
-		ts[i] = 1795837500 + int64(i)*5
-	}
+	ts := fixtureTimestamps()
 	doc, _ := json.Marshal(map[string]any{
 		"instance": "edge-1", "instances": []string{"edge-1"}, "scope": "local", "range": "15m",
 		"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": ts,
@@ -401,4 +395,13 @@ func TestDashboardPageCountsAllFlagged(t *testing.T) {
 	if f == nil || f.Stats["s-flagged"] != "1501" || len(f.Tables["t-suspicious"]) != 1 {
 		t.Fatalf("flagged card and table: %+v", f)
 	}
+}
+
+// fixtureTimestamps are the 180 five-second buckets of a 15-minute document.
+func fixtureTimestamps() []int64 {
+	ts := make([]int64, 180)
+	for i := range ts {
+		ts[i] = 1795837500 + int64(i)*5
+	}
+	return ts
 }
