@@ -109,10 +109,16 @@ type FailoverOptions struct {
 // Redis Cluster, there is one breaker per master: with a master down only the keys it holds
 // are decided by the fallback, and every other key keeps its exact, shared limit.
 //
+// While the primary answers, a fallback that can (MemoryStore, PolicyMemoryStores) is given
+// the state of every bucket the primary decided, so a switch goes on from the shared state:
+// each instance admits what its last look at Redis left plus what replenishes meanwhile, not
+// a full burst of every key.
+//
 // A caller that goes away (its own context ends) is not a failure of the primary.
 type FailoverStore struct {
 	primary   Store
 	fallback  Store
+	mirror    mirror       // fallback, when it keeps a copy of the primary's buckets; nil otherwise
 	sharded   shardedStore // primary, when it spreads keys over servers; nil otherwise
 	timeout   time.Duration
 	onFailure FailureMode
@@ -140,6 +146,12 @@ type shardedStore interface {
 	// pingShard asks the server of shard whether it answers; errShardGone when the primary
 	// no longer has that server (a master replaced by a failover).
 	pingShard(ctx context.Context, shard string) error
+}
+
+// mirror is a fallback store that can take the state of a bucket the primary decided
+// (MemoryStore, PolicyMemoryStores).
+type mirror interface {
+	Mirror(policy, key string, resetAfter time.Duration)
 }
 
 // errShardGone is pingShard's answer for a server the primary no longer has.
@@ -170,6 +182,9 @@ func NewFailoverStore(primary Store, fallback Store, opts FailoverOptions) *Fail
 		threshold: opts.ConsecutiveFailures,
 	}
 	s.sharded, _ = primary.(shardedStore)
+	if opts.OnFailure == FailureFallback {
+		s.mirror, _ = fallback.(mirror)
+	}
 	threshold := opts.ConsecutiveFailures
 	s.settings = gobreaker.Settings{
 		MaxRequests: 1, // one probe while half-open
@@ -239,6 +254,9 @@ func (s *FailoverStore) AllowN(ctx context.Context, policy, key string, l Limit,
 	s.publish()
 	if err != nil {
 		return granted1(s.decideWithoutPrimary(ctx, policy, key, l))
+	}
+	if s.mirror != nil {
+		s.mirror.Mirror(policy, key, result.ResetAfter)
 	}
 	return result, granted, nil
 }

@@ -175,6 +175,25 @@ func (s *MemoryStore) Allow(_ context.Context, policy, key string, l Limit) (Res
 	return res, nil
 }
 
+// Mirror sets key's bucket under policy to a state another store decided: full again after
+// resetAfter. A FailoverStore keeps its fallback a copy of the buckets Redis decides this way,
+// so a switch to memory goes on from the shared state; from full buckets, every instance
+// would admit a whole burst of each key again during a stall of a fraction of a second.
+func (s *MemoryStore) Mirror(policy, key string, resetAfter time.Duration) {
+	h := s.hash(policy, key)
+	now := s.now()
+	sh := &s.shards[h>>s.shardShift]
+	sh.mu.Lock()
+	set, i := sh.lookup(h)
+	switch {
+	case i >= 0:
+		set[i].tat = now + int64(resetAfter)
+	case resetAfter > 0: // a full bucket needs no slot
+		sh.insert(h, now+int64(resetAfter), now)
+	}
+	sh.mu.Unlock()
+}
+
 // Forget drops the state of key under policy: its next request finds a full bucket.
 func (s *MemoryStore) Forget(policy, key string) {
 	h := s.hash(policy, key)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // PolicyMemoryStores keeps one MemoryStore per policy, each bounded by the options' MaxKeys, so
@@ -64,6 +65,11 @@ func (s *PolicyMemoryStores) Retain(keep map[string]bool) {
 // Allow decides one request in the policy's store.
 func (s *PolicyMemoryStores) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
 	return s.For(policy).Allow(ctx, policy, key, l)
+}
+
+// Mirror sets key's bucket in the policy's store (MemoryStore.Mirror).
+func (s *PolicyMemoryStores) Mirror(policy, key string, resetAfter time.Duration) {
+	s.For(policy).Mirror(policy, key, resetAfter)
 }
 
 // Len is how many keys the stores of every policy track.
