@@ -55,7 +55,10 @@ var breakerVecs = [...]interface {
 
 // registerBreakerMetrics registers the collectors on the config's registry.
 func registerBreakerMetrics(ctx caddy.Context) error {
-	reg := ctx.GetMetricsRegistry()
+	return registerBreakerCollectors(ctx.GetMetricsRegistry())
+}
+
+func registerBreakerCollectors(reg *prometheus.Registry) error {
 	for _, c := range breakerVecs {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err
@@ -121,6 +124,13 @@ var (
 	breakerSeriesMu     sync.Mutex
 	breakerSeriesByName = map[string]*breakerSeries{}
 )
+
+// anyBreakerSeries reports whether a handler holds a breaker's series.
+func anyBreakerSeries() bool {
+	breakerSeriesMu.Lock()
+	defer breakerSeriesMu.Unlock()
+	return len(breakerSeriesByName) > 0
+}
 
 // holdBreakerSeries takes a reference to the name's series, creating them (closed) if no
 // handler holds them.

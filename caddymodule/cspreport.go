@@ -85,7 +85,12 @@ func (c *CSPReport) Provision(ctx caddy.Context) error {
 	if c.MaxBodySize == 0 {
 		c.MaxBodySize = DefaultMaxReportBody
 	}
-	reg := ctx.GetMetricsRegistry()
+	return registerCSPReportMetrics(ctx.GetMetricsRegistry())
+}
+
+// registerCSPReportMetrics registers the report counters on a configuration's registry.
+func registerCSPReportMetrics(reg *prometheus.Registry) error {
+	var err error
 	if cspViolations, err = registerCollector(reg, cspViolations); err != nil {
 		return err
 	}

@@ -50,12 +50,41 @@ var (
 type stateCollector struct {
 	mu       sync.Mutex
 	handlers map[*Monitoring]bool
+	seq      uint64 // order of creation: the newest configuration's is the largest
 }
 
 var (
 	stateCollectorsMu sync.Mutex
 	stateCollectors   = map[*prometheus.Registry]*stateCollector{}
+	stateCollectorSeq uint64
 )
+
+// registerCheckMetrics registers the check counters on a configuration's registry.
+func registerCheckMetrics(reg *prometheus.Registry) error {
+	for _, c := range []prometheus.Collector{checkDuration, checkRuns} {
+		if _, err := registerCollector(reg, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newestStateCollectorBut returns the state collector of the newest configuration with a
+// monitoring handler, or nil when reg has its own (it reports for itself) or none exists.
+func newestStateCollectorBut(reg *prometheus.Registry) *stateCollector {
+	stateCollectorsMu.Lock()
+	defer stateCollectorsMu.Unlock()
+	if stateCollectors[reg] != nil {
+		return nil
+	}
+	var newest *stateCollector
+	for _, sc := range stateCollectors {
+		if newest == nil || sc.seq > newest.seq {
+			newest = sc
+		}
+	}
+	return newest
+}
 
 // registerMonitoring adds m to its configuration's collector. Two handlers of one
 // configuration may share a check (the same configuration runs once); two different checks
@@ -64,16 +93,15 @@ func registerMonitoring(reg *prometheus.Registry, m *Monitoring) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{checkDuration, checkRuns} {
-		if _, err := registerCollector(reg, c); err != nil {
-			return err
-		}
+	if err := registerCheckMetrics(reg); err != nil {
+		return err
 	}
 	stateCollectorsMu.Lock()
 	defer stateCollectorsMu.Unlock()
 	sc := stateCollectors[reg]
 	if sc == nil {
-		sc = &stateCollector{handlers: map[*Monitoring]bool{}}
+		stateCollectorSeq++
+		sc = &stateCollector{handlers: map[*Monitoring]bool{}, seq: stateCollectorSeq}
 		if err := reg.Register(sc); err != nil {
 			return err
 		}

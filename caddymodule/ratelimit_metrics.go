@@ -105,7 +105,10 @@ func setStoreModeMetric(mode string) {
 // the keys each policy's in-memory store tracks (read at scrape time, from the limiter of the
 // configuration that started last).
 func registerRateLimitMetrics(ctx caddy.Context) error {
-	reg := ctx.GetMetricsRegistry()
+	return registerRateLimitCollectors(ctx.GetMetricsRegistry())
+}
+
+func registerRateLimitCollectors(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration, memoryKeys} {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err

@@ -206,6 +206,13 @@ type liveApps struct {
 	apps []*App
 }
 
+// any reports whether a live configuration uses a rate limiter.
+func (l *liveApps) any() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.apps) > 0
+}
+
 func (l *liveApps) started(a *App) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
