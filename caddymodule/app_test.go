@@ -15,6 +15,10 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
@@ -556,5 +560,20 @@ func loadFailingAfterStart(t *testing.T, c *testcaddy.Caddy, config string) {
 		if err := c.Load(bad); err == nil || !strings.Contains(err.Error(), "address already in use") {
 			t.Fatalf("load %d: %v, want address already in use", i, err)
 		}
+	}
+}
+
+// TestRedisStartupCheckOfADroppedClientSaysNothing: a configuration whose load failed closes
+// its new Redis client; the start-up check still in flight logged "redis unreachable at
+// startup ... client is closed" about a Redis that was up, for a configuration that never
+// served.
+func TestRedisStartupCheckOfADroppedClientSaysNothing(t *testing.T) {
+	r := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: r.Addr})
+	_ = client.Close()
+	core, logs := observer.New(zapcore.DebugLevel)
+	pingOnce(&sharedRedis{client: client}, zap.New(core))
+	if logs.Len() != 0 {
+		t.Fatalf("the check of a closed client logged %v", logs.All())
 	}
 }

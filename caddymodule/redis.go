@@ -243,6 +243,9 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 		zap.Strings("addresses", s.opts.Endpoints()),
 		zap.Bool("tls", s.opts.TLSEnabled()),
 	}
+	if errors.Is(err, redis.ErrClosed) {
+		return // the configuration was dropped (its load failed) before Redis answered
+	}
 	if err != nil {
 		msg := "redis unreachable at startup; modules use in-memory state until it answers"
 		switch {
