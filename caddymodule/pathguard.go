@@ -22,12 +22,13 @@ func init() {
 // PathGuard refuses, before any file_server or upstream sees them, request paths that climb
 // out of a directory or could be read differently by the next component: `..` segments in any
 // encoding (%2e%2e in any case, double encoding, overlong UTF-8, IIS %u escapes, Unicode
-// look-alikes), backslashes and %5c, NUL and control bytes, bytes that are not UTF-8 (raw or
-// percent-encoded alike), Windows drive segments, and unless allowed, %2f inside a segment and
-// `;` path parameters. It answers 400 with an
+// look-alikes of dots and separators: ．．, ..／x), backslashes and %5c, NUL and control bytes,
+// bytes that are not UTF-8 (raw or percent-encoded alike), Windows drive roots (C:/), and
+// unless allowed, %2f inside a segment and `;` path parameters. It answers 400 with an
 // application/problem+json body, logs a path_blocked security event and counts the refusal in
 // caddy_hardening_path_blocked_total{reason}. Ordinary paths (names with dots such as a..b.txt,
-// Unicode names, anything in the query) pass at the cost of one scan.
+// Unicode names, also with a look-alike slash between words such as AC／DC, a last segment
+// such as A:, anything in the query) pass at the cost of one scan.
 //
 // It also feeds the detector of the `hardening` app: a refused path (traversal; malformed_path
 // for the reasons legacy links cause, pathguard.Reason.Malformed), a probe path

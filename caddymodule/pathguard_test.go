@@ -740,6 +740,71 @@ http://%s {
 	}
 }
 
+// TestPathGuardOrdinaryURLsNeverBan: in production with the default detection, a reader who
+// follows links with a look-alike slash in a title (Japanese ／, ∕, ＼) or a title ending in a
+// letter and a colon (/wiki/A:) gets the pages and keeps its class; one such link was refused
+// as traversal, 20 points, and banned the reader and everyone behind its NAT for 15 minutes.
+// The same look-alikes making a `..` segment, and a drive root, still ban at once.
+func TestPathGuardOrdinaryURLsNeverBan(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		environment production
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	respond "ok"
+}
+`, addr))
+	from := func(ip string) string { return "X-Forwarded-For: " + ip }
+	reader := "198.51.100.31"
+	for range 3 {
+		for _, p := range []string{
+			"/ja/%E3%83%A9%E3%83%BC%E3%83%A1%E3%83%B3%EF%BC%8F%E3%81%A4%E3%81%91%E9%BA%BA", // ラーメン／つけ麺
+			"/ja/\u30e9\u30fc\u30e1\u30f3\uff0f\u3064\u3051\u9eba",                         // the same, raw
+			"/ja/AC%EF%BC%8FDC",         // AC／DC
+			"/math/a%E2%88%95b",         // a∕b
+			"/ja/%E5%86%86%EF%BC%BC100", // 円＼100
+			"/wiki/A:",
+			"/docs/C:",
+		} {
+			if status, _, body := rawGet(t, addr, p, from(reader)); status != http.StatusOK || body != "ok" {
+				t.Fatalf("%q: %d %q, want 200", p, status, body)
+			}
+		}
+	}
+	if status, _, _ := rawGet(t, addr, "/", from(reader)); status != http.StatusOK {
+		t.Fatalf("the reader is refused (%d)", status)
+	}
+	if l := securityLogs(c, EventIPReclassified); len(l) != 0 {
+		t.Fatalf("ip_reclassified: %v", l)
+	}
+	if l := securityLogs(c, EventPathBlocked); len(l) != 0 {
+		t.Fatalf("path_blocked: %v", l)
+	}
+
+	for i, p := range []string{"/ja/..%EF%BC%8F..%EF%BC%8Fetc/passwd", "/static/C:/Windows/win.ini"} {
+		attacker := fmt.Sprintf("198.51.100.%d", 41+i)
+		if status, _, _ := rawGet(t, addr, p, from(attacker)); status != http.StatusBadRequest {
+			t.Fatalf("%q: %d, want 400", p, status)
+		}
+		if status, _, _ := rawGet(t, addr, "/", from(attacker)); status != http.StatusForbidden {
+			t.Fatalf("after %q: %d, want 403", p, status)
+		}
+	}
+	if l := securityLogs(c, EventIPReclassified); len(l) != 2 || l[0].Str("signal") != "traversal" || l[1].Str("signal") != "traversal" {
+		t.Fatalf("ip_reclassified: %v", l)
+	}
+}
+
 // TestAdminBanInShadowModeIsInfo: an operator's ban made while detection is in shadow mode is
 // kept but refuses nothing yet, so its event is info, as a detection's in shadow mode.
 func TestAdminBanInShadowModeIsInfo(t *testing.T) {

@@ -1,11 +1,13 @@
 // Package pathguard decides whether a request path is safe to hand to code that maps URLs to
 // files or forwards them upstream: it refuses traversal in every encoding attackers use
 // (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
-// Unicode look-alikes), backslashes, NUL and control bytes, bytes that are not UTF-8 (sent raw
-// or encoded: a proxy sends raw bytes on encoded, so both reach the next server alike), Windows
-// drive paths, and, unless allowed, encoded slashes and `;` path parameters. It refuses nothing
-// an ordinary URL contains: dots inside names (a..b.txt, v1.2..3), Unicode names, and anything
-// in the query.
+// Unicode look-alikes of dots and separators that normalize to a `..` segment), backslashes,
+// NUL and control bytes, bytes that are not UTF-8 (sent raw or encoded: a proxy sends raw
+// bytes on encoded, so both reach the next server alike), Windows drive paths (a `C:` segment
+// followed by a separator), and, unless allowed, encoded slashes and `;` path parameters. It
+// refuses nothing an ordinary URL contains: dots inside names (a..b.txt, v1.2..3), Unicode
+// names, also with a look-alike slash between words (AC／DC, a∕b), a title that ends in a
+// letter and a colon (/wiki/A:), and anything in the query.
 // It imports nothing from Caddy.
 package pathguard
 
@@ -30,7 +32,7 @@ const (
 	ReasonLookalike      Reason = "unicode_lookalike"
 	ReasonEncodedSlash   Reason = "encoded_slash" // %2f inside a segment (unless allowed)
 	ReasonPathParams     Reason = "path_params"   // `;` parameters, as in Tomcat's /..;/ (unless allowed)
-	ReasonDrivePath      Reason = "drive_path"    // a C: segment
+	ReasonDrivePath      Reason = "drive_path"    // a C: segment followed by a separator (/C:/windows)
 	ReasonBadEncoding    Reason = "bad_encoding"  // a % not followed by two hex digits
 )
 
@@ -257,10 +259,15 @@ func decode(p string, strict bool) (string, decoded, Reason) {
 	return b.String(), d, ""
 }
 
-// checkSegments refuses `..` segments (also before `;` parameters and as Unicode look-alikes),
-// drive segments, and look-alike separators.
+// checkSegments refuses `..` segments (also before `;` parameters), drive segments followed by
+// a separator (`/C:/windows/win.ini`, `/static/C:/x`, `/C:/`: the root of a drive, where a
+// Windows server that joins the path to its root lands), and non-ASCII segments that normalize
+// to either (checkUnicodeSegment). A drive segment at the end (`/wiki/A:`, `/docs/C:`) passes:
+// with no separator after it, it names no drive's root, and it is a title as often as
+// `C:_The_Contra_Adventure` is.
 func checkSegments(p string) Reason {
-	for seg := range strings.SplitSeq(p, "/") {
+	for rest := p; ; {
+		seg, after, more := strings.Cut(rest, "/")
 		name := seg
 		if i := strings.IndexByte(name, ';'); i >= 0 {
 			name = name[:i]
@@ -268,16 +275,19 @@ func checkSegments(p string) Reason {
 		switch {
 		case name == "..":
 			return ReasonDotSegment
-		case len(name) == 2 && name[1] == ':' && isLetter(name[0]):
+		case more && len(name) == 2 && name[1] == ':' && isLetter(name[0]):
 			return ReasonDrivePath
 		}
-		if !isASCII(name) {
-			if r := checkUnicodeSegment(name); r != "" {
+		if !isASCII(seg) {
+			if r := checkUnicodeSegment(seg, more); r != "" {
 				return r
 			}
 		}
+		if !more {
+			return ""
+		}
+		rest = after
 	}
-	return ""
 }
 
 // dots is how many full stops NFKC normalization (which lax servers and file systems apply)
@@ -295,33 +305,61 @@ func dots(r rune) int {
 	return 0
 }
 
-// slashLike are runes that NFKC normalization or lax servers turn into a separator.
+// slashLike are runes that NFKC normalization (／ U+FF0F, ＼ U+FF3C, ﹨ U+FE68) or lax servers
+// (∕ U+2215, ⁄ U+2044, ∖ U+2216) turn into a separator.
 func slashLike(r rune) bool {
 	return r == '\uff0f' || r == '\u2215' || r == '\u2044' || r == '\uff3c' || r == '\u2216' || r == '\ufe68'
 }
 
-// checkUnicodeSegment refuses a non-ASCII segment that normalizes to `..` (two look-alike
-// dots, a two-dot leader `‥`, or either mixed with '.') or that holds a look-alike separator.
-// A segment that normalizes to `...` (`…`) passes, as `...` itself does.
-func checkUnicodeSegment(s string) Reason {
-	n, all := 0, true
-	for _, r := range s {
-		if r == utf8.RuneError {
-			continue // invalid bytes are checkUTF8's concern
-		}
-		if slashLike(r) {
-			return ReasonLookalike
-		}
-		d := dots(r)
-		if d == 0 {
-			all = false
-		}
-		n += d
+// checkUnicodeSegment refuses a non-ASCII segment (followed by another segment or not) that a
+// server which normalizes it reads as a `..` segment or a drive root: checkSegments' rules,
+// applied to its normalized form (normalizeLookalikes). So `．．`, `‥`, `..／..／etc`,
+// `foo／..`, `‥／x` and `C:／windows` are refused; a look-alike separator between names
+// (`AC／DC`, `a∕b`, `円＼100`) makes no traversal and passes, as does `…` (`...`).
+func checkUnicodeSegment(s string, followed bool) Reason {
+	n, changed := normalizeLookalikes(s)
+	if !changed {
+		return ""
 	}
-	if all && n == 2 {
+	if followed {
+		n += "/"
+	}
+	if checkSegments(n) != "" {
 		return ReasonLookalike
 	}
 	return ""
+}
+
+// normalizeLookalikes is s as a server that normalizes it reads it: look-alike dots as full
+// stops (as many as NFKC makes), look-alike separators as '/', and bytes that are not UTF-8
+// dropped, as lax decoders drop them (`.%ff.` is `..` to them; whether such bytes are refused is
+// checkUTF8's concern). changed is false when s holds none of these.
+func normalizeLookalikes(s string) (n string, changed bool) {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		var with string
+		switch {
+		case r == utf8.RuneError && size == 1: // dropped
+		case slashLike(r):
+			with = "/"
+		case r >= utf8.RuneSelf && dots(r) > 0:
+			with = "..."[:dots(r)]
+		default:
+			i += size
+			continue
+		}
+		b.WriteString(s[done:i])
+		b.WriteString(with)
+		i += size
+		done = i
+	}
+	if done == 0 {
+		return s, false
+	}
+	b.WriteString(s[done:])
+	return b.String(), true
 }
 
 func isASCII(s string) bool {

@@ -2,6 +2,7 @@ package pathguard
 
 import (
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode"
@@ -91,7 +92,42 @@ func TestCheckReasons(t *testing.T) {
 		{"/.%e2%80%a4/x", Options{}, ReasonLookalike},         // '.' and a one-dot leader
 		{"/%e2%80%a6/x", Options{}, ""},                       // … is "...", which passes like "..."
 		{"/%e2%80%a5x/y", Options{}, ""},                      // ‥ inside a name
+		// A look-alike separator is an attack only where the normalized segment makes a `..`
+		// segment or a drive root; between words it is text (F1: one such link banned a
+		// reader of a Japanese page).
+		{"/ja/AC%EF%BC%8FDC", Options{}, ""}, // AC／DC
+		{"/ja/AC\uff0fDC", Options{}, ""},    // the same, sent raw
+		{"/ja/%E3%83%A9%E3%83%BC%E3%83%A1%E3%83%B3%EF%BC%8F%E3%81%A4%E3%81%91%E9%BA%BA", Options{}, ""}, // ラーメン／つけ麺
+		{"/math/a%E2%88%95b", Options{}, ""},                  // a∕b, division slash
+		{"/ja/%E5%86%86%EF%BC%BC100", Options{}, ""},          // 円＼100, full-width backslash
+		{"/x/a%E2%81%84b%EF%B9%A8c%E2%88%96d", Options{}, ""}, // ⁄ ﹨ ∖ between names
+		{"/x/%EF%BC%8Fa%EF%BC%8F", Options{}, ""},             // ／a／: empty parts are no `..`
+		{"/x/.%EF%BC%8F.", Options{}, ""},                     // ./.: single dots
+		{"/x/a%E2%80%A5%EF%BC%8Fb", Options{}, ""},            // a‥／b: ‥ inside a name
+		{"/x/..%EF%BC%8F..%EF%BC%8Fetc", Options{}, ReasonLookalike},
+		{"/x/foo\uff0f..", Options{}, ReasonLookalike},
+		{"/x/foo\uff0f..;a/y", Options{AllowPathParams: true}, ReasonLookalike}, // ..;a is .. to Tomcat
+		{"/x/foo;a\uff0f../y", Options{AllowPathParams: true}, ReasonLookalike}, // parameters end at the separator
+		{"/x/\u2025\uff0fx", Options{}, ReasonLookalike},                        // ‥／x
+		{"/x/\uff0e\uff0e\uff3cx", Options{}, ReasonLookalike},                  // ．．＼x
+		{"/x/a\u2215..\u2215b", Options{}, ReasonLookalike},
+		{"/x/C:\uff0fwindows", Options{}, ReasonLookalike}, // a drive root, through a look-alike
+		{"/x/a\uff0fC:/windows", Options{}, ReasonLookalike},
+		{"/x/a\uff0fC:", Options{}, ""},             // a drive name at the end, as /docs/C:
+		{"/x/.\xff./y", Options{}, ReasonLookalike}, // `..` to a decoder that drops bad bytes
+		// A drive segment is an attack when a separator follows it (the root of the drive); as
+		// the last segment it is a name (F1: /wiki/A: banned its reader).
 		{"/C:/x", Options{}, ReasonDrivePath},
+		{"/C:/", Options{}, ReasonDrivePath},
+		{"/static/C:/Windows/win.ini", Options{}, ReasonDrivePath},
+		{"/static/c:;x/win.ini", Options{AllowPathParams: true}, ReasonDrivePath},
+		{"/D%3a/x", Options{}, ReasonDrivePath},
+		{"/static/C:%5cwindows", Options{}, ReasonBackslash},
+		{"/wiki/A:", Options{}, ""},
+		{"/docs/C:", Options{}, ""},
+		{"/docs/C%3A", Options{}, ""},
+		{"/C:", Options{}, ""},
+		{"/wiki/C:_The_Contra_Adventure", Options{}, ""},
 		{"/%", Options{}, ReasonBadEncoding},
 		{"/a..b.txt", Options{}, ""},
 		{"/100%25", Options{}, ""},
@@ -124,7 +160,7 @@ func TestMalformedReasons(t *testing.T) {
 }
 
 func TestCheckOrdinaryPathAllocatesNothing(t *testing.T) {
-	for _, p := range []string{"/api/v1/users/123", "/static/app.9f8e7d.css", "/a..b.txt"} {
+	for _, p := range []string{"/api/v1/users/123", "/static/app.9f8e7d.css", "/a..b.txt", "/ja/\u65e5\u672c/\u30e9\u30fc\u30e1\u30f3"} {
 		if n := testing.AllocsPerRun(100, func() { Check(p, Options{}) }); n != 0 {
 			t.Errorf("Check(%q): %v allocations", p, n)
 		}
@@ -133,30 +169,80 @@ func TestCheckOrdinaryPathAllocatesNothing(t *testing.T) {
 
 // TestDotsMatchesNFKC: for every rune whose NFKC form is only full stops, dots gives their
 // number, and every such rune, alone or paired so that the segment normalizes to "..", is
-// refused; a rune whose NFKC form holds a slash or backslash next to nothing but dots would
-// be a separator look-alike and is refused too.
+// refused.
 func TestDotsMatchesNFKC(t *testing.T) {
 	for r := rune(0x80); r <= unicode.MaxRune; r++ {
 		if r >= 0xd800 && r <= 0xdfff {
 			continue
 		}
 		nf := norm.NFKC.String(string(r))
-		if strings.Trim(nf, ".") == "" {
-			if got := dots(r); got != len(nf) {
-				t.Errorf("dots(%U) = %d, NFKC gives %q", r, got, nf)
-			}
-			seg := string(r)
-			for len(norm.NFKC.String(seg)) < 2 {
-				seg += "."
-			}
-			if want := norm.NFKC.String(seg) == ".."; (Check("/"+seg+"/x", Options{}) != "") != want {
-				t.Errorf("Check(%q) = %q, NFKC form %q", "/"+seg+"/x", Check("/"+seg+"/x", Options{}), norm.NFKC.String(seg))
-			}
-		} else if nf == "/" || nf == "\\" {
-			if Check("/a"+string(r)+"b", Options{}) != ReasonLookalike {
-				t.Errorf("%U (NFKC %q) passes as a separator look-alike", r, nf)
+		if strings.Trim(nf, ".") != "" {
+			continue
+		}
+		if got := dots(r); got != len(nf) {
+			t.Errorf("dots(%U) = %d, NFKC gives %q", r, got, nf)
+		}
+		seg := string(r)
+		for len(norm.NFKC.String(seg)) < 2 {
+			seg += "."
+		}
+		if want := norm.NFKC.String(seg) == ".."; (Check("/"+seg+"/x", Options{}) != "") != want {
+			t.Errorf("Check(%q) = %q, NFKC form %q", "/"+seg+"/x", Check("/"+seg+"/x", Options{}), norm.NFKC.String(seg))
+		}
+	}
+}
+
+// TestLookalikeSegmentsMatchNFKC: for every rune whose NFKC form holds a dot, a slash or a
+// backslash (or that lax servers map to a separator: ∕ U+2215, ⁄ U+2044, ∖ U+2216), set in
+// names around it, Check refuses a path exactly when its normalized form has a `..` segment or
+// a drive segment followed by a separator, and names that unicode_lookalike: `..／etc` and
+// `C:／windows` are refused, `AC／DC` and `a‥b` pass.
+func TestLookalikeSegmentsMatchNFKC(t *testing.T) {
+	// Each rune as a server reads it: its NFKC form, or a separator to a lax server.
+	normalize := func(p string) string {
+		var b strings.Builder
+		for _, r := range p {
+			switch r {
+			case '\u2215', '\u2044', '\u2216':
+				b.WriteByte('/')
+			default:
+				b.WriteString(strings.ReplaceAll(norm.NFKC.String(string(r)), `\`, "/"))
 			}
 		}
+		return b.String()
+	}
+	drive := regexp.MustCompile(`^[A-Za-z]:$`)
+	traverses := func(p string) bool {
+		segs := strings.Split(normalize(p), "/")
+		for i, seg := range segs {
+			if seg == ".." || i < len(segs)-1 && drive.MatchString(seg) {
+				return true
+			}
+		}
+		return false
+	}
+	templates := []string{"a%sb", "..%sx", "x%s..", "%s", "%s%s", ".%s", "%s.", "..%s..", "C:%sx", "x%sC:", "%s..%s"}
+	tried := 0
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if r >= 0xd800 && r <= 0xdfff || !strings.ContainsAny(normalize(string(r)), "./") {
+			continue
+		}
+		for _, tmpl := range templates {
+			seg := strings.ReplaceAll(tmpl, "%s", string(r))
+			for _, p := range []string{"/" + seg + "/y", "/y/" + seg} {
+				want := Reason("")
+				if traverses(p) {
+					want = ReasonLookalike
+				}
+				if got := Check(p, Options{}); got != want {
+					t.Errorf("Check(%q) = %q, want %q (normalized %q)", p, got, want, normalize(p))
+				}
+				tried++
+			}
+		}
+	}
+	if tried < 500 {
+		t.Fatalf("only %d paths tried", tried)
 	}
 }
 
