@@ -23,8 +23,8 @@ func init() {
 // out of a directory or could be read differently by the next component: `..` segments in any
 // encoding (%2e%2e in any case, double encoding, overlong UTF-8, IIS %u escapes, Unicode
 // look-alikes of dots and separators: ．．, ..／x), backslashes and %5c, NUL and control bytes,
-// bytes that are not UTF-8 (raw or percent-encoded alike), Windows drive roots (C:/), and
-// unless allowed, %2f inside a segment and `;` path parameters. It answers 400 with an
+// Windows drive roots (C:/), and unless allowed, %2f inside a segment, `;` path parameters and
+// other bytes that are not UTF-8 (raw or percent-encoded alike). It answers 400 with an
 // application/problem+json body, logs a path_blocked security event and counts the refusal in
 // caddy_hardening_path_blocked_total{reason}. Ordinary paths (names with dots such as a..b.txt,
 // Unicode names, also with a look-alike slash between words such as AC／DC, a last segment
@@ -36,9 +36,12 @@ func init() {
 // raise the client's score. With suspicious_action block, clients in the suspicious class are
 // refused with 403.
 type PathGuard struct {
-	// Allow loosens the check for applications that need it: `encoded_slash` accepts %2f
-	// inside a segment (APIs whose IDs hold slashes), `path_params` accepts `;` (matrix
-	// parameters; `..;` is refused regardless).
+	// Allow loosens the check for applications that need it, one value for each malformed
+	// form legacy links and some applications send: `encoded_slash` accepts %2f inside a
+	// segment (APIs whose IDs hold slashes), `path_params` accepts `;` (matrix parameters;
+	// `..;` is refused regardless), `invalid_utf8` accepts bytes that are not UTF-8 (legacy
+	// Latin-1 links such as /fr/caf%E9; overlong UTF-8 such as %c0%ae is refused regardless).
+	// The attack forms have no such switch.
 	Allow []string `json:"allow,omitempty"`
 
 	// SuspiciousAction is what to do with a client in the suspicious class: `none` (default:
@@ -75,14 +78,11 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 	h.app, h.ctx = app, eventContext(ctx)
 	h.on = app.FeatureEnabled("path_guard")
 	for _, a := range h.Allow {
-		switch a {
-		case "encoded_slash":
-			h.opts.AllowEncodedSlash = true
-		case "path_params":
-			h.opts.AllowPathParams = true
-		default:
-			return fmt.Errorf("path_guard: allow %q: expected encoded_slash or path_params", a)
+		set, ok := pathGuardAllows[a]
+		if !ok {
+			return fmt.Errorf("path_guard: allow %q: expected one of: %s", a, strings.Join(sortedKeys(pathGuardAllows), ", "))
 		}
+		set(&h.opts)
 	}
 	switch h.SuspiciousAction {
 	case "", "none":
@@ -97,6 +97,14 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 		h.blocked[r] = pathBlocked.WithLabelValues(string(r))
 	}
 	return nil
+}
+
+// pathGuardAllows are the values of `allow`, each with the pathguard.Options field it sets.
+// bad_encoding has none: Go's HTTP server refuses a stray % before any handler runs.
+var pathGuardAllows = map[string]func(*pathguard.Options){
+	"encoded_slash": func(o *pathguard.Options) { o.AllowEncodedSlash = true },
+	"path_params":   func(o *pathguard.Options) { o.AllowPathParams = true },
+	"invalid_utf8":  func(o *pathguard.Options) { o.AllowInvalidUTF8 = true },
 }
 
 // ServeHTTP refuses hostile paths and suspicious clients (when configured), then serves the

@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"strings"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -20,7 +22,7 @@ func parsePathGuard(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler:
 //
 //	path_guard [<matcher>] {
-//		allow encoded_slash|path_params...
+//		allow encoded_slash|path_params|invalid_utf8...
 //		suspicious_action none|block
 //		signals on|off
 //	}
@@ -41,12 +43,13 @@ func (g *PathGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch name {
 		case "allow":
 			args := d.RemainingArgs()
+			known := strings.Join(sortedKeys(pathGuardAllows), ", ")
 			if len(args) == 0 {
-				return d.Err("allow: expected encoded_slash and/or path_params")
+				return d.Errf("allow: expected one or more of: %s", known)
 			}
 			for _, a := range args {
-				if a != "encoded_slash" && a != "path_params" {
-					return d.Errf("allow: unknown %q; expected encoded_slash or path_params", a)
+				if _, ok := pathGuardAllows[a]; !ok {
+					return d.Errf("allow: unknown %q; expected one of: %s", a, known)
 				}
 			}
 			g.Allow = args

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -600,6 +601,58 @@ func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
 	// Raw valid UTF-8 passes, and arrives escaped.
 	if status, _, body := rawGet(t, addr, "/caf\xc3\xa9/\xe6\x97\xa5"); status != http.StatusOK || body != "upstream /caf%C3%A9/%E6%97%A5" {
 		t.Errorf("raw UTF-8: %d %q", status, body)
+	}
+}
+
+// TestPathGuardAllowInvalidUTF8: a path_guard with allow invalid_utf8 hands legacy Latin-1 links
+// (percent-encoded or raw) to the upstream, where they were refused with no switch but
+// `signals off`; overlong UTF-8 is still refused there, and paths without it refuse both.
+func TestPathGuardAllowInvalidUTF8(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.RequestURI)
+		mu.Unlock()
+	}))
+	defer up.Close()
+	upstream := strings.TrimPrefix(up.URL, "http://")
+	// The layout the README shows: two path_guards with disjoint matchers.
+	addr, _ := guardCaddy(t, fmt.Sprintf(`	@legacy path /fr/*
+	@rest not path /fr/*
+	path_guard @legacy {
+		allow invalid_utf8
+	}
+	path_guard @rest
+	reverse_proxy %s
+`, upstream))
+	for _, tc := range []struct {
+		target string
+		status int
+		reason string
+	}{
+		{"/fr/caf%E9", http.StatusOK, ""},
+		{"/fr/caf\xe9", http.StatusOK, ""},
+		{"/fr/gar%E7on", http.StatusOK, ""},
+		{"/fr/%C0-la-une", http.StatusOK, ""},
+		{"/fr/%c0%ae%c0%ae/etc/passwd", http.StatusBadRequest, "overlong_utf8"},
+		{"/fr/\xc0\xae\xc0\xae/etc/passwd", http.StatusBadRequest, "overlong_utf8"},
+		{"/de/m%FCnchen", http.StatusBadRequest, "invalid_utf8"},
+	} {
+		before := testutil.ToFloat64(pathBlocked.WithLabelValues(tc.reason))
+		if status, _, body := rawGet(t, addr, tc.target); status != tc.status {
+			t.Errorf("%q: %d %q, want %d", tc.target, status, body, tc.status)
+		}
+		if tc.reason != "" {
+			if got := testutil.ToFloat64(pathBlocked.WithLabelValues(tc.reason)) - before; got != 1 {
+				t.Errorf("%q: path_blocked_total{reason=%q} grew by %v, want 1", tc.target, tc.reason, got)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"/fr/caf%E9", "/fr/caf%E9", "/fr/gar%E7on", "/fr/%C0-la-une"}; !slices.Equal(seen, want) {
+		t.Errorf("the upstream received %q, want %q", seen, want)
 	}
 }
 

@@ -2,12 +2,12 @@
 // files or forwards them upstream: it refuses traversal in every encoding attackers use
 // (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
 // Unicode look-alikes of dots and separators that normalize to a `..` segment), backslashes,
-// NUL and control bytes, bytes that are not UTF-8 (sent raw or encoded: a proxy sends raw
-// bytes on encoded, so both reach the next server alike), Windows drive paths (a `C:` segment
-// followed by a separator), and, unless allowed, encoded slashes and `;` path parameters. It
-// refuses nothing an ordinary URL contains: dots inside names (a..b.txt, v1.2..3), Unicode
-// names, also with a look-alike slash between words (AC／DC, a∕b), a title that ends in a
-// letter and a colon (/wiki/A:), and anything in the query.
+// NUL and control bytes, Windows drive paths (a `C:` segment followed by a separator), and,
+// unless allowed, encoded slashes, `;` path parameters and other bytes that are not UTF-8
+// (sent raw or encoded: a proxy sends raw bytes on encoded, so both reach the next server
+// alike). It refuses nothing an ordinary URL contains: dots inside names (a..b.txt, v1.2..3),
+// Unicode names, also with a look-alike slash between words (AC／DC, a∕b), a title that ends
+// in a letter and a colon (/wiki/A:), and anything in the query.
 // It imports nothing from Caddy.
 package pathguard
 
@@ -60,6 +60,9 @@ type Options struct {
 	AllowEncodedSlash bool
 	// AllowPathParams accepts `;` in paths (matrix parameters); `..;` is refused regardless.
 	AllowPathParams bool
+	// AllowInvalidUTF8 accepts bytes that are not UTF-8 (legacy Latin-1 links: /caf%e9);
+	// overlong UTF-8 (%c0%ae) is refused regardless.
+	AllowInvalidUTF8 bool
 
 	// attackOnly skips every Malformed reason (and reads a bad % literally): the second look
 	// Check takes at a malformed path for an attack form behind the first flaw.
@@ -87,7 +90,7 @@ func Check(raw string, opt Options) Reason {
 
 func check(raw string, opt Options) Reason {
 	if opt.attackOnly {
-		opt.AllowEncodedSlash, opt.AllowPathParams = true, true
+		opt.AllowEncodedSlash, opt.AllowPathParams, opt.AllowInvalidUTF8 = true, true, true
 	}
 	var pct, dot, colon, semi, high bool
 	for i := 0; i < len(raw); i++ {
@@ -214,7 +217,7 @@ func checkUTF8(p string, opt Options) Reason {
 			return ReasonOverlongUTF8
 		}
 		r, n := utf8.DecodeRuneInString(p[i:])
-		if r == utf8.RuneError && n == 1 && !opt.attackOnly {
+		if r == utf8.RuneError && n == 1 && !opt.AllowInvalidUTF8 {
 			return ReasonInvalidUTF8
 		}
 		i += n

@@ -83,6 +83,22 @@ func TestCheckReasons(t *testing.T) {
 		{"/%ef%bf%bd", Options{}, ""},   // U+FFFD itself is valid UTF-8
 		{"/caf\xc3\xa9", Options{}, ""}, // raw UTF-8
 		{"/caf%C3%A9", Options{}, ""},
+		// allow invalid_utf8: legacy Latin-1 links pass; overlong UTF-8 and traversal behind
+		// such a byte stay refused.
+		{"/fr/caf%E9", Options{AllowInvalidUTF8: true}, ""},
+		{"/fr/caf\xe9", Options{AllowInvalidUTF8: true}, ""},
+		{"/de/stra%DFe", Options{AllowInvalidUTF8: true}, ""},
+		{"/se/%C5ngstr%F6m", Options{AllowInvalidUTF8: true}, ""},
+		{"/fr/%C0-la-une", Options{AllowInvalidUTF8: true}, ""},
+		{"/fr/%E0-propos", Options{AllowInvalidUTF8: true}, ""},
+		{"/a%80b", Options{AllowInvalidUTF8: true}, ""},
+		{"/%c0%ae%c0%ae/x", Options{AllowInvalidUTF8: true}, ReasonOverlongUTF8},
+		{"/\xc0\xae\xc0\xae/x", Options{AllowInvalidUTF8: true}, ReasonOverlongUTF8},
+		{"/%e0%80%ae/x", Options{AllowInvalidUTF8: true}, ReasonOverlongUTF8},
+		{"/fr/caf%e9/%c0%ae%c0%ae/x", Options{AllowInvalidUTF8: true}, ReasonOverlongUTF8},
+		{"/fr/caf%e9/../x", Options{AllowInvalidUTF8: true}, ReasonDotSegment},
+		{"/x/.%ff./y", Options{AllowInvalidUTF8: true}, ReasonLookalike},
+		{"/fr/caf%e9;x", Options{AllowInvalidUTF8: true}, ReasonPathParams}, // one allow opens one form
 		{"/%u002e%u002e/x", Options{}, ReasonUnicodeEscape},
 		{"/\uff0e\uff0e/x", Options{}, ReasonLookalike},
 		{"/%e2%80%a5/x", Options{}, ReasonLookalike},          // ‥ two-dot leader: NFKC ".."
