@@ -4,7 +4,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,19 +42,15 @@ func configuredAdmin(ctx caddy.Context) adminEndpoint {
 	return adminEndpointOf(admin)
 }
 
-// configAdmin reads the `admin` settings of ctx's configuration (nil: Caddy's defaults). Caddy
-// keeps the configuration in an unexported field of the context and offers no accessor, so
-// reflection copies the four settings the command depends on; ok is false when the field is
-// not there (a Caddy that renamed it: TestDashboardUnbanUsesTheConfiguredAdmin fails then).
+// configAdmin reads the `admin` settings of ctx's configuration (nil: Caddy's defaults): the
+// four the command depends on. ok is false when the configuration cannot be read
+// (contextConfig).
 func configAdmin(ctx caddy.Context) (admin *caddy.AdminConfig, ok bool) {
-	cfg := reflect.ValueOf(ctx).FieldByName("cfg")
-	if !cfg.IsValid() || cfg.Kind() != reflect.Pointer || cfg.Type().Elem() != reflect.TypeFor[caddy.Config]() {
+	cfg, ok := contextConfig(ctx)
+	if !ok {
 		return nil, false
 	}
-	if cfg.IsNil() {
-		return nil, true
-	}
-	a := cfg.Elem().FieldByName("Admin")
+	a := cfg.FieldByName("Admin")
 	if a.IsNil() {
 		return nil, true
 	}
