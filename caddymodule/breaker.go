@@ -278,12 +278,8 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 	prev, loaded := configBreakers.LoadOrStore(breakerInConfig{app, h.Name}, effective)
 	h.inConfig = true
 	if loaded {
-		for i, p := range prev.([]breakerSetting) {
-			if e := effective[i]; e.value != p.value {
-				return fmt.Errorf("upstream_breaker %s is configured twice with different settings: %s is %s in one route and %s in another; "+
-					"routes with one breaker name share one breaker, so only their fallback may differ: give them the same settings or different names",
-					h.Name, e.name, p.value, e.value)
-			}
+		if _, _, _, differ := firstDifference(prev.([]breakerSetting), effective); differ {
+			return h.sameNameConflict(ctx, prev.([]breakerSetting), effective)
 		}
 	}
 	// The pool key: what the breaker itself depends on, as in effect, so a reload that only

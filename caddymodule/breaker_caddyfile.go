@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,9 @@ func parseUpstreamBreaker(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //		}
 //	}
 //
-// Every subdirective is optional; see the JSON fields for the defaults.
+// Every subdirective is optional; see the JSON fields for the defaults. Every upstream_breaker
+// of one name must have the same settings in effect but the fallback (one name is one
+// breaker): under the HTTP Caddyfile adapter, a second one with others is refused at its line.
 func (h *UpstreamBreaker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return h.unmarshal(httpcaddyfile.Helper{Dispenser: d})
 }
@@ -54,6 +57,7 @@ func (h *UpstreamBreaker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
 	d := hp.Dispenser
 	d.Next() // the directive
+	directive := *d
 	if !d.NextArg() {
 		return d.Err("upstream_breaker: expected a breaker name (letters, digits, '.', '_', '-')")
 	}
@@ -97,8 +101,61 @@ func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
 		}
 		return d.Errf("upstream_breaker %s: %v", h.Name, err)
 	}
-	return nil
+	return h.checkSameName(hp, directive, seen)
 }
+
+// adaptedBreakersKey keeps, in the adapter's state, the first upstream_breaker of each name.
+const adaptedBreakersKey = "hardening.upstream_breaker.first"
+
+// adaptedBreaker is the first upstream_breaker of a name in the Caddyfile: its settings in
+// effect, and where it and each setting it writes out are.
+type adaptedBreaker struct {
+	settings []breakerSetting
+	at       string            // file:line of the directive
+	lines    map[string]string // setting -> file:line, for those written out
+}
+
+// checkSameName refuses an upstream_breaker whose name an earlier one of the Caddyfile has with
+// other settings, at the line of the differing setting (or of the directive, for a default),
+// naming the earlier one's line. Provision checks it too, for JSON configs and for named routes,
+// which the adapter parses apart from the sites (hp.State is not shared with them).
+func (h *UpstreamBreaker) checkSameName(hp httpcaddyfile.Helper, directive caddyfile.Dispenser, seen map[string]caddyfile.Dispenser) error {
+	if hp.State == nil {
+		return nil // not under the HTTP Caddyfile adapter
+	}
+	settings, _ := h.settings() // validated
+	mine := h.inEffect(settings)
+	first, _ := hp.State[adaptedBreakersKey].(map[string]adaptedBreaker)
+	if first == nil {
+		first = map[string]adaptedBreaker{}
+		hp.State[adaptedBreakersKey] = first
+	}
+	prev, ok := first[h.Name]
+	if !ok {
+		lines := make(map[string]string, len(seen))
+		for name, at := range seen {
+			lines[name] = position(at)
+		}
+		first[h.Name] = adaptedBreaker{settings: mine, at: position(directive), lines: lines}
+		return nil
+	}
+	name, va, vb, differ := firstDifference(prev.settings, mine)
+	if !differ {
+		return nil
+	}
+	at, there := directive, prev.at
+	if d, ok := seen[name]; ok {
+		at = d
+	}
+	if l, ok := prev.lines[name]; ok {
+		there = l
+	}
+	return at.Errf("upstream_breaker %s is configured twice with different settings: %s is %s here and %s at %s; %s: expected the settings of the upstream_breaker %s at %s, or another name",
+		h.Name, name, vb, va, there, sameNameRule, h.Name, prev.at)
+}
+
+// position is the file:line of the dispenser's token.
+func position(d caddyfile.Dispenser) string { return fmt.Sprintf("%s:%d", d.File(), d.Line()) }
 
 func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string) error {
 	switch name {

@@ -192,7 +192,7 @@ func TestBreakerReloadResetIsAStateChange(t *testing.T) {
 	// then in one that fails to start (its second site's port is taken): the running config's
 	// open breaker stays the reported one.
 	refused := twoRoutes(t, "t_reset", "consecutive_failures 1\nopen_for 3h", "consecutive_failures 1\nopen_for 4h", u.addr())
-	if err := c.LoadJSON(withEvents(t, refused+mblock, EventBreakerStateChanged)); err == nil || !strings.Contains(err.Error(), "configured twice") {
+	if err := c.LoadJSON(oneName(withEvents(t, sameName(refused, "t_reset")+mblock, EventBreakerStateChanged), "t_reset")); err == nil || !strings.Contains(err.Error(), "configured twice") {
 		t.Fatalf("a config with two rule sets for one name: %v", err)
 	}
 	taken, err := net.Listen("tcp", "127.0.0.1:0")

@@ -486,21 +486,60 @@ func twoRoutes(t *testing.T, name, first, second, addr string) string {
 `, testenv.FreePort(t), name, indent(first), indent(second), addr)
 }
 
+// sameName writes the last `upstream_breaker <name>` of a Caddyfile as <name>_same, a breaker
+// the adapter takes for another; oneName gives it name back in the adapted JSON. Together they
+// make a JSON config with one breaker name and two rule sets, which the Caddyfile adapter
+// itself refuses, so that Provision's check runs.
+func sameName(caddyfile, name string) string {
+	i := strings.LastIndex(caddyfile, "upstream_breaker "+name+" ")
+	return caddyfile[:i] + "upstream_breaker " + name + "_same " + caddyfile[i+len("upstream_breaker "+name+" "):]
+}
+
+func oneName(cfgJSON, name string) string {
+	return strings.ReplaceAll(cfgJSON, `"name":"`+name+`_same"`, `"name":"`+name+`"`)
+}
+
+// adaptedJSON is a Caddyfile adapted to JSON.
+func adaptedJSON(t *testing.T, caddyfile string) string {
+	t.Helper()
+	cfg, err := testcaddy.Adapt(caddyfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
+}
+
+// TestBreakerSameNameDifferentSettingsRefused: one name with two rule sets is refused, from a
+// Caddyfile when adapted (the second one's line, the first one's line: the adapt golden files
+// err_breaker_same_name_*), from JSON when provisioned, naming both handlers' places.
 func TestBreakerSameNameDifferentSettingsRefused(t *testing.T) {
 	u := startUpstream(t, "ok")
 	c := testcaddy.StartCaddy(t, "")
-	for _, tc := range []struct{ first, second, want string }{
-		{"consecutive_failures 2", "consecutive_failures 3", "consecutive_failures is 2 in one route and 3 in another"},
-		{"critical", "open_for 30s", "critical is true in one route and false in another"},
-		{"failure_status 5xx", "failure_status 500 502", "failure_status is 5xx in one route and 500 502 in another"},
-		{"open_for 30s", "slow_threshold 2s", "slow_threshold is off in one route and 2s in another"},
-		{"failure_ratio 0.5", "failure_ratio 0.5\ninterval 2m", "interval is 1m0s in one route and 2m0s in another"},
-		{"shared\nsync_interval 1s", "shared", "sync_interval is 1s in one route and 500ms in another"},
+	const (
+		firstAt  = "apps.http.servers.srv0.routes.0.handle.0.routes.0.handle.0.routes.0.handle.0"
+		secondAt = "apps.http.servers.srv0.routes.0.handle.0.routes.1.handle.0.routes.0.handle.0"
+	)
+	for _, tc := range []struct{ first, second, setting, a, b string }{
+		{"consecutive_failures 2", "consecutive_failures 3", "consecutive_failures", "2", "3"},
+		{"critical", "open_for 30s", "critical", "true", "false"},
+		{"failure_status 5xx", "failure_status 500 502", "failure_status", "5xx", "500 502"},
+		{"open_for 30s", "slow_threshold 2s", "slow_threshold", "off", "2s"},
+		{"failure_ratio 0.5", "failure_ratio 0.5\ninterval 2m", "interval", "1m0s", "2m0s"},
+		{"shared\nsync_interval 1s", "shared", "sync_interval", "1s", "500ms"},
 	} {
-		err := c.Load(twoRoutes(t, "t_conflict", tc.first, tc.second, u.addr()))
-		want := "upstream_breaker t_conflict is configured twice with different settings: " + tc.want
+		cf := twoRoutes(t, "t_conflict", tc.first, tc.second, u.addr())
+		want := fmt.Sprintf("upstream_breaker t_conflict is configured twice with different settings: %s is %s here and %s at Caddyfile:", tc.setting, tc.b, tc.a)
+		if _, err := testcaddy.Adapt(cf); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q vs %q: adapt error %v, want %q", tc.first, tc.second, err, want)
+		}
+		err := c.LoadJSON(oneName(adaptedJSON(t, sameName(cf, "t_conflict")), "t_conflict"))
+		want = fmt.Sprintf("upstream_breaker t_conflict is configured twice with different settings: %s is %s at %s and %s at %s", tc.setting, tc.a, firstAt, tc.b, secondAt)
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q vs %q: load error %v, want %q", tc.first, tc.second, err, want)
+			t.Errorf("%q vs %q as JSON: load error %v, want %q", tc.first, tc.second, err, want)
 		}
 	}
 	// The refused configs left nothing behind.
@@ -633,7 +672,7 @@ func TestBreakerRefusedReloadKeepsReporting(t *testing.T) {
 	}
 }
 `, port, u.addr())
-	if err := c.Load(refused); err == nil || !strings.Contains(err.Error(), "upstream_breaker t_owner is configured twice") {
+	if err := c.LoadJSON(oneName(adaptedJSON(t, sameName(refused, "t_owner")), "t_owner")); err == nil || !strings.Contains(err.Error(), "upstream_breaker t_owner is configured twice") {
 		t.Fatalf("the conflicting config was not refused: %v", err)
 	}
 

@@ -23,13 +23,15 @@ var updateDashboardScreenshot = flag.Bool("update-screenshot", false, "copy the 
 // /api/monitoring/, Caddy's Prometheus metrics on /metrics, security_headers site-wide (the
 // page must run under its own CSP all the same), path_guard, and a rate-limited /app/.
 // 127.0.0.1 is a trusted proxy, so the test's traffic names its clients in X-Forwarded-For
-// while the browser is 127.0.0.1 itself; trusted lists the trusted class.
-func dashboardSite(port int, digest, trusted string) string {
+// while the browser is 127.0.0.1 itself; trusted lists the trusted class. Caddy's admin
+// endpoint listens on 127.0.0.1:adminPort, which the unban commands name.
+func dashboardSite(port, adminPort int, digest, trusted string) string {
 	classes := ""
 	if trusted != "" {
 		classes = "\n\t\tip_classes {\n\t\t\ttrusted " + trusted + "\n\t\t}"
 	}
 	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
 	servers {
 		trusted_proxies static 127.0.0.1/32
 	}
@@ -59,7 +61,7 @@ http://127.0.0.1:%d {
 	policy_rate_limit /app/* dashapi
 	respond "app"
 }
-`, classes, port, digest)
+`, adminPort, classes, port, digest)
 }
 
 // dashDoc is the part of /dashboard/data this test reads.
@@ -116,10 +118,10 @@ func fetchDash(t *testing.T, url, key string) (int, *dashDoc) {
 // Needs the server side of issue #10 (the dashdata branch: the /dashboard routes).
 func TestDashboardInABrowser(t *testing.T) {
 	key, digest := newKey(t)
-	port := testenv.FreePort(t)
+	port, adminPort := testenv.FreePort(t), testenv.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	base := "http://" + addr + "/api/monitoring/"
-	c := testcaddy.StartCaddy(t, dashboardSite(port, digest, ""))
+	c := testcaddy.StartCaddy(t, dashboardSite(port, adminPort, digest, ""))
 
 	// The page's headers, as the contract says.
 	resp, body := getBody(t, base+"dashboard")
@@ -257,7 +259,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 	flagged := false
 	for _, row := range f.Tables["t-suspicious"] {
-		if row[0] == "203.0.113.9" && strings.Contains(row[4], "203.0.113.9") {
+		if row[0] == "203.0.113.9" && strings.HasPrefix(row[4], fmt.Sprintf("curl -X DELETE http://127.0.0.1:%d/hardening/ipclass/detected/203.0.113.9", adminPort)) {
 			flagged = true
 		}
 	}
@@ -288,7 +290,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 
 	// A client of the trusted class needs no key.
-	if err := c.Load(dashboardSite(port, digest, "127.0.0.1")); err != nil {
+	if err := c.Load(dashboardSite(port, adminPort, digest, "127.0.0.1")); err != nil {
 		t.Fatal(err)
 	}
 	trusted := pagetest.Run(t, pagetest.Options{URL: page, MinUpdates: 1})

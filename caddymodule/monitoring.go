@@ -68,6 +68,7 @@ type Monitoring struct {
 	registry *prometheus.Registry
 	system   *monitor.SystemSampler
 	dash     *dashEntry                // nil when the dashboard is off
+	admin    adminEndpoint             // the configuration's admin API, for the unban commands
 	started  atomic.Pointer[dashFeeds] // what this configuration gave the dashboard when it started
 }
 
@@ -118,6 +119,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		m.release()
 		return err
 	}
+	m.admin = configuredAdmin(ctx)
 	if err := m.provisionDashboard(); err != nil {
 		m.release()
 		return err

@@ -250,6 +250,11 @@ func (m *Monitoring) serveDashboard(w http.ResponseWriter, r *http.Request, rout
 			f.logger.Warn("dashboard: reading the other instances from Redis failed", zap.Error(err))
 		}
 		doc = dashboard.Merge(doc, others)
+		// A row from another instance carries that instance's command; an unban through
+		// this one reaches every instance through Redis, and is the one the reader can run.
+		for i := range doc.Suspicious {
+			doc.Suspicious[i].Unban = f.admin.unban(doc.Suspicious[i].IP)
+		}
 	}
 	return writeJSON(w, "application/json", http.StatusOK, doc)
 }

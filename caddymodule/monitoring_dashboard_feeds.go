@@ -33,13 +33,14 @@ type dashFeeds struct {
 	redis    redis.UniversalClient
 	prefix   string
 	detector *ipclass.Detector
+	admin    adminEndpoint // what the unban commands address
 	logger   *zap.Logger
 }
 
 func (m *Monitoring) feeds() *dashFeeds {
 	return &dashFeeds{app: m.app, registry: m.registry, checks: append([]*monitor.Check(nil), m.checks...), system: m.system,
 		limiter: m.app.limiter, redis: m.app.RedisClient(), prefix: m.app.KeyPrefix(),
-		detector: m.app.detector(), logger: m.app.logger}
+		detector: m.app.detector(), admin: m.admin, logger: m.app.logger}
 }
 
 func (f *dashFeeds) states() []monitor.State {
@@ -104,6 +105,7 @@ func (f *dashFeeds) local(e *dashEntry, res dashboard.Resolution, now time.Time)
 	doc.Current = f.current()
 	doc.TopLimited = e.top.Top(dashboard.TopShown)
 	doc.Suspicious, doc.SuspiciousCount = f.suspicious(now)
+	doc.Admin = f.admin.name
 	doc.Events = e.events.Last()
 	return doc
 }
@@ -168,9 +170,9 @@ func (f *dashFeeds) suspicious(now time.Time) ([]dashboard.Suspicious, int) {
 		}
 		return a.Addr.Less(b.Addr)
 	})
-	admin := "http://" + caddy.DefaultAdminListen
 	for _, d := range top {
-		out = append(out, dashboard.NewSuspicious(det.ClientString(d.Addr), d.Score, d.Signal.String(), d.Until, d.Shadow, now, admin))
+		ip := det.ClientString(d.Addr)
+		out = append(out, dashboard.NewSuspicious(ip, d.Score, d.Signal.String(), d.Until, d.Shadow, now, f.admin.unban(ip)))
 	}
 	dashboard.SortSuspicious(out)
 	return out, n

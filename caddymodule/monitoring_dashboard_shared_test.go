@@ -1,12 +1,17 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/swarmsec/caddy-hardening/dashboard"
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
@@ -95,5 +100,31 @@ func TestDashboardAllInstances(t *testing.T) {
 		if ttl, _ := r.Do("TTL", name); ttl.(int64) <= 0 {
 			t.Fatalf("key %q has no TTL (%v)", name, ttl)
 		}
+	}
+}
+
+// TestDashboardAllInstancesUnbanThroughThisInstance: in the "all instances" view, a row that
+// another instance published (with its own admin address) carries the command of the instance
+// serving the view: an unban through it reaches every instance, and it is the one whose
+// endpoint the reader knows.
+func TestDashboardAllInstancesUnbanThroughThisInstance(t *testing.T) {
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_all_admin", "redis "+r.URL(0), "api_keys "+digest)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, strings.Replace(cf, "{\n", fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n", port), 1))
+	now := time.Now()
+	other := dashboard.Document{Instance: "edge-b", Instances: []string{"edge-b"}, Scope: "local", Generated: now,
+		Suspicious: []dashboard.Suspicious{dashboard.NewSuspicious("192.0.2.41", 50, "probe", now.Add(time.Hour), false, now,
+			"curl -X DELETE http://10.9.9.9:2019/hardening/ipclass/detected/192.0.2.41")}, SuspiciousCount: 1}
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	if err := dashboard.Publish(context.Background(), c, activeApp(t).KeyPrefix(), "edge-b", map[string]dashboard.Document{"15m": other}, now); err != nil {
+		t.Fatal(err)
+	}
+	all := dashData(t, addr, key, "?scope=all")
+	want := fmt.Sprintf("curl -X DELETE http://127.0.0.1:%d/hardening/ipclass/detected/192.0.2.41", port)
+	if len(all.Instances) != 2 || len(all.Suspicious) != 1 || all.Suspicious[0].Unban != want {
+		t.Fatalf("all view: instances %v, rows %+v; want the row with %q", all.Instances, all.Suspicious, want)
 	}
 }

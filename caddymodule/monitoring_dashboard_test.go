@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -405,7 +407,7 @@ func TestDashboardTrafficMatchesMetrics(t *testing.T) {
 			sus = &doc.Suspicious[i]
 		}
 	}
-	if sus == nil || sus.Signal != "probe" || sus.SecondsLeft <= 0 || !strings.HasSuffix(sus.Unban, "/hardening/ipclass/detected/"+prober) {
+	if sus == nil || sus.Signal != "probe" || sus.SecondsLeft <= 0 { // its unban command: TestDashboardUnbanUsesTheConfiguredAdmin
 		t.Fatalf("suspicious: %+v", doc.Suspicious)
 	}
 	events := map[string]dashboard.Event{}
@@ -851,5 +853,70 @@ func TestDashboardCSPReportHiddenCharacters(t *testing.T) {
 	logged := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Logger() == securityLoggerName && e.Msg() == EventCSPViolation })
 	if len(logged) != 1 || logged[0].Str("sample") != strings.Repeat("a", 127) {
 		t.Fatalf("logged: %v", logged)
+	}
+}
+
+// TestDashboardUnbanUsesTheConfiguredAdmin: the unban command of a suspicious row addresses the
+// admin endpoint of the running configuration, from a Caddyfile's `admin` option or a JSON
+// config's admin.listen, TCP or Unix socket, and running it lifts the ban; with `admin off`
+// the data says so and carries no command.
+func TestDashboardUnbanUsesTheConfiguredAdmin(t *testing.T) {
+	testenv.RequireBinary(t, "curl")
+	testenv.RequireBinary(t, "sh")
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_admin", "", "api_keys "+digest)
+	withAdmin := func(admin string) string { return strings.Replace(cf, "{\n", "{\n\tadmin "+admin+"\n", 1) }
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, withAdmin(fmt.Sprintf("127.0.0.1:%d", port)))
+
+	// unbanRow bans client, finds its row in the data and runs its command.
+	unbanRow := func(client, wantAdmin, wantCmd string) {
+		t.Helper()
+		activeApp(t).detector().Ban(netip.MustParseAddr(client), time.Now().Add(time.Hour), ipclass.SignalManual)
+		doc := dashData(t, addr, key, "")
+		var row *dashboard.Suspicious
+		for i := range doc.Suspicious {
+			if doc.Suspicious[i].IP == client {
+				row = &doc.Suspicious[i]
+			}
+		}
+		if row == nil || doc.Admin != wantAdmin || row.Unban != wantCmd {
+			t.Fatalf("admin %q, row %+v; want admin %q, command %q", doc.Admin, row, wantAdmin, wantCmd)
+		}
+		out, err := exec.Command("sh", "-c", row.Unban+" -sS --fail-with-body").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `"was_detected":true`) {
+			t.Fatalf("%s: %v: %s", row.Unban, err, out)
+		}
+		if activeApp(t).detector().Suspicious(netip.MustParseAddr(client)) {
+			t.Fatalf("%s ran, %s is still suspicious", row.Unban, client)
+		}
+	}
+	unbanRow("192.0.2.31", fmt.Sprintf("127.0.0.1:%d", port),
+		fmt.Sprintf("curl -X DELETE http://127.0.0.1:%d/hardening/ipclass/detected/192.0.2.31", port))
+
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	cfg, err := testcaddy.Adapt(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg["admin"] = map[string]any{"listen": "unix/" + sock}
+	raw, _ := json.Marshal(cfg)
+	if err := c.LoadJSON(string(raw)); err != nil {
+		t.Fatal(err)
+	}
+	unbanRow("192.0.2.32", "unix/"+sock, "curl -X DELETE --unix-socket "+sock+" http://localhost/hardening/ipclass/detected/192.0.2.32")
+
+	if err := c.Load(withAdmin("off")); err != nil {
+		t.Fatal(err)
+	}
+	activeApp(t).detector().Ban(netip.MustParseAddr("192.0.2.33"), time.Now().Add(time.Hour), ipclass.SignalManual)
+	doc := dashData(t, addr, key, "")
+	if doc.Admin != "off" || len(doc.Suspicious) == 0 {
+		t.Fatalf("admin off: admin %q, rows %+v", doc.Admin, doc.Suspicious)
+	}
+	for _, s := range doc.Suspicious {
+		if s.Unban != "" {
+			t.Fatalf("admin off, yet a command: %+v", s)
+		}
 	}
 }

@@ -732,10 +732,11 @@ func TestPathGuardJudgesTheURLTheRouteUses(t *testing.T) {
 	}
 }
 
-// TestPathGuardMalformedPathScoresLow: a refusal legacy links cause (a Latin-1 name,
-// ;jsessionid=, %2f, a stray %) sends malformed_path (2), so one does not ban the client, as
-// traversal (20 = the threshold) did; an attack form, also behind such a flaw, is traversal.
-// malformed_path's score is configurable like the others.
+// TestPathGuardMalformedPathScoresLow: a refusal legacy links cause (a Latin-1 name, also
+// encoded twice, ;jsessionid=, %2f, a stray %) sends malformed_path (2), so one does not ban
+// the client, as traversal (20 = the threshold) did; a UTF-8 name encoded twice or three times
+// (as some proxies send it) passes and bans nobody; an attack form, also behind such a flaw,
+// is traversal. malformed_path's score is configurable like the others.
 func TestPathGuardMalformedPathScoresLow(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	site := func(scores string) string {
@@ -762,13 +763,21 @@ http://%s {
 	c := testcaddy.StartCaddy(t, site("threshold 20"))
 	from := func(ip string) string { return "X-Forwarded-For: " + ip }
 	x := "198.51.100.91"
-	for _, p := range []string{"/docs/caf%e9.html", "/docs/caf\xe9.html", "/shop/item;jsessionid=ABC123", "/a%2fb", "/100%"} {
+	for _, p := range []string{"/docs/caf%e9.html", "/docs/caf\xe9.html", "/docs/caf%25e9.html", "/shop/item;jsessionid=ABC123", "/a%2fb", "/100%"} {
 		if status, _, _ := rawGet(t, addr, p, from(x)); status != http.StatusBadRequest {
 			t.Fatalf("%q: %d, want 400", p, status)
 		}
 		if status, _, _ := rawGet(t, addr, "/", from(x)); status != http.StatusOK {
 			t.Fatalf("after %q the client is refused (%d): one legacy link banned it", p, status)
 		}
+	}
+	for _, p := range []string{"/docs/caf%25C3%25A9.html", "/docs/caf%2525C3%2525A9.html"} {
+		if status, _, _ := rawGet(t, addr, p, from(x)); status != http.StatusOK {
+			t.Fatalf("%q, é encoded more than once: %d, want 200", p, status)
+		}
+	}
+	if l := securityLogs(c, EventIPReclassified); len(l) != 0 {
+		t.Fatalf("legacy links and twice-encoded names banned the client: %v", l)
 	}
 	if status, _, _ := rawGet(t, addr, "/caf%e9/%2e%2e/x", from(x)); status != http.StatusBadRequest { // traversal behind a Latin-1 byte
 		t.Fatalf("traversal: %d", status)

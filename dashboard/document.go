@@ -35,8 +35,12 @@ type Document struct {
 	Suspicious []Suspicious `json:"suspicious"`
 	// SuspiciousCount is how many clients are detected (Suspicious shows the top
 	// MaxSuspicious). Across instances, the largest count: those sharing bans hold the same.
-	SuspiciousCount int     `json:"suspicious_count"`
-	Events          []Event `json:"events"`
+	SuspiciousCount int `json:"suspicious_count"`
+	// Admin is the admin endpoint the unban commands address (localhost:2019,
+	// unix//run/caddy/admin.sock), "off" when the configuration turns the admin API off (no
+	// command then), "" when it is not known.
+	Admin  string  `json:"admin"`
+	Events []Event `json:"events"`
 }
 
 // Values are one series' buckets. NaN (a gauge bucket without data) is JSON null.
@@ -259,5 +263,7 @@ type Suspicious struct {
 	Until       time.Time `json:"until"`
 	SecondsLeft int64     `json:"seconds_left"`
 	Shadow      bool      `json:"shadow"`
-	Unban       string    `json:"unban"`
+	// Unban is the shell command that lifts the detection through the admin API of the
+	// instance serving the document; "" when it has none (see Document.Admin).
+	Unban string `json:"unban"`
 }

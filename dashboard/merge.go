@@ -312,8 +312,9 @@ func mergeEvents(docs []Document) []Event {
 // secondsLeft is the whole seconds until t (0 when past).
 func secondsLeft(t, now time.Time) int64 { return max(0, int64(t.Sub(now)/time.Second)) }
 
-// NewSuspicious fills a Suspicious row; unban is the admin API command that lifts it.
-func NewSuspicious(ip string, score float64, signal string, until time.Time, shadow bool, now time.Time, adminBase string) Suspicious {
+// NewSuspicious fills a Suspicious row; unban is the admin API command that lifts it ("" for
+// none).
+func NewSuspicious(ip string, score float64, signal string, until time.Time, shadow bool, now time.Time, unban string) Suspicious {
 	return Suspicious{IP: ip, Score: score, Signal: signal, Until: until.UTC(), SecondsLeft: secondsLeft(until, now),
-		Shadow: shadow, Unban: "curl -X DELETE " + adminBase + "/hardening/ipclass/detected/" + ip}
+		Shadow: shadow, Unban: unban}
 }

@@ -25,7 +25,7 @@ const (
 	ReasonBackslash      Reason = "backslash"       // `\` or %5c: a separator on Windows and some upstreams
 	ReasonNUL            Reason = "nul_byte"        // %00: truncates paths in C-based code
 	ReasonControl        Reason = "control_char"    // other bytes below 0x20 and 0x7f (CRLF injection)
-	ReasonDoubleEncoding Reason = "double_encoding" // %25xx that decodes again to a separator or dot
+	ReasonDoubleEncoding Reason = "double_encoding" // %25xx that decodes again to a dot, separator, NUL or control byte
 	ReasonOverlongUTF8   Reason = "overlong_utf8"   // %c0%ae and kin: invalid UTF-8 that lax decoders read as / . \
 	ReasonInvalidUTF8    Reason = "invalid_utf8"    // other bytes that are not UTF-8: %80, Latin-1 %e9, a cut sequence
 	ReasonUnicodeEscape  Reason = "unicode_escape"  // %u002e: IIS's non-standard escape
@@ -69,8 +69,10 @@ type Options struct {
 	attackOnly bool
 }
 
-// maxDecodeRounds bounds how many layers of percent-encoding are peeled off.
-const maxDecodeRounds = 3
+// maxDecodeRounds bounds how many layers of percent-encoding are peeled off and checked: a
+// round costs a pass over the path, and a chain such as %2525...2541 peels one escape per
+// round. Escapes still left after the last round are not examined.
+const maxDecodeRounds = 4
 
 // Check examines a path as the client sent it (escaped, without the query) and returns why it
 // must be refused, or "" when it is safe. Bytes above 0x7f count the same raw or
@@ -133,17 +135,13 @@ func check(raw string, opt Options) Reason {
 	return checkDecoded(raw, opt)
 }
 
-// checkDecoded peels percent-encoding layer by layer and checks each result.
+// checkDecoded peels percent-encoding layer by layer and checks each result as the first. A
+// deeper layer that decodes to a dot, separator, NUL or control byte is double_encoding; one
+// that decodes to UTF-8 text (a double-encoded é, as some proxies send it) is judged like that
+// text sent once: it passes unless it is invalid, overlong or a look-alike.
 func checkDecoded(raw string, opt Options) Reason {
 	cur := raw
-	for round := 1; strings.IndexByte(cur, '%') >= 0; round++ {
-		if round > maxDecodeRounds {
-			// Still escapes after three layers: no client has a reason to send that.
-			if _, d, _ := decode(cur, false); d.special {
-				return ReasonDoubleEncoding
-			}
-			return ""
-		}
+	for round := 1; round <= maxDecodeRounds && strings.IndexByte(cur, '%') >= 0; round++ {
 		dec, d, r := decode(cur, round == 1 && !opt.attackOnly)
 		if r != "" {
 			return r
@@ -228,7 +226,7 @@ func checkUTF8(p string, opt Options) Reason {
 // decoded tells what a decoding layer produced from escapes.
 type decoded struct {
 	slash   bool // a %2f
-	special bool // a byte that matters to path resolution: . / \ ; : %, NUL, control, non-ASCII
+	special bool // a byte that matters to path resolution: . / \ ; :, NUL, control
 }
 
 // decode percent-decodes p once. It refuses IIS %u escapes and, on the first layer, a % that
@@ -255,7 +253,7 @@ func decode(p string, strict bool) (string, decoded, Reason) {
 		}
 		v := unhex(p[i+1])<<4 | unhex(p[i+2])
 		d.slash = d.slash || v == '/'
-		d.special = d.special || strings.IndexByte("./\\;:", v) >= 0 || v < 0x20 || v >= 0x7f
+		d.special = d.special || strings.IndexByte("./\\;:", v) >= 0 || v < 0x20 || v == 0x7f
 		b.WriteByte(v)
 		i += 2
 	}

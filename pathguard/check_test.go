@@ -56,6 +56,26 @@ func TestCheckReasons(t *testing.T) {
 		{"/a%0d%0a", Options{}, ReasonControl},
 		{"/%252e%252e/x", Options{}, ReasonDoubleEncoding},
 		{"/%2541", Options{}, ""}, // double-encoded "A": odd, harmless
+		// Deeper layers are judged like the first: text passes, however often it was
+		// encoded; a dot, separator, NUL or control byte is double_encoding; bytes that are
+		// not UTF-8 are invalid_utf8 or, read as a separator, overlong_utf8.
+		{"/caf%25C3%25A9", Options{}, ""},         // é encoded twice, as some proxies send it
+		{"/caf%2525C3%2525A9", Options{}, ""},     // three times
+		{"/caf%252525C3%252525A9", Options{}, ""}, // four times
+		{"/%25E2%2580%25A6", Options{}, ""},       // … encoded twice: "...", which passes
+		{"/caf%25e9", Options{}, ReasonInvalidUTF8},
+		{"/%2525252e%2525252e/x", Options{}, ReasonDoubleEncoding}, // a dot encoded four times
+		{"/%25252e%25252e/x", Options{}, ReasonDoubleEncoding},
+		{"/a%25252fb", Options{}, ReasonDoubleEncoding},
+		{"/a%25255cb", Options{}, ReasonDoubleEncoding},
+		{"/a%252500", Options{}, ReasonDoubleEncoding},
+		{"/a%25250d%25250a", Options{}, ReasonDoubleEncoding},
+		{"/%25c0%25ae%25c0%25ae/x", Options{}, ReasonOverlongUTF8},
+		{"/%2525c0%2525ae/x", Options{}, ReasonOverlongUTF8},
+		{"/%25ef%25bc%258e%25ef%25bc%258e/x", Options{}, ReasonLookalike}, // ．． encoded twice
+		{"/x/..%25ef%25bc%258fetc", Options{}, ReasonLookalike},           // ..／ with ／ encoded twice
+		{"/%25u002e%25u002e/x", Options{}, ReasonUnicodeEscape},
+		{"/caf%25e9/%2e%2e/x", Options{}, ReasonDotSegment},
 		{"/%c0%ae%c0%ae/x", Options{}, ReasonOverlongUTF8},
 		{"/\xc0\xae\xc0\xae/x", Options{}, ReasonOverlongUTF8}, // the same bytes sent raw
 		{"/\xe0\x80\xae/x", Options{}, ReasonOverlongUTF8},

@@ -397,6 +397,41 @@ func TestDashboardPageCountsAllFlagged(t *testing.T) {
 	}
 }
 
+// TestDashboardPageNamesTheAdminEndpoint: the suspicious table says which admin endpoint its
+// commands address, and, when the configuration turns the admin API off, says so instead of
+// showing a command.
+func TestDashboardPageNamesTheAdminEndpoint(t *testing.T) {
+	for _, tc := range []struct {
+		admin, unban, note, cell string
+	}{
+		{"127.0.0.1:2999", "curl -X DELETE http://127.0.0.1:2999/hardening/ipclass/detected/192.0.2.7",
+			"lifts a ban through Caddy's admin API at 127.0.0.1:2999", "curl -X DELETE http://127.0.0.1:2999/hardening/ipclass/detected/192.0.2.7"},
+		{"off", "", "Caddy's admin API is off here (admin off)", "admin API off"},
+	} {
+		doc, _ := json.Marshal(map[string]any{
+			"instance": "edge-1", "instances": []string{"edge-1"}, "scope": "local", "range": "15m",
+			"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": fixtureTimestamps(),
+			"current": map[string]any{"status": "pass", "ready": true, "degraded": []any{}},
+			"suspicious": []any{map[string]any{"ip": "192.0.2.7", "score": 29.2, "signal": "probe", "until": "2026-11-28T05:00:00Z",
+				"seconds_left": 3600, "unban": tc.unban}},
+			"suspicious_count": 1, "admin": tc.admin,
+		})
+		url := fixtureServer{trusted: true, doc: doc}.start(t)
+		r := pagetest.Run(t, pagetest.Options{URL: url, MinUpdates: 1})
+		requireClean(t, r, url, "")
+		f := r.Phases["ready"]
+		if f == nil || len(f.Tables["t-suspicious"]) != 1 {
+			t.Fatalf("admin %s: table %+v", tc.admin, f)
+		}
+		if row := f.Tables["t-suspicious"][0]; !strings.HasPrefix(row[4], tc.cell) {
+			t.Errorf("admin %s: unban cell %q, want %q", tc.admin, row[4], tc.cell)
+		}
+		if !strings.Contains(f.Text, tc.note) {
+			t.Errorf("admin %s: the page does not say %q:\n%s", tc.admin, tc.note, f.Text)
+		}
+	}
+}
+
 // fixtureTimestamps are the 180 five-second buckets of a 15-minute document.
 func fixtureTimestamps() []int64 {
 	ts := make([]int64, 180)
