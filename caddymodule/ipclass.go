@@ -57,18 +57,27 @@ type DetectionConfig struct {
 	// (for an application that serves one of the built-in paths).
 	ProbePathsReplace bool `json:"probe_paths_replace,omitempty"`
 
-	// Scores per signal: probe (default 10), traversal (20), auth_failure (2, a 401 or 403),
-	// not_found (1, a 404), rate_limited (3, a 429 from policy_rate_limit), malformed_path (2,
-	// a path path_guard refused as malformed: invalid_utf8, path_params, encoded_slash,
-	// bad_encoding; traversal is every other reason). 0 ignores a signal.
+	// Scores per signal: probe (default 10), traversal (20), auth_failure (2, a 401 or 403
+	// answering a request with credentials: an Authorization header, or a POST, PUT or PATCH;
+	// a wrong monitoring key), not_found (1, a 404 of anything but a static resource),
+	// rate_limited (3, a 429 from policy_rate_limit), malformed_path (2, a path path_guard
+	// refused as malformed: invalid_utf8, path_params, encoded_slash, bad_encoding; traversal is
+	// every other reason). 0 ignores a signal.
 	Scores map[string]float64 `json:"scores,omitempty"`
+
+	// Bursts sets, for not_found and auth_failure (the answers readers get too), how many
+	// distinct ones a client may send in a burst before they score: a leaky bucket per client
+	// that holds Allowance of them and gives one back every Leak. A repeat (the same path for
+	// not_found, the same Authorization header for auth_failure, among the client's last 8)
+	// does not count. Default: not_found 10 and auth_failure 5, each with a leak of 10s.
+	Bursts map[string]BurstConfig `json:"bursts,omitempty"`
 
 	// MaxTracked bounds the clients with a score or a detection on each instance (and the
 	// detections shared through Redis). When full, the least useful entry of a sample is
 	// evicted: a low, old score first, never an active detection while others remain. Below
 	// about 90 % of it nothing is evicted (the detector's shards hold at least 1024 entries
 	// each; their number is set by the first configuration's value and kept across reloads).
-	// Default: 200000 (about 26 MiB).
+	// Default: 200000 (about 35 MiB).
 	MaxTracked int `json:"max_tracked,omitempty"`
 
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it
@@ -84,6 +93,42 @@ type DetectionConfig struct {
 	// on it. A reload that changes it does not re-key the IPv6 scores and detections already
 	// kept: they no longer match their clients (see README). Default: 64.
 	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
+}
+
+// BurstConfig is the burst allowance of one signal (see DetectionConfig.Bursts).
+type BurstConfig struct {
+	// Allowance is how many distinct signals a client may send in a burst without scoring: 0
+	// to 10000. 0 turns the rule off for the signal: every one scores, repeats included.
+	Allowance int `json:"allowance"`
+
+	// Leak is how long the bucket takes to give one back: 100ms to 1h. Default: 10s.
+	Leak caddy.Duration `json:"leak,omitempty"`
+}
+
+// Bounds of a burst; checkBurst applies them to the Caddyfile and JSON alike.
+const (
+	maxBurstAllowance = 10000
+	minBurstLeak      = 100 * time.Millisecond
+	maxBurstLeak      = time.Hour
+)
+
+// checkBurst returns the signal a burst is for; it refuses a signal that has none, and
+// values outside the bounds.
+func checkBurst(name string, b BurstConfig) (ipclass.Signal, error) {
+	sig, err := ipclass.ParseSignal(name)
+	if err != nil {
+		return 0, fmt.Errorf("burst: %v", err)
+	}
+	if !sig.HasBurst() {
+		return 0, fmt.Errorf("burst %s: only not_found and auth_failure have a burst (the other signals score at once)", name)
+	}
+	if b.Allowance < 0 || b.Allowance > maxBurstAllowance {
+		return 0, fmt.Errorf("burst %s: allowance %d: expected 0 to %d", name, b.Allowance, maxBurstAllowance)
+	}
+	if l := time.Duration(b.Leak); l != 0 && (l < minBurstLeak || l > maxBurstLeak) {
+		return 0, fmt.Errorf("burst %s: leak %v: expected %v to %v", name, l, minBurstLeak, maxBurstLeak)
+	}
+	return sig, nil
 }
 
 // detectorPool keeps the detector (scores and detections) across config reloads.
@@ -222,6 +267,16 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 		}
 		s.Scores[sig] = v
 	}
+	for name, b := range c.Bursts {
+		sig, err := checkBurst(name, b)
+		if err != nil {
+			return s, fmt.Errorf("detection: %v", err)
+		}
+		if s.Bursts == nil {
+			s.Bursts = map[ipclass.Signal]ipclass.Burst{}
+		}
+		s.Bursts[sig] = ipclass.Burst{Allowance: b.Allowance, Leak: time.Duration(b.Leak)}
+	}
 	return s, nil
 }
 
@@ -289,8 +344,8 @@ func parseClientIP(vars map[string]any) (netip.Addr, bool) {
 
 // Signal reports a suspicious behaviour of the request's client to the detector (the signal
 // API modules call: path_guard for probes, refused paths and 4xx responses, policy_rate_limit
-// for 429s). A detection is logged as an ip_reclassified event, counted, shared through Redis,
-// and takes effect for the client's next request.
+// for 429s, monitoring for wrong keys). A detection is logged as an ip_reclassified event,
+// counted, shared through Redis, and takes effect for the client's next request.
 func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 	if a.classifier == nil || a.classifier.Detector == nil {
 		return
@@ -299,7 +354,7 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 	if !ok {
 		return
 	}
-	det, hit := a.classifier.Signal(addr, sig)
+	det, hit := a.classifier.Signal(addr, sig, signalKey(r, sig))
 	if !hit {
 		return
 	}
@@ -316,6 +371,20 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 	if !det.Shadow && a.sharedBans != nil {
 		a.sharedBans.Publish(det)
 	}
+}
+
+// signalKey names what a signal with a burst was about, so that a repeat does not count
+// (ipclass.Burst): a 404 by its path (a page polling a missing URL), a failed authentication
+// by its credentials (an expired token sent again; a guesser sends new ones). A form login's
+// credentials are in the body, out of reach: "", every one counts.
+func signalKey(r *http.Request, sig ipclass.Signal) string {
+	switch sig {
+	case ipclass.SignalNotFound:
+		return r.URL.Path
+	case ipclass.SignalAuthFailure:
+		return r.Header.Get("Authorization")
+	}
+	return ""
 }
 
 // IsProbe reports whether the decoded path is one of the configured probe paths.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
@@ -65,12 +66,14 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 //		probe_paths <pattern>...
 //		probe_paths_replace <pattern>...
 //		score <signal> <n> [<signal> <n>...]
+//		burst not_found|auth_failure <allowance> [<leak>]
 //		max_tracked <n>
 //		shadow
 //		ipv6_prefix <bits>
 //	}
 //
-// Signals: probe, traversal, auth_failure, not_found, rate_limited, malformed_path.
+// Signals: probe, traversal, auth_failure, not_found, rate_limited, malformed_path. `burst`
+// may repeat, once per signal; an allowance of 0 turns the rule off for the signal.
 func parseDetection(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
 		return d.Errf("detection takes a block; unexpected %q", d.Val())
@@ -79,7 +82,7 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if seen[name] && name != "score" && name != "probe_paths" {
+		if seen[name] && name != "score" && name != "probe_paths" && name != "burst" {
 			return d.Errf("detection: %s is given twice", name)
 		}
 		seen[name] = true
@@ -140,6 +143,10 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 				}
 				cfg.Scores[args[i]] = f
 			}
+		case "burst":
+			if err := parseBurst(d, cfg); err != nil {
+				return err
+			}
 		case "max_tracked":
 			n, err := intArg(d, name, 64, 100_000_000)
 			if err != nil {
@@ -158,9 +165,41 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			}
 			cfg.IPv6Prefix = n
 		default:
-			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, max_tracked, shadow or ipv6_prefix", name)
+			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, burst, max_tracked, shadow or ipv6_prefix", name)
 		}
 	}
 	a.Detection = cfg
+	return nil
+}
+
+// parseBurst reads `burst <signal> <allowance> [<leak>]` into cfg.Bursts.
+func parseBurst(d *caddyfile.Dispenser, cfg *DetectionConfig) error {
+	args := d.RemainingArgs()
+	if len(args) < 2 || len(args) > 3 {
+		return d.Err("burst: expected '<signal> <allowance> [<leak>]', e.g. burst not_found 10 10s")
+	}
+	name := args[0]
+	if _, dup := cfg.Bursts[name]; dup {
+		return d.Errf("burst %s is given twice", name)
+	}
+	n, err := strconv.Atoi(args[1])
+	if err != nil {
+		return d.Errf("burst %s: expected an allowance from 0 to %d, got %q", name, maxBurstAllowance, args[1])
+	}
+	b := BurstConfig{Allowance: n}
+	if len(args) == 3 {
+		leak, err := caddy.ParseDuration(args[2])
+		if err != nil || leak <= 0 {
+			return d.Errf("burst %s: expected a leak such as 10s, got %q", name, args[2])
+		}
+		b.Leak = caddy.Duration(leak)
+	}
+	if _, err := checkBurst(name, b); err != nil {
+		return d.Err(err.Error())
+	}
+	if cfg.Bursts == nil {
+		cfg.Bursts = map[string]BurstConfig{}
+	}
+	cfg.Bursts[name] = b
 	return nil
 }

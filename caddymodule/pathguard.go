@@ -32,8 +32,9 @@ func init() {
 //
 // It also feeds the detector of the `hardening` app: a refused path (traversal; malformed_path
 // for the reasons legacy links cause, pathguard.Reason.Malformed), a probe path
-// (probe), and 401/403 (auth_failure) and 404 (not_found) responses of the rest of the route
-// raise the client's score. With suspicious_action block, clients in the suspicious class are
+// (probe), and 401/403 answers to requests that carried credentials (auth_failure) and 404s
+// of anything but static resources (not_found) of the rest of the route raise the client's
+// score (responseSignal); the last two only past their burst allowance. With suspicious_action block, clients in the suspicious class are
 // refused with 403.
 type PathGuard struct {
 	// Allow loosens the check for applications that need it, one value for each malformed
@@ -150,11 +151,8 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			status = he.StatusCode
 		}
 	}
-	switch status {
-	case http.StatusUnauthorized, http.StatusForbidden:
-		h.app.Signal(h.ctx, r, ipclass.SignalAuthFailure)
-	case http.StatusNotFound:
-		h.app.Signal(h.ctx, r, ipclass.SignalNotFound)
+	if sig, ok := responseSignal(r, status); ok {
+		h.app.Signal(h.ctx, r, sig)
 	}
 	return err
 }

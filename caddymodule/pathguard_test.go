@@ -382,8 +382,9 @@ func TestDetectionBanForLongest(t *testing.T) {
 	}
 }
 
-// TestDetectionFromResponsesAndShadow: a burst of 404s detects a client; in shadow mode the
-// detection is logged and the client keeps its class.
+// TestDetectionFromResponsesAndShadow: 404s and failed authentications detect a client (here
+// without a burst allowance: every one scores); in shadow mode the detection is logged and the
+// client keeps its class.
 func TestDetectionFromResponsesAndShadow(t *testing.T) {
 	for _, shadow := range []bool{false, true} {
 		t.Run(fmt.Sprintf("shadow=%v", shadow), func(t *testing.T) {
@@ -396,7 +397,9 @@ func TestDetectionFromResponsesAndShadow(t *testing.T) {
 			c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
 	hardening {
 		detection {
-			score not_found 5 auth_failure 5%s
+			score not_found 5 auth_failure 5
+			burst not_found 0
+			burst auth_failure 0%s
 		}
 	}
 }
@@ -408,13 +411,14 @@ http://%s {
 	respond "class {http.vars.ip_class}"
 }
 `, opt, addr))
+			login := "Authorization: Basic dXNlcjp3cm9uZw=="
 			for _, p := range []string{"/missing", "/private", "/missing"} {
-				rawGet(t, addr, p)
+				rawGet(t, addr, p, login)
 			}
 			if _, _, body := rawGet(t, addr, "/"); body != "class default" {
 				t.Fatalf("15 points: %q", body)
 			}
-			rawGet(t, addr, "/private") // 20
+			rawGet(t, addr, "/private", login) // 20
 			want := "class suspicious"
 			if shadow {
 				want = "class default"

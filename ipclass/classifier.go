@@ -25,11 +25,11 @@ func (c *Classifier) Class(a netip.Addr) Class {
 	return Default
 }
 
-// Signal reports a signal for a to the detector. Trusted clients are never scored or
-// reclassified; statically suspicious ones need no detection.
-func (c *Classifier) Signal(a netip.Addr, sig Signal) (Detection, bool) {
+// Signal reports a signal for a, with its key (Detector.SignalKey), to the detector. Trusted
+// clients are never scored or reclassified; statically suspicious ones need no detection.
+func (c *Classifier) Signal(a netip.Addr, sig Signal, key string) (Detection, bool) {
 	if c.Detector == nil || !a.IsValid() || c.Trusted.Contains(a) || c.Suspicious.Contains(a) {
 		return Detection{}, false
 	}
-	return c.Detector.Signal(a, sig)
+	return c.Detector.SignalKey(a, sig, key)
 }

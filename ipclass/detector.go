@@ -59,8 +59,14 @@ type entry struct {
 	score  float64
 	scored int64 // unix ns of the score's last update
 	until  int64 // unix ns: an active detection until then (0: none)
+	// empty is, per burst signal, when its bucket will be empty again (unix ns; see Burst).
+	empty [len(burstSignals)]int64
+	// recent holds hashes of the last keys of its burst signals (0: a free slot); next is the
+	// slot the next key takes.
+	recent [recentKeys]uint32
 	signal Signal
 	shadow bool // the detection is a shadow one: reported, not applied
+	next   uint8
 }
 
 // NewDetector makes a detector with the given settings.
@@ -125,8 +131,17 @@ func (d *Detector) Suspicious(a netip.Addr) bool {
 
 // Signal adds sig's score to a's. It returns the detection when this signal made a cross the
 // threshold; a client already detected is not detected again until its detection ends. The
-// caller must not signal trusted clients (the Classifier does that check).
+// caller must not signal trusted clients (the Classifier does that check). A signal with a
+// Burst scores only once a's bucket for it is full; Signal gives it no key (SignalKey), so
+// every one of them counts toward the bucket.
 func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
+	return d.SignalKey(a, sig, "")
+}
+
+// SignalKey is Signal with the key of what the signal was about (the path of a 404, the
+// credentials of a failed authentication): a signal with a Burst whose key is among a's recent
+// ones is a repeat and neither fills the bucket nor scores. "" is no key: every one counts.
+func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, bool) {
 	set := d.settings.Load()
 	if sig >= numScoredSignals || set.scores[sig] == 0 {
 		return Detection{}, false
@@ -140,6 +155,11 @@ func (d *Detector) Signal(a netip.Addr, sig Signal) (Detection, bool) {
 	e := s.m[a]
 	if e == nil {
 		e = s.insert(a, set, ns, len(d.shards))
+	}
+	if b := sig.burstIndex(); b >= 0 && set.bursts[b].depth > 0 {
+		if e.repeat(d.seed, sig, key) || set.bursts[b].absorb(&e.empty[b], ns) {
+			return Detection{}, false
+		}
 	}
 	// Decay in steps of at least a second, so a burst that sums exactly to the threshold (two
 	// probes of 10 against 20) does not miss it by the microseconds between them.
@@ -298,23 +318,24 @@ func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64, shards in
 	// least: a MaxTracked lowered by a reload under the shard count keeps one per shard).
 	limit := max(1, set.maxTracked/shards)
 	for len(s.m) >= limit {
-		s.evictOne(now, set.decay)
+		s.evictOne(now, set)
 	}
 	e := &entry{scored: now}
 	s.m[a] = e
 	return e
 }
 
-func (s *shard) evictOne(now int64, halfLife time.Duration) {
+func (s *shard) evictOne(now int64, set *resolvedSettings) {
 	var victim netip.Addr
 	var victimActive bool
 	var victimKey float64
 	n := 0
 	for a, e := range s.m { // map iteration starts at a random position: a random sample
 		active := e.until > now
-		// Inactive entries go first, lowest current score first; among active detections, the
-		// one ending first.
-		key := decayed(e.score, now-e.scored, halfLife)
+		// Inactive entries go first, lowest current score first (counting what their buckets
+		// hold, the score they are on the way to); among active detections, the one ending
+		// first.
+		key := decayed(e.score, now-e.scored, set.decay) + e.pending(now, set)
 		if active {
 			key = float64(e.until)
 		}
@@ -326,6 +347,16 @@ func (s *shard) evictOne(now int64, halfLife time.Duration) {
 		}
 	}
 	delete(s.m, victim)
+}
+
+// pending is the score of the signals e's buckets hold: what a scanner still within its
+// allowance is on the way to.
+func (e *entry) pending(now int64, set *resolvedSettings) float64 {
+	p := 0.0
+	for i, sig := range burstSignals {
+		p += set.bursts[i].held(e.empty[i], now) * set.scores[sig]
+	}
+	return p
 }
 
 func decayed(score float64, elapsed int64, halfLife time.Duration) float64 {

@@ -54,15 +54,117 @@ func TestDetectorScoreDecays(t *testing.T) {
 	}
 }
 
-func TestDetectorNotFoundBurst(t *testing.T) {
-	d, _ := testDetector(Settings{})
-	for i := 1; i <= 19; i++ {
-		if _, hit := d.Signal(client, SignalNotFound); hit {
-			t.Fatalf("detected after %d 404s", i)
+// signalUntilDetected sends sig with keys key(1), key(2), ... (at most n) and returns the
+// number of the signal that detected the client, 0 if none did.
+func signalUntilDetected(d *Detector, a netip.Addr, sig Signal, n int, key func(i int) string) int {
+	for i := 1; i <= n; i++ {
+		if _, hit := d.SignalKey(a, sig, key(i)); hit {
+			return i
 		}
 	}
-	if _, hit := d.Signal(client, SignalNotFound); !hit {
-		t.Fatal("20 404s in a burst not detected")
+	return 0
+}
+
+func distinctPaths(i int) string { return fmt.Sprintf("/scan/%d", i) }
+
+// TestDetectorNotFoundBurst: with the defaults, the first 10 distinct 404s of a burst are
+// free and the next 20 (1 point each) detect: a scanner at its 30th. A 404 repeated (a page
+// polling a missing URL) never counts again, however often.
+func TestDetectorNotFoundBurst(t *testing.T) {
+	d, _ := testDetector(Settings{})
+	if got := signalUntilDetected(d, client, SignalNotFound, 200, distinctPaths); got != 30 {
+		t.Fatalf("a scan of distinct paths detected at its %dth 404, want the 30th", got)
+	}
+	poller := netip.MustParseAddr("198.51.100.10")
+	if got := signalUntilDetected(d, poller, SignalNotFound, 10_000, func(i int) string { return fmt.Sprintf("/api/missing/%d", i%8) }); got != 0 {
+		t.Fatalf("8 missing URLs polled 10,000 times detected the client at %d", got)
+	}
+}
+
+// TestDetectorBurstLeaks: the bucket gives one back every leak: a client with a distinct 404
+// every 10 s (a reader following broken links) never scores; a full bucket takes one more
+// after a leak, and the next one scores.
+func TestDetectorBurstLeaks(t *testing.T) {
+	d, c := testDetector(Settings{})
+	for i := range 1000 {
+		if _, hit := d.SignalKey(client, SignalNotFound, distinctPaths(i)); hit {
+			t.Fatalf("a distinct 404 every 10s detected at %d", i)
+		}
+		c.advance(10 * time.Second)
+	}
+	if l := d.Detections(1); len(l) != 0 {
+		t.Fatalf("detections: %v", l)
+	}
+	other := netip.MustParseAddr("198.51.100.10")
+	for i := range 10 {
+		d.SignalKey(other, SignalNotFound, distinctPaths(i))
+	}
+	c.advance(10 * time.Second)
+	d.SignalKey(other, SignalNotFound, distinctPaths(10)) // the place the leak freed
+	for i := 11; i < 30; i++ {                            // 19 points
+		if _, hit := d.SignalKey(other, SignalNotFound, distinctPaths(i)); hit {
+			t.Fatalf("detected at %d: the leak freed no place", i)
+		}
+	}
+	if _, hit := d.SignalKey(other, SignalNotFound, distinctPaths(30)); !hit {
+		t.Fatal("20 404s past a full bucket did not detect")
+	}
+}
+
+// TestDetectorAuthFailureBurst: 5 distinct failed authentications are free, the next 10 (2
+// points each) detect; the same credentials sent again (an expired token) never count again;
+// failures without a key (a form's credentials are in its body) each count.
+func TestDetectorAuthFailureBurst(t *testing.T) {
+	d, _ := testDetector(Settings{})
+	guess := func(i int) string { return fmt.Sprintf("Basic guess-%d", i) }
+	if got := signalUntilDetected(d, client, SignalAuthFailure, 100, guess); got != 15 {
+		t.Fatalf("a password guesser detected at its %dth failure, want the 15th", got)
+	}
+	expired := netip.MustParseAddr("198.51.100.10")
+	if got := signalUntilDetected(d, expired, SignalAuthFailure, 1000, func(int) string { return "Bearer expired" }); got != 0 {
+		t.Fatalf("one expired token sent 1000 times detected at %d", got)
+	}
+	form := netip.MustParseAddr("198.51.100.11")
+	if got := signalUntilDetected(d, form, SignalAuthFailure, 100, func(int) string { return "" }); got != 15 {
+		t.Fatalf("form logins without a key detected at %d, want 15", got)
+	}
+}
+
+// TestDetectorBurstConfigured: Allowance 0 turns the rule off (every signal counts, repeats
+// too: 20 404s of one path detect); a larger allowance and leak apply; signals without a burst
+// score at once.
+func TestDetectorBurstConfigured(t *testing.T) {
+	d, c := testDetector(Settings{Bursts: map[Signal]Burst{SignalNotFound: {Allowance: 0}, SignalAuthFailure: {Allowance: 20, Leak: time.Minute}}})
+	if got := signalUntilDetected(d, client, SignalNotFound, 100, func(int) string { return "/same" }); got != 20 {
+		t.Fatalf("not_found without a burst detected at %d, want 20", got)
+	}
+	other := netip.MustParseAddr("198.51.100.10")
+	for i := range 20 {
+		d.SignalKey(other, SignalAuthFailure, fmt.Sprint(i))
+	}
+	c.advance(59 * time.Second) // less than one leak: the bucket is still full
+	if got := signalUntilDetected(d, other, SignalAuthFailure, 100, func(i int) string { return fmt.Sprint(100 + i) }); got != 10 {
+		t.Fatalf("auth_failure past an allowance of 20 detected at %d, want 10", got)
+	}
+	probe := netip.MustParseAddr("198.51.100.11")
+	if got := signalUntilDetected(d, probe, SignalProbe, 10, distinctPaths); got != 2 {
+		t.Fatalf("probes detected at %d, want 2: they have no burst", got)
+	}
+}
+
+// TestDetectorFloodKeepsAFillingBucket: a scanner part-way through its allowance is worth more
+// than a flood of clients with one 404 each: eviction keeps it, and it is detected at its 30th
+// 404 as if there had been no flood.
+func TestDetectorFloodKeepsAFillingBucket(t *testing.T) {
+	d, _ := testDetector(Settings{MaxTracked: 6410})
+	for i := range 9 {
+		d.SignalKey(client, SignalNotFound, distinctPaths(i))
+	}
+	for i := range 100_000 {
+		d.SignalKey(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), SignalNotFound, "/x")
+	}
+	if got := signalUntilDetected(d, client, SignalNotFound, 100, func(i int) string { return distinctPaths(100 + i) }); got != 21 {
+		t.Fatalf("after the flood, the scanner was detected at its %dth 404, want 21 (9 + 21 = 30)", got)
 	}
 }
 
@@ -145,14 +247,14 @@ func TestClassifierPrecedence(t *testing.T) {
 	}
 	trusted := netip.MustParseAddr("10.1.2.3")
 	for range 10 {
-		if _, hit := c.Signal(trusted, SignalTraversal); hit {
+		if _, hit := c.Signal(trusted, SignalTraversal, ""); hit {
 			t.Fatal("a trusted client was reclassified")
 		}
 	}
 	if c.Class(trusted) != Trusted {
 		t.Fatal("trusted client lost its class")
 	}
-	c.Signal(client, SignalTraversal)
+	c.Signal(client, SignalTraversal, "")
 	if c.Class(client) != Suspicious {
 		t.Fatal("detected client not suspicious")
 	}

@@ -15,9 +15,11 @@ const (
 	// SignalTraversal: a request path_guard refused as an attack form (traversal, ambiguous
 	// encoding).
 	SignalTraversal
-	// SignalAuthFailure: a 401 or 403 response.
+	// SignalAuthFailure: a failed authentication: a 401 or 403 answering a request that
+	// carried credentials, a wrong monitoring key. Counted past its Burst.
 	SignalAuthFailure
-	// SignalNotFound: a 404 response.
+	// SignalNotFound: a 404 answering a request for something other than a static resource
+	// (StaticResource). Counted past its Burst.
 	SignalNotFound
 	// SignalRateLimited: a 429 from the rate limiter.
 	SignalRateLimited
@@ -82,6 +84,10 @@ type Settings struct {
 	// Scores per signal. Defaults: probe 10, traversal 20, auth_failure 2, not_found 1,
 	// rate_limited 3, malformed_path 2. A negative value means 0 (the signal is ignored).
 	Scores map[Signal]float64
+	// Bursts per signal (not_found and auth_failure only; see Burst): how many distinct
+	// signals a client may send in a burst before they score. A signal left out has its
+	// DefaultBursts entry; Allowance 0 turns the rule off for it.
+	Bursts map[Signal]Burst
 	// MaxTracked bounds the clients with a score or a detection. Default: 200000.
 	MaxTracked int
 	// Shadow reports what would be detected without making anyone suspicious: while it is on,
@@ -120,6 +126,7 @@ type resolvedSettings struct {
 	banFor     time.Duration
 	decay      time.Duration
 	scores     [numScoredSignals]float64
+	bursts     [len(burstSignals)]bucket
 	maxTracked int
 	shadow     bool
 	ipv6Bits   int
@@ -155,6 +162,13 @@ func (s Settings) resolve() resolvedSettings {
 		if sig < numScoredSignals {
 			r.scores[sig] = max(v, 0)
 		}
+	}
+	for i, sig := range burstSignals {
+		b, ok := s.Bursts[sig]
+		if !ok {
+			b = DefaultBursts[sig]
+		}
+		r.bursts[i] = resolveBurst(b)
 	}
 	return r
 }

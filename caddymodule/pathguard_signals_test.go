@@ -1,0 +1,193 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// readerSite runs, with the default detection (production, threshold 20, not_found 1,
+// auth_failure 2) and path_guard blocking suspicious clients, a site as readers meet it:
+// file_server over a root with a blog page and a JS chunk (everything else 404), a session
+// check and a login that answer 401. Clients are told apart by X-Forwarded-For from the
+// trusted loopback proxy. It returns the address and the Caddy.
+func readerSite(t *testing.T) (string, *testcaddy.Caddy) {
+	t.Helper()
+	root := t.TempDir()
+	for name, content := range map[string]string{
+		"index.html":                         "<p>home</p>",
+		"2019/05/holiday-gallery/index.html": "<p>gallery</p>",
+		"_next/static/chunks/main.js":        "console.log(1)",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		environment production
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	respond /api/me 401
+	respond /login 401
+	root * %s
+	file_server
+}
+`, addr, root))
+	return addr, c
+}
+
+// expectAnswers sends each target as client and fails on an answer other than the one listed:
+// a 403 means path_guard refused the client.
+func expectAnswers(t *testing.T, addr, client string, targets map[string]int, headers ...string) {
+	t.Helper()
+	for target, want := range targets {
+		if status, _, _ := rawGet(t, addr, target, append(headers, "X-Forwarded-For: "+client)...); status != want {
+			t.Fatalf("%s: %s answered %d, want %d", client, target, status, want)
+		}
+	}
+}
+
+// reclassifiedIPs maps each client with an ip_reclassified event to its signal.
+func reclassifiedIPs(c *testcaddy.Caddy) map[string]string {
+	out := map[string]string{}
+	for _, e := range securityLogs(c, EventIPReclassified) {
+		out[e.Str("ip")] = e.Str("signal")
+	}
+	return out
+}
+
+// TestReadersAreNotBanned: what ordinary readers cause bans nobody with the default scores
+// (each once banned the client, and everyone behind its NAT, for 15 minutes):
+//   - an old blog page whose gallery lost its 24 images, viewed 10 times (a reader every
+//     minute for 10 minutes; sent back to back here, the harder case: no leak, no decay);
+//   - 30 anonymous page views of an app whose session check answers 401, with iOS Safari's
+//     apple-touch-icon guesses (404);
+//   - a page polling its session check with an expired token: the same credentials, 30 times.
+func TestReadersAreNotBanned(t *testing.T) {
+	addr, c := readerSite(t)
+
+	gallery := map[string]int{"/2019/05/holiday-gallery/": 200, "/favicon.ico": 404}
+	for i := 1; i <= 24; i++ {
+		gallery[fmt.Sprintf("/wp-content/uploads/2019/05/IMG_%d.jpg", i)] = 404
+	}
+	for range 10 {
+		expectAnswers(t, addr, "198.51.100.1", gallery)
+	}
+
+	view := map[string]int{"/": 200, "/api/me": 401, "/apple-touch-icon-precomposed.png": 404,
+		"/apple-touch-icon.png": 404, "/_next/static/chunks/main.js": 200}
+	for range 30 {
+		expectAnswers(t, addr, "198.51.100.2", view)
+	}
+
+	for range 30 {
+		expectAnswers(t, addr, "198.51.100.3", map[string]int{"/api/me": 401}, "Authorization: Bearer expired-token")
+	}
+
+	for _, client := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+		expectAnswers(t, addr, client, map[string]int{"/": 200})
+	}
+	if got := reclassifiedIPs(c); len(got) != 0 {
+		t.Fatalf("readers reclassified: %v", got)
+	}
+}
+
+// TestScannersAndGuessersAreBanned: what the burst allowance lets through is a reader's share,
+// not a scanner's: gobuster-like distinct missing paths ban the client at the 30th (10 free, 20
+// points), within the first seconds of the scan; a password guesser is banned at its 15th
+// failure (5 free, 10 × 2 points), whether its credentials go in an Authorization header or
+// in a login form's body.
+func TestScannersAndGuessersAreBanned(t *testing.T) {
+	addr, c := readerSite(t)
+
+	var words []string
+	for _, w := range []string{"admin", "backup", "config", "db", "old", "test", "private", "api", "upload", "install"} {
+		for _, ext := range []string{"", ".php", ".bak", ".zip", ".sql", ".txt", ".old", ".tar.gz", ".conf", ".inc", "_old", "1", "2", "-dev", ".aspx", ".jsp", ".cgi", ".xml", ".yml", ".log"} {
+			words = append(words, "/"+w+ext)
+		}
+	}
+	start := time.Now()
+	refusedAt := 0
+	for i, p := range words[:200] {
+		status := sendAs(t, addr, "198.51.100.20", p)
+		if status == http.StatusForbidden {
+			refusedAt = i + 1
+			break
+		}
+		if status != http.StatusNotFound {
+			t.Fatalf("%s: %d, want 404", p, status)
+		}
+	}
+	took := time.Since(start)
+	if refusedAt != 31 || took > 5*time.Second {
+		t.Fatalf("the scan was refused from its request %d after %v; want from the 31st (detected at the 30th), within seconds", refusedAt, took)
+	}
+	t.Logf("scan detected at its 30th 404, %v after it started", took)
+
+	guess := func(i int) string {
+		return "Authorization: Basic " + base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "admin:password%d", i))
+	}
+	for i := 1; i <= 15; i++ {
+		expectAnswers(t, addr, "198.51.100.21", map[string]int{"/login": 401}, guess(i))
+	}
+	expectAnswers(t, addr, "198.51.100.21", map[string]int{"/": 403})
+
+	for i := 1; i <= 16; i++ {
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/login", strings.NewReader(fmt.Sprintf("user=admin&password=guess%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", "198.51.100.22")
+		want := http.StatusUnauthorized
+		if i == 16 {
+			want = http.StatusForbidden
+		}
+		if resp, _ := fetch(t, req); resp.StatusCode != want {
+			t.Fatalf("form login %d: %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+
+	want := map[string]string{"198.51.100.20": "not_found", "198.51.100.21": "auth_failure", "198.51.100.22": "auth_failure"}
+	if got := reclassifiedIPs(c); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reclassified %v, want %v", got, want)
+	}
+}
+
+// TestDetectionBurstJSONBounds: the JSON config is held to the Caddyfile's bounds.
+func TestDetectionBurstJSONBounds(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for burst, want := range map[string]string{
+		`"probe": {"allowance": 3}`:                   "burst probe: only not_found and auth_failure have a burst",
+		`"not_found": {"allowance": -1}`:              "burst not_found: allowance -1: expected 0 to 10000",
+		`"auth_failure": {"allowance": 5, "leak": 1}`: "burst auth_failure: leak 1ns: expected 100ms to 1h0m0s",
+		`"nope": {"allowance": 5}`:                    `burst: unknown signal "nope"`,
+	} {
+		err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"bursts": {` + burst + `}}}}}`)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("bursts {%s}: %v, want an error containing %q", burst, err, want)
+		}
+	}
+}

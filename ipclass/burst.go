@@ -1,0 +1,115 @@
+package ipclass
+
+import (
+	"hash/maphash"
+	"time"
+)
+
+// Burst is how many signals of one kind a client may send before they score: a leaky bucket
+// per client, as CrowdSec's http-probing scenario counts 404s. The bucket holds Allowance
+// signals and gives one back every Leak; a signal that finds it full scores. A reader who
+// meets a few broken links, or a wrong password typed twice, stays within it; a scanner (404s
+// by the hundred a minute) or a password guesser overflows it within seconds, and every signal
+// past it scores.
+//
+// Only the distinct ones count: a signal whose key (the path of a 404, the credentials of a
+// failed authentication) is among the client's recent ones is a repeat (a page polling a
+// missing URL, an expired token sent again) and neither fills the bucket nor scores.
+type Burst struct {
+	// Allowance is how many distinct signals a client may send in a burst without scoring.
+	// 0: every signal scores, repeats included (no burst rule).
+	Allowance int
+	// Leak is how long the bucket takes to give one back. Default: DefaultBurstLeak.
+	Leak time.Duration
+}
+
+// DefaultBurstLeak is a burst's Leak unless configured.
+const DefaultBurstLeak = 10 * time.Second
+
+// DefaultBursts are the bursts of the signals unless configured: CrowdSec's http-probing
+// bucket for 404s (10, one back every 10 s), its brute-force buckets for failed logins (5).
+// With the default scores and threshold, a scanner is detected at its 30th distinct 404 in a
+// burst and a password guesser at its 15th failure.
+var DefaultBursts = map[Signal]Burst{
+	SignalNotFound:    {Allowance: 10, Leak: DefaultBurstLeak},
+	SignalAuthFailure: {Allowance: 5, Leak: DefaultBurstLeak},
+}
+
+// burstSignals are the signals that may have a burst: the answers ordinary readers get too.
+// Every other signal is an attack form on its own and scores at once.
+var burstSignals = [...]Signal{SignalNotFound, SignalAuthFailure}
+
+// recentKeys is how many keys of its burst signals a client's entry remembers to tell
+// repeats: a poller's few URLs, a NAT's users fetching the same missing file.
+const recentKeys = 8
+
+// HasBurst reports whether sig may have a Burst (not_found and auth_failure).
+func (s Signal) HasBurst() bool { return s.burstIndex() >= 0 }
+
+func (s Signal) burstIndex() int {
+	for i, b := range burstSignals {
+		if b == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// bucket is a resolved Burst, in nanoseconds: depth is Allowance × Leak (0: no burst rule).
+type bucket struct{ depth, leak int64 }
+
+func resolveBurst(b Burst) bucket {
+	if b.Allowance <= 0 {
+		return bucket{}
+	}
+	leak := b.Leak
+	if leak <= 0 {
+		leak = DefaultBurstLeak
+	}
+	return bucket{depth: int64(b.Allowance) * int64(leak), leak: int64(leak)}
+}
+
+// absorb reports whether the bucket takes one more signal at now (it then holds it). empty is
+// when the bucket will be empty again (GCRA's theoretical arrival time): a full bucket takes
+// nothing, so a scanner's signals past the allowance all score, save one every leak.
+func (b bucket) absorb(empty *int64, now int64) bool {
+	if b.depth == 0 {
+		return false
+	}
+	t := max(*empty, now) + b.leak
+	if t-now > b.depth {
+		return false
+	}
+	*empty = t
+	return true
+}
+
+// held is how many signals the bucket holds at now.
+func (b bucket) held(empty, now int64) float64 {
+	if b.depth == 0 || empty <= now {
+		return 0
+	}
+	return float64(empty-now) / float64(b.leak)
+}
+
+// repeat reports whether key (hashed under the detector's seed, so no client can pick keys
+// that collide) is among e's recent keys of sig, and remembers it if not. "" is no key: never
+// a repeat.
+func (e *entry) repeat(seed maphash.Seed, sig Signal, key string) bool {
+	if key == "" {
+		return false
+	}
+	sum := maphash.String(seed, key) + uint64(sig)
+	h := uint32(sum>>32) ^ uint32(sum)
+	if h == 0 { // 0 marks a free slot
+		h = 1
+	}
+	for _, k := range e.recent {
+		if k == h {
+			return true
+		}
+	}
+	e.recent[e.next%recentKeys] = h
+	e.next++
+	return false
+}
