@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
@@ -245,6 +246,55 @@ func TestBrowserNestedSecurityHeaders(t *testing.T) {
 			out := between(chromiumDOM(t, base+path), `<div id="out">`, `</div>`)
 			if out != "marked;" {
 				t.Errorf("%s %s: #out = %q, want marked; (the marked script runs, the injected one does not)", name, path, out)
+			}
+		}
+	}
+}
+
+// Caddy's file_server browse sets its own policy, with its own nonce on its <style> and
+// <script>. Behind security_headers in either inject mode (the edge's policy is sent, the
+// listing's tags get its nonce), and where the listing's own policy is the one sent (no
+// inject_nonce, keep_upstream, report-only here), Chromium applies the listing's style and
+// runs its script (the ?filter= hides the rows that do not match) and blocks nothing but the
+// style attributes of its SVG icons, as for bare Caddy (under report-only here, the edge's
+// policy reports the listing's tags: they carry the nonce of the enforced one).
+func TestBrowserBrowseListingRunsBehindSecurityHeaders(t *testing.T) {
+	testenv.Chromium(t)
+	port := testenv.FreePort(t)
+	browseCaddy(t, browseRoot(t), port)
+	var urls []string
+	for _, prefix := range []string{"tags", "ph", "plain", "kept", "ro"} {
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/%s/dir/?filter=aaa", port, prefix))
+	}
+	script, err := filepath.Abs("testdata/browse_listing.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen map[string]struct {
+		CSP []struct {
+			Directive, Disposition, Blocked, Sample string
+		}
+		Background   string
+		Rows, Hidden int
+	}
+	out := testenv.RunPlaywright(t, script, urls...)
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("browse_listing.js printed %q: %v", out, err)
+	}
+	for _, url := range urls {
+		s, ok := seen[url]
+		if !ok {
+			t.Fatalf("%s: not loaded", url)
+		}
+		if s.Background != "rgb(243, 246, 247)" {
+			t.Errorf("%s: body background %q: the listing's <style> did not apply", url, s.Background)
+		}
+		if s.Rows != 3 || s.Hidden != 2 {
+			t.Errorf("%s: %d of %d rows hidden by ?filter=aaa, want 2 of 3: the listing's <script> did not run", url, s.Hidden, s.Rows)
+		}
+		for _, v := range s.CSP {
+			if v.Directive != "style-src-attr" && v.Disposition == "enforce" {
+				t.Errorf("%s: %s blocked %q (%q)", url, v.Directive, v.Blocked, v.Sample)
 			}
 		}
 	}

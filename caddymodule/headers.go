@@ -32,6 +32,13 @@ const NonceVar = "csp_nonce"
 // wins. A `header` directive in the same site runs after this handler and replaces its value
 // (a deferred one replaces the upstream's too). Remove is applied last, over everything.
 //
+// A policy set after this handler with a nonce of its own (file_server browse's, on every
+// directory listing): on a page that InjectNonce rewrites, this handler's policy is sent
+// instead when that policy replaced it and lists one nonce of at least 16 characters, and the
+// page's nonce becomes the response's; otherwise, when the enforced policy sent lists nonces
+// but not the response's, the page's nonce attributes are left to it. X-Frame-Options follows
+// the frame-ancestors of an enforced policy sent that is not this handler's.
+//
 // Nested (one site-wide, another inside `handle`): the inner one takes the response over. It
 // keeps the outer one's nonce (one per request), its headers replace the outer one's as a
 // whole, and when it injects, its mode and cache control decide the page; an outer
@@ -76,7 +83,9 @@ type SecurityHeaders struct {
 	// FrameOptions is X-Frame-Options: DENY, SAMEORIGIN or off. Default: what the policy's
 	// frame-ancestors says (DENY for 'none', SAMEORIGIN for 'self'), DENY without
 	// frame-ancestors, none when frame-ancestors lists hosts. A value that contradicts
-	// frame-ancestors is refused.
+	// frame-ancestors is refused. Where the enforced policy sent is another's (one that
+	// replaced this handler's and stayed, or one kept by KeepUpstream), X-Frame-Options says
+	// what that policy's frame-ancestors says.
 	FrameOptions string `json:"frame_options,omitempty"`
 
 	// ReferrerPolicy is Referrer-Policy, or off. Default: strict-origin-when-cross-origin.
@@ -106,7 +115,9 @@ type SecurityHeaders struct {
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
 	// over this handler's. Strict-Transport-Security may be listed with any hsts setting:
-	// the upstream's then passes also where this handler sends none.
+	// the upstream's then passes also where this handler sends none. Content-Security-Policy
+	// listed also keeps a policy that a later handler set with its own nonce (file_server
+	// browse's), and the page's nonce attributes with it.
 	KeepUpstream []string `json:"keep_upstream,omitempty"`
 
 	// InjectNonce puts the nonce into text/html responses. Default: off (the nonce is only
@@ -120,6 +131,7 @@ type SecurityHeaders struct {
 	cspHeader  string
 	static     []headerValue // set on every response
 	hsts       string        // set on HTTPS responses
+	xfo        string        // the X-Frame-Options in static, if any
 	namesHTTP  []string      // the headers a plain-HTTP response gets, in value order
 	namesTLS   []string      // the headers an HTTPS response gets
 	remove     []string
@@ -150,7 +162,9 @@ type InjectNonceConfig struct {
 	// Mode is `placeholder` (the application marks its own tags with the placeholder; every
 	// other nonce attribute is removed) or `tags` (every script, style and stylesheet link gets
 	// the nonce: only for HTML you fully control, such as a built single-page app). Default:
-	// placeholder.
+	// placeholder. Where the enforced policy sent lists nonces but not the response's (see
+	// KeepUpstream), neither mode changes the page's nonce attributes; placeholder mode still
+	// replaces the placeholder.
 	Mode string `json:"mode,omitempty"`
 	// Placeholder is the secret marker the application writes where the nonce goes, at least
 	// 16 characters of printable ASCII without spaces (the same bytes in every charset whose
@@ -219,6 +233,8 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 	}
 	if h.injectMode != 0 {
 		app.OnValidate(func() { h.checkInjectNeighbours(ctx) })
+	} else {
+		app.OnValidate(func() { h.checkBrowseWithoutInject(ctx) })
 	}
 	return nil
 }
@@ -321,6 +337,7 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 			xfo = v
 		}
 	}
+	h.xfo = xfo
 	if xfo != "" {
 		static = append(static, headerValue{"X-Frame-Options", xfo})
 	}
@@ -560,6 +577,7 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		// Caddy writes the error response (or runs handle_errors) with its own writer, past
 		// WriteHeader: the header rules (remove, no HSTS where none is sent) apply to it too.
 		sw.settle()
+		sw.matchFrameOptions()
 	}
 	if cerr := sw.close(); err == nil {
 		err = cerr

@@ -55,6 +55,32 @@ func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
 	}
 }
 
+// checkBrowseWithoutInject reports a warning when file_server browse runs under this handler
+// and this one does not inject: browse sets its own Content-Security-Policy (with its own
+// nonce) on every directory listing, which replaces this handler's there (a replaced value
+// stays), so listings go out without the edge's report-uri and upgrade-insecure-requests and
+// with frame-ancestors 'self'. With inject_nonce, this handler's policy is sent and the
+// listing's tags get its nonce (see takeOver); with keep_upstream Content-Security-Policy,
+// the listing's policy is wanted.
+func (h *SecurityHeaders) checkBrowseWithoutInject(ctx caddy.Context) {
+	if h.cspHeader != "Content-Security-Policy" || h.keep["Content-Security-Policy"] {
+		return // report-only here: browse's enforcing policy is another header, and passes
+	}
+	for _, srv := range httpServers(ctx) {
+		if list := routeListWith(srv.Routes, h); list != nil && h.pageHandlerWhere(list, func(hh caddyhttp.MiddlewareHandler) bool {
+			fs, ok := hh.(*fileserver.FileServer)
+			return ok && fs.Browse != nil
+		}) {
+			_ = h.app.Report(Finding{Code: "csp.browse_policy", Severity: Warning, Module: "security_headers",
+				Config:  optionPath(handlerConfigPath(ctx, h), "inject_nonce"),
+				Message: "file_server browse sets its own Content-Security-Policy on directory listings, which replaces this handler's there: listings go out without its report-uri and upgrade-insecure-requests, and with frame-ancestors 'self'",
+				Fix:     "add inject_nonce (tags, for files you serve; or placeholder {env.CSP_NONCE_PLACEHOLDER}): listings then get this handler's policy and their <style> and <script> its nonce; or keep_upstream Content-Security-Policy to send the listing's own policy on purpose"},
+				Production, Staging)
+			return
+		}
+	}
+}
+
 // checkErrorRoutes reports a warning when a server runs this placeholder-mode handler in its
 // routes and has an error route (a handle_errors block) without a security_headers of the same
 // placeholder: Caddy runs the error routes after the primary chain returned, outside this

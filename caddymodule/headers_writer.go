@@ -38,6 +38,12 @@ type securityWriter struct {
 	in   io.Writer
 	wide [csp.WideFormCount]*csp.Injector
 
+	// Where this handler sends its policy instead of the one that replaced it (taken, see
+	// takeOver), alias is the page's own nonce, which own turns into this response's.
+	alias string
+	taken string
+	own   *csp.Injector
+
 	// A page's status waits for its first bytes, which may show an encoding the injector
 	// cannot read (a UTF-16 byte order mark): held is that status, heldMode the mode the
 	// page is rewritten in, charset its Content-Type's, head the bytes seen so far.
@@ -237,50 +243,62 @@ func (sw *securityWriter) start(status int) {
 	if sw.h.injectMode == csp.Placeholder {
 		sw.redactHeaders()
 	}
-	if mode := sw.mode(); mode != 0 && bodyStatus(status) {
-		hdr := sw.Header()
-		ce, encoded := contentEncoding(hdr)
-		mt, charset := resolveContentType(hdr)
-		body := sw.r.Method != http.MethodHead
-		switch {
-		case mt == "text/html" || mt == "application/xhtml+xml":
-			if encoded || status == http.StatusPartialContent {
-				if mode != csp.Tags {
-					sw.failClosed("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
-						zap.String("content_encoding", ce))
-					return
-				}
-				break // tags mode: nothing secret in it; pass it as it is
-			}
-			rewritten(hdr)
-			if mode != csp.Redact { // redaction keeps the length, and there is no nonce to cache
-				// The body's length changes; cache_control, unless the inner one's decides.
-				hdr.Del("Content-Length")
-				if sw.h.cacheCtl != "" && !sw.innerInjects {
-					hdr.Set("Cache-Control", sw.h.cacheCtl)
-				}
-			}
-			if body {
-				// The status waits for the page's first bytes: a byte order mark may say an
-				// encoding the injector cannot read (see release).
-				sw.held, sw.heldMode, sw.charset = status, mode, charset
-				return
-			}
-		case mode != csp.Tags && !encoded && !isBinary(mt):
-			// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
-			// streams, untyped): the placeholder must not leave the edge here either.
-			// Overwritten with as many '-', the body keeps its length.
-			if status == http.StatusPartialContent {
-				// A part we did not ask for (Range is removed from the request) may end
-				// inside the placeholder, where redaction cannot see it.
-				sw.failClosed("partial response cannot be redacted (a range although the request asked for none); answered 502 so the placeholder stays secret",
+	mode := sw.mode()
+	if mode == 0 || !bodyStatus(status) {
+		sw.matchFrameOptions()
+		sw.ResponseWriter.WriteHeader(status)
+		return
+	}
+	hdr := sw.Header()
+	ce, encoded := contentEncoding(hdr)
+	mt, charset := resolveContentType(hdr)
+	page := mt == "text/html" || mt == "application/xhtml+xml"
+	if page && !encoded && status != http.StatusPartialContent && mode != csp.Redact {
+		mode = sw.pageMode(mode) // the page's nonces and the policy sent must agree
+	}
+	sw.matchFrameOptions()
+	body := sw.r.Method != http.MethodHead
+	switch {
+	case page:
+		if encoded || status == http.StatusPartialContent {
+			if mode != csp.Tags {
+				sw.failClosed("HTML response cannot get its nonce (compressed or partial although the request asked for neither); answered 502 so the placeholder stays secret",
 					zap.String("content_encoding", ce))
 				return
 			}
-			rewritten(hdr)
-			if body {
-				sw.rewrite(csp.Redact)
+			break // tags mode: nothing secret in it; pass it as it is
+		}
+		if mode == 0 {
+			break // tags mode, and the page's nonces are those of the policy sent: as it is
+		}
+		rewritten(hdr)
+		if mode != csp.Redact { // redaction keeps the length, and there is no nonce to cache
+			// The body's length changes; cache_control, unless the inner one's decides.
+			hdr.Del("Content-Length")
+			if sw.h.cacheCtl != "" && !sw.innerInjects {
+				hdr.Set("Cache-Control", sw.h.cacheCtl)
 			}
+		}
+		if body {
+			// The status waits for the page's first bytes: a byte order mark may say an
+			// encoding the injector cannot read (see release).
+			sw.held, sw.heldMode, sw.charset = status, mode, charset
+			return
+		}
+	case mode != csp.Tags && !encoded && !isBinary(mt):
+		// Every other body a client may read as text (JSON, JavaScript, CSS, SVG, event
+		// streams, untyped): the placeholder must not leave the edge here either.
+		// Overwritten with as many '-', the body keeps its length.
+		if status == http.StatusPartialContent {
+			// A part we did not ask for (Range is removed from the request) may end
+			// inside the placeholder, where redaction cannot see it.
+			sw.failClosed("partial response cannot be redacted (a range although the request asked for none); answered 502 so the placeholder stays secret",
+				zap.String("content_encoding", ce))
+			return
+		}
+		rewritten(hdr)
+		if body {
+			sw.rewrite(csp.Redact)
 		}
 	}
 	sw.ResponseWriter.WriteHeader(status)
@@ -364,15 +382,22 @@ func splitOutsideQuotes(s string) []string {
 	return append(out, s[start:])
 }
 
-// rewrite puts an injector on the body. In placeholder mode (Placeholder, Redact), redactors
-// of the placeholder's UTF-16 and UTF-32 forms come first: a body in one of those encodings
-// holds it in bytes the injector's byte search does not find.
+// rewrite puts an injector on the body. Where this handler took the page's policy over
+// (alias, see takeOver), a stage that turns the page's own nonce into the response's comes
+// before it. In placeholder mode (Placeholder, Substitute, Redact), redactors of the
+// placeholder's UTF-16 and UTF-32 forms come first: a body in one of those encodings holds it
+// in bytes the injector's byte search does not find.
 func (sw *securityWriter) rewrite(mode csp.Mode) {
 	sw.out = outPool.Get().(*bufio.Writer)
 	sw.out.Reset(sw.ResponseWriter)
 	inj := injectorPool.Get().(*csp.Injector)
 	_ = inj.Reset(sw.out, mode, sw.nonce, sw.h.ph) // checked in Provision
 	sw.inj, sw.in = inj, inj
+	if sw.alias != "" {
+		a := injectorPool.Get().(*csp.Injector)
+		_ = a.Reset(sw.in, csp.Substitute, sw.nonce, sw.alias) // its length is checked in takeOver
+		sw.own, sw.in = a, a
+	}
 	if mode == csp.Tags {
 		return
 	}
@@ -406,6 +431,7 @@ func (sw *securityWriter) release(p []byte, more bool) (int, error) {
 			zap.String("encoding", enc))
 		return len(p), nil
 	default:
+		sw.giveBack() // its tags keep the nonces they have
 		sw.ResponseWriter.WriteHeader(status)
 	}
 	if prev > 0 {
@@ -584,22 +610,26 @@ func (sw *securityWriter) close() error {
 	if sw.inj == nil {
 		return err
 	}
-	for i := len(sw.wide) - 1; i >= 0; i-- { // the first writer of the chain first
-		if r := sw.wide[i]; r != nil {
-			if cerr := r.Close(); err == nil {
-				err = cerr
-			}
-			injectorPool.Put(r)
-			sw.wide[i] = nil
+	// The first writer of the chain first: the wide forms' redactors (the last one made
+	// first), the page's own nonce, the injector.
+	var chain [csp.WideFormCount + 2]*csp.Injector
+	for i, r := range sw.wide {
+		chain[len(sw.wide)-1-i] = r
+	}
+	chain[len(sw.wide)], chain[len(sw.wide)+1] = sw.own, sw.inj
+	for _, r := range chain {
+		if r == nil {
+			continue
 		}
+		if cerr := r.Close(); err == nil {
+			err = cerr
+		}
+		injectorPool.Put(r)
 	}
-	if cerr := sw.inj.Close(); err == nil {
-		err = cerr
-	}
+	sw.wide, sw.own = [csp.WideFormCount]*csp.Injector{}, nil
 	if ferr := sw.out.Flush(); err == nil {
 		err = ferr
 	}
-	injectorPool.Put(sw.inj)
 	sw.out.Reset(nil)
 	outPool.Put(sw.out)
 	sw.inj, sw.out, sw.in = nil, nil, nil

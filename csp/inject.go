@@ -23,6 +23,12 @@ const (
 	// security_headers feature turned off): the secret never leaves, and the body keeps its
 	// length (so its Content-Length).
 	Redact
+	// Substitute replaces every occurrence of a marker with the nonce and passes every other
+	// byte on, nonce attributes included (no tag is read): a stage in front of a Placeholder
+	// or Tags injector that turns the page's own nonce into the response's, or alone, the
+	// placeholder's replacement in a page whose nonces belong to a policy that is not this
+	// response's.
+	Substitute
 )
 
 // MinPlaceholderLen is the shortest placeholder accepted: it is a secret (whoever knows it can
@@ -51,7 +57,8 @@ type Injector struct {
 
 // NewInjector returns an Injector writing to w. In Placeholder mode, placeholder is the secret
 // marker the application writes where the nonce goes (at least MinPlaceholderLen bytes); in
-// Redact mode it is the secret to overwrite, and nonce is unused.
+// Redact mode it is the secret to overwrite, and nonce is unused; in Substitute mode it is the
+// marker the nonce replaces (at least MinPlaceholderLen bytes too).
 func NewInjector(w io.Writer, mode Mode, nonce, placeholder string) (*Injector, error) {
 	in := &Injector{}
 	return in, in.Reset(w, mode, nonce, placeholder)
@@ -59,14 +66,11 @@ func NewInjector(w io.Writer, mode Mode, nonce, placeholder string) (*Injector, 
 
 // Reset prepares the Injector for another response, keeping its memory.
 func (in *Injector) Reset(w io.Writer, mode Mode, nonce, placeholder string) error {
-	if mode == Placeholder && len(placeholder) < MinPlaceholderLen {
-		return errors.New("csp: the nonce placeholder must be at least 16 characters: it is a secret")
-	}
-	if mode == Redact && len(placeholder) < MinPlaceholderLen {
-		return errors.New("csp: the nonce placeholder must be at least 16 characters: it is a secret")
-	}
-	if mode != Placeholder && mode != Tags && mode != Redact {
+	if mode < Placeholder || mode > Substitute {
 		return errors.New("csp: unknown injection mode")
+	}
+	if mode != Tags && len(placeholder) < MinPlaceholderLen {
+		return errors.New("csp: the nonce placeholder must be at least 16 characters: it is a secret")
 	}
 	*in = Injector{w: w, mode: mode, nonce: append(in.nonce[:0], nonce...), attr: in.attr[:0], ph: append(in.ph[:0], placeholder...)}
 	switch mode {
@@ -111,7 +115,7 @@ func (in *Injector) Close() error {
 		in.pass(in.ph[:in.phN])
 		in.phN = 0
 	}
-	if in.mode != Redact {
+	if in.reads() {
 		in.t.close()
 	}
 	return in.err
@@ -162,14 +166,17 @@ func (in *Injector) replace(p []byte) {
 	in.phN = k
 }
 
-// pass hands text on: to the tokenizer, or straight out when redacting.
+// pass hands text on: to the tokenizer, or straight out when no tag is read.
 func (in *Injector) pass(b []byte) {
-	if in.mode == Redact {
+	if !in.reads() {
 		in.out(b)
 		return
 	}
 	in.t.feed(b)
 }
+
+// reads reports whether the mode reads tags (to rewrite their nonce attributes).
+func (in *Injector) reads() bool { return in.mode == Placeholder || in.mode == Tags }
 
 func (in *Injector) out(b []byte) {
 	if in.err == nil && len(b) > 0 {

@@ -132,3 +132,17 @@ func TestInjectorRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestInjectorSubstitute(t *testing.T) {
+	// The marker becomes the nonce wherever it is; every nonce attribute stays as it is.
+	in := `<style nonce="` + testPH + `">p{}</style><script nonce="other">x()</script><script>` + testPH[:9] + `</script>` + testPH[:5]
+	want := strings.ReplaceAll(in, testPH, testNonce)
+	for chunk := 0; chunk <= len(in); chunk++ {
+		if got := rewrite(t, Substitute, testNonce, testPH, in, chunk); got != want {
+			t.Fatalf("writes of %d:\n got  %s\n want %s", chunk, got, want)
+		}
+	}
+	if _, err := NewInjector(&bytes.Buffer{}, Substitute, testNonce, "short"); err == nil {
+		t.Fatal("a 5-character marker was accepted")
+	}
+}
