@@ -3,6 +3,7 @@ package breaker
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,9 @@ const DefaultSyncInterval = 500 * time.Millisecond
 // sharedStateKey is the key gobreaker v2's DistributedCircuitBreaker keeps its state under
 // (TestSharedStateKeyIsGobreakers fails if a gobreaker upgrade changes it).
 func sharedStateKey(name string) string { return "gobreaker:state:" + name }
+
+// gobreakerMutexKey is the key the DistributedCircuitBreaker locks while it changes the state.
+func gobreakerMutexKey(name string) string { return "gobreaker:mutex:" + name }
 
 // Share keeps the breaker's open state in a store shared by every instance, through
 // gobreaker's DistributedCircuitBreaker, without ever putting the store on a request's path:
@@ -161,7 +165,7 @@ func (s *syncer) syncOnce(now time.Time) error {
 			// Each failure recorded here is one instance's trip.
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
 		}
-		if s.dcb, err = gobreaker.NewDistributedCircuitBreaker[struct{}](s.store, settings); err != nil {
+		if s.dcb, err = newDistributedBreaker(s.store, settings); err != nil {
 			s.dcb = nil
 			return err
 		}
@@ -276,4 +280,20 @@ func (s *syncer) setHealth(err error) {
 	if s.lastErr.Swap(&msg) == nil && s.onHealth != nil {
 		s.onHealth(err)
 	}
+}
+
+// newDistributedBreaker is gobreaker.NewDistributedCircuitBreaker without its crash. In
+// v2.4.0 the constructor unlocks its Redis mutex through its named result, which it has set
+// to nil when reading or writing the shared state failed after the lock was taken (Redis gone
+// in between, a state that is not its JSON): the nil dereference panicked in the syncer's goroutine and
+// took the whole Caddy process down. Here that failure is an error like any other store
+// failure, and the mutex is released (it also expires on its own, lockTTL).
+func newDistributedBreaker(store SharedStore, settings gobreaker.Settings) (dcb *gobreaker.DistributedCircuitBreaker[struct{}], err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			_ = store.Unlock(gobreakerMutexKey(settings.Name))
+			dcb, err = nil, fmt.Errorf("shared breaker state of %q could not be read or written (gobreaker: %v)", settings.Name, p)
+		}
+	}()
+	return gobreaker.NewDistributedCircuitBreaker[struct{}](store, settings)
 }

@@ -361,3 +361,36 @@ func TestSharedRecordsDoNotOverwriteEachOther(t *testing.T) {
 		t.Fatalf("a never followed b's trip: a's recovery overwrote it (shared state %v)", raw)
 	}
 }
+
+// TestSharedStateUnreadableIsAnErrorNotACrash: gobreaker v2.4.0's constructor dereferenced
+// nil when the shared state could not be read after it took its lock (Redis gone in between;
+// here, deterministically, a state that is not JSON), which crashed Caddy from the
+// syncer's goroutine. It is a store failure now, the lock is released, and the breaker goes
+// on locally and reports the failure to its health callback.
+func TestSharedStateUnreadableIsAnErrorNotACrash(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	store := NewRedisStore(c, "p:", "svc")
+	if err := c.Set(context.Background(), store.Key(sharedStateKey("svc")), "not a state", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newDistributedBreaker(store, gobreaker.Settings{Name: "svc"}); err == nil {
+		t.Fatal("a state that is not gobreaker's JSON: no error")
+	}
+	if n := c.Exists(context.Background(), store.Key(gobreakerMutexKey("svc"))).Val(); n != 0 {
+		t.Fatal("the lock is still held after the failure")
+	}
+
+	b := newBreaker(t, Settings{Name: "svc", ConsecutiveFailures: 1, OpenFor: time.Second})
+	var h healthLog
+	b.Share(store, 10*time.Millisecond, h.add)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.get()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the failing shared state was never reported")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	run(t, b, Failure)
+	waitState(t, b, StateOpen)
+}
