@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -313,6 +314,62 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	if strings.Contains(keys["[Service]ExecStart"][0], "--environ") {
 		t.Error("caddy run --environ prints the environment, secrets included, to the journal")
+	}
+}
+
+// TestSystemdUnitWritesOnlyWritablePaths: under ProtectSystem=strict the whole file system is
+// read-only but for the paths the unit opens; every folder Caddy writes must be one of them, or
+// each start and reload logs an error (autosave.json in a read-only /etc/caddy) or fails (the
+// storage, the check's throwaway storage in /tmp).
+func TestSystemdUnitWritesOnlyWritablePaths(t *testing.T) {
+	keys := unitKeys(t)
+	if !slices.Contains(keys["[Service]ProtectSystem"], "strict") {
+		t.Fatal("the unit no longer sets ProtectSystem=strict: revisit this test")
+	}
+	var writable []string
+	for _, v := range keys["[Service]ReadWritePaths"] {
+		writable = append(writable, strings.Fields(v)...)
+	}
+	for key, base := range map[string]string{"StateDirectory": "/var/lib/", "LogsDirectory": "/var/log/", "CacheDirectory": "/var/cache/", "RuntimeDirectory": "/run/"} {
+		for _, v := range keys["[Service]"+key] {
+			for _, d := range strings.Fields(v) {
+				writable = append(writable, base+d)
+			}
+		}
+	}
+	env := map[string]string{}
+	for _, v := range keys["[Service]Environment"] {
+		for _, kv := range strings.Fields(v) {
+			k, val, _ := strings.Cut(kv, "=")
+			env[k] = val
+		}
+	}
+	if env["XDG_DATA_HOME"] == "" || env["XDG_CONFIG_HOME"] == "" {
+		t.Fatalf("the unit must set XDG_DATA_HOME and XDG_CONFIG_HOME (Environment=%v)", keys["[Service]Environment"])
+	}
+	tmp := "/tmp"
+	if slices.Contains(keys["[Service]PrivateTmp"], "true") {
+		writable = append(writable, tmp) // a private /tmp is writable
+	}
+	if env["TMPDIR"] != "" {
+		tmp = env["TMPDIR"]
+	}
+	under := func(p string) bool {
+		for _, w := range writable {
+			if p == w || strings.HasPrefix(p, strings.TrimSuffix(w, "/")+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for what, dir := range map[string]string{
+		"Caddy's storage (XDG_DATA_HOME/caddy)":                     env["XDG_DATA_HOME"] + "/caddy",
+		"Caddy's config dir, autosave.json (XDG_CONFIG_HOME/caddy)": env["XDG_CONFIG_HOME"] + "/caddy",
+		"the check's throwaway storage (TMPDIR)":                    tmp,
+	} {
+		if !under(dir) {
+			t.Errorf("%s is %s, read-only under ProtectSystem=strict (writable: %v)", what, dir, writable)
+		}
 	}
 }
 
