@@ -50,7 +50,8 @@ func (c *captureApps) provisioned(a *App) bool {
 var checkRun sync.Mutex
 
 // CheckConfig loads and provisions the JSON configuration as `caddy validate` does (nothing
-// is started, no port is bound, no background check runs), then returns every finding: the
+// is started, no port is bound, no background check runs, and what provisioning stores goes
+// to a throwaway storage: throwawayStorage), then returns every finding: the
 // ones modules report at provision, the whole-configuration checks (OnValidate), and the
 // rules on Caddy's own settings (admin endpoint, literal secrets, missing security headers).
 // An error finding of ours does not stop the check (the modules after it still report);
@@ -69,10 +70,25 @@ func CheckConfig(cfgJSON []byte) CheckReport {
 	var raw map[string]any
 	_ = json.Unmarshal(cfgJSON, &raw)
 
+	restore, refused, err := throwawayStorage(cfg)
+	switch {
+	case refused != nil:
+		rep.add(Finding{Code: "config.invalid", Severity: Error, Module: "caddy", Config: refused.at,
+			Message: "Caddy refuses the configuration: " + refused.err.Error(),
+			Fix:     "the message names the module and the setting; `caddy validate` gives the same error"})
+		return rep.finish()
+	case err != nil:
+		rep.add(Finding{Code: "check.temp_storage", Severity: Error, Module: "caddy",
+			Message: "the check provisions the configuration against a temporary storage, so that it writes nothing (such as the local CA's keys) into the configured one, and it cannot create one: " + err.Error(),
+			Fix:     "point TMPDIR at a writable folder"})
+		return rep.finish()
+	}
+	defer restore()
+
 	checkHook.mu.Lock()
 	checkHook.on, checkHook.apps = true, nil
 	checkHook.mu.Unlock()
-	err := caddy.Validate(cfg)
+	err = caddy.Validate(cfg)
 	checkHook.mu.Lock()
 	apps := checkHook.apps
 	checkHook.on, checkHook.apps = false, nil

@@ -417,6 +417,18 @@ func TestCheckRefusedConfig(t *testing.T) {
 	if rep := CheckConfig([]byte(`{"apps":`)); rep.Errors != 1 {
 		t.Fatalf("undecodable JSON: %+v", rep)
 	}
+	// The check provisions against a throwaway storage, but a storage module Caddy refuses is
+	// still refused, where it is configured.
+	for at, cfg := range map[string]string{
+		"storage": `{"storage": {"module": "nosuch"}}`,
+		"apps.pki.certificate_authorities.local.storage": `{"apps": {"pki": {"certificate_authorities": {"local": {"storage": {"module": "file_system", "root": "x", "bogus": 1}}}}}}`,
+	} {
+		rep := CheckConfig([]byte(cfg))
+		f, ok := codes(rep)["config.invalid"]
+		if !ok || f.Config != at || !strings.Contains(f.Message, "loading storage module") || rep.Errors != 1 {
+			t.Errorf("%s: want one config.invalid at %s, got %+v", cfg, at, rep)
+		}
+	}
 }
 
 // TestCheckCommand runs the cobra command: text and JSON output, exit status with --strict.

@@ -216,12 +216,13 @@ func checkHostPort(addr string) error {
 
 // checkPool keeps each distinct check running across config reloads: a reload that keeps a
 // check's configuration keeps its schedule and history; the last configuration using it
-// stops it.
+// stops it. A changed check is a new one, which resumes the old one's result (liveChecks).
 var checkPool = caddy.NewUsagePool()
 
 type pooledCheck struct{ check *monitor.Check }
 
 func (p *pooledCheck) Destruct() error {
+	dropCheck(p.check)
 	p.check.Stop()
 	return nil
 }
@@ -262,6 +263,7 @@ func acquireCheck(c *MonitorCheck, app *App, repl *caddy.Replacer) (*monitor.Che
 		if err != nil {
 			return nil, err
 		}
+		adoptCheck(check)
 		return &pooledCheck{check: check}, nil
 	})
 	if err != nil {

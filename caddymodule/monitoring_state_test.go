@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,7 +128,59 @@ func TestMonitoringChecksSurviveReloadAndStopWhenRemoved(t *testing.T) {
 	if n := poolSize(); n != 0 {
 		t.Fatalf("%d checks still pooled with no monitoring configured", n)
 	}
+	liveChecks.mu.Lock()
+	n := len(liveChecks.m)
+	liveChecks.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d check identities still indexed for resuming with no monitoring configured", n)
+	}
 	waitFor(t, "check goroutines gone", func() bool { return runtime.NumGoroutine() <= before+2 })
+}
+
+// TestMonitoringChangedCheckResumesOnReload: a reload that changes a critical check's settings
+// (here only its interval) makes a new check, which reads its predecessor's result until its
+// own first run ends: /ready stays 200 while that run hangs. A check of the same name watching
+// another target starts down as before.
+func TestMonitoringChangedCheckResumesOnReload(t *testing.T) {
+	var hang atomic.Bool
+	release := make(chan struct{})
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	})
+	up, other := httptest.NewServer(handler), httptest.NewServer(handler)
+	defer up.Close()
+	defer other.Close()
+	defer close(release) // first: lets the hanging runs end before the servers close
+	key, digest := newKey(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf("check http app %s {\ninterval 5s\ntimeout 2s\ncritical\n}\napi_keys %s", up.URL, digest))
+	c := testcaddy.StartCaddy(t, cf)
+	waitFor(t, "ready", func() bool { return call(t, "GET", base+"ready", "").code == 200 })
+
+	hang.Store(true) // from now on a run lasts its whole timeout
+	if err := c.Load(strings.Replace(cf, "interval 5s", "interval 6s", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if r := call(t, "GET", base+"ready", key); r.code != 200 {
+			t.Fatalf("/ready during the new check's first run: %+v", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d := services(t, base, key).Dependencies[0]; d.Runs != 0 || !d.Up {
+		t.Fatalf("want the new check (no run yet) up with the old one's result: %+v", d)
+	}
+
+	if err := c.Load(strings.Replace(cf, up.URL, other.URL, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, "GET", base+"ready", key); r.code != 503 {
+		t.Fatalf("/ready of a check with a new target before its first run: %+v", r)
+	}
 }
 
 // TestMonitoringAnswersThroughReloads: on a reload Caddy cleans up the old configuration

@@ -8,8 +8,11 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -129,8 +132,85 @@ func TestKubernetesProbesMatchExample(t *testing.T) {
 			if env["TRUSTED_PROXIES"] == "" || env["SHUTDOWN_DELAY"] == "" {
 				t.Errorf("%s: TRUSTED_PROXIES %q, SHUTDOWN_DELAY %q: both must be set", file, env["TRUSTED_PROXIES"], env["SHUTDOWN_DELAY"])
 			}
+			drainFits(t, file, env["SHUTDOWN_DELAY"], env["GRACE_PERIOD"], terminationGrace(t, file, dep))
+		} else {
+			// The probes' file states the global options its timing assumes.
+			text := read(t, file)
+			delay := regexp.MustCompile("`shutdown_delay (\\S+)`").FindStringSubmatch(text)
+			grace := regexp.MustCompile("`grace_period (\\S+)`").FindStringSubmatch(text)
+			if delay == nil || grace == nil {
+				t.Fatalf("%s does not state its shutdown_delay and grace_period", file)
+			}
+			drainFits(t, file, delay[1], grace[1], terminationGrace(t, file, dep))
 		}
 	}
+}
+
+func terminationGrace(t *testing.T, file string, dep map[string]any) time.Duration {
+	t.Helper()
+	s, ok := dig(dep, "spec", "template", "spec", "terminationGracePeriodSeconds").(int)
+	if !ok {
+		t.Fatalf("%s: no terminationGracePeriodSeconds (the default, 30 s, is not stated)", file)
+	}
+	return time.Duration(s) * time.Second
+}
+
+// drainFits fails unless Caddy, stopped with this shutdown_delay and grace_period, exits before
+// the platform's stop timeout: past it the platform kills Caddy with requests in flight. A
+// grace_period of 0 (Caddy's default) is eternal: one streaming response keeps Caddy running
+// until the kill.
+func drainFits(t *testing.T, where, delay, grace string, stop time.Duration) {
+	t.Helper()
+	d, errD := time.ParseDuration(delay)
+	g, errG := time.ParseDuration(grace)
+	switch {
+	case errD != nil || errG != nil:
+		t.Errorf("%s: shutdown_delay %q, grace_period %q: want durations", where, delay, grace)
+	case g <= 0:
+		t.Errorf("%s: grace_period %q is eternal: a streaming response keeps Caddy from exiting until the platform kills it", where, grace)
+	case d+g >= stop:
+		t.Errorf("%s: shutdown_delay %s + grace_period %s is not below the stop timeout %s", where, d, g, stop)
+	}
+}
+
+// TestDrainingFitsTheStopTimeouts: every deployment that runs Caddyfile.example gives it a
+// shutdown_delay + grace_period below its platform's stop timeout (Kubernetes above).
+func TestDrainingFitsTheStopTimeouts(t *testing.T) {
+	delay, grace := exampleDefault(t, "SHUTDOWN_DELAY"), exampleDefault(t, "GRACE_PERIOD")
+
+	// systemd: caddy.env is made from .env.example.
+	env := envFile(t, "../.env.example")
+	stop, err := time.ParseDuration(unitKeys(t)["[Service]TimeoutStopSec"][0])
+	if err != nil {
+		t.Fatalf("TimeoutStopSec: %v", err)
+	}
+	drainFits(t, "caddy-hardening.service with .env.example", env["SHUTDOWN_DELAY"], env["GRACE_PERIOD"], stop)
+
+	// Docker: the usage line's --stop-timeout (docker stop's default is 10 s); the image sets
+	// neither variable, so the example's defaults apply.
+	df := read(t, "Dockerfile")
+	m := regexp.MustCompile(`docker run .*--stop-timeout (\d+)`).FindStringSubmatch(df)
+	if m == nil {
+		t.Fatal("the Dockerfile's docker run line has no --stop-timeout")
+	}
+	if strings.Contains(df, "SHUTDOWN_DELAY=") || strings.Contains(df, "GRACE_PERIOD=") {
+		t.Fatal("the Dockerfile sets SHUTDOWN_DELAY or GRACE_PERIOD: check them here instead of the example's defaults")
+	}
+	secs, _ := strconv.Atoi(m[1])
+	drainFits(t, "Dockerfile (docker run --stop-timeout)", delay, grace, time.Duration(secs)*time.Second)
+
+	// Render: maxShutdownDelaySeconds; the blueprint sets neither variable.
+	svc := dig(yamlDocs(t, "render.yaml")[0], "services", 0)
+	for _, e := range dig(svc, "envVars").([]any) {
+		if k := dig(e, "key"); k == "SHUTDOWN_DELAY" || k == "GRACE_PERIOD" {
+			t.Fatalf("render.yaml sets %s: check it here instead of the example's default", k)
+		}
+	}
+	max, ok := dig(svc, "maxShutdownDelaySeconds").(int)
+	if !ok {
+		t.Fatal("render.yaml: no maxShutdownDelaySeconds")
+	}
+	drainFits(t, "render.yaml", delay, grace, time.Duration(max)*time.Second)
 }
 
 func yamlString(v any) string {
@@ -200,11 +280,12 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
-func TestSystemdUnit(t *testing.T) {
-	unit := read(t, "caddy-hardening.service")
+// unitKeys parses the systemd unit: "[Section]Key" -> its values, in order.
+func unitKeys(t *testing.T) map[string][]string {
+	t.Helper()
 	section := ""
 	keys := map[string][]string{}
-	for i, line := range strings.Split(unit, "\n") {
+	for i, line := range strings.Split(read(t, "caddy-hardening.service"), "\n") {
 		line = strings.TrimSpace(line)
 		switch {
 		case line == "" || strings.HasPrefix(line, "#"):
@@ -213,11 +294,16 @@ func TestSystemdUnit(t *testing.T) {
 		default:
 			k, v, ok := strings.Cut(line, "=")
 			if !ok || section == "" {
-				t.Fatalf("line %d: %q is not key=value in a section", i+1, line)
+				t.Fatalf("caddy-hardening.service:%d: %q is not key=value in a section", i+1, line)
 			}
 			keys[section+k] = append(keys[section+k], v)
 		}
 	}
+	return keys
+}
+
+func TestSystemdUnit(t *testing.T) {
+	keys := unitKeys(t)
 	for _, k := range []string{"[Unit]Description", "[Service]ExecStart", "[Service]ExecStartPre", "[Service]User", "[Service]EnvironmentFile", "[Install]WantedBy"} {
 		if len(keys[k]) == 0 {
 			t.Errorf("unit lacks %s", k)
@@ -231,6 +317,62 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
+// TestSystemdUnitWritesOnlyWritablePaths: under ProtectSystem=strict the whole file system is
+// read-only but for the paths the unit opens; every folder Caddy writes must be one of them, or
+// each start and reload logs an error (autosave.json in a read-only /etc/caddy) or fails (the
+// storage, the check's throwaway storage in /tmp).
+func TestSystemdUnitWritesOnlyWritablePaths(t *testing.T) {
+	keys := unitKeys(t)
+	if !slices.Contains(keys["[Service]ProtectSystem"], "strict") {
+		t.Fatal("the unit no longer sets ProtectSystem=strict: revisit this test")
+	}
+	var writable []string
+	for _, v := range keys["[Service]ReadWritePaths"] {
+		writable = append(writable, strings.Fields(v)...)
+	}
+	for key, base := range map[string]string{"StateDirectory": "/var/lib/", "LogsDirectory": "/var/log/", "CacheDirectory": "/var/cache/", "RuntimeDirectory": "/run/"} {
+		for _, v := range keys["[Service]"+key] {
+			for _, d := range strings.Fields(v) {
+				writable = append(writable, base+d)
+			}
+		}
+	}
+	env := map[string]string{}
+	for _, v := range keys["[Service]Environment"] {
+		for _, kv := range strings.Fields(v) {
+			k, val, _ := strings.Cut(kv, "=")
+			env[k] = val
+		}
+	}
+	if env["XDG_DATA_HOME"] == "" || env["XDG_CONFIG_HOME"] == "" {
+		t.Fatalf("the unit must set XDG_DATA_HOME and XDG_CONFIG_HOME (Environment=%v)", keys["[Service]Environment"])
+	}
+	tmp := "/tmp"
+	if slices.Contains(keys["[Service]PrivateTmp"], "true") {
+		writable = append(writable, tmp) // a private /tmp is writable
+	}
+	if env["TMPDIR"] != "" {
+		tmp = env["TMPDIR"]
+	}
+	under := func(p string) bool {
+		for _, w := range writable {
+			if p == w || strings.HasPrefix(p, strings.TrimSuffix(w, "/")+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for what, dir := range map[string]string{
+		"Caddy's storage (XDG_DATA_HOME/caddy)":                     env["XDG_DATA_HOME"] + "/caddy",
+		"Caddy's config dir, autosave.json (XDG_CONFIG_HOME/caddy)": env["XDG_CONFIG_HOME"] + "/caddy",
+		"the check's throwaway storage (TMPDIR)":                    tmp,
+	} {
+		if !under(dir) {
+			t.Errorf("%s is %s, read-only under ProtectSystem=strict (writable: %v)", what, dir, writable)
+		}
+	}
+}
+
 // TestEnvExample: every variable Caddyfile.example reads ({$VAR} and {env.VAR}) is listed in
 // .env.example, and .env.example lists nothing else.
 func TestEnvExample(t *testing.T) {
@@ -241,13 +383,11 @@ func TestEnvExample(t *testing.T) {
 		}
 	}
 	listed := map[string]bool{}
-	for _, line := range strings.Split(read(t, "../.env.example"), "\n") {
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(strings.TrimSpace(line), "#") {
-			listed[strings.TrimSpace(k)] = true
-			// caddy run --envfile refuses a trailing comment; Docker and systemd keep it.
-			if strings.Contains(v, "#") {
-				t.Errorf(".env.example: %s has a comment in its value", k)
-			}
+	for k, v := range envFile(t, "../.env.example") {
+		listed[k] = true
+		// caddy run --envfile refuses a trailing comment; Docker and systemd keep it.
+		if strings.Contains(v, "#") {
+			t.Errorf(".env.example: %s has a comment in its value", k)
 		}
 	}
 	for v := range used {
@@ -260,4 +400,16 @@ func TestEnvExample(t *testing.T) {
 			t.Errorf(".env.example lists %s, which Caddyfile.example does not read", v)
 		}
 	}
+}
+
+// envFile reads KEY=value lines (comments stand on their own lines).
+func envFile(t *testing.T, path string) map[string]string {
+	t.Helper()
+	vars := map[string]string{}
+	for _, line := range strings.Split(read(t, path), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			vars[strings.TrimSpace(k)] = v
+		}
+	}
+	return vars
 }

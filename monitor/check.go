@@ -96,9 +96,10 @@ type State struct {
 	// Status is pass or warn while up (warn also while failing below the threshold), fail
 	// when down, and warn before the first run ended.
 	Status Status
-	// Up is false until the first success and after FailuresBeforeDown consecutive failures.
+	// Up is false until the first success and after FailuresBeforeDown consecutive failures
+	// (or, for a check resumed from the one it replaces, until its first run: that one's).
 	Up bool
-	// Checked is false until the first run ended.
+	// Checked is false until the first run ended (a resumed check starts checked).
 	Checked             bool
 	Output              string
 	Observed            []Observation
@@ -144,6 +145,27 @@ func NewCheck(cfg Config, checker Checker) (*Check, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}, nil
+}
+
+// Resume makes a check that has not run yet report prev's result (up or down, status,
+// output, failure count, times) until its own first run ends. A check that replaces another
+// one watching the same dependency (a reload that changed its interval or timeout) thus keeps
+// the last known state instead of starting down: a critical one does not fail readiness for
+// the length of its first run. The check's own settings (critical, interval,
+// failures_before_down) and run count stay its own. A prev that never ran changes nothing.
+func (c *Check) Resume(prev State) {
+	if !prev.Checked {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := &c.state
+	if s.Checked { // its own result wins
+		return
+	}
+	s.Status, s.Up, s.Checked, s.Output, s.Observed = prev.Status, prev.Up, true, prev.Output, prev.Observed
+	s.Latency, s.LastCheck, s.LastSuccess, s.LastFailure = prev.Latency, prev.LastCheck, prev.LastSuccess, prev.LastFailure
+	s.ConsecutiveFailures = prev.ConsecutiveFailures
 }
 
 // Config returns the check's configuration with defaults filled in.

@@ -154,3 +154,34 @@ func TestRedactBoundsLength(t *testing.T) {
 		t.Fatalf("len = %d", len(got))
 	}
 }
+
+// TestResume: a check resumed from the one it replaces reports that one's result until its own
+// first run, then counts on from it (failures toward its own threshold); a result of its own is
+// never overwritten, and a predecessor that never ran changes nothing.
+func TestResume(t *testing.T) {
+	old, _ := NewCheck(Config{Name: "db", FailuresBeforeDown: 3}, &scripted{script: []Outcome{ok, bad}})
+	old.RunOnce(context.Background())
+	old.RunOnce(context.Background()) // up, failing 1 of 3
+
+	c, _ := NewCheck(Config{Name: "db", Interval: time.Minute, FailuresBeforeDown: 2, Critical: true}, &scripted{script: []Outcome{bad}})
+	c.Resume(old.State())
+	st := c.State()
+	if !st.Up || !st.Checked || st.Status != Warn || st.ConsecutiveFailures != 1 || st.Runs != 0 ||
+		!st.Critical || st.Interval != time.Minute || st.FailuresBeforeDown != 2 || st.LastSuccess != old.State().LastSuccess {
+		t.Fatalf("resumed before its first run: %+v", st)
+	}
+	if st := c.RunOnce(context.Background()); st.Up || st.ConsecutiveFailures != 2 || st.Runs != 1 {
+		t.Fatalf("its first run (a failure, 2 of its own 2): %+v", st)
+	}
+	c.Resume(old.State()) // it has run: nothing changes
+	if st := c.State(); st.Up || st.Runs != 1 {
+		t.Fatalf("resumed after a run of its own: %+v", st)
+	}
+
+	fresh, _ := NewCheck(Config{Name: "db"}, &scripted{script: []Outcome{ok}})
+	never, _ := NewCheck(Config{Name: "db"}, &scripted{script: []Outcome{ok}})
+	fresh.Resume(never.State())
+	if st := fresh.State(); st.Up || st.Checked || st.Output != "not checked yet" {
+		t.Fatalf("resumed from a check that never ran: %+v", st)
+	}
+}

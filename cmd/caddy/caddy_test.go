@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -72,6 +73,58 @@ func TestExampleServes(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(body), "it works") {
 			t.Fatalf("GET %s: %d %q", url, resp.StatusCode, body)
 		}
+	}
+}
+
+// TestExampleExitsAfterGracePeriod: stopped while a streaming response is in flight (SSE from
+// the upstream), Caddy with Caddyfile.example exits once GRACE_PERIOD is over, instead of
+// waiting for the stream to end until the platform kills it (deploy/ stops in 35 s).
+func TestExampleExitsAfterGracePeriod(t *testing.T) {
+	streaming := make(chan struct{}, 1)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case streaming <- struct{}{}:
+		default:
+		}
+		for { // an endless stream: only Caddy's grace period ends it
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+				_, _ = io.WriteString(w, "data: tick\n\n")
+				w.(http.Flusher).Flush()
+			}
+		}
+	}))
+	defer upstream.Close()
+	httpPort, httpsPort, adminPort := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
+	p := testenv.RunCaddy(t, readExample(t),
+		fmt.Sprintf("HTTP_PORT=%d", httpPort), fmt.Sprintf("HTTPS_PORT=%d", httpsPort),
+		fmt.Sprintf("ADMIN_ADDR=localhost:%d", adminPort), "API_UPSTREAM="+strings.TrimPrefix(upstream.URL, "http://"),
+		"SHUTDOWN_DELAY=0s", "GRACE_PERIOD=1s")
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/api/events", httpPort))
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-streaming:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not reach the upstream")
+	}
+	start := time.Now()
+	go p.Stop() // SIGINT, then SIGKILL after 10 s
+	_ = p.Wait(20 * time.Second)
+	if took := time.Since(start); took > 6*time.Second {
+		t.Fatalf("Caddy exited %s after the stop signal with GRACE_PERIOD=1s: the stream held it", took.Round(time.Second))
+	}
+	if !strings.Contains(p.Output(), "grace period initiated") {
+		t.Fatalf("no grace period in the log:\n%s", p.Output())
 	}
 }
 
