@@ -34,6 +34,14 @@ func readerSite(t *testing.T) (string, *testcaddy.Caddy) {
 			t.Fatal(err)
 		}
 	}
+	return productionGuard(t, fmt.Sprintf("\trespond /api/me 401\n\trespond /login 401\n\troot * %s\n\tfile_server", root))
+}
+
+// productionGuard runs a production site with the default detection and a path_guard that
+// blocks suspicious clients, in front of routes; clients are told apart by X-Forwarded-For
+// from the trusted loopback proxy. It returns the address and the Caddy.
+func productionGuard(t *testing.T, routes string) (string, *testcaddy.Caddy) {
+	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
 	admin off
@@ -49,12 +57,9 @@ http://%s {
 	path_guard {
 		suspicious_action block
 	}
-	respond /api/me 401
-	respond /login 401
-	root * %s
-	file_server
+%s
 }
-`, addr, root))
+`, addr, routes))
 	return addr, c
 }
 

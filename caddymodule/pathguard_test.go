@@ -550,12 +550,10 @@ http://127.0.0.1:%d {
 	}
 }
 
-// TestPathGuardRawInvalidUTF8NeverReachesUpstream: bytes that are not UTF-8, sent raw on the
-// request line (the Go client would escape them), are refused with the reason of their
-// percent-encoded form, since reverse_proxy sends the upstream exactly that form
-// (/\xc0\xae\xc0\xae/etc/passwd arrives as /%C0%AE%C0%AE/etc/passwd). The upstream sees none of
-// them, and still sees raw valid UTF-8, escaped.
-func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
+// recordingUpstream is an upstream that answers "upstream <request URI>" and records the
+// request URIs it receives; it returns its host:port and the URIs so far.
+func recordingUpstream(t *testing.T) (string, func() []string) {
+	t.Helper()
 	var mu sync.Mutex
 	var seen []string
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -564,8 +562,22 @@ func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
 		mu.Unlock()
 		_, _ = io.WriteString(w, "upstream "+r.RequestURI)
 	}))
-	defer up.Close()
-	addr, c := guardCaddy(t, "\tpath_guard\n\treverse_proxy "+strings.TrimPrefix(up.URL, "http://")+"\n")
+	t.Cleanup(up.Close)
+	return strings.TrimPrefix(up.URL, "http://"), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// TestPathGuardRawInvalidUTF8NeverReachesUpstream: bytes that are not UTF-8, sent raw on the
+// request line (the Go client would escape them), are refused with the reason of their
+// percent-encoded form, since reverse_proxy sends the upstream exactly that form
+// (/\xc0\xae\xc0\xae/etc/passwd arrives as /%C0%AE%C0%AE/etc/passwd). The upstream sees none of
+// them, and still sees raw valid UTF-8, escaped.
+func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
+	upstream, seen := recordingUpstream(t)
+	addr, c := guardCaddy(t, "\tpath_guard\n\treverse_proxy "+upstream+"\n")
 
 	for _, tc := range []struct{ raw, reason string }{
 		{"/\xc0\xae\xc0\xae/etc/passwd", "overlong_utf8"}, // overlong '.'
@@ -593,11 +605,9 @@ func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
 			}
 		}
 	}
-	mu.Lock()
-	if len(seen) != 0 {
-		t.Errorf("the upstream received %q", seen)
+	if got := seen(); len(got) != 0 {
+		t.Errorf("the upstream received %q", got)
 	}
-	mu.Unlock()
 	if n := len(securityLogs(c, EventPathBlocked)); n != 24 {
 		t.Errorf("%d path_blocked events, want 24", n)
 	}
@@ -612,15 +622,7 @@ func TestPathGuardRawInvalidUTF8NeverReachesUpstream(t *testing.T) {
 // (percent-encoded or raw) to the upstream, where they were refused with no switch but
 // `signals off`; overlong UTF-8 is still refused there, and paths without it refuse both.
 func TestPathGuardAllowInvalidUTF8(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.RequestURI)
-		mu.Unlock()
-	}))
-	defer up.Close()
-	upstream := strings.TrimPrefix(up.URL, "http://")
+	upstream, seen := recordingUpstream(t)
 	// The layout the README shows: two path_guards with disjoint matchers.
 	addr, _ := guardCaddy(t, fmt.Sprintf(`	@legacy path /fr/*
 	@rest not path /fr/*
@@ -653,10 +655,8 @@ func TestPathGuardAllowInvalidUTF8(t *testing.T) {
 			}
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if want := []string{"/fr/caf%E9", "/fr/caf%E9", "/fr/gar%E7on", "/fr/%C0-la-une"}; !slices.Equal(seen, want) {
-		t.Errorf("the upstream received %q, want %q", seen, want)
+	if want := []string{"/fr/caf%E9", "/fr/caf%E9", "/fr/gar%E7on", "/fr/%C0-la-une"}; !slices.Equal(seen(), want) {
+		t.Errorf("the upstream received %q, want %q", seen(), want)
 	}
 }
 
@@ -812,24 +812,7 @@ http://%s {
 // as traversal, 20 points, and banned the reader and everyone behind its NAT for 15 minutes.
 // The same look-alikes making a `..` segment, and a drive root, still ban at once.
 func TestPathGuardOrdinaryURLsNeverBan(t *testing.T) {
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	admin off
-	servers {
-		trusted_proxies static 127.0.0.1/32
-	}
-	hardening {
-		environment production
-	}
-}
-http://%s {
-	bind 127.0.0.1
-	path_guard {
-		suspicious_action block
-	}
-	respond "ok"
-}
-`, addr))
+	addr, c := productionGuard(t, "\trespond \"ok\"")
 	from := func(ip string) string { return "X-Forwarded-For: " + ip }
 	reader := "198.51.100.31"
 	for range 3 {
