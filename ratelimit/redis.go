@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -59,7 +58,9 @@ type RedisOptions struct {
 // time; the braces are a Cluster hash tag, so a key's decision is one script on one slot. A
 // partition key longer than 128 bytes (or starting with "sha256:") is replaced by "sha256:"
 // and its hex SHA-256 digest: a client that sends a 1 MB header value costs Redis 71 bytes.
-// The key expires when its bucket is full again, so idle keys vanish by themselves.
+// The key expires when its bucket is full again, so idle keys vanish by themselves. The
+// failover probe (see FailoverStore.Run) decides on keys of its own, `<Prefix>probe:{<n>}`,
+// which live a millisecond.
 //
 // One Lua script makes a decision atomic. It reads the time with Redis TIME rather than
 // taking it from the caller: instances whose clocks disagree would otherwise grant each
@@ -154,30 +155,6 @@ func (s *RedisStore) Close() error {
 
 var errStoreClosed = fmt.Errorf("%w: store closed", ErrStoreUnavailable)
 
-// Ping reports whether Redis answers: the server, or with a Cluster at least one master (a
-// Cluster with one master down still decides the other masters' keys in Redis).
-func (s *RedisStore) Ping(ctx context.Context) error {
-	var err error
-	if s.cluster == nil {
-		err = s.client.Ping(ctx).Err()
-	} else {
-		var answered atomic.Bool
-		err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
-			if master.Ping(ctx).Err() == nil {
-				answered.Store(true)
-			}
-			return nil
-		})
-		if err == nil && !answered.Load() {
-			err = errors.New("no cluster master answered")
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
-	}
-	return nil
-}
-
 // Allow decides one request for (policy, key) under l. l must be valid (see Limit.Validate):
 // an invalid limit returns Validate's error, which does not wrap ErrStoreUnavailable.
 func (s *RedisStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
@@ -238,35 +215,6 @@ func (s *RedisStore) redisKey(policy, key string) string {
 // keeps one circuit breaker per shard.
 func (s *RedisStore) shardOf(ctx context.Context, policy, key string) string {
 	return s.shardOfRedisKey(ctx, s.redisKey(policy, key))
-}
-
-// pingShard asks a shard's server whether it answers: the server, or with a Cluster the
-// master of that address (errShardGone when the Cluster has no such master any more, as after
-// a failover) or, for "", any master (the shard of keys asked before the slot map was known).
-func (s *RedisStore) pingShard(ctx context.Context, shard string) error {
-	if s.cluster == nil || shard == "" {
-		return s.Ping(ctx)
-	}
-	var found atomic.Bool
-	var pingErr atomic.Pointer[error]
-	err := s.cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
-		if master.Options().Addr == shard {
-			found.Store(true)
-			if err := master.Ping(ctx).Err(); err != nil {
-				pingErr.Store(&err)
-			}
-		}
-		return nil
-	})
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
-	case !found.Load():
-		return errShardGone
-	case pingErr.Load() != nil:
-		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, *pingErr.Load())
-	}
-	return nil
 }
 
 // shardOfRedisKey never waits for the network: until the Cluster client has its slot map,
