@@ -77,7 +77,8 @@ type RedisOptions struct {
 // batches grow only while earlier pipelines are in flight. The go-redis AutoPipeliner is not
 // used: it is experimental, and its blocking face waits for the batch whatever the caller's
 // context says. With a ClusterClient each master gets its own queue, so a dead or slow
-// master delays only the keys it holds.
+// master delays only the keys it holds; the queue of an address that is no longer a master
+// (a failover replaced it) is stopped (see shardQueue).
 //
 // A caller whose context ends stops waiting at once (the decision may still be made in
 // Redis). Every failure is wrapped so that errors.Is(err, ErrStoreUnavailable) holds.
@@ -93,11 +94,16 @@ type RedisStore struct {
 	slotMapReady, slotMapLoading atomic.Bool
 
 	queuesMu sync.RWMutex
-	queues   map[string]chan *redisRequest // by master address ("" without Cluster)
+	queues   map[string]*shardQueue // by master address ("" without Cluster)
+	// newMaster wakes the sweeper (Cluster only): a queue was made for an address not seen
+	// before, so another may have stopped being a master.
+	newMaster chan struct{}
 
-	closing   chan struct{}
+	life      context.Context // ends with Close
+	stopLife  context.CancelFunc
+	closing   <-chan struct{} // life.Done()
 	closeOnce sync.Once
-	workers   sync.WaitGroup
+	workers   sync.WaitGroup // the queues' workers and the sweeper
 }
 
 // redisRequest is one caller's decision on its way through a batch.
@@ -134,10 +140,16 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore 
 		prefix:    opts.Prefix,
 		maxBatch:  opts.MaxBatch,
 		pipelines: opts.Pipelines,
-		queues:    make(map[string]chan *redisRequest),
-		closing:   make(chan struct{}),
+		queues:    make(map[string]*shardQueue),
+		newMaster: make(chan struct{}, 1),
 	}
+	s.life, s.stopLife = context.WithCancel(context.Background())
+	s.closing = s.life.Done()
 	s.cluster, _ = client.(*redis.ClusterClient)
+	if s.cluster != nil {
+		s.workers.Add(1)
+		go s.sweep()
+	}
 	return s
 }
 
@@ -146,7 +158,7 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore 
 func (s *RedisStore) Close() error {
 	s.closeOnce.Do(func() {
 		s.queuesMu.Lock() // no queue starts workers after this
-		close(s.closing)
+		s.stopLife()
 		s.queuesMu.Unlock()
 	})
 	s.workers.Wait()
@@ -172,22 +184,13 @@ func (s *RedisStore) AllowN(ctx context.Context, policy, key string, l Limit, n 
 	if n < 1 {
 		n = 1
 	}
-	redisKey := s.redisKey(policy, key)
-	queue, err := s.queueFor(ctx, redisKey)
-	if err != nil {
-		return Result{}, 0, err
-	}
 	req := requestPool.Get().(*redisRequest)
-	req.ctx, req.key = ctx, redisKey
+	req.ctx, req.key = ctx, s.redisKey(policy, key)
 	req.intervalUS, req.burst, req.want = int64(l.Interval()/time.Microsecond), l.Burst, n
-	select {
-	case queue <- req:
-	case <-ctx.Done():
+	if err := s.enqueue(ctx, req); err != nil {
 		req.ctx, req.key = nil, ""
 		requestPool.Put(req) // never queued
-		return Result{}, 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
-	case <-s.closing:
-		return Result{}, 0, errStoreClosed
+		return Result{}, 0, err
 	}
 	select {
 	case reply := <-req.done:
@@ -240,62 +243,6 @@ func (s *RedisStore) shardOfRedisKey(ctx context.Context, redisKey string) strin
 		return ""
 	}
 	return master.Options().Addr
-}
-
-// queueFor returns the queue of the master holding redisKey, starting its workers the first
-// time. Queues are few: one per master address the Cluster has had.
-func (s *RedisStore) queueFor(ctx context.Context, redisKey string) (chan *redisRequest, error) {
-	shard := s.shardOfRedisKey(ctx, redisKey)
-	s.queuesMu.RLock()
-	queue, ok := s.queues[shard]
-	s.queuesMu.RUnlock()
-	if ok {
-		return queue, nil
-	}
-	s.queuesMu.Lock()
-	defer s.queuesMu.Unlock()
-	select {
-	case <-s.closing:
-		return nil, errStoreClosed
-	default:
-	}
-	queue, ok = s.queues[shard]
-	if !ok {
-		queue = make(chan *redisRequest, s.maxBatch*s.pipelines)
-		s.queues[shard] = queue
-		s.workers.Add(s.pipelines)
-		for range s.pipelines {
-			go s.work(queue)
-		}
-	}
-	return queue, nil
-}
-
-// work sends whatever is queued, up to maxBatch decisions, as one pipeline, and repeats.
-func (s *RedisStore) work(queue chan *redisRequest) {
-	defer s.workers.Done()
-	batch := make([]*redisRequest, 0, s.maxBatch)
-	cmds := make([]*redis.Cmd, 0, s.maxBatch)
-	for {
-		select {
-		case req := <-queue:
-			batch = append(batch[:0], req)
-		case <-s.closing:
-			return
-		}
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case req := <-queue:
-				batch = append(batch, req)
-			default:
-				break fill
-			}
-		}
-		cmds = s.execute(batch, cmds[:0])
-		clear(batch) // drop the callers' requests until the next batch
-		clear(cmds)
-	}
 }
 
 // execute runs one batch and answers each caller; callers that already left are skipped.

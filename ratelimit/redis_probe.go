@@ -20,7 +20,9 @@ const maxProbeKeys = 1 << 18
 // read-only replica (READONLY), a primary full at maxmemory with noeviction (OOM) — fails the
 // probe as it fails decisions. The shard is the server, or with a Cluster the master of that
 // address (errShardGone when the Cluster has no such master any more, as after a failover), or,
-// for "", any master (the shard of keys asked before the slot map was known).
+// for "", any master (the shard of keys asked before the slot map was known). With a Cluster
+// the probe reads the slot map afresh, and so also stops the queues of masters that are gone
+// (forEachMaster).
 func (s *RedisStore) probeShard(ctx context.Context, shard string) error {
 	if s.cluster == nil {
 		return runProbe(ctx, s.client, s.probeKey(0))
@@ -28,9 +30,9 @@ func (s *RedisStore) probeShard(ctx context.Context, shard string) error {
 	var mu sync.Mutex
 	found, decided := false, false
 	var probeErr error
-	err := s.cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
+	err := s.forEachMaster(ctx, func(ctx context.Context, master *redis.Client) {
 		if shard != "" && master.Options().Addr != shard {
-			return nil
+			return
 		}
 		err := s.probeMaster(ctx, master)
 		mu.Lock()
@@ -41,7 +43,6 @@ func (s *RedisStore) probeShard(ctx context.Context, shard string) error {
 		} else {
 			probeErr = err
 		}
-		return nil
 	})
 	switch {
 	case err != nil:
