@@ -269,6 +269,38 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	}
 }
 
+// TestRateLimitReadOnlyRedisStaysInMemory: a redis URL that names a replica (it answers PING
+// and refuses every write) puts decisions in memory before the first request, with one
+// store_failover event naming READONLY, and they stay there while requests keep coming, with
+// no store_failover each way at every probe; once the replica is promoted they return to it.
+func TestRateLimitReadOnlyRedisStaysInMemory(t *testing.T) {
+	replica := testenv.StartReplica(t, testenv.StartRedis(t))
+	block, url := site(t, "\tpolicy_rate_limit login")
+	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+replica.URL(0), "limit 100/1s burst 100")+block)
+	lim := activeApp(t).limiter
+	testenv.WaitFor(t, 5*time.Second, "memory-fallback before any request", func() bool { return lim.mode() == storeModeFallback })
+	// Requests over three probe intervals (the breaker stays open 1 s).
+	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if got := getReply(t, url, "X-Client: early").status; got != 200 {
+			t.Fatalf("a request in memory: %d, want 200", got)
+		}
+	}
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 1 || logs[0].Str("to") != storeModeFallback || !strings.Contains(logs[0].Str("error"), "READONLY") {
+		t.Fatalf("want one store_failover event to memory-fallback naming READONLY, got %v", logs)
+	}
+	if _, err := replica.Do("REPLICAOF", "NO", "ONE"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "decisions back in Redis", func() bool { return lim.mode() == storeModeRedis })
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 2 || logs[1].Str("to") != storeModeRedis {
+		t.Fatalf("want a second store_failover event back to redis, got %v", logs)
+	}
+	getReply(t, url, "X-Client: after")
+	if n, err := replica.Do("EXISTS", "hardening:rl:{login:after}"); err != nil || n != int64(1) {
+		t.Fatalf("after the promotion, the bucket is in Redis: %v %v", n, err)
+	}
+}
+
 // TestRateLimitRefusedLoadLeavesTheRunningMetrics: a configuration refused at load (its second
 // handler names no policy, after the first took a new limiter) does not speak for the running one:
 // store_mode still reads memory-fallback during the outage, and memory_keys still shows the

@@ -23,11 +23,7 @@ const sentinelMaster = "chaos"
 // what the policy allows per store in play.
 func TestSentinelFailover(t *testing.T) {
 	master := testenv.StartRedis(t)
-	replica := testenv.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
-	testenv.WaitFor(t, 10*time.Second, "the replica to sync", func() bool {
-		info, err := replica.Do("INFO", "replication")
-		return err == nil && strings.Contains(fmt.Sprint(info), "master_link_status:up")
-	})
+	replica := testenv.StartReplica(t, master)
 	// Started after the replica synced, so their first look at the master finds the replica
 	// (otherwise they learn of it at the next INFO, 10 s later).
 	sentinels := testenv.StartSentinels(t, 3, 2, master, sentinelMaster,

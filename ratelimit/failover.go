@@ -143,9 +143,10 @@ type FailoverStore struct {
 // RedisStore implements it: a shard is a Cluster master.
 type shardedStore interface {
 	shardOf(ctx context.Context, policy, key string) string
-	// pingShard asks the server of shard whether it answers; errShardGone when the primary
-	// no longer has that server (a master replaced by a failover).
-	pingShard(ctx context.Context, shard string) error
+	// probeShard asks the server of shard to decide as requests need it to (a server that
+	// answers but cannot decide fails); errShardGone when the primary no longer has that
+	// server (a master replaced by a failover).
+	probeShard(ctx context.Context, shard string) error
 }
 
 // mirror is a fallback store that can take the state of a bucket the primary decided
@@ -154,7 +155,7 @@ type mirror interface {
 	Mirror(policy, key string, resetAfter time.Duration)
 }
 
-// errShardGone is pingShard's answer for a server the primary no longer has.
+// errShardGone is probeShard's answer for a server the primary no longer has.
 var errShardGone = errors.New("no longer a server of the primary")
 
 // errCallerGone marks a primary call abandoned because the caller's context ended.
@@ -286,21 +287,21 @@ func (s *FailoverStore) decideWithoutPrimary(ctx context.Context, policy, key st
 	return Result{Allowed: true, Remaining: l.Burst - 1, Unmetered: true}
 }
 
-// Probe asks the primary (a shardedStore: RedisStore) whether it answers within timeout. When it does not, Probe
-// counts ConsecutiveFailures failures against the primary's breaker: decisions go by
-// OnFailure at once, and Mode says so, instead of after the first requests have each waited
-// Timeout. It is meant for startup, before any decision. A primary that answers changes
-// nothing; so does a ctx that ends first. It returns the primary's error.
+// Probe asks the primary (a shardedStore: RedisStore) to decide a probe within timeout. When
+// it cannot, Probe counts ConsecutiveFailures failures against the primary's breaker:
+// decisions go by OnFailure at once, and Mode says so, instead of after the first requests
+// have each waited Timeout. It is meant for startup, before any decision. A primary that
+// decides changes nothing; so does a ctx that ends first. It returns the primary's error.
 //
 // With a sharded primary (Cluster) the probe judges the whole: it fails only when no master
-// answers, and opens the breaker that keys use until the slot map is known, the only one
+// decides, and opens the breaker that keys use until the slot map is known, the only one
 // such a Cluster ever uses.
 func (s *FailoverStore) Probe(ctx context.Context, timeout time.Duration) error {
 	if s.sharded == nil {
 		return nil // a primary that cannot be asked
 	}
 	probeCtx, cancel := context.WithTimeout(ctx, timeout)
-	err := s.sharded.pingShard(probeCtx, "")
+	err := s.sharded.probeShard(probeCtx, "")
 	cancel()
 	if err == nil || ctx.Err() != nil {
 		return err
@@ -323,10 +324,12 @@ func (s *FailoverStore) Probe(ctx context.Context, timeout time.Duration) error 
 
 // Run keeps Mode true without waiting for requests, until ctx ends. It probes the primary
 // once (Probe, bounded by timeout), then, every OpenFor while a breaker is not closed, asks
-// that breaker's server whether it answers: one that answers closes its breaker, so decisions
-// return to it and Mode says so on an idle instance too; the breaker of a server the primary
-// no longer has (a Cluster master replaced by its replica) is closed, since no key reaches it
-// again and it would otherwise hold Mode in ModeFallback, and hide every later outage, for good.
+// that breaker's server to decide a probe: one that decides closes its breaker, so decisions
+// return to it and Mode says so on an idle instance too; one that answers but cannot decide
+// (a read-only replica, a Redis full at maxmemory) keeps it open, so Mode does not flap; the
+// breaker of a server the primary no longer has (a Cluster master replaced by its replica) is
+// closed, since no key reaches it again and it would otherwise hold Mode in ModeFallback, and
+// hide every later outage, for good.
 func (s *FailoverStore) Run(ctx context.Context, timeout time.Duration) {
 	if s.sharded == nil {
 		return // a primary that cannot be asked: requests' probes bring decisions back
@@ -358,7 +361,7 @@ func (s *FailoverStore) recoverIdle(ctx context.Context, timeout time.Duration) 
 	s.breakersMu.RUnlock()
 	for shard, breaker := range notClosed {
 		probeCtx, cancel := context.WithTimeout(ctx, timeout)
-		err := s.sharded.pingShard(probeCtx, shard)
+		err := s.sharded.probeShard(probeCtx, shard)
 		cancel()
 		if err != nil && !errors.Is(err, errShardGone) {
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -191,11 +192,11 @@ func TestFailoverStoreRunClosesTheBreakerOfAGoneMaster(t *testing.T) {
 	store := NewRedisStore(client, RedisOptions{})
 	t.Cleanup(func() { store.Close() })
 	ctx := context.Background()
-	if err := store.pingShard(ctx, c.Nodes[0].Addr); err != nil {
+	if err := store.probeShard(ctx, c.Nodes[0].Addr); err != nil {
 		t.Fatalf("a master's shard: %v", err)
 	}
 	gone := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	if err := store.pingShard(ctx, gone); !errors.Is(err, errShardGone) {
+	if err := store.probeShard(ctx, gone); !errors.Is(err, errShardGone) {
 		t.Fatalf("an address that is no master: %v, want errShardGone", err)
 	}
 	s := NewFailoverStore(store, NewMemoryStore(MemoryOptions{}), FailoverOptions{OpenFor: 200 * time.Millisecond})
@@ -214,6 +215,81 @@ func TestFailoverStoreRunClosesTheBreakerOfAGoneMaster(t *testing.T) {
 	t.Cleanup(cancel)
 	go s.Run(runCtx, time.Second)
 	testenv.WaitFor(t, 5*time.Second, "the gone master's breaker closed", func() bool { return s.Mode() == ModePrimary })
+}
+
+// TestFailoverStoreRunKeepsARedisThatCannotDecideInFallback: a Redis that answers PING but
+// fails the decision script — a read-only replica (READONLY), a primary full at maxmemory with
+// noeviction (OOM) — keeps decisions in the fallback: one switch, named by Redis's error, and
+// no flapping over several probe intervals while requests keep coming; once it takes writes
+// again, Run brings decisions back without a request.
+func TestFailoverStoreRunKeepsARedisThatCannotDecideInFallback(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) (r *testenv.Redis, heal []any)
+		cause string
+	}{
+		{"read-only replica", func(t *testing.T) (*testenv.Redis, []any) {
+			replica := testenv.StartReplica(t, testenv.StartRedis(t))
+			return replica, []any{"REPLICAOF", "NO", "ONE"}
+		}, "READONLY"},
+		{"full at maxmemory", func(t *testing.T) (*testenv.Redis, []any) {
+			r := testenv.StartRedis(t, "--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+			if _, err := r.Do("SETRANGE", "fill", 1<<20, "x"); err != nil { // a 1 MiB string
+				t.Fatal(err)
+			}
+			return r, []any{"CONFIG", "SET", "maxmemory", "0"}
+		}, "OOM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, heal := tc.start(t)
+			if v, err := r.Do("PING"); err != nil || v != "PONG" {
+				t.Fatalf("PING: %v %v; the server should answer it", v, err)
+			}
+			var changes modeChanges
+			fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
+			const openFor = 200 * time.Millisecond
+			s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback,
+				FailoverOptions{Timeout: time.Second, OpenFor: openFor, OnModeChange: changes.record})
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			go s.Run(ctx, time.Second)
+			l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+			decide := func() { // a few requests, as many as open a closed breaker
+				for range 5 {
+					mustAllow(t, s, "p", "k", l)
+				}
+			}
+			waitForMode(t, s, ModeFallback, 5*time.Second, decide)
+			// Requests now and then, with probe intervals between them: a probe that closed
+			// the breaker would be seen, and the next requests would open it again.
+			const rounds = 5
+			for range rounds {
+				time.Sleep(2 * openFor)
+				decide()
+			}
+			calls, errs := changes.get()
+			if len(calls) != 1 || s.Mode() != ModeFallback || errs[0] == nil || !strings.Contains(errs[0].Error(), tc.cause) {
+				t.Fatalf("over %d probe intervals with requests: mode %v, changes %v (errors %v); want memory-fallback, switched once for %s",
+					2*rounds, s.Mode(), calls, errs, tc.cause)
+			}
+			if fallback.calls.Load() == 0 {
+				t.Fatal("no decision went to the fallback")
+			}
+
+			if _, err := r.Do(heal...); err != nil {
+				t.Fatal(err)
+			}
+			testenv.WaitFor(t, 5*time.Second, "the return to Redis without decisions", func() bool { return s.Mode() == ModePrimary })
+			if calls, _ := changes.get(); len(calls) != 2 {
+				t.Fatalf("mode changes %v, want to fallback and back", calls)
+			}
+			before := fallback.calls.Load()
+			mustAllow(t, s, "p", "after", Limit{Rate: 1, Period: time.Hour, Burst: 2}) // a key that lasts
+			if v, err := r.Do("EXISTS", "{p:after}"); err != nil || v.(int64) != 1 || fallback.calls.Load() != before {
+				t.Fatalf("after the return the decision was not made in Redis: %v %v", v, err)
+			}
+		})
+	}
 }
 
 func TestFailoverStoreSurvivesRedisKilledAndReturnsWhenItIsBack(t *testing.T) {

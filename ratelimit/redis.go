@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -59,7 +58,9 @@ type RedisOptions struct {
 // time; the braces are a Cluster hash tag, so a key's decision is one script on one slot. A
 // partition key longer than 128 bytes (or starting with "sha256:") is replaced by "sha256:"
 // and its hex SHA-256 digest: a client that sends a 1 MB header value costs Redis 71 bytes.
-// The key expires when its bucket is full again, so idle keys vanish by themselves.
+// The key expires when its bucket is full again, so idle keys vanish by themselves. The
+// failover probe (see FailoverStore.Run) decides on keys of its own, `<Prefix>probe:{<n>}`,
+// which live a millisecond.
 //
 // One Lua script makes a decision atomic. It reads the time with Redis TIME rather than
 // taking it from the caller: instances whose clocks disagree would otherwise grant each
@@ -76,7 +77,8 @@ type RedisOptions struct {
 // batches grow only while earlier pipelines are in flight. The go-redis AutoPipeliner is not
 // used: it is experimental, and its blocking face waits for the batch whatever the caller's
 // context says. With a ClusterClient each master gets its own queue, so a dead or slow
-// master delays only the keys it holds.
+// master delays only the keys it holds; the queue of an address that is no longer a master
+// (a failover replaced it) is stopped (see shardQueue).
 //
 // A caller whose context ends stops waiting at once (the decision may still be made in
 // Redis). Every failure is wrapped so that errors.Is(err, ErrStoreUnavailable) holds.
@@ -92,11 +94,16 @@ type RedisStore struct {
 	slotMapReady, slotMapLoading atomic.Bool
 
 	queuesMu sync.RWMutex
-	queues   map[string]chan *redisRequest // by master address ("" without Cluster)
+	queues   map[string]*shardQueue // by master address ("" without Cluster)
+	// newMaster wakes the sweeper (Cluster only): a queue was made for an address not seen
+	// before, so another may have stopped being a master.
+	newMaster chan struct{}
 
-	closing   chan struct{}
+	life      context.Context // ends with Close
+	stopLife  context.CancelFunc
+	closing   <-chan struct{} // life.Done()
 	closeOnce sync.Once
-	workers   sync.WaitGroup
+	workers   sync.WaitGroup // the queues' workers and the sweeper
 }
 
 // redisRequest is one caller's decision on its way through a batch.
@@ -133,10 +140,16 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore 
 		prefix:    opts.Prefix,
 		maxBatch:  opts.MaxBatch,
 		pipelines: opts.Pipelines,
-		queues:    make(map[string]chan *redisRequest),
-		closing:   make(chan struct{}),
+		queues:    make(map[string]*shardQueue),
+		newMaster: make(chan struct{}, 1),
 	}
+	s.life, s.stopLife = context.WithCancel(context.Background())
+	s.closing = s.life.Done()
 	s.cluster, _ = client.(*redis.ClusterClient)
+	if s.cluster != nil {
+		s.workers.Add(1)
+		go s.sweep()
+	}
 	return s
 }
 
@@ -145,7 +158,7 @@ func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore 
 func (s *RedisStore) Close() error {
 	s.closeOnce.Do(func() {
 		s.queuesMu.Lock() // no queue starts workers after this
-		close(s.closing)
+		s.stopLife()
 		s.queuesMu.Unlock()
 	})
 	s.workers.Wait()
@@ -153,30 +166,6 @@ func (s *RedisStore) Close() error {
 }
 
 var errStoreClosed = fmt.Errorf("%w: store closed", ErrStoreUnavailable)
-
-// Ping reports whether Redis answers: the server, or with a Cluster at least one master (a
-// Cluster with one master down still decides the other masters' keys in Redis).
-func (s *RedisStore) Ping(ctx context.Context) error {
-	var err error
-	if s.cluster == nil {
-		err = s.client.Ping(ctx).Err()
-	} else {
-		var answered atomic.Bool
-		err = s.cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
-			if master.Ping(ctx).Err() == nil {
-				answered.Store(true)
-			}
-			return nil
-		})
-		if err == nil && !answered.Load() {
-			err = errors.New("no cluster master answered")
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
-	}
-	return nil
-}
 
 // Allow decides one request for (policy, key) under l. l must be valid (see Limit.Validate):
 // an invalid limit returns Validate's error, which does not wrap ErrStoreUnavailable.
@@ -195,22 +184,13 @@ func (s *RedisStore) AllowN(ctx context.Context, policy, key string, l Limit, n 
 	if n < 1 {
 		n = 1
 	}
-	redisKey := s.redisKey(policy, key)
-	queue, err := s.queueFor(ctx, redisKey)
-	if err != nil {
-		return Result{}, 0, err
-	}
 	req := requestPool.Get().(*redisRequest)
-	req.ctx, req.key = ctx, redisKey
+	req.ctx, req.key = ctx, s.redisKey(policy, key)
 	req.intervalUS, req.burst, req.want = int64(l.Interval()/time.Microsecond), l.Burst, n
-	select {
-	case queue <- req:
-	case <-ctx.Done():
+	if err := s.enqueue(ctx, req); err != nil {
 		req.ctx, req.key = nil, ""
 		requestPool.Put(req) // never queued
-		return Result{}, 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, ctx.Err())
-	case <-s.closing:
-		return Result{}, 0, errStoreClosed
+		return Result{}, 0, err
 	}
 	select {
 	case reply := <-req.done:
@@ -240,35 +220,6 @@ func (s *RedisStore) shardOf(ctx context.Context, policy, key string) string {
 	return s.shardOfRedisKey(ctx, s.redisKey(policy, key))
 }
 
-// pingShard asks a shard's server whether it answers: the server, or with a Cluster the
-// master of that address (errShardGone when the Cluster has no such master any more, as after
-// a failover) or, for "", any master (the shard of keys asked before the slot map was known).
-func (s *RedisStore) pingShard(ctx context.Context, shard string) error {
-	if s.cluster == nil || shard == "" {
-		return s.Ping(ctx)
-	}
-	var found atomic.Bool
-	var pingErr atomic.Pointer[error]
-	err := s.cluster.ForEachMaster(ctx, func(ctx context.Context, master *redis.Client) error {
-		if master.Options().Addr == shard {
-			found.Store(true)
-			if err := master.Ping(ctx).Err(); err != nil {
-				pingErr.Store(&err)
-			}
-		}
-		return nil
-	})
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, err)
-	case !found.Load():
-		return errShardGone
-	case pingErr.Load() != nil:
-		return fmt.Errorf("%w: redis: %w", ErrStoreUnavailable, *pingErr.Load())
-	}
-	return nil
-}
-
 // shardOfRedisKey never waits for the network: until the Cluster client has its slot map,
 // every key goes to shard "" (whose pipelines the Cluster client still routes by slot), and
 // the map is loaded in the background. Once loaded, go-redis refreshes it without blocking.
@@ -292,62 +243,6 @@ func (s *RedisStore) shardOfRedisKey(ctx context.Context, redisKey string) strin
 		return ""
 	}
 	return master.Options().Addr
-}
-
-// queueFor returns the queue of the master holding redisKey, starting its workers the first
-// time. Queues are few: one per master address the Cluster has had.
-func (s *RedisStore) queueFor(ctx context.Context, redisKey string) (chan *redisRequest, error) {
-	shard := s.shardOfRedisKey(ctx, redisKey)
-	s.queuesMu.RLock()
-	queue, ok := s.queues[shard]
-	s.queuesMu.RUnlock()
-	if ok {
-		return queue, nil
-	}
-	s.queuesMu.Lock()
-	defer s.queuesMu.Unlock()
-	select {
-	case <-s.closing:
-		return nil, errStoreClosed
-	default:
-	}
-	queue, ok = s.queues[shard]
-	if !ok {
-		queue = make(chan *redisRequest, s.maxBatch*s.pipelines)
-		s.queues[shard] = queue
-		s.workers.Add(s.pipelines)
-		for range s.pipelines {
-			go s.work(queue)
-		}
-	}
-	return queue, nil
-}
-
-// work sends whatever is queued, up to maxBatch decisions, as one pipeline, and repeats.
-func (s *RedisStore) work(queue chan *redisRequest) {
-	defer s.workers.Done()
-	batch := make([]*redisRequest, 0, s.maxBatch)
-	cmds := make([]*redis.Cmd, 0, s.maxBatch)
-	for {
-		select {
-		case req := <-queue:
-			batch = append(batch[:0], req)
-		case <-s.closing:
-			return
-		}
-	fill:
-		for len(batch) < s.maxBatch {
-			select {
-			case req := <-queue:
-				batch = append(batch, req)
-			default:
-				break fill
-			}
-		}
-		cmds = s.execute(batch, cmds[:0])
-		clear(batch) // drop the callers' requests until the next batch
-		clear(cmds)
-	}
 }
 
 // execute runs one batch and answers each caller; callers that already left are skipped.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -378,4 +379,136 @@ func TestRedisStoreNamesRefusedCredentials(t *testing.T) {
 			t.Errorf("password %q: %v, want Redis's NOAUTH or WRONGPASS", pass, err)
 		}
 	}
+}
+
+// workerGoroutines counts the goroutines running a RedisStore's batching workers.
+func workerGoroutines() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "ratelimit.(*RedisStore).work(")
+}
+
+// isMaster reports whether r says it is a master.
+func isMaster(r *testenv.Redis) bool {
+	info, err := r.Do("INFO", "replication")
+	return err == nil && strings.Contains(fmt.Sprint(info), "role:master")
+}
+
+// TestRedisStoreClusterFailoverStopsTheReplacedMastersWorkers: under load, a master hands its
+// slots to its replica (CLUSTER FAILOVER), then the replica, now master, is killed and the old
+// master takes its slots back (CLUSTER FAILOVER FORCE). Each time the workers of the address
+// that stopped being a master stop, so their number returns to its level; no decision fails or
+// hangs (the in-flight ones on the replaced master are answered or go to memory), decisions
+// reach the new master, and Mode returns to redis.
+func TestRedisStoreClusterFailoverStopsTheReplacedMastersWorkers(t *testing.T) {
+	c := testenv.StartCluster(t, "--cluster-require-full-coverage", "no")
+	first := c.Nodes[0]
+	replica := c.AddReplica(t, first)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	store := NewRedisStore(client, RedisOptions{})
+	t.Cleanup(func() { store.Close() })
+	s := NewFailoverStore(store, NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: 500 * time.Millisecond, OpenFor: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go s.Run(ctx, time.Second)
+
+	hasQueue := func(addr string) bool {
+		store.queuesMu.RLock()
+		defer store.queuesMu.RUnlock()
+		return store.queues[addr] != nil
+	}
+	ld := startLoad(s, 4, Limit{Rate: 1000, Period: time.Second, Burst: 1000})
+	defer ld.finish()
+	testenv.WaitFor(t, 10*time.Second, "a queue for each master", func() bool {
+		return hasQueue(c.Nodes[0].Addr) && hasQueue(c.Nodes[1].Addr) && hasQueue(c.Nodes[2].Addr)
+	})
+	level := workerGoroutines()
+	t.Logf("%d workers with a queue for each master", level)
+
+	handOver := func(to, from *testenv.Redis, how ...any) {
+		t.Helper()
+		calls := to.CommandCalls(t, "evalsha", "eval")
+		if _, err := to.Do(how...); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitFor(t, 20*time.Second, to.Addr+" promoted", func() bool { return isMaster(to) })
+		testenv.WaitFor(t, 10*time.Second, "decisions on "+to.Addr, func() bool { return to.CommandCalls(t, "evalsha", "eval") > calls })
+		testenv.WaitFor(t, 10*time.Second, "the workers back to their level", func() bool {
+			return workerGoroutines() == level && !hasQueue(from.Addr)
+		})
+	}
+	handOver(replica, first, "CLUSTER", "FAILOVER")
+	replica.Kill()
+	handOver(first, replica, "CLUSTER", "FAILOVER", "FORCE")
+	testenv.WaitFor(t, 10*time.Second, "decisions back in redis mode", func() bool { return s.Mode() == ModePrimary })
+
+	ld.finish()
+	if slowest := ld.resetSlowest(); ld.errs.Load() != 0 || slowest > 2*time.Second {
+		t.Fatalf("%d of %d decisions failed, the slowest took %v; want none, each bounded by the 500ms timeout", ld.errs.Load(), ld.calls.Load(), slowest)
+	}
+	store.Close()
+	if n := workerGoroutines(); n != 0 {
+		t.Fatalf("%d workers after Close", n)
+	}
+}
+
+// TestRedisStoreRetiringQueuesLosesNoDecision: while 32 callers decide on a Cluster, every
+// master's queue is retired again and again (as a sweep does after a failover): each decision
+// is made exactly once — every key admits exactly its burst — and none fails or waits past
+// its deadline.
+func TestRedisStoreRetiringQueuesLosesNoDecision(t *testing.T) {
+	c := testenv.StartCluster(t)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	store := NewRedisStore(client, RedisOptions{})
+	t.Cleanup(func() { store.Close() })
+	mustAllow(t, store, "warm", "up", Limit{Rate: 1, Period: time.Second, Burst: 1})
+	testenv.WaitFor(t, 5*time.Second, "the slot map", func() bool { return store.shardOf(context.Background(), "p", "k") != "" })
+
+	stop := make(chan struct{})
+	var retirements atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			store.retireQueuesBut(nil)
+			retirements.Add(1)
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 10}
+	var admitted [20]atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Go(func() {
+			for i := range 50 {
+				key := (g + i) % len(admitted)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				res, err := store.Allow(ctx, "p", fmt.Sprintf("key-%d", key), l)
+				cancel()
+				if err != nil {
+					t.Log(err)
+					failed.Add(1)
+				} else if res.Allowed {
+					admitted[key].Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if failed.Load() != 0 {
+		t.Fatalf("%d of 1600 decisions failed while queues were retired", failed.Load())
+	}
+	for key := range admitted {
+		if n := admitted[key].Load(); n != l.Burst {
+			t.Errorf("key-%d admitted %d times, want exactly its burst %d", key, n, l.Burst)
+		}
+	}
+	t.Logf("%d retirements during 1600 decisions", retirements.Load())
 }

@@ -1,15 +1,21 @@
 package testenv
 
 import (
+	"errors"
+	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// Cluster is a 3-master Redis Cluster on loopback, without replicas.
+// Cluster is a 3-master Redis Cluster on loopback, without replicas unless AddReplica adds
+// them.
 type Cluster struct {
-	Nodes []*Redis
+	Nodes []*Redis // the masters it was created with
+
+	extra []string // StartCluster's arguments, for every node
 }
 
 // StartCluster starts three cluster-enabled redis-servers, joins them with
@@ -19,12 +25,10 @@ func StartCluster(t testing.TB, extra ...string) *Cluster {
 	t.Helper()
 	RequireBinary(t, "redis-server")
 	cli := RequireBinary(t, "redis-cli")
-	c := &Cluster{}
+	c := &Cluster{extra: extra}
 	args := []string{"--cluster", "create"}
 	for i := 0; i < 3; i++ {
-		dir := t.TempDir()
-		n := StartRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", dir + "/nodes.conf",
-			"--cluster-node-timeout", "2000"}, extra...)...)
+		n := c.startNode(t)
 		c.Nodes = append(c.Nodes, n)
 		args = append(args, n.Addr)
 	}
@@ -56,4 +60,49 @@ func (c *Cluster) Addrs() []string {
 		addrs[i] = n.Addr
 	}
 	return addrs
+}
+
+// startNode starts one cluster-enabled redis-server, not yet part of any cluster.
+func (c *Cluster) startNode(t testing.TB) *Redis {
+	t.Helper()
+	dir := t.TempDir()
+	return StartRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", dir + "/nodes.conf",
+		"--cluster-node-timeout", "2000"}, c.extra...)...)
+}
+
+// AddReplica starts one more node, joins it to the Cluster as a replica of master and returns
+// once every node knows it and it has synced. It is not added to Nodes; `CLUSTER FAILOVER` on
+// it makes it the master of master's slots.
+func (c *Cluster) AddReplica(t testing.TB, master *Redis) *Redis {
+	t.Helper()
+	n := c.startNode(t)
+	masterID, err1 := master.Do("CLUSTER", "MYID")
+	id, err2 := n.Do("CLUSTER", "MYID")
+	_, err3 := n.Do("CLUSTER", "MEET", "127.0.0.1", strconv.Itoa(master.Port))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatalf("joining %s to the cluster: %v", n.Addr, err)
+	}
+	WaitFor(t, 20*time.Second, "the new node to know the master", func() bool {
+		nodes, err := n.Do("CLUSTER", "NODES")
+		return err == nil && strings.Contains(fmt.Sprint(nodes), fmt.Sprint(masterID))
+	})
+	noSyncDelay(t, master)
+	if _, err := n.Do("CLUSTER", "REPLICATE", masterID); err != nil {
+		t.Fatalf("CLUSTER REPLICATE on %s: %v", n.Addr, err)
+	}
+	// Every master votes in a failover: each must know the node as master's replica. A line
+	// of CLUSTER NODES is "<id> <addr> <flags> <master id> ...".
+	for _, m := range c.Nodes {
+		WaitFor(t, 20*time.Second, "master "+m.Addr+" to know the replica", func() bool {
+			nodes, err := m.Do("CLUSTER", "NODES")
+			for line := range strings.Lines(fmt.Sprint(nodes)) {
+				if f := strings.Fields(line); err == nil && len(f) > 3 && f[0] == id && strings.Contains(f[2], "slave") && f[3] == masterID {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	waitSynced(t, n)
+	return n
 }

@@ -70,6 +70,35 @@ func StartRedis(t testing.TB, extra ...string) *Redis {
 	})
 }
 
+// StartReplica starts a redis-server that replicates master (read-only, as replicas are) and
+// returns once it has synced. The master is told to send its data at once rather than wait
+// for more replicas (repl-diskless-sync-delay 0), which would cost every test 5 s.
+func StartReplica(t testing.TB, master *Redis, extra ...string) *Redis {
+	t.Helper()
+	noSyncDelay(t, master)
+	replica := StartRedis(t, append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port)}, extra...)...)
+	waitSynced(t, replica)
+	return replica
+}
+
+// noSyncDelay tells master to send its data to a new replica at once (repl-diskless-sync-delay
+// 0) rather than wait 5 s for more replicas.
+func noSyncDelay(t testing.TB, master *Redis) {
+	t.Helper()
+	if _, err := master.Do("CONFIG", "SET", "repl-diskless-sync-delay", "0"); err != nil {
+		t.Fatalf("CONFIG SET on the master %s: %v", master.Addr, err)
+	}
+}
+
+// waitSynced waits until replica has its master's data.
+func waitSynced(t testing.TB, replica *Redis) {
+	t.Helper()
+	WaitFor(t, 10*time.Second, "the replica "+replica.Addr+" to sync", func() bool {
+		info, err := replica.Do("INFO", "replication")
+		return err == nil && strings.Contains(fmt.Sprint(info), "master_link_status:up")
+	})
+}
+
 // StartSentinel starts a Redis Sentinel on a free loopback port that monitors master under
 // the given name (quorum 1). Extra lines go into its configuration file after the monitor line
 // (e.g. "sentinel down-after-milliseconds <name> 1000").
