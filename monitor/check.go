@@ -33,6 +33,9 @@ type Outcome struct {
 	Status   Status
 	Output   string        // why a warn or fail; redacted before it is stored
 	Observed []Observation // figures beyond the response time (queue backlog, heartbeat age)
+	// Abandoned: the probe could not ask (a client closed under it as its configuration was
+	// torn down). It is no result: the state is left as it was and OnResult is not called.
+	Abandoned bool
 }
 
 // Observation is one observed figure, shown as a health+json check entry.
@@ -218,6 +221,11 @@ func (c *Check) RunOnce(ctx context.Context) State {
 	start := time.Now()
 	out := c.checker.Check(ctx)
 	cancel()
+	if out.Abandoned {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.state
+	}
 	return c.record(out, start, time.Since(start))
 }
 

@@ -27,14 +27,24 @@ func (r RedisChecker) Check(ctx context.Context) Outcome {
 			return nil
 		})
 		if err != nil {
-			return Failed(err)
+			return redisFailed(err)
 		}
 		return Outcome{Status: Pass}
 	}
 	if err := r.Client.Ping(ctx).Err(); err != nil {
-		return Failed(err)
+		return redisFailed(err)
 	}
 	return Outcome{Status: Pass}
+}
+
+// redisFailed is the outcome of a Redis command that returned err. A client closed under the
+// probe gives no result: only its configuration closes it, while that configuration is torn
+// down (the shared client of a reload that failed), and the dependency said nothing.
+func redisFailed(err error) Outcome {
+	if errors.Is(err, redis.ErrClosed) {
+		return Outcome{Abandoned: true}
+	}
+	return Failed(err)
 }
 
 // WorkerChecker watches a Celery-compatible worker pool through its Redis broker: the backlog
@@ -64,7 +74,7 @@ func (w WorkerChecker) Check(ctx context.Context) Outcome {
 	if w.Queue != "" {
 		n, err := w.Client.LLen(ctx, w.Queue).Result()
 		if err != nil {
-			return Failed(fmt.Errorf("LLEN %s: %w", w.Queue, err))
+			return redisFailed(fmt.Errorf("LLEN %s: %w", w.Queue, err))
 		}
 		out.Observed = append(out.Observed, Observation{Name: "backlog", Value: n, Unit: "messages"})
 		if w.MaxBacklog > 0 && n > w.MaxBacklog {
@@ -79,7 +89,7 @@ func (w WorkerChecker) Check(ctx context.Context) Outcome {
 	if w.HeartbeatKey != "" {
 		age, err := w.heartbeatAge(ctx)
 		if err != nil {
-			return Failed(err)
+			return redisFailed(err)
 		}
 		out.Observed = append(out.Observed, Observation{Name: "heartbeatAge", Value: math.Round(age.Seconds()*1000) / 1000, Unit: "s"})
 		if w.MaxAge > 0 && age > w.MaxAge {

@@ -109,3 +109,24 @@ func TestWorkerHeartbeat(t *testing.T) {
 		t.Fatalf("redis down: %+v", out)
 	}
 }
+
+// TestRedisCheckOfAClosedClientIsNoResult: a reload refused with new Redis settings closed
+// its shared client while its check ran; that run logged "dependency down ... client is
+// closed" and counted a failure in the running configuration's series. A closed client is
+// no news of the dependency: the run leaves the state alone and reports nothing.
+func TestRedisCheckOfAClosedClientIsNoResult(t *testing.T) {
+	r := testenv.StartRedis(t)
+	closed := redis.NewClient(&redis.Options{Addr: r.Addr})
+	_ = closed.Close()
+	for name, checker := range map[string]Checker{
+		"redis":  RedisChecker{Client: closed},
+		"worker": WorkerChecker{Client: closed, Queue: "celery"},
+	} {
+		c, _ := NewCheck(Config{Name: name, Interval: time.Minute, Timeout: time.Second}, checker)
+		reported := 0
+		c.OnResult = func(State, bool) { reported++ }
+		if st := c.RunOnce(context.Background()); st.Checked || st.Runs != 0 || reported != 0 {
+			t.Errorf("%s check of a closed client: state %+v, %d results reported; want none", name, st, reported)
+		}
+	}
+}
