@@ -824,6 +824,8 @@ func TestPathGuardOrdinaryURLsNeverBan(t *testing.T) {
 			"/ja/%E5%86%86%EF%BC%BC100", // 円＼100
 			"/wiki/A:",
 			"/docs/C:",
+			"/wiki/Special%253ASearch", // a title whose colon a proxy escaped twice
+			"/wiki/C%253A_The_Contra_Adventure",
 		} {
 			if status, _, body := rawGet(t, addr, p, from(reader)); status != http.StatusOK || body != "ok" {
 				t.Fatalf("%q: %d %q, want 200", p, status, body)

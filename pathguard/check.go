@@ -136,7 +136,7 @@ func check(raw string, opt Options) Reason {
 }
 
 // checkDecoded peels percent-encoding layer by layer and checks each result as the first. A
-// deeper layer that decodes to a dot, separator, NUL or control byte is double_encoding; one
+// deeper layer that decodes to a dot, slash, backslash, NUL or control byte is double_encoding; one
 // that decodes to UTF-8 text (a double-encoded é, as some proxies send it) is judged like that
 // text sent once: it passes unless it is invalid, overlong or a look-alike.
 func checkDecoded(raw string, opt Options) Reason {
@@ -226,7 +226,10 @@ func checkUTF8(p string, opt Options) Reason {
 // decoded tells what a decoding layer produced from escapes.
 type decoded struct {
 	slash   bool // a %2f
-	special bool // a byte that matters to path resolution: . / \ ; :, NUL, control
+	// special: a byte that makes a path resolve elsewhere: . / \, NUL, control. A `;` or `:`
+	// is left to the layer's own check (path_params; a `..;` or a drive root with a separator),
+	// so a wiki title whose colon a proxy escaped twice (Special%253ASearch) is not an attack.
+	special bool
 }
 
 // decode percent-decodes p once. It refuses IIS %u escapes and, on the first layer, a % that
@@ -253,7 +256,7 @@ func decode(p string, strict bool) (string, decoded, Reason) {
 		}
 		v := unhex(p[i+1])<<4 | unhex(p[i+2])
 		d.slash = d.slash || v == '/'
-		d.special = d.special || strings.IndexByte("./\\;:", v) >= 0 || v < 0x20 || v == 0x7f
+		d.special = d.special || strings.IndexByte("./\\", v) >= 0 || v < 0x20 || v == 0x7f
 		b.WriteByte(v)
 		i += 2
 	}

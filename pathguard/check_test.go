@@ -64,6 +64,17 @@ func TestCheckReasons(t *testing.T) {
 		{"/caf%252525C3%252525A9", Options{}, ""}, // four times
 		{"/%25E2%2580%25A6", Options{}, ""},       // … encoded twice: "...", which passes
 		{"/caf%25e9", Options{}, ReasonInvalidUTF8},
+		// A colon or semicolon escaped twice is judged as the layer's own text: a wiki title
+		// passes, a parameter is path_params, a `..;` or a drive root stays an attack.
+		{"/wiki/Special%253ASearch", Options{}, ""},
+		{"/wiki/C%253A_The_Contra_Adventure", Options{}, ""},
+		{"/wiki/A%253a", Options{}, ""},
+		{"/docs/a%253Bb", Options{}, ReasonPathParams},
+		{"/docs/a%253Bb", Options{AllowPathParams: true}, ""},
+		{"/x/..%253B/etc", Options{}, ReasonDotSegment},
+		{"/x/..%253B/etc", Options{AllowPathParams: true}, ReasonDotSegment},
+		{"/C%253A%252FWindows/win.ini", Options{}, ReasonDoubleEncoding}, // the slash escaped twice
+		{"/C%253A/Windows/win.ini", Options{}, ReasonDrivePath},
 		{"/%2525252e%2525252e/x", Options{}, ReasonDoubleEncoding}, // a dot encoded four times
 		{"/%25252e%25252e/x", Options{}, ReasonDoubleEncoding},
 		{"/a%25252fb", Options{}, ReasonDoubleEncoding},
