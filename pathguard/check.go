@@ -225,7 +225,7 @@ func checkUTF8(p string, opt Options) Reason {
 
 // decoded tells what a decoding layer produced from escapes.
 type decoded struct {
-	slash   bool // a %2f
+	slash bool // a %2f
 	// special: a byte that makes a path resolve elsewhere: . / \, NUL, control. A `;` or `:`
 	// is left to the layer's own check (path_params; a `..;` or a drive root with a separator),
 	// so a wiki title whose colon a proxy escaped twice (Special%253ASearch) is not an attack.
