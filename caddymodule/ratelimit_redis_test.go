@@ -259,6 +259,13 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	}
 	r.Restart()
 	// No request is needed: the limiter's probe finds Redis back.
+	expectBackInRedis(t, c, lim, url, r)
+}
+
+// expectBackInRedis waits for lim to decide in Redis again with no request, then checks that
+// the return was reported (a second store_failover event) and that a request's bucket is in r.
+func expectBackInRedis(t *testing.T, c *testcaddy.Caddy, lim *limiterEntry, url string, r *testenv.Redis) {
+	t.Helper()
 	testenv.WaitFor(t, 10*time.Second, "decisions back in Redis", func() bool { return lim.mode() == storeModeRedis })
 	if logs := securityLogs(c, EventStoreFailover); len(logs) != 2 || logs[1].Str("to") != storeModeRedis {
 		t.Fatalf("want a second store_failover event back to redis, got %v", logs)
@@ -291,14 +298,7 @@ func TestRateLimitReadOnlyRedisStaysInMemory(t *testing.T) {
 	if _, err := replica.Do("REPLICAOF", "NO", "ONE"); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 10*time.Second, "decisions back in Redis", func() bool { return lim.mode() == storeModeRedis })
-	if logs := securityLogs(c, EventStoreFailover); len(logs) != 2 || logs[1].Str("to") != storeModeRedis {
-		t.Fatalf("want a second store_failover event back to redis, got %v", logs)
-	}
-	getReply(t, url, "X-Client: after")
-	if n, err := replica.Do("EXISTS", "hardening:rl:{login:after}"); err != nil || n != int64(1) {
-		t.Fatalf("after the promotion, the bucket is in Redis: %v %v", n, err)
-	}
+	expectBackInRedis(t, c, lim, url, replica)
 }
 
 // TestRateLimitRefusedLoadLeavesTheRunningMetrics: a configuration refused at load (its second

@@ -187,10 +187,7 @@ func TestFailoverStoreRunReturnsWhileIdle(t *testing.T) {
 // in fallback for good; a master's address answers.
 func TestFailoverStoreRunClosesTheBreakerOfAGoneMaster(t *testing.T) {
 	c := testenv.StartCluster(t)
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
-	t.Cleanup(func() { client.Close() })
-	store := NewRedisStore(client, RedisOptions{})
-	t.Cleanup(func() { store.Close() })
+	store := newClusterStore(t, c, RedisOptions{})
 	ctx := context.Background()
 	if err := store.probeShard(ctx, c.Nodes[0].Addr); err != nil {
 		t.Fatalf("a master's shard: %v", err)
@@ -472,10 +469,7 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
-	t.Cleanup(func() { client.Close() })
-	store := NewRedisStore(client, RedisOptions{})
-	t.Cleanup(func() { store.Close() })
+	store := newClusterStore(t, c, RedisOptions{})
 	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	var changes modeChanges
 	s := NewFailoverStore(store, fallback, FailoverOptions{OnModeChange: changes.record})

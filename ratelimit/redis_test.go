@@ -35,6 +35,17 @@ func newTestStore(t testing.TB, r *testenv.Redis, opts RedisOptions) *RedisStore
 	return s
 }
 
+// newClusterStore is a RedisStore on its own client of the Cluster c, both closed when the
+// test ends.
+func newClusterStore(t testing.TB, c *testenv.Cluster, opts RedisOptions) *RedisStore {
+	t.Helper()
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { client.Close() })
+	s := NewRedisStore(client, opts)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func mustAllow(t testing.TB, s Store, policy, key string, l Limit) Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -168,11 +179,7 @@ func TestRedisStoreClusterInstancesShareOneLimit(t *testing.T) {
 	c := testenv.StartCluster(t)
 	var stores []Store
 	for range 3 {
-		client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
-		t.Cleanup(func() { client.Close() })
-		s := NewRedisStore(client, RedisOptions{Prefix: "shared:"})
-		t.Cleanup(func() { s.Close() })
-		stores = append(stores, s)
+		stores = append(stores, newClusterStore(t, c, RedisOptions{Prefix: "shared:"}))
 	}
 	l := Limit{Rate: 20, Period: time.Second, Burst: 5}
 	var keys []string
@@ -404,10 +411,7 @@ func TestRedisStoreClusterFailoverStopsTheReplacedMastersWorkers(t *testing.T) {
 	c := testenv.StartCluster(t, "--cluster-require-full-coverage", "no")
 	first := c.Nodes[0]
 	replica := c.AddReplica(t, first)
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
-	t.Cleanup(func() { client.Close() })
-	store := NewRedisStore(client, RedisOptions{})
-	t.Cleanup(func() { store.Close() })
+	store := newClusterStore(t, c, RedisOptions{})
 	s := NewFailoverStore(store, NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: 500 * time.Millisecond, OpenFor: 200 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -459,10 +463,7 @@ func TestRedisStoreClusterFailoverStopsTheReplacedMastersWorkers(t *testing.T) {
 // its deadline.
 func TestRedisStoreRetiringQueuesLosesNoDecision(t *testing.T) {
 	c := testenv.StartCluster(t)
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
-	t.Cleanup(func() { client.Close() })
-	store := NewRedisStore(client, RedisOptions{})
-	t.Cleanup(func() { store.Close() })
+	store := newClusterStore(t, c, RedisOptions{})
 	mustAllow(t, store, "warm", "up", Limit{Rate: 1, Period: time.Second, Burst: 1})
 	testenv.WaitFor(t, 5*time.Second, "the slot map", func() bool { return store.shardOf(context.Background(), "p", "k") != "" })
 
