@@ -289,7 +289,7 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 	if shared {
 		h.key = fmt.Sprintf("%+v|shared=true|redis=%s|prefix=%s|sync=%s", settings.WithDefaults(), app.redisKey, app.KeyPrefix(), h.syncEvery())
 	}
-	if err := registerBreakerMetrics(ctx); err != nil {
+	if err := registerBreakerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
 	series := holdBreakerSeries(h.Name)

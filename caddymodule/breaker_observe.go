@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
 
@@ -54,11 +53,7 @@ var breakerVecs = [...]interface {
 }{breakerStateVec, breakerShortCircuitedVec, breakerRequestsVec, breakerTransitionsVec}
 
 // registerBreakerMetrics registers the collectors on the config's registry.
-func registerBreakerMetrics(ctx caddy.Context) error {
-	return registerBreakerCollectors(ctx.GetMetricsRegistry())
-}
-
-func registerBreakerCollectors(reg *prometheus.Registry) error {
+func registerBreakerMetrics(reg *prometheus.Registry) error {
 	for _, c := range breakerVecs {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err

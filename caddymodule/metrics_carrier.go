@@ -57,10 +57,10 @@ func carryRunningMetrics(reg *prometheus.Registry) {
 	_ = registerCSPReportMetrics(reg)
 	_ = registerCheckMetrics(reg)
 	if liveLimiterApps.any() {
-		_ = registerRateLimitCollectors(reg)
+		_ = registerRateLimitMetrics(reg)
 	}
 	if anyBreakerSeries() {
-		_ = registerBreakerCollectors(reg)
+		_ = registerBreakerMetrics(reg)
 	}
 	_ = reg.Register(carriedState{reg})
 }

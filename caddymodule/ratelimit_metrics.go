@@ -4,7 +4,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
@@ -104,11 +103,7 @@ func setStoreModeMetric(mode string) {
 // registerRateLimitMetrics registers the collectors on the config's registry, with a gauge of
 // the keys each policy's in-memory store tracks (read at scrape time, from the limiter of the
 // configuration that started last).
-func registerRateLimitMetrics(ctx caddy.Context) error {
-	return registerRateLimitCollectors(ctx.GetMetricsRegistry())
-}
-
-func registerRateLimitCollectors(reg *prometheus.Registry) error {
+func registerRateLimitMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration, memoryKeys} {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err

@@ -165,7 +165,7 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 	}
 	e := v.(*limiterEntry)
 	a.limiter, a.limiterKey = e, key
-	if err := registerRateLimitMetrics(a.ctx); err != nil {
+	if err := registerRateLimitMetrics(a.ctx.GetMetricsRegistry()); err != nil {
 		return nil, err
 	}
 	a.RegisterStatus("ratelimit:store", e.status)

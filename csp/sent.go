@@ -28,7 +28,6 @@ func Nonces(policy string) []string {
 // for 'self' alone, and "" for a list of hosts, which X-Frame-Options cannot express. Each
 // policy's first frame-ancestors counts (browsers ignore a repeated directive).
 func FrameOptionsOf(policies []string) (string, bool) {
-	rank := map[string]int{"": 0, "SAMEORIGIN": 1, "DENY": 2}
 	best, found := "", false
 	for _, p := range policies {
 		values, ok := directiveOf(p, "frame-ancestors")
@@ -39,11 +38,22 @@ func FrameOptionsOf(policies []string) (string, bool) {
 		if len(values) > 0 {
 			v = FrameOptionsFor(Policy{Directives: []Directive{{Name: "frame-ancestors", Values: values}}})
 		}
-		if !found || rank[v] > rank[best] {
+		if !found || strictness(v) > strictness(best) {
 			best, found = v, true
 		}
 	}
 	return best, found
+}
+
+// strictness orders X-Frame-Options values: none (a list of hosts), SAMEORIGIN, DENY.
+func strictness(xfo string) int {
+	switch xfo {
+	case "DENY":
+		return 2
+	case "SAMEORIGIN":
+		return 1
+	}
+	return 0
 }
 
 // directiveOf returns the values of the policy's first directive of that name.
