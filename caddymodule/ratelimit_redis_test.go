@@ -249,6 +249,8 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	if st := lim.status(); st.Status != HealthWarn {
 		t.Fatalf("status %+v, want warn", st)
 	}
+	// The event follows the switch (the mode is visible first).
+	testenv.WaitFor(t, 2*time.Second, "the store_failover event", func() bool { return len(securityLogs(c, EventStoreFailover)) > 0 })
 	if logs := securityLogs(c, EventStoreFailover); len(logs) != 1 || logs[0].Str("to") != storeModeFallback || !strings.Contains(logs[0].Str("error"), "refused") {
 		t.Fatalf("want one store_failover event to memory-fallback naming the refused connection, got %v", logs)
 	}
@@ -267,6 +269,7 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 func expectBackInRedis(t *testing.T, c *testcaddy.Caddy, lim *limiterEntry, url string, r *testenv.Redis) {
 	t.Helper()
 	testenv.WaitFor(t, 10*time.Second, "decisions back in Redis", func() bool { return lim.mode() == storeModeRedis })
+	testenv.WaitFor(t, 2*time.Second, "the second store_failover event", func() bool { return len(securityLogs(c, EventStoreFailover)) > 1 })
 	if logs := securityLogs(c, EventStoreFailover); len(logs) != 2 || logs[1].Str("to") != storeModeRedis {
 		t.Fatalf("want a second store_failover event back to redis, got %v", logs)
 	}
