@@ -138,19 +138,39 @@ func (s *RedisStore) work(q *shardQueue) {
 	}
 }
 
+// sweepAgain are the delays, after a new master appeared, at which the sweeper looks at the
+// slot map again. A failover reaches the nodes by gossip: the node a sweep asks may still list
+// the replaced master for a moment, and its queue would stay until the next failover.
+var sweepAgain = []time.Duration{time.Second, 3 * time.Second, 10 * time.Second, 30 * time.Second}
+
 // sweep runs while a Cluster store is open: each time a queue is made for a new master, it
-// loads the slot map and retires the queues of addresses that are no longer masters.
+// loads the slot map and retires the queues of addresses that are no longer masters, and does
+// so again at each of sweepAgain.
 func (s *RedisStore) sweep() {
 	defer s.workers.Done()
+	again := time.NewTimer(time.Hour)
+	again.Stop()
+	next := len(sweepAgain) // index in sweepAgain of the next look; none due
 	for {
 		select {
 		case <-s.closing:
+			again.Stop()
 			return
 		case <-s.newMaster:
+			next = 0
+		case <-again.C:
 		}
 		ctx, cancel := context.WithTimeout(s.life, sweepTimeout)
-		_ = s.forEachMaster(ctx, nil) // a Cluster that does not answer is swept at the next change
+		_ = s.forEachMaster(ctx, nil) // a Cluster that does not answer is looked at again
 		cancel()
+		if next < len(sweepAgain) {
+			delay := sweepAgain[next]
+			if next > 0 {
+				delay -= sweepAgain[next-1]
+			}
+			again.Reset(delay)
+			next++
+		}
 	}
 }
 

@@ -456,6 +456,39 @@ func TestRedisStoreClusterFailoverStopsTheReplacedMastersWorkers(t *testing.T) {
 	testenv.WaitFor(t, 2*time.Second, "no worker after Close", func() bool { return workerGoroutines() == 0 })
 }
 
+// TestRedisStoreSweepLooksAgainAfterANewMaster: a failover reaches the Cluster's nodes by
+// gossip, so the first look at the slot map after a new master may still list the replaced
+// one. A queue that the first look left (an address that is no master) is retired by a later
+// look, without another failover.
+func TestRedisStoreSweepLooksAgainAfterANewMaster(t *testing.T) {
+	c := testenv.StartCluster(t)
+	store := newClusterStore(t, c, RedisOptions{})
+	testenv.WaitFor(t, 5*time.Second, "the slot map", func() bool { return store.shardOf(context.Background(), "p", "k") != "" })
+	for i := range 30 { // a queue for each master
+		mustAllow(t, store, "warm", fmt.Sprint(i), Limit{Rate: 1, Period: time.Second, Burst: 1})
+	}
+	plant := func(addr string) {
+		store.queuesMu.Lock()
+		defer store.queuesMu.Unlock()
+		store.queues[addr] = &shardQueue{requests: make(chan *redisRequest, 1), stop: make(chan struct{})}
+	}
+	planted := func(addr string) bool {
+		store.queuesMu.RLock()
+		defer store.queuesMu.RUnlock()
+		return store.queues[addr] != nil
+	}
+	plant("127.0.0.1:1")
+	store.newMaster <- struct{}{}
+	testenv.WaitFor(t, 5*time.Second, "the first look to retire the first queue", func() bool { return !planted("127.0.0.1:1") })
+	plant("127.0.0.1:2") // as if the first look had been given a stale map
+	testenv.WaitFor(t, 5*time.Second, "a later look to retire the second queue", func() bool { return !planted("127.0.0.1:2") })
+	for _, n := range c.Nodes {
+		if !planted(n.Addr) {
+			t.Errorf("the queue of master %s was retired", n.Addr)
+		}
+	}
+}
+
 // TestRedisStoreRetiringQueuesLosesNoDecision: while 32 callers decide on a Cluster, every
 // master's queue is retired again and again (as a sweep does after a failover): each decision
 // is made exactly once — every key admits exactly its burst — and none fails or waits past
