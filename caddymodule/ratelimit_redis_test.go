@@ -56,9 +56,11 @@ func TestRateLimitRedisAdmitsExactlyTheBurst(t *testing.T) {
 	}
 }
 
-// TestRateLimitAdmitsTheBurstThenTheRate: 50 concurrent clients on one key for about a second,
+// TestRateLimitAdmitsTheBurstThenTheRate: 50 concurrent clients on one key for two seconds,
 // in memory and through Redis: the admitted count is the burst plus the rate over the elapsed
 // time (a lower bound at 80 % of it, since the clients must also be fast enough to use it).
+// The burst is a second's worth, so a machine that stalls Caddy for less than that loses no
+// token: the lower bound checks the limiter, not the scheduler.
 func TestRateLimitAdmitsTheBurstThenTheRate(t *testing.T) {
 	r := testenv.StartRedis(t)
 	for _, store := range []string{"memory", "redis"} {
@@ -66,10 +68,10 @@ func TestRateLimitAdmitsTheBurstThenTheRate(t *testing.T) {
 			block, url := site(t, "\tpolicy_rate_limit login")
 			// store_timeout 5s: this is about exactness; on a loaded machine a 50 ms Redis call
 			// times out, and the fallback's own buckets would admit more.
-			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore "+store+"\n\t\t\tstore_timeout 5s\n\t\t}", "limit 20/1s burst 5")+block)
+			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore "+store+"\n\t\t\tstore_timeout 5s\n\t\t}", "limit 20/1s burst 20")+block)
 			var admitted, other atomic.Int64
 			start := time.Now()
-			end := start.Add(time.Second)
+			end := start.Add(2 * time.Second)
 			var wg sync.WaitGroup
 			for range 50 {
 				wg.Add(1)
@@ -88,7 +90,7 @@ func TestRateLimitAdmitsTheBurstThenTheRate(t *testing.T) {
 			}
 			wg.Wait()
 			elapsed := time.Since(start).Seconds()
-			most, least := 5+20*elapsed+1, 5+20*elapsed*0.8
+			most, least := 20+20*elapsed+1, 20+20*elapsed*0.8
 			if got := float64(admitted.Load()); got > most || got < least || other.Load() != 0 {
 				t.Fatalf("%v admitted (%d other statuses) in %.2f s; want %.0f..%.0f", got, other.Load(), elapsed, least, most)
 			}
