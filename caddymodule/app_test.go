@@ -548,7 +548,7 @@ func TestAccessorsForModules(t *testing.T) {
 // loadFailingAfterStart loads config 16 times with one more site on a port the test holds, so
 // that every load fails when Caddy starts that server's listener. Caddy starts apps in random
 // order: that ours never started before the failure is a chance of about 1 in 65,000.
-func loadFailingAfterStart(t *testing.T, c *testcaddy.Caddy, config string) {
+func loadFailingAfterStart(t *testing.T, c *testcaddy.Caddy, config, addr string) {
 	t.Helper()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -561,6 +561,7 @@ func loadFailingAfterStart(t *testing.T, c *testcaddy.Caddy, config string) {
 			t.Fatalf("load %d: %v, want address already in use", i, err)
 		}
 	}
+	waitAnswering(t, addr) // a failed configuration's server can take one connection as it stops
 }
 
 // TestRedisStartupCheckOfADroppedClientSaysNothing: a configuration whose load failed closes

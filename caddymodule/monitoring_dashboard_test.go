@@ -705,7 +705,7 @@ func TestDashboardRecordsAfterFailedReload(t *testing.T) {
 	cf, addr := dashSite(t, "dash_failed_reload", "", "api_keys "+digest)
 	c := testcaddy.StartCaddy(t, cf)
 	waitSampled(t, addr, key)
-	loadFailingAfterStart(t, c, cf)
+	loadFailingAfterStart(t, c, cf, addr)
 	traverser := "192.0.2.44"
 	if got := sendAs(t, addr, traverser, "/static/../../etc/passwd"); got != http.StatusBadRequest {
 		t.Fatalf("traversal: %d", got)

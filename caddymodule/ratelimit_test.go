@@ -991,7 +991,7 @@ func memoryKeySeries(t *testing.T) map[string]float64 {
 func TestRateLimitFailedStartKeepsTheRunningStores(t *testing.T) {
 	c, base, keptOnly := keptAndGoneCaddy(t)
 	getReply(t, base+"/gone")
-	loadFailingAfterStart(t, c, keptOnly)
+	loadFailingAfterStart(t, c, keptOnly, strings.TrimPrefix(base, "http://"))
 	if got := memoryKeySeries(t); got["gone"] != 1 {
 		t.Fatalf("after failed loads, memory_keys %v: the running configuration's gone store was dropped", got)
 	}
