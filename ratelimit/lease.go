@@ -141,9 +141,17 @@ func (s *LeasingStore) settle(h uint64, sh *expiringShard[lease], l Limit, asked
 	}
 	sh.mu.Lock()
 	if prev, ok := sh.entries[h]; ok && prev.limit == l && prev.left > 0 && asked < prev.expires {
+		// The kept requests expire when they would have; with a new lease beside them, all
+		// expire at the sooner of the two times. A refill that brought no lease (a refusal, one
+		// request, an error) has no expiry of its own to take: taking its ask time (already
+		// past) instead expired the kept requests at once, and the next request threw them away.
+		if ls.left > 0 {
+			ls.expires = min(prev.expires, ls.expires)
+		} else {
+			ls.expires = prev.expires
+		}
 		ls.left += prev.left
 		ls.remaining = res.Remaining
-		ls.expires = min(prev.expires, max(ls.expires, asked))
 		ls.resetAt = max(prev.resetAt, ls.resetAt)
 		ls.refused, ls.deniedUntil = Result{}, 0
 	}
