@@ -253,6 +253,7 @@ func (l *liveApps) settle() {
 	newest := l.apps[len(l.apps)-1].limiter
 	setStoreModeMetric(newest.mode())
 	memoryKeys.stores.Store(newest.memory)
+	adaptiveFactor.adaptive.Store(newest.adaptive)
 }
 
 func (a *App) releaseLimiter() {

@@ -546,6 +546,9 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 	if f := lim.adaptive.Factor(); f != 0.25 {
 		t.Fatalf("factor %v under full load, want min_factor 0.25", f)
 	}
+	if f := adaptiveFactorMetric(t); f != 0.25 {
+		t.Fatalf("caddy_hardening_ratelimit_adaptive_factor %v under full load, want 0.25", f)
+	}
 	count := func(client string) int {
 		n := 0
 		for range 10 {
@@ -567,6 +570,9 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 	}
 	if f := lim.adaptive.Factor(); f != 1 {
 		t.Fatalf("factor %v after recovery, want 1", f)
+	}
+	if f := adaptiveFactorMetric(t); f != 1 {
+		t.Fatalf("caddy_hardening_ratelimit_adaptive_factor %v after recovery, want 1", f)
 	}
 	if got := count("b"); got != 8 {
 		t.Fatalf("%d admitted after recovery, want 8", got)
@@ -966,6 +972,23 @@ func TestRateLimitRemovedPolicyFreesItsStore(t *testing.T) {
 	if got := getReply(t, base+"/kept").status; got != 429 {
 		t.Fatalf("the kept policy's bucket was reset: %d", got)
 	}
+}
+
+// adaptiveFactorMetric reads caddy_hardening_ratelimit_adaptive_factor from the running
+// configuration's metrics registry, as /metrics serves it.
+func adaptiveFactorMetric(t *testing.T) float64 {
+	t.Helper()
+	families, err := activeApp(t).ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "caddy_hardening_ratelimit_adaptive_factor" && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no caddy_hardening_ratelimit_adaptive_factor in the metrics registry")
+	return 0
 }
 
 // memoryKeySeries reads caddy_hardening_ratelimit_memory_keys: keys by policy label.
