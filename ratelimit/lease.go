@@ -52,8 +52,9 @@ type lease struct {
 	// refill is open while one request asks the inner store for the next lease; the key's
 	// other requests wait for it rather than each asking Redis.
 	refill chan struct{}
-	// refused is the inner store's last refusal, valid until deniedUntil: requests that waited
-	// for a refill that was refused take it rather than ask again.
+	// refused is the inner store's last refusal, valid until deniedUntil: the key's requests
+	// take it rather than ask again, until a lease arrives (a refill another request had sent
+	// before the refusal may still bring one).
 	refused     Result
 	deniedUntil int64
 }
@@ -89,7 +90,7 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 			sh.entries[h] = ls
 			sh.mu.Unlock()
 			return Result{Allowed: true, Remaining: ls.remaining + ls.left, ResetAfter: time.Duration(max(0, ls.resetAt-now))}, nil
-		case ok && waits > 0 && now < ls.deniedUntil:
+		case ok && now < ls.deniedUntil:
 			sh.mu.Unlock()
 			refused := ls.refused
 			refused.RetryAfter = time.Duration(ls.deniedUntil - now)

@@ -160,3 +160,25 @@ func TestCachedStoreLosesNoLeaseUnderConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedStoreRefusesALeasedKeyLocally: once Redis refused a key with a large burst, its
+// next requests are refused by the lease entry until the retry time, without a round trip
+// and without an allocation (a flood of refused requests costs what the denial cache's do).
+func TestCachedStoreRefusesALeasedKeyLocally(t *testing.T) {
+	r := testenv.StartRedis(t)
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 300}
+	store := NewCachedStore(NewFailoverStore(newTestStore(t, r, RedisOptions{}),
+		NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), true, CacheOptions{})
+	for mustAllow(t, store, "p", "k", l).Allowed {
+	}
+	before := r.CommandCalls(t, "evalsha", "eval")
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		if res, err := store.Allow(ctx, "p", "k", l); err != nil || res.Allowed || res.RetryAfter <= 0 {
+			t.Fatalf("a drained key: %+v, %v; want a refusal with a retry time", res, err)
+		}
+	})
+	if calls := r.CommandCalls(t, "evalsha", "eval") - before; calls != 0 || allocs != 0 {
+		t.Fatalf("1000 refusals of a drained leased key: %d script runs, %v allocations each; want none", calls, allocs)
+	}
+}
