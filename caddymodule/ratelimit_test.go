@@ -507,6 +507,66 @@ func TestRateLimitSignalsTheDetector(t *testing.T) {
 	}
 }
 
+// TestRateLimitSharedBucketScoresNoOne: a refusal of a bucket other clients share (a global
+// key, a header value anyone may send) does not score the client it refuses: one client that
+// drains the bucket must not get every other client of it classified suspicious. A refusal of
+// the client's own bucket (its address in the template, or the @<ip> fallback) still does.
+func TestRateLimitSharedBucketScoresNoOne(t *testing.T) {
+	base := proxiedCaddy(t, `		detection {
+			threshold 9
+			score rate_limited 3
+		}
+		policy everyone {
+			limit 1/1h
+			key everyone
+		}
+		policy tenant {
+			limit 1/1h
+			key {header.X-Tenant}
+		}
+		policy own {
+			limit 1/1h
+			key {client_ip}:{header.X-Tenant}
+		}`, `	handle /global {
+		policy_rate_limit everyone
+		respond "ok"
+	}
+	handle /tenant {
+		policy_rate_limit tenant
+		respond "ok"
+	}
+	handle /own {
+		policy_rate_limit own
+		respond "ok"
+	}`)
+	classOf := func(ip string) ipclass.Class { return activeApp(t).classOfAddr(netip.MustParseAddr(ip)) }
+	getReply(t, base+"/global", "X-Forwarded-For: 10.9.3.1") // the first client drains the buckets
+	getReply(t, base+"/tenant", "X-Forwarded-For: 10.9.3.1", "X-Tenant: acme")
+	for range 6 {
+		if got := getReply(t, base+"/global", "X-Forwarded-For: 10.9.3.2").status; got != 429 {
+			t.Fatalf("the drained global bucket answered %d", got)
+		}
+		if got := getReply(t, base+"/tenant", "X-Forwarded-For: 10.9.3.3", "X-Tenant: acme").status; got != 429 {
+			t.Fatalf("the drained tenant bucket answered %d", got)
+		}
+	}
+	for _, ip := range []string{"10.9.3.2", "10.9.3.3"} {
+		if got := classOf(ip); got != ipclass.Default {
+			t.Fatalf("%s, refused six times from a bucket another client drained, is %v; want default", ip, got)
+		}
+	}
+	// Its own buckets: the template with its address, and the fallback of an empty header.
+	for range 4 {
+		getReply(t, base+"/own", "X-Forwarded-For: 10.9.3.4", "X-Tenant: acme")
+		getReply(t, base+"/tenant", "X-Forwarded-For: 10.9.3.5")
+	}
+	for _, ip := range []string{"10.9.3.4", "10.9.3.5"} {
+		if got := classOf(ip); got != ipclass.Suspicious {
+			t.Fatalf("%s, refused three times from its own bucket (score 9), is %v; want suspicious", ip, got)
+		}
+	}
+}
+
 // fixedLoad is an injected CPU reading.
 type fixedLoad struct{ cpu atomic.Value }
 
