@@ -363,6 +363,30 @@ func TestCheckRateLimitKeyPlaceholders(t *testing.T) {
 	}
 }
 
+// TestCheckRateLimitClientChosenKey: a key made only of what the client writes (a header, a
+// cookie, the URI) is reported unless a client-IP policy runs before it on the route; a key
+// with the client IP or what authentication sets is not.
+func TestCheckRateLimitClientChosenKey(t *testing.T) {
+	const code = "ratelimit.key_client_chosen"
+	policy := func(key string) string { return "\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey " + key + "\n\t\t}" }
+	for _, key := range []string{"{header.X-API-Key}", "{http.request.cookie.session}", "{query.token}", "{header.X-Tenant}:{header.X-User}"} {
+		f, ok := codes(checkCaddyfile(t, checkSite(policy(key), "\tpolicy_rate_limit p")))[code]
+		if !ok || f.Severity != Info || f.Fix == "" || f.Config == "" || f.Module != "policy_rate_limit" {
+			t.Errorf("key %s: %s %+v (reported: %v)", key, code, f, ok)
+		}
+	}
+	for _, tc := range []struct{ key, site string }{
+		{"{header.X-API-Key}", "\tpolicy_rate_limit api\n\tpolicy_rate_limit p"}, // a client-IP policy first
+		{"{client_ip}:{header.X-User}", "\tpolicy_rate_limit p"},
+		{"{header.X-API-Key}:{http.auth.user.id}", "\troute {\n\t\tbasic_auth {\n\t\t\talice $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t\t}\n\t\tpolicy_rate_limit p\n\t}"},
+		{"{header.X-Forwarded-For}", "\tpolicy_rate_limit p"}, // ratelimit.key_spoofable's
+	} {
+		if f, ok := codes(checkCaddyfile(t, checkSite(policy(tc.key), tc.site)))[code]; ok {
+			t.Errorf("key %s on %q: %s reported: %+v", tc.key, tc.site, code, f)
+		}
+	}
+}
+
 func TestCheckRateLimitNotes(t *testing.T) {
 	bad := codes(checkCaddyfile(t, checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey everyone\n\t\t\tshadow\n\t\t}",
 		"\tsecurity_headers\n\tpolicy_rate_limit p\n\tpolicy_rate_limit api")))

@@ -151,6 +151,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	app.OnValidate(func() {
 		h.checkTrustedProxies(ctx)
 		h.checkKeyAfterAuth(ctx)
+		h.checkClientChosenKey(ctx)
 	})
 	return nil
 }
@@ -299,9 +300,13 @@ func routeBucketSet(policy, template string) string {
 }
 
 // refuse answers a refused request and reports it: metrics, the detector, a sampled event.
+// The detector hears of it only when the bucket is the client's own (its address, alone or in
+// the template): a bucket others share (a global key, a header value anyone may send, a
+// tenant) is drained by whoever sends most, and scoring everyone it then refuses would get
+// every other client of it classified suspicious by one.
 func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, key string, keyIP bool, res ratelimit.Result, limit ratelimit.Limit) error {
 	h.metrics.count(class, resultDenied)
-	if class != ipclass.Suspicious { // already suspicious: a flood's refusals cost no detector work
+	if class != ipclass.Suspicious && (keyIP || h.keyParts != nil) { // already suspicious: a flood's refusals cost no detector work
 		h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
 	}
 	h.sampler.report(h, r, class, key, keyIP, res, false)

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -101,20 +102,72 @@ func (h *PolicyRateLimit) checkKeyAfterAuth(ctx caddy.Context) {
 	}
 }
 
+// checkClientChosenKey reports a key made only of what the client writes (headers, cookies,
+// the URI) on a handler that no client-IP policy_rate_limit runs before: a client that sends a
+// new value with each request has a new bucket each time, so the limit binds only clients
+// that keep their value. An API key the upstream checks later does not change that: the
+// requests with made-up keys reach it. Keys of X-Forwarded-For and the like are
+// ratelimit.key_spoofable already.
+func (h *PolicyRateLimit) checkClientChosenKey(ctx caddy.Context) {
+	if h.ipKey || h.keyParts != nil || !clientChosenKey(h.key) {
+		return
+	}
+	ipPolicy := func(hh caddyhttp.MiddlewareHandler) bool {
+		p, ok := hh.(*PolicyRateLimit)
+		return ok && p.on && (p.ipKey || p.keyParts != nil)
+	}
+	for name, srv := range httpServers(ctx) {
+		if before, found := handlerBeforeWhere(srv.Routes, h, ipPolicy, false); found && !before {
+			_ = h.app.Report(Finding{Code: "ratelimit.key_client_chosen", Severity: Info, Module: "policy_rate_limit",
+				Config:  "apps.http.servers." + name,
+				Message: "policy " + h.policy.name + " keys buckets only by what the client sends (" + h.key + "), and no policy keyed by {client_ip} runs before it: a client that sends a new value with each request gets a new bucket each time (a credential the upstream checks afterwards does not stop that)",
+				Fix:     "put a policy keyed by {client_ip} before it on the route (policy_rate_limit per_ip, then policy_rate_limit " + h.policy.name + "), or key by what authentication sets ({http.auth.user.id}) after the authentication"})
+			return
+		}
+	}
+}
+
+// clientChosenKey reports whether every placeholder of key is one the client writes freely:
+// a header, a cookie or a part of the URI, none of them X-Forwarded-For and the like.
+func clientChosenKey(key string) bool {
+	names, err := keyPlaceholders(key)
+	if err != nil || len(names) == 0 {
+		return false
+	}
+	for _, name := range names {
+		lower := strings.ToLower(name)
+		if !strings.HasPrefix(lower, "http.request.header.") && !strings.HasPrefix(lower, "http.request.cookie.") && !strings.HasPrefix(lower, "http.request.uri") {
+			return false
+		}
+		if slices.Contains(spoofableKeyHeaders, strings.TrimPrefix(lower, "http.request.header.")) {
+			return false
+		}
+	}
+	return true
+}
+
 // handlerBefore reports whether a handler with module ID id runs before h on the way to h
 // through routes, in the order Caddy runs them (matchers aside; a sibling block's handlers do
 // not count), and whether h is there at all.
 func handlerBefore(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler, id caddy.ModuleID, seen bool) (before, found bool) {
+	return handlerBeforeWhere(routes, h, func(hh caddyhttp.MiddlewareHandler) bool {
+		m, ok := hh.(caddy.Module)
+		return ok && m.CaddyModule().ID == id
+	}, seen)
+}
+
+// handlerBeforeWhere is handlerBefore for the handlers match accepts.
+func handlerBeforeWhere(routes caddyhttp.RouteList, h caddyhttp.MiddlewareHandler, match func(caddyhttp.MiddlewareHandler) bool, seen bool) (before, found bool) {
 	for _, r := range routes {
 		for _, hh := range r.Handlers {
 			if hh == h {
 				return seen, true
 			}
-			if m, ok := hh.(caddy.Module); ok && m.CaddyModule().ID == id {
+			if match(hh) {
 				seen = true
 			}
 			if sub, ok := hh.(*caddyhttp.Subroute); ok {
-				if b, f := handlerBefore(sub.Routes, h, id, seen); f {
+				if b, f := handlerBeforeWhere(sub.Routes, h, match, seen); f {
 					return b, true
 				}
 			}

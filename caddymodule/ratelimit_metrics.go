@@ -100,11 +100,11 @@ func setStoreModeMetric(mode string) {
 	}
 }
 
-// registerRateLimitMetrics registers the collectors on the config's registry, with a gauge of
-// the keys each policy's in-memory store tracks (read at scrape time, from the limiter of the
-// configuration that started last).
+// registerRateLimitMetrics registers the collectors on the config's registry, with gauges of
+// the keys each policy's in-memory store tracks and of the adaptive factor (read at scrape
+// time, from the limiter of the configuration that started last).
 func registerRateLimitMetrics(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration, memoryKeys} {
+	for _, c := range []prometheus.Collector{rateLimitDecisions, fallbackDecisions, storeMode, storeDuration, memoryKeys, adaptiveFactor} {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err
 		}
@@ -129,5 +129,23 @@ func (c *memoryKeysCollector) Collect(ch chan<- prometheus.Metric) {
 		s.Each(func(policy string, keys int) {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(keys), policy)
 		})
+	}
+}
+
+// adaptiveFactor is caddy_hardening_ratelimit_adaptive_factor: what adaptive policies multiply
+// their rate and burst by now, so an operator sees why their limits shrank.
+var adaptiveFactor = &adaptiveFactorCollector{desc: prometheus.NewDesc("caddy_hardening_ratelimit_adaptive_factor",
+	"The load factor adaptive rate-limit policies multiply their rate and burst by: 1 below the adaptive cpu_target (and inflight_target), falling to min_factor at full load.", nil, nil)}
+
+type adaptiveFactorCollector struct {
+	desc     *prometheus.Desc
+	adaptive atomic.Pointer[ratelimit.Adaptive]
+}
+
+func (c *adaptiveFactorCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *adaptiveFactorCollector) Collect(ch chan<- prometheus.Metric) {
+	if a := c.adaptive.Load(); a != nil {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, a.Factor())
 	}
 }

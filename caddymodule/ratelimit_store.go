@@ -95,7 +95,7 @@ type limiterEntry struct {
 	memKey   string                        // memory's key in memoryPool
 	redis    *ratelimit.RedisStore         // nil without Redis
 	failover *ratelimit.FailoverStore      // nil without Redis
-	store    ratelimit.Store               // what handlers call: memory, or denials > leases > failover
+	store    ratelimit.Store               // what handlers call: memory, or leases > denials > failover
 	adaptive *ratelimit.Adaptive
 	started  atomic.Bool
 	// runCtx bounds the failover store's Run (its startup probe, then the probes that bring
@@ -253,6 +253,7 @@ func (l *liveApps) settle() {
 	newest := l.apps[len(l.apps)-1].limiter
 	setStoreModeMetric(newest.mode())
 	memoryKeys.stores.Store(newest.memory)
+	adaptiveFactor.adaptive.Store(newest.adaptive)
 }
 
 func (a *App) releaseLimiter() {
@@ -366,12 +367,8 @@ func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 	})
 	// Keys with a large burst lease requests from Redis; refused keys are answered locally
 	// until their retry time, so a flood of refused requests costs Redis nothing (see
-	// ratelimit.LeasingStore and ratelimit.DenialCache).
-	var decider ratelimit.Store = e.failover
-	if !s.NoLeases {
-		decider = ratelimit.NewLeasingStore(e.failover, ratelimit.CacheOptions{})
-	}
-	e.store = ratelimit.NewDenialCache(decider, ratelimit.CacheOptions{})
+	// ratelimit.NewCachedStore).
+	e.store = ratelimit.NewCachedStore(e.failover, !s.NoLeases, ratelimit.CacheOptions{})
 	return e, nil
 }
 

@@ -507,6 +507,66 @@ func TestRateLimitSignalsTheDetector(t *testing.T) {
 	}
 }
 
+// TestRateLimitSharedBucketScoresNoOne: a refusal of a bucket other clients share (a global
+// key, a header value anyone may send) does not score the client it refuses: one client that
+// drains the bucket must not get every other client of it classified suspicious. A refusal of
+// the client's own bucket (its address in the template, or the @<ip> fallback) still does.
+func TestRateLimitSharedBucketScoresNoOne(t *testing.T) {
+	base := proxiedCaddy(t, `		detection {
+			threshold 9
+			score rate_limited 3
+		}
+		policy everyone {
+			limit 1/1h
+			key everyone
+		}
+		policy tenant {
+			limit 1/1h
+			key {header.X-Tenant}
+		}
+		policy own {
+			limit 1/1h
+			key {client_ip}:{header.X-Tenant}
+		}`, `	handle /global {
+		policy_rate_limit everyone
+		respond "ok"
+	}
+	handle /tenant {
+		policy_rate_limit tenant
+		respond "ok"
+	}
+	handle /own {
+		policy_rate_limit own
+		respond "ok"
+	}`)
+	classOf := func(ip string) ipclass.Class { return activeApp(t).classOfAddr(netip.MustParseAddr(ip)) }
+	getReply(t, base+"/global", "X-Forwarded-For: 10.9.3.1") // the first client drains the buckets
+	getReply(t, base+"/tenant", "X-Forwarded-For: 10.9.3.1", "X-Tenant: acme")
+	for range 6 {
+		if got := getReply(t, base+"/global", "X-Forwarded-For: 10.9.3.2").status; got != 429 {
+			t.Fatalf("the drained global bucket answered %d", got)
+		}
+		if got := getReply(t, base+"/tenant", "X-Forwarded-For: 10.9.3.3", "X-Tenant: acme").status; got != 429 {
+			t.Fatalf("the drained tenant bucket answered %d", got)
+		}
+	}
+	for _, ip := range []string{"10.9.3.2", "10.9.3.3"} {
+		if got := classOf(ip); got != ipclass.Default {
+			t.Fatalf("%s, refused six times from a bucket another client drained, is %v; want default", ip, got)
+		}
+	}
+	// Its own buckets: the template with its address, and the fallback of an empty header.
+	for range 4 {
+		getReply(t, base+"/own", "X-Forwarded-For: 10.9.3.4", "X-Tenant: acme")
+		getReply(t, base+"/tenant", "X-Forwarded-For: 10.9.3.5")
+	}
+	for _, ip := range []string{"10.9.3.4", "10.9.3.5"} {
+		if got := classOf(ip); got != ipclass.Suspicious {
+			t.Fatalf("%s, refused three times from its own bucket (score 9), is %v; want suspicious", ip, got)
+		}
+	}
+}
+
 // fixedLoad is an injected CPU reading.
 type fixedLoad struct{ cpu atomic.Value }
 
@@ -546,6 +606,9 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 	if f := lim.adaptive.Factor(); f != 0.25 {
 		t.Fatalf("factor %v under full load, want min_factor 0.25", f)
 	}
+	if f := adaptiveFactorMetric(t); f != 0.25 {
+		t.Fatalf("caddy_hardening_ratelimit_adaptive_factor %v under full load, want 0.25", f)
+	}
 	count := func(client string) int {
 		n := 0
 		for range 10 {
@@ -567,6 +630,9 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 	}
 	if f := lim.adaptive.Factor(); f != 1 {
 		t.Fatalf("factor %v after recovery, want 1", f)
+	}
+	if f := adaptiveFactorMetric(t); f != 1 {
+		t.Fatalf("caddy_hardening_ratelimit_adaptive_factor %v after recovery, want 1", f)
 	}
 	if got := count("b"); got != 8 {
 		t.Fatalf("%d admitted after recovery, want 8", got)
@@ -966,6 +1032,23 @@ func TestRateLimitRemovedPolicyFreesItsStore(t *testing.T) {
 	if got := getReply(t, base+"/kept").status; got != 429 {
 		t.Fatalf("the kept policy's bucket was reset: %d", got)
 	}
+}
+
+// adaptiveFactorMetric reads caddy_hardening_ratelimit_adaptive_factor from the running
+// configuration's metrics registry, as /metrics serves it.
+func adaptiveFactorMetric(t *testing.T) float64 {
+	t.Helper()
+	families, err := activeApp(t).ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "caddy_hardening_ratelimit_adaptive_factor" && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("no caddy_hardening_ratelimit_adaptive_factor in the metrics registry")
+	return 0
 }
 
 // memoryKeySeries reads caddy_hardening_ratelimit_memory_keys: keys by policy label.

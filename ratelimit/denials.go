@@ -40,6 +40,31 @@ func NewDenialCache(inner Store, opts CacheOptions) *DenialCache {
 
 // Allow answers a cached refusal locally, and asks the wrapped store otherwise.
 func (c *DenialCache) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
+	res, _, err := c.decide(ctx, policy, key, l, func() (Result, int64, error) {
+		res, err := c.inner.Allow(ctx, policy, key, l)
+		return res, 0, err
+	})
+	return res, err
+}
+
+// AllowN is Allow for up to n requests (a lease, see LeasingStore): a cached refusal grants
+// none. A wrapped store that is no Reserver is asked for one request.
+func (c *DenialCache) AllowN(ctx context.Context, policy, key string, l Limit, n int64) (Result, int64, error) {
+	return c.decide(ctx, policy, key, l, func() (Result, int64, error) {
+		if r, ok := c.inner.(Reserver); ok {
+			return r.AllowN(ctx, policy, key, l, n)
+		}
+		res, err := c.inner.Allow(ctx, policy, key, l)
+		if err != nil || !res.Allowed {
+			return res, 0, err
+		}
+		return res, 1, nil
+	})
+}
+
+// decide answers a cached refusal, or asks the wrapped store with ask and remembers what it
+// refused.
+func (c *DenialCache) decide(ctx context.Context, policy, key string, l Limit, ask func() (Result, int64, error)) (Result, int64, error) {
 	h, sh := c.denials.shard(policy, key)
 	start := c.now()
 	sh.mu.Lock()
@@ -47,9 +72,9 @@ func (c *DenialCache) Allow(ctx context.Context, policy, key string, l Limit) (R
 	sh.mu.Unlock()
 	if ok && d.limit == l && start < d.until {
 		wait := time.Duration(d.until - start)
-		return Result{RetryAfter: wait, ResetAfter: wait + time.Duration(l.Burst-1)*l.Interval()}, nil
+		return Result{RetryAfter: wait, ResetAfter: wait + time.Duration(l.Burst-1)*l.Interval()}, 0, nil
 	}
-	res, err := c.inner.Allow(ctx, policy, key, l)
+	res, granted, err := ask()
 	// A refusal made because the caller left (its context ended) says nothing about the key,
 	// and one made without the store (Redis failing) says nothing about the store's bucket.
 	if err != nil || res.Allowed || res.RetryAfter <= 0 || ctx.Err() != nil || res.Local || res.Unmetered {
@@ -58,13 +83,30 @@ func (c *DenialCache) Allow(ctx context.Context, policy, key string, l Limit) (R
 			delete(sh.entries, h)
 			sh.mu.Unlock()
 		}
-		return res, err
+		return res, granted, err
 	}
 	sh.mu.Lock()
 	sh.put(h, denial{until: start + int64(res.RetryAfter), limit: l}, start)
 	sh.mu.Unlock()
-	return res, nil
+	return res, 0, nil
 }
+
+// NewCachedStore puts the per-instance caches in front of a remote store (Redis): refusals
+// answered locally until their retry time (DenialCache) and, with leases, keys with a large
+// burst served from leases (LeasingStore) in front of that. The leases come first: a refusal
+// Redis gave one request of a leased key, while another request of it was taking the burst's
+// last lease, says nothing about the requests that lease holds (with the refusals first, the
+// key was refused until its retry time while the instance held leased requests).
+func NewCachedStore(remote Reserver, leases bool, opts CacheOptions) Store {
+	denials := NewDenialCache(remote, opts)
+	if !leases {
+		return denials
+	}
+	return NewLeasingStore(denials, opts)
+}
+
+// Interface guard.
+var _ Reserver = (*DenialCache)(nil)
 
 // Len is the number of refusals remembered.
 func (c *DenialCache) Len() int { return c.denials.len() }

@@ -52,8 +52,9 @@ type lease struct {
 	// refill is open while one request asks the inner store for the next lease; the key's
 	// other requests wait for it rather than each asking Redis.
 	refill chan struct{}
-	// refused is the inner store's last refusal, valid until deniedUntil: requests that waited
-	// for a refill that was refused take it rather than ask again.
+	// refused is the inner store's last refusal, valid until deniedUntil: the key's requests
+	// take it rather than ask again, until a lease arrives (a refill another request had sent
+	// before the refusal may still bring one).
 	refused     Result
 	deniedUntil int64
 }
@@ -89,7 +90,7 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 			sh.entries[h] = ls
 			sh.mu.Unlock()
 			return Result{Allowed: true, Remaining: ls.remaining + ls.left, ResetAfter: time.Duration(max(0, ls.resetAt-now))}, nil
-		case ok && waits > 0 && now < ls.deniedUntil:
+		case ok && now < ls.deniedUntil:
 			sh.mu.Unlock()
 			refused := ls.refused
 			refused.RetryAfter = time.Duration(ls.deniedUntil - now)
@@ -141,9 +142,17 @@ func (s *LeasingStore) settle(h uint64, sh *expiringShard[lease], l Limit, asked
 	}
 	sh.mu.Lock()
 	if prev, ok := sh.entries[h]; ok && prev.limit == l && prev.left > 0 && asked < prev.expires {
+		// The kept requests expire when they would have; with a new lease beside them, all
+		// expire at the sooner of the two times. A refill that brought no lease (a refusal, one
+		// request, an error) has no expiry of its own to take: taking its ask time (already
+		// past) instead expired the kept requests at once, and the next request threw them away.
+		if ls.left > 0 {
+			ls.expires = min(prev.expires, ls.expires)
+		} else {
+			ls.expires = prev.expires
+		}
 		ls.left += prev.left
 		ls.remaining = res.Remaining
-		ls.expires = min(prev.expires, max(ls.expires, asked))
 		ls.resetAt = max(prev.resetAt, ls.resetAt)
 		ls.refused, ls.deniedUntil = Result{}, 0
 	}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -131,5 +132,53 @@ func TestRedisStoreAllowNGrantsWhatFits(t *testing.T) {
 		if granted == 0 && (res.RetryAfter <= l.Interval()-time.Second || res.RetryAfter > l.Interval()) {
 			t.Fatalf("refusal RetryAfter %v, want about one interval (%v)", res.RetryAfter, l.Interval())
 		}
+	}
+}
+
+// TestCachedStoreLosesNoLeaseUnderConcurrency: the handler's stack over Redis (NewCachedStore)
+// under 56 concurrent callers of one key with a burst of 300: the requests Redis granted are
+// admitted. When two requests of the key ask Redis at once and one takes the burst's last
+// lease, the other is refused. The leased requests must keep their expiry when that refusal
+// settles beside them (they took its ask time, already past, and the next request threw them
+// away), and the refusal must not be answered to the key's requests while the lease holds
+// some (a refusal cache in front of the leases did). Before, a key admitted up to a sixth
+// less than its burst.
+func TestCachedStoreLosesNoLeaseUnderConcurrency(t *testing.T) {
+	r := testenv.StartRedis(t)
+	l := Limit{Rate: 600, Period: time.Minute, Burst: 300}
+	store := NewCachedStore(NewFailoverStore(newTestStore(t, r, RedisOptions{Prefix: "lease:"}),
+		NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), true, CacheOptions{})
+	callers := []Store{store, store, store, store, store, store, store} // 8 goroutines each
+	for round := range 5 {
+		key := fmt.Sprintf("k%d", round)
+		admitted, elapsed := hammerStores(t, callers, []string{key}, l, 300*time.Millisecond)
+		if least := l.Burst - l.Burst/leaseDivisor; admitted[key] < least {
+			t.Fatalf("round %d: %d admitted in %v from a full bucket of %d; at most one lease (%d) may be lost", round, admitted[key], elapsed, l.Burst, l.Burst/leaseDivisor)
+		}
+		if most := l.Burst + int64(elapsed/l.Interval()) + 1; admitted[key] > most {
+			t.Fatalf("round %d: %d admitted in %v; GCRA allows %d", round, admitted[key], elapsed, most)
+		}
+	}
+}
+
+// TestCachedStoreRefusesALeasedKeyLocally: once Redis refused a key with a large burst, its
+// next requests are refused by the lease entry until the retry time, without a round trip
+// and without an allocation (a flood of refused requests costs what the denial cache's do).
+func TestCachedStoreRefusesALeasedKeyLocally(t *testing.T) {
+	r := testenv.StartRedis(t)
+	l := Limit{Rate: 1, Period: time.Hour, Burst: 300}
+	store := NewCachedStore(NewFailoverStore(newTestStore(t, r, RedisOptions{}),
+		NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), true, CacheOptions{})
+	for mustAllow(t, store, "p", "k", l).Allowed {
+	}
+	before := r.CommandCalls(t, "evalsha", "eval")
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		if res, err := store.Allow(ctx, "p", "k", l); err != nil || res.Allowed || res.RetryAfter <= 0 {
+			t.Fatalf("a drained key: %+v, %v; want a refusal with a retry time", res, err)
+		}
+	})
+	if calls := r.CommandCalls(t, "evalsha", "eval") - before; calls != 0 || allocs != 0 {
+		t.Fatalf("1000 refusals of a drained leased key: %d script runs, %v allocations each; want none", calls, allocs)
 	}
 }

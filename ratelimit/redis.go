@@ -58,6 +58,8 @@ type RedisOptions struct {
 // time; the braces are a Cluster hash tag, so a key's decision is one script on one slot. A
 // partition key longer than 128 bytes (or starting with "sha256:") is replaced by "sha256:"
 // and its hex SHA-256 digest: a client that sends a 1 MB header value costs Redis 71 bytes.
+// So is a key holding a '}', which would end the hash tag early: the Cluster slot would be
+// chosen by the part before it, which a client can keep the same for every key it makes.
 // The key expires when its bucket is full again, so idle keys vanish by themselves. The
 // failover probe (see FailoverStore.Run) decides on keys of its own, `<Prefix>probe:{<n>}`,
 // which live a millisecond.
@@ -204,9 +206,11 @@ func (s *RedisStore) AllowN(ctx context.Context, policy, key string, l Limit, n 
 	}
 }
 
-// redisKey is `<prefix>{<policy>:<key>}`, with long or look-alike keys hashed.
+// redisKey is `<prefix>{<policy>:<key>}`, with long or look-alike keys hashed, and keys
+// holding a '}': Redis Cluster hashes the text up to the first '}', so a client that appended
+// "}<anything>" to the values it sends would put every key it makes on one slot.
 func (s *RedisStore) redisKey(policy, key string) string {
-	if len(key) > maxKeyBytes || strings.HasPrefix(key, hashedKeyPrefix) {
+	if len(key) > maxKeyBytes || strings.HasPrefix(key, hashedKeyPrefix) || strings.IndexByte(key, '}') >= 0 {
 		sum := sha256.Sum256([]byte(key))
 		key = hashedKeyPrefix + hex.EncodeToString(sum[:])
 	}

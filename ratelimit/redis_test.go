@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -255,7 +256,8 @@ func TestRedisStoreKeyFormatAndLongKeys(t *testing.T) {
 	l := Limit{Rate: 1, Period: time.Minute, Burst: 2}
 	long := strings.Repeat("x", 10000)
 	lookAlike := "sha256:" + strings.Repeat("0", 64)
-	for _, key := range []string{"1.2.3.4", long, lookAlike, strings.Repeat("y", maxKeyBytes)} {
+	braced := "tenant}a"
+	for _, key := range []string{"1.2.3.4", long, lookAlike, strings.Repeat("y", maxKeyBytes), braced, "{x"} {
 		mustAllow(t, s, "login", key, l)
 	}
 	hexOf := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
@@ -264,6 +266,8 @@ func TestRedisStoreKeyFormatAndLongKeys(t *testing.T) {
 		"hardening:{login:sha256:" + hexOf(long) + "}",
 		"hardening:{login:sha256:" + hexOf(lookAlike) + "}",
 		"hardening:{login:" + strings.Repeat("y", maxKeyBytes) + "}",
+		"hardening:{login:sha256:" + hexOf(braced) + "}",
+		"hardening:{login:{x}",
 	}
 	v, err := r.Do("KEYS", "*")
 	if err != nil {
@@ -282,6 +286,28 @@ func TestRedisStoreKeyFormatAndLongKeys(t *testing.T) {
 	mustAllow(t, s, "login", long, l)
 	if mustAllow(t, s, "login", long, l).Allowed {
 		t.Fatal("a long key's requests do not share one bucket")
+	}
+}
+
+// TestRedisStoreClusterSlotIsTheWholeKey: header values that share a prefix before a '}'
+// ("}0", "}1", ...: what a client picks to steer its keys) still spread over the Cluster's
+// masters. Redis hashes only the text up to the first '}' of a key's hash tag, so before such
+// keys were hashed they all landed on the slot of "<policy>:".
+func TestRedisStoreClusterSlotIsTheWholeKey(t *testing.T) {
+	c := testenv.StartCluster(t)
+	s := newClusterStore(t, c, RedisOptions{Prefix: "hardening:"})
+	l := Limit{Rate: 1, Period: time.Minute, Burst: 2}
+	for i := range 60 {
+		mustAllow(t, s, "api", "}"+strconv.Itoa(i), l)
+	}
+	for _, n := range c.Nodes {
+		v, err := n.Do("DBSIZE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys := v.(int64); keys == 0 || keys == 60 {
+			t.Fatalf("master %s holds %d of 60 keys; want them spread over the 3 masters", n.Addr, keys)
+		}
 	}
 }
 
