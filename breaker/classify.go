@@ -44,6 +44,10 @@ type Result struct {
 	Latency time.Duration
 	// ClientGone is true when the client cancelled the request.
 	ClientGone bool
+	// ClientFault is true when reading the client's request body failed (malformed chunked
+	// encoding, a body cut short, one over a size limit): the upstream never got a whole
+	// request, so what followed (reverse_proxy's 502) says nothing about it.
+	ClientFault bool
 }
 
 // Classifier turns a Result into an Outcome.
@@ -57,14 +61,14 @@ type Classifier struct {
 // Reason names why a result is a failure ("error", "status", "slow"); empty otherwise.
 type Reason string
 
-// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client is
-// excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
+// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client, or
+// one whose request body could not be read, is excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
 // 502, a timeout 504, no upstream 503, a handler's own failure 500) is a failure; a handler
 // error with another status (file_server's 404, a 413) is judged by that status like a written
 // one, a failure when Statuses has it and otherwise excluded (the request's own fault); then the
 // written status; then the latency.
 func (c *Classifier) Classify(res Result) (Outcome, Reason) {
-	if res.ClientGone || res.Status == 499 {
+	if res.ClientGone || res.ClientFault || res.Status == 499 {
 		return Excluded, ""
 	}
 	if res.Err != nil {

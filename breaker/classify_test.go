@@ -39,6 +39,8 @@ func TestClassify(t *testing.T) {
 		{"error without status, 404 configured", Classifier{Statuses: with404}, Result{Err: errDial}, Failure, "error"},
 		{"client gone, 404 configured", Classifier{Statuses: with404}, Result{Err: errNotFound, ErrStatus: 404, ClientGone: true}, Excluded, ""},
 		{"client gone", Classifier{Statuses: def}, Result{Err: context.Canceled, ErrStatus: 502, ClientGone: true}, Excluded, ""},
+		{"request body unreadable (502 error)", Classifier{Statuses: def}, Result{Err: errors.New("invalid byte in chunk length"), ErrStatus: 502, ClientFault: true}, Excluded, ""},
+		{"request body unreadable, 500 written", Classifier{Statuses: def}, Result{Status: 500, ClientFault: true}, Excluded, ""},
 		{"499 written", Classifier{Statuses: def}, Result{Status: 499}, Excluded, ""},
 		{"slow", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: 2 * time.Second}, Failure, "slow"},
 		{"fast enough", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: time.Second}, Success, ""},

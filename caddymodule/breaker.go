@@ -42,8 +42,9 @@ type breakerInConfig struct {
 // A failure is an error from the next handler with a 5xx status or none (a refused dial is
 // 502, a timeout 504), a response status in `failure_status`, or a response header slower than
 // `slow_threshold`. An error with another status (file_server's 404) is judged by that status
-// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels
-// is not counted either.
+// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels,
+// or whose request body cannot be read (reverse_proxy's 502 for a malformed chunked body), is
+// not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body, or runs the `fallback` routes instead. Before the fallback
@@ -352,6 +353,10 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}
 	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h: h, tk: tk, start: time.Now()}
+	if r.Body != nil && r.Body != http.NoBody {
+		rec.body.ReadCloser = r.Body
+		r.Body = &rec.body
+	}
 	defer func() {
 		if !rec.reported { // a panic in the route: the upstream did not answer well
 			rec.report(breaker.Result{Err: errRoutePanicked})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -85,10 +86,12 @@ type breakerRecorder struct {
 	start    time.Time
 	wrote    bool // a final header went out
 	reported bool
+	body     watchedBody // the request body, when it has one
 }
 
 func (rec *breakerRecorder) report(res breaker.Result) {
 	rec.reported = true
+	res.ClientFault = rec.body.failed.Load()
 	o, _ := rec.h.classifier.Classify(res)
 	rec.tk.Report(o)
 	rec.h.metrics.outcomes[o].Inc()
@@ -117,4 +120,22 @@ func (rec *breakerRecorder) ReadFrom(r io.Reader) (int64, error) {
 		rec.WriteHeader(http.StatusOK)
 	}
 	return rec.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// watchedBody is the request body as the rest of the route reads it. It remembers a failed
+// read (malformed chunked encoding, a body cut short, one over request_body's max_size): the
+// upstream never got a whole request, and reverse_proxy answers that with a 502 like a dead
+// upstream, which any client could send to open the breaker for everyone. The transport reads
+// it on its own goroutine, hence the atomic.
+type watchedBody struct {
+	io.ReadCloser
+	failed atomic.Bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
+	}
+	return n, err
 }

@@ -393,6 +393,64 @@ func TestBreakerClientCancellationIsNotAFailure(t *testing.T) {
 	}
 }
 
+// TestBreakerUnreadableRequestBodyIsNotAFailure: a request whose body cannot be read (malformed
+// chunked encoding, or over request_body's max_size) gets reverse_proxy's 502 or 413 with the
+// upstream healthy; counted as a failure, three such requests from anyone opened the breaker for
+// every client. They are excluded, and the upstream answers the next request.
+func TestBreakerUnreadableRequestBodyIsNotAFailure(t *testing.T) {
+	u := startUpstream(t, "ok")
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /limited/* {
+		request_body {
+			max_size 10
+		}
+		upstream_breaker t_body {
+			consecutive_failures 2
+			open_for 1m
+		}
+		reverse_proxy %[2]s
+	}
+	upstream_breaker t_body {
+		consecutive_failures 2
+		open_for 1m
+	}
+	reverse_proxy %[2]s
+}
+`, port, u.addr()))
+	before := breakerCount(t, "t_body", "excluded")
+	for range 3 {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\nzz\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		status, _ := io.ReadAll(io.LimitReader(c, 12))
+		c.Close()
+		if !strings.HasPrefix(string(status), "HTTP/1.1 5") {
+			t.Fatalf("malformed chunked body: %q", status)
+		}
+	}
+	for range 3 {
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/limited/x", port), "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 100)))) // chunked: no length to refuse up front
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := breakerCount(t, "t_body", "excluded") - before; n != 6 {
+		t.Errorf("%v unreadable bodies counted as excluded, want 6", n)
+	}
+	if s := breakerStatus(t, "t_body"); s.Observed["state"] != "closed" {
+		t.Fatalf("requests with unreadable bodies opened the breaker of a healthy upstream: %+v", s)
+	}
+	if r := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); r.status != 200 {
+		t.Fatalf("after unreadable bodies: %d", r.status)
+	}
+}
+
 // breakerCount reads breaker_requests_total{breaker, outcome}.
 func breakerCount(t *testing.T, name, outcome string) float64 {
 	t.Helper()
