@@ -61,14 +61,15 @@ type Classifier struct {
 // Reason names why a result is a failure ("error", "status", "slow"); empty otherwise.
 type Reason string
 
-// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client, or
-// one whose request body could not be read, is excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
+// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client, one
+// whose request body could not be read, or one whose request the proxy's transport refused (an
+// Upgrade header to an HTTP/2 upstream), is excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
 // 502, a timeout 504, no upstream 503, a handler's own failure 500) is a failure; a handler
 // error with another status (file_server's 404, a 413) is judged by that status like a written
 // one, a failure when Statuses has it and otherwise excluded (the request's own fault); then the
 // written status; then the latency.
 func (c *Classifier) Classify(res Result) (Outcome, Reason) {
-	if res.ClientGone || res.ClientFault || res.Status == 499 {
+	if res.ClientGone || res.ClientFault || res.Status == 499 || requestRefused(res.Err) {
 		return Excluded, ""
 	}
 	if res.Err != nil {
@@ -87,6 +88,36 @@ func (c *Classifier) Classify(res Result) (Outcome, Reason) {
 		return Failure, "slow"
 	}
 	return Success, ""
+}
+
+// refusedRequest are the messages of Go's HTTP/2 client (golang.org/x/net/http2 and the copy in
+// net/http) refusing a request before it is sent, for what the client wrote: reverse_proxy
+// answers them 502, like a dead upstream, so a client could open the breaker of an h2c or h2
+// upstream at will, with `Upgrade: websocket` (HTTP/2 has no Upgrade) or a header list over the
+// upstream's limit. Go has no error types for them.
+var refusedRequest = []string{
+	"invalid Upgrade request header", // golang.org/x/net/internal/httpcommon
+	"invalid Connection request header",
+	"invalid Transfer-Encoding request header",
+	"request header list larger than peer's advertised limit",
+	"invalid HTTP header ", // name or value; a response's are "invalid header field ..."
+	"invalid HTTP trailer ",
+	"invalid request :path",
+	"net/http: invalid header ", // the HTTP/1 transport's
+}
+
+// requestRefused reports whether err is the client's request refused by the proxy's transport.
+func requestRefused(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, m := range refusedRequest {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // StatusSet is a set of HTTP status codes 100-599, as a bitmap.

@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,9 @@ func TestClassify(t *testing.T) {
 		{"client gone", Classifier{Statuses: def}, Result{Err: context.Canceled, ErrStatus: 502, ClientGone: true}, Excluded, ""},
 		{"request body unreadable (502 error)", Classifier{Statuses: def}, Result{Err: errors.New("invalid byte in chunk length"), ErrStatus: 502, ClientFault: true}, Excluded, ""},
 		{"request body unreadable, 500 written", Classifier{Statuses: def}, Result{Status: 500, ClientFault: true}, Excluded, ""},
+		{"Upgrade refused by the HTTP/2 transport (502 error)", Classifier{Statuses: def}, Result{Err: fmt.Errorf("wrapped: %w", errors.New(`http2: invalid Upgrade request header: ["websocket"]`)), ErrStatus: 502}, Excluded, ""},
+		{"header list over the upstream's limit (502 error)", Classifier{Statuses: def}, Result{Err: errors.New("request header list larger than peer's advertised limit"), ErrStatus: 502}, Excluded, ""},
+		{"a response header the HTTP/2 client refuses is the upstream's", Classifier{Statuses: def}, Result{Err: errors.New(`invalid header field value for "x"`), ErrStatus: 502}, Failure, "error"},
 		{"499 written", Classifier{Statuses: def}, Result{Status: 499}, Excluded, ""},
 		{"slow", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: 2 * time.Second}, Failure, "slow"},
 		{"fast enough", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: time.Second}, Success, ""},

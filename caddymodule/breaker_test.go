@@ -451,6 +451,45 @@ func TestBreakerUnreadableRequestBodyIsNotAFailure(t *testing.T) {
 	}
 }
 
+// TestBreakerRequestRefusedByTheTransportIsNotAFailure: Go's HTTP/2 client refuses a request
+// with an Upgrade header (HTTP/2 has none), and reverse_proxy answers 502 with the h2c upstream
+// healthy; counted as a failure, a few `Upgrade: websocket` requests from anyone opened the
+// breaker for every client. They are excluded.
+func TestBreakerRequestRefusedByTheTransportIsNotAFailure(t *testing.T) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetUnencryptedHTTP2(true)
+	up.Start()
+	t.Cleanup(up.Close)
+	block, url := breakerSite(t, "t_upgrade", "consecutive_failures 2\nopen_for 1m", "h2c://"+strings.TrimPrefix(up.URL, "http://"))
+	testcaddy.StartCaddy(t, block)
+	if r := getReply(t, url); r.status != 200 || r.body != "HTTP/2.0" {
+		t.Fatalf("through h2c: %d %q", r.status, r.body)
+	}
+	before := breakerCount(t, "t_upgrade", "excluded")
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("an upgrade to an h2c upstream: %d", resp.StatusCode)
+		}
+	}
+	if n := breakerCount(t, "t_upgrade", "excluded") - before; n != 3 {
+		t.Errorf("%v refused upgrades counted as excluded, want 3", n)
+	}
+	if s := breakerStatus(t, "t_upgrade"); s.Observed["state"] != "closed" {
+		t.Fatalf("upgrade requests opened the breaker of a healthy upstream: %+v", s)
+	}
+}
+
 // breakerCount reads breaker_requests_total{breaker, outcome}.
 func breakerCount(t *testing.T, name, outcome string) float64 {
 	t.Helper()
