@@ -95,8 +95,9 @@ type UpstreamBreaker struct {
 	// errors with a 5xx status or none are failures whatever it says. Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
-	// SlowThreshold makes a response whose header took longer than this a failure. Default:
-	// off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
+	// SlowThreshold makes a response whose header took longer than this a failure, counted
+	// from the end of the request body (or the request's start, for one without a body), so a
+	// client that uploads slowly does not make the upstream slow. Default: off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
 	// `response_header_timeout` so hangs become 504 errors.
 	SlowThreshold caddy.Duration `json:"slow_threshold,omitempty"`
 
@@ -364,7 +365,7 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}()
 	err = next.ServeHTTP(rec, r)
 	if !rec.reported { // no response header was written: judge by the error
-		res := breaker.Result{Err: err, Latency: time.Since(rec.start),
+		res := breaker.Result{Err: err, Latency: rec.latency(),
 			ClientGone: errors.Is(r.Context().Err(), context.Canceled)}
 		if err != nil {
 			var he caddyhttp.HandlerError // declared here: it escapes, so only errors pay for it

@@ -490,6 +490,45 @@ func TestBreakerRequestRefusedByTheTransportIsNotAFailure(t *testing.T) {
 	}
 }
 
+// TestBreakerSlowUploadIsNotASlowUpstream: slow_threshold judges the upstream's time to answer,
+// counted from the end of the request body: a client that trickles its body made a fast
+// upstream "slow", and two such uploads from anyone opened the breaker.
+func TestBreakerSlowUploadIsNotASlowUpstream(t *testing.T) {
+	u := startUpstream(t, "ok")
+	block, url := breakerSite(t, "t_upload", "slow_threshold 100ms\nconsecutive_failures 2\nopen_for 1m", u.addr())
+	testcaddy.StartCaddy(t, block)
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+	for range 3 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\n")
+		for _, b := range []byte("slow") { // 4 x 60 ms: longer than slow_threshold
+			time.Sleep(60 * time.Millisecond)
+			_, _ = c.Write([]byte{b})
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		status, _ := io.ReadAll(io.LimitReader(c, 12))
+		c.Close()
+		if string(status) != "HTTP/1.1 200" {
+			t.Fatalf("a slow upload to a fast upstream: %q", status)
+		}
+	}
+	if s := breakerStatus(t, "t_upload"); s.Observed["state"] != "closed" {
+		t.Fatalf("slow uploads opened the breaker of a fast upstream: %+v", s)
+	}
+	u.mode.Store("slow") // 150 ms after the whole body: slow
+	for range 2 {
+		resp, err := http.Post(url, "text/plain", strings.NewReader("fast upload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	waitBreakerState(t, "t_upload", "open")
+}
+
 // breakerCount reads breaker_requests_total{breaker, outcome}.
 func breakerCount(t *testing.T, name, outcome string) float64 {
 	t.Helper()
