@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -136,23 +137,28 @@ func (s *StatusSet) add(code int) { s[code/64] |= 1 << (code % 64) }
 // Empty reports whether no code is in the set.
 func (s *StatusSet) Empty() bool { return *s == StatusSet{} }
 
+// inClass reports whether a class token ("5xx") covers code. It leaves out 501 Not
+// Implemented, an upstream's answer to a method it does not know (Apache, Python's
+// http.server): any client can send `PURGE /` three times, and counting those would let it open
+// the breaker for everyone. Written as a code, 501 counts.
+func inClass(code int) bool { return code != http.StatusNotImplemented }
+
 // String lists the set as ParseStatuses reads it: full classes as "5xx", other codes one by
-// one, in order ("404 5xx"), so equal sets print alike however they were written.
+// one, in order ("404 5xx", "501 5xx"), so equal sets print alike however they were written.
 func (s *StatusSet) String() string {
 	var parts []string
 	for class := 1; class <= 5; class++ {
 		full := true
 		for c := class * 100; c < class*100+100; c++ {
-			full = full && s.Has(c)
+			full = full && (s.Has(c) || !inClass(c))
+		}
+		for c := class * 100; c < class*100+100; c++ {
+			if s.Has(c) && (!full || !inClass(c)) {
+				parts = append(parts, strconv.Itoa(c))
+			}
 		}
 		if full {
 			parts = append(parts, strconv.Itoa(class)+"xx")
-			continue
-		}
-		for c := class * 100; c < class*100+100; c++ {
-			if s.Has(c) {
-				parts = append(parts, strconv.Itoa(c))
-			}
 		}
 	}
 	return strings.Join(parts, " ")
@@ -178,7 +184,9 @@ func (s *StatusSet) parse(tok string) error {
 	if len(tok) == 3 && strings.HasSuffix(strings.ToLower(tok), "xx") && tok[0] >= '4' && tok[0] <= '5' {
 		base := int(tok[0]-'0') * 100
 		for c := base; c < base+100; c++ {
-			s.add(c)
+			if inClass(c) {
+				s.add(c)
+			}
 		}
 		return nil
 	}

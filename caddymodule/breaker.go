@@ -91,8 +91,10 @@ type UpstreamBreaker struct {
 	HalfOpenRequests int `json:"half_open_requests,omitempty"`
 
 	// FailureStatus lists the response statuses that count as failures: codes ("503") or
-	// classes ("5xx"), written or carried by a handler error (file_server's 404). Handler
-	// errors with a 5xx status or none are failures whatever it says. Default: 5xx.
+	// classes ("5xx"), written or carried by a handler error (file_server's 404). A class
+	// leaves out 501, an upstream's answer to a method it does not know, which any client can
+	// send; write "501" to count it. Handler errors with a 5xx status or none are failures
+	// whatever it says. Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
 	// SlowThreshold makes a response whose header took longer than this a failure, counted

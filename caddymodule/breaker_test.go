@@ -529,6 +529,34 @@ func TestBreakerSlowUploadIsNotASlowUpstream(t *testing.T) {
 	waitBreakerState(t, "t_upload", "open")
 }
 
+// TestBreakerUnknownMethodIsNotAFailure: an upstream answers a method it does not know with 501
+// (Apache, Python's http.server); any client can send one, so the default 5xx must not count it,
+// or three `PURGE /` opened the breaker for everyone.
+func TestBreakerUnknownMethodIsNotAFailure(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.WriteHeader(http.StatusNotImplemented)
+		}
+	}))
+	t.Cleanup(up.Close)
+	block, url := breakerSite(t, "t_method", "consecutive_failures 2\nopen_for 1m", strings.TrimPrefix(up.URL, "http://"))
+	testcaddy.StartCaddy(t, block)
+	for range 3 {
+		req, _ := http.NewRequest("PURGE", url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotImplemented {
+			t.Fatalf("PURGE: %d, want the upstream's 501", resp.StatusCode)
+		}
+	}
+	if s := breakerStatus(t, "t_method"); s.Observed["state"] != "closed" {
+		t.Fatalf("unknown methods opened the breaker of a healthy upstream: %+v", s)
+	}
+}
+
 // breakerCount reads breaker_requests_total{breaker, outcome}.
 func breakerCount(t *testing.T, name, outcome string) float64 {
 	t.Helper()
