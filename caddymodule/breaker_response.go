@@ -143,14 +143,22 @@ func (rec *breakerRecorder) ReadFrom(r io.Reader) (int64, error) {
 type watchedBody struct {
 	io.ReadCloser
 	failed atomic.Bool
+	closed atomic.Bool  // closed by the route (the transport, when the upstream failed)
 	last   atomic.Int64 // unix nanoseconds of the last read: the upload's end, once read whole
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.last.Store(time.Now().UnixNano())
-	if err != nil && err != io.EOF {
+	// A read that fails because the route closed the body (the transport does when the
+	// upstream fails mid-upload) is not the client's fault.
+	if err != nil && err != io.EOF && !b.closed.Load() {
 		b.failed.Store(true)
 	}
 	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	b.closed.Store(true)
+	return b.ReadCloser.Close()
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -448,6 +449,24 @@ func TestBreakerUnreadableRequestBodyIsNotAFailure(t *testing.T) {
 	}
 	if r := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); r.status != 200 {
 		t.Fatalf("after unreadable bodies: %d", r.status)
+	}
+}
+
+// TestWatchedBodyBlamesOnlyTheClient: a read error is the client's unless the route closed the
+// body first (the transport does when the upstream fails mid-upload, and the read it was
+// blocked in then fails): an upstream dying during uploads must still count.
+func TestWatchedBodyBlamesOnlyTheClient(t *testing.T) {
+	pr, pw := io.Pipe()
+	b := &watchedBody{ReadCloser: pr}
+	_ = pw.CloseWithError(errors.New("malformed chunked encoding"))
+	if _, err := b.Read(make([]byte, 8)); err == nil || !b.failed.Load() {
+		t.Fatalf("a failed read of the client's body: err %v, failed %v", err, b.failed.Load())
+	}
+	pr, _ = io.Pipe()
+	b = &watchedBody{ReadCloser: pr}
+	_ = b.Close()
+	if _, err := b.Read(make([]byte, 8)); err == nil || b.failed.Load() {
+		t.Fatalf("a read after the route closed the body: err %v, failed %v", err, b.failed.Load())
 	}
 }
 
