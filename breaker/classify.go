@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,10 @@ type Result struct {
 	Latency time.Duration
 	// ClientGone is true when the client cancelled the request.
 	ClientGone bool
+	// ClientFault is true when reading the client's request body failed (malformed chunked
+	// encoding, a body cut short, one over a size limit): the upstream never got a whole
+	// request, so what followed (reverse_proxy's 502) says nothing about it.
+	ClientFault bool
 }
 
 // Classifier turns a Result into an Outcome.
@@ -57,14 +62,15 @@ type Classifier struct {
 // Reason names why a result is a failure ("error", "status", "slow"); empty otherwise.
 type Reason string
 
-// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client is
-// excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
+// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client, one
+// whose request body could not be read, or one whose request the proxy's transport refused (an
+// Upgrade header to an HTTP/2 upstream), is excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
 // 502, a timeout 504, no upstream 503, a handler's own failure 500) is a failure; a handler
 // error with another status (file_server's 404, a 413) is judged by that status like a written
 // one, a failure when Statuses has it and otherwise excluded (the request's own fault); then the
 // written status; then the latency.
 func (c *Classifier) Classify(res Result) (Outcome, Reason) {
-	if res.ClientGone || res.Status == 499 {
+	if res.ClientGone || res.ClientFault || res.Status == 499 || requestRefused(res.Err) {
 		return Excluded, ""
 	}
 	if res.Err != nil {
@@ -85,6 +91,36 @@ func (c *Classifier) Classify(res Result) (Outcome, Reason) {
 	return Success, ""
 }
 
+// refusedRequest are the messages of Go's HTTP/2 client (golang.org/x/net/http2 and the copy in
+// net/http) refusing a request before it is sent, for what the client wrote: reverse_proxy
+// answers them 502, like a dead upstream, so a client could open the breaker of an h2c or h2
+// upstream at will, with `Upgrade: websocket` (HTTP/2 has no Upgrade) or a header list over the
+// upstream's limit. Go has no error types for them.
+var refusedRequest = []string{
+	"invalid Upgrade request header", // golang.org/x/net/internal/httpcommon
+	"invalid Connection request header",
+	"invalid Transfer-Encoding request header",
+	"request header list larger than peer's advertised limit",
+	"invalid HTTP header ", // name or value; a response's are "invalid header field ..."
+	"invalid HTTP trailer ",
+	"invalid request :path",
+	"net/http: invalid header ", // the HTTP/1 transport's
+}
+
+// requestRefused reports whether err is the client's request refused by the proxy's transport.
+func requestRefused(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, m := range refusedRequest {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
+}
+
 // StatusSet is a set of HTTP status codes 100-599, as a bitmap.
 type StatusSet [10]uint64
 
@@ -101,23 +137,28 @@ func (s *StatusSet) add(code int) { s[code/64] |= 1 << (code % 64) }
 // Empty reports whether no code is in the set.
 func (s *StatusSet) Empty() bool { return *s == StatusSet{} }
 
+// inClass reports whether a class token ("5xx") covers code. It leaves out 501 Not
+// Implemented, an upstream's answer to a method it does not know (Apache, Python's
+// http.server): any client can send `PURGE /` three times, and counting those would let it open
+// the breaker for everyone. Written as a code, 501 counts.
+func inClass(code int) bool { return code != http.StatusNotImplemented }
+
 // String lists the set as ParseStatuses reads it: full classes as "5xx", other codes one by
-// one, in order ("404 5xx"), so equal sets print alike however they were written.
+// one, in order ("404 5xx", "501 5xx"), so equal sets print alike however they were written.
 func (s *StatusSet) String() string {
 	var parts []string
 	for class := 1; class <= 5; class++ {
 		full := true
 		for c := class * 100; c < class*100+100; c++ {
-			full = full && s.Has(c)
+			full = full && (s.Has(c) || !inClass(c))
+		}
+		for c := class * 100; c < class*100+100; c++ {
+			if s.Has(c) && (!full || !inClass(c)) {
+				parts = append(parts, strconv.Itoa(c))
+			}
 		}
 		if full {
 			parts = append(parts, strconv.Itoa(class)+"xx")
-			continue
-		}
-		for c := class * 100; c < class*100+100; c++ {
-			if s.Has(c) {
-				parts = append(parts, strconv.Itoa(c))
-			}
 		}
 	}
 	return strings.Join(parts, " ")
@@ -143,7 +184,9 @@ func (s *StatusSet) parse(tok string) error {
 	if len(tok) == 3 && strings.HasSuffix(strings.ToLower(tok), "xx") && tok[0] >= '4' && tok[0] <= '5' {
 		base := int(tok[0]-'0') * 100
 		for c := base; c < base+100; c++ {
-			s.add(c)
+			if inClass(c) {
+				s.add(c)
+			}
 		}
 		return nil
 	}

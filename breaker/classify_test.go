@@ -3,6 +3,7 @@ package breaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,7 @@ func TestClassify(t *testing.T) {
 		{"404 from the upstream is an answer", Classifier{Statuses: def}, Result{Status: 404}, Success, ""},
 		{"500", Classifier{Statuses: def}, Result{Status: 500}, Failure, "status"},
 		{"503", Classifier{Statuses: def}, Result{Status: 503}, Failure, "status"},
+		{"501 (a method the upstream does not know) is an answer", Classifier{Statuses: def}, Result{Status: 501}, Success, ""},
 		{"500 not in the configured set", Classifier{Statuses: only503}, Result{Status: 500}, Success, ""},
 		{"dial refused (502 error)", Classifier{Statuses: only503}, Result{Err: errDial, ErrStatus: 502}, Failure, "error"},
 		{"timeout (504 error)", Classifier{Statuses: def}, Result{Err: errDial, ErrStatus: 504}, Failure, "error"},
@@ -39,6 +41,11 @@ func TestClassify(t *testing.T) {
 		{"error without status, 404 configured", Classifier{Statuses: with404}, Result{Err: errDial}, Failure, "error"},
 		{"client gone, 404 configured", Classifier{Statuses: with404}, Result{Err: errNotFound, ErrStatus: 404, ClientGone: true}, Excluded, ""},
 		{"client gone", Classifier{Statuses: def}, Result{Err: context.Canceled, ErrStatus: 502, ClientGone: true}, Excluded, ""},
+		{"request body unreadable (502 error)", Classifier{Statuses: def}, Result{Err: errors.New("invalid byte in chunk length"), ErrStatus: 502, ClientFault: true}, Excluded, ""},
+		{"request body unreadable, 500 written", Classifier{Statuses: def}, Result{Status: 500, ClientFault: true}, Excluded, ""},
+		{"Upgrade refused by the HTTP/2 transport (502 error)", Classifier{Statuses: def}, Result{Err: fmt.Errorf("wrapped: %w", errors.New(`http2: invalid Upgrade request header: ["websocket"]`)), ErrStatus: 502}, Excluded, ""},
+		{"header list over the upstream's limit (502 error)", Classifier{Statuses: def}, Result{Err: errors.New("request header list larger than peer's advertised limit"), ErrStatus: 502}, Excluded, ""},
+		{"a response header the HTTP/2 client refuses is the upstream's", Classifier{Statuses: def}, Result{Err: errors.New(`invalid header field value for "x"`), ErrStatus: 502}, Failure, "error"},
 		{"499 written", Classifier{Statuses: def}, Result{Status: 499}, Excluded, ""},
 		{"slow", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: 2 * time.Second}, Failure, "slow"},
 		{"fast enough", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Status: 200, Latency: time.Second}, Success, ""},
@@ -67,6 +74,13 @@ func TestParseStatuses(t *testing.T) {
 	if !def.Has(500) || !def.Has(599) || def.Has(499) {
 		t.Fatal("the default is not 5xx")
 	}
+	// 501 is an answer to a method the upstream does not know, which any client can send.
+	if def.Has(501) {
+		t.Fatal("the 5xx class counts 501 Not Implemented")
+	}
+	if with501, _ := ParseStatuses([]string{"501", "5xx"}); !with501.Has(501) {
+		t.Fatal("501 written as a code does not count")
+	}
 	for _, bad := range []string{"6xx", "0xx", "600", "99", "abc", "5x", "", "2xx", "1xx", "3xx", "200", "302", "399"} {
 		if _, err := ParseStatuses([]string{bad}); err == nil || !strings.Contains(err.Error(), "expected a code from 400 to 599 or a class 4xx or 5xx") {
 			t.Errorf("%q: error %v", bad, err)
@@ -82,6 +96,8 @@ func TestStatusSetString(t *testing.T) {
 		{nil, "5xx"},
 		{[]string{"503", "404"}, "404 503"},
 		{[]string{"5xx", "429", "502"}, "429 5xx"},
+		{[]string{"5xx", "501"}, "501 5xx"},
+		{[]string{"500", "502", "503"}, "500 502 503"},
 	} {
 		s, err := ParseStatuses(tc.in)
 		if err != nil {

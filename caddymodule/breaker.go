@@ -42,8 +42,9 @@ type breakerInConfig struct {
 // A failure is an error from the next handler with a 5xx status or none (a refused dial is
 // 502, a timeout 504), a response status in `failure_status`, or a response header slower than
 // `slow_threshold`. An error with another status (file_server's 404) is judged by that status
-// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels
-// is not counted either.
+// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels,
+// or whose request body cannot be read (reverse_proxy's 502 for a malformed chunked body), is
+// not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body, or runs the `fallback` routes instead. Before the fallback
@@ -90,12 +91,15 @@ type UpstreamBreaker struct {
 	HalfOpenRequests int `json:"half_open_requests,omitempty"`
 
 	// FailureStatus lists the response statuses that count as failures: codes ("503") or
-	// classes ("5xx"), written or carried by a handler error (file_server's 404). Handler
-	// errors with a 5xx status or none are failures whatever it says. Default: 5xx.
+	// classes ("5xx"), written or carried by a handler error (file_server's 404). A class
+	// leaves out 501, an upstream's answer to a method it does not know, which any client can
+	// send; write "501" to count it. Handler errors with a 5xx status or none are failures
+	// whatever it says. Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
-	// SlowThreshold makes a response whose header took longer than this a failure. Default:
-	// off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
+	// SlowThreshold makes a response whose header took longer than this a failure, counted
+	// from the end of the request body (or the request's start, for one without a body), so a
+	// client that uploads slowly does not make the upstream slow. Default: off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
 	// `response_header_timeout` so hangs become 504 errors.
 	SlowThreshold caddy.Duration `json:"slow_threshold,omitempty"`
 
@@ -352,6 +356,10 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}
 	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h: h, tk: tk, start: time.Now()}
+	if r.Body != nil && r.Body != http.NoBody {
+		rec.body.ReadCloser = r.Body
+		r.Body = &rec.body
+	}
 	defer func() {
 		if !rec.reported { // a panic in the route: the upstream did not answer well
 			rec.report(breaker.Result{Err: errRoutePanicked})
@@ -359,7 +367,7 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	}()
 	err = next.ServeHTTP(rec, r)
 	if !rec.reported { // no response header was written: judge by the error
-		res := breaker.Result{Err: err, Latency: time.Since(rec.start),
+		res := breaker.Result{Err: err, Latency: rec.latency(),
 			ClientGone: errors.Is(r.Context().Err(), context.Canceled)}
 		if err != nil {
 			var he caddyhttp.HandlerError // declared here: it escapes, so only errors pay for it

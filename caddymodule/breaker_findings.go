@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"iter"
 	"slices"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -36,15 +37,21 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 				Fix:     "put the breaker inside the block whose upstream it guards (handle /api/* { upstream_breaker " + h.Name + " ...; reverse_proxy ... }): Caddy orders upstream_breaker after respond and error"})
 			continue
 		}
-		guarded, proxied := false, false
+		guarded, proxied, unbounded, outlasting := false, false, false, false
 		for hh := range handlersAfter(chain) {
 			guarded = true
 			proxied = proxied || findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, isModule("http.handlers.reverse_proxy"), nil)
-			if rp := unboundedProxy(hh); rp != nil {
+			if rp := unboundedProxy(hh); rp != nil && !unbounded {
+				unbounded = true
 				_ = h.app.Report(Finding{Code: "breaker.no_response_timeout", Severity: Info, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
 					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures, so the breaker may never open",
 					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (slow_threshold does not help: it judges responses, and a hung upstream gives none)"})
-				break
+			}
+			if rp, fail := proxyOutlasting(hh, h.openFor()); rp != nil && !outlasting {
+				outlasting = true
+				_ = h.app.Report(Finding{Code: "breaker.open_for_below_fail_duration", Severity: Info, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
+					Message: "upstream_breaker " + h.Name + " (open_for " + h.openFor().String() + ") guards a reverse_proxy whose passive health checks keep a failed host out for fail_duration " + fail.String() + ": a half-open probe before then gets reverse_proxy's own 503 without reaching the host and opens the breaker again, so a recovered upstream waits for fail_duration",
+					Fix:     "give the breaker an open_for of at least " + fail.String() + ", or the reverse_proxy a shorter fail_duration"})
 			}
 		}
 		switch {
@@ -158,4 +165,25 @@ func unboundedProxy(hh caddyhttp.MiddlewareHandler) caddyhttp.MiddlewareHandler 
 		return found != nil
 	}, nil)
 	return found
+}
+
+// openFor is open_for as in effect.
+func (h *UpstreamBreaker) openFor() time.Duration {
+	s, _ := h.settings()
+	return s.WithDefaults().OpenFor
+}
+
+// proxyOutlasting returns the reverse_proxy in hh (itself or in its subroutes) whose passive
+// health checks keep a failed host out of the pool longer than open, and that fail_duration.
+func proxyOutlasting(hh caddyhttp.MiddlewareHandler, open time.Duration) (caddyhttp.MiddlewareHandler, time.Duration) {
+	var found caddyhttp.MiddlewareHandler
+	var fail time.Duration
+	findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, func(c caddyhttp.MiddlewareHandler) bool {
+		rp, ok := c.(*reverseproxy.Handler)
+		if ok && rp.HealthChecks != nil && rp.HealthChecks.Passive != nil && time.Duration(rp.HealthChecks.Passive.FailDuration) > open {
+			found, fail = c, time.Duration(rp.HealthChecks.Passive.FailDuration)
+		}
+		return found != nil
+	}, nil)
+	return found, fail
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -85,20 +86,35 @@ type breakerRecorder struct {
 	start    time.Time
 	wrote    bool // a final header went out
 	reported bool
+	body     watchedBody // the request body, when it has one
 }
 
 func (rec *breakerRecorder) report(res breaker.Result) {
 	rec.reported = true
+	res.ClientFault = rec.body.failed.Load()
 	o, _ := rec.h.classifier.Classify(res)
 	rec.tk.Report(o)
 	rec.h.metrics.outcomes[o].Inc()
+}
+
+// latency is the upstream's time to answer: from the request's start, or from the last read of
+// its body when that came later, so a client that uploads slowly does not make a fast upstream
+// slow (slow_threshold), which anyone could do to open the breaker.
+func (rec *breakerRecorder) latency() time.Duration {
+	now := time.Now()
+	if last := rec.body.last.Load(); last != 0 {
+		if d := now.Sub(time.Unix(0, last)); d < now.Sub(rec.start) {
+			return d
+		}
+	}
+	return now.Sub(rec.start)
 }
 
 func (rec *breakerRecorder) WriteHeader(status int) {
 	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
 		rec.wrote = true
 		if !rec.reported {
-			rec.report(breaker.Result{Status: status, Latency: time.Since(rec.start)})
+			rec.report(breaker.Result{Status: status, Latency: rec.latency()})
 		}
 	}
 	rec.ResponseWriterWrapper.WriteHeader(status)
@@ -117,4 +133,32 @@ func (rec *breakerRecorder) ReadFrom(r io.Reader) (int64, error) {
 		rec.WriteHeader(http.StatusOK)
 	}
 	return rec.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// watchedBody is the request body as the rest of the route reads it. It remembers when it was
+// last read (see latency) and a failed read (malformed chunked encoding, a body cut short, one over request_body's max_size): the
+// upstream never got a whole request, and reverse_proxy answers that with a 502 like a dead
+// upstream, which any client could send to open the breaker for everyone. The transport reads
+// it on its own goroutine, hence the atomic.
+type watchedBody struct {
+	io.ReadCloser
+	failed atomic.Bool
+	closed atomic.Bool  // closed by the route (the transport, when the upstream failed)
+	last   atomic.Int64 // unix nanoseconds of the last read: the upload's end, once read whole
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.last.Store(time.Now().UnixNano())
+	// A read that fails because the route closed the body (the transport does when the
+	// upstream fails mid-upload) is not the client's fault.
+	if err != nil && err != io.EOF && !b.closed.Load() {
+		b.failed.Store(true)
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	b.closed.Store(true)
+	return b.ReadCloser.Close()
 }

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -390,6 +391,188 @@ func TestBreakerClientCancellationIsNotAFailure(t *testing.T) {
 	u.mode.Store("ok")
 	if r := getReply(t, url); r.status != 200 {
 		t.Fatalf("after cancellations: %d", r.status)
+	}
+}
+
+// TestBreakerUnreadableRequestBodyIsNotAFailure: a request whose body cannot be read (malformed
+// chunked encoding, or over request_body's max_size) gets reverse_proxy's 502 or 413 with the
+// upstream healthy; counted as a failure, three such requests from anyone opened the breaker for
+// every client. They are excluded, and the upstream answers the next request.
+func TestBreakerUnreadableRequestBodyIsNotAFailure(t *testing.T) {
+	u := startUpstream(t, "ok")
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /limited/* {
+		request_body {
+			max_size 10
+		}
+		upstream_breaker t_body {
+			consecutive_failures 2
+			open_for 1m
+		}
+		reverse_proxy %[2]s
+	}
+	upstream_breaker t_body {
+		consecutive_failures 2
+		open_for 1m
+	}
+	reverse_proxy %[2]s
+}
+`, port, u.addr()))
+	before := breakerCount(t, "t_body", "excluded")
+	for range 3 {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\nzz\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		status, _ := io.ReadAll(io.LimitReader(c, 12))
+		c.Close()
+		if !strings.HasPrefix(string(status), "HTTP/1.1 5") {
+			t.Fatalf("malformed chunked body: %q", status)
+		}
+	}
+	for range 3 {
+		resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/limited/x", port), "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 100)))) // chunked: no length to refuse up front
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if n := breakerCount(t, "t_body", "excluded") - before; n != 6 {
+		t.Errorf("%v unreadable bodies counted as excluded, want 6", n)
+	}
+	if s := breakerStatus(t, "t_body"); s.Observed["state"] != "closed" {
+		t.Fatalf("requests with unreadable bodies opened the breaker of a healthy upstream: %+v", s)
+	}
+	if r := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); r.status != 200 {
+		t.Fatalf("after unreadable bodies: %d", r.status)
+	}
+}
+
+// TestWatchedBodyBlamesOnlyTheClient: a read error is the client's unless the route closed the
+// body first (the transport does when the upstream fails mid-upload, and the read it was
+// blocked in then fails): an upstream dying during uploads must still count.
+func TestWatchedBodyBlamesOnlyTheClient(t *testing.T) {
+	pr, pw := io.Pipe()
+	b := &watchedBody{ReadCloser: pr}
+	_ = pw.CloseWithError(errors.New("malformed chunked encoding"))
+	if _, err := b.Read(make([]byte, 8)); err == nil || !b.failed.Load() {
+		t.Fatalf("a failed read of the client's body: err %v, failed %v", err, b.failed.Load())
+	}
+	pr, _ = io.Pipe()
+	b = &watchedBody{ReadCloser: pr}
+	_ = b.Close()
+	if _, err := b.Read(make([]byte, 8)); err == nil || b.failed.Load() {
+		t.Fatalf("a read after the route closed the body: err %v, failed %v", err, b.failed.Load())
+	}
+}
+
+// TestBreakerRequestRefusedByTheTransportIsNotAFailure: Go's HTTP/2 client refuses a request
+// with an Upgrade header (HTTP/2 has none), and reverse_proxy answers 502 with the h2c upstream
+// healthy; counted as a failure, a few `Upgrade: websocket` requests from anyone opened the
+// breaker for every client. They are excluded.
+func TestBreakerRequestRefusedByTheTransportIsNotAFailure(t *testing.T) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto)
+	}))
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetUnencryptedHTTP2(true)
+	up.Start()
+	t.Cleanup(up.Close)
+	block, url := breakerSite(t, "t_upgrade", "consecutive_failures 2\nopen_for 1m", "h2c://"+strings.TrimPrefix(up.URL, "http://"))
+	testcaddy.StartCaddy(t, block)
+	if r := getReply(t, url); r.status != 200 || r.body != "HTTP/2.0" {
+		t.Fatalf("through h2c: %d %q", r.status, r.body)
+	}
+	before := breakerCount(t, "t_upgrade", "excluded")
+	for range 3 {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("an upgrade to an h2c upstream: %d", resp.StatusCode)
+		}
+	}
+	if n := breakerCount(t, "t_upgrade", "excluded") - before; n != 3 {
+		t.Errorf("%v refused upgrades counted as excluded, want 3", n)
+	}
+	if s := breakerStatus(t, "t_upgrade"); s.Observed["state"] != "closed" {
+		t.Fatalf("upgrade requests opened the breaker of a healthy upstream: %+v", s)
+	}
+}
+
+// TestBreakerSlowUploadIsNotASlowUpstream: slow_threshold judges the upstream's time to answer,
+// counted from the end of the request body: a client that trickles its body made a fast
+// upstream "slow", and two such uploads from anyone opened the breaker.
+func TestBreakerSlowUploadIsNotASlowUpstream(t *testing.T) {
+	u := startUpstream(t, "ok")
+	block, url := breakerSite(t, "t_upload", "slow_threshold 100ms\nconsecutive_failures 2\nopen_for 1m", u.addr())
+	testcaddy.StartCaddy(t, block)
+	host := strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/")
+	for range 3 {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\n")
+		for _, b := range []byte("slow") { // 4 x 60 ms: longer than slow_threshold
+			time.Sleep(60 * time.Millisecond)
+			_, _ = c.Write([]byte{b})
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		status, _ := io.ReadAll(io.LimitReader(c, 12))
+		c.Close()
+		if string(status) != "HTTP/1.1 200" {
+			t.Fatalf("a slow upload to a fast upstream: %q", status)
+		}
+	}
+	if s := breakerStatus(t, "t_upload"); s.Observed["state"] != "closed" {
+		t.Fatalf("slow uploads opened the breaker of a fast upstream: %+v", s)
+	}
+	u.mode.Store("slow") // 150 ms after the whole body: slow
+	for range 2 {
+		resp, err := http.Post(url, "text/plain", strings.NewReader("fast upload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	waitBreakerState(t, "t_upload", "open")
+}
+
+// TestBreakerUnknownMethodIsNotAFailure: an upstream answers a method it does not know with 501
+// (Apache, Python's http.server); any client can send one, so the default 5xx must not count it,
+// or three `PURGE /` opened the breaker for everyone.
+func TestBreakerUnknownMethodIsNotAFailure(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.WriteHeader(http.StatusNotImplemented)
+		}
+	}))
+	t.Cleanup(up.Close)
+	block, url := breakerSite(t, "t_method", "consecutive_failures 2\nopen_for 1m", strings.TrimPrefix(up.URL, "http://"))
+	testcaddy.StartCaddy(t, block)
+	for range 3 {
+		req, _ := http.NewRequest("PURGE", url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotImplemented {
+			t.Fatalf("PURGE: %d, want the upstream's 501", resp.StatusCode)
+		}
+	}
+	if s := breakerStatus(t, "t_method"); s.Observed["state"] != "closed" {
+		t.Fatalf("unknown methods opened the breaker of a healthy upstream: %+v", s)
 	}
 }
 

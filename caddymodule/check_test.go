@@ -169,11 +169,16 @@ func TestCheckBreakerPlacement(t *testing.T) {
 		{"beside the proxy's handle", "\tupstream_breaker api\n\thandle /api/* {\n\t\t" + strings.ReplaceAll(proxy, "\n", "\n\t") + "\n\t}\n\tfile_server",
 			map[string]string{"breaker.behind_proxy": "upstream_breaker"}},
 		{"guarding a file_server alone", "\tupstream_breaker files\n\tfile_server", nil},
+		{"proxy keeping failed hosts out longer than open_for", "\tupstream_breaker api {\n\t\topen_for 5s\n\t}\n\t" + strings.Replace(proxy, "\n\t}", "\n\t\tfail_duration 10s\n\t}", 1),
+			map[string]string{"breaker.open_for_below_fail_duration": "reverse_proxy"}},
+		{"proxy keeping failed hosts out no longer than open_for", "\tupstream_breaker api {\n\t\topen_for 10s\n\t}\n\t" + strings.Replace(proxy, "\n\t}", "\n\t\tfail_duration 10s\n\t}", 1), nil},
+		{"proxy keeping failed hosts out longer than the default open_for", "\tupstream_breaker api\n\t" + strings.Replace(proxy, "\n\t}", "\n\t\tfail_duration 1m\n\t}", 1),
+			map[string]string{"breaker.open_for_below_fail_duration": "reverse_proxy"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cf := checkSite("", "\tsecurity_headers\n"+tc.site)
 			got := codes(checkCaddyfile(t, cf))
-			for _, code := range []string{"breaker.never_runs", "breaker.no_response_timeout", "breaker.behind_proxy"} {
+			for _, code := range []string{"breaker.never_runs", "breaker.no_response_timeout", "breaker.behind_proxy", "breaker.open_for_below_fail_duration"} {
 				f, ok := got[code]
 				handler, want := tc.want[code]
 				if ok != want {
@@ -183,7 +188,7 @@ func TestCheckBreakerPlacement(t *testing.T) {
 					continue
 				}
 				at, _ := adaptedAt(t, cf, f.Config).(map[string]any)
-				if at["handler"] != handler || f.Message == "" || f.Fix == "" || (code == "breaker.no_response_timeout") == (f.Severity == Warning) {
+				if at["handler"] != handler || f.Message == "" || f.Fix == "" || (code == "breaker.no_response_timeout" || code == "breaker.open_for_below_fail_duration") == (f.Severity == Warning) {
 					t.Fatalf("%+v: want a finding at the %s handler", f, handler)
 				}
 			}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
@@ -112,8 +114,8 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		}
 		m.checks = append(m.checks, check)
 		m.poolKeys = append(m.poolKeys, key)
-		app.OnStart(check.Start) // a no-op for a check that already runs
 	}
+	m.startChecksWhenStarted(ctx)
 	m.registry = ctx.GetMetricsRegistry()
 	if err := registerMonitoring(m.registry, m); err != nil {
 		m.release()
@@ -124,6 +126,40 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		m.release()
 		return err
 	}
+	return nil
+}
+
+// startChecksWhenStarted starts the checks once every app of the configuration has started
+// (Caddy's "started" event), not with the hardening app: Caddy starts its apps in no set
+// order, so the hardening app often starts before the http app listens, and a check of a site
+// this Caddy serves (Caddyfile.example's) was refused, logged "dependency down" and stayed
+// down for a whole interval. Without the events app (a context that is not a whole
+// configuration), they start with the hardening app. A configuration that is only validated
+// starts them in neither case; Start is a no-op for a check that already runs.
+func (m *Monitoring) startChecksWhenStarted(ctx caddy.Context) {
+	if len(m.checks) == 0 {
+		return
+	}
+	checks := m.checks
+	start := func() {
+		for _, c := range checks {
+			c.Start()
+		}
+	}
+	if v, err := ctx.App("events"); err == nil {
+		if events, ok := v.(*caddyevents.App); ok && events.On("started", onEvent(start)) == nil {
+			return
+		}
+	}
+	m.app.OnStart(start)
+}
+
+// onEvent is a function as a handler of Caddy events.
+type onEvent func()
+
+// Handle implements caddyevents.Handler.
+func (f onEvent) Handle(context.Context, caddy.Event) error {
+	f()
 	return nil
 }
 
@@ -328,4 +364,5 @@ var (
 	_ caddy.Validator             = (*Monitoring)(nil)
 	_ caddy.CleanerUpper          = (*Monitoring)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Monitoring)(nil)
+	_ caddyevents.Handler         = onEvent(nil)
 )

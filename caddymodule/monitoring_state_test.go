@@ -290,3 +290,44 @@ func TestMonitoringPrometheusSeries(t *testing.T) {
 		t.Fatalf("project counters missing: %s", body)
 	}
 }
+
+// TestMonitoringChecksStartAfterTheListeners: a check of a site this Caddy serves finds it
+// listening on its first run, whatever order Caddy starts its apps in (map order: the hardening
+// app often started first, and Caddyfile.example logged "dependency down" at start, its check
+// down for a whole interval). Each load is a site on a new port, so its listener is new.
+func TestMonitoringChecksStartAfterTheListeners(t *testing.T) {
+	key, digest := newKey(t)
+	var c *testcaddy.Caddy
+	for i := range 12 {
+		port := testenv.FreePort(t)
+		cf := fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle_path /api/monitoring/* {
+		monitoring {
+			check http self http://127.0.0.1:%d/ {
+				interval 1m
+				timeout 1s
+				failures_before_down 1
+			}
+			api_keys %s
+		}
+	}
+	respond "app"
+}
+`, port, port, digest)
+		base := fmt.Sprintf("http://127.0.0.1:%d/api/monitoring/", port)
+		if c == nil {
+			c = testcaddy.StartCaddy(t, cf)
+		} else if err := c.Load(cf); err != nil {
+			t.Fatal(err)
+		}
+		var doc servicesDoc
+		waitFor(t, "the check's first run", func() bool {
+			doc = services(t, base, key)
+			return len(doc.Dependencies) == 1 && doc.Dependencies[0].Runs >= 1
+		})
+		if dep := doc.Dependencies[0]; !dep.Up {
+			t.Fatalf("load %d: the check of this Caddy's own site ran before its listener: %+v", i, dep)
+		}
+	}
+}

@@ -12,7 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisChecker sends PING; on a Cluster it pings every master, so one lost shard shows.
+// RedisChecker sends PING and asks the server its role (HELLO, Redis 6.2 and later): a replica
+// answers PING but refuses every write (READONLY), so it fails the check, as a stale URL, a
+// Sentinel setup naming a demoted master or a stale Cluster slot map would otherwise pass. On a
+// Cluster it checks every master, so one lost shard shows. A server that cannot say its role
+// (before 6.2, or an ACL without HELLO) is judged by PING alone.
 type RedisChecker struct {
 	Client redis.UniversalClient
 }
@@ -21,7 +25,7 @@ type RedisChecker struct {
 func (r RedisChecker) Check(ctx context.Context) Outcome {
 	if cc, ok := r.Client.(*redis.ClusterClient); ok {
 		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			if err := c.Ping(ctx).Err(); err != nil {
+			if err := pingPrimary(ctx, c); err != nil {
 				return fmt.Errorf("%s: %w", c.Options().Addr, err)
 			}
 			return nil
@@ -31,10 +35,46 @@ func (r RedisChecker) Check(ctx context.Context) Outcome {
 		}
 		return Outcome{Status: Pass}
 	}
-	if err := r.Client.Ping(ctx).Err(); err != nil {
+	if err := pingPrimary(ctx, r.Client); err != nil {
 		return redisFailed(err)
 	}
 	return Outcome{Status: Pass}
+}
+
+// pingPrimary sends PING, then fails when HELLO names the server a replica.
+func pingPrimary(ctx context.Context, c redisDoer) error {
+	if err := c.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	role := helloRole(c.Do(ctx, "HELLO").Val())
+	if role == "replica" || role == "slave" {
+		return errors.New("the server is a read-only replica (HELLO role " + role + "); expected a primary, which takes writes")
+	}
+	return nil
+}
+
+// redisDoer is what pingPrimary needs of a client (a node of a Cluster, or any client).
+type redisDoer interface {
+	Ping(ctx context.Context) *redis.StatusCmd
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}
+
+// helloRole is the role field of a HELLO reply: a map (RESP3) or a flat list of pairs (RESP2);
+// empty when the reply has none (an error, an older server).
+func helloRole(reply any) string {
+	switch v := reply.(type) {
+	case map[any]any:
+		s, _ := v["role"].(string)
+		return s
+	case []any:
+		for i := 0; i+1 < len(v); i += 2 {
+			if k, _ := v[i].(string); k == "role" {
+				s, _ := v[i+1].(string)
+				return s
+			}
+		}
+	}
+	return ""
 }
 
 // redisFailed is the outcome of a Redis command that returned err. A client closed under the

@@ -130,3 +130,23 @@ func TestRedisCheckOfAClosedClientIsNoResult(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisCheckerFailsAReadOnlyReplica: a replica answers PING but refuses writes; a check
+// (a critical one holds /ready) must not pass it. Once promoted, it passes.
+func TestRedisCheckerFailsAReadOnlyReplica(t *testing.T) {
+	replica := testenv.StartReplica(t, testenv.StartRedis(t))
+	for _, proto := range []int{3, 2} {
+		c := redis.NewClient(&redis.Options{Addr: replica.Addr, MaxRetries: -1, Protocol: proto})
+		out := RedisChecker{Client: c}.Check(context.Background())
+		c.Close()
+		if out.Status != Fail || !strings.Contains(out.Output, "read-only replica") {
+			t.Fatalf("RESP%d: a replica: %+v, want a failure naming the read-only replica", proto, out)
+		}
+	}
+	if _, err := replica.Do("REPLICAOF", "NO", "ONE"); err != nil {
+		t.Fatal(err)
+	}
+	if out := (RedisChecker{Client: client(t, replica)}).Check(context.Background()); out.Status != Pass {
+		t.Fatalf("promoted to primary: %+v", out)
+	}
+}
