@@ -172,13 +172,27 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 		return nil, d.Errf("check %s: name %q: use letters, digits, '_', '-' and '.' (at most 64)", c.Type, c.Name)
 	}
 	seen := map[string]bool{}
+	var timeoutAt *caddyfile.Dispenser // the timeout line, judged against the interval once the block is read
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if opt := d.Val(); seen[opt] && opt != "expect" && opt != "header" {
 			return nil, d.Errf("check %s: %s is given twice", c.name(), opt)
 		}
 		seen[d.Val()] = true
+		if d.Val() == "timeout" {
+			at := *d
+			timeoutAt = &at
+		}
 		if err := parseCheckOption(d, c); err != nil {
 			return nil, err
+		}
+	}
+	if timeoutAt != nil {
+		interval := time.Duration(c.Interval)
+		if interval == 0 {
+			interval = monitor.DefaultInterval
+		}
+		if time.Duration(c.Timeout) >= interval {
+			return nil, timeoutAt.Errf("check %s: timeout %s must be shorter than interval %s", c.name(), time.Duration(c.Timeout), interval)
 		}
 	}
 	if err := c.validate(); err != nil {
@@ -219,15 +233,8 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		default:
 			c.MaxAge = caddy.Duration(dur)
 		}
-		interval := time.Duration(c.Interval)
-		if interval == 0 {
-			interval = monitor.DefaultInterval
-		}
-		if opt == "interval" && interval < minCheckInterval {
-			return d.Errf("check %s: interval %s is shorter than %s", c.name(), interval, minCheckInterval)
-		}
-		if opt != "max_age" && c.Timeout != 0 && time.Duration(c.Timeout) >= interval {
-			return d.Errf("check %s: timeout %s must be shorter than interval %s", c.name(), time.Duration(c.Timeout), interval)
+		if opt == "interval" && dur < minCheckInterval {
+			return d.Errf("check %s: interval %s is shorter than %s", c.name(), dur, minCheckInterval)
 		}
 	case "failures_before_down":
 		c.FailuresBeforeDown, err = intArg(d, opt, 1, 1000)
