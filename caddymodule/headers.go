@@ -51,10 +51,11 @@ type SecurityHeaders struct {
 	Preset string `json:"preset,omitempty"`
 
 	// CSP sets directives over the preset's, in order: a directive given here replaces the
-	// preset's. The value `'nonce'` stands for the response's nonce.
+	// preset's. The value `'nonce'` stands for the response's nonce. A directive is listed
+	// once, and not also in CSPRemove.
 	CSP []csp.Directive `json:"csp,omitempty"`
 
-	// CSPRemove drops directives of the preset (e.g. upgrade-insecure-requests).
+	// CSPRemove drops directives of the preset (e.g. upgrade-insecure-requests), each once.
 	CSPRemove []string `json:"csp_remove,omitempty"`
 
 	// ReportOnly sends the policy as Content-Security-Policy-Report-Only, for rollouts: the
@@ -266,6 +267,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		}
 		policy.Remove(name)
 	}
+	if err := cspTwice(h.CSP, h.CSPRemove); err != nil {
+		return forOption("csp", err)
+	}
 	if err := h.reportConflict(); err != nil {
 		return err
 	}
@@ -450,6 +454,30 @@ func (h *SecurityHeaders) reportConflict() *optionError {
 				return &optionError{option: c.option, err: fmt.Errorf("%s adds the %s that the csp block's -%s removes; expected one of them", c.option, c.directive, c.directive)}
 			}
 		}
+	}
+	return nil
+}
+
+// cspTwice refuses a directive named twice among those set and removed: set twice (the second
+// would replace the first), or set and removed (the removal would win, whatever the order).
+func cspTwice(set []csp.Directive, removed []string) error {
+	seen := map[string]string{} // directive -> how it was named first
+	for _, d := range set {
+		name := strings.ToLower(d.Name)
+		if _, twice := seen[name]; twice {
+			return fmt.Errorf("CSP directive %s given twice; put all its sources on one line", name)
+		}
+		seen[name] = name
+	}
+	for _, r := range removed {
+		name := strings.ToLower(r)
+		switch seen[name] {
+		case name:
+			return fmt.Errorf("CSP directive %s is both set and removed (-%s); expected one of them: %s <source>... to set it, or -%s to drop the preset's", name, name, name, name)
+		case "-" + name:
+			return fmt.Errorf("CSP directive -%s given twice", name)
+		}
+		seen[name] = "-" + name
 	}
 	return nil
 }

@@ -228,6 +228,9 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 				return d.Errf("cannot remove unknown CSP directive %q", rest)
 			}
 			h.CSPRemove = append(h.CSPRemove, rest)
+			if err := cspTwice(h.CSP, h.CSPRemove); err != nil {
+				return d.WrapErr(err)
+			}
 			if err := h.reportConflict(); err != nil {
 				return d.Errf("%v", err)
 			}
@@ -236,12 +239,10 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		if err := csp.ValidateDirective(name, values); err != nil {
 			return d.Errf("%v", err)
 		}
-		for _, prev := range h.CSP {
-			if prev.Name == name {
-				return d.Errf("CSP directive %s given twice; put all its sources on one line", name)
-			}
-		}
 		h.CSP = append(h.CSP, csp.Directive{Name: name, Values: values})
+		if err := cspTwice(h.CSP, h.CSPRemove); err != nil {
+			return d.WrapErr(err)
+		}
 		if err := h.reportConflict(); err != nil {
 			return d.Errf("%v", err)
 		}

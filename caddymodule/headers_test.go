@@ -565,6 +565,17 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "report_uri and the csp block's report-uri /x both set the policy's report-uri") {
 		t.Fatalf("report_uri beside csp report-uri in JSON: %v", err)
 	}
+	// A directive set twice, or set and removed: one of them would be dropped without a word.
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "csp": [{"name": "script-src", "values": ["'self'"]}, {"name": "script-src", "values": ["'none'"]}]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "CSP directive script-src given twice") {
+		t.Fatalf("script-src twice in JSON: %v", err)
+	}
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "csp": [{"name": "script-src", "values": ["'self'"]}], "csp_remove": ["script-src"]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "CSP directive script-src is both set and removed (-script-src)") {
+		t.Fatalf("script-src set and removed in JSON: %v", err)
+	}
 }
 
 // remove of a header this handler decides is refused in every environment, by the adapter
