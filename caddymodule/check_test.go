@@ -408,7 +408,7 @@ func TestCheckEnvironments(t *testing.T) {
 // includeSubDomains, written in JSON past the Caddyfile's own check) is an error: exit 1.
 func TestCheckRefusedConfig(t *testing.T) {
 	cfg := `{"admin":{"listen":"localhost:2999"},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:9"],"routes":[{"handle":[
-		{"handler":"security_headers","hsts":{"max_age":63072000,"preload":true}}]}]}}}}}`
+		{"handler":"security_headers","hsts":{"max_age":63072000,"include_subdomains":false,"preload":true}}]}]}}}}}`
 	rep := CheckConfig([]byte(cfg))
 	f, ok := codes(rep)["config.invalid"]
 	if !ok || f.Severity != Error || !strings.Contains(f.Message, "includeSubDomains") || !rep.Failed(false) {

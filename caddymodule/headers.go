@@ -150,8 +150,10 @@ type HSTSConfig struct {
 	// least 31536000 (one year). 0 tells browsers to forget the site's HSTS (written on
 	// purpose: an omitted max_age is the default). Default: 63072000 (two years).
 	MaxAge *int64 `json:"max_age,omitempty"`
-	// IncludeSubDomains extends the rule to every subdomain. Required by preload.
-	IncludeSubDomains bool `json:"include_subdomains,omitempty"`
+	// IncludeSubDomains extends the rule to every subdomain. Required by preload. Default:
+	// true, as without an hsts object (write false to leave it out; the Caddyfile writes
+	// what its hsts line says).
+	IncludeSubDomains *bool `json:"include_subdomains,omitempty"`
 	// Preload asks to be in browsers' built-in HSTS list (submit at hstspreload.org).
 	Preload bool `json:"preload,omitempty"`
 	// Off sends no HSTS header.
@@ -305,7 +307,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.hsts = ""
 	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
 	if c := h.HSTS; c != nil {
-		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
+		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true, Preload: c.Preload}
+		if c.IncludeSubDomains != nil {
+			hsts.IncludeSubDomains = *c.IncludeSubDomains
+		}
 		if c.MaxAge != nil {
 			hsts.MaxAge = *c.MaxAge
 		}

@@ -154,7 +154,9 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		if err != nil {
 			return d.Errf("%v", err)
 		}
-		h.HSTS = &HSTSConfig{MaxAge: &v.MaxAge, IncludeSubDomains: v.IncludeSubDomains, Preload: v.Preload} // max-age= is required: 0 too is written
+		// Both are written, as the line says: max-age= is required (0 too), and a line
+		// without includeSubDomains leaves it out (JSON's default is to send it).
+		h.HSTS = &HSTSConfig{MaxAge: &v.MaxAge, IncludeSubDomains: &v.IncludeSubDomains, Preload: v.Preload}
 		return nil
 	},
 	"frame_options":   headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
