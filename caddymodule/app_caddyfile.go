@@ -202,15 +202,22 @@ func parseRedis(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
 		return d.Errf("redis takes one URL; unexpected %q", d.Val())
 	}
-	seen := map[string]bool{}
+	seen := map[string]caddyfile.Dispenser{} // each subdirective's line, for the rules below
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if seen[name] {
+		if _, twice := seen[name]; twice {
 			return d.Errf("redis: %s is given twice", name)
 		}
-		seen[name] = true
+		seen[name] = *d
 		if err := parseRedisSubdirective(d, r, name); err != nil {
 			return err
+		}
+	}
+	if _, ok := seen["sentinel"]; !ok {
+		for _, name := range []string{"sentinel_username", "sentinel_password"} {
+			if at, ok := seen[name]; ok {
+				return at.Errf("redis: %s authenticates to the sentinels, and there are none; expected sentinel <master> <host:port>... beside it, or username/password for the server itself", name)
+			}
 		}
 	}
 	if r.URL == "" && len(r.Cluster) == 0 && r.Sentinel == nil {
