@@ -322,6 +322,7 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 		return d.Errf("tls takes no arguments, only an optional block; unexpected %q", d.Val())
 	}
 	t := new(RedisTLS)
+	line := *d // the tls token, for the rule below
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
 		switch name {
@@ -339,6 +340,9 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 		default:
 			return d.Errf("unknown redis tls subdirective %q; expected one of: ca_file, cert_file, key_file, server_name, insecure_skip_verify", name)
 		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return line.Err("redis tls: cert_file and key_file go together (a client certificate and its key); expected both, or neither")
 	}
 	r.TLS = t
 	return nil
