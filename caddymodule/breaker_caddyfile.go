@@ -143,15 +143,22 @@ func (h *UpstreamBreaker) checkSameName(hp httpcaddyfile.Helper, directive caddy
 	if !differ {
 		return nil
 	}
-	at, there := directive, prev.at
+	at := directive
 	if d, ok := seen[name]; ok {
 		at = d
 	}
+	// The first one's places go in parentheses: the error's own place is the one after the
+	// last comma (Caddy adds the end of an enclosing handle or route block after it).
+	firstAt := prev.at
 	if l, ok := prev.lines[name]; ok {
-		there = l
+		file := prev.at[:strings.LastIndexByte(prev.at, ':')]
+		if i := strings.LastIndexByte(l, ':'); l[:i] == file {
+			l = "line " + l[i+1:]
+		}
+		firstAt += ", " + name + " on " + l
 	}
-	return at.Errf("upstream_breaker %s is configured twice with different settings: %s is %s here and %s at %s; %s: expected the settings of the upstream_breaker %s at %s, or another name",
-		h.Name, name, vb, va, there, sameNameRule, h.Name, prev.at)
+	return at.Errf("upstream_breaker %s is configured twice with different settings: %s is %s here and %s in the first upstream_breaker %s (%s); %s: expected the same settings, or another name",
+		h.Name, name, vb, va, h.Name, firstAt, sameNameRule)
 }
 
 // position is the file:line of the dispenser's token.

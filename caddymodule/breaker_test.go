@@ -532,7 +532,7 @@ func TestBreakerSameNameDifferentSettingsRefused(t *testing.T) {
 		{"shared\nsync_interval 1s", "shared", "sync_interval", "1s", "500ms"},
 	} {
 		cf := twoRoutes(t, "t_conflict", tc.first, tc.second, u.addr())
-		want := fmt.Sprintf("upstream_breaker t_conflict is configured twice with different settings: %s is %s here and %s at Caddyfile:", tc.setting, tc.b, tc.a)
+		want := fmt.Sprintf("upstream_breaker t_conflict is configured twice with different settings: %s is %s here and %s in the first upstream_breaker t_conflict (Caddyfile:", tc.setting, tc.b, tc.a)
 		if _, err := testcaddy.Adapt(cf); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q vs %q: adapt error %v, want %q", tc.first, tc.second, err, want)
 		}
