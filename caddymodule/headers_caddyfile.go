@@ -117,7 +117,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"report_uri": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		h.ReportURI = d.RemainingArgs()
 		if len(h.ReportURI) == 0 {
-			return d.ArgErr()
+			return d.Err("report_uri: expected one or more URLs (/csp-report, https://...)")
 		}
 		if err := csp.ValidateDirective("report-uri", h.ReportURI); err != nil {
 			return d.Errf("%v", err)
@@ -144,7 +144,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"hsts": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		args := d.RemainingArgs()
 		if len(args) == 0 {
-			return d.ArgErr()
+			return d.Err("hsts: expected max-age=<seconds> [includeSubDomains] [preload], or off")
 		}
 		if len(args) == 1 && args[0] == off {
 			h.HSTS = &HSTSConfig{Off: true}
@@ -188,7 +188,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"remove": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		args := d.RemainingArgs()
 		if len(args) == 0 {
-			return d.ArgErr()
+			return d.Err("remove: expected one or more header names, or none")
 		}
 		list := []string{}
 		if len(args) == 1 && args[0] == "none" {
@@ -207,7 +207,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"keep_upstream": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		h.KeepUpstream = d.RemainingArgs()
 		if len(h.KeepUpstream) == 0 {
-			return d.ArgErr()
+			return d.Err("keep_upstream: expected one or more header names that this handler sets")
 		}
 		return nil
 	},
@@ -284,7 +284,7 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		case "cache_control":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return d.ArgErr()
+				return d.Err("cache_control: expected a Cache-Control value (no-store, \"private, no-store\"), or off")
 			}
 			c.CacheControl = strings.Join(args, " ")
 		default:
