@@ -280,6 +280,9 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		return d.Errf("inject_nonce: unexpected %q", d.Val())
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if c.CacheControl != "" && d.Val() == "cache_control" {
+			return d.Err("inject_nonce: cache_control is given twice")
+		}
 		switch d.Val() {
 		case "cache_control":
 			args := d.RemainingArgs()
