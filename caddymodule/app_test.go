@@ -507,7 +507,7 @@ func TestFindingsAreRecordedOnce(t *testing.T) {
 func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 	for _, tc := range []struct{ name, redis, want string }{
 		{"missing CA file", "redis rediss://127.0.0.1:6379/0 {\n\t\t\ttls {\n\t\t\t\tca_file /nonexistent/ca.pem\n\t\t\t}\n\t\t}", "redis: reading ca_file: open /nonexistent/ca.pem"},
-		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: give exactly one of a URL"},
+		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: the URL {env.HARDENING_TEST_UNSET_URL} is empty once resolved; set the variable"},
 		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
