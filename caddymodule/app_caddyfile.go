@@ -323,8 +323,13 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 	}
 	t := new(RedisTLS)
 	line := *d // the tls token, for the rule below
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
+		if seen[name] {
+			return d.Errf("redis tls: %s is given twice", name)
+		}
+		seen[name] = true
 		switch name {
 		case "ca_file", "cert_file", "key_file", "server_name":
 			v, err := oneArg(d, name)
