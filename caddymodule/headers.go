@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/swarmsec/caddy-hardening/csp"
 )
@@ -110,8 +111,9 @@ type SecurityHeaders struct {
 
 	// Remove lists response headers to delete, whoever set them (a `header` directive too: it
 	// is applied last). A header this handler decides in any environment (one it sets, either
-	// policy name, Strict-Transport-Security) is refused. Default: Server and X-Powered-By. An
-	// empty list removes nothing.
+	// policy name, Strict-Transport-Security) is refused, and so is a name that can be no
+	// header's (placeholders are not replaced). Default: Server and X-Powered-By. An empty
+	// list removes nothing.
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
@@ -403,6 +405,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if h.Remove != nil {
 		h.remove = nil
 		for _, name := range *h.Remove {
+			if !httpguts.ValidHeaderFieldName(name) {
+				// A name that can be no header's would delete nothing, with nothing said.
+				return forOption("remove", fmt.Errorf("remove %q: expected a header name such as Server or X-Powered-By (letters, digits, '-'; placeholders are not replaced here)", name))
+			}
 			name = http.CanonicalHeaderKey(name)
 			if h.manages(name) {
 				// remove runs last: it would delete our own value, with nothing said. manages,

@@ -586,6 +586,11 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "CSP directive script-src is both set and removed (-script-src)") {
 		t.Fatalf("script-src set and removed in JSON: %v", err)
 	}
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "remove": ["X Powered By"]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), `remove "X Powered By": expected a header name`) {
+		t.Fatalf("remove of a name that is no header's in JSON: %v", err)
+	}
 }
 
 // remove of a header this handler decides is refused in every environment, by the adapter
