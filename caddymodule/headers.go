@@ -536,10 +536,22 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 	}
 	h.cacheCtl = "no-store"
 	if c.CacheControl != "" {
+		if err := checkCacheControl(c.CacheControl); err != nil {
+			return err
+		}
 		h.cacheCtl = c.CacheControl
 		if strings.EqualFold(c.CacheControl, off) {
 			h.cacheCtl = ""
 		}
+	}
+	return nil
+}
+
+// checkCacheControl refuses a cache_control value that is no header value, or a placeholder,
+// which would be sent as written.
+func checkCacheControl(v string) error {
+	if strings.ContainsAny(v, "{}") || !httpguts.ValidHeaderFieldValue(v) {
+		return fmt.Errorf("inject_nonce cache_control %q: expected a Cache-Control value such as no-store or \"private, no-store\" (placeholders are not replaced here)", v)
 	}
 	return nil
 }

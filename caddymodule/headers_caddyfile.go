@@ -290,6 +290,9 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 				return d.Err("cache_control: expected a Cache-Control value (no-store, \"private, no-store\"), or off")
 			}
 			c.CacheControl = strings.Join(args, " ")
+			if err := checkCacheControl(c.CacheControl); err != nil {
+				return d.WrapErr(err)
+			}
 		default:
 			return d.Errf("unknown inject_nonce subdirective %q; expected cache_control", d.Val())
 		}
