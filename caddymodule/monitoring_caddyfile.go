@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -113,8 +112,8 @@ func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.Args(&v) || d.NextArg() || (v != "on" && v != "off") {
 				return d.Err("dashboard: expected on or off")
 			}
-			if file, line := d.File(), d.Line(); d.NextBlock(d.Nesting()) {
-				return fmt.Errorf("dashboard: expected on or off, not a block, at %s:%d", file, line)
+			if line := *d; d.NextBlock(d.Nesting()) {
+				return line.Err("dashboard: expected on or off, not a block")
 			}
 			m.DisableDashboard = v == "off"
 		default:
@@ -125,8 +124,8 @@ func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
-	file, line := d.File(), d.Line()
-	atCheck := func(err error) error { return fmt.Errorf("%w, at %s:%d", err, file, line) }
+	line := *d // the check's line (with its import chain), for the rules judged once its block is read
+	atCheck := func(err error) error { return line.WrapErr(err) }
 	c := &MonitorCheck{}
 	if !d.NextArg() {
 		return nil, d.Err("check: expected a type: redis, postgres, http, tcp or worker")
