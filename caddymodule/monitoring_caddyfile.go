@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -22,8 +23,18 @@ func init() {
 
 func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(Monitoring)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
+	appRedis := caddyfileHasRedis(h)
+	err := m.unmarshal(h.Dispenser, &appRedis)
 	return m, err
+}
+
+// caddyfileHasRedis reports whether the Caddyfile's hardening global option configures redis.
+func caddyfileHasRedis(h httpcaddyfile.Helper) bool {
+	if opt, ok := h.Option("hardening").(httpcaddyfile.App); ok {
+		var a App
+		return json.Unmarshal(opt.Value, &a) == nil && a.Redis != nil
+	}
+	return false
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -75,6 +86,12 @@ func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 // every other subdirective, of the block and of a check, once (a check's `expect` lines add
 // up, and `header` once per field).
 func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return m.unmarshal(d, nil)
+}
+
+// unmarshal reads the tokens; appRedis, when known (the HTTP Caddyfile adapter's global
+// options), says whether the hardening app has a Redis for the checks that use it.
+func (m *Monitoring) unmarshal(d *caddyfile.Dispenser, appRedis *bool) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.Errf("monitoring takes no arguments, only a block; got %q", d.Val())
@@ -88,9 +105,13 @@ func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		seen[name] = true
 		switch name {
 		case "check":
+			at := *d
 			c, err := parseCheck(d)
 			if err != nil {
 				return err
+			}
+			if appRedis != nil && !*appRedis && (c.Type == checkRedis || c.Type == checkWorker) && c.Redis == "" {
+				return at.Errf("monitoring: %s check %s uses the hardening app's Redis, and none is configured: configure redis in the hardening global option or give the check a redis URL", c.Type, c.name())
 			}
 			for _, other := range m.Checks {
 				if other.name() == c.name() {
