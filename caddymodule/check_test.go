@@ -523,6 +523,18 @@ func TestCheckCommandAdaptError(t *testing.T) {
 	if _, _, err := run("--config", p+".missing", "--json"); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("a missing file: err %v", err)
 	}
+	// A Caddyfile whose name does not say so is read as JSON: the fix names --adapter.
+	conf := t.TempDir() + "/site.conf"
+	if err := writeFile(conf, checkSite("", "	path_guard")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run("--config", conf)
+	if err == nil || !strings.Contains(out, "fix: for a Caddyfile whose name is not Caddyfile or *.caddyfile, give --adapter caddyfile") {
+		t.Fatalf("a Caddyfile named site.conf: err %v\n%s", err, out)
+	}
+	if out, _, err := run("--config", conf, "--adapter", "caddyfile"); err != nil {
+		t.Fatalf("with --adapter caddyfile: err %v\n%s", err, out)
+	}
 }
 
 // localCertsCaddy starts a Caddy serving the site body on localhost:httpsPort with its local
