@@ -158,7 +158,7 @@ type HSTSConfig struct {
 	IncludeSubDomains *bool `json:"include_subdomains,omitempty"`
 	// Preload asks to be in browsers' built-in HSTS list (submit at hstspreload.org).
 	Preload bool `json:"preload,omitempty"`
-	// Off sends no HSTS header.
+	// Off sends no HSTS header; the other fields are refused beside it.
 	Off bool `json:"off,omitempty"`
 }
 
@@ -309,6 +309,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.hsts = ""
 	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
 	if c := h.HSTS; c != nil {
+		if c.Off && (c.MaxAge != nil || c.IncludeSubDomains != nil || c.Preload) {
+			return forOption("hsts", fmt.Errorf("hsts: off sends no header, so max_age, include_subdomains and preload say nothing beside it; expected off alone, or the header's fields"))
+		}
 		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true, Preload: c.Preload}
 		if c.IncludeSubDomains != nil {
 			hsts.IncludeSubDomains = *c.IncludeSubDomains

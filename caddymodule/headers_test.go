@@ -587,6 +587,11 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 		t.Fatalf("script-src set and removed in JSON: %v", err)
 	}
 	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "hsts": {"off": true, "max_age": 600}}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "hsts: off sends no header, so max_age, include_subdomains and preload say nothing beside it") {
+		t.Fatalf("hsts off with a max_age in JSON: %v", err)
+	}
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
 		{"handler": "security_headers", "remove": ["X Powered By"]}]}]}}}}}`)
 	if err == nil || !strings.Contains(err.Error(), `remove "X Powered By": expected a header name`) {
 		t.Fatalf("remove of a name that is no header's in JSON: %v", err)
