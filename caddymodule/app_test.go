@@ -230,6 +230,21 @@ func TestUnknownFeatureInJSONIsRefused(t *testing.T) {
 	}
 }
 
+// TestIPClassMatcherListInJSONIsExplained: the matcher takes an object; the list form that path
+// and host take is refused with the form expected, and an unknown field still is.
+func TestIPClassMatcherListInJSONIsExplained(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for match, want := range map[string]string{
+		`["trusted"]`:            `ip_class: expected an object, {"classes": ["trusted"]}, not a list`,
+		`{"class": ["trusted"]}`: `unknown field "class"`,
+	} {
+		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"match": [{"ip_class": ` + match + `}], "handle": [{"handler": "static_response"}]}]}}}}}`)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", match, err, want)
+		}
+	}
+}
+
 // redisConnections lists the ids of the caddy-hardening connections in Redis's CLIENT LIST.
 func redisConnections(t *testing.T, r *testenv.Redis) []string {
 	t.Helper()
