@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -148,6 +149,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	opts := a.Redis.options(repl)
+	if a.Redis.URL != "" && opts.URL == "" && len(opts.ClusterAddrs) == 0 && opts.SentinelMaster == "" && len(opts.SentinelAddrs) == 0 {
+		return fmt.Errorf("redis: the URL %s is empty once resolved; set the variable, or leave the URL out and give cluster or sentinel", redisconn.Redact(a.Redis.URL))
+	}
 	if err := opts.Validate(); err != nil {
 		return err
 	}

@@ -202,15 +202,22 @@ func parseRedis(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
 		return d.Errf("redis takes one URL; unexpected %q", d.Val())
 	}
-	seen := map[string]bool{}
+	seen := map[string]caddyfile.Dispenser{} // each subdirective's line, for the rules below
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
-		if seen[name] {
+		if _, twice := seen[name]; twice {
 			return d.Errf("redis: %s is given twice", name)
 		}
-		seen[name] = true
+		seen[name] = *d
 		if err := parseRedisSubdirective(d, r, name); err != nil {
 			return err
+		}
+	}
+	if _, ok := seen["sentinel"]; !ok {
+		for _, name := range []string{"sentinel_username", "sentinel_password"} {
+			if at, ok := seen[name]; ok {
+				return at.Errf("redis: %s authenticates to the sentinels, and there are none; expected sentinel <master> <host:port>... beside it, or username/password for the server itself", name)
+			}
 		}
 	}
 	if r.URL == "" && len(r.Cluster) == 0 && r.Sentinel == nil {
@@ -315,8 +322,14 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 		return d.Errf("tls takes no arguments, only an optional block; unexpected %q", d.Val())
 	}
 	t := new(RedisTLS)
+	line := *d // the tls token, for the rule below
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
+		if seen[name] {
+			return d.Errf("redis tls: %s is given twice", name)
+		}
+		seen[name] = true
 		switch name {
 		case "ca_file", "cert_file", "key_file", "server_name":
 			v, err := oneArg(d, name)
@@ -332,6 +345,9 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 		default:
 			return d.Errf("unknown redis tls subdirective %q; expected one of: ca_file, cert_file, key_file, server_name, insecure_skip_verify", name)
 		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return line.Err("redis tls: cert_file and key_file go together (a client certificate and its key); expected both, or neither")
 	}
 	r.TLS = t
 	return nil

@@ -230,6 +230,21 @@ func TestUnknownFeatureInJSONIsRefused(t *testing.T) {
 	}
 }
 
+// TestIPClassMatcherListInJSONIsExplained: the matcher takes an object; the list form that path
+// and host take is refused with the form expected, and an unknown field still is.
+func TestIPClassMatcherListInJSONIsExplained(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for match, want := range map[string]string{
+		`["trusted"]`:            `ip_class: expected an object, {"classes": ["trusted"]}, not a list`,
+		`{"class": ["trusted"]}`: `unknown field "class"`,
+	} {
+		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"match": [{"ip_class": ` + match + `}], "handle": [{"handler": "static_response"}]}]}}}}}`)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", match, err, want)
+		}
+	}
+}
+
 // redisConnections lists the ids of the caddy-hardening connections in Redis's CLIENT LIST.
 func redisConnections(t *testing.T, r *testenv.Redis) []string {
 	t.Helper()
@@ -507,7 +522,7 @@ func TestFindingsAreRecordedOnce(t *testing.T) {
 func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 	for _, tc := range []struct{ name, redis, want string }{
 		{"missing CA file", "redis rediss://127.0.0.1:6379/0 {\n\t\t\ttls {\n\t\t\t\tca_file /nonexistent/ca.pem\n\t\t\t}\n\t\t}", "redis: reading ca_file: open /nonexistent/ca.pem"},
-		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: give exactly one of a URL"},
+		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: the URL {env.HARDENING_TEST_UNSET_URL} is empty once resolved; set the variable"},
 		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

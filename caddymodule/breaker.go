@@ -75,7 +75,7 @@ type UpstreamBreaker struct {
 	FailureRatio float64 `json:"failure_ratio,omitempty"`
 
 	// MinRequests is how many requests the interval must hold before failure_ratio applies.
-	// Default: 10.
+	// Refused without failure_ratio. Default: 10.
 	MinRequests int `json:"min_requests,omitempty"`
 
 	// Interval is the rolling window of failure_ratio (gobreaker's bucketed window, 10
@@ -179,6 +179,9 @@ func (h *UpstreamBreaker) validate() error {
 		if d.v < 0 {
 			return &breaker.SettingError{Setting: d.name, Msg: fmt.Sprintf("must be positive, got %s", time.Duration(d.v))}
 		}
+	}
+	if h.MinRequests != 0 && h.FailureRatio == 0 {
+		return &breaker.SettingError{Setting: "min_requests", Msg: "applies to failure_ratio, which is not set"}
 	}
 	if h.SyncInterval != 0 && !h.Shared {
 		return &breaker.SettingError{Setting: "sync_interval", Msg: "applies to a shared breaker only: add shared, or leave it out"}

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -143,19 +142,36 @@ func (h *UpstreamBreaker) checkSameName(hp httpcaddyfile.Helper, directive caddy
 	if !differ {
 		return nil
 	}
-	at, there := directive, prev.at
+	at := directive
 	if d, ok := seen[name]; ok {
 		at = d
 	}
+	// The first one's places go in parentheses: the error's own place is the one after the
+	// last comma (Caddy adds the end of an enclosing handle or route block after it).
+	firstAt := prev.at
 	if l, ok := prev.lines[name]; ok {
-		there = l
+		file, _, chain := splitPosition(prev.at)
+		if lf, line, lchain := splitPosition(l); lf == file && lchain == chain {
+			l = "line " + line
+		}
+		firstAt += ", " + name + " on " + l
 	}
-	return at.Errf("upstream_breaker %s is configured twice with different settings: %s is %s here and %s at %s; %s: expected the settings of the upstream_breaker %s at %s, or another name",
-		h.Name, name, vb, va, there, sameNameRule, h.Name, prev.at)
+	return at.Errf("upstream_breaker %s is configured twice with different settings: %s is %s here and %s in the first upstream_breaker %s (%s); %s: expected the same settings, or another name",
+		h.Name, name, vb, va, h.Name, firstAt, sameNameRule)
 }
 
-// position is the file:line of the dispenser's token.
-func position(d caddyfile.Dispenser) string { return fmt.Sprintf("%s:%d", d.File(), d.Line()) }
+// position is the file:line of the dispenser's token, with the import chain that brought it
+// (as Caddy's errors give it: a snippet's line alone would not say which import it was).
+func position(d caddyfile.Dispenser) string {
+	return strings.TrimPrefix(d.WrapErr(errors.New("")).Error(), ", at ")
+}
+
+// splitPosition is a position's file, line and import chain (empty when there is none).
+func splitPosition(p string) (file, line, chain string) {
+	at, chain, _ := strings.Cut(p, " import chain ")
+	i := strings.LastIndexByte(at, ':')
+	return at[:i], at[i+1:], chain
+}
 
 func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string) error {
 	switch name {

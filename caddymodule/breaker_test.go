@@ -715,7 +715,7 @@ func TestBreakerSameNameDifferentSettingsRefused(t *testing.T) {
 		{"shared\nsync_interval 1s", "shared", "sync_interval", "1s", "500ms"},
 	} {
 		cf := twoRoutes(t, "t_conflict", tc.first, tc.second, u.addr())
-		want := fmt.Sprintf("upstream_breaker t_conflict is configured twice with different settings: %s is %s here and %s at Caddyfile:", tc.setting, tc.b, tc.a)
+		want := fmt.Sprintf("upstream_breaker t_conflict is configured twice with different settings: %s is %s here and %s in the first upstream_breaker t_conflict (Caddyfile:", tc.setting, tc.b, tc.a)
 		if _, err := testcaddy.Adapt(cf); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q vs %q: adapt error %v, want %q", tc.first, tc.second, err, want)
 		}
@@ -795,6 +795,7 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "interval": 5000000`, "upstream_breaker j: interval must be at least 10ms (10 buckets of 1ms), got 5ms"},
 		{`"name": "j", "shared": true, "sync_interval": 1`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 1ns"},
 		{`"name": "j", "shared": true, "sync_interval": 99999999`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 99.999999ms"},
+		{`"name": "j", "min_requests": 20`, "upstream_breaker j: min_requests applies to failure_ratio, which is not set"},
 	} {
 		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
 			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)

@@ -119,9 +119,14 @@ func CheckConfig(cfgJSON []byte) CheckReport {
 // with the adapter's message (file and line for a Caddyfile).
 func adaptFailure(err error) CheckReport {
 	var rep CheckReport
+	fix := "the message names the file and the line; `caddy adapt` gives the same error"
+	if strings.Contains(err.Error(), "did you mean to use a config adapter") {
+		// Read as JSON: a Caddyfile whose name does not say so (site.conf).
+		fix = "for a Caddyfile whose name is not Caddyfile or *.caddyfile, give --adapter caddyfile"
+	}
 	rep.add(Finding{Code: "config.invalid", Severity: Error, Module: "caddy",
 		Message: "Caddy refuses the configuration: " + err.Error(),
-		Fix:     "the message names the file and the line; `caddy adapt` gives the same error"})
+		Fix:     fix})
 	return rep.finish()
 }
 

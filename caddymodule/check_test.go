@@ -437,7 +437,7 @@ func TestCheckEnvironments(t *testing.T) {
 // includeSubDomains, written in JSON past the Caddyfile's own check) is an error: exit 1.
 func TestCheckRefusedConfig(t *testing.T) {
 	cfg := `{"admin":{"listen":"localhost:2999"},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:9"],"routes":[{"handle":[
-		{"handler":"security_headers","hsts":{"max_age":63072000,"preload":true}}]}]}}}}}`
+		{"handler":"security_headers","hsts":{"max_age":63072000,"include_subdomains":false,"preload":true}}]}]}}}}}`
 	rep := CheckConfig([]byte(cfg))
 	f, ok := codes(rep)["config.invalid"]
 	if !ok || f.Severity != Error || !strings.Contains(f.Message, "includeSubDomains") || !rep.Failed(false) {
@@ -551,6 +551,18 @@ func TestCheckCommandAdaptError(t *testing.T) {
 	}
 	if _, _, err := run("--config", p+".missing", "--json"); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("a missing file: err %v", err)
+	}
+	// A Caddyfile whose name does not say so is read as JSON: the fix names --adapter.
+	conf := t.TempDir() + "/site.conf"
+	if err := writeFile(conf, checkSite("", "	path_guard")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run("--config", conf)
+	if err == nil || !strings.Contains(out, "fix: for a Caddyfile whose name is not Caddyfile or *.caddyfile, give --adapter caddyfile") {
+		t.Fatalf("a Caddyfile named site.conf: err %v\n%s", err, out)
+	}
+	if out, _, err := run("--config", conf, "--adapter", "caddyfile"); err != nil {
+		t.Fatalf("with --adapter caddyfile: err %v\n%s", err, out)
 	}
 }
 

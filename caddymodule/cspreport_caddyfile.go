@@ -28,7 +28,12 @@ func (c *CSPReport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("csp_report takes no arguments (only a matcher, e.g. csp_report /csp-report); got %q", d.Val())
 	}
+	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		if seen[d.Val()] {
+			return d.Errf("csp_report: %s is given twice", d.Val())
+		}
+		seen[d.Val()] = true
 		switch d.Val() {
 		case "max_body_size":
 			n, err := intArg(d, "max_body_size", 1024, 1<<20)

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/swarmsec/caddy-hardening/csp"
 )
@@ -51,10 +52,11 @@ type SecurityHeaders struct {
 	Preset string `json:"preset,omitempty"`
 
 	// CSP sets directives over the preset's, in order: a directive given here replaces the
-	// preset's. The value `'nonce'` stands for the response's nonce.
+	// preset's. The value `'nonce'` stands for the response's nonce. A directive is listed
+	// once, and not also in CSPRemove.
 	CSP []csp.Directive `json:"csp,omitempty"`
 
-	// CSPRemove drops directives of the preset (e.g. upgrade-insecure-requests).
+	// CSPRemove drops directives of the preset (e.g. upgrade-insecure-requests), each once.
 	CSPRemove []string `json:"csp_remove,omitempty"`
 
 	// ReportOnly sends the policy as Content-Security-Policy-Report-Only, for rollouts: the
@@ -109,8 +111,9 @@ type SecurityHeaders struct {
 
 	// Remove lists response headers to delete, whoever set them (a `header` directive too: it
 	// is applied last). A header this handler decides in any environment (one it sets, either
-	// policy name, Strict-Transport-Security) is refused. Default: Server and X-Powered-By. An
-	// empty list removes nothing.
+	// policy name, Strict-Transport-Security) is refused, and so is a name that can be no
+	// header's (placeholders are not replaced). Default: Server and X-Powered-By. An empty
+	// list removes nothing.
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
@@ -149,11 +152,13 @@ type HSTSConfig struct {
 	// least 31536000 (one year). 0 tells browsers to forget the site's HSTS (written on
 	// purpose: an omitted max_age is the default). Default: 63072000 (two years).
 	MaxAge *int64 `json:"max_age,omitempty"`
-	// IncludeSubDomains extends the rule to every subdomain. Required by preload.
-	IncludeSubDomains bool `json:"include_subdomains,omitempty"`
+	// IncludeSubDomains extends the rule to every subdomain. Required by preload. Default:
+	// true, as without an hsts object (write false to leave it out; the Caddyfile writes
+	// what its hsts line says).
+	IncludeSubDomains *bool `json:"include_subdomains,omitempty"`
 	// Preload asks to be in browsers' built-in HSTS list (submit at hstspreload.org).
 	Preload bool `json:"preload,omitempty"`
-	// Off sends no HSTS header.
+	// Off sends no HSTS header; the other fields are refused beside it.
 	Off bool `json:"off,omitempty"`
 }
 
@@ -266,6 +271,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		}
 		policy.Remove(name)
 	}
+	if err := cspTwice(h.CSP, h.CSPRemove); err != nil {
+		return forOption("csp", err)
+	}
 	if err := h.reportConflict(); err != nil {
 		return err
 	}
@@ -301,7 +309,13 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.hsts = ""
 	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
 	if c := h.HSTS; c != nil {
-		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: c.IncludeSubDomains, Preload: c.Preload}
+		if c.Off && (c.MaxAge != nil || c.IncludeSubDomains != nil || c.Preload) {
+			return forOption("hsts", fmt.Errorf("hsts: off sends no header, so max_age, include_subdomains and preload say nothing beside it; expected off alone, or the header's fields"))
+		}
+		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true, Preload: c.Preload}
+		if c.IncludeSubDomains != nil {
+			hsts.IncludeSubDomains = *c.IncludeSubDomains
+		}
 		if c.MaxAge != nil {
 			hsts.MaxAge = *c.MaxAge
 		}
@@ -394,6 +408,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if h.Remove != nil {
 		h.remove = nil
 		for _, name := range *h.Remove {
+			if !httpguts.ValidHeaderFieldName(name) {
+				// A name that can be no header's would delete nothing, with nothing said.
+				return forOption("remove", fmt.Errorf("remove %q: expected a header name such as Server or X-Powered-By (letters, digits, '-'; placeholders are not replaced here)", name))
+			}
 			name = http.CanonicalHeaderKey(name)
 			if h.manages(name) {
 				// remove runs last: it would delete our own value, with nothing said. manages,
@@ -454,6 +472,30 @@ func (h *SecurityHeaders) reportConflict() *optionError {
 	return nil
 }
 
+// cspTwice refuses a directive named twice among those set and removed: set twice (the second
+// would replace the first), or set and removed (the removal would win, whatever the order).
+func cspTwice(set []csp.Directive, removed []string) error {
+	seen := map[string]string{} // directive -> how it was named first
+	for _, d := range set {
+		name := strings.ToLower(d.Name)
+		if _, twice := seen[name]; twice {
+			return fmt.Errorf("CSP directive %s given twice; put all its sources on one line", name)
+		}
+		seen[name] = name
+	}
+	for _, r := range removed {
+		name := strings.ToLower(r)
+		switch seen[name] {
+		case name:
+			return fmt.Errorf("CSP directive %s is both set and removed (-%s); expected one of them: %s <source>... to set it, or -%s to drop the preset's", name, name, name, name)
+		case "-" + name:
+			return fmt.Errorf("CSP directive -%s given twice", name)
+		}
+		seen[name] = "-" + name
+	}
+	return nil
+}
+
 // optionError is a refusal that belongs to one option (the Caddyfile subdirective of that
 // name), so the Caddyfile adapter can point at its line.
 type optionError struct {
@@ -497,10 +539,22 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 	}
 	h.cacheCtl = "no-store"
 	if c.CacheControl != "" {
+		if err := checkCacheControl(c.CacheControl); err != nil {
+			return err
+		}
 		h.cacheCtl = c.CacheControl
 		if strings.EqualFold(c.CacheControl, off) {
 			h.cacheCtl = ""
 		}
+	}
+	return nil
+}
+
+// checkCacheControl refuses a cache_control value that is no header value, or a placeholder,
+// which would be sent as written.
+func checkCacheControl(v string) error {
+	if strings.ContainsAny(v, "{}") || !httpguts.ValidHeaderFieldValue(v) {
+		return fmt.Errorf("inject_nonce cache_control %q: expected a Cache-Control value such as no-store or \"private, no-store\" (placeholders are not replaced here)", v)
 	}
 	return nil
 }

@@ -117,7 +117,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"report_uri": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		h.ReportURI = d.RemainingArgs()
 		if len(h.ReportURI) == 0 {
-			return d.ArgErr()
+			return d.Err("report_uri: expected one or more URLs (/csp-report, https://...)")
 		}
 		if err := csp.ValidateDirective("report-uri", h.ReportURI); err != nil {
 			return d.Errf("%v", err)
@@ -144,7 +144,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"hsts": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		args := d.RemainingArgs()
 		if len(args) == 0 {
-			return d.ArgErr()
+			return d.Err("hsts: expected max-age=<seconds> [includeSubDomains] [preload], or off")
 		}
 		if len(args) == 1 && args[0] == off {
 			h.HSTS = &HSTSConfig{Off: true}
@@ -154,7 +154,9 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		if err != nil {
 			return d.Errf("%v", err)
 		}
-		h.HSTS = &HSTSConfig{MaxAge: &v.MaxAge, IncludeSubDomains: v.IncludeSubDomains, Preload: v.Preload} // max-age= is required: 0 too is written
+		// Both are written, as the line says: max-age= is required (0 too), and a line
+		// without includeSubDomains leaves it out (JSON's default is to send it).
+		h.HSTS = &HSTSConfig{MaxAge: &v.MaxAge, IncludeSubDomains: &v.IncludeSubDomains, Preload: v.Preload}
 		return nil
 	},
 	"frame_options":   headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
@@ -186,7 +188,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"remove": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		args := d.RemainingArgs()
 		if len(args) == 0 {
-			return d.ArgErr()
+			return d.Err("remove: expected one or more header names, or none")
 		}
 		list := []string{}
 		if len(args) == 1 && args[0] == "none" {
@@ -205,7 +207,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"keep_upstream": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		h.KeepUpstream = d.RemainingArgs()
 		if len(h.KeepUpstream) == 0 {
-			return d.ArgErr()
+			return d.Err("keep_upstream: expected one or more header names that this handler sets")
 		}
 		return nil
 	},
@@ -228,6 +230,9 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 				return d.Errf("cannot remove unknown CSP directive %q", rest)
 			}
 			h.CSPRemove = append(h.CSPRemove, rest)
+			if err := cspTwice(h.CSP, h.CSPRemove); err != nil {
+				return d.WrapErr(err)
+			}
 			if err := h.reportConflict(); err != nil {
 				return d.Errf("%v", err)
 			}
@@ -236,12 +241,10 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		if err := csp.ValidateDirective(name, values); err != nil {
 			return d.Errf("%v", err)
 		}
-		for _, prev := range h.CSP {
-			if prev.Name == name {
-				return d.Errf("CSP directive %s given twice; put all its sources on one line", name)
-			}
-		}
 		h.CSP = append(h.CSP, csp.Directive{Name: name, Values: values})
+		if err := cspTwice(h.CSP, h.CSPRemove); err != nil {
+			return d.WrapErr(err)
+		}
 		if err := h.reportConflict(); err != nil {
 			return d.Errf("%v", err)
 		}
@@ -277,13 +280,19 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		return d.Errf("inject_nonce: unexpected %q", d.Val())
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if c.CacheControl != "" && d.Val() == "cache_control" {
+			return d.Err("inject_nonce: cache_control is given twice")
+		}
 		switch d.Val() {
 		case "cache_control":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return d.ArgErr()
+				return d.Err("cache_control: expected a Cache-Control value (no-store, \"private, no-store\"), or off")
 			}
 			c.CacheControl = strings.Join(args, " ")
+			if err := checkCacheControl(c.CacheControl); err != nil {
+				return d.WrapErr(err)
+			}
 		default:
 			return d.Errf("unknown inject_nonce subdirective %q; expected cache_control", d.Val())
 		}

@@ -146,9 +146,11 @@ localhost:%d, http://localhost:%d {
 	}
 }
 
-// JSON hsts without max_age gets the default max-age; an explicit 0 (the Caddyfile's
-// max-age=0) is kept: it is how a site tells browsers to forget its HSTS.
-func TestHSTSMaxAgeOmittedInJSONIsTheDefault(t *testing.T) {
+// A field left out of a JSON hsts object is its default, as without the object: max_age
+// 63072000, include_subdomains true. An explicit max_age 0 (the Caddyfile's max-age=0) is
+// kept: it is how a site tells browsers to forget its HSTS. The Caddyfile writes what its
+// line says, so `hsts max-age=13` still sends no includeSubDomains from the adapted JSON.
+func TestHSTSFieldsOmittedInJSONAreTheDefaults(t *testing.T) {
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
 	cfg, err := testcaddy.Adapt(fmt.Sprintf(`{
 %s}
@@ -160,7 +162,7 @@ localhost:%d {
 		}
 		respond "ok"
 	}
-	handle /subdomains {
+	handle /no-subdomains {
 		security_headers {
 			hsts max-age=12 includeSubDomains
 		}
@@ -172,15 +174,22 @@ localhost:%d {
 		}
 		respond "ok"
 	}
+	handle /line {
+		security_headers {
+			hsts max-age=13
+		}
+		respond "ok"
+	}
 }
 `, localTLSGlobals(t, httpPort, httpsPort), httpsPort))
 	if err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := json.Marshal(cfg)
-	js := strings.NewReplacer(`"hsts":{"max_age":11}`, `"hsts":{}`,
-		`"hsts":{"include_subdomains":true,"max_age":12}`, `"hsts":{"include_subdomains":true}`).Replace(string(raw))
-	if strings.Contains(js, "max_age\":1") || !strings.Contains(js, `"hsts":{"max_age":0}`) {
+	js := strings.NewReplacer(`"hsts":{"include_subdomains":false,"max_age":11}`, `"hsts":{}`,
+		`"hsts":{"include_subdomains":true,"max_age":12}`, `"hsts":{"include_subdomains":false}`).Replace(string(raw))
+	if strings.Contains(js, "max_age\":11") || strings.Contains(js, "max_age\":12") ||
+		!strings.Contains(js, `"hsts":{"include_subdomains":false,"max_age":0}`) || !strings.Contains(js, `"hsts":{"include_subdomains":false,"max_age":13}`) {
 		t.Fatalf("unexpected adapted JSON: %s", js)
 	}
 	c := testcaddy.StartCaddy(t, "")
@@ -189,9 +198,10 @@ localhost:%d {
 	}
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	for path, want := range map[string]string{
-		"/empty":      "max-age=63072000",
-		"/subdomains": "max-age=63072000; includeSubDomains",
-		"/zero":       "max-age=0",
+		"/empty":         "max-age=63072000; includeSubDomains",
+		"/no-subdomains": "max-age=63072000",
+		"/zero":          "max-age=0",
+		"/line":          "max-age=13",
 	} {
 		resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d%s", httpsPort, path))
 		if got := resp.Header.Get("Strict-Transport-Security"); got != want {
@@ -564,6 +574,27 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 		{"handler": "security_headers", "report_uri": ["/y"], "csp": [{"name": "report-uri", "values": ["/x"]}]}]}]}}}}}`)
 	if err == nil || !strings.Contains(err.Error(), "report_uri and the csp block's report-uri /x both set the policy's report-uri") {
 		t.Fatalf("report_uri beside csp report-uri in JSON: %v", err)
+	}
+	// A directive set twice, or set and removed: one of them would be dropped without a word.
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "csp": [{"name": "script-src", "values": ["'self'"]}, {"name": "script-src", "values": ["'none'"]}]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "CSP directive script-src given twice") {
+		t.Fatalf("script-src twice in JSON: %v", err)
+	}
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "csp": [{"name": "script-src", "values": ["'self'"]}], "csp_remove": ["script-src"]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "CSP directive script-src is both set and removed (-script-src)") {
+		t.Fatalf("script-src set and removed in JSON: %v", err)
+	}
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "hsts": {"off": true, "max_age": 600}}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "hsts: off sends no header, so max_age, include_subdomains and preload say nothing beside it") {
+		t.Fatalf("hsts off with a max_age in JSON: %v", err)
+	}
+	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
+		{"handler": "security_headers", "remove": ["X Powered By"]}]}]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), `remove "X Powered By": expected a header name`) {
+		t.Fatalf("remove of a name that is no header's in JSON: %v", err)
 	}
 }
 

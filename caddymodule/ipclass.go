@@ -36,7 +36,7 @@ type IPClassesConfig struct {
 // score halves every Decay; a client whose score reaches Threshold is suspicious for BanFor,
 // on every instance when Redis is configured. Trusted clients are never scored.
 type DetectionConfig struct {
-	// Threshold is the score that makes a client suspicious. Default: 20.
+	// Threshold is the score that makes a client suspicious, at most 1000000. Default: 20.
 	Threshold float64 `json:"threshold,omitempty"`
 
 	// BanFor is how long a detected client stays suspicious: 1s to 10 years (3650d).
@@ -62,7 +62,7 @@ type DetectionConfig struct {
 	// a wrong monitoring key), not_found (1, a 404 of anything but a static resource),
 	// rate_limited (3, a 429 from policy_rate_limit), malformed_path (2, a path path_guard
 	// refused as malformed: invalid_utf8, path_params, encoded_slash, bad_encoding; traversal is
-	// every other reason). 0 ignores a signal.
+	// every other reason). 0 ignores a signal; at most 1000000.
 	Scores map[string]float64 `json:"scores,omitempty"`
 
 	// Bursts sets, for not_found and auth_failure (the answers readers get too), how many
@@ -240,6 +240,10 @@ func (a *App) detectionStatus() StatusReport {
 	return r
 }
 
+// maxScore bounds a signal's score and the threshold: a client's score is a sum of signals,
+// and scores near the float64 limit would add up to +Inf, which no decay brings back.
+const maxScore = 1000000
+
 func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 	s := ipclass.Settings{Threshold: c.Threshold, BanFor: time.Duration(c.BanFor), Decay: time.Duration(c.Decay),
 		MaxTracked: c.MaxTracked, Shadow: c.Shadow, IPv6Prefix: c.IPv6Prefix, Scores: map[ipclass.Signal]float64{}}
@@ -248,6 +252,9 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 	}
 	if c.Threshold < 0 || c.BanFor < 0 || c.Decay < 0 || c.MaxTracked < 0 {
 		return s, fmt.Errorf("detection: threshold, ban_for, decay and max_tracked must not be negative")
+	}
+	if c.Threshold > maxScore {
+		return s, fmt.Errorf("detection: threshold %v: at most %d", c.Threshold, maxScore)
 	}
 	for name, d := range map[string]caddy.Duration{"ban_for": c.BanFor, "decay": c.Decay} {
 		if d != 0 && time.Duration(d) < time.Second {
@@ -262,8 +269,8 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 		if err != nil {
 			return s, fmt.Errorf("detection: %v", err)
 		}
-		if v < 0 {
-			return s, fmt.Errorf("detection: score %s %v: must not be negative", name, v)
+		if v < 0 || v > maxScore {
+			return s, fmt.Errorf("detection: score %s %v: expected 0 to %d", name, v, maxScore)
 		}
 		s.Scores[sig] = v
 	}

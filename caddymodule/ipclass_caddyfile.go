@@ -93,8 +93,8 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 				return err
 			}
 			f, ok := finiteNumber(v)
-			if !ok || f <= 0 {
-				return d.Errf("threshold: expected a positive score such as 20, got %q", v)
+			if !ok || f <= 0 || f > maxScore {
+				return d.Errf("threshold: expected a positive score such as 20, at most %d, got %q", maxScore, v)
 			}
 			cfg.Threshold = f
 		case "ban_for", "decay":
@@ -135,8 +135,8 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 					return d.Errf("score: %v", err)
 				}
 				f, ok := finiteNumber(args[i+1])
-				if !ok || f < 0 {
-					return d.Errf("score %s: expected a score of 0 or more, got %q", args[i], args[i+1])
+				if !ok || f < 0 || f > maxScore {
+					return d.Errf("score %s: expected a score from 0 to %d, got %q", args[i], maxScore, args[i+1])
 				}
 				if _, dup := cfg.Scores[args[i]]; dup {
 					return d.Errf("score %s is given twice", args[i])

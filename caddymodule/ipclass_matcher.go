@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -25,6 +27,19 @@ type MatchIPClass struct {
 
 	app  *App
 	want [3]bool
+}
+
+// UnmarshalJSON reads the matcher's object, strictly as Caddy decodes modules, and says what
+// is expected of the list form `"ip_class": ["trusted"]` (path and host take a list; this
+// matcher an object, as remote_ip does).
+func (m *MatchIPClass) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '[' {
+		return errors.New(`ip_class: expected an object, {"classes": ["trusted"]}, not a list`)
+	}
+	type plain MatchIPClass // without this method
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode((*plain)(m))
 }
 
 // CaddyModule returns the Caddy module information.

@@ -1,7 +1,7 @@
 package caddymodule
 
 import (
-	"fmt"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -23,8 +23,18 @@ func init() {
 
 func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 	m := new(Monitoring)
-	err := m.UnmarshalCaddyfile(h.Dispenser)
+	appRedis := caddyfileHasRedis(h)
+	err := m.unmarshal(h.Dispenser, &appRedis)
 	return m, err
+}
+
+// caddyfileHasRedis reports whether the Caddyfile's hardening global option configures redis.
+func caddyfileHasRedis(h httpcaddyfile.Helper) bool {
+	if opt, ok := h.Option("hardening").(httpcaddyfile.App); ok {
+		var a App
+		return json.Unmarshal(opt.Value, &a) == nil && a.Redis != nil
+	}
+	return false
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
@@ -76,6 +86,12 @@ func parseMonitoring(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error
 // every other subdirective, of the block and of a check, once (a check's `expect` lines add
 // up, and `header` once per field).
 func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return m.unmarshal(d, nil)
+}
+
+// unmarshal reads the tokens; appRedis, when known (the HTTP Caddyfile adapter's global
+// options), says whether the hardening app has a Redis for the checks that use it.
+func (m *Monitoring) unmarshal(d *caddyfile.Dispenser, appRedis *bool) error {
 	d.Next() // the directive name
 	if d.NextArg() {
 		return d.Errf("monitoring takes no arguments, only a block; got %q", d.Val())
@@ -89,9 +105,13 @@ func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		seen[name] = true
 		switch name {
 		case "check":
+			at := *d
 			c, err := parseCheck(d)
 			if err != nil {
 				return err
+			}
+			if appRedis != nil && !*appRedis && (c.Type == checkRedis || c.Type == checkWorker) && c.Redis == "" {
+				return at.Errf("monitoring: %s check %s uses the hardening app's Redis, and none is configured: configure redis in the hardening global option or give the check a redis URL", c.Type, c.name())
 			}
 			for _, other := range m.Checks {
 				if other.name() == c.name() {
@@ -113,8 +133,8 @@ func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.Args(&v) || d.NextArg() || (v != "on" && v != "off") {
 				return d.Err("dashboard: expected on or off")
 			}
-			if file, line := d.File(), d.Line(); d.NextBlock(d.Nesting()) {
-				return fmt.Errorf("dashboard: expected on or off, not a block, at %s:%d", file, line)
+			if line := *d; d.NextBlock(d.Nesting()) {
+				return line.Err("dashboard: expected on or off, not a block")
 			}
 			m.DisableDashboard = v == "off"
 		default:
@@ -125,8 +145,8 @@ func (m *Monitoring) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
-	file, line := d.File(), d.Line()
-	atCheck := func(err error) error { return fmt.Errorf("%w, at %s:%d", err, file, line) }
+	line := *d // the check's line (with its import chain), for the rules judged once its block is read
+	atCheck := func(err error) error { return line.WrapErr(err) }
 	c := &MonitorCheck{}
 	if !d.NextArg() {
 		return nil, d.Err("check: expected a type: redis, postgres, http, tcp or worker")
@@ -172,13 +192,27 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 		return nil, d.Errf("check %s: name %q: use letters, digits, '_', '-' and '.' (at most 64)", c.Type, c.Name)
 	}
 	seen := map[string]bool{}
+	var timeoutAt *caddyfile.Dispenser // the timeout line, judged against the interval once the block is read
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if opt := d.Val(); seen[opt] && opt != "expect" && opt != "header" {
 			return nil, d.Errf("check %s: %s is given twice", c.name(), opt)
 		}
 		seen[d.Val()] = true
+		if d.Val() == "timeout" {
+			at := *d
+			timeoutAt = &at
+		}
 		if err := parseCheckOption(d, c); err != nil {
 			return nil, err
+		}
+	}
+	if timeoutAt != nil {
+		interval := time.Duration(c.Interval)
+		if interval == 0 {
+			interval = monitor.DefaultInterval
+		}
+		if time.Duration(c.Timeout) >= interval {
+			return nil, timeoutAt.Errf("check %s: timeout %s must be shorter than interval %s", c.name(), time.Duration(c.Timeout), interval)
 		}
 	}
 	if err := c.validate(); err != nil {
@@ -219,15 +253,8 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		default:
 			c.MaxAge = caddy.Duration(dur)
 		}
-		interval := time.Duration(c.Interval)
-		if interval == 0 {
-			interval = monitor.DefaultInterval
-		}
-		if opt == "interval" && interval < minCheckInterval {
-			return d.Errf("check %s: interval %s is shorter than %s", c.name(), interval, minCheckInterval)
-		}
-		if opt != "max_age" && c.Timeout != 0 && time.Duration(c.Timeout) >= interval {
-			return d.Errf("check %s: timeout %s must be shorter than interval %s", c.name(), time.Duration(c.Timeout), interval)
+		if opt == "interval" && dur < minCheckInterval {
+			return d.Errf("check %s: interval %s is shorter than %s", c.name(), dur, minCheckInterval)
 		}
 	case "failures_before_down":
 		c.FailuresBeforeDown, err = intArg(d, opt, 1, 1000)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,9 +41,10 @@ var checkTypes = map[string]string{
 	checkWorker:   "a Celery-compatible queue over Redis: LLEN backlog and/or a heartbeat key's age",
 }
 
-// MonitorCheck is one dependency check. Which fields apply depends on Type. String fields
-// accept runtime placeholders (`{env.DATABASE_URL}`, `{file./run/secrets/db}`), resolved at
-// load; prefer them to the Caddyfile's `{$VAR}`, which puts the secret in the JSON config.
+// MonitorCheck is one dependency check. Which fields apply depends on Type (a field of another
+// type is refused). String fields accept runtime placeholders (`{env.DATABASE_URL}`,
+// `{file./run/secrets/db}`), resolved at load; prefer them to the Caddyfile's `{$VAR}`, which
+// puts the secret in the JSON config.
 type MonitorCheck struct {
 	// Type is redis, postgres, http, tcp or worker.
 	Type string `json:"type"`
@@ -129,6 +131,31 @@ func (c *MonitorCheck) validate() error {
 	name := c.name()
 	if !validCheckName(name) {
 		return fmt.Errorf("monitoring: check name %q: use letters, digits, '_', '-' and '.'", name)
+	}
+	for _, f := range []struct {
+		field string
+		set   bool
+		types []string
+	}{
+		{"redis", c.Redis != "", []string{checkRedis, checkWorker}},
+		{"dsn", c.DSN != "", []string{checkPostgres}},
+		{"url", c.URL != "", []string{checkHTTP}},
+		{"method", c.Method != "", []string{checkHTTP}},
+		{"expect", len(c.Expect) > 0, []string{checkHTTP}},
+		{"body_contains", c.BodyContains != "", []string{checkHTTP}},
+		{"headers", len(c.Headers) > 0, []string{checkHTTP}},
+		{"ca_file", c.CAFile != "", []string{checkHTTP}},
+		{"address", c.Address != "", []string{checkTCP}},
+		{"queue", c.Queue != "", []string{checkWorker}},
+		{"max_backlog", c.MaxBacklog != 0, []string{checkWorker}},
+		{"on_backlog", c.OnBacklog != "", []string{checkWorker}},
+		{"heartbeat_key", c.HeartbeatKey != "", []string{checkWorker}},
+		{"max_age", c.MaxAge != 0, []string{checkWorker}},
+	} {
+		// A field of another type would be ignored, with nothing said.
+		if f.set && !slices.Contains(f.types, c.Type) {
+			return fmt.Errorf("monitoring: check %s: %s applies to %s checks only, not %s", name, f.field, strings.Join(f.types, " and "), c.Type)
+		}
 	}
 	interval, timeout := time.Duration(c.Interval), time.Duration(c.Timeout)
 	if interval == 0 {

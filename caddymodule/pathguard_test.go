@@ -375,6 +375,20 @@ http://%s {
 	}
 }
 
+// TestDetectionScoresBounded: a JSON score or threshold above 1000000 is refused (two scores
+// near the float64 limit sum to +Inf, which no decay brings back).
+func TestDetectionScoresBounded(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for detection, want := range map[string]string{
+		`{"scores": {"traversal": 1e308}}`: "detection: score traversal 1e+308: expected 0 to 1000000",
+		`{"threshold": 1e300}`:             "detection: threshold 1e+300: at most 1000000",
+	} {
+		if err := c.LoadJSON(`{"apps": {"hardening": {"detection": ` + detection + `}}}`); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", detection, err, want)
+		}
+	}
+}
+
 // TestDetectionBanForLongest: a JSON ban_for beyond 10 years is refused (its end, in int64
 // nanoseconds, overflowed: the client was "detected" and served); 10 years holds.
 func TestDetectionBanForLongest(t *testing.T) {

@@ -271,6 +271,12 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 		cfg = *a.RateLimit
 	}
 	s := limiterSettings{MaxKeys: cfg.MaxKeys, Timeout: time.Duration(cfg.StoreTimeout), OnFailure: cfg.OnStoreFailure, NoLeases: cfg.DisableLeases}
+	if s.MaxKeys < 0 {
+		return s, fmt.Errorf("rate_limit max_keys: expected a positive number (0 for the default %d), got %d", defaultRateLimitMaxKeys, s.MaxKeys)
+	}
+	if s.Timeout < 0 {
+		return s, fmt.Errorf("rate_limit store_timeout: expected a positive duration (0 for the default %s), got %s", defaultStoreTimeout, s.Timeout)
+	}
 	if s.MaxKeys == 0 {
 		s.MaxKeys = defaultRateLimitMaxKeys
 	}

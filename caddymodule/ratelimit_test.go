@@ -664,6 +664,10 @@ func TestRateLimitBadJSONIsRefused(t *testing.T) {
 			`on_store_failure: expected fallback, allow or deny`},
 		{`{"apps":{"hardening":{"adaptive":{"interval":1000000}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
 			`adaptive interval 1ms is shorter than 100ms`},
+		{`{"apps":{"hardening":{"rate_limit":{"max_keys":-1}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
+			`rate_limit max_keys: expected a positive number (0 for the default 200000), got -1`},
+		{`{"apps":{"hardening":{"rate_limit":{"store_timeout":-1}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
+			`rate_limit store_timeout: expected a positive duration (0 for the default 50ms), got -1ns`},
 	} {
 		if err := c.LoadJSON(tc.json); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s:\n  err = %v\n  want %q", tc.json, err, tc.want)

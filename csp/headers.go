@@ -21,8 +21,15 @@ type HSTS struct {
 func ParseHSTS(tokens []string) (HSTS, error) {
 	var h HSTS
 	haveAge := false
+	seen := map[string]bool{}
 	for _, t := range tokens {
 		lt := strings.ToLower(strings.TrimSuffix(t, ";"))
+		name, _, _ := strings.Cut(lt, "=")
+		if seen[name] {
+			// RFC 6797 6.1: a browser ignores a header with a directive twice.
+			return HSTS{}, fmt.Errorf("hsts: %s is given twice; expected each of max-age=<seconds>, includeSubDomains, preload at most once", t)
+		}
+		seen[name] = true
 		switch {
 		case strings.HasPrefix(lt, "max-age="):
 			n, err := strconv.ParseInt(lt[len("max-age="):], 10, 64)

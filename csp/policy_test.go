@@ -102,6 +102,8 @@ func TestHSTSRules(t *testing.T) {
 		{[]string{"includeSubDomains"}, "", "needs max-age"},
 		{[]string{"max-age=-1"}, "", "number of seconds"},
 		{[]string{"max-age=1", "always"}, "", "unknown token"},
+		{[]string{"max-age=100", "max-age=200"}, "", "max-age=200 is given twice"},
+		{[]string{"max-age=100", "includeSubDomains", "includesubdomains"}, "", "includesubdomains is given twice"},
 	}
 	for _, c := range cases {
 		h, err := ParseHSTS(c.tokens)

@@ -102,6 +102,9 @@ func (o Options) Validate() error {
 			return err
 		}
 	}
+	if o.Mode() != Sentinel && (o.SentinelUsername != "" || o.SentinelPassword != "") {
+		return errors.New("redis: sentinel_username and sentinel_password authenticate to the sentinels, and there are none; give the sentinel master and addresses, or username/password for the server itself")
+	}
 	if o.DB != nil && (*o.DB < 0 || *o.DB > 15) {
 		return fmt.Errorf("redis: db %d out of range 0-15", *o.DB)
 	}
