@@ -15,6 +15,7 @@ import (
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
 // redisPolicyConfig is a global option with Redis at url and one policy.
@@ -441,5 +442,48 @@ func TestRateLimitRefusalsSpareRedis(t *testing.T) {
 	}
 	if n := r.CommandCalls(t, "evalsha", "eval") - before; n != 1 {
 		t.Fatalf("100 refusals ran the script %d times in Redis; want 1 (the first refusal)", n)
+	}
+}
+
+// TestRateLimitReloadIsNoRedisOutage: a reload that changes the limiter's settings replaces its
+// entry, and Caddy cleans up the old configuration while its requests are still in flight. The
+// old handlers' decisions after that are no Redis outage: no store_failover event, store_mode
+// stays redis, and on_store_failure deny refuses none of them (they are decided in memory).
+func TestRateLimitReloadIsNoRedisOutage(t *testing.T) {
+	r := testenv.StartRedis(t)
+	block, url := site(t, "\tpolicy_rate_limit login")
+	cfg := func(timeout string) string {
+		return redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore_timeout "+timeout+
+			"\n\t\t\ton_store_failure deny\n\t\t}", "limit 100/1m burst 100") + block
+	}
+	c := testcaddy.StartCaddy(t, cfg("1s"))
+	old := activeApp(t).limiter
+	testenv.WaitFor(t, 5*time.Second, "decisions in Redis", func() bool {
+		return getReply(t, url, "X-Client: warm").status == 200 && old.mode() == storeModeRedis
+	})
+	if err := c.Load(cfg("2s")); err != nil {
+		t.Fatal(err)
+	}
+	if activeApp(t).limiter == old {
+		t.Fatal("the reload kept the limiter entry: the test proves nothing")
+	}
+	// What an old configuration's request that reaches its policy_rate_limit now gets.
+	limit := ratelimit.Limit{Rate: 100, Period: time.Minute, Burst: 100}
+	for i := range 5 {
+		if res := old.decide(context.Background(), old.storeFor("login"), "login", "late", limit); !res.Allowed {
+			t.Fatalf("old configuration's request %d after the reload refused: %+v", i, res)
+		}
+	}
+	if v := testutil.ToFloat64(storeMode.WithLabelValues(storeModeFallback)); v != 0 {
+		t.Fatalf("store_mode memory-fallback %v after a reload, want 0: Redis never failed", v)
+	}
+	if v := testutil.ToFloat64(storeMode.WithLabelValues(storeModeRedis)); v != 1 {
+		t.Fatalf("store_mode redis %v after a reload, want 1", v)
+	}
+	if logs := securityLogs(c, EventStoreFailover); len(logs) != 0 {
+		t.Fatalf("store_failover events after a reload, with Redis up all along: %v", logs)
+	}
+	if rep := getReply(t, url, "X-Client: new"); rep.status != 200 {
+		t.Fatalf("new configuration: status %d", rep.status)
 	}
 }

@@ -108,11 +108,18 @@ type limiterEntry struct {
 
 	// reporter is the newest configuration's app: the one that reports mode switches.
 	reporter atomic.Pointer[App]
+
+	// retired is set when the entry is destructed. On a reload Caddy cleans up the old
+	// configuration while its requests are still in flight, and their handlers still decide
+	// here: from then on they decide in memory, and the closed Redis store's errors are not
+	// a Redis outage (no mode switch, no event, no refusal by on_store_failure deny).
+	retired atomic.Bool
 }
 
 // Destruct stops the adaptive sampler and the Redis batching goroutines when the last
 // configuration using the entry is gone.
 func (e *limiterEntry) Destruct() error {
+	e.retired.Store(true)
 	e.stop()
 	e.adaptive.Stop()
 	_, _ = memoryPool.Delete(e.memKey)
@@ -380,6 +387,9 @@ func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 
 // modeChanged reports a switch between Redis and the fallback, through the newest config.
 func (e *limiterEntry) modeChanged(to ratelimit.Mode, cause error) {
+	if e.retired.Load() {
+		return // its store was closed under the old configuration's last requests
+	}
 	mode := e.mode()
 	setStoreModeMetric(mode)
 	a := e.reporter.Load()
@@ -421,14 +431,24 @@ func (e *limiterEntry) storeFor(policy string) ratelimit.Store {
 
 // decide runs one decision in store (storeFor's), timing it for the store latency histogram
 // when Redis is in play. No store fails a request: the failover store answers from memory (or
-// by on_store_failure).
+// by on_store_failure). A retired entry (an old configuration's last requests) decides in
+// memory.
 func (e *limiterEntry) decide(ctx context.Context, store ratelimit.Store, policy, key string, l ratelimit.Limit) ratelimit.Result {
 	if e.failover == nil {
 		res, _ := store.Allow(ctx, policy, key, l)
 		return res
 	}
+	if e.retired.Load() {
+		res, _ := e.memory.Allow(ctx, policy, key, l)
+		return res
+	}
 	start := time.Now()
 	res, _ := store.Allow(ctx, policy, key, l)
 	storeDuration.Observe(time.Since(start).Seconds())
+	if res.Unmetered && e.retired.Load() {
+		// Decided by on_store_failure because the store closed while it waited: decide in
+		// memory, as the requests after it.
+		res, _ = e.memory.Allow(ctx, policy, key, l)
+	}
 	return res
 }
