@@ -151,7 +151,11 @@ func (s *SharedBans) publishLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-s.queue:
-			s.report(sidePublish, s.publish(ctx, m))
+			err := s.publish(ctx, m)
+			if ctx.Err() != nil {
+				return // stopped while it waited: not a Redis failure
+			}
+			s.report(sidePublish, err)
 		}
 	}
 }

@@ -285,3 +285,28 @@ func TestSharedBansSubscriberNoticesFrozenRedis(t *testing.T) {
 	r.Thaw()
 	testenv.WaitFor(t, 5*time.Second, "the subscriber back after the thaw", func() bool { return !sb.Failing() })
 }
+
+// TestSharedBansStopIsNoOutage: stopping the sync (a reload that changes the Redis settings)
+// while a publication waits for Redis does not log that Redis is unavailable.
+func TestSharedBansStopIsNoOutage(t *testing.T) {
+	r := testenv.StartRedis(t)
+	// The publication waits at most a second for the frozen Redis: Stop comes first.
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, ReadTimeout: time.Second})
+	t.Cleanup(func() { c.Close() })
+	logs := &logSink{}
+	d := NewDetector(Settings{})
+	s := NewSharedBans(c, "test:", d, 1000, logs.logf)
+	s.Start()
+	time.Sleep(100 * time.Millisecond) // subscribed
+	r.Freeze()
+	t.Cleanup(r.Thaw)
+	det, _ := d.Signal(netip.MustParseAddr("198.51.100.26"), SignalTraversal)
+	s.Publish(det)
+	time.Sleep(50 * time.Millisecond) // the publication waits for the frozen Redis
+	s.Stop()
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	if len(logs.msgs) != 0 {
+		t.Fatalf("stopping the sync logged %q: a publication cut short by Stop is no Redis failure", logs.msgs)
+	}
+}
