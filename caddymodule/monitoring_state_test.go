@@ -331,3 +331,29 @@ func TestMonitoringChecksStartAfterTheListeners(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitoringResumedCheckLogsOnlyChanges: a reload that tunes a check that is down makes a
+// new check, which resumes the old one's result: its first run, down again, is no transition,
+// so `dependency down` is logged once, not once per reload.
+func TestMonitoringResumedCheckLogsOnlyChanges(t *testing.T) {
+	gone := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens
+	key, digest := newKey(t)
+	cf, base := monitoringSite(t, "", fmt.Sprintf("check tcp gone %s {\ninterval 200ms\nfailures_before_down 1\n}\napi_keys %s", gone, digest))
+	c := testcaddy.StartCaddy(t, cf)
+	waitFor(t, "the check down", func() bool {
+		d := services(t, base, key).Dependencies[0]
+		return d.Runs >= 1 && !d.Up
+	})
+	for _, interval := range []string{"300ms", "400ms"} {
+		if err := c.Load(strings.Replace(cf, "interval 200ms", "interval "+interval, 1)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the new check's first run", func() bool { return services(t, base, key).Dependencies[0].Runs >= 1 })
+	}
+	downs := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+		return e.Msg() == "dependency down" && e.Str("check") == "gone"
+	})
+	if len(downs) != 1 {
+		t.Fatalf("%d `dependency down` lines for a check down all along through two reloads, want 1: %v", len(downs), downs)
+	}
+}

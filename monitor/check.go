@@ -122,11 +122,13 @@ type Check struct {
 	checker Checker
 
 	// OnResult, when set before Start, is called after every run (for metrics and logs) with
-	// the new state and whether Up changed (always true after the first run).
+	// the new state and whether Up changed (always true after the first run, unless the check
+	// resumed a predecessor's result: then against that result).
 	OnResult func(s State, changed bool)
 
-	mu    sync.RWMutex
-	state State
+	mu      sync.RWMutex
+	state   State
+	resumed bool // state started from a predecessor's (Resume)
 
 	started  atomic.Bool
 	stopOnce sync.Once
@@ -155,7 +157,8 @@ func NewCheck(cfg Config, checker Checker) (*Check, error) {
 // one watching the same dependency (a reload that changed its interval or timeout) thus keeps
 // the last known state instead of starting down: a critical one does not fail readiness for
 // the length of its first run. The check's own settings (critical, interval,
-// failures_before_down) and run count stay its own. A prev that never ran changes nothing.
+// failures_before_down) and run count stay its own; its first run is reported as a change
+// (OnResult) only when Up differs from prev's. A prev that never ran changes nothing.
 func (c *Check) Resume(prev State) {
 	if !prev.Checked {
 		return
@@ -169,6 +172,7 @@ func (c *Check) Resume(prev State) {
 	s.Status, s.Up, s.Checked, s.Output, s.Observed = prev.Status, prev.Up, true, prev.Output, prev.Observed
 	s.Latency, s.LastCheck, s.LastSuccess, s.LastFailure = prev.Latency, prev.LastCheck, prev.LastSuccess, prev.LastFailure
 	s.ConsecutiveFailures = prev.ConsecutiveFailures
+	c.resumed = true
 }
 
 // Config returns the check's configuration with defaults filled in.
@@ -260,9 +264,10 @@ func (c *Check) record(out Outcome, start time.Time, latency time.Duration) Stat
 		s.Status = out.Status
 	}
 	snapshot := *s
+	first := s.Runs == 1 && !c.resumed // a resumed check compares with its predecessor's result
 	c.mu.Unlock()
 	if c.OnResult != nil {
-		c.OnResult(snapshot, snapshot.Up != wasUp || snapshot.Runs == 1) // the first run always reports
+		c.OnResult(snapshot, snapshot.Up != wasUp || first) // the first run always reports
 	}
 	return snapshot
 }
