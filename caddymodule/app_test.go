@@ -407,6 +407,24 @@ func TestRedisWrongPasswordAtStartupSaysSo(t *testing.T) {
 	}
 }
 
+// TestRedisSentinelWrongPasswordAtStartupSaysSo: sentinels that refuse sentinel_password are
+// refused credentials too (go-redis wraps their WRONGPASS in "all sentinels ... unreachable"),
+// not an unreachable Redis, and the password stays out of the log.
+func TestRedisSentinelWrongPasswordAtStartupSaysSo(t *testing.T) {
+	master := testenv.StartRedis(t)
+	sentinel := testenv.StartSentinel(t, master, "mymaster", "requirepass the-right-one")
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis {\n\t\t\tsentinel mymaster %s\n\t\t\tsentinel_password %s\n\t\t}\n\t}\n}\n", sentinel.Addr, goldenSecret))
+	refused := func(e testenv.LogEntry) bool {
+		return strings.HasPrefix(e.Msg(), "redis refused this client's credentials at startup")
+	}
+	testenv.WaitFor(t, 5*time.Second, "the refused-credentials warning", func() bool { return len(testenv.Filter(c.Logs(), refused)) == 1 })
+	for _, e := range c.Logs() {
+		if strings.HasPrefix(e.Msg(), "redis unreachable") || strings.Contains(fmt.Sprint(e), goldenSecret) {
+			t.Fatalf("log line %v: want no 'unreachable' and no password", e)
+		}
+	}
+}
+
 // TestRedisSentinelUnknownMasterSaysSo: a sentinel that answers but knows no master of the
 // configured name is reported as such, not as an unreachable Redis.
 func TestRedisSentinelUnknownMasterSaysSo(t *testing.T) {

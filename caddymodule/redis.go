@@ -263,11 +263,13 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 }
 
 // refusedCredentials reports whether Redis answered but refused the client's credentials or
-// its ACL refused the command: a configuration mistake, not an outage.
+// its ACL refused the command: a configuration mistake, not an outage. The code starts the
+// error, or follows a wrapping go-redis adds (sentinels refusing sentinel_password: "redis: all
+// sentinels specified in configuration are unreachable: WRONGPASS ...").
 func refusedCredentials(err error) bool {
 	msg := err.Error()
 	for _, code := range []string{"WRONGPASS", "NOAUTH", "NOPERM"} {
-		if strings.HasPrefix(msg, code) {
+		if strings.HasPrefix(msg, code) || strings.Contains(msg, ": "+code+" ") {
 			return true
 		}
 	}
