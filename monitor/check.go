@@ -224,11 +224,15 @@ func (c *Check) RunOnce(ctx context.Context) State {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	start := time.Now()
 	out := c.checker.Check(ctx)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if out.Abandoned {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.state
+	}
+	if timedOut && out.Status == Fail { // the checker's own words are "context deadline exceeded"
+		out.Output = fmt.Sprintf("no answer within the check's timeout (%s): %s", c.cfg.Timeout, out.Output)
 	}
 	return c.record(out, start, time.Since(start))
 }

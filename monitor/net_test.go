@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // flaky is an upstream whose answer the test switches.
@@ -139,5 +140,31 @@ func TestTCPCheckerFailsAndRecovers(t *testing.T) {
 	defer l.Close()
 	if out := c.Check(context.Background()); out.Status != Pass {
 		t.Fatalf("listening again: %+v", out)
+	}
+}
+
+// TestHTTPCheckOfAHungServerNamesTheTimeout: a server that never answers fails the check with
+// the timeout in its output, not Go's "context deadline exceeded" alone.
+func TestHTTPCheckOfAHungServerNamesTheTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	h, err := NewHTTPChecker(HTTPOptions{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCheck(Config{Name: "app", Interval: time.Minute, Timeout: 100 * time.Millisecond, FailuresBeforeDown: 1}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := c.RunOnce(context.Background())
+	if st.Up || st.Status != Fail || !strings.HasPrefix(st.Output, "no answer within the check's timeout (100ms): ") {
+		t.Fatalf("%+v", st)
 	}
 }
