@@ -299,3 +299,53 @@ func TestBrowserBrowseListingRunsBehindSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserDanglingMarkupGetsNoNonce: user content that leaves a tag open (`a="`) swallows
+// the application's next marked tag, so the browser reads one tag with the attacker's href
+// and the application's nonce. Chromium ignores such a nonce on a <script> by itself, not on
+// a stylesheet: the edge must not write the nonce there.
+func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
+	const red = "rgb(255, 0, 0)"
+	injections := map[string]string{
+		"quoted": `<link rel=stylesheet href="data:text/css,body{background-color:` + red + `}" a="`,
+	}
+	for name, injection := range injections {
+		t.Run(name, func(t *testing.T) {
+			page := `<!doctype html><html><head><title>t</title></head><body>
+<div id="out"></div>
+<p>comment: ` + injection + `</p>
+<link rel="stylesheet" href="/app.css" nonce="` + testPlaceholder + `">
+<script nonce="` + testPlaceholder + `">
+	window.addEventListener('load', () => { ` + markerJS + `'bg=' + getComputedStyle(document.body).backgroundColor + ';'; });
+</script>
+</body></html>`
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/" {
+					w.Header().Set("Content-Type", "text/css")
+					_, _ = io.WriteString(w, "p{}")
+					return
+				}
+				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				_, _ = io.WriteString(w, page)
+			}))
+			t.Cleanup(up.Close)
+			t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+			port := testenv.FreePort(t)
+			testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+			out := between(chromiumDOM(t, fmt.Sprintf("http://127.0.0.1:%d/", port)), `<div id="out">`, `</div>`)
+			if !strings.Contains(out, "bg=") {
+				t.Fatalf("the application's script did not run; #out = %q", out)
+			}
+			if strings.Contains(out, red) {
+				t.Fatalf("the injected stylesheet got the nonce and applied; #out = %q", out)
+			}
+		})
+	}
+}

@@ -40,9 +40,10 @@ const MinPlaceholderLen = 16
 // across writes). It follows the HTML tokenizer (comments, raw text elements, script escapes)
 // but builds no tree. Only nonce attributes change; every other byte passes through.
 //
-// A tag with a '<' in an attribute name or unquoted value never keeps or gets a nonce: that is
-// the dangling-markup attack (`<script src=//evil x=` injected before a real nonced tag, so the
-// browser reads both as one tag), and Chromium ignores such nonces too.
+// A tag with a '<' in an attribute name or value, quoted or not, never keeps or gets a nonce:
+// that is the dangling-markup attack (`<script src=//evil x=` or `<link rel=stylesheet
+// href=//evil x="` injected before a real nonced tag, so the browser reads both as one tag).
+// Chromium ignores such nonces on scripts, but not on stylesheets.
 type Injector struct {
 	w     io.Writer
 	err   error

@@ -14,13 +14,15 @@ import (
 //     what removing them from the input gives (after the placeholder became the nonce; in
 //     Tags mode, after taking out the inserted ` nonce="…"`);
 //   - Go's HTML5 tokenizer (golang.org/x/net/html) finds no tag whose nonce is not the
-//     response's, and in Tags mode no tag with two nonces (each nonce in the output is one
+//     response's, none that keeps one after an attribute holding a '<' (dangling markup),
+//     and in Tags mode no tag with two nonces (each nonce in the output is one
 //     tag's nonce);
 //   - the placeholder never reaches the client.
 func FuzzInjector(f *testing.F) {
 	for _, s := range []string{
 		`<script nonce="` + testPH + `">a()</script><script>evil()</script>`,
 		`<script src=//evil x=<script nonce="` + testPH + `">`,
+		`<link rel=stylesheet href=//evil a="</p><link rel="stylesheet" nonce="` + testPH + `">`,
 		`<!--<script nonce=x>--><textarea><script nonce=y></textarea>`,
 		`<script><!--<script>x</script>--></script><style nonce=1>`,
 		`<link rel=stylesheet href=a.css/><script nonce=` + testPH + testPH[:4],
@@ -74,9 +76,14 @@ func FuzzInjector(f *testing.F) {
 			if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
 				continue
 			}
+			dangling := false // a '<' in an attribute before: markup swallowed into this tag
 			for _, a := range z.Token().Attr {
 				if a.Key != "nonce" {
+					dangling = dangling || strings.Contains(a.Key, "<") || strings.Contains(a.Val, "<")
 					continue
+				}
+				if dangling {
+					t.Fatalf("a tag with '<' in an attribute keeps the nonce:\n in  %q\n out %q", body, whole)
 				}
 				if a.Val != nonce {
 					t.Fatalf("a tag keeps nonce %q (the response's is %q):\n in  %q\n out %q", a.Val, nonce, body, whole)

@@ -47,6 +47,8 @@ func TestInjectorPlaceholder(t *testing.T) {
 		{"second nonce removed", `<script nonce=` + testPH + ` nonce="` + testPH + `">`, `<script ` + n + ` >`},
 		{"placeholder in text replaced", `var n="` + testPH + `";`, `var n="` + testNonce + `";`},
 		{"dangling markup: unquoted value with <", `<script src=//evil x=<script nonce="` + testPH + `">`, `<script src=//evil x=<script >`},
+		{"dangling markup: double-quoted value with <", `<link rel=stylesheet href=//evil a="</p><link rel="stylesheet" nonce="` + testPH + `">`, `<link rel=stylesheet href=//evil a="</p><link rel="stylesheet" >`},
+		{"dangling markup: single-quoted value with <", `<script src=//evil a='<script type='module' nonce="` + testPH + `">`, `<script src=//evil a='<script type='module' >`},
 		{"dangling markup: attribute name with <", `<img src=x <script nonce="` + testPH + `">`, `<img src=x <script >`},
 		{"nonce in comment is text", `<!-- <script nonce="x"> -->`, `<!-- <script nonce="x"> -->`},
 		{"nonce in textarea is text", `<textarea><script nonce="x"></textarea><b nonce=y>`, `<textarea><script nonce="x"></textarea><b >`},

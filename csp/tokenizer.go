@@ -84,7 +84,7 @@ type tokenizer struct {
 	nameN      int
 	kind       tagKind
 	rawName    string
-	suspicious bool // a '<' in an attribute name or unquoted value (or the tag name)
+	suspicious bool // a '<' in an attribute name or value (or the tag name)
 	hasNonce   bool // this tag already carries the response's nonce
 	relOK      bool // <link rel=stylesheet|preload|modulepreload>
 	slashHeld  bool // a '/' at the end of the last write, maybe '/>'
@@ -505,13 +505,34 @@ func (t *tokenizer) feed(p []byte) {
 				q = '\''
 			}
 			if t.attr == aOther {
-				j := bytes.IndexByte(p[i:], q)
-				if j < 0 {
-					i = len(p)
-					continue
+				if t.kind >= kScript && t.kind <= kLink && !t.suspicious {
+					// Where a nonce counts (on other tags it authorizes nothing), look for
+					// a '<' on the way.
+					for c != q && c != '<' {
+						if i++; i == len(p) {
+							break
+						}
+						c = p[i]
+					}
+					if i == len(p) {
+						continue
+					}
+					if c == '<' {
+						t.suspicious = true
+						continue
+					}
+				} else {
+					j := bytes.IndexByte(p[i:], q)
+					if j < 0 {
+						i = len(p)
+						continue
+					}
+					i += j
 				}
-				i += j
 			} else if c != q {
+				if c == '<' {
+					t.suspicious = true
+				}
 				t.valueByte(c)
 				break
 			}
