@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -85,7 +86,31 @@ func (c *CSPReport) Provision(ctx caddy.Context) error {
 	if c.MaxBodySize == 0 {
 		c.MaxBodySize = DefaultMaxReportBody
 	}
+	app.OnValidate(func() { c.checkCatchAll(ctx) })
 	return registerCSPReportMetrics(ctx.GetMetricsRegistry())
+}
+
+// checkCatchAll reports a csp_report without a matcher that has handlers after it: it
+// answers every request of its routes (a page gets 405), so they are never reached. A site
+// of its own for the reports (nothing after it) is what a bare csp_report is for.
+func (c *CSPReport) checkCatchAll(ctx caddy.Context) {
+	for _, srv := range httpServers(ctx) {
+		list := routeListWith(srv.Routes, c)
+		for i, r := range list {
+			j := slices.IndexFunc(r.Handlers, func(hh caddyhttp.MiddlewareHandler) bool { return hh == c })
+			if j < 0 {
+				continue
+			}
+			if len(r.MatcherSetsRaw) > 0 || len(r.MatcherSets) > 0 || j == len(r.Handlers)-1 && !slices.ContainsFunc(list[i+1:], func(next caddyhttp.Route) bool { return len(next.Handlers) > 0 }) {
+				return
+			}
+			_ = c.app.Report(Finding{Code: "csp.report_catch_all", Severity: Warning, Module: "csp_report",
+				Config:  handlerConfigPath(ctx, c),
+				Message: "csp_report without a matcher answers every request of its routes (a page gets 405 Method Not Allowed): the handlers after it are never reached",
+				Fix:     "give it the path of report_uri/report_to: csp_report /csp-report"})
+			return
+		}
+	}
 }
 
 // registerCSPReportMetrics registers the report counters on a configuration's registry.
