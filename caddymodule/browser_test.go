@@ -308,12 +308,14 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 	const red = "rgb(255, 0, 0)"
 	injections := map[string]string{
 		"quoted": `<link rel=stylesheet href="data:text/css,body{background-color:` + red + `}" a="`,
+		// <style> in <svg> holds markup, and <p> leaves the svg: the browser reads the tags.
+		"after foreign content": `<svg><style></svg><p><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=` + "\n",
 	}
 	for name, injection := range injections {
 		t.Run(name, func(t *testing.T) {
 			page := `<!doctype html><html><head><title>t</title></head><body>
 <div id="out"></div>
-<p>comment: ` + injection + `</p>
+<p>comment: ` + injection + `
 <link rel="stylesheet" href="/app.css" nonce="` + testPlaceholder + `">
 <script nonce="` + testPlaceholder + `">
 	window.addEventListener('load', () => { ` + markerJS + `'bg=' + getComputedStyle(document.body).backgroundColor + ';'; });

@@ -135,7 +135,7 @@ func (in *Injector) replace(p []byte) {
 				return
 			}
 			in.phN = 0
-			in.pass(in.nonce)
+			in.passNonce()
 			p = p[n:]
 		} else {
 			// Not a placeholder after all: its first byte is text; the rest may start one.
@@ -153,7 +153,7 @@ func (in *Injector) replace(p []byte) {
 			break
 		}
 		in.pass(p[:i])
-		in.pass(in.nonce)
+		in.passNonce()
 		p = p[i+len(ph):]
 	}
 	// Hold the longest end of p that begins the placeholder.
@@ -166,6 +166,20 @@ func (in *Injector) replace(p []byte) {
 	in.pass(p[:len(p)-k])
 	in.phN = k
 }
+
+// passNonce hands on what a placeholder becomes: the nonce, or as many '-' once the tokenizer
+// lost track of the page (see foreign.go), where no tag may get it.
+func (in *Injector) passNonce() {
+	if !in.t.poisoned {
+		in.pass(in.nonce)
+		return
+	}
+	for n := len(in.nonce); n > 0; n -= min(n, len(dashes)) {
+		in.pass(dashes[:min(n, len(dashes))])
+	}
+}
+
+var dashes = bytes.Repeat([]byte{'-'}, 32)
 
 // pass hands text on: to the tokenizer, or straight out when no tag is read.
 func (in *Injector) pass(b []byte) {

@@ -148,3 +148,42 @@ func TestInjectorSubstitute(t *testing.T) {
 		t.Fatal("a 5-character marker was accepted")
 	}
 }
+
+// TestInjectorForeignContent: inside <svg> and <math>, <style>, <title>, <script>, ... hold
+// markup, not raw text, as in the browser; where the tokenizer cannot follow the tree, the
+// rest of the page gets no nonce (placeholders become '-').
+func TestInjectorForeignContent(t *testing.T) {
+	n := `nonce="` + testNonce + `"`
+	app := `<link rel="stylesheet" href="/a.css" nonce="` + testPH + `">`
+	cases := []struct{ name, in, want string }{
+		{"style in svg holds markup: dangling markup seen",
+			`<svg><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + app,
+			`<svg><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" >`},
+		{"script in svg holds markup", `<svg><script><b nonce=x></b></script></svg>`, `<svg><script><b ></b></script></svg>`},
+		{"an inline icon with a title, then the app's tag", `<svg><title>Close</title><path d="M0 0"/></svg>` + app,
+			`<svg><title>Close</title><path d="M0 0"/></svg><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"style after the svg is raw text again", `<svg><style>p{}</style></svg><style><b nonce=x></style>` + app,
+			`<svg><style>p{}</style></svg><style><b nonce=x></style><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"breakout tag ends foreign content", `<math><p><style><b nonce=x></style>` + app,
+			`<math><p><style><b nonce=x></style><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"CDATA in svg is text", `<svg><![CDATA[ <b nonce=x> ]]><b nonce=y></svg>`, `<svg><![CDATA[ <b nonce=x> ]]><b ></svg>`},
+		{"CDATA in HTML is a bogus comment", `<![CDATA[ x ]]><b nonce=y>`, `<![CDATA[ x ]]><b >`},
+		{"self-closing svg opens nothing", `<svg/><style><b nonce=x></style>` + app,
+			`<svg/><style><b nonce=x></style><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"tag inside an integration point: gives up", `<svg><foreignObject><div></div></foreignObject></svg>` + app,
+			`<svg><foreignObject><div></div></foreignObject></svg><link rel="stylesheet" href="/a.css" >`},
+		{"placeholder in text after giving up becomes dashes", `<svg><font color=red></svg><script>var n="` + testPH + `"</script>`,
+			`<svg><font color=red></svg><script>var n="` + strings.Repeat("-", len(testNonce)) + `"</script>`},
+		{"end tag of an element below the svg: gives up", `<div><svg></div><style>` + app,
+			`<div><svg></div><style><link rel="stylesheet" href="/a.css" >`},
+		{"unquoted placeholder after giving up", `<math><annotation-xml></math><script nonce=` + testPH + `>`,
+			`<math><annotation-xml></math><script >`},
+	}
+	for _, c := range cases {
+		for _, chunk := range []int{0, 1, 2, 3, 7} {
+			if got := rewrite(t, Placeholder, testNonce, testPH, c.in, chunk); got != c.want {
+				t.Errorf("%s (writes of %d):\n got  %s\n want %s", c.name, chunk, got, c.want)
+			}
+		}
+	}
+}
