@@ -50,7 +50,8 @@ const maxReportField = 512
 // (the Reporting API, report-to); `application/json` is read as either (a JSON array is a
 // Reporting API batch). Each report becomes one `csp_violation` security event
 // (logger hardening.security) with normalized fields: directive, blocked_uri, document_uri,
-// source_file, line, column, disposition, sample, plus the client's IP and class. Logging is
+// source_file, line, column, disposition, sample, plus the client's IP and class (the URLs
+// without their query and fragment, which may hold tokens). Logging is
 // limited per second (floods are counted in `suppressed`); the metric
 // caddy_hardening_csp_violations_total counts every report by directive.
 //
@@ -202,14 +203,24 @@ func (c *CSPReport) record(r *http.Request, v violation) {
 	}
 	c.app.SecurityEvent(c.ctx, r, level, EventCSPViolation, map[string]any{
 		"directive":    textcut.Cut(v.Directive, 64),
-		"blocked_uri":  textcut.Cut(v.BlockedURI, maxReportField),
-		"document_uri": textcut.Cut(v.DocumentURI, maxReportField),
-		"source_file":  textcut.Cut(v.SourceFile, maxReportField),
+		"blocked_uri":  textcut.Cut(withoutQuery(v.BlockedURI), maxReportField),
+		"document_uri": textcut.Cut(withoutQuery(v.DocumentURI), maxReportField),
+		"source_file":  textcut.Cut(withoutQuery(v.SourceFile), maxReportField),
 		"line":         v.Line,
 		"column":       v.Column,
 		"disposition":  disposition,
 		"sample":       textcut.Cut(v.Sample, 128),
 	})
+}
+
+// withoutQuery cuts a reported URL's query and fragment: browsers report the page's whole
+// URL, and a query often holds a secret (a password reset or sign-in token, a session id)
+// that must not reach the logs.
+func withoutQuery(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		return u[:i]
+	}
+	return u
 }
 
 // parseReports reads the report-uri format ({"csp-report": {...}}) or a Reporting API batch
