@@ -306,20 +306,22 @@ func TestBrowserBrowseListingRunsBehindSecurityHeaders(t *testing.T) {
 // a stylesheet: the edge must not write the nonce there.
 func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 	const red = "rgb(255, 0, 0)"
-	injections := map[string]string{
-		"quoted": `<link rel=stylesheet href="data:text/css,body{background-color:` + red + `}" a="`,
+	injections := map[string]struct{ charset, injection string }{
+		"quoted": {"utf-8", `<link rel=stylesheet href="data:text/css,body{background-color:` + red + `}" a="`},
 		// <style> in <svg> holds markup, and <p> leaves the svg: the browser reads the tags.
-		"after foreign content": `<svg><style></svg><p><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=` + "\n",
+		"after foreign content": {"utf-8", `<svg><style></svg><p><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=`},
+		// After ESC $ B, `">` is one kanji to the browser: the attacker's tag stays open.
+		"iso-2022-jp escape": {"iso-2022-jp", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x1b$B" + `">` + "\x1b(B"},
 	}
-	for name, injection := range injections {
+	for name, c := range injections {
 		t.Run(name, func(t *testing.T) {
-			page := `<!doctype html><html><head><title>t</title></head><body>
+			page := `<!doctype html><html><head><meta charset="` + c.charset + `"><title>t</title></head><body>
 <div id="out"></div>
-<p>comment: ` + injection + `
-<link rel="stylesheet" href="/app.css" nonce="` + testPlaceholder + `">
 <script nonce="` + testPlaceholder + `">
 	window.addEventListener('load', () => { ` + markerJS + `'bg=' + getComputedStyle(document.body).backgroundColor + ';'; });
 </script>
+<p>comment: ` + c.injection + `
+<link rel="stylesheet" href="/app.css" nonce="` + testPlaceholder + `">
 </body></html>`
 			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path != "/" {
@@ -327,7 +329,7 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 					_, _ = io.WriteString(w, "p{}")
 					return
 				}
-				w.Header().Set("Content-Type", "text/html; charset=utf-8")
+				w.Header().Set("Content-Type", "text/html") // the page's <meta> names its charset
 				_, _ = io.WriteString(w, page)
 			}))
 			t.Cleanup(up.Close)

@@ -181,11 +181,22 @@ func (in *Injector) passNonce() {
 
 var dashes = bytes.Repeat([]byte{'-'}, 32)
 
-// pass hands text on: to the tokenizer, or straight out when no tag is read.
+// pass hands text on: to the tokenizer, or straight out when no tag is read. In Placeholder
+// mode an ESC byte gives up on the rest of the page (see foreign.go's poison): it starts the
+// escape sequences of ISO-2022-JP, which a page can declare in a <meta> or a browser guess
+// for a page without a charset, and after which the browser reads ASCII bytes as parts of
+// two-byte characters (see UnreadableEncoding).
 func (in *Injector) pass(b []byte) {
 	if !in.reads() {
 		in.out(b)
 		return
+	}
+	if in.mode == Placeholder && !in.t.poisoned {
+		if i := bytes.IndexByte(b, 0x1B); i >= 0 {
+			in.t.feed(b[:i])
+			in.t.poison()
+			b = b[i:]
+		}
 	}
 	in.t.feed(b)
 }

@@ -176,6 +176,8 @@ func TestInjectorForeignContent(t *testing.T) {
 			`<svg><font color=red></svg><script>var n="` + strings.Repeat("-", len(testNonce)) + `"</script>`},
 		{"end tag of an element below the svg: gives up", `<div><svg></div><style>` + app,
 			`<div><svg></div><style><link rel="stylesheet" href="/a.css" >`},
+		{"an ESC byte (ISO-2022-JP's escapes): gives up", `<link rel=stylesheet href=//evil a="` + "\x1b$B" + `">` + "\x1b(B" + app,
+			`<link rel=stylesheet href=//evil a="` + "\x1b$B" + `">` + "\x1b(B" + `<link rel="stylesheet" href="/a.css" >`},
 		{"unquoted placeholder after giving up", `<math><annotation-xml></math><script nonce=` + testPH + `>`,
 			`<math><annotation-xml></math><script >`},
 	}
