@@ -10,34 +10,47 @@ package csp
 //
 // The tokenizer follows the elements open in foreign content (a few, bounded), the HTML
 // integration points (<foreignObject>, <desc>, <title> in SVG; <mi>, <mo>, <mn>, <ms>,
-// <mtext> in MathML) and the tags that break out of foreign content (<p>, <div>, </p>, ...),
-// as the tree builder does (WHATWG HTML §13.2.6.5). Where following it would take the whole
-// tree builder (a tag inside an integration point, an end tag that closes an HTML element
-// below the <svg>, <font> or <annotation-xml>, deeper nesting than it follows), it gives up:
-// the rest of the page is poisoned, so every later placeholder becomes as many '-' as it has
-// and no nonce attribute is kept. The page's later tags then lose their nonce (blocked), and
-// no tag ever gets one by a misreading.
+// <mtext> in MathML) with the HTML elements open inside them, and the tags that break out of
+// foreign content (<p>, <div>, </p>, ...), as the tree builder does (WHATWG HTML §13.2.6.5).
+// Where following it would take the whole tree builder (an end tag that is not the one of the
+// innermost element inside an integration point, or that closes an HTML element around the
+// <svg>; <font> or <annotation-xml> in foreign content; <table>, <select>, <template>, ...
+// inside an integration point; deeper nesting than it follows), it gives up: the rest of the
+// page is poisoned, so every later placeholder becomes as many '-' as it has and no nonce
+// attribute is kept. The page's later tags then lose their nonce (blocked), and no tag ever
+// gets one by a misreading.
 
-// maxForeign is how many elements open in foreign content are followed.
-const maxForeign = 16
+// maxForeign is how many elements open in foreign content (and HTML elements open inside
+// its integration points) are followed.
+const maxForeign = 24
+
+type elemKind uint8
+
+const (
+	eForeign elemKind = iota // an SVG or MathML element
+	eIP                      // an HTML integration point: its content is HTML
+	eHTML                    // an HTML element inside an integration point
+)
 
 type foreignElem struct {
 	name [tagNameLen]byte
 	n    uint8
-	ns   byte // 's' (SVG) or 'm' (MathML)
-	ip   bool // an HTML integration point: its content is HTML
+	ns   byte // 's' (SVG) or 'm' (MathML), for eForeign and eIP
+	kind elemKind
 }
+
+func (e *foreignElem) is(name string) bool { return name != "" && name == string(e.name[:e.n]) }
 
 // inForeign reports whether the tokenizer is in foreign content (where <![CDATA[ is text).
 func (t *tokenizer) inForeign() bool {
-	return t.fN > 0 && !t.foreign[t.fN-1].ip
+	return t.fN > 0 && t.foreign[t.fN-1].kind == eForeign
 }
 
 // treeTag follows the tag that ends through foreign content, and reports whether it is an
 // HTML element (so whether a raw text element's content is raw text).
 func (t *tokenizer) treeTag(selfClosing bool) bool {
 	if t.poisoned {
-		return t.fN == 0
+		return !t.inForeign()
 	}
 	name := ""
 	if t.nameN <= len(t.name) {
@@ -45,27 +58,22 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 	}
 	if t.fN == 0 {
 		if !t.endTag && !selfClosing && (name == "svg" || name == "math") {
-			t.push(name, name[0], false)
+			t.push(name, name[0], eForeign)
 		}
 		return true
 	}
 	top := &t.foreign[t.fN-1]
-	if top.ip {
-		// Only text is followed inside an integration point, up to its end tag.
-		if t.endTag && name != "" && name == string(top.name[:top.n]) {
-			t.fN--
-		} else {
-			t.poison()
-		}
-		return false
+	if top.kind != eForeign {
+		t.htmlInIP(name, selfClosing)
+		return true
 	}
 	if t.endTag {
 		if name == "p" || name == "br" { // they break out of foreign content
-			t.fN = 0
+			t.leaveForeign()
 			return true
 		}
-		for k := t.fN - 1; k >= 0 && !t.foreign[k].ip; k-- {
-			if name != "" && name == string(t.foreign[k].name[:t.foreign[k].n]) {
+		for k := t.fN - 1; k >= 0 && t.foreign[k].kind == eForeign; k-- {
+			if t.foreign[k].is(name) {
 				t.fN = k
 				return false
 			}
@@ -78,29 +86,69 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 		"embed", "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "i", "img", "li", "listing", "menu",
 		"meta", "nobr", "ol", "p", "pre", "ruby", "s", "small", "span", "strong", "strike", "sub",
 		"sup", "table", "tt", "u", "ul", "var":
-		t.fN = 0 // back to HTML, and the tag is an HTML element
+		t.leaveForeign() // the tag is an HTML element, where foreign content began
+		if t.fN > 0 {
+			t.htmlInIP(name, selfClosing)
+		}
 		return true
 	case "", "font", "annotation-xml": // too long to follow; depends on attributes
 		t.poison()
 		return false
 	}
 	if !selfClosing {
-		ns := top.ns
-		ip := ns == 's' && (name == "foreignobject" || name == "desc" || name == "title") ||
-			ns == 'm' && (name == "mi" || name == "mo" || name == "mn" || name == "ms" || name == "mtext")
-		t.push(name, ns, ip)
+		kind := eForeign
+		if top.ns == 's' && (name == "foreignobject" || name == "desc" || name == "title") ||
+			top.ns == 'm' && (name == "mi" || name == "mo" || name == "mn" || name == "ms" || name == "mtext") {
+			kind = eIP
+		}
+		t.push(name, top.ns, kind)
 	}
 	return false
 }
 
-func (t *tokenizer) push(name string, ns byte, ip bool) {
+// htmlInIP follows a tag in the HTML inside an integration point: an end tag must close the
+// innermost element (the integration point's own when none is open in it); a start tag opens
+// an element (not a void one: in HTML `<div/>` is open), or foreign content again.
+func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
+	if t.endTag {
+		if t.foreign[t.fN-1].is(name) {
+			t.fN--
+		} else {
+			t.poison()
+		}
+		return
+	}
+	switch name {
+	case "svg", "math":
+		if !selfClosing {
+			t.push(name, name[0], eForeign)
+		}
+	case "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
+		"param", "source", "track", "wbr":
+	case "", "html", "head", "body", "frameset", "frame", "template", "select", "table", "caption",
+		"colgroup", "tbody", "thead", "tfoot", "tr", "td", "th", "image", "plaintext":
+		t.poison() // insertion modes of their own, or no end to follow
+	default:
+		t.push(name, 0, eHTML)
+	}
+}
+
+// leaveForeign pops the foreign elements down to the integration point or HTML element that
+// holds them (or the document).
+func (t *tokenizer) leaveForeign() {
+	for t.fN > 0 && t.foreign[t.fN-1].kind == eForeign {
+		t.fN--
+	}
+}
+
+func (t *tokenizer) push(name string, ns byte, kind elemKind) {
 	if t.fN == maxForeign {
 		t.poison()
 		return
 	}
 	e := &t.foreign[t.fN]
 	e.n = uint8(copy(e.name[:], name))
-	e.ns, e.ip = ns, ip
+	e.ns, e.kind = ns, kind
 	t.fN++
 }
 

@@ -638,6 +638,7 @@ func (t *tokenizer) feed(p []byte) {
 			matched, failed := t.matchEnd(c, t.rawName)
 			if matched {
 				t.beginTag(true) // the delimiter is the tag name's end
+				t.nameN = copy(t.name[:], t.rawName)
 				continue
 			}
 			if failed {
