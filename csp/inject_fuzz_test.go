@@ -11,8 +11,9 @@ import (
 // FuzzInjector checks, for any body and any way of splitting it into writes:
 //   - the output does not depend on how the body was split;
 //   - only nonce attributes change: removing every nonce attribute from the output gives
-//     what removing them from the input gives (after the placeholder became the nonce; in
-//     Tags mode, after taking out the inserted ` nonce="…"`);
+//     what removing them from the input gives (after the placeholder became the nonce, or
+//     '-' where the injector gave up; in Tags mode, after taking out the inserted
+//     ` nonce="…"`);
 //   - Go's HTML5 tokenizer (golang.org/x/net/html) finds no tag whose nonce is not the
 //     response's, none that keeps one after an attribute holding a '<' (dangling markup),
 //     and in Tags mode no tag with two nonces (each nonce in the output is one
@@ -46,14 +47,22 @@ func FuzzInjector(f *testing.F) {
 
 		// Only nonce attributes change.
 		strip := func(s string) string { return rewrite(t, Placeholder, NewNonce(), "__never_in_body_"+NewNonce(), s, 0) }
-		in, out := body, whole
 		if tags {
-			out = strings.ReplaceAll(out, ` nonce="`+nonce+`"`, "")
+			if strip(strings.ReplaceAll(whole, ` nonce="`+nonce+`"`, "")) != strip(body) {
+				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
+			}
 		} else {
-			in = strings.ReplaceAll(in, testPH, nonce)
-		}
-		if strip(out) != strip(in) {
-			t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
+			// Each placeholder becomes the nonce, or as many '-' once the injector gave up on
+			// the page (foreign.go): the first k become the nonce, for some k.
+			same, n := false, strings.Count(body, testPH)
+			for k := n; k >= 0 && !same; k-- {
+				in := strings.Replace(body, testPH, nonce, k)
+				in = strings.ReplaceAll(in, testPH, strings.Repeat("-", len(nonce)))
+				same = strip(whole) == strip(in)
+			}
+			if !same {
+				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
+			}
 		}
 		if !tags && strings.Contains(whole, testPH) {
 			t.Fatalf("the placeholder reached the output: %q", whole)
