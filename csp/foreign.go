@@ -118,10 +118,20 @@ func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
 		}
 		return
 	}
+	top := &t.foreign[t.fN-1]
 	switch name {
 	case "svg", "math":
 		if !selfClosing {
 			t.push(name, name[0], eForeign)
+		}
+	case "mglyph", "malignmark":
+		// Right inside a MathML text integration point, these two are MathML elements.
+		if top.kind == eIP && top.ns == 'm' {
+			if !selfClosing {
+				t.push(name, 'm', eForeign)
+			}
+		} else {
+			t.push(name, 0, eHTML)
 		}
 	case "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
 		"param", "source", "track", "wbr":
