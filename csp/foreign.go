@@ -56,6 +56,7 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 	if t.nameN <= len(t.name) {
 		name = string(t.name[:t.nameN]) // compared only: no allocation
 	}
+	t.selectTag(name)
 	if t.fN == 0 {
 		if !t.endTag && !selfClosing && (name == "svg" || name == "math") {
 			t.push(name, name[0], eForeign)
@@ -104,6 +105,27 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 		t.push(name, top.ns, kind)
 	}
 	return false
+}
+
+// selectTag follows <select>: the HTML standard's parser ignores a <style>, <title>, <xmp>,
+// <iframe>, <noembed>, <noframes>, <noscript> or <plaintext> start tag there (its content is
+// then markup), while parsers of its customizable <select> (Chromium's) read it, and its
+// content as raw text, as the injector does. Which one the browser is cannot be known: such a
+// tag inside a <select> gives up on the page. A <select> ends at its end tag, or at the start
+// of another <select>, <input>, <keygen> or <textarea> (which close it in the standard's parser).
+func (t *tokenizer) selectTag(name string) {
+	switch {
+	case t.endTag:
+		if name == "select" {
+			t.inSelect = false
+		}
+	case name == "select":
+		t.inSelect = t.fN == 0 || t.foreign[t.fN-1].kind != eForeign
+	case name == "input" || name == "keygen" || name == "textarea":
+		t.inSelect = false
+	case t.inSelect && (t.kind == kStyle || t.kind == kRaw || t.kind == kPlaintext):
+		t.poison()
+	}
 }
 
 // htmlInIP follows a tag in the HTML inside an integration point: an end tag must close the

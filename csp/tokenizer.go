@@ -111,6 +111,7 @@ type tokenizer struct {
 	foreign  [maxForeign]foreignElem
 	fN       int
 	poisoned bool // lost track of the tree: no nonce is kept or written any more
+	inSelect bool // inside <select>, where parsers differ on <style>, <title>, ... (see treeTag)
 }
 
 // tagNameLen is how much of a tag name is kept: enough for every HTML, SVG and MathML name.
