@@ -299,3 +299,57 @@ func TestBrowserBrowseListingRunsBehindSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserDanglingMarkupGetsNoNonce: user content that leaves a tag open (`a="`) swallows
+// the application's next marked tag, so the browser reads one tag with the attacker's href
+// and the application's nonce. Chromium ignores such a nonce on a <script> by itself, not on
+// a stylesheet: the edge must not write the nonce there.
+func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
+	const red = "rgb(255, 0, 0)"
+	injections := map[string]struct{ charset, injection string }{
+		"quoted": {"utf-8", `<link rel=stylesheet href="data:text/css,body{background-color:` + red + `}" a="`},
+		// <style> in <svg> holds markup, and <p> leaves the svg: the browser reads the tags.
+		"after foreign content": {"utf-8", `<svg><style></svg><p><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=`},
+		// After ESC $ B, `">` is one kanji to the browser: the attacker's tag stays open.
+		"iso-2022-jp escape": {"iso-2022-jp", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x1b$B" + `">` + "\x1b(B"},
+	}
+	for name, c := range injections {
+		t.Run(name, func(t *testing.T) {
+			page := `<!doctype html><html><head><meta charset="` + c.charset + `"><title>t</title></head><body>
+<div id="out"></div>
+<script nonce="` + testPlaceholder + `">
+	window.addEventListener('load', () => { ` + markerJS + `'bg=' + getComputedStyle(document.body).backgroundColor + ';'; });
+</script>
+<p>comment: ` + c.injection + `
+<link rel="stylesheet" href="/app.css" nonce="` + testPlaceholder + `">
+</body></html>`
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/" {
+					w.Header().Set("Content-Type", "text/css")
+					_, _ = io.WriteString(w, "p{}")
+					return
+				}
+				w.Header().Set("Content-Type", "text/html") // the page's <meta> names its charset
+				_, _ = io.WriteString(w, page)
+			}))
+			t.Cleanup(up.Close)
+			t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+			port := testenv.FreePort(t)
+			testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+			out := between(chromiumDOM(t, fmt.Sprintf("http://127.0.0.1:%d/", port)), `<div id="out">`, `</div>`)
+			if !strings.Contains(out, "bg=") {
+				t.Fatalf("the application's script did not run; #out = %q", out)
+			}
+			if strings.Contains(out, red) {
+				t.Fatalf("the injected stylesheet got the nonce and applied; #out = %q", out)
+			}
+		})
+	}
+}

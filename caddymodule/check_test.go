@@ -111,6 +111,11 @@ func TestCheckFindings(t *testing.T) {
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server browse")},
 		{"csp.browse_policy", checkSite("", "\tsecurity_headers\n\thandle /files/* {\n\t\tfile_server browse\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tkeep_upstream Content-Security-Policy\n\t}\n\thandle /files/* {\n\t\tfile_server browse\n\t}")},
+		{"csp.report_catch_all", checkSite("", "\tsecurity_headers {\n\t\treport_uri /csp-report\n\t}\n\tcsp_report\n\treverse_proxy 127.0.0.1:1"),
+			checkSite("", "\tsecurity_headers {\n\t\treport_uri /csp-report\n\t}\n\tcsp_report /csp-report\n\treverse_proxy 127.0.0.1:1")},
+		// A site of its own for the reports: nothing after it to shadow.
+		{"csp.report_catch_all", checkSite("", "\tsecurity_headers\n\tcsp_report {\n\t\tmax_body_size 4096\n\t}\n\trespond ok"),
+			checkSite("", "\tsecurity_headers\n\tcsp_report {\n\t\tmax_body_size 4096\n\t}")},
 		{"csp.tags_with_templates", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\ttemplates\n\tfile_server"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
 		{"csp.placeholder_precompressed", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PLACEHOLDERSECRET1234\n\t}\n\tfile_server {\n\t\tprecompressed gzip\n\t}"),

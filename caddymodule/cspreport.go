@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -49,7 +50,8 @@ const maxReportField = 512
 // (the Reporting API, report-to); `application/json` is read as either (a JSON array is a
 // Reporting API batch). Each report becomes one `csp_violation` security event
 // (logger hardening.security) with normalized fields: directive, blocked_uri, document_uri,
-// source_file, line, column, disposition, sample, plus the client's IP and class. Logging is
+// source_file, line, column, disposition, sample, plus the client's IP and class (the URLs
+// without their query and fragment, which may hold tokens). Logging is
 // limited per second (floods are counted in `suppressed`); the metric
 // caddy_hardening_csp_violations_total counts every report by directive.
 //
@@ -85,7 +87,31 @@ func (c *CSPReport) Provision(ctx caddy.Context) error {
 	if c.MaxBodySize == 0 {
 		c.MaxBodySize = DefaultMaxReportBody
 	}
+	app.OnValidate(func() { c.checkCatchAll(ctx) })
 	return registerCSPReportMetrics(ctx.GetMetricsRegistry())
+}
+
+// checkCatchAll reports a csp_report without a matcher that has handlers after it: it
+// answers every request of its routes (a page gets 405), so they are never reached. A site
+// of its own for the reports (nothing after it) is what a bare csp_report is for.
+func (c *CSPReport) checkCatchAll(ctx caddy.Context) {
+	for _, srv := range httpServers(ctx) {
+		list := routeListWith(srv.Routes, c)
+		for i, r := range list {
+			j := slices.IndexFunc(r.Handlers, func(hh caddyhttp.MiddlewareHandler) bool { return hh == c })
+			if j < 0 {
+				continue
+			}
+			if len(r.MatcherSetsRaw) > 0 || len(r.MatcherSets) > 0 || j == len(r.Handlers)-1 && !slices.ContainsFunc(list[i+1:], func(next caddyhttp.Route) bool { return len(next.Handlers) > 0 }) {
+				return
+			}
+			_ = c.app.Report(Finding{Code: "csp.report_catch_all", Severity: Warning, Module: "csp_report",
+				Config:  handlerConfigPath(ctx, c),
+				Message: "csp_report without a matcher answers every request of its routes (a page gets 405 Method Not Allowed): the handlers after it are never reached",
+				Fix:     "give it the path of report_uri/report_to: csp_report /csp-report"})
+			return
+		}
+	}
 }
 
 // registerCSPReportMetrics registers the report counters on a configuration's registry.
@@ -177,14 +203,24 @@ func (c *CSPReport) record(r *http.Request, v violation) {
 	}
 	c.app.SecurityEvent(c.ctx, r, level, EventCSPViolation, map[string]any{
 		"directive":    textcut.Cut(v.Directive, 64),
-		"blocked_uri":  textcut.Cut(v.BlockedURI, maxReportField),
-		"document_uri": textcut.Cut(v.DocumentURI, maxReportField),
-		"source_file":  textcut.Cut(v.SourceFile, maxReportField),
+		"blocked_uri":  textcut.Cut(withoutQuery(v.BlockedURI), maxReportField),
+		"document_uri": textcut.Cut(withoutQuery(v.DocumentURI), maxReportField),
+		"source_file":  textcut.Cut(withoutQuery(v.SourceFile), maxReportField),
 		"line":         v.Line,
 		"column":       v.Column,
 		"disposition":  disposition,
 		"sample":       textcut.Cut(v.Sample, 128),
 	})
+}
+
+// withoutQuery cuts a reported URL's query and fragment: browsers report the page's whole
+// URL, and a query often holds a secret (a password reset or sign-in token, a session id)
+// that must not reach the logs.
+func withoutQuery(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		return u[:i]
+	}
+	return u
 }
 
 // parseReports reads the report-uri format ({"csp-report": {...}}) or a Reporting API batch

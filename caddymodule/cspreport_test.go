@@ -33,7 +33,7 @@ func TestCSPReportBothFormats(t *testing.T) {
 	beforeOther := counterValue(t, cspViolations.WithLabelValues("other", "report"))
 
 	resp, body := postReport(t, url, "application/csp-report", `{"csp-report": {
-		"document-uri": "http://127.0.0.1/page", "violated-directive": "script-src-elem",
+		"document-uri": "http://127.0.0.1/page?reset_token=s3cr3t#top", "violated-directive": "script-src-elem",
 		"effective-directive": "script-src-elem", "blocked-uri": "inline", "source-file": "http://127.0.0.1/page",
 		"line-number": 12, "column-number": 3, "disposition": "enforce", "status-code": 200}}`)
 	if resp.StatusCode != http.StatusNoContent || body != "" {
@@ -41,7 +41,7 @@ func TestCSPReportBothFormats(t *testing.T) {
 	}
 	resp, _ = postReport(t, url, "application/reports+json", `[
 		{"type": "csp-violation", "url": "https://a.example/", "body": {"documentURL": "https://a.example/",
-		 "blockedURL": "https://evil.example/x.js", "effectiveDirective": "script-src-elem", "disposition": "enforce", "lineNumber": 4}},
+		 "blockedURL": "https://evil.example/x.js?session=s3cr3t", "effectiveDirective": "script-src-elem", "disposition": "enforce", "lineNumber": 4}},
 		{"type": "deprecation", "body": {}},
 		{"type": "csp-violation", "body": {"effectiveDirective": "made-up-directive", "disposition": "report"}}]`)
 	if resp.StatusCode != http.StatusNoContent {
@@ -70,6 +70,11 @@ func TestCSPReportBothFormats(t *testing.T) {
 	}
 	if events[1].Str("blocked_uri") != "https://evil.example/x.js" || events[2].Level() != "info" {
 		t.Errorf("Reporting API events: %v", events[1:])
+	}
+	for _, e := range events {
+		if fmt.Sprint(e) != strings.ReplaceAll(fmt.Sprint(e), "s3cr3t", "") {
+			t.Errorf("a URL's query reached the log: %v", e)
+		}
 	}
 }
 

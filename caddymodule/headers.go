@@ -521,6 +521,11 @@ func (h *SecurityHeaders) buildInject(adapting bool) error {
 			break // resolved when Caddy loads the config
 		}
 		h.ph = caddy.NewReplacer().ReplaceKnown(c.Placeholder, "")
+		if h.ph == "" && isPlaceholder(c.Placeholder) {
+			// The value is never shown (a secret), its source is: usually an unset variable.
+			return fmt.Errorf("inject_nonce placeholder %s is empty: set it to a secret of at least %d random characters (e.g. from `openssl rand -hex 16`)",
+				c.Placeholder, csp.MinPlaceholderLen)
+		}
 		if len(h.ph) < csp.MinPlaceholderLen {
 			return fmt.Errorf("inject_nonce placeholder is %d characters; it is a secret: use at least %d random characters (e.g. from `openssl rand -hex 16`)",
 				len(h.ph), csp.MinPlaceholderLen)

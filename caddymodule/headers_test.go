@@ -553,6 +553,15 @@ func TestSecurityHeadersRefusedAtLoad(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "inject_nonce placeholder is 5 characters") || strings.Contains(err.Error(), "short") {
 		t.Fatalf("a short placeholder from the environment: %v", err)
 	}
+	err = c.Load(`http://127.0.0.1:9 {
+	security_headers {
+		inject_nonce placeholder {env.TEST_UNSET_PLACEHOLDER_VARIABLE}
+	}
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), "inject_nonce placeholder {env.TEST_UNSET_PLACEHOLDER_VARIABLE} is empty") {
+		t.Fatalf("an unset variable must be named: %v", err)
+	}
 	err = c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": [":0"], "routes": [{"handle": [
 		{"handler": "security_headers", "hsts": {"max_age": 600, "preload": true, "include_subdomains": true}}]}]}}}}}`)
 	if err == nil || !strings.Contains(err.Error(), "preload requires max-age of at least 31536000") {

@@ -9,7 +9,10 @@ import (
 
 // The injector reads a body byte by byte as ASCII: it finds tags, attributes and the
 // placeholder only in text whose ASCII characters are single ASCII bytes, which is what every
-// encoding of the WHATWG Encoding standard but UTF-16 gives (ISO-2022-JP starts in ASCII).
+// encoding of the WHATWG Encoding standard but UTF-16 and ISO-2022-JP gives. ISO-2022-JP
+// starts in ASCII, but an escape sequence (ESC $ B) switches it to two-byte characters made of
+// ASCII bytes: after one, `">` is a kanji to the browser and a quote and a tag's end to the
+// injector, so user content can hide from the injector a tag the browser leaves open.
 // A browser picks the encoding of a page from, in order: a byte order mark, the charset of
 // Content-Type, then the page itself (<meta charset> or the XML declaration, read as ASCII,
 // where UTF-16 means UTF-8), then a guess.
@@ -23,7 +26,8 @@ import (
 //   - a NUL among the first two bytes: UTF-16 or UTF-32 without a byte order mark (XML
 //     parsers, Chromium's included, detect those from `<\0?\0`; and whoever reads the bytes
 //     reads the placeholder in them);
-//   - a charset that names UTF-16 (a label of the Encoding standard, which browsers obey), or
+//   - a charset that names UTF-16 or ISO-2022-JP (labels of the Encoding standard, which
+//     browsers obey), or
 //     one browsers do not know but whose bytes for ASCII are not ASCII's (UTF-32, UCS-4,
 //     UTF-7, EBCDIC): the page holds the placeholder in bytes the injector cannot find.
 //
@@ -81,7 +85,7 @@ func asciiCompatibleLabel(label string) bool {
 	if l == "" {
 		return true
 	}
-	if utf16Labels[l] || wideLabels[l] || strings.HasPrefix(l, "ebcdic") {
+	if utf16Labels[l] || wideLabels[l] || l == "iso-2022-jp" || l == "csiso2022jp" || strings.HasPrefix(l, "ebcdic") {
 		return false
 	}
 	num := strings.TrimPrefix(l, "cs")

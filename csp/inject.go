@@ -40,9 +40,10 @@ const MinPlaceholderLen = 16
 // across writes). It follows the HTML tokenizer (comments, raw text elements, script escapes)
 // but builds no tree. Only nonce attributes change; every other byte passes through.
 //
-// A tag with a '<' in an attribute name or unquoted value never keeps or gets a nonce: that is
-// the dangling-markup attack (`<script src=//evil x=` injected before a real nonced tag, so the
-// browser reads both as one tag), and Chromium ignores such nonces too.
+// A tag with a '<' in an attribute name or value, quoted or not, never keeps or gets a nonce:
+// that is the dangling-markup attack (`<script src=//evil x=` or `<link rel=stylesheet
+// href=//evil x="` injected before a real nonced tag, so the browser reads both as one tag).
+// Chromium ignores such nonces on scripts, but not on stylesheets.
 type Injector struct {
 	w     io.Writer
 	err   error
@@ -134,7 +135,7 @@ func (in *Injector) replace(p []byte) {
 				return
 			}
 			in.phN = 0
-			in.pass(in.nonce)
+			in.passNonce()
 			p = p[n:]
 		} else {
 			// Not a placeholder after all: its first byte is text; the rest may start one.
@@ -152,7 +153,7 @@ func (in *Injector) replace(p []byte) {
 			break
 		}
 		in.pass(p[:i])
-		in.pass(in.nonce)
+		in.passNonce()
 		p = p[i+len(ph):]
 	}
 	// Hold the longest end of p that begins the placeholder.
@@ -166,11 +167,36 @@ func (in *Injector) replace(p []byte) {
 	in.phN = k
 }
 
-// pass hands text on: to the tokenizer, or straight out when no tag is read.
+// passNonce hands on what a placeholder becomes: the nonce, or as many '-' once the tokenizer
+// lost track of the page (see foreign.go), where no tag may get it.
+func (in *Injector) passNonce() {
+	if !in.t.poisoned {
+		in.pass(in.nonce)
+		return
+	}
+	for n := len(in.nonce); n > 0; n -= min(n, len(dashes)) {
+		in.pass(dashes[:min(n, len(dashes))])
+	}
+}
+
+var dashes = bytes.Repeat([]byte{'-'}, 32)
+
+// pass hands text on: to the tokenizer, or straight out when no tag is read. In Placeholder
+// mode an ESC byte gives up on the rest of the page (see foreign.go's poison): it starts the
+// escape sequences of ISO-2022-JP, which a page can declare in a <meta> or a browser guess
+// for a page without a charset, and after which the browser reads ASCII bytes as parts of
+// two-byte characters (see UnreadableEncoding).
 func (in *Injector) pass(b []byte) {
 	if !in.reads() {
 		in.out(b)
 		return
+	}
+	if in.mode == Placeholder && !in.t.poisoned {
+		if i := bytes.IndexByte(b, 0x1B); i >= 0 {
+			in.t.feed(b[:i])
+			in.t.poison()
+			b = b[i:]
+		}
 	}
 	in.t.feed(b)
 }

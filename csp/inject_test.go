@@ -47,6 +47,8 @@ func TestInjectorPlaceholder(t *testing.T) {
 		{"second nonce removed", `<script nonce=` + testPH + ` nonce="` + testPH + `">`, `<script ` + n + ` >`},
 		{"placeholder in text replaced", `var n="` + testPH + `";`, `var n="` + testNonce + `";`},
 		{"dangling markup: unquoted value with <", `<script src=//evil x=<script nonce="` + testPH + `">`, `<script src=//evil x=<script >`},
+		{"dangling markup: double-quoted value with <", `<link rel=stylesheet href=//evil a="</p><link rel="stylesheet" nonce="` + testPH + `">`, `<link rel=stylesheet href=//evil a="</p><link rel="stylesheet" >`},
+		{"dangling markup: single-quoted value with <", `<script src=//evil a='<script type='module' nonce="` + testPH + `">`, `<script src=//evil a='<script type='module' >`},
 		{"dangling markup: attribute name with <", `<img src=x <script nonce="` + testPH + `">`, `<img src=x <script >`},
 		{"nonce in comment is text", `<!-- <script nonce="x"> -->`, `<!-- <script nonce="x"> -->`},
 		{"nonce in textarea is text", `<textarea><script nonce="x"></textarea><b nonce=y>`, `<textarea><script nonce="x"></textarea><b >`},
@@ -144,5 +146,60 @@ func TestInjectorSubstitute(t *testing.T) {
 	}
 	if _, err := NewInjector(&bytes.Buffer{}, Substitute, testNonce, "short"); err == nil {
 		t.Fatal("a 5-character marker was accepted")
+	}
+}
+
+// TestInjectorForeignContent: inside <svg> and <math>, <style>, <title>, <script>, ... hold
+// markup, not raw text, as in the browser; where the tokenizer cannot follow the tree, the
+// rest of the page gets no nonce (placeholders become '-').
+func TestInjectorForeignContent(t *testing.T) {
+	n := `nonce="` + testNonce + `"`
+	app := `<link rel="stylesheet" href="/a.css" nonce="` + testPH + `">`
+	cases := []struct{ name, in, want string }{
+		{"style in svg holds markup: dangling markup seen",
+			`<svg><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + app,
+			`<svg><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" >`},
+		{"script in svg holds markup", `<svg><script><b nonce=x></b></script></svg>`, `<svg><script><b ></b></script></svg>`},
+		{"an inline icon with a title, then the app's tag", `<svg><title>Close</title><path d="M0 0"/></svg>` + app,
+			`<svg><title>Close</title><path d="M0 0"/></svg><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"style after the svg is raw text again", `<svg><style>p{}</style></svg><style><b nonce=x></style>` + app,
+			`<svg><style>p{}</style></svg><style><b nonce=x></style><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"breakout tag ends foreign content", `<math><p><style><b nonce=x></style>` + app,
+			`<math><p><style><b nonce=x></style><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"CDATA in svg is text", `<svg><![CDATA[ <b nonce=x> ]]><b nonce=y></svg>`, `<svg><![CDATA[ <b nonce=x> ]]><b ></svg>`},
+		{"CDATA in HTML is a bogus comment", `<![CDATA[ x ]]><b nonce=y>`, `<![CDATA[ x ]]><b >`},
+		{"self-closing svg opens nothing", `<svg/><style><b nonce=x></style>` + app,
+			`<svg/><style><b nonce=x></style><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"HTML inside an integration point (a diagram's labels)", `<svg><switch><foreignObject><div><div><b>A</b><br>B<style><b nonce=x></style></div></div></foreignObject></switch></svg>` + app,
+			`<svg><switch><foreignObject><div><div><b>A</b><br>B<style><b nonce=x></style></div></div></foreignObject></switch></svg><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"svg in an integration point, breakout back to its HTML", `<svg><foreignObject><svg><style></svg><span><style><b nonce=x></style></span></foreignObject></svg>` + app,
+			`<svg><foreignObject><svg><style></svg><span><style><b nonce=x></style></span></foreignObject></svg><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"integration point closed over an open element: gives up", `<svg><foreignObject><span></foreignObject></svg>` + app,
+			`<svg><foreignObject><span></foreignObject></svg><link rel="stylesheet" href="/a.css" >`},
+		{"mglyph right inside mi is MathML: its <style> holds tags", `<math><mi><mglyph><style></mglyph></mi></math><p><link rel=stylesheet href=//evil x=` + "\n" + app,
+			`<math><mi><mglyph><style></mglyph></mi></math><p><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" >`},
+		{"mglyph inside HTML in mi is HTML", `<math><mi><span><mglyph></mglyph></span></mi></math>` + app,
+			`<math><mi><span><mglyph></mglyph></span></mi></math><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"a <select> with options", `<select name=a><option>1</option><option selected>2</option></select><style>p{}</style>` + app,
+			`<select name=a><option>1</option><option selected>2</option></select><style>p{}</style><link rel="stylesheet" href="/a.css" ` + n + `>`},
+		{"<style> in <select>: parsers differ, gives up", `<select><style></select><link rel=stylesheet href=//evil x=` + "\n" + app,
+			`<select><style></select><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" nonce="` + strings.Repeat("-", len(testNonce)) + `">`},
+		{"table inside an integration point: gives up", `<svg><desc><table></table></desc></svg>` + app,
+			`<svg><desc><table></table></desc></svg><link rel="stylesheet" href="/a.css" >`},
+		{"placeholder in text after giving up becomes dashes", `<svg><font color=red></svg><script>var n="` + testPH + `"</script>`,
+			`<svg><font color=red></svg><script>var n="` + strings.Repeat("-", len(testNonce)) + `"</script>`},
+		{"end tag of an element below the svg: gives up", `<div><svg></div><style>` + app,
+			`<div><svg></div><style><link rel="stylesheet" href="/a.css" >`},
+		{"an ESC byte (ISO-2022-JP's escapes): gives up", `<link rel=stylesheet href=//evil a="` + "\x1b$B" + `">` + "\x1b(B" + app,
+			`<link rel=stylesheet href=//evil a="` + "\x1b$B" + `">` + "\x1b(B" + `<link rel="stylesheet" href="/a.css" >`},
+		{"unquoted placeholder after giving up", `<math><annotation-xml></math><script nonce=` + testPH + `>`,
+			`<math><annotation-xml></math><script >`},
+	}
+	for _, c := range cases {
+		for _, chunk := range []int{0, 1, 2, 3, 7} {
+			if got := rewrite(t, Placeholder, testNonce, testPH, c.in, chunk); got != c.want {
+				t.Errorf("%s (writes of %d):\n got  %s\n want %s", c.name, chunk, got, c.want)
+			}
+		}
 	}
 }

@@ -44,6 +44,8 @@ const (
 	sDblLt
 	sDblEnd
 	sPlaintext
+	sCDataOpen // after '<![' in foreign content, matching "CDATA["
+	sCData     // a CDATA section (foreign content): text up to ']]>'
 )
 
 type tagKind uint8
@@ -80,11 +82,11 @@ type tokenizer struct {
 
 	// the current tag
 	endTag     bool
-	name       [16]byte
+	name       [tagNameLen]byte
 	nameN      int
 	kind       tagKind
 	rawName    string
-	suspicious bool // a '<' in an attribute name or unquoted value (or the tag name)
+	suspicious bool // a '<' in an attribute name or value (or the tag name)
 	hasNonce   bool // this tag already carries the response's nonce
 	relOK      bool // <link rel=stylesheet|preload|modulepreload>
 	slashHeld  bool // a '/' at the end of the last write, maybe '/>'
@@ -102,9 +104,18 @@ type tokenizer struct {
 	rel      [16]byte
 	relN     int
 
-	k      int  // bytes matched of an end tag name or "script"; dashes in a comment
+	k      int  // bytes matched of an end tag name, "script" or "CDATA["; dashes in a comment; ']' in CDATA
 	cbegin bool // the comment has had nothing but dashes yet
+
+	// the elements open in foreign content (see foreign.go)
+	foreign  [maxForeign]foreignElem
+	fN       int
+	poisoned bool // lost track of the tree: no nonce is kept or written any more
+	inSelect bool // inside <select>, where parsers differ on <style>, <title>, ... (see treeTag)
 }
+
+// tagNameLen is how much of a tag name is kept: enough for every HTML, SVG and MathML name.
+const tagNameLen = 24
 
 // Byte classes of the tag states' scans.
 const (
@@ -206,7 +217,7 @@ func (t *tokenizer) finishNonce(i int) {
 	if !t.suppress {
 		return
 	}
-	if t.hasVal && t.valOK && t.valN == len(t.in.nonce) && !t.hasNonce && !t.suspicious {
+	if t.hasVal && t.valOK && t.valN == len(t.in.nonce) && !t.hasNonce && !t.suspicious && !t.poisoned {
 		t.in.out(t.in.attr[1:])
 		t.hasNonce = true
 	}
@@ -260,6 +271,7 @@ func (t *tokenizer) enterSlash(i int) {
 // tagEnd handles the '>' at i that closes a tag: in Tags mode it adds the nonce to a script,
 // style or stylesheet link that lacks it (before a '/>'), then moves to the content's state.
 func (t *tokenizer) tagEnd(i int) {
+	html := t.treeTag(t.st == sSelfClosing)
 	// Not after a bare '=' (`<script a=>`): the nonce would become that attribute's value.
 	insert := t.in.mode == Tags && !t.endTag && !t.hasNonce && !t.suspicious && t.st != sBeforeValue &&
 		(t.kind == kScript || t.kind == kStyle || t.kind == kLink && t.relOK)
@@ -276,7 +288,7 @@ func (t *tokenizer) tagEnd(i int) {
 		t.in.out(t.in.attr)
 	}
 	t.st = sData
-	if !t.endTag {
+	if !t.endTag && html { // in foreign content, <style>, <script>, ... hold markup
 		switch t.kind {
 		case kScript:
 			t.st = sScript
@@ -347,11 +359,41 @@ func (t *tokenizer) feed(p []byte) {
 				continue
 			}
 		case sMarkup1:
+			if c == '[' && t.inForeign() {
+				t.st, t.k = sCDataOpen, 0
+				break
+			}
 			if c != '-' {
 				t.st = sBogus
 				continue
 			}
 			t.st = sMarkup2
+		case sCDataOpen:
+			if c != "CDATA["[t.k] {
+				t.st = sBogus
+				continue
+			}
+			if t.k++; t.k == len("CDATA[") {
+				t.st, t.k = sCData, 0
+			}
+		case sCData:
+			if t.k == 0 && c != ']' {
+				j := bytes.IndexByte(p[i:], ']')
+				if j < 0 {
+					i = len(p)
+					continue
+				}
+				i += j
+				c = ']'
+			}
+			switch {
+			case c == ']':
+				t.k++
+			case c == '>' && t.k >= 2:
+				t.st = sData
+			default:
+				t.k = 0
+			}
 		case sMarkup2:
 			if c != '-' {
 				t.st = sBogus
@@ -505,13 +547,34 @@ func (t *tokenizer) feed(p []byte) {
 				q = '\''
 			}
 			if t.attr == aOther {
-				j := bytes.IndexByte(p[i:], q)
-				if j < 0 {
-					i = len(p)
-					continue
+				if t.kind >= kScript && t.kind <= kLink && !t.suspicious {
+					// Where a nonce counts (on other tags it authorizes nothing), look for
+					// a '<' on the way.
+					for c != q && c != '<' {
+						if i++; i == len(p) {
+							break
+						}
+						c = p[i]
+					}
+					if i == len(p) {
+						continue
+					}
+					if c == '<' {
+						t.suspicious = true
+						continue
+					}
+				} else {
+					j := bytes.IndexByte(p[i:], q)
+					if j < 0 {
+						i = len(p)
+						continue
+					}
+					i += j
 				}
-				i += j
 			} else if c != q {
+				if c == '<' {
+					t.suspicious = true
+				}
 				t.valueByte(c)
 				break
 			}
@@ -576,6 +639,7 @@ func (t *tokenizer) feed(p []byte) {
 			matched, failed := t.matchEnd(c, t.rawName)
 			if matched {
 				t.beginTag(true) // the delimiter is the tag name's end
+				t.nameN = copy(t.name[:], t.rawName)
 				continue
 			}
 			if failed {

@@ -1,0 +1,194 @@
+package csp
+
+// Foreign content: inside <svg> and <math>, the HTML parser reads <style>, <script>, <title>,
+// <textarea>, <noscript>, ... as elements whose content is markup, not raw text, and reads
+// <![CDATA[ ... ]]> as text. A tokenizer that switched to raw text there would read no tag up
+// to the element's end tag while the browser reads tags: user content such as
+// `<svg><style></svg><p><link rel=stylesheet href=//evil x=` would then swallow the
+// application's next marked tag, nonce included, without the tokenizer seeing the '<' that
+// gives the dangling markup away.
+//
+// The tokenizer follows the elements open in foreign content (a few, bounded), the HTML
+// integration points (<foreignObject>, <desc>, <title> in SVG; <mi>, <mo>, <mn>, <ms>,
+// <mtext> in MathML) with the HTML elements open inside them, and the tags that break out of
+// foreign content (<p>, <div>, </p>, ...), as the tree builder does (WHATWG HTML §13.2.6.5).
+// Where following it would take the whole tree builder (an end tag that is not the one of the
+// innermost element inside an integration point, or that closes an HTML element around the
+// <svg>; <font> or <annotation-xml> in foreign content; <table>, <select>, <template>, ...
+// inside an integration point; deeper nesting than it follows), it gives up: the rest of the
+// page is poisoned, so every later placeholder becomes as many '-' as it has and no nonce
+// attribute is kept. The page's later tags then lose their nonce (blocked), and no tag ever
+// gets one by a misreading.
+
+// maxForeign is how many elements open in foreign content (and HTML elements open inside
+// its integration points) are followed.
+const maxForeign = 24
+
+type elemKind uint8
+
+const (
+	eForeign elemKind = iota // an SVG or MathML element
+	eIP                      // an HTML integration point: its content is HTML
+	eHTML                    // an HTML element inside an integration point
+)
+
+type foreignElem struct {
+	name [tagNameLen]byte
+	n    uint8
+	ns   byte // 's' (SVG) or 'm' (MathML), for eForeign and eIP
+	kind elemKind
+}
+
+func (e *foreignElem) is(name string) bool { return name != "" && name == string(e.name[:e.n]) }
+
+// inForeign reports whether the tokenizer is in foreign content (where <![CDATA[ is text).
+func (t *tokenizer) inForeign() bool {
+	return t.fN > 0 && t.foreign[t.fN-1].kind == eForeign
+}
+
+// treeTag follows the tag that ends through foreign content, and reports whether it is an
+// HTML element (so whether a raw text element's content is raw text).
+func (t *tokenizer) treeTag(selfClosing bool) bool {
+	if t.poisoned {
+		return !t.inForeign()
+	}
+	name := ""
+	if t.nameN <= len(t.name) {
+		name = string(t.name[:t.nameN]) // compared only: no allocation
+	}
+	t.selectTag(name)
+	if t.fN == 0 {
+		if !t.endTag && !selfClosing && (name == "svg" || name == "math") {
+			t.push(name, name[0], eForeign)
+		}
+		return true
+	}
+	top := &t.foreign[t.fN-1]
+	if top.kind != eForeign {
+		t.htmlInIP(name, selfClosing)
+		return true
+	}
+	if t.endTag {
+		if name == "p" || name == "br" { // they break out of foreign content
+			t.leaveForeign()
+			return true
+		}
+		for k := t.fN - 1; k >= 0 && t.foreign[k].kind == eForeign; k-- {
+			if t.foreign[k].is(name) {
+				t.fN = k
+				return false
+			}
+		}
+		t.poison() // it closes an HTML element below: the tree builder's business
+		return false
+	}
+	switch name {
+	case "b", "big", "blockquote", "body", "br", "center", "code", "dd", "div", "dl", "dt", "em",
+		"embed", "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "i", "img", "li", "listing", "menu",
+		"meta", "nobr", "ol", "p", "pre", "ruby", "s", "small", "span", "strong", "strike", "sub",
+		"sup", "table", "tt", "u", "ul", "var":
+		t.leaveForeign() // the tag is an HTML element, where foreign content began
+		if t.fN > 0 {
+			t.htmlInIP(name, selfClosing)
+		}
+		return true
+	case "", "font", "annotation-xml": // too long to follow; depends on attributes
+		t.poison()
+		return false
+	}
+	if !selfClosing {
+		kind := eForeign
+		if top.ns == 's' && (name == "foreignobject" || name == "desc" || name == "title") ||
+			top.ns == 'm' && (name == "mi" || name == "mo" || name == "mn" || name == "ms" || name == "mtext") {
+			kind = eIP
+		}
+		t.push(name, top.ns, kind)
+	}
+	return false
+}
+
+// selectTag follows <select>: the HTML standard's parser ignores a <style>, <title>, <xmp>,
+// <iframe>, <noembed>, <noframes>, <noscript> or <plaintext> start tag there (its content is
+// then markup), while parsers of its customizable <select> (Chromium's) read it, and its
+// content as raw text, as the injector does. Which one the browser is cannot be known: such a
+// tag inside a <select> gives up on the page. A <select> ends at its end tag, or at the start
+// of another <select>, <input>, <keygen> or <textarea> (which close it in the standard's parser).
+func (t *tokenizer) selectTag(name string) {
+	switch {
+	case t.endTag:
+		if name == "select" {
+			t.inSelect = false
+		}
+	case name == "select":
+		t.inSelect = t.fN == 0 || t.foreign[t.fN-1].kind != eForeign
+	case name == "input" || name == "keygen" || name == "textarea":
+		t.inSelect = false
+	case t.inSelect && (t.kind == kStyle || t.kind == kRaw || t.kind == kPlaintext):
+		t.poison()
+	}
+}
+
+// htmlInIP follows a tag in the HTML inside an integration point: an end tag must close the
+// innermost element (the integration point's own when none is open in it); a start tag opens
+// an element (not a void one: in HTML `<div/>` is open), or foreign content again.
+func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
+	if t.endTag {
+		if t.foreign[t.fN-1].is(name) {
+			t.fN--
+		} else {
+			t.poison()
+		}
+		return
+	}
+	top := &t.foreign[t.fN-1]
+	switch name {
+	case "svg", "math":
+		if !selfClosing {
+			t.push(name, name[0], eForeign)
+		}
+	case "mglyph", "malignmark":
+		// Right inside a MathML text integration point, these two are MathML elements.
+		if top.kind == eIP && top.ns == 'm' {
+			if !selfClosing {
+				t.push(name, 'm', eForeign)
+			}
+		} else {
+			t.push(name, 0, eHTML)
+		}
+	case "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
+		"param", "source", "track", "wbr":
+	case "", "html", "head", "body", "frameset", "frame", "template", "select", "table", "caption",
+		"colgroup", "tbody", "thead", "tfoot", "tr", "td", "th", "image", "plaintext":
+		t.poison() // insertion modes of their own, or no end to follow
+	default:
+		t.push(name, 0, eHTML)
+	}
+}
+
+// leaveForeign pops the foreign elements down to the integration point or HTML element that
+// holds them (or the document).
+func (t *tokenizer) leaveForeign() {
+	for t.fN > 0 && t.foreign[t.fN-1].kind == eForeign {
+		t.fN--
+	}
+}
+
+func (t *tokenizer) push(name string, ns byte, kind elemKind) {
+	if t.fN == maxForeign {
+		t.poison()
+		return
+	}
+	e := &t.foreign[t.fN]
+	e.n = uint8(copy(e.name[:], name))
+	e.ns, e.kind = ns, kind
+	t.fN++
+}
+
+// poison gives up following the page: from here on no nonce is kept or written. Only in
+// Placeholder mode: Tags mode serves pages without user content, and keeps nonce-ing them.
+func (t *tokenizer) poison() {
+	if t.in.mode == Placeholder {
+		t.poisoned = true
+		t.suspicious = true
+	}
+}
