@@ -304,6 +304,34 @@ func TestInjectPlaceholderThroughReverseProxy(t *testing.T) {
 	}
 }
 
+// TestPlaceholderGivingUpIsLogged: where placeholder mode cannot follow a page (a <font> in
+// SVG needs the whole tree builder), its later tags keep no nonce and the page's later scripts
+// are blocked; the operator hears of it with a WARN naming the page.
+func TestPlaceholderGivingUpIsLogged(t *testing.T) {
+	page := `<!doctype html><script nonce="` + testPlaceholder + `">a()</script><svg><font></font></svg><script nonce="` + testPlaceholder + `">b()</script>`
+	up := htmlUpstream(t, page)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/icons", port))
+	nonce := cspNonce(t, resp.Header)
+	want := `<!doctype html><script nonce="` + nonce + `">a()</script><svg><font></font></svg><script >b()</script>`
+	if resp.StatusCode != 200 || body != want {
+		t.Fatalf("status %d, body:\n got  %s\n want %s", resp.StatusCode, body, want)
+	}
+	e := waitLog(t, c, "placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked")
+	if e.Str("uri") != "/icons" {
+		t.Fatalf("logged uri %q, want /icons", e.Str("uri"))
+	}
+}
+
 func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	marked := `<script nonce="` + testPlaceholder + `">`

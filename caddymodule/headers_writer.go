@@ -610,6 +610,10 @@ func (sw *securityWriter) close() error {
 	if sw.inj == nil {
 		return err
 	}
+	if sw.inj.GaveUp() {
+		sw.h.logger.Warn("placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked",
+			zap.String("uri", loggedURI(sw.r)))
+	}
 	// The first writer of the chain first: the wide forms' redactors (the last one made
 	// first), the page's own nonce, the injector.
 	var chain [csp.WideFormCount + 2]*csp.Injector

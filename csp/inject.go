@@ -167,6 +167,11 @@ func (in *Injector) replace(p []byte) {
 	in.phN = k
 }
 
+// GaveUp reports whether placeholder mode lost track of the page (see foreign.go): from that
+// point its placeholders became '-' and no nonce was kept, so the page's later scripts and
+// styles are blocked. The operator should hear of it: the page looks broken to its users.
+func (in *Injector) GaveUp() bool { return in.t.poisoned }
+
 // passNonce hands on what a placeholder becomes: the nonce, or as many '-' once the tokenizer
 // lost track of the page (see foreign.go), where no tag may get it.
 func (in *Injector) passNonce() {
