@@ -547,30 +547,19 @@ func (t *tokenizer) feed(p []byte) {
 				q = '\''
 			}
 			if t.attr == aOther {
-				if t.kind >= kScript && t.kind <= kLink && !t.suspicious {
-					// Where a nonce counts (on other tags it authorizes nothing), look for
-					// a '<' on the way.
-					for c != q && c != '<' {
-						if i++; i == len(p) {
-							break
-						}
-						c = p[i]
-					}
-					if i == len(p) {
-						continue
-					}
-					if c == '<' {
-						t.suspicious = true
-						continue
-					}
-				} else {
-					j := bytes.IndexByte(p[i:], q)
-					if j < 0 {
-						i = len(p)
-						continue
-					}
-					i += j
+				j := bytes.IndexByte(p[i:], q)
+				end := len(p)
+				if j >= 0 {
+					end = i + j
 				}
+				if !t.suspicious && bytes.IndexByte(p[i:end], '<') >= 0 {
+					t.suspicious = true // dangling markup: `<link href=//evil a="` before a real tag
+				}
+				if j < 0 {
+					i = len(p)
+					continue
+				}
+				i += j
 			} else if c != q {
 				if c == '<' {
 					t.suspicious = true
