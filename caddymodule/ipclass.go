@@ -68,7 +68,7 @@ type DetectionConfig struct {
 	// Bursts sets, for not_found and auth_failure (the answers readers get too), how many
 	// distinct ones a client may send in a burst before they score: a leaky bucket per client
 	// that holds Allowance of them and gives one back every Leak. A repeat (the same path for
-	// not_found, the same Authorization header for auth_failure, among the client's last 8)
+	// not_found, the same Authorization header for auth_failure, among the client's last 16)
 	// does not count. Default: not_found 10 and auth_failure 5, each with a leak of 10s.
 	Bursts map[string]BurstConfig `json:"bursts,omitempty"`
 
@@ -77,7 +77,7 @@ type DetectionConfig struct {
 	// evicted: a low, old score first, never an active detection while others remain. Below
 	// about 90 % of it nothing is evicted (the detector's shards hold at least 1024 entries
 	// each; their number is set by the first configuration's value and kept across reloads).
-	// Default: 200000 (about 35 MiB).
+	// Default: 200000 (about 41 MiB).
 	MaxTracked int `json:"max_tracked,omitempty"`
 
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it

@@ -89,7 +89,11 @@ func reclassifiedIPs(c *testcaddy.Caddy) map[string]string {
 //     minute for 10 minutes; sent back to back here, the harder case: no leak, no decay);
 //   - 30 anonymous page views of an app whose session check answers 401, with iOS Safari's
 //     apple-touch-icon guesses (404);
-//   - a page polling its session check with an expired token: the same credentials, 30 times.
+//   - a page polling its session check with an expired token: the same credentials, 30 times;
+//   - a single-page app's tab left open across a deploy, prefetching on each of 10 views the 15
+//     links of its page from the removed build (/_next/data/<old build>/*.json, 404, not
+//     static): when 8 keys were remembered, the 15 were new again on every view (banned at the
+//     third).
 func TestReadersAreNotBanned(t *testing.T) {
 	addr, c := readerSite(t)
 
@@ -111,7 +115,15 @@ func TestReadersAreNotBanned(t *testing.T) {
 		expectAnswers(t, addr, "198.51.100.3", map[string]int{"/api/me": 401}, "Authorization: Bearer expired-token")
 	}
 
-	for _, client := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+	prefetch := map[string]int{"/": 200}
+	for i := range 15 {
+		prefetch[fmt.Sprintf("/_next/data/old-build/page-%d.json", i)] = 404
+	}
+	for range 10 {
+		expectAnswers(t, addr, "198.51.100.4", prefetch)
+	}
+
+	for _, client := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"} {
 		expectAnswers(t, addr, client, map[string]int{"/": 200})
 	}
 	if got := reclassifiedIPs(c); len(got) != 0 {

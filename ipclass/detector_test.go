@@ -76,8 +76,8 @@ func TestDetectorNotFoundBurst(t *testing.T) {
 		t.Fatalf("a scan of distinct paths detected at its %dth 404, want the 30th", got)
 	}
 	poller := netip.MustParseAddr("198.51.100.10")
-	if got := signalUntilDetected(d, poller, SignalNotFound, 10_000, func(i int) string { return fmt.Sprintf("/api/missing/%d", i%8) }); got != 0 {
-		t.Fatalf("8 missing URLs polled 10,000 times detected the client at %d", got)
+	if got := signalUntilDetected(d, poller, SignalNotFound, 10_000, func(i int) string { return fmt.Sprintf("/api/missing/%d", i%16) }); got != 0 {
+		t.Fatalf("16 missing URLs polled 10,000 times detected the client at %d", got)
 	}
 }
 
