@@ -208,3 +208,78 @@ func TestDetectionBurstJSONBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestCrawlersOfStaleSitemapsAreBannedUnlessExempted: a search-engine crawler or a link
+// checker walking a sitemap with many stale URLs sends distinct 404s of pages at a rate no
+// reader does, as a slow dirbuster does: with the default detection it is banned at its 30th
+// stale URL, and suspicious_action block then answers it 403 on live pages too.
+// The README's recipe exempts the crawlers' published ranges from signals by client_ip (not
+// by User-Agent, which a scanner writes itself): the same walk from such an address bans
+// nobody, while everyone else's is still scored.
+func TestCrawlersOfStaleSitemapsAreBannedUnlessExempted(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte("<p>home</p>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, c := productionGuardRoutes(t, fmt.Sprintf(`	@crawlers client_ip 66.249.64.0/19
+	@others not client_ip 66.249.64.0/19
+	path_guard @crawlers {
+		suspicious_action block
+		signals off
+	}
+	path_guard @others {
+		suspicious_action block
+	}
+	root * %s
+	file_server`, root))
+
+	walk := func(client string) (refusedAt int) {
+		for i := 1; i <= 60; i++ {
+			target := fmt.Sprintf("/blog/2019/old-post-%d.html", i)
+			if i%3 == 0 {
+				target = "/"
+			}
+			switch status := sendAs(t, addr, client, target); status {
+			case http.StatusForbidden:
+				return i
+			case http.StatusOK, http.StatusNotFound:
+			default:
+				t.Fatalf("%s: %s answered %d", client, target, status)
+			}
+		}
+		return 0
+	}
+	if got := walk("198.51.100.30"); got == 0 {
+		t.Fatal("a crawler walking 40 stale URLs was not banned: the README says it is")
+	}
+	if got := walk("66.249.66.1"); got != 0 {
+		t.Fatalf("an exempted crawler was refused at its request %d", got)
+	}
+	if got := reclassifiedIPs(c); fmt.Sprint(got) != fmt.Sprint(map[string]string{"198.51.100.30": "not_found"}) {
+		t.Fatalf("reclassified %v", got)
+	}
+}
+
+// productionGuardRoutes runs a production site with the default detection in front of routes
+// that hold their own path_guard; clients are told apart by X-Forwarded-For from the trusted
+// loopback proxy.
+func productionGuardRoutes(t *testing.T, routes string) (string, *testcaddy.Caddy) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		trusted_proxies_strict
+	}
+	hardening {
+		environment production
+	}
+}
+http://%s {
+	bind 127.0.0.1
+%s
+}
+`, addr, routes))
+	return addr, c
+}
