@@ -197,7 +197,7 @@ func TestScannersAndGuessersAreBanned(t *testing.T) {
 func TestDetectionBurstJSONBounds(t *testing.T) {
 	c := testcaddy.StartCaddy(t, "")
 	for burst, want := range map[string]string{
-		`"probe": {"allowance": 3}`:                   "burst probe: only not_found and auth_failure have a burst",
+		`"probe": {"allowance": 3}`:                   "burst probe: only not_found, auth_failure and rate_limited have a burst",
 		`"not_found": {"allowance": -1}`:              "burst not_found: allowance -1: expected 0 to 10000",
 		`"auth_failure": {"allowance": 5, "leak": 1}`: "burst auth_failure: leak 1ns: expected 100ms to 1h0m0s",
 		`"nope": {"allowance": 5}`:                    `burst: unknown signal "nope"`,
@@ -282,4 +282,51 @@ http://%s {
 }
 `, addr, routes))
 	return addr, c
+}
+
+// TestOfficeLoginRushIsNotBannedButHammeringIs: the built-in authentication policy (5/1m
+// burst 5) refuses an office's login rush from its one address (20 users within a minute: 15
+// refusals); when every refusal scored rate_limited 3, the 7th banned the office from the
+// whole site (suspicious_action block). Refusals now count past an allowance (30, one back
+// every 2 s): the rush costs the office the refused logins only, while a script that keeps
+// sending at many times its limit is detected within its first 40 refusals.
+func TestOfficeLoginRushIsNotBannedButHammeringIs(t *testing.T) {
+	addr, c := productionGuard(t, "\thandle /login {\n\t\tpolicy_rate_limit authentication\n\t\trespond 200\n\t}\n\trespond 200")
+	login := func(client string) int {
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/login", strings.NewReader("user=alice&password=right"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", client)
+		resp, _ := fetch(t, req)
+		return resp.StatusCode
+	}
+	refused := 0
+	for range 20 {
+		switch status := login("198.51.100.40"); status {
+		case http.StatusTooManyRequests:
+			refused++
+		case http.StatusOK:
+		default:
+			t.Fatalf("office login: %d, want 200 or 429", status)
+		}
+	}
+	if refused != 15 {
+		t.Fatalf("the office got %d refusals of 20 logins, want 15", refused)
+	}
+	expectAnswers(t, addr, "198.51.100.40", map[string]int{"/": 200})
+
+	refusedAt := 0
+	for i := 1; i <= 100 && refusedAt == 0; i++ {
+		if login("198.51.100.41") == http.StatusForbidden {
+			refusedAt = i
+		}
+	}
+	if refusedAt == 0 || refusedAt > 45 {
+		t.Fatalf("a script hammering the login was blocked from its request %d, want within 45", refusedAt)
+	}
+	if got := reclassifiedIPs(c); fmt.Sprint(got) != fmt.Sprint(map[string]string{"198.51.100.41": "rate_limited"}) {
+		t.Fatalf("reclassified %v", got)
+	}
 }

@@ -469,3 +469,33 @@ func TestDetectorTopDetections(t *testing.T) {
 		t.Fatalf("count alone: %d", n)
 	}
 }
+
+// TestDetectorRateLimitedBurst: refusals of the rate limiter count past 30, one back every
+// 2 s: an office whose logins are refused 15 times a minute, for an hour, is never detected;
+// a script refused once a second is, after about a minute and a half; one refused back to
+// back at its 37th refusal (30 free, 7 × 3 points).
+func TestDetectorRateLimitedBurst(t *testing.T) {
+	d, c := testDetector(Settings{})
+	office := netip.MustParseAddr("198.51.100.40")
+	for i := range 60 * 15 {
+		if _, hit := d.Signal(office, SignalRateLimited); hit {
+			t.Fatalf("an office refused 15 times a minute detected at its refusal %d", i+1)
+		}
+		c.advance(4 * time.Second)
+	}
+	if got := signalUntilDetected(d, client, SignalRateLimited, 100, func(int) string { return "" }); got != 37 {
+		t.Fatalf("back-to-back refusals detected at the %dth, want the 37th", got)
+	}
+	script := netip.MustParseAddr("198.51.100.41")
+	for i := 1; i <= 600; i++ {
+		if _, hit := d.Signal(script, SignalRateLimited); hit {
+			if i < 60 || i > 120 {
+				t.Fatalf("a script refused once a second detected after %d s, want 60 to 120", i)
+			}
+			t.Logf("a script refused once a second detected after %d s", i)
+			return
+		}
+		c.advance(time.Second)
+	}
+	t.Fatal("a script refused once a second for 10 minutes was never detected")
+}
