@@ -80,7 +80,7 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			decay <duration>
 //			probe_paths|probe_paths_replace <pattern>...
 //			score <signal> <n> [<signal> <n>...]
-//			burst not_found|auth_failure <allowance> [<leak>]
+//			burst not_found|auth_failure|rate_limited <allowance> [<leak>]
 //			max_tracked <n>
 //			shadow
 //			ipv6_prefix <bits>

@@ -65,11 +65,12 @@ type DetectionConfig struct {
 	// every other reason). 0 ignores a signal; at most 1000000.
 	Scores map[string]float64 `json:"scores,omitempty"`
 
-	// Bursts sets, for not_found and auth_failure (the answers readers get too), how many
-	// distinct ones a client may send in a burst before they score: a leaky bucket per client
-	// that holds Allowance of them and gives one back every Leak. A repeat (the same path for
-	// not_found, the same Authorization header for auth_failure, among the client's last 8)
-	// does not count. Default: not_found 10 and auth_failure 5, each with a leak of 10s.
+	// Bursts sets, for not_found, auth_failure and rate_limited (the answers readers get too),
+	// how many distinct ones a client may send in a burst before they score: a leaky bucket per
+	// client that holds Allowance of them and gives one back every Leak. A repeat (the same path
+	// for not_found, the same Authorization header for auth_failure, among the client's last
+	// 16) does not count. Default: not_found 10 and auth_failure 5, each with a leak of 10s;
+	// rate_limited 30 with a leak of 2s.
 	Bursts map[string]BurstConfig `json:"bursts,omitempty"`
 
 	// MaxTracked bounds the clients with a score or a detection on each instance (and the
@@ -77,7 +78,7 @@ type DetectionConfig struct {
 	// evicted: a low, old score first, never an active detection while others remain. Below
 	// about 90 % of it nothing is evicted (the detector's shards hold at least 1024 entries
 	// each; their number is set by the first configuration's value and kept across reloads).
-	// Default: 200000 (about 35 MiB).
+	// Default: 200000 (about 44 MiB).
 	MaxTracked int `json:"max_tracked,omitempty"`
 
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it
@@ -120,7 +121,7 @@ func checkBurst(name string, b BurstConfig) (ipclass.Signal, error) {
 		return 0, fmt.Errorf("burst: %v", err)
 	}
 	if !sig.HasBurst() {
-		return 0, fmt.Errorf("burst %s: only not_found and auth_failure have a burst (the other signals score at once)", name)
+		return 0, fmt.Errorf("burst %s: only not_found, auth_failure and rate_limited have a burst (the other signals score at once)", name)
 	}
 	if b.Allowance < 0 || b.Allowance > maxBurstAllowance {
 		return 0, fmt.Errorf("burst %s: allowance %d: expected 0 to %d", name, b.Allowance, maxBurstAllowance)

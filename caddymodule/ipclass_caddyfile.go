@@ -66,7 +66,7 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 //		probe_paths <pattern>...
 //		probe_paths_replace <pattern>...
 //		score <signal> <n> [<signal> <n>...]
-//		burst not_found|auth_failure <allowance> [<leak>]
+//		burst not_found|auth_failure|rate_limited <allowance> [<leak>]
 //		max_tracked <n>
 //		shadow
 //		ipv6_prefix <bits>

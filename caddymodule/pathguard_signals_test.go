@@ -89,7 +89,11 @@ func reclassifiedIPs(c *testcaddy.Caddy) map[string]string {
 //     minute for 10 minutes; sent back to back here, the harder case: no leak, no decay);
 //   - 30 anonymous page views of an app whose session check answers 401, with iOS Safari's
 //     apple-touch-icon guesses (404);
-//   - a page polling its session check with an expired token: the same credentials, 30 times.
+//   - a page polling its session check with an expired token: the same credentials, 30 times;
+//   - a single-page app's tab left open across a deploy, prefetching on each of 10 views the 15
+//     links of its page from the removed build (/_next/data/<old build>/*.json, 404, not
+//     static): when 8 keys were remembered, the 15 were new again on every view (banned at the
+//     third).
 func TestReadersAreNotBanned(t *testing.T) {
 	addr, c := readerSite(t)
 
@@ -111,7 +115,15 @@ func TestReadersAreNotBanned(t *testing.T) {
 		expectAnswers(t, addr, "198.51.100.3", map[string]int{"/api/me": 401}, "Authorization: Bearer expired-token")
 	}
 
-	for _, client := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+	prefetch := map[string]int{"/": 200}
+	for i := range 15 {
+		prefetch[fmt.Sprintf("/_next/data/old-build/page-%d.json", i)] = 404
+	}
+	for range 10 {
+		expectAnswers(t, addr, "198.51.100.4", prefetch)
+	}
+
+	for _, client := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"} {
 		expectAnswers(t, addr, client, map[string]int{"/": 200})
 	}
 	if got := reclassifiedIPs(c); len(got) != 0 {
@@ -185,7 +197,7 @@ func TestScannersAndGuessersAreBanned(t *testing.T) {
 func TestDetectionBurstJSONBounds(t *testing.T) {
 	c := testcaddy.StartCaddy(t, "")
 	for burst, want := range map[string]string{
-		`"probe": {"allowance": 3}`:                   "burst probe: only not_found and auth_failure have a burst",
+		`"probe": {"allowance": 3}`:                   "burst probe: only not_found, auth_failure and rate_limited have a burst",
 		`"not_found": {"allowance": -1}`:              "burst not_found: allowance -1: expected 0 to 10000",
 		`"auth_failure": {"allowance": 5, "leak": 1}`: "burst auth_failure: leak 1ns: expected 100ms to 1h0m0s",
 		`"nope": {"allowance": 5}`:                    `burst: unknown signal "nope"`,
@@ -194,5 +206,127 @@ func TestDetectionBurstJSONBounds(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("bursts {%s}: %v, want an error containing %q", burst, err, want)
 		}
+	}
+}
+
+// TestCrawlersOfStaleSitemapsAreBannedUnlessExempted: a search-engine crawler or a link
+// checker walking a sitemap with many stale URLs sends distinct 404s of pages at a rate no
+// reader does, as a slow dirbuster does: with the default detection it is banned at its 30th
+// stale URL, and suspicious_action block then answers it 403 on live pages too.
+// The README's recipe exempts the crawlers' published ranges from signals by client_ip (not
+// by User-Agent, which a scanner writes itself): the same walk from such an address bans
+// nobody, while everyone else's is still scored.
+func TestCrawlersOfStaleSitemapsAreBannedUnlessExempted(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte("<p>home</p>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr, c := productionGuardRoutes(t, fmt.Sprintf(`	@crawlers client_ip 66.249.64.0/19
+	@others not client_ip 66.249.64.0/19
+	path_guard @crawlers {
+		suspicious_action block
+		signals off
+	}
+	path_guard @others {
+		suspicious_action block
+	}
+	root * %s
+	file_server`, root))
+
+	walk := func(client string) (refusedAt int) {
+		for i := 1; i <= 60; i++ {
+			target := fmt.Sprintf("/blog/2019/old-post-%d.html", i)
+			if i%3 == 0 {
+				target = "/"
+			}
+			switch status := sendAs(t, addr, client, target); status {
+			case http.StatusForbidden:
+				return i
+			case http.StatusOK, http.StatusNotFound:
+			default:
+				t.Fatalf("%s: %s answered %d", client, target, status)
+			}
+		}
+		return 0
+	}
+	if got := walk("198.51.100.30"); got == 0 {
+		t.Fatal("a crawler walking 40 stale URLs was not banned: the README says it is")
+	}
+	if got := walk("66.249.66.1"); got != 0 {
+		t.Fatalf("an exempted crawler was refused at its request %d", got)
+	}
+	if got := reclassifiedIPs(c); fmt.Sprint(got) != fmt.Sprint(map[string]string{"198.51.100.30": "not_found"}) {
+		t.Fatalf("reclassified %v", got)
+	}
+}
+
+// productionGuardRoutes runs a production site with the default detection in front of routes
+// that hold their own path_guard; clients are told apart by X-Forwarded-For from the trusted
+// loopback proxy.
+func productionGuardRoutes(t *testing.T, routes string) (string, *testcaddy.Caddy) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		trusted_proxies_strict
+	}
+	hardening {
+		environment production
+	}
+}
+http://%s {
+	bind 127.0.0.1
+%s
+}
+`, addr, routes))
+	return addr, c
+}
+
+// TestOfficeLoginRushIsNotBannedButHammeringIs: the built-in authentication policy (5/1m
+// burst 5) refuses an office's login rush from its one address (20 users within a minute: 15
+// refusals); when every refusal scored rate_limited 3, the 7th banned the office from the
+// whole site (suspicious_action block). Refusals now count past an allowance (30, one back
+// every 2 s): the rush costs the office the refused logins only, while a script that keeps
+// sending at many times its limit is detected within its first 40 refusals.
+func TestOfficeLoginRushIsNotBannedButHammeringIs(t *testing.T) {
+	addr, c := productionGuard(t, "\thandle /login {\n\t\tpolicy_rate_limit authentication\n\t\trespond 200\n\t}\n\trespond 200")
+	login := func(client string) int {
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/login", strings.NewReader("user=alice&password=right"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", client)
+		resp, _ := fetch(t, req)
+		return resp.StatusCode
+	}
+	refused := 0
+	for range 20 {
+		switch status := login("198.51.100.40"); status {
+		case http.StatusTooManyRequests:
+			refused++
+		case http.StatusOK:
+		default:
+			t.Fatalf("office login: %d, want 200 or 429", status)
+		}
+	}
+	if refused != 15 {
+		t.Fatalf("the office got %d refusals of 20 logins, want 15", refused)
+	}
+	expectAnswers(t, addr, "198.51.100.40", map[string]int{"/": 200})
+
+	refusedAt := 0
+	for i := 1; i <= 100 && refusedAt == 0; i++ {
+		if login("198.51.100.41") == http.StatusForbidden {
+			refusedAt = i
+		}
+	}
+	if refusedAt == 0 || refusedAt > 45 {
+		t.Fatalf("a script hammering the login was blocked from its request %d, want within 45", refusedAt)
+	}
+	if got := reclassifiedIPs(c); fmt.Sprint(got) != fmt.Sprint(map[string]string{"198.51.100.41": "rate_limited"}) {
+		t.Fatalf("reclassified %v", got)
 	}
 }

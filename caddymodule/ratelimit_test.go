@@ -410,6 +410,7 @@ func TestRateLimitShadowNeverRefuses(t *testing.T) {
 	hardening {
 		detection {
 			threshold 3
+			burst rate_limited 0
 		}
 		policy trial {
 			limit 2/1h
@@ -492,6 +493,7 @@ func TestRateLimitSignalsTheDetector(t *testing.T) {
 		detection {
 			threshold 9
 			score rate_limited 3
+			burst rate_limited 0
 		}
 		policy login {
 			limit 1/1h
@@ -515,6 +517,7 @@ func TestRateLimitSharedBucketScoresNoOne(t *testing.T) {
 	base := proxiedCaddy(t, `		detection {
 			threshold 9
 			score rate_limited 3
+			burst rate_limited 0
 		}
 		policy everyone {
 			limit 1/1h

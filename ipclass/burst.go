@@ -19,7 +19,8 @@ type Burst struct {
 	// Allowance is how many distinct signals a client may send in a burst without scoring.
 	// 0: every signal scores, repeats included (no burst rule).
 	Allowance int
-	// Leak is how long the bucket takes to give one back. Default: DefaultBurstLeak.
+	// Leak is how long the bucket takes to give one back. Default: the signal's DefaultBursts
+	// leak (DefaultBurstLeak, 2s for rate_limited).
 	Leak time.Duration
 }
 
@@ -30,20 +31,31 @@ const DefaultBurstLeak = 10 * time.Second
 // bucket for 404s (10, one back every 10 s), its brute-force buckets for failed logins (5).
 // With the default scores and threshold, a scanner is detected at its 30th distinct 404 in a
 // burst and a password guesser at its 15th failure.
+//
+// Refusals of the rate limiter (30, one back every 2 s): a refusal is no attack, only a
+// request over the client's limit, and a client is often many people (20 users of an office
+// logging in within a minute get 15 refusals from the built-in authentication policy; when
+// each scored, the 7th banned the office from the whole site). A client that keeps sending at
+// several times its limit, a script ignoring Retry-After, overflows it: back to back it is
+// detected at its 37th refusal, at one refusal a second after 72 s.
 var DefaultBursts = map[Signal]Burst{
 	SignalNotFound:    {Allowance: 10, Leak: DefaultBurstLeak},
 	SignalAuthFailure: {Allowance: 5, Leak: DefaultBurstLeak},
+	SignalRateLimited: {Allowance: 30, Leak: 2 * time.Second},
 }
 
 // burstSignals are the signals that may have a burst: the answers ordinary readers get too.
 // Every other signal is an attack form on its own and scores at once.
-var burstSignals = [...]Signal{SignalNotFound, SignalAuthFailure}
+var burstSignals = [...]Signal{SignalNotFound, SignalAuthFailure, SignalRateLimited}
 
 // recentKeys is how many keys of its burst signals a client's entry remembers to tell
-// repeats: a poller's few URLs, a NAT's users fetching the same missing file.
-const recentKeys = 8
+// repeats: a poller's URLs, a NAT's users fetching the same missing file, the missing fetches
+// of a page viewed again (a single-page app prefetching its links from a build a deploy
+// removed: with 8 kept, 15 such links were new again on every view, and banned the client at
+// the third). 16 cost 32 bytes an entry more than 8 (35 → 41 MiB at max_tracked 200000).
+const recentKeys = 16
 
-// HasBurst reports whether sig may have a Burst (not_found and auth_failure).
+// HasBurst reports whether sig may have a Burst (not_found, auth_failure and rate_limited).
 func (s Signal) HasBurst() bool { return s.burstIndex() >= 0 }
 
 func (s Signal) burstIndex() int {
@@ -58,13 +70,13 @@ func (s Signal) burstIndex() int {
 // bucket is a resolved Burst, in nanoseconds: depth is Allowance × Leak (0: no burst rule).
 type bucket struct{ depth, leak int64 }
 
-func resolveBurst(b Burst) bucket {
+func resolveBurst(sig Signal, b Burst) bucket {
 	if b.Allowance <= 0 {
 		return bucket{}
 	}
 	leak := b.Leak
 	if leak <= 0 {
-		leak = DefaultBurstLeak
+		leak = DefaultBursts[sig].Leak
 	}
 	return bucket{depth: int64(b.Allowance) * int64(leak), leak: int64(leak)}
 }

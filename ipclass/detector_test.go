@@ -76,8 +76,8 @@ func TestDetectorNotFoundBurst(t *testing.T) {
 		t.Fatalf("a scan of distinct paths detected at its %dth 404, want the 30th", got)
 	}
 	poller := netip.MustParseAddr("198.51.100.10")
-	if got := signalUntilDetected(d, poller, SignalNotFound, 10_000, func(i int) string { return fmt.Sprintf("/api/missing/%d", i%8) }); got != 0 {
-		t.Fatalf("8 missing URLs polled 10,000 times detected the client at %d", got)
+	if got := signalUntilDetected(d, poller, SignalNotFound, 10_000, func(i int) string { return fmt.Sprintf("/api/missing/%d", i%16) }); got != 0 {
+		t.Fatalf("16 missing URLs polled 10,000 times detected the client at %d", got)
 	}
 }
 
@@ -468,4 +468,34 @@ func TestDetectorTopDetections(t *testing.T) {
 	if _, n := d.TopDetections(0, byScoreThenUntil); n != 5003 {
 		t.Fatalf("count alone: %d", n)
 	}
+}
+
+// TestDetectorRateLimitedBurst: refusals of the rate limiter count past 30, one back every
+// 2 s: an office whose logins are refused 15 times a minute, for an hour, is never detected;
+// a script refused once a second is, after about a minute and a half; one refused back to
+// back at its 37th refusal (30 free, 7 × 3 points).
+func TestDetectorRateLimitedBurst(t *testing.T) {
+	d, c := testDetector(Settings{})
+	office := netip.MustParseAddr("198.51.100.40")
+	for i := range 60 * 15 {
+		if _, hit := d.Signal(office, SignalRateLimited); hit {
+			t.Fatalf("an office refused 15 times a minute detected at its refusal %d", i+1)
+		}
+		c.advance(4 * time.Second)
+	}
+	if got := signalUntilDetected(d, client, SignalRateLimited, 100, func(int) string { return "" }); got != 37 {
+		t.Fatalf("back-to-back refusals detected at the %dth, want the 37th", got)
+	}
+	script := netip.MustParseAddr("198.51.100.41")
+	for i := 1; i <= 600; i++ {
+		if _, hit := d.Signal(script, SignalRateLimited); hit {
+			if i < 60 || i > 120 {
+				t.Fatalf("a script refused once a second detected after %d s, want 60 to 120", i)
+			}
+			t.Logf("a script refused once a second detected after %d s", i)
+			return
+		}
+		c.advance(time.Second)
+	}
+	t.Fatal("a script refused once a second for 10 minutes was never detected")
 }

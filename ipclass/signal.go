@@ -84,7 +84,7 @@ type Settings struct {
 	// Scores per signal. Defaults: probe 10, traversal 20, auth_failure 2, not_found 1,
 	// rate_limited 3, malformed_path 2. A negative value means 0 (the signal is ignored).
 	Scores map[Signal]float64
-	// Bursts per signal (not_found and auth_failure only; see Burst): how many distinct
+	// Bursts per signal (not_found, auth_failure and rate_limited only; see Burst): how many distinct
 	// signals a client may send in a burst before they score. A signal left out has its
 	// DefaultBursts entry; Allowance 0 turns the rule off for it.
 	Bursts map[Signal]Burst
@@ -168,7 +168,7 @@ func (s Settings) resolve() resolvedSettings {
 		if !ok {
 			b = DefaultBursts[sig]
 		}
-		r.bursts[i] = resolveBurst(b)
+		r.bursts[i] = resolveBurst(sig, b)
 	}
 	return r
 }
