@@ -7,8 +7,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -32,12 +34,18 @@ var (
 	}, []string{"directive", "disposition"})
 	cspReportsRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "csp_reports_rejected_total",
-		Help: "CSP report requests refused, by reason (method, media_type, too_large, malformed).",
+		Help: "CSP report requests refused, by reason (method, media_type, too_large, timeout, malformed).",
 	}, []string{"reason"})
 )
 
 // DefaultMaxReportBody bounds a report request's body. Browsers send a few kilobytes at most.
 const DefaultMaxReportBody = 64 << 10
+
+// reportReadTimeout bounds the reading of a report body. Browsers send a report in one go;
+// Caddy has no body timeout by default, and a client that stalls before the end of its body
+// would hold the handler and its buffer (up to max_body_size) for as long as it likes: with
+// HTTP/2, hundreds of them per connection.
+var reportReadTimeout = 10 * time.Second
 
 // maxReportsPerRequest bounds the reports read from one Reporting API batch.
 const maxReportsPerRequest = 100
@@ -165,7 +173,16 @@ func (c *CSPReport) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return writeProblem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type",
 			"expected application/csp-report, application/reports+json or application/json", nil)
 	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(reportReadTimeout)) // where it cannot be set, Caddy's own timeouts apply
 	body, err := io.ReadAll(io.LimitReader(r.Body, c.MaxBodySize+1))
+	_ = rc.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		cspReportsRejected.WithLabelValues("timeout").Inc()
+		w.Header().Set("Connection", "close")
+		return writeProblem(w, http.StatusRequestTimeout, "Request Timeout",
+			fmt.Sprintf("a CSP report body must arrive within %v", reportReadTimeout), nil)
+	}
 	if err != nil {
 		cspReportsRejected.WithLabelValues("malformed").Inc()
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "the report body could not be read", nil)

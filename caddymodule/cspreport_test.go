@@ -1,10 +1,15 @@
 package caddymodule
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -170,5 +175,64 @@ func TestCSPReportAnswersCORSPreflight(t *testing.T) {
 	resp, _ = postReport(t, url, "application/reports+json", `[{"type": "csp-violation", "body": {"effectiveDirective": "script-src-elem", "disposition": "enforce"}}]`)
 	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("report: %d, Access-Control-Allow-Origin %q; want 204 with *", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+}
+
+// TestCSPReportStalledBody: a client that sends part of a report body and stalls gets 408
+// once the read deadline passes, over HTTP/1.1 and HTTP/2 alike; it no longer holds the
+// handler and its buffer for as long as it likes (Caddy sets no body timeout by default, and
+// one HTTP/2 connection carries hundreds of such streams).
+func TestCSPReportStalledBody(t *testing.T) {
+	old := reportReadTimeout
+	reportReadTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { reportReadTimeout = old })
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	servers {
+		protocols h1 h2c
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	csp_report /csp-report
+}
+`, port))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /csp-report HTTP/1.1\r\nHost: %s\r\nContent-Type: application/csp-report\r\nContent-Length: 1000\r\n\r\n{\"csp-report\": {", addr)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("HTTP/1.1: no answer to a stalled report body: %v", err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("HTTP/1.1: stalled report body answered %d, want 408", resp.StatusCode)
+	}
+
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge
+	tr := &http.Transport{Protocols: protocols}
+	defer tr.CloseIdleConnections()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte(`{"csp-report": {`)) }()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/csp-report", pr)
+	req.Header.Set("Content-Type", "application/csp-report")
+	req.ContentLength = 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err = tr.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("HTTP/2: no answer to a stalled report body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("HTTP/%d: stalled report body answered %d, want 408 over HTTP/2", resp.ProtoMajor, resp.StatusCode)
 	}
 }

@@ -94,6 +94,14 @@ type DetectionConfig struct {
 	// on it. A reload that changes it does not re-key the IPv6 scores and detections already
 	// kept: they no longer match their clients (see README). Default: 64.
 	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
+
+	// ScoreCrossSite scores the signals of requests a browser sent on behalf of another site
+	// (Sec-Fetch-Site: cross-site or same-site) as any other. By default they score nothing:
+	// any page can make its visitors' browsers request any path of this site (an <img> with a
+	// traversal form, two probe paths, a burst of failing logins), and would otherwise get
+	// every visitor banned. Such requests are refused as before; a scanner that writes the
+	// header itself evades detection, not path_guard or the rate limits. Default: false.
+	ScoreCrossSite bool `json:"score_cross_site,omitempty"`
 }
 
 // BurstConfig is the burst allowance of one signal (see DetectionConfig.Bursts).
@@ -358,6 +366,9 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 	if a.classifier == nil || a.classifier.Detector == nil {
 		return
 	}
+	if crossSite(r) && (a.Detection == nil || !a.Detection.ScoreCrossSite) {
+		return
+	}
 	addr, ok := clientAddr(r)
 	if !ok {
 		return
@@ -379,6 +390,17 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 	if !det.Shadow && a.sharedBans != nil {
 		a.sharedBans.Publish(det)
 	}
+}
+
+// crossSite reports whether a browser sent r for a page of another site (Fetch Metadata): an
+// <img>, <script>, <iframe>, form or link there, which that page's author chose, not the
+// visitor. same-origin and none (typed, bookmarked) are the visitor's own requests.
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	return false
 }
 
 // signalKey names what a signal with a burst was about, so that a repeat does not count

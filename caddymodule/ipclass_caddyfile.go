@@ -70,6 +70,7 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 //		max_tracked <n>
 //		shadow
 //		ipv6_prefix <bits>
+//		score_cross_site
 //	}
 //
 // Signals: probe, traversal, auth_failure, not_found, rate_limited, malformed_path. `burst`
@@ -158,6 +159,11 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 				return err
 			}
 			cfg.Shadow = true
+		case "score_cross_site":
+			if err := noValue(d, name); err != nil {
+				return err
+			}
+			cfg.ScoreCrossSite = true
 		case "ipv6_prefix":
 			n, err := intArg(d, "detection ipv6_prefix", 1, 128)
 			if err != nil {
@@ -165,7 +171,7 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			}
 			cfg.IPv6Prefix = n
 		default:
-			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, burst, max_tracked, shadow or ipv6_prefix", name)
+			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, burst, max_tracked, shadow, ipv6_prefix or score_cross_site", name)
 		}
 	}
 	a.Detection = cfg

@@ -193,6 +193,67 @@ func TestScannersAndGuessersAreBanned(t *testing.T) {
 	}
 }
 
+// TestCrossSiteRequestsDoNotBan: any page can make its visitors' browsers request any path
+// of the site (one <img> with a traversal form, two probe paths, a scan's worth of 404s); such
+// requests, which browsers mark Sec-Fetch-Site cross-site or same-site, are refused as before
+// but score nobody, unless score_cross_site says otherwise. The visitor's own requests
+// (same-origin, none) and requests without Fetch Metadata (curl, scanners) still score.
+func TestCrossSiteRequestsDoNotBan(t *testing.T) {
+	addr, c := readerSite(t)
+	embedded := func(site string) []string {
+		return []string{"Sec-Fetch-Site: " + site, "Sec-Fetch-Mode: no-cors", "Sec-Fetch-Dest: image"}
+	}
+	attack := map[string]int{"/cat/%252e%252e/cat.png": 400, "/.env": 404, "/wp-admin/": 404}
+	for i := range 40 {
+		attack[fmt.Sprintf("/missing-%d.html", i)] = 404
+	}
+	expectAnswers(t, addr, "198.51.100.40", attack, embedded("cross-site")...)
+	expectAnswers(t, addr, "198.51.100.41", attack, embedded("same-site")...)
+	for _, visitor := range []string{"198.51.100.40", "198.51.100.41"} {
+		expectAnswers(t, addr, visitor, map[string]int{"/": 200})
+	}
+
+	traversal := map[string]int{"/cat/%252e%252e/cat.png": 400}
+	expectAnswers(t, addr, "198.51.100.42", traversal)
+	expectAnswers(t, addr, "198.51.100.43", traversal, embedded("same-origin")...)
+	expectAnswers(t, addr, "198.51.100.44", traversal, embedded("none")...)
+	for _, client := range []string{"198.51.100.42", "198.51.100.43", "198.51.100.44"} {
+		expectAnswers(t, addr, client, map[string]int{"/": 403})
+	}
+	want := map[string]string{"198.51.100.42": "traversal", "198.51.100.43": "traversal", "198.51.100.44": "traversal"}
+	if got := reclassifiedIPs(c); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reclassified %v, want %v", got, want)
+	}
+}
+
+// TestCrossSiteScoredWhenConfigured: score_cross_site scores a cross-site request as any other.
+func TestCrossSiteScoredWhenConfigured(t *testing.T) {
+	scored := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+	}
+	hardening {
+		environment production
+		detection {
+			score_cross_site
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	respond "ok"
+}
+`, scored))
+	expectAnswers(t, scored, "198.51.100.45", map[string]int{"/cat/%252e%252e/cat.png": 400},
+		"Sec-Fetch-Site: cross-site", "Sec-Fetch-Mode: no-cors", "Sec-Fetch-Dest: image")
+	expectAnswers(t, scored, "198.51.100.45", map[string]int{"/": 403})
+}
+
 // TestDetectionBurstJSONBounds: the JSON config is held to the Caddyfile's bounds.
 func TestDetectionBurstJSONBounds(t *testing.T) {
 	c := testcaddy.StartCaddy(t, "")
