@@ -311,15 +311,7 @@ func TestPlaceholderGivingUpIsLogged(t *testing.T) {
 	page := `<!doctype html><script nonce="` + testPlaceholder + `">a()</script><svg><font></font></svg><script nonce="` + testPlaceholder + `">b()</script>`
 	up := htmlUpstream(t, page)
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
-	port := testenv.FreePort(t)
-	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
+	c, port := placeholderCaddyOf(t, "\treverse_proxy "+up.Listener.Addr().String()+"\n")
 	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/icons", port))
 	nonce := cspNonce(t, resp.Header)
 	want := `<!doctype html><script nonce="` + nonce + `">a()</script><svg><font></font></svg><script >b()</script>`
@@ -359,15 +351,7 @@ func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	port := testenv.FreePort(t)
-	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
+	c, port := placeholderCaddyOf(t, "\treverse_proxy "+up.Listener.Addr().String()+"\n")
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 
 	// JSON is not HTML: no tag is edited, but the secret is overwritten, keeping the length.
@@ -1241,10 +1225,17 @@ func placeholderProxy(t *testing.T, upstream string) int {
 // (testPlaceholder) and then site, the rest of the site block, and returns its port.
 func placeholderCaddy(t *testing.T, site string) int {
 	t.Helper()
+	_, port := placeholderCaddyOf(t, site)
+	return port
+}
+
+// placeholderCaddyOf is placeholderCaddy, returning the Caddy too (for its log).
+func placeholderCaddyOf(t *testing.T, site string) (*testcaddy.Caddy, int) {
+	t.Helper()
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsecurity_headers {\n\t\tinject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}\n\t}\n%s}\n", port, site))
-	return port
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsecurity_headers {\n\t\tinject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}\n\t}\n%s}\n", port, site))
+	return c, port
 }
 
 // localTLSGlobals are the global options of a test Caddy serving HTTPS from its own local CA

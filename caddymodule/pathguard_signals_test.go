@@ -42,25 +42,7 @@ func readerSite(t *testing.T) (string, *testcaddy.Caddy) {
 // from the trusted loopback proxy. It returns the address and the Caddy.
 func productionGuard(t *testing.T, routes string) (string, *testcaddy.Caddy) {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
-	admin off
-	servers {
-		trusted_proxies static 127.0.0.1/32
-	}
-	hardening {
-		environment production
-	}
-}
-http://%s {
-	bind 127.0.0.1
-	path_guard {
-		suspicious_action block
-	}
-%s
-}
-`, addr, routes))
-	return addr, c
+	return productionGuardRoutes(t, "\tpath_guard {\n\t\tsuspicious_action block\n\t}\n"+routes)
 }
 
 // expectAnswers sends each target as client and fails on an answer other than the one listed:
