@@ -338,6 +338,7 @@ func TestSharedRecordsDoNotOverwriteEachOther(t *testing.T) {
 	run(t, a, Failure) // a trips, records it, half-opens and recovers
 	waitRecorded(t, a)
 	waitState(t, a, StateHalfOpen)
+	waitSharedOpenTimeUp(t, a)
 	// a's next sync reads the state (one GetData), then records its recovery: gobreaker reads
 	// again (the second), and there a pauses.
 	aStore.arm(1)
@@ -359,6 +360,21 @@ func TestSharedRecordsDoNotOverwriteEachOther(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		raw, _ := r.Do("GET", "breaker:{raced}:gobreaker:state:raced")
 		t.Fatalf("a never followed b's trip: a's recovery overwrote it (shared state %v)", raw)
+	}
+}
+
+// waitSharedOpenTimeUp waits until the shared breaker's open time is up. It began when b's trip
+// was recorded, a little after b's local trip (tens of milliseconds under load), so it ends
+// after b half-opens. Until then, b's recovery is not recorded (gobreaker refuses it as
+// open), and an instance that joins follows the trip at its first read.
+func waitSharedOpenTimeUp(t *testing.T, b *Breaker) {
+	t.Helper()
+	st, err := b.shared.Load().read()
+	if err != nil || st == nil {
+		t.Fatalf("shared state: %v, %v", st, err)
+	}
+	if st.State == StateOpen {
+		time.Sleep(time.Until(st.Expiry) + 5*time.Millisecond)
 	}
 }
 
