@@ -85,6 +85,7 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			max_tracked <n>
 //			shadow
 //			ipv6_prefix <bits>
+//			score_cross_site
 //		}
 //		policy <name> {
 //			limit <n>/<period> [burst <n>]

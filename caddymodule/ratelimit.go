@@ -50,8 +50,9 @@ type PolicyRateLimit struct {
 	// StatusCode is the status of a refusal. Default: 429.
 	StatusCode int `json:"status_code,omitempty"`
 
-	// Message is the `detail` of the refusal's problem body. Default: "Rate limit of policy
-	// <name> exceeded; retry after <n> seconds."
+	// Message is the `detail` of the refusal's problem body; placeholders are replaced for
+	// each refusal (JSON-escaped). Default: `The rate limit of policy "<name>" is exceeded;
+	// retry after the number of seconds in Retry-After.`
 	Message string `json:"message,omitempty"`
 
 	// HideHeaders leaves out the RateLimit-Policy and RateLimit header fields (Retry-After on
