@@ -147,9 +147,19 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.metrics = newRateLimitMetrics(p.name)
-	h.reportKeyFindings()
+	if h.Key == "" {
+		h.reportKeyFindings("apps.hardening.policies." + p.name + ".key")
+	}
+	h.reportPolicyFindings()
 	app.reportFailOpen()
 	app.OnValidate(func() {
+		if h.Key != "" {
+			at := handlerConfigPath(ctx, h)
+			if at == "" {
+				at = "policy_rate_limit " + p.name
+			}
+			h.reportKeyFindings(at + ".key")
+		}
 		h.checkTrustedProxies(ctx)
 		h.checkKeyAfterAuth(ctx)
 		h.checkClientChosenKey(ctx)
