@@ -419,7 +419,7 @@ func envFile(t *testing.T, path string) map[string]string {
 // places a pod spec takes them (terminationGracePeriodSeconds on the pod, the probes on the
 // container), so that the excerpt can be pasted into a Deployment as it is.
 func TestReadmeProbesAreTheFile(t *testing.T) {
-	m := regexp.MustCompile("(?s)\\*\\*Kubernetes\\.\\*\\*[^\n]*\n\n```yaml\n(.*?)```").FindStringSubmatch(read(t, "../README.md"))
+	m := regexp.MustCompile("(?s)\\*\\*Kubernetes\\.\\*\\*.*?\n\n```yaml\n(.*?)```").FindStringSubmatch(read(t, "../README.md"))
 	if m == nil {
 		t.Fatal("README.md has no Kubernetes probes excerpt")
 	}
