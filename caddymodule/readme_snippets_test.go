@@ -54,7 +54,7 @@ var synopsisLine = regexp.MustCompile(`^[^#]*<[a-z][^>]*>`)
 // TestDocSnippetsAdapt: every Caddyfile a reader may copy from README.md and docs/ adapts,
 // with no warning (Caddy's "input is not formatted" included), as written or, for a
 // fragment of a site, inside `http://localhost { ... }`. Syntax synopses (`<name>`
-// placeholders) are only read, not adapted.
+// placeholders) are not adapted; the subdirectives they name must be ones the parsers accept.
 func TestDocSnippetsAdapt(t *testing.T) {
 	var snippets []docSnippet
 	for _, f := range []string{"../README.md", "../docs/security-events.md"} {
@@ -72,7 +72,8 @@ func TestDocSnippetsAdapt(t *testing.T) {
 				synopsis = synopsis || synopsisLine.MatchString(l)
 			}
 			if synopsis {
-				t.Skip("syntax synopsis")
+				checkSynopsis(t, name, s.body)
+				return
 			}
 			input := s.body
 			if !site.MatchString(input) {
@@ -95,5 +96,36 @@ func TestDocSnippetsAdapt(t *testing.T) {
 				t.Errorf("%s: warning %s", name, w.String())
 			}
 		})
+	}
+}
+
+// synopsisWord is the word a synopsis line starts with, and its alternatives
+// (`probe_paths|probe_paths_replace`).
+var synopsisWord = regexp.MustCompile(`^\s*([a-z][a-z0-9_]*(\|[a-z][a-z0-9_]*)*)\b`)
+
+// checkSynopsis fails for a line of a synopsis that names a subdirective no parser accepts:
+// a synopsis the parsers no longer match (a renamed or removed subdirective).
+func checkSynopsis(t *testing.T, name, body string) {
+	t.Helper()
+	known := parserKeywords(t)
+	// Directive and option names, registered by name rather than in a parser's switch, the
+	// hardening option's blocks (a table built in init) and the breaker's fallback block.
+	for _, w := range []string{"hardening", "security_headers", "csp_report", "path_guard", "policy_rate_limit",
+		"upstream_breaker", "monitoring", "handle_path", "fallback"} {
+		known[w] = "directive"
+	}
+	for w := range appSubdirectives {
+		known[w] = "hardening"
+	}
+	for i, l := range strings.Split(body, "\n") {
+		m := synopsisWord.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		for _, w := range strings.Split(m[1], "|") {
+			if _, ok := known[w]; !ok {
+				t.Errorf("%s, line %d of the block: %q is no subdirective a parser accepts: %s", name, i+1, w, strings.TrimSpace(l))
+			}
+		}
 	}
 }
