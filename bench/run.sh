@@ -25,7 +25,6 @@
 # configuration that did not do what it claims are worthless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. bench/lib.sh
 
 # The catalogue: name, binary (ours = ./cmd/caddy, bare = bench/barecaddy, crl =
 # bench/caddyratelimit), Caddyfile (bench/configs/<file>.caddyfile), baseline ("-": a baseline
@@ -73,6 +72,22 @@ breaker_open_bytes ours breaker_open static_open 503  `upstream_breaker` open: i
 EOF
 }
 DEFAULT_CONFIGS="path_guard mem_admit mem_deny redis_admit cluster_admit header crl_admit crl_deny sechdr sechdr_bare breaker_closed full breaker_open mem_admit_bytes mem_deny_bytes breaker_open_bytes"
+case "${1:-}" in
+  -h | --help)
+    # The comment at the top of this file, then the catalogue.
+    sed -n '2,/^set -euo pipefail$/p' bench/run.sh | sed -e '$d' -e 's/^# \{0,1\}//'
+    echo
+    echo "Configurations (CONFIGS=\"name ...\"; default: $DEFAULT_CONFIGS):"
+    catalogue | awk '{ name = $1; $1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); printf "  %-20s %s\n", name, $0 }'
+    exit 0
+    ;;
+  "") ;;
+  *)
+    echo "bench/run.sh takes no arguments, only environment settings (ROUNDS=5 bench/run.sh); see bench/run.sh --help" >&2
+    exit 2
+    ;;
+esac
+. bench/lib.sh
 CONFIGS=${CONFIGS:-$DEFAULT_CONFIGS}
 OUT=${OUT-bench/results.md}
 # Every configuration requests this path (path_guard checks it; the others ignore it).

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -84,6 +85,7 @@ func parseHardeningOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			max_tracked <n>
 //			shadow
 //			ipv6_prefix <bits>
+//			score_cross_site
 //		}
 //		policy <name> {
 //			limit <n>/<period> [burst <n>]
@@ -248,7 +250,7 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		}
 		r.Sentinel.Master, r.Sentinel.Addresses = args[0], args[1:]
 	case "sentinel_username", "sentinel_password":
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "a user name or a password ({env.*} or {file.*} for a password)")
 		if err != nil {
 			return err
 		}
@@ -261,19 +263,19 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 			r.Sentinel.Password = v
 		}
 	case "username":
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "an ACL user name")
 		if err != nil {
 			return err
 		}
 		r.Username = v
 	case "password":
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "a password, e.g. {env.REDIS_PASSWORD}")
 		if err != nil {
 			return err
 		}
 		r.Password = v
 	case "key_prefix":
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "a prefix such as hardening:")
 		if err != nil {
 			return err
 		}
@@ -332,7 +334,8 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 		seen[name] = true
 		switch name {
 		case "ca_file", "cert_file", "key_file", "server_name":
-			v, err := oneArg(d, name)
+			v, err := wantArg(d, name, map[string]string{"ca_file": "a PEM file", "cert_file": "a PEM file",
+				"key_file": "a PEM file", "server_name": "a host name"}[name])
 			if err != nil {
 				return err
 			}
@@ -380,9 +383,11 @@ func noValue(d *caddyfile.Dispenser, name string) error {
 	return nil
 }
 
-func oneArg(d *caddyfile.Dispenser, name string) (string, error) {
+// wantArg reads the one value of the subdirective name; want says what is expected there
+// ("an integer from 1 to 10"), for the error when the line has none.
+func wantArg(d *caddyfile.Dispenser, name, want string) (string, error) {
 	if !d.NextArg() {
-		return "", d.Errf("%s: expected a value", name)
+		return "", d.Errf("%s: expected %s", name, want)
 	}
 	v := d.Val()
 	if d.NextArg() {
@@ -392,7 +397,7 @@ func oneArg(d *caddyfile.Dispenser, name string) (string, error) {
 }
 
 func intArg(d *caddyfile.Dispenser, name string, lo, hi int) (int, error) {
-	v, err := oneArg(d, name)
+	v, err := wantArg(d, name, fmt.Sprintf("an integer from %d to %d", lo, hi))
 	if err != nil {
 		return 0, err
 	}
@@ -405,7 +410,7 @@ func intArg(d *caddyfile.Dispenser, name string, lo, hi int) (int, error) {
 
 // durationArg reads one positive duration argument.
 func durationArg(d *caddyfile.Dispenser, name string) (time.Duration, error) {
-	v, err := oneArg(d, name)
+	v, err := wantArg(d, name, "a positive duration such as 500ms, 2s or 15m")
 	if err != nil {
 		return 0, err
 	}

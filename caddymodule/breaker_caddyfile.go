@@ -178,7 +178,7 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 	// Values are only read here; their bounds are checked with the whole block (validate). A
 	// zero, which in JSON means the default, is refused: leave the line out instead.
 	case "consecutive_failures", "min_requests", "half_open_requests":
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "a whole number above 0")
 		if err != nil {
 			return err
 		}
@@ -189,7 +189,7 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 		*map[string]*int{"consecutive_failures": &h.ConsecutiveFailures, "min_requests": &h.MinRequests,
 			"half_open_requests": &h.HalfOpenRequests}[name] = n
 	case "failure_ratio":
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "a number above 0 and at most 1 (0.5 is half the requests)")
 		if err != nil {
 			return err
 		}
@@ -199,7 +199,7 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 		}
 		h.FailureRatio = r
 	case "interval", "open_for", "slow_threshold", "sync_interval":
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "a positive duration such as 500ms, 30s or 1m")
 		if err != nil {
 			return err
 		}

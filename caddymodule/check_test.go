@@ -739,3 +739,22 @@ func adaptedAt(t *testing.T, caddyfile, path string) any {
 	}
 	return v
 }
+
+// TestCheckRouteKeyFindingsAtTheirHandler: a route's own key is reported where it is in the
+// JSON config (the handler's key), as every other finding is, not by a name of our own; a
+// policy's key is reported at the policy.
+func TestCheckRouteKeyFindingsAtTheirHandler(t *testing.T) {
+	cf := checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t}",
+		"\tsecurity_headers\n\thandle /api/* {\n\t\tpolicy_rate_limit p {\n\t\t\tkey {remote_host}\n\t\t}\n\t\trespond ok\n\t}")
+	f, ok := codes(checkCaddyfile(t, cf))["ratelimit.key_remote_host"]
+	if !ok {
+		t.Fatalf("ratelimit.key_remote_host not reported:\n%s", cf)
+	}
+	if !strings.HasPrefix(f.Config, "apps.http.servers.") || adaptedAt(t, cf, f.Config) != "{http.request.remote.host}" {
+		t.Fatalf("the route key's finding is at %q (%v), want the handler's key in the JSON config", f.Config, adaptedAt(t, cf, f.Config))
+	}
+	cf = checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey {remote_host}\n\t\t}", "\tsecurity_headers\n\tpolicy_rate_limit p")
+	if f := codes(checkCaddyfile(t, cf))["ratelimit.key_remote_host"]; f.Config != "apps.hardening.policies.p.key" {
+		t.Fatalf("the policy key's finding is at %q, want apps.hardening.policies.p.key", f.Config)
+	}
+}

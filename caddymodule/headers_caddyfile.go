@@ -128,7 +128,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		return nil
 	},
 	"report_to": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
-		v, err := oneArg(d, "report_to")
+		v, err := wantArg(d, "report_to", "an https:// URL or an absolute path (/csp-report)")
 		if err != nil {
 			return err
 		}
@@ -165,7 +165,7 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"corp":            headerArg(func(h *SecurityHeaders) *string { return &h.CORP }, csp.CORPValues),
 	"coep":            headerArg(func(h *SecurityHeaders) *string { return &h.COEP }, csp.COEPValues),
 	"permissions_policy": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
-		v, err := oneArg(d, "permissions_policy")
+		v, err := wantArg(d, "permissions_policy", "a policy such as \"camera=(), geolocation=(self)\", or off")
 		if err != nil {
 			return err
 		}
@@ -305,13 +305,13 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 func headerArg(field func(*SecurityHeaders) *string, allowed []string) func(*caddyfile.Dispenser, *SecurityHeaders) error {
 	return func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		name := d.Val()
-		v, err := oneArg(d, name)
+		v, err := wantArg(d, name, "one of "+strings.Join(allowed, ", ")+", or off")
 		if err != nil {
 			return err
 		}
 		if v != off {
 			if v, err = csp.OneOf(name, v, allowed); err != nil {
-				return d.Errf("%v", err)
+				return d.Errf("%v, or off", err)
 			}
 		}
 		*field(h) = v

@@ -110,7 +110,8 @@ type BurstConfig struct {
 	// to 10000. 0 turns the rule off for the signal: every one scores, repeats included.
 	Allowance int `json:"allowance"`
 
-	// Leak is how long the bucket takes to give one back: 100ms to 1h. Default: 10s.
+	// Leak is how long the bucket takes to give one back: 100ms to 1h. Default: 10s (2s for
+	// rate_limited).
 	Leak caddy.Duration `json:"leak,omitempty"`
 }
 

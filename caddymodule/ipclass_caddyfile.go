@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -89,7 +90,7 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 		seen[name] = true
 		switch name {
 		case "threshold":
-			v, err := oneArg(d, name)
+			v, err := wantArg(d, name, fmt.Sprintf("a positive score such as 20, at most %d", maxScore))
 			if err != nil {
 				return err
 			}

@@ -259,7 +259,7 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 	case "failures_before_down":
 		c.FailuresBeforeDown, err = intArg(d, opt, 1, 1000)
 	case "method":
-		if c.Method, err = oneArg(d, opt); err == nil && !validMethod(c.Method) {
+		if c.Method, err = wantArg(d, opt, "an HTTP method such as GET or HEAD"); err == nil && !validMethod(c.Method) {
 			err = d.Errf("method: expected an HTTP method such as GET or HEAD, got %q", c.Method)
 		}
 	case "expect":
@@ -274,7 +274,7 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		}
 		c.Expect = append(c.Expect, args...)
 	case "body":
-		c.BodyContains, err = oneArg(d, opt)
+		c.BodyContains, err = wantArg(d, opt, "the text the response must contain")
 	case "header":
 		var name, value string
 		if !d.Args(&name, &value) || d.NextArg() {
@@ -288,23 +288,23 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		}
 		c.Headers[http.CanonicalHeaderKey(name)] = value
 	case "ca_file":
-		c.CAFile, err = oneArg(d, opt)
+		c.CAFile, err = wantArg(d, opt, "a PEM file of root certificates")
 	case "redis":
-		if c.Redis, err = oneArg(d, opt); err == nil && !isPlaceholder(c.Redis) {
+		if c.Redis, err = wantArg(d, opt, "a URL (redis://, rediss://, unix://)"); err == nil && !isPlaceholder(c.Redis) {
 			if verr := (redisconn.Options{URL: c.Redis}).Validate(); verr != nil {
 				err = d.Err(redisconn.Redact(verr.Error()))
 			}
 		}
 	case "queue":
-		c.Queue, err = oneArg(d, opt)
+		c.Queue, err = wantArg(d, opt, "the name of the queue's list, e.g. celery")
 	case "heartbeat_key":
-		c.HeartbeatKey, err = oneArg(d, opt)
+		c.HeartbeatKey, err = wantArg(d, opt, "the key your workers write, e.g. celery:heartbeat")
 	case "max_backlog":
 		var n int
 		n, err = intArg(d, opt, 1, 1<<30)
 		c.MaxBacklog = int64(n)
 	case "on_backlog":
-		if c.OnBacklog, err = oneArg(d, opt); err == nil && c.OnBacklog != "warn" && c.OnBacklog != "fail" {
+		if c.OnBacklog, err = wantArg(d, opt, "warn or fail"); err == nil && c.OnBacklog != "warn" && c.OnBacklog != "fail" {
 			err = d.Errf("on_backlog: expected warn or fail, got %q", c.OnBacklog)
 		}
 	default:

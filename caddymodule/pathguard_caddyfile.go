@@ -54,7 +54,7 @@ func (g *PathGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.Allow = args
 		case "suspicious_action":
-			v, err := oneArg(d, name)
+			v, err := wantArg(d, name, "none or block")
 			if err != nil {
 				return err
 			}

@@ -50,8 +50,9 @@ type PolicyRateLimit struct {
 	// StatusCode is the status of a refusal. Default: 429.
 	StatusCode int `json:"status_code,omitempty"`
 
-	// Message is the `detail` of the refusal's problem body. Default: "Rate limit of policy
-	// <name> exceeded; retry after <n> seconds."
+	// Message is the `detail` of the refusal's problem body; placeholders are replaced for
+	// each refusal (JSON-escaped). Default: `The rate limit of policy "<name>" is exceeded;
+	// retry after the number of seconds in Retry-After.`
 	Message string `json:"message,omitempty"`
 
 	// HideHeaders leaves out the RateLimit-Policy and RateLimit header fields (Retry-After on
@@ -146,9 +147,19 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.metrics = newRateLimitMetrics(p.name)
-	h.reportKeyFindings()
+	if h.Key == "" {
+		h.reportKeyFindings("apps.hardening.policies." + p.name + ".key")
+	}
+	h.reportPolicyFindings()
 	app.reportFailOpen()
 	app.OnValidate(func() {
+		if h.Key != "" {
+			at := handlerConfigPath(ctx, h)
+			if at == "" {
+				at = "policy_rate_limit " + p.name
+			}
+			h.reportKeyFindings(at + ".key")
+		}
 		h.checkTrustedProxies(ctx)
 		h.checkKeyAfterAuth(ctx)
 		h.checkClientChosenKey(ctx)

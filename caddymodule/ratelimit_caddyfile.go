@@ -133,7 +133,7 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 // parseKeyArg reads one key template, expanding Caddyfile placeholder shorthands (global
 // options are read before Caddy expands them in site blocks) and checking it.
 func parseKeyArg(d *caddyfile.Dispenser, what string) (string, error) {
-	v, err := oneArg(d, what)
+	v, err := wantArg(d, what, "a key template such as {client_ip} or {header.X-API-Key}")
 	if err != nil {
 		return "", err
 	}
@@ -171,13 +171,17 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 		seen[sub] = true
 		switch sub {
 		case "cpu_target", "min_factor":
-			v, err := oneArg(d, "adaptive "+sub)
+			want := "a number above 0 and below 1" // a CPU target of 1 is never exceeded
+			if sub == "min_factor" {
+				want = "a number above 0 and at most 1"
+			}
+			v, err := wantArg(d, "adaptive "+sub, want)
 			if err != nil {
 				return err
 			}
 			f, ok := finiteNumber(v)
 			if !ok || !(f > 0 && f <= 1) || (sub == "cpu_target" && f == 1) {
-				return d.Errf("adaptive %s: expected a number above 0 and below 1 (min_factor may be 1), got %q", sub, v)
+				return d.Errf("adaptive %s: expected %s, got %q", sub, want, v)
 			}
 			if sub == "cpu_target" {
 				cfg.CPUTarget = f
@@ -230,7 +234,7 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 		seen[sub] = true
 		switch sub {
 		case "store":
-			v, err := oneArg(d, "rate_limit store")
+			v, err := wantArg(d, "rate_limit store", "redis or memory")
 			if err != nil {
 				return err
 			}
@@ -260,7 +264,7 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 			}
 			cfg.StoreTimeout = caddy.Duration(dur)
 		case "on_store_failure":
-			v, err := oneArg(d, "rate_limit on_store_failure")
+			v, err := wantArg(d, "rate_limit on_store_failure", "fallback, allow or deny")
 			if err != nil {
 				return err
 			}
@@ -356,7 +360,7 @@ func (h *PolicyRateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.StatusCode = n
 		case "message":
-			v, err := oneArg(d, "policy_rate_limit message")
+			v, err := wantArg(d, "policy_rate_limit message", "the refusal's detail text, in quotes")
 			if err != nil {
 				return err
 			}

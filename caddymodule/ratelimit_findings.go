@@ -14,12 +14,10 @@ import (
 // client pick a fresh bucket per request.
 var spoofableKeyHeaders = []string{"x-forwarded-for", "x-real-ip", "forwarded", "true-client-ip", "cf-connecting-ip", "x-client-ip"}
 
-// reportKeyFindings reports keys that do not partition clients the way the operator expects.
-func (h *PolicyRateLimit) reportKeyFindings() {
-	config := "apps.hardening.policies." + h.policy.name + ".key"
-	if h.Key != "" {
-		config = "policy_rate_limit " + h.policy.name + " key"
-	}
+// reportKeyFindings reports keys that do not partition clients the way the operator expects,
+// at config: the policy's key, or the handler's own (a route key, whose place in the routes
+// is known only once the whole configuration is provisioned: see Provision).
+func (h *PolicyRateLimit) reportKeyFindings(config string) {
 	key := strings.ToLower(h.key)
 	if strings.Contains(key, "{http.request.remote.host}") {
 		_ = h.app.Report(Finding{Code: "ratelimit.key_remote_host", Severity: Warning, Module: "policy_rate_limit", Config: config,
@@ -43,6 +41,11 @@ func (h *PolicyRateLimit) reportKeyFindings() {
 			Message: "policy " + h.policy.name + "'s key uses " + strings.Join(unknown, ", ") + ", which Caddy does not know: unless another plugin sets it, it is empty for every request and every client falls back to its IP's bucket",
 			Fix:     "check the spelling against Caddy's placeholders (https://caddyserver.com/docs/json/apps/http/#docs)"})
 	}
+}
+
+// reportPolicyFindings reports a policy's rows that treat the classes the wrong way round, and
+// a shadow policy.
+func (h *PolicyRateLimit) reportPolicyFindings() {
 	rows := &h.policy.rows
 	if rows[ipclass.Suspicious].looser(rows[ipclass.Default]) || rows[ipclass.Default].looser(rows[ipclass.Trusted]) {
 		_ = h.app.Report(Finding{Code: "ratelimit.classes_inverted", Severity: Warning, Module: "policy_rate_limit", Config: "apps.hardening.policies." + h.policy.name,

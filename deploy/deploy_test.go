@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -412,4 +413,33 @@ func envFile(t *testing.T, path string) map[string]string {
 		}
 	}
 	return vars
+}
+
+// TestReadmeProbesAreTheFile: the probes README.md shows are deploy/k8s-probes.yaml's, at the
+// places a pod spec takes them (terminationGracePeriodSeconds on the pod, the probes on the
+// container), so that the excerpt can be pasted into a Deployment as it is.
+func TestReadmeProbesAreTheFile(t *testing.T) {
+	m := regexp.MustCompile("(?s)\\*\\*Kubernetes\\.\\*\\*.*?\n\n```yaml\n(.*?)```").FindStringSubmatch(read(t, "../README.md"))
+	if m == nil {
+		t.Fatal("README.md has no Kubernetes probes excerpt")
+	}
+	var excerpt map[string]any
+	if err := yaml.Unmarshal([]byte(m[1]), &excerpt); err != nil {
+		t.Fatalf("README's probes excerpt: %v", err)
+	}
+	var pod any
+	for _, d := range yamlDocs(t, "k8s-probes.yaml") {
+		if d["kind"] == "Deployment" {
+			pod = dig(d, "spec", "template", "spec")
+		}
+	}
+	if got, want := dig(excerpt, "spec", "terminationGracePeriodSeconds"), dig(pod, "terminationGracePeriodSeconds"); got == nil || got != want {
+		t.Errorf("README: spec.terminationGracePeriodSeconds %v, k8s-probes.yaml %v", got, want)
+	}
+	for _, key := range []string{"ports", "startupProbe", "livenessProbe", "readinessProbe"} {
+		got, want := dig(excerpt, "spec", "containers", 0, key), dig(pod, "containers", 0, key)
+		if got == nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("README: the container's %s is %v, k8s-probes.yaml's %v", key, got, want)
+		}
+	}
 }
