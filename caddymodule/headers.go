@@ -93,8 +93,11 @@ type SecurityHeaders struct {
 	// ReferrerPolicy is Referrer-Policy, or off. Default: strict-origin-when-cross-origin.
 	ReferrerPolicy string `json:"referrer_policy,omitempty"`
 
-	// PermissionsPolicy is Permissions-Policy, or off. Default: accelerometer, camera,
-	// geolocation, gyroscope, magnetometer, microphone, payment and usb turned off.
+	// PermissionsPolicy is Permissions-Policy, or off: a structured-field dictionary of
+	// lower-case features and allowlists of *, self and quoted origins, such as
+	// `camera=(), geolocation=(self "https://maps.example")`. A value browsers would ignore in
+	// whole or in part is refused. Default: accelerometer, camera, geolocation, gyroscope,
+	// magnetometer, microphone, payment and usb turned off.
 	PermissionsPolicy string `json:"permissions_policy,omitempty"`
 
 	// COOP is Cross-Origin-Opener-Policy, or off. Default: same-origin.
