@@ -76,7 +76,9 @@ type SecurityHeaders struct {
 	ReportTo string `json:"report_to,omitempty"`
 
 	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
-	// development. Where it is not sent (plain HTTP, development, Off), an upstream's
+	// development. A response is HTTPS when its request came over TLS, or from a trusted proxy
+	// (the server's trusted_proxies) whose last X-Forwarded-Proto is https: a load balancer
+	// that terminates TLS in front of Caddy. Where it is not sent (plain HTTP, development, Off), an upstream's
 	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
 	// max-age=63072000; includeSubDomains (no preload: that is a commitment you make on
 	// purpose).

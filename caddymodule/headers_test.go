@@ -146,6 +146,56 @@ localhost:%d, http://localhost:%d {
 	}
 }
 
+// Behind a load balancer that terminates TLS (Render, a Kubernetes ingress), Caddy gets plain
+// HTTP with X-Forwarded-Proto: https: a trusted proxy's (trusted_proxies) is believed, as
+// reverse_proxy believes it, and the response gets HSTS (replacing the upstream's); the same
+// header from a client that is not a trusted proxy, or a last value other than https, is not.
+func TestHSTSBehindATrustedProxyThatTerminatesTLS(t *testing.T) {
+	up := hstsUpstream(t, "max-age=1")
+	trusted, untrusted := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	servers 127.0.0.1:%[1]d {
+		trusted_proxies static 127.0.0.1/32
+	}
+}
+http://localhost:%[1]d {
+	bind 127.0.0.1
+	security_headers
+	reverse_proxy %[3]s
+}
+http://localhost:%[2]d {
+	bind 127.0.0.1
+	security_headers
+	reverse_proxy %[3]s
+}
+`, trusted, untrusted, up.Listener.Addr()))
+	for _, row := range []struct {
+		port  int
+		proto []string
+		want  string
+	}{
+		{trusted, []string{"https"}, "max-age=63072000; includeSubDomains"},
+		{trusted, []string{"HTTPS"}, "max-age=63072000; includeSubDomains"},
+		{trusted, []string{"http", "https"}, "max-age=63072000; includeSubDomains"},
+		{trusted, []string{"http, https"}, "max-age=63072000; includeSubDomains"},
+		{trusted, nil, ""},
+		{trusted, []string{"http"}, ""},
+		{trusted, []string{"https, http"}, ""},
+		{trusted, []string{"https", "http"}, ""},
+		{untrusted, []string{"https"}, ""},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://localhost:%d/", row.port), nil)
+		for _, v := range row.proto {
+			req.Header.Add("X-Forwarded-Proto", v)
+		}
+		resp, _ := fetch(t, req)
+		if got := strings.Join(resp.Header.Values("Strict-Transport-Security"), ", "); got != row.want {
+			t.Errorf("port %d (trusted: %v), X-Forwarded-Proto %q: Strict-Transport-Security %q, want %q",
+				row.port, row.port == trusted, row.proto, got, row.want)
+		}
+	}
+}
+
 // A field left out of a JSON hsts object is its default, as without the object: max_age
 // 63072000, include_subdomains true. An explicit max_age 0 (the Caddyfile's max-age=0) is
 // kept: it is how a site tells browsers to forget its HSTS. The Caddyfile writes what its
