@@ -590,10 +590,18 @@ func (h *SecurityHeaders) manages(name string) bool {
 
 // validEndpointURL accepts an https URL or an absolute path (same origin).
 func validEndpointURL(s string) bool {
-	if strings.ContainsAny(s, " \t\",;") {
-		return false
+	// The value goes into a structured-field string (Reporting-Endpoints): a backslash, a
+	// control or a non-ASCII byte there makes browsers drop the whole header.
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || strings.IndexByte("\"\\,;", c) >= 0 {
+			return false
+		}
 	}
-	return strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
+	if rest, ok := strings.CutPrefix(s, "https://"); ok {
+		host, _, _ := strings.Cut(rest, "/")
+		return host != "" && host[0] != ':' && host[0] != '?' && host[0] != '#'
+	}
+	return strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
 }
 
 // ServeHTTP makes the nonce, sets the headers before the rest of the route runs (so its
