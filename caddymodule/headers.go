@@ -177,8 +177,9 @@ type InjectNonceConfig struct {
 	// replaces the placeholder.
 	Mode string `json:"mode,omitempty"`
 	// Placeholder is the secret marker the application writes where the nonce goes, at least
-	// 16 characters of printable ASCII without spaces (the same bytes in every charset whose
-	// ASCII is ASCII). Whoever knows it can get a nonce onto their own tag: write it as a
+	// 16 letters, digits, '-', '_', '.' or '~' (the same bytes in every charset whose ASCII is
+	// ASCII, and written as they are by templating engines, which escape other punctuation:
+	// an escaped placeholder is not found in the page). Whoever knows it can get a nonce onto their own tag: write it as a
 	// runtime placeholder ({env.CSP_NONCE_PLACEHOLDER}, {file./run/secrets/csp_placeholder}).
 	// A page in an encoding the injector cannot read as the browser will (UTF-16 by byte order
 	// mark or charset, UTF-16/32 without one, a charset such as utf-32 or an EBCDIC code page)
