@@ -49,6 +49,7 @@ func TestParseAndValidate(t *testing.T) {
 		{"frame-ancestors 'self' https://partner.example", ""},
 		{"scripts-src 'self'", `unknown CSP directive "scripts-src"`},
 		{"script-src self", "without quotes is a host name; write 'self'"},
+		{"script-src 'self' nonce", "without quotes is a host name; write 'nonce'"},
 		{"script-src 'unsafe-everything'", "unknown keyword 'unsafe-everything'"},
 		{"script-src 'none' 'self'", "'none' must be the only source"},
 		{"script-src 'strict-dynamic'", "'strict-dynamic' without 'nonce' or a hash"},
