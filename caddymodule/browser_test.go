@@ -353,3 +353,75 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 		})
 	}
 }
+
+// TestBrowserPermissionsPolicyAsChromiumReadsIt: every permissions_policy the handler accepts
+// is one Chromium reads without a complaint, and applies (geolocation off where the value says
+// so); every value it refuses here is one Chromium complains about when another handler sends
+// it: a capital letter or a ';' between features makes it ignore the whole header (geolocation
+// stays allowed), an unquoted origin or `none` in an allowlist is dropped from it.
+func TestBrowserPermissionsPolicyAsChromiumReadsIt(t *testing.T) {
+	accepted := []struct {
+		value          string
+		geolocationOff bool
+	}{
+		{"", true}, // the default
+		{`geolocation=(), camera=(self "https://a.example")`, true},
+		{`camera=*,	geolocation=()`, true},
+		{`geolocation=();report-to=endpoint, camera=self`, true},
+		{`geolocation=(self "https://*.example.com" "http://localhost:3000")`, false},
+	}
+	refused := []string{
+		`Camera=(), geolocation=()`,
+		`camera=();geolocation=()`,
+		`camera=(), geolocation=(),`,
+		`geolocation=(self https://a.example)`,
+		`geolocation=(none)`,
+		`geolocation=(self src)`,
+		`geolocation=("a.example")`,
+	}
+	port := testenv.FreePort(t)
+	site := fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\theader Content-Type text/html\n", port)
+	var urls []string
+	for i, row := range accepted {
+		handler := "security_headers"
+		if row.value != "" {
+			handler += " {\n\t\t\tpermissions_policy `" + row.value + "`\n\t\t}"
+		}
+		site += fmt.Sprintf("\thandle /ok/%d {\n\t\t%s\n\t\trespond <p>ok</p>\n\t}\n", i, handler)
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/ok/%d", port, i))
+	}
+	for i, value := range refused {
+		if err := csp.ValidatePermissionsPolicy(value); err == nil {
+			t.Errorf("permissions_policy %q accepted", value)
+		}
+		site += fmt.Sprintf("\thandle /refused/%d {\n\t\theader Permissions-Policy `%s`\n\t\trespond <p>refused</p>\n\t}\n", i, value)
+		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/refused/%d", port, i))
+	}
+	testcaddy.StartCaddy(t, site+"}\n")
+	script, err := filepath.Abs("testdata/permissions_policy.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen map[string]struct {
+		Geolocation, Camera bool
+		Messages            []string
+	}
+	out := testenv.RunPlaywright(t, script, urls...)
+	if err := json.Unmarshal(out, &seen); err != nil {
+		t.Fatalf("permissions_policy.js printed %q: %v", out, err)
+	}
+	for i, row := range accepted {
+		s := seen[urls[i]]
+		if len(s.Messages) > 0 {
+			t.Errorf("permissions_policy %q: Chromium says %q", row.value, s.Messages)
+		}
+		if s.Geolocation == row.geolocationOff {
+			t.Errorf("permissions_policy %q: geolocation allowed %v", row.value, s.Geolocation)
+		}
+	}
+	for i, value := range refused {
+		if s := seen[urls[len(accepted)+i]]; len(s.Messages) == 0 {
+			t.Errorf("Permissions-Policy %q: Chromium read it without a complaint, yet security_headers refuses it", value)
+		}
+	}
+}

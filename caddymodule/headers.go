@@ -76,7 +76,9 @@ type SecurityHeaders struct {
 	ReportTo string `json:"report_to,omitempty"`
 
 	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
-	// development. Where it is not sent (plain HTTP, development, Off), an upstream's
+	// development. A response is HTTPS when its request came over TLS, or from a trusted proxy
+	// (the server's trusted_proxies) whose last X-Forwarded-Proto is https: a load balancer
+	// that terminates TLS in front of Caddy. Where it is not sent (plain HTTP, development, Off), an upstream's
 	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
 	// max-age=63072000; includeSubDomains (no preload: that is a commitment you make on
 	// purpose).
@@ -93,8 +95,11 @@ type SecurityHeaders struct {
 	// ReferrerPolicy is Referrer-Policy, or off. Default: strict-origin-when-cross-origin.
 	ReferrerPolicy string `json:"referrer_policy,omitempty"`
 
-	// PermissionsPolicy is Permissions-Policy, or off. Default: accelerometer, camera,
-	// geolocation, gyroscope, magnetometer, microphone, payment and usb turned off.
+	// PermissionsPolicy is Permissions-Policy, or off: a structured-field dictionary of
+	// lower-case features and allowlists of *, self and quoted origins, such as
+	// `camera=(), geolocation=(self "https://maps.example")`. A value browsers would ignore in
+	// whole or in part is refused. Default: accelerometer, camera, geolocation, gyroscope,
+	// magnetometer, microphone, payment and usb turned off.
 	PermissionsPolicy string `json:"permissions_policy,omitempty"`
 
 	// COOP is Cross-Origin-Opener-Policy, or off. Default: same-origin.
@@ -172,8 +177,9 @@ type InjectNonceConfig struct {
 	// replaces the placeholder.
 	Mode string `json:"mode,omitempty"`
 	// Placeholder is the secret marker the application writes where the nonce goes, at least
-	// 16 characters of printable ASCII without spaces (the same bytes in every charset whose
-	// ASCII is ASCII). Whoever knows it can get a nonce onto their own tag: write it as a
+	// 16 letters, digits, '-', '_', '.' or '~' (the same bytes in every charset whose ASCII is
+	// ASCII, and written as they are by templating engines, which escape other punctuation:
+	// an escaped placeholder is not found in the page). Whoever knows it can get a nonce onto their own tag: write it as a
 	// runtime placeholder ({env.CSP_NONCE_PLACEHOLDER}, {file./run/secrets/csp_placeholder}).
 	// A page in an encoding the injector cannot read as the browser will (UTF-16 by byte order
 	// mark or charset, UTF-16/32 without one, a charset such as utf-32 or an EBCDIC code page)
@@ -585,10 +591,18 @@ func (h *SecurityHeaders) manages(name string) bool {
 
 // validEndpointURL accepts an https URL or an absolute path (same origin).
 func validEndpointURL(s string) bool {
-	if strings.ContainsAny(s, " \t\",;") {
-		return false
+	// The value goes into a structured-field string (Reporting-Endpoints): a backslash, a
+	// control or a non-ASCII byte there makes browsers drop the whole header.
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' || strings.IndexByte("\"\\,;", c) >= 0 {
+			return false
+		}
 	}
-	return strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
+	if rest, ok := strings.CutPrefix(s, "https://"); ok {
+		host, _, _ := strings.Cut(rest, "/")
+		return host != "" && host[0] != ':' && host[0] != '?' && host[0] != '#'
+	}
+	return strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//")
 }
 
 // ServeHTTP makes the nonce, sets the headers before the rest of the route runs (so its

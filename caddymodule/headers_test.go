@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -143,6 +144,56 @@ localhost:%d, http://localhost:%d {
 	resp, _ = getBody(t, fmt.Sprintf("http://localhost:%d/", httpPort))
 	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
 		t.Fatalf("plain HTTP carries Strict-Transport-Security %q", got)
+	}
+}
+
+// Behind a load balancer that terminates TLS (Render, a Kubernetes ingress), Caddy gets plain
+// HTTP with X-Forwarded-Proto: https: a trusted proxy's (trusted_proxies) is believed, as
+// reverse_proxy believes it, and the response gets HSTS (replacing the upstream's); the same
+// header from a client that is not a trusted proxy, or a last value other than https, is not.
+func TestHSTSBehindATrustedProxyThatTerminatesTLS(t *testing.T) {
+	up := hstsUpstream(t, "max-age=1")
+	trusted, untrusted := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	servers 127.0.0.1:%[1]d {
+		trusted_proxies static 127.0.0.1/32
+	}
+}
+http://localhost:%[1]d {
+	bind 127.0.0.1
+	security_headers
+	reverse_proxy %[3]s
+}
+http://localhost:%[2]d {
+	bind 127.0.0.1
+	security_headers
+	reverse_proxy %[3]s
+}
+`, trusted, untrusted, up.Listener.Addr()))
+	for _, row := range []struct {
+		port  int
+		proto []string
+		want  string
+	}{
+		{trusted, []string{"https"}, "max-age=63072000; includeSubDomains"},
+		{trusted, []string{"HTTPS"}, "max-age=63072000; includeSubDomains"},
+		{trusted, []string{"http", "https"}, "max-age=63072000; includeSubDomains"},
+		{trusted, []string{"http, https"}, "max-age=63072000; includeSubDomains"},
+		{trusted, nil, ""},
+		{trusted, []string{"http"}, ""},
+		{trusted, []string{"https, http"}, ""},
+		{trusted, []string{"https", "http"}, ""},
+		{untrusted, []string{"https"}, ""},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://localhost:%d/", row.port), nil)
+		for _, v := range row.proto {
+			req.Header.Add("X-Forwarded-Proto", v)
+		}
+		resp, _ := fetch(t, req)
+		if got := strings.Join(resp.Header.Values("Strict-Transport-Security"), ", "); got != row.want {
+			t.Errorf("port %d (trusted: %v), X-Forwarded-Proto %q: Strict-Transport-Security %q, want %q",
+				row.port, row.port == trusted, row.proto, got, row.want)
+		}
 	}
 }
 
@@ -664,6 +715,48 @@ func TestTagsModeBehindAProxyWarnsAtStart(t *testing.T) {
 	}
 	if n := len(testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.tags_behind_proxy" })); n != 1 {
 		t.Fatalf("file_server with tags mode warned too (%d warnings)", n)
+	}
+}
+
+// The application writes the placeholder through its templating engine, which escapes
+// punctuation: Go's html/template writes + as &#43; (\u002b in a script) and / as \/ in a
+// script, every HTML escaper & < > " ' as entities. Such a placeholder would not be found in
+// the page (its tags lose their nonce, the escaped secret reaches the client), so it is
+// refused when Caddy loads the config; one of letters, digits and - _ . ~ is written as it is
+// in every context, and each occurrence becomes the response's nonce.
+func TestPlaceholderAsATemplatingEngineWritesIt(t *testing.T) {
+	page := template.Must(template.New("page").Parse(
+		`<!doctype html><script nonce="{{.}}">window.cspNonce = "{{.}}";</script><p data-n="{{.}}">{{.}}</p>`))
+	render := func(ph string) string {
+		var b strings.Builder
+		if err := page.Execute(&b, ph); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	const good = "PH-3f9c_2a7b.1e6d~4c08"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, render(good))
+	}))
+	t.Cleanup(up.Close)
+	port := testenv.FreePort(t)
+	site := fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tsecurity_headers {\n\t\tinject_nonce placeholder {env.TEST_CSP_TEMPLATED}\n\t}\n\treverse_proxy %s\n}\n", port, up.Listener.Addr())
+	t.Setenv("TEST_CSP_TEMPLATED", good)
+	c := testcaddy.StartCaddy(t, site)
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	nonce := cspNonce(t, resp.Header)
+	if strings.Contains(body, "PH-") || strings.Count(body, nonce) != 4 {
+		t.Fatalf("want the placeholder's 4 occurrences turned into the nonce %s: %s", nonce, body)
+	}
+	for _, ph := range []string{"k+/=K7cQ9LmZp1Xw2Vb4Rn==", "PH&3f9c2a7b1e6d4c08", `PH"3f9c2a7b1e6d4c08`, "PH<3f9c2a7b1e6d4c08", "PH'3f9c2a7b1e6d4c08", "PH/3f9c2a7b1e6d4c08"} {
+		if n := strings.Count(render(ph), ph); n == 4 {
+			t.Fatalf("html/template writes %q as it is: no reason to refuse it", ph)
+		}
+		t.Setenv("TEST_CSP_TEMPLATED", ph)
+		if err := c.Load(site); err == nil || !strings.Contains(err.Error(), "punctuation") {
+			t.Errorf("placeholder %q (html/template writes it otherwise): load error %v, want a refusal", ph, err)
+		}
 	}
 }
 

@@ -24,6 +24,7 @@ type securityWriter struct {
 	h       *SecurityHeaders
 	r       *http.Request
 	nonce   string
+	https   bool     // the client asked over HTTPS (see overHTTPS)
 	names   []string // the headers this response gets (the handler's, shared)
 	ours    []string // their values, in vals
 	vals    [maxManagedHeaders]string
@@ -90,7 +91,7 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request, outer *securityWriter) *securityWriter {
 	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, outer: outer}
 	sw.names = h.namesHTTP
-	if r.TLS != nil {
+	if sw.https = overHTTPS(r); sw.https {
 		sw.names = h.namesTLS
 	}
 	hdr := w.Header()
@@ -117,7 +118,7 @@ func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Reques
 	case sw.nonce == "":
 		sw.nonce = csp.NewNonce()
 	}
-	if r.TLS != nil && h.hsts != "" {
+	if sw.https && h.hsts != "" {
 		vals = append(vals, h.hsts)
 	}
 	for _, s := range h.static {
@@ -182,7 +183,29 @@ func (sw *securityWriter) settle() {
 
 // sendsHSTS reports whether this response gets the handler's Strict-Transport-Security.
 func (sw *securityWriter) sendsHSTS() bool {
-	return sw.r.TLS != nil && sw.h.hsts != ""
+	return sw.https && sw.h.hsts != ""
+}
+
+// overHTTPS reports whether the client asked over HTTPS: the request came over TLS, or from a
+// trusted proxy (the server's trusted_proxies) whose X-Forwarded-Proto says https, the last
+// value as reverse_proxy reads it (a load balancer or ingress that terminates TLS: Render,
+// Kubernetes). Another client's X-Forwarded-Proto is not read.
+func overHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return false
+	}
+	v := r.Header.Values("X-Forwarded-Proto")
+	if len(v) == 0 {
+		return false
+	}
+	last := v[len(v)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.EqualFold(strings.TrimSpace(last), "https")
 }
 
 // redactHeaders replaces the placeholder with the response's nonce in every header value

@@ -118,14 +118,22 @@ func WideForms(placeholder string) [WideFormCount]string {
 	return [WideFormCount]string{string(le16), string(be16), string(le32), string(be32)}
 }
 
-// ValidatePlaceholder checks that a nonce placeholder is printable ASCII without spaces (bytes
-// 0x21 to 0x7E): it then has the same bytes in every charset whose bytes for ASCII are ASCII,
-// so the injector finds it whatever the page's charset. Its length is checked apart
-// (MinPlaceholderLen). The error never shows the placeholder (it is a secret).
+// ValidatePlaceholder checks that a nonce placeholder is made of letters, digits, '-', '_', '.'
+// and '~' (the characters of `openssl rand -hex` and base64url). Other ASCII would not have
+// the same bytes in every charset whose bytes for ASCII are ASCII (a space, a control byte,
+// non-ASCII), or is what templating engines escape: every HTML escaper writes & < > " ' as
+// entities, Go's html/template writes + as &#43; (and \u002b in a script), JSON encoders write
+// / as \/ or \u002f. An escaped placeholder is not found in the page, so the application's
+// tags lose their nonce, and the secret stays in the page in its escaped form. Its length is
+// checked apart (MinPlaceholderLen). The error never shows the placeholder (it is a secret).
 func ValidatePlaceholder(ph string) error {
 	for i := 0; i < len(ph); i++ {
-		if ph[i] < 0x21 || ph[i] > 0x7E {
+		c := ph[i]
+		if c < 0x21 || c > 0x7E {
 			return fmt.Errorf("inject_nonce placeholder has a space, control or non-ASCII byte at position %d: it must be printable ASCII without spaces, to read the same in every charset a page may use (e.g. from `openssl rand -hex 16`)", i+1)
+		}
+		if !isAlpha(c) && !(c >= '0' && c <= '9') && c != '-' && c != '_' && c != '.' && c != '~' {
+			return fmt.Errorf("inject_nonce placeholder has a punctuation character at position %d: templating engines escape such characters (& < > \" ' as entities, + as &#43; in Go's html/template, / as \\/ in JSON), so the page would carry another text than the placeholder, its tags would lose their nonce and the escaped secret would reach the client; use letters, digits, - _ . ~ (e.g. from `openssl rand -hex 16`)", i+1)
 		}
 	}
 	return nil

@@ -70,7 +70,14 @@ func TestValidatePlaceholder(t *testing.T) {
 	for ph, ok := range map[string]bool{
 		testPH:                          true,
 		"3f9c2a7b1e6d4c08a1b2":          true,
-		"k+/=K7cQ9LmZp1Xw2Vb4Rn==":      true,
+		"k7-_K7cQ9L.mZp1Xw2Vb~4Rn":      true,  // base64url, hex and - . ~
+		"k+/=K7cQ9LmZp1Xw2Vb4Rn==":      false, // base64: html/template writes + as &#43;
+		"PH&3f9c2a7b1e6d4c08":           false,
+		"PH<3f9c2a7b1e6d4c08":           false,
+		"PH\"3f9c2a7b1e6d4c08":          false,
+		"PH'3f9c2a7b1e6d4c08":           false,
+		"PH\\3f9c2a7b1e6d4c08":          false,
+		"PH/3f9c2a7b1e6d4c08":           false,
 		"PH é 3f9c2a7b1e6d4c08":         false, // non-ASCII: other bytes in windows-1252 than in UTF-8
 		"PH-3f9c2a7b1e6d4c08\n":         false,
 		"PH 3f9c2a7b1e6d4c08":           false,

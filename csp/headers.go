@@ -100,21 +100,6 @@ func OneOf(header, v string, allowed []string) (string, error) {
 	return "", fmt.Errorf("%s %q: expected one of %s", header, v, strings.Join(allowed, ", "))
 }
 
-// ValidatePermissionsPolicy checks the structured-header shape `feature=(allowlist), ...`.
-func ValidatePermissionsPolicy(v string) error {
-	for _, item := range strings.Split(v, ",") {
-		item = strings.TrimSpace(item)
-		name, list, ok := strings.Cut(item, "=")
-		if !ok || !validToken(name) || list == "" {
-			return fmt.Errorf("permissions_policy item %q: expected feature=(allowlist), e.g. camera=() or geolocation=(self \"https://maps.example\")", item)
-		}
-		if list != "*" && list != "self" && !(strings.HasPrefix(list, "(") && strings.HasSuffix(list, ")")) {
-			return fmt.Errorf("permissions_policy item %q: the allowlist is (), (self), (self \"https://origin\"), * or self", item)
-		}
-	}
-	return nil
-}
-
 // FrameOptionsFor returns the X-Frame-Options value that says what the policy's frame-ancestors
 // says (DENY for 'none', SAMEORIGIN for 'self' alone), or "" when it says something X-Frame-
 // Options cannot express (other hosts) or nothing at all.

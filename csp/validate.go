@@ -189,7 +189,7 @@ func validateSources(name string, kind directiveKind, values []string) error {
 				}
 				strictDynamic = true
 			}
-		case keywords["'"+lv+"'"]:
+		case keywords["'"+lv+"'"], "'"+lv+"'" == NonceToken:
 			return fmt.Errorf("%s: %s without quotes is a host name; write '%s'", name, v, lv)
 		case strings.HasPrefix(v, "'"):
 			return fmt.Errorf("%s: unknown keyword %s; expected 'nonce', 'sha256-…', 'sha384-…', 'sha512-…' or one of %s", name, v, strings.Join(sortedKeys(keywords), " "))
