@@ -29,7 +29,7 @@ func init() {
 // draft-ietf-httpapi-ratelimit-headers-10:
 //
 //	RateLimit-Policy: "<policy>";q=<requests>;w=<seconds>
-//	RateLimit: "<policy>";r=<remaining>;t=<seconds until the bucket is full>
+//	RateLimit: "<policy>";r=<remaining>;t=<seconds until r grows (on a refusal: Retry-After)>
 //
 // A refused request gets 429 (or `status_code`), Retry-After and an application/problem+json
 // body with the policy and retry_after members; the rest of the route is not run, and the
