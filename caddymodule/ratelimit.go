@@ -151,6 +151,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	app.OnValidate(func() {
 		h.checkTrustedProxies(ctx)
 		h.checkKeyAfterAuth(ctx)
+		h.checkKeyHeaderSetLater(ctx)
 		h.checkClientChosenKey(ctx)
 	})
 	return nil

@@ -1,11 +1,14 @@
 package caddymodule
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
 )
@@ -102,6 +105,81 @@ func (h *PolicyRateLimit) checkKeyAfterAuth(ctx caddy.Context) {
 	}
 }
 
+// checkKeyHeaderSetLater reports a key of a request header that a handler after it on its
+// route sets: forward_auth's copy_headers (Remote-User from Authelia, Authentik, ...) or
+// request_header, which Caddy orders after policy_rate_limit. The key then reads the header
+// as the client sent it: an authenticated user, whose client sends none, falls back to its
+// IP's bucket (the per-user limit is per address), and a client that sends one picks its
+// bucket.
+func (h *PolicyRateLimit) checkKeyHeaderSetLater(ctx caddy.Context) {
+	names := keyHeaders(h.key)
+	if len(names) == 0 {
+		return
+	}
+	writes := func(hh caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(hh, names) }
+	for name, srv := range httpServers(ctx) {
+		chain := chainTo(srv.Routes, h)
+		if chain == nil {
+			continue
+		}
+		if before, _ := handlerBeforeWhere(srv.Routes, h, writes, false); before {
+			continue
+		}
+		later := false
+		for hh := range handlersAfter(chain) {
+			if later = findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, writes, nil); later {
+				break
+			}
+		}
+		if !later {
+			continue
+		}
+		_ = h.app.Report(Finding{Code: "ratelimit.key_before_auth", Severity: Warning, Module: "policy_rate_limit",
+			Config:  "apps.http.servers." + name,
+			Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but a handler after it on its route sets that header (forward_auth's copy_headers, or request_header, which Caddy orders after policy_rate_limit): the key is the header as the client sent it, so authenticated users fall back to their IP's bucket and a client that sends the header picks its bucket",
+			Fix:     "put them in a route block, the handler that sets the header first: route { forward_auth ... { copy_headers ... } policy_rate_limit " + h.policy.name + " ... }; keep a policy keyed by {client_ip} before it against password guessing"})
+		return
+	}
+}
+
+// keyHeaders lists the request headers key reads, in lower case.
+func keyHeaders(key string) []string {
+	var names []string
+	if all, err := keyPlaceholders(key); err == nil {
+		for _, name := range all {
+			if hdr, ok := strings.CutPrefix(strings.ToLower(name), "http.request.header."); ok {
+				names = append(names, hdr)
+			}
+		}
+	}
+	return names
+}
+
+// setsRequestHeader reports whether hh sets, adds, replaces or deletes one of the request
+// headers names (lower case): a headers handler's request operations (request_header), or a
+// reverse_proxy whose handle_response routes do so (forward_auth's copy_headers).
+func setsRequestHeader(hh caddyhttp.MiddlewareHandler, names []string) bool {
+	switch hh := hh.(type) {
+	case *headers.Handler:
+		ops := hh.Request
+		if ops == nil {
+			return false
+		}
+		named := func(n string) bool { return slices.Contains(names, strings.ToLower(n)) }
+		return slices.ContainsFunc(slices.Collect(maps.Keys(ops.Set)), named) ||
+			slices.ContainsFunc(slices.Collect(maps.Keys(ops.Add)), named) ||
+			slices.ContainsFunc(slices.Collect(maps.Keys(ops.Replace)), named) ||
+			slices.ContainsFunc(ops.Delete, named)
+	case *reverseproxy.Handler:
+		for _, rh := range hh.HandleResponse {
+			if findHandler(rh.Routes, func(x caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(x, names) }, nil) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // checkClientChosenKey reports a key made only of what the client writes (headers, cookies,
 // the URI) on a handler that no client-IP policy_rate_limit runs before: a client that sends a
 // new value with each request has a new bucket each time, so the limit binds only clients
@@ -116,8 +194,26 @@ func (h *PolicyRateLimit) checkClientChosenKey(ctx caddy.Context) {
 		p, ok := hh.(*PolicyRateLimit)
 		return ok && p.on && (p.ipKey || p.keyParts != nil)
 	}
+	// Headers that handlers before it set (forward_auth's copy_headers) are the
+	// authentication's, not the client's: a key made only of them is not the client's choice.
+	setBefore := func(routes caddyhttp.RouteList) bool {
+		all, _ := keyPlaceholders(h.key)
+		hdrs := keyHeaders(h.key)
+		if len(hdrs) != len(all) {
+			return false
+		}
+		for _, hdr := range hdrs {
+			if set, _ := handlerBeforeWhere(routes, h, func(hh caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(hh, []string{hdr}) }, false); !set {
+				return false
+			}
+		}
+		return true
+	}
 	for name, srv := range httpServers(ctx) {
 		if before, found := handlerBeforeWhere(srv.Routes, h, ipPolicy, false); found && !before {
+			if setBefore(srv.Routes) {
+				continue
+			}
 			_ = h.app.Report(Finding{Code: "ratelimit.key_client_chosen", Severity: Info, Module: "policy_rate_limit",
 				Config:  "apps.http.servers." + name,
 				Message: "policy " + h.policy.name + " keys buckets only by what the client sends (" + h.key + "), and no policy keyed by {client_ip} runs before it: a client that sends a new value with each request gets a new bucket each time (a credential the upstream checks afterwards does not stop that)",
