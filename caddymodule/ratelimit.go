@@ -140,6 +140,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.store = h.limiter.storeFor(h.bucketSet)
+	if p.adaptive {
+		h.limiter.logLoadSource(app.logger)
+	}
 	for c := range h.replies {
 		if h.replies[c], err = newRowReplies(p, p.rows[c], h.StatusCode, h.Message); err != nil {
 			return err
