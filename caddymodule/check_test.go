@@ -131,6 +131,12 @@ func TestCheckFindings(t *testing.T) {
 		{"ratelimit.key_before_auth",
 			checkSite("\t\tpolicy tenants {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.X-Tenant}\n\t\t}", good+"\n\trequest_header X-Tenant {http.request.host}\n\tpolicy_rate_limit tenants"),
 			checkSite("\t\tpolicy tenants {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.X-Tenant}\n\t\t}", good+"\n\troute {\n\t\trequest_header X-Tenant {http.request.host}\n\t\tpolicy_rate_limit tenants\n\t}")},
+		// A deferred Cache-Control (">", or a block that also deletes a field, which Caddy
+		// defers whole) replaced the refusal's no-store: a CDN kept one client's 429 for all.
+		{"ratelimit.refusal_cacheable", checkSite("", good+"\n\theader >Cache-Control \"public, max-age=600\"\n\tpolicy_rate_limit api"),
+			checkSite("", good+"\n\troute {\n\t\tpolicy_rate_limit api\n\t\theader >Cache-Control \"public, max-age=600\"\n\t}")},
+		{"ratelimit.refusal_cacheable", checkSite("", good+"\n\theader {\n\t\t-Server\n\t\tCDN-Cache-Control \"max-age=600\"\n\t}\n\tpolicy_rate_limit api"),
+			checkSite("", good+"\n\theader -Server\n\theader CDN-Cache-Control \"max-age=600\"\n\tpolicy_rate_limit api")},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 30\n\t\t}", good+"\n\tpolicy_rate_limit p"),
 			checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 10\n\t\t}", good+"\n\tpolicy_rate_limit p")},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\ttrusted deny\n\t\t\tsuspicious unlimited\n\t\t}", good+"\n\tpolicy_rate_limit p"),

@@ -155,6 +155,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		h.checkTrustedProxies(ctx)
 		h.checkKeyAfterAuth(ctx)
 		h.checkKeyHeaderSetLater(ctx)
+		h.checkRefusalCaching(ctx)
 		h.checkClientChosenKey(ctx)
 	})
 	return nil

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -140,6 +141,53 @@ func (h *PolicyRateLimit) checkKeyHeaderSetLater(ctx caddy.Context) {
 			Fix:     "put them in a route block, the handler that sets the header first: route { forward_auth ... { copy_headers ... } policy_rate_limit " + h.policy.name + " ... }; keep a policy keyed by {client_ip} before it against password guessing"})
 		return
 	}
+}
+
+// cachingHeaders are the response headers that let a shared cache keep a response: a
+// deferred Cache-Control replaces the refusal's no-store, and CDNs obey the CDN-specific ones
+// before Cache-Control.
+var cachingHeaders = []string{"cache-control", "cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control"}
+
+// checkRefusalCaching reports a header directive before the handler that sets a caching header
+// when the response is written (deferred: `header >Cache-Control ...`, or a block that also
+// deletes a field, `header { -Server; Cache-Control ... }`, which Caddy defers whole). Those
+// operations run after the refusal set Cache-Control: no-store, so the 429 goes out with the
+// site's caching header, and a CDN in front serves one client's refusal to every client of that
+// URL for max-age.
+func (h *PolicyRateLimit) checkRefusalCaching(ctx caddy.Context) {
+	for name, srv := range httpServers(ctx) {
+		if before, _ := handlerBeforeWhere(srv.Routes, h, setsCachingOnRefusals, false); !before {
+			continue
+		}
+		_ = h.app.Report(Finding{Code: "ratelimit.refusal_cacheable", Severity: Warning, Module: "policy_rate_limit",
+			Config:  "apps.http.servers." + name,
+			Message: "a header directive before policy_rate_limit " + h.policy.name + " sets a caching header (Cache-Control, CDN-Cache-Control, Surrogate-Control) deferred, when the response is written: it replaces the refusal's Cache-Control: no-store, so a CDN or shared cache in front keeps one client's 429 and serves it to every client of that URL",
+			Fix:     "set the caching header after policy_rate_limit, in a route block (route { policy_rate_limit " + h.policy.name + " header >Cache-Control ... reverse_proxy ... }), or without > and apart from deletions (header Cache-Control ... on a line of its own is applied before the refusal, which replaces it)"})
+		return
+	}
+}
+
+// setsCachingOnRefusals reports whether hh is a headers handler whose response operations,
+// applied when the response is written, set a caching header on a 429.
+func setsCachingOnRefusals(hh caddyhttp.MiddlewareHandler) bool {
+	hd, ok := hh.(*headers.Handler)
+	if !ok || hd.Response == nil || hd.Response.HeaderOps == nil {
+		return false
+	}
+	resp := hd.Response
+	if req := resp.Require; req != nil {
+		// A condition on header fields (the `?` default needs the field absent, and the
+		// refusal sets Cache-Control) or on statuses other than 429 spares the refusal.
+		if len(req.Headers) > 0 || len(req.StatusCode) > 0 && !slices.ContainsFunc(req.StatusCode, func(c int) bool { return caddyhttp.StatusCodeMatches(http.StatusTooManyRequests, c) }) {
+			return false
+		}
+	} else if !resp.Deferred {
+		return false // applied before the refusal, which sets its own Cache-Control
+	}
+	caching := func(n string) bool { return slices.Contains(cachingHeaders, strings.ToLower(n)) }
+	return slices.ContainsFunc(slices.Collect(maps.Keys(resp.Set)), caching) ||
+		slices.ContainsFunc(slices.Collect(maps.Keys(resp.Add)), caching) ||
+		slices.ContainsFunc(slices.Collect(maps.Keys(resp.Replace)), caching)
 }
 
 // keyHeaders lists the request headers key reads, in lower case.
