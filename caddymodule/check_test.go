@@ -123,6 +123,20 @@ func TestCheckFindings(t *testing.T) {
 		{"ratelimit.key_before_auth",
 			checkSite("\t\tpolicy users {\n\t\t\tlimit 5/1m\n\t\t\tkey {http.auth.user.id}\n\t\t}", good+"\n\tbasic_auth {\n\t\talice $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t}\n\tpolicy_rate_limit users"),
 			checkSite("\t\tpolicy users {\n\t\t\tlimit 5/1m\n\t\t\tkey {http.auth.user.id}\n\t\t}", good+"\n\troute {\n\t\tbasic_auth {\n\t\t\talice $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t\t}\n\t\tpolicy_rate_limit users\n\t}")},
+		// forward_auth's copy_headers sets Remote-User after policy_rate_limit, which read the
+		// client's own value (every signed-in user fell back to its IP's bucket).
+		{"ratelimit.key_before_auth",
+			checkSite("\t\tpolicy users {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.Remote-User}\n\t\t}", good+"\n\tforward_auth 127.0.0.1:1 {\n\t\turi /verify\n\t\tcopy_headers Remote-User\n\t}\n\tpolicy_rate_limit users"),
+			checkSite("\t\tpolicy users {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.Remote-User}\n\t\t}", good+"\n\troute {\n\t\tforward_auth 127.0.0.1:1 {\n\t\t\turi /verify\n\t\t\tcopy_headers Remote-User\n\t\t}\n\t\tpolicy_rate_limit users\n\t}")},
+		{"ratelimit.key_before_auth",
+			checkSite("\t\tpolicy tenants {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.X-Tenant}\n\t\t}", good+"\n\trequest_header X-Tenant {http.request.host}\n\tpolicy_rate_limit tenants"),
+			checkSite("\t\tpolicy tenants {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.X-Tenant}\n\t\t}", good+"\n\troute {\n\t\trequest_header X-Tenant {http.request.host}\n\t\tpolicy_rate_limit tenants\n\t}")},
+		// A deferred Cache-Control (">", or a block that also deletes a field, which Caddy
+		// defers whole) replaced the refusal's no-store: a CDN kept one client's 429 for all.
+		{"ratelimit.refusal_cacheable", checkSite("", good+"\n\theader >Cache-Control \"public, max-age=600\"\n\tpolicy_rate_limit api"),
+			checkSite("", good+"\n\troute {\n\t\tpolicy_rate_limit api\n\t\theader >Cache-Control \"public, max-age=600\"\n\t}")},
+		{"ratelimit.refusal_cacheable", checkSite("", good+"\n\theader {\n\t\t-Server\n\t\tCDN-Cache-Control \"max-age=600\"\n\t}\n\tpolicy_rate_limit api"),
+			checkSite("", good+"\n\theader -Server\n\theader CDN-Cache-Control \"max-age=600\"\n\tpolicy_rate_limit api")},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 30\n\t\t}", good+"\n\tpolicy_rate_limit p"),
 			checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 10\n\t\t}", good+"\n\tpolicy_rate_limit p")},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\ttrusted deny\n\t\t\tsuspicious unlimited\n\t\t}", good+"\n\tpolicy_rate_limit p"),
@@ -385,11 +399,18 @@ func TestCheckRateLimitClientChosenKey(t *testing.T) {
 			t.Errorf("key %s: %s %+v (reported: %v)", key, code, f, ok)
 		}
 	}
+	// forward_auth sets Remote-User, but X-Tenant is still the client's choice.
+	if _, ok := codes(checkCaddyfile(t, checkSite(policy("{header.Remote-User}:{header.X-Tenant}"),
+		"\troute {\n\t\tforward_auth 127.0.0.1:1 {\n\t\t\turi /verify\n\t\t\tcopy_headers Remote-User\n\t\t}\n\t\tpolicy_rate_limit p\n\t}")))[code]; !ok {
+		t.Errorf("a key with a client header beside forward_auth's Remote-User: %s not reported", code)
+	}
 	for _, tc := range []struct{ key, site string }{
 		{"{header.X-API-Key}", "\tpolicy_rate_limit api\n\tpolicy_rate_limit p"}, // a client-IP policy first
 		{"{client_ip}:{header.X-User}", "\tpolicy_rate_limit p"},
 		{"{header.X-API-Key}:{http.auth.user.id}", "\troute {\n\t\tbasic_auth {\n\t\t\talice $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t\t}\n\t\tpolicy_rate_limit p\n\t}"},
 		{"{header.X-Forwarded-For}", "\tpolicy_rate_limit p"}, // ratelimit.key_spoofable's
+		// Set by forward_auth before it: the authentication's value, not the client's.
+		{"{header.Remote-User}", "\troute {\n\t\tforward_auth 127.0.0.1:1 {\n\t\t\turi /verify\n\t\t\tcopy_headers Remote-User\n\t\t}\n\t\tpolicy_rate_limit p\n\t}"},
 	} {
 		if f, ok := codes(checkCaddyfile(t, checkSite(policy(tc.key), tc.site)))[code]; ok {
 			t.Errorf("key %s on %q: %s reported: %+v", tc.key, tc.site, code, f)

@@ -29,7 +29,7 @@ func init() {
 // draft-ietf-httpapi-ratelimit-headers-10:
 //
 //	RateLimit-Policy: "<policy>";q=<requests>;w=<seconds>
-//	RateLimit: "<policy>";r=<remaining>;t=<seconds until the bucket is full>
+//	RateLimit: "<policy>";r=<remaining>;t=<seconds until r grows (on a refusal: Retry-After)>
 //
 // A refused request gets 429 (or `status_code`), Retry-After and an application/problem+json
 // body with the policy and retry_after members; the rest of the route is not run, and the
@@ -141,6 +141,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.store = h.limiter.storeFor(h.bucketSet)
+	if p.adaptive {
+		h.limiter.logLoadSource(app.logger)
+	}
 	for c := range h.replies {
 		if h.replies[c], err = newRowReplies(p, p.rows[c], h.StatusCode, h.Message); err != nil {
 			return err
@@ -162,6 +165,8 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		}
 		h.checkTrustedProxies(ctx)
 		h.checkKeyAfterAuth(ctx)
+		h.checkKeyHeaderSetLater(ctx)
+		h.checkRefusalCaching(ctx)
 		h.checkClientChosenKey(ctx)
 	})
 	return nil

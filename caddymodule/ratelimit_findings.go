@@ -1,11 +1,15 @@
 package caddymodule
 
 import (
+	"maps"
+	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
 )
@@ -105,6 +109,128 @@ func (h *PolicyRateLimit) checkKeyAfterAuth(ctx caddy.Context) {
 	}
 }
 
+// checkKeyHeaderSetLater reports a key of a request header that a handler after it on its
+// route sets: forward_auth's copy_headers (Remote-User from Authelia, Authentik, ...) or
+// request_header, which Caddy orders after policy_rate_limit. The key then reads the header
+// as the client sent it: an authenticated user, whose client sends none, falls back to its
+// IP's bucket (the per-user limit is per address), and a client that sends one picks its
+// bucket.
+func (h *PolicyRateLimit) checkKeyHeaderSetLater(ctx caddy.Context) {
+	names := keyHeaders(h.key)
+	if len(names) == 0 {
+		return
+	}
+	writes := func(hh caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(hh, names) }
+	for name, srv := range httpServers(ctx) {
+		chain := chainTo(srv.Routes, h)
+		if chain == nil {
+			continue
+		}
+		if before, _ := handlerBeforeWhere(srv.Routes, h, writes, false); before {
+			continue
+		}
+		later := false
+		for hh := range handlersAfter(chain) {
+			if later = findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, writes, nil); later {
+				break
+			}
+		}
+		if !later {
+			continue
+		}
+		_ = h.app.Report(Finding{Code: "ratelimit.key_before_auth", Severity: Warning, Module: "policy_rate_limit",
+			Config:  "apps.http.servers." + name,
+			Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but a handler after it on its route sets that header (forward_auth's copy_headers, or request_header, which Caddy orders after policy_rate_limit): the key is the header as the client sent it, so authenticated users fall back to their IP's bucket and a client that sends the header picks its bucket",
+			Fix:     "put them in a route block, the handler that sets the header first: route { forward_auth ... { copy_headers ... } policy_rate_limit " + h.policy.name + " ... }; keep a policy keyed by {client_ip} before it against password guessing"})
+		return
+	}
+}
+
+// cachingHeaders are the response headers that let a shared cache keep a response: a
+// deferred Cache-Control replaces the refusal's no-store, and CDNs obey the CDN-specific ones
+// before Cache-Control.
+var cachingHeaders = []string{"cache-control", "cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control"}
+
+// checkRefusalCaching reports a header directive before the handler that sets a caching header
+// when the response is written (deferred: `header >Cache-Control ...`, or a block that also
+// deletes a field, `header { -Server; Cache-Control ... }`, which Caddy defers whole). Those
+// operations run after the refusal set Cache-Control: no-store, so the 429 goes out with the
+// site's caching header, and a CDN in front serves one client's refusal to every client of that
+// URL for max-age.
+func (h *PolicyRateLimit) checkRefusalCaching(ctx caddy.Context) {
+	for name, srv := range httpServers(ctx) {
+		if before, _ := handlerBeforeWhere(srv.Routes, h, setsCachingOnRefusals, false); !before {
+			continue
+		}
+		_ = h.app.Report(Finding{Code: "ratelimit.refusal_cacheable", Severity: Warning, Module: "policy_rate_limit",
+			Config:  "apps.http.servers." + name,
+			Message: "a header directive before policy_rate_limit " + h.policy.name + " sets a caching header (Cache-Control, CDN-Cache-Control, Surrogate-Control) deferred, when the response is written: it replaces the refusal's Cache-Control: no-store, so a CDN or shared cache in front keeps one client's 429 and serves it to every client of that URL",
+			Fix:     "set the caching header after policy_rate_limit, in a route block (route { policy_rate_limit " + h.policy.name + " header >Cache-Control ... reverse_proxy ... }), or without > and apart from deletions (header Cache-Control ... on a line of its own is applied before the refusal, which replaces it)"})
+		return
+	}
+}
+
+// setsCachingOnRefusals reports whether hh is a headers handler whose response operations,
+// applied when the response is written, set a caching header on a 429.
+func setsCachingOnRefusals(hh caddyhttp.MiddlewareHandler) bool {
+	hd, ok := hh.(*headers.Handler)
+	if !ok || hd.Response == nil || hd.Response.HeaderOps == nil {
+		return false
+	}
+	resp := hd.Response
+	if req := resp.Require; req != nil {
+		// A condition on header fields (the `?` default needs the field absent, and the
+		// refusal sets Cache-Control) or on statuses other than 429 spares the refusal.
+		if len(req.Headers) > 0 || len(req.StatusCode) > 0 && !slices.ContainsFunc(req.StatusCode, func(c int) bool { return caddyhttp.StatusCodeMatches(http.StatusTooManyRequests, c) }) {
+			return false
+		}
+	} else if !resp.Deferred {
+		return false // applied before the refusal, which sets its own Cache-Control
+	}
+	caching := func(n string) bool { return slices.Contains(cachingHeaders, strings.ToLower(n)) }
+	return slices.ContainsFunc(slices.Collect(maps.Keys(resp.Set)), caching) ||
+		slices.ContainsFunc(slices.Collect(maps.Keys(resp.Add)), caching) ||
+		slices.ContainsFunc(slices.Collect(maps.Keys(resp.Replace)), caching)
+}
+
+// keyHeaders lists the request headers key reads, in lower case.
+func keyHeaders(key string) []string {
+	var names []string
+	if all, err := keyPlaceholders(key); err == nil {
+		for _, name := range all {
+			if hdr, ok := strings.CutPrefix(strings.ToLower(name), "http.request.header."); ok {
+				names = append(names, hdr)
+			}
+		}
+	}
+	return names
+}
+
+// setsRequestHeader reports whether hh sets, adds, replaces or deletes one of the request
+// headers names (lower case): a headers handler's request operations (request_header), or a
+// reverse_proxy whose handle_response routes do so (forward_auth's copy_headers).
+func setsRequestHeader(hh caddyhttp.MiddlewareHandler, names []string) bool {
+	switch hh := hh.(type) {
+	case *headers.Handler:
+		ops := hh.Request
+		if ops == nil {
+			return false
+		}
+		named := func(n string) bool { return slices.Contains(names, strings.ToLower(n)) }
+		return slices.ContainsFunc(slices.Collect(maps.Keys(ops.Set)), named) ||
+			slices.ContainsFunc(slices.Collect(maps.Keys(ops.Add)), named) ||
+			slices.ContainsFunc(slices.Collect(maps.Keys(ops.Replace)), named) ||
+			slices.ContainsFunc(ops.Delete, named)
+	case *reverseproxy.Handler:
+		for _, rh := range hh.HandleResponse {
+			if findHandler(rh.Routes, func(x caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(x, names) }, nil) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // checkClientChosenKey reports a key made only of what the client writes (headers, cookies,
 // the URI) on a handler that no client-IP policy_rate_limit runs before: a client that sends a
 // new value with each request has a new bucket each time, so the limit binds only clients
@@ -119,8 +245,26 @@ func (h *PolicyRateLimit) checkClientChosenKey(ctx caddy.Context) {
 		p, ok := hh.(*PolicyRateLimit)
 		return ok && p.on && (p.ipKey || p.keyParts != nil)
 	}
+	// Headers that handlers before it set (forward_auth's copy_headers) are the
+	// authentication's, not the client's: a key made only of them is not the client's choice.
+	setBefore := func(routes caddyhttp.RouteList) bool {
+		all, _ := keyPlaceholders(h.key)
+		hdrs := keyHeaders(h.key)
+		if len(hdrs) != len(all) {
+			return false
+		}
+		for _, hdr := range hdrs {
+			if set, _ := handlerBeforeWhere(routes, h, func(hh caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(hh, []string{hdr}) }, false); !set {
+				return false
+			}
+		}
+		return true
+	}
 	for name, srv := range httpServers(ctx) {
 		if before, found := handlerBeforeWhere(srv.Routes, h, ipPolicy, false); found && !before {
+			if setBefore(srv.Routes) {
+				continue
+			}
 			_ = h.app.Report(Finding{Code: "ratelimit.key_client_chosen", Severity: Info, Module: "policy_rate_limit",
 				Config:  "apps.http.servers." + name,
 				Message: "policy " + h.policy.name + " keys buckets only by what the client sends (" + h.key + "), and no policy keyed by {client_ip} runs before it: a client that sends a new value with each request gets a new bucket each time (a credential the upstream checks afterwards does not stop that)",

@@ -57,6 +57,35 @@ func TestRateLimitRedisAdmitsExactlyTheBurst(t *testing.T) {
 	}
 }
 
+// TestRateLimitResetIsWhenQuotaGrows: RateLimit's t is the seconds until additional quota is
+// made available (draft-ietf-httpapi-ratelimit-headers-10, 4.1.2), in memory and through
+// Redis: with 5/1m burst 5 one unit comes back every 12 s, so every admitted request of a
+// burst reads t=12 (it read 12, 24, ... 60: the time to a full bucket), and the refusal's t
+// is its Retry-After (it read t=60 beside Retry-After: 12, where the draft says Retry-After
+// should not come before t).
+func TestRateLimitResetIsWhenQuotaGrows(t *testing.T) {
+	r := testenv.StartRedis(t)
+	for _, store := range []string{"memory", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			block, url := site(t, "\tpolicy_rate_limit login")
+			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore "+store+"\n\t\t\tstore_timeout 5s\n\t\t}", "limit 5/1m burst 5")+block)
+			for i := range 5 {
+				got := getReply(t, url, "X-Client: reset-"+store)
+				rl := got.header.Get("RateLimit")
+				// 12 unless this machine took over a second since the first request.
+				if got.status != 200 || (rl != fmt.Sprintf(`"login";r=%d;t=12`, 4-i) && rl != fmt.Sprintf(`"login";r=%d;t=11`, 4-i)) {
+					t.Fatalf("request %d: %d, RateLimit %q; want r=%d;t=12 (one unit back in 12 s)", i+1, got.status, rl, 4-i)
+				}
+			}
+			refused := getReply(t, url, "X-Client: reset-"+store)
+			retry := refused.header.Get("Retry-After")
+			if refused.status != 429 || refused.header.Get("RateLimit") != `"login";r=0;t=`+retry {
+				t.Fatalf("refusal: %d, Retry-After %q, RateLimit %q; want t equal to Retry-After", refused.status, retry, refused.header.Get("RateLimit"))
+			}
+		})
+	}
+}
+
 // TestRateLimitAdmitsTheBurstThenTheRate: 50 concurrent clients on one key for two seconds,
 // in memory and through Redis: the admitted count is the burst plus the rate over the elapsed
 // time (a lower bound at 80 % of it, since the clients must also be fast enough to use it).

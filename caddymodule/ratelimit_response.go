@@ -137,8 +137,25 @@ func (rr *rowReplies) rateLimitValues(dst []string, res ratelimit.Result, l rate
 	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, res.Remaining, 10)
 	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, ceilSeconds(res.ResetAfter), 10)
+	b = strconv.AppendInt(b, moreQuotaSeconds(res, l), 10)
 	dst[1] = string(b)
+}
+
+// moreQuotaSeconds is RateLimit's t: the seconds until additional quota is made available
+// (draft-ietf-httpapi-ratelimit-headers-10, 4.1.2), not until the bucket is full again. A
+// refusal's is its Retry-After, which the draft says must not come before t. An admitted
+// request's is when r next grows by one: GCRA gives a unit back every interval, so that is
+// the time to a full bucket modulo the interval (12 s for 5/1m however many are spent; a
+// client that waits t finds r+1).
+func moreQuotaSeconds(res ratelimit.Result, l ratelimit.Limit) int64 {
+	if !res.Allowed {
+		return max(1, ceilSeconds(res.RetryAfter))
+	}
+	d := res.ResetAfter
+	if i := l.Interval(); i > 0 && d > 0 {
+		d = (d-1)%i + 1
+	}
+	return ceilSeconds(d)
 }
 
 // refuse writes the refusal: status, Retry-After, the RateLimit fields unless hidden, and the

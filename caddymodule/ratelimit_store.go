@@ -106,6 +106,10 @@ type limiterEntry struct {
 	// trackInFlight: in-flight requests are a load signal, so handlers count them.
 	trackInFlight bool
 
+	// loadLogged: the first adaptive policy's handler has logged what CPU load the factor
+	// follows (once per limiter, which a reload keeps).
+	loadLogged atomic.Bool
+
 	// reporter is the newest configuration's app: the one that reports mode switches.
 	reporter atomic.Pointer[App]
 
@@ -451,4 +455,16 @@ func (e *limiterEntry) decide(ctx context.Context, store ratelimit.Store, policy
 		res, _ = e.memory.Allow(ctx, policy, key, l)
 	}
 	return res
+}
+
+// logLoadSource says, once per limiter, which CPU load the adaptive factor follows: the
+// cgroup (v2 or v1, the group whose quota binds, and the CPUs it may use) or the host's, where
+// no cgroup could be read. Without it an operator could not tell whether a container's quota
+// is what adaptive policies measure.
+func (e *limiterEntry) logLoadSource(logger *zap.Logger) {
+	src, ok := e.adaptive.Source().(fmt.Stringer)
+	if !ok || !e.loadLogged.CompareAndSwap(false, true) {
+		return
+	}
+	logger.Info("adaptive rate limits follow the CPU load of "+src.String(), zap.String("cpu_load", src.String()))
 }

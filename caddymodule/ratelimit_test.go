@@ -577,6 +577,33 @@ func (f *fixedLoad) Load() (ratelimit.Load, error) {
 	return ratelimit.Load{CPU: f.cpu.Load().(float64)}, nil
 }
 
+// TestRateLimitAdaptiveLogsItsLoadSource: a configuration with an adaptive policy says once
+// what CPU load the factor follows (the cgroup, or the host where none can be read); nothing
+// said it, so an operator could not tell whether the container's quota was measured.
+func TestRateLimitAdaptiveLogsItsLoadSource(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit heavy\n\tpolicy_rate_limit api_intensive")
+	// min_factor 0.3: settings of its own, so no other test's limiter (which logged already)
+	// is taken over.
+	c := testcaddy.StartCaddy(t, `{
+	hardening {
+		adaptive {
+			interval 1h
+			min_factor 0.3
+		}
+		policy heavy {
+			limit 8/1h
+			adaptive
+		}
+	}
+}
+`+block)
+	getReply(t, url)
+	said := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("cpu_load") != "" })
+	if len(said) != 1 || said[0].Level() != "info" || !strings.HasPrefix(said[0].Str("cpu_load"), "cgroup v") && !strings.HasPrefix(said[0].Str("cpu_load"), "host") {
+		t.Fatalf("want one INFO line naming the CPU load adaptive policies follow, got %v", said)
+	}
+}
+
 // TestRateLimitAdaptiveShrinksUnderLoad: an injected full CPU shrinks an adaptive policy to
 // min_factor of its burst; recovery restores it.
 func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
