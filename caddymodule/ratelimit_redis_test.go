@@ -19,6 +19,11 @@ import (
 )
 
 // redisPolicyConfig is a global option with Redis at url and one policy.
+
+// slowRedisTimeout is a rate_limit block with a store_timeout of 5 s, for tests about what Redis
+// decides: under load the default 50 ms can time out, and the fallback decides instead.
+const slowRedisTimeout = "\n\t\trate_limit {\n\t\t\tstore_timeout 5s\n\t\t}"
+
 func redisPolicyConfig(redisLine, policy string) string {
 	return fmt.Sprintf(`{
 	hardening {
@@ -40,7 +45,7 @@ func TestRateLimitRedisAdmitsExactlyTheBurst(t *testing.T) {
 	// A generous store_timeout: on a loaded machine (-race, parallel packages) a Redis call
 	// past the default 50 ms is a store failure, and the fallback to memory (which is right,
 	// and tested elsewhere) would admit the burst again from a fresh in-memory bucket.
-	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore_timeout 5s\n\t\t}", "limit 7/1h burst 7")+block)
+	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 7/1h burst 7")+block)
 	counts := hammer(t, url, 50, 200, "X-Client: alice")
 	if counts[200] != 7 || counts[429] != 193 {
 		t.Fatalf("statuses %v; want exactly 7 admitted and 193 refused", counts)
@@ -140,7 +145,7 @@ func instancesShareLimit(t *testing.T, redisLine string) {
 		port := testenv.FreePort(t)
 		// store_timeout 5s: this is about sharing; on a loaded machine a 50 ms Redis call times
 		// out, and each instance's fallback would admit on its own.
-		testenv.RunCaddy(t, redisPolicyConfig(redisLine+"\n\t\trate_limit {\n\t\t\tstore_timeout 5s\n\t\t}", fmt.Sprintf("limit %d/1s burst %d", rate, burst))+
+		testenv.RunCaddy(t, redisPolicyConfig(redisLine+slowRedisTimeout, fmt.Sprintf("limit %d/1s burst %d", rate, burst))+
 			fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tpolicy_rate_limit login\n\trespond \"ok\"\n}\n", port))
 		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	}
@@ -278,7 +283,7 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	r := testenv.StartRedis(t)
 	r.Kill()
 	block, url := site(t, "\tpolicy_rate_limit login")
-	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 5/1s burst 5")+block)
+	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 5/1s burst 5")+block)
 	lim := activeApp(t).limiter
 	testenv.WaitFor(t, 5*time.Second, "memory-fallback before any request", func() bool { return lim.mode() == storeModeFallback })
 	if st := lim.status(); st.Status != HealthWarn {
@@ -321,7 +326,7 @@ func expectBackInRedis(t *testing.T, c *testcaddy.Caddy, lim *limiterEntry, url 
 func TestRateLimitReadOnlyRedisStaysInMemory(t *testing.T) {
 	replica := testenv.StartReplica(t, testenv.StartRedis(t))
 	block, url := site(t, "\tpolicy_rate_limit login")
-	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+replica.URL(0), "limit 100/1s burst 100")+block)
+	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+replica.URL(0)+slowRedisTimeout, "limit 100/1s burst 100")+block)
 	lim := activeApp(t).limiter
 	testenv.WaitFor(t, 5*time.Second, "memory-fallback before any request", func() bool { return lim.mode() == storeModeFallback })
 	// Requests over three probe intervals (the breaker stays open 1 s).
