@@ -431,7 +431,9 @@ func TestRedisSentinelUnknownMasterSaysSo(t *testing.T) {
 	sentinel := testenv.StartSentinel(t, master, "mymaster")
 	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis {\n\t\t\tsentinel mymastr %s\n\t\t}\n\t}\n}\n", sentinel.Addr))
 	unknown := func(e testenv.LogEntry) bool { return strings.Contains(e.Msg(), `knows no master named "mymastr"`) }
-	testenv.WaitFor(t, 5*time.Second, "the unknown-master warning", func() bool { return len(testenv.Filter(c.Logs(), unknown)) == 1 })
+	// The startup ping retries with backoff before it gives up; on a loaded machine under -race
+	// that took more than 5 s.
+	testenv.WaitFor(t, 15*time.Second, "the unknown-master warning", func() bool { return len(testenv.Filter(c.Logs(), unknown)) == 1 })
 	for _, e := range c.Logs() {
 		if strings.HasPrefix(e.Msg(), "redis unreachable") {
 			t.Fatalf("log line %v: want no 'unreachable'", e)
