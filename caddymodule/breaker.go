@@ -42,7 +42,10 @@ type breakerInConfig struct {
 // A failure is an error from the next handler with a 5xx status or none (a refused dial is
 // 502, a timeout 504), a response status in `failure_status`, or a response header slower than
 // `slow_threshold`. An error with another status (file_server's 404) is judged by that status
-// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels,
+// against `failure_status`: a failure when listed, otherwise not counted. A gRPC response with
+// grpc-status in its header (a call that failed before its first message) is judged by the
+// HTTP status that status stands for (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500,
+// ...; see breaker.GRPCStatus). A client that cancels,
 // or whose request body cannot be read (reverse_proxy's 502 for a malformed chunked body), is
 // not counted either.
 //
@@ -94,7 +97,9 @@ type UpstreamBreaker struct {
 	// classes ("5xx"), written or carried by a handler error (file_server's 404). A class
 	// leaves out 501, an upstream's answer to a method it does not know, which any client can
 	// send; write "501" to count it. Handler errors with a 5xx status or none are failures
-	// whatever it says. Default: 5xx.
+	// whatever it says. A gRPC response whose header carries grpc-status is judged by the HTTP
+	// status that status stands for (UNAVAILABLE 503, UNIMPLEMENTED 501, INVALID_ARGUMENT 400,
+	// ...). Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
 	// SlowThreshold makes a response whose header took longer than this a failure, counted

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -114,10 +115,30 @@ func (rec *breakerRecorder) WriteHeader(status int) {
 	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
 		rec.wrote = true
 		if !rec.reported {
-			rec.report(breaker.Result{Status: status, Latency: rec.latency()})
+			rec.report(breaker.Result{Status: rec.judged(status), Latency: rec.latency()})
 		}
 	}
 	rec.ResponseWriterWrapper.WriteHeader(status)
+}
+
+// judged is the status the breaker judges a response by: a gRPC response's grpc-status, when
+// it comes in the header (a call that failed before its first message: UNAVAILABLE is 503,
+// see breaker.GRPCStatus), else the HTTP status. A grpc-status in the trailers, after messages,
+// comes once the outcome is settled, like the end of any stream.
+func (rec *breakerRecorder) judged(status int) int {
+	if status != http.StatusOK {
+		return status
+	}
+	hdr := rec.Header()
+	if gs := hdr["Grpc-Status"]; len(gs) > 0 && isGRPC(hdr) {
+		return breaker.GRPCStatus(gs[0])
+	}
+	return status
+}
+
+// isGRPC reports whether the response is gRPC's (application/grpc, +proto, grpc-web, ...).
+func isGRPC(hdr http.Header) bool {
+	return strings.HasPrefix(hdr.Get("Content-Type"), "application/grpc")
 }
 
 func (rec *breakerRecorder) Write(p []byte) (int, error) {
