@@ -964,3 +964,46 @@ func TestBreakerEventsNameTheBreakerModule(t *testing.T) {
 		t.Fatalf("Caddy event origin %q, want http.handlers.upstream_breaker", src)
 	}
 }
+
+// TestBreakerBehindRetriesOfAnotherReplica: README's recipe for a breaker over several
+// replicas. reverse_proxy retries another upstream only after a failed dial, so one replica
+// of two answering 500 opened a failure_ratio breaker for the healthy one too; with
+// lb_retry_match on the response status, the client gets the healthy replica's answer and the
+// breaker stays closed until every replica fails.
+func TestBreakerBehindRetriesOfAnotherReplica(t *testing.T) {
+	bad, good := startUpstream(t, "fail"), startUpstream(t, "ok")
+	site := func(name, retry string) (string, string) {
+		port := testenv.FreePort(t)
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	upstream_breaker %s {
+		failure_ratio 0.4
+		min_requests 6
+		open_for 1m
+	}
+	reverse_proxy %s %s {
+		lb_policy round_robin
+		lb_retries 2%s
+	}
+}
+`, port, name, bad.addr(), good.addr(), retry), fmt.Sprintf("http://127.0.0.1:%d/", port)
+	}
+	plain, plainURL := site("t_replicas", "")
+	retried, retriedURL := site("t_replicas_retry", "\n\t\tlb_retry_match {\n\t\t\tmethod GET HEAD\n\t\t\texpression `{rp.status_code} in [500, 502, 503, 504]`\n\t\t}")
+	testcaddy.StartCaddy(t, plain+retried)
+	for range 10 {
+		getReply(t, plainURL)
+		if r := getReply(t, retriedURL); r.status != http.StatusOK {
+			t.Fatalf("with the retry on another replica: %d %s", r.status, r.body)
+		}
+	}
+	waitBreakerState(t, "t_replicas", "open") // one bad replica of two: half the answers are 500
+	if s := breakerStatus(t, "t_replicas_retry"); s.Observed["state"] != "closed" {
+		t.Fatalf("the retried answers opened the breaker: %+v", s)
+	}
+	good.mode.Store("fail")
+	for range 10 {
+		getReply(t, retriedURL)
+	}
+	waitBreakerState(t, "t_replicas_retry", "open") // every replica fails
+}
