@@ -332,6 +332,32 @@ fallback {
 	}
 }
 
+// TestBreakerFallbackErrorReachesHandleErrors: the open breaker's own 503 skips the site's
+// handle_errors (README says so); a fallback that returns an error hands it to them, with the
+// headers it set before.
+func TestBreakerFallbackErrorReachesHandleErrors(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_fallback_err", `consecutive_failures 1
+open_for 1m
+fallback {
+	header Retry-After {http.vars.breaker_retry_after}
+	error 503
+}`, u.addr())
+	block = strings.Replace(block, "\n}\n", "\n\thandle_errors 503 {\n\t\trespond \"branded: {err.status_code}\" 503\n\t}\n}\n", 1)
+	testcaddy.StartCaddy(t, block)
+	getReply(t, url)
+	r := getReply(t, url)
+	if r.status != http.StatusServiceUnavailable || r.body != "branded: 503" {
+		t.Fatalf("fallback error: %d %q", r.status, r.body)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 59 || ra > 60 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if u.hits.Load() != 1 {
+		t.Fatalf("the upstream got %d requests, want 1", u.hits.Load())
+	}
+}
+
 // metricValue reads a counter or gauge.
 func metricValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
 	t.Helper()
