@@ -205,6 +205,9 @@ const minSyncInterval = 100 * time.Millisecond
 
 // Validate checks the configuration.
 func (h *UpstreamBreaker) Validate() error {
+	if h.Name == "" {
+		return fmt.Errorf(`upstream_breaker: a breaker needs a name ("name": letters, digits, '.', '_' or '-', at most %d)`, breaker.MaxNameLength)
+	}
 	if err := h.validate(); err != nil {
 		return fmt.Errorf("upstream_breaker %s: %v", h.Name, err)
 	}

@@ -814,7 +814,8 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "failure_ratio": 2`, "upstream_breaker j: failure_ratio must be in (0, 1], got 2"},
 		{`"name": "j", "open_for": -1000000000`, "upstream_breaker j: open_for must be positive, got -1s"},
 		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status cannot list "6xx"`},
-		{`"name": ""`, "a breaker needs a name"},
+		{`"name": ""`, `upstream_breaker: a breaker needs a name ("name": letters, digits`},
+		{``, `upstream_breaker: a breaker needs a name ("name": letters, digits`},
 		{`"name": "j", "half_open_requests": -1`, "half_open_requests must be from 1 to 1000000 (0 for the default), got -1"},
 		{`"name": "j", "slow_threshold": -1`, "upstream_breaker j: slow_threshold must be positive, got -1ns"},
 		{`"name": "j", "sync_interval": -1000000`, "upstream_breaker j: sync_interval must be positive, got -1ms"},
@@ -823,8 +824,12 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "shared": true, "sync_interval": 99999999`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 99.999999ms"},
 		{`"name": "j", "min_requests": 20`, "upstream_breaker j: min_requests applies to failure_ratio, which is not set"},
 	} {
+		fields := tc.handler
+		if fields != "" {
+			fields = ", " + fields
+		}
 		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
-			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)
+			"routes": [{"handle": [{"handler": "upstream_breaker"%s}]}]}}}}}`, testenv.FreePort(t), fields)
 		if err := c.LoadJSON(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: load error %v, want %q", tc.handler, err, tc.want)
 		}
