@@ -50,7 +50,8 @@ type breakerInConfig struct {
 // not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
-// `application/problem+json` body, or runs the `fallback` routes instead. Before the fallback
+// `application/problem+json` body (a gRPC call: HTTP 200 with grpc-status 14, UNAVAILABLE, and
+// grpc-retry-pushback-ms), or runs the `fallback` routes instead. Before the fallback
 // runs it sets these placeholders:
 //
 //	{http.vars.breaker_name}         the breaker's name
@@ -399,7 +400,7 @@ func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause e
 	}
 	if h.fallback == nil {
 		h.metrics.shortCircuited[state][responseProblem].Inc()
-		return h.writeOpen(w, state)
+		return h.writeOpen(w, r, state)
 	}
 	caddyhttp.SetVar(r.Context(), "breaker_name", h.Name)
 	caddyhttp.SetVar(r.Context(), "breaker_state", breaker.StateName(state))
