@@ -87,7 +87,8 @@ type UpstreamBreaker struct {
 	// forgotten too. Default: 1m with failure_ratio; otherwise no window.
 	Interval caddy.Duration `json:"interval,omitempty"`
 
-	// OpenFor is how long the breaker stays open before it lets probes through. Default: 30s.
+	// OpenFor is how long the breaker stays open before it lets probes through, at least
+	// 100ms. Default: 30s.
 	OpenFor caddy.Duration `json:"open_for,omitempty"`
 
 	// HalfOpenRequests is how many probes the half-open breaker lets through; that many
@@ -103,7 +104,7 @@ type UpstreamBreaker struct {
 	// ...). Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
-	// SlowThreshold makes a response whose header took longer than this a failure, counted
+	// SlowThreshold (at least 1ms) makes a response whose header took longer than this a failure, counted
 	// from the end of the request body (or the request's start, for one without a body), so a
 	// client that uploads slowly does not make the upstream slow. Default: off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
 	// `response_header_timeout` so hangs become 504 errors.
@@ -186,6 +187,14 @@ func (h *UpstreamBreaker) validate() error {
 			return &breaker.SettingError{Setting: d.name, Msg: fmt.Sprintf("must be positive, got %s", time.Duration(d.v))}
 		}
 	}
+	if h.OpenFor > 0 && time.Duration(h.OpenFor) < minOpenFor {
+		return &breaker.SettingError{Setting: "open_for", Msg: fmt.Sprintf("must be at least %s (a shorter one, a unit typo such as 1ns, half-opens at once and holds nothing back), got %s",
+			minOpenFor, time.Duration(h.OpenFor))}
+	}
+	if h.SlowThreshold > 0 && time.Duration(h.SlowThreshold) < minSlowThreshold {
+		return &breaker.SettingError{Setting: "slow_threshold", Msg: fmt.Sprintf("must be at least %s (a shorter one, a unit typo such as 1ns, makes every response slow), got %s",
+			minSlowThreshold, time.Duration(h.SlowThreshold))}
+	}
 	if h.MinRequests != 0 && h.FailureRatio == 0 {
 		return &breaker.SettingError{Setting: "min_requests", Msg: "applies to failure_ratio, which is not set"}
 	}
@@ -198,6 +207,14 @@ func (h *UpstreamBreaker) validate() error {
 	}
 	return nil
 }
+
+// minOpenFor and minSlowThreshold are the shortest open_for and slow_threshold: shorter ones
+// are unit typos (1ns for 1s), which turn the breaker into one that never holds a request back,
+// or one that opens on a healthy upstream.
+const (
+	minOpenFor       = 100 * time.Millisecond
+	minSlowThreshold = time.Millisecond
+)
 
 // minSyncInterval is the shortest sync_interval: each instance reads Redis once per shared
 // breaker every sync_interval, idle or not, so a unit typo (1ns, 1us) would turn a fleet into

@@ -823,6 +823,8 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "shared": true, "sync_interval": 1`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 1ns"},
 		{`"name": "j", "shared": true, "sync_interval": 99999999`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 99.999999ms"},
 		{`"name": "j", "min_requests": 20`, "upstream_breaker j: min_requests applies to failure_ratio, which is not set"},
+		{`"name": "j", "open_for": 1`, "upstream_breaker j: open_for must be at least 100ms (a shorter one, a unit typo such as 1ns, half-opens at once and holds nothing back), got 1ns"},
+		{`"name": "j", "slow_threshold": 999999`, "upstream_breaker j: slow_threshold must be at least 1ms (a shorter one, a unit typo such as 1ns, makes every response slow), got 999.999µs"},
 	} {
 		fields := tc.handler
 		if fields != "" {
