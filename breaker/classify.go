@@ -91,6 +91,44 @@ func (c *Classifier) Classify(res Result) (Outcome, Reason) {
 	return Success, ""
 }
 
+// grpcHTTPStatus is the HTTP status each gRPC status code stands for, as grpc-gateway and
+// Envoy map them: UNAVAILABLE is 503, DEADLINE_EXCEEDED 504, INTERNAL, UNKNOWN and DATA_LOSS
+// 500, UNIMPLEMENTED 501 (a method the server does not know, which any client can call, as
+// HTTP's 501), RESOURCE_EXHAUSTED 429, CANCELLED 499 (the client's), the request's own faults
+// 4xx.
+var grpcHTTPStatus = [...]int{
+	0:  http.StatusOK,                  // OK
+	1:  499,                            // CANCELLED
+	2:  http.StatusInternalServerError, // UNKNOWN
+	3:  http.StatusBadRequest,          // INVALID_ARGUMENT
+	4:  http.StatusGatewayTimeout,      // DEADLINE_EXCEEDED
+	5:  http.StatusNotFound,            // NOT_FOUND
+	6:  http.StatusConflict,            // ALREADY_EXISTS
+	7:  http.StatusForbidden,           // PERMISSION_DENIED
+	8:  http.StatusTooManyRequests,     // RESOURCE_EXHAUSTED
+	9:  http.StatusBadRequest,          // FAILED_PRECONDITION
+	10: http.StatusConflict,            // ABORTED
+	11: http.StatusBadRequest,          // OUT_OF_RANGE
+	12: http.StatusNotImplemented,      // UNIMPLEMENTED
+	13: http.StatusInternalServerError, // INTERNAL
+	14: http.StatusServiceUnavailable,  // UNAVAILABLE
+	15: http.StatusInternalServerError, // DATA_LOSS
+	16: http.StatusUnauthorized,        // UNAUTHENTICATED
+}
+
+// GRPCStatus is the HTTP status a gRPC response with this grpc-status value stands for (see
+// grpcHTTPStatus); a value that is no status code is UNKNOWN's, 500, as gRPC clients read it.
+// A gRPC server answers HTTP 200 whatever happened and says how the call went in grpc-status:
+// in the response header when it sends no message (a "trailers-only" response, how a unary
+// call's error comes), in the trailers otherwise.
+func GRPCStatus(value string) int {
+	code, err := strconv.Atoi(value)
+	if err != nil || code < 0 || code >= len(grpcHTTPStatus) {
+		return http.StatusInternalServerError
+	}
+	return grpcHTTPStatus[code]
+}
+
 // refusedRequest are the messages of Go's HTTP/2 client (golang.org/x/net/http2 and the copy in
 // net/http) refusing a request before it is sent, for what the client wrote: reverse_proxy
 // answers them 502, like a dead upstream, so a client could open the breaker of an h2c or h2

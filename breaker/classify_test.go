@@ -108,3 +108,14 @@ func TestStatusSetString(t *testing.T) {
 		}
 	}
 }
+
+func TestGRPCStatus(t *testing.T) {
+	for value, want := range map[string]int{
+		"0": 200, "1": 499, "2": 500, "3": 400, "4": 504, "8": 429, "12": 501, "13": 500,
+		"14": 503, "15": 500, "16": 401, "17": 500, "-1": 500, "x": 500, "": 500,
+	} {
+		if got := GRPCStatus(value); got != want {
+			t.Errorf("grpc-status %q: %d, want %d", value, got, want)
+		}
+	}
+}

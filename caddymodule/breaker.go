@@ -42,12 +42,16 @@ type breakerInConfig struct {
 // A failure is an error from the next handler with a 5xx status or none (a refused dial is
 // 502, a timeout 504), a response status in `failure_status`, or a response header slower than
 // `slow_threshold`. An error with another status (file_server's 404) is judged by that status
-// against `failure_status`: a failure when listed, otherwise not counted. A client that cancels,
+// against `failure_status`: a failure when listed, otherwise not counted. A gRPC response with
+// grpc-status in its header (a call that failed before its first message) is judged by the
+// HTTP status that status stands for (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500,
+// ...; see breaker.GRPCStatus). A client that cancels,
 // or whose request body cannot be read (reverse_proxy's 502 for a malformed chunked body), is
 // not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
-// `application/problem+json` body, or runs the `fallback` routes instead. Before the fallback
+// `application/problem+json` body (a gRPC call: HTTP 200 with grpc-status 14, UNAVAILABLE, and
+// grpc-retry-pushback-ms), or runs the `fallback` routes instead. Before the fallback
 // runs it sets these placeholders:
 //
 //	{http.vars.breaker_name}         the breaker's name
@@ -83,7 +87,8 @@ type UpstreamBreaker struct {
 	// forgotten too. Default: 1m with failure_ratio; otherwise no window.
 	Interval caddy.Duration `json:"interval,omitempty"`
 
-	// OpenFor is how long the breaker stays open before it lets probes through. Default: 30s.
+	// OpenFor is how long the breaker stays open before it lets probes through, at least
+	// 100ms. Default: 30s.
 	OpenFor caddy.Duration `json:"open_for,omitempty"`
 
 	// HalfOpenRequests is how many probes the half-open breaker lets through; that many
@@ -94,10 +99,12 @@ type UpstreamBreaker struct {
 	// classes ("5xx"), written or carried by a handler error (file_server's 404). A class
 	// leaves out 501, an upstream's answer to a method it does not know, which any client can
 	// send; write "501" to count it. Handler errors with a 5xx status or none are failures
-	// whatever it says. Default: 5xx.
+	// whatever it says. A gRPC response whose header carries grpc-status is judged by the HTTP
+	// status that status stands for (UNAVAILABLE 503, UNIMPLEMENTED 501, INVALID_ARGUMENT 400,
+	// ...). Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
-	// SlowThreshold makes a response whose header took longer than this a failure, counted
+	// SlowThreshold (at least 1ms) makes a response whose header took longer than this a failure, counted
 	// from the end of the request body (or the request's start, for one without a body), so a
 	// client that uploads slowly does not make the upstream slow. Default: off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
 	// `response_header_timeout` so hangs become 504 errors.
@@ -180,6 +187,14 @@ func (h *UpstreamBreaker) validate() error {
 			return &breaker.SettingError{Setting: d.name, Msg: fmt.Sprintf("must be positive, got %s", time.Duration(d.v))}
 		}
 	}
+	if h.OpenFor > 0 && time.Duration(h.OpenFor) < minOpenFor {
+		return &breaker.SettingError{Setting: "open_for", Msg: fmt.Sprintf("must be at least %s (a shorter one, a unit typo such as 1ns, half-opens at once and holds nothing back), got %s",
+			minOpenFor, time.Duration(h.OpenFor))}
+	}
+	if h.SlowThreshold > 0 && time.Duration(h.SlowThreshold) < minSlowThreshold {
+		return &breaker.SettingError{Setting: "slow_threshold", Msg: fmt.Sprintf("must be at least %s (a shorter one, a unit typo such as 1ns, makes every response slow), got %s",
+			minSlowThreshold, time.Duration(h.SlowThreshold))}
+	}
 	if h.MinRequests != 0 && h.FailureRatio == 0 {
 		return &breaker.SettingError{Setting: "min_requests", Msg: "applies to failure_ratio, which is not set"}
 	}
@@ -193,6 +208,14 @@ func (h *UpstreamBreaker) validate() error {
 	return nil
 }
 
+// minOpenFor and minSlowThreshold are the shortest open_for and slow_threshold: shorter ones
+// are unit typos (1ns for 1s), which turn the breaker into one that never holds a request back,
+// or one that opens on a healthy upstream.
+const (
+	minOpenFor       = 100 * time.Millisecond
+	minSlowThreshold = time.Millisecond
+)
+
 // minSyncInterval is the shortest sync_interval: each instance reads Redis once per shared
 // breaker every sync_interval, idle or not, so a unit typo (1ns, 1us) would turn a fleet into
 // a Redis load generator.
@@ -200,6 +223,9 @@ const minSyncInterval = 100 * time.Millisecond
 
 // Validate checks the configuration.
 func (h *UpstreamBreaker) Validate() error {
+	if h.Name == "" {
+		return fmt.Errorf(`upstream_breaker: a breaker needs a name ("name": letters, digits, '.', '_' or '-', at most %d)`, breaker.MaxNameLength)
+	}
 	if err := h.validate(); err != nil {
 		return fmt.Errorf("upstream_breaker %s: %v", h.Name, err)
 	}
@@ -391,7 +417,7 @@ func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause e
 	}
 	if h.fallback == nil {
 		h.metrics.shortCircuited[state][responseProblem].Inc()
-		return h.writeOpen(w, state)
+		return h.writeOpen(w, r, state)
 	}
 	caddyhttp.SetVar(r.Context(), "breaker_name", h.Name)
 	caddyhttp.SetVar(r.Context(), "breaker_state", breaker.StateName(state))

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,9 +16,13 @@ import (
 
 // writeOpen is the 503 problem; the breaker's name stays out of it (internal topology). The
 // reply changes once a second at most, so it is rendered once per Retry-After value: an open
-// breaker under a flood answers for less than a bare `respond`.
-func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, state breaker.State) error {
+// breaker under a flood answers for less than a bare `respond`. A gRPC call gets gRPC's answer
+// instead (writeOpenGRPC).
+func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, r *http.Request, state breaker.State) error {
 	secs := h.retryAfter(state)
+	if ct := r.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
+		return writeOpenGRPC(w, ct[0], secs)
+	}
 	reply := h.openReply.Load()
 	if reply == nil || reply.secs != secs {
 		reply = &renderedReply{secs: secs, header: make(http.Header)}
@@ -40,6 +45,25 @@ func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, state breaker.State) 
 	return err
 }
 
+// openGRPCMessage is the grpc-message of an open breaker's answer to a gRPC call.
+const openGRPCMessage = "the upstream service is failing; requests are held back until it recovers"
+
+// writeOpenGRPC answers a gRPC call (grpc, grpc-web) as gRPC servers and Envoy do: HTTP 200 with
+// grpc-status UNAVAILABLE (14) in a header-only ("trailers-only") response, so the client reads
+// the breaker's message rather than "unexpected HTTP status code 503", and
+// grpc-retry-pushback-ms, which a client with a retry policy waits before its next attempt.
+func writeOpenGRPC(w http.ResponseWriter, contentType string, secs int) error {
+	hdr := w.Header()
+	hdr.Set("Content-Type", contentType)
+	hdr.Set("Grpc-Status", "14")
+	hdr.Set("Grpc-Message", openGRPCMessage)
+	hdr.Set("Grpc-Retry-Pushback-Ms", strconv.Itoa(secs*1000))
+	hdr.Set("Retry-After", strconv.Itoa(secs))
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
 // fallbackRun is one run of the fallback routes, for fallbackEnd to find in the request.
 type fallbackRun struct {
 	state      breaker.State
@@ -55,7 +79,7 @@ func (h *UpstreamBreaker) fallbackEnd(w http.ResponseWriter, r *http.Request) er
 		fr = &fallbackRun{state: breaker.StateOpen}
 	}
 	fr.unanswered = true
-	return h.writeOpen(w, fr.state)
+	return h.writeOpen(w, r, fr.state)
 }
 
 // renderedReply is a response written once and replayed.
@@ -114,10 +138,30 @@ func (rec *breakerRecorder) WriteHeader(status int) {
 	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
 		rec.wrote = true
 		if !rec.reported {
-			rec.report(breaker.Result{Status: status, Latency: rec.latency()})
+			rec.report(breaker.Result{Status: rec.judged(status), Latency: rec.latency()})
 		}
 	}
 	rec.ResponseWriterWrapper.WriteHeader(status)
+}
+
+// judged is the status the breaker judges a response by: a gRPC response's grpc-status, when
+// it comes in the header (a call that failed before its first message: UNAVAILABLE is 503,
+// see breaker.GRPCStatus), else the HTTP status. A grpc-status in the trailers, after messages,
+// comes once the outcome is settled, like the end of any stream.
+func (rec *breakerRecorder) judged(status int) int {
+	if status != http.StatusOK {
+		return status
+	}
+	hdr := rec.Header()
+	if gs := hdr["Grpc-Status"]; len(gs) > 0 && isGRPC(hdr) {
+		return breaker.GRPCStatus(gs[0])
+	}
+	return status
+}
+
+// isGRPC reports whether the response is gRPC's (application/grpc, +proto, grpc-web, ...).
+func isGRPC(hdr http.Header) bool {
+	return strings.HasPrefix(hdr.Get("Content-Type"), "application/grpc")
 }
 
 func (rec *breakerRecorder) Write(p []byte) (int, error) {

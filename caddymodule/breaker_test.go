@@ -332,6 +332,32 @@ fallback {
 	}
 }
 
+// TestBreakerFallbackErrorReachesHandleErrors: the open breaker's own 503 skips the site's
+// handle_errors (README says so); a fallback that returns an error hands it to them, with the
+// headers it set before.
+func TestBreakerFallbackErrorReachesHandleErrors(t *testing.T) {
+	u := startUpstream(t, "fail")
+	block, url := breakerSite(t, "t_fallback_err", `consecutive_failures 1
+open_for 1m
+fallback {
+	header Retry-After {http.vars.breaker_retry_after}
+	error 503
+}`, u.addr())
+	block = strings.Replace(block, "\n}\n", "\n\thandle_errors 503 {\n\t\trespond \"branded: {err.status_code}\" 503\n\t}\n}\n", 1)
+	testcaddy.StartCaddy(t, block)
+	getReply(t, url)
+	r := getReply(t, url)
+	if r.status != http.StatusServiceUnavailable || r.body != "branded: 503" {
+		t.Fatalf("fallback error: %d %q", r.status, r.body)
+	}
+	if ra, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || ra < 59 || ra > 60 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+	if u.hits.Load() != 1 {
+		t.Fatalf("the upstream got %d requests, want 1", u.hits.Load())
+	}
+}
+
 // metricValue reads a counter or gauge.
 func metricValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
 	t.Helper()
@@ -788,7 +814,8 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "failure_ratio": 2`, "upstream_breaker j: failure_ratio must be in (0, 1], got 2"},
 		{`"name": "j", "open_for": -1000000000`, "upstream_breaker j: open_for must be positive, got -1s"},
 		{`"name": "j", "failure_status": ["6xx"]`, `upstream_breaker j: failure_status cannot list "6xx"`},
-		{`"name": ""`, "a breaker needs a name"},
+		{`"name": ""`, `upstream_breaker: a breaker needs a name ("name": letters, digits`},
+		{``, `upstream_breaker: a breaker needs a name ("name": letters, digits`},
 		{`"name": "j", "half_open_requests": -1`, "half_open_requests must be from 1 to 1000000 (0 for the default), got -1"},
 		{`"name": "j", "slow_threshold": -1`, "upstream_breaker j: slow_threshold must be positive, got -1ns"},
 		{`"name": "j", "sync_interval": -1000000`, "upstream_breaker j: sync_interval must be positive, got -1ms"},
@@ -796,9 +823,15 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "shared": true, "sync_interval": 1`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 1ns"},
 		{`"name": "j", "shared": true, "sync_interval": 99999999`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 99.999999ms"},
 		{`"name": "j", "min_requests": 20`, "upstream_breaker j: min_requests applies to failure_ratio, which is not set"},
+		{`"name": "j", "open_for": 1`, "upstream_breaker j: open_for must be at least 100ms (a shorter one, a unit typo such as 1ns, half-opens at once and holds nothing back), got 1ns"},
+		{`"name": "j", "slow_threshold": 999999`, "upstream_breaker j: slow_threshold must be at least 1ms (a shorter one, a unit typo such as 1ns, makes every response slow), got 999.999µs"},
 	} {
+		fields := tc.handler
+		if fields != "" {
+			fields = ", " + fields
+		}
 		cfg := fmt.Sprintf(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:%d"],
-			"routes": [{"handle": [{"handler": "upstream_breaker", %s}]}]}}}}}`, testenv.FreePort(t), tc.handler)
+			"routes": [{"handle": [{"handler": "upstream_breaker"%s}]}]}}}}}`, testenv.FreePort(t), fields)
 		if err := c.LoadJSON(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: load error %v, want %q", tc.handler, err, tc.want)
 		}
@@ -963,4 +996,47 @@ func TestBreakerEventsNameTheBreakerModule(t *testing.T) {
 	if src := events[0].CloudEvent().Source; src != "http.handlers.upstream_breaker" { // the origin's ID
 		t.Fatalf("Caddy event origin %q, want http.handlers.upstream_breaker", src)
 	}
+}
+
+// TestBreakerBehindRetriesOfAnotherReplica: README's recipe for a breaker over several
+// replicas. reverse_proxy retries another upstream only after a failed dial, so one replica
+// of two answering 500 opened a failure_ratio breaker for the healthy one too; with
+// lb_retry_match on the response status, the client gets the healthy replica's answer and the
+// breaker stays closed until every replica fails.
+func TestBreakerBehindRetriesOfAnotherReplica(t *testing.T) {
+	bad, good := startUpstream(t, "fail"), startUpstream(t, "ok")
+	site := func(name, retry string) (string, string) {
+		port := testenv.FreePort(t)
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	upstream_breaker %s {
+		failure_ratio 0.4
+		min_requests 6
+		open_for 1m
+	}
+	reverse_proxy %s %s {
+		lb_policy round_robin
+		lb_retries 2%s
+	}
+}
+`, port, name, bad.addr(), good.addr(), retry), fmt.Sprintf("http://127.0.0.1:%d/", port)
+	}
+	plain, plainURL := site("t_replicas", "")
+	retried, retriedURL := site("t_replicas_retry", "\n\t\tlb_retry_match {\n\t\t\tmethod GET HEAD\n\t\t\texpression `{rp.status_code} in [500, 502, 503, 504]`\n\t\t}")
+	testcaddy.StartCaddy(t, plain+retried)
+	for range 10 {
+		getReply(t, plainURL)
+		if r := getReply(t, retriedURL); r.status != http.StatusOK {
+			t.Fatalf("with the retry on another replica: %d %s", r.status, r.body)
+		}
+	}
+	waitBreakerState(t, "t_replicas", "open") // one bad replica of two: half the answers are 500
+	if s := breakerStatus(t, "t_replicas_retry"); s.Observed["state"] != "closed" {
+		t.Fatalf("the retried answers opened the breaker: %+v", s)
+	}
+	good.mode.Store("fail")
+	for range 10 {
+		getReply(t, retriedURL)
+	}
+	waitBreakerState(t, "t_replicas_retry", "open") // every replica fails
 }
