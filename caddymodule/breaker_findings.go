@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"iter"
+	"net/http"
 	"slices"
 	"time"
 
@@ -24,6 +25,12 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 		_ = h.app.Report(Finding{Code: "breaker.shared_without_redis", Severity: Warning, Module: "upstream_breaker", Config: at,
 			Message: "shared is set but the hardening app has no Redis: this breaker's state is per instance",
 			Fix:     "configure redis in the hardening global option, or remove shared"})
+	}
+	if name, found := cacheableRefusalOn(ctx, h, http.StatusServiceUnavailable); found {
+		_ = h.app.Report(Finding{Code: "breaker.open_response_cacheable", Severity: Warning, Module: "upstream_breaker",
+			Config:  "apps.http.servers." + name,
+			Message: "a header directive before upstream_breaker " + h.Name + " sets a caching header (Cache-Control, CDN-Cache-Control, Surrogate-Control) deferred, when the response is written: it replaces the open breaker's Cache-Control: no-store, so a CDN or shared cache in front keeps the 503 and serves it after the upstream has recovered",
+			Fix:     "set the caching header after upstream_breaker, in a route block (route { upstream_breaker " + h.Name + " header >Cache-Control ... reverse_proxy ... }), or without > and apart from deletions (header Cache-Control ... on a line of its own is applied before the breaker's answer, which replaces it)"})
 	}
 	for name, srv := range httpServers(ctx) {
 		chain := chainTo(srv.Routes, h)

@@ -137,6 +137,9 @@ func TestCheckFindings(t *testing.T) {
 			checkSite("", good+"\n\troute {\n\t\tpolicy_rate_limit api\n\t\theader >Cache-Control \"public, max-age=600\"\n\t}")},
 		{"ratelimit.refusal_cacheable", checkSite("", good+"\n\theader {\n\t\t-Server\n\t\tCDN-Cache-Control \"max-age=600\"\n\t}\n\tpolicy_rate_limit api"),
 			checkSite("", good+"\n\theader -Server\n\theader CDN-Cache-Control \"max-age=600\"\n\tpolicy_rate_limit api")},
+		// The same for the open breaker's 503: a CDN kept it after the upstream recovered.
+		{"breaker.open_response_cacheable", checkSite("", good+"\n\theader >Cache-Control \"public, max-age=600\"\n\tupstream_breaker api\n\treverse_proxy 127.0.0.1:1"),
+			checkSite("", good+"\n\troute {\n\t\tupstream_breaker api\n\t\theader >Cache-Control \"public, max-age=600\"\n\t\treverse_proxy 127.0.0.1:1\n\t}")},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 30\n\t\t}", good+"\n\tpolicy_rate_limit p"),
 			checkSite("\t\tpolicy p {\n\t\t\tlimit 60/1m burst 10\n\t\t\tsuspicious 30/1m burst 10\n\t\t}", good+"\n\tpolicy_rate_limit p")},
 		{"ratelimit.classes_inverted", checkSite("\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\ttrusted deny\n\t\t\tsuspicious unlimited\n\t\t}", good+"\n\tpolicy_rate_limit p"),

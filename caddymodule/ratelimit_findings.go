@@ -2,8 +2,8 @@ package caddymodule
 
 import (
 	"maps"
-	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -151,46 +151,55 @@ func (h *PolicyRateLimit) checkKeyHeaderSetLater(ctx caddy.Context) {
 // before Cache-Control.
 var cachingHeaders = []string{"cache-control", "cdn-cache-control", "surrogate-control", "cloudflare-cdn-cache-control"}
 
-// checkRefusalCaching reports a header directive before the handler that sets a caching header
-// when the response is written (deferred: `header >Cache-Control ...`, or a block that also
-// deletes a field, `header { -Server; Cache-Control ... }`, which Caddy defers whole). Those
-// operations run after the refusal set Cache-Control: no-store, so the 429 goes out with the
-// site's caching header, and a CDN in front serves one client's refusal to every client of that
-// URL for max-age.
+// checkRefusalCaching reports a deferred caching header before the handler (see
+// cacheableRefusalOn): the refusal goes out with the site's caching header, and a CDN in front
+// serves one client's refusal to every client of that URL for max-age.
 func (h *PolicyRateLimit) checkRefusalCaching(ctx caddy.Context) {
-	for name, srv := range httpServers(ctx) {
-		if before, _ := handlerBeforeWhere(srv.Routes, h, setsCachingOnRefusals, false); !before {
-			continue
-		}
+	if name, found := cacheableRefusalOn(ctx, h, h.StatusCode); found {
 		_ = h.app.Report(Finding{Code: "ratelimit.refusal_cacheable", Severity: Warning, Module: "policy_rate_limit",
 			Config:  "apps.http.servers." + name,
-			Message: "a header directive before policy_rate_limit " + h.policy.name + " sets a caching header (Cache-Control, CDN-Cache-Control, Surrogate-Control) deferred, when the response is written: it replaces the refusal's Cache-Control: no-store, so a CDN or shared cache in front keeps one client's 429 and serves it to every client of that URL",
+			Message: "a header directive before policy_rate_limit " + h.policy.name + " sets a caching header (Cache-Control, CDN-Cache-Control, Surrogate-Control) deferred, when the response is written: it replaces the refusal's Cache-Control: no-store, so a CDN or shared cache in front keeps one client's " + strconv.Itoa(h.StatusCode) + " and serves it to every client of that URL",
 			Fix:     "set the caching header after policy_rate_limit, in a route block (route { policy_rate_limit " + h.policy.name + " header >Cache-Control ... reverse_proxy ... }), or without > and apart from deletions (header Cache-Control ... on a line of its own is applied before the refusal, which replaces it)"})
-		return
 	}
 }
 
-// setsCachingOnRefusals reports whether hh is a headers handler whose response operations,
-// applied when the response is written, set a caching header on a 429.
-func setsCachingOnRefusals(hh caddyhttp.MiddlewareHandler) bool {
-	hd, ok := hh.(*headers.Handler)
-	if !ok || hd.Response == nil || hd.Response.HeaderOps == nil {
-		return false
+// cacheableRefusalOn returns the first server on which a header directive before h sets a
+// caching header on responses of the given status when they are written (deferred: `header
+// >Cache-Control ...`, or a block that also deletes a field, `header { -Server; Cache-Control
+// ... }`, which Caddy defers whole). Those operations run after h's refusal set
+// Cache-Control: no-store, and replace it.
+func cacheableRefusalOn(ctx caddy.Context, h caddyhttp.MiddlewareHandler, status int) (server string, found bool) {
+	for name, srv := range httpServers(ctx) {
+		if before, _ := handlerBeforeWhere(srv.Routes, h, setsCachingOn(status), false); before {
+			return name, true
+		}
 	}
-	resp := hd.Response
-	if req := resp.Require; req != nil {
-		// A condition on header fields (the `?` default needs the field absent, and the
-		// refusal sets Cache-Control) or on statuses other than 429 spares the refusal.
-		if len(req.Headers) > 0 || len(req.StatusCode) > 0 && !slices.ContainsFunc(req.StatusCode, func(c int) bool { return caddyhttp.StatusCodeMatches(http.StatusTooManyRequests, c) }) {
+	return "", false
+}
+
+// setsCachingOn returns whether a handler is a headers handler whose response operations,
+// applied when the response is written, set a caching header on a response of that status.
+func setsCachingOn(status int) func(caddyhttp.MiddlewareHandler) bool {
+	return func(hh caddyhttp.MiddlewareHandler) bool {
+		hd, ok := hh.(*headers.Handler)
+		if !ok || hd.Response == nil || hd.Response.HeaderOps == nil {
 			return false
 		}
-	} else if !resp.Deferred {
-		return false // applied before the refusal, which sets its own Cache-Control
+		resp := hd.Response
+		if req := resp.Require; req != nil {
+			// A condition on header fields (the `?` default needs the field absent, and the
+			// refusal sets Cache-Control) or on other statuses spares the refusal.
+			if len(req.Headers) > 0 || len(req.StatusCode) > 0 && !slices.ContainsFunc(req.StatusCode, func(c int) bool { return caddyhttp.StatusCodeMatches(status, c) }) {
+				return false
+			}
+		} else if !resp.Deferred {
+			return false // applied before the refusal, which sets its own Cache-Control
+		}
+		caching := func(n string) bool { return slices.Contains(cachingHeaders, strings.ToLower(n)) }
+		return slices.ContainsFunc(slices.Collect(maps.Keys(resp.Set)), caching) ||
+			slices.ContainsFunc(slices.Collect(maps.Keys(resp.Add)), caching) ||
+			slices.ContainsFunc(slices.Collect(maps.Keys(resp.Replace)), caching)
 	}
-	caching := func(n string) bool { return slices.Contains(cachingHeaders, strings.ToLower(n)) }
-	return slices.ContainsFunc(slices.Collect(maps.Keys(resp.Set)), caching) ||
-		slices.ContainsFunc(slices.Collect(maps.Keys(resp.Add)), caching) ||
-		slices.ContainsFunc(slices.Collect(maps.Keys(resp.Replace)), caching)
 }
 
 // keyHeaders lists the request headers key reads, in lower case.
