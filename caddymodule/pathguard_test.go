@@ -900,3 +900,47 @@ func TestAdminBanInShadowModeIsInfo(t *testing.T) {
 		t.Fatalf("ip_reclassified of the ban: %v, want one at info with shadow true", logged)
 	}
 }
+
+// TestPathGuardRewriteAfter: a rewrite after path_guard that builds the path from the query
+// (rewrite /dl /files/{query.f}) hands the upstream the client's `..`, which path_guard never
+// judged; the configuration is path_guard.rewrite_after at the rewrite. Written in a route after
+// the rewrite, path_guard judges the rewritten path and the upstream sees no traversal.
+func TestPathGuardRewriteAfter(t *testing.T) {
+	upstream, seen := recordingUpstream(t)
+	bad := "\tpath_guard\n\trewrite /dl /files/{query.f}\n\treverse_proxy " + upstream + "\n"
+	t.Run("after", func(t *testing.T) {
+		addr, _ := guardCaddy(t, bad)
+		if status, _, body := rawGet(t, addr, "/dl?f=..%2f..%2fetc%2fpasswd"); status != http.StatusOK || !strings.HasPrefix(body, "upstream /files/../../etc/passwd") {
+			t.Fatalf("the layout the finding reports: %d %q (the upstream should see the traversal)", status, body)
+		}
+	})
+	f, ok := codes(checkCaddyfile(t, checkSite("", bad)))["path_guard.rewrite_after"]
+	if !ok || f.Severity != Warning || !strings.HasSuffix(f.Config, ".handle.0") || !strings.Contains(f.Message, "{http.request.uri.query.f}") {
+		t.Fatalf("path_guard.rewrite_after: %+v (reported: %v)", f, ok)
+	}
+
+	fixed := "\troute {\n\t\trewrite /dl /files/{query.f}\n\t\tpath_guard\n\t\treverse_proxy " + upstream + "\n\t}\n"
+	t.Run("before", func(t *testing.T) {
+		addr, _ := guardCaddy(t, fixed)
+		n := len(seen())
+		for _, q := range []string{"..%2f..%2fetc%2fpasswd", "%2e%2e/x", "..%5cx"} {
+			if status, _, body := rawGet(t, addr, "/dl?f="+q); status != http.StatusBadRequest {
+				t.Errorf("?f=%s: %d %q, want 400", q, status, body)
+			}
+		}
+		if got := seen()[n:]; len(got) != 0 {
+			t.Errorf("the upstream received %q", got)
+		}
+		if status, _, body := rawGet(t, addr, "/dl?f=report.pdf"); status != http.StatusOK || body != "upstream /files/report.pdf?f=report.pdf" {
+			t.Errorf("an ordinary file: %d %q", status, body)
+		}
+	})
+	if f, ok := codes(checkCaddyfile(t, checkSite("", fixed)))["path_guard.rewrite_after"]; ok {
+		t.Errorf("reported on the fixed layout: %+v", f)
+	}
+	// A rewrite from the path only is not reported.
+	fromPath := "\tpath_guard\n\trewrite /old/* /new{path}?{query}\n\treverse_proxy " + upstream + "\n"
+	if f, ok := codes(checkCaddyfile(t, checkSite("", fromPath)))["path_guard.rewrite_after"]; ok {
+		t.Errorf("reported on a rewrite from the path: %+v", f)
+	}
+}
