@@ -1,7 +1,8 @@
 // Package pathguard decides whether a request path is safe to hand to code that maps URLs to
 // files or forwards them upstream: it refuses traversal in every encoding attackers use
 // (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
-// Unicode look-alikes of dots and separators that normalize to a `..` segment), backslashes,
+// Unicode look-alikes of dots and separators that normalize to a `..` segment, the yen and won
+// signs Windows reads as `\` in Japanese and Korean code pages), backslashes,
 // NUL and control bytes, Windows drive paths (a `C:` segment followed by a separator), and,
 // unless allowed, encoded slashes, `;` path parameters and other bytes that are not UTF-8
 // (sent raw or encoded: a proxy sends raw bytes on encoded, so both reach the next server
@@ -309,10 +310,17 @@ func dots(r rune) int {
 	return 0
 }
 
-// slashLike are runes that NFKC normalization (／ U+FF0F, ＼ U+FF3C, ﹨ U+FE68) or lax servers
-// (∕ U+2215, ⁄ U+2044, ∖ U+2216) turn into a separator.
+// slashLike are runes that NFKC normalization (／ U+FF0F, ＼ U+FF3C, ﹨ U+FE68), lax servers
+// (∕ U+2215, ⁄ U+2044, ∖ U+2216) or Windows' best-fit conversion to a legacy code page turn
+// into a separator: ¥ U+00A5 is byte 0x5C, `\`, in the Japanese code page (932) and ₩ U+20A9
+// in the Korean one (949), so a Windows application that hands a path to an ANSI file API
+// there reads `..¥..¥windows` as `..\..\windows` (the "WorstFit" attacks).
 func slashLike(r rune) bool {
-	return r == '\uff0f' || r == '\u2215' || r == '\u2044' || r == '\uff3c' || r == '\u2216' || r == '\ufe68'
+	switch r {
+	case '\uff0f', '\u2215', '\u2044', '\uff3c', '\u2216', '\ufe68', '\u00a5', '\u20a9':
+		return true
+	}
+	return false
 }
 
 // checkUnicodeSegment refuses a non-ASCII segment (followed by another segment or not) that a

@@ -157,6 +157,13 @@ func TestCheckReasons(t *testing.T) {
 		{"/x/foo;a\uff0f../y", Options{AllowPathParams: true}, ReasonLookalike}, // parameters end at the separator
 		{"/x/\u2025\uff0fx", Options{}, ReasonLookalike},                        // ‥／x
 		{"/x/\uff0e\uff0e\uff3cx", Options{}, ReasonLookalike},                  // ．．＼x
+		{"/x/..\u00a5..\u00a5windows\u00a5win.ini", Options{}, ReasonLookalike}, // ¥ is \ in code page 932
+		{"/x/..%C2%A5x", Options{}, ReasonLookalike},
+		{"/x/..%E2%82%A9..%E2%82%A9x", Options{}, ReasonLookalike}, // ₩ is \ in code page 949
+		{"/x/C:%C2%A5windows", Options{}, ReasonLookalike},
+		{"/x/%E5%86%86%C2%A5100", Options{}, ""}, // 円¥100: between names
+		{"/x/100%C2%A5", Options{}, ""},
+		{"/x/%E2%82%A91000", Options{}, ""},
 		{"/x/a\u2215..\u2215b", Options{}, ReasonLookalike},
 		{"/x/C:\uff0fwindows", Options{}, ReasonLookalike}, // a drive root, through a look-alike
 		{"/x/a\uff0fC:/windows", Options{}, ReasonLookalike},
