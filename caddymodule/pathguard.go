@@ -94,7 +94,10 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 	}
 	h.signals = (h.Signals == nil || *h.Signals) && app.classifier != nil && app.classifier.Detector != nil
 	if h.on {
-		app.OnValidate(func() { h.checkRewriteAfter(ctx) })
+		app.OnValidate(func() {
+			h.checkRewriteAfter(ctx)
+			h.checkMatcherEscape(ctx)
+		})
 	}
 	h.blocked = make(map[pathguard.Reason]prometheus.Counter, len(pathguard.Reasons))
 	for _, r := range pathguard.Reasons {

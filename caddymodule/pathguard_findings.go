@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"net/http"
 	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 )
 
@@ -63,4 +65,109 @@ func walkHandlers(routes caddyhttp.RouteList, at string, fn func(caddyhttp.Middl
 			}
 		}
 	}
+}
+
+// escapeProbe is the name a traversal out of a path_guard's prefix lands on.
+const escapeProbe = "../caddy-hardening-escape"
+
+// checkMatcherEscape warns when this path_guard's route takes it by a path prefix (`path_guard
+// /static/*`) and a traversal out of that prefix reaches a reverse_proxy unguarded: Caddy's
+// path matchers clean the path first, so /static/../../etc/passwd is /etc/passwd to them, the
+// guard does not run, and a reverse_proxy for every path forwards /static/../../etc/passwd as
+// sent. It follows such a request through the server's routes as Caddy would (matchers,
+// handle groups, rewrites) and reports when it meets a reverse_proxy before any path_guard.
+func (h *PathGuard) checkMatcherEscape(ctx caddy.Context) {
+	for name, srv := range httpServers(ctx) {
+		chain := chainTo(srv.Routes, h)
+		if chain == nil {
+			continue
+		}
+		last := chain[len(chain)-1]
+		prefix := ""
+		for _, set := range last.routes[last.route].MatcherSets {
+			for _, m := range set {
+				if paths, ok := m.(*caddyhttp.MatchPath); ok {
+					for _, p := range *paths {
+						if pre, ok := strings.CutSuffix(p, "/*"); ok && strings.HasPrefix(pre, "/") && !strings.ContainsAny(pre, "*") {
+							prefix = pre + "/"
+						}
+					}
+				}
+			}
+		}
+		if prefix == "" {
+			continue
+		}
+		at := "apps.http.servers." + name + ".routes"
+		req := probeRequest(srv, prefix+escapeProbe)
+		if host := chainHost(chain); host != "" {
+			req.Host = host
+		}
+		if proxy := proxyBeforeGuard(srv.Routes, req, at); proxy != "" {
+			_ = h.app.Report(Finding{Code: "path_guard.matcher_escape", Severity: Warning, Module: "http.handlers.path_guard", Config: handlerConfigPath(ctx, h),
+				Message: "path_guard runs only for " + prefix + "*, which Caddy matches on the cleaned path: " + prefix + "../../etc/passwd is /etc/passwd to the matcher, skips path_guard and reaches the reverse_proxy at " + proxy + " as sent, traversal included",
+				Fix:     "guard every path the proxy serves: path_guard without a matcher (or with one that only leaves routes out, such as @guarded not path ...), or put path_guard and the reverse_proxy in one handle " + prefix + "* block"})
+		}
+	}
+}
+
+// proxyBeforeGuard follows req through routes as Caddy runs them and returns the config path of
+// the first reverse_proxy it meets before any path_guard, or "" when a path_guard comes first
+// or no reverse_proxy serves it.
+func proxyBeforeGuard(routes caddyhttp.RouteList, req *http.Request, at string) string {
+	proxy, _ := firstProxyOrGuard(routes, req, at)
+	return proxy
+}
+
+// firstProxyOrGuard returns the first reverse_proxy's config path ("" when the first of the two
+// is a path_guard) and whether either was met.
+func firstProxyOrGuard(routes caddyhttp.RouteList, req *http.Request, at string) (string, bool) {
+	groups := map[string]bool{}
+	for i, r := range routes {
+		if r.Group != "" && groups[r.Group] || !routeMatches(r, req) {
+			continue
+		}
+		if r.Group != "" {
+			groups[r.Group] = true
+		}
+		for j, hh := range r.Handlers {
+			p := at + "." + strconv.Itoa(i) + ".handle." + strconv.Itoa(j)
+			switch hh := hh.(type) {
+			case *PathGuard:
+				return "", true
+			case *reverseproxy.Handler:
+				return p, true
+			case *caddyhttp.Subroute:
+				if proxy, met := firstProxyOrGuard(hh.Routes, req, p+".routes"); met {
+					return proxy, true
+				}
+			case *rewrite.Rewrite:
+				repl, _ := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+				hh.Rewrite(req, repl)
+			}
+		}
+		if r.Terminal {
+			break
+		}
+	}
+	return "", false
+}
+
+// chainHost is the first plain host a route on chain matches ("" when none names one), so a
+// request made up to follow the routes reaches the site the handler is in.
+func chainHost(chain []chainStep) string {
+	for _, step := range chain {
+		for _, set := range step.routes[step.route].MatcherSets {
+			for _, m := range set {
+				if hosts, ok := m.(*caddyhttp.MatchHost); ok {
+					for _, h := range *hosts {
+						if !strings.ContainsAny(h, "*{") {
+							return h
+						}
+					}
+				}
+			}
+		}
+	}
+	return ""
 }

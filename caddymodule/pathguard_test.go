@@ -944,3 +944,35 @@ func TestPathGuardRewriteAfter(t *testing.T) {
 		t.Errorf("reported on a rewrite from the path: %+v", f)
 	}
 }
+
+// TestPathGuardMatcherEscape: `path_guard /static/*` in front of a reverse_proxy for every
+// path lets a traversal out of /static/ through to the upstream (Caddy's path matcher cleans
+// /static/../../etc/passwd to /etc/passwd, so path_guard does not run); the configuration is
+// path_guard.matcher_escape. Layouts where the escaping request meets a path_guard first, or
+// no proxy, are not reported.
+func TestPathGuardMatcherEscape(t *testing.T) {
+	upstream, _ := recordingUpstream(t)
+	bad := "\tpath_guard /static/*\n\treverse_proxy " + upstream + "\n"
+	t.Run("escape", func(t *testing.T) {
+		addr, _ := guardCaddy(t, bad)
+		if status, _, body := rawGet(t, addr, "/static/../../etc/passwd"); status != http.StatusOK || body != "upstream /static/../../etc/passwd" {
+			t.Fatalf("the layout the finding reports: %d %q (the upstream should see the traversal)", status, body)
+		}
+	})
+	f, ok := codes(checkCaddyfile(t, checkSite("", bad)))["path_guard.matcher_escape"]
+	if !ok || f.Severity != Warning || !strings.HasSuffix(f.Config, ".handle.0") || !strings.Contains(f.Message, "/static/*") {
+		t.Fatalf("path_guard.matcher_escape: %+v (reported: %v)", f, ok)
+	}
+	for name, site := range map[string]string{
+		"no matcher":  "\tpath_guard\n\treverse_proxy " + upstream,
+		"one handle":  "\thandle /static/* {\n\t\tpath_guard\n\t\treverse_proxy " + upstream + "\n\t}\n\trespond other",
+		"proxy too":   "\tpath_guard /static/*\n\treverse_proxy /static/* " + upstream + "\n\trespond other",
+		"file_server": "\tpath_guard /static/*\n\tfile_server",
+		"disjoint": "\t@legacy path /fr/* /de/*\n\t@rest not path /fr/* /de/*\n\tpath_guard @legacy {\n\t\tallow invalid_utf8\n\t}\n" +
+			"\tpath_guard @rest\n\treverse_proxy " + upstream,
+	} {
+		if f, ok := codes(checkCaddyfile(t, checkSite("", site)))["path_guard.matcher_escape"]; ok {
+			t.Errorf("%s: reported: %+v", name, f)
+		}
+	}
+}
