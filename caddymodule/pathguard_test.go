@@ -938,6 +938,11 @@ func TestPathGuardRewriteAfter(t *testing.T) {
 	if f, ok := codes(checkCaddyfile(t, checkSite("", fixed)))["path_guard.rewrite_after"]; ok {
 		t.Errorf("reported on the fixed layout: %+v", f)
 	}
+	// Nor one that only a file_server follows, which keeps the path under its root.
+	toFiles := "\tpath_guard\n\trewrite /dl /files/{query.f}\n\tfile_server\n"
+	if f, ok := codes(checkCaddyfile(t, checkSite("", toFiles)))["path_guard.rewrite_after"]; ok {
+		t.Errorf("reported before a file_server: %+v", f)
+	}
 	// A rewrite from the path only is not reported.
 	fromPath := "\tpath_guard\n\trewrite /old/* /new{path}?{query}\n\treverse_proxy " + upstream + "\n"
 	if f, ok := codes(checkCaddyfile(t, checkSite("", fromPath)))["path_guard.rewrite_after"]; ok {
@@ -962,6 +967,11 @@ func TestPathGuardMatcherEscape(t *testing.T) {
 	f, ok := codes(checkCaddyfile(t, checkSite("", bad)))["path_guard.matcher_escape"]
 	if !ok || f.Severity != Warning || !strings.HasSuffix(f.Config, ".handle.0") || !strings.Contains(f.Message, "/static/*") {
 		t.Fatalf("path_guard.matcher_escape: %+v (reported: %v)", f, ok)
+	}
+	// A traversal out of the prefix into another route's: /static/../api/x is /api/x to Caddy.
+	toAPI := "\tpath_guard /static/*\n\thandle /api/* {\n\t\treverse_proxy " + upstream + "\n\t}\n\tfile_server"
+	if _, ok := codes(checkCaddyfile(t, checkSite("", toAPI)))["path_guard.matcher_escape"]; !ok {
+		t.Errorf("path_guard.matcher_escape not reported for a traversal into /api/:\n%s", toAPI)
 	}
 	for name, site := range map[string]string{
 		"no matcher":  "\tpath_guard\n\treverse_proxy " + upstream,
