@@ -9,12 +9,15 @@
 // alike). It refuses nothing an ordinary URL contains: dots inside names (a..b.txt, v1.2..3),
 // Unicode names, also with a look-alike slash between words (AC／DC, a∕b), a title that ends
 // in a letter and a colon (/wiki/A:), and anything in the query.
-// It imports nothing from Caddy.
+// It imports nothing from Caddy (golang.org/x/text's NFKC, which Caddy also uses, for drive
+// letters and colons written as look-alikes).
 package pathguard
 
 import (
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Reason says why a path was refused. The empty Reason means the path is safe.
@@ -330,6 +333,13 @@ func slashLike(r rune) bool {
 // (`AC／DC`, `a∕b`, `円＼100`) makes no traversal and passes, as does `…` (`...`).
 func checkUnicodeSegment(s string, followed bool) Reason {
 	n, changed := normalizeLookalikes(s)
+	if hasColon(n) {
+		// A drive root needs a colon: the letter or the colon may be a look-alike that NFKC
+		// makes ASCII (Ｃ U+FF23, ：U+FF1A, 𝐂, Ⓒ, ﹕...), so `Ｃ：/windows` is `C:/windows`.
+		if nf := norm.NFKC.String(n); nf != n { // NFKC is idempotent: checkSegments' second look stops here
+			n, changed = nf, true
+		}
+	}
 	if !changed {
 		return ""
 	}
@@ -340,6 +350,12 @@ func checkUnicodeSegment(s string, followed bool) Reason {
 		return ReasonLookalike
 	}
 	return ""
+}
+
+// hasColon reports whether s holds ':' or a rune that NFKC makes one (fullwidth ： U+FF1A,
+// small ﹕ U+FE55, vertical ︓ U+FE13). TestColonsMatchNFKC checks the list.
+func hasColon(s string) bool {
+	return strings.ContainsAny(s, ":\uff1a\ufe55\ufe13")
 }
 
 // normalizeLookalikes is s as a server that normalizes it reads it: look-alike dots as full
