@@ -93,6 +93,12 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("path_guard: suspicious_action %q: expected none or block", h.SuspiciousAction)
 	}
 	h.signals = (h.Signals == nil || *h.Signals) && app.classifier != nil && app.classifier.Detector != nil
+	if h.on {
+		app.OnValidate(func() {
+			h.checkRewriteAfter(ctx)
+			h.checkMatcherEscape(ctx)
+		})
+	}
 	h.blocked = make(map[pathguard.Reason]prometheus.Counter, len(pathguard.Reasons))
 	for _, r := range pathguard.Reasons {
 		h.blocked[r] = pathBlocked.WithLabelValues(string(r))

@@ -900,3 +900,89 @@ func TestAdminBanInShadowModeIsInfo(t *testing.T) {
 		t.Fatalf("ip_reclassified of the ban: %v, want one at info with shadow true", logged)
 	}
 }
+
+// TestPathGuardRewriteAfter: a rewrite after path_guard that builds the path from the query
+// (rewrite /dl /files/{query.f}) hands the upstream the client's `..`, which path_guard never
+// judged; the configuration is path_guard.rewrite_after at the rewrite. Written in a route after
+// the rewrite, path_guard judges the rewritten path and the upstream sees no traversal.
+func TestPathGuardRewriteAfter(t *testing.T) {
+	upstream, seen := recordingUpstream(t)
+	bad := "\tpath_guard\n\trewrite /dl /files/{query.f}\n\treverse_proxy " + upstream + "\n"
+	t.Run("after", func(t *testing.T) {
+		addr, _ := guardCaddy(t, bad)
+		if status, _, body := rawGet(t, addr, "/dl?f=..%2f..%2fetc%2fpasswd"); status != http.StatusOK || !strings.HasPrefix(body, "upstream /files/../../etc/passwd") {
+			t.Fatalf("the layout the finding reports: %d %q (the upstream should see the traversal)", status, body)
+		}
+	})
+	f, ok := codes(checkCaddyfile(t, checkSite("", bad)))["path_guard.rewrite_after"]
+	if !ok || f.Severity != Warning || !strings.HasSuffix(f.Config, ".handle.0") || !strings.Contains(f.Message, "{http.request.uri.query.f}") {
+		t.Fatalf("path_guard.rewrite_after: %+v (reported: %v)", f, ok)
+	}
+
+	fixed := "\troute {\n\t\trewrite /dl /files/{query.f}\n\t\tpath_guard\n\t\treverse_proxy " + upstream + "\n\t}\n"
+	t.Run("before", func(t *testing.T) {
+		addr, _ := guardCaddy(t, fixed)
+		n := len(seen())
+		for _, q := range []string{"..%2f..%2fetc%2fpasswd", "%2e%2e/x", "..%5cx"} {
+			if status, _, body := rawGet(t, addr, "/dl?f="+q); status != http.StatusBadRequest {
+				t.Errorf("?f=%s: %d %q, want 400", q, status, body)
+			}
+		}
+		if got := seen()[n:]; len(got) != 0 {
+			t.Errorf("the upstream received %q", got)
+		}
+		if status, _, body := rawGet(t, addr, "/dl?f=report.pdf"); status != http.StatusOK || body != "upstream /files/report.pdf?f=report.pdf" {
+			t.Errorf("an ordinary file: %d %q", status, body)
+		}
+	})
+	if f, ok := codes(checkCaddyfile(t, checkSite("", fixed)))["path_guard.rewrite_after"]; ok {
+		t.Errorf("reported on the fixed layout: %+v", f)
+	}
+	// Nor one that only a file_server follows, which keeps the path under its root.
+	toFiles := "\tpath_guard\n\trewrite /dl /files/{query.f}\n\tfile_server\n"
+	if f, ok := codes(checkCaddyfile(t, checkSite("", toFiles)))["path_guard.rewrite_after"]; ok {
+		t.Errorf("reported before a file_server: %+v", f)
+	}
+	// A rewrite from the path only is not reported.
+	fromPath := "\tpath_guard\n\trewrite /old/* /new{path}?{query}\n\treverse_proxy " + upstream + "\n"
+	if f, ok := codes(checkCaddyfile(t, checkSite("", fromPath)))["path_guard.rewrite_after"]; ok {
+		t.Errorf("reported on a rewrite from the path: %+v", f)
+	}
+}
+
+// TestPathGuardMatcherEscape: `path_guard /static/*` in front of a reverse_proxy for every
+// path lets a traversal out of /static/ through to the upstream (Caddy's path matcher cleans
+// /static/../../etc/passwd to /etc/passwd, so path_guard does not run); the configuration is
+// path_guard.matcher_escape. Layouts where the escaping request meets a path_guard first, or
+// no proxy, are not reported.
+func TestPathGuardMatcherEscape(t *testing.T) {
+	upstream, _ := recordingUpstream(t)
+	bad := "\tpath_guard /static/*\n\treverse_proxy " + upstream + "\n"
+	t.Run("escape", func(t *testing.T) {
+		addr, _ := guardCaddy(t, bad)
+		if status, _, body := rawGet(t, addr, "/static/../../etc/passwd"); status != http.StatusOK || body != "upstream /static/../../etc/passwd" {
+			t.Fatalf("the layout the finding reports: %d %q (the upstream should see the traversal)", status, body)
+		}
+	})
+	f, ok := codes(checkCaddyfile(t, checkSite("", bad)))["path_guard.matcher_escape"]
+	if !ok || f.Severity != Warning || !strings.HasSuffix(f.Config, ".handle.0") || !strings.Contains(f.Message, "/static/*") {
+		t.Fatalf("path_guard.matcher_escape: %+v (reported: %v)", f, ok)
+	}
+	// A traversal out of the prefix into another route's: /static/../api/x is /api/x to Caddy.
+	toAPI := "\tpath_guard /static/*\n\thandle /api/* {\n\t\treverse_proxy " + upstream + "\n\t}\n\tfile_server"
+	if _, ok := codes(checkCaddyfile(t, checkSite("", toAPI)))["path_guard.matcher_escape"]; !ok {
+		t.Errorf("path_guard.matcher_escape not reported for a traversal into /api/:\n%s", toAPI)
+	}
+	for name, site := range map[string]string{
+		"no matcher":  "\tpath_guard\n\treverse_proxy " + upstream,
+		"one handle":  "\thandle /static/* {\n\t\tpath_guard\n\t\treverse_proxy " + upstream + "\n\t}\n\trespond other",
+		"proxy too":   "\tpath_guard /static/*\n\treverse_proxy /static/* " + upstream + "\n\trespond other",
+		"file_server": "\tpath_guard /static/*\n\tfile_server",
+		"disjoint": "\t@legacy path /fr/* /de/*\n\t@rest not path /fr/* /de/*\n\tpath_guard @legacy {\n\t\tallow invalid_utf8\n\t}\n" +
+			"\tpath_guard @rest\n\treverse_proxy " + upstream,
+	} {
+		if f, ok := codes(checkCaddyfile(t, checkSite("", site)))["path_guard.matcher_escape"]; ok {
+			t.Errorf("%s: reported: %+v", name, f)
+		}
+	}
+}

@@ -1,19 +1,23 @@
 // Package pathguard decides whether a request path is safe to hand to code that maps URLs to
 // files or forwards them upstream: it refuses traversal in every encoding attackers use
 // (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
-// Unicode look-alikes of dots and separators that normalize to a `..` segment), backslashes,
+// Unicode look-alikes of dots and separators that normalize to a `..` segment, the yen and won
+// signs Windows reads as `\` in Japanese and Korean code pages), backslashes,
 // NUL and control bytes, Windows drive paths (a `C:` segment followed by a separator), and,
 // unless allowed, encoded slashes, `;` path parameters and other bytes that are not UTF-8
 // (sent raw or encoded: a proxy sends raw bytes on encoded, so both reach the next server
 // alike). It refuses nothing an ordinary URL contains: dots inside names (a..b.txt, v1.2..3),
 // Unicode names, also with a look-alike slash between words (AC／DC, a∕b), a title that ends
 // in a letter and a colon (/wiki/A:), and anything in the query.
-// It imports nothing from Caddy.
+// It imports nothing from Caddy (golang.org/x/text's NFKC, which Caddy also uses, for drive
+// letters and colons written as look-alikes).
 package pathguard
 
 import (
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Reason says why a path was refused. The empty Reason means the path is safe.
@@ -309,10 +313,17 @@ func dots(r rune) int {
 	return 0
 }
 
-// slashLike are runes that NFKC normalization (／ U+FF0F, ＼ U+FF3C, ﹨ U+FE68) or lax servers
-// (∕ U+2215, ⁄ U+2044, ∖ U+2216) turn into a separator.
+// slashLike are runes that NFKC normalization (／ U+FF0F, ＼ U+FF3C, ﹨ U+FE68), lax servers
+// (∕ U+2215, ⁄ U+2044, ∖ U+2216) or Windows' best-fit conversion to a legacy code page turn
+// into a separator: ¥ U+00A5 is byte 0x5C, `\`, in the Japanese code page (932) and ₩ U+20A9
+// in the Korean one (949), so a Windows application that hands a path to an ANSI file API
+// there reads `..¥..¥windows` as `..\..\windows` (the "WorstFit" attacks).
 func slashLike(r rune) bool {
-	return r == '\uff0f' || r == '\u2215' || r == '\u2044' || r == '\uff3c' || r == '\u2216' || r == '\ufe68'
+	switch r {
+	case '\uff0f', '\u2215', '\u2044', '\uff3c', '\u2216', '\ufe68', '\u00a5', '\u20a9':
+		return true
+	}
+	return false
 }
 
 // checkUnicodeSegment refuses a non-ASCII segment (followed by another segment or not) that a
@@ -322,6 +333,13 @@ func slashLike(r rune) bool {
 // (`AC／DC`, `a∕b`, `円＼100`) makes no traversal and passes, as does `…` (`...`).
 func checkUnicodeSegment(s string, followed bool) Reason {
 	n, changed := normalizeLookalikes(s)
+	if hasColon(n) {
+		// A drive root needs a colon: the letter or the colon may be a look-alike that NFKC
+		// makes ASCII (Ｃ U+FF23, ：U+FF1A, 𝐂, Ⓒ, ﹕...), so `Ｃ：/windows` is `C:/windows`.
+		if nf := norm.NFKC.String(n); nf != n { // NFKC is idempotent: checkSegments' second look stops here
+			n, changed = nf, true
+		}
+	}
 	if !changed {
 		return ""
 	}
@@ -332,6 +350,12 @@ func checkUnicodeSegment(s string, followed bool) Reason {
 		return ReasonLookalike
 	}
 	return ""
+}
+
+// hasColon reports whether s holds ':' or a rune that NFKC makes one (fullwidth ： U+FF1A,
+// small ﹕ U+FE55, vertical ︓ U+FE13). TestColonsMatchNFKC checks the list.
+func hasColon(s string) bool {
+	return strings.ContainsAny(s, ":\uff1a\ufe55\ufe13")
 }
 
 // normalizeLookalikes is s as a server that normalizes it reads it: look-alike dots as full

@@ -157,6 +157,13 @@ func TestCheckReasons(t *testing.T) {
 		{"/x/foo;a\uff0f../y", Options{AllowPathParams: true}, ReasonLookalike}, // parameters end at the separator
 		{"/x/\u2025\uff0fx", Options{}, ReasonLookalike},                        // ‥／x
 		{"/x/\uff0e\uff0e\uff3cx", Options{}, ReasonLookalike},                  // ．．＼x
+		{"/x/..\u00a5..\u00a5windows\u00a5win.ini", Options{}, ReasonLookalike}, // ¥ is \ in code page 932
+		{"/x/..%C2%A5x", Options{}, ReasonLookalike},
+		{"/x/..%E2%82%A9..%E2%82%A9x", Options{}, ReasonLookalike}, // ₩ is \ in code page 949
+		{"/x/C:%C2%A5windows", Options{}, ReasonLookalike},
+		{"/x/%E5%86%86%C2%A5100", Options{}, ""}, // 円¥100: between names
+		{"/x/100%C2%A5", Options{}, ""},
+		{"/x/%E2%82%A91000", Options{}, ""},
 		{"/x/a\u2215..\u2215b", Options{}, ReasonLookalike},
 		{"/x/C:\uff0fwindows", Options{}, ReasonLookalike}, // a drive root, through a look-alike
 		{"/x/a\uff0fC:/windows", Options{}, ReasonLookalike},
@@ -312,6 +319,54 @@ func TestRawAndForwardedFormsAgree(t *testing.T) {
 		fwd := u.EscapedPath()
 		if got, want := Check(p, Options{}), Check(fwd, Options{}); (got == "") != (want == "") {
 			t.Errorf("Check(%q) = %q, but the forwarded form %q gives %q", p, got, fwd, want)
+		}
+	}
+}
+
+// TestColonsMatchNFKC: hasColon knows every rune NFKC makes a colon, and a drive root written
+// with a look-alike letter or colon (any rune NFKC makes a single ASCII letter, any rune it
+// makes ':') is refused with a separator after it, and passes at the end of the path, as
+// `/wiki/A:` does.
+func TestColonsMatchNFKC(t *testing.T) {
+	var colons, letters []rune
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if r >= 0xd800 && r <= 0xdfff {
+			continue
+		}
+		nf := norm.NFKC.String(string(r))
+		if nf == ":" {
+			colons = append(colons, r)
+			if !hasColon(string(r)) {
+				t.Errorf("hasColon(%U) = false, NFKC gives ':'", r)
+			}
+		}
+		if len(nf) == 1 && isLetter(nf[0]) {
+			letters = append(letters, r)
+		}
+	}
+	if len(colons) == 0 || len(letters) < 100 {
+		t.Fatalf("%d colons, %d letters", len(colons), len(letters))
+	}
+	for _, c := range append(colons, ':') {
+		for _, l := range append(letters, 'C') {
+			if l == 'C' && c == ':' {
+				continue
+			}
+			drive := string(l) + string(c)
+			esc := (&url.URL{Path: "/x/" + drive + "/windows/win.ini"}).EscapedPath()
+			for _, p := range []string{"/x/" + drive + "/windows/win.ini", esc, "/x/" + drive + "\uff0fwindows"} {
+				if got := Check(p, Options{}); got != ReasonLookalike {
+					t.Fatalf("Check(%q) = %q, want %q", p, got, ReasonLookalike)
+				}
+			}
+			if got := Check("/wiki/"+drive, Options{}); got != "" {
+				t.Fatalf("Check(%q) = %q, want it to pass (a drive name at the end)", "/wiki/"+drive, got)
+			}
+		}
+	}
+	for _, p := range []string{"/ja/%E6%99%82%E5%88%BB%EF%BC%9A12", "/x/%EF%BC%A1%EF%BC%A2%EF%BC%9A/y", "/x/%E2%84%85%EF%BC%9Ax"} {
+		if got := Check(p, Options{}); got != "" {
+			t.Errorf("Check(%q) = %q, want it to pass", p, got)
 		}
 	}
 }
