@@ -378,7 +378,7 @@ func TestFailoverStoreIsBoundedByTheTimeoutWhenRedisIsSlow(t *testing.T) {
 	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
 	mustAllow(t, s, "p", "warm", l)
 
-	sleepRedis(t, r, 3*time.Second)
+	r.Sleep(t, 3*time.Second)
 	ld := startLoad(s, 8, l)
 	time.Sleep(time.Second)
 	ld.finish()
@@ -447,7 +447,7 @@ func TestFailoverStoreCallerCancellationIsNotAFailure(t *testing.T) {
 		}
 	}
 	// Callers that leave while Redis is busy.
-	sleepRedis(t, r, time.Second)
+	r.Sleep(t, time.Second)
 	var wg sync.WaitGroup
 	for range 5 {
 		wg.Go(func() {

@@ -344,25 +344,12 @@ func TestRedisStoreReloadsTheScriptAfterFlush(t *testing.T) {
 	}
 }
 
-// sleepRedis blocks the whole server for d with DEBUG SLEEP from its own connection, and
-// returns once the server is asleep.
-func sleepRedis(t testing.TB, r *testenv.Redis, d time.Duration) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { _, err := r.Do("DEBUG", "SLEEP", fmt.Sprintf("%.3f", d.Seconds())); done <- err }()
-	select {
-	case err := <-done:
-		t.Fatalf("DEBUG SLEEP returned at once (%v): start Redis with --enable-debug-command yes", err)
-	case <-time.After(100 * time.Millisecond):
-	}
-}
-
 func TestRedisStoreHonoursTheCallersDeadline(t *testing.T) {
 	r := testenv.StartRedis(t, "--enable-debug-command", "yes")
 	s := newTestStore(t, r, RedisOptions{})
 	l := Limit{Rate: 1, Period: time.Second, Burst: 1}
 	mustAllow(t, s, "p", "warm", l) // connection and script in place
-	sleepRedis(t, r, 2*time.Second)
+	r.Sleep(t, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
