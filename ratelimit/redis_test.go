@@ -107,30 +107,47 @@ func TestRedisStoreAdmitsExactlyBurstUnderConcurrency(t *testing.T) {
 	}
 }
 
-// hammer sends requests for keys from every store in stores, from 8 goroutines per store,
-// until window has passed, and returns how many each key was admitted and the elapsed time.
-func hammerStores(t *testing.T, stores []Store, keys []string, l Limit, window time.Duration) (map[string]int64, time.Duration) {
+// hammerStores sends requests for keys from every store in stores, from 8 goroutines per
+// store, until window has passed and, when drain is set, until every key has been refused once
+// (its burst is spent: on a loaded machine a window alone can end before some keys were asked
+// enough, or at all); it returns how many each key was admitted and the elapsed time.
+func hammerStores(t *testing.T, stores []Store, keys []string, l Limit, window time.Duration, drain bool) (map[string]int64, time.Duration) {
 	t.Helper()
 	var mu sync.Mutex
 	admitted := make(map[string]int64)
+	refused := make([]atomic.Bool, len(keys))
+	drained := func() bool {
+		for i := range refused {
+			if !refused[i].Load() {
+				return false
+			}
+		}
+		return true
+	}
 	var errs atomic.Int64
 	start := time.Now()
+	more := func() bool {
+		since := time.Since(start)
+		return since < window || drain && since < 30*time.Second && !drained()
+	}
 	var wg sync.WaitGroup
 	for _, s := range stores {
 		for g := range 8 {
 			wg.Go(func() {
-				for i := g; time.Since(start) < window; i++ {
+				for i := g; more(); i++ {
 					key := keys[i%len(keys)]
 					res, err := s.Allow(context.Background(), "hammer", key, l)
 					if err != nil {
 						errs.Add(1)
 						continue
 					}
-					if res.Allowed {
-						mu.Lock()
-						admitted[key]++
-						mu.Unlock()
+					if !res.Allowed {
+						refused[i%len(keys)].Store(true)
+						continue
 					}
+					mu.Lock()
+					admitted[key]++
+					mu.Unlock()
 				}
 			})
 		}
@@ -139,6 +156,9 @@ func hammerStores(t *testing.T, stores []Store, keys []string, l Limit, window t
 	elapsed := time.Since(start)
 	if errs.Load() != 0 {
 		t.Fatalf("%d requests failed", errs.Load())
+	}
+	if drain && !drained() {
+		t.Fatalf("some keys were never refused in %v", elapsed)
 	}
 	return admitted, elapsed
 }
@@ -172,7 +192,7 @@ func TestRedisStoreInstancesShareOneLimit(t *testing.T) {
 	}
 	l := Limit{Rate: 20, Period: time.Second, Burst: 5}
 	keys := []string{"a", "b", "c", "d"}
-	admitted, elapsed := hammerStores(t, stores, keys, l, time.Second)
+	admitted, elapsed := hammerStores(t, stores, keys, l, time.Second, true)
 	checkAdmitted(t, admitted, keys, l, elapsed)
 }
 
@@ -187,7 +207,7 @@ func TestRedisStoreClusterInstancesShareOneLimit(t *testing.T) {
 	for i := range 30 {
 		keys = append(keys, fmt.Sprintf("client-%d", i))
 	}
-	admitted, elapsed := hammerStores(t, stores, keys, l, time.Second)
+	admitted, elapsed := hammerStores(t, stores, keys, l, time.Second, true)
 	checkAdmitted(t, admitted, keys, l, elapsed)
 
 	// The keys really are spread over the three masters.
