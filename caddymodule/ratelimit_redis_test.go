@@ -229,6 +229,8 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 	if n, err := r.Do("EXISTS", "hardening:rl:{login:back}"); err != nil || n != int64(1) {
 		t.Fatalf("after the return, the bucket is in Redis: %v %v", n, err)
 	}
+	// The event follows the switch (the limiter's probe may have made it, beside the requests).
+	testenv.WaitFor(t, 5*time.Second, "the second store_failover event", func() bool { return len(securityLogs(c, EventStoreFailover)) > 1 })
 	if logs := securityLogs(c, EventStoreFailover); len(logs) != 2 || logs[1].Str("to") != storeModeRedis {
 		t.Fatalf("want a second store_failover event back to redis, got %v", logs)
 	}
