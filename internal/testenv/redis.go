@@ -287,9 +287,12 @@ func (r *Redis) signal(sig syscall.Signal) {
 // the server's socket before the PING's connection was made, the server runs it first, so from
 // then on every command of the test waits for the sleep (a goroutine that sends the command
 // and a pause that guesses when it arrived is neither: on a loaded machine the command came
-// after the test's). The channel gets the command's result when the server wakes.
+// after the test's). The channel gets the command's result when the server wakes. The server
+// is killed when the test ends, before the cleanups registered earlier run (a client's Close
+// would otherwise wait for the sleep to end).
 func (r *Redis) Sleep(t testing.TB, d time.Duration) <-chan error {
 	t.Helper()
+	t.Cleanup(r.Kill)
 	conn, err := net.DialTimeout("tcp", r.Addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("DEBUG SLEEP: %v", err)
