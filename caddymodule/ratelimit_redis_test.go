@@ -263,7 +263,9 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	r := testenv.StartRedis(t)
 	r.Kill()
 	block, url := site(t, "\tpolicy_rate_limit login")
-	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 5/1s burst 5")+block)
+	// 5 an hour: the 6th and 7th requests below are refused however slowly the machine sends
+	// them (at 5/1s a token came back every 200 ms, and a stall let the 6th in).
+	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 5/1h burst 5")+block)
 	lim := activeApp(t).limiter
 	testenv.WaitFor(t, 5*time.Second, "memory-fallback before any request", func() bool { return lim.mode() == storeModeFallback })
 	if st := lim.status(); st.Status != HealthWarn {
