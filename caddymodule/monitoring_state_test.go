@@ -157,12 +157,14 @@ func TestMonitoringChangedCheckResumesOnReload(t *testing.T) {
 	defer other.Close()
 	defer close(release) // first: lets the hanging runs end before the servers close
 	key, digest := newKey(t)
-	cf, base := monitoringSite(t, "", fmt.Sprintf("check http app %s {\ninterval 5s\ntimeout 2s\ncritical\n}\napi_keys %s", up.URL, digest))
+	cf, base := monitoringSite(t, "", fmt.Sprintf("check http app %s {\ninterval 30s\ntimeout 20s\ncritical\n}\napi_keys %s", up.URL, digest))
 	c := testcaddy.StartCaddy(t, cf)
 	waitFor(t, "ready", func() bool { return call(t, "GET", base+"ready", "").code == 200 })
 
-	hang.Store(true) // from now on a run lasts its whole timeout
-	if err := c.Load(strings.Replace(cf, "interval 5s", "interval 6s", 1)); err != nil {
+	// From now on a run lasts its whole timeout (20 s: the checks below, however slow the
+	// machine, come before the new check's first run ends).
+	hang.Store(true)
+	if err := c.Load(strings.Replace(cf, "interval 30s", "interval 31s", 1)); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 10; i++ {

@@ -183,10 +183,17 @@ func (c *Check) Start() {
 	if !c.started.CompareAndSwap(false, true) {
 		return
 	}
+	// Stop cancels a run in progress: a reload or a shutdown does not wait for a dependency
+	// that does not answer (up to the check's timeout, for each check it stops).
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.stop
+		cancel()
+	}()
 	go func() {
 		defer close(c.done)
 		for {
-			c.RunOnce(context.Background())
+			c.RunOnce(ctx)
 			jitter := time.Duration((rand.Float64()*2 - 1) * jitterFraction * float64(c.cfg.Interval))
 			t := time.NewTimer(c.cfg.Interval + jitter)
 			select {
@@ -199,8 +206,10 @@ func (c *Check) Start() {
 	}()
 }
 
-// Stop ends the schedule, waits for a run in progress (bounded by the timeout) and closes
-// the checker if it holds connections. A check that was never started just closes.
+// Stop ends the schedule, cancels a run in progress and waits for it to return (bounded by
+// the timeout, for a checker that ignores its context), and closes the checker if it holds
+// connections. A run cut short by Stop is no result. A check that was never started just
+// closes.
 func (c *Check) Stop() {
 	c.stopOnce.Do(func() {
 		close(c.stop)
@@ -219,14 +228,15 @@ func (c *Check) Stop() {
 // Stopped is closed when a started check's goroutine has ended.
 func (c *Check) Stopped() <-chan struct{} { return c.done }
 
-// RunOnce probes the dependency once, within the timeout, and records the result.
-func (c *Check) RunOnce(ctx context.Context) State {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+// RunOnce probes the dependency once, within the timeout, and records the result. A run
+// whose ctx ends before it does (Stop, for a started check) records nothing.
+func (c *Check) RunOnce(parent context.Context) State {
+	ctx, cancel := context.WithTimeout(parent, c.cfg.Timeout)
 	start := time.Now()
 	out := c.checker.Check(ctx)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
-	if out.Abandoned {
+	if out.Abandoned || parent.Err() != nil {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.state

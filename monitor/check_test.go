@@ -3,6 +3,8 @@ package monitor
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -183,5 +185,52 @@ func TestResume(t *testing.T) {
 	fresh.Resume(never.State())
 	if st := fresh.State(); st.Up || st.Checked || st.Output != "not checked yet" {
 		t.Fatalf("resumed from a check that never ran: %+v", st)
+	}
+}
+
+// TestStopCancelsARunInProgress: stopping a check (a reload that drops or changes it, a
+// shutdown) cuts short a run that waits for a dependency that does not answer, instead of
+// waiting out the check's timeout (a reload took 19 s with a 20 s timeout), and the run cut
+// short is no result.
+func TestStopCancelsARunInProgress(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	checker, err := NewHTTPChecker(HTTPOptions{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCheck(Config{Name: "hang", Interval: 2 * time.Hour, Timeout: time.Hour}, checker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results atomic.Int64
+	c.OnResult = func(State, bool) { results.Add(1) }
+	c.Start()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first run did not reach the dependency")
+	}
+	stopped := make(chan struct{})
+	go func() { c.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop waits for the run in progress (its timeout is an hour)")
+	}
+	if st := c.State(); results.Load() != 0 || st.Checked || st.Runs != 0 {
+		t.Fatalf("the run Stop cut short was recorded: %d results, state %+v", results.Load(), st)
 	}
 }

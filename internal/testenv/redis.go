@@ -214,13 +214,16 @@ func (r *Redis) log() string {
 }
 
 // pingRaw speaks just enough RESP to know the server answers, without a client pool.
-func pingRaw(addr string) error {
+func pingRaw(addr string) error { return pingWithin(addr, 500*time.Millisecond) }
+
+// pingWithin is pingRaw with a bound on the answer.
+func pingWithin(addr string, timeout time.Duration) error {
 	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(500 * time.Millisecond))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
 		return err
 	}
@@ -276,6 +279,49 @@ func (r *Redis) signal(sig syscall.Signal) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	_ = cmd.Process.Kill()
+}
+
+// Sleep blocks the whole server for d with DEBUG SLEEP (start it with --enable-debug-command
+// yes) and returns once the server sleeps: the command is written on a connection of its own,
+// then PINGs are sent on fresh connections until one goes unanswered. Since the command was in
+// the server's socket before the PING's connection was made, the server runs it first, so from
+// then on every command of the test waits for the sleep (a goroutine that sends the command
+// and a pause that guesses when it arrived is neither: on a loaded machine the command came
+// after the test's). The channel gets the command's result when the server wakes. The server
+// is killed when the test ends, before the cleanups registered earlier run (a client's Close
+// would otherwise wait for the sleep to end).
+func (r *Redis) Sleep(t testing.TB, d time.Duration) <-chan error {
+	t.Helper()
+	t.Cleanup(r.Kill)
+	conn, err := net.DialTimeout("tcp", r.Addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+	if _, err := fmt.Fprintf(conn, "DEBUG SLEEP %.3f\r\n", d.Seconds()); err != nil {
+		conn.Close()
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(d + time.Minute))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		if err == nil && !strings.HasPrefix(line, "+OK") {
+			err = fmt.Errorf("DEBUG SLEEP: %s", strings.TrimSpace(line))
+		}
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); pingWithin(r.Addr, 50*time.Millisecond) == nil; {
+		select {
+		case err := <-done:
+			t.Fatalf("DEBUG SLEEP returned at once (%v): start Redis with --enable-debug-command yes", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Redis still answers PING 10 s after DEBUG SLEEP was sent")
+		}
+	}
+	return done
 }
 
 // Restart starts the server again on the same port (after Stop or Kill). The data is gone:

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRedisStopKillRestartKeepThePort(t *testing.T) {
@@ -70,5 +71,21 @@ func TestMissingBinary(t *testing.T) {
 	out, err = child("1")
 	if err == nil || !strings.Contains(out, "--- FAIL") || !strings.Contains(out, "CI is set") {
 		t.Fatalf("with CI: want a failure, got %v:\n%s", err, out)
+	}
+}
+
+// TestRedisSleepReturnsOnceAsleep: when Sleep returns, the server no longer answers, and the
+// channel reports the wake-up.
+func TestRedisSleepReturnsOnceAsleep(t *testing.T) {
+	r := StartRedis(t, "--enable-debug-command", "yes")
+	woke := r.Sleep(t, time.Second)
+	if err := pingWithin(r.Addr, 100*time.Millisecond); err == nil {
+		t.Fatal("Redis answered PING right after Sleep returned")
+	}
+	if err := <-woke; err != nil {
+		t.Fatalf("DEBUG SLEEP: %v", err)
+	}
+	if err := pingRaw(r.Addr); err != nil {
+		t.Fatalf("PING after the sleep: %v", err)
 	}
 }
