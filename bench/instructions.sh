@@ -13,7 +13,9 @@
 #
 # Settings (environment): N=10000; CONFIGS (names of bench/configs/<name>.caddyfile, default
 # below); each runs on this checkout's build, and `bare` and the static_* configurations also
-# on bench/barecaddy's. Needs valgrind (Debian: apt-get install valgrind). Go's asynchronous
+# on bench/barecaddy's. Configurations that proxy (`proxy`, `breaker_closed`, `full`) get an
+# upstream, a bare Caddy answering "ok" outside valgrind; compare them with `proxy`, which runs
+# on this checkout's build: CONFIGS="proxy breaker_closed" bench/instructions.sh Needs valgrind (Debian: apt-get install valgrind). Go's asynchronous
 # preemption is turned off (GODEBUG=asyncpreemptoff=1) and GOMAXPROCS=1: callgrind stops on
 # the runtime's preemption signals otherwise. cpu.rdtscp=off keeps Go's runtime.cputicks off
 # RDTSCP, which valgrind 3.19 does not know (SIGILL under lock contention).
@@ -25,13 +27,33 @@ CONFIGS=${CONFIGS:-"bare mem_admit mem_deny static_deny sechdr header"}
 
 tmp=$(mktemp -d)
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+upstream=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  [ -n "$upstream" ] && kill "$upstream" 2>/dev/null
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 echo "building ./cmd/caddy, bench/barecaddy and bench/instrclient" >&2
 go build -o "$tmp/ours" ./cmd/caddy
 (cd bench/barecaddy && go build -o "$tmp/bare" .)
 go build -o "$tmp/client" ./bench/instrclient
+
+# free_port: a free loopback port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Configurations that proxy (proxy, breaker_closed, full) need an upstream on {$UPSTREAM}: bare
+# Caddy answering "ok", started once, outside valgrind (its instructions are not counted).
+if grep -qF '{$UPSTREAM}' $(for c in $CONFIGS; do echo "bench/configs/$c.caddyfile"; done); then
+  UPSTREAM=$(free_port)
+  export UPSTREAM
+  PORT=$UPSTREAM "$tmp/bare" run --config bench/configs/bare.caddyfile --adapter caddyfile >"$tmp/upstream.log" 2>&1 &
+  upstream=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UPSTREAM/" && break; sleep 0.1; done
+fi
 
 # status <config>: what every request to it must get.
 status() {
@@ -45,7 +67,7 @@ status() {
 # count <binary> <config>: instructions per request.
 count() {
   local bin=$1 cfg=$2 port out st
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+  port=$(free_port)
   out="$tmp/callgrind.$cfg.$(basename "$bin")"
   st=$(status "$cfg")
   PORT=$port GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off GOMAXPROCS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
@@ -66,7 +88,7 @@ echo "|---|---|---|---|"
 echo "| bare | bare Caddy | $base | 1.000 |"
 for cfg in $CONFIGS; do
   builds="ours"
-  case $cfg in bare) builds="ours" ;; static_* | header | header_uuid | respond_503 | proxy) builds="bare" ;; esac
+  case $cfg in bare) builds="ours" ;; static_* | header | header_uuid | respond_503) builds="bare" ;; esac
   for b in $builds; do
     n=$(count "$tmp/$b" "$cfg")
     label="this checkout"; [ "$b" = bare ] && label="bare Caddy"
