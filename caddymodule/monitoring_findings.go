@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -249,24 +250,38 @@ func guardBefore(chain []chainStep, req *http.Request, at string) string {
 
 // guardIn is guardBefore for routes off the chain: every matching route, in order.
 func guardIn(routes caddyhttp.RouteList, req *http.Request, at string) string {
-	groups := map[string]bool{}
-	for i, r := range routes {
-		if r.Group != "" && groups[r.Group] || !routeMatches(r, req) {
-			continue
-		}
-		if r.Group != "" {
-			groups[r.Group] = true
-		}
-		for j, h := range r.Handlers {
-			if g := guardHandler(h, req, at+"."+strconv.Itoa(i)+".handle."+strconv.Itoa(j)); g != "" {
-				return g
-			}
-		}
-		if r.Terminal {
-			break
+	for p, h := range servedHandlers(routes, req, at) {
+		if g := guardHandler(h, req, p); g != "" {
+			return g
 		}
 	}
 	return ""
+}
+
+// servedHandlers yields the handlers that serving req would run from routes, in order, with
+// their config paths (at.<route>.handle.<handler>): those of every route whose matchers take
+// req (of a group, the first one only), up to a matched terminal route. Subroutes are yielded,
+// not entered; a caller that follows a rewrite applies it to req itself.
+func servedHandlers(routes caddyhttp.RouteList, req *http.Request, at string) iter.Seq2[string, caddyhttp.MiddlewareHandler] {
+	return func(yield func(string, caddyhttp.MiddlewareHandler) bool) {
+		groups := map[string]bool{}
+		for i, r := range routes {
+			if r.Group != "" && groups[r.Group] || !routeMatches(r, req) {
+				continue
+			}
+			if r.Group != "" {
+				groups[r.Group] = true
+			}
+			for j, h := range r.Handlers {
+				if !yield(at+"."+strconv.Itoa(i)+".handle."+strconv.Itoa(j), h) {
+					return
+				}
+			}
+			if r.Terminal {
+				return
+			}
+		}
+	}
 }
 
 // guardHandler returns at when h is a blocking path_guard, looks into a subroute, and applies

@@ -142,32 +142,19 @@ func proxyBeforeGuard(routes caddyhttp.RouteList, req *http.Request, at string) 
 // firstProxyOrGuard returns the first reverse_proxy's config path ("" when the first of the two
 // is a path_guard) and whether either was met.
 func firstProxyOrGuard(routes caddyhttp.RouteList, req *http.Request, at string) (string, bool) {
-	groups := map[string]bool{}
-	for i, r := range routes {
-		if r.Group != "" && groups[r.Group] || !routeMatches(r, req) {
-			continue
-		}
-		if r.Group != "" {
-			groups[r.Group] = true
-		}
-		for j, hh := range r.Handlers {
-			p := at + "." + strconv.Itoa(i) + ".handle." + strconv.Itoa(j)
-			switch hh := hh.(type) {
-			case *PathGuard:
-				return "", true
-			case *reverseproxy.Handler:
-				return p, true
-			case *caddyhttp.Subroute:
-				if proxy, met := firstProxyOrGuard(hh.Routes, req, p+".routes"); met {
-					return proxy, true
-				}
-			case *rewrite.Rewrite:
-				repl, _ := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-				hh.Rewrite(req, repl)
+	for p, hh := range servedHandlers(routes, req, at) {
+		switch hh := hh.(type) {
+		case *PathGuard:
+			return "", true
+		case *reverseproxy.Handler:
+			return p, true
+		case *caddyhttp.Subroute:
+			if proxy, met := firstProxyOrGuard(hh.Routes, req, p+".routes"); met {
+				return proxy, true
 			}
-		}
-		if r.Terminal {
-			break
+		case *rewrite.Rewrite:
+			repl, _ := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+			hh.Rewrite(req, repl)
 		}
 	}
 	return "", false

@@ -7,14 +7,10 @@
 //
 //	NODE_PATH=.ci/node/node_modules CHROMIUM=/usr/lib/chromium/chromium \
 //	  node browse_listing.js 'http://127.0.0.1:8080/dir/?filter=aaa' ...
-const { chromium } = require('playwright-core');
+const { launch } = require('./chromium');
 
 (async () => {
-	const browser = await chromium.launch({
-		executablePath: process.env.CHROMIUM,
-		args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-			'--disable-component-update', '--disable-sync'],
-	});
+	const browser = await launch();
 	const out = {};
 	try {
 		const context = await browser.newContext({ colorScheme: 'light' });

@@ -6,14 +6,10 @@
 //
 //	NODE_PATH=.ci/node/node_modules CHROMIUM=/usr/lib/chromium/chromium \
 //	  node permissions_policy.js 'http://127.0.0.1:8080/ok/0' ...
-const { chromium } = require('playwright-core');
+const { launch } = require('./chromium');
 
 (async () => {
-	const browser = await chromium.launch({
-		executablePath: process.env.CHROMIUM,
-		args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-			'--disable-component-update', '--disable-sync'],
-	});
+	const browser = await launch();
 	const out = {};
 	try {
 		for (const url of process.argv.slice(2)) {
