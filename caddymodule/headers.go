@@ -72,7 +72,8 @@ type SecurityHeaders struct {
 	// ReportTo is the Reporting API endpoint URL: it is sent as `Reporting-Endpoints:
 	// csp-endpoint="<url>"` and the policy gets `report-to csp-endpoint`. Browsers send these
 	// reports from HTTPS pages only; keep report_uri for the others. A `report-to` given in CSP
-	// too (or removed in CSPRemove) is refused.
+	// too (or removed in CSPRemove) is refused. An upstream's own Reporting-Endpoints is kept
+	// beside it (ours last, so csp-endpoint is ours), unless KeepUpstream lists the header.
 	ReportTo string `json:"report_to,omitempty"`
 
 	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in

@@ -355,6 +355,42 @@ func TestInjectPlaceholderThroughReverseProxy(t *testing.T) {
 	}
 }
 
+// TestReportingEndpointsKeepTheUpstreams: report_to's Reporting-Endpoints joins an upstream's
+// rather than replacing it (the app's own endpoints, for NEL or deprecation reports, stay), and
+// comes last, so its csp-endpoint wins over one the upstream names the same.
+func TestReportingEndpointsKeepTheUpstreams(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Reporting-Endpoints", `default="https://app.example/reports", csp-endpoint="https://app.example/csp"`)
+		_, _ = io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%[1]d {
+	bind 127.0.0.1
+	route /kept/* {
+		security_headers {
+			report_to https://edge.example/csp
+			keep_upstream Reporting-Endpoints
+		}
+		reverse_proxy %[2]s
+	}
+	security_headers {
+		report_to https://edge.example/csp
+	}
+	reverse_proxy %[2]s
+}
+`, port, up.Listener.Addr()))
+	for path, want := range map[string][]string{
+		"/":       {`default="https://app.example/reports", csp-endpoint="https://app.example/csp"`, `csp-endpoint="https://edge.example/csp"`},
+		"/kept/x": {`default="https://app.example/reports", csp-endpoint="https://app.example/csp"`},
+	} {
+		resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if got := resp.Header.Values("Reporting-Endpoints"); !slices.Equal(got, want) {
+			t.Errorf("%s: Reporting-Endpoints %q, want %q", path, got, want)
+		}
+	}
+}
+
 // TestPlaceholderGivingUpIsLogged: where placeholder mode cannot follow a page (a <font> in
 // SVG needs the whole tree builder), its later tags keep no nonce and the page's later scripts
 // are blocked; the operator hears of it with a WARN naming the page.

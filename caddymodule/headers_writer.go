@@ -165,9 +165,15 @@ func (sw *securityWriter) settle() {
 		if len(vals) < 2 || vals[0] != sw.ours[i] {
 			continue
 		}
-		if sw.h.keep[name] {
+		switch {
+		case sw.h.keep[name]:
 			hdr[name] = vals[1:]
-		} else {
+		case name == "Reporting-Endpoints":
+			// A dictionary: the upstream's endpoints stay for its own reports (NEL,
+			// deprecations), and ours goes last, where a recipient takes the last member of a
+			// name, so csp-endpoint is ours whatever the upstream says.
+			hdr[name] = append(vals[1:len(vals):len(vals)], vals[0])
+		default:
 			hdr[name] = vals[:1]
 		}
 	}
