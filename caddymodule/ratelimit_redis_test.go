@@ -23,6 +23,11 @@ import (
 // decides: under load the default 50 ms can time out, and the fallback decides instead.
 const slowRedisTimeout = "\n\t\trate_limit {\n\t\t\tstore_timeout 5s\n\t\t}"
 
+// slowRedisStore is slowRedisTimeout with the store the test runs on (memory or redis).
+func slowRedisStore(store string) string {
+	return "\n\t\trate_limit {\n\t\t\tstore " + store + "\n\t\t\tstore_timeout 5s\n\t\t}"
+}
+
 func redisPolicyConfig(redisLine, policy string) string {
 	return fmt.Sprintf(`{
 	hardening {
@@ -72,7 +77,7 @@ func TestRateLimitResetIsWhenQuotaGrows(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			block, url := site(t, "\tpolicy_rate_limit login")
-			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore "+store+"\n\t\t\tstore_timeout 5s\n\t\t}", "limit 5/1m burst 5")+block)
+			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisStore(store), "limit 5/1m burst 5")+block)
 			for i := range 5 {
 				got := getReply(t, url, "X-Client: reset-"+store)
 				rl := got.header.Get("RateLimit")
@@ -102,7 +107,7 @@ func TestRateLimitAdmitsTheBurstThenTheRate(t *testing.T) {
 			block, url := site(t, "\tpolicy_rate_limit login")
 			// store_timeout 5s: this is about exactness; on a loaded machine a 50 ms Redis call
 			// times out, and the fallback's own buckets would admit more.
-			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+"\n\t\trate_limit {\n\t\t\tstore "+store+"\n\t\t\tstore_timeout 5s\n\t\t}", "limit 20/1s burst 20")+block)
+			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisStore(store), "limit 20/1s burst 20")+block)
 			var admitted, other atomic.Int64
 			start := time.Now()
 			end := start.Add(2 * time.Second)
