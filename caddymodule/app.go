@@ -92,8 +92,9 @@ type App struct {
 	limiter    *limiterEntry // taken by the first policy_rate_limit handler
 	limiterKey string
 	// bucketSets are the sets of buckets this configuration's policy_rate_limit handlers
-	// decide in (a policy, or a route's own key): the in-memory stores it keeps when it starts.
-	bucketSets map[string]bool
+	// decide in (a policy, or a route's own key), each with the number of handlers that do:
+	// the in-memory stores it keeps when it starts, and the sets a request may meet twice.
+	bucketSets map[string]*int
 }
 
 // CaddyModule returns the Caddy module information.

@@ -78,11 +78,18 @@ type PolicyRateLimit struct {
 	// policy's name, or for a route whose key overrides the policy's its own set (see
 	// routeBucketSet).
 	bucketSet string
-	limiter   *limiterEntry
-	store     ratelimit.Store // the limiter's store for this policy (storeFor)
-	replies   [3]rowReplies   // by ipclass.Class
-	metrics   rateLimitMetrics
-	sampler   refusalSampler
+	// setHandlers counts this configuration's handlers that decide in bucketSet (all of them
+	// provisioned before the first request). Where it is more than one, a request may pass two
+	// of them (a site-wide line and the same policy in a handle block, a snippet imported
+	// twice): the first marks the request with decidedVar and the others let it through, so a
+	// request spends one request of its bucket, once.
+	setHandlers *int
+	decidedVar  string
+	limiter     *limiterEntry
+	store       ratelimit.Store // the limiter's store for this policy (storeFor)
+	replies     [3]rowReplies   // by ipclass.Class
+	metrics     rateLimitMetrics
+	sampler     refusalSampler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -125,9 +132,14 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		h.bucketSet = routeBucketSet(p.name, h.key)
 	}
 	if app.bucketSets == nil {
-		app.bucketSets = make(map[string]bool)
+		app.bucketSets = make(map[string]*int)
 	}
-	app.bucketSets[h.bucketSet] = true
+	if app.bucketSets[h.bucketSet] == nil {
+		app.bucketSets[h.bucketSet] = new(int)
+	}
+	h.setHandlers = app.bucketSets[h.bucketSet]
+	*h.setHandlers++
+	h.decidedVar = decidedVarPrefix + h.bucketSet
 	if empty := caddy.NewEmptyReplacer().ReplaceAll(h.key, ""); empty != h.key {
 		h.keyEmpty, h.keyHasEmpty = empty, true
 	}
@@ -174,7 +186,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 
 // ServeHTTP decides the request with the policy's row for the client's class.
 func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !h.on {
+	if !h.on || h.decidedBefore(r) {
 		return next.ServeHTTP(w, r)
 	}
 	class := h.app.ClassOf(r)
@@ -217,6 +229,23 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		h.replies[class].setHeaders(w.Header(), res, limit)
 	}
 	return h.serveNext(w, r, next)
+}
+
+// decidedVarPrefix begins the request variable that marks a set of buckets decided.
+const decidedVarPrefix = "hardening.ratelimit.decided."
+
+// decidedBefore reports whether another handler of the configuration already decided r in
+// this handler's set of buckets, and marks r decided otherwise. A set with one handler has
+// nothing to mark.
+func (h *PolicyRateLimit) decidedBefore(r *http.Request) bool {
+	if *h.setHandlers < 2 {
+		return false
+	}
+	if caddyhttp.GetVar(r.Context(), h.decidedVar) != nil {
+		return true
+	}
+	caddyhttp.SetVar(r.Context(), h.decidedVar, true)
+	return false
 }
 
 // serveNext runs the rest of the route for an admitted request, counted in flight when that

@@ -254,7 +254,9 @@ func (l *liveApps) settle() {
 		if sets[e.memory] == nil {
 			sets[e.memory] = make(map[string]bool)
 		}
-		maps.Copy(sets[e.memory], a.bucketSets)
+		for set := range a.bucketSets {
+			sets[e.memory][set] = true
+		}
 		maps.Copy(policies, a.ratePolicies())
 	}
 	for stores, keep := range sets {

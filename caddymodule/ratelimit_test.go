@@ -857,6 +857,38 @@ func TestRateLimitSeveralPoliciesListEachOne(t *testing.T) {
 	}
 }
 
+// TestRateLimitSamePolicyTwiceDecidesOnce: a request that passes two policy_rate_limit
+// handlers of one policy (a site-wide line and the same policy again in a handle block, or a
+// snippet imported twice) spends one request of its bucket, not two, and the RateLimit fields
+// list the policy once. A route's own key is another set of buckets and still decides.
+func TestRateLimitSamePolicyTwiceDecidesOnce(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login\n\thandle /x {\n\t\tpolicy_rate_limit login\n\t\tpolicy_rate_limit login {\n\t\t\tkey {header.X-User}\n\t\t}\n\t\trespond \"x\"\n\t}")
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		policy login {
+			limit 4/1h
+		}
+	}
+}
+`+block)
+	for i := range 4 {
+		r := getReply(t, url+"x", "X-User: alice")
+		if r.status != 200 {
+			t.Fatalf("request %d: %d, want 200: a policy of 4 an hour admits 4", i+1, r.status)
+		}
+		want := []string{`"login";q=4;w=3600`, `"login";q=4;w=3600`} // the client-IP set, then X-User's
+		if got := r.header.Values("RateLimit-Policy"); !slices.Equal(got, want) {
+			t.Fatalf("request %d: RateLimit-Policy %q; want %q (the client-IP buckets once, X-User's once)", i+1, got, want)
+		}
+		if got := r.header.Values("RateLimit"); len(got) != 2 || !strings.HasPrefix(got[0], fmt.Sprintf(`"login";r=%d;`, 3-i)) {
+			t.Fatalf("request %d: RateLimit %q; want r=%d first", i+1, got, 3-i)
+		}
+	}
+	if r := getReply(t, url+"x", "X-User: bob"); r.status != 429 {
+		t.Fatalf("fifth request: %d, want 429", r.status)
+	}
+}
+
 // TestRateLimitMessagePlaceholders: a message with placeholders is expanded for each refusal
 // (Caddyfile shorthands included) and JSON-escaped, so a request value cannot break the body.
 func TestRateLimitMessagePlaceholders(t *testing.T) {
