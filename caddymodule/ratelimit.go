@@ -269,10 +269,11 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 		return h.serveNext(w, r, next)
 	}
 	h.metrics.count(class, resultStoreFailedClosed)
-	w.Header().Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(res.RetryAfter)), 10))
+	retry := max(1, ceilSeconds(res.RetryAfter))
+	w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
 	return writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable",
 		"The rate limiter cannot decide right now; retry after the number of seconds in Retry-After.",
-		map[string]any{"policy": h.policy.name})
+		map[string]any{"policy": h.policy.name, "retry_after": retry})
 }
 
 // requestKey resolves the policy's key for r. A template whose placeholders are all empty

@@ -476,6 +476,11 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 					if ra, ct := rep.header.Get("Retry-After"), rep.header.Get("Content-Type"); ra != "1" || ct != "application/problem+json" || !strings.Contains(rep.body, `"policy":"login"`) {
 						t.Fatalf("refusal during the outage: Retry-After %q, Content-Type %q, body %s; want 1, application/problem+json, the policy", ra, ct, rep.body)
 					}
+					// The body has the members of every other refusal of the limiter, so a
+					// client that reads retry_after from a 429 reads it here too.
+					if !strings.Contains(rep.body, `"retry_after":1,`) {
+						t.Fatalf("refusal during the outage: body %s; want retry_after 1, as Retry-After", rep.body)
+					}
 				}
 			}
 			r.Restart()
