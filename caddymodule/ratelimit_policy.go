@@ -35,7 +35,8 @@ import (
 //
 // A `policy` block with a built-in name changes only the fields it sets.
 type PolicyConfig struct {
-	// Limit is the row of default clients. Required for a policy that is not built in.
+	// Limit is the row of default clients: a rate (not unlimited or deny). Required for a
+	// policy that is not built in.
 	Limit *LimitRow `json:"limit,omitempty"`
 
 	// Trusted is the row of trusted clients. Default: the built-in row, else Limit.
@@ -82,10 +83,12 @@ type LimitRow struct {
 	// Burst is how many requests a client with a full bucket may send at once. Default: Rate.
 	Burst int64 `json:"burst,omitempty"`
 
-	// Unlimited lets this class through with no limit (and no RateLimit header fields).
+	// Unlimited lets this class through with no limit (and no RateLimit header fields). A
+	// trusted or suspicious row only; it takes no rate, per or burst.
 	Unlimited bool `json:"unlimited,omitempty"`
 
-	// Deny refuses every request of this class with the policy's refusal.
+	// Deny refuses every request of this class with the policy's refusal. A trusted or
+	// suspicious row only; it takes no rate, per or burst.
 	Deny bool `json:"deny,omitempty"`
 }
 
@@ -220,6 +223,11 @@ func resolvePolicy(name string, builtin, user *PolicyConfig) (*resolvedPolicy, e
 			r = limit
 		}
 		pr, err := r.resolve()
+		if err == nil && class == int(ipclass.Default) && pr.kind != rowLimit {
+			// As in the Caddyfile: the default clients' row is what the others are measured
+			// against (an inherited row, a deny row's Retry-After), so it is a rate.
+			err = errors.New("expected a rate; unlimited and deny are for the trusted and suspicious rows")
+		}
 		if err != nil {
 			return nil, fmt.Errorf("rate limit policy %q, %s row: %v", name, classRowName(ipclass.Class(class)), err)
 		}
@@ -276,6 +284,12 @@ func (r *LimitRow) resolve() (policyRow, error) {
 	switch {
 	case r.Unlimited && r.Deny:
 		return policyRow{}, fmt.Errorf("unlimited and deny exclude each other")
+	case (r.Unlimited || r.Deny) && (r.Rate != 0 || r.Per != 0 || r.Burst != 0):
+		word := "unlimited"
+		if r.Deny {
+			word = "deny"
+		}
+		return policyRow{}, fmt.Errorf("%s takes no rate, per or burst", word)
 	case r.Unlimited:
 		return policyRow{kind: rowUnlimited}, nil
 	case r.Deny:

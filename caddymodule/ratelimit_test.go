@@ -688,6 +688,12 @@ func TestRateLimitBadJSONIsRefused(t *testing.T) {
 			`unknown policy "nope"; expected one of: api, api_intensive, authentication, default, public`},
 		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":-1}}}}}}`, `rate limit policy "x", limit row: rate must be positive`},
 		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"key":"{foo}"}}}}}`, `unknown placeholder {foo}`},
+		// The limit row is a rate, as in the Caddyfile: unlimited and deny are class rows.
+		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"unlimited":true}}}}}}`, `rate limit policy "x", limit row: expected a rate; unlimited and deny are for the trusted and suspicious rows`},
+		{`{"apps":{"hardening":{"policies":{"api":{"limit":{"deny":true}}}}}}`, `rate limit policy "api", limit row: expected a rate; unlimited and deny are for the trusted and suspicious rows`},
+		// A row is a rate, unlimited or deny: one that says two of them is refused, not read as one.
+		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"suspicious":{"rate":1,"deny":true}}}}}}`, `rate limit policy "x", suspicious row: deny takes no rate, per or burst`},
+		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"trusted":{"burst":9,"unlimited":true}}}}}}`, `rate limit policy "x", trusted row: unlimited takes no rate, per or burst`},
 		{`{"apps":{"hardening":{"policies":{"Bad Name":{"limit":{"rate":5}}}}}}`, `rate limit policy "Bad Name": a name is lowercase`},
 		{`{"apps":{"hardening":{"policies":{"x":{"limit":{"rate":5},"ipv6_prefix":129}}}}}`, `rate limit policy "x": ipv6_prefix: expected 1 to 128 bits, got 129`},
 		{`{"apps":{"hardening":{"rate_limit":{"on_store_failure":"panic"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
