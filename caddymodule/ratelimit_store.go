@@ -60,7 +60,9 @@ type AdaptiveConfig struct {
 	MinFactor float64 `json:"min_factor,omitempty"`
 
 	// InFlightTarget is the number of requests in policy_rate_limit handlers of this instance
-	// above which adaptive limits shrink. Default: 0 (in-flight requests are not a signal).
+	// above which adaptive limits shrink. An admitted request counts until its response is
+	// done, so long-lived ones (WebSocket, server-sent events) count for as long as they last.
+	// Default: 0 (in-flight requests are not a signal).
 	InFlightTarget int `json:"inflight_target,omitempty"`
 
 	// Interval is how often the load is sampled. Default: 1s.
