@@ -112,7 +112,7 @@ type RedisStore struct {
 type redisRequest struct {
 	ctx        context.Context
 	key        string
-	intervalUS int64
+	intervalNS int64
 	burst      int64
 	want       int64           // requests to grant at most (1 for one decision)
 	done       chan redisReply // buffered: a worker never blocks on a caller that left
@@ -188,7 +188,7 @@ func (s *RedisStore) AllowN(ctx context.Context, policy, key string, l Limit, n 
 	}
 	req := requestPool.Get().(*redisRequest)
 	req.ctx, req.key = ctx, s.redisKey(policy, key)
-	req.intervalUS, req.burst, req.want = int64(l.Interval()/time.Microsecond), l.Burst, n
+	req.intervalNS, req.burst, req.want = int64(l.Interval()), l.Burst, n
 	if err := s.enqueue(ctx, req); err != nil {
 		req.ctx, req.key = nil, ""
 		requestPool.Put(req) // never queued
@@ -266,7 +266,7 @@ func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.
 
 	pipe := s.client.Pipeline()
 	for _, req := range live {
-		cmds = append(cmds, pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalUS, req.burst, req.want))
+		cmds = append(cmds, pipe.EvalSha(ctx, gcraScript.Hash(), []string{req.key}, req.intervalNS, req.burst, req.want))
 	}
 	// Each command carries its own error, except where the connection failed before the
 	// commands were sent (refused credentials at the handshake): then only Exec says why.
@@ -282,7 +282,7 @@ func (s *RedisStore) execute(batch []*redisRequest, cmds []*redis.Cmd) []*redis.
 	if len(retry) > 0 {
 		pipe = s.client.Pipeline()
 		for _, i := range retry {
-			cmds[i] = pipe.Eval(ctx, gcraScriptSource, []string{live[i].key}, live[i].intervalUS, live[i].burst, live[i].want)
+			cmds[i] = pipe.Eval(ctx, gcraScriptSource, []string{live[i].key}, live[i].intervalNS, live[i].burst, live[i].want)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			execErr = err
@@ -313,7 +313,7 @@ func batchContext(batch []*redisRequest) (context.Context, context.CancelFunc) {
 	return context.WithDeadline(context.Background(), latest)
 }
 
-// parseReply reads the script's {granted, remaining, reset_us, retry_us}. A command that got no
+// parseReply reads the script's {granted, remaining, reset_ns, retry_ns}. A command that got no
 // reply and no error of its own failed with its pipeline: execErr.
 func parseReply(cmd *redis.Cmd, execErr error) (Result, int64, error) {
 	if cmd.Err() == nil && cmd.Val() == nil && execErr != nil {
@@ -329,7 +329,7 @@ func parseReply(cmd *redis.Cmd, execErr error) (Result, int64, error) {
 	return Result{
 		Allowed:    values[0] >= 1,
 		Remaining:  values[1],
-		ResetAfter: time.Duration(values[2]) * time.Microsecond,
-		RetryAfter: time.Duration(values[3]) * time.Microsecond,
+		ResetAfter: time.Duration(values[2]),
+		RetryAfter: time.Duration(values[3]),
 	}, values[0], nil
 }

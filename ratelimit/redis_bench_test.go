@@ -79,7 +79,7 @@ func BenchmarkRedisScriptUnbatched(b *testing.B) {
 	r := testenv.StartRedis(b)
 	client := newTestClient(b, r)
 	decide := func(ctx context.Context, key string) error {
-		return gcraScript.Run(ctx, client, []string{"bench:{bench:" + key + "}"}, redisBenchLimit.Interval().Microseconds(), redisBenchLimit.Burst, 1).Err()
+		return gcraScript.Run(ctx, client, []string{"bench:{bench:" + key + "}"}, redisBenchLimit.Interval().Nanoseconds(), redisBenchLimit.Burst, 1).Err()
 	}
 	runSerialAndParallel(b, decide)
 }

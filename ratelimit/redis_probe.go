@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -84,6 +85,6 @@ func (s *RedisStore) probeKey(n int) string {
 // the script always writes (the key is full again a microsecond later), and the key expires
 // after a millisecond. Any reply of the script's shape is a success.
 func runProbe(ctx context.Context, c redis.Scripter, key string) error {
-	_, _, err := parseReply(gcraScript.Run(ctx, c, []string{key}, 1, 1, 1), nil)
+	_, _, err := parseReply(gcraScript.Run(ctx, c, []string{key}, int64(time.Microsecond), 1, 1), nil)
 	return err
 }

@@ -86,6 +86,46 @@ func TestRedisStoreFollowsGCRA(t *testing.T) {
 	}
 }
 
+// TestRedisStoreKeepsIntervalsBelowAMicrosecond: an interval that is not a whole number of
+// microseconds (600000/1s is one request every 1.667 µs) moves the bucket by exactly that much
+// in Redis, as in memory. Truncated to whole microseconds, a burst of 600000 took 0.6 s to
+// replenish instead of 1 s: Redis admitted 1,000,000 a second.
+func TestRedisStoreKeepsIntervalsBelowAMicrosecond(t *testing.T) {
+	r := testenv.StartRedis(t)
+	s := newTestStore(t, r, RedisOptions{Prefix: "t:"})
+	for _, l := range []Limit{
+		{Rate: 600000, Period: time.Second, Burst: 600000},
+		{Rate: 3, Period: 10 * time.Microsecond, Burst: 3000},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, granted, err := s.AllowN(ctx, "p", fmt.Sprint(l), l, l.Burst)
+		cancel()
+		if err != nil || granted != l.Burst {
+			t.Fatalf("%+v: granted %d, %v; want the whole burst", l, granted, err)
+		}
+		// The whole burst was granted at Redis's now: the bucket is full again after burst
+		// intervals, less the time between Redis reading its clock and answering (none).
+		if want := time.Duration(l.Burst) * l.Interval(); res.ResetAfter != want {
+			t.Fatalf("%+v: reset after %v, want %v (burst × interval %v)", l, res.ResetAfter, want, l.Interval())
+		}
+	}
+
+	// A bucket an earlier version wrote (whole microseconds, no '.') reads as it did: an hour
+	// ahead of Redis's clock, a limit of 1/1h refuses for that hour.
+	c := newTestClient(t, r)
+	now, err := c.Time(context.Background()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(context.Background(), s.redisKey("p", "old"), strconv.FormatInt(now.Add(time.Hour).UnixMicro(), 10), time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res := mustAllow(t, s, "p", "old", Limit{Rate: 1, Period: time.Hour, Burst: 1})
+	if res.Allowed || res.RetryAfter > time.Hour || res.RetryAfter < time.Hour-time.Minute {
+		t.Fatalf("a bucket in whole microseconds an hour ahead: %+v, want refused for about an hour", res)
+	}
+}
+
 func TestRedisStoreAdmitsExactlyBurstUnderConcurrency(t *testing.T) {
 	s := newTestStore(t, testenv.StartRedis(t), RedisOptions{})
 	l := Limit{Rate: 1, Period: time.Hour, Burst: 10}
