@@ -441,6 +441,23 @@ func TestRedisSentinelUnknownMasterSaysSo(t *testing.T) {
 	}
 }
 
+// TestRedisDBOutOfRangeAtStartupSaysSo: a db the server does not have (db 5 on a Redis with
+// `databases 2`) is a configuration mistake reported as such, not as an unreachable Redis: the
+// server answered.
+func TestRedisDBOutOfRangeAtStartupSaysSo(t *testing.T) {
+	r := testenv.StartRedis(t, "--databases", "2")
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis %s {\n\t\t\tdb 5\n\t\t}\n\t}\n}\n", r.URL(0)))
+	refused := func(e testenv.LogEntry) bool {
+		return strings.HasPrefix(e.Msg(), "redis refused the configured db at startup")
+	}
+	testenv.WaitFor(t, 5*time.Second, "the refused-db warning", func() bool { return len(testenv.Filter(c.Logs(), refused)) == 1 })
+	for _, e := range c.Logs() {
+		if strings.HasPrefix(e.Msg(), "redis unreachable") {
+			t.Fatalf("log line %v: want no 'unreachable'", e)
+		}
+	}
+}
+
 func TestRedisUnreachableAtStartupIsNotFatal(t *testing.T) {
 	port := testenv.FreePort(t) // nothing listens there
 	block, url := site(t, "")

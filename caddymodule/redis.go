@@ -251,6 +251,9 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 		switch {
 		case refusedCredentials(err):
 			msg = "redis refused this client's credentials at startup (username, password or ACL); modules use in-memory state until it accepts them"
+		case strings.Contains(err.Error(), "DB index is out of range"):
+			// The server answered: it has fewer databases than the db asked for.
+			msg = "redis refused the configured db at startup (the server has fewer databases: see its `databases` setting, 16 by default); modules use in-memory state until it accepts it"
 		case s.opts.Mode() == redisconn.Sentinel && errors.Is(err, redis.Nil):
 			// go-redis says "all sentinels ... unreachable" also when a sentinel answered
 			// that it knows no master of that name: a typo, not an outage.
