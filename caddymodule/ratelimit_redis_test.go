@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -294,6 +295,49 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 	}
 	if n := fiveXX.Load(); n != 0 {
 		t.Fatalf("%d requests failed", n)
+	}
+}
+
+// TestRateLimitSlowRedisStaysInMemory: a Redis that answers every command, but slower than
+// store_timeout (300 ms a round trip against 50 ms), fails every decision. Once its breaker is
+// open, the limiter's own probe must not bring decisions back to it: the probe waited a second
+// for its answer, so each second it closed the breaker, three requests each waited 50 ms and
+// opened it again, and two store_failover events were logged, for as long as Redis was slow.
+func TestRateLimitSlowRedisStaysInMemory(t *testing.T) {
+	r := testenv.StartRedis(t)
+	proxy := testenv.StartProxy(t, r.Addr)
+	block, url := site(t, "\tpolicy_rate_limit login")
+	c := testcaddy.StartCaddy(t, redisPolicyConfig(
+		"redis redis://"+proxy.Addr+" {\n\t\t\tread_timeout 3s\n\t\t}", "limit 100/1s")+block)
+	lim := activeApp(t).limiter
+	getReply(t, url, "X-Client: warm")
+	proxy.SetLatency(150 * time.Millisecond) // each way
+	for range 3 {
+		getReply(t, url, "X-Client: slow") // three decisions time out: the breaker opens
+	}
+	testenv.WaitFor(t, 5*time.Second, "the switch to memory", func() bool { return lim.mode() == storeModeFallback })
+	// The scripts Redis ran (the probes, with no requests now), read beside the proxy.
+	scripts := func() int64 {
+		info, err := r.Do("INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, line := range strings.Split(fmt.Sprint(info), "\n") {
+			if cmd, stats, ok := strings.Cut(strings.TrimSpace(line), ":calls="); ok && (cmd == "cmdstat_evalsha" || cmd == "cmdstat_eval") {
+				calls, _, _ := strings.Cut(stats, ",")
+				v, _ := strconv.ParseInt(calls, 10, 64)
+				n += v
+			}
+		}
+		return n
+	}
+	before := scripts()
+	testenv.WaitFor(t, 20*time.Second, "four probe scripts, or a return to Redis", func() bool {
+		return scripts() >= before+4 || lim.mode() == storeModeRedis
+	})
+	if mode, logs := lim.mode(), securityLogs(c, EventStoreFailover); mode != storeModeFallback || len(logs) != 1 {
+		t.Fatalf("Redis answering in 300 ms: mode %s, store_failover events %v; want memory-fallback and the one switch to it", mode, logs)
 	}
 }
 

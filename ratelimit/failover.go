@@ -324,7 +324,8 @@ func (s *FailoverStore) Probe(ctx context.Context, timeout time.Duration) error 
 
 // Run keeps Mode true without waiting for requests, until ctx ends. It probes the primary
 // once (Probe, bounded by timeout), then, every OpenFor while a breaker is not closed, asks
-// that breaker's server to decide a probe: one that decides closes its breaker, so decisions
+// that breaker's server to decide a probe (within timeout, then again within Timeout, as
+// decisions must: see probeAsDecisions): one that decides closes its breaker, so decisions
 // return to it and Mode says so on an idle instance too; one that answers but cannot decide
 // (a read-only replica, a Redis full at maxmemory) keeps it open, so Mode does not flap; the
 // breaker of a server the primary no longer has (a Cluster master replaced by its replica) is
@@ -360,9 +361,7 @@ func (s *FailoverStore) recoverIdle(ctx context.Context, timeout time.Duration) 
 	}
 	s.breakersMu.RUnlock()
 	for shard, breaker := range notClosed {
-		probeCtx, cancel := context.WithTimeout(ctx, timeout)
-		err := s.sharded.probeShard(probeCtx, shard)
-		cancel()
+		err := s.probeAsDecisions(ctx, shard, timeout)
 		if err != nil && !errors.Is(err, errShardGone) {
 			continue
 		}
@@ -373,6 +372,23 @@ func (s *FailoverStore) recoverIdle(ctx context.Context, timeout time.Duration) 
 		}
 	}
 	s.publish()
+}
+
+// probeAsDecisions asks shard's server to decide a probe within timeout (long enough to dial
+// it again), and once it has, once more within Timeout, the bound of every decision: a server
+// that answers, but slower than decisions may wait, still fails them all, and closing its
+// breaker would only send the next requests to wait for it and open it again, every OpenFor,
+// with two mode switches each time.
+func (s *FailoverStore) probeAsDecisions(ctx context.Context, shard string, timeout time.Duration) error {
+	for _, d := range [...]time.Duration{timeout, s.timeout} {
+		probeCtx, cancel := context.WithTimeout(ctx, d)
+		err := s.sharded.probeShard(probeCtx, shard)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // breakerFor returns the breaker of the primary server holding (policy, key).
