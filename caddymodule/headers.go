@@ -93,7 +93,9 @@ type SecurityHeaders struct {
 	// what that policy's frame-ancestors says.
 	FrameOptions string `json:"frame_options,omitempty"`
 
-	// ReferrerPolicy is Referrer-Policy, or off. Default: strict-origin-when-cross-origin.
+	// ReferrerPolicy is Referrer-Policy, or off: one of the standard policies, or a
+	// comma-separated fallback list of them (browsers use the last one they know). Default:
+	// strict-origin-when-cross-origin.
 	ReferrerPolicy string `json:"referrer_policy,omitempty"`
 
 	// PermissionsPolicy is Permissions-Policy, or off: a structured-field dictionary of
@@ -103,13 +105,15 @@ type SecurityHeaders struct {
 	// magnetometer, microphone, payment and usb turned off.
 	PermissionsPolicy string `json:"permissions_policy,omitempty"`
 
-	// COOP is Cross-Origin-Opener-Policy, or off. Default: same-origin.
+	// COOP is Cross-Origin-Opener-Policy, or off, with an optional report-to parameter naming
+	// a Reporting-Endpoints member (`same-origin; report-to="coop"`). Default: same-origin.
 	COOP string `json:"coop,omitempty"`
 
 	// CORP is Cross-Origin-Resource-Policy, or off. Default: same-origin.
 	CORP string `json:"corp,omitempty"`
 
-	// COEP is Cross-Origin-Embedder-Policy (require-corp, credentialless). Default: not sent.
+	// COEP is Cross-Origin-Embedder-Policy (require-corp, credentialless), with an optional
+	// report-to parameter as COOP. Default: not sent.
 	COEP string `json:"coep,omitempty"`
 
 	// NoSniff sends X-Content-Type-Options: nosniff. Default: true.
@@ -366,30 +370,16 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if h.NoSniff == nil || *h.NoSniff {
 		static = append(static, headerValue{"X-Content-Type-Options", "nosniff"})
 	}
-	for _, o := range []struct {
-		field, header, value, def string
-		allowed                   []string
-	}{
-		{"referrer_policy", "Referrer-Policy", h.ReferrerPolicy, defaultReferrerPolicy, csp.ReferrerPolicyValues},
-		{"permissions_policy", "Permissions-Policy", h.PermissionsPolicy, csp.DefaultPermissionsPolicy, nil},
-		{"coop", "Cross-Origin-Opener-Policy", h.COOP, "same-origin", csp.COOPValues},
-		{"corp", "Cross-Origin-Resource-Policy", h.CORP, "same-origin", csp.CORPValues},
-		{"coep", "Cross-Origin-Embedder-Policy", h.COEP, "", csp.COEPValues},
-	} {
-		v := o.value
+	for _, o := range headerOptions {
+		v := *o.value(h)
 		if v == "" {
 			v = o.def
 		}
 		if v == "" || strings.EqualFold(v, off) {
 			continue
 		}
-		if o.allowed != nil {
-			canon, err := csp.OneOf(o.field, v, o.allowed)
-			if err != nil {
-				return forOption(o.field, err)
-			}
-			v = canon
-		} else if err := csp.ValidatePermissionsPolicy(v); err != nil {
+		v, err := o.parse(v)
+		if err != nil {
 			return forOption(o.field, err)
 		}
 		static = append(static, headerValue{o.header, v})
@@ -445,6 +435,38 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		return forOption("inject_nonce", err)
 	}
 	return nil
+}
+
+// headerOption is one of the plain headers: its option's name, its field, its default, and
+// the check that returns the value as sent.
+type headerOption struct {
+	field, header, def, want string
+	value                    func(*SecurityHeaders) *string
+	parse                    func(v string) (string, error)
+}
+
+// headerOptions are the plain headers, in the order they are sent. The Caddyfile reads the
+// same options with the same checks.
+var headerOptions = []headerOption{
+	{"referrer_policy", "Referrer-Policy", defaultReferrerPolicy,
+		"one of " + strings.Join(csp.ReferrerPolicyValues, ", ") + ", or a comma-separated list of them",
+		func(h *SecurityHeaders) *string { return &h.ReferrerPolicy }, csp.ParseReferrerPolicy},
+	{"permissions_policy", "Permissions-Policy", csp.DefaultPermissionsPolicy,
+		`a policy such as "camera=(), geolocation=(self)"`,
+		func(h *SecurityHeaders) *string { return &h.PermissionsPolicy },
+		func(v string) (string, error) { return v, csp.ValidatePermissionsPolicy(v) }},
+	{"coop", "Cross-Origin-Opener-Policy", "same-origin",
+		"one of " + strings.Join(csp.COOPValues, ", ") + `, optionally followed by ; report-to="<endpoint>"`,
+		func(h *SecurityHeaders) *string { return &h.COOP },
+		func(v string) (string, error) { return csp.ParseCrossOriginPolicy("coop", v, csp.COOPValues) }},
+	{"corp", "Cross-Origin-Resource-Policy", "same-origin",
+		"one of " + strings.Join(csp.CORPValues, ", "),
+		func(h *SecurityHeaders) *string { return &h.CORP },
+		func(v string) (string, error) { return csp.OneOf("corp", v, csp.CORPValues) }},
+	{"coep", "Cross-Origin-Embedder-Policy", "",
+		"one of " + strings.Join(csp.COEPValues, ", ") + `, optionally followed by ; report-to="<endpoint>"`,
+		func(h *SecurityHeaders) *string { return &h.COEP },
+		func(v string) (string, error) { return csp.ParseCrossOriginPolicy("coep", v, csp.COEPValues) }},
 }
 
 // reportConflict refuses a report destination given twice: report_uri (or report_to) beside

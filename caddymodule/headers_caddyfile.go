@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -159,24 +160,12 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		h.HSTS = &HSTSConfig{MaxAge: &v.MaxAge, IncludeSubDomains: &v.IncludeSubDomains, Preload: v.Preload}
 		return nil
 	},
-	"frame_options":   headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
-	"referrer_policy": headerArg(func(h *SecurityHeaders) *string { return &h.ReferrerPolicy }, csp.ReferrerPolicyValues),
-	"coop":            headerArg(func(h *SecurityHeaders) *string { return &h.COOP }, csp.COOPValues),
-	"corp":            headerArg(func(h *SecurityHeaders) *string { return &h.CORP }, csp.CORPValues),
-	"coep":            headerArg(func(h *SecurityHeaders) *string { return &h.COEP }, csp.COEPValues),
-	"permissions_policy": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
-		v, err := wantArg(d, "permissions_policy", "a policy such as \"camera=(), geolocation=(self)\", or off")
-		if err != nil {
-			return err
-		}
-		if v != off {
-			if err := csp.ValidatePermissionsPolicy(v); err != nil {
-				return d.Errf("%v", err)
-			}
-		}
-		h.PermissionsPolicy = v
-		return nil
-	},
+	"frame_options":      headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
+	"referrer_policy":    headerOptionArgs("referrer_policy"),
+	"permissions_policy": headerOptionArgs("permissions_policy"),
+	"coop":               headerOptionArgs("coop"),
+	"corp":               headerOptionArgs("corp"),
+	"coep":               headerOptionArgs("coep"),
 	"nosniff": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		on, err := onOff(d, "nosniff")
 		if err != nil {
@@ -212,6 +201,33 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		return nil
 	},
 	"inject_nonce": parseInjectNonce,
+}
+
+// headerOptionArgs parses the value of one of the plain headers, or off. The arguments are
+// joined with spaces, so a value with a list or parameters may be written unquoted
+// (`referrer_policy no-referrer, strict-origin-when-cross-origin`, `coop same-origin;
+// report-to="coop"`).
+func headerOptionArgs(field string) func(*caddyfile.Dispenser, *SecurityHeaders) error {
+	i := slices.IndexFunc(headerOptions, func(o headerOption) bool { return o.field == field })
+	if i < 0 {
+		panic("security_headers: no header option " + field)
+	}
+	o := headerOptions[i]
+	return func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Errf("%s: expected %s, or off", o.field, o.want)
+		}
+		v := strings.Join(args, " ")
+		if v != off {
+			var err error
+			if v, err = o.parse(v); err != nil {
+				return d.Errf("%v", err)
+			}
+		}
+		*o.value(h) = v
+		return nil
+	}
 }
 
 // parseCSPBlock reads `csp { <directive> <values>... }`, checking each line as it goes.
