@@ -460,3 +460,52 @@ func TestBrowserReadsReferrerListsAndCrossOriginReporting(t *testing.T) {
 		t.Errorf("#out = %q: Chromium applied a COOP with a space before \";\"", out)
 	}
 }
+
+// report_only rolls out the policy, not the clickjacking protection: X-Frame-Options (DENY,
+// from the preset's frame-ancestors 'none') still refuses the frame, while frame-ancestors
+// reports it; with frame_options off for the rollout, the frame loads and is reported.
+func TestBrowserReportOnlyStillRefusesFraming(t *testing.T) {
+	port := testenv.FreePort(t)
+	page := `<!doctype html><div id="out"></div><iframe src="child"></iframe><script nonce="{http.vars.csp_nonce}">` +
+		`window.onload = () => { let r; try { r = frames[0].document.getElementById('c') ? 'framed' : 'blocked'; }` +
+		` catch (e) { r = 'blocked'; } document.getElementById('out').textContent = r; };</script>`
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	csp_report /csp-report
+	handle /off/* {
+		security_headers {
+			report_only
+			report_uri /csp-report
+			frame_options off
+		}
+		header Content-Type text/html
+		respond /off/child "<p id=c>child</p>"
+		respond %[2]q
+	}
+	handle {
+		security_headers development {
+			report_uri /csp-report
+		}
+		header Content-Type text/html
+		respond /child "<p id=c>child</p>"
+		respond %[2]q
+	}
+}
+`, port, page))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for path, want := range map[string]string{"/": "blocked", "/off/": "framed"} {
+		if out := between(chromiumDOM(t, base+path), `<div id="out">`, `</div>`); out != want {
+			t.Errorf("%s: #out = %q, want %s", path, out, want)
+		}
+	}
+	// Chromium reports a frame-ancestors violation with the child's origin only: count them.
+	reports := 0
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && reports < 2; time.Sleep(100 * time.Millisecond) {
+		reports = len(testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+			return e.Msg() == EventCSPViolation && e.Str("directive") == "frame-ancestors" && e.Str("disposition") == "report"
+		}))
+	}
+	if reports < 2 {
+		t.Errorf("%d frame-ancestors reports; want one for each framed page", reports)
+	}
+}

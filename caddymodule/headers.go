@@ -60,8 +60,9 @@ type SecurityHeaders struct {
 	CSPRemove []string `json:"csp_remove,omitempty"`
 
 	// ReportOnly sends the policy as Content-Security-Policy-Report-Only, for rollouts: the
-	// browser reports violations and blocks nothing. Default: false, true under the development
-	// preset.
+	// browser reports the policy's violations and blocks none of them. The other headers are
+	// sent as without it: X-Frame-Options (from frame-ancestors) still refuses framing.
+	// Default: false, true under the development preset.
 	ReportOnly *bool `json:"report_only,omitempty"`
 
 	// ReportURI adds `report-uri` to the policy: where browsers POST violation reports

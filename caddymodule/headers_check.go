@@ -256,7 +256,7 @@ func (h *SecurityHeaders) reportFindings(app *App, at string) {
 	}
 	if b.reportOnly {
 		report("csp.report_only", "report_only",
-			"the policy is report-only in production: violations are reported and nothing is blocked",
+			"the policy is report-only in production: its violations are reported and none is blocked",
 			"remove `report_only` once the csp_violation events show no legitimate violation")
 	}
 	name, scripts := "script-src", []string(nil)
