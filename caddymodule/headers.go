@@ -77,8 +77,8 @@ type SecurityHeaders struct {
 	// beside it (ours last, so csp-endpoint is ours), unless KeepUpstream lists the header.
 	ReportTo string `json:"report_to,omitempty"`
 
-	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
-	// development. A response is HTTPS when its request came over TLS, or from a trusted proxy
+	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only, never in
+	// development nor under the development preset (given beside that preset, it is refused). A response is HTTPS when its request came over TLS, or from a trusted proxy
 	// (the server's trusted_proxies) whose last X-Forwarded-Proto is https: a load balancer
 	// that terminates TLS in front of Caddy. Where it is not sent (plain HTTP, development, Off), an upstream's
 	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
@@ -317,12 +317,17 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		}
 	}
 
-	// HSTS: never in development; the preload rules are refused everywhere.
+	// HSTS: never in development nor under the development preset; the preload rules are
+	// refused everywhere.
 	h.hsts = ""
 	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
 	if c := h.HSTS; c != nil {
 		if c.Off && (c.MaxAge != nil || c.IncludeSubDomains != nil || c.Preload) {
 			return forOption("hsts", fmt.Errorf("hsts: off sends no header, so max_age, include_subdomains and preload say nothing beside it; expected off alone, or the header's fields"))
+		}
+		if !c.Off && h.Preset == csp.PresetDevelopment {
+			// Named on purpose beside an HSTS of its own: one of the two would be ignored.
+			return forOption("hsts", fmt.Errorf("hsts: the development preset sends no HSTS (a development host must not pin browsers to HTTPS); expected no hsts line (or hsts off) with it, or the strict preset with report_only for a rollout"))
 		}
 		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true, Preload: c.Preload}
 		if c.IncludeSubDomains != nil {
@@ -339,7 +344,8 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	}
 	h.built.hstsOff = h.HSTS != nil && h.HSTS.Off
 	h.built.hsts = hsts
-	if !h.built.hstsOff && env != Development {
+	h.built.devPreset = preset == csp.PresetDevelopment
+	if !h.built.hstsOff && env != Development && !h.built.devPreset {
 		h.hsts = hsts.String()
 	}
 

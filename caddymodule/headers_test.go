@@ -294,6 +294,35 @@ localhost:%d {
 	}
 }
 
+// The development preset sends no HSTS in any environment (the issue's preset: report-only,
+// ws: for hot reload, no HSTS): a development host served by a production Caddy must not pin
+// browsers to HTTPS, and its upstream's HSTS is removed as in development.
+func TestDevelopmentPresetSendsNoHSTSInProduction(t *testing.T) {
+	up := hstsUpstream(t, "max-age=31536000")
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+%s}
+localhost:%d {
+	bind 127.0.0.1
+	handle /dev/* {
+		security_headers development
+		reverse_proxy %s
+	}
+	security_headers
+	respond "ok"
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, up.Listener.Addr()))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/dev/page", httpsPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "" || resp.Header.Get("Content-Security-Policy-Report-Only") == "" {
+		t.Errorf("development preset in production: HSTS %q (want none), report-only policy %q", got, resp.Header.Get("Content-Security-Policy-Report-Only"))
+	}
+	resp, _ = getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got == "" {
+		t.Error("the strict preset beside it sends no HSTS")
+	}
+}
+
 // htmlUpstream serves page as text/html with the headers an application typically sets, and
 // gzips it when asked (so the test sees whether the edge kept Accept-Encoding from it).
 func htmlUpstream(t *testing.T, page string) *httptest.Server {
