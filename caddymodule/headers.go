@@ -289,6 +289,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if err := h.reportConflict(); err != nil {
 		return err
 	}
+	if err := h.reportsWithoutPolicy(policy); err != nil {
+		return err
+	}
 	if len(h.ReportURI) > 0 {
 		policy.Set("report-uri", h.ReportURI...)
 	}
@@ -503,6 +506,31 @@ func (h *SecurityHeaders) reportConflict() *optionError {
 			if strings.EqualFold(name, c.directive) {
 				return &optionError{option: c.option, err: fmt.Errorf("%s adds the %s that the csp block's -%s removes; expected one of them", c.option, c.directive, c.directive)}
 			}
+		}
+	}
+	return nil
+}
+
+// reportsWithoutPolicy refuses report_only, report_uri and report_to where the policy has no
+// directive a page could violate (the none preset without csp lines, or with report-uri or
+// report-to alone): a policy of report destinations only is sent, which restricts nothing
+// and reports nothing.
+func (h *SecurityHeaders) reportsWithoutPolicy(policy csp.Policy) error {
+	for _, d := range policy.Directives {
+		if d.Name != "report-uri" && d.Name != "report-to" {
+			return nil
+		}
+	}
+	for _, o := range []struct {
+		option string
+		set    bool
+	}{
+		{"report_only", h.ReportOnly != nil && *h.ReportOnly},
+		{"report_uri", len(h.ReportURI) > 0},
+		{"report_to", h.ReportTo != ""},
+	} {
+		if o.set {
+			return forOption(o.option, fmt.Errorf("%s: the policy has no directive to report on (the none preset without csp directives), so it would restrict and report nothing; expected csp { <directive> <source>... } beside it, or the strict preset", o.option))
 		}
 	}
 	return nil
