@@ -323,6 +323,28 @@ localhost:%d {
 	}
 }
 
+// A header this handler does not send (turned off; X-Frame-Options where frame-ancestors
+// lists hosts) is left as the upstream sent it, as the README says.
+func TestHeadersNotSentHereAreTheUpstreams(t *testing.T) {
+	up := htmlUpstream(t, "<p>page</p>") // X-Frame-Options SAMEORIGIN, Referrer-Policy unsafe-url
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		csp {
+			frame-ancestors 'self' https://portal.example
+		}
+		referrer_policy off
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if xfo, rp := resp.Header.Values("X-Frame-Options"), resp.Header.Values("Referrer-Policy"); len(xfo) != 1 || xfo[0] != "SAMEORIGIN" || len(rp) != 1 || rp[0] != "unsafe-url" {
+		t.Errorf("X-Frame-Options %q, Referrer-Policy %q; want the upstream's SAMEORIGIN and unsafe-url", xfo, rp)
+	}
+}
+
 // htmlUpstream serves page as text/html with the headers an application typically sets, and
 // gzips it when asked (so the test sees whether the edge kept Accept-Encoding from it).
 func htmlUpstream(t *testing.T, page string) *httptest.Server {
