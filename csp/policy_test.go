@@ -70,6 +70,8 @@ func TestParseAndValidate(t *testing.T) {
 		{"script-src 'nonce' 'nonce' 'strict-dynamic'", "source 'nonce' is given twice"},
 		{"img-src 'self' https://a.example 'self'", "source 'self' is given twice"},
 		{"webrtc allow", "'allow' or 'block'"},
+		{"img-src https://cdn.example/img?v=2", "the query and fragment of a source"},
+		{"img-src cdn.example/img#top", "the query and fragment of a source"},
 	}
 	for _, c := range cases {
 		_, err := Parse(c.policy)

@@ -225,6 +225,10 @@ func validHostOrScheme(v string) error {
 		return fmt.Errorf("expected a host (example.com, *.example.com), a scheme (https:) or a keyword ('self')")
 	}
 	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		if strings.ContainsAny(rest[i:], "?#") {
+			// Chromium drops them with a console warning: the source matches any query.
+			return fmt.Errorf("browsers ignore the query and fragment of a source (it would allow every query); expected [scheme://]host[:port][/path]")
+		}
 		rest = rest[:i] // a path is matched by prefix; any characters but the ones refused above
 	}
 	host := rest
