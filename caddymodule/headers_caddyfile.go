@@ -235,7 +235,8 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 	if d.NextArg() {
 		return d.Errf("csp takes a block of directives, one per line; got %q", d.Val())
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
+	at, lines := d.Token(), 0
+	for nesting := d.Nesting(); d.NextBlock(nesting); lines++ {
 		name := strings.ToLower(d.Val())
 		values := d.RemainingArgs()
 		if rest, ok := strings.CutPrefix(name, "-"); ok {
@@ -264,6 +265,9 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		if err := h.reportConflict(); err != nil {
 			return d.Errf("%v", err)
 		}
+	}
+	if lines == 0 {
+		return errorAt(at, errors.New("csp: expected a block of directives, one per line (script-src 'nonce' 'strict-dynamic', -upgrade-insecure-requests); an empty one changes nothing"))
 	}
 	return nil
 }
