@@ -214,7 +214,12 @@ func headerOptionArgs(field string) func(*caddyfile.Dispenser, *SecurityHeaders)
 	}
 	o := headerOptions[i]
 	return func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
-		args := d.RemainingArgs()
+		var args []string
+		quoted := false // a word that started with a double quote, which the Caddyfile took as its own
+		for d.NextArg() {
+			args = append(args, d.Val())
+			quoted = quoted || d.Token().Quoted()
+		}
 		if len(args) == 0 {
 			return d.Errf("%s: expected %s, or off", o.field, o.want)
 		}
@@ -222,6 +227,9 @@ func headerOptionArgs(field string) func(*caddyfile.Dispenser, *SecurityHeaders)
 		if v != off {
 			var err error
 			if v, err = o.parse(v); err != nil {
+				if len(args) > 1 && quoted {
+					return d.Errf("%v; written in several words, the value lost the double quotes around a word: put it whole in backticks (%s `...`)", err, o.field)
+				}
 				return d.Errf("%v", err)
 			}
 		}
