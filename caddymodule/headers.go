@@ -89,7 +89,8 @@ type SecurityHeaders struct {
 	// FrameOptions is X-Frame-Options: DENY, SAMEORIGIN or off. Default: what the policy's
 	// frame-ancestors says (DENY for 'none', SAMEORIGIN for 'self'), DENY without
 	// frame-ancestors, none when frame-ancestors lists hosts. A value that contradicts
-	// frame-ancestors is refused. Where the enforced policy sent is another's (one that
+	// frame-ancestors is refused, unless ReportOnly is set to true (a rollout enforces this
+	// X-Frame-Options and reports the frame-ancestors it tries). Where the enforced policy sent is another's (one that
 	// replaced this handler's and stayed, or one kept by KeepUpstream), X-Frame-Options says
 	// what that policy's frame-ancestors says.
 	FrameOptions string `json:"frame_options,omitempty"`
@@ -366,8 +367,11 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 			if err != nil {
 				return forOption("frame_options", err)
 			}
-			if fa, has := policy.Get("frame-ancestors"); has && v != derived {
-				return forOption("frame_options", fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other", v, strings.Join(fa, " ")))
+			// Beside report_only written out, they may differ: X-Frame-Options is what a
+			// rollout enforces, frame-ancestors what it tries (and reports).
+			rollout := h.ReportOnly != nil && *h.ReportOnly
+			if fa, has := policy.Get("frame-ancestors"); has && v != derived && !rollout {
+				return forOption("frame_options", fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other (or, for a rollout that keeps this X-Frame-Options while it tries that frame-ancestors, add report_only)", v, strings.Join(fa, " ")))
 			}
 			xfo = v
 		}

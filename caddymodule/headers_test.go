@@ -345,6 +345,33 @@ func TestHeadersNotSentHereAreTheUpstreams(t *testing.T) {
 	}
 }
 
+// A rollout keeps its X-Frame-Options while it tries another frame-ancestors: beside an
+// explicit report_only, frame_options may differ from the policy's frame-ancestors (the one
+// is enforced, the other only reported); without report_only it is still refused.
+func TestReportOnlyRolloutKeepsItsFrameOptions(t *testing.T) {
+	port := testenv.FreePort(t)
+	site := `http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		%s
+		frame_options SAMEORIGIN
+		csp {
+			frame-ancestors 'self' https://portal.example
+		}
+	}
+	respond "ok"
+}
+`
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(site, port, "report_only"))
+	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if xfo, ro := resp.Header.Get("X-Frame-Options"), resp.Header.Get("Content-Security-Policy-Report-Only"); xfo != "SAMEORIGIN" || !strings.Contains(ro, "frame-ancestors 'self' https://portal.example") {
+		t.Errorf("X-Frame-Options %q, report-only policy %q", xfo, ro)
+	}
+	if err := c.Load(fmt.Sprintf(site, port, "report_only off")); err == nil || !strings.Contains(err.Error(), "frame_options SAMEORIGIN contradicts the policy's frame-ancestors") {
+		t.Errorf("an enforced policy beside a contradicting frame_options: %v", err)
+	}
+}
+
 // htmlUpstream serves page as text/html with the headers an application typically sets, and
 // gzips it when asked (so the test sees whether the edge kept Accept-Encoding from it).
 func htmlUpstream(t *testing.T, page string) *httptest.Server {
