@@ -46,7 +46,7 @@ var nonceDirectives = map[string]bool{
 var keywords = map[string]bool{
 	"'self'": true, "'none'": true, "'unsafe-inline'": true, "'unsafe-eval'": true,
 	"'strict-dynamic'": true, "'unsafe-hashes'": true, "'report-sample'": true,
-	"'wasm-unsafe-eval'": true, "'inline-speculation-rules'": true,
+	"'wasm-unsafe-eval'": true, "'inline-speculation-rules'": true, "'trusted-types-eval'": true,
 }
 
 var sandboxTokens = map[string]bool{
@@ -134,8 +134,12 @@ func ValidateDirective(name string, values []string) error {
 		}
 	case kindTrustedTypes:
 		for _, v := range values {
-			if v != "'none'" && v != "'allow-duplicates'" && v != "*" && !validToken(v) {
-				return fmt.Errorf("trusted-types: %q is not a policy name, 'none', 'allow-duplicates' or *", v)
+			if v == "'none'" && len(values) > 1 {
+				// Chromium ignores it beside anything else: the names would be allowed.
+				return fmt.Errorf("trusted-types: 'none' must be the only value (browsers ignore it beside policy names); got %q", strings.Join(values, " "))
+			}
+			if v != "'none'" && v != "'allow-duplicates'" && v != "*" && !validPolicyName(v) {
+				return fmt.Errorf("trusted-types: %q is not a policy name (letters, digits and - # = _ / @ . %%), 'none', 'allow-duplicates' or *", v)
 			}
 		}
 	case kindWebRTC:
@@ -182,6 +186,10 @@ func validateSources(name string, kind directiveKind, values []string) error {
 		case keywords[lv]:
 			if kind == kindAncestors && lv != "'self'" {
 				return fmt.Errorf("frame-ancestors accepts only 'self', 'none', hosts and schemes; got %s", v)
+			}
+			if lv == "'trusted-types-eval'" && name != "script-src" && name != "default-src" {
+				// eval is checked against script-src (or default-src) only.
+				return fmt.Errorf("%s: 'trusted-types-eval' only applies to script-src and default-src", name)
 			}
 			if lv == "'strict-dynamic'" {
 				if !nonceDirectives[name] {
@@ -288,6 +296,20 @@ func validToken(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !isAlpha(c) && !(c >= '0' && c <= '9') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// validPolicyName accepts a Trusted Types policy name: letters, digits and - # = _ / @ . %
+// (Angular's angular#bundler, Closure's goog#html).
+func validPolicyName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && !(c >= '0' && c <= '9') && !strings.ContainsRune("-#=_/@.%", rune(c)) {
 			return false
 		}
 	}
