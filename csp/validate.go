@@ -47,6 +47,7 @@ var keywords = map[string]bool{
 	"'self'": true, "'none'": true, "'unsafe-inline'": true, "'unsafe-eval'": true,
 	"'strict-dynamic'": true, "'unsafe-hashes'": true, "'report-sample'": true,
 	"'wasm-unsafe-eval'": true, "'inline-speculation-rules'": true, "'trusted-types-eval'": true,
+	"'report-sha256'": true, "'report-sha384'": true, "'report-sha512'": true, // hashes of scripts in reports
 }
 
 var sandboxTokens = map[string]bool{
