@@ -425,3 +425,87 @@ func TestBrowserPermissionsPolicyAsChromiumReadsIt(t *testing.T) {
 		}
 	}
 }
+
+// Chromium reads the values security_headers now accepts as it sends them: a Referrer-Policy
+// fallback list (the last member it knows applies: no Referer on a same-origin fetch, where
+// the default would send the page's URL) and COOP/COEP with a report-to parameter (the page is
+// cross-origin isolated, so both policies applied). The same COOP with a space before ";"
+// (refused by security_headers, sent here by a header directive) is ignored by Chromium.
+func TestBrowserReadsReferrerListsAndCrossOriginReporting(t *testing.T) {
+	port := testenv.FreePort(t)
+	page := `<!doctype html><div id="out"></div><script nonce="{http.vars.csp_nonce}">` +
+		`const out = document.getElementById('out'); out.textContent += 'isolated=' + crossOriginIsolated + ';';` +
+		`fetch('/ref').then(r => r.text()).then(t => { out.textContent += 'referer=' + t + ';'; });</script>`
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		referrer_policy unsafe-url, no-referrer
+		coop same-origin; report-to="coop"
+		coep require-corp; report-to="coep"
+	}
+	respond /ref "{http.request.header.Referer}"
+	header /bad Cross-Origin-Opener-Policy "same-origin ;report-to=\"coop\""
+	header Content-Type text/html
+	respond %q
+}
+`, port, page))
+	if _, err := csp.ParseCrossOriginPolicy("coop", `same-origin ;report-to="coop"`, csp.COOPValues); err == nil {
+		t.Error(`coop "same-origin ;report-to=..." accepted`)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if out := between(chromiumDOM(t, base+"/"), `<div id="out">`, `</div>`); out != "isolated=true;referer=;" {
+		t.Errorf("#out = %q, want isolated=true;referer=; (COOP and COEP applied, no-referrer applied)", out)
+	}
+	if out := between(chromiumDOM(t, base+"/bad"), `<div id="out">`, `</div>`); !strings.HasPrefix(out, "isolated=false;") {
+		t.Errorf("#out = %q: Chromium applied a COOP with a space before \";\"", out)
+	}
+}
+
+// report_only rolls out the policy, not the clickjacking protection: X-Frame-Options (DENY,
+// from the preset's frame-ancestors 'none') still refuses the frame, while frame-ancestors
+// reports it; with frame_options off for the rollout, the frame loads and is reported.
+func TestBrowserReportOnlyStillRefusesFraming(t *testing.T) {
+	port := testenv.FreePort(t)
+	page := `<!doctype html><div id="out"></div><iframe src="child"></iframe><script nonce="{http.vars.csp_nonce}">` +
+		`window.onload = () => { let r; try { r = frames[0].document.getElementById('c') ? 'framed' : 'blocked'; }` +
+		` catch (e) { r = 'blocked'; } document.getElementById('out').textContent = r; };</script>`
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	csp_report /csp-report
+	handle /off/* {
+		security_headers {
+			report_only
+			report_uri /csp-report
+			frame_options off
+		}
+		header Content-Type text/html
+		respond /off/child "<p id=c>child</p>"
+		respond %[2]q
+	}
+	handle {
+		security_headers development {
+			report_uri /csp-report
+		}
+		header Content-Type text/html
+		respond /child "<p id=c>child</p>"
+		respond %[2]q
+	}
+}
+`, port, page))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for path, want := range map[string]string{"/": "blocked", "/off/": "framed"} {
+		if out := between(chromiumDOM(t, base+path), `<div id="out">`, `</div>`); out != want {
+			t.Errorf("%s: #out = %q, want %s", path, out, want)
+		}
+	}
+	// Chromium reports a frame-ancestors violation with the child's origin only: count them.
+	reports := 0
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && reports < 2; time.Sleep(100 * time.Millisecond) {
+		reports = len(testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+			return e.Msg() == EventCSPViolation && e.Str("directive") == "frame-ancestors" && e.Str("disposition") == "report"
+		}))
+	}
+	if reports < 2 {
+		t.Errorf("%d frame-ancestors reports; want one for each framed page", reports)
+	}
+}

@@ -65,8 +65,10 @@ const maxReportField = 512
 //
 // It answers 204 No Content (with Access-Control-Allow-Origin: *, so that pages of other
 // origins may report here); an OPTIONS preflight gets 204 with the CORS headers that allow a
-// POST of any report type; 405 for another method, 415 for another media type,
-// 413 for a body over max_body_size, 400 for malformed JSON (all problem+json).
+// POST of any report type; 405 for another method, 415 for another media type or a
+// compressed body, 413 for a body over max_body_size, 400 for malformed JSON or JSON that is
+// no report (all problem+json). An empty batch, or one of other report types only, gets 204
+// and logs nothing.
 type CSPReport struct {
 	// MaxBodySize bounds a report request's body, in bytes. Default: 65536.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
@@ -173,6 +175,12 @@ func (c *CSPReport) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return writeProblem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type",
 			"expected application/csp-report, application/reports+json or application/json", nil)
 	}
+	if enc, encoded := contentEncoding(r.Header); encoded {
+		// Browsers send reports uncompressed; read as it is, a compressed one is no JSON.
+		cspReportsRejected.WithLabelValues("media_type").Inc()
+		return writeProblem(w, http.StatusUnsupportedMediaType, "Unsupported Media Type",
+			"CSP reports are read uncompressed; got Content-Encoding: "+enc, nil)
+	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(reportReadTimeout)) // where it cannot be set, Caddy's own timeouts apply
 	body, err := io.ReadAll(io.LimitReader(r.Body, c.MaxBodySize+1))
@@ -245,10 +253,14 @@ func withoutQuery(u string) string {
 func parseReports(mediaType string, body []byte) ([]violation, error) {
 	trimmed := strings.TrimSpace(string(body))
 	if mediaType == "application/reports+json" || strings.HasPrefix(trimmed, "[") {
-		var batch []struct {
+		var raw []json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
+			return nil, errors.New("expected a JSON array of reports")
+		}
+		var rep struct {
 			Type string `json:"type"`
 			URL  string `json:"url"`
-			Body struct {
+			Body *struct {
 				DocumentURL        string `json:"documentURL"`
 				BlockedURL         string `json:"blockedURL"`
 				EffectiveDirective string `json:"effectiveDirective"`
@@ -259,13 +271,17 @@ func parseReports(mediaType string, body []byte) ([]violation, error) {
 				Sample             string `json:"sample"`
 			} `json:"body"`
 		}
-		if err := json.Unmarshal(body, &batch); err != nil {
-			return nil, errors.New("expected a JSON array of reports")
-		}
 		var out []violation
-		for _, rep := range batch {
+		for _, r := range raw {
+			rep.Type, rep.URL, rep.Body = "", "", nil
+			if r[0] != '{' || json.Unmarshal(r, &rep) != nil {
+				return nil, errors.New("expected a JSON array of report objects ({\"type\": ..., \"body\": {...}})")
+			}
 			if rep.Type != "csp-violation" || len(out) == maxReportsPerRequest {
 				continue
+			}
+			if rep.Body == nil {
+				return nil, errors.New("a csp-violation report has no body object")
 			}
 			b := rep.Body
 			doc := b.DocumentURL

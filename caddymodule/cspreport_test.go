@@ -52,6 +52,12 @@ func TestCSPReportBothFormats(t *testing.T) {
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("Reporting API format: %d", resp.StatusCode)
 	}
+	// An empty batch, or one without CSP reports, is accepted and logs nothing.
+	for _, batch := range []string{`[]`, `[{"type": "coop", "body": {}}]`} {
+		if resp, _ = postReport(t, url, "application/reports+json", batch); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("batch %s: %d, want 204", batch, resp.StatusCode)
+		}
+	}
 	if got := counterValue(t, cspViolations.WithLabelValues("script-src-elem", "enforce")) - before; got != 2 {
 		t.Errorf("script-src-elem enforce count grew by %v, want 2", got)
 	}
@@ -100,12 +106,20 @@ func TestCSPReportRefusals(t *testing.T) {
 		{"malformed JSON", http.MethodPost, "application/csp-report", `{"csp-report": {`, http.StatusBadRequest},
 		{"not a report", http.MethodPost, "application/csp-report", `{"other": 1}`, http.StatusBadRequest},
 		{"malformed batch", http.MethodPost, "application/reports+json", `{"type": "csp-violation"}`, http.StatusBadRequest},
+		{"null batch", http.MethodPost, "application/reports+json", `null`, http.StatusBadRequest},
+		{"null in a batch", http.MethodPost, "application/reports+json", `[null]`, http.StatusBadRequest},
+		{"csp-violation without a body", http.MethodPost, "application/reports+json", `[{"type": "csp-violation", "body": null}]`, http.StatusBadRequest},
+		{"null report", http.MethodPost, "application/json", `{"csp-report": null}`, http.StatusBadRequest},
 		{"media type", http.MethodPost, "text/plain", `{}`, http.StatusUnsupportedMediaType},
+		{"compressed", http.MethodPost, "application/csp-report", "\x1f\x8b\x08\x00", http.StatusUnsupportedMediaType},
 		{"method", http.MethodGet, "", "", http.StatusMethodNotAllowed},
 	}
 	for _, c := range cases {
 		req, _ := http.NewRequest(c.method, url, strings.NewReader(c.body))
 		req.Header.Set("Content-Type", c.ctype)
+		if c.name == "compressed" {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
 		resp, body := fetch(t, req)
 		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s: %d %s %q, want %d problem+json", c.name, resp.StatusCode, resp.Header.Get("Content-Type"), body, c.status)

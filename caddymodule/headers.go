@@ -60,8 +60,9 @@ type SecurityHeaders struct {
 	CSPRemove []string `json:"csp_remove,omitempty"`
 
 	// ReportOnly sends the policy as Content-Security-Policy-Report-Only, for rollouts: the
-	// browser reports violations and blocks nothing. Default: false, true under the development
-	// preset.
+	// browser reports the policy's violations and blocks none of them. The other headers are
+	// sent as without it: X-Frame-Options (from frame-ancestors) still refuses framing.
+	// Default: false, true under the development preset.
 	ReportOnly *bool `json:"report_only,omitempty"`
 
 	// ReportURI adds `report-uri` to the policy: where browsers POST violation reports
@@ -76,8 +77,8 @@ type SecurityHeaders struct {
 	// beside it (ours last, so csp-endpoint is ours), unless KeepUpstream lists the header.
 	ReportTo string `json:"report_to,omitempty"`
 
-	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only and never in
-	// development. A response is HTTPS when its request came over TLS, or from a trusted proxy
+	// HSTS is the Strict-Transport-Security header, sent on HTTPS responses only, never in
+	// development nor under the development preset (given beside that preset, it is refused). A response is HTTPS when its request came over TLS, or from a trusted proxy
 	// (the server's trusted_proxies) whose last X-Forwarded-Proto is https: a load balancer
 	// that terminates TLS in front of Caddy. Where it is not sent (plain HTTP, development, Off), an upstream's
 	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
@@ -88,12 +89,15 @@ type SecurityHeaders struct {
 	// FrameOptions is X-Frame-Options: DENY, SAMEORIGIN or off. Default: what the policy's
 	// frame-ancestors says (DENY for 'none', SAMEORIGIN for 'self'), DENY without
 	// frame-ancestors, none when frame-ancestors lists hosts. A value that contradicts
-	// frame-ancestors is refused. Where the enforced policy sent is another's (one that
+	// frame-ancestors is refused, unless ReportOnly is set to true (a rollout enforces this
+	// X-Frame-Options and reports the frame-ancestors it tries). Where the enforced policy sent is another's (one that
 	// replaced this handler's and stayed, or one kept by KeepUpstream), X-Frame-Options says
 	// what that policy's frame-ancestors says.
 	FrameOptions string `json:"frame_options,omitempty"`
 
-	// ReferrerPolicy is Referrer-Policy, or off. Default: strict-origin-when-cross-origin.
+	// ReferrerPolicy is Referrer-Policy, or off: one of the standard policies, or a
+	// comma-separated fallback list of them (browsers use the last one they know). Default:
+	// strict-origin-when-cross-origin.
 	ReferrerPolicy string `json:"referrer_policy,omitempty"`
 
 	// PermissionsPolicy is Permissions-Policy, or off: a structured-field dictionary of
@@ -103,13 +107,15 @@ type SecurityHeaders struct {
 	// magnetometer, microphone, payment and usb turned off.
 	PermissionsPolicy string `json:"permissions_policy,omitempty"`
 
-	// COOP is Cross-Origin-Opener-Policy, or off. Default: same-origin.
+	// COOP is Cross-Origin-Opener-Policy, or off, with an optional report-to parameter naming
+	// a Reporting-Endpoints member (`same-origin; report-to="coop"`). Default: same-origin.
 	COOP string `json:"coop,omitempty"`
 
 	// CORP is Cross-Origin-Resource-Policy, or off. Default: same-origin.
 	CORP string `json:"corp,omitempty"`
 
-	// COEP is Cross-Origin-Embedder-Policy (require-corp, credentialless). Default: not sent.
+	// COEP is Cross-Origin-Embedder-Policy (require-corp, credentialless), with an optional
+	// report-to parameter as COOP. Default: not sent.
 	COEP string `json:"coep,omitempty"`
 
 	// NoSniff sends X-Content-Type-Options: nosniff. Default: true.
@@ -284,6 +290,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if err := h.reportConflict(); err != nil {
 		return err
 	}
+	if err := h.reportsWithoutPolicy(policy); err != nil {
+		return err
+	}
 	if len(h.ReportURI) > 0 {
 		policy.Set("report-uri", h.ReportURI...)
 	}
@@ -312,12 +321,17 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		}
 	}
 
-	// HSTS: never in development; the preload rules are refused everywhere.
+	// HSTS: never in development nor under the development preset; the preload rules are
+	// refused everywhere.
 	h.hsts = ""
 	hsts := csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true}
 	if c := h.HSTS; c != nil {
 		if c.Off && (c.MaxAge != nil || c.IncludeSubDomains != nil || c.Preload) {
 			return forOption("hsts", fmt.Errorf("hsts: off sends no header, so max_age, include_subdomains and preload say nothing beside it; expected off alone, or the header's fields"))
+		}
+		if !c.Off && h.Preset == csp.PresetDevelopment {
+			// Named on purpose beside an HSTS of its own: one of the two would be ignored.
+			return forOption("hsts", fmt.Errorf("hsts: the development preset sends no HSTS (a development host must not pin browsers to HTTPS); expected no hsts line (or hsts off) with it, or the strict preset with report_only for a rollout"))
 		}
 		hsts = csp.HSTS{MaxAge: defaultHSTSMaxAge, IncludeSubDomains: true, Preload: c.Preload}
 		if c.IncludeSubDomains != nil {
@@ -334,7 +348,8 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	}
 	h.built.hstsOff = h.HSTS != nil && h.HSTS.Off
 	h.built.hsts = hsts
-	if !h.built.hstsOff && env != Development {
+	h.built.devPreset = preset == csp.PresetDevelopment
+	if !h.built.hstsOff && env != Development && !h.built.devPreset {
 		h.hsts = hsts.String()
 	}
 
@@ -352,8 +367,11 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 			if err != nil {
 				return forOption("frame_options", err)
 			}
-			if fa, has := policy.Get("frame-ancestors"); has && v != derived {
-				return forOption("frame_options", fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other", v, strings.Join(fa, " ")))
+			// Beside report_only written out, they may differ: X-Frame-Options is what a
+			// rollout enforces, frame-ancestors what it tries (and reports).
+			rollout := h.ReportOnly != nil && *h.ReportOnly
+			if fa, has := policy.Get("frame-ancestors"); has && v != derived && !rollout {
+				return forOption("frame_options", fmt.Errorf("frame_options %s contradicts the policy's frame-ancestors %s; set one to match the other (or, for a rollout that keeps this X-Frame-Options while it tries that frame-ancestors, add report_only)", v, strings.Join(fa, " ")))
 			}
 			xfo = v
 		}
@@ -366,30 +384,16 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	if h.NoSniff == nil || *h.NoSniff {
 		static = append(static, headerValue{"X-Content-Type-Options", "nosniff"})
 	}
-	for _, o := range []struct {
-		field, header, value, def string
-		allowed                   []string
-	}{
-		{"referrer_policy", "Referrer-Policy", h.ReferrerPolicy, defaultReferrerPolicy, csp.ReferrerPolicyValues},
-		{"permissions_policy", "Permissions-Policy", h.PermissionsPolicy, csp.DefaultPermissionsPolicy, nil},
-		{"coop", "Cross-Origin-Opener-Policy", h.COOP, "same-origin", csp.COOPValues},
-		{"corp", "Cross-Origin-Resource-Policy", h.CORP, "same-origin", csp.CORPValues},
-		{"coep", "Cross-Origin-Embedder-Policy", h.COEP, "", csp.COEPValues},
-	} {
-		v := o.value
+	for _, o := range headerOptions {
+		v := *o.value(h)
 		if v == "" {
 			v = o.def
 		}
 		if v == "" || strings.EqualFold(v, off) {
 			continue
 		}
-		if o.allowed != nil {
-			canon, err := csp.OneOf(o.field, v, o.allowed)
-			if err != nil {
-				return forOption(o.field, err)
-			}
-			v = canon
-		} else if err := csp.ValidatePermissionsPolicy(v); err != nil {
+		v, err := o.parse(v)
+		if err != nil {
 			return forOption(o.field, err)
 		}
 		static = append(static, headerValue{o.header, v})
@@ -447,6 +451,38 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	return nil
 }
 
+// headerOption is one of the plain headers: its option's name, its field, its default, and
+// the check that returns the value as sent.
+type headerOption struct {
+	field, header, def, want string
+	value                    func(*SecurityHeaders) *string
+	parse                    func(v string) (string, error)
+}
+
+// headerOptions are the plain headers, in the order they are sent. The Caddyfile reads the
+// same options with the same checks.
+var headerOptions = []headerOption{
+	{"referrer_policy", "Referrer-Policy", defaultReferrerPolicy,
+		"one of " + strings.Join(csp.ReferrerPolicyValues, ", ") + ", or a comma-separated list of them",
+		func(h *SecurityHeaders) *string { return &h.ReferrerPolicy }, csp.ParseReferrerPolicy},
+	{"permissions_policy", "Permissions-Policy", csp.DefaultPermissionsPolicy,
+		`a policy such as "camera=(), geolocation=(self)"`,
+		func(h *SecurityHeaders) *string { return &h.PermissionsPolicy },
+		func(v string) (string, error) { return v, csp.ValidatePermissionsPolicy(v) }},
+	{"coop", "Cross-Origin-Opener-Policy", "same-origin",
+		"one of " + strings.Join(csp.COOPValues, ", ") + `, optionally followed by ; report-to="<endpoint>"`,
+		func(h *SecurityHeaders) *string { return &h.COOP },
+		func(v string) (string, error) { return csp.ParseCrossOriginPolicy("coop", v, csp.COOPValues) }},
+	{"corp", "Cross-Origin-Resource-Policy", "same-origin",
+		"one of " + strings.Join(csp.CORPValues, ", "),
+		func(h *SecurityHeaders) *string { return &h.CORP },
+		func(v string) (string, error) { return csp.OneOf("corp", v, csp.CORPValues) }},
+	{"coep", "Cross-Origin-Embedder-Policy", "",
+		"one of " + strings.Join(csp.COEPValues, ", ") + `, optionally followed by ; report-to="<endpoint>"`,
+		func(h *SecurityHeaders) *string { return &h.COEP },
+		func(v string) (string, error) { return csp.ParseCrossOriginPolicy("coep", v, csp.COEPValues) }},
+}
+
 // reportConflict refuses a report destination given twice: report_uri (or report_to) beside
 // the same directive written in the csp block, or removed there. The option would replace
 // the csp block's directive with nothing said.
@@ -474,6 +510,31 @@ func (h *SecurityHeaders) reportConflict() *optionError {
 			if strings.EqualFold(name, c.directive) {
 				return &optionError{option: c.option, err: fmt.Errorf("%s adds the %s that the csp block's -%s removes; expected one of them", c.option, c.directive, c.directive)}
 			}
+		}
+	}
+	return nil
+}
+
+// reportsWithoutPolicy refuses report_only, report_uri and report_to where the policy has no
+// directive a page could violate (the none preset without csp lines, or with report-uri or
+// report-to alone): a policy of report destinations only is sent, which restricts nothing
+// and reports nothing.
+func (h *SecurityHeaders) reportsWithoutPolicy(policy csp.Policy) error {
+	for _, d := range policy.Directives {
+		if d.Name != "report-uri" && d.Name != "report-to" {
+			return nil
+		}
+	}
+	for _, o := range []struct {
+		option string
+		set    bool
+	}{
+		{"report_only", h.ReportOnly != nil && *h.ReportOnly},
+		{"report_uri", len(h.ReportURI) > 0},
+		{"report_to", h.ReportTo != ""},
+	} {
+		if o.set {
+			return forOption(o.option, fmt.Errorf("%s: the policy has no directive to report on (the none preset without csp directives), so it would restrict and report nothing; expected csp { <directive> <source>... } beside it, or the strict preset", o.option))
 		}
 	}
 	return nil

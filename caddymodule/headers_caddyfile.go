@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -159,24 +160,12 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 		h.HSTS = &HSTSConfig{MaxAge: &v.MaxAge, IncludeSubDomains: &v.IncludeSubDomains, Preload: v.Preload}
 		return nil
 	},
-	"frame_options":   headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
-	"referrer_policy": headerArg(func(h *SecurityHeaders) *string { return &h.ReferrerPolicy }, csp.ReferrerPolicyValues),
-	"coop":            headerArg(func(h *SecurityHeaders) *string { return &h.COOP }, csp.COOPValues),
-	"corp":            headerArg(func(h *SecurityHeaders) *string { return &h.CORP }, csp.CORPValues),
-	"coep":            headerArg(func(h *SecurityHeaders) *string { return &h.COEP }, csp.COEPValues),
-	"permissions_policy": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
-		v, err := wantArg(d, "permissions_policy", "a policy such as \"camera=(), geolocation=(self)\", or off")
-		if err != nil {
-			return err
-		}
-		if v != off {
-			if err := csp.ValidatePermissionsPolicy(v); err != nil {
-				return d.Errf("%v", err)
-			}
-		}
-		h.PermissionsPolicy = v
-		return nil
-	},
+	"frame_options":      headerArg(func(h *SecurityHeaders) *string { return &h.FrameOptions }, csp.FrameOptionsValues),
+	"referrer_policy":    headerOptionArgs("referrer_policy"),
+	"permissions_policy": headerOptionArgs("permissions_policy"),
+	"coop":               headerOptionArgs("coop"),
+	"corp":               headerOptionArgs("corp"),
+	"coep":               headerOptionArgs("coep"),
 	"nosniff": func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		on, err := onOff(d, "nosniff")
 		if err != nil {
@@ -214,12 +203,48 @@ var securityHeadersSubdirectives = map[string]func(d *caddyfile.Dispenser, h *Se
 	"inject_nonce": parseInjectNonce,
 }
 
+// headerOptionArgs parses the value of one of the plain headers, or off. The arguments are
+// joined with spaces, so a value with a list or parameters may be written unquoted
+// (`referrer_policy no-referrer, strict-origin-when-cross-origin`, `coop same-origin;
+// report-to="coop"`).
+func headerOptionArgs(field string) func(*caddyfile.Dispenser, *SecurityHeaders) error {
+	i := slices.IndexFunc(headerOptions, func(o headerOption) bool { return o.field == field })
+	if i < 0 {
+		panic("security_headers: no header option " + field)
+	}
+	o := headerOptions[i]
+	return func(d *caddyfile.Dispenser, h *SecurityHeaders) error {
+		var args []string
+		quoted := false // a word that started with a double quote, which the Caddyfile took as its own
+		for d.NextArg() {
+			args = append(args, d.Val())
+			quoted = quoted || d.Token().Quoted()
+		}
+		if len(args) == 0 {
+			return d.Errf("%s: expected %s, or off", o.field, o.want)
+		}
+		v := strings.Join(args, " ")
+		if v != off {
+			var err error
+			if v, err = o.parse(v); err != nil {
+				if len(args) > 1 && quoted {
+					return d.Errf("%v; written in several words, the value lost the double quotes around a word: put it whole in backticks (%s `...`)", err, o.field)
+				}
+				return d.Errf("%v", err)
+			}
+		}
+		*o.value(h) = v
+		return nil
+	}
+}
+
 // parseCSPBlock reads `csp { <directive> <values>... }`, checking each line as it goes.
 func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 	if d.NextArg() {
 		return d.Errf("csp takes a block of directives, one per line; got %q", d.Val())
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
+	at, lines := d.Token(), 0
+	for nesting := d.Nesting(); d.NextBlock(nesting); lines++ {
 		name := strings.ToLower(d.Val())
 		values := d.RemainingArgs()
 		if rest, ok := strings.CutPrefix(name, "-"); ok {
@@ -248,6 +273,9 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		if err := h.reportConflict(); err != nil {
 			return d.Errf("%v", err)
 		}
+	}
+	if lines == 0 {
+		return errorAt(at, errors.New("csp: expected a block of directives, one per line (script-src 'nonce' 'strict-dynamic', -upgrade-insecure-requests); an empty one changes nothing"))
 	}
 	return nil
 }

@@ -212,6 +212,7 @@ type builtPolicy struct {
 	reportOnly bool
 	hsts       csp.HSTS
 	hstsOff    bool
+	devPreset  bool // the development preset: no HSTS, whatever the environment
 }
 
 // reportFindings records the production findings of the settled headers: each weakens a
@@ -222,6 +223,10 @@ func (h *SecurityHeaders) reportFindings(app *App, at string) {
 		_ = app.Report(Finding{Code: code, Severity: Warning, Module: "security_headers", Config: optionPath(at, config), Message: msg, Fix: fix}, Production)
 	}
 	switch {
+	case b.devPreset:
+		report("hsts.off", "preset",
+			"production with the development preset: no HSTS is sent (and the policy is report-only), so a first visit or a typed http:// link can be downgraded",
+			"use the strict preset (the default in production); for a rollout, strict with report_only")
 	case b.hstsOff:
 		report("hsts.off", "hsts.off",
 			"production without HSTS: a first visit or a typed http:// link can be downgraded and its cookies read on the way",
@@ -256,7 +261,7 @@ func (h *SecurityHeaders) reportFindings(app *App, at string) {
 	}
 	if b.reportOnly {
 		report("csp.report_only", "report_only",
-			"the policy is report-only in production: violations are reported and nothing is blocked",
+			"the policy is report-only in production: its violations are reported and none is blocked",
 			"remove `report_only` once the csp_violation events show no legitimate violation")
 	}
 	name, scripts := "script-src", []string(nil)

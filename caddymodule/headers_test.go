@@ -294,6 +294,84 @@ localhost:%d {
 	}
 }
 
+// The development preset sends no HSTS in any environment (the issue's preset: report-only,
+// ws: for hot reload, no HSTS): a development host served by a production Caddy must not pin
+// browsers to HTTPS, and its upstream's HSTS is removed as in development.
+func TestDevelopmentPresetSendsNoHSTSInProduction(t *testing.T) {
+	up := hstsUpstream(t, "max-age=31536000")
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+%s}
+localhost:%d {
+	bind 127.0.0.1
+	handle /dev/* {
+		security_headers development
+		reverse_proxy %s
+	}
+	security_headers
+	respond "ok"
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, up.Listener.Addr()))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d/dev/page", httpsPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "" || resp.Header.Get("Content-Security-Policy-Report-Only") == "" {
+		t.Errorf("development preset in production: HSTS %q (want none), report-only policy %q", got, resp.Header.Get("Content-Security-Policy-Report-Only"))
+	}
+	resp, _ = getBody(t, fmt.Sprintf("https://localhost:%d/", httpsPort))
+	if got := resp.Header.Get("Strict-Transport-Security"); got == "" {
+		t.Error("the strict preset beside it sends no HSTS")
+	}
+}
+
+// A header this handler does not send (turned off; X-Frame-Options where frame-ancestors
+// lists hosts) is left as the upstream sent it, as the README says.
+func TestHeadersNotSentHereAreTheUpstreams(t *testing.T) {
+	up := htmlUpstream(t, "<p>page</p>") // X-Frame-Options SAMEORIGIN, Referrer-Policy unsafe-url
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		csp {
+			frame-ancestors 'self' https://portal.example
+		}
+		referrer_policy off
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if xfo, rp := resp.Header.Values("X-Frame-Options"), resp.Header.Values("Referrer-Policy"); len(xfo) != 1 || xfo[0] != "SAMEORIGIN" || len(rp) != 1 || rp[0] != "unsafe-url" {
+		t.Errorf("X-Frame-Options %q, Referrer-Policy %q; want the upstream's SAMEORIGIN and unsafe-url", xfo, rp)
+	}
+}
+
+// A rollout keeps its X-Frame-Options while it tries another frame-ancestors: beside an
+// explicit report_only, frame_options may differ from the policy's frame-ancestors (the one
+// is enforced, the other only reported); without report_only it is still refused.
+func TestReportOnlyRolloutKeepsItsFrameOptions(t *testing.T) {
+	port := testenv.FreePort(t)
+	site := `http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		%s
+		frame_options SAMEORIGIN
+		csp {
+			frame-ancestors 'self' https://portal.example
+		}
+	}
+	respond "ok"
+}
+`
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(site, port, "report_only"))
+	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if xfo, ro := resp.Header.Get("X-Frame-Options"), resp.Header.Get("Content-Security-Policy-Report-Only"); xfo != "SAMEORIGIN" || !strings.Contains(ro, "frame-ancestors 'self' https://portal.example") {
+		t.Errorf("X-Frame-Options %q, report-only policy %q", xfo, ro)
+	}
+	if err := c.Load(fmt.Sprintf(site, port, "report_only off")); err == nil || !strings.Contains(err.Error(), "frame_options SAMEORIGIN contradicts the policy's frame-ancestors") {
+		t.Errorf("an enforced policy beside a contradicting frame_options: %v", err)
+	}
+}
+
 // htmlUpstream serves page as text/html with the headers an application typically sets, and
 // gzips it when asked (so the test sees whether the edge kept Accept-Encoding from it).
 func htmlUpstream(t *testing.T, page string) *httptest.Server {

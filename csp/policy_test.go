@@ -70,6 +70,14 @@ func TestParseAndValidate(t *testing.T) {
 		{"script-src 'nonce' 'nonce' 'strict-dynamic'", "source 'nonce' is given twice"},
 		{"img-src 'self' https://a.example 'self'", "source 'self' is given twice"},
 		{"webrtc allow", "'allow' or 'block'"},
+		{"trusted-types angular angular#bundler angular#unsafe-bypass goog#html @lit/x my.policy a=b 50% 'allow-duplicates'", ""},
+		{"script-src 'nonce' 'strict-dynamic' 'trusted-types-eval'; require-trusted-types-for 'script'", ""},
+		{"trusted-types 'none' foo", "'none' must be the only value"},
+		{"script-src 'nonce' 'strict-dynamic' 'report-sha256' 'report-sha384' 'report-sha512'", ""},
+		{"trusted-types angular!", `"angular!" is not a policy name`},
+		{"img-src 'trusted-types-eval'", "'trusted-types-eval' only applies to script-src and default-src"},
+		{"img-src https://cdn.example/img?v=2", "the query and fragment of a source"},
+		{"img-src cdn.example/img#top", "the query and fragment of a source"},
 	}
 	for _, c := range cases {
 		_, err := Parse(c.policy)

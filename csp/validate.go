@@ -46,7 +46,8 @@ var nonceDirectives = map[string]bool{
 var keywords = map[string]bool{
 	"'self'": true, "'none'": true, "'unsafe-inline'": true, "'unsafe-eval'": true,
 	"'strict-dynamic'": true, "'unsafe-hashes'": true, "'report-sample'": true,
-	"'wasm-unsafe-eval'": true, "'inline-speculation-rules'": true,
+	"'wasm-unsafe-eval'": true, "'inline-speculation-rules'": true, "'trusted-types-eval'": true,
+	"'report-sha256'": true, "'report-sha384'": true, "'report-sha512'": true, // hashes of scripts in reports
 }
 
 var sandboxTokens = map[string]bool{
@@ -134,8 +135,12 @@ func ValidateDirective(name string, values []string) error {
 		}
 	case kindTrustedTypes:
 		for _, v := range values {
-			if v != "'none'" && v != "'allow-duplicates'" && v != "*" && !validToken(v) {
-				return fmt.Errorf("trusted-types: %q is not a policy name, 'none', 'allow-duplicates' or *", v)
+			if v == "'none'" && len(values) > 1 {
+				// Chromium ignores it beside anything else: the names would be allowed.
+				return fmt.Errorf("trusted-types: 'none' must be the only value (browsers ignore it beside policy names); got %q", strings.Join(values, " "))
+			}
+			if v != "'none'" && v != "'allow-duplicates'" && v != "*" && !validPolicyName(v) {
+				return fmt.Errorf("trusted-types: %q is not a policy name (letters, digits and - # = _ / @ . %%), 'none', 'allow-duplicates' or *", v)
 			}
 		}
 	case kindWebRTC:
@@ -183,6 +188,10 @@ func validateSources(name string, kind directiveKind, values []string) error {
 			if kind == kindAncestors && lv != "'self'" {
 				return fmt.Errorf("frame-ancestors accepts only 'self', 'none', hosts and schemes; got %s", v)
 			}
+			if lv == "'trusted-types-eval'" && name != "script-src" && name != "default-src" {
+				// eval is checked against script-src (or default-src) only.
+				return fmt.Errorf("%s: 'trusted-types-eval' only applies to script-src and default-src", name)
+			}
 			if lv == "'strict-dynamic'" {
 				if !nonceDirectives[name] {
 					return fmt.Errorf("%s: 'strict-dynamic' only applies to script-src and default-src", name)
@@ -225,6 +234,10 @@ func validHostOrScheme(v string) error {
 		return fmt.Errorf("expected a host (example.com, *.example.com), a scheme (https:) or a keyword ('self')")
 	}
 	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		if strings.ContainsAny(rest[i:], "?#") {
+			// Chromium drops them with a console warning: the source matches any query.
+			return fmt.Errorf("browsers ignore the query and fragment of a source (it would allow every query); expected [scheme://]host[:port][/path]")
+		}
 		rest = rest[:i] // a path is matched by prefix; any characters but the ones refused above
 	}
 	host := rest
@@ -284,6 +297,20 @@ func validToken(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !isAlpha(c) && !(c >= '0' && c <= '9') && c != '-' && c != '_' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// validPolicyName accepts a Trusted Types policy name: letters, digits and - # = _ / @ . %
+// (Angular's angular#bundler, Closure's goog#html).
+func validPolicyName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlpha(c) && !(c >= '0' && c <= '9') && !strings.ContainsRune("-#=_/@.%", rune(c)) {
 			return false
 		}
 	}
