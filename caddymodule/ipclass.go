@@ -221,6 +221,9 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		v, _, err := sharedBansPool.LoadOrNew(a.sharedBansKey, func() (caddy.Destructor, error) {
 			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, maxBans, func(msg string, err error) {
 				if err != nil {
+					if refusedCredentials(err) {
+						msg = "shared detections: Redis refused this client (credentials or ACL): detections stay local, and other instances' are not received, until it grants them"
+					}
 					logger.Warn(msg, zap.Error(err))
 				} else {
 					logger.Info(msg)
@@ -244,10 +247,24 @@ func (a *App) detectionStatus() StatusReport {
 	tracked, detected := det.Counts()
 	r := StatusReport{Component: "ipclass:detection", Type: "component", Status: HealthPass, Time: time.Now(),
 		Observed: map[string]any{"tracked": tracked, "suspicious": detected, "shadow": det.Shadow(), "shared": a.sharedBans != nil}}
-	if a.sharedBans != nil && a.sharedBans.Failing() {
-		r.Status, r.Output = HealthWarn, "Redis unreachable: detections are not shared between instances"
+	if a.sharedBans != nil {
+		if err := a.sharedBans.Failure(); err != nil {
+			r.Status, r.Output = HealthWarn, a.sharingFailure(err)
+		}
 	}
 	return r
+}
+
+// sharingFailure says why detections are not shared: a Redis that answers but refuses this
+// client (an ACL without the channel, a wrong password) is a configuration to fix, not an
+// outage to wait out.
+func (a *App) sharingFailure(err error) string {
+	if !refusedCredentials(err) {
+		return "Redis unreachable: detections are not shared between instances"
+	}
+	msg := redactSecrets(err.Error(), a.redis.opts)
+	return fmt.Sprintf("Redis refused this client (%s): detections are not shared between instances; "+
+		"the ACL user needs the keys ~%[2]s* and the channel &%[2]s* (ACL SETUSER <user> ~%[2]s* &%[2]s* ...)", msg, a.KeyPrefix())
 }
 
 // maxScore bounds a signal's score and the threshold: a client's score is a sum of signals,

@@ -3,9 +3,11 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
@@ -165,5 +167,54 @@ func TestSharedDetectionsKeptWithDefaultMaxTracked(t *testing.T) {
 	b := detectionInstance(t, r.URL(0)) // fresh: the set is all it knows
 	for _, x := range clients {
 		waitClass(t, b, x, "class suspicious", 5*time.Second)
+	}
+}
+
+// TestDetectionStatusNamesACLRefusal: a Redis whose ACL gives caddy-hardening's user its keys
+// but no channel (Redis 7's default for a new user) answers every command; the
+// ipclass:detection component must say that Redis refused the channel, not that it is
+// unreachable, and how to grant it, while the log names the refusal too.
+func TestDetectionStatusNamesACLRefusal(t *testing.T) {
+	r := testenv.StartRedis(t)
+	if _, err := r.Do("ACL", "SETUSER", "edge", "on", ">edge-pw", "resetchannels", "~hardening:*", "+@all", "-@dangerous"); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+	hardening {
+		environment development
+		redis redis://edge:edge-pw@%s/0
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard
+	respond "ok"
+}
+`, r.Addr, addr))
+	var report StatusReport
+	testenv.WaitFor(t, 5*time.Second, "ipclass:detection warns", func() bool {
+		for _, s := range activeApp(t).Statuses() {
+			if s.Component == "ipclass:detection" {
+				report = s
+			}
+		}
+		return report.Status == HealthWarn
+	})
+	t.Logf("ipclass:detection: %s", report.Output)
+	for _, want := range []string{"Redis refused", "NOPERM", "&hardening:*", "not shared"} {
+		if !strings.Contains(report.Output, want) {
+			t.Errorf("ipclass:detection output %q lacks %q", report.Output, want)
+		}
+	}
+	if strings.Contains(report.Output, "unreachable") || strings.Contains(report.Output, "edge-pw") {
+		t.Errorf("ipclass:detection output %q", report.Output)
+	}
+	logged := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+		return strings.HasPrefix(e.Msg(), "shared detections:")
+	})
+	if len(logged) == 0 || !strings.Contains(logged[0].Msg(), "refused") || strings.Contains(logged[0].Msg(), "unavailable") {
+		t.Errorf("shared detections log lines: %v", logged)
 	}
 }

@@ -46,6 +46,7 @@ type SharedBans struct {
 
 	healthMu sync.Mutex
 	down     [2]bool     // per side (sidePublish, sideSubscribe): its last attempt failed
+	cause    error       // the last failure of a side, while one is down
 	failing  atomic.Bool // either side is down
 }
 
@@ -168,6 +169,9 @@ func (s *SharedBans) report(side int, err error) {
 	s.healthMu.Lock()
 	before := s.down[sidePublish] || s.down[sideSubscribe]
 	s.down[side] = err != nil
+	if err != nil {
+		s.cause = err
+	}
 	if side == sideSubscribe && err == nil {
 		s.down[sidePublish] = false
 	}
@@ -299,6 +303,18 @@ func (s *SharedBans) reloadLoop(ctx context.Context) {
 // Failing reports whether sharing fails (Redis unreachable): the last publication failed, or
 // the subscription is broken and not yet back. Detections stay local meanwhile.
 func (s *SharedBans) Failing() bool { return s.failing.Load() }
+
+// Failure is why sharing fails (the last error of a side that is down), or nil while it works:
+// a Redis that cannot be reached, or one that answers but refuses (an ACL's NOPERM for the
+// channel or the keys).
+func (s *SharedBans) Failure() error {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	if !s.down[sidePublish] && !s.down[sideSubscribe] {
+		return nil
+	}
+	return s.cause
+}
 
 // Reload applies every active detection in the shared set. It only adds: a shared detection
 // absent from the set (an unban whose message this instance missed) stays until it ends.
