@@ -153,6 +153,12 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if a.Redis.URL != "" && opts.URL == "" && len(opts.ClusterAddrs) == 0 && opts.SentinelMaster == "" && len(opts.SentinelAddrs) == 0 {
 		return fmt.Errorf("redis: the URL %s is empty once resolved; set the variable, or leave the URL out and give cluster or sentinel", redisconn.Redact(a.Redis.URL))
 	}
+	if len(a.Redis.Cluster) > 0 && len(opts.ClusterAddrs) == 0 {
+		return fmt.Errorf("redis: cluster %s is empty once resolved; set the variable to one or more host:port addresses (separated by spaces or commas)", strings.Join(a.Redis.Cluster, " "))
+	}
+	if s := a.Redis.Sentinel; s != nil && len(s.Addresses) > 0 && len(opts.SentinelAddrs) == 0 {
+		return fmt.Errorf("redis: sentinel addresses %s are empty once resolved; set the variable to one or more host:port addresses (separated by spaces or commas)", strings.Join(s.Addresses, " "))
+	}
 	if err := opts.Validate(); err != nil {
 		return err
 	}

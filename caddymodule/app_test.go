@@ -560,6 +560,8 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"missing CA file", "redis rediss://127.0.0.1:6379/0 {\n\t\t\ttls {\n\t\t\t\tca_file /nonexistent/ca.pem\n\t\t\t}\n\t\t}", "redis: reading ca_file: open /nonexistent/ca.pem"},
 		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: the URL {env.HARDENING_TEST_UNSET_URL} is empty once resolved; set the variable"},
 		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
+		{"cluster from an empty placeholder", "redis {\n\t\t\tcluster {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: cluster {env.HARDENING_TEST_UNSET_NODES} is empty once resolved; set the variable"},
+		{"sentinels from an empty placeholder", "redis {\n\t\t\tsentinel m {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: sentinel addresses {env.HARDENING_TEST_UNSET_NODES} are empty once resolved; set the variable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
@@ -627,5 +629,30 @@ func TestRedisStartupCheckOfADroppedClientSaysNothing(t *testing.T) {
 	pingOnce(&sharedRedis{client: client}, zap.New(core))
 	if logs.Len() != 0 {
 		t.Fatalf("the check of a closed client logged %v", logs.All())
+	}
+}
+
+// TestRedisAddressListsFromOnePlaceholder: `sentinel <master> {env.VAR}` and `cluster
+// {env.VAR}` take several addresses from one variable, separated by spaces or commas, as
+// `ip_classes` does; a deployment that keeps its Redis nodes in one variable
+// (REDIS_SENTINELS="10.0.0.1:26379,10.0.0.2:26379") was refused with `sentinel address
+// "...,...": expected host:port`.
+func TestRedisAddressListsFromOnePlaceholder(t *testing.T) {
+	master := testenv.StartRedis(t)
+	sentinel := testenv.StartSentinel(t, master, "mymaster")
+	t.Setenv("HARDENING_TEST_SENTINELS", fmt.Sprintf("%s, 127.0.0.1:%d", sentinel.Addr, testenv.FreePort(t)))
+	testcaddy.StartCaddy(t, "{\n\thardening {\n\t\tenvironment development\n\t\tredis {\n\t\t\tsentinel mymaster {env.HARDENING_TEST_SENTINELS}\n\t\t}\n\t}\n}\n")
+	app := activeApp(t)
+	if got := app.redis.opts.SentinelAddrs; len(got) != 2 || got[0] != sentinel.Addr {
+		t.Fatalf("sentinel addresses %q, want the two of the variable", got)
+	}
+	if err := app.RedisClient().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("ping through the sentinels: %v", err)
+	}
+
+	t.Setenv("HARDENING_TEST_NODES", "10.0.0.1:6379,10.0.0.2:6379 10.0.0.3:6379")
+	o := (&RedisConfig{Cluster: []string{"{env.HARDENING_TEST_NODES}", "10.0.0.4:6379"}}).options(caddy.NewReplacer())
+	if got := strings.Join(o.ClusterAddrs, " "); got != "10.0.0.1:6379 10.0.0.2:6379 10.0.0.3:6379 10.0.0.4:6379" {
+		t.Fatalf("cluster addresses %q", got)
 	}
 }

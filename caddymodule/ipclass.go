@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -326,14 +325,12 @@ func checkBanForMax(d time.Duration) error {
 // prefixSet resolves placeholders in the list, splits what they hold, and parses each entry.
 func prefixSet(repl *caddy.Replacer, list []string, class string) (*ipclass.PrefixSet, error) {
 	var prefixes []netip.Prefix
-	for _, item := range list {
-		for _, s := range strings.FieldsFunc(repl.ReplaceKnown(item, ""), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
-			p, err := ipclass.ParsePrefix(s)
-			if err != nil {
-				return nil, fmt.Errorf("ip_classes %s: %v", class, err)
-			}
-			prefixes = append(prefixes, p)
+	for _, s := range resolveList(repl, list) {
+		p, err := ipclass.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("ip_classes %s: %v", class, err)
 		}
+		prefixes = append(prefixes, p)
 	}
 	return ipclass.NewPrefixSet(prefixes), nil
 }

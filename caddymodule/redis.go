@@ -123,14 +123,10 @@ func (c *RedisConfig) options(repl *caddy.Replacer) redisconn.Options {
 	if o.MaxRetries == 0 {
 		o.MaxRetries = 1
 	}
-	for _, a := range c.Cluster {
-		o.ClusterAddrs = append(o.ClusterAddrs, r(a))
-	}
+	o.ClusterAddrs = resolveList(repl, c.Cluster)
 	if s := c.Sentinel; s != nil {
 		o.SentinelMaster = r(s.Master)
-		for _, a := range s.Addresses {
-			o.SentinelAddrs = append(o.SentinelAddrs, r(a))
-		}
+		o.SentinelAddrs = resolveList(repl, s.Addresses)
 		o.SentinelUsername, o.SentinelPassword = r(s.Username), r(s.Password)
 	}
 	if t := c.TLS; t != nil {
