@@ -43,7 +43,10 @@ const (
 // that ends first). Safe for concurrent use.
 type Detector struct {
 	settings atomic.Pointer[resolvedSettings]
-	shards   []shard // a power of two of them, set by the MaxTracked the detector was made with
+	// shards is a power of two of them, as many as MaxTracked calls for (shardCount); a
+	// SetSettings that calls for another count moves every entry to a new set (reshard).
+	shards    atomic.Pointer[[]shard]
+	reshardMu sync.Mutex // one reshard at a time
 	// banHorizon is the latest end of any detection: after it, Suspicious needs no lookup.
 	banHorizon atomic.Int64
 	now        func() time.Time
@@ -53,6 +56,9 @@ type Detector struct {
 type shard struct {
 	mu sync.Mutex
 	m  map[netip.Addr]*entry
+	// retired: a reshard moved the entries to a new set; whoever locked this shard before the
+	// swap takes the new set's shard instead.
+	retired bool
 }
 
 type entry struct {
@@ -71,22 +77,71 @@ type entry struct {
 
 // NewDetector makes a detector with the given settings.
 func NewDetector(s Settings) *Detector {
-	n := maxShards
-	for n > 1 && n*minShardTracked > s.resolve().maxTracked {
-		n /= 2
-	}
-	d := &Detector{now: time.Now, seed: maphash.MakeSeed(), shards: make([]shard, n)}
-	for i := range d.shards {
-		d.shards[i].m = make(map[netip.Addr]*entry)
-	}
+	d := &Detector{now: time.Now, seed: maphash.MakeSeed()}
 	d.SetSettings(s)
 	return d
 }
 
-// SetSettings replaces the settings (on a config reload); scores and detections are kept.
+// shardCount is how many shards maxTracked clients are spread over: as many as give each at
+// least minShardTracked, at most maxShards, a power of two.
+func shardCount(maxTracked int) int {
+	n := maxShards
+	for n > 1 && n*minShardTracked > maxTracked {
+		n /= 2
+	}
+	return n
+}
+
+// SetSettings replaces the settings (on a config reload); scores and detections are kept. A
+// MaxTracked that calls for another shard count reshards, and one lowered below what is
+// tracked evicts (the least useful first) until the bound holds again.
 func (d *Detector) SetSettings(s Settings) {
 	r := s.resolve()
 	d.settings.Store(&r)
+	d.reshard(&r)
+}
+
+// reshard moves every entry to a set of shardCount(MaxTracked) shards when the count differs,
+// and trims each shard to its share of MaxTracked. It holds every old shard's lock while it
+// moves, so no signal lands in a shard that is being emptied; one that waited for such a lock
+// finds the shard retired and takes the new set.
+func (d *Detector) reshard(set *resolvedSettings) {
+	d.reshardMu.Lock()
+	defer d.reshardMu.Unlock()
+	n := shardCount(set.maxTracked)
+	var old []shard
+	if p := d.shards.Load(); p != nil {
+		old = *p
+	}
+	now := d.now().UnixNano()
+	if len(old) == n {
+		for i := range old {
+			old[i].mu.Lock()
+			old[i].trim(set, now, n)
+			old[i].mu.Unlock()
+		}
+		return
+	}
+	fresh := make([]shard, n)
+	for i := range fresh {
+		fresh[i].m = make(map[netip.Addr]*entry)
+	}
+	for i := range old {
+		old[i].mu.Lock()
+	}
+	for i := range old {
+		for a, e := range old[i].m {
+			fresh[d.shardIndex(a, n)].m[a] = e
+		}
+		old[i].m, old[i].retired = nil, true
+	}
+	for i := range fresh {
+		fresh[i].trim(set, now, n)
+	}
+	d.shards.Store(&fresh)
+	for i := range old {
+		old[i].mu.Unlock()
+	}
 }
 
 // IPv6Prefix is how many leading bits of an IPv6 address name a client (Settings.IPv6Prefix).
@@ -103,12 +158,54 @@ func (d *Detector) ClientString(a netip.Addr) string {
 	return ClientName(a, d.settings.Load().ipv6Bits)
 }
 
-// shard is a's shard, by a hash under the detector's random seed: a client that controls
-// many addresses (an IPv6 /64 is 2^64 of them) cannot pick ones that crowd a single shard to
-// evict the other clients there with 64 times fewer addresses.
-func (d *Detector) shard(a netip.Addr) *shard {
+// shardIndex is a's shard among n (a power of two), by a hash under the detector's random
+// seed: a client that controls many addresses (an IPv6 /64 is 2^64 of them) cannot pick ones
+// that crowd a single shard to evict the other clients there with 64 times fewer addresses.
+func (d *Detector) shardIndex(a netip.Addr, n int) int {
 	b := a.As16()
-	return &d.shards[maphash.Bytes(d.seed, b[:])&uint64(len(d.shards)-1)]
+	return int(maphash.Bytes(d.seed, b[:]) & uint64(n-1))
+}
+
+// lock locks a's shard and returns it with the number of shards in its set; a shard a
+// reshard retired meanwhile is given up for the new set's.
+func (d *Detector) lock(a netip.Addr) (*shard, int) {
+	for {
+		shards := *d.shards.Load()
+		s := &shards[d.shardIndex(a, len(shards))]
+		s.mu.Lock()
+		if !s.retired {
+			return s, len(shards)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// eachShard runs f on every shard of the current set, each under its lock. A reshard under
+// way makes it start again on the new set (after a reset), so no entry is seen twice or
+// missed.
+func (d *Detector) eachShard(reset func(), f func(s *shard) bool) {
+	for {
+		shards := *d.shards.Load()
+		done := true
+		for i := range shards {
+			s := &shards[i]
+			s.mu.Lock()
+			if s.retired {
+				s.mu.Unlock()
+				done = false
+				break
+			}
+			more := f(s)
+			s.mu.Unlock()
+			if !more {
+				return
+			}
+		}
+		if done {
+			return
+		}
+		reset()
+	}
 }
 
 // Suspicious reports whether a is an active (not shadow) detection. In shadow mode nobody is:
@@ -121,8 +218,7 @@ func (d *Detector) Suspicious(a netip.Addr) bool {
 		return false
 	}
 	a = d.Client(a)
-	s := d.shard(a)
-	s.mu.Lock()
+	s, _ := d.lock(a)
 	e := s.m[a]
 	active := e != nil && !e.shadow && e.until > now
 	s.mu.Unlock()
@@ -149,12 +245,11 @@ func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, b
 	a = d.Client(a)
 	now := d.now()
 	ns := now.UnixNano()
-	s := d.shard(a)
-	s.mu.Lock()
+	s, shards := d.lock(a)
 	defer s.mu.Unlock()
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, set, ns, len(d.shards))
+		e = s.insert(a, set, ns, shards)
 	}
 	if b := sig.burstIndex(); b >= 0 && set.bursts[b].depth > 0 {
 		if e.repeat(d.seed, sig, key) || set.bursts[b].absorb(&e.empty[b], ns) {
@@ -195,11 +290,10 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	if u <= ns {
 		return
 	}
-	s := d.shard(a)
-	s.mu.Lock()
+	s, shards := d.lock(a)
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, d.settings.Load(), ns, len(d.shards))
+		e = s.insert(a, d.settings.Load(), ns, shards)
 	}
 	if e.shadow || e.until < u {
 		e.until, e.signal, e.shadow = u, sig, false
@@ -211,8 +305,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 // Unban forgets a's detection and score. It reports whether a was an active detection.
 func (d *Detector) Unban(a netip.Addr) bool {
 	a = d.Client(a)
-	s := d.shard(a)
-	s.mu.Lock()
+	s, _ := d.lock(a)
 	defer s.mu.Unlock()
 	e := s.m[a]
 	if e == nil {
@@ -229,9 +322,7 @@ func (d *Detector) Detections(limit int) []Detection {
 	ns := now.UnixNano()
 	set := d.settings.Load()
 	var out []Detection
-	for i := 0; i < len(d.shards) && len(out) < limit; i++ {
-		s := &d.shards[i]
-		s.mu.Lock()
+	d.eachShard(func() { out = out[:0] }, func(s *shard) bool {
 		for a, e := range s.m {
 			if e.until <= ns {
 				continue
@@ -242,8 +333,8 @@ func (d *Detector) Detections(limit int) []Detection {
 			out = append(out, Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
 				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow})
 		}
-		s.mu.Unlock()
-	}
+		return len(out) < limit
+	})
 	return out
 }
 
@@ -255,9 +346,7 @@ func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Det
 	set := d.settings.Load()
 	top := make([]Detection, 0, k)
 	n := 0
-	for i := range d.shards {
-		s := &d.shards[i]
-		s.mu.Lock()
+	d.eachShard(func() { top, n = top[:0], 0 }, func(s *shard) bool {
 		for a, e := range s.m {
 			if e.until <= ns {
 				continue
@@ -278,8 +367,8 @@ func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Det
 			copy(top[j+1:], top[j:len(top)-1])
 			top[j] = c
 		}
-		s.mu.Unlock()
-	}
+		return true
+	})
 	return top, n
 }
 
@@ -288,17 +377,15 @@ func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Det
 func (d *Detector) Counts() (tracked, detected int) {
 	ns := d.now().UnixNano()
 	shadow := d.settings.Load().shadow
-	for i := range d.shards {
-		s := &d.shards[i]
-		s.mu.Lock()
+	d.eachShard(func() { tracked, detected = 0, 0 }, func(s *shard) bool {
 		tracked += len(s.m)
 		for _, e := range s.m {
 			if e.until > ns && !e.shadow && !shadow {
 				detected++
 			}
 		}
-		s.mu.Unlock()
-	}
+		return true
+	})
 	return tracked, detected
 }
 
@@ -314,15 +401,27 @@ func (d *Detector) extendHorizon(u int64) {
 // insert adds a fresh entry, evicting the least useful of a sample first when the shard is
 // full. The caller holds s.mu.
 func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64, shards int) *entry {
-	// Rounded down, so the shards together never hold more than MaxTracked (one per shard at
-	// least: a MaxTracked lowered by a reload under the shard count keeps one per shard).
-	limit := max(1, set.maxTracked/shards)
+	limit := shardLimit(set, shards)
 	for len(s.m) >= limit {
 		s.evictOne(now, set)
 	}
 	e := &entry{scored: now}
 	s.m[a] = e
 	return e
+}
+
+// trim evicts until the shard holds at most its share of MaxTracked (a reload lowered it).
+// The caller holds s.mu.
+func (s *shard) trim(set *resolvedSettings, now int64, shards int) {
+	for limit := shardLimit(set, shards); len(s.m) > limit; {
+		s.evictOne(now, set)
+	}
+}
+
+// shardLimit is a shard's share of MaxTracked: rounded down, so the shards together never
+// hold more than MaxTracked (one at least, for a MaxTracked under minShardTracked).
+func shardLimit(set *resolvedSettings, shards int) int {
+	return max(1, set.maxTracked/shards)
 }
 
 func (s *shard) evictOne(now int64, set *resolvedSettings) {

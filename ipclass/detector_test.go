@@ -3,6 +3,7 @@ package ipclass
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 )
@@ -288,16 +289,7 @@ func TestClassAndSignalNames(t *testing.T) {
 // seed, so addresses a client picks to crowd one shard of one detector spread over another's.
 func TestDetectorShardsAreSeeded(t *testing.T) {
 	a, b := NewDetector(Settings{}), NewDetector(Settings{})
-	index := func(d *Detector, addr netip.Addr) int {
-		s := d.shard(addr)
-		for i := range d.shards {
-			if s == &d.shards[i] {
-				return i
-			}
-		}
-		t.Fatal("shard outside the detector")
-		return -1
-	}
+	index := func(d *Detector, addr netip.Addr) int { return d.shardIndex(addr, len(*d.shards.Load())) }
 	same := 0
 	for i := range 256 {
 		addr := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 4), 15: byte(i)})
@@ -324,6 +316,76 @@ func TestDetectorTracksEveryClientBelowMaxTracked(t *testing.T) {
 		if tracked, _ := d.Counts(); tracked != n {
 			t.Errorf("MaxTracked %d: %d clients signalled, %d tracked", maxTracked, n, tracked)
 		}
+	}
+}
+
+// TestDetectorTracksEveryClientAfterMaxTrackedChanges: a reload that changes MaxTracked
+// (SetSettings on the detector the reload keeps) spreads clients over as many shards as a new
+// detector of that MaxTracked has. A detector made with the default (64 shards) and lowered to
+// 1000 kept 64 shards of 15 entries, and evicted scored clients long before it tracked 1000;
+// raised back, it keeps what it tracked and its detections.
+func TestDetectorTracksEveryClientAfterMaxTrackedChanges(t *testing.T) {
+	d, c := testDetector(Settings{Threshold: 20})
+	banned := netip.MustParseAddr("192.0.2.7")
+	d.Ban(banned, c.now().Add(time.Hour), SignalManual)
+	for k, maxTracked := range []int{1000, 10, 200_000, 5000} {
+		d.SetSettings(Settings{Threshold: 20, MaxTracked: maxTracked})
+		n := maxTracked * 9 / 10
+		for i := range n {
+			d.Signal(netip.AddrFrom4([4]byte{byte(100 + k), byte(i >> 16), byte(i >> 8), byte(i)}), SignalNotFound)
+		}
+		tracked, _ := d.Counts()
+		if tracked > maxTracked {
+			t.Errorf("MaxTracked %d: %d tracked", maxTracked, tracked)
+		}
+		if maxTracked >= 1000 && tracked < n {
+			t.Errorf("MaxTracked %d: %d clients signalled, %d tracked", maxTracked, n, tracked)
+		}
+		if maxTracked >= 1000 && !d.Suspicious(banned) {
+			t.Errorf("MaxTracked %d: the ban made before was lost", maxTracked)
+		}
+	}
+}
+
+// TestDetectorReshardsUnderLoad: signals, bans, unbans and listings go on while reloads change
+// the shard count; nothing is lost that was not evicted, and the bound holds (run with -race).
+func TestDetectorReshardsUnderLoad(t *testing.T) {
+	d, c := testDetector(Settings{Threshold: 20})
+	banned := netip.MustParseAddr("192.0.2.7")
+	d.Ban(banned, c.now().Add(time.Hour), SignalManual)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a := netip.AddrFrom4([4]byte{10, byte(w), byte(i >> 8), byte(i)})
+				d.Signal(a, SignalNotFound)
+				if i%64 == 0 {
+					d.Unban(a)
+					d.Counts()
+					d.Detections(10)
+					d.TopDetections(3, func(a, b Detection) bool { return a.Score > b.Score })
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		d.SetSettings(Settings{Threshold: 20, MaxTracked: []int{100, 5000, 200_000, 2000}[i%4]})
+	}
+	close(stop)
+	wg.Wait()
+	if !d.Suspicious(banned) {
+		t.Error("the ban made before the reloads was lost")
+	}
+	if tracked, _ := d.Counts(); tracked > 2000 {
+		t.Errorf("%d tracked, MaxTracked 2000", tracked)
 	}
 }
 
