@@ -656,3 +656,19 @@ func TestRedisAddressListsFromOnePlaceholder(t *testing.T) {
 		t.Fatalf("cluster addresses %q", got)
 	}
 }
+
+// TestDetectionBoundsInJSONAsInCaddyfile: the JSON config (and the admin API's PATCH) refuses
+// the max_tracked the Caddyfile refuses: under 64, or over 100000000, which bounds nothing an
+// attacker grows (one entry per client address).
+func TestDetectionBoundsInJSONAsInCaddyfile(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, n := range []string{"10", "1000000000000"} {
+		err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"max_tracked": ` + n + `}}}}`)
+		if err == nil || !strings.Contains(err.Error(), "detection: max_tracked "+n+": expected 64 to 100000000") {
+			t.Errorf("max_tracked %s: err = %v", n, err)
+		}
+	}
+	if err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"max_tracked": 64}}}}`); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -76,8 +76,8 @@ type DetectionConfig struct {
 	// detections shared through Redis). When full, the least useful entry of a sample is
 	// evicted: a low, old score first, never an active detection while others remain. Below
 	// about 90 % of it nothing is evicted (the detector's shards hold at least 1024 entries
-	// each; their number is set by the first configuration's value and kept across reloads).
-	// Default: 200000 (about 44 MiB).
+	// each; a reload that changes it re-spreads the kept entries over as many shards as the
+	// new value calls for). 64 to 100000000. Default: 200000 (about 44 MiB).
 	MaxTracked int `json:"max_tracked,omitempty"`
 
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it
@@ -266,6 +266,13 @@ func (a *App) sharingFailure(err error) string {
 		"the ACL user needs the keys ~%[2]s* and the channel &%[2]s* (ACL SETUSER <user> ~%[2]s* &%[2]s* ...)", msg, a.KeyPrefix())
 }
 
+// minTracked and maxTracked bound max_tracked, in the Caddyfile and in JSON alike: beyond
+// maxTracked the bound holds nothing an attacker grows (one entry per client address).
+const (
+	minTracked = 64
+	maxTracked = 100_000_000
+)
+
 // maxScore bounds a signal's score and the threshold: a client's score is a sum of signals,
 // and scores near the float64 limit would add up to +Inf, which no decay brings back.
 const maxScore = 1000000
@@ -278,6 +285,9 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 	}
 	if c.Threshold < 0 || c.BanFor < 0 || c.Decay < 0 || c.MaxTracked < 0 {
 		return s, fmt.Errorf("detection: threshold, ban_for, decay and max_tracked must not be negative")
+	}
+	if c.MaxTracked != 0 && (c.MaxTracked < minTracked || c.MaxTracked > maxTracked) {
+		return s, fmt.Errorf("detection: max_tracked %d: expected %d to %d", c.MaxTracked, minTracked, maxTracked)
 	}
 	if c.Threshold > maxScore {
 		return s, fmt.Errorf("detection: threshold %v: at most %d", c.Threshold, maxScore)

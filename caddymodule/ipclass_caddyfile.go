@@ -150,7 +150,7 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 				return err
 			}
 		case "max_tracked":
-			n, err := intArg(d, name, 64, 100_000_000)
+			n, err := intArg(d, name, minTracked, maxTracked)
 			if err != nil {
 				return err
 			}
