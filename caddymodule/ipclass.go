@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -262,8 +263,11 @@ func (a *App) sharingFailure(err error) string {
 		return "Redis unreachable: detections are not shared between instances"
 	}
 	msg := redactSecrets(err.Error(), a.redis.opts)
-	return fmt.Sprintf("Redis refused this client (%s): detections are not shared between instances; "+
-		"the ACL user needs the keys ~%[2]s* and the channel &%[2]s* (ACL SETUSER <user> ~%[2]s* &%[2]s* ...)", msg, a.KeyPrefix())
+	fix := "check the username and password of the hardening option's redis"
+	if strings.Contains(msg, "NOPERM") {
+		fix = fmt.Sprintf("the ACL user needs the keys ~%[1]s* and the channel &%[1]s* (ACL SETUSER <user> ~%[1]s* &%[1]s* ...)", a.KeyPrefix())
+	}
+	return fmt.Sprintf("Redis refused this client (%s): detections are not shared between instances; %s", msg, fix)
 }
 
 // minTracked and maxTracked bound max_tracked, in the Caddyfile and in JSON alike: beyond

@@ -218,3 +218,28 @@ http://%s {
 		t.Errorf("shared detections log lines: %v", logged)
 	}
 }
+
+// TestDetectionStatusNamesWrongPassword: a Redis that refuses the password is a credential to
+// fix, not an ACL grant to add: the ipclass:detection component says so.
+func TestDetectionStatusNamesWrongPassword(t *testing.T) {
+	r := testenv.StartRedis(t, "--requirepass", "the-right-one")
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin off\n\thardening {\n\t\tenvironment development\n\t\tredis redis://:%s@%s/0\n\t}\n}\n", goldenSecret, r.Addr))
+	var report StatusReport
+	testenv.WaitFor(t, 5*time.Second, "ipclass:detection warns", func() bool {
+		for _, s := range activeApp(t).Statuses() {
+			if s.Component == "ipclass:detection" {
+				report = s
+			}
+		}
+		return report.Status == HealthWarn
+	})
+	t.Logf("ipclass:detection: %s", report.Output)
+	for _, want := range []string{"Redis refused this client", "WRONGPASS", "username and password"} {
+		if !strings.Contains(report.Output, want) {
+			t.Errorf("ipclass:detection output %q lacks %q", report.Output, want)
+		}
+	}
+	if strings.Contains(report.Output, "ACL SETUSER") || strings.Contains(report.Output, goldenSecret) {
+		t.Errorf("ipclass:detection output %q", report.Output)
+	}
+}
