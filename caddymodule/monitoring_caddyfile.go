@@ -257,7 +257,7 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 			return d.Errf("check %s: interval %s is shorter than %s", c.name(), dur, minCheckInterval)
 		}
 	case "failures_before_down":
-		c.FailuresBeforeDown, err = intArg(d, opt, 1, 1000)
+		c.FailuresBeforeDown, err = intArg(d, opt, 1, maxFailuresBeforeDown)
 	case "method":
 		if c.Method, err = wantArg(d, opt, "an HTTP method such as GET or HEAD"); err == nil && !validMethod(c.Method) {
 			err = d.Errf("method: expected an HTTP method such as GET or HEAD, got %q", c.Method)

@@ -64,7 +64,8 @@ type MonitorCheck struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// FailuresBeforeDown is how many consecutive failures mark the dependency down; one
-	// success marks it up. Until its first success a dependency counts as down. Default: 3.
+	// success marks it up. Until its first success a dependency counts as down. 1 to 1000.
+	// Default: 3.
 	FailuresBeforeDown int `json:"failures_before_down,omitempty"`
 
 	// Redis is the URL (redis://, rediss://, unix://) of the server a redis or worker check
@@ -77,7 +78,7 @@ type MonitorCheck struct {
 	// URL of an http check: http:// or https://. TLS certificates are always verified.
 	URL string `json:"url,omitempty"`
 
-	// Method of an http check. Default: GET.
+	// Method of an http check, in capitals (GET, HEAD, POST...). Default: GET.
 	Method string `json:"method,omitempty"`
 
 	// Expect lists the accepted statuses of an http check: codes (200) or classes (2xx).
@@ -122,6 +123,9 @@ func (c *MonitorCheck) name() string {
 	}
 	return c.Type
 }
+
+// maxFailuresBeforeDown bounds failures_before_down, in the Caddyfile and in JSON alike.
+const maxFailuresBeforeDown = 1000
 
 // validate checks what can be checked before placeholders are resolved.
 func (c *MonitorCheck) validate() error {
@@ -168,8 +172,10 @@ func (c *MonitorCheck) validate() error {
 		return fmt.Errorf("monitoring: check %s: interval %s is shorter than %s: a check that often is load on the dependency, not a health signal", name, interval, minCheckInterval)
 	case timeout != 0 && timeout >= interval:
 		return fmt.Errorf("monitoring: check %s: timeout %s must be shorter than interval %s", name, timeout, interval)
-	case c.FailuresBeforeDown < 0:
-		return fmt.Errorf("monitoring: check %s: failures_before_down must be at least 1", name)
+	case c.FailuresBeforeDown < 0 || c.FailuresBeforeDown > maxFailuresBeforeDown:
+		return fmt.Errorf("monitoring: check %s: failures_before_down %d: expected 1 to %d", name, c.FailuresBeforeDown, maxFailuresBeforeDown)
+	case c.Method != "" && !validMethod(c.Method):
+		return fmt.Errorf("monitoring: check %s: method: expected an HTTP method such as GET or HEAD, got %q", name, c.Method)
 	}
 	isPh := isPlaceholder // a placeholder is checked again once Provision resolves it
 	switch c.Type {

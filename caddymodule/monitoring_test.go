@@ -665,3 +665,19 @@ func TestMonitoringDetailsForTrustedClass(t *testing.T) {
 		})
 	}
 }
+
+// TestMonitoringJSONRefusesWhatTheCaddyfileRefuses: a JSON config (or an admin API PATCH) with
+// a check's failures_before_down over 1000 or an HTTP method that is no token was accepted,
+// where the Caddyfile refuses both; the method failed every run ("net/http: invalid method").
+func TestMonitoringJSONRefusesWhatTheCaddyfileRefuses(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	for _, tc := range []struct{ check, want string }{
+		{`{"type": "tcp", "name": "x", "address": "127.0.0.1:1", "failures_before_down": 100000}`, "monitoring: check x: failures_before_down 100000: expected 1 to 1000"},
+		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "method": "G T"}`, `monitoring: check x: method: expected an HTTP method such as GET or HEAD, got "G T"`},
+	} {
+		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + tc.check + `]}]}]}}}}}`)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.check, err, tc.want)
+		}
+	}
+}
