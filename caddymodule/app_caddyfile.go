@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 )
 
 func init() {
@@ -290,7 +292,7 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		}
 		r.DB = &n
 	case "pool_size":
-		n, err := intArg(d, name, 1, 100000)
+		n, err := intArg(d, name, 1, redisconn.MaxPoolSize)
 		if err != nil {
 			return err
 		}

@@ -58,7 +58,8 @@ type RedisConfig struct {
 	// WriteTimeout bounds sending a command. Default: 100ms.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
-	// PoolSize is the number of connections per node. Default: 10 per CPU (go-redis).
+	// PoolSize is the number of connections per node, 1 to 100000. Default: 10 per CPU
+	// (go-redis).
 	PoolSize int `json:"pool_size,omitempty"`
 
 	// MaxRetries retries a command after a network error; -1 never retries. An edge prefers

@@ -49,7 +49,7 @@ type Options struct {
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
-	PoolSize     int // 0: go-redis default (10 per CPU)
+	PoolSize     int // 0: go-redis default (10 per CPU); at most MaxPoolSize
 	MaxRetries   int // -1: no retries
 
 	ClientName string // shown by CLIENT LIST
@@ -67,6 +67,10 @@ func (o Options) Mode() Mode {
 		return Standalone
 	}
 }
+
+// MaxPoolSize bounds pool_size: go-redis allocates its idle list for PoolSize connections when
+// it makes the client, so a pool of 10^9 would take 8 GB before any connection.
+const MaxPoolSize = 100000
 
 // Validate checks the options without connecting. Its errors never contain a password.
 func (o Options) Validate() error {
@@ -116,8 +120,8 @@ func (o Options) Validate() error {
 			return fmt.Errorf("redis: %s must not be negative", name)
 		}
 	}
-	if o.PoolSize < 0 {
-		return errors.New("redis: pool_size must not be negative")
+	if o.PoolSize < 0 || o.PoolSize > MaxPoolSize {
+		return fmt.Errorf("redis: pool_size must be 1 to %d (0: the default), got %d", MaxPoolSize, o.PoolSize)
 	}
 	if o.MaxRetries < -1 || o.MaxRetries > 10 {
 		return fmt.Errorf("redis: max_retries must be -1 (none) to 10, got %d", o.MaxRetries)

@@ -43,6 +43,9 @@ func TestValidate(t *testing.T) {
 		{"cert without key", Options{URL: "redis://a:1", CertFile: "c.pem"}, "go together"},
 		{"negative timeout", Options{URL: "redis://a:1", ReadTimeout: -time.Second}, "read_timeout must not be negative"},
 		{"negative pool", Options{URL: "redis://a:1", PoolSize: -1}, "pool_size"},
+		// go-redis sizes its idle list by PoolSize at once: a JSON pool_size of 10^9 took 8 GB.
+		{"pool too large", Options{URL: "redis://a:1", PoolSize: 1_000_000_000}, "pool_size must be 1 to 100000 (0: the default), got 1000000000"},
+		{"largest pool", Options{URL: "redis://a:1", PoolSize: MaxPoolSize}, ""},
 		{"bad retries", Options{URL: "redis://a:1", MaxRetries: -2}, "max_retries"},
 		{"too many retries", Options{URL: "redis://a:1", MaxRetries: 11}, "max_retries must be -1 (none) to 10, got 11"},
 	} {
