@@ -38,6 +38,37 @@ func ParseStatusRange(s string) (StatusRange, error) {
 
 func (r StatusRange) contains(code int) bool { return code >= r.Lo && code <= r.Hi }
 
+// String is the range as configured: "200" or "2xx".
+func (r StatusRange) String() string {
+	if r.Lo%100 == 0 && r.Hi == r.Lo+99 {
+		return fmt.Sprintf("%dxx", r.Lo/100)
+	}
+	if r.Lo == r.Hi {
+		return strconv.Itoa(r.Lo)
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+}
+
+// unexpectedStatus says which status came, which were expected and, for a redirect, where it
+// leads (without the query, which may hold a token) and that it is not followed.
+func unexpectedStatus(resp *http.Response, expect []StatusRange) string {
+	want := make([]string, len(expect))
+	for i, r := range expect {
+		want[i] = r.String()
+	}
+	list := strings.Join(want, ", ")
+	if i := strings.LastIndex(list, ", "); i >= 0 {
+		list = list[:i] + " or " + list[i+2:]
+	}
+	msg := fmt.Sprintf("status %d, expected %s", resp.StatusCode, list)
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		if u, err := resp.Location(); err == nil {
+			msg += fmt.Sprintf("; the redirect to %s is not followed (expect %d, or check its target)", SafeTarget(u.String()), resp.StatusCode)
+		}
+	}
+	return msg
+}
+
 // HTTPChecker sends one request and checks the status and, optionally, a body substring.
 // Redirects are not followed (a redirect is the answer). TLS certificates are always verified.
 type HTTPChecker struct {
@@ -146,7 +177,7 @@ func (h *HTTPChecker) Check(ctx context.Context) Outcome {
 	}
 	if !ok {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBodyRead))
-		return Outcome{Status: Fail, Output: fmt.Sprintf("status %d is not the expected one", resp.StatusCode), Observed: obs}
+		return Outcome{Status: Fail, Output: unexpectedStatus(resp, h.expect), Observed: obs}
 	}
 	if len(h.body) > 0 {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyRead))

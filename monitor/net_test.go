@@ -42,7 +42,7 @@ func TestHTTPCheckerFailsAndRecovers(t *testing.T) {
 		t.Fatalf("healthy: %+v", out)
 	}
 	code.Store(503)
-	if out := h.Check(context.Background()); out.Status != Fail || out.Output != "status 503 is not the expected one" {
+	if out := h.Check(context.Background()); out.Status != Fail || out.Output != "status 503, expected 200" {
 		t.Fatalf("503: %+v", out)
 	}
 	code.Store(200)
@@ -166,5 +166,36 @@ func TestHTTPCheckOfAHungServerNamesTheTimeout(t *testing.T) {
 	st := c.RunOnce(context.Background())
 	if st.Up || st.Status != Fail || !strings.HasPrefix(st.Output, "no answer within the check's timeout (100ms): ") {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// TestHTTPCheckerSaysWhatItExpected: a failed status names the statuses expected, and a
+// redirect says where it leads (without its query, which may hold a token) and that it is not
+// followed: "status 302 is not the expected one" sent operators looking for a broken server.
+func TestHTTPCheckerSaysWhatItExpected(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/moved" {
+			http.Redirect(w, r, "https://login.example/healthz?token=secret", http.StatusFound)
+			return
+		}
+		w.WriteHeader(http.StatusTeapot)
+	}))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct {
+		path   string
+		expect []StatusRange
+		want   string
+	}{
+		{"/moved", nil, "status 302, expected 2xx; the redirect to https://login.example/healthz is not followed (expect 302, or check its target)"},
+		{"/teapot", []StatusRange{{200, 200}, {204, 204}, {300, 399}}, "status 418, expected 200, 204 or 3xx"},
+	} {
+		h, err := NewHTTPChecker(HTTPOptions{URL: srv.URL + tc.path, Expect: tc.expect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out := h.Check(context.Background()); out.Status != Fail || out.Output != tc.want {
+			t.Errorf("%s: %q, want %q", tc.path, out.Output, tc.want)
+		}
+		h.Close()
 	}
 }
