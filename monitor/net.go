@@ -167,6 +167,10 @@ func (h *HTTPChecker) Check(ctx context.Context) Outcome {
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is known; keep the cause
 		}
+		var unknownCA x509.UnknownAuthorityError
+		if errors.As(err, &unknownCA) {
+			err = fmt.Errorf("%w; trust the server's CA with the check's ca_file", err)
+		}
 		return Failed(err)
 	}
 	defer resp.Body.Close()
