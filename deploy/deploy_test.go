@@ -281,6 +281,25 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// TestImageStartsWithoutCapabilities: kubernetes.yaml drops every capability under
+// allowPrivilegeEscalation false (no_new_privs). caddy:*-builder sets XCADDY_SETCAP=1, so
+// xcaddy gives the binary cap_net_bind_service=+ep, COPY --from keeps it, and the kernel refuses
+// to exec a file whose effective capability it cannot grant: the pod would never start
+// ("exec /usr/bin/caddy: operation not permitted"). The example listens on high ports and needs
+// no capability, so the image's binary must carry none.
+func TestImageStartsWithoutCapabilities(t *testing.T) {
+	c := dig(yamlDocs(t, "kubernetes.yaml")[0], "spec", "template", "spec", "containers", 0)
+	drop, _ := dig(c, "securityContext", "capabilities", "drop").([]any)
+	add, _ := dig(c, "securityContext", "capabilities", "add").([]any)
+	if !slices.Contains(drop, any("ALL")) || slices.Contains(add, any("NET_BIND_SERVICE")) {
+		t.Skip("kubernetes.yaml no longer drops every capability")
+	}
+	df := read(t, "Dockerfile")
+	if !regexp.MustCompile(`(?m)^RUN XCADDY_SETCAP=0 xcaddy build `).MatchString(df) {
+		t.Error("the Dockerfile's xcaddy build runs with the builder image's XCADDY_SETCAP=1: the binary gets cap_net_bind_service=+ep and cannot start in kubernetes.yaml's pod (capabilities drop ALL); build it with XCADDY_SETCAP=0")
+	}
+}
+
 // unitKeys parses the systemd unit: "[Section]Key" -> its values, in order.
 func unitKeys(t *testing.T) map[string][]string {
 	t.Helper()
