@@ -269,7 +269,10 @@ func TestDockerfile(t *testing.T) {
 		"--with github.com/swarmsec/caddy-hardening@v0.0.0=/src", // as xcaddy.md and CI
 		"HTTP_PORT=" + httpPort,
 		"EXPOSE " + httpPort,
-		"http://127.0.0.1:" + httpPort + live,
+		// The port the server listens on at run time: render.yaml runs this image with
+		// HTTP_PORT 10000, docker run -e HTTP_PORT=... likewise.
+		`HEALTHCHECK --interval=10s --timeout=2s --retries=3 \
+	CMD wget -qO- "http://127.0.0.1:${HTTP_PORT}` + live + `" || exit 1`,
 		"caddy hardening check --config /etc/caddy/Caddyfile",
 	} {
 		if !strings.Contains(df, want) {
