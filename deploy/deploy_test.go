@@ -269,7 +269,10 @@ func TestDockerfile(t *testing.T) {
 		"--with github.com/swarmsec/caddy-hardening@v0.0.0=/src", // as xcaddy.md and CI
 		"HTTP_PORT=" + httpPort,
 		"EXPOSE " + httpPort,
-		"http://127.0.0.1:" + httpPort + live,
+		// The port the server listens on at run time: render.yaml runs this image with
+		// HTTP_PORT 10000, docker run -e HTTP_PORT=... likewise.
+		`HEALTHCHECK --interval=10s --timeout=2s --retries=3 \
+	CMD wget -qO- "http://127.0.0.1:${HTTP_PORT}` + live + `" || exit 1`,
 		"caddy hardening check --config /etc/caddy/Caddyfile",
 	} {
 		if !strings.Contains(df, want) {
@@ -278,6 +281,25 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !strings.Contains(read(t, "../.ci/run"), "build v2.11.9") || !strings.Contains(df, "CADDY_VERSION=2.11.9") {
 		t.Error("the Dockerfile's Caddy version differs from CI's xcaddy build")
+	}
+}
+
+// TestImageStartsWithoutCapabilities: kubernetes.yaml drops every capability under
+// allowPrivilegeEscalation false (no_new_privs). caddy:*-builder sets XCADDY_SETCAP=1, so
+// xcaddy gives the binary cap_net_bind_service=+ep, COPY --from keeps it, and the kernel refuses
+// to exec a file whose effective capability it cannot grant: the pod would never start
+// ("exec /usr/bin/caddy: operation not permitted"). The example listens on high ports and needs
+// no capability, so the image's binary must carry none.
+func TestImageStartsWithoutCapabilities(t *testing.T) {
+	c := dig(yamlDocs(t, "kubernetes.yaml")[0], "spec", "template", "spec", "containers", 0)
+	drop, _ := dig(c, "securityContext", "capabilities", "drop").([]any)
+	add, _ := dig(c, "securityContext", "capabilities", "add").([]any)
+	if !slices.Contains(drop, any("ALL")) || slices.Contains(add, any("NET_BIND_SERVICE")) {
+		t.Skip("kubernetes.yaml no longer drops every capability")
+	}
+	df := read(t, "Dockerfile")
+	if !regexp.MustCompile(`(?m)^RUN XCADDY_SETCAP=0 xcaddy build `).MatchString(df) {
+		t.Error("the Dockerfile's xcaddy build runs with the builder image's XCADDY_SETCAP=1: the binary gets cap_net_bind_service=+ep and cannot start in kubernetes.yaml's pod (capabilities drop ALL); build it with XCADDY_SETCAP=0")
 	}
 }
 
