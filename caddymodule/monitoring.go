@@ -48,7 +48,9 @@ type Monitoring struct {
 	Checks []*MonitorCheck `json:"checks,omitempty"`
 
 	// APIKeys are the `sha256:<hex>` digests (from `caddy hardening keygen`) of the keys that
-	// unlock details. A wrong Bearer key is a monitoring_access_denied event and an
+	// unlock details. An item may be a runtime placeholder (`{env.MONITORING_KEYS}`,
+	// `{file./run/secrets/monitoring_keys}`) resolved at load, holding one or more digests
+	// separated by spaces or commas; one that resolves to nothing is refused. A wrong Bearer key is a monitoring_access_denied event and an
 	// auth_failure signal; another Authorization scheme (Basic from a basic_auth in front) is
 	// no key. Default: none (only trusted clients see details).
 	APIKeys []string `json:"api_keys,omitempty"`
@@ -96,7 +98,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		app.OnValidate(func() { m.reportDisabled(ctx) })
 		return nil
 	}
-	if m.keys, err = apikey.ParseSet(m.APIKeys); err != nil {
+	if m.keys, err = apiKeySet(m.APIKeys); err != nil {
 		return err
 	}
 	app.OnValidate(func() {
@@ -175,7 +177,7 @@ func (m *Monitoring) Validate() error {
 		}
 		names[c.name()] = true
 	}
-	_, err := apikey.ParseSet(m.APIKeys)
+	_, err := apiKeySet(m.APIKeys)
 	return err
 }
 

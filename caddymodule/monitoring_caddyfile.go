@@ -66,7 +66,7 @@ func caddyfileHasRedis(h httpcaddyfile.Helper) bool {
 //			heartbeat_key <key>
 //			max_age <duration>
 //		}
-//		api_keys <sha256:digest>...
+//		api_keys <sha256:digest|{env.VAR}|{file.path}>...
 //		dashboard on|off
 //	}
 //
@@ -124,8 +124,13 @@ func (m *Monitoring) unmarshal(d *caddyfile.Dispenser, appRedis *bool) error {
 			if len(args) == 0 {
 				return d.Err("api_keys: expected one or more sha256:<64 hex digits> digests (from caddy hardening keygen)")
 			}
-			if _, err := apikey.ParseSet(args); err != nil {
-				return d.WrapErr(err)
+			for _, a := range args {
+				if isPlaceholder(a) {
+					continue // {env.*}, {file.*}: resolved and checked at load
+				}
+				if _, err := apikey.ParseSet([]string{a}); err != nil {
+					return d.WrapErr(err)
+				}
 			}
 			m.APIKeys = append(m.APIKeys, args...)
 		case "dashboard":
