@@ -60,7 +60,8 @@ const maxReportField = 512
 // (logger hardening.security) with normalized fields: directive, blocked_uri, document_uri,
 // source_file, line, column, disposition, sample, plus the client's IP and class (the URLs
 // without their query and fragment, which may hold tokens). Logging is
-// limited per second (floods are counted in `suppressed`); the metric
+// limited per second, and one client's flood takes about half of that (floods are counted
+// in `suppressed`); the metric
 // caddy_hardening_csp_violations_total counts every report by directive.
 //
 // It answers 204 No Content (with Access-Control-Allow-Origin: *, so that pages of other

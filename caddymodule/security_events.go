@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/internal/textcut"
+	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
 // securityLoggerName is the logger of every security event, whichever module reports it, so an
@@ -45,6 +47,15 @@ const maxLoggedURI = 512
 // emitted: subscribers decide for themselves.
 const eventLogRate = 100
 
+// eventLogPerClient is how many events of one name one client (an address; an IPv6 /64) has
+// logged per second out of the name's budget in any case; beyond it, its events are logged
+// only while more than half the budget is left. One client flooding an event (forged CSP
+// reports, 100 to a request) thus gets about half of it, not all of it, and the same event of
+// other clients is still logged (eventLogPerClient each); a single client's burst (a scanner's
+// probes) is logged in full up to about half the budget. Events no request caused have no
+// client and only the name's budget.
+const eventLogPerClient = 10
+
 // securityEvents writes security events with one field schema:
 //
 //	event      the event name (ip_reclassified, path_blocked, ...)
@@ -60,6 +71,18 @@ type securityEvents struct {
 
 	mu      sync.Mutex
 	buckets map[string]*eventBucket
+	// clients counts the logged events of each name and client in the current second
+	// (window); it is emptied when the second changes. An entry is added only for an event
+	// that is logged, so it never holds more than the events logged in one second (at most
+	// twice eventLogRate per name): clients an attacker makes up grow nothing.
+	clients map[clientEvent]int
+	window  int64
+}
+
+// clientEvent is an event name and the client it is counted for.
+type clientEvent struct {
+	name   string
+	client netip.Addr
 }
 
 type eventBucket struct {
@@ -159,7 +182,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 	ce := s.logger.Check(level, name)
 	suppressed := 0
 	if ce != nil {
-		n, ok := s.admit(name, time.Now())
+		n, ok := s.admit(name, eventClient(r), time.Now())
 		if !ok {
 			ce = nil
 		}
@@ -244,8 +267,24 @@ func escapeInvalidUTF8(s string) string {
 	return b.String()
 }
 
-// admit is a token bucket per event name; it returns how many were dropped before this one.
-func (s *securityEvents) admit(name string, now time.Time) (int, bool) {
+// eventClient is the client an event is counted for: Caddy's client IP (trusted_proxies
+// respected); the zero Addr when no request caused the event.
+func eventClient(r *http.Request) netip.Addr {
+	if r == nil {
+		return netip.Addr{}
+	}
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// admit is a token bucket per event name, whose lower half one client (when valid; an IPv6
+// address counts as its /64) takes at most eventLogPerClient of a second; it returns how many events of the name were dropped before this
+// one.
+func (s *securityEvents) admit(name string, client netip.Addr, now time.Time) (int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.buckets[name] // names are constants of this package: the map stays small
@@ -255,11 +294,22 @@ func (s *securityEvents) admit(name string, now time.Time) (int, bool) {
 	}
 	b.tokens = min(eventLogRate, b.tokens+now.Sub(b.last).Seconds()*eventLogRate)
 	b.last = now
-	if b.tokens < 1 {
+	if sec := now.Unix(); sec != s.window || s.clients == nil {
+		s.window, s.clients = sec, make(map[clientEvent]int)
+	}
+	if client.IsValid() {
+		client = ipclass.ClientAddr(client, 64)
+	}
+	ce := clientEvent{name, client}
+	overShare := client.IsValid() && s.clients[ce] >= eventLogPerClient
+	if b.tokens < 1 || overShare && b.tokens-1 < eventLogRate/2 {
 		b.suppressed++
 		return 0, false
 	}
 	b.tokens--
+	if client.IsValid() {
+		s.clients[ce]++
+	}
 	n := b.suppressed
 	b.suppressed = 0
 	return n, true
