@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -169,7 +168,7 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	if httpURL != "" && !strings.HasPrefix(strings.ToLower(target), "https://") {
 		return errors.New("--http-url goes with an https:// --url (from an http:// --url the redirect itself is followed)")
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Timeout: gradeTimeout}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
@@ -189,7 +188,7 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	}
 	scan, err := (&observatory.Fetcher{Client: client}).Fetch(ctx, target, httpURL)
 	if err != nil {
-		return errors.New(withCAHint(err, caFile))
+		return errors.New(fetchFailure(err, caFile))
 	}
 	rep := observatory.Analyze(scan)
 	if scan.RedirectErr != nil { // the redirect leads to it: graded as the Observatory does, but say why
