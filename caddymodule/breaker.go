@@ -60,7 +60,9 @@ type breakerInConfig struct {
 //
 // Breakers with the same name share one state across the routes of the instance and across
 // config reloads that keep their trip settings. Within one config, the handlers of one name
-// must agree on every setting but the fallback; a difference refuses the config. With
+// must agree on every setting but the fallback; a difference refuses the config. A request that
+// reaches a breaker of a name it already passed (nested routes, a snippet imported twice) is
+// counted once, by the outer one; the inner one lets it through. With
 // `shared`, an instance whose breaker opens records it in the hardening app's Redis and every
 // instance opens too (within `sync_interval`); Redis is never on a request's path, and without
 // it each instance decides alone.
@@ -139,8 +141,9 @@ type UpstreamBreaker struct {
 	series     *breakerSeries // held from Provision to Cleanup
 	metrics    breakerMetrics // the series' metrics
 	openReply  atomic.Pointer[renderedReply]
-	inConfig   bool // this handler's name is in configBreakers
-	acquired   bool // this handler holds a pool reference
+	heldVar    string // the request variable that says this breaker holds the request (nesting)
+	inConfig   bool   // this handler's name is in configBreakers
+	acquired   bool   // this handler holds a pool reference
 }
 
 // CaddyModule returns the Caddy module information.
@@ -287,6 +290,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	settings, _ := h.settings()
 	h.classifier.Statuses, _ = breaker.ParseStatuses(h.FailureStatus)
 	h.classifier.SlowThreshold = time.Duration(h.SlowThreshold)
+	h.heldVar = "upstream_breaker_held." + h.Name
 
 	if err := h.acquire(ctx, app, settings); err != nil {
 		return err
@@ -378,10 +382,17 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if !h.on {
 		return next.ServeHTTP(w, r)
 	}
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if vars[h.heldVar] == h.entry { // this breaker already holds the request, further out
+		return next.ServeHTTP(w, r)
+	}
 	b := h.entry.b
 	tk, err := b.Allow()
 	if err != nil {
 		return h.refuse(w, r, err)
+	}
+	if vars != nil {
+		vars[h.heldVar] = h.entry
 	}
 	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h: h, tk: tk, start: time.Now()}
@@ -390,6 +401,9 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		r.Body = &rec.body
 	}
 	defer func() {
+		if vars != nil {
+			delete(vars, h.heldVar) // handle_errors routes run after: they may hold it again
+		}
 		if !rec.reported { // a panic in the route: the upstream did not answer well
 			rec.report(breaker.Result{Err: errRoutePanicked})
 		}
