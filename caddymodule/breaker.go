@@ -45,9 +45,9 @@ type breakerInConfig struct {
 // against `failure_status`: a failure when listed, otherwise not counted. A gRPC response with
 // grpc-status in its header (a call that failed before its first message) is judged by the
 // HTTP status that status stands for (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500,
-// ...; see breaker.GRPCStatus). A client that cancels,
-// or whose request body cannot be read (reverse_proxy's 502 for a malformed chunked body), is
-// not counted either.
+// ...; see breaker.GRPCStatus). A client that cancels (unless it waited longer than
+// `slow_threshold`: slow), or whose request body cannot be read (reverse_proxy's 502 for a
+// malformed chunked body), is not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body (a gRPC call: HTTP 200 with grpc-status 14, UNAVAILABLE, and
@@ -108,8 +108,10 @@ type UpstreamBreaker struct {
 
 	// SlowThreshold (at least 1ms) makes a response whose header took longer than this a failure, counted
 	// from the end of the request body (or the request's start, for one without a body), so a
-	// client that uploads slowly does not make the upstream slow. Default: off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
-	// `response_header_timeout` so hangs become 504 errors.
+	// client that uploads slowly does not make the upstream slow. A client that gives up after
+	// waiting longer, with no response header yet, counts as slow too. Default: off. A hung
+	// upstream is only noticed once it answers or times out, or clients give up on it after
+	// slow_threshold: give reverse_proxy a `response_header_timeout` so hangs become 504 errors.
 	SlowThreshold caddy.Duration `json:"slow_threshold,omitempty"`
 
 	// Shared keeps the open state in the hardening app's Redis so every instance opens

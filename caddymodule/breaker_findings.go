@@ -53,8 +53,8 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 			if rp := unboundedProxy(hh); rp != nil && !unbounded {
 				unbounded = true
 				_ = h.app.Report(Finding{Code: "breaker.no_response_timeout", Severity: Info, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
-					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures, so the breaker may never open",
-					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (slow_threshold does not help: it judges responses, and a hung upstream gives none)"})
+					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures (unless they waited past slow_threshold), so the breaker may never open",
+					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (or an upstream_breaker slow_threshold shorter than your clients' patience: clients that give up after it count as slow)"})
 			}
 			if rp, fail := proxyOutlasting(hh, h.openFor()); rp != nil && !outlasting {
 				outlasting = true
