@@ -43,7 +43,8 @@ type Result struct {
 	ErrStatus int
 	// Latency is the time until the response header was written (or the handler returned).
 	Latency time.Duration
-	// ClientGone is true when the client cancelled the request.
+	// ClientGone is true when the client cancelled the request: excluded, unless Latency is over
+	// the SlowThreshold (the client waited that long for the upstream).
 	ClientGone bool
 	// ClientFault is true when reading the client's request body failed (malformed chunked
 	// encoding, a body cut short, one over a size limit): the upstream never got a whole
@@ -62,15 +63,26 @@ type Classifier struct {
 // Reason names why a result is a failure ("error", "status", "slow"); empty otherwise.
 type Reason string
 
-// Classify returns the outcome and, for a failure, its reason. Order: a cancelled client, one
-// whose request body could not be read, or one whose request the proxy's transport refused (an
-// Upgrade header to an HTTP/2 upstream), is excluded whatever else happened; a handler error with a 5xx status or none (a refused dial
+// Classify returns the outcome and, for a failure, its reason. Order: a client whose request
+// body could not be read, or whose request the proxy's transport refused (an Upgrade header to
+// an HTTP/2 upstream), is excluded whatever else happened; a cancelled client is excluded too,
+// unless it had waited longer than SlowThreshold (slow); a handler error with a 5xx status or none (a refused dial
 // 502, a timeout 504, no upstream 503, a handler's own failure 500) is a failure; a handler
 // error with another status (file_server's 404, a 413) is judged by that status like a written
 // one, a failure when Statuses has it and otherwise excluded (the request's own fault); then the
 // written status; then the latency.
 func (c *Classifier) Classify(res Result) (Outcome, Reason) {
-	if res.ClientGone || res.ClientFault || res.Status == 499 || requestRefused(res.Err) {
+	if res.ClientFault || requestRefused(res.Err) {
+		return Excluded, ""
+	}
+	if res.ClientGone || res.Status == 499 {
+		// A client that gave up (reverse_proxy writes 499 for it) after slow_threshold waited
+		// longer than that for the upstream: a slow response, whether or not one came.
+		// Otherwise a hung upstream never opened the breaker when clients give up before
+		// reverse_proxy's response_header_timeout.
+		if c.slow(res.Latency) {
+			return Failure, "slow"
+		}
 		return Excluded, ""
 	}
 	if res.Err != nil {
@@ -85,10 +97,15 @@ func (c *Classifier) Classify(res Result) (Outcome, Reason) {
 	if c.Statuses.Has(res.Status) {
 		return Failure, "status"
 	}
-	if c.SlowThreshold > 0 && res.Latency > c.SlowThreshold {
+	if c.slow(res.Latency) {
 		return Failure, "slow"
 	}
 	return Success, ""
+}
+
+// slow reports whether a response header that took this long is slow (slow_threshold).
+func (c *Classifier) slow(latency time.Duration) bool {
+	return c.SlowThreshold > 0 && latency > c.SlowThreshold
 }
 
 // grpcHTTPStatus is the HTTP status each gRPC status code stands for, as grpc-gateway and

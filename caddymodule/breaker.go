@@ -45,9 +45,9 @@ type breakerInConfig struct {
 // against `failure_status`: a failure when listed, otherwise not counted. A gRPC response with
 // grpc-status in its header (a call that failed before its first message) is judged by the
 // HTTP status that status stands for (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500,
-// ...; see breaker.GRPCStatus). A client that cancels,
-// or whose request body cannot be read (reverse_proxy's 502 for a malformed chunked body), is
-// not counted either.
+// ...; see breaker.GRPCStatus). A client that cancels (unless it waited longer than
+// `slow_threshold`: slow), or whose request body cannot be read (reverse_proxy's 502 for a
+// malformed chunked body), is not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body (a gRPC call: HTTP 200 with grpc-status 14, UNAVAILABLE, and
@@ -60,7 +60,9 @@ type breakerInConfig struct {
 //
 // Breakers with the same name share one state across the routes of the instance and across
 // config reloads that keep their trip settings. Within one config, the handlers of one name
-// must agree on every setting but the fallback; a difference refuses the config. With
+// must agree on every setting but the fallback; a difference refuses the config. A request that
+// reaches a breaker of a name it already passed (nested routes, a snippet imported twice) is
+// counted once, by the outer one; the inner one lets it through. With
 // `shared`, an instance whose breaker opens records it in the hardening app's Redis and every
 // instance opens too (within `sync_interval`); Redis is never on a request's path, and without
 // it each instance decides alone.
@@ -106,8 +108,10 @@ type UpstreamBreaker struct {
 
 	// SlowThreshold (at least 1ms) makes a response whose header took longer than this a failure, counted
 	// from the end of the request body (or the request's start, for one without a body), so a
-	// client that uploads slowly does not make the upstream slow. Default: off. A hung upstream is only noticed once it answers or times out: give reverse_proxy a
-	// `response_header_timeout` so hangs become 504 errors.
+	// client that uploads slowly does not make the upstream slow. A client that gives up after
+	// waiting longer, with no response header yet, counts as slow too. Default: off. A hung
+	// upstream is only noticed once it answers or times out, or clients give up on it after
+	// slow_threshold: give reverse_proxy a `response_header_timeout` so hangs become 504 errors.
 	SlowThreshold caddy.Duration `json:"slow_threshold,omitempty"`
 
 	// Shared keeps the open state in the hardening app's Redis so every instance opens
@@ -139,8 +143,9 @@ type UpstreamBreaker struct {
 	series     *breakerSeries // held from Provision to Cleanup
 	metrics    breakerMetrics // the series' metrics
 	openReply  atomic.Pointer[renderedReply]
-	inConfig   bool // this handler's name is in configBreakers
-	acquired   bool // this handler holds a pool reference
+	heldVar    string // the request variable that says this breaker holds the request (nesting)
+	inConfig   bool   // this handler's name is in configBreakers
+	acquired   bool   // this handler holds a pool reference
 }
 
 // CaddyModule returns the Caddy module information.
@@ -287,6 +292,7 @@ func (h *UpstreamBreaker) Provision(ctx caddy.Context) error {
 	settings, _ := h.settings()
 	h.classifier.Statuses, _ = breaker.ParseStatuses(h.FailureStatus)
 	h.classifier.SlowThreshold = time.Duration(h.SlowThreshold)
+	h.heldVar = "upstream_breaker_held." + h.Name
 
 	if err := h.acquire(ctx, app, settings); err != nil {
 		return err
@@ -378,10 +384,17 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if !h.on {
 		return next.ServeHTTP(w, r)
 	}
+	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+	if vars[h.heldVar] == h.entry { // this breaker already holds the request, further out
+		return next.ServeHTTP(w, r)
+	}
 	b := h.entry.b
 	tk, err := b.Allow()
 	if err != nil {
 		return h.refuse(w, r, err)
+	}
+	if vars != nil {
+		vars[h.heldVar] = h.entry
 	}
 	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h: h, tk: tk, start: time.Now()}
@@ -390,6 +403,9 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		r.Body = &rec.body
 	}
 	defer func() {
+		if vars != nil {
+			delete(vars, h.heldVar) // handle_errors routes run after: they may hold it again
+		}
 		if !rec.reported { // a panic in the route: the upstream did not answer well
 			rec.report(breaker.Result{Err: errRoutePanicked})
 		}

@@ -4,6 +4,7 @@ import (
 	"iter"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -33,6 +34,7 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 			Fix:     "set the caching header after upstream_breaker, in a route block (route { upstream_breaker " + h.Name + " header >Cache-Control ... reverse_proxy ... }), or without > and apart from deletions (header Cache-Control ... on a line of its own is applied before the breaker's answer, which replaces it)"})
 	}
 	for name, srv := range httpServers(ctx) {
+		h.checkNamedRoutes(ctx, name, srv)
 		chain := chainTo(srv.Routes, h)
 		if chain == nil {
 			continue
@@ -51,8 +53,8 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 			if rp := unboundedProxy(hh); rp != nil && !unbounded {
 				unbounded = true
 				_ = h.app.Report(Finding{Code: "breaker.no_response_timeout", Severity: Info, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
-					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures, so the breaker may never open",
-					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (slow_threshold does not help: it judges responses, and a hung upstream gives none)"})
+					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures (unless they waited past slow_threshold), so the breaker may never open",
+					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (or an upstream_breaker slow_threshold shorter than your clients' patience: clients that give up after it count as slow)"})
 			}
 			if rp, fail := proxyOutlasting(hh, h.openFor()); rp != nil && !outlasting {
 				outlasting = true
@@ -193,4 +195,61 @@ func proxyOutlasting(hh caddyhttp.MiddlewareHandler, open time.Duration) (caddyh
 		return found != nil
 	}, nil)
 	return found, fail
+}
+
+// checkNamedRoutes reports a breaker that ends a named route (&(name) in a Caddyfile) when no
+// invoke of that route has a handler after it: it guards nothing. Caddy's Caddyfile adapter
+// (v2.11.9) makes this of `&(backend) { upstream_breaker api; reverse_proxy ... }`: of a named
+// route with several directives and no matcher it keeps the first directive only, so the
+// reverse_proxy is dropped and every request gets Caddy's empty 200.
+func (h *UpstreamBreaker) checkNamedRoutes(ctx caddy.Context, server string, srv *caddyhttp.Server) {
+	for _, route := range sortedKeys(srv.NamedRoutes) {
+		nr := caddyhttp.RouteList{*srv.NamedRoutes[route]}
+		chain := chainTo(nr, h)
+		if chain == nil || guardsAny(chain) {
+			continue
+		}
+		if guardedByInvoke(srv, route) {
+			continue
+		}
+		at := "apps.http.servers." + server + ".named_routes." + route + strings.TrimPrefix(routesPath(nr, h, ""), ".0")
+		_ = h.app.Report(Finding{Code: "breaker.never_runs", Severity: Warning, Module: "upstream_breaker", Config: at,
+			Message: "upstream_breaker " + h.Name + " ends the named route &(" + route + ") and no handler follows its invoke: it guards nothing and never opens. " +
+				"Caddy's Caddyfile adapter keeps only the first directive of a named route that has several and no matcher, so a reverse_proxy written after the breaker there is dropped (every request gets an empty 200)",
+			Fix: "wrap the named route's directives in a route block: &(" + route + ") { route { upstream_breaker " + h.Name + " ...; reverse_proxy ... } }"})
+	}
+}
+
+// guardedByInvoke reports whether an invoke of the named route may have a handler after it: in
+// the server's routes or error routes, or (not followed further) in another named route.
+func guardedByInvoke(srv *caddyhttp.Server, route string) bool {
+	invokes := func(hh caddyhttp.MiddlewareHandler) bool {
+		inv, ok := hh.(*caddyhttp.Invoke)
+		return ok && inv.Name == route
+	}
+	for name, other := range srv.NamedRoutes {
+		if name != route && findHandler(caddyhttp.RouteList{*other}, invokes, nil) {
+			return true
+		}
+	}
+	lists := []caddyhttp.RouteList{srv.Routes}
+	if srv.Errors != nil {
+		lists = append(lists, srv.Errors.Routes)
+	}
+	guarded := false
+	for _, routes := range lists {
+		findHandler(routes, func(hh caddyhttp.MiddlewareHandler) bool {
+			guarded = guarded || invokes(hh) && guardsAny(chainTo(routes, hh))
+			return guarded
+		}, nil)
+	}
+	return guarded
+}
+
+// guardsAny reports whether a handler may run after the chain's handler.
+func guardsAny(chain []chainStep) bool {
+	for range handlersAfter(chain) {
+		return true
+	}
+	return false
 }

@@ -216,6 +216,33 @@ func TestCheckBreakerPlacement(t *testing.T) {
 			}
 		})
 	}
+	// A named route of several directives keeps only the first in Caddy's adapter (v2.11.9):
+	// the reverse_proxy after the breaker is dropped, and every request got an empty 200.
+	named := func(body, site string) string {
+		return strings.Replace(checkSite("", "\tsecurity_headers\n"+site), "http://", "&(backend) {\n"+body+"\n}\n\nhttp://", 1)
+	}
+	for _, tc := range []struct {
+		name, cf string
+		want     bool
+	}{
+		{"breaker and proxy in a named route", named("\tupstream_breaker api\n\t"+proxy, "\tinvoke backend"), true},
+		{"in a route block of a named route", named("\troute {\n\t\tupstream_breaker api\n\t\t"+strings.ReplaceAll(proxy, "\n", "\n\t")+"\n\t}", "\tinvoke backend"), false},
+		{"named route of a breaker alone, the proxy after the invoke", named("\tupstream_breaker api", "\troute {\n\t\tinvoke backend\n\t\t"+strings.ReplaceAll(proxy, "\n", "\n\t")+"\n\t}"), false},
+		{"named route of a breaker alone, invoked from another named route", strings.Replace(named("\tupstream_breaker api", "\tinvoke outer"), "http://", "&(outer) {\n\troute {\n\t\tinvoke backend\n\t\t"+strings.ReplaceAll(proxy, "\n", "\n\t")+"\n\t}\n}\n\nhttp://", 1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, ok := codes(checkCaddyfile(t, tc.cf))["breaker.never_runs"]
+			if ok != tc.want {
+				t.Fatalf("breaker.never_runs reported: %v, want %v: %+v\n%s", ok, tc.want, f, tc.cf)
+			}
+			if !ok {
+				return
+			}
+			if at, _ := adaptedAt(t, tc.cf, f.Config).(map[string]any); at["handler"] != "upstream_breaker" || !strings.Contains(f.Message, "&(backend)") || !strings.Contains(f.Fix, "route {") {
+				t.Fatalf("%+v: want a finding at the breaker in the named route, naming it, with the route block fix", f)
+			}
+		})
+	}
 	// breaker.shared_without_redis gives the breaker's place in the JSON config too.
 	cf := checkSite("", "\tsecurity_headers\n\tupstream_breaker api {\n\t\tshared\n\t}\n\t"+proxy)
 	f := codes(checkCaddyfile(t, cf))["breaker.shared_without_redis"]
