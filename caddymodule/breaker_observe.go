@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -264,11 +265,14 @@ func (e *breakerEntry) status(name string, critical bool) StatusReport {
 		rep.Status = HealthWarn
 		rep.Output = "half-open: probing the upstream"
 	}
-	if shared, ok, _ := e.b.SharedHealth(); shared {
+	if shared, ok, lastErr := e.b.SharedHealth(); shared {
 		rep.Observed["shared"] = ok
 		if !ok && rep.Status == HealthPass {
 			rep.Status = HealthWarn
 			rep.Output = "shared state unreachable (Redis): deciding locally"
+			if h := e.owner.Load(); h != nil && refusedCredentials(errors.New(lastErr)) {
+				rep.Output = h.app.sharingFailure(errors.New(lastErr), "deciding locally, not with the other instances", false)
+			}
 		}
 	}
 	return rep

@@ -249,25 +249,31 @@ func (a *App) detectionStatus() StatusReport {
 		Observed: map[string]any{"tracked": tracked, "suspicious": detected, "shadow": det.Shadow(), "shared": a.sharedBans != nil}}
 	if a.sharedBans != nil {
 		if err := a.sharedBans.Failure(); err != nil {
-			r.Status, r.Output = HealthWarn, a.sharingFailure(err)
+			r.Status, r.Output = HealthWarn, a.sharingFailure(err, "detections are not shared between instances", true)
 		}
 	}
 	return r
 }
 
-// sharingFailure says why detections are not shared: a Redis that answers but refuses this
-// client (an ACL without the channel, a wrong password) is a configuration to fix, not an
-// outage to wait out.
-func (a *App) sharingFailure(err error) string {
+// sharingFailure says why a module's state is not shared (what: "detections are not shared
+// between instances"): a Redis that answers but refuses this client (an ACL without the keys
+// or channels the module uses, a wrong password) is a configuration to fix, not an outage to
+// wait out. channels: the module also publishes and subscribes under the key prefix.
+func (a *App) sharingFailure(err error, what string, channels bool) string {
 	if !refusedCredentials(err) {
-		return "Redis unreachable: detections are not shared between instances"
+		return "Redis unreachable: " + what
 	}
 	msg := redactSecrets(err.Error(), a.redis.opts)
 	fix := "check the username and password of the hardening option's redis"
 	if strings.Contains(msg, "NOPERM") {
-		fix = fmt.Sprintf("the ACL user needs the keys ~%[1]s* and the channel &%[1]s* (ACL SETUSER <user> ~%[1]s* &%[1]s* ...)", a.KeyPrefix())
+		p := a.KeyPrefix()
+		needs, grant := "the keys ~"+p+"*", "~"+p+"*"
+		if channels {
+			needs, grant = needs+" and the channel &"+p+"*", grant+" &"+p+"*"
+		}
+		fix = fmt.Sprintf("the ACL user needs %s (ACL SETUSER <user> %s ...)", needs, grant)
 	}
-	return fmt.Sprintf("Redis refused this client (%s): detections are not shared between instances; %s", msg, fix)
+	return fmt.Sprintf("Redis refused this client (%s): %s; %s", msg, what, fix)
 }
 
 // minTracked and maxTracked bound max_tracked, in the Caddyfile and in JSON alike: beyond
