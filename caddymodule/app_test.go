@@ -156,6 +156,30 @@ func activeApp(t *testing.T) *App {
 	return app
 }
 
+// componentStatus is the health report registered as component in the running config; the
+// zero report when none is.
+func componentStatus(t *testing.T, component string) StatusReport {
+	t.Helper()
+	for _, s := range activeApp(t).Statuses() {
+		if s.Component == component {
+			return s
+		}
+	}
+	return StatusReport{}
+}
+
+// waitComponentStatus waits (up to 5 s) until component reports status, and returns the report.
+func waitComponentStatus(t *testing.T, component string, status Health) StatusReport {
+	t.Helper()
+	var report StatusReport
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("%s reports %s", component, status), func() bool {
+		report = componentStatus(t, component)
+		return report.Status == status
+	})
+	t.Logf("%s: %s", component, report.Output)
+	return report
+}
+
 func TestFeatureFlagsPassRequestsThrough(t *testing.T) {
 	block, url := site(t, "\thardening_feature_probe rate_limit\n\thardening_feature_probe security_headers")
 	c := testcaddy.StartCaddy(t, `{

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
@@ -35,16 +34,7 @@ http://%s {
 	respond "ok"
 }
 `, r.Addr, addr))
-	var report StatusReport
-	testenv.WaitFor(t, 5*time.Second, "breaker:t_acl warns", func() bool {
-		for _, s := range activeApp(t).Statuses() {
-			if s.Component == "breaker:t_acl" {
-				report = s
-			}
-		}
-		return report.Status == HealthWarn
-	})
-	t.Logf("breaker:t_acl: %s", report.Output)
+	report := waitComponentStatus(t, "breaker:t_acl", HealthWarn)
 	for _, want := range []string{"Redis refused", "NOPERM", "~hardening:*", "deciding locally"} {
 		if !strings.Contains(report.Output, want) {
 			t.Errorf("breaker output %q lacks %q", report.Output, want)

@@ -98,13 +98,11 @@ func breakerSite(t *testing.T, name, settings, addr string) (string, string) {
 // breakerStatus is the health report the breaker registered in the running config.
 func breakerStatus(t *testing.T, name string) StatusReport {
 	t.Helper()
-	for _, s := range activeApp(t).Statuses() {
-		if s.Component == "breaker:"+name {
-			return s
-		}
+	s := componentStatus(t, "breaker:"+name)
+	if s.Component == "" {
+		t.Fatalf("no status registered for breaker:%s", name)
 	}
-	t.Fatalf("no status registered for breaker:%s", name)
-	return StatusReport{}
+	return s
 }
 
 func waitBreakerState(t *testing.T, name, state string) StatusReport {

@@ -193,16 +193,7 @@ http://%s {
 	respond "ok"
 }
 `, r.Addr, addr))
-	var report StatusReport
-	testenv.WaitFor(t, 5*time.Second, "ipclass:detection warns", func() bool {
-		for _, s := range activeApp(t).Statuses() {
-			if s.Component == "ipclass:detection" {
-				report = s
-			}
-		}
-		return report.Status == HealthWarn
-	})
-	t.Logf("ipclass:detection: %s", report.Output)
+	report := waitComponentStatus(t, "ipclass:detection", HealthWarn)
 	for _, want := range []string{"Redis refused", "NOPERM", "&hardening:*", "not shared"} {
 		if !strings.Contains(report.Output, want) {
 			t.Errorf("ipclass:detection output %q lacks %q", report.Output, want)
@@ -224,16 +215,7 @@ http://%s {
 func TestDetectionStatusNamesWrongPassword(t *testing.T) {
 	r := testenv.StartRedis(t, "--requirepass", "the-right-one")
 	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin off\n\thardening {\n\t\tenvironment development\n\t\tredis redis://:%s@%s/0\n\t}\n}\n", goldenSecret, r.Addr))
-	var report StatusReport
-	testenv.WaitFor(t, 5*time.Second, "ipclass:detection warns", func() bool {
-		for _, s := range activeApp(t).Statuses() {
-			if s.Component == "ipclass:detection" {
-				report = s
-			}
-		}
-		return report.Status == HealthWarn
-	})
-	t.Logf("ipclass:detection: %s", report.Output)
+	report := waitComponentStatus(t, "ipclass:detection", HealthWarn)
 	for _, want := range []string{"Redis refused this client", "WRONGPASS", "username and password"} {
 		if !strings.Contains(report.Output, want) {
 			t.Errorf("ipclass:detection output %q lacks %q", report.Output, want)

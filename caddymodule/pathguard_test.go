@@ -296,12 +296,7 @@ http://%s {
 		t.Fatalf("%d suspicious_blocked Caddy events, want 1", n)
 	}
 
-	var report StatusReport
-	for _, s := range activeApp(t).Statuses() {
-		if s.Component == "ipclass:detection" {
-			report = s
-		}
-	}
+	report := componentStatus(t, "ipclass:detection")
 	if report.Status != HealthPass || report.Observed["suspicious"] != 1 {
 		t.Fatalf("detection status for monitoring: %+v", report)
 	}
