@@ -678,8 +678,20 @@ func (h *SecurityHeaders) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	var sw *securityWriter
 	switch {
 	case h.on:
-		sw = newSecurityWriter(h, w, r, findSecurityWriter(w))
-		caddyhttp.SetVar(r.Context(), NonceVar, sw.nonce)
+		// One walk up Caddy's context chain for the request's vars (this runs on every
+		// request): the trusted-proxy flag, the nonce of a security_headers around this one,
+		// and this one's.
+		vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
+		var outer *securityWriter
+		if _, published := vars[NonceVar]; published || vars == nil {
+			// Only a security_headers around this one (or a `vars` directive) has published a
+			// nonce: no other request needs the search through the writer's wrappers.
+			outer = findSecurityWriter(w)
+		}
+		sw = newSecurityWriter(h, w, r, vars, outer)
+		if vars != nil {
+			vars[NonceVar] = sw.nonce // caddyhttp.SetVar, without its second walk
+		}
 	case h.injectMode == csp.Placeholder:
 		sw = &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, redactOnly: true}
 	default:

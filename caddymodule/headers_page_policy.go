@@ -35,7 +35,7 @@ func (sw *securityWriter) pageMode(mode csp.Mode) csp.Mode {
 		sw.takeOver(hdr)
 	}
 	for _, v := range hdr["Content-Security-Policy"] {
-		if sw.h.cspHeader != "" && v == sw.ours[0] {
+		if sw.h.cspHeader != "" && v == sw.vals[0] {
 			continue // ours lists this response's nonce, or no nonce at all
 		}
 		if nonces := csp.Nonces(v); len(nonces) > 0 && !slices.Contains(nonces, sw.nonce) {
@@ -59,26 +59,28 @@ func (sw *securityWriter) takeOver(hdr http.Header) {
 		return
 	}
 	vals := hdr[name]
-	if len(vals) != 1 || vals[0] == sw.ours[0] {
+	if len(vals) != 1 || vals[0] == sw.vals[0] {
 		return
 	}
 	nonces := csp.Nonces(vals[0])
 	if len(nonces) != 1 || nonces[0] == sw.nonce || len(nonces[0]) < csp.MinPlaceholderLen {
 		return
 	}
-	hdr[name] = sw.ours[0:1:1]
-	sw.alias, sw.taken = nonces[0], vals[0]
+	hdr[name] = sw.vals[0:1:1]
+	p := sw.rewriting()
+	p.alias, p.taken = nonces[0], vals[0]
 }
 
 // giveBack undoes takeOver for a page passed as it is after all (tags mode, a page in an
 // encoding the injector cannot read, see release): its tags keep their own nonce, so its own
 // policy is sent.
 func (sw *securityWriter) giveBack() {
-	if sw.alias == "" {
+	p := sw.page
+	if p == nil || p.alias == "" {
 		return
 	}
-	sw.Header()[sw.h.cspHeader] = []string{sw.taken}
-	sw.alias, sw.taken = "", ""
+	sw.Header()[sw.h.cspHeader] = []string{p.taken}
+	p.alias, p.taken = "", ""
 	sw.matchFrameOptions()
 }
 
@@ -99,7 +101,7 @@ func (sw *securityWriter) matchFrameOptions() {
 		return
 	}
 	enforced := hdr["Content-Security-Policy"]
-	if len(enforced) == 0 || len(enforced) == 1 && sw.h.cspHeader == "Content-Security-Policy" && enforced[0] == sw.ours[0] {
+	if len(enforced) == 0 || len(enforced) == 1 && sw.h.cspHeader == "Content-Security-Policy" && enforced[0] == sw.vals[0] {
 		return
 	}
 	switch v, ok := csp.FrameOptionsOf(enforced); {

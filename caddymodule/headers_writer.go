@@ -18,25 +18,46 @@ import (
 )
 
 // securityWriter settles the security headers when the response starts and, for HTML that
-// gets the nonce, streams the body through an injector.
+// gets the nonce, streams the body through an injector. It is allocated on every request, so
+// what only a rewritten body needs is in page, allocated when start decides to rewrite: the
+// writer stays within 256 bytes (garbage collection costs grow with the bytes allocated).
 type securityWriter struct {
 	caddyhttp.ResponseWriterWrapper
-	h       *SecurityHeaders
-	r       *http.Request
-	nonce   string
-	https   bool     // the client asked over HTTPS (see overHTTPS)
-	names   []string // the headers this response gets (the handler's, shared)
-	ours    []string // their values, in vals
-	vals    [maxManagedHeaders]string
-	started bool
+	h     *SecurityHeaders
+	r     *http.Request
+	nonce string
+	// vals holds this response's values of names(), in order: the header map's value slices
+	// are views of it, one element each.
+	vals [maxManagedHeaders]string
+	// in is where the body goes while rewritten: page.inj, or in placeholder mode the first of
+	// the redactors of the placeholder's UTF-16 and UTF-32 forms (page.wide), which write
+	// into page.inj.
+	in      io.Writer
+	page    *pageRewrite
 	pending int // a status held until the first write types the body
-	inj     *csp.Injector
-	out     *bufio.Writer // the injector's output: a few small pieces per tag become one write
-	discard bool          // the body cannot be sent safely (see failClosed)
 
-	// in is where the body goes while rewritten: inj, or in placeholder mode the first of the
-	// redactors of the placeholder's UTF-16 and UTF-32 forms (wide), which write into inj.
-	in   io.Writer
+	// A security_headers nested in this one's route (one site-wide, one in `handle`) takes the
+	// response over: outer is the writer of the one around this one, if any; inner says one
+	// inside this one runs on the request, innerInjects that one of those injects.
+	outer *securityWriter
+
+	https        bool // the client asked over HTTPS (see overHTTPS)
+	started      bool
+	discard      bool // the body cannot be sent safely (see failClosed)
+	inner        bool
+	innerInjects bool
+
+	// redactOnly: the feature is off and the handler is in placeholder mode. No header is
+	// set or settled and there is no nonce: the placeholder is redacted (csp.Redact) from
+	// every body, pages included, and from the headers.
+	redactOnly bool
+}
+
+// pageRewrite is the state of a body that is rewritten, or of a page whose policy or status
+// waits (see takeOver and release).
+type pageRewrite struct {
+	inj  *csp.Injector
+	out  *bufio.Writer // the injector's output: a few small pieces per tag become one write
 	wide [csp.WideFormCount]*csp.Injector
 
 	// Where this handler sends its policy instead of the one that replaced it (taken, see
@@ -53,23 +74,40 @@ type securityWriter struct {
 	charset  string
 	head     [3]byte
 	headN    int
+}
 
-	// A security_headers nested in this one's route (one site-wide, one in `handle`) takes the
-	// response over: outer is the writer of the one around this one, if any; inner says one
-	// inside this one runs on the request, innerInjects that one of those injects.
-	outer        *securityWriter
-	inner        bool
-	innerInjects bool
+// rewriting returns the page state, made on first use.
+func (sw *securityWriter) rewriting() *pageRewrite {
+	if sw.page == nil {
+		sw.page = new(pageRewrite)
+	}
+	return sw.page
+}
 
-	// redactOnly: the feature is off and the handler is in placeholder mode. No header is
-	// set or settled and there is no nonce: the placeholder is redacted (csp.Redact) from
-	// every body, pages included, and from the headers.
-	redactOnly bool
+// holding reports whether a page's status waits for its first bytes (see release).
+func (sw *securityWriter) holding() bool {
+	return sw.page != nil && sw.page.held != 0
+}
+
+// names are the headers this response gets (the handler's, shared), in the order of vals.
+func (sw *securityWriter) names() []string {
+	switch {
+	case sw.redactOnly:
+		return nil
+	case sw.https:
+		return sw.h.namesTLS
+	}
+	return sw.h.namesHTTP
+}
+
+// ours are this response's values of names().
+func (sw *securityWriter) ours() []string {
+	return sw.vals[:len(sw.names())]
 }
 
 // maxManagedHeaders bounds the headers the handler sets: CSP, HSTS, Reporting-Endpoints and
 // the seven others.
-const maxManagedHeaders = 12
+const maxManagedHeaders = 10
 
 var injectorPool = sync.Pool{New: func() any { return new(csp.Injector) }}
 
@@ -88,17 +126,15 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // request keeps outer's nonce, so the policy, {http.vars.csp_nonce} and every injector agree;
 // this one's headers replace outer's (an outer value this one does not set is removed), and
 // outer leaves the headers to this one (see WriteHeader and mode).
-func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request, outer *securityWriter) *securityWriter {
+func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Request, vars map[string]any, outer *securityWriter) *securityWriter {
 	sw := &securityWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w}, h: h, r: r, outer: outer}
-	sw.names = h.namesHTTP
-	if sw.https = overHTTPS(r); sw.https {
-		sw.names = h.namesTLS
-	}
+	sw.https = overHTTPS(r, vars)
 	hdr := w.Header()
 	if outer != nil {
 		sw.nonce = outer.nonce
-		for i, name := range outer.names {
-			if v := hdr[name]; len(v) == 1 && v[0] == outer.ours[i] {
+		ours := outer.ours()
+		for i, name := range outer.names() {
+			if v := hdr[name]; len(v) == 1 && v[0] == ours[i] {
 				delete(hdr, name)
 			}
 		}
@@ -124,8 +160,7 @@ func newSecurityWriter(h *SecurityHeaders, w http.ResponseWriter, r *http.Reques
 	for _, s := range h.static {
 		vals = append(vals, s.value)
 	}
-	sw.ours = vals
-	for i, name := range sw.names {
+	for i, name := range sw.names() {
 		// Each header gets its own one-element slice (capacity 1): a later Add copies it
 		// instead of writing into the neighbouring header's value.
 		hdr[name] = vals[i : i+1 : i+1]
@@ -160,9 +195,9 @@ func (sw *securityWriter) settle() {
 		return // a nested security_headers settled them: its rules decide (innermost wins)
 	}
 	hdr := sw.Header()
-	for i, name := range sw.names {
+	for i, name := range sw.names() {
 		vals := hdr[name]
-		if len(vals) < 2 || vals[0] != sw.ours[i] {
+		if len(vals) < 2 || vals[0] != sw.vals[i] {
 			continue
 		}
 		switch {
@@ -195,12 +230,13 @@ func (sw *securityWriter) sendsHSTS() bool {
 // overHTTPS reports whether the client asked over HTTPS: the request came over TLS, or from a
 // trusted proxy (the server's trusted_proxies) whose X-Forwarded-Proto says https, the last
 // value as reverse_proxy reads it (a load balancer or ingress that terminates TLS: Render,
-// Kubernetes). Another client's X-Forwarded-Proto is not read.
-func overHTTPS(r *http.Request) bool {
+// Kubernetes). Another client's X-Forwarded-Proto is not read. vars are the request's
+// (caddyhttp.VarsCtxKey).
+func overHTTPS(r *http.Request, vars map[string]any) bool {
 	if r.TLS != nil {
 		return true
 	}
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+	if trusted, _ := vars[caddyhttp.TrustedProxyVarKey].(bool); !trusted {
 		return false
 	}
 	v := r.Header.Values("X-Forwarded-Proto")
@@ -311,7 +347,8 @@ func (sw *securityWriter) start(status int) {
 		if body {
 			// The status waits for the page's first bytes: a byte order mark may say an
 			// encoding the injector cannot read (see release).
-			sw.held, sw.heldMode, sw.charset = status, mode, charset
+			p := sw.rewriting()
+			p.held, p.heldMode, p.charset = status, mode, charset
 			return
 		}
 	case mode != csp.Tags && !encoded && !isBinary(mt):
@@ -417,15 +454,16 @@ func splitOutsideQuotes(s string) []string {
 // placeholder's UTF-16 and UTF-32 forms come first: a body in one of those encodings holds it
 // in bytes the injector's byte search does not find.
 func (sw *securityWriter) rewrite(mode csp.Mode) {
-	sw.out = outPool.Get().(*bufio.Writer)
-	sw.out.Reset(sw.ResponseWriter)
+	pg := sw.rewriting()
+	pg.out = outPool.Get().(*bufio.Writer)
+	pg.out.Reset(sw.ResponseWriter)
 	inj := injectorPool.Get().(*csp.Injector)
-	_ = inj.Reset(sw.out, mode, sw.nonce, sw.h.ph) // checked in Provision
-	sw.inj, sw.in = inj, inj
-	if sw.alias != "" {
+	_ = inj.Reset(pg.out, mode, sw.nonce, sw.h.ph) // checked in Provision
+	pg.inj, sw.in = inj, inj
+	if pg.alias != "" {
 		a := injectorPool.Get().(*csp.Injector)
-		_ = a.Reset(sw.in, csp.Substitute, sw.nonce, sw.alias) // its length is checked in takeOver
-		sw.own, sw.in = a, a
+		_ = a.Reset(sw.in, csp.Substitute, sw.nonce, pg.alias) // its length is checked in takeOver
+		pg.own, sw.in = a, a
 	}
 	if mode == csp.Tags {
 		return
@@ -433,7 +471,7 @@ func (sw *securityWriter) rewrite(mode csp.Mode) {
 	for i, form := range sw.h.wide {
 		r := injectorPool.Get().(*csp.Injector)
 		_ = r.Reset(sw.in, csp.Redact, "", form)
-		sw.wide[i], sw.in = r, r
+		pg.wide[i], sw.in = r, r
 	}
 }
 
@@ -443,14 +481,15 @@ func (sw *securityWriter) rewrite(mode csp.Mode) {
 // placeholder in it would reach the client) and passed as it is in tags mode (nothing secret
 // in it; its tags get no nonce). more is false at the end of the body.
 func (sw *securityWriter) release(p []byte, more bool) (int, error) {
-	prev := sw.headN
-	sw.headN += copy(sw.head[sw.headN:], p)
-	enc, decided := csp.UnreadableEncoding(sw.head[:sw.headN], sw.charset, more)
+	pg := sw.page // held: start made it
+	prev := pg.headN
+	pg.headN += copy(pg.head[pg.headN:], p)
+	enc, decided := csp.UnreadableEncoding(pg.head[:pg.headN], pg.charset, more)
 	if !decided {
 		return len(p), nil // all of p is in head
 	}
-	status, mode := sw.held, sw.heldMode
-	sw.held = 0
+	status, mode := pg.held, pg.heldMode
+	pg.held = 0
 	switch {
 	case enc == "":
 		sw.ResponseWriter.WriteHeader(status)
@@ -464,7 +503,7 @@ func (sw *securityWriter) release(p []byte, more bool) (int, error) {
 		sw.ResponseWriter.WriteHeader(status)
 	}
 	if prev > 0 {
-		if _, err := sw.writeOn(sw.head[:prev]); err != nil {
+		if _, err := sw.writeOn(pg.head[:prev]); err != nil {
 			return 0, err
 		}
 	}
@@ -549,7 +588,7 @@ func (sw *securityWriter) Write(p []byte) (int, error) {
 	switch {
 	case sw.discard:
 		return len(p), nil
-	case sw.held != 0:
+	case sw.holding():
 		return sw.release(p, true)
 	}
 	return sw.writeOn(p)
@@ -586,7 +625,7 @@ func (sw *securityWriter) readFrom(r io.Reader) (int64, error) {
 	switch {
 	case sw.discard:
 		return io.Copy(io.Discard, r)
-	case sw.in != nil || sw.held != 0:
+	case sw.in != nil || sw.holding():
 		buf := copyBufPool.Get().(*[]byte)
 		defer copyBufPool.Put(buf)
 		return io.CopyBuffer(writerOnly{sw}, r, *buf)
@@ -603,13 +642,13 @@ func (sw *securityWriter) FlushError() error {
 	if !sw.started {
 		sw.WriteHeader(http.StatusOK)
 	}
-	if sw.pending != 0 || sw.held != 0 {
+	if sw.pending != 0 || sw.holding() {
 		// The status waits for the page's first bytes: they give an untyped body its type
 		// (sniffed), and a page its encoding. A flush before them has nothing to send.
 		return nil
 	}
-	if sw.out != nil {
-		if err := sw.out.Flush(); err != nil {
+	if sw.page != nil && sw.page.out != nil {
+		if err := sw.page.out.Flush(); err != nil {
 			return err
 		}
 	}
@@ -628,7 +667,7 @@ func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (sw *securityWriter) close() error {
 	sw.sniff(nil) // a held status whose body never came
 	var err error
-	if sw.held != 0 {
+	if sw.holding() {
 		_, err = sw.release(nil, false) // a page shorter than the bytes that decide
 	}
 	if sw.h.injectMode == csp.Placeholder {
@@ -636,20 +675,21 @@ func (sw *securityWriter) close() error {
 		// the headers of a response the route never started.
 		sw.redactHeaders()
 	}
-	if sw.inj == nil {
+	pg := sw.page
+	if pg == nil || pg.inj == nil {
 		return err
 	}
-	if sw.inj.GaveUp() {
+	if pg.inj.GaveUp() {
 		sw.h.logger.Warn("placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked",
 			zap.String("uri", loggedURI(sw.r)))
 	}
 	// The first writer of the chain first: the wide forms' redactors (the last one made
 	// first), the page's own nonce, the injector.
 	var chain [csp.WideFormCount + 2]*csp.Injector
-	for i, r := range sw.wide {
-		chain[len(sw.wide)-1-i] = r
+	for i, r := range pg.wide {
+		chain[len(pg.wide)-1-i] = r
 	}
-	chain[len(sw.wide)], chain[len(sw.wide)+1] = sw.own, sw.inj
+	chain[len(pg.wide)], chain[len(pg.wide)+1] = pg.own, pg.inj
 	for _, r := range chain {
 		if r == nil {
 			continue
@@ -659,13 +699,13 @@ func (sw *securityWriter) close() error {
 		}
 		injectorPool.Put(r)
 	}
-	sw.wide, sw.own = [csp.WideFormCount]*csp.Injector{}, nil
-	if ferr := sw.out.Flush(); err == nil {
+	pg.wide, pg.own = [csp.WideFormCount]*csp.Injector{}, nil
+	if ferr := pg.out.Flush(); err == nil {
 		err = ferr
 	}
-	sw.out.Reset(nil)
-	outPool.Put(sw.out)
-	sw.inj, sw.out, sw.in = nil, nil, nil
+	pg.out.Reset(nil)
+	outPool.Put(pg.out)
+	pg.inj, pg.out, sw.in = nil, nil, nil
 	return err
 }
 
