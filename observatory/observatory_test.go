@@ -75,13 +75,22 @@ func TestScoreTableRows(t *testing.T) {
 		{"hsts short", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", "max-age=86400"), "", nil},
 		{"hsts absent", TestHSTS, "hsts-not-implemented", -20, set("Strict-Transport-Security", ""), "", nil},
 		{"hsts invalid", TestHSTS, "hsts-header-invalid", -20, set("Strict-Transport-Security", "max-age=forever"), "", nil},
+		// The Observatory's six months are 15552000 s (180 days), the common value, not the
+		// 15768000 its table names (strict-transport-security.js, SIX_MONTHS).
+		{"hsts 180 days", TestHSTS, "hsts-implemented-max-age-at-least-six-months", 0, set("Strict-Transport-Security", "max-age=15552000"), "", nil},
+		{"hsts a second short of 180 days", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", "max-age=15551999"), "", nil},
+		// Sent twice: the values arrive joined by a comma, which the Observatory refuses.
+		{"hsts sent twice", TestHSTS, "hsts-header-invalid", -20, func(h http.Header) { h.Add("Strict-Transport-Security", "max-age=63072000") }, "", nil},
 		{"xcto absent", TestContentType, "x-content-type-options-not-implemented", -5, set("X-Content-Type-Options", ""), "", nil},
 		{"xcto invalid", TestContentType, "x-content-type-options-header-invalid", -5, set("X-Content-Type-Options", "sniff-away"), "", nil},
+		{"xcto sent twice", TestContentType, "x-content-type-options-header-invalid", -5, func(h http.Header) { h.Add("X-Content-Type-Options", "nosniff") }, "", nil},
 		{"xfo via csp", TestFrameOptions, "x-frame-options-implemented-via-csp", 5, nil, "", nil},
 		{"xfo deny", TestFrameOptions, "x-frame-options-sameorigin-or-deny", 0, func(h http.Header) {
 			h.Set("Content-Security-Policy", "default-src 'none'") // no frame-ancestors
 			h.Set("X-Frame-Options", "DENY")
 		}, "", nil},
+		// The Observatory awards it for any frame-ancestors, even * (x-frame-options.js).
+		{"xfo via csp frame-ancestors *", TestFrameOptions, "x-frame-options-implemented-via-csp", 5, set("Content-Security-Policy", "default-src 'none'; frame-ancestors *"), "", nil},
 		{"xfo absent", TestFrameOptions, "x-frame-options-not-implemented", -20, set("Content-Security-Policy", "default-src 'none'"), "", nil},
 		{"referrer private", TestReferrer, "referrer-policy-private", 5, nil, "", nil},
 		{"referrer unsafe", TestReferrer, "referrer-policy-unsafe", -5, set("Referrer-Policy", "unsafe-url"), "", nil},
