@@ -105,6 +105,8 @@ func TestScoreTableRows(t *testing.T) {
 			h.Set("Access-Control-Allow-Credentials", "true")
 		}, "", nil},
 		{"cookies none", TestCookies, "cookies-not-found", 0, nil, "", nil},
+		{"heroku affinity cookie ignored", TestCookies, "cookies-secure-with-httponly-sessions-and-samesite", 5, nil, "", []string{"sessionid=1; Secure; HttpOnly; SameSite=Lax", "heroku-session-affinity=abc; Path=/"}},
+		{"only the heroku affinity cookie", TestCookies, "cookies-not-found", 0, nil, "", []string{"heroku-session-affinity=abc; Path=/"}},
 		{"cookies all good", TestCookies, "cookies-secure-with-httponly-sessions-and-samesite", 5, nil, "", []string{"sessionid=1; Secure; HttpOnly; SameSite=Lax"}},
 		{"cookies without samesite", TestCookies, "cookies-secure-with-httponly-sessions", 0, nil, "", []string{"sessionid=1; Secure; HttpOnly"}},
 		{"cookie without secure under hsts", TestCookies, "cookies-without-secure-flag-but-protected-by-hsts", -5, nil, "", []string{"theme=dark; SameSite=Lax"}},
