@@ -121,6 +121,10 @@ func TestScoreTableRows(t *testing.T) {
 		{"sri external https", TestSRI, "sri-not-implemented-but-external-scripts-loaded-securely", -5, nil, `<script src="https://cdn.jsdelivr.net/x.js"></script>`, nil},
 		{"sri external http", TestSRI, "sri-not-implemented-and-external-scripts-not-loaded-securely", -50, nil, `<script src="http://cdn.jsdelivr.net/x.js"></script>`, nil},
 		{"sri protocol-relative with integrity", TestSRI, "sri-implemented-but-external-scripts-not-loaded-securely", -20, nil, `<script src="//cdn.jsdelivr.net/x.js" integrity="sha384-x"></script>`, nil},
+		// The Observatory counts inline scripts (querySelectorAll("script")).
+		{"sri inline scripts only", TestSRI, "sri-not-implemented-but-all-scripts-loaded-from-secure-origin", 0, nil, `<script nonce="n">go()</script>`, nil},
+		// Its order of outcomes ranks -5 after -20: the later one wins (subresource-integrity.js).
+		{"sri http with integrity and https without", TestSRI, "sri-not-implemented-but-external-scripts-loaded-securely", -5, nil, `<script src="http://cdn.jsdelivr.net/a.js" integrity="sha384-x"></script><script src="https://cdn.jsdelivr.net/b.js"></script>`, nil},
 		{"sri not html", TestSRI, "sri-not-implemented-response-not-html", 0, set("Content-Type", "application/json"), `<script src="http://x/"></script>`, nil},
 	}
 	for _, row := range rows {
