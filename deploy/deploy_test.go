@@ -303,6 +303,31 @@ func TestImageStartsWithoutCapabilities(t *testing.T) {
 	}
 }
 
+// TestXcaddyDocDockerfile: the Dockerfile snippet of xcaddy.md builds as deploy/Dockerfile
+// does (Caddy 2.11.9 images, XCADDY_SETCAP=0, the checkout as v0.0.0). It used to run the
+// builder's default XCADDY_SETCAP=1 from floating caddy:2.11 tags: an image built from it could
+// not start in kubernetes.yaml's pod, which drops every capability.
+func TestXcaddyDocDockerfile(t *testing.T) {
+	m := regexp.MustCompile("(?s)```Dockerfile\n(.*?)```").FindStringSubmatch(read(t, "../xcaddy.md"))
+	if m == nil {
+		t.Fatal("xcaddy.md has no Dockerfile block")
+	}
+	snippet := m[1]
+	for _, want := range []string{
+		"FROM caddy:2.11.9-builder AS builder",
+		"RUN XCADDY_SETCAP=0 xcaddy build v2.11.9 ",
+		"--with github.com/swarmsec/caddy-hardening@v0.0.0=",
+		"FROM caddy:2.11.9\n",
+	} {
+		if !strings.Contains(snippet, want) {
+			t.Errorf("xcaddy.md's Dockerfile lacks %q:\n%s", want, snippet)
+		}
+	}
+	if !strings.Contains(read(t, "Dockerfile"), "CADDY_VERSION=2.11.9") {
+		t.Error("deploy/Dockerfile's Caddy version differs from xcaddy.md's")
+	}
+}
+
 // unitKeys parses the systemd unit: "[Section]Key" -> its values, in order.
 func unitKeys(t *testing.T) map[string][]string {
 	t.Helper()

@@ -125,8 +125,13 @@ func hstsTest(s *Scan) Result {
 	if !ok {
 		return result(t, "hsts-not-implemented")
 	}
+	// The Observatory refuses a header sent twice (the values joined by a comma), although
+	// browsers would honour the first.
+	if strings.Contains(v, ",") {
+		return result(t, "hsts-header-invalid")
+	}
 	age := int64(-1)
-	for _, part := range strings.Split(strings.Split(v, ",")[0], ";") {
+	for _, part := range strings.Split(v, ";") {
 		k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
 		if strings.EqualFold(strings.TrimSpace(k), "max-age") {
 			n, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(val), `"`), 10, 64)
@@ -139,11 +144,15 @@ func hstsTest(s *Scan) Result {
 	switch {
 	case age < 0:
 		return result(t, "hsts-header-invalid")
-	case age < 15768000:
+	case age < hstsSixMonths:
 		return result(t, "hsts-implemented-max-age-less-than-six-months")
 	}
 	return result(t, "hsts-implemented-max-age-at-least-six-months")
 }
+
+// hstsSixMonths is the Observatory's threshold: 180 days, below the 15768000 its table names,
+// because so many sites send 15552000.
+const hstsSixMonths = 15552000
 
 func redirectionTest(s *Scan) Result {
 	const t = TestRedirection
@@ -199,7 +208,7 @@ func contentTypeTest(s *Scan) Result {
 	switch {
 	case !ok:
 		return result(t, "x-content-type-options-not-implemented")
-	case strings.EqualFold(strings.TrimSpace(strings.Split(v, ",")[0]), "nosniff"):
+	case strings.EqualFold(v, "nosniff"): // sent twice ("nosniff, nosniff") is invalid, as in the Observatory
 		return result(t, "x-content-type-options-nosniff")
 	}
 	return result(t, "x-content-type-options-header-invalid")
@@ -207,7 +216,8 @@ func contentTypeTest(s *Scan) Result {
 
 func frameOptionsTest(s *Scan, policy map[string][]string) Result {
 	const t = TestFrameOptions
-	if fa, ok := policy["frame-ancestors"]; ok && !anyIn(fa, dangerouslyBroad) {
+	// Any frame-ancestors counts, even * (the Observatory checks only that it is set).
+	if _, ok := policy["frame-ancestors"]; ok {
 		return result(t, "x-frame-options-implemented-via-csp")
 	}
 	v, ok := s.lastValue("X-Frame-Options")

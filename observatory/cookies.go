@@ -25,22 +25,24 @@ func worseOf(order []string, a, b string) string {
 	return a
 }
 
+// ignoredCookies are left out as the Observatory leaves them out (COOKIES_TO_DELETE in
+// cookies.js): Heroku's router sets heroku-session-affinity, which the application cannot flag.
+var ignoredCookies = map[string]bool{"heroku-session-affinity": true}
+
 // cookiesTest applies the Observatory's cookie rules: names with "login" or "sess" are
 // session cookies, names with "csrf" anti-CSRF tokens.
 func cookiesTest(s *Scan, hsts bool) Result {
 	const t = TestCookies
-	if len(s.Cookies) == 0 {
-		return result(t, "cookies-not-found")
-	}
-	outcome, missingSameSite := "", false
+	outcome, missingSameSite, found := "", false, 0
 	for _, raw := range s.Cookies {
 		if invalidSameSite(raw) {
 			outcome = worseOf(cookieBadness, outcome, "cookies-samesite-flag-invalid")
 		}
 		c, err := http.ParseSetCookie(raw)
-		if err != nil {
+		if err != nil || ignoredCookies[c.Name] {
 			continue
 		}
+		found++
 		name := strings.ToLower(c.Name)
 		session := strings.Contains(name, "login") || strings.Contains(name, "sess")
 		csrf := strings.Contains(name, "csrf")
@@ -71,6 +73,8 @@ func cookiesTest(s *Scan, hsts bool) Result {
 		missingSameSite = missingSameSite || !sameSiteSet
 	}
 	switch {
+	case found == 0: // none, or none a cookie jar keeps: the Observatory reads the jar
+		return result(t, "cookies-not-found")
 	case outcome != "":
 		return result(t, outcome)
 	case missingSameSite:

@@ -75,13 +75,22 @@ func TestScoreTableRows(t *testing.T) {
 		{"hsts short", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", "max-age=86400"), "", nil},
 		{"hsts absent", TestHSTS, "hsts-not-implemented", -20, set("Strict-Transport-Security", ""), "", nil},
 		{"hsts invalid", TestHSTS, "hsts-header-invalid", -20, set("Strict-Transport-Security", "max-age=forever"), "", nil},
+		// The Observatory's six months are 15552000 s (180 days), the common value, not the
+		// 15768000 its table names (strict-transport-security.js, SIX_MONTHS).
+		{"hsts 180 days", TestHSTS, "hsts-implemented-max-age-at-least-six-months", 0, set("Strict-Transport-Security", "max-age=15552000"), "", nil},
+		{"hsts a second short of 180 days", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", "max-age=15551999"), "", nil},
+		// Sent twice: the values arrive joined by a comma, which the Observatory refuses.
+		{"hsts sent twice", TestHSTS, "hsts-header-invalid", -20, func(h http.Header) { h.Add("Strict-Transport-Security", "max-age=63072000") }, "", nil},
 		{"xcto absent", TestContentType, "x-content-type-options-not-implemented", -5, set("X-Content-Type-Options", ""), "", nil},
 		{"xcto invalid", TestContentType, "x-content-type-options-header-invalid", -5, set("X-Content-Type-Options", "sniff-away"), "", nil},
+		{"xcto sent twice", TestContentType, "x-content-type-options-header-invalid", -5, func(h http.Header) { h.Add("X-Content-Type-Options", "nosniff") }, "", nil},
 		{"xfo via csp", TestFrameOptions, "x-frame-options-implemented-via-csp", 5, nil, "", nil},
 		{"xfo deny", TestFrameOptions, "x-frame-options-sameorigin-or-deny", 0, func(h http.Header) {
 			h.Set("Content-Security-Policy", "default-src 'none'") // no frame-ancestors
 			h.Set("X-Frame-Options", "DENY")
 		}, "", nil},
+		// The Observatory awards it for any frame-ancestors, even * (x-frame-options.js).
+		{"xfo via csp frame-ancestors *", TestFrameOptions, "x-frame-options-implemented-via-csp", 5, set("Content-Security-Policy", "default-src 'none'; frame-ancestors *"), "", nil},
 		{"xfo absent", TestFrameOptions, "x-frame-options-not-implemented", -20, set("Content-Security-Policy", "default-src 'none'"), "", nil},
 		{"referrer private", TestReferrer, "referrer-policy-private", 5, nil, "", nil},
 		{"referrer unsafe", TestReferrer, "referrer-policy-unsafe", -5, set("Referrer-Policy", "unsafe-url"), "", nil},
@@ -96,6 +105,8 @@ func TestScoreTableRows(t *testing.T) {
 			h.Set("Access-Control-Allow-Credentials", "true")
 		}, "", nil},
 		{"cookies none", TestCookies, "cookies-not-found", 0, nil, "", nil},
+		{"heroku affinity cookie ignored", TestCookies, "cookies-secure-with-httponly-sessions-and-samesite", 5, nil, "", []string{"sessionid=1; Secure; HttpOnly; SameSite=Lax", "heroku-session-affinity=abc; Path=/"}},
+		{"only the heroku affinity cookie", TestCookies, "cookies-not-found", 0, nil, "", []string{"heroku-session-affinity=abc; Path=/"}},
 		{"cookies all good", TestCookies, "cookies-secure-with-httponly-sessions-and-samesite", 5, nil, "", []string{"sessionid=1; Secure; HttpOnly; SameSite=Lax"}},
 		{"cookies without samesite", TestCookies, "cookies-secure-with-httponly-sessions", 0, nil, "", []string{"sessionid=1; Secure; HttpOnly"}},
 		{"cookie without secure under hsts", TestCookies, "cookies-without-secure-flag-but-protected-by-hsts", -5, nil, "", []string{"theme=dark; SameSite=Lax"}},
@@ -110,6 +121,10 @@ func TestScoreTableRows(t *testing.T) {
 		{"sri external https", TestSRI, "sri-not-implemented-but-external-scripts-loaded-securely", -5, nil, `<script src="https://cdn.jsdelivr.net/x.js"></script>`, nil},
 		{"sri external http", TestSRI, "sri-not-implemented-and-external-scripts-not-loaded-securely", -50, nil, `<script src="http://cdn.jsdelivr.net/x.js"></script>`, nil},
 		{"sri protocol-relative with integrity", TestSRI, "sri-implemented-but-external-scripts-not-loaded-securely", -20, nil, `<script src="//cdn.jsdelivr.net/x.js" integrity="sha384-x"></script>`, nil},
+		// The Observatory counts inline scripts (querySelectorAll("script")).
+		{"sri inline scripts only", TestSRI, "sri-not-implemented-but-all-scripts-loaded-from-secure-origin", 0, nil, `<script nonce="n">go()</script>`, nil},
+		// Its order of outcomes ranks -5 after -20: the later one wins (subresource-integrity.js).
+		{"sri http with integrity and https without", TestSRI, "sri-not-implemented-but-external-scripts-loaded-securely", -5, nil, `<script src="http://cdn.jsdelivr.net/a.js" integrity="sha384-x"></script><script src="https://cdn.jsdelivr.net/b.js"></script>`, nil},
 		{"sri not html", TestSRI, "sri-not-implemented-response-not-html", 0, set("Content-Type", "application/json"), `<script src="http://x/"></script>`, nil},
 	}
 	for _, row := range rows {

@@ -86,7 +86,7 @@ var scoreTable = map[string]rule{
 	"referrer-policy-header-invalid":  {-5, "use a valid Referrer-Policy value such as strict-origin-when-cross-origin"},
 	// HSTS
 	"hsts-implemented-max-age-at-least-six-months":  {0, ""},
-	"hsts-implemented-max-age-less-than-six-months": {-10, "raise max-age to at least 15768000 (security_headers sends 63072000)"},
+	"hsts-implemented-max-age-less-than-six-months": {-10, "raise max-age to at least 15552000, 180 days (security_headers sends 63072000)"},
 	"hsts-not-implemented":                          {-20, "send Strict-Transport-Security: add security_headers, and do not set `hsts off`"},
 	"hsts-header-invalid":                           {-20, "send max-age=<seconds>[; includeSubDomains][; preload]"},
 	"hsts-not-implemented-no-https":                 {-20, "serve the site over HTTPS"},

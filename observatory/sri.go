@@ -9,18 +9,20 @@ import (
 	"golang.org/x/net/html"
 )
 
-// sriBadness orders the SRI outcomes from best to worst; the worst found wins.
+// sriBadness orders the SRI outcomes as the Observatory's subresource-integrity.js does
+// ("goodness"); the later one found wins. Its order, not the modifiers', decides: a script
+// without integrity over HTTPS (-5) ranks after one with integrity over HTTP (-20).
 var sriBadness = []string{
 	"sri-implemented-and-all-scripts-loaded-securely",
 	"sri-implemented-and-external-scripts-loaded-securely",
-	"sri-not-implemented-but-external-scripts-loaded-securely",
 	"sri-implemented-but-external-scripts-not-loaded-securely",
+	"sri-not-implemented-but-external-scripts-loaded-securely",
 	"sri-not-implemented-and-external-scripts-not-loaded-securely",
 }
 
 // sriTest checks every <script src> of an HTML response: a script from another site
 // (another second-level domain, or a protocol-relative URL) needs an integrity attribute
-// and HTTPS.
+// and HTTPS. A page with inline scripts only has all its scripts from a secure origin.
 func sriTest(s *Scan) Result {
 	const t = TestSRI
 	if s.Final == nil {
@@ -45,6 +47,7 @@ func sriTest(s *Scan) Result {
 		if tok.Data != "script" {
 			continue
 		}
+		scripts++ // inline ones too: the Observatory counts every <script>
 		var src, integrity string
 		for _, a := range tok.Attr {
 			switch strings.ToLower(a.Key) {
@@ -57,7 +60,6 @@ func sriTest(s *Scan) Result {
 		if src == "" {
 			continue
 		}
-		scripts++
 		u, err := url.Parse(src)
 		if err != nil {
 			continue
