@@ -161,3 +161,33 @@ func TestDashboardAllInstancesUnbanOnlyForAddresses(t *testing.T) {
 		t.Fatalf("unban commands %q; want none for what is not an address, %q for the network", unban, want)
 	}
 }
+
+// TestDashboardAllInstancesSaysRedisIsUnread: with Redis down, the all-instances view showed
+// this instance alone as if no other published; it now says in the degraded banner that the
+// other instances could not be read.
+func TestDashboardAllInstancesSaysRedisIsUnread(t *testing.T) {
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_all_unread", "redis "+r.URL(0), "api_keys "+digest)
+	testcaddy.StartCaddy(t, cf)
+	r.Kill()
+	unread := func(d dashboard.Document) int {
+		n := 0
+		for _, g := range d.Current.Degraded {
+			if g.Kind == dashboard.DegradedInstancesUnread && g.Message != "" {
+				n++
+			}
+		}
+		return n
+	}
+	d := dashData(t, addr, key, "?scope=all")
+	if d.Scope != "all" || len(d.Instances) != 1 || unread(d) != 1 {
+		t.Fatalf("all view with Redis down: scope %s, instances %v, degraded %+v; want the instances_unread entry", d.Scope, d.Instances, d.Current.Degraded)
+	}
+	if again := dashData(t, addr, key, "?scope=all"); unread(again) != 1 {
+		t.Fatalf("the cached answer lost the entry: %+v", again.Current.Degraded)
+	}
+	if local := dashData(t, addr, key, ""); unread(local) != 0 {
+		t.Fatalf("the local view: %+v", local.Current.Degraded)
+	}
+}
