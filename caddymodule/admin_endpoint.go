@@ -25,12 +25,24 @@ type adminEndpoint struct {
 }
 
 // unban is the command that lifts the detection of client (an address or a /64), or "" when
-// there is none.
+// there is none. The operator pastes it into a shell, so a client that is neither (a row
+// another instance published through Redis, whose content this instance did not make) gets
+// none.
 func (a adminEndpoint) unban(client string) string {
-	if a.curl == "" {
+	if a.curl == "" || !isClientName(client) {
 		return ""
 	}
 	return "curl -X DELETE " + a.curl + ipClassAdminPrefix + "detected/" + client
+}
+
+// isClientName reports whether s names a client as the detector does: an address without a
+// zone, or a network.
+func isClientName(s string) bool {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Zone() == ""
+	}
+	_, err := netip.ParsePrefix(s)
+	return err == nil
 }
 
 // configuredAdmin is the admin endpoint of the configuration ctx belongs to.

@@ -130,7 +130,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	if resp.StatusCode != 200 || nonce == nil || len(nonce[1]) != csp.NonceLen {
 		t.Fatalf("GET dashboard: %d, CSP %q", resp.StatusCode, policy)
 	}
-	want := "default-src 'none'; script-src 'nonce-N'; style-src 'nonce-N'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	want := "default-src 'none'; script-src 'nonce-N'; style-src 'nonce-N'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
 	if got := strings.ReplaceAll(policy, nonce[1], "N"); got != want {
 		t.Errorf("CSP %q\nwant %q", got, want)
 	}

@@ -72,6 +72,7 @@ type dashEntry struct {
 type dashAll struct {
 	at     time.Time
 	others []dashboard.Document
+	err    error // why others lacks some, kept as long as they are
 }
 
 func newDashEntry() (caddy.Destructor, error) {
@@ -246,10 +247,12 @@ func (m *Monitoring) serveDashboard(w http.ResponseWriter, r *http.Request, rout
 	doc := f.local(m.dash, res, now)
 	if scope == "all" {
 		others, err := m.dash.others(r.Context(), f, res, now)
-		if err != nil {
-			f.logger.Warn("dashboard: reading the other instances from Redis failed", zap.Error(err))
-		}
 		doc = dashboard.Merge(doc, others)
+		if err != nil {
+			doc.Current.Degraded = append(doc.Current.Degraded, dashboard.Degraded{Kind: dashboard.DegradedInstancesUnread,
+				Component: "dashboard", Instance: m.dash.instance,
+				Message: "the other instances' data could not all be read from Redis: this view lacks them (the Caddy log says why)"})
+		}
 		// A row from another instance carries that instance's command; an unban through
 		// this one reaches every instance through Redis, and is the one the reader can run.
 		for i := range doc.Suspicious {
@@ -264,11 +267,15 @@ func (e *dashEntry) others(ctx context.Context, f *dashFeeds, res dashboard.Reso
 	e.allMu.Lock()
 	defer e.allMu.Unlock()
 	if c, ok := e.allCache[res.Name]; ok && now.Sub(c.at) < dashAllCacheFor {
-		return c.others, nil
+		return c.others, c.err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	// Every reader shares the answer: one that goes away does not cut it short.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	docs, err := dashboard.Fetch(ctx, f.redis, f.prefix, res.Name, e.instance, now)
-	e.allCache[res.Name] = dashAll{at: now, others: docs}
+	if err != nil {
+		f.logger.Warn("dashboard: reading the other instances from Redis failed", zap.Error(err)) // once per cache period
+	}
+	e.allCache[res.Name] = dashAll{at: now, others: docs, err: err}
 	return docs, err
 }

@@ -186,7 +186,7 @@ func recordDashboardEvent(a *App, r *http.Request, level zapcore.Level, name str
 		return
 	}
 	now := time.Now()
-	if !e.events.Admit(name, now) {
+	if !e.events.Admit(name, eventClient(r), now) {
 		return
 	}
 	ev := dashboard.Event{Time: now.UTC(), Event: name, Level: level.String()}

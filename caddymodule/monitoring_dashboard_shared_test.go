@@ -128,3 +128,66 @@ func TestDashboardAllInstancesUnbanThroughThisInstance(t *testing.T) {
 		t.Fatalf("all view: instances %v, rows %+v; want the row with %q", all.Instances, all.Suspicious, want)
 	}
 }
+
+// TestDashboardAllInstancesUnbanOnlyForAddresses: the unban command is pasted into a shell; a
+// row published through Redis whose address is not one ("192.0.2.42;touch /tmp/x") got the
+// command with it appended, and now gets no command (the row is still shown).
+func TestDashboardAllInstancesUnbanOnlyForAddresses(t *testing.T) {
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_all_forged", "redis "+r.URL(0), "api_keys "+digest)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, strings.Replace(cf, "{\n", fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n", port), 1))
+	now := time.Now()
+	forged := "192.0.2.42;touch /tmp/x"
+	other := dashboard.Document{Instance: "edge-b", Instances: []string{"edge-b"}, Scope: "local", Generated: now,
+		Suspicious: []dashboard.Suspicious{
+			dashboard.NewSuspicious(forged, 60, "probe", now.Add(time.Hour), false, now, ""),
+			dashboard.NewSuspicious("fe80::1%$(id)", 55, "probe", now.Add(time.Hour), false, now, ""),
+			dashboard.NewSuspicious("2001:db8:1:2::/64", 50, "probe", now.Add(time.Hour), false, now, ""),
+		}, SuspiciousCount: 3}
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	if err := dashboard.Publish(context.Background(), c, activeApp(t).KeyPrefix(), "edge-b", map[string]dashboard.Document{"15m": other}, now); err != nil {
+		t.Fatal(err)
+	}
+	all := dashData(t, addr, key, "?scope=all")
+	unban := map[string]string{}
+	for _, s := range all.Suspicious {
+		unban[s.IP] = s.Unban
+	}
+	want := fmt.Sprintf("curl -X DELETE http://127.0.0.1:%d/hardening/ipclass/detected/2001:db8:1:2::/64", port)
+	if len(unban) != 3 || unban[forged] != "" || unban["fe80::1%$(id)"] != "" || unban["2001:db8:1:2::/64"] != want {
+		t.Fatalf("unban commands %q; want none for what is not an address, %q for the network", unban, want)
+	}
+}
+
+// TestDashboardAllInstancesSaysRedisIsUnread: with Redis down, the all-instances view showed
+// this instance alone as if no other published; it now says in the degraded banner that the
+// other instances could not be read.
+func TestDashboardAllInstancesSaysRedisIsUnread(t *testing.T) {
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	cf, addr := dashSite(t, "dash_all_unread", "redis "+r.URL(0), "api_keys "+digest)
+	testcaddy.StartCaddy(t, cf)
+	r.Kill()
+	unread := func(d dashboard.Document) int {
+		n := 0
+		for _, g := range d.Current.Degraded {
+			if g.Kind == dashboard.DegradedInstancesUnread && g.Message != "" {
+				n++
+			}
+		}
+		return n
+	}
+	d := dashData(t, addr, key, "?scope=all")
+	if d.Scope != "all" || len(d.Instances) != 1 || unread(d) != 1 {
+		t.Fatalf("all view with Redis down: scope %s, instances %v, degraded %+v; want the instances_unread entry", d.Scope, d.Instances, d.Current.Degraded)
+	}
+	if again := dashData(t, addr, key, "?scope=all"); unread(again) != 1 {
+		t.Fatalf("the cached answer lost the entry: %+v", again.Current.Degraded)
+	}
+	if local := dashData(t, addr, key, ""); unread(local) != 0 {
+		t.Fatalf("the local view: %+v", local.Current.Degraded)
+	}
+}

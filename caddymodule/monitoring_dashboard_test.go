@@ -243,7 +243,7 @@ func checkPage(t *testing.T, url string) string {
 	if len(csps) != 1 || len(a.header.Values("Content-Security-Policy-Report-Only")) != 0 {
 		t.Fatalf("page CSP headers: %q, report-only %q", csps, a.header.Values("Content-Security-Policy-Report-Only"))
 	}
-	m := regexp.MustCompile(`^default-src 'none'; script-src 'nonce-([A-Za-z0-9+/=]{24})'; style-src 'nonce-([A-Za-z0-9+/=]{24})'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'$`).FindStringSubmatch(csps[0])
+	m := regexp.MustCompile(`^default-src 'none'; script-src 'nonce-([A-Za-z0-9+/=]{24})'; style-src 'nonce-([A-Za-z0-9+/=]{24})'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'$`).FindStringSubmatch(csps[0])
 	if m == nil || m[1] != m[2] {
 		t.Fatalf("page CSP: %q", csps[0])
 	}

@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -17,8 +16,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/swarmsec/caddy-hardening/internal/eventbudget"
 	"github.com/swarmsec/caddy-hardening/internal/textcut"
-	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
 // securityLoggerName is the logger of every security event, whichever module reports it, so an
@@ -69,26 +68,14 @@ type securityEvents struct {
 	logger *zap.Logger
 	events *caddyevents.App
 
-	mu      sync.Mutex
-	buckets map[string]*eventBucket
-	// clients counts the logged events of each name and client in the current second
-	// (window); it is emptied when the second changes. An entry is added only for an event
-	// that is logged, so it never holds more than the events logged in one second (at most
-	// twice eventLogRate per name): clients an attacker makes up grow nothing.
-	clients map[clientEvent]int
-	window  int64
+	// budget is eventLogRate a second per name, one client's share bounded.
+	budget *eventbudget.Budget
 }
 
-// clientEvent is an event name and the client it is counted for.
-type clientEvent struct {
-	name   string
-	client netip.Addr
-}
-
-type eventBucket struct {
-	tokens     float64
-	last       time.Time
-	suppressed int
+// newEventLogBudget is the security log's budget: eventLogRate events a second per name,
+// eventLogPerClient of them for one client in any case.
+func newEventLogBudget() *eventbudget.Budget {
+	return &eventbudget.Budget{Rate: eventLogRate, Burst: eventLogRate, PerClient: eventLogPerClient}
 }
 
 // newSecurityEvents takes its logger from the config's logging as the hardening app's module
@@ -102,9 +89,9 @@ func newSecurityEvents(ctx caddy.Context) (*securityEvents, error) {
 		return nil, err
 	}
 	return &securityEvents{
-		logger:  ctx.Logger(new(App)).Named("security"), // "hardening" (the module ID) + ".security"
-		events:  ev.(*caddyevents.App),
-		buckets: make(map[string]*eventBucket),
+		logger: ctx.Logger(new(App)).Named("security"), // "hardening" (the module ID) + ".security"
+		events: ev.(*caddyevents.App),
+		budget: newEventLogBudget(),
 	}, nil
 }
 
@@ -182,7 +169,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 	ce := s.logger.Check(level, name)
 	suppressed := 0
 	if ce != nil {
-		n, ok := s.admit(name, eventClient(r), time.Now())
+		n, ok := s.budget.Admit(name, eventClient(r), time.Now())
 		if !ok {
 			ce = nil
 		}
@@ -279,40 +266,6 @@ func eventClient(r *http.Request) netip.Addr {
 		return netip.Addr{}
 	}
 	return a
-}
-
-// admit is a token bucket per event name, whose lower half one client (when valid; an IPv6
-// address counts as its /64) takes at most eventLogPerClient of a second; it returns how many events of the name were dropped before this
-// one.
-func (s *securityEvents) admit(name string, client netip.Addr, now time.Time) (int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.buckets[name] // names are constants of this package: the map stays small
-	if b == nil {
-		b = &eventBucket{tokens: eventLogRate, last: now}
-		s.buckets[name] = b
-	}
-	b.tokens = min(eventLogRate, b.tokens+now.Sub(b.last).Seconds()*eventLogRate)
-	b.last = now
-	if sec := now.Unix(); sec != s.window || s.clients == nil {
-		s.window, s.clients = sec, make(map[clientEvent]int)
-	}
-	if client.IsValid() {
-		client = ipclass.ClientAddr(client, 64)
-	}
-	ce := clientEvent{name, client}
-	overShare := client.IsValid() && s.clients[ce] >= eventLogPerClient
-	if b.tokens < 1 || overShare && b.tokens-1 < eventLogRate/2 {
-		b.suppressed++
-		return 0, false
-	}
-	b.tokens--
-	if client.IsValid() {
-		s.clients[ce]++
-	}
-	n := b.suppressed
-	b.suppressed = 0
-	return n, true
 }
 
 func eventFields(m map[string]any) []zap.Field {

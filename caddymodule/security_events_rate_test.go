@@ -15,25 +15,25 @@ import (
 // TestSecurityEventLoggingIsBounded: a flood of one event is logged at eventLogRate per second;
 // the next logged one says how many were left out.
 func TestSecurityEventLoggingIsBounded(t *testing.T) {
-	s := &securityEvents{buckets: map[string]*eventBucket{}}
+	s := newEventLogBudget()
 	t0 := time.Unix(1_800_000_000, 0)
 	logged := 0
 	for range 3 * eventLogRate {
-		if _, ok := s.admit(EventPathBlocked, netip.Addr{}, t0); ok {
+		if _, ok := s.Admit(EventPathBlocked, netip.Addr{}, t0); ok {
 			logged++
 		}
 	}
 	if logged != eventLogRate {
 		t.Fatalf("logged %d of a burst, want %d", logged, eventLogRate)
 	}
-	if _, ok := s.admit(EventIPReclassified, netip.Addr{}, t0); !ok {
+	if _, ok := s.Admit(EventIPReclassified, netip.Addr{}, t0); !ok {
 		t.Fatal("another event name shares the flood's budget")
 	}
-	suppressed, ok := s.admit(EventPathBlocked, netip.Addr{}, t0.Add(time.Second/eventLogRate))
+	suppressed, ok := s.Admit(EventPathBlocked, netip.Addr{}, t0.Add(time.Second/eventLogRate))
 	if !ok || suppressed != 2*eventLogRate {
 		t.Fatalf("after refill: ok=%v suppressed=%d, want true and %d", ok, suppressed, 2*eventLogRate)
 	}
-	if suppressed, _ := s.admit(EventPathBlocked, netip.Addr{}, t0.Add(2*time.Second)); suppressed != 0 {
+	if suppressed, _ := s.Admit(EventPathBlocked, netip.Addr{}, t0.Add(2*time.Second)); suppressed != 0 {
 		t.Fatalf("the count of left-out events was not reset: %d", suppressed)
 	}
 }
@@ -44,11 +44,11 @@ func TestSecurityEventLoggingIsBounded(t *testing.T) {
 // now take only the upper half of the budget, and the others are logged (an IPv6 /64 counting
 // as one client).
 func TestSecurityEventLogShareOfOneClient(t *testing.T) {
-	s := &securityEvents{buckets: map[string]*eventBucket{}}
+	s := newEventLogBudget()
 	t0 := time.Unix(1_800_000_000, 0)
 	flood := func(client string) (logged int) {
 		for range 3 * eventLogRate {
-			if _, ok := s.admit(EventCSPViolation, netip.MustParseAddr(client), t0); ok {
+			if _, ok := s.Admit(EventCSPViolation, netip.MustParseAddr(client), t0); ok {
 				logged++
 			}
 		}
@@ -60,15 +60,15 @@ func TestSecurityEventLogShareOfOneClient(t *testing.T) {
 	if n := flood("2001:db8:1:2::1") + flood("2001:db8:1:2::2"); n != eventLogPerClient {
 		t.Fatalf("two addresses of one /64 had %d events logged after the flood, want their share, %d", n, eventLogPerClient)
 	}
-	suppressed, ok := s.admit(EventCSPViolation, netip.MustParseAddr("198.51.100.1"), t0)
+	suppressed, ok := s.Admit(EventCSPViolation, netip.MustParseAddr("198.51.100.1"), t0)
 	if !ok || suppressed != 2*3*eventLogRate-eventLogPerClient {
 		t.Fatalf("another client's report: logged %v, suppressed %d; want logged, with the %d of the /64 since its last logged one", ok, suppressed, 2*3*eventLogRate-eventLogPerClient)
 	}
-	if _, ok := s.admit(EventCSPViolation, netip.MustParseAddr("192.0.2.7"), t0.Add(time.Second)); !ok {
+	if _, ok := s.Admit(EventCSPViolation, netip.MustParseAddr("192.0.2.7"), t0.Add(time.Second)); !ok {
 		t.Fatal("the flooding client's share did not come back the next second")
 	}
-	if len(s.clients) != 1 {
-		t.Fatalf("%d clients remembered after the second changed, want 1", len(s.clients))
+	if s.Clients() != 1 {
+		t.Fatalf("%d clients remembered after the second changed, want 1", s.Clients())
 	}
 }
 

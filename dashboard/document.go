@@ -221,6 +221,9 @@ const (
 	DegradedBreakerOpen       = "breaker_open"
 	DegradedDependencyDown    = "dependency_down"
 	DegradedComponentFail     = "component_fail"
+	// DegradedInstancesUnread: the all-instances view could not read every other instance's
+	// data from Redis, so it shows fewer instances than publish.
+	DegradedInstancesUnread = "instances_unread"
 )
 
 // Degraded is one reason the edge is degraded, for the page's banner.

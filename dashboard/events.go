@@ -2,13 +2,16 @@ package dashboard
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/swarmsec/caddy-hardening/internal/eventbudget"
 	"github.com/swarmsec/caddy-hardening/internal/textcut"
+	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
 // Bounds of one recorded event: an attacker chooses the URI and some field values.
@@ -24,10 +27,13 @@ const (
 // eventRate and eventBurst bound how many events of one name per second the ring takes:
 // under a flood the ring keeps being refreshed without every event paying for a copy. Each
 // name has its own budget, so a flood of one (csp_violation, from unauthenticated reports)
-// does not keep the others out.
+// does not keep the others out; within a name, one client takes eventPerClient a second in any
+// case and beyond them only the upper half of the budget, so its flood does not keep the same
+// event of other clients out either (the security log's rule, eventbudget).
 const (
-	eventRate  = 50
-	eventBurst = MaxEvents
+	eventRate      = 50
+	eventBurst     = MaxEvents
+	eventPerClient = 10
 )
 
 // maxAdmitNames bounds the admission buckets: callers pass their own constant names, and any
@@ -44,47 +50,31 @@ type Event struct {
 	IPClass  string            `json:"ip_class,omitempty"`
 	URI      string            `json:"uri,omitempty"`
 	Fields   map[string]string `json:"fields,omitempty"`
+
+	client netip.Addr // ClientIP as the ring counts it (an IPv6 /64), set by put
 }
 
 // Events holds the last MaxEvents security events. When full, a new event evicts the oldest
-// event of the name with the most events (the newcomer's included): a name that floods the
-// ring replaces its own events, never the last few of another. Safe for concurrent use.
+// event of the name with the most events (the newcomer's included), and of that name's client
+// (an IPv6 /64) with the most: a name that floods the ring replaces its own events, never the
+// last few of another, and a client that floods a name replaces its own, never the last few
+// of another client. Safe for concurrent use.
 type Events struct {
-	mu      sync.Mutex
-	buf     []Event // oldest first, at most MaxEvents
-	buckets map[string]*admitBucket
+	mu     sync.Mutex
+	buf    []Event // oldest first, at most MaxEvents
+	budget eventbudget.Budget
+	once   sync.Once
 }
 
-type admitBucket struct {
-	tokens float64
-	last   time.Time
-}
-
-// Admit reports whether an event named name at now may enter the ring (at most eventRate a
-// second per name, with a burst of eventBurst). Call it before building the event.
-func (e *Events) Admit(name string, now time.Time) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	b := e.buckets[name]
-	if b == nil {
-		if len(e.buckets) >= maxAdmitNames {
-			name = "" // shared by the names past the bound
-		}
-		if b = e.buckets[name]; b == nil {
-			if e.buckets == nil {
-				e.buckets = make(map[string]*admitBucket)
-			}
-			b = &admitBucket{tokens: eventBurst, last: now}
-			e.buckets[name] = b
-		}
-	}
-	b.tokens = min(eventBurst, b.tokens+now.Sub(b.last).Seconds()*eventRate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+// Admit reports whether an event named name from client (the zero Addr when no request
+// caused it) at now may enter the ring: at most eventRate a second per name, with a burst of
+// eventBurst, one client's share bounded. Call it before building the event.
+func (e *Events) Admit(name string, client netip.Addr, now time.Time) bool {
+	e.once.Do(func() {
+		e.budget = eventbudget.Budget{Rate: eventRate, Burst: eventBurst, PerClient: eventPerClient, MaxNames: maxAdmitNames}
+	})
+	_, ok := e.budget.Admit(name, client, now)
+	return ok
 }
 
 // Add puts ev in the ring, bounding its fields and making their hidden characters visible.
@@ -115,41 +105,74 @@ func (e *Events) put(ev Event) {
 	if e.buf == nil {
 		e.buf = make([]Event, 0, MaxEvents)
 	}
+	ev.client = clientOf(ev.ClientIP)
 	if len(e.buf) == MaxEvents {
-		i := e.evictable(ev.Event)
+		i := e.evictable(ev)
 		copy(e.buf[i:], e.buf[i+1:])
 		e.buf = e.buf[:MaxEvents-1]
 	}
 	e.buf = append(e.buf, ev)
 }
 
-// evictable is the index of the oldest event of the name with the most events, counting a
-// newcomer named name; among names with as many, the one whose oldest event is oldest.
-func (e *Events) evictable(name string) int {
+// clientOf is the client an event's ClientIP counts as: an IPv6 address's /64; the zero
+// Addr for none.
+func clientOf(ip string) netip.Addr {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ipclass.ClientAddr(a, 64)
+}
+
+// evictable is the index of the oldest event of the name with the most events, counting the
+// newcomer ev, and among them of the client with the most; among names (clients) with as
+// many, the one whose oldest event is oldest.
+func (e *Events) evictable(ev Event) int {
 	var names [MaxEvents + 1]string
+	var clients [MaxEvents + 1]netip.Addr
 	var counts, first [MaxEvents + 1]int
 	n := 0
-	count := func(s string, i int) {
+	count := func(i int, same func(j int) bool, set func(j int)) {
 		for j := 0; j < n; j++ {
-			if names[j] == s {
+			if same(j) {
 				counts[j]++
 				return
 			}
 		}
-		names[n], counts[n], first[n] = s, 1, i
+		set(n)
+		counts[n], first[n] = 1, i
 		n++
 	}
-	for i := range e.buf {
-		count(e.buf[i].Event, i)
+	most := func() int {
+		best := 0
+		for j := 1; j < n; j++ {
+			if counts[j] > counts[best] || (counts[j] == counts[best] && first[j] < first[best]) {
+				best = j
+			}
+		}
+		return best
 	}
-	count(name, len(e.buf))
-	best := 0
-	for j := 1; j < n; j++ {
-		if counts[j] > counts[best] || (counts[j] == counts[best] && first[j] < first[best]) {
-			best = j
+	byName := func(i int, s string) {
+		count(i, func(j int) bool { return names[j] == s }, func(j int) { names[j] = s })
+	}
+	for i := range e.buf {
+		byName(i, e.buf[i].Event)
+	}
+	byName(len(e.buf), ev.Event)
+	name := names[most()]
+	n = 0
+	byClient := func(i int, c netip.Addr) {
+		count(i, func(j int) bool { return clients[j] == c }, func(j int) { clients[j] = c })
+	}
+	for i := range e.buf {
+		if e.buf[i].Event == name {
+			byClient(i, e.buf[i].client)
 		}
 	}
-	return first[best] // never the newcomer's: on a tie an event in the ring is older
+	if ev.Event == name {
+		byClient(len(e.buf), ev.client)
+	}
+	return first[most()] // never the newcomer's: on a tie an event in the ring is older
 }
 
 // Last returns the recorded events, newest first.

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
@@ -147,7 +148,7 @@ func TestEventsAdmission(t *testing.T) {
 	var e Events
 	n := 0
 	for i := 0; i < 1000; i++ {
-		if e.Admit("csp_violation", t0) {
+		if e.Admit("csp_violation", netip.Addr{}, t0) {
 			n++
 		}
 	}
@@ -155,18 +156,18 @@ func TestEventsAdmission(t *testing.T) {
 		t.Fatalf("admitted %d at once, want the burst %d", n, eventBurst)
 	}
 	// Each name has its own budget: the flood of one does not keep another out.
-	if !e.Admit("path_blocked", t0) {
+	if !e.Admit("path_blocked", netip.Addr{}, t0) {
 		t.Fatal("path_blocked refused after a csp_violation flood")
 	}
-	if !e.Admit("csp_violation", t0.Add(time.Second)) {
+	if !e.Admit("csp_violation", netip.Addr{}, t0.Add(time.Second)) {
 		t.Fatal("no event admitted a second later")
 	}
 	// The buckets stay bounded whatever names come.
 	for i := 0; i < 1000; i++ {
-		e.Admit(fmt.Sprint("name", i), t0)
+		e.Admit(fmt.Sprint("name", i), netip.Addr{}, t0)
 	}
-	if len(e.buckets) > maxAdmitNames+1 {
-		t.Fatalf("%d admission buckets, bound %d", len(e.buckets), maxAdmitNames+1)
+	if e.budget.Names() > maxAdmitNames+1 {
+		t.Fatalf("%d admission buckets, bound %d", e.budget.Names(), maxAdmitNames+1)
 	}
 }
 
@@ -274,7 +275,7 @@ func BenchmarkEventsAdd(b *testing.B) {
 	ev := Event{Time: t0, Event: "path_blocked", URI: "/../etc/passwd", Fields: map[string]string{"reason": "traversal"}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if e.Admit(ev.Event, t0) {
+		if e.Admit(ev.Event, netip.Addr{}, t0) {
 			e.Add(ev)
 		}
 	}

@@ -60,7 +60,7 @@ func TestPageHasNothingTheCSPBlocks(t *testing.T) {
 }
 
 func TestCSPIsTheContractsPolicy(t *testing.T) {
-	want := "default-src 'none'; script-src 'nonce-N'; style-src 'nonce-N'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	want := "default-src 'none'; script-src 'nonce-N'; style-src 'nonce-N'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
 	if got := CSP("N"); got != want {
 		t.Fatalf("CSP = %q\nwant  %q", got, want)
 	}
