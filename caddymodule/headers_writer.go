@@ -309,7 +309,7 @@ func (sw *securityWriter) start(status int) {
 		sw.redactHeaders()
 	}
 	mode := sw.mode()
-	if mode == 0 || !bodyStatus(status) {
+	if mode == 0 || !bodyStatus(status) || sw.tunnels(status) {
 		sw.matchFrameOptions()
 		sw.ResponseWriter.WriteHeader(status)
 		return
@@ -545,7 +545,15 @@ func bodyStatus(status int) bool {
 
 // hasBody reports whether a response with this status to this request carries a body.
 func (sw *securityWriter) hasBody(status int) bool {
-	return sw.r.Method != http.MethodHead && bodyStatus(status)
+	return sw.r.Method != http.MethodHead && bodyStatus(status) && !sw.tunnels(status)
+}
+
+// tunnels reports whether the response opens a tunnel instead of carrying a body: a 2xx to
+// CONNECT (RFC 9110 9.3.6), a WebSocket over HTTP/2 or HTTP/3 (RFC 8441, RFC 9220) as the
+// 101 is over HTTP/1.1. Its bytes are another protocol's, and its status goes out at once:
+// the client waits for it before it sends anything.
+func (sw *securityWriter) tunnels(status int) bool {
+	return sw.r.Method == http.MethodConnect && status >= 200 && status < 300
 }
 
 func hasContentType(h http.Header) bool {
