@@ -2,8 +2,9 @@
 # Instructions per request: each configuration's Caddy runs under valgrind's callgrind, gets
 # 1,000 requests to warm up, has its counters zeroed, serves N sequential requests over one
 # keep-alive connection (bench/instrclient), and the user-space instructions it executed are
-# divided by N. Counted instructions do not depend on what else the machine is doing, so two
-# runs agree within about 1 % where wrk's req/s on a shared VM spread by ±5-10 %; they leave
+# divided by N. Counted instructions depend little on what else the machine is doing: two
+# runs agree within 1-2 % (the garbage collector is paced by wall-clock time) where wrk's req/s
+# on a shared VM spread by ±5-10 %; they leave
 # out the kernel's work (the socket reads and writes), so a ratio here is larger than the
 # same ratio in throughput. Use it to see what a change costs; use bench/run.sh for the
 # throughput the issues' targets are about.
@@ -70,7 +71,7 @@ count() {
   port=$(free_port)
   out="$tmp/callgrind.$cfg.$(basename "$bin")"
   st=$(status "$cfg")
-  PORT=$port GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off GOMAXPROCS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
+  PORT=$port GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off${GODEBUG:+,$GODEBUG} GOMAXPROCS=1 valgrind --tool=callgrind --callgrind-out-file="$out" \
     "$bin" run --config "bench/configs/$cfg.caddyfile" --adapter caddyfile >"$tmp/$cfg.log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
