@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,11 @@ func fetchFailure(err error, caFile string) string {
 	return err.Error()
 }
 
+// errServerClosedIdle is net/http's unexported error for a connection the server closed before
+// the request was written (a server that hangs up at once): the same failure as an EOF after
+// it, which of the two depends on timing.
+const errServerClosedIdle = "http: server closed idle connection"
+
 // networkFailure describes err when it is one of the network's, DNS's or TLS's; "" otherwise.
 func networkFailure(err error) string {
 	var dns *net.DNSError
@@ -57,7 +63,8 @@ func networkFailure(err error) string {
 		return "the server's answer to the TLS handshake is not TLS: that port serves another protocol; check the port"
 	case errors.As(err, &op) && op.Op == "remote error":
 		return fmt.Sprintf("the server refused the TLS handshake (%v): it may have no certificate for this host name (Caddy answers `internal error` for a name none of its sites has) or share no TLS version with this client (TLS 1.2 or later); check that the URL's host is one of the site's addresses", op.Err)
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		strings.Contains(err.Error(), errServerClosedIdle):
 		return "the server closed the connection without an answer: look at the server's logs (a proxy or firewall refusing this client, a TLS port given http://, a crash)"
 	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 		return fmt.Sprintf("no response within %s (the connection was not accepted, or it was and neither an answer nor, for https://, the TLS handshake came): check that the server is up, that the URL's host and port are right, and that no firewall between this machine and the server drops the traffic", gradeTimeout)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,15 @@ func TestCheckGradeNetworkFailures(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.url+": ") || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), `Get "`) {
 			t.Errorf("%s: %v\nwant the URL, then %q", tc.url, err, tc.want)
 		}
+	}
+}
+
+// TestFetchFailureServerClosedBeforeTheRequest: a server that hangs up at once fails the fetch
+// with EOF or, when the close comes before the request is written, net/http's "server closed
+// idle connection"; both say the same (CI saw the second on the `closing` listener above).
+func TestFetchFailureServerClosedBeforeTheRequest(t *testing.T) {
+	err := &url.Error{Op: "Get", URL: "http://127.0.0.1:1/", Err: errors.New("http: server closed idle connection")}
+	if got, want := fetchFailure(err, ""), "http://127.0.0.1:1/: the server closed the connection without an answer"; !strings.HasPrefix(got, want) {
+		t.Fatalf("fetchFailure = %q, want it to start with %q", got, want)
 	}
 }
