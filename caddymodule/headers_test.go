@@ -937,7 +937,9 @@ http://127.0.0.1:%d {
 	}
 }
 
-func TestSecurityHeadersPassWebsocketUpgrades(t *testing.T) {
+// websocketEchoUpstream accepts a WebSocket upgrade (101 over HTTP/1.1) and echoes one line.
+func websocketEchoUpstream(t *testing.T) *httptest.Server {
+	t.Helper()
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "websocket" {
 			http.Error(w, "want an upgrade", http.StatusBadRequest)
@@ -955,6 +957,11 @@ func TestSecurityHeadersPassWebsocketUpgrades(t *testing.T) {
 		_ = brw.Flush()
 	}))
 	t.Cleanup(up.Close)
+	return up
+}
+
+func TestSecurityHeadersPassWebsocketUpgrades(t *testing.T) {
+	up := websocketEchoUpstream(t)
 	port := placeholderProxy(t, up.Listener.Addr().String())
 	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
 	if err != nil {

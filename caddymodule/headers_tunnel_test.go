@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -23,23 +22,7 @@ import (
 // an injecting mode held it for the first bytes to sniff, and the client, waiting for it before
 // sending its first message, never got it).
 func TestWebSocketOverHTTP3ThroughEveryModule(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "want an upgrade", http.StatusBadRequest)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		_ = brw.Flush()
-		line, _ := brw.ReadString('\n') // echo one line
-		_, _ = brw.WriteString("echo " + line)
-		_ = brw.Flush()
-	}))
-	t.Cleanup(up.Close)
+	up := websocketEchoUpstream(t)
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	for _, inject := range []string{"tags", "placeholder {env.TEST_CSP_PLACEHOLDER}"} {
 		t.Run(inject, func(t *testing.T) {
