@@ -303,6 +303,68 @@ func TestImageStartsWithoutCapabilities(t *testing.T) {
 	}
 }
 
+// TestKubernetesPodSecurityRestricted: the pod of kubernetes.yaml meets the Pod Security
+// Standards' restricted profile, which a namespace labelled
+// pod-security.kubernetes.io/enforce=restricted (and many clusters' defaults) requires of every
+// pod it admits: without a seccomp profile the Deployment's pods were refused there ("violates
+// PodSecurity restricted:latest: seccompProfile ... must set securityContext.seccompProfile.type
+// to RuntimeDefault or Localhost"), although the README calls the pod non-root, without
+// capabilities and with a read-only root file system.
+func TestKubernetesPodSecurityRestricted(t *testing.T) {
+	pod := dig(yamlDocs(t, "kubernetes.yaml")[0], "spec", "template", "spec")
+	podSC := dig(pod, "securityContext")
+	containers, _ := dig(pod, "containers").([]any)
+	if len(containers) == 0 {
+		t.Fatal("kubernetes.yaml: no containers in the Deployment's pod")
+	}
+	for _, f := range []string{"hostNetwork", "hostPID", "hostIPC"} {
+		if dig(pod, f) == true {
+			t.Errorf("kubernetes.yaml: the pod sets %s, which the restricted profile refuses", f)
+		}
+	}
+	allowedVolumes := []string{"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+	vols, _ := dig(pod, "volumes").([]any)
+	for _, v := range vols {
+		for k := range v.(map[string]any) {
+			if k != "name" && !slices.Contains(allowedVolumes, k) {
+				t.Errorf("kubernetes.yaml: volume %v is of type %s, which the restricted profile refuses", dig(v, "name"), k)
+			}
+		}
+	}
+	// Each setting may be on the pod or on the container; the container's wins.
+	setting := func(c any, path ...any) any {
+		if v := dig(c, append([]any{"securityContext"}, path...)...); v != nil {
+			return v
+		}
+		return dig(podSC, path...)
+	}
+	for _, c := range containers {
+		name := dig(c, "name")
+		if setting(c, "runAsNonRoot") != true {
+			t.Errorf("kubernetes.yaml: container %v: runAsNonRoot is not true", name)
+		}
+		if uid, ok := setting(c, "runAsUser").(int); ok && uid == 0 {
+			t.Errorf("kubernetes.yaml: container %v runs as user 0", name)
+		}
+		if dig(c, "securityContext", "allowPrivilegeEscalation") != false {
+			t.Errorf("kubernetes.yaml: container %v: allowPrivilegeEscalation is not false", name)
+		}
+		if typ := setting(c, "seccompProfile", "type"); typ != "RuntimeDefault" && typ != "Localhost" {
+			t.Errorf("kubernetes.yaml: container %v: seccompProfile.type is %v; the restricted profile needs RuntimeDefault or Localhost (on the pod or the container)", name, typ)
+		}
+		drop, _ := dig(c, "securityContext", "capabilities", "drop").([]any)
+		if !slices.Contains(drop, any("ALL")) {
+			t.Errorf("kubernetes.yaml: container %v does not drop ALL capabilities", name)
+		}
+		add, _ := dig(c, "securityContext", "capabilities", "add").([]any)
+		for _, a := range add {
+			if a != "NET_BIND_SERVICE" {
+				t.Errorf("kubernetes.yaml: container %v adds capability %v; the restricted profile allows only NET_BIND_SERVICE", name, a)
+			}
+		}
+	}
+}
+
 // TestXcaddyDocDockerfile: the Dockerfile snippet of xcaddy.md builds as deploy/Dockerfile
 // does (Caddy 2.11.9 images, XCADDY_SETCAP=0, the checkout as v0.0.0). It used to run the
 // builder's default XCADDY_SETCAP=1 from floating caddy:2.11 tags: an image built from it could
