@@ -250,6 +250,13 @@ func TestRenderBlueprint(t *testing.T) {
 			t.Errorf("%s has a literal value", k)
 		}
 	}
+	// Render's generateValue is standard base64 of 256 bits (44 characters, "=" at the end, "+"
+	// and "/" in most), which inject_nonce placeholder refuses (templating engines escape that
+	// punctuation): a generated placeholder made the service fail at start once the example's
+	// inject_nonce line was uncommented.
+	if vars["CSP_NONCE_PLACEHOLDER"]["generateValue"] == true {
+		t.Error("CSP_NONCE_PLACEHOLDER is generateValue: Render generates base64 (+ / =), which inject_nonce placeholder refuses; enter a hex value in the dashboard (sync: false)")
+	}
 	for _, e := range dig(docs[0], "envVarGroups", 0, "envVars").([]any) {
 		if _, literal := e.(map[string]any)["value"]; literal {
 			t.Errorf("environment group var %v has a literal value", e)
