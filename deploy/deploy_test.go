@@ -291,6 +291,33 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// TestSecretsStayOutOfTheBuildContext: the Dockerfile copies the whole checkout into its builder
+// stage (COPY . .), and its own header, like .env.example, has you fill a .env there with the
+// secrets for `docker run --env-file .env`. Without a .dockerignore that .env (Redis password,
+// CSP placeholder, database URL) went into a builder layer and the build cache; without a
+// .gitignore entry, `git add .` committed it.
+func TestSecretsStayOutOfTheBuildContext(t *testing.T) {
+	lines := func(path string) []string {
+		var out []string
+		for _, l := range strings.Split(read(t, path), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	ignore := lines("../.dockerignore")
+	if !slices.Contains(ignore, ".env") {
+		t.Errorf(".dockerignore does not exclude .env: the Dockerfile's COPY . . puts its secrets in the builder stage; got %q", ignore)
+	}
+	if slices.Contains(ignore, ".env.example") || slices.Contains(ignore, "*") {
+		t.Errorf(".dockerignore excludes what the build needs: %q", ignore)
+	}
+	if git := lines("../.gitignore"); !slices.Contains(git, "/.env") && !slices.Contains(git, ".env") {
+		t.Errorf(".gitignore does not exclude .env (filled with secrets from .env.example); got %q", git)
+	}
+}
+
 // TestImageStartsWithoutCapabilities: kubernetes.yaml drops every capability under
 // allowPrivilegeEscalation false (no_new_privs). caddy:*-builder sets XCADDY_SETCAP=1, so
 // xcaddy gives the binary cap_net_bind_service=+ep, COPY --from keeps it, and the kernel refuses
