@@ -318,6 +318,31 @@ func TestSecretsStayOutOfTheBuildContext(t *testing.T) {
 	}
 }
 
+// TestImageRunsAsNonRoot: the image's final stage runs Caddy as an unprivileged user that owns
+// Caddy's storage and config directories. It ran as root (the caddy base image's default): under
+// `docker run` and Render, which keep the image's user, any code execution in Caddy was root in
+// the container, although the example needs no privilege (ports 8080 and 8443).
+func TestImageRunsAsNonRoot(t *testing.T) {
+	df := read(t, "Dockerfile")
+	final := df[strings.LastIndex(df, "\nFROM "):]
+	users := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(final, -1)
+	if len(users) == 0 {
+		t.Fatal("the Dockerfile's final stage has no USER: Caddy runs as root")
+	}
+	user := users[len(users)-1][1]
+	uid, _, _ := strings.Cut(user, ":")
+	if n, err := strconv.Atoi(uid); err != nil || n == 0 {
+		t.Fatalf("the final stage runs as %q: want a numeric non-root UID (kubernetes.yaml's runAsNonRoot can only verify a numeric one)", user)
+	}
+	if !regexp.MustCompile(`(?m)^RUN chown -R ` + regexp.QuoteMeta(user) + ` /data /config$`).MatchString(final) {
+		t.Errorf("the final stage does not give /data and /config to %s: Caddy could not write its storage or autosave", user)
+	}
+	k8s := dig(yamlDocs(t, "kubernetes.yaml")[0], "spec", "template", "spec", "securityContext", "runAsUser")
+	if strconv.Itoa(k8s.(int)) != uid {
+		t.Errorf("kubernetes.yaml runs as %v, the image as %s", k8s, uid)
+	}
+}
+
 // TestImageStartsWithoutCapabilities: kubernetes.yaml drops every capability under
 // allowPrivilegeEscalation false (no_new_privs). caddy:*-builder sets XCADDY_SETCAP=1, so
 // xcaddy gives the binary cap_net_bind_service=+ep, COPY --from keeps it, and the kernel refuses
