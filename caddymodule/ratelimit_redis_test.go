@@ -596,3 +596,48 @@ func TestRateLimitReloadIsNoRedisOutage(t *testing.T) {
 		t.Fatalf("new configuration: status %d", rep.status)
 	}
 }
+
+// TestRateLimitLeasedKeyTellsTheTruth: a key leased from Redis (a burst of 200 or more) sends
+// RateLimit fields a client can follow. A fast key (1000/1s) whose bucket Redis has refilled
+// since the lease read t=0 beside a stale r ("more quota now"); it reads what memory says after
+// admitting from a full bucket, t=1. A slow key (1000/1h burst 1000, a unit back every 3.6 s)
+// whose last lease still held 5 requests read r=5, then lost them when the lease was a second
+// old: the client that waited got a 429 and the key admitted 995 of its 1000. Leased requests
+// whose share Redis still counts stay usable, so the key admits its 1000 and not one more.
+func TestRateLimitLeasedKeyTellsTheTruth(t *testing.T) {
+	r := testenv.StartRedis(t)
+	t.Run("fast", func(t *testing.T) {
+		block, url := site(t, "\tpolicy_rate_limit login")
+		testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 1000/1s burst 1000")+block)
+		if got := getReply(t, url, "X-Client: fast"); got.status != 200 {
+			t.Fatalf("first request: %d", got.status)
+		}
+		time.Sleep(50 * time.Millisecond) // the lease of 10 is back in Redis after 10 ms
+		got := getReply(t, url, "X-Client: fast")
+		if rl := got.header.Get("RateLimit"); got.status != 200 || strings.HasSuffix(rl, ";t=0") {
+			t.Fatalf("leased request: %d, RateLimit %q; want t of at least 1", got.status, rl)
+		}
+	})
+	t.Run("slow", func(t *testing.T) {
+		block, url := site(t, "\tpolicy_rate_limit login")
+		testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 1000/1h burst 1000")+block)
+		var last reply
+		for i := range 995 {
+			if last = getReply(t, url, "X-Client: slow"); last.status != 200 {
+				t.Fatalf("request %d: %d", i+1, last.status)
+			}
+		}
+		if rl := last.header.Get("RateLimit"); !strings.HasPrefix(rl, `"login";r=5;`) {
+			t.Fatalf("request 995: RateLimit %q; want r=5", rl)
+		}
+		time.Sleep(1200 * time.Millisecond) // older than a lease's second; no unit back yet
+		for i := range 5 {
+			if got := getReply(t, url, "X-Client: slow"); got.status != 200 {
+				t.Fatalf("request %d after r=5: %d, RateLimit %q", i+1, got.status, got.header.Get("RateLimit"))
+			}
+		}
+		if got := getReply(t, url, "X-Client: slow"); got.status != 429 {
+			t.Fatalf("request 1001: %d; the burst is 1000", got.status)
+		}
+	})
+}

@@ -15,8 +15,9 @@ const (
 	// itself: under a limit nearly spent, refills bring little and others may take it first.
 	maxLeaseWaits = 3
 
-	// maxLeaseLife is how long leased requests may wait to be used. It bounds how far a
-	// leased request can move from the moment Redis counted it.
+	// maxLeaseLife is how long leased requests may wait to be used, unless the bucket in Redis
+	// still counts them then (see settle). It bounds how far a leased request can move from the
+	// moment Redis counted it.
 	maxLeaseLife = time.Second
 )
 
@@ -30,7 +31,9 @@ const (
 // at most what GCRA allows. What moves is when a request counts: a leased request is used up
 // to a second after Redis counted it, so within one window the instances may admit up to one
 // lease each (1 % of the burst) more than the rate, and a lease that expires unused (after a
-// second, or when its key's limit changes) is lost: that key admits up to 1 % less. Keys with
+// second, or when its key's limit changes) is lost: that key admits up to 1 % less. A lease
+// whose requests the bucket in Redis still counts after its second (a slow key) is kept while
+// it does: using those is exact, and the key loses nothing. Keys with
 // a burst under 200 are never leased, so ordinary per-client limits stay exact per request.
 //
 // At most MaxEntries leases are kept; when a shard is full, expired leases go first, else the
@@ -89,7 +92,15 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 			ls.left--
 			sh.entries[h] = ls
 			sh.mu.Unlock()
-			return Result{Allowed: true, Remaining: ls.remaining + ls.left, ResetAfter: time.Duration(max(0, ls.resetAt-now))}, nil
+			// The time to the next unit is the bucket's in Redis as of the grant. Once Redis has
+			// had its units back (a fast key, within the lease's second) it is full: say what
+			// memory says after admitting from a full bucket, one interval, rather than 0 ("more
+			// quota now") beside an r that has not grown since the grant.
+			reset := ls.resetAt - now
+			if reset <= 0 {
+				reset = int64(l.Interval())
+			}
+			return Result{Allowed: true, Remaining: ls.remaining + ls.left, ResetAfter: time.Duration(reset)}, nil
 		case ok && now < ls.deniedUntil:
 			sh.mu.Unlock()
 			refused := ls.refused
@@ -137,6 +148,15 @@ func (s *LeasingStore) settle(h uint64, sh *expiringShard[lease], l Limit, asked
 		ls.left, ls.remaining = granted-1, res.Remaining
 		ls.expires = asked + int64(min(maxLeaseLife, l.Period))
 		ls.resetAt = asked + int64(res.ResetAfter)
+		// The leased requests hold the last left*interval of the bucket's time in Redis
+		// (resetAt is at or before its TAT). While that time is still ahead, Redis still counts
+		// them: using one then is a request GCRA admits (its share is still in the bucket), so
+		// they stay usable past the second. A slow key (1000/1h, a unit every 3.6 s) lost its
+		// lease's requests after a second: a client told r=5 that waited got a 429, and the key
+		// admitted 995 of its 1000. A lease the fallback (memory) granted keeps the second.
+		if held := ls.resetAt - ls.left*int64(l.Interval()); !res.Local && held > ls.expires {
+			ls.expires = held
+		}
 	case err == nil && granted == 0 && !res.Local && !res.Unmetered: // the store's own refusal
 		ls.refused, ls.deniedUntil = res, asked+int64(res.RetryAfter)
 	}
