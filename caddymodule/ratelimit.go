@@ -210,6 +210,12 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		limit = limit.Scale(h.limiter.adaptive.Factor())
 	}
 	res := h.limiter.decide(r.Context(), h.store, h.bucketSet, key, limit)
+	if res.Abandoned {
+		// The client left while its decision waited for Redis: nothing refused it, so nothing
+		// is counted, logged or scored. 499, as reverse_proxy records a client that left.
+		w.WriteHeader(499)
+		return nil
+	}
 	if res.Unmetered {
 		return h.unmetered(w, r, next, class, res)
 	}

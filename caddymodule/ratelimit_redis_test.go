@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -640,4 +641,39 @@ func TestRateLimitLeasedKeyTellsTheTruth(t *testing.T) {
 			t.Fatalf("request 1001: %d; the burst is 1000", got.status)
 		}
 	})
+}
+
+// TestRateLimitClientThatLeftIsNotRefused: a client that goes away while its decision waits
+// for Redis was counted as refused: the store answered its ended context with a denial, and the
+// handler counted it in decisions_total{result="denied"}, wrote a rate_limit_exceeded event and
+// scored the client rate_limited, for a limit it never reached (a browser that navigates away, an
+// HTTP/2 stream reset, while Redis is slow). Nothing is decided for it now.
+func TestRateLimitClientThatLeftIsNotRefused(t *testing.T) {
+	r := testenv.StartRedis(t)
+	proxy := testenv.StartProxy(t, r.Addr)
+	block, url := site(t, "\tpolicy_rate_limit login")
+	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis redis://"+proxy.Addr+slowRedisTimeout, "limit 100/1s")+block)
+	getReply(t, url, "X-Client: left")
+	denied := rateLimitCount(t, "login", "default", "denied")
+	proxy.SetLatency(200 * time.Millisecond) // each way: the decision waits 400 ms
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Client", "left")
+		if resp, err := replyClient.Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("answered in 50 ms: %d", resp.StatusCode)
+		}
+		cancel()
+	}
+	time.Sleep(time.Second) // the handlers see the ended contexts and return
+	if got := rateLimitCount(t, "login", "default", "denied") - denied; got != 0 {
+		t.Errorf("%v refusals counted for requests whose clients left; the limit (100/1s) was never reached", got)
+	}
+	if logs := securityLogs(c, EventRateLimited); len(logs) != 0 {
+		t.Errorf("rate_limit_exceeded events for clients that left: %v", logs)
+	}
 }

@@ -218,7 +218,7 @@ func (s *FailoverStore) Mode() Mode {
 
 // Allow decides in the primary store, or by the failure policy when the primary cannot
 // answer within Timeout. The error is always nil. When the caller's own context ends first,
-// the result is a denial: nobody is waiting for it.
+// the result is a denial marked Abandoned: nobody is waiting for it.
 func (s *FailoverStore) Allow(ctx context.Context, policy, key string, l Limit) (Result, error) {
 	result, _, err := s.AllowN(ctx, policy, key, l, 1)
 	return result, err
@@ -246,7 +246,7 @@ func (s *FailoverStore) AllowN(ctx context.Context, policy, key string, l Limit,
 	cancel()
 	if err != nil && ctx.Err() != nil {
 		done(errCallerGone)
-		return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}, 0, nil
+		return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval(), Abandoned: true}, 0, nil
 	}
 	if err != nil {
 		s.lastFailure.Store(&err)

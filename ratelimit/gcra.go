@@ -91,6 +91,10 @@ type Result struct {
 	// (allow or deny) answered. Remaining and ResetAfter then describe no bucket, and the
 	// decision says nothing about the key.
 	Unmetered bool
+	// Abandoned is set when the caller's context ended while it waited for a store (Redis, or
+	// another request's lease refill), before anything was decided for it: Allowed is false,
+	// but nothing refused the key, and nobody waits for the answer.
+	Abandoned bool
 }
 
 // Decide applies GCRA at time now (nanoseconds) to a key whose theoretical arrival time is tat

@@ -113,7 +113,7 @@ func (s *LeasingStore) Allow(ctx context.Context, policy, key string, l Limit) (
 			case <-refill:
 				continue
 			case <-ctx.Done():
-				return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval()}, nil
+				return Result{RetryAfter: l.Interval(), ResetAfter: l.Interval(), Abandoned: true}, nil
 			}
 		}
 		// This request asks for the next lease; the others wait for it.
