@@ -217,3 +217,31 @@ func TestCachedStoreRefusesALeasedKeyLocally(t *testing.T) {
 		t.Fatalf("1000 refusals of a drained leased key: %d script runs, %v allocations each; want none", calls, allocs)
 	}
 }
+
+// TestLeasingStoreSlowKeyKeepsLeasesExactly: a slow key (a unit every 3.6 s) keeps its leases
+// past their second while Redis still counts them. Three instances each take a lease of 10 and
+// use 5; after a pause longer than a lease's second, hammering the key admits the 15 kept and
+// the rest of the burst: 1000 in all, none lost (it was 970: the 15 kept were lost) and none more than GCRA allows.
+func TestLeasingStoreSlowKeyKeepsLeasesExactly(t *testing.T) {
+	r := testenv.StartRedis(t)
+	l := Limit{Rate: 1000, Period: time.Hour, Burst: 1000}
+	var stores []Store
+	for range 3 {
+		stores = append(stores, NewCachedStore(NewFailoverStore(newTestStore(t, r, RedisOptions{Prefix: "slowlease:"}),
+			NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), true, CacheOptions{}))
+	}
+	start := time.Now()
+	for _, s := range stores {
+		for i := range 5 {
+			if res, err := s.Allow(context.Background(), "hammer", "slow", l); err != nil || !res.Allowed {
+				t.Fatalf("request %d: %+v, %v", i+1, res, err)
+			}
+		}
+	}
+	time.Sleep(1200 * time.Millisecond)
+	admitted, _ := hammerStores(t, stores, []string{"slow"}, l, 200*time.Millisecond, true)
+	total := 15 + admitted["slow"]
+	if bound := l.Burst + int64(time.Since(start)/l.Interval()); total > bound || total < l.Burst {
+		t.Fatalf("%d admitted (15, then %d after a pause); GCRA allows %d, the burst is %d", total, admitted["slow"], bound, l.Burst)
+	}
+}
