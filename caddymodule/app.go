@@ -144,6 +144,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.policies, err = resolvePolicies(a.Policies, a.env); err != nil {
 		return err
 	}
+	if err := a.checkLimiterSettings(); err != nil {
+		return err
+	}
 	a.OnValidate(a.checkProxiesStrict)
 	return a.provisionClasses(ctx, repl)
 }

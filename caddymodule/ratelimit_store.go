@@ -324,6 +324,30 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 	return s, nil
 }
 
+// checkLimiterSettings checks the rate_limit and adaptive settings. The limiter is built when a
+// policy_rate_limit handler first asks for it; without this, a JSON config with no such handler
+// (yet) passed `caddy validate` with settings that one would refuse.
+func (a *App) checkLimiterSettings() error {
+	s, err := a.limiterSettings()
+	if err != nil {
+		return err
+	}
+	_, err = ratelimit.NewAdaptive(ratelimit.AdaptiveOptions{
+		CPUTarget: s.Adaptive.CPUTarget, MinFactor: s.Adaptive.MinFactor,
+		InFlightTarget: s.Adaptive.InFlightTarget, Interval: time.Duration(s.Adaptive.Interval),
+		Source: idleLoad{}, // nothing is sampled: no cgroup is read for a check
+	})
+	if err != nil {
+		return fmt.Errorf("hardening adaptive: %v", err)
+	}
+	return nil
+}
+
+// idleLoad is a load source that reads nothing, for checking adaptive options.
+type idleLoad struct{}
+
+func (idleLoad) Load() (ratelimit.Load, error) { return ratelimit.Load{}, nil }
+
 // adaptiveLoadSource replaces the system's CPU reading in tests (nil: the cgroup's CPU).
 var adaptiveLoadSource ratelimit.LoadSource
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -1168,4 +1169,29 @@ func keptAndGoneCaddy(t *testing.T) (*testcaddy.Caddy, string, string) {
 	// The second configuration takes another limiter (store_timeout differs) over the same
 	// memory stores (max_keys does not).
 	return c, fmt.Sprintf("http://127.0.0.1:%d", port), config("\t\trate_limit {\n\t\t\tstore_timeout 60ms\n\t\t}\n"+kept, keptRoute)
+}
+
+// TestRateLimitSettingsCheckedWithoutAHandler: the rate_limit and adaptive settings of a JSON
+// config were only checked when a policy_rate_limit handler first asked for the limiter, so a
+// config without one (yet) passed `caddy validate` with on_store_failure "explode" or
+// min_factor 5, and failed only once a site used a policy. They are checked with the app now.
+func TestRateLimitSettingsCheckedWithoutAHandler(t *testing.T) {
+	for _, tc := range []struct{ app, want string }{
+		{`{"rate_limit":{"store":"redis"}}`, "no redis configured"},
+		{`{"rate_limit":{"store":"disk"}}`, "expected redis or memory"},
+		{`{"rate_limit":{"store_timeout":-5}}`, "store_timeout"},
+		{`{"rate_limit":{"max_keys":-5}}`, "max_keys"},
+		{`{"rate_limit":{"on_store_failure":"explode"}}`, "on_store_failure"},
+		{`{"adaptive":{"min_factor":5}}`, "minimum factor"},
+		{`{"adaptive":{"cpu_target":1.5}}`, "CPU target"},
+		{`{"adaptive":{"interval":1000}}`, "shorter than"},
+	} {
+		var c caddy.Config
+		if err := json.Unmarshal([]byte(`{"admin":{"disabled":true},"apps":{"hardening":`+tc.app+`}}`), &c); err != nil {
+			t.Fatal(err)
+		}
+		if err := caddy.Validate(&c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want an error with %q", tc.app, err, tc.want)
+		}
+	}
 }
