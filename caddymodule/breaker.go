@@ -42,12 +42,13 @@ type breakerInConfig struct {
 // A failure is an error from the next handler with a 5xx status or none (a refused dial is
 // 502, a timeout 504), a response status in `failure_status`, or a response header slower than
 // `slow_threshold`. An error with another status (file_server's 404) is judged by that status
-// against `failure_status`: a failure when listed, otherwise not counted. A gRPC response with
-// grpc-status in its header (a call that failed before its first message) is judged by the
-// HTTP status that status stands for (UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500,
-// ...; see breaker.GRPCStatus). A client that cancels (unless it waited longer than
-// `slow_threshold`: slow), or whose request body cannot be read (reverse_proxy's 502 for a
-// malformed chunked body), is not counted either.
+// against `failure_status`: a failure when listed, otherwise not counted. A gRPC call is judged
+// by the HTTP status its grpc-status stands for (UNAVAILABLE 503, DEADLINE_EXCEEDED 504,
+// INTERNAL 500, ...; see breaker.GRPCStatus): from its header (a trailers-only response), or,
+// when its header has none and the breaker is closed, from its trailers unless a message came
+// first (a call that delivered a message was answered). A client that cancels (unless it
+// waited longer than `slow_threshold`: slow), or whose request body cannot be read
+// (reverse_proxy's 502 for a malformed chunked body), is not counted either.
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body (a gRPC call: HTTP 200 with grpc-status 14, UNAVAILABLE, and
@@ -101,9 +102,9 @@ type UpstreamBreaker struct {
 	// classes ("5xx"), written or carried by a handler error (file_server's 404). A class
 	// leaves out 501, an upstream's answer to a method it does not know, which any client can
 	// send; write "501" to count it. Handler errors with a 5xx status or none are failures
-	// whatever it says. A gRPC response whose header carries grpc-status is judged by the HTTP
-	// status that status stands for (UNAVAILABLE 503, UNIMPLEMENTED 501, INVALID_ARGUMENT 400,
-	// ...). Default: 5xx.
+	// whatever it says. A gRPC call's grpc-status (in its header, or, while the breaker is
+	// closed, in its trailers when no message came before) is judged by the HTTP status it
+	// stands for (UNAVAILABLE 503, UNIMPLEMENTED 501, INVALID_ARGUMENT 400, ...). Default: 5xx.
 	FailureStatus []string `json:"failure_status,omitempty"`
 
 	// SlowThreshold (at least 1ms) makes a response whose header took longer than this a failure, counted
@@ -406,11 +407,22 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		if vars != nil {
 			delete(vars, h.heldVar) // handle_errors routes run after: they may hold it again
 		}
-		if !rec.reported { // a panic in the route: the upstream did not answer well
-			rec.report(breaker.Result{Err: errRoutePanicked})
+		if rec.reported {
+			return
 		}
+		// A panic in the route: the upstream did not answer well. reverse_proxy panics too
+		// when a body it streams is cut, the client's going away included: a pending gRPC
+		// call whose client left is not counted.
+		if rec.grpcPending {
+			rec.grpcSettle(errRoutePanicked, errors.Is(r.Context().Err(), context.Canceled))
+			return
+		}
+		rec.report(breaker.Result{Err: errRoutePanicked})
 	}()
 	err = next.ServeHTTP(rec, r)
+	if rec.grpcPending && !rec.reported { // a gRPC call without a message: its trailers say
+		rec.grpcSettle(err, errors.Is(r.Context().Err(), context.Canceled))
+	}
 	if !rec.reported { // no response header was written: judge by the error
 		res := breaker.Result{Err: err, Latency: rec.latency(),
 			ClientGone: errors.Is(r.Context().Err(), context.Canceled)}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	grpccodes "google.golang.org/grpc/codes"
@@ -116,5 +117,181 @@ func TestBreakerJudgesGRPCStatus(t *testing.T) {
 	}
 	if n := breakerCount(t, "t_grpc", "failure"); n != 2 {
 		t.Errorf("%v failures counted, want the 2 UNAVAILABLE", n)
+	}
+}
+
+// grpcAfterHeader is a gRPC health service that sends its response header before it fails, as a
+// server does whose interceptor sends metadata (grpc.SendHeader: a request id), or a stream that
+// fails before its first message: grpc-status then comes in the trailers, after the header.
+// Watch sends `messages` messages before it fails.
+type grpcAfterHeader struct {
+	healthpb.UnimplementedHealthServer
+	code     atomic.Uint32
+	messages atomic.Int32
+	hold     atomic.Bool // Watch waits for the client to leave after its messages
+	hits     atomic.Int64
+}
+
+func (g *grpcAfterHeader) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	g.hits.Add(1)
+	if err := grpc.SendHeader(ctx, metadata.Pairs("x-request-id", "42")); err != nil {
+		return nil, err
+	}
+	if c := grpccodes.Code(g.code.Load()); c != grpccodes.OK {
+		return nil, status.Error(c, "the test says "+c.String())
+	}
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+func (g *grpcAfterHeader) Watch(_ *healthpb.HealthCheckRequest, s healthpb.Health_WatchServer) error {
+	g.hits.Add(1)
+	if err := s.SendHeader(metadata.Pairs("x-request-id", "42")); err != nil {
+		return err
+	}
+	for range g.messages.Load() {
+		if err := s.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}); err != nil {
+			return err
+		}
+	}
+	if g.hold.Load() {
+		<-s.Context().Done()
+		return s.Context().Err()
+	}
+	return status.Error(grpccodes.Code(g.code.Load()), "the test says so")
+}
+
+// TestBreakerJudgesGRPCStatusInTrailers: a gRPC call that fails after its response header (the
+// server sent metadata first) carries grpc-status in the trailers, which reverse_proxy copies
+// into the header map once the call ends. The breaker settled the outcome at the header, as a
+// success, so an upstream answering UNAVAILABLE to every call that way never opened it. A call
+// is now settled at its first message or, without one, by the grpc-status of its end; a stream
+// that delivered messages before it failed was answered (like an HTTP body cut short). A
+// half-open probe is still settled at its header, so that a long stream never holds its slot.
+func TestBreakerJudgesGRPCStatusInTrailers(t *testing.T) {
+	svc := &grpcAfterHeader{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, svc)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+
+	block, url := breakerSite(t, "t_grpc_trailers", "consecutive_failures 3\nopen_for 1m", "h2c://"+lis.Addr().String())
+	probeBlock, probeURL := breakerSite(t, "t_grpc_probe", "consecutive_failures 1\nopen_for 200ms", "h2c://"+lis.Addr().String())
+	testcaddy.StartCaddy(t, "{\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n}\n"+block+probeBlock)
+	dial := func(url string) healthpb.HealthClient {
+		conn, err := grpc.NewClient(strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"),
+			grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return healthpb.NewHealthClient(conn)
+	}
+	client, probeClient := dial(url), dial(probeURL)
+	var hdr metadata.MD // the last call's header
+	check := func() grpccodes.Code {
+		hdr = nil
+		_, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{}, grpc.Header(&hdr))
+		return status.Code(err)
+	}
+	watch := func() grpccodes.Code { // the stream's final status
+		s, err := client.Watch(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return status.Code(err)
+		}
+		for {
+			if _, err := s.Recv(); err != nil {
+				return status.Code(err)
+			}
+		}
+	}
+
+	// A half-open probe that is a long stream is settled at its header: it does not hold the
+	// only probe slot for as long as the stream lasts, even when the server sent its metadata
+	// and then nothing (a watch with nothing to report yet).
+	svc.code.Store(uint32(grpccodes.Unavailable))
+	if _, err := probeClient.Check(context.Background(), &healthpb.HealthCheckRequest{}); status.Code(err) != grpccodes.Unavailable {
+		t.Fatalf("the failing call: %v", err)
+	}
+	waitBreakerState(t, "t_grpc_probe", "open")
+	time.Sleep(250 * time.Millisecond) // open_for
+	svc.code.Store(uint32(grpccodes.OK))
+	svc.hold.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	var probeHdr metadata.MD
+	stream, err := probeClient.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		probeHdr, err = stream.Header()
+	}
+	if err != nil || len(probeHdr.Get("x-request-id")) != 1 {
+		t.Fatalf("the probe stream's header: %v %v", probeHdr, err)
+	}
+	if _, err := probeClient.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a call while the probe stream runs: %v (the stream holds the probe slot)", err)
+	}
+	cancel()
+	// A client that leaves a call before its first message is not counted.
+	excluded := breakerCount(t, "t_grpc_trailers", "excluded")
+	ctx, cancel = context.WithCancel(context.Background())
+	var hdrMD metadata.MD
+	stream, err = client.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		hdrMD, err = stream.Header() // the upstream's header went through: the call is pending
+	}
+	if err != nil || len(hdrMD.Get("x-request-id")) != 1 {
+		t.Fatalf("the held stream's header: %v %v", hdrMD, err)
+	}
+	cancel()
+	for deadline := time.Now().Add(5 * time.Second); breakerCount(t, "t_grpc_trailers", "excluded") == excluded; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled call was not counted as excluded")
+		}
+	}
+	svc.hold.Store(false)
+
+	if c := check(); c != grpccodes.OK {
+		t.Fatalf("a call through Caddy: %v", c)
+	}
+	// The caller's own faults, in the trailers, are not failures.
+	svc.code.Store(uint32(grpccodes.InvalidArgument))
+	for range 3 {
+		if c := check(); c != grpccodes.InvalidArgument || len(hdr.Get("x-request-id")) != 1 {
+			t.Fatalf("the client got %v with the header %v, want the upstream's header, then its status", c, hdr)
+		}
+	}
+	// A stream that failed after its first message was answered.
+	svc.code.Store(uint32(grpccodes.Unavailable))
+	svc.messages.Store(1)
+	for range 3 {
+		if c := watch(); c != grpccodes.Unavailable {
+			t.Fatalf("the stream ended with %v", c)
+		}
+	}
+	if s := breakerStatus(t, "t_grpc_trailers"); s.Observed["state"] != "closed" {
+		t.Fatalf("the caller's faults or streams that had answered opened the breaker: %+v", s)
+	}
+	if n := breakerCount(t, "t_grpc_trailers", "failure"); n != 0 {
+		t.Fatalf("%v failures counted, want none yet", n)
+	}
+	// UNAVAILABLE after the header, with no message: a stream, then unary calls.
+	svc.messages.Store(0)
+	if c := watch(); c != grpccodes.Unavailable {
+		t.Fatalf("the stream ended with %v", c)
+	}
+	check()
+	check()
+	waitBreakerState(t, "t_grpc_trailers", "open")
+	before := svc.hits.Load()
+	if c := check(); c != grpccodes.Unavailable {
+		t.Fatalf("through the open breaker: %v", c)
+	}
+	if svc.hits.Load() != before {
+		t.Fatal("the upstream was called through the open breaker")
+	}
+	if n := breakerCount(t, "t_grpc_trailers", "failure"); n != 3 {
+		t.Errorf("%v failures counted, want the 3 UNAVAILABLE without a message", n)
 	}
 }

@@ -111,6 +111,11 @@ type breakerRecorder struct {
 	wrote    bool // a final header went out
 	reported bool
 	body     watchedBody // the request body, when it has one
+
+	// A gRPC call whose header has no grpc-status is settled at its first message, or at its
+	// end by the grpc-status in its trailers (see judgedLater).
+	grpcPending bool
+	headerAt    time.Duration // the header's latency, for a call settled later
 }
 
 func (rec *breakerRecorder) report(res breaker.Result) {
@@ -138,16 +143,19 @@ func (rec *breakerRecorder) WriteHeader(status int) {
 	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
 		rec.wrote = true
 		if !rec.reported {
-			rec.report(breaker.Result{Status: rec.judged(status), Latency: rec.latency()})
+			if rec.grpcPending = rec.judgedLater(status); rec.grpcPending {
+				rec.headerAt = rec.latency()
+			} else {
+				rec.report(breaker.Result{Status: rec.judged(status), Latency: rec.latency()})
+			}
 		}
 	}
 	rec.ResponseWriterWrapper.WriteHeader(status)
 }
 
 // judged is the status the breaker judges a response by: a gRPC response's grpc-status, when
-// it comes in the header (a call that failed before its first message: UNAVAILABLE is 503,
-// see breaker.GRPCStatus), else the HTTP status. A grpc-status in the trailers, after messages,
-// comes once the outcome is settled, like the end of any stream.
+// it comes in the header (a "trailers-only" response: a call that failed before its header,
+// UNAVAILABLE is 503, see breaker.GRPCStatus), else the HTTP status.
 func (rec *breakerRecorder) judged(status int) int {
 	if status != http.StatusOK {
 		return status
@@ -159,6 +167,54 @@ func (rec *breakerRecorder) judged(status int) int {
 	return status
 }
 
+// judgedLater reports whether a response is a gRPC call (over HTTP/2, not gRPC-Web, whose status
+// is in its body) whose header has no grpc-status: its status comes in the trailers. It is
+// settled at its first message, as a success (the upstream answered: a stream that fails later
+// is like an HTTP body cut short), or, without one, at its end by the grpc-status of its trailers
+// (a unary call that failed after its server sent metadata, a stream that failed before its
+// first message): grpcSettle. Only while the breaker is closed: a half-open probe is settled at
+// its header as before, or a stream that sent its metadata and then waits (a watch with nothing
+// to report yet) would hold the probe slot, and every other request would be refused, for as
+// long as it lasts. (Half-open now and the request was admitted closed, or open now: the ticket
+// is of an earlier generation, which gobreaker ignores, so settling it early changes nothing.)
+func (rec *breakerRecorder) judgedLater(status int) bool {
+	if status != http.StatusOK {
+		return false
+	}
+	hdr := rec.Header()
+	if len(hdr["Grpc-Status"]) > 0 {
+		return false
+	}
+	ct := hdr.Get("Content-Type")
+	if ct != "application/grpc" && !strings.HasPrefix(ct, "application/grpc+") && !strings.HasPrefix(ct, "application/grpc;") {
+		return false
+	}
+	return rec.h.entry.b.State() == breaker.StateClosed
+}
+
+// grpcSettle settles a pending gRPC call at its end (the route returned err, or panicked): by
+// the grpc-status reverse_proxy copied from the upstream's trailers into the header map (as
+// declared trailers, or under http.TrailerPrefix); a call that ended without one is INTERNAL, as
+// gRPC clients read it.
+func (rec *breakerRecorder) grpcSettle(err error, clientGone bool) {
+	hdr := rec.Header()
+	gs := hdr["Grpc-Status"]
+	if len(gs) == 0 {
+		gs = hdr[http.TrailerPrefix+"Grpc-Status"]
+	}
+	res := breaker.Result{Status: breaker.GRPCStatus(""), Err: err, Latency: rec.headerAt, ClientGone: clientGone}
+	if len(gs) > 0 {
+		res.Status = breaker.GRPCStatus(gs[0])
+	}
+	if err != nil {
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) {
+			res.ErrStatus = he.StatusCode
+		}
+	}
+	rec.report(res)
+}
+
 // isGRPC reports whether the response is gRPC's (application/grpc, +proto, grpc-web, ...).
 func isGRPC(hdr http.Header) bool {
 	return strings.HasPrefix(hdr.Get("Content-Type"), "application/grpc")
@@ -168,6 +224,9 @@ func (rec *breakerRecorder) Write(p []byte) (int, error) {
 	if !rec.wrote {
 		rec.WriteHeader(http.StatusOK)
 	}
+	if rec.grpcPending && len(p) > 0 && !rec.reported { // a gRPC call's first message
+		rec.report(breaker.Result{Status: http.StatusOK, Latency: rec.headerAt})
+	}
 	return rec.ResponseWriterWrapper.Write(p)
 }
 
@@ -175,6 +234,9 @@ func (rec *breakerRecorder) Write(p []byte) (int, error) {
 func (rec *breakerRecorder) ReadFrom(r io.Reader) (int64, error) {
 	if !rec.wrote {
 		rec.WriteHeader(http.StatusOK)
+	}
+	if rec.grpcPending && !rec.reported {
+		rec.report(breaker.Result{Status: http.StatusOK, Latency: rec.headerAt})
 	}
 	return rec.ResponseWriterWrapper.ReadFrom(r)
 }
