@@ -587,6 +587,9 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
 		{"cluster from an empty placeholder", "redis {\n\t\t\tcluster {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: cluster {env.HARDENING_TEST_UNSET_NODES} is empty once resolved; set the variable"},
 		{"sentinels from an empty placeholder", "redis {\n\t\t\tsentinel m {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: sentinel addresses {env.HARDENING_TEST_UNSET_NODES} are empty once resolved; set the variable"},
+		// Was "sentinel needs the master name before the addresses": it did not say the name
+		// came from a variable that is not set.
+		{"sentinel master from an empty placeholder", "redis {\n\t\t\tsentinel {env.HARDENING_TEST_UNSET_MASTER} 127.0.0.1:26379\n\t\t}", "redis: the sentinel master name {env.HARDENING_TEST_UNSET_MASTER} is empty once resolved; set the variable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
