@@ -159,6 +159,9 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if len(a.Redis.Cluster) > 0 && len(opts.ClusterAddrs) == 0 {
 		return fmt.Errorf("redis: cluster %s is empty once resolved; set the variable to one or more host:port addresses (separated by spaces or commas)", strings.Join(a.Redis.Cluster, " "))
 	}
+	if s := a.Redis.Sentinel; s != nil && s.Master != "" && opts.SentinelMaster == "" {
+		return fmt.Errorf("redis: the sentinel master name %s is empty once resolved; set the variable to the name the sentinels know the master by (sentinel monitor <name> ...)", s.Master)
+	}
 	if s := a.Redis.Sentinel; s != nil && len(s.Addresses) > 0 && len(opts.SentinelAddrs) == 0 {
 		return fmt.Errorf("redis: sentinel addresses %s are empty once resolved; set the variable to one or more host:port addresses (separated by spaces or commas)", strings.Join(s.Addresses, " "))
 	}

@@ -242,6 +242,9 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		if len(r.Cluster) == 0 {
 			return d.Err("cluster: expected one or more host:port seed addresses")
 		}
+		if err := checkLiteralAddrs("cluster", r.Cluster); err != nil {
+			return d.WrapErr(err)
+		}
 	case "sentinel":
 		args := d.RemainingArgs()
 		if len(args) < 2 {
@@ -251,6 +254,9 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 			r.Sentinel = new(SentinelConfig)
 		}
 		r.Sentinel.Master, r.Sentinel.Addresses = args[0], args[1:]
+		if err := checkLiteralAddrs("sentinel", r.Sentinel.Addresses); err != nil {
+			return d.WrapErr(err)
+		}
 	case "sentinel_username", "sentinel_password":
 		v, err := wantArg(d, name, "a user name or a password ({env.*} or {file.*} for a password)")
 		if err != nil {
@@ -356,6 +362,18 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 	}
 	r.TLS = t
 	return nil
+}
+
+// checkLiteralAddrs checks the addresses written without placeholders (a Caddyfile {$VAR}
+// is one by now) at their own line; placeholders are checked at load.
+func checkLiteralAddrs(what string, items []string) error {
+	var literal []string
+	for _, it := range items {
+		if !isPlaceholder(it) {
+			literal = append(literal, it)
+		}
+	}
+	return redisconn.CheckAddrs(what, resolveList(caddy.NewReplacer(), literal))
 }
 
 // adaptTimeCheck validates the connection settings unless a runtime placeholder leaves a value

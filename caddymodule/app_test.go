@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -586,6 +587,9 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
 		{"cluster from an empty placeholder", "redis {\n\t\t\tcluster {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: cluster {env.HARDENING_TEST_UNSET_NODES} is empty once resolved; set the variable"},
 		{"sentinels from an empty placeholder", "redis {\n\t\t\tsentinel m {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: sentinel addresses {env.HARDENING_TEST_UNSET_NODES} are empty once resolved; set the variable"},
+		// Was "sentinel needs the master name before the addresses": it did not say the name
+		// came from a variable that is not set.
+		{"sentinel master from an empty placeholder", "redis {\n\t\t\tsentinel {env.HARDENING_TEST_UNSET_MASTER} 127.0.0.1:26379\n\t\t}", "redis: the sentinel master name {env.HARDENING_TEST_UNSET_MASTER} is empty once resolved; set the variable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
@@ -695,4 +699,41 @@ func TestDetectionBoundsInJSONAsInCaddyfile(t *testing.T) {
 	if err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"max_tracked": 64}}}}`); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestRedisTLSMistakesAtStartupSaySo: a TLS mismatch or an untrusted certificate was logged as
+// "redis unreachable at startup" with only "EOF", "context deadline exceeded" or the x509
+// error: the server answered, and the fix is in the configuration. Each now says what went
+// wrong and what to change.
+func TestRedisTLSMistakesAtStartupSaySo(t *testing.T) {
+	files := testenv.WriteTLSFiles(t)
+	tlsPort := testenv.FreePort(t)
+	r := testenv.StartRedis(t, "--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", files.Cert,
+		"--tls-key-file", files.Key, "--tls-ca-cert-file", files.CA, "--tls-auth-clients", "no")
+	c := testcaddy.StartCaddy(t, "{\n\tadmin off\n}\n")
+	for _, tc := range []struct{ name, redis, want string }{
+		{"plain client, TLS port", fmt.Sprintf("redis://127.0.0.1:%d/0", tlsPort), "redis closed the connection at startup without an answer: a port that serves TLS only"},
+		{"TLS client, plain port", fmt.Sprintf("rediss://%s/0 {\n\t\t\tdial_timeout 200ms\n\t\t\tread_timeout 200ms\n\t\t}", r.Addr), "redis did not complete the TLS handshake at startup"},
+		{"untrusted certificate", fmt.Sprintf("rediss://127.0.0.1:%d/1", tlsPort), "redis's TLS certificate was refused at startup"},
+		{"another name", fmt.Sprintf("rediss://127.0.0.1:%d/2 {\n\t\t\ttls {\n\t\t\t\tca_file %s\n\t\t\t\tserver_name other.example\n\t\t\t}\n\t\t}", tlsPort, files.CA), "redis's TLS certificate was refused at startup"},
+	} {
+		if err := c.Load(fmt.Sprintf("{\n\tadmin off\n\thardening {\n\t\tenvironment development\n\t\tredis %s\n\t}\n}\n", tc.redis)); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		testenv.WaitFor(t, 5*time.Second, tc.name+": "+tc.want, func() bool {
+			return len(testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return strings.HasPrefix(e.Msg(), tc.want) })) > 0
+		})
+	}
+	for _, e := range c.Logs() {
+		if strings.HasPrefix(e.Msg(), "redis unreachable at startup") {
+			t.Fatalf("a TLS mistake logged as unreachable: %v", e)
+		}
+	}
+	// A good configuration of the same server connects.
+	if err := c.Load(fmt.Sprintf("{\n\tadmin off\n\thardening {\n\t\tenvironment development\n\t\tredis rediss://127.0.0.1:%d/3 {\n\t\t\ttls {\n\t\t\t\tca_file %s\n\t\t\t}\n\t\t}\n\t}\n}\n", tlsPort, files.CA)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 5*time.Second, "redis connected", func() bool {
+		return len(testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Msg() == "redis connected" })) > 0
+	})
 }

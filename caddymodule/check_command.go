@@ -193,6 +193,10 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	rep := observatory.Analyze(scan)
 	if scan.RedirectErr != nil { // the redirect leads to it: graded as the Observatory does, but say why
 		rep.Note = withCAHint(scan.RedirectErr, caFile)
+	} else if !rep.Graded2xx() {
+		rep.Note = fmt.Sprintf("the MDN HTTP Observatory would not grade this answer (status %d; it grades only 2xx: \"Site did not respond "+
+			"with a 2xx HTTP status code\"); the score is for the headers of this %d, which may differ from those of the site's pages: "+
+			"grade a URL that answers 2xx", rep.Status, rep.Status)
 	}
 	if asJSON {
 		enc := json.NewEncoder(w)
@@ -218,6 +222,12 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	}
 	if minGrade != "" && slices.Index(grades, rep.Grade) > slices.Index(grades, minGrade) {
 		return fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)
+	}
+	if minGrade != "" && scan.RedirectErr == nil && !rep.Graded2xx() {
+		// A gate must not pass on an error page (a wrong path, an upstream down behind a 502):
+		// the Observatory gives it no grade at all.
+		return fmt.Errorf("%s answered %d, not 2xx: the MDN HTTP Observatory gives it no grade, so --min-grade %s fails; grade a URL that answers 2xx",
+			rep.URL, rep.Status, minGrade)
 	}
 	return nil
 }

@@ -809,3 +809,36 @@ func TestCheckRouteKeyFindingsAtTheirHandler(t *testing.T) {
 		t.Fatalf("the policy key's finding is at %q, want apps.hardening.policies.p.key", f.Config)
 	}
 }
+
+// TestCheckGradeNot2xx: the Observatory refuses to grade an answer that is not 2xx ("Site did
+// not respond with a 2xx HTTP status code"); `check --url` graded a 404 page as if it were the
+// site. It still shows the grade of those headers, with a note saying the Observatory would
+// not give one, `status` in --json, and --min-grade fails on it.
+func TestCheckGradeNot2xx(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf("http://localhost:%d {\n\tbind 127.0.0.1\n\trespond /missing \"gone\" 404\n\trespond \"ok\"\n}\n", port))
+	missing := fmt.Sprintf("http://localhost:%d/missing", port)
+	var out bytes.Buffer
+	if err := runGrade(context.Background(), &out, missing, "", "", "", false); err != nil ||
+		!strings.Contains(out.String(), "note: the MDN HTTP Observatory would not grade this answer (status 404;") {
+		t.Fatalf("404, text: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	var rep observatory.Report
+	if err := runGrade(context.Background(), &out, missing, "", "", "", true); err != nil || json.Unmarshal(out.Bytes(), &rep) != nil ||
+		rep.Status != 404 || !strings.Contains(rep.Note, "status 404") {
+		t.Fatalf("404, --json: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	err := runGrade(context.Background(), &out, missing, "", "", "F", false)
+	if err == nil || !strings.Contains(err.Error(), "answered 404, not 2xx") {
+		t.Fatalf("404 with --min-grade F: %v, want a failure", err)
+	}
+
+	// The site's page: no note, and the same gate passes.
+	out.Reset()
+	page := fmt.Sprintf("http://localhost:%d/", port)
+	if err := runGrade(context.Background(), &out, page, "", "", "F", false); err != nil || strings.Contains(out.String(), "note:") {
+		t.Fatalf("200 with --min-grade F: %v\n%s", err, out.String())
+	}
+}

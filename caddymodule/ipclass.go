@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -398,7 +399,7 @@ func parseClientIP(vars map[string]any) (netip.Addr, bool) {
 // for 429s, monitoring for wrong keys). A detection is logged as an ip_reclassified event,
 // counted, shared through Redis, and takes effect for the client's next request.
 func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
-	if a.classifier == nil || a.classifier.Detector == nil {
+	if a.classifier == nil || a.classifier.Detector == nil || signalsOff(r) {
 		return
 	}
 	if crossSite(r) && (a.Detection == nil || !a.Detection.ScoreCrossSite) {
@@ -425,6 +426,19 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 	if !det.Shadow && a.sharedBans != nil {
 		a.sharedBans.Publish(det)
 	}
+}
+
+// signalsOffKey marks a request that a path_guard with `signals off` passed on: nothing on
+// the rest of its route reports its client to the detector.
+type signalsOffKey struct{}
+
+func withSignalsOff(r *http.Request) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), signalsOffKey{}, true))
+}
+
+func signalsOff(r *http.Request) bool {
+	off, _ := r.Context().Value(signalsOffKey{}).(bool)
+	return off
 }
 
 // crossSite reports whether a browser sent r for a page of another site (Fetch Metadata): an

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -170,6 +171,12 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
 	if err != nil || len(body) > maxAdminBody || json.Unmarshal(body, &req) != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`expected a JSON body {"ip": "192.0.2.1", "ban_for": "1h"} of at most 4 KiB`)}
+	}
+	// A misspelt field ("banfor") would otherwise ban for the default ban_for, silently.
+	strict := json.NewDecoder(bytes.NewReader(body))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`%v: the body takes only "ip" and "ban_for"`, err)}
 	}
 	addr, err := a.adminAddr(req.IP)
 	if err != nil {

@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"strings"
@@ -55,6 +57,14 @@ type dashEntry struct {
 	events   dashboard.Events
 	instance string
 
+	// process tells this process's publications from another's under the same instance name;
+	// foreign and own count the samples in a row whose claim found another process's id, or
+	// this one's; nameShared is set after two foreign ones, cleared after three own ones.
+	process    string
+	foreign    int
+	own        int
+	nameShared atomic.Bool
+
 	// src is the newest started configuration's feeds; live the feeds of every started
 	// configuration not cleaned up yet, oldest first (see publish and withdraw).
 	src     atomic.Pointer[dashFeeds]
@@ -76,8 +86,11 @@ type dashAll struct {
 }
 
 func newDashEntry() (caddy.Destructor, error) {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
 	e := &dashEntry{rec: dashboard.NewRecorder(), top: dashboard.NewTopK(), instance: dashboard.InstanceName(),
-		stop: make(chan struct{}), done: make(chan struct{}), allCache: map[string]dashAll{}}
+		process: hex.EncodeToString(id[:]),
+		stop:    make(chan struct{}), done: make(chan struct{}), allCache: map[string]dashAll{}}
 	currentDash.Store(e)
 	return e, nil
 }
@@ -132,6 +145,9 @@ func (e *dashEntry) sample(now time.Time) {
 	defer cancel()
 	e.rec.Record(f.snapshot(ctx, now))
 	if f.redis != nil {
+		if prev, err := dashboard.Claim(ctx, f.redis, f.prefix, e.instance, e.process, 3*dashSampleEvery); err == nil {
+			e.noteClaim(prev, f.logger)
+		}
 		docs := map[string]dashboard.Document{}
 		for _, res := range []dashboard.Resolution{dashboard.Fine, dashboard.Coarse} {
 			docs[res.Name] = f.local(e, res, now)
@@ -139,6 +155,27 @@ func (e *dashEntry) sample(now time.Time) {
 		if err := dashboard.Publish(ctx, f.redis, f.prefix, e.instance, docs, now); err != nil {
 			f.logger.Debug("dashboard: publishing to Redis failed", zap.Error(err))
 		}
+	}
+}
+
+// noteClaim follows who published under this instance's name before this sample: another
+// process twice in a row is a shared name (a restarted process finds its predecessor's id
+// once, then its own), logged at WARN and shown in the banner until this process has found
+// its own id three times in a row.
+func (e *dashEntry) noteClaim(prev string, logger *zap.Logger) {
+	if prev != "" && prev != e.process {
+		e.foreign, e.own = e.foreign+1, 0
+	} else {
+		e.foreign, e.own = 0, e.own+1
+	}
+	switch {
+	case e.foreign >= 2 && !e.nameShared.Load():
+		e.nameShared.Store(true)
+		logger.Warn("dashboard: another Caddy process publishes to Redis under this instance name; the two overwrite each other's dashboard documents and each leaves the other out of its all-instances view: give each process its own $"+dashboard.InstanceEnv,
+			zap.String("instance", e.instance))
+	case e.own >= 3 && e.nameShared.Load():
+		e.nameShared.Store(false)
+		logger.Info("dashboard: no other process publishes under this instance name any more", zap.String("instance", e.instance))
 	}
 }
 

@@ -103,6 +103,11 @@ func (f *dashFeeds) local(e *dashEntry, res dashboard.Resolution, now time.Time)
 	}
 	e.rec.Window(res, end).Fill(&doc)
 	doc.Current = f.current()
+	if e.nameShared.Load() {
+		doc.Current.Degraded = append(doc.Current.Degraded, dashboard.Degraded{Kind: dashboard.DegradedInstanceNameShared,
+			Component: "dashboard", Instance: e.instance,
+			Message: "another Caddy process publishes to Redis under this instance name: the two overwrite each other's documents, and the All instances view shows only one of them; give each process its own $" + dashboard.InstanceEnv})
+	}
 	doc.TopLimited = e.top.Top(dashboard.TopShown)
 	doc.Suspicious, doc.SuspiciousCount = f.suspicious(now)
 	doc.Admin = f.admin.name

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 
 	"github.com/swarmsec/caddy-hardening/dashboard"
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -17,8 +18,14 @@ import (
 
 // dashInstance runs the built Caddy as instance name, publishing to the Redis at redisURL.
 func dashInstance(t *testing.T, redisURL, digest, name string) string {
+	addr, _ := dashProcess(t, redisURL, digest, name)
+	return addr
+}
+
+// dashProcess is dashInstance, with the process (for its log).
+func dashProcess(t *testing.T, redisURL, digest, name string) (string, *testenv.Process) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	testenv.RunCaddy(t, fmt.Sprintf(`{
+	p := testenv.RunCaddy(t, fmt.Sprintf(`{
 	admin off
 	servers {
 		trusted_proxies static 127.0.0.1/32
@@ -43,7 +50,7 @@ http://%s {
 	}
 }
 `, redisURL, addr, digest), dashboard.InstanceEnv+"="+name)
-	return addr
+	return addr, p
 }
 
 // TestDashboardAllInstances: two Caddy processes publish to one Redis; scope=all on either
@@ -88,9 +95,9 @@ func TestDashboardAllInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The set of instances, and two documents (15m, 1h) per instance.
-	if n := len(keysInRedis.([]any)); n != 5 {
-		t.Fatalf("%d dashboard keys in Redis, want 5: %v", n, keysInRedis)
+	// The set of instances, and two documents (15m, 1h) and an owner mark per instance.
+	if n := len(keysInRedis.([]any)); n != 7 {
+		t.Fatalf("%d dashboard keys in Redis, want 7: %v", n, keysInRedis)
 	}
 	for _, k := range keysInRedis.([]any) {
 		name := k.(string)
@@ -189,5 +196,77 @@ func TestDashboardAllInstancesSaysRedisIsUnread(t *testing.T) {
 	}
 	if local := dashData(t, addr, key, ""); unread(local) != 0 {
 		t.Fatalf("the local view: %+v", local.Current.Degraded)
+	}
+}
+
+// TestDashboardSharedInstanceNameIsReported: two Caddy processes given one instance name
+// overwrite each other's documents. Each notices the other's mark on its samples, logs one
+// WARN, and its dashboard shows an instance_name_shared entry in the Degraded banner. A process
+// alone under its name reports nothing.
+func TestDashboardSharedInstanceNameIsReported(t *testing.T) {
+	r := testenv.StartRedis(t)
+	key, digest := newKey(t)
+	a, pa := dashProcess(t, r.URL(0), digest, "dash-same")
+	waitSampled(t, a, key)
+	time.Sleep(11 * time.Second) // three samples alone
+	const warn = "another Caddy process publishes to Redis under this instance name"
+	if strings.Contains(pa.Output(), warn) {
+		t.Fatal("a process alone under its name reports a shared name")
+	}
+	shared := func(doc dashboard.Document) bool {
+		for _, d := range doc.Current.Degraded {
+			if d.Kind == dashboard.DegradedInstanceNameShared && d.Instance == "dash-same" {
+				return true
+			}
+		}
+		return false
+	}
+	if shared(dashData(t, a, key, "")) {
+		t.Fatal("banner reports a shared name for a process alone")
+	}
+
+	b, pb := dashProcess(t, r.URL(0), digest, "dash-same")
+	for _, p := range []*testenv.Process{pa, pb} {
+		if err := p.WaitOutput(warn, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, addr := range []string{a, b} {
+		if doc := dashData(t, addr, key, ""); !shared(doc) {
+			t.Fatalf("%s: no instance_name_shared in the banner: %+v", addr, doc.Current.Degraded)
+		}
+		if doc := dashData(t, addr, key, "?scope=all"); !shared(doc) {
+			t.Fatalf("%s, all instances: no instance_name_shared in the banner: %+v", addr, doc.Current.Degraded)
+		}
+	}
+	if n := strings.Count(pa.Output(), warn); n != 1 {
+		t.Fatalf("the shared name logged %d times, want once", n)
+	}
+}
+
+// TestDashboardClaimRestartIsNoSharedName: a restarted process finds its predecessor's mark
+// once, then its own: no shared name. Another process's mark twice in a row is one, and it
+// clears after three own marks in a row.
+func TestDashboardClaimRestartIsNoSharedName(t *testing.T) {
+	e := &dashEntry{instance: "edge", process: "me"}
+	log := zap.NewNop()
+	for i, prev := range []string{"", "dead-predecessor", "me", "me", "me"} {
+		if e.noteClaim(prev, log); e.nameShared.Load() {
+			t.Fatalf("sample %d (%q): reported as shared", i, prev)
+		}
+	}
+	for _, prev := range []string{"other", "other"} {
+		e.noteClaim(prev, log)
+	}
+	if !e.nameShared.Load() {
+		t.Fatal("two marks of another process in a row: not reported")
+	}
+	for i, prev := range []string{"me", "other", "me", "me"} {
+		if e.noteClaim(prev, log); !e.nameShared.Load() {
+			t.Fatalf("cleared at sample %d (%q), before three own marks in a row", i, prev)
+		}
+	}
+	if e.noteClaim("me", log); e.nameShared.Load() {
+		t.Fatal("not cleared after three own marks in a row")
 	}
 }

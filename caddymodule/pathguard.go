@@ -50,7 +50,9 @@ type PathGuard struct {
 	SuspiciousAction string `json:"suspicious_action,omitempty"`
 
 	// Signals turns off feeding the detector from this route when false (e.g. a route whose
-	// 404s are normal, such as an image resizer). Default: true.
+	// 404s are normal, such as an image resizer, or the published ranges of crawlers): neither
+	// path_guard nor the handlers after it on the route (a policy_rate_limit's 429s, a
+	// monitoring handler's wrong keys) report the request's client. Default: true.
 	Signals *bool `json:"signals,omitempty"`
 
 	app     *App
@@ -139,7 +141,9 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return writeProblem(w, http.StatusForbidden, "Forbidden", "Requests from this client are refused for now.", nil)
 	}
 	if !h.signals {
-		return next.ServeHTTP(w, r)
+		// The rest of the route feeds the detector nothing either: a policy_rate_limit's
+		// refusals, a monitoring handler's wrong keys (App.Signal reads the mark).
+		return next.ServeHTTP(w, withSignalsOff(r))
 	}
 	if h.app.IsProbe(r.URL.Path) {
 		h.app.Signal(h.ctx, r, ipclass.SignalProbe)

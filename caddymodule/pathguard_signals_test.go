@@ -373,3 +373,39 @@ func TestOfficeLoginRushIsNotBannedButHammeringIs(t *testing.T) {
 		t.Fatalf("reclassified %v", got)
 	}
 }
+
+// TestSignalsOffCoversTheRestOfTheRoute: the README's crawler recipe (`path_guard @crawlers {
+// signals off }`) exempted the crawlers' 404s, but a policy_rate_limit on the same route still
+// reported its 429s: a crawler faster than the `public` policy (300/1m burst 60) was banned at
+// about its 100th request, and then refused 403 on every page for ban_for. `signals off` now
+// covers the whole route: the exempted crawler is only rate-limited, another client sending the
+// same is banned.
+func TestSignalsOffCoversTheRestOfTheRoute(t *testing.T) {
+	addr, c := productionGuardRoutes(t, `	@crawlers client_ip 66.249.64.0/19
+	@others not client_ip 66.249.64.0/19
+	path_guard @crawlers {
+		suspicious_action block
+		signals off
+	}
+	path_guard @others {
+		suspicious_action block
+	}
+	policy_rate_limit public
+	respond "page"`)
+	crawl := func(client string) map[int]int {
+		got := map[int]int{}
+		for i := 0; i < 200; i++ {
+			got[sendAs(t, addr, client, fmt.Sprintf("/page/%d", i))]++
+		}
+		return got
+	}
+	if got := crawl("66.249.66.1"); got[http.StatusForbidden] != 0 || got[http.StatusTooManyRequests] == 0 {
+		t.Fatalf("exempted crawler: %v, want 429s and no 403", got)
+	}
+	if got := crawl("198.51.100.31"); got[http.StatusForbidden] == 0 {
+		t.Fatalf("a client that is not exempted: %v, want it banned (403)", got)
+	}
+	if got := reclassifiedIPs(c); fmt.Sprint(got) != fmt.Sprint(map[string]string{"198.51.100.31": "rate_limited"}) {
+		t.Fatalf("reclassified %v", got)
+	}
+}

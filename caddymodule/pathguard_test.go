@@ -340,6 +340,8 @@ http://%s {
 	for _, bad := range []string{`{"ip": "nope"}`, `{"ip": "127.0.0.1", "ban_for": "-1m"}`, `not json`,
 		`{"ip": "127.0.0.1", "ban_for": "1ms"}`,     // the config's bounds: 1s ...
 		`{"ip": "127.0.0.1", "ban_for": "100000d"}`, // ... to 10 years (past 2262 the end overflowed: banned nobody)
+		`{"ip": "127.0.0.1", "banfor": "10s"}`,      // a misspelt field banned for the default 15m
+		`{"ip": "127.0.0.1", "ban_for": "10s", "until": "2030-01-01T00:00:00Z"}`,
 	} {
 		if code, _ := adminDo(t, "POST", admin+"/hardening/ipclass/detected", bad); code != 400 {
 			t.Errorf("admin ban %s: %d, want 400", bad, code)

@@ -224,6 +224,9 @@ const (
 	// DegradedInstancesUnread: the all-instances view could not read every other instance's
 	// data from Redis, so it shows fewer instances than publish.
 	DegradedInstancesUnread = "instances_unread"
+	// DegradedInstanceNameShared: another process publishes to Redis under this instance's
+	// name, so the two overwrite each other's documents.
+	DegradedInstanceNameShared = "instance_name_shared"
 )
 
 // Degraded is one reason the edge is degraded, for the page's banner.

@@ -16,6 +16,7 @@ import (
 //
 //	<prefix>dash:{dash}:instances          sorted set: instance -> unix ms of its last publish
 //	<prefix>dash:{dash}:doc:<range>:<inst> the instance's local document for that range (JSON)
+//	<prefix>dash:{dash}:owner:<inst>       the random id of the process that last published as <inst>
 //
 // Every key expires after PublishTTL; the set keeps at most MaxInstances members (the most
 // recent), and members older than PublishTTL are dropped.
@@ -55,6 +56,22 @@ func instancesKey(prefix string) string { return prefix + "dash:{dash}:instances
 
 func docKey(prefix, rng, instance string) string {
 	return prefix + "dash:{dash}:doc:" + rng + ":" + instance
+}
+
+func ownerKey(prefix, instance string) string { return prefix + "dash:{dash}:owner:" + instance }
+
+// Claim marks process (a random id per process) as the last publisher under instance's name,
+// for ttl, and returns the id it replaced ("" when none). Another id on consecutive samples
+// means two processes publish under one name and overwrite each other's documents.
+func Claim(ctx context.Context, c redis.UniversalClient, prefix, instance, process string, ttl time.Duration) (string, error) {
+	key := ownerKey(prefix, instance)
+	pipe := c.TxPipeline()
+	prev := pipe.GetSet(ctx, key, process) // GETSET, not SET GET: that needs Redis 6.2
+	pipe.Expire(ctx, key, ttl)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return "", err
+	}
+	return prev.Val(), nil
 }
 
 // Publish stores this instance's documents (by range name) and refreshes its membership.

@@ -25,6 +25,14 @@ import (
 // Requests never wait on Redis: publishing goes through a bounded queue served by one
 // goroutine, and a failing Redis only means detections stay local until it answers again.
 //
+// Redis may lose the set (a restart without persistence, FLUSHALL, an eviction): a marker key
+// (<prefix>{ipclass}:epoch) holds a random value, made by the first reload that finds it
+// missing. An instance that finds it missing, or holding another value than it last saw,
+// adds its own active detections to the set again (ZADD NX: an end already there is kept;
+// NX, not GT, which needs Redis 6.2) and
+// asks the others to reload, which then do the same; so an instance started after the loss
+// still learns the bans the running ones hold.
+//
 // Both sides watch Redis: a failed publication, and on the subscriber a broken subscription
 // (its connection closed, or a ping unanswered after subscriberPing of silence), make Failing
 // true and log once; when the subscription is back, the set is read again (the detections
@@ -33,14 +41,19 @@ import (
 type SharedBans struct {
 	client  redis.UniversalClient
 	key     string // sorted set of active detections
+	epoch   string // marker of the set's life: a new value means Redis lost it
 	channel string
 	det     *Detector
 	maxBans int
 	origin  string
 	logf    func(msg string, err error)
 
-	queue  chan banMessage
-	mu     sync.Mutex
+	queue chan banMessage
+	mu    sync.Mutex
+
+	epochMu   sync.Mutex
+	seenEpoch string // the marker's value at the last reload ("" before the first)
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -75,7 +88,7 @@ const queueSize = 1024
 const opTimeout = 2 * time.Second
 
 type banMessage struct {
-	Op      string `json:"op"` // "ban" or "unban"
+	Op      string `json:"op"` // "ban", "unban", or "reload" (read the set now: it was refilled)
 	IP      string `json:"ip"`
 	UntilMs int64  `json:"until_ms,omitempty"`
 	Signal  string `json:"signal,omitempty"`
@@ -94,6 +107,7 @@ func NewSharedBans(client redis.UniversalClient, keyPrefix string, det *Detector
 	return &SharedBans{
 		client: client, det: det, maxBans: maxBans, logf: logf,
 		key:     keyPrefix + "{ipclass}:detected",
+		epoch:   keyPrefix + "{ipclass}:epoch",
 		channel: keyPrefix + "{ipclass}:events",
 		origin:  hex.EncodeToString(id[:]),
 		queue:   make(chan banMessage, queueSize),
@@ -264,14 +278,18 @@ func (s *SharedBans) receive(ctx context.Context) error {
 			}
 			s.report(sideSubscribe, nil)
 		case *redis.Message:
-			s.apply(m.Payload)
+			s.apply(ctx, m.Payload)
 		}
 	}
 }
 
-func (s *SharedBans) apply(payload string) {
+func (s *SharedBans) apply(ctx context.Context, payload string) {
 	var m banMessage
 	if len(payload) > 512 || json.Unmarshal([]byte(payload), &m) != nil || m.Origin == s.origin {
+		return
+	}
+	if m.Op == "reload" {
+		_ = s.Reload(ctx) // a failure shows in the subscription or the next reload
 		return
 	}
 	a, err := netip.ParseAddr(m.IP)
@@ -319,9 +337,14 @@ func (s *SharedBans) Failure() error {
 // Reload applies every active detection in the shared set. It only adds: a shared detection
 // absent from the set (an unban whose message this instance missed) stays until it ends.
 // Dropping such entries here would race with a ban received between the read and the drop.
+// First it checks the set's marker, and when Redis lost the set it adds this instance's
+// detections to it again (see SharedBans).
 func (s *SharedBans) Reload(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
+	if err := s.checkEpoch(ctx); err != nil {
+		return err
+	}
 	zs, err := s.client.ZRangeByScoreWithScores(ctx, s.key, &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(time.Now().UnixMilli(), 10), Max: "+inf", Count: int64(s.maxBans),
 	}).Result()
@@ -335,4 +358,69 @@ func (s *SharedBans) Reload(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// republishChunk is how many detections one ZADD of a republication carries.
+const republishChunk = 1000
+
+// checkEpoch reads the set's marker, making it when it is missing; when it was missing or
+// holds another value than at the last reload (another instance made it after a loss), the
+// set was lost: this instance's active detections are added again, and the others are asked
+// to reload.
+func (s *SharedBans) checkEpoch(ctx context.Context) error {
+	s.epochMu.Lock()
+	defer s.epochMu.Unlock()
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	var made *redis.BoolCmd
+	var cur *redis.StringCmd
+	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		made = p.SetNX(ctx, s.epoch, hex.EncodeToString(id[:]), 0)
+		cur = p.Get(ctx, s.epoch)
+		return nil
+	}); err != nil {
+		return err
+	}
+	lost := made.Val() || (s.seenEpoch != "" && cur.Val() != s.seenEpoch)
+	if lost {
+		if err := s.republish(ctx); err != nil {
+			return err // seenEpoch unchanged: the next reload tries again
+		}
+	}
+	s.seenEpoch = cur.Val()
+	return nil
+}
+
+// republish adds the detector's active detections (not shadow ones) to the set, keeping a
+// an end already there, and asks the other instances to reload.
+func (s *SharedBans) republish(ctx context.Context) error {
+	ds := s.det.Detections(s.maxBans)
+	zs := make([]redis.Z, 0, min(len(ds), republishChunk))
+	flush := func() error {
+		if len(zs) == 0 {
+			return nil
+		}
+		err := s.client.ZAddNX(ctx, s.key, zs...).Err()
+		zs = zs[:0]
+		return err
+	}
+	for _, d := range ds {
+		if d.Shadow {
+			continue
+		}
+		zs = append(zs, redis.Z{Score: float64(d.Until.UnixMilli()), Member: d.Addr.String()})
+		if len(zs) == republishChunk {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := s.client.ZRemRangeByRank(ctx, s.key, 0, int64(-s.maxBans-1)).Err(); err != nil {
+		return err
+	}
+	payload, _ := json.Marshal(banMessage{Op: "reload", Origin: s.origin})
+	return s.client.Publish(ctx, s.channel, payload).Err()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -322,5 +323,73 @@ func TestSharedBansStopIsNoOutage(t *testing.T) {
 	defer logs.mu.Unlock()
 	if len(logs.msgs) != 0 {
 		t.Fatalf("stopping the sync logged %q: a publication cut short by Stop is no Redis failure", logs.msgs)
+	}
+}
+
+// lateInstanceKnows reports whether an instance started now (one Reload of the set) finds ip
+// suspicious.
+func lateInstanceKnows(t *testing.T, addr string, ip netip.Addr) bool {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	late := NewDetector(Settings{})
+	if err := NewSharedBans(c, "test:", late, 1000, func(string, error) {}).Reload(context.Background()); err != nil {
+		return false
+	}
+	return late.Suspicious(ip)
+}
+
+// TestSharedBansRepublishedAfterRedisLostThem: Redis restarted without persistence, or
+// FLUSHALL, empties the shared set. The running instances keep their bans, and add them to the
+// set again, so an instance started afterwards learns them.
+func TestSharedBansRepublishedAfterRedisLostThem(t *testing.T) {
+	fastSubscriberPing(t)
+	r := testenv.StartRedis(t)
+	a, sa, _ := sharedNode(t, r.Addr)
+	b, sb, _ := sharedNode(t, r.Addr)
+	ip := netip.MustParseAddr("198.51.100.40")
+	d, _ := a.Signal(ip, SignalTraversal)
+	testenv.WaitFor(t, 5*time.Second, "both subscribed", func() bool {
+		sa.Publish(d)
+		time.Sleep(50 * time.Millisecond)
+		return b.Suspicious(ip)
+	})
+
+	// A restart without persistence: the subscribers reconnect, find the set lost, refill it.
+	r.Restart()
+	testenv.WaitFor(t, 10*time.Second, "a new instance learns the ban after the restart", func() bool {
+		return lateInstanceKnows(t, r.Addr, ip)
+	})
+	if v, err := r.Do("ZSCORE", "test:{ipclass}:detected", ip.String()); err != nil || v == nil {
+		t.Fatalf("ban not back in the shared set: %v %v", v, err)
+	}
+
+	// FLUSHALL keeps the connections: the next periodic reload (here: B's, which only holds
+	// the ban as received from A) finds the marker gone and refills the set.
+	if _, err := r.Do("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !lateInstanceKnows(t, r.Addr, ip) {
+		t.Fatal("a new instance started after FLUSHALL does not learn the ban the running ones hold")
+	}
+
+	// A ban already in the set keeps its end through a republication.
+	v, _ := r.Do("ZSCORE", "test:{ipclass}:detected", ip.String())
+	later := time.Now().Add(48 * time.Hour).UnixMilli()
+	if _, err := r.Do("ZADD", "test:{ipclass}:detected", later, ip.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Do("DEL", "test:{ipclass}:epoch"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.Do("ZSCORE", "test:{ipclass}:detected", ip.String())
+	if f, err := strconv.ParseFloat(fmt.Sprint(got), 64); err != nil || int64(f) != later {
+		t.Fatalf("republication changed the shared end from %v to %v (was %v before)", later, got, v)
 	}
 }

@@ -57,9 +57,16 @@ type Report struct {
 	Score   int      `json:"score"`
 	Grade   string   `json:"grade"`
 	Results []Result `json:"results"`
-	// Note says why the redirect's https:// target was not graded (Scan.RedirectErr).
+	// Status is the graded response's status code. The Observatory grades only a 2xx one (it
+	// refuses the scan with "Site did not respond with a 2xx HTTP status code").
+	Status int `json:"status"`
+	// Note says why the redirect's https:// target was not graded (Scan.RedirectErr), or that
+	// the Observatory would not grade a response that is not 2xx.
 	Note string `json:"note,omitempty"`
 }
+
+// Graded2xx reports whether the Observatory would grade the response: a 2xx status.
+func (r Report) Graded2xx() bool { return r.Status >= 200 && r.Status <= 299 }
 
 // Analyze runs every test on the scan and totals the score.
 func Analyze(s *Scan) Report {
@@ -81,6 +88,7 @@ func Analyze(s *Scan) Report {
 	rep.Grade = Grade(rep.Score)
 	if s.Final != nil {
 		rep.URL = s.Final.URL.String()
+		rep.Status = s.Final.Status
 	}
 	if s.RedirectErr != nil {
 		rep.Note = s.RedirectErr.Error()

@@ -8,11 +8,13 @@ var dangerouslyBroad = map[string]bool{"ftp:": true, "http:": true, "https:": tr
 var unsafeInlineSources = map[string]bool{"'unsafe-inline'": true, "data:": true}
 
 // parsePolicies reads Content-Security-Policy values: policies separated by commas (also
-// across headers), directives by semicolons. A directive repeated in one policy keeps its
-// first value, as browsers do; a directive set by several policies keeps only the sources
-// every policy allows (browsers enforce them all). ok is false on a malformed directive name.
-func parsePolicies(values []string) (map[string][]string, bool) {
-	merged := map[string][]string{}
+// across headers), directives by semicolons. A directive set by several policies keeps only
+// the sources every policy allows (browsers enforce them all). ok is false on a malformed
+// directive name, and, as the Observatory rules (cspParser.js), on a directive repeated in one
+// policy, although browsers keep its first value: only report-uri and report-to may repeat
+// (their first value is kept, and dupReport says so).
+func parsePolicies(values []string) (merged map[string][]string, dupReport, ok bool) {
+	merged = map[string][]string{}
 	for _, v := range values {
 		for _, pol := range strings.Split(v, ",") {
 			seen := map[string]bool{}
@@ -23,9 +25,13 @@ func parsePolicies(values []string) (map[string][]string, bool) {
 				}
 				name := f[0]
 				if !validDirectiveName(name) {
-					return nil, false
+					return nil, false, false
 				}
 				if seen[name] {
+					if name != "report-uri" && name != "report-to" {
+						return nil, false, false
+					}
+					dupReport = true
 					continue
 				}
 				seen[name] = true
@@ -37,7 +43,7 @@ func parsePolicies(values []string) (map[string][]string, bool) {
 			}
 		}
 	}
-	return merged, true
+	return merged, dupReport, true
 }
 
 func validDirectiveName(s string) bool {
@@ -108,7 +114,7 @@ func cspTest(s *Scan) (Result, map[string][]string) {
 		}
 		return result(t, "csp-not-implemented"), nil
 	}
-	p, ok := parsePolicies(values)
+	p, dupReport, ok := parsePolicies(values)
 	if !ok {
 		return result(t, "csp-header-invalid"), nil
 	}
@@ -162,22 +168,36 @@ func cspTest(s *Scan) (Result, map[string][]string) {
 		}
 		return false
 	}
+	res := cspOutcome(p, scriptSrc, objectSrc, styleSrc, active, passive, https, insecure)
+	switch res {
+	case "csp-implemented-with-no-unsafe", "csp-implemented-with-no-unsafe-default-src-none",
+		"csp-implemented-with-unsafe-inline-in-style-src-only", "csp-implemented-with-insecure-scheme-in-passive-content-only":
+		// The outcomes the Observatory counts as passed give way to this one (modifier 0).
+		if dupReport {
+			res = "csp-implemented-but-duplicate-directives"
+		}
+	}
+	return result(t, res), p
+}
+
+// cspOutcome is the first (worst) CSP outcome found, in the Observatory's order.
+func cspOutcome(p map[string][]string, scriptSrc, objectSrc, styleSrc, active, passive []string, https bool, insecure func([]string) bool) string {
 	switch {
 	case anyIn(scriptSrc, dangerouslyBroad) || anyIn(scriptSrc, unsafeInlineSources) || anyIn(objectSrc, dangerouslyBroad):
-		return result(t, "csp-implemented-with-unsafe-inline"), p
+		return "csp-implemented-with-unsafe-inline"
 	case https && insecure(active):
-		return result(t, "csp-implemented-with-insecure-scheme"), p
+		return "csp-implemented-with-insecure-scheme"
 	case contains(scriptSrc, "'unsafe-eval'") || contains(styleSrc, "'unsafe-eval'"):
-		return result(t, "csp-implemented-with-unsafe-eval"), p
+		return "csp-implemented-with-unsafe-eval"
 	case https && insecure(passive):
-		return result(t, "csp-implemented-with-insecure-scheme-in-passive-content-only"), p
+		return "csp-implemented-with-insecure-scheme-in-passive-content-only"
 	case anyIn(styleSrc, dangerouslyBroad) || anyIn(styleSrc, unsafeInlineSources):
-		return result(t, "csp-implemented-with-unsafe-inline-in-style-src-only"), p
+		return "csp-implemented-with-unsafe-inline-in-style-src-only"
 	}
 	if d := p["default-src"]; len(d) == 1 && d[0] == "'none'" {
-		return result(t, "csp-implemented-with-no-unsafe-default-src-none"), p
+		return "csp-implemented-with-no-unsafe-default-src-none"
 	}
-	return result(t, "csp-implemented-with-no-unsafe"), p
+	return "csp-implemented-with-no-unsafe"
 }
 
 func contains(list []string, v string) bool {

@@ -93,6 +93,24 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 			start = h.String()
 		}
 	}
+	httpsTarget := target
+	if u.Scheme == "http" {
+		h := *u
+		h.Scheme = "https"
+		h.Host = u.Hostname()
+		if strings.Contains(h.Host, ":") {
+			h.Host = "[" + h.Host + "]"
+		}
+		httpsTarget = h.String()
+	}
+	// From an http:// URL, the https:// fetch is needed when the http:// chain does not end
+	// on a fetched https:// response; it starts once the chain has taken FallbackAfter, so a
+	// host that answers neither costs one timeout, not two.
+	var early *earlyFetch
+	if u.Scheme == "http" {
+		early = f.startEarly(ctx, httpsTarget)
+		defer early.cancel()
+	}
 	chain, body, cerr := f.follow(ctx, start)
 	for _, r := range chain {
 		s.Cookies = append(s.Cookies, r.Header.Values("Set-Cookie")...)
@@ -108,17 +126,14 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 		s.Final, s.Body, s.HTTPS = &last, body, true
 	}
 	if s.Final == nil || u.Scheme == "https" {
-		httpsTarget := target
-		if u.Scheme == "http" {
-			h := *u
-			h.Scheme = "https"
-			h.Host = u.Hostname()
-			if strings.Contains(h.Host, ":") {
-				h.Host = "[" + h.Host + "]"
-			}
-			httpsTarget = h.String()
+		var hchain []Response
+		var hbody []byte
+		var herr error
+		if early != nil {
+			hchain, hbody, herr = early.result(ctx, f, httpsTarget)
+		} else {
+			hchain, hbody, herr = f.follow(ctx, httpsTarget)
 		}
-		hchain, hbody, herr := f.follow(ctx, httpsTarget)
 		switch {
 		case herr == nil && len(hchain) > 0:
 			last := hchain[len(hchain)-1]
@@ -156,6 +171,40 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 		return nil, errors.New("no response over HTTP or HTTPS")
 	}
 	return s, nil
+}
+
+// FallbackAfter is how long the http:// chain of an http:// URL runs before the https://
+// fetch that may replace it starts beside it.
+var FallbackAfter = time.Second
+
+// earlyFetch is the https:// fetch of an http:// URL, started beside the http:// chain once
+// that has taken FallbackAfter.
+type earlyFetch struct {
+	timer  *time.Timer
+	done   chan struct{}
+	cancel context.CancelFunc
+	chain  []Response
+	body   []byte
+	err    error
+}
+
+func (f *Fetcher) startEarly(ctx context.Context, target string) *earlyFetch {
+	ctx, cancel := context.WithCancel(ctx)
+	e := &earlyFetch{done: make(chan struct{}), cancel: cancel}
+	e.timer = time.AfterFunc(FallbackAfter, func() {
+		defer close(e.done)
+		e.chain, e.body, e.err = f.follow(ctx, target)
+	})
+	return e
+}
+
+// result is the early fetch's outcome: awaited when it has started, else fetched now.
+func (e *earlyFetch) result(ctx context.Context, f *Fetcher, target string) ([]Response, []byte, error) {
+	if e.timer.Stop() {
+		return f.follow(ctx, target)
+	}
+	<-e.done
+	return e.chain, e.body, e.err
 }
 
 // follow GETs rawURL and each Location after it, up to maxRedirects, returning every response

@@ -68,6 +68,17 @@ func TestScoreTableRows(t *testing.T) {
 		{"csp unsafe style", TestCSP, "csp-implemented-with-unsafe-inline-in-style-src-only", 0, set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'"), "", nil},
 		{"csp strict-dynamic without nonce", TestCSP, "csp-header-invalid", -25, set("Content-Security-Policy", "script-src 'strict-dynamic'"), "", nil},
 		{"csp absent", TestCSP, "csp-not-implemented", -25, set("Content-Security-Policy", ""), "", nil},
+		// cspParser.js: a repeated directive makes the policy invalid (browsers would keep the
+		// first), except report-uri and report-to, whose repetition turns a passing outcome
+		// into csp-implemented-but-duplicate-directives (0, not the +10 it would earn).
+		{"csp repeated directive", TestCSP, "csp-header-invalid", -25, set("Content-Security-Policy", "default-src 'none'; script-src 'self'; SCRIPT-SRC https://cdn.example.com"), "", nil},
+		{"csp repeated report-uri", TestCSP, "csp-implemented-but-duplicate-directives", 0, set("Content-Security-Policy", "default-src 'none'; report-uri /a; report-uri /b"), "", nil},
+		{"csp repeated report-to on style-only", TestCSP, "csp-implemented-but-duplicate-directives", 0, set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; report-to a; report-to b"), "", nil},
+		{"csp repeated report-uri, unsafe-eval", TestCSP, "csp-implemented-with-unsafe-eval", -10, set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'unsafe-eval'; object-src 'none'; report-uri /a; report-uri /b"), "", nil},
+		{"csp same directive in two policies", TestCSP, "csp-implemented-with-no-unsafe-default-src-none", 10, func(h http.Header) {
+			h.Set("Content-Security-Policy", "default-src 'none'; report-uri /a")
+			h.Add("Content-Security-Policy", "default-src 'none'; report-uri /b")
+		}, "", nil},
 		{"csp report-only", TestCSP, "csp-not-implemented-but-reporting-enabled", -25, func(h http.Header) {
 			h.Set("Content-Security-Policy-Report-Only", h.Get("Content-Security-Policy"))
 			h.Del("Content-Security-Policy")

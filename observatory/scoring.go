@@ -43,7 +43,8 @@ var scoreTable = map[string]rule{
 	"csp-implemented-with-unsafe-eval":                             {-10, "remove eval() from the code, then 'unsafe-eval' from the policy"},
 	"csp-implemented-with-unsafe-inline":                           {-20, "remove 'unsafe-inline' and data: from script-src, broad sources (https:, *) from script-src and object-src, and set both (security_headers' strict preset does)"},
 	"csp-implemented-with-insecure-scheme":                         {-20, "load every resource over HTTPS and remove http: sources from the policy"},
-	"csp-header-invalid":                                           {-25, "fix the policy's syntax ('strict-dynamic' needs a nonce or hash beside it)"},
+	"csp-implemented-but-duplicate-directives":                     {0, "send report-uri and report-to once each in the policy"},
+	"csp-header-invalid":                                           {-25, "fix the policy's syntax ('strict-dynamic' needs a nonce or hash beside it; a directive may appear once in a policy)"},
 	"csp-not-implemented":                                          {-25, "send a Content-Security-Policy: add security_headers (strict preset) to the site"},
 	"csp-not-implemented-but-reporting-enabled":                    {-25, "the policy is report-only: once reports are clean, remove report_only so it is enforced"},
 	// Cookies

@@ -267,7 +267,8 @@ func decode(p string, strict bool) (string, decoded, Reason) {
 	return b.String(), d, ""
 }
 
-// checkSegments refuses `..` segments (also before `;` parameters), drive segments followed by
+// checkSegments refuses `..` segments (also before `;` parameters, and before a decoded `?`
+// or `#`), drive segments followed by
 // a separator (`/C:/windows/win.ini`, `/static/C:/x`, `/C:/`: the root of a drive, where a
 // Windows server that joins the path to its root lands), and non-ASCII segments that normalize
 // to either (checkUnicodeSegment). A drive segment at the end (`/wiki/A:`, `/docs/C:`) passes:
@@ -277,7 +278,10 @@ func checkSegments(p string) Reason {
 	for rest := p; ; {
 		seg, after, more := strings.Cut(rest, "/")
 		name := seg
-		if i := strings.IndexByte(name, ';'); i >= 0 {
+		// A `;` starts parameters (Tomcat reads `..;` as `..`); a decoded `?` or `#` (from
+		// %3f, %23) is where a server that decodes the path and parses it again as a URL
+		// cuts it: `..%3f/` is `..` there.
+		if i := strings.IndexAny(name, ";?#"); i >= 0 {
 			name = name[:i]
 		}
 		switch {

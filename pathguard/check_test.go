@@ -44,6 +44,11 @@ func TestCheckReasons(t *testing.T) {
 		{"/../x", Options{}, ReasonDotSegment},
 		{"/%2E%2e/x", Options{}, ReasonDotSegment},
 		{"/..;/x", Options{AllowPathParams: true}, ReasonDotSegment},
+		{"/a/..%3f/b", Options{}, ReasonDotSegment}, // a server that parses the decoded path again reads `..`
+		{"/a/%2e%2e%23/b", Options{}, ReasonDotSegment},
+		{"/a/..%253F/b", Options{}, ReasonDotSegment}, // the second layer, as `..%253B/`
+		{"/faq/why%3F", Options{}, ""},
+		{"/a/...%3F/b", Options{}, ""},
 		{"/a;b", Options{}, ReasonPathParams},
 		{"/a;b", Options{AllowPathParams: true}, ""},
 		{"/a%3bb", Options{}, ReasonPathParams},

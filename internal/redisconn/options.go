@@ -207,6 +207,10 @@ func parseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
+// CheckAddrs checks that each of addrs is host:port with a port from 1 to 65535; what names
+// them in the error (cluster, sentinel).
+func CheckAddrs(what string, addrs []string) error { return checkAddrs(what, addrs) }
+
 func checkAddrs(what string, addrs []string) error {
 	for _, a := range addrs {
 		host, port, err := net.SplitHostPort(a)

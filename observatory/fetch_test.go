@@ -1,0 +1,59 @@
+package observatory
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestFetchSilentHostWaitsOneTimeout: from an http:// URL whose host answers neither http://
+// nor https:// (a firewall that drops packets), the check waited the client's timeout twice,
+// once per scheme, one after the other. The https:// fetch now starts beside the http:// one
+// after FallbackAfter, so the whole fetch takes about one timeout.
+func TestFetchSilentHostWaitsOneTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept() // accepted, never answered
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	defer func(d time.Duration) { FallbackAfter = d }(FallbackAfter)
+	FallbackAfter = 100 * time.Millisecond
+	const timeout = time.Second
+	var mu sync.Mutex
+	var addrs []string
+	client := &http.Client{Timeout: timeout, Transport: &http.Transport{
+		// Every address (the http:// port and the https:// one) leads to the silent listener.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			addrs = append(addrs, addr)
+			mu.Unlock()
+			return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
+		},
+	}}
+	start := time.Now()
+	_, err = (&Fetcher{Client: client}).Fetch(context.Background(), "http://silent.test/", "")
+	took := time.Since(start)
+	if err == nil {
+		t.Fatal("a silent host fetched")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(addrs) != 2 || addrs[0] != "silent.test:80" || addrs[1] != "silent.test:443" {
+		t.Fatalf("dialled %v, want silent.test:80 then silent.test:443", addrs)
+	}
+	if took > timeout+FallbackAfter+600*time.Millisecond {
+		t.Fatalf("the fetch took %v: more than one timeout (%v) and the head start (%v)", took, timeout, FallbackAfter)
+	}
+}
