@@ -81,7 +81,8 @@ type SecurityHeaders struct {
 	// development nor under the development preset (given beside that preset, it is refused). A response is HTTPS when its request came over TLS, or from a trusted proxy
 	// (the server's trusted_proxies) whose last X-Forwarded-Proto is https: a load balancer
 	// that terminates TLS in front of Caddy. Where it is not sent (plain HTTP, development, Off), an upstream's
-	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
+	// Strict-Transport-Security is removed too, unless KeepUpstream lists it (then it passes
+	// beside Off, on HTTPS responses outside development only). Default:
 	// max-age=63072000; includeSubDomains (no preload: that is a commitment you make on
 	// purpose).
 	HSTS *HSTSConfig `json:"hsts,omitempty"`
@@ -129,8 +130,9 @@ type SecurityHeaders struct {
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
-	// over this handler's. Strict-Transport-Security may be listed with any hsts setting:
-	// the upstream's then passes also where this handler sends none. Content-Security-Policy
+	// over this handler's. Strict-Transport-Security may be listed with any hsts setting
+	// (off included), but not beside the development preset: the upstream's then passes on
+	// HTTPS responses outside development, never over plain HTTP. Content-Security-Policy
 	// listed also keeps a policy that a later handler set with its own nonce (file_server
 	// browse's), and the page's nonce attributes with it.
 	KeepUpstream []string `json:"keep_upstream,omitempty"`
@@ -146,6 +148,7 @@ type SecurityHeaders struct {
 	cspHeader  string
 	static     []headerValue // set on every response
 	hsts       string        // set on HTTPS responses
+	hstsKept   bool          // an upstream's HSTS may pass on HTTPS responses (keep_upstream)
 	xfo        string        // the X-Frame-Options in static, if any
 	namesHTTP  []string      // the headers a plain-HTTP response gets, in value order
 	namesTLS   []string      // the headers an HTTPS response gets
@@ -443,8 +446,15 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		if !h.manages(name) {
 			return forOption("keep_upstream", fmt.Errorf("keep_upstream %s: this handler does not set that header", name))
 		}
+		if name == "Strict-Transport-Security" && h.Preset == csp.PresetDevelopment {
+			// Named on purpose beside a preset that never lets HSTS out: it would be ignored.
+			return forOption("keep_upstream", fmt.Errorf("keep_upstream Strict-Transport-Security: the development preset lets no HSTS out, the upstream's included (a development host must not pin browsers to HTTPS); expected it without this header, or the strict preset"))
+		}
 		h.keep[name] = true
 	}
+	// An upstream's HSTS, kept, goes out where HSTS may: on HTTPS responses, outside
+	// development and the development preset (RFC 6797 7.2: never over plain HTTP).
+	h.hstsKept = h.keep["Strict-Transport-Security"] && env != Development && !h.built.devPreset
 	if err := h.buildInject(adapting); err != nil {
 		return forOption("inject_nonce", err)
 	}

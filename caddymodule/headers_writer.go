@@ -212,9 +212,10 @@ func (sw *securityWriter) settle() {
 			hdr[name] = vals[:1]
 		}
 	}
-	if !sw.sendsHSTS() && !sw.h.keep["Strict-Transport-Security"] {
+	if !sw.sendsHSTS() && !(sw.https && sw.h.hstsKept) {
 		// No HSTS from us here (plain HTTP, development, hsts off): none from anyone else
-		// either, unless the operator kept the upstream's.
+		// either, unless the operator kept the upstream's, and then only over HTTPS outside
+		// development (a browser ignores it over plain HTTP, and RFC 6797 forbids it there).
 		delete(hdr, "Strict-Transport-Security")
 	}
 	for _, name := range sw.h.remove {
