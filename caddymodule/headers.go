@@ -93,7 +93,9 @@ type SecurityHeaders struct {
 	// frame-ancestors is refused, unless ReportOnly is set to true (a rollout enforces this
 	// X-Frame-Options and reports the frame-ancestors it tries). Where the enforced policy sent is another's (one that
 	// replaced this handler's and stayed, or one kept by KeepUpstream), X-Frame-Options says
-	// what that policy's frame-ancestors says.
+	// what that policy's frame-ancestors says. Where none is sent because frame-ancestors lists
+	// hosts, one set by anyone else (the upstream, a header directive) is made to say what the
+	// enforced policy sent says (removed beside a list of hosts), unless KeepUpstream lists it.
 	FrameOptions string `json:"frame_options,omitempty"`
 
 	// ReferrerPolicy is Referrer-Policy, or off: one of the standard policies, or a
@@ -130,7 +132,8 @@ type SecurityHeaders struct {
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
-	// over this handler's. Strict-Transport-Security may be listed with any hsts setting
+	// over this handler's; X-Frame-Options may be listed where frame-ancestors lists hosts
+	// (none is set here then). Strict-Transport-Security may be listed with any hsts setting
 	// (off included), but not beside the development preset: the upstream's then passes on
 	// HTTPS responses outside development, never over plain HTTP. Content-Security-Policy
 	// listed also keeps a policy that a later handler set with its own nonce (file_server
@@ -150,6 +153,7 @@ type SecurityHeaders struct {
 	hsts       string        // set on HTTPS responses
 	hstsKept   bool          // an upstream's HSTS may pass on HTTPS responses (keep_upstream)
 	xfo        string        // the X-Frame-Options in static, if any
+	xfoHosts   bool          // none sent: frame-ancestors lists hosts (see matchFrameOptions)
 	namesHTTP  []string      // the headers a plain-HTTP response gets, in value order
 	namesTLS   []string      // the headers an HTTPS response gets
 	remove     []string
@@ -380,6 +384,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		}
 	}
 	h.xfo = xfo
+	// A list of hosts, which X-Frame-Options cannot say: this handler sends none, and one set
+	// by anyone else is made to say what the enforced frame-ancestors says (matchFrameOptions).
+	_, hasFA := policy.Get("frame-ancestors")
+	h.xfoHosts = h.FrameOptions == "" && hasFA && derived == ""
 	if xfo != "" {
 		static = append(static, headerValue{"X-Frame-Options", xfo})
 	}
@@ -443,7 +451,7 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.keep = map[string]bool{}
 	for _, name := range h.KeepUpstream {
 		name = http.CanonicalHeaderKey(name)
-		if !h.manages(name) {
+		if !h.manages(name) && !(name == "X-Frame-Options" && h.xfoHosts) {
 			return forOption("keep_upstream", fmt.Errorf("keep_upstream %s: this handler does not set that header", name))
 		}
 		if name == "Strict-Transport-Security" && h.Preset == csp.PresetDevelopment {

@@ -323,25 +323,56 @@ localhost:%d {
 	}
 }
 
-// A header this handler does not send (turned off; X-Frame-Options where frame-ancestors
-// lists hosts) is left as the upstream sent it, as the README says.
+// A header this handler does not send because it is turned off is left as the upstream sent
+// it, as the README says. X-Frame-Options where frame-ancestors lists hosts is not sent here
+// either, but an upstream's (SAMEORIGIN, Rails' default) would contradict the enforced
+// policy: it is removed, unless keep_upstream lists it; under report_only it is what
+// enforces, and stays.
 func TestHeadersNotSentHereAreTheUpstreams(t *testing.T) {
 	up := htmlUpstream(t, "<p>page</p>") // X-Frame-Options SAMEORIGIN, Referrer-Policy unsafe-url
 	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%[1]d {
 	bind 127.0.0.1
-	security_headers {
-		csp {
-			frame-ancestors 'self' https://portal.example
+	handle /kept {
+		security_headers {
+			csp {
+				frame-ancestors 'self' https://portal.example
+			}
+			keep_upstream X-Frame-Options
 		}
-		referrer_policy off
+		reverse_proxy %[2]s
 	}
-	reverse_proxy %s
+	handle /rollout {
+		security_headers {
+			csp {
+				frame-ancestors 'self' https://portal.example
+			}
+			report_only
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		security_headers {
+			csp {
+				frame-ancestors 'self' https://portal.example
+			}
+			referrer_policy off
+		}
+		reverse_proxy %[2]s
+	}
 }
 `, port, up.Listener.Addr()))
-	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
-	if xfo, rp := resp.Header.Values("X-Frame-Options"), resp.Header.Values("Referrer-Policy"); len(xfo) != 1 || xfo[0] != "SAMEORIGIN" || len(rp) != 1 || rp[0] != "unsafe-url" {
-		t.Errorf("X-Frame-Options %q, Referrer-Policy %q; want the upstream's SAMEORIGIN and unsafe-url", xfo, rp)
+	for path, want := range map[string]string{"/": "", "/kept": "SAMEORIGIN", "/rollout": "SAMEORIGIN"} {
+		resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if xfo := strings.Join(resp.Header.Values("X-Frame-Options"), ", "); xfo != want {
+			t.Errorf("%s: X-Frame-Options %q beside frame-ancestors 'self' https://portal.example, want %q", path, xfo, want)
+		}
+		if path != "/" {
+			continue
+		}
+		if rp := resp.Header.Values("Referrer-Policy"); len(rp) != 1 || rp[0] != "unsafe-url" {
+			t.Errorf("Referrer-Policy %q; want the upstream's unsafe-url", rp)
+		}
 	}
 }
 
