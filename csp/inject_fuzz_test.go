@@ -30,6 +30,8 @@ func FuzzInjector(f *testing.F) {
 		`<script><!--<script>x</script>--></script><style nonce=1>`,
 		`<link rel=stylesheet href=a.css/><script nonce=` + testPH + testPH[:4],
 		`<p nonce nonce=1 NONCE='2'>`, `</a nonce=1>`, `<!---->`, `<plaintext><script>`,
+		`<math><mtext><table></mtext></math><style><link rel=stylesheet href=//evil x=</style></table></mtext><style></math><link rel="stylesheet" nonce="` + testPH + `">`,
+		`<svg><foreignObject><p><table><td><select><style></table></p></foreignObject><script nonce="` + testPH + `">`,
 	} {
 		f.Add(s, uint8(3), false)
 		f.Add(s, uint8(1), true)
