@@ -201,7 +201,10 @@ type InjectNonceConfig struct {
 	// the placeholder's UTF-16 and UTF-32 forms are overwritten as the placeholder is.
 	Placeholder string `json:"placeholder,omitempty"`
 	// CacheControl replaces Cache-Control on nonced HTML (a cached nonce is a reused nonce), or
-	// `off` to keep the upstream's. Default: no-store.
+	// `off` to keep the upstream's. The fields CDNs follow instead of it (CDN-Cache-Control,
+	// Cloudflare-CDN-Cache-Control, Surrogate-Control, Edge-Control, X-Accel-Expires) are
+	// removed with it.
+	// Default: no-store.
 	CacheControl string `json:"cache_control,omitempty"`
 }
 

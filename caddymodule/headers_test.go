@@ -2104,3 +2104,54 @@ func nonceOf(t *testing.T, policy string) string {
 	}
 	return m[1]
 }
+
+// A nonced page's no-store is for every cache: a CDN in front of Caddy follows the targeted
+// fields of RFC 9213 (CDN-Cache-Control, Cloudflare-CDN-Cache-Control) or its own
+// (Surrogate-Control: Fastly, Varnish; Edge-Control: Akamai; X-Accel-Expires: nginx's
+// proxy_cache) instead of Cache-Control, and an upstream's max-age there would have it store
+// the page and hand its nonce to every visitor. They go with Cache-Control; cache_control off
+// keeps them all.
+func TestNoncedPageDropsTargetedCacheFields(t *testing.T) {
+	targeted := []string{"CDN-Cache-Control", "Cloudflare-CDN-Cache-Control", "Surrogate-Control", "Edge-Control", "X-Accel-Expires"}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=60")
+		for _, k := range targeted {
+			w.Header().Set(k, "max-age=86400")
+		}
+		if r.URL.Path == "/app.js" {
+			w.Header().Set("Content-Type", "text/javascript")
+		}
+		_, _ = io.WriteString(w, `<script nonce="`+testPlaceholder+`">ok()</script>`)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%[1]d {
+	bind 127.0.0.1
+	handle /off/* {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER} {
+				cache_control off
+			}
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+		}
+		reverse_proxy %[2]s
+	}
+}
+`, port, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for path, kept := range map[string]bool{"/page": false, "/off/page": true, "/app.js": true} {
+		resp, _ := getBody(t, base+path)
+		for _, k := range targeted {
+			if got := resp.Header.Get(k); (got != "") != kept {
+				t.Errorf("%s: %s %q; want it kept: %v", path, k, got, kept)
+			}
+		}
+	}
+}
