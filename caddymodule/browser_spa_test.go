@@ -15,7 +15,8 @@ import (
 )
 
 // A page written the way applications write them, proxied in placeholder mode: inline SVG
-// with its own <script> and <style>, MathML, a <template> whose marked script the app clones
+// with its own <script> and <style>, MathML (with a table in <mtext>, and one in an SVG
+// label's <foreignObject>), a <template> whose marked script the app clones
 // in, <noscript>, comments and HTML's bogus CDATA holding marked tags, attributes holding
 // ">", raw-text elements, a marked tag after a 300 KB attribute, and user content that tries
 // a guessed nonce, a nonce-less script, dangling markup before a marked tag, and an SVG
@@ -31,6 +32,10 @@ func TestBrowserPlaceholderModeOnAnApplicationsPage(t *testing.T) {
 <svg width="10" height="10"><title>icon</title><script nonce="` + ph + `">` + mark("svg") + `</script><style nonce="` + ph + `">circle { fill: red; }</style><circle r="5"/></svg>
 <math><mi>x</mi><mo>=</mo><mn>1</mn></math>
 <script nonce="` + ph + `">` + mark("math") + `</script>
+<math><mtext><table><tr><td>a</td><td><style nonce="` + ph + `">td { padding: 0 }</style>b</td></tr></table></mtext></math>
+<svg><foreignObject width="10" height="10"><table><caption>label</caption></table></foreignObject></svg>
+<script nonce="` + ph + `">` + mark("mathtable") + `</script>
+<p>user: <math><mtext><table></mtext></math><style><script nonce="` + ph + `">` + mark("INJ-mtext") + `</script></style></table></mtext></math></p>
 <template id="tpl"><script nonce="` + ph + `">` + mark("template") + `</script></template>
 <script nonce="` + ph + `">document.body.appendChild(document.getElementById('tpl').content.cloneNode(true));</script>
 <noscript><script nonce="` + ph + `">` + mark("INJ-noscript") + `</script></noscript>
@@ -68,7 +73,7 @@ func TestBrowserPlaceholderModeOnAnApplicationsPage(t *testing.T) {
 	}
 	out := between(chromiumDOM(t, url), `<div id="out">`, `</div>`)
 	t.Logf("#out = %q", out)
-	for _, ran := range []string{"svg;", "math;", "template;", "attributes;", "long;", "dynamic;"} {
+	for _, ran := range []string{"svg;", "math;", "mathtable;", "template;", "attributes;", "long;", "dynamic;"} {
 		if !strings.Contains(out, ran) {
 			t.Errorf("the application's script %q did not run", ran)
 		}
