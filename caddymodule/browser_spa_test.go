@@ -151,3 +151,46 @@ new Worker('/assets/worker-Z.js', { type: 'module' }).onmessage = (e) => { out.t
 		t.Errorf("CSP violations reported: %v", v)
 	}
 }
+
+// MathML in a table, where the tree builder leaves the <math> at a table part (`<col>`, or a
+// <table> in <mtext> that closes the table around it): user content there used to pass the
+// injector's view of the page (still MathML, so `<style>` holds tags) while Chromium is back
+// in the table's HTML (`<style>` is raw text), and the attacker's stylesheet, opened after
+// `</style>`, took the nonce of the application's next marked tag. Placeholder mode now gives
+// up there: the cross-origin stylesheet never applies.
+func TestBrowserMathInATableCannotTakeANonce(t *testing.T) {
+	const ph = testPlaceholder
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css")
+		_, _ = io.WriteString(w, `body { color: rgb(1, 2, 3) !important; }`)
+	}))
+	t.Cleanup(evil.Close)
+	page := func(part string) string {
+		return `<!doctype html><body><div id="out"></div>
+<script nonce="` + ph + `">setTimeout(function () { document.getElementById('out').textContent = 'color ' + getComputedStyle(document.body).color; }, 300);</script>
+<table><math><mtext>` + part + `</mtext><style><a title="</style><link rel=stylesheet href=` + evil.URL + `/x.css a=
+<link rel=stylesheet href=/app.css nonce="` + ph + `">`
+	}
+	pages := map[string]string{"/col": page("<col>"), "/table": page("<table></table>")}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, pages[r.URL.Path])
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", ph)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	for path := range pages {
+		out := between(chromiumDOM(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path)), `<div id="out">`, `</div>`)
+		if out != "color rgb(0, 0, 0)" {
+			t.Errorf("%s: #out = %q, want the page's own color (the attacker's stylesheet must not apply)", path, out)
+		}
+	}
+}

@@ -61,6 +61,7 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 	}
 	t.selectTag(name)
 	if t.fN == 0 {
+		t.noteTable(name)
 		if !t.endTag && !selfClosing && (name == "svg" || name == "math") {
 			t.push(name, name[0], eForeign)
 		}
@@ -93,6 +94,8 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 		t.leaveForeign() // the tag is an HTML element, where foreign content began
 		if t.fN > 0 {
 			t.htmlInIP(name, selfClosing)
+		} else {
+			t.noteTable(name)
 		}
 		return true
 	case "", "font", "annotation-xml": // too long to follow; depends on attributes
@@ -150,8 +153,11 @@ func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
 	top := &t.foreign[t.fN-1]
 	switch name {
 	case "table":
-		if t.inSelect {
-			t.poison() // parsers of <select> differ on a <table> in it
+		if t.inSelect || t.tableSeen {
+			// Parsers of <select> differ on a <table> in it; and where the document may be in
+			// a table's insertion mode, this <table> closes the table around the <math> or
+			// <svg> (popping it and its integration point) instead of nesting.
+			t.poison()
 			return
 		}
 		t.push(name, 0, eTable)
@@ -168,18 +174,23 @@ func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
 		} else {
 			t.push(name, 0, eHTML)
 		}
-	case "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
+	case "area", "base", "br", "embed", "hr", "img", "input", "keygen", "link", "meta",
 		"param", "source", "track", "wbr":
 	case "", "html", "head", "body", "frameset", "frame", "template", "select", "caption",
-		"colgroup", "tbody", "thead", "tfoot", "tr", "td", "th", "image", "plaintext":
-		t.poison() // insertion modes of their own, or no end to follow
+		"col", "colgroup", "tbody", "thead", "tfoot", "tr", "td", "th", "image", "plaintext":
+		// Insertion modes of their own, or no end to follow. Where the foreign content is in a
+		// table (foster-parented, or in a cell), the table parts close it: `<table><math>
+		// <mtext><col></mtext>` is back in the table's HTML while the stack here says MathML.
+		t.poison()
 	default:
 		t.push(name, 0, eHTML)
 	}
 }
 
 // tableTag follows a tag inside a <table> opened in an integration point (MathML's
-// <mtext><table>, an SVG label's <foreignObject><table>). Everything in it is HTML: the table
+// <mtext><table>, an SVG label's <foreignObject><table>), where the tree builder is in body:
+// none of the page's table tags came before (tableSeen), since in a table's insertion mode
+// that <table> would close the table around the <math> instead. Everything in it is HTML: the table
 // modes insert <tbody>, <tr>, <td>, ... and foster-parent the rest, and none of that changes
 // whether content is HTML, so the tags in it are not followed, only the end of the table. No
 // end tag but </table> can close the table or an element below it: the table and its cells
@@ -201,6 +212,17 @@ func (t *tokenizer) tableTag(name string) {
 	switch name {
 	case "", "svg", "math", "table", "template", "plaintext", "image":
 		t.poison()
+	}
+}
+
+// noteTable remembers a table's start tag outside integration points (see tableSeen).
+func (t *tokenizer) noteTable(name string) {
+	if t.endTag {
+		return
+	}
+	switch name {
+	case "table", "caption", "colgroup", "col", "tbody", "thead", "tfoot", "tr", "td", "th":
+		t.tableSeen = true
 	}
 }
 
