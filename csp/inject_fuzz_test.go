@@ -86,10 +86,15 @@ func FuzzInjector(f *testing.F) {
 			}
 		}
 
-		// An independent HTML5 tokenizer sees only this response's nonce.
+		// An independent HTML5 tokenizer sees only this response's nonce. Go's tokenizer reads
+		// <style> and <script> as raw text also inside <svg> and <math>, where the injector,
+		// as browsers, reads tags (`<math><style><a x="</style><a nonce>` is one tag to both):
+		// there only the tree builder below judges, and the count is skipped.
+		lower := strings.ToLower(whole)
+		foreign := strings.Contains(lower, "<svg") || strings.Contains(lower, "<math")
 		z := html.NewTokenizer(strings.NewReader(whole))
 		nonced := 0
-		for {
+		for !foreign {
 			tt := z.Next()
 			if tt == html.ErrorToken {
 				break
@@ -129,10 +134,7 @@ func FuzzInjector(f *testing.F) {
 				}
 			}
 		}
-		// (Go's tokenizer reads <style> and <script> as raw text also inside <svg> and <math>,
-		// where the injector, as browsers, reads tags: count only outside them.)
-		lower := strings.ToLower(whole)
-		if tags && !strings.Contains(lower, "<svg") && !strings.Contains(lower, "<math") && strings.Count(whole, nonce) != nonced {
+		if tags && !foreign && strings.Count(whole, nonce) != nonced {
 			t.Fatalf("%d nonces in the output but %d nonced tags (a tag with two?):\n in  %q\n out %q", strings.Count(whole, nonce), nonced, body, whole)
 		}
 	})
