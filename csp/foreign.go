@@ -117,8 +117,13 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 // <iframe>, <noembed>, <noframes>, <noscript> or <plaintext> start tag there (its content is
 // then markup), while parsers of its customizable <select> (Chromium's) read it, and its
 // content as raw text, as the injector does. Which one the browser is cannot be known: such a
-// tag inside a <select> gives up on the page. A <select> ends at its end tag, or at the start
-// of another <select>, <input>, <keygen> or <textarea> (which close it in the standard's parser).
+// tag inside a <select> gives up on the page. So does an <svg> or <math> there: the older
+// parser ignores it and stays in HTML, where `<![CDATA[` is a bogus comment that ends at the
+// first '>' and <textarea> closes the <select> (RCDATA), while the relaxed one, as the injector,
+// reads SVG or MathML (CDATA text up to ']]>', <textarea> holding tags): user content could
+// then hide from the injector a tag that the older parser reads. A <select> ends at its end
+// tag, or at the start of another <select>, <input>, <keygen> or <textarea> (which close it in
+// the standard's older parser).
 func (t *tokenizer) selectTag(name string) {
 	switch {
 	case t.endTag:
@@ -129,7 +134,8 @@ func (t *tokenizer) selectTag(name string) {
 		t.inSelect = t.fN == 0 || t.foreign[t.fN-1].kind != eForeign
 	case name == "input" || name == "keygen" || name == "textarea":
 		t.inSelect = false
-	case t.inSelect && (t.kind == kStyle || t.kind == kRaw || t.kind == kPlaintext):
+	case t.inSelect && (t.kind == kStyle || t.kind == kRaw || t.kind == kPlaintext),
+		t.inSelect && (name == "svg" || name == "math"):
 		t.poison()
 	}
 }

@@ -36,11 +36,13 @@ func FuzzInjector(f *testing.F) {
 		f.Add(s, uint8(3), false)
 		f.Add(s, uint8(1), true)
 	}
-	// Foreign content inside a table, where the tree builder leaves the <math> at a table part
-	// (placeholder mode gives up there; tags mode, for pages without user content, does not).
+	// Foreign content inside a table, where the tree builder leaves the <math> at a table part,
+	// or inside a <select>, where the standard's older parser ignores it (placeholder mode
+	// gives up there; tags mode, for pages without user content, does not).
 	for _, s := range []string{
 		`<table><math><mtext><table></table></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 		`<table><math><mtext><col></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
+		`<select><math><![CDATA[ > <script src=//evil/x.js a=` + "\n" + `<script nonce="` + testPH + `" src=/app.js></script>`,
 	} {
 		f.Add(s, uint8(3), false)
 	}

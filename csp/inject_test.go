@@ -198,6 +198,8 @@ func TestInjectorForeignContent(t *testing.T) {
 		{"a table in an integration point after a table: gives up (it may close that one)",
 			`<table><math><mtext><table></table></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 			`<table><math><mtext><table></table></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css >`},
+		{"<math> in <select>: parsers differ, gives up", `<select><math><![CDATA[ > <script src=//evil/x.js a=` + "\n" + `<script nonce="` + testPH + `" src=/app.js></script>`,
+			`<select><math><![CDATA[ > <script src=//evil/x.js a=` + "\n" + `<script nonce="` + strings.Repeat("-", len(testNonce)) + `" src=/app.js></script>`},
 		{"</template> in such a table: gives up", `<template><math><mtext><table></template>` + app,
 			`<template><math><mtext><table></template><link rel="stylesheet" href="/a.css" >`},
 		{"placeholder in text after giving up becomes dashes", `<svg><font color=red></svg><script>var n="` + testPH + `"</script>`,
