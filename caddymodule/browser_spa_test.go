@@ -15,7 +15,8 @@ import (
 )
 
 // A page written the way applications write them, proxied in placeholder mode: inline SVG
-// with its own <script> and <style>, MathML, a <template> whose marked script the app clones
+// with its own <script> and <style>, MathML (with a table in <mtext>, and one in an SVG
+// label's <foreignObject>), a <template> whose marked script the app clones
 // in, <noscript>, comments and HTML's bogus CDATA holding marked tags, attributes holding
 // ">", raw-text elements, a marked tag after a 300 KB attribute, and user content that tries
 // a guessed nonce, a nonce-less script, dangling markup before a marked tag, and an SVG
@@ -31,6 +32,10 @@ func TestBrowserPlaceholderModeOnAnApplicationsPage(t *testing.T) {
 <svg width="10" height="10"><title>icon</title><script nonce="` + ph + `">` + mark("svg") + `</script><style nonce="` + ph + `">circle { fill: red; }</style><circle r="5"/></svg>
 <math><mi>x</mi><mo>=</mo><mn>1</mn></math>
 <script nonce="` + ph + `">` + mark("math") + `</script>
+<math><mtext><table><tr><td>a</td><td><style nonce="` + ph + `">td { padding: 0 }</style>b</td></tr></table></mtext></math>
+<svg><foreignObject width="10" height="10"><table><caption>label</caption></table></foreignObject></svg>
+<script nonce="` + ph + `">` + mark("mathtable") + `</script>
+<p>user: <math><mtext><table></mtext></math><style><script nonce="` + ph + `">` + mark("INJ-mtext") + `</script></style></table></mtext></math></p>
 <template id="tpl"><script nonce="` + ph + `">` + mark("template") + `</script></template>
 <script nonce="` + ph + `">document.body.appendChild(document.getElementById('tpl').content.cloneNode(true));</script>
 <noscript><script nonce="` + ph + `">` + mark("INJ-noscript") + `</script></noscript>
@@ -68,7 +73,7 @@ func TestBrowserPlaceholderModeOnAnApplicationsPage(t *testing.T) {
 	}
 	out := between(chromiumDOM(t, url), `<div id="out">`, `</div>`)
 	t.Logf("#out = %q", out)
-	for _, ran := range []string{"svg;", "math;", "template;", "attributes;", "long;", "dynamic;"} {
+	for _, ran := range []string{"svg;", "math;", "mathtable;", "template;", "attributes;", "long;", "dynamic;"} {
 		if !strings.Contains(out, ran) {
 			t.Errorf("the application's script %q did not run", ran)
 		}
@@ -144,5 +149,48 @@ new Worker('/assets/worker-Z.js', { type: 'module' }).onmessage = (e) => { out.t
 	}
 	if v := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Msg() == EventCSPViolation }); len(v) > 0 {
 		t.Errorf("CSP violations reported: %v", v)
+	}
+}
+
+// MathML in a table, where the tree builder leaves the <math> at a table part (`<col>`, or a
+// <table> in <mtext> that closes the table around it): user content there used to pass the
+// injector's view of the page (still MathML, so `<style>` holds tags) while Chromium is back
+// in the table's HTML (`<style>` is raw text), and the attacker's stylesheet, opened after
+// `</style>`, took the nonce of the application's next marked tag. Placeholder mode now gives
+// up there: the cross-origin stylesheet never applies.
+func TestBrowserMathInATableCannotTakeANonce(t *testing.T) {
+	const ph = testPlaceholder
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css")
+		_, _ = io.WriteString(w, `body { color: rgb(1, 2, 3) !important; }`)
+	}))
+	t.Cleanup(evil.Close)
+	page := func(part string) string {
+		return `<!doctype html><body><div id="out"></div>
+<script nonce="` + ph + `">setTimeout(function () { document.getElementById('out').textContent = 'color ' + getComputedStyle(document.body).color; }, 300);</script>
+<table><math><mtext>` + part + `</mtext><style><a title="</style><link rel=stylesheet href=` + evil.URL + `/x.css a=
+<link rel=stylesheet href=/app.css nonce="` + ph + `">`
+	}
+	pages := map[string]string{"/col": page("<col>"), "/table": page("<table></table>")}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, pages[r.URL.Path])
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", ph)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, up.Listener.Addr()))
+	for path := range pages {
+		out := between(chromiumDOM(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path)), `<div id="out">`, `</div>`)
+		if out != "color rgb(0, 0, 0)" {
+			t.Errorf("%s: #out = %q, want the page's own color (the attacker's stylesheet must not apply)", path, out)
+		}
 	}
 }

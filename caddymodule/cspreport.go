@@ -250,10 +250,13 @@ func withoutQuery(u string) string {
 }
 
 // parseReports reads the report-uri format ({"csp-report": {...}}) or a Reporting API batch
-// ([{"type": "csp-violation", "body": {...}}, ...]); other report types are skipped.
+// ([{"type": "csp-violation", "body": {...}}, ...]); other report types are skipped. Each
+// media type has its format (application/csp-report the report-uri one, reports+json the
+// batch); application/json is read as a batch when it is a JSON array.
 func parseReports(mediaType string, body []byte) ([]violation, error) {
-	trimmed := strings.TrimSpace(string(body))
-	if mediaType == "application/reports+json" || strings.HasPrefix(trimmed, "[") {
+	batch := mediaType == "application/reports+json" ||
+		mediaType == "application/json" && strings.HasPrefix(strings.TrimSpace(string(body)), "[")
+	if batch {
 		var raw []json.RawMessage
 		if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
 			return nil, errors.New("expected a JSON array of reports")

@@ -110,6 +110,10 @@ func TestCSPReportRefusals(t *testing.T) {
 		{"null in a batch", http.MethodPost, "application/reports+json", `[null]`, http.StatusBadRequest},
 		{"csp-violation without a body", http.MethodPost, "application/reports+json", `[{"type": "csp-violation", "body": null}]`, http.StatusBadRequest},
 		{"null report", http.MethodPost, "application/json", `{"csp-report": null}`, http.StatusBadRequest},
+		// application/csp-report is report-uri's format alone: a batch sent under that type
+		// is no report of it (only application/json may be either).
+		{"batch as csp-report", http.MethodPost, "application/csp-report", `[{"type": "csp-violation", "body": {"effectiveDirective": "script-src-elem"}}]`, http.StatusBadRequest},
+		{"empty batch as csp-report", http.MethodPost, "application/csp-report", ` []`, http.StatusBadRequest},
 		{"media type", http.MethodPost, "text/plain", `{}`, http.StatusUnsupportedMediaType},
 		{"compressed", http.MethodPost, "application/csp-report", "\x1f\x8b\x08\x00", http.StatusUnsupportedMediaType},
 		{"method", http.MethodGet, "", "", http.StatusMethodNotAllowed},

@@ -81,7 +81,8 @@ type SecurityHeaders struct {
 	// development nor under the development preset (given beside that preset, it is refused). A response is HTTPS when its request came over TLS, or from a trusted proxy
 	// (the server's trusted_proxies) whose last X-Forwarded-Proto is https: a load balancer
 	// that terminates TLS in front of Caddy. Where it is not sent (plain HTTP, development, Off), an upstream's
-	// Strict-Transport-Security is removed too, unless KeepUpstream lists it. Default:
+	// Strict-Transport-Security is removed too, unless KeepUpstream lists it (then it passes
+	// beside Off, on HTTPS responses outside development only). Default:
 	// max-age=63072000; includeSubDomains (no preload: that is a commitment you make on
 	// purpose).
 	HSTS *HSTSConfig `json:"hsts,omitempty"`
@@ -92,7 +93,9 @@ type SecurityHeaders struct {
 	// frame-ancestors is refused, unless ReportOnly is set to true (a rollout enforces this
 	// X-Frame-Options and reports the frame-ancestors it tries). Where the enforced policy sent is another's (one that
 	// replaced this handler's and stayed, or one kept by KeepUpstream), X-Frame-Options says
-	// what that policy's frame-ancestors says.
+	// what that policy's frame-ancestors says. Where none is sent because frame-ancestors lists
+	// hosts, one set by anyone else (the upstream, a header directive) is made to say what the
+	// enforced policy sent says (removed beside a list of hosts), unless KeepUpstream lists it.
 	FrameOptions string `json:"frame_options,omitempty"`
 
 	// ReferrerPolicy is Referrer-Policy, or off: one of the standard policies, or a
@@ -129,8 +132,10 @@ type SecurityHeaders struct {
 	Remove *[]string `json:"remove,omitempty"`
 
 	// KeepUpstream lists headers (among those this handler sets) whose upstream value wins
-	// over this handler's. Strict-Transport-Security may be listed with any hsts setting:
-	// the upstream's then passes also where this handler sends none. Content-Security-Policy
+	// over this handler's; X-Frame-Options may be listed where frame-ancestors lists hosts
+	// (none is set here then). Strict-Transport-Security may be listed with any hsts setting
+	// (off included), but not beside the development preset: the upstream's then passes on
+	// HTTPS responses outside development, never over plain HTTP. Content-Security-Policy
 	// listed also keeps a policy that a later handler set with its own nonce (file_server
 	// browse's), and the page's nonce attributes with it.
 	KeepUpstream []string `json:"keep_upstream,omitempty"`
@@ -146,7 +151,9 @@ type SecurityHeaders struct {
 	cspHeader  string
 	static     []headerValue // set on every response
 	hsts       string        // set on HTTPS responses
+	hstsKept   bool          // an upstream's HSTS may pass on HTTPS responses (keep_upstream)
 	xfo        string        // the X-Frame-Options in static, if any
+	xfoHosts   bool          // none sent: frame-ancestors lists hosts (see matchFrameOptions)
 	namesHTTP  []string      // the headers a plain-HTTP response gets, in value order
 	namesTLS   []string      // the headers an HTTPS response gets
 	remove     []string
@@ -194,7 +201,10 @@ type InjectNonceConfig struct {
 	// the placeholder's UTF-16 and UTF-32 forms are overwritten as the placeholder is.
 	Placeholder string `json:"placeholder,omitempty"`
 	// CacheControl replaces Cache-Control on nonced HTML (a cached nonce is a reused nonce), or
-	// `off` to keep the upstream's. Default: no-store.
+	// `off` to keep the upstream's. The fields CDNs follow instead of it (CDN-Cache-Control,
+	// Cloudflare-CDN-Cache-Control, Surrogate-Control, Edge-Control, X-Accel-Expires) are
+	// removed with it.
+	// Default: no-store.
 	CacheControl string `json:"cache_control,omitempty"`
 }
 
@@ -377,6 +387,10 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 		}
 	}
 	h.xfo = xfo
+	// A list of hosts, which X-Frame-Options cannot say: this handler sends none, and one set
+	// by anyone else is made to say what the enforced frame-ancestors says (matchFrameOptions).
+	_, hasFA := policy.Get("frame-ancestors")
+	h.xfoHosts = h.FrameOptions == "" && hasFA && derived == ""
 	if xfo != "" {
 		static = append(static, headerValue{"X-Frame-Options", xfo})
 	}
@@ -440,11 +454,18 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.keep = map[string]bool{}
 	for _, name := range h.KeepUpstream {
 		name = http.CanonicalHeaderKey(name)
-		if !h.manages(name) {
+		if !h.manages(name) && !(name == "X-Frame-Options" && h.xfoHosts) {
 			return forOption("keep_upstream", fmt.Errorf("keep_upstream %s: this handler does not set that header", name))
+		}
+		if name == "Strict-Transport-Security" && h.Preset == csp.PresetDevelopment {
+			// Named on purpose beside a preset that never lets HSTS out: it would be ignored.
+			return forOption("keep_upstream", fmt.Errorf("keep_upstream Strict-Transport-Security: the development preset lets no HSTS out, the upstream's included (a development host must not pin browsers to HTTPS); expected it without this header, or the strict preset"))
 		}
 		h.keep[name] = true
 	}
+	// An upstream's HSTS, kept, goes out where HSTS may: on HTTPS responses, outside
+	// development and the development preset (RFC 6797 7.2: never over plain HTTP).
+	h.hstsKept = h.keep["Strict-Transport-Security"] && env != Development && !h.built.devPreset
 	if err := h.buildInject(adapting); err != nil {
 		return forOption("inject_nonce", err)
 	}

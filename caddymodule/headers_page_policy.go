@@ -91,8 +91,20 @@ func (sw *securityWriter) giveBack() {
 // follow frame-ancestors and ignore X-Frame-Options; the others would otherwise frame by a
 // different rule. Without frame-ancestors there, or when X-Frame-Options was not left as this
 // handler set it, nothing changes.
+//
+// Where this handler sends none because its frame-ancestors lists hosts, an X-Frame-Options
+// set by anyone else (an application's SAMEORIGIN, Rails' default; a header directive) is
+// made to say what the enforced frame-ancestors sent says, so removed beside a list of hosts,
+// unless keep_upstream lists it. Where no enforced policy has frame-ancestors (report_only
+// here, a rollout), it stays: it is what enforces.
 func (sw *securityWriter) matchFrameOptions() {
-	if sw.inner || sw.redactOnly || sw.h.xfo == "" {
+	if sw.inner || sw.redactOnly {
+		return
+	}
+	if sw.h.xfo == "" {
+		if sw.h.xfoHosts && !sw.h.keep["X-Frame-Options"] {
+			sw.matchOthersFrameOptions()
+		}
 		return
 	}
 	hdr := sw.Header()
@@ -109,6 +121,23 @@ func (sw *securityWriter) matchFrameOptions() {
 	case v == "":
 		delete(hdr, "X-Frame-Options")
 	default:
+		hdr["X-Frame-Options"] = []string{v}
+	}
+}
+
+// matchOthersFrameOptions makes an X-Frame-Options that this handler did not set say what
+// the frame-ancestors of the enforced policies sent say (see matchFrameOptions).
+func (sw *securityWriter) matchOthersFrameOptions() {
+	hdr := sw.Header()
+	xfo, set := hdr["X-Frame-Options"]
+	if !set {
+		return
+	}
+	switch v, ok := csp.FrameOptionsOf(hdr["Content-Security-Policy"]); {
+	case !ok:
+	case v == "":
+		delete(hdr, "X-Frame-Options")
+	case len(xfo) != 1 || xfo[0] != v:
 		hdr["X-Frame-Options"] = []string{v}
 	}
 }

@@ -323,25 +323,56 @@ localhost:%d {
 	}
 }
 
-// A header this handler does not send (turned off; X-Frame-Options where frame-ancestors
-// lists hosts) is left as the upstream sent it, as the README says.
+// A header this handler does not send because it is turned off is left as the upstream sent
+// it, as the README says. X-Frame-Options where frame-ancestors lists hosts is not sent here
+// either, but an upstream's (SAMEORIGIN, Rails' default) would contradict the enforced
+// policy: it is removed, unless keep_upstream lists it; under report_only it is what
+// enforces, and stays.
 func TestHeadersNotSentHereAreTheUpstreams(t *testing.T) {
 	up := htmlUpstream(t, "<p>page</p>") // X-Frame-Options SAMEORIGIN, Referrer-Policy unsafe-url
 	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%[1]d {
 	bind 127.0.0.1
-	security_headers {
-		csp {
-			frame-ancestors 'self' https://portal.example
+	handle /kept {
+		security_headers {
+			csp {
+				frame-ancestors 'self' https://portal.example
+			}
+			keep_upstream X-Frame-Options
 		}
-		referrer_policy off
+		reverse_proxy %[2]s
 	}
-	reverse_proxy %s
+	handle /rollout {
+		security_headers {
+			csp {
+				frame-ancestors 'self' https://portal.example
+			}
+			report_only
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		security_headers {
+			csp {
+				frame-ancestors 'self' https://portal.example
+			}
+			referrer_policy off
+		}
+		reverse_proxy %[2]s
+	}
 }
 `, port, up.Listener.Addr()))
-	resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port))
-	if xfo, rp := resp.Header.Values("X-Frame-Options"), resp.Header.Values("Referrer-Policy"); len(xfo) != 1 || xfo[0] != "SAMEORIGIN" || len(rp) != 1 || rp[0] != "unsafe-url" {
-		t.Errorf("X-Frame-Options %q, Referrer-Policy %q; want the upstream's SAMEORIGIN and unsafe-url", xfo, rp)
+	for path, want := range map[string]string{"/": "", "/kept": "SAMEORIGIN", "/rollout": "SAMEORIGIN"} {
+		resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+		if xfo := strings.Join(resp.Header.Values("X-Frame-Options"), ", "); xfo != want {
+			t.Errorf("%s: X-Frame-Options %q beside frame-ancestors 'self' https://portal.example, want %q", path, xfo, want)
+		}
+		if path != "/" {
+			continue
+		}
+		if rp := resp.Header.Values("Referrer-Policy"); len(rp) != 1 || rp[0] != "unsafe-url" {
+			t.Errorf("Referrer-Policy %q; want the upstream's unsafe-url", rp)
+		}
 	}
 }
 
@@ -1187,7 +1218,8 @@ func TestPlaceholderRedactedInEveryBodyButBinary(t *testing.T) {
 }
 
 // Strict-Transport-Security comes from us or from nobody: where we send none (plain HTTP,
-// hsts off) an upstream's is removed, unless keep_upstream lists it.
+// hsts off) an upstream's is removed, unless keep_upstream lists it, and even then it never
+// goes out over plain HTTP, as the issue's "never sent on plain-HTTP responses" says.
 func TestUpstreamHSTSOnlyWhereKept(t *testing.T) {
 	up := hstsUpstream(t, "max-age=1")
 	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
@@ -1228,9 +1260,9 @@ localhost:%d, http://localhost:%d {
 		https + "/off":      "",
 		http + "/off":       "",
 		https + "/off-kept": "max-age=1",
-		http + "/off-kept":  "max-age=1",
+		http + "/off-kept":  "", // kept, yet never over plain HTTP (RFC 6797 7.2)
 		https + "/kept":     "max-age=1",
-		http + "/kept":      "max-age=1",
+		http + "/kept":      "",
 	} {
 		resp, _ := getBody(t, url)
 		if got := strings.Join(resp.Header.Values("Strict-Transport-Security"), ", "); got != want {
@@ -1262,13 +1294,19 @@ localhost:%d {
 	handle /boom {
 		error "boom" 500
 	}
+	handle /kept {
+		security_headers {
+			keep_upstream Strict-Transport-Security
+		}
+		respond "kept, yet development"
+	}
 	handle {
 		reverse_proxy 127.0.0.1:%d
 	}
 }
 `, localTLSGlobals(t, httpPort, httpsPort), httpsPort, dead))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
-	for path, status := range map[string]int{"/ok": 200, "/boom": 500, "/dead": 502} {
+	for path, status := range map[string]int{"/ok": 200, "/boom": 500, "/dead": 502, "/kept": 200} {
 		resp, _ := getBody(t, fmt.Sprintf("https://localhost:%d%s", httpsPort, path))
 		if resp.StatusCode != status {
 			t.Errorf("%s: status %d, want %d", path, resp.StatusCode, status)
@@ -2065,4 +2103,55 @@ func nonceOf(t *testing.T, policy string) string {
 		t.Fatalf("no nonce in %q", policy)
 	}
 	return m[1]
+}
+
+// A nonced page's no-store is for every cache: a CDN in front of Caddy follows the targeted
+// fields of RFC 9213 (CDN-Cache-Control, Cloudflare-CDN-Cache-Control) or its own
+// (Surrogate-Control: Fastly, Varnish; Edge-Control: Akamai; X-Accel-Expires: nginx's
+// proxy_cache) instead of Cache-Control, and an upstream's max-age there would have it store
+// the page and hand its nonce to every visitor. They go with Cache-Control; cache_control off
+// keeps them all.
+func TestNoncedPageDropsTargetedCacheFields(t *testing.T) {
+	targeted := []string{"CDN-Cache-Control", "Cloudflare-CDN-Cache-Control", "Surrogate-Control", "Edge-Control", "X-Accel-Expires"}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "max-age=60")
+		for _, k := range targeted {
+			w.Header().Set(k, "max-age=86400")
+		}
+		if r.URL.Path == "/app.js" {
+			w.Header().Set("Content-Type", "text/javascript")
+		}
+		_, _ = io.WriteString(w, `<script nonce="`+testPlaceholder+`">ok()</script>`)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%[1]d {
+	bind 127.0.0.1
+	handle /off/* {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER} {
+				cache_control off
+			}
+		}
+		reverse_proxy %[2]s
+	}
+	handle {
+		security_headers {
+			inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+		}
+		reverse_proxy %[2]s
+	}
+}
+`, port, up.Listener.Addr()))
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for path, kept := range map[string]bool{"/page": false, "/off/page": true, "/app.js": true} {
+		resp, _ := getBody(t, base+path)
+		for _, k := range targeted {
+			if got := resp.Header.Get(k); (got != "") != kept {
+				t.Errorf("%s: %s %q; want it kept: %v", path, k, got, kept)
+			}
+		}
+	}
 }

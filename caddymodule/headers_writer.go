@@ -212,9 +212,10 @@ func (sw *securityWriter) settle() {
 			hdr[name] = vals[:1]
 		}
 	}
-	if !sw.sendsHSTS() && !sw.h.keep["Strict-Transport-Security"] {
+	if !sw.sendsHSTS() && !(sw.https && sw.h.hstsKept) {
 		// No HSTS from us here (plain HTTP, development, hsts off): none from anyone else
-		// either, unless the operator kept the upstream's.
+		// either, unless the operator kept the upstream's, and then only over HTTPS outside
+		// development (a browser ignores it over plain HTTP, and RFC 6797 forbids it there).
 		delete(hdr, "Strict-Transport-Security")
 	}
 	for _, name := range sw.h.remove {
@@ -342,6 +343,9 @@ func (sw *securityWriter) start(status int) {
 			hdr.Del("Content-Length")
 			if sw.h.cacheCtl != "" && !sw.innerInjects {
 				hdr.Set("Cache-Control", sw.h.cacheCtl)
+				for _, k := range targetedCacheFields {
+					hdr.Del(k)
+				}
 			}
 		}
 		if body {
@@ -369,6 +373,13 @@ func (sw *securityWriter) start(status int) {
 	}
 	sw.ResponseWriter.WriteHeader(status)
 }
+
+// targetedCacheFields are the fields a CDN follows instead of Cache-Control (RFC 9213's
+// CDN-Cache-Control and Cloudflare's own; Surrogate-Control for Fastly and Varnish,
+// Edge-Control for Akamai, X-Accel-Expires for an nginx proxy_cache). On a nonced page they go with the upstream's Cache-Control: with
+// a max-age there, a CDN in front of Caddy would store the page and give its nonce to every
+// visitor.
+var targetedCacheFields = []string{"Cdn-Cache-Control", "Cloudflare-Cdn-Cache-Control", "Surrogate-Control", "Edge-Control", "X-Accel-Expires"}
 
 // rewritten marks the headers of a body whose bytes change: a range of it cannot be had
 // (Range is removed from the request), and its ETag becomes weak (same meaning, different

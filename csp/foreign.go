@@ -11,11 +11,13 @@ package csp
 // The tokenizer follows the elements open in foreign content (a few, bounded), the HTML
 // integration points (<foreignObject>, <desc>, <title> in SVG; <mi>, <mo>, <mn>, <ms>,
 // <mtext> in MathML) with the HTML elements open inside them, and the tags that break out of
-// foreign content (<p>, <div>, </p>, ...), as the tree builder does (WHATWG HTML §13.2.6.5).
+// foreign content (<p>, <div>, </p>, ...), as the tree builder does (WHATWG HTML §13.2.6.5),
+// and a <table> inside an integration point up to its end tag (see tableTag).
 // Where following it would take the whole tree builder (an end tag that is not the one of the
 // innermost element inside an integration point, or that closes an HTML element around the
-// <svg>; <font> or <annotation-xml> in foreign content; <table>, <select>, <template>, ...
-// inside an integration point; deeper nesting than it follows), it gives up: the rest of the
+// <svg>; <font> or <annotation-xml> in foreign content; <select>, <template>, <caption>, ...
+// inside an integration point; <svg>, <math>, <table> or </template> inside such a table;
+// deeper nesting than it follows), it gives up: the rest of the
 // page is poisoned, so every later placeholder becomes as many '-' as it has and no nonce
 // attribute is kept. The page's later tags then lose their nonce (blocked), and no tag ever
 // gets one by a misreading.
@@ -30,6 +32,7 @@ const (
 	eForeign elemKind = iota // an SVG or MathML element
 	eIP                      // an HTML integration point: its content is HTML
 	eHTML                    // an HTML element inside an integration point
+	eTable                   // a <table> inside an integration point: HTML up to its end tag
 )
 
 type foreignElem struct {
@@ -58,6 +61,7 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 	}
 	t.selectTag(name)
 	if t.fN == 0 {
+		t.noteTable(name)
 		if !t.endTag && !selfClosing && (name == "svg" || name == "math") {
 			t.push(name, name[0], eForeign)
 		}
@@ -90,6 +94,8 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 		t.leaveForeign() // the tag is an HTML element, where foreign content began
 		if t.fN > 0 {
 			t.htmlInIP(name, selfClosing)
+		} else {
+			t.noteTable(name)
 		}
 		return true
 	case "", "font", "annotation-xml": // too long to follow; depends on attributes
@@ -111,8 +117,13 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 // <iframe>, <noembed>, <noframes>, <noscript> or <plaintext> start tag there (its content is
 // then markup), while parsers of its customizable <select> (Chromium's) read it, and its
 // content as raw text, as the injector does. Which one the browser is cannot be known: such a
-// tag inside a <select> gives up on the page. A <select> ends at its end tag, or at the start
-// of another <select>, <input>, <keygen> or <textarea> (which close it in the standard's parser).
+// tag inside a <select> gives up on the page. So does an <svg> or <math> there: the older
+// parser ignores it and stays in HTML, where `<![CDATA[` is a bogus comment that ends at the
+// first '>' and <textarea> closes the <select> (RCDATA), while the relaxed one, as the injector,
+// reads SVG or MathML (CDATA text up to ']]>', <textarea> holding tags): user content could
+// then hide from the injector a tag that the older parser reads. A <select> ends at its end
+// tag, or at the start of another <select>, <input>, <keygen> or <textarea> (which close it in
+// the standard's older parser).
 func (t *tokenizer) selectTag(name string) {
 	switch {
 	case t.endTag:
@@ -123,7 +134,8 @@ func (t *tokenizer) selectTag(name string) {
 		t.inSelect = t.fN == 0 || t.foreign[t.fN-1].kind != eForeign
 	case name == "input" || name == "keygen" || name == "textarea":
 		t.inSelect = false
-	case t.inSelect && (t.kind == kStyle || t.kind == kRaw || t.kind == kPlaintext):
+	case t.inSelect && (t.kind == kStyle || t.kind == kRaw || t.kind == kPlaintext),
+		t.inSelect && (name == "svg" || name == "math"):
 		t.poison()
 	}
 }
@@ -132,6 +144,10 @@ func (t *tokenizer) selectTag(name string) {
 // innermost element (the integration point's own when none is open in it); a start tag opens
 // an element (not a void one: in HTML `<div/>` is open), or foreign content again.
 func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
+	if t.foreign[t.fN-1].kind == eTable {
+		t.tableTag(name)
+		return
+	}
 	if t.endTag {
 		if t.foreign[t.fN-1].is(name) {
 			t.fN--
@@ -142,6 +158,15 @@ func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
 	}
 	top := &t.foreign[t.fN-1]
 	switch name {
+	case "table":
+		if t.inSelect || t.tableSeen {
+			// Parsers of <select> differ on a <table> in it; and where the document may be in
+			// a table's insertion mode, this <table> closes the table around the <math> or
+			// <svg> (popping it and its integration point) instead of nesting.
+			t.poison()
+			return
+		}
+		t.push(name, 0, eTable)
 	case "svg", "math":
 		if !selfClosing {
 			t.push(name, name[0], eForeign)
@@ -155,13 +180,55 @@ func (t *tokenizer) htmlInIP(name string, selfClosing bool) {
 		} else {
 			t.push(name, 0, eHTML)
 		}
-	case "area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta",
+	case "area", "base", "br", "embed", "hr", "img", "input", "keygen", "link", "meta",
 		"param", "source", "track", "wbr":
-	case "", "html", "head", "body", "frameset", "frame", "template", "select", "table", "caption",
-		"colgroup", "tbody", "thead", "tfoot", "tr", "td", "th", "image", "plaintext":
-		t.poison() // insertion modes of their own, or no end to follow
+	case "", "html", "head", "body", "frameset", "frame", "template", "select", "caption",
+		"col", "colgroup", "tbody", "thead", "tfoot", "tr", "td", "th", "image", "plaintext":
+		// Insertion modes of their own, or no end to follow. Where the foreign content is in a
+		// table (foster-parented, or in a cell), the table parts close it: `<table><math>
+		// <mtext><col></mtext>` is back in the table's HTML while the stack here says MathML.
+		t.poison()
 	default:
 		t.push(name, 0, eHTML)
+	}
+}
+
+// tableTag follows a tag inside a <table> opened in an integration point (MathML's
+// <mtext><table>, an SVG label's <foreignObject><table>), where the tree builder is in body:
+// none of the page's table tags came before (tableSeen), since in a table's insertion mode
+// that <table> would close the table around the <math> instead. Everything in it is HTML: the table
+// modes insert <tbody>, <tr>, <td>, ... and foster-parent the rest, and none of that changes
+// whether content is HTML, so the tags in it are not followed, only the end of the table. No
+// end tag but </table> can close the table or an element below it: the table and its cells
+// are boundaries of every element scope, and an end tag that names no element of its own
+// stops at them (WHATWG HTML §13.2.6.4.9 and §13.2.6.4.7), except </template>, which pops to
+// a template without looking at scopes. Given up: </template>, and inside the table <svg>,
+// <math>, another <table>, <template>, <plaintext> and <image>.
+func (t *tokenizer) tableTag(name string) {
+	if t.endTag {
+		switch name {
+		case "table":
+			t.fN--
+			t.inSelect = false // a <select> in the table ends with it, in every parser
+		case "template", "":
+			t.poison()
+		}
+		return
+	}
+	switch name {
+	case "", "svg", "math", "table", "template", "plaintext", "image":
+		t.poison()
+	}
+}
+
+// noteTable remembers a table's start tag outside integration points (see tableSeen).
+func (t *tokenizer) noteTable(name string) {
+	if t.endTag {
+		return
+	}
+	switch name {
+	case "table", "caption", "colgroup", "col", "tbody", "thead", "tfoot", "tr", "td", "th":
+		t.tableSeen = true
 	}
 }
 

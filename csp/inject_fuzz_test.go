@@ -30,9 +30,21 @@ func FuzzInjector(f *testing.F) {
 		`<script><!--<script>x</script>--></script><style nonce=1>`,
 		`<link rel=stylesheet href=a.css/><script nonce=` + testPH + testPH[:4],
 		`<p nonce nonce=1 NONCE='2'>`, `</a nonce=1>`, `<!---->`, `<plaintext><script>`,
+		`<math><mtext><table></mtext></math><style><link rel=stylesheet href=//evil x=</style></table></mtext><style></math><link rel="stylesheet" nonce="` + testPH + `">`,
+		`<svg><foreignObject><p><table><td><select><style></table></p></foreignObject><script nonce="` + testPH + `">`,
 	} {
 		f.Add(s, uint8(3), false)
 		f.Add(s, uint8(1), true)
+	}
+	// Foreign content inside a table, where the tree builder leaves the <math> at a table part,
+	// or inside a <select>, where the standard's older parser ignores it (placeholder mode
+	// gives up there; tags mode, for pages without user content, does not).
+	for _, s := range []string{
+		`<table><math><mtext><table></table></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
+		`<table><math><mtext><col></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
+		`<select><math><![CDATA[ > <script src=//evil/x.js a=` + "\n" + `<script nonce="` + testPH + `" src=/app.js></script>`,
+	} {
+		f.Add(s, uint8(3), false)
 	}
 	f.Fuzz(func(t *testing.T, body string, split uint8, tags bool) {
 		mode, ph := Placeholder, testPH
@@ -76,10 +88,15 @@ func FuzzInjector(f *testing.F) {
 			}
 		}
 
-		// An independent HTML5 tokenizer sees only this response's nonce.
+		// An independent HTML5 tokenizer sees only this response's nonce. Go's tokenizer reads
+		// <style> and <script> as raw text also inside <svg> and <math>, where the injector,
+		// as browsers, reads tags (`<math><style><a x="</style><a nonce>` is one tag to both):
+		// there only the tree builder below judges, and the count is skipped.
+		lower := strings.ToLower(whole)
+		foreign := strings.Contains(lower, "<svg") || strings.Contains(lower, "<math")
 		z := html.NewTokenizer(strings.NewReader(whole))
 		nonced := 0
-		for {
+		for !foreign {
 			tt := z.Next()
 			if tt == html.ErrorToken {
 				break
@@ -119,10 +136,7 @@ func FuzzInjector(f *testing.F) {
 				}
 			}
 		}
-		// (Go's tokenizer reads <style> and <script> as raw text also inside <svg> and <math>,
-		// where the injector, as browsers, reads tags: count only outside them.)
-		lower := strings.ToLower(whole)
-		if tags && !strings.Contains(lower, "<svg") && !strings.Contains(lower, "<math") && strings.Count(whole, nonce) != nonced {
+		if tags && !foreign && strings.Count(whole, nonce) != nonced {
 			t.Fatalf("%d nonces in the output but %d nonced tags (a tag with two?):\n in  %q\n out %q", strings.Count(whole, nonce), nonced, body, whole)
 		}
 	})

@@ -112,6 +112,10 @@ type tokenizer struct {
 	fN       int
 	poisoned bool // lost track of the tree: no nonce is kept or written any more
 	inSelect bool // inside <select>, where parsers differ on <style>, <title>, ... (see treeTag)
+	// a table's start tag (<table>, <tr>, <col>, ...) was seen outside integration points: the
+	// tree builder may be in a table's insertion mode there, where a <table> pops the stack
+	// (see tableTag)
+	tableSeen bool
 }
 
 // tagNameLen is how much of a tag name is kept: enough for every HTML, SVG and MathML name.

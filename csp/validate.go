@@ -58,6 +58,20 @@ var sandboxTokens = map[string]bool{
 	"allow-top-navigation-to-custom-protocols": true, "allow-storage-access-by-user-activation": true,
 }
 
+// obsoleteDirectives are directives that older drafts or browsers had and today's browsers
+// ignore (or never shipped), with what does their job now: refused with that hint rather than
+// as unknown, since they are still found in copied policies.
+var obsoleteDirectives = map[string]string{
+	"block-all-mixed-content": "it is deprecated and browsers now block or upgrade mixed content by themselves; use upgrade-insecure-requests (in the strict preset) to load http: subresources over https:",
+	"plugin-types":            "browsers removed it along with plugins; use object-src 'none' (in the strict preset)",
+	"referrer":                "it was removed from CSP; use the Referrer-Policy header (the referrer_policy option)",
+	"reflected-xss":           "it was removed from CSP (browsers dropped their XSS auditors); the nonce-based script-src of the strict preset is what stops injected scripts",
+	"prefetch-src":            "it was removed from CSP and browsers ignore it; prefetches follow default-src",
+	"navigate-to":             "it was removed from the CSP draft and never shipped in a browser; use form-action for form targets",
+	"require-sri-for":         "it was never shipped by browsers; give scripts and stylesheets integrity attributes, or use require-trusted-types-for 'script' against DOM XSS",
+	"disown-opener":           "it was never shipped by browsers; use the Cross-Origin-Opener-Policy header (the coop option, same-origin by default)",
+}
+
 // KnownDirective reports whether name is a directive browsers enforce.
 func KnownDirective(name string) bool {
 	_, ok := directives[name]
@@ -66,6 +80,15 @@ func KnownDirective(name string) bool {
 
 // KnownDirectives lists the directive names, for error messages.
 func KnownDirectives() []string { return sortedKeys(directives) }
+
+// UnknownDirective is the refusal of a directive name that browsers do not enforce: what an
+// obsolete one became, or the list of the known ones.
+func UnknownDirective(name string) error {
+	if hint, ok := obsoleteDirectives[name]; ok {
+		return fmt.Errorf("CSP directive %q is obsolete: %s", name, hint)
+	}
+	return fmt.Errorf("unknown CSP directive %q; expected one of: %s", name, strings.Join(KnownDirectives(), ", "))
+}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
@@ -96,7 +119,7 @@ func (p Policy) Validate() error {
 func ValidateDirective(name string, values []string) error {
 	kind, ok := directives[name]
 	if !ok {
-		return fmt.Errorf("unknown CSP directive %q; expected one of: %s", name, strings.Join(KnownDirectives(), ", "))
+		return UnknownDirective(name)
 	}
 	for _, v := range values {
 		if i := strings.IndexFunc(v, notVisibleASCII); i >= 0 {
