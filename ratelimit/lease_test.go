@@ -240,8 +240,25 @@ func TestLeasingStoreSlowKeyKeepsLeasesExactly(t *testing.T) {
 	}
 	time.Sleep(1200 * time.Millisecond)
 	admitted, _ := hammerStores(t, stores, []string{"slow"}, l, 200*time.Millisecond, true)
-	total := 15 + admitted["slow"]
+	// The hammer stops at the first refusal, which one instance can meet while another still
+	// holds leased requests (a loaded machine's scheduling decides which): each instance then
+	// spends what it still holds, one after the other.
+	var swept int64
+	for _, s := range stores {
+		for range l.Burst {
+			res, err := s.Allow(context.Background(), "hammer", "slow", l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Allowed {
+				break
+			}
+			swept++
+		}
+	}
+	total := 15 + admitted["slow"] + swept
 	if bound := l.Burst + int64(time.Since(start)/l.Interval()); total > bound || total < l.Burst {
-		t.Fatalf("%d admitted (15, then %d after a pause); GCRA allows %d, the burst is %d", total, admitted["slow"], bound, l.Burst)
+		t.Fatalf("%d admitted (15, then %d after a pause, then %d held by the instances); GCRA allows %d, the burst is %d",
+			total, admitted["slow"], swept, bound, l.Burst)
 	}
 }
