@@ -552,8 +552,34 @@ func (sw *securityWriter) hasBody(status int) bool {
 // CONNECT (RFC 9110 9.3.6), a WebSocket over HTTP/2 or HTTP/3 (RFC 8441, RFC 9220) as the
 // 101 is over HTTP/1.1. Its bytes are another protocol's, and its status goes out at once:
 // the client waits for it before it sends anything.
+//
+// Any client may send CONNECT, and a route may answer it with a page (respond, an upstream
+// whose catch-all route takes any method). In placeholder mode such a page passed untouched
+// would hand the client the secret placeholder, so there only the answer reverse_proxy gives
+// a WebSocket's extended CONNECT is a tunnel: the request names a protocol, and the 200 has
+// no Content-Type (an upstream's page has one). Every other answer is a response, rewritten
+// or redacted as any other.
 func (sw *securityWriter) tunnels(status int) bool {
-	return sw.r.Method == http.MethodConnect && status >= 200 && status < 300
+	if sw.r.Method != http.MethodConnect || status < 200 || status > 299 {
+		return false
+	}
+	if sw.h.injectMode != csp.Placeholder {
+		return true // tags mode: no secret in any body
+	}
+	return extendedConnect(sw.r) && !hasContentType(sw.Header())
+}
+
+// extendedConnect reports whether r is an extended CONNECT (RFC 8441, RFC 9220), as Caddy's
+// reverse_proxy reads it: HTTP/2 carries the protocol in the :protocol pseudo-header, quic-go's
+// HTTP/3 in r.Proto.
+func extendedConnect(r *http.Request) bool {
+	switch r.ProtoMajor {
+	case 2:
+		return r.Header.Get(":protocol") != ""
+	case 3:
+		return r.Proto != "" && !strings.HasPrefix(r.Proto, "HTTP/")
+	}
+	return false
 }
 
 func hasContentType(h http.Header) bool {
