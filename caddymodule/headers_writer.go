@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/csp"
 )
@@ -600,13 +602,39 @@ func (sw *securityWriter) sniff(p []byte) {
 	sw.start(status)
 }
 
+// pageLogRate and pageLogPerClient are the budget of each security_headers handler's
+// per-response log lines (of each message): pageLogRate a second, one client's share bounded
+// as in the security log (eventbudget).
+const (
+	pageLogRate      = 10
+	pageLogPerClient = 2
+)
+
+// logPage writes a log line about this response, within the handler's budget; a written line
+// carries how many of its kind were suppressed since the last one, and the request's uri.
+func (sw *securityWriter) logPage(level zapcore.Level, msg string, fields ...zap.Field) {
+	ce := sw.h.logger.Check(level, msg)
+	if ce == nil {
+		return
+	}
+	n, ok := sw.h.pageLogs.Admit(msg, eventClient(sw.r), time.Now())
+	if !ok {
+		return
+	}
+	fields = append(fields, zap.String("uri", loggedURI(sw.r)))
+	if n > 0 {
+		fields = append(fields, zap.Int("suppressed", n))
+	}
+	ce.Write(fields...)
+}
+
 // failClosed answers 502 instead of a body that would still hold the secret placeholder: an
 // HTML page the upstream compressed or sent a part of although we asked for neither, one in an
 // encoding the injector cannot read, or a part of a body that would be redacted (msg says
 // which, for the log, with the encoding in field).
 func (sw *securityWriter) failClosed(msg string, field zap.Field) {
 	sw.discard = true
-	sw.h.logger.Error(msg, field, zap.String("uri", loggedURI(sw.r)))
+	sw.logPage(zapcore.ErrorLevel, msg, field)
 	hdr := sw.Header()
 	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified", "Accept-Ranges"} {
 		hdr.Del(k)
@@ -714,8 +742,7 @@ func (sw *securityWriter) close() error {
 		return err
 	}
 	if pg.inj.GaveUp() {
-		sw.h.logger.Warn("placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked",
-			zap.String("uri", loggedURI(sw.r)))
+		sw.logPage(zapcore.WarnLevel, "placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked")
 	}
 	// The first writer of the chain first: the wide forms' redactors (the last one made
 	// first), the page's own nonce, the injector.
