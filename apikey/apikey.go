@@ -61,21 +61,32 @@ type Set struct {
 	digests [][sha256.Size]byte
 }
 
-// ParseSet parses "sha256:<64 hex>" digests; it names the first malformed one.
+// ParseSet parses "sha256:<64 hex>" digests; it names the first malformed one. Only a
+// malformed digest of hex digits is quoted; any other item is named by its position: it may
+// be a key pasted where its digest goes, and the error reaches Caddy's logs.
 func ParseSet(digests []string) (*Set, error) {
 	s := &Set{}
-	for _, d := range digests {
+	for i, d := range digests {
 		hexPart, ok := strings.CutPrefix(d, DigestPrefix)
-		if !ok {
-			return nil, fmt.Errorf("API key digest %q: expected sha256:<64 hex digits> (from caddy hardening keygen)", d)
-		}
 		raw, err := hex.DecodeString(hexPart)
-		if err != nil || len(raw) != sha256.Size {
+		if ok && err == nil && len(raw) == sha256.Size {
+			s.digests = append(s.digests, [sha256.Size]byte(raw))
+			continue
+		}
+		if ok && !strings.ContainsFunc(hexPart, func(c rune) bool { return !isHexDigit(c) }) {
 			return nil, fmt.Errorf("API key digest %q: expected sha256:<64 hex digits> (from caddy hardening keygen)", d)
 		}
-		s.digests = append(s.digests, [sha256.Size]byte(raw))
+		item := ""
+		if len(digests) > 1 {
+			item = fmt.Sprintf("item %d of %d ", i+1, len(digests))
+		}
+		return nil, fmt.Errorf("API key digest %s(not shown: it may be a key itself) is not sha256:<64 hex digits>: the configuration takes only the digest from caddy hardening keygen, never the key", item)
 	}
 	return s, nil
+}
+
+func isHexDigit(c rune) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // Len is the number of accepted keys.

@@ -124,3 +124,36 @@ func BenchmarkSetMatch(b *testing.B) {
 		s.Match(k)
 	}
 }
+
+// TestParseSetNeverQuotesAKey: a key pasted where its digest goes was quoted in the error,
+// which Caddy logs (adapt, load, the admin API's /load answer): the secret reached the logs.
+// An item that is not "sha256:" and hex digits is now named by its position, never shown; a
+// malformed digest of hex digits is still quoted (it is no secret).
+func TestParseSetNeverQuotesAKey(t *testing.T) {
+	k, err := Generate("hk_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := Digest(k)
+	for _, items := range [][]string{{k}, {good, k}, {good, "sha256" + k}, {"sha256:" + k}} {
+		_, err := ParseSet(items)
+		if err == nil {
+			t.Fatalf("%d items with a key accepted", len(items))
+		}
+		if strings.Contains(err.Error(), k) || strings.Contains(err.Error(), k[3:]) {
+			t.Errorf("the error quotes the key: %v", err)
+		}
+		if !strings.Contains(err.Error(), "sha256:<64 hex digits>") {
+			t.Errorf("the error does not name the expected form: %v", err)
+		}
+	}
+	if _, err := ParseSet([]string{good, k}); err == nil || !strings.Contains(err.Error(), "item 2 of 2") {
+		t.Errorf("the error does not name the item: %v", err)
+	}
+	if _, err := ParseSet([]string{good + "0"}); err == nil || !strings.Contains(err.Error(), `"`+good+`0"`) {
+		t.Errorf("a malformed digest is not quoted: %v", err)
+	}
+	if _, err := ParseSet([]string{"sha256:abc"}); err == nil || !strings.Contains(err.Error(), `"sha256:abc"`) {
+		t.Errorf("a malformed digest is not quoted: %v", err)
+	}
+}

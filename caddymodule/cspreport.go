@@ -125,14 +125,16 @@ func (c *CSPReport) checkCatchAll(ctx caddy.Context) {
 	}
 }
 
-// registerCSPReportMetrics registers the report counters on a configuration's registry.
+// registerCSPReportMetrics registers the report counters on a configuration's registry. The
+// package's counters stay as they are: a reload provisions while the running configuration's
+// reports read them, so assigning them (even the same value) would be a data race.
 func registerCSPReportMetrics(reg *prometheus.Registry) error {
-	var err error
-	if cspViolations, err = registerCollector(reg, cspViolations); err != nil {
-		return err
+	for _, c := range []prometheus.Collector{cspViolations, cspReportsRejected} {
+		if _, err := registerCollector(reg, c); err != nil {
+			return err
+		}
 	}
-	cspReportsRejected, err = registerCollector(reg, cspReportsRejected)
-	return err
+	return nil
 }
 
 // Validate refuses a useless bound.

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/swarmsec/caddy-hardening/csp"
+	"github.com/swarmsec/caddy-hardening/internal/eventbudget"
 )
 
 func init() {
@@ -144,9 +145,13 @@ type SecurityHeaders struct {
 	// available as {http.vars.csp_nonce}).
 	InjectNonce *InjectNonceConfig `json:"inject_nonce,omitempty"`
 
-	on         bool
-	app        *App
-	logger     *zap.Logger
+	on     bool
+	app    *App
+	logger *zap.Logger
+	// pageLogs bounds the per-response log lines (a page given up on, an unsecurable page
+	// answered 502): a client can cause one with every request (an ESC byte in a reflected
+	// query parameter), so they take a budget as the security log does.
+	pageLogs   *eventbudget.Budget
 	policy     csp.Template
 	cspHeader  string
 	static     []headerValue // set on every response
@@ -237,6 +242,7 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.app, h.logger = app, ctx.Logger()
+	h.pageLogs = &eventbudget.Budget{Rate: pageLogRate, Burst: pageLogRate, PerClient: pageLogPerClient}
 	h.on = app.FeatureEnabled("security_headers")
 	if err := h.build(app.Env(), false); err != nil {
 		return fmt.Errorf("security_headers: %w", err)

@@ -10,9 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/csp"
 )
@@ -563,8 +565,34 @@ func (sw *securityWriter) hasBody(status int) bool {
 // CONNECT (RFC 9110 9.3.6), a WebSocket over HTTP/2 or HTTP/3 (RFC 8441, RFC 9220) as the
 // 101 is over HTTP/1.1. Its bytes are another protocol's, and its status goes out at once:
 // the client waits for it before it sends anything.
+//
+// Any client may send CONNECT, and a route may answer it with a page (respond, an upstream
+// whose catch-all route takes any method). In placeholder mode such a page passed untouched
+// would hand the client the secret placeholder, so there only the answer reverse_proxy gives
+// a WebSocket's extended CONNECT is a tunnel: the request names a protocol, and the 200 has
+// no Content-Type (an upstream's page has one). Every other answer is a response, rewritten
+// or redacted as any other.
 func (sw *securityWriter) tunnels(status int) bool {
-	return sw.r.Method == http.MethodConnect && status >= 200 && status < 300
+	if sw.r.Method != http.MethodConnect || status < 200 || status > 299 {
+		return false
+	}
+	if sw.h.injectMode != csp.Placeholder {
+		return true // tags mode: no secret in any body
+	}
+	return extendedConnect(sw.r) && !hasContentType(sw.Header())
+}
+
+// extendedConnect reports whether r is an extended CONNECT (RFC 8441, RFC 9220), as Caddy's
+// reverse_proxy reads it: HTTP/2 carries the protocol in the :protocol pseudo-header, quic-go's
+// HTTP/3 in r.Proto.
+func extendedConnect(r *http.Request) bool {
+	switch r.ProtoMajor {
+	case 2:
+		return r.Header.Get(":protocol") != ""
+	case 3:
+		return r.Proto != "" && !strings.HasPrefix(r.Proto, "HTTP/")
+	}
+	return false
 }
 
 func hasContentType(h http.Header) bool {
@@ -585,13 +613,39 @@ func (sw *securityWriter) sniff(p []byte) {
 	sw.start(status)
 }
 
+// pageLogRate and pageLogPerClient are the budget of each security_headers handler's
+// per-response log lines (of each message): pageLogRate a second, one client's share bounded
+// as in the security log (eventbudget).
+const (
+	pageLogRate      = 10
+	pageLogPerClient = 2
+)
+
+// logPage writes a log line about this response, within the handler's budget; a written line
+// carries how many of its kind were suppressed since the last one, and the request's uri.
+func (sw *securityWriter) logPage(level zapcore.Level, msg string, fields ...zap.Field) {
+	ce := sw.h.logger.Check(level, msg)
+	if ce == nil {
+		return
+	}
+	n, ok := sw.h.pageLogs.Admit(msg, eventClient(sw.r), time.Now())
+	if !ok {
+		return
+	}
+	fields = append(fields, zap.String("uri", loggedURI(sw.r)))
+	if n > 0 {
+		fields = append(fields, zap.Int("suppressed", n))
+	}
+	ce.Write(fields...)
+}
+
 // failClosed answers 502 instead of a body that would still hold the secret placeholder: an
 // HTML page the upstream compressed or sent a part of although we asked for neither, one in an
 // encoding the injector cannot read, or a part of a body that would be redacted (msg says
 // which, for the log, with the encoding in field).
 func (sw *securityWriter) failClosed(msg string, field zap.Field) {
 	sw.discard = true
-	sw.h.logger.Error(msg, field, zap.String("uri", loggedURI(sw.r)))
+	sw.logPage(zapcore.ErrorLevel, msg, field)
 	hdr := sw.Header()
 	for _, k := range []string{"Content-Encoding", "Content-Length", "Content-Range", "ETag", "Last-Modified", "Accept-Ranges"} {
 		hdr.Del(k)
@@ -699,8 +753,7 @@ func (sw *securityWriter) close() error {
 		return err
 	}
 	if pg.inj.GaveUp() {
-		sw.h.logger.Warn("placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked",
-			zap.String("uri", loggedURI(sw.r)))
+		sw.logPage(zapcore.WarnLevel, "placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked")
 	}
 	// The first writer of the chain first: the wide forms' redactors (the last one made
 	// first), the page's own nonce, the injector.

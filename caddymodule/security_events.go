@@ -41,6 +41,11 @@ const (
 // maxLoggedURI bounds the request URI copied into an event: an attacker chooses its length.
 const maxLoggedURI = 512
 
+// maxLoggedHost bounds the Host copied into an event: an attacker chooses it too (a site
+// without a host matcher takes any), and only the server's header limit bounds it. A host
+// name is at most 253 bytes, with ":65535" 259: no real one is cut.
+const maxLoggedHost = 260
+
 // eventLogRate is how many events of one name are logged per second (with a burst of as many);
 // the rest are counted and the next logged one carries `suppressed`. Caddy events are always
 // emitted: subscribers decide for themselves.
@@ -61,7 +66,7 @@ const eventLogPerClient = 10
 //	module     the Caddy module that reported it (http.handlers.path_guard, ...)
 //	client_ip  Caddy's client IP (trusted_proxies respected), when a request caused it
 //	ip_class   the client's class at that time
-//	method, host, uri (truncated to 512 bytes; bytes that are not UTF-8 as %XX)
+//	method, host (at most 260 bytes), uri (truncated to 512 bytes; bytes that are not UTF-8 as %XX)
 //	...        event-specific fields (reason, score, policy, directive, breaker, state, ...)
 //	suppressed how many events of this name were not logged since the last logged one
 type securityEvents struct {
@@ -192,7 +197,7 @@ func (a *App) SecurityEvent(ctx caddy.Context, r *http.Request, level zapcore.Le
 		}
 		full["ip_class"] = a.ClassOf(r).String()
 		full["method"] = r.Method
-		full["host"] = r.Host
+		full["host"] = textcut.Cut(r.Host, maxLoggedHost) // r.Method: Caddy refuses one over 32 bytes
 		full["uri"] = loggedURI(r)
 	}
 	if emit {

@@ -1,7 +1,10 @@
 package caddymodule
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -294,5 +297,59 @@ http://%s {
 		if !slices.Contains(emitted, w) {
 			t.Errorf("Caddy event uris %q lack %q", emitted, w)
 		}
+	}
+}
+
+// TestSecurityEventHostIsBounded: a site without a host matcher takes any Host, and only the
+// server's header limit bounded the one copied into each event (kilobytes per log line, and
+// in every Caddy event); it is cut to maxLoggedHost bytes, as the uri is to maxLoggedURI.
+func TestSecurityEventHostIsBounded(t *testing.T) {
+	port := testenv.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c := startWithEvents(t, fmt.Sprintf(`{
+	admin off
+	hardening {
+		features {
+			detection off
+		}
+	}
+}
+http://:%d {
+	bind 127.0.0.1
+	path_guard
+	respond "ok"
+}
+`, port), EventPathBlocked)
+	host := strings.Repeat("a", 8000)
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "GET /a/../../etc/passwd HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("traversal with a long Host: %d", resp.StatusCode)
+	}
+	logs := securityLogs(c, EventPathBlocked)
+	if len(logs) != 1 {
+		t.Fatalf("want one path_blocked, got %d", len(logs))
+	}
+	if got := logs[0].Str("host"); got != host[:maxLoggedHost] {
+		t.Errorf("logged host: %d bytes, want the first %d", len(got), maxLoggedHost)
+	}
+	evs := recordedEvents(EventPathBlocked)
+	if len(evs) != 1 {
+		t.Fatalf("want one path_blocked Caddy event, got %d", len(evs))
+	}
+	if got := fmt.Sprint(evs[0].Data["host"]); got != host[:maxLoggedHost] {
+		t.Errorf("Caddy event host: %d bytes, want the first %d", len(got), maxLoggedHost)
 	}
 }

@@ -49,7 +49,9 @@ type SharedBans struct {
 	logf    func(msg string, err error)
 
 	queue chan banMessage
-	mu    sync.Mutex
+	// dropped counts the publications the full queue refused since it last took one.
+	dropped atomic.Int64
+	mu      sync.Mutex
 
 	epochMu   sync.Mutex
 	seenEpoch string // the marker's value at the last reload ("" before the first)
@@ -150,12 +152,21 @@ func (s *SharedBans) PublishUnban(a netip.Addr) {
 	s.enqueue(banMessage{Op: "unban", IP: a.Unmap().String()})
 }
 
+// enqueue queues m for publication. Past the bound it drops m, logging once when the queue
+// fills and once when it takes publications again (with how many stayed local): one line per
+// dropped detection would be one per request of clients an attacker makes up, while Redis
+// stalls.
 func (s *SharedBans) enqueue(m banMessage) {
 	m.Origin = s.origin
 	select {
 	case s.queue <- m:
+		if n := s.dropped.Swap(0); n > 0 {
+			s.logf(fmt.Sprintf("shared detections: the publish queue takes publications again; %d detections stayed local while it was full", n), nil)
+		}
 	default:
-		s.logf("shared detections: publish queue full, a detection stays local", nil)
+		if s.dropped.Add(1) == 1 {
+			s.logf("shared detections: publish queue full (Redis is slow or stalled): detections stay local until it has room; their number is logged then", nil)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -392,4 +393,49 @@ func TestSharedBansRepublishedAfterRedisLostThem(t *testing.T) {
 	if f, err := strconv.ParseFloat(fmt.Sprint(got), 64); err != nil || int64(f) != later {
 		t.Fatalf("republication changed the shared end from %v to %v (was %v before)", later, got, v)
 	}
+}
+
+// TestSharedBansFullQueueLogsOnce: while Redis stalls, publications wait in the bounded
+// queue; past it each detection was dropped with a log line of its own, so clients an
+// attacker makes up (one traversal per address, an IPv6 /64 each) wrote one line per request,
+// past the security log's budget. The overflow is now logged once when it starts and once
+// when the queue takes publications again, with the count that stayed local.
+func TestSharedBansFullQueueLogsOnce(t *testing.T) {
+	r := testenv.StartRedis(t)
+	logs := &logSink{}
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: 200 * time.Millisecond, ReadTimeout: 5 * time.Second, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	s := NewSharedBans(c, "test:", NewDetector(Settings{}), 1000, logs.logf)
+	s.Start()
+	t.Cleanup(s.Stop)
+	time.Sleep(100 * time.Millisecond) // subscribed
+	r.Freeze()
+	defer r.Thaw()
+	const extra = 500
+	for i := range queueSize + extra {
+		s.Publish(Detection{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Signal: SignalTraversal, Until: time.Now().Add(time.Hour)})
+	}
+	full := 0
+	logs.mu.Lock()
+	for _, m := range logs.msgs {
+		if strings.Contains(m, "queue full") {
+			full++
+		}
+	}
+	logs.mu.Unlock()
+	if full != 1 {
+		t.Errorf("%d publications past the queue logged %d queue-full lines, want 1", extra, full)
+	}
+	r.Thaw()
+	testenv.WaitFor(t, 10*time.Second, "the queue to take publications again", func() bool {
+		s.Publish(Detection{Addr: netip.MustParseAddr("192.0.2.1"), Signal: SignalTraversal, Until: time.Now().Add(time.Hour)})
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		for _, m := range logs.msgs {
+			if strings.Contains(m, "stayed local") {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// TestPlaceholderStaysSecretFromCONNECT: any client may send CONNECT. A 2xx to it was taken
+// for a tunnel (a WebSocket's extended CONNECT) and its bytes passed untouched, so a page
+// answered to `CONNECT /page HTTP/1.1` (a respond, an upstream whose catch-all route takes any
+// method) reached the client with the secret placeholder in it: whoever reads it can get the
+// nonce onto a tag it writes. In placeholder mode only an extended CONNECT answered untyped
+// (the tunnel reverse_proxy opens) passes as a tunnel; any other answer is a response.
+func TestPlaceholderStaysSecretFromCONNECT(t *testing.T) {
+	page := `<html><script nonce="` + testPlaceholder + `">app()</script><p>` + testPlaceholder + `</p></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page) // a catch-all route: any method, any path
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	port := testenv.FreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin off
+}
+http://:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	handle /respond {
+		header Content-Type text/html
+		respond %q
+	}
+	reverse_proxy %s
+}
+`, port, page, up.Listener.Addr()))
+	for _, target := range []string{"/respond", "/up", addr} {
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "CONNECT "+target+" HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		var got strings.Builder
+		buf := make([]byte, 4096)
+		for !strings.Contains(got.String(), "</html>") {
+			n, err := conn.Read(buf)
+			got.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		conn.Close()
+		resp := got.String()
+		if strings.Contains(resp, testPlaceholder) {
+			t.Errorf("CONNECT %s: the answer carries the placeholder:\n%.400s", target, resp)
+		}
+		if strings.HasPrefix(resp, "HTTP/1.1 200") && !strings.Contains(resp, `<script nonce="`) {
+			t.Errorf("CONNECT %s: a 200 without the page's nonce:\n%.400s", target, resp)
+		}
+	}
+}
+
+// TestPlaceholderStaysSecretFromExtendedCONNECT: an extended CONNECT (HTTP/3, which Caddy
+// offers on every HTTPS site) to a path whose upstream is no WebSocket: reverse_proxy turns it
+// into a GET with Upgrade, the upstream answers its page (200, typed), and that page went out
+// as a tunnel's bytes, placeholder included.
+func TestPlaceholderStaysSecretFromExtendedCONNECT(t *testing.T) {
+	page := `<html><script nonce="` + testPlaceholder + `">app()</script></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page) // no WebSocket here: the Upgrade is ignored
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+%s}
+localhost:%d {
+	bind 127.0.0.1
+	tls internal
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, up.Listener.Addr()))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}}
+	t.Cleanup(func() { _ = tr.Close() })
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodConnect, fmt.Sprintf("https://127.0.0.1:%d/page", httpsPort), http.NoBody)
+	req.Host = fmt.Sprintf("localhost:%d", httpsPort)
+	req.Proto = "websocket" // :protocol
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if strings.Contains(string(body), testPlaceholder) {
+		t.Errorf("extended CONNECT: %d, the answer carries the placeholder: %.300s", resp.StatusCode, body)
+	}
+}
