@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -678,6 +679,66 @@ func TestMonitoringJSONRefusesWhatTheCaddyfileRefuses(t *testing.T) {
 		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + tc.check + `]}]}]}}}}}`)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.check, err, tc.want)
+		}
+	}
+}
+
+// TestMonitoringRedisCheckNamesConfigurationMistakes: a redis check against a wrong connection
+// said only what the driver said ("EOF", "i/o timeout", an x509 error, "WRONGPASS ..."), where
+// the app's startup names the mistake. The check now names it the same way (one shared
+// diagnosis), the driver's text after it.
+func TestMonitoringRedisCheckNamesConfigurationMistakes(t *testing.T) {
+	files := testenv.WriteTLSFiles(t)
+	tlsPort := testenv.FreePort(t)
+	plain := testenv.StartRedis(t, "--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", files.Cert,
+		"--tls-key-file", files.Key, "--tls-ca-cert-file", files.CA, "--tls-auth-clients", "no")
+	locked := testenv.StartRedis(t, "--requirepass", "right-one")
+	key, digest := newKey(t)
+	want := map[string]string{
+		"plain_to_tls": "redis closed the connection without an answer: a port that serves TLS only",
+		"tls_to_plain": "redis did not complete the TLS handshake (TLS is on",
+		"untrusted":    "redis's TLS certificate was refused (signed by a CA",
+		"wrongpass":    "redis refused this client's credentials (username, password or ACL): WRONGPASS",
+		"app":          "redis did not complete the TLS handshake (TLS is on",
+	}
+	cf, base := monitoringSite(t,
+		fmt.Sprintf("\thardening {\n\t\tenvironment development\n\t\tredis rediss://%s/0 {\n\t\t\tdial_timeout 200ms\n\t\t\tread_timeout 200ms\n\t\t}\n\t}", plain.Addr),
+		fmt.Sprintf(`check redis plain_to_tls redis://127.0.0.1:%d/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis tls_to_plain rediss://%s/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis untrusted rediss://127.0.0.1:%d/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis wrongpass redis://:wrong-one@%s/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis app {
+	interval 300ms
+	timeout 250ms
+}
+api_keys %s`, tlsPort, plain.Addr, tlsPort, locked.Addr, digest))
+	testcaddy.StartCaddy(t, cf)
+	waitFor(t, "every check failed once", func() bool {
+		for _, d := range services(t, base, key).Dependencies {
+			if d.Runs == 0 || d.Output == "" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, d := range services(t, base, key).Dependencies {
+		if !strings.Contains(d.Output, want[d.Name]) {
+			t.Errorf("check %s: output %q, want it to say %q", d.Name, d.Output, want[d.Name])
+		}
+		if strings.Contains(d.Output, "wrong-one") {
+			t.Errorf("check %s: output shows the password: %q", d.Name, d.Output)
 		}
 	}
 }
