@@ -20,7 +20,8 @@ import (
 // String fields accept Caddy's runtime placeholders, resolved at load: `{env.REDIS_PASSWORD}`,
 // `{file./run/secrets/redis_password}`. Prefer them to the Caddyfile's `{$VAR}`: that is
 // substituted when the Caddyfile is adapted, so the secret would be stored in the JSON config,
-// the admin API's GET /config/ and autosave.json.
+// the admin API's GET /config/ and autosave.json. A username or password placeholder that
+// resolves to nothing (an unset variable, an empty file) is refused at load.
 type RedisConfig struct {
 	// URL of a standalone server: `redis://[user:password@]host:port/db`, `rediss://...`
 	// (TLS), or `unix:///path/to/redis.sock`.
@@ -136,6 +137,28 @@ func (c *RedisConfig) options(repl *caddy.Replacer) redisconn.Options {
 		o.ServerName, o.InsecureSkipVerify = r(t.ServerName), t.InsecureSkipVerify
 	}
 	return o
+}
+
+// checkEmptyCredentials refuses a username or password given as a placeholder that resolves to
+// nothing (an unset or empty variable, an empty file), as the URL, cluster and sentinel fields
+// are refused: sent as no password at all, it would fall back to the URL's or to none, and a
+// Redis that needs one would answer NOAUTH to every command while Caddy ran from memory.
+func (c *RedisConfig) checkEmptyCredentials(o redisconn.Options) error {
+	fields := []struct{ name, given, resolved string }{
+		{"username", c.Username, o.Username},
+		{"password", c.Password, o.Password},
+	}
+	if s := c.Sentinel; s != nil {
+		fields = append(fields,
+			struct{ name, given, resolved string }{"sentinel_username", s.Username, o.SentinelUsername},
+			struct{ name, given, resolved string }{"sentinel_password", s.Password, o.SentinelPassword})
+	}
+	for _, f := range fields {
+		if f.given != "" && f.resolved == "" {
+			return fmt.Errorf("redis: %s %s is empty once resolved; set the variable (or the file), or leave %s out when Redis needs none", f.name, f.given, f.name)
+		}
+	}
+	return nil
 }
 
 func (c *RedisConfig) keyPrefix() string {
