@@ -266,8 +266,20 @@ func (p *pooledCheck) Destruct() error {
 func acquireCheck(c *MonitorCheck, app *App, repl *caddy.Replacer) (*monitor.Check, string, error) {
 	r := *c
 	r.Name = c.name()
-	for _, s := range []*string{&r.Redis, &r.DSN, &r.URL, &r.Address, &r.CAFile, &r.Queue, &r.HeartbeatKey, &r.BodyContains} {
-		*s = repl.ReplaceKnown(*s, "")
+	for _, f := range []struct {
+		field string
+		value *string
+	}{
+		{"redis", &r.Redis}, {"dsn", &r.DSN}, {"url", &r.URL}, {"address", &r.Address}, {"ca_file", &r.CAFile},
+		{"queue", &r.Queue}, {"heartbeat_key", &r.HeartbeatKey}, {"body_contains", &r.BodyContains},
+	} {
+		given := *f.value
+		*f.value = repl.ReplaceKnown(given, "")
+		// An unset variable would turn the field off: a redis check would probe the app's
+		// Redis instead of the one named, a worker check would skip its queue.
+		if given != "" && *f.value == "" {
+			return nil, "", fmt.Errorf("monitoring: check %s: %s %s is empty once resolved; set the variable (or the file)", r.Name, f.field, given)
+		}
 	}
 	if len(c.Headers) > 0 {
 		r.Headers = make(map[string]string, len(c.Headers))

@@ -538,7 +538,7 @@ func TestMonitoringJSONIsValidatedAtLoad(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"type": "mysql"}`: `monitoring: unknown check type "mysql"`,
 		`{"type": "tcp", "address": "x:1", "interval": 1000000000, "timeout": 1000000000}`: "monitoring: check tcp: timeout 1s must be shorter than interval 1s",
-		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                          `monitoring: check http: expected an http:// or https:// URL with a host, got ""`,
+		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                          `monitoring: check http: url {env.MONITOR_TEST_UNSET_URL} is empty once resolved; set the variable`,
 		`{"type": "tcp", "address": "x:1", "expect": ["200"]}`:                             "monitoring: check tcp: expect applies to http checks only, not tcp",
 		`{"type": "redis", "redis": "redis://x:1", "dsn": "postgres://x/db"}`:              "monitoring: check redis: dsn applies to postgres checks only, not redis",
 		`{"type": "postgres", "dsn": "postgres://x/db", "redis": "redis://x:1"}`:           "monitoring: check postgres: redis applies to redis and worker checks only, not postgres",
@@ -740,5 +740,25 @@ api_keys %s`, tlsPort, plain.Addr, tlsPort, locked.Addr, digest))
 		if strings.Contains(d.Output, "wrong-one") {
 			t.Errorf("check %s: output shows the password: %q", d.Name, d.Output)
 		}
+	}
+}
+
+// TestMonitoringPlaceholderResolvingToNothingIsRefused: `check redis cache {env.CACHE_URL}` with
+// the variable unset checked the hardening app's Redis instead, and said nothing: the check
+// passed while the cache it was meant to watch was never probed.
+func TestMonitoringPlaceholderResolvingToNothingIsRefused(t *testing.T) {
+	r := testenv.StartRedis(t)
+	for _, tc := range []struct{ block, want string }{
+		{"check redis cache {env.HARDENING_TEST_UNSET_CACHE_URL}", "monitoring: check cache: redis {env.HARDENING_TEST_UNSET_CACHE_URL} is empty once resolved"},
+		{"check worker jobs {\nqueue {env.HARDENING_TEST_UNSET_QUEUE}\nheartbeat_key hb\n}", "monitoring: check jobs: queue {env.HARDENING_TEST_UNSET_QUEUE} is empty once resolved"},
+		{"check tcp db {env.HARDENING_TEST_UNSET_ADDR}", "monitoring: check db: address {env.HARDENING_TEST_UNSET_ADDR} is empty once resolved"},
+	} {
+		t.Run(tc.block, func(t *testing.T) {
+			cf, _ := monitoringSite(t, "\thardening {\n\t\tredis "+r.URL(0)+"\n\t}", tc.block)
+			_, err := testcaddy.TryStartCaddy(t, cf)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
