@@ -33,7 +33,7 @@ type RateLimitConfig struct {
 	MaxKeys int `json:"max_keys,omitempty"`
 
 	// StoreTimeout bounds each Redis decision; a slower answer counts as a failure and the
-	// request is decided by on_store_failure. Default: 50ms.
+	// request is decided by on_store_failure. At most 5s. Default: 50ms.
 	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
 
 	// DisableLeases makes every request of a key with a large burst (200 or more) a Redis
@@ -289,8 +289,8 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 	if s.MaxKeys < 0 {
 		return s, fmt.Errorf("rate_limit max_keys: expected a positive number (0 for the default %d), got %d", defaultRateLimitMaxKeys, s.MaxKeys)
 	}
-	if s.Timeout < 0 {
-		return s, fmt.Errorf("rate_limit store_timeout: expected a positive duration (0 for the default %s), got %s", defaultStoreTimeout, s.Timeout)
+	if s.Timeout < 0 || s.Timeout > maxStoreTimeout {
+		return s, fmt.Errorf("rate_limit store_timeout: expected a positive duration of at most %s (0 for the default %s), got %s", maxStoreTimeout, defaultStoreTimeout, s.Timeout)
 	}
 	if s.MaxKeys == 0 {
 		s.MaxKeys = defaultRateLimitMaxKeys
@@ -358,6 +358,10 @@ const (
 
 	defaultRateLimitMaxKeys = 200000
 	defaultStoreTimeout     = 50 * time.Millisecond
+	// maxStoreTimeout bounds store_timeout: every request waits up to it while Redis is slow
+	// (the breaker opens after 3 such waits), so a longer one holds requests for Redis where
+	// the limiter is meant to fall back to memory at once.
+	maxStoreTimeout = 5 * time.Second
 
 	// storeProbeTimeout bounds the question a new limiter asks Redis when it starts (without
 	// an answer, decisions go to memory at once rather than after three requests have each

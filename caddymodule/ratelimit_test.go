@@ -704,7 +704,10 @@ func TestRateLimitBadJSONIsRefused(t *testing.T) {
 		{`{"apps":{"hardening":{"rate_limit":{"max_keys":-1}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
 			`rate_limit max_keys: expected a positive number (0 for the default 200000), got -1`},
 		{`{"apps":{"hardening":{"rate_limit":{"store_timeout":-1}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
-			`rate_limit store_timeout: expected a positive duration (0 for the default 50ms), got -1ns`},
+			`rate_limit store_timeout: expected a positive duration of at most 5s (0 for the default 50ms), got -1ns`},
+		// Was accepted: every request could wait 1000000h for Redis.
+		{`{"apps":{"hardening":{"rate_limit":{"store_timeout":"1000000h"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
+			`rate_limit store_timeout: expected a positive duration of at most 5s (0 for the default 50ms), got 1000000h0m0s`},
 	} {
 		if err := c.LoadJSON(tc.json); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s:\n  err = %v\n  want %q", tc.json, err, tc.want)
