@@ -186,14 +186,28 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 	// while another runs leaves the gauges and the stores of the running one alone.
 	a.OnStart(func() {
 		liveLimiterApps.started(a)
-		if e.started.CompareAndSwap(false, true) {
+		if e.started.CompareAndSwap(false, true) && e.failover != nil {
+			go e.failover.Run(e.runCtx, storeProbeTimeout)
+		}
+		// The load sampler reads the CPU every interval: only for adaptive policies. It
+		// starts with the first configuration that uses one (the limiter, and the smoothed
+		// load with it, lives across reloads) and stops with the limiter.
+		if a.usesAdaptive() {
 			e.adaptive.Start()
-			if e.failover != nil {
-				go e.failover.Run(e.runCtx, storeProbeTimeout)
-			}
 		}
 	})
 	return e, nil
+}
+
+// usesAdaptive reports whether a policy_rate_limit handler of this configuration uses an
+// adaptive policy.
+func (a *App) usesAdaptive() bool {
+	for name := range a.ratePolicies() {
+		if p := a.policies[name]; p != nil && p.adaptive {
+			return true
+		}
+	}
+	return false
 }
 
 // ratePolicies are the policies this configuration's policy_rate_limit handlers use.

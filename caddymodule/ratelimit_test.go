@@ -1198,3 +1198,31 @@ func TestRateLimitSettingsCheckedWithoutAHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitSamplerOnlyForAdaptivePolicies: the load sampler read the CPU every interval
+// as soon as any policy_rate_limit was configured, adaptive or not. It now starts with the
+// first configuration that uses an adaptive policy, and a reload keeps it (and the smoothed
+// load) running.
+func TestRateLimitSamplerOnlyForAdaptivePolicies(t *testing.T) {
+	block, _ := site(t, "\tpolicy_rate_limit api")
+	// min_factor 0.35: settings of its own, so no other test's limiter is taken over.
+	global := "{\n\thardening {\n\t\tadaptive {\n\t\t\tmin_factor 0.35\n\t\t}\n\t}\n}\n"
+	c := testcaddy.StartCaddy(t, global+block)
+	e := activeApp(t).limiter
+	if e == nil || e.adaptive.Running() {
+		t.Fatalf("no adaptive policy in use: the sampler runs (limiter %p)", e)
+	}
+	adaptiveBlock, _ := site(t, "\tpolicy_rate_limit api\n\tpolicy_rate_limit api_intensive")
+	if err := c.Load(global + adaptiveBlock); err != nil {
+		t.Fatal(err)
+	}
+	if e2 := activeApp(t).limiter; e2 != e || !e.adaptive.Running() {
+		t.Fatalf("api_intensive is adaptive: same limiter %v, sampler running %v", e2 == e, e.adaptive.Running())
+	}
+	if err := c.Load(global + block); err != nil {
+		t.Fatal(err)
+	}
+	if e3 := activeApp(t).limiter; e3 != e || !e.adaptive.Running() {
+		t.Fatalf("a reload keeps the limiter and its sampler: same limiter %v, running %v", e3 == e, e.adaptive.Running())
+	}
+}
