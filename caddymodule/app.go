@@ -165,6 +165,9 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if s := a.Redis.Sentinel; s != nil && len(s.Addresses) > 0 && len(opts.SentinelAddrs) == 0 {
 		return fmt.Errorf("redis: sentinel addresses %s are empty once resolved; set the variable to one or more host:port addresses (separated by spaces or commas)", strings.Join(s.Addresses, " "))
 	}
+	if err := a.Redis.checkEmptyCredentials(opts); err != nil {
+		return err
+	}
 	if err := opts.Validate(); err != nil {
 		return err
 	}

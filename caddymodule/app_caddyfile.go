@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -435,10 +436,26 @@ func durationArg(d *caddyfile.Dispenser, name string) (time.Duration, error) {
 		return 0, err
 	}
 	dur, err := caddy.ParseDuration(v)
+	if err != nil && durationOverflows(v) {
+		return 0, d.Errf("%s: %q is too long: %s", name, v, durationLimit)
+	}
 	if err != nil || dur <= 0 {
 		return 0, d.Errf("%s: expected a positive duration such as 500ms, 2s or 15m, got %q", name, v)
 	}
 	return dur, nil
+}
+
+// durationSyntax is what caddy.ParseDuration reads: numbers with units, days included.
+var durationSyntax = regexp.MustCompile(`^[-+]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$`)
+
+// durationLimit says why a well-written duration does not parse.
+const durationLimit = "Go durations stop at about 292 years (2562047h)"
+
+// durationOverflows reports whether v is written as a duration but does not fit one: Go says
+// only "invalid duration", which reads as a typo.
+func durationOverflows(v string) bool {
+	_, err := caddy.ParseDuration(v)
+	return err != nil && durationSyntax.MatchString(v)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -521,6 +521,7 @@ func findingCodes(c *testcaddy.Caddy) []string {
 }
 
 func TestAppFindings(t *testing.T) {
+	t.Setenv("REDIS_PASSWORD", "from-the-environment") // a placeholder that resolves to nothing is refused
 	for _, tc := range []struct {
 		name   string
 		option string
@@ -590,6 +591,12 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		// Was "sentinel needs the master name before the addresses": it did not say the name
 		// came from a variable that is not set.
 		{"sentinel master from an empty placeholder", "redis {\n\t\t\tsentinel {env.HARDENING_TEST_UNSET_MASTER} 127.0.0.1:26379\n\t\t}", "redis: the sentinel master name {env.HARDENING_TEST_UNSET_MASTER} is empty once resolved; set the variable"},
+		// Were accepted: the client sent no password, and a Redis that needs one answered
+		// NOAUTH (one startup warning, then every module in memory).
+		{"password from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tpassword {env.HARDENING_TEST_UNSET_PASSWORD}\n\t\t}", "redis: password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved; set the variable (or the file), or leave password out when Redis needs none"},
+		{"password from an empty file", "redis redis://127.0.0.1:6379/0 {\n\t\t\tpassword {file./dev/null}\n\t\t}", "redis: password {file./dev/null} is empty once resolved"},
+		{"username from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tusername {env.HARDENING_TEST_UNSET_USER}\n\t\t\tpassword {env.HARDENING_TEST_BAD_URL}\n\t\t}", "redis: username {env.HARDENING_TEST_UNSET_USER} is empty once resolved"},
+		{"sentinel password from an empty placeholder", "redis {\n\t\t\tsentinel m 127.0.0.1:26379\n\t\t\tsentinel_password {env.HARDENING_TEST_UNSET_PASSWORD}\n\t\t}", "redis: sentinel_password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")

@@ -183,6 +183,9 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 			return err
 		}
 		n, err := strconv.Atoi(v)
+		if errors.Is(err, strconv.ErrRange) {
+			return d.Errf("%s: %q is too large", name, v)
+		}
 		if err != nil || n <= 0 {
 			return d.Errf("%s: expected a whole number above 0, got %q", name, v)
 		}
@@ -204,6 +207,9 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 			return err
 		}
 		dur, err := caddy.ParseDuration(v)
+		if err != nil && durationOverflows(v) {
+			return d.Errf("%s: %q is too long: %s", name, v, durationLimit)
+		}
 		if err != nil || dur <= 0 {
 			return d.Errf("%s: expected a positive duration such as 500ms, 30s or 1m, got %q", name, v)
 		}

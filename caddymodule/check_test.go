@@ -46,6 +46,7 @@ func codes(rep CheckReport) map[string]Finding {
 // TestCheckFindings: every rule the check applies has a configuration that triggers it and a
 // corrected one where it is silent; each finding says where, why and how to fix it.
 func TestCheckFindings(t *testing.T) {
+	t.Setenv("REDIS_PASSWORD", "from-the-environment") // a placeholder that resolves to nothing is refused
 	good := "\tsecurity_headers"
 	cases := []struct {
 		code, bad, fixed string

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -190,12 +191,18 @@ func parseBurst(d *caddyfile.Dispenser, cfg *DetectionConfig) error {
 		return d.Errf("burst %s is given twice", name)
 	}
 	n, err := strconv.Atoi(args[1])
+	if errors.Is(err, strconv.ErrRange) {
+		return d.Errf("burst %s: allowance %s is too large: expected 0 to %d", name, args[1], maxBurstAllowance)
+	}
 	if err != nil {
 		return d.Errf("burst %s: expected an allowance from 0 to %d, got %q", name, maxBurstAllowance, args[1])
 	}
 	b := BurstConfig{Allowance: n}
 	if len(args) == 3 {
 		leak, err := caddy.ParseDuration(args[2])
+		if err != nil && durationOverflows(args[2]) {
+			return d.Errf("burst %s: leak %q is too long: at most %v", name, args[2], maxBurstLeak)
+		}
 		if err != nil || leak <= 0 {
 			return d.Errf("burst %s: expected a leak such as 10s, got %q", name, args[2])
 		}

@@ -266,8 +266,20 @@ func (p *pooledCheck) Destruct() error {
 func acquireCheck(c *MonitorCheck, app *App, repl *caddy.Replacer) (*monitor.Check, string, error) {
 	r := *c
 	r.Name = c.name()
-	for _, s := range []*string{&r.Redis, &r.DSN, &r.URL, &r.Address, &r.CAFile, &r.Queue, &r.HeartbeatKey, &r.BodyContains} {
-		*s = repl.ReplaceKnown(*s, "")
+	for _, f := range []struct {
+		field string
+		value *string
+	}{
+		{"redis", &r.Redis}, {"dsn", &r.DSN}, {"url", &r.URL}, {"address", &r.Address}, {"ca_file", &r.CAFile},
+		{"queue", &r.Queue}, {"heartbeat_key", &r.HeartbeatKey}, {"body_contains", &r.BodyContains},
+	} {
+		given := *f.value
+		*f.value = repl.ReplaceKnown(given, "")
+		// An unset variable would turn the field off: a redis check would probe the app's
+		// Redis instead of the one named, a worker check would skip its queue.
+		if given != "" && *f.value == "" {
+			return nil, "", fmt.Errorf("monitoring: check %s: %s %s is empty once resolved; set the variable (or the file)", r.Name, f.field, given)
+		}
 	}
 	if len(c.Headers) > 0 {
 		r.Headers = make(map[string]string, len(c.Headers))
@@ -316,14 +328,14 @@ func newCheck(r *MonitorCheck, app *App) (*monitor.Check, error) {
 	var checker monitor.Checker
 	switch r.Type {
 	case checkRedis, checkWorker:
-		client, owned, target, err := checkRedisClient(r, app, timeout)
+		client, conn, owned, target, err := checkRedisClient(r, app, timeout)
 		if err != nil {
 			return nil, err
 		}
 		cfg.Target, cfg.ComponentType = target, "datastore"
 		cfg.Secrets = append(cfg.Secrets, redisSecrets(r.Redis)...)
 		if r.Type == checkRedis {
-			checker = monitor.RedisChecker{Client: client}
+			checker = monitor.RedisChecker{Client: client, Conn: conn}
 		} else {
 			cfg.ComponentType = "component"
 			maxAge := time.Duration(r.MaxAge)
@@ -334,7 +346,7 @@ func newCheck(r *MonitorCheck, app *App) (*monitor.Check, error) {
 			if r.OnBacklog == "fail" {
 				backlog = monitor.Fail
 			}
-			checker = monitor.WorkerChecker{Client: client, Queue: r.Queue, MaxBacklog: r.MaxBacklog,
+			checker = monitor.WorkerChecker{Client: client, Conn: conn, Queue: r.Queue, MaxBacklog: r.MaxBacklog,
 				BacklogStatus: backlog, HeartbeatKey: r.HeartbeatKey, MaxAge: maxAge}
 		}
 		if owned {
@@ -389,27 +401,27 @@ func newCheck(r *MonitorCheck, app *App) (*monitor.Check, error) {
 }
 
 // checkRedisClient is the app's shared client, or a client of the check's own (owned: the
-// check closes it).
-func checkRedisClient(r *MonitorCheck, app *App, timeout time.Duration) (redis.UniversalClient, bool, string, error) {
+// check closes it), with the options it was built from.
+func checkRedisClient(r *MonitorCheck, app *App, timeout time.Duration) (redis.UniversalClient, redisconn.Options, bool, string, error) {
 	if r.Redis == "" {
 		eps := app.redis.opts.Endpoints()
 		target := "hardening app redis"
 		if len(eps) > 0 {
 			target = eps[0]
 		}
-		return app.RedisClient(), false, target, nil
+		return app.RedisClient(), app.redis.opts, false, target, nil
 	}
 	opts := redisconn.Options{URL: r.Redis, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
 		PoolSize: 2, MaxRetries: -1, ClientName: "caddy-hardening-monitor"}
 	client, err := redisconn.New(opts)
 	if err != nil {
-		return nil, false, "", fmt.Errorf("monitoring: check %s: %s", r.Name, redisconn.Redact(err.Error()))
+		return nil, opts, false, "", fmt.Errorf("monitoring: check %s: %s", r.Name, redisconn.Redact(err.Error()))
 	}
 	target := ""
 	if eps := opts.Endpoints(); len(eps) > 0 {
 		target = eps[0]
 	}
-	return client, true, target, nil
+	return client, opts, true, target, nil
 }
 
 // redisSecrets is the password of a Redis URL, to redact.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -537,7 +538,7 @@ func TestMonitoringJSONIsValidatedAtLoad(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"type": "mysql"}`: `monitoring: unknown check type "mysql"`,
 		`{"type": "tcp", "address": "x:1", "interval": 1000000000, "timeout": 1000000000}`: "monitoring: check tcp: timeout 1s must be shorter than interval 1s",
-		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                          `monitoring: check http: expected an http:// or https:// URL with a host, got ""`,
+		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                          `monitoring: check http: url {env.MONITOR_TEST_UNSET_URL} is empty once resolved; set the variable`,
 		`{"type": "tcp", "address": "x:1", "expect": ["200"]}`:                             "monitoring: check tcp: expect applies to http checks only, not tcp",
 		`{"type": "redis", "redis": "redis://x:1", "dsn": "postgres://x/db"}`:              "monitoring: check redis: dsn applies to postgres checks only, not redis",
 		`{"type": "postgres", "dsn": "postgres://x/db", "redis": "redis://x:1"}`:           "monitoring: check postgres: redis applies to redis and worker checks only, not postgres",
@@ -679,5 +680,85 @@ func TestMonitoringJSONRefusesWhatTheCaddyfileRefuses(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.check, err, tc.want)
 		}
+	}
+}
+
+// TestMonitoringRedisCheckNamesConfigurationMistakes: a redis check against a wrong connection
+// said only what the driver said ("EOF", "i/o timeout", an x509 error, "WRONGPASS ..."), where
+// the app's startup names the mistake. The check now names it the same way (one shared
+// diagnosis), the driver's text after it.
+func TestMonitoringRedisCheckNamesConfigurationMistakes(t *testing.T) {
+	files := testenv.WriteTLSFiles(t)
+	tlsPort := testenv.FreePort(t)
+	plain := testenv.StartRedis(t, "--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", files.Cert,
+		"--tls-key-file", files.Key, "--tls-ca-cert-file", files.CA, "--tls-auth-clients", "no")
+	locked := testenv.StartRedis(t, "--requirepass", "right-one")
+	key, digest := newKey(t)
+	want := map[string]string{
+		"plain_to_tls": "redis closed the connection without an answer: a port that serves TLS only",
+		"tls_to_plain": "redis did not complete the TLS handshake (TLS is on",
+		"untrusted":    "redis's TLS certificate was refused (signed by a CA",
+		"wrongpass":    "redis refused this client's credentials (username, password or ACL): WRONGPASS",
+		"app":          "redis did not complete the TLS handshake (TLS is on",
+	}
+	cf, base := monitoringSite(t,
+		fmt.Sprintf("\thardening {\n\t\tenvironment development\n\t\tredis rediss://%s/0 {\n\t\t\tdial_timeout 200ms\n\t\t\tread_timeout 200ms\n\t\t}\n\t}", plain.Addr),
+		fmt.Sprintf(`check redis plain_to_tls redis://127.0.0.1:%d/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis tls_to_plain rediss://%s/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis untrusted rediss://127.0.0.1:%d/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis wrongpass redis://:wrong-one@%s/0 {
+	interval 300ms
+	timeout 250ms
+}
+check redis app {
+	interval 300ms
+	timeout 250ms
+}
+api_keys %s`, tlsPort, plain.Addr, tlsPort, locked.Addr, digest))
+	testcaddy.StartCaddy(t, cf)
+	waitFor(t, "every check failed once", func() bool {
+		for _, d := range services(t, base, key).Dependencies {
+			if d.Runs == 0 || d.Output == "" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, d := range services(t, base, key).Dependencies {
+		if !strings.Contains(d.Output, want[d.Name]) {
+			t.Errorf("check %s: output %q, want it to say %q", d.Name, d.Output, want[d.Name])
+		}
+		if strings.Contains(d.Output, "wrong-one") {
+			t.Errorf("check %s: output shows the password: %q", d.Name, d.Output)
+		}
+	}
+}
+
+// TestMonitoringPlaceholderResolvingToNothingIsRefused: `check redis cache {env.CACHE_URL}` with
+// the variable unset checked the hardening app's Redis instead, and said nothing: the check
+// passed while the cache it was meant to watch was never probed.
+func TestMonitoringPlaceholderResolvingToNothingIsRefused(t *testing.T) {
+	r := testenv.StartRedis(t)
+	for _, tc := range []struct{ block, want string }{
+		{"check redis cache {env.HARDENING_TEST_UNSET_CACHE_URL}", "monitoring: check cache: redis {env.HARDENING_TEST_UNSET_CACHE_URL} is empty once resolved"},
+		{"check worker jobs {\nqueue {env.HARDENING_TEST_UNSET_QUEUE}\nheartbeat_key hb\n}", "monitoring: check jobs: queue {env.HARDENING_TEST_UNSET_QUEUE} is empty once resolved"},
+		{"check tcp db {env.HARDENING_TEST_UNSET_ADDR}", "monitoring: check db: address {env.HARDENING_TEST_UNSET_ADDR} is empty once resolved"},
+	} {
+		t.Run(tc.block, func(t *testing.T) {
+			cf, _ := monitoringSite(t, "\thardening {\n\t\tredis "+r.URL(0)+"\n\t}", tc.block)
+			_, err := testcaddy.TryStartCaddy(t, cf)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

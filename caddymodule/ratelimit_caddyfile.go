@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,6 +116,9 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 				return nil, d.Errf("policy %s %s: after the rate, expected burst <n>", policy, sub)
 			}
 			b, err := strconv.ParseInt(d.Val(), 10, 64)
+			if errors.Is(err, strconv.ErrRange) {
+				return nil, d.Errf("policy %s %s: burst %q is too large", policy, sub, d.Val())
+			}
 			if err != nil || b <= 0 {
 				return nil, d.Errf("policy %s %s: burst must be a positive integer, got %q", policy, sub, d.Val())
 			}
@@ -261,6 +265,9 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 			dur, err := durationArg(d, "rate_limit store_timeout")
 			if err != nil {
 				return err
+			}
+			if dur > maxStoreTimeout {
+				return d.Errf("rate_limit store_timeout %s: at most %s (every request waits up to it while Redis is slow; the default is %s)", dur, maxStoreTimeout, defaultStoreTimeout)
 			}
 			cfg.StoreTimeout = caddy.Duration(dur)
 		case "on_store_failure":

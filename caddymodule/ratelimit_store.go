@@ -33,7 +33,7 @@ type RateLimitConfig struct {
 	MaxKeys int `json:"max_keys,omitempty"`
 
 	// StoreTimeout bounds each Redis decision; a slower answer counts as a failure and the
-	// request is decided by on_store_failure. Default: 50ms.
+	// request is decided by on_store_failure. At most 5s. Default: 50ms.
 	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
 
 	// DisableLeases makes every request of a key with a large burst (200 or more) a Redis
@@ -186,14 +186,28 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 	// while another runs leaves the gauges and the stores of the running one alone.
 	a.OnStart(func() {
 		liveLimiterApps.started(a)
-		if e.started.CompareAndSwap(false, true) {
+		if e.started.CompareAndSwap(false, true) && e.failover != nil {
+			go e.failover.Run(e.runCtx, storeProbeTimeout)
+		}
+		// The load sampler reads the CPU every interval: only for adaptive policies. It
+		// starts with the first configuration that uses one (the limiter, and the smoothed
+		// load with it, lives across reloads) and stops with the limiter.
+		if a.usesAdaptive() {
 			e.adaptive.Start()
-			if e.failover != nil {
-				go e.failover.Run(e.runCtx, storeProbeTimeout)
-			}
 		}
 	})
 	return e, nil
+}
+
+// usesAdaptive reports whether a policy_rate_limit handler of this configuration uses an
+// adaptive policy.
+func (a *App) usesAdaptive() bool {
+	for name := range a.ratePolicies() {
+		if p := a.policies[name]; p != nil && p.adaptive {
+			return true
+		}
+	}
+	return false
 }
 
 // ratePolicies are the policies this configuration's policy_rate_limit handlers use.
@@ -289,8 +303,8 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 	if s.MaxKeys < 0 {
 		return s, fmt.Errorf("rate_limit max_keys: expected a positive number (0 for the default %d), got %d", defaultRateLimitMaxKeys, s.MaxKeys)
 	}
-	if s.Timeout < 0 {
-		return s, fmt.Errorf("rate_limit store_timeout: expected a positive duration (0 for the default %s), got %s", defaultStoreTimeout, s.Timeout)
+	if s.Timeout < 0 || s.Timeout > maxStoreTimeout {
+		return s, fmt.Errorf("rate_limit store_timeout: expected a positive duration of at most %s (0 for the default %s), got %s", maxStoreTimeout, defaultStoreTimeout, s.Timeout)
 	}
 	if s.MaxKeys == 0 {
 		s.MaxKeys = defaultRateLimitMaxKeys
@@ -358,6 +372,10 @@ const (
 
 	defaultRateLimitMaxKeys = 200000
 	defaultStoreTimeout     = 50 * time.Millisecond
+	// maxStoreTimeout bounds store_timeout: every request waits up to it while Redis is slow
+	// (the breaker opens after 3 such waits), so a longer one holds requests for Redis where
+	// the limiter is meant to fall back to memory at once.
+	maxStoreTimeout = 5 * time.Second
 
 	// storeProbeTimeout bounds the question a new limiter asks Redis when it starts (without
 	// an answer, decisions go to memory at once rather than after three requests have each

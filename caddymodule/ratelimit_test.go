@@ -704,7 +704,10 @@ func TestRateLimitBadJSONIsRefused(t *testing.T) {
 		{`{"apps":{"hardening":{"rate_limit":{"max_keys":-1}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
 			`rate_limit max_keys: expected a positive number (0 for the default 200000), got -1`},
 		{`{"apps":{"hardening":{"rate_limit":{"store_timeout":-1}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
-			`rate_limit store_timeout: expected a positive duration (0 for the default 50ms), got -1ns`},
+			`rate_limit store_timeout: expected a positive duration of at most 5s (0 for the default 50ms), got -1ns`},
+		// Was accepted: every request could wait 1000000h for Redis.
+		{`{"apps":{"hardening":{"rate_limit":{"store_timeout":"1000000h"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
+			`rate_limit store_timeout: expected a positive duration of at most 5s (0 for the default 50ms), got 1000000h0m0s`},
 	} {
 		if err := c.LoadJSON(tc.json); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s:\n  err = %v\n  want %q", tc.json, err, tc.want)
@@ -1193,5 +1196,33 @@ func TestRateLimitSettingsCheckedWithoutAHandler(t *testing.T) {
 		if err := caddy.Validate(&c); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want an error with %q", tc.app, err, tc.want)
 		}
+	}
+}
+
+// TestRateLimitSamplerOnlyForAdaptivePolicies: the load sampler read the CPU every interval
+// as soon as any policy_rate_limit was configured, adaptive or not. It now starts with the
+// first configuration that uses an adaptive policy, and a reload keeps it (and the smoothed
+// load) running.
+func TestRateLimitSamplerOnlyForAdaptivePolicies(t *testing.T) {
+	block, _ := site(t, "\tpolicy_rate_limit api")
+	// min_factor 0.35: settings of its own, so no other test's limiter is taken over.
+	global := "{\n\thardening {\n\t\tadaptive {\n\t\t\tmin_factor 0.35\n\t\t}\n\t}\n}\n"
+	c := testcaddy.StartCaddy(t, global+block)
+	e := activeApp(t).limiter
+	if e == nil || e.adaptive.Running() {
+		t.Fatalf("no adaptive policy in use: the sampler runs (limiter %p)", e)
+	}
+	adaptiveBlock, _ := site(t, "\tpolicy_rate_limit api\n\tpolicy_rate_limit api_intensive")
+	if err := c.Load(global + adaptiveBlock); err != nil {
+		t.Fatal(err)
+	}
+	if e2 := activeApp(t).limiter; e2 != e || !e.adaptive.Running() {
+		t.Fatalf("api_intensive is adaptive: same limiter %v, sampler running %v", e2 == e, e.adaptive.Running())
+	}
+	if err := c.Load(global + block); err != nil {
+		t.Fatal(err)
+	}
+	if e3 := activeApp(t).limiter; e3 != e || !e.adaptive.Running() {
+		t.Fatalf("a reload keeps the limiter and its sampler: same limiter %v, running %v", e3 == e, e.adaptive.Running())
 	}
 }

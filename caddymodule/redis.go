@@ -2,14 +2,9 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -25,7 +20,8 @@ import (
 // String fields accept Caddy's runtime placeholders, resolved at load: `{env.REDIS_PASSWORD}`,
 // `{file./run/secrets/redis_password}`. Prefer them to the Caddyfile's `{$VAR}`: that is
 // substituted when the Caddyfile is adapted, so the secret would be stored in the JSON config,
-// the admin API's GET /config/ and autosave.json.
+// the admin API's GET /config/ and autosave.json. A username or password placeholder that
+// resolves to nothing (an unset variable, an empty file) is refused at load.
 type RedisConfig struct {
 	// URL of a standalone server: `redis://[user:password@]host:port/db`, `rediss://...`
 	// (TLS), or `unix:///path/to/redis.sock`.
@@ -143,6 +139,28 @@ func (c *RedisConfig) options(repl *caddy.Replacer) redisconn.Options {
 	return o
 }
 
+// checkEmptyCredentials refuses a username or password given as a placeholder that resolves to
+// nothing (an unset or empty variable, an empty file), as the URL, cluster and sentinel fields
+// are refused: sent as no password at all, it would fall back to the URL's or to none, and a
+// Redis that needs one would answer NOAUTH to every command while Caddy ran from memory.
+func (c *RedisConfig) checkEmptyCredentials(o redisconn.Options) error {
+	fields := []struct{ name, given, resolved string }{
+		{"username", c.Username, o.Username},
+		{"password", c.Password, o.Password},
+	}
+	if s := c.Sentinel; s != nil {
+		fields = append(fields,
+			struct{ name, given, resolved string }{"sentinel_username", s.Username, o.SentinelUsername},
+			struct{ name, given, resolved string }{"sentinel_password", s.Password, o.SentinelPassword})
+	}
+	for _, f := range fields {
+		if f.given != "" && f.resolved == "" {
+			return fmt.Errorf("redis: %s %s is empty once resolved; set the variable (or the file), or leave %s out when Redis needs none", f.name, f.given, f.name)
+		}
+	}
+	return nil
+}
+
 func (c *RedisConfig) keyPrefix() string {
 	if c.KeyPrefix == nil {
 		return defaultKeyPrefix
@@ -250,23 +268,8 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 	}
 	if err != nil {
 		msg := "redis unreachable at startup; modules use in-memory state until it answers"
-		switch {
-		case refusedCredentials(err):
-			msg = "redis refused this client's credentials at startup (username, password or ACL); modules use in-memory state until it accepts them"
-		case strings.Contains(err.Error(), "DB index is out of range"):
-			// The server answered: it has fewer databases than the db asked for.
-			msg = "redis refused the configured db at startup (the server has fewer databases: see its `databases` setting, 16 by default); modules use in-memory state until it accepts it"
-		case certificateRefused(err):
-			// The server answered the handshake: its certificate is the problem, not reachability.
-			msg = "redis's TLS certificate was refused at startup (signed by a CA neither this machine nor tls ca_file trusts, or issued for another name than the address or tls server_name); modules use in-memory state until it verifies"
-		case s.opts.TLSEnabled() && (isTimeout(err) || strings.Contains(err.Error(), "does not look like a TLS handshake")):
-			msg = "redis did not complete the TLS handshake at startup (TLS is on: rediss:// or tls): the port may serve plain Redis, which never answers one (use its tls-port, or turn TLS off), or Redis is down or a firewall drops the traffic; modules use in-memory state until it answers"
-		case !s.opts.TLSEnabled() && s.opts.Mode() != redisconn.Sentinel && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
-			msg = "redis closed the connection at startup without an answer: a port that serves TLS only (tls-port) does that to plain connections (use rediss:// or tls); modules use in-memory state until it answers"
-		case s.opts.Mode() == redisconn.Sentinel && errors.Is(err, redis.Nil):
-			// go-redis says "all sentinels ... unreachable" also when a sentinel answered
-			// that it knows no master of that name: a typo, not an outage.
-			msg = fmt.Sprintf("a sentinel answered at startup but knows no master named %q (check the name); modules use in-memory state until one does", s.opts.SentinelMaster)
+		if d := redisconn.Diagnose(err, s.opts); d.Cause != redisconn.Unknown {
+			msg = d.Summary + " at startup " + d.Hint + "; modules use in-memory state until " + startupUntil[d.Cause]
 		}
 		logger.Warn(msg, append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)))...)
 		return
@@ -274,34 +277,19 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 	logger.Info("redis connected", append(fields, zap.Duration("ping", time.Since(start)))...)
 }
 
-// certificateRefused reports whether the TLS handshake failed on the server's certificate.
-func certificateRefused(err error) bool {
-	var verify *tls.CertificateVerificationError
-	var unknown x509.UnknownAuthorityError
-	var host x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
+// startupUntil ends the startup warning of each diagnosed cause: what modules wait for.
+var startupUntil = map[redisconn.Cause]string{
+	redisconn.Credentials:    "it accepts them",
+	redisconn.MissingDB:      "it accepts it",
+	redisconn.Certificate:    "it verifies",
+	redisconn.TLSHandshake:   "it answers",
+	redisconn.PlainToTLSPort: "it answers",
+	redisconn.UnknownMaster:  "one does",
 }
 
-// isTimeout reports whether err is a deadline: the client's, or the connection's.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// refusedCredentials reports whether Redis answered but refused the client's credentials or
-// its ACL refused the command: a configuration mistake, not an outage. The code starts the
-// error, or follows a wrapping go-redis adds (sentinels refusing sentinel_password: "redis: all
-// sentinels specified in configuration are unreachable: WRONGPASS ...").
-func refusedCredentials(err error) bool {
-	msg := err.Error()
-	for _, code := range []string{"WRONGPASS", "NOAUTH", "NOPERM"} {
-		if strings.HasPrefix(msg, code) || strings.Contains(msg, ": "+code+" ") {
-			return true
-		}
-	}
-	return false
-}
+// refusedCredentials reports whether Redis refused the client's credentials or its ACL refused
+// the command (see redisconn.RefusedCredentials).
+func refusedCredentials(err error) bool { return redisconn.RefusedCredentials(err) }
 
 // redactSecrets removes every configured password from an error text.
 func redactSecrets(msg string, o redisconn.Options) string {

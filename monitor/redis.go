@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 )
 
 // RedisChecker sends PING and asks the server its role (HELLO, Redis 6.2 and later): a replica
@@ -17,8 +19,14 @@ import (
 // Sentinel setup naming a demoted master or a stale Cluster slot map would otherwise pass. On a
 // Cluster it checks every master, so one lost shard shows. A server that cannot say its role
 // (before 6.2, or an ACL without HELLO) is judged by PING alone.
+//
+// A failure that shows a configuration mistake (refused credentials or ACL, a TLS certificate
+// that does not verify, TLS against a plain port or plain against a TLS-only port) is named as
+// the hardening app's startup names it, before the driver's own text.
 type RedisChecker struct {
 	Client redis.UniversalClient
+	// Conn is how Client was configured (TLS or not, the mode), to name a failure's cause.
+	Conn redisconn.Options
 }
 
 // Check implements Checker.
@@ -31,12 +39,12 @@ func (r RedisChecker) Check(ctx context.Context) Outcome {
 			return nil
 		})
 		if err != nil {
-			return redisFailed(err)
+			return redisFailed(err, r.Conn)
 		}
 		return Outcome{Status: Pass}
 	}
 	if err := pingPrimary(ctx, r.Client); err != nil {
-		return redisFailed(err)
+		return redisFailed(err, r.Conn)
 	}
 	return Outcome{Status: Pass}
 }
@@ -79,10 +87,14 @@ func helloRole(reply any) string {
 
 // redisFailed is the outcome of a Redis command that returned err. A client closed under the
 // probe gives no result: only its configuration closes it, while that configuration is torn
-// down (the shared client of a reload that failed), and the dependency said nothing.
-func redisFailed(err error) Outcome {
+// down (the shared client of a reload that failed), and the dependency said nothing. A
+// configuration mistake the error reveals is named first (redisconn.Diagnose).
+func redisFailed(err error, conn redisconn.Options) Outcome {
 	if errors.Is(err, redis.ErrClosed) {
 		return Outcome{Abandoned: true}
+	}
+	if d := redisconn.Diagnose(err, conn); d.Cause != redisconn.Unknown {
+		return Failed(fmt.Errorf("%s: %w", d, err))
 	}
 	return Failed(err)
 }
@@ -92,6 +104,8 @@ func redisFailed(err error) Outcome {
 // that the workers refresh.
 type WorkerChecker struct {
 	Client redis.UniversalClient
+	// Conn is how Client was configured, to name a failure's cause (see RedisChecker).
+	Conn redisconn.Options
 	// Queue is the list whose length is the backlog; empty to skip the backlog check.
 	Queue string
 	// MaxBacklog is the longest acceptable backlog (0: only observed, never judged).
@@ -114,7 +128,7 @@ func (w WorkerChecker) Check(ctx context.Context) Outcome {
 	if w.Queue != "" {
 		n, err := w.Client.LLen(ctx, w.Queue).Result()
 		if err != nil {
-			return redisFailed(fmt.Errorf("LLEN %s: %w", w.Queue, err))
+			return redisFailed(fmt.Errorf("LLEN %s: %w", w.Queue, err), w.Conn)
 		}
 		out.Observed = append(out.Observed, Observation{Name: "backlog", Value: n, Unit: "messages"})
 		if w.MaxBacklog > 0 && n > w.MaxBacklog {
@@ -129,7 +143,7 @@ func (w WorkerChecker) Check(ctx context.Context) Outcome {
 	if w.HeartbeatKey != "" {
 		age, err := w.heartbeatAge(ctx)
 		if err != nil {
-			return redisFailed(err)
+			return redisFailed(err, w.Conn)
 		}
 		out.Observed = append(out.Observed, Observation{Name: "heartbeatAge", Value: math.Round(age.Seconds()*1000) / 1000, Unit: "s"})
 		if w.MaxAge > 0 && age > w.MaxAge {

@@ -225,6 +225,13 @@ func (a *Adaptive) Start() {
 	go a.run(a.stop, a.done)
 }
 
+// Running reports whether Start's sampling goroutine runs.
+func (a *Adaptive) Running() bool {
+	a.runMu.Lock()
+	defer a.runMu.Unlock()
+	return a.stop != nil
+}
+
 // Stop ends Start's goroutine and waits for it. Calling Stop when it does not run does
 // nothing; Start may be called again after it.
 func (a *Adaptive) Stop() {
