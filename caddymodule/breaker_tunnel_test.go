@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 net/http's client refuses the :protocol pseudo-header that an extended CONNECT needs; x/net/http2's deprecated Transport is the one Go client that sends it.
+
 package caddymodule
 
 import (
