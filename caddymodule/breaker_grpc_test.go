@@ -42,16 +42,9 @@ func (g *grpcHealth) Check(context.Context, *healthpb.HealthCheckRequest) (*heal
 // gRPC answer.
 func TestBreakerJudgesGRPCStatus(t *testing.T) {
 	svc := &grpcHealth{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	healthpb.RegisterHealthServer(srv, svc)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	up := startGRPCHealth(t, svc)
 
-	block, url := breakerSite(t, "t_grpc", "consecutive_failures 2\nopen_for 1m", "h2c://"+lis.Addr().String())
+	block, url := breakerSite(t, "t_grpc", "consecutive_failures 2\nopen_for 1m", "h2c://"+up)
 	c := testcaddy.StartCaddy(t, "{\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n}\n"+block)
 	conn, err := grpc.NewClient(strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -169,17 +162,10 @@ func (g *grpcAfterHeader) Watch(_ *healthpb.HealthCheckRequest, s healthpb.Healt
 // half-open probe is still settled at its header, so that a long stream never holds its slot.
 func TestBreakerJudgesGRPCStatusInTrailers(t *testing.T) {
 	svc := &grpcAfterHeader{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	healthpb.RegisterHealthServer(srv, svc)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	up := startGRPCHealth(t, svc)
 
-	block, url := breakerSite(t, "t_grpc_trailers", "consecutive_failures 3\nopen_for 1m", "h2c://"+lis.Addr().String())
-	probeBlock, probeURL := breakerSite(t, "t_grpc_probe", "consecutive_failures 1\nopen_for 200ms", "h2c://"+lis.Addr().String())
+	block, url := breakerSite(t, "t_grpc_trailers", "consecutive_failures 3\nopen_for 1m", "h2c://"+up)
+	probeBlock, probeURL := breakerSite(t, "t_grpc_probe", "consecutive_failures 1\nopen_for 200ms", "h2c://"+up)
 	testcaddy.StartCaddy(t, "{\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n}\n"+block+probeBlock)
 	dial := func(url string) healthpb.HealthClient {
 		conn, err := grpc.NewClient(strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"),
@@ -294,4 +280,19 @@ func TestBreakerJudgesGRPCStatusInTrailers(t *testing.T) {
 	if n := breakerCount(t, "t_grpc_trailers", "failure"); n != 3 {
 		t.Errorf("%v failures counted, want the 3 UNAVAILABLE without a message", n)
 	}
+}
+
+// startGRPCHealth serves svc as a gRPC health service on a free loopback port and returns its
+// address.
+func startGRPCHealth(t *testing.T, svc healthpb.HealthServer) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, svc)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String()
 }
