@@ -59,6 +59,10 @@ type shard struct {
 	// retired: a reshard moved the entries to a new set; whoever locked this shard before the
 	// swap takes the new set's shard instead.
 	retired bool
+	// limit is the shard's share of MaxTracked, set with the set it belongs to (trim): a reload
+	// stores its settings before it reshards, and a share made of the new MaxTracked and the old
+	// shard count (100 over 64 shards: one) emptied a shard, active bans included.
+	limit int
 }
 
 type entry struct {
@@ -166,15 +170,15 @@ func (d *Detector) shardIndex(a netip.Addr, n int) int {
 	return int(maphash.Bytes(d.seed, b[:]) & uint64(n-1))
 }
 
-// lock locks a's shard and returns it with the number of shards in its set; a shard a
-// reshard retired meanwhile is given up for the new set's.
-func (d *Detector) lock(a netip.Addr) (*shard, int) {
+// lock locks a's shard and returns it; a shard a reshard retired meanwhile is given up for
+// the new set's.
+func (d *Detector) lock(a netip.Addr) *shard {
 	for {
 		shards := *d.shards.Load()
 		s := &shards[d.shardIndex(a, len(shards))]
 		s.mu.Lock()
 		if !s.retired {
-			return s, len(shards)
+			return s
 		}
 		s.mu.Unlock()
 	}
@@ -218,7 +222,7 @@ func (d *Detector) Suspicious(a netip.Addr) bool {
 		return false
 	}
 	a = d.Client(a)
-	s, _ := d.lock(a)
+	s := d.lock(a)
 	e := s.m[a]
 	active := e != nil && !e.shadow && e.until > now
 	s.mu.Unlock()
@@ -245,11 +249,11 @@ func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, b
 	a = d.Client(a)
 	now := d.now()
 	ns := now.UnixNano()
-	s, shards := d.lock(a)
+	s := d.lock(a)
 	defer s.mu.Unlock()
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, set, ns, shards)
+		e = s.insert(a, set, ns)
 	}
 	if b := sig.burstIndex(); b >= 0 && set.bursts[b].depth > 0 {
 		if e.repeat(d.seed, sig, key) || set.bursts[b].absorb(&e.empty[b], ns) {
@@ -290,10 +294,10 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	if u <= ns {
 		return
 	}
-	s, shards := d.lock(a)
+	s := d.lock(a)
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, d.settings.Load(), ns, shards)
+		e = s.insert(a, d.settings.Load(), ns)
 	}
 	if e.shadow || e.until < u {
 		e.until, e.signal, e.shadow = u, sig, false
@@ -305,7 +309,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 // Unban forgets a's detection and score. It reports whether a was an active detection.
 func (d *Detector) Unban(a netip.Addr) bool {
 	a = d.Client(a)
-	s, _ := d.lock(a)
+	s := d.lock(a)
 	defer s.mu.Unlock()
 	e := s.m[a]
 	if e == nil {
@@ -400,9 +404,8 @@ func (d *Detector) extendHorizon(u int64) {
 
 // insert adds a fresh entry, evicting the least useful of a sample first when the shard is
 // full. The caller holds s.mu.
-func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64, shards int) *entry {
-	limit := shardLimit(set, shards)
-	for len(s.m) >= limit {
+func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64) *entry {
+	for len(s.m) >= s.limit {
 		s.evictOne(now, set)
 	}
 	e := &entry{scored: now}
@@ -410,10 +413,10 @@ func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64, shards in
 	return e
 }
 
-// trim evicts until the shard holds at most its share of MaxTracked (a reload lowered it).
-// The caller holds s.mu.
+// trim sets the shard's share of set's MaxTracked among shards, and evicts until it holds at
+// most that (a reload lowered it). The caller holds s.mu.
 func (s *shard) trim(set *resolvedSettings, now int64, shards int) {
-	for limit := shardLimit(set, shards); len(s.m) > limit; {
+	for s.limit = shardLimit(set, shards); len(s.m) > s.limit; {
 		s.evictOne(now, set)
 	}
 }

@@ -561,3 +561,41 @@ func TestDetectorRateLimitedBurst(t *testing.T) {
 	}
 	t.Fatal("a script refused once a second for 10 minutes was never detected")
 }
+
+// TestDetectorInsertDuringReloadKeepsItsShardShare: a reload that lowers max_tracked stores
+// the new settings, then reshards. A signal between the two took the new MaxTracked (100) with
+// the old set's shard count (64): a share of one entry, so a new client's insert emptied its
+// shard, an active ban included (TestDetectorReshardsUnderLoad lost its ban so in CI). A
+// shard's share now comes with the set it belongs to.
+func TestDetectorInsertDuringReloadKeepsItsShardShare(t *testing.T) {
+	d, c := testDetector(Settings{Threshold: 20, MaxTracked: 200_000})
+	n := len(*d.shards.Load())
+	if n < 2 {
+		t.Fatalf("MaxTracked 200000 gave %d shard(s)", n)
+	}
+	banned := netip.MustParseAddr("192.0.2.7")
+	d.Ban(banned, c.now().Add(time.Hour), SignalManual)
+	// Another client of the same shard, and one more already tracked there.
+	var same []netip.Addr
+	for i := 0; len(same) < 2; i++ {
+		a := netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})
+		if d.shardIndex(a, n) == d.shardIndex(banned, n) {
+			same = append(same, a)
+		}
+	}
+	d.Signal(same[0], SignalNotFound)
+	// The reload's first step: the settings are new, the shards not yet.
+	lowered := Settings{Threshold: 20, MaxTracked: 100}.resolve()
+	d.settings.Store(&lowered)
+	d.Signal(same[1], SignalNotFound)
+	if !d.Suspicious(banned) {
+		t.Fatal("a signal between a reload's settings and its reshard evicted an active ban")
+	}
+	d.reshard(&lowered) // the reload's second step
+	if !d.Suspicious(banned) {
+		t.Fatal("the reshard evicted the active ban")
+	}
+	if tracked, _ := d.Counts(); tracked > 100 {
+		t.Errorf("%d tracked after the reload, MaxTracked 100", tracked)
+	}
+}
