@@ -451,12 +451,9 @@ func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause e
 	caddyhttp.SetVar(r.Context(), "breaker_state", breaker.StateName(state))
 	caddyhttp.SetVar(r.Context(), "breaker_retry_after", strconv.Itoa(h.retryAfter(state)))
 	fr := &fallbackRun{state: state}
-	err := h.fallback.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fallbackRunKey{}, fr)))
-	response := responseFallback
-	if fr.unanswered { // the client got the 503 problem: count that
-		response = responseProblem
-	}
-	h.metrics.shortCircuited[state][response].Inc()
+	fr.w.ResponseWriter = w
+	err := h.fallback.ServeHTTP(&fr.w, r.WithContext(context.WithValue(r.Context(), fallbackRunKey{}, fr)))
+	h.metrics.shortCircuited[state][fr.response(err)].Inc()
 	return err
 }
 

@@ -21,7 +21,7 @@ var (
 	}, []string{"breaker", "state"})
 	breakerShortCircuitedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "breaker_short_circuited_total",
-		Help: "Requests a breaker answered without the upstream, by state (open, half_open) and response (fallback: a fallback route answered; problem: the 503 problem, also after a fallback that wrote nothing).",
+		Help: "Requests a breaker answered without the upstream, by state (open, half_open) and response (fallback: a fallback route answered below 500; fallback_5xx: the fallback answered a 5xx or returned an error, e.g. its own upstream is down too; problem: the 503 problem, also after a fallback that wrote nothing).",
 	}, []string{"breaker", "state", "response"})
 	breakerRequestsVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "breaker_requests_total",
@@ -36,6 +36,8 @@ var (
 const (
 	responseProblem = iota
 	responseFallback
+	responseFallback5xx
+	responseKinds
 )
 
 var breakerStates = [...]breaker.State{breaker.StateClosed, breaker.StateHalfOpen, breaker.StateOpen}
@@ -44,7 +46,7 @@ var breakerStates = [...]breaker.State{breaker.StateClosed, breaker.StateHalfOpe
 type breakerMetrics struct {
 	state          [3]prometheus.Gauge
 	transitions    [3]prometheus.Counter
-	shortCircuited [3][2]prometheus.Counter // by state (nil for closed), response
+	shortCircuited [3][responseKinds]prometheus.Counter // by state (nil for closed), response
 	outcomes       [3]prometheus.Counter
 }
 
@@ -72,6 +74,7 @@ func newBreakerMetrics(name string) breakerMetrics {
 		if s != breaker.StateClosed { // a closed breaker lets every request through
 			m.shortCircuited[s][responseProblem] = breakerShortCircuitedVec.WithLabelValues(name, n, "problem")
 			m.shortCircuited[s][responseFallback] = breakerShortCircuitedVec.WithLabelValues(name, n, "fallback")
+			m.shortCircuited[s][responseFallback5xx] = breakerShortCircuitedVec.WithLabelValues(name, n, "fallback_5xx")
 		}
 	}
 	for _, o := range []breaker.Outcome{breaker.Success, breaker.Failure, breaker.Excluded} {

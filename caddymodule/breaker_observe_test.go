@@ -67,6 +67,7 @@ func TestBreakerShortCircuitedSeriesOnlyForRefusingStates(t *testing.T) {
 	}
 	slices.Sort(got)
 	want := "breaker_short_circuited_total{response=fallback,state=half_open} breaker_short_circuited_total{response=fallback,state=open} " +
+		"breaker_short_circuited_total{response=fallback_5xx,state=half_open} breaker_short_circuited_total{response=fallback_5xx,state=open} " +
 		"breaker_short_circuited_total{response=problem,state=half_open} breaker_short_circuited_total{response=problem,state=open}"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("short_circuited_total series:\n  %s\nwant\n  %s", strings.Join(got, " "), want)
@@ -141,8 +142,8 @@ func TestBreakerSeriesFollowTheConfiguredBreakers(t *testing.T) {
 			t.Fatalf("the breaker configured again: %v; want closed and every counter at 0", again)
 		}
 	}
-	if len(again) != 3+3+4+3 { // states, outcomes, short-circuited (open, half_open) × responses, transitions
-		t.Fatalf("the breaker configured again has %d series, want 13: %v", len(again), again)
+	if len(again) != 3+3+6+3 { // states, outcomes, short-circuited (open, half_open) × responses, transitions
+		t.Fatalf("the breaker configured again has %d series, want 15: %v", len(again), again)
 	}
 }
 

@@ -67,7 +67,60 @@ func writeOpenGRPC(w http.ResponseWriter, contentType string, secs int) error {
 // fallbackRun is one run of the fallback routes, for fallbackEnd to find in the request.
 type fallbackRun struct {
 	state      breaker.State
-	unanswered bool // no fallback route answered: fallbackEnd sent the 503 problem
+	unanswered bool          // no fallback route answered: fallbackEnd sent the 503 problem
+	w          statusWatcher // the fallback's writer, for the status it wrote
+}
+
+// response is the short_circuited_total response the run counts as: what the client got. A
+// fallback that failed (its handlers returned an error, as a fallback reverse_proxy whose
+// upstream is down too does, or wrote a 5xx) did not serve the client: counted apart, or a
+// broken fallback would look served. The status of an error written by nobody is the one
+// Caddy's error handling is asked to answer (500 without one), whatever handle_errors makes
+// of it.
+func (fr *fallbackRun) response(err error) int {
+	if fr.unanswered { // the client got the 503 problem
+		return responseProblem
+	}
+	status := fr.w.status
+	if status == 0 && err != nil {
+		status = http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+	}
+	if status >= 500 {
+		return responseFallback5xx
+	}
+	return responseFallback
+}
+
+// statusWatcher remembers the final status written through it.
+type statusWatcher struct {
+	caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+func (w *statusWatcher) WriteHeader(status int) {
+	if w.status == 0 && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
+		w.status = status
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *statusWatcher) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom notes the implicit 200: the embedded one writes without WriteHeader.
+func (w *statusWatcher) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriterWrapper.ReadFrom(r)
 }
 
 type fallbackRunKey struct{}
