@@ -76,3 +76,22 @@ func BenchmarkBreakerRespond503(b *testing.B) {
 		return err
 	}))
 }
+
+// BenchmarkBreakerJudge is the judging of a proxied 200 (not gRPC) as its header is written:
+// the header lookups it takes, which every proxied response pays.
+func BenchmarkBreakerJudge(b *testing.B) {
+	h := benchBreaker(b, breaker.Settings{Name: "bench_judge"})
+	rec := &breakerRecorder{h: h}
+	rec.ResponseWriter = httptest.NewRecorder()
+	hdr := rec.Header()
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Content-Length", "1024")
+	hdr.Set("Date", "Sun, 29 Nov 2026 09:00:00 GMT")
+	hdr.Set("Server", "upstream")
+	b.ReportAllocs()
+	for b.Loop() {
+		if s, later := rec.judge(http.StatusOK); s != http.StatusOK || later {
+			b.Fatal(s, later)
+		}
+	}
+}

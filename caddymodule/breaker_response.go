@@ -166,7 +166,7 @@ type breakerRecorder struct {
 	body     watchedBody // the request body, when it has one
 
 	// A gRPC call whose header has no grpc-status is settled at its first message, or at its
-	// end by the grpc-status in its trailers (see judgedLater).
+	// end by the grpc-status in its trailers (see judge).
 	grpcPending bool
 	headerAt    time.Duration // the header's latency, for a call settled later
 }
@@ -196,53 +196,52 @@ func (rec *breakerRecorder) WriteHeader(status int) {
 	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
 		rec.wrote = true
 		if !rec.reported {
-			if rec.grpcPending = rec.judgedLater(status); rec.grpcPending {
+			judged, later := rec.judge(status)
+			if rec.grpcPending = later; later {
 				rec.headerAt = rec.latency()
 			} else {
-				rec.report(breaker.Result{Status: rec.judged(status), Latency: rec.latency()})
+				rec.report(breaker.Result{Status: judged, Latency: rec.latency()})
 			}
 		}
 	}
 	rec.ResponseWriterWrapper.WriteHeader(status)
 }
 
-// judged is the status the breaker judges a response by: a gRPC response's grpc-status, when
-// it comes in the header (a "trailers-only" response: a call that failed before its header,
-// UNAVAILABLE is 503, see breaker.GRPCStatus), else the HTTP status.
-func (rec *breakerRecorder) judged(status int) int {
+// judge is the status the breaker judges a response by, and whether that waits for later. A
+// gRPC response (Content-Type application/grpc..., gRPC-Web too) is judged by its grpc-status
+// when that comes in the header (a "trailers-only" response: a call that failed before its
+// header, UNAVAILABLE is 503, see breaker.GRPCStatus); any other response by its HTTP status.
+// Every response but a 200 is judged by its status without a header lookup, and a 200 that is
+// not gRPC's with one (Content-Type), read from the map directly (the canonical key, as Get
+// would canonicalize it): this runs for every proxied response.
+//
+// later reports a gRPC call (over HTTP/2, not gRPC-Web, whose status is in its body) whose
+// header has no grpc-status: its status comes in the trailers. It is settled at its first
+// message, as a success (the upstream answered: a stream that fails later is like an HTTP body
+// cut short), or, without one, at its end by the grpc-status of its trailers (a unary call that
+// failed after its server sent metadata, a stream that failed before its first message):
+// grpcSettle. Only while the breaker is closed: a half-open probe is settled at its header as
+// before, or a stream that sent its metadata and then waits (a watch with nothing to report
+// yet) would hold the probe slot, and every other request would be refused, for as long as it
+// lasts. (Half-open now and the request was admitted closed, or open now: the ticket is of an
+// earlier generation, which gobreaker ignores, so settling it early changes nothing.)
+func (rec *breakerRecorder) judge(status int) (judged int, later bool) {
 	if status != http.StatusOK {
-		return status
+		return status, false
 	}
 	hdr := rec.Header()
-	if gs := hdr["Grpc-Status"]; len(gs) > 0 && isGRPC(hdr) {
-		return breaker.GRPCStatus(gs[0])
+	cts := hdr["Content-Type"]
+	if len(cts) == 0 || !strings.HasPrefix(cts[0], "application/grpc") {
+		return status, false
 	}
-	return status
-}
-
-// judgedLater reports whether a response is a gRPC call (over HTTP/2, not gRPC-Web, whose status
-// is in its body) whose header has no grpc-status: its status comes in the trailers. It is
-// settled at its first message, as a success (the upstream answered: a stream that fails later
-// is like an HTTP body cut short), or, without one, at its end by the grpc-status of its trailers
-// (a unary call that failed after its server sent metadata, a stream that failed before its
-// first message): grpcSettle. Only while the breaker is closed: a half-open probe is settled at
-// its header as before, or a stream that sent its metadata and then waits (a watch with nothing
-// to report yet) would hold the probe slot, and every other request would be refused, for as
-// long as it lasts. (Half-open now and the request was admitted closed, or open now: the ticket
-// is of an earlier generation, which gobreaker ignores, so settling it early changes nothing.)
-func (rec *breakerRecorder) judgedLater(status int) bool {
-	if status != http.StatusOK {
-		return false
+	if gs := hdr["Grpc-Status"]; len(gs) > 0 {
+		return breaker.GRPCStatus(gs[0]), false
 	}
-	hdr := rec.Header()
-	if len(hdr["Grpc-Status"]) > 0 {
-		return false
-	}
-	ct := hdr.Get("Content-Type")
+	ct := cts[0]
 	if ct != "application/grpc" && !strings.HasPrefix(ct, "application/grpc+") && !strings.HasPrefix(ct, "application/grpc;") {
-		return false
+		return status, false // gRPC-Web: judged by its HTTP status
 	}
-	return rec.h.entry.b.State() == breaker.StateClosed
+	return status, rec.h.entry.b.State() == breaker.StateClosed
 }
 
 // grpcSettle settles a pending gRPC call at its end (the route returned err, or panicked): by
@@ -266,11 +265,6 @@ func (rec *breakerRecorder) grpcSettle(err error, clientGone bool) {
 		}
 	}
 	rec.report(res)
-}
-
-// isGRPC reports whether the response is gRPC's (application/grpc, +proto, grpc-web, ...).
-func isGRPC(hdr http.Header) bool {
-	return strings.HasPrefix(hdr.Get("Content-Type"), "application/grpc")
 }
 
 func (rec *breakerRecorder) Write(p []byte) (int, error) {
