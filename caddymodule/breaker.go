@@ -452,10 +452,22 @@ func (h *UpstreamBreaker) refuse(w http.ResponseWriter, r *http.Request, cause e
 	caddyhttp.SetVar(r.Context(), "breaker_retry_after", strconv.Itoa(h.retryAfter(state)))
 	fr := &fallbackRun{state: state}
 	fr.w.ResponseWriter = w
+	returned := false
+	defer func() {
+		if !returned { // a panic, counted before it goes on to net/http (see errFallbackAborted)
+			h.metrics.shortCircuited[state][fr.response(errFallbackAborted)].Inc()
+		}
+	}()
 	err := h.fallback.ServeHTTP(&fr.w, r.WithContext(context.WithValue(r.Context(), fallbackRunKey{}, fr)))
+	returned = true
 	h.metrics.shortCircuited[state][fr.response(err)].Inc()
 	return err
 }
+
+// errFallbackAborted stands for a fallback that panicked: Caddy's `abort` (http.ErrAbortHandler:
+// the client gets no answer, counted as a 5xx), or a reverse_proxy whose upstream cut the body
+// it was streaming (its header went out: counted by its status).
+var errFallbackAborted = errors.New("the fallback aborted")
 
 // retryAfter is Retry-After in whole seconds: until half-open, or 1 while probes run.
 func (h *UpstreamBreaker) retryAfter(state breaker.State) int {

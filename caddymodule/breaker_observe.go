@@ -21,7 +21,7 @@ var (
 	}, []string{"breaker", "state"})
 	breakerShortCircuitedVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "breaker_short_circuited_total",
-		Help: "Requests a breaker answered without the upstream, by state (open, half_open) and response (fallback: a fallback route answered below 500; fallback_5xx: the fallback answered a 5xx or returned an error, e.g. its own upstream is down too; problem: the 503 problem, also after a fallback that wrote nothing).",
+		Help: "Requests a breaker answered without the upstream, by state (open, half_open) and response (fallback: a fallback route answered below 500; fallback_5xx: the fallback answered a 5xx, returned an error (e.g. its own upstream is down too) or aborted without an answer; problem: the 503 problem, also after a fallback that wrote nothing).",
 	}, []string{"breaker", "state", "response"})
 	breakerRequestsVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "breaker_requests_total",
