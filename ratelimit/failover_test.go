@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
@@ -121,7 +123,10 @@ func (ld *load) finish() { ld.once.Do(func() { close(ld.stop) }); ld.wg.Wait() }
 func TestFailoverStoreDecidesInRedisWhileItIsHealthy(t *testing.T) {
 	r := testenv.StartRedis(t)
 	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
-	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{})
+	// Redis decides every request: the first one dials and loads the script, which a loaded
+	// machine stalled past the default 50 ms timeout and sent to the fallback (11 of 60 runs
+	// with four CPU burners on two cores).
+	s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), fallback, FailoverOptions{Timeout: 10 * time.Second})
 	l := Limit{Rate: 1, Period: time.Hour, Burst: 2}
 	got := []bool{mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed, mustAllow(t, s, "p", "k", l).Allowed}
 	if !got[0] || !got[1] || got[2] || fallback.calls.Load() != 0 || s.Mode() != ModePrimary {
@@ -472,12 +477,27 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store := newClusterStore(t, c, RedisOptions{})
+	// The client a Caddy config builds (redisconn: one dial per attempt, one retry, context
+	// deadlines on the socket), so the dead master refuses each decision within
+	// milliseconds, as in production. With go-redis's defaults (5 dials with backoff per
+	// attempt) each of its decisions, and the probe, held their whole 1 s bound: the rounds
+	// ran 3.6-6.9 s after the kill, a live master's decision took 270 ms meanwhile on a
+	// loaded machine, and a stall past the bound sends a live key to the fallback. Every
+	// bound is generous instead: the dead master's keys reach the fallback by its refusals,
+	// not by any timeout, and the live masters must decide every request of theirs.
+	client, err := redisconn.New(redisconn.Options{
+		ClusterAddrs: c.Addrs(), MaxRetries: 1,
+		DialTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	store := NewRedisStore(client, RedisOptions{})
+	t.Cleanup(func() { store.Close() })
 	fallback := newRecordingStore(NewMemoryStore(MemoryOptions{}))
 	var changes modeChanges
-	// A live master decides every request of its keys: a stall of the loaded machine longer
-	// than the default 50 ms timeout would send one to the fallback (CI-like load did).
-	s := NewFailoverStore(store, fallback, FailoverOptions{Timeout: time.Second, OnModeChange: changes.record})
+	s := NewFailoverStore(store, fallback, FailoverOptions{Timeout: 10 * time.Second, OnModeChange: changes.record})
 
 	// Five keys on each master.
 	keysOf := make(map[string][]string)
@@ -498,7 +518,7 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 	dead := c.Nodes[0]
 	dead.Kill()
 	// Two masters still answer: a probe does not send every key to the fallback.
-	if err := s.Probe(context.Background(), time.Second); err != nil || s.Mode() != ModePrimary {
+	if err := s.Probe(context.Background(), 10*time.Second); err != nil || s.Mode() != ModePrimary {
 		t.Fatalf("probe with one master of three down: %v, mode %v; want nil, primary", err, s.Mode())
 	}
 
@@ -529,9 +549,27 @@ func TestFailoverStoreClusterMasterDownFallsBackOnlyForItsKeys(t *testing.T) {
 			}
 		}
 	}
+	// Each live master holds its five keys and no other. KEYS, not DBSIZE: the probe's key
+	// (a millisecond's life) is still counted by DBSIZE until Redis's expiry cycle removes
+	// it, which the decisions, now quick, need not outlast.
 	for _, n := range c.Nodes[1:] {
-		if v, err := n.Do("DBSIZE"); err != nil || v.(int64) != 5 {
-			t.Errorf("live master %s holds %v keys (%v), want its 5", n.Addr, v, err)
+		var want []string
+		for _, key := range keysOf[n.Addr] {
+			want = append(want, store.redisKey("p", key))
+		}
+		v, err := n.Do("KEYS", "*")
+		got := fmt.Sprint(v)
+		if keys, ok := v.([]any); ok {
+			held := make([]string, 0, len(keys))
+			for _, k := range keys {
+				held = append(held, fmt.Sprint(k))
+			}
+			slices.Sort(held)
+			got = strings.Join(held, " ")
+		}
+		slices.Sort(want)
+		if err != nil || got != strings.Join(want, " ") {
+			t.Errorf("live master %s holds %s (%v), want its keys %s", n.Addr, got, err, strings.Join(want, " "))
 		}
 	}
 	if calls, _ := changes.get(); s.Mode() != ModeFallback || len(calls) != 1 {
