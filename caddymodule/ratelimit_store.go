@@ -189,12 +189,6 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 		if e.started.CompareAndSwap(false, true) && e.failover != nil {
 			go e.failover.Run(e.runCtx, storeProbeTimeout)
 		}
-		// The load sampler reads the CPU every interval: only for adaptive policies. It
-		// starts with the first configuration that uses one (the limiter, and the smoothed
-		// load with it, lives across reloads) and stops with the limiter.
-		if a.usesAdaptive() {
-			e.adaptive.Start()
-		}
 	})
 	return e, nil
 }
@@ -277,6 +271,21 @@ func (l *liveApps) settle() {
 	}
 	for stores, keep := range sets {
 		stores.Retain(keep)
+	}
+	// The load sampler reads the CPU every interval: only while a live configuration uses an
+	// adaptive policy. A reload that removes the last one stops it (the factor goes back to
+	// 1); one that adds one starts it again. A limiter no live configuration uses any more is
+	// destructed, which stops its sampler.
+	adaptive := make(map[*limiterEntry]bool)
+	for _, a := range l.apps {
+		adaptive[a.limiter] = adaptive[a.limiter] || a.usesAdaptive()
+	}
+	for e, use := range adaptive {
+		if use {
+			e.adaptive.Start()
+		} else {
+			e.adaptive.Stop()
+		}
 	}
 	keepPolicySeries(policies)
 	newest := l.apps[len(l.apps)-1].limiter
