@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -676,4 +677,55 @@ func TestRateLimitClientThatLeftIsNotRefused(t *testing.T) {
 	if logs := securityLogs(c, EventRateLimited); len(logs) != 0 {
 		t.Errorf("rate_limit_exceeded events for clients that left: %v", logs)
 	}
+}
+
+// TestRateLimitReloadsLeakNoGoroutines: reloads back and forth between two configurations that
+// differ in everything the limiter pools (Redis options, so a second client; store_timeout, so
+// a second limiter with its batching goroutines and probe; an adaptive policy, so the load
+// sampler) leave the goroutine count where the first configuration had it: each reload's
+// clients, limiters and samplers end with the configuration that was their last user.
+func TestRateLimitReloadsLeakNoGoroutines(t *testing.T) {
+	r := testenv.StartRedis(t)
+	block, url := site(t, "\tpolicy_rate_limit login\n\tpolicy_rate_limit api_intensive")
+	plainBlock := strings.Replace(block, "\tpolicy_rate_limit api_intensive\n", "", 1)
+	configA := redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 1000/1s burst 1000") + block
+	configB := redisPolicyConfig("redis "+r.URL(0)+" {\n\t\t\tpool_size 3\n\t\t}\n\t\trate_limit {\n\t\t\tstore_timeout 4s\n\t\t}", "limit 1000/1s burst 1000") + plainBlock
+	c := testcaddy.StartCaddy(t, configA)
+	use := func() {
+		for i := range 5 {
+			// api_intensive (10/1m burst 5 by address) refuses once its burst is spent.
+			if st := getReply(t, url, "X-Client: c"+strconv.Itoa(i)).status; st != 200 && st != 429 {
+				t.Fatalf("status %d", st)
+			}
+		}
+	}
+	use()
+	cycle := func(i int) {
+		if err := c.Load(configB); err != nil {
+			t.Fatal(err)
+		}
+		use()
+		if activeApp(t).limiter.adaptive.Running() {
+			t.Fatalf("cycle %d: configuration B has no adaptive policy, and its sampler runs", i)
+		}
+		if err := c.Load(configA); err != nil {
+			t.Fatal(err)
+		}
+		use()
+		if !activeApp(t).limiter.adaptive.Running() {
+			t.Fatalf("cycle %d: configuration A has an adaptive policy, and its sampler does not run", i)
+		}
+	}
+	// One cycle first, so that every pool and connection has been made once; its count is the
+	// reference (a goroutine of its startup still running only raises it).
+	cycle(0)
+	base := runtime.NumGoroutine()
+	for i := 1; i <= 8; i++ {
+		cycle(i)
+	}
+	settled := func(want int) func() bool {
+		return func() bool { return runtime.NumGoroutine() <= want }
+	}
+	// Slack for goroutines of the HTTP client and server that come and go with connections.
+	testenv.WaitFor(t, 15*time.Second, fmt.Sprintf("the goroutine count to return to %d (+5)", base), settled(base+5))
 }
