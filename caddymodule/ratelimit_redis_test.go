@@ -729,3 +729,73 @@ func TestRateLimitReloadsLeakNoGoroutines(t *testing.T) {
 	// Slack for goroutines of the HTTP client and server that come and go with connections.
 	testenv.WaitFor(t, 15*time.Second, fmt.Sprintf("the goroutine count to return to %d (+5)", base), settled(base+5))
 }
+
+// TestRateLimitFrozenRedisBlocksNeitherStartNorReload: a Redis that accepts connections and
+// answers nothing (every reply held by the proxy) while Caddy starts and reloads. Neither the
+// load nor the reload waits for it: the rate limiter's startup probe, the startup ping, the
+// shared detections and the monitoring check all ask Redis in the background, so the first
+// request is answered (decided in memory) while Redis still has not said a word.
+func TestRateLimitFrozenRedisBlocksNeitherStartNorReload(t *testing.T) {
+	r := testenv.StartRedis(t)
+	proxy := testenv.StartProxy(t, r.Addr)
+	proxy.SetLatency(time.Hour) // nothing crosses the proxy during this test
+	port := testenv.FreePort(t)
+	config := func(limit string) string {
+		return fmt.Sprintf(`{
+	hardening {
+		redis redis://%s
+		ip_classes {
+			trusted 10.0.0.1
+		}
+		policy login {
+			limit %s
+			adaptive
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /health {
+		monitoring {
+			check redis
+		}
+	}
+	policy_rate_limit login
+	respond "ok"
+}
+`, proxy.Addr, limit, port)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var c *testcaddy.Caddy
+	loaded := make(chan error, 1)
+	go func() {
+		var err error
+		c, err = testcaddy.TryStartCaddy(t, config("5/1m"))
+		loaded <- err
+	}()
+	// A bound on a hang, not a timing assertion: a start that waited for Redis never returns.
+	select {
+	case err := <-loaded:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Caddy's start waits for a Redis that does not answer")
+	}
+	if st := getReply(t, url).status; st != 200 {
+		t.Fatalf("first request: %d, want 200 (decided in memory)", st)
+	}
+	testenv.WaitFor(t, 10*time.Second, "memory-fallback", func() bool { return activeApp(t).limiter.mode() == storeModeFallback })
+	go func() { loaded <- c.Load(config("6/1m")) }()
+	select {
+	case err := <-loaded:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a reload waits for a Redis that does not answer")
+	}
+	if got := getReply(t, url).header.Get("RateLimit-Policy"); !strings.HasPrefix(got, `"login";q=`) {
+		t.Fatalf("after the reload: RateLimit-Policy %q", got)
+	}
+}
