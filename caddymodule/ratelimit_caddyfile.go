@@ -105,6 +105,10 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 		r.Unlimited = true
 	case classRow && v == "deny":
 		r.Deny = true
+	case classRow && !strings.Contains(v, "/"):
+		// parseRate would say only "expected <requests>/<period>" of a row that also takes
+		// unlimited and deny (`suspicious block` for `suspicious deny`).
+		return nil, d.Errf("policy %s %s: expected <n>/<period> [burst <n>], unlimited or deny; got %q", policy, sub, v)
 	default:
 		n, per, err := parseRate(v)
 		if err != nil {
