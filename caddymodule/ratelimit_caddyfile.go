@@ -210,6 +210,9 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 			if dur < minAdaptiveInterval {
 				return d.Errf("adaptive interval %v is shorter than %v (the CPU reading needs time to mean something, and sampling burns CPU)", dur, minAdaptiveInterval)
 			}
+			if dur > maxAdaptiveInterval {
+				return d.Errf("adaptive interval %v is longer than %v (%s)", dur, maxAdaptiveInterval, maxAdaptiveIntervalWhy)
+			}
 			cfg.Interval = caddy.Duration(dur)
 		default:
 			return d.Errf("adaptive: unknown subdirective %q; expected cpu_target, min_factor, inflight_target or interval", sub)

@@ -344,6 +344,9 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 	if iv := time.Duration(s.Adaptive.Interval); iv != 0 && iv < minAdaptiveInterval {
 		return s, fmt.Errorf("adaptive interval %v is shorter than %v", iv, minAdaptiveInterval)
 	}
+	if iv := time.Duration(s.Adaptive.Interval); iv > maxAdaptiveInterval {
+		return s, fmt.Errorf("adaptive interval %v is longer than %v (%s)", iv, maxAdaptiveInterval, maxAdaptiveIntervalWhy)
+	}
 	return s, nil
 }
 
@@ -378,6 +381,11 @@ const (
 	// minAdaptiveInterval is the shortest load sampling period: a CPU reading over less means
 	// little, and sampling more often burns the CPU it measures.
 	minAdaptiveInterval = 100 * time.Millisecond
+	// maxAdaptiveInterval bounds it the other way: the smoothed load needs a few samples to
+	// move, so sampled every hour (accepted before) adaptive limits never followed a load
+	// spike at all.
+	maxAdaptiveInterval    = 10 * time.Second
+	maxAdaptiveIntervalWhy = "the smoothed load moves over a few samples: sampled less often, adaptive limits follow no load spike"
 
 	defaultRateLimitMaxKeys = 200000
 	defaultStoreTimeout     = 50 * time.Millisecond

@@ -588,7 +588,7 @@ func TestRateLimitAdaptiveLogsItsLoadSource(t *testing.T) {
 	c := testcaddy.StartCaddy(t, `{
 	hardening {
 		adaptive {
-			interval 1h
+			interval 10s
 			min_factor 0.3
 		}
 		policy heavy {
@@ -618,7 +618,7 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 		adaptive {
 			cpu_target 0.5
 			min_factor 0.25
-			interval 1h
+			interval 10s
 		}
 		policy heavy {
 			limit 8/1h
@@ -1188,6 +1188,8 @@ func TestRateLimitSettingsCheckedWithoutAHandler(t *testing.T) {
 		{`{"adaptive":{"min_factor":5}}`, "minimum factor"},
 		{`{"adaptive":{"cpu_target":1.5}}`, "CPU target"},
 		{`{"adaptive":{"interval":1000}}`, "shorter than"},
+		// Was accepted: sampled every hour, adaptive limits never followed a load spike.
+		{`{"adaptive":{"interval":"1h"}}`, "adaptive interval 1h0m0s is longer than 10s"},
 	} {
 		var c caddy.Config
 		if err := json.Unmarshal([]byte(`{"admin":{"disabled":true},"apps":{"hardening":`+tc.app+`}}`), &c); err != nil {
