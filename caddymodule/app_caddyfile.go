@@ -318,6 +318,9 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		if err != nil {
 			return err
 		}
+		if dur > redisconn.MaxTimeout {
+			return d.Errf("%s %s: at most %s (%s)", name, dur, redisconn.MaxTimeout, redisconn.MaxTimeoutWhy)
+		}
 		target := map[string]*caddy.Duration{"dial_timeout": &r.DialTimeout, "read_timeout": &r.ReadTimeout, "write_timeout": &r.WriteTimeout}[name]
 		*target = caddy.Duration(dur)
 	case "tls":

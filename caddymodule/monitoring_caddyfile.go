@@ -261,6 +261,9 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		if opt == "interval" && dur < minCheckInterval {
 			return d.Errf("check %s: interval %s is shorter than %s", c.name(), dur, minCheckInterval)
 		}
+		if opt == "interval" && dur > maxCheckInterval {
+			return d.Errf("check %s: interval %s is longer than %s (a check run less often says nothing about the dependency now)", c.name(), dur, maxCheckInterval)
+		}
 	case "failures_before_down":
 		c.FailuresBeforeDown, err = intArg(d, opt, 1, maxFailuresBeforeDown)
 	case "method":

@@ -33,6 +33,11 @@ const (
 // minCheckInterval protects dependencies from a mistyped interval (1ms for 1m).
 const minCheckInterval = 100 * time.Millisecond
 
+// maxCheckInterval bounds a check's interval: a check run less often says nothing about the
+// dependency now, and an interval near Go's longest duration wrapped negative once its ±10%
+// jitter was added, so the check ran back to back in a loop.
+const maxCheckInterval = time.Hour
+
 var checkTypes = map[string]string{
 	checkRedis:    "PING (every master of a Cluster); the hardening app's Redis unless `redis` gives a URL",
 	checkPostgres: "SELECT 1 on one kept connection",
@@ -170,6 +175,8 @@ func (c *MonitorCheck) validate() error {
 		return fmt.Errorf("monitoring: check %s: interval and timeout must be positive", name)
 	case interval < minCheckInterval:
 		return fmt.Errorf("monitoring: check %s: interval %s is shorter than %s: a check that often is load on the dependency, not a health signal", name, interval, minCheckInterval)
+	case interval > maxCheckInterval:
+		return fmt.Errorf("monitoring: check %s: interval %s is longer than %s: a check run less often says nothing about the dependency now", name, interval, maxCheckInterval)
 	case timeout != 0 && timeout >= interval:
 		return fmt.Errorf("monitoring: check %s: timeout %s must be shorter than interval %s", name, timeout, interval)
 	case c.FailuresBeforeDown < 0 || c.FailuresBeforeDown > maxFailuresBeforeDown:

@@ -538,10 +538,13 @@ func TestMonitoringJSONIsValidatedAtLoad(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"type": "mysql"}`: `monitoring: unknown check type "mysql"`,
 		`{"type": "tcp", "address": "x:1", "interval": 1000000000, "timeout": 1000000000}`: "monitoring: check tcp: timeout 1s must be shorter than interval 1s",
-		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                          `monitoring: check http: url {env.MONITOR_TEST_UNSET_URL} is empty once resolved; set the variable`,
-		`{"type": "tcp", "address": "x:1", "expect": ["200"]}`:                             "monitoring: check tcp: expect applies to http checks only, not tcp",
-		`{"type": "redis", "redis": "redis://x:1", "dsn": "postgres://x/db"}`:              "monitoring: check redis: dsn applies to postgres checks only, not redis",
-		`{"type": "postgres", "dsn": "postgres://x/db", "redis": "redis://x:1"}`:           "monitoring: check postgres: redis applies to redis and worker checks only, not postgres",
+		// Was accepted: with its ±10% jitter the interval wrapped negative, and the check ran back
+		// to back in a loop.
+		`{"type": "tcp", "address": "x:1", "interval": "2500000h"}`:              "monitoring: check tcp: interval 2500000h0m0s is longer than 1h0m0s",
+		`{"type": "http", "url": "{env.MONITOR_TEST_UNSET_URL}"}`:                `monitoring: check http: url {env.MONITOR_TEST_UNSET_URL} is empty once resolved; set the variable`,
+		`{"type": "tcp", "address": "x:1", "expect": ["200"]}`:                   "monitoring: check tcp: expect applies to http checks only, not tcp",
+		`{"type": "redis", "redis": "redis://x:1", "dsn": "postgres://x/db"}`:    "monitoring: check redis: dsn applies to postgres checks only, not redis",
+		`{"type": "postgres", "dsn": "postgres://x/db", "redis": "redis://x:1"}`: "monitoring: check postgres: redis applies to redis and worker checks only, not postgres",
 	} {
 		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + body + `]}]}]}}}}}`)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -105,6 +105,10 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 		r.Unlimited = true
 	case classRow && v == "deny":
 		r.Deny = true
+	case classRow && !strings.Contains(v, "/"):
+		// parseRate would say only "expected <requests>/<period>" of a row that also takes
+		// unlimited and deny (`suspicious block` for `suspicious deny`).
+		return nil, d.Errf("policy %s %s: expected <n>/<period> [burst <n>], unlimited or deny; got %q", policy, sub, v)
 	default:
 		n, per, err := parseRate(v)
 		if err != nil {
@@ -205,6 +209,9 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 			}
 			if dur < minAdaptiveInterval {
 				return d.Errf("adaptive interval %v is shorter than %v (the CPU reading needs time to mean something, and sampling burns CPU)", dur, minAdaptiveInterval)
+			}
+			if dur > maxAdaptiveInterval {
+				return d.Errf("adaptive interval %v is longer than %v (%s)", dur, maxAdaptiveInterval, maxAdaptiveIntervalWhy)
 			}
 			cfg.Interval = caddy.Duration(dur)
 		default:

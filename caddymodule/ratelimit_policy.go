@@ -398,7 +398,7 @@ func parseRate(s string) (int64, time.Duration, error) {
 	}
 	d, err := caddy.ParseDuration(per)
 	if err != nil && durationOverflows(per) {
-		return 0, 0, fmt.Errorf("the period of %q is too long: %s", s, durationLimit)
+		return 0, 0, fmt.Errorf("the period of %q is too long: %s, and a limit admits at least one request per 366 days (8784h)", s, durationLimit)
 	}
 	if err != nil || d <= 0 {
 		return 0, 0, fmt.Errorf("the period of %q must be a positive duration such as 1s, 1m or 1h", s)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -688,5 +689,126 @@ func TestRateLimitClientThatLeftIsNotRefused(t *testing.T) {
 	}
 	if logs := securityLogs(c, EventRateLimited); len(logs) != 0 {
 		t.Errorf("rate_limit_exceeded events for clients that left: %v", logs)
+	}
+}
+
+// TestRateLimitReloadsLeakNoGoroutines: reloads back and forth between two configurations that
+// differ in everything the limiter pools (Redis options, so a second client; store_timeout, so
+// a second limiter with its batching goroutines and probe; an adaptive policy, so the load
+// sampler) leave the goroutine count where the first configuration had it: each reload's
+// clients, limiters and samplers end with the configuration that was their last user.
+func TestRateLimitReloadsLeakNoGoroutines(t *testing.T) {
+	r := testenv.StartRedis(t)
+	block, url := site(t, "\tpolicy_rate_limit login\n\tpolicy_rate_limit api_intensive")
+	plainBlock := strings.Replace(block, "\tpolicy_rate_limit api_intensive\n", "", 1)
+	configA := redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 1000/1s burst 1000") + block
+	configB := redisPolicyConfig("redis "+r.URL(0)+" {\n\t\t\tpool_size 3\n\t\t}\n\t\trate_limit {\n\t\t\tstore_timeout 4s\n\t\t}", "limit 1000/1s burst 1000") + plainBlock
+	c := testcaddy.StartCaddy(t, configA)
+	use := func() {
+		for i := range 5 {
+			// api_intensive (10/1m burst 5 by address) refuses once its burst is spent.
+			if st := getReply(t, url, "X-Client: c"+strconv.Itoa(i)).status; st != 200 && st != 429 {
+				t.Fatalf("status %d", st)
+			}
+		}
+	}
+	use()
+	cycle := func(i int) {
+		if err := c.Load(configB); err != nil {
+			t.Fatal(err)
+		}
+		use()
+		if activeApp(t).limiter.adaptive.Running() {
+			t.Fatalf("cycle %d: configuration B has no adaptive policy, and its sampler runs", i)
+		}
+		if err := c.Load(configA); err != nil {
+			t.Fatal(err)
+		}
+		use()
+		if !activeApp(t).limiter.adaptive.Running() {
+			t.Fatalf("cycle %d: configuration A has an adaptive policy, and its sampler does not run", i)
+		}
+	}
+	// One cycle first, so that every pool and connection has been made once; its count is the
+	// reference (a goroutine of its startup still running only raises it).
+	cycle(0)
+	base := runtime.NumGoroutine()
+	for i := 1; i <= 8; i++ {
+		cycle(i)
+	}
+	settled := func(want int) func() bool {
+		return func() bool { return runtime.NumGoroutine() <= want }
+	}
+	// Slack for goroutines of the HTTP client and server that come and go with connections.
+	testenv.WaitFor(t, 15*time.Second, fmt.Sprintf("the goroutine count to return to %d (+5)", base), settled(base+5))
+}
+
+// TestRateLimitFrozenRedisBlocksNeitherStartNorReload: a Redis that accepts connections and
+// answers nothing (every reply held by the proxy) while Caddy starts and reloads. Neither the
+// load nor the reload waits for it: the rate limiter's startup probe, the startup ping, the
+// shared detections and the monitoring check all ask Redis in the background, so the first
+// request is answered (decided in memory) while Redis still has not said a word.
+func TestRateLimitFrozenRedisBlocksNeitherStartNorReload(t *testing.T) {
+	r := testenv.StartRedis(t)
+	proxy := testenv.StartProxy(t, r.Addr)
+	proxy.SetLatency(time.Hour) // nothing crosses the proxy during this test
+	port := testenv.FreePort(t)
+	config := func(limit string) string {
+		return fmt.Sprintf(`{
+	hardening {
+		redis redis://%s
+		ip_classes {
+			trusted 10.0.0.1
+		}
+		policy login {
+			limit %s
+			adaptive
+		}
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	handle /health {
+		monitoring {
+			check redis
+		}
+	}
+	policy_rate_limit login
+	respond "ok"
+}
+`, proxy.Addr, limit, port)
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var c *testcaddy.Caddy
+	loaded := make(chan error, 1)
+	go func() {
+		var err error
+		c, err = testcaddy.TryStartCaddy(t, config("5/1m"))
+		loaded <- err
+	}()
+	// A bound on a hang, not a timing assertion: a start that waited for Redis never returns.
+	select {
+	case err := <-loaded:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Caddy's start waits for a Redis that does not answer")
+	}
+	if st := getReply(t, url).status; st != 200 {
+		t.Fatalf("first request: %d, want 200 (decided in memory)", st)
+	}
+	testenv.WaitFor(t, 10*time.Second, "memory-fallback", func() bool { return activeApp(t).limiter.mode() == storeModeFallback })
+	go func() { loaded <- c.Load(config("6/1m")) }()
+	select {
+	case err := <-loaded:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a reload waits for a Redis that does not answer")
+	}
+	if got := getReply(t, url).header.Get("RateLimit-Policy"); !strings.HasPrefix(got, `"login";q=`) {
+		t.Fatalf("after the reload: RateLimit-Policy %q", got)
 	}
 }

@@ -189,12 +189,6 @@ func (a *App) rateLimiter() (*limiterEntry, error) {
 		if e.started.CompareAndSwap(false, true) && e.failover != nil {
 			go e.failover.Run(e.runCtx, storeProbeTimeout)
 		}
-		// The load sampler reads the CPU every interval: only for adaptive policies. It
-		// starts with the first configuration that uses one (the limiter, and the smoothed
-		// load with it, lives across reloads) and stops with the limiter.
-		if a.usesAdaptive() {
-			e.adaptive.Start()
-		}
 	})
 	return e, nil
 }
@@ -278,6 +272,21 @@ func (l *liveApps) settle() {
 	for stores, keep := range sets {
 		stores.Retain(keep)
 	}
+	// The load sampler reads the CPU every interval: only while a live configuration uses an
+	// adaptive policy. A reload that removes the last one stops it (the factor goes back to
+	// 1); one that adds one starts it again. A limiter no live configuration uses any more is
+	// destructed, which stops its sampler.
+	adaptive := make(map[*limiterEntry]bool)
+	for _, a := range l.apps {
+		adaptive[a.limiter] = adaptive[a.limiter] || a.usesAdaptive()
+	}
+	for e, use := range adaptive {
+		if use {
+			e.adaptive.Start()
+		} else {
+			e.adaptive.Stop()
+		}
+	}
 	keepPolicySeries(policies)
 	newest := l.apps[len(l.apps)-1].limiter
 	setStoreModeMetric(newest.mode())
@@ -335,6 +344,9 @@ func (a *App) limiterSettings() (limiterSettings, error) {
 	if iv := time.Duration(s.Adaptive.Interval); iv != 0 && iv < minAdaptiveInterval {
 		return s, fmt.Errorf("adaptive interval %v is shorter than %v", iv, minAdaptiveInterval)
 	}
+	if iv := time.Duration(s.Adaptive.Interval); iv > maxAdaptiveInterval {
+		return s, fmt.Errorf("adaptive interval %v is longer than %v (%s)", iv, maxAdaptiveInterval, maxAdaptiveIntervalWhy)
+	}
 	return s, nil
 }
 
@@ -369,6 +381,11 @@ const (
 	// minAdaptiveInterval is the shortest load sampling period: a CPU reading over less means
 	// little, and sampling more often burns the CPU it measures.
 	minAdaptiveInterval = 100 * time.Millisecond
+	// maxAdaptiveInterval bounds it the other way: the smoothed load needs a few samples to
+	// move, so sampled every hour (accepted before) adaptive limits never followed a load
+	// spike at all.
+	maxAdaptiveInterval    = 10 * time.Second
+	maxAdaptiveIntervalWhy = "the smoothed load moves over a few samples: sampled less often, adaptive limits follow no load spike"
 
 	defaultRateLimitMaxKeys = 200000
 	defaultStoreTimeout     = 50 * time.Millisecond

@@ -588,7 +588,7 @@ func TestRateLimitAdaptiveLogsItsLoadSource(t *testing.T) {
 	c := testcaddy.StartCaddy(t, `{
 	hardening {
 		adaptive {
-			interval 1h
+			interval 10s
 			min_factor 0.3
 		}
 		policy heavy {
@@ -618,7 +618,7 @@ func TestRateLimitAdaptiveShrinksUnderLoad(t *testing.T) {
 		adaptive {
 			cpu_target 0.5
 			min_factor 0.25
-			interval 1h
+			interval 10s
 		}
 		policy heavy {
 			limit 8/1h
@@ -1188,6 +1188,8 @@ func TestRateLimitSettingsCheckedWithoutAHandler(t *testing.T) {
 		{`{"adaptive":{"min_factor":5}}`, "minimum factor"},
 		{`{"adaptive":{"cpu_target":1.5}}`, "CPU target"},
 		{`{"adaptive":{"interval":1000}}`, "shorter than"},
+		// Was accepted: sampled every hour, adaptive limits never followed a load spike.
+		{`{"adaptive":{"interval":"1h"}}`, "adaptive interval 1h0m0s is longer than 10s"},
 	} {
 		var c caddy.Config
 		if err := json.Unmarshal([]byte(`{"admin":{"disabled":true},"apps":{"hardening":`+tc.app+`}}`), &c); err != nil {
@@ -1200,9 +1202,11 @@ func TestRateLimitSettingsCheckedWithoutAHandler(t *testing.T) {
 }
 
 // TestRateLimitSamplerOnlyForAdaptivePolicies: the load sampler read the CPU every interval
-// as soon as any policy_rate_limit was configured, adaptive or not. It now starts with the
-// first configuration that uses an adaptive policy, and a reload keeps it (and the smoothed
-// load) running.
+// as soon as any policy_rate_limit was configured, adaptive or not. It starts with the first
+// configuration that uses an adaptive policy; it kept running after a reload removed every
+// adaptive policy (reading the CPU every interval for nothing, for as long as the limiter's
+// settings stayed the same). It now stops when no running configuration uses one, and starts
+// again when a reload adds one, with the factor back at 1.
 func TestRateLimitSamplerOnlyForAdaptivePolicies(t *testing.T) {
 	block, _ := site(t, "\tpolicy_rate_limit api")
 	// min_factor 0.35: settings of its own, so no other test's limiter is taken over.
@@ -1219,10 +1223,21 @@ func TestRateLimitSamplerOnlyForAdaptivePolicies(t *testing.T) {
 	if e2 := activeApp(t).limiter; e2 != e || !e.adaptive.Running() {
 		t.Fatalf("api_intensive is adaptive: same limiter %v, sampler running %v", e2 == e, e.adaptive.Running())
 	}
-	if err := c.Load(global + block); err != nil {
-		t.Fatal(err)
-	}
-	if e3 := activeApp(t).limiter; e3 != e || !e.adaptive.Running() {
-		t.Fatalf("a reload keeps the limiter and its sampler: same limiter %v, running %v", e3 == e, e.adaptive.Running())
+	for i := range 3 {
+		if err := c.Load(global + block); err != nil {
+			t.Fatal(err)
+		}
+		if e3 := activeApp(t).limiter; e3 != e || e.adaptive.Running() {
+			t.Fatalf("reload %d removed every adaptive policy: same limiter %v (want true), sampler running %v (want false)", i, e3 == e, e.adaptive.Running())
+		}
+		if f := e.adaptive.Factor(); f != 1 {
+			t.Fatalf("reload %d: the stopped sampler left the factor at %v, want 1", i, f)
+		}
+		if err := c.Load(global + adaptiveBlock); err != nil {
+			t.Fatal(err)
+		}
+		if e4 := activeApp(t).limiter; e4 != e || !e.adaptive.Running() {
+			t.Fatalf("reload %d added an adaptive policy back: same limiter %v, sampler running %v", i, e4 == e, e.adaptive.Running())
+		}
 	}
 }

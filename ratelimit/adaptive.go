@@ -232,7 +232,10 @@ func (a *Adaptive) Running() bool {
 	return a.stop != nil
 }
 
-// Stop ends Start's goroutine and waits for it. Calling Stop when it does not run does
+// Stop ends Start's goroutine and waits for it, and sets the factor back to 1 with the
+// averages cleared: a load nobody measures any more is not the load when Start is called
+// again (minutes later, a reload adding an adaptive policy back would otherwise start from a
+// stale high load and shrink limits for nothing). Calling Stop when it does not run does
 // nothing; Start may be called again after it.
 func (a *Adaptive) Stop() {
 	a.runMu.Lock()
@@ -243,6 +246,10 @@ func (a *Adaptive) Stop() {
 	close(a.stop)
 	<-a.done
 	a.stop, a.done = nil, nil
+	a.sampleMu.Lock()
+	a.cpuAvg, a.inFlightAvg = 0, 0
+	a.factor.Store(math.Float64bits(1))
+	a.sampleMu.Unlock()
 }
 
 func (a *Adaptive) run(stop <-chan struct{}, done chan<- struct{}) {

@@ -287,8 +287,14 @@ func TestAdaptiveStartStop(t *testing.T) {
 
 	src.err.Store(nil)
 	a.Start()
-	defer a.Stop()
 	waitFor(t, "sampling after a restart", func() bool { return src.reads.Load() > reads })
+	waitFor(t, "the factor to reach MinFactor again", func() bool { return a.Factor() == 0.25 })
+	// A stopped sampler measures nothing: the factor goes back to 1 rather than holding the
+	// last load until a later Start (a reload adding an adaptive policy back, maybe hours on).
+	a.Stop()
+	if f := a.Factor(); f != 1 {
+		t.Fatalf("factor %v after Stop, want 1", f)
+	}
 }
 
 // waitFor polls cond for up to 10 s: a bound on a hung goroutine, not a timing assertion.

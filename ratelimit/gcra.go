@@ -44,8 +44,10 @@ func (l Limit) Validate() error {
 		return fmt.Errorf("burst must be positive, got %d", l.Burst)
 	case l.Interval() < time.Microsecond:
 		return fmt.Errorf("%d per %v is more than one request per microsecond", l.Rate, l.Period)
+	case l.Interval() > maxReplenish:
+		return fmt.Errorf("%d per %v is slower than one request per %v (366 days), the slowest limit", l.Rate, l.Period, maxReplenish)
 	case l.Burst > int64(maxReplenish/l.Interval()):
-		return fmt.Errorf("burst %d at %d per %v takes more than %v to replenish", l.Burst, l.Rate, l.Period, maxReplenish)
+		return fmt.Errorf("burst %d at %d per %v takes more than %v (366 days) to replenish: at most %d", l.Burst, l.Rate, l.Period, maxReplenish, int64(maxReplenish/l.Interval()))
 	}
 	return nil
 }

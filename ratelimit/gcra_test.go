@@ -167,10 +167,12 @@ func TestLimitValidate(t *testing.T) {
 		{"negative burst", Limit{Rate: 1, Period: time.Second, Burst: -1}, "burst"},
 		{"more than one per microsecond", Limit{Rate: 1_000_001, Period: time.Second, Burst: 1}, "microsecond"},
 		{"more requests than nanoseconds", Limit{Rate: 2_000_000_000, Period: time.Second, Burst: 1}, "microsecond"},
-		{"a burst one second longer than 366 days", Limit{Rate: 1, Period: time.Second, Burst: int64(year/time.Second) + 1}, "replenish"},
+		{"a burst one second longer than 366 days", Limit{Rate: 1, Period: time.Second, Burst: int64(year/time.Second) + 1}, "takes more than 8784h0m0s (366 days) to replenish: at most 31622400"},
 		{"a burst that would overflow", Limit{Rate: 1, Period: time.Second, Burst: math.MaxInt64}, "replenish"},
-		{"one per 367 days", Limit{Rate: 1, Period: year + 24*time.Hour, Burst: 1}, "replenish"},
-		{"the longest period", Limit{Rate: 1, Period: math.MaxInt64, Burst: 1}, "replenish"},
+		// Said "burst 1 at 1 per 8808h0m0s takes more than 8784h0m0s to replenish", of a burst the
+		// user never wrote.
+		{"one per 367 days", Limit{Rate: 1, Period: year + 24*time.Hour, Burst: 1}, "1 per 8808h0m0s is slower than one request per 8784h0m0s (366 days), the slowest limit"},
+		{"the longest period", Limit{Rate: 1, Period: math.MaxInt64, Burst: 1}, "the slowest limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.l.Validate()

@@ -634,3 +634,39 @@ func TestRedisStoreRetiringQueuesLosesNoDecision(t *testing.T) {
 	}
 	t.Logf("%d retirements during 1600 decisions", retirements.Load())
 }
+
+// TestRedisStoreAgreesWithDecideAtTheBounds: at the limits Validate allows (one request per
+// microsecond with a burst that takes 366 days, one request per 366 days, a burst of 600000 at
+// a 1.667 µs interval), a whole burst granted in Redis leaves the bucket where Decide leaves
+// it: full again after burst × interval, to within the few ns a Lua double can miss at 3e16 ns,
+// with no overflow in either.
+func TestRedisStoreAgreesWithDecideAtTheBounds(t *testing.T) {
+	s := newTestStore(t, testenv.StartRedis(t), RedisOptions{Prefix: "t:"})
+	year := int64(maxReplenish)
+	for _, l := range []Limit{
+		{Rate: 1, Period: time.Microsecond, Burst: year / int64(time.Microsecond)},
+		{Rate: 1, Period: maxReplenish, Burst: 1},
+		{Rate: 600000, Period: time.Second, Burst: year / int64(time.Second/600000)},
+	} {
+		if err := l.Validate(); err != nil {
+			t.Fatalf("%+v: %v", l, err)
+		}
+		// Decide, from a full bucket, on the burst's last request and on the one after it.
+		now := time.Now().UnixNano()
+		last, tat := Decide(now+(l.Burst-1)*int64(l.Interval()), now, l)
+		next, _ := Decide(tat, now, l)
+		want := time.Duration(l.Burst) * l.Interval()
+		if !last.Allowed || last.Remaining != 0 || last.ResetAfter != want || next.Allowed || next.RetryAfter != l.Interval() {
+			t.Fatalf("%+v: Decide gave %+v then %+v; want the last of the burst, full after %v, then a refusal for one interval", l, last, next, want)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, granted, err := s.AllowN(ctx, "p", fmt.Sprint(l), l, l.Burst)
+		cancel()
+		if err != nil || granted != l.Burst || res.Remaining != 0 {
+			t.Fatalf("%+v: Redis granted %d of the burst (%+v, %v)", l, granted, res, err)
+		}
+		if d := res.ResetAfter - want; d < -8 || d > 8 {
+			t.Fatalf("%+v: Redis says full after %v, Decide %v", l, res.ResetAfter, want)
+		}
+	}
+}

@@ -72,6 +72,15 @@ func (o Options) Mode() Mode {
 // it makes the client, so a pool of 10^9 would take 8 GB before any connection.
 const MaxPoolSize = 100000
 
+// MaxTimeout bounds dial_timeout, read_timeout and write_timeout. Every module bounds its own
+// calls tighter (a rate-limit decision by store_timeout, at most 5s), so a longer one waits for
+// nothing but a dead connection: a background goroutine (the startup ping, a subscriber) stays
+// blocked on it, and the go-redis pool waits read_timeout + 1s for a free connection.
+const MaxTimeout = 10 * time.Second
+
+// MaxTimeoutWhy says why MaxTimeout, for error messages.
+const MaxTimeoutWhy = "modules bound their own calls tighter, so a longer one only keeps a dead connection waiting"
+
 // Validate checks the options without connecting. Its errors never contain a password.
 func (o Options) Validate() error {
 	set := 0
@@ -118,6 +127,9 @@ func (o Options) Validate() error {
 	for name, d := range map[string]time.Duration{"dial_timeout": o.DialTimeout, "read_timeout": o.ReadTimeout, "write_timeout": o.WriteTimeout} {
 		if d < 0 {
 			return fmt.Errorf("redis: %s must not be negative", name)
+		}
+		if d > MaxTimeout {
+			return fmt.Errorf("redis: %s %v is longer than %v: %s", name, d, MaxTimeout, MaxTimeoutWhy)
 		}
 	}
 	if o.PoolSize < 0 || o.PoolSize > MaxPoolSize {

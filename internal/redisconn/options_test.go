@@ -42,6 +42,10 @@ func TestValidate(t *testing.T) {
 		{"db out of range", Options{URL: "redis://a:1", DB: intp(16)}, "out of range"},
 		{"cert without key", Options{URL: "redis://a:1", CertFile: "c.pem"}, "go together"},
 		{"negative timeout", Options{URL: "redis://a:1", ReadTimeout: -time.Second}, "read_timeout must not be negative"},
+		// Was accepted: a dial_timeout of an hour held the startup ping (and any caller without
+		// a deadline of its own) for that long on a blackholed address.
+		{"timeout of hours", Options{URL: "redis://a:1", DialTimeout: time.Hour}, "dial_timeout 1h0m0s is longer than 10s"},
+		{"longest timeout", Options{URL: "redis://a:1", WriteTimeout: 10 * time.Second}, ""},
 		{"negative pool", Options{URL: "redis://a:1", PoolSize: -1}, "pool_size"},
 		// go-redis sizes its idle list by PoolSize at once: a JSON pool_size of 10^9 took 8 GB.
 		{"pool too large", Options{URL: "redis://a:1", PoolSize: 1_000_000_000}, "pool_size must be 1 to 100000 (0: the default), got 1000000000"},
