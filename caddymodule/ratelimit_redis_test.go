@@ -22,13 +22,25 @@ import (
 
 // redisPolicyConfig is a global option with Redis at url and one policy.
 
-// slowRedisTimeout is a rate_limit block with a store_timeout of 5 s, for tests about what Redis
-// decides: under load the default 50 ms can time out, and the fallback decides instead.
-const slowRedisTimeout = "\n\t\trate_limit {\n\t\t\tstore_timeout 5s\n\t\t}"
-
-// slowRedisStore is slowRedisTimeout with the store the test runs on (memory or redis).
-func slowRedisStore(store string) string {
-	return "\n\t\trate_limit {\n\t\t\tstore " + store + "\n\t\t\tstore_timeout 5s\n\t\t}"
+// slowRedis is the redis line with its replies bounded at 5 s, then a rate_limit block with a
+// store_timeout of 5 s (and the store, when given), for tests about what Redis decides: under
+// load the default 50 ms can time out, and the fallback decides instead. Both bounds are
+// raised: the redis block's read_timeout (100 ms by default) bounds each reply too, and a
+// decision Redis ran but answered after it went to the fallback, still charged in Redis (a
+// leased key lost its lease: TestRateLimitLeasedKeyTellsTheTruth was refused at request ~985 of
+// its 1000 under load).
+func slowRedis(redisLine string, store ...string) string {
+	const bounds = "\n\t\t\tread_timeout 5s\n\t\t\twrite_timeout 5s\n\t\t}"
+	if strings.HasSuffix(redisLine, "}") {
+		redisLine = strings.TrimRight(strings.TrimSuffix(redisLine, "}"), "\t\n") + bounds
+	} else {
+		redisLine += " {" + bounds
+	}
+	rateLimit := "\n\t\trate_limit {\n"
+	for _, st := range store {
+		rateLimit += "\t\t\tstore " + st + "\n"
+	}
+	return redisLine + rateLimit + "\t\t\tstore_timeout 5s\n\t\t}"
 }
 
 func redisPolicyConfig(redisLine, policy string) string {
@@ -52,7 +64,7 @@ func TestRateLimitRedisAdmitsExactlyTheBurst(t *testing.T) {
 	// A generous store_timeout: on a loaded machine (-race, parallel packages) a Redis call
 	// past the default 50 ms is a store failure, and the fallback to memory (which is right,
 	// and tested elsewhere) would admit the burst again from a fresh in-memory bucket.
-	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 7/1h burst 7")+block)
+	testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+r.URL(0)), "limit 7/1h burst 7")+block)
 	counts := hammer(t, url, 50, 200, "X-Client: alice")
 	if counts[200] != 7 || counts[429] != 193 {
 		t.Fatalf("statuses %v; want exactly 7 admitted and 193 refused", counts)
@@ -80,7 +92,7 @@ func TestRateLimitResetIsWhenQuotaGrows(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
 			block, url := site(t, "\tpolicy_rate_limit login")
-			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisStore(store), "limit 5/1m burst 5")+block)
+			testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+r.URL(0), store), "limit 5/1m burst 5")+block)
 			for i := range 5 {
 				got := getReply(t, url, "X-Client: reset-"+store)
 				rl := got.header.Get("RateLimit")
@@ -110,7 +122,7 @@ func TestRateLimitAdmitsTheBurstThenTheRate(t *testing.T) {
 			block, url := site(t, "\tpolicy_rate_limit login")
 			// store_timeout 5s: this is about exactness; on a loaded machine a 50 ms Redis call
 			// times out, and the fallback's own buckets would admit more.
-			testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisStore(store), "limit 20/1s burst 20")+block)
+			testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+r.URL(0), store), "limit 20/1s burst 20")+block)
 			var admitted, other atomic.Int64
 			start := time.Now()
 			end := start.Add(2 * time.Second)
@@ -152,7 +164,7 @@ func instancesShareLimit(t *testing.T, redisLine string) {
 		port := testenv.FreePort(t)
 		// store_timeout 5s: this is about sharing; on a loaded machine a 50 ms Redis call times
 		// out, and each instance's fallback would admit on its own.
-		testenv.RunCaddy(t, redisPolicyConfig(redisLine+slowRedisTimeout, fmt.Sprintf("limit %d/1s burst %d", rate, burst))+
+		testenv.RunCaddy(t, redisPolicyConfig(slowRedis(redisLine), fmt.Sprintf("limit %d/1s burst %d", rate, burst))+
 			fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tpolicy_rate_limit login\n\trespond \"ok\"\n}\n", port))
 		urls = append(urls, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	}
@@ -353,7 +365,7 @@ func TestRateLimitRedisDownAtStartupIsMemoryAtOnce(t *testing.T) {
 	block, url := site(t, "\tpolicy_rate_limit login")
 	// 5 an hour: the 6th and 7th requests below are refused however slowly the machine sends
 	// them (at 5/1s a token came back every 200 ms, and a stall let the 6th in).
-	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 5/1h burst 5")+block)
+	c := testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+r.URL(0)), "limit 5/1h burst 5")+block)
 	lim := activeApp(t).limiter
 	testenv.WaitFor(t, 5*time.Second, "memory-fallback before any request", func() bool { return lim.mode() == storeModeFallback })
 	if st := lim.status(); st.Status != HealthWarn {
@@ -403,7 +415,7 @@ func expectBackInRedis(t *testing.T, c *testcaddy.Caddy, lim *limiterEntry, url 
 func TestRateLimitReadOnlyRedisStaysInMemory(t *testing.T) {
 	replica := testenv.StartReplica(t, testenv.StartRedis(t))
 	block, url := site(t, "\tpolicy_rate_limit login")
-	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis "+replica.URL(0)+slowRedisTimeout, "limit 100/1s burst 100")+block)
+	c := testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+replica.URL(0)), "limit 100/1s burst 100")+block)
 	lim := activeApp(t).limiter
 	testenv.WaitFor(t, 5*time.Second, "memory-fallback before any request", func() bool { return lim.mode() == storeModeFallback })
 	// Requests over three probe intervals (the breaker stays open 1 s).
@@ -506,6 +518,8 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 	hardening {
 		redis %s {
 			dial_timeout 100ms
+			read_timeout 5s
+			write_timeout 5s
 		}
 		rate_limit {
 			on_store_failure %s
@@ -623,7 +637,7 @@ func TestRateLimitLeasedKeyTellsTheTruth(t *testing.T) {
 	r := testenv.StartRedis(t)
 	t.Run("fast", func(t *testing.T) {
 		block, url := site(t, "\tpolicy_rate_limit login")
-		testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 1000/1s burst 1000")+block)
+		testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+r.URL(0)), "limit 1000/1s burst 1000")+block)
 		if got := getReply(t, url, "X-Client: fast"); got.status != 200 {
 			t.Fatalf("first request: %d", got.status)
 		}
@@ -635,7 +649,7 @@ func TestRateLimitLeasedKeyTellsTheTruth(t *testing.T) {
 	})
 	t.Run("slow", func(t *testing.T) {
 		block, url := site(t, "\tpolicy_rate_limit login")
-		testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 1000/1h burst 1000")+block)
+		testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+r.URL(0)), "limit 1000/1h burst 1000")+block)
 		var last reply
 		for i := range 995 {
 			if last = getReply(t, url, "X-Client: slow"); last.status != 200 {
@@ -666,7 +680,7 @@ func TestRateLimitClientThatLeftIsNotRefused(t *testing.T) {
 	r := testenv.StartRedis(t)
 	proxy := testenv.StartProxy(t, r.Addr)
 	block, url := site(t, "\tpolicy_rate_limit login")
-	c := testcaddy.StartCaddy(t, redisPolicyConfig("redis redis://"+proxy.Addr+slowRedisTimeout, "limit 100/1s")+block)
+	c := testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis redis://"+proxy.Addr), "limit 100/1s")+block)
 	getReply(t, url, "X-Client: left")
 	denied := rateLimitCount(t, "login", "default", "denied")
 	proxy.SetLatency(200 * time.Millisecond) // each way: the decision waits 400 ms
@@ -701,7 +715,7 @@ func TestRateLimitReloadsLeakNoGoroutines(t *testing.T) {
 	r := testenv.StartRedis(t)
 	block, url := site(t, "\tpolicy_rate_limit login\n\tpolicy_rate_limit api_intensive")
 	plainBlock := strings.Replace(block, "\tpolicy_rate_limit api_intensive\n", "", 1)
-	configA := redisPolicyConfig("redis "+r.URL(0)+slowRedisTimeout, "limit 1000/1s burst 1000") + block
+	configA := redisPolicyConfig(slowRedis("redis "+r.URL(0)), "limit 1000/1s burst 1000") + block
 	configB := redisPolicyConfig("redis "+r.URL(0)+" {\n\t\t\tpool_size 3\n\t\t}\n\t\trate_limit {\n\t\t\tstore_timeout 4s\n\t\t}", "limit 1000/1s burst 1000") + plainBlock
 	c := testcaddy.StartCaddy(t, configA)
 	use := func() {
