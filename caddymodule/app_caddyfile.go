@@ -122,6 +122,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		parse, ok := appSubdirectives[name]
 		if !ok {
@@ -165,6 +168,9 @@ func parseFeatures(d *caddyfile.Dispenser, a *App) error {
 	}
 	a.Features = map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if err := checkFeature(name); err != nil {
 			return d.WrapErr(err)
@@ -209,6 +215,9 @@ func parseRedis(d *caddyfile.Dispenser, a *App) error {
 	}
 	seen := map[string]caddyfile.Dispenser{} // each subdirective's line, for the rules below
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if _, twice := seen[name]; twice {
 			return d.Errf("redis: %s is given twice", name)
@@ -336,6 +345,9 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 	line := *d // the tls token, for the rule below
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if seen[name] {
 			return d.Errf("redis tls: %s is given twice", name)
