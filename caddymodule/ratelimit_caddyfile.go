@@ -383,6 +383,9 @@ func (h *PolicyRateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
+			if err := checkMessageTemplate(v); err != nil {
+				return d.Errf("policy_rate_limit message %q: %v", v, err)
+			}
 			h.Message = v
 		case "headers":
 			on, err := onOff(d, "policy_rate_limit headers")
