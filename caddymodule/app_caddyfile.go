@@ -268,7 +268,7 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 			return d.WrapErr(err)
 		}
 	case "sentinel_username", "sentinel_password":
-		v, err := wantArg(d, name, "a user name or a password ({env.*} or {file.*} for a password)")
+		v, err := credentialArg(d, name, "a user name or a password ({env.*} or {file.*} for a password)")
 		if err != nil {
 			return err
 		}
@@ -281,13 +281,13 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 			r.Sentinel.Password = v
 		}
 	case "username":
-		v, err := wantArg(d, name, "an ACL user name")
+		v, err := credentialArg(d, name, "an ACL user name")
 		if err != nil {
 			return err
 		}
 		r.Username = v
 	case "password":
-		v, err := wantArg(d, name, "a password, e.g. {env.REDIS_PASSWORD}")
+		v, err := credentialArg(d, name, "a password, e.g. {env.REDIS_PASSWORD}")
 		if err != nil {
 			return err
 		}
@@ -427,6 +427,17 @@ func wantArg(d *caddyfile.Dispenser, name, want string) (string, error) {
 		return "", d.Errf("%s takes one value; unexpected %q", name, d.Val())
 	}
 	return v, nil
+}
+
+// credentialArg is a user name or password: an empty one (`password ""`) is refused, as one
+// from a placeholder that resolves to nothing is at load, since it would send no credential and
+// fall back to the URL's or to none.
+func credentialArg(d *caddyfile.Dispenser, name, want string) (string, error) {
+	v, err := wantArg(d, name, want)
+	if err == nil && v == "" {
+		err = d.Errf("%s is empty: expected %s (leave the line out to send none)", name, want)
+	}
+	return v, err
 }
 
 func intArg(d *caddyfile.Dispenser, name string, lo, hi int) (int, error) {
