@@ -675,6 +675,8 @@ func TestMonitoringJSONRefusesWhatTheCaddyfileRefuses(t *testing.T) {
 	for _, tc := range []struct{ check, want string }{
 		{`{"type": "tcp", "name": "x", "address": "127.0.0.1:1", "failures_before_down": 100000}`, "monitoring: check x: failures_before_down 100000: expected 1 to 1000"},
 		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "method": "G T"}`, `monitoring: check x: method: expected an HTTP method such as GET or HEAD, got "G T"`},
+		// Panicked the load (a nil dereference in Validate), which took caddy validate down.
+		{`null`, `monitoring: checks[0] is null; expected a check object`},
 	} {
 		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + tc.check + `]}]}]}}}}}`)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
