@@ -706,6 +706,11 @@ func TestDetectionBoundsInJSONAsInCaddyfile(t *testing.T) {
 	if err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"max_tracked": 64}}}}`); err != nil {
 		t.Fatal(err)
 	}
+	// Was accepted and left no probe path at all: the Caddyfile's probe_paths_replace needs one.
+	err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"probe_paths_replace": true}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "detection: probe_paths_replace replaces the built-in probe paths with probe_paths, and there are none") {
+		t.Errorf("probe_paths_replace without probe_paths: err = %v", err)
+	}
 }
 
 // TestRedisTLSMistakesAtStartupSaySo: a TLS mismatch or an untrusted certificate was logged as
