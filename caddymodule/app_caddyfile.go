@@ -263,6 +263,9 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		if r.Sentinel == nil {
 			r.Sentinel = new(SentinelConfig)
 		}
+		if ph, open := unclosedSecretPlaceholder(args[0]); open {
+			return d.Errf("sentinel: the master name's placeholder %s is not closed (it would be used as written); expected %s}", ph, ph)
+		}
 		r.Sentinel.Master, r.Sentinel.Addresses = args[0], args[1:]
 		if err := checkLiteralAddrs("sentinel", r.Sentinel.Addresses); err != nil {
 			return d.WrapErr(err)
@@ -436,6 +439,9 @@ func credentialArg(d *caddyfile.Dispenser, name, want string) (string, error) {
 	v, err := wantArg(d, name, want)
 	if err == nil && v == "" {
 		err = d.Errf("%s is empty: expected %s (leave the line out to send none)", name, want)
+	}
+	if ph, open := unclosedSecretPlaceholder(v); err == nil && open {
+		err = d.Errf("%s: the placeholder %s is not closed (it would be sent as written); expected %s}", name, ph, ph)
 	}
 	return v, err
 }

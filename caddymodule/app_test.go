@@ -713,6 +713,17 @@ func TestDetectionBoundsInJSONAsInCaddyfile(t *testing.T) {
 	}
 }
 
+// TestUnclosedSecretPlaceholderInJSONIsRefused: a password written "{env.REDIS_PASSWORD"
+// (the brace not closed) was accepted, and that text was sent to Redis as the password; the
+// Caddyfile refuses it at its line, JSON at load.
+func TestUnclosedSecretPlaceholderInJSONIsRefused(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	err := c.LoadJSON(`{"apps": {"hardening": {"environment": "development", "redis": {"url": "redis://127.0.0.1:1", "password": "{env.REDIS_PASSWORD"}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "redis: password: the placeholder {env.REDIS_PASSWORD is not closed") {
+		t.Errorf("unclosed password placeholder: err = %v", err)
+	}
+}
+
 // TestRedisTLSMistakesAtStartupSaySo: a TLS mismatch or an untrusted certificate was logged as
 // "redis unreachable at startup" with only "EOF", "context deadline exceeded" or the x509
 // error: the server answered, and the fix is in the configuration. Each now says what went

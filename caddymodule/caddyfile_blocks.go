@@ -26,3 +26,23 @@ func strayBlock(d *caddyfile.Dispenser) error {
 	}
 	return d.Errf("%s takes no block; unexpected '{' after %q (expected its values on one line, and the next subdirective on the next line)", words[0], strings.Join(words, " "))
 }
+
+// unclosedSecretPlaceholder reports a `{env.` or `{file.` with no `}` after it ("{env.PASS"):
+// Caddy's replacer leaves such text as it is, so the typo would be sent as the password or
+// header value itself. Other braces are left alone: a literal password may hold one.
+func unclosedSecretPlaceholder(v string) (string, bool) {
+	for _, open := range []string{"{env.", "{file."} {
+		rest := v
+		for {
+			i := strings.Index(rest, open)
+			if i < 0 {
+				break
+			}
+			rest = rest[i+1:]
+			if j := strings.IndexAny(rest, "{}"); j < 0 || rest[j] == '{' {
+				return "{" + strings.SplitN(rest, "{", 2)[0], true
+			}
+		}
+	}
+	return "", false
+}

@@ -294,6 +294,9 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		if c.Headers == nil {
 			c.Headers = map[string]string{}
 		}
+		if ph, open := unclosedSecretPlaceholder(value); open {
+			return d.Errf("header %s: the placeholder %s is not closed (it would be sent as written); expected %s}", name, ph, ph)
+		}
 		if _, twice := c.Headers[http.CanonicalHeaderKey(name)]; twice {
 			return d.Errf("check %s: header %s is given twice", c.name(), http.CanonicalHeaderKey(name))
 		}

@@ -154,6 +154,9 @@ func (c *RedisConfig) checkEmptyCredentials(o redisconn.Options) error {
 			struct{ name, given, resolved string }{"sentinel_password", s.Password, o.SentinelPassword})
 	}
 	for _, f := range fields {
+		if ph, open := unclosedSecretPlaceholder(f.given); open {
+			return fmt.Errorf("redis: %s: the placeholder %s is not closed (it would be sent as written); expected %s}", f.name, ph, ph)
+		}
 		if f.given != "" && f.resolved == "" {
 			return fmt.Errorf("redis: %s %s is empty once resolved; set the variable (or the file), or leave %s out when Redis needs none", f.name, f.given, f.name)
 		}
