@@ -722,6 +722,10 @@ func TestUnclosedSecretPlaceholderInJSONIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "redis: password: the placeholder {env.REDIS_PASSWORD is not closed") {
 		t.Errorf("unclosed password placeholder: err = %v", err)
 	}
+	err = c.LoadJSON(`{"apps": {"hardening": {"environment": "development", "redis": {"sentinel": {"master": "{env.REDIS_MASTER", "addresses": ["127.0.0.1:1"]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "redis: sentinel: the master name's placeholder {env.REDIS_MASTER is not closed") {
+		t.Errorf("unclosed master placeholder: err = %v", err)
+	}
 }
 
 // TestRedisTLSMistakesAtStartupSaySo: a TLS mismatch or an untrusted certificate was logged as

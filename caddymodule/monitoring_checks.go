@@ -207,6 +207,9 @@ func (c *MonitorCheck) validate() error {
 			if !httpguts.ValidHeaderFieldName(k) {
 				return fmt.Errorf("monitoring: check %s: header %q: expected a field name (letters, digits and !#$%%&'*+-.^_`|~)", name, k)
 			}
+			if ph, open := unclosedSecretPlaceholder(c.Headers[k]); open {
+				return fmt.Errorf("monitoring: check %s: header %s: the placeholder %s is not closed (it would be sent as written); expected %s}", name, k, ph, ph)
+			}
 			if !httpguts.ValidHeaderFieldValue(c.Headers[k]) {
 				return fmt.Errorf("monitoring: check %s: header %s: the value holds a control character (a line break?); expected one line of text", name, k)
 			}

@@ -679,6 +679,8 @@ func TestMonitoringJSONRefusesWhatTheCaddyfileRefuses(t *testing.T) {
 		// every run and reported the dependency down.
 		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "headers": {"X Token": "a"}}`, `monitoring: check x: header "X Token": expected a field name`},
 		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "headers": {"X-Token": "a\r\nX-Other: b"}}`, `monitoring: check x: header X-Token: the value holds a control character`},
+		// Was accepted: the text "Bearer {env.TOKEN" was sent as the header.
+		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "headers": {"Authorization": "Bearer {env.TOKEN"}}`, `monitoring: check x: header Authorization: the placeholder {env.TOKEN is not closed`},
 		// Were accepted: a bound without what it bounds was ignored with nothing said.
 		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "queue": "q", "max_age": 60000000000}`, "monitoring: check w: max_age bounds the age of heartbeat_key, and there is none"},
 		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "queue": "q", "on_backlog": "fail"}`, "monitoring: check w: on_backlog says what a backlog over max_backlog reports, and there is no max_backlog"},

@@ -149,6 +149,9 @@ func (c *RedisConfig) checkEmptyCredentials(o redisconn.Options) error {
 		{"password", c.Password, o.Password},
 	}
 	if s := c.Sentinel; s != nil {
+		if ph, open := unclosedSecretPlaceholder(s.Master); open {
+			return fmt.Errorf("redis: sentinel: the master name's placeholder %s is not closed (it would be used as written); expected %s}", ph, ph)
+		}
 		fields = append(fields,
 			struct{ name, given, resolved string }{"sentinel_username", s.Username, o.SentinelUsername},
 			struct{ name, given, resolved string }{"sentinel_password", s.Password, o.SentinelPassword})
