@@ -122,6 +122,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		parse, ok := appSubdirectives[name]
 		if !ok {
@@ -165,6 +168,9 @@ func parseFeatures(d *caddyfile.Dispenser, a *App) error {
 	}
 	a.Features = map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if err := checkFeature(name); err != nil {
 			return d.WrapErr(err)
@@ -209,6 +215,9 @@ func parseRedis(d *caddyfile.Dispenser, a *App) error {
 	}
 	seen := map[string]caddyfile.Dispenser{} // each subdirective's line, for the rules below
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if _, twice := seen[name]; twice {
 			return d.Errf("redis: %s is given twice", name)
@@ -254,12 +263,15 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		if r.Sentinel == nil {
 			r.Sentinel = new(SentinelConfig)
 		}
+		if ph, open := unclosedSecretPlaceholder(args[0]); open {
+			return d.Errf("sentinel: the master name's placeholder %s is not closed (it would be used as written); expected %s}", ph, ph)
+		}
 		r.Sentinel.Master, r.Sentinel.Addresses = args[0], args[1:]
 		if err := checkLiteralAddrs("sentinel", r.Sentinel.Addresses); err != nil {
 			return d.WrapErr(err)
 		}
 	case "sentinel_username", "sentinel_password":
-		v, err := wantArg(d, name, "a user name or a password ({env.*} or {file.*} for a password)")
+		v, err := credentialArg(d, name, "a user name or a password ({env.*} or {file.*} for a password)")
 		if err != nil {
 			return err
 		}
@@ -272,13 +284,13 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 			r.Sentinel.Password = v
 		}
 	case "username":
-		v, err := wantArg(d, name, "an ACL user name")
+		v, err := credentialArg(d, name, "an ACL user name")
 		if err != nil {
 			return err
 		}
 		r.Username = v
 	case "password":
-		v, err := wantArg(d, name, "a password, e.g. {env.REDIS_PASSWORD}")
+		v, err := credentialArg(d, name, "a password, e.g. {env.REDIS_PASSWORD}")
 		if err != nil {
 			return err
 		}
@@ -339,6 +351,9 @@ func parseRedisTLS(d *caddyfile.Dispenser, r *RedisConfig) error {
 	line := *d // the tls token, for the rule below
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if seen[name] {
 			return d.Errf("redis tls: %s is given twice", name)
@@ -418,6 +433,20 @@ func wantArg(d *caddyfile.Dispenser, name, want string) (string, error) {
 		return "", d.Errf("%s takes one value; unexpected %q", name, d.Val())
 	}
 	return v, nil
+}
+
+// credentialArg is a user name or password: an empty one (`password ""`) is refused, as one
+// from a placeholder that resolves to nothing is at load, since it would send no credential and
+// fall back to the URL's or to none.
+func credentialArg(d *caddyfile.Dispenser, name, want string) (string, error) {
+	v, err := wantArg(d, name, want)
+	if err == nil && v == "" {
+		err = d.Errf("%s is empty: expected %s (leave the line out to send none)", name, want)
+	}
+	if ph, open := unclosedSecretPlaceholder(v); err == nil && open {
+		err = d.Errf("%s: the placeholder %s is not closed (it would be sent as written); expected %s}", name, ph, ph)
+	}
+	return v, err
 }
 
 func intArg(d *caddyfile.Dispenser, name string, lo, hi int) (int, error) {

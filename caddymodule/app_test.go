@@ -706,6 +706,26 @@ func TestDetectionBoundsInJSONAsInCaddyfile(t *testing.T) {
 	if err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"max_tracked": 64}}}}`); err != nil {
 		t.Fatal(err)
 	}
+	// Was accepted and left no probe path at all: the Caddyfile's probe_paths_replace needs one.
+	err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"probe_paths_replace": true}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "detection: probe_paths_replace replaces the built-in probe paths with probe_paths, and there are none") {
+		t.Errorf("probe_paths_replace without probe_paths: err = %v", err)
+	}
+}
+
+// TestUnclosedSecretPlaceholderInJSONIsRefused: a password written "{env.REDIS_PASSWORD"
+// (the brace not closed) was accepted, and that text was sent to Redis as the password; the
+// Caddyfile refuses it at its line, JSON at load.
+func TestUnclosedSecretPlaceholderInJSONIsRefused(t *testing.T) {
+	c := testcaddy.StartCaddy(t, "")
+	err := c.LoadJSON(`{"apps": {"hardening": {"environment": "development", "redis": {"url": "redis://127.0.0.1:1", "password": "{env.REDIS_PASSWORD"}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "redis: password: the placeholder {env.REDIS_PASSWORD is not closed") {
+		t.Errorf("unclosed password placeholder: err = %v", err)
+	}
+	err = c.LoadJSON(`{"apps": {"hardening": {"environment": "development", "redis": {"sentinel": {"master": "{env.REDIS_MASTER", "addresses": ["127.0.0.1:1"]}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "redis: sentinel: the master name's placeholder {env.REDIS_MASTER is not closed") {
+		t.Errorf("unclosed master placeholder: err = %v", err)
+	}
 }
 
 // TestRedisTLSMistakesAtStartupSaySo: a TLS mismatch or an untrusted certificate was logged as

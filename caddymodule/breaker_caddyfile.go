@@ -69,6 +69,9 @@ func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
 	}
 	seen := map[string]caddyfile.Dispenser{} // each subdirective's position, for later errors
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if _, dup := seen[name]; dup {
 			return d.Errf("upstream_breaker: %s is given twice", name)

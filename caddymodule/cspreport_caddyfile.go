@@ -30,6 +30,9 @@ func (c *CSPReport) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		if seen[d.Val()] {
 			return d.Errf("csp_report: %s is given twice", d.Val())
 		}

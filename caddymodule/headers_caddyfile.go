@@ -67,6 +67,9 @@ func (h *SecurityHeaders) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	seen := map[string]caddyfile.Token{} // each subdirective's first token, for the errors below
 	for d.NextBlock(0) {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		parse, ok := securityHeadersSubdirectives[name]
 		if !ok {
@@ -245,6 +248,9 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 	}
 	at, lines := d.Token(), 0
 	for nesting := d.Nesting(); d.NextBlock(nesting); lines++ {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := strings.ToLower(d.Val())
 		values := d.RemainingArgs()
 		if rest, ok := strings.CutPrefix(name, "-"); ok {
@@ -308,6 +314,9 @@ func parseInjectNonce(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 		return d.Errf("inject_nonce: unexpected %q", d.Val())
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		if c.CacheControl != "" && d.Val() == "cache_control" {
 			return d.Err("inject_nonce: cache_control is given twice")
 		}

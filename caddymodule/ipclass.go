@@ -55,7 +55,8 @@ type DetectionConfig struct {
 	ProbePaths []string `json:"probe_paths,omitempty"`
 
 	// ProbePathsReplace makes ProbePaths replace the built-in list instead of extending it
-	// (for an application that serves one of the built-in paths).
+	// (for an application that serves one of the built-in paths). ProbePaths must then list
+	// one path at least; to score no probe, set Scores["probe"] to 0.
 	ProbePathsReplace bool `json:"probe_paths_replace,omitempty"`
 
 	// Scores per signal: probe (default 10), traversal (20), auth_failure (2, a 401 or 403
@@ -296,6 +297,11 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 	}
 	if c.Threshold < 0 || c.BanFor < 0 || c.Decay < 0 || c.MaxTracked < 0 {
 		return s, fmt.Errorf("detection: threshold, ban_for, decay and max_tracked must not be negative")
+	}
+	// Replacing the built-ins with nothing would end probe detection with nothing said; the
+	// Caddyfile's probe_paths_replace needs one path at least, and so does JSON.
+	if c.ProbePathsReplace && len(c.ProbePaths) == 0 {
+		return s, fmt.Errorf("detection: probe_paths_replace replaces the built-in probe paths with probe_paths, and there are none; expected the paths to use in probe_paths (or scores.probe 0 to score no probe)")
 	}
 	if c.MaxTracked != 0 && (c.MaxTracked < minTracked || c.MaxTracked > maxTracked) {
 		return s, fmt.Errorf("detection: max_tracked %d: expected %d to %d", c.MaxTracked, minTracked, maxTracked)

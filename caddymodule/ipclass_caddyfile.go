@@ -34,6 +34,9 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 	}
 	cfg := new(IPClassesConfig)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		var target *[]string
 		switch class := d.Val(); class {
 		case "trusted":
@@ -84,6 +87,9 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 	cfg := new(DetectionConfig)
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if seen[name] && name != "score" && name != "probe_paths" && name != "burst" {
 			return d.Errf("detection: %s is given twice", name)

@@ -168,7 +168,10 @@ func (f onEvent) Handle(context.Context, caddy.Event) error {
 // Validate checks the configuration without side effects.
 func (m *Monitoring) Validate() error {
 	names := map[string]bool{}
-	for _, c := range m.Checks {
+	for i, c := range m.Checks {
+		if c == nil { // `"checks": [null]`: refused, not dereferenced (it panicked the load)
+			return fmt.Errorf("monitoring: checks[%d] is null; expected a check object such as {\"type\": \"tcp\", \"name\": \"db\", \"address\": \"db:5432\"}", i)
+		}
 		if err := c.validate(); err != nil {
 			return err
 		}

@@ -98,6 +98,9 @@ func (m *Monitoring) unmarshal(d *caddyfile.Dispenser, appRedis *bool) error {
 	}
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if seen[name] && name != "check" && name != "api_keys" {
 			return d.Errf("monitoring: %s is given twice", name)
@@ -199,6 +202,9 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 	seen := map[string]bool{}
 	var timeoutAt *caddyfile.Dispenser // the timeout line, judged against the interval once the block is read
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return nil, err
+		}
 		if opt := d.Val(); seen[opt] && opt != "expect" && opt != "header" {
 			return nil, d.Errf("check %s: %s is given twice", c.name(), opt)
 		}
@@ -290,6 +296,9 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		}
 		if c.Headers == nil {
 			c.Headers = map[string]string{}
+		}
+		if ph, open := unclosedSecretPlaceholder(value); open {
+			return d.Errf("header %s: the placeholder %s is not closed (it would be sent as written); expected %s}", name, ph, ph)
 		}
 		if _, twice := c.Headers[http.CanonicalHeaderKey(name)]; twice {
 			return d.Errf("check %s: header %s is given twice", c.name(), http.CanonicalHeaderKey(name))

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 	"github.com/swarmsec/caddy-hardening/monitor"
@@ -206,6 +208,19 @@ func (c *MonitorCheck) validate() error {
 				return fmt.Errorf("monitoring: check %s: expect: %v", name, err)
 			}
 		}
+		// Go's client refuses to send such a header, so the check would fail on every run
+		// and report the dependency down for a mistake in the configuration.
+		for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
+			if !httpguts.ValidHeaderFieldName(k) {
+				return fmt.Errorf("monitoring: check %s: header %q: expected a field name (letters, digits and !#$%%&'*+-.^_`|~)", name, k)
+			}
+			if ph, open := unclosedSecretPlaceholder(c.Headers[k]); open {
+				return fmt.Errorf("monitoring: check %s: header %s: the placeholder %s is not closed (it would be sent as written); expected %s}", name, k, ph, ph)
+			}
+			if !httpguts.ValidHeaderFieldValue(c.Headers[k]) {
+				return fmt.Errorf("monitoring: check %s: header %s: the value holds a control character (a line break?); expected one line of text", name, k)
+			}
+		}
 	case checkTCP:
 		if !isPh(c.Address) {
 			if err := checkHostPort(c.Address); err != nil {
@@ -221,6 +236,16 @@ func (c *MonitorCheck) validate() error {
 		}
 		if c.MaxBacklog < 0 || c.MaxAge < 0 {
 			return fmt.Errorf("monitoring: check %s: max_backlog and max_age must be positive", name)
+		}
+		// Each bound belongs to what it bounds: without it, the line would be ignored with
+		// nothing said (a backlog that is not read, a heartbeat that is not checked).
+		switch {
+		case c.MaxBacklog != 0 && c.Queue == "":
+			return fmt.Errorf("monitoring: check %s: max_backlog bounds the length of queue, and there is none; expected queue <list> beside it", name)
+		case c.OnBacklog != "" && c.MaxBacklog == 0:
+			return fmt.Errorf("monitoring: check %s: on_backlog says what a backlog over max_backlog reports, and there is no max_backlog; expected max_backlog <n> beside it", name)
+		case c.MaxAge != 0 && c.HeartbeatKey == "":
+			return fmt.Errorf("monitoring: check %s: max_age bounds the age of heartbeat_key, and there is none; expected heartbeat_key <key> beside it", name)
 		}
 	}
 	if c.Redis != "" && !isPh(c.Redis) {

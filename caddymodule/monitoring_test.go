@@ -678,6 +678,18 @@ func TestMonitoringJSONRefusesWhatTheCaddyfileRefuses(t *testing.T) {
 	for _, tc := range []struct{ check, want string }{
 		{`{"type": "tcp", "name": "x", "address": "127.0.0.1:1", "failures_before_down": 100000}`, "monitoring: check x: failures_before_down 100000: expected 1 to 1000"},
 		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "method": "G T"}`, `monitoring: check x: method: expected an HTTP method such as GET or HEAD, got "G T"`},
+		// Were accepted: Go's client refuses to send such a header, so the check failed on
+		// every run and reported the dependency down.
+		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "headers": {"X Token": "a"}}`, `monitoring: check x: header "X Token": expected a field name`},
+		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "headers": {"X-Token": "a\r\nX-Other: b"}}`, `monitoring: check x: header X-Token: the value holds a control character`},
+		// Was accepted: the text "Bearer {env.TOKEN" was sent as the header.
+		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "headers": {"Authorization": "Bearer {env.TOKEN"}}`, `monitoring: check x: header Authorization: the placeholder {env.TOKEN is not closed`},
+		// Were accepted: a bound without what it bounds was ignored with nothing said.
+		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "queue": "q", "max_age": 60000000000}`, "monitoring: check w: max_age bounds the age of heartbeat_key, and there is none"},
+		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "queue": "q", "on_backlog": "fail"}`, "monitoring: check w: on_backlog says what a backlog over max_backlog reports, and there is no max_backlog"},
+		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "heartbeat_key": "hb", "max_backlog": 5}`, "monitoring: check w: max_backlog bounds the length of queue, and there is none"},
+		// Panicked the load (a nil dereference in Validate), which took caddy validate down.
+		{`null`, `monitoring: checks[0] is null; expected a check object`},
 	} {
 		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + tc.check + `]}]}]}}}}}`)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -35,6 +35,9 @@ func (g *PathGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		name := d.Val()
 		if seen[name] {
 			return d.Errf("path_guard: %s is given twice", name)

@@ -149,6 +149,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	if h.StatusCode < 400 || h.StatusCode > 599 {
 		return fmt.Errorf("policy_rate_limit status_code: expected 400 to 599, got %d", h.StatusCode)
 	}
+	if err := checkMessageTemplate(h.Message); err != nil {
+		return fmt.Errorf("policy_rate_limit message %q: %v", h.Message, err)
+	}
 	if h.limiter, err = app.rateLimiter(); err != nil {
 		return err
 	}

@@ -51,6 +51,9 @@ func parsePolicy(d *caddyfile.Dispenser, a *App) error {
 	p := new(PolicyConfig)
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		sub := d.Val()
 		if seen[sub] {
 			return d.Errf("policy %s: %s is given twice", name, sub)
@@ -172,6 +175,9 @@ func parseAdaptive(d *caddyfile.Dispenser, a *App) error {
 	cfg := new(AdaptiveConfig)
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		sub := d.Val()
 		if seen[sub] {
 			return d.Errf("adaptive: %s is given twice", sub)
@@ -238,6 +244,9 @@ func parseRateLimitStore(d *caddyfile.Dispenser, a *App) error {
 	cfg := new(RateLimitConfig)
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		sub := d.Val()
 		if seen[sub] {
 			return d.Errf("rate_limit: %s is given twice", sub)
@@ -355,6 +364,9 @@ func (h *PolicyRateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if err := strayBlock(d); err != nil {
+			return err
+		}
 		sub := d.Val()
 		if seen[sub] {
 			return d.Errf("policy_rate_limit: %s is given twice", sub)
@@ -377,6 +389,9 @@ func (h *PolicyRateLimit) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			v, err := wantArg(d, "policy_rate_limit message", "the refusal's detail text, in quotes")
 			if err != nil {
 				return err
+			}
+			if err := checkMessageTemplate(v); err != nil {
+				return d.Errf("policy_rate_limit message %q: %v", v, err)
 			}
 			h.Message = v
 		case "headers":

@@ -252,3 +252,13 @@ func (s *refusalSampler) report(h *PolicyRateLimit, r *http.Request, class ipcla
 	}
 	h.app.SecurityEvent(h.ctx, r, level, EventRateLimited, data)
 }
+
+// checkMessageTemplate refuses a refusal message whose braces do not pair up ("slow down
+// {client_ip"): Caddy's replacer would send such a placeholder as it is written, so the client
+// would read the template instead of its value. A literal brace is written \{ or \}.
+func checkMessageTemplate(message string) error {
+	if _, err := keyPlaceholders(message); err != nil {
+		return fmt.Errorf("%v; expected each placeholder closed, as {client_ip}, and a literal brace written \\{ or \\}", err)
+	}
+	return nil
+}

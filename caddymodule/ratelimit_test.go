@@ -705,6 +705,9 @@ func TestRateLimitBadJSONIsRefused(t *testing.T) {
 			`rate_limit max_keys: expected a positive number (0 for the default 200000), got -1`},
 		{`{"apps":{"hardening":{"rate_limit":{"store_timeout":-1}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
 			`rate_limit store_timeout: expected a positive duration of at most 5s (0 for the default 50ms), got -1ns`},
+		// Was accepted: the refusal's detail showed the template, "slow down {client_ip".
+		{`{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api","message":"slow down {client_ip"}]}]}}}}}`,
+			`policy_rate_limit message "slow down {client_ip": a '{' is not closed; expected each placeholder closed`},
 		// Was accepted: every request could wait 1000000h for Redis.
 		{`{"apps":{"hardening":{"rate_limit":{"store_timeout":"1000000h"}},"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"policy_rate_limit","policy":"api"}]}]}}}}}`,
 			`rate_limit store_timeout: expected a positive duration of at most 5s (0 for the default 50ms), got 1000000h0m0s`},

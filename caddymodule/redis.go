@@ -149,11 +149,17 @@ func (c *RedisConfig) checkEmptyCredentials(o redisconn.Options) error {
 		{"password", c.Password, o.Password},
 	}
 	if s := c.Sentinel; s != nil {
+		if ph, open := unclosedSecretPlaceholder(s.Master); open {
+			return fmt.Errorf("redis: sentinel: the master name's placeholder %s is not closed (it would be used as written); expected %s}", ph, ph)
+		}
 		fields = append(fields,
 			struct{ name, given, resolved string }{"sentinel_username", s.Username, o.SentinelUsername},
 			struct{ name, given, resolved string }{"sentinel_password", s.Password, o.SentinelPassword})
 	}
 	for _, f := range fields {
+		if ph, open := unclosedSecretPlaceholder(f.given); open {
+			return fmt.Errorf("redis: %s: the placeholder %s is not closed (it would be sent as written); expected %s}", f.name, ph, ph)
+		}
 		if f.given != "" && f.resolved == "" {
 			return fmt.Errorf("redis: %s %s is empty once resolved; set the variable (or the file), or leave %s out when Redis needs none", f.name, f.given, f.name)
 		}
