@@ -120,8 +120,9 @@ type UpstreamBreaker struct {
 	// Default: false.
 	Shared bool `json:"shared,omitempty"`
 
-	// SyncInterval is how often a shared breaker reads the shared state, at least 100ms: every
-	// instance reads Redis once per shared breaker each time, with or without traffic.
+	// SyncInterval is how often a shared breaker reads the shared state, from 100ms to 1m:
+	// every instance reads Redis once per shared breaker each time, with or without traffic,
+	// and follows another instance's trip only when it next reads.
 	// Default: 500ms.
 	SyncInterval caddy.Duration `json:"sync_interval,omitempty"`
 
@@ -211,6 +212,10 @@ func (h *UpstreamBreaker) validate() error {
 		return &breaker.SettingError{Setting: "sync_interval", Msg: fmt.Sprintf("must be at least %s (every instance reads Redis once per sync_interval), got %s",
 			minSyncInterval, time.Duration(h.SyncInterval))}
 	}
+	if time.Duration(h.SyncInterval) > maxSyncInterval {
+		return &breaker.SettingError{Setting: "sync_interval", Msg: fmt.Sprintf("must be at most %s (the other instances follow a trip only when they next read, so a longer one leaves them sending to an upstream that is open elsewhere), got %s",
+			maxSyncInterval, time.Duration(h.SyncInterval))}
+	}
 	return nil
 }
 
@@ -226,6 +231,11 @@ const (
 // breaker every sync_interval, idle or not, so a unit typo (1ns, 1us) would turn a fleet into
 // a Redis load generator.
 const minSyncInterval = 100 * time.Millisecond
+
+// maxSyncInterval is the longest sync_interval: an instance learns of another's trip when it
+// next reads, and a shared breaker that others follow minutes late (or, at 1000000h, never)
+// shares nothing.
+const maxSyncInterval = time.Minute
 
 // Validate checks the configuration.
 func (h *UpstreamBreaker) Validate() error {

@@ -822,6 +822,7 @@ func TestBreakerJSONValidation(t *testing.T) {
 		{`"name": "j", "interval": 5000000`, "upstream_breaker j: interval must be at least 10ms (10 buckets of 1ms), got 5ms"},
 		{`"name": "j", "shared": true, "sync_interval": 1`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 1ns"},
 		{`"name": "j", "shared": true, "sync_interval": 99999999`, "upstream_breaker j: sync_interval must be at least 100ms (every instance reads Redis once per sync_interval), got 99.999999ms"},
+		{`"name": "j", "shared": true, "sync_interval": 3600000000000000000`, "upstream_breaker j: sync_interval must be at most 1m0s (the other instances follow a trip only when they next read, so a longer one leaves them sending to an upstream that is open elsewhere), got 1000000h0m0s"},
 		{`"name": "j", "min_requests": 20`, "upstream_breaker j: min_requests applies to failure_ratio, which is not set"},
 		{`"name": "j", "open_for": 1`, "upstream_breaker j: open_for must be at least 100ms (a shorter one, a unit typo such as 1ns, half-opens at once and holds nothing back), got 1ns"},
 		{`"name": "j", "slow_threshold": 999999`, "upstream_breaker j: slow_threshold must be at least 1ms (a shorter one, a unit typo such as 1ns, makes every response slow), got 999.999µs"},
