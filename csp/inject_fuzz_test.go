@@ -43,6 +43,7 @@ func FuzzInjector(f *testing.F) {
 		`<table><math><mtext><table></table></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 		`<table><math><mtext><col></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 		`<select><math><![CDATA[ > <script src=//evil/x.js a=` + "\n" + `<script nonce="` + testPH + `" src=/app.js></script>`,
+		`<select><template></select></template><style><script src=//evil a='</style><script src='/a.js' nonce="` + testPH + `"></script>`,
 	} {
 		f.Add(s, uint8(3), false)
 	}
