@@ -61,7 +61,13 @@ func FuzzInjector(f *testing.F) {
 		// Only nonce attributes change.
 		strip := func(s string) string { return rewrite(t, Placeholder, NewNonce(), "__never_in_body_"+NewNonce(), s, 0) }
 		if tags {
-			if strip(strings.ReplaceAll(whole, ` nonce="`+nonce+`"`, "")) != strip(body) {
+			// Read as tags mode reads, which does not give up where placeholder mode does (a
+			// table part in MathML's <mtext>): after that point the two read the rest apart.
+			other := NewNonce()
+			stripTags := func(s string) string {
+				return strings.ReplaceAll(rewrite(t, Tags, other, "", s, 0), ` nonce="`+other+`"`, "")
+			}
+			if stripTags(strings.ReplaceAll(whole, ` nonce="`+nonce+`"`, "")) != stripTags(body) {
 				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
 			}
 		} else {
