@@ -57,17 +57,7 @@ func TestBrowserPlaceholderModeOnAnApplicationsPage(t *testing.T) {
 		_, _ = io.WriteString(w, page)
 	}))
 	t.Cleanup(up.Close)
-	t.Setenv("TEST_CSP_PLACEHOLDER", ph)
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	url := placeholderProxySite(t, ph, up.Listener.Addr().String()) + "/"
 	if _, body := getBody(t, url); strings.Contains(body, ph) {
 		t.Fatal("the placeholder reached the client")
 	}
@@ -177,18 +167,9 @@ func TestBrowserMathInATableCannotTakeANonce(t *testing.T) {
 		_, _ = io.WriteString(w, pages[r.URL.Path])
 	}))
 	t.Cleanup(up.Close)
-	t.Setenv("TEST_CSP_PLACEHOLDER", ph)
-	port := testenv.FreePort(t)
-	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
+	base := placeholderProxySite(t, ph, up.Listener.Addr().String())
 	for path := range pages {
-		out := between(chromiumDOM(t, fmt.Sprintf("http://127.0.0.1:%d%s", port, path)), `<div id="out">`, `</div>`)
+		out := between(chromiumDOM(t, base+path), `<div id="out">`, `</div>`)
 		if out != "color rgb(0, 0, 0)" {
 			t.Errorf("%s: #out = %q, want the page's own color (the attacker's stylesheet must not apply)", path, out)
 		}

@@ -157,6 +157,24 @@ localhost:%d {
 	}
 }
 
+// placeholderProxySite starts a Caddy whose one site proxies to upstream (host:port) behind
+// security_headers in placeholder mode with placeholder ph, and returns the site's base URL
+// (http://127.0.0.1:PORT, no trailing slash).
+func placeholderProxySite(t *testing.T, ph, upstream string) string {
+	t.Helper()
+	t.Setenv("TEST_CSP_PLACEHOLDER", ph)
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s
+}
+`, port, upstream))
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
 func between(s, start, end string) string {
 	_, rest, ok := strings.Cut(s, start)
 	if !ok {
@@ -333,17 +351,7 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 				_, _ = io.WriteString(w, page)
 			}))
 			t.Cleanup(up.Close)
-			t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
-			port := testenv.FreePort(t)
-			testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	security_headers {
-		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
-	}
-	reverse_proxy %s
-}
-`, port, up.Listener.Addr()))
-			out := between(chromiumDOM(t, fmt.Sprintf("http://127.0.0.1:%d/", port)), `<div id="out">`, `</div>`)
+			out := between(chromiumDOM(t, placeholderProxySite(t, testPlaceholder, up.Listener.Addr().String())+"/"), `<div id="out">`, `</div>`)
 			if !strings.Contains(out, "bg=") {
 				t.Fatalf("the application's script did not run; #out = %q", out)
 			}

@@ -119,6 +119,12 @@ func TestCheckFindings(t *testing.T) {
 			checkSite("", "\tsecurity_headers\n\tcsp_report {\n\t\tmax_body_size 4096\n\t}")},
 		{"csp.tags_with_templates", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\ttemplates\n\tfile_server"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
+		// encode after security_headers (the Caddyfile's order in one site) never compresses:
+		// inject_nonce removed the request's Accept-Encoding before it runs.
+		{"csp.encode_inside", checkSite("", "\tencode gzip\n\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server"),
+			checkSite("", "\troute {\n\t\tencode gzip\n\t\tsecurity_headers {\n\t\t\tinject_nonce tags\n\t\t}\n\t\tfile_server\n\t}")},
+		{"csp.encode_inside", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PLACEHOLDERSECRET1234\n\t}\n\thandle /app/* {\n\t\tencode zstd gzip\n\t\treverse_proxy 127.0.0.1:1\n\t}"),
+			checkSite("", "\tsecurity_headers\n\thandle /app/* {\n\t\tencode zstd gzip\n\t\treverse_proxy 127.0.0.1:1\n\t}")},
 		{"csp.placeholder_precompressed", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PLACEHOLDERSECRET1234\n\t}\n\tfile_server {\n\t\tprecompressed gzip\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PLACEHOLDERSECRET1234\n\t}\n\tfile_server")},
 		{"ratelimit.key_before_auth",

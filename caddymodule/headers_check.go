@@ -43,6 +43,12 @@ func (h *SecurityHeaders) checkInjectNeighbours(ctx caddy.Context) {
 				Message: "inject_nonce tags on a route that runs templates: a template that writes a request value gives an injected <script> the nonce",
 				Fix:     "use inject_nonce placeholder and write nonce=\"{{placeholder \"http.vars.csp_nonce\"}}\" on the page's own tags (or the placeholder)"})
 		}
+		if h.injectMode != 0 && h.runsInside(list, isModule("http.handlers.encode")) {
+			_ = h.app.Report(Finding{Code: "csp.encode_inside", Severity: Warning, Module: "security_headers",
+				Config:  optionPath(handlerConfigPath(ctx, h), "inject_nonce"),
+				Message: "encode runs after security_headers with inject_nonce (the Caddyfile's directive order puts security_headers first): inject_nonce removes the request's Accept-Encoding so that pages reach it uncompressed, and encode then compresses no response of the route, assets included",
+				Fix:     "run encode before it: `order encode before security_headers` in the global options, or `route { encode zstd gzip; security_headers ...; ... }`"})
+		}
 		if h.injectMode == csp.Placeholder && h.pageHandlerWhere(list, func(hh caddyhttp.MiddlewareHandler) bool {
 			fs, ok := hh.(*fileserver.FileServer)
 			return ok && (len(fs.PrecompressedRaw) > 0 || len(fs.PrecompressedOrder) > 0)
@@ -131,6 +137,27 @@ func (h *SecurityHeaders) sameSecret(hh caddyhttp.MiddlewareHandler) bool {
 // (innermost wins, see securityWriter.mode) and whose own findings cover them.
 func (h *SecurityHeaders) pageHandlerWhere(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {
 	return findHandler(routes, match, h.injectorIn)
+}
+
+// runsInside reports whether a handler that satisfies match runs inside this one: after it in
+// its route list (at any depth of the later handlers' subroutes), so under its writer and
+// after its changes to the request.
+func (h *SecurityHeaders) runsInside(routes caddyhttp.RouteList, match func(caddyhttp.MiddlewareHandler) bool) bool {
+	seen := false
+	for _, r := range routes {
+		handlers := r.Handlers
+		if !seen {
+			i := slices.IndexFunc(handlers, func(hh caddyhttp.MiddlewareHandler) bool { return hh == h })
+			if i < 0 {
+				continue
+			}
+			seen, handlers = true, handlers[i+1:]
+		}
+		if findHandler(caddyhttp.RouteList{{Handlers: handlers}}, match, nil) {
+			return true
+		}
+	}
+	return false
 }
 
 // findHandler reports whether a handler of the routes satisfies match, descending into

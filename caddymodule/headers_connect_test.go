@@ -80,11 +80,19 @@ http://:%d {
 // TestPlaceholderStaysSecretFromExtendedCONNECT: an extended CONNECT (HTTP/3, which Caddy
 // offers on every HTTPS site) to a path whose upstream is no WebSocket: reverse_proxy turns it
 // into a GET with Upgrade, the upstream answers its page (200, typed), and that page went out
-// as a tunnel's bytes, placeholder included.
+// as a tunnel's bytes, placeholder included. The same with a page the upstream sends without
+// Content-Type: an untyped 2xx to an extended CONNECT is the answer reverse_proxy gives when it
+// opens a WebSocket's tunnel, so it went out as one; the tunnel is told apart by reverse_proxy
+// flushing its 200 before any byte, a page by its first write, which types it as net/http
+// would and gets it rewritten.
 func TestPlaceholderStaysSecretFromExtendedCONNECT(t *testing.T) {
 	page := `<html><script nonce="` + testPlaceholder + `">app()</script></html>`
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if r.URL.Path == "/untyped" {
+			w.Header()["Content-Type"] = nil // net/http then sends none and sniffs nothing
+		} else {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		}
 		_, _ = io.WriteString(w, page) // no WebSocket here: the Upgrade is ignored
 	}))
 	t.Cleanup(up.Close)
@@ -104,17 +112,22 @@ localhost:%d {
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
 	tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}}
 	t.Cleanup(func() { _ = tr.Close() })
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodConnect, fmt.Sprintf("https://127.0.0.1:%d/page", httpsPort), http.NoBody)
-	req.Host = fmt.Sprintf("localhost:%d", httpsPort)
-	req.Proto = "websocket" // :protocol
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if strings.Contains(string(body), testPlaceholder) {
-		t.Errorf("extended CONNECT: %d, the answer carries the placeholder: %.300s", resp.StatusCode, body)
+	for _, path := range []string{"/page", "/untyped"} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodConnect, fmt.Sprintf("https://127.0.0.1:%d%s", httpsPort, path), http.NoBody)
+		req.Host = fmt.Sprintf("localhost:%d", httpsPort)
+		req.Proto = "websocket" // :protocol
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if strings.Contains(string(body), testPlaceholder) {
+			t.Errorf("extended CONNECT %s: %d, the answer carries the placeholder: %.300s", path, resp.StatusCode, body)
+		}
+		if resp.StatusCode == http.StatusOK && !strings.Contains(string(body), `<script nonce="`) {
+			t.Errorf("extended CONNECT %s: a 200 without the page's nonce: %.300s", path, body)
+		}
 	}
 }

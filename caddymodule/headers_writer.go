@@ -296,9 +296,10 @@ func (sw *securityWriter) WriteHeader(status int) {
 	}
 	sw.started = true
 	sw.settle()
-	if sw.mode() != 0 && sw.hasBody(status) && !hasContentType(sw.Header()) {
+	if sw.mode() != 0 && (sw.hasBody(status) || sw.untypedTunnel(status)) && !hasContentType(sw.Header()) {
 		// No Content-Type: net/http would sniff the first write and might call it HTML.
-		// Decide on the same sniff, at the first write.
+		// Decide on the same sniff, at the first write. An untyped 2xx to an extended CONNECT
+		// waits too: a flush before any byte makes it the tunnel (see FlushError).
 		sw.pending = status
 		return
 	}
@@ -582,6 +583,17 @@ func (sw *securityWriter) tunnels(status int) bool {
 	return extendedConnect(sw.r) && !hasContentType(sw.Header())
 }
 
+// untypedTunnel reports whether, in placeholder mode, the response is the untyped 2xx to an
+// extended CONNECT that tunnels accepts as a tunnel. reverse_proxy opens a WebSocket's tunnel
+// so, but also passes on so an upstream's page sent without Content-Type (the Upgrade ignored),
+// and that page would go out as a tunnel's bytes, placeholder included. The two differ in
+// their first act: reverse_proxy flushes the tunnel's 200 before any byte (the client waits
+// for it), a page writes its body. So the status waits for that act: a flush opens the tunnel,
+// a write is a body, typed by its first bytes as net/http would (sniff) and rewritten.
+func (sw *securityWriter) untypedTunnel(status int) bool {
+	return sw.h.injectMode == csp.Placeholder && sw.tunnels(status) && !hasContentType(sw.Header())
+}
+
 // extendedConnect reports whether r is an extended CONNECT (RFC 8441, RFC 9220), as Caddy's
 // reverse_proxy reads it: HTTP/2 carries the protocol in the :protocol pseudo-header, quic-go's
 // HTTP/3 in r.Proto.
@@ -715,7 +727,12 @@ func (sw *securityWriter) FlushError() error {
 	if !sw.started {
 		sw.WriteHeader(http.StatusOK)
 	}
-	if sw.pending != 0 || sw.holding() {
+	if sw.pending != 0 && sw.untypedTunnel(sw.pending) {
+		// reverse_proxy's tunnel: the 200 flushed before any byte, the client waiting for it.
+		status := sw.pending
+		sw.pending = 0
+		sw.start(status)
+	} else if sw.pending != 0 || sw.holding() {
 		// The status waits for the page's first bytes: they give an untyped body its type
 		// (sniffed), and a page its encoding. A flush before them has nothing to send.
 		return nil

@@ -123,7 +123,10 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 // reads SVG or MathML (CDATA text up to ']]>', <textarea> holding tags): user content could
 // then hide from the injector a tag that the older parser reads. A <select> ends at its end
 // tag, or at the start of another <select>, <input>, <keygen> or <textarea> (which close it in
-// the standard's older parser).
+// the standard's older parser). A <template> inside a <select> gives up too: in the older
+// parser its content is read in the template's own mode, where </select>, <input> and
+// <textarea> do not close the <select> (Chromium 156 ignores such a </select> as well), and
+// after </template> the parser is back in the <select> while the injector would have left it.
 func (t *tokenizer) selectTag(name string) {
 	switch {
 	case t.endTag:
@@ -135,7 +138,7 @@ func (t *tokenizer) selectTag(name string) {
 	case name == "input" || name == "keygen" || name == "textarea":
 		t.inSelect = false
 	case t.inSelect && (t.kind == kStyle || t.kind == kRaw || t.kind == kPlaintext),
-		t.inSelect && (name == "svg" || name == "math"):
+		t.inSelect && (name == "svg" || name == "math" || name == "template"):
 		t.poison()
 	}
 }

@@ -43,6 +43,7 @@ func FuzzInjector(f *testing.F) {
 		`<table><math><mtext><table></table></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 		`<table><math><mtext><col></mtext><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 		`<select><math><![CDATA[ > <script src=//evil/x.js a=` + "\n" + `<script nonce="` + testPH + `" src=/app.js></script>`,
+		`<select><template></select></template><style><script src=//evil a='</style><script src='/a.js' nonce="` + testPH + `"></script>`,
 	} {
 		f.Add(s, uint8(3), false)
 	}
@@ -60,7 +61,13 @@ func FuzzInjector(f *testing.F) {
 		// Only nonce attributes change.
 		strip := func(s string) string { return rewrite(t, Placeholder, NewNonce(), "__never_in_body_"+NewNonce(), s, 0) }
 		if tags {
-			if strip(strings.ReplaceAll(whole, ` nonce="`+nonce+`"`, "")) != strip(body) {
+			// Read as tags mode reads, which does not give up where placeholder mode does (a
+			// table part in MathML's <mtext>): after that point the two read the rest apart.
+			other := NewNonce()
+			stripTags := func(s string) string {
+				return strings.ReplaceAll(rewrite(t, Tags, other, "", s, 0), ` nonce="`+other+`"`, "")
+			}
+			if stripTags(strings.ReplaceAll(whole, ` nonce="`+nonce+`"`, "")) != stripTags(body) {
 				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
 			}
 		} else {

@@ -184,6 +184,12 @@ func TestInjectorForeignContent(t *testing.T) {
 			`<select name=a><option>1</option><option selected>2</option></select><style>p{}</style><link rel="stylesheet" href="/a.css" ` + n + `>`},
 		{"<style> in <select>: parsers differ, gives up", `<select><style></select><link rel=stylesheet href=//evil x=` + "\n" + app,
 			`<select><style></select><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" nonce="` + strings.Repeat("-", len(testNonce)) + `">`},
+		// The older <select> parser ignores the <style> and reads one script: src //evil, the
+		// application's nonce.
+		{"<template> in <select>: its </select> is ignored there, gives up", `<select><template></select></template><style><script src=//evil a='</style><script src='/a.js' nonce="` + testPH + `"></script>`,
+			`<select><template></select></template><style><script src=//evil a='</style><script src='/a.js' ></script>`},
+		{"<input> in a <template> in <select> does not end it either", `<select><template><input></template><style></style>` + app,
+			`<select><template><input></template><style></style><link rel="stylesheet" href="/a.css" >`},
 		{"table inside an integration point is HTML", `<math><mtext><table><tr><td><style><b nonce=x></style></td></tr></table></mtext></math>` + app,
 			`<math><mtext><table><tr><td><style><b nonce=x></style></td></tr></table></mtext></math><link rel="stylesheet" href="/a.css" ` + n + `>`},
 		{"table in an SVG label, then the svg's style holds tags", `<svg><desc><table><caption>A</caption></table></desc><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + app,
