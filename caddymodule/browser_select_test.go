@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,9 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
-	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
 // A <select> is where HTML parsers differ: the standard's older "in select" insertion mode
@@ -55,17 +51,7 @@ mark(document.getElementById('s').contains(document.getElementById('b')) ? 'temp
 		if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(page), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		port := testenv.FreePort(t)
-		testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	root * %s
-	security_headers {
-		inject_nonce tags
-	}
-	file_server
-}
-`, port, root))
-		out := between(chromiumDOM(t, fmt.Sprintf("http://127.0.0.1:%d/", port)), `<div id="out">`, `</div>`)
+		out := between(chromiumDOM(t, tagsFileServer(t, root)+"/"), `<div id="out">`, `</div>`)
 		want := "select-script;svg-style-script;color=rgb(1, 2, 3);template-kept-select;"
 		if out != want {
 			t.Errorf("#out = %q, want %q: Chromium's <select> parser no longer reads as the injector does (see selectTag)", out, want)
