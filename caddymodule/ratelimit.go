@@ -170,7 +170,6 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	}
 	h.reportPolicyFindings()
 	app.reportFailOpen()
-	app.reportStoreTimeoutCut()
 	app.OnValidate(func() {
 		if h.Key != "" {
 			at := handlerConfigPath(ctx, h)

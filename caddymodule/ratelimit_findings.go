@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -72,32 +71,6 @@ func (a *App) reportFailOpen() {
 			Message: "on_store_failure allow: while Redis fails, no rate limit applies at all (an attacker who can slow Redis lifts every limit)",
 			Fix:     "use fallback (the default): each instance keeps limiting in memory while Redis fails"}, Production, Staging)
 	}
-}
-
-// reportStoreTimeoutCut warns when Redis's read_timeout (or write_timeout) is shorter than
-// store_timeout: each reply is bounded by both, so the shorter one decides, and a Redis that
-// answers within store_timeout but past read_timeout fails every decision (measured:
-// store_timeout 5s, the default read_timeout 100ms, Redis 200 ms away: every decision fell
-// back to memory).
-func (a *App) reportStoreTimeoutCut() {
-	if a.redis == nil {
-		return
-	}
-	s, err := a.limiterSettings()
-	if err != nil || s.Redis == "" {
-		return
-	}
-	o := a.redis.opts
-	name, cut := "read_timeout", o.ReadTimeout
-	if o.WriteTimeout < cut {
-		name, cut = "write_timeout", o.WriteTimeout
-	}
-	if s.Timeout <= cut {
-		return
-	}
-	_ = a.Report(Finding{Code: "ratelimit.store_timeout_cut", Severity: Warning, Module: "policy_rate_limit", Config: "apps.hardening.rate_limit.store_timeout",
-		Message: fmt.Sprintf("store_timeout %v is longer than the redis %s %v, which bounds each Redis reply too: a Redis slower than %v fails every decision, and limits fall back to memory", s.Timeout, name, cut, cut),
-		Fix:     fmt.Sprintf("raise read_timeout and write_timeout in the redis block to at least %v, or lower store_timeout", s.Timeout)})
 }
 
 // checkTrustedProxies reports, once the whole configuration is provisioned, servers whose

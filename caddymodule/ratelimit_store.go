@@ -33,7 +33,9 @@ type RateLimitConfig struct {
 	MaxKeys int `json:"max_keys,omitempty"`
 
 	// StoreTimeout bounds each Redis decision; a slower answer counts as a failure and the
-	// request is decided by on_store_failure. At most 5s. Default: 50ms.
+	// request is decided by on_store_failure. Longer than the redis read_timeout or
+	// write_timeout, it is still what bounds a decision: the limiter then uses a client of its
+	// own with both raised to it. At most 5s. Default: 50ms.
 	StoreTimeout caddy.Duration `json:"store_timeout,omitempty"`
 
 	// DisableLeases makes every request of a key with a large burst (200 or more) a Redis
@@ -100,6 +102,9 @@ type limiterEntry struct {
 	store    ratelimit.Store               // what handlers call: memory, or leases > denials > failover
 	adaptive *ratelimit.Adaptive
 	started  atomic.Bool
+	// clientKey is the redisPool key of the client redis decides through when it is the
+	// limiter's own (store_timeout above read_timeout: see limiterClient); "" otherwise.
+	clientKey string
 	// runCtx bounds the failover store's Run (its startup probe, then the probes that bring
 	// an idle instance back to Redis); stop ends it when the entry is destructed.
 	runCtx context.Context
@@ -129,10 +134,14 @@ func (e *limiterEntry) Destruct() error {
 	e.stop()
 	e.adaptive.Stop()
 	_, _ = memoryPool.Delete(e.memKey)
-	if e.redis != nil {
-		return e.redis.Close()
+	if e.redis == nil {
+		return nil
 	}
-	return nil
+	err := e.redis.Close()
+	if e.clientKey != "" {
+		_, _ = redisPool.Delete(e.clientKey) // after Close: no worker uses the client any more
+	}
+	return err
 }
 
 // mode is the store mode now.
@@ -440,7 +449,13 @@ func (a *App) newLimiter(s limiterSettings) (*limiterEntry, error) {
 		return e, nil
 	}
 	mode, _ := parseFailureMode(s.OnFailure)
-	e.redis = ratelimit.NewRedisStore(a.RedisClient(), ratelimit.RedisOptions{Prefix: s.Prefix})
+	client, clientKey, err := a.limiterClient(s.Timeout)
+	if err != nil {
+		_, _ = memoryPool.Delete(e.memKey)
+		return nil, err
+	}
+	e.clientKey = clientKey
+	e.redis = ratelimit.NewRedisStore(client, ratelimit.RedisOptions{Prefix: s.Prefix})
 	e.failover = ratelimit.NewFailoverStore(e.redis, e.memory, ratelimit.FailoverOptions{
 		Timeout: s.Timeout, OnFailure: mode,
 		OnModeChange: func(from, to ratelimit.Mode, err error) { e.modeChanged(to, err) },

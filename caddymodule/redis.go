@@ -240,7 +240,20 @@ func (s *sharedRedis) Destruct() error { return s.client.Close() }
 // pings once in the background and logs whether Redis answered: an unreachable Redis never
 // stops Caddy, modules fall back to memory.
 func acquireRedis(opts redisconn.Options, logger *zap.Logger) (*sharedRedis, string, error) {
-	key := opts.Fingerprint()
+	shared, key, loaded, err := loadRedis(opts)
+	if err != nil {
+		return nil, "", err
+	}
+	if !loaded {
+		go pingOnce(shared, logger)
+	}
+	return shared, key, nil
+}
+
+// loadRedis takes a reference to the pooled client for opts, creating it (without dialling)
+// on first use; loaded reports that it existed. Release it with redisPool.Delete(key).
+func loadRedis(opts redisconn.Options) (shared *sharedRedis, key string, loaded bool, err error) {
+	key = opts.Fingerprint()
 	val, loaded, err := redisPool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		client, err := redisconn.New(opts)
 		if err != nil {
@@ -249,13 +262,9 @@ func acquireRedis(opts redisconn.Options, logger *zap.Logger) (*sharedRedis, str
 		return &sharedRedis{client: client, opts: opts}, nil
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", false, err
 	}
-	shared := val.(*sharedRedis)
-	if !loaded {
-		go pingOnce(shared, logger)
-	}
-	return shared, key, nil
+	return val.(*sharedRedis), key, loaded, nil
 }
 
 func pingOnce(s *sharedRedis, logger *zap.Logger) {
