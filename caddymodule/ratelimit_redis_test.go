@@ -20,8 +20,6 @@ import (
 	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
-// redisPolicyConfig is a global option with Redis at url and one policy.
-
 // slowRedis is the redis line, then a rate_limit block with a store_timeout of 5 s (and the
 // store, when given), for tests about what Redis decides: under load the default 50 ms can time
 // out, and the fallback decides instead, while Redis ran the decision and keeps it charged (a
@@ -36,6 +34,7 @@ func slowRedis(redisLine string, store ...string) string {
 	return redisLine + rateLimit + "\t\t\tstore_timeout 5s\n\t\t}"
 }
 
+// redisPolicyConfig is a global option with Redis at url and one policy.
 func redisPolicyConfig(redisLine, policy string) string {
 	return fmt.Sprintf(`{
 	hardening {
@@ -563,7 +562,7 @@ func TestRateLimitStoreFailureModes(t *testing.T) {
 func TestRateLimitRefusalsSpareRedis(t *testing.T) {
 	r := testenv.StartRedis(t)
 	block, url := site(t, "\tpolicy_rate_limit login")
-	testcaddy.StartCaddy(t, redisPolicyConfig("redis "+r.URL(0), "limit 1/1h")+block)
+	testcaddy.StartCaddy(t, redisPolicyConfig(slowRedis("redis "+r.URL(0)), "limit 1/1h")+block)
 	getReply(t, url, "X-Client: flood")
 	before := r.CommandCalls(t, "evalsha", "eval")
 	for range 100 {
