@@ -195,8 +195,9 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if a.classifier.Trusted.Contains(addr) {
 		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("%s is in a trusted prefix: trusted clients are never reclassified", addr)}
 	}
-	until := time.Now().Add(banFor)
-	det.Ban(addr, until, ipclass.SignalManual)
+	// A ban in effect that ends later is kept (a ban never shortens one: unban first): answer,
+	// log and share the end that applies, not the one asked for.
+	until := det.Ban(addr, time.Now().Add(banFor), ipclass.SignalManual)
 	if a.sharedBans != nil {
 		a.sharedBans.Publish(ipclass.Detection{Addr: det.Client(addr), Signal: ipclass.SignalManual, Until: until})
 	}

@@ -282,8 +282,9 @@ func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, b
 
 // Ban makes a suspicious until the given time (an operator's or another instance's
 // detection), at most MaxBanFor from now. A later end replaces an earlier one; an earlier one
-// is ignored.
-func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
+// is ignored. It returns the end of a's ban after it, which is later than until when a was
+// already banned for longer: the admin API answers with it, not with the end it was asked for.
+func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) time.Time {
 	a = d.Client(a)
 	now := d.now()
 	if until.Sub(now) > MaxBanFor { // Sub saturates; UnixNano would overflow past 2262
@@ -292,7 +293,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	ns := now.UnixNano()
 	u := until.UnixNano()
 	if u <= ns {
-		return
+		return until
 	}
 	s := d.lock(a)
 	e := s.m[a]
@@ -301,9 +302,12 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	}
 	if e.shadow || e.until < u {
 		e.until, e.signal, e.shadow = u, sig, false
+	} else {
+		until = time.Unix(0, e.until)
 	}
 	s.mu.Unlock()
 	d.extendHorizon(u)
+	return until
 }
 
 // Unban forgets a's detection and score. It reports whether a was an active detection.
