@@ -46,3 +46,30 @@ func TestAdminBanAnswersTheEffectiveEnd(t *testing.T) {
 		t.Errorf("a ban for 20h answered until %v", longer)
 	}
 }
+
+// TestAdminListingLimitKeepsTheLatestEnds: with more detections than ?limit=, the listing is
+// the ones that end last, latest first. Before, it took the first `limit` the detector's maps
+// gave, in no order, and sorted only those: `?limit=5` under a scan of thousands showed five
+// arbitrary clients, not the bans that matter most.
+func TestAdminListingLimitKeepsTheLatestEnds(t *testing.T) {
+	adminPort := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\thardening\n}\n", adminPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d/hardening/ipclass/", adminPort)
+	for i := 1; i <= 60; i++ {
+		if code, body := adminDo(t, "POST", admin+"detected", fmt.Sprintf(`{"ip": "192.0.2.%d", "ban_for": "%dh"}`, i, i)); code != 201 {
+			t.Fatalf("ban %d: %d %s", i, code, body)
+		}
+	}
+	_, body := adminDo(t, "GET", admin+"?limit=5", "")
+	var list struct{ Detected []adminDetection }
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range list.Detected {
+		got = append(got, d.IP)
+	}
+	if want := "[192.0.2.60 192.0.2.59 192.0.2.58 192.0.2.57 192.0.2.56]"; fmt.Sprint(got) != want {
+		t.Errorf("?limit=5 listed %v, want the five latest ends %s", got, want)
+	}
+}
