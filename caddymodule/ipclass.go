@@ -16,8 +16,15 @@ import (
 	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
-// ipClassVarKey is the request variable that holds the client's class: {http.vars.ip_class}.
+// ipClassVarKey is the request variable that holds the client's class by name:
+// {http.vars.ip_class}. A string, so that CEL (`expression {http.vars.ip_class} ==
+// "suspicious"`) and every other reader of vars compare it as the name it prints as.
 const ipClassVarKey = "ip_class"
+
+// ipClassCacheKey holds the class itself, computed once per request. ClassOf trusts only this
+// typed value: a config's `vars ip_class trusted` (a string, possibly from a header through
+// `map`) must not make a client trusted.
+const ipClassCacheKey = "hardening.ip_class"
 
 // IPClassesConfig lists the static classes. An address in both lists is trusted.
 type IPClassesConfig struct {
@@ -368,7 +375,7 @@ func (a *App) ClassOf(r *http.Request) ipclass.Class {
 	// One context lookup for the vars table (a walk up Caddy's context chain), then plain map
 	// operations: this runs on every request.
 	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-	if c, ok := vars[ipClassVarKey].(ipclass.Class); ok {
+	if c, ok := vars[ipClassCacheKey].(ipclass.Class); ok {
 		return c
 	}
 	c := ipclass.Default
@@ -379,7 +386,8 @@ func (a *App) ClassOf(r *http.Request) ipclass.Class {
 	}
 	classifiedRequests[c].Inc()
 	if vars != nil {
-		vars[ipClassVarKey] = c
+		vars[ipClassCacheKey] = c
+		vars[ipClassVarKey] = c.String() // a constant: no allocation
 	}
 	return c
 }

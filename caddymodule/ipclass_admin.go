@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -149,10 +148,11 @@ func (a *App) adminSummary(w http.ResponseWriter, r *http.Request) error {
 	if det := a.detector(); det != nil {
 		tracked, detected := det.Counts()
 		list := []adminDetection{}
-		for _, d := range det.Detections(limit) {
+		// The latest ends of all, not the first `limit` the maps give sorted among themselves.
+		top, _ := det.TopDetections(limit, func(a, b ipclass.Detection) bool { return a.Until.After(b.Until) })
+		for _, d := range top {
 			list = append(list, adminDetection{IP: det.ClientString(d.Addr), Signal: d.Signal.String(), Score: d.Score, Until: d.Until.UTC(), Shadow: d.Shadow})
 		}
-		sort.Slice(list, func(i, j int) bool { return list[i].Until.After(list[j].Until) })
 		out["detection"] = map[string]any{"shadow": det.Shadow(), "tracked": tracked, "suspicious": detected, "shared": a.sharedBans != nil}
 		out["detected"] = list
 	}
@@ -195,8 +195,9 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if a.classifier.Trusted.Contains(addr) {
 		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: fmt.Errorf("%s is in a trusted prefix: trusted clients are never reclassified", addr)}
 	}
-	until := time.Now().Add(banFor)
-	det.Ban(addr, until, ipclass.SignalManual)
+	// A ban in effect that ends later is kept (a ban never shortens one: unban first): answer,
+	// log and share the end that applies, not the one asked for.
+	until := det.Ban(addr, time.Now().Add(banFor), ipclass.SignalManual)
 	if a.sharedBans != nil {
 		a.sharedBans.Publish(ipclass.Detection{Addr: det.Client(addr), Signal: ipclass.SignalManual, Until: until})
 	}

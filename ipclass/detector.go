@@ -1,6 +1,7 @@
 package ipclass
 
 import (
+	"container/heap"
 	"hash/maphash"
 	"math"
 	"net/netip"
@@ -282,8 +283,9 @@ func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, b
 
 // Ban makes a suspicious until the given time (an operator's or another instance's
 // detection), at most MaxBanFor from now. A later end replaces an earlier one; an earlier one
-// is ignored.
-func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
+// is ignored. It returns the end of a's ban after it, which is later than until when a was
+// already banned for longer: the admin API answers with it, not with the end it was asked for.
+func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) time.Time {
 	a = d.Client(a)
 	now := d.now()
 	if until.Sub(now) > MaxBanFor { // Sub saturates; UnixNano would overflow past 2262
@@ -292,7 +294,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	ns := now.UnixNano()
 	u := until.UnixNano()
 	if u <= ns {
-		return
+		return until
 	}
 	s := d.lock(a)
 	e := s.m[a]
@@ -301,9 +303,12 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) {
 	}
 	if e.shadow || e.until < u {
 		e.until, e.signal, e.shadow = u, sig, false
+	} else {
+		until = time.Unix(0, e.until)
 	}
 	s.mu.Unlock()
 	d.extendHorizon(u)
+	return until
 }
 
 // Unban forgets a's detection and score. It reports whether a was an active detection.
@@ -344,13 +349,15 @@ func (d *Detector) Detections(limit int) []Detection {
 
 // TopDetections returns the k active detections (shadow ones included, marked) that come
 // first by better, best first, and how many active detections there are in all. It looks at
-// every detection but holds at most k, so its memory does not grow with them.
+// every detection but holds at most k, in a heap whose root is the worst kept, so its memory
+// does not grow with them and its time is O(n log k): the admin API's ?limit= goes up to
+// 100000, where keeping a sorted slice moved megabytes per insert.
 func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Detection, int) {
 	ns := d.now().UnixNano()
 	set := d.settings.Load()
-	top := make([]Detection, 0, k)
+	h := &worstFirst{better: better, ds: make([]Detection, 0, min(k, 1024))}
 	n := 0
-	d.eachShard(func() { top, n = top[:0], 0 }, func(s *shard) bool {
+	d.eachShard(func() { h.ds, n = h.ds[:0], 0 }, func(s *shard) bool {
 		for a, e := range s.m {
 			if e.until <= ns {
 				continue
@@ -361,19 +368,34 @@ func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Det
 			}
 			c := Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
 				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow}
-			if len(top) == k && !better(c, top[k-1]) {
-				continue
+			switch {
+			case len(h.ds) < k:
+				heap.Push(h, c)
+			case better(c, h.ds[0]):
+				h.ds[0] = c
+				heap.Fix(h, 0)
 			}
-			j := sort.Search(len(top), func(j int) bool { return better(c, top[j]) })
-			if len(top) < k {
-				top = append(top, Detection{})
-			}
-			copy(top[j+1:], top[j:len(top)-1])
-			top[j] = c
 		}
 		return true
 	})
-	return top, n
+	sort.Slice(h.ds, func(i, j int) bool { return better(h.ds[i], h.ds[j]) })
+	return h.ds, n
+}
+
+// worstFirst is a heap of detections whose root is the one every other comes before.
+type worstFirst struct {
+	better func(a, b Detection) bool
+	ds     []Detection
+}
+
+func (h *worstFirst) Len() int           { return len(h.ds) }
+func (h *worstFirst) Less(i, j int) bool { return h.better(h.ds[j], h.ds[i]) }
+func (h *worstFirst) Swap(i, j int)      { h.ds[i], h.ds[j] = h.ds[j], h.ds[i] }
+func (h *worstFirst) Push(x any)         { h.ds = append(h.ds, x.(Detection)) }
+func (h *worstFirst) Pop() any {
+	x := h.ds[len(h.ds)-1]
+	h.ds = h.ds[:len(h.ds)-1]
+	return x
 }
 
 // Counts returns the number of tracked clients and of active (not shadow) detections: none

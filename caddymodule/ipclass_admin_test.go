@@ -1,0 +1,75 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// TestAdminBanAnswersTheEffectiveEnd: a ban through the admin API never shortens one in
+// effect (the detector keeps the later end). An operator who re-banned a client banned for
+// 10h with "ban_for": "1m" was answered 201 with an end a minute away, and the event said so,
+// while the client stayed banned for 10 hours. The answer, the listing and the event all give
+// the end that applies.
+func TestAdminBanAnswersTheEffectiveEnd(t *testing.T) {
+	adminPort := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\thardening\n}\n", adminPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d/hardening/ipclass/", adminPort)
+	ban := func(banFor string) time.Time {
+		t.Helper()
+		code, body := adminDo(t, "POST", admin+"detected", `{"ip": "192.0.2.45", "ban_for": "`+banFor+`"}`)
+		var got adminDetection
+		if code != 201 || json.Unmarshal([]byte(body), &got) != nil {
+			t.Fatalf("ban for %s: %d %s", banFor, code, body)
+		}
+		return got.Until
+	}
+	long := ban("10h")
+	if short := ban("1m"); !short.Equal(long) {
+		t.Errorf("a ban for 1m of a client banned for 10h answered until %v; the ban in effect ends %v", short, long)
+	}
+	_, body := adminDo(t, "GET", admin, "")
+	var list struct{ Detected []adminDetection }
+	if err := json.Unmarshal([]byte(body), &list); err != nil || len(list.Detected) != 1 || !list.Detected[0].Until.Equal(long) {
+		t.Fatalf("listing: %s", body)
+	}
+	logged := securityLogs(c, EventIPReclassified)
+	if len(logged) != 2 || logged[1].Str("until") != long.Format(time.RFC3339) {
+		t.Errorf("ip_reclassified of the second ban: %v, want until %s", logged, long.Format(time.RFC3339))
+	}
+	// A longer ban extends it, and says so.
+	if longer := ban("20h"); !longer.After(long.Add(9 * time.Hour)) {
+		t.Errorf("a ban for 20h answered until %v", longer)
+	}
+}
+
+// TestAdminListingLimitKeepsTheLatestEnds: with more detections than ?limit=, the listing is
+// the ones that end last, latest first. Before, it took the first `limit` the detector's maps
+// gave, in no order, and sorted only those: `?limit=5` under a scan of thousands showed five
+// arbitrary clients, not the bans that matter most.
+func TestAdminListingLimitKeepsTheLatestEnds(t *testing.T) {
+	adminPort := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\thardening\n}\n", adminPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d/hardening/ipclass/", adminPort)
+	for i := 1; i <= 60; i++ {
+		if code, body := adminDo(t, "POST", admin+"detected", fmt.Sprintf(`{"ip": "192.0.2.%d", "ban_for": "%dh"}`, i, i)); code != 201 {
+			t.Fatalf("ban %d: %d %s", i, code, body)
+		}
+	}
+	_, body := adminDo(t, "GET", admin+"?limit=5", "")
+	var list struct{ Detected []adminDetection }
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range list.Detected {
+		got = append(got, d.IP)
+	}
+	if want := "[192.0.2.60 192.0.2.59 192.0.2.58 192.0.2.57 192.0.2.56]"; fmt.Sprint(got) != want {
+		t.Errorf("?limit=5 listed %v, want the five latest ends %s", got, want)
+	}
+}
