@@ -182,6 +182,11 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if addr.IsUnspecified() {
+		// No client has it, and an IPv6 ban covers its network: "::" banned ::/64, and with it
+		// ::1, the host's own loopback.
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%q is the unspecified address, no client's: expected a client's address", req.IP)}
+	}
 	banFor := ipclass.DefaultBanFor
 	if a.Detection != nil && a.Detection.BanFor > 0 {
 		banFor = time.Duration(a.Detection.BanFor)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +72,25 @@ func TestAdminListingLimitKeepsTheLatestEnds(t *testing.T) {
 	}
 	if want := "[192.0.2.60 192.0.2.59 192.0.2.58 192.0.2.57 192.0.2.56]"; fmt.Sprint(got) != want {
 		t.Errorf("?limit=5 listed %v, want the five latest ends %s", got, want)
+	}
+}
+
+// TestAdminBanRefusesTheUnspecifiedAddress: 0.0.0.0 and :: are no client's address, and an IPv6
+// ban covers the client's network: POST {"ip": "::"} was answered 201 and banned ::/64, the
+// host's own ::1 with it.
+func TestAdminBanRefusesTheUnspecifiedAddress(t *testing.T) {
+	adminPort := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\thardening\n}\n", adminPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d/hardening/ipclass/", adminPort)
+	for _, ip := range []string{"0.0.0.0", "::", "::/64", "::ffff:0.0.0.0"} {
+		if code, body := adminDo(t, "POST", admin+"detected", `{"ip": "`+ip+`"}`); code != 400 || !strings.Contains(body, "unspecified address") {
+			t.Errorf("ban of %s: %d %s, want 400 naming the unspecified address", ip, code, body)
+		}
+	}
+	if _, body := adminDo(t, "GET", admin, ""); strings.Contains(body, `"ip"`) {
+		t.Errorf("listing after the refused bans: %s", body)
+	}
+	if code, body := adminDo(t, "POST", admin+"detected", `{"ip": "2001:db8::1"}`); code != 201 {
+		t.Errorf("ban of a client: %d %s", code, body)
 	}
 }
