@@ -117,7 +117,8 @@ type MonitorCheck struct {
 	OnBacklog string `json:"on_backlog,omitempty"`
 
 	// HeartbeatKey is a Redis key workers refresh with the current time (Unix seconds or
-	// RFC 3339); missing or older than MaxAge fails the check.
+	// RFC 3339); missing, older than MaxAge, or more than MaxAge in the future (milliseconds
+	// written as seconds) fails the check.
 	HeartbeatKey string `json:"heartbeat_key,omitempty"`
 
 	// MaxAge is the oldest acceptable heartbeat. Default: 60s.

@@ -110,6 +110,36 @@ func TestWorkerHeartbeat(t *testing.T) {
 	}
 }
 
+// TestWorkerHeartbeatInTheFuture: a worker that writes its heartbeat in milliseconds
+// (JavaScript's Date.now(), Python's time.time()*1000) or nanoseconds stores a time thousands of
+// years ahead. Its age was counted as 0, so the check passed forever, workers dead or alive. A
+// heartbeat further ahead than max_age (more than any clock skew) fails and says why.
+func TestWorkerHeartbeatInTheFuture(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := client(t, r)
+	now := time.Unix(1_800_000_000, 0)
+	w := WorkerChecker{Client: c, HeartbeatKey: "hb", MaxAge: time.Minute, Now: func() time.Time { return now }}
+	for _, tc := range []struct {
+		value string
+		want  Status
+		says  string
+	}{
+		{"1800000000000", Fail, "milliseconds"},       // Date.now()
+		{"1800000000000000000", Fail, "milliseconds"}, // time.time_ns()
+		{"1800003600", Fail, "in the future"},         // an hour ahead
+		{now.Add(time.Hour).UTC().Format(time.RFC3339), Fail, "in the future"},
+		{"1800000030", Pass, ""}, // 30 s ahead: clock skew within max_age
+	} {
+		if _, err := r.Do("SET", "hb", tc.value); err != nil {
+			t.Fatal(err)
+		}
+		out := w.Check(context.Background())
+		if out.Status != tc.want || !strings.Contains(out.Output, tc.says) {
+			t.Errorf("heartbeat %q: %+v, want %s saying %q", tc.value, out, tc.want, tc.says)
+		}
+	}
+}
+
 // TestRedisCheckOfAClosedClientIsNoResult: a reload refused with new Redis settings closed
 // its shared client while its check ran; that run logged "dependency down ... client is
 // closed" and counted a failure in the running configuration's series. A closed client is
