@@ -3,7 +3,9 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +180,61 @@ func TestRedisCheckerFailsAReadOnlyReplica(t *testing.T) {
 	}
 	if out := (RedisChecker{Client: client(t, replica)}).Check(context.Background()); out.Status != Pass {
 		t.Fatalf("promoted to primary: %+v", out)
+	}
+}
+
+// TestStopCancelsARedisRunInProgress: a redis or worker check against a server that accepts
+// and never answers (a hung Redis, a black-holed proxy) held a reload for the rest of its
+// timeout: go-redis bounds a read by its ReadTimeout (the check's timeout) and does not see the
+// context's cancellation, so Stop waited for the run (a reload took 28 s with a 30 s timeout,
+// and Caddy's admin endpoint gave up stopping after 10 s). Stop now cuts such a run short too,
+// and the run is no result.
+func TestStopCancelsARedisRunInProgress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	arrived := make(chan struct{}, 8)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // held open, never answered, until the test ends
+			arrived <- struct{}{}
+		}
+	}()
+	for name, mk := range map[string]func(redis.UniversalClient) Checker{
+		"redis":  func(c redis.UniversalClient) Checker { return RedisChecker{Client: c} },
+		"worker": func(c redis.UniversalClient) Checker { return WorkerChecker{Client: c, Queue: "celery"} },
+	} {
+		// As the monitoring handler builds a check's own client: every bound is the timeout.
+		cl := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1,
+			DialTimeout: time.Hour, ReadTimeout: time.Hour, WriteTimeout: time.Hour})
+		c, err := NewCheck(Config{Name: name, Interval: 2 * time.Hour, Timeout: time.Hour}, mk(cl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var results atomic.Int64
+		c.OnResult = func(State, bool) { results.Add(1) }
+		c.Start()
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the first run did not reach the server", name)
+		}
+		stopped := make(chan struct{})
+		go func() { c.Stop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Stop waits for the run in progress (its timeout is an hour)", name)
+		}
+		if st := c.State(); results.Load() != 0 || st.Checked || st.Runs != 0 {
+			t.Fatalf("%s: the run Stop cut short was recorded: %d results, state %+v", name, results.Load(), st)
+		}
+		_ = cl.Close()
 	}
 }
