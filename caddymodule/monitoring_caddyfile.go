@@ -288,7 +288,9 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		}
 		c.Expect = append(c.Expect, args...)
 	case "body":
-		c.BodyContains, err = wantArg(d, opt, "the text the response must contain")
+		if c.BodyContains, err = wantArg(d, opt, "the text the response must contain"); err == nil && c.BodyContains == "" {
+			return d.Err("body: expected the text the response must contain, not an empty one (which checks nothing)")
+		}
 	case "header":
 		var name, value string
 		if !d.Args(&name, &value) || d.NextArg() {

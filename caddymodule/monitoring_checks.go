@@ -92,7 +92,8 @@ type MonitorCheck struct {
 	// Redirects are not followed. Default: 2xx.
 	Expect []string `json:"expect,omitempty"`
 
-	// BodyContains is text the first 64 KiB of an http check's response must contain.
+	// BodyContains is text the first 64 KiB of an http check's response must contain; refused
+	// with method HEAD (a HEAD answer has no body, so every run would fail).
 	BodyContains string `json:"body_contains,omitempty"`
 
 	// Headers are sent with an http check's request (Host, Authorization, ...); their values
@@ -117,7 +118,8 @@ type MonitorCheck struct {
 	OnBacklog string `json:"on_backlog,omitempty"`
 
 	// HeartbeatKey is a Redis key workers refresh with the current time (Unix seconds or
-	// RFC 3339); missing or older than MaxAge fails the check.
+	// RFC 3339); missing, older than MaxAge, or more than MaxAge in the future (milliseconds
+	// written as seconds) fails the check.
 	HeartbeatKey string `json:"heartbeat_key,omitempty"`
 
 	// MaxAge is the oldest acceptable heartbeat. Default: 60s.
@@ -202,6 +204,10 @@ func (c *MonitorCheck) validate() error {
 			if _, err := monitor.ParseCheckURL(c.URL); err != nil {
 				return fmt.Errorf("monitoring: check %s: %v", name, err)
 			}
+		}
+		// A HEAD response has no body: the check would fail on every run.
+		if c.BodyContains != "" && strings.EqualFold(c.Method, http.MethodHead) {
+			return fmt.Errorf("monitoring: check %s: body: a HEAD response has no body, so the text is never found; use method GET (the default) or drop body", name)
 		}
 		for _, e := range c.Expect {
 			if _, err := monitor.ParseStatusRange(e); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/swarmsec/caddy-hardening/apikey"
@@ -688,6 +689,9 @@ func TestMonitoringJSONRefusesWhatTheCaddyfileRefuses(t *testing.T) {
 		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "queue": "q", "max_age": 60000000000}`, "monitoring: check w: max_age bounds the age of heartbeat_key, and there is none"},
 		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "queue": "q", "on_backlog": "fail"}`, "monitoring: check w: on_backlog says what a backlog over max_backlog reports, and there is no max_backlog"},
 		{`{"type": "worker", "name": "w", "redis": "redis://127.0.0.1:1", "heartbeat_key": "hb", "max_backlog": 5}`, "monitoring: check w: max_backlog bounds the length of queue, and there is none"},
+		// Was accepted: a HEAD response has no body, so the check failed on every run ("the
+		// first 65536 bytes of the body do not contain the expected text").
+		{`{"type": "http", "name": "x", "url": "http://127.0.0.1:1/", "method": "HEAD", "body_contains": "ok"}`, "monitoring: check x: body: a HEAD response has no body"},
 		// Panicked the load (a nil dereference in Validate), which took caddy validate down.
 		{`null`, `monitoring: checks[0] is null; expected a check object`},
 	} {
@@ -775,5 +779,20 @@ func TestMonitoringPlaceholderResolvingToNothingIsRefused(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestMonitoringCaddyfileRefusesABodyNeverChecked: `body ""` was accepted and ignored (no text
+// to look for), and `body` with `method HEAD` failed every run; both are refused at their line.
+func TestMonitoringCaddyfileRefusesABodyNeverChecked(t *testing.T) {
+	for block, want := range map[string]string{
+		"body \"\"":            "body: expected the text the response must contain, not an empty one (which checks nothing), at Caddyfile:4",
+		"method HEAD\nbody ok": "check h: body: a HEAD response has no body",
+	} {
+		src := ":8080 {\n\tmonitoring {\n\t\tcheck http h http://127.0.0.1:1/ {\n" + block + "\n\t\t}\n\t}\n}\n"
+		_, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", block, err, want)
+		}
 	}
 }

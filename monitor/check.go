@@ -206,9 +206,9 @@ func (c *Check) Start() {
 	}()
 }
 
-// Stop ends the schedule, cancels a run in progress and waits for it to return (bounded by
-// the timeout, for a checker that ignores its context), and closes the checker if it holds
-// connections. A run cut short by Stop is no result. A check that was never started just
+// Stop ends the schedule, cancels a run in progress (one whose checker does not see the
+// cancellation is abandoned, not waited for: see probe), waits for the schedule's goroutine,
+// and closes the checker if it holds connections. A run cut short by Stop is no result. A check that was never started just
 // closes.
 func (c *Check) Stop() {
 	c.stopOnce.Do(func() {
@@ -233,7 +233,7 @@ func (c *Check) Stopped() <-chan struct{} { return c.done }
 func (c *Check) RunOnce(parent context.Context) State {
 	ctx, cancel := context.WithTimeout(parent, c.cfg.Timeout)
 	start := time.Now()
-	out := c.checker.Check(ctx)
+	out := c.probe(parent, ctx)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if out.Abandoned || parent.Err() != nil {
@@ -245,6 +245,22 @@ func (c *Check) RunOnce(parent context.Context) State {
 		out.Output = fmt.Sprintf("no answer within the check's timeout (%s): %s", c.cfg.Timeout, out.Output)
 	}
 	return c.record(out, start, time.Since(start))
+}
+
+// probe runs the checker, and gives up on it when parent ends (Stop): go-redis bounds a read
+// by its ReadTimeout, not by the context, so a Redis that accepts and never answers held Stop,
+// and with it a reload, for the rest of the check's timeout. The abandoned run ends at its own
+// timeout at the latest, sooner when Stop closes the checker's client under it; its outcome
+// is dropped.
+func (c *Check) probe(parent, ctx context.Context) Outcome {
+	done := make(chan Outcome, 1)
+	go func() { done <- c.checker.Check(ctx) }()
+	select {
+	case out := <-done:
+		return out
+	case <-parent.Done():
+		return Outcome{Abandoned: true}
+	}
 }
 
 func (c *Check) record(out Outcome, start time.Time, latency time.Duration) State {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // scripted answers each run with the next outcome of its script (the last one repeats).
@@ -154,6 +155,17 @@ func TestOutputIsRedacted(t *testing.T) {
 func TestRedactBoundsLength(t *testing.T) {
 	if got := Redact(strings.Repeat("a", 10000)); len(got) != maxOutput+3 {
 		t.Fatalf("len = %d", len(got))
+	}
+}
+
+// TestRedactCutsOnARuneBoundary: an output cut at maxOutput bytes could end in half a
+// character (a PostgreSQL server with lc_messages fr_FR says "la base de données « x »
+// n'existe pas"), which the JSON routes and the logs showed as U+FFFD.
+func TestRedactCutsOnARuneBoundary(t *testing.T) {
+	msg := "FATAL: " + strings.Repeat("données ", 60) // 'é' is two bytes: bytes 299 and 300 are one
+	got := Redact(msg)
+	if !utf8.ValidString(got) || !strings.HasSuffix(got, "...") || len(got) > maxOutput+3 {
+		t.Fatalf("Redact cut %q", got)
 	}
 }
 

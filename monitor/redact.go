@@ -3,6 +3,7 @@ package monitor
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxOutput bounds an output message: error texts can quote whatever a dependency answered.
@@ -25,7 +26,11 @@ func Redact(msg string, secrets ...string) string {
 	msg = userinfo.ReplaceAllString(msg, "${1}xxxxx@")
 	msg = keyword.ReplaceAllString(msg, "${1}xxxxx")
 	if len(msg) > maxOutput {
-		msg = msg[:maxOutput] + "..."
+		cut := maxOutput
+		for cut > 0 && !utf8.RuneStart(msg[cut]) { // not inside a character: JSON and logs would show U+FFFD
+			cut--
+		}
+		msg = msg[:cut] + "..."
 	}
 	return msg
 }

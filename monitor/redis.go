@@ -171,7 +171,34 @@ func (w WorkerChecker) heartbeatAge(ctx context.Context) (time.Duration, error) 
 	if w.Now != nil {
 		now = w.Now
 	}
-	return max(0, now().Sub(t)), nil
+	age := now().Sub(t)
+	// A heartbeat ahead of this clock is skew, up to a point: one further ahead than the age
+	// tolerated behind never ages, so the check would pass for ever after the workers stop.
+	// Milliseconds (Date.now(), time.time()*1000) or nanoseconds read as seconds are that.
+	skew := w.MaxAge
+	if skew <= 0 {
+		skew = time.Minute
+	}
+	if age < -skew { // not -age > skew: Sub saturates at the minimum Duration, whose negation overflows
+		why := "the workers' clock is wrong, or"
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil && f > unixSecondsCeiling {
+			why = "it looks written in milliseconds or nanoseconds;"
+		}
+		return 0, fmt.Errorf("heartbeat key %s holds a time %s in the future (more than %s ahead): %s expected Unix seconds (Python's time.time()) or RFC 3339", w.HeartbeatKey, roundAhead(age), skew, why)
+	}
+	return max(0, age), nil
+}
+
+// unixSecondsCeiling is 1e11 s, the year 5138: a larger Unix time is in another unit.
+const unixSecondsCeiling = 1e11
+
+// roundAhead shows how far ahead a heartbeat of that (negative) age is; Sub saturates, so a
+// thousand-year lead is not a duration worth printing.
+func roundAhead(age time.Duration) string {
+	if age <= -100*365*24*time.Hour {
+		return "centuries"
+	}
+	return (-age).Round(time.Second).String()
 }
 
 // parseHeartbeat reads Unix seconds (fractional allowed) or an RFC 3339 time.

@@ -3,7 +3,9 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,6 +112,36 @@ func TestWorkerHeartbeat(t *testing.T) {
 	}
 }
 
+// TestWorkerHeartbeatInTheFuture: a worker that writes its heartbeat in milliseconds
+// (JavaScript's Date.now(), Python's time.time()*1000) or nanoseconds stores a time thousands of
+// years ahead. Its age was counted as 0, so the check passed forever, workers dead or alive. A
+// heartbeat further ahead than max_age (more than any clock skew) fails and says why.
+func TestWorkerHeartbeatInTheFuture(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := client(t, r)
+	now := time.Unix(1_800_000_000, 0)
+	w := WorkerChecker{Client: c, HeartbeatKey: "hb", MaxAge: time.Minute, Now: func() time.Time { return now }}
+	for _, tc := range []struct {
+		value string
+		want  Status
+		says  string
+	}{
+		{"1800000000000", Fail, "milliseconds"},       // Date.now()
+		{"1800000000000000000", Fail, "milliseconds"}, // time.time_ns()
+		{"1800003600", Fail, "in the future"},         // an hour ahead
+		{now.Add(time.Hour).UTC().Format(time.RFC3339), Fail, "in the future"},
+		{"1800000030", Pass, ""}, // 30 s ahead: clock skew within max_age
+	} {
+		if _, err := r.Do("SET", "hb", tc.value); err != nil {
+			t.Fatal(err)
+		}
+		out := w.Check(context.Background())
+		if out.Status != tc.want || !strings.Contains(out.Output, tc.says) {
+			t.Errorf("heartbeat %q: %+v, want %s saying %q", tc.value, out, tc.want, tc.says)
+		}
+	}
+}
+
 // TestRedisCheckOfAClosedClientIsNoResult: a reload refused with new Redis settings closed
 // its shared client while its check ran; that run logged "dependency down ... client is
 // closed" and counted a failure in the running configuration's series. A closed client is
@@ -148,5 +180,61 @@ func TestRedisCheckerFailsAReadOnlyReplica(t *testing.T) {
 	}
 	if out := (RedisChecker{Client: client(t, replica)}).Check(context.Background()); out.Status != Pass {
 		t.Fatalf("promoted to primary: %+v", out)
+	}
+}
+
+// TestStopCancelsARedisRunInProgress: a redis or worker check against a server that accepts
+// and never answers (a hung Redis, a black-holed proxy) held a reload for the rest of its
+// timeout: go-redis bounds a read by its ReadTimeout (the check's timeout) and does not see the
+// context's cancellation, so Stop waited for the run (a reload took 28 s with a 30 s timeout,
+// and Caddy's admin endpoint gave up stopping after 10 s). Stop now cuts such a run short too,
+// and the run is no result.
+func TestStopCancelsARedisRunInProgress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	arrived := make(chan struct{}, 8)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // held open, never answered, until the test ends
+			arrived <- struct{}{}
+		}
+	}()
+	for name, mk := range map[string]func(redis.UniversalClient) Checker{
+		"redis":  func(c redis.UniversalClient) Checker { return RedisChecker{Client: c} },
+		"worker": func(c redis.UniversalClient) Checker { return WorkerChecker{Client: c, Queue: "celery"} },
+	} {
+		// As the monitoring handler builds a check's own client: every bound is the timeout.
+		cl := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1,
+			DialTimeout: time.Hour, ReadTimeout: time.Hour, WriteTimeout: time.Hour})
+		c, err := NewCheck(Config{Name: name, Interval: 2 * time.Hour, Timeout: time.Hour}, mk(cl))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var results atomic.Int64
+		c.OnResult = func(State, bool) { results.Add(1) }
+		c.Start()
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the first run did not reach the server", name)
+		}
+		stopped := make(chan struct{})
+		go func() { c.Stop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Stop waits for the run in progress (its timeout is an hour)", name)
+		}
+		if st := c.State(); results.Load() != 0 || st.Checked || st.Runs != 0 {
+			t.Fatalf("%s: the run Stop cut short was recorded: %d results, state %+v", name, results.Load(), st)
+		}
+		_ = cl.Close()
 	}
 }
