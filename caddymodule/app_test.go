@@ -539,6 +539,10 @@ func TestAppFindings(t *testing.T) {
 		{"plaintext sentinel on loopback", "redis {\n\t\t\tsentinel mymaster 127.0.0.1:1\n\t\t}", "info:redis.plaintext", ""},
 		{"plaintext remote in staging", "environment staging\n\t\tredis redis://192.0.2.10:6379/0", "", ""},
 		{"unverified tls in staging", "environment staging\n\t\tredis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "warn:redis.tls_insecure", ""},
+		{"trusting every IPv4 client", "environment development\n\t\tip_classes {\n\t\t\ttrusted 0.0.0.0/0\n\t\t}", "warn:ip_classes.trust_everyone", ""},
+		{"trusting every IPv6 client", "environment development\n\t\tip_classes {\n\t\t\ttrusted ::/0\n\t\t}", "warn:ip_classes.trust_everyone", ""},
+		{"trusting both halves of IPv4", "environment development\n\t\tip_classes {\n\t\t\ttrusted 0.0.0.0/1 128.0.0.0/1\n\t\t}", "warn:ip_classes.trust_everyone", ""},
+		{"trusting 0.0.0.0/8, which is nobody", "environment development\n\t\tip_classes {\n\t\t\ttrusted 0.0.0.0/8\n\t\t}", "", ""},
 		{"unverified tls in production", "redis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "", "hardening [redis.tls_insecure]: TLS certificate verification to Redis is off"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

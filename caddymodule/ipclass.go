@@ -178,10 +178,10 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		if a.classifier.Suspicious, err = prefixSet(repl, a.IPClasses.Suspicious, "suspicious"); err != nil {
 			return err
 		}
-		if a.classifier.Trusted.Contains(netip.IPv4Unspecified()) || a.classifier.Trusted.Contains(netip.IPv6Unspecified()) {
+		if every := trustsEveryone(a.classifier.Trusted); every != "" {
 			_ = a.Report(Finding{Code: "ip_classes.trust_everyone", Severity: Warning, Module: "hardening",
 				Config:  "apps.hardening.ip_classes.trusted",
-				Message: "a trusted prefix covers every address (0.0.0.0/0 or ::/0): every client gets the trusted limits and monitoring details",
+				Message: "the trusted prefixes cover every " + every + ": every such client gets the trusted limits and monitoring details",
 				Fix:     "list only your own networks: office, VPN, the hosts of your workers"})
 		}
 	}
@@ -488,4 +488,23 @@ func boolLabel(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+// trustsEveryone names the address families whose whole space the trusted set holds (its
+// lowest and highest address: 0.0.0.0/0, ::/0, or halves that add up to them), "" for none.
+// IPv4 and IPv6 are apart: ::/0 holds no IPv4 client (an IPv4-mapped address is unmapped), so
+// the warning said "every address" of a list that trusted every IPv6 client and no IPv4 one;
+// and 0.0.0.0/8 holds 0.0.0.0 without covering anyone.
+func trustsEveryone(trusted *ipclass.PrefixSet) string {
+	v4 := trusted.Contains(netip.IPv4Unspecified()) && trusted.Contains(netip.AddrFrom4([4]byte{255, 255, 255, 255}))
+	v6 := trusted.Contains(netip.IPv6Unspecified()) && trusted.Contains(netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff}))
+	switch {
+	case v4 && v6:
+		return "IPv4 and IPv6 address (0.0.0.0/0, ::/0)"
+	case v4:
+		return "IPv4 address (0.0.0.0/0)"
+	case v6:
+		return "IPv6 address (::/0)"
+	}
+	return ""
 }
