@@ -490,14 +490,20 @@ func boolLabel(b bool) string {
 	return "false"
 }
 
+// lastIPv4 and lastIPv6 are the highest address of each family.
+var (
+	lastIPv4 = netip.MustParseAddr("255.255.255.255")
+	lastIPv6 = netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+)
+
 // trustsEveryone names the address families whose whole space the trusted set holds (its
 // lowest and highest address: 0.0.0.0/0, ::/0, or halves that add up to them), "" for none.
 // IPv4 and IPv6 are apart: ::/0 holds no IPv4 client (an IPv4-mapped address is unmapped), so
 // the warning said "every address" of a list that trusted every IPv6 client and no IPv4 one;
 // and 0.0.0.0/8 holds 0.0.0.0 without covering anyone.
 func trustsEveryone(trusted *ipclass.PrefixSet) string {
-	v4 := trusted.Contains(netip.IPv4Unspecified()) && trusted.Contains(netip.AddrFrom4([4]byte{255, 255, 255, 255}))
-	v6 := trusted.Contains(netip.IPv6Unspecified()) && trusted.Contains(netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff}))
+	v4 := trusted.Contains(netip.IPv4Unspecified()) && trusted.Contains(lastIPv4)
+	v6 := trusted.Contains(netip.IPv6Unspecified()) && trusted.Contains(lastIPv6)
 	switch {
 	case v4 && v6:
 		return "IPv4 and IPv6 address (0.0.0.0/0, ::/0)"

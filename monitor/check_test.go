@@ -223,7 +223,15 @@ func TestStopCancelsARunInProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewCheck(Config{Name: "hang", Interval: 2 * time.Hour, Timeout: time.Hour}, checker)
+	stopDuringRun(t, "hang", checker, arrived)
+}
+
+// stopDuringRun starts a check of checker, waits for its first run to reach the dependency
+// (arrived), which then never answers, and checks that Stop returns at once (the check's
+// timeout is an hour) and that the run it cut short is no result.
+func stopDuringRun(t *testing.T, name string, checker Checker, arrived <-chan struct{}) {
+	t.Helper()
+	c, err := NewCheck(Config{Name: name, Interval: 2 * time.Hour, Timeout: time.Hour}, checker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,16 +241,16 @@ func TestStopCancelsARunInProgress(t *testing.T) {
 	select {
 	case <-arrived:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the first run did not reach the dependency")
+		t.Fatalf("%s: the first run did not reach the dependency", name)
 	}
 	stopped := make(chan struct{})
 	go func() { c.Stop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(10 * time.Second):
-		t.Fatal("Stop waits for the run in progress (its timeout is an hour)")
+		t.Fatalf("%s: Stop waits for the run in progress (its timeout is an hour)", name)
 	}
 	if st := c.State(); results.Load() != 0 || st.Checked || st.Runs != 0 {
-		t.Fatalf("the run Stop cut short was recorded: %d results, state %+v", results.Load(), st)
+		t.Fatalf("%s: the run Stop cut short was recorded: %d results, state %+v", name, results.Load(), st)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,28 +212,7 @@ func TestStopCancelsARedisRunInProgress(t *testing.T) {
 		// As the monitoring handler builds a check's own client: every bound is the timeout.
 		cl := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1,
 			DialTimeout: time.Hour, ReadTimeout: time.Hour, WriteTimeout: time.Hour})
-		c, err := NewCheck(Config{Name: name, Interval: 2 * time.Hour, Timeout: time.Hour}, mk(cl))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var results atomic.Int64
-		c.OnResult = func(State, bool) { results.Add(1) }
-		c.Start()
-		select {
-		case <-arrived:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: the first run did not reach the server", name)
-		}
-		stopped := make(chan struct{})
-		go func() { c.Stop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: Stop waits for the run in progress (its timeout is an hour)", name)
-		}
-		if st := c.State(); results.Load() != 0 || st.Checked || st.Runs != 0 {
-			t.Fatalf("%s: the run Stop cut short was recorded: %d results, state %+v", name, results.Load(), st)
-		}
+		stopDuringRun(t, name, mk(cl), arrived)
 		_ = cl.Close()
 	}
 }
