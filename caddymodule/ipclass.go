@@ -68,7 +68,8 @@ type DetectionConfig struct {
 
 	// Scores per signal: probe (default 10), traversal (20), auth_failure (2, a 401 or 403
 	// answering a request with credentials: an Authorization header, or a POST, PUT or PATCH;
-	// a wrong monitoring key), not_found (1, a 404 of anything but a static resource),
+	// a wrong monitoring key), not_found (1, a 404 of anything but a static resource or a routine path such as
+	// /robots.txt and /.well-known/*),
 	// rate_limited (3, a 429 from policy_rate_limit), malformed_path (2, a path path_guard
 	// refused as malformed: invalid_utf8, path_params, encoded_slash, bad_encoding; traversal is
 	// every other reason). 0 ignores a signal; at most 1000000.

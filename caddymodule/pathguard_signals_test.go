@@ -409,3 +409,26 @@ func TestSignalsOffCoversTheRestOfTheRoute(t *testing.T) {
 		t.Fatalf("reclassified %v", got)
 	}
 }
+
+// TestRoutine404sDoNotCount: what clients ask for by convention (a crawler's /robots.txt and
+// /sitemap.xml, browsers' and password managers' /.well-known/* probes) is missing on most
+// sites; each of those 404s took a slot of the client's not_found allowance, so an office
+// whose browsers made the usual probes was banned by the 19 distinct broken links its users
+// then met (12 + 19: detected at the 30th). They count for nothing now: only the links do.
+func TestRoutine404sDoNotCount(t *testing.T) {
+	addr, c := readerSite(t)
+	routine := map[string]int{"/robots.txt": 404, "/sitemap.xml": 404, "/ads.txt": 404,
+		"/app-ads.txt": 404, "/browserconfig.xml": 404, "/.well-known/change-password": 404,
+		"/.well-known/traffic-advice": 404, "/.well-known/security.txt": 404,
+		"/.well-known/assetlinks.json": 404, "/.well-known/apple-app-site-association": 404,
+		"/.well-known/appspecific/com.chrome.devtools.json": 404,
+		"/.well-known/passkey-endpoints":                    404}
+	expectAnswers(t, addr, "198.51.100.30", routine)
+	for i := range 19 {
+		expectAnswers(t, addr, "198.51.100.30", map[string]int{fmt.Sprintf("/blog/old-post-%d/", i): 404})
+	}
+	expectAnswers(t, addr, "198.51.100.30", map[string]int{"/": 200})
+	if got := reclassifiedIPs(c); len(got) != 0 {
+		t.Fatalf("an office's routine probes and broken links reclassified: %v", got)
+	}
+}

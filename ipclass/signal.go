@@ -19,7 +19,7 @@ const (
 	// carried credentials, a wrong monitoring key. Counted past its Burst.
 	SignalAuthFailure
 	// SignalNotFound: a 404 answering a request for something other than a static resource
-	// (StaticResource). Counted past its Burst.
+	// (StaticResource) or a routine path (RoutinePath). Counted past its Burst.
 	SignalNotFound
 	// SignalRateLimited: a 429 from the rate limiter.
 	SignalRateLimited
