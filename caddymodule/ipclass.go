@@ -105,6 +105,10 @@ type DetectionConfig struct {
 	// kept: they no longer match their clients (see README). Default: 64.
 	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 
+	// IPv6Escalate detects a wider IPv6 network as a whole once several of its clients are
+	// detected: see IPv6EscalateConfig. Default: a /48 once 8 of its clients are.
+	IPv6Escalate *IPv6EscalateConfig `json:"ipv6_escalate,omitempty"`
+
 	// ScoreCrossSite scores the signals of requests a browser sent on behalf of another site
 	// (Sec-Fetch-Site: cross-site or same-site) as any other. By default they score nothing:
 	// any page can make its visitors' browsers request any path of this site (an <img> with a
@@ -113,6 +117,33 @@ type DetectionConfig struct {
 	// header itself evades detection, not path_guard or the rate limits. Default: false.
 	ScoreCrossSite bool `json:"score_cross_site,omitempty"`
 }
+
+// IPv6EscalateConfig makes a wider IPv6 network one detection: once Count distinct clients
+// (networks of ipv6_prefix bits) of one network of Prefix bits are detected while the
+// others' detections last, every address in that network is suspicious for ban_for, as one
+// entry, and its other clients' signals take no entry of their own. A holder of a /48 has
+// 65536 /64s, each a fresh client with a fresh allowance: without it, a scan spread over them
+// was never stopped, and their detections could fill max_tracked. The cost is collateral: a
+// /48 holds a site, or a hosting provider's block of customers, who are refused with the
+// clients detected there. Instances sharing detections through Redis must agree on Prefix.
+type IPv6EscalateConfig struct {
+	// Prefix is the wider network's length in bits: 1 to 127, and shorter than ipv6_prefix.
+	// Default: 48.
+	Prefix int `json:"prefix,omitempty"`
+
+	// Count is how many distinct detected clients of one network detect it: 2 to 16.
+	// Default: 8.
+	Count int `json:"count,omitempty"`
+
+	// Off turns escalation off: every client is detected alone.
+	Off bool `json:"off,omitempty"`
+}
+
+// Bounds of an escalation's count.
+const (
+	minEscalateCount = 2
+	maxEscalateCount = ipclass.MaxEscalateCount
+)
 
 // BurstConfig is the burst allowance of one signal (see DetectionConfig.Bursts).
 type BurstConfig struct {
@@ -303,6 +334,24 @@ func (c *DetectionConfig) settings() (ipclass.Settings, error) {
 	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
 		return s, fmt.Errorf("detection: ipv6_prefix: expected 1 to 128 bits, got %d", c.IPv6Prefix)
 	}
+	if e := c.IPv6Escalate; e != nil {
+		bits := c.IPv6Prefix
+		if bits == 0 {
+			bits = ipclass.DefaultIPv6Prefix
+		}
+		switch {
+		case e.Off && (e.Prefix != 0 || e.Count != 0):
+			return s, fmt.Errorf("detection: ipv6_escalate: off takes no prefix or count")
+		case e.Off:
+			s.EscalateCount = -1
+		case e.Prefix < 0 || e.Prefix > 127 || e.Prefix != 0 && e.Prefix >= bits || e.Prefix == 0 && ipclass.DefaultIPv6Escalate >= bits:
+			return s, fmt.Errorf("detection: ipv6_escalate: prefix %d: expected a length shorter than ipv6_prefix (/%d), such as 48", e.Prefix, bits)
+		case e.Count != 0 && (e.Count < minEscalateCount || e.Count > maxEscalateCount):
+			return s, fmt.Errorf("detection: ipv6_escalate: count %d: expected %d to %d", e.Count, minEscalateCount, maxEscalateCount)
+		default:
+			s.IPv6Escalate, s.EscalateCount = e.Prefix, e.Count
+		}
+	}
 	if c.Threshold < 0 || c.BanFor < 0 || c.Decay < 0 || c.MaxTracked < 0 {
 		return s, fmt.Errorf("detection: threshold, ban_for, decay and max_tracked must not be negative")
 	}
@@ -434,7 +483,7 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 		level = zapcore.InfoLevel
 	}
 	a.SecurityEvent(ctx, r, level, EventIPReclassified, map[string]any{
-		"ip": a.classifier.Detector.ClientString(det.Addr), "from": a.ClassOf(r).String(), "to": ipclass.Suspicious.String(),
+		"ip": a.classifier.Detector.DetectionString(det), "from": a.ClassOf(r).String(), "to": ipclass.Suspicious.String(),
 		"signal": sig.String(), "score": det.Score, "until": det.Until.UTC().Format("2006-01-02T15:04:05Z07:00"),
 		"shadow": det.Shadow,
 	})

@@ -70,6 +70,9 @@ func serveIPClassAdmin(w http.ResponseWriter, r *http.Request) error {
 	case rest == "detected" && r.Method == http.MethodPost:
 		return app.adminBan(w, r)
 	case strings.HasPrefix(rest, "detected/") && r.Method == http.MethodDelete:
+		if p, ok := app.adminNetwork(strings.TrimPrefix(rest, "detected/")); ok {
+			return app.adminUnbanNetwork(w, p)
+		}
 		addr, err := app.adminAddr(strings.TrimPrefix(rest, "detected/"))
 		if err != nil {
 			return err
@@ -99,8 +102,12 @@ func (a *App) adminAddr(s string) (netip.Addr, error) {
 			bits = det.IPv6Prefix()
 		}
 		if p.Bits() != bits || p.Masked() != p {
+			also := ""
+			if det := a.detector(); det != nil && det.EscalatePrefix() > 0 {
+				also = fmt.Sprintf(" (or of its ipv6_escalate, /%d, to ban or unban a wider network)", det.EscalatePrefix())
+			}
 			return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest,
-				Err: fmt.Errorf("%q: expected an address or an IPv6 network of the detection's ipv6_prefix, /%d, such as %s", s, bits, netip.PrefixFrom(p.Addr(), bits).Masked())}
+				Err: fmt.Errorf("%q: expected an address or an IPv6 network of the detection's ipv6_prefix, /%d, such as %s%s", s, bits, netip.PrefixFrom(p.Addr(), bits).Masked(), also)}
 		}
 		return p.Addr(), nil
 	}
@@ -109,6 +116,17 @@ func (a *App) adminAddr(s string) (netip.Addr, error) {
 		return netip.Addr{}, caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("%q is not an IP address", s)}
 	}
 	return addr.WithZone("").Unmap(), nil
+}
+
+// adminNetwork reads a wider IPv6 network as escalations name it (2001:db8:1::/48, of the
+// detection's ipv6_escalate bits, without host bits).
+func (a *App) adminNetwork(s string) (netip.Prefix, bool) {
+	det := a.detector()
+	p, err := netip.ParsePrefix(s)
+	if det == nil || err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+		return netip.Prefix{}, false
+	}
+	return p, det.EscalatePrefix() > 0 && p.Bits() == det.EscalatePrefix() && p.Masked() == p
 }
 
 func (a *App) detector() *ipclass.Detector {
@@ -151,7 +169,7 @@ func (a *App) adminSummary(w http.ResponseWriter, r *http.Request) error {
 		// The latest ends of all, not the first `limit` the maps give sorted among themselves.
 		top, _ := det.TopDetections(limit, func(a, b ipclass.Detection) bool { return a.Until.After(b.Until) })
 		for _, d := range top {
-			list = append(list, adminDetection{IP: det.ClientString(d.Addr), Signal: d.Signal.String(), Score: d.Score, Until: d.Until.UTC(), Shadow: d.Shadow})
+			list = append(list, adminDetection{IP: det.DetectionString(d), Signal: d.Signal.String(), Score: d.Score, Until: d.Until.UTC(), Shadow: d.Shadow})
 		}
 		out["detection"] = map[string]any{"shadow": det.Shadow(), "tracked": tracked, "suspicious": detected, "shared": a.sharedBans != nil}
 		out["detected"] = list
@@ -178,8 +196,11 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if err := strict.Decode(&req); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`%v: the body takes only "ip" and "ban_for"`, err)}
 	}
-	addr, err := a.adminAddr(req.IP)
-	if err != nil {
+	network, isNetwork := a.adminNetwork(req.IP)
+	var addr netip.Addr
+	if isNetwork {
+		addr = network.Addr()
+	} else if addr, err = a.adminAddr(req.IP); err != nil {
 		return err
 	}
 	if addr.IsUnspecified() {
@@ -202,12 +223,19 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A ban in effect that ends later is kept (a ban never shortens one: unban first): answer,
 	// log and share the end that applies, not the one asked for.
-	until := det.Ban(addr, time.Now().Add(banFor), ipclass.SignalManual)
-	if a.sharedBans != nil {
-		a.sharedBans.Publish(ipclass.Detection{Addr: det.Client(addr), Signal: ipclass.SignalManual, Until: until})
+	banned := ipclass.Detection{Addr: det.Client(addr), Signal: ipclass.SignalManual}
+	if isNetwork {
+		banned.Addr, banned.Bits = network.Addr(), network.Bits()
+		banned.Until, _ = det.BanNetwork(network, time.Now().Add(banFor), ipclass.SignalManual)
+	} else {
+		banned.Until = det.Ban(addr, time.Now().Add(banFor), ipclass.SignalManual)
 	}
-	client := det.ClientString(addr) // an IPv6 client is its network
-	shadow := det.Shadow()           // kept, applied once shadow mode is off
+	until := banned.Until
+	if a.sharedBans != nil {
+		a.sharedBans.Publish(banned)
+	}
+	client := det.DetectionString(banned) // an IPv6 client is its network
+	shadow := det.Shadow()                // kept, applied once shadow mode is off
 	level := zapcore.WarnLevel
 	if shadow {
 		level = zapcore.InfoLevel // as a detection in shadow mode: nothing is refused yet
@@ -232,6 +260,20 @@ func (a *App) adminUnban(w http.ResponseWriter, addr netip.Addr) error {
 		"ip": client, "to": a.classOfAddr(addr).String(), "signal": ipclass.SignalManual.String(),
 		"was_detected": was, "source": "admin_api"})
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"ip": client, "was_detected": was, "class": a.classOfAddr(addr).String()})
+}
+
+// adminUnbanNetwork lifts a wider network's detection (and its count of detected clients).
+// Its clients' own detections stay: unban them one by one.
+func (a *App) adminUnbanNetwork(w http.ResponseWriter, p netip.Prefix) error {
+	det := a.detector()
+	was := det.UnbanNetwork(p)
+	if a.sharedBans != nil {
+		a.sharedBans.PublishUnbanNetwork(p)
+	}
+	a.SecurityEvent(a.eventCtx, nil, zapcore.InfoLevel, EventIPReclassified, map[string]any{
+		"ip": p.String(), "to": a.classOfAddr(p.Addr()).String(), "signal": ipclass.SignalManual.String(),
+		"was_detected": was, "source": "admin_api"})
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"ip": p.String(), "was_detected": was, "class": a.classOfAddr(p.Addr()).String()})
 }
 
 func writeAdminJSON(w http.ResponseWriter, status int, v any) error {

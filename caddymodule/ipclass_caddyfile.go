@@ -75,11 +75,14 @@ func parseIPClasses(d *caddyfile.Dispenser, a *App) error {
 //		max_tracked <n>
 //		shadow
 //		ipv6_prefix <bits>
+//		ipv6_escalate <bits> <count> | off
 //		score_cross_site
 //	}
 //
 // Signals: probe, traversal, auth_failure, not_found, rate_limited, malformed_path. `burst`
 // may repeat, once per signal; an allowance of 0 turns the rule off for the signal.
+// `ipv6_escalate 48 8` (the default) detects a /48 once 8 of its clients (ipv6_prefix
+// networks) are detected; its bits must be fewer than ipv6_prefix's.
 func parseDetection(d *caddyfile.Dispenser, a *App) error {
 	if d.NextArg() {
 		return d.Errf("detection takes a block; unexpected %q", d.Val())
@@ -177,9 +180,16 @@ func parseDetection(d *caddyfile.Dispenser, a *App) error {
 			if err != nil {
 				return err
 			}
+			if e := cfg.IPv6Escalate; e != nil && !e.Off && e.Prefix >= n {
+				return d.Errf("detection ipv6_prefix %d: ipv6_escalate %d above must be shorter; give ipv6_escalate fewer bits, or ipv6_escalate off", n, e.Prefix)
+			}
 			cfg.IPv6Prefix = n
+		case "ipv6_escalate":
+			if err := parseEscalate(d, cfg); err != nil {
+				return err
+			}
 		default:
-			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, burst, max_tracked, shadow, ipv6_prefix or score_cross_site", name)
+			return d.Errf("unknown detection subdirective %q; expected threshold, ban_for, decay, probe_paths, probe_paths_replace, score, burst, max_tracked, shadow, ipv6_prefix, ipv6_escalate or score_cross_site", name)
 		}
 	}
 	a.Detection = cfg
@@ -221,5 +231,32 @@ func parseBurst(d *caddyfile.Dispenser, cfg *DetectionConfig) error {
 		cfg.Bursts = map[string]BurstConfig{}
 	}
 	cfg.Bursts[name] = b
+	return nil
+}
+
+// parseEscalate reads `ipv6_escalate <bits> <count>` or `ipv6_escalate off`.
+func parseEscalate(d *caddyfile.Dispenser, cfg *DetectionConfig) error {
+	const want = "ipv6_escalate: expected '<bits> <count>', e.g. ipv6_escalate 48 8 (a /48 once 8 of its clients are detected), or off"
+	args := d.RemainingArgs()
+	if len(args) == 1 && args[0] == "off" {
+		cfg.IPv6Escalate = &IPv6EscalateConfig{Off: true}
+		return nil
+	}
+	if len(args) != 2 {
+		return d.Err(want)
+	}
+	bits := cfg.IPv6Prefix
+	if bits == 0 {
+		bits = ipclass.DefaultIPv6Prefix
+	}
+	prefix, err := strconv.Atoi(strings.TrimPrefix(args[0], "/"))
+	if err != nil || prefix < 1 || prefix >= bits {
+		return d.Errf("ipv6_escalate: prefix %q: expected 1 to %d bits, shorter than ipv6_prefix (/%d)", args[0], bits-1, bits)
+	}
+	count, err := strconv.Atoi(args[1])
+	if err != nil || count < minEscalateCount || count > maxEscalateCount {
+		return d.Errf("ipv6_escalate: count %q: expected %d to %d detected clients", args[1], minEscalateCount, maxEscalateCount)
+	}
+	cfg.IPv6Escalate = &IPv6EscalateConfig{Prefix: prefix, Count: count}
 	return nil
 }

@@ -176,7 +176,7 @@ func (f *dashFeeds) suspicious(now time.Time) ([]dashboard.Suspicious, int) {
 		return a.Addr.Less(b.Addr)
 	})
 	for _, d := range top {
-		ip := det.ClientString(d.Addr)
+		ip := det.DetectionString(d)
 		out = append(out, dashboard.NewSuspicious(ip, d.Score, d.Signal.String(), d.Until, d.Shadow, now, f.admin.unban(ip)))
 	}
 	dashboard.SortSuspicious(out)

@@ -24,6 +24,18 @@ type Detection struct {
 	Until time.Time
 	// Shadow: the detector is in shadow mode and the client was not made suspicious.
 	Shadow bool
+	// Bits is, for a wider IPv6 network detected as a whole (Settings.IPv6Escalate), its
+	// length: Addr is its first address. 0 for a client.
+	Bits int
+}
+
+// Key is how SharedBans names the detection: the client's address, or the wider network
+// (2001:db8:1::/48).
+func (d Detection) Key() string {
+	if d.Bits > 0 {
+		return netip.PrefixFrom(d.Addr, d.Bits).String()
+	}
+	return d.Addr.String()
 }
 
 const (
@@ -50,8 +62,12 @@ type Detector struct {
 	reshardMu sync.Mutex // one reshard at a time
 	// banHorizon is the latest end of any detection: after it, Suspicious needs no lookup.
 	banHorizon atomic.Int64
-	now        func() time.Time
-	seed       maphash.Seed
+	// wide holds the wider IPv6 networks of escalation (see escalate.go); wideHorizon is the
+	// latest end of their detections.
+	wide        [wideShards]wideShard
+	wideHorizon atomic.Int64
+	now         func() time.Time
+	seed        maphash.Seed
 }
 
 type shard struct {
@@ -83,6 +99,9 @@ type entry struct {
 // NewDetector makes a detector with the given settings.
 func NewDetector(s Settings) *Detector {
 	d := &Detector{now: time.Now, seed: maphash.MakeSeed()}
+	for i := range d.wide {
+		d.wide[i].m = make(map[netip.Addr]*wideEntry)
+	}
 	d.SetSettings(s)
 	return d
 }
@@ -99,10 +118,13 @@ func shardCount(maxTracked int) int {
 
 // SetSettings replaces the settings (on a config reload); scores and detections are kept. A
 // MaxTracked that calls for another shard count reshards, and one lowered below what is
-// tracked evicts (the least useful first) until the bound holds again.
+// tracked evicts (the least useful first) until the bound holds again. Another IPv6Escalate
+// forgets the wider networks' counts and detections: they name networks of the old length.
 func (d *Detector) SetSettings(s Settings) {
 	r := s.resolve()
-	d.settings.Store(&r)
+	if old := d.settings.Swap(&r); old != nil && old.escBits != r.escBits {
+		d.clearWide()
+	}
 	d.reshard(&r)
 }
 
@@ -122,7 +144,7 @@ func (d *Detector) reshard(set *resolvedSettings) {
 	if len(old) == n {
 		for i := range old {
 			old[i].mu.Lock()
-			old[i].trim(set, now, n)
+			old[i].trim(d, set, now, n)
 			old[i].mu.Unlock()
 		}
 		return
@@ -141,7 +163,7 @@ func (d *Detector) reshard(set *resolvedSettings) {
 		old[i].m, old[i].retired = nil, true
 	}
 	for i := range fresh {
-		fresh[i].trim(set, now, n)
+		fresh[i].trim(d, set, now, n)
 	}
 	d.shards.Store(&fresh)
 	for i := range old {
@@ -161,6 +183,15 @@ func (d *Detector) Client(a netip.Addr) netip.Addr { return ClientAddr(a, d.sett
 // ClientString names a client as Client gives it (see ClientName).
 func (d *Detector) ClientString(a netip.Addr) string {
 	return ClientName(a, d.settings.Load().ipv6Bits)
+}
+
+// DetectionString names what det detected: its client as ClientString does, or the wider
+// network an escalation detected (2001:db8:1::/48).
+func (d *Detector) DetectionString(det Detection) string {
+	if det.Bits > 0 {
+		return det.Key()
+	}
+	return d.ClientString(det.Addr)
 }
 
 // shardIndex is a's shard among n (a power of two), by a hash under the detector's random
@@ -213,20 +244,27 @@ func (d *Detector) eachShard(reset func(), f func(s *shard) bool) {
 	}
 }
 
-// Suspicious reports whether a is an active (not shadow) detection. In shadow mode nobody is:
-// detections and bans made before it (or received meanwhile) are kept and apply again when
-// shadow is switched off. It allocates nothing and skips the lookup entirely while no
-// detection is active.
+// Suspicious reports whether a is an active (not shadow) detection, or lies in a wider
+// network that is one (escalation). In shadow mode nobody is: detections and bans made before
+// it (or received meanwhile) are kept and apply again when shadow is switched off. It
+// allocates nothing and skips the lookups entirely while no detection is active.
 func (d *Detector) Suspicious(a netip.Addr) bool {
 	now := d.now().UnixNano()
-	if now >= d.banHorizon.Load() || d.settings.Load().shadow {
+	if now >= d.banHorizon.Load() {
 		return false
 	}
-	a = d.Client(a)
+	set := d.settings.Load()
+	if set.shadow {
+		return false
+	}
+	a = ClientAddr(a, set.ipv6Bits)
 	s := d.lock(a)
 	e := s.m[a]
 	active := e != nil && !e.shadow && e.until > now
 	s.mu.Unlock()
+	if !active && set.escalates(a) {
+		active = d.wideActive(a, set, now)
+	}
 	return active
 }
 
@@ -247,14 +285,19 @@ func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, b
 	if sig >= numScoredSignals || set.scores[sig] == 0 {
 		return Detection{}, false
 	}
-	a = d.Client(a)
+	a = ClientAddr(a, set.ipv6Bits)
 	now := d.now()
 	ns := now.UnixNano()
+	escalates := set.escalates(a)
+	if escalates && d.wideActive(a, set, ns) {
+		// Its wider network is detected: nothing to add, and no entry to take.
+		return Detection{}, false
+	}
 	s := d.lock(a)
 	defer s.mu.Unlock()
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, set, ns)
+		e = s.insert(d, a, set, ns)
 	}
 	if b := sig.burstIndex(); b >= 0 && set.bursts[b].depth > 0 {
 		if e.repeat(d.seed, sig, key) || set.bursts[b].absorb(&e.empty[b], ns) {
@@ -276,7 +319,16 @@ func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, b
 	until := now.Add(set.banFor)
 	e.until, e.signal, e.shadow = until.UnixNano(), sig, set.shadow
 	if !set.shadow {
-		d.extendHorizon(e.until)
+		extendHorizon(&d.banHorizon, e.until)
+	}
+	if escalates {
+		if w, ok := d.escalate(a, sig, e.score, e.until, set, ns); ok {
+			// The wider network is the detection to report and share: it holds this client.
+			if !w.Shadow {
+				extendHorizon(&d.banHorizon, w.Until.UnixNano())
+			}
+			return w, true
+		}
 	}
 	return Detection{Addr: a, Score: e.score, Signal: sig, Until: until, Shadow: set.shadow}, true
 }
@@ -299,7 +351,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) time.Time {
 	s := d.lock(a)
 	e := s.m[a]
 	if e == nil {
-		e = s.insert(a, d.settings.Load(), ns)
+		e = s.insert(d, a, d.settings.Load(), ns)
 	}
 	if e.shadow || e.until < u {
 		e.until, e.signal, e.shadow = u, sig, false
@@ -307,7 +359,7 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) time.Time {
 		until = time.Unix(0, e.until)
 	}
 	s.mu.Unlock()
-	d.extendHorizon(u)
+	extendHorizon(&d.banHorizon, u)
 	return until
 }
 
@@ -344,6 +396,12 @@ func (d *Detector) Detections(limit int) []Detection {
 		}
 		return len(out) < limit
 	})
+	d.eachWide(func(k netip.Addr, w *wideEntry) {
+		if w.until > ns && len(out) < limit {
+			out = append(out, Detection{Addr: k, Bits: set.escBits, Signal: w.signal,
+				Until: time.Unix(0, w.until), Shadow: w.shadow || set.shadow})
+		}
+	})
 	return out
 }
 
@@ -357,26 +415,31 @@ func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Det
 	set := d.settings.Load()
 	h := &worstFirst{better: better, ds: make([]Detection, 0, min(k, 1024))}
 	n := 0
+	consider := func(c Detection) {
+		n++
+		switch {
+		case k == 0:
+		case len(h.ds) < k:
+			heap.Push(h, c)
+		case better(c, h.ds[0]):
+			h.ds[0] = c
+			heap.Fix(h, 0)
+		}
+	}
 	d.eachShard(func() { h.ds, n = h.ds[:0], 0 }, func(s *shard) bool {
 		for a, e := range s.m {
-			if e.until <= ns {
-				continue
-			}
-			n++
-			if k == 0 {
-				continue
-			}
-			c := Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
-				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow}
-			switch {
-			case len(h.ds) < k:
-				heap.Push(h, c)
-			case better(c, h.ds[0]):
-				h.ds[0] = c
-				heap.Fix(h, 0)
+			if e.until > ns {
+				consider(Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
+					Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow})
 			}
 		}
 		return true
+	})
+	d.eachWide(func(a netip.Addr, w *wideEntry) {
+		if w.until > ns {
+			consider(Detection{Addr: a, Bits: set.escBits, Signal: w.signal, Until: time.Unix(0, w.until),
+				Shadow: w.shadow || set.shadow})
+		}
 	})
 	sort.Slice(h.ds, func(i, j int) bool { return better(h.ds[i], h.ds[j]) })
 	return h.ds, n
@@ -398,8 +461,9 @@ func (h *worstFirst) Pop() any {
 	return x
 }
 
-// Counts returns the number of tracked clients and of active (not shadow) detections: none
-// in shadow mode.
+// Counts returns the number of tracked clients (bounded by MaxTracked: the wider networks of
+// escalation have their own bound) and of active (not shadow) detections, wider networks
+// included: none in shadow mode.
 func (d *Detector) Counts() (tracked, detected int) {
 	ns := d.now().UnixNano()
 	shadow := d.settings.Load().shadow
@@ -412,13 +476,19 @@ func (d *Detector) Counts() (tracked, detected int) {
 		}
 		return true
 	})
+	d.eachWide(func(_ netip.Addr, w *wideEntry) {
+		if w.until > ns && !w.shadow && !shadow {
+			detected++
+		}
+	})
 	return tracked, detected
 }
 
-func (d *Detector) extendHorizon(u int64) {
+// extendHorizon moves h to u when u is later.
+func extendHorizon(h *atomic.Int64, u int64) {
 	for {
-		cur := d.banHorizon.Load()
-		if u <= cur || d.banHorizon.CompareAndSwap(cur, u) {
+		cur := h.Load()
+		if u <= cur || h.CompareAndSwap(cur, u) {
 			return
 		}
 	}
@@ -426,9 +496,9 @@ func (d *Detector) extendHorizon(u int64) {
 
 // insert adds a fresh entry, evicting the least useful of a sample first when the shard is
 // full. The caller holds s.mu.
-func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64) *entry {
+func (s *shard) insert(d *Detector, a netip.Addr, set *resolvedSettings, now int64) *entry {
 	for len(s.m) >= s.limit {
-		s.evictOne(now, set)
+		s.evictOne(d, now, set)
 	}
 	e := &entry{scored: now}
 	s.m[a] = e
@@ -437,9 +507,9 @@ func (s *shard) insert(a netip.Addr, set *resolvedSettings, now int64) *entry {
 
 // trim sets the shard's share of set's MaxTracked among shards, and evicts until it holds at
 // most that (a reload lowered it). The caller holds s.mu.
-func (s *shard) trim(set *resolvedSettings, now int64, shards int) {
+func (s *shard) trim(d *Detector, set *resolvedSettings, now int64, shards int) {
 	for s.limit = shardLimit(set, shards); len(s.m) > s.limit; {
-		s.evictOne(now, set)
+		s.evictOne(d, now, set)
 	}
 }
 
@@ -449,22 +519,27 @@ func shardLimit(set *resolvedSettings, shards int) int {
 	return max(1, set.maxTracked/shards)
 }
 
-func (s *shard) evictOne(now int64, set *resolvedSettings) {
+// evictOne drops the least useful entry of a sample. The caller holds s.mu.
+func (s *shard) evictOne(d *Detector, now int64, set *resolvedSettings) {
 	var victim netip.Addr
 	var victimActive bool
 	var victimKey float64
+	var victimCrowd int
 	n := 0
 	for a, e := range s.m { // map iteration starts at a random position: a random sample
 		active := e.until > now
 		// Inactive entries go first, lowest current score first (counting what their buckets
-		// hold, the score they are on the way to); among active detections, the one ending
-		// first.
+		// hold, the score they are on the way to); among active detections, those of the most
+		// crowded wider network first (a network holding many detections must not flush the
+		// bans of others: each of its own goes before any of theirs), then the one ending first.
 		key := decayed(e.score, now-e.scored, set.decay) + e.pending(now, set)
+		crowd := 0
 		if active {
-			key = float64(e.until)
+			key, crowd = float64(e.until), d.crowd(a, set, now)
 		}
-		if n == 0 || (victimActive && !active) || (victimActive == active && key < victimKey) {
-			victim, victimActive, victimKey = a, active, key
+		if n == 0 || (victimActive && !active) ||
+			(victimActive == active && (crowd > victimCrowd || crowd == victimCrowd && key < victimKey)) {
+			victim, victimActive, victimKey, victimCrowd = a, active, key, crowd
 		}
 		if n++; n >= evictSample {
 			break

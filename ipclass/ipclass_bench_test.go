@@ -67,3 +67,14 @@ func BenchmarkProbeMatchOrdinary(b *testing.B) {
 		_ = m.Match("/api/v1/users/123")
 	}
 }
+
+// BenchmarkDetectorSignalIPv6: a traversal (a detection) from each /64 of one /48 after
+// another: escalation counts each detection in its /48, then detects the /48.
+func BenchmarkDetectorSignalIPv6(b *testing.B) {
+	d := NewDetector(Settings{})
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, byte(i >> 16), byte(i >> 8), byte(i)})
+		d.Signal(a, SignalTraversal)
+	}
+}

@@ -144,12 +144,28 @@ func (s *SharedBans) Stop() {
 
 // Publish shares a detection; it never blocks.
 func (s *SharedBans) Publish(d Detection) {
-	s.enqueue(banMessage{Op: "ban", IP: d.Addr.String(), UntilMs: d.Until.UnixMilli(), Signal: d.Signal.String()})
+	s.enqueue(banMessage{Op: "ban", IP: d.Key(), UntilMs: d.Until.UnixMilli(), Signal: d.Signal.String()})
 }
 
 // PublishUnban shares an operator's unban; it never blocks.
 func (s *SharedBans) PublishUnban(a netip.Addr) {
 	s.enqueue(banMessage{Op: "unban", IP: a.Unmap().String()})
+}
+
+// PublishUnbanNetwork shares an operator's unban of a wider network (Detector.UnbanNetwork);
+// it never blocks.
+func (s *SharedBans) PublishUnbanNetwork(p netip.Prefix) {
+	s.enqueue(banMessage{Op: "unban", IP: p.Masked().String()})
+}
+
+// ban applies a shared detection: a client's address, or a wider network's prefix
+// (2001:db8:1::/48) as escalations publish them; anything else is ignored.
+func (s *SharedBans) ban(ip string, until time.Time) {
+	if p, err := netip.ParsePrefix(ip); err == nil {
+		s.det.BanNetwork(p, until, SignalShared)
+	} else if a, err := netip.ParseAddr(ip); err == nil {
+		s.det.Ban(a, until, SignalShared)
+	}
 }
 
 // enqueue queues m for publication. Past the bound it drops m, logging once when the queue
@@ -303,15 +319,15 @@ func (s *SharedBans) apply(ctx context.Context, payload string) {
 		_ = s.Reload(ctx) // a failure shows in the subscription or the next reload
 		return
 	}
-	a, err := netip.ParseAddr(m.IP)
-	if err != nil {
-		return
-	}
 	switch m.Op {
 	case "ban":
-		s.det.Ban(a, time.UnixMilli(m.UntilMs), SignalShared)
+		s.ban(m.IP, time.UnixMilli(m.UntilMs))
 	case "unban":
-		s.det.Unban(a)
+		if p, err := netip.ParsePrefix(m.IP); err == nil {
+			s.det.UnbanNetwork(p)
+		} else if a, err := netip.ParseAddr(m.IP); err == nil {
+			s.det.Unban(a)
+		}
 	}
 }
 
@@ -364,9 +380,7 @@ func (s *SharedBans) Reload(ctx context.Context) error {
 	}
 	for _, z := range zs {
 		ip, _ := z.Member.(string)
-		if a, err := netip.ParseAddr(ip); err == nil {
-			s.det.Ban(a, time.UnixMilli(int64(z.Score)), SignalShared)
-		}
+		s.ban(ip, time.UnixMilli(int64(z.Score)))
 	}
 	return nil
 }
@@ -419,7 +433,7 @@ func (s *SharedBans) republish(ctx context.Context) error {
 		if d.Shadow {
 			continue
 		}
-		zs = append(zs, redis.Z{Score: float64(d.Until.UnixMilli()), Member: d.Addr.String()})
+		zs = append(zs, redis.Z{Score: float64(d.Until.UnixMilli()), Member: d.Key()})
 		if len(zs) == republishChunk {
 			if err := flush(); err != nil {
 				return err

@@ -97,6 +97,14 @@ type Settings struct {
 	// detections and bans are its network's, since a host given a /64 can send from any
 	// address in it. 128: each address alone. Default: 64.
 	IPv6Prefix int
+	// IPv6Escalate is how many leading bits of an IPv6 address name the wider network that
+	// is detected as a whole once EscalateCount of its clients are detected while the others'
+	// detections last: everyone in it is then suspicious for BanFor, as one entry. Only a
+	// length under IPv6Prefix escalates. Default: 48.
+	IPv6Escalate int
+	// EscalateCount is how many distinct detected clients of one wider network detect it: 2
+	// to MaxEscalateCount. Default: 8. Negative: no escalation.
+	EscalateCount int
 }
 
 // DefaultScores are the scores of the signals unless configured.
@@ -114,6 +122,10 @@ const (
 	DefaultDecay      = 10 * time.Minute
 	DefaultMaxTracked = 200000
 	DefaultIPv6Prefix = 64
+	// DefaultIPv6Escalate and DefaultEscalateCount: eight detected /64s of one /48 (a site's
+	// allocation, or a hosting provider's block of customers) detect the /48.
+	DefaultIPv6Escalate  = 48
+	DefaultEscalateCount = 8
 
 	// MaxBanFor is the longest detection or ban: 10 years (3650d), "permanent" for any
 	// practical purpose. A detection ends at a Unix time in nanoseconds, an int64 that
@@ -130,6 +142,8 @@ type resolvedSettings struct {
 	maxTracked int
 	shadow     bool
 	ipv6Bits   int
+	escBits    int // 0: no escalation
+	escCount   int
 }
 
 // Tracked is how many clients these settings track: MaxTracked, or DefaultMaxTracked when it
@@ -141,6 +155,17 @@ func (s Settings) resolve() resolvedSettings {
 	r := resolvedSettings{threshold: s.Threshold, banFor: s.BanFor, decay: s.Decay, maxTracked: s.MaxTracked, shadow: s.Shadow, ipv6Bits: s.IPv6Prefix}
 	if r.ipv6Bits <= 0 || r.ipv6Bits > 128 {
 		r.ipv6Bits = DefaultIPv6Prefix
+	}
+	r.escBits, r.escCount = s.IPv6Escalate, s.EscalateCount
+	if r.escBits <= 0 {
+		r.escBits = DefaultIPv6Escalate
+	}
+	if r.escCount == 0 {
+		r.escCount = DefaultEscalateCount
+	}
+	r.escCount = min(max(r.escCount, 2), MaxEscalateCount)
+	if s.EscalateCount < 0 || r.escBits >= r.ipv6Bits {
+		r.escBits, r.escCount = 0, 0
 	}
 	if r.threshold <= 0 {
 		r.threshold = DefaultThreshold

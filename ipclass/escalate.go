@@ -1,0 +1,257 @@
+package ipclass
+
+import (
+	"hash/maphash"
+	"math"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Escalation: once EscalateCount distinct clients (IPv6 networks of IPv6Prefix bits) of one
+// wider IPv6 network (IPv6Escalate bits) are detected within one another's ban, the wider
+// network is detected as a whole, as one entry. A holder of a /48 (65536 /64s) otherwise got
+// a fresh client, with a fresh allowance, per /64, and could fill the table with detections.
+
+const (
+	// wideShards is how many independently locked maps hold the wider networks' entries.
+	wideShards = 64
+	// MaxEscalateCount bounds Settings.EscalateCount: a wider network's entry remembers the
+	// clients it counted, as 16-bit hashes, to count each once (a collision undercounts).
+	MaxEscalateCount = 16
+	// wideShare: the wider networks' entries take at most MaxTracked / wideShare. Eviction
+	// weighs a detection by its wider network's count (crowd), which an evicted entry loses:
+	// the table must hold a network for every /48 of a /32 (65536) under the default
+	// MaxTracked, or a /32's holder gets counts evicted and its detections weigh as a lone
+	// client's again. At about 100 bytes an entry, 10 MiB at most under the default.
+	wideShare = 2
+	// minWideShardTracked is the least a wide shard holds.
+	minWideShardTracked = 32
+)
+
+// wideEntry is a wider network's: the detected clients counted in it, and its own detection.
+type wideEntry struct {
+	until int64 // unix ns: the network is detected until then (0: not)
+	// seen is the latest end of the client detections counted: past it, none is active any
+	// more and the count starts afresh.
+	seen    int64
+	clients [MaxEscalateCount]uint16 // hashes of the clients counted (under the detector's seed)
+	n       uint8                    // how many of clients are set
+	signal  Signal
+	shadow  bool
+}
+
+type wideShard struct {
+	mu sync.Mutex
+	m  map[netip.Addr]*wideEntry
+}
+
+// wideKey is the wider network holding client a, by its first address (the caller checked
+// that escalation is on and a is IPv6).
+func wideKey(a netip.Addr, set *resolvedSettings) netip.Addr {
+	return netip.PrefixFrom(a, set.escBits).Masked().Addr()
+}
+
+func (d *Detector) wideShard(k netip.Addr) *wideShard {
+	b := k.As16()
+	return &d.wide[maphash.Bytes(d.seed, b[:])&(wideShards-1)]
+}
+
+// escalates reports whether escalation applies to client a under set.
+func (set *resolvedSettings) escalates(a netip.Addr) bool {
+	return set.escBits > 0 && a.Is6()
+}
+
+// wideActive reports whether client a lies in a wider network detected at now (not a shadow
+// detection). The caller checked set.escalates(a).
+func (d *Detector) wideActive(a netip.Addr, set *resolvedSettings, now int64) bool {
+	if now >= d.wideHorizon.Load() {
+		return false
+	}
+	k := wideKey(a, set)
+	ws := d.wideShard(k)
+	ws.mu.Lock()
+	w := ws.m[k]
+	active := w != nil && !w.shadow && w.until > now
+	ws.mu.Unlock()
+	return active
+}
+
+// escalate counts the detection of client a (ending at until) in its wider network, and
+// detects the network when it holds EscalateCount detected clients. It returns that detection.
+// The caller holds a's shard lock (shard before wide shard: the one lock order).
+func (d *Detector) escalate(a netip.Addr, sig Signal, score float64, until int64, set *resolvedSettings, now int64) (Detection, bool) {
+	k := wideKey(a, set)
+	ws := d.wideShard(k)
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.m[k]
+	if w == nil {
+		for len(ws.m) >= wideLimit(set) {
+			ws.evictOne(now)
+		}
+		w = new(wideEntry)
+		ws.m[k] = w
+	}
+	if w.seen <= now {
+		w.n = 0 // every detection counted has ended
+	}
+	w.seen = max(w.seen, until)
+	b := a.As16()
+	sum := maphash.Bytes(d.seed, b[:])
+	h := uint16(sum>>48) ^ uint16(sum)
+	counted := false
+	for _, c := range w.clients[:w.n] {
+		counted = counted || c == h
+	}
+	if !counted && int(w.n) < len(w.clients) {
+		w.clients[w.n] = h
+		w.n++
+	}
+	if int(w.n) < set.escCount || (w.until > now && (!w.shadow || set.shadow)) {
+		return Detection{}, false
+	}
+	end := time.Unix(0, now).Add(set.banFor)
+	w.until, w.signal, w.shadow = end.UnixNano(), sig, set.shadow
+	if !set.shadow {
+		extendHorizon(&d.wideHorizon, w.until)
+	}
+	return Detection{Addr: k, Bits: set.escBits, Score: score, Signal: sig, Until: end, Shadow: set.shadow}, true
+}
+
+// crowd is how many detected clients share client a's wider network, as eviction weighs them:
+// 1 for a client alone in it (or IPv4, or escalation off), and the most of all for a client
+// whose wider network is detected (its own detection adds nothing). The caller holds a's shard
+// lock.
+func (d *Detector) crowd(a netip.Addr, set *resolvedSettings, now int64) int {
+	if !set.escalates(a) {
+		return 1
+	}
+	k := wideKey(a, set)
+	ws := d.wideShard(k)
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.m[k]
+	switch {
+	case w == nil || w.seen <= now && w.until <= now:
+		return 1
+	case w.until > now && !w.shadow:
+		return math.MaxInt
+	}
+	return max(1, int(w.n))
+}
+
+// wideLimit is a wide shard's share: MaxTracked / wideShare over the wide shards, at least
+// minWideShardTracked.
+func wideLimit(set *resolvedSettings) int {
+	return max(minWideShardTracked, set.maxTracked/wideShare/wideShards)
+}
+
+// evictOne drops, among a sample, a network that is not detected, with the fewest clients
+// counted (else the detection that ends first). The caller holds ws.mu.
+func (ws *wideShard) evictOne(now int64) {
+	var victim netip.Addr
+	var victimActive bool
+	var victimKey int64
+	n := 0
+	for k, w := range ws.m {
+		active := w.until > now
+		key := int64(w.n)
+		if w.seen <= now {
+			key = 0
+		}
+		if active {
+			key = w.until
+		}
+		if n == 0 || (victimActive && !active) || (victimActive == active && key < victimKey) {
+			victim, victimActive, victimKey = k, active, key
+		}
+		if n++; n >= evictSample {
+			break
+		}
+	}
+	delete(ws.m, victim)
+}
+
+// BanNetwork makes the wider network p (of the settings' IPv6Escalate bits, as escalations
+// name it) suspicious until the given time, at most MaxBanFor from now: a detection another
+// instance escalated, or an operator's ban. It reports false, and does nothing, for a prefix
+// of another length, or with escalation off. It returns the ban's end, as Ban does.
+func (d *Detector) BanNetwork(p netip.Prefix, until time.Time, sig Signal) (time.Time, bool) {
+	set := d.settings.Load()
+	if !set.escalates(p.Addr()) || p.Bits() != set.escBits || p.Addr().Is4In6() {
+		return until, false
+	}
+	now := d.now()
+	if until.Sub(now) > MaxBanFor {
+		until = now.Add(MaxBanFor)
+	}
+	ns, u := now.UnixNano(), until.UnixNano()
+	if u <= ns {
+		return until, true
+	}
+	k := p.Masked().Addr()
+	ws := d.wideShard(k)
+	ws.mu.Lock()
+	w := ws.m[k]
+	if w == nil {
+		for len(ws.m) >= wideLimit(set) {
+			ws.evictOne(ns)
+		}
+		w = new(wideEntry)
+		ws.m[k] = w
+	}
+	if w.shadow || w.until < u {
+		w.until, w.signal, w.shadow = u, sig, false
+	} else {
+		until = time.Unix(0, w.until)
+	}
+	ws.mu.Unlock()
+	extendHorizon(&d.wideHorizon, u)
+	extendHorizon(&d.banHorizon, u) // Suspicious looks nowhere past it
+	return until, true
+}
+
+// UnbanNetwork forgets the wider network p's detection and its count of detected clients. It
+// reports whether p was an active detection.
+func (d *Detector) UnbanNetwork(p netip.Prefix) bool {
+	set := d.settings.Load()
+	if !set.escalates(p.Addr()) || p.Bits() != set.escBits {
+		return false
+	}
+	k := p.Masked().Addr()
+	ws := d.wideShard(k)
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.m[k]
+	if w == nil {
+		return false
+	}
+	delete(ws.m, k)
+	return !w.shadow && w.until > d.now().UnixNano()
+}
+
+// EscalatePrefix is how many leading bits name the wider IPv6 networks that escalation
+// detects as a whole; 0 when escalation is off.
+func (d *Detector) EscalatePrefix() int { return d.settings.Load().escBits }
+
+// eachWide runs f on every wider network's entry, each shard under its lock.
+func (d *Detector) eachWide(f func(k netip.Addr, w *wideEntry)) {
+	for i := range d.wide {
+		ws := &d.wide[i]
+		ws.mu.Lock()
+		for k, w := range ws.m {
+			f(k, w)
+		}
+		ws.mu.Unlock()
+	}
+}
+
+// clearWide forgets every wider network's entry (their length changed).
+func (d *Detector) clearWide() {
+	for i := range d.wide {
+		d.wide[i].mu.Lock()
+		clear(d.wide[i].m)
+		d.wide[i].mu.Unlock()
+	}
+}
