@@ -149,6 +149,8 @@ type adminDetection struct {
 	Score  float64   `json:"score"`
 	Until  time.Time `json:"until"`
 	Shadow bool      `json:"shadow,omitempty"`
+	// Warning: the ban applies, but what it covers deserves a second look (a loopback client).
+	Warning string `json:"warning,omitempty"`
 }
 
 func (a *App) adminSummary(w http.ResponseWriter, r *http.Request) error {
@@ -240,10 +242,19 @@ func (a *App) adminBan(w http.ResponseWriter, r *http.Request) error {
 	if shadow {
 		level = zapcore.InfoLevel // as a detection in shadow mode: nothing is refused yet
 	}
-	a.SecurityEvent(a.eventCtx, nil, level, EventIPReclassified, map[string]any{
+	fields := map[string]any{
 		"ip": client, "to": ipclass.Suspicious.String(), "signal": ipclass.SignalManual.String(),
-		"until": until.UTC().Format(time.RFC3339), "source": "admin_api", "shadow": shadow})
-	return writeAdminJSON(w, http.StatusCreated, adminDetection{IP: client, Signal: ipclass.SignalManual.String(), Until: until.UTC(), Shadow: shadow})
+		"until": until.UTC().Format(time.RFC3339), "source": "admin_api", "shadow": shadow}
+	answer := adminDetection{IP: client, Signal: ipclass.SignalManual.String(), Until: until.UTC(), Shadow: shadow}
+	if isNetwork && network.Contains(netip.IPv6Loopback()) || !isNetwork && ipclass.HoldsLoopback(det.Client(addr), det.IPv6Prefix()) {
+		// Accepted as the detector would detect it (a loopback client can be a local test, or
+		// a local proxy's clients seen without trusted_proxies), but said: it refuses this
+		// host's own health checks and curl, and other instances never get it.
+		answer.Warning = client + " holds a loopback address (127.0.0.0/8, ::1), this host's own: its health checks, your curl and, without trusted_proxies, every client of a local proxy are refused until the ban ends or is deleted; it is not shared with other instances"
+		fields["warning"] = answer.Warning
+	}
+	a.SecurityEvent(a.eventCtx, nil, level, EventIPReclassified, fields)
+	return writeAdminJSON(w, http.StatusCreated, answer)
 }
 
 func (a *App) adminUnban(w http.ResponseWriter, addr netip.Addr) error {

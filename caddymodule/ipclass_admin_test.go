@@ -94,3 +94,34 @@ func TestAdminBanRefusesTheUnspecifiedAddress(t *testing.T) {
 		t.Errorf("ban of a client: %d %s", code, body)
 	}
 }
+
+// TestAdminBanOfLoopbackWarns: 127.0.0.1 and ::1 are this host's own addresses (its health
+// checks, the admin's curl, a local proxy's every client without trusted_proxies). A ban of
+// one, or of ::2 (whose client, ::/64, holds ::1), was answered 201 as any other. It still
+// applies, as a detection of such a client would, but the answer and the event say what it
+// refuses; a ban of any other client carries no warning.
+func TestAdminBanOfLoopbackWarns(t *testing.T) {
+	adminPort := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\thardening\n}\n", adminPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d/hardening/ipclass/", adminPort)
+	for _, ip := range []string{"127.0.0.1", "127.8.9.10", "::1", "::2", "::ffff:127.0.0.1", "128.0.0.1", "0:0:0:1::1"} {
+		code, body := adminDo(t, "POST", admin+"detected", `{"ip": "`+ip+`"}`)
+		var got adminDetection
+		if code != 201 || json.Unmarshal([]byte(body), &got) != nil {
+			t.Fatalf("ban of %s: %d %s", ip, code, body)
+		}
+		loopback := ip != "128.0.0.1" && ip != "0:0:0:1::1"
+		if loopback != strings.Contains(got.Warning, "loopback") {
+			t.Errorf("ban of %s: warning %q (loopback: %v)", ip, got.Warning, loopback)
+		}
+	}
+	warned := 0
+	for _, e := range securityLogs(c, EventIPReclassified) {
+		if strings.Contains(e.Str("warning"), "loopback") {
+			warned++
+		}
+	}
+	if warned != 5 {
+		t.Errorf("%d ip_reclassified events with the warning, want 5", warned)
+	}
+}

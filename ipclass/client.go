@@ -25,3 +25,27 @@ func ClientName(a netip.Addr, ipv6Bits int) string {
 	}
 	return a.String()
 }
+
+// ipv6Loopback is ::1.
+var ipv6Loopback = netip.IPv6Loopback()
+
+// HoldsLoopback reports whether the client ClientAddr names holds a loopback address: an IPv4
+// one in 127.0.0.0/8, or an IPv6 network of ipv6Bits bits holding ::1 (::2 names ::/64 under
+// the default 64). Such a client is this host itself: its health checks, an operator's curl,
+// a local proxy's every client.
+func HoldsLoopback(client netip.Addr, ipv6Bits int) bool {
+	client = client.Unmap()
+	if client.Is4() {
+		return client.IsLoopback()
+	}
+	p, err := client.Prefix(min(ipv6Bits, 128))
+	return err == nil && p.Contains(ipv6Loopback)
+}
+
+// holdsLoopback reports whether what d detected holds a loopback address.
+func (d Detection) holdsLoopback(ipv6Bits int) bool {
+	if d.Bits > 0 {
+		return netip.PrefixFrom(d.Addr, d.Bits).Contains(ipv6Loopback)
+	}
+	return HoldsLoopback(d.Addr, ipv6Bits)
+}

@@ -142,8 +142,12 @@ func (s *SharedBans) Stop() {
 	}
 }
 
-// Publish shares a detection; it never blocks.
+// Publish shares a detection; it never blocks. A loopback client's stays local: 127.0.0.1 is
+// another host on every other instance, whose own health checks it would ban.
 func (s *SharedBans) Publish(d Detection) {
+	if d.holdsLoopback(s.det.IPv6Prefix()) {
+		return
+	}
 	s.enqueue(banMessage{Op: "ban", IP: d.Key(), UntilMs: d.Until.UnixMilli(), Signal: d.Signal.String()})
 }
 
@@ -159,11 +163,12 @@ func (s *SharedBans) PublishUnbanNetwork(p netip.Prefix) {
 }
 
 // ban applies a shared detection: a client's address, or a wider network's prefix
-// (2001:db8:1::/48) as escalations publish them; anything else is ignored.
+// (2001:db8:1::/48) as escalations publish them; anything else is ignored, and so is a
+// loopback client (an older instance published them: another host's own address).
 func (s *SharedBans) ban(ip string, until time.Time) {
-	if p, err := netip.ParsePrefix(ip); err == nil {
+	if p, err := netip.ParsePrefix(ip); err == nil && !p.Contains(ipv6Loopback) {
 		s.det.BanNetwork(p, until, SignalShared)
-	} else if a, err := netip.ParseAddr(ip); err == nil {
+	} else if a, err := netip.ParseAddr(ip); err == nil && !HoldsLoopback(s.det.Client(a), s.det.IPv6Prefix()) {
 		s.det.Ban(a, until, SignalShared)
 	}
 }

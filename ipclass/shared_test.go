@@ -439,3 +439,38 @@ func TestSharedBansFullQueueLogsOnce(t *testing.T) {
 		return false
 	})
 }
+
+// TestSharedBansKeepLoopbackLocal: a detection of 127.0.0.1 (a local test, a local proxy's
+// clients without trusted_proxies) was published, and every other instance banned its own
+// loopback: its health checks and local tooling. Loopback detections stay local, and one an
+// older instance publishes is ignored.
+func TestSharedBansKeepLoopbackLocal(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a, b, sa, _, _ := sharedPair(t, r)
+	time.Sleep(100 * time.Millisecond) // both subscribed
+	loop, other := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("198.51.100.61")
+	for _, ip := range []netip.Addr{loop, netip.MustParseAddr("::2"), other} {
+		d, hit := a.Signal(ip, SignalTraversal)
+		if !hit {
+			t.Fatalf("%s: no detection", ip)
+		}
+		sa.Publish(d)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the other client's detection shared", func() bool { return b.Suspicious(other) })
+	if b.Suspicious(loop) || b.Suspicious(netip.IPv6Loopback()) {
+		t.Error("another instance banned its own loopback")
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.Addr})
+	defer c.Close()
+	members, _ := c.ZRange(context.Background(), "test:{ipclass}:detected", 0, -1).Result()
+	if fmt.Sprint(members) != "[198.51.100.61]" {
+		t.Errorf("shared set %v, want only the other client", members)
+	}
+	// As an older instance publishes it.
+	c.Publish(context.Background(), "test:{ipclass}:events", `{"op":"ban","ip":"127.0.0.1","until_ms":`+strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)+`,"origin":"old"}`)
+	c.Publish(context.Background(), "test:{ipclass}:events", `{"op":"ban","ip":"198.51.100.62","until_ms":`+strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)+`,"origin":"old"}`)
+	testenv.WaitFor(t, 5*time.Second, "the old instance's second ban", func() bool { return b.Suspicious(netip.MustParseAddr("198.51.100.62")) })
+	if b.Suspicious(loop) {
+		t.Error("a loopback ban from an older instance was applied")
+	}
+}

@@ -1,6 +1,9 @@
 package ipclass
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+)
 
 func TestStaticResource(t *testing.T) {
 	for path, want := range map[string]bool{
@@ -35,5 +38,21 @@ func BenchmarkStaticResource(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = StaticResource("/wp-content/uploads/2019/05/IMG_7.JPG")
+	}
+}
+
+func TestHoldsLoopback(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		bits int
+		want bool
+	}{
+		{"127.0.0.1", 64, true}, {"127.255.0.9", 64, true}, {"::ffff:127.0.0.1", 64, true},
+		{"::1", 128, true}, {"::", 64, true}, {"::", 128, false}, {"0:0:0:1::", 64, false},
+		{"128.0.0.1", 64, false}, {"2001:db8::", 64, false},
+	} {
+		if got := HoldsLoopback(netip.MustParseAddr(c.addr), c.bits); got != c.want {
+			t.Errorf("HoldsLoopback(%s, %d) = %v, want %v", c.addr, c.bits, got, c.want)
+		}
 	}
 }
