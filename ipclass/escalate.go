@@ -37,8 +37,12 @@ type wideEntry struct {
 	seen    int64
 	clients [MaxEscalateCount]uint16 // hashes of the clients counted (under the detector's seed)
 	n       uint8                    // how many of clients are set
-	signal  Signal
-	shadow  bool
+	// bits is the network's length: a signal that loaded the settings before a reload changed
+	// IPv6Escalate may add an entry after the reload cleared the table; its key, read with the
+	// new length, would name another network (2001:db8:1::/48 is also 2001:db8:1::/56).
+	bits   uint8
+	signal Signal
+	shadow bool
 }
 
 type wideShard struct {
@@ -72,7 +76,7 @@ func (d *Detector) wideActive(a netip.Addr, set *resolvedSettings, now int64) bo
 	ws := d.wideShard(k)
 	ws.mu.Lock()
 	w := ws.m[k]
-	active := w != nil && !w.shadow && w.until > now
+	active := w != nil && int(w.bits) == set.escBits && !w.shadow && w.until > now
 	ws.mu.Unlock()
 	return active
 }
@@ -86,11 +90,11 @@ func (d *Detector) escalate(a netip.Addr, sig Signal, score float64, until int64
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	w := ws.m[k]
-	if w == nil {
-		for len(ws.m) >= wideLimit(set) {
+	if w == nil || int(w.bits) != set.escBits {
+		for w == nil && len(ws.m) >= wideLimit(set) {
 			ws.evictOne(now)
 		}
-		w = new(wideEntry)
+		w = &wideEntry{bits: uint8(set.escBits)}
 		ws.m[k] = w
 	}
 	if w.seen <= now {
@@ -133,7 +137,7 @@ func (d *Detector) crowd(a netip.Addr, set *resolvedSettings, now int64) int {
 	defer ws.mu.Unlock()
 	w := ws.m[k]
 	switch {
-	case w == nil || w.seen <= now && w.until <= now:
+	case w == nil || int(w.bits) != set.escBits || w.seen <= now && w.until <= now:
 		return 1
 	case w.until > now && !w.shadow:
 		return math.MaxInt
@@ -194,11 +198,11 @@ func (d *Detector) BanNetwork(p netip.Prefix, until time.Time, sig Signal) (time
 	ws := d.wideShard(k)
 	ws.mu.Lock()
 	w := ws.m[k]
-	if w == nil {
-		for len(ws.m) >= wideLimit(set) {
+	if w == nil || int(w.bits) != set.escBits {
+		for w == nil && len(ws.m) >= wideLimit(set) {
 			ws.evictOne(ns)
 		}
-		w = new(wideEntry)
+		w = &wideEntry{bits: uint8(set.escBits)}
 		ws.m[k] = w
 	}
 	if w.shadow || w.until < u {
@@ -235,13 +239,17 @@ func (d *Detector) UnbanNetwork(p netip.Prefix) bool {
 // detects as a whole; 0 when escalation is off.
 func (d *Detector) EscalatePrefix() int { return d.settings.Load().escBits }
 
-// eachWide runs f on every wider network's entry, each shard under its lock.
+// eachWide runs f on every wider network's entry of the current length, each shard under its
+// lock.
 func (d *Detector) eachWide(f func(k netip.Addr, w *wideEntry)) {
+	bits := d.settings.Load().escBits
 	for i := range d.wide {
 		ws := &d.wide[i]
 		ws.mu.Lock()
 		for k, w := range ws.m {
-			f(k, w)
+			if int(w.bits) == bits {
+				f(k, w)
+			}
 		}
 		ws.mu.Unlock()
 	}

@@ -159,3 +159,23 @@ func TestSharedBansCarryEscalations(t *testing.T) {
 	sa.PublishUnbanNetwork(p)
 	testenv.WaitFor(t, 5*time.Second, "the /48's unban seen by the other instance", func() bool { return !b.Suspicious(fresh) })
 }
+
+// TestDetectorEscalationAcrossAReload: a signal that read the settings before a reload changed
+// IPv6Escalate (48 to 56) may escalate after the reload cleared the wider networks; its /48,
+// 2001:db8:1::, read as a /56, made 2001:db8:1::/56 suspicious and was listed as that /56.
+func TestDetectorEscalationAcrossAReload(t *testing.T) {
+	d, _ := testDetector(Settings{Threshold: 20, EscalateCount: 2})
+	old := d.settings.Load()
+	d.SetSettings(Settings{Threshold: 20, EscalateCount: 2, IPv6Escalate: 56})
+	now := d.now().UnixNano()
+	d.Ban(client, d.now().Add(time.Hour), SignalManual) // a detection in effect: Suspicious looks
+	for i := range 2 {
+		d.escalate(sixtyFour(1, i), SignalTraversal, 20, now+int64(time.Hour), old, now)
+	}
+	if d.Suspicious(sixtyFour(1, 0x00ff)) {
+		t.Error("a /48 escalated under the old settings applies as a /56 under the new")
+	}
+	if _, n := d.TopDetections(10, func(a, b Detection) bool { return false }); n != 1 {
+		t.Errorf("%d detections listed, want the one ban", n)
+	}
+}
