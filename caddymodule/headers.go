@@ -258,6 +258,7 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 				Production, Staging)
 		}
 		h.reportFindings(app, at)
+		h.reportUnknownPermissions(app, at)
 	})
 	if h.injectMode == csp.Placeholder {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })

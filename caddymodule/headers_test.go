@@ -928,6 +928,27 @@ func TestLiteralPlaceholderIsAFinding(t *testing.T) {
 	}
 }
 
+// A misspelt feature passes the syntax check (browsers skip the member with a console
+// message only): it is a startup warning naming it, not a refusal (browsers add features).
+func TestUnknownPermissionsFeatureIsAWarning(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		permissions_policy camra=(), geolocation=()
+	}
+	respond "ok"
+}
+`, port))
+	found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.permissions_unknown_feature" })
+	if len(found) != 1 || !strings.Contains(found[0].Str("msg"), "camra") || strings.Contains(found[0].Str("msg"), "geolocation") {
+		t.Fatalf("want one csp.permissions_unknown_feature finding naming camra alone, got %v", found)
+	}
+	if resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); resp.Header.Get("Permissions-Policy") != "camra=(), geolocation=()" {
+		t.Fatalf("Permissions-Policy = %q: the policy is sent as written", resp.Header.Get("Permissions-Policy"))
+	}
+}
+
 func TestInjectWithEncodeBeforeCompressesTheRewrittenPage(t *testing.T) {
 	root := t.TempDir()
 	page := `<!doctype html><script src="/app.js"></script>` + strings.Repeat("<p>compressible</p>", 500)

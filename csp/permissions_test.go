@@ -57,3 +57,17 @@ func TestValidatePermissionsPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownPermissionsFeatures(t *testing.T) {
+	for value, want := range map[string]string{
+		DefaultPermissionsPolicy: "",
+		`camra=(), geolocation=(self "https://a.example,b"), microfone=*`: "camra microfone",
+		`browsing-topics=(), interest-cohort=(), web-share=(self)`:        "",
+		`geolocation=();report-to=x, usb=()`:                              "",
+		`ch-ua-model=("https://cdn.example"), Gyroscope=()`:               "",
+	} {
+		if got := strings.Join(UnknownPermissionsFeatures(value), " "); got != want {
+			t.Errorf("UnknownPermissionsFeatures(%q) = %q, want %q", value, got, want)
+		}
+	}
+}
