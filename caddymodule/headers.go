@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -445,6 +446,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 				return forOption("remove", fmt.Errorf("remove %q: expected a header name such as Server or X-Powered-By (letters, digits, '-'; placeholders are not replaced here)", name))
 			}
 			name = http.CanonicalHeaderKey(name)
+			if slices.Contains(h.remove, name) {
+				return forOption("remove", fmt.Errorf("remove: %s is given twice (header names compare case-insensitively); give each header once", name))
+			}
 			if h.manages(name) {
 				// remove runs last: it would delete our own value, with nothing said. manages,
 				// not this environment's names: one verdict in every environment, and the
@@ -461,6 +465,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.keep = map[string]bool{}
 	for _, name := range h.KeepUpstream {
 		name = http.CanonicalHeaderKey(name)
+		if h.keep[name] {
+			return forOption("keep_upstream", fmt.Errorf("keep_upstream: %s is given twice (header names compare case-insensitively); give each header once", name))
+		}
 		if !h.manages(name) && !(name == "X-Frame-Options" && h.xfoHosts) {
 			return forOption("keep_upstream", fmt.Errorf("keep_upstream %s: this handler does not set that header", name))
 		}

@@ -45,6 +45,9 @@ func TestValidatePermissionsPolicy(t *testing.T) {
 		{`geolocation=("https://a.example/path")`, "ignore what follows"},
 		// The last one wins, silently.
 		{`geolocation=(), geolocation=(self)`, "given twice"},
+		// A repeat in an allowlist changes nothing: a slip, refused as every repeat is.
+		{`geolocation=(self self)`, "self is given twice in the allowlist"},
+		{`geolocation=("https://a.example" "https://A.EXAMPLE")`, `"https://A.EXAMPLE" is given twice`},
 	} {
 		err := ValidatePermissionsPolicy(row.value)
 		switch {
