@@ -500,17 +500,17 @@ func TestReportingEndpointsKeepTheUpstreams(t *testing.T) {
 	}
 }
 
-// TestPlaceholderGivingUpIsLogged: where placeholder mode cannot follow a page (a <font> in
-// SVG needs the whole tree builder), its later tags keep no nonce and the page's later scripts
+// TestPlaceholderGivingUpIsLogged: where placeholder mode cannot follow a page (an
+// <annotation-xml> in MathML is HTML or MathML by its encoding attribute), its later tags keep no nonce and the page's later scripts
 // are blocked; the operator hears of it with a WARN naming the page.
 func TestPlaceholderGivingUpIsLogged(t *testing.T) {
-	page := `<!doctype html><script nonce="` + testPlaceholder + `">a()</script><svg><font></font></svg><script nonce="` + testPlaceholder + `">b()</script>`
+	page := `<!doctype html><script nonce="` + testPlaceholder + `">a()</script><math><annotation-xml></annotation-xml></math><script nonce="` + testPlaceholder + `">b()</script>`
 	up := htmlUpstream(t, page)
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	c, port := placeholderCaddyOf(t, "\treverse_proxy "+up.Listener.Addr().String()+"\n")
 	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/icons", port))
 	nonce := cspNonce(t, resp.Header)
-	want := `<!doctype html><script nonce="` + nonce + `">a()</script><svg><font></font></svg><script >b()</script>`
+	want := `<!doctype html><script nonce="` + nonce + `">a()</script><math><annotation-xml></annotation-xml></math><script >b()</script>`
 	if resp.StatusCode != 200 || body != want {
 		t.Fatalf("status %d, body:\n got  %s\n want %s", resp.StatusCode, body, want)
 	}
