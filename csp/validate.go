@@ -370,8 +370,16 @@ func validReportURL(s string) bool {
 	if strings.ContainsAny(s, " \t;,'\"") {
 		return false
 	}
-	return strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") ||
-		strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")
+	if strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(s, "https://")
+	if !ok {
+		rest, ok = strings.CutPrefix(s, "http://")
+	}
+	// A URL without a host (https://, http:///r) is no URL to a browser: it drops the
+	// report-uri with a console message only.
+	return ok && rest != "" && strings.IndexByte("/:?#", rest[0]) < 0
 }
 
 func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
