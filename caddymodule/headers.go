@@ -260,6 +260,7 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 		}
 		h.reportFindings(app, at)
 		h.reportUnknownPermissions(app, at)
+		h.reportSandboxReportOnly(app, at)
 	})
 	if h.injectMode == csp.Placeholder {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })

@@ -358,3 +358,16 @@ func (h *SecurityHeaders) reportUnknownPermissions(app *App, at string) {
 			Fix:     "check the spelling against the browsers' feature lists (camera, geolocation, microphone, ...); a feature newer than this module's list can stay"})
 	}
 }
+
+// reportSandboxReportOnly warns of a sandbox directive in a report-only policy: browsers
+// ignore it there (Chromium: "The Content Security Policy directive 'sandbox' is ignored when
+// delivered in a report-only policy") and sandbox violations are never reported, so the
+// rollout tells nothing about it and the page is not sandboxed.
+func (h *SecurityHeaders) reportSandboxReportOnly(app *App, at string) {
+	if _, ok := h.built.policy.Get("sandbox"); ok && h.built.reportOnly {
+		_ = app.Report(Finding{Code: "csp.sandbox_report_only", Severity: Warning, Module: "security_headers",
+			Config:  optionPath(at, "csp.sandbox"),
+			Message: "the policy is report-only and has a sandbox directive: browsers ignore sandbox in a report-only policy and report nothing about it, so the page is not sandboxed",
+			Fix:     "enforce the policy (report_only off) to sandbox the page, or send the sandbox in an enforced header of its own: header Content-Security-Policy \"sandbox allow-scripts ...\""})
+	}
+}

@@ -949,6 +949,25 @@ func TestUnknownPermissionsFeatureIsAWarning(t *testing.T) {
 	}
 }
 
+// Browsers ignore sandbox in a report-only policy, and report nothing about it.
+func TestSandboxInReportOnlyIsAWarning(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		report_only
+		csp {
+			sandbox allow-scripts
+		}
+	}
+	respond "ok"
+}
+`, port))
+	if found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.sandbox_report_only" }); len(found) != 1 {
+		t.Fatalf("want one csp.sandbox_report_only finding, got %v", found)
+	}
+}
+
 func TestInjectWithEncodeBeforeCompressesTheRewrittenPage(t *testing.T) {
 	root := t.TempDir()
 	page := `<!doctype html><script src="/app.js"></script>` + strings.Repeat("<p>compressible</p>", 500)
