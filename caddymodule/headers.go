@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -258,6 +259,8 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 				Production, Staging)
 		}
 		h.reportFindings(app, at)
+		h.reportUnknownPermissions(app, at)
+		h.reportSandboxReportOnly(app, at)
 	})
 	if h.injectMode == csp.Placeholder {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })
@@ -444,6 +447,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 				return forOption("remove", fmt.Errorf("remove %q: expected a header name such as Server or X-Powered-By (letters, digits, '-'; placeholders are not replaced here)", name))
 			}
 			name = http.CanonicalHeaderKey(name)
+			if slices.Contains(h.remove, name) {
+				return forOption("remove", fmt.Errorf("remove: %s is given twice (header names compare case-insensitively); give each header once", name))
+			}
 			if h.manages(name) {
 				// remove runs last: it would delete our own value, with nothing said. manages,
 				// not this environment's names: one verdict in every environment, and the
@@ -460,6 +466,9 @@ func (h *SecurityHeaders) build(env Environment, adapting bool) error {
 	h.keep = map[string]bool{}
 	for _, name := range h.KeepUpstream {
 		name = http.CanonicalHeaderKey(name)
+		if h.keep[name] {
+			return forOption("keep_upstream", fmt.Errorf("keep_upstream: %s is given twice (header names compare case-insensitively); give each header once", name))
+		}
 		if !h.manages(name) && !(name == "X-Frame-Options" && h.xfoHosts) {
 			return forOption("keep_upstream", fmt.Errorf("keep_upstream %s: this handler does not set that header", name))
 		}

@@ -343,3 +343,31 @@ func (h *SecurityHeaders) reportFindings(app *App, at string) {
 			"use script-src 'nonce' 'strict-dynamic' (the strict preset) and mark your own scripts with the nonce")
 	}
 }
+
+// reportUnknownPermissions warns of Permissions-Policy features no browser knows (most often a
+// misspelling, `camra=()`): browsers skip such a member with a console message only, and the
+// feature keeps its default. A warning, not a refusal: browsers add features every release.
+func (h *SecurityHeaders) reportUnknownPermissions(app *App, at string) {
+	if h.PermissionsPolicy == "" || h.PermissionsPolicy == off {
+		return
+	}
+	if unknown := csp.UnknownPermissionsFeatures(h.PermissionsPolicy); len(unknown) > 0 {
+		_ = app.Report(Finding{Code: "csp.permissions_unknown_feature", Severity: Warning, Module: "security_headers",
+			Config:  optionPath(at, "permissions_policy"),
+			Message: fmt.Sprintf("permissions_policy names features that Chromium and Firefox do not know: %s; browsers skip them (the feature keeps its default), so a misspelt name leaves the feature on", strings.Join(unknown, ", ")),
+			Fix:     "check the spelling against the browsers' feature lists (camera, geolocation, microphone, ...); a feature newer than this module's list can stay"})
+	}
+}
+
+// reportSandboxReportOnly warns of a sandbox directive in a report-only policy: browsers
+// ignore it there (Chromium: "The Content Security Policy directive 'sandbox' is ignored when
+// delivered in a report-only policy") and sandbox violations are never reported, so the
+// rollout tells nothing about it and the page is not sandboxed.
+func (h *SecurityHeaders) reportSandboxReportOnly(app *App, at string) {
+	if _, ok := h.built.policy.Get("sandbox"); ok && h.built.reportOnly {
+		_ = app.Report(Finding{Code: "csp.sandbox_report_only", Severity: Warning, Module: "security_headers",
+			Config:  optionPath(at, "csp.sandbox"),
+			Message: "the policy is report-only and has a sandbox directive: browsers ignore sandbox in a report-only policy and report nothing about it, so the page is not sandboxed",
+			Fix:     "enforce the policy (report_only off) to sandbox the page, or send the sandbox in an enforced header of its own: header Content-Security-Policy \"sandbox allow-scripts ...\""})
+	}
+}

@@ -500,17 +500,17 @@ func TestReportingEndpointsKeepTheUpstreams(t *testing.T) {
 	}
 }
 
-// TestPlaceholderGivingUpIsLogged: where placeholder mode cannot follow a page (a <font> in
-// SVG needs the whole tree builder), its later tags keep no nonce and the page's later scripts
+// TestPlaceholderGivingUpIsLogged: where placeholder mode cannot follow a page (an
+// <annotation-xml> in MathML is HTML or MathML by its encoding attribute), its later tags keep no nonce and the page's later scripts
 // are blocked; the operator hears of it with a WARN naming the page.
 func TestPlaceholderGivingUpIsLogged(t *testing.T) {
-	page := `<!doctype html><script nonce="` + testPlaceholder + `">a()</script><svg><font></font></svg><script nonce="` + testPlaceholder + `">b()</script>`
+	page := `<!doctype html><script nonce="` + testPlaceholder + `">a()</script><math><annotation-xml></annotation-xml></math><script nonce="` + testPlaceholder + `">b()</script>`
 	up := htmlUpstream(t, page)
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	c, port := placeholderCaddyOf(t, "\treverse_proxy "+up.Listener.Addr().String()+"\n")
 	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/icons", port))
 	nonce := cspNonce(t, resp.Header)
-	want := `<!doctype html><script nonce="` + nonce + `">a()</script><svg><font></font></svg><script >b()</script>`
+	want := `<!doctype html><script nonce="` + nonce + `">a()</script><math><annotation-xml></annotation-xml></math><script >b()</script>`
 	if resp.StatusCode != 200 || body != want {
 		t.Fatalf("status %d, body:\n got  %s\n want %s", resp.StatusCode, body, want)
 	}
@@ -925,6 +925,46 @@ func TestLiteralPlaceholderIsAFinding(t *testing.T) {
 				t.Fatalf("the placeholder appears in the log: %v", e)
 			}
 		}
+	}
+}
+
+// A misspelt feature passes the syntax check (browsers skip the member with a console
+// message only): it is a startup warning naming it, not a refusal (browsers add features).
+func TestUnknownPermissionsFeatureIsAWarning(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		permissions_policy camra=(), geolocation=()
+	}
+	respond "ok"
+}
+`, port))
+	found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.permissions_unknown_feature" })
+	if len(found) != 1 || !strings.Contains(found[0].Str("msg"), "camra") || strings.Contains(found[0].Str("msg"), "geolocation") {
+		t.Fatalf("want one csp.permissions_unknown_feature finding naming camra alone, got %v", found)
+	}
+	if resp, _ := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/", port)); resp.Header.Get("Permissions-Policy") != "camra=(), geolocation=()" {
+		t.Fatalf("Permissions-Policy = %q: the policy is sent as written", resp.Header.Get("Permissions-Policy"))
+	}
+}
+
+// Browsers ignore sandbox in a report-only policy, and report nothing about it.
+func TestSandboxInReportOnlyIsAWarning(t *testing.T) {
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	security_headers {
+		report_only
+		csp {
+			sandbox allow-scripts
+		}
+	}
+	respond "ok"
+}
+`, port))
+	if found := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool { return e.Str("code") == "csp.sandbox_report_only" }); len(found) != 1 {
+		t.Fatalf("want one csp.sandbox_report_only finding, got %v", found)
 	}
 }
 

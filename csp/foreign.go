@@ -15,7 +15,7 @@ package csp
 // and a <table> inside an integration point up to its end tag (see tableTag).
 // Where following it would take the whole tree builder (an end tag that is not the one of the
 // innermost element inside an integration point, or that closes an HTML element around the
-// <svg>; <font> or <annotation-xml> in foreign content; <select>, <template>, <caption>, ...
+// <svg>; <annotation-xml> in foreign content; <select>, <template>, <caption>, ...
 // inside an integration point; <svg>, <math>, <table> or </template> inside such a table;
 // deeper nesting than it follows), it gives up: the rest of the
 // page is poisoned, so every later placeholder becomes as many '-' as it has and no nonce
@@ -72,6 +72,15 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 		t.htmlInIP(name, selfClosing)
 		return true
 	}
+	if !t.endTag && name == "font" && t.fontAttr {
+		// With color, face or size it is HTML's <font> and leaves foreign content, as the
+		// tags below do (WHATWG HTML §13.2.6.5); without, an SVG or MathML element.
+		t.leaveForeign()
+		if t.fN > 0 {
+			t.htmlInIP(name, selfClosing)
+		}
+		return true
+	}
 	if t.endTag {
 		if name == "p" || name == "br" { // they break out of foreign content
 			t.leaveForeign()
@@ -98,7 +107,7 @@ func (t *tokenizer) treeTag(selfClosing bool) bool {
 			t.noteTable(name)
 		}
 		return true
-	case "", "font", "annotation-xml": // too long to follow; depends on attributes
+	case "", "annotation-xml": // too long to follow; depends on its encoding attribute
 		t.poison()
 		return false
 	}

@@ -2,6 +2,7 @@ package csp
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -23,6 +24,10 @@ func ParseReferrerPolicy(v string) (string, error) {
 		canon, err := OneOf("referrer_policy", member, ReferrerPolicyValues)
 		if err != nil {
 			return "", fmt.Errorf("%w, or a comma-separated list of them (the last one a browser knows applies)", err)
+		}
+		if slices.Contains(out, canon) {
+			// Harmless, but a slip: a list is read for its fallbacks, and a repeat is none.
+			return "", fmt.Errorf("referrer_policy %q: %s is given twice; give each member once (the last one a browser knows applies)", v, canon)
 		}
 		out = append(out, canon)
 	}

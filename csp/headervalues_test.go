@@ -12,6 +12,7 @@ func TestParseReferrerPolicy(t *testing.T) {
 		// A fallback list: browsers use the last member they know.
 		{in: "no-referrer, strict-origin-when-cross-origin", want: "no-referrer, strict-origin-when-cross-origin"},
 		{in: "no-referrer,strict-origin-when-cross-origin", want: "no-referrer, strict-origin-when-cross-origin"},
+		{in: "no-referrer, strict-origin, No-Referrer", err: `no-referrer is given twice`},
 		{in: "strict", err: `referrer_policy "strict": expected one of no-referrer,`},
 		{in: "no-referrer, strict-origin-when-crossorigin", err: `referrer_policy "strict-origin-when-crossorigin": expected one of`},
 		{in: "no-referrer strict-origin", err: `referrer_policy "no-referrer strict-origin": expected one of`},

@@ -32,6 +32,9 @@ func FuzzInjector(f *testing.F) {
 		`<p nonce nonce=1 NONCE='2'>`, `</a nonce=1>`, `<!---->`, `<plaintext><script>`,
 		`<math><mtext><table></mtext></math><style><link rel=stylesheet href=//evil x=</style></table></mtext><style></math><link rel="stylesheet" nonce="` + testPH + `">`,
 		`<svg><foreignObject><p><table><td><select><style></table></p></foreignObject><script nonce="` + testPH + `">`,
+		// <font> leaves SVG with color, face or size (split across writes too), not without.
+		`<svg><font id=1 CoLoR=red><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
+		`<svg><font colors=1 fac=2><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" nonce="` + testPH + `">`,
 	} {
 		f.Add(s, uint8(3), false)
 		f.Add(s, uint8(1), true)

@@ -88,6 +88,15 @@ func TestInjectorTags(t *testing.T) {
 		{"empty nonce replaced", `<script nonce=>x</script>`, `<script ` + n + `>x</script>`},
 		{"empty nonce then space", `<style nonce= >`, `<style ` + n + `>`},
 		{"other bare = keeps none", `<script a=>`, `<script a=>`},
+		// A <font> with color, face or size leaves SVG (WHATWG HTML §13.2.6.5): its <style>
+		// is HTML's, raw text, so the <script> in it is text (measured in Chromium 156,
+		// TestBrowserTagsModeNoncesOnlyTags); without them it is SVG's, holding tags.
+		{"<font color> leaves SVG", `<svg><font color=red><style><script>x</script></style>`,
+			`<svg><font color=red><style` + n + `><script>x</script></style>`},
+		{"<font SIZE> split leaves SVG", `<svg><font id=a SIZE=2><style><script>x</script></style>`,
+			`<svg><font id=a SIZE=2><style` + n + `><script>x</script></style>`},
+		{"<font> without them is SVG's", `<svg><font colour=red><style><script>x</script></style>`,
+			`<svg><font colour=red><style` + n + `><script` + n + `>x</script></style>`},
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{0, 1, 2, 5} {
@@ -208,8 +217,14 @@ func TestInjectorForeignContent(t *testing.T) {
 			`<select><math><![CDATA[ > <script src=//evil/x.js a=` + "\n" + `<script nonce="` + strings.Repeat("-", len(testNonce)) + `" src=/app.js></script>`},
 		{"</template> in such a table: gives up", `<template><math><mtext><table></template>` + app,
 			`<template><math><mtext><table></template><link rel="stylesheet" href="/a.css" >`},
-		{"placeholder in text after giving up becomes dashes", `<svg><font color=red></svg><script>var n="` + testPH + `"</script>`,
-			`<svg><font color=red></svg><script>var n="` + strings.Repeat("-", len(testNonce)) + `"</script>`},
+		{"placeholder in text after giving up becomes dashes", `<svg><annotation-xml></svg><script>var n="` + testPH + `"</script>`,
+			`<svg><annotation-xml></svg><script>var n="` + strings.Repeat("-", len(testNonce)) + `"</script>`},
+		{"<font color> leaves SVG, followed", `<svg><font color=red></svg><script>var n="` + testPH + `"</script>`,
+			`<svg><font color=red></svg><script>var n="` + testNonce + `"</script>`},
+		{"<font> without color, face or size is SVG's: its <style> holds tags", `<svg><font><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + app,
+			`<svg><font><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" >`},
+		{"<font face> leaves SVG: its <style> is raw text", `<svg><font face=x><style><a title="</style><link rel=stylesheet href=/b.css nonce="` + testPH + `">`,
+			`<svg><font face=x><style><a title="</style><link rel=stylesheet href=/b.css nonce="` + testNonce + `">`},
 		{"end tag of an element below the svg: gives up", `<div><svg></div><style>` + app,
 			`<div><svg></div><style><link rel="stylesheet" href="/a.css" >`},
 		{"an ESC byte (ISO-2022-JP's escapes): gives up", `<link rel=stylesheet href=//evil a="` + "\x1b$B" + `">` + "\x1b(B" + app,

@@ -104,6 +104,7 @@ func (p *ppParser) allowlist(feature string) error {
 	if !p.eat('(') {
 		return p.member(feature)
 	}
+	members := map[string]bool{} // bounded by the configured value
 	for {
 		for p.eat(' ') {
 		}
@@ -113,8 +114,16 @@ func (p *ppParser) allowlist(feature string) error {
 		if p.done() {
 			return fmt.Errorf("the allowlist has no closing \")\"")
 		}
+		start := p.i
 		if err := p.member(feature); err != nil {
 			return err
+		}
+		// Origins compare as browsers parse them (scheme and host in any case); a repeat
+		// changes nothing and is a slip.
+		if m := strings.ToLower(p.s[start:p.i]); members[m] {
+			return fmt.Errorf("%s is given twice in the allowlist; give each member once", p.s[start:p.i])
+		} else {
+			members[m] = true
 		}
 		if err := p.params(); err != nil {
 			return err

@@ -45,6 +45,9 @@ func TestValidatePermissionsPolicy(t *testing.T) {
 		{`geolocation=("https://a.example/path")`, "ignore what follows"},
 		// The last one wins, silently.
 		{`geolocation=(), geolocation=(self)`, "given twice"},
+		// A repeat in an allowlist changes nothing: a slip, refused as every repeat is.
+		{`geolocation=(self self)`, "self is given twice in the allowlist"},
+		{`geolocation=("https://a.example" "https://A.EXAMPLE")`, `"https://A.EXAMPLE" is given twice`},
 	} {
 		err := ValidatePermissionsPolicy(row.value)
 		switch {
@@ -54,6 +57,20 @@ func TestValidatePermissionsPolicy(t *testing.T) {
 			t.Errorf("%q accepted; want an error with %q", row.value, row.err)
 		case row.err != "" && !strings.Contains(err.Error(), row.err):
 			t.Errorf("%q: error %q does not say %q", row.value, err, row.err)
+		}
+	}
+}
+
+func TestUnknownPermissionsFeatures(t *testing.T) {
+	for value, want := range map[string]string{
+		DefaultPermissionsPolicy: "",
+		`camra=(), geolocation=(self "https://a.example,b"), microfone=*`: "camra microfone",
+		`browsing-topics=(), interest-cohort=(), web-share=(self)`:        "",
+		`geolocation=();report-to=x, usb=()`:                              "",
+		`ch-ua-model=("https://cdn.example"), Gyroscope=()`:               "",
+	} {
+		if got := strings.Join(UnknownPermissionsFeatures(value), " "); got != want {
+			t.Errorf("UnknownPermissionsFeatures(%q) = %q, want %q", value, got, want)
 		}
 	}
 }

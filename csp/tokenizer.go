@@ -57,11 +57,16 @@ const (
 	kLink
 	kRaw // RAWTEXT/RCDATA: its content is text up to its own end tag
 	kPlaintext
+	kFont // in foreign content, HTML's with a color, face or size attribute (see treeTag)
 )
 
 const (
 	candNonce = 1 << iota
 	candRel
+	candColor // color, face, size: the attributes that take a <font> out of foreign content
+	candFace
+	candSize
+	candFont = candColor | candFace | candSize
 )
 
 type attrKind uint8
@@ -89,6 +94,7 @@ type tokenizer struct {
 	suspicious bool // a '<' in an attribute name or value (or the tag name)
 	hasNonce   bool // this tag already carries the response's nonce
 	relOK      bool // <link rel=stylesheet|preload|modulepreload>
+	fontAttr   bool // a <font> with a color, face or size attribute
 	slashHeld  bool // a '/' at the end of the last write, maybe '/>'
 
 	// the current attribute
@@ -160,7 +166,7 @@ func (t *tokenizer) flushTo(i int) {
 }
 
 func (t *tokenizer) beginTag(end bool) {
-	t.endTag, t.nameN, t.kind, t.suspicious, t.hasNonce, t.relOK = end, 0, kOther, false, false, false
+	t.endTag, t.nameN, t.kind, t.suspicious, t.hasNonce, t.relOK, t.fontAttr = end, 0, kOther, false, false, false, false
 	t.st = sTagName
 }
 
@@ -176,6 +182,8 @@ func (t *tokenizer) classify() {
 		t.kind, t.rawName = kStyle, "style"
 	case "link":
 		t.kind = kLink
+	case "font":
+		t.kind = kFont
 	case "plaintext":
 		t.kind = kPlaintext
 	case "textarea":
@@ -198,11 +206,17 @@ func (t *tokenizer) classify() {
 func (t *tokenizer) beginAttr(i int) {
 	t.flushTo(i)
 	t.cand, t.attrN, t.attr = candNonce|candRel, 0, aOther
+	if t.kind == kFont {
+		t.cand |= candFont
+	}
 	t.st = sAttrName
 }
 
 // endAttrName is called at the delimiter that ends an attribute name.
 func (t *tokenizer) endAttrName(i int) {
+	if t.cand&candColor != 0 && t.attrN == 5 || t.cand&(candFace|candSize) != 0 && t.attrN == 4 {
+		t.fontAttr = true
+	}
 	switch {
 	case t.cand&candNonce != 0 && t.attrN == 5:
 		t.heldN = 0 // the name is dropped with the attribute
@@ -485,6 +499,17 @@ func (t *tokenizer) feed(p []byte) {
 					}
 					if t.attrN >= 3 || lc != "rel"[t.attrN] {
 						t.cand &^= candRel
+					}
+					if t.cand&candFont != 0 {
+						if t.attrN >= 5 || lc != "color"[t.attrN] {
+							t.cand &^= candColor
+						}
+						if t.attrN >= 4 || lc != "face"[t.attrN] {
+							t.cand &^= candFace
+						}
+						if t.attrN >= 4 || lc != "size"[t.attrN] {
+							t.cand &^= candSize
+						}
 					}
 				}
 				t.attrN++

@@ -126,6 +126,9 @@ func ValidateDirective(name string, values []string) error {
 			return fmt.Errorf("%s: value %q has %q at byte %d: CSP values are visible ASCII without ; or , (write hosts in punycode)", name, v, v[i:i+1], i)
 		}
 	}
+	if err := repeatedValue(name, kind, values); err != nil {
+		return err
+	}
 	switch kind {
 	case kindSources, kindAncestors:
 		return validateSources(name, kind, values)
@@ -174,6 +177,33 @@ func ValidateDirective(name string, values []string) error {
 	return nil
 }
 
+// repeatedValue refuses a value given twice in one directive, as browsers compare it: keywords
+// ('self', 'SELF'), scheme sources and sandbox flags case-insensitively, nonces, hashes, hosts
+// with paths, URLs and policy names exactly. A repeat is a copy-paste slip at best; the
+// policy says the same without it.
+func repeatedValue(name string, kind directiveKind, values []string) error {
+	fold := func(v string) string {
+		lv := strings.ToLower(v)
+		if kind == kindSandbox || strings.HasSuffix(v, ":") ||
+			strings.HasPrefix(v, "'") && !strings.HasPrefix(lv, "'nonce-") && !strings.HasPrefix(lv, "'sha") {
+			return lv
+		}
+		return v
+	}
+	for i, v := range values {
+		for _, prev := range values[:i] {
+			if fold(prev) == fold(v) {
+				what := "value"
+				if kind == kindSources || kind == kindAncestors {
+					what = "source"
+				}
+				return fmt.Errorf("%s: %s %s is given twice; give each value once", name, what, v)
+			}
+		}
+	}
+	return nil
+}
+
 // notVisibleASCII reports a rune a CSP value may not hold: the grammar's VCHAR minus the
 // separators ";" and ",". A control byte would also reach the response header as is.
 func notVisibleASCII(r rune) bool { return r < 0x21 || r > 0x7e || r == ';' || r == ',' }
@@ -183,13 +213,8 @@ func validateSources(name string, kind directiveKind, values []string) error {
 		return fmt.Errorf("%s needs at least one source ('none' to allow nothing)", name)
 	}
 	hasNonceOrHash, strictDynamic := false, false
-	for i, v := range values {
+	for _, v := range values {
 		lv := strings.ToLower(v)
-		for _, prev := range values[:i] {
-			if prev == v {
-				return fmt.Errorf("%s: source %s is given twice", name, v)
-			}
-		}
 		switch {
 		case lv == "'none'":
 			if len(values) > 1 {
@@ -345,8 +370,16 @@ func validReportURL(s string) bool {
 	if strings.ContainsAny(s, " \t;,'\"") {
 		return false
 	}
-	return strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") ||
-		strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")
+	if strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(s, "https://")
+	if !ok {
+		rest, ok = strings.CutPrefix(s, "http://")
+	}
+	// A URL without a host (https://, http:///r) is no URL to a browser: it drops the
+	// report-uri with a console message only.
+	return ok && rest != "" && strings.IndexByte("/:?#", rest[0]) < 0
 }
 
 func isAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
