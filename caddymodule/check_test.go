@@ -86,6 +86,14 @@ func TestCheckFindings(t *testing.T) {
 		{"csp.placeholder_in_errors",
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\treverse_proxy 127.0.0.1:1\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t\t}\n\t\treverse_proxy 127.0.0.1:1\n\t}")},
+		// tags mode: an error page served in handle_errors gets the policy but not the nonce.
+		{"csp.tags_in_errors",
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\trewrite * /error.html\n\t\tfile_server\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce tags\n\t\t}\n\t\trewrite * /error.html\n\t\tfile_server\n\t}")},
+		// A handle_errors that answers with text serves no page of tags.
+		{"csp.tags_in_errors",
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors 404 {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\thandle_errors {\n\t\trespond err\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\trespond err\n\t}")},
 		// Each handle_errors block needs its own: the 404 block serves a page without one.
 		{"csp.placeholder_in_errors",
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\tfile_server\n"+

@@ -259,7 +259,7 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 		}
 		h.reportFindings(app, at)
 	})
-	if h.injectMode == csp.Placeholder {
+	if h.injectMode != 0 {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })
 	}
 	if h.injectMode == csp.Tags {
