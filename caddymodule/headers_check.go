@@ -97,22 +97,84 @@ func (h *SecurityHeaders) checkBrowseWithoutInject(ctx caddy.Context) {
 // browser blocks the error page's own inline scripts and styles.
 func (h *SecurityHeaders) checkErrorRoutes(ctx caddy.Context) {
 	for name, srv := range httpServers(ctx) {
-		if routeListWith(srv.Routes, h) == nil || srv.Errors == nil {
+		errRoutes := siteErrorRoutes(srv, h)
+		if errRoutes == nil {
 			continue
 		}
 		switch {
-		case h.injectMode == csp.Placeholder && !coversAll(srv.Errors.Routes, h.sameSecret):
+		case h.injectMode == csp.Placeholder && !coversAll(errRoutes, h.sameSecret):
 			_ = h.app.Report(Finding{Code: "csp.placeholder_in_errors", Severity: Warning, Module: "security_headers",
 				Config:  "apps.http.servers." + name + ".errors.routes",
 				Message: "inject_nonce placeholder is not applied to every handle_errors block: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy) reaches the client with the secret placeholder and the upstream's caching headers",
 				Fix:     "repeat the same `security_headers { inject_nonce placeholder ... }` inside each handle_errors block"})
-		case h.injectMode == csp.Tags && servesUncovered(srv.Errors.Routes, injects, servesPages):
+		case h.injectMode == csp.Tags && servesUncovered(errRoutes, injects, servesPages):
 			_ = h.app.Report(Finding{Code: "csp.tags_in_errors", Severity: Warning, Module: "security_headers",
 				Config:  "apps.http.servers." + name + ".errors.routes",
 				Message: "inject_nonce tags is not applied to a handle_errors block that serves pages: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy, templates) gets this handler's policy but no nonce on its tags, and browsers block its own scripts and styles",
 				Fix:     "repeat `security_headers { inject_nonce tags }` inside each handle_errors block that serves pages"})
 		}
 	}
+}
+
+// siteErrorRoutes returns the server's error routes that can run for the site whose routes
+// hold h, nil when none can (or h is not in the server). Sites that share a server (every
+// HTTPS site on :443) each have their handle_errors under the site's host matcher: an error
+// route whose host matchers name only other sites' hosts never runs for h's requests, and its
+// pages are another site's business. Any other error route counts (wildcards and placeholders
+// may match h's hosts, and so may a JSON config's own matchers).
+func siteErrorRoutes(srv *caddyhttp.Server, h caddyhttp.MiddlewareHandler) caddyhttp.RouteList {
+	if srv.Errors == nil {
+		return nil
+	}
+	var hosts []string
+	found := false
+	for _, r := range srv.Routes {
+		if routeListWith(caddyhttp.RouteList{r}, h) != nil {
+			hosts, _ = onlyHosts(r.MatcherSets)
+			found = true
+			break
+		}
+	}
+	if !found {
+		return nil
+	}
+	var routes caddyhttp.RouteList
+	for _, r := range srv.Errors.Routes {
+		if other, ok := onlyHosts(r.MatcherSets); ok && hosts != nil && !hostsMayMeet(hosts, other) {
+			continue
+		}
+		routes = append(routes, r)
+	}
+	return routes
+}
+
+// onlyHosts returns the hosts of matcher sets made of host matchers alone (a Caddyfile site's
+// routes); false for any others, or none.
+func onlyHosts(sets caddyhttp.MatcherSets) ([]string, bool) {
+	var hosts []string
+	for _, set := range sets {
+		for _, m := range set {
+			mh, ok := m.(*caddyhttp.MatchHost)
+			if !ok {
+				return nil, false
+			}
+			hosts = append(hosts, *mh...)
+		}
+	}
+	return hosts, len(hosts) > 0
+}
+
+// hostsMayMeet reports whether a request's host could match both lists: a name in both, or a
+// wildcard or placeholder in either, which this does not try to resolve.
+func hostsMayMeet(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if strings.EqualFold(x, y) || strings.ContainsAny(x+y, "*{") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // coversAll reports whether a handler that covers runs on every path through the routes: one
