@@ -101,6 +101,12 @@ func TestCheckFindings(t *testing.T) {
 		{"csp.tags_in_errors",
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors 404 {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\thandle_errors {\n\t\trespond err\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\trespond err\n\t}")},
+		// A report path that reaches no csp_report (a typo) and no upstream loses every report.
+		{"csp.report_unreceived", checkSite("", "\tsecurity_headers {\n\t\treport_uri /csp-reports\n\t}\n\tcsp_report /csp-report\n\trespond ok"),
+			checkSite("", "\tsecurity_headers {\n\t\treport_uri /csp-report\n\t}\n\tcsp_report /csp-report\n\trespond ok")},
+		// The application collects its reports itself: they reach it.
+		{"csp.report_unreceived", checkSite("", "\tsecurity_headers {\n\t\treport_to /api/csp\n\t}\n\thandle /app/* {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\trespond ok"),
+			checkSite("", "\tsecurity_headers {\n\t\treport_to /api/csp\n\t}\n\thandle_path /api/* {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\trespond ok")},
 		// Sites that share a server (every HTTPS site on :443): another site's handle_errors
 		// never runs for this one's requests.
 		{"csp.tags_in_errors", twoSites("\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\tfile_server\n\t}", "\trespond b"),

@@ -262,6 +262,9 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 	if h.injectMode != 0 {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })
 	}
+	if len(h.ReportURI) > 0 || h.ReportTo != "" {
+		app.OnValidate(func() { h.checkReportsReceived(ctx) })
+	}
 	if h.injectMode == csp.Tags {
 		app.OnValidate(func() { h.checkTagsBehindProxy(ctx) })
 	}
