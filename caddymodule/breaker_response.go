@@ -101,8 +101,14 @@ type statusWatcher struct {
 	status int
 }
 
+// finalStatus reports whether a status written to WriteHeader is the response's own: any but an
+// informational one (103 Early Hints may come first), 101 included (a WebSocket's answer).
+func finalStatus(status int) bool {
+	return status >= 200 || status == http.StatusSwitchingProtocols
+}
+
 func (w *statusWatcher) WriteHeader(status int) {
-	if w.status == 0 && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
+	if w.status == 0 && finalStatus(status) {
 		w.status = status
 	}
 	w.ResponseWriterWrapper.WriteHeader(status)
@@ -193,7 +199,7 @@ func (rec *breakerRecorder) latency() time.Duration {
 }
 
 func (rec *breakerRecorder) WriteHeader(status int) {
-	if !rec.wrote && (status >= 200 || status == http.StatusSwitchingProtocols) { // not 103
+	if !rec.wrote && finalStatus(status) {
 		rec.wrote = true
 		if !rec.reported {
 			judged, later := rec.judge(status)

@@ -35,6 +35,13 @@ func checkSite(global, site string) string {
 		"http://127.0.0.1:9 {\n\tbind 127.0.0.1\n" + site + "\n}\n"
 }
 
+// twoSites is a production configuration with two sites on one server (port 9).
+func twoSites(a, b string) string {
+	return "{\n\tadmin localhost:2999\n\thardening {\n\t\tenvironment production\n\t}\n}\n" +
+		"http://a.localhost:9 {\n\tbind 127.0.0.1\n" + a + "\n}\n" +
+		"http://b.localhost:9 {\n\tbind 127.0.0.1\n" + b + "\n}\n"
+}
+
 func codes(rep CheckReport) map[string]Finding {
 	m := map[string]Finding{}
 	for _, f := range rep.Findings {
@@ -86,6 +93,26 @@ func TestCheckFindings(t *testing.T) {
 		{"csp.placeholder_in_errors",
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\treverse_proxy 127.0.0.1:1\n\t}"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\treverse_proxy 127.0.0.1:1\n\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t\t}\n\t\treverse_proxy 127.0.0.1:1\n\t}")},
+		// tags mode: an error page served in handle_errors gets the policy but not the nonce.
+		{"csp.tags_in_errors",
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\trewrite * /error.html\n\t\tfile_server\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\tsecurity_headers {\n\t\t\tinject_nonce tags\n\t\t}\n\t\trewrite * /error.html\n\t\tfile_server\n\t}")},
+		// A handle_errors that answers with text serves no page of tags.
+		{"csp.tags_in_errors",
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors 404 {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\thandle_errors {\n\t\trespond err\n\t}"),
+			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\trespond err\n\t}")},
+		// A report path that reaches no csp_report (a typo) and no upstream loses every report.
+		{"csp.report_unreceived", checkSite("", "\tsecurity_headers {\n\t\treport_uri /csp-reports\n\t}\n\tcsp_report /csp-report\n\trespond ok"),
+			checkSite("", "\tsecurity_headers {\n\t\treport_uri /csp-report\n\t}\n\tcsp_report /csp-report\n\trespond ok")},
+		// The application collects its reports itself: they reach it.
+		{"csp.report_unreceived", checkSite("", "\tsecurity_headers {\n\t\treport_to /api/csp\n\t}\n\thandle /app/* {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\trespond ok"),
+			checkSite("", "\tsecurity_headers {\n\t\treport_to /api/csp\n\t}\n\thandle_path /api/* {\n\t\treverse_proxy 127.0.0.1:1\n\t}\n\trespond ok")},
+		// Sites that share a server (every HTTPS site on :443): another site's handle_errors
+		// never runs for this one's requests.
+		{"csp.tags_in_errors", twoSites("\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server\n\thandle_errors {\n\t\tfile_server\n\t}", "\trespond b"),
+			twoSites("\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server", "\trespond b\n\thandle_errors {\n\t\tfile_server\n\t}")},
+		{"csp.placeholder_in_errors", twoSites("\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\tfile_server\n\thandle_errors {\n\t\tfile_server\n\t}", "\trespond b"),
+			twoSites("\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\tfile_server", "\trespond b\n\thandle_errors {\n\t\tfile_server\n\t}")},
 		// Each handle_errors block needs its own: the 404 block serves a page without one.
 		{"csp.placeholder_in_errors",
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce placeholder PH-3f9c2a7b1e6d4c08\n\t}\n\tfile_server\n"+

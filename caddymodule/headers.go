@@ -262,8 +262,11 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 		h.reportUnknownPermissions(app, at)
 		h.reportSandboxReportOnly(app, at)
 	})
-	if h.injectMode == csp.Placeholder {
+	if h.injectMode != 0 {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })
+	}
+	if len(h.ReportURI) > 0 || h.ReportTo != "" {
+		app.OnValidate(func() { h.checkReportsReceived(ctx) })
 	}
 	if h.injectMode == csp.Tags {
 		app.OnValidate(func() { h.checkTagsBehindProxy(ctx) })

@@ -87,42 +87,149 @@ func (h *SecurityHeaders) checkBrowseWithoutInject(ctx caddy.Context) {
 	}
 }
 
-// checkErrorRoutes reports a warning when a server runs this placeholder-mode handler in its
-// routes and has an error route (a handle_errors block) without a security_headers of the same
-// placeholder: Caddy runs the error routes after the primary chain returned, outside this
-// handler, so an error page from file_server or reverse_proxy there would reach the client
-// with the secret placeholder in it.
+// checkErrorRoutes reports a warning when a server runs this injecting handler in its routes
+// and has error routes (handle_errors blocks) that it does not reach: Caddy runs the error
+// routes after the primary chain returned, outside this handler, with its own writer. In
+// placeholder mode, an error route without a security_headers of the same placeholder would
+// send an error page from file_server or reverse_proxy with the secret placeholder in it. In
+// tags mode, an error page served there without a security_headers that injects goes out with
+// this handler's policy (set before the error) but without its nonce on the page's tags: the
+// browser blocks the error page's own inline scripts and styles.
 func (h *SecurityHeaders) checkErrorRoutes(ctx caddy.Context) {
 	for name, srv := range httpServers(ctx) {
-		if routeListWith(srv.Routes, h) == nil || srv.Errors == nil || h.coversAll(srv.Errors.Routes) {
+		errRoutes := siteErrorRoutes(srv, h)
+		if errRoutes == nil {
 			continue
 		}
-		_ = h.app.Report(Finding{Code: "csp.placeholder_in_errors", Severity: Warning, Module: "security_headers",
-			Config:  "apps.http.servers." + name + ".errors.routes",
-			Message: "inject_nonce placeholder is not applied to every handle_errors block: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy) reaches the client with the secret placeholder and the upstream's caching headers",
-			Fix:     "repeat the same `security_headers { inject_nonce placeholder ... }` inside each handle_errors block"})
+		switch {
+		case h.injectMode == csp.Placeholder && !coversAll(errRoutes, h.sameSecret):
+			_ = h.app.Report(Finding{Code: "csp.placeholder_in_errors", Severity: Warning, Module: "security_headers",
+				Config:  "apps.http.servers." + name + ".errors.routes",
+				Message: "inject_nonce placeholder is not applied to every handle_errors block: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy) reaches the client with the secret placeholder and the upstream's caching headers",
+				Fix:     "repeat the same `security_headers { inject_nonce placeholder ... }` inside each handle_errors block"})
+		case h.injectMode == csp.Tags && servesUncovered(errRoutes, injects, servesPages):
+			_ = h.app.Report(Finding{Code: "csp.tags_in_errors", Severity: Warning, Module: "security_headers",
+				Config:  "apps.http.servers." + name + ".errors.routes",
+				Message: "inject_nonce tags is not applied to a handle_errors block that serves pages: Caddy runs the error routes outside security_headers, so an error page served there (file_server, reverse_proxy, templates) gets this handler's policy but no nonce on its tags, and browsers block its own scripts and styles",
+				Fix:     "repeat `security_headers { inject_nonce tags }` inside each handle_errors block that serves pages"})
+		}
 	}
 }
 
-// coversAll reports whether a security_headers of h's placeholder runs on every path through
-// the routes: one in a route without matchers covers its whole list; otherwise each route
-// must be covered on its own (a site's handle_errors blocks are routes of one subroute, each
-// matched by its status codes, and each needs its own).
-func (h *SecurityHeaders) coversAll(routes caddyhttp.RouteList) bool {
+// siteErrorRoutes returns the server's error routes that can run for the site whose routes
+// hold h, nil when none can (or h is not in the server). Sites that share a server (every
+// HTTPS site on :443) each have their handle_errors under the site's host matcher: an error
+// route whose host matchers name only other sites' hosts never runs for h's requests, and its
+// pages are another site's business. Any other error route counts (wildcards and placeholders
+// may match h's hosts, and so may a JSON config's own matchers).
+func siteErrorRoutes(srv *caddyhttp.Server, h caddyhttp.MiddlewareHandler) caddyhttp.RouteList {
+	if srv.Errors == nil {
+		return nil
+	}
+	var hosts []string
+	found := false
+	for _, r := range srv.Routes {
+		if routeListWith(caddyhttp.RouteList{r}, h) != nil {
+			hosts, _ = onlyHosts(r.MatcherSets)
+			found = true
+			break
+		}
+	}
+	if !found {
+		return nil
+	}
+	var routes caddyhttp.RouteList
+	for _, r := range srv.Errors.Routes {
+		if other, ok := onlyHosts(r.MatcherSets); ok && hosts != nil && !hostsMayMeet(hosts, other) {
+			continue
+		}
+		routes = append(routes, r)
+	}
+	return routes
+}
+
+// onlyHosts returns the hosts of matcher sets made of host matchers alone (a Caddyfile site's
+// routes); false for any others, or none.
+func onlyHosts(sets caddyhttp.MatcherSets) ([]string, bool) {
+	var hosts []string
+	for _, set := range sets {
+		for _, m := range set {
+			mh, ok := m.(*caddyhttp.MatchHost)
+			if !ok {
+				return nil, false
+			}
+			hosts = append(hosts, *mh...)
+		}
+	}
+	return hosts, len(hosts) > 0
+}
+
+// hostsMayMeet reports whether a request's host could match both lists: a name in both, or a
+// wildcard or placeholder in either, which this does not try to resolve.
+func hostsMayMeet(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if strings.EqualFold(x, y) || strings.ContainsAny(x+y, "*{") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// coversAll reports whether a handler that covers runs on every path through the routes: one
+// in a route without matchers covers its whole list; otherwise each route must be covered on
+// its own (a site's handle_errors blocks are routes of one subroute, each matched by its
+// status codes, and each needs its own).
+func coversAll(routes caddyhttp.RouteList, covers func(caddyhttp.MiddlewareHandler) bool) bool {
 	for _, r := range routes {
-		if len(r.MatcherSets) == 0 && slices.ContainsFunc(r.Handlers, h.sameSecret) {
+		if len(r.MatcherSets) == 0 && slices.ContainsFunc(r.Handlers, covers) {
 			return true
 		}
 	}
 	for _, r := range routes {
 		if !slices.ContainsFunc(r.Handlers, func(hh caddyhttp.MiddlewareHandler) bool {
 			sub, ok := hh.(*caddyhttp.Subroute)
-			return h.sameSecret(hh) || ok && h.coversAll(sub.Routes)
+			return covers(hh) || ok && coversAll(sub.Routes, covers)
 		}) {
 			return false
 		}
 	}
 	return true
+}
+
+// servesUncovered reports whether a handler that serves (at any depth) runs in a route list
+// where no handler that covers runs: a list with one in a route without matchers is covered
+// as coversAll has it, and so is the rest of a route after one.
+func servesUncovered(routes caddyhttp.RouteList, covers, serves func(caddyhttp.MiddlewareHandler) bool) bool {
+	for _, r := range routes {
+		if len(r.MatcherSets) == 0 && slices.ContainsFunc(r.Handlers, covers) {
+			return false
+		}
+	}
+	for _, r := range routes {
+		for _, hh := range r.Handlers {
+			if covers(hh) {
+				break
+			}
+			if sub, ok := hh.(*caddyhttp.Subroute); serves(hh) || ok && servesUncovered(sub.Routes, covers, serves) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// injects reports whether hh is a security_headers that injects its nonce into pages.
+func injects(hh caddyhttp.MiddlewareHandler) bool {
+	o, ok := hh.(*SecurityHeaders)
+	return ok && o.injectMode != 0
+}
+
+// servesPages reports whether hh may answer with an HTML page of tags: a file, an upstream's
+// answer, a template.
+func servesPages(hh caddyhttp.MiddlewareHandler) bool {
+	return isModule("http.handlers.file_server")(hh) || isModule("http.handlers.reverse_proxy")(hh) || isModule("http.handlers.templates")(hh)
 }
 
 // sameSecret reports whether hh is a security_headers in placeholder mode with h's placeholder.
