@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -165,14 +166,22 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	if minGrade != "" && !slices.Contains(grades, minGrade) {
 		return fmt.Errorf("--min-grade %q: expected one of %v", minGrade, grades)
 	}
+	if err := gradeURL("--url", target, "http", "https"); err != nil {
+		return err
+	}
 	if httpURL != "" && !strings.HasPrefix(strings.ToLower(target), "https://") {
 		return errors.New("--http-url goes with an https:// --url (from an http:// --url the redirect itself is followed)")
+	}
+	if httpURL != "" {
+		if err := gradeURL("--http-url", httpURL, "http"); err != nil {
+			return err
+		}
 	}
 	client := &http.Client{Timeout: gradeTimeout}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return err
+			return fmt.Errorf("--ca-file %s: %w", caFile, err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil {
@@ -230,6 +239,24 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			rep.URL, rep.Status, minGrade)
 	}
 	return nil
+}
+
+// gradeURL refuses a URL flag that is not absolute with one of schemes, naming the flag and
+// the value; a bare host (example.com, localhost:8443) gets the URL it likely means.
+func gradeURL(flag, raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err == nil && slices.Contains(schemes, u.Scheme) && u.Host != "" {
+		return nil
+	}
+	msg := fmt.Sprintf("%s %s: the URL must be absolute, %s", flag, raw, strings.Join(schemes, ":// or ")+"://")
+	if !strings.Contains(raw, "://") && raw != "" {
+		hint := schemes[len(schemes)-1] + "://" + raw
+		if !strings.Contains(raw, "/") {
+			hint += "/"
+		}
+		msg += " (" + hint + "?)"
+	}
+	return errors.New(msg)
 }
 
 // withCAHint is err's message, with what to do when it is a certificate signed by an authority

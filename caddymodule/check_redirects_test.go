@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,5 +87,28 @@ func TestCheckGradeRedirectLoop(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "FAIL  -20  redirection                      redirection-loop") ||
 		!strings.Contains(out.String(), "note: "+plain.URL+"/a: the redirects loop: ") {
 		t.Errorf("https:// URL with a looping --http-url: %v\n%s", err, out.String())
+	}
+}
+
+// TestCheckGradeBadFlags: `--url example.com` (no scheme) said `the URL must be absolute,
+// http:// or https://` without the URL, and a missing --ca-file `open x: no such file or
+// directory` without the flag; each now names the flag and its value, and the scheme-less
+// URL gets the https:// it needs.
+func TestCheckGradeBadFlags(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "root.crt")
+	for _, tc := range []struct{ url, ca, want string }{
+		{"example.com", "", "--url example.com: the URL must be absolute, http:// or https:// (https://example.com/?)"},
+		{"ftp://example.com/", "", "--url ftp://example.com/: the URL must be absolute, http:// or https://"},
+		{"https://example.com/", missing, "--ca-file " + missing + ": open " + missing + ": no such file or directory"},
+		{"localhost:8443", "", "--url localhost:8443: the URL must be absolute, http:// or https:// (https://localhost:8443/?)"},
+	} {
+		var out bytes.Buffer
+		if err := runGrade(context.Background(), &out, tc.url, "", tc.ca, "", false); err == nil || err.Error() != tc.want {
+			t.Errorf("--url %s --ca-file %q: %v, want %q", tc.url, tc.ca, err, tc.want)
+		}
+	}
+	err := runGrade(context.Background(), io.Discard, "https://example.com/", "example.com", "", "", false)
+	if want := "--http-url example.com: the URL must be absolute, http:// (http://example.com/?)"; err == nil || err.Error() != want {
+		t.Errorf("--http-url example.com: %v, want %q", err, want)
 	}
 }
