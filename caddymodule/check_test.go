@@ -887,3 +887,28 @@ func TestCheckJSONShape(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCriticalAppRedis: a `check redis` on the hardening app's own Redis marked critical
+// passed the check silently, though the README warns against it: when that Redis fails, /ready
+// fails on every instance at once and the load balancer has no endpoint left, while the
+// modules would have gone on from memory. It is now monitoring.critical_shared_redis at the
+// check's `critical`; the same check without `critical`, or on another Redis, is not.
+func TestCheckCriticalAppRedis(t *testing.T) {
+	global := "\t\tredis redis://127.0.0.1:1/0"
+	site := func(check string) string {
+		return checkSite(global, "\tsecurity_headers\n\thandle_path /mon/* {\n\t\tmonitoring {\n"+check+"\n\t\t}\n\t}")
+	}
+	f, ok := codes(checkCaddyfile(t, site("\t\t\tcheck redis {\n\t\t\t\tcritical\n\t\t\t}")))["monitoring.critical_shared_redis"]
+	if !ok || f.Severity != Warning || !strings.HasSuffix(f.Config, ".checks.0.critical") ||
+		!strings.Contains(f.Message, "every instance") {
+		t.Fatalf("critical check of the app's Redis: %+v", f)
+	}
+	for _, check := range []string{
+		"\t\t\tcheck redis",
+		"\t\t\tcheck redis sessions redis://127.0.0.1:2/0 {\n\t\t\t\tcritical\n\t\t\t}",
+	} {
+		if f, ok := codes(checkCaddyfile(t, site(check)))["monitoring.critical_shared_redis"]; ok {
+			t.Errorf("%q: %+v", check, f)
+		}
+	}
+}
