@@ -69,8 +69,16 @@ type RedirectError struct {
 	Loop  bool     // the last URL of Chain was requested before
 }
 
-// maxShownURL bounds each URL of a RedirectError's message: the server writes them.
+// maxShownURL bounds each URL a message shows from a redirect: the server writes them.
 const maxShownURL = 200
+
+// shownURL is u cut to maxShownURL bytes, with "..." when cut.
+func shownURL(u string) string {
+	if cut := textcut.Cut(u, maxShownURL); len(cut) < len(u) {
+		return cut + "..."
+	}
+	return u
+}
 
 func (e *RedirectError) Error() string {
 	what := fmt.Sprintf("more than %d redirects", maxRedirects)
@@ -79,9 +87,7 @@ func (e *RedirectError) Error() string {
 	}
 	shown := make([]string, len(e.Chain))
 	for i, u := range e.Chain {
-		if shown[i] = textcut.Cut(u, maxShownURL); len(shown[i]) < len(u) {
-			shown[i] += "..."
-		}
+		shown[i] = shownURL(u)
 	}
 	return fmt.Sprintf("%s: %s: %s (a browser stops with ERR_TOO_MANY_REDIRECTS): check the redirect rules of "+
 		"these URLs; a common cause is an app behind a proxy that terminates TLS, which redirects to https:// "+
@@ -91,6 +97,7 @@ func (e *RedirectError) Error() string {
 // redirectError is why the redirect's target where could not be fetched: a *CertError, or
 // err led by where and what it is.
 func redirectError(where string, err error) error {
+	where = shownURL(where)
 	if isCertError(err) {
 		return certError(where, err)
 	}
