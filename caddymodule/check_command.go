@@ -177,20 +177,9 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			return err
 		}
 	}
-	client := &http.Client{Timeout: gradeTimeout}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return fmt.Errorf("--ca-file %s: %w", caFile, err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%s: no PEM certificate", caFile)
-		}
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	client, err := gradeClient(caFile)
+	if err != nil {
+		return err
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -239,6 +228,29 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			rep.URL, rep.Status, minGrade)
 	}
 	return nil
+}
+
+// gradeClient is the client of `check --url`: Go's default transport (the environment's
+// HTTP(S)_PROXY, as for the machine's other clients; never for loopback), TLS 1.2 at least,
+// and the --ca-file root beside the system's.
+func gradeClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file %s: %w", caFile, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return &http.Client{Timeout: gradeTimeout, Transport: tr}, nil
 }
 
 // gradeURL refuses a URL flag that is not absolute with one of schemes, naming the flag and

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -110,5 +111,28 @@ func TestCheckGradeBadFlags(t *testing.T) {
 	err := runGrade(context.Background(), io.Discard, "https://example.com/", "example.com", "", "", false)
 	if want := "--http-url example.com: the URL must be absolute, http:// (http://example.com/?)"; err == nil || err.Error() != want {
 		t.Errorf("--http-url example.com: %v, want %q", err, want)
+	}
+}
+
+// TestCheckGradeClientKeepsTheEnvironmentProxy: `check --url` went through HTTPS_PROXY (Go's
+// default transport) without --ca-file and straight to the site with it (a bare transport),
+// so a CI runner that must use a proxy failed only when it added the CA; both now use the
+// environment's proxy (which Go never applies to loopback) and TLS 1.2 at least.
+func TestCheckGradeClientKeepsTheEnvironmentProxy(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, caFile := range []string{"", ca} {
+		c, err := gradeClient(caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, ok := c.Transport.(*http.Transport)
+		if !ok || tr.Proxy == nil || tr.TLSClientConfig == nil || tr.TLSClientConfig.MinVersion < tls.VersionTLS12 || c.Timeout != gradeTimeout {
+			t.Errorf("--ca-file %q: transport %#v, timeout %v", caFile, c.Transport, c.Timeout)
+		}
 	}
 }
