@@ -184,7 +184,12 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	ctx, cancel := context.WithTimeout(ctx, gradeDeadline)
+	defer cancel()
 	scan, err := (&observatory.Fetcher{Client: client}).Fetch(ctx, target, httpURL)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) { // what was fetched is cut short: no grade
+		return fmt.Errorf("%s: the check did not end within %s (each request may take %s; a chain of slow redirects adds up): check the site's response times", target, gradeDeadline, gradeTimeout)
+	}
 	if err != nil {
 		return errors.New(fetchFailure(err, caFile))
 	}

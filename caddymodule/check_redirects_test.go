@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // redirectingHandler redirects /a to /b and /b back to /a (a loop), /n/<i> to /n/<i+1> (a
@@ -134,5 +135,27 @@ func TestCheckGradeClientKeepsTheEnvironmentProxy(t *testing.T) {
 		if !ok || tr.Proxy == nil || tr.TLSClientConfig == nil || tr.TLSClientConfig.MinVersion < tls.VersionTLS12 || c.Timeout != gradeTimeout {
 			t.Errorf("--ca-file %q: transport %#v, timeout %v", caFile, c.Transport, c.Timeout)
 		}
+	}
+}
+
+// TestCheckGradeWholeRunBounded: each request of `check --url` was bounded (10 s) but not the
+// run: a chain of slow redirects (up to 11 requests, and the https:// side) could hold a CI
+// step for minutes. The run now ends at gradeDeadline with the URL and why.
+func TestCheckGradeWholeRunBounded(t *testing.T) {
+	defer func(d, w time.Duration) { gradeTimeout, gradeDeadline = d, w }(gradeTimeout, gradeDeadline)
+	gradeTimeout, gradeDeadline = 2*time.Second, 400*time.Millisecond
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond) // each answer is in time; together they are not
+		i, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/n/"))
+		if i < 8 {
+			http.Redirect(w, r, fmt.Sprintf("/n/%d", i+1), http.StatusFound)
+		}
+	}))
+	defer slow.Close()
+	start := time.Now()
+	err := runGrade(context.Background(), io.Discard, slow.URL+"/n/0", "", "", "", false)
+	want := slow.URL + "/n/0: the check did not end within 400ms"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || time.Since(start) > time.Second {
+		t.Fatalf("after %v: %v, want an error starting with %q", time.Since(start), err, want)
 	}
 }
