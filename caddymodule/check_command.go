@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -165,28 +166,30 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	if minGrade != "" && !slices.Contains(grades, minGrade) {
 		return fmt.Errorf("--min-grade %q: expected one of %v", minGrade, grades)
 	}
+	if err := gradeURL("--url", target, "http", "https"); err != nil {
+		return err
+	}
 	if httpURL != "" && !strings.HasPrefix(strings.ToLower(target), "https://") {
 		return errors.New("--http-url goes with an https:// --url (from an http:// --url the redirect itself is followed)")
 	}
-	client := &http.Client{Timeout: gradeTimeout}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
+	if httpURL != "" {
+		if err := gradeURL("--http-url", httpURL, "http"); err != nil {
 			return err
 		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("%s: no PEM certificate", caFile)
-		}
-		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	client, err := gradeClient(caFile)
+	if err != nil {
+		return err
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	ctx, cancel := context.WithTimeout(ctx, gradeDeadline)
+	defer cancel()
 	scan, err := (&observatory.Fetcher{Client: client}).Fetch(ctx, target, httpURL)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) { // what was fetched is cut short: no grade
+		return fmt.Errorf("%s: the check did not end within %s (each request may take %s; a chain of slow redirects adds up): check the site's response times", target, gradeDeadline, gradeTimeout)
+	}
 	if err != nil {
 		return errors.New(fetchFailure(err, caFile))
 	}
@@ -230,6 +233,47 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			rep.URL, rep.Status, minGrade)
 	}
 	return nil
+}
+
+// gradeClient is the client of `check --url`: Go's default transport (the environment's
+// HTTP(S)_PROXY, as for the machine's other clients; never for loopback), TLS 1.2 at least,
+// and the --ca-file root beside the system's.
+func gradeClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file %s: %w", caFile, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return &http.Client{Timeout: gradeTimeout, Transport: tr}, nil
+}
+
+// gradeURL refuses a URL flag that is not absolute with one of schemes, naming the flag and
+// the value; a bare host (example.com, localhost:8443) gets the URL it likely means.
+func gradeURL(flag, raw string, schemes ...string) error {
+	u, err := url.Parse(raw)
+	if err == nil && slices.Contains(schemes, u.Scheme) && u.Host != "" {
+		return nil
+	}
+	msg := fmt.Sprintf("%s %s: the URL must be absolute, %s", flag, raw, strings.Join(schemes, ":// or ")+"://")
+	if !strings.Contains(raw, "://") && raw != "" {
+		hint := schemes[len(schemes)-1] + "://" + raw
+		if !strings.Contains(raw, "/") {
+			hint += "/"
+		}
+		msg += " (" + hint + "?)"
+	}
+	return errors.New(msg)
 }
 
 // withCAHint is err's message, with what to do when it is a certificate signed by an authority

@@ -19,6 +19,10 @@ import (
 // gradeTimeout bounds each request of `check --url`.
 var gradeTimeout = 10 * time.Second
 
+// gradeDeadline bounds a whole `check --url`: a chain of redirects is up to 11 requests, each
+// bounded by gradeTimeout, and a CI step must not wait for all of them.
+var gradeDeadline = time.Minute
+
 // fetchFailure is why `check --url` could not fetch the site: for a failure of the network,
 // of DNS or of TLS, what happened and what to do, instead of Go's message (`Get "...":
 // context deadline exceeded (Client.Timeout exceeded while awaiting headers)`); for an

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -874,5 +875,67 @@ func TestCheckGradeNot2xx(t *testing.T) {
 	page := fmt.Sprintf("http://localhost:%d/", port)
 	if err := runGrade(context.Background(), &out, page, "", "", "F", false); err != nil || strings.Contains(out.String(), "note:") {
 		t.Fatalf("200 with --min-grade F: %v\n%s", err, out.String())
+	}
+}
+
+// TestCheckJSONShape: `check --json` left `config` out of a finding that has no place in the
+// JSON config (config.invalid for a file its adapter refuses, or JSON that does not decode),
+// so a consumer reading findings[].config met a missing key; every finding now has the same
+// six keys, `config` null where there is no place.
+func TestCheckJSONShape(t *testing.T) {
+	dir := t.TempDir()
+	bad, good := dir+"/bad.caddyfile", dir+"/good.caddyfile"
+	if err := writeFile(bad, "example.com {\n\tfoo\n}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(good, checkSite("", "\tsecurity_headers {\n\t\thsts max-age=600\n\t}")); err != nil {
+		t.Fatal(err)
+	}
+	for file, wantConfig := range map[string]bool{bad: false, good: true} {
+		cmd := checkCommand()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs([]string{"--config", file, "--json"})
+		_ = cmd.Execute()
+		var rep struct{ Findings []map[string]any }
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Findings) == 0 {
+			t.Fatalf("%s: %v\n%s", file, err, out.String())
+		}
+		for _, f := range rep.Findings {
+			for _, k := range []string{"code", "severity", "module", "config", "message", "fix"} {
+				if _, ok := f[k]; !ok {
+					t.Errorf("%s: finding %v has no %q", file, f["code"], k)
+				}
+			}
+			if at, isString := f["config"].(string); isString != wantConfig || isString && at == "" {
+				t.Errorf("%s: finding %v has config %#v, want a path: %t, else null", file, f["code"], f["config"], wantConfig)
+			}
+		}
+	}
+}
+
+// TestCheckCriticalAppRedis: a `check redis` on the hardening app's own Redis marked critical
+// passed the check silently, though the README warns against it: when that Redis fails, /ready
+// fails on every instance at once and the load balancer has no endpoint left, while the
+// modules would have gone on from memory. It is now monitoring.critical_shared_redis at the
+// check's `critical`; the same check without `critical`, or on another Redis, is not.
+func TestCheckCriticalAppRedis(t *testing.T) {
+	global := "\t\tredis redis://127.0.0.1:1/0"
+	site := func(check string) string {
+		return checkSite(global, "\tsecurity_headers\n\thandle_path /mon/* {\n\t\tmonitoring {\n"+check+"\n\t\t}\n\t}")
+	}
+	f, ok := codes(checkCaddyfile(t, site("\t\t\tcheck redis {\n\t\t\t\tcritical\n\t\t\t}")))["monitoring.critical_shared_redis"]
+	if !ok || f.Severity != Warning || !strings.HasSuffix(f.Config, ".checks.0.critical") ||
+		!strings.Contains(f.Message, "every instance") {
+		t.Fatalf("critical check of the app's Redis: %+v", f)
+	}
+	for _, check := range []string{
+		"\t\t\tcheck redis",
+		"\t\t\tcheck redis sessions redis://127.0.0.1:2/0 {\n\t\t\t\tcritical\n\t\t\t}",
+	} {
+		if f, ok := codes(checkCaddyfile(t, site(check)))["monitoring.critical_shared_redis"]; ok {
+			t.Errorf("%q: %+v", check, f)
+		}
 	}
 }

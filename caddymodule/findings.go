@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -23,12 +24,30 @@ const (
 
 // Finding is one result of configuration validation, contributed by a module at provision.
 type Finding struct {
-	Code     string   `json:"code"`             // stable identifier, e.g. "redis.literal_password"
-	Severity Severity `json:"severity"`         // info, warning or error
-	Module   string   `json:"module"`           // Caddy module ID that found it
-	Config   string   `json:"config,omitempty"` // where in the JSON config, e.g. "apps.hardening.redis.password"
-	Message  string   `json:"message"`          // what is wrong and why it matters
-	Fix      string   `json:"fix"`              // how to fix it
+	Code     string   `json:"code"`     // stable identifier, e.g. "redis.literal_password"
+	Severity Severity `json:"severity"` // info, warning or error
+	Module   string   `json:"module"`   // Caddy module ID that found it
+	Config   string   `json:"config"`   // where in the JSON config, e.g. "apps.hardening.redis.password"; null in JSON when nowhere
+	Message  string   `json:"message"`  // what is wrong and why it matters
+	Fix      string   `json:"fix"`      // how to fix it
+}
+
+// MarshalJSON writes every key of every finding, so that a consumer of `check --json` sees
+// one shape: `config` is null for a finding with no place in the JSON config (a file its
+// adapter refuses, JSON that does not decode).
+func (f Finding) MarshalJSON() ([]byte, error) {
+	var at *string
+	if f.Config != "" {
+		at = &f.Config
+	}
+	return json.Marshal(struct {
+		Code     string   `json:"code"`
+		Severity Severity `json:"severity"`
+		Module   string   `json:"module"`
+		Config   *string  `json:"config"`
+		Message  string   `json:"message"`
+		Fix      string   `json:"fix"`
+	}{f.Code, f.Severity, f.Module, at, f.Message, f.Fix})
 }
 
 func (f Finding) Error() string {

@@ -103,6 +103,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 	}
 	app.OnValidate(func() {
 		m.reportLiteralSecrets(ctx, app)
+		m.reportCriticalAppRedis(ctx, app)
 		m.checkDetailsBehindProxy(ctx)
 		m.checkProbesBehindBlock(ctx)
 	})

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"iter"
 	"net/http"
 	"net/http/httptest"
@@ -41,6 +42,26 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 			Config:  "apps.http.servers." + name + ".trusted_proxies",
 			Message: "monitoring details go to the trusted class, which holds " + holds + ", and this server has no trusted_proxies: behind a proxy or load balancer there, every client appears to come from it and gets the details",
 			Fix:     "declare the proxies in the global options (servers { trusted_proxies static <proxy CIDRs> }) so the real client address is classified, or remove the private range from ip_classes trusted and use api_keys"},
+			Production, Staging)
+	}
+}
+
+// reportCriticalAppRedis warns about a critical `check redis` on the hardening app's own
+// Redis: every instance checks it, so when it fails every /ready fails together and the load
+// balancer has no endpoint left, while the modules would have served on from memory.
+func (m *Monitoring) reportCriticalAppRedis(ctx caddy.Context, app *App) {
+	at := handlerConfigPath(ctx, m)
+	if at != "" {
+		at += "."
+	}
+	for i, c := range m.Checks {
+		if c.Type != checkRedis || c.Redis != "" || !c.Critical {
+			continue
+		}
+		_ = app.Report(Finding{Code: "monitoring.critical_shared_redis", Severity: Warning, Module: "http.handlers.monitoring",
+			Config:  fmt.Sprintf("%schecks.%d.critical", at, i),
+			Message: fmt.Sprintf("check %s is critical on the hardening app's own Redis: when that Redis fails, /ready fails on every instance at once and the load balancer has no endpoint left, while rate limits, detections and breakers would have gone on from memory", c.name()),
+			Fix:     "drop `critical` (the check still shows in /health and in caddy_hardening_dependency_up for alerts); keep `critical` for a dependency without which no instance can serve"},
 			Production, Staging)
 	}
 }

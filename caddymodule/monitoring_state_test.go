@@ -73,7 +73,7 @@ func TestMonitoringReportsRegisteredStatuses(t *testing.T) {
 	}{
 		{"hardening_status_probe ratelimit:store warn", "warn", 200, 200, `"ratelimit:store":[{"componentId":"ratelimit:store","componentType":"component","observedValue":{"state":"open"},"status":"warn","time":"2026-01-01T00:00:00Z","output":"probe says warn"}]`},
 		{"hardening_status_probe breaker:billing fail", "warn", 200, 200, `"breaker:billing":[{"componentId":"breaker:billing"`},
-		{"hardening_status_probe breaker:billing fail critical", "fail", 503, 503, `"notes":["critical component breaker:billing fails"]`},
+		{"hardening_status_probe breaker:billing fail critical", "fail", 503, 503, `"notes":["critical component breaker:billing fails: not ready"]`},
 		{"hardening_status_probe breaker:billing pass critical", "pass", 200, 200, `"status":"pass"`},
 	} {
 		t.Run(tc.probe, func(t *testing.T) {

@@ -326,9 +326,12 @@ api_keys %s`, up.URL, tcpAddr, digest))
 	if a := call(t, "GET", base+"ready", ""); a.code != 200 {
 		t.Fatalf("a non-critical tcp check down must not take readiness: %+v", a)
 	}
+	if a := call(t, "GET", base+"ready", key); a.code != 200 || !strings.Contains(a.body, `"check smtp is down (no success yet): not critical, so ready (health warns)"`) {
+		t.Fatalf("/ready's note on a non-critical check down: %+v", a)
+	}
 	code.Store(500)
 	waitFor(t, "billing down", func() bool { return !byName()["billing"] })
-	if a := call(t, "GET", base+"ready", key); a.code != 503 || !strings.Contains(a.body, "critical check billing is down") {
+	if a := call(t, "GET", base+"ready", key); a.code != 503 || !strings.Contains(a.body, "critical check billing is down: not ready") {
 		t.Fatalf("critical http down: %+v", a)
 	}
 	code.Store(200)

@@ -61,36 +61,68 @@ type Verdict struct {
 
 // Aggregate folds states and reports: fail when a critical one fails, warn when any other is
 // not passing, pass otherwise; ready unless a critical one is down (a critical check that has
-// not succeeded yet counts as down) or draining is true.
+// not succeeded yet counts as down) or draining is true. Each reason says what the item does
+// to readiness, so a /ready that passes with notes does not read as a contradiction.
 func Aggregate(states []State, reports []Report, draining bool) Verdict {
+	const notCritical = ": not critical, so ready (health warns)"
 	v := Verdict{Status: Pass, Ready: !draining}
 	if draining {
-		v.Reasons = append(v.Reasons, "draining: the server is shutting down")
+		v.Reasons = append(v.Reasons, "draining: the server is shutting down: not ready")
 	}
 	for _, s := range states {
+		if s.Up && s.Status == Pass {
+			continue
+		}
+		what := "check " + s.Name + " " + checkCondition(s)
 		switch {
 		case !s.Up && s.Critical:
 			v.Status, v.Ready = Fail, false
-			v.Reasons = append(v.Reasons, fmt.Sprintf("critical check %s is down", s.Name))
-		case !s.Up:
-			v.Status = Worse(v.Status, Warn)
-			v.Reasons = append(v.Reasons, fmt.Sprintf("check %s is down", s.Name))
-		case s.Status != Pass:
-			v.Status = Worse(v.Status, Warn)
-			v.Reasons = append(v.Reasons, fmt.Sprintf("check %s: %s", s.Name, s.Status))
+			v.Reasons = append(v.Reasons, "critical "+what+": not ready")
+			continue
+		case s.Critical && s.ConsecutiveFailures > 0:
+			v.Reasons = append(v.Reasons, "critical "+what+": ready until it is down")
+		case s.Critical:
+			v.Reasons = append(v.Reasons, "critical "+what+": ready (only a down critical check makes it unready)")
+		default:
+			v.Reasons = append(v.Reasons, what+notCritical)
 		}
+		v.Status = Worse(v.Status, Warn)
 	}
 	for _, r := range reports {
+		if r.Status == Pass {
+			continue
+		}
+		what := "component " + r.Component + " warns"
+		if r.Status == Fail {
+			what = "component " + r.Component + " fails"
+		}
 		switch {
 		case r.Status == Fail && r.Critical:
 			v.Status, v.Ready = Fail, false
-			v.Reasons = append(v.Reasons, fmt.Sprintf("critical component %s fails", r.Component))
-		case r.Status != Pass:
-			v.Status = Worse(v.Status, Warn)
-			v.Reasons = append(v.Reasons, fmt.Sprintf("component %s: %s", r.Component, r.Status))
+			v.Reasons = append(v.Reasons, "critical "+what+": not ready")
+			continue
+		case r.Critical:
+			v.Reasons = append(v.Reasons, "critical "+what+": ready (only a failing critical component makes it unready)")
+		default:
+			v.Reasons = append(v.Reasons, what+notCritical)
 		}
+		v.Status = Worse(v.Status, Warn)
 	}
 	return v
+}
+
+// checkCondition is how a check that is not passing stands: down (before its first success,
+// or after failures_before_down failures), failing on its way down, or warning while up.
+func checkCondition(s State) string {
+	switch {
+	case !s.Up && s.LastSuccess.IsZero():
+		return "is down (no success yet)"
+	case !s.Up:
+		return "is down"
+	case s.ConsecutiveFailures > 0:
+		return fmt.Sprintf("is failing (%d of %d before down)", s.ConsecutiveFailures, s.FailuresBeforeDown)
+	}
+	return "warns"
 }
 
 // Checks builds the draft's "checks" object: "<name>:responseTime" per check (in ms) plus

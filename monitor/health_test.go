@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 )
@@ -98,5 +99,60 @@ func TestDetails(t *testing.T) {
 	d := Details([]State{{Name: "b"}, {Name: "a", Observed: []Observation{{Name: "backlog", Value: 3}}, LastSuccess: time.Now()}})
 	if d[0].Name != "a" || d[0].ObservedValues["backlog"] != 3 || d[0].LastSuccess == nil || d[0].LastFailure != nil {
 		t.Fatalf("%+v", d)
+	}
+}
+
+// TestAggregateReasonsSayReadiness: the notes of /ready (and /health) named what was not
+// passing ("check cache is down", "check db: warn") without saying whether it made the
+// instance unready, so a 200 from /ready with "check cache is down" read like a contradiction
+// and a critical check failing its first runs looked the same as a non-critical one. Each note
+// now says what it does to readiness, as the README's critical / non-critical rules say.
+func TestAggregateReasonsSayReadiness(t *testing.T) {
+	ok := time.Now()
+	cases := []struct {
+		state  *State
+		report *Report
+		want   string
+	}{
+		{state: &State{Name: "db", Critical: true, Status: Fail, LastSuccess: ok},
+			want: "critical check db is down: not ready"},
+		{state: &State{Name: "db", Critical: true, Status: Warn},
+			want: "critical check db is down (no success yet): not ready"},
+		{state: &State{Name: "db", Critical: true, Up: true, Status: Warn, ConsecutiveFailures: 1, FailuresBeforeDown: 3, LastSuccess: ok},
+			want: "critical check db is failing (1 of 3 before down): ready until it is down"},
+		{state: &State{Name: "celery", Critical: true, Up: true, Status: Warn, LastSuccess: ok},
+			want: "critical check celery warns: ready (only a down critical check makes it unready)"},
+		{state: &State{Name: "cache", Status: Fail, LastSuccess: ok},
+			want: "check cache is down: not critical, so ready (health warns)"},
+		{state: &State{Name: "cache", Up: true, Status: Warn, ConsecutiveFailures: 2, FailuresBeforeDown: 3, LastSuccess: ok},
+			want: "check cache is failing (2 of 3 before down): not critical, so ready (health warns)"},
+		{report: &Report{Component: "breaker:pay", Critical: true, Status: Fail},
+			want: "critical component breaker:pay fails: not ready"},
+		{report: &Report{Component: "breaker:pay", Critical: true, Status: Warn},
+			want: "critical component breaker:pay warns: ready (only a failing critical component makes it unready)"},
+		{report: &Report{Component: "ratelimit:store", Status: Warn},
+			want: "component ratelimit:store warns: not critical, so ready (health warns)"},
+		{report: &Report{Component: "breaker:x", Status: Fail},
+			want: "component breaker:x fails: not critical, so ready (health warns)"},
+	}
+	for _, c := range cases {
+		var states []State
+		var reports []Report
+		if c.state != nil {
+			states = []State{*c.state}
+		}
+		if c.report != nil {
+			reports = []Report{*c.report}
+		}
+		v := Aggregate(states, reports, false)
+		if len(v.Reasons) != 1 || v.Reasons[0] != c.want {
+			t.Errorf("reasons %q, want [%q]", v.Reasons, c.want)
+		}
+		if strings.HasSuffix(c.want, ": not ready") == v.Ready {
+			t.Errorf("%q with ready=%v", c.want, v.Ready)
+		}
+	}
+	if v := Aggregate(nil, nil, true); len(v.Reasons) != 1 || v.Reasons[0] != "draining: the server is shutting down: not ready" {
+		t.Errorf("draining: %q", v.Reasons)
 	}
 }

@@ -15,9 +15,12 @@ import (
 // closeTimeout bounds the polite goodbye to the server when a connection is dropped.
 const closeTimeout = time.Second
 
-// PostgresChecker keeps one connection and runs SELECT 1 on it; after an error the connection
-// is closed and the next run connects again, so a restarted server, a changed password or
-// exhausted connection slots show on the next run. It never holds more than one connection.
+// PostgresChecker keeps one connection and runs SELECT 1 on it. A kept connection that fails
+// (the server, a pooler or a firewall closed it while idle: idle_session_timeout, PgBouncer's
+// server_idle_timeout, a restart) is replaced in the same run by one new connection, so a
+// closed idle connection is no failed run; a failure on that new connection is. A changed
+// password or exhausted connection slots therefore show on the run that meets them. It never
+// holds more than one connection.
 type PostgresChecker struct {
 	cfg *pgx.ConnConfig
 
@@ -55,10 +58,25 @@ func (p *PostgresChecker) Secrets() []string {
 func (p *PostgresChecker) Check(ctx context.Context) Outcome {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	kept := p.conn != nil && !p.conn.IsClosed()
+	err := p.selectOneLocked(ctx)
+	if err != nil && kept && ctx.Err() == nil {
+		// The kept connection may have been closed while idle: one new connection decides.
+		err = p.selectOneLocked(ctx)
+	}
+	if err != nil {
+		return Failed(err)
+	}
+	return Outcome{Status: Pass}
+}
+
+// selectOneLocked runs SELECT 1 on the kept connection, connecting first when there is none;
+// on an error the connection is closed, so the next attempt connects again.
+func (p *PostgresChecker) selectOneLocked(ctx context.Context) error {
 	if p.conn == nil || p.conn.IsClosed() {
 		conn, err := pgx.ConnectConfig(ctx, p.cfg)
 		if err != nil {
-			return Failed(err)
+			return err
 		}
 		p.conn = conn
 	}
@@ -68,9 +86,9 @@ func (p *PostgresChecker) Check(ctx context.Context) Outcome {
 		if err == nil {
 			err = fmt.Errorf("SELECT 1 returned %d", one)
 		}
-		return Failed(err)
+		return err
 	}
-	return Outcome{Status: Pass}
+	return nil
 }
 
 // Close closes the connection.

@@ -1,6 +1,7 @@
 package observatory
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"sort"
@@ -31,8 +32,9 @@ type Scan struct {
 	// InvalidCert reports that HTTPS answered with an untrusted certificate.
 	InvalidCert bool
 	// RedirectErr is why the https:// URL the http:// chain redirected to could not be
-	// fetched (a *CertError for an untrusted certificate), for the report's reader; nil when
-	// the chain ended on a response.
+	// fetched (a *CertError for an untrusted certificate), or the chain's *RedirectError when
+	// its redirects loop or never end, for the report's reader; nil when the chain ended on a
+	// response.
 	RedirectErr error
 	// Body is the start of Final's body (for SRI), bounded by the fetcher.
 	Body []byte
@@ -170,6 +172,8 @@ func redirectionTest(s *Scan) Result {
 		return result(t, "redirection-not-needed-no-http")
 	case s.HTTPInvalidCert:
 		return result(t, "redirection-invalid-cert")
+	case errors.As(s.RedirectErr, new(*RedirectError)):
+		return result(t, "redirection-loop")
 	case s.RedirectErr != nil: // a browser following the redirect gets an error page
 		return result(t, "redirection-target-unreachable")
 	case len(route) == 1:

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/textcut"
 )
 
 // ScanOrigin is the Origin header a scan sends, as the Observatory does, so a server that
@@ -58,9 +61,43 @@ func certError(where string, err error) error {
 	return &CertError{URL: where, Err: err}
 }
 
+// RedirectError is a chain of redirects that reaches no page: it comes back to a URL it
+// requested before with the same cookies (a loop), or goes on past maxRedirects. A browser
+// stops with ERR_TOO_MANY_REDIRECTS.
+type RedirectError struct {
+	Chain []string // every URL requested, the first one first
+	Loop  bool     // the last URL of Chain was requested before
+}
+
+// maxShownURL bounds each URL a message shows from a redirect: the server writes them.
+const maxShownURL = 200
+
+// shownURL is u cut to maxShownURL bytes, with "..." when cut.
+func shownURL(u string) string {
+	if cut := textcut.Cut(u, maxShownURL); len(cut) < len(u) {
+		return cut + "..."
+	}
+	return u
+}
+
+func (e *RedirectError) Error() string {
+	what := fmt.Sprintf("more than %d redirects", maxRedirects)
+	if e.Loop {
+		what = "the redirects loop"
+	}
+	shown := make([]string, len(e.Chain))
+	for i, u := range e.Chain {
+		shown[i] = shownURL(u)
+	}
+	return fmt.Sprintf("%s: %s: %s (a browser stops with ERR_TOO_MANY_REDIRECTS): check the redirect rules of "+
+		"these URLs; a common cause is an app behind a proxy that terminates TLS, which redirects to https:// "+
+		"every request the proxy sends it over http:// (have it read X-Forwarded-Proto)", shown[0], what, strings.Join(shown, " → "))
+}
+
 // redirectError is why the redirect's target where could not be fetched: a *CertError, or
 // err led by where and what it is.
 func redirectError(where string, err error) error {
+	where = shownURL(where)
 	if isCertError(err) {
 		return certError(where, err)
 	}
@@ -112,6 +149,10 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 		defer early.cancel()
 	}
 	chain, body, cerr := f.follow(ctx, start)
+	var redirects *RedirectError
+	if errors.As(cerr, &redirects) && u.Scheme == "http" {
+		return nil, cerr // the URL asked for leads to no page: grading a redirect would mislead
+	}
 	for _, r := range chain {
 		s.Cookies = append(s.Cookies, r.Header.Values("Set-Cookie")...)
 	}
@@ -120,6 +161,9 @@ func (f *Fetcher) Fetch(ctx context.Context, target, httpURL string) (*Scan, err
 	if n := len(chain); cerr != nil && n > 1 && chain[n-1].Status == 0 && chain[n-1].URL.Scheme == "https" {
 		// A redirect to https:// that leads nowhere is no redirect to HTTPS for a visitor.
 		s.RedirectErr = redirectError(chain[n-1].URL.String(), cerr)
+	}
+	if redirects != nil { // the http:// side of an https:// URL: its redirection test fails
+		s.RedirectErr = cerr
 	}
 	if len(chain) > 0 && chain[len(chain)-1].URL.Scheme == "https" && cerr == nil {
 		last := chain[len(chain)-1]
@@ -215,13 +259,22 @@ func (f *Fetcher) follow(ctx context.Context, rawURL string) ([]Response, []byte
 		client = *f.Client
 	}
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	// Cookies are kept as a browser keeps them: a redirect that sets one and comes back to
+	// the same URL is no loop when that URL answers otherwise with the cookie.
+	client.Jar, _ = cookiejar.New(nil)
 	var chain []Response
+	seen := map[string]bool{} // URL and cookies of each request, at most maxRedirects+1
 	next := rawURL
 	for i := 0; i <= maxRedirects; i++ {
 		u, err := url.Parse(next)
 		if err != nil {
 			return chain, nil, err
 		}
+		key := u.String() + "\n" + fmt.Sprint(client.Jar.Cookies(u))
+		if seen[key] {
+			return chain, nil, &RedirectError{Chain: append(chainURLs(chain), u.String()), Loop: true}
+		}
+		seen[key] = true
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {
 			return chain, nil, err
@@ -248,7 +301,15 @@ func (f *Fetcher) follow(ctx context.Context, rawURL string) ([]Response, []byte
 		}
 		next = ref.String()
 	}
-	return chain, nil, errors.New("more than 10 redirects")
+	return chain, nil, &RedirectError{Chain: append(chainURLs(chain), next)}
+}
+
+func chainURLs(chain []Response) []string {
+	urls := make([]string, len(chain))
+	for i, r := range chain {
+		urls[i] = r.URL.String()
+	}
+	return urls
 }
 
 func isCertError(err error) bool {

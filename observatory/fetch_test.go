@@ -2,8 +2,11 @@ package observatory
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,5 +58,29 @@ func TestFetchSilentHostWaitsOneTimeout(t *testing.T) {
 	}
 	if took > timeout+FallbackAfter+600*time.Millisecond {
 		t.Fatalf("the fetch took %v: more than one timeout (%v) and the head start (%v)", took, timeout, FallbackAfter)
+	}
+}
+
+// TestFetchRedirectTargetShownBounded: the note on a redirect whose https:// target cannot be
+// fetched quoted the target whole, as long as the server's Location header (up to net/http's
+// 1 MB of headers); it is cut at 200 bytes.
+func TestFetchRedirectTargetShownBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // taken then closed: refuses connections
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	long := "https://" + closed + "/" + strings.Repeat("a", 5000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, long, http.StatusMovedPermanently)
+	}))
+	defer srv.Close()
+	s, err := (&Fetcher{}).Fetch(context.Background(), srv.URL+"/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RedirectErr == nil || len(s.RedirectErr.Error()) > 600 || !strings.Contains(s.RedirectErr.Error(), "aaa... (the redirect's target)") {
+		t.Fatalf("note of %d bytes: %.300v", len(fmt.Sprint(s.RedirectErr)), s.RedirectErr)
 	}
 }

@@ -80,6 +80,8 @@ var scoreTable = map[string]rule{
 	// Not in the Observatory's table: ours, for a redirect whose https:// target cannot be
 	// fetched, with the penalty of a missing redirect (what a visitor gets).
 	"redirection-target-unreachable": {-20, "make the https:// URL the redirect leads to answer (is the HTTPS port open and reachable?)"},
+	// Ours too: redirects that loop or never end (the note gives the chain).
+	"redirection-loop": {-20, "make the http:// URL redirect to an https:// page (the note gives the chain)"},
 	// Referrer-Policy
 	"referrer-policy-private":         {5, ""},
 	"referrer-policy-not-implemented": {0, "send Referrer-Policy: strict-origin-when-cross-origin (the security_headers default)"},
