@@ -218,7 +218,7 @@ func (s *SharedBans) publish(ctx context.Context, m banMessage) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if m.Op == "ban" {
 			p.ZAdd(ctx, s.key, redis.Z{Score: float64(m.UntilMs), Member: m.IP})
 			p.ZRemRangeByScore(ctx, s.key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
@@ -230,7 +230,7 @@ func (s *SharedBans) publish(ctx context.Context, m banMessage) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return refusedInTransaction(cmds, err)
 	}
 	return s.client.Publish(ctx, s.channel, payload).Err()
 }
@@ -434,4 +434,20 @@ func (s *SharedBans) republish(ctx context.Context) error {
 	}
 	payload, _ := json.Marshal(banMessage{Op: "reload", Origin: s.origin})
 	return s.client.Publish(ctx, s.channel, payload).Err()
+}
+
+// refusedInTransaction is why a transaction failed: when Redis refused a command as it was
+// queued (OOM at maxmemory with noeviction, an ACL's NOPERM on a key), EXEC only answers
+// EXECABORT ("Transaction discarded because of previous errors"), which names no cause; the
+// refused command's own error does.
+func refusedInTransaction(cmds []redis.Cmder, err error) error {
+	if !redis.HasErrorPrefix(err, "EXECABORT") {
+		return err
+	}
+	for _, cmd := range cmds {
+		if cerr := cmd.Err(); cerr != nil && !redis.HasErrorPrefix(cerr, "EXECABORT") {
+			return cerr
+		}
+	}
+	return err
 }

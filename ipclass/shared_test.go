@@ -439,3 +439,36 @@ func TestSharedBansFullQueueLogsOnce(t *testing.T) {
 		return false
 	})
 }
+
+// TestSharedBansNameWhyRedisRefusedTheSet: a Redis full at maxmemory with noeviction refuses
+// the set's ZADD as it is queued, and EXEC then answers only EXECABORT ("Transaction
+// discarded because of previous errors"). The WARN line and Failure named that, not the
+// cause; they name the OOM now, once, and the next publication after Redis has room again
+// reports it back.
+func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a, sa, logs := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	before := netip.MustParseAddr("198.51.100.59")
+	detectAndShare(t, a, sa, before) // and A has subscribed: its first reading is done
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.60"))
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.61"))
+	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
+	logs.waitFor(t, 1, 0)
+	time.Sleep(100 * time.Millisecond) // the second publication fails too: still one line
+	if w, _ := logs.counts(); w != 1 || !strings.Contains(logs.warns[0], "OOM") || !strings.Contains(fmt.Sprint(sa.Failure()), "OOM") {
+		t.Fatalf("WARN lines %q, Failure %v; want one line naming the OOM", logs.warns, sa.Failure())
+	}
+	if _, err := r.Do("CONFIG", "SET", "maxmemory", "0"); err != nil {
+		t.Fatal(err)
+	}
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.62"))
+	testenv.WaitFor(t, 5*time.Second, "the publication to work again", func() bool { return !sa.Failing() })
+	logs.waitFor(t, 1, 1)
+}
