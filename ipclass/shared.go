@@ -381,24 +381,36 @@ const republishChunk = 1000
 func (s *SharedBans) checkEpoch(ctx context.Context) error {
 	s.epochMu.Lock()
 	defer s.epochMu.Unlock()
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	var made *redis.BoolCmd
-	var cur *redis.StringCmd
-	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		made = p.SetNX(ctx, s.epoch, hex.EncodeToString(id[:]), 0)
-		cur = p.Get(ctx, s.epoch)
-		return nil
-	}); err != nil {
+	// Read first, and write only a missing marker: Redis full at maxmemory (noeviction)
+	// refuses SETNX even when the key exists, and an unconditional one made every reading,
+	// and so every subscription, fail while reads and pub/sub still worked.
+	epoch, err := s.client.Get(ctx, s.epoch).Result()
+	made := false
+	switch {
+	case errors.Is(err, redis.Nil):
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		var setNX *redis.BoolCmd
+		var cur *redis.StringCmd
+		cmds, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			setNX = p.SetNX(ctx, s.epoch, hex.EncodeToString(id[:]), 0)
+			cur = p.Get(ctx, s.epoch)
+			return nil
+		})
+		if err != nil {
+			return refusedInTransaction(cmds, err)
+		}
+		made, epoch = setNX.Val(), cur.Val()
+	case err != nil:
 		return err
 	}
-	lost := made.Val() || (s.seenEpoch != "" && cur.Val() != s.seenEpoch)
+	lost := made || (s.seenEpoch != "" && epoch != s.seenEpoch)
 	if lost {
 		if err := s.republish(ctx); err != nil {
 			return err // seenEpoch unchanged: the next reload tries again
 		}
 	}
-	s.seenEpoch = cur.Val()
+	s.seenEpoch = epoch
 	return nil
 }
 

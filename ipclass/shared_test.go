@@ -472,3 +472,32 @@ func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "the publication to work again", func() bool { return !sa.Failing() })
 	logs.waitFor(t, 1, 1)
 }
+
+// TestSharedBansInstanceStartedOnAFullRedisReceives: an instance that starts (or subscribes
+// again) while Redis is full at maxmemory with noeviction can still read the set and receive
+// other instances' detections: Redis refuses writes, not reads or pub/sub. Its first reading
+// wrote the set's marker unconditionally (SETNX, which Redis refuses when full even when the
+// key exists), so the reading failed, the subscription was dropped and tried again every
+// second, and the instance received nothing until Redis had room again.
+func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
+	fastSubscriberPing(t)
+	r := testenv.StartRedis(t)
+	a, sa, _ := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	before := netip.MustParseAddr("198.51.100.63")
+	detectAndShare(t, a, sa, before)
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late, sl, logs := sharedNode(t, r.Addr)
+	testenv.WaitFor(t, 5*time.Second, "the late instance to read the set", func() bool { return late.Suspicious(before) })
+	time.Sleep(5 * resubscribeEvery)
+	if sl.Failing() {
+		t.Fatalf("the late instance reports a failure of a Redis that serves reads and pub/sub: %v %q", sl.Failure(), logs.warns)
+	}
+	// B publishes nothing here: a message from A's publication fails with the set's write, so
+	// the late instance is checked on the reading only.
+}
