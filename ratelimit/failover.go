@@ -212,6 +212,14 @@ func NewFailoverStore(primary Store, fallback Store, opts FailoverOptions) *Fail
 	return s
 }
 
+// LastFailure is the primary's latest error, nil before any: while Mode is ModeFallback, why.
+func (s *FailoverStore) LastFailure() error {
+	if last := s.lastFailure.Load(); last != nil {
+		return *last
+	}
+	return nil
+}
+
 // Mode reports where decisions go: ModeFallback while any breaker is open or half-open.
 func (s *FailoverStore) Mode() Mode {
 	if s.openBreakers.Load() > 0 {
