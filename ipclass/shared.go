@@ -43,10 +43,12 @@ type SharedBans struct {
 	key     string // sorted set of active detections
 	epoch   string // marker of the set's life: a new value means Redis lost it
 	channel string
-	det     *Detector
-	maxBans int
-	origin  string
-	logf    func(msg string, err error)
+	// writeCheck is the key checkWrite writes while only publications fail.
+	writeCheck string
+	det        *Detector
+	maxBans    int
+	origin     string
+	logf       func(msg string, err error)
 
 	queue chan banMessage
 	// dropped counts the publications the full queue refused since it last took one.
@@ -108,11 +110,12 @@ func NewSharedBans(client redis.UniversalClient, keyPrefix string, det *Detector
 	_, _ = rand.Read(id[:])
 	return &SharedBans{
 		client: client, det: det, maxBans: maxBans, logf: logf,
-		key:     keyPrefix + "{ipclass}:detected",
-		epoch:   keyPrefix + "{ipclass}:epoch",
-		channel: keyPrefix + "{ipclass}:events",
-		origin:  hex.EncodeToString(id[:]),
-		queue:   make(chan banMessage, queueSize),
+		key:        keyPrefix + "{ipclass}:detected",
+		writeCheck: keyPrefix + "{ipclass}:write-check",
+		epoch:      keyPrefix + "{ipclass}:epoch",
+		channel:    keyPrefix + "{ipclass}:events",
+		origin:     hex.EncodeToString(id[:]),
+		queue:      make(chan banMessage, queueSize),
 	}
 }
 
@@ -172,18 +175,43 @@ func (s *SharedBans) enqueue(m banMessage) {
 
 func (s *SharedBans) publishLoop(ctx context.Context) {
 	defer s.wg.Done()
+	check := time.NewTicker(resubscribeEvery)
+	defer check.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-s.queue:
-			err := s.publish(ctx, m)
-			if ctx.Err() != nil {
-				return // stopped while it waited: not a Redis failure
+			err = s.publish(ctx, m)
+		case <-check.C:
+			if !s.onlyPublishingDown() {
+				continue
 			}
-			s.report(sidePublish, err)
+			err = s.checkWrite(ctx)
 		}
+		if ctx.Err() != nil {
+			return // stopped while it waited: not a Redis failure
+		}
+		s.report(sidePublish, err)
 	}
+}
+
+// onlyPublishingDown reports a failed publication while the subscription works: Redis answers
+// but refused the write (full at maxmemory, an ACL without the keys). Nothing else finds that
+// it takes writes again (the subscription, never broken, does not start again), so
+// checkWrite does, until it does.
+func (s *SharedBans) onlyPublishingDown() bool {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	return s.down[sidePublish] && !s.down[sideSubscribe]
+}
+
+// checkWrite writes a key of its own that lives a second: a write such a Redis refuses.
+func (s *SharedBans) checkWrite(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	return s.client.Set(ctx, s.writeCheck, s.origin, time.Second).Err()
 }
 
 // report records whether one side works, and logs once when sharing starts failing and once

@@ -501,3 +501,34 @@ func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
 	// B publishes nothing here: a message from A's publication fails with the set's write, so
 	// the late instance is checked on the reading only.
 }
+
+// TestSharedBansReportAFullRedisBackWithoutAPublication: Redis full at maxmemory refused a
+// publication, and its subscriptions never broke, so nothing but the next publication could
+// find that Redis had room again: ipclass:detection stayed warn (for hours on a quiet site)
+// after the operator fixed maxmemory. A failed publication side now checks that Redis takes a
+// write again, each resubscribe interval.
+func TestSharedBansReportAFullRedisBackWithoutAPublication(t *testing.T) {
+	fastSubscriberPing(t)
+	r := testenv.StartRedis(t)
+	a, sa, logs := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	before := netip.MustParseAddr("198.51.100.64")
+	detectAndShare(t, a, sa, before)
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.65"))
+	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
+	time.Sleep(5 * resubscribeEvery) // checks that still fail: still one WARN line
+	if w, i := logs.counts(); w != 1 || i != 0 || !sa.Failing() {
+		t.Fatalf("while Redis is full: failing %v, %d WARN and %d INFO lines; want failing, 1 and 0", sa.Failing(), w, i)
+	}
+	if _, err := r.Do("CONFIG", "SET", "maxmemory", "0"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 5*time.Second, "sharing reported working again, with no publication", func() bool { return !sa.Failing() })
+	logs.waitFor(t, 1, 1)
+}
