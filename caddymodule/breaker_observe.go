@@ -273,7 +273,7 @@ func (e *breakerEntry) status(name string, critical bool) StatusReport {
 		if !ok && rep.Status == HealthPass {
 			rep.Status = HealthWarn
 			rep.Output = "shared state unreachable (Redis): deciding locally"
-			if h := e.owner.Load(); h != nil && refusedCredentials(errors.New(lastErr)) {
+			if h := e.owner.Load(); h != nil && (refusedCredentials(errors.New(lastErr)) || redisFull(errors.New(lastErr))) {
 				rep.Output = h.app.sharingFailure(errors.New(lastErr), "deciding locally, not with the other instances", false)
 			}
 		}

@@ -301,6 +301,9 @@ func (a *App) detectionStatus() StatusReport {
 // or channels the module uses, a wrong password) is a configuration to fix, not an outage to
 // wait out. channels: the module also publishes and subscribes under the key prefix.
 func (a *App) sharingFailure(err error, what string, channels bool) string {
+	if redisFull(err) {
+		return fmt.Sprintf("Redis refused the write (%s): %s; it is full at maxmemory with the noeviction policy: raise maxmemory, or give it a volatile-* eviction policy", err, what)
+	}
 	if !refusedCredentials(err) {
 		return "Redis unreachable: " + what
 	}

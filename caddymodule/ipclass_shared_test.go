@@ -225,3 +225,38 @@ func TestDetectionStatusNamesWrongPassword(t *testing.T) {
 		t.Errorf("ipclass:detection output %q", report.Output)
 	}
 }
+
+// TestDetectionStatusNamesAFullRedis: a Redis full at maxmemory with noeviction answers, and
+// reads work, but it refuses the shared set's write. ipclass:detection said "Redis
+// unreachable", which sends an SRE to the network; it names the OOM and what to change now.
+func TestDetectionStatusNamesAFullRedis(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a := detectionInstance(t, r.URL(0))
+	testenv.WaitFor(t, 10*time.Second, "ipclass:detection pass", func() bool { return detectionComponent(t, a) == "pass" })
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"/.env", "/.git/config"} {
+		rawGet(t, a, p, "X-Forwarded-For: 198.51.100.80")
+	}
+	var output string
+	testenv.WaitFor(t, 5*time.Second, "ipclass:detection warn", func() bool {
+		for _, c := range services(t, "http://"+a+"/api/monitoring/", "").Components {
+			if c.Component == "ipclass:detection" && c.Status == "warn" {
+				output = c.Output
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{"OOM", "maxmemory", "noeviction", "not shared"} {
+		if !strings.Contains(output, want) {
+			t.Errorf("ipclass:detection output %q lacks %q", output, want)
+		}
+	}
+	if strings.Contains(output, "unreachable") {
+		t.Errorf("ipclass:detection output %q: Redis answers", output)
+	}
+}

@@ -104,6 +104,7 @@ type servicesDoc struct {
 	Components []struct {
 		Component string `json:"component"`
 		Status    string `json:"status"`
+		Output    string `json:"output"`
 	} `json:"components"`
 }
 

@@ -403,7 +403,8 @@ func expectBackInRedis(t *testing.T, c *testcaddy.Caddy, lim *limiterEntry, url 
 // TestRateLimitReadOnlyRedisStaysInMemory: a redis URL that names a replica (it answers PING
 // and refuses every write) puts decisions in memory before the first request, with one
 // store_failover event naming READONLY, and they stay there while requests keep coming, with
-// no store_failover each way at every probe; once the replica is promoted they return to it.
+// no store_failover each way at every probe, and ratelimit:store names READONLY; once the
+// replica is promoted they return to it.
 func TestRateLimitReadOnlyRedisStaysInMemory(t *testing.T) {
 	replica := testenv.StartReplica(t, testenv.StartRedis(t))
 	block, url := site(t, "\tpolicy_rate_limit login")
@@ -418,6 +419,10 @@ func TestRateLimitReadOnlyRedisStaysInMemory(t *testing.T) {
 	}
 	if logs := securityLogs(c, EventStoreFailover); len(logs) != 1 || logs[0].Str("to") != storeModeFallback || !strings.Contains(logs[0].Str("error"), "READONLY") {
 		t.Fatalf("want one store_failover event to memory-fallback naming READONLY, got %v", logs)
+	}
+	// The health output names the cause too: "failing" alone sent an SRE to look for an outage.
+	if out := lim.status().Output; !strings.Contains(out, "READONLY") {
+		t.Fatalf("ratelimit:store output %q does not name READONLY", out)
 	}
 	if _, err := replica.Do("REPLICAOF", "NO", "ONE"); err != nil {
 		t.Fatal(err)

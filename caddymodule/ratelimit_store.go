@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
@@ -497,6 +498,16 @@ func (e *limiterEntry) status() StatusReport {
 	if mode == storeModeFallback {
 		r.Status = HealthWarn
 		r.Output = "Redis is failing: rate limits are decided in memory, per instance, until it answers again"
+		if cause := e.failover.LastFailure(); cause != nil {
+			// The cause tells an outage from a Redis that answers but cannot decide (READONLY,
+			// OOM, an ACL's NOPERM), which waiting does not end.
+			var opts redisconn.Options
+			if a := e.reporter.Load(); a != nil && a.redis != nil {
+				opts = a.redis.opts
+			}
+			msg := redactSecrets(cause.Error(), opts)
+			r.Output = "Redis is failing (" + msg + "): rate limits are decided in memory, per instance, until it answers again"
+		}
 	}
 	return r
 }

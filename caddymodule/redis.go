@@ -306,6 +306,9 @@ var startupUntil = map[redisconn.Cause]string{
 // the command (see redisconn.RefusedCredentials).
 func refusedCredentials(err error) bool { return redisconn.RefusedCredentials(err) }
 
+// redisFull reports whether Redis refused a write at maxmemory (noeviction): see redisconn.Full.
+func redisFull(err error) bool { return redisconn.Full(err) }
+
 // redactSecrets removes every configured password from an error text.
 func redactSecrets(msg string, o redisconn.Options) string {
 	msg = redisconn.Redact(msg)

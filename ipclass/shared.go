@@ -43,10 +43,12 @@ type SharedBans struct {
 	key     string // sorted set of active detections
 	epoch   string // marker of the set's life: a new value means Redis lost it
 	channel string
-	det     *Detector
-	maxBans int
-	origin  string
-	logf    func(msg string, err error)
+	// writeCheck is the key checkWrite writes while only publications fail.
+	writeCheck string
+	det        *Detector
+	maxBans    int
+	origin     string
+	logf       func(msg string, err error)
 
 	queue chan banMessage
 	// dropped counts the publications the full queue refused since it last took one.
@@ -108,11 +110,12 @@ func NewSharedBans(client redis.UniversalClient, keyPrefix string, det *Detector
 	_, _ = rand.Read(id[:])
 	return &SharedBans{
 		client: client, det: det, maxBans: maxBans, logf: logf,
-		key:     keyPrefix + "{ipclass}:detected",
-		epoch:   keyPrefix + "{ipclass}:epoch",
-		channel: keyPrefix + "{ipclass}:events",
-		origin:  hex.EncodeToString(id[:]),
-		queue:   make(chan banMessage, queueSize),
+		key:        keyPrefix + "{ipclass}:detected",
+		writeCheck: keyPrefix + "{ipclass}:write-check",
+		epoch:      keyPrefix + "{ipclass}:epoch",
+		channel:    keyPrefix + "{ipclass}:events",
+		origin:     hex.EncodeToString(id[:]),
+		queue:      make(chan banMessage, queueSize),
 	}
 }
 
@@ -193,18 +196,43 @@ func (s *SharedBans) enqueue(m banMessage) {
 
 func (s *SharedBans) publishLoop(ctx context.Context) {
 	defer s.wg.Done()
+	check := time.NewTicker(resubscribeEvery)
+	defer check.Stop()
 	for {
+		var err error
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-s.queue:
-			err := s.publish(ctx, m)
-			if ctx.Err() != nil {
-				return // stopped while it waited: not a Redis failure
+			err = s.publish(ctx, m)
+		case <-check.C:
+			if !s.onlyPublishingDown() {
+				continue
 			}
-			s.report(sidePublish, err)
+			err = s.checkWrite(ctx)
 		}
+		if ctx.Err() != nil {
+			return // stopped while it waited: not a Redis failure
+		}
+		s.report(sidePublish, err)
 	}
+}
+
+// onlyPublishingDown reports a failed publication while the subscription works: Redis answers
+// but refused the write (full at maxmemory, an ACL without the keys). Nothing else finds that
+// it takes writes again (the subscription, never broken, does not start again), so
+// checkWrite does, until it does.
+func (s *SharedBans) onlyPublishingDown() bool {
+	s.healthMu.Lock()
+	defer s.healthMu.Unlock()
+	return s.down[sidePublish] && !s.down[sideSubscribe]
+}
+
+// checkWrite writes a key of its own that lives a second: a write such a Redis refuses.
+func (s *SharedBans) checkWrite(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	return s.client.Set(ctx, s.writeCheck, s.origin, time.Second).Err()
 }
 
 // report records whether one side works, and logs once when sharing starts failing and once
@@ -239,7 +267,7 @@ func (s *SharedBans) publish(ctx context.Context, m banMessage) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		if m.Op == "ban" {
 			p.ZAdd(ctx, s.key, redis.Z{Score: float64(m.UntilMs), Member: m.IP})
 			p.ZRemRangeByScore(ctx, s.key, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
@@ -251,7 +279,7 @@ func (s *SharedBans) publish(ctx context.Context, m banMessage) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return refusedInTransaction(cmds, err)
 	}
 	return s.client.Publish(ctx, s.channel, payload).Err()
 }
@@ -400,24 +428,36 @@ const republishChunk = 1000
 func (s *SharedBans) checkEpoch(ctx context.Context) error {
 	s.epochMu.Lock()
 	defer s.epochMu.Unlock()
-	var id [8]byte
-	_, _ = rand.Read(id[:])
-	var made *redis.BoolCmd
-	var cur *redis.StringCmd
-	if _, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		made = p.SetNX(ctx, s.epoch, hex.EncodeToString(id[:]), 0)
-		cur = p.Get(ctx, s.epoch)
-		return nil
-	}); err != nil {
+	// Read first, and write only a missing marker: Redis full at maxmemory (noeviction)
+	// refuses SETNX even when the key exists, and an unconditional one made every reading,
+	// and so every subscription, fail while reads and pub/sub still worked.
+	epoch, err := s.client.Get(ctx, s.epoch).Result()
+	made := false
+	switch {
+	case errors.Is(err, redis.Nil):
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		var setNX *redis.BoolCmd
+		var cur *redis.StringCmd
+		cmds, err := s.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			setNX = p.SetNX(ctx, s.epoch, hex.EncodeToString(id[:]), 0)
+			cur = p.Get(ctx, s.epoch)
+			return nil
+		})
+		if err != nil {
+			return refusedInTransaction(cmds, err)
+		}
+		made, epoch = setNX.Val(), cur.Val()
+	case err != nil:
 		return err
 	}
-	lost := made.Val() || (s.seenEpoch != "" && cur.Val() != s.seenEpoch)
+	lost := made || (s.seenEpoch != "" && epoch != s.seenEpoch)
 	if lost {
 		if err := s.republish(ctx); err != nil {
 			return err // seenEpoch unchanged: the next reload tries again
 		}
 	}
-	s.seenEpoch = cur.Val()
+	s.seenEpoch = epoch
 	return nil
 }
 
@@ -453,4 +493,20 @@ func (s *SharedBans) republish(ctx context.Context) error {
 	}
 	payload, _ := json.Marshal(banMessage{Op: "reload", Origin: s.origin})
 	return s.client.Publish(ctx, s.channel, payload).Err()
+}
+
+// refusedInTransaction is why a transaction failed: when Redis refused a command as it was
+// queued (OOM at maxmemory with noeviction, an ACL's NOPERM on a key), EXEC only answers
+// EXECABORT ("Transaction discarded because of previous errors"), which names no cause; the
+// refused command's own error does.
+func refusedInTransaction(cmds []redis.Cmder, err error) error {
+	if !redis.HasErrorPrefix(err, "EXECABORT") {
+		return err
+	}
+	for _, cmd := range cmds {
+		if cerr := cmd.Err(); cerr != nil && !redis.HasErrorPrefix(cerr, "EXECABORT") {
+			return cerr
+		}
+	}
+	return err
 }

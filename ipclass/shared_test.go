@@ -474,3 +474,96 @@ func TestSharedBansKeepLoopbackLocal(t *testing.T) {
 		t.Error("a loopback ban from an older instance was applied")
 	}
 }
+
+// TestSharedBansNameWhyRedisRefusedTheSet: a Redis full at maxmemory with noeviction refuses
+// the set's ZADD as it is queued, and EXEC then answers only EXECABORT ("Transaction
+// discarded because of previous errors"). The WARN line and Failure named that, not the
+// cause; they name the OOM now, once, and the next publication after Redis has room again
+// reports it back.
+func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
+	r := testenv.StartRedis(t)
+	a, sa, logs := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	before := netip.MustParseAddr("198.51.100.59")
+	detectAndShare(t, a, sa, before) // and A has subscribed: its first reading is done
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.60"))
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.61"))
+	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
+	logs.waitFor(t, 1, 0)
+	time.Sleep(100 * time.Millisecond) // the second publication fails too: still one line
+	if w, _ := logs.counts(); w != 1 || !strings.Contains(logs.warns[0], "OOM") || !strings.Contains(fmt.Sprint(sa.Failure()), "OOM") {
+		t.Fatalf("WARN lines %q, Failure %v; want one line naming the OOM", logs.warns, sa.Failure())
+	}
+	if _, err := r.Do("CONFIG", "SET", "maxmemory", "0"); err != nil {
+		t.Fatal(err)
+	}
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.62"))
+	testenv.WaitFor(t, 5*time.Second, "the publication to work again", func() bool { return !sa.Failing() })
+	logs.waitFor(t, 1, 1)
+}
+
+// TestSharedBansInstanceStartedOnAFullRedisReceives: an instance that starts (or subscribes
+// again) while Redis is full at maxmemory with noeviction can still read the set and receive
+// other instances' detections: Redis refuses writes, not reads or pub/sub. Its first reading
+// wrote the set's marker unconditionally (SETNX, which Redis refuses when full even when the
+// key exists), so the reading failed, the subscription was dropped and tried again every
+// second, and the instance received nothing until Redis had room again.
+func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
+	fastSubscriberPing(t)
+	r := testenv.StartRedis(t)
+	a, sa, _ := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	before := netip.MustParseAddr("198.51.100.63")
+	detectAndShare(t, a, sa, before)
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	late, sl, logs := sharedNode(t, r.Addr)
+	testenv.WaitFor(t, 5*time.Second, "the late instance to read the set", func() bool { return late.Suspicious(before) })
+	time.Sleep(5 * resubscribeEvery)
+	if sl.Failing() {
+		t.Fatalf("the late instance reports a failure of a Redis that serves reads and pub/sub: %v %q", sl.Failure(), logs.warns)
+	}
+	// B publishes nothing here: a message from A's publication fails with the set's write, so
+	// the late instance is checked on the reading only.
+}
+
+// TestSharedBansReportAFullRedisBackWithoutAPublication: Redis full at maxmemory refused a
+// publication, and its subscriptions never broke, so nothing but the next publication could
+// find that Redis had room again: ipclass:detection stayed warn (for hours on a quiet site)
+// after the operator fixed maxmemory. A failed publication side now checks that Redis takes a
+// write again, each resubscribe interval.
+func TestSharedBansReportAFullRedisBackWithoutAPublication(t *testing.T) {
+	fastSubscriberPing(t)
+	r := testenv.StartRedis(t)
+	a, sa, logs := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	before := netip.MustParseAddr("198.51.100.64")
+	detectAndShare(t, a, sa, before)
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.65"))
+	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
+	time.Sleep(5 * resubscribeEvery) // checks that still fail: still one WARN line
+	if w, i := logs.counts(); w != 1 || i != 0 || !sa.Failing() {
+		t.Fatalf("while Redis is full: failing %v, %d WARN and %d INFO lines; want failing, 1 and 0", sa.Failing(), w, i)
+	}
+	if _, err := r.Do("CONFIG", "SET", "maxmemory", "0"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 5*time.Second, "sharing reported working again, with no publication", func() bool { return !sa.Failing() })
+	logs.waitFor(t, 1, 1)
+}

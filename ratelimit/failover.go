@@ -161,6 +161,10 @@ var errShardGone = errors.New("no longer a server of the primary")
 // errCallerGone marks a primary call abandoned because the caller's context ended.
 var errCallerGone = errors.New("caller went away")
 
+// errRefusalWroteNothing marks a primary decision that refused: neither a success nor a
+// failure for the breaker (IsExcluded: it does not wrap ErrStoreUnavailable).
+var errRefusalWroteNothing = errors.New("refused without a write")
+
 // NewFailoverStore returns a store that decides in primary and, on failure, by
 // opts.OnFailure (in fallback for FailureFallback; fallback may be nil otherwise).
 func NewFailoverStore(primary Store, fallback Store, opts FailoverOptions) *FailoverStore {
@@ -208,6 +212,14 @@ func NewFailoverStore(primary Store, fallback Store, opts FailoverOptions) *Fail
 	return s
 }
 
+// LastFailure is the primary's latest error, nil before any: while Mode is ModeFallback, why.
+func (s *FailoverStore) LastFailure() error {
+	if last := s.lastFailure.Load(); last != nil {
+		return *last
+	}
+	return nil
+}
+
 // Mode reports where decisions go: ModeFallback while any breaker is open or half-open.
 func (s *FailoverStore) Mode() Mode {
 	if s.openBreakers.Load() > 0 {
@@ -251,7 +263,15 @@ func (s *FailoverStore) AllowN(ctx context.Context, policy, key string, l Limit,
 	if err != nil {
 		s.lastFailure.Store(&err)
 	}
-	done(err)
+	if err == nil && granted == 0 {
+		// A refusal wrote nothing, so it says nothing of a server that cannot write (a
+		// read-only replica, a Redis full at maxmemory): it must not close a half-open
+		// breaker (the next admission would fail and open it again, a mode switch each
+		// OpenFor), nor reset the count of failures in a row.
+		done(errRefusalWroteNothing)
+	} else {
+		done(err)
+	}
 	s.publish()
 	if err != nil {
 		return granted1(s.decideWithoutPrimary(ctx, policy, key, l))

@@ -642,3 +642,67 @@ func TestFailoverStoreFallbackGoesOnFromTheSharedBucket(t *testing.T) {
 		t.Errorf("a key Redis never saw: %+v; want admitted from a full bucket in memory", res)
 	}
 }
+
+// TestFailoverStoreRefusalsDoNotBringBackARedisThatCannotWrite: a server that answers but
+// cannot write (a read-only replica, a Redis full at maxmemory with noeviction) still decides
+// a refusal, which writes nothing. Such a refusal, made by the probe of a half-open breaker,
+// closed it: the next admissions failed and opened it again, a mode switch (and a
+// store_failover line) each OpenFor while a drained key kept asking.
+func TestFailoverStoreRefusalsDoNotBringBackARedisThatCannotWrite(t *testing.T) {
+	drained := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	drain := func(t *testing.T, r *testenv.Redis) {
+		s := newTestStore(t, r, RedisOptions{})
+		mustAllow(t, s, "p", "drained", drained)
+		if mustAllow(t, s, "p", "drained", drained).Allowed {
+			t.Fatal("the key is not drained")
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) *testenv.Redis
+		cause string
+	}{
+		{"read-only replica", func(t *testing.T) *testenv.Redis {
+			master := testenv.StartRedis(t)
+			drain(t, master)
+			return testenv.StartReplica(t, master)
+		}, "READONLY"},
+		{"full at maxmemory", func(t *testing.T) *testenv.Redis {
+			r := testenv.StartRedis(t)
+			drain(t, r)
+			for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+				if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return r
+		}, "OOM"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.start(t)
+			var changes modeChanges
+			const openFor = 100 * time.Millisecond
+			s := NewFailoverStore(newTestStore(t, r, RedisOptions{}), NewMemoryStore(MemoryOptions{}),
+				FailoverOptions{Timeout: time.Second, OpenFor: openFor, OnModeChange: changes.record})
+			admit := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+			decide := func() { // as many admissions as open a closed breaker
+				for range 5 {
+					mustAllow(t, s, "p", "k", admit)
+				}
+			}
+			waitForMode(t, s, ModeFallback, 5*time.Second, decide)
+			for range 5 {
+				time.Sleep(2 * openFor) // half-open: the next decision is the probe
+				if mustAllow(t, s, "p", "drained", drained).Allowed {
+					t.Fatal("the drained key was admitted")
+				}
+				decide()
+			}
+			calls, errs := changes.get()
+			if len(calls) != 1 || s.Mode() != ModeFallback || !strings.Contains(fmt.Sprint(errs[0]), tc.cause) {
+				t.Fatalf("refusals between admissions: mode %v, changes %v (errors %v); want memory-fallback, switched once for %s",
+					s.Mode(), calls, errs, tc.cause)
+			}
+		})
+	}
+}

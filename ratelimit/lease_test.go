@@ -262,3 +262,50 @@ func TestLeasingStoreSlowKeyKeepsLeasesExactly(t *testing.T) {
 			total, admitted["slow"], swept, bound, l.Burst)
 	}
 }
+
+// TestLeasingStoreRedisLosingItsDataAdmitsAtMostTheLeasesHeld: three instances hold leases
+// of a slow key (10 each, 5 used) when Redis loses its data (FLUSHALL; a restart without
+// persistence is the same to the key). Redis then starts the key afresh with its whole
+// burst, which no store can prevent; what the instances add is only what their leases still
+// held (15): they keep using them, since Redis counted them when it granted them, and never
+// more.
+func TestLeasingStoreRedisLosingItsDataAdmitsAtMostTheLeasesHeld(t *testing.T) {
+	r := testenv.StartRedis(t)
+	l := Limit{Rate: 1000, Period: time.Hour, Burst: 1000}
+	var stores []Store
+	for range 3 {
+		stores = append(stores, NewCachedStore(NewFailoverStore(newTestStore(t, r, RedisOptions{Prefix: "flush:"}),
+			NewMemoryStore(MemoryOptions{}), FailoverOptions{Timeout: time.Second}), true, CacheOptions{}))
+	}
+	for _, s := range stores {
+		for i := range 5 {
+			if res, err := s.Allow(context.Background(), "hammer", "slow", l); err != nil || !res.Allowed {
+				t.Fatalf("request %d: %+v, %v", i+1, res, err)
+			}
+		}
+	}
+	start := time.Now()
+	if _, err := r.Do("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	admitted, _ := hammerStores(t, stores, []string{"slow"}, l, 200*time.Millisecond, true)
+	var swept int64 // what an instance still held when another met the first refusal
+	for _, s := range stores {
+		for range l.Burst {
+			res, err := s.Allow(context.Background(), "hammer", "slow", l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Allowed {
+				break
+			}
+			swept++
+		}
+	}
+	total := admitted["slow"] + swept
+	held := int64(3 * 5)
+	if bound := l.Burst + held + int64(time.Since(start)/l.Interval()); total > bound || total < l.Burst {
+		t.Fatalf("after FLUSHALL %d admitted (%d, then %d held by the instances); the bound is the fresh burst %d plus the %d leased requests held, %d",
+			total, admitted["slow"], swept, l.Burst, held, bound)
+	}
+}

@@ -95,6 +95,14 @@ func RefusedCredentials(err error) bool {
 	return false
 }
 
+// Full reports whether Redis refused a write for want of memory: maxmemory reached under the
+// noeviction policy (the error starts "OOM command not allowed"). Redis answers, and reads
+// work: it is not an outage, and waiting does not end it.
+func Full(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "OOM ") || strings.Contains(msg, ": OOM ")
+}
+
 // certificateRefused reports whether the TLS handshake failed on the server's certificate.
 func certificateRefused(err error) bool {
 	var verify *tls.CertificateVerificationError
