@@ -45,6 +45,7 @@ func caddyfileHasRedis(h httpcaddyfile.Helper) bool {
 //		}]
 //		check postgres <name> <dsn> [{
 //			<common>
+//			role primary|standby|any
 //		}]
 //		check http <name> <url> [{
 //			<common>
@@ -79,6 +80,10 @@ func caddyfileHasRedis(h httpcaddyfile.Helper) bool {
 //
 // `check redis` without a URL checks the hardening app's Redis; a single argument with `://`
 // is a URL, otherwise a name.
+//
+// `role` makes a postgres check ask SELECT pg_is_in_recovery() and fail a server of the other
+// role: `primary` fails a hot standby (a demoted primary after a failover), `standby` fails a
+// primary (a promoted replica). Default: any (SELECT 1 only).
 //
 // `dashboard off` turns off the `dashboard` and `dashboard/data` routes (default: on).
 //
@@ -235,6 +240,7 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 // checkOptionTypes says which check types take each type-specific subdirective.
 var checkOptionTypes = map[string][]string{
 	"method": {checkHTTP}, "expect": {checkHTTP}, "body": {checkHTTP}, "header": {checkHTTP}, "ca_file": {checkHTTP},
+	"role":  {checkPostgres},
 	"redis": {checkWorker}, "queue": {checkWorker}, "max_backlog": {checkWorker}, "on_backlog": {checkWorker},
 	"heartbeat_key": {checkWorker}, "max_age": {checkWorker},
 }
@@ -322,6 +328,10 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		var n int
 		n, err = intArg(d, opt, 1, 1<<30)
 		c.MaxBacklog = int64(n)
+	case "role":
+		if c.Role, err = wantArg(d, opt, "primary, standby or any"); err == nil && (c.Role == "" || !validPostgresRole(c.Role)) {
+			err = d.Errf("role: expected primary, standby or any, got %q", c.Role)
+		}
 	case "on_backlog":
 		if c.OnBacklog, err = wantArg(d, opt, "warn or fail"); err == nil && c.OnBacklog != "warn" && c.OnBacklog != "fail" {
 			err = d.Errf("on_backlog: expected warn or fail, got %q", c.OnBacklog)

@@ -42,7 +42,7 @@ const maxCheckInterval = time.Hour
 
 var checkTypes = map[string]string{
 	checkRedis:    "PING (every master of a Cluster); the hardening app's Redis unless `redis` gives a URL",
-	checkPostgres: "SELECT 1 on one kept connection",
+	checkPostgres: "SELECT 1 on one kept connection (SELECT pg_is_in_recovery() with a role)",
 	checkHTTP:     "one request; expected status and optional body text; TLS verified",
 	checkTCP:      "a TCP connection",
 	checkWorker:   "a Celery-compatible queue over Redis: LLEN backlog and/or a heartbeat key's age",
@@ -81,6 +81,13 @@ type MonitorCheck struct {
 
 	// DSN is the PostgreSQL connection string (URL or keyword/value) of a postgres check.
 	DSN string `json:"dsn,omitempty"`
+
+	// Role is what a postgres check requires of the server, asked with SELECT
+	// pg_is_in_recovery() on the check's connection within its timeout: primary (not in
+	// recovery: it takes writes; a hot standby or a demoted primary after a failover fails
+	// the check), standby (in recovery: a read replica; a promoted one fails), or any.
+	// Default: any (SELECT 1 only).
+	Role string `json:"role,omitempty"`
 
 	// URL of an http check: http:// or https://. TLS certificates are always verified.
 	URL string `json:"url,omitempty"`
@@ -152,6 +159,7 @@ func (c *MonitorCheck) validate() error {
 	}{
 		{"redis", c.Redis != "", []string{checkRedis, checkWorker}},
 		{"dsn", c.DSN != "", []string{checkPostgres}},
+		{"role", c.Role != "", []string{checkPostgres}},
 		{"url", c.URL != "", []string{checkHTTP}},
 		{"method", c.Method != "", []string{checkHTTP}},
 		{"expect", len(c.Expect) > 0, []string{checkHTTP}},
@@ -198,6 +206,9 @@ func (c *MonitorCheck) validate() error {
 			if _, err := monitor.NewPostgresChecker(c.DSN); err != nil {
 				return fmt.Errorf("monitoring: check %s: %v", name, err)
 			}
+		}
+		if !validPostgresRole(c.Role) {
+			return fmt.Errorf("monitoring: check %s: role: expected primary, standby or any, got %q", name, c.Role)
 		}
 	case checkHTTP:
 		if !isPh(c.URL) {
@@ -260,6 +271,15 @@ func (c *MonitorCheck) validate() error {
 		}
 	}
 	return nil
+}
+
+// validPostgresRole reports whether role is a postgres check's role; empty is any.
+func validPostgresRole(role string) bool {
+	switch role {
+	case "", "any", string(monitor.RolePrimary), string(monitor.RoleStandby):
+		return true
+	}
+	return false
 }
 
 func validCheckName(s string) bool {
@@ -396,6 +416,9 @@ func newCheck(r *MonitorCheck, app *App) (*monitor.Check, error) {
 			return nil, fmt.Errorf("monitoring: check %s: %v", r.Name, err)
 		}
 		cfg.Target, cfg.ComponentType, cfg.Secrets = p.Target(), "datastore", p.Secrets()
+		if r.Role != "any" {
+			p.Role = monitor.PostgresRole(r.Role) // validated: "", primary or standby
+		}
 		checker = p
 	case checkHTTP:
 		opts := monitor.HTTPOptions{Method: r.Method, URL: r.URL, BodyContains: r.BodyContains, CAFile: r.CAFile, Header: http.Header{}}

@@ -550,6 +550,8 @@ func TestMonitoringJSONIsValidatedAtLoad(t *testing.T) {
 		`{"type": "tcp", "address": "x:1", "expect": ["200"]}`:                   "monitoring: check tcp: expect applies to http checks only, not tcp",
 		`{"type": "redis", "redis": "redis://x:1", "dsn": "postgres://x/db"}`:    "monitoring: check redis: dsn applies to postgres checks only, not redis",
 		`{"type": "postgres", "dsn": "postgres://x/db", "redis": "redis://x:1"}`: "monitoring: check postgres: redis applies to redis and worker checks only, not postgres",
+		`{"type": "postgres", "dsn": "postgres://x/db", "role": "replica"}`:      `monitoring: check postgres: role: expected primary, standby or any, got "replica"`,
+		`{"type": "tcp", "address": "x:1", "role": "primary"}`:                   "monitoring: check tcp: role applies to postgres checks only, not tcp",
 	} {
 		err := c.LoadJSON(`{"apps": {"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "monitoring", "checks": [` + body + `]}]}]}}}}}`)
 		if err == nil || !strings.Contains(err.Error(), want) {

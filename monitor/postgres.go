@@ -21,12 +21,31 @@ const closeTimeout = time.Second
 // closed idle connection is no failed run; a failure on that new connection is. A changed
 // password or exhausted connection slots therefore show on the run that meets them. It never
 // holds more than one connection.
+//
+// With a Role, the run asks SELECT pg_is_in_recovery() instead of SELECT 1 and fails when the
+// server's role differs: a hot standby answers queries, so SELECT 1 alone passes a demoted
+// primary after a failover. A mismatch closes the connection and, on a kept one, is asked
+// again on one new connection in the same run, as a failure is: a DNS name, a virtual IP or a
+// pooler that now names another server is followed.
 type PostgresChecker struct {
 	cfg *pgx.ConnConfig
+
+	// Role is the role the server must have; RoleAny (the default) accepts either.
+	Role PostgresRole
 
 	mu   sync.Mutex
 	conn *pgx.Conn
 }
+
+// PostgresRole is the role a postgres check requires of the server.
+type PostgresRole string
+
+// The roles: a primary takes writes; a standby is in recovery (read-only, replaying WAL).
+const (
+	RoleAny     PostgresRole = ""
+	RolePrimary PostgresRole = "primary"
+	RoleStandby PostgresRole = "standby"
+)
 
 // NewPostgresChecker parses a PostgreSQL URL or keyword/value connection string. Its errors
 // never quote the string (it holds the password).
@@ -70,8 +89,9 @@ func (p *PostgresChecker) Check(ctx context.Context) Outcome {
 	return Outcome{Status: Pass}
 }
 
-// selectOneLocked runs SELECT 1 on the kept connection, connecting first when there is none;
-// on an error the connection is closed, so the next attempt connects again.
+// selectOneLocked runs SELECT 1 (with a Role, SELECT pg_is_in_recovery()) on the kept
+// connection, connecting first when there is none; on an error or a role mismatch the
+// connection is closed, so the next attempt connects again.
 func (p *PostgresChecker) selectOneLocked(ctx context.Context) error {
 	if p.conn == nil || p.conn.IsClosed() {
 		conn, err := pgx.ConnectConfig(ctx, p.cfg)
@@ -80,6 +100,17 @@ func (p *PostgresChecker) selectOneLocked(ctx context.Context) error {
 		}
 		p.conn = conn
 	}
+	if p.Role != RoleAny {
+		var inRecovery bool
+		err := p.conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+		if err == nil {
+			err = p.roleMismatch(inRecovery)
+		}
+		if err != nil {
+			p.closeLocked()
+		}
+		return err
+	}
 	var one int
 	if err := p.conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
 		p.closeLocked()
@@ -87,6 +118,18 @@ func (p *PostgresChecker) selectOneLocked(ctx context.Context) error {
 			err = fmt.Errorf("SELECT 1 returned %d", one)
 		}
 		return err
+	}
+	return nil
+}
+
+// roleMismatch says how the server's role (in recovery: a standby) differs from Role; nil
+// when it does not.
+func (p *PostgresChecker) roleMismatch(inRecovery bool) error {
+	switch {
+	case inRecovery && p.Role == RolePrimary:
+		return errors.New("server is a standby (in recovery); role primary expected")
+	case !inRecovery && p.Role == RoleStandby:
+		return errors.New("server is a primary (not in recovery); role standby expected")
 	}
 	return nil
 }
