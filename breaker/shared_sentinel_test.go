@@ -17,13 +17,7 @@ func TestSharedBreakersFollowASentinelFailover(t *testing.T) {
 	master := testenv.StartRedis(t)
 	replica := testenv.StartReplica(t, master)
 	const name = "brk"
-	sentinel := testenv.StartSentinel(t, master, name,
-		"sentinel down-after-milliseconds "+name+" 500", "sentinel failover-timeout "+name+" 2000")
-	testenv.WaitFor(t, 12*time.Second, "the Sentinel to know the replica", func() bool {
-		v, err := sentinel.Do("SENTINEL", "REPLICAS", name)
-		list, _ := v.([]any)
-		return err == nil && len(list) == 1
-	})
+	sentinel := testenv.StartFailoverSentinel(t, master, name)
 	instance := func(h *healthLog) *Breaker {
 		// The app's client: redisconn with the Sentinel settings a Caddyfile gives.
 		c, err := redisconn.New(redisconn.Options{SentinelMaster: name, SentinelAddrs: []string{sentinel.Addr},

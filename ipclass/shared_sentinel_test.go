@@ -20,13 +20,7 @@ func TestSharedBansFollowASentinelFailover(t *testing.T) {
 	master := testenv.StartRedis(t)
 	replica := testenv.StartReplica(t, master)
 	const name = "det"
-	sentinel := testenv.StartSentinel(t, master, name,
-		"sentinel down-after-milliseconds "+name+" 500", "sentinel failover-timeout "+name+" 2000")
-	testenv.WaitFor(t, 12*time.Second, "the Sentinel to know the replica", func() bool {
-		v, err := sentinel.Do("SENTINEL", "REPLICAS", name)
-		list, _ := v.([]any)
-		return err == nil && len(list) == 1
-	})
+	sentinel := testenv.StartFailoverSentinel(t, master, name)
 	node := func() (*Detector, *SharedBans, *levelSink) {
 		// The app's client: redisconn with the Sentinel settings a Caddyfile gives.
 		c, err := redisconn.New(redisconn.Options{SentinelMaster: name, SentinelAddrs: []string{sentinel.Addr},

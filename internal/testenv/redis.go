@@ -107,6 +107,21 @@ func StartSentinel(t testing.TB, master *Redis, name string, extra ...string) *R
 	return StartSentinels(t, 1, 1, master, name, extra...)[0]
 }
 
+// StartFailoverSentinel starts a Sentinel that fails master over to its one replica quickly
+// (down after 500 ms, failover timeout 2 s) and returns once it knows the replica, so that
+// killing the master promotes it.
+func StartFailoverSentinel(t testing.TB, master *Redis, name string) *Redis {
+	t.Helper()
+	s := StartSentinel(t, master, name,
+		"sentinel down-after-milliseconds "+name+" 500", "sentinel failover-timeout "+name+" 2000")
+	WaitFor(t, 12*time.Second, "the Sentinel to know the replica", func() bool {
+		v, err := s.Do("SENTINEL", "REPLICAS", name)
+		list, _ := v.([]any)
+		return err == nil && len(list) == 1
+	})
+	return s
+}
+
 // StartSentinels starts n Sentinels that monitor master under name with the given quorum; they
 // find each other through the master (within a few seconds).
 func StartSentinels(t testing.TB, n, quorum int, master *Redis, name string, extra ...string) []*Redis {
