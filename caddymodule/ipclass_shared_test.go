@@ -233,11 +233,7 @@ func TestDetectionStatusNamesAFullRedis(t *testing.T) {
 	r := testenv.StartRedis(t)
 	a := detectionInstance(t, r.URL(0))
 	testenv.WaitFor(t, 10*time.Second, "ipclass:detection pass", func() bool { return detectionComponent(t, a) == "pass" })
-	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
-		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.Fill(t)
 	for _, p := range []string{"/.env", "/.git/config"} {
 		rawGet(t, a, p, "X-Forwarded-For: 198.51.100.80")
 	}

@@ -487,11 +487,7 @@ func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
 	before := netip.MustParseAddr("198.51.100.59")
 	detectAndShare(t, a, sa, before) // and A has subscribed: its first reading is done
 	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
-		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.Fill(t)
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.60"))
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.61"))
 	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
@@ -522,11 +518,7 @@ func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
 	before := netip.MustParseAddr("198.51.100.63")
 	detectAndShare(t, a, sa, before)
 	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
-		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.Fill(t)
 	late, sl, logs := sharedNode(t, r.Addr)
 	testenv.WaitFor(t, 5*time.Second, "the late instance to read the set", func() bool { return late.Suspicious(before) })
 	time.Sleep(5 * resubscribeEvery)
@@ -550,11 +542,7 @@ func TestSharedBansReportAFullRedisBackWithoutAPublication(t *testing.T) {
 	before := netip.MustParseAddr("198.51.100.64")
 	detectAndShare(t, a, sa, before)
 	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
-		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.Fill(t)
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.65"))
 	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
 	time.Sleep(5 * resubscribeEvery) // checks that still fail: still one WARN line

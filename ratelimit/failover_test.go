@@ -670,11 +670,7 @@ func TestFailoverStoreRefusalsDoNotBringBackARedisThatCannotWrite(t *testing.T) 
 		{"full at maxmemory", func(t *testing.T) *testenv.Redis {
 			r := testenv.StartRedis(t)
 			drain(t, r)
-			for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
-				if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
-					t.Fatal(err)
-				}
-			}
+			r.Fill(t)
 			return r
 		}, "OOM"},
 	} {

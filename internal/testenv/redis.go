@@ -339,6 +339,17 @@ func (r *Redis) Sleep(t testing.TB, d time.Duration) <-chan error {
 	return done
 }
 
+// Fill makes Redis full for writes while it keeps answering reads and pub/sub: maxmemory of
+// one byte with noeviction, so every command that may grow memory gets an OOM error.
+func (r *Redis) Fill(t testing.TB) {
+	t.Helper()
+	for _, set := range [][]any{{"maxmemory-policy", "noeviction"}, {"maxmemory", "1"}} {
+		if _, err := r.Do(append([]any{"CONFIG", "SET"}, set...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Restart starts the server again on the same port (after Stop or Kill). The data is gone:
 // persistence is off.
 func (r *Redis) Restart() {
