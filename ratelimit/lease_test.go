@@ -243,19 +243,7 @@ func TestLeasingStoreSlowKeyKeepsLeasesExactly(t *testing.T) {
 	// The hammer stops at the first refusal, which one instance can meet while another still
 	// holds leased requests (a loaded machine's scheduling decides which): each instance then
 	// spends what it still holds, one after the other.
-	var swept int64
-	for _, s := range stores {
-		for range l.Burst {
-			res, err := s.Allow(context.Background(), "hammer", "slow", l)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !res.Allowed {
-				break
-			}
-			swept++
-		}
-	}
+	swept := sweepLeases(t, stores, "slow", l)
 	total := 15 + admitted["slow"] + swept
 	if bound := l.Burst + int64(time.Since(start)/l.Interval()); total > bound || total < l.Burst {
 		t.Fatalf("%d admitted (15, then %d after a pause, then %d held by the instances); GCRA allows %d, the burst is %d",
@@ -289,10 +277,22 @@ func TestLeasingStoreRedisLosingItsDataAdmitsAtMostTheLeasesHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	admitted, _ := hammerStores(t, stores, []string{"slow"}, l, 200*time.Millisecond, true)
-	var swept int64 // what an instance still held when another met the first refusal
+	swept := sweepLeases(t, stores, "slow", l) // what an instance still held when another met the first refusal
+	total := admitted["slow"] + swept
+	held := int64(3 * 5)
+	if bound := l.Burst + held + int64(time.Since(start)/l.Interval()); total > bound || total < l.Burst {
+		t.Fatalf("after FLUSHALL %d admitted (%d, then %d held by the instances); the bound is the fresh burst %d plus the %d leased requests held, %d",
+			total, admitted["slow"], swept, l.Burst, held, bound)
+	}
+}
+
+// sweepLeases spends, instance after instance, what each still admits of key (the requests of
+// its lease) until its first refusal, and counts them.
+func sweepLeases(t *testing.T, stores []Store, key string, l Limit) (swept int64) {
+	t.Helper()
 	for _, s := range stores {
 		for range l.Burst {
-			res, err := s.Allow(context.Background(), "hammer", "slow", l)
+			res, err := s.Allow(context.Background(), "hammer", key, l)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -302,10 +302,5 @@ func TestLeasingStoreRedisLosingItsDataAdmitsAtMostTheLeasesHeld(t *testing.T) {
 			swept++
 		}
 	}
-	total := admitted["slow"] + swept
-	held := int64(3 * 5)
-	if bound := l.Burst + held + int64(time.Since(start)/l.Interval()); total > bound || total < l.Burst {
-		t.Fatalf("after FLUSHALL %d admitted (%d, then %d held by the instances); the bound is the fresh burst %d plus the %d leased requests held, %d",
-			total, admitted["slow"], swept, l.Burst, held, bound)
-	}
+	return swept
 }
