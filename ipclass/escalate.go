@@ -89,14 +89,7 @@ func (d *Detector) escalate(a netip.Addr, sig Signal, score float64, until int64
 	ws := d.wideShard(k)
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	w := ws.m[k]
-	if w == nil || int(w.bits) != set.escBits {
-		for w == nil && len(ws.m) >= wideLimit(set) {
-			ws.evictOne(now)
-		}
-		w = &wideEntry{bits: uint8(set.escBits)}
-		ws.m[k] = w
-	}
+	w := ws.entry(k, set, now)
 	if w.seen <= now {
 		w.n = 0 // every detection counted has ended
 	}
@@ -151,6 +144,20 @@ func wideLimit(set *resolvedSettings) int {
 	return max(minWideShardTracked, set.maxTracked/wideShare/wideShards)
 }
 
+// entry is the network k's entry, made (evicting first when the shard is full) when it has
+// none, or afresh when it was counted under other settings' bits. The caller holds ws.mu.
+func (ws *wideShard) entry(k netip.Addr, set *resolvedSettings, now int64) *wideEntry {
+	w := ws.m[k]
+	if w == nil || int(w.bits) != set.escBits {
+		for w == nil && len(ws.m) >= wideLimit(set) {
+			ws.evictOne(now)
+		}
+		w = &wideEntry{bits: uint8(set.escBits)}
+		ws.m[k] = w
+	}
+	return w
+}
+
 // evictOne drops, among a sample, a network that is not detected, with the fewest clients
 // counted (else the detection that ends first). The caller holds ws.mu.
 func (ws *wideShard) evictOne(now int64) {
@@ -197,14 +204,7 @@ func (d *Detector) BanNetwork(p netip.Prefix, until time.Time, sig Signal) (time
 	k := p.Masked().Addr()
 	ws := d.wideShard(k)
 	ws.mu.Lock()
-	w := ws.m[k]
-	if w == nil || int(w.bits) != set.escBits {
-		for w == nil && len(ws.m) >= wideLimit(set) {
-			ws.evictOne(ns)
-		}
-		w = &wideEntry{bits: uint8(set.escBits)}
-		ws.m[k] = w
-	}
+	w := ws.entry(k, set, ns)
 	if w.shadow || w.until < u {
 		w.until, w.signal, w.shadow = u, sig, false
 	} else {
