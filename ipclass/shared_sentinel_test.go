@@ -28,13 +28,7 @@ func TestSharedBansFollowASentinelFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { c.Close() })
-		d := NewDetector(Settings{})
-		logs := &levelSink{}
-		s := NewSharedBans(c, "test:", d, 1000, logs.logf)
-		s.Start()
-		t.Cleanup(s.Stop)
-		return d, s, logs
+		return sharedNodeOn(t, c)
 	}
 	a, sa, logsA := node()
 	b, sb, logsB := node()

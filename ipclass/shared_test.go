@@ -188,7 +188,11 @@ func (l *levelSink) waitFor(t *testing.T, warns, info int) {
 
 // sharedNode is one instance: a detector and its sync over its own client to addr.
 func sharedNode(t *testing.T, addr string) (*Detector, *SharedBans, *levelSink) {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	return sharedNodeOn(t, redis.NewClient(&redis.Options{Addr: addr, DialTimeout: 200 * time.Millisecond, MaxRetries: -1}))
+}
+
+// sharedNodeOn is one instance syncing over client c, closed when the test ends.
+func sharedNodeOn(t *testing.T, c redis.UniversalClient) (*Detector, *SharedBans, *levelSink) {
 	t.Cleanup(func() { c.Close() })
 	d := NewDetector(Settings{})
 	logs := &levelSink{}
