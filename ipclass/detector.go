@@ -353,10 +353,8 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) time.Time {
 	if e == nil {
 		e = s.insert(d, a, d.settings.Load(), ns)
 	}
-	if e.shadow || e.until < u {
-		e.until, e.signal, e.shadow = u, sig, false
-	} else {
-		until = time.Unix(0, e.until)
+	if later, raised := raiseBan(&e.until, &e.signal, &e.shadow, u, sig); !raised {
+		until = time.Unix(0, later)
 	}
 	s.mu.Unlock()
 	extendHorizon(&d.banHorizon, u)
@@ -482,6 +480,17 @@ func (d *Detector) Counts() (tracked, detected int) {
 		}
 	})
 	return tracked, detected
+}
+
+// raiseBan applies a ban ending at u (unix ns) for sig to a detection's fields (an entry's
+// or a wider network's): it replaces a shadow or earlier-ending detection and reports true,
+// or keeps a later one and returns its end.
+func raiseBan(until *int64, signal *Signal, shadow *bool, u int64, sig Signal) (later int64, raised bool) {
+	if *shadow || *until < u {
+		*until, *signal, *shadow = u, sig, false
+		return u, true
+	}
+	return *until, false
 }
 
 // extendHorizon moves h to u when u is later.

@@ -205,10 +205,8 @@ func (d *Detector) BanNetwork(p netip.Prefix, until time.Time, sig Signal) (time
 	ws := d.wideShard(k)
 	ws.mu.Lock()
 	w := ws.entry(k, set, ns)
-	if w.shadow || w.until < u {
-		w.until, w.signal, w.shadow = u, sig, false
-	} else {
-		until = time.Unix(0, w.until)
+	if later, raised := raiseBan(&w.until, &w.signal, &w.shadow, u, sig); !raised {
+		until = time.Unix(0, later)
 	}
 	ws.mu.Unlock()
 	extendHorizon(&d.wideHorizon, u)
