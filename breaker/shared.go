@@ -89,6 +89,9 @@ type syncer struct {
 
 	// Owned by the run goroutine.
 	dcb *gobreaker.DistributedCircuitBreaker[struct{}]
+	// mutexHeld: the syncer holds gobreaker's mutex (withGobreakerMutex), so gobreaker's own
+	// Lock and Unlock of it do nothing (gobreakerStore).
+	mutexHeld bool
 	// knownTrip is the expiry of the last shared opening this instance recorded or followed:
 	// it identifies the trip. The generation does not: when Redis loses the state (a restart
 	// without persistence, FLUSHALL, eviction), gobreaker counts generations from 0 again and
@@ -122,8 +125,8 @@ func (s *syncer) poke() {
 	}
 }
 
-// stop ends the goroutine after its current step (a step waiting on gobreaker's lock retries
-// can take up to 5 s; nobody waits for it) and closes the store if it can be closed.
+// stop ends the goroutine after its current step (a step waits at most recordLockWait for each
+// lock another instance holds; nobody waits for it) and closes the store if it can be closed.
 func (s *syncer) stop() {
 	s.stopOnce.Do(func() {
 		close(s.quit)
@@ -165,7 +168,11 @@ func (s *syncer) syncOnce(now time.Time) error {
 			// Each failure recorded here is one instance's trip.
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
 		}
-		if s.dcb, err = newDistributedBreaker(s.store, settings); err != nil {
+		err = s.withGobreakerMutex(func() (err error) {
+			s.dcb, err = newDistributedBreaker(gobreakerStore{s}, settings)
+			return err
+		})
+		if err != nil {
 			s.dcb = nil
 			return err
 		}
@@ -208,12 +215,15 @@ func (s *syncer) record(result error) error {
 	// instances recording at once (one's trip, another's recovery) can each write over what
 	// the other wrote, and a lost trip is never followed. Holding a lock of ours around it
 	// makes each record read what the previous one wrote.
-	unlock, err := s.lockRecords()
+	unlock, err := s.lock("records:" + s.b.Name())
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	_, err = s.dcb.Execute(func() (struct{}, error) { return struct{}{}, result })
+	err = s.withGobreakerMutex(func() error {
+		_, err := s.dcb.Execute(func() (struct{}, error) { return struct{}{}, result })
+		return err
+	})
 	switch {
 	case err == nil || err == result || errors.Is(err, gobreaker.ErrTooManyRequests):
 		return nil
@@ -223,11 +233,48 @@ func (s *syncer) record(result error) error {
 	return err
 }
 
-// lockRecords takes the breaker's record lock (a key of its own, beside gobreaker's), waiting
-// for another instance's record to finish; it gives up after recordLockWait and the record is
-// tried again at the next tick.
-func (s *syncer) lockRecords() (unlock func(), err error) {
-	key := "records:" + s.b.Name()
+// withGobreakerMutex runs fn, a call of gobreaker's DistributedCircuitBreaker, holding
+// gobreaker's mutex, which it takes itself. gobreaker v2.4.0 takes it in a loop that retries any
+// error every 500 ms for 5 s: a Redis that refuses writes (full at maxmemory, a read-only
+// replica, an ACL without write grants) or that went away was asked ten times per sync, and the
+// breaker's health said "deciding locally" only 5 s later. Taken here, a refusal ends the sync
+// at once; only another instance holding the mutex is waited for.
+func (s *syncer) withGobreakerMutex(fn func() error) error {
+	unlock, err := s.lock(gobreakerMutexKey(s.b.Name()))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	s.mutexHeld = true
+	defer func() { s.mutexHeld = false }()
+	return fn()
+}
+
+// gobreakerStore is the store gobreaker is given: while the syncer holds gobreaker's mutex,
+// gobreaker's own Lock and Unlock of it do nothing (the syncer releases it).
+type gobreakerStore struct{ s *syncer }
+
+func (g gobreakerStore) Lock(key string) error {
+	if g.s.mutexHeld && key == gobreakerMutexKey(g.s.b.Name()) {
+		return nil
+	}
+	return g.s.store.Lock(key)
+}
+
+func (g gobreakerStore) Unlock(key string) error {
+	if g.s.mutexHeld && key == gobreakerMutexKey(g.s.b.Name()) {
+		return nil
+	}
+	return g.s.store.Unlock(key)
+}
+
+func (g gobreakerStore) GetData(key string) ([]byte, error)    { return g.s.store.GetData(key) }
+func (g gobreakerStore) SetData(key string, data []byte) error { return g.s.store.SetData(key, data) }
+
+// lock takes one of the breaker's locks in the store (the record lock, a key of its own beside
+// gobreaker's, or gobreaker's mutex), waiting while another instance holds it; it gives up at
+// once on any other error, and after recordLockWait: the sync is tried again at the next tick.
+func (s *syncer) lock(key string) (unlock func(), err error) {
 	deadline := time.Now().Add(recordLockWait)
 	for {
 		err := s.store.Lock(key)
@@ -245,7 +292,7 @@ func (s *syncer) lockRecords() (unlock func(), err error) {
 	}
 }
 
-// recordLockWait bounds the wait for another instance's record (a few Redis round trips).
+// recordLockWait bounds the wait for a lock another instance holds (a few Redis round trips).
 const recordLockWait = time.Second
 
 // maxSharedState bounds what is read from the store: gobreaker's state is a few hundred bytes.

@@ -68,9 +68,8 @@ http://%s {
 	respond "ok"
 }
 `, r.URL(0), addr))
-	// gobreaker retries its lock for 5 s before the first failure is reported.
 	var report StatusReport
-	testenv.WaitFor(t, 15*time.Second, "breaker:t_oom reports warn", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "breaker:t_oom reports warn", func() bool {
 		report = componentStatus(t, "breaker:t_oom")
 		return report.Status == HealthWarn
 	})

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -382,6 +383,12 @@ func (r *Redis) Do(args ...any) (any, error) {
 // commandstats names them: "evalsha", "eval"); the test fails if Redis does not answer.
 func (r *Redis) CommandCalls(t testing.TB, commands ...string) int64 {
 	t.Helper()
+	return r.commandStat(t, []string{"calls"}, commands)
+}
+
+// commandStat sums the given fields of the named commands' INFO commandstats lines.
+func (r *Redis) commandStat(t testing.TB, fields, commands []string) int64 {
+	t.Helper()
 	info, err := r.Do("INFO", "commandstats")
 	if err != nil {
 		t.Fatalf("INFO commandstats: %v", err)
@@ -389,13 +396,27 @@ func (r *Redis) CommandCalls(t testing.TB, commands ...string) int64 {
 	var n int64
 	for _, line := range strings.Split(fmt.Sprint(info), "\n") {
 		for _, cmd := range commands {
-			if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-				calls, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-				n += calls
+			stats, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
+			if !ok {
+				continue
+			}
+			for _, kv := range strings.Split(stats, ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				if slices.Contains(fields, k) {
+					count, _ := strconv.ParseInt(v, 10, 64)
+					n += count
+				}
 			}
 		}
 	}
 	return n
+}
+
+// CommandAttempts sums how many times clients sent the named commands, run or refused (calls
+// and rejected_calls of INFO commandstats: an OOM or NOPERM refusal is a rejected call).
+func (r *Redis) CommandAttempts(t testing.TB, commands ...string) int64 {
+	t.Helper()
+	return r.commandStat(t, []string{"calls", "rejected_calls"}, commands)
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago and that this test process
