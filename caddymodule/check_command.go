@@ -155,7 +155,11 @@ func printCheck(w io.Writer, rep CheckReport, asJSON bool) error {
 			return err
 		}
 	}
-	_, err := fmt.Fprintf(w, "environment %s: %d error(s), %d warning(s), %d info(s)\n", rep.Environment, rep.Errors, rep.Warnings, rep.Infos)
+	what := "environment " + string(rep.Environment)
+	if rep.Environment == "" {
+		what = "the configuration was not loaded"
+	}
+	_, err := fmt.Fprintf(w, "%s: %d error(s), %d warning(s), %d info(s)\n", what, rep.Errors, rep.Warnings, rep.Infos)
 	return err
 }
 
