@@ -479,19 +479,37 @@ func TestSharedBansKeepLoopbackLocal(t *testing.T) {
 	}
 }
 
+// fullRedis is two instances, A and B, on a Redis that has since become full.
+type fullRedis struct {
+	r      *testenv.Redis
+	a, b   *Detector
+	sa     *SharedBans
+	logs   *levelSink // A's
+	before netip.Addr // detected by A and received by B before Redis filled
+}
+
+// fullAfterSharing starts Redis and instances A and B, shares A's detection of before with B
+// (so both have subscribed and read the set), then fills Redis (testenv.Redis.Fill): it
+// refuses writes and still serves reads and pub/sub.
+func fullAfterSharing(t *testing.T, before netip.Addr) fullRedis {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	a, sa, logs := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	detectAndShare(t, a, sa, before)
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	r.Fill(t)
+	return fullRedis{r: r, a: a, b: b, sa: sa, logs: logs, before: before}
+}
+
 // TestSharedBansNameWhyRedisRefusedTheSet: a Redis full at maxmemory with noeviction refuses
 // the set's ZADD as it is queued, and EXEC then answers only EXECABORT ("Transaction
 // discarded because of previous errors"). The WARN line and Failure named that, not the
 // cause; they name the OOM now, once, and the next publication after Redis has room again
 // reports it back.
 func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
-	r := testenv.StartRedis(t)
-	a, sa, logs := sharedNode(t, r.Addr)
-	b, _, _ := sharedNode(t, r.Addr)
-	before := netip.MustParseAddr("198.51.100.59")
-	detectAndShare(t, a, sa, before) // and A has subscribed: its first reading is done
-	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	r.Fill(t)
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.59"))
+	r, a, sa, logs := f.r, f.a, f.sa, f.logs
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.60"))
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.61"))
 	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
@@ -516,13 +534,8 @@ func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
 // second, and the instance received nothing until Redis had room again.
 func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
 	fastSubscriberPing(t)
-	r := testenv.StartRedis(t)
-	a, sa, _ := sharedNode(t, r.Addr)
-	b, _, _ := sharedNode(t, r.Addr)
-	before := netip.MustParseAddr("198.51.100.63")
-	detectAndShare(t, a, sa, before)
-	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	r.Fill(t)
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.63"))
+	r, before := f.r, f.before
 	late, sl, logs := sharedNode(t, r.Addr)
 	testenv.WaitFor(t, 5*time.Second, "the late instance to read the set", func() bool { return late.Suspicious(before) })
 	time.Sleep(5 * resubscribeEvery)
@@ -540,13 +553,8 @@ func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
 // write again, each resubscribe interval.
 func TestSharedBansReportAFullRedisBackWithoutAPublication(t *testing.T) {
 	fastSubscriberPing(t)
-	r := testenv.StartRedis(t)
-	a, sa, logs := sharedNode(t, r.Addr)
-	b, _, _ := sharedNode(t, r.Addr)
-	before := netip.MustParseAddr("198.51.100.64")
-	detectAndShare(t, a, sa, before)
-	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	r.Fill(t)
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.64"))
+	r, a, sa, logs := f.r, f.a, f.sa, f.logs
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.65"))
 	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
 	time.Sleep(5 * resubscribeEvery) // checks that still fail: still one WARN line
