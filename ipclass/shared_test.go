@@ -542,8 +542,10 @@ func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
 	if sl.Failing() {
 		t.Fatalf("the late instance reports a failure of a Redis that serves reads and pub/sub: %v %q", sl.Failure(), logs.warns)
 	}
-	// B publishes nothing here: a message from A's publication fails with the set's write, so
-	// the late instance is checked on the reading only.
+	// A's publication fails with the set's write, and its message is still sent.
+	during := netip.MustParseAddr("198.51.100.68")
+	detectAndShare(t, f.a, f.sa, during)
+	testenv.WaitFor(t, 5*time.Second, "the late instance to receive a detection made while Redis is full", func() bool { return late.Suspicious(during) })
 }
 
 // TestSharedBansReportAFullRedisBackWithoutAPublication: Redis full at maxmemory refused a
@@ -566,4 +568,31 @@ func TestSharedBansReportAFullRedisBackWithoutAPublication(t *testing.T) {
 	}
 	testenv.WaitFor(t, 5*time.Second, "sharing reported working again, with no publication", func() bool { return !sa.Failing() })
 	logs.waitFor(t, 1, 1)
+}
+
+// TestSharedBansFullRedisStillTellsTheOthers: a Redis full at maxmemory with noeviction
+// refuses the set's ZADD, and the PUBLISH after it was not sent either, although PUBLISH needs
+// no memory: a scanner detected by one instance went on unhindered on every other while Redis
+// stayed full. The message is now sent whenever Redis answered (it refused the write): the
+// others apply the detection at once, until the end A gave it; the refused write still
+// counts as a failure (Failing, the OOM named), since an instance that starts meanwhile
+// cannot read that detection from the set.
+func TestSharedBansFullRedisStillTellsTheOthers(t *testing.T) {
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.66"))
+	during := netip.MustParseAddr("198.51.100.67")
+	d, hit := f.a.Signal(during, SignalTraversal)
+	if !hit {
+		t.Fatalf("%s not detected", during)
+	}
+	f.sa.Publish(d)
+	testenv.WaitFor(t, 5*time.Second, "B to learn of the detection A made while Redis is full", func() bool { return f.b.Suspicious(during) })
+	for _, got := range f.b.Detections(1000) {
+		if got.Addr == during && got.Until.UnixMilli() != d.Until.UnixMilli() {
+			t.Errorf("B holds the detection until %v, A until %v", got.Until, d.Until)
+		}
+	}
+	testenv.WaitFor(t, 5*time.Second, "the refused write reported", f.sa.Failing)
+	if !strings.Contains(fmt.Sprint(f.sa.Failure()), "OOM") {
+		t.Errorf("Failure %v, want the OOM", f.sa.Failure())
+	}
 }
