@@ -14,11 +14,27 @@ import (
 
 // CheckReport is what `caddy hardening check` found in one configuration.
 type CheckReport struct {
+	// Environment is the one the configuration names (default production); empty, and null
+	// in JSON, when the configuration was not loaded (its adapter refuses it, or its JSON does
+	// not decode): no environment was read, so none is claimed.
 	Environment Environment `json:"environment"`
 	Findings    []Finding   `json:"findings"`
 	Errors      int         `json:"errors"`
 	Warnings    int         `json:"warnings"`
 	Infos       int         `json:"infos"`
+}
+
+// MarshalJSON writes environment as null when the configuration was not loaded.
+func (r CheckReport) MarshalJSON() ([]byte, error) {
+	type report CheckReport // without this method
+	var env *Environment
+	if r.Environment != "" {
+		env = &r.Environment
+	}
+	return json.Marshal(struct {
+		Environment *Environment `json:"environment"`
+		report
+	}{env, report(r)})
 }
 
 // Failed reports whether the check should exit 1: on errors, and on warnings when strict.
@@ -69,6 +85,7 @@ func CheckConfig(cfgJSON []byte) CheckReport {
 	}
 	var raw map[string]any
 	_ = json.Unmarshal(cfgJSON, &raw)
+	rep.Environment = configEnvironment(raw) // until the hardening app provisions
 
 	restore, refused, err := throwawayStorage(cfg)
 	switch {
@@ -94,7 +111,6 @@ func CheckConfig(cfgJSON []byte) CheckReport {
 	checkHook.on, checkHook.apps = false, nil
 	checkHook.mu.Unlock()
 
-	rep.Environment = configEnvironment(raw)
 	ours := false // Caddy's refusal is one of our own error findings, already in the report
 	for _, a := range apps {
 		a.runValidations()
@@ -162,9 +178,6 @@ func (r CheckReport) finish() CheckReport {
 	}
 	if r.Findings == nil {
 		r.Findings = []Finding{}
-	}
-	if r.Environment == "" {
-		r.Environment = Production
 	}
 	return r
 }

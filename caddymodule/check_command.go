@@ -22,9 +22,6 @@ import (
 	"github.com/swarmsec/caddy-hardening/observatory"
 )
 
-// errCheckFailed makes the command exit 1 after the report is printed.
-var errCheckFailed = errors.New("check failed")
-
 func checkCommand() *cobra.Command {
 	var (
 		configFile, adapter, target, httpURL, caFile, minGrade string
@@ -36,52 +33,63 @@ func checkCommand() *cobra.Command {
 		Long: `With --config (default: ./Caddyfile), loads and provisions the configuration as
 'caddy validate' does (nothing is started and no port is bound) and prints every finding of
 every caddy-hardening module and of Caddy's own settings: its code, severity, where in the JSON
-config, why it matters and how to fix it. Exits 1 on an error finding, and on a warning with
---strict.
+config, why it matters and how to fix it.
 
 With --url, fetches the site (from http:// it follows the redirect to https://) and grades the
 response with the MDN HTTP Observatory's scoring: score, letter grade, and each test's result
-with its fix. Exits 1 when the grade is below --min-grade, and when an https:// --url cannot be
-fetched (an untrusted certificate included: pass its CA with --ca-file); no other response is
-graded in its place.
+with its fix. An https:// --url that cannot be fetched (an untrusted certificate included: pass
+its CA with --ca-file) stops the check; no other response is graded in its place.
 
 The two modes do not mix: a flag of the other mode (--config with --url, --min-grade without
-it) is refused, so that no CI step believes it ran a check it skipped.`,
+it) is refused, so that no CI step believes it ran a check it skipped.
+
+Exit status:
+  0  the check passed (warnings and infos alone pass, unless --strict)
+  1  the report fails: an error finding (config.invalid included), a warning with --strict,
+     a grade below --min-grade or an answer that is not 2xx with --min-grade
+  2  the check could not run: a flag or argument refused, a file that cannot be read, a site
+     that cannot be fetched, no temporary storage to provision in (check.temp_storage)`,
 		Example: "  caddy hardening check --config Caddyfile.example\n" +
 			"  caddy hardening check --config caddy.json --strict --json\n" +
 			"  caddy hardening check --url http://example.com/ --min-grade A",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := cmd.OutOrStdout()
-			// The two modes share no flag but --json: one silently ignored would pass a CI
-			// gate that never ran (an invalid config "checked" alongside a --url).
-			if err := checkModeFlags(cmd, target != ""); err != nil {
-				return err
-			}
-			if target != "" {
-				return runGrade(cmd.Context(), out, target, httpURL, caFile, minGrade, asJSON)
-			}
-			cfgJSON, err := loadCheckConfig(configFile, adapter)
-			var adaptErr *adaptError
-			var rep CheckReport
-			switch {
-			case errors.As(err, &adaptErr):
-				rep = adaptFailure(adaptErr)
-			case err != nil:
-				return err
-			default:
-				rep = CheckConfig(quietProvisioning(cfgJSON))
-			}
-			if err := printCheck(out, rep, asJSON); err != nil {
-				return err
-			}
-			if rep.Failed(strict) {
-				cmd.SilenceUsage = true
-				return fmt.Errorf("%w: %d error(s), %d warning(s) (strict: %t)", errCheckFailed, rep.Errors, rep.Warnings, strict)
-			}
-			return nil
-		},
+		Args: func(cmd *cobra.Command, args []string) error { return exitStatus(cmd, cobra.NoArgs(cmd, args)) },
 	}
+	run := func(cmd *cobra.Command) error {
+		out := cmd.OutOrStdout()
+		// The two modes share no flag but --json: one silently ignored would pass a CI
+		// gate that never ran (an invalid config "checked" alongside a --url).
+		if err := checkModeFlags(cmd, target != ""); err != nil {
+			return err
+		}
+		if target != "" {
+			return runGrade(cmd.Context(), out, target, httpURL, caFile, minGrade, asJSON)
+		}
+		cfgJSON, err := loadCheckConfig(configFile, adapter)
+		var adaptErr *adaptError
+		var rep CheckReport
+		switch {
+		case errors.As(err, &adaptErr):
+			rep = adaptFailure(adaptErr)
+		case err != nil:
+			return err
+		default:
+			rep = CheckConfig(quietProvisioning(cfgJSON))
+		}
+		if err := printCheck(out, rep, asJSON); err != nil {
+			return err
+		}
+		if slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Code == "check.temp_storage" }) {
+			// About this machine, not the configuration: the check did not run.
+			return errors.New("the check could not provision the configuration: see check.temp_storage")
+		}
+		if rep.Failed(strict) {
+			cmd.SilenceUsage = true
+			return failedCheck{fmt.Errorf("check failed: %d error(s), %d warning(s) (strict: %t)", rep.Errors, rep.Warnings, strict)}
+		}
+		return nil
+	}
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error { return exitStatus(cmd, run(cmd)) }
+	cmd.SetFlagErrorFunc(exitStatus)
 	f := cmd.Flags()
 	f.StringVarP(&configFile, "config", "c", "", "configuration file (default: ./Caddyfile)")
 	f.StringVarP(&adapter, "adapter", "a", "", "config adapter (e.g. caddyfile); default from the file name")
@@ -155,7 +163,11 @@ func printCheck(w io.Writer, rep CheckReport, asJSON bool) error {
 			return err
 		}
 	}
-	_, err := fmt.Fprintf(w, "environment %s: %d error(s), %d warning(s), %d info(s)\n", rep.Environment, rep.Errors, rep.Warnings, rep.Infos)
+	what := "environment " + string(rep.Environment)
+	if rep.Environment == "" {
+		what = "the configuration was not loaded"
+	}
+	_, err := fmt.Fprintf(w, "%s: %d error(s), %d warning(s), %d info(s)\n", what, rep.Errors, rep.Warnings, rep.Infos)
 	return err
 }
 
@@ -224,13 +236,13 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		}
 	}
 	if minGrade != "" && slices.Index(grades, rep.Grade) > slices.Index(grades, minGrade) {
-		return fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)
+		return failedCheck{fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)}
 	}
 	if minGrade != "" && scan.RedirectErr == nil && !rep.Graded2xx() {
 		// A gate must not pass on an error page (a wrong path, an upstream down behind a 502):
 		// the Observatory gives it no grade at all.
-		return fmt.Errorf("%s answered %d, not 2xx: the MDN HTTP Observatory gives it no grade, so --min-grade %s fails; grade a URL that answers 2xx",
-			rep.URL, rep.Status, minGrade)
+		return failedCheck{fmt.Errorf("%s answered %d, not 2xx: the MDN HTTP Observatory gives it no grade, so --min-grade %s fails; grade a URL that answers 2xx",
+			rep.URL, rep.Status, minGrade)}
 	}
 	return nil
 }

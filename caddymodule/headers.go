@@ -261,6 +261,7 @@ func (h *SecurityHeaders) Provision(ctx caddy.Context) error {
 		h.reportFindings(app, at)
 		h.reportUnknownPermissions(app, at)
 		h.reportSandboxReportOnly(app, at)
+		h.reportNoSample(app, at)
 	})
 	if h.injectMode != 0 {
 		app.OnValidate(func() { h.checkErrorRoutes(ctx) })

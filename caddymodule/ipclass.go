@@ -262,8 +262,11 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		v, _, err := sharedBansPool.LoadOrNew(a.sharedBansKey, func() (caddy.Destructor, error) {
 			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, maxBans, func(msg string, err error) {
 				if err != nil {
-					if refusedCredentials(err) {
+					switch {
+					case refusedCredentials(err):
 						msg = "shared detections: Redis refused this client (credentials or ACL): detections stay local, and other instances' are not received, until it grants them"
+					case redisFull(err):
+						msg = "shared detections: Redis is full and refuses the shared set's write: " + fullRedisDetections + ", until it has room"
 					}
 					logger.Warn(msg, zap.Error(err))
 				} else {
@@ -281,6 +284,10 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	return nil
 }
 
+// fullRedisDetections is what a Redis full at maxmemory (noeviction) does to shared
+// detections: their messages still go out (PUBLISH needs no memory), the set is not written.
+const fullRedisDetections = "detections still reach the instances running now, but are not shared with one that starts or reconnects meanwhile (it reads them from Redis)"
+
 // detectionStatus reports the detector to the monitoring handler: warn while detections
 // cannot be shared through Redis (they stay local).
 func (a *App) detectionStatus() StatusReport {
@@ -290,7 +297,11 @@ func (a *App) detectionStatus() StatusReport {
 		Observed: map[string]any{"tracked": tracked, "suspicious": detected, "shadow": det.Shadow(), "shared": a.sharedBans != nil}}
 	if a.sharedBans != nil {
 		if err := a.sharedBans.Failure(); err != nil {
-			r.Status, r.Output = HealthWarn, a.sharingFailure(err, "detections are not shared between instances", true)
+			what := "detections are not shared between instances"
+			if redisFull(err) {
+				what = fullRedisDetections
+			}
+			r.Status, r.Output = HealthWarn, a.sharingFailure(err, what, true)
 		}
 	}
 	return r

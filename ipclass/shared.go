@@ -279,7 +279,16 @@ func (s *SharedBans) publish(ctx context.Context, m banMessage) error {
 		return nil
 	})
 	if err != nil {
-		return refusedInTransaction(cmds, err)
+		err = refusedInTransaction(cmds, err)
+		var answered redis.Error
+		if errors.As(err, &answered) {
+			// Redis answered and refused the write (full at maxmemory with noeviction, an ACL
+			// without the key): PUBLISH needs neither memory nor the key, so the instances
+			// subscribed now still apply the detection, until its end. The refusal is still
+			// the failure reported: an instance that reads the set meanwhile misses it.
+			_ = s.client.Publish(ctx, s.channel, payload).Err()
+		}
+		return err
 	}
 	return s.client.Publish(ctx, s.channel, payload).Err()
 }

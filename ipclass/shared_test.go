@@ -479,19 +479,37 @@ func TestSharedBansKeepLoopbackLocal(t *testing.T) {
 	}
 }
 
+// fullRedis is two instances, A and B, on a Redis that has since become full.
+type fullRedis struct {
+	r      *testenv.Redis
+	a, b   *Detector
+	sa     *SharedBans
+	logs   *levelSink // A's
+	before netip.Addr // detected by A and received by B before Redis filled
+}
+
+// fullAfterSharing starts Redis and instances A and B, shares A's detection of before with B
+// (so both have subscribed and read the set), then fills Redis (testenv.Redis.Fill): it
+// refuses writes and still serves reads and pub/sub.
+func fullAfterSharing(t *testing.T, before netip.Addr) fullRedis {
+	t.Helper()
+	r := testenv.StartRedis(t)
+	a, sa, logs := sharedNode(t, r.Addr)
+	b, _, _ := sharedNode(t, r.Addr)
+	detectAndShare(t, a, sa, before)
+	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
+	r.Fill(t)
+	return fullRedis{r: r, a: a, b: b, sa: sa, logs: logs, before: before}
+}
+
 // TestSharedBansNameWhyRedisRefusedTheSet: a Redis full at maxmemory with noeviction refuses
 // the set's ZADD as it is queued, and EXEC then answers only EXECABORT ("Transaction
 // discarded because of previous errors"). The WARN line and Failure named that, not the
 // cause; they name the OOM now, once, and the next publication after Redis has room again
 // reports it back.
 func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
-	r := testenv.StartRedis(t)
-	a, sa, logs := sharedNode(t, r.Addr)
-	b, _, _ := sharedNode(t, r.Addr)
-	before := netip.MustParseAddr("198.51.100.59")
-	detectAndShare(t, a, sa, before) // and A has subscribed: its first reading is done
-	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	r.Fill(t)
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.59"))
+	r, a, sa, logs := f.r, f.a, f.sa, f.logs
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.60"))
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.61"))
 	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
@@ -516,21 +534,18 @@ func TestSharedBansNameWhyRedisRefusedTheSet(t *testing.T) {
 // second, and the instance received nothing until Redis had room again.
 func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
 	fastSubscriberPing(t)
-	r := testenv.StartRedis(t)
-	a, sa, _ := sharedNode(t, r.Addr)
-	b, _, _ := sharedNode(t, r.Addr)
-	before := netip.MustParseAddr("198.51.100.63")
-	detectAndShare(t, a, sa, before)
-	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	r.Fill(t)
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.63"))
+	r, before := f.r, f.before
 	late, sl, logs := sharedNode(t, r.Addr)
 	testenv.WaitFor(t, 5*time.Second, "the late instance to read the set", func() bool { return late.Suspicious(before) })
 	time.Sleep(5 * resubscribeEvery)
 	if sl.Failing() {
 		t.Fatalf("the late instance reports a failure of a Redis that serves reads and pub/sub: %v %q", sl.Failure(), logs.warns)
 	}
-	// B publishes nothing here: a message from A's publication fails with the set's write, so
-	// the late instance is checked on the reading only.
+	// A's publication fails with the set's write, and its message is still sent.
+	during := netip.MustParseAddr("198.51.100.68")
+	detectAndShare(t, f.a, f.sa, during)
+	testenv.WaitFor(t, 5*time.Second, "the late instance to receive a detection made while Redis is full", func() bool { return late.Suspicious(during) })
 }
 
 // TestSharedBansReportAFullRedisBackWithoutAPublication: Redis full at maxmemory refused a
@@ -540,13 +555,8 @@ func TestSharedBansInstanceStartedOnAFullRedisReceives(t *testing.T) {
 // write again, each resubscribe interval.
 func TestSharedBansReportAFullRedisBackWithoutAPublication(t *testing.T) {
 	fastSubscriberPing(t)
-	r := testenv.StartRedis(t)
-	a, sa, logs := sharedNode(t, r.Addr)
-	b, _, _ := sharedNode(t, r.Addr)
-	before := netip.MustParseAddr("198.51.100.64")
-	detectAndShare(t, a, sa, before)
-	testenv.WaitFor(t, 5*time.Second, "a detection shared before the OOM", func() bool { return b.Suspicious(before) })
-	r.Fill(t)
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.64"))
+	r, a, sa, logs := f.r, f.a, f.sa, f.logs
 	detectAndShare(t, a, sa, netip.MustParseAddr("198.51.100.65"))
 	testenv.WaitFor(t, 5*time.Second, "the publication to fail", sa.Failing)
 	time.Sleep(5 * resubscribeEvery) // checks that still fail: still one WARN line
@@ -558,4 +568,31 @@ func TestSharedBansReportAFullRedisBackWithoutAPublication(t *testing.T) {
 	}
 	testenv.WaitFor(t, 5*time.Second, "sharing reported working again, with no publication", func() bool { return !sa.Failing() })
 	logs.waitFor(t, 1, 1)
+}
+
+// TestSharedBansFullRedisStillTellsTheOthers: a Redis full at maxmemory with noeviction
+// refuses the set's ZADD, and the PUBLISH after it was not sent either, although PUBLISH needs
+// no memory: a scanner detected by one instance went on unhindered on every other while Redis
+// stayed full. The message is now sent whenever Redis answered (it refused the write): the
+// others apply the detection at once, until the end A gave it; the refused write still
+// counts as a failure (Failing, the OOM named), since an instance that starts meanwhile
+// cannot read that detection from the set.
+func TestSharedBansFullRedisStillTellsTheOthers(t *testing.T) {
+	f := fullAfterSharing(t, netip.MustParseAddr("198.51.100.66"))
+	during := netip.MustParseAddr("198.51.100.67")
+	d, hit := f.a.Signal(during, SignalTraversal)
+	if !hit {
+		t.Fatalf("%s not detected", during)
+	}
+	f.sa.Publish(d)
+	testenv.WaitFor(t, 5*time.Second, "B to learn of the detection A made while Redis is full", func() bool { return f.b.Suspicious(during) })
+	for _, got := range f.b.Detections(1000) {
+		if got.Addr == during && got.Until.UnixMilli() != d.Until.UnixMilli() {
+			t.Errorf("B holds the detection until %v, A until %v", got.Until, d.Until)
+		}
+	}
+	testenv.WaitFor(t, 5*time.Second, "the refused write reported", f.sa.Failing)
+	if !strings.Contains(fmt.Sprint(f.sa.Failure()), "OOM") {
+		t.Errorf("Failure %v, want the OOM", f.sa.Failure())
+	}
 }

@@ -78,10 +78,10 @@ func (p *PostgresChecker) Check(ctx context.Context) Outcome {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	kept := p.conn != nil && !p.conn.IsClosed()
-	err := p.selectOneLocked(ctx)
+	err := p.probeLocked(ctx)
 	if err != nil && kept && ctx.Err() == nil {
 		// The kept connection may have been closed while idle: one new connection decides.
-		err = p.selectOneLocked(ctx)
+		err = p.probeLocked(ctx)
 	}
 	if err != nil {
 		return Failed(err)
@@ -89,10 +89,10 @@ func (p *PostgresChecker) Check(ctx context.Context) Outcome {
 	return Outcome{Status: Pass}
 }
 
-// selectOneLocked runs SELECT 1 (with a Role, SELECT pg_is_in_recovery()) on the kept
-// connection, connecting first when there is none; on an error or a role mismatch the
-// connection is closed, so the next attempt connects again.
-func (p *PostgresChecker) selectOneLocked(ctx context.Context) error {
+// probeLocked is one attempt of Check: SELECT 1 (with a Role, SELECT pg_is_in_recovery() and
+// the role compared) on the kept connection, connecting first when there is none; on an error
+// or a role mismatch the connection is closed, so the next attempt connects again.
+func (p *PostgresChecker) probeLocked(ctx context.Context) error {
 	if p.conn == nil || p.conn.IsClosed() {
 		conn, err := pgx.ConnectConfig(ctx, p.cfg)
 		if err != nil {
