@@ -67,11 +67,11 @@ func loadViteApp(t *testing.T, c *testcaddy.Caddy, sentinel string, urls ...stri
 	return seen, slices.DeleteFunc(violations(), isSentinel)
 }
 
-// The sentinel page, served by the same security_headers: a style attribute, blocked by the
-// strict preset (style-src-attr) in either mode.
+// The sentinel page, served by the same security_headers: an <object>, blocked by the strict
+// preset's object-src 'none' whatever the mode and the style-src lines.
 const viteSentinelRoute = `	handle /sentinel {
 		header Content-Type "text/html; charset=utf-8"
-		respond "<!doctype html><p style=\"color: red\">sentinel</p>"
+		respond "<!doctype html><object data=\"/sentinel-object\"></object>"
 	}
 `
 
@@ -183,5 +183,69 @@ func TestBrowserPlaceholderModeRunsARealViteReactBuild(t *testing.T) {
 		if v.Directive != "script-src-elem" || v.Disposition != "enforce" || v.Blocked != "inline" {
 			t.Errorf("a violation other than the injected scripts: %+v", v)
 		}
+	}
+}
+
+// A SvelteKit 2 + Svelte 5 static build (adapter-static, testdata/sveltekit-static, see its
+// README), served by file_server under the strict preset with `inject_nonce tags`, with the
+// fallback page at a deep link: the inline bootstrap script, the modulepreloads, the
+// component's stylesheet and a dynamic import all run. Two style attributes are refused on
+// each page, as README says: the `<div style="display: contents">` of SvelteKit's default
+// app.html and the one of Svelte's route announcer; with `csp { style-src-attr
+// 'unsafe-inline' }` nothing is.
+func TestBrowserTagsModeRunsASvelteKitBuild(t *testing.T) {
+	root, err := filepath.Abs("testdata/sveltekit-static/build")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, attrs := range []bool{false, true} {
+		t.Run(fmt.Sprintf("style-src-attr_unsafe-inline=%v", attrs), func(t *testing.T) {
+			csp := ""
+			if attrs {
+				csp = "\t\tcsp {\n\t\t\tstyle-src-attr 'unsafe-inline'\n\t\t}\n"
+			}
+			port := testenv.FreePort(t)
+			c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	root * %s
+	security_headers strict {
+		report_uri /csp-report
+		inject_nonce tags
+%s	}
+	csp_report /csp-report
+%s	handle {
+		try_files {path} {path}.html /200.html
+		file_server
+	}
+}
+`, port, root, csp, viteSentinelRoute))
+			base := fmt.Sprintf("http://127.0.0.1:%d", port)
+			urls := []string{base + "/", base + "/deep/link"}
+			seen, reported := loadViteApp(t, c, base+"/sentinel", urls...)
+			for _, url := range urls {
+				s := seen[url]
+				if s.Out != "mounted;lazy;styled;" {
+					t.Errorf("%s: #out = %q, want mounted;lazy;styled; (every part of the build ran)", url, s.Out)
+				}
+				want := 2
+				if attrs {
+					want = 0
+				}
+				n := 0
+				for _, v := range s.CSP {
+					if v.Directive == "style-src-attr" {
+						n++
+					} else {
+						t.Errorf("%s: a violation other than a style attribute: %+v", url, v)
+					}
+				}
+				if n != want {
+					t.Errorf("%s: %d style attributes refused, want %d: %+v", url, n, want, s.CSP)
+				}
+			}
+			if want := 2 * len(urls); attrs && len(reported) > 0 || !attrs && len(reported) != want {
+				t.Errorf("csp_report logged %d violations: %v", len(reported), reported)
+			}
+		})
 	}
 }
