@@ -32,11 +32,11 @@ type viteApp struct {
 // a stylesheet of its own (a <link> that Vite's preload helper adds).
 var viteAppParts = []string{"entry;", "css;", "styleprop;", "click;", "lazy;"}
 
-// loadViteApp loads each URL in Chromium, then sentinel (a page whose inline script the
+// loadViteApp loads each URL in Chromium (until #out holds ready, or 10 s), then sentinel (a page whose inline script the
 // policy blocks), and waits until
 // csp_report logged the sentinel's report: the reports of the app's pages were sent before it.
 // It returns what the browser saw by URL and the violations csp_report logged for the app.
-func loadViteApp(t *testing.T, c *testcaddy.Caddy, sentinel string, urls ...string) (map[string]viteApp, []testenv.LogEntry) {
+func loadViteApp(t *testing.T, c *testcaddy.Caddy, ready, sentinel string, urls ...string) (map[string]viteApp, []testenv.LogEntry) {
 	t.Helper()
 	script, err := filepath.Abs("testdata/vite_app.js")
 	if err != nil {
@@ -57,7 +57,7 @@ func loadViteApp(t *testing.T, c *testcaddy.Caddy, sentinel string, urls ...stri
 	}))
 	defer until.Close()
 	var seen map[string]viteApp
-	out := testenv.RunPlaywright(t, script, append(urls, "--sentinel", sentinel, "--until", until.URL)...)
+	out := testenv.RunPlaywright(t, script, append(urls, "--ready", ready, "--sentinel", sentinel, "--until", until.URL)...)
 	if err := json.Unmarshal(out, &seen); err != nil {
 		t.Fatalf("vite_app.js printed %q: %v", out, err)
 	}
@@ -101,7 +101,7 @@ func TestBrowserTagsModeRunsARealViteReactBuild(t *testing.T) {
 }
 `, port, root, viteSentinelRoute))
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	seen, reported := loadViteApp(t, c, base+"/sentinel", base+"/", base+"/settings/profile")
+	seen, reported := loadViteApp(t, c, "lazy;", base+"/sentinel", base+"/", base+"/settings/profile")
 	for _, url := range []string{base + "/", base + "/settings/profile"} {
 		s := seen[url]
 		for _, part := range viteAppParts {
@@ -166,7 +166,7 @@ func TestBrowserPlaceholderModeRunsARealViteReactBuild(t *testing.T) {
 	if _, body := getBody(t, url); strings.Contains(body, testPlaceholder) {
 		t.Fatal("the placeholder reached the client")
 	}
-	seen, reported := loadViteApp(t, c, fmt.Sprintf("http://127.0.0.1:%d/sentinel", port), url)
+	seen, reported := loadViteApp(t, c, "lazy;", fmt.Sprintf("http://127.0.0.1:%d/sentinel", port), url)
 	s := seen[url]
 	for _, part := range viteAppParts {
 		if !strings.Contains(s.Out, part) {
@@ -221,7 +221,7 @@ func TestBrowserTagsModeRunsASvelteKitBuild(t *testing.T) {
 `, port, root, csp, viteSentinelRoute))
 			base := fmt.Sprintf("http://127.0.0.1:%d", port)
 			urls := []string{base + "/", base + "/deep/link"}
-			seen, reported := loadViteApp(t, c, base+"/sentinel", urls...)
+			seen, reported := loadViteApp(t, c, "styled;", base+"/sentinel", urls...)
 			for _, url := range urls {
 				s := seen[url]
 				if s.Out != "mounted;lazy;styled;" {

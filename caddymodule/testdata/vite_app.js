@@ -1,15 +1,17 @@
 'use strict';
-// Loads the Vite + React build of testdata/vite-react (one URL per argument) in Debian's
-// Chromium through playwright-core and prints one JSON document of what it saw, by URL: the
-// app's #out (a word per part of the build that ran, "lazy;" last), the CSP violations (the
-// page's securitypolicyviolation events, from before the page's first script), and whether a
+// Loads the builds of testdata (one URL per argument) in Debian's Chromium through
+// playwright-core and prints one JSON document of what it saw, by URL: the app's #out (a word
+// per part of the build that ran, the one given by --ready last, "lazy;" by default), the CSP
+// violations (the page's securitypolicyviolation events, from before the page's first
+// script), and whether a
 // script injected into the page ran. Then it loads the URL given by --sentinel (a page whose
 // inline script the policy blocks) so that the Go test knows csp_report received what came
 // before, and keeps the browser open (reports are sent after the violation) until a GET of the
 // URL given by --until answers. The Go test decides what is right; this script only looks.
 //
 //	NODE_PATH=.ci/node/node_modules CHROMIUM=/usr/lib/chromium/chromium node vite_app.js \
-//	  http://127.0.0.1:8080/ ... --sentinel http://127.0.0.1:8080/sentinel --until http://127.0.0.1:9090/
+//	  http://127.0.0.1:8080/ ... [--ready 'lazy;'] --sentinel http://127.0.0.1:8080/sentinel \
+//	  --until http://127.0.0.1:9090/
 const { launch } = require('./chromium');
 
 (async () => {
@@ -17,6 +19,7 @@ const { launch } = require('./chromium');
 	const at = args.indexOf('--sentinel');
 	const sentinel = at >= 0 ? args.splice(at, 2)[1] : '';
 	const until = args.indexOf('--until') >= 0 ? args.splice(args.indexOf('--until'), 2)[1] : '';
+	const ready = args.indexOf('--ready') >= 0 ? args.splice(args.indexOf('--ready'), 2)[1] : 'lazy;';
 	const browser = await launch();
 	const out = {};
 	try {
@@ -31,9 +34,9 @@ const { launch } = require('./chromium');
 		const page = await context.newPage();
 		for (const url of args) {
 			await page.goto(url, { waitUntil: 'load' });
-			// The lazy chunk is the last part to run; a build the policy breaks never gets there.
-			await page.waitForFunction(() => (document.getElementById('out') || {}).textContent?.includes('lazy;'),
-				null, { timeout: 10000 }).catch(() => {});
+			// The last part to run; a build the policy breaks never gets there.
+			await page.waitForFunction((w) => (document.getElementById('out') || {}).textContent?.includes(w),
+				ready, { timeout: 10000 }).catch(() => {});
 			out[url] = await page.evaluate(() => ({
 				out: (document.getElementById('out') || {}).textContent || '',
 				csp: window.__csp.slice(),
