@@ -1,0 +1,1 @@
+var e=`lazy;`;export{e as lazy};

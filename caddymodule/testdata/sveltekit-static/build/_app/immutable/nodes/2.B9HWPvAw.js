@@ -1,0 +1,1 @@
+import"../chunks/xihTtKlq.js";import{C as e,L as t,M as n,O as r,_ as i,d as a,f as o,g as s,j as c,k as l,m as u,v as d}from"../chunks/CaCbH6c4.js";var f=u(`<button> </button> <a href="/about">about</a>`,1);function p(s){let u=n(0);var p=f(),m=r(p),h=l(m,!0);t(2),e(()=>a(h,d(u))),i(`click`,m,()=>c(u,d(u)+1)),o(s,p)}s([`click`]);export{p as component};

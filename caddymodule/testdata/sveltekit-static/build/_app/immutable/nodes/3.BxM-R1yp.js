@@ -1,0 +1,1 @@
+import"../chunks/xihTtKlq.js";import{E as e,I as t,S as n,f as r,m as i,s as a}from"../chunks/CaCbH6c4.js";t();var o=i(`<p>about</p>`);function s(t){var i=o();a(`cwls5q`,t=>{n(()=>{e.title=`About`})}),r(t,i)}export{s as component};

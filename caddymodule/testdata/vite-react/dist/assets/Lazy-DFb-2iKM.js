@@ -1,0 +1,1 @@
+import{t as e}from"./vendor-BSZuVuez.js";var t=e();function n(){return(0,t.jsx)(`p`,{className:`lazy`,id:`lazy`,children:`lazy chunk`})}export{n as default};
