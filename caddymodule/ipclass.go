@@ -437,6 +437,12 @@ func (a *App) ClassOf(r *http.Request) ipclass.Class {
 			c = a.classifier.Class(addr)
 		}
 	}
+	if c == ipclass.Trusted && earlyData(r) {
+		// An address not verified yet is trusted with nothing (a spoofed one would get the
+		// trusted rate-limit row, monitoring details): default until the handshake completes.
+		// A suspicious one stays suspicious: claiming it only refuses the sender.
+		c = ipclass.Default
+	}
 	classifiedRequests[c].Inc()
 	if vars != nil {
 		vars[ipClassCacheKey] = c

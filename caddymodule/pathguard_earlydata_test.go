@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -22,44 +23,77 @@ import (
 // that the next one has a ticket to resume.
 type h3Client struct {
 	t       *testing.T
-	port    int // the site's HTTPS port
-	relay   int // where GET_0RTT requests go: firstFlightRelay's port
+	port    int    // the site's HTTPS port
+	relay   int    // where GET_0RTT requests go: firstFlightRelay's port
+	renew   string // a path whose verified GET gets a new session ticket, changing nothing
 	tickets *ticketCache
 }
 
-func newH3Client(t *testing.T, port int) *h3Client {
-	return &h3Client{t: t, port: port, tickets: &ticketCache{ClientSessionCache: tls.NewLRUClientSessionCache(8), put: make(chan struct{}, 8)}}
+func newH3Client(t *testing.T, port int, renew string) *h3Client {
+	c := &h3Client{t: t, port: port, renew: renew,
+		tickets: &ticketCache{ClientSessionCache: tls.NewLRUClientSessionCache(8), put: make(chan struct{}, 8)}}
+	c.relay = firstFlightRelay(t, fmt.Sprintf("127.0.0.1:%d", port))
+	return c
 }
 
 // get sends one request and returns the status, the body and whether the server took it as
-// early data (the site's `header @early Early-Data 1`, with `@early tls early_data`).
+// early data (the site's `header @early Early-Data 1`, with `@early tls early_data`). A GET_0RTT
+// goes through the relay; when the server rejects its early data (it then never serves it,
+// and the relay drops the client's retransmission after the handshake), it is sent again
+// with a new ticket.
 func (c *h3Client) get(method, path string) (int, string, bool) {
 	c.t.Helper()
+	if method != http3.MethodGet0RTT {
+		code, body, early, err := c.roundTrip(method, c.port, path)
+		if err != nil {
+			c.t.Fatalf("%s %s: %v", method, path, err)
+		}
+		return code, body, early
+	}
+	var err error
+	for range 3 {
+		var code int
+		var body string
+		var early bool
+		if code, body, early, err = c.roundTrip(method, c.relay, path); err == nil {
+			return code, body, early
+		}
+		if _, _, _, err := c.roundTrip(http.MethodGet, c.port, c.renew); err != nil {
+			c.t.Fatalf("GET %s: %v", c.renew, err)
+		}
+	}
+	c.t.Fatalf("%s %s: %v", method, path, err)
+	return 0, "", false
+}
+
+func (c *h3Client) roundTrip(method string, port int, path string) (int, string, bool, error) {
 	for len(c.tickets.put) > 0 {
 		<-c.tickets.put
 	}
-	tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: c.tickets}}
-	defer tr.Close()
-	port := c.port
-	if method == http3.MethodGet0RTT {
-		port = c.relay
+	tr := &http3.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: c.tickets},
+		QUICConfig:      &quic.Config{MaxIdleTimeout: 5 * time.Second, HandshakeIdleTimeout: 5 * time.Second},
 	}
+	defer tr.Close()
 	req, _ := http.NewRequestWithContext(c.t.Context(), method, fmt.Sprintf("https://127.0.0.1:%d%s", port, path), nil)
 	req.Host = fmt.Sprintf("localhost:%d", c.port)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
-		c.t.Fatalf("%s %s: %v", method, path, err)
+		return 0, "", false, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", false, err
+	}
 	if port == c.port { // through the relay, the handshake never completes: no new ticket
 		select {
 		case <-c.tickets.put:
 		case <-time.After(10 * time.Second):
-			c.t.Fatalf("%s %s: no session ticket from the server", method, path)
+			return 0, "", false, fmt.Errorf("no session ticket from the server")
 		}
 	}
-	return resp.StatusCode, string(b), resp.Header.Get("Early-Data") == "1"
+	return resp.StatusCode, string(b), resp.Header.Get("Early-Data") == "1", nil
 }
 
 // ticketCache tells when a connection stored a session ticket.
@@ -101,8 +135,7 @@ localhost:%d {
 }
 `, localTLSGlobals(t, httpPort, httpsPort), httpsPort))
 	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
-	c := newH3Client(t, httpsPort)
-	c.relay = firstFlightRelay(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	c := newH3Client(t, httpsPort, "/")
 	if code, body, _ := c.get(http.MethodGet, "/"); code != http.StatusOK {
 		t.Fatalf("first request: %d %s", code, body)
 	}
@@ -240,4 +273,67 @@ func quicVarint(b []byte) (v uint64, n int) {
 		v = v<<8 | uint64(c)
 	}
 	return v, n
+}
+
+// TestEarlyDataIsNotTrustedNorSpendsABucket: before, a 0-RTT request (its address not verified:
+// see TestEarlyDataScoresNothing) was in the trusted class when its source address was a
+// trusted one (the trusted rate-limit row, monitoring details), and spent the bucket of the
+// address it claimed: a flood of them in a victim's name drained the victim's bucket, whose
+// own requests then got 429 (and scored rate_limited until it was banned). Now such a request
+// is in the default class, and a policy keyed by the client's address answers it 425 Too
+// Early without spending anything; after the handshake it is decided as before.
+func TestEarlyDataIsNotTrustedNorSpendsABucket(t *testing.T) {
+	httpPort, httpsPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+%s	hardening {
+		ip_classes {
+			trusted 127.0.0.1
+		}
+		policy two {
+			limit 2/1h burst 2
+			trusted 2/1h burst 2
+		}
+	}
+}
+localhost:%d {
+	bind 127.0.0.1
+	@early tls early_data
+	route {
+		header @early Early-Data 1
+		path_guard
+		handle /class {
+			respond "{http.vars.ip_class}"
+		}
+		policy_rate_limit two
+		respond "ok"
+	}
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	c := newH3Client(t, httpsPort, "/class")
+	if code, body, _ := c.get(http.MethodGet, "/class"); code != http.StatusOK || body != "trusted" {
+		t.Fatalf("verified /class: %d %q, want 200 trusted", code, body)
+	}
+	code, body, early := c.get(http3.MethodGet0RTT, "/class")
+	if !early {
+		t.Fatal("0-RTT /class: the server did not take it as early data")
+	}
+	if code != http.StatusOK || body != "default" {
+		t.Errorf("0-RTT /class: %d %q, want 200 default: an unverified address was trusted", code, body)
+	}
+	for i := range 3 {
+		code, body, early := c.get(http3.MethodGet0RTT, "/page")
+		if !early {
+			t.Fatalf("0-RTT /page #%d: the server did not take it as early data", i+1)
+		}
+		if code != http.StatusTooEarly {
+			t.Errorf("0-RTT /page #%d: %d %s, want 425 Too Early", i+1, code, body)
+		}
+	}
+	// The bucket is whole: two verified requests pass, the third is refused.
+	for i, want := range []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests} {
+		if code, body, _ := c.get(http.MethodGet, "/page"); code != want {
+			t.Errorf("verified /page #%d: %d %s, want %d", i+1, code, body, want)
+		}
+	}
 }
