@@ -178,13 +178,21 @@ func firstFlightRelay(t *testing.T, to string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ln.Close() })
 	server, err := net.ResolveUDPAddr("udp", to)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	upstreams := map[string]net.PacketConn{} // one socket towards the server per client
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, up := range upstreams {
+			_ = up.Close()
+		}
+		upstreams = nil // the relay takes no new client
+	})
 	go func() {
 		buf := make([]byte, 65536)
 		for {
@@ -196,6 +204,10 @@ func firstFlightRelay(t *testing.T, to string) int {
 				continue
 			}
 			mu.Lock()
+			if upstreams == nil {
+				mu.Unlock()
+				return
+			}
 			up, ok := upstreams[client.String()]
 			if !ok {
 				if up, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
@@ -203,7 +215,6 @@ func firstFlightRelay(t *testing.T, to string) int {
 					return
 				}
 				upstreams[client.String()] = up
-				t.Cleanup(func() { _ = up.Close() })
 				go func() { // the server's answers, back to the client
 					b := make([]byte, 65536)
 					for {
