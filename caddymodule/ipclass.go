@@ -448,6 +448,12 @@ func (a *App) ClassOf(r *http.Request) ipclass.Class {
 			c = a.classifier.Class(addr)
 		}
 	}
+	if c == ipclass.Trusted && earlyData(r) {
+		// An address not verified yet is trusted with nothing (a spoofed one would get the
+		// trusted rate-limit row, monitoring details): default until the handshake completes.
+		// A suspicious one stays suspicious: claiming it only refuses the sender.
+		c = ipclass.Default
+	}
 	classifiedRequests[c].Inc()
 	if vars != nil {
 		vars[ipClassCacheKey] = c
@@ -482,6 +488,9 @@ func (a *App) Signal(ctx caddy.Context, r *http.Request, sig ipclass.Signal) {
 	}
 	if crossSite(r) && (a.Detection == nil || !a.Detection.ScoreCrossSite) {
 		return
+	}
+	if earlyData(r) {
+		return // the address is not verified yet: a spoofed one would score against its owner
 	}
 	addr, ok := clientAddr(r)
 	if !ok {
@@ -528,6 +537,16 @@ func crossSite(r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// earlyData reports whether r arrived as TLS early data (a 0-RTT request of HTTP/3, which Caddy
+// accepts by default): the handshake has not completed, so the client's address is not
+// verified. A QUIC client's first flight may carry any source address (one it does not own;
+// the answer goes there), and the request is served before any packet comes back. Caddy's
+// remote_ip and client_ip matchers answer such requests 425 Too Early; nothing may be scored
+// against, or granted to, an address taken from them.
+func earlyData(r *http.Request) bool {
+	return r.TLS != nil && !r.TLS.HandshakeComplete
 }
 
 // signalKey names what a signal with a burst was about, so that a repeat does not count

@@ -107,7 +107,7 @@ func (m *MatchIPClass) Validate() error {
 // data the client address is not verified yet: like Caddy's remote_ip matcher, it answers
 // 425 Too Early instead of matching on an address that could be spoofed.
 func (m *MatchIPClass) MatchWithError(r *http.Request) (bool, error) {
-	if r.TLS != nil && !r.TLS.HandshakeComplete {
+	if earlyData(r) {
 		return false, caddyhttp.Error(http.StatusTooEarly, errors.New("TLS handshake not complete, client IP cannot be verified"))
 	}
 	return m.want[m.app.ClassOf(r)], nil

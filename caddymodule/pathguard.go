@@ -35,7 +35,9 @@ func init() {
 // (probe), and 401/403 answers to requests that carried credentials (auth_failure) and 404s
 // of anything but static resources (not_found) of the rest of the route raise the client's
 // score (responseSignal); the last two only past their burst allowance. With suspicious_action block, clients in the suspicious class are
-// refused with 403.
+// refused with 403. A request sent as TLS early data (HTTP/3 0-RTT), whose client address is not
+// verified yet, scores nothing: a refused path or a probe path sent that way is answered 425
+// Too Early, so that the client sends it again after the handshake, where it counts.
 type PathGuard struct {
 	// Allow loosens the check for applications that need it, one value for each malformed
 	// form legacy links and some applications send: `encoded_slash` accepts %2f inside a
@@ -123,7 +125,16 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		return next.ServeHTTP(w, r)
 	}
 	class := h.app.ClassOf(r)
-	if reason := h.check(r); reason != "" {
+	reason := h.check(r)
+	if h.signals && earlyData(r) && (reason != "" || h.app.IsProbe(r.URL.Path)) {
+		// TLS early data: the address is not verified, so the refusal or probe could not
+		// count against its sender (a spoofed address would get its owner banned). Ask for
+		// the request again after the handshake (RFC 8470), where it counts: a scanner
+		// cannot evade detection by sending its attacks as 0-RTT data.
+		return writeProblem(w, http.StatusTooEarly, "Too Early",
+			"Send this request again once the TLS handshake is complete.", nil)
+	}
+	if reason != "" {
 		h.blocked[reason].Inc()
 		h.app.SecurityEvent(h.ctx, r, zapcore.WarnLevel, EventPathBlocked, map[string]any{"reason": string(reason)})
 		if h.signals {

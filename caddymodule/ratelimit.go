@@ -37,6 +37,11 @@ func init() {
 // logged as sampled `rate_limit_exceeded` security events (at most a few per second per policy,
 // each with the count it stands for), so a flood of refusals writes no log line per request.
 //
+// A request sent as TLS early data (HTTP/3 0-RTT) whose bucket is named by the client's address
+// is answered 425 Too Early and spends nothing: its address is not verified yet, and a client
+// that claims another's would drain that client's bucket. The client sends it again after the
+// handshake. Nor is an early request in the trusted class (see App.ClassOf).
+//
 // While Redis fails, decisions go to the in-memory store at once (see `rate_limit` in the
 // hardening app); no request fails because Redis failed.
 type PolicyRateLimit struct {
@@ -199,6 +204,13 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		return next.ServeHTTP(w, r)
 	}
 	key, keyIP := h.requestKey(r)
+	if earlyData(r) && (keyIP || h.keyParts != nil) {
+		// TLS early data: the address in the key is not verified, and a client that claims
+		// another's would spend that client's bucket (whose own requests would then be refused,
+		// and scored rate_limited). Ask for the request again after the handshake (RFC 8470).
+		return writeProblem(w, http.StatusTooEarly, "Too Early",
+			"Send this request again once the TLS handshake is complete.", nil)
+	}
 	if row.kind == rowDeny {
 		res := ratelimit.Result{RetryAfter: h.policy.rows[ipclass.Default].limit.Period}
 		if !h.policy.shadow {
