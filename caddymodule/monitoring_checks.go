@@ -315,6 +315,7 @@ type pooledCheck struct{ check *monitor.Check }
 func (p *pooledCheck) Destruct() error {
 	dropCheck(p.check)
 	p.check.Stop()
+	forgetCheckSeries(p.check.Config())
 	return nil
 }
 

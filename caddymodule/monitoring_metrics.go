@@ -9,7 +9,8 @@ import (
 	"github.com/swarmsec/caddy-hardening/monitor"
 )
 
-// Counters of check runs, package level so they survive reloads (registered per config).
+// Counters of check runs, package level so they survive reloads (registered per config); a
+// check's series go when it stops and no live check has its name and type (forgetCheckSeries).
 var (
 	checkDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "dependency_check_duration_seconds",
@@ -31,6 +32,25 @@ func observeCheck(s monitor.State) {
 	}
 	checkDuration.WithLabelValues(s.Name, s.Type).Observe(s.Latency.Seconds())
 	checkRuns.WithLabelValues(s.Name, s.Type, string(result)).Inc()
+}
+
+// forgetCheckSeries deletes the run counters and the latency histogram of a stopped check
+// once no live check has its name and type: a check that a reload removes (or gives another
+// type) leaves no frozen series behind, as a removed breaker's or policy's series go. A check
+// that the reload only tunes is replaced by one of the same name and type, adopted before the
+// old one stops, so its counters go on.
+func forgetCheckSeries(cfg monitor.Config) {
+	liveChecks.mu.Lock()
+	defer liveChecks.mu.Unlock()
+	for _, checks := range liveChecks.m {
+		for _, c := range checks {
+			if o := c.Config(); o.Name == cfg.Name && o.Type == cfg.Type {
+				return
+			}
+		}
+	}
+	checkDuration.DeleteLabelValues(cfg.Name, cfg.Type)
+	checkRuns.DeletePartialMatch(prometheus.Labels{"check": cfg.Name, "type": cfg.Type})
 }
 
 var (

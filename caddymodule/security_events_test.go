@@ -27,11 +27,12 @@ var (
 
 // TestSecurityEventSchema triggers every security event a request or timer can cause without
 // Redis (store_failover: breaker_shared_test.go) and checks each, in the log and as a Caddy
-// event, carries the documented common fields (docs/security-events.md).
+// event, carries the documented common fields (docs/security-events.md), and that each logged
+// entry's own fields are those its row of the reference names (checkOwnFields).
 func TestSecurityEventSchema(t *testing.T) {
 	port, dead := testenv.FreePort(t), testenv.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	names := []string{EventMonitoringDenied, EventCSPViolation, EventBreakerStateChanged, EventPathBlocked, EventIPReclassified, EventSuspiciousBlocked}
+	names := []string{EventMonitoringDenied, EventCSPViolation, EventBreakerStateChanged, EventPathBlocked, EventIPReclassified, EventSuspiciousBlocked, EventRateLimited}
 	c := startWithEvents(t, fmt.Sprintf(`{
 	admin off
 	hardening {
@@ -57,6 +58,10 @@ http://%s {
 		}
 		reverse_proxy 127.0.0.1:%d
 	}
+	handle /auth/* {
+		policy_rate_limit authentication
+		respond "auth"
+	}
 	respond "ok"
 }
 `, addr, dead), names...)
@@ -76,6 +81,9 @@ http://%s {
 	if status, _, _ := rawGet(t, addr, "/api/x"); status != http.StatusBadGateway {
 		t.Fatalf("dead upstream: %d", status)
 	}
+	for i := 0; i < 6; i++ { // authentication: 5/1m burst 5
+		rawGet(t, addr, "/auth/login")
+	}
 	if status, _, _ := rawGet(t, addr, "/a/../../etc/passwd"); status != http.StatusBadRequest { // traversal: 20, detected
 		t.Fatalf("traversal: %d", status)
 	}
@@ -83,6 +91,11 @@ http://%s {
 		t.Fatalf("detected client: %d", status)
 	}
 
+	refBytes, err := os.ReadFile("../docs/security-events.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := string(refBytes)
 	for _, name := range names {
 		var logged []testenv.LogEntry
 		deadline := time.Now().Add(5 * time.Second) // the breaker's event comes from its own goroutine
@@ -105,6 +118,7 @@ http://%s {
 				t.Errorf("%s log lacks %q: %v", name, f, logged[0])
 			}
 		}
+		checkOwnFields(t, ref, name, logged[0], append(want, "level", "ts", "logger", "msg", "suppressed"))
 		ev := recordedEvents(name)
 		if len(ev) == 0 {
 			t.Errorf("%s: no Caddy event", name)
@@ -128,6 +142,51 @@ http://%s {
 	}
 	if l := securityLogs(c, EventPathBlocked); len(l) == 0 || l[0].Str("uri") != "/a/../../etc/passwd" {
 		t.Errorf("path_blocked uri: %v", l)
+	}
+}
+
+// ownFields are the fields docs/security-events.md gives each event beyond the common ones
+// that every entry this test causes carries (open_until: the breaker opens; key: the bucket is
+// the client IP).
+var ownFields = map[string][]string{
+	EventMonitoringDenied:    {"route"},
+	EventCSPViolation:        {"directive", "blocked_uri", "document_uri", "disposition"},
+	EventBreakerStateChanged: {"breaker", "from", "to", "cause", "open_until"},
+	EventPathBlocked:         {"reason"},
+	EventIPReclassified:      {"ip", "from", "to", "signal", "score", "until", "shadow"},
+	EventSuspiciousBlocked:   {},
+	EventRateLimited:         {"policy", "limit", "retry_after", "store", "refusals", "key"},
+}
+
+// checkOwnFields compares a real log entry of event with its row of the reference, field by
+// field: every field the entry has beyond common is named in the row, and the entry has every
+// field of ownFields, each named in the row too.
+func checkOwnFields(t *testing.T, ref, event string, entry testenv.LogEntry, common []string) {
+	t.Helper()
+	var row string
+	for line := range strings.Lines(ref) {
+		if strings.HasPrefix(line, "| `"+event+"` |") {
+			row = line
+		}
+	}
+	cells := strings.Split(row, "|")
+	if len(cells) < 6 {
+		t.Errorf("docs/security-events.md: no row with an own-fields column for %s", event)
+		return
+	}
+	documented := cells[4]
+	for f := range entry {
+		if !slices.Contains(common, f) && !strings.Contains(documented, "`"+f+"`") {
+			t.Errorf("%s logs field %q, which its row of docs/security-events.md does not name: %v", event, f, entry)
+		}
+	}
+	for _, f := range ownFields[event] {
+		if _, ok := entry[f]; !ok {
+			t.Errorf("%s log lacks its field %q: %v", event, f, entry)
+		}
+		if !strings.Contains(documented, "`"+f+"`") {
+			t.Errorf("docs/security-events.md: the %s row does not name %q", event, f)
+		}
 	}
 }
 

@@ -424,6 +424,58 @@ func TestKubernetesPodSecurityRestricted(t *testing.T) {
 	}
 }
 
+// TestKubernetesWritesOnlyMountedPaths: under readOnlyRootFilesystem every folder Caddy
+// writes must be a writable volume: its storage and autosave.json, and the throwaway storage
+// of `caddy hardening check`, which the README says to run where the runtime variables are set
+// (kubectl exec into the pod: the secrets are there only). Before, the pod had no writable
+// /tmp, and the check refused with check.temp_storage.
+func TestKubernetesWritesOnlyMountedPaths(t *testing.T) {
+	pod := dig(yamlDocs(t, "kubernetes.yaml")[0], "spec", "template", "spec")
+	containers, _ := dig(pod, "containers").([]any)
+	writableVolume := map[string]bool{}
+	vols, _ := dig(pod, "volumes").([]any)
+	for _, v := range vols {
+		writableVolume[yamlString(dig(v, "name"))] = dig(v, "emptyDir") != nil || dig(v, "persistentVolumeClaim") != nil || dig(v, "ephemeral") != nil
+	}
+	for _, c := range containers {
+		if dig(c, "securityContext", "readOnlyRootFilesystem") != true {
+			continue
+		}
+		// The official Caddy image's ENV, which the container's env overrides.
+		env := map[string]string{"XDG_DATA_HOME": "/data", "XDG_CONFIG_HOME": "/config", "TMPDIR": "/tmp"}
+		list, _ := dig(c, "env").([]any)
+		for _, e := range list {
+			if v, ok := dig(e, "value").(string); ok {
+				env[yamlString(dig(e, "name"))] = v
+			}
+		}
+		var writable []string
+		mounts, _ := dig(c, "volumeMounts").([]any)
+		for _, m := range mounts {
+			if writableVolume[yamlString(dig(m, "name"))] && dig(m, "readOnly") != true {
+				writable = append(writable, yamlString(dig(m, "mountPath")))
+			}
+		}
+		under := func(p string) bool {
+			for _, w := range writable {
+				if p == w || strings.HasPrefix(p, strings.TrimSuffix(w, "/")+"/") {
+					return true
+				}
+			}
+			return false
+		}
+		for what, dir := range map[string]string{
+			"Caddy's storage (XDG_DATA_HOME/caddy)":                     env["XDG_DATA_HOME"] + "/caddy",
+			"Caddy's config dir, autosave.json (XDG_CONFIG_HOME/caddy)": env["XDG_CONFIG_HOME"] + "/caddy",
+			"the throwaway storage of caddy hardening check (TMPDIR)":   env["TMPDIR"],
+		} {
+			if !under(dir) {
+				t.Errorf("kubernetes.yaml: container %v: %s is %s, read-only under readOnlyRootFilesystem (writable volumes: %v)", dig(c, "name"), what, dir, writable)
+			}
+		}
+	}
+}
+
 // TestXcaddyDocDockerfile: the Dockerfile snippet of xcaddy.md builds as deploy/Dockerfile
 // does (Caddy 2.11.9 images, XCADDY_SETCAP=0, the checkout as v0.0.0). It used to run the
 // builder's default XCADDY_SETCAP=1 from floating caddy:2.11 tags: an image built from it could
