@@ -261,6 +261,9 @@ func (m *Monitoring) ServeHTTP(w http.ResponseWriter, r *http.Request, next cadd
 			Status: verdict.Status, Ready: verdict.Ready, Reasons: verdict.Reasons,
 			Dependencies: monitor.Details(states), Components: componentsView(reports)})
 	default: // metrics
+		if wantsExposition(r) {
+			return m.serveExposition(w, r, detail)
+		}
 		if !detail {
 			return writeJSON(w, "application/json", http.StatusOK, monitor.Document{Status: verdict.Status})
 		}
