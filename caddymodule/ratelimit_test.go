@@ -870,6 +870,85 @@ func TestRateLimitSeveralPoliciesListEachOne(t *testing.T) {
 	}
 }
 
+// TestRateLimitRetryAfterWaitsForEveryPolicy: when the second of two stacked policies refuses
+// a request the first admitted with its last unit, Retry-After (and the body's retry_after) is
+// when both admit again, never before the first policy's t (draft-ietf-httpapi-ratelimit-
+// headers-10, section 6). Before, it was the second's alone: a client that waited it was
+// refused by the first, and scored for that refusal.
+func TestRateLimitRetryAfterWaitsForEveryPolicy(t *testing.T) {
+	block, url := site(t, `	handle /shown {
+		policy_rate_limit hourly
+		policy_rate_limit minute
+	}
+	handle /quiet {
+		policy_rate_limit hourly2 {
+			headers off
+		}
+		policy_rate_limit minute2
+	}
+	handle /dry {
+		policy_rate_limit hourly3
+		policy_rate_limit minute3
+	}`)
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		policy hourly {
+			limit 2/1h
+		}
+		policy minute {
+			limit 1/1m
+		}
+		policy hourly2 {
+			limit 2/1h
+		}
+		policy minute2 {
+			limit 1/1m
+		}
+		policy hourly3 {
+			limit 2/1h
+			shadow
+		}
+		policy minute3 {
+			limit 1/1m
+		}
+	}
+}
+`+block)
+	for _, path := range []string{"shown", "quiet"} {
+		if r := getReply(t, url+path); r.status != 200 {
+			t.Fatalf("/%s first request: %d, want 200", path, r.status)
+		}
+		r := getReply(t, url+path) // the hour's last unit, then the minute refuses
+		if r.status != 429 {
+			t.Fatalf("/%s second request: %d, want 429 from the minute's policy", path, r.status)
+		}
+		retry, _ := strconv.Atoi(r.header.Get("Retry-After"))
+		// The hour's next unit comes back 30 min after its two were spent, whether the hour's
+		// fields are shown (hourly) or hidden (hourly2, headers off).
+		if retry < 1700 {
+			t.Errorf("/%s: Retry-After %d with RateLimit %q: the first policy admits nothing for 30 min, so a client that waits it is refused again", path, retry, r.header.Values("RateLimit"))
+		}
+		if path == "shown" {
+			if got := r.header.Values("RateLimit"); len(got) != 2 || !strings.HasPrefix(got[0], `"hourly";r=0;t=`) {
+				t.Fatalf("RateLimit %q; want the hour at r=0 first", got)
+			} else if ht, _ := strconv.Atoi(strings.TrimPrefix(got[0], `"hourly";r=0;t=`)); retry < ht {
+				t.Errorf("Retry-After %d is before the hour's t=%d", retry, ht)
+			}
+		}
+		var body struct {
+			RetryAfter int `json:"retry_after"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &body); err != nil || body.RetryAfter != retry {
+			t.Errorf("/%s: body %q (%v): retry_after should equal Retry-After %d", path, r.body, err, retry)
+		}
+	}
+	// A shadow policy refuses nothing, so it holds back no Retry-After either.
+	getReply(t, url+"dry")
+	if r := getReply(t, url+"dry"); r.status != 429 || r.header.Get("Retry-After") != "60" {
+		t.Errorf("/dry: %d, Retry-After %q; want 429 with the minute's 60: a shadow policy's bucket changes no refusal", r.status, r.header.Get("Retry-After"))
+	}
+}
+
 // TestRateLimitSamePolicyTwiceDecidesOnce: a request that passes two policy_rate_limit
 // handlers of one policy (a site-wide line and the same policy again in a handle block, or a
 // snippet imported twice) spends one request of its bucket, not two, and the RateLimit fields
