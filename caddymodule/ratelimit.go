@@ -72,6 +72,12 @@ type PolicyRateLimit struct {
 	// for a template without placeholders (one global bucket, as configured).
 	keyEmpty    string
 	keyHasEmpty bool
+	// keyClient is the key template's placeholders that name a client (what the client sends
+	// or authentication sets), where the template also has placeholders that name only the
+	// site or the route ({host}, {path}, {env.*}: see routePlaceholder): a request for which
+	// all of keyClient is empty falls back to the client IP too, though the key is not
+	// keyEmpty. "" otherwise.
+	keyClient string
 	// keyParts is a composite key template ("{client_ip}:{header.X-User}") split at its
 	// client IP placeholders, where requestKey puts clientIPKey's name of the client (an IPv6
 	// client as its network, as a key of {client_ip} alone); nil without one.
@@ -144,6 +150,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	h.decidedVar = decidedVarPrefix + h.bucketSet
 	if empty := caddy.NewEmptyReplacer().ReplaceAll(h.key, ""); empty != h.key {
 		h.keyEmpty, h.keyHasEmpty = empty, true
+	}
+	if h.keyParts == nil {
+		h.keyClient = keyClientPart(h.key)
 	}
 	if h.StatusCode == 0 {
 		h.StatusCode = http.StatusTooManyRequests
@@ -320,6 +329,7 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) (key string, clientIP bool
 		k := h.expandKey(r, repl)
 		switch {
 		case h.keyHasEmpty && k == h.keyEmpty:
+		case h.keyClient != "" && repl.ReplaceAll(h.keyClient, "") == "":
 		case strings.HasPrefix(k, fallbackKeyMark):
 			return fallbackKeyMark + k, false
 		default:

@@ -212,6 +212,35 @@ func TestRateLimitKeyFallbackIsItsOwnBucket(t *testing.T) {
 	}
 }
 
+// TestRateLimitKeyOfTheSiteAndAMissingHeaderFallsBack: a key whose client part is missing falls
+// back to the client IP even where the template also names the site or the route ({host},
+// {method}, {path}, {env.*}): those are the same for every anonymous client, and were one
+// bucket that the first of them drained for all the others.
+func TestRateLimitKeyOfTheSiteAndAMissingHeaderFallsBack(t *testing.T) {
+	t.Setenv("RL_TEST_REGION", "eu")
+	base := proxiedCaddy(t, `		policy bysite {
+			limit 1/1h
+			key "{host}:{method}:{path}:{env.RL_TEST_REGION}:{header.X-API-Key}"
+		}`, `	policy_rate_limit bysite
+	respond "ok"`)
+	status := func(headers ...string) int { return getReply(t, base+"/v1/chat", headers...).status }
+	for _, ip := range []string{"10.9.2.1", "10.9.2.2"} {
+		if got := status("X-Forwarded-For: " + ip); got != 200 {
+			t.Fatalf("anonymous client %s: %d; the key without its API key was one bucket for every anonymous client", ip, got)
+		}
+	}
+	if got := status("X-Forwarded-For: 10.9.2.1"); got != 429 {
+		t.Fatalf("anonymous client 10.9.2.1's second request: %d, want 429 from its own bucket", got)
+	}
+	// An API key names its bucket, whoever sends it.
+	if got := status("X-Forwarded-For: 10.9.2.1", "X-API-Key: k"); got != 200 {
+		t.Fatalf("key k's first request: %d", got)
+	}
+	if got := status("X-Forwarded-For: 10.9.2.3", "X-API-Key: k"); got != 429 {
+		t.Fatalf("key k from another address: %d, want 429 (one bucket per key)", got)
+	}
+}
+
 // TestRateLimitRouteKeyHasItsOwnBuckets: a route that overrides its policy's key has buckets of
 // its own. A header value equal to a victim's address, on a route keyed by the header, does not
 // drain the victim's bucket on the policy's client-IP routes (nor the other way round); two
@@ -1125,6 +1154,24 @@ func proxiedCaddy(t *testing.T, hardening, site string) string {
 	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n}\n",
 		hardening, port, site))
 	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// TestKeyClientPart: which placeholders of a key template name a client, where the template
+// also names the site or the route; a template of one kind only has none.
+func TestKeyClientPart(t *testing.T) {
+	for _, tc := range []struct{ key, want string }{
+		{"{http.request.host}:{http.request.header.X-API-Key}", "{http.request.header.X-API-Key}"},
+		{"{env.REGION}-{http.request.method}-{http.auth.user.id}:{http.request.cookie.s}", "{http.auth.user.id}{http.request.cookie.s}"},
+		{"{http.request.uri.path}:{http.request.uri.query.key}", "{http.request.uri.query.key}"},
+		{"{http.request.hostport}{http.request.uri}", "{http.request.uri}"}, // the URI holds the query
+		{"{http.request.header.X-Tenant}:{http.request.header.X-User}", ""},
+		{"{http.request.host}:{http.request.uri.path}", ""},
+		{"global", ""},
+	} {
+		if got := keyClientPart(tc.key); got != tc.want {
+			t.Errorf("keyClientPart(%q) = %q, want %q", tc.key, got, tc.want)
+		}
+	}
 }
 
 // TestKeyTemplateChecks: what checkKeyTemplate accepts and refuses, including Caddy's request
