@@ -848,6 +848,34 @@ func TestRateLimitBucketsSurviveAReload(t *testing.T) {
 	}
 }
 
+// TestRateLimitRaisedLimitAppliesAtOnce: a reload that raises a limit gives a client that
+// drained its bucket under the old one a drained bucket of the new one, not the old one's
+// wait: before, after 1/1h was raised to 100/1m, the client was refused for 59 minutes with
+// RateLimit-Policy q=100;w=60 and t=3541.
+func TestRateLimitRaisedLimitAppliesAtOnce(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	cfg := func(limit string) string {
+		return "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit " + limit + "\n\t\t}\n\t}\n}\n" + block
+	}
+	c := testcaddy.StartCaddy(t, cfg("1/1h"))
+	getReply(t, url)
+	if r := getReply(t, url); r.status != 429 {
+		t.Fatalf("second request under 1/1h: %d, want 429", r.status)
+	}
+	if err := c.Load(cfg("100/1m")); err != nil {
+		t.Fatal(err)
+	}
+	r := getReply(t, url)
+	if r.status == 429 && (r.header.Get("Retry-After") != "1" || !slices.Equal(r.header.Values("RateLimit"), []string{`"login";r=0;t=1`})) {
+		t.Fatalf("after the raise to 100/1m: 429 with Retry-After %q and RateLimit %q; want at most one interval (0.6 s) to wait", r.header.Get("Retry-After"), r.header.Values("RateLimit"))
+	}
+	// A client that waits the Retry-After it was given is admitted.
+	time.Sleep(time.Second)
+	if r := getReply(t, url); r.status != 200 {
+		t.Fatalf("after waiting Retry-After: %d, RateLimit %q; want 200", r.status, r.header.Values("RateLimit"))
+	}
+}
+
 // TestRateLimitPolicyFieldKeepsItsWindow: RateLimit-Policy states the quota per the
 // configured window; an adaptive factor shrinks the quota, and stretches the window only where
 // the quota would round to 0.
