@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -29,10 +30,11 @@ func init() {
 // draft-ietf-httpapi-ratelimit-headers-10:
 //
 //	RateLimit-Policy: "<policy>";q=<requests>;w=<seconds>
-//	RateLimit: "<policy>";r=<remaining>;t=<seconds until r grows (on a refusal: Retry-After)>
+//	RateLimit: "<policy>";r=<remaining>;t=<seconds until r grows (on a refusal: the retry time)>
 //
-// A refused request gets 429 (or `status_code`), Retry-After and an application/problem+json
-// body with the policy and retry_after members; the rest of the route is not run, and the
+// A refused request gets 429 (or `status_code`), Retry-After (the later of the bucket's retry
+// time and when policies that admitted the request before it admit again) and an
+// application/problem+json body with the policy and retry_after members; the rest of the route is not run, and the
 // client's detection score gets the rate_limited signal. Refusals are counted in metrics and
 // logged as sampled `rate_limit_exceeded` security events (at most a few per second per policy,
 // each with the count it stands for), so a flood of refusals writes no log line per request.
@@ -75,6 +77,12 @@ type PolicyRateLimit struct {
 	// for a template without placeholders (one global bucket, as configured).
 	keyEmpty    string
 	keyHasEmpty bool
+	// keyClient is the key template's placeholders that name a client (what the client sends
+	// or authentication sets), where the template also has placeholders that name only the
+	// site or the route ({host}, {path}, {env.*}: see routePlaceholder): a request for which
+	// all of keyClient is empty falls back to the client IP too, though the key is not
+	// keyEmpty. "" otherwise.
+	keyClient string
 	// keyParts is a composite key template ("{client_ip}:{header.X-User}") split at its
 	// client IP placeholders, where requestKey puts clientIPKey's name of the client (an IPv6
 	// client as its network, as a key of {client_ip} alone); nil without one.
@@ -147,6 +155,9 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 	h.decidedVar = decidedVarPrefix + h.bucketSet
 	if empty := caddy.NewEmptyReplacer().ReplaceAll(h.key, ""); empty != h.key {
 		h.keyEmpty, h.keyHasEmpty = empty, true
+	}
+	if h.keyParts == nil {
+		h.keyClient = keyClientPart(h.key)
 	}
 	if h.StatusCode == 0 {
 		h.StatusCode = http.StatusTooManyRequests
@@ -245,6 +256,9 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		h.sampler.report(h, r, class, key, keyIP, res, true)
 	} else {
 		h.metrics.count(class, resultAllowed)
+		if res.Remaining == 0 && !h.policy.shadow { // a dry run changes no real refusal
+			h.holdLaterRefusals(r, res, limit)
+		}
 	}
 	if !h.HideHeaders {
 		h.replies[class].setHeaders(w.Header(), res, limit)
@@ -267,6 +281,21 @@ func (h *PolicyRateLimit) decidedBefore(r *http.Request) bool {
 	}
 	caddyhttp.SetVar(r.Context(), h.decidedVar, true)
 	return false
+}
+
+// waitVar is the request variable that holds, as a time.Duration, how long the policies that
+// admitted the request with their last unit give nothing back: a later policy_rate_limit that
+// refuses it says Retry-After no sooner (a client that waited less would be refused by them).
+const waitVar = "hardening.ratelimit.wait"
+
+// holdLaterRefusals records in r that this policy, which admitted it with its last unit,
+// admits nothing more for the time until its bucket's next unit.
+func (h *PolicyRateLimit) holdLaterRefusals(r *http.Request, res ratelimit.Result, l ratelimit.Limit) {
+	d := nextUnitAfter(res, l)
+	if old, _ := caddyhttp.GetVar(r.Context(), waitVar).(time.Duration); old >= d {
+		return
+	}
+	caddyhttp.SetVar(r.Context(), waitVar, d)
 }
 
 // serveNext runs the rest of the route for an admitted request, counted in flight when that
@@ -312,6 +341,7 @@ func (h *PolicyRateLimit) requestKey(r *http.Request) (key string, clientIP bool
 		k := h.expandKey(r, repl)
 		switch {
 		case h.keyHasEmpty && k == h.keyEmpty:
+		case h.keyClient != "" && repl.ReplaceAll(h.keyClient, "") == "":
 		case strings.HasPrefix(k, fallbackKeyMark):
 			return fallbackKeyMark + k, false
 		default:
@@ -378,7 +408,8 @@ func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class i
 	}
 	h.sampler.report(h, r, class, key, keyIP, res, false)
 	recordRefusal(h.policy.name, key, keyIP) // the dashboard's top limited keys: one atomic load when off
-	return h.replies[class].refuse(w, r, res, limit, h.HideHeaders)
+	wait, _ := caddyhttp.GetVar(r.Context(), waitVar).(time.Duration)
+	return h.replies[class].refuse(w, r, res, limit, h.HideHeaders, wait)
 }
 
 // Interface guards.

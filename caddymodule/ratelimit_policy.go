@@ -49,8 +49,12 @@ type PolicyConfig struct {
 	// Key partitions the requests into buckets: any placeholders, such as `{client_ip}`
 	// (Caddy's client IP, which honours trusted_proxies), `{http.request.header.X-API-Key}`
 	// or `{http.auth.user.id}`. A key that resolves empty for a request falls back to the
-	// client IP, so requests without the header do not share one bucket. A key with no
-	// placeholder is one bucket for every client: a global limit. Default: {client_ip}.
+	// client IP, so requests without the header do not share one bucket; placeholders that
+	// name only the site or the route ({http.request.host}, {http.request.method},
+	// {http.request.uri.path}, {env.*}, ...) do not count, so
+	// `{http.request.host}:{http.request.header.X-API-Key}` without the header falls back too.
+	// A key with no placeholder is one bucket for every client: a global limit. Default:
+	// {client_ip}.
 	Key string `json:"key,omitempty"`
 
 	// Adaptive multiplies the policy's rates by the load factor of the `adaptive` settings
@@ -504,6 +508,45 @@ func requestPlaceholderKnown(name string) (known bool) {
 	}()
 	_, known = caddyhttp.NewTestReplacer(req).Get(name)
 	return known
+}
+
+// routePlaceholderRoots name, in a key template, only the server, the site or the route: the
+// same for every client that sends the request, so they tell no client from another.
+var routePlaceholderRoots = []string{"env.", "file.", "system.", "http.request.host", "http.request.port",
+	"http.request.method", "http.request.scheme", "http.request.proto", "http.request.uri.path",
+	"http.request.orig_method", "http.request.orig_uri.path", "http.request.local", "http.request.tls.server_name"}
+
+// routePlaceholder reports whether a key placeholder names only the server, the site or the
+// route ({host}, {method}, {path}, {env.REGION}, ...) rather than a client.
+func routePlaceholder(name string) bool {
+	for _, root := range routePlaceholderRoots {
+		if strings.HasPrefix(name, root) {
+			return true
+		}
+	}
+	return false
+}
+
+// keyClientPart is the key template's placeholders that name a client, one after the
+// other ("{http.request.header.X-API-Key}" of "{http.request.host}:{http.request.header.X-API-Key}"),
+// when the template mixes them with placeholders that name only the site or the route; ""
+// when it does not (a template of client placeholders alone falls back when it comes out as
+// keyEmpty, and one without any is meant as one bucket per site or route).
+func keyClientPart(key string) string {
+	names, _ := keyPlaceholders(key) // a key that reaches here passed checkKeyTemplate
+	var client strings.Builder
+	route := false
+	for _, name := range names {
+		if routePlaceholder(name) {
+			route = true
+			continue
+		}
+		client.WriteString("{" + name + "}")
+	}
+	if !route {
+		return ""
+	}
+	return client.String()
 }
 
 // runtimePlaceholderRoots are {http.*} namespaces that handlers fill while a request runs

@@ -151,18 +151,27 @@ func moreQuotaSeconds(res ratelimit.Result, l ratelimit.Limit) int64 {
 	if !res.Allowed {
 		return max(1, ceilSeconds(res.RetryAfter))
 	}
+	return ceilSeconds(nextUnitAfter(res, l))
+}
+
+// nextUnitAfter is the time until an admitted decision's bucket gives its next unit back:
+// the time to a full bucket modulo the interval.
+func nextUnitAfter(res ratelimit.Result, l ratelimit.Limit) time.Duration {
 	d := res.ResetAfter
 	if i := l.Interval(); i > 0 && d > 0 {
 		d = (d-1)%i + 1
 	}
-	return ceilSeconds(d)
+	return d
 }
 
 // refuse writes the refusal: status, Retry-After, the RateLimit fields unless hidden, and the
 // problem body. It calls no further handler. The header values share one backing array, each
 // slice capped at its own element so an append by a later writer cannot reach a neighbour.
-func (rr *rowReplies) refuse(w http.ResponseWriter, r *http.Request, res ratelimit.Result, l ratelimit.Limit, hideHeaders bool) error {
-	retry := max(1, ceilSeconds(res.RetryAfter))
+// Retry-After (and the body's retry_after) is the later of this bucket's retry time and wait,
+// the time until the policies that admitted r before this one admit again; the refused
+// policy's own RateLimit member keeps its bucket's t.
+func (rr *rowReplies) refuse(w http.ResponseWriter, r *http.Request, res ratelimit.Result, l ratelimit.Limit, hideHeaders bool, wait time.Duration) error {
+	retry := max(1, ceilSeconds(max(res.RetryAfter, wait)))
 	size := len(rr.bodyHead) + len(rr.bodyTail)
 	body := make([]byte, 0, size+20)
 	if rr.detail != "" {

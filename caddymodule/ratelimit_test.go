@@ -212,6 +212,35 @@ func TestRateLimitKeyFallbackIsItsOwnBucket(t *testing.T) {
 	}
 }
 
+// TestRateLimitKeyOfTheSiteAndAMissingHeaderFallsBack: a key whose client part is missing falls
+// back to the client IP even where the template also names the site or the route ({host},
+// {method}, {path}, {env.*}): those are the same for every anonymous client, and were one
+// bucket that the first of them drained for all the others.
+func TestRateLimitKeyOfTheSiteAndAMissingHeaderFallsBack(t *testing.T) {
+	t.Setenv("RL_TEST_REGION", "eu")
+	base := proxiedCaddy(t, `		policy bysite {
+			limit 1/1h
+			key "{host}:{method}:{path}:{env.RL_TEST_REGION}:{header.X-API-Key}"
+		}`, `	policy_rate_limit bysite
+	respond "ok"`)
+	status := func(headers ...string) int { return getReply(t, base+"/v1/chat", headers...).status }
+	for _, ip := range []string{"10.9.2.1", "10.9.2.2"} {
+		if got := status("X-Forwarded-For: " + ip); got != 200 {
+			t.Fatalf("anonymous client %s: %d; the key without its API key was one bucket for every anonymous client", ip, got)
+		}
+	}
+	if got := status("X-Forwarded-For: 10.9.2.1"); got != 429 {
+		t.Fatalf("anonymous client 10.9.2.1's second request: %d, want 429 from its own bucket", got)
+	}
+	// An API key names its bucket, whoever sends it.
+	if got := status("X-Forwarded-For: 10.9.2.1", "X-API-Key: k"); got != 200 {
+		t.Fatalf("key k's first request: %d", got)
+	}
+	if got := status("X-Forwarded-For: 10.9.2.3", "X-API-Key: k"); got != 429 {
+		t.Fatalf("key k from another address: %d, want 429 (one bucket per key)", got)
+	}
+}
+
 // TestRateLimitRouteKeyHasItsOwnBuckets: a route that overrides its policy's key has buckets of
 // its own. A header value equal to a victim's address, on a route keyed by the header, does not
 // drain the victim's bucket on the policy's client-IP routes (nor the other way round); two
@@ -819,6 +848,34 @@ func TestRateLimitBucketsSurviveAReload(t *testing.T) {
 	}
 }
 
+// TestRateLimitRaisedLimitAppliesAtOnce: a reload that raises a limit gives a client that
+// drained its bucket under the old one a drained bucket of the new one, not the old one's
+// wait: before, after 1/1h was raised to 100/1m, the client was refused for 59 minutes with
+// RateLimit-Policy q=100;w=60 and t=3541.
+func TestRateLimitRaisedLimitAppliesAtOnce(t *testing.T) {
+	block, url := site(t, "\tpolicy_rate_limit login")
+	cfg := func(limit string) string {
+		return "{\n\thardening {\n\t\tpolicy login {\n\t\t\tlimit " + limit + "\n\t\t}\n\t}\n}\n" + block
+	}
+	c := testcaddy.StartCaddy(t, cfg("1/1h"))
+	getReply(t, url)
+	if r := getReply(t, url); r.status != 429 {
+		t.Fatalf("second request under 1/1h: %d, want 429", r.status)
+	}
+	if err := c.Load(cfg("100/1m")); err != nil {
+		t.Fatal(err)
+	}
+	r := getReply(t, url)
+	if r.status == 429 && (r.header.Get("Retry-After") != "1" || !slices.Equal(r.header.Values("RateLimit"), []string{`"login";r=0;t=1`})) {
+		t.Fatalf("after the raise to 100/1m: 429 with Retry-After %q and RateLimit %q; want at most one interval (0.6 s) to wait", r.header.Get("Retry-After"), r.header.Values("RateLimit"))
+	}
+	// A client that waits the Retry-After it was given is admitted.
+	time.Sleep(time.Second)
+	if r := getReply(t, url); r.status != 200 {
+		t.Fatalf("after waiting Retry-After: %d, RateLimit %q; want 200", r.status, r.header.Values("RateLimit"))
+	}
+}
+
 // TestRateLimitPolicyFieldKeepsItsWindow: RateLimit-Policy states the quota per the
 // configured window; an adaptive factor shrinks the quota, and stretches the window only where
 // the quota would round to 0.
@@ -867,6 +924,85 @@ func TestRateLimitSeveralPoliciesListEachOne(t *testing.T) {
 	r = getReply(t, url) // the hour's third: refused by it
 	if got := r.header.Values("RateLimit"); r.status != 429 || len(got) != 2 || !strings.HasPrefix(got[1], `"hour";r=0;`) {
 		t.Fatalf("refusal: %d, RateLimit %q; want 429 listing both, hour at r=0", r.status, got)
+	}
+}
+
+// TestRateLimitRetryAfterWaitsForEveryPolicy: when the second of two stacked policies refuses
+// a request the first admitted with its last unit, Retry-After (and the body's retry_after) is
+// when both admit again, never before the first policy's t (draft-ietf-httpapi-ratelimit-
+// headers-10, section 6). Before, it was the second's alone: a client that waited it was
+// refused by the first, and scored for that refusal.
+func TestRateLimitRetryAfterWaitsForEveryPolicy(t *testing.T) {
+	block, url := site(t, `	handle /shown {
+		policy_rate_limit hourly
+		policy_rate_limit minute
+	}
+	handle /quiet {
+		policy_rate_limit hourly2 {
+			headers off
+		}
+		policy_rate_limit minute2
+	}
+	handle /dry {
+		policy_rate_limit hourly3
+		policy_rate_limit minute3
+	}`)
+	testcaddy.StartCaddy(t, `{
+	hardening {
+		policy hourly {
+			limit 2/1h
+		}
+		policy minute {
+			limit 1/1m
+		}
+		policy hourly2 {
+			limit 2/1h
+		}
+		policy minute2 {
+			limit 1/1m
+		}
+		policy hourly3 {
+			limit 2/1h
+			shadow
+		}
+		policy minute3 {
+			limit 1/1m
+		}
+	}
+}
+`+block)
+	for _, path := range []string{"shown", "quiet"} {
+		if r := getReply(t, url+path); r.status != 200 {
+			t.Fatalf("/%s first request: %d, want 200", path, r.status)
+		}
+		r := getReply(t, url+path) // the hour's last unit, then the minute refuses
+		if r.status != 429 {
+			t.Fatalf("/%s second request: %d, want 429 from the minute's policy", path, r.status)
+		}
+		retry, _ := strconv.Atoi(r.header.Get("Retry-After"))
+		// The hour's next unit comes back 30 min after its two were spent, whether the hour's
+		// fields are shown (hourly) or hidden (hourly2, headers off).
+		if retry < 1700 {
+			t.Errorf("/%s: Retry-After %d with RateLimit %q: the first policy admits nothing for 30 min, so a client that waits it is refused again", path, retry, r.header.Values("RateLimit"))
+		}
+		if path == "shown" {
+			if got := r.header.Values("RateLimit"); len(got) != 2 || !strings.HasPrefix(got[0], `"hourly";r=0;t=`) {
+				t.Fatalf("RateLimit %q; want the hour at r=0 first", got)
+			} else if ht, _ := strconv.Atoi(strings.TrimPrefix(got[0], `"hourly";r=0;t=`)); retry < ht {
+				t.Errorf("Retry-After %d is before the hour's t=%d", retry, ht)
+			}
+		}
+		var body struct {
+			RetryAfter int `json:"retry_after"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &body); err != nil || body.RetryAfter != retry {
+			t.Errorf("/%s: body %q (%v): retry_after should equal Retry-After %d", path, r.body, err, retry)
+		}
+	}
+	// A shadow policy refuses nothing, so it holds back no Retry-After either.
+	getReply(t, url+"dry")
+	if r := getReply(t, url+"dry"); r.status != 429 || r.header.Get("Retry-After") != "60" {
+		t.Errorf("/dry: %d, Retry-After %q; want 429 with the minute's 60: a shadow policy's bucket changes no refusal", r.status, r.header.Get("Retry-After"))
 	}
 }
 
@@ -1046,6 +1182,24 @@ func proxiedCaddy(t *testing.T, hardening, site string) string {
 	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n\thardening {\n%s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n%s\n}\n",
 		hardening, port, site))
 	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
+// TestKeyClientPart: which placeholders of a key template name a client, where the template
+// also names the site or the route; a template of one kind only has none.
+func TestKeyClientPart(t *testing.T) {
+	for _, tc := range []struct{ key, want string }{
+		{"{http.request.host}:{http.request.header.X-API-Key}", "{http.request.header.X-API-Key}"},
+		{"{env.REGION}-{http.request.method}-{http.auth.user.id}:{http.request.cookie.s}", "{http.auth.user.id}{http.request.cookie.s}"},
+		{"{http.request.uri.path}:{http.request.uri.query.key}", "{http.request.uri.query.key}"},
+		{"{http.request.hostport}{http.request.uri}", "{http.request.uri}"}, // the URI holds the query
+		{"{http.request.header.X-Tenant}:{http.request.header.X-User}", ""},
+		{"{http.request.host}:{http.request.uri.path}", ""},
+		{"global", ""},
+	} {
+		if got := keyClientPart(tc.key); got != tc.want {
+			t.Errorf("keyClientPart(%q) = %q, want %q", tc.key, got, tc.want)
+		}
+	}
 }
 
 // TestKeyTemplateChecks: what checkKeyTemplate accepts and refuses, including Caddy's request

@@ -101,11 +101,20 @@ type Result struct {
 
 // Decide applies GCRA at time now (nanoseconds) to a key whose theoretical arrival time is tat
 // (0 for a key never seen), and returns the decision and the key's new TAT (tat unchanged when
-// denied). A TAT at or before now means a full bucket: the key can be forgotten.
+// denied, but see below). A TAT at or before now means a full bucket: the key can be
+// forgotten. A TAT further ahead than l can reach (Burst intervals), written under a stricter
+// limit (before a reload raised it, or under the client's earlier class), is a drained bucket
+// of l: the limit in force applies at once, and the client waits at most l's own interval.
+// Such a denial returns the drained bucket's TAT, which the store must keep (a store that kept
+// the old one would find it drained again at every request, and refuse the key until the old
+// TAT came within reach).
 func Decide(tat, now int64, l Limit) (Result, int64) {
 	interval := int64(l.Interval())
 	if tat < now {
 		tat = now
+	}
+	if drained := now + interval*l.Burst; tat > drained {
+		tat = drained
 	}
 	newTAT := tat + interval
 	allowAt := newTAT - interval*l.Burst
@@ -120,7 +129,7 @@ func Decide(tat, now int64, l Limit) (Result, int64) {
 // key is the caller's partition key (a client IP, an API key, a user ID) and may be long or
 // hostile: stores bound what they keep per key. A request's decisions for one (policy, key)
 // share one TAT whatever the limit, so a client whose class or adaptive factor changes keeps
-// its history.
+// its history, as far as the limit in force reaches (see Decide).
 type Store interface {
 	Allow(ctx context.Context, policy, key string, l Limit) (Result, error)
 }

@@ -134,6 +134,30 @@ func TestDecideTATInThePastIsAFreshKey(t *testing.T) {
 	}
 }
 
+// TestDecideTATBeyondTheLimitIsADrainedBucket: a TAT further ahead than the limit in force can
+// reach (written under a stricter limit: before a reload raised it, or a client's earlier
+// class) is a drained bucket of this limit, not a deeper one. Before, a client that spent 1/1h
+// was refused for 59 minutes after the limit was raised to 100/1m.
+func TestDecideTATBeyondTheLimitIsADrainedBucket(t *testing.T) {
+	strict := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	_, tat := Decide(0, t0, strict)
+	raised := Limit{Rate: 100, Period: time.Minute, Burst: 100}
+	now := t0 + int64(time.Second)
+	res, next := Decide(tat, now, raised)
+	if res.Allowed || res.RetryAfter != raised.Interval() || res.ResetAfter != time.Minute {
+		t.Fatalf("after 1/1h, under 100/1m: %+v; want a drained bucket: refused for one interval (%v), full after a minute", res, raised.Interval())
+	}
+	if next > now+int64(time.Minute) {
+		t.Fatalf("the refusal left the TAT %v ahead, beyond what 100/1m reaches", time.Duration(next-now))
+	}
+	spend(t, next, now+int64(raised.Interval()), raised, 1, 1)
+	// A TAT the limit can reach is decided as ever.
+	_, tat = Decide(0, t0, raised)
+	if _, again := Decide(tat, t0, raised); again != tat+int64(raised.Interval()) {
+		t.Fatalf("a reachable TAT moved to %d, want %d", again, tat+int64(raised.Interval()))
+	}
+}
+
 func TestDecideResetAfterIsTheTimeToAFullBucket(t *testing.T) {
 	l := Limit{Rate: 10, Period: time.Second, Burst: 5}
 	res, tat := Decide(0, t0, l)

@@ -162,9 +162,10 @@ func (s *MemoryStore) Allow(_ context.Context, policy, key string, l Limit) (Res
 		tat = set[i].tat
 	}
 	res, newTAT := Decide(tat, now, l)
-	// A denied decision leaves the TAT as it is; a key never seen is always admitted
-	// (Burst >= 1), so a denial never needs an insertion.
-	if res.Allowed {
+	// A denied decision leaves the TAT as it is, unless it was beyond what l reaches (Decide
+	// drained it to l); a key never seen is always admitted (Burst >= 1), so a denial never
+	// needs an insertion.
+	if res.Allowed || (i >= 0 && newTAT != tat) {
 		if i >= 0 {
 			set[i].tat = newTAT
 		} else {

@@ -324,6 +324,24 @@ func TestMemoryStoreDecidesLikeDecide(t *testing.T) {
 	}
 }
 
+// TestMemoryStoreKeepsTheDrainedBucketOfARaisedLimit: a key drained under 1/1h, then decided
+// under 100/1m, is refused for one interval of 100/1m and admitted after it: the store keeps
+// the drained bucket Decide made of the old TAT (had it kept the old TAT, every request would
+// find the bucket drained again, for an hour).
+func TestMemoryStoreKeepsTheDrainedBucketOfARaisedLimit(t *testing.T) {
+	clock := newFakeClock()
+	s := NewMemoryStore(MemoryOptions{Now: clock.Now})
+	allow(t, s, "p", "k", Limit{Rate: 1, Period: time.Hour, Burst: 1})
+	raised := Limit{Rate: 100, Period: time.Minute, Burst: 100}
+	if res := allow(t, s, "p", "k", raised); res.Allowed || res.RetryAfter != raised.Interval() {
+		t.Fatalf("under 100/1m after 1/1h: %+v; want refused for one interval", res)
+	}
+	clock.Advance(raised.Interval())
+	if res := allow(t, s, "p", "k", raised); !res.Allowed {
+		t.Fatalf("one interval later: %+v; want admitted", res)
+	}
+}
+
 // heapAlloc returns the bytes of live heap objects after a full collection.
 func heapAlloc() uint64 {
 	runtime.GC()

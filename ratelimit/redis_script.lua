@@ -22,6 +22,7 @@ local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 
 -- ahead: tat - now in nanoseconds, 0 for a key never seen or a full bucket.
 local ahead = 0
+local drained = false
 local stored = redis.call('GET', KEYS[1])
 if stored then
 	local us, ns = string.match(stored, '^(%d+)%.?(%d*)$')
@@ -30,19 +31,33 @@ if stored then
 		if ahead < 0 then
 			ahead = 0
 		end
+		-- A TAT further ahead than this limit reaches (written under a stricter one) is a
+		-- drained bucket of this limit, as in Decide, and is written so even when denied below.
+		if ahead > interval * burst then
+			ahead = interval * burst
+			drained = true
+		end
 	end
 end
 -- How many requests fit now: n such that tat + n*interval - burst*interval <= now. With n = 1
 -- this is Decide's test (diff = now - allow_at >= 0).
+-- set stores a TAT `a` nanoseconds ahead of now. The key lives exactly until the bucket is
+-- full again, so idle keys vanish by themselves. %d keeps every digit: tostring would round
+-- to 14 significant digits.
+local function set(a)
+	local us = math.floor(a / 1000)
+	redis.call('SET', KEYS[1], string.format('%d.%03d', now + us, a - us * 1000), 'PX', math.ceil(a / 1000000))
+end
 local fit = math.floor(-ahead / interval) + burst
 if fit < 1 then
-	-- Denied: the TAT stays as it is; the next request fits at tat + interval - burst*interval.
+	-- Denied: the TAT stays as it is (drained to this limit, when it was beyond); the next
+	-- request fits at tat + interval - burst*interval.
+	if drained then
+		set(ahead)
+	end
 	return {0, 0, ahead, ahead + interval - interval * burst}
 end
 local granted = math.min(want, fit)
 local new_ahead = ahead + interval * granted
--- The key lives exactly until the bucket is full again, so idle keys vanish by themselves.
--- %d keeps every digit: tostring would round to 14 significant digits.
-local new_us = math.floor(new_ahead / 1000)
-redis.call('SET', KEYS[1], string.format('%d.%03d', now + new_us, new_ahead - new_us * 1000), 'PX', math.ceil(new_ahead / 1000000))
+set(new_ahead)
 return {granted, fit - granted, new_ahead, 0}

@@ -640,6 +640,30 @@ func TestRedisStoreRetiringQueuesLosesNoDecision(t *testing.T) {
 // a 1.667 µs interval), a whole burst granted in Redis leaves the bucket where Decide leaves
 // it: full again after burst × interval, to within the few ns a Lua double can miss at 3e16 ns,
 // with no overflow in either.
+// TestRedisStoreTATBeyondTheLimitIsADrainedBucket: as Decide, Redis reads a bucket drained
+// further than the limit in force can reach (a stricter limit before a reload raised it) as a
+// drained bucket of that limit: the raised limit applies at once.
+func TestRedisStoreTATBeyondTheLimitIsADrainedBucket(t *testing.T) {
+	s := newTestStore(t, testenv.StartRedis(t), RedisOptions{Prefix: "t:"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	strict := Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	if res, err := s.Allow(ctx, "p", "k", strict); err != nil || !res.Allowed {
+		t.Fatalf("first request under 1/1h: %+v, %v", res, err)
+	}
+	raised := Limit{Rate: 100, Period: time.Minute, Burst: 100}
+	res, err := s.Allow(ctx, "p", "k", raised)
+	if err != nil || res.Allowed || res.RetryAfter > raised.Interval() || res.ResetAfter > time.Minute {
+		t.Fatalf("under 100/1m after 1/1h: %+v, %v; want a drained bucket of 100/1m (retry within %v, full within a minute)", res, err, raised.Interval())
+	}
+	// Redis keeps that drained bucket: once its interval has passed, the key is admitted (had
+	// it kept the old TAT, every request would find the bucket drained again, for an hour).
+	time.Sleep(res.RetryAfter)
+	if res, err := s.Allow(ctx, "p", "k", raised); err != nil || !res.Allowed {
+		t.Fatalf("after the %v it said: %+v, %v; want admitted", res.RetryAfter, res, err)
+	}
+}
+
 func TestRedisStoreAgreesWithDecideAtTheBounds(t *testing.T) {
 	s := newTestStore(t, testenv.StartRedis(t), RedisOptions{Prefix: "t:"})
 	year := int64(maxReplenish)
