@@ -34,7 +34,9 @@ func init() {
 //     component fails (a breaker marked critical), or Caddy is shutting down or draining.
 //   - `health`: the comprehensive `application/health+json` document with every component.
 //   - `services`: each dependency's state and history.
-//   - `metrics`: system resources, Go runtime figures and the project's counters, as JSON.
+//   - `metrics`: system resources, Go runtime figures and the project's counters, as JSON; a
+//     Prometheus scrape (Accept: OpenMetrics or text/plain) gets the exposition format of the
+//     configuration's whole registry instead, details only (401 otherwise).
 //   - `dashboard`: the security dashboard page (no data in it; it asks for the API key) and
 //     `dashboard/data`, its JSON (details only: 401 otherwise). See DisableDashboard.
 //
