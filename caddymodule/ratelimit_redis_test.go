@@ -65,8 +65,8 @@ func TestRateLimitRedisAdmitsExactlyTheBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fmt.Sprint(keys); got != "[hardening:rl:{login:alice}]" {
-		t.Fatalf("Redis keys %s, want the hash-tagged bucket hardening:rl:{login:alice}", got)
+	if want := "[hardening:rl:{login:" + ratelimit.StoredKey("alice") + "}]"; fmt.Sprint(keys) != want {
+		t.Fatalf("Redis keys %v, want the hash-tagged bucket %s", keys, want)
 	}
 	if mode := activeApp(t).limiter.mode(); mode != storeModeRedis {
 		t.Fatalf("mode %s", mode)
@@ -291,7 +291,7 @@ func TestRateLimitRedisKilledUnderLoad(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	getReply(t, url, "X-Client: back")
-	if n, err := r.Do("EXISTS", "hardening:rl:{login:back}"); err != nil || n != int64(1) {
+	if n, err := r.Do("EXISTS", "hardening:rl:{login:"+ratelimit.StoredKey("back")+"}"); err != nil || n != int64(1) {
 		t.Fatalf("after the return, the bucket is in Redis: %v %v", n, err)
 	}
 	// The event follows the switch (the limiter's probe may have made it, beside the requests).
@@ -395,7 +395,7 @@ func expectBackInRedis(t *testing.T, c *testcaddy.Caddy, lim *limiterEntry, url 
 		t.Fatal(err)
 	}
 	getReply(t, url, "X-Client: after")
-	if log, err := r.Do("SLOWLOG", "GET", "-1"); err != nil || !strings.Contains(fmt.Sprint(log), "hardening:rl:{login:after}") {
+	if log, err := r.Do("SLOWLOG", "GET", "-1"); err != nil || !strings.Contains(fmt.Sprint(log), "hardening:rl:{login:"+ratelimit.StoredKey("after")+"}") {
 		t.Fatalf("after the return, the request was not decided in Redis (%v): %v", err, log)
 	}
 }

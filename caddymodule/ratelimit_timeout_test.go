@@ -8,6 +8,7 @@ import (
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
 // TestRateLimitStoreTimeoutAboveReadTimeout: with store_timeout 3s and the redis block's default
@@ -42,7 +43,7 @@ func TestRateLimitStoreTimeoutAboveReadTimeout(t *testing.T) {
 	if got := fallback() - before; got != 0 || lim.mode() != storeModeRedis {
 		t.Fatalf("Redis 300 ms a round trip, store_timeout 3s: %v decisions in memory, mode %s; want none, redis", got, lim.mode())
 	}
-	if n, err := r.Do("EXISTS", "hardening:rl:{login:far}"); err != nil || n != int64(1) {
+	if n, err := r.Do("EXISTS", "hardening:rl:{login:"+ratelimit.StoredKey("far")+"}"); err != nil || n != int64(1) {
 		t.Fatalf("the bucket is in Redis: %v %v", n, err)
 	}
 

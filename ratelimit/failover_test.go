@@ -132,7 +132,7 @@ func TestFailoverStoreDecidesInRedisWhileItIsHealthy(t *testing.T) {
 	if !got[0] || !got[1] || got[2] || fallback.calls.Load() != 0 || s.Mode() != ModePrimary {
 		t.Fatalf("allowed %v, fallback calls %d, mode %v; want [true true false] from Redis", got, fallback.calls.Load(), s.Mode())
 	}
-	if v, err := r.Do("EXISTS", "{p:k}"); err != nil || v.(int64) != 1 {
+	if v, err := r.Do("EXISTS", "{p:"+StoredKey("k")+"}"); err != nil || v.(int64) != 1 {
 		t.Fatalf("no key in Redis: %v %v", v, err)
 	}
 }
@@ -287,7 +287,7 @@ func TestFailoverStoreRunKeepsARedisThatCannotDecideInFallback(t *testing.T) {
 			}
 			before := fallback.calls.Load()
 			mustAllow(t, s, "p", "after", Limit{Rate: 1, Period: time.Hour, Burst: 2}) // a key that lasts
-			if v, err := r.Do("EXISTS", "{p:after}"); err != nil || v.(int64) != 1 || fallback.calls.Load() != before {
+			if v, err := r.Do("EXISTS", "{p:"+StoredKey("after")+"}"); err != nil || v.(int64) != 1 || fallback.calls.Load() != before {
 				t.Fatalf("after the return the decision was not made in Redis: %v %v", v, err)
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,13 +21,9 @@ var gcraScriptSource string
 // gcraScript is the GCRA step in Lua; its SHA1 is what EVALSHA sends.
 var gcraScript = redis.NewScript(gcraScriptSource)
 
-// maxKeyBytes is the longest partition key kept as it is. Longer keys, and keys that start
-// with hashedKeyPrefix, are replaced by hashedKeyPrefix and the hex SHA-256 of the key, so a
-// hostile header value cannot bloat Redis and a literal key can never equal a hashed one.
-const (
-	maxKeyBytes     = 128
-	hashedKeyPrefix = "sha256:"
-)
+// hashedKeyPrefix starts the name of every partition key Redis keeps as its SHA-256 (see
+// StoredKey); no client address starts so, so a kept key can never equal a hashed one.
+const hashedKeyPrefix = "sha256:"
 
 // Defaults of RedisOptions.
 const (
@@ -56,10 +53,9 @@ type RedisOptions struct {
 //
 // Each key is one string, `<Prefix>{<policy>:<key>}`, holding the key's theoretical arrival
 // time; the braces are a Cluster hash tag, so a key's decision is one script on one slot. A
-// partition key longer than 128 bytes (or starting with "sha256:") is replaced by "sha256:"
-// and its hex SHA-256 digest: a client that sends a 1 MB header value costs Redis 71 bytes.
-// So is a key holding a '}', which would end the hash tag early: the Cluster slot would be
-// chosen by the part before it, which a client can keep the same for every key it makes.
+// partition key that names a client address is kept as it is; any other is replaced by
+// "sha256:" and its hex SHA-256 digest (StoredKey): no credential in a key name, and a client
+// that sends a 1 MB header value costs Redis 71 bytes.
 // The key expires when its bucket is full again, so idle keys vanish by themselves. The
 // failover probe (see FailoverStore.Run) decides on keys of its own, `<Prefix>probe:{<n>}`,
 // which live a millisecond.
@@ -206,15 +202,41 @@ func (s *RedisStore) AllowN(ctx context.Context, policy, key string, l Limit, n 
 	}
 }
 
-// redisKey is `<prefix>{<policy>:<key>}`, with long or look-alike keys hashed, and keys
-// holding a '}': Redis Cluster hashes the text up to the first '}', so a client that appended
-// "}<anything>" to the values it sends would put every key it makes on one slot.
+// redisKey is `<prefix>{<policy>:<key>}`, with the key as StoredKey keeps it.
 func (s *RedisStore) redisKey(policy, key string) string {
-	if len(key) > maxKeyBytes || strings.HasPrefix(key, hashedKeyPrefix) || strings.IndexByte(key, '}') >= 0 {
-		sum := sha256.Sum256([]byte(key))
-		key = hashedKeyPrefix + hex.EncodeToString(sum[:])
+	return s.prefix + "{" + policy + ":" + StoredKey(key) + "}"
+}
+
+// StoredKey is a partition key as Redis keeps it, in `<prefix>{<policy>:<StoredKey>}`. A
+// client address (an IP address or an IPv6 network, as such or after the "@" that marks a
+// fallback to the client's address) stays readable, so that an operator finds a client's
+// bucket. Every other key is written by clients
+// (an API key, a bearer token, a user name) and is kept as "sha256:" and its hex SHA-256: a
+// Redis key name is shown by every SCAN, MONITOR and SLOWLOG and kept in every RDB file, and
+// must not hold a credential. Hashing also bounds a hostile value's size, and keeps a '}' out
+// of the Cluster hash tag (Redis Cluster hashes the text up to the first '}': a client that
+// appended "}<anything>" to the values it sends would put every key it makes on one slot).
+func StoredKey(key string) string {
+	if clientAddressKey(key) {
+		return key
 	}
-	return s.prefix + "{" + policy + ":" + key + "}"
+	sum := sha256.Sum256([]byte(key))
+	return hashedKeyPrefix + hex.EncodeToString(sum[:])
+}
+
+// clientAddressKey reports whether key names a client address: an IP address or prefix,
+// possibly after "@".
+func clientAddressKey(key string) bool {
+	key = strings.TrimPrefix(key, "@")
+	if len(key) > len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128") {
+		return false // longer than any address or prefix: no parse
+	}
+	if strings.IndexByte(key, '/') >= 0 {
+		_, err := netip.ParsePrefix(key)
+		return err == nil
+	}
+	_, err := netip.ParseAddr(key)
+	return err == nil
 }
 
 // shardOf names the Redis server that holds (policy, key): the master's address with a

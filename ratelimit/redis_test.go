@@ -273,7 +273,7 @@ func TestRedisStoreSentinel(t *testing.T) {
 	if !got[0] || !got[1] || got[2] {
 		t.Fatalf("through Sentinel: allowed %v, want [true true false]", got)
 	}
-	if v, err := master.Do("EXISTS", "s:{p:k}"); err != nil || v.(int64) != 1 {
+	if v, err := master.Do("EXISTS", "s:{p:"+StoredKey("k")+"}"); err != nil || v.(int64) != 1 {
 		t.Fatalf("the key is not on the master Sentinel names: %v %v", v, err)
 	}
 }
@@ -285,7 +285,7 @@ func TestRedisStoreKeyLivesUntilTheBucketIsFull(t *testing.T) {
 	slow := Limit{Rate: 1, Period: 10 * time.Second, Burst: 5}
 	mustAllow(t, s, "p", "slow", slow)
 	res := mustAllow(t, s, "p", "slow", slow)
-	pttl, err := r.Do("PTTL", "ttl:{p:slow}")
+	pttl, err := r.Do("PTTL", "ttl:{p:"+StoredKey("slow")+"}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,12 +296,12 @@ func TestRedisStoreKeyLivesUntilTheBucketIsFull(t *testing.T) {
 
 	fast := Limit{Rate: 10, Period: time.Second, Burst: 2} // full again 100 ms after one request
 	mustAllow(t, s, "p", "fast", fast)
-	if v, _ := r.Do("EXISTS", "ttl:{p:fast}"); v.(int64) != 1 {
+	if v, _ := r.Do("EXISTS", "ttl:{p:"+StoredKey("fast")+"}"); v.(int64) != 1 {
 		t.Fatal("no key after a decision")
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		v, err := r.Do("EXISTS", "ttl:{p:fast}")
+		v, err := r.Do("EXISTS", "ttl:{p:"+StoredKey("fast")+"}")
 		if err == nil && v.(int64) == 0 {
 			break
 		}
@@ -312,6 +312,9 @@ func TestRedisStoreKeyLivesUntilTheBucketIsFull(t *testing.T) {
 	}
 }
 
+// TestRedisStoreKeyFormatAndLongKeys: a client address stays readable in Redis; every other key
+// (an API key, a token, a user) is stored as its SHA-256, as long and hostile keys were: before,
+// a key of up to 128 bytes was a Redis key name as it was, credentials included.
 func TestRedisStoreKeyFormatAndLongKeys(t *testing.T) {
 	r := testenv.StartRedis(t)
 	s := newTestStore(t, r, RedisOptions{Prefix: "hardening:"})
@@ -319,17 +322,22 @@ func TestRedisStoreKeyFormatAndLongKeys(t *testing.T) {
 	long := strings.Repeat("x", 10000)
 	lookAlike := "sha256:" + strings.Repeat("0", 64)
 	braced := "tenant}a"
-	for _, key := range []string{"1.2.3.4", long, lookAlike, strings.Repeat("y", maxKeyBytes), braced, "{x"} {
+	apiKey := "hk_live_2b7e151628aed2a6abf7158809cf4f3c" // an API key, or a bearer token, as a bucket's key
+	for _, key := range []string{"1.2.3.4", "@1.2.3.4", "2001:db8:1:2::/64", "@2001:db8::/64", long, lookAlike, apiKey, braced, "{x", "1.2.3.4:alice"} {
 		mustAllow(t, s, "login", key, l)
 	}
 	hexOf := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
 	want := []string{
 		"hardening:{login:1.2.3.4}",
+		"hardening:{login:@1.2.3.4}",
+		"hardening:{login:2001:db8:1:2::/64}",
+		"hardening:{login:@2001:db8::/64}",
 		"hardening:{login:sha256:" + hexOf(long) + "}",
 		"hardening:{login:sha256:" + hexOf(lookAlike) + "}",
-		"hardening:{login:" + strings.Repeat("y", maxKeyBytes) + "}",
+		"hardening:{login:sha256:" + hexOf(apiKey) + "}",
 		"hardening:{login:sha256:" + hexOf(braced) + "}",
-		"hardening:{login:{x}",
+		"hardening:{login:sha256:" + hexOf("{x") + "}",
+		"hardening:{login:sha256:" + hexOf("1.2.3.4:alice") + "}",
 	}
 	v, err := r.Do("KEYS", "*")
 	if err != nil {
