@@ -500,6 +500,21 @@ func TestCheckRateLimitNotes(t *testing.T) {
 	}
 }
 
+// TestCheckHeaderKeyWithoutTrustedProxies: a key of client placeholders falls back to the
+// client IP for requests without them, so without trusted_proxies behind a load balancer all
+// those requests shared the proxy's bucket, and the note was given for {client_ip} keys only.
+// A key naming no client (one bucket for all, or per host) falls back to nothing.
+func TestCheckHeaderKeyWithoutTrustedProxies(t *testing.T) {
+	const code = "ratelimit.no_trusted_proxies"
+	policy := func(key string) string { return "\t\tpolicy p {\n\t\t\tlimit 5/1m\n\t\t\tkey " + key + "\n\t\t}" }
+	for key, want := range map[string]bool{"{header.X-API-Key}": true, "{host}:{header.X-API-Key}": true, "{host}": false, "everyone": false} {
+		f, ok := codes(checkCaddyfile(t, checkSite(policy(key), "\tpolicy_rate_limit p")))[code]
+		if ok != want || (ok && !strings.Contains(f.Message, "falls back to the client IP")) {
+			t.Errorf("key %s: %s reported %v (want %v): %+v", key, code, ok, want, f)
+		}
+	}
+}
+
 // TestCheckGoodConfigIsClean: the recommended production shape has no warning.
 func TestCheckGoodConfigIsClean(t *testing.T) {
 	rep := checkCaddyfile(t, checkSite("\t\tip_classes {\n\t\t\ttrusted 127.0.0.1\n\t\t}",

@@ -75,16 +75,22 @@ func (a *App) reportFailOpen() {
 
 // checkTrustedProxies reports, once the whole configuration is provisioned, servers whose
 // routes rate-limit by client IP without trusted_proxies: behind a load balancer or ingress
-// Caddy then sees the proxy's address, and every client shares one bucket.
+// Caddy then sees the proxy's address, and every client shares one bucket. A key of client
+// placeholders ({header.X-API-Key}) is one too: requests without the header fall back to the
+// client IP. A key without any (one bucket for all, or per site or route) is not.
 func (h *PolicyRateLimit) checkTrustedProxies(ctx caddy.Context) {
+	message := "policy_rate_limit keys by client IP on a server without trusted_proxies: if Caddy runs behind a load balancer or ingress, every client shares the proxy's bucket"
 	if !h.ipKey {
-		return
+		if !keyNamesClient(h.key) {
+			return
+		}
+		message = "policy_rate_limit's key " + h.key + " falls back to the client IP where it comes out empty (a request without the header or the user), on a server without trusted_proxies: if Caddy runs behind a load balancer or ingress, all those requests share the proxy's bucket"
 	}
 	for name, srv := range httpServers(ctx) {
 		if routeListWith(srv.Routes, h) != nil && !hasTrustedProxies(srv) {
 			_ = h.app.Report(Finding{Code: "ratelimit.no_trusted_proxies", Severity: Info, Module: "policy_rate_limit",
 				Config:  "apps.http.servers." + name + ".trusted_proxies",
-				Message: "policy_rate_limit keys by client IP on a server without trusted_proxies: if Caddy runs behind a load balancer or ingress, every client shares the proxy's bucket",
+				Message: message,
 				Fix:     "behind a proxy, add `servers { trusted_proxies static <proxy ranges> }` to the global options; facing clients directly, nothing to do"},
 				Production)
 		}

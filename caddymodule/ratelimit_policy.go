@@ -527,6 +527,19 @@ func routePlaceholder(name string) bool {
 	return false
 }
 
+// keyNamesClient reports whether a key template has a placeholder that names a client (one
+// that is not routePlaceholder's): such a key falls back to the client IP where it comes out
+// empty.
+func keyNamesClient(key string) bool {
+	names, _ := keyPlaceholders(key)
+	for _, name := range names {
+		if !routePlaceholder(name) {
+			return true
+		}
+	}
+	return false
+}
+
 // keyClientPart is the key template's placeholders that name a client, one after the
 // other ("{http.request.header.X-API-Key}" of "{http.request.host}:{http.request.header.X-API-Key}"),
 // when the template mixes them with placeholders that name only the site or the route; ""
