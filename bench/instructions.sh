@@ -56,6 +56,10 @@ if grep -qF '{$UPSTREAM}' $(for c in $CONFIGS; do echo "bench/configs/$c.caddyfi
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$UPSTREAM/" && break; sleep 0.1; done
 fi
 
+# breaker_open's upstream is a port where nothing listens: the first refused dial opens it.
+DEAD=$(free_port)
+export DEAD
+
 # status <config>: what every request to it must get.
 status() {
   case $1 in
