@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,9 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
-	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
 // A page written the way applications write them, proxied in placeholder mode: inline SVG
@@ -121,23 +117,9 @@ new Worker('/assets/worker-Z.js', { type: 'module' }).onmessage = (e) => { out.t
 			t.Fatal(err)
 		}
 	}
-	port := testenv.FreePort(t)
-	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	root * %s
-	security_headers {
-		report_uri /csp-report
-		inject_nonce tags
-	}
-	csp_report /csp-report
-%s	handle {
-		try_files {path} /index.html
-		file_server
-	}
-}
-`, port, root, viteSentinelRoute))
-	url := fmt.Sprintf("http://127.0.0.1:%d/users/42/settings", port)
-	seen, reported := loadViteApp(t, c, "worker;", fmt.Sprintf("http://127.0.0.1:%d/sentinel", port), url)
+	c, base := tagsSPASite(t, root, "", "", "{path} /index.html")
+	url := base + "/users/42/settings"
+	seen, reported := loadViteApp(t, c, "worker;", base+"/sentinel", url)
 	if out := seen[url].Out; out != "vendor;importmap;lazy;styled;worker;" {
 		t.Errorf("#out = %q, want vendor;importmap;lazy;styled;worker; (every part of the build ran)", out)
 	}

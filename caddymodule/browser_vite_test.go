@@ -75,6 +75,30 @@ const viteSentinelRoute = `	handle /sentinel {
 	}
 `
 
+// tagsSPASite starts a Caddy that serves root as a single-page app in `inject_nonce tags` mode
+// under `security_headers <preset>` (with extra lines in its block), reports to csp_report,
+// serves the sentinel page, and answers other paths with try_files' candidates (`{path}
+// /index.html`); it returns the Caddy and its base URL.
+func tagsSPASite(t *testing.T, root, preset, extra, tryFiles string) (*testcaddy.Caddy, string) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	root * %s
+	%s {
+		report_uri /csp-report
+		inject_nonce tags
+%s	}
+	csp_report /csp-report
+%s	handle {
+		try_files %s
+		file_server
+	}
+}
+`, port, root, strings.TrimSpace("security_headers "+preset), extra, viteSentinelRoute, tryFiles))
+	return c, fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
 // A real Vite 8 + React 19 build (testdata/vite-react/dist, see its README), served by
 // file_server under the strict preset with `inject_nonce tags`, at the root and at a deep
 // link through try_files: the module entry, the React chunk behind a modulepreload, the
@@ -85,22 +109,7 @@ func TestBrowserTagsModeRunsARealViteReactBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := testenv.FreePort(t)
-	c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	root * %s
-	security_headers strict {
-		report_uri /csp-report
-		inject_nonce tags
-	}
-	csp_report /csp-report
-%s	handle {
-		try_files {path} /index.html
-		file_server
-	}
-}
-`, port, root, viteSentinelRoute))
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	c, base := tagsSPASite(t, root, "strict", "", "{path} /index.html")
 	seen, reported := loadViteApp(t, c, "lazy;", base+"/sentinel", base+"/", base+"/settings/profile")
 	for _, url := range []string{base + "/", base + "/settings/profile"} {
 		s := seen[url]
@@ -204,22 +213,7 @@ func TestBrowserTagsModeRunsASvelteKitBuild(t *testing.T) {
 			if attrs {
 				csp = "\t\tcsp {\n\t\t\tstyle-src-attr 'unsafe-inline'\n\t\t}\n"
 			}
-			port := testenv.FreePort(t)
-			c := testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
-	bind 127.0.0.1
-	root * %s
-	security_headers strict {
-		report_uri /csp-report
-		inject_nonce tags
-%s	}
-	csp_report /csp-report
-%s	handle {
-		try_files {path} {path}.html /200.html
-		file_server
-	}
-}
-`, port, root, csp, viteSentinelRoute))
-			base := fmt.Sprintf("http://127.0.0.1:%d", port)
+			c, base := tagsSPASite(t, root, "strict", csp, "{path} {path}.html /200.html")
 			urls := []string{base + "/", base + "/deep/link"}
 			seen, reported := loadViteApp(t, c, "styled;", base+"/sentinel", urls...)
 			for _, url := range urls {

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -33,43 +32,37 @@ func TestMonitoringMetricsScrapedByPrometheus(t *testing.T) {
 	testcaddy.StartCaddy(t, cf)
 	waitFor(t, "the first run", func() bool { return services(t, base, key).Dependencies[0].Runs > 0 })
 
-	scrape := func(accept, key string) (*http.Response, string) {
+	scrape := func(accept, key string) answer {
 		t.Helper()
 		req, _ := http.NewRequest("GET", base+"metrics", nil)
 		req.Header.Set("Accept", accept)
 		if key != "" {
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
-		resp, err := replyClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return send(t, req)
 	}
 
-	resp, body := scrape(prometheusAccept, "")
-	if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") ||
-		strings.Contains(body, "caddy_hardening") {
-		t.Fatalf("a scrape without a key: %d %q %s", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+	a := scrape(prometheusAccept, "")
+	if a.code != http.StatusUnauthorized || !strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Bearer") ||
+		strings.Contains(a.body, "caddy_hardening") {
+		t.Fatalf("a scrape without a key: %d %q %s", a.code, a.header.Get("WWW-Authenticate"), a.body)
 	}
 
-	resp, body = scrape(prometheusAccept, key)
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/openmetrics-text") ||
-		!strings.HasSuffix(body, "# EOF\n") || resp.Header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("Prometheus's scrape with a key: %d %q %q, body ends %q", resp.StatusCode,
-			resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"), body[max(0, len(body)-40):])
+	a = scrape(prometheusAccept, key)
+	if a.code != http.StatusOK || !strings.HasPrefix(a.header.Get("Content-Type"), "application/openmetrics-text") ||
+		!strings.HasSuffix(a.body, "# EOF\n") || a.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("Prometheus's scrape with a key: %d %q %q, body ends %q", a.code,
+			a.header.Get("Content-Type"), a.header.Get("Cache-Control"), a.body[max(0, len(a.body)-40):])
 	}
 
-	resp, body = scrape("text/plain;version=0.0.4", key)
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("a text-format scrape: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	a = scrape("text/plain;version=0.0.4", key)
+	if a.code != http.StatusOK || !strings.HasPrefix(a.header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("a text-format scrape: %d %q", a.code, a.header.Get("Content-Type"))
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	families, err := parser.TextToMetricFamilies(strings.NewReader(a.body))
 	if err != nil {
-		t.Fatalf("the text format does not parse: %v\n%s", err, body)
+		t.Fatalf("the text format does not parse: %v\n%s", err, a.body)
 	}
 	for _, name := range []string{"caddy_hardening_dependency_up", "caddy_hardening_dependency_checks_total", "go_goroutines", "process_resident_memory_bytes"} {
 		if families[name] == nil {
@@ -82,9 +75,9 @@ func TestMonitoringMetricsScrapedByPrometheus(t *testing.T) {
 	}
 
 	for _, accept := range []string{"*/*", "application/json", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"} {
-		resp, body = scrape(accept, key)
-		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(body, `"counters"`) {
-			t.Errorf("Accept %q: %d %q, want the JSON view: %.200s", accept, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		a = scrape(accept, key)
+		if a.code != http.StatusOK || a.header.Get("Content-Type") != "application/json" || !strings.Contains(a.body, `"counters"`) {
+			t.Errorf("Accept %q: %d %q, want the JSON view: %.200s", accept, a.code, a.header.Get("Content-Type"), a.body)
 		}
 	}
 }

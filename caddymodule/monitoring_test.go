@@ -62,6 +62,12 @@ func call(t *testing.T, method, url, key string) answer {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
+	return send(t, req)
+}
+
+// send sends req and reads the whole answer.
+func send(t *testing.T, req *http.Request) answer {
+	t.Helper()
 	resp, err := replyClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

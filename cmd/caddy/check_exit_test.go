@@ -20,7 +20,8 @@ import (
 // tell "the configuration (or the site) has findings" from "the check did not run" (a file
 // that cannot be read, a site that cannot be fetched, a mistyped flag). Now, as with eslint,
 // ruff or shellcheck: 0 passed, 1 a report that fails (an error finding, a warning with
-// --strict, a grade below --min-grade), 2 the check could not run, with no report.
+// --strict, a grade below --min-grade), 2 the check could not run, with no report. The
+// built binary runs it, as a user or an ExecStartPre does.
 func TestCheckExitCodes(t *testing.T) {
 	bin := testenv.CaddyBinary(t)
 	dir := t.TempDir()
@@ -31,6 +32,7 @@ func TestCheckExitCodes(t *testing.T) {
 		}
 		return p
 	}
+	example := write("Caddyfile", readExample(t))
 	warn := write("warn.caddyfile", "{\n\tadmin off\n}\nhttp://127.0.0.1:9 {\n\tsecurity_headers {\n\t\treport_only\n\t}\n}\n")
 	bad := write("bad.caddyfile", "{\n\tadmin off\n\thardening {\n\t\tredis rediss://10.0.0.1:6380 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}\n\t}\n}\nhttp://127.0.0.1:9 {\n\tsecurity_headers\n}\n")
 	refused := write("refused.caddyfile", "http://127.0.0.1:9 {\n\tpath_guard {\n\t\tnosuch\n\t}\n}\n")
@@ -50,6 +52,7 @@ func TestCheckExitCodes(t *testing.T) {
 		out  string // in the output
 		env  []string
 	}{
+		{"Caddyfile.example, --strict", []string{"--config", example, "--adapter", "caddyfile", "--strict"}, 0, "environment production: 0 error(s), 0 warning(s)", nil},
 		{"warning", []string{"--config", warn}, 0, "csp.report_only", nil},
 		{"warning with --strict", []string{"--config", warn, "--strict"}, 1, "csp.report_only", nil},
 		{"error finding", []string{"--config", bad}, 1, "redis.tls_insecure", nil},
