@@ -456,22 +456,8 @@ func TestKubernetesWritesOnlyMountedPaths(t *testing.T) {
 				writable = append(writable, yamlString(dig(m, "mountPath")))
 			}
 		}
-		under := func(p string) bool {
-			for _, w := range writable {
-				if p == w || strings.HasPrefix(p, strings.TrimSuffix(w, "/")+"/") {
-					return true
-				}
-			}
-			return false
-		}
-		for what, dir := range map[string]string{
-			"Caddy's storage (XDG_DATA_HOME/caddy)":                     env["XDG_DATA_HOME"] + "/caddy",
-			"Caddy's config dir, autosave.json (XDG_CONFIG_HOME/caddy)": env["XDG_CONFIG_HOME"] + "/caddy",
-			"the throwaway storage of caddy hardening check (TMPDIR)":   env["TMPDIR"],
-		} {
-			if !under(dir) {
-				t.Errorf("kubernetes.yaml: container %v: %s is %s, read-only under readOnlyRootFilesystem (writable volumes: %v)", dig(c, "name"), what, dir, writable)
-			}
+		for what, dir := range readOnlyCaddyDirs(env, env["TMPDIR"], writable) {
+			t.Errorf("kubernetes.yaml: container %v: %s is %s, read-only under readOnlyRootFilesystem (writable volumes: %v)", dig(c, "name"), what, dir, writable)
 		}
 	}
 }
@@ -575,23 +561,26 @@ func TestSystemdUnitWritesOnlyWritablePaths(t *testing.T) {
 	if env["TMPDIR"] != "" {
 		tmp = env["TMPDIR"]
 	}
-	under := func(p string) bool {
-		for _, w := range writable {
-			if p == w || strings.HasPrefix(p, strings.TrimSuffix(w, "/")+"/") {
-				return true
-			}
-		}
-		return false
+	for what, dir := range readOnlyCaddyDirs(env, tmp, writable) {
+		t.Errorf("%s is %s, read-only under ProtectSystem=strict (writable: %v)", what, dir, writable)
 	}
+}
+
+// readOnlyCaddyDirs returns, of the folders Caddy writes (its storage and its config dir with
+// autosave.json, from env's XDG variables, and the throwaway storage of `caddy hardening
+// check` in tmp), those under none of the writable paths, by what they are.
+func readOnlyCaddyDirs(env map[string]string, tmp string, writable []string) map[string]string {
+	out := map[string]string{}
 	for what, dir := range map[string]string{
 		"Caddy's storage (XDG_DATA_HOME/caddy)":                     env["XDG_DATA_HOME"] + "/caddy",
 		"Caddy's config dir, autosave.json (XDG_CONFIG_HOME/caddy)": env["XDG_CONFIG_HOME"] + "/caddy",
 		"the check's throwaway storage (TMPDIR)":                    tmp,
 	} {
-		if !under(dir) {
-			t.Errorf("%s is %s, read-only under ProtectSystem=strict (writable: %v)", what, dir, writable)
+		if !slices.ContainsFunc(writable, func(w string) bool { return dir == w || strings.HasPrefix(dir, strings.TrimSuffix(w, "/")+"/") }) {
+			out[what] = dir
 		}
 	}
+	return out
 }
 
 // TestEnvExample: every variable Caddyfile.example reads ({$VAR} and {env.VAR}) is listed in
