@@ -224,10 +224,10 @@ func originalURI(r *http.Request) string {
 }
 
 // loggedURI is the request URI as the security log, the dashboard and error logs show it: the
-// bytes that are not UTF-8 escaped as %XX, at most maxLoggedURI bytes, cut between characters
-// and never inside an escape.
+// values of credential parameters redacted (redactQuery), the bytes that are not UTF-8 escaped
+// as %XX, at most maxLoggedURI bytes, cut between characters and never inside an escape.
 func loggedURI(r *http.Request) string {
-	s := escapeInvalidUTF8(textcut.Cut(originalURI(r), maxLoggedURI)) // escape a bounded prefix
+	s := escapeInvalidUTF8(redactQuery(textcut.Cut(originalURI(r), maxLoggedURI))) // a bounded prefix
 	if len(s) <= maxLoggedURI {
 		return s
 	}
