@@ -57,12 +57,21 @@ type PathGuard struct {
 	// monitoring handler's wrong keys) report the request's client. Default: true.
 	Signals *bool `json:"signals,omitempty"`
 
+	// MergeSlashes merges the empty segments of a path it passes, for the rest of the route
+	// (`//etc/passwd` is `/etc/passwd`, `/static//x` is `/static/x`), as nginx does by default:
+	// an upstream that joins the path to its root naively opens an absolute path, and `//host`
+	// is the open-redirect form. Encoded slashes (%2F, with `allow encoded_slash`) do not merge.
+	// False forwards empty segments as sent, for applications that give them a meaning (a URL
+	// in the path, object keys with `//`). Default: true.
+	MergeSlashes *bool `json:"merge_slashes,omitempty"`
+
 	app     *App
 	ctx     caddy.Context // for events: eventContext, not Provision's ctx
 	on      bool
 	opts    pathguard.Options
 	block   bool
 	signals bool
+	merge   bool
 	blocked map[pathguard.Reason]prometheus.Counter
 }
 
@@ -96,6 +105,7 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 	default:
 		return fmt.Errorf("path_guard: suspicious_action %q: expected none or block", h.SuspiciousAction)
 	}
+	h.merge = h.MergeSlashes == nil || *h.MergeSlashes
 	h.signals = (h.Signals == nil || *h.Signals) && app.classifier != nil && app.classifier.Detector != nil
 	if h.on {
 		app.OnValidate(func() {
@@ -145,6 +155,9 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			h.app.Signal(h.ctx, r, sig)
 		}
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "The request path is not allowed.", nil)
+	}
+	if h.merge {
+		mergeSlashes(r)
 	}
 	if h.block && class == ipclass.Suspicious {
 		suspiciousBlocked.Inc()

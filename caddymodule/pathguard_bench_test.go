@@ -29,7 +29,7 @@ func benchPathGuard(b *testing.B) *PathGuard {
 		Trusted:  ipclass.NewPrefixSet(prefixes),
 		Detector: ipclass.NewDetector(ipclass.Settings{}),
 	}}
-	h := &PathGuard{app: app, on: true, signals: true, blocked: map[pathguard.Reason]prometheus.Counter{}}
+	h := &PathGuard{app: app, on: true, signals: true, merge: true, blocked: map[pathguard.Reason]prometheus.Counter{}}
 	return h
 }
 

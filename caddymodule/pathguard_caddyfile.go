@@ -25,9 +25,11 @@ func parsePathGuard(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		allow encoded_slash|path_params|invalid_utf8...
 //		suspicious_action none|block
 //		signals on|off
+//		merge_slashes on|off
 //	}
 //
-// Without a block: refuse hostile paths, feed the detector, never block by class.
+// Without a block: refuse hostile paths, merge empty segments, feed the detector, never block
+// by class.
 func (g *PathGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -71,8 +73,14 @@ func (g *PathGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.Signals = &on
+		case "merge_slashes":
+			on, err := onOff(d, name)
+			if err != nil {
+				return err
+			}
+			g.MergeSlashes = &on
 		default:
-			return d.Errf("unknown path_guard subdirective %q; expected allow, suspicious_action or signals", name)
+			return d.Errf("unknown path_guard subdirective %q; expected allow, suspicious_action, signals or merge_slashes", name)
 		}
 	}
 	return nil
