@@ -3,7 +3,9 @@
 // (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
 // Unicode look-alikes of dots and separators that normalize to a `..` segment, the yen and won
 // signs Windows reads as `\` in Japanese and Korean code pages), backslashes,
-// NUL and control bytes, Windows drive paths (a `C:` segment followed by a separator), and,
+// NUL and control bytes, Windows drive paths (a `C:` segment followed by a separator), a `..`
+// padded with spaces (`..%20`, which servers that trim segments read as `..`), NTFS stream
+// suffixes (`index.asp::$DATA`), and,
 // unless allowed, encoded slashes, `;` path parameters and other bytes that are not UTF-8
 // (sent raw or encoded: a proxy sends raw bytes on encoded, so both reach the next server
 // alike). It refuses nothing an ordinary URL contains: dots inside names (a..b.txt, v1.2..3),
@@ -15,6 +17,7 @@ package pathguard
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -38,12 +41,13 @@ const (
 	ReasonPathParams     Reason = "path_params"   // `;` parameters, as in Tomcat's /..;/ (unless allowed)
 	ReasonDrivePath      Reason = "drive_path"    // a C: segment followed by a separator (/C:/windows)
 	ReasonBadEncoding    Reason = "bad_encoding"  // a % not followed by two hex digits
+	ReasonNTFSStream     Reason = "ntfs_stream"   // an NTFS stream suffix: index.asp::$DATA
 )
 
 // Reasons lists every reason, for metrics.
 var Reasons = []Reason{ReasonDotSegment, ReasonBackslash, ReasonNUL, ReasonControl, ReasonDoubleEncoding,
 	ReasonOverlongUTF8, ReasonInvalidUTF8, ReasonUnicodeEscape, ReasonLookalike, ReasonEncodedSlash, ReasonPathParams,
-	ReasonDrivePath, ReasonBadEncoding}
+	ReasonDrivePath, ReasonBadEncoding, ReasonNTFSStream}
 
 // Malformed reports whether r refuses a path that is malformed rather than an attack form:
 // bytes that are not UTF-8 but not overlong (Latin-1 links), `;` parameters (;jsessionid=), an
@@ -285,8 +289,10 @@ func checkSegments(p string) Reason {
 			name = name[:i]
 		}
 		switch {
-		case name == "..":
+		case name == ".." || paddedDotDot(name):
 			return ReasonDotSegment
+		case ntfsStream(name):
+			return ReasonNTFSStream
 		case more && len(name) == 2 && name[1] == ':' && isLetter(name[0]):
 			return ReasonDrivePath
 		}
@@ -299,6 +305,53 @@ func checkSegments(p string) Reason {
 			return ""
 		}
 		rest = after
+	}
+}
+
+// paddedDotDot reports whether a segment is `..` padded with white space, and maybe more
+// dots after it (`.. `, ` ..`, `.. .`, `... `): a server that trims a segment's spaces (Java's
+// String.trim, Python's str.strip, Go's strings.TrimSpace, the last two also U+00A0, U+3000
+// and the other Unicode spaces) or its trailing dots and spaces, as Windows does, reads a `..`
+// there. A name of dots alone (`...`, `....`) passes: Windows keeps three or more dots as a
+// name, and so does every server that resolves only `.` and `..`.
+func paddedDotDot(s string) bool {
+	if !strings.Contains(s, "..") {
+		return false
+	}
+	t := strings.TrimFunc(s, unicode.IsSpace)
+	padded := t != s || strings.IndexFunc(t, unicode.IsSpace) >= 0
+	return padded && strings.HasPrefix(t, "..") && strings.TrimFunc(t, dotOrSpace) == ""
+}
+
+func dotOrSpace(r rune) bool { return r == '.' || unicode.IsSpace(r) }
+
+// ntfsTypes are the NTFS attribute types a stream suffix names (file:stream:$TYPE); `::$DATA`
+// is a file's content, `::$INDEX_ALLOCATION` a directory's.
+var ntfsTypes = []string{"DATA", "INDEX_ALLOCATION", "BITMAP", "ATTRIBUTE_LIST", "EA",
+	"EA_INFORMATION", "FILE_NAME", "LOGGED_UTILITY_STREAM", "OBJECT_ID", "REPARSE_POINT",
+	"SECURITY_DESCRIPTOR", "STANDARD_INFORMATION", "VOLUME_INFORMATION", "VOLUME_NAME"}
+
+// ntfsStream reports whether a segment names an NTFS stream by its type, in any case:
+// `index.asp::$DATA` is the file on Windows, so a server that picks its handler by the
+// extension serves the script's source (IIS, Tomcat's CVE-2017-12615 for a PUT), and
+// `admin::$INDEX_ALLOCATION` is the directory `admin`, past a rule on that name. A colon
+// followed by a dollar and anything else (`/wiki/Price:$5`, `X:$Database`) passes.
+func ntfsStream(s string) bool {
+	for {
+		i := strings.Index(s, ":$")
+		if i < 0 {
+			return false
+		}
+		s = s[i+2:]
+		n := 0
+		for n < len(s) && (isLetter(s[n]) || s[n] == '_') {
+			n++
+		}
+		for _, t := range ntfsTypes {
+			if strings.EqualFold(s[:n], t) {
+				return true
+			}
+		}
 	}
 }
 

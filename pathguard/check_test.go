@@ -200,6 +200,41 @@ func TestCheckReasons(t *testing.T) {
 		{"/a%zz/%2e%2e/x", Options{}, ReasonDotSegment},
 		{"/a;b/%5c", Options{}, ReasonBackslash},
 		{"/a%zz/b", Options{}, ReasonBadEncoding},
+		// `..` padded with spaces or dots: a server that trims segments reads `..`.
+		{"/a/..%20/b", Options{}, ReasonDotSegment},
+		{"/a/%20..", Options{}, ReasonDotSegment},
+		{"/a/%20..%20/b", Options{}, ReasonDotSegment},
+		{"/a/..%20.%20/b", Options{}, ReasonDotSegment},
+		{"/a/...%20/b", Options{}, ReasonDotSegment},
+		{"/a/..%20;x/b", Options{AllowPathParams: true}, ReasonDotSegment},
+		{"/a/..%2520/b", Options{}, ReasonDotSegment},
+		{"/a/%E2%80%A5%20/b", Options{}, ReasonLookalike}, // ‥ and a space
+		{"/a/..%09/b", Options{}, ReasonControl},
+		{"/a/..%C2%A0/b", Options{}, ReasonDotSegment},       // U+00A0, which str.strip removes
+		{"/a/..%E3%80%80/b", Options{}, ReasonDotSegment},    // U+3000, ideographic space
+		{"/a/%E2%80%83../b", Options{}, ReasonDotSegment},    // U+2003, em space
+		{"/a/..%C2%85/b", Options{}, ReasonDotSegment},       // U+0085, NEL
+		{"/a/%E3%80%80..%E3%80%80x/b", Options{}, ""},        // ..x, not ..
+		{"/ja/%E3%80%80%E6%97%A5%E6%9C%AC/b", Options{}, ""}, // a name after U+3000
+		{"/a/.%20./b", Options{}, ""},                        // no `..` however it is trimmed
+		{"/a/%20.%20/b", Options{}, ""},
+		{"/a/.../b", Options{}, ""},
+		{"/a/..../b", Options{}, ""},
+		{"/a/%20..b/c", Options{}, ""},
+		{"/a/b%20../c", Options{}, ""},
+		// NTFS streams: IIS's ::$DATA source disclosure, a directory's $INDEX_ALLOCATION.
+		{"/index.asp::$DATA", Options{}, ReasonNTFSStream},
+		{"/index.asp::$data", Options{}, ReasonNTFSStream},
+		{"/index.asp%3a%3a%24DATA", Options{}, ReasonNTFSStream},
+		{"/index.asp::$DATA.", Options{}, ReasonNTFSStream},
+		{"/a/file.txt:secret:$DATA", Options{}, ReasonNTFSStream},
+		{"/admin::$INDEX_ALLOCATION/x", Options{}, ReasonNTFSStream},
+		{"/a::$DATA;x", Options{AllowPathParams: true}, ReasonNTFSStream},
+		{"/index.asp::%EF%BC%84DATA", Options{}, ReasonLookalike}, // fullwidth $
+		{"/wiki/Price:$5", Options{}, ""},
+		{"/wiki/X:$Database", Options{}, ""},
+		{"/wiki/A:$", Options{}, ""},
+		{"/v1/p:batchGet", Options{}, ""},
 	} {
 		if got := Check(tc.path, tc.opt); got != tc.want {
 			t.Errorf("Check(%q, %+v) = %q, want %q", tc.path, tc.opt, got, tc.want)

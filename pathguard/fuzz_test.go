@@ -43,7 +43,7 @@ func FuzzCheck(f *testing.F) {
 				t.Fatalf("passed %q, which decodes to %q", raw, dec)
 			}
 			for _, seg := range strings.Split(dec, "/") {
-				if seg == ".." {
+				if strings.Trim(seg, " ") == ".." { // also as a server that trims segments reads it
 					t.Fatalf("passed %q, which decodes to %q (a .. segment)", raw, dec)
 				}
 			}
