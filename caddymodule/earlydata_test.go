@@ -1,16 +1,12 @@
 package caddymodule
 
 import (
-	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -18,20 +14,19 @@ import (
 )
 
 // h3Client sends requests over HTTP/3 to a localhost site on 127.0.0.1:port, each on a new
-// QUIC connection that resumes the last one's session: a GET sent with http3.MethodGet0RTT
-// goes out as TLS early data. Each request waits for the session ticket of its connection, so
-// that the next one has a ticket to resume.
+// QUIC connection that resumes the last one's session (testenv.H3Client, a process of its
+// own): a GET sent with http3.MethodGet0RTT goes out as TLS early data. Each verified request
+// waits for the session ticket of its connection, so that the next one has a ticket to resume.
 type h3Client struct {
-	t       *testing.T
-	port    int    // the site's HTTPS port
-	relay   int    // where GET_0RTT requests go: firstFlightRelay's port
-	renew   string // a path whose verified GET gets a new session ticket, changing nothing
-	tickets *ticketCache
+	t     *testing.T
+	port  int    // the site's HTTPS port
+	relay int    // where GET_0RTT requests go: firstFlightRelay's port
+	renew string // a path whose verified GET gets a new session ticket, changing nothing
+	h3    *testenv.H3Client
 }
 
 func newH3Client(t *testing.T, port int, renew string) *h3Client {
-	c := &h3Client{t: t, port: port, renew: renew,
-		tickets: &ticketCache{ClientSessionCache: tls.NewLRUClientSessionCache(8), put: make(chan struct{}, 8)}}
+	c := &h3Client{t: t, port: port, renew: renew, h3: testenv.StartH3Client(t)}
 	c.relay = firstFlightRelay(t, fmt.Sprintf("127.0.0.1:%d", port))
 	return c
 }
@@ -44,72 +39,29 @@ func newH3Client(t *testing.T, port int, renew string) *h3Client {
 func (c *h3Client) get(method, path string) (int, string, bool) {
 	c.t.Helper()
 	if method != http3.MethodGet0RTT {
-		code, body, early, err := c.roundTrip(method, c.port, path)
-		if err != nil {
-			c.t.Fatalf("%s %s: %v", method, path, err)
+		a := c.roundTrip(method, c.port, path)
+		if a.Err != "" {
+			c.t.Fatalf("%s %s: %s", method, path, a.Err)
 		}
-		return code, body, early
+		return a.Code, a.Body, a.Early
 	}
-	var err error
+	var a testenv.H3Answer
 	for range 3 {
-		var code int
-		var body string
-		var early bool
-		if code, body, early, err = c.roundTrip(method, c.relay, path); err == nil {
-			return code, body, early
+		if a = c.roundTrip(method, c.relay, path); a.Err == "" {
+			return a.Code, a.Body, a.Early
 		}
-		if _, _, _, err := c.roundTrip(http.MethodGet, c.port, c.renew); err != nil {
-			c.t.Fatalf("GET %s: %v", c.renew, err)
+		if r := c.roundTrip(http.MethodGet, c.port, c.renew); r.Err != "" {
+			c.t.Fatalf("GET %s: %s", c.renew, r.Err)
 		}
 	}
-	c.t.Fatalf("%s %s: %v", method, path, err)
+	c.t.Fatalf("%s %s: %s", method, path, a.Err)
 	return 0, "", false
 }
 
-func (c *h3Client) roundTrip(method string, port int, path string) (int, string, bool, error) {
-	for len(c.tickets.put) > 0 {
-		<-c.tickets.put
-	}
-	tr := &http3.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", ClientSessionCache: c.tickets},
-		QUICConfig:      &quic.Config{MaxIdleTimeout: 5 * time.Second, HandshakeIdleTimeout: 5 * time.Second},
-	}
-	defer tr.Close()
-	req, _ := http.NewRequestWithContext(c.t.Context(), method, fmt.Sprintf("https://127.0.0.1:%d%s", port, path), nil)
-	req.Host = fmt.Sprintf("localhost:%d", c.port)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		return 0, "", false, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, "", false, err
-	}
-	if port == c.port { // through the relay, the handshake never completes: no new ticket
-		select {
-		case <-c.tickets.put:
-		case <-time.After(10 * time.Second):
-			return 0, "", false, fmt.Errorf("no session ticket from the server")
-		}
-	}
-	return resp.StatusCode, string(b), resp.Header.Get("Early-Data") == "1", nil
-}
-
-// ticketCache tells when a connection stored a session ticket.
-type ticketCache struct {
-	tls.ClientSessionCache
-	put chan struct{}
-}
-
-func (c *ticketCache) Put(key string, cs *tls.ClientSessionState) {
-	c.ClientSessionCache.Put(key, cs)
-	if cs != nil {
-		select {
-		case c.put <- struct{}{}:
-		default:
-		}
-	}
+// roundTrip sends one request to port; through the relay, the handshake never completes, so
+// no new ticket is waited for.
+func (c *h3Client) roundTrip(method string, port int, path string) testenv.H3Answer {
+	return c.h3.RoundTrip(method, fmt.Sprintf("https://127.0.0.1:%d%s", port, path), fmt.Sprintf("localhost:%d", c.port), port == c.port)
 }
 
 // TestEarlyDataScoresNothing: a 0-RTT request (HTTP/3 early data, which Caddy accepts by

@@ -15,12 +15,6 @@ import (
 	"time"
 )
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
-
 // CaddyBinary builds ./cmd/caddy (once per test process; Go's build cache makes later builds
 // quick) and returns the path of the binary.
 func CaddyBinary(t testing.TB) string {
@@ -28,35 +22,54 @@ func CaddyBinary(t testing.TB) string {
 	if testing.Short() {
 		t.Skip("builds and runs the Caddy binary; skipped with -short")
 	}
-	buildOnce.Do(func() {
+	bin, err := buildBinary("./cmd/caddy", "caddy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// builds holds one *build per main package this process built.
+var builds sync.Map
+
+type build struct {
+	once sync.Once
+	bin  string
+	err  error
+}
+
+// buildBinary builds the main package pkg of this module as name, once per test process, with
+// `go build` and no flag of the test's own (a binary of a -race test is built without -race),
+// and returns the path of the binary.
+func buildBinary(pkg, name string) (string, error) {
+	v, _ := builds.LoadOrStore(pkg, &build{})
+	b := v.(*build)
+	b.once.Do(func() {
 		root, err := moduleRoot()
 		if err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
 		// One directory per checkout: worktrees built from different code never share a binary.
 		sum := sha256.Sum256([]byte(root))
 		dir := filepath.Join(os.TempDir(), "caddy-hardening-testbin", hex.EncodeToString(sum[:6]))
 		if err = os.MkdirAll(dir, 0o755); err != nil {
-			buildErr = err
+			b.err = err
 			return
 		}
 		// Build to a unique name, then rename: packages tested in parallel each build, and
 		// a rename never leaves a half-written binary under the shared name.
-		tmp := filepath.Join(dir, fmt.Sprintf("caddy.%d", os.Getpid()))
-		cmd := exec.Command("go", "build", "-o", tmp, "./cmd/caddy")
+		tmp := filepath.Join(dir, fmt.Sprintf("%s.%d", name, os.Getpid()))
+		cmd := exec.Command("go", "build", "-o", tmp, pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 			return
 		}
-		builtBin = filepath.Join(dir, "caddy")
-		buildErr = os.Rename(tmp, builtBin)
+		b.bin = filepath.Join(dir, name)
+		b.err = os.Rename(tmp, b.bin)
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
+	return b.bin, b.err
 }
 
 func moduleRoot() (string, error) {
