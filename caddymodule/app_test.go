@@ -590,6 +590,8 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"missing CA file", "redis rediss://127.0.0.1:6379/0 {\n\t\t\ttls {\n\t\t\t\tca_file /nonexistent/ca.pem\n\t\t\t}\n\t\t}", "redis: reading ca_file: open /nonexistent/ca.pem"},
 		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: the URL {env.HARDENING_TEST_UNSET_URL} is empty once resolved; set the variable"},
 		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
+		// Showed the password: the error quoted the URL's options as written.
+		{"URL options from a placeholder", "redis {env.HARDENING_TEST_QUERY_URL}", `redis: "redis://127.0.0.1:6379/0?password=xxxxx": URL options (?...) are not read; write them in the redis block instead: password {env.REDIS_PASSWORD}`},
 		{"cluster from an empty placeholder", "redis {\n\t\t\tcluster {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: cluster {env.HARDENING_TEST_UNSET_NODES} is empty once resolved; set the variable"},
 		{"sentinels from an empty placeholder", "redis {\n\t\t\tsentinel m {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: sentinel addresses {env.HARDENING_TEST_UNSET_NODES} are empty once resolved; set the variable"},
 		// Was "sentinel needs the master name before the addresses": it did not say the name
@@ -604,6 +606,7 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
+			t.Setenv("HARDENING_TEST_QUERY_URL", "redis://127.0.0.1:6379/0?password="+goldenSecret)
 			_, err := testcaddy.TryStartCaddy(t, "{\n\thardening {\n\t\tenvironment development\n\t\t"+tc.redis+"\n\t}\n}\n")
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "redis: redis:") {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)

@@ -24,10 +24,12 @@ import (
 // resolves to nothing (an unset variable, an empty file) is refused at load.
 type RedisConfig struct {
 	// URL of a standalone server: `redis://[user:password@]host:port/db`, `rediss://...`
-	// (TLS), or `unix:///path/to/redis.sock`.
+	// (TLS), or `unix:///path/to/redis.sock`. Query options (`?dial_timeout=1s`) are refused:
+	// set the fields of this object instead.
 	URL string `json:"url,omitempty"`
 
-	// Cluster lists host:port seed nodes of a Redis Cluster.
+	// Cluster lists host:port seed nodes of a Redis Cluster (no scheme, no credentials: those
+	// go in username and password).
 	Cluster []string `json:"cluster,omitempty"`
 
 	// Sentinel names the master and the sentinels that watch it.
