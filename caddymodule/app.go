@@ -168,6 +168,9 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if err := a.Redis.checkEmptyCredentials(opts); err != nil {
 		return err
 	}
+	if err := a.Redis.checkURLCredentials(repl, opts.URL); err != nil {
+		return err
+	}
 	if err := opts.Validate(); err != nil {
 		return err
 	}

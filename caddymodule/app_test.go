@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -416,6 +417,18 @@ func TestRedisPasswordFromPlaceholder(t *testing.T) {
 	}
 }
 
+// TestRedisURLPasswordFromPlaceholder: a password put into the URL from {env.*}, percent-encoded
+// as URLs need, authenticates (go-redis decodes it).
+func TestRedisURLPasswordFromPlaceholder(t *testing.T) {
+	const password = "p@ss/w#rd 100%"
+	r := testenv.StartRedis(t, "--requirepass", password)
+	t.Setenv("HARDENING_TEST_REDIS_PASSWORD", url.PathEscape(password))
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis redis://:{env.HARDENING_TEST_REDIS_PASSWORD}@%s/0\n\t}\n}\n", r.Addr))
+	if err := activeApp(t).RedisClient().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the percent-encoded password from {env.*} did not authenticate: %v", err)
+	}
+}
+
 // TestRedisWrongPasswordAtStartupSaysSo: Redis answering with WRONGPASS is logged as refused
 // credentials, not as an unreachable server, and the password stays out of the log.
 func TestRedisWrongPasswordAtStartupSaysSo(t *testing.T) {
@@ -602,11 +615,18 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"password from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tpassword {env.HARDENING_TEST_UNSET_PASSWORD}\n\t\t}", "redis: password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved; set the variable (or the file), or leave password out when Redis needs none"},
 		{"password from an empty file", "redis redis://127.0.0.1:6379/0 {\n\t\t\tpassword {file./dev/null}\n\t\t}", "redis: password {file./dev/null} is empty once resolved"},
 		{"username from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tusername {env.HARDENING_TEST_UNSET_USER}\n\t\t\tpassword {env.HARDENING_TEST_BAD_URL}\n\t\t}", "redis: username {env.HARDENING_TEST_UNSET_USER} is empty once resolved"},
+		// Were accepted: the URL's password placeholder resolved to nothing and the client sent
+		// none (NOAUTH at startup, every module in memory), where the password field is refused.
+		{"URL password from an empty placeholder", "redis redis://:{env.HARDENING_TEST_UNSET_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved; set the variable (or the file), or leave it out of the URL when Redis needs none"},
+		{"URL user from an empty placeholder", "redis redis://{env.HARDENING_TEST_UNSET_USER}:{env.HARDENING_TEST_RAW_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's username {env.HARDENING_TEST_UNSET_USER} is empty once resolved"},
+		// Was "the path must be a database number 0-15": the password's / and # cut the URL.
+		{"URL password that breaks the URL", "redis redis://:{env.HARDENING_TEST_RAW_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's password {env.HARDENING_TEST_RAW_PASSWORD} does not fit in the URL as it is: percent-encode it (@ %40, : %3A, / %2F, ? %3F, # %23, % %25, space %20), or leave it out of the URL and give password {env.HARDENING_TEST_RAW_PASSWORD}"},
 		{"sentinel password from an empty placeholder", "redis {\n\t\t\tsentinel m 127.0.0.1:26379\n\t\t\tsentinel_password {env.HARDENING_TEST_UNSET_PASSWORD}\n\t\t}", "redis: sentinel_password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
 			t.Setenv("HARDENING_TEST_QUERY_URL", "redis://127.0.0.1:6379/0?password="+goldenSecret)
+			t.Setenv("HARDENING_TEST_RAW_PASSWORD", "p@ss/"+goldenSecret+"#x")
 			_, err := testcaddy.TryStartCaddy(t, "{\n\thardening {\n\t\tenvironment development\n\t\t"+tc.redis+"\n\t}\n}\n")
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "redis: redis:") {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 // `{file./run/secrets/redis_password}`. Prefer them to the Caddyfile's `{$VAR}`: that is
 // substituted when the Caddyfile is adapted, so the secret would be stored in the JSON config,
 // the admin API's GET /config/ and autosave.json. A username or password placeholder that
-// resolves to nothing (an unset variable, an empty file) is refused at load.
+// resolves to nothing (an unset variable, an empty file), in its field or in the URL, is refused
+// at load; so is one in the URL whose value is not percent-encoded as a URL needs.
 type RedisConfig struct {
 	// URL of a standalone server: `redis://[user:password@]host:port/db`, `rediss://...`
 	// (TLS), or `unix:///path/to/redis.sock`. Query options (`?dial_timeout=1s`) are refused:
@@ -167,6 +169,67 @@ func (c *RedisConfig) checkEmptyCredentials(o redisconn.Options) error {
 		}
 	}
 	return nil
+}
+
+// checkURLCredentials refuses a URL whose username or password is a runtime placeholder
+// (redis://:{env.REDIS_PASSWORD}@host:6379/0) when that resolves to nothing, as the username
+// and password fields are, and when its value does not fit in a URL as it is: an @, /, ? or #
+// in it cuts the URL elsewhere (another host, a database path), which read as a wrong port or
+// database, not as the password. resolved is the URL once every placeholder is replaced.
+func (c *RedisConfig) checkURLCredentials(repl *caddy.Replacer, resolved string) error {
+	user, password, hasPassword, ok := urlUserinfo(c.URL)
+	if !ok {
+		return nil
+	}
+	parsed, perr := url.Parse(resolved)
+	for _, part := range []struct{ name, given string }{{"username", user}, {"password", password}} {
+		if !isPlaceholder(part.given) {
+			continue
+		}
+		value := repl.ReplaceKnown(part.given, "")
+		if value == "" {
+			return fmt.Errorf("redis: the URL's %s %s is empty once resolved; set the variable (or the file), or leave it out of the URL when Redis needs none", part.name, part.given)
+		}
+		var got string
+		if perr == nil && parsed.User != nil {
+			got = parsed.User.Username()
+			if pw, set := parsed.User.Password(); part.name == "password" {
+				got = pw
+			} else if set && !hasPassword { // one placeholder for user:password
+				got += ":" + pw
+			}
+		}
+		if want, err := url.PathUnescape(value); perr != nil || err != nil || got != want {
+			return fmt.Errorf("redis: the URL's %s %s does not fit in the URL as it is: percent-encode it (@ %%40, : %%3A, / %%2F, ? %%3F, # %%23, %% %%25, space %%20), or leave it out of the URL and give %s %s",
+				part.name, part.given, part.name, part.given)
+		}
+	}
+	return nil
+}
+
+// urlUserinfo splits the user:password@ of a URL as written, placeholders included (url.Parse
+// refuses braces there): the first colon outside braces separates them; hasPassword is false
+// without one (a single placeholder may then hold both).
+func urlUserinfo(raw string) (user, password string, hasPassword, ok bool) {
+	_, rest, found := strings.Cut(raw, "://")
+	at := strings.LastIndex(rest, "@")
+	if !found || at < 0 {
+		return "", "", false, false
+	}
+	info, depth := rest[:at], 0
+	for i, r := range info {
+		switch r {
+		case '{':
+			depth++
+		case '}':
+			depth--
+		case ':':
+			if depth == 0 {
+				return info[:i], info[i+1:], true, true
+			}
+		}
+	}
+	return info, "", false, true
 }
 
 func (c *RedisConfig) keyPrefix() string {
