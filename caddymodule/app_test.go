@@ -549,6 +549,10 @@ func TestAppFindings(t *testing.T) {
 		{"literal password in development", "environment development\n\t\tredis redis://:" + goldenSecret + "@127.0.0.1:1/0", "", ""},
 		{"plaintext to a remote redis", "redis redis://192.0.2.10:6379/0", "warn:redis.plaintext", ""},
 		{"tls to a remote redis", "redis rediss://192.0.2.10:6379/0", "", ""},
+		// Were warned as plaintext over the network: without a port, the address was not read.
+		{"plaintext to localhost without a port", "redis redis://localhost/0", "", ""},
+		{"plaintext to loopback without a port", "redis redis://127.0.0.1", "", ""},
+		{"plaintext to IPv6 loopback without a port", "redis redis://[::1]/0", "", ""},
 		{"plaintext sentinel on loopback", "redis {\n\t\t\tsentinel mymaster 127.0.0.1:1\n\t\t}", "info:redis.plaintext", ""},
 		{"plaintext remote in staging", "environment staging\n\t\tredis redis://192.0.2.10:6379/0", "", ""},
 		{"unverified tls in staging", "environment staging\n\t\tredis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "warn:redis.tls_insecure", ""},

@@ -69,6 +69,9 @@ func (o Options) Mode() Mode {
 	}
 }
 
+// DefaultPort is the port go-redis dials for a redis:// or rediss:// URL without one.
+const DefaultPort = "6379"
+
 // MaxPoolSize bounds pool_size: go-redis allocates its idle list for PoolSize connections when
 // it makes the client, so a pool of 10^9 would take 8 GB before any connection.
 const MaxPoolSize = 100000
@@ -160,7 +163,11 @@ func (o Options) Endpoints() []string {
 		if u.Scheme == "unix" {
 			return []string{u.Path}
 		}
-		return []string{u.Host}
+		port := u.Port()
+		if port == "" {
+			port = DefaultPort // what go-redis dials
+		}
+		return []string{net.JoinHostPort(u.Hostname(), port)}
 	}
 	return []string{Redact(o.URL)}
 }

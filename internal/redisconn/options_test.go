@@ -137,6 +137,8 @@ func TestEndpointsAndModes(t *testing.T) {
 	}{
 		{Options{URL: "redis://u:secret@10.0.0.1:6380/1"}, Standalone, "10.0.0.1:6380"},
 		{Options{URL: "unix:///run/redis.sock"}, Standalone, "/run/redis.sock"},
+		{Options{URL: "redis://localhost/0"}, Standalone, "localhost:6379"}, // go-redis's default port
+		{Options{URL: "rediss://[::1]"}, Standalone, "[::1]:6379"},
 		{Options{ClusterAddrs: []string{"a:1", "b:2"}}, Cluster, "a:1,b:2"},
 		{Options{SentinelMaster: "m", SentinelAddrs: []string{"s:26379"}}, Sentinel, "s:26379"},
 	} {
