@@ -535,6 +535,7 @@ func findingCodes(c *testcaddy.Caddy) []string {
 
 func TestAppFindings(t *testing.T) {
 	t.Setenv("REDIS_PASSWORD", "from-the-environment") // a placeholder that resolves to nothing is refused
+	t.Setenv("HARDENING_TEST_REDIS_HOST", "127.0.0.1")
 	for _, tc := range []struct {
 		name   string
 		option string
@@ -545,6 +546,9 @@ func TestAppFindings(t *testing.T) {
 		{"development without redis", "environment development", "", ""},
 		{"literal password", "redis redis://127.0.0.1:1/0 {\n\t\t\tpassword " + goldenSecret + "\n\t\t}", "warn:redis.literal_password", ""},
 		{"literal password in the URL", "redis redis://:" + goldenSecret + "@127.0.0.1:1/0", "warn:redis.literal_password", ""},
+		// Was no finding: a placeholder anywhere in the URL hid the password written beside it.
+		{"literal password in a URL with a placeholder host", "redis redis://:" + goldenSecret + "@{env.HARDENING_TEST_REDIS_HOST}:1/0", "warn:redis.literal_password", ""},
+		{"placeholder password in the URL", "redis redis://:{env.REDIS_PASSWORD}@127.0.0.1:1/0", "", ""},
 		{"placeholder password", "redis redis://127.0.0.1:1/0 {\n\t\t\tpassword {env.REDIS_PASSWORD}\n\t\t}", "", ""},
 		{"literal password in development", "environment development\n\t\tredis redis://:" + goldenSecret + "@127.0.0.1:1/0", "", ""},
 		{"plaintext to a remote redis", "redis redis://192.0.2.10:6379/0", "warn:redis.plaintext", ""},

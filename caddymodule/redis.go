@@ -264,11 +264,10 @@ func (c *RedisConfig) literalSecrets() []string {
 	if c.Sentinel != nil && literal(c.Sentinel.Password) {
 		fields = append(fields, "sentinel.password")
 	}
-	if !isPlaceholder(c.URL) {
-		opts := redisconn.Options{URL: c.URL}
-		if opts.HasPassword() {
-			fields = append(fields, "url")
-		}
+	// The URL's password part as written: a placeholder elsewhere in it (the host) does not
+	// make a password beside it any less written.
+	if _, password, _, ok := urlUserinfo(c.URL); ok && literal(password) {
+		fields = append(fields, "url")
 	}
 	return fields
 }
