@@ -174,10 +174,11 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	a.keyPrefix = a.Redis.keyPrefix()
-	if err := checkKeyPrefix(a.keyPrefix); err != nil {
+	prefix, err := a.Redis.keyPrefix(repl)
+	if err != nil {
 		return err
 	}
+	a.keyPrefix = prefix
 	for _, field := range a.Redis.literalSecrets() {
 		_ = a.Report(Finding{Code: "redis.literal_password", Severity: Warning, Module: "hardening",
 			Config:  "apps.hardening.redis." + field,

@@ -417,6 +417,26 @@ func TestRedisPasswordFromPlaceholder(t *testing.T) {
 	}
 }
 
+// TestRedisKeyPrefixFromPlaceholder: key_prefix takes {env.*} like the other string fields of
+// the redis block (it was refused for its braces), and keys start with the resolved prefix.
+func TestRedisKeyPrefixFromPlaceholder(t *testing.T) {
+	r := testenv.StartRedis(t)
+	t.Setenv("HARDENING_TEST_APP", "shop")
+	block, url := site(t, "\tpolicy_rate_limit api")
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis %s {\n\t\t\tkey_prefix {env.HARDENING_TEST_APP}:\n\t\t}\n\t}\n}\n%s", r.URL(0), block))
+	if got := activeApp(t).KeyPrefix(); got != "shop:" {
+		t.Fatalf("key prefix %q, want shop:", got)
+	}
+	if resp := get(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	testenv.WaitFor(t, 5*time.Second, "a rate-limit key under shop:", func() bool {
+		keys, err := r.Do("KEYS", "shop:rl:*")
+		list, _ := keys.([]any)
+		return err == nil && len(list) > 0
+	})
+}
+
 // TestRedisURLPasswordFromPlaceholder: a password put into the URL from {env.*}, percent-encoded
 // as URLs need, authenticates (go-redis decodes it).
 func TestRedisURLPasswordFromPlaceholder(t *testing.T) {
@@ -629,12 +649,15 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"URL user from an empty placeholder", "redis redis://{env.HARDENING_TEST_UNSET_USER}:{env.HARDENING_TEST_RAW_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's username {env.HARDENING_TEST_UNSET_USER} is empty once resolved"},
 		// Was "the path must be a database number 0-15": the password's / and # cut the URL.
 		{"URL password that breaks the URL", "redis redis://:{env.HARDENING_TEST_RAW_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's password {env.HARDENING_TEST_RAW_PASSWORD} does not fit in the URL as it is: percent-encode it (@ %40, : %3A, / %2F, ? %3F, # %23, % %25, space %20), or leave it out of the URL and give password {env.HARDENING_TEST_RAW_PASSWORD}"},
+		{"key prefix from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tkey_prefix {env.HARDENING_TEST_UNSET_APP}\n\t\t}", "redis: key_prefix {env.HARDENING_TEST_UNSET_APP} is empty once resolved; set the variable, or leave key_prefix out (hardening:)"},
+		{"key prefix with a space once resolved", "redis redis://127.0.0.1:6379/0 {\n\t\t\tkey_prefix {env.HARDENING_TEST_SPACED}\n\t\t}", `key_prefix "my app:" (from {env.HARDENING_TEST_SPACED}): expected at most 64 characters without braces or spaces`},
 		{"sentinel password from an empty placeholder", "redis {\n\t\t\tsentinel m 127.0.0.1:26379\n\t\t\tsentinel_password {env.HARDENING_TEST_UNSET_PASSWORD}\n\t\t}", "redis: sentinel_password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
 			t.Setenv("HARDENING_TEST_QUERY_URL", "redis://127.0.0.1:6379/0?password="+goldenSecret)
 			t.Setenv("HARDENING_TEST_RAW_PASSWORD", "p@ss/"+goldenSecret+"#x")
+			t.Setenv("HARDENING_TEST_SPACED", "my app:")
 			_, err := testcaddy.TryStartCaddy(t, "{\n\thardening {\n\t\tenvironment development\n\t\t"+tc.redis+"\n\t}\n}\n")
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "redis: redis:") {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -50,7 +51,8 @@ type RedisConfig struct {
 	TLS *RedisTLS `json:"tls,omitempty"`
 
 	// KeyPrefix starts every key caddy-hardening writes, so one Redis can serve several
-	// applications. Default: `hardening:`.
+	// applications: at most 64 characters, no spaces, no braces once its placeholders
+	// ({env.APP_NAME}:) are resolved. Default: `hardening:`.
 	KeyPrefix *string `json:"key_prefix,omitempty"`
 
 	// DialTimeout bounds connecting. Default: 500ms.
@@ -232,18 +234,42 @@ func urlUserinfo(raw string) (user, password string, hasPassword, ok bool) {
 	return info, "", false, true
 }
 
-func (c *RedisConfig) keyPrefix() string {
+// keyPrefix resolves the key prefix's placeholders ({env.APP}:) and checks the result. A
+// placeholder that resolves to nothing is refused: the keys would go without a prefix, among
+// those of every other application of that Redis.
+func (c *RedisConfig) keyPrefix(repl *caddy.Replacer) (string, error) {
 	if c.KeyPrefix == nil {
-		return defaultKeyPrefix
+		return defaultKeyPrefix, nil
 	}
-	return *c.KeyPrefix
+	given := *c.KeyPrefix
+	p := repl.ReplaceKnown(given, "")
+	if p == given {
+		return p, checkKeyPrefix(p, "")
+	}
+	if p == "" {
+		return "", fmt.Errorf("redis: key_prefix %s is empty once resolved; set the variable, or leave key_prefix out (%s)", given, defaultKeyPrefix)
+	}
+	return p, checkKeyPrefix(p, given)
 }
 
-func checkKeyPrefix(p string) error {
+// checkKeyPrefix checks a key prefix; from is what it was resolved from, if anything.
+func checkKeyPrefix(p, from string) error {
 	if len(p) > 64 || strings.ContainsAny(p, "{} \t\r\n") {
-		return fmt.Errorf("key_prefix %q: expected at most 64 characters without braces or spaces (braces would break Cluster hash tags)", p)
+		if from != "" {
+			from = " (from " + from + ")"
+		}
+		return fmt.Errorf("key_prefix %q%s: expected at most 64 characters without braces or spaces (braces would break Cluster hash tags; {env.*} and {file.*} are resolved at load)", p, from)
 	}
 	return nil
+}
+
+// runtimePlaceholder is an {env.*} or {file.*} placeholder, resolved when Caddy loads the config.
+var runtimePlaceholder = regexp.MustCompile(`\{(env|file)\.[^{}]+\}`)
+
+// withoutRuntimePlaceholders drops the {env.*} and {file.*} placeholders of s, to check what is
+// written around them before they are resolved.
+func withoutRuntimePlaceholders(s string) string {
+	return runtimePlaceholder.ReplaceAllString(s, "")
 }
 
 func orDefault(d, def time.Duration) time.Duration {
