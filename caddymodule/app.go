@@ -120,7 +120,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if env == "" {
 		env = string(Production)
 	}
-	if a.env, err = ParseEnvironment(repl.ReplaceKnown(env, "")); err != nil {
+	resolved := repl.ReplaceKnown(env, "")
+	if a.env, err = ParseEnvironment(resolved); err != nil {
+		if resolved != env {
+			return fmt.Errorf("%w (from %s: set the variable)", err, env)
+		}
 		return err
 	}
 	for name := range a.Features {

@@ -236,9 +236,16 @@ func TestEnvironmentPlaceholderHasNoDefault(t *testing.T) {
 	c := testcaddy.StartCaddy(t, "")
 	for _, env := range []string{"{env.HARDENING_TEST_UNSET_ENV}", "{env.HARDENING_TEST_UNSET_ENV:staging}"} {
 		err := c.Load("{\n\thardening {\n\t\tenvironment " + env + "\n\t}\n}\n")
-		if err == nil || !strings.Contains(err.Error(), `environment "": expected one of production, staging, development`) {
-			t.Errorf("environment %s with the variable unset: %v", env, err)
+		// Before, the error did not name the placeholder the empty value came from.
+		want := `environment "": expected one of production, staging, development (from ` + env + `: set the variable)`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("environment %s with the variable unset: %v, want %q", env, err, want)
 		}
+	}
+	t.Setenv("HARDENING_TEST_ENV", "prod")
+	want := `environment "prod": expected one of production, staging, development (from {env.HARDENING_TEST_ENV}: set the variable)`
+	if err := c.Load("{\n\thardening {\n\t\tenvironment {env.HARDENING_TEST_ENV}\n\t}\n}\n"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("environment {env.HARDENING_TEST_ENV}=prod: %v, want %q", err, want)
 	}
 	if err := c.Load("{\n\thardening {\n\t\tenvironment {$HARDENING_TEST_UNSET_ENV:staging}\n\t}\n}\n"); err != nil {
 		t.Fatal(err)
