@@ -120,7 +120,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if env == "" {
 		env = string(Production)
 	}
-	if a.env, err = ParseEnvironment(repl.ReplaceKnown(env, "")); err != nil {
+	resolved := repl.ReplaceKnown(env, "")
+	if a.env, err = ParseEnvironment(resolved); err != nil {
+		if resolved != env {
+			return fmt.Errorf("%w (from %s: set the variable)", err, env)
+		}
 		return err
 	}
 	for name := range a.Features {
@@ -168,13 +172,17 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 	if err := a.Redis.checkEmptyCredentials(opts); err != nil {
 		return err
 	}
+	if err := a.Redis.checkURLCredentials(repl, opts.URL); err != nil {
+		return err
+	}
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	a.keyPrefix = a.Redis.keyPrefix()
-	if err := checkKeyPrefix(a.keyPrefix); err != nil {
+	prefix, err := a.Redis.keyPrefix(repl)
+	if err != nil {
 		return err
 	}
+	a.keyPrefix = prefix
 	for _, field := range a.Redis.literalSecrets() {
 		_ = a.Report(Finding{Code: "redis.literal_password", Severity: Warning, Module: "hardening",
 			Config:  "apps.hardening.redis." + field,

@@ -300,7 +300,10 @@ func parseRedisSubdirective(d *caddyfile.Dispenser, r *RedisConfig, name string)
 		if err != nil {
 			return err
 		}
-		if err := checkKeyPrefix(v); err != nil {
+		if ph, open := unclosedSecretPlaceholder(v); open {
+			return d.Errf("key_prefix: the placeholder %s is not closed; expected %s}", ph, ph)
+		}
+		if err := checkKeyPrefix(withoutRuntimePlaceholders(v), ""); err != nil {
 			return d.WrapErr(err)
 		}
 		r.KeyPrefix = &v

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"syscall"
@@ -235,9 +236,16 @@ func TestEnvironmentPlaceholderHasNoDefault(t *testing.T) {
 	c := testcaddy.StartCaddy(t, "")
 	for _, env := range []string{"{env.HARDENING_TEST_UNSET_ENV}", "{env.HARDENING_TEST_UNSET_ENV:staging}"} {
 		err := c.Load("{\n\thardening {\n\t\tenvironment " + env + "\n\t}\n}\n")
-		if err == nil || !strings.Contains(err.Error(), `environment "": expected one of production, staging, development`) {
-			t.Errorf("environment %s with the variable unset: %v", env, err)
+		// Before, the error did not name the placeholder the empty value came from.
+		want := `environment "": expected one of production, staging, development (from ` + env + `: set the variable)`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("environment %s with the variable unset: %v, want %q", env, err, want)
 		}
+	}
+	t.Setenv("HARDENING_TEST_ENV", "prod")
+	want := `environment "prod": expected one of production, staging, development (from {env.HARDENING_TEST_ENV}: set the variable)`
+	if err := c.Load("{\n\thardening {\n\t\tenvironment {env.HARDENING_TEST_ENV}\n\t}\n}\n"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("environment {env.HARDENING_TEST_ENV}=prod: %v, want %q", err, want)
 	}
 	if err := c.Load("{\n\thardening {\n\t\tenvironment {$HARDENING_TEST_UNSET_ENV:staging}\n\t}\n}\n"); err != nil {
 		t.Fatal(err)
@@ -416,6 +424,38 @@ func TestRedisPasswordFromPlaceholder(t *testing.T) {
 	}
 }
 
+// TestRedisKeyPrefixFromPlaceholder: key_prefix takes {env.*} like the other string fields of
+// the redis block (it was refused for its braces), and keys start with the resolved prefix.
+func TestRedisKeyPrefixFromPlaceholder(t *testing.T) {
+	r := testenv.StartRedis(t)
+	t.Setenv("HARDENING_TEST_APP", "shop")
+	block, url := site(t, "\tpolicy_rate_limit api")
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis %s {\n\t\t\tkey_prefix {env.HARDENING_TEST_APP}:\n\t\t}\n\t}\n}\n%s", r.URL(0), block))
+	if got := activeApp(t).KeyPrefix(); got != "shop:" {
+		t.Fatalf("key prefix %q, want shop:", got)
+	}
+	if resp := get(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	testenv.WaitFor(t, 5*time.Second, "a rate-limit key under shop:", func() bool {
+		keys, err := r.Do("KEYS", "shop:rl:*")
+		list, _ := keys.([]any)
+		return err == nil && len(list) > 0
+	})
+}
+
+// TestRedisURLPasswordFromPlaceholder: a password put into the URL from {env.*}, percent-encoded
+// as URLs need, authenticates (go-redis decodes it).
+func TestRedisURLPasswordFromPlaceholder(t *testing.T) {
+	const password = "p@ss/w#rd 100%"
+	r := testenv.StartRedis(t, "--requirepass", password)
+	t.Setenv("HARDENING_TEST_REDIS_PASSWORD", url.PathEscape(password))
+	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tredis redis://:{env.HARDENING_TEST_REDIS_PASSWORD}@%s/0\n\t}\n}\n", r.Addr))
+	if err := activeApp(t).RedisClient().Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("the percent-encoded password from {env.*} did not authenticate: %v", err)
+	}
+}
+
 // TestRedisWrongPasswordAtStartupSaysSo: Redis answering with WRONGPASS is logged as refused
 // credentials, not as an unreachable server, and the password stays out of the log.
 func TestRedisWrongPasswordAtStartupSaysSo(t *testing.T) {
@@ -522,6 +562,7 @@ func findingCodes(c *testcaddy.Caddy) []string {
 
 func TestAppFindings(t *testing.T) {
 	t.Setenv("REDIS_PASSWORD", "from-the-environment") // a placeholder that resolves to nothing is refused
+	t.Setenv("HARDENING_TEST_REDIS_HOST", "127.0.0.1")
 	for _, tc := range []struct {
 		name   string
 		option string
@@ -532,10 +573,17 @@ func TestAppFindings(t *testing.T) {
 		{"development without redis", "environment development", "", ""},
 		{"literal password", "redis redis://127.0.0.1:1/0 {\n\t\t\tpassword " + goldenSecret + "\n\t\t}", "warn:redis.literal_password", ""},
 		{"literal password in the URL", "redis redis://:" + goldenSecret + "@127.0.0.1:1/0", "warn:redis.literal_password", ""},
+		// Was no finding: a placeholder anywhere in the URL hid the password written beside it.
+		{"literal password in a URL with a placeholder host", "redis redis://:" + goldenSecret + "@{env.HARDENING_TEST_REDIS_HOST}:1/0", "warn:redis.literal_password", ""},
+		{"placeholder password in the URL", "redis redis://:{env.REDIS_PASSWORD}@127.0.0.1:1/0", "", ""},
 		{"placeholder password", "redis redis://127.0.0.1:1/0 {\n\t\t\tpassword {env.REDIS_PASSWORD}\n\t\t}", "", ""},
 		{"literal password in development", "environment development\n\t\tredis redis://:" + goldenSecret + "@127.0.0.1:1/0", "", ""},
 		{"plaintext to a remote redis", "redis redis://192.0.2.10:6379/0", "warn:redis.plaintext", ""},
 		{"tls to a remote redis", "redis rediss://192.0.2.10:6379/0", "", ""},
+		// Were warned as plaintext over the network: without a port, the address was not read.
+		{"plaintext to localhost without a port", "redis redis://localhost/0", "", ""},
+		{"plaintext to loopback without a port", "redis redis://127.0.0.1", "", ""},
+		{"plaintext to IPv6 loopback without a port", "redis redis://[::1]/0", "", ""},
 		{"plaintext sentinel on loopback", "redis {\n\t\t\tsentinel mymaster 127.0.0.1:1\n\t\t}", "info:redis.plaintext", ""},
 		{"plaintext remote in staging", "environment staging\n\t\tredis redis://192.0.2.10:6379/0", "", ""},
 		{"unverified tls in staging", "environment staging\n\t\tredis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "warn:redis.tls_insecure", ""},
@@ -590,6 +638,8 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"missing CA file", "redis rediss://127.0.0.1:6379/0 {\n\t\t\ttls {\n\t\t\t\tca_file /nonexistent/ca.pem\n\t\t\t}\n\t\t}", "redis: reading ca_file: open /nonexistent/ca.pem"},
 		{"URL from an empty placeholder", "redis {env.HARDENING_TEST_UNSET_URL}", "redis: the URL {env.HARDENING_TEST_UNSET_URL} is empty once resolved; set the variable"},
 		{"bad URL from a placeholder", "redis {env.HARDENING_TEST_BAD_URL}", `redis: "http://u:xxxxx@h:1": expected a redis://, rediss:// or unix:// URL`},
+		// Showed the password: the error quoted the URL's options as written.
+		{"URL options from a placeholder", "redis {env.HARDENING_TEST_QUERY_URL}", `redis: "redis://127.0.0.1:6379/0?password=xxxxx": URL options (?...) are not read; write them in the redis block instead: password {env.REDIS_PASSWORD}`},
 		{"cluster from an empty placeholder", "redis {\n\t\t\tcluster {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: cluster {env.HARDENING_TEST_UNSET_NODES} is empty once resolved; set the variable"},
 		{"sentinels from an empty placeholder", "redis {\n\t\t\tsentinel m {env.HARDENING_TEST_UNSET_NODES}\n\t\t}", "redis: sentinel addresses {env.HARDENING_TEST_UNSET_NODES} are empty once resolved; set the variable"},
 		// Was "sentinel needs the master name before the addresses": it did not say the name
@@ -600,10 +650,21 @@ func TestRedisSettingsRefusedAtLoad(t *testing.T) {
 		{"password from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tpassword {env.HARDENING_TEST_UNSET_PASSWORD}\n\t\t}", "redis: password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved; set the variable (or the file), or leave password out when Redis needs none"},
 		{"password from an empty file", "redis redis://127.0.0.1:6379/0 {\n\t\t\tpassword {file./dev/null}\n\t\t}", "redis: password {file./dev/null} is empty once resolved"},
 		{"username from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tusername {env.HARDENING_TEST_UNSET_USER}\n\t\t\tpassword {env.HARDENING_TEST_BAD_URL}\n\t\t}", "redis: username {env.HARDENING_TEST_UNSET_USER} is empty once resolved"},
+		// Were accepted: the URL's password placeholder resolved to nothing and the client sent
+		// none (NOAUTH at startup, every module in memory), where the password field is refused.
+		{"URL password from an empty placeholder", "redis redis://:{env.HARDENING_TEST_UNSET_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved; set the variable (or the file), or leave it out of the URL when Redis needs none"},
+		{"URL user from an empty placeholder", "redis redis://{env.HARDENING_TEST_UNSET_USER}:{env.HARDENING_TEST_RAW_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's username {env.HARDENING_TEST_UNSET_USER} is empty once resolved"},
+		// Was "the path must be a database number 0-15": the password's / and # cut the URL.
+		{"URL password that breaks the URL", "redis redis://:{env.HARDENING_TEST_RAW_PASSWORD}@127.0.0.1:6379/0", "redis: the URL's password {env.HARDENING_TEST_RAW_PASSWORD} does not fit in the URL as it is: percent-encode it (@ %40, : %3A, / %2F, ? %3F, # %23, % %25, space %20), or leave it out of the URL and give password {env.HARDENING_TEST_RAW_PASSWORD}"},
+		{"key prefix from an empty placeholder", "redis redis://127.0.0.1:6379/0 {\n\t\t\tkey_prefix {env.HARDENING_TEST_UNSET_APP}\n\t\t}", "redis: key_prefix {env.HARDENING_TEST_UNSET_APP} is empty once resolved; set the variable, or leave key_prefix out (hardening:)"},
+		{"key prefix with a space once resolved", "redis redis://127.0.0.1:6379/0 {\n\t\t\tkey_prefix {env.HARDENING_TEST_SPACED}\n\t\t}", `key_prefix "my app:" (from {env.HARDENING_TEST_SPACED}): expected at most 64 characters without braces or spaces`},
 		{"sentinel password from an empty placeholder", "redis {\n\t\t\tsentinel m 127.0.0.1:26379\n\t\t\tsentinel_password {env.HARDENING_TEST_UNSET_PASSWORD}\n\t\t}", "redis: sentinel_password {env.HARDENING_TEST_UNSET_PASSWORD} is empty once resolved"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("HARDENING_TEST_BAD_URL", "http://u:"+goldenSecret+"@h:1")
+			t.Setenv("HARDENING_TEST_QUERY_URL", "redis://127.0.0.1:6379/0?password="+goldenSecret)
+			t.Setenv("HARDENING_TEST_RAW_PASSWORD", "p@ss/"+goldenSecret+"#x")
+			t.Setenv("HARDENING_TEST_SPACED", "my app:")
 			_, err := testcaddy.TryStartCaddy(t, "{\n\thardening {\n\t\tenvironment development\n\t\t"+tc.redis+"\n\t}\n}\n")
 			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "redis: redis:") {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)

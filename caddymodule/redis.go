@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -21,13 +23,16 @@ import (
 // `{file./run/secrets/redis_password}`. Prefer them to the Caddyfile's `{$VAR}`: that is
 // substituted when the Caddyfile is adapted, so the secret would be stored in the JSON config,
 // the admin API's GET /config/ and autosave.json. A username or password placeholder that
-// resolves to nothing (an unset variable, an empty file) is refused at load.
+// resolves to nothing (an unset variable, an empty file), in its field or in the URL, is refused
+// at load; so is one in the URL whose value is not percent-encoded as a URL needs.
 type RedisConfig struct {
 	// URL of a standalone server: `redis://[user:password@]host:port/db`, `rediss://...`
-	// (TLS), or `unix:///path/to/redis.sock`.
+	// (TLS), or `unix:///path/to/redis.sock`. Query options (`?dial_timeout=1s`) are refused:
+	// set the fields of this object instead.
 	URL string `json:"url,omitempty"`
 
-	// Cluster lists host:port seed nodes of a Redis Cluster.
+	// Cluster lists host:port seed nodes of a Redis Cluster (no scheme, no credentials: those
+	// go in username and password).
 	Cluster []string `json:"cluster,omitempty"`
 
 	// Sentinel names the master and the sentinels that watch it.
@@ -46,7 +51,8 @@ type RedisConfig struct {
 	TLS *RedisTLS `json:"tls,omitempty"`
 
 	// KeyPrefix starts every key caddy-hardening writes, so one Redis can serve several
-	// applications. Default: `hardening:`.
+	// applications: at most 64 characters, no spaces, no braces once its placeholders
+	// ({env.APP_NAME}:) are resolved. Default: `hardening:`.
 	KeyPrefix *string `json:"key_prefix,omitempty"`
 
 	// DialTimeout bounds connecting. Default: 500ms.
@@ -167,18 +173,103 @@ func (c *RedisConfig) checkEmptyCredentials(o redisconn.Options) error {
 	return nil
 }
 
-func (c *RedisConfig) keyPrefix() string {
-	if c.KeyPrefix == nil {
-		return defaultKeyPrefix
+// checkURLCredentials refuses a URL whose username or password is a runtime placeholder
+// (redis://:{env.REDIS_PASSWORD}@host:6379/0) when that resolves to nothing, as the username
+// and password fields are, and when its value does not fit in a URL as it is: an @, /, ? or #
+// in it cuts the URL elsewhere (another host, a database path), which read as a wrong port or
+// database, not as the password. resolved is the URL once every placeholder is replaced.
+func (c *RedisConfig) checkURLCredentials(repl *caddy.Replacer, resolved string) error {
+	user, password, hasPassword, ok := urlUserinfo(c.URL)
+	if !ok {
+		return nil
 	}
-	return *c.KeyPrefix
-}
-
-func checkKeyPrefix(p string) error {
-	if len(p) > 64 || strings.ContainsAny(p, "{} \t\r\n") {
-		return fmt.Errorf("key_prefix %q: expected at most 64 characters without braces or spaces (braces would break Cluster hash tags)", p)
+	parsed, perr := url.Parse(resolved)
+	for _, part := range []struct{ name, given string }{{"username", user}, {"password", password}} {
+		if !isPlaceholder(part.given) {
+			continue
+		}
+		value := repl.ReplaceKnown(part.given, "")
+		if value == "" {
+			return fmt.Errorf("redis: the URL's %s %s is empty once resolved; set the variable (or the file), or leave it out of the URL when Redis needs none", part.name, part.given)
+		}
+		var got string
+		if perr == nil && parsed.User != nil {
+			got = parsed.User.Username()
+			if pw, set := parsed.User.Password(); part.name == "password" {
+				got = pw
+			} else if set && !hasPassword { // one placeholder for user:password
+				got += ":" + pw
+			}
+		}
+		if want, err := url.PathUnescape(value); perr != nil || err != nil || got != want {
+			return fmt.Errorf("redis: the URL's %s %s does not fit in the URL as it is: percent-encode it (@ %%40, : %%3A, / %%2F, ? %%3F, # %%23, %% %%25, space %%20), or leave it out of the URL and give %s %s",
+				part.name, part.given, part.name, part.given)
+		}
 	}
 	return nil
+}
+
+// urlUserinfo splits the user:password@ of a URL as written, placeholders included (url.Parse
+// refuses braces there): the first colon outside braces separates them; hasPassword is false
+// without one (a single placeholder may then hold both).
+func urlUserinfo(raw string) (user, password string, hasPassword, ok bool) {
+	_, rest, found := strings.Cut(raw, "://")
+	at := strings.LastIndex(rest, "@")
+	if !found || at < 0 {
+		return "", "", false, false
+	}
+	info, depth := rest[:at], 0
+	for i, r := range info {
+		switch r {
+		case '{':
+			depth++
+		case '}':
+			depth--
+		case ':':
+			if depth == 0 {
+				return info[:i], info[i+1:], true, true
+			}
+		}
+	}
+	return info, "", false, true
+}
+
+// keyPrefix resolves the key prefix's placeholders ({env.APP}:) and checks the result. A
+// placeholder that resolves to nothing is refused: the keys would go without a prefix, among
+// those of every other application of that Redis.
+func (c *RedisConfig) keyPrefix(repl *caddy.Replacer) (string, error) {
+	if c.KeyPrefix == nil {
+		return defaultKeyPrefix, nil
+	}
+	given := *c.KeyPrefix
+	p := repl.ReplaceKnown(given, "")
+	if p == given {
+		return p, checkKeyPrefix(p, "")
+	}
+	if p == "" {
+		return "", fmt.Errorf("redis: key_prefix %s is empty once resolved; set the variable, or leave key_prefix out (%s)", given, defaultKeyPrefix)
+	}
+	return p, checkKeyPrefix(p, given)
+}
+
+// checkKeyPrefix checks a key prefix; from is what it was resolved from, if anything.
+func checkKeyPrefix(p, from string) error {
+	if len(p) > 64 || strings.ContainsAny(p, "{} \t\r\n") {
+		if from != "" {
+			from = " (from " + from + ")"
+		}
+		return fmt.Errorf("key_prefix %q%s: expected at most 64 characters without braces or spaces (braces would break Cluster hash tags; {env.*} and {file.*} are resolved at load)", p, from)
+	}
+	return nil
+}
+
+// runtimePlaceholder is an {env.*} or {file.*} placeholder, resolved when Caddy loads the config.
+var runtimePlaceholder = regexp.MustCompile(`\{(env|file)\.[^{}]+\}`)
+
+// withoutRuntimePlaceholders drops the {env.*} and {file.*} placeholders of s, to check what is
+// written around them before they are resolved.
+func withoutRuntimePlaceholders(s string) string {
+	return runtimePlaceholder.ReplaceAllString(s, "")
 }
 
 func orDefault(d, def time.Duration) time.Duration {
@@ -199,11 +290,10 @@ func (c *RedisConfig) literalSecrets() []string {
 	if c.Sentinel != nil && literal(c.Sentinel.Password) {
 		fields = append(fields, "sentinel.password")
 	}
-	if !isPlaceholder(c.URL) {
-		opts := redisconn.Options{URL: c.URL}
-		if opts.HasPassword() {
-			fields = append(fields, "url")
-		}
+	// The URL's password part as written: a placeholder elsewhere in it (the host) does not
+	// make a password beside it any less written.
+	if _, password, _, ok := urlUserinfo(c.URL); ok && literal(password) {
+		fields = append(fields, "url")
 	}
 	return fields
 }

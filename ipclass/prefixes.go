@@ -43,6 +43,11 @@ func (a u128) next() u128 {
 // ParsePrefix reads a CIDR prefix or a single address (a /32 or /128). A prefix with host bits
 // set (10.1.2.3/8) is refused: it is usually a typo for something narrower or wider.
 func ParsePrefix(s string) (netip.Prefix, error) {
+	if s == "private_ranges" {
+		// Caddy's trusted_proxies and remote_ip take it; an operator who reuses the same
+		// variable here needs to know what it would trust.
+		return netip.Prefix{}, fmt.Errorf("%q is a shorthand of trusted_proxies, not read here; expected the prefixes themselves (it stands for 192.168.0.0/16 172.16.0.0/12 10.0.0.0/8 127.0.0.1/8 fd00::/8 ::1), and trusting them trusts every client Caddy sees with a private address: all of them behind a proxy that trusted_proxies does not name", s)
+	}
 	if !strings.Contains(s, "/") {
 		a, err := netip.ParseAddr(s)
 		if err != nil {

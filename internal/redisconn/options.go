@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,9 @@ func (o Options) Mode() Mode {
 		return Standalone
 	}
 }
+
+// DefaultPort is the port go-redis dials for a redis:// or rediss:// URL without one.
+const DefaultPort = "6379"
 
 // MaxPoolSize bounds pool_size: go-redis allocates its idle list for PoolSize connections when
 // it makes the client, so a pool of 10^9 would take 8 GB before any connection.
@@ -159,7 +163,11 @@ func (o Options) Endpoints() []string {
 		if u.Scheme == "unix" {
 			return []string{u.Path}
 		}
-		return []string{u.Host}
+		port := u.Port()
+		if port == "" {
+			port = DefaultPort // what go-redis dials
+		}
+		return []string{net.JoinHostPort(u.Hostname(), port)}
 	}
 	return []string{Redact(o.URL)}
 }
@@ -186,13 +194,16 @@ func (o Options) Fingerprint() string {
 }
 
 func parseURL(raw string) (*url.URL, error) {
+	if !strings.Contains(raw, "://") && !strings.HasPrefix(raw, "unix:") {
+		return nil, noScheme(raw)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse quotes the whole input, password included.
-		return nil, fmt.Errorf("redis: %q is not a URL (expected redis://host:port/db, rediss://... or unix:///path)", Redact(raw))
+		return nil, fmt.Errorf("redis: %q is not a URL (expected redis://host:port/db, rediss://... or unix:///path)", redactURL(raw))
 	}
 	if u.RawQuery != "" {
-		return nil, fmt.Errorf("redis: %q: URL options (?...) are not read; use the redis block's subdirectives (db, dial_timeout, pool_size, ...)", Redact(raw))
+		return nil, queryError(raw, u)
 	}
 	switch u.Scheme {
 	case "redis", "rediss":
@@ -214,9 +225,92 @@ func parseURL(raw string) (*url.URL, error) {
 			return nil, fmt.Errorf("redis: %q has no socket path", Redact(raw))
 		}
 	default:
-		return nil, fmt.Errorf("redis: %q: expected a redis://, rediss:// or unix:// URL", Redact(raw))
+		return nil, fmt.Errorf("redis: %q: %s", Redact(raw), schemeHint(u.Scheme))
 	}
 	return u, nil
+}
+
+// schemeHint says what to write instead of a URL scheme that other Redis clients read (Kombu's
+// redis+sentinel:// and redis+socket://, a cluster URL) and this one does not.
+func schemeHint(scheme string) string {
+	s := strings.ToLower(scheme)
+	switch {
+	case strings.Contains(s, "sentinel"):
+		return "Sentinel is not given as a URL; expected `sentinel <master> <host:port>...` in the redis block (sentinel_password for the sentinels', password for the master's)"
+	case strings.Contains(s, "cluster"):
+		return "a Cluster is not given as a URL; expected `cluster <host:port>...` in the redis block"
+	case strings.Contains(s, "socket"):
+		return "expected unix:///path/to/redis.sock for a socket"
+	}
+	return "expected a redis://, rediss:// or unix:// URL"
+}
+
+// noScheme is the error for an address written without redis://: with a plain host:port it
+// says which URL to write.
+func noScheme(raw string) error {
+	if host, port, err := net.SplitHostPort(raw); err == nil && host != "" && port != "" && !strings.Contains(raw, "@") {
+		return fmt.Errorf("redis: %q has no scheme; expected redis://%s (rediss:// for TLS)", raw, raw)
+	}
+	return fmt.Errorf("redis: %q has no scheme; expected a URL: redis://[user:password@]host:port/db, rediss://... (TLS) or unix:///path", redactAddr(raw))
+}
+
+// urlOptions says, for each query option that go-redis and other clients read from a URL,
+// what to write in the redis block instead; an option whose value is shown in errors (not a
+// secret) has "%s" where the value goes.
+var urlOptions = map[string]string{
+	"db":            "db %s",
+	"dial_timeout":  "dial_timeout %s",
+	"read_timeout":  "read_timeout %s",
+	"write_timeout": "write_timeout %s",
+	"pool_size":     "pool_size %s",
+	"max_retries":   "max_retries %s",
+	"username":      "username <user>",
+	"password":      "password {env.REDIS_PASSWORD}",
+	"skip_verify":   "tls { insecure_skip_verify } (refused in production)",
+	"ssl_cert_reqs": "tls { ca_file <pem> } (trust the server's CA; insecure_skip_verify turns checking off, refused in production)",
+	"master_name":   "sentinel <master> <host:port>...",
+}
+
+// blockOptions lists the redis block's subdirectives, for an option it has no counterpart for.
+const blockOptions = "cluster, sentinel, sentinel_username, sentinel_password, username, password, db, tls, key_prefix, dial_timeout, read_timeout, write_timeout, pool_size, max_retries"
+
+// queryError refuses URL options (?...): it shows only the values that are no secret, and
+// says what to write in the redis block for each.
+func queryError(raw string, u *url.URL) error {
+	base, _, _ := strings.Cut(raw, "?")
+	var shown, hints, unknown []string
+	for _, pair := range strings.Split(u.RawQuery, "&") {
+		k, v, hasValue := strings.Cut(pair, "=")
+		name, _ := url.QueryUnescape(k)
+		name = strings.ToLower(name)
+		hint, known := urlOptions[name]
+		if !known && !hasValue { // ?<something>: the something itself may be a secret
+			shown = append(shown, "xxxxx")
+			unknown = append(unknown, "an option without a value")
+			continue
+		}
+		if !known || name == "password" || name == "username" {
+			v = "xxxxx" // an option of another client may hold a secret too
+		}
+		shown = append(shown, k+"="+v)
+		switch {
+		case !known:
+			unknown = append(unknown, name)
+		case strings.Contains(hint, "%s"):
+			value, _ := url.QueryUnescape(v)
+			if _, err := strconv.Atoi(value); err == nil && strings.HasSuffix(name, "_timeout") {
+				value += "s" // go-redis reads a number without a unit as seconds
+			}
+			hints = append(hints, fmt.Sprintf(hint, value))
+		default:
+			hints = append(hints, hint)
+		}
+	}
+	for _, name := range unknown {
+		hints = append(hints, fmt.Sprintf("%s is no option here (the redis block has: %s)", name, blockOptions))
+	}
+	return fmt.Errorf("redis: %q: URL options (?...) are not read; write them in the redis block instead: %s",
+		Redact(base)+"?"+strings.Join(shown, "&"), strings.Join(hints, "; "))
 }
 
 // CheckAddrs checks that each of addrs is host:port with a port from 1 to 65535; what names
@@ -225,33 +319,83 @@ func CheckAddrs(what string, addrs []string) error { return checkAddrs(what, add
 
 func checkAddrs(what string, addrs []string) error {
 	for _, a := range addrs {
+		if strings.Contains(a, "://") || strings.Contains(a, "@") {
+			return addrWithCredentials(what, a)
+		}
 		host, port, err := net.SplitHostPort(a)
 		if err != nil || host == "" {
-			return fmt.Errorf("redis: %s address %q: expected host:port", what, Redact(a))
+			return fmt.Errorf("redis: %s address %q: expected host:port", what, a)
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("redis: %s address %q: invalid port", what, Redact(a))
+			return fmt.Errorf("redis: %s address %q: invalid port", what, a)
 		}
 	}
 	return nil
 }
 
+// addrWithCredentials refuses a cluster or sentinel address written as a URL or with a user
+// and password (as node-redis's cluster rootNodes or go-redis's ParseClusterURL take them),
+// naming the host:port to write and where the credentials go.
+func addrWithCredentials(what, a string) error {
+	rest := a
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	rest, _, _ = strings.Cut(rest, "/")
+	shown := Redact(a)
+	if !strings.Contains(a, "://") {
+		shown = redactAddr(a)
+	}
+	creds := "username and password"
+	if what == "sentinel" {
+		creds = "sentinel_username and sentinel_password"
+	}
+	return fmt.Errorf("redis: %s address %q: expected host:port without a scheme or credentials (%s; give %s as subdirectives, TLS with tls)",
+		what, shown, rest, creds)
+}
+
 // Redact hides the password of anything shaped like scheme://user:password@host, also when the
-// string is not a valid URL. Other strings come back unchanged.
+// string is not a valid URL, and the values of URL options whose name says they are a secret
+// (?password=...). Other strings come back unchanged.
 func Redact(s string) string {
 	scheme := strings.Index(s, "://")
 	if scheme < 0 {
 		return s
 	}
-	rest := s[scheme+3:]
-	at := strings.LastIndex(rest, "@")
+	return secretOption.ReplaceAllString(s[:scheme+3]+redactAddr(s[scheme+3:]), "${1}xxxxx")
+}
+
+// redactURL is Redact for a string that is one URL: every option value is hidden, not only
+// those named as secrets.
+func redactURL(s string) string {
+	base, query, ok := strings.Cut(Redact(s), "?")
+	if !ok {
+		return base
+	}
+	var pairs []string
+	for _, pair := range strings.Split(query, "&") {
+		k, _, _ := strings.Cut(pair, "=")
+		pairs = append(pairs, k+"=xxxxx")
+	}
+	return base + "?" + strings.Join(pairs, "&")
+}
+
+// redactAddr hides the password of user:password@host.
+func redactAddr(s string) string {
+	at := strings.LastIndex(s, "@")
 	if at < 0 {
 		return s
 	}
-	userinfo := rest[:at]
-	user, _, hasPassword := strings.Cut(userinfo, ":")
+	user, _, hasPassword := strings.Cut(s[:at], ":")
 	if !hasPassword {
 		return s
 	}
-	return s[:scheme+3] + user + ":xxxxx" + rest[at:]
+	return user + ":xxxxx" + s[at:]
 }
+
+// secretOption is a URL option (?password=..., &auth_token=...) named like a secret: its value
+// ends at the next option, quote, space or fragment.
+var secretOption = regexp.MustCompile(`(?i)([?&][^=&?"'\s#]*(?:pass|pwd|secret|token|auth|key)[^=&?"'\s#]*=)[^&"'\s#]*`)

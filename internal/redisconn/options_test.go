@@ -24,13 +24,18 @@ func TestValidate(t *testing.T) {
 		{"nothing", Options{}, "exactly one of"},
 		{"url and cluster", Options{URL: "redis://a:1", ClusterAddrs: []string{"b:2"}}, "exactly one of"},
 		{"cluster and sentinel", Options{ClusterAddrs: []string{"b:2"}, SentinelMaster: "m", SentinelAddrs: []string{"c:3"}}, "exactly one of"},
-		{"not a url", Options{URL: "notaurl"}, "expected a redis://, rediss:// or unix:// URL"},
+		{"not a url", Options{URL: "notaurl"}, `"notaurl" has no scheme; expected a URL: redis://`},
+		{"host and port", Options{URL: "10.0.0.1:6379"}, `"10.0.0.1:6379" has no scheme; expected redis://10.0.0.1:6379 (rediss:// for TLS)`},
+		{"kombu sentinel", Options{URL: "sentinel://10.0.0.1:26379"}, "expected `sentinel <master> <host:port>...` in the redis block"},
+		{"kombu socket", Options{URL: "redis+socket:///run/redis.sock"}, "expected unix:///path/to/redis.sock"},
 		{"http url", Options{URL: "http://127.0.0.1:6379"}, "expected a redis://"},
 		{"no host", Options{URL: "redis:///0"}, "has no host"},
 		{"bad port", Options{URL: "redis://h:99999"}, "invalid port"},
 		{"bad db path", Options{URL: "redis://h:6379/x"}, "database number 0-15"},
 		{"db out of range in url", Options{URL: "redis://h:6379/16"}, "database number 0-15"},
-		{"url options", Options{URL: "redis://h:6379/0?pool_size=5"}, "URL options (?...) are not read"},
+		{"url options", Options{URL: "redis://h:6379/0?pool_size=5&db=2"}, "URL options (?...) are not read; write them in the redis block instead: pool_size 5; db 2"},
+		{"go-redis seconds", Options{URL: "redis://h:6379/0?dial_timeout=3&read_timeout=6s"}, "write them in the redis block instead: dial_timeout 3s; read_timeout 6s"},
+		{"cluster seed url", Options{ClusterAddrs: []string{"redis://10.0.0.1:7000/0"}}, `cluster address "redis://10.0.0.1:7000/0": expected host:port without a scheme or credentials (10.0.0.1:7000;`},
 		{"unix without path", Options{URL: "unix://"}, "no socket path"},
 		{"cluster addr without port", Options{ClusterAddrs: []string{"10.0.0.1"}}, "expected host:port"},
 		{"cluster with db", Options{ClusterAddrs: []string{"a:1"}, DB: intp(2)}, "only database 0"},
@@ -76,6 +81,14 @@ func TestErrorsNeverShowThePassword(t *testing.T) {
 		"redis://user:" + secret + "@ho st:6379", // url.Parse fails and quotes its input
 		"redis://:" + secret + "@%zz:6379",       // invalid escape
 		"http://user:" + secret + "@host",        // wrong scheme
+		"redis://host:6379/0?password=" + secret, // an option redis-py reads
+		"redis://host:6379/0?auth_token=" + secret + "&db=1",
+		"redis://host:6379/0?x=" + secret, // unknown: shown as xxxxx too
+		"redis://host:6379/0?" + secret,   // no value: the name is shown as xxxxx
+		"redis://host:6379/0?PASSWORD=" + secret,
+		"redis://host:6379/0?password=" + secret + "&%zz",
+		"user:" + secret + "@host:6379", // no scheme
+		"redis+sentinel://:" + secret + "@host:26379/mymaster",
 	} {
 		err := Options{URL: raw}.Validate()
 		if err == nil {
@@ -86,9 +99,15 @@ func TestErrorsNeverShowThePassword(t *testing.T) {
 			t.Errorf("error shows the password: %v", err)
 		}
 	}
-	err := Options{ClusterAddrs: []string{"redis://u:" + secret + "@h"}}.Validate()
-	if err == nil || strings.Contains(err.Error(), secret) {
-		t.Errorf("cluster address error: %v", err)
+	for _, addr := range []string{"redis://u:" + secret + "@h", "u:" + secret + "@h:7000", ":" + secret + "@h:7000"} {
+		err := Options{ClusterAddrs: []string{addr}}.Validate()
+		if err == nil || strings.Contains(err.Error(), secret) {
+			t.Errorf("cluster address error: %v", err)
+		}
+		err = Options{SentinelMaster: "m", SentinelAddrs: []string{addr}}.Validate()
+		if err == nil || strings.Contains(err.Error(), secret) {
+			t.Errorf("sentinel address error: %v", err)
+		}
 	}
 }
 
@@ -100,6 +119,9 @@ func TestRedact(t *testing.T) {
 		"redis://host:6379":            "redis://host:6379",
 		"redis://u:p@w@rd@host":        "redis://u:xxxxx@host",
 		"dial tcp 10.0.0.1:6379: boom": "dial tcp 10.0.0.1:6379: boom",
+		"redis://h/0?db=1&password=pw": "redis://h/0?db=1&password=xxxxx",
+		`"redis://h?Auth_Token=pw": x`: `"redis://h?Auth_Token=xxxxx": x`,
+		"redis://h?dial_timeout=1s":    "redis://h?dial_timeout=1s",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
@@ -115,6 +137,8 @@ func TestEndpointsAndModes(t *testing.T) {
 	}{
 		{Options{URL: "redis://u:secret@10.0.0.1:6380/1"}, Standalone, "10.0.0.1:6380"},
 		{Options{URL: "unix:///run/redis.sock"}, Standalone, "/run/redis.sock"},
+		{Options{URL: "redis://localhost/0"}, Standalone, "localhost:6379"}, // go-redis's default port
+		{Options{URL: "rediss://[::1]"}, Standalone, "[::1]:6379"},
 		{Options{ClusterAddrs: []string{"a:1", "b:2"}}, Cluster, "a:1,b:2"},
 		{Options{SentinelMaster: "m", SentinelAddrs: []string{"s:26379"}}, Sentinel, "s:26379"},
 	} {
