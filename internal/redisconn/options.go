@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/credname"
 )
 
 // Mode is how the client reaches Redis.
@@ -365,7 +367,13 @@ func Redact(s string) string {
 	if scheme < 0 {
 		return s
 	}
-	return secretOption.ReplaceAllString(s[:scheme+3]+redactAddr(s[scheme+3:]), "${1}xxxxx")
+	return queryOption.ReplaceAllStringFunc(s[:scheme+3]+redactAddr(s[scheme+3:]), func(opt string) string {
+		name, _, _ := strings.Cut(opt[1:], "=")
+		if !credname.Is(name) {
+			return opt
+		}
+		return opt[:1] + name + "=xxxxx"
+	})
 }
 
 // redactURL is Redact for a string that is one URL: every option value is hidden, not only
@@ -396,6 +404,6 @@ func redactAddr(s string) string {
 	return user + ":xxxxx" + s[at:]
 }
 
-// secretOption is a URL option (?password=..., &auth_token=...) named like a secret: its value
-// ends at the next option, quote, space or fragment.
-var secretOption = regexp.MustCompile(`(?i)([?&][^=&?"'\s#]*(?:pass|pwd|secret|token|auth|key)[^=&?"'\s#]*=)[^&"'\s#]*`)
+// queryOption is a URL option in a string (?password=..., &auth_token=...): its value ends at
+// the next option, quote, space or fragment. Redact hides the values of those credname.Is names.
+var queryOption = regexp.MustCompile(`[?&][^=&?"'\s#]*=[^&"'\s#]*`)

@@ -113,15 +113,16 @@ func TestErrorsNeverShowThePassword(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"redis://user:pw@host:1/0":     "redis://user:xxxxx@host:1/0",
-		"rediss://:pw@host":            "rediss://:xxxxx@host",
-		"redis://user@host":            "redis://user@host",
-		"redis://host:6379":            "redis://host:6379",
-		"redis://u:p@w@rd@host":        "redis://u:xxxxx@host",
-		"dial tcp 10.0.0.1:6379: boom": "dial tcp 10.0.0.1:6379: boom",
-		"redis://h/0?db=1&password=pw": "redis://h/0?db=1&password=xxxxx",
-		`"redis://h?Auth_Token=pw": x`: `"redis://h?Auth_Token=xxxxx": x`,
-		"redis://h?dial_timeout=1s":    "redis://h?dial_timeout=1s",
+		"redis://user:pw@host:1/0":                              "redis://user:xxxxx@host:1/0",
+		"rediss://:pw@host":                                     "rediss://:xxxxx@host",
+		"redis://user@host":                                     "redis://user@host",
+		"redis://host:6379":                                     "redis://host:6379",
+		"redis://u:p@w@rd@host":                                 "redis://u:xxxxx@host",
+		"dial tcp 10.0.0.1:6379: boom":                          "dial tcp 10.0.0.1:6379: boom",
+		"redis://h/0?db=1&password=pw":                          "redis://h/0?db=1&password=xxxxx",
+		`"redis://h?Auth_Token=pw": x`:                          `"redis://h?Auth_Token=xxxxx": x`,
+		"redis://h?dial_timeout=1s":                             "redis://h?dial_timeout=1s",
+		"redis://h?ssl_passphrase=pw&db_pwd=pw&key=pw&monkey=1": "redis://h?ssl_passphrase=xxxxx&db_pwd=xxxxx&key=xxxxx&monkey=1",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
