@@ -1,10 +1,14 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"hash/fnv"
+	"hash/maphash"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +35,10 @@ func init() {
 //
 //	RateLimit-Policy: "<policy>";q=<requests>;w=<seconds>
 //	RateLimit: "<policy>";r=<remaining>;t=<seconds until r grows (on a refusal: the retry time)>
+//
+// A route's own Key adds ;pk=:<digest>: (the draft's partition key) to both members, and so
+// does a second bucket of one policy in a response: members are known by the policy's name. A
+// request that meets one policy twice with the same key is decided once (see decidedBefore).
 //
 // A refused request gets 429 (or `status_code`), Retry-After (the later of the bucket's retry
 // time and when policies that admitted the request before it admit again) and an
@@ -94,8 +102,9 @@ type PolicyRateLimit struct {
 	// setHandlers counts this configuration's handlers that decide in bucketSet (all of them
 	// provisioned before the first request). Where it is more than one, a request may pass two
 	// of them (a site-wide line and the same policy in a handle block, a snippet imported
-	// twice): the first marks the request with decidedVar and the others let it through, so a
-	// request spends one request of its bucket, once.
+	// twice): the first records the request's key in decidedVar and the others let a request
+	// with that key through, so a request spends one request of each bucket, once (see
+	// decidedBefore).
 	setHandlers *int
 	decidedVar  string
 	limiter     *limiterEntry
@@ -205,16 +214,24 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 
 // ServeHTTP decides the request with the policy's row for the client's class.
 func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if !h.on || h.decidedBefore(r) {
+	if !h.on {
 		return next.ServeHTTP(w, r)
 	}
 	class := h.app.ClassOf(r)
 	row := &h.policy.rows[class]
 	if row.kind == rowUnlimited {
+		if *h.setHandlers > 1 { // counted once per request too
+			if key, _ := h.requestKey(r); h.decidedBefore(r, key) {
+				return next.ServeHTTP(w, r)
+			}
+		}
 		h.metrics.count(class, resultUnlimited)
 		return next.ServeHTTP(w, r)
 	}
 	key, keyIP := h.requestKey(r)
+	if h.decidedBefore(r, key) {
+		return next.ServeHTTP(w, r)
+	}
 	if earlyData(r) && (keyIP || h.keyParts != nil) {
 		// TLS early data: the address in the key is not verified, and a client that claims
 		// another's would spend that client's bucket (whose own requests would then be refused,
@@ -261,26 +278,68 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		}
 	}
 	if !h.HideHeaders {
-		h.replies[class].setHeaders(w.Header(), res, limit)
+		h.replies[class].setHeaders(w.Header(), res, limit, h.partitionKey(w.Header(), key))
 	}
 	return h.serveNext(w, r, next)
 }
 
-// decidedVarPrefix begins the request variable that marks a set of buckets decided.
+// decidedVarPrefix begins the request variable that holds which buckets of a set the request
+// was decided in.
 const decidedVarPrefix = "hardening.ratelimit.decided."
 
-// decidedBefore reports whether another handler of the configuration already decided r in
-// this handler's set of buckets, and marks r decided otherwise. A set with one handler has
-// nothing to mark.
-func (h *PolicyRateLimit) decidedBefore(r *http.Request) bool {
+// decidedSeed seeds the digests of keys that decidedBefore keeps in a request's vars: a key may
+// be a credential, and vars are placeholders any handler or log format may print.
+var decidedSeed = maphash.MakeSeed()
+
+// decidedBefore reports whether another handler of the configuration already decided r in this
+// handler's set of buckets under the same key, and records the key otherwise: one request
+// spends one request of each bucket it meets, once (a site-wide line and the same policy in a
+// handle block, a snippet imported twice), as an Envoy descriptor counts once per request. A
+// key that a handler between the two changed (request_header, an authentication step that
+// copies the user into the header the key names) is another bucket, decided as well: skipping
+// it would let every client spend that bucket's requests under a header value of its own. A set
+// with one handler has nothing to record.
+func (h *PolicyRateLimit) decidedBefore(r *http.Request, key string) bool {
 	if *h.setHandlers < 2 {
 		return false
 	}
-	if caddyhttp.GetVar(r.Context(), h.decidedVar) != nil {
-		return true
+	ctx := r.Context()
+	sum := maphash.String(decidedSeed, key)
+	switch seen := caddyhttp.GetVar(ctx, h.decidedVar).(type) {
+	case uint64:
+		if seen == sum {
+			return true
+		}
+		caddyhttp.SetVar(ctx, h.decidedVar, []uint64{seen, sum})
+	case []uint64:
+		if slices.Contains(seen, sum) {
+			return true
+		}
+		caddyhttp.SetVar(ctx, h.decidedVar, append(seen, sum))
+	default:
+		caddyhttp.SetVar(ctx, h.decidedVar, sum)
 	}
-	caddyhttp.SetVar(r.Context(), h.decidedVar, true)
 	return false
+}
+
+// partitionKey is the pk parameter (draft-ietf-httpapi-ratelimit-headers-10) of this
+// decision's RateLimit members, ";pk=:<base64>:", or "" for none. Members are known by their
+// policy's name, so a response that lists one policy twice, for two buckets, must tell them
+// apart: a route whose own key names a set of buckets apart from the policy's always sends pk,
+// and a member of the policy's own set sends it when the response already lists the policy (a
+// key that changed between two lines of one request, see decidedBefore). pk is the first 8
+// bytes of the SHA-256 of the set and the key: stable for one client's bucket across requests
+// and instances, and no credential readable in it.
+func (h *PolicyRateLimit) partitionKey(hdr http.Header, key string) string {
+	if h.bucketSet == h.policy.name && !h.replies[0].listed(hdr[headerRateLimit]) {
+		return ""
+	}
+	d := sha256.New()
+	d.Write([]byte(h.bucketSet))
+	d.Write([]byte{0})
+	d.Write([]byte(key))
+	var sum [sha256.Size]byte
+	return ";pk=:" + base64.StdEncoding.EncodeToString(d.Sum(sum[:0])[:8]) + ":"
 }
 
 // waitVar is the request variable that holds, as a time.Duration, how long the policies that
@@ -409,7 +468,11 @@ func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class i
 	h.sampler.report(h, r, class, key, keyIP, res, false)
 	recordRefusal(h.policy.name, key, keyIP) // the dashboard's top limited keys: one atomic load when off
 	wait, _ := caddyhttp.GetVar(r.Context(), waitVar).(time.Duration)
-	return h.replies[class].refuse(w, r, res, limit, h.HideHeaders, wait)
+	pk := ""
+	if !h.HideHeaders {
+		pk = h.partitionKey(w.Header(), key)
+	}
+	return h.replies[class].refuse(w, r, res, limit, h.HideHeaders, wait, pk)
 }
 
 // Interface guards.

@@ -107,10 +107,11 @@ func (rr *rowReplies) policyValue(l ratelimit.Limit) string {
 	return string(b)
 }
 
-// setHeaders writes RateLimit-Policy and RateLimit for a decision under l.
-func (rr *rowReplies) setHeaders(h http.Header, res ratelimit.Result, l ratelimit.Limit) {
+// setHeaders writes RateLimit-Policy and RateLimit for a decision under l; pk is the members'
+// partition key parameter (see PolicyRateLimit.partitionKey), "" for none.
+func (rr *rowReplies) setHeaders(h http.Header, res ratelimit.Result, l ratelimit.Limit, pk string) {
 	vals := new([2]string) // one allocation for both fields' value slices
-	rr.rateLimitValues(vals[:], res, l)
+	rr.rateLimitValues(vals[:], res, l, pk)
 	addListMember(h, headerRateLimitPolicy, vals[0:1:1])
 	addListMember(h, headerRateLimit, vals[1:2:2])
 }
@@ -126,19 +127,38 @@ func addListMember(h http.Header, name string, v []string) {
 	h[name] = v
 }
 
-// rateLimitValues renders the RateLimit-Policy and RateLimit values into dst[0] and dst[1].
-func (rr *rowReplies) rateLimitValues(dst []string, res ratelimit.Result, l ratelimit.Limit) {
+// rateLimitValues renders the RateLimit-Policy and RateLimit values into dst[0] and dst[1],
+// each with the parameter pk appended ("" for none).
+func (rr *rowReplies) rateLimitValues(dst []string, res ratelimit.Result, l ratelimit.Limit, pk string) {
 	dst[0] = rr.policy
 	if l != rr.base {
 		dst[0] = rr.policyValue(l) // an adaptive factor stretched the period
 	}
-	var buf [96]byte
+	if pk != "" {
+		dst[0] += pk
+	}
+	var buf [128]byte
 	b := append(buf[:0], rr.quotedName...)
 	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, res.Remaining, 10)
 	b = append(b, ";t="...)
 	b = strconv.AppendInt(b, moreQuotaSeconds(res, l), 10)
+	b = append(b, pk...)
 	dst[1] = string(b)
+}
+
+// listed reports whether the RateLimit field lines vals already hold a member of this policy
+// (a member begins with the quoted name and a ';', lines may hold several, comma-separated).
+func (rr *rowReplies) listed(vals []string) bool {
+	for _, v := range vals {
+		for m := range strings.SplitSeq(v, ",") {
+			m = strings.TrimLeft(m, " \t")
+			if strings.HasPrefix(m, rr.quotedName) && strings.HasPrefix(m[len(rr.quotedName):], ";") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // moreQuotaSeconds is RateLimit's t: the seconds until additional quota is made available
@@ -170,7 +190,7 @@ func nextUnitAfter(res ratelimit.Result, l ratelimit.Limit) time.Duration {
 // Retry-After (and the body's retry_after) is the later of this bucket's retry time and wait,
 // the time until the policies that admitted r before this one admit again; the refused
 // policy's own RateLimit member keeps its bucket's t.
-func (rr *rowReplies) refuse(w http.ResponseWriter, r *http.Request, res ratelimit.Result, l ratelimit.Limit, hideHeaders bool, wait time.Duration) error {
+func (rr *rowReplies) refuse(w http.ResponseWriter, r *http.Request, res ratelimit.Result, l ratelimit.Limit, hideHeaders bool, wait time.Duration, pk string) error {
 	retry := max(1, ceilSeconds(max(res.RetryAfter, wait)))
 	size := len(rr.bodyHead) + len(rr.bodyTail)
 	body := make([]byte, 0, size+20)
@@ -195,7 +215,7 @@ func (rr *rowReplies) refuse(w http.ResponseWriter, r *http.Request, res ratelim
 	h["X-Content-Type-Options"] = vals[2:3:3]
 	h["Retry-After"] = vals[3:4:4]
 	if !hideHeaders && rr.policy != "" {
-		rr.rateLimitValues(vals[4:6], res, l)
+		rr.rateLimitValues(vals[4:6], res, l, pk)
 		addListMember(h, headerRateLimitPolicy, vals[4:5:5])
 		addListMember(h, headerRateLimit, vals[5:6:6])
 	}
