@@ -59,7 +59,9 @@ type PolicyRateLimit struct {
 	// built-in one (authentication, api_intensive, api, public, default). Required.
 	Policy string `json:"policy"`
 
-	// Key overrides the policy's key for this route (any placeholders). Default: the policy's.
+	// Key overrides the policy's key for this route (any placeholders): a set of buckets apart
+	// from the policy's, whose RateLimit members carry a pk (partition key) parameter so that
+	// clients tell them from the policy's own. Default: the policy's.
 	Key string `json:"key,omitempty"`
 
 	// StatusCode is the status of a refusal. Default: 429.
@@ -331,8 +333,8 @@ func (h *PolicyRateLimit) decidedBefore(r *http.Request, key string) bool {
 // bytes of the SHA-256 of the set and the key: stable for one client's bucket across requests
 // and instances, and no credential readable in it.
 func (h *PolicyRateLimit) partitionKey(hdr http.Header, key string) string {
-	if h.bucketSet == h.policy.name && !h.replies[0].listed(hdr[headerRateLimit]) {
-		return ""
+	if h.bucketSet == h.policy.name && (*h.setHandlers < 2 || !h.replies[0].listed(hdr[headerRateLimit])) {
+		return "" // one line of the set cannot list it twice: no header lookup on the hot path
 	}
 	d := sha256.New()
 	d.Write([]byte(h.bucketSet))

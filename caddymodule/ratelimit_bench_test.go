@@ -23,7 +23,7 @@ func benchRateLimit(b *testing.B, limit *LimitRow) *PolicyRateLimit {
 	mem := ratelimit.NewPolicyMemoryStores(ratelimit.MemoryOptions{})
 	e := &limiterEntry{memory: mem, store: mem, adaptive: adaptive}
 	h := &PolicyRateLimit{on: true, app: app, policy: p, key: p.key, ipKey: true, StatusCode: 429,
-		limiter: e, store: e.storeFor(p.name), metrics: newRateLimitMetrics("bench"), setHandlers: new(int)}
+		bucketSet: p.name, limiter: e, store: e.storeFor(p.name), metrics: newRateLimitMetrics("bench"), setHandlers: new(int)}
 	for c := range h.replies {
 		if h.replies[c], err = newRowReplies(p, p.rows[c], 429, ""); err != nil {
 			b.Fatal(err)
