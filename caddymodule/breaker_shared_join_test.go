@@ -146,3 +146,39 @@ func loadCaddyfile(t *testing.T, admin int, caddyfile string) {
 		t.Fatalf("reload: %d %s", resp.StatusCode, b.String())
 	}
 }
+
+// With Redis frozen (connections accepted, nothing answered), a start waits for its shared
+// breakers' first read at most 1 s for all of them together, not 1 s each, says so, and then
+// serves, deciding locally.
+func TestBreakerSharedJoinWaitIsBounded(t *testing.T) {
+	r := testenv.StartRedis(t)
+	r.Freeze()
+	t.Cleanup(r.Thaw)
+	healthy := startUpstream(t, "ok")
+	port := testenv.FreePort(t)
+	cfg := joinerCaddyfile(testenv.FreePort(t), port, r.Addr, healthy.addr(), "")
+	var sites strings.Builder
+	for _, name := range []string{"t_join_b", "t_join_c"} {
+		site := cfg[strings.Index(cfg, "http://"):]
+		sites.WriteString(strings.Replace(strings.Replace(site, "t_join", name, 1),
+			fmt.Sprintf(":%d", port), fmt.Sprintf(":%d", testenv.FreePort(t)), 1))
+	}
+	p := testenv.RunCaddy(t, cfg+sites.String())
+	var at []float64
+	for _, e := range testenv.ParseLogs(p.Output()) {
+		if strings.HasPrefix(e.Msg(), "the shared breaker state was not read in time") {
+			ts, _ := e["ts"].(float64)
+			at = append(at, ts)
+		}
+	}
+	if len(at) != 3 {
+		t.Fatalf("%d warnings that the shared state was not read in time, want one per shared breaker (3)", len(at))
+	}
+	if spread := at[len(at)-1] - at[0]; spread > 0.5 {
+		t.Fatalf("the breakers waited one after the other (%.2f s between the first and the last): the wait must be for all together", spread)
+	}
+	b := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+	if code := b.status(t); code != http.StatusOK {
+		t.Fatalf("with Redis frozen: %d, want 200 (local decisions)", code)
+	}
+}
