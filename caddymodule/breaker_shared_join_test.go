@@ -91,7 +91,7 @@ func TestBreakerSharedLateJoinerStartsOpen(t *testing.T) {
 	t.Run("start", func(t *testing.T) {
 		healthy := startUpstream(t, "ok")
 		port := testenv.FreePort(t)
-		testenv.RunCaddy(t, joinerCaddyfile(testenv.FreePort(t), port, link.Addr, healthy.addr(), ""))
+		p := testenv.RunCaddy(t, joinerCaddyfile(testenv.FreePort(t), port, link.Addr, healthy.addr(), ""))
 		b := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
 		for i := range 3 {
 			if code := b.status(t); code != http.StatusServiceUnavailable {
@@ -100,6 +100,10 @@ func TestBreakerSharedLateJoinerStartsOpen(t *testing.T) {
 		}
 		if n := healthy.hits.Load(); n != 0 {
 			t.Fatalf("the upstream got %d requests while the shared breaker was open", n)
+		}
+		// The join is a state change like any follower's: event and log, cause shared.
+		if err := p.WaitOutput(`"cause":"shared"`, 5*time.Second); err != nil {
+			t.Fatalf("the joiner reported no state change caused by the shared state: %v", err)
 		}
 	})
 
