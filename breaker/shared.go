@@ -36,6 +36,10 @@ func gobreakerMutexKey(name string) string { return "gobreaker:mutex:" + name }
 //     "shared"), for OpenFor from then; half-open probes stay per instance;
 //   - a local recovery (half-open to closed) closes the shared breaker once its open time is up.
 //
+// The first synchronisation starts at once: Joined is closed when it has read the shared state
+// (and opened the local breaker if the shared one is open) or failed to, so a caller can hold a
+// new breaker back from traffic until it knows what the other instances decided.
+//
 // When the store fails, the breaker keeps deciding locally; onHealth is called with the error
 // when the store becomes unreachable and with nil when it answers again. Share at most once.
 func (b *Breaker) Share(store SharedStore, every time.Duration, onHealth func(error)) {
@@ -43,7 +47,7 @@ func (b *Breaker) Share(store SharedStore, every time.Duration, onHealth func(er
 		every = DefaultSyncInterval
 	}
 	s := &syncer{b: b, store: store, every: every, onHealth: onHealth,
-		wake: make(chan struct{}, 1), quit: make(chan struct{})}
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), joined: make(chan struct{})}
 	if !b.shared.CompareAndSwap(nil, s) {
 		return
 	}
@@ -66,6 +70,18 @@ func (b *Breaker) SharedHealth() (shared, ok bool, lastErr string) {
 	return true, true, ""
 }
 
+// Joined is closed once a shared breaker's first synchronisation has read the shared state
+// (an open shared breaker has opened this one by then) or failed to (the store did not
+// answer: the breaker decides locally). It is closed at once for a breaker that is not shared.
+func (b *Breaker) Joined() <-chan struct{} {
+	if s := b.shared.Load(); s != nil {
+		return s.joined
+	}
+	return closedChan
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // SyncNow asks the synchroniser to run now rather than at its next tick.
 func (b *Breaker) SyncNow() {
 	if s := b.shared.Load(); s != nil {
@@ -86,6 +102,8 @@ type syncer struct {
 	wake     chan struct{}
 	quit     chan struct{}
 	stopOnce sync.Once
+	joined   chan struct{} // closed after the first read of the shared state (see Joined)
+	joinOnce sync.Once
 
 	// Owned by the run goroutine.
 	dcb *gobreaker.DistributedCircuitBreaker[struct{}]
@@ -140,6 +158,7 @@ func (s *syncer) run() {
 	t := time.NewTicker(s.every)
 	defer t.Stop()
 	s.sync()
+	s.join() // the first sync failed before it could read: decide locally
 	for {
 		select {
 		case <-s.quit:
@@ -155,11 +174,25 @@ func (s *syncer) sync() {
 	s.setHealth(s.syncOnce(time.Now()))
 }
 
+// join closes joined, once (a syncer made without Share has none).
+func (s *syncer) join() {
+	s.joinOnce.Do(func() {
+		if s.joined != nil {
+			close(s.joined)
+		}
+	})
+}
+
 func (s *syncer) syncOnce(now time.Time) error {
 	raw, err := s.read()
 	if err != nil {
 		return err
 	}
+	// Follow a trip before anything that may wait for a lock (up to recordLockWait each):
+	// a breaker that has just started (an instance joining, a reload that replaced it) and
+	// whose callers wait for Joined must see an open shared breaker after one read.
+	s.follow(raw, now)
+	s.join()
 	if s.dcb == nil || raw == nil {
 		settings := gobreaker.Settings{
 			Name:        s.b.Name(),
@@ -199,12 +232,18 @@ func (s *syncer) syncOnce(now time.Time) error {
 			s.pendingClose.Store(false)
 		}
 	}
+	s.follow(raw, now)
+	return nil
+}
+
+// follow opens the local breaker when the shared one is open by a trip this instance has not
+// seen yet.
+func (s *syncer) follow(raw *gobreaker.SharedState, now time.Time) {
 	if raw != nil && raw.State == StateOpen && raw.Expiry.After(now) && !raw.Expiry.Equal(s.knownTrip) {
 		if s.b.forceOpen() {
 			s.knownTrip = raw.Expiry
 		}
 	}
-	return nil
 }
 
 // record runs one synthetic request with the given result through the shared breaker.

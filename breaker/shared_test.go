@@ -410,3 +410,62 @@ func TestSharedStateUnreadableIsAnErrorNotACrash(t *testing.T) {
 	run(t, b, Failure)
 	waitState(t, b, StateOpen)
 }
+
+// A breaker shared after another instance tripped is open once Joined is closed, after one
+// read of the shared state: not after gobreaker's mutex, which another instance may hold for up
+// to recordLockWait (its lock TTL is 2 s), nor at the next tick.
+func TestSharedJoinerIsOpenWhenJoined(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	a := sharedBreaker(t, c, &healthLog{})
+	run(t, a, Failure)
+	run(t, a, Failure)
+	testenv.WaitFor(t, 5*time.Second, "a's trip recorded", func() bool {
+		raw, err := c.Get(context.Background(), "hardening:breaker:{billing}:gobreaker:state:billing").Bytes()
+		var st gobreaker.SharedState
+		return err == nil && json.Unmarshal(raw, &st) == nil && st.State == StateOpen
+	})
+	a.Close()
+	// Another instance holds gobreaker's mutex (in the middle of a record).
+	if err := c.Set(context.Background(), "hardening:breaker:{billing}:"+gobreakerMutexKey("billing"), "other", 2*time.Second).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newBreaker(t, Settings{Name: "billing", ConsecutiveFailures: 2, OpenFor: time.Hour})
+	if b.Joined() == nil {
+		t.Fatal("nil Joined")
+	}
+	select {
+	case <-b.Joined():
+	default: // a breaker that is not shared has joined at once
+		t.Fatal("a local breaker's Joined is not closed")
+	}
+	start := time.Now()
+	b.Share(NewRedisStore(c, "hardening:", "billing"), time.Minute, nil)
+	select {
+	case <-b.Joined():
+	case <-time.After(500 * time.Millisecond):
+		t.Fatal("Joined not closed within 500 ms with Redis up")
+	}
+	if b.State() != StateOpen {
+		t.Fatalf("joined after %s but %s: a new instance must follow the open shared breaker at its first read", time.Since(start), StateName(b.State()))
+	}
+}
+
+// With Redis down, Joined is closed as soon as the first read fails: the breaker decides
+// locally and the caller does not wait for nothing.
+func TestSharedJoinedWhenRedisIsDown(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	r.Kill()
+	b := newBreaker(t, Settings{Name: "billing", ConsecutiveFailures: 2, OpenFor: time.Hour})
+	b.Share(NewRedisStore(c, "hardening:", "billing"), time.Minute, nil)
+	select {
+	case <-b.Joined():
+	case <-time.After(storeTimeout + 500*time.Millisecond):
+		t.Fatal("Joined not closed after the first read failed")
+	}
+	if b.State() != StateClosed {
+		t.Fatalf("%s without Redis, want closed (local decisions)", StateName(b.State()))
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/redis/go-redis/v9"
@@ -95,6 +97,11 @@ type App struct {
 	// decide in (a policy, or a route's own key), each with the number of handlers that do:
 	// the in-memory stores it keeps when it starts, and the sets a request may meet twice.
 	bucketSets map[string]*int
+
+	// breakerJoinBy is when this configuration stops waiting for its new shared breakers'
+	// first read of the shared state: sharedJoinWait after the first one was provisioned.
+	breakerJoinBy   time.Time
+	breakerJoinOnce sync.Once
 }
 
 // CaddyModule returns the Caddy module information.

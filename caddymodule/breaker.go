@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/swarmsec/caddy-hardening/breaker"
 )
@@ -116,8 +117,10 @@ type UpstreamBreaker struct {
 	SlowThreshold caddy.Duration `json:"slow_threshold,omitempty"`
 
 	// Shared keeps the open state in the hardening app's Redis so every instance opens
-	// together. Without Redis configured it has no effect (a configuration warning says so).
-	// Default: false.
+	// together. A start or reload that creates the breaker reads the shared state before it
+	// serves (waiting at most 1s for all its shared breakers), so an instance joining while
+	// the shared breaker is open opens at once. Without Redis configured it has no effect (a
+	// configuration warning says so). Default: false.
 	Shared bool `json:"shared,omitempty"`
 
 	// SyncInterval is how often a shared breaker reads the shared state, from 100ms to 1m:
@@ -365,7 +368,34 @@ func (h *UpstreamBreaker) acquire(ctx caddy.Context, app *App, settings breaker.
 	if loaded {
 		h.entry.join(h)
 	}
+	if shared {
+		h.awaitShared(app)
+	}
 	return nil
+}
+
+// sharedJoinWait bounds how long a configuration's start (or reload) waits for its new shared
+// breakers to read the shared state: all of them together, from the first one's provisioning.
+const sharedJoinWait = time.Second
+
+// awaitShared waits until the shared breaker has read the shared state once (at most until the
+// configuration's deadline), so that an instance starting or reloading while the shared breaker
+// is open does not serve a first request to the failing upstream before its first sync. A
+// breaker kept from the previous configuration has read it long ago: no wait.
+func (h *UpstreamBreaker) awaitShared(app *App) {
+	app.breakerJoinOnce.Do(func() { app.breakerJoinBy = time.Now().Add(sharedJoinWait) })
+	t := time.NewTimer(time.Until(app.breakerJoinBy))
+	defer t.Stop()
+	select {
+	case <-h.entry.b.Joined():
+	case <-t.C:
+		select {
+		case <-h.entry.b.Joined():
+		default:
+			app.logger.Warn("the shared breaker state was not read in time: deciding locally until Redis answers",
+				zap.String("breaker", h.Name), zap.Duration("waited_at_most", sharedJoinWait))
+		}
+	}
 }
 
 // Cleanup releases this config's references to the breaker and to its name's metric series

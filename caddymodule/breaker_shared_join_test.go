@@ -1,0 +1,188 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmsec/caddy-hardening/internal/testenv"
+)
+
+// joinerCaddyfile is an instance whose shared breaker t_join (settings as the block's extra
+// lines) guards addr, with Redis at redisAddr and timeouts long enough for a slow link.
+func joinerCaddyfile(admin, port int, redisAddr, addr, extra string) string {
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	hardening {
+		environment development
+		redis redis://%s/0 {
+			dial_timeout 2s
+			read_timeout 2s
+			write_timeout 2s
+		}
+	}
+}
+
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	upstream_breaker t_join {
+		consecutive_failures 2
+		open_for 1m
+		shared
+		sync_interval 1s
+		%s
+	}
+	reverse_proxy %s
+}
+`, admin, redisAddr, port, extra, addr)
+}
+
+// sharedOpen reports whether Redis holds t_join's shared state as open.
+func sharedOpen(t *testing.T, r *testenv.Redis) bool {
+	t.Helper()
+	v, err := r.Do("GET", "hardening:breaker:{t_join}:gobreaker:state:t_join")
+	if err != nil || v == nil {
+		return false
+	}
+	var raw []byte
+	switch v := v.(type) {
+	case string:
+		raw = []byte(v)
+	case []byte:
+		raw = v
+	}
+	var st struct {
+		State int `json:"state"`
+	}
+	return json.Unmarshal(raw, &st) == nil && st.State == 2 // gobreaker.StateOpen
+}
+
+// tripShared trips t_join on an instance of its own (Redis reached directly) whose upstream
+// fails, and waits until Redis holds the open state.
+func tripShared(t *testing.T, r *testenv.Redis) {
+	t.Helper()
+	failing := startUpstream(t, "fail")
+	port := testenv.FreePort(t)
+	testenv.RunCaddy(t, joinerCaddyfile(testenv.FreePort(t), port, r.Addr, failing.addr(), ""))
+	a := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+	for i, want := range []int{500, 500, 503} {
+		if got := a.status(t); got != want {
+			t.Fatalf("tripping instance, request %d: %d, want %d", i, got, want)
+		}
+	}
+	testenv.WaitFor(t, 5*time.Second, "the trip recorded in Redis", func() bool { return sharedOpen(t, r) })
+}
+
+// A late joiner, an instance that starts or reloads its breaker while the shared state says
+// open, must not send its first requests to the upstream: it reads the shared state before it
+// serves (bounded), not only at its first sync tick. The joiner reaches Redis through a link
+// with 100 ms of latency each way, so that its first synchronisation, which runs beside the
+// start, cannot win the race by luck.
+func TestBreakerSharedLateJoinerStartsOpen(t *testing.T) {
+	r := testenv.StartRedis(t)
+	tripShared(t, r)
+	link := testenv.StartProxy(t, r.Addr)
+	link.SetLatency(100 * time.Millisecond)
+
+	t.Run("start", func(t *testing.T) {
+		healthy := startUpstream(t, "ok")
+		port := testenv.FreePort(t)
+		p := testenv.RunCaddy(t, joinerCaddyfile(testenv.FreePort(t), port, link.Addr, healthy.addr(), ""))
+		b := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+		for i := range 3 {
+			if code := b.status(t); code != http.StatusServiceUnavailable {
+				t.Fatalf("request %d right after the start: %d, want 503 (the shared breaker is open)", i, code)
+			}
+		}
+		if n := healthy.hits.Load(); n != 0 {
+			t.Fatalf("the upstream got %d requests while the shared breaker was open", n)
+		}
+		// The join is a state change like any follower's: event and log, cause shared.
+		if err := p.WaitOutput(`"cause":"shared"`, 5*time.Second); err != nil {
+			t.Fatalf("the joiner reported no state change caused by the shared state: %v", err)
+		}
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		healthy := startUpstream(t, "ok")
+		port, admin := testenv.FreePort(t), testenv.FreePort(t)
+		// A breaker of another name: the joiner's t_join is created by the reload.
+		cfg := strings.Replace(joinerCaddyfile(admin, port, link.Addr, healthy.addr(), ""), "t_join", "t_other", 1)
+		testenv.RunCaddy(t, cfg)
+		b := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+		if code := b.status(t); code != http.StatusOK {
+			t.Fatalf("before the reload: %d, want 200", code)
+		}
+		loadCaddyfile(t, admin, joinerCaddyfile(admin, port, link.Addr, healthy.addr(), ""))
+		hits := healthy.hits.Load()
+		for i := range 3 {
+			if code := b.status(t); code != http.StatusServiceUnavailable {
+				t.Fatalf("request %d right after the reload: %d, want 503 (the shared breaker is open)", i, code)
+			}
+		}
+		if n := healthy.hits.Load() - hits; n != 0 {
+			t.Fatalf("the upstream got %d requests after the reload while the shared breaker was open", n)
+		}
+	})
+}
+
+// loadCaddyfile replaces a running instance's configuration through its admin API and
+// returns once Caddy answered (the new configuration is running).
+func loadCaddyfile(t *testing.T, admin int, caddyfile string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", admin), bytes.NewBufferString(caddyfile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		t.Fatalf("reload: %d %s", resp.StatusCode, b.String())
+	}
+}
+
+// With Redis frozen (connections accepted, nothing answered), a start waits for its shared
+// breakers' first read at most 1 s for all of them together, not 1 s each, says so, and then
+// serves, deciding locally.
+func TestBreakerSharedJoinWaitIsBounded(t *testing.T) {
+	r := testenv.StartRedis(t)
+	r.Freeze()
+	t.Cleanup(r.Thaw)
+	healthy := startUpstream(t, "ok")
+	port := testenv.FreePort(t)
+	cfg := joinerCaddyfile(testenv.FreePort(t), port, r.Addr, healthy.addr(), "")
+	var sites strings.Builder
+	for _, name := range []string{"t_join_b", "t_join_c"} {
+		site := cfg[strings.Index(cfg, "http://"):]
+		sites.WriteString(strings.Replace(strings.Replace(site, "t_join", name, 1),
+			fmt.Sprintf(":%d", port), fmt.Sprintf(":%d", testenv.FreePort(t)), 1))
+	}
+	p := testenv.RunCaddy(t, cfg+sites.String())
+	var at []float64
+	for _, e := range testenv.ParseLogs(p.Output()) {
+		if strings.HasPrefix(e.Msg(), "the shared breaker state was not read in time") {
+			ts, _ := e["ts"].(float64)
+			at = append(at, ts)
+		}
+	}
+	if len(at) != 3 {
+		t.Fatalf("%d warnings that the shared state was not read in time, want one per shared breaker (3)", len(at))
+	}
+	if spread := at[len(at)-1] - at[0]; spread > 0.5 {
+		t.Fatalf("the breakers waited one after the other (%.2f s between the first and the last): the wait must be for all together", spread)
+	}
+	b := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+	if code := b.status(t); code != http.StatusOK {
+		t.Fatalf("with Redis frozen: %d, want 200 (local decisions)", code)
+	}
+}
