@@ -61,9 +61,11 @@ type PathGuard struct {
 	// MergeSlashes merges the empty segments of a path it passes, for the rest of the route
 	// (`//etc/passwd` is `/etc/passwd`, `/static//x` is `/static/x`), as nginx does by default:
 	// an upstream that joins the path to its root naively opens an absolute path, and `//host`
-	// is the open-redirect form. Encoded slashes (%2F, with `allow encoded_slash`) do not merge.
-	// False forwards empty segments as sent, for applications that give them a meaning (a URL
-	// in the path, object keys with `//`). Default: true.
+	// is the open-redirect form. Encoded slashes (%2F, with `allow encoded_slash`) do not merge:
+	// one next to a separator or to another (`/a/%2F/etc`, `/%2Fevil.example`), an empty segment
+	// to an upstream that decodes it, is refused as encoded_slash. False forwards empty segments
+	// as sent, literal and encoded, for applications that give them a meaning (a URL in the
+	// path, object keys with `//`). Default: true.
 	MergeSlashes *bool `json:"merge_slashes,omitempty"`
 
 	app     *App
@@ -107,6 +109,9 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("path_guard: suspicious_action %q: expected none or block", h.SuspiciousAction)
 	}
 	h.merge = h.MergeSlashes == nil || *h.MergeSlashes
+	// An encoded slash next to a separator is an empty segment once decoded: refused with
+	// merge_slashes on, forwarded as sent with it off, like the literal ones beside it.
+	h.opts.AllowEncodedEmptySegment = !h.merge
 	h.signals = (h.Signals == nil || *h.Signals) && app.classifier != nil && app.classifier.Detector != nil
 	if h.on {
 		app.OnValidate(func() {

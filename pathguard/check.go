@@ -64,8 +64,15 @@ func (r Reason) Malformed() bool {
 
 // Options loosen the check for applications that need it.
 type Options struct {
-	// AllowEncodedSlash accepts %2f inside a segment (APIs that take IDs with slashes).
+	// AllowEncodedSlash accepts %2f inside a segment (APIs that take IDs with slashes). An
+	// encoded slash next to a separator or to another encoded slash (`/a/%2F/etc/passwd`,
+	// `/%2Fetc`, `a%2F%2Fb`, `group%2F/x`) stays refused: once decoded, it makes an empty
+	// segment, the `//` a path-joining upstream reads as an absolute path and a redirecting one
+	// as another host, in a form no slash-merging proxy merges.
 	AllowEncodedSlash bool
+	// AllowEncodedEmptySegment, with AllowEncodedSlash, also accepts those: for an application
+	// that gets the literal empty segments as sent too (path_guard's merge_slashes off).
+	AllowEncodedEmptySegment bool
 	// AllowPathParams accepts `;` in paths (matrix parameters); `..;` is refused regardless.
 	AllowPathParams bool
 	// AllowInvalidUTF8 accepts bytes that are not UTF-8 (legacy Latin-1 links: /caf%e9);
@@ -100,7 +107,7 @@ func Check(raw string, opt Options) Reason {
 
 func check(raw string, opt Options) Reason {
 	if opt.attackOnly {
-		opt.AllowEncodedSlash, opt.AllowPathParams, opt.AllowInvalidUTF8 = true, true, true
+		opt.AllowEncodedSlash, opt.AllowEncodedEmptySegment, opt.AllowPathParams, opt.AllowInvalidUTF8 = true, true, true, true
 	}
 	var pct, dot, colon, semi, high bool
 	for i := 0; i < len(raw); i++ {
@@ -160,7 +167,7 @@ func checkDecoded(raw string, opt Options) Reason {
 		if round > 1 && d.special {
 			return ReasonDoubleEncoding
 		}
-		if d.slash && !opt.AllowEncodedSlash {
+		if d.slash && (!opt.AllowEncodedSlash || !opt.AllowEncodedEmptySegment && emptySegmentEncoded(cur)) {
 			return ReasonEncodedSlash
 		}
 		if r := checkBytes(dec, opt); r != "" {
@@ -172,6 +179,28 @@ func checkDecoded(raw string, opt Options) Reason {
 		cur = dec
 	}
 	return ""
+}
+
+// emptySegmentEncoded reports whether an encoded slash of p (%2f, in any case) stands next to a
+// literal `/` or another encoded slash: decoded, p then holds an empty segment (`//`) that
+// merging p's literal runs of slashes would not remove.
+func emptySegmentEncoded(p string) bool {
+	prev := byte(0) // 'l' after a literal slash, 'e' after an encoded one, 0 after anything else
+	for i := 0; i < len(p); i++ {
+		cur := byte(0)
+		switch {
+		case p[i] == '/':
+			cur = 'l'
+		case p[i] == '%' && i+2 < len(p) && p[i+1] == '2' && (p[i+2] == 'f' || p[i+2] == 'F'):
+			cur = 'e'
+			i += 2
+		}
+		if cur != 0 && prev != 0 && (cur == 'e' || prev == 'e') {
+			return true
+		}
+		prev = cur
+	}
+	return false
 }
 
 // checkBytes looks at a decoded path for bytes that have no business in a path.

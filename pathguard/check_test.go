@@ -55,6 +55,18 @@ func TestCheckReasons(t *testing.T) {
 		{"/a%2fb", Options{}, ReasonEncodedSlash},
 		{"/a%2fb", Options{AllowEncodedSlash: true}, ""},
 		{"/a%2f..%2fb", Options{AllowEncodedSlash: true}, ReasonDotSegment},
+		// An encoded slash next to a separator or another encoded slash decodes to an empty
+		// segment (`//`, an absolute path to a naive join), which no slash merging removes.
+		{"/a/%2F/etc/passwd", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/%2F%2Fetc/passwd", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/%2fevil.example", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/a%2F%2Fb", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/group%2F/x", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/a/%2F/etc/passwd", Options{AllowEncodedSlash: true, AllowEncodedEmptySegment: true}, ""},
+		{"/group%2Fproject/files%2Fa.txt", Options{AllowEncodedSlash: true}, ""},
+		{"/group%2F", Options{AllowEncodedSlash: true}, ""}, // a trailing slash, no empty segment
+		{"/%2F..%2Fetc", Options{AllowEncodedSlash: true}, ReasonDotSegment},
+		{"/a%2F..%2F..%2Fb", Options{AllowEncodedSlash: true}, ReasonDotSegment},
 		{"/a\\b", Options{}, ReasonBackslash},
 		{"/a%5Cb", Options{}, ReasonBackslash},
 		{"/a%00", Options{}, ReasonNUL},
