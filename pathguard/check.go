@@ -410,8 +410,9 @@ func ntfsStream(s string) bool {
 
 // checkWindows refuses, in a path or one of its decoded layers, the segments (without `;`
 // parameters) that Windows reads as something else than the name written, as nginx's Windows
-// build (ngx_win32_check_filename) and ASP.NET (relaxedUrlToFileSystemMapping false, its
-// default) refuse them:
+// build (ngx_win32_check_filename: trailing dots and spaces, short names) and ASP.NET
+// (relaxedUrlToFileSystemMapping false, its default: trailing dots and spaces, device names)
+// refuse them:
 //   - trailing_dot_space: a name ending in a dot or a space. Windows drops them, so
 //     `/admin./x`, `/admin%20/x`, `/web.config.` and `/web.config%20` are `admin` and
 //     `web.config`, past any rule (a path matcher, IIS's hiddenSegments) written for those
@@ -419,7 +420,7 @@ func ntfsStream(s string) bool {
 //     for an attack form (it is Malformed: a link pasted with its sentence's full stop).
 //   - dos_device: a device name, alone or before an extension or a colon, in any case (`con`,
 //     `NUL.txt`, `aux.tar.gz`, `com1:`, `lpt¹`, `conin$`): opening it reads the console or a
-//     port, not a file (the old /con/con hang; ASP.NET's 404 for /com1 routes).
+//     port, not a file (Windows 9x crashed on /con/con; ASP.NET answers 404 for /com1 routes).
 //   - short_name: an 8.3 alias, up to six characters, `~`, digits, up to eight in all, and an
 //     extension of up to three (`PROGRA~1`, `WEB~1.CON`), also with the `*` of IIS's tilde
 //     enumeration (`/a*~1*/.aspx`): the long name's file, past a rule written for that name.
