@@ -71,7 +71,8 @@ type DetectionConfig struct {
 	// a wrong monitoring key), not_found (1, a 404 of anything but a static resource or a routine path such as
 	// /robots.txt and /.well-known/*),
 	// rate_limited (3, a 429 from policy_rate_limit), malformed_path (2, a path path_guard
-	// refused as malformed: invalid_utf8, path_params, encoded_slash, bad_encoding; traversal is
+	// refused as malformed: invalid_utf8, path_params, encoded_slash, bad_encoding,
+	// trailing_dot_space; traversal is
 	// every other reason). 0 ignores a signal; at most 1000000.
 	Scores map[string]float64 `json:"scores,omitempty"`
 

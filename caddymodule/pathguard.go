@@ -29,7 +29,9 @@ func init() {
 // application/problem+json body, logs a path_blocked security event and counts the refusal in
 // caddy_hardening_path_blocked_total{reason}. Ordinary paths (names with dots such as a..b.txt,
 // Unicode names, also with a look-alike slash between words such as AC／DC, a last segment
-// such as A:, anything in the query) pass at the cost of one scan.
+// such as A:, anything in the query) pass at the cost of one scan. With `windows on`, for an
+// application served from Windows, it also refuses the names Windows reads as other files or
+// devices: admin./, web.config%20, con, PROGRA~1 (Options.Windows).
 //
 // It also feeds the detector of the `hardening` app: a refused path (traversal; malformed_path
 // for the reasons legacy links cause, pathguard.Reason.Malformed), a probe path
@@ -61,10 +63,22 @@ type PathGuard struct {
 	// MergeSlashes merges the empty segments of a path it passes, for the rest of the route
 	// (`//etc/passwd` is `/etc/passwd`, `/static//x` is `/static/x`), as nginx does by default:
 	// an upstream that joins the path to its root naively opens an absolute path, and `//host`
-	// is the open-redirect form. Encoded slashes (%2F, with `allow encoded_slash`) do not merge.
-	// False forwards empty segments as sent, for applications that give them a meaning (a URL
-	// in the path, object keys with `//`). Default: true.
+	// is the open-redirect form. Encoded slashes (%2F, with `allow encoded_slash`) do not merge:
+	// one next to a separator or to another (`/a/%2F/etc`, `/%2Fevil.example`), an empty segment
+	// to an upstream that decodes it, is refused as encoded_slash. False forwards empty segments
+	// as sent, literal and encoded, for applications that give them a meaning (a URL in the
+	// path, object keys with `//`). Default: true.
 	MergeSlashes *bool `json:"merge_slashes,omitempty"`
+
+	// Windows also refuses what a Windows file system reads as another name than the one
+	// written, for a route whose files or application are served from Windows (IIS, Kestrel,
+	// Tomcat or a file server there): a segment ending in a dot or a space (`/admin./x`,
+	// `/web.config%20`, which are `admin` and `web.config` there, past a rule written for those
+	// names; trailing_dot_space, scored malformed_path: a pasted link keeps its sentence's full
+	// stop), a DOS device name (`con`, `nul.txt`, `com1`; dos_device) and an 8.3 short name
+	// (`PROGRA~1`, `WEB~1.CON`, IIS's `*~1*` enumeration; short_name), both scored traversal.
+	// Elsewhere these are ordinary names, so it is off by default.
+	Windows bool `json:"windows,omitempty"`
 
 	app     *App
 	ctx     caddy.Context // for events: eventContext, not Provision's ctx
@@ -107,6 +121,10 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("path_guard: suspicious_action %q: expected none or block", h.SuspiciousAction)
 	}
 	h.merge = h.MergeSlashes == nil || *h.MergeSlashes
+	// An encoded slash next to a separator is an empty segment once decoded: refused with
+	// merge_slashes on, forwarded as sent with it off, like the literal ones beside it.
+	h.opts.AllowEncodedEmptySegment = !h.merge
+	h.opts.Windows = h.Windows
 	h.signals = (h.Signals == nil || *h.Signals) && app.classifier != nil && app.classifier.Detector != nil
 	if h.on {
 		app.OnValidate(func() {

@@ -26,6 +26,7 @@ func parsePathGuard(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		suspicious_action none|block
 //		signals on|off
 //		merge_slashes on|off
+//		windows on|off
 //	}
 //
 // Without a block: refuse hostile paths, merge empty segments, feed the detector, never block
@@ -79,8 +80,14 @@ func (g *PathGuard) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.MergeSlashes = &on
+		case "windows":
+			on, err := onOff(d, name)
+			if err != nil {
+				return err
+			}
+			g.Windows = on
 		default:
-			return d.Errf("unknown path_guard subdirective %q; expected allow, suspicious_action, signals or merge_slashes", name)
+			return d.Errf("unknown path_guard subdirective %q; expected allow, suspicious_action, signals, merge_slashes or windows", name)
 		}
 	}
 	return nil

@@ -42,21 +42,27 @@ const (
 	ReasonDrivePath      Reason = "drive_path"    // a C: segment followed by a separator (/C:/windows)
 	ReasonBadEncoding    Reason = "bad_encoding"  // a % not followed by two hex digits
 	ReasonNTFSStream     Reason = "ntfs_stream"   // an NTFS stream suffix: index.asp::$DATA
+
+	// Only with Options.Windows: names Windows reads as another file or as a device.
+	ReasonTrailingDotSpace Reason = "trailing_dot_space" // a segment ending in a dot or space: admin./, web.config%20
+	ReasonDOSDevice        Reason = "dos_device"         // a DOS device name as a segment: con, nul, com1, aux.txt
+	ReasonShortName        Reason = "short_name"         // an 8.3 short name: PROGRA~1, WEB~1.CON, IIS's *~1* scans
 )
 
 // Reasons lists every reason, for metrics.
 var Reasons = []Reason{ReasonDotSegment, ReasonBackslash, ReasonNUL, ReasonControl, ReasonDoubleEncoding,
 	ReasonOverlongUTF8, ReasonInvalidUTF8, ReasonUnicodeEscape, ReasonLookalike, ReasonEncodedSlash, ReasonPathParams,
-	ReasonDrivePath, ReasonBadEncoding, ReasonNTFSStream}
+	ReasonDrivePath, ReasonBadEncoding, ReasonNTFSStream, ReasonTrailingDotSpace, ReasonDOSDevice, ReasonShortName}
 
 // Malformed reports whether r refuses a path that is malformed rather than an attack form:
 // bytes that are not UTF-8 but not overlong (Latin-1 links), `;` parameters (;jsessionid=), an
-// encoded slash, a % that starts no escape. Legacy links and sloppy clients send these, so
+// encoded slash, a % that starts no escape, a segment ending in a dot or space (a link copied
+// with the full stop of its sentence). Legacy links and sloppy clients send these, so
 // they weigh less as evidence against a client. Check names such a reason only when the path
 // holds no attack form besides (a `/..;/` is dot_segment, not path_params).
 func (r Reason) Malformed() bool {
 	switch r {
-	case ReasonInvalidUTF8, ReasonPathParams, ReasonEncodedSlash, ReasonBadEncoding:
+	case ReasonInvalidUTF8, ReasonPathParams, ReasonEncodedSlash, ReasonBadEncoding, ReasonTrailingDotSpace:
 		return true
 	}
 	return false
@@ -64,13 +70,28 @@ func (r Reason) Malformed() bool {
 
 // Options loosen the check for applications that need it.
 type Options struct {
-	// AllowEncodedSlash accepts %2f inside a segment (APIs that take IDs with slashes).
+	// AllowEncodedSlash accepts %2f inside a segment (APIs that take IDs with slashes). An
+	// encoded slash next to a separator or to another encoded slash (`/a/%2F/etc/passwd`,
+	// `/%2Fetc`, `a%2F%2Fb`, `group%2F/x`) stays refused: once decoded, it makes an empty
+	// segment, the `//` a path-joining upstream reads as an absolute path and a redirecting one
+	// as another host, in a form no slash-merging proxy merges.
 	AllowEncodedSlash bool
+	// AllowEncodedEmptySegment, with AllowEncodedSlash, also accepts those: for an application
+	// that gets the literal empty segments as sent too (path_guard's merge_slashes off).
+	AllowEncodedEmptySegment bool
 	// AllowPathParams accepts `;` in paths (matrix parameters); `..;` is refused regardless.
 	AllowPathParams bool
 	// AllowInvalidUTF8 accepts bytes that are not UTF-8 (legacy Latin-1 links: /caf%e9);
 	// overlong UTF-8 (%c0%ae) is refused regardless.
 	AllowInvalidUTF8 bool
+
+	// Windows also refuses what a Windows file system reads as another name than the one
+	// written (checkWindows): a segment ending in a dot or a space (`/admin./`, `/web.config%20`,
+	// the same file as `admin`, `web.config`, past a rule written for that name), a DOS device
+	// name (`con`, `nul`, `com1`, `aux.txt`) and an 8.3 short name (`PROGRA~1`, `WEB~1.CON`,
+	// IIS's tilde enumeration). For an application served from Windows (IIS, Kestrel, Tomcat or
+	// a file server there); elsewhere these are ordinary names.
+	Windows bool
 
 	// attackOnly skips every Malformed reason (and reads a bad % literally): the second look
 	// Check takes at a malformed path for an attack form behind the first flaw.
@@ -91,7 +112,7 @@ const maxDecodeRounds = 4
 func Check(raw string, opt Options) Reason {
 	r := check(raw, opt)
 	if r.Malformed() {
-		if attack := check(raw, Options{attackOnly: true}); attack != "" {
+		if attack := check(raw, Options{Windows: opt.Windows, attackOnly: true}); attack != "" {
 			return attack
 		}
 	}
@@ -100,7 +121,7 @@ func Check(raw string, opt Options) Reason {
 
 func check(raw string, opt Options) Reason {
 	if opt.attackOnly {
-		opt.AllowEncodedSlash, opt.AllowPathParams, opt.AllowInvalidUTF8 = true, true, true
+		opt.AllowEncodedSlash, opt.AllowEncodedEmptySegment, opt.AllowPathParams, opt.AllowInvalidUTF8 = true, true, true, true
 	}
 	var pct, dot, colon, semi, high bool
 	for i := 0; i < len(raw); i++ {
@@ -123,7 +144,7 @@ func check(raw string, opt Options) Reason {
 			high = true
 		}
 	}
-	if !pct && !dot && !colon && !semi && !high {
+	if !pct && !dot && !colon && !semi && !high && !opt.Windows {
 		return ""
 	}
 	if semi && !opt.AllowPathParams {
@@ -131,6 +152,11 @@ func check(raw string, opt Options) Reason {
 	}
 	if r := checkSegments(raw); r != "" {
 		return r
+	}
+	if opt.Windows {
+		if r := checkWindows(raw, opt); r != "" {
+			return r
+		}
 	}
 	if high {
 		if r := checkUTF8(raw, opt); r != "" {
@@ -160,7 +186,7 @@ func checkDecoded(raw string, opt Options) Reason {
 		if round > 1 && d.special {
 			return ReasonDoubleEncoding
 		}
-		if d.slash && !opt.AllowEncodedSlash {
+		if d.slash && (!opt.AllowEncodedSlash || !opt.AllowEncodedEmptySegment && emptySegmentEncoded(cur)) {
 			return ReasonEncodedSlash
 		}
 		if r := checkBytes(dec, opt); r != "" {
@@ -169,9 +195,36 @@ func checkDecoded(raw string, opt Options) Reason {
 		if r := checkSegments(dec); r != "" {
 			return r
 		}
+		if opt.Windows {
+			if r := checkWindows(dec, opt); r != "" {
+				return r
+			}
+		}
 		cur = dec
 	}
 	return ""
+}
+
+// emptySegmentEncoded reports whether an encoded slash of p (%2f, in any case) stands next to a
+// literal `/` or another encoded slash: decoded, p then holds an empty segment (`//`) that
+// merging p's literal runs of slashes would not remove.
+func emptySegmentEncoded(p string) bool {
+	prev := byte(0) // 'l' after a literal slash, 'e' after an encoded one, 0 after anything else
+	for i := 0; i < len(p); i++ {
+		cur := byte(0)
+		switch {
+		case p[i] == '/':
+			cur = 'l'
+		case p[i] == '%' && i+2 < len(p) && p[i+1] == '2' && (p[i+2] == 'f' || p[i+2] == 'F'):
+			cur = 'e'
+			i += 2
+		}
+		if cur != 0 && prev != 0 && (cur == 'e' || prev == 'e') {
+			return true
+		}
+		prev = cur
+	}
+	return false
 }
 
 // checkBytes looks at a decoded path for bytes that have no business in a path.
@@ -353,6 +406,98 @@ func ntfsStream(s string) bool {
 			}
 		}
 	}
+}
+
+// checkWindows refuses, in a path or one of its decoded layers, the segments (without `;`
+// parameters) that Windows reads as something else than the name written, as nginx's Windows
+// build (ngx_win32_check_filename: trailing dots and spaces, short names) and ASP.NET
+// (relaxedUrlToFileSystemMapping false, its default: trailing dots and spaces, device names)
+// refuse them:
+//   - trailing_dot_space: a name ending in a dot or a space. Windows drops them, so
+//     `/admin./x`, `/admin%20/x`, `/web.config.` and `/web.config%20` are `admin` and
+//     `web.config`, past any rule (a path matcher, IIS's hiddenSegments) written for those
+//     names. A name of dots alone (`...`) passes: Windows keeps it. Skipped on the second look
+//     for an attack form (it is Malformed: a link pasted with its sentence's full stop).
+//   - dos_device: a device name, alone or before an extension or a colon, in any case (`con`,
+//     `NUL.txt`, `aux.tar.gz`, `com1:`, `lpt¹`, `conin$`): opening it reads the console or a
+//     port, not a file (Windows 9x crashed on /con/con; ASP.NET answers 404 for /com1 routes).
+//   - short_name: an 8.3 alias, up to six characters, `~`, digits, up to eight in all, and an
+//     extension of up to three (`PROGRA~1`, `WEB~1.CON`), also with the `*` of IIS's tilde
+//     enumeration (`/a*~1*/.aspx`): the long name's file, past a rule written for that name.
+//     `/~user/`, `/a~b` and `v1.0~rc1` pass.
+func checkWindows(p string, opt Options) Reason {
+	for rest := p; ; {
+		seg, after, more := strings.Cut(rest, "/")
+		if i := strings.IndexByte(seg, ';'); i >= 0 {
+			seg = seg[:i]
+		}
+		switch {
+		case dosDevice(seg):
+			return ReasonDOSDevice
+		case shortName(seg):
+			return ReasonShortName
+		case !opt.attackOnly && seg != "" && (seg[len(seg)-1] == '.' || seg[len(seg)-1] == ' ') && strings.Trim(seg, ".") != "":
+			return ReasonTrailingDotSpace
+		}
+		if !more {
+			return ""
+		}
+		rest = after
+	}
+}
+
+// dosDevices are the names Windows opens as devices whatever the directory, the last digit
+// also as a superscript ¹ ² ³ (which Windows reads as 1, 2, 3 there).
+var dosDevices = []string{"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"}
+
+// dosDevice reports whether a segment names a DOS device: a device name, in any case, alone or
+// followed by an extension (`con.txt`, `nul.tar.gz`), a colon (`com1:`) or spaces.
+func dosDevice(seg string) bool {
+	if i := strings.IndexAny(seg, ".:"); i >= 0 {
+		seg = seg[:i]
+	}
+	seg = strings.TrimRight(seg, " ")
+	if len(seg) < 3 || len(seg) > 7 {
+		return false
+	}
+	for _, d := range dosDevices {
+		if strings.EqualFold(seg, d) {
+			return true
+		}
+	}
+	if len(seg) < 4 || !strings.EqualFold(seg[:3], "COM") && !strings.EqualFold(seg[:3], "LPT") {
+		return false
+	}
+	switch n := seg[3:]; n {
+	case "\u00b9", "\u00b2", "\u00b3":
+		return true
+	default:
+		return len(n) == 1 && '0' <= n[0] && n[0] <= '9'
+	}
+}
+
+// shortName reports whether a segment has the shape of an 8.3 short name: one to six
+// characters without a dot or space, `~`, digits (eight characters in all at most), then the
+// end, an extension of up to three characters, or the `*` of a wildcard scan.
+func shortName(seg string) bool {
+	i := strings.IndexByte(seg, '~')
+	if i < 1 || i > 6 || strings.ContainsAny(seg[:i], ". ") {
+		return false
+	}
+	j := i + 1
+	for j < len(seg) && '0' <= seg[j] && seg[j] <= '9' {
+		j++
+	}
+	if j == i+1 || j > 8 {
+		return false
+	}
+	switch rest := seg[j:]; {
+	case rest == "" || rest[0] == '*':
+		return true
+	case rest[0] == '.':
+		return len(rest) <= 4 && !strings.Contains(rest[1:], ".")
+	}
+	return false
 }
 
 // dots is how many full stops NFKC normalization (which lax servers and file systems apply)

@@ -55,6 +55,18 @@ func TestCheckReasons(t *testing.T) {
 		{"/a%2fb", Options{}, ReasonEncodedSlash},
 		{"/a%2fb", Options{AllowEncodedSlash: true}, ""},
 		{"/a%2f..%2fb", Options{AllowEncodedSlash: true}, ReasonDotSegment},
+		// An encoded slash next to a separator or another encoded slash decodes to an empty
+		// segment (`//`, an absolute path to a naive join), which no slash merging removes.
+		{"/a/%2F/etc/passwd", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/%2F%2Fetc/passwd", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/%2fevil.example", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/a%2F%2Fb", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/group%2F/x", Options{AllowEncodedSlash: true}, ReasonEncodedSlash},
+		{"/a/%2F/etc/passwd", Options{AllowEncodedSlash: true, AllowEncodedEmptySegment: true}, ""},
+		{"/group%2Fproject/files%2Fa.txt", Options{AllowEncodedSlash: true}, ""},
+		{"/group%2F", Options{AllowEncodedSlash: true}, ""}, // a trailing slash, no empty segment
+		{"/%2F..%2Fetc", Options{AllowEncodedSlash: true}, ReasonDotSegment},
+		{"/a%2F..%2F..%2Fb", Options{AllowEncodedSlash: true}, ReasonDotSegment},
 		{"/a\\b", Options{}, ReasonBackslash},
 		{"/a%5Cb", Options{}, ReasonBackslash},
 		{"/a%00", Options{}, ReasonNUL},
@@ -245,7 +257,7 @@ func TestCheckReasons(t *testing.T) {
 // TestMalformedReasons: the reasons legacy links and sloppy clients cause are Malformed; the
 // attack forms are not.
 func TestMalformedReasons(t *testing.T) {
-	malformed := map[Reason]bool{ReasonInvalidUTF8: true, ReasonPathParams: true, ReasonEncodedSlash: true, ReasonBadEncoding: true}
+	malformed := map[Reason]bool{ReasonInvalidUTF8: true, ReasonPathParams: true, ReasonEncodedSlash: true, ReasonBadEncoding: true, ReasonTrailingDotSpace: true}
 	for _, r := range Reasons {
 		if r.Malformed() != malformed[r] {
 			t.Errorf("%s: Malformed() = %v", r, r.Malformed())
@@ -408,5 +420,75 @@ func TestColonsMatchNFKC(t *testing.T) {
 		if got := Check(p, Options{}); got != "" {
 			t.Errorf("Check(%q) = %q, want it to pass", p, got)
 		}
+	}
+}
+
+// TestCheckWindows: with Options.Windows, the names Windows reads as another file or as a
+// device are refused, in every encoding Check peels; without it they are ordinary names.
+func TestCheckWindows(t *testing.T) {
+	win := Options{Windows: true}
+	for _, tc := range []struct {
+		path string
+		want Reason
+	}{
+		{"/admin./secret", ReasonTrailingDotSpace},
+		{"/admin%20/secret", ReasonTrailingDotSpace},
+		{"/admin%2e/secret", ReasonTrailingDotSpace},
+		{"/admin.%20./secret", ReasonTrailingDotSpace},
+		{"/web.config.", ReasonTrailingDotSpace},
+		{"/web.config%20", ReasonTrailingDotSpace},
+		{"/web.config%2520", ReasonTrailingDotSpace}, // the space escaped twice
+		{"/web.config.;x", ReasonPathParams},         // `;` first, as for every path
+		{"/con", ReasonDOSDevice},
+		{"/CON", ReasonDOSDevice},
+		{"/con/con", ReasonDOSDevice},
+		{"/docs/nul.txt", ReasonDOSDevice},
+		{"/aux.tar.gz", ReasonDOSDevice},
+		{"/prn", ReasonDOSDevice},
+		{"/com1", ReasonDOSDevice},
+		{"/LPT9.log", ReasonDOSDevice},
+		{"/com1:", ReasonDOSDevice},
+		{"/com%C2%B9", ReasonDOSDevice}, // COM¹
+		{"/conout$", ReasonDOSDevice},
+		{"/c%6fn", ReasonDOSDevice},
+		{"/PROGRA~1/x", ReasonShortName},
+		{"/WEB~1.CON", ReasonShortName},
+		{"/web~1.con", ReasonShortName},
+		{"/a*~1*/.aspx", ReasonShortName}, // IIS tilde enumeration
+		{"/a*~1.a*/.aspx", ReasonShortName},
+		{"/DOCUM~12/x", ReasonShortName},
+		{"/admin%7E1/x", ReasonShortName},
+		// An attack form besides a trailing dot is named for the attack.
+		{"/a./%2e%2e/x", ReasonDotSegment},
+		{"/a./%252e%252e/x", ReasonDoubleEncoding},
+		// Ordinary names.
+		{"/", ""},
+		{"/index.html", ""},
+		{"/~user/page", ""},
+		{"/a~b", ""},
+		{"/pkg_1.0~rc1.deb", ""},
+		{"/docs/...", ""},
+		{"/console", ""},
+		{"/control/com10", ""},
+		{"/api/lpt", ""},
+		{"/auxiliary.txt", ""},
+		{"/connect.php", ""},
+		{"/longname~1", ""}, // eight characters before the ~: no short name has that
+		{"/a~1b", ""},
+		{"/a~1.html", ""}, // a four-character extension
+		{"/.well-known/x", ""},
+		{"/a%20b", ""},
+	} {
+		if got := Check(tc.path, win); got != tc.want {
+			t.Errorf("Check(%q, Windows) = %q, want %q", tc.path, got, tc.want)
+		}
+		if tc.want == ReasonTrailingDotSpace || tc.want == ReasonDOSDevice || tc.want == ReasonShortName {
+			if got := Check(tc.path, Options{}); got != "" {
+				t.Errorf("Check(%q) without Windows = %q, want it passed", tc.path, got)
+			}
+		}
+	}
+	if !ReasonTrailingDotSpace.Malformed() || ReasonDOSDevice.Malformed() || ReasonShortName.Malformed() {
+		t.Error("trailing_dot_space is malformed (a pasted link's full stop), dos_device and short_name are attack forms")
 	}
 }
