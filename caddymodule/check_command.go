@@ -25,15 +25,17 @@ import (
 func checkCommand() *cobra.Command {
 	var (
 		configFile, adapter, target, httpURL, caFile, minGrade string
+		envfiles                                               []string
 		strict, asJSON                                         bool
 	)
 	cmd := &cobra.Command{
-		Use:   "check [--config <file>] [--adapter <name>] [--strict] [--json] | --url <url> [--http-url <url>] [--ca-file <file>] [--min-grade <grade>] [--json]",
+		Use:   "check [--config <file>] [--adapter <name>] [--envfile <file>] [--strict] [--json] | --url <url> [--http-url <url>] [--ca-file <file>] [--min-grade <grade>] [--json]",
 		Short: "Lint a configuration, or grade a live site's security headers",
 		Long: `With --config (default: ./Caddyfile), loads and provisions the configuration as
 'caddy validate' does (nothing is started and no port is bound) and prints every finding of
 every caddy-hardening module and of Caddy's own settings: its code, severity, where in the JSON
-config, why it matters and how to fix it.
+config, why it matters and how to fix it. --envfile loads environment variables from a file
+first, as 'caddy run --envfile' does (variables already set win).
 
 With --url, fetches the site (from http:// it follows the redirect to https://) and grades the
 response with the MDN HTTP Observatory's scoring: score, letter grade, and each test's result
@@ -64,6 +66,11 @@ Exit status:
 		if target != "" {
 			return runGrade(cmd.Context(), out, target, httpURL, caFile, minGrade, asJSON)
 		}
+		for _, file := range envfiles {
+			if err := loadEnvFile(file); err != nil {
+				return err
+			}
+		}
 		cfgJSON, err := loadCheckConfig(configFile, adapter)
 		var adaptErr *adaptError
 		var rep CheckReport
@@ -93,6 +100,7 @@ Exit status:
 	f := cmd.Flags()
 	f.StringVarP(&configFile, "config", "c", "", "configuration file (default: ./Caddyfile)")
 	f.StringVarP(&adapter, "adapter", "a", "", "config adapter (e.g. caddyfile); default from the file name")
+	f.StringSliceVar(&envfiles, "envfile", nil, "environment file(s) to load first, as caddy run --envfile does")
 	f.BoolVar(&strict, "strict", false, "exit 1 on warnings too")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.StringVar(&target, "url", "", "grade the live response of this URL instead of linting a configuration")
@@ -102,11 +110,11 @@ Exit status:
 	return cmd
 }
 
-// checkModeFlags refuses the flags of the other mode: --config, --adapter and --strict lint a
+// checkModeFlags refuses the flags of the other mode: --config, --adapter, --envfile and --strict lint a
 // configuration; --http-url, --ca-file and --min-grade grade a --url.
 func checkModeFlags(cmd *cobra.Command, grading bool) error {
 	f := cmd.Flags()
-	lint, grade := []string{"config", "adapter", "strict"}, []string{"http-url", "ca-file", "min-grade"}
+	lint, grade := []string{"config", "adapter", "envfile", "strict"}, []string{"http-url", "ca-file", "min-grade"}
 	for _, name := range lint {
 		if grading && f.Changed(name) {
 			return fmt.Errorf("--%s cannot be used with --url: --url grades a live site, --config lints a configuration; run check once for each", name)

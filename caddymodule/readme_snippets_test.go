@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -127,5 +128,57 @@ func checkSynopsis(t *testing.T, name, body string) {
 				t.Errorf("%s, line %d of the block: %q is no subdirective a parser accepts: %s", name, i+1, w, strings.TrimSpace(l))
 			}
 		}
+	}
+}
+
+// TestDocAnchorsResolve: every in-page link of README.md (`[...](#anchor)`, and `file.md#anchor`
+// to another document of the repository) names a heading that exists, with GitHub's anchor
+// rule (lower case; punctuation but `-` and `_` dropped; spaces as `-`). The README is long:
+// readers find a directive's options through these links, and a renamed heading broke them
+// without a word.
+func TestDocAnchorsResolve(t *testing.T) {
+	heading := regexp.MustCompile(`^#{1,6}\s+(.*?)\s*$`)
+	drop := regexp.MustCompile(`[^\p{L}\p{N}_\- ]`)
+	anchors := func(file string) map[string]bool {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		fenced := false
+		for _, l := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "```") {
+				fenced = !fenced
+				continue
+			}
+			if m := heading.FindStringSubmatch(l); m != nil && !fenced {
+				out[strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(m[1]), ""), " ", "-")] = true
+			}
+		}
+		return out
+	}
+	link := regexp.MustCompile(`\]\(([^)\s#]*)#([^)\s]+)\)`)
+	checked := 0
+	for _, file := range []string{"../README.md", "../ARCHITECTURE.md", "../xcaddy.md", "../docs/security-events.md"} {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(raw), -1) {
+			target := file
+			if m[1] != "" {
+				if strings.Contains(m[1], "://") || !strings.HasSuffix(m[1], ".md") {
+					continue
+				}
+				target = filepath.Join(filepath.Dir(file), m[1])
+			}
+			checked++
+			if !anchors(target)[m[2]] {
+				t.Errorf("%s: link %q: %s has no heading with that anchor", file, m[0], target)
+			}
+		}
+	}
+	if checked < 40 {
+		t.Fatalf("checked %d links; the extraction is broken", checked)
 	}
 }

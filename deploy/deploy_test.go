@@ -595,7 +595,7 @@ func TestEnvExample(t *testing.T) {
 	listed := map[string]bool{}
 	for k, v := range envFile(t, "../.env.example") {
 		listed[k] = true
-		// caddy run --envfile refuses a trailing comment; Docker and systemd keep it.
+		// caddy run --envfile cuts a value at its first #; Docker and systemd keep a comment.
 		if strings.Contains(v, "#") {
 			t.Errorf(".env.example: %s has a comment in its value", k)
 		}

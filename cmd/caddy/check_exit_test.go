@@ -35,6 +35,8 @@ func TestCheckExitCodes(t *testing.T) {
 	example := write("Caddyfile", readExample(t))
 	warn := write("warn.caddyfile", "{\n\tadmin off\n}\nhttp://127.0.0.1:9 {\n\tsecurity_headers {\n\t\treport_only\n\t}\n}\n")
 	bad := write("bad.caddyfile", "{\n\tadmin off\n\thardening {\n\t\tredis rediss://10.0.0.1:6380 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}\n\t}\n}\nhttp://127.0.0.1:9 {\n\tsecurity_headers\n}\n")
+	// The .env of .env.example, as `caddy run --envfile` reads it: the check lints what run loads.
+	envfile := write("staging.env", "# comment line\nHARDENING_ENV=staging\nexport SHUTDOWN_DELAY=5s\n")
 	refused := write("refused.caddyfile", "http://127.0.0.1:9 {\n\tpath_guard {\n\t\tnosuch\n\t}\n}\n")
 	bare := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "hello") }))
 	defer bare.Close()
@@ -57,6 +59,9 @@ func TestCheckExitCodes(t *testing.T) {
 		{"warning with --strict", []string{"--config", warn, "--strict"}, 1, "csp.report_only", nil},
 		{"error finding", []string{"--config", bad}, 1, "redis.tls_insecure", nil},
 		{"a Caddyfile its adapter refuses", []string{"--config", refused}, 1, "config.invalid", nil},
+		{"--envfile, as caddy run takes it", []string{"--config", example, "--envfile", envfile}, 0, "environment staging:", nil},
+		{"--envfile that cannot be read", []string{"--config", example, "--envfile", filepath.Join(dir, "missing.env")}, 2, "missing.env", nil},
+		{"--envfile with --url", []string{"--url", closed, "--envfile", envfile}, 2, "--envfile cannot be used with --url", nil},
 		{"grade below --min-grade", []string{"--url", bare.URL + "/", "--min-grade", "A"}, 1, "grade", nil},
 		{"a missing file", []string{"--config", filepath.Join(dir, "missing")}, 2, "no such file", nil},
 		{"flags of both modes", []string{"--config", warn, "--url", closed}, 2, "--config cannot be used with --url", nil},
