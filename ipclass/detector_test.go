@@ -694,3 +694,34 @@ func TestDetectorFullBanTableEvictsTheBanEndingFirst(t *testing.T) {
 		t.Error("evicting an ended ban was counted")
 	}
 }
+
+// TestDetectorNAT64ClientsAreTheirIPv4Addresses: behind NAT64/SIIT translation (RFC 6052's
+// well-known prefix 64:ff9b::/96, as an IPv6-only host reached over IPv4 through SIIT-DC
+// sees its clients), every IPv4 client is an address of one /64: as one client under
+// ipv6_prefix 64, one scanner's probes banned every IPv4 user of the site. Such an address is
+// its embedded IPv4 client, as an IPv4-mapped one is: the same client as that IPv4 address
+// sent natively, and another client than the next one.
+func TestDetectorNAT64ClientsAreTheirIPv4Addresses(t *testing.T) {
+	scanner, reader := netip.MustParseAddr("64:ff9b::c633:6409"), netip.MustParseAddr("64:ff9b::cb00:7107")
+	if got := ClientAddr(scanner, 64); got != netip.MustParseAddr("198.51.100.9") {
+		t.Fatalf("ClientAddr(%v) = %v, want 198.51.100.9", scanner, got)
+	}
+	if got := ClientName(reader, 64); got != "203.0.113.7" {
+		t.Fatalf("ClientName(%v) = %q, want 203.0.113.7", reader, got)
+	}
+	d, _ := testDetector(Settings{Threshold: 20})
+	d.Signal(scanner, SignalProbe)
+	if det, hit := d.Signal(scanner, SignalProbe); !hit || det.Addr != netip.MustParseAddr("198.51.100.9") {
+		t.Fatalf("two probes: %+v, %v", det, hit)
+	}
+	if d.Suspicious(reader) {
+		t.Fatal("a scanner behind NAT64 banned another IPv4 client translated by it")
+	}
+	if !d.Suspicious(netip.MustParseAddr("198.51.100.9")) {
+		t.Error("the scanner's IPv4 address sent natively is not the detected client")
+	}
+	// Outside the well-known /96 (64:ff9b:0:0:1::/80 is no translation), an address is IPv6.
+	if got := ClientAddr(netip.MustParseAddr("64:ff9b::1:0:c633:6409"), 64); got != netip.MustParseAddr("64:ff9b::") {
+		t.Errorf("an address of 64:ff9b::/64 outside the /96: %v", got)
+	}
+}
