@@ -185,10 +185,6 @@ func checkBurst(name string, b BurstConfig) (ipclass.Signal, error) {
 	return sig, nil
 }
 
-// banEvictionLogged: the first ban a full ban table evicted was logged (once per process;
-// caddy_hardening_detection_bans_evicted_total counts them all).
-var banEvictionLogged atomic.Bool
-
 // detectorPool keeps the detector (scores and detections) across config reloads.
 var detectorPool = caddy.NewUsagePool()
 
@@ -246,10 +242,12 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	det.SetSettings(settings)
 	a.classifier.Detector = det
 	currentDetector.Store(det)
-	logger, maxBans := a.logger, settings.Tracked()
+	// The first ban a full ban table evicts under this config is logged (once per config load:
+	// caddy_hardening_detection_bans_evicted_total counts them all).
+	logger, maxBans, logged := a.logger, settings.Tracked(), new(atomic.Bool)
 	det.OnBanEvicted(func(evicted ipclass.Detection) {
-		if banEvictionLogged.CompareAndSwap(false, true) {
-			logger.Warn("detection: the ban table is full: a new ban evicts the one ending first, before its end; caddy_hardening_detection_bans_evicted_total counts them (this line is logged once)",
+		if logged.CompareAndSwap(false, true) {
+			logger.Warn("detection: the ban table is full: a new ban evicts the one ending first, before its end; caddy_hardening_detection_bans_evicted_total counts them (this line is logged once per config load)",
 				zap.Int("max_tracked", maxBans), zap.String("evicted", det.DetectionString(evicted)),
 				zap.Time("evicted_until", evicted.Until), zap.String("fix", "raise max_tracked, or ban for longer what must outlast a flood (an earlier end goes first)"))
 		}
