@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -84,12 +85,14 @@ type DetectionConfig struct {
 	// rate_limited 30 with a leak of 2s.
 	Bursts map[string]BurstConfig `json:"bursts,omitempty"`
 
-	// MaxTracked bounds the clients with a score or a detection on each instance (and the
-	// detections shared through Redis). When full, the least useful entry of a sample is
-	// evicted: a low, old score first, never an active detection while others remain. Below
-	// about 90 % of it nothing is evicted (the detector's shards hold at least 1024 entries
-	// each; a reload that changes it re-spreads the kept entries over as many shards as the
-	// new value calls for). 64 to 100000000. Default: 200000 (about 44 MiB).
+	// MaxTracked bounds the clients with a score on each instance and, apart, the clients
+	// banned (and the detections shared through Redis). A full score table evicts the least
+	// useful entry of a sample, the lowest current score, and never a ban: no churn of fresh
+	// addresses ends a ban early. A full ban table evicts the ban that ends first (counted in
+	// caddy_hardening_detection_bans_evicted_total, the first one logged). Below about 90 % of
+	// it nothing is evicted (the detector's shards hold at least 1024 entries each; a reload
+	// that changes it re-spreads the kept entries over as many shards as the new value calls
+	// for). 64 to 100000000. Default: 200000 (about 41 MiB of scores, 34 MiB of bans at most).
 	MaxTracked int `json:"max_tracked,omitempty"`
 
 	// Shadow logs and counts what would be detected without making anyone suspicious: use it
@@ -240,6 +243,16 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	det.SetSettings(settings)
 	a.classifier.Detector = det
 	currentDetector.Store(det)
+	// The first ban a full ban table evicts under this config is logged (once per config load:
+	// caddy_hardening_detection_bans_evicted_total counts them all).
+	logger, maxBans, logged := a.logger, settings.Tracked(), new(atomic.Bool)
+	det.OnBanEvicted(func(evicted ipclass.Detection) {
+		if logged.CompareAndSwap(false, true) {
+			logger.Warn("detection: the ban table is full: a new ban evicts the one ending first, before its end; caddy_hardening_detection_bans_evicted_total counts them (this line is logged once per config load)",
+				zap.Int("max_tracked", maxBans), zap.String("evicted", det.DetectionString(evicted)),
+				zap.Time("evicted_until", evicted.Until), zap.String("fix", "raise max_tracked, or ban for longer what must outlast a flood (an earlier end goes first)"))
+		}
+	})
 	patterns := cfg.ProbePaths
 	if !cfg.ProbePathsReplace {
 		patterns = append(append([]string(nil), ipclass.DefaultProbePaths...), cfg.ProbePaths...)
@@ -295,7 +308,7 @@ func (a *App) detectionStatus() StatusReport {
 	det := a.detector()
 	tracked, detected := det.Counts()
 	r := StatusReport{Component: "ipclass:detection", Type: "component", Status: HealthPass, Time: time.Now(),
-		Observed: map[string]any{"tracked": tracked, "suspicious": detected, "shadow": det.Shadow(), "shared": a.sharedBans != nil}}
+		Observed: map[string]any{"tracked": tracked, "suspicious": detected, "bans_evicted": det.BansEvicted(), "shadow": det.Shadow(), "shared": a.sharedBans != nil}}
 	if a.sharedBans != nil {
 		if err := a.sharedBans.Failure(); err != nil {
 			what := "detections are not shared between instances"

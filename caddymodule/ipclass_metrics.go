@@ -38,12 +38,21 @@ var (
 	currentDetector atomic.Pointer[ipclass.Detector]
 	trackedGauge    = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "detection_tracked_ips",
-		Help: "Clients the detector holds a score or detection for (bounded by max_tracked).",
+		Help: "Clients the detector holds a score for (bounded by max_tracked; bans are apart, in detection_suspicious_ips).",
 	}, func() float64 { t, _ := detectorCounts(); return float64(t) })
 	detectedGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "detection_suspicious_ips",
 		Help: "Clients currently suspicious by detection (local, operator and shared detections).",
 	}, func() float64 { _, d := detectorCounts(); return float64(d) })
+	bansEvictedCounter = prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "hardening", Name: "detection_bans_evicted_total",
+		Help: "Active bans the detector's full ban table (max_tracked bans) evicted before their end, the one ending first each time.",
+	}, func() float64 {
+		if d := currentDetector.Load(); d != nil {
+			return float64(d.BansEvicted())
+		}
+		return 0
+	})
 )
 
 func init() {
@@ -60,7 +69,7 @@ func detectorCounts() (int, int) {
 }
 
 func registerIPClassMetrics(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{classifiedVec, reclassified, pathBlocked, suspiciousBlocked, trackedGauge, detectedGauge} {
+	for _, c := range []prometheus.Collector{classifiedVec, reclassified, pathBlocked, suspiciousBlocked, trackedGauge, detectedGauge, bansEvictedCounter} {
 		if _, err := registerCollector(reg, c); err != nil {
 			return err
 		}

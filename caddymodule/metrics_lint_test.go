@@ -61,7 +61,7 @@ http://%s {
 	want := []string{
 		"breaker_requests_total", "breaker_short_circuited_total", "breaker_state", "breaker_transitions_total", "component_status",
 		"csp_violations_total", "dependency_check_duration_seconds", "dependency_checks_total",
-		"dependency_status", "dependency_up", "detection_suspicious_ips", "detection_tracked_ips",
+		"dependency_status", "dependency_up", "detection_bans_evicted_total", "detection_suspicious_ips", "detection_tracked_ips",
 		"ip_class_requests_total", "ip_reclassified_total", "path_blocked_total",
 		"ratelimit_adaptive_factor", "ratelimit_decisions_total", "ratelimit_fallback_decisions_total", "ratelimit_memory_keys",
 		"ratelimit_store_duration_seconds", "ratelimit_store_mode", "suspicious_blocked_total",

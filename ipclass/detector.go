@@ -51,9 +51,12 @@ const (
 )
 
 // Detector scores clients from the signals modules report and keeps the suspicious ones for
-// BanFor. Its memory is bounded by MaxTracked entries; a full shard evicts, among a sample,
-// the entry with the lowest current score that is not an active detection (else the detection
-// that ends first). Safe for concurrent use.
+// BanFor. Scores and bans are two tables, each bounded by MaxTracked: a full score table
+// evicts, among a sample, the entry with the lowest current score, and never touches a ban, so
+// no churn of fresh addresses shortens one (as fail2ban's and CrowdSec's bans, a ban holds for
+// its duration). Only a full ban table evicts a ban: the one ending first, unless a sample
+// holds bans of a more crowded wider network, which go first (BansEvicted counts them).
+// Safe for concurrent use.
 type Detector struct {
 	settings atomic.Pointer[resolvedSettings]
 	// shards is a power of two of them, as many as MaxTracked calls for (shardCount); a
@@ -66,17 +69,27 @@ type Detector struct {
 	// latest end of their detections.
 	wide        [wideShards]wideShard
 	wideHorizon atomic.Int64
-	now         func() time.Time
-	seed        maphash.Seed
+	// bansEvicted counts the active bans a full ban table evicted; onBanEvicted, when set, is
+	// told of each (under the shard's lock: it must be quick).
+	bansEvicted  atomic.Uint64
+	onBanEvicted atomic.Pointer[func(Detection)]
+	now          func() time.Time
+	seed         maphash.Seed
 }
 
 type shard struct {
 	mu sync.Mutex
 	m  map[netip.Addr]*entry
+	// bans are the detections (this instance's, an operator's, another instance's), apart from
+	// the scores in m: evicting a score never ends a ban. Bounded by limit too.
+	bans map[netip.Addr]*ban
+	// byEnd orders bans by their end, the first ending at its root: a full table evicts it,
+	// and an insert drops the bans that have ended from there.
+	byEnd banHeap
 	// retired: a reshard moved the entries to a new set; whoever locked this shard before the
 	// swap takes the new set's shard instead.
 	retired bool
-	// limit is the shard's share of MaxTracked, set with the set it belongs to (trim): a reload
+	// limit is the shard's share of MaxTracked (for m, and apart for bans), set with the set it belongs to (trim): a reload
 	// stores its settings before it reshards, and a share made of the new MaxTracked and the old
 	// shard count (100 over 64 shards: one) emptied a shard, active bans included.
 	limit int
@@ -85,15 +98,45 @@ type shard struct {
 type entry struct {
 	score  float64
 	scored int64 // unix ns of the score's last update
-	until  int64 // unix ns: an active detection until then (0: none)
 	// empty is, per burst signal, when its bucket will be empty again (unix ns; see Burst).
 	empty [len(burstSignals)]int64
 	// recent holds hashes of the last keys of its burst signals (0: a free slot); next is the
 	// slot the next key takes.
 	recent [recentKeys]uint32
-	signal Signal
-	shadow bool // the detection is a shadow one: reported, not applied
 	next   uint8
+}
+
+// ban is a client's detection: until its end, the client is suspicious (unless shadow).
+type ban struct {
+	addr   netip.Addr
+	until  int64   // unix ns
+	score  float64 // the client's score when detected (0 for an operator's or a shared ban)
+	scored int64   // unix ns: when score was
+	idx    int     // its place in the shard's byEnd
+	signal Signal
+	shadow bool // a shadow detection: reported, not applied
+}
+
+// banHeap is a min-heap of bans by their end.
+type banHeap []*ban
+
+func (h banHeap) Len() int           { return len(h) }
+func (h banHeap) Less(i, j int) bool { return h[i].until < h[j].until }
+func (h banHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *banHeap) Push(x any) {
+	b := x.(*ban)
+	b.idx = len(*h)
+	*h = append(*h, b)
+}
+func (h *banHeap) Pop() any {
+	old := *h
+	b := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return b
 }
 
 // NewDetector makes a detector with the given settings.
@@ -152,6 +195,7 @@ func (d *Detector) reshard(set *resolvedSettings) {
 	fresh := make([]shard, n)
 	for i := range fresh {
 		fresh[i].m = make(map[netip.Addr]*entry)
+		fresh[i].bans = make(map[netip.Addr]*ban)
 	}
 	for i := range old {
 		old[i].mu.Lock()
@@ -160,9 +204,16 @@ func (d *Detector) reshard(set *resolvedSettings) {
 		for a, e := range old[i].m {
 			fresh[d.shardIndex(a, n)].m[a] = e
 		}
-		old[i].m, old[i].retired = nil, true
+		for a, b := range old[i].bans {
+			f := &fresh[d.shardIndex(a, n)]
+			f.bans[a] = b
+			b.idx = len(f.byEnd)
+			f.byEnd = append(f.byEnd, b)
+		}
+		old[i].m, old[i].bans, old[i].byEnd, old[i].retired = nil, nil, nil, true
 	}
 	for i := range fresh {
+		heap.Init(&fresh[i].byEnd)
 		fresh[i].trim(d, set, now, n)
 	}
 	d.shards.Store(&fresh)
@@ -259,8 +310,8 @@ func (d *Detector) Suspicious(a netip.Addr) bool {
 	}
 	a = ClientAddr(a, set.ipv6Bits)
 	s := d.lock(a)
-	e := s.m[a]
-	active := e != nil && !e.shadow && e.until > now
+	b := s.bans[a]
+	active := b != nil && !b.shadow && b.until > now
 	s.mu.Unlock()
 	if !active && set.escalates(a) {
 		active = d.wideActive(a, set, now)
@@ -313,16 +364,17 @@ func (d *Detector) SignalKey(a netip.Addr, sig Signal, key string) (Detection, b
 	e.score += set.scores[sig]
 	// An active detection is not detected again, except a shadow one once shadow mode is off:
 	// the clients shadow mode found are the first to detect when it enforces.
-	if (e.until > ns && (!e.shadow || set.shadow)) || e.score < set.threshold {
+	if b := s.bans[a]; (b != nil && b.until > ns && (!b.shadow || set.shadow)) || e.score < set.threshold {
 		return Detection{}, false
 	}
 	until := now.Add(set.banFor)
-	e.until, e.signal, e.shadow = until.UnixNano(), sig, set.shadow
+	u := until.UnixNano()
+	s.putBan(d, a, ban{until: u, score: e.score, scored: ns, signal: sig, shadow: set.shadow}, set, ns)
 	if !set.shadow {
-		extendHorizon(&d.banHorizon, e.until)
+		extendHorizon(&d.banHorizon, u)
 	}
 	if escalates {
-		if w, ok := d.escalate(a, sig, e.score, e.until, set, ns); ok {
+		if w, ok := d.escalate(a, sig, e.score, u, set, ns); ok {
 			// The wider network is the detection to report and share: it holds this client.
 			if !w.Shadow {
 				extendHorizon(&d.banHorizon, w.Until.UnixNano())
@@ -349,11 +401,14 @@ func (d *Detector) Ban(a netip.Addr, until time.Time, sig Signal) time.Time {
 		return until
 	}
 	s := d.lock(a)
-	e := s.m[a]
-	if e == nil {
-		e = s.insert(d, a, d.settings.Load(), ns)
+	var b ban
+	if cur := s.bans[a]; cur != nil {
+		b = *cur
 	}
-	if later, raised := raiseBan(&e.until, &e.signal, &e.shadow, u, sig); !raised {
+	if later, raised := raiseBan(&b.until, &b.signal, &b.shadow, u, sig); raised {
+		b.score, b.scored = 0, ns
+		s.putBan(d, a, b, d.settings.Load(), ns)
+	} else {
 		until = time.Unix(0, later)
 	}
 	s.mu.Unlock()
@@ -366,12 +421,37 @@ func (d *Detector) Unban(a netip.Addr) bool {
 	a = d.Client(a)
 	s := d.lock(a)
 	defer s.mu.Unlock()
-	e := s.m[a]
-	if e == nil {
+	delete(s.m, a)
+	b := s.bans[a]
+	if b == nil {
 		return false
 	}
-	delete(s.m, a)
-	return !e.shadow && e.until > d.now().UnixNano()
+	s.removeBan(b)
+	return !b.shadow && b.until > d.now().UnixNano()
+}
+
+// BansEvicted is how many active bans a full ban table has evicted since the detector was
+// made (it is kept across reloads with the detector).
+func (d *Detector) BansEvicted() uint64 { return d.bansEvicted.Load() }
+
+// OnBanEvicted sets what is told of each active ban a full ban table evicts (nil: nothing). It
+// runs under a lock of the detector: it must be quick and must not call the detector.
+func (d *Detector) OnBanEvicted(f func(Detection)) {
+	if f == nil {
+		d.onBanEvicted.Store(nil)
+		return
+	}
+	d.onBanEvicted.Store(&f)
+}
+
+// detection is the listing of a's ban b: its score is the client's current one when it is
+// still scored, else the score it was detected with, decayed since. The caller holds s.mu.
+func (s *shard) detection(a netip.Addr, b *ban, set *resolvedSettings, ns int64) Detection {
+	score := decayed(b.score, ns-b.scored, set.decay)
+	if e := s.m[a]; e != nil {
+		score = decayed(e.score, ns-e.scored, set.decay)
+	}
+	return Detection{Addr: a, Score: score, Signal: b.signal, Until: time.Unix(0, b.until), Shadow: b.shadow || set.shadow}
 }
 
 // Detections lists up to limit active detections (shadow ones included, marked), in no
@@ -382,15 +462,14 @@ func (d *Detector) Detections(limit int) []Detection {
 	set := d.settings.Load()
 	var out []Detection
 	d.eachShard(func() { out = out[:0] }, func(s *shard) bool {
-		for a, e := range s.m {
-			if e.until <= ns {
+		for a, b := range s.bans {
+			if b.until <= ns {
 				continue
 			}
 			if len(out) >= limit {
 				break
 			}
-			out = append(out, Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
-				Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow})
+			out = append(out, s.detection(a, b, set, ns))
 		}
 		return len(out) < limit
 	})
@@ -425,10 +504,9 @@ func (d *Detector) TopDetections(k int, better func(a, b Detection) bool) ([]Det
 		}
 	}
 	d.eachShard(func() { h.ds, n = h.ds[:0], 0 }, func(s *shard) bool {
-		for a, e := range s.m {
-			if e.until > ns {
-				consider(Detection{Addr: a, Score: decayed(e.score, ns-e.scored, set.decay),
-					Signal: e.signal, Until: time.Unix(0, e.until), Shadow: e.shadow || set.shadow})
+		for a, b := range s.bans {
+			if b.until > ns {
+				consider(s.detection(a, b, set, ns))
 			}
 		}
 		return true
@@ -459,16 +537,16 @@ func (h *worstFirst) Pop() any {
 	return x
 }
 
-// Counts returns the number of tracked clients (bounded by MaxTracked: the wider networks of
-// escalation have their own bound) and of active (not shadow) detections, wider networks
-// included: none in shadow mode.
+// Counts returns the number of tracked clients, those with a score (bounded by MaxTracked:
+// the bans, and the wider networks of escalation, have their own bounds), and of active (not
+// shadow) detections, wider networks included: none in shadow mode.
 func (d *Detector) Counts() (tracked, detected int) {
 	ns := d.now().UnixNano()
 	shadow := d.settings.Load().shadow
 	d.eachShard(func() { tracked, detected = 0, 0 }, func(s *shard) bool {
 		tracked += len(s.m)
-		for _, e := range s.m {
-			if e.until > ns && !e.shadow && !shadow {
+		for _, b := range s.bans {
+			if b.until > ns && !b.shadow && !shadow {
 				detected++
 			}
 		}
@@ -507,18 +585,77 @@ func extendHorizon(h *atomic.Int64, u int64) {
 // full. The caller holds s.mu.
 func (s *shard) insert(d *Detector, a netip.Addr, set *resolvedSettings, now int64) *entry {
 	for len(s.m) >= s.limit {
-		s.evictOne(d, now, set)
+		s.evictOne(now, set)
 	}
 	e := &entry{scored: now}
 	s.m[a] = e
 	return e
 }
 
-// trim sets the shard's share of set's MaxTracked among shards, and evicts until it holds at
-// most that (a reload lowered it). The caller holds s.mu.
+// trim sets the shard's share of set's MaxTracked among shards, and evicts scores and bans
+// until it holds at most that of each (a reload lowered it). The caller holds s.mu.
 func (s *shard) trim(d *Detector, set *resolvedSettings, now int64, shards int) {
 	for s.limit = shardLimit(set, shards); len(s.m) > s.limit; {
-		s.evictOne(d, now, set)
+		s.evictOne(now, set)
+	}
+	for len(s.bans) > s.limit {
+		s.evictBan(d, now, set)
+	}
+}
+
+// putBan sets a's ban to b. A client without one gets it after the bans that have ended are
+// dropped and, while the table is still full, the one evictBan picks. The caller holds s.mu.
+func (s *shard) putBan(d *Detector, a netip.Addr, b ban, set *resolvedSettings, now int64) {
+	if cur := s.bans[a]; cur != nil {
+		idx := cur.idx
+		*cur = b
+		cur.addr, cur.idx = a, idx
+		heap.Fix(&s.byEnd, idx)
+		return
+	}
+	for len(s.byEnd) > 0 && s.byEnd[0].until <= now {
+		s.removeBan(s.byEnd[0])
+	}
+	for len(s.bans) >= s.limit {
+		s.evictBan(d, now, set)
+	}
+	nb := &b
+	nb.addr = a
+	s.bans[a] = nb
+	heap.Push(&s.byEnd, nb)
+}
+
+// removeBan drops b from the table. The caller holds s.mu.
+func (s *shard) removeBan(b *ban) {
+	delete(s.bans, b.addr)
+	heap.Remove(&s.byEnd, b.idx)
+}
+
+// evictBan drops the ban that ends first, unless a random sample holds bans of a wider IPv6
+// network with more detected clients (Settings.IPv6Escalate): the most crowded of those goes
+// first (a network holding many detections must not flush the bans of others: each of its own
+// goes before any of theirs), the one ending first among equals. An active ban evicted is
+// counted and reported; an ended one is not. The caller holds s.mu.
+func (s *shard) evictBan(d *Detector, now int64, set *resolvedSettings) {
+	victim := s.byEnd[0]
+	if victim.until > now && set.escBits > 0 {
+		crowd := d.crowd(victim.addr, set, now)
+		n := 0
+		for a, b := range s.bans { // map iteration starts at a random position: a random sample
+			if c := d.crowd(a, set, now); c > crowd || c == crowd && b.until < victim.until {
+				victim, crowd = b, c
+			}
+			if n++; n >= evictSample {
+				break
+			}
+		}
+	}
+	s.removeBan(victim)
+	if victim.until > now {
+		d.bansEvicted.Add(1)
+		if f := d.onBanEvicted.Load(); f != nil {
+			(*f)(s.detection(victim.addr, victim, set, now))
+		}
 	}
 }
 
@@ -528,27 +665,17 @@ func shardLimit(set *resolvedSettings, shards int) int {
 	return max(1, set.maxTracked/shards)
 }
 
-// evictOne drops the least useful entry of a sample. The caller holds s.mu.
-func (s *shard) evictOne(d *Detector, now int64, set *resolvedSettings) {
+// evictOne drops the least useful score of a sample: the lowest current one, counting what
+// its buckets hold (the score it is on the way to). Bans are apart: evicting a detected
+// client's score leaves its ban. The caller holds s.mu.
+func (s *shard) evictOne(now int64, set *resolvedSettings) {
 	var victim netip.Addr
-	var victimActive bool
 	var victimKey float64
-	var victimCrowd int
 	n := 0
 	for a, e := range s.m { // map iteration starts at a random position: a random sample
-		active := e.until > now
-		// Inactive entries go first, lowest current score first (counting what their buckets
-		// hold, the score they are on the way to); among active detections, those of the most
-		// crowded wider network first (a network holding many detections must not flush the
-		// bans of others: each of its own goes before any of theirs), then the one ending first.
 		key := decayed(e.score, now-e.scored, set.decay) + e.pending(now, set)
-		crowd := 0
-		if active {
-			key, crowd = float64(e.until), d.crowd(a, set, now)
-		}
-		if n == 0 || (victimActive && !active) ||
-			(victimActive == active && (crowd > victimCrowd || crowd == victimCrowd && key < victimKey)) {
-			victim, victimActive, victimKey, victimCrowd = a, active, key, crowd
+		if n == 0 || key < victimKey {
+			victim, victimKey = a, key
 		}
 		if n++; n >= evictSample {
 			break

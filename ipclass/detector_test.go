@@ -599,3 +599,129 @@ func TestDetectorInsertDuringReloadKeepsItsShardShare(t *testing.T) {
 		t.Errorf("%d tracked after the reload, MaxTracked 100", tracked)
 	}
 }
+
+// TestDetectorBansOutlastChurn: a flood of fresh addresses that are not detected (one 404 or
+// one probe each, a botnet larger than MaxTracked churning the table) evicted bans once the
+// table held mostly bans: a sample of eight bans gave up the one ending first, so an attacker
+// got its banned addresses unbanned by sending from new ones. Bans are kept apart from the
+// scores, in a table of their own: no churn of scores evicts one.
+func TestDetectorBansOutlastChurn(t *testing.T) {
+	const maxTracked = 1024
+	d, c := testDetector(Settings{Threshold: 20, MaxTracked: maxTracked})
+	var banned []netip.Addr
+	for i := range 900 {
+		a := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
+		if _, hit := d.Signal(a, SignalTraversal); !hit {
+			t.Fatalf("%v not detected", a)
+		}
+		banned = append(banned, a)
+	}
+	c.advance(time.Second)
+	for i := range 200_000 {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if i%2 == 0 {
+			d.Signal(a, SignalNotFound)
+		} else {
+			d.Signal(a, SignalProbe) // 10: half the threshold
+		}
+	}
+	lost := 0
+	for _, a := range banned {
+		if !d.Suspicious(a) {
+			lost++
+		}
+	}
+	tracked, detected := d.Counts()
+	if lost > 0 {
+		t.Errorf("%d of %d bans flushed by 200000 fresh undetected addresses (tracked %d, detected %d)", lost, len(banned), tracked, detected)
+	}
+	if tracked > maxTracked {
+		t.Errorf("tracking %d clients, cap %d", tracked, maxTracked)
+	}
+}
+
+// TestDetectorFullBanTableEvictsTheBanEndingFirst: a botnet of more detected addresses than
+// MaxTracked fills the ban table, which stays bounded: it evicts among a sample the ban that
+// ends first (the flood's own earliest), counts each in BansEvicted and reports it, and a ban
+// that must outlast such a flood (an operator's, for a day) is kept.
+func TestDetectorFullBanTableEvictsTheBanEndingFirst(t *testing.T) {
+	const maxTracked = 1024
+	d, c := testDetector(Settings{Threshold: 20, MaxTracked: maxTracked, BanFor: 15 * time.Minute})
+	var reported []Detection
+	d.OnBanEvicted(func(det Detection) { reported = append(reported, det) })
+	day := netip.MustParseAddr("192.0.2.7")
+	d.Ban(day, c.now().Add(24*time.Hour), SignalManual)
+	const flood = 5000
+	for i := range flood {
+		if i%1000 == 0 {
+			c.advance(time.Minute) // later detections end later
+		}
+		a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if _, hit := d.Signal(a, SignalTraversal); !hit {
+			t.Fatalf("%v not detected", a)
+		}
+	}
+	tracked, detected := d.Counts()
+	if tracked > maxTracked || detected > maxTracked {
+		t.Fatalf("tracked %d, detected %d: the bound is %d each", tracked, detected, maxTracked)
+	}
+	if !d.Suspicious(day) {
+		t.Error("the day-long ban was evicted by 15-minute detections")
+	}
+	evicted := int(d.BansEvicted())
+	if evicted != flood+1-detected || len(reported) != evicted {
+		t.Fatalf("%d detections in a table of %d (%d active): BansEvicted %d, %d reported", flood+1, maxTracked, detected, evicted, len(reported))
+	}
+	// The latest minute's detections (the last 1000) end last: all are kept.
+	kept := 0
+	for i := flood - 1000; i < flood; i++ {
+		if d.Suspicious(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})) {
+			kept++
+		}
+	}
+	if kept != 1000 {
+		t.Errorf("%d of the 1000 latest detections kept: eviction does not take the bans ending first", kept)
+	}
+	for _, r := range reported {
+		if r.Addr == day || r.Signal != SignalTraversal {
+			t.Fatalf("reported eviction %+v", r)
+		}
+	}
+	// An ended ban makes room without counting.
+	c.advance(time.Hour)
+	d.Signal(netip.MustParseAddr("203.0.113.1"), SignalTraversal)
+	if int(d.BansEvicted()) != evicted {
+		t.Error("evicting an ended ban was counted")
+	}
+}
+
+// TestDetectorNAT64ClientsAreTheirIPv4Addresses: behind NAT64/SIIT translation (RFC 6052's
+// well-known prefix 64:ff9b::/96, as an IPv6-only host reached over IPv4 through SIIT-DC
+// sees its clients), every IPv4 client is an address of one /64: as one client under
+// ipv6_prefix 64, one scanner's probes banned every IPv4 user of the site. Such an address is
+// its embedded IPv4 client, as an IPv4-mapped one is: the same client as that IPv4 address
+// sent natively, and another client than the next one.
+func TestDetectorNAT64ClientsAreTheirIPv4Addresses(t *testing.T) {
+	scanner, reader := netip.MustParseAddr("64:ff9b::c633:6409"), netip.MustParseAddr("64:ff9b::cb00:7107")
+	if got := ClientAddr(scanner, 64); got != netip.MustParseAddr("198.51.100.9") {
+		t.Fatalf("ClientAddr(%v) = %v, want 198.51.100.9", scanner, got)
+	}
+	if got := ClientName(reader, 64); got != "203.0.113.7" {
+		t.Fatalf("ClientName(%v) = %q, want 203.0.113.7", reader, got)
+	}
+	d, _ := testDetector(Settings{Threshold: 20})
+	d.Signal(scanner, SignalProbe)
+	if det, hit := d.Signal(scanner, SignalProbe); !hit || det.Addr != netip.MustParseAddr("198.51.100.9") {
+		t.Fatalf("two probes: %+v, %v", det, hit)
+	}
+	if d.Suspicious(reader) {
+		t.Fatal("a scanner behind NAT64 banned another IPv4 client translated by it")
+	}
+	if !d.Suspicious(netip.MustParseAddr("198.51.100.9")) {
+		t.Error("the scanner's IPv4 address sent natively is not the detected client")
+	}
+	// Outside the well-known /96 (64:ff9b:0:0:1::/80 is no translation), an address is IPv6.
+	if got := ClientAddr(netip.MustParseAddr("64:ff9b::1:0:c633:6409"), 64); got != netip.MustParseAddr("64:ff9b::") {
+		t.Errorf("an address of 64:ff9b::/64 outside the /96: %v", got)
+	}
+}

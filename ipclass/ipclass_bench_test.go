@@ -78,3 +78,26 @@ func BenchmarkDetectorSignalIPv6(b *testing.B) {
 		d.Signal(a, SignalTraversal)
 	}
 }
+
+// BenchmarkDetectorBanFlood1M: one million distinct clients each detected at once (a
+// traversal) into a detector capped at 200,000: the score table and the ban table fill, each
+// to its bound; reports the bans held, the evicted ones and the heap both tables hold.
+func BenchmarkDetectorBanFlood1M(b *testing.B) {
+	for b.Loop() {
+		d := NewDetector(Settings{MaxTracked: DefaultMaxTracked})
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range 1_000_000 {
+			d.Signal(netip.AddrFrom4([4]byte{100, byte(i >> 16), byte(i >> 8), byte(i)}), SignalTraversal)
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		_, detected := d.Counts()
+		b.ReportMetric(float64(detected), "bans")
+		b.ReportMetric(float64(d.BansEvicted()), "evicted")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
+		runtime.KeepAlive(d)
+	}
+}
