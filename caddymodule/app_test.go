@@ -811,7 +811,7 @@ func TestRedisTLSMistakesAtStartupSaySo(t *testing.T) {
 	// answers a handshake, keeps short ones, since its diagnosis is that deadline.
 	const answers = "\t\t\tdial_timeout 10s\n\t\t\tread_timeout 10s\n"
 	for _, tc := range []struct{ name, redis, want string }{
-		{"plain client, TLS port", fmt.Sprintf("redis://127.0.0.1:%d/0 {\n%s\t\t}", tlsPort, answers), "redis closed the connection at startup without an answer: a port that serves TLS only"},
+		{"plain client, TLS port", fmt.Sprintf("redis://127.0.0.1:%d/0 {\n%s\t\t}", tlsPort, answers), "redis closed the connection at startup, at 127.0.0.1:" + strconv.Itoa(tlsPort) + ", without an answer: a port that serves TLS only"},
 		{"TLS client, plain port", fmt.Sprintf("rediss://%s/0 {\n\t\t\tdial_timeout 200ms\n\t\t\tread_timeout 200ms\n\t\t}", r.Addr), "redis did not complete the TLS handshake at startup"},
 		{"untrusted certificate", fmt.Sprintf("rediss://127.0.0.1:%d/1 {\n%s\t\t}", tlsPort, answers), "redis's TLS certificate was refused at startup"},
 		{"another name", fmt.Sprintf("rediss://127.0.0.1:%d/2 {\n%s\t\t\ttls {\n\t\t\t\tca_file %s\n\t\t\t\tserver_name other.example\n\t\t\t}\n\t\t}", tlsPort, answers, files.CA), "redis's TLS certificate was refused at startup"},
