@@ -620,7 +620,7 @@ func TestFindingsAreRecordedOnce(t *testing.T) {
 	var s findingSet
 	f := Finding{Code: "x", Severity: Warning, Module: "m", Message: "msg", Fix: "fix"}
 	for i := 0; i < 3; i++ {
-		if err := s.add(f); err != nil {
+		if err := s.add(f, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -628,7 +628,7 @@ func TestFindingsAreRecordedOnce(t *testing.T) {
 		t.Fatalf("%d findings, want 1", len(s.all()))
 	}
 	f.Severity = Error
-	if err := s.add(f); err == nil || !strings.Contains(err.Error(), "m [x]: msg; fix: fix") {
+	if err := s.add(f, ""); err == nil || !strings.Contains(err.Error(), "m [x]: msg; fix: fix") {
 		t.Fatalf("an error finding returned %v", err)
 	}
 }
