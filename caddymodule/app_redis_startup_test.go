@@ -51,7 +51,7 @@ func TestRedisMisconfigurationAtStartupIsOneMessage(t *testing.T) {
 		{"standalone as cluster", fmt.Sprintf("{\n\t\t\tcluster %s\n\t\t}", plain.Addr), plain.Addr,
 			[]string{"redis is no Cluster node at startup"}, []string{"as a URL"}},
 		{"unknown sentinel master", fmt.Sprintf("{\n\t\t\tsentinel mymastr %s\n\t\t}", sentinel.Addr), sentinel.Addr,
-			[]string{`knows no master named "mymastr"`}, []string{"sentinel monitor <name>", "SENTINEL MASTERS"}},
+			[]string{`knows no master named "mymastr"`}, []string{"sentinel monitor <name>", "the sentinels monitor: mymaster"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			block, url := site(t, "\tpolicy_rate_limit api")

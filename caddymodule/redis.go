@@ -435,6 +435,17 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 		}
 		msg = d.Summary + " at startup, at " + at + sep + d.Hint + "; modules use in-memory state until " + startupUntil[d.Cause]
 		fix = d.Fix
+		if d.Cause == redisconn.UnknownMaster {
+			lctx, lcancel := context.WithTimeout(context.Background(), s.pingTimeout())
+			if names, lerr := redisconn.SentinelMasters(lctx, s.opts); lerr == nil {
+				known := "none"
+				if len(names) > 0 {
+					known = strings.Join(names, ", ")
+				}
+				fix += "; the sentinels monitor: " + known
+			}
+			lcancel()
+		}
 	default:
 		why, what := unreachableWhy(err)
 		msg = "redis unreachable at startup, at " + at + " (" + why + "); modules use in-memory state until it answers"
