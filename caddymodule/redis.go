@@ -337,16 +337,19 @@ func (s *sharedRedis) Destruct() error { return s.client.Close() }
 
 // startupReported reports whether a failure a module meets now was already told by the
 // startup check's warning: the check failed, and ended (or ends, waiting for it at most its
-// own timeout) less than startupGrace ago. A module that fails at startup on the same
+// own timeout, up to 2 s) less than startupGrace ago. A module that fails at startup on the same
 // misconfiguration (shared detections: the same wrong password) then logs at DEBUG, so the
 // operator reads one warning, the check's, which names the cause, the address and the fix.
 func (s *sharedRedis) startupReported() bool {
 	if s.checked == nil {
 		return false
 	}
+	// Waited for at most 2 s: the caller is a module's goroutine, which stopping Caddy waits
+	// for, and a check with long timeouts (10s dial and read) would hold it 20 s.
+	wait := min(s.pingTimeout(), 2*time.Second)
 	select {
 	case <-s.checked:
-	case <-time.After(s.pingTimeout()):
+	case <-time.After(wait):
 		return false
 	}
 	return s.startupErr != nil && time.Since(s.checkedAt) < startupGrace
