@@ -76,8 +76,10 @@ type App struct {
 	status    statusRegistry
 	onStart   []func()
 	validate  []func()
-	ctx       caddy.Context // for metrics
-	eventCtx  caddy.Context // for events: eventContext
+	// validating: the OnValidate checks run (every app is provisioned)
+	validating bool
+	ctx        caddy.Context // for metrics
+	eventCtx   caddy.Context // for events: eventContext
 
 	// parseChecks run once the Caddyfile's hardening block is read: checks that need the
 	// whole block (a subdirective that needs another), each with its own line.
@@ -311,7 +313,7 @@ func (a *App) OnValidate(fn func()) { a.validate = append(a.validate, fn) }
 // runValidations runs the OnValidate checks once.
 func (a *App) runValidations() {
 	fns := a.validate
-	a.validate = nil
+	a.validate, a.validating = nil, true
 	for _, fn := range fns {
 		fn()
 	}
@@ -353,7 +355,13 @@ func (a *App) Report(f Finding, envs ...Environment) error {
 			return nil
 		}
 	}
-	return a.findings.add(f)
+	cause := ""
+	if a.validating {
+		// Only once every app is provisioned: asking for the http app while it provisions
+		// would load it a second time.
+		cause = findingCause(a.ctx, f)
+	}
+	return a.findings.add(f, cause)
 }
 
 // Findings lists what validation found in this configuration so far.

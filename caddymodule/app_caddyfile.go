@@ -148,7 +148,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 func parseEnvironment(d *caddyfile.Dispenser, a *App) error {
 	if !d.NextArg() {
-		return d.Err("environment: expected production, staging or development")
+		// {$HARDENING_ENV:production} set to "" (docker run -e HARDENING_ENV=) is no value:
+		// Caddy takes the default only for an unset variable.
+		return d.Err("environment: expected production, staging or development (a {$VAR} set to an empty value leaves it out: unset the variable, or give it a value)")
 	}
 	a.Environment = d.Val()
 	if !isPlaceholder(a.Environment) {

@@ -620,7 +620,7 @@ func TestFindingsAreRecordedOnce(t *testing.T) {
 	var s findingSet
 	f := Finding{Code: "x", Severity: Warning, Module: "m", Message: "msg", Fix: "fix"}
 	for i := 0; i < 3; i++ {
-		if err := s.add(f); err != nil {
+		if err := s.add(f, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -628,7 +628,7 @@ func TestFindingsAreRecordedOnce(t *testing.T) {
 		t.Fatalf("%d findings, want 1", len(s.all()))
 	}
 	f.Severity = Error
-	if err := s.add(f); err == nil || !strings.Contains(err.Error(), "m [x]: msg; fix: fix") {
+	if err := s.add(f, ""); err == nil || !strings.Contains(err.Error(), "m [x]: msg; fix: fix") {
 		t.Fatalf("an error finding returned %v", err)
 	}
 }
@@ -811,7 +811,7 @@ func TestRedisTLSMistakesAtStartupSaySo(t *testing.T) {
 	// answers a handshake, keeps short ones, since its diagnosis is that deadline.
 	const answers = "\t\t\tdial_timeout 10s\n\t\t\tread_timeout 10s\n"
 	for _, tc := range []struct{ name, redis, want string }{
-		{"plain client, TLS port", fmt.Sprintf("redis://127.0.0.1:%d/0 {\n%s\t\t}", tlsPort, answers), "redis closed the connection at startup without an answer: a port that serves TLS only"},
+		{"plain client, TLS port", fmt.Sprintf("redis://127.0.0.1:%d/0 {\n%s\t\t}", tlsPort, answers), "redis closed the connection at startup, at 127.0.0.1:" + strconv.Itoa(tlsPort) + ", without an answer: a port that serves TLS only"},
 		{"TLS client, plain port", fmt.Sprintf("rediss://%s/0 {\n\t\t\tdial_timeout 200ms\n\t\t\tread_timeout 200ms\n\t\t}", r.Addr), "redis did not complete the TLS handshake at startup"},
 		{"untrusted certificate", fmt.Sprintf("rediss://127.0.0.1:%d/1 {\n%s\t\t}", tlsPort, answers), "redis's TLS certificate was refused at startup"},
 		{"another name", fmt.Sprintf("rediss://127.0.0.1:%d/2 {\n%s\t\t\ttls {\n\t\t\t\tca_file %s\n\t\t\t\tserver_name other.example\n\t\t\t}\n\t\t}", tlsPort, answers, files.CA), "redis's TLS certificate was refused at startup"},

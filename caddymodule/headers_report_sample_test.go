@@ -76,3 +76,35 @@ func TestBrowserReportSampleFillsTheSample(t *testing.T) {
 		t.Fatalf("samples %q: want none without 'report-sample', the script's start with it", samples)
 	}
 }
+
+// TestCheckReportsOneFindingPerCause: a site block with an HTTPS and an http:// address (as in
+// Caddyfile.example) becomes two servers, each with its own copy of the site's handlers; the
+// check listed csp.no_report_sample (and every other finding of a handler) once per copy, at
+// two JSON paths for one line to change. It is listed once, at the first. Two sites that each
+// lack it are still two findings only when their handlers differ; identical handlers (one
+// snippet imported twice) are one cause.
+func TestCheckReportsOneFindingPerCause(t *testing.T) {
+	twoPorts := "{\n\tadmin localhost:2999\n\tlocal_certs\n\tskip_install_trust\n\tauto_https disable_redirects\n\thardening {\n\t\tenvironment production\n\t}\n}\n" +
+		"localhost:9443, http://localhost:9080 {\n\tbind 127.0.0.1\n\tsecurity_headers {\n\t\treport_uri /csp-report\n\t}\n\tcsp_report /csp-report\n\trespond ok\n}\n"
+	rep := checkCaddyfile(t, twoPorts)
+	var got []Finding
+	for _, f := range rep.Findings {
+		if f.Code == "csp.no_report_sample" {
+			got = append(got, f)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("want csp.no_report_sample once, got %d: %+v", len(got), got)
+	}
+	// Different handlers are different causes, each reported.
+	rep = checkCaddyfile(t, twoSites("\tsecurity_headers {\n\t\treport_uri /a\n\t}", "\tsecurity_headers {\n\t\treport_uri /b\n\t}"))
+	n := 0
+	for _, f := range rep.Findings {
+		if f.Code == "csp.no_report_sample" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("two sites with different policies: want 2 findings, got %d: %+v", n, rep.Findings)
+	}
+}

@@ -272,7 +272,7 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		// The resolved bound: settings.MaxTracked is 0 when unset, which kept one member.
 		maxBans := settings.Tracked()
 		a.sharedBansKey = fmt.Sprintf("%s|%s|%d", a.redisKey, a.KeyPrefix(), maxBans)
-		logger := a.logger
+		logger, shared := a.logger, a.redis
 		v, _, err := sharedBansPool.LoadOrNew(a.sharedBansKey, func() (caddy.Destructor, error) {
 			s := ipclass.NewSharedBans(client, a.KeyPrefix(), det, maxBans, func(msg string, err error) {
 				if err != nil {
@@ -282,7 +282,13 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 					case redisFull(err):
 						msg = "shared detections: Redis is full and refuses the shared set's write: " + fullRedisDetections + ", until it has room"
 					}
-					logger.Warn(msg, zap.Error(err))
+					log := logger.Warn
+					if shared.startupReported() {
+						// The startup check's warning told this failure, with its cause
+						// and fix: one message for one misconfiguration.
+						log = logger.Debug
+					}
+					log(msg, zap.String("error", redactSecrets(err.Error(), shared.opts)))
 				} else {
 					logger.Info(msg)
 				}

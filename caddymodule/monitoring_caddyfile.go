@@ -316,8 +316,8 @@ func parseCheckOption(d *caddyfile.Dispenser, c *MonitorCheck) error {
 		c.CAFile, err = wantArg(d, opt, "a PEM file of root certificates")
 	case "redis":
 		if c.Redis, err = wantArg(d, opt, "a URL (redis://, rediss://, unix://)"); err == nil && !isPlaceholder(c.Redis) {
-			if verr := (redisconn.Options{URL: c.Redis}).Validate(); verr != nil {
-				err = d.Err(redisconn.Redact(verr.Error()))
+			if verr := redisconn.CheckURL(c.Redis); verr != nil {
+				err = d.Errf("monitoring: check %s: %s", c.name(), redisconn.Redact(verr.Error()))
 			}
 		}
 	case "queue":

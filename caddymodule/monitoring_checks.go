@@ -266,7 +266,7 @@ func (c *MonitorCheck) validate() error {
 		}
 	}
 	if c.Redis != "" && !isPh(c.Redis) {
-		if err := (redisconn.Options{URL: c.Redis}).Validate(); err != nil {
+		if err := redisconn.CheckURL(c.Redis); err != nil {
 			return fmt.Errorf("monitoring: check %s: %s", name, redisconn.Redact(err.Error()))
 		}
 	}

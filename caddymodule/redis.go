@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -321,10 +324,44 @@ var redisPool = caddy.NewUsagePool()
 type sharedRedis struct {
 	client redis.UniversalClient
 	opts   redisconn.Options
+
+	// The startup check (pingOnce) of a new client: checked is closed when it ended, and
+	// startupErr is what it found wrong (nil when Redis answered and is configured as it is).
+	checked    chan struct{}
+	startupErr error
+	checkedAt  time.Time
 }
 
 // Destruct closes the client when its last user is gone.
 func (s *sharedRedis) Destruct() error { return s.client.Close() }
+
+// startupReported reports whether a failure a module meets now was already told by the
+// startup check's warning: the check failed, and ended (or ends, waiting for it at most its
+// own timeout, up to 2 s) less than startupGrace ago. A module that fails at startup on the same
+// misconfiguration (shared detections: the same wrong password) then logs at DEBUG, so the
+// operator reads one warning, the check's, which names the cause, the address and the fix.
+func (s *sharedRedis) startupReported() bool {
+	if s.checked == nil {
+		return false
+	}
+	// Waited for at most 2 s: the caller is a module's goroutine, which stopping Caddy waits
+	// for, and a check with long timeouts (10s dial and read) would hold it 20 s.
+	wait := min(s.pingTimeout(), 2*time.Second)
+	select {
+	case <-s.checked:
+	case <-time.After(wait):
+		return false
+	}
+	return s.startupErr != nil && time.Since(s.checkedAt) < startupGrace
+}
+
+// startupGrace is how long after the startup check a module's failure is taken as the one it
+// reported: the modules' first calls come within a second of the start.
+const startupGrace = 5 * time.Second
+
+func (s *sharedRedis) pingTimeout() time.Duration {
+	return s.opts.DialTimeout + s.opts.ReadTimeout + 500*time.Millisecond
+}
 
 // acquireRedis returns the pooled client for opts, creating it on first use. A new client
 // pings once in the background and logs whether Redis answered: an unreachable Redis never
@@ -349,7 +386,7 @@ func loadRedis(opts redisconn.Options) (shared *sharedRedis, key string, loaded 
 		if err != nil {
 			return nil, err
 		}
-		return &sharedRedis{client: client, opts: opts}, nil
+		return &sharedRedis{client: client, opts: opts, checked: make(chan struct{})}, nil
 	})
 	if err != nil {
 		return nil, "", false, err
@@ -357,12 +394,24 @@ func loadRedis(opts redisconn.Options) (shared *sharedRedis, key string, loaded 
 	return val.(*sharedRedis), key, loaded, nil
 }
 
+// pingOnce is the startup check of a new client: one PING, and for a URL, whether the server
+// is a Cluster node. Its warning is the one message of a misconfigured Redis: what failed, at
+// which address, and (field fix) what to change; the modules that meet the same failure at
+// startup leave the telling to it (startupReported).
 func pingOnce(s *sharedRedis, logger *zap.Logger) {
-	timeout := s.opts.DialTimeout + s.opts.ReadTimeout + 500*time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer func() {
+		s.checkedAt = time.Now()
+		if s.checked != nil {
+			close(s.checked)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), s.pingTimeout())
 	defer cancel()
 	start := time.Now()
 	err := s.client.Ping(ctx).Err()
+	if err == nil && s.opts.Mode() == redisconn.Standalone && clusterEnabled(ctx, s.client) {
+		err = errClusterNode
+	}
 	fields := []zap.Field{
 		zap.String("mode", string(s.opts.Mode())),
 		zap.Strings("addresses", s.opts.Endpoints()),
@@ -371,15 +420,68 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 	if errors.Is(err, redis.ErrClosed) {
 		return // the configuration was dropped (its load failed) before Redis answered
 	}
-	if err != nil {
-		msg := "redis unreachable at startup; modules use in-memory state until it answers"
-		if d := redisconn.Diagnose(err, s.opts); d.Cause != redisconn.Unknown {
-			msg = d.Summary + " at startup " + d.Hint + "; modules use in-memory state until " + startupUntil[d.Cause]
-		}
-		logger.Warn(msg, append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)))...)
+	if err == nil {
+		logger.Info("redis connected", append(fields, zap.Duration("ping", time.Since(start)))...)
 		return
 	}
-	logger.Info("redis connected", append(fields, zap.Duration("ping", time.Since(start)))...)
+	s.startupErr = err
+	at := strings.Join(s.opts.Endpoints(), ", ")
+	var msg, fix string
+	switch d := redisconn.Diagnose(err, s.opts); {
+	case err == errClusterNode:
+		msg = "redis is a Cluster node at startup, at " + at + ", but is given as one server (a URL): commands on keys of other nodes' slots are refused (MOVED); modules use in-memory state for those"
+		fix = redisconn.ClusterNodeFix
+	case d.Cause != redisconn.Unknown:
+		sep := " "
+		if !strings.HasPrefix(d.Hint, "(") {
+			sep = ", "
+		}
+		msg = d.Summary + " at startup, at " + at + sep + d.Hint + "; modules use in-memory state until " + startupUntil[d.Cause]
+		fix = d.Fix
+		if d.Cause == redisconn.UnknownMaster {
+			lctx, lcancel := context.WithTimeout(context.Background(), s.pingTimeout())
+			if names, lerr := redisconn.SentinelMasters(lctx, s.opts); lerr == nil {
+				known := "none"
+				if len(names) > 0 {
+					known = strings.Join(names, ", ")
+				}
+				fix += "; the sentinels monitor: " + known
+			}
+			lcancel()
+		}
+	default:
+		why, what := unreachableWhy(err)
+		msg = "redis unreachable at startup, at " + at + " (" + why + "); modules use in-memory state until it answers"
+		fix = what
+	}
+	logger.Warn(msg, append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)), zap.String("fix", fix))...)
+}
+
+// errClusterNode is the startup check's finding that a URL names a node of a Cluster.
+var errClusterNode = errors.New("the server is a Cluster node (cluster_enabled:1)")
+
+// clusterEnabled reports whether the server says it is a Cluster node (INFO cluster); false
+// when it does not answer that (an ACL without INFO).
+func clusterEnabled(ctx context.Context, c redis.UniversalClient) bool {
+	info, err := c.Info(ctx, "cluster").Result()
+	return err == nil && strings.Contains(info, "cluster_enabled:1")
+}
+
+// unreachableWhy words an outage-shaped startup failure: why (nothing listens, no answer, a
+// name that does not resolve) and what to check.
+func unreachableWhy(err error) (why, fix string) {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: nothing listens there", "check the host and port (redis-server's default is 6379, a sentinel's 26379) and that Redis runs"
+	case errors.As(err, &dns):
+		return "the host name does not resolve", "check the host name"
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		return "no answer within dial_timeout + read_timeout", "check the address, and that no firewall drops the traffic; a Redis this slow at the start of a connection is overloaded"
+	case errors.Is(err, syscall.ENOENT):
+		return "no socket at that path", "check the socket path (unixsocket in redis.conf) and that Redis runs"
+	}
+	return "it did not answer", "check the address and that Redis runs"
 }
 
 // startupUntil ends the startup warning of each diagnosed cause: what modules wait for.
@@ -390,6 +492,8 @@ var startupUntil = map[redisconn.Cause]string{
 	redisconn.TLSHandshake:   "it answers",
 	redisconn.PlainToTLSPort: "it answers",
 	redisconn.UnknownMaster:  "one does",
+	redisconn.NotCluster:     "the configuration is fixed",
+	redisconn.ClusterNode:    "the configuration is fixed",
 }
 
 // refusedCredentials reports whether Redis refused the client's credentials or its ACL refused

@@ -1,11 +1,13 @@
 package redisconn
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -102,4 +104,45 @@ func (o Options) tlsConfig() (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+// SentinelMasters lists the names of the masters the first sentinel that answers monitors
+// (SENTINEL MASTERS), for an error that says a name is unknown: the right one is usually among
+// them.
+func SentinelMasters(ctx context.Context, o Options) ([]string, error) {
+	tlsConfig, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	var last error
+	for _, addr := range o.SentinelAddrs {
+		c := redis.NewSentinelClient(&redis.Options{Addr: addr, Username: o.SentinelUsername, Password: o.SentinelPassword,
+			TLSConfig: tlsConfig, DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, MaxRetries: -1})
+		masters, err := c.Masters(ctx).Result()
+		_ = c.Close()
+		if err != nil {
+			last = err
+			continue
+		}
+		var names []string
+		for _, m := range masters {
+			switch fields := m.(type) {
+			case map[any]any: // RESP3
+				if v, ok := fields["name"].(string); ok {
+					names = append(names, v)
+				}
+			case []any: // RESP2: name, value, ...
+				for i := 0; i+1 < len(fields); i += 2 {
+					if k, _ := fields[i].(string); k == "name" {
+						if v, ok := fields[i+1].(string); ok {
+							names = append(names, v)
+						}
+					}
+				}
+			}
+		}
+		sort.Strings(names)
+		return names, nil
+	}
+	return nil, last
 }

@@ -33,16 +33,24 @@ const (
 	PlainToTLSPort
 	// UnknownMaster: a sentinel answered but monitors no master of the configured name.
 	UnknownMaster
+	// NotCluster: the configuration names a Cluster (cluster) and the server runs without
+	// cluster support: a standalone server, to give as a URL.
+	NotCluster
+	// ClusterNode: the configuration names one server (a URL) and it is a node of a Cluster:
+	// commands on keys of other nodes' slots are refused with MOVED.
+	ClusterNode
 )
 
 // Diagnosis names what went wrong in words an operator can act on. Summary says what happened
-// ("redis refused this client's credentials"), Hint what to check; both are empty for Unknown.
-// Every user of a Redis connection (the app's startup ping, the monitoring checks) words the
-// same failure the same way through it.
+// ("redis refused this client's credentials"), Hint what to check, Fix what to change in the
+// configuration (the hardening option's redis); all are empty for Unknown. Every user of a
+// Redis connection (the app's startup ping, the monitoring checks) words the same failure the
+// same way through it.
 type Diagnosis struct {
 	Cause   Cause
 	Summary string
 	Hint    string
+	Fix     string
 }
 
 // String is the summary and the hint, e.g. for a check's output.
@@ -61,23 +69,52 @@ func Diagnose(err error, o Options) Diagnosis {
 	msg := err.Error()
 	switch {
 	case RefusedCredentials(err):
-		return Diagnosis{Credentials, "redis refused this client's credentials", "(username, password or ACL)"}
+		return Diagnosis{Credentials, "redis refused this client's credentials", "(username, password or ACL)", credentialsFix(msg, o)}
 	case strings.Contains(msg, "DB index is out of range"):
 		// The server answered: it has fewer databases than the db asked for.
-		return Diagnosis{MissingDB, "redis refused the configured db", "(the server has fewer databases: see its `databases` setting, 16 by default)"}
+		return Diagnosis{MissingDB, "redis refused the configured db", "(the server has fewer databases: see its `databases` setting, 16 by default)",
+			"give a db the server has (0 to its `databases` - 1), in the URL's path or with db"}
 	case certificateRefused(err):
 		// The server answered the handshake: its certificate is the problem, not reachability.
-		return Diagnosis{Certificate, "redis's TLS certificate was refused", "(signed by a CA neither this machine nor tls ca_file trusts, or issued for another name than the address or tls server_name)"}
+		return Diagnosis{Certificate, "redis's TLS certificate was refused", "(signed by a CA neither this machine nor tls ca_file trusts, or issued for another name than the address or tls server_name)",
+			"trust the CA that issued it with tls { ca_file <pem> }, and connect by a name its certificate holds (or set tls { server_name <name> })"}
 	case o.TLSEnabled() && (isTimeout(err) || strings.Contains(msg, "does not look like a TLS handshake")):
-		return Diagnosis{TLSHandshake, "redis did not complete the TLS handshake", "(TLS is on: rediss:// or tls): the port may serve plain Redis, which never answers one (use its tls-port, or turn TLS off), or Redis is down or a firewall drops the traffic"}
+		return Diagnosis{TLSHandshake, "redis did not complete the TLS handshake", "(TLS is on: rediss:// or tls): the port may serve plain Redis, which never answers one (use its tls-port, or turn TLS off), or Redis is down or a firewall drops the traffic",
+			"give the server's tls-port, or, for a port that serves plain Redis, redis:// without a tls block"}
 	case !o.TLSEnabled() && o.Mode() != Sentinel && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
-		return Diagnosis{PlainToTLSPort, "redis closed the connection", "without an answer: a port that serves TLS only (tls-port) does that to plain connections (use rediss:// or tls)"}
+		return Diagnosis{PlainToTLSPort, "redis closed the connection", "without an answer: a port that serves TLS only (tls-port) does that to plain connections (use rediss:// or tls)",
+			"use rediss:// (or a tls block) for this port, or give the server's plain port"}
 	case o.Mode() == Sentinel && errors.Is(err, redis.Nil):
 		// go-redis says "all sentinels ... unreachable" also when a sentinel answered that it
 		// knows no master of that name: a typo, not an outage.
-		return Diagnosis{UnknownMaster, "a sentinel answered", fmt.Sprintf("but knows no master named %q (check the name)", o.SentinelMaster)}
+		return Diagnosis{UnknownMaster, "a sentinel answered", fmt.Sprintf("but knows no master named %q (check the name)", o.SentinelMaster),
+			"give the name the sentinels monitor (their `sentinel monitor <name> ...`; SENTINEL MASTERS lists them) as the first argument of sentinel"}
+	case o.Mode() == Cluster && strings.Contains(msg, "cluster support disabled"):
+		// The server answered CLUSTER SLOTS with an error: it is no Cluster node.
+		return Diagnosis{NotCluster, "redis is no Cluster node", "(it runs without cluster support) but is given as cluster",
+			"give a standalone server as a URL (redis redis://<host:port>/0), not with cluster"}
+	case o.Mode() == Standalone && (strings.HasPrefix(msg, "MOVED ") || strings.Contains(msg, ": MOVED ")):
+		return Diagnosis{ClusterNode, "redis is a Cluster node", "but is given as one server (a URL): it refuses commands on keys of other nodes' slots (MOVED)", ClusterNodeFix}
 	}
 	return Diagnosis{}
+}
+
+// ClusterNodeFix is what to write for a Cluster node given as a URL.
+const ClusterNodeFix = "give the Cluster's nodes with cluster <host:port>... instead of the URL"
+
+// credentialsFix says which setting to change for refused credentials: NOAUTH means none was
+// sent where the server wants one; with Sentinel, a refusal wrapped in "all sentinels" is the
+// sentinels' own password, not the master's; NOPERM is an ACL that lacks a permission.
+func credentialsFix(msg string, o Options) string {
+	switch {
+	case strings.Contains(msg, "NOPERM"):
+		return "grant the ACL user the commands and keys the modules use (ACL SETUSER <user> ~<key_prefix>* &<key_prefix>* ...)"
+	case o.Mode() == Sentinel && strings.Contains(msg, "sentinels"):
+		return "set sentinel_password (and sentinel_username for an ACL user) to what the sentinels require (their requirepass); password is the master's"
+	case strings.Contains(msg, "NOAUTH") && !o.HasPassword():
+		return "the server requires a password and none is sent: add password {env.REDIS_PASSWORD} (its requirepass, or the ACL user's with username)"
+	}
+	return "set password (and username for an ACL user) to what the server requires: its requirepass, or the ACL user's password"
 }
 
 // RefusedCredentials reports whether Redis answered but refused the client's credentials or

@@ -195,7 +195,19 @@ func (o Options) Fingerprint() string {
 	return hex.EncodeToString(sum[:])
 }
 
-func parseURL(raw string) (*url.URL, error) {
+// CheckURL checks a URL that is all a setting takes (a monitoring check's redis): its errors
+// say what such a URL can hold, where Validate's name the subdirectives of the hardening
+// option's redis block.
+func CheckURL(raw string) error {
+	_, err := parseURLIn(raw, true)
+	return err
+}
+
+func parseURL(raw string) (*url.URL, error) { return parseURLIn(raw, false) }
+
+// parseURLIn parses and checks a URL; alone: the URL is the whole setting (CheckURL), with no
+// redis block beside it to write options in.
+func parseURLIn(raw string, alone bool) (*url.URL, error) {
 	if !strings.Contains(raw, "://") && !strings.HasPrefix(raw, "unix:") {
 		return nil, noScheme(raw)
 	}
@@ -205,7 +217,7 @@ func parseURL(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("redis: %q is not a URL (expected redis://host:port/db, rediss://... or unix:///path)", redactURL(raw))
 	}
 	if u.RawQuery != "" {
-		return nil, queryError(raw, u)
+		return nil, queryError(raw, u, alone)
 	}
 	switch u.Scheme {
 	case "redis", "rediss":
@@ -227,16 +239,20 @@ func parseURL(raw string) (*url.URL, error) {
 			return nil, fmt.Errorf("redis: %q has no socket path", Redact(raw))
 		}
 	default:
-		return nil, fmt.Errorf("redis: %q: %s", Redact(raw), schemeHint(u.Scheme))
+		return nil, fmt.Errorf("redis: %q: %s", Redact(raw), schemeHint(u.Scheme, alone))
 	}
 	return u, nil
 }
 
 // schemeHint says what to write instead of a URL scheme that other Redis clients read (Kombu's
 // redis+sentinel:// and redis+socket://, a cluster URL) and this one does not.
-func schemeHint(scheme string) string {
+func schemeHint(scheme string, alone bool) string {
 	s := strings.ToLower(scheme)
 	switch {
+	case alone && strings.Contains(s, "sentinel"):
+		return "Sentinel is not given as a URL, and this setting takes only a URL: leave it out to use the hardening option's Redis (with sentinel in its redis block), or give the master's own redis:// URL"
+	case alone && strings.Contains(s, "cluster"):
+		return "a Cluster is not given as a URL, and this setting takes only a URL: leave it out to use the hardening option's Redis (with cluster in its redis block), or give one node's redis:// URL"
 	case strings.Contains(s, "sentinel"):
 		return "Sentinel is not given as a URL; expected `sentinel <master> <host:port>...` in the redis block (sentinel_password for the sentinels', password for the master's)"
 	case strings.Contains(s, "cluster"):
@@ -278,7 +294,7 @@ const blockOptions = "cluster, sentinel, sentinel_username, sentinel_password, u
 
 // queryError refuses URL options (?...): it shows only the values that are no secret, and
 // says what to write in the redis block for each.
-func queryError(raw string, u *url.URL) error {
+func queryError(raw string, u *url.URL, alone bool) error {
 	base, _, _ := strings.Cut(raw, "?")
 	var shown, hints, unknown []string
 	for _, pair := range strings.Split(u.RawQuery, "&") {
@@ -307,6 +323,12 @@ func queryError(raw string, u *url.URL) error {
 		default:
 			hints = append(hints, hint)
 		}
+	}
+	if alone {
+		// No redis block beside this URL: what it can hold is the server, the credentials and
+		// the db.
+		return fmt.Errorf("redis: %q: URL options (?...) are not read, and this setting takes only a URL: credentials go in its user part, the password as a runtime placeholder (redis://:{env.REDIS_PASSWORD} then the host), the db in its path (/0); the check's timeout bounds its calls",
+			Redact(base)+"?"+strings.Join(shown, "&"))
 	}
 	for _, name := range unknown {
 		hints = append(hints, fmt.Sprintf("%s is no option here (the redis block has: %s)", name, blockOptions))
