@@ -96,8 +96,9 @@ func TestTLS(t *testing.T) {
 	roundTrip(t, newClient(t, Options{URL: url, CAFile: files.CA}), "verified")
 	roundTrip(t, newClient(t, Options{URL: fmt.Sprintf("redis://127.0.0.1:%d/0", tlsPort), TLS: true, CAFile: files.CA, ServerName: "localhost"}), "tls-flag")
 
-	// Without our CA, verification fails: TLS is really verified.
-	untrusted := newClient(t, Options{URL: url, MaxRetries: -1})
+	// Without our CA, verification fails: TLS is really verified. The dial (handshake
+	// included) gets time to fail for the certificate, not for the deadline, on a loaded machine.
+	untrusted := newClient(t, Options{URL: url, MaxRetries: -1, DialTimeout: 10 * time.Second})
 	if err := untrusted.Ping(context.Background()).Err(); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("an unknown CA was accepted: %v", err)
 	}
@@ -142,8 +143,8 @@ func TestSentinelTLS(t *testing.T) {
 		t.Fatalf("the key did not reach the master: %v", v)
 	}
 
-	untrusted := newClient(t, Options{SentinelMaster: "tlsmaster", SentinelAddrs: addrs, TLS: true, MaxRetries: -1})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	untrusted := newClient(t, Options{SentinelMaster: "tlsmaster", SentinelAddrs: addrs, TLS: true, MaxRetries: -1, DialTimeout: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // fails for the certificate, not a deadline
 	defer cancel()
 	if err := untrusted.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("a Sentinel with an unknown CA was accepted: %v", err)
