@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -427,16 +424,16 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 	s.startupErr = err
 	at := strings.Join(s.opts.Endpoints(), ", ")
 	var msg, fix string
-	switch d := redisconn.Diagnose(err, s.opts); {
-	case err == errClusterNode:
+	if err == errClusterNode {
 		msg = "redis is a Cluster node at startup, at " + at + ", but is given as one server (a URL): commands on keys of other nodes' slots are refused (MOVED); modules use in-memory state for those"
 		fix = redisconn.ClusterNodeFix
-	case d.Cause != redisconn.Unknown:
+	} else {
+		d := redisconn.Diagnose(err, s.opts)
 		sep := " "
 		if !strings.HasPrefix(d.Hint, "(") {
 			sep = ", "
 		}
-		msg = d.Summary + " at startup, at " + at + sep + d.Hint + "; modules use in-memory state until " + startupUntil[d.Cause]
+		msg = d.Summary + " at startup, at " + at + sep + d.Hint + "; modules use in-memory state until " + startupUntil(d.Cause)
 		fix = d.Fix
 		if d.Cause == redisconn.UnknownMaster {
 			lctx, lcancel := context.WithTimeout(context.Background(), s.pingTimeout())
@@ -449,10 +446,6 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 			}
 			lcancel()
 		}
-	default:
-		why, what := unreachableWhy(err)
-		msg = "redis unreachable at startup, at " + at + " (" + why + "); modules use in-memory state until it answers"
-		fix = what
 	}
 	logger.Warn(msg, append(fields, zap.String("error", redactSecrets(err.Error(), s.opts)), zap.String("fix", fix))...)
 }
@@ -467,33 +460,21 @@ func clusterEnabled(ctx context.Context, c redis.UniversalClient) bool {
 	return err == nil && strings.Contains(info, "cluster_enabled:1")
 }
 
-// unreachableWhy words an outage-shaped startup failure: why (nothing listens, no answer, a
-// name that does not resolve) and what to check.
-func unreachableWhy(err error) (why, fix string) {
-	var dns *net.DNSError
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused: nothing listens there", "check the host and port (redis-server's default is 6379, a sentinel's 26379) and that Redis runs"
-	case errors.As(err, &dns):
-		return "the host name does not resolve", "check the host name"
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
-		return "no answer within dial_timeout + read_timeout", "check the address, and that no firewall drops the traffic; a Redis this slow at the start of a connection is overloaded"
-	case errors.Is(err, syscall.ENOENT):
-		return "no socket at that path", "check the socket path (unixsocket in redis.conf) and that Redis runs"
+// startupUntil ends the startup warning of a cause: what modules wait for.
+func startupUntil(c redisconn.Cause) string {
+	switch c {
+	case redisconn.Credentials:
+		return "it accepts them"
+	case redisconn.MissingDB:
+		return "it accepts it"
+	case redisconn.Certificate:
+		return "it verifies"
+	case redisconn.UnknownMaster:
+		return "one does"
+	case redisconn.NotCluster, redisconn.ClusterNode:
+		return "the configuration is fixed"
 	}
-	return "it did not answer", "check the address and that Redis runs"
-}
-
-// startupUntil ends the startup warning of each diagnosed cause: what modules wait for.
-var startupUntil = map[redisconn.Cause]string{
-	redisconn.Credentials:    "it accepts them",
-	redisconn.MissingDB:      "it accepts it",
-	redisconn.Certificate:    "it verifies",
-	redisconn.TLSHandshake:   "it answers",
-	redisconn.PlainToTLSPort: "it answers",
-	redisconn.UnknownMaster:  "one does",
-	redisconn.NotCluster:     "the configuration is fixed",
-	redisconn.ClusterNode:    "the configuration is fixed",
+	return "it answers" // the outages, a TLS mismatch, a closed connection
 }
 
 // refusedCredentials reports whether Redis refused the client's credentials or its ACL refused

@@ -93,7 +93,7 @@ func redisFailed(err error, conn redisconn.Options) Outcome {
 	if errors.Is(err, redis.ErrClosed) {
 		return Outcome{Abandoned: true}
 	}
-	if d := redisconn.Diagnose(err, conn); d.Cause != redisconn.Unknown {
+	if d := redisconn.Diagnose(err, conn); d.Cause.Mistake() {
 		return Failed(fmt.Errorf("%s: %w", d, err))
 	}
 	return Failed(err)

@@ -14,12 +14,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Cause is the configuration mistake a failed Redis command reveals.
+// Cause is what a failed Redis command reveals: a configuration mistake, or an outage.
 type Cause int
 
 // The causes Diagnose recognises.
 const (
-	// Unknown: nothing in the error points at the configuration (Redis down, a network fault).
+	// Unknown: nothing in the error names the cause (a network fault, an unexpected reply).
 	Unknown Cause = iota
 	// Credentials: Redis answered and refused the username, password or ACL.
 	Credentials
@@ -39,13 +39,29 @@ const (
 	// ClusterNode: the configuration names one server (a URL) and it is a node of a Cluster:
 	// commands on keys of other nodes' slots are refused with MOVED.
 	ClusterNode
+
+	// The outages: Redis did not answer. Waiting may end them; the address is what to check.
+
+	// Refused: the connection was refused, nothing listens at the address.
+	Refused
+	// Unresolvable: the host name does not resolve.
+	Unresolvable
+	// NoAnswer: no answer within the timeouts (a firewall that drops, a frozen server).
+	NoAnswer
+	// NoSocket: no Unix socket at the path.
+	NoSocket
 )
 
+// Mistake reports whether the cause is a configuration mistake (Redis answered, or a TLS or
+// Cluster setting does not match the server), rather than an outage or an unknown failure.
+func (c Cause) Mistake() bool { return c >= Credentials && c <= ClusterNode }
+
 // Diagnosis names what went wrong in words an operator can act on. Summary says what happened
-// ("redis refused this client's credentials"), Hint what to check, Fix what to change in the
-// configuration (the hardening option's redis); all are empty for Unknown. Every user of a
-// Redis connection (the app's startup ping, the monitoring checks) words the same failure the
-// same way through it.
+// ("redis refused this client's credentials", "redis unreachable"), Hint why or what to check,
+// in parentheses when it stands alone ("(connection refused: nothing listens there)"), Fix what
+// to change in the configuration (the hardening option's redis) or what to check. Every user of
+// a Redis connection (the app's startup ping, the monitoring checks) words the same failure the
+// same way through it: the one place that explains Redis errors.
 type Diagnosis struct {
 	Cause   Cause
 	Summary string
@@ -61,7 +77,10 @@ func (d Diagnosis) String() string {
 	return d.Summary + " " + d.Hint
 }
 
-// Diagnose reads the error of a command sent with a client built from o.
+// Diagnose reads the error of a command sent with a client built from o. A configuration
+// mistake is named before an outage (a TLS client's timeout against a plain port is the
+// mismatch); an error that names neither is Unknown, worded as an outage ("it did not
+// answer").
 func Diagnose(err error, o Options) Diagnosis {
 	if err == nil {
 		return Diagnosis{}
@@ -96,7 +115,27 @@ func Diagnose(err error, o Options) Diagnosis {
 	case o.Mode() == Standalone && (strings.HasPrefix(msg, "MOVED ") || strings.Contains(msg, ": MOVED ")):
 		return Diagnosis{ClusterNode, "redis is a Cluster node", "but is given as one server (a URL): it refuses commands on keys of other nodes' slots (MOVED)", ClusterNodeFix}
 	}
-	return Diagnosis{}
+	return unreachable(err)
+}
+
+// unreachable words an outage: why Redis did not answer (nothing listens, no answer, a name
+// that does not resolve, no socket) and what to check.
+func unreachable(err error) Diagnosis {
+	const summary = "redis unreachable"
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Diagnosis{Refused, summary, "(connection refused: nothing listens there)",
+			"check the host and port (redis-server's default is 6379, a sentinel's 26379) and that Redis runs"}
+	case errors.As(err, &dns):
+		return Diagnosis{Unresolvable, summary, "(the host name does not resolve)", "check the host name"}
+	case isTimeout(err):
+		return Diagnosis{NoAnswer, summary, "(no answer within dial_timeout + read_timeout)",
+			"check the address, and that no firewall drops the traffic; a Redis this slow at the start of a connection is overloaded"}
+	case errors.Is(err, syscall.ENOENT):
+		return Diagnosis{NoSocket, summary, "(no socket at that path)", "check the socket path (unixsocket in redis.conf) and that Redis runs"}
+	}
+	return Diagnosis{Unknown, summary, "(it did not answer)", "check the address and that Redis runs"}
 }
 
 // ClusterNodeFix is what to write for a Cluster node given as a URL.
