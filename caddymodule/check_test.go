@@ -954,3 +954,41 @@ func TestCheckCriticalAppRedis(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCriticalAppRedisByURL: a critical `check redis` that names the hardening app's own
+// Redis by its URL (`check redis shared {env.REDIS_URL}`, the variable the app's `redis` reads
+// in deploy/kubernetes.yaml and render.yaml) is the same shared dependency as one without a
+// URL, and passed the check silently: when that Redis fails, every replica's /ready fails at
+// once. A URL of the same server (another db included, or a node of the app's Cluster) is now
+// monitoring.critical_shared_redis too; one of another server is not.
+func TestCheckCriticalAppRedisByURL(t *testing.T) {
+	t.Setenv("CHECK_TEST_REDIS_URL", "redis://127.0.0.1:1/0")
+	site := func(global, check string) string {
+		return checkSite(global, "\tsecurity_headers\n\thandle_path /mon/* {\n\t\tmonitoring {\n"+check+"\n\t\t}\n\t}")
+	}
+	critical := func(url string) string {
+		return "\t\t\tcheck redis shared " + url + " {\n\t\t\t\tcritical\n\t\t\t}"
+	}
+	for _, tc := range []struct {
+		name, global, check string
+		want                bool
+	}{
+		{"the app's URL", "\t\tredis redis://127.0.0.1:1/0", critical("redis://127.0.0.1:1/0"), true},
+		{"another db of the app's server", "\t\tredis redis://127.0.0.1:1/0", critical("redis://127.0.0.1:1/5"), true},
+		{"the app's variable", "\t\tredis {env.CHECK_TEST_REDIS_URL}", critical("{env.CHECK_TEST_REDIS_URL}"), true},
+		{"a node of the app's Cluster", "\t\tredis {\n\t\t\tcluster 127.0.0.1:1 127.0.0.1:3\n\t\t}", critical("redis://127.0.0.1:3/0"), true},
+		{"another server", "\t\tredis redis://127.0.0.1:1/0", critical("redis://127.0.0.1:2/0"), false},
+		{"not critical", "\t\tredis redis://127.0.0.1:1/0", "\t\t\tcheck redis shared redis://127.0.0.1:1/0", false},
+		{"no app Redis", "", critical("redis://127.0.0.1:1/0"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, ok := codes(checkCaddyfile(t, site(tc.global, tc.check)))["monitoring.critical_shared_redis"]
+			if ok != tc.want {
+				t.Fatalf("finding %v, want %v: %+v", ok, tc.want, f)
+			}
+			if ok && (f.Severity != Warning || !strings.HasSuffix(f.Config, ".checks.0.critical") || !strings.Contains(f.Message, "check shared")) {
+				t.Fatalf("finding: %+v", f)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
@@ -47,15 +49,16 @@ func (m *Monitoring) checkDetailsBehindProxy(ctx caddy.Context) {
 }
 
 // reportCriticalAppRedis warns about a critical `check redis` on the hardening app's own
-// Redis: every instance checks it, so when it fails every /ready fails together and the load
-// balancer has no endpoint left, while the modules would have served on from memory.
+// Redis (without a URL, or with a URL of one of its servers): every instance checks it, so
+// when it fails every /ready fails together and the load balancer has no endpoint left, while
+// the modules would have served on from memory.
 func (m *Monitoring) reportCriticalAppRedis(ctx caddy.Context, app *App) {
 	at := handlerConfigPath(ctx, m)
 	if at != "" {
 		at += "."
 	}
 	for i, c := range m.Checks {
-		if c.Type != checkRedis || c.Redis != "" || !c.Critical {
+		if c.Type != checkRedis || !c.Critical || !appRedisServer(app, c.Redis) {
 			continue
 		}
 		_ = app.Report(Finding{Code: "monitoring.critical_shared_redis", Severity: Warning, Module: "http.handlers.monitoring",
@@ -64,6 +67,26 @@ func (m *Monitoring) reportCriticalAppRedis(ctx caddy.Context, app *App) {
 			Fix:     "drop `critical` (the check still shows in /health and in caddy_hardening_dependency_up for alerts); keep `critical` for a dependency without which no instance can serve"},
 			Production, Staging)
 	}
+}
+
+// appRedisServer reports whether a check's Redis URL ("" for the app's own) names a server of
+// the hardening app's Redis: its URL's host:port (or socket) is one of the app's endpoints, so
+// `check redis shared {env.REDIS_URL}` beside `redis {env.REDIS_URL}` is the app's Redis too,
+// whatever db it selects. Names are compared as written: a host name and its address differ.
+func appRedisServer(app *App, checkURL string) bool {
+	if checkURL == "" {
+		return true
+	}
+	if app.redis == nil {
+		return false
+	}
+	own := app.redis.opts.Endpoints()
+	for _, ep := range (redisconn.Options{URL: caddy.NewReplacer().ReplaceKnown(checkURL, "")}).Endpoints() {
+		if slices.Contains(own, ep) {
+			return true
+		}
+	}
+	return false
 }
 
 // reportDisabled says what a handler that features { monitoring off } passes through means:
