@@ -86,6 +86,10 @@ func TestCheckFindings(t *testing.T) {
 			checkSite("", good+"\n\tpath_guard {\n\t\tsuspicious_action block\n\t}\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok"),
 			checkSite("", good+"\n\t@guarded not path /api/monitoring/live /api/monitoring/ready /api/monitoring/simple-health /api/monitoring/health"+
 				"\n\tpath_guard @guarded {\n\t\tsuspicious_action block\n\t}\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok")},
+		{"monitoring.probes_rate_limited",
+			checkSite("", good+"\n\tpolicy_rate_limit public\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok"),
+			checkSite("", good+"\n\t@limited not path /api/monitoring/live /api/monitoring/ready /api/monitoring/simple-health /api/monitoring/health"+
+				"\n\tpolicy_rate_limit @limited public\n\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok")},
 		{"csp.tags_behind_proxy", checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\treverse_proxy 127.0.0.1:1"),
 			checkSite("", "\tsecurity_headers {\n\t\tinject_nonce tags\n\t}\n\tfile_server")},
 		// The proxied pages are the inner placeholder block's (innermost wins): no warning.
@@ -987,6 +991,45 @@ func TestCheckCriticalAppRedisByURL(t *testing.T) {
 				t.Fatalf("finding %v, want %v: %+v", ok, tc.want, f)
 			}
 			if ok && (f.Severity != Warning || !strings.HasSuffix(f.Config, ".checks.0.critical") || !strings.Contains(f.Message, "check shared")) {
+				t.Fatalf("finding: %+v", f)
+			}
+		})
+	}
+}
+
+// TestCheckProbesRateLimited: a policy_rate_limit written at the site level runs before
+// `handle_path /api/monitoring/*` (its directive order is before handle), so the probes spend
+// the kubelet's or load balancer's bucket: a kubelet probes about 36 times a minute, shares its
+// node's address with the clients kube-proxy's SNAT gives it, and meets the suspicious row if
+// that address is detected. /live and /ready then answer 429 (the built binary did, from the
+// sixth probe under `limit 5/1m`) and the orchestrator restarts the instance or takes it out
+// of rotation, while `caddy hardening check` said nothing. It is now
+// monitoring.probes_rate_limited, naming the probes and pointing at the policy_rate_limit.
+func TestCheckProbesRateLimited(t *testing.T) {
+	const mon = "\thandle_path /api/monitoring/* {\n\t\tmonitoring\n\t}\n\trespond ok"
+	const policies = "\t\tpolicy public {\n\t\t\tlimit 5/1m burst 5\n\t\t}\n\t\tpolicy dry {\n\t\t\tlimit 5/1m\n\t\t\tshadow on\n\t\t}"
+	for _, c := range []struct {
+		name, global, site string
+		want               bool
+	}{
+		{"site level", policies, "\tpolicy_rate_limit public\n" + mon, true},
+		{"inside handle_path, before monitoring", policies, "\thandle_path /api/monitoring/* {\n\t\tpolicy_rate_limit public\n\t\tmonitoring\n\t}\n\trespond ok", true},
+		{"matcher leaves the probes out", policies, "\t@limited not path /api/monitoring/live /api/monitoring/ready /api/monitoring/simple-health /api/monitoring/health\n\tpolicy_rate_limit @limited public\n" + mon, false},
+		{"in another handle", policies, "\thandle /api/* {\n\t\tpolicy_rate_limit public\n\t\trespond api\n\t}\n" + mon, false},
+		{"a shadow policy refuses nothing", policies, "\tpolicy_rate_limit dry\n" + mon, false},
+		{"rate_limit off", policies + "\n\t\tfeatures {\n\t\t\trate_limit off\n\t\t}", "\tpolicy_rate_limit public\n" + mon, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cf := checkSite(c.global, "\tsecurity_headers\n"+c.site)
+			f, ok := codes(checkCaddyfile(t, cf))["monitoring.probes_rate_limited"]
+			if ok != c.want {
+				t.Fatalf("reported: %v, want %v: %+v\n%s", ok, c.want, f, cf)
+			}
+			if !ok {
+				return
+			}
+			if f.Severity != Warning || !strings.Contains(f.Message, "/api/monitoring/live") || !strings.Contains(f.Message, "/api/monitoring/ready") ||
+				!strings.Contains(f.Message, "policy_rate_limit public") || !strings.Contains(f.Config, ".handle.") || !strings.Contains(f.Fix, "not path") {
 				t.Fatalf("finding: %+v", f)
 			}
 		})

@@ -108,6 +108,7 @@ func (m *Monitoring) Provision(ctx caddy.Context) error {
 		m.reportCriticalAppRedis(ctx, app)
 		m.checkDetailsBehindProxy(ctx)
 		m.checkProbesBehindBlock(ctx)
+		m.checkProbesRateLimited(ctx)
 	})
 	m.system = &monitor.SystemSampler{}
 	repl := caddy.NewReplacer()

@@ -185,19 +185,81 @@ func (m *Monitoring) checkProbesBehindBlock(ctx caddy.Context) {
 			continue
 		}
 		mount := mountPrefix(chain)
-		var blocked []string
-		guard := ""
-		for _, route := range probeRoutes {
-			if g := guardBefore(chain, probeRequest(srv, mount+route), "apps.http.servers."+name+".routes"); g != "" {
-				blocked, guard = append(blocked, mount+route), g
-			}
-		}
+		blocked, guard := probesBehind(chain, srv, name, mount, blockingGuard)
 		if guard == "" {
 			continue
 		}
 		_ = app.Report(Finding{Code: "monitoring.probes_blocked", Severity: Warning, Module: "http.handlers.monitoring", Config: guard,
 			Message: "the health probes " + strings.Join(blocked, ", ") + " run behind a path_guard with suspicious_action block: a load balancer or kubelet whose address is suspicious (a static prefix, or detected) gets 403, and the orchestrator restarts the instance or takes it out of rotation, although /live depends on nothing",
 			Fix:     "give path_guard a matcher that leaves the probes out: @guarded not path " + mount + "live " + mount + "ready " + mount + "simple-health " + mount + "health, then path_guard @guarded { ... } (Caddyfile.example)"})
+	}
+}
+
+// probeRefuser reports whether a handler may refuse a probe before it reaches monitoring.
+type probeRefuser func(caddyhttp.MiddlewareHandler) bool
+
+// blockingGuard is a path_guard that answers 403 to the suspicious class.
+func blockingGuard(h caddyhttp.MiddlewareHandler) bool {
+	g, ok := h.(*PathGuard)
+	return ok && g.SuspiciousAction == "block"
+}
+
+// refusingRateLimit is a policy_rate_limit that may refuse: enabled, not a shadow policy, and
+// with a row that is not unlimited.
+func refusingRateLimit(h caddyhttp.MiddlewareHandler) bool {
+	l, ok := h.(*PolicyRateLimit)
+	if !ok || !l.on || l.policy == nil || l.policy.shadow {
+		return false
+	}
+	for _, row := range l.policy.rows {
+		if row.kind != rowUnlimited {
+			return true
+		}
+	}
+	return false
+}
+
+// probesBehind returns the probe paths (under mount) that would meet a handler refuses takes
+// before the handler at chain's end, and the config path of the last one found ("" for none).
+func probesBehind(chain []chainStep, srv *caddyhttp.Server, name, mount string, refuses probeRefuser) (probes []string, at string) {
+	for _, route := range probeRoutes {
+		if g := guardBefore(chain, probeRequest(srv, mount+route), "apps.http.servers."+name+".routes", refuses); g != "" {
+			probes, at = append(probes, mount+route), g
+		}
+	}
+	return probes, at
+}
+
+// checkProbesRateLimited warns when a policy_rate_limit runs, in the same server, before this
+// handler's probe routes: written at the site level it comes before `handle_path` (its
+// directive order), so a kubelet or load balancer spends a bucket keyed by its address with
+// every probe (about 36 a minute for a kubelet), shares it with the clients that address
+// stands for (kube-proxy's SNAT gives them the node's), and meets the suspicious row once that
+// address is detected: a 429 on /live restarts the instance, on /ready takes it out of rotation.
+func (m *Monitoring) checkProbesRateLimited(ctx caddy.Context) {
+	if !m.app.FeatureEnabled("rate_limit") {
+		return
+	}
+	for name, srv := range httpServers(ctx) {
+		chain := chainTo(srv.Routes, m)
+		if chain == nil {
+			continue
+		}
+		mount := mountPrefix(chain)
+		var policy string
+		limited, at := probesBehind(chain, srv, name, mount, func(h caddyhttp.MiddlewareHandler) bool {
+			if refusingRateLimit(h) {
+				policy = "policy_rate_limit " + h.(*PolicyRateLimit).Policy
+				return true
+			}
+			return false
+		})
+		if at == "" {
+			continue
+		}
+		_ = m.app.Report(Finding{Code: "monitoring.probes_rate_limited", Severity: Warning, Module: "http.handlers.monitoring", Config: at,
+			Message: "the health probes " + strings.Join(limited, ", ") + " run behind " + policy + ": a load balancer or kubelet spends a bucket keyed by its address with every probe (a kubelet's probes come from its node's address, which kube-proxy's SNAT also gives to clients), and meets the suspicious row once that address is detected: a 429 on /live restarts the instance, on /ready takes it out of rotation, although /live depends on nothing",
+			Fix:     "give policy_rate_limit a matcher that leaves the probes out: @limited not path " + mount + "live " + mount + "ready " + mount + "simple-health " + mount + "health, then policy_rate_limit @limited <policy>; or write it inside the handle blocks it protects"})
 	}
 }
 
@@ -258,9 +320,10 @@ func probeRequest(srv *caddyhttp.Server, path string) *http.Request {
 }
 
 // guardBefore follows req through the routes of chain[0] up to the chain's route, then down
-// the chain, and returns the config path of the first path_guard with suspicious_action block
-// that would run before the handler at the chain's end ("" when none would).
-func guardBefore(chain []chainStep, req *http.Request, at string) string {
+// the chain, and returns the config path of the first handler that refuses (a path_guard with
+// suspicious_action block, for blockingGuard) that would run before the handler at the chain's
+// end ("" when none would).
+func guardBefore(chain []chainStep, req *http.Request, at string, refuses probeRefuser) string {
 	step := chain[0]
 	groups := map[string]bool{}
 	for i, r := range step.routes[:step.route+1] {
@@ -279,9 +342,9 @@ func guardBefore(chain []chainStep, req *http.Request, at string) string {
 				if len(chain) == 1 {
 					return ""
 				}
-				return guardBefore(chain[1:], req, p+strconv.Itoa(j)+".routes")
+				return guardBefore(chain[1:], req, p+strconv.Itoa(j)+".routes", refuses)
 			}
-			if g := guardHandler(h, req, p+strconv.Itoa(j)); g != "" {
+			if g := guardHandler(h, req, p+strconv.Itoa(j), refuses); g != "" {
 				return g
 			}
 		}
@@ -293,9 +356,9 @@ func guardBefore(chain []chainStep, req *http.Request, at string) string {
 }
 
 // guardIn is guardBefore for routes off the chain: every matching route, in order.
-func guardIn(routes caddyhttp.RouteList, req *http.Request, at string) string {
+func guardIn(routes caddyhttp.RouteList, req *http.Request, at string, refuses probeRefuser) string {
 	for p, h := range servedHandlers(routes, req, at) {
-		if g := guardHandler(h, req, p); g != "" {
+		if g := guardHandler(h, req, p, refuses); g != "" {
 			return g
 		}
 	}
@@ -328,16 +391,15 @@ func servedHandlers(routes caddyhttp.RouteList, req *http.Request, at string) it
 	}
 }
 
-// guardHandler returns at when h is a blocking path_guard, looks into a subroute, and applies
-// a rewrite (handle_path's strip) to req, as serving it would.
-func guardHandler(h caddyhttp.MiddlewareHandler, req *http.Request, at string) string {
+// guardHandler returns at when refuses(h) (a blocking path_guard, a rate limit), looks into a
+// subroute, and applies a rewrite (handle_path's strip) to req, as serving it would.
+func guardHandler(h caddyhttp.MiddlewareHandler, req *http.Request, at string, refuses probeRefuser) string {
+	if refuses(h) {
+		return at
+	}
 	switch h := h.(type) {
-	case *PathGuard:
-		if h.SuspiciousAction == "block" {
-			return at
-		}
 	case *caddyhttp.Subroute:
-		return guardIn(h.Routes, req, at+".routes")
+		return guardIn(h.Routes, req, at+".routes", refuses)
 	case *rewrite.Rewrite:
 		repl, _ := req.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		h.Rewrite(req, repl)
