@@ -219,8 +219,10 @@ func refusingRateLimit(h caddyhttp.MiddlewareHandler) bool {
 	return false
 }
 
-// probesBehind returns the probe paths (under mount) that would meet a handler refuses takes
-// before the handler at chain's end, and the config path of the last one found ("" for none).
+// probesBehind returns the probe paths (under mount) that would meet, before the handler at
+// chain's end, a handler that refuses reports, and the config path of the last one found (""
+// for none). Matchers are tried with a default-class client: a handler behind an ip_class
+// matcher is not found, though a kubelet whose address turns suspicious would meet it.
 func probesBehind(chain []chainStep, srv *caddyhttp.Server, name, mount string, refuses probeRefuser) (probes []string, at string) {
 	for _, route := range probeRoutes {
 		if g := guardBefore(chain, probeRequest(srv, mount+route), "apps.http.servers."+name+".routes", refuses); g != "" {
