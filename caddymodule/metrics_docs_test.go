@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,7 +16,7 @@ import (
 
 // TestMetricsReadmeMatchesCode: every caddy_hardening_* family the code defines (a
 // prometheus Opts literal with Namespace "caddy" and Subsystem "hardening", or a NewDesc of a
-// caddy_hardening_ name) is named in README.md, and every caddy_hardening_* name README.md
+// caddy_hardening_ name, in any package of the module) is named in README.md, and every caddy_hardening_* name README.md
 // gives is one the code defines (a histogram's _bucket, _sum and _count series included):
 // dashboards and alerts are written from the README, and a renamed or new metric must not
 // leave it behind. Read from the source rather than from /metrics, so a family that has no
@@ -51,19 +52,39 @@ func TestMetricsReadmeMatchesCode(t *testing.T) {
 	}
 }
 
-// codeMetrics lists the caddy_hardening_* family names defined in this package's sources.
+// codeMetrics lists the caddy_hardening_* family names defined in the module's sources (every
+// package, not only this one; directories with a go.mod of their own, such as bench's Caddy
+// builds, and testdata are other code).
 func codeMetrics(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob("*.go")
+	var files []string
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path == ".." {
+				return nil
+			}
+			if name := d.Name(); name == "testdata" || name == "node_modules" || strings.HasPrefix(name, ".") {
+				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(path, "go.mod")); err == nil {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			files = append(files, path)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fset := token.NewFileSet()
 	seen := map[string]bool{}
 	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
 		file, err := parser.ParseFile(fset, f, nil, 0)
 		if err != nil {
 			t.Fatal(err)
