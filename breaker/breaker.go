@@ -66,12 +66,16 @@ var (
 // Breaker is one named circuit breaker. It is safe for concurrent use.
 type Breaker struct {
 	settings Settings
-	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cb       atomic.Pointer[local] // the gobreaker in use (see local)
 
 	openUntil atomic.Int64 // unix nanoseconds; valid while open
 	open      atomic.Bool  // the last transition was to open: Allow may refuse without the lock
-	forcing   atomic.Bool  // a shared-state trip is in progress
-	tripMu    sync.Mutex   // one forced trip at a time
+
+	// stateMu orders the transitions the listener gets: a reported transition of the current
+	// local breaker, and a replacement of it (openUntilShared, a follower's hand-over). It is
+	// taken under a gobreaker lock (onStateChange), never the other way round.
+	stateMu sync.Mutex
+	state   State // the last reported state (under stateMu)
 
 	events   chan Transition
 	listener atomic.Pointer[func(Transition)]
@@ -83,6 +87,17 @@ type Breaker struct {
 	shared atomic.Pointer[syncer] // nil unless Share was called
 }
 
+// local is one gobreaker two-step breaker. gobreaker's open time (its Settings.Timeout) is
+// fixed when it is made, so a breaker that follows a shared trip, which ends at the shared
+// breaker's time and not OpenFor from now, gets a local of its own (a follower) made with the
+// time left; when the follower leaves half-open, a local with OpenFor takes over. A replaced
+// local's late reports (requests admitted before) and transitions are ignored.
+type local struct {
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	forcing  atomic.Bool // a forced trip is in progress: readyToTrip says yes
+	follower bool        // its open time is a shared trip's
+}
+
 // New returns a breaker with the given settings (zero fields take their defaults). Call Close
 // when done with it.
 func New(s Settings) (*Breaker, error) {
@@ -91,22 +106,40 @@ func New(s Settings) (*Breaker, error) {
 	}
 	s = s.WithDefaults()
 	b := &Breaker{settings: s, events: make(chan Transition, transitionQueue), quit: make(chan struct{})}
+	b.cb.Store(b.newLocal(s.OpenFor, false))
+	b.wg.Add(1)
+	go b.dispatch()
+	return b, nil
+}
+
+// newLocal makes a closed gobreaker with the breaker's settings and open time openFor.
+func (b *Breaker) newLocal(openFor time.Duration, follower bool) *local {
+	s := &b.settings
+	l := &local{follower: follower}
 	st := gobreaker.Settings{
 		Name:          s.Name,
 		MaxRequests:   s.HalfOpenRequests,
 		Interval:      s.Interval,
-		Timeout:       s.OpenFor,
-		ReadyToTrip:   b.readyToTrip,
-		OnStateChange: b.onStateChange,
+		Timeout:       openFor,
+		ReadyToTrip:   func(c gobreaker.Counts) bool { return l.forcing.Load() || b.readyToTrip(c) },
+		OnStateChange: func(_ string, from, to State) { b.onStateChange(l, from, to) },
 		IsExcluded:    func(err error) bool { return err == errExcluded },
 	}
 	if s.Interval > 0 {
 		st.BucketPeriod = s.Interval / Buckets
 	}
-	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
-	b.wg.Add(1)
-	go b.dispatch()
-	return b, nil
+	l.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	return l
+}
+
+// trip opens a local breaker nobody else uses yet (its transition is not reported: it is not
+// the current one).
+func (l *local) trip() {
+	l.forcing.Store(true)
+	defer l.forcing.Store(false)
+	if done, err := l.cb.Allow(); err == nil {
+		done(errForced) // a fresh breaker is closed: readyToTrip says yes
+	}
 }
 
 // Settings are the breaker's settings, defaults filled in.
@@ -137,15 +170,15 @@ func (b *Breaker) Allow() (Ticket, error) {
 	if b.open.Load() && time.Now().UnixNano() < b.openUntil.Load() {
 		return Ticket{}, ErrOpen
 	}
-	done, err := b.cb.Allow()
+	done, err := b.cb.Load().cb.Allow()
 	return Ticket{done}, err
 }
 
 // State is the current state. An open breaker whose time is up becomes half-open here.
-func (b *Breaker) State() State { return b.cb.State() }
+func (b *Breaker) State() State { return b.cb.Load().cb.State() }
 
 // Counts are gobreaker's counters of the current generation (window).
-func (b *Breaker) Counts() gobreaker.Counts { return b.cb.Counts() }
+func (b *Breaker) Counts() gobreaker.Counts { return b.cb.Load().cb.Counts() }
 
 // RetryAfter is the time until the open breaker lets a probe through, at least one second
 // (the unit of Retry-After).
@@ -190,9 +223,6 @@ func (b *Breaker) Close() {
 }
 
 func (b *Breaker) readyToTrip(c gobreaker.Counts) bool {
-	if b.forcing.Load() {
-		return true
-	}
 	s := &b.settings
 	if s.ConsecutiveFailures > 0 && c.ConsecutiveFailures >= s.ConsecutiveFailures {
 		return true
@@ -201,20 +231,41 @@ func (b *Breaker) readyToTrip(c gobreaker.Counts) bool {
 	return s.FailureRatio > 0 && done >= s.MinRequests && float64(c.TotalFailures) >= s.FailureRatio*float64(done)
 }
 
-// onStateChange runs under gobreaker's lock: record, queue, return.
-func (b *Breaker) onStateChange(name string, from, to State) {
-	now := time.Now()
-	t := Transition{Name: name, From: from, To: to, At: now, Cause: CauseLocal}
-	if b.forcing.Load() {
-		t.Cause = CauseShared
+// onStateChange runs under l's gobreaker lock: record, queue, return. A follower that leaves
+// half-open hands over to a local with OpenFor (closed, or open from now if its probe failed).
+func (b *Breaker) onStateChange(l *local, from, to State) {
+	var next *local
+	if l.follower && from == StateHalfOpen {
+		next = b.newLocal(b.settings.OpenFor, false)
+		if to == StateOpen {
+			next.trip()
+		}
 	}
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	if b.cb.Load() != l {
+		return // replaced: its requests and transitions no longer count
+	}
+	if next != nil {
+		b.cb.Store(next)
+	}
+	now := time.Now()
+	until := time.Time{}
 	if to == StateOpen {
-		t.OpenUntil = now.Add(b.settings.OpenFor)
+		until = now.Add(b.settings.OpenFor)
+	}
+	b.report(Transition{Name: b.settings.Name, From: from, To: to, At: now, Cause: CauseLocal, OpenUntil: until})
+}
+
+// report records and queues a transition of the current local breaker. Called under stateMu.
+func (b *Breaker) report(t Transition) {
+	b.state = t.To
+	if t.To == StateOpen {
 		b.openUntil.Store(t.OpenUntil.UnixNano())
 	}
-	b.open.Store(to == StateOpen)
+	b.open.Store(t.To == StateOpen)
 	if s := b.shared.Load(); s != nil && t.Cause == CauseLocal {
-		s.observe(to)
+		s.observe(t.To)
 	}
 	select {
 	case b.events <- t:
@@ -237,22 +288,32 @@ func (b *Breaker) dispatch() {
 	}
 }
 
-// forceOpen opens a closed or half-open breaker because the shared state says so. It returns
-// false when it could not (every half-open slot busy): the caller retries later.
-func (b *Breaker) forceOpen() bool {
-	b.tripMu.Lock()
-	defer b.tripMu.Unlock()
-	b.forcing.Store(true)
-	defer b.forcing.Store(false)
-	for range 3 { // a concurrent success can reset the count between Allow and done
-		if b.cb.State() == StateOpen {
-			return true
-		}
-		done, err := b.cb.Allow()
-		if err != nil {
-			return err == ErrOpen
-		}
-		done(errForced)
+// openUntilShared opens the breaker because the shared state says so, until the shared
+// breaker's open time is up (until), whatever its state: a follower local breaker made with
+// the time left replaces the current one, so that it half-opens when the shared breaker does.
+// A breaker already open until then is left alone. It returns false when until has passed.
+func (b *Breaker) openUntilShared(until time.Time) bool {
+	left := time.Until(until)
+	if left <= 0 {
+		return false
 	}
-	return b.cb.State() == StateOpen
+	b.stateMu.Lock()
+	unchanged := b.state == StateOpen && b.openUntil.Load() == until.UnixNano()
+	b.stateMu.Unlock()
+	if unchanged {
+		return true
+	}
+	f := b.newLocal(left, true)
+	f.trip()
+	b.stateMu.Lock()
+	defer b.stateMu.Unlock()
+	b.cb.Store(f)
+	from := b.state
+	if from == StateOpen {
+		// Open already (by its own trip, or an earlier shared one): only the time changes.
+		b.openUntil.Store(until.UnixNano())
+		return true
+	}
+	b.report(Transition{Name: b.settings.Name, From: from, To: StateOpen, At: time.Now(), Cause: CauseShared, OpenUntil: until})
+	return true
 }

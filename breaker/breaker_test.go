@@ -203,11 +203,15 @@ func TestForceOpen(t *testing.T) {
 	b := newBreaker(t, Settings{ConsecutiveFailures: 100})
 	got := make(chan Transition, 1)
 	b.Listen(func(tr Transition) { got <- tr })
-	if !b.forceOpen() || b.State() != StateOpen {
-		t.Fatal("forceOpen did not open a closed breaker")
+	until := time.Now().Add(time.Minute)
+	if !b.openUntilShared(until) || b.State() != StateOpen {
+		t.Fatal("openUntilShared did not open a closed breaker")
 	}
-	if tr := <-got; tr.Cause != CauseShared {
-		t.Fatalf("cause %q, want shared", tr.Cause)
+	if tr := <-got; tr.Cause != CauseShared || !tr.OpenUntil.Equal(until) || !b.OpenUntil().Equal(until) {
+		t.Fatalf("transition %+v (open until %s), want open until %s, caused by the shared state", tr, b.OpenUntil(), until)
+	}
+	if b.openUntilShared(time.Now().Add(-time.Second)) {
+		t.Fatal("openUntilShared followed a trip whose open time is up")
 	}
 }
 

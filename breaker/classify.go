@@ -50,6 +50,10 @@ type Result struct {
 	// encoding, a body cut short, one over a size limit): the upstream never got a whole
 	// request, so what followed (reverse_proxy's 502) says nothing about it.
 	ClientFault bool
+	// NotForwarded is true when a handler before the upstream answered the request itself,
+	// refusing it (a rate limit, a blocked path): the upstream never got it, so its answer says
+	// nothing about the upstream, whatever its status.
+	NotForwarded bool
 }
 
 // Classifier turns a Result into an Outcome.
@@ -63,16 +67,17 @@ type Classifier struct {
 // Reason names why a result is a failure ("error", "status", "slow"); empty otherwise.
 type Reason string
 
-// Classify returns the outcome and, for a failure, its reason. Order: a client whose request
-// body could not be read, or whose request the proxy's transport refused (an Upgrade header to
-// an HTTP/2 upstream), is excluded whatever else happened; a cancelled client is excluded too,
+// Classify returns the outcome and, for a failure, its reason. Order: a request that was not
+// forwarded, a client whose request body could not be read, or whose request the proxy's
+// transport refused (an Upgrade header to an HTTP/2 upstream), is excluded whatever else
+// happened; a cancelled client is excluded too,
 // unless it had waited longer than SlowThreshold (slow); a handler error with a 5xx status or none (a refused dial
 // 502, a timeout 504, no upstream 503, a handler's own failure 500) is a failure; a handler
 // error with another status (file_server's 404, a 413) is judged by that status like a written
 // one, a failure when Statuses has it and otherwise excluded (the request's own fault); then the
 // written status; then the latency.
 func (c *Classifier) Classify(res Result) (Outcome, Reason) {
-	if res.ClientFault || requestRefused(res.Err) {
+	if res.NotForwarded || res.ClientFault || requestRefused(res.Err) {
 		return Excluded, ""
 	}
 	if res.ClientGone || res.Status == 499 {

@@ -48,6 +48,8 @@ func TestClassify(t *testing.T) {
 		{"body unreadable after slow_threshold is the client's", Classifier{Statuses: def, SlowThreshold: time.Second}, Result{Err: context.Canceled, ClientGone: true, ClientFault: true, Latency: time.Hour}, Excluded, ""},
 		{"request body unreadable (502 error)", Classifier{Statuses: def}, Result{Err: errors.New("invalid byte in chunk length"), ErrStatus: 502, ClientFault: true}, Excluded, ""},
 		{"request body unreadable, 500 written", Classifier{Statuses: def}, Result{Status: 500, ClientFault: true}, Excluded, ""},
+		{"refused before the upstream, 503", Classifier{Statuses: def}, Result{Status: 503, NotForwarded: true}, Excluded, ""},
+		{"refused before the upstream, 429", Classifier{Statuses: def}, Result{Status: 429, NotForwarded: true}, Excluded, ""},
 		{"Upgrade refused by the HTTP/2 transport (502 error)", Classifier{Statuses: def}, Result{Err: fmt.Errorf("wrapped: %w", errors.New(`http2: invalid Upgrade request header: ["websocket"]`)), ErrStatus: 502}, Excluded, ""},
 		{"header list over the upstream's limit (502 error)", Classifier{Statuses: def}, Result{Err: errors.New("request header list larger than peer's advertised limit"), ErrStatus: 502}, Excluded, ""},
 		{"a response header the HTTP/2 client refuses is the upstream's", Classifier{Statuses: def}, Result{Err: errors.New(`invalid header field value for "x"`), ErrStatus: 502}, Failure, "error"},

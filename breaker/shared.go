@@ -33,7 +33,9 @@ func gobreakerMutexKey(name string) string { return "gobreaker:mutex:" + name }
 //   - every `every`, each instance reads the shared state: when the shared breaker is open by
 //     a trip this instance has not seen (told apart by the time it ends, which survives Redis
 //     losing its data, unlike gobreaker's generation), its local breaker opens too (cause
-//     "shared"), for OpenFor from then; half-open probes stay per instance;
+//     "shared") until the shared breaker's open time is up, as does an instance's own trip once
+//     recorded, so every instance half-opens and answers Retry-After alike; half-open probes
+//     stay per instance, and a failed probe opens for OpenFor;
 //   - a local recovery (half-open to closed) closes the shared breaker once its open time is up.
 //
 // The first synchronisation starts at once: Joined is closed when it has read the shared state
@@ -51,7 +53,7 @@ func (b *Breaker) Share(store SharedStore, every time.Duration, onHealth func(er
 	if !b.shared.CompareAndSwap(nil, s) {
 		return
 	}
-	if b.cb.State() == StateOpen {
+	if b.State() == StateOpen {
 		s.pendingTrip.Store(true)
 	}
 	go s.run()
@@ -219,7 +221,14 @@ func (s *syncer) syncOnce(now time.Time) error {
 			return err
 		}
 		if raw != nil && raw.State == StateOpen {
-			s.knownTrip = raw.Expiry // our own trip (or one it joined): nothing to follow
+			// Our own trip, or one it joined: nothing to follow, but the local breaker's
+			// open time ends with the shared breaker's (whose began when it was recorded,
+			// or earlier when it was another instance's), so that every instance half-opens
+			// and answers Retry-After alike.
+			s.knownTrip = raw.Expiry
+			if s.b.State() == StateOpen {
+				s.b.openUntilShared(raw.Expiry)
+			}
 		}
 	}
 	if s.pendingClose.Load() {
@@ -240,7 +249,7 @@ func (s *syncer) syncOnce(now time.Time) error {
 // seen yet.
 func (s *syncer) follow(raw *gobreaker.SharedState, now time.Time) {
 	if raw != nil && raw.State == StateOpen && raw.Expiry.After(now) && !raw.Expiry.Equal(s.knownTrip) {
-		if s.b.forceOpen() {
+		if s.b.openUntilShared(raw.Expiry) {
 			s.knownTrip = raw.Expiry
 		}
 	}

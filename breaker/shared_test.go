@@ -469,3 +469,55 @@ func TestSharedJoinedWhenRedisIsDown(t *testing.T) {
 		t.Fatalf("%s without Redis, want closed (local decisions)", StateName(b.State()))
 	}
 }
+
+// tripSharedDirectly trips name's shared breaker in Redis as another instance would, through
+// gobreaker's DistributedCircuitBreaker with open time openFor, and returns the shared state.
+func tripSharedDirectly(t *testing.T, c redis.UniversalClient, prefix, name string, openFor time.Duration) gobreaker.SharedState {
+	t.Helper()
+	store := NewRedisStore(c, prefix, name)
+	dcb, err := gobreaker.NewDistributedCircuitBreaker[struct{}](store, gobreaker.Settings{
+		Name: name, Timeout: openFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = dcb.Execute(func() (struct{}, error) { return struct{}{}, errFailure })
+	raw, err := store.GetData(sharedStateKey(name))
+	var st gobreaker.SharedState
+	if err != nil || json.Unmarshal(raw, &st) != nil || st.State != StateOpen {
+		t.Fatalf("the direct trip left %s (%v)", raw, err)
+	}
+	return st
+}
+
+// A breaker that follows a shared trip, at its join or at a sync, stays open until the shared
+// breaker's open time is up, not for its own OpenFor from the moment it followed: every
+// instance half-opens, and answers the same Retry-After, at the shared breaker's time. Its next
+// trip of its own is open for its own OpenFor again.
+func TestSharedFollowerOpenEndsWithTheSharedTrip(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := redisClient(t, r)
+	st := tripSharedDirectly(t, c, "hardening:", "billing", 1500*time.Millisecond)
+	b := newBreaker(t, Settings{Name: "billing", ConsecutiveFailures: 2, OpenFor: time.Hour})
+	b.Share(NewRedisStore(c, "hardening:", "billing"), 20*time.Millisecond, nil)
+	<-b.Joined()
+	if b.State() != StateOpen {
+		t.Fatalf("%s after joining an open shared breaker", StateName(b.State()))
+	}
+	if !b.OpenUntil().Equal(st.Expiry) {
+		t.Fatalf("open until %s, want the shared breaker's %s", b.OpenUntil(), st.Expiry)
+	}
+	if ra := b.RetryAfter(time.Now()); ra > 1500*time.Millisecond {
+		t.Fatalf("Retry-After %s, more than the shared breaker's open time left", ra)
+	}
+	waitState(t, b, StateHalfOpen)
+	run(t, b, Failure) // the probe fails: open for its own OpenFor
+	if b.State() != StateOpen || time.Until(b.OpenUntil()) < 59*time.Minute {
+		t.Fatalf("%s until %s after a failed probe, want open for an hour", StateName(b.State()), b.OpenUntil())
+	}
+	time.Sleep(2 * 1500 * time.Millisecond)
+	if b.State() != StateOpen {
+		t.Fatalf("%s after a failed probe: the shared breaker's open time applied to a trip of its own", StateName(b.State()))
+	}
+}

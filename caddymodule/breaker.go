@@ -49,7 +49,8 @@ type breakerInConfig struct {
 // when its header has none and the breaker is closed, from its trailers unless a message came
 // first (a call that delivered a message was answered). A client that cancels (unless it
 // waited longer than `slow_threshold`: slow), or whose request body cannot be read
-// (reverse_proxy's 502 for a malformed chunked body), is not counted either.
+// (reverse_proxy's 502 for a malformed chunked body), is not counted either, nor is a request
+// that a policy_rate_limit or path_guard after the breaker refuses (the upstream never got it).
 //
 // While open, the breaker answers 503 with Retry-After (seconds until half-open) and an
 // `application/problem+json` body (a gRPC call: HTTP 200 with grpc-status 14, UNAVAILABLE, and
@@ -438,7 +439,7 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		vars[h.heldVar] = h.entry
 	}
 	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		h: h, tk: tk, start: time.Now()}
+		h: h, tk: tk, start: time.Now(), vars: vars}
 	if r.Body != nil && r.Body != http.NoBody {
 		rec.body.ReadCloser = r.Body
 		r.Body = &rec.body

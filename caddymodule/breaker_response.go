@@ -169,7 +169,8 @@ type breakerRecorder struct {
 	start    time.Time
 	wrote    bool // a final header went out
 	reported bool
-	body     watchedBody // the request body, when it has one
+	body     watchedBody    // the request body, when it has one
+	vars     map[string]any // the request's vars: a refusal of ours is marked there (refusedVar)
 
 	// A gRPC call whose header has no grpc-status is settled at its first message, or at its
 	// end by the grpc-status in its trailers (see judge).
@@ -180,6 +181,9 @@ type breakerRecorder struct {
 func (rec *breakerRecorder) report(res breaker.Result) {
 	rec.reported = true
 	res.ClientFault = rec.body.failed.Load()
+	if res.Status == 0 || res.Status >= 400 { // no refusal of ours is a 2xx or 3xx
+		res.NotForwarded = refused(rec.vars)
+	}
 	o, _ := rec.h.classifier.Classify(res)
 	rec.tk.Report(o)
 	rec.h.metrics.outcomes[o].Inc()

@@ -3,12 +3,18 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/swarmsec/caddy-hardening/breaker"
+	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
 )
 
@@ -184,5 +190,65 @@ func TestBreakerSharedJoinWaitIsBounded(t *testing.T) {
 	b := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
 	if code := b.status(t); code != http.StatusOK {
 		t.Fatalf("with Redis frozen: %d, want 200 (local decisions)", code)
+	}
+}
+
+// A Caddy whose shared breaker joins (or follows) a trip of another instance stays open until
+// the shared breaker's open time is up, not for its own open_for from when it read the state:
+// its Retry-After counts down to the shared time, as the tripping instance's does, and it lets
+// a probe through when that time is up. The other instance here is gobreaker's distributed
+// breaker itself, over the same Redis, with an open time of 10 s against Caddy's 1m.
+func TestBreakerSharedJoinerOpenEndsWithTheSharedTrip(t *testing.T) {
+	r := testenv.StartRedis(t)
+	client := redis.NewClient(&redis.Options{Addr: r.Addr})
+	t.Cleanup(func() { client.Close() })
+	store := breaker.NewRedisStore(client, "hardening:", "t_join_time")
+	dcb, err := gobreaker.NewDistributedCircuitBreaker[struct{}](store, gobreaker.Settings{
+		Name: "t_join_time", Timeout: 10 * time.Second,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = dcb.Execute(func() (struct{}, error) { return struct{}{}, errors.New("upstream down") })
+	raw, err := store.GetData("gobreaker:state:t_join_time")
+	var st gobreaker.SharedState
+	if err != nil || json.Unmarshal(raw, &st) != nil || st.State != gobreaker.StateOpen {
+		t.Fatalf("the other instance's trip left %s (%v)", raw, err)
+	}
+
+	healthy := startUpstream(t, "ok")
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	hardening {
+		environment development
+		redis %s
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	upstream_breaker t_join_time {
+		consecutive_failures 2
+		open_for 1m
+		shared
+		sync_interval 100ms
+	}
+	reverse_proxy %s
+}
+`, r.URL(0), port, healthy.addr()))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	first := getReply(t, url)
+	left := int((time.Until(st.Expiry) + time.Second - 1) / time.Second)
+	if first.status != http.StatusServiceUnavailable {
+		t.Fatalf("first request %d with the shared breaker open for %d s more, want 503", first.status, left)
+	}
+	assertOpenReply(t, first, left+1)
+
+	// Open until the shared time is up (plus the polls' own time), then a probe goes through.
+	testenv.WaitFor(t, time.Until(st.Expiry)+5*time.Second, "a probe let through once the shared open time is up", func() bool {
+		return getReply(t, url).status == http.StatusOK
+	})
+	if time.Now().Before(st.Expiry) {
+		t.Fatalf("a request reached the upstream %s before the shared open time was up", time.Until(st.Expiry))
 	}
 }

@@ -160,6 +160,7 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		// count against its sender (a spoofed address would get its owner banned). Ask for
 		// the request again after the handshake (RFC 8470), where it counts: a scanner
 		// cannot evade detection by sending its attacks as 0-RTT data.
+		markRefused(r)
 		return writeProblem(w, http.StatusTooEarly, "Too Early",
 			"Send this request again once the TLS handshake is complete.", nil)
 	}
@@ -173,6 +174,7 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			}
 			h.app.Signal(h.ctx, r, sig)
 		}
+		markRefused(r)
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "The request path is not allowed.", nil)
 	}
 	if h.merge {
@@ -181,6 +183,7 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if h.block && class == ipclass.Suspicious {
 		suspiciousBlocked.Inc()
 		h.app.SecurityEvent(h.ctx, r, zapcore.InfoLevel, EventSuspiciousBlocked, nil)
+		markRefused(r)
 		return writeProblem(w, http.StatusForbidden, "Forbidden", "Requests from this client are refused for now.", nil)
 	}
 	if !h.signals {
