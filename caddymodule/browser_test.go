@@ -328,6 +328,10 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 		"quoted": {"utf-8", `<link rel=stylesheet href="data:text/css,body{background-color:` + red + `}" a="`},
 		// <style> in <svg> holds markup, and <p> leaves the svg: the browser reads the tags.
 		"after foreign content": {"utf-8", `<svg><style></svg><p><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=`},
+		// In escaped script data `<1` stays escaped, so `<script>` starts a double escape and
+		// the first `</script>` does not end the script: the <textarea> is script text, and
+		// the browser reads the <link> after the second one.
+		"escaped script data": {"utf-8", `<script><!--<1<script></script><textarea></script><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=`},
 		// After ESC $ B, `">` is one kanji to the browser: the attacker's tag stays open.
 		"iso-2022-jp escape": {"iso-2022-jp", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x1b$B" + `">` + "\x1b(B"},
 	}

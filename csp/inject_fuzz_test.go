@@ -2,6 +2,7 @@ package csp
 
 import (
 	"encoding/base64"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -35,6 +36,9 @@ func FuzzInjector(f *testing.F) {
 		// <font> leaves SVG with color, face or size (split across writes too), not without.
 		`<svg><font id=1 CoLoR=red><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 		`<svg><font colors=1 fac=2><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" nonce="` + testPH + `">`,
+		// In escaped script data, `<1` stays escaped: the first </script> is script text.
+		`<script><!--<1<script></script><textarea></script><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" nonce="` + testPH + `">`,
+		`<script><!-- a<b <script></script><p nonce=x><link x=<a nonce="` + testPH + `"></script>`,
 	} {
 		f.Add(s, uint8(3), false)
 		f.Add(s, uint8(1), true)
@@ -102,8 +106,14 @@ func FuzzInjector(f *testing.F) {
 		// <style> and <script> as raw text also inside <svg> and <math>, where the injector,
 		// as browsers, reads tags (`<math><style><a x="</style><a nonce>` is one tag to both):
 		// there only the tree builder below judges, and the count is skipped.
+		//
+		// Go's tokenizer also leaves escaped script data (`<script><!--`) at a '<' followed by
+		// neither '/' nor a letter, where the standard and browsers stay escaped (the injector
+		// too): there a later `<script>` starts no double escape for it, so it ends the script
+		// at a `</script>` that browsers read as script text, and reads the script's text as
+		// tags. Such bodies skip its checks as well.
 		lower := strings.ToLower(whole)
-		foreign := strings.Contains(lower, "<svg") || strings.Contains(lower, "<math")
+		foreign := strings.Contains(lower, "<svg") || strings.Contains(lower, "<math") || goEscapeDiffers.MatchString(lower)
 		z := html.NewTokenizer(strings.NewReader(whole))
 		nonced := 0
 		for !foreign {
@@ -131,7 +141,7 @@ func FuzzInjector(f *testing.F) {
 		}
 		// Go's HTML5 parser (a tree builder: foreign content, integration points) finds no
 		// element that carries the response's nonce after an attribute holding a '<'.
-		if !tags {
+		if !tags && !goEscapeDiffers.MatchString(lower) {
 			doc, err := html.Parse(strings.NewReader(whole))
 			if err != nil {
 				t.Fatal(err)
@@ -151,6 +161,10 @@ func FuzzInjector(f *testing.F) {
 		}
 	})
 }
+
+// goEscapeDiffers matches a body where Go's tokenizer may leave escaped script data early: a
+// '<' followed by neither '/' nor a letter after a `<!--` after a `<script` (lower case).
+var goEscapeDiffers = regexp.MustCompile(`(?s)<script.*<!--.*<[^a-z/]`)
 
 func TestNonceIsFreshAndLongEnough(t *testing.T) {
 	seen := map[string]bool{}

@@ -85,6 +85,8 @@ func TestInjectorTags(t *testing.T) {
 		{"response's nonce kept once", `<script nonce="` + testNonce + `">`, `<script nonce="` + testNonce + `">`},
 		{"script text untouched", `<script>document.write("<script src=x></scr"+"ipt>")</script>`, `<script` + n + `>document.write("<script src=x></scr"+"ipt>")</script>`},
 		{"escaped script text", `<script><!--<script></script>--></script><style>`, `<script` + n + `><!--<script></script>--></script><style` + n + `>`},
+		{"escaped script text after '<' and a space", `<script><!-- a < b; s='<script></script><style>'; --></script><style>`,
+			`<script` + n + `><!-- a < b; s='<script></script><style>'; --></script><style` + n + `>`},
 		{"end tag never gets one", `</script>`, `</script>`},
 		{"comment", `<!--><script>`, `<!--><script` + n + `>`},
 		{"suspicious tag gets none", `<script a=<b>`, `<script a=<b>`},
@@ -234,6 +236,13 @@ func TestInjectorForeignContent(t *testing.T) {
 			`<link rel=stylesheet href=//evil a="` + "\x1b$B" + `">` + "\x1b(B" + `<link rel="stylesheet" href="/a.css" >`},
 		{"unquoted placeholder after giving up", `<math><annotation-xml></math><script nonce=` + testPH + `>`,
 			`<math><annotation-xml></math><script >`},
+		// WHATWG HTML §13.2.5.21: in escaped script data, '<' and a byte other than '/' or a
+		// letter stays escaped (x/net/html goes back to script data), so a <script> after it
+		// starts a double escape and the </script> that follows does not end the script
+		// (measured in Chromium 156): the <textarea> is script text, the <link> a tag.
+		{"escaped script data stays escaped after '<' and a digit",
+			`<script><!--<1<script></script><textarea></script><link rel=stylesheet href=//evil x=` + "\n" + app,
+			`<script><!--<1<script></script><textarea></script><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" >`},
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{0, 1, 2, 3, 7} {
