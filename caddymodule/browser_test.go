@@ -366,6 +366,40 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 	}
 }
 
+// TestBrowserSrcdocGetsNoNonce: user content that opens an attribute value (`<iframe
+// srcdoc='<script src=/evil.js x=`) swallows the application's markup up to the next `'`, its
+// marked tag included; Chromium parses that value as a document that inherits the page's
+// policy and is same-origin with it. The placeholder there must not become the nonce, or the
+// attacker's script runs with it (here Vite's csp-nonce <meta> is the marked tag: no `<script`
+// in the attacker's attribute for Chromium to refuse) and reaches the page.
+func TestBrowserSrcdocGetsNoNonce(t *testing.T) {
+	page := `<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>
+<div id="out"></div>
+<script nonce="` + testPlaceholder + `">window.addEventListener('load', () => { ` + markerJS + `'loaded;'; });</script>
+<p>comment: <iframe srcdoc='<script src=/evil.js x=
+<meta property="csp-nonce" nonce="` + testPlaceholder + `">
+<script nonce="` + testPlaceholder + `">document.body.dataset.app = "1";</script>
+<p>it's the end of the swallowed markup</p>
+</body></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/evil.js" {
+			w.Header().Set("Content-Type", "text/javascript")
+			_, _ = io.WriteString(w, `parent.document.getElementById('out').textContent += 'EVIL;';`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(up.Close)
+	out := between(chromiumDOM(t, placeholderProxySite(t, testPlaceholder, up.Listener.Addr().String())+"/"), `<div id="out">`, `</div>`)
+	if !strings.Contains(out, "loaded;") {
+		t.Fatalf("the application's script did not run; #out = %q", out)
+	}
+	if strings.Contains(out, "EVIL;") {
+		t.Fatalf("the attacker's script in the srcdoc got the nonce and ran; #out = %q", out)
+	}
+}
+
 // TestBrowserPermissionsPolicyAsChromiumReadsIt: every permissions_policy the handler accepts
 // is one Chromium reads without a complaint, and applies (geolocation off where the value says
 // so); every value it refuses here is one Chromium complains about when another handler sends

@@ -173,9 +173,13 @@ func (in *Injector) replace(p []byte) {
 func (in *Injector) GaveUp() bool { return in.t.poisoned }
 
 // passNonce hands on what a placeholder becomes: the nonce, or as many '-' once the tokenizer
-// lost track of the page (see foreign.go), where no tag may get it.
+// lost track of the page (see foreign.go), where no tag may get it, and inside a tag that
+// holds a '<' in an attribute name or value before it. Such a tag swallowed markup (`<iframe
+// srcdoc='<script src=//evil x=` before the application's marked tag): an `<iframe srcdoc>`
+// or a `data:` URL makes a document of that value, which inherits the page's policy, and the
+// attacker's tag there would carry the nonce.
 func (in *Injector) passNonce() {
-	if !in.t.poisoned {
+	if !in.t.poisoned && !in.t.inSuspiciousTag() {
 		in.pass(in.nonce)
 		return
 	}

@@ -39,6 +39,8 @@ func FuzzInjector(f *testing.F) {
 		// In escaped script data, `<1` stays escaped: the first </script> is script text.
 		`<script><!--<1<script></script><textarea></script><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" nonce="` + testPH + `">`,
 		`<script><!-- a<b <script></script><p nonce=x><link x=<a nonce="` + testPH + `"></script>`,
+		// A placeholder in an attribute value after a '<' (a srcdoc that swallowed markup).
+		`<iframe srcdoc='<script src=//evil x=` + "\n" + `<meta property="csp-nonce" nonce="` + testPH + `">'><p>` + testPH,
 	} {
 		f.Add(s, uint8(3), false)
 		f.Add(s, uint8(1), true)
@@ -78,15 +80,11 @@ func FuzzInjector(f *testing.F) {
 				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
 			}
 		} else {
-			// Each placeholder becomes the nonce, or as many '-' once the injector gave up on
-			// the page (foreign.go): the first k become the nonce, for some k.
-			same, n := false, strings.Count(body, testPH)
-			for k := n; k >= 0 && !same; k-- {
-				in := strings.Replace(body, testPH, nonce, k)
-				in = strings.ReplaceAll(in, testPH, strings.Repeat("-", len(nonce)))
-				same = strip(whole) == strip(in)
-			}
-			if !same {
+			// Each placeholder becomes the nonce, or as many '-' (once the injector gave up on
+			// the page, see foreign.go, or inside a tag holding a '<'): compared with every
+			// nonce and every placeholder as '-'.
+			dashes := strings.Repeat("-", len(nonce))
+			if strip(strings.ReplaceAll(whole, nonce, dashes)) != strip(strings.ReplaceAll(body, testPH, dashes)) {
 				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
 			}
 		}

@@ -59,6 +59,16 @@ func TestInjectorPlaceholder(t *testing.T) {
 		{"no tags mode insertion", `<script>1</script>`, `<script>1</script>`},
 		{"bogus comment", `<!doctype html><?x nonce=1>`, `<!doctype html><?x nonce=1>`},
 		{"end tag attribute removed", `</p nonce=1>`, `</p >`},
+		// An attribute value that holds a '<' swallowed markup (`<iframe srcdoc='<script
+		// src=//evil x=` before the application's marked tag): a srcdoc (or data: URL)
+		// document is parsed from it and inherits the page's policy, so the placeholder there
+		// becomes dashes, as a nonce attribute there is removed. Without a '<', it is replaced.
+		{"placeholder in a srcdoc after a '<'", `<iframe srcdoc='<script src=//evil x=` + "\n" + `<meta property="csp-nonce" nonce="` + testPH + `">'>`,
+			`<iframe srcdoc='<script src=//evil x=` + "\n" + `<meta property="csp-nonce" nonce="` + strings.Repeat("-", len(testNonce)) + `">'>`},
+		{"placeholder in an unquoted value after a '<'", `<a x=<b` + testPH + `>`, `<a x=<b` + strings.Repeat("-", len(testNonce)) + `>`},
+		{"placeholder in a later value of such a tag", `<a x="<b" y="` + testPH + `">`, `<a x="<b" y="` + strings.Repeat("-", len(testNonce)) + `">`},
+		{"placeholder in an entity-encoded srcdoc", `<iframe srcdoc="&lt;script nonce=&quot;` + testPH + `&quot;&gt;">`, `<iframe srcdoc="&lt;script nonce=&quot;` + testNonce + `&quot;&gt;">`},
+		{"placeholder in text after such a tag", `<a x="<b">` + testPH, `<a x="<b">` + testNonce},
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{0, 1, 2, 3, 7} {

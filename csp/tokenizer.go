@@ -155,6 +155,12 @@ func lower(c byte) byte {
 	return c
 }
 
+// inSuspiciousTag reports whether the tokenizer is inside a tag (its name or attributes) that
+// holds a '<' in an attribute name or value so far.
+func (t *tokenizer) inSuspiciousTag() bool {
+	return t.suspicious && t.st >= sTagName && t.st <= sSelfClosing
+}
+
 // flushTo passes on the held name bytes and p[start:i].
 func (t *tokenizer) flushTo(i int) {
 	if t.heldN > 0 {
