@@ -334,6 +334,14 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 		"escaped script data": {"utf-8", `<script><!--<1<script></script><textarea></script><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=`},
 		// After ESC $ B, `">` is one kanji to the browser: the attacker's tag stays open.
 		"iso-2022-jp escape": {"iso-2022-jp", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x1b$B" + `">` + "\x1b(B"},
+		// In the other multi-byte encodings a lead byte before `">` does not take the quote
+		// into a character: their decoders give an ASCII byte after a lead byte back as
+		// ASCII (the Encoding standard), so the attacker's tag ends where the injector ends it.
+		"shift_jis lead byte": {"shift_jis", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x82" + `">`},
+		"euc-jp lead byte":    {"euc-jp", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\xa4" + `">`},
+		"gb18030 lead byte":   {"gb18030", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x81" + `">`},
+		"big5 lead byte":      {"big5", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\xa4" + `">`},
+		"euc-kr lead byte":    {"euc-kr", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\xb0" + `">`},
 	}
 	for name, c := range injections {
 		t.Run(name, func(t *testing.T) {
