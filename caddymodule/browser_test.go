@@ -408,6 +408,27 @@ func TestBrowserSrcdocGetsNoNonce(t *testing.T) {
 	}
 }
 
+// TestBrowserMetaPolicyWithThePlaceholder: a page's own <meta http-equiv> policy is enforced
+// beside the edge's header; with the placeholder as its nonce (README, a policy in the page)
+// both list the response's nonce, so the marked script runs, and an injected one does not.
+func TestBrowserMetaPolicyWithThePlaceholder(t *testing.T) {
+	page := `<!doctype html><html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="script-src 'nonce-` + testPlaceholder + `'">
+<title>t</title></head><body><div id="out"></div>
+<script nonce="` + testPlaceholder + `">` + markerJS + `'marked;';</script>
+<p>comment: <script>` + markerJS + `'injected;';</script></p>
+</body></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(up.Close)
+	out := between(chromiumDOM(t, placeholderProxySite(t, testPlaceholder, up.Listener.Addr().String())+"/"), `<div id="out">`, `</div>`)
+	if out != "marked;" {
+		t.Fatalf("#out = %q, want the marked script alone", out)
+	}
+}
+
 // TestBrowserPermissionsPolicyAsChromiumReadsIt: every permissions_policy the handler accepts
 // is one Chromium reads without a complaint, and applies (geolocation off where the value says
 // so); every value it refuses here is one Chromium complains about when another handler sends
