@@ -328,8 +328,20 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 		"quoted": {"utf-8", `<link rel=stylesheet href="data:text/css,body{background-color:` + red + `}" a="`},
 		// <style> in <svg> holds markup, and <p> leaves the svg: the browser reads the tags.
 		"after foreign content": {"utf-8", `<svg><style></svg><p><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=`},
+		// In escaped script data `<1` stays escaped, so `<script>` starts a double escape and
+		// the first `</script>` does not end the script: the <textarea> is script text, and
+		// the browser reads the <link> after the second one.
+		"escaped script data": {"utf-8", `<script><!--<1<script></script><textarea></script><link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} x=`},
 		// After ESC $ B, `">` is one kanji to the browser: the attacker's tag stays open.
 		"iso-2022-jp escape": {"iso-2022-jp", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x1b$B" + `">` + "\x1b(B"},
+		// In the other multi-byte encodings a lead byte before `">` does not take the quote
+		// into a character: their decoders give an ASCII byte after a lead byte back as
+		// ASCII (the Encoding standard), so the attacker's tag ends where the injector ends it.
+		"shift_jis lead byte": {"shift_jis", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x82" + `">`},
+		"euc-jp lead byte":    {"euc-jp", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\xa4" + `">`},
+		"gb18030 lead byte":   {"gb18030", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\x81" + `">`},
+		"big5 lead byte":      {"big5", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\xa4" + `">`},
+		"euc-kr lead byte":    {"euc-kr", `<link rel=stylesheet href=data:text/css,body{background-color:` + strings.ReplaceAll(red, " ", "") + `} a="` + "\xb0" + `">`},
 	}
 	for name, c := range injections {
 		t.Run(name, func(t *testing.T) {
@@ -359,6 +371,61 @@ func TestBrowserDanglingMarkupGetsNoNonce(t *testing.T) {
 				t.Fatalf("the injected stylesheet got the nonce and applied; #out = %q", out)
 			}
 		})
+	}
+}
+
+// TestBrowserSrcdocGetsNoNonce: user content that opens an attribute value (`<iframe
+// srcdoc='<script src=/evil.js x=`) swallows the application's markup up to the next `'`, its
+// marked tag included; Chromium parses that value as a document that inherits the page's
+// policy and is same-origin with it. The placeholder there must not become the nonce, or the
+// attacker's script runs with it (here Vite's csp-nonce <meta> is the marked tag: no `<script`
+// in the attacker's attribute for Chromium to refuse) and reaches the page.
+func TestBrowserSrcdocGetsNoNonce(t *testing.T) {
+	page := `<!doctype html><html><head><meta charset="utf-8"><title>t</title></head><body>
+<div id="out"></div>
+<script nonce="` + testPlaceholder + `">window.addEventListener('load', () => { ` + markerJS + `'loaded;'; });</script>
+<p>comment: <iframe srcdoc='<script src=/evil.js x=
+<meta property="csp-nonce" nonce="` + testPlaceholder + `">
+<script nonce="` + testPlaceholder + `">document.body.dataset.app = "1";</script>
+<p>it's the end of the swallowed markup</p>
+</body></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/evil.js" {
+			w.Header().Set("Content-Type", "text/javascript")
+			_, _ = io.WriteString(w, `parent.document.getElementById('out').textContent += 'EVIL;';`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(up.Close)
+	out := between(chromiumDOM(t, placeholderProxySite(t, testPlaceholder, up.Listener.Addr().String())+"/"), `<div id="out">`, `</div>`)
+	if !strings.Contains(out, "loaded;") {
+		t.Fatalf("the application's script did not run; #out = %q", out)
+	}
+	if strings.Contains(out, "EVIL;") {
+		t.Fatalf("the attacker's script in the srcdoc got the nonce and ran; #out = %q", out)
+	}
+}
+
+// TestBrowserMetaPolicyWithThePlaceholder: a page's own <meta http-equiv> policy is enforced
+// beside the edge's header; with the placeholder as its nonce (README, a policy in the page)
+// both list the response's nonce, so the marked script runs, and an injected one does not.
+func TestBrowserMetaPolicyWithThePlaceholder(t *testing.T) {
+	page := `<!doctype html><html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="script-src 'nonce-` + testPlaceholder + `'">
+<title>t</title></head><body><div id="out"></div>
+<script nonce="` + testPlaceholder + `">` + markerJS + `'marked;';</script>
+<p>comment: <script>` + markerJS + `'injected;';</script></p>
+</body></html>`
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(up.Close)
+	out := between(chromiumDOM(t, placeholderProxySite(t, testPlaceholder, up.Listener.Addr().String())+"/"), `<div id="out">`, `</div>`)
+	if out != "marked;" {
+		t.Fatalf("#out = %q, want the marked script alone", out)
 	}
 }
 

@@ -266,7 +266,7 @@ func TestCSPReportBatchCostsNoMoreThanItsBody(t *testing.T) {
 	var got []violation
 	allocs := testing.AllocsPerRun(5, func() {
 		var err error
-		if got, err = parseReports("application/reports+json", body); err != nil {
+		if got, _, err = parseReports("application/reports+json", body); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -275,5 +275,49 @@ func TestCSPReportBatchCostsNoMoreThanItsBody(t *testing.T) {
 	}
 	if allocs > 100 {
 		t.Fatalf("a %d-byte batch took %.0f allocations; want a bound that does not grow with its entries", len(body), allocs)
+	}
+}
+
+// TestCSPReportBatchOverTheLimit: of a Reporting API batch, the first 100 CSP reports are read
+// (reports of other types, mixed in, neither count nor take a place); the CSP reports past
+// them are dropped, and the request is counted as rejected (reason too_many), so a browser's
+// reports lost to the limit show.
+func TestCSPReportBatchOverTheLimit(t *testing.T) {
+	port := testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
+	csp_report /csp-report
+}
+`, port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/csp-report", port)
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range 150 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		if i%3 == 0 {
+			b.WriteString(`{"type": "deprecation", "body": {"id": "x"}},`)
+		}
+		fmt.Fprintf(&b, `{"type": "csp-violation", "body": {"effectiveDirective": "img-src", "disposition": "report", "lineNumber": %d}}`, i)
+	}
+	b.WriteString("]")
+	count := func() (float64, float64) {
+		return counterValue(t, cspViolations.WithLabelValues("img-src", "report")), counterValue(t, cspReportsRejected.WithLabelValues("too_many"))
+	}
+	read0, rej0 := count()
+	if resp, body := postReport(t, url, "application/reports+json", b.String()); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	read, rej := count()
+	if read-read0 != 100 || rej-rej0 != 1 {
+		t.Errorf("counted %v reports and %v rejected requests, want 100 and 1", read-read0, rej-rej0)
+	}
+	// Within the limit, nothing is rejected.
+	if resp, _ := postReport(t, url, "application/reports+json", `[{"type": "csp-violation", "body": {"effectiveDirective": "img-src", "disposition": "report"}}]`); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("%d", resp.StatusCode)
+	}
+	if read2, rej2 := count(); read2-read != 1 || rej2 != rej {
+		t.Errorf("one report: counted %v and %v rejected, want 1 and 0", read2-read, rej2-rej)
 	}
 }

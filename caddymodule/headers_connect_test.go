@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,5 +130,87 @@ localhost:%d {
 		if resp.StatusCode == http.StatusOK && !strings.Contains(string(body), `<script nonce="`) {
 			t.Errorf("extended CONNECT %s: a 200 without the page's nonce: %.300s", path, body)
 		}
+	}
+}
+
+// TestPlaceholderPageStreamsOverHTTP2AndHTTP3: a page that the upstream flushes in parts
+// reaches the client part by part over HTTP/2 and HTTP/3 too, rewritten (the marked script's
+// placeholder, split across the flush, becomes the nonce when its end arrives), while the
+// upstream still holds the rest.
+func TestPlaceholderPageStreamsOverHTTP2AndHTTP3(t *testing.T) {
+	first, second := `<p>first</p><script nonce="`+testPlaceholder[:8], testPlaceholder[8:]+`">a()</script><p>then</p>`
+	third := `<script nonce="` + testPlaceholder + `">b()</script>`
+	var steps sync.Map // request path -> chan struct{} (closed: write the rest)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ch, _ := steps.LoadOrStore(r.URL.Path, make(chan struct{}))
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, first)
+		w.(http.Flusher).Flush()
+		_, _ = io.WriteString(w, second)
+		w.(http.Flusher).Flush()
+		select {
+		case <-ch.(chan struct{}):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, third)
+	}))
+	t.Cleanup(up.Close)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	testcaddy.StartCaddy(t, fmt.Sprintf(`{
+%s}
+localhost:%d {
+	bind 127.0.0.1
+	tls internal
+	security_headers {
+		inject_nonce placeholder {env.TEST_CSP_PLACEHOLDER}
+	}
+	reverse_proxy %s {
+		flush_interval -1
+	}
+}
+`, localTLSGlobals(t, httpPort, httpsPort), httpsPort, up.Listener.Addr()))
+	waitTLS(t, fmt.Sprintf("127.0.0.1:%d", httpsPort))
+	tlsConf := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}
+	h3 := &http3.Transport{TLSClientConfig: tlsConf}
+	t.Cleanup(func() { _ = h3.Close() })
+	h2 := &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true}
+	t.Cleanup(h2.CloseIdleConnections)
+	for name, rt := range map[string]http.RoundTripper{"HTTP/2.0": h2, "HTTP/3.0": h3} {
+		t.Run(name, func(t *testing.T) {
+			path := "/" + strings.ReplaceAll(name, "/", "")
+			ch, _ := steps.LoadOrStore(path, make(chan struct{}))
+			release := sync.OnceFunc(func() { close(ch.(chan struct{})) })
+			t.Cleanup(release)
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d%s", httpsPort, path), nil)
+			req.Host = fmt.Sprintf("localhost:%d", httpsPort)
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.Proto != name {
+				t.Fatalf("proto %s, want %s", resp.Proto, name)
+			}
+			n := cspNonce(t, resp.Header)
+			want := `<p>first</p><script nonce="` + n + `">a()</script><p>then</p>`
+			got := make([]byte, len(want))
+			done := make(chan error, 1)
+			go func() { _, err := io.ReadFull(resp.Body, got); done <- err }()
+			select {
+			case err := <-done:
+				if err != nil || string(got) != want {
+					t.Fatalf("flushed part: %q, %v; want %q", got, err, want)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("the flushed part of the page did not arrive while the upstream was still writing")
+			}
+			release()
+			rest, _ := io.ReadAll(resp.Body)
+			if string(rest) != `<script nonce="`+n+`">b()</script>` {
+				t.Fatalf("rest %q", rest)
+			}
+		})
 	}
 }

@@ -520,6 +520,27 @@ func TestPlaceholderGivingUpIsLogged(t *testing.T) {
 	}
 }
 
+// TestPlaceholderInASwallowingTagIsLogged: a placeholder inside a tag holding a '<' in an
+// attribute (user content `<iframe srcdoc='<script src=//evil x=` swallowed the marked tag)
+// becomes dashes, not the nonce; the operator hears of it (an application's own unescaped
+// srcdoc breaks so), with a WARN naming the page.
+func TestPlaceholderInASwallowingTagIsLogged(t *testing.T) {
+	page := `<p><iframe srcdoc='<script src=//evil x=<meta property="csp-nonce" nonce="` + testPlaceholder + `">'></iframe><script nonce="` + testPlaceholder + `">a()</script>`
+	up := htmlUpstream(t, page)
+	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
+	c, port := placeholderCaddyOf(t, "\treverse_proxy "+up.Listener.Addr().String()+"\n")
+	resp, body := getBody(t, fmt.Sprintf("http://127.0.0.1:%d/comments", port))
+	nonce := cspNonce(t, resp.Header)
+	want := `<p><iframe srcdoc='<script src=//evil x=<meta property="csp-nonce" nonce="` + strings.Repeat("-", len(nonce)) + `">'></iframe><script nonce="` + nonce + `">a()</script>`
+	if resp.StatusCode != 200 || body != want {
+		t.Fatalf("status %d, body:\n got  %s\n want %s", resp.StatusCode, body, want)
+	}
+	e := waitLog(t, c, placeholderInSwallowingTag)
+	if e.Str("uri") != "/comments" || e.Level() != "warn" {
+		t.Fatalf("logged uri %q level %s, want /comments at warn", e.Str("uri"), e.Level())
+	}
+}
+
 func TestInjectSkipsWhatIsNotAPage(t *testing.T) {
 	t.Setenv("TEST_CSP_PLACEHOLDER", testPlaceholder)
 	marked := `<script nonce="` + testPlaceholder + `">`

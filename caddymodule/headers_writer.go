@@ -753,6 +753,10 @@ func (sw *securityWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return http.NewResponseController(sw.ResponseWriter).Hijack()
 }
 
+// placeholderInSwallowingTag is the WARN of a page where a placeholder became dashes inside a
+// tag holding a '<' in an attribute (csp.Injector.Dashed).
+const placeholderInSwallowingTag = "placeholder mode found its placeholder inside a tag that holds a '<' in an attribute name or value (markup swallowed into an attribute, such as an injected `<iframe srcdoc='<script ... x=`; or an unescaped srcdoc of the application's): it became '-', not the nonce, so what that value holds gets no nonce"
+
 // close passes on what the injector holds at the end of the body.
 func (sw *securityWriter) close() error {
 	sw.sniff(nil) // a held status whose body never came
@@ -768,6 +772,9 @@ func (sw *securityWriter) close() error {
 	pg := sw.page
 	if pg == nil || pg.inj == nil {
 		return err
+	}
+	if pg.inj.Dashed() {
+		sw.logPage(zapcore.WarnLevel, placeholderInSwallowingTag)
 	}
 	if pg.inj.GaveUp() {
 		sw.logPage(zapcore.WarnLevel, "placeholder mode lost track of this page's HTML (SVG or MathML it cannot follow, a <style> in a <select>, an ESC byte; see the README's limits of the injector): its later placeholders became '-' and its later tags kept no nonce, so their scripts and styles are blocked")

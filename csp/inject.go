@@ -53,7 +53,9 @@ type Injector struct {
 	ph    []byte
 	phN   int  // bytes of ph seen at the end of the last write, not yet passed on
 	nul   bool // ph holds a NUL byte (its UTF-16 and UTF-32 forms): text without one cannot hold it
-	t     tokenizer
+	// a placeholder became dashes inside a tag holding a '<' in an attribute (see passNonce)
+	dashed bool
+	t      tokenizer
 }
 
 // NewInjector returns an Injector writing to w. In Placeholder mode, placeholder is the secret
@@ -172,12 +174,23 @@ func (in *Injector) replace(p []byte) {
 // styles are blocked. The operator should hear of it: the page looks broken to its users.
 func (in *Injector) GaveUp() bool { return in.t.poisoned }
 
+// Dashed reports whether a placeholder became dashes inside a tag holding a '<' in an
+// attribute (markup swallowed into an attribute value, see passNonce), before any giving up.
+func (in *Injector) Dashed() bool { return in.dashed }
+
 // passNonce hands on what a placeholder becomes: the nonce, or as many '-' once the tokenizer
-// lost track of the page (see foreign.go), where no tag may get it.
+// lost track of the page (see foreign.go), where no tag may get it, and inside a tag that
+// holds a '<' in an attribute name or value before it. Such a tag swallowed markup (`<iframe
+// srcdoc='<script src=//evil x=` before the application's marked tag): an `<iframe srcdoc>`
+// or a `data:` URL makes a document of that value, which inherits the page's policy, and the
+// attacker's tag there would carry the nonce.
 func (in *Injector) passNonce() {
 	if !in.t.poisoned {
-		in.pass(in.nonce)
-		return
+		if !in.t.inSuspiciousTag() {
+			in.pass(in.nonce)
+			return
+		}
+		in.dashed = true
 	}
 	for n := len(in.nonce); n > 0; n -= min(n, len(dashes)) {
 		in.pass(dashes[:min(n, len(dashes))])

@@ -2,6 +2,7 @@ package csp
 
 import (
 	"encoding/base64"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -35,6 +36,11 @@ func FuzzInjector(f *testing.F) {
 		// <font> leaves SVG with color, face or size (split across writes too), not without.
 		`<svg><font id=1 CoLoR=red><style><a title="</style><link rel=stylesheet href=//evil a=` + "\n" + `<link rel=stylesheet href=/a.css nonce="` + testPH + `">`,
 		`<svg><font colors=1 fac=2><style></svg><p><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" nonce="` + testPH + `">`,
+		// In escaped script data, `<1` stays escaped: the first </script> is script text.
+		`<script><!--<1<script></script><textarea></script><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" nonce="` + testPH + `">`,
+		`<script><!-- a<b <script></script><p nonce=x><link x=<a nonce="` + testPH + `"></script>`,
+		// A placeholder in an attribute value after a '<' (a srcdoc that swallowed markup).
+		`<iframe srcdoc='<script src=//evil x=` + "\n" + `<meta property="csp-nonce" nonce="` + testPH + `">'><p>` + testPH,
 	} {
 		f.Add(s, uint8(3), false)
 		f.Add(s, uint8(1), true)
@@ -74,15 +80,11 @@ func FuzzInjector(f *testing.F) {
 				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
 			}
 		} else {
-			// Each placeholder becomes the nonce, or as many '-' once the injector gave up on
-			// the page (foreign.go): the first k become the nonce, for some k.
-			same, n := false, strings.Count(body, testPH)
-			for k := n; k >= 0 && !same; k-- {
-				in := strings.Replace(body, testPH, nonce, k)
-				in = strings.ReplaceAll(in, testPH, strings.Repeat("-", len(nonce)))
-				same = strip(whole) == strip(in)
-			}
-			if !same {
+			// Each placeholder becomes the nonce, or as many '-' (once the injector gave up on
+			// the page, see foreign.go, or inside a tag holding a '<'): compared with every
+			// nonce and every placeholder as '-'.
+			dashes := strings.Repeat("-", len(nonce))
+			if strip(strings.ReplaceAll(whole, nonce, dashes)) != strip(strings.ReplaceAll(body, testPH, dashes)) {
 				t.Fatalf("bytes outside nonce attributes changed:\n in  %q\n out %q", body, whole)
 			}
 		}
@@ -102,8 +104,14 @@ func FuzzInjector(f *testing.F) {
 		// <style> and <script> as raw text also inside <svg> and <math>, where the injector,
 		// as browsers, reads tags (`<math><style><a x="</style><a nonce>` is one tag to both):
 		// there only the tree builder below judges, and the count is skipped.
+		//
+		// Go's tokenizer also leaves escaped script data (`<script><!--`) at a '<' followed by
+		// neither '/' nor a letter, where the standard and browsers stay escaped (the injector
+		// too): there a later `<script>` starts no double escape for it, so it ends the script
+		// at a `</script>` that browsers read as script text, and reads the script's text as
+		// tags. Such bodies skip its checks as well.
 		lower := strings.ToLower(whole)
-		foreign := strings.Contains(lower, "<svg") || strings.Contains(lower, "<math")
+		foreign := strings.Contains(lower, "<svg") || strings.Contains(lower, "<math") || goEscapeDiffers.MatchString(lower)
 		z := html.NewTokenizer(strings.NewReader(whole))
 		nonced := 0
 		for !foreign {
@@ -131,7 +139,7 @@ func FuzzInjector(f *testing.F) {
 		}
 		// Go's HTML5 parser (a tree builder: foreign content, integration points) finds no
 		// element that carries the response's nonce after an attribute holding a '<'.
-		if !tags {
+		if !tags && !goEscapeDiffers.MatchString(lower) {
 			doc, err := html.Parse(strings.NewReader(whole))
 			if err != nil {
 				t.Fatal(err)
@@ -151,6 +159,10 @@ func FuzzInjector(f *testing.F) {
 		}
 	})
 }
+
+// goEscapeDiffers matches a body where Go's tokenizer may leave escaped script data early: a
+// '<' followed by neither '/' nor a letter after a `<!--` after a `<script` (lower case).
+var goEscapeDiffers = regexp.MustCompile(`(?s)<script.*<!--.*<[^a-z/]`)
 
 func TestNonceIsFreshAndLongEnough(t *testing.T) {
 	seen := map[string]bool{}

@@ -59,6 +59,16 @@ func TestInjectorPlaceholder(t *testing.T) {
 		{"no tags mode insertion", `<script>1</script>`, `<script>1</script>`},
 		{"bogus comment", `<!doctype html><?x nonce=1>`, `<!doctype html><?x nonce=1>`},
 		{"end tag attribute removed", `</p nonce=1>`, `</p >`},
+		// An attribute value that holds a '<' swallowed markup (`<iframe srcdoc='<script
+		// src=//evil x=` before the application's marked tag): a srcdoc (or data: URL)
+		// document is parsed from it and inherits the page's policy, so the placeholder there
+		// becomes dashes, as a nonce attribute there is removed. Without a '<', it is replaced.
+		{"placeholder in a srcdoc after a '<'", `<iframe srcdoc='<script src=//evil x=` + "\n" + `<meta property="csp-nonce" nonce="` + testPH + `">'>`,
+			`<iframe srcdoc='<script src=//evil x=` + "\n" + `<meta property="csp-nonce" nonce="` + strings.Repeat("-", len(testNonce)) + `">'>`},
+		{"placeholder in an unquoted value after a '<'", `<a x=<b` + testPH + `>`, `<a x=<b` + strings.Repeat("-", len(testNonce)) + `>`},
+		{"placeholder in a later value of such a tag", `<a x="<b" y="` + testPH + `">`, `<a x="<b" y="` + strings.Repeat("-", len(testNonce)) + `">`},
+		{"placeholder in an entity-encoded srcdoc", `<iframe srcdoc="&lt;script nonce=&quot;` + testPH + `&quot;&gt;">`, `<iframe srcdoc="&lt;script nonce=&quot;` + testNonce + `&quot;&gt;">`},
+		{"placeholder in text after such a tag", `<a x="<b">` + testPH, `<a x="<b">` + testNonce},
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{0, 1, 2, 3, 7} {
@@ -85,6 +95,8 @@ func TestInjectorTags(t *testing.T) {
 		{"response's nonce kept once", `<script nonce="` + testNonce + `">`, `<script nonce="` + testNonce + `">`},
 		{"script text untouched", `<script>document.write("<script src=x></scr"+"ipt>")</script>`, `<script` + n + `>document.write("<script src=x></scr"+"ipt>")</script>`},
 		{"escaped script text", `<script><!--<script></script>--></script><style>`, `<script` + n + `><!--<script></script>--></script><style` + n + `>`},
+		{"escaped script text after '<' and a space", `<script><!-- a < b; s='<script></script><style>'; --></script><style>`,
+			`<script` + n + `><!-- a < b; s='<script></script><style>'; --></script><style` + n + `>`},
 		{"end tag never gets one", `</script>`, `</script>`},
 		{"comment", `<!--><script>`, `<!--><script` + n + `>`},
 		{"suspicious tag gets none", `<script a=<b>`, `<script a=<b>`},
@@ -234,6 +246,13 @@ func TestInjectorForeignContent(t *testing.T) {
 			`<link rel=stylesheet href=//evil a="` + "\x1b$B" + `">` + "\x1b(B" + `<link rel="stylesheet" href="/a.css" >`},
 		{"unquoted placeholder after giving up", `<math><annotation-xml></math><script nonce=` + testPH + `>`,
 			`<math><annotation-xml></math><script >`},
+		// WHATWG HTML §13.2.5.21: in escaped script data, '<' and a byte other than '/' or a
+		// letter stays escaped (x/net/html goes back to script data), so a <script> after it
+		// starts a double escape and the </script> that follows does not end the script
+		// (measured in Chromium 156): the <textarea> is script text, the <link> a tag.
+		{"escaped script data stays escaped after '<' and a digit",
+			`<script><!--<1<script></script><textarea></script><link rel=stylesheet href=//evil x=` + "\n" + app,
+			`<script><!--<1<script></script><textarea></script><link rel=stylesheet href=//evil x=` + "\n" + `<link rel="stylesheet" href="/a.css" >`},
 	}
 	for _, c := range cases {
 		for _, chunk := range []int{0, 1, 2, 3, 7} {

@@ -155,6 +155,12 @@ func lower(c byte) byte {
 	return c
 }
 
+// inSuspiciousTag reports whether the tokenizer is inside a tag (its name or attributes) that
+// holds a '<' in an attribute name or value so far.
+func (t *tokenizer) inSuspiciousTag() bool {
+	return t.suspicious && t.st >= sTagName && t.st <= sSelfClosing
+}
+
 // flushTo passes on the held name bytes and p[start:i].
 func (t *tokenizer) flushTo(i int) {
 	if t.heldN > 0 {
@@ -701,9 +707,11 @@ func (t *tokenizer) feed(p []byte) {
 				t.st, t.k = sDblStart, 0
 				continue
 			default:
-				// The spec stays escaped here; x/net/html returns to script data, which ends
-				// the script no later than a browser does: we may see more tags, never fewer.
-				t.st = sScript
+				// Still escaped (WHATWG HTML §13.2.5.21, and Chromium). x/net/html returns to
+				// script data, where a later `<script>` starts no double escape, so the
+				// `</script>` after it would end the script early: the script's text would
+				// be read as markup (a `<textarea>` there hiding the page's next tags).
+				t.st = sEsc
 				continue
 			}
 		case sDblStart, sDblEnd:
