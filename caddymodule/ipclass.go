@@ -27,7 +27,9 @@ const ipClassVarKey = "ip_class"
 // `map`) must not make a client trusted.
 const ipClassCacheKey = "hardening.ip_class"
 
-// IPClassesConfig lists the static classes. An address in both lists is trusted.
+// IPClassesConfig lists the static classes. An address in both lists is trusted. An IPv4
+// client written as IPv6, mapped (::ffff:10.0.0.1) or translated by NAT64's well-known prefix
+// (64:ff9b::a00:1), is in the IPv4 prefixes holding its IPv4 address.
 type IPClassesConfig struct {
 	// Trusted lists CIDR prefixes or single addresses (IPv4 or IPv6) whose clients are
 	// trusted: never detected or reclassified, given the trusted limits, shown monitoring
