@@ -224,8 +224,22 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		}
 	}
 	if !a.FeatureEnabled("detection") {
+		// Bans outlive a configuration without detection: it holds the detector a running one
+		// made (it applies, scores and lists nothing meanwhile), so switching detection off and
+		// on again by reloads keeps the bans in effect, as shadow mode does, and as the shared
+		// set of Redis would bring them back. Nothing is made when there is none.
+		if _, ok := detectorPool.References("detector"); ok {
+			if _, _, err := detectorPool.LoadOrNew("detector", func() (caddy.Destructor, error) {
+				return pooledDetector{ipclass.NewDetector(ipclass.Settings{})}, nil
+			}); err != nil {
+				return err
+			}
+			a.detectorHeld = true
+		}
+		a.OnStart(func() { detectionOn.Store(false) })
 		return nil
 	}
+	a.OnStart(func() { detectionOn.Store(true) })
 	cfg := a.Detection
 	if cfg == nil {
 		cfg = new(DetectionConfig)

@@ -34,8 +34,12 @@ var (
 		Help: "Requests from suspicious clients path_guard refused (suspicious_action block).",
 	})
 
-	// currentDetector is the pooled detector the gauges read (there is one per process).
+	// currentDetector is the pooled detector the gauges read (there is one per process);
+	// detectionOn says whether the running configuration detects: one with detection off
+	// holds the detector (its bans apply again once detection is back) but makes nobody
+	// suspicious, and the gauges read 0 meanwhile.
 	currentDetector atomic.Pointer[ipclass.Detector]
+	detectionOn     atomic.Bool
 	trackedGauge    = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "detection_tracked_ips",
 		Help: "Clients the detector holds a score for (bounded by max_tracked; bans are apart, in detection_suspicious_ips).",
@@ -62,7 +66,7 @@ func init() {
 }
 
 func detectorCounts() (int, int) {
-	if d := currentDetector.Load(); d != nil {
+	if d := currentDetector.Load(); d != nil && detectionOn.Load() {
 		return d.Counts()
 	}
 	return 0, 0
