@@ -50,7 +50,7 @@ var (
 	}, func() float64 { _, d := detectorCounts(); return float64(d) })
 	bansEvictedCounter = prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "detection_bans_evicted_total",
-		Help: "Active bans the detector's full ban table (max_tracked bans) evicted before their end, the one ending first each time.",
+		Help: "Active bans the detector's full ban tables (max_tracked bans of clients, max_tracked/2 of wider IPv6 networks) evicted before their end, the one ending first each time.",
 	}, func() float64 {
 		if d := currentDetector.Load(); d != nil {
 			return float64(d.BansEvicted())
