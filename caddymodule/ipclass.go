@@ -210,11 +210,23 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	a.classifier = new(ipclass.Classifier)
 	if a.FeatureEnabled("ip_classes") && a.IPClasses != nil {
 		var err error
-		if a.classifier.Trusted, err = prefixSet(repl, a.IPClasses.Trusted, "trusted"); err != nil {
+		var trusted, suspicious []netip.Prefix
+		if trusted, err = parsePrefixes(repl, a.IPClasses.Trusted, "trusted"); err != nil {
 			return err
 		}
-		if a.classifier.Suspicious, err = prefixSet(repl, a.IPClasses.Suspicious, "suspicious"); err != nil {
+		if suspicious, err = parsePrefixes(repl, a.IPClasses.Suspicious, "suspicious"); err != nil {
 			return err
+		}
+		a.classifier.Trusted, a.classifier.Suspicious = ipclass.NewPrefixSet(trusted), ipclass.NewPrefixSet(suspicious)
+		if in, by, more := suspiciousInTrusted(trusted, suspicious); more >= 0 {
+			also := ""
+			if more > 0 {
+				also = fmt.Sprintf(" (and %d more suspicious prefixes)", more)
+			}
+			_ = a.Report(Finding{Code: "ip_classes.suspicious_in_trusted", Severity: Warning, Module: "hardening",
+				Config:  "apps.hardening.ip_classes.suspicious",
+				Message: fmt.Sprintf("suspicious %s lies in trusted %s%s: a trusted prefix wins over a suspicious one, so its clients are trusted", in, by, also),
+				Fix:     "list the trusted networks around it instead of the wider one, or drop the suspicious line"})
 		}
 		if every := trustsEveryone(a.classifier.Trusted); every != "" {
 			_ = a.Report(Finding{Code: "ip_classes.trust_everyone", Severity: Warning, Module: "hardening",
@@ -456,8 +468,9 @@ func checkBanForMax(d time.Duration) error {
 	return nil
 }
 
-// prefixSet resolves placeholders in the list, splits what they hold, and parses each entry.
-func prefixSet(repl *caddy.Replacer, list []string, class string) (*ipclass.PrefixSet, error) {
+// parsePrefixes resolves placeholders in the list, splits what they hold, and parses each
+// entry.
+func parsePrefixes(repl *caddy.Replacer, list []string, class string) ([]netip.Prefix, error) {
 	var prefixes []netip.Prefix
 	for _, s := range resolveList(repl, list) {
 		p, err := ipclass.ParsePrefix(s)
@@ -466,7 +479,26 @@ func prefixSet(repl *caddy.Replacer, list []string, class string) (*ipclass.Pref
 		}
 		prefixes = append(prefixes, p)
 	}
-	return ipclass.NewPrefixSet(prefixes), nil
+	return prefixes, nil
+}
+
+// suspiciousInTrusted finds the suspicious prefixes that lie in a trusted one: dead lines,
+// since a trusted prefix wins. It returns the first with the trusted prefix holding it and
+// how many more there are (-1: none). A trusted prefix inside a suspicious one is the
+// intended exception (a partner's host in a range otherwise refused), not reported.
+func suspiciousInTrusted(trusted, suspicious []netip.Prefix) (in, by netip.Prefix, more int) {
+	more = -1
+	for _, s := range suspicious {
+		for _, t := range trusted {
+			if t.Bits() <= s.Bits() && t.Contains(s.Addr()) {
+				if more++; more == 0 {
+					in, by = s, t
+				}
+				break
+			}
+		}
+	}
+	return in, by, more
 }
 
 // ClassOf is the client's IP class, computed once per request from Caddy's client IP (so
