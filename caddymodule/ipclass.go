@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -248,10 +250,10 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 			}
 			a.detectorHeld = true
 		}
-		a.OnStart(func() { detectionOn.Store(false) })
+		a.OnStart(func() { liveDetection.started(a) })
 		return nil
 	}
-	a.OnStart(func() { detectionOn.Store(true) })
+	a.OnStart(func() { liveDetection.started(a) })
 	cfg := a.Detection
 	if cfg == nil {
 		cfg = new(DetectionConfig)
@@ -268,19 +270,19 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	}
 	a.detectorHeld = true
 	det := v.(pooledDetector).Detector
-	det.SetSettings(settings)
 	a.classifier.Detector = det
 	currentDetector.Store(det)
 	// The first ban a full ban table evicts under this config is logged (once per config load:
 	// caddy_hardening_detection_bans_evicted_total counts them all).
 	logger, maxBans, logged := a.logger, settings.Tracked(), new(atomic.Bool)
-	det.OnBanEvicted(func(evicted ipclass.Detection) {
+	a.detection = &detectionSetup{settings: settings}
+	a.detection.banEvicted = func(evicted ipclass.Detection) {
 		if logged.CompareAndSwap(false, true) {
 			logger.Warn("detection: the ban table is full: a new ban evicts the one ending first, before its end; caddy_hardening_detection_bans_evicted_total counts them (this line is logged once per config load)",
 				zap.Int("max_tracked", maxBans), zap.String("evicted", det.DetectionString(evicted)),
 				zap.Time("evicted_until", evicted.Until), zap.String("fix", "raise max_tracked, or ban for longer what must outlast a flood (an earlier end goes first)"))
 		}
-	})
+	}
 	patterns := cfg.ProbePaths
 	if !cfg.ProbePathsReplace {
 		patterns = append(append([]string(nil), ipclass.DefaultProbePaths...), cfg.ProbePaths...)
@@ -330,6 +332,61 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.OnStart(a.sharedBans.Start) // not while only validating; a no-op when a reload kept it
 	}
 	return nil
+}
+
+// detectionSetup is what a configuration with detection gives the pooled detector once it
+// starts: its settings, and what is told of a ban a full table evicts.
+type detectionSetup struct {
+	settings   ipclass.Settings
+	banEvicted func(ipclass.Detection)
+}
+
+// liveDetection holds the configurations started and not cleaned up yet, oldest first; the
+// newest one's detection settings apply to the pooled detector. Not at Provision: a reload
+// that Caddy refuses (a later module fails to provision, another app to start) leaves the
+// running configuration serving, and its settings must stay (a refused reload with `shadow`
+// unbanned everyone; a lower max_tracked evicted bans for good). A configuration that
+// started and is cleaned up before the one it replaced gives the detector back to that one.
+var liveDetection liveDetectionApps
+
+type liveDetectionApps struct {
+	mu   sync.Mutex
+	apps []*App
+}
+
+func (l *liveDetectionApps) started(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.apps = append(l.apps, a)
+	l.settle()
+}
+
+func (l *liveDetectionApps) cleanedUp(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i := slices.Index(l.apps, a); i >= 0 {
+		l.apps = slices.Delete(l.apps, i, i+1)
+		l.settle()
+	}
+}
+
+// settle applies the newest live configuration's detection (l.mu held): its settings and
+// eviction logger, or, with detection off, nothing applied and the gauges at 0.
+func (l *liveDetectionApps) settle() {
+	if len(l.apps) == 0 {
+		detectionOn.Store(false)
+		return
+	}
+	a := l.apps[len(l.apps)-1]
+	if a.detection == nil {
+		detectionOn.Store(false)
+		return
+	}
+	det := a.classifier.Detector
+	det.SetSettings(a.detection.settings)
+	det.OnBanEvicted(a.detection.banEvicted)
+	currentDetector.Store(det)
+	detectionOn.Store(true)
 }
 
 // fullRedisDetections is what a Redis full at maxmemory (noeviction) does to shared

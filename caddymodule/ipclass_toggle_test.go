@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -105,4 +106,64 @@ http://%s {
 	answers("four")
 	refused("with detection on again", 403)
 	suspiciousGauge("with detection on again", "2")
+}
+
+// TestRefusedReloadKeepsDetectionSettings: a reload that Caddy refuses (here a handler with an
+// unknown policy, provisioned after the hardening app) leaves the running configuration as it
+// was, detection settings included. The pooled detector took the refused configuration's
+// settings when it was provisioned: a refused reload with `shadow` unbanned every client of
+// the running one (and a lower max_tracked would have evicted its bans for good). Settings
+// now apply when a configuration starts.
+func TestRefusedReloadKeepsDetectionSettings(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	site := func(detection string) string {
+		return fmt.Sprintf(`{
+	admin off
+	servers {
+		trusted_proxies static 127.0.0.1/32
+		trusted_proxies_strict
+	}
+	hardening {
+		environment development
+		detection {
+			%s
+		}
+	}
+}
+http://%s {
+	bind 127.0.0.1
+	path_guard {
+		suspicious_action block
+	}
+	policy_rate_limit public
+	respond "ok"
+}
+`, detection, addr)
+	}
+	c := testcaddy.StartCaddy(t, site("threshold 20"))
+	const scanner = "192.0.2.30"
+	sendAs(t, addr, scanner, "/.env")
+	sendAs(t, addr, scanner, "/.git/config")
+	if status := sendAs(t, addr, scanner, "/"); status != 403 {
+		t.Fatalf("the scanner: %d, want 403", status)
+	}
+	cfg, err := testcaddy.Adapt(site("shadow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(cfg)
+	const handler = `{"handler":"policy_rate_limit","policy":"public"}`
+	if !strings.Contains(string(raw), handler) {
+		t.Fatalf("no %s in %s", handler, raw)
+	}
+	bad := strings.Replace(string(raw), handler, handler+`,{"handler":"policy_rate_limit","policy":"nope"}`, 1)
+	if err := c.LoadJSON(bad); err == nil || !strings.Contains(err.Error(), "unknown policy") {
+		t.Fatalf("the bad configuration loaded: %v", err)
+	}
+	if status := sendAs(t, addr, scanner, "/"); status != 403 {
+		t.Errorf("after a refused reload in shadow mode, the running configuration's ban: %d, want 403", status)
+	}
+	if activeApp(t).detector().Shadow() {
+		t.Error("the refused configuration's shadow mode applies")
+	}
 }
