@@ -85,9 +85,12 @@ type App struct {
 	// whole block (a subdirective that needs another), each with its own line.
 	parseChecks []func() error
 
-	classifier     *ipclass.Classifier
-	probes         *ipclass.ProbeMatcher
-	detectorHeld   bool
+	classifier   *ipclass.Classifier
+	probes       *ipclass.ProbeMatcher
+	detectorHeld bool
+	// detection is this configuration's detection settings and eviction logger (nil with
+	// detection off), applied to the pooled detector when it starts (see liveDetection).
+	detection      *detectionSetup
 	sharedBans     *ipclass.SharedBans
 	sharedBansKey  string
 	sharedBansHeld bool
@@ -283,6 +286,7 @@ func (a *App) Stop() error { return nil }
 // (a released client or sync fails its calls, which those paths handle).
 func (a *App) Cleanup() error {
 	a.releaseLimiter()
+	liveDetection.cleanedUp(a)
 	if a.sharedBansHeld {
 		a.sharedBansHeld = false
 		_, _ = sharedBansPool.Delete(a.sharedBansKey)

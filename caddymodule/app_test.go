@@ -590,6 +590,9 @@ func TestAppFindings(t *testing.T) {
 		{"trusting every IPv4 client", "environment development\n\t\tip_classes {\n\t\t\ttrusted 0.0.0.0/0\n\t\t}", "warn:ip_classes.trust_everyone", ""},
 		{"trusting every IPv6 client", "environment development\n\t\tip_classes {\n\t\t\ttrusted ::/0\n\t\t}", "warn:ip_classes.trust_everyone", ""},
 		{"trusting both halves of IPv4", "environment development\n\t\tip_classes {\n\t\t\ttrusted 0.0.0.0/1 128.0.0.0/1\n\t\t}", "warn:ip_classes.trust_everyone", ""},
+		// Was no finding: the suspicious line was dead configuration (a trusted prefix wins).
+		{"a suspicious prefix inside a trusted one", "environment development\n\t\tip_classes {\n\t\t\ttrusted 10.0.0.0/8 2001:db8::/32\n\t\t\tsuspicious 203.0.113.0/24 10.66.6.0/24 2001:db8:1::/48\n\t\t}", "warn:ip_classes.suspicious_in_trusted", ""},
+		{"a trusted host inside a suspicious range", "environment development\n\t\tip_classes {\n\t\t\ttrusted 203.0.113.7\n\t\t\tsuspicious 203.0.113.0/24\n\t\t}", "", ""},
 		{"trusting 0.0.0.0/8, which is nobody", "environment development\n\t\tip_classes {\n\t\t\ttrusted 0.0.0.0/8\n\t\t}", "", ""},
 		{"unverified tls in production", "redis rediss://192.0.2.10:6379/0 {\n\t\t\ttls {\n\t\t\t\tinsecure_skip_verify\n\t\t\t}\n\t\t}", "", "hardening [redis.tls_insecure]: TLS certificate verification to Redis is off"},
 	} {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,7 +29,9 @@ const ipClassVarKey = "ip_class"
 // `map`) must not make a client trusted.
 const ipClassCacheKey = "hardening.ip_class"
 
-// IPClassesConfig lists the static classes. An address in both lists is trusted.
+// IPClassesConfig lists the static classes. An address in both lists is trusted. An IPv4
+// client written as IPv6, mapped (::ffff:10.0.0.1) or translated by NAT64's well-known prefix
+// (64:ff9b::a00:1), is in the IPv4 prefixes holding its IPv4 address.
 type IPClassesConfig struct {
 	// Trusted lists CIDR prefixes or single addresses (IPv4 or IPv6) whose clients are
 	// trusted: never detected or reclassified, given the trusted limits, shown monitoring
@@ -208,11 +212,23 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	a.classifier = new(ipclass.Classifier)
 	if a.FeatureEnabled("ip_classes") && a.IPClasses != nil {
 		var err error
-		if a.classifier.Trusted, err = prefixSet(repl, a.IPClasses.Trusted, "trusted"); err != nil {
+		var trusted, suspicious []netip.Prefix
+		if trusted, err = parsePrefixes(repl, a.IPClasses.Trusted, "trusted"); err != nil {
 			return err
 		}
-		if a.classifier.Suspicious, err = prefixSet(repl, a.IPClasses.Suspicious, "suspicious"); err != nil {
+		if suspicious, err = parsePrefixes(repl, a.IPClasses.Suspicious, "suspicious"); err != nil {
 			return err
+		}
+		a.classifier.Trusted, a.classifier.Suspicious = ipclass.NewPrefixSet(trusted), ipclass.NewPrefixSet(suspicious)
+		if in, by, more := suspiciousInTrusted(trusted, suspicious); more >= 0 {
+			also := ""
+			if more > 0 {
+				also = fmt.Sprintf(" (and %d more suspicious prefixes)", more)
+			}
+			_ = a.Report(Finding{Code: "ip_classes.suspicious_in_trusted", Severity: Warning, Module: "hardening",
+				Config:  "apps.hardening.ip_classes.suspicious",
+				Message: fmt.Sprintf("suspicious %s lies in trusted %s%s: a trusted prefix wins over a suspicious one, so its clients are trusted", in, by, also),
+				Fix:     "list the trusted networks around it instead of the wider one, or drop the suspicious line"})
 		}
 		if every := trustsEveryone(a.classifier.Trusted); every != "" {
 			_ = a.Report(Finding{Code: "ip_classes.trust_everyone", Severity: Warning, Module: "hardening",
@@ -222,8 +238,22 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		}
 	}
 	if !a.FeatureEnabled("detection") {
+		// Bans outlive a configuration without detection: it holds the detector a running one
+		// made (it applies, scores and lists nothing meanwhile), so switching detection off and
+		// on again by reloads keeps the bans in effect, as shadow mode does, and as the shared
+		// set of Redis would bring them back. Nothing is made when there is none.
+		if _, ok := detectorPool.References("detector"); ok {
+			if _, _, err := detectorPool.LoadOrNew("detector", func() (caddy.Destructor, error) {
+				return pooledDetector{ipclass.NewDetector(ipclass.Settings{})}, nil
+			}); err != nil {
+				return err
+			}
+			a.detectorHeld = true
+		}
+		a.OnStart(func() { liveDetection.started(a) })
 		return nil
 	}
+	a.OnStart(func() { liveDetection.started(a) })
 	cfg := a.Detection
 	if cfg == nil {
 		cfg = new(DetectionConfig)
@@ -240,19 +270,19 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 	}
 	a.detectorHeld = true
 	det := v.(pooledDetector).Detector
-	det.SetSettings(settings)
 	a.classifier.Detector = det
 	currentDetector.Store(det)
 	// The first ban a full ban table evicts under this config is logged (once per config load:
 	// caddy_hardening_detection_bans_evicted_total counts them all).
 	logger, maxBans, logged := a.logger, settings.Tracked(), new(atomic.Bool)
-	det.OnBanEvicted(func(evicted ipclass.Detection) {
+	a.detection = &detectionSetup{settings: settings}
+	a.detection.banEvicted = func(evicted ipclass.Detection) {
 		if logged.CompareAndSwap(false, true) {
 			logger.Warn("detection: the ban table is full: a new ban evicts the one ending first, before its end; caddy_hardening_detection_bans_evicted_total counts them (this line is logged once per config load)",
 				zap.Int("max_tracked", maxBans), zap.String("evicted", det.DetectionString(evicted)),
 				zap.Time("evicted_until", evicted.Until), zap.String("fix", "raise max_tracked, or ban for longer what must outlast a flood (an earlier end goes first)"))
 		}
-	})
+	}
 	patterns := cfg.ProbePaths
 	if !cfg.ProbePathsReplace {
 		patterns = append(append([]string(nil), ipclass.DefaultProbePaths...), cfg.ProbePaths...)
@@ -302,6 +332,61 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.OnStart(a.sharedBans.Start) // not while only validating; a no-op when a reload kept it
 	}
 	return nil
+}
+
+// detectionSetup is what a configuration with detection gives the pooled detector once it
+// starts: its settings, and what is told of a ban a full table evicts.
+type detectionSetup struct {
+	settings   ipclass.Settings
+	banEvicted func(ipclass.Detection)
+}
+
+// liveDetection holds the configurations started and not cleaned up yet, oldest first; the
+// newest one's detection settings apply to the pooled detector. Not at Provision: a reload
+// that Caddy refuses (a later module fails to provision, another app to start) leaves the
+// running configuration serving, and its settings must stay (a refused reload with `shadow`
+// unbanned everyone; a lower max_tracked evicted bans for good). A configuration that
+// started and is cleaned up before the one it replaced gives the detector back to that one.
+var liveDetection liveDetectionApps
+
+type liveDetectionApps struct {
+	mu   sync.Mutex
+	apps []*App
+}
+
+func (l *liveDetectionApps) started(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.apps = append(l.apps, a)
+	l.settle()
+}
+
+func (l *liveDetectionApps) cleanedUp(a *App) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if i := slices.Index(l.apps, a); i >= 0 {
+		l.apps = slices.Delete(l.apps, i, i+1)
+		l.settle()
+	}
+}
+
+// settle applies the newest live configuration's detection (l.mu held): its settings and
+// eviction logger, or, with detection off, nothing applied and the gauges at 0.
+func (l *liveDetectionApps) settle() {
+	if len(l.apps) == 0 {
+		detectionOn.Store(false)
+		return
+	}
+	a := l.apps[len(l.apps)-1]
+	if a.detection == nil {
+		detectionOn.Store(false)
+		return
+	}
+	det := a.classifier.Detector
+	det.SetSettings(a.detection.settings)
+	det.OnBanEvicted(a.detection.banEvicted)
+	currentDetector.Store(det)
+	detectionOn.Store(true)
 }
 
 // fullRedisDetections is what a Redis full at maxmemory (noeviction) does to shared
@@ -440,8 +525,9 @@ func checkBanForMax(d time.Duration) error {
 	return nil
 }
 
-// prefixSet resolves placeholders in the list, splits what they hold, and parses each entry.
-func prefixSet(repl *caddy.Replacer, list []string, class string) (*ipclass.PrefixSet, error) {
+// parsePrefixes resolves placeholders in the list, splits what they hold, and parses each
+// entry.
+func parsePrefixes(repl *caddy.Replacer, list []string, class string) ([]netip.Prefix, error) {
 	var prefixes []netip.Prefix
 	for _, s := range resolveList(repl, list) {
 		p, err := ipclass.ParsePrefix(s)
@@ -450,7 +536,26 @@ func prefixSet(repl *caddy.Replacer, list []string, class string) (*ipclass.Pref
 		}
 		prefixes = append(prefixes, p)
 	}
-	return ipclass.NewPrefixSet(prefixes), nil
+	return prefixes, nil
+}
+
+// suspiciousInTrusted finds the suspicious prefixes that lie in a trusted one: dead lines,
+// since a trusted prefix wins. It returns the first with the trusted prefix holding it and
+// how many more there are (-1: none). A trusted prefix inside a suspicious one is the
+// intended exception (a partner's host in a range otherwise refused), not reported.
+func suspiciousInTrusted(trusted, suspicious []netip.Prefix) (in, by netip.Prefix, more int) {
+	more = -1
+	for _, s := range suspicious {
+		for _, t := range trusted {
+			if t.Bits() <= s.Bits() && t.Contains(s.Addr()) {
+				if more++; more == 0 {
+					in, by = s, t
+				}
+				break
+			}
+		}
+	}
+	return in, by, more
 }
 
 // ClassOf is the client's IP class, computed once per request from Caddy's client IP (so

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -92,5 +93,52 @@ func TestEscalateJSONBounds(t *testing.T) {
 	}
 	if err := c.LoadJSON(`{"apps": {"hardening": {"detection": {"ipv6_prefix": 40}}}}`); err != nil {
 		t.Errorf("ipv6_prefix 40 without ipv6_escalate (the default /48 does not apply): %v", err)
+	}
+}
+
+// TestFullWideTableCountsEvictedNetworkBans: bans of wider networks (escalations, an
+// operator's ban of a /48) beyond their table's bound (max_tracked / 2, at least 32 per
+// shard: 2048 under max_tracked 64) evict the one ending first, and each such eviction of an
+// active ban counts in caddy_hardening_detection_bans_evicted_total and is logged as the ban
+// table's are. Before, they went uncounted and unlogged: the metric said no ban was lost
+// while hundreds were.
+func TestFullWideTableCountsEvictedNetworkBans(t *testing.T) {
+	adminPort := testenv.FreePort(t)
+	c := testcaddy.StartCaddy(t, fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	hardening {
+		environment development
+		detection {
+			max_tracked 64
+		}
+	}
+}
+`, adminPort))
+	admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+	const day, networks = "2001:db8:ffff::/48", 2400
+	if code, body := adminDo(t, "POST", admin+"/hardening/ipclass/detected", `{"ip": "`+day+`", "ban_for": "24h"}`); code != 201 {
+		t.Fatalf("ban of %s: %d %s", day, code, body)
+	}
+	for i := range networks {
+		if code, body := adminDo(t, "POST", admin+"/hardening/ipclass/detected", fmt.Sprintf(`{"ip": "2001:db8:%x::/48"}`, i)); code != 201 {
+			t.Fatalf("ban %d: %d %s", i, code, body)
+		}
+	}
+	app := activeApp(t)
+	_, detected := app.detector().Counts()
+	evicted := networks + 1 - detected
+	if evicted <= 0 || app.classOfAddr(netip.MustParseAddr("2001:db8:ffff:1::1")).String() != "suspicious" {
+		t.Fatalf("%d network bans kept of %d (the day-long one: %v)", detected, networks+1,
+			app.classOfAddr(netip.MustParseAddr("2001:db8:ffff:1::1")))
+	}
+	metrics := getReply(t, admin+"/metrics").body
+	if want := fmt.Sprintf("caddy_hardening_detection_bans_evicted_total %d\n", evicted); !strings.Contains(metrics, want) {
+		t.Errorf("metrics without %q", want)
+	}
+	warned := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+		return strings.HasPrefix(e.Msg(), "detection: the ban table is full")
+	})
+	if len(warned) != 1 || !strings.HasSuffix(warned[0].Str("evicted"), "::/48") {
+		t.Errorf("want one WARN line naming an evicted /48, got %v", warned)
 	}
 }

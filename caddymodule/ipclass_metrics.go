@@ -34,8 +34,12 @@ var (
 		Help: "Requests from suspicious clients path_guard refused (suspicious_action block).",
 	})
 
-	// currentDetector is the pooled detector the gauges read (there is one per process).
+	// currentDetector is the pooled detector the gauges read (there is one per process);
+	// detectionOn says whether the running configuration detects: one with detection off
+	// holds the detector (its bans apply again once detection is back) but makes nobody
+	// suspicious, and the gauges read 0 meanwhile.
 	currentDetector atomic.Pointer[ipclass.Detector]
+	detectionOn     atomic.Bool
 	trackedGauge    = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "detection_tracked_ips",
 		Help: "Clients the detector holds a score for (bounded by max_tracked; bans are apart, in detection_suspicious_ips).",
@@ -46,7 +50,7 @@ var (
 	}, func() float64 { _, d := detectorCounts(); return float64(d) })
 	bansEvictedCounter = prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "hardening", Name: "detection_bans_evicted_total",
-		Help: "Active bans the detector's full ban table (max_tracked bans) evicted before their end, the one ending first each time.",
+		Help: "Active bans the detector's full ban tables (max_tracked bans of clients, max_tracked/2 of wider IPv6 networks) evicted before their end, the one ending first each time.",
 	}, func() float64 {
 		if d := currentDetector.Load(); d != nil {
 			return float64(d.BansEvicted())
@@ -62,7 +66,7 @@ func init() {
 }
 
 func detectorCounts() (int, int) {
-	if d := currentDetector.Load(); d != nil {
+	if d := currentDetector.Load(); d != nil && detectionOn.Load() {
 		return d.Counts()
 	}
 	return 0, 0

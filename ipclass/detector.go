@@ -55,7 +55,8 @@ const (
 // evicts, among a sample, the entry with the lowest current score, and never touches a ban, so
 // no churn of fresh addresses shortens one (as fail2ban's and CrowdSec's bans, a ban holds for
 // its duration). Only a full ban table evicts a ban: the one ending first, unless a sample
-// holds bans of a more crowded wider network, which go first (BansEvicted counts them).
+// holds bans of a more crowded wider network, which go first (BansEvicted counts them, and
+// the bans of wider networks that their own full table evicts, the one ending first).
 // Safe for concurrent use.
 type Detector struct {
 	settings atomic.Pointer[resolvedSettings]

@@ -1,8 +1,10 @@
 package ipclass
 
 import (
+	"container/heap"
 	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"time"
@@ -43,11 +45,95 @@ type wideEntry struct {
 	bits   uint8
 	signal Signal
 	shadow bool
+	// key is the network's first address (its key in the shard); banned says whether it is
+	// in the shard's byEnd (a detection, possibly ended), at slot, else in plain at slot.
+	key    netip.Addr
+	banned bool
+	slot   int
 }
 
+// wideShard holds wider networks' entries, each either a detection (a ban, in byEnd by its
+// end, as the ban table keeps the clients') or a mere count of detected clients (in plain).
+// A full shard drops the counts first (a sample's least), then the ban that ends first: a
+// detection is never evicted while a count could make the room, nor before one ending sooner.
 type wideShard struct {
-	mu sync.Mutex
-	m  map[netip.Addr]*wideEntry
+	mu    sync.Mutex
+	m     map[netip.Addr]*wideEntry
+	byEnd wideHeap
+	plain []*wideEntry
+}
+
+// wideHeap is a min-heap of wider networks' detections by their end.
+type wideHeap []*wideEntry
+
+func (h wideHeap) Len() int           { return len(h) }
+func (h wideHeap) Less(i, j int) bool { return h[i].until < h[j].until }
+func (h wideHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].slot, h[j].slot = i, j
+}
+func (h *wideHeap) Push(x any) {
+	w := x.(*wideEntry)
+	w.slot = len(*h)
+	*h = append(*h, w)
+}
+func (h *wideHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return w
+}
+
+// add makes w, keyed k, an entry of the shard: a count. The caller holds ws.mu.
+func (ws *wideShard) add(k netip.Addr, w *wideEntry) {
+	w.key, w.banned, w.slot = k, false, len(ws.plain)
+	ws.plain = append(ws.plain, w)
+	ws.m[k] = w
+}
+
+// unplain takes w out of plain. The caller holds ws.mu.
+func (ws *wideShard) unplain(w *wideEntry) {
+	last := ws.plain[len(ws.plain)-1]
+	ws.plain[w.slot], last.slot = last, w.slot
+	ws.plain[len(ws.plain)-1] = nil
+	ws.plain = ws.plain[:len(ws.plain)-1]
+}
+
+// remove forgets w. The caller holds ws.mu.
+func (ws *wideShard) remove(w *wideEntry) {
+	if w.banned {
+		heap.Remove(&ws.byEnd, w.slot)
+	} else {
+		ws.unplain(w)
+	}
+	delete(ws.m, w.key)
+}
+
+// setBanned puts w's detection (its until just set) in its place by end. The caller holds ws.mu.
+func (ws *wideShard) setBanned(w *wideEntry) {
+	if w.banned {
+		heap.Fix(&ws.byEnd, w.slot)
+		return
+	}
+	ws.unplain(w)
+	w.banned = true
+	heap.Push(&ws.byEnd, w)
+}
+
+// dropEnded takes the detections that have ended off byEnd: an entry still counting detected
+// clients becomes a count, any other is forgotten. The caller holds ws.mu.
+func (ws *wideShard) dropEnded(now int64) {
+	for len(ws.byEnd) > 0 && ws.byEnd[0].until <= now {
+		w := heap.Pop(&ws.byEnd).(*wideEntry)
+		w.banned = false
+		if w.seen > now {
+			w.slot = len(ws.plain)
+			ws.plain = append(ws.plain, w)
+		} else {
+			delete(ws.m, w.key)
+		}
+	}
 }
 
 // wideKey is the wider network holding client a, by its first address (the caller checked
@@ -89,7 +175,7 @@ func (d *Detector) escalate(a netip.Addr, sig Signal, score float64, until int64
 	ws := d.wideShard(k)
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	w := ws.entry(k, set, now)
+	w := ws.entry(d, k, set, now)
 	if w.seen <= now {
 		w.n = 0 // every detection counted has ended
 	}
@@ -110,6 +196,7 @@ func (d *Detector) escalate(a netip.Addr, sig Signal, score float64, until int64
 	}
 	end := time.Unix(0, now).Add(set.banFor)
 	w.until, w.signal, w.shadow = end.UnixNano(), sig, set.shadow
+	ws.setBanned(w)
 	if !set.shadow {
 		extendHorizon(&d.wideHorizon, w.until)
 	}
@@ -146,42 +233,52 @@ func wideLimit(set *resolvedSettings) int {
 
 // entry is the network k's entry, made (evicting first when the shard is full) when it has
 // none, or afresh when it was counted under other settings' bits. The caller holds ws.mu.
-func (ws *wideShard) entry(k netip.Addr, set *resolvedSettings, now int64) *wideEntry {
+func (ws *wideShard) entry(d *Detector, k netip.Addr, set *resolvedSettings, now int64) *wideEntry {
 	w := ws.m[k]
-	if w == nil || int(w.bits) != set.escBits {
-		for w == nil && len(ws.m) >= wideLimit(set) {
-			ws.evictOne(now)
-		}
-		w = &wideEntry{bits: uint8(set.escBits)}
-		ws.m[k] = w
+	if w != nil && int(w.bits) == set.escBits {
+		return w
 	}
+	if w != nil {
+		ws.remove(w)
+	}
+	ws.dropEnded(now)
+	for len(ws.m) >= wideLimit(set) {
+		ws.evictOne(d, set, now)
+	}
+	w = &wideEntry{bits: uint8(set.escBits)}
+	ws.add(k, w)
 	return w
 }
 
-// evictOne drops, among a sample, a network that is not detected, with the fewest clients
-// counted (else the detection that ends first). The caller holds ws.mu.
-func (ws *wideShard) evictOne(now int64) {
-	var victim netip.Addr
-	var victimActive bool
-	var victimKey int64
-	n := 0
-	for k, w := range ws.m {
-		active := w.until > now
-		key := int64(w.n)
+// evictOne drops, among a sample of the counts, the one with the fewest detected clients
+// still counted; when every entry is a detection, the one that ends first, counted in
+// BansEvicted and reported as the ban table's evictions are. The caller holds ws.mu, after
+// dropEnded.
+func (ws *wideShard) evictOne(d *Detector, set *resolvedSettings, now int64) {
+	if len(ws.plain) == 0 {
+		w := ws.byEnd[0]
+		ws.remove(w)
+		if w.until > now {
+			d.bansEvicted.Add(1)
+			if f := d.onBanEvicted.Load(); f != nil {
+				(*f)(Detection{Addr: w.key, Bits: int(w.bits), Signal: w.signal, Until: time.Unix(0, w.until), Shadow: w.shadow || set.shadow})
+			}
+		}
+		return
+	}
+	var victim *wideEntry
+	var victimKey int
+	for range min(evictSample, len(ws.plain)) {
+		w := ws.plain[rand.IntN(len(ws.plain))]
+		key := int(w.n)
 		if w.seen <= now {
 			key = 0
 		}
-		if active {
-			key = w.until
-		}
-		if n == 0 || (victimActive && !active) || (victimActive == active && key < victimKey) {
-			victim, victimActive, victimKey = k, active, key
-		}
-		if n++; n >= evictSample {
-			break
+		if victim == nil || key < victimKey {
+			victim, victimKey = w, key
 		}
 	}
-	delete(ws.m, victim)
+	ws.remove(victim)
 }
 
 // BanNetwork makes the wider network p (of the settings' IPv6Escalate bits, as escalations
@@ -204,9 +301,11 @@ func (d *Detector) BanNetwork(p netip.Prefix, until time.Time, sig Signal) (time
 	k := p.Masked().Addr()
 	ws := d.wideShard(k)
 	ws.mu.Lock()
-	w := ws.entry(k, set, ns)
+	w := ws.entry(d, k, set, ns)
 	if later, raised := raiseBan(&w.until, &w.signal, &w.shadow, u, sig); !raised {
 		until = time.Unix(0, later)
+	} else {
+		ws.setBanned(w)
 	}
 	ws.mu.Unlock()
 	extendHorizon(&d.wideHorizon, u)
@@ -229,7 +328,7 @@ func (d *Detector) UnbanNetwork(p netip.Prefix) bool {
 	if w == nil {
 		return false
 	}
-	delete(ws.m, k)
+	ws.remove(w)
 	return !w.shadow && w.until > d.now().UnixNano()
 }
 
@@ -256,8 +355,12 @@ func (d *Detector) eachWide(f func(k netip.Addr, w *wideEntry)) {
 // clearWide forgets every wider network's entry (their length changed).
 func (d *Detector) clearWide() {
 	for i := range d.wide {
-		d.wide[i].mu.Lock()
-		clear(d.wide[i].m)
-		d.wide[i].mu.Unlock()
+		ws := &d.wide[i]
+		ws.mu.Lock()
+		clear(ws.m)
+		clear(ws.byEnd)
+		clear(ws.plain)
+		ws.byEnd, ws.plain = ws.byEnd[:0], ws.plain[:0]
+		ws.mu.Unlock()
 	}
 }

@@ -179,3 +179,73 @@ func TestDetectorEscalationAcrossAReload(t *testing.T) {
 		t.Errorf("%d detections listed, want the one ban", n)
 	}
 }
+
+// sameWideShard returns n /48s of 2001:db8::/32 whose entries fall into one wide shard (the
+// first one's), from the j-th on.
+func sameWideShard(d *Detector, n, j int) []netip.Prefix {
+	var out []netip.Prefix
+	var shard *wideShard
+	for ; len(out) < n; j++ {
+		p := netip.MustParsePrefix(fmt.Sprintf("2001:db8:%x::/48", j))
+		if ws := d.wideShard(p.Addr()); shard == nil || ws == shard {
+			shard = ws
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestDetectorFullWideTableEvictsTheNetworkBanEndingFirst: the wider networks' table
+// (escalations and operators' bans of a /48) evicted among a sample of eight, so a network's
+// ban that ends late went before one ending sooner, one went while a mere count (a /48 with a
+// detected /64 or two) could have made the room, and no such eviction was counted or
+// reported. A full table now drops the counts first, then the ban that ends first, exactly,
+// each counted in BansEvicted and reported as the ban table's are.
+func TestDetectorFullWideTableEvictsTheNetworkBanEndingFirst(t *testing.T) {
+	d, c := testDetector(Settings{Threshold: 20, MaxTracked: 64, EscalateCount: 2})
+	var reported []Detection
+	d.OnBanEvicted(func(det Detection) { reported = append(reported, det) })
+	limit := wideLimit(d.settings.Load())
+	nets := sameWideShard(d, 2*limit+1, 1)
+	start := c.now()
+	// limit-1 network bans, ending a minute apart, given in a scrambled order, and one count.
+	for i := range limit - 1 {
+		k := (i * 7) % (limit - 1) // 7 is prime to limit-1 (31)
+		if _, ok := d.BanNetwork(nets[k], start.Add(time.Duration(k+1)*time.Minute), SignalManual); !ok {
+			t.Fatalf("BanNetwork(%s) refused", nets[k])
+		}
+	}
+	counted := nets[limit-1]
+	if _, hit := d.Signal(netip.PrefixFrom(counted.Addr(), 64).Addr().Next(), SignalTraversal); !hit {
+		t.Fatal("a /64 of the counted network was not detected")
+	}
+	// The table is full: the next network's ban takes the count's room, not a ban.
+	d.BanNetwork(nets[limit], start.Add(time.Hour), SignalManual)
+	if n := d.BansEvicted(); n != 0 || len(reported) != 0 {
+		t.Fatalf("a network's ban evicted (%d, %v) while a count could make the room", n, reported)
+	}
+	for i := range limit - 1 {
+		if !d.Suspicious(nets[i].Addr().Next()) {
+			t.Fatalf("%s ban evicted while a count could make the room", nets[i])
+		}
+	}
+	// Then each new ban evicts the one ending first, in order.
+	for i := range limit - 1 {
+		d.BanNetwork(nets[limit+1+i], start.Add(2*time.Hour), SignalManual)
+		if d.Suspicious(nets[i].Addr().Next()) {
+			t.Fatalf("ban %d: %s, the ban ending first, is still in effect", i, nets[i])
+		}
+		if i+1 < limit-1 && !d.Suspicious(nets[i+1].Addr().Next()) {
+			t.Fatalf("ban %d: %s evicted before %s, which ends first", i, nets[i+1], nets[i])
+		}
+		if int(d.BansEvicted()) != i+1 || len(reported) != i+1 || reported[i].Key() != nets[i].String() {
+			t.Fatalf("ban %d: BansEvicted %d, reported %v; want %s", i, d.BansEvicted(), reported, nets[i])
+		}
+	}
+	// An ended network ban makes room without counting.
+	c.advance(3 * time.Hour)
+	d.BanNetwork(nets[0], c.now().Add(time.Hour), SignalManual)
+	if int(d.BansEvicted()) != limit-1 {
+		t.Errorf("evicting an ended network ban was counted: %d", d.BansEvicted())
+	}
+}

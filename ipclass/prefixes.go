@@ -11,7 +11,9 @@ import (
 // PrefixSet answers "is this address in any of these prefixes" with a binary search over
 // merged, sorted address ranges: the cost grows with log2 of the list size, never with the
 // position of the matching prefix, and a lookup allocates nothing. IPv4 and IPv4-mapped IPv6
-// addresses are matched against the IPv4 prefixes.
+// addresses are matched against the IPv4 prefixes; an address of NAT64's well-known prefix
+// (64:ff9b::a00:1) is its IPv4 client (10.0.0.1), as ClientAddr names it, and is matched
+// against the IPv4 prefixes too, besides the IPv6 ones as written.
 type PrefixSet struct {
 	v4 []range4
 	v6 []range6
@@ -146,21 +148,26 @@ func v6(a netip.Addr) u128 {
 	return x
 }
 
-// Contains reports whether a is in one of the set's prefixes.
+// Contains reports whether a is in one of the set's prefixes, or, for an address of NAT64's
+// well-known prefix, whether the IPv4 client it carries is.
 func (s *PrefixSet) Contains(a netip.Addr) bool {
 	if s == nil {
 		return false
 	}
 	a = a.Unmap()
-	if a.Is4() {
-		x := v4(a)
-		i, _ := slices.BinarySearchFunc(s.v4, x, func(r range4, x uint32) int { return cmp.Compare(r.lo, x) })
-		// i is the first range starting after x (or at x): x is in range i when it starts at x,
-		// else in range i-1 when that one reaches x.
-		if i < len(s.v4) && s.v4[i].lo == x {
+	if a.Is6() && len(s.v4) > 0 && nat64.Contains(a) {
+		b := a.As16()
+		if s.contains4(netip.AddrFrom4([4]byte(b[12:]))) {
 			return true
 		}
-		return i > 0 && x <= s.v4[i-1].hi
+	}
+	return s.contains(a)
+}
+
+// contains reports whether a, unmapped, is in one of the set's prefixes.
+func (s *PrefixSet) contains(a netip.Addr) bool {
+	if a.Is4() {
+		return s.contains4(a)
 	}
 	if !a.Is6() {
 		return false
@@ -171,6 +178,18 @@ func (s *PrefixSet) Contains(a netip.Addr) bool {
 		return true
 	}
 	return i > 0 && !s.v6[i-1].hi.less(x)
+}
+
+// contains4 reports whether the IPv4 address a is in one of the set's IPv4 prefixes.
+func (s *PrefixSet) contains4(a netip.Addr) bool {
+	x := v4(a)
+	i, _ := slices.BinarySearchFunc(s.v4, x, func(r range4, x uint32) int { return cmp.Compare(r.lo, x) })
+	// i is the first range starting after x (or at x): x is in range i when it starts at x,
+	// else in range i-1 when that one reaches x.
+	if i < len(s.v4) && s.v4[i].lo == x {
+		return true
+	}
+	return i > 0 && x <= s.v4[i-1].hi
 }
 
 // Len is the number of prefixes the set was built from.

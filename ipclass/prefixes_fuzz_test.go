@@ -6,7 +6,7 @@ import (
 )
 
 // FuzzPrefixSet: the merged ranges answer Contains exactly as a linear scan of the prefixes
-// (IPv4, IPv6 and IPv4-mapped addresses; overlapping, nested and adjacent prefixes).
+// (IPv4, IPv6, IPv4-mapped and NAT64 addresses; overlapping, nested and adjacent prefixes).
 func FuzzPrefixSet(f *testing.F) {
 	f.Add([]byte{10, 0, 0, 0, 8, 10, 1, 2, 3, 32, 192, 168, 0, 0, 16}, []byte{10, 1, 2, 3})
 	f.Add([]byte{0, 0, 0, 0, 0, 255, 255, 255, 255, 32}, []byte{255, 255, 255, 255})
@@ -41,7 +41,9 @@ func FuzzPrefixSet(f *testing.F) {
 				probes = append(probes, a)
 			}
 			a, _ := netip.AddrFromSlice(probe[:4])
-			probes = append(probes, a, netip.AddrFrom16(a.As16())) // and its mapped form
+			b := nat64.Addr().As16() // and its NAT64 form
+			copy(b[12:], probe[:4])
+			probes = append(probes, a, netip.AddrFrom16(a.As16()), netip.AddrFrom16(b)) // and its mapped form
 			probe = probe[4:]
 		}
 		for _, p := range prefixes { // the edges of every range
@@ -54,6 +56,10 @@ func FuzzPrefixSet(f *testing.F) {
 			want := false
 			for _, p := range prefixes {
 				want = want || p.Contains(a.Unmap())
+				if nat64.Contains(a) { // a NAT64 address is its IPv4 client too
+					b := a.As16()
+					want = want || p.Contains(netip.AddrFrom4([4]byte(b[12:])))
+				}
 			}
 			if got := set.Contains(a); got != want {
 				t.Fatalf("Contains(%v) = %v, a scan of %v says %v", a, got, prefixes, want)

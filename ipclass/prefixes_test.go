@@ -107,3 +107,23 @@ func randomPrefixes(r *rand.Rand, n int) []netip.Prefix {
 	}
 	return out
 }
+
+// TestPrefixSetContainsNAT64: an address of NAT64's well-known prefix (64:ff9b::/96) is its
+// IPv4 client, as ClientAddr names it: it is in the IPv4 prefixes holding that address, and
+// still in IPv6 prefixes holding the address as written.
+func TestPrefixSetContainsNAT64(t *testing.T) {
+	s := NewPrefixSet(mustPrefixes(t, "10.0.0.0/8", "64:ff9b::c633:6400/120"))
+	for ip, want := range map[string]bool{
+		"64:ff9b::a00:1":     true,  // 10.0.0.1
+		"64:ff9b::aff:ffff":  true,  // 10.255.255.255
+		"64:ff9b::b00:0":     false, // 11.0.0.0
+		"64:ff9b::c633:6407": true,  // the IPv6 prefix as written
+		"198.51.100.7":       false, // that prefix names translated clients only
+		"64:ff9b:1::a00:1":   false, // a network-specific prefix: not recognised
+		"::a00:1":            false,
+	} {
+		if got := s.Contains(netip.MustParseAddr(ip)); got != want {
+			t.Errorf("Contains(%s) = %v, want %v", ip, got, want)
+		}
+	}
+}
