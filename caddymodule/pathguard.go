@@ -22,7 +22,7 @@ func init() {
 // PathGuard refuses, before any file_server or upstream sees them, request paths that climb
 // out of a directory or could be read differently by the next component: `..` segments in any
 // encoding (%2e%2e in any case, double encoding, overlong UTF-8, IIS %u escapes, Unicode
-// look-alikes of dots and separators: ．．, ..／x), backslashes and %5c, NUL and control bytes,
+// look-alikes of dots and separators: ．．, 。。, ..／x), backslashes and %5c, NUL and control bytes,
 // Windows drive roots (C:/), `..` padded with spaces (..%20), NTFS stream suffixes
 // (index.asp::$DATA), and unless allowed, %2f inside a segment, `;` path parameters and
 // other bytes that are not UTF-8 (raw or percent-encoded alike). It answers 400 with an
