@@ -551,3 +551,42 @@ func TestCheckWindows(t *testing.T) {
 		t.Error("trailing_dot_space is malformed (a pasted link's full stop), dos_device and short_name are attack forms")
 	}
 }
+
+// TestCorpusWindows: every path of testdata/windows.txt is refused with Options.Windows (also
+// beside the allows) and passed without it, and the fuzz target's oracle (windowsAlias) sees an
+// alias in each.
+func TestCorpusWindows(t *testing.T) {
+	paths := testenv.Lines(t, "testdata/windows.txt")
+	if len(paths) < 30 {
+		t.Fatalf("only %d Windows forms", len(paths))
+	}
+	for _, p := range paths {
+		for _, opt := range []Options{{Windows: true}, {Windows: true, AllowEncodedSlash: true, AllowPathParams: true, AllowInvalidUTF8: true}} {
+			if r := Check(p, opt); r == "" {
+				t.Errorf("Check(%q, %+v) passed a Windows alias", p, opt)
+			}
+		}
+		if r := Check(p, Options{}); r != "" {
+			t.Errorf("Check(%q) without Windows = %q, want it passed", p, r)
+		}
+		seen := false
+		for q, round := p, 0; round <= maxDecodeRounds; round++ {
+			for _, seg := range strings.Split(q, "/") {
+				seen = seen || windowsAlias(seg) != ""
+			}
+			dec, err := url.PathUnescape(q)
+			if err != nil || dec == q {
+				break
+			}
+			q = dec
+		}
+		if !seen {
+			t.Errorf("windowsAlias sees no alias in %q", p)
+		}
+	}
+	for _, seg := range []string{"index.html", "~user", "a~b", "pkg_1.0~rc1.deb", "...", "console", "com10", "longname~1", "a~1.html", "a%20b"} {
+		if a := windowsAlias(seg); a != "" {
+			t.Errorf("windowsAlias(%q) = %q, want none", seg, a)
+		}
+	}
+}
