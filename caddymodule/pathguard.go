@@ -82,6 +82,8 @@ type PathGuard struct {
 
 	app     *App
 	ctx     caddy.Context // for events: eventContext, not Provision's ctx
+	cfgCtx  caddy.Context // Provision's, to read the config's routes (stripsAfter)
+	strips  func() *pathStrips
 	on      bool
 	opts    pathguard.Options
 	block   bool
@@ -104,7 +106,9 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.app, h.ctx = app, eventContext(ctx)
+	h.app, h.ctx, h.cfgCtx = app, eventContext(ctx), ctx
+	// The handlers after this one are provisioned after it: read them at the first request.
+	h.strips = sync.OnceValue(h.stripsAfter)
 	h.on = app.FeatureEnabled("path_guard")
 	for _, a := range h.Allow {
 		set, ok := pathGuardAllows[a]
@@ -221,9 +225,11 @@ func (h *PathGuard) check(r *http.Request) pathguard.Reason {
 		return reason
 	}
 	if used := r.URL.EscapedPath(); used != sent {
-		return pathguard.Check(used, h.opts)
+		if reason := pathguard.Check(used, h.opts); reason != "" {
+			return reason
+		}
 	}
-	return ""
+	return h.checkStripped(r)
 }
 
 // rawPath is the path as the client sent it, still escaped, without the query.
