@@ -33,17 +33,30 @@ func (h *PathGuard) stripsAfter() *pathStrips {
 				if !after {
 					return
 				}
-				if p := hh.StripPathPrefix; p != "" && !strings.Contains(p, "{") {
+				if p := decodedStrip(hh.StripPathPrefix); p != "" {
 					if !strings.HasPrefix(p, "/") {
 						p = "/" + p
 					}
 					s.prefixes = append(s.prefixes, p)
 				}
-				if p := hh.StripPathSuffix; p != "" && !strings.Contains(p, "{") {
+				if p := decodedStrip(hh.StripPathSuffix); p != "" {
 					s.suffixes = append(s.suffixes, p)
 				}
 			}
 		})
+	}
+	return s
+}
+
+// decodedStrip is a strip's text decoded, as checkStripped compares it with the decoded path
+// (Caddy matches an escape the text writes with that escape only, so the decoded comparison
+// finds every path Caddy strips, and maybe more); "" when it holds a placeholder or no text.
+func decodedStrip(s string) string {
+	if strings.Contains(s, "{") {
+		return ""
+	}
+	if d, err := url.PathUnescape(s); err == nil {
+		return d
 	}
 	return s
 }

@@ -26,25 +26,30 @@ func TestPathGuardStripPrefixCannotForgeAnAttack(t *testing.T) {
 	handle_path /static* {
 		reverse_proxy `+upstream+`
 	}
+	handle /caf* {
+		uri strip_prefix /caf%C3%A9
+		reverse_proxy `+upstream+`
+	}
 	handle /tail/* {
 		uri strip_suffix .php
 		reverse_proxy `+upstream+`
 	}
 `)
 	for _, p := range []string{
-		"/appC:/windows/win.ini",      // drive_path
-		"/APPc:/windows/win.ini",      // the strip ignores case
-		"/app%43:/windows/win.ini",    // and decodes what the prefix writes plainly
-		"/app..%20/x",                 // `.. `, which a server that trims segments reads as ..
-		"/app%EF%BC%8E%EF%BC%8E/x",    // ．．
-		"/app%E3%80%82%E3%80%82/x",    // 。。
-		"/app%E2%80%A5/x",             // ‥
-		"/appcon",                     // a DOS device, with windows on
-		"/appPROGRA~1/x",              // an 8.3 short name
-		"/staticC:/windows/win.ini",   // handle_path's strip
-		"/static%EF%BC%8E%EF%BC%8E/x", // ．．
-		"/tail/a/..%20.php",           // strip_suffix leaves `.. `
-		"/tail/admin%20.php",          // and a trailing space, with windows on
+		"/appC:/windows/win.ini",       // drive_path
+		"/APPc:/windows/win.ini",       // the strip ignores case
+		"/app%43:/windows/win.ini",     // and decodes what the prefix writes plainly
+		"/app..%20/x",                  // `.. `, which a server that trims segments reads as ..
+		"/app%EF%BC%8E%EF%BC%8E/x",     // ．．
+		"/app%E3%80%82%E3%80%82/x",     // 。。
+		"/app%E2%80%A5/x",              // ‥
+		"/appcon",                      // a DOS device, with windows on
+		"/appPROGRA~1/x",               // an 8.3 short name
+		"/staticC:/windows/win.ini",    // handle_path's strip
+		"/static%EF%BC%8E%EF%BC%8E/x",  // ．．
+		"/caf%C3%A9C:/windows/win.ini", // a prefix written escaped
+		"/tail/a/..%20.php",            // strip_suffix leaves `.. `
+		"/tail/admin%20.php",           // and a trailing space, with windows on
 	} {
 		status, ctype, body := rawGet(t, addr, p)
 		if status != http.StatusBadRequest || ctype != "application/problem+json" {
