@@ -3,6 +3,7 @@ package pathguard
 import (
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -119,4 +120,40 @@ func windowsAlias(seg string) string {
 		return "a short name"
 	}
 	return ""
+}
+
+// FuzzSafeJoin: Options.SafeJoin never panics, returns only names under the root, and with
+// Windows none that Windows reads as another name (windowsAlias); without Windows it refuses
+// nothing more than with it.
+func FuzzSafeJoin(f *testing.F) {
+	for _, name := range []string{"attacks.txt", "benign.txt", "windows.txt"} {
+		for _, p := range testenv.Lines(f, "testdata/"+name) {
+			if dec, err := url.PathUnescape(p); err == nil {
+				f.Add(dec, false)
+				f.Add(dec, true)
+			}
+		}
+	}
+	root := f.TempDir()
+	f.Fuzz(func(t *testing.T, p string, windows bool) {
+		opt := Options{Windows: windows}
+		name, err := opt.SafeJoin(root, p)
+		if err != nil {
+			return
+		}
+		if _, errOff := (Options{}).SafeJoin(root, p); errOff != nil {
+			t.Fatalf("SafeJoin(%q) passed with %+v, refused without Windows: %v", p, opt, errOff)
+		}
+		rel, err := filepath.Rel(root, name)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+			t.Fatalf("SafeJoin(%q) = %q, outside %q", p, name, root)
+		}
+		if windows {
+			for _, seg := range strings.Split(filepath.ToSlash(rel), "/") {
+				if alias := windowsAlias(seg); alias != "" {
+					t.Fatalf("SafeJoin(%q) with Windows = %q, whose %q is %s", p, name, seg, alias)
+				}
+			}
+		}
+	})
 }
