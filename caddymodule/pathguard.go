@@ -22,7 +22,7 @@ func init() {
 // PathGuard refuses, before any file_server or upstream sees them, request paths that climb
 // out of a directory or could be read differently by the next component: `..` segments in any
 // encoding (%2e%2e in any case, double encoding, overlong UTF-8, IIS %u escapes, Unicode
-// look-alikes of dots and separators: ．．, ..／x), backslashes and %5c, NUL and control bytes,
+// look-alikes of dots and separators: ．．, 。。, ..／x), backslashes and %5c, NUL and control bytes,
 // Windows drive roots (C:/), `..` padded with spaces (..%20), NTFS stream suffixes
 // (index.asp::$DATA), and unless allowed, %2f inside a segment, `;` path parameters and
 // other bytes that are not UTF-8 (raw or percent-encoded alike). It answers 400 with an
@@ -82,6 +82,8 @@ type PathGuard struct {
 
 	app     *App
 	ctx     caddy.Context // for events: eventContext, not Provision's ctx
+	cfgCtx  caddy.Context // Provision's, to read the config's routes (stripsAfter)
+	strips  func() *pathStrips
 	on      bool
 	opts    pathguard.Options
 	block   bool
@@ -104,7 +106,9 @@ func (h *PathGuard) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.app, h.ctx = app, eventContext(ctx)
+	h.app, h.ctx, h.cfgCtx = app, eventContext(ctx), ctx
+	// The handlers after this one are provisioned after it: read them at the first request.
+	h.strips = sync.OnceValue(h.stripsAfter)
 	h.on = app.FeatureEnabled("path_guard")
 	for _, a := range h.Allow {
 		set, ok := pathGuardAllows[a]
@@ -224,9 +228,11 @@ func (h *PathGuard) check(r *http.Request) pathguard.Reason {
 		return reason
 	}
 	if used := r.URL.EscapedPath(); used != sent {
-		return pathguard.Check(used, h.opts)
+		if reason := pathguard.Check(used, h.opts); reason != "" {
+			return reason
+		}
 	}
-	return ""
+	return h.checkStripped(r)
 }
 
 // rawPath is the path as the client sent it, still escaped, without the query.

@@ -1,7 +1,8 @@
 // Package pathguard decides whether a request path is safe to hand to code that maps URLs to
 // files or forwards them upstream: it refuses traversal in every encoding attackers use
 // (plain, percent-encoded in any case, double-encoded, overlong UTF-8, IIS %u escapes,
-// Unicode look-alikes of dots and separators that normalize to a `..` segment, the yen and won
+// Unicode look-alikes of dots and separators that normalize to a `..` segment (by NFKC, or by
+// UTS#46 for the ideographic full stop 。), the yen and won
 // signs Windows reads as `\` in Japanese and Korean code pages), backslashes,
 // NUL and control bytes, Windows drive paths (a `C:` segment followed by a separator), a `..`
 // padded with spaces (`..%20`, which servers that trim segments read as `..`), NTFS stream
@@ -500,12 +501,18 @@ func shortName(seg string) bool {
 	return false
 }
 
-// dots is how many full stops NFKC normalization (which lax servers and file systems apply)
-// makes of r: 1 for '.' and its look-alikes, 2 for the two-dot leaders, 3 for the ellipses,
-// 0 for any other rune. TestDotsMatchesNFKC checks the table against every Unicode rune.
+// dots is how many full stops a server that normalizes r makes of it: NFKC normalization (which
+// lax servers and file systems apply) and UTS#46's mapping (IDNA, applied by URL libraries
+// and .NET's IdnMapping, also to text that is not a host name), which makes the ideographic
+// full stops 。 U+3002 and ｡ U+FF61 (and ︒ U+FE12, which NFKC makes 。) a '.', although NFKC
+// keeps 。 as it is. 1 for '.' and its look-alikes, 2 for the two-dot leaders, 3 for the
+// ellipses, 0 for any other rune. TestDotsMatchesNFKC checks the table against every Unicode
+// rune.
 func dots(r rune) int {
 	switch r {
 	case '.', '\uff0e', '\u2024', '\ufe52': // fullwidth full stop, one-dot leader, small full stop
+		return 1
+	case '\u3002', '\uff61', '\ufe12': // ideographic full stop, its halfwidth and vertical forms (UTS#46)
 		return 1
 	case '\u2025', '\ufe30': // two-dot leader, vertical two-dot leader
 		return 2

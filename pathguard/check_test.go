@@ -4,10 +4,12 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"unicode"
 
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
+	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -155,7 +157,23 @@ func TestCheckReasons(t *testing.T) {
 		{"/%ef%b9%92%ef%b9%92/x", Options{}, ReasonLookalike}, // ﹒﹒ small full stops
 		{"/.%e2%80%a4/x", Options{}, ReasonLookalike},         // '.' and a one-dot leader
 		{"/%e2%80%a6/x", Options{}, ""},                       // … is "...", which passes like "..."
-		{"/%e2%80%a5x/y", Options{}, ""},                      // ‥ inside a name
+		// The ideographic full stops: UTS#46 (IDNA mapping in URL libraries, .NET's IdnMapping)
+		// maps 。 U+3002, ｡ U+FF61 (NFKC: 。) and ︒ U+FE12 (NFKC: 。) to '.', although NFKC
+		// keeps 。 as it is.
+		{"/%E3%80%82%E3%80%82/etc/passwd", Options{}, ReasonLookalike}, // 。。
+		{"/\u3002\u3002/etc/passwd", Options{}, ReasonLookalike},
+		{"/%EF%BD%A1%EF%BD%A1/etc/passwd", Options{}, ReasonLookalike},  // ｡｡
+		{"/%EF%B8%92%EF%B8%92/etc/passwd", Options{}, ReasonLookalike},  // ︒︒
+		{"/x/.%E3%80%82/y", Options{}, ReasonLookalike},                 // .。
+		{"/x/%E3%80%82./y", Options{}, ReasonLookalike},                 // 。.
+		{"/x/%E3%80%82%EF%BC%8E/y", Options{}, ReasonLookalike},         // 。．
+		{"/x/a%EF%BC%8F%E3%80%82%E3%80%82", Options{}, ReasonLookalike}, // a／。。
+		{"/x/%2525E3%252580%252582%2525E3%252580%252582/y", Options{}, ReasonLookalike},
+		{"/ja/%E3%81%82%E3%82%8A%E3%81%8C%E3%81%A8%E3%81%86%E3%80%82", Options{}, ""}, // ありがとう。
+		{"/ja/%E3%80%82/x", Options{}, ""},                                            // 。 alone: '.'
+		{"/ja/%E3%80%82%E3%80%82%E3%80%82/x", Options{}, ""},                          // 。。。: "..."
+		{"/ja/a%E3%80%82%E3%80%82b/x", Options{}, ""},                                 // inside a name
+		{"/%e2%80%a5x/y", Options{}, ""},                                              // ‥ inside a name
 		// A look-alike separator is an attack only where the normalized segment makes a `..`
 		// segment or a drive root; between words it is text (F1: one such link banned a
 		// reader of a Japanese page).
@@ -273,27 +291,67 @@ func TestCheckOrdinaryPathAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestDotsMatchesNFKC: for every rune whose NFKC form is only full stops, dots gives their
-// number, and every such rune, alone or paired so that the segment normalizes to "..", is
-// refused.
-func TestDotsMatchesNFKC(t *testing.T) {
+// uts46Dots are the runes UTS#46 (x/net/idna, as URL libraries map host names) makes a '.' of,
+// found by asking it about every rune.
+var uts46Dots = sync.OnceValue(func() map[rune]bool {
+	profile := idna.New(idna.MapForLookup(), idna.StrictDomainName(false), idna.ValidateLabels(false))
+	set := map[rune]bool{}
 	for r := rune(0x80); r <= unicode.MaxRune; r++ {
 		if r >= 0xd800 && r <= 0xdfff {
 			continue
 		}
-		nf := norm.NFKC.String(string(r))
+		if s, _ := profile.ToUnicode("a" + string(r) + "b"); s == "a.b" {
+			set[r] = true
+		}
+	}
+	return set
+})
+
+// dotForm is r as a server that normalizes it reads it: its NFKC form, each rune of that
+// mapped by UTS#46 where UTS#46 makes it a '.'.
+func dotForm(r rune) string {
+	var b strings.Builder
+	for _, c := range norm.NFKC.String(string(r)) {
+		if uts46Dots()[c] {
+			c = '.'
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// TestDotsMatchesNFKC: for every rune that NFKC, then UTS#46's mapping, makes full stops only,
+// dots gives their number, and every such rune, alone or paired so that the segment normalizes
+// to "..", is refused. UTS#46 adds the ideographic full stops (。 U+3002, ｡ U+FF61), which NFKC
+// keeps.
+func TestDotsMatchesNFKC(t *testing.T) {
+	if len(uts46Dots()) < 3 {
+		t.Fatalf("UTS#46 maps only %v to '.'", uts46Dots())
+	}
+	form := func(s string) string {
+		var b strings.Builder
+		for _, r := range s {
+			b.WriteString(dotForm(r))
+		}
+		return b.String()
+	}
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if r >= 0xd800 && r <= 0xdfff {
+			continue
+		}
+		nf := dotForm(r)
 		if strings.Trim(nf, ".") != "" {
 			continue
 		}
 		if got := dots(r); got != len(nf) {
-			t.Errorf("dots(%U) = %d, NFKC gives %q", r, got, nf)
+			t.Errorf("dots(%U) = %d, NFKC and UTS#46 give %q", r, got, nf)
 		}
 		seg := string(r)
-		for len(norm.NFKC.String(seg)) < 2 {
+		for len(form(seg)) < 2 {
 			seg += "."
 		}
-		if want := norm.NFKC.String(seg) == ".."; (Check("/"+seg+"/x", Options{}) != "") != want {
-			t.Errorf("Check(%q) = %q, NFKC form %q", "/"+seg+"/x", Check("/"+seg+"/x", Options{}), norm.NFKC.String(seg))
+		if want := form(seg) == ".."; (Check("/"+seg+"/x", Options{}) != "") != want {
+			t.Errorf("Check(%q) = %q, normalized form %q", "/"+seg+"/x", Check("/"+seg+"/x", Options{}), form(seg))
 		}
 	}
 }
@@ -304,7 +362,8 @@ func TestDotsMatchesNFKC(t *testing.T) {
 // a drive segment followed by a separator, and names that unicode_lookalike: `..／etc` and
 // `C:／windows` are refused, `AC／DC` and `a‥b` pass.
 func TestLookalikeSegmentsMatchNFKC(t *testing.T) {
-	// Each rune as a server reads it: its NFKC form, or a separator to a lax server.
+	// Each rune as a server reads it: its NFKC form (UTS#46's full stops as '.'), or a
+	// separator to a lax server.
 	normalize := func(p string) string {
 		var b strings.Builder
 		for _, r := range p {
@@ -312,7 +371,7 @@ func TestLookalikeSegmentsMatchNFKC(t *testing.T) {
 			case '\u2215', '\u2044', '\u2216':
 				b.WriteByte('/')
 			default:
-				b.WriteString(strings.ReplaceAll(norm.NFKC.String(string(r)), `\`, "/"))
+				b.WriteString(strings.ReplaceAll(dotForm(r), `\`, "/"))
 			}
 		}
 		return b.String()
@@ -490,5 +549,44 @@ func TestCheckWindows(t *testing.T) {
 	}
 	if !ReasonTrailingDotSpace.Malformed() || ReasonDOSDevice.Malformed() || ReasonShortName.Malformed() {
 		t.Error("trailing_dot_space is malformed (a pasted link's full stop), dos_device and short_name are attack forms")
+	}
+}
+
+// TestCorpusWindows: every path of testdata/windows.txt is refused with Options.Windows (also
+// beside the allows) and passed without it, and the fuzz target's oracle (windowsAlias) sees an
+// alias in each.
+func TestCorpusWindows(t *testing.T) {
+	paths := testenv.Lines(t, "testdata/windows.txt")
+	if len(paths) < 30 {
+		t.Fatalf("only %d Windows forms", len(paths))
+	}
+	for _, p := range paths {
+		for _, opt := range []Options{{Windows: true}, {Windows: true, AllowEncodedSlash: true, AllowPathParams: true, AllowInvalidUTF8: true}} {
+			if r := Check(p, opt); r == "" {
+				t.Errorf("Check(%q, %+v) passed a Windows alias", p, opt)
+			}
+		}
+		if r := Check(p, Options{}); r != "" {
+			t.Errorf("Check(%q) without Windows = %q, want it passed", p, r)
+		}
+		seen := false
+		for q, round := p, 0; round <= maxDecodeRounds; round++ {
+			for _, seg := range strings.Split(q, "/") {
+				seen = seen || windowsAlias(seg) != ""
+			}
+			dec, err := url.PathUnescape(q)
+			if err != nil || dec == q {
+				break
+			}
+			q = dec
+		}
+		if !seen {
+			t.Errorf("windowsAlias sees no alias in %q", p)
+		}
+	}
+	for _, seg := range []string{"index.html", "~user", "a~b", "pkg_1.0~rc1.deb", "...", "console", "com10", "longname~1", "a~1.html", "a%20b"} {
+		if a := windowsAlias(seg); a != "" {
+			t.Errorf("windowsAlias(%q) = %q, want none", seg, a)
+		}
 	}
 }

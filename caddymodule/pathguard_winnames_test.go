@@ -18,15 +18,19 @@ import (
 // option (the default), they are ordinary names and pass.
 func TestPathGuardWindows(t *testing.T) {
 	upstream, seen := recordingUpstream(t)
+	// The site's path_guard runs before any route (it is ordered before header), so the
+	// upstream that is not on Windows is left out of it by a matcher.
 	addr, c := productionGuardRoutes(t, fmt.Sprintf(`	@linux path /linux/*
+	@windows not path /linux/*
 	route @linux {
 		path_guard
 		reverse_proxy %[1]s
 	}
 	@admin path /admin /admin/*
 	respond @admin 403
-	path_guard {
+	path_guard @windows {
 		windows on
+		suspicious_action block
 	}
 	reverse_proxy %[1]s`, upstream))
 	from := func(ip string) string { return "X-Forwarded-For: " + ip }
