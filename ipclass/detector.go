@@ -86,7 +86,7 @@ type shard struct {
 	bans map[netip.Addr]*ban
 	// byEnd orders bans by their end, the first ending at its root: a full table evicts it,
 	// and an insert drops the bans that have ended from there.
-	byEnd banHeap
+	byEnd endHeap[*ban]
 	// retired: a reshard moved the entries to a new set; whoever locked this shard before the
 	// swap takes the new set's shard instead.
 	retired bool
@@ -118,27 +118,8 @@ type ban struct {
 	shadow bool // a shadow detection: reported, not applied
 }
 
-// banHeap is a min-heap of bans by their end.
-type banHeap []*ban
-
-func (h banHeap) Len() int           { return len(h) }
-func (h banHeap) Less(i, j int) bool { return h[i].until < h[j].until }
-func (h banHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *banHeap) Push(x any) {
-	b := x.(*ban)
-	b.idx = len(*h)
-	*h = append(*h, b)
-}
-func (h *banHeap) Pop() any {
-	old := *h
-	b := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return b
-}
+func (b *ban) end() int64     { return b.until }
+func (b *ban) setIndex(i int) { b.idx = i }
 
 // NewDetector makes a detector with the given settings.
 func NewDetector(s Settings) *Detector {

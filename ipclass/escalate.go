@@ -59,31 +59,12 @@ type wideEntry struct {
 type wideShard struct {
 	mu    sync.Mutex
 	m     map[netip.Addr]*wideEntry
-	byEnd wideHeap
+	byEnd endHeap[*wideEntry]
 	plain []*wideEntry
 }
 
-// wideHeap is a min-heap of wider networks' detections by their end.
-type wideHeap []*wideEntry
-
-func (h wideHeap) Len() int           { return len(h) }
-func (h wideHeap) Less(i, j int) bool { return h[i].until < h[j].until }
-func (h wideHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].slot, h[j].slot = i, j
-}
-func (h *wideHeap) Push(x any) {
-	w := x.(*wideEntry)
-	w.slot = len(*h)
-	*h = append(*h, w)
-}
-func (h *wideHeap) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return w
-}
+func (w *wideEntry) end() int64     { return w.until }
+func (w *wideEntry) setIndex(i int) { w.slot = i }
 
 // add makes w, keyed k, an entry of the shard: a count. The caller holds ws.mu.
 func (ws *wideShard) add(k netip.Addr, w *wideEntry) {
