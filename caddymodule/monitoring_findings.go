@@ -179,19 +179,26 @@ func (m *Monitoring) checkProbesBehindBlock(ctx caddy.Context) {
 	if !app.FeatureEnabled("path_guard") || !app.FeatureEnabled("ip_classes") && !app.FeatureEnabled("detection") {
 		return
 	}
+	m.probesMeeting(ctx, blockingGuard, func(blocked []string, guard, mount string) {
+		_ = app.Report(Finding{Code: "monitoring.probes_blocked", Severity: Warning, Module: "http.handlers.monitoring", Config: guard,
+			Message: "the health probes " + strings.Join(blocked, ", ") + " run behind a path_guard with suspicious_action block: a load balancer or kubelet whose address is suspicious (a static prefix, or detected) gets 403, and the orchestrator restarts the instance or takes it out of rotation, although /live depends on nothing",
+			Fix:     "give path_guard a matcher that leaves the probes out: @guarded not path " + mount + "live " + mount + "ready " + mount + "simple-health " + mount + "health, then path_guard @guarded { ... } (Caddyfile.example)"})
+	})
+}
+
+// probesMeeting calls found, for each server whose routes hold this handler and whose probe
+// routes meet, before it, a handler that refuses takes, with those probes, the config path
+// of the handler met and where this handler is mounted.
+func (m *Monitoring) probesMeeting(ctx caddy.Context, refuses probeRefuser, found func(probes []string, at, mount string)) {
 	for name, srv := range httpServers(ctx) {
 		chain := chainTo(srv.Routes, m)
 		if chain == nil {
 			continue
 		}
 		mount := mountPrefix(chain)
-		blocked, guard := probesBehind(chain, srv, name, mount, blockingGuard)
-		if guard == "" {
-			continue
+		if probes, at := probesBehind(chain, srv, name, mount, refuses); at != "" {
+			found(probes, at, mount)
 		}
-		_ = app.Report(Finding{Code: "monitoring.probes_blocked", Severity: Warning, Module: "http.handlers.monitoring", Config: guard,
-			Message: "the health probes " + strings.Join(blocked, ", ") + " run behind a path_guard with suspicious_action block: a load balancer or kubelet whose address is suspicious (a static prefix, or detected) gets 403, and the orchestrator restarts the instance or takes it out of rotation, although /live depends on nothing",
-			Fix:     "give path_guard a matcher that leaves the probes out: @guarded not path " + mount + "live " + mount + "ready " + mount + "simple-health " + mount + "health, then path_guard @guarded { ... } (Caddyfile.example)"})
 	}
 }
 
@@ -242,27 +249,19 @@ func (m *Monitoring) checkProbesRateLimited(ctx caddy.Context) {
 	if !m.app.FeatureEnabled("rate_limit") {
 		return
 	}
-	for name, srv := range httpServers(ctx) {
-		chain := chainTo(srv.Routes, m)
-		if chain == nil {
-			continue
+	var policy string
+	refuses := func(h caddyhttp.MiddlewareHandler) bool {
+		if refusingRateLimit(h) {
+			policy = "policy_rate_limit " + h.(*PolicyRateLimit).Policy
+			return true
 		}
-		mount := mountPrefix(chain)
-		var policy string
-		limited, at := probesBehind(chain, srv, name, mount, func(h caddyhttp.MiddlewareHandler) bool {
-			if refusingRateLimit(h) {
-				policy = "policy_rate_limit " + h.(*PolicyRateLimit).Policy
-				return true
-			}
-			return false
-		})
-		if at == "" {
-			continue
-		}
+		return false
+	}
+	m.probesMeeting(ctx, refuses, func(limited []string, at, mount string) {
 		_ = m.app.Report(Finding{Code: "monitoring.probes_rate_limited", Severity: Warning, Module: "http.handlers.monitoring", Config: at,
 			Message: "the health probes " + strings.Join(limited, ", ") + " run behind " + policy + ": a load balancer or kubelet spends a bucket keyed by its address with every probe (a kubelet's probes come from its node's address, which kube-proxy's SNAT also gives to clients), and meets the suspicious row once that address is detected: a 429 on /live restarts the instance, on /ready takes it out of rotation, although /live depends on nothing",
 			Fix:     "give policy_rate_limit a matcher that leaves the probes out: @limited not path " + mount + "live " + mount + "ready " + mount + "simple-health " + mount + "health, then policy_rate_limit @limited <policy>; or write it inside the handle blocks it protects"})
-	}
+	})
 }
 
 // chainStep is one level of the way from a server's routes to a handler: the handler sits at
