@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -341,43 +339,21 @@ type detectionSetup struct {
 	banEvicted func(ipclass.Detection)
 }
 
-// liveDetection holds the configurations started and not cleaned up yet, oldest first; the
-// newest one's detection settings apply to the pooled detector. Not at Provision: a reload
+// liveDetection holds the live configurations; the newest one's detection settings apply to the pooled detector. Not at Provision: a reload
 // that Caddy refuses (a later module fails to provision, another app to start) leaves the
 // running configuration serving, and its settings must stay (a refused reload with `shadow`
 // unbanned everyone; a lower max_tracked evicted bans for good). A configuration that
 // started and is cleaned up before the one it replaced gives the detector back to that one.
-var liveDetection liveDetectionApps
+var liveDetection = liveConfigs{settle: settleDetection}
 
-type liveDetectionApps struct {
-	mu   sync.Mutex
-	apps []*App
-}
-
-func (l *liveDetectionApps) started(a *App) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.apps = append(l.apps, a)
-	l.settle()
-}
-
-func (l *liveDetectionApps) cleanedUp(a *App) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if i := slices.Index(l.apps, a); i >= 0 {
-		l.apps = slices.Delete(l.apps, i, i+1)
-		l.settle()
-	}
-}
-
-// settle applies the newest live configuration's detection (l.mu held): its settings and
+// settleDetection applies the newest live configuration's detection: its settings and
 // eviction logger, or, with detection off, nothing applied and the gauges at 0.
-func (l *liveDetectionApps) settle() {
-	if len(l.apps) == 0 {
+func settleDetection(apps []*App) {
+	if len(apps) == 0 {
 		detectionOn.Store(false)
 		return
 	}
-	a := l.apps[len(l.apps)-1]
+	a := apps[len(apps)-1]
 	if a.detection == nil {
 		detectionOn.Store(false)
 		return

@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -224,51 +222,20 @@ func (a *App) ratePolicies() map[string]bool {
 	return used
 }
 
-// liveLimiterApps are the configurations that use a rate limiter, started and not cleaned up
-// yet, oldest first. During a reload the old and the new one are both here; a new one that
-// fails after its start (another app refused to start) leaves again and the old one speaks
-// once more. What the limiter shares between configurations follows them: the newest reports
-// mode switches and feeds the gauges, and no in-memory store or series that a live one uses
-// is dropped.
-var liveLimiterApps liveApps
+// liveLimiterApps are the live configurations that use a rate limiter. What the limiter
+// shares between configurations follows them: the newest reports mode switches and feeds the
+// gauges, and no in-memory store or series that a live one uses is dropped.
+var liveLimiterApps = liveConfigs{settle: settleLimiters}
 
-type liveApps struct {
-	mu   sync.Mutex
-	apps []*App
-}
-
-// any reports whether a live configuration uses a rate limiter.
-func (l *liveApps) any() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.apps) > 0
-}
-
-func (l *liveApps) started(a *App) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.apps = append(l.apps, a)
-	l.settle()
-}
-
-func (l *liveApps) cleanedUp(a *App) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if i := slices.Index(l.apps, a); i >= 0 {
-		l.apps = slices.Delete(l.apps, i, i+1)
-		l.settle()
-	}
-}
-
-// settle points what the limiters share at the live configurations (l.mu held).
-func (l *liveApps) settle() {
-	if len(l.apps) == 0 {
+// settleLimiters points what the limiters share at the live configurations.
+func settleLimiters(apps []*App) {
+	if len(apps) == 0 {
 		return
 	}
 	// Limiters with the same max_keys share their memory stores (memoryPool): keep by stores.
 	sets := make(map[*ratelimit.PolicyMemoryStores]map[string]bool)
 	policies := make(map[string]bool)
-	for _, a := range l.apps { // oldest first: the newest using an entry reports for it
+	for _, a := range apps { // oldest first: the newest using an entry reports for it
 		e := a.limiter
 		e.reporter.Store(a)
 		if sets[e.memory] == nil {
@@ -287,7 +254,7 @@ func (l *liveApps) settle() {
 	// 1); one that adds one starts it again. A limiter no live configuration uses any more is
 	// destructed, which stops its sampler.
 	adaptive := make(map[*limiterEntry]bool)
-	for _, a := range l.apps {
+	for _, a := range apps {
 		adaptive[a.limiter] = adaptive[a.limiter] || a.usesAdaptive()
 	}
 	for e, use := range adaptive {
@@ -298,7 +265,7 @@ func (l *liveApps) settle() {
 		}
 	}
 	keepPolicySeries(policies)
-	newest := l.apps[len(l.apps)-1].limiter
+	newest := apps[len(apps)-1].limiter
 	setStoreModeMetric(newest.mode())
 	memoryKeys.stores.Store(newest.memory)
 	adaptiveFactor.adaptive.Store(newest.adaptive)
