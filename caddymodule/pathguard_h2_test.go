@@ -1,16 +1,11 @@
 package caddymodule
 
 import (
-	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"testing"
-
-	"golang.org/x/net/http2"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
 	"github.com/swarmsec/caddy-hardening/internal/testenv"
@@ -25,9 +20,9 @@ func TestPathGuardRawPseudoPath(t *testing.T) {
 	upstream, seen := recordingUpstream(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\tservers {\n\t\tprotocols h1 h2c\n\t}\n\thardening {\n\t\tfeatures {\n\t\t\tdetection off\n\t\t}\n\t}\n}\nhttp://%s {\n\tbind 127.0.0.1\n\tpath_guard {\n\t\twindows on\n\t}\n\treverse_proxy %s\n}\n", addr, upstream))
-	client := &http.Client{Transport: &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, a)
-	}}}
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true) // h2c with prior knowledge
+	client := &http.Client{Transport: &http.Transport{Protocols: protocols}}
 	get := func(path string) (int, string) {
 		t.Helper()
 		// URL.Opaque is sent as :path as it is.
