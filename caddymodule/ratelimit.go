@@ -312,20 +312,21 @@ const (
 )
 
 // checkProxied sets h.proxied from the routes: a reverse_proxy among the handlers that may run
-// after h on its way through any server's routes.
+// after h on its way through any server's routes. A handler found in none (in handle_errors, or
+// a named route that `invoke` runs) is watched, as before validation.
 func (h *PolicyRateLimit) checkProxied(ctx caddy.Context) {
 	isProxy := func(hh caddyhttp.MiddlewareHandler) bool { _, ok := hh.(*reverseproxy.Handler); return ok }
-	state := proxiedNo
+	found, proxied := false, false
 	for _, srv := range httpServers(ctx) {
 		chain := chainTo(srv.Routes, h)
-		if chain == nil {
-			continue
-		}
+		found = found || chain != nil
 		for hh := range handlersAfter(chain) {
-			if isProxy(hh) || findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, isProxy, nil) {
-				state = proxiedYes
-			}
+			proxied = proxied || findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, isProxy, nil)
 		}
+	}
+	state := proxiedNo
+	if proxied || !found {
+		state = proxiedYes
 	}
 	h.proxied.Store(state)
 }

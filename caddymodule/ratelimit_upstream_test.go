@@ -77,12 +77,15 @@ func TestRateLimitUpstreamMembersOfTheSameName(t *testing.T) {
 		_, _ = w.Write([]byte("from upstream"))
 	}))
 	t.Cleanup(upstream.Close)
-	port, port2 := testenv.FreePort(t), testenv.FreePort(t)
+	port, port2, port3 := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	up := strings.TrimPrefix(upstream.URL, "http://")
 	block := fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tpolicy_rate_limit %s\n\treverse_proxy %s\n}\n", port, policy, up)
 	// The README's way to send the edge's fields alone: header_down drops the upstream's.
 	block += fmt.Sprintf("http://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tpolicy_rate_limit %s\n\treverse_proxy %s {\n\t\theader_down -RateLimit\n\t\theader_down -RateLimit-Policy\n\t}\n}\n", port2, policy, up)
+	// The same in a named route that `invoke` runs (not among the server's routes; Caddy
+	// v2.11.9 adapts only a named route's first directive, hence the route block).
+	block += fmt.Sprintf("&(proxied) {\n\troute {\n\t\tpolicy_rate_limit %s\n\t\treverse_proxy %s\n\t}\n}\nhttp://127.0.0.1:%d {\n\tbind 127.0.0.1\n\tinvoke proxied\n}\n", policy, up, port3)
 	testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tpolicy %s {\n\t\t\tlimit 100/1h\n\t\t}\n\t}\n}\n", policy)+block)
 
 	edgePK := ""
@@ -129,7 +132,12 @@ func TestRateLimitUpstreamMembersOfTheSameName(t *testing.T) {
 		edgePK = rl[0].pk
 	}
 
-	rep := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/same", port2))
+	rep := getReply(t, fmt.Sprintf("http://127.0.0.1:%d/same", port3))
+	if rl := parseRateLimitField(t, rep.header.Values(headerRateLimit)); len(rl) != 2 || rl[0].pk == "" || rl[0].pk != edgePK {
+		t.Fatalf("through invoke: RateLimit %q; want the edge's member with its pk %x, then the upstream's", rep.header.Values(headerRateLimit), edgePK)
+	}
+
+	rep = getReply(t, fmt.Sprintf("http://127.0.0.1:%d/same", port2))
 	rl, rp := rep.header.Values(headerRateLimit), rep.header.Values(headerRateLimitPolicy)
 	if len(rl) != 1 || len(rp) != 1 || rp[0] != `"`+policy+`";q=100;w=3600` || pkOf(rl[0]) != "" {
 		t.Fatalf("with header_down -RateLimit -RateLimit-Policy: RateLimit %q, RateLimit-Policy %q; want the edge's members alone, without a pk", rl, rp)
