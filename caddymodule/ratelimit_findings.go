@@ -146,9 +146,13 @@ func (h *PolicyRateLimit) checkKeyHeaderSetLater(ctx caddy.Context) {
 		if !later {
 			continue
 		}
+		read := "the key is the header as the client sent it, so authenticated users fall back to their IP's bucket and a client that sends the header picks its bucket"
+		if deleted, _ := handlerBeforeWhere(srv.Routes, h, func(hh caddyhttp.MiddlewareHandler) bool { return writesRequestHeader(hh, names, true) }, false); deleted {
+			read = "a handler before it deletes the header, so the key is always empty there and every user falls back to its IP's bucket"
+		}
 		_ = h.app.Report(Finding{Code: "ratelimit.key_before_auth", Severity: Warning, Module: "policy_rate_limit",
 			Config:  handlerPathIn(name, srv, h),
-			Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but a handler after it on its route sets that header (forward_auth's copy_headers, or request_header, which Caddy orders after policy_rate_limit): the key is the header as the client sent it, so authenticated users fall back to their IP's bucket and a client that sends the header picks its bucket",
+			Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but a handler after it on its route sets that header (forward_auth's copy_headers, or request_header, which Caddy orders after policy_rate_limit): " + read,
 			Fix:     "put them in a route block, the handler that sets the header first: route { forward_auth ... { copy_headers ... } policy_rate_limit " + h.policy.name + " ... }; keep a policy keyed by {client_ip} before it against password guessing"})
 		return
 	}
