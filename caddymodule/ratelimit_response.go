@@ -145,6 +145,9 @@ func (w *upstreamFieldsWriter) mark() {
 	}
 	w.done = true
 	h := w.Header()
+	if len(h[headerRateLimit]) < 2 && len(h[headerRateLimitPolicy]) < 2 {
+		return // the handler's lines alone: an upstream's come as lines of their own
+	}
 	if w.rr.unmarkedMembers(h[headerRateLimit]) < 2 && w.rr.unmarkedMembers(h[headerRateLimitPolicy]) < 2 {
 		return
 	}
