@@ -1035,3 +1035,69 @@ func TestCheckProbesRateLimited(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckKeyBeforeAuthHeaderOrder: ratelimit.key_before_auth for a header key follows what
+// each line reads. A header deleted before the line (request_header -X-Tenant, a common step
+// against spoofing) and set after it (forward_auth's copy_headers) leaves the key always empty,
+// and was not reported: the delete counted as setting it. A header deleted after the line (the
+// header stripped before proxying) changes nothing the line read, and was reported as set
+// after it. Each finding is at its own line's handler: with two lines of one policy in a server,
+// it said only the server, and two wrong lines were one finding.
+func TestCheckKeyBeforeAuthHeaderOrder(t *testing.T) {
+	const code = "ratelimit.key_before_auth"
+	policy := "\t\tpolicy tenants {\n\t\t\tlimit 5/1m\n\t\t\tkey {header.X-Tenant}\n\t\t}"
+	fwd := "forward_auth 127.0.0.1:1 {\n\t\t\turi /verify\n\t\t\tcopy_headers X-Tenant\n\t\t}"
+	for _, tc := range []struct {
+		name, site string
+		want       bool
+	}{
+		{"deleted before, set after", "\troute {\n\t\trequest_header -X-Tenant\n\t\tpolicy_rate_limit tenants\n\t\t" + fwd + "\n\t}", true},
+		{"deleted before, set before", "\troute {\n\t\trequest_header -X-Tenant\n\t\t" + fwd + "\n\t\tpolicy_rate_limit tenants\n\t}", false},
+		{"deleted after", "\troute {\n\t\tpolicy_rate_limit tenants\n\t\trequest_header -X-Tenant\n\t}", false},
+		{"set after", "\troute {\n\t\tpolicy_rate_limit tenants\n\t\trequest_header X-Tenant {host}\n\t}", true},
+	} {
+		cf := checkSite(policy, "\tsecurity_headers\n"+tc.site)
+		f, ok := codes(checkCaddyfile(t, cf))[code]
+		if ok != tc.want {
+			t.Errorf("%s: %s reported %v, want %v: %+v\n%s", tc.name, code, ok, tc.want, f, cf)
+		}
+		// A deleted header is no client's choice: the message says what the line reads.
+		if deleted := strings.HasPrefix(tc.name, "deleted before"); ok && deleted != strings.Contains(f.Message, "always empty") {
+			t.Errorf("%s: message %q", tc.name, f.Message)
+		}
+	}
+
+	// Two lines of one policy, the first before the request_header that sets the key's header,
+	// the second after it: the finding names the first line's handler, and only it.
+	for _, site := range []string{
+		"\troute {\n\t\tpolicy_rate_limit tenants {\n\t\t\tmessage first\n\t\t}\n\t\trequest_header X-Tenant {host}\n\t\tpolicy_rate_limit tenants {\n\t\t\tmessage second\n\t\t}\n\t}",
+		"\troute {\n\t\tpolicy_rate_limit users {\n\t\t\tmessage first\n\t\t}\n\t\tbasic_auth {\n\t\t\talice $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t\t}\n\t\tpolicy_rate_limit users {\n\t\t\tmessage second\n\t\t}\n\t}",
+	} {
+		cf := checkSite(policy+"\n\t\tpolicy users {\n\t\t\tlimit 5/1m\n\t\t\tkey {http.auth.user.id}\n\t\t}", "\tsecurity_headers\n"+site)
+		var at []string
+		for _, f := range checkCaddyfile(t, cf).Findings {
+			if f.Code == code {
+				at = append(at, f.Config)
+			}
+		}
+		if len(at) != 1 {
+			t.Fatalf("%s reported at %q, want once, at the first line\n%s", code, at, cf)
+		}
+		h, _ := adaptedAt(t, cf, at[0]).(map[string]any)
+		if h["handler"] != "policy_rate_limit" || h["message"] != "first" {
+			t.Errorf("%s at %q, which is %v; want the first policy_rate_limit line\n%s", code, at[0], h, cf)
+		}
+	}
+
+	// Two wrong lines in one server are two findings.
+	cf := checkSite(policy, "\tsecurity_headers\n\troute {\n\t\tpolicy_rate_limit tenants {\n\t\t\tmessage first\n\t\t}\n\t\tpolicy_rate_limit tenants {\n\t\t\tmessage second\n\t\t}\n\t\trequest_header X-Tenant {host}\n\t}")
+	n := 0
+	for _, f := range checkCaddyfile(t, cf).Findings {
+		if f.Code == code {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%s reported %d times for two lines before the request_header, want 2", code, n)
+	}
+}

@@ -11,10 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
 	"github.com/swarmsec/caddy-hardening/ratelimit"
@@ -39,6 +41,9 @@ func init() {
 // A route's own Key adds ;pk=:<digest>: (the draft's partition key) to both members, and so
 // does a second bucket of one policy in a response: members are known by the policy's name. A
 // request that meets one policy twice with the same key is decided once (see decidedBefore).
+// Members an upstream adds (through reverse_proxy) are passed on; where one has the policy's
+// name and neither it nor the handler's has a pk, the handler's get their pk (see
+// upstreamFieldsWriter).
 //
 // A refused request gets 429 (or `status_code`), Retry-After (the later of the bucket's retry
 // time and when policies that admitted the request before it admit again) and an
@@ -109,11 +114,15 @@ type PolicyRateLimit struct {
 	// decidedBefore).
 	setHandlers *int
 	decidedVar  string
-	limiter     *limiterEntry
-	store       ratelimit.Store // the limiter's store for this policy (storeFor)
-	replies     [3]rowReplies   // by ipclass.Class
-	metrics     rateLimitMetrics
-	sampler     refusalSampler
+	// proxied says whether a reverse_proxy may answer after the handler (proxiedYes, proxiedNo,
+	// proxiedUnknown before validation): then an admitted request's response is watched for
+	// the upstream's RateLimit members of the policy's name.
+	proxied atomic.Int32
+	limiter *limiterEntry
+	store   ratelimit.Store // the limiter's store for this policy (storeFor)
+	replies [3]rowReplies   // by ipclass.Class
+	metrics rateLimitMetrics
+	sampler refusalSampler
 }
 
 // CaddyModule returns the Caddy module information.
@@ -207,6 +216,7 @@ func (h *PolicyRateLimit) Provision(ctx caddy.Context) error {
 		}
 		h.checkTrustedProxies(ctx)
 		h.checkKeyAfterAuth(ctx)
+		h.checkProxied(ctx)
 		h.checkKeyHeaderSetLater(ctx)
 		h.checkRefusalCaching(ctx)
 		h.checkClientChosenKey(ctx)
@@ -282,9 +292,43 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		}
 	}
 	if !h.HideHeaders {
-		h.replies[class].setHeaders(w.Header(), res, limit, h.partitionKey(w.Header(), key))
+		pk := h.partitionKey(w.Header(), key)
+		rp, rl := h.replies[class].setHeaders(w.Header(), res, limit, pk)
+		if pk == "" && h.proxied.Load() != proxiedNo {
+			w = &upstreamFieldsWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
+				rr: &h.replies[class], policy: rp, limit: rl, handler: h, key: key}
+		}
 	}
 	return h.serveNext(w, r, next)
+}
+
+// proxied values: whether a reverse_proxy (php_fastcgi, ...) may answer after the handler on
+// its route, and add RateLimit members of its upstream's (see upstreamFieldsWriter). Unknown
+// until the configuration is validated (apps start in no set order), and then watched.
+const (
+	proxiedUnknown int32 = iota
+	proxiedYes
+	proxiedNo
+)
+
+// checkProxied sets h.proxied from the routes: a reverse_proxy among the handlers that may run
+// after h on its way through any server's routes. A handler found in none (in handle_errors, or
+// a named route that `invoke` runs) is watched, as before validation.
+func (h *PolicyRateLimit) checkProxied(ctx caddy.Context) {
+	isProxy := func(hh caddyhttp.MiddlewareHandler) bool { _, ok := hh.(*reverseproxy.Handler); return ok }
+	found, proxied := false, false
+	for _, srv := range httpServers(ctx) {
+		chain := chainTo(srv.Routes, h)
+		found = found || chain != nil
+		for hh := range handlersAfter(chain) {
+			proxied = proxied || findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, isProxy, nil)
+		}
+	}
+	state := proxiedNo
+	if proxied || !found {
+		state = proxiedYes
+	}
+	h.proxied.Store(state)
 }
 
 // decidedVarPrefix begins the request variable that holds which buckets of a set the request
@@ -338,6 +382,11 @@ func (h *PolicyRateLimit) partitionKey(hdr http.Header, key string) string {
 	if h.bucketSet == h.policy.name && (*h.setHandlers < 2 || !h.replies[0].listed(hdr[headerRateLimit])) {
 		return "" // one line of the set cannot list it twice: no header lookup on the hot path
 	}
+	return h.bucketPK(key)
+}
+
+// bucketPK is the pk parameter of the bucket of key in the handler's set (see partitionKey).
+func (h *PolicyRateLimit) bucketPK(key string) string {
 	d := sha256.New()
 	d.Write([]byte(h.bucketSet))
 	d.Write([]byte{0})

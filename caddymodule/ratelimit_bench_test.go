@@ -29,6 +29,7 @@ func benchRateLimit(b *testing.B, limit *LimitRow) *PolicyRateLimit {
 			b.Fatal(err)
 		}
 	}
+	h.proxied.Store(proxiedNo) // no reverse_proxy after it, as validation finds on a respond route
 	return h
 }
 
@@ -41,6 +42,14 @@ func BenchmarkRateLimitBaseline(b *testing.B) {
 // RateLimit header fields, a counter.
 func BenchmarkRateLimitAdmit(b *testing.B) {
 	servePathGuardBench(b, benchRateLimit(b, row(1_000_000, time.Second, 1_000_000)), "/api/v1/users/123")
+}
+
+// BenchmarkRateLimitAdmitProxied is BenchmarkRateLimitAdmit on a line with a reverse_proxy
+// after it: the response is watched for the upstream's RateLimit members (upstreamFieldsWriter).
+func BenchmarkRateLimitAdmitProxied(b *testing.B) {
+	h := benchRateLimit(b, row(1_000_000, time.Second, 1_000_000))
+	h.proxied.Store(proxiedYes)
+	servePathGuardBench(b, h, "/api/v1/users/123")
 }
 
 // BenchmarkRateLimitDeny is a refused request: the 429 problem with Retry-After and the

@@ -108,7 +108,7 @@ func (h *PolicyRateLimit) checkKeyAfterAuth(ctx caddy.Context) {
 	for name, srv := range httpServers(ctx) {
 		if before, found := handlerBefore(srv.Routes, h, "http.handlers.authentication", false); found && !before {
 			_ = h.app.Report(Finding{Code: "ratelimit.key_before_auth", Severity: Warning, Module: "policy_rate_limit",
-				Config:  "apps.http.servers." + name,
+				Config:  handlerPathIn(name, srv, h),
 				Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but runs before authentication on its route (Caddy orders policy_rate_limit before basic_auth): the key is always empty, and every client falls back to its IP's bucket",
 				Fix:     "put them in a route block, authentication first: route { basic_auth { ... } policy_rate_limit " + h.policy.name + " ... }; keep a policy keyed by {client_ip} before it against password guessing"})
 		}
@@ -126,7 +126,9 @@ func (h *PolicyRateLimit) checkKeyHeaderSetLater(ctx caddy.Context) {
 	if len(names) == 0 {
 		return
 	}
-	writes := func(hh caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(hh, names) }
+	// A deletion is no value: one before the line leaves the key empty (a later setter still
+	// warrants the warning), one after it changes nothing the line read.
+	writes := func(hh caddyhttp.MiddlewareHandler) bool { return writesRequestHeader(hh, names, false) }
 	for name, srv := range httpServers(ctx) {
 		chain := chainTo(srv.Routes, h)
 		if chain == nil {
@@ -144,9 +146,13 @@ func (h *PolicyRateLimit) checkKeyHeaderSetLater(ctx caddy.Context) {
 		if !later {
 			continue
 		}
+		read := "the key is the header as the client sent it, so authenticated users fall back to their IP's bucket and a client that sends the header picks its bucket"
+		if deleted, _ := handlerBeforeWhere(srv.Routes, h, func(hh caddyhttp.MiddlewareHandler) bool { return writesRequestHeader(hh, names, true) }, false); deleted {
+			read = "a handler before it deletes the header, so the key is always empty there and every user falls back to its IP's bucket"
+		}
 		_ = h.app.Report(Finding{Code: "ratelimit.key_before_auth", Severity: Warning, Module: "policy_rate_limit",
-			Config:  "apps.http.servers." + name,
-			Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but a handler after it on its route sets that header (forward_auth's copy_headers, or request_header, which Caddy orders after policy_rate_limit): the key is the header as the client sent it, so authenticated users fall back to their IP's bucket and a client that sends the header picks its bucket",
+			Config:  handlerPathIn(name, srv, h),
+			Message: "policy " + h.policy.name + " keys buckets by " + h.key + ", but a handler after it on its route sets that header (forward_auth's copy_headers, or request_header, which Caddy orders after policy_rate_limit): " + read,
 			Fix:     "put them in a route block, the handler that sets the header first: route { forward_auth ... { copy_headers ... } policy_rate_limit " + h.policy.name + " ... }; keep a policy keyed by {client_ip} before it against password guessing"})
 		return
 	}
@@ -225,6 +231,11 @@ func keyHeaders(key string) []string {
 // headers names (lower case): a headers handler's request operations (request_header), or a
 // reverse_proxy whose handle_response routes do so (forward_auth's copy_headers).
 func setsRequestHeader(hh caddyhttp.MiddlewareHandler, names []string) bool {
+	return writesRequestHeader(hh, names, true)
+}
+
+// writesRequestHeader is setsRequestHeader, deletions counted only when deletes is set.
+func writesRequestHeader(hh caddyhttp.MiddlewareHandler, names []string, deletes bool) bool {
 	switch hh := hh.(type) {
 	case *headers.Handler:
 		ops := hh.Request
@@ -235,15 +246,26 @@ func setsRequestHeader(hh caddyhttp.MiddlewareHandler, names []string) bool {
 		return slices.ContainsFunc(slices.Collect(maps.Keys(ops.Set)), named) ||
 			slices.ContainsFunc(slices.Collect(maps.Keys(ops.Add)), named) ||
 			slices.ContainsFunc(slices.Collect(maps.Keys(ops.Replace)), named) ||
-			slices.ContainsFunc(ops.Delete, named)
+			deletes && slices.ContainsFunc(ops.Delete, named)
 	case *reverseproxy.Handler:
 		for _, rh := range hh.HandleResponse {
-			if findHandler(rh.Routes, func(x caddyhttp.MiddlewareHandler) bool { return setsRequestHeader(x, names) }, nil) {
+			if findHandler(rh.Routes, func(x caddyhttp.MiddlewareHandler) bool { return writesRequestHeader(x, names, deletes) }, nil) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// handlerPathIn is where h is in the server's JSON config (apps.http.servers.<name>.routes.
+// ...handle.<j>), so that a finding names the line, not only the server: two lines of one
+// policy are told apart. The server's path when h is not found there.
+func handlerPathIn(name string, srv *caddyhttp.Server, h caddyhttp.MiddlewareHandler) string {
+	at := "apps.http.servers." + name
+	if p := routesPath(srv.Routes, h, at+".routes"); p != "" {
+		return p
+	}
+	return at
 }
 
 // checkClientChosenKey reports a key made only of what the client writes (headers, cookies,

@@ -6,14 +6,17 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/swarmsec/caddy-hardening/ipclass"
@@ -108,12 +111,99 @@ func (rr *rowReplies) policyValue(l ratelimit.Limit) string {
 }
 
 // setHeaders writes RateLimit-Policy and RateLimit for a decision under l; pk is the members'
-// partition key parameter (see PolicyRateLimit.partitionKey), "" for none.
-func (rr *rowReplies) setHeaders(h http.Header, res ratelimit.Result, l ratelimit.Limit, pk string) {
+// partition key parameter (see PolicyRateLimit.partitionKey), "" for none. It returns the two
+// members it wrote.
+func (rr *rowReplies) setHeaders(h http.Header, res ratelimit.Result, l ratelimit.Limit, pk string) (policy, limit string) {
 	vals := new([2]string) // one allocation for both fields' value slices
 	rr.rateLimitValues(vals[:], res, l, pk)
 	addListMember(h, headerRateLimitPolicy, vals[0:1:1])
 	addListMember(h, headerRateLimit, vals[1:2:2])
+	return vals[0], vals[1]
+}
+
+// upstreamFieldsWriter watches the response of an admitted request for RateLimit members that
+// the rest of the route (an upstream, through reverse_proxy) adds with the name of the policy
+// whose members the handler wrote without a pk. Both stay: draft-ietf-httpapi-ratelimit-headers-10
+// (section 7.2) asks an intermediary not to remove the origin's fields, which would read as a
+// more permissive policy. But two members of one name, neither with a pk, cannot be told apart
+// (a client keying members by name keeps one of them, either limit), so the handler's own get
+// their pk, in both fields, as a second bucket of one policy does (see partitionKey).
+type upstreamFieldsWriter struct {
+	caddyhttp.ResponseWriterWrapper
+	rr            *rowReplies
+	policy, limit string // the members the handler wrote
+	handler       *PolicyRateLimit
+	key           string // the request's bucket, for its pk
+	done          bool
+}
+
+// mark gives the handler's members their pk when the response lists another member of the
+// policy's name without one, once, before the header is written.
+func (w *upstreamFieldsWriter) mark() {
+	if w.done {
+		return
+	}
+	w.done = true
+	h := w.Header()
+	if len(h[headerRateLimit]) < 2 && len(h[headerRateLimitPolicy]) < 2 {
+		return // the handler's lines alone: an upstream's come as lines of their own
+	}
+	if w.rr.unmarkedMembers(h[headerRateLimit]) < 2 && w.rr.unmarkedMembers(h[headerRateLimitPolicy]) < 2 {
+		return
+	}
+	pk := w.handler.bucketPK(w.key)
+	replaceMember(h, headerRateLimitPolicy, w.policy, w.policy+pk)
+	replaceMember(h, headerRateLimit, w.limit, w.limit+pk)
+}
+
+// replaceMember replaces the first field line of name that is old with new, in a copy of the
+// lines (their backing array may be shared with another writer's).
+func replaceMember(h http.Header, name, old, new string) {
+	lines := h[name]
+	if i := slices.Index(lines, old); i >= 0 {
+		lines = slices.Clone(lines)
+		lines[i] = new
+		h[name] = lines
+	}
+}
+
+func (w *upstreamFieldsWriter) WriteHeader(status int) {
+	if finalStatus(status) { // not 103 Early Hints: reverse_proxy sends the upstream's, then takes its fields back
+		w.mark()
+	}
+	w.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (w *upstreamFieldsWriter) Write(p []byte) (int, error) {
+	w.mark()
+	return w.ResponseWriterWrapper.Write(p)
+}
+
+// ReadFrom marks first: the embedded one writes the header without WriteHeader.
+func (w *upstreamFieldsWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.mark()
+	return w.ResponseWriterWrapper.ReadFrom(r)
+}
+
+// FlushError marks first: a flush writes the header.
+func (w *upstreamFieldsWriter) FlushError() error {
+	w.mark()
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// unmarkedMembers counts the members of the field lines vals with this policy's name and no pk
+// parameter.
+func (rr *rowReplies) unmarkedMembers(vals []string) int {
+	n := 0
+	for _, v := range vals {
+		for m := range strings.SplitSeq(v, ",") {
+			m = strings.TrimLeft(m, " \t")
+			if params, ok := strings.CutPrefix(m, rr.quotedName); ok && (params == "" || params[0] == ';') && !strings.Contains(params, ";pk=") {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // addListMember sets a RateLimit field to v, or adds v to it when an earlier policy_rate_limit
