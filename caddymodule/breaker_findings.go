@@ -4,6 +4,7 @@ import (
 	"iter"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +47,7 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 				Fix:     "put the breaker inside the block whose upstream it guards (handle /api/* { upstream_breaker " + h.Name + " ...; reverse_proxy ... }): Caddy orders upstream_breaker after respond and error"})
 			continue
 		}
-		guarded, proxied, unbounded, outlasting := false, false, false, false
+		guarded, proxied, unbounded, outlasting, spread := false, false, false, false, false
 		for hh := range handlersAfter(chain) {
 			guarded = true
 			proxied = proxied || findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, isModule("http.handlers.reverse_proxy"), nil)
@@ -55,6 +56,12 @@ func (h *UpstreamBreaker) checkPlacement(ctx caddy.Context) {
 				_ = h.app.Report(Finding{Code: "breaker.no_response_timeout", Severity: Info, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
 					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy without response_header_timeout: a hung upstream counts only once a client waits it out, and clients that give up first are not failures (unless they waited past slow_threshold), so the breaker may never open",
 					Fix:     "give the reverse_proxy transport http { response_header_timeout <duration> } (or an upstream_breaker slow_threshold shorter than your clients' patience: clients that give up after it count as slow)"})
+			}
+			if rp, pool := proxySpreadWithoutRetries(hh); rp != nil && !spread {
+				spread = true
+				_ = h.app.Report(Finding{Code: "breaker.multi_upstream_no_retries", Severity: Warning, Module: "upstream_breaker", Config: handlerConfigPath(ctx, rp),
+					Message: "upstream_breaker " + h.Name + " guards a reverse_proxy to " + pool + " without lb_retries or lb_try_duration: a request sent to a dead upstream fails (502) without trying another, so one dead upstream of two fails about half the requests, the breaker opens (failure_ratio 0.5 or less, or consecutive failures by chance) and holds back the requests the healthy upstreams would have answered",
+					Fix:     "give the reverse_proxy lb_retries 1 (or more: a failed dial is retried on another upstream, any method), and passive health checks (fail_duration 10s) so a dead upstream leaves the pool; see lb_retry_match for upstreams that answer 5xx"})
 			}
 			if rp, fail := proxyOutlasting(hh, h.openFor()); rp != nil && !outlasting {
 				outlasting = true
@@ -195,6 +202,29 @@ func proxyOutlasting(hh caddyhttp.MiddlewareHandler, open time.Duration) (caddyh
 		return found != nil
 	}, nil)
 	return found, fail
+}
+
+// proxySpreadWithoutRetries returns the reverse_proxy in hh (itself or in its subroutes) that
+// balances over more than one upstream (static, or a dynamic source, which may resolve to
+// several) and never tries another (neither lb_retries nor lb_try_duration), and its pool as
+// the finding words it.
+func proxySpreadWithoutRetries(hh caddyhttp.MiddlewareHandler) (caddyhttp.MiddlewareHandler, string) {
+	var found caddyhttp.MiddlewareHandler
+	var pool string
+	findHandler(caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{hh}}}, func(c caddyhttp.MiddlewareHandler) bool {
+		rp, ok := c.(*reverseproxy.Handler)
+		if !ok || rp.LoadBalancing != nil && (rp.LoadBalancing.Retries > 0 || rp.LoadBalancing.TryDuration > 0) {
+			return false
+		}
+		switch {
+		case rp.DynamicUpstreams != nil:
+			found, pool = c, "dynamic upstreams (which may resolve to several)"
+		case len(rp.Upstreams) > 1:
+			found, pool = c, strconv.Itoa(len(rp.Upstreams))+" upstreams"
+		}
+		return found != nil
+	}, nil)
+	return found, pool
 }
 
 // checkNamedRoutes reports a breaker that ends a named route (&(name) in a Caddyfile) when no

@@ -208,8 +208,10 @@ func TestCheckFindings(t *testing.T) {
 
 // TestCheckBreakerPlacement: a breaker that a respond or error answers before, or that has no
 // handler after it, is breaker.never_runs at the breaker; a guarded reverse_proxy without
-// response_header_timeout is breaker.no_response_timeout (info) at the proxy. Placements that
-// guard the upstream (inside its block, or in a route block before it) are silent.
+// response_header_timeout is breaker.no_response_timeout (info) at the proxy, and one that
+// balances over several upstreams without lb_retries or lb_try_duration is
+// breaker.multi_upstream_no_retries (warning) at the proxy. Placements that guard the upstream
+// (inside its block, or in a route block before it) are silent.
 func TestCheckBreakerPlacement(t *testing.T) {
 	const proxy = "reverse_proxy 127.0.0.1:1 {\n\t\ttransport http {\n\t\t\tresponse_header_timeout 5s\n\t\t}\n\t}"
 	for _, tc := range []struct {
@@ -235,11 +237,26 @@ func TestCheckBreakerPlacement(t *testing.T) {
 		{"proxy keeping failed hosts out no longer than open_for", "\tupstream_breaker api {\n\t\topen_for 10s\n\t}\n\t" + strings.Replace(proxy, "\n\t}", "\n\t\tfail_duration 10s\n\t}", 1), nil},
 		{"proxy keeping failed hosts out longer than the default open_for", "\tupstream_breaker api\n\t" + strings.Replace(proxy, "\n\t}", "\n\t\tfail_duration 1m\n\t}", 1),
 			map[string]string{"breaker.open_for_below_fail_duration": "reverse_proxy"}},
+		// Several upstreams and no retry: one dead upstream of two fails half the requests, and the
+		// breaker opens for the healthy one too. A retry (lb_retries, lb_try_duration) masks it.
+		{"proxy to two upstreams without retries", "\tupstream_breaker api\n\t" + strings.Replace(proxy, "127.0.0.1:1", "127.0.0.1:1 127.0.0.1:2", 1),
+			map[string]string{"breaker.multi_upstream_no_retries": "reverse_proxy"}},
+		{"proxy to a port range without retries", "\tupstream_breaker api\n\t" + strings.Replace(proxy, "127.0.0.1:1", "127.0.0.1:1-2", 1),
+			map[string]string{"breaker.multi_upstream_no_retries": "reverse_proxy"}},
+		{"proxy to two upstreams with passive health checks only", "\tupstream_breaker api\n\t" + strings.Replace(strings.Replace(proxy, "127.0.0.1:1", "127.0.0.1:1 127.0.0.1:2", 1), "\n\t}", "\n\t\tfail_duration 10s\n\t}", 1),
+			map[string]string{"breaker.multi_upstream_no_retries": "reverse_proxy"}},
+		{"proxy to dynamic upstreams without retries", "\tupstream_breaker api\n\t" + strings.Replace(proxy, "127.0.0.1:1 {", "{\n\t\tdynamic a localhost 8080", 1),
+			map[string]string{"breaker.multi_upstream_no_retries": "reverse_proxy"}},
+		{"proxy to two upstreams in a handle, without retries", "\thandle /api/* {\n\t\tupstream_breaker api\n\t\t" + strings.ReplaceAll(strings.Replace(proxy, "127.0.0.1:1", "127.0.0.1:1 127.0.0.1:2", 1), "\n", "\n\t") + "\n\t}",
+			map[string]string{"breaker.multi_upstream_no_retries": "reverse_proxy"}},
+		{"proxy to two upstreams with lb_retries", "\tupstream_breaker api\n\t" + strings.Replace(strings.Replace(proxy, "127.0.0.1:1", "127.0.0.1:1 127.0.0.1:2", 1), "\n\t}", "\n\t\tlb_retries 1\n\t}", 1), nil},
+		{"proxy to two upstreams with lb_try_duration", "\tupstream_breaker api\n\t" + strings.Replace(strings.Replace(proxy, "127.0.0.1:1", "127.0.0.1:1 127.0.0.1:2", 1), "\n\t}", "\n\t\tlb_try_duration 2s\n\t}", 1), nil},
+		{"two upstreams without retries, no breaker", "\t" + strings.Replace(proxy, "127.0.0.1:1", "127.0.0.1:1 127.0.0.1:2", 1), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cf := checkSite("", "\tsecurity_headers\n"+tc.site)
 			got := codes(checkCaddyfile(t, cf))
-			for _, code := range []string{"breaker.never_runs", "breaker.no_response_timeout", "breaker.behind_proxy", "breaker.open_for_below_fail_duration"} {
+			for _, code := range []string{"breaker.never_runs", "breaker.no_response_timeout", "breaker.behind_proxy", "breaker.open_for_below_fail_duration", "breaker.multi_upstream_no_retries"} {
 				f, ok := got[code]
 				handler, want := tc.want[code]
 				if ok != want {
