@@ -62,6 +62,13 @@ func (h *UpstreamBreaker) unmarshal(hp httpcaddyfile.Helper) error {
 	}
 	h.Name = d.Val()
 	if err := breaker.ValidateName(h.Name); err != nil {
+		if len(h.Name) > 2 && h.Name[0] == '{' && h.Name[len(h.Name)-1] == '}' { // a runtime placeholder
+			hint := "a placeholder is not replaced here (the name is fixed when the config loads, for metrics, health and Redis)"
+			if v, ok := strings.CutPrefix(h.Name[1:len(h.Name)-1], "env."); ok {
+				hint += "; for an environment variable write {$" + v + "}, which the Caddyfile adapter replaces"
+			}
+			return d.Errf("breaker name %q: %s", h.Name, hint)
+		}
 		return d.WrapErr(err)
 	}
 	if d.NextArg() {
