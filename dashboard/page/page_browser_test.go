@@ -484,3 +484,38 @@ func TestDashboardPageHostileStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardPageDataStaysOnItsOrigin: the page asked for <its path>/data as a path; served
+// at a path beginning with two slashes (//evil.example/dashboard, which a monitoring handler
+// mounted at the site's root answers), that is a URL of another host, and only the CSP's
+// connect-src kept the key's request from going there. The data URL is now built on the
+// page's own origin.
+func TestDashboardPageDataStaysOnItsOrigin(t *testing.T) {
+	ts := fixtureTimestamps()
+	doc, _ := json.Marshal(map[string]any{"instance": "edge-1", "instances": []string{"edge-1"}, "scope": "local", "range": "15m",
+		"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": ts,
+		"current": map[string]any{"status": "pass", "ready": true, "degraded": []any{}}})
+	// A raw handler: the page at any path ending in /dashboard, the data at .../dashboard/data
+	// (http.ServeMux would redirect the doubled slash away).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/dashboard"):
+			nonce := csp.NewNonce()
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Content-Security-Policy", CSP(nonce))
+			_, _ = w.Write(Render(nonce))
+		case strings.HasSuffix(r.URL.Path, "/dashboard/data"):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(doc)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "//evil.example/dashboard"
+	r := pagetest.Run(t, pagetest.Options{URL: url, MinUpdates: 1})
+	requireClean(t, r, url, "")
+	if f := r.Phases["ready"]; f == nil || f.State != "ready" {
+		t.Fatalf("the page at %s: %+v", url, f)
+	}
+}
