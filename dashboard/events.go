@@ -79,6 +79,14 @@ func (e *Events) Admit(name string, client netip.Addr, now time.Time) bool {
 
 // Add puts ev in the ring, bounding its fields and making their hidden characters visible.
 func (e *Events) Add(ev Event) {
+	ev = clip(ev)
+	e.mu.Lock()
+	e.put(ev)
+	e.mu.Unlock()
+}
+
+// clip bounds ev's fields and makes their hidden characters visible.
+func clip(ev Event) Event {
 	ev.Event = textcut.Cut(Visible(ev.Event), maxShortField)
 	ev.Level = textcut.Cut(Visible(ev.Level), maxShortField)
 	ev.ClientIP = textcut.Cut(Visible(ev.ClientIP), maxShortField)
@@ -95,9 +103,7 @@ func (e *Events) Add(ev Event) {
 		}
 		ev.Fields = f
 	}
-	e.mu.Lock()
-	e.put(ev)
-	e.mu.Unlock()
+	return ev
 }
 
 // put appends ev, evicting first when the ring is full. The caller holds e.mu (or owns e).

@@ -27,9 +27,19 @@ func Merge(local Document, others []Document) Document {
 		return out
 	}
 	last := local.Timestamps[n-1]
+	// Another instance may have sampled the bucket after this one's newest (or the one after
+	// the bucket now is in): its clock is a few seconds ahead at most. A bucket further ahead
+	// is a clock hours ahead, or a tampered document; following it would move the grid past
+	// now and every bucket of the other instances, this one's included, out of the view. Its
+	// buckets past the limit are left out instead.
+	limit := last + step
+	if g := local.Generated.Unix(); !local.Generated.IsZero() {
+		limit = max(limit, g-g%step+step)
+	}
 	for _, d := range others {
-		if k := len(d.Timestamps); k > 0 && d.ResolutionSeconds == out.ResolutionSeconds && d.Timestamps[k-1] > last {
-			last = d.Timestamps[k-1]
+		if k := len(d.Timestamps); k > 0 && d.ResolutionSeconds == out.ResolutionSeconds && d.Timestamps[k-1] > last &&
+			(d.Timestamps[k-1]-last)%step == 0 { // off the grid: only a tampered document
+			last = min(d.Timestamps[k-1], limit)
 		}
 	}
 	first := last - int64(n-1)*step

@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/swarmsec/caddy-hardening/internal/textcut"
 )
 
 // The "all instances" view in Redis. Every key carries the one hash tag {dash}, so a Cluster
@@ -93,41 +96,87 @@ func Publish(ctx context.Context, c redis.UniversalClient, prefix, instance stri
 	return err
 }
 
+// fetchScript returns the documents KEYS name, each only when it is at most ARGV[1] bytes
+// and the ones before it leave room in ARGV[2] bytes in all: in place of one that is not, its
+// length (-1: not a string). A missing document is nil. The keys share one hash tag (one
+// Cluster slot).
+var fetchScript = redis.NewScript(`
+local out, total = {}, 0
+local one, all = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i, k in ipairs(KEYS) do
+	local n = redis.pcall('STRLEN', k)
+	if type(n) ~= 'number' then
+		out[i] = -1
+	elseif n == 0 then
+		out[i] = false
+	elseif n > one or total + n > all then
+		out[i] = n
+	else
+		out[i] = redis.call('GET', k)
+		total = total + n
+	end
+end
+return out
+`)
+
 // Fetch reads the documents of range rng that the other instances published (at most
-// MaxInstances, the most recent first), leaving out exclude (this instance).
+// MaxInstances, the most recent first), leaving out exclude (this instance). What Redis holds
+// is another process's word: a name that is not an instance name is skipped, a document is
+// read only up to maxDocBytes (maxFetchBytes in all), and what is decoded gets a local
+// document's bounds, under the name its key holds. What was left out is in the error.
 func Fetch(ctx context.Context, c redis.UniversalClient, prefix, rng, exclude string, now time.Time) ([]Document, error) {
+	res, ok := ParseRange(rng)
+	if !ok {
+		return nil, fmt.Errorf("dashboard: unknown range %q", rng)
+	}
 	names, err := c.ZRevRangeByScore(ctx, instancesKey(prefix), &redis.ZRangeBy{
 		Min: strconv.FormatInt(now.Add(-PublishTTL).UnixMilli(), 10), Max: "+inf", Count: MaxInstances,
 	}).Result()
 	if err != nil {
 		return nil, err
 	}
+	var bad error
 	keys := make([]string, 0, len(names))
+	kept := make([]string, 0, len(names))
 	for _, n := range names {
-		if n != exclude {
+		switch {
+		case n == exclude:
+		case !validInstance(n):
+			bad = errors.Join(bad, fmt.Errorf("dashboard: %q in %s is not an instance name", textcut.Cut(Visible(n), maxInstanceName), instancesKey(prefix)))
+		default:
 			keys = append(keys, docKey(prefix, rng, n))
+			kept = append(kept, n)
 		}
 	}
 	if len(keys) == 0 {
-		return nil, nil
+		return nil, bad
 	}
-	vals, err := c.MGet(ctx, keys...).Result()
+	vals, err := fetchScript.Run(ctx, c, keys, maxDocBytes, maxFetchBytes).Slice()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(bad, err)
 	}
 	var out []Document
-	var bad error
-	for _, v := range vals {
-		s, ok := v.(string)
-		if !ok {
-			continue // expired since the set was read
+	for i, v := range vals {
+		if i >= len(kept) {
+			break
 		}
-		var d Document
-		if err := json.Unmarshal([]byte(s), &d); err != nil {
-			bad = errors.Join(bad, err)
-			continue
+		switch v := v.(type) {
+		case string:
+			var d Document
+			if err := json.Unmarshal([]byte(v), &d); err != nil {
+				bad = errors.Join(bad, fmt.Errorf("dashboard: the document of instance %s: %w", kept[i], err))
+				continue
+			}
+			d.bound(kept[i], res)
+			out = append(out, d)
+		case int64:
+			if v < 0 {
+				bad = errors.Join(bad, fmt.Errorf("dashboard: %s is not a string", keys[i]))
+			} else {
+				bad = errors.Join(bad, fmt.Errorf("dashboard: the document of instance %s is %d bytes, over the %d a document may have (%d in all): left out", kept[i], v, maxDocBytes, maxFetchBytes))
+			}
 		}
-		out = append(out, d)
+		// nil: expired since the set was read
 	}
 	return out, bad
 }

@@ -440,3 +440,82 @@ func fixtureTimestamps() []int64 {
 	}
 	return ts
 }
+
+// TestDashboardPageHostileStrings: every string the data carries may come from a client
+// (paths, CSP report fields, forwarded addresses) or from another instance through Redis;
+// markup, attribute breakers and prototype keys in any of them are shown as text, trip no CSP
+// or Trusted Types violation and no console error.
+func TestDashboardPageHostileStrings(t *testing.T) {
+	const x = `"><img src=x onerror=alert(1)><svg onload=alert(2)>'javascript:alert(3)`
+	ts := fixtureTimestamps()
+	vals := make([]int, len(ts))
+	vals[len(vals)-1] = 3
+	series := func(k string) []any {
+		return []any{map[string]any{k: x, "__proto__": x, "constructor": x, "class": x, "result": x, "values": vals}}
+	}
+	doc, _ := json.Marshal(map[string]any{
+		"instance": x, "instances": []string{x}, "scope": "local", "range": "15m",
+		"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": ts,
+		"ratelimit": series("policy"), "path_blocked": series("reason"), "detections": series("signal"),
+		"csp_violations": series("directive"), "breaker_transitions": series("breaker"),
+		"store_mode":   map[string]any{"values": []any{x, "__proto__", "constructor"}},
+		"dependencies": []any{map[string]any{"name": x, "up": vals, "latency_ms": vals}},
+		"current": map[string]any{"status": x, "ready": true, "reasons": []string{x},
+			"degraded":     []any{map[string]any{"kind": x, "component": x, "message": x, "instance": x}},
+			"breakers":     []any{map[string]any{"name": x, "state": "__proto__", "instance": x}},
+			"dependencies": []any{map[string]any{"name": x, "status": "constructor", "error": x, "instance": x}}},
+		"totals":      map[string]any{"ratelimit": []any{map[string]any{"policy": x, "__proto__": x, "count": 1}}},
+		"top_limited": []any{map[string]any{"policy": x, "key": x, "count": 2}},
+		"suspicious":  []any{map[string]any{"ip": x, "score": 9, "signal": x, "until": x, "seconds_left": 60, "unban": x}},
+		"admin":       x,
+		"events": []any{map[string]any{"time": x, "event": x, "level": x, "client_ip": x, "ip_class": x, "uri": x,
+			"instance": x, "fields": map[string]any{"__proto__": x, x: x}}},
+	})
+	url := fixtureServer{trusted: true, doc: doc}.start(t)
+	r := pagetest.Run(t, pagetest.Options{URL: url, MinUpdates: 1})
+	requireClean(t, r, url, "")
+	f := r.Phases["ready"]
+	if f == nil || f.State != "ready" {
+		t.Fatalf("hostile data: %+v", f)
+	}
+	for _, id := range []string{"t-suspicious", "t-top", "t-deps", "t-events"} {
+		if rows := f.Tables[id]; len(rows) != 1 || !strings.Contains(strings.Join(rows[0], " "), x) {
+			t.Errorf("table %s does not show the hostile text as text: %q", id, rows)
+		}
+	}
+}
+
+// TestDashboardPageDataStaysOnItsOrigin: the page asked for <its path>/data as a path; served
+// at a path beginning with two slashes (//evil.example/dashboard, which a monitoring handler
+// mounted at the site's root answers), that is a URL of another host, and only the CSP's
+// connect-src kept the key's request from going there. The data URL is now built on the
+// page's own origin.
+func TestDashboardPageDataStaysOnItsOrigin(t *testing.T) {
+	ts := fixtureTimestamps()
+	doc, _ := json.Marshal(map[string]any{"instance": "edge-1", "instances": []string{"edge-1"}, "scope": "local", "range": "15m",
+		"resolution_seconds": 5, "generated": "2026-11-28T04:00:00Z", "timestamps": ts,
+		"current": map[string]any{"status": "pass", "ready": true, "degraded": []any{}}})
+	// A raw handler: the page at any path ending in /dashboard, the data at .../dashboard/data
+	// (http.ServeMux would redirect the doubled slash away).
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/dashboard"):
+			nonce := csp.NewNonce()
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Content-Security-Policy", CSP(nonce))
+			_, _ = w.Write(Render(nonce))
+		case strings.HasSuffix(r.URL.Path, "/dashboard/data"):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(doc)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "//evil.example/dashboard"
+	r := pagetest.Run(t, pagetest.Options{URL: url, MinUpdates: 1})
+	requireClean(t, r, url, "")
+	if f := r.Phases["ready"]; f == nil || f.State != "ready" {
+		t.Fatalf("the page at %s: %+v", url, f)
+	}
+}
