@@ -221,6 +221,16 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			"with a 2xx HTTP status code\"); the score is for the headers of this %d, which may differ from those of the site's pages: "+
 			"grade a URL that answers 2xx", rep.Status, rep.Status)
 	}
+	offHost := otherHost(target, rep.URL)
+	if offHost != "" { // a CI gate must not grade another site without saying so
+		note := fmt.Sprintf("the redirects of %s end on another host, %s, whose answer is graded: the grade is %s's, "+
+			"not the site asked for; grade a URL that answers on its own host, or %s itself if that is the site meant",
+			observatory.ShownURL(target), offHost, offHost, observatory.ShownURL(rep.URL))
+		if rep.Note != "" {
+			note = rep.Note + "; " + note
+		}
+		rep.Note = note
+	}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -243,6 +253,10 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			}
 		}
 	}
+	if minGrade != "" && offHost != "" {
+		return failedCheck{fmt.Errorf("%s ends on another host, %s, after its redirects: --min-grade %s fails, since the grade is that host's; "+
+			"grade a URL that answers on its own host", observatory.ShownURL(target), offHost, minGrade)}
+	}
 	if minGrade != "" && slices.Index(grades, rep.Grade) > slices.Index(grades, minGrade) {
 		return failedCheck{fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)}
 	}
@@ -253,6 +267,21 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			rep.URL, rep.Status, minGrade)}
 	}
 	return nil
+}
+
+// otherHost is the host of graded when the redirects of target left target's host (another
+// port of the same host is the same site), else "".
+func otherHost(target, graded string) string {
+	t, err1 := url.Parse(target)
+	g, err2 := url.Parse(graded)
+	if err1 != nil || err2 != nil || graded == "" {
+		return ""
+	}
+	norm := func(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
+	if norm(t.Hostname()) == norm(g.Hostname()) {
+		return ""
+	}
+	return g.Hostname()
 }
 
 // gradeClient is the client of `check --url`: Go's default transport (the environment's
