@@ -8,15 +8,22 @@ var dangerouslyBroad = map[string]bool{"ftp:": true, "http:": true, "https:": tr
 var unsafeInlineSources = map[string]bool{"'unsafe-inline'": true, "data:": true}
 
 // parsePolicies reads Content-Security-Policy values: policies separated by commas (also
-// across headers), directives by semicolons. A directive set by several policies keeps only
-// the sources every policy allows (browsers enforce them all). ok is false on a malformed
-// directive name, and, as the Observatory rules (cspParser.js), on a directive repeated in one
-// policy, although browsers keep its first value: only report-uri and report-to may repeat
-// (their first value is kept, and dupReport says so).
+// across headers), directives by semicolons. As the Observatory's cspParser.js: a directive set
+// by several policies keeps only the sources every policy allows (browsers enforce them all);
+// one that only a policy after the first sets allows nothing ('none': a source counts only
+// when the first policy has it too); a -src directive without sources is 'none', as in
+// browsers. ok is false on a malformed directive name, and, as the Observatory rules, on a
+// directive repeated in one policy, although browsers keep its first value: only report-uri
+// and report-to may repeat (their first value is kept, and dupReport says so).
 func parsePolicies(values []string) (merged map[string][]string, dupReport, ok bool) {
 	merged = map[string][]string{}
+	index := 0 // of the policy, among those with a directive
 	for _, v := range values {
 		for _, pol := range strings.Split(v, ",") {
+			if strings.TrimSpace(pol) == "" {
+				continue
+			}
+			index++
 			seen := map[string]bool{}
 			for _, d := range strings.Split(pol, ";") {
 				f := strings.Fields(strings.ToLower(d))
@@ -35,10 +42,17 @@ func parsePolicies(values []string) (merged map[string][]string, dupReport, ok b
 					continue
 				}
 				seen[name] = true
-				if prev, ok := merged[name]; ok {
-					merged[name] = intersect(prev, f[1:])
-				} else {
-					merged[name] = append([]string{}, f[1:]...)
+				sources := f[1:]
+				if len(sources) == 0 && strings.HasSuffix(name, "-src") {
+					sources = []string{"'none'"}
+				}
+				switch prev, ok := merged[name]; {
+				case ok:
+					merged[name] = intersect(prev, sources)
+				case index > 1:
+					merged[name] = []string{"'none'"}
+				default:
+					merged[name] = append([]string{}, sources...)
 				}
 			}
 		}

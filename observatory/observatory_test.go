@@ -79,6 +79,17 @@ func TestScoreTableRows(t *testing.T) {
 			h.Set("Content-Security-Policy", "default-src 'none'; report-uri /a")
 			h.Add("Content-Security-Policy", "default-src 'none'; report-uri /b")
 		}, "", nil},
+		// cspParser.js: a -src directive without sources is 'none' (as in browsers).
+		{"csp empty default-src", TestCSP, "csp-implemented-with-no-unsafe-default-src-none", 10, set("Content-Security-Policy", "default-src; frame-ancestors 'none'"), "", nil},
+		// cspParser.js: a source counts only when the first policy allows it too, so a directive
+		// that only a later policy sets allows nothing (browsers enforce every policy: the
+		// first one's default-src 'self' still stops scripts from https: hosts).
+		{"csp directive only in a later policy", TestCSP, "csp-implemented-with-no-unsafe", 5, func(h http.Header) {
+			h.Set("Content-Security-Policy", "default-src 'self'; object-src 'none'")
+			h.Add("Content-Security-Policy", "script-src https:")
+		}, "", nil},
+		{"csp directive only in a later policy, comma-joined", TestCSP, "csp-implemented-with-no-unsafe", 5,
+			set("Content-Security-Policy", "default-src 'self'; object-src 'none', script-src https: 'unsafe-inline'"), "", nil},
 		{"csp report-only", TestCSP, "csp-not-implemented-but-reporting-enabled", -25, func(h http.Header) {
 			h.Set("Content-Security-Policy-Report-Only", h.Get("Content-Security-Policy"))
 			h.Del("Content-Security-Policy")
@@ -136,6 +147,8 @@ func TestScoreTableRows(t *testing.T) {
 		{"sri inline scripts only", TestSRI, "sri-not-implemented-but-all-scripts-loaded-from-secure-origin", 0, nil, `<script nonce="n">go()</script>`, nil},
 		// Its order of outcomes ranks -5 after -20: the later one wins (subresource-integrity.js).
 		{"sri http with integrity and https without", TestSRI, "sri-not-implemented-but-external-scripts-loaded-securely", -5, nil, `<script src="http://cdn.jsdelivr.net/a.js" integrity="sha384-x"></script><script src="https://cdn.jsdelivr.net/b.js"></script>`, nil},
+		// subresource-integrity.js parses a response without Content-Type as HTML.
+		{"sri no content-type", TestSRI, "sri-not-implemented-and-external-scripts-not-loaded-securely", -50, set("Content-Type", ""), `<script src="http://cdn.jsdelivr.net/x.js"></script>`, nil},
 		{"sri not html", TestSRI, "sri-not-implemented-response-not-html", 0, set("Content-Type", "application/json"), `<script src="http://x/"></script>`, nil},
 	}
 	for _, row := range rows {
