@@ -201,6 +201,13 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	if err != nil {
 		return err
 	}
+	// Credentials in a URL (a staging site behind basic_auth) go as Basic authentication to
+	// that URL's host only, and out of every URL the report and its errors print.
+	auth := map[string]*url.Userinfo{}
+	target, httpURL = takeCredentials(target, auth), takeCredentials(httpURL, auth)
+	if len(auth) > 0 {
+		client.Transport = basicAuthTransport{base: client.Transport, users: auth}
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -284,6 +291,33 @@ func otherHost(target, graded string) string {
 	return g.Hostname()
 }
 
+// takeCredentials is raw without its user information, which it records for the URL's host.
+func takeCredentials(raw string, users map[string]*url.Userinfo) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	users[strings.ToLower(u.Hostname())] = u.User
+	u.User = nil
+	return u.String()
+}
+
+// basicAuthTransport sends the credentials of a request's host (from the --url that named
+// them) as Basic authentication, unless the request has an Authorization of its own.
+type basicAuthTransport struct {
+	base  http.RoundTripper
+	users map[string]*url.Userinfo
+}
+
+func (b basicAuthTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if u := b.users[strings.ToLower(r.URL.Hostname())]; u != nil && r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		pw, _ := u.Password()
+		r.SetBasicAuth(u.Username(), pw)
+	}
+	return b.base.RoundTrip(r)
+}
+
 // gradeClient is the client of `check --url`: Go's default transport (the environment's
 // HTTP(S)_PROXY, as for the machine's other clients; never for loopback), TLS 1.2 at least,
 // and the --ca-file root beside the system's.
@@ -313,6 +347,9 @@ func gradeURL(flag, raw string, schemes ...string) error {
 	u, err := url.Parse(raw)
 	if err == nil && slices.Contains(schemes, u.Scheme) && u.Host != "" {
 		return nil
+	}
+	if err == nil && u.User != nil {
+		raw = u.Redacted() // the message may reach a CI log
 	}
 	msg := fmt.Sprintf("%s %s: the URL must be absolute, %s", flag, raw, strings.Join(schemes, ":// or ")+"://")
 	if !strings.Contains(raw, "://") && raw != "" {
