@@ -90,6 +90,12 @@ func TestScoreTableRows(t *testing.T) {
 		}, "", nil},
 		{"csp directive only in a later policy, comma-joined", TestCSP, "csp-implemented-with-no-unsafe", 5,
 			set("Content-Security-Policy", "default-src 'self'; object-src 'none', script-src https: 'unsafe-inline'"), "", nil},
+		// cspParser.js takes any directive name (a browser ignores one it does not know), and
+		// refuses a policy shorter than "img-src" less one character, an empty one after a
+		// comma included.
+		{"csp unknown directive name", TestCSP, "csp-implemented-with-no-unsafe-default-src-none", 10, set("Content-Security-Policy", "default-src 'none'; script-src: 'self'"), "", nil},
+		{"csp policy too short", TestCSP, "csp-header-invalid", -25, set("Content-Security-Policy", "none"), "", nil},
+		{"csp empty policy after a comma", TestCSP, "csp-header-invalid", -25, set("Content-Security-Policy", "default-src 'none',"), "", nil},
 		{"csp report-only", TestCSP, "csp-not-implemented-but-reporting-enabled", -25, func(h http.Header) {
 			h.Set("Content-Security-Policy-Report-Only", h.Get("Content-Security-Policy"))
 			h.Del("Content-Security-Policy")
