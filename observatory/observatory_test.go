@@ -109,6 +109,14 @@ func TestScoreTableRows(t *testing.T) {
 		{"hsts a second short of 180 days", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", "max-age=15551999"), "", nil},
 		// Sent twice: the values arrive joined by a comma, which the Observatory refuses.
 		{"hsts sent twice", TestHSTS, "hsts-header-invalid", -20, func(h http.Header) { h.Add("Strict-Transport-Security", "max-age=63072000") }, "", nil},
+		// Where strict-transport-security.js misreads a header, the grade follows RFC 6797 and
+		// browsers (README): a quoted max-age is its number (parseInt gives NaN, which passes
+		// there), spaces around "=" are allowed (invalid there), a negative or trailing-garbage
+		// max-age is ignored by browsers (-10 or valid there).
+		{"hsts quoted short max-age", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", `max-age="600"`), "", nil},
+		{"hsts spaces around =", TestHSTS, "hsts-implemented-max-age-at-least-six-months", 0, set("Strict-Transport-Security", "max-age = 63072000; includeSubDomains"), "", nil},
+		{"hsts negative max-age", TestHSTS, "hsts-header-invalid", -20, set("Strict-Transport-Security", "max-age=-1"), "", nil},
+		{"hsts max-age with trailing garbage", TestHSTS, "hsts-header-invalid", -20, set("Strict-Transport-Security", "max-age=63072000x"), "", nil},
 		{"xcto absent", TestContentType, "x-content-type-options-not-implemented", -5, set("X-Content-Type-Options", ""), "", nil},
 		{"xcto invalid", TestContentType, "x-content-type-options-header-invalid", -5, set("X-Content-Type-Options", "sniff-away"), "", nil},
 		{"xcto sent twice", TestContentType, "x-content-type-options-header-invalid", -5, func(h http.Header) { h.Add("X-Content-Type-Options", "nosniff") }, "", nil},
