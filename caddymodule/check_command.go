@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"golang.org/x/net/idna"
 
 	"github.com/swarmsec/caddy-hardening/observatory"
 )
@@ -284,7 +285,13 @@ func otherHost(target, graded string) string {
 	if err1 != nil || err2 != nil || graded == "" {
 		return ""
 	}
-	norm := func(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
+	norm := func(h string) string { // a Unicode host reaches the server, and its redirects, as its A-label
+		h = strings.TrimSuffix(strings.ToLower(h), ".")
+		if a, err := idna.Lookup.ToASCII(h); err == nil {
+			return a
+		}
+		return h
+	}
 	if norm(t.Hostname()) == norm(g.Hostname()) {
 		return ""
 	}

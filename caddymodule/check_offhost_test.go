@@ -58,3 +58,18 @@ http://localhost:%d, http://127.0.0.1:%d {
 		t.Fatalf("same-host redirect with --min-grade F: %v\n%s", err, out.String())
 	}
 }
+
+// TestOtherHostIDN: a host written in Unicode in --url reaches the server as its A-label
+// (xn--...), so the redirect Caddy sends back names it that way: the same host, not another.
+func TestOtherHostIDN(t *testing.T) {
+	for _, c := range []struct{ target, graded, want string }{
+		{"http://bücher.example/", "https://xn--bcher-kva.example/", ""},
+		{"http://BÜCHER.example./", "https://xn--bcher-kva.example:8443/", ""},
+		{"http://bücher.example/", "https://sso.example.net/login", "sso.example.net"},
+		{"http://[::1]:8080/", "https://[::1]:8443/", ""},
+	} {
+		if got := otherHost(c.target, c.graded); got != c.want {
+			t.Errorf("otherHost(%s, %s) = %q, want %q", c.target, c.graded, got, c.want)
+		}
+	}
+}
