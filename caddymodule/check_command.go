@@ -204,7 +204,7 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	}
 	// Credentials in a URL (a staging site behind basic_auth) go as Basic authentication to
 	// that URL's host only, and out of every URL the report and its errors print.
-	auth := map[string]*url.Userinfo{}
+	auth := map[string]credentials{}
 	target, httpURL = takeCredentials(target, auth), takeCredentials(httpURL, auth)
 	if len(auth) > 0 {
 		client.Transport = basicAuthTransport{base: client.Transport, users: auth}
@@ -298,29 +298,40 @@ func otherHost(target, graded string) string {
 	return g.Hostname()
 }
 
+// credentials are the user information a URL flag gave for its host.
+type credentials struct {
+	user *url.Userinfo
+	// plain allows http:// requests: the URL that named them was http://. Those of an https://
+	// URL never go in clear text (the http:// side of its redirection test), as a browser keeps
+	// them to the https:// origin.
+	plain bool
+}
+
 // takeCredentials is raw without its user information, which it records for the URL's host.
-func takeCredentials(raw string, users map[string]*url.Userinfo) string {
+func takeCredentials(raw string, users map[string]credentials) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil {
 		return raw
 	}
-	users[strings.ToLower(u.Hostname())] = u.User
+	host := strings.ToLower(u.Hostname())
+	users[host] = credentials{user: u.User, plain: u.Scheme == "http" || users[host].plain}
 	u.User = nil
 	return u.String()
 }
 
-// basicAuthTransport sends the credentials of a request's host (from the --url that named
+// basicAuthTransport sends the credentials of a request's host (from the URL flag that named
 // them) as Basic authentication, unless the request has an Authorization of its own.
 type basicAuthTransport struct {
 	base  http.RoundTripper
-	users map[string]*url.Userinfo
+	users map[string]credentials
 }
 
 func (b basicAuthTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if u := b.users[strings.ToLower(r.URL.Hostname())]; u != nil && r.Header.Get("Authorization") == "" {
+	c, ok := b.users[strings.ToLower(r.URL.Hostname())]
+	if ok && (r.URL.Scheme == "https" || c.plain) && r.Header.Get("Authorization") == "" {
 		r = r.Clone(r.Context())
-		pw, _ := u.Password()
-		r.SetBasicAuth(u.Username(), pw)
+		pw, _ := c.user.Password()
+		r.SetBasicAuth(c.user.Username(), pw)
 	}
 	return b.base.RoundTrip(r)
 }

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/swarmsec/caddy-hardening/internal/testcaddy"
@@ -64,5 +67,36 @@ http://127.0.0.1:%d {
 	err := runGrade(context.Background(), &out, fmt.Sprintf("https://ops:hiccup@localhost:%d/", closed), "", "", "", false)
 	if err == nil || strings.Contains(err.Error(), "hiccup") || strings.Contains(out.String(), "hiccup") {
 		t.Fatalf("unreachable: %v\n%s", err, out.String())
+	}
+}
+
+// TestCheckGradeURLCredentialsNotOverHTTP: the credentials of an https:// --url went, in
+// clear text, to the http:// side the check also fetches for the redirection test (port 80 of
+// the same host, or --http-url); a browser keeps them to the https:// origin. They now go over
+// HTTPS only, unless the --url itself is http://.
+func TestCheckGradeURLCredentialsNotOverHTTP(t *testing.T) {
+	httpsPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	const hash = "$2a$04$v9tdOiafwg6Zu1AuT7dAVe5zA8lYcYWXuBN98J217IAW7KbzoMX9a" // "hiccup"
+	ca := localCertsCaddy(t, httpPort, httpsPort, `	basic_auth {
+		ops `+hash+`
+	}
+	respond "ok"
+`)
+	var gotAuth atomic.Value
+	gotAuth.Store("")
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth.Store(r.Header.Get("Authorization"))
+		http.Redirect(w, r, fmt.Sprintf("https://localhost:%d/", httpsPort), http.StatusPermanentRedirect)
+	}))
+	defer plain.Close()
+	httpSide := strings.Replace(plain.URL, "127.0.0.1", "localhost", 1) + "/"
+	var out bytes.Buffer
+	var rep observatory.Report
+	if err := runGrade(context.Background(), &out, fmt.Sprintf("https://ops:hiccup@localhost:%d/", httpsPort), httpSide, ca, "", true); err != nil ||
+		json.Unmarshal(out.Bytes(), &rep) != nil || rep.Status != 200 {
+		t.Fatalf("https:// with credentials: %v\n%s", err, out.String())
+	}
+	if a := gotAuth.Load().(string); a != "" {
+		t.Fatalf("the http:// side got Authorization %q: the credentials of an https:// URL went over plain HTTP", a)
 	}
 }
