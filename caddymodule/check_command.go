@@ -41,7 +41,10 @@ first, as 'caddy run --envfile' does (variables already set win).
 With --url, fetches the site (from http:// it follows the redirect to https://) and grades the
 response with the MDN HTTP Observatory's scoring: score, letter grade, and each test's result
 with its fix. An https:// --url that cannot be fetched (an untrusted certificate included: pass
-its CA with --ca-file) stops the check; no other response is graded in its place.
+its CA with --ca-file) stops the check; no other response is graded in its place. Redirects
+that end on another host are followed, and the report says so. Credentials in the URL
+(user:password@) go as Basic authentication to its host only, over HTTPS unless the URL is
+http://, and are never printed.
 
 The two modes do not mix: a flag of the other mode (--config with --url, --min-grade without
 it) is refused, so that no CI step believes it ran a check it skipped.
@@ -49,7 +52,8 @@ it) is refused, so that no CI step believes it ran a check it skipped.
 Exit status:
   0  the check passed (warnings and infos alone pass, unless --strict)
   1  the report fails: an error finding (config.invalid included), a warning with --strict,
-     a grade below --min-grade or an answer that is not 2xx with --min-grade
+     a grade below --min-grade, or with --min-grade an answer that is not 2xx or redirects
+     that end on another host
   2  the check could not run: a flag or argument refused, a file that cannot be read, a site
      that cannot be fetched, no temporary storage to provision in (check.temp_storage)`,
 		Example: "  caddy hardening check --config Caddyfile.example\n" +
