@@ -18,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"golang.org/x/net/idna"
 
 	"github.com/swarmsec/caddy-hardening/observatory"
 )
@@ -40,7 +41,10 @@ first, as 'caddy run --envfile' does (variables already set win).
 With --url, fetches the site (from http:// it follows the redirect to https://) and grades the
 response with the MDN HTTP Observatory's scoring: score, letter grade, and each test's result
 with its fix. An https:// --url that cannot be fetched (an untrusted certificate included: pass
-its CA with --ca-file) stops the check; no other response is graded in its place.
+its CA with --ca-file) stops the check; no other response is graded in its place. Redirects
+that end on another host are followed, and the report says so. Credentials in the URL
+(user:password@) go as Basic authentication to its host only, over HTTPS unless the URL is
+http://, and are never printed.
 
 The two modes do not mix: a flag of the other mode (--config with --url, --min-grade without
 it) is refused, so that no CI step believes it ran a check it skipped.
@@ -48,7 +52,8 @@ it) is refused, so that no CI step believes it ran a check it skipped.
 Exit status:
   0  the check passed (warnings and infos alone pass, unless --strict)
   1  the report fails: an error finding (config.invalid included), a warning with --strict,
-     a grade below --min-grade or an answer that is not 2xx with --min-grade
+     a grade below --min-grade, or with --min-grade an answer that is not 2xx or redirects
+     that end on another host
   2  the check could not run: a flag or argument refused, a file that cannot be read, a site
      that cannot be fetched, no temporary storage to provision in (check.temp_storage)`,
 		Example: "  caddy hardening check --config Caddyfile.example\n" +
@@ -201,6 +206,13 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 	if err != nil {
 		return err
 	}
+	// Credentials in a URL (a staging site behind basic_auth) go as Basic authentication to
+	// that URL's host only, and out of every URL the report and its errors print.
+	auth := map[string]credentials{}
+	target, httpURL = takeCredentials(target, auth), takeCredentials(httpURL, auth)
+	if len(auth) > 0 {
+		client.Transport = basicAuthTransport{base: client.Transport, users: auth}
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -220,6 +232,16 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 		rep.Note = fmt.Sprintf("the MDN HTTP Observatory would not grade this answer (status %d; it grades only 2xx: \"Site did not respond "+
 			"with a 2xx HTTP status code\"); the score is for the headers of this %d, which may differ from those of the site's pages: "+
 			"grade a URL that answers 2xx", rep.Status, rep.Status)
+	}
+	offHost := otherHost(target, rep.URL)
+	if offHost != "" { // a CI gate must not grade another site without saying so
+		note := fmt.Sprintf("the redirects of %s end on another host, %s, whose answer is graded: the grade is %s's, "+
+			"not the site asked for; grade a URL that answers on its own host, or %s itself if that is the site meant",
+			observatory.ShownURL(target), offHost, offHost, observatory.ShownURL(rep.URL))
+		if rep.Note != "" {
+			note = rep.Note + "; " + note
+		}
+		rep.Note = note
 	}
 	if asJSON {
 		enc := json.NewEncoder(w)
@@ -243,6 +265,10 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			}
 		}
 	}
+	if minGrade != "" && offHost != "" {
+		return failedCheck{fmt.Errorf("%s ends on another host, %s, after its redirects: --min-grade %s fails, since the grade is that host's; "+
+			"grade a URL that answers on its own host", observatory.ShownURL(target), offHost, minGrade)}
+	}
 	if minGrade != "" && slices.Index(grades, rep.Grade) > slices.Index(grades, minGrade) {
 		return failedCheck{fmt.Errorf("grade %s is below --min-grade %s", rep.Grade, minGrade)}
 	}
@@ -253,6 +279,65 @@ func runGrade(ctx context.Context, w io.Writer, target, httpURL, caFile, minGrad
 			rep.URL, rep.Status, minGrade)}
 	}
 	return nil
+}
+
+// otherHost is the host of graded when the redirects of target left target's host (another
+// port of the same host is the same site), else "".
+func otherHost(target, graded string) string {
+	t, err1 := url.Parse(target)
+	g, err2 := url.Parse(graded)
+	if err1 != nil || err2 != nil || graded == "" {
+		return ""
+	}
+	norm := func(h string) string { // a Unicode host reaches the server, and its redirects, as its A-label
+		h = strings.TrimSuffix(strings.ToLower(h), ".")
+		if a, err := idna.Lookup.ToASCII(h); err == nil {
+			return a
+		}
+		return h
+	}
+	if norm(t.Hostname()) == norm(g.Hostname()) {
+		return ""
+	}
+	return g.Hostname()
+}
+
+// credentials are the user information a URL flag gave for its host.
+type credentials struct {
+	user *url.Userinfo
+	// plain allows http:// requests: the URL that named them was http://. Those of an https://
+	// URL never go in clear text (the http:// side of its redirection test), as a browser keeps
+	// them to the https:// origin.
+	plain bool
+}
+
+// takeCredentials is raw without its user information, which it records for the URL's host.
+func takeCredentials(raw string, users map[string]credentials) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	host := strings.ToLower(u.Hostname())
+	users[host] = credentials{user: u.User, plain: u.Scheme == "http" || users[host].plain}
+	u.User = nil
+	return u.String()
+}
+
+// basicAuthTransport sends the credentials of a request's host (from the URL flag that named
+// them) as Basic authentication, unless the request has an Authorization of its own.
+type basicAuthTransport struct {
+	base  http.RoundTripper
+	users map[string]credentials
+}
+
+func (b basicAuthTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c, ok := b.users[strings.ToLower(r.URL.Hostname())]
+	if ok && (r.URL.Scheme == "https" || c.plain) && r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		pw, _ := c.user.Password()
+		r.SetBasicAuth(c.user.Username(), pw)
+	}
+	return b.base.RoundTrip(r)
 }
 
 // gradeClient is the client of `check --url`: Go's default transport (the environment's
@@ -284,6 +369,9 @@ func gradeURL(flag, raw string, schemes ...string) error {
 	u, err := url.Parse(raw)
 	if err == nil && slices.Contains(schemes, u.Scheme) && u.Host != "" {
 		return nil
+	}
+	if err == nil && u.User != nil {
+		raw = u.Redacted() // the message may reach a CI log
 	}
 	msg := fmt.Sprintf("%s %s: the URL must be absolute, %s", flag, raw, strings.Join(schemes, ":// or ")+"://")
 	if !strings.Contains(raw, "://") && raw != "" {

@@ -8,15 +8,23 @@ var dangerouslyBroad = map[string]bool{"ftp:": true, "http:": true, "https:": tr
 var unsafeInlineSources = map[string]bool{"'unsafe-inline'": true, "data:": true}
 
 // parsePolicies reads Content-Security-Policy values: policies separated by commas (also
-// across headers), directives by semicolons. A directive set by several policies keeps only
-// the sources every policy allows (browsers enforce them all). ok is false on a malformed
-// directive name, and, as the Observatory rules (cspParser.js), on a directive repeated in one
-// policy, although browsers keep its first value: only report-uri and report-to may repeat
-// (their first value is kept, and dupReport says so).
+// across headers), directives by semicolons. As the Observatory's cspParser.js: a directive set
+// by several policies keeps only the sources every policy allows (browsers enforce them all);
+// one that only a policy after the first sets allows nothing ('none': a source counts only
+// when the first policy has it too); a -src directive without sources is 'none', as in
+// browsers; a directive name it does not know is kept (browsers ignore it). ok is false on a
+// policy shorter than minPolicy (an empty one after a comma included), and, as the Observatory
+// rules, on a directive repeated in one policy, although browsers keep its first value: only
+// report-uri and report-to may repeat (their first value is kept, and dupReport says so).
 func parsePolicies(values []string) (merged map[string][]string, dupReport, ok bool) {
 	merged = map[string][]string{}
+	index := 0 // of the policy, from 1
 	for _, v := range values {
 		for _, pol := range strings.Split(v, ",") {
+			if len(strings.TrimSpace(strings.NewReplacer("\r", "", "\n", "").Replace(pol))) < minPolicy {
+				return nil, false, false
+			}
+			index++
 			seen := map[string]bool{}
 			for _, d := range strings.Split(pol, ";") {
 				f := strings.Fields(strings.ToLower(d))
@@ -24,9 +32,6 @@ func parsePolicies(values []string) (merged map[string][]string, dupReport, ok b
 					continue
 				}
 				name := f[0]
-				if !validDirectiveName(name) {
-					return nil, false, false
-				}
 				if seen[name] {
 					if name != "report-uri" && name != "report-to" {
 						return nil, false, false
@@ -35,10 +40,17 @@ func parsePolicies(values []string) (merged map[string][]string, dupReport, ok b
 					continue
 				}
 				seen[name] = true
-				if prev, ok := merged[name]; ok {
-					merged[name] = intersect(prev, f[1:])
-				} else {
-					merged[name] = append([]string{}, f[1:]...)
+				sources := f[1:]
+				if len(sources) == 0 && strings.HasSuffix(name, "-src") {
+					sources = []string{"'none'"}
+				}
+				switch prev, ok := merged[name]; {
+				case ok:
+					merged[name] = intersect(prev, sources)
+				case index > 1:
+					merged[name] = []string{"'none'"}
+				default:
+					merged[name] = append([]string{}, sources...)
 				}
 			}
 		}
@@ -46,15 +58,8 @@ func parsePolicies(values []string) (merged map[string][]string, dupReport, ok b
 	return merged, dupReport, true
 }
 
-func validDirectiveName(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return s != ""
-}
+// minPolicy is the shortest policy cspParser.js accepts: len("img-src") - 1.
+const minPolicy = 6
 
 func intersect(a, b []string) []string {
 	in := map[string]bool{}

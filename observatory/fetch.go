@@ -72,8 +72,9 @@ type RedirectError struct {
 // maxShownURL bounds each URL a message shows from a redirect: the server writes them.
 const maxShownURL = 200
 
-// shownURL is u cut to maxShownURL bytes, with "..." when cut.
-func shownURL(u string) string {
+// ShownURL is u cut to maxShownURL bytes, with "..." when cut, for a message that quotes a
+// URL a server wrote (a redirect's Location).
+func ShownURL(u string) string {
 	if cut := textcut.Cut(u, maxShownURL); len(cut) < len(u) {
 		return cut + "..."
 	}
@@ -87,7 +88,7 @@ func (e *RedirectError) Error() string {
 	}
 	shown := make([]string, len(e.Chain))
 	for i, u := range e.Chain {
-		shown[i] = shownURL(u)
+		shown[i] = ShownURL(u)
 	}
 	return fmt.Sprintf("%s: %s: %s (a browser stops with ERR_TOO_MANY_REDIRECTS): check the redirect rules of "+
 		"these URLs; a common cause is an app behind a proxy that terminates TLS, which redirects to https:// "+
@@ -97,7 +98,7 @@ func (e *RedirectError) Error() string {
 // redirectError is why the redirect's target where could not be fetched: a *CertError, or
 // err led by where and what it is.
 func redirectError(where string, err error) error {
-	where = shownURL(where)
+	where = ShownURL(where)
 	if isCertError(err) {
 		return certError(where, err)
 	}

@@ -84,3 +84,28 @@ func TestFetchRedirectTargetShownBounded(t *testing.T) {
 		t.Fatalf("note of %d bytes: %.300v", len(fmt.Sprint(s.RedirectErr)), s.RedirectErr)
 	}
 }
+
+// TestFetchBodyBounded: a page whose body never ends is read up to maxBody (for SRI) and
+// graded; the fetch neither waits for its end nor holds more of it.
+func TestFetchBodyBounded(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		chunk := []byte(strings.Repeat("<p>endless</p>", 1024))
+		for r.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	scan, err := (&Fetcher{}).Fetch(context.Background(), srv.URL+"/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scan.Body) != maxBody {
+		t.Fatalf("read %d bytes of an endless body, want maxBody (%d)", len(scan.Body), maxBody)
+	}
+	if rep := Analyze(scan); rep.Status != 200 {
+		t.Fatalf("status %d", rep.Status)
+	}
+}

@@ -79,6 +79,23 @@ func TestScoreTableRows(t *testing.T) {
 			h.Set("Content-Security-Policy", "default-src 'none'; report-uri /a")
 			h.Add("Content-Security-Policy", "default-src 'none'; report-uri /b")
 		}, "", nil},
+		// cspParser.js: a -src directive without sources is 'none' (as in browsers).
+		{"csp empty default-src", TestCSP, "csp-implemented-with-no-unsafe-default-src-none", 10, set("Content-Security-Policy", "default-src; frame-ancestors 'none'"), "", nil},
+		// cspParser.js: a source counts only when the first policy allows it too, so a directive
+		// that only a later policy sets allows nothing (browsers enforce every policy: the
+		// first one's default-src 'self' still stops scripts from https: hosts).
+		{"csp directive only in a later policy", TestCSP, "csp-implemented-with-no-unsafe", 5, func(h http.Header) {
+			h.Set("Content-Security-Policy", "default-src 'self'; object-src 'none'")
+			h.Add("Content-Security-Policy", "script-src https:")
+		}, "", nil},
+		{"csp directive only in a later policy, comma-joined", TestCSP, "csp-implemented-with-no-unsafe", 5,
+			set("Content-Security-Policy", "default-src 'self'; object-src 'none', script-src https: 'unsafe-inline'"), "", nil},
+		// cspParser.js takes any directive name (a browser ignores one it does not know), and
+		// refuses a policy shorter than "img-src" less one character, an empty one after a
+		// comma included.
+		{"csp unknown directive name", TestCSP, "csp-implemented-with-no-unsafe-default-src-none", 10, set("Content-Security-Policy", "default-src 'none'; script-src: 'self'"), "", nil},
+		{"csp policy too short", TestCSP, "csp-header-invalid", -25, set("Content-Security-Policy", "none"), "", nil},
+		{"csp empty policy after a comma", TestCSP, "csp-header-invalid", -25, set("Content-Security-Policy", "default-src 'none',"), "", nil},
 		{"csp report-only", TestCSP, "csp-not-implemented-but-reporting-enabled", -25, func(h http.Header) {
 			h.Set("Content-Security-Policy-Report-Only", h.Get("Content-Security-Policy"))
 			h.Del("Content-Security-Policy")
@@ -92,6 +109,14 @@ func TestScoreTableRows(t *testing.T) {
 		{"hsts a second short of 180 days", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", "max-age=15551999"), "", nil},
 		// Sent twice: the values arrive joined by a comma, which the Observatory refuses.
 		{"hsts sent twice", TestHSTS, "hsts-header-invalid", -20, func(h http.Header) { h.Add("Strict-Transport-Security", "max-age=63072000") }, "", nil},
+		// Where strict-transport-security.js misreads a header, the grade follows RFC 6797 and
+		// browsers (README): a quoted max-age is its number (parseInt gives NaN, which passes
+		// there), spaces around "=" are allowed (invalid there), a negative or trailing-garbage
+		// max-age is ignored by browsers (-10 or valid there).
+		{"hsts quoted short max-age", TestHSTS, "hsts-implemented-max-age-less-than-six-months", -10, set("Strict-Transport-Security", `max-age="600"`), "", nil},
+		{"hsts spaces around =", TestHSTS, "hsts-implemented-max-age-at-least-six-months", 0, set("Strict-Transport-Security", "max-age = 63072000; includeSubDomains"), "", nil},
+		{"hsts negative max-age", TestHSTS, "hsts-header-invalid", -20, set("Strict-Transport-Security", "max-age=-1"), "", nil},
+		{"hsts max-age with trailing garbage", TestHSTS, "hsts-header-invalid", -20, set("Strict-Transport-Security", "max-age=63072000x"), "", nil},
 		{"xcto absent", TestContentType, "x-content-type-options-not-implemented", -5, set("X-Content-Type-Options", ""), "", nil},
 		{"xcto invalid", TestContentType, "x-content-type-options-header-invalid", -5, set("X-Content-Type-Options", "sniff-away"), "", nil},
 		{"xcto sent twice", TestContentType, "x-content-type-options-header-invalid", -5, func(h http.Header) { h.Add("X-Content-Type-Options", "nosniff") }, "", nil},
@@ -136,6 +161,8 @@ func TestScoreTableRows(t *testing.T) {
 		{"sri inline scripts only", TestSRI, "sri-not-implemented-but-all-scripts-loaded-from-secure-origin", 0, nil, `<script nonce="n">go()</script>`, nil},
 		// Its order of outcomes ranks -5 after -20: the later one wins (subresource-integrity.js).
 		{"sri http with integrity and https without", TestSRI, "sri-not-implemented-but-external-scripts-loaded-securely", -5, nil, `<script src="http://cdn.jsdelivr.net/a.js" integrity="sha384-x"></script><script src="https://cdn.jsdelivr.net/b.js"></script>`, nil},
+		// subresource-integrity.js parses a response without Content-Type as HTML.
+		{"sri no content-type", TestSRI, "sri-not-implemented-and-external-scripts-not-loaded-securely", -50, set("Content-Type", ""), `<script src="http://cdn.jsdelivr.net/x.js"></script>`, nil},
 		{"sri not html", TestSRI, "sri-not-implemented-response-not-html", 0, set("Content-Type", "application/json"), `<script src="http://x/"></script>`, nil},
 	}
 	for _, row := range rows {

@@ -28,8 +28,10 @@ func sriTest(s *Scan) Result {
 	if s.Final == nil {
 		return result(t, "sri-not-implemented-response-not-html")
 	}
-	mt, _, _ := mime.ParseMediaType(s.Final.Header.Get("Content-Type"))
-	if mt != "text/html" && mt != "application/xhtml+xml" {
+	// Without a Content-Type the Observatory parses the body as HTML (browsers sniff it).
+	ct := s.Final.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	if ct != "" && mt != "text/html" && mt != "application/xhtml+xml" {
 		return result(t, "sri-not-implemented-response-not-html")
 	}
 	page := s.Final.URL
