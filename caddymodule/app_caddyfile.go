@@ -400,21 +400,33 @@ func checkLiteralAddrs(what string, items []string) error {
 	return redisconn.CheckAddrs(what, resolveList(caddy.NewReplacer(), literal))
 }
 
-// adaptTimeCheck validates the connection settings unless a runtime placeholder leaves a value
-// unknown until load.
+// adaptTimeCheck validates the connection settings. A value with a runtime placeholder is
+// unknown until load, where it is checked: here it stands in as a valid value of its kind, so
+// the rules that hold whatever it resolves to (db with cluster, sentinel credentials without
+// sentinels, the timeouts) still meet the Caddyfile's line.
 func adaptTimeCheck(r *RedisConfig) error {
-	raw := []string{r.URL}
-	raw = append(raw, r.Cluster...)
-	if r.Sentinel != nil {
-		raw = append(raw, r.Sentinel.Master)
-		raw = append(raw, r.Sentinel.Addresses...)
-	}
-	for _, s := range raw {
+	stand := func(s, valid string) string {
 		if isPlaceholder(s) {
-			return nil
+			return valid
 		}
+		return s
 	}
-	o := r.options(caddy.NewReplacer())
+	c := *r
+	c.URL = stand(r.URL, "redis://placeholder:6379")
+	c.Cluster = make([]string, len(r.Cluster))
+	for i, a := range r.Cluster {
+		c.Cluster[i] = stand(a, "placeholder:6379")
+	}
+	if s := r.Sentinel; s != nil {
+		cs := *s
+		cs.Master = stand(s.Master, "placeholder")
+		cs.Addresses = make([]string, len(s.Addresses))
+		for i, a := range s.Addresses {
+			cs.Addresses[i] = stand(a, "placeholder:26379")
+		}
+		c.Sentinel = &cs
+	}
+	o := c.options(caddy.NewReplacer())
 	o.CAFile, o.CertFile, o.KeyFile = "", "", "" // files are read at load, on the machine that runs Caddy
 	return o.Validate()
 }
