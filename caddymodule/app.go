@@ -144,6 +144,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	a.reportDisabledFeatures()
 	if err := registerIPClassMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
@@ -269,6 +270,9 @@ func (a *App) Start() error {
 		if on, set := a.Features[name]; set && !on {
 			log := a.logger.Info
 			if a.env.IsProduction() {
+				if _, found := instead[name]; found {
+					continue // logged as the finding features.disabled
+				}
 				log = a.logger.Warn
 			}
 			log("feature disabled: its handlers pass requests through", zap.String("feature", name), zap.String("governs", features[name]))

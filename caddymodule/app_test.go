@@ -197,11 +197,35 @@ func TestFeatureFlagsPassRequestsThrough(t *testing.T) {
 	if got := resp.Header.Values("X-Feature-Applied"); len(got) != 1 || got[0] != "security_headers" {
 		t.Fatalf("applied features = %v, want only security_headers (rate_limit is off)", got)
 	}
+	// Production (the default): one WARN, the finding features.disabled, which `caddy hardening
+	// check --strict` fails on; not a second line of its own.
 	disabled := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
-		return e.Msg() == "feature disabled: its handlers pass requests through"
+		return e.Str("code") == "features.disabled" || e.Msg() == "feature disabled: its handlers pass requests through"
 	})
-	if len(disabled) != 1 || disabled[0].Str("feature") != "rate_limit" || disabled[0].Level() != "warn" {
-		t.Fatalf("want one WARN line naming rate_limit, got %v", disabled)
+	if len(disabled) != 1 || disabled[0].Str("config") != "apps.hardening.features.rate_limit" || disabled[0].Level() != "warn" ||
+		!strings.Contains(disabled[0].Str("fix"), "shadow") {
+		t.Fatalf("want one WARN finding features.disabled for rate_limit, with a fix naming shadow policies; got %v", disabled)
+	}
+}
+
+// TestDisabledFeatureOutsideProduction: in development a disabled feature is no finding; the
+// startup log names it once, at INFO.
+func TestDisabledFeatureOutsideProduction(t *testing.T) {
+	block, _ := site(t, "\thardening_feature_probe rate_limit")
+	c := testcaddy.StartCaddy(t, `{
+	hardening {
+		environment development
+		features {
+			detection off
+		}
+	}
+}
+`+block)
+	disabled := testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+		return e.Str("code") == "features.disabled" || e.Msg() == "feature disabled: its handlers pass requests through"
+	})
+	if len(disabled) != 1 || disabled[0].Str("feature") != "detection" || disabled[0].Level() != "info" {
+		t.Fatalf("want one INFO line naming detection, got %v", disabled)
 	}
 }
 

@@ -74,6 +74,7 @@ func TestCheckFindings(t *testing.T) {
 		{"headers.absent", checkSite("", "\trespond ok"), checkSite("", good)},
 		{"detection.shadow", checkSite("\t\tdetection {\n\t\t\tshadow\n\t\t}", good), checkSite("\t\tdetection {\n\t\t\tthreshold 20\n\t\t}", good)},
 		{"redis.plaintext", checkSite("\t\tredis redis://10.255.0.1:6379", good), checkSite("\t\tredis rediss://10.255.0.1:6379", good)},
+		{"features.disabled", checkSite("\t\tfeatures {\n\t\t\tpath_guard off\n\t\t}", good), checkSite("\t\tfeatures {\n\t\t\tpath_guard on\n\t\t}", good)},
 		{"redis.literal_password", checkSite("\t\tredis redis://127.0.0.1:1 {\n\t\t\tpassword hunter2\n\t\t}", good),
 			checkSite("\t\tredis redis://127.0.0.1:1 {\n\t\t\tpassword {env.REDIS_PASSWORD}\n\t\t}", good)},
 		{"monitoring.details_behind_proxy",
