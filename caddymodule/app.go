@@ -229,12 +229,28 @@ func (a *App) provisionRedis(repl *caddy.Replacer) error {
 			Fix:     "use the tls subdirective if the master can be remote; otherwise nothing to do"},
 			Production)
 	}
+	if !allLoopback(opts) && !authenticates(opts) {
+		_ = a.Report(Finding{Code: "redis.no_auth", Severity: Warning, Module: "hardening", Config: "apps.hardening.redis",
+			Message: "Redis is reached over the network with neither a password nor a client certificate: whoever reaches it can read and rewrite the shared security state (lift bans, reset rate limits, close breakers); TLS alone does not authenticate this client",
+			Fix:     "give Redis a password (requirepass) or an ACL user and set password {env.REDIS_PASSWORD} (and username), or a client certificate (tls cert_file and key_file); or keep Redis on loopback or a Unix socket"},
+			Production)
+	}
 	shared, key, err := acquireRedis(opts, a.logger)
 	if err != nil {
 		return errors.New(redactSecrets(err.Error(), opts)) // already "redis: ..."
 	}
 	a.redis, a.redisKey, a.redisHeld = shared, key, true
 	return nil
+}
+
+// authenticates reports whether the client proves itself to the data nodes: a password (in a
+// field or the URL) or a client certificate. A sentinel's password opens the sentinels only.
+func authenticates(o redisconn.Options) bool {
+	if o.Password != "" || o.CertFile != "" {
+		return true
+	}
+	o.SentinelPassword = ""
+	return o.HasPassword()
 }
 
 // allLoopback reports whether every address is a Unix socket, localhost or a loopback IP.

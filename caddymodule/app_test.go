@@ -602,8 +602,12 @@ func TestAppFindings(t *testing.T) {
 		{"placeholder password in the URL", "redis redis://:{env.REDIS_PASSWORD}@127.0.0.1:1/0", "", ""},
 		{"placeholder password", "redis redis://127.0.0.1:1/0 {\n\t\t\tpassword {env.REDIS_PASSWORD}\n\t\t}", "", ""},
 		{"literal password in development", "environment development\n\t\tredis redis://:" + goldenSecret + "@127.0.0.1:1/0", "", ""},
-		{"plaintext to a remote redis", "redis redis://192.0.2.10:6379/0", "warn:redis.plaintext", ""},
-		{"tls to a remote redis", "redis rediss://192.0.2.10:6379/0", "", ""},
+		{"plaintext to a remote redis", "redis redis://192.0.2.10:6379/0", "warn:redis.plaintext warn:redis.no_auth", ""},
+		// TLS authenticates the server, not this client: without a password anyone who reaches
+		// Redis rewrites the shared state.
+		{"tls to a remote redis", "redis rediss://192.0.2.10:6379/0", "warn:redis.no_auth", ""},
+		{"tls and a password to a remote redis", "redis rediss://192.0.2.10:6379/0 {\n\t\t\tpassword {env.REDIS_PASSWORD}\n\t\t}", "", ""},
+		{"tls and a password in the URL", "redis rediss://:{env.REDIS_PASSWORD}@192.0.2.10:6379/0", "", ""},
 		// Were warned as plaintext over the network: without a port, the address was not read.
 		{"plaintext to localhost without a port", "redis redis://localhost/0", "", ""},
 		{"plaintext to loopback without a port", "redis redis://127.0.0.1", "", ""},
