@@ -345,7 +345,10 @@ func checkSegments(p string) Reason {
 		switch {
 		case name == ".." || paddedDotDot(name):
 			return ReasonDotSegment
-		case ntfsStream(name):
+		case ntfsStream(seg):
+			// The whole segment: a file system reads `#` and `;` as name characters, so a
+			// raw `/#:$DATA`, forwarded as `/%23:$DATA`, is the stream of a file `#` on
+			// Windows.
 			return ReasonNTFSStream
 		case more && len(name) == 2 && name[1] == ':' && isLetter(name[0]):
 			return ReasonDrivePath
