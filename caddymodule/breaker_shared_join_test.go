@@ -101,7 +101,7 @@ func TestBreakerSharedLateJoinerStartsOpen(t *testing.T) {
 		b := sharedInstance{url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
 		for i := range 3 {
 			if code := b.status(t); code != http.StatusServiceUnavailable {
-				t.Fatalf("request %d right after the start: %d, want 503 (the shared breaker is open)", i, code)
+				t.Fatalf("request %d right after the start: %d, want 503 (the shared breaker is open); the joiner's breaker log:\n%s", i, code, breakerLog(p.Output()))
 			}
 		}
 		if n := healthy.hits.Load(); n != 0 {
@@ -134,6 +134,19 @@ func TestBreakerSharedLateJoinerStartsOpen(t *testing.T) {
 			t.Fatalf("the upstream got %d requests after the reload while the shared breaker was open", n)
 		}
 	})
+}
+
+// breakerLog is the lines of a Caddy log about breakers and their shared state (the join's
+// wait, state changes, Redis errors), for a failure message: the whole log is mostly
+// Caddy's own startup.
+func breakerLog(out string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "breaker") || strings.Contains(line, "shared") || strings.Contains(line, "redis") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
 }
 
 // loadCaddyfile replaces a running instance's configuration through its admin API and
