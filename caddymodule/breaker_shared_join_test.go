@@ -86,13 +86,15 @@ func tripShared(t *testing.T, r *testenv.Redis) {
 // A late joiner, an instance that starts or reloads its breaker while the shared state says
 // open, must not send its first requests to the upstream: it reads the shared state before it
 // serves (bounded), not only at its first sync tick. The joiner reaches Redis through a link
-// with 100 ms of latency each way, so that its first synchronisation, which runs beside the
-// start, cannot win the race by luck.
+// with 40 ms of latency each way, so that its first synchronisation, which runs beside the
+// start, cannot win the race by luck: a new connection's handshake (HELLO, CLIENT SETINFO,
+// ...) and the read take several round trips. At 100 ms each way they came to about the join's
+// 1 s bound, and a slow CI run timed out (the joiner then decides locally, as designed).
 func TestBreakerSharedLateJoinerStartsOpen(t *testing.T) {
 	r := testenv.StartRedis(t)
 	tripShared(t, r)
 	link := testenv.StartProxy(t, r.Addr)
-	link.SetLatency(100 * time.Millisecond)
+	link.SetLatency(40 * time.Millisecond)
 
 	t.Run("start", func(t *testing.T) {
 		healthy := startUpstream(t, "ok")
