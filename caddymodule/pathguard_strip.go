@@ -78,8 +78,21 @@ func (h *PathGuard) checkStripped(r *http.Request) pathguard.Reason {
 	if len(s.prefixes) == 0 && len(s.suffixes) == 0 {
 		return ""
 	}
+	// Caddy cleans the path as each strip's text asks (merging slashes unless it holds
+	// `//`): two forms at most, each made once per request.
+	var cleaned [2]string
+	clean := func(strip string) string {
+		i := 0
+		if strings.Contains(strip, "//") {
+			i = 1
+		}
+		if cleaned[i] == "" {
+			cleaned[i] = caddyhttp.CleanPath(r.URL.Path, i == 0)
+		}
+		return cleaned[i]
+	}
 	for _, prefix := range s.prefixes {
-		p := caddyhttp.CleanPath(r.URL.Path, !strings.Contains(prefix, "//"))
+		p := clean(prefix)
 		if len(p) <= len(prefix) || !strings.EqualFold(p[:len(prefix)], prefix) || p[len(prefix)] == '/' || strings.HasSuffix(prefix, "/") {
 			continue
 		}
@@ -88,7 +101,7 @@ func (h *PathGuard) checkStripped(r *http.Request) pathguard.Reason {
 		}
 	}
 	for _, suffix := range s.suffixes {
-		p := caddyhttp.CleanPath(r.URL.Path, !strings.Contains(suffix, "//"))
+		p := clean(suffix)
 		rest := len(p) - len(suffix)
 		if rest <= 0 || !strings.EqualFold(p[rest:], suffix) || p[rest-1] == '/' || strings.HasPrefix(suffix, "/") {
 			continue
