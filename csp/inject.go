@@ -56,6 +56,8 @@ type Injector struct {
 	// a placeholder became dashes inside a tag holding a '<' in an attribute (see passNonce)
 	dashed bool
 	t      tokenizer
+	// placed, when set (by tests), is told what each placeholder became, in body order
+	placed func(dashed bool)
 }
 
 // NewInjector returns an Injector writing to w. In Placeholder mode, placeholder is the secret
@@ -187,10 +189,16 @@ func (in *Injector) Dashed() bool { return in.dashed }
 func (in *Injector) passNonce() {
 	if !in.t.poisoned {
 		if !in.t.inSuspiciousTag() {
+			if in.placed != nil {
+				in.placed(false)
+			}
 			in.pass(in.nonce)
 			return
 		}
 		in.dashed = true
+	}
+	if in.placed != nil {
+		in.placed(true)
 	}
 	for n := len(in.nonce); n > 0; n -= min(n, len(dashes)) {
 		in.pass(dashes[:min(n, len(dashes))])
