@@ -482,17 +482,23 @@ func dosDevice(seg string) bool {
 
 // shortName reports whether a segment has the shape of an 8.3 short name: one to six
 // characters without a dot or space, `~`, digits (eight characters in all at most), then the
-// end, an extension of up to three characters, or the `*` of a wildcard scan.
+// end, an extension of up to three characters, or the `*` of a wildcard scan. A scan's `*`
+// before the `~` (`a*~1*`, `0*~000000`) may stand for one character or none: it counts as none,
+// so a base of six and a `*` is one.
 func shortName(seg string) bool {
 	i := strings.IndexByte(seg, '~')
-	if i < 1 || i > 6 || strings.ContainsAny(seg[:i], ". ") {
+	if i < 1 || strings.ContainsAny(seg[:i], ". ") {
+		return false
+	}
+	n := max(i-strings.Count(seg[:i], "*"), 1) // the base's length as the scan matches it at least
+	if n > 6 {
 		return false
 	}
 	j := i + 1
 	for j < len(seg) && '0' <= seg[j] && seg[j] <= '9' {
 		j++
 	}
-	if j == i+1 || j > 8 {
+	if j == i+1 || n+j-i > 8 {
 		return false
 	}
 	switch rest := seg[j:]; {

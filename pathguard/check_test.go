@@ -516,6 +516,10 @@ func TestCheckWindows(t *testing.T) {
 		{"/a*~1*/.aspx", ReasonShortName}, // IIS tilde enumeration
 		{"/a*~1.a*/.aspx", ReasonShortName},
 		{"/DOCUM~12/x", ReasonShortName},
+		// A scan's '*' before the '~' may match nothing: `0~000000` and `abcdef~1` are short names.
+		{"/0*~000000", ReasonShortName},
+		{"/abcdef*~1/x", ReasonShortName},
+		{"/*~1*/.aspx", ReasonShortName},
 		{"/admin%7E1/x", ReasonShortName},
 		// An attack form besides a trailing dot is named for the attack.
 		{"/a./%2e%2e/x", ReasonDotSegment},
@@ -533,6 +537,8 @@ func TestCheckWindows(t *testing.T) {
 		{"/auxiliary.txt", ""},
 		{"/connect.php", ""},
 		{"/longname~1", ""}, // eight characters before the ~: no short name has that
+		{"/abcdefg*~1", ""}, // seven before the ~ besides the '*'
+		{"/0*~0000000", ""}, // nine characters at least
 		{"/a~1b", ""},
 		{"/a~1.html", ""}, // a four-character extension
 		{"/.well-known/x", ""},

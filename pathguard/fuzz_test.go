@@ -116,10 +116,25 @@ func windowsAlias(seg string) string {
 		return "a trailing dot or space"
 	case dosDeviceName.MatchString(seg):
 		return "a device"
-	case shortNameForm.MatchString(seg) && len(seg[:strings.IndexAny(seg+".*", ".*")]) <= 8:
+	case isShortName(seg):
 		return "a short name"
 	}
 	return ""
+}
+
+// isShortName matches seg against shortNameForm, with the `*`s of a scan before the `~`
+// matching as few characters as they may (none, or one where the base is nothing else).
+func isShortName(seg string) bool {
+	i := strings.IndexByte(seg, '~')
+	if i < 0 {
+		return false
+	}
+	base := strings.ReplaceAll(seg[:i], "*", "")
+	if base == "" && i > 0 {
+		base = "A"
+	}
+	seg = base + seg[i:]
+	return shortNameForm.MatchString(seg) && len(seg[:strings.IndexAny(seg+".*", ".*")]) <= 8
 }
 
 // FuzzSafeJoin: Options.SafeJoin never panics, returns only names under the root, and with
