@@ -373,7 +373,7 @@ const fullRedisDetections = "detections still reach the instances running now, b
 // cannot be shared through Redis (they stay local).
 func (a *App) detectionStatus() StatusReport {
 	det := a.detector()
-	tracked, detected := det.Counts()
+	tracked, detected := recentDetectionCounts(det)
 	r := StatusReport{Component: "ipclass:detection", Type: "component", Status: HealthPass, Time: time.Now(),
 		Observed: map[string]any{"tracked": tracked, "suspicious": detected, "bans_evicted": det.BansEvicted(), "shadow": det.Shadow(), "shared": a.sharedBans != nil}}
 	if a.sharedBans != nil {

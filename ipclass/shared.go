@@ -51,9 +51,13 @@ type SharedBans struct {
 	logf       func(msg string, err error)
 
 	queue chan banMessage
-	// dropped counts the publications the full queue refused since it last took one.
-	dropped atomic.Int64
-	mu      sync.Mutex
+	// overflowing is set when the full queue refuses a publication, and cleared once the queue
+	// has drained to half its size (see enqueue); dropped counts the publications refused
+	// meanwhile. overflowMu guards the change of both, never a publication the queue takes.
+	overflowing atomic.Bool
+	overflowMu  sync.Mutex
+	dropped     int
+	mu          sync.Mutex
 
 	epochMu   sync.Mutex
 	seenEpoch string // the marker's value at the last reload ("" before the first)
@@ -177,19 +181,33 @@ func (s *SharedBans) ban(ip string, until time.Time) {
 }
 
 // enqueue queues m for publication. Past the bound it drops m, logging once when the queue
-// fills and once when it takes publications again (with how many stayed local): one line per
-// dropped detection would be one per request of clients an attacker makes up, while Redis
-// stalls.
+// fills and once when it has drained to half its size (with how many stayed local): one line
+// per dropped detection would be one per request of clients an attacker makes up, while Redis
+// stalls. The half is hysteresis: with Redis slower than the detections come (a distant or
+// loaded Redis, clients made up faster than it publishes), each publication frees one slot,
+// and "takes again" at the first free slot logged two lines per publication Redis made, for
+// as long as the overload lasted. Now a queue kept full logs one line, and a pair needs half
+// a queue (queueSize/2 detections) published between them.
 func (s *SharedBans) enqueue(m banMessage) {
 	m.Origin = s.origin
 	select {
 	case s.queue <- m:
-		if n := s.dropped.Swap(0); n > 0 {
-			s.logf(fmt.Sprintf("shared detections: the publish queue takes publications again; %d detections stayed local while it was full", n), nil)
+		if s.overflowing.Load() && len(s.queue) <= queueSize/2 {
+			s.overflowMu.Lock()
+			n, ended := s.dropped, s.overflowing.Swap(false)
+			s.dropped = 0
+			s.overflowMu.Unlock()
+			if ended {
+				s.logf(fmt.Sprintf("shared detections: the publish queue takes publications again; %d detections stayed local while it was full", n), nil)
+			}
 		}
 	default:
-		if s.dropped.Add(1) == 1 {
-			s.logf("shared detections: publish queue full (Redis is slow or stalled): detections stay local until it has room; their number is logged then", nil)
+		s.overflowMu.Lock()
+		s.dropped++
+		started := !s.overflowing.Swap(true)
+		s.overflowMu.Unlock()
+		if started {
+			s.logf("shared detections: publish queue full (Redis is slow or stalled): detections stay local until it has room; their number is logged once it has drained to half", nil)
 		}
 	}
 }

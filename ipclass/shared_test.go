@@ -596,3 +596,55 @@ func TestSharedBansFullRedisStillTellsTheOthers(t *testing.T) {
 		t.Errorf("Failure %v, want the OOM", f.sa.Failure())
 	}
 }
+
+// TestSharedBansSlowRedisFullQueueLogsBounded: with Redis slower than the detections come (a
+// distant Redis, one under load; an attacker making up clients faster than it publishes), the
+// queue stays full, and each publication Redis took freed one slot: the next detection took it
+// ("takes publications again") and the one after found the queue full again ("queue full"), two
+// INFO lines per publication, past any budget. The queue counts as taking publications again
+// only once it has drained to half its size, so a sustained overload logs one line.
+func TestSharedBansSlowRedisFullQueueLogsBounded(t *testing.T) {
+	r := testenv.StartRedis(t)
+	proxy := testenv.StartProxy(t, r.Addr)
+	logs := &logSink{}
+	c := redis.NewClient(&redis.Options{Addr: proxy.Addr, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	s := NewSharedBans(c, "test:", NewDetector(Settings{}), 1000, logs.logf)
+	s.Start()
+	t.Cleanup(s.Stop)
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.SetLatency(2 * time.Millisecond) // a few hundred publications a second at most
+	i := 0
+	publish := func() {
+		i++
+		s.Publish(Detection{Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Signal: SignalTraversal, Until: time.Now().Add(time.Hour)})
+	}
+	for range queueSize + 100 {
+		publish()
+	}
+	published := func() int64 { n, _ := c.ZCard(context.Background(), "test:{ipclass}:detected").Result(); return n }
+	before := published()
+	// Detections keep coming faster than Redis takes them, until Redis has published 20 more.
+	for deadline := time.Now().Add(20 * time.Second); published() < before+20 && time.Now().Before(deadline); {
+		for range 50 {
+			publish()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if published() < before+20 {
+		t.Fatal("Redis published fewer than 20 detections in 20 s")
+	}
+	lines := 0
+	logs.mu.Lock()
+	for _, m := range logs.msgs {
+		if strings.Contains(m, "queue full") || strings.Contains(m, "takes publications again") {
+			lines++
+		}
+	}
+	logs.mu.Unlock()
+	if lines > 1 {
+		t.Errorf("a queue kept full by %d detections (Redis publishing a few at a time) logged %d queue lines, want 1", i, lines)
+	}
+}
