@@ -34,6 +34,7 @@ func (h *UpstreamBreaker) writeOpen(w http.ResponseWriter, r *http.Request, stat
 		reply.header.Set("Retry-After", strconv.Itoa(secs))
 		h.openReply.Store(reply)
 	}
+	closeForHeldBody(w, r) // the body is never read
 	hdr := w.Header()
 	vals := make([]string, 0, len(reply.header)) // this response's copy: handlers may edit values
 	for k, v := range reply.header {

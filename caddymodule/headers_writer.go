@@ -312,6 +312,13 @@ func (sw *securityWriter) start(status int) {
 	if sw.h.injectMode == csp.Placeholder {
 		sw.redactHeaders()
 	}
+	if sw.h.injectMode != 0 {
+		// ServeHTTP removed the request's Range: no response of this route is partial,
+		// whatever its type, so none may offer ranges (an upstream's or file_server's
+		// Accept-Ranges would have a video seek, or a download resume, with requests that
+		// each get the whole body). Caddy's encode drops it likewise from what it compresses.
+		sw.Header().Del("Accept-Ranges")
+	}
 	mode := sw.mode()
 	if mode == 0 || !bodyStatus(status) || sw.tunnels(status) {
 		sw.matchFrameOptions()

@@ -164,7 +164,7 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		// count against its sender (a spoofed address would get its owner banned). Ask for
 		// the request again after the handshake (RFC 8470), where it counts: a scanner
 		// cannot evade detection by sending its attacks as 0-RTT data.
-		markRefused(r)
+		markRefused(w, r)
 		return writeProblem(w, http.StatusTooEarly, "Too Early",
 			"Send this request again once the TLS handshake is complete.", nil)
 	}
@@ -178,7 +178,7 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 			}
 			h.app.Signal(h.ctx, r, sig)
 		}
-		markRefused(r)
+		markRefused(w, r)
 		return writeProblem(w, http.StatusBadRequest, "Bad Request", "The request path is not allowed.", nil)
 	}
 	if h.merge {
@@ -187,7 +187,7 @@ func (h *PathGuard) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if h.block && class == ipclass.Suspicious {
 		suspiciousBlocked.Inc()
 		h.app.SecurityEvent(h.ctx, r, zapcore.InfoLevel, EventSuspiciousBlocked, nil)
-		markRefused(r)
+		markRefused(w, r)
 		return writeProblem(w, http.StatusForbidden, "Forbidden", "Requests from this client are refused for now.", nil)
 	}
 	if !h.signals {

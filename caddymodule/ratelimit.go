@@ -248,7 +248,7 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		// TLS early data: the address in the key is not verified, and a client that claims
 		// another's would spend that client's bucket (whose own requests would then be refused,
 		// and scored rate_limited). Ask for the request again after the handshake (RFC 8470).
-		markRefused(r)
+		markRefused(w, r)
 		return writeProblem(w, http.StatusTooEarly, "Too Early",
 			"Send this request again once the TLS handshake is complete.", nil)
 	}
@@ -269,7 +269,7 @@ func (h *PolicyRateLimit) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if res.Abandoned {
 		// The client left while its decision waited for Redis: nothing refused it, so nothing
 		// is counted, logged or scored. 499, as reverse_proxy records a client that left.
-		markRefused(r)
+		markRefused(w, r)
 		w.WriteHeader(499)
 		return nil
 	}
@@ -431,7 +431,7 @@ func (h *PolicyRateLimit) unmetered(w http.ResponseWriter, r *http.Request, next
 		return h.serveNext(w, r, next)
 	}
 	h.metrics.count(class, resultStoreFailedClosed)
-	markRefused(r)
+	markRefused(w, r)
 	retry := max(1, ceilSeconds(res.RetryAfter))
 	w.Header().Set("Retry-After", strconv.FormatInt(retry, 10))
 	return writeProblem(w, http.StatusServiceUnavailable, "Service Unavailable",
@@ -516,7 +516,7 @@ func routeBucketSet(policy, template string) string {
 // every other client of it classified suspicious by one.
 func (h *PolicyRateLimit) refuse(w http.ResponseWriter, r *http.Request, class ipclass.Class, key string, keyIP bool, res ratelimit.Result, limit ratelimit.Limit) error {
 	h.metrics.count(class, resultDenied)
-	markRefused(r)
+	markRefused(w, r)
 	if class != ipclass.Suspicious && (keyIP || h.keyParts != nil) { // already suspicious: a flood's refusals cost no detector work
 		h.app.Signal(h.ctx, r, ipclass.SignalRateLimited)
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"golang.org/x/net/http/httpguts"
 )
 
 // refusedVar marks a request that one of our handlers answered itself, refusing it before it
@@ -14,8 +15,28 @@ import (
 // consecutive failures, and a refused probe closed a half-open breaker).
 const refusedVar = "hardening.refused"
 
-// markRefused marks r as answered by a refusal of ours; call it before writing the refusal.
-func markRefused(r *http.Request) { caddyhttp.SetVar(r.Context(), refusedVar, true) }
+// markRefused marks r as answered by a refusal of ours, and readies w for an answer that
+// leaves the body unread (see closeForHeldBody); call it before writing the refusal.
+func markRefused(w http.ResponseWriter, r *http.Request) {
+	caddyhttp.SetVar(r.Context(), refusedVar, true)
+	closeForHeldBody(w, r)
+}
+
+// closeForHeldBody sets `Connection: close` on the answer to an HTTP/1.1 request whose client
+// holds its body back until it hears 100 Continue (`Expect: 100-continue`), for an answer that
+// does not read the body (a refusal). net/http sends such an answer at once, and closes the
+// connection, only while the request's body is its own; Caddy replaces it with its own reader
+// (the access log's byte count, read timeouts), and net/http then reads the body, to reuse
+// the connection, before the answer goes out: the client waits for a 100 Continue that never
+// comes (curl a second, then it uploads the body that was refused; a strict client until its
+// timeout). With `Connection: close` net/http skips that read, as it does itself for such a
+// request: the answer goes out at once and the body is never sent.
+func closeForHeldBody(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 && r.ContentLength != 0 &&
+		httpguts.HeaderValuesContainsToken(r.Header["Expect"], "100-continue") {
+		w.Header().Set("Connection", "close")
+	}
+}
 
 // refused reports whether a request's vars carry the mark of markRefused.
 func refused(vars map[string]any) bool {
