@@ -142,14 +142,16 @@ func (m *Monitoring) unmarshal(d *caddyfile.Dispenser, appRedis *bool) error {
 			}
 			m.APIKeys = append(m.APIKeys, args...)
 		case "dashboard":
-			var v string
-			if !d.Args(&v) || d.NextArg() || (v != "on" && v != "off") {
-				return d.Err("dashboard: expected on or off")
+			// onOff names what it got (`got "disabled"`, `unexpected "now"`), as every other
+			// on|off subdirective's error does.
+			on, err := onOff(d, "dashboard")
+			if err != nil {
+				return err
 			}
 			if line := *d; d.NextBlock(d.Nesting()) {
 				return line.Err("dashboard: expected on or off, not a block")
 			}
-			m.DisableDashboard = v == "off"
+			m.DisableDashboard = !on
 		default:
 			return d.Errf("unknown monitoring subdirective %q; expected check, api_keys or dashboard", d.Val())
 		}
