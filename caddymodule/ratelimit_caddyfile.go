@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
 func init() {
@@ -124,6 +126,10 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 			}
 			b, err := strconv.ParseInt(d.Val(), 10, 64)
 			if errors.Is(err, strconv.ErrRange) {
+				// Name the bound, as a burst that fits an int64 but not 366 days is told.
+				if max := (ratelimit.Limit{Rate: n, Period: per}).MaxBurst(); max > 0 {
+					return nil, d.Errf("policy %s %s: burst %q is too large: at %d per %v a full burst replenishes within 366 days only up to %d", policy, sub, d.Val(), n, per, max)
+				}
 				return nil, d.Errf("policy %s %s: burst %q is too large", policy, sub, d.Val())
 			}
 			if err != nil || b <= 0 {
