@@ -51,6 +51,7 @@ func parsePolicy(d *caddyfile.Dispenser, a *App) error {
 		return d.Errf("policy %s takes a block; unexpected %q", name, d.Val())
 	}
 	p := new(PolicyConfig)
+	line := *d // the policy's name, for what the whole block lacks
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if err := strayBlock(d); err != nil {
@@ -86,7 +87,7 @@ func parsePolicy(d *caddyfile.Dispenser, a *App) error {
 	}
 	if p.Limit == nil {
 		if _, builtin := builtinPolicies[name]; !builtin {
-			return d.Errf("policy %s: a limit is required (e.g. limit 100/1m), since %s is not a built-in policy", name, name)
+			return line.Errf("policy %s: a limit is required (e.g. limit 100/1m), since %s is not a built-in policy", name, name)
 		}
 	}
 	if a.Policies == nil {
@@ -142,7 +143,14 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 		}
 	}
 	if d.NextArg() {
-		return nil, d.Errf("policy %s %s: unexpected %q", policy, sub, d.Val())
+		if r.Unlimited || r.Deny {
+			word := "unlimited"
+			if r.Deny {
+				word = "deny"
+			}
+			return nil, d.Errf("policy %s %s: %s takes no rate or burst; unexpected %q", policy, sub, word, d.Val())
+		}
+		return nil, d.Errf("policy %s %s: expected nothing after <n>/<period> burst <n>; unexpected %q", policy, sub, d.Val())
 	}
 	return r, nil
 }
