@@ -239,6 +239,27 @@ func parseRedis(d *caddyfile.Dispenser, a *App) error {
 	if r.URL == "" && len(r.Cluster) == 0 && r.Sentinel == nil {
 		return line.Err("redis: expected a URL (redis://host:port/db, rediss://..., unix:///path) or a block with cluster or sentinel")
 	}
+	// Two sources of one connection, and db with cluster, are reported at the line that
+	// added the second, or db: the one to remove (the checks below would say the redis line).
+	cluster, inCluster := seen["cluster"]
+	sentinel, inSentinel := seen["sentinel"]
+	switch {
+	case inCluster && inSentinel:
+		later := sentinel
+		if cluster.Line() > sentinel.Line() {
+			later = cluster
+		}
+		return later.Err("redis: give exactly one of a URL (standalone), cluster addresses, or a sentinel master with addresses")
+	case r.URL != "" && (inCluster || inSentinel):
+		at := cluster
+		if inSentinel {
+			at = sentinel
+		}
+		return at.Err("redis: give exactly one of a URL (standalone), cluster addresses, or a sentinel master with addresses")
+	}
+	if db, ok := seen["db"]; ok && inCluster {
+		return db.Err("redis: Redis Cluster has only database 0; remove db")
+	}
 	// Validate what adapt time can know; values with runtime placeholders are checked at load.
 	if err := adaptTimeCheck(r); err != nil {
 		return line.WrapErr(err)

@@ -194,7 +194,7 @@ func (h *UpstreamBreaker) parseSubdirective(d *caddyfile.Dispenser, name string)
 		}
 		n, err := strconv.Atoi(v)
 		if errors.Is(err, strconv.ErrRange) {
-			return d.Errf("%s: %q is too large", name, v)
+			return d.Errf("%s: %q is too large: expected a whole number from 1 to 1000000", name, v)
 		}
 		if err != nil || n <= 0 {
 			return d.Errf("%s: expected a whole number above 0, got %q", name, v)

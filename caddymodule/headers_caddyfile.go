@@ -258,7 +258,7 @@ func parseCSPBlock(d *caddyfile.Dispenser, h *SecurityHeaders) error {
 				return d.Errf("-%s removes the directive and takes no value", rest)
 			}
 			if !csp.KnownDirective(rest) {
-				return d.Errf("cannot remove unknown CSP directive %q", rest)
+				return d.Errf("cannot remove unknown CSP directive %q; expected one of: %s", rest, strings.Join(csp.KnownDirectives(), ", "))
 			}
 			h.CSPRemove = append(h.CSPRemove, rest)
 			if err := cspTwice(h.CSP, h.CSPRemove); err != nil {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -142,14 +143,16 @@ func (m *Monitoring) unmarshal(d *caddyfile.Dispenser, appRedis *bool) error {
 			}
 			m.APIKeys = append(m.APIKeys, args...)
 		case "dashboard":
-			var v string
-			if !d.Args(&v) || d.NextArg() || (v != "on" && v != "off") {
-				return d.Err("dashboard: expected on or off")
+			// onOff names what it got (`got "disabled"`, `unexpected "now"`), as every other
+			// on|off subdirective's error does.
+			on, err := onOff(d, "dashboard")
+			if err != nil {
+				return err
 			}
 			if line := *d; d.NextBlock(d.Nesting()) {
 				return line.Err("dashboard: expected on or off, not a block")
 			}
-			m.DisableDashboard = v == "off"
+			m.DisableDashboard = !on
 		default:
 			return d.Errf("unknown monitoring subdirective %q; expected check, api_keys or dashboard", d.Val())
 		}
@@ -205,7 +208,8 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 		return nil, d.Errf("check %s: name %q: use letters, digits, '_', '-' and '.' (at most 64)", c.Type, c.Name)
 	}
 	seen := map[string]bool{}
-	var timeoutAt *caddyfile.Dispenser // the timeout line, judged against the interval once the block is read
+	lines := map[string]caddyfile.Dispenser{} // each option's line, for a rule between options
+	var timeoutAt *caddyfile.Dispenser        // the timeout line, judged against the interval once the block is read
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if err := strayBlock(d); err != nil {
 			return nil, err
@@ -214,6 +218,7 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 			return nil, d.Errf("check %s: %s is given twice", c.name(), opt)
 		}
 		seen[d.Val()] = true
+		lines[d.Val()] = *d
 		if d.Val() == "timeout" {
 			at := *d
 			timeoutAt = &at
@@ -232,6 +237,14 @@ func parseCheck(d *caddyfile.Dispenser) (*MonitorCheck, error) {
 		}
 	}
 	if err := c.validate(); err != nil {
+		// A rule between two options (body with method HEAD, on_backlog without max_backlog)
+		// names the option to change: report it at that option's line.
+		var oe *optionError
+		if errors.As(err, &oe) {
+			if at, ok := lines[oe.option]; ok {
+				return nil, at.WrapErr(err)
+			}
+		}
 		return nil, atCheck(err)
 	}
 	return c, nil

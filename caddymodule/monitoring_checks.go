@@ -218,7 +218,7 @@ func (c *MonitorCheck) validate() error {
 		}
 		// A HEAD response has no body: the check would fail on every run.
 		if c.BodyContains != "" && strings.EqualFold(c.Method, http.MethodHead) {
-			return fmt.Errorf("monitoring: check %s: body: a HEAD response has no body, so the text is never found; use method GET (the default) or drop body", name)
+			return forOption("body", fmt.Errorf("monitoring: check %s: body: a HEAD response has no body, so the text is never found; use method GET (the default) or drop body", name))
 		}
 		for _, e := range c.Expect {
 			if _, err := monitor.ParseStatusRange(e); err != nil {
@@ -258,11 +258,11 @@ func (c *MonitorCheck) validate() error {
 		// nothing said (a backlog that is not read, a heartbeat that is not checked).
 		switch {
 		case c.MaxBacklog != 0 && c.Queue == "":
-			return fmt.Errorf("monitoring: check %s: max_backlog bounds the length of queue, and there is none; expected queue <list> beside it", name)
+			return forOption("max_backlog", fmt.Errorf("monitoring: check %s: max_backlog bounds the length of queue, and there is none; expected queue <list> beside it", name))
 		case c.OnBacklog != "" && c.MaxBacklog == 0:
-			return fmt.Errorf("monitoring: check %s: on_backlog says what a backlog over max_backlog reports, and there is no max_backlog; expected max_backlog <n> beside it", name)
+			return forOption("on_backlog", fmt.Errorf("monitoring: check %s: on_backlog says what a backlog over max_backlog reports, and there is no max_backlog; expected max_backlog <n> beside it", name))
 		case c.MaxAge != 0 && c.HeartbeatKey == "":
-			return fmt.Errorf("monitoring: check %s: max_age bounds the age of heartbeat_key, and there is none; expected heartbeat_key <key> beside it", name)
+			return forOption("max_age", fmt.Errorf("monitoring: check %s: max_age bounds the age of heartbeat_key, and there is none; expected heartbeat_key <key> beside it", name))
 		}
 	}
 	if c.Redis != "" && !isPh(c.Redis) {

@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/swarmsec/caddy-hardening/ratelimit"
 )
 
 func init() {
@@ -49,6 +51,7 @@ func parsePolicy(d *caddyfile.Dispenser, a *App) error {
 		return d.Errf("policy %s takes a block; unexpected %q", name, d.Val())
 	}
 	p := new(PolicyConfig)
+	line := *d // the policy's name, for what the whole block lacks
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if err := strayBlock(d); err != nil {
@@ -84,7 +87,7 @@ func parsePolicy(d *caddyfile.Dispenser, a *App) error {
 	}
 	if p.Limit == nil {
 		if _, builtin := builtinPolicies[name]; !builtin {
-			return d.Errf("policy %s: a limit is required (e.g. limit 100/1m), since %s is not a built-in policy", name, name)
+			return line.Errf("policy %s: a limit is required (e.g. limit 100/1m), since %s is not a built-in policy", name, name)
 		}
 	}
 	if a.Policies == nil {
@@ -124,6 +127,10 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 			}
 			b, err := strconv.ParseInt(d.Val(), 10, 64)
 			if errors.Is(err, strconv.ErrRange) {
+				// Name the bound, as a burst that fits an int64 but not 366 days is told.
+				if max := (ratelimit.Limit{Rate: n, Period: per}).MaxBurst(); max > 0 {
+					return nil, d.Errf("policy %s %s: burst %q is too large: at %d per %v a full burst replenishes within 366 days only up to %d", policy, sub, d.Val(), n, per, max)
+				}
 				return nil, d.Errf("policy %s %s: burst %q is too large", policy, sub, d.Val())
 			}
 			if err != nil || b <= 0 {
@@ -136,7 +143,14 @@ func parseLimitRow(d *caddyfile.Dispenser, policy, sub string, classRow bool) (*
 		}
 	}
 	if d.NextArg() {
-		return nil, d.Errf("policy %s %s: unexpected %q", policy, sub, d.Val())
+		if r.Unlimited || r.Deny {
+			word := "unlimited"
+			if r.Deny {
+				word = "deny"
+			}
+			return nil, d.Errf("policy %s %s: %s takes no rate or burst; unexpected %q", policy, sub, word, d.Val())
+		}
+		return nil, d.Errf("policy %s %s: expected nothing after <n>/<period> burst <n>; unexpected %q", policy, sub, d.Val())
 	}
 	return r, nil
 }

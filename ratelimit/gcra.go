@@ -33,6 +33,16 @@ type Limit struct {
 // Interval is the emission interval: the time one request's share takes to replenish.
 func (l Limit) Interval() time.Duration { return l.Period / time.Duration(l.Rate) }
 
+// MaxBurst is the largest burst of l's rate that replenishes within 366 days, the bound
+// Validate holds it to (0 for a rate slower than that). The Caddyfile parser names it when a
+// burst does not even fit an int64.
+func (l Limit) MaxBurst() int64 {
+	if l.Rate <= 0 || l.Period <= 0 || l.Interval() <= 0 {
+		return 0
+	}
+	return int64(maxReplenish / l.Interval())
+}
+
 // Validate reports why l cannot be used.
 func (l Limit) Validate() error {
 	switch {
@@ -46,8 +56,8 @@ func (l Limit) Validate() error {
 		return fmt.Errorf("%d per %v is more than one request per microsecond", l.Rate, l.Period)
 	case l.Interval() > maxReplenish:
 		return fmt.Errorf("%d per %v is slower than one request per %v (366 days), the slowest limit", l.Rate, l.Period, maxReplenish)
-	case l.Burst > int64(maxReplenish/l.Interval()):
-		return fmt.Errorf("burst %d at %d per %v takes more than %v (366 days) to replenish: at most %d", l.Burst, l.Rate, l.Period, maxReplenish, int64(maxReplenish/l.Interval()))
+	case l.Burst > l.MaxBurst():
+		return fmt.Errorf("burst %d at %d per %v takes more than %v (366 days) to replenish: at most %d", l.Burst, l.Rate, l.Period, maxReplenish, l.MaxBurst())
 	}
 	return nil
 }
