@@ -104,8 +104,8 @@ http://%s {
 	}
 	// The old server may take a connection or two until it has shut down.
 	waitFor(t, "the new config to answer", func() bool {
-		_, _, body := rawGet(t, addr, "/", "X-Forwarded-For: 192.0.2.99")
-		return body == "two"
+		_, _, body, err := tryRawGet(addr, "/", "X-Forwarded-For: 192.0.2.99")
+		return err == nil && body == "two"
 	})
 	if status := sendAs(t, addr, detected, "/"); status != 403 {
 		t.Errorf("the client detected before the reload: %d after it, want 403", status)

@@ -36,9 +36,19 @@ import (
 // returns the status, the Content-Type and the body.
 func rawGet(t *testing.T, addr, target string, headers ...string) (int, string, string) {
 	t.Helper()
+	status, ct, body, err := tryRawGet(addr, target, headers...)
+	if err != nil {
+		t.Fatalf("GET %q: %v", target, err)
+	}
+	return status, ct, body
+}
+
+// tryRawGet is rawGet that returns its error: for a wait across a reload, where the old
+// server may close a connection unanswered.
+func tryRawGet(addr, target string, headers ...string) (int, string, string, error) {
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
@@ -47,15 +57,15 @@ func rawGet(t *testing.T, addr, target string, headers ...string) (int, string, 
 		req += h + "\r\n"
 	}
 	if _, err := io.WriteString(conn, req+"\r\n"); err != nil {
-		t.Fatal(err)
+		return 0, "", "", err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		t.Fatalf("GET %q: %v", target, err)
+		return 0, "", "", err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body), err
 }
 
 // waitAnswering waits until addr answers a request: right after a reload, the old server can
