@@ -281,6 +281,14 @@ func (sw *securityWriter) redactHeaders() {
 	}
 }
 
+// nonceLinks gives the response's nonce to the preloads and stylesheets its Link headers
+// announce (see addLinkNonces), in tags mode, where every such tag of the page gets it.
+func (sw *securityWriter) nonceLinks() {
+	if l := sw.Header()["Link"]; l != nil && sw.nonce != "" {
+		sw.Header()["Link"] = addLinkNonces(l, sw.nonce)
+	}
+}
+
 // WriteHeader settles the headers and decides whether the body is rewritten.
 func (sw *securityWriter) WriteHeader(status int) {
 	if sw.started {
@@ -290,6 +298,9 @@ func (sw *securityWriter) WriteHeader(status int) {
 		// 103 Early Hints and the like: not the response, but their headers go out now.
 		if sw.h.injectMode == csp.Placeholder {
 			sw.redactHeaders()
+		}
+		if sw.h.injectMode == csp.Tags {
+			sw.nonceLinks()
 		}
 		sw.ResponseWriter.WriteHeader(status)
 		return
@@ -346,6 +357,9 @@ func (sw *securityWriter) start(status int) {
 		}
 		if mode == 0 {
 			break // tags mode, and the page's nonces are those of the policy sent: as it is
+		}
+		if mode == csp.Tags {
+			sw.nonceLinks()
 		}
 		rewritten(hdr)
 		if mode != csp.Redact { // redaction keeps the length, and there is no nonce to cache
