@@ -126,3 +126,42 @@ func TestRedisACLWithoutSubscribeNamesTheCommand(t *testing.T) {
 		t.Errorf("ipclass:detection output %q does not name the grant +subscribe", report.Output)
 	}
 }
+
+// TestRedisReplicaAtStartupIsOneWarning: the startup check PINGed a read-only replica and
+// logged "redis connected", then each module met READONLY on its own (the detections' warning
+// spoke of an unavailable Redis). It now asks the server's role, as `check redis` does, and
+// warns once, naming the replica and the fix; the modules' own warnings stay at DEBUG.
+func TestRedisReplicaAtStartupIsOneWarning(t *testing.T) {
+	master := testenv.StartRedis(t)
+	replica := testenv.StartReplica(t, master)
+	block, url := site(t, "\tpolicy_rate_limit api")
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tenvironment development\n\t\tredis %s\n\t\tdetection {\n\t\t\tthreshold 5\n\t\t}\n\t}\n}\n%s", replica.URL(0), block))
+	if resp := get(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	warnings := func() []testenv.LogEntry {
+		return testenv.Filter(c.Logs(), func(e testenv.LogEntry) bool {
+			return e.Logger() == "hardening" && e.Level() == "warn" && e.Str("code") == ""
+		})
+	}
+	testenv.WaitFor(t, 10*time.Second, "the startup warning", func() bool { return len(warnings()) > 0 })
+	// The detections have met READONLY too once their component warns.
+	waitComponentStatus(t, "ipclass:detection", HealthWarn)
+	got := warnings()
+	if len(got) != 1 {
+		t.Fatalf("want one warning, got %d: %v", len(got), got)
+	}
+	for _, want := range []string{"read-only replica at startup", replica.Addr} {
+		if !strings.Contains(got[0].Msg(), want) {
+			t.Errorf("the warning %q does not say %q", got[0].Msg(), want)
+		}
+	}
+	if !strings.Contains(got[0].Str("fix"), "primary") {
+		t.Errorf("the fix %q does not say to give the primary", got[0].Str("fix"))
+	}
+	for _, e := range c.Logs() {
+		if e.Logger() == "hardening" && e.Msg() == "redis connected" {
+			t.Errorf("a read-only replica was logged as connected: %v", e)
+		}
+	}
+}
