@@ -165,3 +165,32 @@ func TestRedisReplicaAtStartupIsOneWarning(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisStartupNamesTheRefusedCommand: an ACL user built without @connection (or with
+// -ping) cannot PING, the startup check's command. Its warning said to grant "the commands and
+// keys the modules use", not which one Redis refused; it now names the grant, +ping.
+func TestRedisStartupNamesTheRefusedCommand(t *testing.T) {
+	r := testenv.StartRedis(t)
+	if _, err := r.Do("ACL", "SETUSER", "edge", "on", ">edge-pw", "~hardening:*", "&hardening:*",
+		"+@all", "-@dangerous", "-ping"); err != nil {
+		t.Fatal(err)
+	}
+	block, url := site(t, "\tpolicy_rate_limit api")
+	c := testcaddy.StartCaddy(t, fmt.Sprintf("{\n\thardening {\n\t\tenvironment development\n\t\tredis redis://edge:edge-pw@%s/0\n\t}\n}\n%s", r.Addr, block))
+	if resp := get(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var w testenv.LogEntry
+	testenv.WaitFor(t, 10*time.Second, "the startup warning", func() bool {
+		for _, e := range c.Logs() {
+			if e.Logger() == "hardening" && e.Level() == "warn" && strings.Contains(e.Msg(), "at startup") {
+				w = e
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(w.Str("fix"), "+ping") || !strings.Contains(w.Str("error"), "NOPERM") {
+		t.Fatalf("the startup warning's fix %q (error %q) does not name the grant +ping", w.Str("fix"), w.Str("error"))
+	}
+}

@@ -143,9 +143,12 @@ const ClusterNodeFix = "give the Cluster's nodes with cluster <host:port>... ins
 
 // credentialsFix says which setting to change for refused credentials: NOAUTH means none was
 // sent where the server wants one; with Sentinel, a refusal wrapped in "all sentinels" is the
-// sentinels' own password, not the master's; NOPERM is an ACL that lacks a permission.
+// sentinels' own password, not the master's; NOPERM is an ACL that lacks a permission (the
+// command, when Redis names it).
 func credentialsFix(msg string, o Options) string {
-	switch {
+	switch cmd := RefusedCommand(errors.New(msg)); {
+	case cmd != "":
+		return fmt.Sprintf("grant the ACL user the command Redis refused: ACL SETUSER <user> +%s (what the modules use: ~<key_prefix>* &<key_prefix>* +@all -@dangerous)", cmd)
 	case strings.Contains(msg, "NOPERM") || strings.Contains(msg, scriptRefusal):
 		return "grant the ACL user the commands and keys the modules use (ACL SETUSER <user> ~<key_prefix>* &<key_prefix>* +@all -@dangerous; a narrower user needs +time besides its categories)"
 	case o.Mode() == Sentinel && strings.Contains(msg, "sentinels"):
