@@ -273,8 +273,10 @@ func (e *breakerEntry) status(name string, critical bool) StatusReport {
 		if !ok && rep.Status == HealthPass {
 			rep.Status = HealthWarn
 			rep.Output = "shared state unreachable (Redis): deciding locally"
-			if h := e.owner.Load(); h != nil && (refusedCredentials(errors.New(lastErr)) || redisFull(errors.New(lastErr))) {
-				rep.Output = h.app.sharingFailure(errors.New(lastErr), "deciding locally, not with the other instances", false)
+			if h := e.owner.Load(); h != nil {
+				if msg, refused := h.app.redisRefusal(errors.New(lastErr), "deciding locally, not with the other instances", false); refused {
+					rep.Output = msg
+				}
 			}
 		}
 	}

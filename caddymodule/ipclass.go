@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 	"github.com/swarmsec/caddy-hardening/ipclass"
 )
 
@@ -309,6 +310,8 @@ func (a *App) provisionClasses(ctx caddy.Context, repl *caddy.Replacer) error {
 						msg = "shared detections: Redis refused this client (credentials or ACL): detections stay local, and other instances' are not received, until it grants them"
 					case redisFull(err):
 						msg = "shared detections: Redis is full and refuses the shared set's write: " + fullRedisDetections + ", until it has room"
+					case redisconn.ReadOnly(err):
+						msg = "shared detections: Redis is a read-only replica and refuses the shared set's write: detections stay local, and other instances' are not received; give the primary's address"
 					}
 					log := logger.Warn
 					if shared.startupReported() {
@@ -389,19 +392,44 @@ func (a *App) detectionStatus() StatusReport {
 }
 
 // sharingFailure says why a module's state is not shared (what: "detections are not shared
-// between instances"): a Redis that answers but refuses this client (an ACL without the keys
-// or channels the module uses, a wrong password) is a configuration to fix, not an outage to
-// wait out. channels: the module also publishes and subscribes under the key prefix.
+// between instances"): a Redis that answers but refuses (see redisRefusal) is named as such,
+// anything else is an outage. channels: the module also publishes and subscribes under the
+// key prefix.
 func (a *App) sharingFailure(err error, what string, channels bool) string {
-	if redisFull(err) {
-		return fmt.Sprintf("Redis refused the write (%s): %s; it is full at maxmemory with the noeviction policy: raise maxmemory, or give it a volatile-* eviction policy", err, what)
+	if msg, ok := a.redisRefusal(err, what, channels); ok {
+		return msg
 	}
-	if !refusedCredentials(err) {
-		return "Redis unreachable: " + what
+	return "Redis unreachable: " + what
+}
+
+// redisRefusal words a failure of a Redis that answers but refuses this client, which waiting
+// does not end and the operator must fix: full at maxmemory (OOM), a read-only replica
+// (READONLY), an ACL without a command, key or channel the module uses (NOPERM, or a script's
+// call refused), a wrong password. It names the error and the change to make; ok is false for
+// anything else (an outage).
+func (a *App) redisRefusal(err error, what string, channels bool) (string, bool) {
+	var opts redisconn.Options
+	if a.redis != nil {
+		opts = a.redis.opts
 	}
-	msg := redactSecrets(err.Error(), a.redis.opts)
+	msg := redactSecrets(err.Error(), opts)
+	switch {
+	case redisFull(err):
+		return fmt.Sprintf("Redis refused the write (%s): %s; it is full at maxmemory with the noeviction policy: raise maxmemory, or give it a volatile-* eviction policy", msg, what), true
+	case redisconn.ReadOnly(err):
+		return fmt.Sprintf("Redis refused the write (%s): %s; the address names a read-only replica: give the primary's address (or its Sentinels with sentinel, which follow a failover)", msg, what), true
+	case !refusedCredentials(err):
+		return "", false
+	}
 	fix := "check the username and password of the hardening option's redis"
-	if strings.Contains(msg, "NOPERM") {
+	switch cmd := redisconn.RefusedCommand(err); {
+	case cmd != "":
+		fix = fmt.Sprintf("the ACL user needs the command %s (ACL SETUSER <user> +%s)", strings.ToUpper(cmd), cmd)
+	case redisconn.ScriptRefused(err):
+		// Redis does not name the command; of the modules' scripts only the rate limiter's
+		// calls one outside @read, @write and @scripting.
+		fix = "the ACL refuses a command the script calls: the rate limiter's calls TIME, which is in no category but @fast (ACL SETUSER <user> +time)"
+	case strings.Contains(msg, "NOPERM"):
 		p := a.KeyPrefix()
 		needs, grant := "the keys ~"+p+"*", "~"+p+"*"
 		if channels {
@@ -409,7 +437,7 @@ func (a *App) sharingFailure(err error, what string, channels bool) string {
 		}
 		fix = fmt.Sprintf("the ACL user needs %s (ACL SETUSER <user> %s ...)", needs, grant)
 	}
-	return fmt.Sprintf("Redis refused this client (%s): %s; %s", msg, what, fix)
+	return fmt.Sprintf("Redis refused this client (%s): %s; %s", msg, what, fix), true
 }
 
 // minTracked and maxTracked bound max_tracked, in the Caddyfile and in JSON alike: beyond

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swarmsec/caddy-hardening/dashboard"
+	"github.com/swarmsec/caddy-hardening/internal/redisconn"
 )
 
 // The dashboard: two routes of the monitoring handler.
@@ -64,6 +65,10 @@ type dashEntry struct {
 	foreign    int
 	own        int
 	nameShared atomic.Bool
+
+	// publishFailing is set while this instance's documents fail to reach Redis (see
+	// notePublish); only the sampler's goroutine touches it.
+	publishFailing bool
 
 	// src is the newest started configuration's feeds; live the feeds of every started
 	// configuration not cleaned up yet, oldest first (see publish and withdraw).
@@ -152,9 +157,30 @@ func (e *dashEntry) sample(now time.Time) {
 		for _, res := range []dashboard.Resolution{dashboard.Fine, dashboard.Coarse} {
 			docs[res.Name] = f.local(e, res, now)
 		}
-		if err := dashboard.Publish(ctx, f.redis, f.prefix, e.instance, docs, now); err != nil {
-			f.logger.Debug("dashboard: publishing to Redis failed", zap.Error(err))
+		e.notePublish(dashboard.Publish(ctx, f.redis, f.prefix, e.instance, docs, now), f)
+	}
+}
+
+// notePublish tells the first failure of a run of failed publications at WARN, and the end of
+// the run at INFO. A Redis that reads but refuses this instance's writes (full at maxmemory
+// with noeviction, a read-only replica, an ACL without a write command) leaves it out of every
+// other instance's all-instances view, which nothing else shows: logged at DEBUG, nobody heard
+// of it. Once per run, not per sample (every 5 s).
+func (e *dashEntry) notePublish(err error, f *dashFeeds) {
+	switch {
+	case err != nil && !e.publishFailing:
+		e.publishFailing = true
+		var opts redisconn.Options
+		if f.app != nil && f.app.redis != nil {
+			opts = f.app.redis.opts
 		}
+		f.logger.Warn("dashboard: publishing this instance's documents to Redis failed: the other instances' all-instances view leaves it out until it succeeds (logged once until then)",
+			zap.String("instance", e.instance), zap.String("error", redactSecrets(err.Error(), opts)))
+	case err != nil:
+		f.logger.Debug("dashboard: publishing to Redis failed", zap.Error(err))
+	case e.publishFailing:
+		e.publishFailing = false
+		f.logger.Info("dashboard: publishing this instance's documents to Redis works again", zap.String("instance", e.instance))
 	}
 }
 

@@ -469,8 +469,15 @@ func (e *limiterEntry) status() StatusReport {
 			// The cause tells an outage from a Redis that answers but cannot decide (READONLY,
 			// OOM, an ACL's NOPERM), which waiting does not end.
 			var opts redisconn.Options
-			if a := e.reporter.Load(); a != nil && a.redis != nil {
+			a := e.reporter.Load()
+			if a != nil && a.redis != nil {
 				opts = a.redis.opts
+			}
+			if a != nil {
+				if msg, refused := a.redisRefusal(cause, "rate limits are decided in memory, per instance", true); refused {
+					r.Output = msg
+					return r
+				}
 			}
 			msg := redactSecrets(cause.Error(), opts)
 			r.Output = "Redis is failing (" + msg + "): rate limits are decided in memory, per instance, until it answers again"

@@ -406,8 +406,14 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 	defer cancel()
 	start := time.Now()
 	err := s.client.Ping(ctx).Err()
-	if err == nil && s.opts.Mode() == redisconn.Standalone && clusterEnabled(ctx, s.client) {
-		err = errClusterNode
+	if err == nil && s.opts.Mode() == redisconn.Standalone {
+		// A URL names one server: a Cluster node, or a read-only replica (a URL not updated
+		// after a failover), answers PING and refuses what the modules do.
+		if clusterEnabled(ctx, s.client) {
+			err = errClusterNode
+		} else if role := redisconn.ReplicaRole(ctx, s.client); role != "" {
+			err = errReplica
+		}
 	}
 	fields := []zap.Field{
 		zap.String("mode", string(s.opts.Mode())),
@@ -424,10 +430,14 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 	s.startupErr = err
 	at := strings.Join(s.opts.Endpoints(), ", ")
 	var msg, fix string
-	if err == errClusterNode {
+	switch err {
+	case errClusterNode:
 		msg = "redis is a Cluster node at startup, at " + at + ", but is given as one server (a URL): commands on keys of other nodes' slots are refused (MOVED); modules use in-memory state for those"
 		fix = redisconn.ClusterNodeFix
-	} else {
+	case errReplica:
+		msg = "redis is a read-only replica at startup, at " + at + ": it answers reads and refuses every write (READONLY); modules use in-memory state until the configuration is fixed"
+		fix = "give the primary's address (or its Sentinels with sentinel, which follow a failover)"
+	default:
 		d := redisconn.Diagnose(err, s.opts)
 		sep := " "
 		if !strings.HasPrefix(d.Hint, "(") {
@@ -452,6 +462,9 @@ func pingOnce(s *sharedRedis, logger *zap.Logger) {
 
 // errClusterNode is the startup check's finding that a URL names a node of a Cluster.
 var errClusterNode = errors.New("the server is a Cluster node (cluster_enabled:1)")
+
+// errReplica is the startup check's finding that a URL names a read-only replica.
+var errReplica = errors.New("the server is a read-only replica (HELLO role replica)")
 
 // clusterEnabled reports whether the server says it is a Cluster node (INFO cluster); false
 // when it does not answer that (an ACL without INFO).

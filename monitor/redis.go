@@ -54,8 +54,7 @@ func pingPrimary(ctx context.Context, c redisDoer) error {
 	if err := c.Ping(ctx).Err(); err != nil {
 		return err
 	}
-	role := helloRole(c.Do(ctx, "HELLO").Val())
-	if role == "replica" || role == "slave" {
+	if role := redisconn.ReplicaRole(ctx, c); role != "" {
 		return errors.New("the server is a read-only replica (HELLO role " + role + "); expected a primary, which takes writes")
 	}
 	return nil
@@ -65,24 +64,6 @@ func pingPrimary(ctx context.Context, c redisDoer) error {
 type redisDoer interface {
 	Ping(ctx context.Context) *redis.StatusCmd
 	Do(ctx context.Context, args ...any) *redis.Cmd
-}
-
-// helloRole is the role field of a HELLO reply: a map (RESP3) or a flat list of pairs (RESP2);
-// empty when the reply has none (an error, an older server).
-func helloRole(reply any) string {
-	switch v := reply.(type) {
-	case map[any]any:
-		s, _ := v["role"].(string)
-		return s
-	case []any:
-		for i := 0; i+1 < len(v); i += 2 {
-			if k, _ := v[i].(string); k == "role" {
-				s, _ := v[i+1].(string)
-				return s
-			}
-		}
-	}
-	return ""
 }
 
 // redisFailed is the outcome of a Redis command that returned err. A client closed under the

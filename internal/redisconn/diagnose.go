@@ -143,11 +143,14 @@ const ClusterNodeFix = "give the Cluster's nodes with cluster <host:port>... ins
 
 // credentialsFix says which setting to change for refused credentials: NOAUTH means none was
 // sent where the server wants one; with Sentinel, a refusal wrapped in "all sentinels" is the
-// sentinels' own password, not the master's; NOPERM is an ACL that lacks a permission.
+// sentinels' own password, not the master's; NOPERM is an ACL that lacks a permission (the
+// command, when Redis names it).
 func credentialsFix(msg string, o Options) string {
-	switch {
-	case strings.Contains(msg, "NOPERM"):
-		return "grant the ACL user the commands and keys the modules use (ACL SETUSER <user> ~<key_prefix>* &<key_prefix>* ...)"
+	switch cmd := RefusedCommand(errors.New(msg)); {
+	case cmd != "":
+		return fmt.Sprintf("grant the ACL user the command Redis refused: ACL SETUSER <user> +%s (what the modules use: ~<key_prefix>* &<key_prefix>* +@all -@dangerous)", cmd)
+	case strings.Contains(msg, "NOPERM") || strings.Contains(msg, scriptRefusal):
+		return "grant the ACL user the commands and keys the modules use (ACL SETUSER <user> ~<key_prefix>* &<key_prefix>* +@all -@dangerous; a narrower user needs +time besides its categories)"
 	case o.Mode() == Sentinel && strings.Contains(msg, "sentinels"):
 		return "set sentinel_password (and sentinel_username for an ACL user) to what the sentinels require (their requirepass); password is the master's"
 	case strings.Contains(msg, "NOAUTH") && !o.HasPassword():
@@ -164,12 +167,49 @@ func credentialsFix(msg string, o Options) string {
 func RefusedCredentials(err error) bool {
 	msg := err.Error()
 	for _, code := range []string{"WRONGPASS", "NOAUTH", "NOPERM"} {
-		if strings.HasPrefix(msg, code) || strings.Contains(msg, ": "+code+" ") {
+		if hasCode(msg, code) {
 			return true
 		}
 	}
-	return false
+	return ScriptRefused(err)
 }
+
+// hasCode reports whether a Redis error code (READONLY, NOPERM) starts msg or follows a
+// wrapping ("rate limit store unavailable: redis: READONLY ...", "127.0.0.1:7000: NOPERM ...").
+func hasCode(msg, code string) bool {
+	return strings.HasPrefix(msg, code+" ") || strings.Contains(msg, ": "+code+" ")
+}
+
+// scriptRefusal is what Redis 7 answers when the ACL refuses a command a Lua script calls: an
+// ERR, not a NOPERM, and without the command's name.
+const scriptRefusal = "The user executing the script can't run this command"
+
+// ScriptRefused reports whether the ACL refused a command that a script called (the rate
+// limiter's script calls TIME, which a user granted only +@read +@write +@scripting lacks:
+// TIME is in no category but @fast).
+func ScriptRefused(err error) bool { return strings.Contains(err.Error(), scriptRefusal) }
+
+// RefusedCommand names the command an ACL refused, lower case as Redis writes it ("subscribe"
+// of "NOPERM this user has no permissions to run the 'subscribe' command"); "" when the error
+// names none (a key or channel refused, a script's call).
+func RefusedCommand(err error) string {
+	msg := err.Error()
+	const lead = "permissions to run the '"
+	i := strings.Index(msg, lead)
+	if !hasCode(msg, "NOPERM") || i < 0 {
+		return ""
+	}
+	name, _, ok := strings.Cut(msg[i+len(lead):], "'")
+	if !ok || name == "" || len(name) > 64 || strings.ContainsAny(name, " \t\r\n") {
+		return ""
+	}
+	return name
+}
+
+// ReadOnly reports whether Redis refused a write because the server is a read-only replica
+// (READONLY): the address names a replica (a stale URL after a failover, a replica's service).
+// Redis answers, and reads work: it is not an outage, and waiting does not end it.
+func ReadOnly(err error) bool { return hasCode(err.Error(), "READONLY") }
 
 // Full reports whether Redis refused a write for want of memory: maxmemory reached under the
 // noeviction policy (the error starts "OOM command not allowed"). Redis answers, and reads

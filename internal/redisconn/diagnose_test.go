@@ -2,6 +2,7 @@ package redisconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -90,5 +91,38 @@ func TestDiagnoseUnknownIsWordedToo(t *testing.T) {
 	}
 	if d := Diagnose(nil, Options{}); d != (Diagnosis{}) {
 		t.Fatalf("Diagnose(nil) = %+v", d)
+	}
+}
+
+// TestRefusalsAreRecognised: the refusals of a Redis that answers, as real servers word them
+// (wrapped as the modules wrap them), are told from an outage and name what to grant.
+func TestRefusalsAreRecognised(t *testing.T) {
+	for _, tc := range []struct {
+		err                     string
+		credentials, script, ro bool
+		command                 string
+	}{
+		{err: "NOPERM this user has no permissions to run the 'subscribe' command", credentials: true, command: "subscribe"},
+		{err: "rate limit store unavailable: redis: NOPERM this user has no permissions to run the 'evalsha' command", credentials: true, command: "evalsha"},
+		{err: "NOPERM No permissions to access a key", credentials: true},
+		{err: "rate limit store unavailable: redis: ERR The user executing the script can't run this command or subcommand script: 9198, on @user_script:20.", credentials: true, script: true},
+		{err: "READONLY You can't write against a read only replica.", ro: true},
+		{err: "rate limit store unavailable: redis: READONLY You can't write against a read only replica. script: 9198", ro: true},
+		{err: "dial tcp 127.0.0.1:1: connect: connection refused"},
+		{err: "ERR unknown command 'READONLYX'"},
+	} {
+		err := errors.New(tc.err)
+		if got := RefusedCredentials(err); got != tc.credentials {
+			t.Errorf("RefusedCredentials(%q) = %v", tc.err, got)
+		}
+		if got := ScriptRefused(err); got != tc.script {
+			t.Errorf("ScriptRefused(%q) = %v", tc.err, got)
+		}
+		if got := ReadOnly(err); got != tc.ro {
+			t.Errorf("ReadOnly(%q) = %v", tc.err, got)
+		}
+		if got := RefusedCommand(err); got != tc.command {
+			t.Errorf("RefusedCommand(%q) = %q, want %q", tc.err, got, tc.command)
+		}
 	}
 }
