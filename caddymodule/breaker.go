@@ -427,7 +427,8 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 		return next.ServeHTTP(w, r)
 	}
 	vars, _ := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any)
-	if vars[h.heldVar] == h.entry { // this breaker already holds the request, further out
+	hold, _ := vars[h.heldVar].(*breakerHold)
+	if hold != nil && hold.entry.Load() == h.entry { // this breaker already holds the request, further out
 		return next.ServeHTTP(w, r)
 	}
 	b := h.entry.b
@@ -435,18 +436,22 @@ func (h *UpstreamBreaker) ServeHTTP(w http.ResponseWriter, r *http.Request, next
 	if err != nil {
 		return h.refuse(w, r, err)
 	}
-	if vars != nil {
-		vars[h.heldVar] = h.entry
-	}
 	rec := &breakerRecorder{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h: h, tk: tk, start: time.Now(), vars: vars}
+	if vars != nil {
+		if hold == nil {
+			hold = &rec.hold
+			vars[h.heldVar] = hold
+		}
+		hold.entry.Store(h.entry)
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		rec.body.ReadCloser = r.Body
 		r.Body = &rec.body
 	}
 	defer func() {
-		if vars != nil {
-			delete(vars, h.heldVar) // handle_errors routes run after: they may hold it again
+		if hold != nil {
+			hold.entry.Store(nil) // handle_errors routes run after: they may hold it again
 		}
 		if rec.reported {
 			return

@@ -163,6 +163,14 @@ var errRoutePanicked = errors.New("the route panicked")
 // breakerRecorder reports the outcome as soon as the final response header is written: the
 // status and its latency say how the upstream did, and a long body (a download, server-sent
 // events, a WebSocket) does not hold a half-open probe slot. It never buffers.
+// breakerHold says which breaker of a name holds a request (nesting: an inner one of the same
+// name passes it on). It goes into the request's vars once, and is then changed only through
+// its own field: reverse_proxy's dial function reads the vars map from the transport's dial
+// goroutine, which can outlive the request (a dial that lost the race for an idle connection
+// goes on), so writing the map after the route ran (deleting the key, as before) raced with
+// that read: Go's fatal "concurrent map read and map write" outside -race.
+type breakerHold struct{ entry atomic.Pointer[breakerEntry] }
+
 type breakerRecorder struct {
 	caddyhttp.ResponseWriterWrapper
 	h        *UpstreamBreaker
@@ -172,6 +180,7 @@ type breakerRecorder struct {
 	reported bool
 	body     watchedBody    // the request body, when it has one
 	vars     map[string]any // the request's vars: a refusal of ours is marked there (refusedVar)
+	hold     breakerHold    // put in vars when no breaker of this name held the request before
 
 	// A gRPC call whose header has no grpc-status is settled at its first message, or at its
 	// end by the grpc-status in its trailers (see judge).
