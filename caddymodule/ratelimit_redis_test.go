@@ -575,7 +575,9 @@ func TestRateLimitRefusalsSpareRedis(t *testing.T) {
 			t.Fatalf("status %d", s)
 		}
 	}
-	if n := r.CommandCalls(t, "evalsha", "eval") - before; n != 1 {
+	// 1 for the first refusal; 2 when the store's startup probe (FailoverStore.Run, which runs
+	// the script once in the background) came after the first request, as on a loaded machine.
+	if n := r.CommandCalls(t, "evalsha", "eval") - before; n < 1 || n > 2 {
 		t.Fatalf("100 refusals ran the script %d times in Redis; want 1 (the first refusal)", n)
 	}
 }
