@@ -56,6 +56,24 @@ func parserKeywords(t *testing.T) map[string]string {
 	return words
 }
 
+// missingKeywords lists the parsers' keywords (parserKeywords) that doc does not match with the
+// expression pattern makes of the keyword (regexp-quoted), each with the file that accepts it.
+func missingKeywords(t *testing.T, doc []byte, pattern func(quoted string) string) []string {
+	t.Helper()
+	words := parserKeywords(t)
+	if len(words) < 80 {
+		t.Fatalf("only %d keywords found: the walk no longer sees the parsers", len(words))
+	}
+	var missing []string
+	for w, file := range words {
+		if !regexp.MustCompile(pattern(regexp.QuoteMeta(w))).Match(doc) {
+			missing = append(missing, w+" ("+file+")")
+		}
+	}
+	sort.Strings(missing)
+	return missing
+}
+
 // TestExampleHasEveryOption fails when a subdirective or keyword a parser accepts is missing
 // from Caddyfile.example (as a word, in a line or a comment): the example is the
 // configuration reference.
@@ -64,17 +82,8 @@ func TestExampleHasEveryOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	words := parserKeywords(t)
-	if len(words) < 80 {
-		t.Fatalf("only %d keywords found: the walk no longer sees the parsers", len(words))
-	}
-	var missing []string
-	for w, file := range words {
-		re := regexp.MustCompile(`(?m)(^|[\s#{(])` + regexp.QuoteMeta(w) + `($|[\s})])`)
-		if !re.Match(example) {
-			missing = append(missing, w+" ("+file+")")
-		}
-	}
+	// As a word, in a line or a comment.
+	missing := missingKeywords(t, example, func(q string) string { return `(?m)(^|[\s#{(])` + q + `($|[\s})])` })
 	// Every directive, matcher and global option of ours starts a line (written or commented).
 	for _, name := range []string{"hardening", "policy_rate_limit", "security_headers", "csp_report", "path_guard",
 		"upstream_breaker", "monitoring", "ip_class"} {

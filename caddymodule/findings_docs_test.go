@@ -81,7 +81,7 @@ func TestFindingCodesAreDocumented(t *testing.T) {
 	}
 	// The first cell of every table row that names codes: `a.b`, `a.b`, ...
 	rowCodes := map[string]bool{}
-	cell := regexp.MustCompile("^\\|\\s*([^|]+)\\|")
+	cell := regexp.MustCompile(`^\|\s*([^|]+)\|`)
 	code := regexp.MustCompile("`([a-z][a-z0-9_]*\\.(?:[a-z0-9_]+|\\*))`")
 	for _, l := range strings.Split(string(raw), "\n") {
 		if m := cell.FindStringSubmatch(l); m != nil {

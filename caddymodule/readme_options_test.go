@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"os"
-	"regexp"
-	"sort"
 	"testing"
 )
 
@@ -16,20 +14,8 @@ func TestReadmeHasEveryOption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	words := parserKeywords(t)
-	if len(words) < 80 {
-		t.Fatalf("only %d keywords found: the walk no longer sees the parsers", len(words))
-	}
-	var missing []string
-	for w, file := range words {
-		q := regexp.QuoteMeta(w)
-		// `name`, `name value`, or a Caddyfile line starting with the name.
-		re := regexp.MustCompile("`" + q + "[` ]|(?m)^\\s*#?\\s*" + q + "($|[\\s{])")
-		if !re.Match(raw) {
-			missing = append(missing, w+" ("+file+")")
-		}
-	}
-	sort.Strings(missing)
+	// `name`, `name value`, or a Caddyfile line starting with the name.
+	missing := missingKeywords(t, raw, func(q string) string { return "`" + q + "[` ]|(?m)^\\s*#?\\s*" + q + "($|[\\s{])" })
 	if len(missing) > 0 {
 		t.Fatalf("README.md lacks %d option(s) the parsers accept: %v", len(missing), missing)
 	}
