@@ -440,7 +440,7 @@ func checkWindows(p string, opt Options) Reason {
 			return ReasonDOSDevice
 		case shortName(seg):
 			return ReasonShortName
-		case !opt.attackOnly && seg != "" && (seg[len(seg)-1] == '.' || seg[len(seg)-1] == ' ') && strings.Trim(seg, ".") != "":
+		case !opt.attackOnly && trailingDotSpace(seg):
 			return ReasonTrailingDotSpace
 		}
 		if !more {
@@ -448,6 +448,27 @@ func checkWindows(p string, opt Options) Reason {
 		}
 		rest = after
 	}
+}
+
+// trailingDotSpace reports whether a segment ends in a dot or a space that Windows drops: ASCII,
+// or a look-alike that NFKC (lax servers) and Windows' best-fit conversion to a legacy code page
+// (an application handing the path to an ANSI file API, the "WorstFit" attacks) make one, so
+// `web.config．` (U+FF0E) and `admin　` (U+3000) are `web.config` and `admin` there. A name of
+// dots alone (`...`) passes: Windows keeps it. A Japanese name ending in 。 (U+3002) passes
+// too: neither makes it a '.'. TestWindowsDotSpaceMatchesNFKC checks the runes.
+func trailingDotSpace(seg string) bool {
+	r, _ := utf8.DecodeLastRuneInString(seg)
+	return (r == '.' || r == ' ' || windowsDotSpace(r)) && strings.TrimFunc(seg, func(r rune) bool { return r == '.' || r == '\uff0e' || r == '\ufe52' || r == '\u2024' }) != ""
+}
+
+// windowsDotSpace reports whether r is a non-ASCII rune that NFKC makes a '.' or a ' '.
+func windowsDotSpace(r rune) bool {
+	switch r {
+	case '\uff0e', '\ufe52', '\u2024', // fullwidth full stop, small full stop, one-dot leader
+		'\u00a0', '\u202f', '\u205f', '\u3000': // no-break, narrow no-break, math and ideographic spaces
+		return true
+	}
+	return r >= '\u2000' && r <= '\u200a' // en quad ... hair space
 }
 
 // dosDevices are the names Windows opens as devices whatever the directory, the last digit

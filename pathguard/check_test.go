@@ -324,6 +324,20 @@ func dotForm(r rune) string {
 // dots gives their number, and every such rune, alone or paired so that the segment normalizes
 // to "..", is refused. UTS#46 adds the ideographic full stops (。 U+3002, ｡ U+FF61), which NFKC
 // keeps.
+// TestWindowsDotSpaceMatchesNFKC: windowsDotSpace holds exactly the non-ASCII runes NFKC makes
+// a '.' or a ' '.
+func TestWindowsDotSpaceMatchesNFKC(t *testing.T) {
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if r >= 0xd800 && r <= 0xdfff {
+			continue
+		}
+		nf := norm.NFKC.String(string(r))
+		if want := nf == "." || nf == " "; windowsDotSpace(r) != want {
+			t.Errorf("windowsDotSpace(%U) = %v; NFKC gives %q", r, !want, nf)
+		}
+	}
+}
+
 func TestDotsMatchesNFKC(t *testing.T) {
 	if len(uts46Dots()) < 3 {
 		t.Fatalf("UTS#46 maps only %v to '.'", uts46Dots())
@@ -521,6 +535,11 @@ func TestCheckWindows(t *testing.T) {
 		{"/abcdef*~1/x", ReasonShortName},
 		{"/*~1*/.aspx", ReasonShortName},
 		{"/admin%7E1/x", ReasonShortName},
+		// Look-alike dots and spaces that NFKC and best-fit make ASCII are dropped as well.
+		{"/web.config%EF%BC%8E", ReasonTrailingDotSpace}, // ．U+FF0E
+		{"/admin%E3%80%80/x", ReasonTrailingDotSpace},    // U+3000
+		{"/admin%C2%A0", ReasonTrailingDotSpace},         // U+00A0
+		{"/a%E2%80%A4", ReasonTrailingDotSpace},          // ․ U+2024
 		// An attack form besides a trailing dot is named for the attack.
 		{"/a./%2e%2e/x", ReasonDotSegment},
 		{"/a./%252e%252e/x", ReasonDoubleEncoding},
@@ -540,7 +559,8 @@ func TestCheckWindows(t *testing.T) {
 		{"/abcdefg*~1", ""}, // seven before the ~ besides the '*'
 		{"/0*~0000000", ""}, // nine characters at least
 		{"/a~1b", ""},
-		{"/a~1.html", ""}, // a four-character extension
+		{"/a~1.html", ""},                         // a four-character extension
+		{"/wiki/%E3%81%AF%E3%81%84%E3%80%82", ""}, // はい。: U+3002 is no '.' to NFKC or best-fit
 		{"/.well-known/x", ""},
 		{"/a%20b", ""},
 	} {

@@ -1,6 +1,7 @@
 package pathguard
 
 import (
+	"golang.org/x/text/unicode/norm"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -112,7 +113,7 @@ func windowsAlias(seg string) string {
 		seg = seg[:i]
 	}
 	switch {
-	case strings.HasSuffix(seg, ".") && strings.Trim(seg, ".") != "", strings.HasSuffix(seg, " "):
+	case endsInDotOrSpace(seg):
 		return "a trailing dot or space"
 	case dosDeviceName.MatchString(seg):
 		return "a device"
@@ -120,6 +121,19 @@ func windowsAlias(seg string) string {
 		return "a short name"
 	}
 	return ""
+}
+
+// endsInDotOrSpace: seg's last rune is, as NFKC reads it, a '.' (and seg is not dots alone) or
+// a ' '.
+func endsInDotOrSpace(seg string) bool {
+	r, _ := utf8.DecodeLastRuneInString(seg)
+	switch norm.NFKC.String(string(r)) {
+	case ".":
+		return strings.Trim(norm.NFKC.String(seg), ".") != ""
+	case " ":
+		return true
+	}
+	return false
 }
 
 // isShortName matches seg against shortNameForm, with the `*`s of a scan before the `~`
