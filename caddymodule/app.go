@@ -134,8 +134,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	resolved := repl.ReplaceKnown(env, "")
 	if a.env, err = ParseEnvironment(resolved); err != nil {
-		if resolved != env {
+		if resolved == "" {
 			return fmt.Errorf("%w (from %s: set the variable)", err, env)
+		}
+		if resolved != env { // set, to something else: "set the variable" would point nowhere
+			return fmt.Errorf("%w (from %s: change the variable's value)", err, env)
 		}
 		return err
 	}

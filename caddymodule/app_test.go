@@ -267,7 +267,7 @@ func TestEnvironmentPlaceholderHasNoDefault(t *testing.T) {
 		}
 	}
 	t.Setenv("HARDENING_TEST_ENV", "prod")
-	want := `environment "prod": expected one of production, staging, development (from {env.HARDENING_TEST_ENV}: set the variable)`
+	want := `environment "prod": expected one of production, staging, development (from {env.HARDENING_TEST_ENV}: change the variable's value)`
 	if err := c.Load("{\n\thardening {\n\t\tenvironment {env.HARDENING_TEST_ENV}\n\t}\n}\n"); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("environment {env.HARDENING_TEST_ENV}=prod: %v, want %q", err, want)
 	}
