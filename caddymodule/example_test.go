@@ -22,38 +22,47 @@ func parserKeywords(t *testing.T) map[string]string {
 		t.Fatalf("no parser files: %v", err)
 	}
 	files = append(files, "ipclass_matcher.go") // the ip_class matcher parses in its own file
-	words := map[string]string{}
-	add := func(e ast.Expr, file string) {
-		if bl, ok := e.(*ast.BasicLit); ok && bl.Kind == token.STRING {
-			if s, err := strconv.Unquote(bl.Value); err == nil && s != "" {
-				words[s] = file
+	return sourceStrings(t, files, func(n ast.Node, take func(ast.Expr)) {
+		switch n := n.(type) {
+		case *ast.CaseClause:
+			for _, e := range n.List {
+				take(e)
+			}
+		case *ast.CompositeLit:
+			if _, ok := n.Type.(*ast.MapType); ok {
+				for _, el := range n.Elts {
+					if kv, ok := el.(*ast.KeyValueExpr); ok {
+						take(kv.Key)
+					}
+				}
 			}
 		}
-	}
+	})
+}
+
+// sourceStrings parses files and returns the non-empty string literals that pick takes from
+// their nodes, each with the file it is in.
+func sourceStrings(t *testing.T, files []string, pick func(n ast.Node, take func(ast.Expr))) map[string]string {
+	t.Helper()
+	found := map[string]string{}
 	for _, f := range files {
 		af, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ast.Inspect(af, func(n ast.Node) bool {
-			switch n := n.(type) {
-			case *ast.CaseClause:
-				for _, e := range n.List {
-					add(e, f)
-				}
-			case *ast.CompositeLit:
-				if _, ok := n.Type.(*ast.MapType); ok {
-					for _, el := range n.Elts {
-						if kv, ok := el.(*ast.KeyValueExpr); ok {
-							add(kv.Key, f)
-						}
-					}
+		take := func(e ast.Expr) {
+			if bl, ok := e.(*ast.BasicLit); ok && bl.Kind == token.STRING {
+				if s, err := strconv.Unquote(bl.Value); err == nil && s != "" {
+					found[s] = f
 				}
 			}
+		}
+		ast.Inspect(af, func(n ast.Node) bool {
+			pick(n, take)
 			return true
 		})
 	}
-	return words
+	return found
 }
 
 // missingKeywords lists the parsers' keywords (parserKeywords) that doc does not match with the

@@ -2,13 +2,10 @@ package caddymodule
 
 import (
 	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -18,47 +15,34 @@ import (
 // builds its findings so).
 func sourceFindingCodes(t *testing.T) map[string]string {
 	t.Helper()
-	files, err := filepath.Glob("*.go")
+	all, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	codes := map[string]string{}
-	add := func(e ast.Expr, file string) {
-		if bl, ok := e.(*ast.BasicLit); ok && bl.Kind == token.STRING {
-			if s, err := strconv.Unquote(bl.Value); err == nil && s != "" {
-				codes[s] = file
-			}
+	var files []string
+	for _, f := range all {
+		if !strings.HasSuffix(f, "_test.go") {
+			files = append(files, f)
 		}
 	}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		af, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(af, func(n ast.Node) bool {
-			switch n := n.(type) {
-			case *ast.CompositeLit:
-				if id, ok := n.Type.(*ast.Ident); ok && id.Name == "Finding" {
-					for _, el := range n.Elts {
-						if kv, ok := el.(*ast.KeyValueExpr); ok {
-							if k, ok := kv.Key.(*ast.Ident); ok && k.Name == "Code" {
-								add(kv.Value, f)
-							}
+	return sourceStrings(t, files, func(n ast.Node, take func(ast.Expr)) {
+		switch n := n.(type) {
+		case *ast.CompositeLit:
+			if id, ok := n.Type.(*ast.Ident); ok && id.Name == "Finding" {
+				for _, el := range n.Elts {
+					if kv, ok := el.(*ast.KeyValueExpr); ok {
+						if k, ok := kv.Key.(*ast.Ident); ok && k.Name == "Code" {
+							take(kv.Value)
 						}
 					}
 				}
-			case *ast.CallExpr:
-				if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "report" && len(n.Args) > 0 {
-					add(n.Args[0], f)
-				}
 			}
-			return true
-		})
-	}
-	return codes
+		case *ast.CallExpr:
+			if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "report" && len(n.Args) > 0 {
+				take(n.Args[0])
+			}
+		}
+	})
 }
 
 // TestFindingCodesAreDocumented fails when a finding code the modules can report is in no
